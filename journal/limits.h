@@ -1,0 +1,84 @@
+/*
+ * limits.h: every bound kiroku puts on inputs, buffers, lists and queues, in one
+ * place, each with the reason for its value. Code checks against these names,
+ * never against bare numbers.
+ */
+#ifndef KR_LIMITS_H
+#define KR_LIMITS_H
+
+/* ---- Records (journal/record.h) ---- */
+
+/* A stream name ("contact/<32 hex>"): aggregate type, '/', a 128-bit id in hex,
+ * with room for longer aggregate names. Also bounds the LMDB key of the stream
+ * index well below LMDB's 511-byte key limit. */
+#define KR_STREAM_MAX 128
+/* An event type ("account.password_changed"): dotted lower-case words. */
+#define KR_TYPE_MAX 64
+/* An actor id ("account/<32 hex>", "operator/<32 hex>", "system"). */
+#define KR_ACTOR_MAX 64
+/* One event's payload. Events are facts, not files; 64 KiB holds any contact
+ * with all its attributes, and keeps a commit batch's memory bounded. */
+#define KR_PAYLOAD_MAX (64u * 1024u)
+/* An encoded record header: fixed fields plus the three strings above. */
+#define KR_HEADER_MAX 512u
+/* An encoded record: header, payload, and msgpack framing. */
+#define KR_RECORD_MAX (KR_HEADER_MAX + KR_PAYLOAD_MAX + 16u)
+
+/* ---- Appends and the writer (journal/journal.h) ---- */
+
+/* Events in one atomic append. A command yields a handful of events; the bound
+ * keeps the conflict check quadratic-safe and one append's memory small. */
+#define KR_APPEND_MAX_EVENTS 256
+/* Events in one write transaction. Bounds the writer's batch memory and the
+ * latency a batch adds; at ~0.35 ms per fsync this allows >10M events/s. */
+#define KR_BATCH_MAX_EVENTS 4096
+/* Payload bytes in one write transaction, so a batch of large events still
+ * commits in bounded time and memory. */
+#define KR_BATCH_MAX_BYTES (8u * 1024u * 1024u)
+/* Events signed and waiting for the writer. Submitters block beyond it: this is
+ * the journal's back-pressure, and it bounds queued memory. */
+#define KR_QUEUE_MAX_EVENTS 65536
+
+/* ---- Checkpoints (journal/note.h) ---- */
+
+/* The origin line of a checkpoint ("kiroku/<32 hex>"). */
+#define KR_ORIGIN_MAX 128
+/* A whole signed note: origin, size, root, a few extension lines and up to
+ * KR_NOTE_MAX_SIGS signature lines. */
+#define KR_NOTE_MAX 2048u
+/* Signature lines read from one note; the C2SP spec lets verifiers cap this. */
+#define KR_NOTE_MAX_SIGS 16
+/* Keep one checkpoint per this many records or nanoseconds, besides the newest. */
+#define KR_CHECKPOINT_EVERY_RECORDS 10000u
+#define KR_CHECKPOINT_EVERY_NS 1000000000ull
+
+/* ---- Keys (journal/keys.h) ---- */
+
+/* Signing keys a journal may have had: rotations are rare (yearly or on
+ * compromise), so 1024 is far beyond need and keeps the key table a flat array. */
+#define KR_KEYS_MAX 1024
+
+/* ---- Storage ---- */
+
+/* Default LMDB map size: address space only, the file grows as data is written.
+ * 64 GiB holds ~100M records of 200-byte payloads. */
+#define KR_MAP_SIZE_DEFAULT (64ull << 30)
+/* A data directory path. */
+#define KR_PATH_MAX 1024
+
+/* ---- Reading ---- */
+
+/* Records fetched under one read transaction by a cursor page, so a slow
+ * consumer never pins old pages for long. */
+#define KR_CURSOR_PAGE 256
+/* Merkle proofs: a tree of up to 2^64 leaves needs at most 64 hashes for an
+ * inclusion proof and 2*64 for a consistency proof. */
+#define KR_PROOF_MAX 128
+
+/* ---- Verification ---- */
+
+/* Records handed to one verification worker at a time; a power of two so each
+ * chunk is a perfect Merkle subtree and workers can run independently. */
+#define KR_VERIFY_CHUNK_LOG2 14
+
+#endif
