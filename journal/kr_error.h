@@ -15,7 +15,7 @@ enum kr_err {
     KR_OK = 0,
     KR_EINVAL,    /* an argument breaks the documented contract or a limit */
     KR_ENOMEM,    /* allocation failed */
-    KR_ETOOLARGE, /* an input or output exceeds a limit in limits.h */
+    KR_ETOOLARGE, /* an input or output exceeds a limit in kr_limits.h */
     KR_ECONFLICT, /* the stream's version is not the one the append expected */
     KR_ENOTFOUND, /* no such record, stream, key or file */
     KR_EEXIST,    /* the thing to create already exists */

@@ -1,5 +1,5 @@
 /*
- * limits.h: every bound kiroku puts on inputs, buffers, lists and queues, in one
+ * kr_limits.h: every bound kiroku puts on inputs, buffers, lists and queues, in one
  * place, each with the reason for its value. Code checks against these names,
  * never against bare numbers.
  */

@@ -1,0 +1,1188 @@
+/*
+ * journal.c: opening, creating and appending to the journal (see journal.h).
+ *
+ * Design notes
+ * - Reserve, then sign. A submission takes its time and its place in the queue
+ *   under `mu`, then signs outside the lock and flips `ready_`. The writer takes
+ *   appends in queue order and waits for each to be ready, so times never
+ *   decrease along seq, while signing runs in parallel on every submitting
+ *   thread and overlaps the writer's fsync.
+ * - One batch, one transaction. The writer drains the queue (up to
+ *   KR_BATCH_MAX_EVENTS), checks versions, writes records, tree nodes and
+ *   indexes, signs one checkpoint for the new tree size and commits with
+ *   fsync. The in-memory tree frontier and chain head are snapshotted before
+ *   the batch and restored if it fails, so memory always matches disk.
+ * - Bounded memory. Everything the writer holds is fixed-size (frontier, one
+ *   encode buffer, one note); the queue is capped by KR_QUEUE_MAX_EVENTS.
+ */
+#include "journal_internal.h"
+
+#include "mp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <msgpack.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FORMAT_VERSION 1u
+/* Spins of the writer on an unsigned append before it sleeps: a signature
+ * takes ~20 us, a futex sleep and wake costs about as much. */
+#define READY_SPINS 2000
+
+static kr_err path_join(char *out, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap)
+        return KR_ETOOLARGE;
+    return KR_OK;
+}
+
+size_t jrn_stream_prefix(uint8_t key[JRN_STREAM_KEY_MAX], uint64_t tenant, const char *stream,
+                         size_t stream_len)
+{
+    jrn_put_u64(key, tenant);
+    key[8] = (uint8_t)stream_len;
+    memcpy(key + 9, stream, stream_len);
+    return 9 + stream_len;
+}
+
+kr_err jrn_tree_node(void *ctx, unsigned level, uint64_t index, uint8_t out[KR_HASH_LEN])
+{
+    struct jrn_tree_ctx *t = ctx;
+    uint8_t kb[8];
+    jrn_put_u64(kb, mrk_postorder(level, index));
+    MDB_val k = {sizeof kb, kb}, v;
+    int rc = mdb_get(t->txn, t->j->db_tree, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return KR_ECORRUPT; /* proofs only ask for nodes that must exist */
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (v.mv_size != KR_HASH_LEN)
+        return KR_ECORRUPT;
+    memcpy(out, v.mv_data, KR_HASH_LEN);
+    return KR_OK;
+}
+
+/* ---- Environment ---- */
+
+static kr_err env_open(struct journal *j, const struct jrn_options *o, bool create)
+{
+    char path[KR_PATH_MAX];
+    kr_err err;
+    int rc;
+
+    if ((err = path_join(path, sizeof path, o->dir, "journal")))
+        return err;
+    if (create && mkdir(path, 0700) != 0 && errno != EEXIST)
+        return kr_err_from_errno(errno);
+    if ((rc = mdb_env_create(&j->env)))
+        return kr_err_from_mdb(rc);
+    if ((rc = mdb_env_set_maxdbs(j->env, JRN_MAX_DBS)) ||
+        (rc = mdb_env_set_maxreaders(j->env, JRN_MAX_READERS)) ||
+        (rc = mdb_env_set_mapsize(j->env, o->map_size ? o->map_size : KR_MAP_SIZE_DEFAULT)))
+        return kr_err_from_mdb(rc);
+    /* Durability: no MDB_NOSYNC, MDB_NOMETASYNC or MDB_MAPASYNC, ever.
+     * MDB_NOTLS lets cursors reuse a read transaction across threads. */
+    unsigned flags = MDB_NOTLS | (j->read_only ? MDB_RDONLY : 0);
+    if ((rc = mdb_env_open(j->env, path, flags, 0600)))
+        return rc == ENOENT ? KR_ENOTFOUND : kr_err_from_mdb(rc);
+    int dead = 0;
+    mdb_reader_check(j->env, &dead); /* reclaim slots of killed readers */
+
+    MDB_txn *txn;
+    if ((rc = mdb_txn_begin(j->env, NULL, j->read_only ? MDB_RDONLY : 0, &txn)))
+        return kr_err_from_mdb(rc);
+    unsigned cf = j->read_only ? 0 : MDB_CREATE;
+    if ((rc = mdb_dbi_open(txn, JRN_DB_EVENTS, cf, &j->db_events)) ||
+        (rc = mdb_dbi_open(txn, JRN_DB_TREE, cf, &j->db_tree)) ||
+        (rc = mdb_dbi_open(txn, JRN_DB_STREAMS, cf, &j->db_streams)) ||
+        (rc = mdb_dbi_open(txn, JRN_DB_TENANTS, cf, &j->db_tenants)) ||
+        (rc = mdb_dbi_open(txn, JRN_DB_CHECKPOINTS, cf, &j->db_checkpoints)) ||
+        (rc = mdb_dbi_open(txn, JRN_DB_META, cf, &j->db_meta))) {
+        mdb_txn_abort(txn);
+        return rc == MDB_NOTFOUND ? KR_ENOTFOUND : kr_err_from_mdb(rc);
+    }
+    if (j->read_only) {
+        mdb_txn_abort(txn);
+        return KR_OK;
+    }
+    return kr_err_from_mdb(mdb_txn_commit(txn));
+}
+
+static kr_err take_writer_lock(struct journal *j, const char *dir)
+{
+    char path[KR_PATH_MAX];
+    kr_err err = path_join(path, sizeof path, dir, "journal/writer.lock");
+    if (err)
+        return err;
+    j->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (j->lock_fd < 0)
+        return kr_err_from_errno(errno);
+    if (flock(j->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return errno == EWOULDBLOCK ? KR_EBUSY : kr_err_from_errno(errno);
+    return KR_OK;
+}
+
+static struct journal *journal_alloc(const struct jrn_options *o)
+{
+    struct journal *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->lock_fd = -1;
+    j->read_only = o->read_only;
+    j->clock = o->clock;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_mutex_init(&j->stats_mu, NULL);
+    pthread_cond_init(&j->writer_cv, NULL);
+    pthread_cond_init(&j->space_cv, NULL);
+    pthread_cond_init(&j->ready_cv, NULL);
+    snprintf(j->dir, sizeof j->dir, "%s", o->dir);
+    return j;
+}
+
+static void journal_free(struct journal *j)
+{
+    if (!j)
+        return;
+    if (j->env)
+        mdb_env_close(j->env);
+    if (j->lock_fd >= 0)
+        close(j->lock_fd);
+    for (size_t i = 0; i < j->nkeys; i++)
+        kr_key_wipe(&j->keys[i]);
+    free(j->encode_buf);
+    pthread_mutex_destroy(&j->mu);
+    pthread_mutex_destroy(&j->stats_mu);
+    pthread_cond_destroy(&j->writer_cv);
+    pthread_cond_destroy(&j->space_cv);
+    pthread_cond_destroy(&j->ready_cv);
+    sodium_memzero(j, sizeof *j);
+    free(j);
+}
+
+static kr_err meta_get(struct journal *j, MDB_txn *txn, const char *name, MDB_val *v)
+{
+    MDB_val k = {strlen(name), (void *)name};
+    int rc = mdb_get(txn, j->db_meta, &k, v);
+    return rc == MDB_NOTFOUND ? KR_ECORRUPT : kr_err_from_mdb(rc);
+}
+
+static kr_err meta_put(struct journal *j, MDB_txn *txn, const char *name, const void *data,
+                       size_t len)
+{
+    MDB_val k = {strlen(name), (void *)name}, v = {len, (void *)data};
+    return kr_err_from_mdb(mdb_put(txn, j->db_meta, &k, &v, 0));
+}
+
+static void make_origin(struct journal *j)
+{
+    char hex[33];
+    sodium_bin2hex(hex, sizeof hex, j->journal_id, sizeof j->journal_id);
+    snprintf(j->origin, sizeof j->origin, "kiroku/%s", hex);
+}
+
+kr_err jrn_parse_key_payload(const uint8_t *p, size_t len, uint32_t *key_id,
+                             uint8_t pk[KR_PUBKEY_LEN])
+{
+    struct kr_mp_reader rd;
+    uint32_t n;
+    bool have_id = false, have_pk = false;
+    kr_mp_reader_init(&rd, p, len, true);
+    if (kr_mp_read_map(&rd, &n) || n > 8)
+        return KR_ECORRUPT;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        size_t klen;
+        if (kr_mp_read_str(&rd, &k, &klen))
+            return KR_ECORRUPT;
+        if (klen == 6 && memcmp(k, "key_id", 6) == 0) {
+            uint64_t v;
+            if (have_id || kr_mp_read_uint(&rd, &v) || v == 0 || v > UINT32_MAX)
+                return KR_ECORRUPT;
+            *key_id = (uint32_t)v;
+            have_id = true;
+        } else if (klen == 10 && memcmp(k, "public_key", 10) == 0) {
+            const uint8_t *b;
+            size_t blen;
+            if (have_pk || kr_mp_read_bin(&rd, &b, &blen) || blen != KR_PUBKEY_LEN)
+                return KR_ECORRUPT;
+            memcpy(pk, b, KR_PUBKEY_LEN);
+            have_pk = true;
+        } else if (klen == 10 && memcmp(k, "journal_id", 10) == 0) {
+            const uint8_t *b;
+            size_t blen;
+            if (kr_mp_read_bin(&rd, &b, &blen) || blen != 16)
+                return KR_ECORRUPT;
+        } else if (klen == 6 && memcmp(k, "origin", 6) == 0) {
+            const char *o;
+            size_t olen;
+            if (kr_mp_read_str(&rd, &o, &olen) || olen > KR_ORIGIN_MAX)
+                return KR_ECORRUPT;
+        } else {
+            return KR_ECORRUPT;
+        }
+    }
+    return have_id && have_pk && kr_mp_remaining(&rd) == 0 ? KR_OK : KR_ECORRUPT;
+}
+
+/* The key id named by the newest record of the journal's own stream. */
+static kr_err current_key_id(struct journal *j, MDB_txn *txn, uint32_t *key_id)
+{
+    MDB_cursor *c;
+    uint64_t version;
+    uint8_t pk[KR_PUBKEY_LEN];
+    int rc = mdb_cursor_open(txn, j->db_streams, &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    kr_err err = jrn_stream_last(c, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM), &version);
+    MDB_val k, v;
+    if (err == KR_OK && version == 0)
+        err = KR_ECORRUPT;
+    if (err == KR_OK) {
+        err = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT) == 0 && v.mv_size == 8 ? KR_OK
+                                                                              : KR_ECORRUPT;
+    }
+    mdb_cursor_close(c);
+    if (err)
+        return err;
+    MDB_val sk = {8, v.mv_data};
+    if ((rc = mdb_get(txn, j->db_events, &sk, &v)))
+        return rc == MDB_NOTFOUND ? KR_ECORRUPT : kr_err_from_mdb(rc);
+    struct jrn_record r;
+    if ((err = jrn_record_decode(v.mv_data, v.mv_size, &r)) || r.payload_stripped)
+        return KR_ECORRUPT;
+    return jrn_parse_key_payload(r.payload, r.payload_len, key_id, pk);
+}
+
+/* Loads identity, chain head, tree frontier and current key from disk. */
+static kr_err load_state(struct journal *j)
+{
+    MDB_txn *txn;
+    MDB_val v;
+    kr_err err;
+    int rc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+
+    if ((err = meta_get(j, txn, JRN_META_FORMAT, &v)))
+        goto out;
+    if (v.mv_size != 4 || jrn_get_u64((const uint8_t[8]){0, 0, 0, 0, ((uint8_t *)v.mv_data)[0],
+                                                          ((uint8_t *)v.mv_data)[1],
+                                                          ((uint8_t *)v.mv_data)[2],
+                                                          ((uint8_t *)v.mv_data)[3]}) !=
+                              FORMAT_VERSION) {
+        err = KR_EVERSION;
+        goto out;
+    }
+    if ((err = meta_get(j, txn, JRN_META_ID, &v)))
+        goto out;
+    if (v.mv_size != sizeof j->journal_id) {
+        err = KR_ECORRUPT;
+        goto out;
+    }
+    memcpy(j->journal_id, v.mv_data, sizeof j->journal_id);
+    make_origin(j);
+
+    /* Chain head: the last record. */
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, j->db_events, &cur))) {
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    MDB_val k;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == MDB_SUCCESS) {
+        struct jrn_record r;
+        if (k.mv_size != 8 || (err = jrn_record_decode(v.mv_data, v.mv_size, &r)) ||
+            r.seq != jrn_get_u64(k.mv_data)) {
+            mdb_cursor_close(cur);
+            err = KR_ECORRUPT;
+            goto out;
+        }
+        j->size = r.seq;
+        j->last_time = r.time_ns;
+        jrn_record_leaf_hash(&r, j->last_leaf);
+    } else if (rc != MDB_NOTFOUND) {
+        mdb_cursor_close(cur);
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    mdb_cursor_close(cur);
+
+    /* Frontier: the perfect subtrees of `size`, from stored nodes. */
+    mrk_frontier_init(&j->frontier);
+    struct jrn_tree_ctx tc = {j, txn};
+    uint64_t start = 0;
+    for (int level = 63; level >= 0; level--) {
+        if (!((j->size >> level) & 1))
+            continue;
+        uint8_t h[KR_HASH_LEN];
+        if ((err = jrn_tree_node(&tc, (unsigned)level, start >> level, h)))
+            goto out;
+        if ((err = mrk_frontier_append_subtree(&j->frontier, (unsigned)level, h, NULL, NULL)))
+            goto out;
+        start += 1ull << level;
+    }
+
+    /* The newest checkpoint and the newest kept one. */
+    if (j->size > 0) {
+        if ((err = meta_get(j, txn, JRN_META_CHECKPOINT, &v)))
+            goto out;
+        if (v.mv_size > KR_NOTE_MAX) {
+            err = KR_ECORRUPT;
+            goto out;
+        }
+        memcpy(j->note, v.mv_data, v.mv_size);
+        j->note[v.mv_size] = '\0';
+        j->note_len = v.mv_size;
+        if ((rc = mdb_cursor_open(txn, j->db_checkpoints, &cur))) {
+            err = kr_err_from_mdb(rc);
+            goto out;
+        }
+        if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == MDB_SUCCESS && k.mv_size == 8)
+            j->kept_size = jrn_get_u64(k.mv_data);
+        mdb_cursor_close(cur);
+        j->kept_time = kr_clock_now(j->clock);
+    }
+
+    if (!j->read_only) {
+        /* The current key is the one the newest journal.created or
+         * journal.key_added record introduced: the record and the switch to
+         * its key commit together, so a crash cannot separate them. */
+        uint32_t key_id;
+        if ((err = current_key_id(j, txn, &key_id)))
+            goto out;
+        if ((err = kr_key_load(j->dir, key_id, &j->keys[0])))
+            goto out;
+        j->nkeys = 1;
+        j->signing = &j->keys[0];
+    }
+    atomic_store(&j->committed, j->size);
+    err = KR_OK;
+out:
+    mdb_txn_abort(txn);
+    return err;
+}
+
+/* ---- Writing ---- */
+
+struct batch_ctx {
+    struct journal *j;
+    MDB_txn *txn;
+    MDB_cursor *c_events, *c_tree, *c_streams, *c_tenants;
+    kr_err err; /* first storage error inside the tree emit callback */
+};
+
+static void emit_node(void *ctx, unsigned level, uint64_t index, const uint8_t hash[KR_HASH_LEN])
+{
+    struct batch_ctx *b = ctx;
+    if (b->err)
+        return;
+    uint8_t kb[8];
+    jrn_put_u64(kb, mrk_postorder(level, index));
+    MDB_val k = {8, kb}, v = {KR_HASH_LEN, (void *)hash};
+    int rc = mdb_cursor_put(b->c_tree, &k, &v, MDB_APPEND);
+    if (rc)
+        b->err = kr_err_from_mdb(rc);
+}
+
+kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_t len,
+                              uint64_t *version)
+{
+    uint8_t key[JRN_STREAM_KEY_MAX];
+    size_t plen = jrn_stream_prefix(key, tenant, stream, len);
+    jrn_put_u64(key + plen, UINT64_MAX);
+    MDB_val k = {plen + 8, key}, v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    else if (rc == MDB_SUCCESS)
+        rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+    *version = 0;
+    if (rc == MDB_NOTFOUND)
+        return KR_OK;
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (k.mv_size == plen + 8 && memcmp(k.mv_data, key, plen) == 0)
+        *version = jrn_get_u64((const uint8_t *)k.mv_data + plen);
+    return KR_OK;
+}
+
+/* Checks every event's expected version against txn and against the events
+ * before it in the same append. KR_ECONFLICT if any is stale. */
+static kr_err check_versions(struct batch_ctx *b, const struct jrn_append *a)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        const struct jrn_event *e = &a->events[i];
+        uint64_t have = UINT64_MAX;
+        for (size_t k = i; k-- > 0;) {
+            const struct jrn_event *p = &a->events[k];
+            if (p->tenant == e->tenant && p->stream_len == e->stream_len &&
+                memcmp(p->stream, e->stream, e->stream_len) == 0) {
+                have = p->expected_version + 1;
+                break;
+            }
+        }
+        if (have == UINT64_MAX) {
+            kr_err err = jrn_stream_last(b->c_streams, e->tenant, e->stream, e->stream_len, &have);
+            if (err)
+                return err;
+        }
+        if (e->expected_version != have)
+            return KR_ECONFLICT;
+    }
+    return KR_OK;
+}
+
+static void event_to_record(const struct jrn_event *e, struct jrn_record *r)
+{
+    memset(r, 0, sizeof *r);
+    r->tenant = e->tenant;
+    r->stream = e->stream;
+    r->stream_len = e->stream_len;
+    r->type = e->type;
+    r->type_len = e->type_len;
+    r->actor = e->actor;
+    r->actor_len = e->actor_len;
+    r->version = e->expected_version + 1;
+    r->payload = e->payload;
+    r->payload_len = e->payload_len;
+}
+
+/* Writes one event as record j->size + 1 with its indexes and tree nodes. */
+static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
+{
+    struct journal *j = b->j;
+    struct jrn_record r;
+    size_t len;
+    int rc;
+    kr_err err;
+
+    event_to_record(e, &r);
+    r.seq = j->size + 1;
+    r.time_ns = e->time_ns;
+    r.key_id = e->key_id;
+    memcpy(r.commitment, e->commitment, KR_HASH_LEN);
+    memcpy(r.prev, j->last_leaf, KR_HASH_LEN);
+    memcpy(r.sig, e->sig, JRN_SIG_LEN);
+    if ((err = jrn_record_encode(&r, j->encode_buf, KR_RECORD_MAX, &len)))
+        return err;
+
+    uint8_t sk[8];
+    jrn_put_u64(sk, r.seq);
+    MDB_val k = {8, sk}, v = {len, j->encode_buf};
+    if ((rc = mdb_cursor_put(b->c_events, &k, &v, MDB_APPEND)))
+        return kr_err_from_mdb(rc);
+
+    uint8_t key[JRN_STREAM_KEY_MAX];
+    size_t plen = jrn_stream_prefix(key, r.tenant, r.stream, r.stream_len);
+    jrn_put_u64(key + plen, r.version);
+    k = (MDB_val){plen + 8, key};
+    v = (MDB_val){8, sk};
+    if ((rc = mdb_cursor_put(b->c_streams, &k, &v, MDB_NOOVERWRITE)))
+        return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
+
+    uint8_t tk[16];
+    jrn_put_u64(tk, r.tenant);
+    jrn_put_u64(tk + 8, r.seq);
+    k = (MDB_val){16, tk};
+    v = (MDB_val){0, NULL};
+    if ((rc = mdb_cursor_put(b->c_tenants, &k, &v, 0)))
+        return kr_err_from_mdb(rc);
+
+    /* The leaf hash covers the header only; find it in what we encoded:
+     * fixarray(2) is one byte, then the header, then the payload object. */
+    struct jrn_record back;
+    if ((err = jrn_record_decode(j->encode_buf, len, &back)))
+        return err; /* our own encoding must decode: a bug, stop here */
+    uint8_t leaf[KR_HASH_LEN];
+    jrn_record_leaf_hash(&back, leaf);
+    mrk_frontier_append(&j->frontier, leaf, emit_node, b);
+    if (b->err)
+        return b->err;
+    memcpy(j->last_leaf, leaf, KR_HASH_LEN);
+    e->seq = r.seq;
+    j->size = r.seq;
+    return KR_OK;
+}
+
+/* Signs the checkpoint for j->size into j->note and stores it. */
+static kr_err write_checkpoint(struct batch_ctx *b)
+{
+    struct journal *j = b->j;
+    struct kr_checkpoint cp;
+    kr_err err;
+
+    memset(&cp, 0, sizeof cp);
+    snprintf(cp.origin, sizeof cp.origin, "%s", j->origin);
+    cp.size = j->size;
+    mrk_frontier_root(&j->frontier, cp.root);
+    pthread_mutex_lock(&j->mu);
+    struct kr_signing_key *key = j->signing;
+    pthread_mutex_unlock(&j->mu);
+    if ((err = kr_checkpoint_sign(&cp, j->origin, key->pk, key->sk, j->note, sizeof j->note,
+                                  &j->note_len)))
+        return err;
+    if ((err = meta_put(j, b->txn, JRN_META_CHECKPOINT, j->note, j->note_len)))
+        return err;
+    uint64_t now = kr_clock_now(j->clock);
+    if (j->kept_size == 0 || j->size - j->kept_size >= KR_CHECKPOINT_EVERY_RECORDS ||
+        now - j->kept_time >= KR_CHECKPOINT_EVERY_NS) {
+        uint8_t kb[8];
+        jrn_put_u64(kb, j->size);
+        MDB_val k = {8, kb}, v = {j->note_len, j->note};
+        int rc = mdb_put(b->txn, j->db_checkpoints, &k, &v, 0);
+        if (rc)
+            return kr_err_from_mdb(rc);
+        j->kept_size = j->size;
+        j->kept_time = now;
+        pthread_mutex_lock(&j->stats_mu);
+        j->stats.checkpoints++;
+        pthread_mutex_unlock(&j->stats_mu);
+    }
+    return KR_OK;
+}
+
+/* Writes DIR/checkpoint atomically (temp file + rename), fsynced when `sync`. */
+static void write_checkpoint_file(struct journal *j, bool sync)
+{
+    char path[KR_PATH_MAX], tmp[KR_PATH_MAX];
+    if (j->note_len == 0 || path_join(path, sizeof path, j->dir, "checkpoint") ||
+        path_join(tmp, sizeof tmp, j->dir, "checkpoint.tmp"))
+        return;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    bool ok = write(fd, j->note, j->note_len) == (ssize_t)j->note_len;
+    if (ok && sync)
+        ok = fsync(fd) == 0;
+    close(fd);
+    if (ok)
+        ok = rename(tmp, path) == 0;
+    if (!ok)
+        unlink(tmp);
+}
+
+static void wait_ready(struct journal *j, struct jrn_append *a)
+{
+    for (int i = 0; i < READY_SPINS; i++) {
+        if (atomic_load_explicit(&a->ready_, memory_order_acquire))
+            return;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    pthread_mutex_lock(&j->mu);
+    atomic_store(&j->writer_waiting, 1);
+    while (!atomic_load(&a->ready_))
+        pthread_cond_wait(&j->ready_cv, &j->mu);
+    atomic_store(&j->writer_waiting, 0);
+    pthread_mutex_unlock(&j->mu);
+}
+
+struct writer_snapshot {
+    uint64_t size, kept_size, kept_time;
+    uint8_t last_leaf[KR_HASH_LEN];
+    struct mrk_frontier frontier;
+    char note[KR_NOTE_MAX + 1];
+    size_t note_len;
+};
+
+static void snapshot_take(const struct journal *j, struct writer_snapshot *s)
+{
+    s->size = j->size;
+    s->kept_size = j->kept_size;
+    s->kept_time = j->kept_time;
+    memcpy(s->last_leaf, j->last_leaf, KR_HASH_LEN);
+    s->frontier = j->frontier;
+    memcpy(s->note, j->note, j->note_len + 1);
+    s->note_len = j->note_len;
+}
+
+static void snapshot_restore(struct journal *j, const struct writer_snapshot *s)
+{
+    j->size = s->size;
+    j->kept_size = s->kept_size;
+    j->kept_time = s->kept_time;
+    memcpy(j->last_leaf, s->last_leaf, KR_HASH_LEN);
+    j->frontier = s->frontier;
+    memcpy(j->note, s->note, s->note_len + 1);
+    j->note_len = s->note_len;
+}
+
+/* Runs one batch (a linked list of appends) through one write transaction.
+ * Sets each append's outcome in *errs (parallel to the list order). Returns
+ * the transaction's outcome. */
+static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *errs, size_t count,
+                        struct writer_snapshot *snap)
+{
+    struct batch_ctx b = {.j = j};
+    kr_err err;
+    int rc;
+    size_t written = 0, i;
+    struct jrn_append *a;
+
+    snapshot_take(j, snap);
+    if ((rc = mdb_txn_begin(j->env, NULL, 0, &b.txn)))
+        return kr_err_from_mdb(rc);
+    if ((rc = mdb_cursor_open(b.txn, j->db_events, &b.c_events)) ||
+        (rc = mdb_cursor_open(b.txn, j->db_tree, &b.c_tree)) ||
+        (rc = mdb_cursor_open(b.txn, j->db_streams, &b.c_streams)) ||
+        (rc = mdb_cursor_open(b.txn, j->db_tenants, &b.c_tenants))) {
+        err = kr_err_from_mdb(rc);
+        goto fail;
+    }
+    for (a = first, i = 0; i < count; a = a->next_, i++) {
+        wait_ready(j, a);
+        err = check_versions(&b, a);
+        if (err == KR_ECONFLICT) {
+            errs[i] = KR_ECONFLICT;
+            continue;
+        }
+        if (err)
+            goto fail;
+        for (size_t e = 0; e < a->n; e++)
+            if ((err = write_event(&b, &a->events[e])))
+                goto fail;
+        errs[i] = KR_OK;
+        written += a->n;
+    }
+    if (written > 0 && (err = write_checkpoint(&b)))
+        goto fail;
+    rc = mdb_txn_commit(b.txn); /* frees the cursors */
+    if (rc) {
+        snapshot_restore(j, snap);
+        return kr_err_from_mdb(rc);
+    }
+    atomic_store(&j->committed, j->size);
+    pthread_mutex_lock(&j->stats_mu);
+    j->stats.batches++;
+    j->stats.events += written;
+    if (written > j->stats.max_batch)
+        j->stats.max_batch = written;
+    for (i = 0; i < count; i++)
+        j->stats.conflicts += errs[i] == KR_ECONFLICT;
+    pthread_mutex_unlock(&j->stats_mu);
+    return KR_OK;
+fail:
+    mdb_txn_abort(b.txn);
+    snapshot_restore(j, snap);
+    return err;
+}
+
+static void *writer_main(void *arg)
+{
+    struct journal *j = arg;
+    kr_err *errs = calloc(KR_BATCH_MAX_EVENTS, sizeof *errs);
+    struct writer_snapshot *snap = malloc(sizeof *snap);
+
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        while (j->head == NULL && !j->closing)
+            pthread_cond_wait(&j->writer_cv, &j->mu);
+        if (j->head == NULL) {
+            pthread_mutex_unlock(&j->mu);
+            break;
+        }
+        /* Take a batch off the queue. */
+        struct jrn_append *first = j->head, *last = first;
+        size_t count = 1, events = first->n, bytes = 0;
+        for (size_t e = 0; e < first->n; e++)
+            bytes += first->events[e].payload_len;
+        while (last->next_ && count < KR_BATCH_MAX_EVENTS) {
+            struct jrn_append *n = last->next_;
+            size_t nb = 0;
+            for (size_t e = 0; e < n->n; e++)
+                nb += n->events[e].payload_len;
+            if (events + n->n > KR_BATCH_MAX_EVENTS || bytes + nb > KR_BATCH_MAX_BYTES)
+                break;
+            events += n->n;
+            bytes += nb;
+            count++;
+            last = n;
+        }
+        j->head = last->next_;
+        if (!j->head)
+            j->tail = NULL;
+        last->next_ = NULL;
+        j->queued_events -= events;
+        if (j->space_waiters)
+            pthread_cond_broadcast(&j->space_cv);
+        kr_err failed = j->failed;
+        pthread_mutex_unlock(&j->mu);
+
+        kr_err err;
+        if (failed || !errs || !snap) {
+            err = failed ? failed : KR_ENOMEM;
+            for (struct jrn_append *a = first; a; a = a->next_)
+                wait_ready(j, a); /* never complete an append still being signed */
+        } else {
+            err = run_batch(j, first, errs, count, snap);
+        }
+        if (err == KR_EIO || err == KR_ECORRUPT) {
+            /* After a failed fsync the page cache may not match the disk:
+             * stop taking writes rather than retry. */
+            pthread_mutex_lock(&j->mu);
+            if (!j->failed)
+                j->failed = KR_EIO;
+            pthread_cond_broadcast(&j->space_cv);
+            pthread_mutex_unlock(&j->mu);
+        }
+        size_t i = 0;
+        for (struct jrn_append *a = first, *next; a; a = next, i++) {
+            next = a->next_;
+            a->done(a, err ? err : errs[i]);
+        }
+        if (err == KR_OK) {
+            uint64_t now = kr_clock_now(j->clock);
+            if (now - j->file_time >= KR_CHECKPOINT_EVERY_NS) {
+                write_checkpoint_file(j, false);
+                j->file_time = now;
+            }
+        }
+    }
+    free(errs);
+    free(snap);
+    return NULL;
+}
+
+/* ---- Submission ---- */
+
+static kr_err validate_append(const struct jrn_append *a)
+{
+    if (a->n == 0 || a->events == NULL || a->done == NULL)
+        return KR_EINVAL;
+    if (a->n > KR_APPEND_MAX_EVENTS)
+        return KR_ETOOLARGE;
+    size_t bytes = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        struct jrn_record r;
+        const struct jrn_event *e = &a->events[i];
+        event_to_record(e, &r);
+        if (e->expected_version == UINT64_MAX)
+            return KR_EINVAL;
+        kr_err err = jrn_record_check_fields(&r);
+        if (err)
+            return err;
+        bytes += e->payload_len;
+    }
+    return bytes > KR_BATCH_MAX_BYTES ? KR_ETOOLARGE : KR_OK;
+}
+
+static void sign_event(struct jrn_event *e, uint64_t time_ns, const struct kr_signing_key *key)
+{
+    struct jrn_record r;
+    uint8_t msg[JRN_SIGN_INPUT_MAX];
+    size_t len;
+
+    event_to_record(e, &r);
+    r.time_ns = time_ns;
+    r.key_id = key->key_id;
+    memcpy(r.commitment, e->commitment, KR_HASH_LEN);
+    jrn_record_sign_input(&r, msg, &len);
+    crypto_sign_detached(e->sig, NULL, msg, len, key->sk);
+    e->time_ns = time_ns;
+    e->key_id = key->key_id;
+}
+
+kr_err jrn_submit(struct journal *j, struct jrn_append *a)
+{
+    kr_err err = validate_append(a);
+    if (err)
+        return err;
+    if (j->read_only)
+        return KR_ECLOSED;
+    for (size_t i = 0; i < a->n; i++)
+        kr_sha256(a->events[i].commitment, a->events[i].payload, a->events[i].payload_len);
+
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        if (j->failed) {
+            pthread_mutex_unlock(&j->mu);
+            return j->failed;
+        }
+        if (j->closing) {
+            pthread_mutex_unlock(&j->mu);
+            return KR_ECLOSED;
+        }
+        if (j->queued_events + a->n <= KR_QUEUE_MAX_EVENTS && (!j->rotating || a->internal_))
+            break;
+        j->space_waiters++;
+        pthread_cond_wait(&j->space_cv, &j->mu);
+        j->space_waiters--;
+    }
+    uint64_t now = kr_clock_now(j->clock);
+    if (now < j->last_time)
+        now = j->last_time; /* the clock went back: time stands still instead */
+    j->last_time = now;
+    a->time_ns_ = now;
+    const struct kr_signing_key *key = j->signing;
+    atomic_store_explicit(&a->ready_, 0, memory_order_relaxed);
+    a->next_ = NULL;
+    if (j->tail)
+        j->tail->next_ = a;
+    else
+        j->head = a;
+    j->tail = a;
+    j->queued_events += a->n;
+    pthread_cond_signal(&j->writer_cv);
+    pthread_mutex_unlock(&j->mu);
+
+    for (size_t i = 0; i < a->n; i++)
+        sign_event(&a->events[i], now, key);
+
+    atomic_store(&a->ready_, 1);
+    if (atomic_load(&j->writer_waiting)) {
+        pthread_mutex_lock(&j->mu);
+        pthread_cond_broadcast(&j->ready_cv);
+        pthread_mutex_unlock(&j->mu);
+    }
+    return KR_OK;
+}
+
+struct sync_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    kr_err err;
+};
+
+static void sync_done(struct jrn_append *a, kr_err err)
+{
+    struct sync_wait *w = a->arg;
+    pthread_mutex_lock(&w->mu);
+    w->err = err;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static kr_err append_sync(struct journal *j, struct jrn_event *events, size_t n, bool internal)
+{
+    struct sync_wait w = {.done = false};
+    struct jrn_append a = {.events = events, .n = n, .done = sync_done, .arg = &w};
+    a.internal_ = internal;
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    kr_err err = jrn_submit(j, &a);
+    if (err == KR_OK) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        err = w.err;
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return err;
+}
+
+kr_err jrn_append(struct journal *j, struct jrn_event *events, size_t n)
+{
+    return append_sync(j, events, n, false);
+}
+
+/* ---- Key payloads of the journal's own records ---- */
+
+struct fixbuf {
+    uint8_t *p;
+    size_t cap, len;
+    bool overflow;
+};
+
+static int fixbuf_write(void *data, const char *buf, size_t len)
+{
+    struct fixbuf *fb = data;
+    if (fb->overflow || len > fb->cap - fb->len) {
+        fb->overflow = true;
+        return -1;
+    }
+    memcpy(fb->p + fb->len, buf, len);
+    fb->len += len;
+    return 0;
+}
+
+static void pack_key(msgpack_packer *pk, const char *k)
+{
+    msgpack_pack_str(pk, strlen(k));
+    msgpack_pack_str_body(pk, k, strlen(k));
+}
+
+/* genesis: {journal_id, origin, key_id, public_key}; key added: {key_id,
+ * public_key}. Maps with keys in this order; docs/journal-format.md. */
+static size_t encode_key_payload(uint8_t *out, size_t cap, const struct journal *j,
+                                 const struct kr_signing_key *k, bool genesis)
+{
+    struct fixbuf fb = {.p = out, .cap = cap};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &fb, fixbuf_write);
+    msgpack_pack_map(&pk, genesis ? 4 : 2);
+    if (genesis) {
+        pack_key(&pk, "journal_id");
+        msgpack_pack_bin(&pk, sizeof j->journal_id);
+        msgpack_pack_bin_body(&pk, j->journal_id, sizeof j->journal_id);
+        pack_key(&pk, "origin");
+        msgpack_pack_str(&pk, strlen(j->origin));
+        msgpack_pack_str_body(&pk, j->origin, strlen(j->origin));
+    }
+    pack_key(&pk, "key_id");
+    msgpack_pack_uint32(&pk, k->key_id);
+    pack_key(&pk, "public_key");
+    msgpack_pack_bin(&pk, KR_PUBKEY_LEN);
+    msgpack_pack_bin_body(&pk, k->pk, KR_PUBKEY_LEN);
+    return fb.overflow ? 0 : fb.len;
+}
+
+static void system_event(struct jrn_event *e, const char *type, uint64_t expected,
+                         const uint8_t *payload, size_t len)
+{
+    memset(e, 0, sizeof *e);
+    e->tenant = 0;
+    e->stream = JRN_SYSTEM_STREAM;
+    e->stream_len = strlen(JRN_SYSTEM_STREAM);
+    e->type = type;
+    e->type_len = strlen(type);
+    e->actor = JRN_SYSTEM_ACTOR;
+    e->actor_len = strlen(JRN_SYSTEM_ACTOR);
+    e->expected_version = expected;
+    e->payload = payload;
+    e->payload_len = len;
+}
+
+static kr_err start_writer(struct journal *j)
+{
+    j->encode_buf = malloc(KR_RECORD_MAX);
+    if (!j->encode_buf)
+        return KR_ENOMEM;
+    if (pthread_create(&j->writer, NULL, writer_main, j) != 0)
+        return KR_ENOMEM;
+    j->writer_started = true;
+    return KR_OK;
+}
+
+/* ---- Create, open, close ---- */
+
+kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
+{
+    char path[KR_PATH_MAX];
+    kr_err err;
+    struct stat st;
+
+    if (!o || !o->dir || o->read_only)
+        return KR_EINVAL;
+    if (sodium_init() < 0)
+        return KR_ECRYPTO;
+    if (mkdir(o->dir, 0700) != 0 && errno != EEXIST)
+        return kr_err_from_errno(errno);
+    if ((err = path_join(path, sizeof path, o->dir, "journal/data.mdb")))
+        return err;
+    if (stat(path, &st) == 0)
+        return KR_EEXIST;
+
+    struct journal *j = journal_alloc(o);
+    if (!j)
+        return KR_ENOMEM;
+    if ((err = kr_key_generate(1, &j->keys[0])))
+        goto out;
+    j->nkeys = 1;
+    j->signing = &j->keys[0];
+    if ((err = kr_key_save(o->dir, &j->keys[0])))
+        goto out;
+    if ((err = env_open(j, o, true)) || (err = take_writer_lock(j, o->dir)))
+        goto out;
+    randombytes_buf(j->journal_id, sizeof j->journal_id);
+    make_origin(j);
+
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(j->env, NULL, 0, &txn);
+    if (rc) {
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    uint8_t fmt[4] = {0, 0, 0, FORMAT_VERSION};
+    if ((err = meta_put(j, txn, JRN_META_FORMAT, fmt, 4)) ||
+        (err = meta_put(j, txn, JRN_META_ID, j->journal_id, sizeof j->journal_id))) {
+        mdb_txn_abort(txn);
+        goto out;
+    }
+    if ((rc = mdb_txn_commit(txn))) {
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    mrk_frontier_init(&j->frontier);
+    if ((err = start_writer(j)))
+        goto out;
+
+    /* The genesis record names the journal and its first key. */
+    uint8_t payload[256];
+    size_t plen = encode_key_payload(payload, sizeof payload, j, &j->keys[0], true);
+    struct jrn_event e;
+    system_event(&e, JRN_TYPE_CREATED, 0, payload, plen);
+    err = append_sync(j, &e, 1, true);
+    if (err == KR_OK && info)
+        jrn_get_info(j, info);
+out:
+    if (j->writer_started) {
+        pthread_mutex_lock(&j->mu);
+        j->closing = true;
+        pthread_cond_signal(&j->writer_cv);
+        pthread_mutex_unlock(&j->mu);
+        pthread_join(j->writer, NULL);
+        write_checkpoint_file(j, true);
+    }
+    journal_free(j);
+    return err;
+}
+
+kr_err jrn_open(const struct jrn_options *o, struct journal **out)
+{
+    kr_err err;
+    if (!o || !o->dir || !out)
+        return KR_EINVAL;
+    if (strlen(o->dir) >= KR_PATH_MAX - 64)
+        return KR_ETOOLARGE;
+    if (sodium_init() < 0)
+        return KR_ECRYPTO;
+    struct journal *j = journal_alloc(o);
+    if (!j)
+        return KR_ENOMEM;
+    if (!j->read_only && (err = take_writer_lock(j, o->dir)))
+        goto fail;
+    if ((err = env_open(j, o, false)) || (err = load_state(j)))
+        goto fail;
+    if (j->size == 0) {
+        err = KR_ECORRUPT; /* a journal always has its genesis record */
+        goto fail;
+    }
+    if (!j->read_only && (err = start_writer(j)))
+        goto fail;
+    *out = j;
+    return KR_OK;
+fail:
+    journal_free(j);
+    return err;
+}
+
+kr_err jrn_open_raw(const char *dir, struct journal **out)
+{
+    struct jrn_options o = {.dir = dir, .read_only = true};
+    MDB_txn *txn;
+    MDB_val v;
+    kr_err err;
+    if (strlen(dir) >= KR_PATH_MAX - 64)
+        return KR_ETOOLARGE;
+    if (sodium_init() < 0)
+        return KR_ECRYPTO;
+    struct journal *j = journal_alloc(&o);
+    if (!j)
+        return KR_ENOMEM;
+    if ((err = env_open(j, &o, false)))
+        goto fail;
+    if ((err = kr_err_from_mdb(mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn))))
+        goto fail;
+    err = meta_get(j, txn, JRN_META_ID, &v);
+    if (err == KR_OK && v.mv_size != sizeof j->journal_id)
+        err = KR_ECORRUPT;
+    if (err == KR_OK)
+        memcpy(j->journal_id, v.mv_data, sizeof j->journal_id);
+    mdb_txn_abort(txn);
+    if (err)
+        goto fail;
+    make_origin(j);
+    *out = j;
+    return KR_OK;
+fail:
+    journal_free(j);
+    return err;
+}
+
+void jrn_close(struct journal *j)
+{
+    if (!j)
+        return;
+    if (j->writer_started) {
+        pthread_mutex_lock(&j->mu);
+        j->closing = true;
+        pthread_cond_signal(&j->writer_cv);
+        pthread_cond_broadcast(&j->space_cv);
+        pthread_mutex_unlock(&j->mu);
+        pthread_join(j->writer, NULL);
+        if (!j->failed)
+            write_checkpoint_file(j, true);
+    }
+    journal_free(j);
+}
+
+void jrn_get_info(struct journal *j, struct jrn_info *out)
+{
+    memset(out, 0, sizeof *out);
+    memcpy(out->journal_id, j->journal_id, sizeof out->journal_id);
+    snprintf(out->origin, sizeof out->origin, "%s", j->origin);
+    pthread_mutex_lock(&j->mu);
+    if (j->signing) {
+        out->key_id = j->signing->key_id;
+        memcpy(out->pk, j->signing->pk, KR_PUBKEY_LEN);
+    }
+    pthread_mutex_unlock(&j->mu);
+    out->size = jrn_size(j);
+}
+
+uint64_t jrn_size(struct journal *j)
+{
+    return atomic_load(&j->committed);
+}
+
+void jrn_get_stats(struct journal *j, struct jrn_stats *out)
+{
+    pthread_mutex_lock(&j->stats_mu);
+    *out = j->stats;
+    pthread_mutex_unlock(&j->stats_mu);
+}
+
+kr_err jrn_rotate_key(struct journal *j, struct jrn_info *new_info)
+{
+    kr_err err;
+    if (j->read_only)
+        return KR_ECLOSED;
+    pthread_mutex_lock(&j->mu);
+    if (j->rotating || j->nkeys >= KR_KEYS_MAX) {
+        pthread_mutex_unlock(&j->mu);
+        return j->rotating ? KR_EBUSY : KR_ETOOLARGE;
+    }
+    j->rotating = true; /* new submissions wait until the rotation is done */
+    uint32_t new_id = j->signing->key_id + 1;
+    pthread_mutex_unlock(&j->mu);
+
+    struct kr_signing_key *nk = &j->keys[j->nkeys];
+    uint64_t version = 0;
+    if ((err = kr_key_generate(new_id, nk)) || (err = kr_key_save(j->dir, nk)) ||
+        (err = jrn_stream_version(j, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM), &version)))
+        goto out;
+    uint8_t payload[128];
+    size_t plen = encode_key_payload(payload, sizeof payload, j, nk, false);
+    struct jrn_event e;
+    system_event(&e, JRN_TYPE_KEY_ADDED, version, payload, plen);
+    if ((err = append_sync(j, &e, 1, true)))
+        goto out;
+
+    pthread_mutex_lock(&j->mu);
+    j->nkeys++;
+    j->signing = nk;
+    pthread_mutex_unlock(&j->mu);
+out:
+    pthread_mutex_lock(&j->mu);
+    j->rotating = false;
+    pthread_cond_broadcast(&j->space_cv);
+    pthread_mutex_unlock(&j->mu);
+    if (err == KR_OK && new_info)
+        jrn_get_info(j, new_info);
+    return err;
+}

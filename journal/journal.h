@@ -1,0 +1,235 @@
+/*
+ * journal.h: kiroku's append-only, signed, Merkle-checkpointed event journal.
+ *
+ * A journal lives in a data directory:
+ *   DIR/journal/      LMDB environment (data.mdb, lock.mdb) with named databases
+ *                     events, tree, streams, tenants, checkpoints, keys, meta
+ *   DIR/keys/         signing keys (journal-<id>.key, mode 0600) and public keys
+ *   DIR/checkpoint    the newest signed checkpoint, also kept outside LMDB so a
+ *                     restore that rolls history back can be noticed
+ *
+ * Appending. Callers submit appends of 1..KR_APPEND_MAX_EVENTS events. The
+ * submitting thread computes each payload commitment and Ed25519 signature, so
+ * signing runs on every core that submits; one writer thread gathers whatever
+ * is queued into one LMDB write transaction, assigns seq and prev, extends the
+ * Merkle tree, signs one checkpoint for the batch and commits with fsync. An
+ * append completes only after its batch is durable. All events of one append
+ * commit together or not at all.
+ *
+ * Ordering and time. An append takes its time and its place in the queue in
+ * one step, so record times never decrease along seq, whatever the wall clock
+ * does; seq is the only order.
+ *
+ * Concurrency control. Each event names the version its stream has now (0 for
+ * a new stream); the record gets that version + 1. If the stream has moved on,
+ * the whole append fails with KR_ECONFLICT and nothing of it is written; the
+ * caller re-reads and retries.
+ *
+ * Failure. KR_EFULL (disk or map full) fails the batch it hit and nothing else:
+ * the journal keeps serving reads and takes writes again when there is room.
+ * An I/O error on commit stops the journal: every later append returns KR_EIO
+ * (no silent retry after a failed fsync); reopen after fixing the cause.
+ *
+ * Threads. All functions may be called from any thread, except that
+ * jrn_close must not race with other calls on the same journal.
+ */
+#ifndef KR_JOURNAL_H
+#define KR_JOURNAL_H
+
+#include "clock.h"
+#include "hash.h"
+#include "keys.h"
+#include "kr_error.h"
+#include "kr_limits.h"
+#include "record.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct journal;
+
+/* The journal's own stream (tenant 0): its genesis record and key changes. */
+#define JRN_SYSTEM_STREAM "journal"
+#define JRN_TYPE_CREATED "journal.created"
+#define JRN_TYPE_KEY_ADDED "journal.key_added"
+#define JRN_SYSTEM_ACTOR "system"
+
+struct jrn_options {
+    const char *dir;              /* data directory (required) */
+    uint64_t map_size;            /* LMDB map size in bytes; 0 = KR_MAP_SIZE_DEFAULT */
+    const struct kr_clock *clock; /* NULL = system real-time clock */
+    bool read_only;               /* no writer, no signing key: for readers and verify */
+};
+
+/* What jrn_create made. */
+struct jrn_info {
+    uint8_t journal_id[16];
+    char origin[KR_ORIGIN_MAX + 1]; /* checkpoint origin and key name */
+    uint32_t key_id;                /* current signing key */
+    uint8_t pk[KR_PUBKEY_LEN];      /* its public key */
+    uint64_t size;                  /* records in the journal */
+};
+
+/* Creates a new journal in o->dir (made, mode 0700, if missing): a signing key
+ * (id 1), the LMDB environment and the genesis record (seq 1). KR_EEXIST if the
+ * directory already holds a journal. Fills *info when not NULL. */
+KR_MUST_CHECK kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info);
+
+/* Opens an existing journal. Writable opens take an exclusive lock on the
+ * journal (KR_EBUSY if another process has it), load the current signing key
+ * and start the writer thread. On success *out must be closed with jrn_close. */
+KR_MUST_CHECK kr_err jrn_open(const struct jrn_options *o, struct journal **out);
+
+/* Waits for every submitted append to complete, stops the writer, writes the
+ * newest checkpoint to DIR/checkpoint and frees the journal. Accepts NULL. */
+void jrn_close(struct journal *j);
+
+/* Identity, current key and committed size. */
+void jrn_get_info(struct journal *j, struct jrn_info *out);
+
+/* Number of durable records (the newest checkpoint's tree size). */
+uint64_t jrn_size(struct journal *j);
+
+/* ---- Appending ---- */
+
+/* One event to append. Caller-owned; the journal reads the inputs during
+ * submission and writes the outputs before completion. */
+struct jrn_event {
+    /* inputs */
+    uint64_t tenant;
+    const char *stream; /* see jrn_record_check_fields for the rules */
+    size_t stream_len;
+    const char *type;
+    size_t type_len;
+    const char *actor;
+    size_t actor_len;
+    uint64_t expected_version; /* the stream's current version; 0 = new stream */
+    const uint8_t *payload;    /* must stay valid until completion */
+    size_t payload_len;
+    /* outputs, valid once the append completed with KR_OK */
+    uint64_t seq;
+    uint64_t time_ns;
+    uint32_t key_id;
+    uint8_t commitment[KR_HASH_LEN];
+    uint8_t sig[JRN_SIG_LEN];
+};
+
+struct jrn_append;
+/* Completion: called exactly once per accepted submission, from the writer
+ * thread, after the batch is durable (err KR_OK) or failed. Keep it short: the
+ * writer runs no other batch meanwhile. The append may be freed inside it. */
+typedef void (*jrn_done_fn)(struct jrn_append *a, kr_err err);
+
+/* An asynchronous append. Caller-owned, like nng's aio: it must stay valid,
+ * unmoved, from jrn_submit until its done callback returns. */
+struct jrn_append {
+    struct jrn_event *events; /* 1..KR_APPEND_MAX_EVENTS */
+    size_t n;
+    jrn_done_fn done;
+    void *arg; /* for the caller */
+    /* private to the journal */
+    struct jrn_append *next_;
+    atomic_int ready_;
+    uint64_t time_ns_;
+    uint32_t key_id_;
+    bool internal_;
+};
+
+/* Validates the events, takes their time and queue position, signs them in the
+ * calling thread and queues them for the writer. Blocks while the queue holds
+ * KR_QUEUE_MAX_EVENTS (back-pressure). On KR_OK the done callback will be
+ * called exactly once; on any other return it will not be, and nothing was
+ * queued. Errors: KR_EINVAL / KR_ETOOLARGE (bad event), KR_ECLOSED (closing or
+ * read-only), KR_EIO (stopped after an I/O error). */
+KR_MUST_CHECK kr_err jrn_submit(struct journal *j, struct jrn_append *a);
+
+/* Appends events and waits until they are durable (or failed). Returns the
+ * append's outcome: KR_OK, KR_ECONFLICT, KR_EFULL, KR_EIO, or a jrn_submit
+ * error. On KR_OK each event's seq, time_ns, key_id, commitment and sig are set. */
+KR_MUST_CHECK kr_err jrn_append(struct journal *j, struct jrn_event *events, size_t n);
+
+/* Adds a new signing key: writes its files, appends a journal.key_added record
+ * signed by the current key, then signs everything after it with the new key.
+ * Appends submitted meanwhile wait. The retired key still verifies the records
+ * it signed. Fills *new_info when not NULL. */
+KR_MUST_CHECK kr_err jrn_rotate_key(struct journal *j, struct jrn_info *new_info);
+
+/* ---- Reading ---- */
+
+/* A record read from the journal, with the bytes it borrows from. Caller-owned;
+ * zero it before first use, release with jrn_recbuf_fini. */
+struct jrn_recbuf {
+    uint8_t *data;
+    size_t cap;
+    struct jrn_record rec; /* borrows from data */
+};
+void jrn_recbuf_fini(struct jrn_recbuf *b);
+
+/* Reads record `seq` into b (b->rec). KR_ENOTFOUND if seq is 0 or past the end,
+ * KR_ECORRUPT if the stored bytes do not decode. */
+KR_MUST_CHECK kr_err jrn_read(struct journal *j, uint64_t seq, struct jrn_recbuf *b);
+
+/* The current version of a stream (0 if it has no records). */
+KR_MUST_CHECK kr_err jrn_stream_version(struct journal *j, uint64_t tenant, const char *stream,
+                                        size_t stream_len, uint64_t *version);
+
+enum jrn_query_kind {
+    JRN_Q_RANGE,  /* seq from..to (inclusive; to 0 = to the end) */
+    JRN_Q_STREAM, /* one stream of one tenant, from a version */
+    JRN_Q_TENANT, /* every record of one tenant, from a seq */
+};
+
+struct jrn_query {
+    enum jrn_query_kind kind;
+    uint64_t from; /* seq (RANGE, TENANT) or version (STREAM); 0 = start */
+    uint64_t to;   /* RANGE only: last seq, 0 = unbounded */
+    uint64_t tenant;
+    const char *stream; /* STREAM only; copied by jrn_cursor_new */
+    size_t stream_len;
+};
+
+/* A cursor reads records in pages of up to KR_CURSOR_PAGE, each page under its
+ * own short read transaction: a slow consumer never pins old pages. Records
+ * appended after the cursor was made are seen when it reaches them. */
+struct jrn_cursor;
+
+KR_MUST_CHECK kr_err jrn_cursor_new(struct journal *j, const struct jrn_query *q,
+                                    struct jrn_cursor **out);
+/* The next record into *rec; it borrows from the cursor and is valid until the
+ * next call. KR_ENOTFOUND at the end. */
+KR_MUST_CHECK kr_err jrn_cursor_next(struct jrn_cursor *c, struct jrn_record *rec);
+/* Accepts NULL. */
+void jrn_cursor_free(struct jrn_cursor *c);
+
+/* ---- Checkpoints and proofs ---- */
+
+/* The newest signed checkpoint note (NUL-terminated) into out. */
+KR_MUST_CHECK kr_err jrn_checkpoint(struct journal *j, char *out, size_t cap, size_t *len);
+
+/* RFC 6962 root of the first `size` records. */
+KR_MUST_CHECK kr_err jrn_root(struct journal *j, uint64_t size, uint8_t out[KR_HASH_LEN]);
+
+/* Inclusion proof of record `seq` in the tree of `size` records (1 <= seq <=
+ * size <= jrn_size). *n hashes into proof, leaf to root. */
+KR_MUST_CHECK kr_err jrn_inclusion_proof(struct journal *j, uint64_t seq, uint64_t size,
+                                         uint8_t proof[][KR_HASH_LEN], size_t cap, size_t *n);
+
+/* Consistency proof between tree sizes size1 <= size2 <= jrn_size. */
+KR_MUST_CHECK kr_err jrn_consistency_proof(struct journal *j, uint64_t size1, uint64_t size2,
+                                           uint8_t proof[][KR_HASH_LEN], size_t cap,
+                                           size_t *n);
+
+/* ---- Statistics ---- */
+
+struct jrn_stats {
+    uint64_t batches;       /* write transactions committed */
+    uint64_t events;        /* records committed */
+    uint64_t conflicts;     /* appends refused for a version conflict */
+    uint64_t max_batch;     /* most events in one transaction */
+    uint64_t checkpoints;   /* checkpoints kept in the checkpoints database */
+};
+void jrn_get_stats(struct journal *j, struct jrn_stats *out);
+
+#endif

@@ -1,0 +1,129 @@
+/*
+ * journal_internal.h: the journal's state, shared by the journal's own modules
+ * (journal.c, cursor.c, verify.c). Not part of the public interface.
+ */
+#ifndef KR_JOURNAL_INTERNAL_H
+#define KR_JOURNAL_INTERNAL_H
+
+#include "journal.h"
+#include "merkle.h"
+#include "note.h"
+
+#include <lmdb.h>
+#include <pthread.h>
+
+/* Names of the LMDB databases. */
+#define JRN_DB_EVENTS "events"           /* seq (u64 BE) -> record */
+#define JRN_DB_TREE "tree"               /* post-order index (u64 BE) -> node hash */
+#define JRN_DB_STREAMS "streams"         /* tenant, len, stream, version -> seq */
+#define JRN_DB_TENANTS "tenants"         /* tenant, seq -> (empty) */
+#define JRN_DB_CHECKPOINTS "checkpoints" /* tree size (u64 BE) -> signed note */
+#define JRN_DB_META "meta"               /* name -> value */
+/* LMDB named databases reserved for the journal and, later, the views. */
+#define JRN_MAX_DBS 64
+#define JRN_MAX_READERS 512
+
+/* meta keys */
+#define JRN_META_FORMAT "format"         /* u32 BE */
+#define JRN_META_ID "journal_id"         /* 16 bytes */
+#define JRN_META_CHECKPOINT "checkpoint" /* newest signed note */
+
+/* Stream index key: tenant(8) len(1) stream(len) version(8). */
+#define JRN_STREAM_KEY_MAX (8 + 1 + KR_STREAM_MAX + 8)
+
+struct journal {
+    char dir[KR_PATH_MAX];
+    MDB_env *env;
+    MDB_dbi db_events, db_tree, db_streams, db_tenants, db_checkpoints, db_meta;
+    bool read_only;
+    const struct kr_clock *clock;
+    int lock_fd; /* flock'd DIR/journal/writer.lock; -1 when read-only */
+
+    uint8_t journal_id[16];
+    char origin[KR_ORIGIN_MAX + 1];
+
+    /* Signing keys loaded in this process. `signing` points into keys[] and
+     * changes only under mu, so a submission signs with the key current at
+     * its queue position. */
+    struct kr_signing_key keys[KR_KEYS_MAX];
+    size_t nkeys;
+    struct kr_signing_key *signing;
+
+    /* Writer state: touched only by the writer thread (or by create/open
+     * before it starts). */
+    uint64_t size;
+    uint8_t last_leaf[KR_HASH_LEN];
+    struct mrk_frontier frontier;
+    uint64_t kept_size; /* size and time of the newest checkpoint kept in */
+    uint64_t kept_time; /* the checkpoints database */
+    uint64_t file_time; /* when DIR/checkpoint was last written */
+    uint8_t *encode_buf;
+    char note[KR_NOTE_MAX + 1];
+    size_t note_len;
+
+    /* Queue, guarded by mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t writer_cv; /* queue not empty, or closing */
+    pthread_cond_t space_cv;  /* queue has room, or rotation done */
+    pthread_cond_t ready_cv;  /* the append the writer waits on is signed */
+    struct jrn_append *head, *tail;
+    size_t queued_events;
+    size_t space_waiters;
+    uint64_t last_time; /* newest time handed out */
+    bool closing;
+    bool rotating;
+    kr_err failed; /* KR_EIO after a failed commit: the journal is stopped */
+    atomic_int writer_waiting;
+    pthread_t writer;
+    bool writer_started;
+
+    _Atomic uint64_t committed; /* size after the newest commit */
+    pthread_mutex_t stats_mu;
+    struct jrn_stats stats;
+};
+
+/* u64 big-endian helpers for LMDB keys. */
+static inline void jrn_put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+static inline uint64_t jrn_get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Builds the stream-index key prefix (tenant, len, stream) into key and
+ * returns its length; the caller appends a version. */
+size_t jrn_stream_prefix(uint8_t key[JRN_STREAM_KEY_MAX], uint64_t tenant, const char *stream,
+                         size_t stream_len);
+
+/* Positions c (a cursor on the streams database) on the newest index entry of
+ * (tenant, stream) and sets *version to its version, or to 0 (cursor
+ * position unspecified) when the stream has no records. */
+kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_t len,
+                       uint64_t *version);
+
+/* Parses the payload of a journal.created or journal.key_added record:
+ * a msgpack map with key_id and public_key (and, for created, journal_id and
+ * origin). KR_ECORRUPT if malformed. */
+kr_err jrn_parse_key_payload(const uint8_t *p, size_t len, uint32_t *key_id,
+                             uint8_t pk[KR_PUBKEY_LEN]);
+
+/* Opens the LMDB environment of dir read-only and reads the journal's
+ * identity, and nothing else: for verification, which must report damage
+ * rather than refuse to open. Close with jrn_close. */
+kr_err jrn_open_raw(const char *dir, struct journal **out);
+
+/* Reads stored tree node (level, index) through a read or write txn; the
+ * mrk_node_fn for proofs. ctx is a struct jrn_tree_ctx. */
+struct jrn_tree_ctx {
+    struct journal *j;
+    MDB_txn *txn;
+};
+kr_err jrn_tree_node(void *ctx, unsigned level, uint64_t index, uint8_t out[KR_HASH_LEN]);
+
+#endif

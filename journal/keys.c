@@ -1,0 +1,204 @@
+/*
+ * keys.c: Ed25519 signing keys (libsodium) and their files in the data
+ * directory. Only the 32-byte seed is stored; the key pair is derived on load.
+ * Secrets are wiped from every buffer that held them.
+ */
+#include "keys.h"
+
+#include "kr_limits.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KEY_MAGIC "kiroku-journal-key 1\n"
+#define SEED_LEN 32
+/* Key file: magic, base64 seed (44 chars), newline. */
+#define KEY_FILE_MAX 128
+
+static kr_err key_path(char *out, size_t cap, const char *dir, uint32_t id, const char *ext)
+{
+    int n = snprintf(out, cap, "%s/keys/journal-%u.%s", dir, id, ext);
+    if (n < 0 || (size_t)n >= cap)
+        return KR_ETOOLARGE;
+    return KR_OK;
+}
+
+kr_err kr_key_generate(uint32_t key_id, struct kr_signing_key *out)
+{
+    if (sodium_init() < 0)
+        return KR_ECRYPTO;
+    out->key_id = key_id;
+    if (crypto_sign_keypair(out->pk, out->sk) != 0)
+        return KR_ECRYPTO;
+    return KR_OK;
+}
+
+void kr_key_wipe(struct kr_signing_key *k)
+{
+    if (k)
+        sodium_memzero(k->sk, sizeof k->sk);
+}
+
+void kr_pubkey_to_b64(const uint8_t pk[KR_PUBKEY_LEN], char out[KR_PUBKEY_B64_LEN])
+{
+    sodium_bin2base64(out, KR_PUBKEY_B64_LEN, pk, KR_PUBKEY_LEN, sodium_base64_VARIANT_ORIGINAL);
+}
+
+kr_err kr_pubkey_from_b64(const char *s, uint8_t pk[KR_PUBKEY_LEN])
+{
+    size_t n = 0;
+    const char *end = NULL;
+    if (sodium_base642bin(pk, KR_PUBKEY_LEN, s, strlen(s), " \t\r\n", &n, &end,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        n != KR_PUBKEY_LEN)
+        return KR_EINVAL;
+    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+        end++;
+    return *end == '\0' ? KR_OK : KR_EINVAL;
+}
+
+/* Writes len bytes to path, created exclusively with mode, then fsyncs. */
+static kr_err write_new_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return kr_err_from_errno(errno);
+    kr_err err = KR_OK;
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            err = kr_err_from_errno(errno ? errno : EIO);
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (err == KR_OK && fsync(fd) != 0)
+        err = kr_err_from_errno(errno);
+    close(fd);
+    if (err)
+        unlink(path);
+    return err;
+}
+
+kr_err kr_key_save(const char *dir, const struct kr_signing_key *k)
+{
+    char path[KR_PATH_MAX];
+    char text[KEY_FILE_MAX];
+    char b64[KR_PUBKEY_B64_LEN];
+    kr_err err;
+
+    if (snprintf(path, sizeof path, "%s/keys", dir) >= (int)sizeof path)
+        return KR_ETOOLARGE;
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return kr_err_from_errno(errno);
+
+    /* The seed is the first half of libsodium's 64-byte secret key. */
+    strcpy(text, KEY_MAGIC);
+    sodium_bin2base64(text + strlen(KEY_MAGIC), sizeof text - strlen(KEY_MAGIC) - 1, k->sk,
+                      SEED_LEN, sodium_base64_VARIANT_ORIGINAL);
+    strcat(text, "\n");
+    if ((err = key_path(path, sizeof path, dir, k->key_id, "key")) == KR_OK)
+        err = write_new_file(path, text, strlen(text), 0600);
+    sodium_memzero(text, sizeof text);
+    if (err)
+        return err;
+
+    kr_pubkey_to_b64(k->pk, b64);
+    char pub[KR_PUBKEY_B64_LEN + 1];
+    snprintf(pub, sizeof pub, "%s\n", b64);
+    if ((err = key_path(path, sizeof path, dir, k->key_id, "pub")))
+        return err;
+    return write_new_file(path, pub, strlen(pub), 0644);
+}
+
+/* Reads a small file whole; refuses files larger than cap-1. */
+static kr_err read_small_file(const char *path, char *buf, size_t cap, bool private_only)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ELOOP ? KR_EKEY : kr_err_from_errno(errno);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return kr_err_from_errno(e);
+    }
+    if (!S_ISREG(st.st_mode) || (private_only && (st.st_mode & 077) != 0)) {
+        close(fd);
+        return KR_EKEY;
+    }
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            return kr_err_from_errno(e);
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+        if (len == cap - 1) {
+            close(fd);
+            return KR_ECORRUPT;
+        }
+    }
+    close(fd);
+    buf[len] = '\0';
+    return KR_OK;
+}
+
+kr_err kr_key_load(const char *dir, uint32_t key_id, struct kr_signing_key *out)
+{
+    char path[KR_PATH_MAX];
+    char text[KEY_FILE_MAX];
+    uint8_t seed[SEED_LEN];
+    size_t n = 0;
+    const char *end = NULL;
+    kr_err err;
+
+    if (sodium_init() < 0)
+        return KR_ECRYPTO;
+    if ((err = key_path(path, sizeof path, dir, key_id, "key")))
+        return err;
+    if ((err = read_small_file(path, text, sizeof text, true)))
+        return err;
+    err = KR_ECORRUPT;
+    if (strncmp(text, KEY_MAGIC, strlen(KEY_MAGIC)) == 0) {
+        const char *b = text + strlen(KEY_MAGIC);
+        if (sodium_base642bin(seed, sizeof seed, b, strlen(b), NULL, &n, &end,
+                              sodium_base64_VARIANT_ORIGINAL) == 0 &&
+            n == SEED_LEN && strcmp(end, "\n") == 0) {
+            out->key_id = key_id;
+            err = crypto_sign_seed_keypair(out->pk, out->sk, seed) == 0 ? KR_OK : KR_ECRYPTO;
+        }
+    }
+    sodium_memzero(seed, sizeof seed);
+    sodium_memzero(text, sizeof text);
+    return err;
+}
+
+kr_err kr_pubkey_load(const char *dir, uint32_t key_id, uint8_t pk[KR_PUBKEY_LEN])
+{
+    char path[KR_PATH_MAX];
+    char text[KEY_FILE_MAX];
+    kr_err err;
+    if ((err = key_path(path, sizeof path, dir, key_id, "pub")))
+        return err;
+    if ((err = read_small_file(path, text, sizeof text, false)))
+        return err;
+    return kr_pubkey_from_b64(text, pk) == KR_OK ? KR_OK : KR_ECORRUPT;
+}

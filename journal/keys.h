@@ -1,0 +1,54 @@
+/*
+ * keys.h: the journal's Ed25519 signing keys and their files.
+ *
+ * A signing key lives in DIR/keys/journal-<id>.key, mode 0600, as text:
+ *   "kiroku-journal-key 1\n<base64 of the 32-byte Ed25519 seed>\n"
+ * Its public half is in DIR/keys/journal-<id>.pub as "<base64 public key>\n",
+ * which is all an auditor needs. Loading refuses a key file that group or
+ * others can read or write (KR_EKEY), as ssh does.
+ */
+#ifndef KR_KEYS_H
+#define KR_KEYS_H
+
+#include "kr_error.h"
+
+#include <stdint.h>
+
+#define KR_PUBKEY_LEN 32
+#define KR_SECKEY_LEN 64
+/* base64 (standard, padded) of a 32-byte key, with NUL. */
+#define KR_PUBKEY_B64_LEN 45
+
+/* A signing key pair; caller-owned. Wipe with kr_key_wipe when done. */
+struct kr_signing_key {
+    uint32_t key_id;
+    uint8_t pk[KR_PUBKEY_LEN];
+    uint8_t sk[KR_SECKEY_LEN];
+};
+
+/* Makes a new random key pair with the given id. */
+KR_MUST_CHECK kr_err kr_key_generate(uint32_t key_id, struct kr_signing_key *out);
+
+/* Writes the key and public key files under dir/keys (created, mode 0700, if
+ * missing). The key file is created with O_EXCL and mode 0600 and synced;
+ * KR_EEXIST if it exists already. */
+KR_MUST_CHECK kr_err kr_key_save(const char *dir, const struct kr_signing_key *k);
+
+/* Reads key `key_id` from dir/keys. KR_ENOTFOUND if absent, KR_EKEY if its mode
+ * lets anyone but the owner in, KR_ECORRUPT if malformed. */
+KR_MUST_CHECK kr_err kr_key_load(const char *dir, uint32_t key_id, struct kr_signing_key *out);
+
+/* Reads the public key of `key_id` from dir/keys/journal-<id>.pub. */
+KR_MUST_CHECK kr_err kr_pubkey_load(const char *dir, uint32_t key_id, uint8_t pk[KR_PUBKEY_LEN]);
+
+/* Standard padded base64 of a public key into out (KR_PUBKEY_B64_LEN bytes). */
+void kr_pubkey_to_b64(const uint8_t pk[KR_PUBKEY_LEN], char out[KR_PUBKEY_B64_LEN]);
+
+/* Parses a base64 public key (surrounding whitespace allowed). KR_EINVAL if it
+ * is not exactly 32 bytes of base64. */
+KR_MUST_CHECK kr_err kr_pubkey_from_b64(const char *s, uint8_t pk[KR_PUBKEY_LEN]);
+
+/* Erases the secret half. Accepts NULL. */
+void kr_key_wipe(struct kr_signing_key *k);
+
+#endif

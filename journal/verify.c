@@ -1,0 +1,669 @@
+/*
+ * verify.c: full and fast verification of a journal (see verify.h).
+ *
+ * Design notes
+ * - Chunks. Records are split into chunks of C = 2^KR_VERIFY_CHUNK_LOG2; a
+ *   chunk is a perfect Merkle subtree, so a worker can recompute its leaves
+ *   and nodes alone, compare them with the stored tree in post-order (which is
+ *   the order the tree database is keyed by, so one cursor walks it), and hand
+ *   back the chunk root, its first prev and its last leaf. The calling thread
+ *   then checks the links between chunks and folds the chunk roots into the
+ *   whole tree, checking the nodes above chunk level.
+ * - First bad seq. Workers take chunks in order and record the first fault in
+ *   their chunk; the report names the lowest. Chunks above a known fault are
+ *   skipped.
+ * - Keys. Before the pass, the journal's own stream gives the key history;
+ *   during the pass every record of that stream must be one the history
+ *   named, so a doctored index cannot hide or invent a key.
+ */
+#include "verify.h"
+
+#include "journal_internal.h"
+#include "mp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK_LOG2 KR_VERIFY_CHUNK_LOG2
+#define CHUNK (1ull << CHUNK_LOG2)
+/* Verification threads at most; more than cores only adds contention. */
+#define VERIFY_THREADS_MAX 64
+
+struct vkey {
+    uint32_t key_id;
+    uint8_t pk[KR_PUBKEY_LEN];
+    uint64_t from_seq; /* first record it may sign */
+    uint64_t to_seq;   /* first record it may no longer sign */
+    uint64_t intro_seq; /* the record that introduced it */
+};
+
+struct fault {
+    uint64_t seq; /* UINT64_MAX = none */
+    kr_err err;
+    char what[200];
+};
+
+struct chunk_result {
+    uint8_t first_prev[KR_HASH_LEN];
+    uint8_t last_leaf[KR_HASH_LEN];
+    uint64_t first_time, last_time;
+    uint8_t root[KR_HASH_LEN]; /* full chunks */
+    uint64_t stripped, system;
+    struct fault fault;
+};
+
+struct vctx {
+    struct journal *j;
+    const struct jrn_verify_options *o;
+    uint64_t n; /* records to verify */
+    uint64_t nchunks;
+    struct chunk_result *chunks;
+    struct mrk_frontier last_partial; /* frontier of the last chunk when partial */
+    struct vkey keys[KR_KEYS_MAX];
+    size_t nkeys;
+    _Atomic uint64_t next_chunk;
+    _Atomic uint64_t done_chunks;
+    _Atomic uint64_t first_bad; /* lowest faulty seq seen so far */
+};
+
+static void set_fault(struct fault *f, uint64_t seq, kr_err err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void set_fault(struct fault *f, uint64_t seq, kr_err err, const char *fmt, ...)
+{
+    if (f->seq != UINT64_MAX && f->seq <= seq)
+        return;
+    f->seq = seq;
+    f->err = err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->what, sizeof f->what, fmt, ap);
+    va_end(ap);
+}
+
+static const struct vkey *key_for(const struct vctx *v, uint32_t key_id)
+{
+    for (size_t i = 0; i < v->nkeys; i++)
+        if (v->keys[i].key_id == key_id)
+            return &v->keys[i];
+    return NULL;
+}
+
+static bool is_system(const struct jrn_record *r)
+{
+    return r->tenant == 0 && r->stream_len == strlen(JRN_SYSTEM_STREAM) &&
+           memcmp(r->stream, JRN_SYSTEM_STREAM, r->stream_len) == 0;
+}
+
+static bool type_is(const struct jrn_record *r, const char *t)
+{
+    return r->type_len == strlen(t) && memcmp(r->type, t, r->type_len) == 0;
+}
+
+/* ---- Key history ---- */
+
+static kr_err load_keys(struct vctx *v, struct fault *f)
+{
+    struct jrn_query q = {.kind = JRN_Q_STREAM,
+                          .tenant = 0,
+                          .stream = JRN_SYSTEM_STREAM,
+                          .stream_len = strlen(JRN_SYSTEM_STREAM)};
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    kr_err err = jrn_cursor_new(v->j, &q, &c);
+    if (err)
+        return err;
+    uint64_t expect_version = 1;
+    while ((err = jrn_cursor_next(c, &r)) == KR_OK) {
+        if (r.seq > v->n)
+            break;
+        uint32_t key_id;
+        uint8_t pk[KR_PUBKEY_LEN];
+        if (r.version != expect_version++ || r.payload_stripped ||
+            jrn_parse_key_payload(r.payload, r.payload_len, &key_id, pk) != KR_OK) {
+            set_fault(f, r.seq, KR_ECORRUPT, "journal key record is malformed");
+            break;
+        }
+        bool genesis = r.version == 1;
+        if (genesis != type_is(&r, JRN_TYPE_CREATED) ||
+            (!genesis && !type_is(&r, JRN_TYPE_KEY_ADDED)) || (genesis && r.seq != 1)) {
+            set_fault(f, r.seq, KR_ECORRUPT, "journal stream out of order: %.*s at version %llu",
+                      (int)r.type_len, r.type, (unsigned long long)r.version);
+            break;
+        }
+        if (genesis) {
+            if (key_id != 1 || sodium_memcmp(pk, v->o->root_key, KR_PUBKEY_LEN) != 0) {
+                set_fault(f, 1, KR_EBADSIG, "genesis key is not the trusted public key");
+                break;
+            }
+        } else if (key_for(v, key_id) || v->nkeys >= KR_KEYS_MAX) {
+            set_fault(f, r.seq, KR_ECORRUPT, "key %u introduced twice", key_id);
+            break;
+        }
+        if (v->nkeys > 0) {
+            /* The record introducing a key is still signed by the old one. */
+            v->keys[v->nkeys - 1].to_seq = r.seq + 1;
+            if (r.key_id != v->keys[v->nkeys - 1].key_id) {
+                set_fault(f, r.seq, KR_EBADSIG, "key change not signed by the key it replaces");
+                break;
+            }
+        }
+        struct vkey *k = &v->keys[v->nkeys++];
+        k->key_id = key_id;
+        memcpy(k->pk, pk, KR_PUBKEY_LEN);
+        k->from_seq = genesis ? 1 : r.seq + 1;
+        k->to_seq = UINT64_MAX;
+        k->intro_seq = r.seq;
+    }
+    jrn_cursor_free(c);
+    if (err == KR_ENOTFOUND)
+        err = KR_OK;
+    if (err == KR_ECORRUPT) {
+        set_fault(f, 0, KR_ECORRUPT, "journal stream index is damaged");
+        err = KR_OK;
+    }
+    if (err == KR_OK && v->nkeys == 0 && f->seq == UINT64_MAX)
+        set_fault(f, 1, KR_ECORRUPT, "no genesis record");
+    return err;
+}
+
+/* ---- Chunk workers ---- */
+
+struct worker {
+    struct vctx *v;
+    MDB_txn *txn;
+    MDB_cursor *c_events, *c_tree, *c_streams;
+    /* per chunk */
+    struct chunk_result *res;
+    uint64_t base;      /* leaf index of the chunk's first record */
+    bool tree_started;  /* c_tree positioned */
+    uint64_t tree_seq;  /* record being hashed, for fault reports */
+};
+
+static void emit_check(void *ctx, unsigned level, uint64_t index, const uint8_t hash[KR_HASH_LEN])
+{
+    struct worker *w = ctx;
+    if (w->res->fault.seq != UINT64_MAX)
+        return;
+    uint64_t abs_index = (w->base >> level) + index;
+    uint64_t want = mrk_postorder(level, abs_index);
+    MDB_val k, val;
+    int rc;
+    if (!w->tree_started) {
+        uint8_t kb[8];
+        jrn_put_u64(kb, want);
+        k = (MDB_val){8, kb};
+        rc = mdb_cursor_get(w->c_tree, &k, &val, MDB_SET_KEY);
+        w->tree_started = true;
+    } else {
+        rc = mdb_cursor_get(w->c_tree, &k, &val, MDB_NEXT);
+    }
+    if (rc || k.mv_size != 8 || jrn_get_u64(k.mv_data) != want) {
+        set_fault(&w->res->fault, w->tree_seq, KR_ECORRUPT,
+                  "stored Merkle tree lacks node (level %u, index %llu)", level,
+                  (unsigned long long)abs_index);
+        return;
+    }
+    if (val.mv_size != KR_HASH_LEN || memcmp(val.mv_data, hash, KR_HASH_LEN) != 0) {
+        if (level == 0)
+            set_fault(&w->res->fault, w->tree_seq, KR_ECORRUPT,
+                      "leaf hash differs from the stored tree (record altered)");
+        else
+            set_fault(&w->res->fault, w->tree_seq, KR_ECORRUPT,
+                      "stored Merkle node (level %u, index %llu) differs", level,
+                      (unsigned long long)abs_index);
+    }
+}
+
+static void check_record(struct worker *w, uint64_t seq, const MDB_val *val,
+                         struct jrn_record *r, uint8_t prev_leaf[KR_HASH_LEN],
+                         uint64_t *prev_time, bool first, struct mrk_frontier *fr)
+{
+    struct vctx *v = w->v;
+    struct chunk_result *res = w->res;
+    uint8_t h[KR_HASH_LEN];
+
+    if (jrn_record_decode(val->mv_data, val->mv_size, r) != KR_OK) {
+        set_fault(&res->fault, seq, KR_ECORRUPT, "record does not decode");
+        return;
+    }
+    if (r->seq != seq) {
+        set_fault(&res->fault, seq, KR_ECORRUPT, "record stored under seq %llu says seq %llu",
+                  (unsigned long long)seq, (unsigned long long)r->seq);
+        return;
+    }
+    if (first) {
+        memcpy(res->first_prev, r->prev, KR_HASH_LEN);
+        res->first_time = r->time_ns;
+    } else {
+        if (memcmp(r->prev, prev_leaf, KR_HASH_LEN) != 0) {
+            set_fault(&res->fault, seq, KR_ECORRUPT,
+                      "prev does not match the previous record's leaf hash");
+            return;
+        }
+        if (r->time_ns < *prev_time) {
+            set_fault(&res->fault, seq, KR_ECORRUPT, "time goes backwards");
+            return;
+        }
+    }
+    if (r->payload_stripped) {
+        res->stripped++;
+    } else {
+        kr_sha256(h, r->payload, r->payload_len);
+        if (memcmp(h, r->commitment, KR_HASH_LEN) != 0) {
+            set_fault(&res->fault, seq, KR_ECORRUPT, "payload does not match its commitment");
+            return;
+        }
+    }
+    if (!v->o->fast) {
+        const struct vkey *k = key_for(v, r->key_id);
+        if (!k) {
+            set_fault(&res->fault, seq, KR_EBADSIG, "signed by unknown key %u", r->key_id);
+            return;
+        }
+        if (seq < k->from_seq || seq >= k->to_seq) {
+            set_fault(&res->fault, seq, KR_EBADSIG, "signed by key %u, %s at this seq",
+                      r->key_id, seq < k->from_seq ? "not yet valid" : "retired");
+            return;
+        }
+        uint8_t msg[JRN_SIGN_INPUT_MAX];
+        size_t mlen;
+        jrn_record_sign_input(r, msg, &mlen);
+        if (crypto_sign_verify_detached(r->sig, msg, mlen, k->pk) != 0) {
+            set_fault(&res->fault, seq, KR_EBADSIG, "signature does not verify");
+            return;
+        }
+        /* The stream index must name this record at its version. */
+        uint8_t key[JRN_STREAM_KEY_MAX];
+        size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
+        jrn_put_u64(key + plen, r->version);
+        MDB_val ik = {plen + 8, key}, iv;
+        if (mdb_cursor_get(w->c_streams, &ik, &iv, MDB_SET_KEY) != 0 || iv.mv_size != 8 ||
+            jrn_get_u64(iv.mv_data) != seq) {
+            set_fault(&res->fault, seq, KR_ECORRUPT,
+                      "stream index does not name this record at its version");
+            return;
+        }
+    }
+    if (is_system(r)) {
+        res->system++;
+        bool known = false;
+        for (size_t i = 0; i < v->nkeys; i++)
+            known |= v->keys[i].intro_seq == seq;
+        if (!known) {
+            set_fault(&res->fault, seq, KR_ECORRUPT,
+                      "journal key record missing from the key history");
+            return;
+        }
+    }
+    jrn_record_leaf_hash(r, h);
+    w->tree_seq = seq;
+    mrk_frontier_append(fr, h, emit_check, w);
+    if (res->fault.seq != UINT64_MAX)
+        return;
+    memcpy(prev_leaf, h, KR_HASH_LEN);
+    *prev_time = r->time_ns;
+}
+
+static void run_chunk(struct worker *w, uint64_t c)
+{
+    struct vctx *v = w->v;
+    struct chunk_result *res = &v->chunks[c];
+    uint64_t first = c * CHUNK + 1, last = first + CHUNK - 1;
+    if (last > v->n)
+        last = v->n;
+    w->res = res;
+    w->base = c * CHUNK;
+    w->tree_started = false;
+    res->fault.seq = UINT64_MAX;
+
+    struct mrk_frontier fr;
+    mrk_frontier_init(&fr);
+    uint8_t prev_leaf[KR_HASH_LEN] = {0};
+    uint64_t prev_time = 0;
+    uint8_t kb[8];
+    jrn_put_u64(kb, first);
+    MDB_val k = {8, kb}, val;
+    int rc = mdb_cursor_get(w->c_events, &k, &val, MDB_SET_RANGE);
+    for (uint64_t seq = first; seq <= last; seq++) {
+        if (seq > atomic_load_explicit(&v->first_bad, memory_order_relaxed))
+            return; /* a lower fault is already known */
+        if (rc != MDB_SUCCESS || k.mv_size != 8 || jrn_get_u64(k.mv_data) != seq) {
+            set_fault(&res->fault, seq, KR_ECORRUPT, "record is missing");
+            break;
+        }
+        struct jrn_record r;
+        check_record(w, seq, &val, &r, prev_leaf, &prev_time, seq == first, &fr);
+        if (res->fault.seq != UINT64_MAX)
+            break;
+        rc = mdb_cursor_get(w->c_events, &k, &val, MDB_NEXT);
+    }
+    if (res->fault.seq != UINT64_MAX) {
+        uint64_t cur = atomic_load(&v->first_bad);
+        while (res->fault.seq < cur &&
+               !atomic_compare_exchange_weak(&v->first_bad, &cur, res->fault.seq))
+            ;
+        return;
+    }
+    memcpy(res->last_leaf, prev_leaf, KR_HASH_LEN);
+    res->last_time = prev_time;
+    if (fr.size == CHUNK)
+        mrk_frontier_root(&fr, res->root);
+    else
+        v->last_partial = fr;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct vctx *v = w->v;
+    bool main_thread = arg == NULL;
+    (void)main_thread;
+    for (;;) {
+        uint64_t c = atomic_fetch_add(&v->next_chunk, 1);
+        if (c >= v->nchunks)
+            break;
+        run_chunk(w, c);
+        atomic_fetch_add(&v->done_chunks, 1);
+    }
+    return NULL;
+}
+
+static kr_err worker_open(struct worker *w, struct vctx *v)
+{
+    memset(w, 0, sizeof *w);
+    w->v = v;
+    int rc = mdb_txn_begin(v->j->env, NULL, MDB_RDONLY, &w->txn);
+    if (!rc)
+        rc = mdb_cursor_open(w->txn, v->j->db_events, &w->c_events);
+    if (!rc)
+        rc = mdb_cursor_open(w->txn, v->j->db_tree, &w->c_tree);
+    if (!rc)
+        rc = mdb_cursor_open(w->txn, v->j->db_streams, &w->c_streams);
+    return kr_err_from_mdb(rc);
+}
+
+static void worker_close(struct worker *w)
+{
+    if (w->c_events)
+        mdb_cursor_close(w->c_events);
+    if (w->c_tree)
+        mdb_cursor_close(w->c_tree);
+    if (w->c_streams)
+        mdb_cursor_close(w->c_streams);
+    if (w->txn)
+        mdb_txn_abort(w->txn);
+}
+
+/* ---- Upper tree and checkpoints ---- */
+
+struct upper_ctx {
+    MDB_txn *txn;
+    struct journal *j;
+    struct fault *f;
+};
+
+static void emit_upper(void *ctx, unsigned level, uint64_t index, const uint8_t hash[KR_HASH_LEN])
+{
+    struct upper_ctx *u = ctx;
+    struct jrn_tree_ctx tc = {u->j, u->txn};
+    uint8_t stored[KR_HASH_LEN];
+    if (jrn_tree_node(&tc, level, index, stored) != KR_OK ||
+        memcmp(stored, hash, KR_HASH_LEN) != 0)
+        set_fault(u->f, (index << level) + 1, KR_ECORRUPT,
+                  "stored Merkle node (level %u, index %llu) differs", level,
+                  (unsigned long long)index);
+}
+
+static kr_err check_note(struct vctx *v, MDB_txn *txn, const char *note, size_t len,
+                         uint64_t *size, struct fault *f, const char *where)
+{
+    struct kr_note_key nk[KR_KEYS_MAX];
+    struct kr_checkpoint cp;
+    uint32_t key_id;
+    for (size_t i = 0; i < v->nkeys; i++) {
+        snprintf(nk[i].name, sizeof nk[i].name, "%s", v->j->origin);
+        memcpy(nk[i].pk, v->keys[i].pk, KR_PUBKEY_LEN);
+        nk[i].key_id = v->keys[i].key_id;
+    }
+    kr_err err = kr_checkpoint_open(note, len, nk, v->nkeys, &cp, &key_id);
+    if (err) {
+        set_fault(f, 0, err, "%s: %s", where, kr_strerror(err));
+        return err;
+    }
+    *size = cp.size;
+    if (strcmp(cp.origin, v->j->origin) != 0) {
+        set_fault(f, cp.size, KR_ECORRUPT, "%s: origin is not this journal's", where);
+        return KR_ECORRUPT;
+    }
+    if (cp.size == 0 || cp.size > v->n) {
+        set_fault(f, cp.size, KR_ECORRUPT, "%s: size %llu beyond the journal's %llu records",
+                  where, (unsigned long long)cp.size, (unsigned long long)v->n);
+        return KR_ECORRUPT;
+    }
+    uint8_t root[KR_HASH_LEN];
+    struct jrn_tree_ctx tc = {v->j, txn};
+    if ((err = mrk_root(jrn_tree_node, &tc, cp.size, root)) ||
+        memcmp(root, cp.root, KR_HASH_LEN) != 0) {
+        set_fault(f, cp.size, KR_ECORRUPT, "%s: root at size %llu does not match the records",
+                  where, (unsigned long long)cp.size);
+        return KR_ECORRUPT;
+    }
+    return KR_OK;
+}
+
+static void check_checkpoints(struct vctx *v, MDB_txn *txn, struct fault *f,
+                              struct jrn_verify_report *out)
+{
+    MDB_val k = {strlen(JRN_META_CHECKPOINT), JRN_META_CHECKPOINT}, val;
+    uint64_t size = 0;
+    if (mdb_get(txn, v->j->db_meta, &k, &val) != 0) {
+        set_fault(f, v->n, KR_ECORRUPT, "no newest checkpoint");
+        return;
+    }
+    if (check_note(v, txn, val.mv_data, val.mv_size, &size, f, "newest checkpoint"))
+        return;
+    out->checkpoints++;
+    if (size != v->n) {
+        set_fault(f, size, KR_ECORRUPT, "newest checkpoint covers %llu of %llu records",
+                  (unsigned long long)size, (unsigned long long)v->n);
+        return;
+    }
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, v->j->db_checkpoints, &c) != 0)
+        return;
+    int rc = mdb_cursor_get(c, &k, &val, MDB_FIRST);
+    while (rc == MDB_SUCCESS) {
+        char where[64];
+        uint64_t key_size = k.mv_size == 8 ? jrn_get_u64(k.mv_data) : 0;
+        snprintf(where, sizeof where, "checkpoint %llu", (unsigned long long)key_size);
+        if (check_note(v, txn, val.mv_data, val.mv_size, &size, f, where))
+            break;
+        if (size != key_size) {
+            set_fault(f, key_size, KR_ECORRUPT, "%s is stored under the wrong size", where);
+            break;
+        }
+        out->checkpoints++;
+        rc = mdb_cursor_get(c, &k, &val, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+
+    /* DIR/checkpoint: a journal shorter than its last published checkpoint
+     * has been rolled back (or restored from an old copy). */
+    char path[KR_PATH_MAX + 16], note[KR_NOTE_MAX + 1];
+    snprintf(path, sizeof path, "%s/checkpoint", v->j->dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t len = read(fd, note, sizeof note);
+    close(fd);
+    if (len < 0 || (size_t)len > KR_NOTE_MAX) {
+        set_fault(f, 0, KR_ECORRUPT, "checkpoint file is unreadable or too large");
+        return;
+    }
+    if (check_note(v, txn, note, (size_t)len, &size, f, "checkpoint file") == KR_OK)
+        out->checkpoints++;
+}
+
+kr_err jrn_verify(const char *dir, const struct jrn_verify_options *opts,
+                  struct jrn_verify_report *out)
+{
+    struct jrn_verify_options o = *opts;
+    struct fault f = {.seq = UINT64_MAX};
+    struct vctx *v = NULL;
+    struct worker *ws = NULL;
+    pthread_t *tids = NULL;
+    MDB_txn *txn = NULL;
+    kr_err err;
+
+    memset(out, 0, sizeof *out);
+    if (!o.have_root_key) {
+        if ((err = kr_pubkey_load(dir, 1, o.root_key)))
+            return err;
+        o.have_root_key = true;
+    }
+    v = calloc(1, sizeof *v);
+    if (!v)
+        return KR_ENOMEM;
+    v->o = &o;
+    atomic_store(&v->first_bad, UINT64_MAX);
+    if ((err = jrn_open_raw(dir, &v->j)))
+        goto done;
+
+    /* One snapshot for the size; workers read the same immutable prefix. */
+    if ((err = kr_err_from_mdb(mdb_txn_begin(v->j->env, NULL, MDB_RDONLY, &txn))))
+        goto done;
+    MDB_cursor *c;
+    MDB_val k, val;
+    if ((err = kr_err_from_mdb(mdb_cursor_open(txn, v->j->db_events, &c))))
+        goto done;
+    int rc = mdb_cursor_get(c, &k, &val, MDB_LAST);
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND || k.mv_size != 8) {
+        set_fault(&f, 1, KR_ECORRUPT, "journal has no records");
+        goto verdict;
+    }
+    v->n = jrn_get_u64(k.mv_data);
+    out->records = v->n;
+    if ((err = load_keys(v, &f)))
+        goto done;
+    if (f.seq != UINT64_MAX)
+        goto verdict;
+    out->keys = v->nkeys;
+
+    v->nchunks = (v->n + CHUNK - 1) / CHUNK;
+    v->chunks = calloc(v->nchunks, sizeof *v->chunks);
+    unsigned nthreads = o.threads;
+    if (nthreads == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = cpus > 0 ? (unsigned)cpus : 1;
+    }
+    if (nthreads > VERIFY_THREADS_MAX)
+        nthreads = VERIFY_THREADS_MAX;
+    if ((uint64_t)nthreads > v->nchunks)
+        nthreads = (unsigned)v->nchunks;
+    ws = calloc(nthreads, sizeof *ws);
+    tids = calloc(nthreads, sizeof *tids);
+    if (!v->chunks || !ws || !tids) {
+        err = KR_ENOMEM;
+        goto done;
+    }
+    unsigned started = 0;
+    for (unsigned t = 0; t < nthreads; t++)
+        if ((err = worker_open(&ws[t], v)))
+            break;
+    for (unsigned t = 1; err == KR_OK && t < nthreads; t++, started++)
+        if (pthread_create(&tids[t], NULL, worker_main, &ws[t]) != 0)
+            break;
+    if (err == KR_OK) {
+        /* The calling thread works too, and reports progress between chunks. */
+        for (;;) {
+            uint64_t ch = atomic_fetch_add(&v->next_chunk, 1);
+            if (ch >= v->nchunks)
+                break;
+            run_chunk(&ws[0], ch);
+            uint64_t done = atomic_fetch_add(&v->done_chunks, 1) + 1;
+            if (o.progress) {
+                uint64_t recs = done * CHUNK;
+                o.progress(o.progress_ctx, recs > v->n ? v->n : recs, v->n);
+            }
+        }
+    }
+    for (unsigned t = 1; t <= started; t++)
+        pthread_join(tids[t], NULL);
+    for (unsigned t = 0; t < nthreads; t++)
+        worker_close(&ws[t]);
+    if (err)
+        goto done;
+
+    /* Links between chunks, then the tree above chunk level. */
+    struct mrk_frontier top;
+    mrk_frontier_init(&top);
+    struct upper_ctx u = {txn, v->j, &f};
+    uint64_t system = 0;
+    for (uint64_t ch = 0; ch < v->nchunks; ch++) {
+        struct chunk_result *r = &v->chunks[ch];
+        if (r->fault.seq != UINT64_MAX) {
+            set_fault(&f, r->fault.seq, r->fault.err, "%s", r->fault.what);
+            break;
+        }
+        uint64_t first = ch * CHUNK + 1;
+        static const uint8_t zero[KR_HASH_LEN];
+        const uint8_t *want = ch == 0 ? zero : v->chunks[ch - 1].last_leaf;
+        if (memcmp(r->first_prev, want, KR_HASH_LEN) != 0) {
+            set_fault(&f, first, KR_ECORRUPT,
+                      "prev does not match the previous record's leaf hash");
+            break;
+        }
+        if (ch > 0 && r->first_time < v->chunks[ch - 1].last_time) {
+            set_fault(&f, first, KR_ECORRUPT, "time goes backwards");
+            break;
+        }
+        out->stripped += r->stripped;
+        system += r->system;
+        if (ch * CHUNK + CHUNK <= v->n) {
+            if (mrk_frontier_append_subtree(&top, CHUNK_LOG2, r->root, emit_upper, &u) != KR_OK)
+                set_fault(&f, first, KR_ECORRUPT, "internal: chunk misaligned");
+        } else {
+            for (int l = CHUNK_LOG2 - 1; l >= 0; l--)
+                if (((v->last_partial.size >> l) & 1) &&
+                    mrk_frontier_append_subtree(&top, (unsigned)l, v->last_partial.node[l], NULL,
+                                                NULL) != KR_OK)
+                    set_fault(&f, first, KR_ECORRUPT, "internal: chunk misaligned");
+        }
+        if (f.seq != UINT64_MAX)
+            break;
+    }
+    if (f.seq == UINT64_MAX && system != v->nkeys)
+        set_fault(&f, 0, KR_ECORRUPT, "key history lists %zu records, the journal has %llu",
+                  v->nkeys, (unsigned long long)system);
+    if (f.seq == UINT64_MAX) {
+        mrk_frontier_root(&top, out->root);
+        check_checkpoints(v, txn, &f, out);
+    }
+
+verdict:
+    if (f.seq != UINT64_MAX) {
+        out->result = f.err ? f.err : KR_ECORRUPT;
+        out->bad_seq = f.seq;
+        snprintf(out->what, sizeof out->what, "%s", f.what);
+    }
+    err = KR_OK;
+done:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (v) {
+        free(v->chunks);
+        jrn_close(v->j);
+    }
+    free(v);
+    free(ws);
+    free(tids);
+    return err;
+}

@@ -1,0 +1,58 @@
+/*
+ * verify.h: replaying a journal and checking everything an auditor can check
+ * with only the journal's first public key.
+ *
+ * For every record, in seq order: it is present (no gaps), decodes strictly,
+ * carries its own seq, links to the previous record's leaf hash, does not go
+ * back in time, its payload (unless stripped by erasure) matches its
+ * commitment, and its leaf hash and every Merkle node above it match the
+ * stored tree. Full mode also checks each record's Ed25519 signature with the
+ * key that was current at its seq (a key retired by a rotation signs nothing
+ * after it), and that the stream index names the record. Then every stored
+ * checkpoint, and DIR/checkpoint, must carry a valid signature by a journal
+ * key and the root of the recomputed tree at its size; the newest one must
+ * cover every record.
+ *
+ * The trust anchor is the public key of key 1. Later keys are learned from
+ * journal.key_added records, each signed by the key before it.
+ *
+ * Records are checked in parallel chunks of 2^KR_VERIFY_CHUNK_LOG2 (each a
+ * perfect Merkle subtree), so verification scales with cores.
+ */
+#ifndef KR_VERIFY_H
+#define KR_VERIFY_H
+
+#include "kr_error.h"
+#include "hash.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct jrn_verify_options {
+    bool fast;                /* skip per-record signatures and index checks */
+    bool have_root_key;       /* trust root_key instead of DIR/keys/journal-1.pub */
+    uint8_t root_key[32];     /* public key of key 1 */
+    unsigned threads;         /* 0 = one per online CPU */
+    /* Called from the calling thread now and then; may be NULL. */
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
+};
+
+struct jrn_verify_report {
+    uint64_t records;           /* records in the journal */
+    uint64_t checkpoints;       /* signed checkpoints checked */
+    uint64_t keys;              /* signing keys the journal has had */
+    uint64_t stripped;          /* records whose payload was erased */
+    uint8_t root[KR_HASH_LEN];  /* root of the whole journal */
+    kr_err result;              /* KR_OK when every check holds */
+    uint64_t bad_seq;           /* first bad record, or the size of the bad checkpoint; 0 if none */
+    char what[256];             /* what is wrong, for people */
+};
+
+/* Verifies the journal in data directory `dir`, read-only (the server may be
+ * running). Returns KR_OK when the verification ran: the verdict is in
+ * out->result. Returns an error when it could not run (no journal, no key). */
+KR_MUST_CHECK kr_err jrn_verify(const char *dir, const struct jrn_verify_options *o,
+                                struct jrn_verify_report *out);
+
+#endif
