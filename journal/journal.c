@@ -110,10 +110,8 @@ static kr_err env_open(struct journal *j, const struct jrn_options *o, bool crea
         mdb_txn_abort(txn);
         return rc == MDB_NOTFOUND ? KR_ENOTFOUND : kr_err_from_mdb(rc);
     }
-    if (j->read_only) {
-        mdb_txn_abort(txn);
-        return KR_OK;
-    }
+    /* Commit even a read-only transaction: handles opened in an aborted one
+     * are closed with it. */
     return kr_err_from_mdb(mdb_txn_commit(txn));
 }
 

@@ -16,8 +16,8 @@
  * of n, largest first, so any root and any proof element is a fold of at most
  * 64 stored nodes, and no node ever changes once stored.
  *
- * Nothing here allocates; stack use is bounded (a few KiB at most), whatever
- * the tree size.
+ * Nothing here allocates, and stack use is fixed whatever the tree size
+ * (under 2 KiB, plus what the caller's callbacks use).
  */
 #ifndef KR_MERKLE_H
 #define KR_MERKLE_H
@@ -82,8 +82,7 @@ uint64_t mrk_postorder(unsigned level, uint64_t index);
  * functions below ask only for subtrees that lie entirely inside the tree size
  * they were given. Any error returned is passed back unchanged (a missing node
  * should be KR_ECORRUPT: it must exist). */
-typedef kr_err (*mrk_node_fn)(void *ctx, unsigned level, uint64_t index,
-                              uint8_t out[KR_HASH_LEN]);
+typedef kr_err (*mrk_node_fn)(void *ctx, unsigned level, uint64_t index, uint8_t out[KR_HASH_LEN]);
 
 /* The root of the tree of `size` leaves, from at most 64 stored nodes; SHA-256
  * of the empty string for size 0. Errors: those of get. */

@@ -1,0 +1,44 @@
+/*
+ * cli.h: what the kiroku subcommands share: option parsing helpers, the data
+ * directory default and output in text or JSON.
+ */
+#ifndef KR_CLI_H
+#define KR_CLI_H
+
+#include "kr_error.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Where the data lives when --data is not given: inside the working tree, so
+ * the first run needs no set-up. KIROKU_DATA overrides it. */
+#define CLI_DATA_DEFAULT "var/kiroku"
+
+/* Exit codes: 0 success, 1 the checked thing is bad (verify found a fault),
+ * 2 usage error, 3 operational error (could not open, I/O...). */
+enum { CLI_OK = 0, CLI_BAD = 1, CLI_USAGE = 2, CLI_FAIL = 3 };
+
+/* The data directory: --data value, else $KIROKU_DATA, else the default. */
+const char *cli_data_dir(const char *flag);
+
+/* Parses a decimal unsigned integer within [min, max]; false otherwise. */
+bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Prints "kiroku: <what>: <error text>" to stderr and returns CLI_FAIL. */
+int cli_fail(const char *what, kr_err err);
+
+/* Writes s as a JSON string literal (with quotes) to f. */
+void cli_json_str(FILE *f, const char *s, size_t len);
+
+/* Monotonic seconds, for timing. */
+double cli_now(void);
+
+/* Subcommands: argc/argv start at the subcommand's own name. */
+int cmd_init(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif
