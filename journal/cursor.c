@@ -65,8 +65,8 @@ kr_err jrn_read(struct journal *j, uint64_t seq, struct jrn_recbuf *b)
     return b->rec.seq == seq ? KR_OK : KR_ECORRUPT;
 }
 
-kr_err jrn_stream_version(struct journal *j, uint64_t tenant, const char *stream,
-                          size_t stream_len, uint64_t *version)
+kr_err jrn_stream_version(struct journal *j, uint64_t tenant, const char *stream, size_t stream_len,
+                          uint64_t *version)
 {
     MDB_txn *txn;
     MDB_cursor *c;
@@ -92,9 +92,9 @@ struct jrn_cursor {
     struct journal *j;
     struct jrn_query q;
     char stream[KR_STREAM_MAX];
-    uint64_t next;   /* next seq (RANGE, TENANT) or version (STREAM) to read */
-    bool exhausted;  /* the last page ended at the end of the data */
-    uint8_t *buf;    /* page data: records back to back */
+    uint64_t next;  /* next seq (RANGE, TENANT) or version (STREAM) to read */
+    bool exhausted; /* the last page ended at the end of the data */
+    uint8_t *buf;   /* page data: records back to back */
     size_t buf_cap;
     size_t *offsets; /* start of each record in buf; offsets[count] = end */
     size_t count, pos;

@@ -2,11 +2,16 @@
  * journal.c: opening, creating and appending to the journal (see journal.h).
  *
  * Design notes
- * - Reserve, then sign. A submission takes its time and its place in the queue
- *   under `mu`, then signs outside the lock and flips `ready_`. The writer takes
- *   appends in queue order and waits for each to be ready, so times never
- *   decrease along seq, while signing runs in parallel on every submitting
- *   thread and overlaps the writer's fsync.
+ * - Reserve, then sign. A submission takes its time, its signing key and its
+ *   place in the queue under `mu` and returns. A pool of signer threads (one
+ *   per core) claims appends in queue order, computes commitments and
+ *   signatures outside the lock and flips `ready_`. The writer takes the
+ *   longest signed prefix of the queue as its batch, so times never decrease
+ *   along seq, signing keeps every core busy while the writer waits on fsync,
+ *   and the writer sleeps only when the head of the queue is unsigned.
+ *   Submitters never do the expensive work themselves: a server's network
+ *   threads stay free, and the number of threads competing for the CPU with
+ *   the single writer stays small.
  * - One batch, one transaction. The writer drains the queue (up to
  *   KR_BATCH_MAX_EVENTS), checks versions, writes records, tree nodes and
  *   indexes, signs one checkpoint for the new tree size and commits with
@@ -33,9 +38,9 @@
 #include <unistd.h>
 
 #define FORMAT_VERSION 1u
-/* Spins of the writer on an unsigned append before it sleeps: a signature
- * takes ~20 us, a futex sleep and wake costs about as much. */
-#define READY_SPINS 2000
+/* Events a signer claims at once: enough to take the queue lock rarely, few
+ * enough that the signers share out a small queue evenly. */
+#define SIGN_CLAIM_EVENTS 16
 
 static kr_err path_join(char *out, size_t cap, const char *dir, const char *name)
 {
@@ -141,7 +146,7 @@ static struct journal *journal_alloc(const struct jrn_options *o)
     pthread_mutex_init(&j->stats_mu, NULL);
     pthread_cond_init(&j->writer_cv, NULL);
     pthread_cond_init(&j->space_cv, NULL);
-    pthread_cond_init(&j->ready_cv, NULL);
+    pthread_cond_init(&j->sign_cv, NULL);
     snprintf(j->dir, sizeof j->dir, "%s", o->dir);
     return j;
 }
@@ -161,7 +166,7 @@ static void journal_free(struct journal *j)
     pthread_mutex_destroy(&j->stats_mu);
     pthread_cond_destroy(&j->writer_cv);
     pthread_cond_destroy(&j->space_cv);
-    pthread_cond_destroy(&j->ready_cv);
+    pthread_cond_destroy(&j->sign_cv);
     sodium_memzero(j, sizeof *j);
     free(j);
 }
@@ -245,8 +250,8 @@ static kr_err current_key_id(struct journal *j, MDB_txn *txn, uint32_t *key_id)
     if (err == KR_OK && version == 0)
         err = KR_ECORRUPT;
     if (err == KR_OK) {
-        err = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT) == 0 && v.mv_size == 8 ? KR_OK
-                                                                              : KR_ECORRUPT;
+        err =
+            mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT) == 0 && v.mv_size == 8 ? KR_OK : KR_ECORRUPT;
     }
     mdb_cursor_close(c);
     if (err)
@@ -272,11 +277,10 @@ static kr_err load_state(struct journal *j)
 
     if ((err = meta_get(j, txn, JRN_META_FORMAT, &v)))
         goto out;
-    if (v.mv_size != 4 || jrn_get_u64((const uint8_t[8]){0, 0, 0, 0, ((uint8_t *)v.mv_data)[0],
-                                                          ((uint8_t *)v.mv_data)[1],
-                                                          ((uint8_t *)v.mv_data)[2],
-                                                          ((uint8_t *)v.mv_data)[3]}) !=
-                              FORMAT_VERSION) {
+    if (v.mv_size != 4 ||
+        jrn_get_u64((const uint8_t[8]){0, 0, 0, 0, ((uint8_t *)v.mv_data)[0],
+                                       ((uint8_t *)v.mv_data)[1], ((uint8_t *)v.mv_data)[2],
+                                       ((uint8_t *)v.mv_data)[3]}) != FORMAT_VERSION) {
         err = KR_EVERSION;
         goto out;
     }
@@ -393,7 +397,7 @@ static void emit_node(void *ctx, unsigned level, uint64_t index, const uint8_t h
 }
 
 kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_t len,
-                              uint64_t *version)
+                       uint64_t *version)
 {
     uint8_t key[JRN_STREAM_KEY_MAX];
     size_t plen = jrn_stream_prefix(key, tenant, stream, len);
@@ -460,7 +464,7 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
 {
     struct journal *j = b->j;
     struct jrn_record r;
-    size_t len;
+    size_t len, header_len;
     int rc;
     kr_err err;
 
@@ -471,7 +475,7 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
     memcpy(r.commitment, e->commitment, KR_HASH_LEN);
     memcpy(r.prev, j->last_leaf, KR_HASH_LEN);
     memcpy(r.sig, e->sig, JRN_SIG_LEN);
-    if ((err = jrn_record_encode(&r, j->encode_buf, KR_RECORD_MAX, &len)))
+    if ((err = jrn_record_encode(&r, j->encode_buf, KR_RECORD_MAX, &len, &header_len)))
         return err;
 
     uint8_t sk[8];
@@ -496,13 +500,8 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
     if ((rc = mdb_cursor_put(b->c_tenants, &k, &v, 0)))
         return kr_err_from_mdb(rc);
 
-    /* The leaf hash covers the header only; find it in what we encoded:
-     * fixarray(2) is one byte, then the header, then the payload object. */
-    struct jrn_record back;
-    if ((err = jrn_record_decode(j->encode_buf, len, &back)))
-        return err; /* our own encoding must decode: a bug, stop here */
     uint8_t leaf[KR_HASH_LEN];
-    jrn_record_leaf_hash(&back, leaf);
+    kr_leaf_hash(leaf, j->encode_buf + JRN_HEADER_OFFSET, header_len);
     mrk_frontier_append(&j->frontier, leaf, emit_node, b);
     if (b->err)
         return b->err;
@@ -569,23 +568,6 @@ static void write_checkpoint_file(struct journal *j, bool sync)
         unlink(tmp);
 }
 
-static void wait_ready(struct journal *j, struct jrn_append *a)
-{
-    for (int i = 0; i < READY_SPINS; i++) {
-        if (atomic_load_explicit(&a->ready_, memory_order_acquire))
-            return;
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-    }
-    pthread_mutex_lock(&j->mu);
-    atomic_store(&j->writer_waiting, 1);
-    while (!atomic_load(&a->ready_))
-        pthread_cond_wait(&j->ready_cv, &j->mu);
-    atomic_store(&j->writer_waiting, 0);
-    pthread_mutex_unlock(&j->mu);
-}
-
 struct writer_snapshot {
     uint64_t size, kept_size, kept_time;
     uint8_t last_leaf[KR_HASH_LEN];
@@ -639,7 +621,6 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
         goto fail;
     }
     for (a = first, i = 0; i < count; a = a->next_, i++) {
-        wait_ready(j, a);
         err = check_versions(&b, a);
         if (err == KR_ECONFLICT) {
             errs[i] = KR_ECONFLICT;
@@ -679,23 +660,41 @@ fail:
 static void *writer_main(void *arg)
 {
     struct journal *j = arg;
+    pthread_setname_np(pthread_self(), "kr-writer");
     kr_err *errs = calloc(KR_BATCH_MAX_EVENTS, sizeof *errs);
     struct writer_snapshot *snap = malloc(sizeof *snap);
 
     for (;;) {
+        /* Wait for a signed head of the queue. */
         pthread_mutex_lock(&j->mu);
-        while (j->head == NULL && !j->closing)
+        bool stop = false;
+        for (;;) {
+            if (j->head && atomic_load(&j->head->ready_))
+                break;
+            if (!j->head && j->closing) {
+                stop = true;
+                break;
+            }
+            /* Announce the wait, then look again: a signer that flips ready_
+             * after our look sees the flag and signals under mu. */
+            atomic_store(&j->writer_waiting, 1);
+            if (j->head && atomic_load(&j->head->ready_)) {
+                atomic_store(&j->writer_waiting, 0);
+                break;
+            }
             pthread_cond_wait(&j->writer_cv, &j->mu);
-        if (j->head == NULL) {
+            atomic_store(&j->writer_waiting, 0);
+        }
+        if (stop) {
             pthread_mutex_unlock(&j->mu);
             break;
         }
-        /* Take a batch off the queue. */
+        /* The batch: the longest signed prefix within the batch limits. */
         struct jrn_append *first = j->head, *last = first;
         size_t count = 1, events = first->n, bytes = 0;
         for (size_t e = 0; e < first->n; e++)
             bytes += first->events[e].payload_len;
-        while (last->next_ && count < KR_BATCH_MAX_EVENTS) {
+        while (last->next_ && atomic_load_explicit(&last->next_->ready_, memory_order_acquire)) {
             struct jrn_append *n = last->next_;
             size_t nb = 0;
             for (size_t e = 0; e < n->n; e++)
@@ -720,8 +719,6 @@ static void *writer_main(void *arg)
         kr_err err;
         if (failed || !errs || !snap) {
             err = failed ? failed : KR_ENOMEM;
-            for (struct jrn_append *a = first; a; a = a->next_)
-                wait_ready(j, a); /* never complete an append still being signed */
         } else {
             err = run_batch(j, first, errs, count, snap);
         }
@@ -781,6 +778,7 @@ static void sign_event(struct jrn_event *e, uint64_t time_ns, const struct kr_si
     uint8_t msg[JRN_SIGN_INPUT_MAX];
     size_t len;
 
+    kr_sha256(e->commitment, e->payload, e->payload_len);
     event_to_record(e, &r);
     r.time_ns = time_ns;
     r.key_id = key->key_id;
@@ -791,6 +789,53 @@ static void sign_event(struct jrn_event *e, uint64_t time_ns, const struct kr_si
     e->key_id = key->key_id;
 }
 
+/* Signer threads: claim unsigned appends in queue order, sign them, mark them
+ * ready and wake the writer if it waits. */
+static void *signer_main(void *arg)
+{
+    struct journal *j = arg;
+    pthread_setname_np(pthread_self(), "kr-signer");
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (!j->sign_next && !j->closing) {
+            j->signers_idle++;
+            pthread_cond_wait(&j->sign_cv, &j->mu);
+            j->signers_idle--;
+        }
+        if (!j->sign_next)
+            break;
+        /* Claim a few appends at once to take the lock less often. */
+        struct jrn_append *first = j->sign_next, *a = first;
+        size_t count = 1, events = first->n;
+        while (a->next_ && events + a->next_->n <= SIGN_CLAIM_EVENTS) {
+            a = a->next_;
+            events += a->n;
+            count++;
+        }
+        j->sign_next = a->next_;
+        pthread_mutex_unlock(&j->mu);
+
+        a = first;
+        for (size_t i = 0; i < count; i++) {
+            /* Read next_ before flipping ready_: from then on the writer may
+             * complete (and the owner free) the append. */
+            struct jrn_append *next = i + 1 < count ? a->next_ : NULL;
+            for (size_t e = 0; e < a->n; e++)
+                sign_event(&a->events[e], a->time_ns_, a->key_);
+            atomic_store(&a->ready_, 1);
+            a = next;
+        }
+        if (atomic_load(&j->writer_waiting)) {
+            pthread_mutex_lock(&j->mu);
+            pthread_cond_signal(&j->writer_cv);
+            pthread_mutex_unlock(&j->mu);
+        }
+        pthread_mutex_lock(&j->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
 kr_err jrn_submit(struct journal *j, struct jrn_append *a)
 {
     kr_err err = validate_append(a);
@@ -798,8 +843,6 @@ kr_err jrn_submit(struct journal *j, struct jrn_append *a)
         return err;
     if (j->read_only)
         return KR_ECLOSED;
-    for (size_t i = 0; i < a->n; i++)
-        kr_sha256(a->events[i].commitment, a->events[i].payload, a->events[i].payload_len);
 
     pthread_mutex_lock(&j->mu);
     for (;;) {
@@ -822,7 +865,7 @@ kr_err jrn_submit(struct journal *j, struct jrn_append *a)
         now = j->last_time; /* the clock went back: time stands still instead */
     j->last_time = now;
     a->time_ns_ = now;
-    const struct kr_signing_key *key = j->signing;
+    a->key_ = j->signing;
     atomic_store_explicit(&a->ready_, 0, memory_order_relaxed);
     a->next_ = NULL;
     if (j->tail)
@@ -830,19 +873,12 @@ kr_err jrn_submit(struct journal *j, struct jrn_append *a)
     else
         j->head = a;
     j->tail = a;
+    if (!j->sign_next)
+        j->sign_next = a;
     j->queued_events += a->n;
-    pthread_cond_signal(&j->writer_cv);
+    if (j->signers_idle)
+        pthread_cond_signal(&j->sign_cv);
     pthread_mutex_unlock(&j->mu);
-
-    for (size_t i = 0; i < a->n; i++)
-        sign_event(&a->events[i], now, key);
-
-    atomic_store(&a->ready_, 1);
-    if (atomic_load(&j->writer_waiting)) {
-        pthread_mutex_lock(&j->mu);
-        pthread_cond_broadcast(&j->ready_cv);
-        pthread_mutex_unlock(&j->mu);
-    }
     return KR_OK;
 }
 
@@ -955,13 +991,44 @@ static void system_event(struct jrn_event *e, const char *type, uint64_t expecte
     e->payload_len = len;
 }
 
-static kr_err start_writer(struct journal *j)
+static void stop_threads(struct journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    j->closing = true;
+    pthread_cond_signal(&j->writer_cv);
+    pthread_cond_broadcast(&j->sign_cv);
+    pthread_cond_broadcast(&j->space_cv);
+    pthread_mutex_unlock(&j->mu);
+    if (j->writer_started)
+        pthread_join(j->writer, NULL);
+    for (unsigned i = 0; i < j->signers_started; i++)
+        pthread_join(j->signers[i], NULL);
+    j->writer_started = false;
+    j->signers_started = 0;
+}
+
+static kr_err start_threads(struct journal *j, unsigned signers)
 {
     j->encode_buf = malloc(KR_RECORD_MAX);
     if (!j->encode_buf)
         return KR_ENOMEM;
-    if (pthread_create(&j->writer, NULL, writer_main, j) != 0)
+    if (signers == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        signers = cpus > 0 ? (unsigned)cpus : 1;
+    }
+    if (signers > KR_SIGNERS_MAX)
+        signers = KR_SIGNERS_MAX;
+    for (unsigned i = 0; i < signers; i++) {
+        if (pthread_create(&j->signers[i], NULL, signer_main, j) != 0) {
+            stop_threads(j);
+            return KR_ENOMEM;
+        }
+        j->signers_started++;
+    }
+    if (pthread_create(&j->writer, NULL, writer_main, j) != 0) {
+        stop_threads(j);
         return KR_ENOMEM;
+    }
     j->writer_started = true;
     return KR_OK;
 }
@@ -1016,7 +1083,7 @@ kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
         goto out;
     }
     mrk_frontier_init(&j->frontier);
-    if ((err = start_writer(j)))
+    if ((err = start_threads(j, o->signers)))
         goto out;
 
     /* The genesis record names the journal and its first key. */
@@ -1029,11 +1096,7 @@ kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
         jrn_get_info(j, info);
 out:
     if (j->writer_started) {
-        pthread_mutex_lock(&j->mu);
-        j->closing = true;
-        pthread_cond_signal(&j->writer_cv);
-        pthread_mutex_unlock(&j->mu);
-        pthread_join(j->writer, NULL);
+        stop_threads(j);
         write_checkpoint_file(j, true);
     }
     journal_free(j);
@@ -1060,7 +1123,7 @@ kr_err jrn_open(const struct jrn_options *o, struct journal **out)
         err = KR_ECORRUPT; /* a journal always has its genesis record */
         goto fail;
     }
-    if (!j->read_only && (err = start_writer(j)))
+    if (!j->read_only && (err = start_threads(j, o->signers)))
         goto fail;
     *out = j;
     return KR_OK;
@@ -1107,12 +1170,7 @@ void jrn_close(struct journal *j)
     if (!j)
         return;
     if (j->writer_started) {
-        pthread_mutex_lock(&j->mu);
-        j->closing = true;
-        pthread_cond_signal(&j->writer_cv);
-        pthread_cond_broadcast(&j->space_cv);
-        pthread_mutex_unlock(&j->mu);
-        pthread_join(j->writer, NULL);
+        stop_threads(j);
         if (!j->failed)
             write_checkpoint_file(j, true);
     }

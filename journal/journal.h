@@ -8,10 +8,10 @@
  *   DIR/checkpoint    the newest signed checkpoint, also kept outside LMDB so a
  *                     restore that rolls history back can be noticed
  *
- * Appending. Callers submit appends of 1..KR_APPEND_MAX_EVENTS events. The
- * submitting thread computes each payload commitment and Ed25519 signature, so
- * signing runs on every core that submits; one writer thread gathers whatever
- * is queued into one LMDB write transaction, assigns seq and prev, extends the
+ * Appending. Callers submit appends of 1..KR_APPEND_MAX_EVENTS events; a
+ * submission only queues them. A pool of signer threads (one per core)
+ * computes each payload commitment and Ed25519 signature; one writer thread
+ * gathers whatever is signed into one LMDB write transaction, assigns seq and prev, extends the
  * Merkle tree, signs one checkpoint for the batch and commits with fsync. An
  * append completes only after its batch is durable. All events of one append
  * commit together or not at all.
@@ -51,16 +51,17 @@
 struct journal;
 
 /* The journal's own stream (tenant 0): its genesis record and key changes. */
-#define JRN_SYSTEM_STREAM "journal"
-#define JRN_TYPE_CREATED "journal.created"
+#define JRN_SYSTEM_STREAM  "journal"
+#define JRN_TYPE_CREATED   "journal.created"
 #define JRN_TYPE_KEY_ADDED "journal.key_added"
-#define JRN_SYSTEM_ACTOR "system"
+#define JRN_SYSTEM_ACTOR   "system"
 
 struct jrn_options {
     const char *dir;              /* data directory (required) */
     uint64_t map_size;            /* LMDB map size in bytes; 0 = KR_MAP_SIZE_DEFAULT */
     const struct kr_clock *clock; /* NULL = system real-time clock */
     bool read_only;               /* no writer, no signing key: for readers and verify */
+    unsigned signers;             /* signing threads; 0 = one per online CPU */
 };
 
 /* What jrn_create made. */
@@ -133,12 +134,12 @@ struct jrn_append {
     struct jrn_append *next_;
     atomic_int ready_;
     uint64_t time_ns_;
-    uint32_t key_id_;
+    const struct kr_signing_key *key_;
     bool internal_;
 };
 
-/* Validates the events, takes their time and queue position, signs them in the
- * calling thread and queues them for the writer. Blocks while the queue holds
+/* Validates the events, takes their time, signing key and queue position and
+ * queues them for the signers and the writer. Blocks while the queue holds
  * KR_QUEUE_MAX_EVENTS (back-pressure). On KR_OK the done callback will be
  * called exactly once; on any other return it will not be, and nothing was
  * queued. Errors: KR_EINVAL / KR_ETOOLARGE (bad event), KR_ECLOSED (closing or
@@ -218,17 +219,16 @@ KR_MUST_CHECK kr_err jrn_inclusion_proof(struct journal *j, uint64_t seq, uint64
 
 /* Consistency proof between tree sizes size1 <= size2 <= jrn_size. */
 KR_MUST_CHECK kr_err jrn_consistency_proof(struct journal *j, uint64_t size1, uint64_t size2,
-                                           uint8_t proof[][KR_HASH_LEN], size_t cap,
-                                           size_t *n);
+                                           uint8_t proof[][KR_HASH_LEN], size_t cap, size_t *n);
 
 /* ---- Statistics ---- */
 
 struct jrn_stats {
-    uint64_t batches;       /* write transactions committed */
-    uint64_t events;        /* records committed */
-    uint64_t conflicts;     /* appends refused for a version conflict */
-    uint64_t max_batch;     /* most events in one transaction */
-    uint64_t checkpoints;   /* checkpoints kept in the checkpoints database */
+    uint64_t batches;     /* write transactions committed */
+    uint64_t events;      /* records committed */
+    uint64_t conflicts;   /* appends refused for a version conflict */
+    uint64_t max_batch;   /* most events in one transaction */
+    uint64_t checkpoints; /* checkpoints kept in the checkpoints database */
 };
 void jrn_get_stats(struct journal *j, struct jrn_stats *out);
 

@@ -13,19 +13,19 @@
 #include <pthread.h>
 
 /* Names of the LMDB databases. */
-#define JRN_DB_EVENTS "events"           /* seq (u64 BE) -> record */
-#define JRN_DB_TREE "tree"               /* post-order index (u64 BE) -> node hash */
-#define JRN_DB_STREAMS "streams"         /* tenant, len, stream, version -> seq */
-#define JRN_DB_TENANTS "tenants"         /* tenant, seq -> (empty) */
+#define JRN_DB_EVENTS      "events"      /* seq (u64 BE) -> record */
+#define JRN_DB_TREE        "tree"        /* post-order index (u64 BE) -> node hash */
+#define JRN_DB_STREAMS     "streams"     /* tenant, len, stream, version -> seq */
+#define JRN_DB_TENANTS     "tenants"     /* tenant, seq -> (empty) */
 #define JRN_DB_CHECKPOINTS "checkpoints" /* tree size (u64 BE) -> signed note */
-#define JRN_DB_META "meta"               /* name -> value */
+#define JRN_DB_META        "meta"        /* name -> value */
 /* LMDB named databases reserved for the journal and, later, the views. */
-#define JRN_MAX_DBS 64
+#define JRN_MAX_DBS     64
 #define JRN_MAX_READERS 512
 
 /* meta keys */
-#define JRN_META_FORMAT "format"         /* u32 BE */
-#define JRN_META_ID "journal_id"         /* 16 bytes */
+#define JRN_META_FORMAT     "format"     /* u32 BE */
+#define JRN_META_ID         "journal_id" /* 16 bytes */
 #define JRN_META_CHECKPOINT "checkpoint" /* newest signed note */
 
 /* Stream index key: tenant(8) len(1) stream(len) version(8). */
@@ -65,8 +65,10 @@ struct journal {
     pthread_mutex_t mu;
     pthread_cond_t writer_cv; /* queue not empty, or closing */
     pthread_cond_t space_cv;  /* queue has room, or rotation done */
-    pthread_cond_t ready_cv;  /* the append the writer waits on is signed */
+    pthread_cond_t sign_cv;   /* an append awaits a signer, or closing */
     struct jrn_append *head, *tail;
+    struct jrn_append *sign_next; /* first append no signer has claimed */
+    size_t signers_idle;
     size_t queued_events;
     size_t space_waiters;
     uint64_t last_time; /* newest time handed out */
@@ -76,6 +78,8 @@ struct journal {
     atomic_int writer_waiting;
     pthread_t writer;
     bool writer_started;
+    pthread_t signers[KR_SIGNERS_MAX];
+    unsigned signers_started;
 
     _Atomic uint64_t committed; /* size after the newest commit */
     pthread_mutex_t stats_mu;

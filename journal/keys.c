@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #define KEY_MAGIC "kiroku-journal-key 1\n"
-#define SEED_LEN 32
+#define SEED_LEN  32
 /* Key file: magic, base64 seed (44 chars), newline. */
 #define KEY_FILE_MAX 128
 

@@ -35,6 +35,9 @@
 /* Payload bytes in one write transaction, so a batch of large events still
  * commits in bounded time and memory. */
 #define KR_BATCH_MAX_BYTES (8u * 1024u * 1024u)
+/* Signer threads at most, whatever the core count: signing is CPU-bound, and
+ * more threads than cores only take CPU time from the single writer. */
+#define KR_SIGNERS_MAX 64
 /* Events signed and waiting for the writer. Submitters block beyond it: this is
  * the journal's back-pressure, and it bounds queued memory. */
 #define KR_QUEUE_MAX_EVENTS 65536
@@ -50,7 +53,7 @@
 #define KR_NOTE_MAX_SIGS 16
 /* Keep one checkpoint per this many records or nanoseconds, besides the newest. */
 #define KR_CHECKPOINT_EVERY_RECORDS 10000u
-#define KR_CHECKPOINT_EVERY_NS 1000000000ull
+#define KR_CHECKPOINT_EVERY_NS      1000000000ull
 
 /* ---- Keys (journal/keys.h) ---- */
 

@@ -19,8 +19,7 @@ kr_err jrn_record_check_fields(const struct jrn_record *r)
 {
     if (r->stream_len == 0 || r->type_len == 0)
         return KR_EINVAL;
-    if (r->stream_len > KR_STREAM_MAX || r->type_len > KR_TYPE_MAX ||
-        r->actor_len > KR_ACTOR_MAX)
+    if (r->stream_len > KR_STREAM_MAX || r->type_len > KR_TYPE_MAX || r->actor_len > KR_ACTOR_MAX)
         return KR_ETOOLARGE;
     if (!r->payload_stripped && r->payload_len > KR_PAYLOAD_MAX)
         return KR_ETOOLARGE;
@@ -47,8 +46,7 @@ static uint8_t *put_be(uint8_t *p, uint64_t v, unsigned n)
     return p + n;
 }
 
-void jrn_record_sign_input(const struct jrn_record *r, uint8_t out[JRN_SIGN_INPUT_MAX],
-                           size_t *len)
+void jrn_record_sign_input(const struct jrn_record *r, uint8_t out[JRN_SIGN_INPUT_MAX], size_t *len)
 {
     uint8_t *p = out;
     memcpy(p, JRN_SIGN_DOMAIN, sizeof(JRN_SIGN_DOMAIN) - 1);
@@ -136,13 +134,16 @@ kr_err jrn_record_encode_header(const struct jrn_record *r, uint8_t *out, size_t
     return KR_OK;
 }
 
-kr_err jrn_record_encode(const struct jrn_record *r, uint8_t *out, size_t cap, size_t *len)
+kr_err jrn_record_encode(const struct jrn_record *r, uint8_t *out, size_t cap, size_t *len,
+                         size_t *header_len)
 {
     struct fixbuf fb = {.p = out, .cap = cap};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &fb, fixbuf_write);
     msgpack_pack_array(&pk, 2);
     pack_header(&pk, r);
+    if (header_len)
+        *header_len = fb.len - JRN_HEADER_OFFSET;
     if (r->payload_stripped)
         msgpack_pack_nil(&pk);
     else

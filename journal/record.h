@@ -28,15 +28,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JRN_FORMAT 1
-#define JRN_SIG_LEN 64
+#define JRN_FORMAT     1
+#define JRN_SIG_LEN    64
 #define JRN_PUBKEY_LEN 32
 /* Domain separator at the start of every record signing input. */
 #define JRN_SIGN_DOMAIN "kiroku.record.v1"
 /* Signing input: domain, four fixed integers, three length-prefixed strings and
  * the commitment. */
 #define JRN_SIGN_INPUT_MAX                                                                         \
-    (sizeof(JRN_SIGN_DOMAIN) - 1 + 8 + 8 + 8 + 4 + 3 + KR_STREAM_MAX + KR_TYPE_MAX +             \
+    (sizeof(JRN_SIGN_DOMAIN) - 1 + 8 + 8 + 8 + 4 + 3 + KR_STREAM_MAX + KR_TYPE_MAX +               \
      KR_ACTOR_MAX + KR_HASH_LEN)
 
 /* A decoded record. The string, payload and header pointers borrow from the
@@ -76,13 +76,15 @@ void jrn_record_sign_input(const struct jrn_record *r, uint8_t out[JRN_SIGN_INPU
                            size_t *len);
 
 /* Encodes r's header into out (cap bytes). KR_ETOOLARGE if it does not fit. */
-KR_MUST_CHECK kr_err jrn_record_encode_header(const struct jrn_record *r, uint8_t *out,
-                                              size_t cap, size_t *len);
+KR_MUST_CHECK kr_err jrn_record_encode_header(const struct jrn_record *r, uint8_t *out, size_t cap,
+                                              size_t *len);
 
 /* Encodes the whole stored value (header and payload, or nil when
- * r->payload_stripped) into out. */
+ * r->payload_stripped) into out. The header is out[JRN_HEADER_OFFSET ..
+ * JRN_HEADER_OFFSET + *header_len) (header_len may be NULL). */
+#define JRN_HEADER_OFFSET 1 /* after the fixarray(2) byte */
 KR_MUST_CHECK kr_err jrn_record_encode(const struct jrn_record *r, uint8_t *out, size_t cap,
-                                       size_t *len);
+                                       size_t *len, size_t *header_len);
 
 /* Decodes a stored value strictly: canonical msgpack, exact element counts,
  * field limits, format version, no trailing bytes. Pointers in *r borrow from

@@ -32,15 +32,15 @@
 #include <unistd.h>
 
 #define CHUNK_LOG2 KR_VERIFY_CHUNK_LOG2
-#define CHUNK (1ull << CHUNK_LOG2)
+#define CHUNK      (1ull << CHUNK_LOG2)
 /* Verification threads at most; more than cores only adds contention. */
 #define VERIFY_THREADS_MAX 64
 
 struct vkey {
     uint32_t key_id;
     uint8_t pk[KR_PUBKEY_LEN];
-    uint64_t from_seq; /* first record it may sign */
-    uint64_t to_seq;   /* first record it may no longer sign */
+    uint64_t from_seq;  /* first record it may sign */
+    uint64_t to_seq;    /* first record it may no longer sign */
     uint64_t intro_seq; /* the record that introduced it */
 };
 
@@ -181,9 +181,9 @@ struct worker {
     MDB_cursor *c_events, *c_tree, *c_streams;
     /* per chunk */
     struct chunk_result *res;
-    uint64_t base;      /* leaf index of the chunk's first record */
-    bool tree_started;  /* c_tree positioned */
-    uint64_t tree_seq;  /* record being hashed, for fault reports */
+    uint64_t base;     /* leaf index of the chunk's first record */
+    bool tree_started; /* c_tree positioned */
+    uint64_t tree_seq; /* record being hashed, for fault reports */
 };
 
 static void emit_check(void *ctx, unsigned level, uint64_t index, const uint8_t hash[KR_HASH_LEN])
@@ -221,9 +221,9 @@ static void emit_check(void *ctx, unsigned level, uint64_t index, const uint8_t 
     }
 }
 
-static void check_record(struct worker *w, uint64_t seq, const MDB_val *val,
-                         struct jrn_record *r, uint8_t prev_leaf[KR_HASH_LEN],
-                         uint64_t *prev_time, bool first, struct mrk_frontier *fr)
+static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, struct jrn_record *r,
+                         uint8_t prev_leaf[KR_HASH_LEN], uint64_t *prev_time, bool first,
+                         struct mrk_frontier *fr)
 {
     struct vctx *v = w->v;
     struct chunk_result *res = w->res;
@@ -268,8 +268,8 @@ static void check_record(struct worker *w, uint64_t seq, const MDB_val *val,
             return;
         }
         if (seq < k->from_seq || seq >= k->to_seq) {
-            set_fault(&res->fault, seq, KR_EBADSIG, "signed by key %u, %s at this seq",
-                      r->key_id, seq < k->from_seq ? "not yet valid" : "retired");
+            set_fault(&res->fault, seq, KR_EBADSIG, "signed by key %u, %s at this seq", r->key_id,
+                      seq < k->from_seq ? "not yet valid" : "retired");
             return;
         }
         uint8_t msg[JRN_SIGN_INPUT_MAX];
@@ -414,15 +414,14 @@ static void emit_upper(void *ctx, unsigned level, uint64_t index, const uint8_t 
     struct upper_ctx *u = ctx;
     struct jrn_tree_ctx tc = {u->j, u->txn};
     uint8_t stored[KR_HASH_LEN];
-    if (jrn_tree_node(&tc, level, index, stored) != KR_OK ||
-        memcmp(stored, hash, KR_HASH_LEN) != 0)
+    if (jrn_tree_node(&tc, level, index, stored) != KR_OK || memcmp(stored, hash, KR_HASH_LEN) != 0)
         set_fault(u->f, (index << level) + 1, KR_ECORRUPT,
                   "stored Merkle node (level %u, index %llu) differs", level,
                   (unsigned long long)index);
 }
 
-static kr_err check_note(struct vctx *v, MDB_txn *txn, const char *note, size_t len,
-                         uint64_t *size, struct fault *f, const char *where)
+static kr_err check_note(struct vctx *v, MDB_txn *txn, const char *note, size_t len, uint64_t *size,
+                         struct fault *f, const char *where)
 {
     struct kr_note_key nk[KR_KEYS_MAX];
     struct kr_checkpoint cp;
@@ -443,8 +442,8 @@ static kr_err check_note(struct vctx *v, MDB_txn *txn, const char *note, size_t 
         return KR_ECORRUPT;
     }
     if (cp.size == 0 || cp.size > v->n) {
-        set_fault(f, cp.size, KR_ECORRUPT, "%s: size %llu beyond the journal's %llu records",
-                  where, (unsigned long long)cp.size, (unsigned long long)v->n);
+        set_fault(f, cp.size, KR_ECORRUPT, "%s: size %llu beyond the journal's %llu records", where,
+                  (unsigned long long)cp.size, (unsigned long long)v->n);
         return KR_ECORRUPT;
     }
     uint8_t root[KR_HASH_LEN];

@@ -22,31 +22,31 @@
 #ifndef KR_VERIFY_H
 #define KR_VERIFY_H
 
-#include "kr_error.h"
 #include "hash.h"
+#include "kr_error.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 struct jrn_verify_options {
-    bool fast;                /* skip per-record signatures and index checks */
-    bool have_root_key;       /* trust root_key instead of DIR/keys/journal-1.pub */
-    uint8_t root_key[32];     /* public key of key 1 */
-    unsigned threads;         /* 0 = one per online CPU */
+    bool fast;            /* skip per-record signatures and index checks */
+    bool have_root_key;   /* trust root_key instead of DIR/keys/journal-1.pub */
+    uint8_t root_key[32]; /* public key of key 1 */
+    unsigned threads;     /* 0 = one per online CPU */
     /* Called from the calling thread now and then; may be NULL. */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
 };
 
 struct jrn_verify_report {
-    uint64_t records;           /* records in the journal */
-    uint64_t checkpoints;       /* signed checkpoints checked */
-    uint64_t keys;              /* signing keys the journal has had */
-    uint64_t stripped;          /* records whose payload was erased */
-    uint8_t root[KR_HASH_LEN];  /* root of the whole journal */
-    kr_err result;              /* KR_OK when every check holds */
-    uint64_t bad_seq;           /* first bad record, or the size of the bad checkpoint; 0 if none */
-    char what[256];             /* what is wrong, for people */
+    uint64_t records;          /* records in the journal */
+    uint64_t checkpoints;      /* signed checkpoints checked */
+    uint64_t keys;             /* signing keys the journal has had */
+    uint64_t stripped;         /* records whose payload was erased */
+    uint8_t root[KR_HASH_LEN]; /* root of the whole journal */
+    kr_err result;             /* KR_OK when every check holds */
+    uint64_t bad_seq;          /* first bad record, or the size of the bad checkpoint; 0 if none */
+    char what[256];            /* what is wrong, for people */
 };
 
 /* Verifies the journal in data directory `dir`, read-only (the server may be

@@ -21,7 +21,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -31,7 +30,7 @@
 #include <unistd.h>
 
 #define BENCH_PRODUCERS_MAX 1024
-#define BENCH_WINDOW_MAX 1024
+#define BENCH_WINDOW_MAX    1024
 
 static uint64_t now_ns(void)
 {
@@ -71,10 +70,13 @@ struct producer {
     uint64_t events;  /* to append */
     uint32_t *lat_us; /* one per event */
     _Atomic uint64_t done;
-    sem_t free_slots;
     struct slot *slots;
-    /* free-slot stack, guarded by mu */
+    /* Free-slot stack, guarded by mu. The producer sleeps when the window is
+     * full and is woken when half of it is free again, so completions cost a
+     * wake-up per half window rather than one each. */
     pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool waiting;
     struct slot **stack;
     size_t top;
 };
@@ -119,8 +121,35 @@ static void on_done(struct jrn_append *a, kr_err err)
     atomic_fetch_add(&p->b->completed, 1);
     pthread_mutex_lock(&p->mu);
     p->stack[p->top++] = s;
+    if (p->waiting && (p->top >= (p->b->window + 1) / 2 || p->top == p->b->window))
+        pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    sem_post(&p->free_slots);
+}
+
+/* Takes a free slot, sleeping while the window is full; NULL never. */
+static struct slot *take_slot(struct producer *p)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->top == 0) {
+        p->waiting = true;
+        pthread_cond_wait(&p->cv, &p->mu);
+        p->waiting = false;
+    }
+    struct slot *s = p->stack[--p->top];
+    pthread_mutex_unlock(&p->mu);
+    return s;
+}
+
+/* Waits until every slot is back. */
+static void drain_slots(struct producer *p)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->top < p->b->window) {
+        p->waiting = true;
+        pthread_cond_wait(&p->cv, &p->mu);
+        p->waiting = false;
+    }
+    pthread_mutex_unlock(&p->mu);
 }
 
 static void *producer_main(void *arg)
@@ -128,11 +157,7 @@ static void *producer_main(void *arg)
     struct producer *p = arg;
     struct bench *b = p->b;
     for (uint64_t i = 0; i < p->events; i++) {
-        while (sem_wait(&p->free_slots) != 0 && errno == EINTR)
-            ;
-        pthread_mutex_lock(&p->mu);
-        struct slot *s = p->stack[--p->top];
-        pthread_mutex_unlock(&p->mu);
+        struct slot *s = take_slot(p);
         memset(&s->e, 0, sizeof s->e);
         s->e.tenant = 1 + p->id % 8;
         s->e.stream = s->stream;
@@ -151,13 +176,13 @@ static void *producer_main(void *arg)
             kr_err none = KR_OK;
             atomic_compare_exchange_strong(&b->first_err, &none, err);
             atomic_fetch_add(&b->failures, 1);
+            pthread_mutex_lock(&p->mu);
+            p->stack[p->top++] = s;
+            pthread_mutex_unlock(&p->mu);
             break;
         }
     }
-    /* Wait for this producer's appends in flight. */
-    for (unsigned w = 0; w < b->window; w++)
-        while (sem_wait(&p->free_slots) != 0 && errno == EINTR)
-            ;
+    drain_slots(p);
     return NULL;
 }
 
@@ -211,8 +236,8 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
             err = KR_ENOMEM;
             break;
         }
-        sem_init(&p->free_slots, 0, window);
         pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->cv, NULL);
         for (unsigned w = 0; w < window; w++) {
             struct slot *s = &p->slots[w];
             s->p = p;
@@ -274,8 +299,8 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
         free(ps[i].slots);
         free(ps[i].stack);
         if (ps[i].b) {
-            sem_destroy(&ps[i].free_slots);
             pthread_mutex_destroy(&ps[i].mu);
+            pthread_cond_destroy(&ps[i].cv);
         }
     }
     free(ps);
@@ -399,12 +424,13 @@ static int bench_append(int argc, char **argv)
     if ((err = open_or_create(tmp, &j)))
         return cli_fail(tmp, err);
     if (!json)
-        fprintf(stderr, "appending %" PRIu64 " events of %" PRIu64 " bytes with %" PRIu64
-                        " producers, %" PRIu64 " in flight each, to %s\n",
+        fprintf(stderr,
+                "appending %" PRIu64 " events of %" PRIu64 " bytes with %" PRIu64
+                " producers, %" PRIu64 " in flight each, to %s\n",
                 events, payload, producers, window, tmp);
     struct append_result r;
-    err = run_append(j, events, (unsigned)producers, (unsigned)window, (size_t)payload, acks_fd,
-                     &r);
+    err =
+        run_append(j, events, (unsigned)producers, (unsigned)window, (size_t)payload, acks_fd, &r);
     jrn_close(j);
     if (acks_fd >= 0)
         close(acks_fd);
@@ -420,29 +446,27 @@ static int bench_append(int argc, char **argv)
                ",\"payload\":%" PRIu64 ",\"seconds\":%.3f,\"events_per_s\":%.0f,\"p50_us\":%u,"
                "\"p99_us\":%u,\"max_us\":%u,\"batches\":%" PRIu64 ",\"max_batch\":%" PRIu64
                ",\"failures\":%" PRIu64 ",\"rss_anon_kb\":[%ld,%ld,%ld]}\n",
-               r.events, producers, window, payload, r.seconds, r.events_per_s, r.p50_us,
-               r.p99_us, r.max_us, r.batches, r.max_batch, r.failures, r.rss_start_kb,
-               r.rss_mid_kb, r.rss_end_kb);
+               r.events, producers, window, payload, r.seconds, r.events_per_s, r.p50_us, r.p99_us,
+               r.max_us, r.batches, r.max_batch, r.failures, r.rss_start_kb, r.rss_mid_kb,
+               r.rss_end_kb);
     } else {
         printf("%" PRIu64 " events in %.2f s: %.0f events/s\n"
                "append latency: p50 %u us, p99 %u us, max %u us\n"
                "%" PRIu64 " commits, %.1f events per commit (max %" PRIu64 ")\n"
                "resident anonymous memory: %ld kB at start, %ld kB halfway, %ld kB at end\n",
                r.events, r.seconds, r.events_per_s, r.p50_us, r.p99_us, r.max_us, r.batches,
-               r.batches ? (double)r.events / (double)r.batches : 0.0, r.max_batch,
-               r.rss_start_kb, r.rss_mid_kb, r.rss_end_kb);
+               r.batches ? (double)r.events / (double)r.batches : 0.0, r.max_batch, r.rss_start_kb,
+               r.rss_mid_kb, r.rss_end_kb);
     }
     return r.failures ? CLI_FAIL : CLI_OK;
 }
 
 static int bench_verify(int argc, char **argv)
 {
-    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
-                                         {"events", required_argument, 0, 'n'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"data", required_argument, 0, 'd'},    {"events", required_argument, 0, 'n'},
+        {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *data = NULL;
     uint64_t events = 200000, threads = 0;
     bool json = false;

@@ -191,8 +191,7 @@ int cmd_verify(int argc, char **argv)
         print_hex(stdout, r.root, sizeof r.root);
         printf("\n");
     } else {
-        printf("FAILED at seq %" PRIu64 ": %s (%s)\n", r.bad_seq, r.what,
-               kr_errname(r.result));
+        printf("FAILED at seq %" PRIu64 ": %s (%s)\n", r.bad_seq, r.what, kr_errname(r.result));
     }
     return r.result == KR_OK ? CLI_OK : CLI_BAD;
 }
@@ -241,8 +240,7 @@ static void dump_json(const struct jrn_record *r)
         size_t cap = sodium_base64_ENCODED_LEN(r->payload_len, sodium_base64_VARIANT_ORIGINAL);
         char *b = malloc(cap);
         if (b) {
-            sodium_bin2base64(b, cap, r->payload, r->payload_len,
-                              sodium_base64_VARIANT_ORIGINAL);
+            sodium_bin2base64(b, cap, r->payload, r->payload_len, sodium_base64_VARIANT_ORIGINAL);
             printf("\"%s\"", b);
             free(b);
         } else {
@@ -273,12 +271,10 @@ static void dump_text(const struct jrn_record *r)
 
 int cmd_dump(int argc, char **argv)
 {
-    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
-                                         {"from", required_argument, 0, 'f'},
-                                         {"limit", required_argument, 0, 'l'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"data", required_argument, 0, 'd'},  {"from", required_argument, 0, 'f'},
+        {"limit", required_argument, 0, 'l'}, {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     const char *data = NULL;
     uint64_t from = 1, limit = UINT64_MAX;
     bool json = false;
