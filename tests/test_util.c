@@ -1,0 +1,99 @@
+/* test_util.c: see test_util.h. */
+#include "test_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void die(const char *what)
+{
+    fprintf(stderr, "test_util: %s: %s\n", what, strerror(errno));
+    abort();
+}
+
+void kr_test_tmpdir(char *out, size_t cap)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(out, cap, "%s/kiroku-test-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(out))
+        die("mkdtemp");
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void kr_test_rmrf(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static const char *copy_from, *copy_to;
+
+static int copy_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    char dst[4096];
+    snprintf(dst, sizeof dst, "%s%s", copy_to, path + strlen(copy_from));
+    if (flag == FTW_D) {
+        if (mkdir(dst, st->st_mode & 07777) != 0 && errno != EEXIST)
+            die("mkdir");
+        return 0;
+    }
+    if (flag != FTW_F || !S_ISREG(st->st_mode))
+        return 0;
+    int in = open(path, O_RDONLY),
+        out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, st->st_mode & 07777);
+    if (in < 0 || out < 0)
+        die("open");
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        if (write(out, buf, (size_t)n) != n)
+            die("write");
+    close(in);
+    close(out);
+    return 0;
+}
+
+void kr_test_copytree(const char *from, const char *to)
+{
+    copy_from = from;
+    copy_to = to;
+    if (nftw(from, copy_entry, 16, FTW_PHYS) != 0)
+        die("copytree");
+}
+
+void kr_test_env_open(const char *dir, MDB_env **env)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    if (mdb_env_create(env) || mdb_env_set_maxdbs(*env, 64) ||
+        mdb_env_set_mapsize(*env, 1ull << 32) || mdb_env_open(*env, path, 0, 0600)) {
+        fprintf(stderr, "test_util: cannot open %s\n", path);
+        abort();
+    }
+}
+
+void kr_test_txn_db(MDB_env *env, const char *name, MDB_txn **txn, MDB_dbi *dbi)
+{
+    if (mdb_txn_begin(env, NULL, 0, txn) || mdb_dbi_open(*txn, name, 0, dbi)) {
+        fprintf(stderr, "test_util: cannot open database %s\n", name);
+        abort();
+    }
+}
+
+void kr_test_be64(uint8_t out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
+}

@@ -1,0 +1,34 @@
+/*
+ * test_util.h: helpers shared by the test binaries: scratch directories, and
+ * direct access to a journal's LMDB environment for tests that tamper with
+ * stored bytes.
+ */
+#ifndef KR_TEST_UTIL_H
+#define KR_TEST_UTIL_H
+
+#include <lmdb.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Makes a fresh empty directory under $TMPDIR (or /tmp) and writes its path
+ * into out (cap bytes). Aborts the test binary on failure. */
+void kr_test_tmpdir(char *out, size_t cap);
+
+/* Removes a directory tree. Silently ignores what is not there. */
+void kr_test_rmrf(const char *path);
+
+/* Copies a directory tree (regular files and directories only, modes kept). */
+void kr_test_copytree(const char *from, const char *to);
+
+/* Opens the LMDB environment of the journal in data directory dir for
+ * tampering (read-write, no journal lock). *env must be closed with
+ * mdb_env_close. Aborts on failure. */
+void kr_test_env_open(const char *dir, MDB_env **env);
+
+/* Opens named database `name` in a new write transaction of env. */
+void kr_test_txn_db(MDB_env *env, const char *name, MDB_txn **txn, MDB_dbi *dbi);
+
+/* Big-endian u64 key helper. */
+void kr_test_be64(uint8_t out[8], uint64_t v);
+
+#endif
