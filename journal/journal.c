@@ -764,6 +764,11 @@ static kr_err validate_append(const struct jrn_append *a)
         event_to_record(e, &r);
         if (e->expected_version == UINT64_MAX)
             return KR_EINVAL;
+        /* The journal's own stream takes only its own records: on open, the
+         * newest one names the signing key. */
+        if (!a->internal_ && e->tenant == 0 && e->stream_len == strlen(JRN_SYSTEM_STREAM) &&
+            memcmp(e->stream, JRN_SYSTEM_STREAM, e->stream_len) == 0)
+            return KR_EINVAL;
         kr_err err = jrn_record_check_fields(&r);
         if (err)
             return err;
@@ -836,7 +841,7 @@ static void *signer_main(void *arg)
     return NULL;
 }
 
-kr_err jrn_submit(struct journal *j, struct jrn_append *a)
+static kr_err submit(struct journal *j, struct jrn_append *a)
 {
     kr_err err = validate_append(a);
     if (err)
@@ -882,6 +887,14 @@ kr_err jrn_submit(struct journal *j, struct jrn_append *a)
     return KR_OK;
 }
 
+kr_err jrn_submit(struct journal *j, struct jrn_append *a)
+{
+    /* Only the journal's own appends are internal, whatever the caller's
+     * struct held. */
+    a->internal_ = false;
+    return submit(j, a);
+}
+
 struct sync_wait {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -906,7 +919,7 @@ static kr_err append_sync(struct journal *j, struct jrn_event *events, size_t n,
     a.internal_ = internal;
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
-    kr_err err = jrn_submit(j, &a);
+    kr_err err = submit(j, &a);
     if (err == KR_OK) {
         pthread_mutex_lock(&w.mu);
         while (!w.done)
@@ -1112,6 +1125,12 @@ kr_err jrn_open(const struct jrn_options *o, struct journal **out)
         return KR_ETOOLARGE;
     if (sodium_init() < 0)
         return KR_ECRYPTO;
+    char path[KR_PATH_MAX];
+    struct stat st;
+    if ((err = path_join(path, sizeof path, o->dir, "journal/data.mdb")))
+        return err;
+    if (stat(path, &st) != 0)
+        return KR_ENOTFOUND; /* and create nothing: `init` must still work */
     struct journal *j = journal_alloc(o);
     if (!j)
         return KR_ENOMEM;
@@ -1193,7 +1212,22 @@ void jrn_get_info(struct journal *j, struct jrn_info *out)
 
 uint64_t jrn_size(struct journal *j)
 {
-    return atomic_load(&j->committed);
+    if (!j->read_only)
+        return atomic_load(&j->committed);
+    /* A reader sees what other processes committed since it opened. */
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_val k, v;
+    uint64_t n = atomic_load(&j->committed);
+    if (mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn) != 0)
+        return n;
+    if (mdb_cursor_open(txn, j->db_events, &c) == 0) {
+        if (mdb_cursor_get(c, &k, &v, MDB_LAST) == 0 && k.mv_size == 8)
+            n = jrn_get_u64(k.mv_data);
+        mdb_cursor_close(c);
+    }
+    mdb_txn_abort(txn);
+    return n;
 }
 
 void jrn_get_stats(struct journal *j, struct jrn_stats *out)
@@ -1209,9 +1243,17 @@ kr_err jrn_rotate_key(struct journal *j, struct jrn_info *new_info)
     if (j->read_only)
         return KR_ECLOSED;
     pthread_mutex_lock(&j->mu);
-    if (j->rotating || j->nkeys >= KR_KEYS_MAX) {
+    if (j->failed) {
+        /* After KR_EIO a key_added record may be on disk although its append
+         * failed: its key files must stay as they are. */
+        err = j->failed;
         pthread_mutex_unlock(&j->mu);
-        return j->rotating ? KR_EBUSY : KR_ETOOLARGE;
+        return err;
+    }
+    if (j->rotating || j->nkeys >= KR_KEYS_MAX) {
+        err = j->rotating ? KR_EBUSY : KR_ETOOLARGE; /* read under mu */
+        pthread_mutex_unlock(&j->mu);
+        return err;
     }
     j->rotating = true; /* new submissions wait until the rotation is done */
     uint32_t new_id = j->signing->key_id + 1;
@@ -1219,7 +1261,17 @@ kr_err jrn_rotate_key(struct journal *j, struct jrn_info *new_info)
 
     struct kr_signing_key *nk = &j->keys[j->nkeys];
     uint64_t version = 0;
-    if ((err = kr_key_generate(new_id, nk)) || (err = kr_key_save(j->dir, nk)) ||
+    if ((err = kr_key_generate(new_id, nk)))
+        goto out;
+    err = kr_key_save(j->dir, nk);
+    if (err == KR_EEXIST) {
+        /* No committed record names key new_id (the current key is the one
+         * before it), so its files are left from a rotation whose record never
+         * committed (KR_EFULL, a crash): replace them. */
+        kr_key_remove(j->dir, new_id);
+        err = kr_key_save(j->dir, nk);
+    }
+    if (err ||
         (err = jrn_stream_version(j, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM), &version)))
         goto out;
     uint8_t payload[128];

@@ -78,7 +78,8 @@ struct jrn_info {
  * directory already holds a journal. Fills *info when not NULL. */
 KR_MUST_CHECK kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info);
 
-/* Opens an existing journal. Writable opens take an exclusive lock on the
+/* Opens an existing journal; KR_ENOTFOUND (creating nothing) if o->dir holds
+ * none. Writable opens take an exclusive lock on the
  * journal (KR_EBUSY if another process has it), load the current signing key
  * and start the writer thread. On success *out must be closed with jrn_close. */
 KR_MUST_CHECK kr_err jrn_open(const struct jrn_options *o, struct journal **out);
@@ -90,7 +91,8 @@ void jrn_close(struct journal *j);
 /* Identity, current key and committed size. */
 void jrn_get_info(struct journal *j, struct jrn_info *out);
 
-/* Number of durable records (the newest checkpoint's tree size). */
+/* Number of durable records (the newest checkpoint's tree size). On a
+ * read-only handle, what other processes have committed up to now. */
 uint64_t jrn_size(struct journal *j);
 
 /* ---- Appending ---- */
@@ -139,7 +141,9 @@ struct jrn_append {
 };
 
 /* Validates the events, takes their time, signing key and queue position and
- * queues them for the signers and the writer. Blocks while the queue holds
+ * queues them for the signers and the writer. The journal's own stream
+ * (tenant 0, JRN_SYSTEM_STREAM) is refused with KR_EINVAL: only the journal
+ * writes it. Blocks while the queue holds
  * KR_QUEUE_MAX_EVENTS (back-pressure). On KR_OK the done callback will be
  * called exactly once; on any other return it will not be, and nothing was
  * queued. Errors: KR_EINVAL / KR_ETOOLARGE (bad event), KR_ECLOSED (closing or

@@ -39,6 +39,15 @@ kr_err kr_key_generate(uint32_t key_id, struct kr_signing_key *out)
     return KR_OK;
 }
 
+void kr_key_remove(const char *dir, uint32_t key_id)
+{
+    char path[KR_PATH_MAX];
+    if (key_path(path, sizeof path, dir, key_id, "key") == KR_OK)
+        unlink(path);
+    if (key_path(path, sizeof path, dir, key_id, "pub") == KR_OK)
+        unlink(path);
+}
+
 void kr_key_wipe(struct kr_signing_key *k)
 {
     if (k)
@@ -125,7 +134,9 @@ kr_err kr_key_save(const char *dir, const struct kr_signing_key *k)
 /* Reads a small file whole; refuses files larger than cap-1. */
 static kr_err read_small_file(const char *path, char *buf, size_t cap, bool private_only)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO in place of a key file is refused below instead of
+     * blocking the open until some writer appears. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return errno == ELOOP ? KR_EKEY : kr_err_from_errno(errno);
     struct stat st;
@@ -153,10 +164,16 @@ static kr_err read_small_file(const char *path, char *buf, size_t cap, bool priv
         len += (size_t)r;
         if (len == cap - 1) {
             close(fd);
+            sodium_memzero(buf, cap);
             return KR_ECORRUPT;
         }
     }
     close(fd);
+    /* The parsers stop at a NUL: bytes hidden behind one would go unchecked. */
+    if (memchr(buf, '\0', len)) {
+        sodium_memzero(buf, cap);
+        return KR_ECORRUPT;
+    }
     buf[len] = '\0';
     return KR_OK;
 }

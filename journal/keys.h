@@ -48,6 +48,10 @@ void kr_pubkey_to_b64(const uint8_t pk[KR_PUBKEY_LEN], char out[KR_PUBKEY_B64_LE
  * is not exactly 32 bytes of base64. */
 KR_MUST_CHECK kr_err kr_pubkey_from_b64(const char *s, uint8_t pk[KR_PUBKEY_LEN]);
 
+/* Removes the key and public key files of key_id (missing ones are fine). For
+ * a key no record names yet, e.g. one left by a rotation that never committed. */
+void kr_key_remove(const char *dir, uint32_t key_id);
+
 /* Erases the secret half. Accepts NULL. */
 void kr_key_wipe(struct kr_signing_key *k);
 

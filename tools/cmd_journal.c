@@ -61,7 +61,7 @@ int cmd_init(int argc, char **argv)
     struct jrn_info info;
     kr_err err = jrn_create(&o, &info);
     if (err == KR_EEXIST) {
-        fprintf(stderr, "kiroku: %s already holds a journal\n", data);
+        fprintf(stderr, "kiroku: %s already holds a journal (or its signing key)\n", data);
         return CLI_FAIL;
     }
     if (err)

@@ -1,0 +1,2335 @@
+/*
+ * journal_test.c: tests for journal/journal.c and journal/cursor.c through the
+ * public interface (journal.h), each in its own data directory.
+ *
+ * What the journal claims is checked against things computed here: payload
+ * commitments and leaf hashes with libsodium's SHA-256, signatures with
+ * libsodium's Ed25519, tree roots with a frontier fed from the records read
+ * back, proofs with merkle.h's verifiers, checkpoints with note.h, and the
+ * whole journal with jrn_verify.
+ *
+ * cmocka's assertions may only run on the test's own thread: worker threads
+ * and completion callbacks count what went wrong in atomics that the test
+ * thread then asserts on.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "journal.h"
+#include "keys.h"
+#include "kr_error.h"
+#include "kr_limits.h"
+#include "merkle.h"
+#include "mp.h"
+#include "note.h"
+#include "record.h"
+#include "test_util.h"
+#include "verify.h"
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define DIR_CAP  1024
+#define PATH_CAP 4096
+/* A fixed point in time (2023-11-14) for the test clock. */
+#define T0    1700000000000000000ull
+#define ACTOR "account/test"
+#define TYPE  "test.event"
+
+/* ---- Test clock ---- */
+
+/* A clock the test sets by hand, or that jumps around at random. */
+struct tclock {
+    _Atomic uint64_t now;
+    atomic_bool chaotic;
+    _Atomic uint64_t ticks;
+};
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t tclock_now(void *ctx)
+{
+    struct tclock *c = ctx;
+    if (atomic_load(&c->chaotic)) {
+        /* Up to a second either way of `now`, in no order. */
+        uint64_t r = splitmix64(atomic_fetch_add(&c->ticks, 1));
+        return atomic_load(&c->now) + r % 2000000000ull - 1000000000ull;
+    }
+    return atomic_load(&c->now);
+}
+
+/* ---- Fixture: a data directory and an open journal ---- */
+
+struct fx {
+    char root[DIR_CAP]; /* temp directory, removed afterwards */
+    char dir[DIR_CAP];  /* the data directory, root/data */
+    struct tclock tc;
+    struct kr_clock clock;
+    struct jrn_info info; /* from jrn_create */
+    struct journal *j;
+    uint64_t map_size;
+};
+
+static int fx_setup(void **state)
+{
+    if (sodium_init() < 0)
+        return -1;
+    umask(022);
+    struct fx *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    kr_test_tmpdir(f->root, sizeof f->root);
+    snprintf(f->dir, sizeof f->dir, "%.1000s/data", f->root);
+    atomic_store(&f->tc.now, T0);
+    f->clock.now_ns = tclock_now;
+    f->clock.ctx = &f->tc;
+    *state = f;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    struct fx *f = *state;
+    jrn_close(f->j);
+    kr_test_rmrf(f->root);
+    free(f);
+    return 0;
+}
+
+static struct jrn_options fx_opts(struct fx *f)
+{
+    struct jrn_options o;
+    memset(&o, 0, sizeof o);
+    o.dir = f->dir;
+    o.clock = &f->clock;
+    o.map_size = f->map_size;
+    return o;
+}
+
+static void fx_create(struct fx *f)
+{
+    struct jrn_options o = fx_opts(f);
+    assert_int_equal(jrn_create(&o, &f->info), KR_OK);
+}
+
+static void fx_open(struct fx *f)
+{
+    struct jrn_options o = fx_opts(f);
+    assert_null(f->j);
+    kr_err err = jrn_open(&o, &f->j);
+    if (err)
+        fail_msg("jrn_open: %s", kr_strerror(err));
+}
+
+static void fx_close(struct fx *f)
+{
+    jrn_close(f->j);
+    f->j = NULL;
+}
+
+static void fx_create_open(struct fx *f)
+{
+    fx_create(f);
+    fx_open(f);
+}
+
+/* ---- Events and records ---- */
+
+static struct jrn_event ev(uint64_t tenant, const char *stream, uint64_t expected,
+                           const void *payload, size_t len)
+{
+    struct jrn_event e;
+    memset(&e, 0, sizeof e);
+    e.tenant = tenant;
+    e.stream = stream;
+    e.stream_len = strlen(stream);
+    e.type = TYPE;
+    e.type_len = strlen(TYPE);
+    e.actor = ACTOR;
+    e.actor_len = strlen(ACTOR);
+    e.expected_version = expected;
+    e.payload = payload;
+    e.payload_len = len;
+    return e;
+}
+
+static uint64_t stream_version(struct journal *j, uint64_t tenant, const char *stream)
+{
+    uint64_t v = 12345;
+    assert_int_equal(jrn_stream_version(j, tenant, stream, strlen(stream), &v), KR_OK);
+    return v;
+}
+
+static void sha256(uint8_t out[KR_HASH_LEN], const void *p, size_t n)
+{
+    crypto_hash_sha256(out, p, n);
+}
+
+/* SHA-256(0x00 || header bytes), computed here. */
+static void leaf_of(const struct jrn_record *r, uint8_t out[KR_HASH_LEN])
+{
+    crypto_hash_sha256_state st;
+    const uint8_t zero = 0;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, &zero, 1);
+    crypto_hash_sha256_update(&st, r->header, r->header_len);
+    crypto_hash_sha256_final(&st, out);
+}
+
+static bool sig_ok(const struct jrn_record *r, const uint8_t pk[KR_PUBKEY_LEN])
+{
+    uint8_t msg[JRN_SIGN_INPUT_MAX];
+    size_t len;
+    jrn_record_sign_input(r, msg, &len);
+    return crypto_sign_verify_detached(r->sig, msg, len, pk) == 0;
+}
+
+static bool str_is(const char *s, size_t n, const char *want)
+{
+    return n == strlen(want) && memcmp(s, want, n) == 0;
+}
+
+/* The record matches the event appended and its outputs, field by field. */
+static void assert_record_is_event(const struct jrn_record *r, const struct jrn_event *e,
+                                   const uint8_t pk[KR_PUBKEY_LEN])
+{
+    assert_true(r->seq == e->seq);
+    assert_true(r->time_ns == e->time_ns);
+    assert_true(r->tenant == e->tenant);
+    assert_true(r->version == e->expected_version + 1);
+    assert_int_equal(r->key_id, e->key_id);
+    assert_int_equal(r->stream_len, e->stream_len);
+    assert_memory_equal(r->stream, e->stream, e->stream_len);
+    assert_int_equal(r->type_len, e->type_len);
+    assert_memory_equal(r->type, e->type, e->type_len);
+    assert_int_equal(r->actor_len, e->actor_len);
+    if (e->actor_len)
+        assert_memory_equal(r->actor, e->actor, e->actor_len);
+    assert_memory_equal(r->commitment, e->commitment, KR_HASH_LEN);
+    assert_memory_equal(r->sig, e->sig, JRN_SIG_LEN);
+    assert_false(r->payload_stripped);
+    assert_int_equal(r->payload_len, e->payload_len);
+    if (e->payload_len)
+        assert_memory_equal(r->payload, e->payload, e->payload_len);
+    uint8_t c[KR_HASH_LEN];
+    sha256(c, r->payload, r->payload_len);
+    assert_memory_equal(r->commitment, c, KR_HASH_LEN);
+    assert_true(sig_ok(r, pk));
+}
+
+static void verify_full(const char *dir, uint64_t records, uint64_t keys)
+{
+    struct jrn_verify_options o;
+    struct jrn_verify_report rep;
+    memset(&o, 0, sizeof o);
+    memset(&rep, 0, sizeof rep);
+    assert_int_equal(jrn_verify(dir, &o, &rep), KR_OK);
+    if (rep.result != KR_OK)
+        fail_msg("verify: %s at %" PRIu64 ": %s", kr_strerror(rep.result), rep.bad_seq, rep.what);
+    assert_true(rep.records == records);
+    if (keys)
+        assert_true(rep.keys == keys);
+    assert_true(rep.checkpoints >= 1);
+}
+
+/* Reads a public key file's key. */
+static void pubkey(const char *dir, uint32_t id, uint8_t pk[KR_PUBKEY_LEN])
+{
+    assert_int_equal(kr_pubkey_load(dir, id, pk), KR_OK);
+}
+
+/* ---- Completion tracking for asynchronous appends ---- */
+
+struct tracker {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t done;             /* completions seen */
+    atomic_int *calls;       /* per append: completions */
+    _Atomic int *errs;       /* per append: the last outcome */
+    struct jrn_append *base; /* appends are base[0..n) */
+    size_t n;
+    atomic_int *seen; /* per seq: records reported, when set */
+    uint64_t seen_cap;
+    atomic_int bad; /* anything out of range */
+};
+
+static void tracker_init(struct tracker *t, struct jrn_append *base, size_t n, uint64_t seen_cap)
+{
+    memset(t, 0, sizeof *t);
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    t->base = base;
+    t->n = n;
+    t->calls = calloc(n ? n : 1, sizeof *t->calls);
+    t->errs = calloc(n ? n : 1, sizeof *t->errs);
+    assert_non_null(t->calls);
+    assert_non_null(t->errs);
+    if (seen_cap) {
+        t->seen = calloc(seen_cap, sizeof *t->seen);
+        assert_non_null(t->seen);
+        t->seen_cap = seen_cap;
+    }
+}
+
+static void tracker_fini(struct tracker *t)
+{
+    free(t->calls);
+    free((void *)t->errs);
+    free(t->seen);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+}
+
+static void tracker_seq(struct tracker *t, uint64_t seq)
+{
+    if (seq >= t->seen_cap)
+        atomic_fetch_add(&t->bad, 1);
+    else
+        atomic_fetch_add(&t->seen[seq], 1);
+}
+
+static void tracker_done(struct jrn_append *a, kr_err err)
+{
+    struct tracker *t = a->arg;
+    ptrdiff_t i = a - t->base;
+    if (i < 0 || (size_t)i >= t->n) {
+        atomic_fetch_add(&t->bad, 1);
+    } else {
+        atomic_fetch_add(&t->calls[i], 1);
+        atomic_store(&t->errs[i], (int)err);
+    }
+    if (err == KR_OK && t->seen)
+        for (size_t e = 0; e < a->n; e++)
+            tracker_seq(t, a->events[e].seq);
+    pthread_mutex_lock(&t->mu);
+    t->done++;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void tracker_wait(struct tracker *t, size_t want)
+{
+    pthread_mutex_lock(&t->mu);
+    while (t->done < want)
+        pthread_cond_wait(&t->cv, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* ==== Create and open ==== */
+
+/* Parses the genesis payload {journal_id, origin, key_id, public_key}. */
+static void check_genesis_payload(const struct jrn_record *r, const struct jrn_info *info)
+{
+    struct kr_mp_reader rd;
+    uint32_t n;
+    const char *k;
+    size_t kl;
+    const uint8_t *b;
+    const char *s;
+    size_t len;
+    uint64_t u;
+    kr_mp_reader_init(&rd, r->payload, r->payload_len, true);
+    assert_int_equal(kr_mp_read_map(&rd, &n), KR_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(kr_mp_read_str(&rd, &k, &kl), KR_OK);
+    assert_true(str_is(k, kl, "journal_id"));
+    assert_int_equal(kr_mp_read_bin(&rd, &b, &len), KR_OK);
+    assert_int_equal(len, 16);
+    assert_memory_equal(b, info->journal_id, 16);
+    assert_int_equal(kr_mp_read_str(&rd, &k, &kl), KR_OK);
+    assert_true(str_is(k, kl, "origin"));
+    assert_int_equal(kr_mp_read_str(&rd, &s, &len), KR_OK);
+    assert_true(str_is(s, len, info->origin));
+    assert_int_equal(kr_mp_read_str(&rd, &k, &kl), KR_OK);
+    assert_true(str_is(k, kl, "key_id"));
+    assert_int_equal(kr_mp_read_uint(&rd, &u), KR_OK);
+    assert_true(u == 1);
+    assert_int_equal(kr_mp_read_str(&rd, &k, &kl), KR_OK);
+    assert_true(str_is(k, kl, "public_key"));
+    assert_int_equal(kr_mp_read_bin(&rd, &b, &len), KR_OK);
+    assert_int_equal(len, KR_PUBKEY_LEN);
+    assert_memory_equal(b, info->pk, KR_PUBKEY_LEN);
+    assert_int_equal(kr_mp_remaining(&rd), 0);
+}
+
+static void test_create_open(void **state)
+{
+    struct fx *f = *state;
+    struct stat st;
+    char path[PATH_CAP];
+    fx_create(f);
+
+    /* What create reports. */
+    assert_true(f->info.size == 1);
+    assert_int_equal(f->info.key_id, 1);
+    char hex[33], origin[64];
+    sodium_bin2hex(hex, sizeof hex, f->info.journal_id, sizeof f->info.journal_id);
+    snprintf(origin, sizeof origin, "kiroku/%s", hex);
+    assert_string_equal(f->info.origin, origin);
+    uint8_t pk[KR_PUBKEY_LEN];
+    pubkey(f->dir, 1, pk);
+    assert_memory_equal(f->info.pk, pk, KR_PUBKEY_LEN);
+
+    /* What create made. */
+    assert_int_equal(stat(f->dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    snprintf(path, sizeof path, "%s/keys/journal-1.key", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof path, "%s/journal/data.mdb", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(path, sizeof path, "%s/checkpoint", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+
+    /* Creating again, in any way, refuses and changes nothing. */
+    struct jrn_options o = fx_opts(f);
+    struct jrn_info again;
+    assert_int_equal(jrn_create(&o, &again), KR_EEXIST);
+    assert_int_equal(jrn_create(&o, NULL), KR_EEXIST);
+    o.read_only = true;
+    assert_int_equal(jrn_create(&o, NULL), KR_EINVAL);
+    o.read_only = false;
+    o.dir = NULL;
+    assert_int_equal(jrn_create(&o, NULL), KR_EINVAL);
+    assert_int_equal(jrn_create(NULL, NULL), KR_EINVAL);
+
+    fx_open(f);
+    struct jrn_info info;
+    jrn_get_info(f->j, &info);
+    assert_memory_equal(info.journal_id, f->info.journal_id, 16);
+    assert_string_equal(info.origin, f->info.origin);
+    assert_int_equal(info.key_id, 1);
+    assert_memory_equal(info.pk, pk, KR_PUBKEY_LEN);
+    assert_true(info.size == 1);
+    assert_true(jrn_size(f->j) == 1);
+
+    /* The genesis record. */
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(jrn_read(f->j, 1, &b), KR_OK);
+    const struct jrn_record *r = &b.rec;
+    assert_true(r->seq == 1);
+    assert_true(r->tenant == 0);
+    assert_true(r->version == 1);
+    assert_true(r->time_ns == T0);
+    assert_int_equal(r->key_id, 1);
+    assert_true(str_is(r->stream, r->stream_len, JRN_SYSTEM_STREAM));
+    assert_true(str_is(r->stream, r->stream_len, "journal"));
+    assert_true(str_is(r->type, r->type_len, JRN_TYPE_CREATED));
+    assert_true(str_is(r->type, r->type_len, "journal.created"));
+    assert_true(str_is(r->actor, r->actor_len, JRN_SYSTEM_ACTOR));
+    static const uint8_t zero[KR_HASH_LEN];
+    assert_memory_equal(r->prev, zero, KR_HASH_LEN);
+    assert_false(r->payload_stripped);
+    uint8_t c[KR_HASH_LEN];
+    sha256(c, r->payload, r->payload_len);
+    assert_memory_equal(r->commitment, c, KR_HASH_LEN);
+    assert_true(sig_ok(r, pk));
+    check_genesis_payload(r, &f->info);
+    uint8_t leaf1[KR_HASH_LEN];
+    leaf_of(r, leaf1);
+    assert_true(stream_version(f->j, 0, JRN_SYSTEM_STREAM) == 1);
+
+    /* Nothing before or after it. */
+    assert_int_equal(jrn_read(f->j, 0, &b), KR_ENOTFOUND);
+    assert_int_equal(jrn_read(f->j, 2, &b), KR_ENOTFOUND);
+    assert_int_equal(jrn_read(f->j, UINT64_MAX, &b), KR_ENOTFOUND);
+    jrn_recbuf_fini(&b);
+    jrn_recbuf_fini(&b); /* twice is harmless */
+    jrn_recbuf_fini(NULL);
+
+    /* The checkpoint covers it; the tree of one leaf has the leaf as root. */
+    char note[KR_NOTE_MAX + 1], file[KR_NOTE_MAX + 1];
+    size_t nl = 0;
+    assert_int_equal(jrn_checkpoint(f->j, note, sizeof note, &nl), KR_OK);
+    assert_int_equal(strlen(note), nl);
+    struct kr_note_key nk;
+    memset(&nk, 0, sizeof nk);
+    snprintf(nk.name, sizeof nk.name, "%s", f->info.origin);
+    memcpy(nk.pk, pk, KR_PUBKEY_LEN);
+    nk.key_id = 1;
+    struct kr_checkpoint cp;
+    uint32_t kid = 0;
+    assert_int_equal(kr_checkpoint_open(note, nl, &nk, 1, &cp, &kid), KR_OK);
+    assert_int_equal(kid, 1);
+    assert_true(cp.size == 1);
+    assert_string_equal(cp.origin, f->info.origin);
+    assert_memory_equal(cp.root, leaf1, KR_HASH_LEN);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    size_t fl = fread(file, 1, sizeof file - 1, fp);
+    fclose(fp);
+    assert_int_equal(fl, nl);
+    assert_memory_equal(file, note, nl);
+
+    fx_close(f);
+    verify_full(f->dir, 1, 1);
+}
+
+static void test_open_errors(void **state)
+{
+    struct fx *f = *state;
+    struct jrn_options o;
+    struct journal *j = NULL;
+    char empty[PATH_CAP], missing[PATH_CAP];
+
+    /* An empty directory and a missing one hold no journal. */
+    snprintf(empty, sizeof empty, "%s/empty", f->root);
+    snprintf(missing, sizeof missing, "%s/missing", f->root);
+    assert_int_equal(mkdir(empty, 0700), 0);
+    memset(&o, 0, sizeof o);
+    o.dir = empty;
+    assert_int_equal(jrn_open(&o, &j), KR_ENOTFOUND);
+    assert_null(j);
+    o.read_only = true;
+    assert_int_equal(jrn_open(&o, &j), KR_ENOTFOUND);
+    o.dir = missing;
+    assert_int_equal(jrn_open(&o, &j), KR_ENOTFOUND);
+    o.read_only = false;
+    assert_int_equal(jrn_open(&o, &j), KR_ENOTFOUND);
+    assert_null(j);
+    /* The failed opens left nothing that stops a create. */
+    o.dir = empty;
+    assert_int_equal(jrn_create(&o, NULL), KR_OK);
+    assert_int_equal(jrn_open(&o, &j), KR_OK);
+    jrn_close(j);
+    jrn_close(NULL);
+    assert_int_equal(jrn_open(&o, NULL), KR_EINVAL);
+    assert_int_equal(jrn_open(NULL, &j), KR_EINVAL);
+}
+
+static void test_one_writer(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    struct jrn_options o = fx_opts(f);
+    struct journal *j2 = NULL, *ro = NULL;
+
+    /* A second writer is refused, and so is a create. */
+    assert_int_equal(jrn_open(&o, &j2), KR_EBUSY);
+    assert_null(j2);
+    assert_int_equal(jrn_create(&o, NULL), KR_EEXIST);
+
+    /* A reader opens alongside and reads. */
+    o.read_only = true;
+    assert_int_equal(jrn_open(&o, &ro), KR_OK);
+    assert_true(jrn_size(ro) == 1);
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(jrn_read(ro, 1, &b), KR_OK);
+    assert_true(b.rec.seq == 1);
+    char note[KR_NOTE_MAX + 1];
+    size_t nl;
+    assert_int_equal(jrn_checkpoint(ro, note, sizeof note, &nl), KR_OK);
+    /* ... and cannot write. */
+    uint8_t p[4] = {1, 2, 3, 4};
+    struct jrn_event e = ev(1, "ro", 0, p, sizeof p);
+    assert_int_equal(jrn_append(ro, &e, 1), KR_ECLOSED);
+    assert_int_equal(jrn_rotate_key(ro, NULL), KR_ECLOSED);
+    struct jrn_append a;
+    memset(&a, 0, sizeof a);
+    a.events = &e;
+    a.n = 1;
+    a.done = tracker_done;
+    assert_int_equal(jrn_submit(ro, &a), KR_ECLOSED);
+
+    /* The writer writes; the reader sees the record. */
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    assert_int_equal(jrn_read(ro, 2, &b), KR_OK);
+    assert_true(b.rec.seq == 2);
+    jrn_recbuf_fini(&b);
+
+    /* Once the writer closes, another may open. */
+    fx_close(f);
+    o.read_only = false;
+    assert_int_equal(jrn_open(&o, &j2), KR_OK);
+    assert_true(jrn_size(j2) == 2);
+    struct journal *j3 = NULL;
+    assert_int_equal(jrn_open(&o, &j3), KR_EBUSY);
+    jrn_close(j2);
+    jrn_close(ro);
+    verify_full(f->dir, 2, 1);
+}
+
+/* ==== Appending ==== */
+
+static void test_append_one(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    uint8_t pk[KR_PUBKEY_LEN];
+    pubkey(f->dir, 1, pk);
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(jrn_read(f->j, 1, &b), KR_OK);
+    uint8_t leaf1[KR_HASH_LEN];
+    leaf_of(&b.rec, leaf1);
+
+    atomic_store(&f->tc.now, T0 + 5000);
+    static const uint8_t payload[] = "\x82\xa4name\xa6Taro Y\xa3tel\xad+81-3-0000-00";
+    struct jrn_event e =
+        ev(7, "contact/0123456789abcdef0123456789abcdef", 0, payload, sizeof payload - 1);
+    e.type = "contact.created";
+    e.type_len = strlen(e.type);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+
+    /* The outputs. */
+    assert_true(e.seq == 2);
+    assert_true(e.time_ns == T0 + 5000);
+    assert_int_equal(e.key_id, 1);
+    uint8_t c[KR_HASH_LEN];
+    sha256(c, payload, sizeof payload - 1);
+    assert_memory_equal(e.commitment, c, KR_HASH_LEN);
+    struct jrn_record sr;
+    memset(&sr, 0, sizeof sr);
+    sr.tenant = 7;
+    sr.stream = e.stream;
+    sr.stream_len = e.stream_len;
+    sr.version = 1;
+    sr.type = e.type;
+    sr.type_len = e.type_len;
+    sr.time_ns = T0 + 5000;
+    sr.actor = ACTOR;
+    sr.actor_len = strlen(ACTOR);
+    sr.key_id = 1;
+    memcpy(sr.commitment, c, KR_HASH_LEN);
+    uint8_t msg[JRN_SIGN_INPUT_MAX];
+    size_t ml;
+    jrn_record_sign_input(&sr, msg, &ml);
+    assert_int_equal(crypto_sign_verify_detached(e.sig, msg, ml, pk), 0);
+    /* The signature binds the tenant: the same record in tenant 8 fails. */
+    sr.tenant = 8;
+    jrn_record_sign_input(&sr, msg, &ml);
+    assert_int_not_equal(crypto_sign_verify_detached(e.sig, msg, ml, pk), 0);
+
+    /* Read back, every field. */
+    assert_true(jrn_size(f->j) == 2);
+    assert_int_equal(jrn_read(f->j, 2, &b), KR_OK);
+    assert_record_is_event(&b.rec, &e, pk);
+    assert_true(b.rec.version == 1);
+    assert_memory_equal(b.rec.prev, leaf1, KR_HASH_LEN);
+    assert_true(stream_version(f->j, 7, e.stream) == 1);
+    assert_true(stream_version(f->j, 6, e.stream) == 0);
+
+    /* An empty payload and an empty actor are fine. */
+    struct jrn_event e2 = ev(7, "s", 0, NULL, 0);
+    e2.actor = "";
+    e2.actor_len = 0;
+    assert_int_equal(jrn_append(f->j, &e2, 1), KR_OK);
+    assert_true(e2.seq == 3);
+    assert_int_equal(jrn_read(f->j, 3, &b), KR_OK);
+    assert_record_is_event(&b.rec, &e2, pk);
+
+    struct jrn_stats st;
+    jrn_get_stats(f->j, &st);
+    assert_true(st.events == 2);
+    assert_true(st.batches == 2);
+    assert_true(st.conflicts == 0);
+    jrn_recbuf_fini(&b);
+    fx_close(f);
+    verify_full(f->dir, 3, 1);
+}
+
+static void test_optimistic_concurrency(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    uint8_t p[8] = "payload";
+    struct jrn_event e = ev(1, "order/1", 0, p, sizeof p);
+
+    /* A new stream expects 0. */
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    assert_true(e.seq == 2);
+    assert_true(stream_version(f->j, 1, "order/1") == 1);
+
+    /* Stale and future versions conflict and write nothing. */
+    static const uint64_t wrong[] = {0, 2, 5, UINT64_MAX - 1};
+    for (size_t i = 0; i < COUNT(wrong); i++) {
+        e = ev(1, "order/1", wrong[i], p, sizeof p);
+        assert_int_equal(jrn_append(f->j, &e, 1), KR_ECONFLICT);
+        assert_true(jrn_size(f->j) == 2);
+        assert_true(stream_version(f->j, 1, "order/1") == 1);
+    }
+    /* The next seq is the one after the last record: nothing was used up. */
+    e = ev(1, "order/1", 1, p, sizeof p);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    assert_true(e.seq == 3);
+    assert_true(stream_version(f->j, 1, "order/1") == 2);
+
+    uint64_t ver;
+    assert_int_equal(jrn_stream_version(f->j, 1, "", 0, &ver), KR_EINVAL);
+    char too_long[KR_STREAM_MAX + 1];
+    memset(too_long, 'x', sizeof too_long);
+    assert_int_equal(jrn_stream_version(f->j, 1, too_long, sizeof too_long, &ver), KR_EINVAL);
+
+    /* Streams are per tenant and per exact name. */
+    struct jrn_event same_name[3] = {ev(2, "order/1", 0, p, sizeof p),
+                                     ev(1, "order/10", 0, p, sizeof p),
+                                     ev(1, "order/", 0, p, sizeof p)};
+    assert_int_equal(jrn_append(f->j, same_name, 3), KR_OK);
+    assert_true(same_name[0].seq == 4 && same_name[1].seq == 5 && same_name[2].seq == 6);
+
+    /* A multi-event append whose third event conflicts writes none of them. */
+    struct jrn_event multi[4] = {ev(1, "a", 0, p, sizeof p), ev(1, "order/1", 2, p, sizeof p),
+                                 ev(1, "c", 3, p, sizeof p), ev(1, "d", 0, p, sizeof p)};
+    assert_int_equal(jrn_append(f->j, multi, 4), KR_ECONFLICT);
+    assert_true(jrn_size(f->j) == 6);
+    assert_true(stream_version(f->j, 1, "a") == 0);
+    assert_true(stream_version(f->j, 1, "order/1") == 2);
+    assert_true(stream_version(f->j, 1, "d") == 0);
+
+    /* Consecutive versions of one stream in one append. */
+    struct jrn_event run[4] = {ev(1, "run", 0, p, sizeof p), ev(1, "run", 1, p, sizeof p),
+                               ev(1, "run", 2, p, sizeof p), ev(1, "run", 3, p, sizeof p)};
+    assert_int_equal(jrn_append(f->j, run, 4), KR_OK);
+    for (size_t i = 0; i < 4; i++)
+        assert_true(run[i].seq == 7 + i);
+    assert_true(stream_version(f->j, 1, "run") == 4);
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    for (uint64_t i = 0; i < 4; i++) {
+        assert_int_equal(jrn_read(f->j, 7 + i, &b), KR_OK);
+        assert_true(b.rec.version == i + 1);
+        assert_true(b.rec.time_ns == run[0].time_ns); /* one append, one time */
+    }
+    jrn_recbuf_fini(&b);
+
+    /* Inside one append, versions must follow each other exactly. */
+    struct jrn_event gaps[][2] = {
+        {ev(1, "g", 0, p, sizeof p), ev(1, "g", 0, p, sizeof p)},
+        {ev(1, "g", 0, p, sizeof p), ev(1, "g", 2, p, sizeof p)},
+        {ev(1, "run", 4, p, sizeof p), ev(1, "run", 4, p, sizeof p)},
+        {ev(1, "run", 3, p, sizeof p), ev(1, "run", 4, p, sizeof p)},
+    };
+    for (size_t i = 0; i < COUNT(gaps); i++) {
+        assert_int_equal(jrn_append(f->j, gaps[i], 2), KR_ECONFLICT);
+        assert_true(jrn_size(f->j) == 10);
+    }
+    assert_true(stream_version(f->j, 1, "g") == 0);
+    assert_true(stream_version(f->j, 1, "run") == 4);
+
+    struct jrn_stats st;
+    jrn_get_stats(f->j, &st);
+    assert_true(st.conflicts == COUNT(wrong) + 1 + COUNT(gaps));
+    assert_true(st.events == 9);
+    fx_close(f);
+    verify_full(f->dir, 10, 1);
+}
+
+/* Threads racing to append the same version of one stream. */
+#define RACE_THREADS 4
+#define RACE_ROUNDS  20
+
+struct racer {
+    struct journal *j;
+    pthread_barrier_t *go;
+    uint64_t expected;
+    kr_err result;
+    uint64_t seq;
+    uint8_t payload[8];
+};
+
+static void *racer_main(void *arg)
+{
+    struct racer *r = arg;
+    struct jrn_event e = ev(3, "race", r->expected, r->payload, sizeof r->payload);
+    pthread_barrier_wait(r->go);
+    r->result = jrn_append(r->j, &e, 1);
+    r->seq = e.seq;
+    return NULL;
+}
+
+static void test_occ_race(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    uint64_t size = 1;
+    for (uint64_t round = 0; round < RACE_ROUNDS; round++) {
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, RACE_THREADS);
+        struct racer r[RACE_THREADS];
+        pthread_t t[RACE_THREADS];
+        for (int i = 0; i < RACE_THREADS; i++) {
+            memset(&r[i], 0, sizeof r[i]);
+            r[i].j = f->j;
+            r[i].go = &go;
+            r[i].expected = round;
+            r[i].payload[0] = (uint8_t)i;
+            r[i].payload[1] = (uint8_t)round;
+            assert_int_equal(pthread_create(&t[i], NULL, racer_main, &r[i]), 0);
+        }
+        int won = -1, lost = 0;
+        for (int i = 0; i < RACE_THREADS; i++) {
+            pthread_join(t[i], NULL);
+            if (r[i].result == KR_OK) {
+                assert_int_equal(won, -1);
+                won = i;
+            } else {
+                assert_int_equal(r[i].result, KR_ECONFLICT);
+                lost++;
+            }
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_not_equal(won, -1);
+        assert_int_equal(lost, RACE_THREADS - 1);
+        size++;
+        assert_true(jrn_size(f->j) == size);
+        assert_true(r[won].seq == size);
+        assert_true(stream_version(f->j, 3, "race") == round + 1);
+        /* The record is the winner's. */
+        struct jrn_recbuf b;
+        memset(&b, 0, sizeof b);
+        assert_int_equal(jrn_read(f->j, size, &b), KR_OK);
+        assert_int_equal(b.rec.payload[0], won);
+        jrn_recbuf_fini(&b);
+    }
+    fx_close(f);
+    verify_full(f->dir, size, 1);
+}
+
+static void expect_refused(struct fx *f, struct jrn_event *events, size_t n, kr_err want,
+                           const char *what, struct tracker *t)
+{
+    kr_err got = jrn_append(f->j, events, n);
+    if (got != want)
+        fail_msg("jrn_append %s: want %s, got %s", what, kr_strerror(want), kr_strerror(got));
+    struct jrn_append a;
+    memset(&a, 0, sizeof a);
+    a.events = events;
+    a.n = n;
+    a.done = tracker_done;
+    a.arg = t;
+    got = jrn_submit(f->j, &a);
+    if (got != want)
+        fail_msg("jrn_submit %s: want %s, got %s", what, kr_strerror(want), kr_strerror(got));
+}
+
+static void test_validation(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    struct tracker t;
+    tracker_init(&t, NULL, 0, 0);
+    uint8_t *big = calloc(1, KR_PAYLOAD_MAX + 1);
+    assert_non_null(big);
+    uint8_t p[4] = {9, 9, 9, 9};
+    char long_stream[KR_STREAM_MAX + 2], long_type[KR_TYPE_MAX + 2], long_actor[KR_ACTOR_MAX + 2];
+    memset(long_stream, 's', sizeof long_stream - 1);
+    long_stream[sizeof long_stream - 1] = '\0';
+    memset(long_type, 't', sizeof long_type - 1);
+    long_type[sizeof long_type - 1] = '\0';
+    memset(long_actor, 'a', sizeof long_actor - 1);
+    long_actor[sizeof long_actor - 1] = '\0';
+
+    struct jrn_event e = ev(1, "v", 0, p, sizeof p);
+    expect_refused(f, &e, 0, KR_EINVAL, "n = 0", &t);
+    expect_refused(f, NULL, 1, KR_EINVAL, "no events", &t);
+
+    struct jrn_event *many = calloc(KR_APPEND_MAX_EVENTS + 1, sizeof *many);
+    assert_non_null(many);
+    for (size_t i = 0; i <= KR_APPEND_MAX_EVENTS; i++)
+        many[i] = ev(1, "many", i, p, sizeof p);
+    expect_refused(f, many, KR_APPEND_MAX_EVENTS + 1, KR_ETOOLARGE, "too many events", &t);
+
+    e = ev(1, "v", 0, big, KR_PAYLOAD_MAX + 1);
+    expect_refused(f, &e, 1, KR_ETOOLARGE, "payload too large", &t);
+    e = ev(1, "v", 0, NULL, 3);
+    expect_refused(f, &e, 1, KR_EINVAL, "payload NULL", &t);
+    e = ev(1, "a b", 0, p, sizeof p);
+    expect_refused(f, &e, 1, KR_EINVAL, "stream with space", &t);
+    e = ev(1, "", 0, p, sizeof p);
+    expect_refused(f, &e, 1, KR_EINVAL, "empty stream", &t);
+    e = ev(1, "caf\xc3\xa9", 0, p, sizeof p);
+    expect_refused(f, &e, 1, KR_EINVAL, "non-ASCII stream", &t);
+    e = ev(1, long_stream, 0, p, sizeof p);
+    expect_refused(f, &e, 1, KR_ETOOLARGE, "stream too long", &t);
+    e = ev(1, "v", 0, p, sizeof p);
+    e.type = "Contact.created";
+    e.type_len = strlen(e.type);
+    expect_refused(f, &e, 1, KR_EINVAL, "type upper case", &t);
+    e.type_len = 0;
+    expect_refused(f, &e, 1, KR_EINVAL, "empty type", &t);
+    e.type = long_type;
+    e.type_len = strlen(long_type);
+    expect_refused(f, &e, 1, KR_ETOOLARGE, "type too long", &t);
+    e = ev(1, "v", 0, p, sizeof p);
+    e.actor = long_actor;
+    e.actor_len = strlen(long_actor);
+    expect_refused(f, &e, 1, KR_ETOOLARGE, "actor too long", &t);
+    e.actor = "a b";
+    e.actor_len = 3;
+    expect_refused(f, &e, 1, KR_EINVAL, "actor with space", &t);
+    e = ev(1, "v", UINT64_MAX, p, sizeof p);
+    expect_refused(f, &e, 1, KR_EINVAL, "expected version 2^64-1", &t);
+
+    /* One bad event spoils the append: the good ones before it are not queued. */
+    struct jrn_event mixed[3] = {ev(1, "m1", 0, p, sizeof p), ev(1, "m2", 0, p, sizeof p),
+                                 ev(1, "m 3", 0, p, sizeof p)};
+    expect_refused(f, mixed, 3, KR_EINVAL, "bad third event", &t);
+
+    /* Events of at most KR_PAYLOAD_MAX each, but more than a batch can hold. */
+    for (size_t i = 0; i < KR_APPEND_MAX_EVENTS; i++)
+        many[i] = ev(1, "bulk", i, big, KR_PAYLOAD_MAX);
+    expect_refused(f, many, KR_APPEND_MAX_EVENTS, KR_ETOOLARGE, "append over batch bytes", &t);
+
+    /* jrn_submit needs a completion. */
+    struct jrn_append a;
+    memset(&a, 0, sizeof a);
+    e = ev(1, "v", 0, p, sizeof p);
+    a.events = &e;
+    a.n = 1;
+    assert_int_equal(jrn_submit(f->j, &a), KR_EINVAL);
+
+    /* Nothing was queued: the next good append is seq 2, no callback ever ran. */
+    assert_true(jrn_size(f->j) == 1);
+    e = ev(1, "v", 0, p, sizeof p);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    assert_true(e.seq == 2);
+    static const char *untouched[] = {"many", "m1", "m2", "bulk"};
+    for (size_t i = 0; i < COUNT(untouched); i++)
+        assert_true(stream_version(f->j, 1, untouched[i]) == 0);
+    assert_int_equal(t.done, 0);
+    assert_int_equal(atomic_load(&t.bad), 0);
+
+    /* The limits themselves are allowed. */
+    for (size_t i = 0; i < KR_APPEND_MAX_EVENTS; i++)
+        many[i] = ev(1, "many", i, p, sizeof p);
+    assert_int_equal(jrn_append(f->j, many, KR_APPEND_MAX_EVENTS), KR_OK);
+    assert_true(many[KR_APPEND_MAX_EVENTS - 1].seq == 2 + KR_APPEND_MAX_EVENTS);
+    long_stream[KR_STREAM_MAX] = '\0';
+    long_type[KR_TYPE_MAX] = '\0';
+    long_actor[KR_ACTOR_MAX] = '\0';
+    e = ev(1, long_stream, 0, big, KR_PAYLOAD_MAX);
+    e.type = long_type;
+    e.type_len = KR_TYPE_MAX;
+    e.actor = long_actor;
+    e.actor_len = KR_ACTOR_MAX;
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    uint64_t size = jrn_size(f->j);
+    assert_true(size == 3 + KR_APPEND_MAX_EVENTS);
+    uint8_t pk[KR_PUBKEY_LEN];
+    pubkey(f->dir, 1, pk);
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(jrn_read(f->j, size, &b), KR_OK);
+    assert_record_is_event(&b.rec, &e, pk);
+    jrn_recbuf_fini(&b);
+
+    free(many);
+    free(big);
+    tracker_fini(&t);
+    fx_close(f);
+    verify_full(f->dir, size, 1);
+}
+
+/* The journal's own stream takes only the journal's own records: one written
+ * by a caller would be read as a key change on the next open. */
+static void test_system_stream_reserved(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    uint8_t p[4] = {1, 2, 3, 4};
+    struct jrn_event e = ev(0, JRN_SYSTEM_STREAM, 1, p, sizeof p);
+    e.type = JRN_TYPE_KEY_ADDED;
+    e.type_len = strlen(e.type);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_EINVAL);
+    e.type = TYPE;
+    e.type_len = strlen(e.type);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_EINVAL);
+    struct jrn_event two[2] = {ev(0, "other", 0, p, sizeof p), ev(0, JRN_SYSTEM_STREAM, 1, p, 4)};
+    assert_int_equal(jrn_append(f->j, two, 2), KR_EINVAL);
+    assert_true(jrn_size(f->j) == 1);
+    /* Other streams of tenant 0, and "journal" streams of other tenants, are fine. */
+    e = ev(0, "journalx", 0, p, sizeof p);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    e = ev(1, JRN_SYSTEM_STREAM, 0, p, sizeof p);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    /* The journal reopens with its key and still verifies. */
+    fx_close(f);
+    fx_open(f);
+    assert_true(jrn_size(f->j) == 3);
+    e = ev(0, "journalx", 1, p, sizeof p);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    fx_close(f);
+    verify_full(f->dir, 4, 1);
+}
+
+/* ==== Time ==== */
+
+struct burst {
+    struct journal *j;
+    int id;
+    int n;
+    atomic_int *failures;
+};
+
+static void *burst_main(void *arg)
+{
+    struct burst *b = arg;
+    char stream[32];
+    snprintf(stream, sizeof stream, "burst/%d", b->id);
+    uint8_t p[8];
+    for (int i = 0; i < b->n; i++) {
+        memcpy(p, &i, sizeof i);
+        if (i % 5 == 4) {
+            struct jrn_event two[2] = {
+                ev(2, stream, (uint64_t)i + (uint64_t)i / 5, p, sizeof p),
+                ev(2, stream, (uint64_t)i + (uint64_t)i / 5 + 1, p, sizeof p)};
+            if (jrn_append(b->j, two, 2) != KR_OK || two[0].time_ns != two[1].time_ns)
+                atomic_fetch_add(b->failures, 1);
+        } else {
+            struct jrn_event e = ev(2, stream, (uint64_t)i + (uint64_t)i / 5, p, sizeof p);
+            if (jrn_append(b->j, &e, 1) != KR_OK)
+                atomic_fetch_add(b->failures, 1);
+        }
+    }
+    return NULL;
+}
+
+/* Times along seq, from a RANGE cursor. */
+static uint64_t check_times_never_decrease(struct journal *j, uint64_t *count)
+{
+    struct jrn_query q;
+    memset(&q, 0, sizeof q);
+    q.kind = JRN_Q_RANGE;
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    assert_int_equal(jrn_cursor_new(j, &q, &c), KR_OK);
+    uint64_t last = 0, n = 0;
+    kr_err err;
+    while ((err = jrn_cursor_next(c, &r)) == KR_OK) {
+        n++;
+        assert_true(r.seq == n);
+        if (r.time_ns < last)
+            fail_msg("seq %" PRIu64 ": time %" PRIu64 " < %" PRIu64, r.seq, r.time_ns, last);
+        last = r.time_ns;
+    }
+    assert_int_equal(err, KR_ENOTFOUND);
+    jrn_cursor_free(c);
+    *count = n;
+    return last;
+}
+
+static void test_time(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    uint8_t p[2] = {0, 0};
+    /* The clock's path, and the time each append must get. */
+    static const struct {
+        int64_t clock; /* offset from T0 */
+        int64_t want;
+    } steps[] = {
+        {1000, 1000},
+        {1000, 1000},               /* stands still */
+        {500, 1000},                /* goes back: time stands still */
+        {-(int64_t)(T0 / 2), 1000}, /* far back */
+        {1001, 1001},               /* forward again */
+        {5000000000, 5000000000},   /* jumps ahead */
+        {2000, 5000000000},         /* and back */
+        {5000000001, 5000000001},
+    };
+    for (size_t i = 0; i < COUNT(steps); i++) {
+        atomic_store(&f->tc.now, (uint64_t)((int64_t)T0 + steps[i].clock));
+        p[0] = (uint8_t)i;
+        struct jrn_event e = ev(1, "clock", i, p, sizeof p);
+        assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+        assert_true(e.time_ns == (uint64_t)((int64_t)T0 + steps[i].want));
+        struct jrn_recbuf b;
+        memset(&b, 0, sizeof b);
+        assert_int_equal(jrn_read(f->j, e.seq, &b), KR_OK);
+        assert_true(b.rec.time_ns == e.time_ns);
+        jrn_recbuf_fini(&b);
+    }
+    uint64_t high = T0 + 5000000001ull;
+
+    /* A burst from several threads under a clock that jumps about. */
+    atomic_store(&f->tc.now, high + 10000000000ull);
+    atomic_store(&f->tc.chaotic, true);
+    enum { THREADS = 4, PER = 150 };
+    atomic_int failures = 0;
+    struct burst bs[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        bs[i] = (struct burst){.j = f->j, .id = i, .n = PER, .failures = &failures};
+        assert_int_equal(pthread_create(&t[i], NULL, burst_main, &bs[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&failures), 0);
+    atomic_store(&f->tc.chaotic, false);
+    uint64_t n;
+    uint64_t last = check_times_never_decrease(f->j, &n);
+    uint64_t want_n = 1 + COUNT(steps) + THREADS * (PER + PER / 5);
+    assert_true(n == want_n);
+    assert_true(last >= high);
+
+    /* After a reopen under a clock far behind, times still do not decrease. */
+    fx_close(f);
+    atomic_store(&f->tc.now, 5);
+    fx_open(f);
+    struct jrn_event e = ev(1, "after", 0, p, sizeof p);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    assert_true(e.time_ns == last);
+    atomic_store(&f->tc.now, last + 7);
+    e = ev(1, "after", 1, p, sizeof p);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    assert_true(e.time_ns == last + 7);
+    check_times_never_decrease(f->j, &n);
+    assert_true(n == want_n + 2);
+    fx_close(f);
+    verify_full(f->dir, want_n + 2, 1);
+}
+
+/* ==== Many appenders ==== */
+
+#define CONC_THREADS 8
+#define CONC_PER     2000
+#define CONC_PAYLOAD 24
+
+struct appender {
+    struct journal *j;
+    int id;
+    struct jrn_append *apps; /* CONC_PER, for the asynchronous ones */
+    struct jrn_event *events;
+    uint8_t (*payloads)[CONC_PAYLOAD];
+    char stream[32];
+    struct tracker *t; /* shared */
+    size_t submitted;  /* asynchronous appends submitted */
+    atomic_int sync_failures;
+    atomic_int submit_failures;
+};
+
+/* A heap-allocated append that its completion frees. */
+struct owned {
+    struct jrn_append a;
+    struct jrn_event e;
+    uint8_t payload[CONC_PAYLOAD];
+    struct tracker *t;
+};
+
+static atomic_int owned_done, owned_bad;
+
+static void owned_done_fn(struct jrn_append *a, kr_err err)
+{
+    struct owned *o = a->arg;
+    if (err != KR_OK || a != &o->a)
+        atomic_fetch_add(&owned_bad, 1);
+    else
+        tracker_seq(o->t, o->e.seq);
+    memset(o, 0xdd, sizeof *o);
+    free(o);
+    atomic_fetch_add(&owned_done, 1);
+}
+
+static void payload_for(uint8_t out[CONC_PAYLOAD], int thread, int i)
+{
+    memset(out, 0, CONC_PAYLOAD);
+    snprintf((char *)out, CONC_PAYLOAD, "t%d/i%d", thread, i);
+}
+
+static void *appender_main(void *arg)
+{
+    struct appender *ap = arg;
+    snprintf(ap->stream, sizeof ap->stream, "thread/%d", ap->id);
+    for (int i = 0; i < CONC_PER; i++) {
+        payload_for(ap->payloads[i], ap->id, i);
+        ap->events[i] =
+            ev((uint64_t)ap->id % 3 + 1, ap->stream, (uint64_t)i, ap->payloads[i], CONC_PAYLOAD);
+        if (i % 7 == 3) {
+            /* Synchronous, between asynchronous ones of the same stream. */
+            if (jrn_append(ap->j, &ap->events[i], 1) != KR_OK)
+                atomic_fetch_add(&ap->sync_failures, 1);
+            else
+                tracker_seq(ap->t, ap->events[i].seq);
+        } else if (i % 7 == 5) {
+            struct owned *o = calloc(1, sizeof *o);
+            if (!o) {
+                atomic_fetch_add(&ap->submit_failures, 1);
+                continue;
+            }
+            memcpy(o->payload, ap->payloads[i], CONC_PAYLOAD);
+            o->e = ap->events[i];
+            o->e.payload = o->payload;
+            o->t = ap->t;
+            o->a.events = &o->e;
+            o->a.n = 1;
+            o->a.done = owned_done_fn;
+            o->a.arg = o;
+            if (jrn_submit(ap->j, &o->a) != KR_OK) {
+                atomic_fetch_add(&ap->submit_failures, 1);
+                free(o);
+            }
+        } else {
+            struct jrn_append *a = &ap->apps[i];
+            memset(a, 0, sizeof *a);
+            a->events = &ap->events[i];
+            a->n = 1;
+            a->done = tracker_done;
+            a->arg = ap->t;
+            if (jrn_submit(ap->j, a) != KR_OK)
+                atomic_fetch_add(&ap->submit_failures, 1);
+            else
+                ap->submitted++;
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_appends(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    const uint64_t total = (uint64_t)CONC_THREADS * CONC_PER;
+    /* One tracker over every thread's appends: base is one big array. */
+    struct jrn_append *apps = calloc((size_t)total, sizeof *apps);
+    struct jrn_event *events = calloc((size_t)total, sizeof *events);
+    uint8_t(*payloads)[CONC_PAYLOAD] = calloc((size_t)total, CONC_PAYLOAD);
+    assert_non_null(apps);
+    assert_non_null(events);
+    assert_non_null(payloads);
+    struct tracker t;
+    tracker_init(&t, apps, (size_t)total, total + 2);
+    atomic_store(&owned_done, 0);
+    atomic_store(&owned_bad, 0);
+
+    struct appender ap[CONC_THREADS];
+    pthread_t th[CONC_THREADS];
+    for (int i = 0; i < CONC_THREADS; i++) {
+        memset(&ap[i], 0, sizeof ap[i]);
+        ap[i].j = f->j;
+        ap[i].id = i;
+        ap[i].apps = apps + (size_t)i * CONC_PER;
+        ap[i].events = events + (size_t)i * CONC_PER;
+        ap[i].payloads = payloads + (size_t)i * CONC_PER;
+        ap[i].t = &t;
+        assert_int_equal(pthread_create(&th[i], NULL, appender_main, &ap[i]), 0);
+    }
+    size_t async = 0, owned = 0, sync = 0;
+    for (int i = 0; i < CONC_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(atomic_load(&ap[i].sync_failures), 0);
+        assert_int_equal(atomic_load(&ap[i].submit_failures), 0);
+        async += ap[i].submitted;
+    }
+    for (int i = 0; i < CONC_PER; i++) {
+        sync += i % 7 == 3;
+        owned += i % 7 == 5;
+    }
+    sync *= CONC_THREADS;
+    owned *= CONC_THREADS;
+    assert_int_equal(async + owned + sync, total);
+    tracker_wait(&t, async);
+    while (atomic_load(&owned_done) < (int)owned)
+        usleep(1000);
+
+    /* Every completion exactly once, with KR_OK. */
+    assert_int_equal(atomic_load(&t.bad), 0);
+    assert_int_equal(atomic_load(&owned_bad), 0);
+    for (size_t i = 0; i < total; i++) {
+        bool is_async = (i % CONC_PER) % 7 != 3 && (i % CONC_PER) % 7 != 5;
+        assert_int_equal(atomic_load(&t.calls[i]), is_async ? 1 : 0);
+        if (is_async)
+            assert_int_equal(atomic_load(&t.errs[i]), KR_OK);
+    }
+    /* Seqs 2..total+1, each once. */
+    assert_int_equal(atomic_load(&t.seen[0]), 0);
+    assert_int_equal(atomic_load(&t.seen[1]), 0);
+    for (uint64_t s = 2; s < total + 2; s++)
+        if (atomic_load(&t.seen[s]) != 1)
+            fail_msg("seq %" PRIu64 " reported %d times", s, atomic_load(&t.seen[s]));
+    assert_true(jrn_size(f->j) == total + 1);
+    struct jrn_stats st;
+    jrn_get_stats(f->j, &st);
+    assert_true(st.events == total);
+    assert_true(st.conflicts == 0);
+    assert_true(st.max_batch >= 1 && st.max_batch <= KR_BATCH_MAX_EVENTS);
+
+    /* Each thread's stream holds its appends in order. */
+    for (int i = 0; i < CONC_THREADS; i++) {
+        struct jrn_query q;
+        memset(&q, 0, sizeof q);
+        q.kind = JRN_Q_STREAM;
+        q.tenant = (uint64_t)i % 3 + 1;
+        q.stream = ap[i].stream;
+        q.stream_len = strlen(ap[i].stream);
+        struct jrn_cursor *c;
+        struct jrn_record r;
+        assert_int_equal(jrn_cursor_new(f->j, &q, &c), KR_OK);
+        uint8_t want[CONC_PAYLOAD];
+        uint64_t prev_seq = 0;
+        for (int k = 0; k < CONC_PER; k++) {
+            assert_int_equal(jrn_cursor_next(c, &r), KR_OK);
+            assert_true(r.version == (uint64_t)k + 1);
+            assert_true(r.seq > prev_seq);
+            prev_seq = r.seq;
+            payload_for(want, i, k);
+            assert_int_equal(r.payload_len, CONC_PAYLOAD);
+            assert_memory_equal(r.payload, want, CONC_PAYLOAD);
+        }
+        assert_int_equal(jrn_cursor_next(c, &r), KR_ENOTFOUND);
+        jrn_cursor_free(c);
+    }
+    tracker_fini(&t);
+    free(apps);
+    free(events);
+    free(payloads);
+    fx_close(f);
+    verify_full(f->dir, total + 1, 1);
+}
+
+/* ==== Cursors ==== */
+
+#define CUR_EVENTS  900 /* tenants 1..3, 300 each */
+#define CUR_LARGE   40  /* tenant 4: payloads near the maximum */
+#define LARGE_BYTES (60 * 1024)
+
+/* The stream and payload of event i of the cursor test. */
+static void cur_event(int i, uint64_t *tenant, char *stream, size_t cap, char *payload, size_t pcap)
+{
+    *tenant = (uint64_t)(i % 3) + 1;
+    if (*tenant == 1)
+        snprintf(stream, cap, "big");
+    else if (*tenant == 2)
+        snprintf(stream, cap, "s/%d", (i / 3) % 4);
+    else
+        snprintf(stream, cap, "u/%d", (i / 3) % 2);
+    snprintf(payload, pcap, "event %d", i);
+}
+
+struct cur_fixture {
+    char streams[CUR_EVENTS][16];
+    char payloads[CUR_EVENTS][16];
+    uint64_t seq[CUR_EVENTS]; /* seq of event i */
+    uint8_t *large;
+};
+
+static void cur_populate(struct fx *f, struct cur_fixture *cf)
+{
+    struct jrn_event *evs = calloc(CUR_EVENTS, sizeof *evs);
+    assert_non_null(evs);
+    /* Versions per (tenant, stream), counted here. */
+    uint64_t big = 0, s[4] = {0}, u[2] = {0};
+    for (int i = 0; i < CUR_EVENTS; i++) {
+        uint64_t tenant, *v;
+        cur_event(i, &tenant, cf->streams[i], sizeof cf->streams[i], cf->payloads[i],
+                  sizeof cf->payloads[i]);
+        v = tenant == 1 ? &big : tenant == 2 ? &s[(i / 3) % 4] : &u[(i / 3) % 2];
+        evs[i] = ev(tenant, cf->streams[i], (*v)++, cf->payloads[i], strlen(cf->payloads[i]));
+    }
+    for (int i = 0; i < CUR_EVENTS; i += 150)
+        assert_int_equal(jrn_append(f->j, evs + i, 150), KR_OK);
+    for (int i = 0; i < CUR_EVENTS; i++)
+        cf->seq[i] = evs[i].seq;
+    assert_true(cf->seq[0] == 2 && cf->seq[CUR_EVENTS - 1] == CUR_EVENTS + 1);
+    free(evs);
+
+    cf->large = malloc((size_t)CUR_LARGE * LARGE_BYTES);
+    assert_non_null(cf->large);
+    for (size_t i = 0; i < (size_t)CUR_LARGE * LARGE_BYTES; i++)
+        cf->large[i] = (uint8_t)(i * 7 + i / LARGE_BYTES);
+    for (int i = 0; i < CUR_LARGE; i += 8) {
+        struct jrn_event le[8];
+        for (int k = 0; k < 8; k++)
+            le[k] = ev(4, "large", (uint64_t)(i + k), cf->large + (size_t)(i + k) * LARGE_BYTES,
+                       LARGE_BYTES);
+        assert_int_equal(jrn_append(f->j, le, 8), KR_OK);
+    }
+    assert_true(jrn_size(f->j) == 1 + CUR_EVENTS + CUR_LARGE);
+}
+
+/* Reads a cursor to its end into seqs (cap entries); returns the count. */
+static size_t drain(struct journal *j, const struct jrn_query *q, uint64_t *seqs, size_t cap)
+{
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    kr_err err;
+    size_t n = 0;
+    assert_int_equal(jrn_cursor_new(j, q, &c), KR_OK);
+    while ((err = jrn_cursor_next(c, &r)) == KR_OK) {
+        assert_true(n < cap);
+        seqs[n++] = r.seq;
+        if (q->kind == JRN_Q_STREAM) {
+            assert_true(r.tenant == q->tenant);
+            assert_int_equal(r.stream_len, q->stream_len);
+            assert_memory_equal(r.stream, q->stream, q->stream_len);
+        } else if (q->kind == JRN_Q_TENANT) {
+            assert_true(r.tenant == q->tenant);
+        }
+    }
+    assert_int_equal(err, KR_ENOTFOUND);
+    /* The end stays the end. */
+    assert_int_equal(jrn_cursor_next(c, &r), KR_ENOTFOUND);
+    jrn_cursor_free(c);
+    return n;
+}
+
+static struct jrn_query query(enum jrn_query_kind kind, uint64_t tenant, const char *stream,
+                              uint64_t from, uint64_t to)
+{
+    struct jrn_query q;
+    memset(&q, 0, sizeof q);
+    q.kind = kind;
+    q.tenant = tenant;
+    q.stream = stream;
+    q.stream_len = stream ? strlen(stream) : 0;
+    q.from = from;
+    q.to = to;
+    return q;
+}
+
+static void assert_seq_run(const uint64_t *seqs, size_t n, uint64_t first, uint64_t last)
+{
+    assert_true(n == last - first + 1);
+    for (size_t i = 0; i < n; i++)
+        assert_true(seqs[i] == first + i);
+}
+
+static void test_cursors(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    struct cur_fixture *cf = calloc(1, sizeof *cf);
+    assert_non_null(cf);
+    cur_populate(f, cf);
+    const uint64_t size = 1 + CUR_EVENTS + CUR_LARGE;
+    uint64_t *seqs = calloc(2 * size, sizeof *seqs);
+    assert_non_null(seqs);
+    struct jrn_query q;
+    size_t n;
+
+    /* RANGE: everything (several pages, by count and by bytes), compared with
+     * jrn_read record by record. */
+    q = query(JRN_Q_RANGE, 0, NULL, 0, 0);
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(jrn_cursor_new(f->j, &q, &c), KR_OK);
+    for (uint64_t s = 1; s <= size; s++) {
+        assert_int_equal(jrn_cursor_next(c, &r), KR_OK);
+        assert_true(r.seq == s);
+        assert_int_equal(jrn_read(f->j, s, &b), KR_OK);
+        assert_int_equal(r.header_len, b.rec.header_len);
+        assert_memory_equal(r.header, b.rec.header, r.header_len);
+        assert_int_equal(r.payload_len, b.rec.payload_len);
+        assert_memory_equal(r.payload, b.rec.payload, r.payload_len);
+    }
+    assert_int_equal(jrn_cursor_next(c, &r), KR_ENOTFOUND);
+    jrn_cursor_free(c);
+    jrn_recbuf_fini(&b);
+
+    q = query(JRN_Q_RANGE, 0, NULL, 100, 400);
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_seq_run(seqs, n, 100, 400);
+    q = query(JRN_Q_RANGE, 0, NULL, size - 1, 0);
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_seq_run(seqs, n, size - 1, size);
+    q = query(JRN_Q_RANGE, 0, NULL, 1, 1);
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_seq_run(seqs, n, 1, 1);
+    q = query(JRN_Q_RANGE, 0, NULL, 200, size + 1000); /* to past the end */
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_seq_run(seqs, n, 200, size);
+    q = query(JRN_Q_RANGE, 0, NULL, 1, 256); /* exactly one page */
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_seq_run(seqs, n, 1, 256);
+    q = query(JRN_Q_RANGE, 0, NULL, 1, 257);
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_seq_run(seqs, n, 1, 257);
+    static const uint64_t empty_ranges[][2] = {
+        {size + 1, 0}, {size + 100, 0}, {UINT64_MAX, 0}, {10, 5}, {size + 1, size + 5}};
+    for (size_t i = 0; i < COUNT(empty_ranges); i++) {
+        q = query(JRN_Q_RANGE, 0, NULL, empty_ranges[i][0], empty_ranges[i][1]);
+        assert_int_equal(drain(f->j, &q, seqs, 2 * size), 0);
+    }
+
+    /* STREAM: tenant 1's "big" has 300 versions. */
+    q = query(JRN_Q_STREAM, 1, "big", 0, 0);
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_int_equal(n, 300);
+    for (size_t i = 0; i < n; i++)
+        assert_true(seqs[i] == cf->seq[3 * i]);
+    q = query(JRN_Q_STREAM, 1, "big", 250, 0);
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_int_equal(n, 51);
+    assert_true(seqs[0] == cf->seq[3 * 249]);
+    q = query(JRN_Q_STREAM, 1, "big", 300, 0);
+    assert_int_equal(drain(f->j, &q, seqs, 2 * size), 1);
+    q = query(JRN_Q_STREAM, 1, "big", 301, 0);
+    assert_int_equal(drain(f->j, &q, seqs, 2 * size), 0);
+    q = query(JRN_Q_STREAM, 2, "s/1", 0, 0);
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_int_equal(n, 75);
+    for (size_t i = 1; i < n; i++)
+        assert_true(seqs[i] > seqs[i - 1]);
+    q = query(JRN_Q_STREAM, 4, "large", 0, 0);
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_seq_run(seqs, n, 2 + CUR_EVENTS, size);
+    /* Unknown streams, near names and other tenants' streams are empty. */
+    static const struct {
+        uint64_t tenant;
+        const char *stream;
+    } unknown[] = {{1, "bi"},  {1, "bigg"}, {1, "big/"}, {2, "big"}, {0, "big"},
+                   {9, "big"}, {2, "s/"},   {2, "s/4"},  {1, "s/1"}, {UINT64_MAX, "big"}};
+    for (size_t i = 0; i < COUNT(unknown); i++) {
+        q = query(JRN_Q_STREAM, unknown[i].tenant, unknown[i].stream, 0, 0);
+        assert_int_equal(drain(f->j, &q, seqs, 2 * size), 0);
+    }
+
+    /* TENANT: only that tenant's records, in seq order. */
+    for (uint64_t tenant = 1; tenant <= 3; tenant++) {
+        q = query(JRN_Q_TENANT, tenant, NULL, 0, 0);
+        n = drain(f->j, &q, seqs, 2 * size);
+        assert_int_equal(n, 300);
+        for (size_t i = 0; i < n; i++)
+            assert_true(seqs[i] == cf->seq[3 * i + (tenant - 1)]);
+    }
+    q = query(JRN_Q_TENANT, 2, NULL, 500, 0);
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_true(n > 0 && seqs[0] >= 500 && seqs[0] <= 502);
+    assert_int_equal(n, (size_t)(300 - (seqs[0] - 3) / 3));
+    q = query(JRN_Q_TENANT, 0, NULL, 0, 0);
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_seq_run(seqs, n, 1, 1);
+    q = query(JRN_Q_TENANT, 4, NULL, 0, 0);
+    n = drain(f->j, &q, seqs, 2 * size);
+    assert_seq_run(seqs, n, 2 + CUR_EVENTS, size);
+    q = query(JRN_Q_TENANT, 5, NULL, 0, 0);
+    assert_int_equal(drain(f->j, &q, seqs, 2 * size), 0);
+    q = query(JRN_Q_TENANT, 1, NULL, size + 1, 0);
+    assert_int_equal(drain(f->j, &q, seqs, 2 * size), 0);
+
+    /* Bad queries. */
+    q = query(JRN_Q_STREAM, 1, "big", 0, 0);
+    q.stream_len = 0;
+    assert_int_equal(jrn_cursor_new(f->j, &q, &c), KR_EINVAL);
+    q.stream_len = KR_STREAM_MAX + 1;
+    assert_int_equal(jrn_cursor_new(f->j, &q, &c), KR_EINVAL);
+    q = query((enum jrn_query_kind)99, 1, NULL, 0, 0);
+    assert_int_equal(jrn_cursor_new(f->j, &q, &c), KR_EINVAL);
+    q = query(JRN_Q_RANGE, 0, NULL, 0, 0);
+    assert_int_equal(jrn_cursor_new(f->j, &q, NULL), KR_EINVAL);
+    assert_int_equal(jrn_cursor_new(f->j, NULL, &c), KR_EINVAL);
+    jrn_cursor_free(NULL);
+
+    /* The query's stream is copied. */
+    char name[8] = "big";
+    q = query(JRN_Q_STREAM, 1, name, 299, 0);
+    assert_int_equal(jrn_cursor_new(f->j, &q, &c), KR_OK);
+    memcpy(name, "zzz", 4);
+    assert_int_equal(jrn_cursor_next(c, &r), KR_OK);
+    assert_true(str_is(r.stream, r.stream_len, "big") && r.version == 299);
+    jrn_cursor_free(c);
+
+    jrn_recbuf_fini(&b);
+    free(cf->large);
+    free(cf);
+    free(seqs);
+    fx_close(f);
+    verify_full(f->dir, size, 1);
+}
+
+/* Records appended while a cursor is open are seen when it gets to them. */
+static void test_cursor_sees_new_records(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    uint8_t p[4] = {1, 2, 3, 4};
+    /* 600 records: the RANGE cursor's first page is full. */
+    struct jrn_event *evs = calloc(600, sizeof *evs);
+    assert_non_null(evs);
+    for (int i = 0; i < 600; i++)
+        evs[i] = ev(5, "grow", (uint64_t)i, p, sizeof p);
+    for (int i = 0; i < 600; i += 200)
+        assert_int_equal(jrn_append(f->j, evs + i, 200), KR_OK);
+    free(evs);
+
+    struct jrn_query qr = query(JRN_Q_RANGE, 0, NULL, 0, 0);
+    struct jrn_query qs = query(JRN_Q_STREAM, 5, "grow", 0, 0);
+    struct jrn_query qt = query(JRN_Q_TENANT, 5, NULL, 0, 0);
+    struct jrn_cursor *cr, *cs, *ct;
+    struct jrn_record r;
+    assert_int_equal(jrn_cursor_new(f->j, &qr, &cr), KR_OK);
+    assert_int_equal(jrn_cursor_new(f->j, &qs, &cs), KR_OK);
+    assert_int_equal(jrn_cursor_new(f->j, &qt, &ct), KR_OK);
+    /* Each reads a little, mid-page. */
+    for (uint64_t s = 1; s <= 10; s++) {
+        assert_int_equal(jrn_cursor_next(cr, &r), KR_OK);
+        assert_true(r.seq == s);
+        assert_int_equal(jrn_cursor_next(cs, &r), KR_OK);
+        assert_true(r.version == s);
+        assert_int_equal(jrn_cursor_next(ct, &r), KR_OK);
+        assert_true(r.seq == s + 1);
+    }
+    struct jrn_event e = ev(5, "grow", 600, p, sizeof p);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    assert_true(e.seq == 602);
+    /* They read on through the new record to the end. */
+    for (uint64_t s = 11; s <= 602; s++) {
+        assert_int_equal(jrn_cursor_next(cr, &r), KR_OK);
+        assert_true(r.seq == s);
+    }
+    for (uint64_t v = 11; v <= 601; v++) {
+        assert_int_equal(jrn_cursor_next(cs, &r), KR_OK);
+        assert_true(r.version == v);
+        assert_int_equal(jrn_cursor_next(ct, &r), KR_OK);
+        assert_true(r.seq == v + 1);
+    }
+    assert_int_equal(jrn_cursor_next(cr, &r), KR_ENOTFOUND);
+    assert_int_equal(jrn_cursor_next(cs, &r), KR_ENOTFOUND);
+    assert_int_equal(jrn_cursor_next(ct, &r), KR_ENOTFOUND);
+    /* At the end, a new record (and one of another stream) arrives. */
+    struct jrn_event two[2] = {ev(6, "other", 0, p, sizeof p), ev(5, "grow", 601, p, sizeof p)};
+    assert_int_equal(jrn_append(f->j, two, 2), KR_OK);
+    assert_int_equal(jrn_cursor_next(cr, &r), KR_OK);
+    assert_true(r.seq == 603 && r.tenant == 6);
+    assert_int_equal(jrn_cursor_next(cr, &r), KR_OK);
+    assert_true(r.seq == 604);
+    assert_int_equal(jrn_cursor_next(cs, &r), KR_OK);
+    assert_true(r.seq == 604 && r.version == 602);
+    assert_int_equal(jrn_cursor_next(ct, &r), KR_OK);
+    assert_true(r.seq == 604);
+    assert_int_equal(jrn_cursor_next(cr, &r), KR_ENOTFOUND);
+    assert_int_equal(jrn_cursor_next(cs, &r), KR_ENOTFOUND);
+    assert_int_equal(jrn_cursor_next(ct, &r), KR_ENOTFOUND);
+    jrn_cursor_free(cr);
+    jrn_cursor_free(cs);
+    jrn_cursor_free(ct);
+    fx_close(f);
+    verify_full(f->dir, 604, 1);
+}
+
+/* ==== Checkpoints and proofs ==== */
+
+/* Leaf hashes of records 1..n, read back and hashed here; also checks the chain. */
+static uint8_t (*leaves_of(struct journal *j, uint64_t n))[KR_HASH_LEN]
+{
+    uint8_t(*leaves)[KR_HASH_LEN] = calloc((size_t)n + 1, KR_HASH_LEN);
+    assert_non_null(leaves);
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    static const uint8_t zero[KR_HASH_LEN];
+    for (uint64_t s = 1; s <= n; s++) {
+        assert_int_equal(jrn_read(j, s, &b), KR_OK);
+        assert_memory_equal(b.rec.prev, s == 1 ? zero : leaves[s - 2], KR_HASH_LEN);
+        leaf_of(&b.rec, leaves[s - 1]);
+    }
+    jrn_recbuf_fini(&b);
+    return leaves;
+}
+
+/* jrn_root of every size 0..n equals the root of a frontier fed the leaves. */
+static void check_roots(struct journal *j, uint8_t (*leaves)[KR_HASH_LEN], uint64_t n)
+{
+    struct mrk_frontier fr;
+    mrk_frontier_init(&fr);
+    uint8_t want[KR_HASH_LEN], got[KR_HASH_LEN];
+    assert_int_equal(jrn_root(j, 0, got), KR_OK);
+    sha256(want, "", 0);
+    assert_memory_equal(got, want, KR_HASH_LEN);
+    for (uint64_t s = 1; s <= n; s++) {
+        mrk_frontier_append(&fr, leaves[s - 1], NULL, NULL);
+        mrk_frontier_root(&fr, want);
+        assert_int_equal(jrn_root(j, s, got), KR_OK);
+        if (memcmp(got, want, KR_HASH_LEN) != 0)
+            fail_msg("root of size %" PRIu64 " differs", s);
+    }
+}
+
+static void checkpoint_check(struct journal *j, const char *origin, const uint8_t pk[32],
+                             uint32_t key_id, uint64_t want_size)
+{
+    char note[KR_NOTE_MAX + 1];
+    size_t nl = 0;
+    assert_int_equal(jrn_checkpoint(j, note, sizeof note, &nl), KR_OK);
+    struct kr_note_key nk;
+    memset(&nk, 0, sizeof nk);
+    snprintf(nk.name, sizeof nk.name, "%s", origin);
+    memcpy(nk.pk, pk, KR_PUBKEY_LEN);
+    nk.key_id = key_id;
+    struct kr_checkpoint cp;
+    uint32_t kid = 0;
+    kr_err err = kr_checkpoint_open(note, nl, &nk, 1, &cp, &kid);
+    if (err)
+        fail_msg("checkpoint at %" PRIu64 ": %s", want_size, kr_strerror(err));
+    assert_int_equal(kid, key_id);
+    assert_true(cp.size == want_size);
+    assert_string_equal(cp.origin, origin);
+    uint8_t root[KR_HASH_LEN];
+    assert_int_equal(jrn_root(j, want_size, root), KR_OK);
+    assert_memory_equal(cp.root, root, KR_HASH_LEN);
+}
+
+#define PROOF_N 135 /* crosses 128 */
+
+static void test_checkpoints_and_proofs(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    uint8_t pk[KR_PUBKEY_LEN];
+    pubkey(f->dir, 1, pk);
+    uint8_t p[4] = {0};
+    struct jrn_event evs[16];
+    uint64_t size = 1, k = 0;
+    checkpoint_check(f->j, f->info.origin, pk, 1, 1);
+    while (size < PROOF_N) {
+        size_t n = (size_t)(k % 16) + 1;
+        if (size + n > PROOF_N)
+            n = (size_t)(PROOF_N - size);
+        for (size_t i = 0; i < n; i++)
+            evs[i] = ev(1, "proof", size - 1 + i, p, sizeof p);
+        assert_int_equal(jrn_append(f->j, evs, n), KR_OK);
+        size += n;
+        k++;
+        assert_true(jrn_size(f->j) == size);
+        checkpoint_check(f->j, f->info.origin, pk, 1, size);
+    }
+
+    uint8_t(*leaves)[KR_HASH_LEN] = leaves_of(f->j, PROOF_N);
+    check_roots(f->j, leaves, PROOF_N);
+    uint8_t root[KR_HASH_LEN];
+    assert_int_equal(jrn_root(f->j, PROOF_N + 1, root), KR_EINVAL);
+
+    /* Inclusion of every record in every tree that holds it. */
+    uint8_t(*roots)[KR_HASH_LEN] = calloc(PROOF_N + 1, KR_HASH_LEN);
+    assert_non_null(roots);
+    for (uint64_t s = 0; s <= PROOF_N; s++)
+        assert_int_equal(jrn_root(f->j, s, roots[s]), KR_OK);
+    uint8_t proof[KR_PROOF_MAX][KR_HASH_LEN];
+    size_t n;
+    for (uint64_t s = 1; s <= PROOF_N; s++) {
+        for (uint64_t seq = 1; seq <= s; seq++) {
+            assert_int_equal(jrn_inclusion_proof(f->j, seq, s, proof, KR_PROOF_MAX, &n), KR_OK);
+            kr_err err = mrk_verify_inclusion(leaves[seq - 1], seq - 1, s,
+                                              (const uint8_t(*)[KR_HASH_LEN])proof, n, roots[s]);
+            if (err)
+                fail_msg("inclusion of %" PRIu64 " in %" PRIu64 ": %s", seq, s, kr_strerror(err));
+            /* The proof is for this leaf, and for this position. */
+            if (s > 1) {
+                uint64_t other = seq == 1 ? 2 : seq - 1;
+                assert_int_not_equal(mrk_verify_inclusion(leaves[other - 1], seq - 1, s,
+                                                          (const uint8_t(*)[KR_HASH_LEN])proof, n,
+                                                          roots[s]),
+                                     KR_OK);
+                proof[n / 2][seq % KR_HASH_LEN] ^= 0x10;
+                assert_int_not_equal(mrk_verify_inclusion(leaves[seq - 1], seq - 1, s,
+                                                          (const uint8_t(*)[KR_HASH_LEN])proof, n,
+                                                          roots[s]),
+                                     KR_OK);
+            }
+        }
+    }
+    /* Consistency between every pair of sizes. */
+    for (uint64_t s1 = 1; s1 <= PROOF_N; s1++) {
+        for (uint64_t s2 = s1; s2 <= PROOF_N; s2++) {
+            assert_int_equal(jrn_consistency_proof(f->j, s1, s2, proof, KR_PROOF_MAX, &n), KR_OK);
+            if (s1 == s2)
+                assert_int_equal(n, 0);
+            kr_err err = mrk_verify_consistency(s1, s2, roots[s1], roots[s2],
+                                                (const uint8_t(*)[KR_HASH_LEN])proof, n);
+            if (err)
+                fail_msg("consistency %" PRIu64 " -> %" PRIu64 ": %s", s1, s2, kr_strerror(err));
+            if (s1 < s2 && n > 0) {
+                proof[0][0] ^= 1;
+                assert_int_not_equal(mrk_verify_consistency(s1, s2, roots[s1], roots[s2],
+                                                            (const uint8_t(*)[KR_HASH_LEN])proof,
+                                                            n),
+                                     KR_OK);
+            }
+        }
+    }
+
+    /* Arguments outside the journal. */
+    assert_int_equal(jrn_inclusion_proof(f->j, 0, 5, proof, KR_PROOF_MAX, &n), KR_EINVAL);
+    assert_int_equal(jrn_inclusion_proof(f->j, 6, 5, proof, KR_PROOF_MAX, &n), KR_EINVAL);
+    assert_int_equal(jrn_inclusion_proof(f->j, 1, PROOF_N + 1, proof, KR_PROOF_MAX, &n), KR_EINVAL);
+    assert_int_equal(jrn_inclusion_proof(f->j, 1, PROOF_N, proof, 2, &n), KR_ETOOLARGE);
+    assert_int_equal(jrn_consistency_proof(f->j, 6, 5, proof, KR_PROOF_MAX, &n), KR_EINVAL);
+    assert_int_equal(jrn_consistency_proof(f->j, 5, PROOF_N + 1, proof, KR_PROOF_MAX, &n),
+                     KR_EINVAL);
+    assert_int_equal(jrn_consistency_proof(f->j, 5, PROOF_N, proof, 1, &n), KR_ETOOLARGE);
+
+    /* The note needs room for itself and its NUL. */
+    char note[KR_NOTE_MAX + 1];
+    size_t nl = 0, nl2 = 0;
+    assert_int_equal(jrn_checkpoint(f->j, note, sizeof note, &nl), KR_OK);
+    char *tight = malloc(nl + 1);
+    assert_non_null(tight);
+    assert_int_equal(jrn_checkpoint(f->j, tight, nl + 1, &nl2), KR_OK);
+    assert_int_equal(nl2, nl);
+    assert_string_equal(tight, note);
+    assert_int_equal(jrn_checkpoint(f->j, tight, nl, &nl2), KR_ETOOLARGE);
+    free(tight);
+
+    /* On close the newest checkpoint is also in DIR/checkpoint. */
+    fx_close(f);
+    char path[PATH_CAP], file[KR_NOTE_MAX + 1];
+    snprintf(path, sizeof path, "%s/checkpoint", f->dir);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    size_t fl = fread(file, 1, sizeof file - 1, fp);
+    fclose(fp);
+    assert_int_equal(fl, nl);
+    assert_memory_equal(file, note, nl);
+    free(roots);
+    free(leaves);
+    verify_full(f->dir, PROOF_N, 1);
+}
+
+/* ==== Reopening ==== */
+
+static void append_n(struct fx *f, const char *stream, uint64_t *version, size_t n)
+{
+    uint8_t p[8];
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p, version, sizeof p);
+        struct jrn_event e = ev(1, stream, *version, p, sizeof p);
+        assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+        (*version)++;
+    }
+}
+
+static void test_reopen(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    uint8_t pk[KR_PUBKEY_LEN];
+    pubkey(f->dir, 1, pk);
+    uint64_t v = 0;
+    /* 37 records: the frontier is 32 + 4 + 1, three perfect subtrees. */
+    append_n(f, "r", &v, 36);
+    assert_true(jrn_size(f->j) == 37);
+    uint8_t root[KR_HASH_LEN], root2[KR_HASH_LEN];
+    assert_int_equal(jrn_root(f->j, 37, root), KR_OK);
+    char note[KR_NOTE_MAX + 1], note2[KR_NOTE_MAX + 1];
+    size_t nl, nl2;
+    assert_int_equal(jrn_checkpoint(f->j, note, sizeof note, &nl), KR_OK);
+    struct jrn_info info, info2;
+    jrn_get_info(f->j, &info);
+    fx_close(f);
+
+    fx_open(f);
+    jrn_get_info(f->j, &info2);
+    assert_memory_equal(info2.journal_id, info.journal_id, 16);
+    assert_string_equal(info2.origin, info.origin);
+    assert_int_equal(info2.key_id, 1);
+    assert_memory_equal(info2.pk, pk, KR_PUBKEY_LEN);
+    assert_true(info2.size == 37);
+    assert_true(jrn_size(f->j) == 37);
+    assert_int_equal(jrn_root(f->j, 37, root2), KR_OK);
+    assert_memory_equal(root, root2, KR_HASH_LEN);
+    assert_int_equal(jrn_checkpoint(f->j, note2, sizeof note2, &nl2), KR_OK);
+    assert_int_equal(nl2, nl);
+    assert_string_equal(note2, note);
+    assert_true(stream_version(f->j, 1, "r") == 36);
+    /* Versions carry over: a stale append still conflicts. */
+    uint8_t p[1] = {0};
+    struct jrn_event e = ev(1, "r", 0, p, 1);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_ECONFLICT);
+
+    /* Appends continue the chain and the tree across 64 and 128. */
+    append_n(f, "r", &v, 100);
+    assert_true(jrn_size(f->j) == 137);
+    uint8_t(*leaves)[KR_HASH_LEN] = leaves_of(f->j, 137);
+    check_roots(f->j, leaves, 137);
+    free(leaves);
+    checkpoint_check(f->j, f->info.origin, pk, 1, 137);
+    fx_close(f);
+    verify_full(f->dir, 137, 1);
+
+    /* Reopen at a power of two, and once more with no appends in between. */
+    fx_open(f);
+    append_n(f, "r", &v, 119);
+    assert_true(jrn_size(f->j) == 256);
+    fx_close(f);
+    fx_open(f);
+    fx_close(f);
+    fx_open(f);
+    append_n(f, "r", &v, 1);
+    leaves = leaves_of(f->j, 257);
+    check_roots(f->j, leaves, 257);
+    free(leaves);
+    fx_close(f);
+    verify_full(f->dir, 257, 1);
+
+    /* A read-only open sees the same journal. */
+    struct jrn_options o = fx_opts(f);
+    o.read_only = true;
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    assert_true(jrn_size(f->j) == 257);
+    leaves = leaves_of(f->j, 257);
+    check_roots(f->j, leaves, 257);
+    free(leaves);
+}
+
+/* ==== Key rotation ==== */
+
+static void read_rec(struct journal *j, uint64_t seq, struct jrn_recbuf *b)
+{
+    kr_err err = jrn_read(j, seq, b);
+    if (err)
+        fail_msg("jrn_read %" PRIu64 ": %s", seq, kr_strerror(err));
+}
+
+/* Parses a journal.key_added payload {key_id, public_key}. */
+static void check_key_added(const struct jrn_record *r, uint32_t key_id, const uint8_t pk[32])
+{
+    assert_true(r->tenant == 0);
+    assert_true(str_is(r->stream, r->stream_len, JRN_SYSTEM_STREAM));
+    assert_true(str_is(r->type, r->type_len, JRN_TYPE_KEY_ADDED));
+    assert_true(str_is(r->actor, r->actor_len, JRN_SYSTEM_ACTOR));
+    struct kr_mp_reader rd;
+    uint32_t n;
+    const char *k;
+    size_t kl, len;
+    uint64_t u;
+    const uint8_t *bp;
+    kr_mp_reader_init(&rd, r->payload, r->payload_len, true);
+    assert_int_equal(kr_mp_read_map(&rd, &n), KR_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(kr_mp_read_str(&rd, &k, &kl), KR_OK);
+    assert_true(str_is(k, kl, "key_id"));
+    assert_int_equal(kr_mp_read_uint(&rd, &u), KR_OK);
+    assert_true(u == key_id);
+    assert_int_equal(kr_mp_read_str(&rd, &k, &kl), KR_OK);
+    assert_true(str_is(k, kl, "public_key"));
+    assert_int_equal(kr_mp_read_bin(&rd, &bp, &len), KR_OK);
+    assert_int_equal(len, KR_PUBKEY_LEN);
+    assert_memory_equal(bp, pk, KR_PUBKEY_LEN);
+    assert_int_equal(kr_mp_remaining(&rd), 0);
+}
+
+static void test_rotate_key(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    uint8_t pk1[KR_PUBKEY_LEN], pk2[KR_PUBKEY_LEN], pk3[KR_PUBKEY_LEN];
+    pubkey(f->dir, 1, pk1);
+    uint64_t v = 0;
+    append_n(f, "k", &v, 3); /* seqs 2..4, key 1 */
+
+    struct jrn_info ni;
+    assert_int_equal(jrn_rotate_key(f->j, &ni), KR_OK);
+    assert_int_equal(ni.key_id, 2);
+    pubkey(f->dir, 2, pk2);
+    assert_memory_equal(ni.pk, pk2, KR_PUBKEY_LEN);
+    assert_memory_not_equal(pk1, pk2, KR_PUBKEY_LEN);
+    assert_true(ni.size == 5);
+    assert_memory_equal(ni.journal_id, f->info.journal_id, 16);
+    struct jrn_info cur;
+    jrn_get_info(f->j, &cur);
+    assert_int_equal(cur.key_id, 2);
+    char path[PATH_CAP];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/keys/journal-2.key", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    /* The key change: signed by the key it replaces, naming the new one. */
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    read_rec(f->j, 5, &b);
+    check_key_added(&b.rec, 2, pk2);
+    assert_int_equal(b.rec.key_id, 1);
+    assert_true(b.rec.version == 2);
+    assert_true(sig_ok(&b.rec, pk1));
+    /* The checkpoint of that commit is still key 1's. */
+    checkpoint_check(f->j, f->info.origin, pk1, 1, 5);
+
+    append_n(f, "k", &v, 3); /* seqs 6..8, key 2 */
+    for (uint64_t s = 1; s <= 8; s++) {
+        read_rec(f->j, s, &b);
+        uint32_t want = s <= 5 ? 1 : 2;
+        assert_int_equal(b.rec.key_id, want);
+        assert_true(sig_ok(&b.rec, want == 1 ? pk1 : pk2));
+        assert_false(sig_ok(&b.rec, want == 1 ? pk2 : pk1));
+    }
+    checkpoint_check(f->j, f->info.origin, pk2, 2, 8);
+    fx_close(f);
+    verify_full(f->dir, 8, 2);
+
+    /* After a reopen the journal signs with key 2. */
+    fx_open(f);
+    jrn_get_info(f->j, &cur);
+    assert_int_equal(cur.key_id, 2);
+    assert_memory_equal(cur.pk, pk2, KR_PUBKEY_LEN);
+    append_n(f, "k", &v, 1);
+    read_rec(f->j, 9, &b);
+    assert_int_equal(b.rec.key_id, 2);
+    assert_true(sig_ok(&b.rec, pk2));
+
+    /* And rotates on to key 3. */
+    assert_int_equal(jrn_rotate_key(f->j, &ni), KR_OK);
+    assert_int_equal(ni.key_id, 3);
+    pubkey(f->dir, 3, pk3);
+    assert_memory_equal(ni.pk, pk3, KR_PUBKEY_LEN);
+    read_rec(f->j, 10, &b);
+    check_key_added(&b.rec, 3, pk3);
+    assert_int_equal(b.rec.key_id, 2);
+    assert_true(b.rec.version == 3);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK); /* key 4, info not wanted */
+    append_n(f, "k", &v, 2);
+    read_rec(f->j, 13, &b);
+    assert_int_equal(b.rec.key_id, 4);
+    jrn_recbuf_fini(&b);
+    assert_true(stream_version(f->j, 0, JRN_SYSTEM_STREAM) == 4);
+    fx_close(f);
+    verify_full(f->dir, 13, 4);
+}
+
+/* Rotations while another thread keeps appending. */
+struct loader {
+    struct journal *j;
+    size_t n;
+    struct jrn_append *apps;
+    struct jrn_event *evs;
+    uint8_t (*payloads)[8];
+    struct tracker *t;
+    atomic_size_t submitted;
+    atomic_int failures;
+    atomic_int rotations; /* rotations the test thread has begun */
+};
+
+static void *loader_main(void *arg)
+{
+    struct loader *l = arg;
+    for (size_t i = 0; i < l->n; i++) {
+        /* At a quarter and at half way, let a rotation begin first (for at
+         * most ten seconds), so that appends follow each key change. */
+        int want = i == l->n / 4 ? 1 : i == l->n / 2 ? 2 : 0;
+        for (int spin = 0; want && atomic_load(&l->rotations) < want && spin < 100000; spin++)
+            usleep(100);
+        memcpy(l->payloads[i], &i, sizeof i);
+        l->evs[i] = ev(1, "load", i, l->payloads[i], 8);
+        memset(&l->apps[i], 0, sizeof l->apps[i]);
+        l->apps[i].events = &l->evs[i];
+        l->apps[i].n = 1;
+        l->apps[i].done = tracker_done;
+        l->apps[i].arg = l->t;
+        if (jrn_submit(l->j, &l->apps[i]) != KR_OK)
+            atomic_fetch_add(&l->failures, 1);
+        atomic_fetch_add(&l->submitted, 1);
+        /* Now and then wait for what is in flight, so the appends spread over
+         * time and the rotations land between them rather than after. */
+        if (i % 100 == 99)
+            tracker_wait(l->t, i + 1);
+    }
+    return NULL;
+}
+
+static void test_rotate_under_load(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    enum { N = 3000 };
+    struct loader l;
+    memset(&l, 0, sizeof l);
+    l.j = f->j;
+    l.n = N;
+    l.apps = calloc(N, sizeof *l.apps);
+    l.evs = calloc(N, sizeof *l.evs);
+    l.payloads = calloc(N, 8);
+    assert_non_null(l.apps);
+    assert_non_null(l.evs);
+    assert_non_null(l.payloads);
+    struct tracker t;
+    tracker_init(&t, l.apps, N, N + 16);
+    l.t = &t;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, loader_main, &l), 0);
+    while (atomic_load(&l.submitted) < N / 4)
+        usleep(100);
+    atomic_store(&l.rotations, 1);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    while (atomic_load(&l.submitted) < N / 2)
+        usleep(100);
+    atomic_store(&l.rotations, 2);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    pthread_join(th, NULL);
+    tracker_wait(&t, N);
+    assert_int_equal(atomic_load(&l.failures), 0);
+    assert_int_equal(atomic_load(&t.bad), 0);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&t.calls[i]), 1);
+        assert_int_equal(atomic_load(&t.errs[i]), KR_OK);
+    }
+    const uint64_t size = 1 + N + 2;
+    assert_true(jrn_size(f->j) == size);
+
+    /* Along seq, each key signs from just after its key_added record on. */
+    uint8_t pks[4][KR_PUBKEY_LEN];
+    for (uint32_t k = 1; k <= 3; k++)
+        pubkey(f->dir, k, pks[k]);
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    uint32_t key = 1;
+    int changes = 0;
+    bool switch_next = false;
+    for (uint64_t s = 1; s <= size; s++) {
+        read_rec(f->j, s, &b);
+        if (switch_next) {
+            key++;
+            switch_next = false;
+        }
+        assert_int_equal(b.rec.key_id, key);
+        assert_true(sig_ok(&b.rec, pks[key]));
+        if (b.rec.tenant == 0 && str_is(b.rec.type, b.rec.type_len, JRN_TYPE_KEY_ADDED)) {
+            check_key_added(&b.rec, key + 1, pks[key + 1]);
+            switch_next = true;
+            changes++;
+        }
+    }
+    /* Both rotations landed among the appends: key 3 signed some of them. */
+    assert_int_equal(changes, 2);
+    assert_false(switch_next);
+    assert_int_equal(key, 3);
+    jrn_recbuf_fini(&b);
+    tracker_fini(&t);
+    free(l.apps);
+    free(l.evs);
+    free(l.payloads);
+    fx_close(f);
+    verify_full(f->dir, size, 3);
+}
+
+/* A rotation whose record never committed (a crash after the key files were
+ * written) leaves files under the next id; the next rotation must still work. */
+static void test_rotate_after_orphan_key(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    struct kr_signing_key orphan;
+    assert_int_equal(kr_key_generate(2, &orphan), KR_OK);
+    assert_int_equal(kr_key_save(f->dir, &orphan), KR_OK);
+    struct jrn_info ni;
+    assert_int_equal(jrn_rotate_key(f->j, &ni), KR_OK);
+    assert_int_equal(ni.key_id, 2);
+    assert_memory_not_equal(ni.pk, orphan.pk, KR_PUBKEY_LEN);
+    uint8_t pk2[KR_PUBKEY_LEN];
+    pubkey(f->dir, 2, pk2);
+    assert_memory_equal(pk2, ni.pk, KR_PUBKEY_LEN);
+    kr_key_wipe(&orphan);
+    uint64_t v = 0;
+    append_n(f, "o", &v, 2);
+    fx_close(f);
+    fx_open(f);
+    append_n(f, "o", &v, 1);
+    fx_close(f);
+    verify_full(f->dir, 5, 2);
+}
+
+/* ==== Map full ==== */
+
+/* Appends `per`-event appends of small events until the map is full; returns
+ * how many records went in. */
+static uint64_t fill_small(struct fx *f, size_t per, int *names)
+{
+    static char streams[256][32];
+    struct jrn_event evs[256];
+    uint8_t p[1] = {7};
+    uint64_t added = 0;
+    for (int round = 0; round < 10000; round++) {
+        for (size_t k = 0; k < per; k++) {
+            snprintf(streams[k], sizeof streams[k], "fill/%d", (*names)++);
+            evs[k] = ev(2, streams[k], 0, p, sizeof p);
+        }
+        kr_err err = jrn_append(f->j, evs, per);
+        if (err == KR_EFULL)
+            return added;
+        assert_int_equal(err, KR_OK);
+        added += per;
+    }
+    fail_msg("the map never filled");
+    return 0;
+}
+
+static void test_map_full(void **state)
+{
+    struct fx *f = *state;
+    f->map_size = 1u << 20;
+    fx_create_open(f);
+    enum { BIG = 16 * 1024, PER = 4 };
+    uint8_t *payload = malloc(BIG);
+    assert_non_null(payload);
+    for (size_t i = 0; i < BIG; i++)
+        payload[i] = (uint8_t)(i * 131);
+    char names[PER][32];
+    struct jrn_event evs[PER];
+    kr_err err = KR_OK;
+    int round;
+    for (round = 0; round < 200; round++) {
+        for (int k = 0; k < PER; k++) {
+            snprintf(names[k], sizeof names[k], "full/%d/%d", round, k);
+            evs[k] = ev(1, names[k], 0, payload, BIG);
+        }
+        err = jrn_append(f->j, evs, PER);
+        if (err != KR_OK)
+            break;
+    }
+    assert_int_equal(err, KR_EFULL);
+    assert_true(round > 0);
+    const uint64_t big_end = 1 + (uint64_t)round * PER;
+
+    /* The failed append wrote nothing. */
+    assert_true(jrn_size(f->j) == big_end);
+    for (int k = 0; k < PER; k++)
+        assert_true(stream_version(f->j, 1, names[k]) == 0);
+    /* It failed alone: the journal did not stop, a retry is refused the same way. */
+    assert_int_equal(jrn_append(f->j, evs, PER), KR_EFULL);
+    assert_true(jrn_size(f->j) == big_end);
+
+    /* Fill what is left with ever smaller appends, down to single events. */
+    int fill_names = 0;
+    uint64_t size = big_end;
+    static const size_t pers[] = {64, 8, 1};
+    for (size_t i = 0; i < COUNT(pers); i++)
+        size += fill_small(f, pers[i], &fill_names);
+    assert_true(jrn_size(f->j) == size);
+
+    /* A rotation either cannot commit its record either, and then changes no
+     * key, or it just fits. */
+    uint32_t keys = 1;
+    struct jrn_info info;
+    err = jrn_rotate_key(f->j, &info);
+    if (err == KR_OK) {
+        assert_int_equal(info.key_id, 2);
+        keys = 2;
+        size++;
+    } else {
+        assert_int_equal(err, KR_EFULL);
+        jrn_get_info(f->j, &info);
+        assert_int_equal(info.key_id, 1);
+    }
+    assert_true(jrn_size(f->j) == size);
+
+    /* Reads still work. */
+    uint8_t pk[KR_PUBKEY_LEN];
+    pubkey(f->dir, keys, pk);
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    for (uint64_t s = 2; s < big_end; s++) {
+        read_rec(f->j, s, &b);
+        assert_int_equal(b.rec.payload_len, BIG);
+        assert_memory_equal(b.rec.payload, payload, BIG);
+    }
+    jrn_recbuf_fini(&b);
+    struct jrn_query q = query(JRN_Q_RANGE, 0, NULL, 0, 0);
+    uint64_t *seqs = calloc((size_t)size + 1, sizeof *seqs);
+    assert_non_null(seqs);
+    size_t n = drain(f->j, &q, seqs, (size_t)size + 1);
+    assert_seq_run(seqs, n, 1, size);
+    free(seqs);
+    checkpoint_check(f->j, f->info.origin, pk, keys, size);
+    fx_close(f);
+    verify_full(f->dir, size, keys);
+
+    /* With more room, appends and rotations work again. */
+    f->map_size = 64u << 20;
+    fx_open(f);
+    assert_true(jrn_size(f->j) == size);
+    assert_int_equal(jrn_append(f->j, evs, PER), KR_OK);
+    assert_true(evs[0].seq == size + 1);
+    assert_int_equal(jrn_rotate_key(f->j, &info), KR_OK);
+    assert_int_equal(info.key_id, keys + 1);
+    uint64_t v = 0;
+    append_n(f, "after", &v, 2);
+    fx_close(f);
+    verify_full(f->dir, size + PER + 3, keys + 1);
+    free(payload);
+}
+
+/* ==== Close with appends in flight ==== */
+
+static void test_close_in_flight(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    enum { N = 3000 };
+    struct jrn_append *apps = calloc(N, sizeof *apps);
+    struct jrn_event *evs = calloc(N, sizeof *evs);
+    uint32_t *payloads = calloc(N, sizeof *payloads);
+    assert_non_null(apps);
+    assert_non_null(evs);
+    assert_non_null(payloads);
+    struct tracker t;
+    tracker_init(&t, apps, N, N + 2);
+    for (size_t i = 0; i < N; i++) {
+        payloads[i] = (uint32_t)i;
+        evs[i] = ev(1 + i % 2, "inflight", i / 2, &payloads[i], sizeof payloads[i]);
+        apps[i].events = &evs[i];
+        apps[i].n = 1;
+        apps[i].done = tracker_done;
+        apps[i].arg = &t;
+        assert_int_equal(jrn_submit(f->j, &apps[i]), KR_OK);
+    }
+    /* Close at once: it returns only when every append has completed. */
+    fx_close(f);
+    assert_int_equal(t.done, N);
+    assert_int_equal(atomic_load(&t.bad), 0);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&t.calls[i]), 1);
+        assert_int_equal(atomic_load(&t.errs[i]), KR_OK);
+    }
+    for (uint64_t s = 2; s < N + 2; s++)
+        assert_int_equal(atomic_load(&t.seen[s]), 1);
+    /* And they are all on disk. */
+    fx_open(f);
+    assert_true(jrn_size(f->j) == N + 1);
+    assert_true(stream_version(f->j, 1, "inflight") == N / 2);
+    assert_true(stream_version(f->j, 2, "inflight") == N / 2);
+    fx_close(f);
+    verify_full(f->dir, N + 1, 1);
+    tracker_fini(&t);
+    free(apps);
+    free(evs);
+    free(payloads);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_create_open),
+        T(test_open_errors),
+        T(test_one_writer),
+        T(test_append_one),
+        T(test_optimistic_concurrency),
+        T(test_occ_race),
+        T(test_validation),
+        T(test_system_stream_reserved),
+        T(test_time),
+        T(test_concurrent_appends),
+        T(test_cursors),
+        T(test_cursor_sees_new_records),
+        T(test_checkpoints_and_proofs),
+        T(test_reopen),
+        T(test_rotate_key),
+        T(test_rotate_under_load),
+        T(test_rotate_after_orphan_key),
+        T(test_map_full),
+        T(test_close_in_flight),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
