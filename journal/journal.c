@@ -35,12 +35,20 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FORMAT_VERSION 1u
 /* Events a signer claims at once: enough to take the queue lock rarely, few
  * enough that the signers share out a small queue evenly. */
 #define SIGN_CLAIM_EVENTS 16
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static kr_err path_join(char *out, size_t cap, const char *dir, const char *name)
 {
@@ -636,7 +644,9 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
     }
     if (written > 0 && (err = write_checkpoint(&b)))
         goto fail;
+    uint64_t t0 = mono_ns();
     rc = mdb_txn_commit(b.txn); /* frees the cursors */
+    uint64_t commit_ns = mono_ns() - t0;
     if (rc) {
         snapshot_restore(j, snap);
         return kr_err_from_mdb(rc);
@@ -645,6 +655,9 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
     pthread_mutex_lock(&j->stats_mu);
     j->stats.batches++;
     j->stats.events += written;
+    j->stats.commit_ns += commit_ns;
+    if (commit_ns > j->stats.commit_ns_max)
+        j->stats.commit_ns_max = commit_ns;
     if (written > j->stats.max_batch)
         j->stats.max_batch = written;
     for (i = 0; i < count; i++)

@@ -228,11 +228,13 @@ KR_MUST_CHECK kr_err jrn_consistency_proof(struct journal *j, uint64_t size1, ui
 /* ---- Statistics ---- */
 
 struct jrn_stats {
-    uint64_t batches;     /* write transactions committed */
-    uint64_t events;      /* records committed */
-    uint64_t conflicts;   /* appends refused for a version conflict */
-    uint64_t max_batch;   /* most events in one transaction */
-    uint64_t checkpoints; /* checkpoints kept in the checkpoints database */
+    uint64_t batches;       /* write transactions committed */
+    uint64_t events;        /* records committed */
+    uint64_t conflicts;     /* appends refused for a version conflict */
+    uint64_t max_batch;     /* most events in one transaction */
+    uint64_t checkpoints;   /* checkpoints kept in the checkpoints database */
+    uint64_t commit_ns;     /* time in LMDB commits (page writes + fsync), summed */
+    uint64_t commit_ns_max; /* the slowest commit */
 };
 void jrn_get_stats(struct journal *j, struct jrn_stats *out);
 

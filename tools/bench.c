@@ -197,6 +197,7 @@ struct append_result {
     double seconds, events_per_s;
     uint32_t p50_us, p99_us, max_us;
     uint64_t batches, max_batch, failures;
+    double commit_avg_us, commit_max_us;
     long rss_start_kb, rss_mid_kb, rss_end_kb;
     kr_err err;
 };
@@ -291,6 +292,9 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
     res->events = atomic_load(&b.completed) - atomic_load(&b.failures);
     res->events_per_s = res->seconds > 0 ? (double)res->events / res->seconds : 0;
     res->batches = st1.batches - st0.batches;
+    if (res->batches)
+        res->commit_avg_us = (double)(st1.commit_ns - st0.commit_ns) / 1e3 / (double)res->batches;
+    res->commit_max_us = (double)st1.commit_ns_max / 1e3;
     res->max_batch = st1.max_batch;
     res->failures = atomic_load(&b.failures);
     res->err = atomic_load(&b.first_err);
@@ -445,18 +449,20 @@ static int bench_append(int argc, char **argv)
         printf("{\"events\":%" PRIu64 ",\"producers\":%" PRIu64 ",\"window\":%" PRIu64
                ",\"payload\":%" PRIu64 ",\"seconds\":%.3f,\"events_per_s\":%.0f,\"p50_us\":%u,"
                "\"p99_us\":%u,\"max_us\":%u,\"batches\":%" PRIu64 ",\"max_batch\":%" PRIu64
-               ",\"failures\":%" PRIu64 ",\"rss_anon_kb\":[%ld,%ld,%ld]}\n",
+               ",\"commit_avg_us\":%.0f,\"commit_max_us\":%.0f,\"failures\":%" PRIu64
+               ",\"rss_anon_kb\":[%ld,%ld,%ld]}\n",
                r.events, producers, window, payload, r.seconds, r.events_per_s, r.p50_us, r.p99_us,
-               r.max_us, r.batches, r.max_batch, r.failures, r.rss_start_kb, r.rss_mid_kb,
-               r.rss_end_kb);
+               r.max_us, r.batches, r.max_batch, r.commit_avg_us, r.commit_max_us, r.failures,
+               r.rss_start_kb, r.rss_mid_kb, r.rss_end_kb);
     } else {
         printf("%" PRIu64 " events in %.2f s: %.0f events/s\n"
                "append latency: p50 %u us, p99 %u us, max %u us\n"
-               "%" PRIu64 " commits, %.1f events per commit (max %" PRIu64 ")\n"
+               "%" PRIu64 " commits, %.1f events per commit (max %" PRIu64 "), "
+               "commit with fsync %.0f us on average (max %.0f us)\n"
                "resident anonymous memory: %ld kB at start, %ld kB halfway, %ld kB at end\n",
                r.events, r.seconds, r.events_per_s, r.p50_us, r.p99_us, r.max_us, r.batches,
-               r.batches ? (double)r.events / (double)r.batches : 0.0, r.max_batch, r.rss_start_kb,
-               r.rss_mid_kb, r.rss_end_kb);
+               r.batches ? (double)r.events / (double)r.batches : 0.0, r.max_batch, r.commit_avg_us,
+               r.commit_max_us, r.rss_start_kb, r.rss_mid_kb, r.rss_end_kb);
     }
     return r.failures ? CLI_FAIL : CLI_OK;
 }
