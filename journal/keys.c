@@ -5,6 +5,8 @@
  */
 #include "keys.h"
 
+#include "b64.h"
+
 #include "kr_limits.h"
 
 #include <errno.h>
@@ -61,15 +63,17 @@ void kr_pubkey_to_b64(const uint8_t pk[KR_PUBKEY_LEN], char out[KR_PUBKEY_B64_LE
 
 kr_err kr_pubkey_from_b64(const char *s, uint8_t pk[KR_PUBKEY_LEN])
 {
-    size_t n = 0;
-    const char *end = NULL;
-    if (sodium_base642bin(pk, KR_PUBKEY_LEN, s, strlen(s), " \t\r\n", &n, &end,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        n != KR_PUBKEY_LEN)
+    size_t len = strlen(s), n = 0;
+    while (len > 0 &&
+           (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\r' || s[len - 1] == '\n'))
+        len--;
+    while (len > 0 && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')) {
+        s++;
+        len--;
+    }
+    if (kr_b64_decode(pk, KR_PUBKEY_LEN, s, len, &n) != KR_OK || n != KR_PUBKEY_LEN)
         return KR_EINVAL;
-    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
-        end++;
-    return *end == '\0' ? KR_OK : KR_EINVAL;
+    return KR_OK;
 }
 
 /* Writes len bytes to path, created exclusively with mode, then fsyncs. */
@@ -184,7 +188,6 @@ kr_err kr_key_load(const char *dir, uint32_t key_id, struct kr_signing_key *out)
     char text[KEY_FILE_MAX];
     uint8_t seed[SEED_LEN];
     size_t n = 0;
-    const char *end = NULL;
     kr_err err;
 
     if (sodium_init() < 0)
@@ -196,9 +199,9 @@ kr_err kr_key_load(const char *dir, uint32_t key_id, struct kr_signing_key *out)
     err = KR_ECORRUPT;
     if (strncmp(text, KEY_MAGIC, strlen(KEY_MAGIC)) == 0) {
         const char *b = text + strlen(KEY_MAGIC);
-        if (sodium_base642bin(seed, sizeof seed, b, strlen(b), NULL, &n, &end,
-                              sodium_base64_VARIANT_ORIGINAL) == 0 &&
-            n == SEED_LEN && strcmp(end, "\n") == 0) {
+        size_t blen = strlen(b);
+        if (blen >= 1 && b[blen - 1] == '\n' &&
+            kr_b64_decode(seed, sizeof seed, b, blen - 1, &n) == KR_OK && n == SEED_LEN) {
             out->key_id = key_id;
             err = crypto_sign_seed_keypair(out->pk, out->sk, seed) == 0 ? KR_OK : KR_ECRYPTO;
         }

@@ -14,6 +14,8 @@
  */
 #include "note.h"
 
+#include "b64.h"
+
 #include <sodium.h>
 #include <stdbool.h>
 #include <string.h>
@@ -296,8 +298,7 @@ static kr_err note_parse_body(const uint8_t *text, size_t n, struct kr_checkpoin
     line = note_next_line(text, n, &pos, &len);
     size_t root_len;
     if (line == NULL || len != NOTE_ROOT_B64_LEN ||
-        sodium_base642bin(cp->root, sizeof cp->root, (const char *)line, len, NULL, &root_len, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        kr_b64_decode(cp->root, sizeof cp->root, (const char *)line, len, &root_len) != KR_OK ||
         root_len != KR_HASH_LEN)
         return KR_ECORRUPT;
 
@@ -369,8 +370,7 @@ kr_err kr_checkpoint_open(const char *note, size_t len, const struct kr_note_key
         if (!note_spec_name_ok(name, name_len))
             return KR_ECORRUPT;
         size_t b64_len = rest - name_len - 1, bin_len;
-        if (sodium_base642bin(bin, sizeof bin, (const char *)space + 1, b64_len, NULL, &bin_len,
-                              NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        if (kr_b64_decode(bin, sizeof bin, (const char *)space + 1, b64_len, &bin_len) != KR_OK ||
             bin_len <= KR_NOTE_KEY_HASH_LEN)
             return KR_ECORRUPT;
 
