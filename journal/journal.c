@@ -24,8 +24,10 @@
 
 #include "mp.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <msgpack.h>
@@ -1061,33 +1063,89 @@ static kr_err start_threads(struct journal *j, unsigned signers)
 
 /* ---- Create, open, close ---- */
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Creates the parent directories of path (mode 0700), like mkdir -p. */
+static kr_err make_parents(const char *path)
+{
+    char p[KR_PATH_MAX];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/')
+            continue;
+        *c = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST)
+            return kr_err_from_errno(errno);
+        *c = '/';
+    }
+    return KR_OK;
+}
+
+static void fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* KR_OK if dir does not exist or is an empty directory, KR_EEXIST if it
+ * holds anything. */
+static kr_err check_absent_or_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? KR_OK : kr_err_from_errno(errno);
+    struct dirent *e;
+    kr_err err = KR_OK;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            err = KR_EEXIST;
+    closedir(d);
+    return err;
+}
+
+/* Builds the whole data directory (keys, LMDB environment, genesis record,
+ * checkpoint file) in DIR.init-tmp and renames it to DIR only when it is
+ * complete and synced: a crash during init leaves no half-made journal in
+ * DIR, and the next init starts over. */
 kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
 {
-    char path[KR_PATH_MAX];
+    char tmp[KR_PATH_MAX];
     kr_err err;
-    struct stat st;
 
-    if (!o || !o->dir || o->read_only)
+    if (!o || !o->dir || o->read_only || o->dir[0] == '\0')
         return KR_EINVAL;
+    if (strlen(o->dir) >= KR_PATH_MAX - 64)
+        return KR_ETOOLARGE;
     if (sodium_init() < 0)
         return KR_ECRYPTO;
-    if (mkdir(o->dir, 0700) != 0 && errno != EEXIST)
-        return kr_err_from_errno(errno);
-    if ((err = path_join(path, sizeof path, o->dir, "journal/data.mdb")))
+    if ((err = check_absent_or_empty(o->dir)) || (err = make_parents(o->dir)))
         return err;
-    if (stat(path, &st) == 0)
-        return KR_EEXIST;
+    snprintf(tmp, sizeof tmp, "%s.init-tmp", o->dir);
+    nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS); /* left by an init that died */
+    if (mkdir(tmp, 0700) != 0)
+        return kr_err_from_errno(errno);
 
-    struct journal *j = journal_alloc(o);
+    struct jrn_options to = *o;
+    to.dir = tmp;
+    struct journal *j = journal_alloc(&to);
     if (!j)
         return KR_ENOMEM;
     if ((err = kr_key_generate(1, &j->keys[0])))
         goto out;
     j->nkeys = 1;
     j->signing = &j->keys[0];
-    if ((err = kr_key_save(o->dir, &j->keys[0])))
+    if ((err = kr_key_save(tmp, &j->keys[0])))
         goto out;
-    if ((err = env_open(j, o, true)) || (err = take_writer_lock(j, o->dir)))
+    if ((err = env_open(j, &to, true)) || (err = take_writer_lock(j, tmp)))
         goto out;
     randombytes_buf(j->journal_id, sizeof j->journal_id);
     make_origin(j);
@@ -1126,6 +1184,27 @@ out:
         write_checkpoint_file(j, true);
     }
     journal_free(j);
+    if (err == KR_OK) {
+        char sub[KR_PATH_MAX];
+        if (path_join(sub, sizeof sub, tmp, "keys") == KR_OK)
+            fsync_path(sub);
+        if (path_join(sub, sizeof sub, tmp, "journal") == KR_OK)
+            fsync_path(sub);
+        fsync_path(tmp);
+        /* rename(2) replaces an empty directory, so DIR may pre-exist empty. */
+        if (rename(tmp, o->dir) != 0)
+            err = kr_err_from_errno(errno == ENOTEMPTY ? EEXIST : errno);
+        char parent[KR_PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", o->dir);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent)
+            *slash = '\0';
+        else
+            snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
+        fsync_path(parent);
+    }
+    if (err)
+        nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return err;
 }
 

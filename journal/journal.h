@@ -73,9 +73,12 @@ struct jrn_info {
     uint64_t size;                  /* records in the journal */
 };
 
-/* Creates a new journal in o->dir (made, mode 0700, if missing): a signing key
- * (id 1), the LMDB environment and the genesis record (seq 1). KR_EEXIST if the
- * directory already holds a journal. Fills *info when not NULL. */
+/* Creates a new journal in o->dir: a signing key (id 1), the LMDB environment
+ * and the genesis record (seq 1). The data directory is built beside it
+ * (o->dir + ".init-tmp") and renamed into place when complete, so a crash
+ * leaves either no journal or a whole one. Missing parent directories are
+ * made (mode 0700). KR_EEXIST if o->dir exists and is not empty. Fills *info
+ * when not NULL. */
 KR_MUST_CHECK kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info);
 
 /* Opens an existing journal; KR_ENOTFOUND (creating nothing) if o->dir holds

@@ -58,6 +58,7 @@ struct slot {
     struct jrn_append a;
     struct jrn_event e;
     struct producer *p;
+    uint8_t *payload; /* its own copy: each event's bytes (and commitment) differ */
     char stream[64];
     uint64_t version;
     uint64_t t_submit;
@@ -167,7 +168,11 @@ static void *producer_main(void *arg)
         s->e.actor = "bench";
         s->e.actor_len = 5;
         s->e.expected_version = s->version;
-        s->e.payload = b->payload;
+        /* A distinct payload per event, so each acknowledged commitment names
+         * one record and a lost or misplaced record cannot hide behind a twin. */
+        uint64_t tag = (uint64_t)p->id << 40 | i;
+        memcpy(s->payload, &tag, b->payload_len < sizeof tag ? b->payload_len : sizeof tag);
+        s->e.payload = s->payload;
         s->e.payload_len = b->payload_len;
         s->a = (struct jrn_append){.events = &s->e, .n = 1, .done = on_done, .arg = s};
         s->t_submit = now_ns();
@@ -239,9 +244,15 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
         }
         pthread_mutex_init(&p->mu, NULL);
         pthread_cond_init(&p->cv, NULL);
-        for (unsigned w = 0; w < window; w++) {
+        for (unsigned w = 0; w < window && !err; w++) {
             struct slot *s = &p->slots[w];
             s->p = p;
+            s->payload = malloc(payload_len ? payload_len : 1);
+            if (!s->payload) {
+                err = KR_ENOMEM;
+                break;
+            }
+            memcpy(s->payload, b.payload, payload_len);
             snprintf(s->stream, sizeof s->stream, "bench/%s/%u/%u", b.run, i, w);
             p->stack[p->top++] = s;
         }
@@ -299,6 +310,8 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
     res->failures = atomic_load(&b.failures);
     res->err = atomic_load(&b.first_err);
     for (unsigned i = 0; i < producers; i++) {
+        for (unsigned w = 0; ps[i].slots && w < window; w++)
+            free(ps[i].slots[w].payload);
         free(ps[i].lat_us);
         free(ps[i].slots);
         free(ps[i].stack);

@@ -372,6 +372,42 @@ static void check_genesis_payload(const struct jrn_record *r, const struct jrn_i
     assert_int_equal(kr_mp_remaining(&rd), 0);
 }
 
+/* An init that died (kill -9) leaves at most DIR.init-tmp behind: the next
+ * create starts over, and a directory holding other files is refused. */
+static void test_create_after_died_init(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s.init-tmp", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s.init-tmp/keys", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s.init-tmp/keys/journal-1.key", f->dir);
+    FILE *junk = fopen(path, "w");
+    assert_non_null(junk);
+    fclose(junk);
+    /* An empty DIR is fine too. */
+    assert_int_equal(mkdir(f->dir, 0700), 0);
+    fx_create(f);
+    snprintf(path, sizeof path, "%s.init-tmp", f->dir);
+    struct stat st;
+    assert_int_not_equal(stat(path, &st), 0);
+    fx_open(f);
+    assert_true(jrn_size(f->j) == 1);
+
+    /* A directory with something else in it is not ours to fill. */
+    char other[PATH_CAP];
+    snprintf(other, sizeof other, "%.1000s/other", f->root);
+    assert_int_equal(mkdir(other, 0700), 0);
+    snprintf(path, sizeof path, "%.1000s/notes.txt", other);
+    junk = fopen(path, "w");
+    assert_non_null(junk);
+    fclose(junk);
+    struct jrn_options o = fx_opts(f);
+    o.dir = other;
+    assert_int_equal(jrn_create(&o, NULL), KR_EEXIST);
+}
+
 static void test_create_open(void **state)
 {
     struct fx *f = *state;
@@ -2312,6 +2348,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_create_open),
+        T(test_create_after_died_init),
         T(test_open_errors),
         T(test_one_writer),
         T(test_append_one),
