@@ -108,33 +108,53 @@ static bool type_is(const struct jrn_record *r, const char *t)
 
 /* ---- Key history ---- */
 
-static kr_err load_keys(struct vctx *v, struct fault *f)
+/* Reads the key history through the stream index, in the snapshot txn, one
+ * version at a time, so a fault names the record it is in. A fault here does
+ * not stop verification: the pass runs with the keys read so far and may find
+ * a lower bad seq; every record past the fault needs a key it cannot have. */
+static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
 {
-    struct jrn_query q = {.kind = JRN_Q_STREAM,
-                          .tenant = 0,
-                          .stream = JRN_SYSTEM_STREAM,
-                          .stream_len = strlen(JRN_SYSTEM_STREAM)};
-    struct jrn_cursor *c;
-    struct jrn_record r;
-    kr_err err = jrn_cursor_new(v->j, &q, &c);
-    if (err)
-        return err;
-    uint64_t expect_version = 1;
-    while ((err = jrn_cursor_next(c, &r)) == KR_OK) {
-        if (r.seq > v->n)
+    uint8_t ik[JRN_STREAM_KEY_MAX];
+    size_t plen = jrn_stream_prefix(ik, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM));
+    for (uint64_t version = 1;; version++) {
+        jrn_put_u64(ik + plen, version);
+        MDB_val k = {plen + 8, ik}, val;
+        int rc = mdb_get(txn, v->j->db_streams, &k, &val);
+        if (rc == MDB_NOTFOUND)
             break;
-        uint32_t key_id;
-        uint8_t pk[KR_PUBKEY_LEN];
-        if (r.version != expect_version++ || r.payload_stripped ||
-            jrn_parse_key_payload(r.payload, r.payload_len, &key_id, pk) != KR_OK) {
-            set_fault(f, r.seq, KR_ECORRUPT, "journal key record is malformed");
+        if (rc)
+            return kr_err_from_mdb(rc);
+        /* A damaged entry ends the history; the pass then finds the key
+         * record it should have named (the index check, or "missing from the
+         * key history"). */
+        if (val.mv_size != 8 || jrn_get_u64(val.mv_data) == 0 || jrn_get_u64(val.mv_data) > v->n)
+            break;
+        uint64_t seq = jrn_get_u64(val.mv_data);
+        struct jrn_record r;
+        k = (MDB_val){8, val.mv_data};
+        rc = mdb_get(txn, v->j->db_events, &k, &val);
+        if (rc && rc != MDB_NOTFOUND)
+            return kr_err_from_mdb(rc);
+        if (rc == MDB_NOTFOUND) {
+            set_fault(f, seq, KR_ECORRUPT, "journal key record is missing");
             break;
         }
-        bool genesis = r.version == 1;
+        if (jrn_record_decode(val.mv_data, val.mv_size, &r) != KR_OK || r.seq != seq) {
+            set_fault(f, seq, KR_ECORRUPT, "journal key record does not decode or is misplaced");
+            break;
+        }
+        uint32_t key_id;
+        uint8_t pk[KR_PUBKEY_LEN];
+        if (r.version != version || r.payload_stripped ||
+            jrn_parse_key_payload(r.payload, r.payload_len, &key_id, pk) != KR_OK) {
+            set_fault(f, seq, KR_ECORRUPT, "journal key record is malformed");
+            break;
+        }
+        bool genesis = version == 1;
         if (genesis != type_is(&r, JRN_TYPE_CREATED) ||
-            (!genesis && !type_is(&r, JRN_TYPE_KEY_ADDED)) || (genesis && r.seq != 1)) {
-            set_fault(f, r.seq, KR_ECORRUPT, "journal stream out of order: %.*s at version %llu",
-                      (int)r.type_len, r.type, (unsigned long long)r.version);
+            (!genesis && !type_is(&r, JRN_TYPE_KEY_ADDED)) || (genesis && seq != 1)) {
+            set_fault(f, seq, KR_ECORRUPT, "journal stream out of order: %.*s at version %llu",
+                      (int)r.type_len, r.type, (unsigned long long)version);
             break;
         }
         if (genesis) {
@@ -143,34 +163,27 @@ static kr_err load_keys(struct vctx *v, struct fault *f)
                 break;
             }
         } else if (key_for(v, key_id) || v->nkeys >= KR_KEYS_MAX) {
-            set_fault(f, r.seq, KR_ECORRUPT, "key %u introduced twice", key_id);
+            set_fault(f, seq, KR_ECORRUPT, "key %u introduced twice", key_id);
             break;
         }
         if (v->nkeys > 0) {
             /* The record introducing a key is still signed by the old one. */
-            v->keys[v->nkeys - 1].to_seq = r.seq + 1;
+            v->keys[v->nkeys - 1].to_seq = seq + 1;
             if (r.key_id != v->keys[v->nkeys - 1].key_id) {
-                set_fault(f, r.seq, KR_EBADSIG, "key change not signed by the key it replaces");
+                set_fault(f, seq, KR_EBADSIG, "key change not signed by the key it replaces");
                 break;
             }
         }
-        struct vkey *k = &v->keys[v->nkeys++];
-        k->key_id = key_id;
-        memcpy(k->pk, pk, KR_PUBKEY_LEN);
-        k->from_seq = genesis ? 1 : r.seq + 1;
-        k->to_seq = UINT64_MAX;
-        k->intro_seq = r.seq;
+        struct vkey *vk = &v->keys[v->nkeys++];
+        vk->key_id = key_id;
+        memcpy(vk->pk, pk, KR_PUBKEY_LEN);
+        vk->from_seq = genesis ? 1 : seq + 1;
+        vk->to_seq = UINT64_MAX;
+        vk->intro_seq = seq;
     }
-    jrn_cursor_free(c);
-    if (err == KR_ENOTFOUND)
-        err = KR_OK;
-    if (err == KR_ECORRUPT) {
-        set_fault(f, 0, KR_ECORRUPT, "journal stream index is damaged");
-        err = KR_OK;
-    }
-    if (err == KR_OK && v->nkeys == 0 && f->seq == UINT64_MAX)
+    if (v->nkeys == 0 && f->seq == UINT64_MAX)
         set_fault(f, 1, KR_ECORRUPT, "no genesis record");
-    return err;
+    return KR_OK;
 }
 
 /* ---- Chunk workers ---- */
@@ -414,14 +427,18 @@ static void emit_upper(void *ctx, unsigned level, uint64_t index, const uint8_t 
     struct upper_ctx *u = ctx;
     struct jrn_tree_ctx tc = {u->j, u->txn};
     uint8_t stored[KR_HASH_LEN];
+    /* Named by the last record under the node, the one whose hashing completes
+     * it, as emit_check names the nodes inside chunks. */
     if (jrn_tree_node(&tc, level, index, stored) != KR_OK || memcmp(stored, hash, KR_HASH_LEN) != 0)
-        set_fault(u->f, (index << level) + 1, KR_ECORRUPT,
+        set_fault(u->f, (index + 1) << level, KR_ECORRUPT,
                   "stored Merkle node (level %u, index %llu) differs", level,
                   (unsigned long long)index);
 }
 
-static kr_err check_note(struct vctx *v, MDB_txn *txn, const char *note, size_t len, uint64_t *size,
-                         struct fault *f, const char *where)
+/* `at` names the fault when the note cannot be opened, so its size is unknown:
+ * the size it is stored under, or for the newest the journal's. */
+static kr_err check_note(struct vctx *v, MDB_txn *txn, const char *note, size_t len, uint64_t at,
+                         uint64_t *size, struct fault *f, const char *where)
 {
     struct kr_note_key nk[KR_KEYS_MAX];
     struct kr_checkpoint cp;
@@ -433,7 +450,7 @@ static kr_err check_note(struct vctx *v, MDB_txn *txn, const char *note, size_t 
     }
     kr_err err = kr_checkpoint_open(note, len, nk, v->nkeys, &cp, &key_id);
     if (err) {
-        set_fault(f, 0, err, "%s: %s", where, kr_strerror(err));
+        set_fault(f, at, err, "%s: %s", where, kr_strerror(err));
         return err;
     }
     *size = cp.size;
@@ -466,7 +483,7 @@ static void check_checkpoints(struct vctx *v, MDB_txn *txn, struct fault *f,
         set_fault(f, v->n, KR_ECORRUPT, "no newest checkpoint");
         return;
     }
-    if (check_note(v, txn, val.mv_data, val.mv_size, &size, f, "newest checkpoint"))
+    if (check_note(v, txn, val.mv_data, val.mv_size, v->n, &size, f, "newest checkpoint"))
         return;
     out->checkpoints++;
     if (size != v->n) {
@@ -482,7 +499,7 @@ static void check_checkpoints(struct vctx *v, MDB_txn *txn, struct fault *f,
         char where[64];
         uint64_t key_size = k.mv_size == 8 ? jrn_get_u64(k.mv_data) : 0;
         snprintf(where, sizeof where, "checkpoint %llu", (unsigned long long)key_size);
-        if (check_note(v, txn, val.mv_data, val.mv_size, &size, f, where))
+        if (check_note(v, txn, val.mv_data, val.mv_size, key_size, &size, f, where))
             break;
         if (size != key_size) {
             set_fault(f, key_size, KR_ECORRUPT, "%s is stored under the wrong size", where);
@@ -503,10 +520,10 @@ static void check_checkpoints(struct vctx *v, MDB_txn *txn, struct fault *f,
     ssize_t len = read(fd, note, sizeof note);
     close(fd);
     if (len < 0 || (size_t)len > KR_NOTE_MAX) {
-        set_fault(f, 0, KR_ECORRUPT, "checkpoint file is unreadable or too large");
+        set_fault(f, v->n, KR_ECORRUPT, "checkpoint file is unreadable or too large");
         return;
     }
-    if (check_note(v, txn, note, (size_t)len, &size, f, "checkpoint file") == KR_OK)
+    if (check_note(v, txn, note, (size_t)len, v->n, &size, f, "checkpoint file") == KR_OK)
         out->checkpoints++;
 }
 
@@ -544,17 +561,22 @@ kr_err jrn_verify(const char *dir, const struct jrn_verify_options *opts,
         goto done;
     int rc = mdb_cursor_get(c, &k, &val, MDB_LAST);
     mdb_cursor_close(c);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+        err = kr_err_from_mdb(rc); /* k is not set */
+        goto done;
+    }
     if (rc == MDB_NOTFOUND || k.mv_size != 8) {
         set_fault(&f, 1, KR_ECORRUPT, "journal has no records");
         goto verdict;
     }
     v->n = jrn_get_u64(k.mv_data);
     out->records = v->n;
-    if ((err = load_keys(v, &f)))
+    if ((err = load_keys(v, txn, &f)))
         goto done;
-    if (f.seq != UINT64_MAX)
-        goto verdict;
     out->keys = v->nkeys;
+    /* A fault in the key history goes into the verdict with those the pass
+     * finds below it; chunks above it are skipped. */
+    atomic_store(&v->first_bad, f.seq);
 
     v->nchunks = (v->n + CHUNK - 1) / CHUNK;
     v->chunks = calloc(v->nchunks, sizeof *v->chunks);
@@ -588,10 +610,10 @@ kr_err jrn_verify(const char *dir, const struct jrn_verify_options *opts,
                 break;
             run_chunk(&ws[0], ch);
             uint64_t done = atomic_fetch_add(&v->done_chunks, 1) + 1;
-            if (o.progress) {
-                uint64_t recs = done * CHUNK;
-                o.progress(o.progress_ctx, recs > v->n ? v->n : recs, v->n);
-            }
+            /* The last chunk may end on another thread: the total is
+             * reported once, after the join. */
+            if (o.progress && done < v->nchunks)
+                o.progress(o.progress_ctx, done * CHUNK, v->n);
         }
     }
     for (unsigned t = 1; t <= started; t++)
@@ -600,6 +622,8 @@ kr_err jrn_verify(const char *dir, const struct jrn_verify_options *opts,
         worker_close(&ws[t]);
     if (err)
         goto done;
+    if (o.progress)
+        o.progress(o.progress_ctx, v->n, v->n);
 
     /* Links between chunks, then the tree above chunk level. */
     struct mrk_frontier top;
@@ -608,20 +632,29 @@ kr_err jrn_verify(const char *dir, const struct jrn_verify_options *opts,
     uint64_t system = 0;
     for (uint64_t ch = 0; ch < v->nchunks; ch++) {
         struct chunk_result *r = &v->chunks[ch];
+        uint64_t first = ch * CHUNK + 1;
+        /* Nothing above a known fault matters, and workers skipped it. The
+         * key history may hold one from the start. */
+        if (first > f.seq)
+            break;
+        /* The link into the chunk is at its first seq, below any later fault
+         * inside it (a broken link usually causes one at first + 1). Unless
+         * the fault is at the first record: then first_prev may be unset. */
+        if (r->fault.seq != first) {
+            static const uint8_t zero[KR_HASH_LEN];
+            const uint8_t *want = ch == 0 ? zero : v->chunks[ch - 1].last_leaf;
+            if (memcmp(r->first_prev, want, KR_HASH_LEN) != 0) {
+                set_fault(&f, first, KR_ECORRUPT,
+                          "prev does not match the previous record's leaf hash");
+                break;
+            }
+            if (ch > 0 && r->first_time < v->chunks[ch - 1].last_time) {
+                set_fault(&f, first, KR_ECORRUPT, "time goes backwards");
+                break;
+            }
+        }
         if (r->fault.seq != UINT64_MAX) {
             set_fault(&f, r->fault.seq, r->fault.err, "%s", r->fault.what);
-            break;
-        }
-        uint64_t first = ch * CHUNK + 1;
-        static const uint8_t zero[KR_HASH_LEN];
-        const uint8_t *want = ch == 0 ? zero : v->chunks[ch - 1].last_leaf;
-        if (memcmp(r->first_prev, want, KR_HASH_LEN) != 0) {
-            set_fault(&f, first, KR_ECORRUPT,
-                      "prev does not match the previous record's leaf hash");
-            break;
-        }
-        if (ch > 0 && r->first_time < v->chunks[ch - 1].last_time) {
-            set_fault(&f, first, KR_ECORRUPT, "time goes backwards");
             break;
         }
         out->stripped += r->stripped;
@@ -636,8 +669,6 @@ kr_err jrn_verify(const char *dir, const struct jrn_verify_options *opts,
                                                 NULL) != KR_OK)
                     set_fault(&f, first, KR_ECORRUPT, "internal: chunk misaligned");
         }
-        if (f.seq != UINT64_MAX)
-            break;
     }
     if (f.seq == UINT64_MAX && system != v->nkeys)
         set_fault(&f, 0, KR_ECORRUPT, "key history lists %zu records, the journal has %llu",
