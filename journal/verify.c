@@ -191,7 +191,7 @@ static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
 struct worker {
     struct vctx *v;
     MDB_txn *txn;
-    MDB_cursor *c_events, *c_tree, *c_streams;
+    MDB_cursor *c_events, *c_tree, *c_streams, *c_tenants;
     /* per chunk */
     struct chunk_result *res;
     uint64_t base;     /* leaf index of the chunk's first record */
@@ -303,6 +303,15 @@ static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, str
                       "stream index does not name this record at its version");
             return;
         }
+        /* And the tenant index must list it. */
+        uint8_t tk[16];
+        jrn_put_u64(tk, r->tenant);
+        jrn_put_u64(tk + 8, seq);
+        MDB_val tkv = {16, tk}, tv;
+        if (mdb_cursor_get(w->c_tenants, &tkv, &tv, MDB_SET_KEY) != 0) {
+            set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index does not list this record");
+            return;
+        }
     }
     if (is_system(r)) {
         res->system++;
@@ -399,6 +408,8 @@ static kr_err worker_open(struct worker *w, struct vctx *v)
         rc = mdb_cursor_open(w->txn, v->j->db_tree, &w->c_tree);
     if (!rc)
         rc = mdb_cursor_open(w->txn, v->j->db_streams, &w->c_streams);
+    if (!rc)
+        rc = mdb_cursor_open(w->txn, v->j->db_tenants, &w->c_tenants);
     return kr_err_from_mdb(rc);
 }
 
@@ -410,6 +421,8 @@ static void worker_close(struct worker *w)
         mdb_cursor_close(w->c_tree);
     if (w->c_streams)
         mdb_cursor_close(w->c_streams);
+    if (w->c_tenants)
+        mdb_cursor_close(w->c_tenants);
     if (w->txn)
         mdb_txn_abort(w->txn);
 }
@@ -515,8 +528,13 @@ static void check_checkpoints(struct vctx *v, MDB_txn *txn, struct fault *f,
     char path[KR_PATH_MAX + 16], note[KR_NOTE_MAX + 1];
     snprintf(path, sizeof path, "%s/checkpoint", v->j->dir);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        /* init writes it and every writer keeps it: without it a rollback to
+         * an old copy would go unnoticed. */
+        set_fault(f, v->n, KR_ECORRUPT, "checkpoint file %s is missing",
+                  errno == ENOENT ? "DIR/checkpoint" : "DIR/checkpoint (unreadable)");
         return;
+    }
     ssize_t len = read(fd, note, sizeof note);
     close(fd);
     if (len < 0 || (size_t)len > KR_NOTE_MAX) {

@@ -8,8 +8,8 @@
  * commitment, and its leaf hash and every Merkle node above it match the
  * stored tree. Full mode also checks each record's Ed25519 signature with the
  * key that was current at its seq (a key retired by a rotation signs nothing
- * after it), and that the stream index names the record. Then every stored
- * checkpoint, and DIR/checkpoint, must carry a valid signature by a journal
+ * after it), and that the stream and tenant indexes name the record. Then every
+ * stored checkpoint, and DIR/checkpoint (which must exist), must carry a valid signature by a journal
  * key and the root of the recomputed tree at its size; the newest one must
  * cover every record.
  *

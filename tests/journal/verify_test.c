@@ -1432,6 +1432,13 @@ static void test_checkpoint_file(void **state)
     len = kept_note_get(dir, sizes[n / 2], note);
     file_put(path, note, len);
     check_modes(dir, FAST, verifies, verifies, "checkpoint file: older");
+
+    /* Deleting the file would hide a rollback: its absence is a fault. */
+    dir = fresh_copy(*state);
+    checkpoint_path(dir, path, sizeof path);
+    assert_int_equal(unlink(path), 0);
+    e = ex(KR_ECORRUPT, FIX_RECORDS, "missing");
+    check_modes(dir, FAST, e, e, "checkpoint file: deleted");
 }
 
 /* Appends n events to the journal in dir, each payload the text tag. */
@@ -1623,6 +1630,23 @@ static void test_stream_index(void **state)
     value_put(dir, JRN_DB_STREAMS, key, klen, val, 8);
     check_modes(dir, BOTH, ex(KR_ECORRUPT, POS_FIRST, "stream index"), verifies,
                 "index entry wrong");
+
+    /* The tenant index, likewise, in full mode. */
+    dir = fresh_copy(*state);
+    uint8_t tkey[16];
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    struct jrn_options o = {.dir = dir, .read_only = true};
+    struct journal *j;
+    assert_int_equal(jrn_open(&o, &j), KR_OK);
+    assert_int_equal(jrn_read(j, CHUNK + 1, &b), KR_OK);
+    kr_test_be64(tkey, b.rec.tenant);
+    jrn_recbuf_fini(&b);
+    jrn_close(j);
+    kr_test_be64(tkey + 8, CHUNK + 1);
+    value_del(dir, JRN_DB_TENANTS, tkey, sizeof tkey);
+    check_modes(dir, BOTH, ex(KR_ECORRUPT, CHUNK + 1, "tenant index"), verifies,
+                "tenant index entry deleted");
 }
 
 /* The records that introduce keys, and the index that finds them. */
