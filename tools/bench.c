@@ -31,6 +31,8 @@
 
 #define BENCH_PRODUCERS_MAX 1024
 #define BENCH_WINDOW_MAX    1024
+/* Memory is sampled at every tenth of the run. */
+#define RSS_SAMPLES 11
 
 static uint64_t now_ns(void)
 {
@@ -203,7 +205,7 @@ struct append_result {
     uint32_t p50_us, p99_us, max_us;
     uint64_t batches, max_batch, failures;
     double commit_avg_us, commit_max_us;
-    long rss_start_kb, rss_mid_kb, rss_end_kb;
+    long rss_kb[RSS_SAMPLES]; /* anonymous RSS at 0%, 10%, ... 100% of the run */
     kr_err err;
 };
 
@@ -236,6 +238,9 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
         p->id = i;
         p->events = events / producers + (i < events % producers);
         p->lat_us = calloc(p->events ? p->events : 1, sizeof *p->lat_us);
+        /* Touch it now, so the memory samples show the journal, not this. */
+        if (p->lat_us)
+            memset(p->lat_us, 0xff, (p->events ? p->events : 1) * sizeof *p->lat_us);
         p->slots = calloc(window, sizeof *p->slots);
         p->stack = calloc(window, sizeof *p->stack);
         if (!p->lat_us || !p->slots || !p->stack) {
@@ -259,27 +264,26 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
     }
     struct jrn_stats st0, st1;
     jrn_get_stats(j, &st0);
-    res->rss_start_kb = rss_anon_kb();
+    res->rss_kb[0] = rss_anon_kb();
     double t0 = cli_now();
     unsigned started = 0;
     for (unsigned i = 0; i < producers && !err; i++, started++)
         if (pthread_create(&ps[i].tid, NULL, producer_main, &ps[i]) != 0)
             err = KR_ENOMEM;
-    bool mid_taken = false;
+    unsigned sampled = 1;
     while (!err && atomic_load(&b.completed) < events && atomic_load(&b.failures) == 0) {
-        struct timespec ts = {0, 20 * 1000 * 1000};
+        struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
-        if (!mid_taken && atomic_load(&b.completed) >= events / 2) {
-            res->rss_mid_kb = rss_anon_kb();
-            mid_taken = true;
-        }
+        uint64_t done = atomic_load(&b.completed);
+        while (sampled < RSS_SAMPLES - 1 && done >= events * sampled / (RSS_SAMPLES - 1))
+            res->rss_kb[sampled++] = rss_anon_kb();
     }
     for (unsigned i = 0; i < started; i++)
         pthread_join(ps[i].tid, NULL);
     res->seconds = cli_now() - t0;
-    res->rss_end_kb = rss_anon_kb();
-    if (!mid_taken)
-        res->rss_mid_kb = res->rss_end_kb;
+    long end_kb = rss_anon_kb();
+    while (sampled < RSS_SAMPLES)
+        res->rss_kb[sampled++] = end_kb;
     jrn_get_stats(j, &st1);
 
     /* Latency percentiles over every append. */
@@ -363,7 +367,7 @@ static const char bench_usage[] =
     "       kiroku bench verify [--data DIR] [--events N] [--threads T] [--json]\n"
     "\n"
     "append: P threads (default 64) append N events (default 200000) of BYTES\n"
-    "  (default 200) to many streams, each keeping W (default 16) asynchronous\n"
+    "  (default 200) to many streams, each keeping W (default 256) asynchronous\n"
     "  appends in flight; W=1 measures one-at-a-time appends. Prints events/s and\n"
     "  the p50/p99 latency from submission to durable completion. With --data the\n"
     "  journal stays in DIR (created if missing); without, a temporary one is used\n"
@@ -383,7 +387,7 @@ static int bench_append(int argc, char **argv)
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *data = NULL, *acks = NULL;
-    uint64_t events = 200000, producers = 64, payload = 200, window = 16;
+    uint64_t events = 200000, producers = 64, payload = 200, window = 256;
     bool json = false;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -458,24 +462,27 @@ static int bench_append(int argc, char **argv)
     if (r.err)
         fprintf(stderr, "kiroku: %" PRIu64 " appends failed, first: %s\n", r.failures,
                 kr_strerror(r.err));
+    char rss[RSS_SAMPLES * 16];
+    size_t at = 0;
+    for (int i = 0; i < RSS_SAMPLES; i++)
+        at += (size_t)snprintf(rss + at, sizeof rss - at, "%s%ld", i ? "," : "", r.rss_kb[i]);
     if (json) {
         printf("{\"events\":%" PRIu64 ",\"producers\":%" PRIu64 ",\"window\":%" PRIu64
                ",\"payload\":%" PRIu64 ",\"seconds\":%.3f,\"events_per_s\":%.0f,\"p50_us\":%u,"
                "\"p99_us\":%u,\"max_us\":%u,\"batches\":%" PRIu64 ",\"max_batch\":%" PRIu64
                ",\"commit_avg_us\":%.0f,\"commit_max_us\":%.0f,\"failures\":%" PRIu64
-               ",\"rss_anon_kb\":[%ld,%ld,%ld]}\n",
+               ",\"rss_anon_kb\":[%s]}\n",
                r.events, producers, window, payload, r.seconds, r.events_per_s, r.p50_us, r.p99_us,
-               r.max_us, r.batches, r.max_batch, r.commit_avg_us, r.commit_max_us, r.failures,
-               r.rss_start_kb, r.rss_mid_kb, r.rss_end_kb);
+               r.max_us, r.batches, r.max_batch, r.commit_avg_us, r.commit_max_us, r.failures, rss);
     } else {
         printf("%" PRIu64 " events in %.2f s: %.0f events/s\n"
                "append latency: p50 %u us, p99 %u us, max %u us\n"
                "%" PRIu64 " commits, %.1f events per commit (max %" PRIu64 "), "
                "commit with fsync %.0f us on average (max %.0f us)\n"
-               "resident anonymous memory: %ld kB at start, %ld kB halfway, %ld kB at end\n",
+               "resident anonymous memory (kB) at each tenth of the run: %s\n",
                r.events, r.seconds, r.events_per_s, r.p50_us, r.p99_us, r.max_us, r.batches,
                r.batches ? (double)r.events / (double)r.batches : 0.0, r.max_batch, r.commit_avg_us,
-               r.commit_max_us, r.rss_start_kb, r.rss_mid_kb, r.rss_end_kb);
+               r.commit_max_us, rss);
     }
     return r.failures ? CLI_FAIL : CLI_OK;
 }
