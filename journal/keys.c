@@ -117,10 +117,10 @@ kr_err kr_key_save(const char *dir, const struct kr_signing_key *k)
         return kr_err_from_errno(errno);
 
     /* The seed is the first half of libsodium's 64-byte secret key. */
-    strcpy(text, KEY_MAGIC);
-    sodium_bin2base64(text + strlen(KEY_MAGIC), sizeof text - strlen(KEY_MAGIC) - 1, k->sk,
-                      SEED_LEN, sodium_base64_VARIANT_ORIGINAL);
-    strcat(text, "\n");
+    char seed_b64[sodium_base64_ENCODED_LEN(SEED_LEN, sodium_base64_VARIANT_ORIGINAL)];
+    sodium_bin2base64(seed_b64, sizeof seed_b64, k->sk, SEED_LEN, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(text, sizeof text, "%s%s\n", KEY_MAGIC, seed_b64);
+    sodium_memzero(seed_b64, sizeof seed_b64);
     if ((err = key_path(path, sizeof path, dir, k->key_id, "key")) == KR_OK)
         err = write_new_file(path, text, strlen(text), 0600);
     sodium_memzero(text, sizeof text);
