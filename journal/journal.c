@@ -952,26 +952,6 @@ kr_err jrn_append(struct journal *j, struct jrn_event *events, size_t n)
     return append_sync(j, events, n, false);
 }
 
-/* ---- Key payloads of the journal's own records ---- */
-
-struct fixbuf {
-    uint8_t *p;
-    size_t cap, len;
-    bool overflow;
-};
-
-static int fixbuf_write(void *data, const char *buf, size_t len)
-{
-    struct fixbuf *fb = data;
-    if (fb->overflow || len > fb->cap - fb->len) {
-        fb->overflow = true;
-        return -1;
-    }
-    memcpy(fb->p + fb->len, buf, len);
-    fb->len += len;
-    return 0;
-}
-
 static void pack_key(msgpack_packer *pk, const char *k)
 {
     msgpack_pack_str(pk, strlen(k));
@@ -983,9 +963,9 @@ static void pack_key(msgpack_packer *pk, const char *k)
 static size_t encode_key_payload(uint8_t *out, size_t cap, const struct journal *j,
                                  const struct kr_signing_key *k, bool genesis)
 {
-    struct fixbuf fb = {.p = out, .cap = cap};
+    struct kr_mp_fixbuf fb = {.p = out, .cap = cap};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &fb, fixbuf_write);
+    msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write);
     msgpack_pack_map(&pk, genesis ? 4 : 2);
     if (genesis) {
         pack_key(&pk, "journal_id");

@@ -4,6 +4,8 @@
  */
 #include "mp.h"
 
+#include <string.h>
+
 void kr_mp_reader_init(struct kr_mp_reader *r, const void *buf, size_t len, bool canonical)
 {
     r->p = buf;
@@ -174,4 +176,16 @@ kr_err kr_mp_read_nil(struct kr_mp_reader *r)
 bool kr_mp_peek_nil(const struct kr_mp_reader *r)
 {
     return kr_mp_remaining(r) >= 1 && r->p[0] == 0xc0;
+}
+
+int kr_mp_fixbuf_write(void *data, const char *buf, size_t len)
+{
+    struct kr_mp_fixbuf *fb = data;
+    if (fb->overflow || len > fb->cap - fb->len) {
+        fb->overflow = true;
+        return -1;
+    }
+    memcpy(fb->p + fb->len, buf, len);
+    fb->len += len;
+    return 0;
 }

@@ -41,4 +41,15 @@ KR_MUST_CHECK kr_err kr_mp_read_nil(struct kr_mp_reader *r);
 /* True when the next object is nil (does not consume it). */
 bool kr_mp_peek_nil(const struct kr_mp_reader *r);
 
+/* Writing: a fixed, caller-owned output buffer for msgpack-c's packer
+ * (msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write)). A write that does not
+ * fit is refused and remembered in `overflow`; nothing is written past cap. */
+struct kr_mp_fixbuf {
+    uint8_t *p;
+    size_t cap;
+    size_t len;
+    bool overflow;
+};
+int kr_mp_fixbuf_write(void *data, const char *buf, size_t len);
+
 #endif

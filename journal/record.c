@@ -70,27 +70,6 @@ void jrn_record_sign_input(const struct jrn_record *r, uint8_t out[JRN_SIGN_INPU
     *len = (size_t)(p - out);
 }
 
-/* A fixed output buffer for msgpack-c's packer; remembers overflow instead of
- * writing past the end. */
-struct fixbuf {
-    uint8_t *p;
-    size_t cap;
-    size_t len;
-    bool overflow;
-};
-
-static int fixbuf_write(void *data, const char *buf, size_t len)
-{
-    struct fixbuf *fb = data;
-    if (fb->overflow || len > fb->cap - fb->len) {
-        fb->overflow = true;
-        return -1;
-    }
-    memcpy(fb->p + fb->len, buf, len);
-    fb->len += len;
-    return 0;
-}
-
 static void pack_str(msgpack_packer *pk, const char *s, size_t len)
 {
     msgpack_pack_str(pk, len);
@@ -124,9 +103,9 @@ static void pack_header(msgpack_packer *pk, const struct jrn_record *r)
 
 kr_err jrn_record_encode_header(const struct jrn_record *r, uint8_t *out, size_t cap, size_t *len)
 {
-    struct fixbuf fb = {.p = out, .cap = cap};
+    struct kr_mp_fixbuf fb = {.p = out, .cap = cap};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &fb, fixbuf_write);
+    msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write);
     pack_header(&pk, r);
     if (fb.overflow)
         return KR_ETOOLARGE;
@@ -137,9 +116,9 @@ kr_err jrn_record_encode_header(const struct jrn_record *r, uint8_t *out, size_t
 kr_err jrn_record_encode(const struct jrn_record *r, uint8_t *out, size_t cap, size_t *len,
                          size_t *header_len)
 {
-    struct fixbuf fb = {.p = out, .cap = cap};
+    struct kr_mp_fixbuf fb = {.p = out, .cap = cap};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &fb, fixbuf_write);
+    msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write);
     msgpack_pack_array(&pk, 2);
     pack_header(&pk, r);
     if (header_len)

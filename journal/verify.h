@@ -9,9 +9,9 @@
  * stored tree. Full mode also checks each record's Ed25519 signature with the
  * key that was current at its seq (a key retired by a rotation signs nothing
  * after it), and that the stream and tenant indexes name the record. Then every
- * stored checkpoint, and DIR/checkpoint (which must exist), must carry a valid signature by a journal
- * key and the root of the recomputed tree at its size; the newest one must
- * cover every record.
+ * stored checkpoint, and DIR/checkpoint (which must exist), must carry a valid signature by a
+ * journal key and the root of the recomputed tree at its size; the newest one must cover every
+ * record.
  *
  * The trust anchor is the public key of key 1. Later keys are learned from
  * journal.key_added records, each signed by the key before it.
