@@ -952,6 +952,8 @@ kr_err jrn_append(struct journal *j, struct jrn_event *events, size_t n)
     return append_sync(j, events, n, false);
 }
 
+/* ---- Key payloads of the journal's own records ---- */
+
 static void pack_key(msgpack_packer *pk, const char *k)
 {
     msgpack_pack_str(pk, strlen(k));
