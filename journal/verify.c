@@ -59,8 +59,16 @@ struct chunk_result {
     struct fault fault;
 };
 
+/* DIR/checkpoint as read before the snapshot. */
+struct cp_file {
+    kr_err err; /* KR_ENOTFOUND: no file */
+    char note[KR_NOTE_MAX + 1];
+    size_t len;
+};
+
 struct vctx {
     struct journal *j;
+    struct cp_file cp_file;
     const struct jrn_verify_options *o;
     uint64_t n; /* records to verify */
     uint64_t nchunks;
@@ -525,29 +533,60 @@ static void check_checkpoints(struct vctx *v, MDB_txn *txn, struct fault *f,
 
     /* DIR/checkpoint: a journal shorter than its last published checkpoint
      * has been rolled back (or restored from an old copy). */
-    char path[KR_PATH_MAX + 16], note[KR_NOTE_MAX + 1];
-    snprintf(path, sizeof path, "%s/checkpoint", v->j->dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    const struct cp_file *cf = &v->cp_file;
+    if (cf->err == KR_ENOTFOUND) {
         /* init writes it and every writer keeps it: without it a rollback to
          * an old copy would go unnoticed. */
-        set_fault(f, v->n, KR_ECORRUPT, "checkpoint file %s is missing",
-                  errno == ENOENT ? "DIR/checkpoint" : "DIR/checkpoint (unreadable)");
+        set_fault(f, v->n, KR_ECORRUPT, "checkpoint file DIR/checkpoint is missing");
         return;
     }
-    ssize_t len = read(fd, note, sizeof note);
-    close(fd);
-    if (len < 0 || (size_t)len > KR_NOTE_MAX) {
+    if (cf->err) {
         set_fault(f, v->n, KR_ECORRUPT, "checkpoint file is unreadable or too large");
         return;
     }
-    if (check_note(v, txn, note, (size_t)len, v->n, &size, f, "checkpoint file") == KR_OK)
+    if (check_note(v, txn, cf->note, cf->len, v->n, &size, f, "checkpoint file") == KR_OK)
         out->checkpoints++;
+}
+
+/* Reads DIR/checkpoint. Called before the snapshot is taken: the writer
+ * updates the file after it commits, so a file read first never names more
+ * records than the snapshot holds, even while the writer runs. */
+static void read_cp_file(const char *dir, struct cp_file *cf)
+{
+    char path[KR_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/checkpoint", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cf->err = errno == ENOENT ? KR_ENOTFOUND : KR_EIO;
+        return;
+    }
+    ssize_t len = read(fd, cf->note, sizeof cf->note);
+    close(fd);
+    if (len < 0 || (size_t)len > KR_NOTE_MAX) {
+        cf->err = KR_ECORRUPT;
+        return;
+    }
+    cf->len = (size_t)len;
+    cf->err = KR_OK;
 }
 
 kr_err jrn_verify(const char *dir, const struct jrn_verify_options *opts,
                   struct jrn_verify_report *out)
 {
+    struct journal *j;
+    memset(out, 0, sizeof *out);
+    kr_err err = jrn_open_raw(dir, &j);
+    if (err)
+        return err;
+    err = jrn_verify_journal(j, opts, out);
+    jrn_close(j);
+    return err;
+}
+
+kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *opts,
+                          struct jrn_verify_report *out)
+{
+    const char *dir = j->dir;
     struct jrn_verify_options o = *opts;
     struct fault f = {.seq = UINT64_MAX};
     struct vctx *v = NULL;
@@ -567,8 +606,8 @@ kr_err jrn_verify(const char *dir, const struct jrn_verify_options *opts,
         return KR_ENOMEM;
     v->o = &o;
     atomic_store(&v->first_bad, UINT64_MAX);
-    if ((err = jrn_open_raw(dir, &v->j)))
-        goto done;
+    v->j = j;
+    read_cp_file(dir, &v->cp_file);
 
     /* One snapshot for the size; workers read the same immutable prefix. */
     if ((err = kr_err_from_mdb(mdb_txn_begin(v->j->env, NULL, MDB_RDONLY, &txn))))
@@ -706,10 +745,8 @@ verdict:
 done:
     if (txn)
         mdb_txn_abort(txn);
-    if (v) {
+    if (v)
         free(v->chunks);
-        jrn_close(v->j);
-    }
     free(v);
     free(ws);
     free(tids);

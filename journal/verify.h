@@ -49,10 +49,19 @@ struct jrn_verify_report {
     char what[256];            /* what is wrong, for people */
 };
 
-/* Verifies the journal in data directory `dir`, read-only (the server may be
- * running). Returns KR_OK when the verification ran: the verdict is in
- * out->result. Returns an error when it could not run (no journal, no key). */
+/* Verifies the journal in data directory `dir`, read-only (a writer in
+ * another process may be running). Returns KR_OK when the verification ran:
+ * the verdict is in out->result. Returns an error when it could not run (no
+ * journal, no key). Do not call it on a directory this process has open:
+ * LMDB forbids opening one environment twice in a process (closing the second
+ * handle drops the first one's locks); use jrn_verify_journal then. */
 KR_MUST_CHECK kr_err jrn_verify(const char *dir, const struct jrn_verify_options *o,
                                 struct jrn_verify_report *out);
+
+struct journal;
+/* The same, on a journal this process has open (read-only or writable: it
+ * reads in its own read transactions while the writer goes on). */
+KR_MUST_CHECK kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *o,
+                                        struct jrn_verify_report *out);
 
 #endif

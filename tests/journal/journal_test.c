@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "journal.h"
@@ -2295,6 +2296,70 @@ static void test_map_full(void **state)
     free(payload);
 }
 
+/* ==== Verifying while the writer works ==== */
+
+struct live_writer {
+    struct journal *j;
+    atomic_bool stop;
+    atomic_int failures;
+    uint64_t appended;
+};
+
+static void *live_writer_main(void *arg)
+{
+    struct live_writer *w = arg;
+    static const char payload[] = "live";
+    uint64_t version = 0;
+    while (!atomic_load(&w->stop)) {
+        struct jrn_event e[50];
+        for (size_t i = 0; i < 50; i++)
+            e[i] = ev(3, "live", version + i, payload, sizeof payload);
+        if (jrn_append(w->j, e, 50) != KR_OK) {
+            atomic_fetch_add(&w->failures, 1);
+            break;
+        }
+        version += 50;
+        w->appended += 50;
+    }
+    return NULL;
+}
+
+/* An auditor may verify while the server writes (here in the server's own
+ * process, through its handle). The writer updates DIR/checkpoint after each
+ * commit (at most once a second), so verify must read it before its snapshot,
+ * or a fresh file looks like a rollback. */
+static void test_verify_while_writing(void **state)
+{
+    struct fx *f = *state;
+    struct jrn_options o = fx_opts(f);
+    o.clock = NULL; /* the real clock: the file is rewritten once a second */
+    assert_int_equal(jrn_create(&o, NULL), KR_OK);
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    struct live_writer w = {.j = f->j};
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, live_writer_main, &w), 0);
+    struct jrn_verify_options vo = {.fast = true, .threads = 1};
+    uint64_t t_end = (uint64_t)time(NULL) + 4, runs = 0;
+    int bad = 0;
+    char what[320] = "";
+    while ((uint64_t)time(NULL) < t_end) {
+        struct jrn_verify_report r;
+        assert_int_equal(jrn_verify_journal(f->j, &vo, &r), KR_OK);
+        if (r.result != KR_OK && bad++ == 0)
+            snprintf(what, sizeof what, "seq %" PRIu64 ": %s", r.bad_seq, r.what);
+        runs++;
+    }
+    atomic_store(&w.stop, true);
+    pthread_join(tid, NULL);
+    assert_int_equal(atomic_load(&w.failures), 0);
+    assert_true(w.appended > 0);
+    assert_true(runs > 0);
+    if (bad)
+        fail_msg("%d of %" PRIu64 " verifications failed, first at %s", bad, runs, what);
+    fx_close(f);
+    verify_full(f->dir, 1 + w.appended, 1);
+}
+
 /* ==== Close with appends in flight ==== */
 
 static void test_close_in_flight(void **state)
@@ -2367,6 +2432,7 @@ int main(void)
         T(test_rotate_after_orphan_key),
         T(test_map_full),
         T(test_close_in_flight),
+        T(test_verify_while_writing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
