@@ -144,8 +144,11 @@ void jrn_cursor_free(struct jrn_cursor *c)
     free(c);
 }
 
-/* Appends the record stored under seq to the page. */
-static kr_err page_add(struct jrn_cursor *c, MDB_txn *txn, uint64_t seq, size_t *used)
+/* Appends the record stored under seq to the page. The index entry that led
+ * here is not trusted: the record must be the one it claims (its tenant and,
+ * for a stream, its stream and version), or a doctored index could hand one
+ * tenant's record to another. */
+static kr_err page_add(struct jrn_cursor *c, MDB_txn *txn, uint64_t seq, uint64_t pos, size_t *used)
 {
     uint8_t kb[8];
     jrn_put_u64(kb, seq);
@@ -156,6 +159,13 @@ static kr_err page_add(struct jrn_cursor *c, MDB_txn *txn, uint64_t seq, size_t 
     if (rc)
         return kr_err_from_mdb(rc);
     if (v.mv_size > KR_RECORD_MAX)
+        return KR_ECORRUPT;
+    struct jrn_record r;
+    if (jrn_record_decode(v.mv_data, v.mv_size, &r) != KR_OK || r.seq != seq ||
+        r.tenant != c->q.tenant)
+        return KR_ECORRUPT;
+    if (c->q.kind == JRN_Q_STREAM && (r.version != pos || r.stream_len != c->q.stream_len ||
+                                      memcmp(r.stream, c->q.stream, r.stream_len) != 0))
         return KR_ECORRUPT;
     memcpy(c->buf + *used, v.mv_data, v.mv_size);
     c->offsets[c->count++] = *used;
@@ -234,6 +244,10 @@ static kr_err fill_page(struct jrn_cursor *c)
                 break;
             uint64_t pos = jrn_get_u64((const uint8_t *)k.mv_data + plen);
             uint64_t seq = pos;
+            if (pos == 0 || pos == UINT64_MAX) {
+                err = KR_ECORRUPT; /* no version or seq is 0 or 2^64-1 */
+                goto out;
+            }
             if (stream) {
                 if (v.mv_size != 8) {
                     err = KR_ECORRUPT;
@@ -241,7 +255,7 @@ static kr_err fill_page(struct jrn_cursor *c)
                 }
                 seq = jrn_get_u64(v.mv_data);
             }
-            if ((err = page_add(c, c->txn, seq, &used)))
+            if ((err = page_add(c, c->txn, seq, pos, &used)))
                 goto out;
             c->next = pos + 1;
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);

@@ -72,6 +72,8 @@ size_t jrn_stream_prefix(uint8_t key[JRN_STREAM_KEY_MAX], uint64_t tenant, const
 kr_err jrn_tree_node(void *ctx, unsigned level, uint64_t index, uint8_t out[KR_HASH_LEN])
 {
     struct jrn_tree_ctx *t = ctx;
+    if (level >= 63 || index >= (JRN_SIZE_MAX >> level))
+        return KR_ECORRUPT; /* only a forged size asks for such a node */
     uint8_t kb[8];
     jrn_put_u64(kb, mrk_postorder(level, index));
     MDB_val k = {sizeof kb, kb}, v;
@@ -88,6 +90,50 @@ kr_err jrn_tree_node(void *ctx, unsigned level, uint64_t index, uint8_t out[KR_H
 
 /* ---- Environment ---- */
 
+/* The journals this process has open, by the identity of their LMDB
+ * directory. LMDB must not open one environment twice in a process: closing
+ * the second handle drops the locks of the first (fcntl locks are per
+ * process), and another process could then reset the reader table under a
+ * live writer. So a second open here is refused with KR_EBUSY. */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct journal *open_list;
+
+static kr_err register_open(struct journal *j, const char *env_dir)
+{
+    struct stat st;
+    if (stat(env_dir, &st) != 0)
+        return errno == ENOENT ? KR_ENOTFOUND : kr_err_from_errno(errno);
+    kr_err err = KR_OK;
+    pthread_mutex_lock(&open_mu);
+    for (struct journal *o = open_list; o; o = o->open_next)
+        if (o->env_dev == st.st_dev && o->env_ino == st.st_ino)
+            err = KR_EBUSY;
+    if (err == KR_OK) {
+        j->env_dev = st.st_dev;
+        j->env_ino = st.st_ino;
+        j->open_next = open_list;
+        open_list = j;
+        j->registered = true;
+    }
+    pthread_mutex_unlock(&open_mu);
+    return err;
+}
+
+static void unregister_open(struct journal *j)
+{
+    if (!j->registered)
+        return;
+    pthread_mutex_lock(&open_mu);
+    for (struct journal **p = &open_list; *p; p = &(*p)->open_next) {
+        if (*p == j) {
+            *p = j->open_next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&open_mu);
+    j->registered = false;
+}
+
 static kr_err env_open(struct journal *j, const struct jrn_options *o, bool create)
 {
     char path[KR_PATH_MAX];
@@ -98,6 +144,8 @@ static kr_err env_open(struct journal *j, const struct jrn_options *o, bool crea
         return err;
     if (create && mkdir(path, 0700) != 0 && errno != EEXIST)
         return kr_err_from_errno(errno);
+    if ((err = register_open(j, path)))
+        return err;
     if ((rc = mdb_env_create(&j->env)))
         return kr_err_from_mdb(rc);
     if ((rc = mdb_env_set_maxdbs(j->env, JRN_MAX_DBS)) ||
@@ -167,6 +215,7 @@ static void journal_free(struct journal *j)
         return;
     if (j->env)
         mdb_env_close(j->env);
+    unregister_open(j);
     if (j->lock_fd >= 0)
         close(j->lock_fd);
     for (size_t i = 0; i < j->nkeys; i++)
@@ -314,7 +363,7 @@ static kr_err load_state(struct journal *j)
     if (rc == MDB_SUCCESS) {
         struct jrn_record r;
         if (k.mv_size != 8 || (err = jrn_record_decode(v.mv_data, v.mv_size, &r)) ||
-            r.seq != jrn_get_u64(k.mv_data)) {
+            r.seq != jrn_get_u64(k.mv_data) || r.seq >= JRN_SIZE_MAX) {
             mdb_cursor_close(cur);
             err = KR_ECORRUPT;
             goto out;
@@ -438,13 +487,13 @@ static kr_err check_versions(struct batch_ctx *b, const struct jrn_append *a)
         for (size_t k = i; k-- > 0;) {
             const struct jrn_event *p = &a->events[k];
             if (p->tenant == e->tenant && p->stream_len == e->stream_len &&
-                memcmp(p->stream, e->stream, e->stream_len) == 0) {
+                memcmp(p->str_, e->str_, e->stream_len) == 0) {
                 have = p->expected_version + 1;
                 break;
             }
         }
         if (have == UINT64_MAX) {
-            kr_err err = jrn_stream_last(b->c_streams, e->tenant, e->stream, e->stream_len, &have);
+            kr_err err = jrn_stream_last(b->c_streams, e->tenant, e->str_, e->stream_len, &have);
             if (err)
                 return err;
         }
@@ -454,15 +503,17 @@ static kr_err check_versions(struct batch_ctx *b, const struct jrn_append *a)
     return KR_OK;
 }
 
+/* The record fields of an event, from the journal's own copies of its
+ * strings (taken by copy_strings at submission). */
 static void event_to_record(const struct jrn_event *e, struct jrn_record *r)
 {
     memset(r, 0, sizeof *r);
     r->tenant = e->tenant;
-    r->stream = e->stream;
+    r->stream = e->str_;
     r->stream_len = e->stream_len;
-    r->type = e->type;
+    r->type = e->str_ + e->stream_len;
     r->type_len = e->type_len;
-    r->actor = e->actor;
+    r->actor = e->str_ + e->stream_len + e->type_len;
     r->actor_len = e->actor_len;
     r->version = e->expected_version + 1;
     r->payload = e->payload;
@@ -487,6 +538,13 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
     memcpy(r.sig, e->sig, JRN_SIG_LEN);
     if ((err = jrn_record_encode(&r, j->encode_buf, KR_RECORD_MAX, &len, &header_len)))
         return err;
+    /* Check before writing: the payload bytes going to disk are the ones the
+     * signature's commitment covers. They differ only if the caller changed
+     * its buffer during the append. */
+    uint8_t c[KR_HASH_LEN];
+    kr_sha256(c, j->encode_buf + len - r.payload_len, r.payload_len);
+    if (memcmp(c, r.commitment, KR_HASH_LEN) != 0)
+        return KR_EINVAL;
 
     uint8_t sk[8];
     jrn_put_u64(sk, r.seq);
@@ -612,7 +670,7 @@ static void snapshot_restore(struct journal *j, const struct writer_snapshot *s)
  * Sets each append's outcome in *errs (parallel to the list order). Returns
  * the transaction's outcome. */
 static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *errs, size_t count,
-                        struct writer_snapshot *snap)
+                        struct writer_snapshot *snap, bool *retry)
 {
     struct batch_ctx b = {.j = j};
     kr_err err;
@@ -630,7 +688,12 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
         err = kr_err_from_mdb(rc);
         goto fail;
     }
+    *retry = false;
     for (a = first, i = 0; i < count; a = a->next_, i++) {
+        if (a->bad_) {
+            errs[i] = KR_EINVAL;
+            continue;
+        }
         err = check_versions(&b, a);
         if (err == KR_ECONFLICT) {
             errs[i] = KR_ECONFLICT;
@@ -638,9 +701,16 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
         }
         if (err)
             goto fail;
-        for (size_t e = 0; e < a->n; e++)
-            if ((err = write_event(&b, &a->events[e])))
+        for (size_t e = 0; e < a->n; e++) {
+            if ((err = write_event(&b, &a->events[e])) == KR_EINVAL) {
+                /* Part of this append may be in the transaction: drop the
+                 * whole batch and run it again without the append. */
+                a->bad_ = true;
+                *retry = true;
+            }
+            if (err)
                 goto fail;
+        }
         errs[i] = KR_OK;
         written += a->n;
     }
@@ -735,7 +805,10 @@ static void *writer_main(void *arg)
         if (failed || !errs || !snap) {
             err = failed ? failed : KR_ENOMEM;
         } else {
-            err = run_batch(j, first, errs, count, snap);
+            bool retry;
+            do
+                err = run_batch(j, first, errs, count, snap, &retry);
+            while (retry);
         }
         if (err == KR_EIO || err == KR_ECORRUPT) {
             /* After a failed fsync the page cache may not match the disk:
@@ -775,14 +848,29 @@ static kr_err validate_append(const struct jrn_append *a)
     size_t bytes = 0;
     for (size_t i = 0; i < a->n; i++) {
         struct jrn_record r;
-        const struct jrn_event *e = &a->events[i];
-        event_to_record(e, &r);
+        struct jrn_event *e = &a->events[i];
         if (e->expected_version == UINT64_MAX)
             return KR_EINVAL;
+        /* Copy the strings first and check the copies: the signers and the
+         * writer use only these, so what was checked is what is written,
+         * whatever the caller does with its buffers after submitting. */
+        if (e->stream_len > KR_STREAM_MAX || e->type_len > KR_TYPE_MAX ||
+            e->actor_len > KR_ACTOR_MAX)
+            return KR_ETOOLARGE;
+        if ((e->stream_len && !e->stream) || (e->type_len && !e->type) ||
+            (e->actor_len && !e->actor))
+            return KR_EINVAL;
+        if (e->stream_len)
+            memcpy(e->str_, e->stream, e->stream_len);
+        if (e->type_len)
+            memcpy(e->str_ + e->stream_len, e->type, e->type_len);
+        if (e->actor_len)
+            memcpy(e->str_ + e->stream_len + e->type_len, e->actor, e->actor_len);
+        event_to_record(e, &r);
         /* The journal's own stream takes only its own records: on open, the
          * newest one names the signing key. */
         if (!a->internal_ && e->tenant == 0 && e->stream_len == strlen(JRN_SYSTEM_STREAM) &&
-            memcmp(e->stream, JRN_SYSTEM_STREAM, e->stream_len) == 0)
+            memcmp(e->str_, JRN_SYSTEM_STREAM, e->stream_len) == 0)
             return KR_EINVAL;
         kr_err err = jrn_record_check_fields(&r);
         if (err)
@@ -876,6 +964,17 @@ static kr_err submit(struct journal *j, struct jrn_append *a)
         }
         if (j->queued_events + a->n <= KR_QUEUE_MAX_EVENTS && (!j->rotating || a->internal_))
             break;
+        if (j->writer_started && pthread_equal(pthread_self(), j->writer)) {
+            /* A done callback submitting: waiting would wait for the writer
+             * itself. Past the queue limit it is let in (each callback adds
+             * at most its own events); during a rotation, whose key would be
+             * wrong for it, it is refused. */
+            if (j->rotating && !a->internal_) {
+                pthread_mutex_unlock(&j->mu);
+                return KR_EBUSY;
+            }
+            break;
+        }
         j->space_waiters++;
         pthread_cond_wait(&j->space_cv, &j->mu);
         j->space_waiters--;
@@ -888,6 +987,7 @@ static kr_err submit(struct journal *j, struct jrn_append *a)
     a->key_ = j->signing;
     atomic_store_explicit(&a->ready_, 0, memory_order_relaxed);
     a->next_ = NULL;
+    a->bad_ = false;
     if (j->tail)
         j->tail->next_ = a;
     else
@@ -929,6 +1029,8 @@ static void sync_done(struct jrn_append *a, kr_err err)
 
 static kr_err append_sync(struct journal *j, struct jrn_event *events, size_t n, bool internal)
 {
+    if (j->writer_started && pthread_equal(pthread_self(), j->writer))
+        return KR_EINVAL; /* from a done callback: it would wait for itself */
     struct sync_wait w = {.done = false};
     struct jrn_append a = {.events = events, .n = n, .done = sync_done, .arg = &w};
     a.internal_ = internal;
@@ -1360,6 +1462,8 @@ kr_err jrn_rotate_key(struct journal *j, struct jrn_info *new_info)
     j->signing = nk;
     pthread_mutex_unlock(&j->mu);
 out:
+    if (err)
+        kr_key_wipe(nk); /* the key that never became current */
     pthread_mutex_lock(&j->mu);
     j->rotating = false;
     pthread_cond_broadcast(&j->space_cv);

@@ -82,9 +82,13 @@ struct jrn_info {
 KR_MUST_CHECK kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info);
 
 /* Opens an existing journal; KR_ENOTFOUND (creating nothing) if o->dir holds
- * none. Writable opens take an exclusive lock on the
- * journal (KR_EBUSY if another process has it), load the current signing key
- * and start the writer thread. On success *out must be closed with jrn_close. */
+ * none. Writable opens take an exclusive lock on the journal (KR_EBUSY if
+ * another process has it), load the current signing key and start the signer
+ * and writer threads. A journal already open in this process, read-only or
+ * not, gives KR_EBUSY: LMDB must not open one environment twice in a process
+ * (closing either handle would drop the other's locks). Readers belong in
+ * other processes, or use the open handle. On success *out must be closed
+ * with jrn_close. */
 KR_MUST_CHECK kr_err jrn_open(const struct jrn_options *o, struct journal **out);
 
 /* Waits for every submitted append to complete, stops the writer, writes the
@@ -100,8 +104,11 @@ uint64_t jrn_size(struct journal *j);
 
 /* ---- Appending ---- */
 
-/* One event to append. Caller-owned; the journal reads the inputs during
- * submission and writes the outputs before completion. */
+/* One event to append. Caller-owned, and like its append it must stay valid
+ * from submission to completion. The journal copies stream, type and actor at
+ * submission (their buffers may be reused at once); the payload is read until
+ * completion and must not change meanwhile: the writer hashes it again before
+ * writing and fails the append with KR_EINVAL if it did. */
 struct jrn_event {
     /* inputs */
     uint64_t tenant;
@@ -120,12 +127,17 @@ struct jrn_event {
     uint32_t key_id;
     uint8_t commitment[KR_HASH_LEN];
     uint8_t sig[JRN_SIG_LEN];
+    /* private to the journal: stream, type and actor as submitted */
+    char str_[KR_STREAM_MAX + KR_TYPE_MAX + KR_ACTOR_MAX];
 };
 
 struct jrn_append;
 /* Completion: called exactly once per accepted submission, from the writer
  * thread, after the batch is durable (err KR_OK) or failed. Keep it short: the
- * writer runs no other batch meanwhile. The append may be freed inside it. */
+ * writer runs no other batch meanwhile. The append may be freed inside it, and
+ * jrn_submit may be called from it (it never waits there: it is admitted past
+ * the queue limit, or refused with KR_EBUSY during a key rotation). jrn_append
+ * (KR_EINVAL), jrn_rotate_key and jrn_close must not be called from it. */
 typedef void (*jrn_done_fn)(struct jrn_append *a, kr_err err);
 
 /* An asynchronous append. Caller-owned, like nng's aio: it must stay valid,
@@ -141,6 +153,7 @@ struct jrn_append {
     uint64_t time_ns_;
     const struct kr_signing_key *key_;
     bool internal_;
+    bool bad_; /* a payload changed during the append */
 };
 
 /* Validates the events, takes their time, signing key and queue position and
@@ -150,7 +163,8 @@ struct jrn_append {
  * KR_QUEUE_MAX_EVENTS (back-pressure). On KR_OK the done callback will be
  * called exactly once; on any other return it will not be, and nothing was
  * queued. Errors: KR_EINVAL / KR_ETOOLARGE (bad event), KR_ECLOSED (closing or
- * read-only), KR_EIO (stopped after an I/O error). */
+ * read-only), KR_EIO (stopped after an I/O error), KR_EBUSY (from a done
+ * callback during a key rotation). */
 KR_MUST_CHECK kr_err jrn_submit(struct journal *j, struct jrn_append *a);
 
 /* Appends events and waits until they are durable (or failed). Returns the

@@ -11,6 +11,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <sys/types.h>
 
 /* Names of the LMDB databases. */
 #define JRN_DB_EVENTS      "events"      /* seq (u64 BE) -> record */
@@ -27,6 +28,10 @@
 #define JRN_META_FORMAT     "format"     /* u32 BE */
 #define JRN_META_ID         "journal_id" /* 16 bytes */
 #define JRN_META_CHECKPOINT "checkpoint" /* newest signed note */
+
+/* No journal holds 2^62 records: a larger size can only be forged, and the
+ * Merkle post-order numbering needs sizes below 2^63. */
+#define JRN_SIZE_MAX (1ull << 62)
 
 /* Stream index key: tenant(8) len(1) stream(len) version(8). */
 #define JRN_STREAM_KEY_MAX (8 + 1 + KR_STREAM_MAX + 8)
@@ -82,6 +87,12 @@ struct journal {
     unsigned signers_started;
 
     _Atomic uint64_t committed; /* size after the newest commit */
+
+    /* In the process-wide list of open journals (journal.c). */
+    dev_t env_dev;
+    ino_t env_ino;
+    bool registered;
+    struct journal *open_next;
     pthread_mutex_t stats_mu;
     struct jrn_stats stats;
 };

@@ -130,9 +130,19 @@ kr_err kr_key_save(const char *dir, const struct kr_signing_key *k)
     kr_pubkey_to_b64(k->pk, b64);
     char pub[KR_PUBKEY_B64_LEN + 1];
     snprintf(pub, sizeof pub, "%s\n", b64);
-    if ((err = key_path(path, sizeof path, dir, k->key_id, "pub")))
+    if ((err = key_path(path, sizeof path, dir, k->key_id, "pub")) ||
+        (err = write_new_file(path, pub, strlen(pub), 0644)))
         return err;
-    return write_new_file(path, pub, strlen(pub), 0644);
+    /* The new names must survive a power loss too: a record naming this key
+     * may commit right after we return. */
+    if (snprintf(path, sizeof path, "%s/keys", dir) >= (int)sizeof path)
+        return KR_ETOOLARGE;
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return kr_err_from_errno(errno);
+    err = fsync(dfd) == 0 ? KR_OK : kr_err_from_errno(errno);
+    close(dfd);
+    return err;
 }
 
 /* Reads a small file whole; refuses files larger than cap-1. */
@@ -161,6 +171,7 @@ static kr_err read_small_file(const char *path, char *buf, size_t cap, bool priv
         if (r < 0) {
             int e = errno;
             close(fd);
+            sodium_memzero(buf, cap);
             return kr_err_from_errno(e);
         }
         if (r == 0)

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 static const struct {
     const char *name;
@@ -104,4 +106,10 @@ kr_err kr_err_from_mdb(int rc)
     default:
         return rc > 0 ? kr_err_from_errno(rc) : KR_EIO;
     }
+}
+
+void kr_assert_fail(const char *what, const char *file, int line)
+{
+    fprintf(stderr, "kiroku: internal error: %s (%s:%d)\n", what, file, line);
+    abort();
 }

@@ -11,6 +11,12 @@
 
 #define KR_MUST_CHECK __attribute__((warn_unused_result))
 
+/* Checks an invariant of our own code, in every build (NDEBUG does not remove
+ * it): an assertion that guards data must hold in production too. Hostile
+ * input never reaches one; it gets an error return instead. */
+#define KR_ASSERT(cond) ((cond) ? (void)0 : kr_assert_fail(#cond, __FILE__, __LINE__))
+_Noreturn void kr_assert_fail(const char *what, const char *file, int line);
+
 enum kr_err {
     KR_OK = 0,
     KR_EINVAL,    /* an argument breaks the documented contract or a limit */

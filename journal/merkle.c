@@ -19,7 +19,6 @@
 
 #include "kr_limits.h"
 
-#include <assert.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -81,7 +80,7 @@ static void frontier_push(struct mrk_frontier *f, unsigned level, const uint8_t 
 void mrk_frontier_append(struct mrk_frontier *f, const uint8_t leaf_hash[KR_HASH_LEN],
                          mrk_emit_fn emit, void *ctx)
 {
-    assert(f->size < UINT64_MAX);
+    KR_ASSERT(f->size < UINT64_MAX);
     if (emit)
         emit(ctx, 0, f->size, leaf_hash);
     frontier_push(f, 0, leaf_hash, emit, ctx);
@@ -119,7 +118,7 @@ void mrk_frontier_root(const struct mrk_frontier *f, uint8_t out[KR_HASH_LEN])
 
 uint64_t mrk_postorder(unsigned level, uint64_t index)
 {
-    assert(level < 64 && (index >> (63 - level)) == 0);
+    KR_ASSERT(level < 64 && (index >> (63 - level)) == 0);
     /* A tree of N leaves has completed 2N - popcount(N) nodes. The node is
      * completed by leaf N - 1, N = (index + 1) << level, and that append goes
      * on to complete one parent per trailing one bit of index. At N = 2^63, 2N
@@ -202,7 +201,7 @@ kr_err mrk_inclusion_proof(mrk_node_fn get, void *ctx, uint64_t index, uint64_t 
     uint64_t lo = 0, hi = size;
     while (hi - lo > 1) {
         uint64_t k = split_point(hi - lo);
-        assert(len < MRK_STEPS_MAX);
+        KR_ASSERT(len < MRK_STEPS_MAX);
         if (index - lo < k) {
             path[len++] = (struct span){lo + k, hi};
             hi = lo + k;
@@ -232,7 +231,7 @@ kr_err mrk_consistency_proof(mrk_node_fn get, void *ctx, uint64_t size1, uint64_
     bool whole = true;
     while (hi != size1) {
         uint64_t k = split_point(hi - lo);
-        assert(len < MRK_STEPS_MAX);
+        KR_ASSERT(len < MRK_STEPS_MAX);
         if (size1 - lo <= k) {
             path[len++] = (struct span){lo + k, hi};
             hi = lo + k;
@@ -243,7 +242,7 @@ kr_err mrk_consistency_proof(mrk_node_fn get, void *ctx, uint64_t size1, uint64_
         }
     }
     if (!whole) {
-        assert(len < MRK_STEPS_MAX);
+        KR_ASSERT(len < MRK_STEPS_MAX);
         path[len++] = (struct span){lo, hi};
     }
     return fill_proof(get, ctx, path, len, proof, cap, n);

@@ -627,6 +627,19 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
         goto verdict;
     }
     v->n = jrn_get_u64(k.mv_data);
+    /* The last key is not trusted either: a forged huge seq must not size
+     * the pass. With E entries, a gap (if any) is at or below E + 1, so
+     * checking up to there finds it. */
+    MDB_stat est;
+    if ((err = kr_err_from_mdb(mdb_stat(txn, v->j->db_events, &est))))
+        goto done;
+    bool extra_keys = v->n != est.ms_entries;
+    if (v->n > est.ms_entries)
+        v->n = est.ms_entries + 1;
+    if (v->n >= JRN_SIZE_MAX) {
+        set_fault(&f, 1, KR_ECORRUPT, "journal claims %llu records", (unsigned long long)v->n);
+        goto verdict;
+    }
     out->records = v->n;
     if ((err = load_keys(v, txn, &f)))
         goto done;
@@ -730,6 +743,23 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
     if (f.seq == UINT64_MAX && system != v->nkeys)
         set_fault(&f, 0, KR_ECORRUPT, "key history lists %zu records, the journal has %llu",
                   v->nkeys, (unsigned long long)system);
+    if (f.seq == UINT64_MAX && extra_keys)
+        set_fault(&f, v->n, KR_ECORRUPT, "events database holds %llu entries for %llu records",
+                  (unsigned long long)est.ms_entries, (unsigned long long)v->n);
+    if (f.seq == UINT64_MAX && !o.fast) {
+        /* Each record was found in both indexes; equal counts mean nothing
+         * else is there (an extra entry could point a reader elsewhere). */
+        MDB_stat ss, ts;
+        if (mdb_stat(txn, v->j->db_streams, &ss) == 0 &&
+            mdb_stat(txn, v->j->db_tenants, &ts) == 0) {
+            if (ss.ms_entries != v->n)
+                set_fault(&f, v->n, KR_ECORRUPT, "stream index holds %llu entries for %llu records",
+                          (unsigned long long)ss.ms_entries, (unsigned long long)v->n);
+            else if (ts.ms_entries != v->n)
+                set_fault(&f, v->n, KR_ECORRUPT, "tenant index holds %llu entries for %llu records",
+                          (unsigned long long)ts.ms_entries, (unsigned long long)v->n);
+        }
+    }
     if (f.seq == UINT64_MAX) {
         mrk_frontier_root(&top, out->root);
         check_checkpoints(v, txn, &f, out);

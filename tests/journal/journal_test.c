@@ -21,14 +21,17 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -566,9 +569,18 @@ static void test_one_writer(void **state)
     assert_int_equal(jrn_open(&o, &j2), KR_EBUSY);
     assert_null(j2);
     assert_int_equal(jrn_create(&o, NULL), KR_EEXIST);
-
-    /* A reader opens alongside and reads. */
+    /* In this process even a reader is refused: LMDB must not open one
+     * environment twice in a process (closing one handle drops the other's
+     * locks). Readers live in other processes, or use the writer's handle. */
     o.read_only = true;
+    assert_int_equal(jrn_open(&o, &ro), KR_EBUSY);
+    assert_null(ro);
+    struct jrn_verify_report rep;
+    struct jrn_verify_options vo = {.fast = true};
+    assert_int_equal(jrn_verify(f->dir, &vo, &rep), KR_EBUSY);
+    fx_close(f);
+
+    /* A reader reads, and cannot write. */
     assert_int_equal(jrn_open(&o, &ro), KR_OK);
     assert_true(jrn_size(ro) == 1);
     struct jrn_recbuf b;
@@ -578,7 +590,6 @@ static void test_one_writer(void **state)
     char note[KR_NOTE_MAX + 1];
     size_t nl;
     assert_int_equal(jrn_checkpoint(ro, note, sizeof note, &nl), KR_OK);
-    /* ... and cannot write. */
     uint8_t p[4] = {1, 2, 3, 4};
     struct jrn_event e = ev(1, "ro", 0, p, sizeof p);
     assert_int_equal(jrn_append(ro, &e, 1), KR_ECLOSED);
@@ -590,21 +601,37 @@ static void test_one_writer(void **state)
     a.done = tracker_done;
     assert_int_equal(jrn_submit(ro, &a), KR_ECLOSED);
 
-    /* The writer writes; the reader sees the record. */
-    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    /* A writer in another process writes while the reader is open; the
+     * reader sees the record. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* A process of its own (LMDB handles must not cross a fork). */
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execl(KR_KIROKU_BIN, "kiroku", "bench", "append", "--data", f->dir, "--events", "1",
+              "--producers", "1", "--window", "1", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(jrn_size(ro) == 2);
     assert_int_equal(jrn_read(ro, 2, &b), KR_OK);
     assert_true(b.rec.seq == 2);
     jrn_recbuf_fini(&b);
+    jrn_close(ro);
 
-    /* Once the writer closes, another may open. */
-    fx_close(f);
+    /* Once the reader closes, a writer may open here. */
     o.read_only = false;
     assert_int_equal(jrn_open(&o, &j2), KR_OK);
     assert_true(jrn_size(j2) == 2);
     struct journal *j3 = NULL;
     assert_int_equal(jrn_open(&o, &j3), KR_EBUSY);
     jrn_close(j2);
-    jrn_close(ro);
     verify_full(f->dir, 2, 1);
 }
 
@@ -2296,6 +2323,81 @@ static void test_map_full(void **state)
     free(payload);
 }
 
+/* ==== Callers that break or bend the rules ==== */
+
+/* Three appends: X's done callback submits Y and Z (allowed from a callback),
+ * waits until Y is signed, then changes Y's payload before the writer's next
+ * batch writes it. The journal must notice and fail Y alone with KR_EINVAL,
+ * write Z, and still verify. jrn_append from a callback must not deadlock. */
+struct cb_test {
+    struct journal *j;
+    struct jrn_append x, y, z;
+    struct jrn_event ex, ey, ez;
+    uint8_t py[32], pz[32];
+    atomic_int done_x, done_y, done_z;
+    atomic_int err_y, err_z, submit_err, append_err;
+};
+
+static void cb_yz_done(struct jrn_append *a, kr_err err)
+{
+    struct cb_test *t = a->arg;
+    if (a == &t->y) {
+        atomic_store(&t->err_y, (int)err);
+        atomic_store(&t->done_y, 1);
+    } else {
+        atomic_store(&t->err_z, (int)err);
+        atomic_store(&t->done_z, 1);
+    }
+}
+
+static void cb_x_done(struct jrn_append *a, kr_err err)
+{
+    struct cb_test *t = a->arg;
+    (void)err;
+    /* From the writer thread: a synchronous append would wait for itself. */
+    struct jrn_event e = ev(5, "cb-sync", 0, t->pz, sizeof t->pz);
+    atomic_store(&t->append_err, (int)jrn_append(t->j, &e, 1));
+    t->y = (struct jrn_append){.events = &t->ey, .n = 1, .done = cb_yz_done, .arg = t};
+    t->z = (struct jrn_append){.events = &t->ez, .n = 1, .done = cb_yz_done, .arg = t};
+    kr_err e1 = jrn_submit(t->j, &t->y), e2 = jrn_submit(t->j, &t->z);
+    atomic_store(&t->submit_err, (int)(e1 ? e1 : e2));
+    if (e1 == KR_OK) {
+        while (!atomic_load(&t->y.ready_)) /* signed by a signer thread */
+            sched_yield();
+        t->py[0] ^= 0xff; /* the caller breaks its promise */
+    }
+    atomic_store(&t->done_x, 1);
+}
+
+static void test_payload_changed_and_callbacks(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    struct cb_test *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->j = f->j;
+    memset(t->py, 'y', sizeof t->py);
+    memset(t->pz, 'z', sizeof t->pz);
+    t->ex = ev(5, "cb-x", 0, t->pz, sizeof t->pz);
+    t->ey = ev(5, "cb-y", 0, t->py, sizeof t->py);
+    t->ez = ev(5, "cb-z", 0, t->pz, sizeof t->pz);
+    t->x = (struct jrn_append){.events = &t->ex, .n = 1, .done = cb_x_done, .arg = t};
+    assert_int_equal(jrn_submit(f->j, &t->x), KR_OK);
+    while (!atomic_load(&t->done_y) || !atomic_load(&t->done_z))
+        sched_yield();
+    assert_int_equal(atomic_load(&t->append_err), KR_EINVAL);
+    assert_int_equal(atomic_load(&t->submit_err), KR_OK);
+    assert_int_equal(atomic_load(&t->err_y), KR_EINVAL);
+    assert_int_equal(atomic_load(&t->err_z), KR_OK);
+    assert_true(t->ex.seq == 2);
+    assert_true(t->ez.seq == 3); /* Y took no seq */
+    assert_true(jrn_size(f->j) == 3);
+    assert_true(stream_version(f->j, 5, "cb-y") == 0);
+    free(t);
+    fx_close(f);
+    verify_full(f->dir, 3, 1);
+}
+
 /* ==== Verifying while the writer works ==== */
 
 struct live_writer {
@@ -2433,6 +2535,7 @@ int main(void)
         T(test_map_full),
         T(test_close_in_flight),
         T(test_verify_while_writing),
+        T(test_payload_changed_and_callbacks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
