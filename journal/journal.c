@@ -678,6 +678,7 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
     size_t written = 0, i;
     struct jrn_append *a;
 
+    *retry = false;
     snapshot_take(j, snap);
     if ((rc = mdb_txn_begin(j->env, NULL, 0, &b.txn)))
         return kr_err_from_mdb(rc);
@@ -688,7 +689,6 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
         err = kr_err_from_mdb(rc);
         goto fail;
     }
-    *retry = false;
     for (a = first, i = 0; i < count; a = a->next_, i++) {
         if (a->bad_) {
             errs[i] = KR_EINVAL;
