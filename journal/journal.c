@@ -810,6 +810,17 @@ static void *writer_main(void *arg)
                 err = run_batch(j, first, errs, count, snap, &retry);
             while (retry);
         }
+        if (err != KR_OK && err != KR_EIO && err != KR_ECORRUPT && !failed) {
+            /* A failed commit may have left LMDB unusable (a failed meta page
+             * write, e.g. ENOSPC on a copy-on-write file system): it then
+             * answers everything with MDB_PANIC. Stop as after an I/O error. */
+            MDB_txn *probe;
+            int prc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &probe);
+            if (prc == MDB_PANIC)
+                err = KR_EIO;
+            else if (prc == 0)
+                mdb_txn_abort(probe);
+        }
         if (err == KR_EIO || err == KR_ECORRUPT) {
             /* After a failed fsync the page cache may not match the disk:
              * stop taking writes rather than retry. */

@@ -28,7 +28,10 @@
  * Failure. KR_EFULL (disk or map full) fails the batch it hit and nothing else:
  * the journal keeps serving reads and takes writes again when there is room.
  * An I/O error on commit stops the journal: every later append returns KR_EIO
- * (no silent retry after a failed fsync); reopen after fixing the cause.
+ * (no silent retry after a failed fsync); reopen after fixing the cause. The
+ * same happens when a full disk hits LMDB's meta page write (possible on
+ * copy-on-write file systems): LMDB cannot go on, so neither can the handle,
+ * and reads also fail until it is reopened. Nothing acknowledged is lost.
  *
  * Threads. All functions may be called from any thread, except that
  * jrn_close must not race with other calls on the same journal.

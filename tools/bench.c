@@ -95,6 +95,7 @@ struct bench {
     _Atomic uint64_t failures;
     _Atomic kr_err first_err;
     _Atomic uint64_t completed;
+    _Atomic uint64_t acked; /* completed with KR_OK: durable */
 };
 
 static void on_done(struct jrn_append *a, kr_err err)
@@ -106,6 +107,7 @@ static void on_done(struct jrn_append *a, kr_err err)
     if (d < p->events)
         p->lat_us[d] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
     if (err == KR_OK) {
+        atomic_fetch_add(&p->b->acked, 1);
         s->version++;
         if (p->b->acks_fd >= 0) {
             char line[128];
@@ -304,7 +306,7 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
         res->max_us = all[k - 1];
     }
     free(all);
-    res->events = atomic_load(&b.completed) - atomic_load(&b.failures);
+    res->events = atomic_load(&b.acked);
     res->events_per_s = res->seconds > 0 ? (double)res->events / res->seconds : 0;
     res->batches = st1.batches - st0.batches;
     if (res->batches)
