@@ -28,6 +28,10 @@ bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Prints "kiroku: <what>: <error text>" to stderr and returns CLI_FAIL. */
 int cli_fail(const char *what, kr_err err);
 
+/* For a journal that could not be opened in dir: says what to do about the
+ * common cases (none there, in use) and returns CLI_FAIL. */
+int cli_fail_open(const char *dir, kr_err err);
+
 /* Writes s as a JSON string literal (with quotes) to f. */
 void cli_json_str(FILE *f, const char *s, size_t len);
 

@@ -165,7 +165,7 @@ int cmd_verify(int argc, char **argv)
     kr_err err = jrn_verify(data, &vo, &r);
     double secs = cli_now() - t0;
     if (err)
-        return cli_fail("verify", err);
+        return cli_fail_open(data, err);
     if (json) {
         printf("{\"ok\":%s,\"mode\":\"%s\",\"records\":%" PRIu64 ",\"checkpoints\":%" PRIu64
                ",\"keys\":%" PRIu64 ",\"stripped\":%" PRIu64 ",\"seconds\":%.3f",
@@ -316,7 +316,7 @@ int cmd_dump(int argc, char **argv)
     struct journal *j;
     kr_err err = jrn_open(&o, &j);
     if (err)
-        return cli_fail(data, err);
+        return cli_fail_open(data, err);
     struct jrn_query q = {.kind = JRN_Q_RANGE, .from = from};
     struct jrn_cursor *cur;
     if ((err = jrn_cursor_new(j, &q, &cur))) {
@@ -379,12 +379,8 @@ int cmd_keys(int argc, char **argv)
     struct jrn_options o = {.dir = data};
     struct journal *j;
     kr_err err = jrn_open(&o, &j);
-    if (err == KR_EBUSY) {
-        fprintf(stderr, "kiroku: %s is in use by another kiroku process\n", data);
-        return CLI_FAIL;
-    }
     if (err)
-        return cli_fail(data, err);
+        return cli_fail_open(data, err);
     struct jrn_info info;
     err = jrn_rotate_key(j, &info);
     jrn_close(j);

@@ -49,6 +49,18 @@ int cli_fail(const char *what, kr_err err)
     return CLI_FAIL;
 }
 
+int cli_fail_open(const char *dir, kr_err err)
+{
+    if (err == KR_ENOTFOUND)
+        fprintf(stderr, "kiroku: no journal in %s (create one with: kiroku init --data %s)\n", dir,
+                dir);
+    else if (err == KR_EBUSY)
+        fprintf(stderr, "kiroku: %s is in use by another kiroku process\n", dir);
+    else
+        fprintf(stderr, "kiroku: %s: %s\n", dir, kr_strerror(err));
+    return CLI_FAIL;
+}
+
 void cli_json_str(FILE *f, const char *s, size_t len)
 {
     fputc('"', f);

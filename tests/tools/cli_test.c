@@ -1,0 +1,246 @@
+/*
+ * cli_test.c: the kiroku command as scripts and operators use it: exit codes,
+ * --help everywhere, --json output that parses and carries the documented
+ * fields, and the first bad seq reported for a damaged journal.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+#define OUT_MAX (1u << 20)
+
+static char root[1024], dir[1100];
+
+/* Runs kiroku with args (NULL-terminated), stdout into out (NUL-terminated,
+ * stderr into err when not NULL); returns the exit status. */
+static int run(char *out, char *err, const char *const *args)
+{
+    int po[2], pe[2];
+    assert_int_equal(pipe(po), 0);
+    assert_int_equal(pipe(pe), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        close(po[0]);
+        close(pe[0]);
+        const char *argv[32] = {"kiroku"};
+        size_t n = 1;
+        for (; args[n - 1] && n < 31; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(KR_KIROKU_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    size_t lo = 0, le = 0;
+    char scratch[4096];
+    for (bool open_o = true, open_e = true; open_o || open_e;) {
+        if (open_o) {
+            ssize_t r = read(po[0], out + lo, OUT_MAX - 1 - lo);
+            if (r <= 0)
+                open_o = false;
+            else
+                lo += (size_t)r;
+        }
+        if (open_e) {
+            char *dst = err ? err + le : scratch;
+            size_t cap = err ? OUT_MAX - 1 - le : sizeof scratch;
+            ssize_t r = read(pe[0], dst, cap);
+            if (r <= 0)
+                open_e = false;
+            else if (err)
+                le += (size_t)r;
+        }
+    }
+    out[lo] = '\0';
+    if (err)
+        err[le] = '\0';
+    close(po[0]);
+    close(pe[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static json_t *parse(const char *text)
+{
+    json_error_t e;
+    json_t *j = json_loads(text, 0, &e);
+    if (!j)
+        fail_msg("not JSON (%s): %s", e.text, text);
+    return j;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    kr_test_tmpdir(root, sizeof root);
+    snprintf(dir, sizeof dir, "%s/data", root);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kr_test_rmrf(root);
+    return 0;
+}
+
+static void test_help_and_usage(void **state)
+{
+    (void)state;
+    static char out[OUT_MAX], err[OUT_MAX];
+    static const char *const helps[][4] = {
+        {"--help", NULL},
+        {"init", "--help", NULL},
+        {"verify", "--help", NULL},
+        {"dump", "--help", NULL},
+        {"keys", "--help", NULL},
+        {"bench", "--help", NULL},
+        {"bench", "append", "--help", NULL},
+    };
+    for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
+        assert_int_equal(run(out, err, helps[i]), 0);
+        assert_non_null(strstr(out, "usage: kiroku"));
+    }
+    static const char *const bad[][6] = {
+        {"bogus", NULL},
+        {"verify", "--threads", "0", NULL},
+        {"verify", "--pubkey", "AAAA", NULL},
+        {"dump", "--from", "0", NULL},
+        {"dump", "--limit", "-1", NULL},
+        {"bench", "append", "--events", "0", NULL},
+        {"bench", "append", "--payload", "65537", NULL},
+        {"init", "extra", NULL},
+        {"keys", "frobnicate", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(run(out, err, bad[i]), 2);
+    assert_int_equal(run(out, err, (const char *const[]){NULL}), 2);
+}
+
+static void test_journal_commands(void **state)
+{
+    (void)state;
+    static char out[OUT_MAX], err[OUT_MAX];
+
+    /* No journal yet: operational failure with advice. */
+    assert_int_equal(run(out, err, (const char *const[]){"dump", "--data", dir, NULL}), 3);
+    assert_non_null(strstr(err, "kiroku init"));
+
+    /* init --json gives the public key; init again refuses. */
+    assert_int_equal(run(out, err, (const char *const[]){"init", "--data", dir, "--json", NULL}),
+                     0);
+    json_t *j = parse(out);
+    const char *pk = json_string_value(json_object_get(j, "public_key"));
+    assert_non_null(pk);
+    char pubkey[64];
+    snprintf(pubkey, sizeof pubkey, "%s", pk);
+    assert_int_equal(json_integer_value(json_object_get(j, "key_id")), 1);
+    assert_non_null(json_string_value(json_object_get(j, "origin")));
+    json_decref(j);
+    assert_int_equal(run(out, err, (const char *const[]){"init", "--data", dir, NULL}), 3);
+
+    /* Some records, then verify in both modes with the pinned key. */
+    assert_int_equal(
+        run(out, err,
+            (const char *const[]){"bench", "append", "--data", dir, "--events", "3000",
+                                  "--producers", "4", "--window", "8", "--json", NULL}),
+        0);
+    j = parse(out);
+    assert_int_equal(json_integer_value(json_object_get(j, "events")), 3000);
+    assert_int_equal(json_integer_value(json_object_get(j, "failures")), 0);
+    assert_true(json_is_number(json_object_get(j, "events_per_s")));
+    assert_true(json_is_integer(json_object_get(j, "p50_us")));
+    assert_true(json_is_integer(json_object_get(j, "p99_us")));
+    json_decref(j);
+    for (int fast = 0; fast < 2; fast++) {
+        const char *args[] = {
+            "verify", "--data", dir, "--pubkey", pubkey, "--json", fast ? "--fast" : NULL, NULL};
+        assert_int_equal(run(out, err, args), 0);
+        j = parse(out);
+        assert_true(json_is_true(json_object_get(j, "ok")));
+        assert_int_equal(json_integer_value(json_object_get(j, "records")), 3001);
+        assert_string_equal(json_string_value(json_object_get(j, "mode")), fast ? "fast" : "full");
+        json_decref(j);
+    }
+
+    /* dump --json: one object per line, in seq order, from --from. */
+    assert_int_equal(run(out, err,
+                         (const char *const[]){"dump", "--data", dir, "--from", "10", "--limit",
+                                               "5", "--json", NULL}),
+                     0);
+    size_t lines = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        j = parse(line);
+        assert_int_equal(json_integer_value(json_object_get(j, "seq")), 10 + (json_int_t)lines);
+        assert_non_null(json_string_value(json_object_get(j, "commitment")));
+        json_decref(j);
+    }
+    assert_int_equal(lines, 5);
+
+    /* Rotate the key; still verifies, now with two keys. */
+    assert_int_equal(run(out, err, (const char *const[]){"keys", "rotate", "--data", dir, NULL}),
+                     0);
+    assert_int_equal(run(out, err, (const char *const[]){"verify", "--data", dir, "--json", NULL}),
+                     0);
+    j = parse(out);
+    assert_int_equal(json_integer_value(json_object_get(j, "keys")), 2);
+    json_decref(j);
+
+    /* Damage record 1234's payload: exit 1 and the first bad seq. */
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    kr_test_env_open(dir, &env);
+    kr_test_txn_db(env, "events", &txn, &dbi);
+    uint8_t key[8];
+    kr_test_be64(key, 1234);
+    MDB_val k = {8, key}, v;
+    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+    uint8_t *copy = malloc(v.mv_size);
+    assert_non_null(copy);
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[v.mv_size - 1] ^= 1; /* the last payload byte */
+    MDB_val nv = {v.mv_size, copy};
+    assert_int_equal(mdb_put(txn, dbi, &k, &nv, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    free(copy);
+    assert_int_equal(run(out, err, (const char *const[]){"verify", "--data", dir, "--json", NULL}),
+                     1);
+    j = parse(out);
+    assert_true(json_is_false(json_object_get(j, "ok")));
+    assert_int_equal(json_integer_value(json_object_get(j, "bad_seq")), 1234);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "corrupt");
+    json_decref(j);
+    assert_int_equal(run(out, err, (const char *const[]){"verify", "--data", dir, NULL}), 1);
+    assert_non_null(strstr(out, "FAILED at seq 1234"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_and_usage),
+        cmocka_unit_test_setup_teardown(test_journal_commands, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
