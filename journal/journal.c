@@ -840,6 +840,10 @@ static void *writer_main(void *arg)
             if (now - j->file_time >= KR_CHECKPOINT_EVERY_NS) {
                 write_checkpoint_file(j, false);
                 j->file_time = now;
+                /* A reader killed mid-transaction leaves its slot behind and
+                 * pins old pages; reclaim such slots now and then. */
+                int dead = 0;
+                mdb_reader_check(j->env, &dead);
             }
         }
     }

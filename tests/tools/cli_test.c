@@ -11,8 +11,10 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <lmdb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,11 +238,104 @@ static void test_journal_commands(void **state)
     assert_non_null(strstr(out, "FAILED at seq 1234"));
 }
 
+static pid_t spawn(const char *const *args)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        const char *argv[32] = {"kiroku"};
+        size_t n = 1;
+        for (; args[n - 1] && n < 31; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(KR_KIROKU_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* The reader table as `mdb_stat -r` prints it (another LMDB client). */
+static void reader_table(char *out)
+{
+    char env[1200];
+    snprintf(env, sizeof env, "%s/journal", dir);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        execlp("mdb_stat", "mdb_stat", "-r", env, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(p[0], out + len, OUT_MAX - 1 - len)) > 0)
+        len += (size_t)r;
+    out[len] = '\0';
+    close(p[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    /* mdb_stat 0.9.24 exits 1 whenever it printed the table (it takes
+     * fputs' return value for an error), so read what it printed instead. */
+    if (!WIFEXITED(status) || strstr(out, "Reader Table Status") == NULL)
+        fail_msg("mdb_stat -r %s failed (status %d): %s", env, status, out);
+}
+
+/* A reader killed in the middle of its read transaction leaves its slot in
+ * LMDB's reader table, pinning old pages; the running writer reclaims it. */
+static void test_stale_reader_reclaimed(void **state)
+{
+    (void)state;
+    static char out[OUT_MAX], err[OUT_MAX];
+    assert_int_equal(
+        run(out, err,
+            (const char *const[]){"bench", "append", "--data", dir, "--events", "60000", NULL}),
+        0);
+    pid_t writer = spawn((const char *const[]){"bench", "append", "--data", dir, "--events",
+                                               "100000000", "--producers", "4", NULL});
+    int tries = 0;
+    pid_t reader;
+    char pidtext[32];
+    for (;;) {
+        /* Kill a full verification while it reads (one of 60,000+ records
+         * takes ~50 us a core: it runs for seconds). */
+        reader = spawn((const char *const[]){"verify", "--data", dir, NULL});
+        usleep(400 * 1000);
+        int status;
+        if (waitpid(reader, &status, WNOHANG) == 0)
+            break;
+        assert_true(++tries < 5);
+    }
+    kill(reader, SIGKILL);
+    assert_int_equal(waitpid(reader, NULL, 0), reader);
+    snprintf(pidtext, sizeof pidtext, " %d ", (int)reader);
+    reader_table(out);
+    assert_non_null(strstr(out, pidtext)); /* the dead reader's slot */
+    bool gone = false;
+    for (int i = 0; i < 50 && !gone; i++) {
+        usleep(100 * 1000);
+        reader_table(out);
+        gone = strstr(out, pidtext) == NULL;
+    }
+    kill(writer, SIGKILL);
+    assert_int_equal(waitpid(writer, NULL, 0), writer);
+    assert_true(gone);
+    assert_int_equal(run(out, err, (const char *const[]){"verify", "--data", dir, "--fast", NULL}),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_and_usage),
         cmocka_unit_test_setup_teardown(test_journal_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_reader_reclaimed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
