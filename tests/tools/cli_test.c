@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -91,6 +92,45 @@ static json_t *parse(const char *text)
     return j;
 }
 
+/* Background kiroku processes of the running test: killed by the teardown
+ * whatever way the test ends, and by the kernel if this process dies. */
+static pid_t children[4];
+
+static pid_t spawn(const char *const *args)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        const char *argv[32] = {"kiroku"};
+        size_t n = 1;
+        for (; args[n - 1] && n < 31; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(KR_KIROKU_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    for (size_t i = 0; i < sizeof children / sizeof children[0]; i++) {
+        if (children[i] == 0) {
+            children[i] = pid;
+            break;
+        }
+    }
+    return pid;
+}
+
+static void reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
+        if (children[i] == pid)
+            children[i] = 0;
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -102,6 +142,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
+        if (children[i] > 0)
+            reap(children[i]);
     kr_test_rmrf(root);
     return 0;
 }
@@ -238,25 +281,6 @@ static void test_journal_commands(void **state)
     assert_non_null(strstr(out, "FAILED at seq 1234"));
 }
 
-static pid_t spawn(const char *const *args)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        const char *argv[32] = {"kiroku"};
-        size_t n = 1;
-        for (; args[n - 1] && n < 31; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        execv(KR_KIROKU_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
 /* The reader table as `mdb_stat -r` prints it (another LMDB client). */
 static void reader_table(char *out)
 {
@@ -310,10 +334,12 @@ static void test_stale_reader_reclaimed(void **state)
         int status;
         if (waitpid(reader, &status, WNOHANG) == 0)
             break;
+        for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
+            if (children[i] == reader)
+                children[i] = 0; /* it finished on its own and was reaped */
         assert_true(++tries < 5);
     }
-    kill(reader, SIGKILL);
-    assert_int_equal(waitpid(reader, NULL, 0), reader);
+    reap(reader);
     snprintf(pidtext, sizeof pidtext, " %d ", (int)reader);
     reader_table(out);
     assert_non_null(strstr(out, pidtext)); /* the dead reader's slot */
@@ -323,8 +349,7 @@ static void test_stale_reader_reclaimed(void **state)
         reader_table(out);
         gone = strstr(out, pidtext) == NULL;
     }
-    kill(writer, SIGKILL);
-    assert_int_equal(waitpid(writer, NULL, 0), writer);
+    reap(writer);
     assert_true(gone);
     assert_int_equal(run(out, err, (const char *const[]){"verify", "--data", dir, "--fast", NULL}),
                      0);
