@@ -3,7 +3,7 @@
  *
  * A journal lives in a data directory:
  *   DIR/journal/      LMDB environment (data.mdb, lock.mdb) with named databases
- *                     events, tree, streams, tenants, checkpoints, keys, meta
+ *                     events, tree, streams, tenants, checkpoints, meta
  *   DIR/keys/         signing keys (journal-<id>.key, mode 0600) and public keys
  *   DIR/checkpoint    the newest signed checkpoint, also kept outside LMDB so a
  *                     restore that rolls history back can be noticed
@@ -11,9 +11,9 @@
  * Appending. Callers submit appends of 1..KR_APPEND_MAX_EVENTS events; a
  * submission only queues them. A pool of signer threads (one per core)
  * computes each payload commitment and Ed25519 signature; one writer thread
- * gathers whatever is signed into one LMDB write transaction, assigns seq and prev, extends the
- * Merkle tree, signs one checkpoint for the batch and commits with fsync. An
- * append completes only after its batch is durable. All events of one append
+ * gathers whatever is signed into one LMDB write transaction, assigns seq and
+ * prev, extends the Merkle tree, signs one checkpoint for the batch and
+ * commits with fsync. An append completes only after its batch is durable. All events of one append
  * commit together or not at all.
  *
  * Ordering and time. An append takes its time and its place in the queue in
