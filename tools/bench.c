@@ -379,25 +379,21 @@ static const char bench_usage[] =
 
 static int bench_append(int argc, char **argv)
 {
-    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          {"events", required_argument, 0, 'n'},
                                          {"producers", required_argument, 0, 'p'},
                                          {"payload", required_argument, 0, 's'},
                                          {"window", required_argument, 0, 'w'},
                                          {"acks", required_argument, 0, 'a'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *data = NULL, *acks = NULL;
+    struct cli_common co = {0};
+    const char *acks = NULL;
+    int rc;
     uint64_t events = 200000, producers = 64, payload = 200, window = 256;
-    bool json = false;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         bool ok = true;
         switch (c) {
-        case 'd':
-            data = optarg;
-            break;
         case 'n':
             ok = cli_parse_u64(optarg, 1, UINT32_MAX, &events);
             break;
@@ -413,24 +409,17 @@ static int bench_append(int argc, char **argv)
         case 'a':
             acks = optarg;
             break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            fputs(bench_usage, stdout);
-            return CLI_OK;
         default:
-            ok = false;
+            if ((rc = cli_common_option(c, bench_usage, &co)) != CLI_CONTINUE)
+                return rc;
         }
-        if (!ok) {
-            fputs(bench_usage, stderr);
-            return CLI_USAGE;
-        }
+        if (!ok)
+            return cli_usage(bench_usage);
     }
-    if (optind != argc) {
-        fputs(bench_usage, stderr);
-        return CLI_USAGE;
-    }
+    if (optind != argc)
+        return cli_usage(bench_usage);
+    const char *data = co.data;
+    bool json = co.json;
     char tmp[KR_PATH_MAX];
     kr_err err;
     if (data) {
@@ -491,44 +480,34 @@ static int bench_append(int argc, char **argv)
 
 static int bench_verify(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},    {"events", required_argument, 0, 'n'},
-        {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
-    const char *data = NULL;
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"events", required_argument, 0, 'n'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {0, 0, 0, 0}};
+    struct cli_common co = {0};
     uint64_t events = 200000, threads = 0;
-    bool json = false;
+    int rc;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         bool ok = true;
         switch (c) {
-        case 'd':
-            data = optarg;
-            break;
         case 'n':
             ok = cli_parse_u64(optarg, 1, UINT32_MAX, &events);
             break;
         case 't':
             ok = cli_parse_u64(optarg, 1, 64, &threads);
             break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            fputs(bench_usage, stdout);
-            return CLI_OK;
         default:
-            ok = false;
+            if ((rc = cli_common_option(c, bench_usage, &co)) != CLI_CONTINUE)
+                return rc;
         }
-        if (!ok) {
-            fputs(bench_usage, stderr);
-            return CLI_USAGE;
-        }
+        if (!ok)
+            return cli_usage(bench_usage);
     }
-    if (optind != argc) {
-        fputs(bench_usage, stderr);
-        return CLI_USAGE;
-    }
+    if (optind != argc)
+        return cli_usage(bench_usage);
+    const char *data = co.data;
+    bool json = co.json;
     char tmp[KR_PATH_MAX];
     kr_err err;
     if (data) {

@@ -19,6 +19,31 @@
  * 2 usage error, 3 operational error (could not open, I/O...). */
 enum { CLI_OK = 0, CLI_BAD = 1, CLI_USAGE = 2, CLI_FAIL = 3 };
 
+/* The options every command takes, for its getopt_long table. */
+#define CLI_COMMON_OPTIONS                                                                         \
+    {"data", required_argument, 0, 'd'}, {"json", no_argument, 0, 'j'},                            \
+    {                                                                                              \
+        "help", no_argument, 0, 'h'                                                                \
+    }
+
+/* What the common options set. */
+struct cli_common {
+    const char *data; /* --data, or NULL */
+    bool json;        /* --json */
+};
+
+/* Returned by cli_common_option when parsing goes on. */
+#define CLI_CONTINUE (-1)
+
+/* Handles getopt_long's result c for a common option. Returns CLI_CONTINUE
+ * after --data or --json, CLI_OK after printing usage for --help, and
+ * CLI_USAGE after printing usage to stderr for anything else (an unknown or
+ * malformed option). */
+int cli_common_option(int c, const char *usage, struct cli_common *co);
+
+/* Prints usage to stderr and returns CLI_USAGE. */
+int cli_usage(const char *usage);
+
 /* The data directory: --data value, else $KIROKU_DATA, else the default. */
 const char *cli_data_dir(const char *flag);
 

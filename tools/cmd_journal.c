@@ -29,34 +29,21 @@ static const char init_usage[] =
 
 int cmd_init(int argc, char **argv)
 {
-    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *data = NULL;
-    bool json = false;
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+    struct cli_common co = {0};
+    int rc;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'd':
-            data = optarg;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            fputs(init_usage, stdout);
-            return CLI_OK;
         default:
-            fputs(init_usage, stderr);
-            return CLI_USAGE;
+            if ((rc = cli_common_option(c, init_usage, &co)) != CLI_CONTINUE)
+                return rc;
         }
     }
-    if (optind != argc) {
-        fputs(init_usage, stderr);
-        return CLI_USAGE;
-    }
-    data = cli_data_dir(data);
+    if (optind != argc)
+        return cli_usage(init_usage);
+    const char *data = cli_data_dir(co.data);
+    bool json = co.json;
     struct jrn_options o = {.dir = data};
     struct jrn_info info;
     kr_err err = jrn_create(&o, &info);
@@ -108,23 +95,18 @@ static void progress(void *ctx, uint64_t done, uint64_t total)
 
 int cmd_verify(int argc, char **argv)
 {
-    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          {"fast", no_argument, 0, 'f'},
                                          {"pubkey", required_argument, 0, 'p'},
                                          {"threads", required_argument, 0, 't'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     struct jrn_verify_options vo = {0};
-    const char *data = NULL;
-    bool json = false;
+    struct cli_common co = {0};
+    int rc;
     uint64_t n;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'd':
-            data = optarg;
-            break;
         case 'f':
             vo.fast = true;
             break;
@@ -142,22 +124,15 @@ int cmd_verify(int argc, char **argv)
             }
             vo.threads = (unsigned)n;
             break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            fputs(verify_usage, stdout);
-            return CLI_OK;
         default:
-            fputs(verify_usage, stderr);
-            return CLI_USAGE;
+            if ((rc = cli_common_option(c, verify_usage, &co)) != CLI_CONTINUE)
+                return rc;
         }
     }
-    if (optind != argc) {
-        fputs(verify_usage, stderr);
-        return CLI_USAGE;
-    }
-    data = cli_data_dir(data);
+    if (optind != argc)
+        return cli_usage(verify_usage);
+    const char *data = cli_data_dir(co.data);
+    bool json = co.json;
     if (!json && isatty(STDERR_FILENO))
         vo.progress = progress;
     struct jrn_verify_report r;
@@ -271,19 +246,16 @@ static void dump_text(const struct jrn_record *r)
 
 int cmd_dump(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},  {"from", required_argument, 0, 'f'},
-        {"limit", required_argument, 0, 'l'}, {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    const char *data = NULL;
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"from", required_argument, 0, 'f'},
+                                         {"limit", required_argument, 0, 'l'},
+                                         {0, 0, 0, 0}};
+    struct cli_common co = {0};
     uint64_t from = 1, limit = UINT64_MAX;
-    bool json = false;
+    int rc;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'd':
-            data = optarg;
-            break;
         case 'f':
             if (!cli_parse_u64(optarg, 1, UINT64_MAX, &from)) {
                 fprintf(stderr, "kiroku: --from must be a seq >= 1\n");
@@ -296,22 +268,15 @@ int cmd_dump(int argc, char **argv)
                 return CLI_USAGE;
             }
             break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            fputs(dump_usage, stdout);
-            return CLI_OK;
         default:
-            fputs(dump_usage, stderr);
-            return CLI_USAGE;
+            if ((rc = cli_common_option(c, dump_usage, &co)) != CLI_CONTINUE)
+                return rc;
         }
     }
-    if (optind != argc) {
-        fputs(dump_usage, stderr);
-        return CLI_USAGE;
-    }
-    data = cli_data_dir(data);
+    if (optind != argc)
+        return cli_usage(dump_usage);
+    const char *data = cli_data_dir(co.data);
+    bool json = co.json;
     struct jrn_options o = {.dir = data, .read_only = true};
     struct journal *j;
     kr_err err = jrn_open(&o, &j);
@@ -348,34 +313,23 @@ static const char keys_usage[] =
 
 int cmd_keys(int argc, char **argv)
 {
-    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *data = NULL;
-    bool json = false;
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+    struct cli_common co = {0};
+    int rc;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'd':
-            data = optarg;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            fputs(keys_usage, stdout);
-            return CLI_OK;
         default:
-            fputs(keys_usage, stderr);
-            return CLI_USAGE;
+            if ((rc = cli_common_option(c, keys_usage, &co)) != CLI_CONTINUE)
+                return rc;
         }
     }
     if (optind != argc - 1 || strcmp(argv[optind], "rotate") != 0) {
         fputs(keys_usage, stderr);
         return CLI_USAGE;
     }
-    data = cli_data_dir(data);
+    const char *data = cli_data_dir(co.data);
+    bool json = co.json;
     struct jrn_options o = {.dir = data};
     struct journal *j;
     kr_err err = jrn_open(&o, &j);

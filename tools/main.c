@@ -5,11 +5,12 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static const char usage[] =
+static const char main_usage[] =
     "usage: kiroku <command> [options]\n"
     "\n"
     "commands:\n"
@@ -28,6 +29,29 @@ const char *cli_data_dir(const char *flag)
         return flag;
     const char *env = getenv("KIROKU_DATA");
     return env && *env ? env : CLI_DATA_DEFAULT;
+}
+
+int cli_common_option(int c, const char *usage, struct cli_common *co)
+{
+    switch (c) {
+    case 'd':
+        co->data = optarg;
+        return CLI_CONTINUE;
+    case 'j':
+        co->json = true;
+        return CLI_CONTINUE;
+    case 'h':
+        fputs(usage, stdout);
+        return CLI_OK;
+    default:
+        return cli_usage(usage);
+    }
+}
+
+int cli_usage(const char *usage)
+{
+    fputs(usage, stderr);
+    return CLI_USAGE;
 }
 
 bool cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -96,12 +120,12 @@ int main(int argc, char **argv)
     };
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
-        fputs(usage, argc < 2 ? stderr : stdout);
+        fputs(main_usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0)
             return cmds[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "kiroku: unknown command '%s'\n\n%s", argv[1], usage);
+    fprintf(stderr, "kiroku: unknown command '%s'\n\n%s", argv[1], main_usage);
     return CLI_USAGE;
 }
