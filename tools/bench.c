@@ -339,7 +339,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
-/* A fresh journal in a temporary directory under var/ (or $TMPDIR). */
+/* A fresh journal in a new directory under $TMPDIR (or /tmp). */
 static kr_err temp_journal(char *dir, size_t cap)
 {
     const char *base = getenv("TMPDIR");
