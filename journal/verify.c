@@ -76,6 +76,8 @@ struct vctx {
     struct mrk_frontier last_partial; /* frontier of the last chunk when partial */
     struct vkey keys[KR_KEYS_MAX];
     size_t nkeys;
+    struct kr_note_key note_keys[KR_KEYS_MAX]; /* the same keys, as note.h wants them */
+    size_t nnote_keys;
     _Atomic uint64_t next_chunk;
     _Atomic uint64_t done_chunks;
     _Atomic uint64_t first_bad; /* lowest faulty seq seen so far */
@@ -461,15 +463,17 @@ static void emit_upper(void *ctx, unsigned level, uint64_t index, const uint8_t 
 static kr_err check_note(struct vctx *v, MDB_txn *txn, const char *note, size_t len, uint64_t at,
                          uint64_t *size, struct fault *f, const char *where)
 {
-    struct kr_note_key nk[KR_KEYS_MAX];
     struct kr_checkpoint cp;
     uint32_t key_id;
-    for (size_t i = 0; i < v->nkeys; i++) {
-        snprintf(nk[i].name, sizeof nk[i].name, "%s", v->j->origin);
-        memcpy(nk[i].pk, v->keys[i].pk, KR_PUBKEY_LEN);
-        nk[i].key_id = v->keys[i].key_id;
+    if (v->nnote_keys != v->nkeys) { /* the key history is complete by now */
+        for (size_t i = 0; i < v->nkeys; i++) {
+            snprintf(v->note_keys[i].name, sizeof v->note_keys[i].name, "%s", v->j->origin);
+            memcpy(v->note_keys[i].pk, v->keys[i].pk, KR_PUBKEY_LEN);
+            v->note_keys[i].key_id = v->keys[i].key_id;
+        }
+        v->nnote_keys = v->nkeys;
     }
-    kr_err err = kr_checkpoint_open(note, len, nk, v->nkeys, &cp, &key_id);
+    kr_err err = kr_checkpoint_open(note, len, v->note_keys, v->nkeys, &cp, &key_id);
     if (err) {
         set_fault(f, at, err, "%s: %s", where, kr_strerror(err));
         return err;
