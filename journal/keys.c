@@ -225,7 +225,7 @@ kr_err kr_key_load(const char *dir, uint32_t key_id, struct kr_signing_key *out)
 kr_err kr_pubkey_load(const char *dir, uint32_t key_id, uint8_t pk[KR_PUBKEY_LEN])
 {
     char path[KR_PATH_MAX];
-    char text[KEY_FILE_MAX];
+    char text[KEY_FILE_MAX] = "";
     kr_err err;
     if ((err = key_path(path, sizeof path, dir, key_id, "pub")))
         return err;

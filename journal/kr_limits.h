@@ -18,7 +18,7 @@
 #define KR_ACTOR_MAX 64
 /* One event's payload. Events are facts, not files; 64 KiB holds any contact
  * with all its attributes, and keeps a commit batch's memory bounded. */
-#define KR_PAYLOAD_MAX (64u * 1024u)
+#define KR_PAYLOAD_MAX ((size_t)64 * 1024)
 /* An encoded record header: fixed fields plus the three strings above. */
 #define KR_HEADER_MAX 512u
 /* An encoded record: header, payload, and msgpack framing. */
@@ -34,7 +34,7 @@
 #define KR_BATCH_MAX_EVENTS 4096
 /* Payload bytes in one write transaction, so a batch of large events still
  * commits in bounded time and memory. */
-#define KR_BATCH_MAX_BYTES (8u * 1024u * 1024u)
+#define KR_BATCH_MAX_BYTES ((size_t)8 * 1024 * 1024)
 /* Signer threads at most, whatever the core count: signing is CPU-bound, and
  * more threads than cores only take CPU time from the single writer. */
 #define KR_SIGNERS_MAX 64

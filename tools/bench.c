@@ -49,9 +49,15 @@ static long rss_anon_kb(void)
     long kb = -1;
     if (!f)
         return -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "RssAnon:", 8) == 0) {
+            char *end;
+            kb = strtol(line + 8, &end, 10);
+            if (end == line + 8)
+                kb = -1;
             break;
+        }
+    }
     fclose(f);
     return kb;
 }
@@ -244,7 +250,7 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
         if (p->lat_us)
             memset(p->lat_us, 0xff, (p->events ? p->events : 1) * sizeof *p->lat_us);
         p->slots = calloc(window, sizeof *p->slots);
-        p->stack = calloc(window, sizeof *p->stack);
+        p->stack = calloc(window, sizeof(struct slot *));
         if (!p->lat_us || !p->slots || !p->stack) {
             err = KR_ENOMEM;
             break;
@@ -274,7 +280,7 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
             err = KR_ENOMEM;
     unsigned sampled = 1;
     while (!err && atomic_load(&b.completed) < events && atomic_load(&b.failures) == 0) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
+        struct timespec ts = {0, 10000000L};
         nanosleep(&ts, NULL);
         uint64_t done = atomic_load(&b.completed);
         while (sampled < RSS_SAMPLES - 1 && done >= events * sampled / (RSS_SAMPLES - 1))
