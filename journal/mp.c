@@ -96,26 +96,13 @@ kr_err kr_mp_read_map(struct kr_mp_reader *r, uint32_t *count)
     return KR_OK;
 }
 
-kr_err kr_mp_read_str(struct kr_mp_reader *r, const char **s, size_t *len)
+/* A str or bin: the header, then n bytes that must all be there. */
+static kr_err read_bytes(struct kr_mp_reader *r, bool str, const uint8_t **b, size_t *len)
 {
     uint64_t n;
     size_t hdr;
-    kr_err err = header(r, 0xe0, 0xa0, 5, 0xd9, 0xda, 0xdb, &n, &hdr);
-    if (err)
-        return err;
-    if (n > kr_mp_remaining(r) - hdr)
-        return KR_ECORRUPT;
-    *s = (const char *)(r->p + hdr);
-    *len = (size_t)n;
-    r->p += hdr + n;
-    return KR_OK;
-}
-
-kr_err kr_mp_read_bin(struct kr_mp_reader *r, const uint8_t **b, size_t *len)
-{
-    uint64_t n;
-    size_t hdr;
-    kr_err err = header(r, 0, 0, 0, 0xc4, 0xc5, 0xc6, &n, &hdr);
+    kr_err err = str ? header(r, 0xe0, 0xa0, 5, 0xd9, 0xda, 0xdb, &n, &hdr)
+                     : header(r, 0, 0, 0, 0xc4, 0xc5, 0xc6, &n, &hdr);
     if (err)
         return err;
     if (n > kr_mp_remaining(r) - hdr)
@@ -124,6 +111,20 @@ kr_err kr_mp_read_bin(struct kr_mp_reader *r, const uint8_t **b, size_t *len)
     *len = (size_t)n;
     r->p += hdr + n;
     return KR_OK;
+}
+
+kr_err kr_mp_read_str(struct kr_mp_reader *r, const char **s, size_t *len)
+{
+    const uint8_t *b;
+    kr_err err = read_bytes(r, true, &b, len);
+    if (err == KR_OK)
+        *s = (const char *)b;
+    return err;
+}
+
+kr_err kr_mp_read_bin(struct kr_mp_reader *r, const uint8_t **b, size_t *len)
+{
+    return read_bytes(r, false, b, len);
 }
 
 kr_err kr_mp_read_uint(struct kr_mp_reader *r, uint64_t *v)

@@ -97,3 +97,35 @@ void kr_test_be64(uint8_t out[8], uint64_t v)
     for (int i = 7; i >= 0; i--, v >>= 8)
         out[i] = (uint8_t)v;
 }
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+bool kr_test_parse_ack(const char *line, size_t len, uint64_t *seq, uint8_t commitment[32])
+{
+    size_t i = 0;
+    uint64_t v = 0;
+    while (i < len && line[i] >= '0' && line[i] <= '9') {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(line[i] - '0');
+        i++;
+    }
+    if (i == 0 || i + 1 + 2 * 32 + 1 != len || line[i] != ' ' || line[len - 1] != '\n')
+        return false;
+    i++;
+    for (size_t k = 0; k < 32; k++, i += 2) {
+        int hi = hexval(line[i]), lo = hexval(line[i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        commitment[k] = (uint8_t)(hi << 4 | lo);
+    }
+    *seq = v;
+    return true;
+}

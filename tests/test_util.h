@@ -7,6 +7,7 @@
 #define KR_TEST_UTIL_H
 
 #include <lmdb.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,11 @@ void kr_test_env_open(const char *dir, MDB_env **env);
 
 /* Opens named database `name` in a new write transaction of env. */
 void kr_test_txn_db(MDB_env *env, const char *name, MDB_txn **txn, MDB_dbi *dbi);
+
+/* Parses one acknowledgement line of `kiroku bench append --acks`: "seq hex\n"
+ * of len bytes, newline included, hex being the 32-byte commitment. False if
+ * the line is malformed. */
+bool kr_test_parse_ack(const char *line, size_t len, uint64_t *seq, uint8_t commitment[32]);
 
 /* Big-endian u64 key helper. */
 void kr_test_be64(uint8_t out[8], uint64_t v);

@@ -170,35 +170,11 @@ static void kill_bench(pid_t pid)
     }
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Parses one complete line "seq hex\n" of len bytes (newline included). */
 static void parse_ack(const char *line, size_t len, uint64_t *seq, uint8_t c[KR_HASH_LEN])
 {
-    size_t i = 0;
-    uint64_t v = 0;
-    while (i < len && line[i] >= '0' && line[i] <= '9') {
-        assert_true(v <= (UINT64_MAX - 9) / 10);
-        v = v * 10 + (uint64_t)(line[i] - '0');
-        i++;
-    }
-    if (i == 0 || i + 1 + 2 * KR_HASH_LEN + 1 != len || line[i] != ' ')
+    if (!kr_test_parse_ack(line, len, seq, c))
         fail_msg("malformed acknowledgement line: %.*s", (int)len, line);
-    i++;
-    for (size_t k = 0; k < KR_HASH_LEN; k++, i += 2) {
-        int hi = hexval(line[i]), lo = hexval(line[i + 1]);
-        if (hi < 0 || lo < 0)
-            fail_msg("malformed acknowledgement line: %.*s", (int)len, line);
-        c[k] = (uint8_t)(hi << 4 | lo);
-    }
-    *seq = v;
 }
 
 static void acked_reserve(uint64_t seq)

@@ -330,35 +330,11 @@ static uint64_t stat_get(const struct paths *p, const char *key)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Parses one complete line "seq hex\n" of len bytes (newline included). */
 static void parse_ack(const char *line, size_t len, struct ack *a)
 {
-    size_t i = 0;
-    uint64_t v = 0;
-    while (i < len && line[i] >= '0' && line[i] <= '9') {
-        assert_true(v <= (UINT64_MAX - 9) / 10);
-        v = v * 10 + (uint64_t)(line[i] - '0');
-        i++;
-    }
-    if (i == 0 || i + 1 + 2 * KR_HASH_LEN + 1 != len || line[i] != ' ')
+    if (!kr_test_parse_ack(line, len, &a->seq, a->commitment))
         fail_msg("malformed acknowledgement line: %.*s", (int)len, line);
-    i++;
-    for (size_t k = 0; k < KR_HASH_LEN; k++, i += 2) {
-        int hi = hexval(line[i]), lo = hexval(line[i + 1]);
-        if (hi < 0 || lo < 0)
-            fail_msg("malformed acknowledgement line: %.*s", (int)len, line);
-        a->commitment[k] = (uint8_t)(hi << 4 | lo);
-    }
-    a->seq = v;
 }
 
 static void read_acks(const struct paths *p, struct acks *out)
