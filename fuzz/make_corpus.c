@@ -1,14 +1,19 @@
 /*
  * make_corpus.c: writes the seed corpora of the fuzz targets.
  *
- *   make_corpus DIR    writes DIR/record/, DIR/note/ and DIR/mp/
+ *   make_corpus DIR    writes DIR/record/, DIR/note/, DIR/mp/ and DIR/payload/
  *
  * The output is deterministic (fixed keys, fixed bytes), so running it again
  * reproduces the committed fuzz/corpus/ exactly. Records are made with
  * jrn_record_encode and notes with kr_checkpoint_sign, so the seeds are what
  * the journal really writes; the note key is the one note_fuzz.c trusts.
+ * Event payloads are made with kr_event_encode under the data key, tenant and
+ * rng seed payload_fuzz.c uses; their first byte is the event id (the op id
+ * for argument seeds), so a schema change that renumbers events calls for
+ * running this again.
  */
 #include "note.h"
+#include "payload.h"
 #include "record.h"
 
 #include <errno.h>
@@ -23,6 +28,10 @@
 #define FUZZ_KEY_NAME  "kiroku/00112233445566778899aabbccddeeff"
 #define OTHER_KEY_NAME "witness.example/w1"
 #define EM_DASH_SP     "\xE2\x80\x94 "
+/* Must match payload_fuzz.c. */
+#define FUZZ_TENANT   42u
+#define FUZZ_RNG_SEED 7u
+#define FUZZ_KEY_BYTE 0xa0
 
 static const char *g_dir;
 
@@ -282,6 +291,183 @@ static void make_mp(void)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* One payload seed: the selector byte, then the payload of p's event. */
+static void payload_file(const char *name, struct kr_payload *p)
+{
+    static uint8_t buf[1 + KR_PAYLOAD_MAX];
+    struct kr_data_key key = {.tenant = FUZZ_TENANT};
+    for (size_t i = 0; i < KR_DATA_KEY_LEN; i++)
+        key.key[i] = (uint8_t)(FUZZ_KEY_BYTE + i);
+    char stream[KR_STREAM_MAX + 1];
+    size_t sl, len;
+    struct kr_rng_det det;
+    struct kr_rng rng;
+    struct kr_diag d;
+    if (kr_event_stream(p, stream, sizeof stream, &sl) != KR_OK)
+        die(name);
+    kr_rng_det_init(&det, FUZZ_RNG_SEED, &rng);
+    struct kr_pd_ctx pd = {.key = &key,
+                           .rng = &rng,
+                           .tenant = kr_events[p->ev].platform ? 0 : FUZZ_TENANT,
+                           .stream = stream,
+                           .stream_len = sl};
+    kr_err err = kr_event_encode(p, &pd, buf + 1, KR_PAYLOAD_MAX, &len, &d);
+    kr_rng_det_fini(&det);
+    if (err != KR_OK) {
+        fprintf(stderr, "make_corpus: %s: %s (%s: %s)\n", name, kr_strerror(err), d.field, d.why);
+        exit(1);
+    }
+    buf[0] = (uint8_t)p->ev;
+    write_file("payload", name, buf, len + 1);
+}
+
+static void args_file(const char *name, int op, const msgpack_sbuffer *sb)
+{
+    static uint8_t buf[1 + 4096];
+    if (sb->size > sizeof buf - 1)
+        die(name);
+    buf[0] = (uint8_t)op;
+    memcpy(buf + 1, sb->data, sb->size);
+    write_file("payload", name, buf, sb->size + 1);
+}
+
+static void pack_key(msgpack_packer *pk, int fld)
+{
+    const char *s = kr_fields[fld].name;
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+static void pack_s(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+static void make_payloads(void)
+{
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        die("kr_payload_new");
+    uint8_t id[16], id2[16], hash[32];
+    pattern(id, sizeof id, 0x10);
+    pattern(id2, sizeof id2, 0x30);
+    pattern(hash, sizeof hash, 0x50);
+
+    kr_payload_reset(p, KR_EV_TAG_CREATED);
+    kr_set_bytes(p, KR_FLD_TAG, id, 16);
+    kr_set_str(p, KR_FLD_TAG_NAME, "vip \xE9\xA1\xA7\xE5\xAE\xA2");
+    payload_file("ev_tag_created.bin", p);
+
+    kr_payload_reset(p, KR_EV_CONTACT_REGISTERED);
+    kr_set_bytes(p, KR_FLD_CONTACT, id, 16);
+    kr_set_str(p, KR_FLD_NAME, "\xE5\xB1\xB1\xE7\x94\xB0 \xE5\xA4\xAA\xE9\x83\x8E");
+    kr_set_str(p, KR_FLD_EMAIL, "taro@example.jp");
+    kr_set_str(p, KR_FLD_PHONE, "+81 90-1234-5678");
+    kr_set_str(p, KR_FLD_NOTE, "met at the fair");
+    payload_file("ev_contact_registered.bin", p);
+
+    kr_payload_reset(p, KR_EV_ACCOUNT_CREATED);
+    kr_set_bytes(p, KR_FLD_ACCOUNT, id2, 16);
+    kr_set_u64(p, KR_FLD_ROLE, KR_ROLE_USER);
+    kr_set_u64(p, KR_FLD_PERMISSIONS,
+               1u << KR_PERMISSION_CONTACTS_READ | 1u << KR_PERMISSION_TAGS_WRITE);
+    kr_set_str(p, KR_FLD_EMAIL, "hanako@example.jp");
+    kr_set_bytes(p, KR_FLD_EMAIL_MAC, hash, 32);
+    kr_set_str(p, KR_FLD_PASSWORD_HASH, "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA");
+    payload_file("ev_account_created.bin", p);
+
+    kr_payload_reset(p, KR_EV_CONTACT_ATTRIBUTE_SET);
+    kr_set_bytes(p, KR_FLD_CONTACT, id, 16);
+    kr_set_bytes(p, KR_FLD_ATTRIBUTE, id2, 16);
+    kr_set_value_float(p, KR_FLD_VALUE, -2.5);
+    payload_file("ev_attribute_set_float.bin", p);
+    kr_set_value_int(p, KR_FLD_VALUE, -40000);
+    payload_file("ev_attribute_set_int.bin", p);
+
+    static const uint64_t tenants[] = {3, 300, 70000, 5000000000ull};
+    kr_payload_reset(p, KR_EV_NOTICE_PUBLISHED);
+    kr_set_bytes(p, KR_FLD_NOTICE, id, 16);
+    kr_set_u64(p, KR_FLD_NOTICE_KIND, KR_NOTICE_KIND_VULNERABILITY);
+    kr_set_str(p, KR_FLD_TITLE, "OpenSSL update");
+    kr_set_str(p, KR_FLD_BODY, "We updated OpenSSL on every server.");
+    kr_set_u64(p, KR_FLD_EFFECTIVE, 1700000000000000000ull);
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    kr_set_tenants(p, KR_FLD_TENANTS, tenants, 4);
+    payload_file("ev_notice_published.bin", p);
+
+    kr_payload_reset(p, KR_EV_SESSION_OPENED);
+    kr_set_bytes(p, KR_FLD_SESSION, id, 16);
+    kr_set_bytes(p, KR_FLD_ACCOUNT, id2, 16);
+    kr_set_bytes(p, KR_FLD_TOKEN_HASH, hash, 32);
+    kr_set_u64(p, KR_FLD_EXPIRES, UINT64_MAX);
+    kr_set_u64(p, KR_FLD_IDLE_EXPIRES, 127);
+    payload_file("ev_session_opened.bin", p);
+
+    kr_payload_reset(p, KR_EV_TENANT_ERASED);
+    payload_file("ev_tenant_erased.bin", p);
+    kr_payload_free(p);
+
+    /* Op arguments, in free key order. */
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    pack_key(&pk, KR_FLD_PHONE);
+    pack_s(&pk, "03-1234-5678");
+    pack_key(&pk, KR_FLD_NAME);
+    pack_s(&pk, "\xE5\xB1\xB1\xE7\x94\xB0");
+    pack_key(&pk, KR_FLD_EMAIL);
+    pack_s(&pk, "a@b.jp");
+    args_file("op_contacts_register.bin", KR_OP_CONTACTS_REGISTER, &sb);
+
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 3);
+    pack_key(&pk, KR_FLD_PERMISSIONS);
+    msgpack_pack_array(&pk, 2);
+    pack_s(&pk, kr_enums[KR_ENUM_PERMISSION].values[KR_PERMISSION_USERS_READ]);
+    pack_s(&pk, kr_enums[KR_ENUM_PERMISSION].values[KR_PERMISSION_CONTACTS_READ]);
+    pack_key(&pk, KR_FLD_ACCOUNT);
+    msgpack_pack_bin(&pk, 16);
+    msgpack_pack_bin_body(&pk, id, 16);
+    pack_key(&pk, KR_FLD_VERSION);
+    msgpack_pack_uint64(&pk, 12);
+    args_file("op_users_grant.bin", KR_OP_USERS_GRANT, &sb);
+
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 3);
+    pack_key(&pk, KR_FLD_CONTACT);
+    msgpack_pack_bin(&pk, 16);
+    msgpack_pack_bin_body(&pk, id, 16);
+    pack_key(&pk, KR_FLD_ATTRIBUTE_KEY);
+    pack_s(&pk, "birthday");
+    pack_key(&pk, KR_FLD_VALUE);
+    pack_s(&pk, "1990-01-31");
+    args_file("op_contacts_set.bin", KR_OP_CONTACTS_SET, &sb);
+
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 7);
+    pack_key(&pk, KR_FLD_INCIDENT_SCOPE);
+    pack_s(&pk, kr_enums[KR_ENUM_INCIDENT_SCOPE].values[KR_INCIDENT_SCOPE_BREACH]);
+    pack_key(&pk, KR_FLD_SEVERITY);
+    pack_s(&pk, kr_enums[KR_ENUM_SEVERITY].values[KR_SEVERITY_HIGH]);
+    pack_key(&pk, KR_FLD_TITLE);
+    pack_s(&pk, "leak");
+    pack_key(&pk, KR_FLD_SUMMARY);
+    pack_s(&pk, "a laptop was lost");
+    pack_key(&pk, KR_FLD_DETECTED);
+    msgpack_pack_uint64(&pk, 1700000000000000000ull);
+    pack_key(&pk, KR_FLD_AUDIENCE);
+    pack_s(&pk, kr_enums[KR_ENUM_AUDIENCE].values[KR_AUDIENCE_LISTED]);
+    pack_key(&pk, KR_FLD_TENANTS);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, 3);
+    msgpack_pack_uint64(&pk, 9);
+    args_file("op_incidents_open.bin", KR_OP_INCIDENTS_OPEN, &sb);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -295,5 +481,6 @@ int main(int argc, char **argv)
     make_records();
     make_notes();
     make_mp();
+    make_payloads();
     return 0;
 }

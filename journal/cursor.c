@@ -27,6 +27,22 @@ static kr_err read_txn(struct journal *j, MDB_txn **txn)
     return kr_err_from_mdb(mdb_txn_begin(j->env, NULL, MDB_RDONLY, txn));
 }
 
+kr_err jrn_read_in(struct journal *j, MDB_txn *txn, uint64_t seq, struct jrn_record *rec)
+{
+    uint8_t kb[8];
+    if (seq == 0)
+        return KR_ENOTFOUND;
+    jrn_put_u64(kb, seq);
+    MDB_val k = {8, kb}, v;
+    int rc = mdb_get(txn, j->db_events, &k, &v);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (v.mv_size > KR_RECORD_MAX || jrn_record_decode(v.mv_data, v.mv_size, rec) ||
+        rec->seq != seq)
+        return KR_ECORRUPT;
+    return KR_OK;
+}
+
 kr_err jrn_read(struct journal *j, uint64_t seq, struct jrn_recbuf *b)
 {
     MDB_txn *txn;

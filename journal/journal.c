@@ -173,6 +173,10 @@ static kr_err env_open(struct journal *j, const struct jrn_options *o, bool crea
         mdb_txn_abort(txn);
         return rc == MDB_NOTFOUND ? KR_ENOTFOUND : kr_err_from_mdb(rc);
     }
+    if (o->views && (err = o->views->open(o->views->ctx, txn, !j->read_only))) {
+        mdb_txn_abort(txn);
+        return err;
+    }
     /* Commit even a read-only transaction: handles opened in an aborted one
      * are closed with it. */
     return kr_err_from_mdb(mdb_txn_commit(txn));
@@ -200,6 +204,7 @@ static struct journal *journal_alloc(const struct jrn_options *o)
     j->lock_fd = -1;
     j->read_only = o->read_only;
     j->clock = o->clock;
+    j->views = o->views;
     pthread_mutex_init(&j->mu, NULL);
     pthread_mutex_init(&j->stats_mu, NULL);
     pthread_cond_init(&j->writer_cv, NULL);
@@ -576,6 +581,8 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
     memcpy(j->last_leaf, leaf, KR_HASH_LEN);
     e->seq = r.seq;
     j->size = r.seq;
+    if (j->views)
+        return j->views->apply(j->views->ctx, b->txn, &r);
     return KR_OK;
 }
 
@@ -690,8 +697,8 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
         goto fail;
     }
     for (a = first, i = 0; i < count; a = a->next_, i++) {
-        if (a->bad_) {
-            errs[i] = KR_EINVAL;
+        if (a->reject_) {
+            errs[i] = a->reject_;
             continue;
         }
         err = check_versions(&b, a);
@@ -702,10 +709,11 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
         if (err)
             goto fail;
         for (size_t e = 0; e < a->n; e++) {
-            if ((err = write_event(&b, &a->events[e])) == KR_EINVAL) {
-                /* Part of this append may be in the transaction: drop the
-                 * whole batch and run it again without the append. */
-                a->bad_ = true;
+            if ((err = write_event(&b, &a->events[e])) == KR_EINVAL || err == KR_ECONFLICT) {
+                /* A changed payload, or a view refused the event. Part of
+                 * this append may be in the transaction: drop the whole
+                 * batch and run it again without the append. */
+                a->reject_ = err;
                 *retry = true;
             }
             if (err)
@@ -714,6 +722,8 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
         errs[i] = KR_OK;
         written += a->n;
     }
+    if (written > 0 && j->views && (err = j->views->batch_end(j->views->ctx, b.txn, j->size)))
+        goto fail;
     if (written > 0 && (err = write_checkpoint(&b)))
         goto fail;
     uint64_t t0 = mono_ns();
@@ -1002,7 +1012,7 @@ static kr_err submit(struct journal *j, struct jrn_append *a)
     a->key_ = j->signing;
     atomic_store_explicit(&a->ready_, 0, memory_order_relaxed);
     a->next_ = NULL;
-    a->bad_ = false;
+    a->reject_ = KR_OK;
     if (j->tail)
         j->tail->next_ = a;
     else
@@ -1307,6 +1317,100 @@ out:
     return err;
 }
 
+/* ---- Views ---- */
+
+MDB_env *jrn_env(struct journal *j)
+{
+    return j->env;
+}
+
+/* Applies records after the views' applied size up to j->size, in write
+ * transactions of KR_REBUILD_TXN_RECORDS. Runs with no writer thread active
+ * (at open), or where the caller guarantees no appends (rebuild). */
+static kr_err views_catch_up(struct journal *j, jrn_progress_fn progress, void *arg)
+{
+    const struct jrn_views *vw = j->views;
+    for (;;) {
+        MDB_txn *txn;
+        MDB_cursor *cur;
+        kr_err err;
+        uint64_t done;
+        int rc = mdb_txn_begin(j->env, NULL, 0, &txn);
+        if (rc)
+            return kr_err_from_mdb(rc);
+        if ((err = vw->applied(vw->ctx, txn, &done)))
+            goto fail;
+        if (done > j->size) {
+            err = KR_ECORRUPT; /* views ahead of the journal: rolled back? */
+            goto fail;
+        }
+        if (done == j->size) {
+            mdb_txn_abort(txn);
+            return KR_OK;
+        }
+        if ((rc = mdb_cursor_open(txn, j->db_events, &cur))) {
+            err = kr_err_from_mdb(rc);
+            goto fail;
+        }
+        uint8_t kb[8];
+        jrn_put_u64(kb, done + 1);
+        MDB_val k = {8, kb}, v;
+        uint64_t n = 0;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+        while (rc == MDB_SUCCESS && n < KR_REBUILD_TXN_RECORDS && done < j->size) {
+            struct jrn_record r;
+            if (k.mv_size != 8 || jrn_get_u64(k.mv_data) != done + 1 ||
+                jrn_record_decode(v.mv_data, v.mv_size, &r) || r.seq != done + 1) {
+                err = KR_ECORRUPT;
+                goto fail;
+            }
+            if ((err = vw->apply(vw->ctx, txn, &r)))
+                goto fail;
+            done++;
+            n++;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+            err = kr_err_from_mdb(rc);
+            goto fail;
+        }
+        if (n == 0) {
+            err = KR_ECORRUPT; /* a record the journal's size promises is missing */
+            goto fail;
+        }
+        if ((err = vw->batch_end(vw->ctx, txn, done)))
+            goto fail;
+        if ((rc = mdb_txn_commit(txn)))
+            return kr_err_from_mdb(rc);
+        if (progress && !progress(arg, done, j->size))
+            return KR_OK;
+        continue;
+    fail:
+        mdb_txn_abort(txn);
+        return err;
+    }
+}
+
+kr_err jrn_views_rebuild(struct journal *j, jrn_progress_fn progress, void *arg)
+{
+    if (!j->views || j->read_only)
+        return KR_EINVAL;
+    MDB_txn *txn;
+    kr_err err;
+    int rc = mdb_txn_begin(j->env, NULL, 0, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((err = j->views->drop(j->views->ctx, txn)) ||
+        (err = j->views->batch_end(j->views->ctx, txn, 0))) {
+        mdb_txn_abort(txn);
+        return err;
+    }
+    if ((rc = mdb_txn_commit(txn)))
+        return kr_err_from_mdb(rc);
+    /* j->size is the writer's; with no append racing it is the committed size. */
+    return views_catch_up(j, progress, arg);
+}
+
 kr_err jrn_open(const struct jrn_options *o, struct journal **out)
 {
     kr_err err;
@@ -1333,6 +1437,8 @@ kr_err jrn_open(const struct jrn_options *o, struct journal **out)
         err = KR_ECORRUPT; /* a journal always has its genesis record */
         goto fail;
     }
+    if (!j->read_only && j->views && !o->views_no_catch_up && (err = views_catch_up(j, NULL, NULL)))
+        goto fail;
     if (!j->read_only && (err = start_threads(j, o->signers)))
         goto fail;
     *out = j;

@@ -46,6 +46,7 @@
 #include "kr_limits.h"
 #include "record.h"
 
+#include <lmdb.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -59,12 +60,42 @@ struct journal;
 #define JRN_TYPE_KEY_ADDED "journal.key_added"
 #define JRN_SYSTEM_ACTOR   "system"
 
+/* Views: derived data kept in the journal's own LMDB environment and updated
+ * in the same write transaction as each append (read-your-writes; a view
+ * never lags or leads the journal). The projections layer supplies these
+ * hooks; the journal knows nothing of what a view holds. All hooks run on
+ * the thread that owns the transaction they get, and must keep no state
+ * outside LMDB that an aborted transaction would leave stale. */
+struct jrn_views {
+    void *ctx;
+    /* Opens the views' named databases in txn, creating them when `create`
+     * (a writable journal). Called once while the journal opens. */
+    kr_err (*open)(void *ctx, MDB_txn *txn, bool create);
+    /* Applies one record (seq assigned, payload present). KR_ECONFLICT or
+     * KR_EINVAL reject the append that holds the record: nothing of it is
+     * written and its appender gets that error (a constraint the command
+     * could not see, such as a name taken meanwhile). Any other error fails
+     * the whole batch like a storage error. A view must apply every record
+     * the journal holds in the same way again on replay. */
+    kr_err (*apply)(void *ctx, MDB_txn *txn, const struct jrn_record *r);
+    /* Called once per write transaction after its records, with the journal
+     * size the views now reflect; views store it (see applied). */
+    kr_err (*batch_end)(void *ctx, MDB_txn *txn, uint64_t size);
+    /* The journal size the views reflect (0 for empty views). */
+    kr_err (*applied)(void *ctx, MDB_txn *txn, uint64_t *size);
+    /* Empties every view (for a rebuild). */
+    kr_err (*drop)(void *ctx, MDB_txn *txn);
+};
+
 struct jrn_options {
-    const char *dir;              /* data directory (required) */
-    uint64_t map_size;            /* LMDB map size in bytes; 0 = KR_MAP_SIZE_DEFAULT */
-    const struct kr_clock *clock; /* NULL = system real-time clock */
-    bool read_only;               /* no writer, no signing key: for readers and verify */
-    unsigned signers;             /* signing threads; 0 = one per online CPU */
+    const char *dir;               /* data directory (required) */
+    uint64_t map_size;             /* LMDB map size in bytes; 0 = KR_MAP_SIZE_DEFAULT */
+    const struct kr_clock *clock;  /* NULL = system real-time clock */
+    bool read_only;                /* no writer, no signing key: for readers and verify */
+    unsigned signers;              /* signing threads; 0 = one per online CPU */
+    const struct jrn_views *views; /* NULL = no views; caller-owned, outlives the journal */
+    bool views_no_catch_up;        /* do not apply records the views lack at open
+                                    * (for a caller about to rebuild them) */
 };
 
 /* What jrn_create made. */
@@ -156,7 +187,7 @@ struct jrn_append {
     uint64_t time_ns_;
     const struct kr_signing_key *key_;
     bool internal_;
-    bool bad_; /* a payload changed during the append */
+    kr_err reject_; /* set by the writer: a payload changed, or a view refused it */
 };
 
 /* Validates the events, takes their time, signing key and queue position and
@@ -227,6 +258,28 @@ KR_MUST_CHECK kr_err jrn_cursor_new(struct journal *j, const struct jrn_query *q
 KR_MUST_CHECK kr_err jrn_cursor_next(struct jrn_cursor *c, struct jrn_record *rec);
 /* Accepts NULL. */
 void jrn_cursor_free(struct jrn_cursor *c);
+
+/* ---- Views ---- */
+
+/* The journal's LMDB environment, for views that read it under their own
+ * read transactions (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)). Owned by
+ * the journal; valid until jrn_close. */
+MDB_env *jrn_env(struct journal *j);
+
+/* Reads record `seq` inside the caller's transaction: *rec borrows LMDB's
+ * memory and is valid until the transaction ends. KR_ENOTFOUND, KR_ECORRUPT. */
+KR_MUST_CHECK kr_err jrn_read_in(struct journal *j, MDB_txn *txn, uint64_t seq,
+                                 struct jrn_record *rec);
+
+/* Progress of a rebuild: records applied so far, of total. Return false to stop. */
+typedef bool (*jrn_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+/* Drops every view and applies the whole journal to them again, in write
+ * transactions of up to KR_REBUILD_TXN_RECORDS records. An interrupted
+ * rebuild is finished when the journal next opens (views record how far they
+ * got). Must not race with appends: call it before serving, on a journal
+ * opened with views. KR_EINVAL without views; a view's error otherwise. */
+KR_MUST_CHECK kr_err jrn_views_rebuild(struct journal *j, jrn_progress_fn progress, void *arg);
 
 /* ---- Checkpoints and proofs ---- */
 

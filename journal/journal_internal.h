@@ -42,7 +42,8 @@ struct journal {
     MDB_dbi db_events, db_tree, db_streams, db_tenants, db_checkpoints, db_meta;
     bool read_only;
     const struct kr_clock *clock;
-    int lock_fd; /* flock'd DIR/journal/writer.lock; -1 when read-only */
+    const struct jrn_views *views; /* NULL = none */
+    int lock_fd;                   /* flock'd DIR/journal/writer.lock; -1 when read-only */
 
     uint8_t journal_id[16];
     char origin[KR_ORIGIN_MAX + 1];

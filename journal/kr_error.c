@@ -29,6 +29,10 @@ static const struct {
     [KR_EBUSY] = {"busy", "resource busy"},
     [KR_ECRYPTO] = {"crypto", "cryptographic library failure"},
     [KR_EVERSION] = {"version", "unsupported format version"},
+    [KR_EAUTH] = {"unauthenticated", "not authenticated"},
+    [KR_EFORBIDDEN] = {"forbidden", "not permitted"},
+    [KR_ELOCKED] = {"locked", "account locked"},
+    [KR_EEXPIRED] = {"expired", "expired or out of tries"},
 };
 
 const char *kr_strerror(kr_err err)

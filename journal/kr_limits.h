@@ -78,10 +78,50 @@
  * inclusion proof and 2*64 for a consistency proof. */
 #define KR_PROOF_MAX 128
 
+/* ---- Views ---- */
+
+/* Records applied to the views per write transaction when they are rebuilt or
+ * catch up at open: large enough that commits (one fsync each) do not dominate
+ * a rebuild, small enough that one transaction's dirty pages stay in memory. */
+#define KR_REBUILD_TXN_RECORDS 131072u
+
+/* ---- Commands (projections/domain.h) ---- */
+
+/* Events one command appends: sign-up completion is the largest (signup,
+ * tenant, master account, e-mail), login two; 16 leaves room. */
+#define KR_CMD_EVENTS_MAX 16
+/* Times a command is decided again after another command changed what it read. */
+#define KR_CMD_RETRIES 8
+/* Items in one page of a list op when the caller gives no limit. */
+#define KR_PAGE_DEFAULT 100u
+/* Asynchronous commands in flight at once (seeding); submitters wait beyond it. */
+#define KR_CMD_INFLIGHT_MAX 4096u
+
 /* ---- Verification ---- */
 
 /* Records handed to one verification worker at a time; a power of two so each
  * chunk is a perfect Merkle subtree and workers can run independently. */
 #define KR_VERIFY_CHUNK_LOG2 14
+
+/* ---- Keystore (journal/keystore.h) ---- */
+
+/* Unwrapped tenant data keys cached in memory (locked, guarded pages; 48 bytes
+ * each, so 192 KiB, well within Debian's default 8 MiB RLIMIT_MEMLOCK). Enough
+ * for the tenants active at once on one server; a miss costs one LMDB read and
+ * one AEAD open, a few microseconds. */
+#define KR_KEYCACHE_MAX 4096u
+/* Entries of one cache set: a lookup compares at most this many tenant ids
+ * under the cache lock, and eviction picks the least recently used of them. */
+#define KR_KEYCACHE_WAYS 8u
+/* The keystore's LMDB map: address space only. A tenant takes about 100 bytes
+ * (its wrapped key, or its destruction record), so 1 GiB holds millions. */
+#define KR_KEYSTORE_MAP_SIZE (1ull << 30)
+/* Reader slots of the keystore environment: cache misses of a server's worker
+ * threads at once, plus tools; as for the journal. */
+#define KR_KEYSTORE_READERS 512u
+/* Draws kr_rng_below (journal/rng.h) makes before it stops rejecting: with a
+ * working source, 64 rejections in a row have a chance below 2^-64; a fake
+ * source that returns zeros forever must not hang its caller. */
+#define KR_RNG_BELOW_TRIES 64u
 
 #endif

@@ -4,6 +4,7 @@
  */
 #include "mp.h"
 
+#include <math.h>
 #include <string.h>
 
 void kr_mp_reader_init(struct kr_mp_reader *r, const void *buf, size_t len, bool canonical)
@@ -177,6 +178,252 @@ kr_err kr_mp_read_nil(struct kr_mp_reader *r)
 bool kr_mp_peek_nil(const struct kr_mp_reader *r)
 {
     return kr_mp_remaining(r) >= 1 && r->p[0] == 0xc0;
+}
+
+kr_err kr_mp_read_bool(struct kr_mp_reader *r, bool *v)
+{
+    if (kr_mp_remaining(r) < 1 || (r->p[0] != 0xc2 && r->p[0] != 0xc3))
+        return KR_ECORRUPT;
+    *v = r->p[0] == 0xc3;
+    r->p += 1;
+    return KR_OK;
+}
+
+kr_err kr_mp_read_int(struct kr_mp_reader *r, int64_t *v)
+{
+    size_t left = kr_mp_remaining(r);
+    if (left < 1)
+        return KR_ECORRUPT;
+    uint8_t tag = r->p[0];
+    if (tag >= 0xe0) { /* negative fixint */
+        *v = (int8_t)tag;
+        r->p += 1;
+        return KR_OK;
+    }
+    unsigned n;
+    int64_t min; /* the smallest value needing this form (canonical) */
+    switch (tag) {
+    case 0xd0:
+        n = 1, min = -128;
+        break;
+    case 0xd1:
+        n = 2, min = -32768;
+        break;
+    case 0xd2:
+        n = 4, min = INT32_MIN;
+        break;
+    case 0xd3:
+        n = 8, min = INT64_MIN;
+        break;
+    default: {
+        uint64_t u;
+        const uint8_t *save = r->p;
+        kr_err err = kr_mp_read_uint(r, &u);
+        if (err)
+            return err;
+        if (u > INT64_MAX) {
+            r->p = save;
+            return KR_ECORRUPT;
+        }
+        *v = (int64_t)u;
+        return KR_OK;
+    }
+    }
+    if (left < 1 + n)
+        return KR_ECORRUPT;
+    uint64_t x = be(r->p + 1, n);
+    int64_t s;
+    if (n == 8)
+        s = (int64_t)x;
+    else if (x & (1ull << (8 * n - 1)))
+        s = (int64_t)(x | ~((1ull << (8 * n)) - 1)); /* sign-extend */
+    else
+        s = (int64_t)x;
+    /* Canonical: negative, and too small for the next smaller form. */
+    int64_t next_min = n == 1 ? -32 : n == 2 ? -128 : n == 4 ? -32768 : INT32_MIN;
+    if (r->canonical && (s >= 0 || s >= next_min || s < min))
+        return KR_ECORRUPT;
+    *v = s;
+    r->p += 1 + n;
+    return KR_OK;
+}
+
+kr_err kr_mp_read_float(struct kr_mp_reader *r, double *v)
+{
+    size_t left = kr_mp_remaining(r);
+    if (left < 1)
+        return KR_ECORRUPT;
+    double d;
+    size_t n;
+    if (r->p[0] == 0xcb && left >= 9) {
+        uint64_t x = be(r->p + 1, 8);
+        memcpy(&d, &x, sizeof d);
+        n = 9;
+    } else if (r->p[0] == 0xca && left >= 5 && !r->canonical) {
+        uint32_t x = (uint32_t)be(r->p + 1, 4);
+        float f;
+        memcpy(&f, &x, sizeof f);
+        d = f;
+        n = 5;
+    } else {
+        return KR_ECORRUPT;
+    }
+    if (!isfinite(d))
+        return KR_ECORRUPT;
+    *v = d;
+    r->p += n;
+    return KR_OK;
+}
+
+enum kr_mp_kind kr_mp_peek(const struct kr_mp_reader *r)
+{
+    if (kr_mp_remaining(r) < 1)
+        return KR_MP_END;
+    uint8_t t = r->p[0];
+    if (t <= 0x7f || t == 0xcc || t == 0xcd || t == 0xce || t == 0xcf)
+        return KR_MP_UINT;
+    if (t >= 0xe0 || (t >= 0xd0 && t <= 0xd3))
+        return KR_MP_NEGINT;
+    if ((t & 0xf0) == 0x80 || t == 0xde || t == 0xdf)
+        return KR_MP_MAP;
+    if ((t & 0xf0) == 0x90 || t == 0xdc || t == 0xdd)
+        return KR_MP_ARRAY;
+    if ((t & 0xe0) == 0xa0 || t == 0xd9 || t == 0xda || t == 0xdb)
+        return KR_MP_STR;
+    switch (t) {
+    case 0xc0:
+        return KR_MP_NIL;
+    case 0xc2:
+    case 0xc3:
+        return KR_MP_BOOL;
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+        return KR_MP_BIN;
+    case 0xca:
+    case 0xcb:
+        return KR_MP_FLOAT;
+    case 0xc1:
+        return KR_MP_INVALID;
+    default:
+        return KR_MP_EXT; /* c7-c9, d4-d8 */
+    }
+}
+
+/* Size of the fixed-width body after tag t, for scalar kinds. */
+static size_t scalar_body(uint8_t t)
+{
+    switch (t) {
+    case 0xcc:
+    case 0xd0:
+        return 1;
+    case 0xcd:
+    case 0xd1:
+        return 2;
+    case 0xca:
+    case 0xce:
+    case 0xd2:
+        return 4;
+    case 0xcb:
+    case 0xcf:
+    case 0xd3:
+        return 8;
+    default:
+        return 0;
+    }
+}
+
+kr_err kr_mp_check(struct kr_mp_reader *r, unsigned max_depth, size_t max_items)
+{
+    /* Iterative: `pending[d]` counts objects still to read at depth d. */
+    uint64_t pending[64];
+    unsigned depth = 0;
+    size_t items = 0;
+    const uint8_t *start = r->p;
+    if (max_depth > 63)
+        max_depth = 63;
+    pending[0] = 1;
+    while (depth > 0 || pending[0] > 0) {
+        if (pending[depth] == 0) {
+            depth--;
+            continue;
+        }
+        pending[depth]--;
+        enum kr_mp_kind k = kr_mp_peek(r);
+        uint8_t t = k == KR_MP_END ? 0 : r->p[0];
+        kr_err err = KR_OK;
+        size_t left = kr_mp_remaining(r);
+        switch (k) {
+        case KR_MP_END:
+        case KR_MP_INVALID:
+            err = KR_ECORRUPT;
+            break;
+        case KR_MP_NIL:
+        case KR_MP_BOOL:
+        case KR_MP_UINT:
+        case KR_MP_NEGINT:
+        case KR_MP_FLOAT: {
+            size_t n = 1 + scalar_body(t);
+            if (left < n)
+                err = KR_ECORRUPT;
+            else
+                r->p += n;
+            break;
+        }
+        case KR_MP_STR: {
+            const char *s;
+            size_t n;
+            err = kr_mp_read_str(r, &s, &n);
+            break;
+        }
+        case KR_MP_BIN: {
+            const uint8_t *b;
+            size_t n;
+            err = kr_mp_read_bin(r, &b, &n);
+            break;
+        }
+        case KR_MP_EXT: {
+            size_t hdr, n;
+            if (t >= 0xd4 && t <= 0xd8) {
+                hdr = 2;
+                n = (size_t)1 << (t - 0xd4);
+            } else {
+                hdr = t == 0xc7 ? 3 : t == 0xc8 ? 4 : 6;
+                if (left < hdr) {
+                    err = KR_ECORRUPT;
+                    break;
+                }
+                n = (size_t)be(r->p + 1, (unsigned)(hdr - 2));
+            }
+            if (left < hdr || n > left - hdr)
+                err = KR_ECORRUPT;
+            else
+                r->p += hdr + n;
+            break;
+        }
+        case KR_MP_ARRAY:
+        case KR_MP_MAP: {
+            uint32_t n;
+            err = k == KR_MP_ARRAY ? kr_mp_read_array(r, &n) : kr_mp_read_map(r, &n);
+            if (err)
+                break;
+            uint64_t objs = k == KR_MP_MAP ? 2ull * n : n;
+            items += n;
+            if (items > max_items || (objs > 0 && depth + 1 > max_depth)) {
+                err = KR_ETOOLARGE;
+                break;
+            }
+            if (objs > 0)
+                pending[++depth] = objs;
+            break;
+        }
+        }
+        if (err) {
+            r->p = start;
+            return err;
+        }
+    }
+    return KR_OK;
 }
 
 int kr_mp_fixbuf_write(void *data, const char *buf, size_t len)

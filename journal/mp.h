@@ -40,6 +40,38 @@ KR_MUST_CHECK kr_err kr_mp_read_bin(struct kr_mp_reader *r, const uint8_t **b, s
 KR_MUST_CHECK kr_err kr_mp_read_nil(struct kr_mp_reader *r);
 /* True when the next object is nil (does not consume it). */
 bool kr_mp_peek_nil(const struct kr_mp_reader *r);
+KR_MUST_CHECK kr_err kr_mp_read_bool(struct kr_mp_reader *r, bool *v);
+/* A signed integer: any int or uint form whose value fits int64. Canonical
+ * mode wants msgpack-c's forms: non-negative values as uint, negative ones in
+ * the smallest signed form. */
+KR_MUST_CHECK kr_err kr_mp_read_int(struct kr_mp_reader *r, int64_t *v);
+/* A float64 (canonical mode) or float32/float64; NaN and infinities are
+ * refused (KR_ECORRUPT): no field of kiroku holds them. */
+KR_MUST_CHECK kr_err kr_mp_read_float(struct kr_mp_reader *r, double *v);
+
+/* The kind of the next object, without consuming it or checking its body. */
+enum kr_mp_kind {
+    KR_MP_END, /* no bytes left */
+    KR_MP_NIL,
+    KR_MP_BOOL,
+    KR_MP_UINT,
+    KR_MP_NEGINT,
+    KR_MP_FLOAT,
+    KR_MP_STR,
+    KR_MP_BIN,
+    KR_MP_ARRAY,
+    KR_MP_MAP,
+    KR_MP_EXT,
+    KR_MP_INVALID, /* 0xc1 */
+};
+enum kr_mp_kind kr_mp_peek(const struct kr_mp_reader *r);
+
+/* Checks that the bytes left start with one complete object nested at most max_depth deep, whose
+ * every array, map, str, bin and ext length fits the bytes present, with no 0xc1 and no more than
+ * max_items elements in all; and consumes it. For hostile input that must be proven bounded before
+ * anything else (msgpack-c) decodes it. KR_ECORRUPT if malformed or truncated, KR_ETOOLARGE if a
+ * limit is hit. */
+KR_MUST_CHECK kr_err kr_mp_check(struct kr_mp_reader *r, unsigned max_depth, size_t max_items);
 
 /* Writing: a fixed, caller-owned output buffer for msgpack-c's packer
  * (msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write)). A write that does not

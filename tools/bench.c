@@ -373,6 +373,8 @@ static const char bench_usage[] =
     "usage: kiroku bench append [--data DIR] [--events N] [--producers P] [--payload BYTES]\n"
     "                           [--window W] [--acks FILE] [--json]\n"
     "       kiroku bench verify [--data DIR] [--events N] [--threads T] [--json]\n"
+    "       kiroku bench replay [--data DIR] [--events N] [--json]\n"
+    "       kiroku bench query [--data DIR] [--contacts N] [--pages P] [--json]\n"
     "\n"
     "append: P threads (default 64) append N events (default 200000) of BYTES\n"
     "  (default 200) to many streams, each keeping W (default 256) asynchronous\n"
@@ -381,7 +383,11 @@ static const char bench_usage[] =
     "  journal stays in DIR (created if missing); without, a temporary one is used\n"
     "  and removed. --acks writes \"seq commitment\" per durable event to FILE.\n"
     "verify: full and fast verification speed over DIR's journal, or over a\n"
-    "  temporary journal filled with N events (default 200000).\n";
+    "  temporary journal filled with N events (default 200000).\n"
+    "replay: rebuilds every view from DIR's journal, or from a temporary seeded\n"
+    "  journal of about N events (default 1000000); prints events/s.\n"
+    "query: contacts.list pages of 100 contacts of one tag, in a tenant of N\n"
+    "  contacts (default 100000); prints p50/p99 latency.\n";
 
 static int bench_append(int argc, char **argv)
 {

@@ -69,5 +69,44 @@ int cmd_verify(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_seed(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
+
+/* `bench replay` and `bench query` (bench_domain.c); cmd_bench dispatches. */
+int bench_replay(int argc, char **argv);
+int bench_query(int argc, char **argv);
+
+/* ---- Demo data (cmd_domain.c) ---- */
+
+/* Bounds of `kiroku seed`: tenants are signed up one by one and their ids
+ * listed in notices (a list field holds 1000), contacts per tenant are held
+ * in memory while the tenant is seeded (24 bytes each). */
+#define CLI_SEED_TENANTS_MAX  100000u
+#define CLI_SEED_CONTACTS_MAX 10000000u
+
+struct cli_seed_options {
+    const char *dir;   /* data directory; a journal is made there if it has none */
+    uint64_t tenants;  /* 1..CLI_SEED_TENANTS_MAX */
+    uint64_t contacts; /* per tenant, 0..CLI_SEED_CONTACTS_MAX */
+    uint64_t seed;     /* the deterministic streams' seed */
+    bool cancel;       /* cancel the last tenant at the end */
+    bool progress;     /* progress lines on stderr */
+};
+
+/* What a seeding run made. */
+struct cli_seed_result {
+    uint64_t events; /* records appended */
+    double seconds;
+    uint64_t tenants, contacts;
+    /* The first tenant, its master account and its tag on every third
+     * contact (for bench query). */
+    uint64_t tenant;
+    uint8_t master[16];
+    uint8_t tag[16];
+};
+
+/* Seeds o->dir (see `kiroku seed --help`); errors are printed to stderr as
+ * well as returned. */
+KR_MUST_CHECK kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r);
 
 #endif

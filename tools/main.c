@@ -18,7 +18,9 @@ static const char main_usage[] =
     "  verify   replay the journal and check every hash, link, signature and checkpoint\n"
     "  dump     print records as text\n"
     "  keys     manage signing keys (keys rotate)\n"
-    "  bench    measure append and verification speed (bench append, bench verify)\n"
+    "  seed     fill a journal with deterministic demo data of every event type\n"
+    "  replay   rebuild the views from the journal; --check compares without changing\n"
+    "  bench    measure speed (bench append, verify, replay, query)\n"
     "\n"
     "Every command takes --data DIR (default $KIROKU_DATA or " CLI_DATA_DEFAULT ")\n"
     "and --help.\n";
@@ -115,14 +117,19 @@ int main(int argc, char **argv)
         const char *name;
         int (*run)(int, char **);
     } cmds[] = {
-        {"init", cmd_init}, {"verify", cmd_verify}, {"dump", cmd_dump},
-        {"keys", cmd_keys}, {"bench", cmd_bench},
+        {"init", cmd_init},   {"verify", cmd_verify}, {"dump", cmd_dump},     {"keys", cmd_keys},
+        {"bench", cmd_bench}, {"seed", cmd_seed},     {"replay", cmd_replay},
     };
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         fputs(main_usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }
+    /* The domain's benchmarks live beside the domain commands (bench_domain.c). */
+    if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "replay") == 0)
+        return bench_replay(argc - 2, argv + 2);
+    if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "query") == 0)
+        return bench_query(argc - 2, argv + 2);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0)
             return cmds[i].run(argc - 1, argv + 1);

@@ -1,0 +1,1086 @@
+/*
+ * keystore.c: per-tenant data keys wrapped by the KEK, their cache, and
+ * sealing with them (see keystore.h for the files and formats).
+ *
+ * Design notes
+ * - Two locks. `cache_mu` guards the key cache and is held only for a set's
+ *   few comparisons and a 32-byte copy, so a server's workers asking for keys
+ *   at once barely wait on each other. `env_lock` is held shared by every call
+ *   that uses the LMDB environment (LMDB does its own locking under it) and
+ *   exclusively only by a scrub, which closes and reopens the environment.
+ *   Unwrapping happens outside both.
+ * - A cache fill never brings back a destroyed key. Destroying bumps `gen`
+ *   (after its commit, and before it as well to stop serving the key early);
+ *   a reader notes `gen` before its LMDB read and caches what it read only if
+ *   `gen` has not moved since. A read that overlapped a destruction may still
+ *   return the key to its caller: it is ordered before the destruction.
+ * - The cache is set-associative: KR_KEYCACHE_MAX / KR_KEYCACHE_WAYS sets, a
+ *   tenant's set chosen by a mixed hash of its id, least recently used way
+ *   evicted. It and the KEK live in one sodium_malloc'd block (locked in
+ *   memory, guard pages around it), wiped by sodium_free at close.
+ * - A destruction zeroes the wrapped key and deletes it in one transaction,
+ *   with the destruction record: there is never a state in which a zeroed key
+ *   sits in its slot. Zeroing first means the bytes LMDB leaves behind in
+ *   that page when it shifts the remaining entries are zeros. The old page
+ *   itself is still in the file (LMDB copies on write), and so may be stray
+ *   copies in the unused space of pages LMDB wrote later from recycled
+ *   buffers. Hence the scrub: a compacting copy (mdb_env_copyfd2 with
+ *   MDB_CP_COMPACT walks the live trees into zeroed buffers, so the pages it
+ *   writes hold live entries and zeros) that replaces data.mdb by rename;
+ *   keystore_test searches every file for destroyed keys. Copying needs no
+ *   other process to have the environment open, which the open.lock
+ *   protocol tells: shared open-file-description locks while open, upgraded
+ *   in place (atomically: a failed upgrade keeps the shared lock) to scrub.
+ * - Wrapping nonces and the KEK always come from the system generator: a
+ *   caller's deterministic rng seeds data keys (tests, demo data), and must
+ *   never make two wraps under the one KEK share a nonce.
+ */
+#include "keystore.h"
+
+#include "b64.h"
+#include "kr_limits.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The KEK file: magic line, base64 of 32 bytes (44 characters), newline. */
+#define KEK_MAGIC    "kiroku-kek 1\n"
+#define KEK_LEN      32
+#define KEK_B64_LEN  44
+#define KEK_FILE_LEN (sizeof KEK_MAGIC - 1 + KEK_B64_LEN + 1)
+/* Read buffer for it: anything longer than the format is refused unread. */
+#define KEK_FILE_CAP 128
+
+#define AEAD_NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define AEAD_TAG_LEN   crypto_aead_xchacha20poly1305_ietf_ABYTES
+#define WRAP_VERSION   1u
+#define WRAP_LEN       (1 + AEAD_NONCE_LEN + KR_DATA_KEY_LEN + AEAD_TAG_LEN)
+#define WRAP_AD        "kiroku.dek.v1"
+#define WRAP_AD_LEN    (sizeof WRAP_AD - 1 + 8)
+#define CHECK_LEN      (1 + AEAD_NONCE_LEN + AEAD_TAG_LEN)
+#define CHECK_AD       "kiroku.kek.check.v1"
+#define FORMAT_VERSION 1u
+
+#define DB_KEYS        "keys"
+#define DB_DESTROYED   "destroyed"
+#define DB_META        "meta"
+#define META_FORMAT    "format"
+#define META_KEK_CHECK "kek_check"
+#define META_SCRUB     "scrub"
+#define KS_MAX_DBS     4
+
+/* Key derivation for sealing and blind indexes (keystore.h). */
+#define SEAL_CONTEXT  "krseal01"
+#define SEAL_KEY_ID   1
+#define SEAL_NONCE_ID 2
+#define MAC_KEY_ID    3
+
+#define CACHE_SETS (KR_KEYCACHE_MAX / KR_KEYCACHE_WAYS)
+_Static_assert(CACHE_SETS > 0 && (CACHE_SETS & (CACHE_SETS - 1)) == 0,
+               "the cache's set count must be a power of two");
+_Static_assert(KR_SEAL_NONCE_LEN == AEAD_NONCE_LEN && KR_SEAL_TAG_LEN == AEAD_TAG_LEN,
+               "sealed layout is XChaCha20-Poly1305-IETF's");
+
+/* A cached key; stamp 0 marks an empty way. */
+struct ks_slot {
+    uint64_t tenant;
+    uint64_t stamp;
+    uint8_t key[KR_DATA_KEY_LEN];
+};
+
+/* Everything secret the keystore holds, in one sodium_malloc'd block. */
+struct ks_secrets {
+    uint8_t kek[KEK_LEN];
+    struct ks_slot slots[KR_KEYCACHE_MAX];
+};
+
+struct kr_keystore {
+    char env_dir[KR_PATH_MAX]; /* DIR/keystore */
+
+    pthread_rwlock_t env_lock;
+    MDB_env *env;
+    MDB_dbi db_keys, db_destroyed, db_meta;
+    kr_err broken; /* set if a scrub could not reopen the environment */
+    int lock_fd;   /* DIR/keystore/open.lock, OFD-locked */
+
+    pthread_mutex_t cache_mu;
+    uint64_t gen;   /* bumped by every destruction */
+    uint64_t clock; /* last stamp handed to a cache way */
+    struct ks_secrets *sec;
+
+    /* In the process-wide list of open keystores. */
+    dev_t env_dev;
+    ino_t env_ino;
+    bool registered;
+    struct kr_keystore *open_next;
+};
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* The error of an LMDB call that failed (rc != 0): never KR_OK, which the
+ * static analyzer cannot tell from kr_err_from_mdb alone. */
+static kr_err mdb_failed(int rc)
+{
+    kr_err err = kr_err_from_mdb(rc);
+    return err != KR_OK ? err : KR_EIO;
+}
+
+static kr_err path_join(char *out, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap)
+        return KR_ETOOLARGE;
+    return KR_OK;
+}
+
+static kr_err fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return kr_err_from_errno(errno);
+    kr_err err = fsync(fd) == 0 ? KR_OK : kr_err_from_errno(errno);
+    close(fd);
+    return err;
+}
+
+/* ---- The KEK file ---- */
+
+/* Reads and parses a KEK file. KR_ENOTFOUND if absent; KR_EKEY for a file
+ * that is not an owner-only regular file of ours or is not exactly the
+ * format. The text is wiped from the stack either way. */
+static kr_err kek_read(const char *path, uint8_t kek[KEK_LEN])
+{
+    char text[KEK_FILE_CAP];
+    /* O_NONBLOCK: a FIFO in its place is refused below instead of blocking
+     * the open until a writer appears. O_NOFOLLOW: a symlink fails (ELOOP). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return errno == ELOOP ? KR_EKEY : kr_err_from_errno(errno);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return kr_err_from_errno(e);
+    }
+    if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0 || st.st_uid != geteuid()) {
+        close(fd);
+        return KR_EKEY;
+    }
+    size_t len = 0;
+    kr_err err = KR_OK;
+    while (len < sizeof text) {
+        ssize_t r = read(fd, text + len, sizeof text - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            err = kr_err_from_errno(errno);
+            break;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    size_t n = 0;
+    const size_t magic = sizeof KEK_MAGIC - 1;
+    if (err == KR_OK &&
+        (len != KEK_FILE_LEN || memcmp(text, KEK_MAGIC, magic) != 0 || text[len - 1] != '\n' ||
+         kr_b64_decode(kek, KEK_LEN, text + magic, KEK_B64_LEN, &n) != KR_OK || n != KEK_LEN))
+        err = KR_EKEY;
+    sodium_memzero(text, sizeof text);
+    if (err)
+        sodium_memzero(kek, KEK_LEN);
+    return err;
+}
+
+static kr_err write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return kr_err_from_errno(w < 0 ? errno : EIO);
+        p += w;
+        len -= (size_t)w;
+    }
+    return KR_OK;
+}
+
+/* Makes DIR/keys/kek.key from fresh random bytes. The file is written and
+ * synced under a temporary name and linked into place, so no reader ever sees
+ * half a KEK; if another process linked one first, that one stays (KR_OK). */
+static kr_err kek_make(const char *dir)
+{
+    char keys[KR_PATH_MAX], path[KR_PATH_MAX], tmp[KR_PATH_MAX];
+    kr_err err;
+    if ((err = path_join(keys, sizeof keys, dir, "keys")) ||
+        (err = path_join(path, sizeof path, keys, "kek.key")))
+        return err;
+    /* A name of its own, even against another thread of this process. */
+    int n = snprintf(tmp, sizeof tmp, "%s.%016" PRIx64 ".tmp", path, kr_rng_u64(NULL));
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return KR_ETOOLARGE;
+    if (mkdir(keys, 0700) != 0 && errno != EEXIST)
+        return kr_err_from_errno(errno);
+
+    uint8_t kek[KEK_LEN];
+    char text[KEK_FILE_LEN + 1];
+    char b64[sodium_base64_ENCODED_LEN(KEK_LEN, sodium_base64_VARIANT_ORIGINAL)];
+    kr_rng_fill(NULL, kek, sizeof kek);
+    sodium_bin2base64(b64, sizeof b64, kek, sizeof kek, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(text, sizeof text, "%s%s\n", KEK_MAGIC, b64);
+    sodium_memzero(kek, sizeof kek);
+    sodium_memzero(b64, sizeof b64);
+
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        sodium_memzero(text, sizeof text);
+        return kr_err_from_errno(errno);
+    }
+    /* The umask may only have narrowed the mode; make it exactly 0600. */
+    if (fchmod(fd, 0600) != 0)
+        err = kr_err_from_errno(errno);
+    if (err == KR_OK)
+        err = write_all(fd, text, KEK_FILE_LEN);
+    sodium_memzero(text, sizeof text);
+    if (err == KR_OK && fsync(fd) != 0)
+        err = kr_err_from_errno(errno);
+    close(fd);
+    if (err == KR_OK && link(tmp, path) != 0 && errno != EEXIST)
+        err = kr_err_from_errno(errno);
+    (void)unlink(tmp);
+    if (err == KR_OK)
+        err = fsync_dir(keys);
+    return err;
+}
+
+/* ---- Wrapping ---- */
+
+static void wrap_ad(uint8_t ad[WRAP_AD_LEN], uint64_t tenant)
+{
+    memcpy(ad, WRAP_AD, sizeof WRAP_AD - 1);
+    put_be64(ad + sizeof WRAP_AD - 1, tenant);
+}
+
+static void wrap(const uint8_t kek[KEK_LEN], uint64_t tenant, const uint8_t key[KR_DATA_KEY_LEN],
+                 uint8_t out[WRAP_LEN])
+{
+    uint8_t ad[WRAP_AD_LEN];
+    wrap_ad(ad, tenant);
+    out[0] = WRAP_VERSION;
+    kr_rng_fill(NULL, out + 1, AEAD_NONCE_LEN);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + 1 + AEAD_NONCE_LEN, NULL, key, KR_DATA_KEY_LEN,
+                                               ad, sizeof ad, NULL, out + 1, kek);
+}
+
+static kr_err unwrap(const uint8_t kek[KEK_LEN], uint64_t tenant, const uint8_t *in, size_t len,
+                     uint8_t key[KR_DATA_KEY_LEN])
+{
+    uint8_t ad[WRAP_AD_LEN];
+    wrap_ad(ad, tenant);
+    if (len != WRAP_LEN || in[0] != WRAP_VERSION ||
+        crypto_aead_xchacha20poly1305_ietf_decrypt(key, NULL, NULL, in + 1 + AEAD_NONCE_LEN,
+                                                   len - 1 - AEAD_NONCE_LEN, ad, sizeof ad, in + 1,
+                                                   kek) != 0) {
+        sodium_memzero(key, KR_DATA_KEY_LEN);
+        return KR_ECORRUPT;
+    }
+    return KR_OK;
+}
+
+static void kek_check_make(const uint8_t kek[KEK_LEN], uint8_t out[CHECK_LEN])
+{
+    out[0] = WRAP_VERSION;
+    kr_rng_fill(NULL, out + 1, AEAD_NONCE_LEN);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + 1 + AEAD_NONCE_LEN, NULL, NULL, 0,
+                                               (const uint8_t *)CHECK_AD, sizeof CHECK_AD - 1, NULL,
+                                               out + 1, kek);
+}
+
+static bool kek_check_ok(const uint8_t kek[KEK_LEN], const uint8_t *in, size_t len)
+{
+    uint8_t none[1];
+    return len == CHECK_LEN && in[0] == WRAP_VERSION &&
+           crypto_aead_xchacha20poly1305_ietf_decrypt(none, NULL, NULL, in + 1 + AEAD_NONCE_LEN,
+                                                      AEAD_TAG_LEN, (const uint8_t *)CHECK_AD,
+                                                      sizeof CHECK_AD - 1, in + 1, kek) == 0;
+}
+
+/* ---- The key cache ---- */
+
+static struct ks_slot *cache_set(struct kr_keystore *ks, uint64_t tenant)
+{
+    /* splitmix64's finalizer: sequential tenant ids spread over all sets. */
+    uint64_t h = tenant;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    return &ks->sec->slots[(h & (CACHE_SETS - 1)) * KR_KEYCACHE_WAYS];
+}
+
+static bool cache_get(struct kr_keystore *ks, uint64_t tenant, struct kr_data_key *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&ks->cache_mu);
+    struct ks_slot *set = cache_set(ks, tenant);
+    for (unsigned w = 0; w < KR_KEYCACHE_WAYS; w++) {
+        if (set[w].stamp != 0 && set[w].tenant == tenant) {
+            set[w].stamp = ++ks->clock;
+            out->tenant = tenant;
+            memcpy(out->key, set[w].key, KR_DATA_KEY_LEN);
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ks->cache_mu);
+    return found;
+}
+
+static uint64_t cache_gen(struct kr_keystore *ks)
+{
+    pthread_mutex_lock(&ks->cache_mu);
+    uint64_t g = ks->gen;
+    pthread_mutex_unlock(&ks->cache_mu);
+    return g;
+}
+
+/* Caches key for tenant, unless a destruction happened since gen was read. */
+static void cache_put(struct kr_keystore *ks, uint64_t tenant, const uint8_t *key, uint64_t gen)
+{
+    pthread_mutex_lock(&ks->cache_mu);
+    if (gen == ks->gen) {
+        struct ks_slot *set = cache_set(ks, tenant), *victim = &set[0];
+        for (unsigned w = 0; w < KR_KEYCACHE_WAYS; w++) {
+            if (set[w].stamp != 0 && set[w].tenant == tenant) {
+                victim = &set[w];
+                break;
+            }
+            if (set[w].stamp < victim->stamp)
+                victim = &set[w]; /* an empty way (0) or an older one */
+        }
+        victim->tenant = tenant;
+        victim->stamp = ++ks->clock;
+        memcpy(victim->key, key, KR_DATA_KEY_LEN);
+    }
+    pthread_mutex_unlock(&ks->cache_mu);
+}
+
+static void cache_drop(struct kr_keystore *ks, uint64_t tenant)
+{
+    pthread_mutex_lock(&ks->cache_mu);
+    ks->gen++;
+    struct ks_slot *set = cache_set(ks, tenant);
+    for (unsigned w = 0; w < KR_KEYCACHE_WAYS; w++)
+        if (set[w].stamp != 0 && set[w].tenant == tenant)
+            sodium_memzero(&set[w], sizeof set[w]);
+    pthread_mutex_unlock(&ks->cache_mu);
+}
+
+/* ---- Open keystores of this process ---- */
+
+/* As for the journal (journal.c): LMDB must not open one environment twice
+ * in a process, so a second open is refused with KR_EBUSY. */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct kr_keystore *open_list;
+
+static kr_err register_open(struct kr_keystore *ks)
+{
+    struct stat st;
+    if (stat(ks->env_dir, &st) != 0)
+        return kr_err_from_errno(errno);
+    if (!S_ISDIR(st.st_mode))
+        return KR_ECORRUPT;
+    kr_err err = KR_OK;
+    pthread_mutex_lock(&open_mu);
+    for (struct kr_keystore *o = open_list; o; o = o->open_next)
+        if (o->env_dev == st.st_dev && o->env_ino == st.st_ino)
+            err = KR_EBUSY;
+    if (err == KR_OK) {
+        ks->env_dev = st.st_dev;
+        ks->env_ino = st.st_ino;
+        ks->open_next = open_list;
+        open_list = ks;
+        ks->registered = true;
+    }
+    pthread_mutex_unlock(&open_mu);
+    return err;
+}
+
+static void unregister_open(struct kr_keystore *ks)
+{
+    if (!ks->registered)
+        return;
+    pthread_mutex_lock(&open_mu);
+    for (struct kr_keystore **p = &open_list; *p; p = &(*p)->open_next) {
+        if (*p == ks) {
+            *p = ks->open_next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&open_mu);
+    ks->registered = false;
+}
+
+/* Takes (or converts to) an open-file-description lock of `type` on all of
+ * fd's file. KR_EBUSY if it would have to wait and wait is false; a failed
+ * conversion leaves the lock held before as it was. */
+static kr_err ofd_lock(int fd, short type, bool wait)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    for (;;) {
+        if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0)
+            return KR_OK;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EACCES)
+            return KR_EBUSY;
+        return kr_err_from_errno(errno);
+    }
+}
+
+/* ---- The LMDB environment ---- */
+
+static kr_err meta_get(MDB_txn *txn, MDB_dbi db, const char *name, MDB_val *v)
+{
+    MDB_val k = {strlen(name), (void *)name};
+    return kr_err_from_mdb(mdb_get(txn, db, &k, v));
+}
+
+static kr_err meta_put(MDB_txn *txn, MDB_dbi db, const char *name, const void *data, size_t len)
+{
+    MDB_val k = {strlen(name), (void *)name}, v = {len, (void *)data};
+    return kr_err_from_mdb(mdb_put(txn, db, &k, &v, 0));
+}
+
+/* Checks (or, when create finds an empty environment, writes) the format
+ * and the KEK check value, and sets *scrub if a scrub is owed. */
+static kr_err env_check_meta(struct kr_keystore *ks, MDB_txn *txn, bool create, bool *scrub)
+{
+    MDB_val v;
+    kr_err err = meta_get(txn, ks->db_meta, META_FORMAT, &v);
+    if (err == KR_ENOTFOUND && create) {
+        MDB_stat st;
+        int rc = mdb_stat(txn, ks->db_keys, &st);
+        if (rc)
+            return mdb_failed(rc);
+        if (st.ms_entries != 0)
+            return KR_ECORRUPT; /* keys but no format: not ours */
+        uint8_t fmt[4] = {0, 0, 0, FORMAT_VERSION}, check[CHECK_LEN];
+        kek_check_make(ks->sec->kek, check);
+        if ((err = meta_put(txn, ks->db_meta, META_FORMAT, fmt, sizeof fmt)) ||
+            (err = meta_put(txn, ks->db_meta, META_KEK_CHECK, check, sizeof check)))
+            return err;
+        *scrub = false;
+        return KR_OK;
+    }
+    if (err)
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+    if (v.mv_size != 4)
+        return KR_ECORRUPT;
+    const uint8_t *f = v.mv_data;
+    if (((uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 | (uint32_t)f[2] << 8 | f[3]) !=
+        FORMAT_VERSION)
+        return KR_EVERSION;
+    if ((err = meta_get(txn, ks->db_meta, META_KEK_CHECK, &v)))
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+    if (!kek_check_ok(ks->sec->kek, v.mv_data, v.mv_size))
+        return KR_EKEY;
+    err = meta_get(txn, ks->db_meta, META_SCRUB, &v);
+    if (err && err != KR_ENOTFOUND)
+        return err;
+    *scrub = err == KR_OK;
+    return KR_OK;
+}
+
+/* Opens ks->env on ks->env_dir and its databases. On error ks->env is closed
+ * and NULL. */
+static kr_err env_open(struct kr_keystore *ks, bool create, bool *scrub)
+{
+    int rc;
+    kr_err err;
+    MDB_txn *txn = NULL;
+    if ((rc = mdb_env_create(&ks->env)))
+        return mdb_failed(rc);
+    if ((rc = mdb_env_set_maxdbs(ks->env, KS_MAX_DBS)) ||
+        (rc = mdb_env_set_maxreaders(ks->env, KR_KEYSTORE_READERS)) ||
+        (rc = mdb_env_set_mapsize(ks->env, KR_KEYSTORE_MAP_SIZE))) {
+        err = mdb_failed(rc);
+        goto fail;
+    }
+    /* Durability: no MDB_NOSYNC, MDB_NOMETASYNC, MDB_WRITEMAP or MDB_MAPASYNC.
+     * MDB_NOTLS: reader slots belong to transactions, not to threads, so a
+     * pool of workers does not pin one slot each. MDB_NOMEMINIT stays off:
+     * LMDB zeroes the unused parts of new pages it writes. */
+    if ((rc = mdb_env_open(ks->env, ks->env_dir, MDB_NOTLS, 0600))) {
+        err = mdb_failed(rc);
+        goto fail;
+    }
+    int dead = 0;
+    (void)mdb_reader_check(ks->env, &dead); /* slots of killed readers */
+
+    if ((rc = mdb_txn_begin(ks->env, NULL, 0, &txn))) {
+        err = mdb_failed(rc);
+        goto fail;
+    }
+    unsigned flags = create ? MDB_CREATE : 0;
+    rc = mdb_dbi_open(txn, DB_META, flags, &ks->db_meta);
+    if (rc == MDB_NOTFOUND) {
+        /* An environment whose first commit never happened. */
+        err = KR_ENOTFOUND;
+        goto fail;
+    }
+    if (rc || (rc = mdb_dbi_open(txn, DB_KEYS, flags, &ks->db_keys)) ||
+        (rc = mdb_dbi_open(txn, DB_DESTROYED, flags, &ks->db_destroyed))) {
+        err = rc == MDB_NOTFOUND ? KR_ECORRUPT : mdb_failed(rc);
+        goto fail;
+    }
+    if ((err = env_check_meta(ks, txn, create, scrub)))
+        goto fail;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc) {
+        err = mdb_failed(rc);
+        goto fail;
+    }
+    return KR_OK;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    mdb_env_close(ks->env);
+    ks->env = NULL;
+    return err;
+}
+
+/* Rewrites data.mdb as a compacting copy of itself. Called with env_lock
+ * held exclusively and the open.lock held exclusively. */
+static kr_err compact(struct kr_keystore *ks)
+{
+    char data[KR_PATH_MAX], tmp[KR_PATH_MAX];
+    kr_err err;
+    if ((err = path_join(data, sizeof data, ks->env_dir, "data.mdb")) ||
+        (err = path_join(tmp, sizeof tmp, ks->env_dir, "data.mdb.scrub")))
+        return err;
+    (void)unlink(tmp); /* left by a scrub that crashed */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return kr_err_from_errno(errno);
+    err = kr_err_from_mdb(mdb_env_copyfd2(ks->env, fd, MDB_CP_COMPACT));
+    if (err == KR_OK && fsync(fd) != 0)
+        err = kr_err_from_errno(errno);
+    close(fd);
+    if (err) {
+        (void)unlink(tmp);
+        return err;
+    }
+
+    mdb_env_close(ks->env);
+    ks->env = NULL;
+    if (rename(tmp, data) != 0) {
+        err = kr_err_from_errno(errno);
+        (void)unlink(tmp);
+    } else {
+        /* If this sync is lost the old file may come back after a crash;
+         * it still records that a scrub is owed. */
+        err = fsync_dir(ks->env_dir);
+    }
+
+    bool scrub = false;
+    kr_err open_err = env_open(ks, false, &scrub);
+    if (open_err) {
+        ks->broken = open_err == KR_ENOTFOUND ? KR_EIO : open_err;
+        return ks->broken;
+    }
+    if (err)
+        return err;
+    /* The copy still says a scrub is owed (it was made before this). */
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(ks->env, NULL, 0, &txn);
+    if (rc)
+        return mdb_failed(rc);
+    MDB_val k = {sizeof META_SCRUB - 1, (void *)META_SCRUB};
+    rc = mdb_del(txn, ks->db_meta, &k, NULL);
+    if (rc && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return mdb_failed(rc);
+    }
+    return kr_err_from_mdb(mdb_txn_commit(txn));
+}
+
+/* The scrub, if one is owed. Called with env_lock held exclusively. */
+static kr_err scrub_locked(struct kr_keystore *ks)
+{
+    if (ks->broken)
+        return ks->broken;
+    MDB_txn *txn;
+    MDB_val v;
+    int rc = mdb_txn_begin(ks->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return mdb_failed(rc);
+    kr_err err = meta_get(txn, ks->db_meta, META_SCRUB, &v);
+    mdb_txn_abort(txn);
+    if (err == KR_ENOTFOUND)
+        return KR_OK;
+    if (err)
+        return err;
+    /* Only with no other process in the keystore: its LMDB handle would go
+     * on using the file this replaces. */
+    if ((err = ofd_lock(ks->lock_fd, F_WRLCK, false)))
+        return err;
+    err = compact(ks);
+    /* Back to shared: a conversion downwards cannot conflict. */
+    KR_ASSERT(ofd_lock(ks->lock_fd, F_RDLCK, false) == KR_OK);
+    return err;
+}
+
+kr_err ks_scrub(struct kr_keystore *ks)
+{
+    pthread_rwlock_wrlock(&ks->env_lock);
+    kr_err err = scrub_locked(ks);
+    pthread_rwlock_unlock(&ks->env_lock);
+    return err;
+}
+
+/* ---- Open and close ---- */
+
+static struct kr_keystore *ks_alloc(void)
+{
+    struct kr_keystore *ks = calloc(1, sizeof *ks);
+    if (!ks)
+        return NULL;
+    ks->sec = sodium_malloc(sizeof *ks->sec);
+    if (!ks->sec) {
+        free(ks);
+        return NULL;
+    }
+    sodium_memzero(ks->sec, sizeof *ks->sec); /* sodium_malloc fills with junk */
+    ks->lock_fd = -1;
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* A scrub must not wait behind an endless stream of readers. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&ks->env_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&ks->cache_mu, NULL);
+    return ks;
+}
+
+void ks_close(struct kr_keystore *ks)
+{
+    if (!ks)
+        return;
+    if (ks->env)
+        mdb_env_close(ks->env);
+    unregister_open(ks);
+    if (ks->lock_fd >= 0)
+        close(ks->lock_fd); /* drops the OFD lock */
+    sodium_free(ks->sec);   /* wipes it */
+    pthread_rwlock_destroy(&ks->env_lock);
+    pthread_mutex_destroy(&ks->cache_mu);
+    free(ks);
+}
+
+kr_err ks_open(const char *dir, bool create, struct kr_keystore **out)
+{
+    char kek_path[KR_PATH_MAX], data[KR_PATH_MAX], lock[KR_PATH_MAX];
+    struct kr_keystore *ks = NULL;
+    kr_err err;
+
+    *out = NULL;
+    if (sodium_init() < 0)
+        return KR_ECRYPTO;
+    if (!(ks = ks_alloc()))
+        return KR_ENOMEM;
+    if ((err = path_join(ks->env_dir, sizeof ks->env_dir, dir, "keystore")) ||
+        (err = path_join(kek_path, sizeof kek_path, dir, "keys/kek.key")) ||
+        (err = path_join(data, sizeof data, ks->env_dir, "data.mdb")) ||
+        (err = path_join(lock, sizeof lock, ks->env_dir, "open.lock")))
+        goto fail;
+
+    struct stat st;
+    bool have_data = stat(data, &st) == 0;
+    if (!have_data && errno != ENOENT) {
+        err = kr_err_from_errno(errno);
+        goto fail;
+    }
+    if (!have_data && !create) {
+        err = KR_ENOTFOUND;
+        goto fail;
+    }
+    err = kek_read(kek_path, ks->sec->kek);
+    if (err == KR_ENOTFOUND) {
+        /* A keystore that lost its KEK never gets a new one: its keys
+         * would be unreadable, and new ones mixed in with them. */
+        if (have_data)
+            err = KR_EKEY;
+        else if ((err = kek_make(dir)) == KR_OK)
+            err = kek_read(kek_path, ks->sec->kek);
+    }
+    if (err)
+        goto fail;
+
+    if (create && mkdir(ks->env_dir, 0700) != 0 && errno != EEXIST) {
+        err = kr_err_from_errno(errno);
+        goto fail;
+    }
+    if ((err = register_open(ks)))
+        goto fail;
+    ks->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (ks->lock_fd < 0) {
+        err = kr_err_from_errno(errno);
+        goto fail;
+    }
+    /* Waits only while another process scrubs. */
+    if ((err = ofd_lock(ks->lock_fd, F_RDLCK, true)))
+        goto fail;
+    bool scrub = false;
+    if ((err = env_open(ks, create, &scrub)))
+        goto fail;
+    if (scrub) {
+        /* Owed by a destruction whose scrub could not run or did not
+         * finish. Busy is fine: it stays owed. */
+        kr_err serr = scrub_locked(ks);
+        if (ks->broken) {
+            err = serr;
+            goto fail;
+        }
+    }
+    *out = ks;
+    return KR_OK;
+fail:
+    ks_close(ks);
+    return err;
+}
+
+/* ---- Keys ---- */
+
+void kr_data_key_wipe(struct kr_data_key *k)
+{
+    if (k)
+        sodium_memzero(k->key, sizeof k->key);
+}
+
+/* Copies the wrapped key of tenant out of the keystore. */
+static kr_err read_wrapped(struct kr_keystore *ks, uint64_t tenant, uint8_t out[WRAP_LEN])
+{
+    uint8_t kb[8];
+    put_be64(kb, tenant);
+    MDB_val k = {sizeof kb, kb}, v;
+    MDB_txn *txn;
+    kr_err err;
+    pthread_rwlock_rdlock(&ks->env_lock);
+    if ((err = ks->broken))
+        goto out;
+    int rc = mdb_txn_begin(ks->env, NULL, MDB_RDONLY, &txn);
+    if (rc) {
+        err = mdb_failed(rc);
+        goto out;
+    }
+    rc = mdb_get(txn, ks->db_keys, &k, &v);
+    if (rc == 0 && v.mv_size != WRAP_LEN)
+        err = KR_ECORRUPT;
+    else if (rc == 0)
+        memcpy(out, v.mv_data, WRAP_LEN);
+    else
+        err = mdb_failed(rc);
+    mdb_txn_abort(txn);
+out:
+    pthread_rwlock_unlock(&ks->env_lock);
+    return err;
+}
+
+kr_err ks_get(struct kr_keystore *ks, uint64_t tenant, struct kr_data_key *out)
+{
+    if (cache_get(ks, tenant, out))
+        return KR_OK;
+    uint64_t gen = cache_gen(ks); /* before the read: see the design notes */
+    uint8_t wrapped[WRAP_LEN];
+    kr_err err = read_wrapped(ks, tenant, wrapped);
+    if (err == KR_OK)
+        err = unwrap(ks->sec->kek, tenant, wrapped, sizeof wrapped, out->key);
+    if (err) {
+        kr_data_key_wipe(out);
+        return err;
+    }
+    out->tenant = tenant;
+    cache_put(ks, tenant, out->key, gen);
+    return KR_OK;
+}
+
+/* In one write transaction: refuses a destroyed tenant (KR_EKEY); if the
+ * tenant has a key, copies it wrapped to existing and answers KR_EEXIST;
+ * otherwise makes a key from rng into out->key and stores it. */
+static kr_err create_txn(struct kr_keystore *ks, uint64_t tenant, const struct kr_rng *rng,
+                         struct kr_data_key *out, uint8_t existing[WRAP_LEN])
+{
+    uint8_t kb[8], wrapped[WRAP_LEN];
+    put_be64(kb, tenant);
+    MDB_val k = {sizeof kb, kb}, v;
+    MDB_txn *txn = NULL;
+    kr_err err;
+    int rc;
+    pthread_rwlock_rdlock(&ks->env_lock);
+    if ((err = ks->broken))
+        goto out;
+    if ((rc = mdb_txn_begin(ks->env, NULL, 0, &txn))) {
+        err = mdb_failed(rc);
+        txn = NULL;
+        goto out;
+    }
+    rc = mdb_get(txn, ks->db_destroyed, &k, &v);
+    if (rc == 0) {
+        err = KR_EKEY;
+        goto out;
+    }
+    if (rc != MDB_NOTFOUND) {
+        err = mdb_failed(rc);
+        goto out;
+    }
+    rc = mdb_get(txn, ks->db_keys, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != WRAP_LEN) {
+            err = KR_ECORRUPT;
+        } else {
+            memcpy(existing, v.mv_data, WRAP_LEN);
+            err = KR_EEXIST;
+        }
+        goto out;
+    }
+    if (rc != MDB_NOTFOUND) {
+        err = mdb_failed(rc);
+        goto out;
+    }
+    kr_rng_fill(rng, out->key, KR_DATA_KEY_LEN);
+    out->tenant = tenant;
+    wrap(ks->sec->kek, tenant, out->key, wrapped);
+    v.mv_size = sizeof wrapped;
+    v.mv_data = wrapped;
+    if ((rc = mdb_put(txn, ks->db_keys, &k, &v, MDB_NOOVERWRITE))) {
+        err = mdb_failed(rc);
+        goto out;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    err = kr_err_from_mdb(rc);
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&ks->env_lock);
+    return err;
+}
+
+kr_err ks_create(struct kr_keystore *ks, uint64_t tenant, const struct kr_rng *rng,
+                 struct kr_data_key *out)
+{
+    uint8_t existing[WRAP_LEN] = {0};
+    uint64_t gen = cache_gen(ks);
+    kr_err err = create_txn(ks, tenant, rng, out, existing);
+    if (err) {
+        kr_data_key_wipe(out);
+        return err;
+    }
+    cache_put(ks, tenant, out->key, gen);
+    return KR_OK;
+}
+
+kr_err ks_get_or_create(struct kr_keystore *ks, uint64_t tenant, const struct kr_rng *rng,
+                        struct kr_data_key *out)
+{
+    kr_err err = ks_get(ks, tenant, out);
+    if (err != KR_ENOTFOUND)
+        return err;
+    /* None, or destroyed: decide under the write lock, so that two racing
+     * creators agree on one key. */
+    uint8_t existing[WRAP_LEN] = {0};
+    uint64_t gen = cache_gen(ks);
+    err = create_txn(ks, tenant, rng, out, existing);
+    if (err == KR_EEXIST) {
+        err = unwrap(ks->sec->kek, tenant, existing, sizeof existing, out->key);
+        out->tenant = tenant;
+    }
+    if (err) {
+        kr_data_key_wipe(out);
+        return err;
+    }
+    cache_put(ks, tenant, out->key, gen);
+    return KR_OK;
+}
+
+kr_err ks_destroy(struct kr_keystore *ks, uint64_t tenant, uint64_t time_ns)
+{
+    uint8_t kb[8], tb[8], zeros[WRAP_LEN];
+    put_be64(kb, tenant);
+    put_be64(tb, time_ns);
+    memset(zeros, 0, sizeof zeros);
+    MDB_val k = {sizeof kb, kb}, v;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    bool removed = false;
+    kr_err err;
+    int rc;
+
+    cache_drop(ks, tenant);
+    pthread_rwlock_rdlock(&ks->env_lock);
+    if ((err = ks->broken))
+        goto out;
+    if ((rc = mdb_txn_begin(ks->env, NULL, 0, &txn)) ||
+        (rc = mdb_cursor_open(txn, ks->db_keys, &cur))) {
+        err = mdb_failed(rc);
+        goto out;
+    }
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+    if (rc == 0) {
+        /* Zeros over the wrapped key, then away with it (design notes). A
+         * value of the wrong size is no key: it is only deleted. */
+        MDB_val z = {v.mv_size, zeros};
+        if ((v.mv_size == WRAP_LEN && (rc = mdb_cursor_put(cur, &k, &z, MDB_CURRENT))) ||
+            (rc = mdb_cursor_del(cur, 0))) {
+            err = mdb_failed(rc);
+            goto out;
+        }
+        removed = true;
+    } else if (rc != MDB_NOTFOUND) {
+        err = mdb_failed(rc);
+        goto out;
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    v.mv_size = sizeof tb;
+    v.mv_data = tb;
+    rc = mdb_put(txn, ks->db_destroyed, &k, &v, MDB_NOOVERWRITE);
+    if (rc && rc != MDB_KEYEXIST) {
+        err = mdb_failed(rc);
+        goto out;
+    }
+    if (removed && (err = meta_put(txn, ks->db_meta, META_SCRUB, "", 0)))
+        goto out;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    err = kr_err_from_mdb(rc);
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&ks->env_lock);
+    cache_drop(ks, tenant);
+    if (err == KR_OK && removed) {
+        /* The destruction stands whatever the scrub does; ks_scrub tells. */
+        pthread_rwlock_wrlock(&ks->env_lock);
+        (void)scrub_locked(ks);
+        pthread_rwlock_unlock(&ks->env_lock);
+    }
+    return err;
+}
+
+kr_err ks_is_destroyed(struct kr_keystore *ks, uint64_t tenant, bool *destroyed)
+{
+    uint8_t kb[8];
+    put_be64(kb, tenant);
+    MDB_val k = {sizeof kb, kb}, v;
+    MDB_txn *txn;
+    kr_err err;
+    *destroyed = false;
+    pthread_rwlock_rdlock(&ks->env_lock);
+    if ((err = ks->broken))
+        goto out;
+    int rc = mdb_txn_begin(ks->env, NULL, MDB_RDONLY, &txn);
+    if (rc) {
+        err = mdb_failed(rc);
+        goto out;
+    }
+    rc = mdb_get(txn, ks->db_destroyed, &k, &v);
+    if (rc == 0)
+        *destroyed = true;
+    else if (rc != MDB_NOTFOUND)
+        err = mdb_failed(rc);
+    mdb_txn_abort(txn);
+out:
+    pthread_rwlock_unlock(&ks->env_lock);
+    return err;
+}
+
+/* ---- Sealing ---- */
+
+kr_err kr_seal(const struct kr_data_key *k, const struct kr_rng *rng, const void *ad, size_t adlen,
+               const void *pt, size_t ptlen, uint8_t *out, size_t cap, size_t *outlen)
+{
+    if (cap < KR_SEAL_OVERHEAD || ptlen > cap - KR_SEAL_OVERHEAD)
+        return KR_ETOOLARGE;
+    uint8_t ek[crypto_aead_xchacha20poly1305_ietf_KEYBYTES], nk[crypto_generichash_KEYBYTES];
+    uint8_t r[KR_SEAL_NONCE_LEN], adlen_le[8];
+    crypto_generichash_state st;
+
+    crypto_kdf_derive_from_key(ek, sizeof ek, SEAL_KEY_ID, SEAL_CONTEXT, k->key);
+    crypto_kdf_derive_from_key(nk, sizeof nk, SEAL_NONCE_ID, SEAL_CONTEXT, k->key);
+    kr_rng_fill(rng, r, sizeof r);
+    for (size_t i = 0; i < 8; i++)
+        adlen_le[i] = (uint8_t)((uint64_t)adlen >> (8 * i));
+    /* The nonce: a keyed hash of the random bytes and the whole message (a
+     * synthetic IV), so a repeating rng cannot repeat it for new data. */
+    crypto_generichash_init(&st, nk, sizeof nk, KR_SEAL_NONCE_LEN);
+    crypto_generichash_update(&st, r, sizeof r);
+    crypto_generichash_update(&st, adlen_le, sizeof adlen_le);
+    crypto_generichash_update(&st, ad, adlen);
+    crypto_generichash_update(&st, pt, ptlen);
+    crypto_generichash_final(&st, out, KR_SEAL_NONCE_LEN);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + KR_SEAL_NONCE_LEN, NULL, pt, ptlen, ad, adlen,
+                                               NULL, out, ek);
+    *outlen = ptlen + KR_SEAL_OVERHEAD;
+    sodium_memzero(ek, sizeof ek);
+    sodium_memzero(nk, sizeof nk);
+    sodium_memzero(&st, sizeof st);
+    return KR_OK;
+}
+
+kr_err kr_unseal(const struct kr_data_key *k, const void *ad, size_t adlen, const uint8_t *in,
+                 size_t inlen, uint8_t *out, size_t cap, size_t *outlen)
+{
+    if (inlen < KR_SEAL_OVERHEAD)
+        return KR_ECORRUPT;
+    size_t ptlen = inlen - KR_SEAL_OVERHEAD;
+    if (cap < ptlen)
+        return KR_ETOOLARGE;
+    uint8_t ek[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+    crypto_kdf_derive_from_key(ek, sizeof ek, SEAL_KEY_ID, SEAL_CONTEXT, k->key);
+    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
+        out, NULL, NULL, in + KR_SEAL_NONCE_LEN, inlen - KR_SEAL_NONCE_LEN, ad, adlen, in, ek);
+    sodium_memzero(ek, sizeof ek);
+    if (rc != 0) {
+        if (ptlen > 0)
+            sodium_memzero(out, ptlen);
+        return KR_ECORRUPT;
+    }
+    *outlen = ptlen;
+    return KR_OK;
+}
+
+void kr_data_key_mac(const struct kr_data_key *k, const char purpose[8], const void *msg,
+                     size_t len, uint8_t out[32])
+{
+    uint8_t sub[crypto_auth_hmacsha256_KEYBYTES];
+    crypto_auth_hmacsha256_state st;
+    crypto_kdf_derive_from_key(sub, sizeof sub, MAC_KEY_ID, purpose, k->key);
+    crypto_auth_hmacsha256_init(&st, sub, sizeof sub);
+    crypto_auth_hmacsha256_update(&st, msg, len);
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(sub, sizeof sub);
+    sodium_memzero(&st, sizeof st);
+}

@@ -1,0 +1,132 @@
+/*
+ * cmd.h: what command handlers share (internal to projections/). A handler
+ * gets a `struct cmd`: the caller, the arguments, a read transaction over the
+ * views, and the result writer. It decides events with cmd_event, appends
+ * them with cmd_commit, and writes its result with the res_* helpers after
+ * the commit succeeded.
+ */
+#ifndef KR_CMD_H
+#define KR_CMD_H
+
+#include "domain.h"
+
+struct cmd_event {
+    struct kr_payload *p;
+    uint64_t tenant;
+    uint64_t expected; /* the stream version the decision was made on */
+    uint64_t seq;      /* set by cmd_commit (synchronous mode) */
+    uint64_t version;  /* the stream's version after this event */
+};
+
+struct cmd {
+    struct kr_domain *d;
+    const struct kr_caller *who;
+    const struct kr_payload *args;
+    struct kr_diag *diag;
+    MDB_txn *txn; /* read transaction over the views and the journal */
+    uint64_t now; /* the domain clock when the command started (UTC ns) */
+    bool async;   /* DOM_ASYNC: cmd_commit submits and returns */
+    msgpack_packer res;
+    struct cmd_event ev[KR_CMD_EVENTS_MAX];
+    size_t nev;
+    struct kr_payload *scratch; /* for cmd_read */
+};
+
+typedef kr_err (*cmd_fn)(struct cmd *c);
+
+/* Handlers, one per op (cmd_<area>.c); domain.c's table maps op ids to them. */
+#define KR_CMD_DECLARE(name) kr_err name(struct cmd *c)
+
+/* Every op's handler, in the module of its area (cmd_<area>.c). */
+KR_CMD_DECLARE(cmd_signup_apply);
+KR_CMD_DECLARE(cmd_signup_confirm_payment);
+KR_CMD_DECLARE(cmd_signup_complete);
+KR_CMD_DECLARE(cmd_auth_login);
+KR_CMD_DECLARE(cmd_auth_logout);
+KR_CMD_DECLARE(cmd_auth_whoami);
+KR_CMD_DECLARE(cmd_account_password);
+KR_CMD_DECLARE(cmd_users_create);
+KR_CMD_DECLARE(cmd_users_delete);
+KR_CMD_DECLARE(cmd_users_list);
+KR_CMD_DECLARE(cmd_users_grant);
+KR_CMD_DECLARE(cmd_users_revoke);
+KR_CMD_DECLARE(cmd_users_lock);
+KR_CMD_DECLARE(cmd_users_unlock);
+KR_CMD_DECLARE(cmd_contacts_register);
+KR_CMD_DECLARE(cmd_contacts_update);
+KR_CMD_DECLARE(cmd_contacts_delete);
+KR_CMD_DECLARE(cmd_contacts_get);
+KR_CMD_DECLARE(cmd_contacts_list);
+KR_CMD_DECLARE(cmd_contacts_tag);
+KR_CMD_DECLARE(cmd_contacts_untag);
+KR_CMD_DECLARE(cmd_contacts_set);
+KR_CMD_DECLARE(cmd_tags_create);
+KR_CMD_DECLARE(cmd_tags_rename);
+KR_CMD_DECLARE(cmd_tags_delete);
+KR_CMD_DECLARE(cmd_tags_list);
+KR_CMD_DECLARE(cmd_attributes_define);
+KR_CMD_DECLARE(cmd_attributes_list);
+KR_CMD_DECLARE(cmd_audit_list);
+KR_CMD_DECLARE(cmd_notices_list);
+KR_CMD_DECLARE(cmd_notices_ack);
+KR_CMD_DECLARE(cmd_incidents_report);
+KR_CMD_DECLARE(cmd_incidents_list);
+KR_CMD_DECLARE(cmd_utility_export);
+KR_CMD_DECLARE(cmd_notices_publish);
+KR_CMD_DECLARE(cmd_incidents_open);
+KR_CMD_DECLARE(cmd_incidents_notify);
+KR_CMD_DECLARE(cmd_incidents_update);
+KR_CMD_DECLARE(cmd_incidents_resolve);
+KR_CMD_DECLARE(cmd_incidents_overdue);
+KR_CMD_DECLARE(cmd_tenants_list);
+KR_CMD_DECLARE(cmd_tenants_cancel);
+KR_CMD_DECLARE(cmd_journal_read);
+KR_CMD_DECLARE(cmd_journal_checkpoint);
+KR_CMD_DECLARE(cmd_journal_proof);
+
+/* Sets *c->diag and returns err. */
+kr_err cmd_fail(struct cmd *c, kr_err err, const char *field, const char *why);
+
+/* A new event of type ev for tenant, decided on stream version `expected`
+ * (0 = a new stream). Returns its payload to fill; NULL (KR_ENOMEM) if out
+ * of memory or past KR_CMD_EVENTS_MAX. */
+struct kr_payload *cmd_event(struct cmd *c, int ev, uint64_t tenant, uint64_t expected);
+
+/* Encodes and appends the events as one atomic append. Personal fields are
+ * sealed with each event's tenant key. KR_ECONFLICT if a stream moved on. */
+KR_MUST_CHECK kr_err cmd_commit(struct cmd *c);
+
+/* The tenant's data key (made when `create` and missing). */
+KR_MUST_CHECK kr_err cmd_key(struct cmd *c, uint64_t tenant, bool create, struct kr_data_key *out);
+
+/* Reads record seq and decodes it as event ev with its tenant's key into p
+ * (personal fields opened). KR_ENOTFOUND if erased. */
+KR_MUST_CHECK kr_err cmd_read(struct cmd *c, uint64_t seq, int ev, struct kr_payload *p);
+
+/* A fresh random 128-bit id. */
+void cmd_new_id(struct cmd *c, uint8_t id[16]);
+
+/* The current version of a stream of the caller's kind (0 if none). */
+KR_MUST_CHECK kr_err cmd_stream_version(struct cmd *c, uint64_t tenant, const char *prefix,
+                                        const uint8_t id[16], uint64_t *version);
+
+/* The caller's permission check beyond the op's schema entry (e.g. a
+ * permission an op needs only for some arguments). */
+bool cmd_has_perm(const struct cmd *c, int perm);
+
+/* Result writing. */
+void res_map(struct cmd *c, uint32_t n);
+void res_key(struct cmd *c, int fld);
+void res_keyname(struct cmd *c, const char *name);
+void res_val(struct cmd *c, int fld, const struct kr_value *v); /* key and value */
+void res_u64(struct cmd *c, int fld, uint64_t x);
+void res_bool(struct cmd *c, int fld, bool x);
+void res_bytes(struct cmd *c, int fld, const void *p, size_t n);
+void res_str(struct cmd *c, int fld, const char *s, size_t n);
+void res_enum(struct cmd *c, int fld, uint64_t idx);
+void res_nil(struct cmd *c, int fld);
+
+/* Paging: the limit argument or KR_PAGE_DEFAULT. */
+uint32_t cmd_limit(const struct cmd *c);
+
+#endif

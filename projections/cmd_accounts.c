@@ -1,0 +1,743 @@
+/*
+ * cmd_accounts.c: logging in and out, sessions, and the master's management
+ * of its tenant's accounts: auth.login, auth.logout, auth.whoami,
+ * account.password, users.create / delete / list / grant / revoke / lock /
+ * unlock; dom_session_resolve and dom_operator_create (accounts.h).
+ *
+ * Design notes.
+ * - Login answers an unknown tenant, an unknown account and a wrong password
+ *   with the same error and diagnostics, and spends the same work on them: an
+ *   unknown account is checked against a dummy Argon2id hash of the domain's
+ *   cost. A locked account says so (KR_ELOCKED) whatever the password, but
+ *   only once the account is known, so locking reveals nothing about
+ *   accounts that do not exist.
+ * - Failed logins are counted on the account's stream: account.login_failed
+ *   (with the count after it) is decided on the stream's version, so of
+ *   parallel wrong attempts exactly one commits per version and the others
+ *   decide again on the new count. The attempt that reaches
+ *   KR_LOGIN_FAILURES_MAX appends account.locked in the same append. The
+ *   retries happen inside the handler on a renewed read transaction, so the
+ *   expensive password check is not repeated unless the hash changed.
+ * - Tokens are 32 random bytes, given to the client only in the login reply;
+ *   the views know their SHA-256. Idle time counts from login: extending it
+ *   on each request would cost an event per request.
+ * - Ending an account's sessions (delete, lock, password change) is done by
+ *   the account event's view apply for all of them; the command also records
+ *   session.closed for up to KR_CMD_EVENTS_MAX - 1 of them, for the audit.
+ */
+#include "accounts.h"
+#include "cmd.h"
+#include "hash.h"
+#include "notices.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Times a login decides again in itself when another attempt on the same
+ * account committed first: a burst of N parallel attempts needs at most N. */
+#define LOGIN_RETRIES 64
+/* What every failed login says, whatever the reason. */
+#define LOGIN_FAILED_WHY "wrong tenant code, e-mail or password"
+
+/* ---- Shared ---- */
+
+static void res_perms(struct cmd *c, uint64_t mask)
+{
+    struct kr_value v = {.set = true, .u = mask};
+    res_val(c, KR_FLD_PERMISSIONS, &v);
+}
+
+/* Drops the events decided so far (to decide again). */
+static void events_clear(struct cmd *c)
+{
+    for (size_t i = 0; i < c->nev; i++) {
+        kr_payload_free(c->ev[i].p);
+        c->ev[i].p = NULL;
+    }
+    c->nev = 0;
+}
+
+/* A dummy hash of the domain's cost, so an unknown account costs as much as
+ * a known one. Made once per process and cost. */
+static pthread_mutex_t dummy_mu = PTHREAD_MUTEX_INITIALIZER;
+static char dummy_hash[ACCT_HASH_MAX];
+static unsigned long long dummy_ops;
+static size_t dummy_mem;
+
+static void dummy_verify(const struct kr_domain *d, const void *pw, size_t len)
+{
+    char h[ACCT_HASH_MAX];
+    pthread_mutex_lock(&dummy_mu);
+    if (!dummy_hash[0] || dummy_ops != d->pwhash_ops || dummy_mem != d->pwhash_mem) {
+        uint8_t r[32];
+        char rh[65];
+        randombytes_buf(r, sizeof r);
+        sodium_bin2hex(rh, sizeof rh, r, sizeof r);
+        if (crypto_pwhash_str(dummy_hash, rh, 64, d->pwhash_ops, d->pwhash_mem) != 0)
+            dummy_hash[0] = 0;
+        dummy_ops = d->pwhash_ops;
+        dummy_mem = d->pwhash_mem;
+    }
+    memcpy(h, dummy_hash, sizeof h);
+    pthread_mutex_unlock(&dummy_mu);
+    if (h[0])
+        (void)acct_verify_password(h, strlen(h), pw, len);
+}
+
+/* Whether pw matches the account's current password. */
+static kr_err check_password(struct cmd *c, const struct va_account *o, const void *pw, size_t len,
+                             bool *ok)
+{
+    kr_err err = cmd_read(c, o->pw_seq, o->pw_ev, c->scratch);
+    if (err)
+        return err;
+    const struct kr_value *h = &c->scratch->v[KR_FLD_PASSWORD_HASH];
+    *ok = h->set && acct_verify_password(h->p, h->n, pw, len);
+    kr_payload_reset(c->scratch, -1);
+    return KR_OK;
+}
+
+/* The account's e-mail (from account.created) into c->scratch. */
+static kr_err read_email(struct cmd *c, const struct va_account *o, const struct kr_value **email)
+{
+    kr_err err = cmd_read(c, o->created_seq, KR_EV_ACCOUNT_CREATED, c->scratch);
+    *email = &c->scratch->v[KR_FLD_EMAIL];
+    return err;
+}
+
+/* Appends session.closed for the account's open (unexpired) sessions, as
+ * many as the append has room for (the account event's apply ends them all
+ * in the views anyway). */
+static kr_err close_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[16], int reason)
+{
+    uint8_t prefix[24];
+    v_put_u64(prefix, tenant);
+    memcpy(prefix + 8, acct, 16);
+    MDB_cursor *mc;
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_ACCOUNT_SESSIONS], &mc);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    MDB_val k = {24, prefix}, val;
+    kr_err err = KR_OK;
+    for (rc = mdb_cursor_get(mc, &k, &val, MDB_SET_RANGE);
+         rc == MDB_SUCCESS && k.mv_size == 40 && memcmp(k.mv_data, prefix, 24) == 0 &&
+         c->nev + 1 < KR_CMD_EVENTS_MAX;
+         rc = mdb_cursor_get(mc, &k, &val, MDB_NEXT)) {
+        const uint8_t *sid = (const uint8_t *)k.mv_data + 24;
+        struct va_session s;
+        if ((err = va_session_by_id(&c->d->views, c->txn, tenant, sid, &s)))
+            break;
+        if (c->now >= s.expires || c->now >= s.idle_expires)
+            continue; /* already over: nothing to close, its rows go with the account's event */
+        struct kr_payload *p = cmd_event(c, KR_EV_SESSION_CLOSED, tenant, s.version);
+        if (!p) {
+            err = KR_ENOMEM;
+            break;
+        }
+        /* The payload borrows bytes: keep them in its arena, not in LMDB's
+         * page (valid as long as the transaction, but make it plain). */
+        if ((err = kr_set_copy(p, KR_FLD_SESSION, sid, 16)))
+            break;
+        kr_set_u64(p, KR_FLD_CLOSE_REASON, (uint64_t)reason);
+    }
+    mdb_cursor_close(mc);
+    if (err)
+        return err;
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        return kr_err_from_mdb(rc);
+    return KR_OK;
+}
+
+/* ---- auth.login ---- */
+
+/* Finds the account a login names: KR_ENOTFOUND for anything unknown. */
+static kr_err login_find(struct cmd *c, uint64_t *tenant, uint8_t acct[16])
+{
+    const struct kr_value *code = &c->args->v[KR_FLD_TENANT_CODE];
+    const struct kr_value *email = &c->args->v[KR_FLD_EMAIL];
+    struct kr_data_key key;
+    uint8_t mac[32];
+    kr_err err = KR_OK;
+    if (code->n == sizeof KR_PLATFORM_CODE - 1 && memcmp(code->p, KR_PLATFORM_CODE, code->n) == 0) {
+        if (!c->who->operator_endpoint)
+            return KR_ENOTFOUND; /* operators log in over the operator endpoint only */
+        *tenant = 0;
+    } else {
+        struct va_tenant t;
+        if ((err = va_tenant_by_code(&c->d->views, c->txn, code->p, code->n, tenant)) ||
+            (err = va_tenant_get(&c->d->views, c->txn, *tenant, &t)))
+            return err;
+        if (t.state != KR_TENANT_STATE_ACTIVE)
+            return KR_ENOTFOUND;
+    }
+    if ((err = cmd_key(c, *tenant, false, &key)))
+        return err == KR_ENOTFOUND ? KR_ENOTFOUND : err;
+    va_email_mac(&key, email->p, email->n, mac);
+    kr_data_key_wipe(&key);
+    return va_account_by_mac(&c->d->views, c->txn, *tenant, mac, acct);
+}
+
+static kr_err login_open(struct cmd *c, uint64_t tenant, const uint8_t acct[16],
+                         const struct va_account *o)
+{
+    uint8_t sid[16], token[32], th[32];
+    uint64_t expires = c->now + KR_SESSION_TTL_NS;
+    kr_err err = KR_OK;
+    cmd_new_id(c, sid);
+    kr_rng_fill(c->d->rng, token, sizeof token);
+    kr_sha256(th, token, sizeof token);
+    struct kr_payload *p1 = cmd_event(c, KR_EV_ACCOUNT_LOGIN_SUCCEEDED, tenant, o->version);
+    struct kr_payload *p2 = cmd_event(c, KR_EV_SESSION_OPENED, tenant, 0);
+    if (!p1 || !p2)
+        return KR_ENOMEM;
+    kr_set_bytes(p1, KR_FLD_ACCOUNT, acct, 16);
+    kr_set_bytes(p1, KR_FLD_SESSION, sid, 16);
+    kr_set_bytes(p2, KR_FLD_SESSION, sid, 16);
+    kr_set_bytes(p2, KR_FLD_ACCOUNT, acct, 16);
+    kr_set_bytes(p2, KR_FLD_TOKEN_HASH, th, 32);
+    kr_set_u64(p2, KR_FLD_EXPIRES, expires);
+    kr_set_u64(p2, KR_FLD_IDLE_EXPIRES, c->now + KR_SESSION_IDLE_NS);
+    if ((err = cmd_commit(c))) {
+        sodium_memzero(token, sizeof token);
+        return err;
+    }
+    res_map(c, 6);
+    res_bytes(c, KR_FLD_TOKEN, token, sizeof token);
+    sodium_memzero(token, sizeof token);
+    res_bytes(c, KR_FLD_ACCOUNT, acct, 16);
+    res_enum(c, KR_FLD_ROLE, (uint64_t)o->role);
+    res_perms(c, o->role == KR_ROLE_MASTER ? (1ull << KR_PERMISSION__COUNT) - 1 : o->perms);
+    res_u64(c, KR_FLD_EXPIRES, expires);
+    return notices_pack_unread(c, tenant, acct);
+}
+
+kr_err cmd_auth_login(struct cmd *c)
+{
+    const struct kr_value *pw = &c->args->v[KR_FLD_PASSWORD];
+    uint64_t tenant = 0;
+    uint8_t acct[16];
+    kr_err err = KR_OK;
+    err = login_find(c, &tenant, acct);
+    if (err && err != KR_ENOTFOUND)
+        return err;
+    bool known = err == KR_OK;
+    uint64_t verified_seq = 0;
+    bool ok = false;
+    for (int attempt = 0; known && attempt < LOGIN_RETRIES; attempt++) {
+        struct va_account o;
+        if (attempt > 0) {
+            /* Another attempt committed first: decide again on fresh views. */
+            events_clear(c);
+            mdb_txn_reset(c->txn);
+            int rc = mdb_txn_renew(c->txn);
+            if (rc)
+                return kr_err_from_mdb(rc);
+        }
+        err = va_account_get(&c->d->views, c->txn, tenant, acct, &o);
+        if (err == KR_ENOTFOUND) {
+            known = false; /* deleted meanwhile */
+            break;
+        }
+        if (err)
+            return err;
+        if (o.pw_seq != verified_seq) {
+            err = check_password(c, &o, pw->p, pw->n, &ok);
+            if (err == KR_ENOTFOUND) {
+                known = false; /* its records were erased */
+                break;
+            }
+            if (err)
+                return err;
+            verified_seq = o.pw_seq;
+        }
+        if (o.locked)
+            return cmd_fail(c, KR_ELOCKED, "", "the account is locked");
+        if (ok) {
+            err = login_open(c, tenant, acct, &o);
+        } else {
+            uint32_t failures = o.failures + 1;
+            struct kr_payload *p = cmd_event(c, KR_EV_ACCOUNT_LOGIN_FAILED, tenant, o.version);
+            if (!p)
+                return KR_ENOMEM;
+            kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
+            kr_set_u64(p, KR_FLD_FAILURES, failures);
+            if (failures >= KR_LOGIN_FAILURES_MAX) {
+                p = cmd_event(c, KR_EV_ACCOUNT_LOCKED, tenant, o.version + 1);
+                if (!p)
+                    return KR_ENOMEM;
+                kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
+                kr_set_u64(p, KR_FLD_LOCK_REASON, KR_LOCK_REASON_FAILURES);
+            }
+            err = cmd_commit(c);
+            if (!err)
+                return cmd_fail(c, KR_EAUTH, "", LOGIN_FAILED_WHY);
+        }
+        if (err != KR_ECONFLICT)
+            return err;
+    }
+    if (!known) {
+        dummy_verify(c->d, pw->p, pw->n);
+        return cmd_fail(c, KR_EAUTH, "", LOGIN_FAILED_WHY);
+    }
+    return KR_ECONFLICT;
+}
+
+/* ---- auth.logout, auth.whoami ---- */
+
+kr_err cmd_auth_logout(struct cmd *c)
+{
+    struct va_session s;
+    kr_err err = KR_OK;
+    if (!c->who->has_session)
+        return cmd_fail(c, KR_EAUTH, "token", "no session");
+    err = va_session_by_id(&c->d->views, c->txn, c->who->tenant, c->who->session, &s);
+    if (err == KR_ENOTFOUND)
+        return cmd_fail(c, KR_EAUTH, "token", "no session");
+    if (err)
+        return err;
+    struct kr_payload *p = cmd_event(c, KR_EV_SESSION_CLOSED, c->who->tenant, s.version);
+    if (!p)
+        return KR_ENOMEM;
+    kr_set_bytes(p, KR_FLD_SESSION, c->who->session, 16);
+    kr_set_u64(p, KR_FLD_CLOSE_REASON, KR_CLOSE_REASON_LOGOUT);
+    if ((err = cmd_commit(c)))
+        return err;
+    res_map(c, 0);
+    return KR_OK;
+}
+
+kr_err cmd_auth_whoami(struct cmd *c)
+{
+    struct va_tenant t;
+    struct va_session s;
+    kr_err err = KR_OK;
+    uint64_t expires = 0;
+    if (c->who->has_session) {
+        err = va_session_by_id(&c->d->views, c->txn, c->who->tenant, c->who->session, &s);
+        if (err == KR_ENOTFOUND)
+            return cmd_fail(c, KR_EAUTH, "token", "no session");
+        if (err)
+            return err;
+        expires = s.expires;
+    }
+    res_map(c, 5);
+    if (c->who->tenant == 0) {
+        res_str(c, KR_FLD_TENANT_CODE, KR_PLATFORM_CODE, sizeof KR_PLATFORM_CODE - 1);
+    } else {
+        if ((err = va_tenant_get(&c->d->views, c->txn, c->who->tenant, &t)))
+            return err == KR_ENOTFOUND ? cmd_fail(c, KR_EAUTH, "token", "no session") : err;
+        res_str(c, KR_FLD_TENANT_CODE, t.code, t.code_len);
+    }
+    res_bytes(c, KR_FLD_ACCOUNT, c->who->account, 16);
+    res_enum(c, KR_FLD_ROLE, (uint64_t)c->who->role);
+    res_perms(c, c->who->perms);
+    if (expires)
+        res_u64(c, KR_FLD_EXPIRES, expires);
+    else
+        res_nil(c, KR_FLD_EXPIRES);
+    return KR_OK;
+}
+
+/* ---- account.password ---- */
+
+kr_err cmd_account_password(struct cmd *c)
+{
+    const struct kr_value *pw = &c->args->v[KR_FLD_PASSWORD];
+    const struct kr_value *npw = &c->args->v[KR_FLD_NEW_PASSWORD];
+    uint64_t tenant = c->who->tenant;
+    const uint8_t *acct = c->who->account;
+    struct va_account o;
+    const struct kr_value *email;
+    const char *why;
+    bool ok;
+    kr_err err = KR_OK;
+    err = va_account_get(&c->d->views, c->txn, tenant, acct, &o);
+    if (err == KR_ENOTFOUND)
+        return cmd_fail(c, KR_EAUTH, "token", "no session");
+    if (err || (err = check_password(c, &o, pw->p, pw->n, &ok)))
+        return err;
+    if (!ok)
+        return cmd_fail(c, KR_EAUTH, "password", "wrong password");
+    if ((err = read_email(c, &o, &email)))
+        return err;
+    if (kr_password_check(npw->p, npw->n, email->p, email->n, &why))
+        return cmd_fail(c, KR_EINVAL, "new_password", why);
+    char hash[ACCT_HASH_MAX];
+    if ((err = acct_hash_password(c->d, npw->p, npw->n, hash)))
+        return err;
+    struct kr_payload *p = cmd_event(c, KR_EV_ACCOUNT_PASSWORD_CHANGED, tenant, o.version);
+    if (!p) {
+        sodium_memzero(hash, sizeof hash);
+        return KR_ENOMEM;
+    }
+    kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
+    kr_set_str(p, KR_FLD_PASSWORD_HASH, hash);
+    err = close_sessions(c, tenant, acct, KR_CLOSE_REASON_PASSWORD_CHANGED);
+    if (!err)
+        err = cmd_commit(c);
+    sodium_memzero(hash, sizeof hash);
+    if (err)
+        return err;
+    res_map(c, 0);
+    return KR_OK;
+}
+
+/* ---- users.* ---- */
+
+kr_err cmd_users_create(struct cmd *c)
+{
+    const struct kr_value *email = &c->args->v[KR_FLD_EMAIL];
+    const struct kr_value *pw = &c->args->v[KR_FLD_PASSWORD];
+    const struct kr_value *role = &c->args->v[KR_FLD_ROLE];
+    const struct kr_value *perms = &c->args->v[KR_FLD_PERMISSIONS];
+    const struct kr_value *dname = &c->args->v[KR_FLD_DISPLAY_NAME];
+    uint64_t tenant = c->who->tenant;
+    struct kr_data_key key;
+    struct va_tenant t;
+    const char *why;
+    uint8_t mac[32], acct[16], msg[16];
+    kr_err err = KR_OK;
+    if (role->u != KR_ROLE_USER && role->u != KR_ROLE_AUDITOR)
+        return cmd_fail(c, KR_EINVAL, "role", "must be user or auditor");
+    if (kr_password_check(pw->p, pw->n, email->p, email->n, &why))
+        return cmd_fail(c, KR_EINVAL, "password", why);
+    if ((err = va_tenant_get(&c->d->views, c->txn, tenant, &t)))
+        return err == KR_ENOTFOUND ? KR_EFORBIDDEN : err;
+    if ((err = cmd_key(c, tenant, false, &key)))
+        return err;
+    va_email_mac(&key, email->p, email->n, mac);
+    kr_data_key_wipe(&key);
+    err = va_account_by_mac(&c->d->views, c->txn, tenant, mac, acct);
+    if (err == KR_OK)
+        return cmd_fail(c, KR_ECONFLICT, "email", "an account has this e-mail address");
+    if (err != KR_ENOTFOUND)
+        return err;
+    char hash[ACCT_HASH_MAX];
+    if ((err = acct_hash_password(c->d, pw->p, pw->n, hash)))
+        return err;
+    cmd_new_id(c, acct);
+    cmd_new_id(c, msg);
+    struct kr_payload *p1 = cmd_event(c, KR_EV_ACCOUNT_CREATED, tenant, 0);
+    struct kr_payload *p2 = cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0);
+    if (!p1 || !p2) {
+        sodium_memzero(hash, sizeof hash);
+        return KR_ENOMEM;
+    }
+    kr_set_bytes(p1, KR_FLD_ACCOUNT, acct, 16);
+    kr_set_u64(p1, KR_FLD_ROLE, role->u);
+    kr_set_u64(p1, KR_FLD_PERMISSIONS, perms->set ? perms->u : 0);
+    kr_set_bytes(p1, KR_FLD_EMAIL, email->p, email->n);
+    kr_set_bytes(p1, KR_FLD_EMAIL_MAC, mac, 32);
+    if (dname->set)
+        kr_set_bytes(p1, KR_FLD_DISPLAY_NAME, dname->p, dname->n);
+    kr_set_str(p1, KR_FLD_PASSWORD_HASH, hash);
+    kr_set_bytes(p2, KR_FLD_MESSAGE, msg, 16);
+    kr_set_u64(p2, KR_FLD_TEMPLATE, KR_TEMPLATE_ACCOUNT_INFO);
+    kr_set_bytes(p2, KR_FLD_EMAIL, email->p, email->n);
+    kr_set_bytes(p2, KR_FLD_TENANT_CODE, t.code, t.code_len);
+    err = cmd_commit(c);
+    sodium_memzero(hash, sizeof hash);
+    if (err)
+        return err;
+    res_map(c, 2);
+    res_bytes(c, KR_FLD_ACCOUNT, acct, 16);
+    res_u64(c, KR_FLD_VERSION, 1);
+    return KR_OK;
+}
+
+/* The account an op of the master names, in the caller's tenant, at the
+ * version the caller gave; the master account itself is refused. */
+static kr_err target(struct cmd *c, struct va_account *o)
+{
+    kr_err err = KR_OK;
+    err = va_account_get(&c->d->views, c->txn, c->who->tenant, c->args->v[KR_FLD_ACCOUNT].p, o);
+    if (err == KR_ENOTFOUND)
+        return cmd_fail(c, KR_ENOTFOUND, "account", "no such account");
+    if (err)
+        return err;
+    if (o->role == KR_ROLE_MASTER)
+        return cmd_fail(c, KR_EFORBIDDEN, "account", "not allowed on the master account");
+    if (c->args->v[KR_FLD_VERSION].u != o->version)
+        return cmd_fail(c, KR_ECONFLICT, "version", "the account changed");
+    return KR_OK;
+}
+
+static kr_err simple_event(struct cmd *c, const struct va_account *o, int ev, int fld,
+                           uint64_t value, int close_reason)
+{
+    const uint8_t *acct = c->args->v[KR_FLD_ACCOUNT].p;
+    uint64_t tenant = c->who->tenant;
+    kr_err err = KR_OK;
+    struct kr_payload *p = cmd_event(c, ev, tenant, o->version);
+    if (!p)
+        return KR_ENOMEM;
+    kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
+    if (fld >= 0)
+        kr_set_u64(p, fld, value);
+    if (close_reason >= 0 && (err = close_sessions(c, tenant, acct, close_reason)))
+        return err;
+    if ((err = cmd_commit(c)))
+        return err;
+    res_map(c, 1);
+    res_u64(c, KR_FLD_VERSION, o->version + 1);
+    return KR_OK;
+}
+
+static kr_err unchanged(struct cmd *c, const struct va_account *o)
+{
+    res_map(c, 1);
+    res_u64(c, KR_FLD_VERSION, o->version);
+    return KR_OK;
+}
+
+kr_err cmd_users_delete(struct cmd *c)
+{
+    struct va_account o;
+    kr_err err = target(c, &o);
+    if (err)
+        return err;
+    return simple_event(c, &o, KR_EV_ACCOUNT_DELETED, -1, 0, KR_CLOSE_REASON_ACCOUNT_DELETED);
+}
+
+kr_err cmd_users_grant(struct cmd *c)
+{
+    struct va_account o;
+    kr_err err = target(c, &o);
+    if (err)
+        return err;
+    return simple_event(c, &o, KR_EV_ACCOUNT_PERMISSIONS_GRANTED, KR_FLD_PERMISSIONS,
+                        c->args->v[KR_FLD_PERMISSIONS].u, -1);
+}
+
+kr_err cmd_users_revoke(struct cmd *c)
+{
+    struct va_account o;
+    kr_err err = target(c, &o);
+    if (err)
+        return err;
+    return simple_event(c, &o, KR_EV_ACCOUNT_PERMISSIONS_REVOKED, KR_FLD_PERMISSIONS,
+                        c->args->v[KR_FLD_PERMISSIONS].u, -1);
+}
+
+kr_err cmd_users_lock(struct cmd *c)
+{
+    struct va_account o;
+    kr_err err = target(c, &o);
+    if (err)
+        return err;
+    if (o.locked)
+        return unchanged(c, &o);
+    return simple_event(c, &o, KR_EV_ACCOUNT_LOCKED, KR_FLD_LOCK_REASON, KR_LOCK_REASON_MASTER,
+                        KR_CLOSE_REASON_ACCOUNT_LOCKED);
+}
+
+kr_err cmd_users_unlock(struct cmd *c)
+{
+    struct va_account o;
+    kr_err err = target(c, &o);
+    if (err)
+        return err;
+    if (!o.locked && o.failures == 0)
+        return unchanged(c, &o);
+    return simple_event(c, &o, KR_EV_ACCOUNT_UNLOCKED, -1, 0, -1);
+}
+
+kr_err cmd_users_list(struct cmd *c)
+{
+    const struct kr_value *cur = &c->args->v[KR_FLD_CURSOR];
+    uint64_t tenant = c->who->tenant;
+    uint32_t limit = cmd_limit(c);
+    kr_err err = KR_OK;
+    if (cur->set && cur->n != 16)
+        return cmd_fail(c, KR_EINVAL, "cursor", "not a cursor of this list");
+    struct row {
+        uint8_t id[16];
+        struct va_account o;
+    } *rows = calloc(limit, sizeof *rows);
+    if (!rows)
+        return KR_ENOMEM;
+    uint8_t kb[24];
+    v_put_u64(kb, tenant);
+    if (cur->set)
+        memcpy(kb + 8, cur->p, 16);
+    MDB_cursor *mc;
+    uint32_t n = 0;
+    bool more = false;
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_ACCOUNTS], &mc);
+    if (rc) {
+        free(rows);
+        return kr_err_from_mdb(rc);
+    }
+    MDB_val k = {cur->set ? 24u : 8u, kb}, val;
+    for (rc = mdb_cursor_get(mc, &k, &val, MDB_SET_RANGE);
+         rc == MDB_SUCCESS && k.mv_size == 24 && memcmp(k.mv_data, kb, 8) == 0;
+         rc = mdb_cursor_get(mc, &k, &val, MDB_NEXT)) {
+        if (cur->set && memcmp((const uint8_t *)k.mv_data + 8, cur->p, 16) == 0)
+            continue; /* the cursor is the last one already listed */
+        if (n == limit) {
+            more = true;
+            break;
+        }
+        memcpy(rows[n].id, (const uint8_t *)k.mv_data + 8, 16);
+        if ((err = va_account_get(&c->d->views, c->txn, tenant, rows[n].id, &rows[n].o)))
+            break;
+        n++;
+    }
+    mdb_cursor_close(mc);
+    if (!err && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        err = kr_err_from_mdb(rc);
+    if (err) {
+        free(rows);
+        return err;
+    }
+    res_map(c, 2);
+    res_keyname(c, "users");
+    msgpack_pack_array(&c->res, n);
+    for (uint32_t i = 0; i < n && !err; i++) {
+        if ((err = cmd_read(c, rows[i].o.created_seq, KR_EV_ACCOUNT_CREATED, c->scratch)))
+            break;
+        res_map(c, 6);
+        res_bytes(c, KR_FLD_ACCOUNT, rows[i].id, 16);
+        res_enum(c, KR_FLD_ROLE, (uint64_t)rows[i].o.role);
+        res_perms(c, rows[i].o.perms);
+        res_val(c, KR_FLD_EMAIL, &c->scratch->v[KR_FLD_EMAIL]);
+        res_val(c, KR_FLD_DISPLAY_NAME, &c->scratch->v[KR_FLD_DISPLAY_NAME]);
+        res_u64(c, KR_FLD_VERSION, rows[i].o.version);
+    }
+    if (!err) {
+        if (more && n > 0)
+            res_bytes(c, KR_FLD_CURSOR, rows[n - 1].id, 16);
+        else
+            res_nil(c, KR_FLD_CURSOR);
+    }
+    free(rows);
+    return err;
+}
+
+/* ---- For the server and tools ---- */
+
+kr_err dom_session_resolve(struct kr_domain *d, const uint8_t token[32], struct kr_caller *out)
+{
+    struct va_session s;
+    struct va_account o;
+    struct va_tenant t;
+    uint8_t th[32];
+    MDB_txn *txn;
+    memset(out, 0, sizeof *out);
+    out->role = -1;
+    kr_sha256(th, token, 32);
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    uint64_t now = kr_clock_now(d->clock);
+    kr_err err = va_session_get(&d->views, txn, th, &s);
+    if (!err && (now >= s.expires || now >= s.idle_expires))
+        err = KR_ENOTFOUND;
+    if (!err)
+        err = va_account_get(&d->views, txn, s.tenant, s.account, &o);
+    if (!err && o.locked)
+        err = KR_ENOTFOUND;
+    if (!err && s.tenant != 0) {
+        err = va_tenant_get(&d->views, txn, s.tenant, &t);
+        if (!err && t.state != KR_TENANT_STATE_ACTIVE)
+            err = KR_ENOTFOUND;
+    }
+    mdb_txn_abort(txn);
+    if (err == KR_ENOTFOUND)
+        return KR_EAUTH;
+    if (err)
+        return err;
+    out->tenant = s.tenant;
+    memcpy(out->account, s.account, 16);
+    out->role = o.role;
+    out->perms = o.role == KR_ROLE_MASTER ? (1ull << KR_PERMISSION__COUNT) - 1 : o.perms;
+    out->has_session = true;
+    memcpy(out->session, s.session, 16);
+    return KR_OK;
+}
+
+kr_err dom_operator_create(struct kr_domain *d, const char *email, const char *password,
+                           uint8_t account[16])
+{
+    struct kr_value ev = {.set = true, .p = (const uint8_t *)email, .n = 0};
+    struct kr_diag diag;
+    struct kr_data_key key;
+    uint8_t mac[32], id[16];
+    char hash[ACCT_HASH_MAX];
+    const char *why;
+    MDB_txn *txn;
+    kr_err err = KR_OK;
+
+    if (!email || !password)
+        return KR_EINVAL;
+    size_t el = strlen(email), pl = strlen(password);
+    if (el > kr_fields[KR_FLD_EMAIL].max)
+        return KR_EINVAL;
+    ev.n = (uint32_t)el;
+    if (kr_value_check(KR_FLD_EMAIL, &ev, &diag) ||
+        kr_password_check(password, pl, email, el, &why))
+        return KR_EINVAL;
+    if ((err = ks_get_or_create(d->ks, 0, d->rng, &key)))
+        return err;
+    va_email_mac(&key, ev.p, el, mac);
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc) {
+        kr_data_key_wipe(&key);
+        return kr_err_from_mdb(rc);
+    }
+    err = va_account_by_mac(&d->views, txn, 0, mac, id);
+    mdb_txn_abort(txn);
+    if (err != KR_ENOTFOUND) {
+        kr_data_key_wipe(&key);
+        return err ? err : KR_ECONFLICT;
+    }
+    if ((err = acct_hash_password(d, password, pl, hash))) {
+        kr_data_key_wipe(&key);
+        return err;
+    }
+    kr_rng_fill(d->rng, id, 16);
+    struct kr_payload *p = kr_payload_new();
+    uint8_t *buf = malloc(KR_PAYLOAD_MAX);
+    if (!p || !buf) {
+        err = KR_ENOMEM;
+        goto out;
+    }
+    kr_payload_reset(p, KR_EV_ACCOUNT_CREATED);
+    kr_set_bytes(p, KR_FLD_ACCOUNT, id, 16);
+    kr_set_u64(p, KR_FLD_ROLE, KR_ROLE_OPERATOR);
+    kr_set_u64(p, KR_FLD_PERMISSIONS, 0);
+    kr_set_bytes(p, KR_FLD_EMAIL, email, el);
+    kr_set_bytes(p, KR_FLD_EMAIL_MAC, mac, 32);
+    kr_set_str(p, KR_FLD_PASSWORD_HASH, hash);
+    char stream[KR_STREAM_MAX + 1];
+    size_t slen, len;
+    if ((err = kr_event_stream(p, stream, sizeof stream, &slen)))
+        goto out;
+    struct kr_pd_ctx pd = {
+        .key = &key, .rng = d->rng, .tenant = 0, .stream = stream, .stream_len = slen};
+    if ((err = kr_event_encode(p, &pd, buf, KR_PAYLOAD_MAX, &len, &diag)))
+        goto out;
+    const char *type = kr_events[KR_EV_ACCOUNT_CREATED].name;
+    struct jrn_event e = {
+        .tenant = 0,
+        .stream = stream,
+        .stream_len = slen,
+        .type = type,
+        .type_len = strlen(type),
+        .actor = JRN_SYSTEM_ACTOR,
+        .actor_len = sizeof JRN_SYSTEM_ACTOR - 1,
+        .expected_version = 0,
+        .payload = buf,
+        .payload_len = len,
+    };
+    if ((err = jrn_append(d->j, &e, 1)))
+        goto out;
+    memcpy(account, id, 16);
+out:
+    kr_data_key_wipe(&key);
+    sodium_memzero(hash, sizeof hash);
+    kr_payload_free(p);
+    free(buf);
+    return err;
+}

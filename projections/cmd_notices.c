@@ -1,0 +1,935 @@
+/*
+ * cmd_notices.c: notices (published by operators, acknowledged by
+ * accounts), incidents (opened, notified, updated, resolved by operators;
+ * reported by tenants), and the readers other modules use: unread notices
+ * for the login reply and the outbox for the delivery worker (notices.h).
+ *
+ * Design notes. Notices and incidents are platform objects (tenant 0): an
+ * operator's handler finds them by id alone, and a tenant's query finds them
+ * only through its own rows (v.notice_tenants, v.incident_tenants), so a
+ * notice or incident that does not concern the caller's tenant is "not
+ * found", exactly like a missing one. Titles, bodies and summaries are plain
+ * fields of the records; rows keep the seqs of the records that hold them.
+ *
+ * Notices queue no e-mail: an audience may list up to 1000 tenants, past
+ * what one command may append (KR_CMD_EVENTS_MAX); the dashboard (login
+ * reply, notices.list) carries them. An incident notified over the channel
+ * email queues one incident_notice e-mail to the tenant's master account.
+ */
+#include "accounts.h"
+#include "notices.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Shared helpers ---- */
+
+/* The key of op's first list result ("notices"), from the schema. */
+static const char *list_name(int op)
+{
+    const struct kr_op_def *o = &kr_ops[op];
+    for (uint32_t i = 0; i < o->nresult; i++)
+        if (o->result[i].field < 0)
+            return o->result[i].list_name;
+    KR_ASSERT(!"op has no list result");
+    return "";
+}
+
+/* Sets field fld of event payload p to the caller's argument (borrowed: the
+ * arguments outlive the commit). */
+static void set_arg(struct kr_payload *p, const struct cmd *c, int fld)
+{
+    kr_set_u64(p, fld, 0); /* takes the field's slot */
+    p->v[fld] = c->args->v[fld];
+}
+
+/* Reads record seq of a platform event (no personal fields) and decodes its
+ * plain fields into p; the event type comes from the record. */
+static kr_err read_plain(struct cmd *c, uint64_t seq, struct kr_payload *p)
+{
+    struct jrn_record r;
+    kr_err err = jrn_read_in(c->d->j, c->txn, seq, &r);
+    if (err)
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err; /* rows point at records that exist */
+    int ev = kr_event_lookup(r.type, r.type_len);
+    if (ev < 0)
+        return KR_ECORRUPT;
+    return kr_event_decode(ev, &r, NULL, p, NULL);
+}
+
+/* Whether tenant t is a customer with data (active, or cancelled and not yet
+ * erased): the only tenants a notice or incident can concern. */
+static kr_err tenant_check(struct cmd *c, uint64_t t)
+{
+    struct va_tenant row;
+    kr_err err = va_tenant_get(&c->d->views, c->txn, t, &row);
+    if (err == KR_OK && row.state != KR_TENANT_STATE_ACTIVE &&
+        row.state != KR_TENANT_STATE_CANCELLED)
+        err = KR_ENOTFOUND;
+    if (err == KR_ENOTFOUND)
+        return cmd_fail(c, err, kr_fields[KR_FLD_TENANTS].name, "no such tenant");
+    return err;
+}
+
+/* The audience and tenants arguments of notices.publish and incidents.open:
+ * "listed" needs a non-empty list of existing tenants, "all" no list. */
+static kr_err audience_check(struct cmd *c)
+{
+    const struct kr_value *ts = &c->args->v[KR_FLD_TENANTS];
+    if (c->args->v[KR_FLD_AUDIENCE].u == KR_AUDIENCE_ALL) {
+        if (ts->set && ts->n)
+            return cmd_fail(c, KR_EINVAL, kr_fields[KR_FLD_TENANTS].name,
+                            "only for audience listed");
+        return KR_OK;
+    }
+    if (!ts->set || ts->n == 0)
+        return cmd_fail(c, KR_EINVAL, kr_fields[KR_FLD_TENANTS].name,
+                        "audience listed needs at least one tenant");
+    for (uint32_t i = 0; i < ts->n; i++) {
+        uint64_t t;
+        memcpy(&t, ts->p + 8 * (size_t)i, 8);
+        kr_err err = tenant_check(c, t);
+        if (err)
+            return err;
+    }
+    return KR_OK;
+}
+
+static void set_audience(struct kr_payload *p, const struct cmd *c)
+{
+    set_arg(p, c, KR_FLD_AUDIENCE);
+    if (c->args->v[KR_FLD_AUDIENCE].u == KR_AUDIENCE_ALL)
+        kr_set_tenants(p, KR_FLD_TENANTS, NULL, 0);
+    else
+        set_arg(p, c, KR_FLD_TENANTS);
+}
+
+/* ---- Notice rows ---- */
+
+struct notice_row {
+    uint64_t seq, effective;
+    uint8_t kind, audience;
+};
+
+static kr_err notice_get(struct kr_views *v, MDB_txn *txn, const uint8_t notice[16],
+                         struct notice_row *out)
+{
+    struct vkey k;
+    MDB_val val;
+    vk_init(&k);
+    vk_bytes(&k, notice, 16);
+    kr_err err = v_get(v, txn, VIEW_NOTICES, &k, &val);
+    if (err)
+        return err;
+    if (val.mv_size != 18)
+        return KR_ECORRUPT;
+    const uint8_t *b = val.mv_data;
+    out->seq = v_get_u64(b);
+    out->effective = v_get_u64(b + 8);
+    out->kind = b[16];
+    out->audience = b[17];
+    return KR_OK;
+}
+
+static kr_err notice_acked(struct kr_views *v, MDB_txn *txn, uint64_t tenant,
+                           const uint8_t account[16], const uint8_t notice[16], bool *acked)
+{
+    struct vkey k;
+    MDB_val val;
+    vk_init(&k);
+    vk_u64(&k, tenant);
+    vk_bytes(&k, account, 16);
+    vk_bytes(&k, notice, 16);
+    kr_err err = v_get(v, txn, VIEW_NOTICE_ACKS, &k, &val);
+    *acked = err == KR_OK;
+    return err == KR_ENOTFOUND ? KR_OK : err;
+}
+
+/* A tenant's notices in (effective, notice) order, either way: a merge of
+ * its own rows in v.notice_tenants with tenant 0's (audience all). The
+ * position is the 24-byte suffix effective|notice. */
+#define NT_POS 24u
+
+struct nt_iter {
+    MDB_cursor *cur[2];
+    uint64_t prefix[2];
+    bool valid[2];
+    uint8_t pos[2][NT_POS];
+    int n;
+    bool desc;
+};
+
+static void nt_load(struct nt_iter *it, int i, int rc, const MDB_val *k)
+{
+    it->valid[i] = false;
+    if (rc != MDB_SUCCESS || k->mv_size != 8 + NT_POS)
+        return;
+    if (v_get_u64(k->mv_data) != it->prefix[i])
+        return;
+    memcpy(it->pos[i], (const uint8_t *)k->mv_data + 8, NT_POS);
+    it->valid[i] = true;
+}
+
+/* Positions the iterator after `from` (exclusive; NULL = from the first, or
+ * the last when desc). */
+static kr_err nt_open(struct nt_iter *it, struct kr_views *v, MDB_txn *txn, uint64_t tenant,
+                      const uint8_t *from, bool desc)
+{
+    memset(it, 0, sizeof *it);
+    it->desc = desc;
+    it->n = tenant == 0 ? 1 : 2;
+    it->prefix[0] = 0;
+    it->prefix[1] = tenant;
+    for (int i = 0; i < it->n; i++) {
+        int rc = mdb_cursor_open(txn, v->db[VIEW_NOTICE_TENANTS], &it->cur[i]);
+        if (rc)
+            return kr_err_from_mdb(rc);
+        uint8_t key[8 + NT_POS];
+        MDB_val k, val;
+        if (from) {
+            v_put_u64(key, it->prefix[i]);
+            memcpy(key + 8, from, NT_POS);
+        } else {
+            /* asc: the prefix itself; desc: the first key past the prefix */
+            v_put_u64(key, it->prefix[i] + (desc ? 1u : 0u));
+            memset(key + 8, 0, NT_POS);
+        }
+        k = (MDB_val){sizeof key, key};
+        rc = mdb_cursor_get(it->cur[i], &k, &val, MDB_SET_RANGE);
+        if (desc) {
+            /* the last key before `key` */
+            if (rc == MDB_NOTFOUND)
+                rc = mdb_cursor_get(it->cur[i], &k, &val, MDB_LAST);
+            else if (rc == MDB_SUCCESS)
+                rc = mdb_cursor_get(it->cur[i], &k, &val, MDB_PREV);
+        } else if (rc == MDB_SUCCESS && from && k.mv_size == sizeof key &&
+                   memcmp(k.mv_data, key, sizeof key) == 0) {
+            rc = mdb_cursor_get(it->cur[i], &k, &val, MDB_NEXT); /* exclusive */
+        }
+        if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+            return kr_err_from_mdb(rc);
+        nt_load(it, i, rc, &k);
+    }
+    return KR_OK;
+}
+
+/* The next notice position into pos (copy); false at the end. */
+static kr_err nt_next(struct nt_iter *it, uint8_t pos[NT_POS], bool *got)
+{
+    int pick = -1;
+    for (int i = 0; i < it->n; i++) {
+        if (!it->valid[i])
+            continue;
+        if (pick < 0) {
+            pick = i;
+            continue;
+        }
+        int cmp = memcmp(it->pos[i], it->pos[pick], NT_POS);
+        if (it->desc ? cmp > 0 : cmp < 0)
+            pick = i;
+    }
+    *got = pick >= 0;
+    if (pick < 0)
+        return KR_OK;
+    memcpy(pos, it->pos[pick], NT_POS);
+    for (int i = 0; i < it->n; i++) {
+        if (!it->valid[i] || memcmp(it->pos[i], pos, NT_POS) != 0)
+            continue;
+        MDB_val k, val;
+        int rc = mdb_cursor_get(it->cur[i], &k, &val, it->desc ? MDB_PREV : MDB_NEXT);
+        if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+            return kr_err_from_mdb(rc);
+        nt_load(it, i, rc, &k);
+    }
+    return KR_OK;
+}
+
+static void nt_close(struct nt_iter *it)
+{
+    for (int i = 0; i < 2; i++)
+        if (it->cur[i])
+            mdb_cursor_close(it->cur[i]);
+}
+
+/* ---- Unread notices (auth.login) ---- */
+
+kr_err notices_unread(struct kr_domain *d, MDB_txn *txn, uint64_t tenant, const uint8_t account[16],
+                      struct notice_unread *out, size_t cap, size_t *n)
+{
+    struct nt_iter it;
+    kr_err err = nt_open(&it, &d->views, txn, tenant, NULL, true);
+    *n = 0;
+    for (uint32_t scanned = 0; !err && *n < cap && scanned < NOTICES_SCAN_MAX; scanned++) {
+        uint8_t pos[NT_POS];
+        bool got, acked;
+        struct notice_row row;
+        if ((err = nt_next(&it, pos, &got)) || !got)
+            break;
+        if ((err = notice_acked(&d->views, txn, tenant, account, pos + 8, &acked)))
+            break;
+        if (acked)
+            continue;
+        if ((err = notice_get(&d->views, txn, pos + 8, &row)))
+            break;
+        struct notice_unread *u = &out[(*n)++];
+        memcpy(u->notice, pos + 8, 16);
+        u->seq = row.seq;
+        u->effective = row.effective;
+        u->kind = row.kind;
+    }
+    nt_close(&it);
+    if (err == KR_ENOTFOUND)
+        err = KR_ECORRUPT; /* a tenant row names a notice that is not there */
+    return err;
+}
+
+/* One notice as a map of the given fields, read from its record. */
+static kr_err pack_notice(struct cmd *c, struct kr_payload *p, uint64_t seq, bool with_ack,
+                          bool acked)
+{
+    kr_err err = read_plain(c, seq, p);
+    if (err)
+        return err;
+    res_map(c, with_ack ? 6 : 5);
+    res_val(c, KR_FLD_NOTICE, &p->v[KR_FLD_NOTICE]);
+    res_val(c, KR_FLD_NOTICE_KIND, &p->v[KR_FLD_NOTICE_KIND]);
+    res_val(c, KR_FLD_TITLE, &p->v[KR_FLD_TITLE]);
+    res_val(c, KR_FLD_BODY, &p->v[KR_FLD_BODY]);
+    res_val(c, KR_FLD_EFFECTIVE, &p->v[KR_FLD_EFFECTIVE]);
+    if (with_ack)
+        res_bool(c, KR_FLD_ACKNOWLEDGED, acked);
+    return KR_OK;
+}
+
+kr_err notices_pack_unread(struct cmd *c, uint64_t tenant, const uint8_t account[16])
+{
+    struct notice_unread u[NOTICES_LOGIN_MAX];
+    size_t n;
+    kr_err err = notices_unread(c->d, c->txn, tenant, account, u, NOTICES_LOGIN_MAX, &n);
+    if (err)
+        return err;
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return KR_ENOMEM;
+    res_keyname(c, list_name(KR_OP_AUTH_LOGIN));
+    msgpack_pack_array(&c->res, n);
+    for (size_t i = 0; i < n && !err; i++)
+        err = pack_notice(c, p, u[i].seq, false, false);
+    kr_payload_free(p);
+    return err;
+}
+
+/* ---- notices.publish (operator) ---- */
+
+kr_err cmd_notices_publish(struct cmd *c)
+{
+    uint8_t id[16];
+    kr_err err = KR_OK;
+    if ((err = audience_check(c)))
+        return err;
+    cmd_new_id(c, id);
+    struct kr_payload *p = cmd_event(c, KR_EV_NOTICE_PUBLISHED, 0, 0);
+    if (!p)
+        return KR_ENOMEM;
+    kr_set_bytes(p, KR_FLD_NOTICE, id, 16);
+    set_arg(p, c, KR_FLD_NOTICE_KIND);
+    set_arg(p, c, KR_FLD_TITLE);
+    set_arg(p, c, KR_FLD_BODY);
+    set_arg(p, c, KR_FLD_EFFECTIVE);
+    set_audience(p, c);
+    if ((err = cmd_commit(c)))
+        return err;
+    res_map(c, 1);
+    res_bytes(c, KR_FLD_NOTICE, id, 16);
+    return KR_OK;
+}
+
+/* ---- notices.list, notices.ack (client) ---- */
+
+/* Whether notice `notice` concerns tenant (published to all, or listing
+ * it); KR_ENOTFOUND otherwise, as for a missing notice. */
+static kr_err notice_visible(struct cmd *c, uint64_t tenant, const uint8_t notice[16],
+                             struct notice_row *row)
+{
+    kr_err err = notice_get(&c->d->views, c->txn, notice, row);
+    if (err)
+        return err;
+    struct vkey k;
+    MDB_val val;
+    vk_init(&k);
+    vk_u64(&k, row->audience == KR_AUDIENCE_ALL ? 0 : tenant);
+    vk_u64(&k, row->effective);
+    vk_bytes(&k, notice, 16);
+    return v_get(&c->d->views, c->txn, VIEW_NOTICE_TENANTS, &k, &val);
+}
+
+kr_err cmd_notices_list(struct cmd *c)
+{
+    const struct kr_value *cur = &c->args->v[KR_FLD_CURSOR];
+    uint64_t tenant = c->who->tenant;
+    uint32_t limit = cmd_limit(c);
+    struct nt_iter it;
+    kr_err err = KR_OK;
+    if (cur->set && cur->n != NT_POS)
+        return cmd_fail(c, KR_EINVAL, kr_fields[KR_FLD_CURSOR].name, "not a cursor of this list");
+    uint8_t(*pos)[NT_POS] = calloc(limit, NT_POS);
+    if (!pos)
+        return KR_ENOMEM;
+    uint32_t n = 0;
+    bool more = false;
+    err = nt_open(&it, &c->d->views, c->txn, tenant, cur->set ? cur->p : NULL, false);
+    while (!err) {
+        uint8_t next[NT_POS];
+        bool got;
+        if ((err = nt_next(&it, next, &got)) || !got)
+            break;
+        if (n == limit) {
+            more = true;
+            break;
+        }
+        memcpy(pos[n++], next, NT_POS);
+    }
+    nt_close(&it);
+
+    if (!err) {
+        res_map(c, 2);
+        res_keyname(c, list_name(KR_OP_NOTICES_LIST));
+        msgpack_pack_array(&c->res, n);
+    }
+    for (uint32_t i = 0; i < n && !err; i++) {
+        struct notice_row row;
+        bool acked;
+        if ((err = notice_get(&c->d->views, c->txn, pos[i] + 8, &row)) ||
+            (err = notice_acked(&c->d->views, c->txn, tenant, c->who->account, pos[i] + 8, &acked)))
+            break;
+        err = pack_notice(c, c->scratch, row.seq, true, acked);
+    }
+    if (!err) {
+        if (more)
+            res_bytes(c, KR_FLD_CURSOR, pos[n - 1], NT_POS);
+        else
+            res_nil(c, KR_FLD_CURSOR);
+    }
+    free(pos);
+    return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+}
+
+kr_err cmd_notices_ack(struct cmd *c)
+{
+    uint64_t tenant = c->who->tenant, version;
+    struct notice_row row;
+    bool acked;
+    kr_err err = KR_OK;
+    const uint8_t *notice = c->args->v[KR_FLD_NOTICE].p;
+    if ((err = notice_visible(c, tenant, notice, &row)))
+        return err == KR_ENOTFOUND
+                   ? cmd_fail(c, err, kr_fields[KR_FLD_NOTICE].name, "no such notice")
+                   : err;
+    if ((err = notice_acked(&c->d->views, c->txn, tenant, c->who->account, notice, &acked)))
+        return err;
+    if (!acked) {
+        if ((err = cmd_stream_version(c, tenant, kr_events[KR_EV_NOTICE_ACKNOWLEDGED].stream_prefix,
+                                      c->who->account, &version)))
+            return err;
+        struct kr_payload *p = cmd_event(c, KR_EV_NOTICE_ACKNOWLEDGED, tenant, version);
+        if (!p)
+            return KR_ENOMEM;
+        kr_set_bytes(p, KR_FLD_ACCOUNT, c->who->account, 16);
+        kr_set_bytes(p, KR_FLD_NOTICE, notice, 16);
+        if ((err = cmd_commit(c)))
+            return err;
+    }
+    res_map(c, 0);
+    return KR_OK;
+}
+
+/* ---- Incident rows ---- */
+
+struct incident_row {
+    uint64_t version, opened_seq, text_seq, detected, deadline;
+    uint8_t scope, severity, audience;
+    bool resolved;
+};
+
+static kr_err incident_get(struct cmd *c, const uint8_t incident[16], struct incident_row *out)
+{
+    struct vkey k;
+    MDB_val val;
+    vk_init(&k);
+    vk_bytes(&k, incident, 16);
+    kr_err err = v_get(&c->d->views, c->txn, VIEW_INCIDENTS, &k, &val);
+    if (err)
+        return err;
+    if (val.mv_size != 44)
+        return KR_ECORRUPT;
+    const uint8_t *b = val.mv_data;
+    out->version = v_get_u64(b);
+    out->opened_seq = v_get_u64(b + 8);
+    out->text_seq = v_get_u64(b + 16);
+    out->detected = v_get_u64(b + 24);
+    out->deadline = v_get_u64(b + 32);
+    out->scope = b[40];
+    out->severity = b[41];
+    out->audience = b[42];
+    out->resolved = b[43] != 0;
+    return KR_OK;
+}
+
+/* The incident named by the argument; KR_ENOTFOUND with the diagnostics set. */
+static kr_err incident_arg(struct cmd *c, struct incident_row *row)
+{
+    kr_err err = incident_get(c, c->args->v[KR_FLD_INCIDENT].p, row);
+    if (err == KR_ENOTFOUND)
+        return cmd_fail(c, err, kr_fields[KR_FLD_INCIDENT].name, "no such incident");
+    return err;
+}
+
+static kr_err version_arg(struct cmd *c, uint64_t version)
+{
+    if (c->args->v[KR_FLD_VERSION].u != version)
+        return cmd_fail(c, KR_ECONFLICT, kr_fields[KR_FLD_VERSION].name,
+                        "the incident changed since this version");
+    return KR_OK;
+}
+
+/* ---- incidents.open, notify, update, resolve, overdue (operator) ---- */
+
+kr_err cmd_incidents_open(struct cmd *c)
+{
+    uint8_t id[16];
+    kr_err err = KR_OK;
+    if ((err = audience_check(c)))
+        return err;
+    uint64_t detected = c->args->v[KR_FLD_DETECTED].u;
+    if (detected > c->now)
+        return cmd_fail(c, KR_EINVAL, kr_fields[KR_FLD_DETECTED].name, "is in the future");
+    uint64_t deadline = detected + INCIDENT_NOTICE_NS;
+    cmd_new_id(c, id);
+    struct kr_payload *p = cmd_event(c, KR_EV_INCIDENT_OPENED, 0, 0);
+    if (!p)
+        return KR_ENOMEM;
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    set_arg(p, c, KR_FLD_INCIDENT_SCOPE);
+    set_arg(p, c, KR_FLD_SEVERITY);
+    set_arg(p, c, KR_FLD_TITLE);
+    set_arg(p, c, KR_FLD_SUMMARY);
+    set_arg(p, c, KR_FLD_DETECTED);
+    kr_set_u64(p, KR_FLD_DEADLINE, deadline);
+    set_audience(p, c);
+    if ((err = cmd_commit(c)))
+        return err;
+    res_map(c, 2);
+    res_bytes(c, KR_FLD_INCIDENT, id, 16);
+    res_u64(c, KR_FLD_DEADLINE, deadline);
+    return KR_OK;
+}
+
+/* The e-mail address of tenant's master account into p (KR_FLD_EMAIL, with
+ * the rest of its account.created record). The master is the one account of
+ * role master; accounts are found by id, so this looks through the tenant's
+ * accounts (a handful in practice, NOTICES_MASTER_SCAN_MAX at most). */
+static kr_err master_email(struct cmd *c, uint64_t tenant, struct kr_payload *p)
+{
+    MDB_cursor *cur;
+    MDB_val k, val;
+    uint8_t prefix[8];
+    kr_err err = KR_ENOTFOUND;
+    uint64_t seq = 0;
+    v_put_u64(prefix, tenant);
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_ACCOUNTS], &cur);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    k = (MDB_val){8, prefix};
+    rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+    for (uint32_t i = 0; rc == MDB_SUCCESS && i < NOTICES_MASTER_SCAN_MAX; i++) {
+        if (k.mv_size != 24 || memcmp(k.mv_data, prefix, 8) != 0)
+            break;
+        struct va_account acc;
+        if ((err = va_account_get(&c->d->views, c->txn, tenant, (const uint8_t *)k.mv_data + 8,
+                                  &acc)))
+            break;
+        if (acc.role == KR_ROLE_MASTER) {
+            seq = acc.created_seq;
+            break;
+        }
+        err = KR_ENOTFOUND;
+        rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        return kr_err_from_mdb(rc);
+    if (!seq)
+        return err ? err : KR_ENOTFOUND;
+    if ((err = cmd_read(c, seq, KR_EV_ACCOUNT_CREATED, p)))
+        return err;
+    return p->v[KR_FLD_EMAIL].set ? KR_OK : KR_ECORRUPT;
+}
+
+kr_err cmd_incidents_notify(struct cmd *c)
+{
+    struct incident_row row = {0};
+    struct vkey k;
+    MDB_val val;
+    kr_err err = KR_OK;
+    if ((err = incident_arg(c, &row)))
+        return err;
+    const uint8_t *incident = c->args->v[KR_FLD_INCIDENT].p;
+    uint64_t tenant = c->args->v[KR_FLD_TENANT].u;
+    uint64_t channel = c->args->v[KR_FLD_CHANNEL].u;
+    vk_init(&k);
+    vk_u64(&k, tenant);
+    vk_bytes(&k, incident, 16);
+    if ((err = v_get(&c->d->views, c->txn, VIEW_INCIDENT_TENANTS, &k, &val)))
+        return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
+                                              "not affected by this incident")
+                                   : err;
+    if (val.mv_size != 1)
+        return KR_ECORRUPT;
+    if (*(const uint8_t *)val.mv_data >> channel & 1u) {
+        res_map(c, 0); /* notified over this channel already */
+        return KR_OK;
+    }
+    struct kr_payload *p = cmd_event(c, KR_EV_INCIDENT_NOTIFIED, 0, row.version);
+    if (!p)
+        return KR_ENOMEM;
+    set_arg(p, c, KR_FLD_INCIDENT);
+    set_arg(p, c, KR_FLD_TENANT);
+    set_arg(p, c, KR_FLD_CHANNEL);
+    if (channel == KR_CHANNEL_EMAIL) {
+        uint8_t message[16];
+        if ((err = master_email(c, tenant, c->scratch)))
+            return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
+                                                  "the tenant has no master account")
+                                       : err;
+        struct kr_payload *m = cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0);
+        if (!m)
+            return KR_ENOMEM;
+        cmd_new_id(c, message);
+        const struct kr_value *email = &c->scratch->v[KR_FLD_EMAIL];
+        if ((err = kr_set_copy(m, KR_FLD_MESSAGE, message, 16)) ||
+            (err = kr_set_copy(m, KR_FLD_EMAIL, email->p, email->n)))
+            return err;
+        kr_set_u64(m, KR_FLD_TEMPLATE, KR_TEMPLATE_INCIDENT_NOTICE);
+        set_arg(m, c, KR_FLD_INCIDENT);
+    }
+    if ((err = cmd_commit(c)))
+        return err;
+    res_map(c, 0);
+    return KR_OK;
+}
+
+kr_err cmd_incidents_update(struct cmd *c)
+{
+    struct incident_row row = {0};
+    kr_err err = KR_OK;
+    if ((err = incident_arg(c, &row)) || (err = version_arg(c, row.version)))
+        return err;
+    struct kr_payload *p = cmd_event(c, KR_EV_INCIDENT_UPDATED, 0, row.version);
+    if (!p)
+        return KR_ENOMEM;
+    set_arg(p, c, KR_FLD_INCIDENT);
+    set_arg(p, c, KR_FLD_SEVERITY);
+    set_arg(p, c, KR_FLD_SUMMARY);
+    if ((err = cmd_commit(c)))
+        return err;
+    res_map(c, 1);
+    res_u64(c, KR_FLD_VERSION, c->ev[0].version);
+    return KR_OK;
+}
+
+kr_err cmd_incidents_resolve(struct cmd *c)
+{
+    struct incident_row row = {0};
+    kr_err err = KR_OK;
+    if ((err = incident_arg(c, &row)) || (err = version_arg(c, row.version)))
+        return err;
+    if (row.resolved)
+        return cmd_fail(c, KR_ECONFLICT, kr_fields[KR_FLD_INCIDENT].name, "already resolved");
+    struct kr_payload *p = cmd_event(c, KR_EV_INCIDENT_RESOLVED, 0, row.version);
+    if (!p)
+        return KR_ENOMEM;
+    set_arg(p, c, KR_FLD_INCIDENT);
+    set_arg(p, c, KR_FLD_SUMMARY);
+    if ((err = cmd_commit(c)))
+        return err;
+    res_map(c, 1);
+    res_u64(c, KR_FLD_VERSION, c->ev[0].version);
+    return KR_OK;
+}
+
+struct due {
+    uint64_t deadline, tenant;
+    uint8_t incident[16];
+};
+
+kr_err cmd_incidents_overdue(struct cmd *c)
+{
+    const struct kr_value *w = &c->args->v[KR_FLD_WITHIN_HOURS];
+    uint64_t horizon = c->now + (w->set ? w->u : 0) * 3600ull * 1000000000ull;
+    struct due *due = calloc(NOTICES_DUE_MAX, sizeof *due);
+    MDB_cursor *cur;
+    MDB_val k, val;
+    uint32_t n = 0;
+    if (!due)
+        return KR_ENOMEM;
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_INCIDENT_DUE], &cur);
+    if (rc == MDB_SUCCESS) {
+        for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST);
+             rc == MDB_SUCCESS && n < NOTICES_DUE_MAX;
+             rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+            if (k.mv_size != 32) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+            const uint8_t *b = k.mv_data;
+            uint64_t deadline = v_get_u64(b);
+            if (deadline > horizon)
+                break;
+            due[n].deadline = deadline;
+            memcpy(due[n].incident, b + 8, 16);
+            due[n].tenant = v_get_u64(b + 24);
+            n++;
+        }
+        mdb_cursor_close(cur);
+    }
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+        free(due);
+        return rc == MDB_CORRUPTED ? KR_ECORRUPT : kr_err_from_mdb(rc);
+    }
+    res_map(c, 1);
+    res_keyname(c, list_name(KR_OP_INCIDENTS_OVERDUE));
+    msgpack_pack_array(&c->res, n);
+    for (uint32_t i = 0; i < n; i++) {
+        res_map(c, 4);
+        res_bytes(c, KR_FLD_INCIDENT, due[i].incident, 16);
+        res_u64(c, KR_FLD_TENANT, due[i].tenant);
+        res_u64(c, KR_FLD_DEADLINE, due[i].deadline);
+        res_bool(c, KR_FLD_OVERDUE, due[i].deadline <= c->now);
+    }
+    free(due);
+    return KR_OK;
+}
+
+/* ---- incidents.report, incidents.list (client) ---- */
+
+kr_err cmd_incidents_report(struct cmd *c)
+{
+    uint8_t id[16];
+    kr_err err = KR_OK;
+    cmd_new_id(c, id);
+    struct kr_payload *p = cmd_event(c, KR_EV_INCIDENT_REPORTED, c->who->tenant, 0);
+    if (!p)
+        return KR_ENOMEM;
+    kr_set_bytes(p, KR_FLD_REPORT, id, 16);
+    set_arg(p, c, KR_FLD_SEVERITY);
+    set_arg(p, c, KR_FLD_DETAILS);
+    if ((err = cmd_commit(c)))
+        return err;
+    res_map(c, 1);
+    res_bytes(c, KR_FLD_REPORT, id, 16);
+    return KR_OK;
+}
+
+struct open_incident {
+    uint8_t id[16];
+    struct incident_row row;
+};
+
+static int open_incident_cmp(const void *x, const void *y)
+{
+    const struct open_incident *a = x, *b = y;
+    if (a->row.detected != b->row.detected)
+        return a->row.detected < b->row.detected ? -1 : 1;
+    return memcmp(a->id, b->id, 16);
+}
+
+kr_err cmd_incidents_list(struct cmd *c)
+{
+    uint64_t tenant = c->who->tenant;
+    kr_err err = KR_OK;
+    struct open_incident *inc = calloc(NOTICES_INCIDENTS_MAX, sizeof *inc);
+    struct kr_payload *title = kr_payload_new();
+    MDB_cursor *cur = NULL;
+    MDB_val k, val;
+    uint8_t prefix[8];
+    uint32_t n = 0;
+    if (!inc || !title) {
+        err = KR_ENOMEM;
+        goto out;
+    }
+    v_put_u64(prefix, tenant);
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_INCIDENT_TENANTS], &cur);
+    if (rc) {
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    k = (MDB_val){8, prefix};
+    for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+         rc == MDB_SUCCESS && n < NOTICES_INCIDENTS_MAX;
+         rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+        if (k.mv_size != 24 || memcmp(k.mv_data, prefix, 8) != 0)
+            break;
+        memcpy(inc[n].id, (const uint8_t *)k.mv_data + 8, 16);
+        if ((err = incident_get(c, inc[n].id, &inc[n].row)))
+            goto out;
+        if (!inc[n].row.resolved)
+            n++;
+    }
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    qsort(inc, n, sizeof *inc, open_incident_cmp);
+    res_map(c, 1);
+    res_keyname(c, list_name(KR_OP_INCIDENTS_LIST));
+    msgpack_pack_array(&c->res, n);
+    for (uint32_t i = 0; i < n; i++) {
+        const struct incident_row *r = &inc[i].row;
+        if ((err = read_plain(c, r->opened_seq, title)) ||
+            (err = read_plain(c, r->text_seq, c->scratch)))
+            goto out;
+        res_map(c, 8);
+        res_bytes(c, KR_FLD_INCIDENT, inc[i].id, 16);
+        res_enum(c, KR_FLD_INCIDENT_SCOPE, r->scope);
+        res_enum(c, KR_FLD_SEVERITY, r->severity);
+        res_val(c, KR_FLD_TITLE, &title->v[KR_FLD_TITLE]);
+        res_val(c, KR_FLD_SUMMARY, &c->scratch->v[KR_FLD_SUMMARY]);
+        res_u64(c, KR_FLD_DETECTED, r->detected);
+        res_u64(c, KR_FLD_DEADLINE, r->deadline);
+        res_bool(c, KR_FLD_RESOLVED, r->resolved);
+    }
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    kr_payload_free(title);
+    free(inc);
+    return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+}
+
+/* ---- The outbox (delivery worker) ---- */
+
+kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t max, outbox_fn fn, void *arg,
+                      uint64_t *last)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    MDB_val k, val;
+    uint8_t start[8];
+    size_t handed = 0;
+    kr_err err = KR_OK;
+    if (last)
+        *last = after;
+    if (max == 0 || max > OUTBOX_BATCH_MAX)
+        max = OUTBOX_BATCH_MAX;
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return KR_ENOMEM;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc) {
+        kr_payload_free(p);
+        return kr_err_from_mdb(rc);
+    }
+    if ((rc = mdb_cursor_open(txn, d->views.db[VIEW_OUTBOX_PENDING], &cur)))
+        goto done;
+    v_put_u64(start, after + 1);
+    k = (MDB_val){8, start};
+    for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE); rc == MDB_SUCCESS && handed < max;
+         rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+        if (k.mv_size != 8 || val.mv_size != 24) {
+            err = KR_ECORRUPT;
+            break;
+        }
+        struct outbox_msg m = {.seq = v_get_u64(k.mv_data), .p = p};
+        const uint8_t *b = val.mv_data;
+        m.tenant = v_get_u64(b);
+        memcpy(m.message, b + 8, 16);
+        if (last)
+            *last = m.seq;
+        struct jrn_record r;
+        struct kr_data_key key;
+        if ((err = jrn_read_in(d->j, txn, m.seq, &r)))
+            break;
+        if (r.payload_stripped || r.tenant != m.tenant)
+            continue;
+        if ((err = ks_get(d->ks, m.tenant, &key))) {
+            if (err == KR_ENOTFOUND || err == KR_EKEY) {
+                err = KR_OK; /* erased: nobody to write to */
+                continue;
+            }
+            break;
+        }
+        err = kr_event_decode(KR_EV_OUTBOX_QUEUED, &r, &key, p, NULL);
+        kr_data_key_wipe(&key);
+        if (err)
+            break;
+        m.template_id = (uint8_t)p->v[KR_FLD_TEMPLATE].u;
+        handed++;
+        bool go_on = fn(arg, &m);
+        kr_payload_reset(p, -1); /* wipes the opened personal data */
+        if (!go_on)
+            break;
+    }
+done:
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    kr_payload_free(p);
+    if (!err && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        err = kr_err_from_mdb(rc);
+    return err;
+}
+
+kr_err dom_outbox_sent(struct kr_domain *d, uint64_t tenant, const uint8_t message[16])
+{
+    MDB_txn *txn;
+    MDB_val val;
+    struct vkey k;
+    bool sent;
+    vk_init(&k);
+    vk_u64(&k, tenant);
+    vk_bytes(&k, message, 16);
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    kr_err err = v_get(&d->views, txn, VIEW_OUTBOX, &k, &val);
+    if (!err && val.mv_size != 10)
+        err = KR_ECORRUPT;
+    sent = !err && ((const uint8_t *)val.mv_data)[9] != 0;
+    mdb_txn_abort(txn);
+    if (err || sent)
+        return err;
+
+    struct kr_payload *p = kr_payload_new();
+    uint8_t *buf = malloc(KR_PAYLOAD_MAX);
+    char stream[KR_STREAM_MAX + 1];
+    size_t slen, len;
+    uint64_t version;
+    if (!p || !buf) {
+        err = KR_ENOMEM;
+        goto out;
+    }
+    kr_payload_reset(p, KR_EV_OUTBOX_SENT);
+    kr_set_bytes(p, KR_FLD_MESSAGE, message, 16);
+    if ((err = kr_event_stream(p, stream, sizeof stream, &slen)) ||
+        (err = jrn_stream_version(d->j, tenant, stream, slen, &version)) ||
+        (err = kr_event_encode(p, NULL, buf, KR_PAYLOAD_MAX, &len, NULL)))
+        goto out;
+    const char *type = kr_events[KR_EV_OUTBOX_SENT].name;
+    struct jrn_event e = {
+        .tenant = tenant,
+        .stream = stream,
+        .stream_len = slen,
+        .type = type,
+        .type_len = strlen(type),
+        .actor = JRN_SYSTEM_ACTOR,
+        .actor_len = sizeof JRN_SYSTEM_ACTOR - 1,
+        .expected_version = version,
+        .payload = buf,
+        .payload_len = len,
+    };
+    err = jrn_append(d->j, &e, 1);
+out:
+    kr_payload_free(p);
+    free(buf);
+    return err;
+}

@@ -1,0 +1,694 @@
+/*
+ * domain.c: opening the domain, running ops (access checks, retries on
+ * conflict, result buffers) and the helpers handlers share (cmd.h).
+ *
+ * Design notes. A handler runs under one read transaction, so everything it
+ * decides on is one consistent snapshot; the journal then checks, in the
+ * writer, that the streams it decided on have not moved. Views hold no
+ * personal data, so a handler that must show some (a contact's name) opens
+ * the record that holds it with the tenant's key.
+ */
+#include "cmd.h"
+
+#include "accounts.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const cmd_fn handlers[KR_OP__COUNT] = {
+    [KR_OP_SIGNUP_APPLY] = cmd_signup_apply,
+    [KR_OP_SIGNUP_CONFIRM_PAYMENT] = cmd_signup_confirm_payment,
+    [KR_OP_SIGNUP_COMPLETE] = cmd_signup_complete,
+    [KR_OP_AUTH_LOGIN] = cmd_auth_login,
+    [KR_OP_AUTH_LOGOUT] = cmd_auth_logout,
+    [KR_OP_AUTH_WHOAMI] = cmd_auth_whoami,
+    [KR_OP_ACCOUNT_PASSWORD] = cmd_account_password,
+    [KR_OP_USERS_CREATE] = cmd_users_create,
+    [KR_OP_USERS_DELETE] = cmd_users_delete,
+    [KR_OP_USERS_LIST] = cmd_users_list,
+    [KR_OP_USERS_GRANT] = cmd_users_grant,
+    [KR_OP_USERS_REVOKE] = cmd_users_revoke,
+    [KR_OP_USERS_LOCK] = cmd_users_lock,
+    [KR_OP_USERS_UNLOCK] = cmd_users_unlock,
+    [KR_OP_CONTACTS_REGISTER] = cmd_contacts_register,
+    [KR_OP_CONTACTS_UPDATE] = cmd_contacts_update,
+    [KR_OP_CONTACTS_DELETE] = cmd_contacts_delete,
+    [KR_OP_CONTACTS_GET] = cmd_contacts_get,
+    [KR_OP_CONTACTS_LIST] = cmd_contacts_list,
+    [KR_OP_CONTACTS_TAG] = cmd_contacts_tag,
+    [KR_OP_CONTACTS_UNTAG] = cmd_contacts_untag,
+    [KR_OP_CONTACTS_SET] = cmd_contacts_set,
+    [KR_OP_TAGS_CREATE] = cmd_tags_create,
+    [KR_OP_TAGS_RENAME] = cmd_tags_rename,
+    [KR_OP_TAGS_DELETE] = cmd_tags_delete,
+    [KR_OP_TAGS_LIST] = cmd_tags_list,
+    [KR_OP_ATTRIBUTES_DEFINE] = cmd_attributes_define,
+    [KR_OP_ATTRIBUTES_LIST] = cmd_attributes_list,
+    [KR_OP_AUDIT_LIST] = cmd_audit_list,
+    [KR_OP_NOTICES_LIST] = cmd_notices_list,
+    [KR_OP_NOTICES_ACK] = cmd_notices_ack,
+    [KR_OP_INCIDENTS_REPORT] = cmd_incidents_report,
+    [KR_OP_INCIDENTS_LIST] = cmd_incidents_list,
+    [KR_OP_UTILITY_EXPORT] = cmd_utility_export,
+    [KR_OP_NOTICES_PUBLISH] = cmd_notices_publish,
+    [KR_OP_INCIDENTS_OPEN] = cmd_incidents_open,
+    [KR_OP_INCIDENTS_NOTIFY] = cmd_incidents_notify,
+    [KR_OP_INCIDENTS_UPDATE] = cmd_incidents_update,
+    [KR_OP_INCIDENTS_RESOLVE] = cmd_incidents_resolve,
+    [KR_OP_INCIDENTS_OVERDUE] = cmd_incidents_overdue,
+    [KR_OP_TENANTS_LIST] = cmd_tenants_list,
+    [KR_OP_TENANTS_CANCEL] = cmd_tenants_cancel,
+    [KR_OP_JOURNAL_READ] = cmd_journal_read,
+    [KR_OP_JOURNAL_CHECKPOINT] = cmd_journal_checkpoint,
+    [KR_OP_JOURNAL_PROOF] = cmd_journal_proof,
+};
+
+bool dom_has_handler(int op)
+{
+    return op >= 0 && op < KR_OP__COUNT && handlers[op] != NULL;
+}
+
+kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
+{
+    kr_err err;
+    if (!o || !o->dir || !out)
+        return KR_EINVAL;
+    struct kr_domain *d = calloc(1, sizeof *d);
+    if (!d)
+        return KR_ENOMEM;
+    snprintf(d->dir, sizeof d->dir, "%s", o->dir);
+    pthread_mutex_init(&d->async_mu, NULL);
+    pthread_cond_init(&d->async_cv, NULL);
+    d->clock = o->clock;
+    d->rng = o->rng;
+    d->pwhash_ops = o->pwhash_ops ? o->pwhash_ops : crypto_pwhash_OPSLIMIT_INTERACTIVE;
+    d->pwhash_mem = o->pwhash_mem ? o->pwhash_mem : crypto_pwhash_MEMLIMIT_INTERACTIVE;
+    if ((err = views_init(&d->views)))
+        goto fail;
+    struct jrn_options jo = {
+        .dir = o->dir,
+        .clock = o->clock,
+        .signers = o->signers,
+        .map_size = o->map_size,
+        .views = views_hooks(&d->views),
+        .views_no_catch_up = o->no_catch_up,
+    };
+    if ((err = jrn_open(&jo, &d->j)))
+        goto fail;
+    if ((err = ks_open(o->dir, true, &d->ks)))
+        goto fail;
+    *out = d;
+    return KR_OK;
+fail:
+    dom_close(d);
+    return err;
+}
+
+void dom_close(struct kr_domain *d)
+{
+    if (!d)
+        return;
+    if (d->j) {
+        kr_err err = dom_wait(d); /* failures belong to whoever submitted */
+        (void)err;
+    }
+    jrn_close(d->j);
+    ks_close(d->ks);
+    views_fini(&d->views);
+    pthread_mutex_destroy(&d->async_mu);
+    pthread_cond_destroy(&d->async_cv);
+    free(d);
+}
+
+void dom_actor(const struct kr_caller *who, char out[KR_ACTOR_MAX + 1])
+{
+    char hex[33];
+    if (who->role < 0) {
+        snprintf(out, KR_ACTOR_MAX + 1, "anonymous");
+        return;
+    }
+    sodium_bin2hex(hex, sizeof hex, who->account, 16);
+    snprintf(out, KR_ACTOR_MAX + 1, "%s/%s", who->role == KR_ROLE_OPERATOR ? "operator" : "account",
+             hex);
+}
+
+int dom_api_error(kr_err err)
+{
+    switch (err) {
+    case KR_OK:
+        return -1;
+    case KR_EINVAL:
+    case KR_ECORRUPT:
+        return KR_ERR_BAD_REQUEST;
+    case KR_ETOOLARGE:
+        return KR_ERR_TOO_LARGE;
+    case KR_EAUTH:
+        return KR_ERR_UNAUTHENTICATED;
+    case KR_EFORBIDDEN:
+        return KR_ERR_FORBIDDEN;
+    case KR_ENOTFOUND:
+        return KR_ERR_NOT_FOUND;
+    case KR_ECONFLICT:
+    case KR_EEXIST:
+        return KR_ERR_CONFLICT;
+    case KR_ELOCKED:
+        return KR_ERR_LOCKED;
+    case KR_EEXPIRED:
+        return KR_ERR_EXPIRED;
+    case KR_EFULL:
+    case KR_ECLOSED:
+    case KR_EBUSY:
+        return KR_ERR_UNAVAILABLE;
+    default:
+        return KR_ERR_INTERNAL;
+    }
+}
+
+kr_err dom_tenant_erase(struct kr_domain *d, uint64_t tenant)
+{
+    MDB_txn *txn;
+    struct va_tenant t;
+    uint8_t buf[64];
+    size_t len;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    kr_err err = va_tenant_get(&d->views, txn, tenant, &t);
+    mdb_txn_abort(txn);
+    if (err)
+        return err;
+    if (t.state != KR_TENANT_STATE_CANCELLED)
+        return KR_ECONFLICT;
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return KR_ENOMEM;
+    kr_payload_reset(p, KR_EV_TENANT_ERASED);
+    char stream[KR_STREAM_MAX + 1];
+    size_t slen;
+    err = kr_event_stream(p, stream, sizeof stream, &slen);
+    if (!err)
+        err = kr_event_encode(p, NULL, buf, sizeof buf, &len, NULL);
+    kr_payload_free(p);
+    if (err)
+        return err;
+    const char *actor = JRN_SYSTEM_ACTOR;
+    struct jrn_event e = {
+        .tenant = tenant,
+        .stream = stream,
+        .stream_len = slen,
+        .type = kr_events[KR_EV_TENANT_ERASED].name,
+        .type_len = strlen(kr_events[KR_EV_TENANT_ERASED].name),
+        .actor = actor,
+        .actor_len = strlen(actor),
+        .expected_version = t.version,
+        .payload = buf,
+        .payload_len = len,
+    };
+    if ((err = jrn_append(d->j, &e, 1)))
+        return err;
+    return ks_destroy(d->ks, tenant, e.time_ns);
+}
+
+/* ---- Access ---- */
+
+static uint32_t role_bit(int role)
+{
+    switch (role) {
+    case KR_ROLE_MASTER:
+        return KR_ROLEBIT_MASTER;
+    case KR_ROLE_USER:
+        return KR_ROLEBIT_USER;
+    case KR_ROLE_AUDITOR:
+        return KR_ROLEBIT_AUDITOR;
+    case KR_ROLE_OPERATOR:
+        return KR_ROLEBIT_OPERATOR;
+    default:
+        return KR_ROLEBIT_ANONYMOUS;
+    }
+}
+
+bool cmd_has_perm(const struct cmd *c, int perm)
+{
+    if (perm < 0 || c->who->role == KR_ROLE_MASTER)
+        return true;
+    if (c->who->role == KR_ROLE_OPERATOR)
+        return false;
+    return (c->who->perms >> perm) & 1u;
+}
+
+static kr_err check_access(const struct kr_caller *who, int op, struct kr_diag *diag)
+{
+    const struct kr_op_def *o = &kr_ops[op];
+    uint32_t bit = role_bit(who->role);
+    if (!(o->roles & bit)) {
+        if (who->role < 0) {
+            snprintf(diag->field, sizeof diag->field, "token");
+            snprintf(diag->why, sizeof diag->why, "this op needs a session");
+            return KR_EAUTH;
+        }
+        snprintf(diag->field, sizeof diag->field, "op");
+        snprintf(diag->why, sizeof diag->why, "not allowed for this role");
+        return KR_EFORBIDDEN;
+    }
+    /* Operator ops only over the operator endpoint; auditors may read the
+     * journal over the client endpoint, within their scope. */
+    if (o->endpoint == KR_ENDPOINT_OPERATOR && !who->operator_endpoint &&
+        !(who->role == KR_ROLE_AUDITOR && (o->roles & KR_ROLEBIT_AUDITOR))) {
+        snprintf(diag->field, sizeof diag->field, "op");
+        snprintf(diag->why, sizeof diag->why, "only on the operator endpoint");
+        return KR_EFORBIDDEN;
+    }
+    if (o->endpoint == KR_ENDPOINT_CLIENT && who->role == KR_ROLE_OPERATOR &&
+        !who->operator_endpoint) {
+        snprintf(diag->field, sizeof diag->field, "op");
+        snprintf(diag->why, sizeof diag->why, "operators use the operator endpoint");
+        return KR_EFORBIDDEN;
+    }
+    if (o->permission >= 0 && who->role == KR_ROLE_USER && !((who->perms >> o->permission) & 1u)) {
+        snprintf(diag->field, sizeof diag->field, "op");
+        snprintf(diag->why, sizeof diag->why, "needs permission %s",
+                 kr_enums[KR_ENUM_PERMISSION].values[o->permission]);
+        return KR_EFORBIDDEN;
+    }
+    return KR_OK;
+}
+
+/* Checks args against op's argument list: every key one the op takes, every
+ * value valid, every required one present. The wire decoder (kr_args_decode)
+ * did this already; arguments built in C (tools, tests) get the same checks,
+ * so no handler sees an argument its op does not declare. */
+static kr_err check_args(int op, const struct kr_payload *a, struct kr_diag *diag)
+{
+    const struct kr_op_def *o = &kr_ops[op];
+    kr_err err;
+    for (uint32_t i = 0; a && i < a->nused; i++) {
+        int fld = a->used[i];
+        if (!a->v[fld].set)
+            continue;
+        bool known = false;
+        for (uint32_t j = 0; j < o->nargs && !known; j++)
+            known = o->args[j].field == fld;
+        if (!known) {
+            snprintf(diag->field, sizeof diag->field, "%s", kr_fields[fld].name);
+            snprintf(diag->why, sizeof diag->why, "unknown key");
+            return KR_EINVAL;
+        }
+        if ((err = kr_value_check(fld, &a->v[fld], diag)))
+            return err;
+    }
+    for (uint32_t j = 0; j < o->nargs; j++) {
+        if (!o->args[j].optional && !(a && a->v[o->args[j].field].set)) {
+            snprintf(diag->field, sizeof diag->field, "%s", kr_fields[o->args[j].field].name);
+            snprintf(diag->why, sizeof diag->why, "missing");
+            return KR_EINVAL;
+        }
+    }
+    return KR_OK;
+}
+
+/* Records that who was refused op (access.denied), for the tenant's audit
+ * view and abuse monitoring. Best effort: the refusal stands whatever
+ * happens here. */
+static void record_denial(struct kr_domain *d, const struct kr_caller *who, int op)
+{
+    if (who->role < 0)
+        return;
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return;
+    char stream[KR_STREAM_MAX + 1], actor[KR_ACTOR_MAX + 1];
+    uint8_t buf[256];
+    size_t slen, len;
+    dom_actor(who, actor);
+    for (int attempt = 0; attempt < KR_CMD_RETRIES; attempt++) {
+        uint64_t version;
+        kr_payload_reset(p, KR_EV_ACCESS_DENIED);
+        kr_set_bytes(p, KR_FLD_ACCOUNT, who->account, 16);
+        kr_set_str(p, KR_FLD_OP, kr_ops[op].name);
+        if (kr_event_stream(p, stream, sizeof stream, &slen) ||
+            jrn_stream_version(d->j, who->tenant, stream, slen, &version) ||
+            kr_event_encode(p, NULL, buf, sizeof buf, &len, NULL))
+            break;
+        struct jrn_event e = {
+            .tenant = who->tenant,
+            .stream = stream,
+            .stream_len = slen,
+            .type = kr_events[KR_EV_ACCESS_DENIED].name,
+            .type_len = strlen(kr_events[KR_EV_ACCESS_DENIED].name),
+            .actor = actor,
+            .actor_len = strlen(actor),
+            .expected_version = version,
+            .payload = buf,
+            .payload_len = len,
+        };
+        if (jrn_append(d->j, &e, 1) != KR_ECONFLICT)
+            break;
+    }
+    kr_payload_free(p);
+}
+
+/* ---- Running ops ---- */
+
+static void cmd_reset(struct cmd *c)
+{
+    for (size_t i = 0; i < c->nev; i++) {
+        kr_payload_free(c->ev[i].p);
+        c->ev[i].p = NULL;
+    }
+    c->nev = 0;
+}
+
+kr_err dom_exec(struct kr_domain *d, const struct kr_caller *who, int op,
+                const struct kr_payload *args, msgpack_sbuffer *out, struct kr_diag *diag)
+{
+    return dom_exec_flags(d, who, op, args, out, diag, 0);
+}
+
+kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
+                      const struct kr_payload *args, msgpack_sbuffer *out, struct kr_diag *diag,
+                      unsigned flags)
+{
+    struct kr_diag scratch_diag;
+    if (!diag)
+        diag = &scratch_diag;
+    memset(diag, 0, sizeof *diag);
+    if (op < 0 || op >= KR_OP__COUNT)
+        return KR_EINVAL;
+    kr_err err = check_access(who, op, diag);
+    if (err == KR_EFORBIDDEN)
+        record_denial(d, who, op);
+    if (err || (err = check_args(op, args, diag)))
+        return err;
+    if (!handlers[op]) {
+        snprintf(diag->why, sizeof diag->why, "op not available");
+        return KR_EINVAL;
+    }
+    struct cmd *c = calloc(1, sizeof *c);
+    if (!c)
+        return KR_ENOMEM;
+    c->d = d;
+    c->who = who;
+    c->args = args;
+    c->diag = diag;
+    c->async = flags & DOM_ASYNC;
+    c->scratch = kr_payload_new();
+    if (!c->scratch) {
+        free(c);
+        return KR_ENOMEM;
+    }
+    /* A caller-given version pins the decision: a conflict is the caller's
+     * to resolve. Otherwise decide again on fresh views. */
+    bool pinned = args && args->v[KR_FLD_VERSION].set;
+    for (int attempt = 0;; attempt++) {
+        out->size = 0;
+        msgpack_packer_init(&c->res, out, msgpack_sbuffer_write);
+        c->now = kr_clock_now(d->clock);
+        int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &c->txn);
+        if (rc) {
+            err = kr_err_from_mdb(rc);
+            break;
+        }
+        err = handlers[op](c);
+        mdb_txn_abort(c->txn);
+        c->txn = NULL;
+        cmd_reset(c);
+        if (err != KR_ECONFLICT || pinned || attempt + 1 >= KR_CMD_RETRIES || diag->field[0])
+            break;
+        memset(diag, 0, sizeof *diag);
+    }
+    if (err)
+        out->size = 0;
+    kr_payload_free(c->scratch);
+    free(c);
+    return err;
+}
+
+/* ---- Handler helpers ---- */
+
+kr_err cmd_fail(struct cmd *c, kr_err err, const char *field, const char *why)
+{
+    snprintf(c->diag->field, sizeof c->diag->field, "%s", field ? field : "");
+    snprintf(c->diag->why, sizeof c->diag->why, "%s", why ? why : kr_strerror(err));
+    return err;
+}
+
+struct kr_payload *cmd_event(struct cmd *c, int ev, uint64_t tenant, uint64_t expected)
+{
+    if (c->nev >= KR_CMD_EVENTS_MAX)
+        return NULL;
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return NULL;
+    kr_payload_reset(p, ev);
+    c->ev[c->nev++] = (struct cmd_event){.p = p, .tenant = tenant, .expected = expected};
+    return p;
+}
+
+kr_err cmd_key(struct cmd *c, uint64_t tenant, bool create, struct kr_data_key *out)
+{
+    kr_err err = ks_get(c->d->ks, tenant, out);
+    if (err == KR_ENOTFOUND && create)
+        err = ks_get_or_create(c->d->ks, tenant, c->d->rng, out);
+    return err;
+}
+
+void cmd_new_id(struct cmd *c, uint8_t id[16])
+{
+    kr_rng_fill(c->d->rng, id, 16);
+}
+
+uint32_t cmd_limit(const struct cmd *c)
+{
+    const struct kr_value *v = &c->args->v[KR_FLD_LIMIT];
+    return v->set ? (uint32_t)v->u : KR_PAGE_DEFAULT;
+}
+
+kr_err cmd_stream_version(struct cmd *c, uint64_t tenant, const char *prefix, const uint8_t id[16],
+                          uint64_t *version)
+{
+    char s[KR_STREAM_MAX + 1];
+    size_t pl = strlen(prefix);
+    if (pl + 34 > sizeof s)
+        return KR_EINVAL;
+    memcpy(s, prefix, pl);
+    s[pl] = '/';
+    sodium_bin2hex(s + pl + 1, 33, id, 16);
+    return jrn_stream_version(c->d->j, tenant, s, pl + 33, version);
+}
+
+kr_err cmd_read(struct cmd *c, uint64_t seq, int ev, struct kr_payload *p)
+{
+    struct jrn_record r;
+    struct kr_data_key key;
+    kr_err err = jrn_read_in(c->d->j, c->txn, seq, &r);
+    if (err)
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err; /* views point at records that exist */
+    if (r.payload_stripped)
+        return KR_ENOTFOUND;
+    if ((err = ks_get(c->d->ks, r.tenant, &key)))
+        return err;
+    err = kr_event_decode(ev, &r, &key, p, NULL);
+    kr_data_key_wipe(&key);
+    return err;
+}
+
+/* Everything one append needs until it completes (async) or returns. */
+struct inflight {
+    struct jrn_append a;
+    struct jrn_event events[KR_CMD_EVENTS_MAX];
+    char streams[KR_CMD_EVENTS_MAX][KR_STREAM_MAX + 1];
+    char actor[KR_ACTOR_MAX + 1];
+    uint8_t *buf[KR_CMD_EVENTS_MAX];
+    struct kr_domain *d;
+};
+
+static void inflight_free(struct inflight *f)
+{
+    for (size_t i = 0; i < KR_CMD_EVENTS_MAX; i++)
+        free(f->buf[i]);
+    free(f);
+}
+
+static void async_done(struct jrn_append *a, kr_err err)
+{
+    struct inflight *f = a->arg;
+    struct kr_domain *d = f->d;
+    inflight_free(f);
+    pthread_mutex_lock(&d->async_mu);
+    d->async_n--;
+    if (err && !d->async_err)
+        d->async_err = err;
+    pthread_cond_broadcast(&d->async_cv);
+    pthread_mutex_unlock(&d->async_mu);
+}
+
+kr_err dom_wait(struct kr_domain *d)
+{
+    pthread_mutex_lock(&d->async_mu);
+    while (d->async_n > 0)
+        pthread_cond_wait(&d->async_cv, &d->async_mu);
+    kr_err err = d->async_err;
+    d->async_err = KR_OK;
+    pthread_mutex_unlock(&d->async_mu);
+    return err;
+}
+
+kr_err cmd_commit(struct cmd *c)
+{
+    struct inflight *f = calloc(1, sizeof *f);
+    kr_err err = KR_OK;
+    if (!f)
+        return KR_ENOMEM;
+    f->d = c->d;
+    dom_actor(c->who, f->actor);
+    for (size_t i = 0; i < c->nev; i++) {
+        struct cmd_event *ce = &c->ev[i];
+        struct jrn_event *e = &f->events[i];
+        const struct kr_event_def *def = &kr_events[ce->p->ev];
+        size_t slen, len;
+        if ((err = kr_event_stream(ce->p, f->streams[i], sizeof f->streams[i], &slen)))
+            break;
+        if (!(f->buf[i] = malloc(KR_PAYLOAD_MAX))) {
+            err = KR_ENOMEM;
+            break;
+        }
+        struct kr_data_key key;
+        bool have_key = false;
+        if (def->has_personal) {
+            if ((err = cmd_key(c, ce->tenant, true, &key)))
+                break;
+            have_key = true;
+        }
+        struct kr_pd_ctx pd = {
+            .key = have_key ? &key : NULL,
+            .rng = c->d->rng,
+            .tenant = ce->tenant,
+            .stream = f->streams[i],
+            .stream_len = slen,
+        };
+        err = kr_event_encode(ce->p, &pd, f->buf[i], KR_PAYLOAD_MAX, &len, c->diag);
+        if (have_key)
+            kr_data_key_wipe(&key);
+        if (err)
+            break;
+        *e = (struct jrn_event){
+            .tenant = ce->tenant,
+            .stream = f->streams[i],
+            .stream_len = slen,
+            .type = def->name,
+            .type_len = strlen(def->name),
+            .actor = f->actor,
+            .actor_len = strlen(f->actor),
+            .expected_version = ce->expected,
+            .payload = f->buf[i],
+            .payload_len = len,
+        };
+    }
+    if (err) {
+        inflight_free(f);
+        return err;
+    }
+    if (c->async) {
+        pthread_mutex_lock(&c->d->async_mu);
+        while (c->d->async_n >= KR_CMD_INFLIGHT_MAX)
+            pthread_cond_wait(&c->d->async_cv, &c->d->async_mu);
+        c->d->async_n++;
+        pthread_mutex_unlock(&c->d->async_mu);
+        f->a = (struct jrn_append){.events = f->events, .n = c->nev, .done = async_done, .arg = f};
+        if ((err = jrn_submit(c->d->j, &f->a))) {
+            pthread_mutex_lock(&c->d->async_mu);
+            c->d->async_n--;
+            pthread_cond_broadcast(&c->d->async_cv);
+            pthread_mutex_unlock(&c->d->async_mu);
+            inflight_free(f);
+            return err;
+        }
+        for (size_t i = 0; i < c->nev; i++)
+            c->ev[i].version = c->ev[i].expected + 1;
+        return KR_OK;
+    }
+    err = jrn_append(c->d->j, f->events, c->nev);
+    if (err == KR_OK) {
+        for (size_t i = 0; i < c->nev; i++) {
+            c->ev[i].seq = f->events[i].seq;
+            c->ev[i].version = c->ev[i].expected + 1;
+        }
+    }
+    inflight_free(f);
+    return err;
+}
+
+/* ---- Results ---- */
+
+static void pack_name(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+void res_map(struct cmd *c, uint32_t n)
+{
+    msgpack_pack_map(&c->res, n);
+}
+
+void res_key(struct cmd *c, int fld)
+{
+    pack_name(&c->res, kr_fields[fld].name);
+}
+
+void res_keyname(struct cmd *c, const char *name)
+{
+    pack_name(&c->res, name);
+}
+
+void res_val(struct cmd *c, int fld, const struct kr_value *v)
+{
+    res_key(c, fld);
+    if (!v->set)
+        msgpack_pack_nil(&c->res);
+    else
+        kr_value_pack(&c->res, fld, v);
+}
+
+void res_u64(struct cmd *c, int fld, uint64_t x)
+{
+    res_key(c, fld);
+    msgpack_pack_uint64(&c->res, x);
+}
+
+void res_bool(struct cmd *c, int fld, bool x)
+{
+    res_key(c, fld);
+    if (x)
+        msgpack_pack_true(&c->res);
+    else
+        msgpack_pack_false(&c->res);
+}
+
+void res_bytes(struct cmd *c, int fld, const void *p, size_t n)
+{
+    res_key(c, fld);
+    msgpack_pack_bin(&c->res, n);
+    msgpack_pack_bin_body(&c->res, p, n);
+}
+
+void res_str(struct cmd *c, int fld, const char *s, size_t n)
+{
+    res_key(c, fld);
+    msgpack_pack_str(&c->res, n);
+    msgpack_pack_str_body(&c->res, s, n);
+}
+
+void res_enum(struct cmd *c, int fld, uint64_t idx)
+{
+    res_key(c, fld);
+    pack_name(&c->res, kr_enums[kr_fields[fld].enum_id].values[idx]);
+}
+
+void res_nil(struct cmd *c, int fld)
+{
+    res_key(c, fld);
+    msgpack_pack_nil(&c->res);
+}

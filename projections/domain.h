@@ -1,0 +1,125 @@
+/*
+ * domain.h: kiroku's domain: commands that decide events and queries over the
+ * views, for every op in schemas/ops.json.
+ *
+ * A domain is a journal opened with the views, plus the keystore of tenant
+ * data keys. dom_exec runs one op for one caller: it checks the caller's role
+ * and permissions against the op's schema entry, runs the op's handler with
+ * a read transaction over the views, and writes the op's result. A handler
+ * that changes state decides its events from the views and the arguments,
+ * names the stream versions it read, and appends; if another command changed
+ * those streams meanwhile (KR_ECONFLICT from the journal) and the caller gave
+ * no version of its own, dom_exec runs it again on fresh views, up to
+ * KR_CMD_RETRIES times.
+ *
+ * Isolation: a handler only ever looks up objects under the caller's tenant,
+ * so another tenant's object is KR_ENOTFOUND, exactly like a missing one.
+ *
+ * Threads: dom_exec may be called from many threads at once; appends from
+ * all of them share the journal's group commit.
+ */
+#ifndef KR_DOMAIN_H
+#define KR_DOMAIN_H
+
+#include "clock.h"
+#include "journal.h"
+#include "keystore.h"
+#include "payload.h"
+#include "rng.h"
+#include "views.h"
+
+#include <msgpack.h>
+#include <pthread.h>
+
+struct kr_domain_options {
+    const char *dir;              /* data directory made by `kiroku init` (required) */
+    const struct kr_clock *clock; /* NULL = system clock */
+    const struct kr_rng *rng;     /* ids, keys, codes, nonces; NULL = system randomness */
+    unsigned signers;             /* journal signer threads; 0 = one per CPU */
+    uint64_t map_size;            /* 0 = default */
+    bool no_catch_up;             /* open without applying records the views miss
+                                   * (replay rebuilds them itself) */
+    /* Argon2id cost for new password hashes; 0 = libsodium's INTERACTIVE
+     * limits. Tests and demo seeding use the minimum. Existing hashes carry
+     * their own cost. */
+    unsigned long long pwhash_ops;
+    size_t pwhash_mem;
+};
+
+struct kr_domain {
+    struct journal *j;
+    struct kr_keystore *ks;
+    struct kr_views views;
+    const struct kr_clock *clock;
+    const struct kr_rng *rng;
+    unsigned long long pwhash_ops;
+    size_t pwhash_mem;
+    char dir[KR_PATH_MAX];
+    /* asynchronous commands in flight (DOM_ASYNC) */
+    pthread_mutex_t async_mu;
+    pthread_cond_t async_cv;
+    size_t async_n;
+    kr_err async_err; /* the first failure since the last dom_wait */
+};
+
+/* Opens the journal in o->dir with the views (catching the views up with the
+ * journal) and the keystore (made on first use). KR_ENOTFOUND if there is no
+ * journal. *out is closed with dom_close. */
+KR_MUST_CHECK kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out);
+void dom_close(struct kr_domain *d); /* accepts NULL */
+
+/* Who is calling. The API fills it from the session (the tenant is never
+ * taken from arguments); tools fill it for the platform's own actors. */
+struct kr_caller {
+    uint64_t tenant;        /* the session's tenant; 0 = platform (operators) */
+    uint8_t account[16];    /* the account, when role != -1 */
+    int role;               /* enum kr_enum_role, or -1 for anonymous */
+    uint64_t perms;         /* permission bits (enum kr_enum_permission) */
+    bool operator_endpoint; /* the request came over the operator endpoint */
+    bool has_session;
+    uint8_t session[16];
+};
+
+/* Runs op `op` with arguments `args` (decoded against the op's schema by
+ * kr_args_decode or built by the caller) for `who`. On KR_OK the result is
+ * one msgpack map in *out (reset first). Errors, each with *diag saying what:
+ * KR_EINVAL / KR_ETOOLARGE (bad_request / too_large), KR_EAUTH, KR_EFORBIDDEN,
+ * KR_ENOTFOUND, KR_ECONFLICT, KR_ELOCKED, KR_EEXPIRED, KR_EFULL / KR_ECLOSED
+ * (unavailable), others (internal). Nothing is appended on error, except the
+ * security events an op records on purpose (failed logins, denied access). */
+KR_MUST_CHECK kr_err dom_exec(struct kr_domain *d, const struct kr_caller *who, int op,
+                              const struct kr_payload *args, msgpack_sbuffer *out,
+                              struct kr_diag *diag);
+
+/* dom_exec_flags: DOM_ASYNC submits the op's append and returns without
+ * waiting for it to be durable. The result is written at once (ids are
+ * decided before the append); the views do not show the change until it
+ * commits, so a caller must only issue async commands that do not depend on
+ * each other's effects, and call dom_wait before reading them. For loading
+ * large volumes from one thread (kiroku seed): the journal still orders
+ * appends as submitted. */
+#define DOM_ASYNC 1u
+KR_MUST_CHECK kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
+                                    const struct kr_payload *args, msgpack_sbuffer *out,
+                                    struct kr_diag *diag, unsigned flags);
+/* Waits for every async command; returns the first failure among them. */
+KR_MUST_CHECK kr_err dom_wait(struct kr_domain *d);
+
+/* Whether op has a handler (every op must; see domain_test). */
+bool dom_has_handler(int op);
+
+/* Erases a cancelled tenant: appends tenant.erased (actor "system"), which
+ * drops every view row of the tenant, then destroys its data key, after
+ * which its sealed personal data can never be opened. Stripping the
+ * tenant's payloads from the journal (and from backups) is the retention
+ * job's. KR_ENOTFOUND (no such tenant), KR_ECONFLICT (not cancelled, or
+ * already erased). */
+KR_MUST_CHECK kr_err dom_tenant_erase(struct kr_domain *d, uint64_t tenant);
+
+/* The API error code (enum kr_api_err) for a dom_exec error. */
+int dom_api_error(kr_err err);
+
+/* Actor strings for record headers ("account/<32 hex>", "system"). */
+void dom_actor(const struct kr_caller *who, char out[KR_ACTOR_MAX + 1]);
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * notices.h: reading the notices, incidents and outbox views outside their
+ * own ops: unread notices for the login reply (auth.login), the outbox for
+ * the e-mail delivery worker, and the argument check the handlers of this
+ * area share.
+ *
+ * The views themselves (row layouts) are described at the top of
+ * v_notices.c; the ops are in cmd_notices.c (notices.*, incidents.*) and
+ * cmd_audit.c (audit.list, journal.*).
+ */
+#ifndef KR_NOTICES_H
+#define KR_NOTICES_H
+
+#include "cmd.h"
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Notice of an incident is due this long after its detection (the white
+ * paper's promise: within 72 hours). */
+#define INCIDENT_NOTICE_NS (72ull * 3600ull * 1000000000ull)
+
+/* ---- Limits of this area (candidates for kr_limits.h) ---- */
+
+/* Unread notices a login reply carries, newest first: the dashboard shows a
+ * handful; the rest are in notices.list. */
+#define NOTICES_LOGIN_MAX 20u
+/* Incidents in one incidents.list reply (it has no cursor): far more open
+ * incidents affecting one tenant than anyone could act on. */
+#define NOTICES_INCIDENTS_MAX 1000u
+/* Pending notifications in one incidents.overdue reply, earliest deadline
+ * first; acting on the first thousand shrinks the list for the next call. */
+#define NOTICES_DUE_MAX 1000u
+/* Audit rows one audit.list call examines (matching or not) before it
+ * returns a cursor, so a filter that matches nothing cannot make one request
+ * scan a tenant's whole history. */
+#define AUDIT_SCAN_MAX 10000u
+/* Record bytes in one journal.read reply: records are up to 64 KiB, so a
+ * page of 1000 is cut short here (the caller continues from the last seq). */
+#define JOURNAL_READ_BYTES_MAX ((size_t)4 * 1024 * 1024)
+/* Notices one notices_unread call looks at (read or not) before it stops. */
+#define NOTICES_SCAN_MAX 10000u
+/* Accounts looked at to find a tenant's master (for an incident e-mail). */
+#define NOTICES_MASTER_SCAN_MAX 100000u
+/* Messages one outbox_pending call hands over at most (when max is 0). */
+#define OUTBOX_BATCH_MAX 1000u
+
+/* ---- Notices ---- */
+
+/* One unread notice: enough to find and show it. */
+struct notice_unread {
+    uint8_t notice[16];
+    uint64_t seq;       /* the notice.published record (title, body) */
+    uint64_t effective; /* UTC ns */
+    uint8_t kind;       /* enum kr_enum_notice_kind */
+};
+
+/* The notices of `tenant` (audience all, and those listing it) that
+ * `account` has not acknowledged, newest first by (effective, notice),
+ * at most cap of them into out; *n says how many. Reads under txn (a read
+ * transaction over the journal's environment, e.g. a handler's c->txn).
+ * Errors: LMDB failures (KR_EIO...), KR_ECORRUPT for a malformed row. */
+KR_MUST_CHECK kr_err notices_unread(struct kr_domain *d, MDB_txn *txn, uint64_t tenant,
+                                    const uint8_t account[16], struct notice_unread *out,
+                                    size_t cap, size_t *n);
+
+/* Writes the "notices" entry of a result map for auth.login: the key, then
+ * an array of maps {notice, notice_kind, title, body, effective}, the
+ * account's unread notices (at most NOTICES_LOGIN_MAX, newest first). It is
+ * one entry of the map the caller opened with res_map. Call it after
+ * cmd_commit succeeded, before writing anything that could fail: on error
+ * the result is incomplete and the caller must return the error. */
+KR_MUST_CHECK kr_err notices_pack_unread(struct cmd *c, uint64_t tenant, const uint8_t account[16]);
+
+/* ---- Outbox ---- */
+
+/* One pending e-mail as the delivery worker sees it. Everything borrows from
+ * the call that hands it over and is valid only during the callback. */
+struct outbox_msg {
+    uint64_t seq; /* the outbox.queued record; messages come in seq order */
+    uint64_t tenant;
+    uint8_t message[16];
+    uint8_t template_id; /* enum kr_enum_template */
+    /* The decoded outbox.queued payload with its personal fields opened:
+     * KR_FLD_EMAIL (recipient), and as the template needs them
+     * KR_FLD_AUTH_CODE, KR_FLD_TENANT_CODE, KR_FLD_INCIDENT, KR_FLD_NOTICE
+     * (check .set). Secret values: do not log them. */
+    const struct kr_payload *p;
+};
+
+/* Return false to stop the iteration. */
+typedef bool (*outbox_fn)(void *arg, const struct outbox_msg *m);
+
+/* Calls fn for each e-mail queued and not yet sent, in seq order, starting
+ * after seq `after` (0 = from the first), at most max (0 = OUTBOX_BATCH_MAX).
+ * Messages of a tenant whose key was destroyed or whose payloads were
+ * stripped (an erased tenant) are skipped: there is nobody to write to.
+ * *last (may be NULL) gets the seq of the last message looked at (handed
+ * over or skipped), or `after` if none, so the worker can continue from
+ * there. fn runs inside
+ * this call's read transaction: keep it short (collect, then deliver and
+ * call dom_outbox_sent after it returns), and keep no pointer from m.
+ * Errors: LMDB and keystore failures, KR_ECORRUPT for a row or record that
+ * fails to decode, KR_ENOMEM. */
+KR_MUST_CHECK kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t max, outbox_fn fn,
+                                    void *arg, uint64_t *last);
+
+/* Records that message `message` of `tenant` was handed over: appends
+ * outbox.sent with actor "system", so it leaves the pending list.
+ * Idempotent: a message already sent is KR_OK without a new event.
+ * KR_ENOTFOUND if the tenant has no such message; journal errors
+ * (KR_ECONFLICT if another sender recorded it meanwhile: retry or ignore). */
+KR_MUST_CHECK kr_err dom_outbox_sent(struct kr_domain *d, uint64_t tenant,
+                                     const uint8_t message[16]);
+
+/* ---- Shared by this area's handlers ---- */
+
+#endif

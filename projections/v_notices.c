@@ -1,0 +1,358 @@
+/*
+ * v_notices.c: the views of notices, incidents, tenant reports and the
+ * outbox (notice.*, incident.*, outbox.* events).
+ *
+ * Row layouts (integers big-endian; ids 16 bytes; enums one byte, their
+ * index in the schema's enum):
+ *
+ *   v.notices          notice -> seq(8) effective(8) kind(1) audience(1)
+ *                      seq: the notice.published record (title, body).
+ *   v.notice_tenants   tenant(8) effective(8) notice -> (empty)
+ *                      who sees a notice: tenant 0 for audience all, else
+ *                      one row per listed tenant. The effective time in the
+ *                      key makes a tenant's notices two sorted ranges (its
+ *                      own and tenant 0's) that merge into pages ordered by
+ *                      (effective, notice).
+ *   v.notice_acks      tenant(8) account notice -> time(8) of the ack.
+ *   v.incidents        incident -> version(8) opened_seq(8) text_seq(8)
+ *                      detected(8) deadline(8) scope(1) severity(1)
+ *                      audience(1) resolved(1)
+ *                      version: the incident stream's; opened_seq: the
+ *                      incident.opened record (title); text_seq: the newest
+ *                      record carrying the summary (opened, updated or
+ *                      resolved).
+ *   v.incident_tenants tenant(8) incident -> channels(1)
+ *                      one row per affected tenant; bit (1 << channel) set
+ *                      once it was notified over that channel. For
+ *                      audience all, the affected tenants are those in
+ *                      v.tenants when the incident was opened.
+ *   v.incident_due     deadline(8) incident tenant(8) -> (empty)
+ *                      an affected tenant not yet notified by any channel;
+ *                      resolving an incident does not remove it (notice is
+ *                      still owed).
+ *   v.reports          tenant(8) report -> seq(8) of the incident.reported
+ *                      record (details are personal: only in the record).
+ *   v.outbox           tenant(8) message -> seq(8) template(1) sent(1)
+ *   v.outbox_pending   seq(8) -> tenant(8) message: queued, not yet sent,
+ *                      in delivery order.
+ *
+ * Apply trusts what the handlers checked under stream versions (the
+ * incident's stream orders its events; a notification names a tenant the
+ * incident affects) and refuses with KR_EINVAL a record that breaks what
+ * only the views can know (a notification for a tenant the incident does not
+ * affect, an outbox.sent for a message never queued).
+ */
+#include "accounts.h"
+#include "views.h"
+
+#include <string.h>
+
+#define NOTICE_ROW   18u
+#define INCIDENT_ROW 44u
+#define OUTBOX_ROW   10u
+
+static const uint8_t *id_of(const struct va *a, int fld)
+{
+    const struct kr_value *v = &a->p->v[fld];
+    KR_ASSERT(v->set && v->n == 16);
+    return v->p;
+}
+
+/* ---- Notices ---- */
+
+static kr_err notice_published(const struct va *a)
+{
+    const struct kr_payload *p = a->p;
+    const uint8_t *notice = id_of(a, KR_FLD_NOTICE);
+    uint64_t effective = p->v[KR_FLD_EFFECTIVE].u;
+    uint8_t row[NOTICE_ROW];
+    struct vkey k;
+    MDB_val old;
+    kr_err err;
+
+    vk_init(&k);
+    vk_bytes(&k, notice, 16);
+    if ((err = v_get(a->v, a->txn, VIEW_NOTICES, &k, &old)) != KR_ENOTFOUND)
+        return err ? err : KR_ECONFLICT; /* ids are random: a repeat is a replayed command */
+    v_put_u64(row, a->r->seq);
+    v_put_u64(row + 8, effective);
+    row[16] = (uint8_t)p->v[KR_FLD_NOTICE_KIND].u;
+    row[17] = (uint8_t)p->v[KR_FLD_AUDIENCE].u;
+    if ((err = v_put(a, VIEW_NOTICES, &k, row, sizeof row)))
+        return err;
+
+    const struct kr_value *ts = &p->v[KR_FLD_TENANTS];
+    bool all = p->v[KR_FLD_AUDIENCE].u == KR_AUDIENCE_ALL;
+    uint32_t n = all ? 1u : ts->n;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t t = 0;
+        if (!all)
+            memcpy(&t, ts->p + 8 * (size_t)i, 8);
+        vk_init(&k);
+        vk_u64(&k, t);
+        vk_u64(&k, effective);
+        vk_bytes(&k, notice, 16);
+        if ((err = v_put(a, VIEW_NOTICE_TENANTS, &k, NULL, 0)))
+            return err;
+    }
+    return KR_OK;
+}
+
+static kr_err notice_acknowledged(const struct va *a)
+{
+    struct vkey k;
+    uint8_t t[8];
+    vk_init(&k);
+    vk_u64(&k, a->r->tenant);
+    vk_bytes(&k, id_of(a, KR_FLD_ACCOUNT), 16);
+    vk_bytes(&k, id_of(a, KR_FLD_NOTICE), 16);
+    v_put_u64(t, a->r->time_ns);
+    return v_put(a, VIEW_NOTICE_ACKS, &k, t, sizeof t);
+}
+
+/* ---- Incidents ---- */
+
+static kr_err affect(const struct va *a, const uint8_t *incident, uint64_t deadline,
+                     uint64_t tenant)
+{
+    struct vkey k;
+    uint8_t channels = 0;
+    kr_err err;
+    vk_init(&k);
+    vk_u64(&k, tenant);
+    vk_bytes(&k, incident, 16);
+    if ((err = v_put(a, VIEW_INCIDENT_TENANTS, &k, &channels, 1)))
+        return err;
+    vk_init(&k);
+    vk_u64(&k, deadline);
+    vk_bytes(&k, incident, 16);
+    vk_u64(&k, tenant);
+    return v_put(a, VIEW_INCIDENT_DUE, &k, NULL, 0);
+}
+
+/* Every customer in v.tenants (keys are the tenant id, 8 bytes) that holds
+ * data: active or cancelled (not yet erased). Applications still in sign-up
+ * have no data to be affected. */
+static kr_err affect_all(const struct va *a, const uint8_t *incident, uint64_t deadline)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    kr_err err = KR_OK;
+    int rc = mdb_cursor_open(a->txn, a->v->db[VIEW_TENANTS], &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8) {
+            err = KR_ECORRUPT;
+            break;
+        }
+        uint64_t t = v_get_u64(k.mv_data);
+        struct va_tenant row;
+        if ((err = va_tenant_get(a->v, a->txn, t, &row)))
+            break;
+        if (t == 0 ||
+            (row.state != KR_TENANT_STATE_ACTIVE && row.state != KR_TENANT_STATE_CANCELLED))
+            continue;
+        if ((err = affect(a, incident, deadline, t)))
+            break;
+    }
+    mdb_cursor_close(c);
+    if (err)
+        return err;
+    return rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+}
+
+static kr_err incident_opened(const struct va *a)
+{
+    const struct kr_payload *p = a->p;
+    const uint8_t *incident = id_of(a, KR_FLD_INCIDENT);
+    uint64_t deadline = p->v[KR_FLD_DEADLINE].u;
+    uint8_t row[INCIDENT_ROW];
+    struct vkey k;
+    MDB_val old;
+    kr_err err;
+
+    vk_init(&k);
+    vk_bytes(&k, incident, 16);
+    if ((err = v_get(a->v, a->txn, VIEW_INCIDENTS, &k, &old)) != KR_ENOTFOUND)
+        return err ? err : KR_ECONFLICT;
+    v_put_u64(row, a->r->version);
+    v_put_u64(row + 8, a->r->seq);
+    v_put_u64(row + 16, a->r->seq);
+    v_put_u64(row + 24, p->v[KR_FLD_DETECTED].u);
+    v_put_u64(row + 32, deadline);
+    row[40] = (uint8_t)p->v[KR_FLD_INCIDENT_SCOPE].u;
+    row[41] = (uint8_t)p->v[KR_FLD_SEVERITY].u;
+    row[42] = (uint8_t)p->v[KR_FLD_AUDIENCE].u;
+    row[43] = 0;
+    if ((err = v_put(a, VIEW_INCIDENTS, &k, row, sizeof row)))
+        return err;
+    if (p->v[KR_FLD_AUDIENCE].u == KR_AUDIENCE_ALL)
+        return affect_all(a, incident, deadline);
+    const struct kr_value *ts = &p->v[KR_FLD_TENANTS];
+    for (uint32_t i = 0; i < ts->n; i++) {
+        uint64_t t;
+        memcpy(&t, ts->p + 8 * (size_t)i, 8);
+        if ((err = affect(a, incident, deadline, t)))
+            return err;
+    }
+    return KR_OK;
+}
+
+/* Loads the incident row of the record's incident into row; KR_EINVAL if the
+ * incident does not exist (its stream's first event is incident.opened). */
+static kr_err incident_row(const struct va *a, uint8_t row[INCIDENT_ROW])
+{
+    struct vkey k;
+    MDB_val v;
+    vk_init(&k);
+    vk_bytes(&k, id_of(a, KR_FLD_INCIDENT), 16);
+    kr_err err = v_get(a->v, a->txn, VIEW_INCIDENTS, &k, &v);
+    if (err)
+        return err == KR_ENOTFOUND ? KR_EINVAL : err;
+    if (v.mv_size != INCIDENT_ROW)
+        return KR_ECORRUPT;
+    memcpy(row, v.mv_data, INCIDENT_ROW);
+    return KR_OK;
+}
+
+static kr_err incident_row_put(const struct va *a, uint8_t row[INCIDENT_ROW])
+{
+    struct vkey k;
+    vk_init(&k);
+    vk_bytes(&k, id_of(a, KR_FLD_INCIDENT), 16);
+    v_put_u64(row, a->r->version);
+    return v_put(a, VIEW_INCIDENTS, &k, row, INCIDENT_ROW);
+}
+
+static kr_err incident_notified(const struct va *a)
+{
+    const uint8_t *incident = id_of(a, KR_FLD_INCIDENT);
+    uint64_t tenant = a->p->v[KR_FLD_TENANT].u;
+    uint8_t row[INCIDENT_ROW], channels;
+    struct vkey k;
+    MDB_val v;
+    kr_err err;
+
+    if ((err = incident_row(a, row)))
+        return err;
+    vk_init(&k);
+    vk_u64(&k, tenant);
+    vk_bytes(&k, incident, 16);
+    if ((err = v_get(a->v, a->txn, VIEW_INCIDENT_TENANTS, &k, &v)))
+        return err == KR_ENOTFOUND ? KR_EINVAL : err; /* not an affected tenant */
+    if (v.mv_size != 1)
+        return KR_ECORRUPT;
+    channels = (uint8_t)(*(const uint8_t *)v.mv_data | 1u << a->p->v[KR_FLD_CHANNEL].u);
+    if ((err = v_put(a, VIEW_INCIDENT_TENANTS, &k, &channels, 1)))
+        return err;
+    vk_init(&k);
+    vk_bytes(&k, row + 32, 8); /* deadline */
+    vk_bytes(&k, incident, 16);
+    vk_u64(&k, tenant);
+    if ((err = v_del(a, VIEW_INCIDENT_DUE, &k)))
+        return err;
+    return incident_row_put(a, row);
+}
+
+static kr_err incident_changed(const struct va *a, bool resolved)
+{
+    uint8_t row[INCIDENT_ROW];
+    kr_err err = incident_row(a, row);
+    if (err)
+        return err;
+    v_put_u64(row + 16, a->r->seq);
+    if (resolved)
+        row[43] = 1;
+    else
+        row[41] = (uint8_t)a->p->v[KR_FLD_SEVERITY].u;
+    return incident_row_put(a, row);
+}
+
+static kr_err incident_reported(const struct va *a)
+{
+    struct vkey k;
+    uint8_t seq[8];
+    vk_init(&k);
+    vk_u64(&k, a->r->tenant);
+    vk_bytes(&k, id_of(a, KR_FLD_REPORT), 16);
+    v_put_u64(seq, a->r->seq);
+    return v_put(a, VIEW_REPORTS, &k, seq, sizeof seq);
+}
+
+/* ---- Outbox ---- */
+
+static kr_err outbox_queued(const struct va *a)
+{
+    const uint8_t *message = id_of(a, KR_FLD_MESSAGE);
+    uint8_t row[OUTBOX_ROW];
+    struct vkey k, pk;
+    MDB_val old;
+    kr_err err;
+
+    vk_init(&k);
+    vk_u64(&k, a->r->tenant);
+    vk_bytes(&k, message, 16);
+    if ((err = v_get(a->v, a->txn, VIEW_OUTBOX, &k, &old)) != KR_ENOTFOUND)
+        return err ? err : KR_ECONFLICT;
+    v_put_u64(row, a->r->seq);
+    row[8] = (uint8_t)a->p->v[KR_FLD_TEMPLATE].u;
+    row[9] = 0;
+    if ((err = v_put(a, VIEW_OUTBOX, &k, row, sizeof row)))
+        return err;
+    vk_init(&pk);
+    vk_u64(&pk, a->r->seq);
+    return v_put(a, VIEW_OUTBOX_PENDING, &pk, k.b, k.n);
+}
+
+static kr_err outbox_sent(const struct va *a)
+{
+    uint8_t row[OUTBOX_ROW];
+    struct vkey k, pk;
+    MDB_val v;
+    kr_err err;
+
+    vk_init(&k);
+    vk_u64(&k, a->r->tenant);
+    vk_bytes(&k, id_of(a, KR_FLD_MESSAGE), 16);
+    if ((err = v_get(a->v, a->txn, VIEW_OUTBOX, &k, &v)))
+        return err == KR_ENOTFOUND ? KR_EINVAL : err;
+    if (v.mv_size != OUTBOX_ROW)
+        return KR_ECORRUPT;
+    memcpy(row, v.mv_data, OUTBOX_ROW);
+    if (row[9])
+        return KR_OK;
+    row[9] = 1;
+    vk_init(&pk);
+    vk_bytes(&pk, row, 8);
+    if ((err = v_del(a, VIEW_OUTBOX_PENDING, &pk)))
+        return err;
+    return v_put(a, VIEW_OUTBOX, &k, row, sizeof row);
+}
+
+kr_err va_notices(const struct va *a)
+{
+    switch (a->ev) {
+    case KR_EV_NOTICE_PUBLISHED:
+        return notice_published(a);
+    case KR_EV_NOTICE_ACKNOWLEDGED:
+        return notice_acknowledged(a);
+    case KR_EV_INCIDENT_OPENED:
+        return incident_opened(a);
+    case KR_EV_INCIDENT_NOTIFIED:
+        return incident_notified(a);
+    case KR_EV_INCIDENT_UPDATED:
+        return incident_changed(a, false);
+    case KR_EV_INCIDENT_RESOLVED:
+        return incident_changed(a, true);
+    case KR_EV_INCIDENT_REPORTED:
+        return incident_reported(a);
+    case KR_EV_OUTBOX_QUEUED:
+        return outbox_queued(a);
+    case KR_EV_OUTBOX_SENT:
+        return outbox_sent(a);
+    default:
+        return KR_EINVAL; /* an event of this area that this module does not know */
+    }
+}

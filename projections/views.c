@@ -1,0 +1,414 @@
+/*
+ * views.c: the view databases, the hooks the journal calls, the audit index
+ * and digests (see views.h). Each area's rows are applied by its own module
+ * (v_tenants.c, v_accounts.c, v_contacts.c, v_notices.c).
+ */
+#include "views.h"
+
+#include "hash.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define META_APPLIED "applied"
+#define META_FORMAT  "format"
+#define VIEWS_FORMAT 1u
+
+static const char *const view_names[VIEW__COUNT] = {
+    [VIEW_META] = "v.meta",
+    [VIEW_TENANTS] = "v.tenants",
+    [VIEW_TENANT_CODES] = "v.tenant_codes",
+    [VIEW_SIGNUPS] = "v.signups",
+    [VIEW_ACCOUNTS] = "v.accounts",
+    [VIEW_ACCOUNT_EMAILS] = "v.account_emails",
+    [VIEW_SESSIONS] = "v.sessions",
+    [VIEW_SESSION_IDS] = "v.session_ids",
+    [VIEW_ACCOUNT_SESSIONS] = "v.account_sessions",
+    [VIEW_CONTACTS] = "v.contacts",
+    [VIEW_CONTACT_TAGS] = "v.contact_tags",
+    [VIEW_TAG_CONTACTS] = "v.tag_contacts",
+    [VIEW_TAGS] = "v.tags",
+    [VIEW_TAG_NAMES] = "v.tag_names",
+    [VIEW_ATTRIBUTES] = "v.attributes",
+    [VIEW_ATTRIBUTE_KEYS] = "v.attribute_keys",
+    [VIEW_ATTRIBUTE_VALUES] = "v.attribute_values",
+    [VIEW_NOTICES] = "v.notices",
+    [VIEW_NOTICE_TENANTS] = "v.notice_tenants",
+    [VIEW_NOTICE_ACKS] = "v.notice_acks",
+    [VIEW_INCIDENTS] = "v.incidents",
+    [VIEW_INCIDENT_TENANTS] = "v.incident_tenants",
+    [VIEW_INCIDENT_DUE] = "v.incident_due",
+    [VIEW_REPORTS] = "v.reports",
+    [VIEW_OUTBOX] = "v.outbox",
+    [VIEW_OUTBOX_PENDING] = "v.outbox_pending",
+    [VIEW_AUDIT] = "v.audit",
+};
+
+const char *views_name(enum kr_view v)
+{
+    return (unsigned)v < VIEW__COUNT ? view_names[v] : "?";
+}
+
+/* Events that only the audit index (written for every record) shows. */
+static kr_err va_audit_only(const struct va *a)
+{
+    (void)a;
+    return KR_OK;
+}
+
+/* Which area applies each event: the event's name prefix decides, so a new
+ * event of an existing area needs no change here. */
+static va_fn area_of(int ev)
+{
+    const char *n = kr_events[ev].name;
+    static const struct {
+        const char *prefix;
+        va_fn fn;
+    } areas[] = {
+        {"signup.", va_tenants},     {"tenant.", va_tenants},    {"account.", va_accounts},
+        {"session.", va_accounts},   {"contact.", va_contacts},  {"tag.", va_contacts},
+        {"attribute.", va_contacts}, {"notice.", va_notices},    {"incident.", va_notices},
+        {"outbox.", va_notices},     {"access.", va_audit_only},
+    };
+    for (size_t i = 0; i < sizeof areas / sizeof areas[0]; i++)
+        if (strncmp(n, areas[i].prefix, strlen(areas[i].prefix)) == 0)
+            return areas[i].fn;
+    return NULL;
+}
+
+/* ---- Small helpers ---- */
+
+void v_put_u64(uint8_t *p, uint64_t x)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)x;
+        x >>= 8;
+    }
+}
+
+uint64_t v_get_u64(const uint8_t *p)
+{
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x = (x << 8) | p[i];
+    return x;
+}
+
+void vk_init(struct vkey *k)
+{
+    k->n = 0;
+}
+
+void vk_bytes(struct vkey *k, const void *p, size_t n)
+{
+    KR_ASSERT(n <= sizeof k->b - k->n);
+    memcpy(k->b + k->n, p, n);
+    k->n += n;
+}
+
+void vk_u64(struct vkey *k, uint64_t x)
+{
+    KR_ASSERT(k->n + 8 <= sizeof k->b);
+    v_put_u64(k->b + k->n, x);
+    k->n += 8;
+}
+
+void vk_u16(struct vkey *k, uint16_t x)
+{
+    uint8_t b[2] = {(uint8_t)(x >> 8), (uint8_t)x};
+    vk_bytes(k, b, 2);
+}
+
+void vk_val(struct vkey *k, const struct kr_value *v)
+{
+    KR_ASSERT(v->set);
+    vk_bytes(k, v->p, v->n);
+}
+
+kr_err v_put(const struct va *a, enum kr_view db, const struct vkey *k, const void *val, size_t len)
+{
+    MDB_val kv = {k->n, (void *)k->b}, vv = {len, (void *)val};
+    return kr_err_from_mdb(mdb_put(a->txn, a->v->db[db], &kv, &vv, 0));
+}
+
+kr_err v_del(const struct va *a, enum kr_view db, const struct vkey *k)
+{
+    MDB_val kv = {k->n, (void *)k->b};
+    int rc = mdb_del(a->txn, a->v->db[db], &kv, NULL);
+    return rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+}
+
+kr_err v_get(struct kr_views *v, MDB_txn *txn, enum kr_view db, const struct vkey *k, MDB_val *out)
+{
+    MDB_val kv = {k->n, (void *)k->b};
+    int rc = mdb_get(txn, v->db[db], &kv, out);
+    return rc == MDB_NOTFOUND ? KR_ENOTFOUND : kr_err_from_mdb(rc);
+}
+
+kr_err v_del_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t n)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, dbi, &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    MDB_val k = {n, (void *)prefix}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == MDB_SUCCESS && k.mv_size >= n && memcmp(k.mv_data, prefix, n) == 0) {
+        if ((rc = mdb_cursor_del(c, 0)))
+            break;
+        rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+        if (rc == MDB_NOTFOUND || rc == EINVAL) /* deleted the last entry */
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+}
+
+/* ---- The journal's hooks ---- */
+
+static kr_err hook_open(void *ctx, MDB_txn *txn, bool create)
+{
+    struct kr_views *v = ctx;
+    for (int i = 0; i < VIEW__COUNT; i++) {
+        int rc = mdb_dbi_open(txn, view_names[i], create ? MDB_CREATE : 0, &v->db[i]);
+        if (rc)
+            return rc == MDB_NOTFOUND ? KR_ENOTFOUND : kr_err_from_mdb(rc);
+    }
+    if (create) {
+        MDB_val k = {sizeof META_FORMAT - 1, (void *)META_FORMAT}, val;
+        int rc = mdb_get(txn, v->db[VIEW_META], &k, &val);
+        if (rc == MDB_NOTFOUND) {
+            uint8_t f[4] = {0, 0, 0, VIEWS_FORMAT};
+            val = (MDB_val){4, f};
+            rc = mdb_put(txn, v->db[VIEW_META], &k, &val, 0);
+        } else if (rc == 0 && (val.mv_size != 4 || ((uint8_t *)val.mv_data)[3] != VIEWS_FORMAT)) {
+            return KR_EVERSION;
+        }
+        if (rc)
+            return kr_err_from_mdb(rc);
+    }
+    return KR_OK;
+}
+
+static kr_err hook_applied(void *ctx, MDB_txn *txn, uint64_t *size)
+{
+    struct kr_views *v = ctx;
+    MDB_val k = {sizeof META_APPLIED - 1, (void *)META_APPLIED}, val;
+    int rc = mdb_get(txn, v->db[VIEW_META], &k, &val);
+    if (rc == MDB_NOTFOUND) {
+        *size = 0;
+        return KR_OK;
+    }
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (val.mv_size != 8)
+        return KR_ECORRUPT;
+    *size = v_get_u64(val.mv_data);
+    return KR_OK;
+}
+
+static kr_err hook_batch_end(void *ctx, MDB_txn *txn, uint64_t size)
+{
+    struct kr_views *v = ctx;
+    uint8_t b[8];
+    v_put_u64(b, size);
+    MDB_val k = {sizeof META_APPLIED - 1, (void *)META_APPLIED}, val = {8, b};
+    return kr_err_from_mdb(mdb_put(txn, v->db[VIEW_META], &k, &val, 0));
+}
+
+static kr_err hook_drop(void *ctx, MDB_txn *txn)
+{
+    struct kr_views *v = ctx;
+    for (int i = 0; i < VIEW__COUNT; i++) {
+        if (i == VIEW_META)
+            continue;
+        int rc = mdb_drop(txn, v->db[i], 0);
+        if (rc)
+            return kr_err_from_mdb(rc);
+    }
+    return KR_OK;
+}
+
+static kr_err audit_put(struct kr_views *v, MDB_txn *txn, const struct jrn_record *r, int ev)
+{
+    uint8_t key[16], val[8 + 2 + 1 + KR_ACTOR_MAX];
+    v_put_u64(key, r->tenant);
+    v_put_u64(key + 8, r->seq);
+    v_put_u64(val, r->time_ns);
+    val[8] = (uint8_t)(ev >> 8);
+    val[9] = (uint8_t)ev;
+    size_t al = r->actor_len > KR_ACTOR_MAX ? KR_ACTOR_MAX : r->actor_len;
+    val[10] = (uint8_t)al;
+    memcpy(val + 11, r->actor, al);
+    MDB_val k = {16, key}, vv = {11 + al, val};
+    /* Keys grow with seq inside a tenant: append when this is the tenant's newest. */
+    return kr_err_from_mdb(mdb_put(txn, v->db[VIEW_AUDIT], &k, &vv, 0));
+}
+
+/* Views whose keys start with the tenant id. */
+static const enum kr_view tenant_views[] = {
+    VIEW_SIGNUPS,
+    VIEW_ACCOUNTS,
+    VIEW_ACCOUNT_EMAILS,
+    VIEW_SESSION_IDS,
+    VIEW_ACCOUNT_SESSIONS,
+    VIEW_CONTACTS,
+    VIEW_CONTACT_TAGS,
+    VIEW_TAG_CONTACTS,
+    VIEW_TAGS,
+    VIEW_TAG_NAMES,
+    VIEW_ATTRIBUTES,
+    VIEW_ATTRIBUTE_KEYS,
+    VIEW_ATTRIBUTE_VALUES,
+    VIEW_NOTICE_TENANTS,
+    VIEW_NOTICE_ACKS,
+    VIEW_INCIDENT_TENANTS,
+    VIEW_REPORTS,
+    VIEW_OUTBOX,
+    VIEW_AUDIT,
+};
+
+/* Deletes the entries of db whose key (at key_off) or value (at val_off)
+ * holds tenant as a u64; -1 = not that part. For the few global views that
+ * name tenants inside their keys or values; they are small (pending work). */
+static kr_err drop_matching(MDB_txn *txn, MDB_dbi dbi, uint64_t tenant, int key_off, int val_off)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, dbi, &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;) {
+        bool hit = (key_off >= 0 && k.mv_size >= (size_t)key_off + 8 &&
+                    v_get_u64((const uint8_t *)k.mv_data + key_off) == tenant) ||
+                   (val_off >= 0 && v.mv_size >= (size_t)val_off + 8 &&
+                    v_get_u64((const uint8_t *)v.mv_data + val_off) == tenant);
+        if (hit) {
+            if ((rc = mdb_cursor_del(c, 0)))
+                break;
+            rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+            if (rc == EINVAL)
+                rc = MDB_NOTFOUND;
+            continue;
+        }
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+}
+
+/* tenant.erased: every row of the tenant goes, in every view (the area
+ * module keeps what it documents, such as a bare "erased" tenant row). */
+static kr_err erase_tenant(struct kr_views *v, MDB_txn *txn, uint64_t tenant)
+{
+    uint8_t prefix[8];
+    kr_err err;
+    v_put_u64(prefix, tenant);
+    for (size_t i = 0; i < sizeof tenant_views / sizeof tenant_views[0]; i++)
+        if ((err = v_del_prefix(txn, v->db[tenant_views[i]], prefix, 8)))
+            return err;
+    /* incident_due: deadline(8)|incident(16)|tenant(8); outbox_pending: seq -> tenant|message */
+    if ((err = drop_matching(txn, v->db[VIEW_INCIDENT_DUE], tenant, 24, -1)) ||
+        (err = drop_matching(txn, v->db[VIEW_OUTBOX_PENDING], tenant, -1, 0)))
+        return err;
+    return KR_OK;
+}
+
+static kr_err hook_apply(void *ctx, MDB_txn *txn, const struct jrn_record *r)
+{
+    struct kr_views *v = ctx;
+    int ev = kr_event_lookup(r->type, r->type_len);
+    if (ev < 0) {
+        v->unknown_types++; /* the journal's own records, or types of a newer schema */
+        return KR_OK;
+    }
+    kr_err err = audit_put(v, txn, r, ev);
+    if (err)
+        return err;
+    if (r->payload_stripped)
+        return KR_OK; /* an erased tenant's record: its rows are gone with the tenant */
+    /* Plain fields only: apply never needs personal data. */
+    err = kr_event_decode(ev, r, NULL, v->scratch, NULL);
+    if (err)
+        return KR_EINVAL;
+    if (kr_events[ev].platform && r->tenant != 0)
+        return KR_EINVAL;
+    va_fn fn = area_of(ev);
+    KR_ASSERT(fn != NULL); /* views_test checks every event has an area */
+    struct va a = {.v = v, .txn = txn, .r = r, .p = v->scratch, .ev = ev};
+    if ((err = fn(&a)))
+        return err;
+    return ev == KR_EV_TENANT_ERASED ? erase_tenant(v, txn, r->tenant) : KR_OK;
+}
+
+kr_err views_init(struct kr_views *v)
+{
+    memset(v, 0, sizeof *v);
+    v->scratch = kr_payload_new();
+    if (!v->scratch)
+        return KR_ENOMEM;
+    v->hooks = (struct jrn_views){
+        .ctx = v,
+        .open = hook_open,
+        .apply = hook_apply,
+        .batch_end = hook_batch_end,
+        .applied = hook_applied,
+        .drop = hook_drop,
+    };
+    return KR_OK;
+}
+
+void views_fini(struct kr_views *v)
+{
+    if (!v)
+        return;
+    kr_payload_free(v->scratch);
+    v->scratch = NULL;
+}
+
+const struct jrn_views *views_hooks(struct kr_views *v)
+{
+    return &v->hooks;
+}
+
+bool views_event_has_area(int ev)
+{
+    return area_of(ev) != NULL;
+}
+
+kr_err views_digest(struct kr_views *v, MDB_txn *txn, enum kr_view which, uint8_t out[32],
+                    uint64_t *entries)
+{
+    struct kr_sha256_ctx sha;
+    MDB_cursor *c;
+    MDB_val k, val;
+    uint64_t n = 0;
+    int rc = mdb_cursor_open(txn, v->db[which], &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    kr_sha256_init(&sha);
+    for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        if (which == VIEW_META && k.mv_size == sizeof META_APPLIED - 1 &&
+            memcmp(k.mv_data, META_APPLIED, k.mv_size) == 0)
+            continue; /* how far views got is bookkeeping, not content */
+        uint8_t l[4];
+        for (int i = 0; i < 2; i++) {
+            MDB_val *m = i == 0 ? &k : &val;
+            l[0] = (uint8_t)(m->mv_size >> 24);
+            l[1] = (uint8_t)(m->mv_size >> 16);
+            l[2] = (uint8_t)(m->mv_size >> 8);
+            l[3] = (uint8_t)m->mv_size;
+            kr_sha256_update(&sha, l, 4);
+            kr_sha256_update(&sha, m->mv_data, m->mv_size);
+        }
+        n++;
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return kr_err_from_mdb(rc);
+    kr_sha256_final(&sha, out);
+    if (entries)
+        *entries = n;
+    return KR_OK;
+}

@@ -1,0 +1,163 @@
+/*
+ * views.h: the queryable views, kept in the journal's LMDB environment and
+ * updated in the same write transaction as each append.
+ *
+ * Every view is a pure function of the journal: `views_hooks` gives the
+ * journal the hooks it calls for each record, and a rebuild (kiroku replay)
+ * must give byte-identical databases, which `views_digest` makes checkable.
+ * So apply code reads nothing but the record and the views, never the clock,
+ * the rng or a key; it sees only a payload's plain fields (ids, enums, times,
+ * seqs), never personal data: rows that need personal data keep the seq of
+ * the record that holds it, and queries open that record's "pd" with the
+ * tenant's key.
+ *
+ * Keys start with the tenant id (u64 big-endian) wherever a row belongs to a
+ * tenant, so a tenant's rows are one key range (erasure drops them; queries
+ * cannot wander into another tenant's range). Integers in keys and rows are
+ * big-endian. The databases and their layouts:
+ *
+ *   v.meta            "applied" -> u64 journal size reflected; "format" -> u32
+ *   -- tenants and sign-up (v_tenants.c) --
+ *   v.tenants         tenant -> tenant row
+ *   v.tenant_codes    code -> tenant
+ *   v.signups         tenant|application -> sign-up row
+ *   -- accounts and sessions (v_accounts.c) --
+ *   v.accounts        tenant|account -> account row
+ *   v.account_emails  tenant|email_mac -> account
+ *   v.sessions        token_hash -> session row (global: a token names its tenant)
+ *   v.session_ids     tenant|session -> token_hash
+ *   v.account_sessions tenant|account|session -> (empty)
+ *   -- contacts, tags, attributes (v_contacts.c) --
+ *   v.contacts        tenant|contact -> contact row
+ *   v.contact_tags    tenant|contact|tag -> (empty)
+ *   v.tag_contacts    tenant|tag|contact -> (empty)
+ *   v.tags            tenant|tag -> tag row
+ *   v.tag_names       tenant|name -> tag
+ *   v.attributes      tenant|attribute -> attribute row
+ *   v.attribute_keys  tenant|key -> attribute
+ *   v.attribute_values tenant|contact|attribute -> seq of the value's record
+ *   -- notices, incidents, outbox (v_notices.c) --
+ *   v.notices         notice -> notice row
+ *   v.notice_tenants  tenant|notice -> (empty)   (tenant 0: audience all)
+ *   v.notice_acks     tenant|account|notice -> time
+ *   v.incidents       incident -> incident row
+ *   v.incident_tenants tenant|incident -> per-tenant notification row
+ *   v.incident_due    deadline|incident|tenant -> (empty): notifications pending
+ *   v.reports         tenant|report -> seq
+ *   v.outbox          tenant|message -> outbox row
+ *   v.outbox_pending  seq -> tenant|message (delivery order)
+ *   -- audit (views.c) --
+ *   v.audit           tenant|seq -> time(8) type(2) actor_len(1) actor
+ *
+ * Threads: apply runs on the journal's writer (or the thread rebuilding);
+ * reads take their own read transactions.
+ */
+#ifndef KR_VIEWS_H
+#define KR_VIEWS_H
+
+#include "journal.h"
+#include "payload.h"
+
+#include <lmdb.h>
+
+enum kr_view {
+    VIEW_META,
+    VIEW_TENANTS,
+    VIEW_TENANT_CODES,
+    VIEW_SIGNUPS,
+    VIEW_ACCOUNTS,
+    VIEW_ACCOUNT_EMAILS,
+    VIEW_SESSIONS,
+    VIEW_SESSION_IDS,
+    VIEW_ACCOUNT_SESSIONS,
+    VIEW_CONTACTS,
+    VIEW_CONTACT_TAGS,
+    VIEW_TAG_CONTACTS,
+    VIEW_TAGS,
+    VIEW_TAG_NAMES,
+    VIEW_ATTRIBUTES,
+    VIEW_ATTRIBUTE_KEYS,
+    VIEW_ATTRIBUTE_VALUES,
+    VIEW_NOTICES,
+    VIEW_NOTICE_TENANTS,
+    VIEW_NOTICE_ACKS,
+    VIEW_INCIDENTS,
+    VIEW_INCIDENT_TENANTS,
+    VIEW_INCIDENT_DUE,
+    VIEW_REPORTS,
+    VIEW_OUTBOX,
+    VIEW_OUTBOX_PENDING,
+    VIEW_AUDIT,
+    VIEW__COUNT
+};
+
+/* The LMDB name of a view database ("v.contacts"). */
+const char *views_name(enum kr_view v);
+
+/* Caller-owned; zero it, then views_init. Holds the database handles and the
+ * apply scratch (used by one thread at a time: the writer or a rebuild). */
+struct kr_views {
+    MDB_dbi db[VIEW__COUNT];
+    struct kr_payload *scratch;
+    struct jrn_views hooks;
+    uint64_t unknown_types; /* records of types the schema does not know (ignored) */
+};
+
+KR_MUST_CHECK kr_err views_init(struct kr_views *v);
+void views_fini(struct kr_views *v);
+
+/* The hooks to pass in jrn_options.views. */
+const struct jrn_views *views_hooks(struct kr_views *v);
+
+/* SHA-256 over every key and value of view `which`, in key order:
+ * for each entry, klen (u32 BE) | key | vlen (u32 BE) | value. */
+KR_MUST_CHECK kr_err views_digest(struct kr_views *v, MDB_txn *txn, enum kr_view which,
+                                  uint8_t out[32], uint64_t *entries);
+
+/* Whether some view module applies event ev (every schema event must have one). */
+bool views_event_has_area(int ev);
+
+/* ---- Building blocks for the view modules ---- */
+
+/* Context of one apply call. */
+struct va {
+    struct kr_views *v;
+    MDB_txn *txn;
+    const struct jrn_record *r;
+    const struct kr_payload *p; /* plain fields of the record's event */
+    int ev;
+};
+
+/* Applies one event of an area; KR_ECONFLICT / KR_EINVAL reject the append
+ * (a constraint broken since the command read the views). */
+typedef kr_err (*va_fn)(const struct va *a);
+kr_err va_tenants(const struct va *a);
+kr_err va_accounts(const struct va *a);
+kr_err va_contacts(const struct va *a);
+kr_err va_notices(const struct va *a);
+
+/* Key building: big-endian integers and raw ids appended to a buffer. */
+struct vkey {
+    uint8_t b[8 + 8 + 64 + 64];
+    size_t n;
+};
+void vk_init(struct vkey *k);
+void vk_u64(struct vkey *k, uint64_t x);
+void vk_u16(struct vkey *k, uint16_t x);
+void vk_bytes(struct vkey *k, const void *p, size_t n);
+/* A field's bytes (id, hash, str) from a payload value. */
+void vk_val(struct vkey *k, const struct kr_value *v);
+
+void v_put_u64(uint8_t *p, uint64_t x);
+uint64_t v_get_u64(const uint8_t *p);
+
+/* Thin wrappers translating LMDB codes. get: KR_ENOTFOUND when absent. */
+KR_MUST_CHECK kr_err v_put(const struct va *a, enum kr_view db, const struct vkey *k,
+                           const void *val, size_t len);
+KR_MUST_CHECK kr_err v_del(const struct va *a, enum kr_view db, const struct vkey *k);
+KR_MUST_CHECK kr_err v_get(struct kr_views *v, MDB_txn *txn, enum kr_view db, const struct vkey *k,
+                           MDB_val *out);
+/* Deletes every entry whose key starts with prefix. */
+KR_MUST_CHECK kr_err v_del_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t n);
+
+#endif

@@ -1,0 +1,752 @@
+/*
+ * accounts_test.c: logins, lockout, sessions and the master's account ops
+ * (cmd_accounts.c) over the account and session views (v_accounts.c): the
+ * lockout at its limit and under a parallel burst, unknown and wrong logins
+ * looking the same, every kind of bad token, permissions and roles, tenant
+ * isolation, password rules, e-mail uniqueness, the operator bootstrap, and
+ * personal data never stored in clear.
+ */
+#include "accounts.h"
+#include "test_domain.h"
+#include "test_util.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define PERM(p) (1ull << KR_PERMISSION_##p)
+#define MIN_NS  (60ull * 1000000000ull)
+
+/* Two tenants with their masters (and their codes). */
+struct fx {
+    struct td *t;
+    uint64_t t1, t2;
+    struct kr_caller m1, m2;
+    char c1[40], c2[40];
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->t = td_new(99);
+    f->t1 = td_signup(f->t, "owner1@example.jp", "correct horse 1", &f->m1, f->c1);
+    f->t2 = td_signup(f->t, "owner2@example.jp", "correct horse 2", &f->m2, f->c2);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    td_free(f->t);
+    free(f);
+    return 0;
+}
+
+static kr_err login_as(struct td *t, bool op_endpoint, const char *code, const char *email,
+                       const char *pw, uint8_t token[32])
+{
+    struct kr_caller anon = td_anonymous();
+    anon.operator_endpoint = op_endpoint;
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_TENANT_CODE, code);
+    kr_set_str(a, KR_FLD_EMAIL, email);
+    kr_set_str(a, KR_FLD_PASSWORD, pw);
+    kr_err err = td_exec(t, &anon, KR_OP_AUTH_LOGIN);
+    if (!err && token) {
+        const msgpack_object *o = td_get(t, "token");
+        assert_non_null(o);
+        assert_int_equal(o->type, MSGPACK_OBJECT_BIN);
+        assert_int_equal(o->via.bin.size, 32);
+        memcpy(token, o->via.bin.ptr, 32);
+    }
+    return err;
+}
+
+static kr_err login(struct td *t, const char *code, const char *email, const char *pw,
+                    uint8_t token[32])
+{
+    return login_as(t, false, code, email, pw, token);
+}
+
+/* Creates a user (role, perms) in the master's tenant; returns its caller. */
+static struct kr_caller mkuser(struct td *t, const struct kr_caller *master, const char *email,
+                               int role, uint64_t perms)
+{
+    uint8_t acct[16];
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_EMAIL, email);
+    kr_set_str(a, KR_FLD_PASSWORD, "user pass 123");
+    kr_set_u64(a, KR_FLD_ROLE, (uint64_t)role);
+    kr_set_u64(a, KR_FLD_PERMISSIONS, perms);
+    kr_err err = td_exec(t, master, KR_OP_USERS_CREATE);
+    if (err)
+        fail_msg("users.create: %s (%s: %s)", kr_strerror(err), t->diag.field, t->diag.why);
+    td_get_id(t, "account", acct);
+    assert_int_equal(td_get_u64(t, "version"), 1);
+    return td_account(master->tenant, acct, role, perms);
+}
+
+static struct va_account acct_row(struct td *t, uint64_t tenant, const uint8_t id[16])
+{
+    struct va_account o;
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(va_account_get(&t->d->views, txn, tenant, id, &o), KR_OK);
+    mdb_txn_abort(txn);
+    return o;
+}
+
+static bool acct_exists(struct td *t, uint64_t tenant, const uint8_t id[16])
+{
+    struct va_account o;
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    kr_err err = va_account_get(&t->d->views, txn, tenant, id, &o);
+    mdb_txn_abort(txn);
+    assert_true(err == KR_OK || err == KR_ENOTFOUND);
+    return err == KR_OK;
+}
+
+static unsigned count_events(struct td *t, int ev, uint64_t tenant)
+{
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = 1};
+    struct jrn_cursor *cur;
+    struct jrn_record r;
+    unsigned n = 0;
+    assert_int_equal(jrn_cursor_new(t->d->j, &q, &cur), KR_OK);
+    while (jrn_cursor_next(cur, &r) == KR_OK)
+        if (kr_event_lookup(r.type, r.type_len) == ev && r.tenant == tenant)
+            n++;
+    jrn_cursor_free(cur);
+    return n;
+}
+
+/* Runs an op naming account `id` at `version` (and permissions, for grant/revoke). */
+static kr_err on_account(struct td *t, const struct kr_caller *who, int op, const uint8_t id[16],
+                         uint64_t version, uint64_t perms)
+{
+    struct kr_payload *a = td_args(t);
+    kr_set_bytes(a, KR_FLD_ACCOUNT, id, 16);
+    kr_set_u64(a, KR_FLD_VERSION, version);
+    if (op == KR_OP_USERS_GRANT || op == KR_OP_USERS_REVOKE)
+        kr_set_u64(a, KR_FLD_PERMISSIONS, perms);
+    return td_exec(t, who, op);
+}
+
+/* ---- Login ---- */
+
+static void test_login_result(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller who;
+    uint8_t token[32];
+    uint64_t before = jrn_size(t->d->j);
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", token), KR_OK);
+    assert_int_equal(jrn_size(t->d->j), before + 2); /* login_succeeded + session.opened */
+    uint8_t acct[16];
+    td_get_id(t, "account", acct);
+    assert_memory_equal(acct, f->m1.account, 16);
+    const msgpack_object *role = td_get(t, "role");
+    assert_int_equal(role->via.str.size, 6);
+    assert_memory_equal(role->via.str.ptr, "master", 6);
+    assert_int_equal(td_get(t, "permissions")->via.array.size, KR_PERMISSION__COUNT);
+    const msgpack_object *notices = td_get(t, "notices");
+    assert_non_null(notices);
+    assert_int_equal(notices->type, MSGPACK_OBJECT_ARRAY);
+    uint64_t expires = td_get_u64(t, "expires");
+    assert_true(expires > atomic_load(&t->now) + 11 * 60 * MIN_NS);
+    assert_true(expires <= atomic_load(&t->now) + 12 * 60 * MIN_NS);
+
+    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_OK);
+    assert_int_equal(who.tenant, f->t1);
+    assert_int_equal(who.role, KR_ROLE_MASTER);
+    assert_true(who.has_session);
+    assert_memory_equal(who.account, f->m1.account, 16);
+
+    /* whoami and logout with that session. */
+    td_args(t);
+    assert_int_equal(td_exec(t, &who, KR_OP_AUTH_WHOAMI), KR_OK);
+    const msgpack_object *code = td_get(t, "tenant_code");
+    assert_int_equal(code->via.str.size, strlen(f->c1));
+    assert_memory_equal(code->via.str.ptr, f->c1, strlen(f->c1));
+    assert_int_equal(td_get_u64(t, "expires"), expires);
+    td_args(t);
+    assert_int_equal(td_exec(t, &who, KR_OP_AUTH_LOGOUT), KR_OK);
+    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_EAUTH);
+    assert_int_equal(who.role, -1);
+    assert_int_equal(who.tenant, 0);
+}
+
+static void test_unknown_and_wrong_look_the_same(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_diag d1, d2, d3, d4;
+    uint64_t before = jrn_size(t->d->j);
+    assert_int_equal(login(t, f->c1, "nobody@example.jp", "correct horse 1", NULL), KR_EAUTH);
+    d1 = t->diag;
+    assert_true(td_unchanged_since(t, before)); /* nothing to count an unknown account on */
+    assert_int_equal(login(t, "tnosuchcode", "owner1@example.jp", "correct horse 1", NULL),
+                     KR_EAUTH);
+    d2 = t->diag;
+    /* Another tenant's account under this tenant's code is unknown here. */
+    assert_int_equal(login(t, f->c1, "owner2@example.jp", "correct horse 2", NULL), KR_EAUTH);
+    d3 = t->diag;
+    assert_true(td_unchanged_since(t, before));
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 2", NULL), KR_EAUTH);
+    d4 = t->diag;
+    assert_int_equal(jrn_size(t->d->j), before + 1); /* the failure is counted */
+    assert_memory_equal(&d1, &d2, sizeof d1);
+    assert_memory_equal(&d1, &d3, sizeof d1);
+    assert_memory_equal(&d1, &d4, sizeof d1);
+    assert_int_equal(dom_api_error(KR_EAUTH), KR_ERR_UNAUTHENTICATED);
+    /* The platform code over the client endpoint is unknown too. */
+    assert_int_equal(login(t, KR_PLATFORM_CODE, "owner1@example.jp", "correct horse 1", NULL),
+                     KR_EAUTH);
+    assert_memory_equal(&t->diag, &d1, sizeof d1);
+}
+
+static void test_lockout_limits(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    const char *e = "owner1@example.jp", *good = "correct horse 1", *bad = "wrong horse 1";
+    /* limit - 1 wrong, then right: logged in, and the count starts again. */
+    for (unsigned i = 0; i < KR_LOGIN_FAILURES_MAX - 1; i++)
+        assert_int_equal(login(t, f->c1, e, bad, NULL), KR_EAUTH);
+    assert_int_equal(acct_row(t, f->t1, f->m1.account).failures, KR_LOGIN_FAILURES_MAX - 1);
+    assert_false(acct_row(t, f->t1, f->m1.account).locked);
+    assert_int_equal(login(t, f->c1, e, good, NULL), KR_OK);
+    assert_int_equal(acct_row(t, f->t1, f->m1.account).failures, 0);
+    for (unsigned i = 0; i < KR_LOGIN_FAILURES_MAX - 1; i++)
+        assert_int_equal(login(t, f->c1, e, bad, NULL), KR_EAUTH);
+    assert_false(acct_row(t, f->t1, f->m1.account).locked);
+    /* = limit: this wrong one locks. */
+    assert_int_equal(login(t, f->c1, e, bad, NULL), KR_EAUTH);
+    struct va_account o = acct_row(t, f->t1, f->m1.account);
+    assert_true(o.locked);
+    assert_int_equal(o.lock_reason, KR_LOCK_REASON_FAILURES);
+    assert_int_equal(o.failures, KR_LOGIN_FAILURES_MAX);
+    assert_int_equal(count_events(t, KR_EV_ACCOUNT_LOCKED, f->t1), 1);
+    /* limit + 1: locked, with the right password too, and nothing recorded. */
+    uint64_t before = jrn_size(t->d->j);
+    assert_int_equal(login(t, f->c1, e, bad, NULL), KR_ELOCKED);
+    assert_int_equal(login(t, f->c1, e, good, NULL), KR_ELOCKED);
+    assert_true(td_unchanged_since(t, before));
+    assert_int_equal(count_events(t, KR_EV_ACCOUNT_LOGIN_FAILED, f->t1),
+                     2 * KR_LOGIN_FAILURES_MAX - 1);
+    /* The other tenant is not affected. */
+    assert_int_equal(login(t, f->c2, "owner2@example.jp", "correct horse 2", NULL), KR_OK);
+}
+
+struct burst {
+    struct td *t;
+    const char *code;
+    kr_err err;
+};
+
+static void *burst_one(void *arg)
+{
+    struct burst *b = arg;
+    struct kr_caller anon = td_anonymous();
+    struct kr_payload *a = kr_payload_new();
+    msgpack_sbuffer out;
+    struct kr_diag d;
+    msgpack_sbuffer_init(&out);
+    kr_set_str(a, KR_FLD_TENANT_CODE, b->code);
+    kr_set_str(a, KR_FLD_EMAIL, "owner1@example.jp");
+    kr_set_str(a, KR_FLD_PASSWORD, "wrong horse 1");
+    b->err = dom_exec(b->t->d, &anon, KR_OP_AUTH_LOGIN, a, &out, &d);
+    msgpack_sbuffer_destroy(&out);
+    kr_payload_free(a);
+    return NULL;
+}
+
+static void test_lockout_parallel_burst(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 16 };
+    pthread_t th[N];
+    struct burst b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = (struct burst){.t = f->t, .code = f->c1};
+        assert_int_equal(pthread_create(&th[i], NULL, burst_one, &b[i]), 0);
+    }
+    int eauth = 0, elocked = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        eauth += b[i].err == KR_EAUTH;
+        elocked += b[i].err == KR_ELOCKED;
+    }
+    /* Exactly the limit of attempts were wrong-password failures; the rest
+     * found the account locked. */
+    assert_int_equal(eauth, KR_LOGIN_FAILURES_MAX);
+    assert_int_equal(elocked, N - KR_LOGIN_FAILURES_MAX);
+    assert_int_equal(count_events(f->t, KR_EV_ACCOUNT_LOGIN_FAILED, f->t1), KR_LOGIN_FAILURES_MAX);
+    assert_int_equal(count_events(f->t, KR_EV_ACCOUNT_LOCKED, f->t1), 1);
+    struct va_account o = acct_row(f->t, f->t1, f->m1.account);
+    assert_true(o.locked);
+    assert_int_equal(o.failures, KR_LOGIN_FAILURES_MAX);
+}
+
+/* ---- Tokens ---- */
+
+static void test_bad_tokens(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller who;
+    uint8_t tok[32], tok2[32], other[32], zero[32] = {0};
+
+    /* Idle expiry (30 min from login) and absolute expiry (12 h). */
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
+    atomic_fetch_add(&t->now, 29 * MIN_NS);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    atomic_fetch_add(&t->now, 1 * MIN_NS);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
+    atomic_fetch_add(&t->now, 13 * 60 * MIN_NS);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
+
+    /* Truncated (the rest zero), altered, all-zero. */
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    memcpy(tok2, tok, 32);
+    memset(tok2 + 16, 0, 16);
+    assert_int_equal(dom_session_resolve(t->d, tok2, &who), KR_EAUTH);
+    memcpy(tok2, tok, 32);
+    tok2[31] ^= 1;
+    assert_int_equal(dom_session_resolve(t->d, tok2, &who), KR_EAUTH);
+    assert_int_equal(dom_session_resolve(t->d, zero, &who), KR_EAUTH);
+
+    /* Another tenant's token names that tenant, never this one: its master
+     * sees its own accounts only. */
+    assert_int_equal(login(t, f->c2, "owner2@example.jp", "correct horse 2", other), KR_OK);
+    assert_int_equal(dom_session_resolve(t->d, other, &who), KR_OK);
+    assert_int_equal(who.tenant, f->t2);
+    td_args(t);
+    assert_int_equal(td_exec(t, &who, KR_OP_USERS_LIST), KR_OK);
+    const msgpack_object *users = td_get(t, "users");
+    assert_int_equal(users->via.array.size, 1);
+    uint8_t listed[16];
+    memcpy(listed, td_map_get(&users->via.array.ptr[0], "account")->via.bin.ptr, 16);
+    assert_memory_equal(listed, f->m2.account, 16);
+
+    /* From before a password change: every session of the account ends. */
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(who.tenant, f->t1);
+    uint8_t tok3[32];
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok3), KR_OK);
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_PASSWORD, "correct horse 1");
+    kr_set_str(a, KR_FLD_NEW_PASSWORD, "battery staple 7");
+    uint64_t before = jrn_size(t->d->j);
+    assert_int_equal(td_exec(t, &who, KR_OP_ACCOUNT_PASSWORD), KR_OK);
+    /* password_changed + session.closed for the two open sessions (the two
+     * expired ones are not open any more) */
+    assert_int_equal(jrn_size(t->d->j), before + 3);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
+    assert_int_equal(dom_session_resolve(t->d, tok3, &who), KR_EAUTH);
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", NULL), KR_EAUTH);
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "battery staple 7", tok), KR_OK);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    /* The other tenant's session lives on. */
+    assert_int_equal(dom_session_resolve(t->d, other, &who), KR_OK);
+}
+
+static void test_password_change_rules(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    uint8_t tok[32];
+    struct kr_caller who;
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    uint64_t before = jrn_size(t->d->j);
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_PASSWORD, "not my password");
+    kr_set_str(a, KR_FLD_NEW_PASSWORD, "battery staple 7");
+    assert_int_equal(td_exec(t, &who, KR_OP_ACCOUNT_PASSWORD), KR_EAUTH);
+    assert_string_equal(t->diag.field, "password");
+    const char *bad[] = {"password1", "Baseball", "OWNER1@example.jp"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        a = td_args(t);
+        kr_set_str(a, KR_FLD_PASSWORD, "correct horse 1");
+        kr_set_str(a, KR_FLD_NEW_PASSWORD, bad[i]);
+        assert_int_equal(td_exec(t, &who, KR_OP_ACCOUNT_PASSWORD), KR_EINVAL);
+        assert_string_equal(t->diag.field, "new_password");
+    }
+    a = td_args(t);
+    kr_set_str(a, KR_FLD_PASSWORD, "correct horse 1");
+    assert_int_equal(td_exec(t, &who, KR_OP_ACCOUNT_PASSWORD), KR_EINVAL);
+    assert_string_equal(t->diag.field, "new_password");
+    assert_true(td_unchanged_since(t, before));
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+}
+
+/* ---- Users ---- */
+
+static void test_users_create_and_list(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller reader =
+        mkuser(t, &f->m1, "reader@example.jp", KR_ROLE_USER, PERM(USERS_READ));
+    struct kr_caller nobody = mkuser(t, &f->m1, "nobody@example.jp", KR_ROLE_USER, 0);
+    struct kr_caller aud = mkuser(t, &f->m1, "aud@example.jp", KR_ROLE_AUDITOR, PERM(AUDIT_READ));
+
+    /* users.list needs users.read; auditors may not list users. */
+    td_args(t);
+    assert_int_equal(td_exec(t, &nobody, KR_OP_USERS_LIST), KR_EFORBIDDEN);
+    assert_int_equal(td_exec(t, &aud, KR_OP_USERS_LIST), KR_EFORBIDDEN);
+    assert_int_equal(td_exec(t, &reader, KR_OP_USERS_LIST), KR_OK);
+    const msgpack_object *users = td_get(t, "users");
+    assert_int_equal(users->via.array.size, 4);
+    assert_int_equal(td_get(t, "cursor")->type, MSGPACK_OBJECT_NIL);
+    bool saw_reader = false;
+    for (uint32_t i = 0; i < 4; i++) {
+        const msgpack_object *u = &users->via.array.ptr[i];
+        const msgpack_object *em = td_map_get(u, "email");
+        assert_int_equal(em->type, MSGPACK_OBJECT_STR);
+        assert_int_equal(td_map_get(u, "display_name")->type, MSGPACK_OBJECT_NIL);
+        assert_int_equal(td_map_get(u, "version")->via.u64, 1);
+        if (em->via.str.size == 17 && memcmp(em->via.str.ptr, "reader@example.jp", 17) == 0) {
+            saw_reader = true;
+            const msgpack_object *p = td_map_get(u, "permissions");
+            assert_int_equal(p->via.array.size, 1);
+            assert_memory_equal(p->via.array.ptr[0].via.str.ptr, "users.read", 10);
+        }
+    }
+    assert_true(saw_reader);
+    /* Paging: two pages of two, in id order, together every account once. */
+    uint8_t ids[4][16];
+    kr_set_u64(td_args(t), KR_FLD_LIMIT, 2);
+    assert_int_equal(td_exec(t, &f->m1, KR_OP_USERS_LIST), KR_OK);
+    users = td_get(t, "users");
+    assert_int_equal(users->via.array.size, 2);
+    for (uint32_t i = 0; i < 2; i++)
+        memcpy(ids[i], td_map_get(&users->via.array.ptr[i], "account")->via.bin.ptr, 16);
+    const msgpack_object *cur = td_get(t, "cursor");
+    assert_int_equal(cur->type, MSGPACK_OBJECT_BIN);
+    assert_int_equal(cur->via.bin.size, 16);
+    assert_memory_equal(cur->via.bin.ptr, ids[1], 16);
+    struct kr_payload *a = td_args(t);
+    kr_set_u64(a, KR_FLD_LIMIT, 2);
+    kr_set_bytes(a, KR_FLD_CURSOR, ids[1], 16);
+    assert_int_equal(td_exec(t, &f->m1, KR_OP_USERS_LIST), KR_OK);
+    users = td_get(t, "users");
+    assert_int_equal(users->via.array.size, 2);
+    for (uint32_t i = 0; i < 2; i++)
+        memcpy(ids[2 + i], td_map_get(&users->via.array.ptr[i], "account")->via.bin.ptr, 16);
+    for (int i = 0; i < 3; i++)
+        assert_true(memcmp(ids[i], ids[i + 1], 16) < 0);
+    /* A full last page may still give a cursor; the page after it is empty. */
+    cur = td_get(t, "cursor");
+    if (cur->type == MSGPACK_OBJECT_BIN) {
+        a = td_args(t);
+        kr_set_bytes(a, KR_FLD_CURSOR, ids[3], 16);
+        assert_int_equal(td_exec(t, &f->m1, KR_OP_USERS_LIST), KR_OK);
+        assert_int_equal(td_get(t, "users")->via.array.size, 0);
+        assert_int_equal(td_get(t, "cursor")->type, MSGPACK_OBJECT_NIL);
+    }
+    a = td_args(t);
+    kr_set_bytes(a, KR_FLD_CURSOR, ids[0], 8);
+    assert_int_equal(td_exec(t, &f->m1, KR_OP_USERS_LIST), KR_EINVAL);
+    assert_string_equal(t->diag.field, "cursor");
+
+    /* The new users log in with their password. */
+    assert_int_equal(login(t, f->c1, "reader@example.jp", "user pass 123", NULL), KR_OK);
+    assert_int_equal(login(t, f->c1, "aud@example.jp", "user pass 123", NULL), KR_OK);
+    const msgpack_object *role = td_get(t, "role");
+    assert_memory_equal(role->via.str.ptr, "auditor", 7);
+}
+
+static void test_users_create_rules(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    uint64_t before = jrn_size(t->d->j);
+    struct {
+        const char *email, *pw;
+        int role;
+        kr_err err;
+        const char *field;
+    } cases[] = {
+        {"u1@example.jp", "password", KR_ROLE_USER, KR_EINVAL, "password"},
+        {"u1@example.jp", "U1@EXAMPLE.JP", KR_ROLE_USER, KR_EINVAL, "password"},
+        {"u1@example.jp", "short", KR_ROLE_USER, KR_EINVAL, "password"},
+        {"u1@example.jp", "fine pass 1", KR_ROLE_MASTER, KR_EINVAL, "role"},
+        {"u1@example.jp", "fine pass 1", KR_ROLE_OPERATOR, KR_EINVAL, "role"},
+        {"OWNER1@example.jp", "fine pass 1", KR_ROLE_USER, KR_ECONFLICT, "email"},
+        {"bad-email", "fine pass 1", KR_ROLE_USER, KR_EINVAL, "email"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct kr_payload *a = td_args(t);
+        kr_set_str(a, KR_FLD_EMAIL, cases[i].email);
+        kr_set_str(a, KR_FLD_PASSWORD, cases[i].pw);
+        kr_set_u64(a, KR_FLD_ROLE, (uint64_t)cases[i].role);
+        assert_int_equal(td_exec(t, &f->m1, KR_OP_USERS_CREATE), cases[i].err);
+        assert_string_equal(t->diag.field, cases[i].field);
+    }
+    assert_true(td_unchanged_since(t, before));
+    /* Unique per tenant, whatever the case; the same address is fine elsewhere. */
+    (void)mkuser(t, &f->m1, "Same@Example.jp", KR_ROLE_USER, 0);
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_EMAIL, "same@example.JP");
+    kr_set_str(a, KR_FLD_PASSWORD, "fine pass 1");
+    kr_set_u64(a, KR_FLD_ROLE, KR_ROLE_USER);
+    assert_int_equal(td_exec(t, &f->m1, KR_OP_USERS_CREATE), KR_ECONFLICT);
+    assert_string_equal(t->diag.field, "email");
+    (void)mkuser(t, &f->m2, "same@example.jp", KR_ROLE_USER, 0);
+}
+
+static void test_master_only_ops(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller all =
+        mkuser(t, &f->m1, "all@example.jp", KR_ROLE_USER, (1ull << KR_PERMISSION__COUNT) - 1);
+    struct kr_caller aud = mkuser(t, &f->m1, "aud@example.jp", KR_ROLE_AUDITOR, PERM(AUDIT_READ));
+    struct kr_caller victim = mkuser(t, &f->m1, "victim@example.jp", KR_ROLE_USER, 0);
+    const int ops[] = {KR_OP_USERS_DELETE, KR_OP_USERS_GRANT, KR_OP_USERS_REVOKE, KR_OP_USERS_LOCK,
+                       KR_OP_USERS_UNLOCK};
+    uint64_t before = jrn_size(t->d->j);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        assert_int_equal(on_account(t, &all, ops[i], victim.account, 1, PERM(CONTACTS_READ)),
+                         KR_EFORBIDDEN);
+        assert_int_equal(on_account(t, &aud, ops[i], victim.account, 1, PERM(CONTACTS_READ)),
+                         KR_EFORBIDDEN);
+    }
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_EMAIL, "new@example.jp");
+    kr_set_str(a, KR_FLD_PASSWORD, "fine pass 1");
+    kr_set_u64(a, KR_FLD_ROLE, KR_ROLE_USER);
+    assert_int_equal(td_exec(t, &all, KR_OP_USERS_CREATE), KR_EFORBIDDEN);
+    assert_int_equal(td_exec(t, &aud, KR_OP_USERS_CREATE), KR_EFORBIDDEN);
+    assert_true(td_unchanged_since(t, before));
+    /* The master account itself is off limits, even to the master. */
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        assert_int_equal(on_account(t, &f->m1, ops[i], f->m1.account, 1, PERM(CONTACTS_READ)),
+                         KR_EFORBIDDEN);
+        assert_string_equal(t->diag.field, "account");
+    }
+    assert_true(td_unchanged_since(t, before));
+}
+
+static void test_cross_tenant(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller u2 = mkuser(t, &f->m2, "u2@example.jp", KR_ROLE_USER, PERM(CONTACTS_READ));
+    uint8_t missing[16];
+    memset(missing, 0x33, 16);
+    const int ops[] = {KR_OP_USERS_DELETE, KR_OP_USERS_GRANT, KR_OP_USERS_REVOKE, KR_OP_USERS_LOCK,
+                       KR_OP_USERS_UNLOCK};
+    uint64_t before = jrn_size(t->d->j);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        struct kr_diag dm;
+        assert_int_equal(on_account(t, &f->m1, ops[i], missing, 1, PERM(USERS_READ)), KR_ENOTFOUND);
+        dm = t->diag;
+        assert_int_equal(on_account(t, &f->m1, ops[i], u2.account, 1, PERM(USERS_READ)),
+                         KR_ENOTFOUND);
+        assert_memory_equal(&dm, &t->diag, sizeof dm);
+        /* Even the tenant's own master's id: not in tenant 1. */
+        assert_int_equal(on_account(t, &f->m1, ops[i], f->m2.account, 1, PERM(USERS_READ)),
+                         KR_ENOTFOUND);
+    }
+    assert_true(td_unchanged_since(t, before));
+    struct va_account o = acct_row(t, f->t2, u2.account);
+    assert_int_equal(o.version, 1);
+    assert_int_equal(o.perms, PERM(CONTACTS_READ));
+    assert_false(o.locked);
+    assert_int_equal(login(t, f->c2, "u2@example.jp", "user pass 123", NULL), KR_OK);
+}
+
+static void test_manage_user(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller u = mkuser(t, &f->m1, "u@example.jp", KR_ROLE_USER, PERM(CONTACTS_READ));
+    struct kr_caller who;
+    uint8_t tok[32];
+
+    /* grant / revoke, with version checks. */
+    assert_int_equal(
+        on_account(t, &f->m1, KR_OP_USERS_GRANT, u.account, 1, PERM(USERS_READ) | PERM(TAGS_WRITE)),
+        KR_OK);
+    assert_int_equal(td_get_u64(t, "version"), 2);
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_REVOKE, u.account, 1, PERM(TAGS_WRITE)),
+                     KR_ECONFLICT);
+    assert_string_equal(t->diag.field, "version");
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_REVOKE, u.account, 2, PERM(TAGS_WRITE)),
+                     KR_OK);
+    assert_int_equal(acct_row(t, f->t1, u.account).perms, PERM(CONTACTS_READ) | PERM(USERS_READ));
+    /* The session carries the permissions the account has now. */
+    assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", tok), KR_OK);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(who.perms, PERM(CONTACTS_READ) | PERM(USERS_READ));
+    assert_int_equal(who.role, KR_ROLE_USER);
+    td_args(t);
+    assert_int_equal(td_exec(t, &who, KR_OP_USERS_LIST), KR_OK);
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_REVOKE, u.account, 4, PERM(USERS_READ)),
+                     KR_OK);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(who.perms, PERM(CONTACTS_READ));
+    td_args(t);
+    assert_int_equal(td_exec(t, &who, KR_OP_USERS_LIST), KR_EFORBIDDEN);
+
+    /* lock: the session ends, login says locked; unlock: login works. */
+    uint64_t v = acct_row(t, f->t1, u.account).version;
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_LOCK, u.account, v, 0), KR_OK);
+    assert_int_equal(count_events(t, KR_EV_SESSION_CLOSED, f->t1), 1);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
+    assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", NULL), KR_ELOCKED);
+    struct va_account o = acct_row(t, f->t1, u.account);
+    assert_int_equal(o.lock_reason, KR_LOCK_REASON_MASTER);
+    /* Locking again changes nothing. */
+    uint64_t before = jrn_size(t->d->j);
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_LOCK, u.account, o.version, 0), KR_OK);
+    assert_int_equal(td_get_u64(t, "version"), o.version);
+    assert_true(td_unchanged_since(t, before));
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_UNLOCK, u.account, o.version, 0), KR_OK);
+    assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", tok), KR_OK);
+
+    /* delete: wrong version refused; then its sessions end and it is gone. */
+    v = acct_row(t, f->t1, u.account).version;
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_DELETE, u.account, v - 1, 0), KR_ECONFLICT);
+    assert_string_equal(t->diag.field, "version");
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_DELETE, u.account, v, 0), KR_OK);
+    assert_false(acct_exists(t, f->t1, u.account));
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
+    assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", NULL), KR_EAUTH);
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_DELETE, u.account, v + 1, 0), KR_ENOTFOUND);
+    /* Its address is free again. */
+    (void)mkuser(t, &f->m1, "u@example.jp", KR_ROLE_USER, 0);
+}
+
+static void test_unlock_after_failures(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller u = mkuser(t, &f->m1, "u@example.jp", KR_ROLE_USER, 0);
+    for (unsigned i = 0; i < KR_LOGIN_FAILURES_MAX; i++)
+        assert_int_equal(login(t, f->c1, "u@example.jp", "not the pass", NULL), KR_EAUTH);
+    assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", NULL), KR_ELOCKED);
+    struct va_account o = acct_row(t, f->t1, u.account);
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_UNLOCK, u.account, o.version, 0), KR_OK);
+    o = acct_row(t, f->t1, u.account);
+    assert_false(o.locked);
+    assert_int_equal(o.failures, 0);
+    assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", NULL), KR_OK);
+}
+
+/* ---- Operators ---- */
+
+static void test_operator_bootstrap(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller who;
+    uint8_t id[16], id2[16], tok[32];
+    assert_int_equal(dom_operator_create(t->d, "ops@example.jp", "password", id), KR_EINVAL);
+    assert_int_equal(dom_operator_create(t->d, "not-an-email", "ops pass 123", id), KR_EINVAL);
+    assert_int_equal(dom_operator_create(t->d, "ops@example.jp", "ops pass 123", id), KR_OK);
+    assert_int_equal(dom_operator_create(t->d, "OPS@example.jp", "ops pass 456", id2),
+                     KR_ECONFLICT);
+    assert_int_equal(count_events(t, KR_EV_ACCOUNT_CREATED, 0), 1);
+    /* Over the operator endpoint only. */
+    assert_int_equal(login_as(t, false, KR_PLATFORM_CODE, "ops@example.jp", "ops pass 123", NULL),
+                     KR_EAUTH);
+    assert_int_equal(login_as(t, true, KR_PLATFORM_CODE, "ops@example.jp", "ops pass 123", tok),
+                     KR_OK);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(who.tenant, 0);
+    assert_int_equal(who.role, KR_ROLE_OPERATOR);
+    assert_memory_equal(who.account, id, 16);
+    who.operator_endpoint = true;
+    td_args(t);
+    assert_int_equal(td_exec(t, &who, KR_OP_TENANTS_LIST), KR_OK);
+    assert_int_equal(td_get(t, "tenants")->via.array.size, 2);
+    assert_int_equal(td_exec(t, &who, KR_OP_AUTH_WHOAMI), KR_OK);
+    const msgpack_object *code = td_get(t, "tenant_code");
+    assert_int_equal(code->via.str.size, strlen(KR_PLATFORM_CODE));
+    /* The record's actor is "system". */
+    struct jrn_query q = {.kind = JRN_Q_TENANT, .tenant = 0};
+    struct jrn_cursor *cur;
+    struct jrn_record r;
+    bool found = false;
+    assert_int_equal(jrn_cursor_new(t->d->j, &q, &cur), KR_OK);
+    while (jrn_cursor_next(cur, &r) == KR_OK)
+        if (kr_event_lookup(r.type, r.type_len) == KR_EV_ACCOUNT_CREATED) {
+            assert_int_equal(r.actor_len, 6);
+            assert_memory_equal(r.actor, "system", 6);
+            found = true;
+        }
+    jrn_cursor_free(cur);
+    assert_true(found);
+}
+
+/* ---- Personal data ---- */
+
+static void test_personal_data_sealed(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    const char *email = "k9w4-marker@example.jp", *pw = "k9w4-marker-pass";
+    const char *name = "k9w4-marker-display";
+    uint8_t tok[32];
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_EMAIL, email);
+    kr_set_str(a, KR_FLD_PASSWORD, pw);
+    kr_set_u64(a, KR_FLD_ROLE, KR_ROLE_USER);
+    kr_set_str(a, KR_FLD_DISPLAY_NAME, name);
+    assert_int_equal(td_exec(t, &f->m1, KR_OP_USERS_CREATE), KR_OK);
+    assert_int_equal(login(t, f->c1, email, pw, tok), KR_OK);
+    assert_int_equal(login(t, f->c1, email, "k9w4-marker-wrong", NULL), KR_EAUTH);
+    /* users.list shows the display name (opened with the tenant key). */
+    td_args(t);
+    assert_int_equal(td_exec(t, &f->m1, KR_OP_USERS_LIST), KR_OK);
+    bool shown = false;
+    const msgpack_object *users = td_get(t, "users");
+    for (uint32_t i = 0; i < users->via.array.size; i++) {
+        const msgpack_object *dn = td_map_get(&users->via.array.ptr[i], "display_name");
+        shown |= dn->type == MSGPACK_OBJECT_STR && dn->via.str.size == strlen(name) &&
+                 memcmp(dn->via.str.ptr, name, strlen(name)) == 0;
+    }
+    assert_true(shown);
+    td_reopen(t);
+    assert_false(td_dir_contains(t->dir, "k9w4-marker", 11));
+    assert_false(td_dir_contains(t->dir, "owner1@example.jp", 17));
+    assert_false(td_dir_contains(t->dir, tok, sizeof tok)); /* only its hash is kept */
+    assert_true(td_dir_contains(t->dir, "account.login_failed", 20));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_login_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_and_wrong_look_the_same, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lockout_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lockout_parallel_burst, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_change_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_users_create_and_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_users_create_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_master_only_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manage_user, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unlock_after_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operator_bootstrap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_personal_data_sealed, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

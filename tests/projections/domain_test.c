@@ -1,0 +1,241 @@
+/*
+ * domain_test.c: the domain's own rules — every op has a handler and every
+ * event a view module; access checks by role, permission and endpoint, with
+ * refusals recorded; arguments built in C checked like the wire's; views
+ * rebuilt from the journal equal the live ones.
+ */
+#include "test_domain.h"
+#include "test_util.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void test_tables_complete(void **state)
+{
+    (void)state;
+    for (int op = 0; op < KR_OP__COUNT; op++)
+        if (!dom_has_handler(op))
+            fail_msg("op %s has no handler", kr_ops[op].name);
+    for (int ev = 0; ev < KR_EV__COUNT; ev++)
+        if (!views_event_has_area(ev))
+            fail_msg("event %s has no view module", kr_events[ev].name);
+    for (int v = 0; v < VIEW__COUNT; v++)
+        assert_true(strncmp(views_name((enum kr_view)v), "v.", 2) == 0);
+}
+
+/* The newest record's type, and its tenant. */
+static int newest_type(struct td *t, uint64_t *tenant)
+{
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(jrn_read(t->d->j, jrn_size(t->d->j), &b), KR_OK);
+    int ev = kr_event_lookup(b.rec.type, b.rec.type_len);
+    *tenant = b.rec.tenant;
+    jrn_recbuf_fini(&b);
+    return ev;
+}
+
+static void test_access(void **state)
+{
+    (void)state;
+    struct td *t = td_new(1);
+    struct kr_caller master, anon = td_anonymous();
+    uint64_t tenant = td_signup(t, "owner@example.jp", "correct horse 1", &master, NULL);
+
+    /* Anonymous callers need a session for everything but sign-up and login. */
+    kr_set_str(td_args(t), KR_FLD_TAG_NAME, "vip");
+    uint64_t size = jrn_size(t->d->j);
+    assert_int_equal(td_exec(t, &anon, KR_OP_TAGS_CREATE), KR_EAUTH);
+    assert_int_equal(jrn_size(t->d->j), size); /* nobody to record */
+
+    /* A user without tags.write is refused, and the refusal is recorded. */
+    struct kr_caller user = master;
+    user.role = KR_ROLE_USER;
+    user.perms = 1ull << KR_PERMISSION_CONTACTS_READ;
+    assert_int_equal(td_exec(t, &user, KR_OP_TAGS_CREATE), KR_EFORBIDDEN);
+    assert_string_equal(t->diag.field, "op");
+    assert_int_equal(jrn_size(t->d->j), size + 1);
+    uint64_t rt;
+    assert_int_equal(newest_type(t, &rt), KR_EV_ACCESS_DENIED);
+    assert_int_equal(rt, tenant);
+    assert_true(td_unchanged_since(t, size));
+
+    /* Operator ops: not for tenants, and not off the operator endpoint. */
+    struct kr_caller op = td_operator();
+    kr_set_u64(td_args(t), KR_FLD_TENANT, tenant);
+    assert_int_equal(td_exec(t, &master, KR_OP_TENANTS_CANCEL), KR_EFORBIDDEN);
+    op.operator_endpoint = false;
+    assert_int_equal(td_exec(t, &op, KR_OP_TENANTS_CANCEL), KR_EFORBIDDEN);
+    assert_true(td_unchanged_since(t, size));
+
+    /* The master has every permission. */
+    kr_set_str(td_args(t), KR_FLD_TAG_NAME, "vip");
+    assert_int_equal(td_exec(t, &master, KR_OP_TAGS_CREATE), KR_OK);
+    td_free(t);
+}
+
+static void test_args_built_in_c(void **state)
+{
+    (void)state;
+    struct td *t = td_new(2);
+    struct kr_caller master;
+    td_signup(t, "owner@example.jp", "correct horse 1", &master, NULL);
+    uint64_t size = jrn_size(t->d->j);
+
+    /* A field the op does not take. */
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_TAG_NAME, "vip");
+    kr_set_u64(a, KR_FLD_TENANT, 7);
+    assert_int_equal(td_exec(t, &master, KR_OP_TAGS_CREATE), KR_EINVAL);
+    assert_string_equal(t->diag.field, "tenant");
+    assert_string_equal(t->diag.why, "unknown key");
+    /* A required one missing. */
+    td_args(t);
+    assert_int_equal(td_exec(t, &master, KR_OP_TAGS_CREATE), KR_EINVAL);
+    assert_string_equal(t->diag.field, "tag_name");
+    /* A value out of its limits. */
+    char long_name[80];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    kr_set_str(td_args(t), KR_FLD_TAG_NAME, long_name);
+    assert_int_equal(td_exec(t, &master, KR_OP_TAGS_CREATE), KR_ETOOLARGE);
+    assert_string_equal(t->diag.field, "tag_name");
+    assert_int_equal(jrn_size(t->d->j), size);
+    td_free(t);
+}
+
+/* Digests of every view, live. */
+static void digests(struct td *t, uint8_t out[VIEW__COUNT][32])
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    for (int v = 0; v < VIEW__COUNT; v++)
+        assert_int_equal(views_digest(&t->d->views, txn, (enum kr_view)v, out[v], NULL), KR_OK);
+    mdb_txn_abort(txn);
+}
+
+static void test_rebuild_equals_live(void **state)
+{
+    (void)state;
+    struct td *t = td_new(3);
+    struct kr_caller master, op = td_operator();
+    td_signup(t, "a@example.jp", "correct horse 1", &master, NULL);
+    td_signup(t, "b@example.jp", "correct horse 2", NULL, NULL);
+    kr_set_str(td_args(t), KR_FLD_TAG_NAME, "vip");
+    assert_int_equal(td_exec(t, &master, KR_OP_TAGS_CREATE), KR_OK);
+    uint8_t tag[16], contact[16];
+    td_get_id(t, "tag", tag);
+    kr_set_str(td_args(t), KR_FLD_NAME, "山田 太郎");
+    assert_int_equal(td_exec(t, &master, KR_OP_CONTACTS_REGISTER), KR_OK);
+    td_get_id(t, "contact", contact);
+    struct kr_payload *a = td_args(t);
+    kr_set_bytes(a, KR_FLD_CONTACT, contact, 16);
+    kr_set_bytes(a, KR_FLD_TAG, tag, 16);
+    assert_int_equal(td_exec(t, &master, KR_OP_CONTACTS_TAG), KR_OK);
+    a = td_args(t);
+    kr_set_u64(a, KR_FLD_NOTICE_KIND, KR_NOTICE_KIND_MAINTENANCE);
+    kr_set_str(a, KR_FLD_TITLE, "maintenance");
+    kr_set_str(a, KR_FLD_BODY, "Sunday 02:00-04:00 JST");
+    kr_set_u64(a, KR_FLD_EFFECTIVE, 1775001600000000000ull);
+    kr_set_u64(a, KR_FLD_AUDIENCE, KR_AUDIENCE_ALL);
+    assert_int_equal(td_exec(t, &op, KR_OP_NOTICES_PUBLISH), KR_OK);
+
+    uint8_t live[VIEW__COUNT][32], rebuilt[VIEW__COUNT][32];
+    digests(t, live);
+    assert_int_equal(jrn_views_rebuild(t->d->j, NULL, NULL), KR_OK);
+    digests(t, rebuilt);
+    for (int v = 0; v < VIEW__COUNT; v++)
+        if (memcmp(live[v], rebuilt[v], 32) != 0)
+            fail_msg("view %s differs after rebuild", views_name((enum kr_view)v));
+
+    /* Views that lag the journal catch up when it opens: drop them, mark
+     * them empty, and reopen. */
+    td_reopen(t);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, 0, &txn), 0);
+    const struct jrn_views *h = views_hooks(&t->d->views);
+    assert_int_equal(h->drop(h->ctx, txn), KR_OK);
+    assert_int_equal(h->batch_end(h->ctx, txn, 0), KR_OK);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    td_reopen(t);
+    digests(t, rebuilt);
+    for (int v = 0; v < VIEW__COUNT; v++)
+        if (memcmp(live[v], rebuilt[v], 32) != 0)
+            fail_msg("view %s differs after catching up", views_name((enum kr_view)v));
+    td_free(t);
+}
+
+static void test_erase_tenant(void **state)
+{
+    (void)state;
+    struct td *t = td_new(4);
+    struct kr_caller a, b, op = td_operator();
+    uint64_t ta = td_signup(t, "a@example.jp", "correct horse 1", &a, NULL);
+    td_signup(t, "b@example.jp", "correct horse 2", &b, NULL);
+    kr_set_str(td_args(t), KR_FLD_NAME, "Erase Me");
+    assert_int_equal(td_exec(t, &a, KR_OP_CONTACTS_REGISTER), KR_OK);
+    kr_set_str(td_args(t), KR_FLD_NAME, "Keep Me");
+    assert_int_equal(td_exec(t, &b, KR_OP_CONTACTS_REGISTER), KR_OK);
+
+    /* Only a cancelled tenant is erased. */
+    assert_int_equal(dom_tenant_erase(t->d, ta), KR_ECONFLICT);
+    assert_int_equal(dom_tenant_erase(t->d, 123456789), KR_ENOTFOUND);
+    kr_set_u64(td_args(t), KR_FLD_TENANT, ta);
+    assert_int_equal(td_exec(t, &op, KR_OP_TENANTS_CANCEL), KR_OK);
+    assert_int_equal(dom_tenant_erase(t->d, ta), KR_OK);
+    assert_int_equal(dom_tenant_erase(t->d, ta), KR_ECONFLICT);
+
+    /* Its key is gone and no view row of it is left. */
+    struct kr_data_key key;
+    assert_int_equal(ks_get(t->d->ks, ta, &key), KR_ENOTFOUND);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    uint8_t prefix[8];
+    for (int i = 0; i < 8; i++)
+        prefix[i] = (uint8_t)(ta >> (56 - 8 * i));
+    for (int v = 0; v < VIEW__COUNT; v++) {
+        if (v == VIEW_TENANTS)
+            continue; /* keeps a bare "erased" row */
+        MDB_cursor *c;
+        MDB_val k, val;
+        assert_int_equal(mdb_cursor_open(txn, t->d->views.db[v], &c), 0);
+        for (int rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(c, &k, &val, MDB_NEXT))
+            if (v != VIEW_META && k.mv_size >= 8 && memcmp(k.mv_data, prefix, 8) == 0)
+                fail_msg("view %s keeps a row of the erased tenant", views_name((enum kr_view)v));
+        mdb_cursor_close(c);
+    }
+    mdb_txn_abort(txn);
+    /* The other tenant is untouched; the erased one's master sees nothing. */
+    td_args(t);
+    assert_int_equal(td_exec(t, &b, KR_OP_CONTACTS_LIST), KR_OK);
+    assert_int_equal(td_get(t, "contacts")->via.array.size, 1);
+    td_args(t);
+    kr_err err = td_exec(t, &a, KR_OP_CONTACTS_LIST);
+    assert_true(err == KR_OK ? td_get(t, "contacts")->via.array.size == 0
+                             : err == KR_EKEY || err == KR_ENOTFOUND);
+
+    /* Rebuilt views equal the live ones after an erasure too. */
+    uint8_t live[VIEW__COUNT][32], rebuilt[VIEW__COUNT][32];
+    digests(t, live);
+    assert_int_equal(jrn_views_rebuild(t->d->j, NULL, NULL), KR_OK);
+    digests(t, rebuilt);
+    for (int v = 0; v < VIEW__COUNT; v++)
+        if (memcmp(live[v], rebuilt[v], 32) != 0)
+            fail_msg("view %s differs after rebuild", views_name((enum kr_view)v));
+    td_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tables_complete), cmocka_unit_test(test_access),
+        cmocka_unit_test(test_args_built_in_c), cmocka_unit_test(test_rebuild_equals_live),
+        cmocka_unit_test(test_erase_tenant),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,575 @@
+/*
+ * incidents_test.c: incidents (projections/cmd_notices.c, v_notices.c):
+ * the 72-hour deadline, affected tenants (listed, or every existing tenant),
+ * notifications clearing what is due, overdue and due-within queries as the
+ * clock moves, updates and resolution, reports by tenants, the outbox the
+ * delivery worker reads, every rejection, and the views rebuilding
+ * byte-identical from the journal.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "notices.h"
+#include "test_domain.h"
+
+#define S    1000000000ull
+#define HOUR (3600ull * S)
+
+struct fx {
+    struct td *t;
+    uint64_t a, b, c; /* three tenants */
+    struct kr_caller ma, mb, mc, op;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->t = td_new(23);
+    f->a = td_signup(f->t, "owner@a.example", "correct horse 1", &f->ma, NULL);
+    f->b = td_signup(f->t, "owner@b.example", "correct horse 2", &f->mb, NULL);
+    f->c = td_signup(f->t, "owner@c.example", "correct horse 3", &f->mc, NULL);
+    f->op = td_operator();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    td_free(f->t);
+    free(f);
+    return 0;
+}
+
+static uint64_t now(struct fx *f)
+{
+    return atomic_load(&f->t->now);
+}
+
+static struct kr_payload *open_args(struct fx *f, uint64_t detected, int audience,
+                                    const uint64_t *tenants, size_t n)
+{
+    struct kr_payload *p = td_args(f->t);
+    kr_set_u64(p, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_OUTAGE);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_HIGH);
+    kr_set_str(p, KR_FLD_TITLE, "API outage");
+    kr_set_str(p, KR_FLD_SUMMARY, "The API did not answer for 20 minutes.");
+    kr_set_u64(p, KR_FLD_DETECTED, detected);
+    kr_set_u64(p, KR_FLD_AUDIENCE, (uint64_t)audience);
+    if (tenants)
+        kr_set_tenants(p, KR_FLD_TENANTS, tenants, n);
+    return p;
+}
+
+static void open_incident(struct fx *f, uint64_t detected, int audience, const uint64_t *tenants,
+                          size_t n, uint8_t id[16])
+{
+    open_args(f, detected, audience, tenants, n);
+    kr_err err = td_exec(f->t, &f->op, KR_OP_INCIDENTS_OPEN);
+    if (err)
+        fail_msg("open: %s (%s: %s)", kr_strerror(err), f->t->diag.field, f->t->diag.why);
+    td_get_id(f->t, "incident", id);
+    assert_int_equal(td_get_u64(f->t, "deadline"), detected + 72 * HOUR);
+}
+
+static kr_err notify(struct fx *f, const uint8_t id[16], uint64_t tenant, int channel)
+{
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    kr_set_u64(p, KR_FLD_TENANT, tenant);
+    kr_set_u64(p, KR_FLD_CHANNEL, (uint64_t)channel);
+    return td_exec(f->t, &f->op, KR_OP_INCIDENTS_NOTIFY);
+}
+
+/* incidents.overdue; returns the "due" array. */
+static const msgpack_object *overdue(struct fx *f, int64_t within_hours)
+{
+    struct kr_payload *p = td_args(f->t);
+    if (within_hours >= 0)
+        kr_set_u64(p, KR_FLD_WITHIN_HOURS, (uint64_t)within_hours);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_OVERDUE), KR_OK);
+    const msgpack_object *a = td_get(f->t, "due");
+    assert_non_null(a);
+    assert_int_equal(a->type, MSGPACK_OBJECT_ARRAY);
+    return a;
+}
+
+static const msgpack_object *list(struct fx *f, const struct kr_caller *who)
+{
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, who, KR_OP_INCIDENTS_LIST), KR_OK);
+    const msgpack_object *a = td_get(f->t, "incidents");
+    assert_non_null(a);
+    assert_int_equal(a->type, MSGPACK_OBJECT_ARRAY);
+    return a;
+}
+
+static bool bin_is(const msgpack_object *o, const void *want, size_t n)
+{
+    return o && o->type == MSGPACK_OBJECT_BIN && o->via.bin.size == n &&
+           memcmp(o->via.bin.ptr, want, n) == 0;
+}
+
+static bool str_is(const msgpack_object *o, const char *want)
+{
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(want) &&
+           memcmp(o->via.str.ptr, want, o->via.str.size) == 0;
+}
+
+/* Pending e-mails, as the delivery worker sees them. */
+struct mail {
+    uint64_t seq, tenant;
+    uint8_t message[16];
+    int template_id;
+    char email[256];
+    uint8_t incident[16];
+    bool has_incident;
+};
+
+struct mails {
+    struct mail m[32];
+    size_t n;
+};
+
+static bool collect(void *arg, const struct outbox_msg *m)
+{
+    struct mails *ms = arg;
+    assert_true(ms->n < 32);
+    struct mail *x = &ms->m[ms->n++];
+    memset(x, 0, sizeof *x);
+    x->seq = m->seq;
+    x->tenant = m->tenant;
+    memcpy(x->message, m->message, 16);
+    x->template_id = m->template_id;
+    const struct kr_value *e = &m->p->v[KR_FLD_EMAIL];
+    assert_true(e->set && e->n < sizeof x->email);
+    memcpy(x->email, e->p, e->n);
+    x->has_incident = m->p->v[KR_FLD_INCIDENT].set;
+    if (x->has_incident)
+        memcpy(x->incident, m->p->v[KR_FLD_INCIDENT].p, 16);
+    return true;
+}
+
+static void pending(struct fx *f, struct mails *ms)
+{
+    uint64_t last;
+    ms->n = 0;
+    assert_int_equal(outbox_pending(f->t->d, 0, 0, collect, ms, &last), KR_OK);
+    if (ms->n)
+        assert_int_equal(last, ms->m[ms->n - 1].seq);
+}
+
+static void test_open_listed_deadline_and_list(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16];
+    uint64_t detected = now(f) - 2 * HOUR;
+    uint64_t ts[1] = {f->a};
+    open_incident(f, detected, KR_AUDIENCE_LISTED, ts, 1, id);
+
+    const msgpack_object *a = list(f, &f->ma);
+    assert_int_equal(a->via.array.size, 1);
+    const msgpack_object *x = &a->via.array.ptr[0];
+    assert_int_equal(x->via.map.size, 8);
+    assert_true(bin_is(td_map_get(x, "incident"), id, 16));
+    assert_true(str_is(td_map_get(x, "incident_scope"), "outage"));
+    assert_true(str_is(td_map_get(x, "severity"), "high"));
+    assert_true(str_is(td_map_get(x, "title"), "API outage"));
+    assert_true(str_is(td_map_get(x, "summary"), "The API did not answer for 20 minutes."));
+    assert_int_equal(td_map_get(x, "detected")->via.u64, detected);
+    assert_int_equal(td_map_get(x, "deadline")->via.u64, detected + 72 * HOUR);
+    assert_false(td_map_get(x, "resolved")->via.boolean);
+
+    /* B is not affected */
+    assert_int_equal(list(f, &f->mb)->via.array.size, 0);
+    /* auditors see their tenant's incidents too */
+    uint8_t acc[16];
+    memset(acc, 0x31, 16);
+    struct kr_caller aud = td_account(f->a, acc, KR_ROLE_AUDITOR, 0);
+    assert_int_equal(list(f, &aud)->via.array.size, 1);
+}
+
+static void test_overdue_and_due_within(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16];
+    uint64_t detected = now(f) - 2 * HOUR;
+    uint64_t deadline = detected + 72 * HOUR;
+    uint64_t ts[2] = {f->a < f->b ? f->a : f->b, f->a < f->b ? f->b : f->a};
+    open_incident(f, detected, KR_AUDIENCE_LISTED, ts, 2, id);
+
+    assert_int_equal(overdue(f, -1)->via.array.size, 0); /* nothing past its deadline */
+    assert_int_equal(overdue(f, 69)->via.array.size, 0); /* due in 70 h: not within 69 */
+    const msgpack_object *a = overdue(f, 70);
+    assert_int_equal(a->via.array.size, 2);
+    for (uint32_t i = 0; i < 2; i++) {
+        const msgpack_object *x = &a->via.array.ptr[i];
+        assert_int_equal(x->via.map.size, 4);
+        assert_true(bin_is(td_map_get(x, "incident"), id, 16));
+        assert_int_equal(td_map_get(x, "tenant")->via.u64, ts[i]);
+        assert_int_equal(td_map_get(x, "deadline")->via.u64, deadline);
+        assert_false(td_map_get(x, "overdue")->via.boolean);
+    }
+
+    /* the clock passes the deadline */
+    atomic_store(&f->t->now, deadline + 1);
+    a = overdue(f, -1);
+    assert_int_equal(a->via.array.size, 2);
+    assert_true(td_map_get(&a->via.array.ptr[0], "overdue")->via.boolean);
+
+    /* notifying A (dashboard) clears A's entry only */
+    assert_int_equal(notify(f, id, f->a, KR_CHANNEL_DASHBOARD), KR_OK);
+    a = overdue(f, 0);
+    assert_int_equal(a->via.array.size, 1);
+    assert_int_equal(td_map_get(&a->via.array.ptr[0], "tenant")->via.u64, f->b);
+
+    /* an earlier incident comes first */
+    uint8_t early[16];
+    uint64_t one[1] = {f->c};
+    open_incident(f, detected - 10 * HOUR, KR_AUDIENCE_LISTED, one, 1, early);
+    a = overdue(f, 0);
+    assert_int_equal(a->via.array.size, 2);
+    assert_true(bin_is(td_map_get(&a->via.array.ptr[0], "incident"), early, 16));
+    assert_int_equal(td_map_get(&a->via.array.ptr[0], "deadline")->via.u64,
+                     detected - 10 * HOUR + 72 * HOUR);
+
+    /* within_hours out of range */
+    kr_set_u64(td_args(f->t), KR_FLD_WITHIN_HOURS, 8761);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_OVERDUE), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "within_hours");
+    /* an operator's query: tenants may not ask */
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_OVERDUE), KR_EFORBIDDEN);
+}
+
+static void test_audience_all(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16];
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_ALL, NULL, 0, id);
+    const msgpack_object *a = overdue(f, 72);
+    assert_int_equal(a->via.array.size, 3);
+    uint64_t seen = 0;
+    for (uint32_t i = 0; i < 3; i++) {
+        uint64_t t = td_map_get(&a->via.array.ptr[i], "tenant")->via.u64;
+        seen |= (t == f->a ? 1u : 0u) | (t == f->b ? 2u : 0u) | (t == f->c ? 4u : 0u);
+    }
+    assert_int_equal(seen, 7);
+    assert_int_equal(list(f, &f->ma)->via.array.size, 1);
+    assert_int_equal(list(f, &f->mb)->via.array.size, 1);
+    assert_int_equal(list(f, &f->mc)->via.array.size, 1);
+
+    /* a tenant that signs up later was not affected */
+    struct kr_caller md;
+    uint64_t d = td_signup(f->t, "owner@d.example", "correct horse 4", &md, NULL);
+    assert_int_equal(list(f, &md)->via.array.size, 0);
+    assert_int_equal(notify(f, id, d, KR_CHANNEL_DASHBOARD), KR_ENOTFOUND);
+    assert_string_equal(f->t->diag.field, "tenant");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(notify(f, id,
+                                i == 0   ? f->a
+                                : i == 1 ? f->b
+                                         : f->c,
+                                KR_CHANNEL_DASHBOARD),
+                         KR_OK);
+    assert_int_equal(overdue(f, 72)->via.array.size, 0);
+}
+
+static void test_notify_email_queues_mail(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16];
+    uint64_t ts[1] = {f->b};
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, ts, 1, id);
+
+    struct mails before, after;
+    pending(f, &before);
+    uint64_t size = jrn_size(f->t->d->j);
+    assert_int_equal(notify(f, id, f->b, KR_CHANNEL_EMAIL), KR_OK);
+    assert_int_equal(jrn_size(f->t->d->j), size + 2); /* notified + queued */
+    pending(f, &after);
+    assert_int_equal(after.n, before.n + 1);
+    struct mail *m = &after.m[after.n - 1];
+    assert_int_equal(m->tenant, f->b);
+    assert_int_equal(m->template_id, KR_TEMPLATE_INCIDENT_NOTICE);
+    assert_string_equal(m->email, "owner@b.example");
+    assert_true(m->has_incident);
+    assert_memory_equal(m->incident, id, 16);
+    assert_int_equal(overdue(f, 72)->via.array.size, 0);
+
+    /* the same channel again: nothing new; another channel: recorded */
+    assert_int_equal(notify(f, id, f->b, KR_CHANNEL_EMAIL), KR_OK);
+    assert_int_equal(jrn_size(f->t->d->j), size + 2);
+    assert_int_equal(notify(f, id, f->b, KR_CHANNEL_DASHBOARD), KR_OK);
+    assert_int_equal(jrn_size(f->t->d->j), size + 3);
+
+    /* the worker hands it over: it leaves the pending list, once */
+    assert_int_equal(dom_outbox_sent(f->t->d, m->tenant, m->message), KR_OK);
+    size = jrn_size(f->t->d->j);
+    assert_int_equal(dom_outbox_sent(f->t->d, m->tenant, m->message), KR_OK);
+    assert_true(td_unchanged_since(f->t, size));
+    struct mails later;
+    pending(f, &later);
+    assert_int_equal(later.n, before.n);
+    for (size_t i = 0; i < later.n; i++)
+        assert_memory_not_equal(later.m[i].message, m->message, 16);
+    /* another tenant's message id is not found */
+    assert_int_equal(dom_outbox_sent(f->t->d, f->a, m->message), KR_ENOTFOUND);
+
+    /* the recipient's address is never stored in clear */
+    assert_false(td_dir_contains(f->t->dir, "owner@b.example", 15));
+}
+
+static void test_outbox_paging(void **state)
+{
+    struct fx *f = *state;
+    struct mails all, part;
+    pending(f, &all);
+    assert_true(all.n >= 3); /* each sign-up queued e-mails */
+    for (size_t i = 1; i < all.n; i++)
+        assert_true(all.m[i].seq > all.m[i - 1].seq);
+    uint64_t last;
+    part.n = 0;
+    assert_int_equal(outbox_pending(f->t->d, 0, 2, collect, &part, &last), KR_OK);
+    assert_int_equal(part.n, 2);
+    assert_int_equal(last, all.m[1].seq);
+    part.n = 0;
+    assert_int_equal(outbox_pending(f->t->d, last, 0, collect, &part, &last), KR_OK);
+    assert_int_equal(part.n, all.n - 2);
+    assert_int_equal(part.m[0].seq, all.m[2].seq);
+}
+
+static void test_update_and_resolve(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16];
+    uint64_t ts[1] = {f->a};
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, ts, 1, id);
+
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_CRITICAL);
+    kr_set_str(p, KR_FLD_SUMMARY, "Data of some tenants was exposed.");
+    kr_set_u64(p, KR_FLD_VERSION, 2); /* the incident is at version 1 */
+    uint64_t size = jrn_size(f->t->d->j);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_UPDATE), KR_ECONFLICT);
+    assert_string_equal(f->t->diag.field, "version");
+    assert_true(td_unchanged_since(f->t, size));
+    kr_set_u64(p, KR_FLD_VERSION, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_UPDATE), KR_OK);
+    assert_int_equal(td_get_u64(f->t, "version"), 2);
+    const msgpack_object *x = &list(f, &f->ma)->via.array.ptr[0];
+    assert_true(str_is(td_map_get(x, "severity"), "critical"));
+    assert_true(str_is(td_map_get(x, "summary"), "Data of some tenants was exposed."));
+    assert_true(str_is(td_map_get(x, "title"), "API outage"));
+
+    /* resolve: gone from the tenant's list, but notice is still owed */
+    p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    kr_set_str(p, KR_FLD_SUMMARY, "Fixed.");
+    kr_set_u64(p, KR_FLD_VERSION, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_ECONFLICT);
+    kr_set_u64(p, KR_FLD_VERSION, 2);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_OK);
+    assert_int_equal(td_get_u64(f->t, "version"), 3);
+    assert_int_equal(list(f, &f->ma)->via.array.size, 0);
+    assert_int_equal(overdue(f, 72)->via.array.size, 1);
+    p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    kr_set_str(p, KR_FLD_SUMMARY, "Fixed again.");
+    kr_set_u64(p, KR_FLD_VERSION, 3);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_ECONFLICT);
+    assert_string_equal(f->t->diag.field, "incident");
+    /* a resolved incident can still be notified */
+    assert_int_equal(notify(f, id, f->a, KR_CHANNEL_DASHBOARD), KR_OK);
+    assert_int_equal(overdue(f, 72)->via.array.size, 0);
+}
+
+static void test_rejections(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16], missing[16];
+    uint64_t ts[1] = {f->a};
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, ts, 1, id);
+    memset(missing, 0x5a, 16);
+    uint64_t size = jrn_size(f->t->d->j);
+
+    /* open: detected in the future, missing field, too long, bad enum,
+     * tenants for audience all, an unknown tenant, no tenants for listed */
+    open_args(f, now(f) + HOUR, KR_AUDIENCE_ALL, NULL, 0);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_OPEN), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "detected");
+    struct kr_payload *p = td_args(f->t);
+    kr_set_u64(p, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_BREACH);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
+    kr_set_str(p, KR_FLD_TITLE, "t");
+    kr_set_u64(p, KR_FLD_DETECTED, now(f));
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_ALL);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_OPEN), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "summary");
+    char big[2002];
+    memset(big, 's', 2001);
+    big[2001] = '\0';
+    p = open_args(f, now(f), KR_AUDIENCE_ALL, NULL, 0);
+    kr_set_str(p, KR_FLD_SUMMARY, big);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_OPEN), KR_ETOOLARGE);
+    assert_string_equal(f->t->diag.field, "summary");
+    p = open_args(f, now(f), KR_AUDIENCE_ALL, NULL, 0);
+    kr_set_u64(p, KR_FLD_SEVERITY, 17);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_OPEN), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "severity");
+    open_args(f, now(f), KR_AUDIENCE_ALL, ts, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_OPEN), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "tenants");
+    uint64_t nope[1] = {42}; /* a valid id no tenant has (theirs are random 63-bit) */
+    open_args(f, now(f), KR_AUDIENCE_LISTED, nope, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_OPEN), KR_ENOTFOUND);
+    assert_string_equal(f->t->diag.field, "tenants");
+    open_args(f, now(f), KR_AUDIENCE_LISTED, NULL, 0);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_OPEN), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "tenants");
+    open_args(f, now(f), KR_AUDIENCE_ALL, NULL, 0);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_OPEN), KR_EFORBIDDEN);
+
+    /* notify, update, resolve: unknown incident, tenant not affected, missing args */
+    assert_int_equal(notify(f, missing, f->a, KR_CHANNEL_EMAIL), KR_ENOTFOUND);
+    assert_string_equal(f->t->diag.field, "incident");
+    assert_int_equal(notify(f, id, f->b, KR_CHANNEL_EMAIL), KR_ENOTFOUND);
+    assert_string_equal(f->t->diag.field, "tenant");
+    assert_int_equal(notify(f, id, f->a, KR_CHANNEL__COUNT), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "channel");
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, id, 16);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_NOTIFY), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "tenant");
+    p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, missing, 16);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
+    kr_set_str(p, KR_FLD_SUMMARY, "s");
+    kr_set_u64(p, KR_FLD_VERSION, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_UPDATE), KR_ENOTFOUND);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_UPDATE), KR_EFORBIDDEN);
+    p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, missing, 16);
+    kr_set_str(p, KR_FLD_SUMMARY, "s");
+    kr_set_u64(p, KR_FLD_VERSION, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_ENOTFOUND);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    assert_int_equal(td_exec(f->t, &f->mb, KR_OP_INCIDENTS_RESOLVE), KR_EFORBIDDEN);
+    assert_true(td_unchanged_since(f->t, size));
+}
+
+static void test_report(void **state)
+{
+    struct fx *f = *state;
+    const char *marker = "Marker-7c1f: a stranger called our customers";
+    struct kr_payload *p = td_args(f->t);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_MEDIUM);
+    kr_set_str(p, KR_FLD_DETAILS, marker);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_REPORT), KR_OK);
+    uint8_t report[16];
+    td_get_id(f->t, "report", report);
+
+    /* the view keeps the record's seq under the reporting tenant */
+    MDB_txn *txn;
+    MDB_val k, v;
+    uint8_t key[24];
+    for (int i = 7; i >= 0; i--)
+        key[7 - i] = (uint8_t)(f->a >> (8 * i));
+    memcpy(key + 8, report, 16);
+    k = (MDB_val){24, key};
+    assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_get(txn, f->t->d->views.db[VIEW_REPORTS], &k, &v), 0);
+    assert_int_equal(v.mv_size, 8);
+    assert_int_equal(v_get_u64(v.mv_data), jrn_size(f->t->d->j));
+    mdb_txn_abort(txn);
+    assert_false(td_dir_contains(f->t->dir, marker, strlen(marker)));
+
+    /* a user may report; an auditor may not; details are required and bounded */
+    uint8_t acc[16];
+    memset(acc, 0x44, 16);
+    struct kr_caller user = td_account(f->a, acc, KR_ROLE_USER, 0);
+    struct kr_caller aud = td_account(f->a, acc, KR_ROLE_AUDITOR, 0);
+    p = td_args(f->t);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
+    kr_set_str(p, KR_FLD_DETAILS, "x");
+    assert_int_equal(td_exec(f->t, &user, KR_OP_INCIDENTS_REPORT), KR_OK);
+    uint64_t size = jrn_size(f->t->d->j);
+    assert_int_equal(td_exec(f->t, &aud, KR_OP_INCIDENTS_REPORT), KR_EFORBIDDEN);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_REPORT), KR_EFORBIDDEN);
+    kr_set_u64(td_args(f->t), KR_FLD_SEVERITY, KR_SEVERITY_LOW);
+    assert_int_equal(td_exec(f->t, &user, KR_OP_INCIDENTS_REPORT), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "details");
+    char big[4002];
+    memset(big, 'd', 4001);
+    big[4001] = '\0';
+    p = td_args(f->t);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
+    kr_set_str(p, KR_FLD_DETAILS, big);
+    assert_int_equal(td_exec(f->t, &user, KR_OP_INCIDENTS_REPORT), KR_ETOOLARGE);
+    assert_string_equal(f->t->diag.field, "details");
+    assert_true(td_unchanged_since(f->t, size));
+}
+
+/* The views of this area rebuilt from the journal are byte-identical. */
+static void test_rebuild_identical(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16], id2[16];
+    uint64_t ts[1] = {f->c};
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_ALL, NULL, 0, id);
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, ts, 1, id2);
+    assert_int_equal(notify(f, id, f->a, KR_CHANNEL_EMAIL), KR_OK);
+    kr_set_u64(td_args(f->t), KR_FLD_SEVERITY, KR_SEVERITY_LOW);
+    kr_set_str(f->t->args, KR_FLD_DETAILS, "d");
+    assert_int_equal(td_exec(f->t, &f->mb, KR_OP_INCIDENTS_REPORT), KR_OK);
+
+    static const enum kr_view views[] = {
+        VIEW_NOTICES,   VIEW_NOTICE_TENANTS,   VIEW_NOTICE_ACKS,
+        VIEW_INCIDENTS, VIEW_INCIDENT_TENANTS, VIEW_INCIDENT_DUE,
+        VIEW_REPORTS,   VIEW_OUTBOX,           VIEW_OUTBOX_PENDING,
+    };
+    enum { NV = sizeof views / sizeof views[0] };
+    uint8_t before[NV][32], after[NV][32];
+    uint64_t n_before[NV], n_after[NV];
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    for (size_t i = 0; i < NV; i++)
+        assert_int_equal(views_digest(&f->t->d->views, txn, views[i], before[i], &n_before[i]),
+                         KR_OK);
+    mdb_txn_abort(txn);
+    assert_true(n_before[3] == 2 && n_before[4] == 4 && n_before[5] == 3);
+    assert_int_equal(jrn_views_rebuild(f->t->d->j, NULL, NULL), KR_OK);
+    assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    for (size_t i = 0; i < NV; i++) {
+        assert_int_equal(views_digest(&f->t->d->views, txn, views[i], after[i], &n_after[i]),
+                         KR_OK);
+        assert_int_equal(n_after[i], n_before[i]);
+        assert_memory_equal(after[i], before[i], 32);
+    }
+    mdb_txn_abort(txn);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_listed_deadline_and_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overdue_and_due_within, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audience_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notify_email_queues_mail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_and_resolve, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_identical, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

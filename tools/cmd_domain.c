@@ -1,0 +1,1316 @@
+/*
+ * cmd_domain.c: the domain subcommands: `kiroku seed` (demo data) and
+ * `kiroku replay` (rebuild the views, print or check their digests).
+ *
+ * Seeding. Everything goes through the domain's ops (dom_exec), as a client
+ * and an operator would drive them, so the journal holds what the service
+ * would record, every event type of schemas/events.json included. It is
+ * deterministic for a given --seed: the domain gets a deterministic rng
+ * (kr_rng_det: ids, data keys, nonces, codes, tokens) and a clock the seeder
+ * sets itself (2026-04-01T00:00:00Z, advanced SEED_STEP_NS per command), and
+ * the seeder takes its own choices from a second deterministic stream. One
+ * thread issues every command in a fixed order, so the same seed gives the
+ * same records (types, streams, tenants, versions, times, actors, payload
+ * commitments); only the journal's signing key, made by `init`, differs.
+ *
+ * Volume comes from DOM_ASYNC: a tenant's contacts are loaded in phases
+ * (register all, then tag all, then set attributes...), each phase's
+ * commands touching distinct streams and naming the stream versions the
+ * seeder tracks itself, with dom_wait between phases so that every phase
+ * decides on committed views.
+ *
+ * Replay. `replay` drops and rebuilds every view from the journal and prints
+ * a digest per view. `replay --check` touches nothing live: it copies the
+ * journal environment (a compacting LMDB copy, a consistent snapshot of the
+ * journal and of the views it was applied to, safe while a server writes)
+ * into a scratch directory beside the data directory, takes the digests of
+ * the copied views, rebuilds them there and compares.
+ */
+#include "accounts.h"
+#include "cli.h"
+#include "domain.h"
+#include "journal.h"
+#include "notices.h"
+#include "views.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The seeded clock starts at 2026-04-01T00:00:00Z and moves this much per
+ * command, so 1,000,000 events span under an hour of simulated time. */
+#define SEED_NS       1000000000ull /* a second */
+#define SEED_EPOCH_NS (1775001600ull * SEED_NS)
+#define SEED_STEP_NS  1000000ull /* 1 ms */
+#define HOUR_NS       (3600ull * SEED_NS)
+/* Tags per tenant: tag 0 on every third contact, the others spread over the
+ * rest; the second last is renamed, the last deleted. */
+#define SEED_TAGS 8u
+
+static void hex(char *out, const uint8_t *p, size_t n)
+{
+    sodium_bin2hex(out, 2 * n + 1, p, n);
+}
+
+/* ---- The seeder ---- */
+
+struct seed_clock {
+    _Atomic uint64_t now;
+};
+
+static uint64_t seed_clock_now(void *ctx)
+{
+    return atomic_load(&((struct seed_clock *)ctx)->now);
+}
+
+struct seed_tenant {
+    uint64_t id;
+    char code[KR_TENANT_CODE_MAX + 1];
+    struct kr_caller master;
+    uint8_t tags[SEED_TAGS][16];
+    uint8_t attrs[KR_ATTRIBUTE_TYPE__COUNT][16];
+    char attr_keys[KR_ATTRIBUTE_TYPE__COUNT][16];
+};
+
+struct seeder {
+    const struct cli_seed_options *o;
+    struct kr_domain *d;
+    struct seed_clock clk;
+    struct kr_clock clock;
+    struct kr_rng_det det; /* the domain's randomness */
+    struct kr_rng rng;
+    struct kr_rng_det wdet; /* the seeder's own choices */
+    struct kr_rng wrng;
+    struct kr_payload *args;
+    msgpack_sbuffer out;
+    msgpack_unpacked res;
+    struct kr_diag diag;
+    struct kr_caller op;   /* the platform operator */
+    struct kr_caller anon; /* no session */
+    struct seed_tenant *tenants;
+    uint64_t ntenants;
+    uint64_t contacts;   /* registered in all */
+    uint64_t start_size; /* journal size before seeding */
+    double t0, last_progress;
+    /* one tenant's contacts while its workload runs */
+    uint8_t (*cid)[16];
+    uint64_t *cver;
+};
+
+/* Fresh arguments for the next op. */
+static struct kr_payload *A(struct seeder *s)
+{
+    kr_payload_reset(s->args, -1);
+    return s->args;
+}
+
+static kr_err exec(struct seeder *s, const struct kr_caller *who, int op, unsigned flags)
+{
+    atomic_fetch_add(&s->clk.now, SEED_STEP_NS);
+    return dom_exec_flags(s->d, who, op, s->args, &s->out, &s->diag, flags);
+}
+
+/* Runs an op that must succeed; says which and why when it does not. */
+static kr_err must(struct seeder *s, const struct kr_caller *who, int op, unsigned flags)
+{
+    kr_err err = exec(s, who, op, flags);
+    if (err)
+        fprintf(stderr, "kiroku: seed: %s: %s (%s: %s)\n", kr_ops[op].name, kr_strerror(err),
+                s->diag.field, s->diag.why);
+    return err;
+}
+
+/* Runs an op expected to be refused (a wrong password or code: the refusal
+ * is an event too). KR_OK if it was refused, KR_EINVAL if it succeeded. */
+static kr_err refused(struct seeder *s, const struct kr_caller *who, int op)
+{
+    kr_err err = exec(s, who, op, 0);
+    if (err == KR_OK) {
+        fprintf(stderr, "kiroku: seed: %s succeeded where it should fail\n", kr_ops[op].name);
+        return KR_EINVAL;
+    }
+    return KR_OK;
+}
+
+static kr_err wait_all(struct seeder *s, const char *what)
+{
+    kr_err err = dom_wait(s->d);
+    if (err)
+        fprintf(stderr, "kiroku: seed: %s: %s\n", what, kr_strerror(err));
+    return err;
+}
+
+/* The value of field fld in the last result, or NULL. */
+static const msgpack_object *out_get(struct seeder *s, int fld)
+{
+    size_t off = 0;
+    if (msgpack_unpack_next(&s->res, s->out.data, s->out.size, &off) != MSGPACK_UNPACK_SUCCESS ||
+        s->res.data.type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    const char *name = kr_fields[fld].name;
+    size_t n = strlen(name);
+    const msgpack_object_map *m = &s->res.data.via.map;
+    for (uint32_t i = 0; i < m->size; i++) {
+        const msgpack_object *k = &m->ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+            memcmp(k->via.str.ptr, name, n) == 0)
+            return &m->ptr[i].val;
+    }
+    return NULL;
+}
+
+static kr_err out_id(struct seeder *s, int fld, uint8_t out[16])
+{
+    const msgpack_object *o = out_get(s, fld);
+    if (!o || o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != 16) {
+        fprintf(stderr, "kiroku: seed: result lacks %s\n", kr_fields[fld].name);
+        return KR_ECORRUPT;
+    }
+    memcpy(out, o->via.bin.ptr, 16);
+    return KR_OK;
+}
+
+static kr_err out_bytes(struct seeder *s, int fld, void *out, size_t cap, size_t *len)
+{
+    const msgpack_object *o = out_get(s, fld);
+    const char *p = NULL;
+    size_t n = 0;
+    if (o && o->type == MSGPACK_OBJECT_BIN) {
+        p = o->via.bin.ptr;
+        n = o->via.bin.size;
+    } else if (o && o->type == MSGPACK_OBJECT_STR) {
+        p = o->via.str.ptr;
+        n = o->via.str.size;
+    }
+    if (!p || n >= cap) {
+        fprintf(stderr, "kiroku: seed: result lacks %s\n", kr_fields[fld].name);
+        return KR_ECORRUPT;
+    }
+    memcpy(out, p, n);
+    ((uint8_t *)out)[n] = 0;
+    *len = n;
+    return KR_OK;
+}
+
+static kr_err out_u64(struct seeder *s, int fld, uint64_t *out)
+{
+    const msgpack_object *o = out_get(s, fld);
+    if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        fprintf(stderr, "kiroku: seed: result lacks %s\n", kr_fields[fld].name);
+        return KR_ECORRUPT;
+    }
+    *out = o->via.u64;
+    return KR_OK;
+}
+
+/* The current version of stream <prefix of event ev>/<id hex> of tenant. */
+static kr_err stream_version(struct seeder *s, uint64_t tenant, int ev, const uint8_t id[16],
+                             uint64_t *version)
+{
+    char stream[KR_STREAM_MAX + 1], h[33];
+    hex(h, id, 16);
+    int n = snprintf(stream, sizeof stream, "%s/%s", kr_events[ev].stream_prefix, h);
+    return jrn_stream_version(s->d->j, tenant, stream, (size_t)n, version);
+}
+
+static void progress(struct seeder *s, const char *phase, uint64_t t, bool force)
+{
+    if (!s->o->progress)
+        return;
+    double now = cli_now();
+    if (!force && now - s->last_progress < 1.0)
+        return;
+    s->last_progress = now;
+    uint64_t events = jrn_size(s->d->j) - s->start_size;
+    fprintf(stderr, "seeding: tenant %" PRIu64 "/%" PRIu64 " %-12s %" PRIu64 " events, %.0f/s\n",
+            t + 1, s->ntenants, phase, events, (double)events / (now - s->t0 + 1e-9));
+}
+
+/* ---- Sign-up, users, sessions ---- */
+
+struct code_find {
+    uint64_t tenant;
+    char code[24];
+};
+
+static bool find_code(void *arg, const struct outbox_msg *m)
+{
+    struct code_find *f = arg;
+    const struct kr_value *v = &m->p->v[KR_FLD_AUTH_CODE];
+    if (m->tenant != f->tenant || m->template_id != KR_TEMPLATE_AUTH_CODE || !v->set ||
+        v->n >= sizeof f->code)
+        return true;
+    memcpy(f->code, v->p, v->n);
+    f->code[v->n] = 0;
+    return false;
+}
+
+/* Logs an account in and returns its caller as the server would make it. */
+static kr_err login(struct seeder *s, const struct seed_tenant *t, const char *email,
+                    const char *password, struct kr_caller *who)
+{
+    struct kr_payload *a = A(s);
+    kr_set_str(a, KR_FLD_TENANT_CODE, t->code);
+    kr_set_str(a, KR_FLD_EMAIL, email);
+    kr_set_str(a, KR_FLD_PASSWORD, password);
+    kr_err err = must(s, &s->anon, KR_OP_AUTH_LOGIN, 0);
+    uint8_t token[32 + 1]; /* out_bytes adds a NUL */
+    size_t n;
+    if (err || (err = out_bytes(s, KR_FLD_TOKEN, token, sizeof token, &n)))
+        return err;
+    if (n != 32)
+        return KR_ECORRUPT;
+    err = dom_session_resolve(s->d, token, who);
+    sodium_memzero(token, sizeof token);
+    if (err)
+        fprintf(stderr, "kiroku: seed: session: %s\n", kr_strerror(err));
+    return err;
+}
+
+static kr_err wrong_login(struct seeder *s, const struct seed_tenant *t, const char *email)
+{
+    struct kr_payload *a = A(s);
+    kr_set_str(a, KR_FLD_TENANT_CODE, t->code);
+    kr_set_str(a, KR_FLD_EMAIL, email);
+    kr_set_str(a, KR_FLD_PASSWORD, "not-the-password-9");
+    return refused(s, &s->anon, KR_OP_AUTH_LOGIN);
+}
+
+static kr_err signup(struct seeder *s, uint64_t ti, struct seed_tenant *t)
+{
+    char email[96], pw[64], name[96], ref[64];
+    uint8_t app[16];
+    kr_err err;
+    snprintf(email, sizeof email, "owner%" PRIu64 "@shop%" PRIu64 ".example.jp", ti, ti);
+    snprintf(pw, sizeof pw, "seed-Master-%" PRIu64 "-pw", ti);
+    snprintf(name, sizeof name, "株式会社サンプル商店 %" PRIu64, ti);
+    snprintf(ref, sizeof ref, "pay-%016" PRIx64 "-%" PRIu64, s->o->seed, ti);
+
+    kr_set_str(A(s), KR_FLD_EMAIL, email);
+    if ((err = must(s, &s->anon, KR_OP_SIGNUP_APPLY, 0)) ||
+        (err = out_id(s, KR_FLD_APPLICATION, app)))
+        return err;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(jrn_env(s->d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    err = va_signup_tenant(&s->d->views, txn, app, &t->id);
+    mdb_txn_abort(txn);
+    if (err)
+        return err;
+
+    uint64_t before = jrn_size(s->d->j);
+    struct kr_payload *a = A(s);
+    kr_set_bytes(a, KR_FLD_APPLICATION, app, 16);
+    kr_set_str(a, KR_FLD_PAYMENT_REF, ref);
+    if ((err = must(s, &s->op, KR_OP_SIGNUP_CONFIRM_PAYMENT, 0)))
+        return err;
+    /* The auth code, as the applicant reads it in the e-mail. */
+    struct code_find f = {.tenant = t->id};
+    if ((err = outbox_pending(s->d, before, 0, find_code, &f, NULL)))
+        return err;
+    if (!f.code[0]) {
+        fprintf(stderr, "kiroku: seed: no auth code e-mail for tenant %" PRIu64 "\n", t->id);
+        return KR_ENOTFOUND;
+    }
+    /* Every third applicant mistypes the code first. */
+    if (ti % 3 == 0) {
+        a = A(s);
+        kr_set_bytes(a, KR_FLD_APPLICATION, app, 16);
+        kr_set_str(a, KR_FLD_AUTH_CODE, strcmp(f.code, "000000") ? "000000" : "111111");
+        kr_set_str(a, KR_FLD_PASSWORD, pw);
+        kr_set_str(a, KR_FLD_TENANT_NAME, name);
+        if ((err = refused(s, &s->anon, KR_OP_SIGNUP_COMPLETE)))
+            return err;
+    }
+    a = A(s);
+    kr_set_bytes(a, KR_FLD_APPLICATION, app, 16);
+    kr_set_str(a, KR_FLD_AUTH_CODE, f.code);
+    kr_set_str(a, KR_FLD_PASSWORD, pw);
+    kr_set_str(a, KR_FLD_TENANT_NAME, name);
+    err = must(s, &s->anon, KR_OP_SIGNUP_COMPLETE, 0);
+    sodium_memzero(f.code, sizeof f.code);
+    size_t n;
+    if (err || (err = out_bytes(s, KR_FLD_TENANT_CODE, t->code, sizeof t->code, &n)))
+        return err;
+    return login(s, t, email, pw, &t->master);
+}
+
+/* Users with permissions; logins, failures, a lock and an unlock, a password
+ * change, a logout, a deletion. */
+static kr_err users(struct seeder *s, uint64_t ti, struct seed_tenant *t)
+{
+    static const struct {
+        const char *who;
+        int role;
+        uint64_t perms;
+    } us[] = {
+        {"staff", KR_ROLE_USER,
+         1u << KR_PERMISSION_CONTACTS_READ | 1u << KR_PERMISSION_CONTACTS_WRITE |
+             1u << KR_PERMISSION_TAGS_WRITE},
+        {"auditor", KR_ROLE_AUDITOR, 1u << KR_PERMISSION_AUDIT_READ},
+        {"temp", KR_ROLE_USER, 1u << KR_PERMISSION_USERS_READ},
+    };
+    enum { N = sizeof us / sizeof us[0] };
+    char email[N][64], pw[N][48], dn[N][48];
+    uint8_t acct[N][16];
+    uint64_t ver;
+    kr_err err;
+    for (size_t i = 0; i < N; i++) {
+        snprintf(email[i], sizeof email[i], "%s%" PRIu64 "@shop%" PRIu64 ".example.jp", us[i].who,
+                 ti, ti);
+        snprintf(pw[i], sizeof pw[i], "seed-%s-%" PRIu64 "-pw", us[i].who, ti);
+        snprintf(dn[i], sizeof dn[i], "%s %" PRIu64, us[i].who, ti);
+        struct kr_payload *a = A(s);
+        kr_set_str(a, KR_FLD_EMAIL, email[i]);
+        kr_set_str(a, KR_FLD_PASSWORD, pw[i]);
+        kr_set_u64(a, KR_FLD_ROLE, (uint64_t)us[i].role);
+        kr_set_u64(a, KR_FLD_PERMISSIONS, us[i].perms);
+        kr_set_str(a, KR_FLD_DISPLAY_NAME, dn[i]);
+        if ((err = must(s, &t->master, KR_OP_USERS_CREATE, 0)) ||
+            (err = out_id(s, KR_FLD_ACCOUNT, acct[i])))
+            return err;
+    }
+    /* Grant and revoke on the staff account. */
+    struct kr_payload *a;
+    if ((err = stream_version(s, t->id, KR_EV_ACCOUNT_CREATED, acct[0], &ver)))
+        return err;
+    a = A(s);
+    kr_set_bytes(a, KR_FLD_ACCOUNT, acct[0], 16);
+    kr_set_u64(a, KR_FLD_PERMISSIONS,
+               1u << KR_PERMISSION_ATTRIBUTES_WRITE | 1u << KR_PERMISSION_AUDIT_READ);
+    kr_set_u64(a, KR_FLD_VERSION, ver);
+    if ((err = must(s, &t->master, KR_OP_USERS_GRANT, 0)) ||
+        (err = out_u64(s, KR_FLD_VERSION, &ver)))
+        return err;
+    a = A(s);
+    kr_set_bytes(a, KR_FLD_ACCOUNT, acct[0], 16);
+    kr_set_u64(a, KR_FLD_PERMISSIONS, 1u << KR_PERMISSION_AUDIT_READ);
+    kr_set_u64(a, KR_FLD_VERSION, ver);
+    if ((err = must(s, &t->master, KR_OP_USERS_REVOKE, 0)))
+        return err;
+
+    /* The staff member mistypes twice, logs in, is locked out by the master
+     * and let back in. */
+    struct kr_caller staff, auditor;
+    if ((err = wrong_login(s, t, email[0])) || (err = wrong_login(s, t, email[0])) ||
+        (err = login(s, t, email[0], pw[0], &staff)))
+        return err;
+    for (int lock = 0; lock < 2; lock++) {
+        if ((err = stream_version(s, t->id, KR_EV_ACCOUNT_CREATED, acct[0], &ver)))
+            return err;
+        a = A(s);
+        kr_set_bytes(a, KR_FLD_ACCOUNT, acct[0], 16);
+        kr_set_u64(a, KR_FLD_VERSION, ver);
+        if ((err = must(s, &t->master, lock == 0 ? KR_OP_USERS_LOCK : KR_OP_USERS_UNLOCK, 0)))
+            return err;
+    }
+    /* Every other tenant's staff member changes the password. */
+    if ((err = login(s, t, email[0], pw[0], &staff)))
+        return err;
+    /* The staff member may not list users: refused, and recorded. */
+    A(s);
+    if ((err = refused(s, &staff, KR_OP_USERS_LIST)))
+        return err;
+    if (ti % 2 == 0) {
+        char npw[48];
+        snprintf(npw, sizeof npw, "seed-staff-%" PRIu64 "-new", ti);
+        a = A(s);
+        kr_set_str(a, KR_FLD_PASSWORD, pw[0]);
+        kr_set_str(a, KR_FLD_NEW_PASSWORD, npw);
+        if ((err = must(s, &staff, KR_OP_ACCOUNT_PASSWORD, 0)))
+            return err;
+    }
+    /* The auditor looks in and logs out. */
+    if ((err = login(s, t, email[1], pw[1], &auditor)))
+        return err;
+    A(s);
+    if ((err = must(s, &auditor, KR_OP_AUTH_LOGOUT, 0)))
+        return err;
+    /* The temporary account goes. */
+    if ((err = stream_version(s, t->id, KR_EV_ACCOUNT_CREATED, acct[2], &ver)))
+        return err;
+    a = A(s);
+    kr_set_bytes(a, KR_FLD_ACCOUNT, acct[2], 16);
+    kr_set_u64(a, KR_FLD_VERSION, ver);
+    return must(s, &t->master, KR_OP_USERS_DELETE, 0);
+}
+
+/* Tags (one renamed) and one attribute of each type. */
+static kr_err labels(struct seeder *s, struct seed_tenant *t)
+{
+    static const char *const tag_names[SEED_TAGS] = {
+        "VIP", "新規", "リピーター", "東京", "大阪", "メルマガ", "休眠", "キャンペーン2026",
+    };
+    static const char *const attr_keys[KR_ATTRIBUTE_TYPE__COUNT] = {
+        [KR_ATTRIBUTE_TYPE_STRING] = "prefecture",
+        [KR_ATTRIBUTE_TYPE_NUMBER] = "points",
+        [KR_ATTRIBUTE_TYPE_DATE] = "birthday",
+        [KR_ATTRIBUTE_TYPE_BOOL] = "newsletter",
+    };
+    kr_err err;
+    for (unsigned i = 0; i < SEED_TAGS; i++) {
+        kr_set_str(A(s), KR_FLD_TAG_NAME, tag_names[i]);
+        if ((err = must(s, &t->master, KR_OP_TAGS_CREATE, 0)) ||
+            (err = out_id(s, KR_FLD_TAG, t->tags[i])))
+            return err;
+    }
+    struct kr_payload *a = A(s);
+    kr_set_bytes(a, KR_FLD_TAG, t->tags[SEED_TAGS - 2], 16);
+    kr_set_str(a, KR_FLD_TAG_NAME, "休眠顧客");
+    kr_set_u64(a, KR_FLD_VERSION, 1);
+    if ((err = must(s, &t->master, KR_OP_TAGS_RENAME, 0)))
+        return err;
+    for (int i = 0; i < KR_ATTRIBUTE_TYPE__COUNT; i++) {
+        snprintf(t->attr_keys[i], sizeof t->attr_keys[i], "%s", attr_keys[i]);
+        a = A(s);
+        kr_set_str(a, KR_FLD_ATTRIBUTE_KEY, attr_keys[i]);
+        kr_set_u64(a, KR_FLD_ATTRIBUTE_TYPE, (uint64_t)i);
+        if ((err = must(s, &t->master, KR_OP_ATTRIBUTES_DEFINE, 0)) ||
+            (err = out_id(s, KR_FLD_ATTRIBUTE, t->attrs[i])))
+            return err;
+    }
+    return KR_OK;
+}
+
+/* ---- Contacts ---- */
+
+static const char *const family[][2] = {
+    {"佐藤", "サトウ"},   {"鈴木", "スズキ"},   {"高橋", "タカハシ"}, {"田中", "タナカ"},
+    {"伊藤", "イトウ"},   {"渡辺", "ワタナベ"}, {"山本", "ヤマモト"}, {"中村", "ナカムラ"},
+    {"小林", "コバヤシ"}, {"加藤", "カトウ"},
+};
+static const char *const given[][2] = {
+    {"太郎", "タロウ"}, {"花子", "ハナコ"}, {"翔太", "ショウタ"}, {"陽菜", "ヒナ"},
+    {"蓮", "レン"},     {"結衣", "ユイ"},   {"大輝", "ダイキ"},   {"美咲", "ミサキ"},
+};
+static const char *const prefectures[] = {"東京都", "大阪府",   "北海道", "福岡県",
+                                          "愛知県", "神奈川県", "京都府", "沖縄県"};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Fills a register/update argument set for contact i of tenant ti. */
+static void contact_fields(struct seeder *s, struct kr_payload *a, uint64_t ti, uint64_t i,
+                           bool updated, char buf[4][96])
+{
+    const char *const *f = family[kr_rng_below(&s->wrng, NELEM(family))];
+    const char *const *g = given[kr_rng_below(&s->wrng, NELEM(given))];
+    snprintf(buf[0], 96, "%s %s", f[0], g[0]);
+    kr_set_str(a, KR_FLD_NAME, buf[0]);
+    snprintf(buf[1], 96, "%s %s", f[1], g[1]);
+    kr_set_str(a, KR_FLD_NAME_KANA, buf[1]);
+    uint64_t r = kr_rng_u64(&s->wrng);
+    if (r % 10 < 7) {
+        snprintf(buf[2], 96, "c%" PRIu64 "%s.t%" PRIu64 "@mail.example.jp", i, updated ? "n" : "",
+                 ti);
+        kr_set_str(a, KR_FLD_EMAIL, buf[2]);
+    }
+    if ((r >> 8) % 2 == 0) {
+        snprintf(buf[3], 96, "090-%04u-%04u", (unsigned)((r >> 16) % 10000),
+                 (unsigned)((r >> 32) % 10000));
+        kr_set_str(a, KR_FLD_PHONE, buf[3]);
+    }
+    if ((r >> 48) % 10 < 6) {
+        /* "U" and 32 hex digits: the shape of a LINE user id. */
+        static _Thread_local char line[34];
+        uint8_t b[16];
+        kr_rng_fill(&s->wrng, b, sizeof b);
+        line[0] = 'U';
+        hex(line + 1, b, sizeof b);
+        kr_set_str(a, KR_FLD_LINE_USER_ID, line);
+    }
+    if ((r >> 56) % 10 == 0)
+        kr_set_str(a, KR_FLD_NOTE,
+                   updated ? "住所変更あり。次回来店時に確認。" : "電話よりメール連絡を希望。");
+}
+
+/* One phase: for each contact i with pick(i), one async command. */
+enum phase { PH_REGISTER, PH_TAG1, PH_TAG2, PH_SET1, PH_SET2, PH_UPDATE, PH_UNTAG, PH_DELETE };
+
+/* Which tag contact i gets first: tag 0 ("VIP") on every third contact, so a
+ * tenant of 3,000 contacts or more has a tag on 1,000 of them (bench query). */
+static unsigned first_tag(uint64_t i)
+{
+    return i % 3 == 0 ? 0 : 1 + (unsigned)(i % (SEED_TAGS - 1));
+}
+
+static kr_err contact_phase(struct seeder *s, uint64_t ti, struct seed_tenant *t, enum phase ph,
+                            uint64_t m)
+{
+    kr_err err;
+    char buf[4][96];
+    for (uint64_t i = 0; i < m; i++) {
+        struct kr_payload *a = A(s);
+        int op;
+        switch (ph) {
+        case PH_REGISTER:
+            contact_fields(s, a, ti, i, false, buf);
+            op = KR_OP_CONTACTS_REGISTER;
+            break;
+        case PH_TAG1:
+        case PH_TAG2: {
+            unsigned tag = first_tag(i);
+            if (ph == PH_TAG2) {
+                if (i % 2)
+                    continue;
+                tag = 1 + (tag + (unsigned)kr_rng_below(&s->wrng, SEED_TAGS - 2)) % (SEED_TAGS - 1);
+            }
+            kr_set_bytes(a, KR_FLD_CONTACT, s->cid[i], 16);
+            kr_set_bytes(a, KR_FLD_TAG, t->tags[tag], 16);
+            op = KR_OP_CONTACTS_TAG;
+            break;
+        }
+        case PH_SET1:
+        case PH_SET2: {
+            unsigned at = (unsigned)(i % KR_ATTRIBUTE_TYPE__COUNT);
+            if (ph == PH_SET2) {
+                if (i % 5)
+                    continue;
+                at = (at + 1) % KR_ATTRIBUTE_TYPE__COUNT;
+            }
+            kr_set_bytes(a, KR_FLD_CONTACT, s->cid[i], 16);
+            kr_set_str(a, KR_FLD_ATTRIBUTE_KEY, t->attr_keys[at]);
+            uint64_t r = kr_rng_u64(&s->wrng);
+            switch (at) {
+            case KR_ATTRIBUTE_TYPE_STRING: {
+                const char *p = prefectures[r % NELEM(prefectures)];
+                kr_set_value_str(a, KR_FLD_VALUE, p, strlen(p));
+                break;
+            }
+            case KR_ATTRIBUTE_TYPE_NUMBER:
+                kr_set_value_int(a, KR_FLD_VALUE, (int64_t)(r % 100000));
+                break;
+            case KR_ATTRIBUTE_TYPE_DATE: {
+                int n = snprintf(buf[0], sizeof buf[0], "%04u-%02u-%02u", 1950 + (unsigned)(r % 60),
+                                 1 + (unsigned)((r >> 8) % 12), 1 + (unsigned)((r >> 16) % 28));
+                kr_set_value_str(a, KR_FLD_VALUE, buf[0], (size_t)n);
+                break;
+            }
+            default:
+                kr_set_value_bool(a, KR_FLD_VALUE, r & 1);
+                break;
+            }
+            op = KR_OP_CONTACTS_SET;
+            break;
+        }
+        case PH_UPDATE:
+            if (i % 10 != 1)
+                continue;
+            kr_set_bytes(a, KR_FLD_CONTACT, s->cid[i], 16);
+            contact_fields(s, a, ti, i, true, buf);
+            op = KR_OP_CONTACTS_UPDATE;
+            break;
+        case PH_UNTAG:
+            if (i % 20 != 2)
+                continue;
+            kr_set_bytes(a, KR_FLD_CONTACT, s->cid[i], 16);
+            kr_set_bytes(a, KR_FLD_TAG, t->tags[first_tag(i)], 16);
+            op = KR_OP_CONTACTS_UNTAG;
+            break;
+        default:
+            if (i % 50 != 3)
+                continue;
+            kr_set_bytes(a, KR_FLD_CONTACT, s->cid[i], 16);
+            op = KR_OP_CONTACTS_DELETE;
+            break;
+        }
+        if (ph != PH_REGISTER)
+            kr_set_u64(a, KR_FLD_VERSION, s->cver[i]);
+        if ((err = must(s, &t->master, op, DOM_ASYNC)))
+            return err;
+        if (ph == PH_REGISTER) {
+            if ((err = out_id(s, KR_FLD_CONTACT, s->cid[i])))
+                return err;
+            s->cver[i] = 1;
+        } else {
+            s->cver[i]++;
+        }
+        if ((i & 1023) == 0)
+            progress(s, "contacts", ti, false);
+    }
+    return wait_all(s,
+                    kr_ops[ph == PH_REGISTER ? KR_OP_CONTACTS_REGISTER : KR_OP_CONTACTS_TAG].name);
+}
+
+static kr_err contacts(struct seeder *s, uint64_t ti, struct seed_tenant *t)
+{
+    uint64_t m = s->o->contacts;
+    kr_err err;
+    for (int ph = PH_REGISTER; ph <= PH_DELETE; ph++)
+        if ((err = contact_phase(s, ti, t, (enum phase)ph, m)))
+            return err;
+    s->contacts += m;
+    /* The last tag goes, and with it its place on every contact. */
+    struct kr_payload *a = A(s);
+    kr_set_bytes(a, KR_FLD_TAG, t->tags[SEED_TAGS - 1], 16);
+    kr_set_u64(a, KR_FLD_VERSION, 1);
+    return must(s, &t->master, KR_OP_TAGS_DELETE, 0);
+}
+
+/* ---- The platform: notices, incidents, outbox, cancellation ---- */
+
+/* Tenants a listed notice or incident names at most (the tenants field's
+ * limit in fields.json). */
+#define SEED_LISTED_MAX 1000u
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct seed_notices {
+    uint8_t id[2][16];
+    uint64_t *listed; /* tenant ids of the listed notice */
+    size_t nlisted;
+};
+
+static kr_err notices(struct seeder *s, struct seed_notices *sn)
+{
+    kr_err err;
+    uint64_t now = atomic_load(&s->clk.now);
+    /* A change for everyone, and a vulnerability notice for every other tenant. */
+    struct kr_payload *a = A(s);
+    kr_set_u64(a, KR_FLD_NOTICE_KIND, KR_NOTICE_KIND_CHANGE);
+    kr_set_str(a, KR_FLD_TITLE, "利用規約改定のお知らせ");
+    kr_set_str(a, KR_FLD_BODY,
+               "2026年5月1日より利用規約を改定します。主な変更点は管理画面で"
+               "ご確認ください。");
+    kr_set_u64(a, KR_FLD_EFFECTIVE, now + 30ull * 24 * HOUR_NS);
+    kr_set_u64(a, KR_FLD_AUDIENCE, KR_AUDIENCE_ALL);
+    if ((err = must(s, &s->op, KR_OP_NOTICES_PUBLISH, 0)) ||
+        (err = out_id(s, KR_FLD_NOTICE, sn->id[0])))
+        return err;
+    sn->nlisted = 0;
+    for (uint64_t i = 0; i < s->ntenants && sn->nlisted < SEED_LISTED_MAX; i += 2)
+        sn->listed[sn->nlisted++] = s->tenants[i].id;
+    qsort(sn->listed, sn->nlisted, sizeof *sn->listed, cmp_u64); /* a list is a sorted set */
+    a = A(s);
+    kr_set_u64(a, KR_FLD_NOTICE_KIND, KR_NOTICE_KIND_VULNERABILITY);
+    kr_set_str(a, KR_FLD_TITLE, "脆弱性対応のためのメンテナンス");
+    kr_set_str(a, KR_FLD_BODY,
+               "ライブラリの脆弱性に対応するため、緊急メンテナンスを実施しました。");
+    kr_set_u64(a, KR_FLD_EFFECTIVE, now);
+    kr_set_u64(a, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    kr_set_tenants(a, KR_FLD_TENANTS, sn->listed, sn->nlisted);
+    if ((err = must(s, &s->op, KR_OP_NOTICES_PUBLISH, 0)) ||
+        (err = out_id(s, KR_FLD_NOTICE, sn->id[1])))
+        return err;
+    return KR_OK;
+}
+
+static kr_err incidents(struct seeder *s, struct seed_notices *sn)
+{
+    kr_err err;
+    uint8_t inc[2][16];
+    uint64_t now = atomic_load(&s->clk.now), ver;
+    /* A breach affecting the listed tenants: opened, notified, updated,
+     * resolved. An outage for all: opened, notified on the dashboard, left
+     * open. */
+    for (int k = 0; k < 2; k++) {
+        struct kr_payload *a = A(s);
+        kr_set_u64(a, KR_FLD_INCIDENT_SCOPE,
+                   k == 0 ? KR_INCIDENT_SCOPE_BREACH : KR_INCIDENT_SCOPE_OUTAGE);
+        kr_set_u64(a, KR_FLD_SEVERITY, k == 0 ? KR_SEVERITY_HIGH : KR_SEVERITY_MEDIUM);
+        kr_set_str(a, KR_FLD_TITLE, k == 0 ? "不正アクセスの可能性" : "APIの一時的な停止");
+        kr_set_str(a, KR_FLD_SUMMARY,
+                   k == 0 ? "一部テナントの管理画面に不審なログイン試行を検知しました。"
+                          : "データベース障害によりAPIが応答しませんでした。");
+        kr_set_u64(a, KR_FLD_DETECTED, now - (k == 0 ? 2 : 1) * HOUR_NS);
+        kr_set_u64(a, KR_FLD_AUDIENCE, k == 0 ? KR_AUDIENCE_LISTED : KR_AUDIENCE_ALL);
+        if (k == 0)
+            kr_set_tenants(a, KR_FLD_TENANTS, sn->listed, sn->nlisted);
+        if ((err = must(s, &s->op, KR_OP_INCIDENTS_OPEN, 0)) ||
+            (err = out_id(s, KR_FLD_INCIDENT, inc[k])))
+            return err;
+    }
+    for (size_t i = 0; i < sn->nlisted; i++) {
+        struct kr_payload *a = A(s);
+        kr_set_bytes(a, KR_FLD_INCIDENT, inc[0], 16);
+        kr_set_u64(a, KR_FLD_TENANT, sn->listed[i]);
+        kr_set_u64(a, KR_FLD_CHANNEL, KR_CHANNEL_EMAIL);
+        if ((err = must(s, &s->op, KR_OP_INCIDENTS_NOTIFY, 0)))
+            return err;
+    }
+    if (s->ntenants > 0) {
+        struct kr_payload *a = A(s);
+        kr_set_bytes(a, KR_FLD_INCIDENT, inc[1], 16);
+        kr_set_u64(a, KR_FLD_TENANT, s->tenants[0].id);
+        kr_set_u64(a, KR_FLD_CHANNEL, KR_CHANNEL_DASHBOARD);
+        if ((err = must(s, &s->op, KR_OP_INCIDENTS_NOTIFY, 0)))
+            return err;
+    }
+    if ((err = stream_version(s, 0, KR_EV_INCIDENT_OPENED, inc[0], &ver)))
+        return err;
+    struct kr_payload *a = A(s);
+    kr_set_bytes(a, KR_FLD_INCIDENT, inc[0], 16);
+    kr_set_u64(a, KR_FLD_SEVERITY, KR_SEVERITY_CRITICAL);
+    kr_set_str(a, KR_FLD_SUMMARY, "調査の結果、3件のアカウントで不正ログインを確認しました。");
+    kr_set_u64(a, KR_FLD_VERSION, ver);
+    if ((err = must(s, &s->op, KR_OP_INCIDENTS_UPDATE, 0)) ||
+        (err = out_u64(s, KR_FLD_VERSION, &ver)))
+        return err;
+    a = A(s);
+    kr_set_bytes(a, KR_FLD_INCIDENT, inc[0], 16);
+    kr_set_str(a, KR_FLD_SUMMARY, "対象アカウントのパスワードをリセットし、対応を完了しました。");
+    kr_set_u64(a, KR_FLD_VERSION, ver);
+    return must(s, &s->op, KR_OP_INCIDENTS_RESOLVE, 0);
+}
+
+/* The tenant's side: acknowledging what it sees, reporting something. */
+static kr_err tenant_notices(struct seeder *s, uint64_t ti, struct seed_tenant *t,
+                             const struct seed_notices *sn)
+{
+    kr_err err;
+    for (int k = 0; k < 2; k++) {
+        if (k == 1 && ti % 2 != 0)
+            continue; /* only listed tenants see the second */
+        kr_set_bytes(A(s), KR_FLD_NOTICE, sn->id[k], 16);
+        if ((err = must(s, &t->master, KR_OP_NOTICES_ACK, 0)))
+            return err;
+    }
+    if (ti % 2 == 0) {
+        struct kr_payload *a = A(s);
+        kr_set_u64(a, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
+        kr_set_str(a, KR_FLD_DETAILS,
+                   "見覚えのないIPアドレスからのログイン通知メールが届きました。");
+        if ((err = must(s, &t->master, KR_OP_INCIDENTS_REPORT, 0)))
+            return err;
+    }
+    return KR_OK;
+}
+
+struct sent_list {
+    uint64_t *tenant;
+    uint8_t (*message)[16];
+    size_t n, cap;
+    kr_err err;
+};
+
+static bool collect_sent(void *arg, const struct outbox_msg *m)
+{
+    struct sent_list *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        uint64_t *t = realloc(l->tenant, cap * sizeof *t);
+        if (t)
+            l->tenant = t;
+        uint8_t(*msg)[16] = realloc(l->message, cap * sizeof *msg);
+        if (msg)
+            l->message = msg;
+        if (!t || !msg) {
+            l->err = KR_ENOMEM;
+            return false;
+        }
+        l->cap = cap;
+    }
+    l->tenant[l->n] = m->tenant;
+    memcpy(l->message[l->n], m->message, 16);
+    l->n++;
+    return true;
+}
+
+/* The delivery worker hands over every queued e-mail. */
+static kr_err deliver(struct seeder *s)
+{
+    struct sent_list l = {0};
+    uint64_t after = 0, last;
+    kr_err err;
+    for (;;) {
+        size_t before = l.n;
+        if ((err = outbox_pending(s->d, after, 0, collect_sent, &l, &last)) || (err = l.err))
+            break;
+        if (l.n == before)
+            break;
+        after = last;
+    }
+    for (size_t i = 0; !err && i < l.n; i++) {
+        atomic_fetch_add(&s->clk.now, SEED_STEP_NS);
+        if ((err = dom_outbox_sent(s->d, l.tenant[i], l.message[i])))
+            fprintf(stderr, "kiroku: seed: outbox: %s\n", kr_strerror(err));
+    }
+    free(l.tenant);
+    free(l.message);
+    return err;
+}
+
+/* ---- Running it ---- */
+
+static kr_err seed_open(struct seeder *s)
+{
+    struct kr_domain_options o = {
+        .dir = s->o->dir,
+        .clock = &s->clock,
+        .rng = &s->rng,
+        .pwhash_ops = crypto_pwhash_OPSLIMIT_MIN,
+        .pwhash_mem = crypto_pwhash_MEMLIMIT_MIN,
+    };
+    kr_err err = dom_open(&o, &s->d);
+    if (err == KR_ENOTFOUND) {
+        /* A new journal, its genesis record on the seeded clock too. */
+        struct jrn_options jo = {.dir = s->o->dir, .clock = &s->clock};
+        if ((err = jrn_create(&jo, NULL)))
+            return err;
+        err = dom_open(&o, &s->d);
+    }
+    if (err)
+        return err;
+    /* Record times never decrease: in a journal already past the epoch (one
+     * made by `kiroku init`), the seeded clock starts a second after its
+     * newest record instead. */
+    struct jrn_recbuf b = {0};
+    if ((err = jrn_read(s->d->j, jrn_size(s->d->j), &b)) == KR_OK &&
+        b.rec.time_ns >= atomic_load(&s->clk.now))
+        atomic_store(&s->clk.now, (b.rec.time_ns / SEED_NS + 1) * SEED_NS);
+    jrn_recbuf_fini(&b);
+    return err;
+}
+
+kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r)
+{
+    struct seeder *s = calloc(1, sizeof *s);
+    struct seed_notices sn = {0};
+    kr_err err = KR_ENOMEM;
+    memset(r, 0, sizeof *r);
+    if (!s)
+        return KR_ENOMEM;
+    s->o = o;
+    s->ntenants = o->tenants;
+    atomic_store(&s->clk.now, SEED_EPOCH_NS);
+    s->clock = (struct kr_clock){.now_ns = seed_clock_now, .ctx = &s->clk};
+    kr_rng_det_init(&s->det, o->seed, &s->rng);
+    kr_rng_det_init(&s->wdet, o->seed ^ 0x5eed5eed5eed5eedull, &s->wrng);
+    msgpack_sbuffer_init(&s->out);
+    msgpack_unpacked_init(&s->res);
+    s->anon.role = -1;
+    s->args = kr_payload_new();
+    s->tenants = calloc(o->tenants ? o->tenants : 1, sizeof *s->tenants);
+    sn.listed = calloc(o->tenants ? o->tenants : 1, sizeof *sn.listed);
+    s->cid = calloc(o->contacts ? o->contacts : 1, sizeof *s->cid);
+    s->cver = calloc(o->contacts ? o->contacts : 1, sizeof *s->cver);
+    if (!s->args || !s->tenants || !sn.listed || !s->cid || !s->cver)
+        goto out;
+    if ((err = seed_open(s))) {
+        fprintf(stderr, "kiroku: seed: %s: %s\n", o->dir, kr_strerror(err));
+        goto out;
+    }
+    s->start_size = jrn_size(s->d->j);
+    s->t0 = s->last_progress = cli_now();
+
+    /* The platform's operator. */
+    char email[64], pw[64];
+    snprintf(email, sizeof email, "ops-%016" PRIx64 "@platform.example.jp", o->seed);
+    snprintf(pw, sizeof pw, "seed-Operator-%016" PRIx64, o->seed);
+    s->op = (struct kr_caller){.tenant = 0, .role = KR_ROLE_OPERATOR, .operator_endpoint = true};
+    atomic_fetch_add(&s->clk.now, SEED_STEP_NS);
+    if ((err = dom_operator_create(s->d, email, pw, s->op.account))) {
+        fprintf(stderr, "kiroku: seed: operator: %s\n", kr_strerror(err));
+        goto out;
+    }
+    for (uint64_t ti = 0; ti < o->tenants; ti++) {
+        struct seed_tenant *t = &s->tenants[ti];
+        if ((err = signup(s, ti, t)) || (err = users(s, ti, t)) || (err = labels(s, t)))
+            goto out;
+        progress(s, "sign-up", ti, false);
+    }
+    if (o->tenants && ((err = notices(s, &sn)) || (err = incidents(s, &sn))))
+        goto out;
+    for (uint64_t ti = 0; ti < o->tenants; ti++) {
+        struct seed_tenant *t = &s->tenants[ti];
+        if ((err = tenant_notices(s, ti, t, &sn)) || (err = contacts(s, ti, t)))
+            goto out;
+        progress(s, "contacts", ti, true);
+    }
+    if ((err = deliver(s)))
+        goto out;
+    if (o->cancel && o->tenants) {
+        kr_set_u64(A(s), KR_FLD_TENANT, s->tenants[o->tenants - 1].id);
+        if ((err = must(s, &s->op, KR_OP_TENANTS_CANCEL, 0)))
+            goto out;
+    }
+    if ((err = wait_all(s, "seed")))
+        goto out;
+    /* The cancelled tenant's erasure (the retention job's, done at once here). */
+    if (o->cancel && o->tenants && (err = dom_tenant_erase(s->d, s->tenants[o->tenants - 1].id))) {
+        fprintf(stderr, "kiroku: seed: erasing a tenant: %s\n", kr_strerror(err));
+        goto out;
+    }
+    r->events = jrn_size(s->d->j) - s->start_size;
+    r->seconds = cli_now() - s->t0;
+    r->tenants = o->tenants;
+    r->contacts = s->contacts;
+    if (o->tenants) {
+        r->tenant = s->tenants[0].id;
+        memcpy(r->master, s->tenants[0].master.account, 16);
+        memcpy(r->tag, s->tenants[0].tags[0], 16);
+    }
+out:
+    if (s->d) {
+        kr_err e = dom_wait(s->d);
+        err = err ? err : e;
+    }
+    dom_close(s->d);
+    kr_payload_free(s->args);
+    msgpack_unpacked_destroy(&s->res);
+    msgpack_sbuffer_destroy(&s->out);
+    kr_rng_det_fini(&s->det);
+    kr_rng_det_fini(&s->wdet);
+    free(s->tenants);
+    free(sn.listed);
+    free(s->cid);
+    free(s->cver);
+    free(s);
+    return err;
+}
+
+/* ---- seed ---- */
+
+static const char seed_usage[] =
+    "usage: kiroku seed [--data DIR] [--tenants N] [--contacts M] [--seed S] [--json]\n"
+    "\n"
+    "Fills DIR's journal (made first if DIR has none) with demo data through the\n"
+    "domain's ops: N tenants (default 3) signed up the whole way, their users,\n"
+    "logins (some failed), a lock and unlock, password changes, tags, attribute\n"
+    "definitions, M contacts each (default 100) tagged, with attribute values,\n"
+    "some updated and deleted; notices published and acknowledged, incidents\n"
+    "opened, notified, updated and resolved, reports, the outbox delivered, and\n"
+    "the last tenant cancelled. Every event type of the schema occurs. The same\n"
+    "--seed S (default 1) gives the same events (ids, times from\n"
+    "2026-04-01T00:00:00Z, payloads); seed an empty DIR, or give another seed.\n"
+    "Demo data only: the rng is predictable and passwords are cheap to hash.\n";
+
+int cmd_seed(int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"tenants", required_argument, 0, 't'},
+                                         {"contacts", required_argument, 0, 'c'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {0, 0, 0, 0}};
+    struct cli_common co = {0};
+    struct cli_seed_options so = {.tenants = 3, .contacts = 100, .seed = 1, .cancel = true};
+    int rc, c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 't':
+            ok = cli_parse_u64(optarg, 1, CLI_SEED_TENANTS_MAX, &so.tenants);
+            break;
+        case 'c':
+            ok = cli_parse_u64(optarg, 0, CLI_SEED_CONTACTS_MAX, &so.contacts);
+            break;
+        case 's':
+            ok = cli_parse_u64(optarg, 0, UINT64_MAX, &so.seed);
+            break;
+        default:
+            if ((rc = cli_common_option(c, seed_usage, &co)) != CLI_CONTINUE)
+                return rc;
+        }
+        if (!ok)
+            return cli_usage(seed_usage);
+    }
+    if (optind != argc)
+        return cli_usage(seed_usage);
+    so.dir = cli_data_dir(co.data);
+    so.progress = !co.json && so.tenants * so.contacts >= 20000;
+    struct cli_seed_result r;
+    kr_err err = cli_seed(&so, &r);
+    if (err)
+        return err == KR_EBUSY ? cli_fail_open(so.dir, err) : cli_fail("seed", err);
+    double rate = r.seconds > 0 ? (double)r.events / r.seconds : 0;
+    if (co.json) {
+        printf("{\"data\":");
+        cli_json_str(stdout, so.dir, strlen(so.dir));
+        printf(",\"seed\":%" PRIu64 ",\"events\":%" PRIu64 ",\"tenants\":%" PRIu64
+               ",\"contacts\":%" PRIu64 ",\"seconds\":%.3f,\"events_per_s\":%.0f}\n",
+               so.seed, r.events, r.tenants, r.contacts, r.seconds, rate);
+    } else {
+        printf("seeded %s: %" PRIu64 " events, %" PRIu64 " tenants, %" PRIu64
+               " contacts in %.2f s (%.0f events/s)\n",
+               so.dir, r.events, r.tenants, r.contacts, r.seconds, rate);
+    }
+    return CLI_OK;
+}
+
+/* ---- replay ---- */
+
+static const char replay_usage[] =
+    "usage: kiroku replay [--data DIR] [--check] [--json]\n"
+    "\n"
+    "Drops every view and rebuilds it from the journal, then prints each view's\n"
+    "name, entries and SHA-256 digest. Run it while the server is stopped.\n"
+    "--check changes nothing: it copies the journal (a consistent snapshot, safe\n"
+    "while a server runs) to a scratch directory beside DIR, rebuilds the views\n"
+    "there and compares every digest with the views as they were.\n"
+    "\n"
+    "Exit status: 0 done (--check: every view equals its rebuild); 1 --check\n"
+    "found views that differ (they are listed); 2 usage; 3 could not run.\n";
+
+struct digests {
+    uint8_t d[VIEW__COUNT][32];
+    uint64_t n[VIEW__COUNT];
+};
+
+static kr_err take_digests(MDB_env *env, struct kr_views *v, struct digests *out)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    kr_err err = KR_OK;
+    for (int i = 0; i < VIEW__COUNT && !err; i++)
+        err = views_digest(v, txn, (enum kr_view)i, out->d[i], &out->n[i]);
+    mdb_txn_abort(txn);
+    return err;
+}
+
+static bool replay_progress(void *arg, uint64_t done, uint64_t total)
+{
+    (void)arg;
+    fprintf(stderr, "\rreplaying: %" PRIu64 " / %" PRIu64 " records", done, total);
+    if (done == total)
+        fputc('\n', stderr);
+    return true;
+}
+
+static void print_views(const struct digests *dg, const bool *differs, bool json, const char *head,
+                        uint64_t records, double secs)
+{
+    char h[65];
+    if (json) {
+        printf("{%s\"records\":%" PRIu64 ",\"seconds\":%.3f,\"views\":[", head, records, secs);
+        for (int i = 0; i < VIEW__COUNT; i++) {
+            hex(h, dg->d[i], 32);
+            printf("%s{\"name\":\"%s\",\"entries\":%" PRIu64 ",\"digest\":\"%s\"", i ? "," : "",
+                   views_name((enum kr_view)i), dg->n[i], h);
+            if (differs)
+                printf(",\"equal\":%s", differs[i] ? "false" : "true");
+            printf("}");
+        }
+        printf("]}\n");
+        return;
+    }
+    for (int i = 0; i < VIEW__COUNT; i++) {
+        hex(h, dg->d[i], 32);
+        printf("%-20s %10" PRIu64 " %s%s\n", views_name((enum kr_view)i), dg->n[i], h,
+               differs && differs[i] ? "  DIFFERS" : "");
+    }
+}
+
+static int replay_live(const char *data, bool json)
+{
+    struct kr_domain_options o = {.dir = data, .no_catch_up = true};
+    struct kr_domain *d;
+    kr_err err = dom_open(&o, &d);
+    if (err)
+        return cli_fail_open(data, err);
+    double t0 = cli_now();
+    err = jrn_views_rebuild(d->j, !json && isatty(STDERR_FILENO) ? replay_progress : NULL, NULL);
+    double secs = cli_now() - t0;
+    struct digests dg = {0};
+    if (!err)
+        err = take_digests(jrn_env(d->j), &d->views, &dg);
+    uint64_t records = jrn_size(d->j);
+    dom_close(d);
+    if (err)
+        return cli_fail("replay", err);
+    if (!json)
+        printf("rebuilt the views from %" PRIu64 " records in %.2f s\n", records, secs);
+    print_views(&dg, NULL, json, "\"ok\":true,", records, secs);
+    return CLI_OK;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Copies the regular file from/name to to/name with mode `mode`. */
+/* a/b into out; KR_ETOOLARGE if it does not fit. */
+static kr_err path_join2(char *out, size_t cap, const char *a, const char *b)
+{
+    int n = snprintf(out, cap, "%s/%s", a, b);
+    return n < 0 || (size_t)n >= cap ? KR_ETOOLARGE : KR_OK;
+}
+
+static kr_err copy_file(const char *from, const char *to, const char *name, mode_t mode)
+{
+    char src[KR_PATH_MAX], dst[KR_PATH_MAX], buf[8192];
+    if (path_join2(src, sizeof src, from, name) || path_join2(dst, sizeof dst, to, name))
+        return KR_ETOOLARGE;
+    int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (in < 0)
+        return errno == ENOENT ? KR_OK : kr_err_from_errno(errno);
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (out < 0) {
+        kr_err err = kr_err_from_errno(errno);
+        close(in);
+        return err;
+    }
+    kr_err err = KR_OK;
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        if (write(out, buf, (size_t)n) != n) {
+            err = KR_EIO;
+            break;
+        }
+    if (n < 0)
+        err = kr_err_from_errno(errno);
+    close(in);
+    close(out);
+    return err;
+}
+
+/* Makes scratch (a fresh directory beside data) a data directory holding a
+ * compacted copy of data's journal environment and the signing keys a
+ * writable open needs (mode 0600 in a 0700 directory, removed afterwards). */
+static kr_err scratch_copy(const char *data, char *scratch, size_t cap, bool *made)
+{
+    /* A read-only open: a snapshot of the journal and its views, whether or
+     * not a server holds the journal. */
+    struct jrn_options jo = {.dir = data, .read_only = true};
+    struct journal *j;
+    kr_err err = jrn_open(&jo, &j);
+    if (err)
+        return err;
+    size_t dl = strlen(data);
+    while (dl > 1 && data[dl - 1] == '/')
+        dl--;
+    char sub[KR_PATH_MAX], from[KR_PATH_MAX];
+    int n = snprintf(scratch, cap, "%.*s.check-XXXXXX", (int)dl, data);
+    if (n < 0 || (size_t)n >= cap || path_join2(from, sizeof from, data, "keys")) {
+        err = KR_ETOOLARGE;
+        goto out;
+    }
+    if (!mkdtemp(scratch)) {
+        err = kr_err_from_errno(errno);
+        goto out;
+    }
+    *made = true;
+    if (path_join2(sub, sizeof sub, scratch, "journal")) {
+        err = KR_ETOOLARGE;
+        goto out;
+    }
+    if (mkdir(sub, 0700) != 0) {
+        err = kr_err_from_errno(errno);
+        goto out;
+    }
+    err = kr_err_from_mdb(mdb_env_copy2(jrn_env(j), sub, MDB_CP_COMPACT));
+out:
+    jrn_close(j);
+    if (err)
+        return err;
+    /* The signing keys after the copy: a key the snapshot names was written
+     * before the record that introduced it. */
+    if (path_join2(sub, sizeof sub, scratch, "keys"))
+        return KR_ETOOLARGE;
+    if (mkdir(sub, 0700) != 0)
+        return kr_err_from_errno(errno);
+    DIR *dir = opendir(from);
+    if (!dir)
+        return kr_err_from_errno(errno);
+    for (struct dirent *e; !err && (e = readdir(dir));)
+        if (strncmp(e->d_name, "journal-", 8) == 0)
+            err = copy_file(from, sub, e->d_name, 0600);
+    closedir(dir);
+    return err;
+}
+
+static int replay_check(const char *data, bool json)
+{
+    char scratch[KR_PATH_MAX + 64];
+    double t0 = cli_now();
+    bool made = false;
+    kr_err err = scratch_copy(data, scratch, sizeof scratch, &made);
+    struct kr_views v;
+    struct journal *j = NULL;
+    struct digests live = {0}, rebuilt = {0};
+    uint64_t records = 0;
+    bool views_ok = false;
+    if (err == KR_OK && (err = views_init(&v)) == KR_OK) {
+        views_ok = true;
+        struct jrn_options jo = {
+            .dir = scratch, .views = views_hooks(&v), .views_no_catch_up = true, .signers = 1};
+        if ((err = jrn_open(&jo, &j)) == KR_OK &&
+            (err = take_digests(jrn_env(j), &v, &live)) == KR_OK &&
+            (err = jrn_views_rebuild(j, !json && isatty(STDERR_FILENO) ? replay_progress : NULL,
+                                     NULL)) == KR_OK)
+            err = take_digests(jrn_env(j), &v, &rebuilt);
+        records = j ? jrn_size(j) : 0;
+    }
+    jrn_close(j);
+    if (views_ok)
+        views_fini(&v);
+    if (made)
+        nftw(scratch, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    double secs = cli_now() - t0;
+    if (err == KR_ENOTFOUND || err == KR_EBUSY)
+        return cli_fail_open(data, err);
+    if (err)
+        return cli_fail("replay --check", err);
+    bool differs[VIEW__COUNT];
+    int bad = 0;
+    for (int i = 0; i < VIEW__COUNT; i++) {
+        differs[i] = live.n[i] != rebuilt.n[i] || memcmp(live.d[i], rebuilt.d[i], 32) != 0;
+        bad += differs[i];
+    }
+    if (json) {
+        char head[VIEW__COUNT * 32 + 64];
+        size_t at =
+            (size_t)snprintf(head, sizeof head, "\"ok\":%s,\"differ\":[", bad ? "false" : "true");
+        for (int i = 0, k = 0; i < VIEW__COUNT; i++)
+            if (differs[i])
+                at += (size_t)snprintf(head + at, sizeof head - at, "%s\"%s\"", k++ ? "," : "",
+                                       views_name((enum kr_view)i));
+        snprintf(head + at, sizeof head - at, "],");
+        print_views(&live, differs, true, head, records, secs);
+    } else {
+        print_views(&live, differs, false, "", records, secs);
+        if (bad) {
+            printf("FAILED: %d %s from the rebuild:", bad,
+                   bad == 1 ? "view differs" : "views differ");
+            for (int i = 0; i < VIEW__COUNT; i++)
+                if (differs[i])
+                    printf(" %s", views_name((enum kr_view)i));
+            printf("\n");
+        } else {
+            printf("ok: every view equals its rebuild from %" PRIu64 " records (%.2f s)\n", records,
+                   secs);
+        }
+    }
+    return bad ? CLI_BAD : CLI_OK;
+}
+
+int cmd_replay(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_COMMON_OPTIONS, {"check", no_argument, 0, 'c'}, {0, 0, 0, 0}};
+    struct cli_common co = {0};
+    bool check = false;
+    int rc, c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            check = true;
+            break;
+        default:
+            if ((rc = cli_common_option(c, replay_usage, &co)) != CLI_CONTINUE)
+                return rc;
+        }
+    }
+    if (optind != argc)
+        return cli_usage(replay_usage);
+    const char *data = cli_data_dir(co.data);
+    return check ? replay_check(data, co.json) : replay_live(data, co.json);
+}
