@@ -102,6 +102,20 @@ kr_err jrn_stream_version(struct journal *j, uint64_t tenant, const char *stream
     return err;
 }
 
+kr_err jrn_stream_version_in(struct journal *j, MDB_txn *txn, uint64_t tenant, const char *stream,
+                             size_t stream_len, uint64_t *version)
+{
+    MDB_cursor *c;
+    if (stream_len == 0 || stream_len > KR_STREAM_MAX)
+        return KR_EINVAL;
+    int rc = mdb_cursor_open(txn, j->db_streams, &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    kr_err err = jrn_stream_last(c, tenant, stream, stream_len, version);
+    mdb_cursor_close(c);
+    return err;
+}
+
 /* ---- Cursors ---- */
 
 struct jrn_cursor {

@@ -271,6 +271,12 @@ MDB_env *jrn_env(struct journal *j);
 KR_MUST_CHECK kr_err jrn_read_in(struct journal *j, MDB_txn *txn, uint64_t seq,
                                  struct jrn_record *rec);
 
+/* jrn_stream_version inside the caller's transaction (a consistent snapshot
+ * with whatever else the caller reads in it). */
+KR_MUST_CHECK kr_err jrn_stream_version_in(struct journal *j, MDB_txn *txn, uint64_t tenant,
+                                           const char *stream, size_t stream_len,
+                                           uint64_t *version);
+
 /* Progress of a rebuild: records applied so far, of total. Return false to stop. */
 typedef bool (*jrn_progress_fn)(void *arg, uint64_t done, uint64_t total);
 

@@ -106,7 +106,9 @@ KR_MUST_CHECK kr_err cmd_read(struct cmd *c, uint64_t seq, int ev, struct kr_pay
 /* A fresh random 128-bit id. */
 void cmd_new_id(struct cmd *c, uint8_t id[16]);
 
-/* The current version of a stream of the caller's kind (0 if none). */
+/* The version of stream "<prefix>/<hex id>" of tenant in the command's read
+ * transaction (0 if none): the journal's stream index is where versions
+ * live; views keep them only where a row changes with every event anyway. */
 KR_MUST_CHECK kr_err cmd_stream_version(struct cmd *c, uint64_t tenant, const char *prefix,
                                         const uint8_t id[16], uint64_t *version);
 

@@ -33,10 +33,21 @@ static kr_err check_version(struct cmd *c, uint64_t current)
     return KR_OK;
 }
 
+/* A contact's row with its version, which the journal's stream index keeps. */
+static kr_err contact_get(struct cmd *c, uint64_t tenant, const uint8_t id[16],
+                          struct vc_contact *row)
+{
+    kr_err err = vc_contact_get(&c->d->views, c->txn, tenant, id, row);
+    if (err)
+        return err;
+    err = cmd_stream_version(c, tenant, kr_events[KR_EV_CONTACT_REGISTERED].stream_prefix, id,
+                             &row->version);
+    return err == KR_OK && row->version == 0 ? KR_ECORRUPT : err;
+}
+
 static kr_err find_contact(struct cmd *c, struct vc_contact *row)
 {
-    kr_err err =
-        vc_contact_get(&c->d->views, c->txn, c->who->tenant, arg_id(c, KR_FLD_CONTACT), row);
+    kr_err err = contact_get(c, c->who->tenant, arg_id(c, KR_FLD_CONTACT), row);
     if (err == KR_ENOTFOUND)
         return cmd_fail(c, err, "contact", "no such contact");
     return err;
@@ -221,7 +232,7 @@ static kr_err list_contacts(struct cmd *c, int op)
     msgpack_pack_array(&c->res, n);
     for (uint32_t i = 0; i < n; i++) {
         struct vc_contact row;
-        err = vc_contact_get(&c->d->views, c->txn, tenant, ids[i], &row);
+        err = contact_get(c, tenant, ids[i], &row);
         if (err) {
             err = err == KR_ENOTFOUND ? KR_ECORRUPT : err; /* a tag link without its contact */
             break;

@@ -474,7 +474,7 @@ kr_err cmd_stream_version(struct cmd *c, uint64_t tenant, const char *prefix, co
     memcpy(s, prefix, pl);
     s[pl] = '/';
     sodium_bin2hex(s + pl + 1, 33, id, 16);
-    return jrn_stream_version(c->d->j, tenant, s, pl + 33, version);
+    return jrn_stream_version_in(c->d->j, c->txn, tenant, s, pl + 33, version);
 }
 
 kr_err cmd_read(struct cmd *c, uint64_t seq, int ev, struct kr_payload *p)

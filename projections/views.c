@@ -1,5 +1,5 @@
 /*
- * views.c: the view databases, the hooks the journal calls, the audit index
+ * views.c: the view databases, the hooks the journal calls, tenant erasure
  * and digests (see views.h). Each area's rows are applied by its own module
  * (v_tenants.c, v_accounts.c, v_contacts.c, v_notices.c).
  */
@@ -8,6 +8,7 @@
 #include "hash.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #define META_APPLIED "applied"
@@ -41,7 +42,6 @@ static const char *const view_names[VIEW__COUNT] = {
     [VIEW_REPORTS] = "v.reports",
     [VIEW_OUTBOX] = "v.outbox",
     [VIEW_OUTBOX_PENDING] = "v.outbox_pending",
-    [VIEW_AUDIT] = "v.audit",
 };
 
 const char *views_name(enum kr_view v)
@@ -49,7 +49,7 @@ const char *views_name(enum kr_view v)
     return (unsigned)v < VIEW__COUNT ? view_names[v] : "?";
 }
 
-/* Events that only the audit index (written for every record) shows. */
+/* Events that only the audit view (the journal's tenant index) shows. */
 static kr_err va_audit_only(const struct va *a)
 {
     (void)a;
@@ -58,7 +58,7 @@ static kr_err va_audit_only(const struct va *a)
 
 /* Which area applies each event: the event's name prefix decides, so a new
  * event of an existing area needs no change here. */
-static va_fn area_of(int ev)
+static va_fn area_by_prefix(int ev)
 {
     const char *n = kr_events[ev].name;
     static const struct {
@@ -74,6 +74,22 @@ static va_fn area_of(int ev)
         if (strncmp(n, areas[i].prefix, strlen(areas[i].prefix)) == 0)
             return areas[i].fn;
     return NULL;
+}
+
+/* area_by_prefix for every event, worked out once (it runs per record). */
+static va_fn area_table[KR_EV__COUNT];
+static pthread_once_t area_once = PTHREAD_ONCE_INIT;
+
+static void area_init(void)
+{
+    for (int ev = 0; ev < KR_EV__COUNT; ev++)
+        area_table[ev] = area_by_prefix(ev);
+}
+
+static va_fn area_of(int ev)
+{
+    pthread_once(&area_once, area_init);
+    return area_table[ev];
 }
 
 /* ---- Small helpers ---- */
@@ -229,43 +245,14 @@ static kr_err hook_drop(void *ctx, MDB_txn *txn)
     return KR_OK;
 }
 
-static kr_err audit_put(struct kr_views *v, MDB_txn *txn, const struct jrn_record *r, int ev)
-{
-    uint8_t key[16], val[8 + 2 + 1 + KR_ACTOR_MAX];
-    v_put_u64(key, r->tenant);
-    v_put_u64(key + 8, r->seq);
-    v_put_u64(val, r->time_ns);
-    val[8] = (uint8_t)(ev >> 8);
-    val[9] = (uint8_t)ev;
-    size_t al = r->actor_len > KR_ACTOR_MAX ? KR_ACTOR_MAX : r->actor_len;
-    val[10] = (uint8_t)al;
-    memcpy(val + 11, r->actor, al);
-    MDB_val k = {16, key}, vv = {11 + al, val};
-    /* Keys grow with seq inside a tenant: append when this is the tenant's newest. */
-    return kr_err_from_mdb(mdb_put(txn, v->db[VIEW_AUDIT], &k, &vv, 0));
-}
-
 /* Views whose keys start with the tenant id. */
 static const enum kr_view tenant_views[] = {
-    VIEW_SIGNUPS,
-    VIEW_ACCOUNTS,
-    VIEW_ACCOUNT_EMAILS,
-    VIEW_SESSION_IDS,
-    VIEW_ACCOUNT_SESSIONS,
-    VIEW_CONTACTS,
-    VIEW_CONTACT_TAGS,
-    VIEW_TAG_CONTACTS,
-    VIEW_TAGS,
-    VIEW_TAG_NAMES,
-    VIEW_ATTRIBUTES,
-    VIEW_ATTRIBUTE_KEYS,
-    VIEW_ATTRIBUTE_VALUES,
-    VIEW_NOTICE_TENANTS,
-    VIEW_NOTICE_ACKS,
-    VIEW_INCIDENT_TENANTS,
-    VIEW_REPORTS,
-    VIEW_OUTBOX,
-    VIEW_AUDIT,
+    VIEW_SIGNUPS,          VIEW_ACCOUNTS,         VIEW_ACCOUNT_EMAILS,
+    VIEW_SESSION_IDS,      VIEW_ACCOUNT_SESSIONS, VIEW_CONTACTS,
+    VIEW_CONTACT_TAGS,     VIEW_TAG_CONTACTS,     VIEW_TAGS,
+    VIEW_TAG_NAMES,        VIEW_ATTRIBUTES,       VIEW_ATTRIBUTE_KEYS,
+    VIEW_ATTRIBUTE_VALUES, VIEW_NOTICE_TENANTS,   VIEW_NOTICE_ACKS,
+    VIEW_INCIDENT_TENANTS, VIEW_REPORTS,          VIEW_OUTBOX,
 };
 
 /* Deletes the entries of db whose key (at key_off) or value (at val_off)
@@ -322,9 +309,7 @@ static kr_err hook_apply(void *ctx, MDB_txn *txn, const struct jrn_record *r)
         v->unknown_types++; /* the journal's own records, or types of a newer schema */
         return KR_OK;
     }
-    kr_err err = audit_put(v, txn, r, ev);
-    if (err)
-        return err;
+    kr_err err;
     if (r->payload_stripped)
         return KR_OK; /* an erased tenant's record: its rows are gone with the tenant */
     /* Plain fields only: apply never needs personal data. */

@@ -46,8 +46,10 @@
  *   v.reports         tenant|report -> seq
  *   v.outbox          tenant|message -> outbox row
  *   v.outbox_pending  seq -> tenant|message (delivery order)
- *   -- audit (views.c) --
- *   v.audit           tenant|seq -> time(8) type(2) actor_len(1) actor
+ *   -- audit --
+ *   (none here: the journal's own tenant index, tenant|seq, written in the
+ *   same transaction as each record, is the per-tenant audit index; see
+ *   cmd_audit.c)
  *
  * Threads: apply runs on the journal's writer (or the thread rebuilding);
  * reads take their own read transactions.
@@ -87,7 +89,6 @@ enum kr_view {
     VIEW_REPORTS,
     VIEW_OUTBOX,
     VIEW_OUTBOX_PENDING,
-    VIEW_AUDIT,
     VIEW__COUNT
 };
 
