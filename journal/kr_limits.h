@@ -97,6 +97,45 @@
 /* Asynchronous commands in flight at once (seeding); submitters wait beyond it. */
 #define KR_CMD_INFLIGHT_MAX 4096u
 
+/* ---- Contacts, tags, attributes (projections/contacts.h) ---- */
+
+/* Tags on one contact: contacts.get lists them all in one reply, so the list
+ * stays bounded (contacts.tag refuses more). 1000 tags of 64-byte names make
+ * a reply of about 100 KiB. */
+#define KR_CONTACT_TAGS_MAX 1000u
+/* Attribute definitions of one tenant: attributes.list answers them in one
+ * reply and contacts.get may list a value for each (1000 x 1000-byte values:
+ * about 1 MiB, under the API's reply cap). */
+#define KR_ATTRIBUTES_MAX 1000u
+/* Items of one list page at most: the "limit" field's maximum (fields.json),
+ * so a page's ids fit a fixed array on the stack. */
+#define KR_PAGE_MAX 1000u
+
+/* ---- Notices, incidents, audit, outbox (projections/notices.h) ---- */
+
+/* Unread notices a login reply carries, newest first: the dashboard shows a
+ * handful; the rest are in notices.list. */
+#define KR_LOGIN_NOTICES_MAX 20u
+/* Incidents in one incidents.list reply (it has no cursor): far more open
+ * incidents affecting one tenant than anyone could act on. */
+#define KR_INCIDENTS_LIST_MAX 1000u
+/* Pending notifications in one incidents.overdue reply, earliest deadline
+ * first; acting on the first thousand shrinks the list for the next call. */
+#define KR_DUE_LIST_MAX 1000u
+/* Audit rows one audit.list call examines (matching or not) before it
+ * returns a cursor, so a filter that matches nothing cannot make one request
+ * scan a tenant's whole history. */
+#define KR_AUDIT_SCAN_MAX 10000u
+/* Record bytes in one journal.read reply: records are up to 64 KiB, so a
+ * page of 1000 is cut short here (the caller continues from the last seq). */
+#define KR_JOURNAL_READ_BYTES_MAX ((size_t)4 * 1024 * 1024)
+/* Notices one notices_unread call looks at (read or not) before it stops. */
+#define KR_NOTICES_SCAN_MAX 10000u
+/* Accounts looked at to find a tenant's master (for an incident e-mail). */
+#define KR_MASTER_SCAN_MAX 100000u
+/* Messages one outbox_pending call hands over at most (when max is 0). */
+#define KR_OUTBOX_BATCH_MAX 1000u
+
 /* ---- Verification ---- */
 
 /* Records handed to one verification worker at a time; a power of two so each

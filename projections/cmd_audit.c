@@ -8,7 +8,7 @@
  * a journal cursor: a tenant's history is one key range in seq order, and
  * since record times never decrease along seq, a time range is a contiguous
  * run of it. Keeping no copy in the views halves the writes of a rebuild. Filters by actor and type
- * are not indexed: a call examines at most AUDIT_SCAN_MAX rows and hands back a cursor to go on
+ * are not indexed: a call examines at most KR_AUDIT_SCAN_MAX rows and hands back a cursor to go on
  * from, so a filter that matches nothing costs bounded work per request.
  *
  * journal.read gives records exactly as stored (signed and hashed), so an
@@ -70,7 +70,7 @@ kr_err cmd_audit_list(struct cmd *c)
     uint64_t next = 0; /* the cursor to return: 0 = the end was reached */
     uint64_t last = after;
     for (uint32_t scanned = 0;; scanned++) {
-        if (scanned == AUDIT_SCAN_MAX || n == limit) {
+        if (scanned == KR_AUDIT_SCAN_MAX || n == limit) {
             err = jrn_cursor_next(cur, &r);
             if (err == KR_OK)
                 next = last; /* more records: go on after the last one looked at */
@@ -143,7 +143,7 @@ kr_err cmd_journal_read(struct cmd *c)
     }
     /* Records as stored, back to back; a record's stored form is canonical,
      * so encoding the decoded record gives its exact bytes. */
-    size_t cap = JOURNAL_READ_BYTES_MAX + KR_RECORD_MAX, used = 0;
+    size_t cap = KR_JOURNAL_READ_BYTES_MAX + KR_RECORD_MAX, used = 0;
     uint8_t *buf = malloc(cap);
     uint64_t *seq = calloc(limit, sizeof *seq);
     size_t *len = calloc(limit, sizeof *len);
@@ -154,7 +154,7 @@ kr_err cmd_journal_read(struct cmd *c)
     }
     if ((err = jrn_cursor_new(c->d->j, &q, &cur)))
         goto out;
-    while (n < limit && used < JOURNAL_READ_BYTES_MAX) {
+    while (n < limit && used < KR_JOURNAL_READ_BYTES_MAX) {
         struct jrn_record r;
         if ((err = jrn_cursor_next(cur, &r))) {
             if (err == KR_ENOTFOUND)

@@ -190,7 +190,7 @@ static kr_err page_ids(struct cmd *c, enum kr_view db, const uint8_t *prefix, si
 static uint32_t page_limit(const struct cmd *c)
 {
     uint32_t limit = cmd_limit(c);
-    return limit > VC_PAGE_MAX ? VC_PAGE_MAX : limit;
+    return limit > KR_PAGE_MAX ? KR_PAGE_MAX : limit;
 }
 
 static void res_cursor(struct cmd *c, bool more, const uint8_t *last)
@@ -205,7 +205,7 @@ static void res_cursor(struct cmd *c, bool more, const uint8_t *last)
  * or (with a tag) those with the tag, in contact id order. */
 static kr_err list_contacts(struct cmd *c, int op)
 {
-    uint8_t ids[VC_PAGE_MAX][16];
+    uint8_t ids[KR_PAGE_MAX][16];
     uint8_t prefix[8 + 16];
     size_t plen = 8;
     enum kr_view db = VIEW_CONTACTS;
@@ -488,9 +488,9 @@ static kr_err tag_or_untag(struct cmd *c, bool tag)
         v_put_u64(prefix, tenant);
         memcpy(prefix + 8, contact, 16);
         if ((err = vc_count_prefix(&c->d->views, c->txn, VIEW_CONTACT_TAGS, prefix, sizeof prefix,
-                                   VC_CONTACT_TAGS_MAX, &n)))
+                                   KR_CONTACT_TAGS_MAX, &n)))
             return err;
-        if (n >= VC_CONTACT_TAGS_MAX)
+        if (n >= KR_CONTACT_TAGS_MAX)
             return cmd_fail(c, KR_ETOOLARGE, "tag", "the contact has the most tags allowed");
     }
     struct kr_payload *p =
@@ -695,7 +695,7 @@ kr_err cmd_tags_delete(struct cmd *c)
 
 kr_err cmd_tags_list(struct cmd *c)
 {
-    uint8_t ids[VC_PAGE_MAX][16], prefix[8];
+    uint8_t ids[KR_PAGE_MAX][16], prefix[8];
     uint32_t n;
     bool more;
     kr_err err = KR_OK;
@@ -733,9 +733,9 @@ kr_err cmd_attributes_define(struct cmd *c)
         return err;
     v_put_u64(prefix, c->who->tenant);
     if ((err = vc_count_prefix(&c->d->views, c->txn, VIEW_ATTRIBUTES, prefix, sizeof prefix,
-                               VC_ATTRIBUTES_MAX, &count)))
+                               KR_ATTRIBUTES_MAX, &count)))
         return err;
-    if (count >= VC_ATTRIBUTES_MAX)
+    if (count >= KR_ATTRIBUTES_MAX)
         return cmd_fail(c, KR_ETOOLARGE, "attribute_key",
                         "the tenant has the most attributes allowed");
     cmd_new_id(c, id);
@@ -760,9 +760,9 @@ kr_err cmd_attributes_list(struct cmd *c)
     MDB_val key, val;
     kr_err err = KR_OK;
     v_put_u64(prefix, c->who->tenant);
-    /* Apply keeps a tenant at VC_ATTRIBUTES_MAX definitions, so one reply holds them. */
+    /* Apply keeps a tenant at KR_ATTRIBUTES_MAX definitions, so one reply holds them. */
     if ((err = vc_count_prefix(&c->d->views, c->txn, VIEW_ATTRIBUTES, prefix, sizeof prefix,
-                               VC_ATTRIBUTES_MAX, &n)))
+                               KR_ATTRIBUTES_MAX, &n)))
         return err;
     const struct kr_result_item *ri = result_list(KR_OP_ATTRIBUTES_LIST, 0);
     res_map(c, 1);

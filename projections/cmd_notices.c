@@ -259,7 +259,7 @@ kr_err notices_unread(struct kr_domain *d, MDB_txn *txn, uint64_t tenant, const 
     struct nt_iter it;
     kr_err err = nt_open(&it, &d->views, txn, tenant, NULL, true);
     *n = 0;
-    for (uint32_t scanned = 0; !err && *n < cap && scanned < NOTICES_SCAN_MAX; scanned++) {
+    for (uint32_t scanned = 0; !err && *n < cap && scanned < KR_NOTICES_SCAN_MAX; scanned++) {
         uint8_t pos[NT_POS];
         bool got, acked;
         struct notice_row row;
@@ -303,9 +303,9 @@ static kr_err pack_notice(struct cmd *c, struct kr_payload *p, uint64_t seq, boo
 
 kr_err notices_pack_unread(struct cmd *c, uint64_t tenant, const uint8_t account[16])
 {
-    struct notice_unread u[NOTICES_LOGIN_MAX];
+    struct notice_unread u[KR_LOGIN_NOTICES_MAX];
     size_t n;
-    kr_err err = notices_unread(c->d, c->txn, tenant, account, u, NOTICES_LOGIN_MAX, &n);
+    kr_err err = notices_unread(c->d, c->txn, tenant, account, u, KR_LOGIN_NOTICES_MAX, &n);
     if (err)
         return err;
     struct kr_payload *p = kr_payload_new();
@@ -527,7 +527,7 @@ kr_err cmd_incidents_open(struct cmd *c)
 /* The e-mail address of tenant's master account into p (KR_FLD_EMAIL, with
  * the rest of its account.created record). The master is the one account of
  * role master; accounts are found by id, so this looks through the tenant's
- * accounts (a handful in practice, NOTICES_MASTER_SCAN_MAX at most). */
+ * accounts (a handful in practice, KR_MASTER_SCAN_MAX at most). */
 static kr_err master_email(struct cmd *c, uint64_t tenant, struct kr_payload *p)
 {
     MDB_cursor *cur;
@@ -541,7 +541,7 @@ static kr_err master_email(struct cmd *c, uint64_t tenant, struct kr_payload *p)
         return kr_err_from_mdb(rc);
     k = (MDB_val){8, prefix};
     rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
-    for (uint32_t i = 0; rc == MDB_SUCCESS && i < NOTICES_MASTER_SCAN_MAX; i++) {
+    for (uint32_t i = 0; rc == MDB_SUCCESS && i < KR_MASTER_SCAN_MAX; i++) {
         if (k.mv_size != 24 || memcmp(k.mv_data, prefix, 8) != 0)
             break;
         struct va_account acc;
@@ -666,7 +666,7 @@ kr_err cmd_incidents_overdue(struct cmd *c)
 {
     const struct kr_value *w = &c->args->v[KR_FLD_WITHIN_HOURS];
     uint64_t horizon = c->now + (w->set ? w->u : 0) * 3600ull * 1000000000ull;
-    struct due *due = calloc(NOTICES_DUE_MAX, sizeof *due);
+    struct due *due = calloc(KR_DUE_LIST_MAX, sizeof *due);
     MDB_cursor *cur;
     MDB_val k, val;
     uint32_t n = 0;
@@ -675,7 +675,7 @@ kr_err cmd_incidents_overdue(struct cmd *c)
     int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_INCIDENT_DUE], &cur);
     if (rc == MDB_SUCCESS) {
         for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST);
-             rc == MDB_SUCCESS && n < NOTICES_DUE_MAX;
+             rc == MDB_SUCCESS && n < KR_DUE_LIST_MAX;
              rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
             if (k.mv_size != 32) {
                 rc = MDB_CORRUPTED;
@@ -747,7 +747,7 @@ kr_err cmd_incidents_list(struct cmd *c)
 {
     uint64_t tenant = c->who->tenant;
     kr_err err = KR_OK;
-    struct open_incident *inc = calloc(NOTICES_INCIDENTS_MAX, sizeof *inc);
+    struct open_incident *inc = calloc(KR_INCIDENTS_LIST_MAX, sizeof *inc);
     struct kr_payload *title = kr_payload_new();
     MDB_cursor *cur = NULL;
     MDB_val k, val;
@@ -765,7 +765,7 @@ kr_err cmd_incidents_list(struct cmd *c)
     }
     k = (MDB_val){8, prefix};
     for (rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
-         rc == MDB_SUCCESS && n < NOTICES_INCIDENTS_MAX;
+         rc == MDB_SUCCESS && n < KR_INCIDENTS_LIST_MAX;
          rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
         if (k.mv_size != 24 || memcmp(k.mv_data, prefix, 8) != 0)
             break;
@@ -819,8 +819,8 @@ kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t max, outbox_fn
     kr_err err = KR_OK;
     if (last)
         *last = after;
-    if (max == 0 || max > OUTBOX_BATCH_MAX)
-        max = OUTBOX_BATCH_MAX;
+    if (max == 0 || max > KR_OUTBOX_BATCH_MAX)
+        max = KR_OUTBOX_BATCH_MAX;
     struct kr_payload *p = kr_payload_new();
     if (!p)
         return KR_ENOMEM;

@@ -19,18 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Tags on one contact: contacts.get lists them all in one reply, so the list
- * stays bounded (contacts.tag refuses more). 1000 tags of 64-byte names make
- * a reply of about 100 KiB. */
-#define VC_CONTACT_TAGS_MAX 1000u
-/* Attribute definitions of one tenant: attributes.list answers them in one
- * reply and contacts.get may list a value for each (1000 x 1000-byte values:
- * about 1 MiB, under the API's reply cap). */
-#define VC_ATTRIBUTES_MAX 1000u
-/* Items of one list page at most: the "limit" field's maximum (fields.json),
- * so a page's ids fit a fixed array on the stack. */
-#define VC_PAGE_MAX 1000u
-
 /* A contact's row. */
 struct vc_contact {
     uint64_t version; /* its stream's version */

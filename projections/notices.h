@@ -22,31 +22,6 @@
  * paper's promise: within 72 hours). */
 #define INCIDENT_NOTICE_NS (72ull * 3600ull * 1000000000ull)
 
-/* ---- Limits of this area (candidates for kr_limits.h) ---- */
-
-/* Unread notices a login reply carries, newest first: the dashboard shows a
- * handful; the rest are in notices.list. */
-#define NOTICES_LOGIN_MAX 20u
-/* Incidents in one incidents.list reply (it has no cursor): far more open
- * incidents affecting one tenant than anyone could act on. */
-#define NOTICES_INCIDENTS_MAX 1000u
-/* Pending notifications in one incidents.overdue reply, earliest deadline
- * first; acting on the first thousand shrinks the list for the next call. */
-#define NOTICES_DUE_MAX 1000u
-/* Audit rows one audit.list call examines (matching or not) before it
- * returns a cursor, so a filter that matches nothing cannot make one request
- * scan a tenant's whole history. */
-#define AUDIT_SCAN_MAX 10000u
-/* Record bytes in one journal.read reply: records are up to 64 KiB, so a
- * page of 1000 is cut short here (the caller continues from the last seq). */
-#define JOURNAL_READ_BYTES_MAX ((size_t)4 * 1024 * 1024)
-/* Notices one notices_unread call looks at (read or not) before it stops. */
-#define NOTICES_SCAN_MAX 10000u
-/* Accounts looked at to find a tenant's master (for an incident e-mail). */
-#define NOTICES_MASTER_SCAN_MAX 100000u
-/* Messages one outbox_pending call hands over at most (when max is 0). */
-#define OUTBOX_BATCH_MAX 1000u
-
 /* ---- Notices ---- */
 
 /* One unread notice: enough to find and show it. */
@@ -68,7 +43,7 @@ KR_MUST_CHECK kr_err notices_unread(struct kr_domain *d, MDB_txn *txn, uint64_t 
 
 /* Writes the "notices" entry of a result map for auth.login: the key, then
  * an array of maps {notice, notice_kind, title, body, effective}, the
- * account's unread notices (at most NOTICES_LOGIN_MAX, newest first). It is
+ * account's unread notices (at most KR_LOGIN_NOTICES_MAX, newest first). It is
  * one entry of the map the caller opened with res_map. Call it after
  * cmd_commit succeeded, before writing anything that could fail: on error
  * the result is incomplete and the caller must return the error. */
@@ -94,7 +69,7 @@ struct outbox_msg {
 typedef bool (*outbox_fn)(void *arg, const struct outbox_msg *m);
 
 /* Calls fn for each e-mail queued and not yet sent, in seq order, starting
- * after seq `after` (0 = from the first), at most max (0 = OUTBOX_BATCH_MAX).
+ * after seq `after` (0 = from the first), at most max (0 = KR_OUTBOX_BATCH_MAX).
  * Messages of a tenant whose key was destroyed or whose payloads were
  * stripped (an erased tenant) are skipped: there is nobody to write to.
  * *last (may be NULL) gets the seq of the last message looked at (handed

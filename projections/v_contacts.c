@@ -421,9 +421,9 @@ static kr_err apply_attribute(const struct va *a)
     if (err != KR_ENOTFOUND)
         return err;
     v_put_u64(pre, tenant);
-    if ((err = vc_count_prefix(a->v, a->txn, VIEW_ATTRIBUTES, pre, 8, VC_ATTRIBUTES_MAX, &count)))
+    if ((err = vc_count_prefix(a->v, a->txn, VIEW_ATTRIBUTES, pre, 8, KR_ATTRIBUTES_MAX, &count)))
         return err;
-    if (count >= VC_ATTRIBUTES_MAX)
+    if (count >= KR_ATTRIBUTES_MAX)
         return KR_ECONFLICT; /* the last free place was taken meanwhile */
     key_tenant_name(&k, tenant, key->p, key->n);
     if ((err = v_put(a, VIEW_ATTRIBUTE_KEYS, &k, attr, 16)))

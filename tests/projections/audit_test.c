@@ -269,7 +269,7 @@ static void test_paging(void **state)
     assert_int_equal(seen, n);
 }
 
-/* Past AUDIT_SCAN_MAX rows a call stops and gives a cursor, even when
+/* Past KR_AUDIT_SCAN_MAX rows a call stops and gives a cursor, even when
  * nothing matched. */
 static void test_scan_bound(void **state)
 {
@@ -279,7 +279,7 @@ static void test_scan_bound(void **state)
     struct kr_payload *p = td_args(f->t);
     kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
     kr_set_str(p, KR_FLD_DETAILS, "bulk");
-    for (uint32_t i = 0; i < AUDIT_SCAN_MAX + 10; i++)
+    for (uint32_t i = 0; i < KR_AUDIT_SCAN_MAX + 10; i++)
         assert_int_equal(
             dom_exec_flags(f->t->d, &f->ma, KR_OP_INCIDENTS_REPORT, p, &out, NULL, DOM_ASYNC),
             KR_OK);
