@@ -879,6 +879,89 @@ done:
     return err;
 }
 
+kr_err dom_notice_mail(struct kr_domain *d, size_t max, size_t *queued)
+{
+    struct kr_caller sys = {.role = -1, .system = true};
+    struct kr_diag diag;
+    struct cmd c = {.d = d, .who = &sys, .diag = &diag};
+    struct {
+        uint64_t tenant;
+        uint8_t notice[16];
+    } *owed = NULL;
+    size_t n = 0, done = 0;
+    kr_err err = KR_OK;
+    if (max == 0 || max > KR_OUTBOX_BATCH_MAX)
+        max = KR_OUTBOX_BATCH_MAX;
+    if (queued)
+        *queued = 0;
+    if (!(owed = calloc(max, sizeof *owed)) || !(c.scratch = kr_payload_new())) {
+        free(owed);
+        return KR_ENOMEM;
+    }
+    /* What is owed, from one snapshot. */
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &c.txn);
+    if (rc) {
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    MDB_cursor *cur;
+    MDB_val k, v;
+    if ((rc = mdb_cursor_open(c.txn, d->views.db[VIEW_NOTICE_MAIL], &cur)) == 0) {
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && n < max;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (k.mv_size != 24) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+            owed[n].tenant = v_get_u64(k.mv_data);
+            memcpy(owed[n].notice, (const uint8_t *)k.mv_data + 8, 16);
+            n++;
+        }
+        mdb_cursor_close(cur);
+    }
+    if (rc && rc != MDB_NOTFOUND) {
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    for (size_t i = 0; i < n && !err; i++) {
+        uint8_t message[16];
+        c.now = kr_clock_now(d->clock);
+        err = master_email(&c, owed[i].tenant, c.scratch);
+        if (err == KR_ENOTFOUND) { /* no master to write to */
+            err = KR_OK;
+            continue;
+        }
+        struct kr_payload *m = err ? NULL : cmd_event(&c, KR_EV_OUTBOX_QUEUED, owed[i].tenant, 0);
+        if (!err && !m)
+            err = KR_ENOMEM;
+        if (!err) {
+            const struct kr_value *email = &c.scratch->v[KR_FLD_EMAIL];
+            cmd_new_id(&c, message);
+            kr_set_bytes(m, KR_FLD_MESSAGE, message, 16);
+            kr_set_u64(m, KR_FLD_TEMPLATE, KR_TEMPLATE_NOTICE_OF_CHANGE);
+            kr_set_bytes(m, KR_FLD_NOTICE, owed[i].notice, 16);
+            if ((err = kr_set_copy(m, KR_FLD_EMAIL, email->p, email->n)) == KR_OK) {
+                err = cmd_commit(&c);
+                if (err == KR_OK)
+                    done++;
+                else if (err == KR_ECONFLICT)
+                    err = KR_OK; /* queued by someone else meanwhile */
+            }
+        }
+        for (size_t e = 0; e < c.nev; e++)
+            kr_payload_free(c.ev[e].p);
+        c.nev = 0;
+    }
+out:
+    if (c.txn)
+        mdb_txn_abort(c.txn);
+    kr_payload_free(c.scratch);
+    free(owed);
+    if (queued)
+        *queued = done;
+    return err;
+}
+
 kr_err dom_outbox_sent(struct kr_domain *d, uint64_t tenant, const uint8_t message[16])
 {
     MDB_txn *txn;

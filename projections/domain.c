@@ -124,6 +124,10 @@ void dom_close(struct kr_domain *d)
 void dom_actor(const struct kr_caller *who, char out[KR_ACTOR_MAX + 1])
 {
     char hex[33];
+    if (who->system) {
+        snprintf(out, KR_ACTOR_MAX + 1, "%s", JRN_SYSTEM_ACTOR);
+        return;
+    }
     if (who->role < 0) {
         snprintf(out, KR_ACTOR_MAX + 1, "anonymous");
         return;

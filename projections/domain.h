@@ -78,6 +78,7 @@ struct kr_caller {
     bool operator_endpoint; /* the request came over the operator endpoint */
     bool has_session;
     uint8_t session[16];
+    bool system; /* kiroku's own jobs (actor "system"); role -1 */
 };
 
 /* Runs op `op` with arguments `args` (decoded against the op's schema by

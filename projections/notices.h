@@ -90,6 +90,15 @@ KR_MUST_CHECK kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t 
 KR_MUST_CHECK kr_err dom_outbox_sent(struct kr_domain *d, uint64_t tenant,
                                      const uint8_t message[16]);
 
+/* Queues the notice-of-change e-mails owed (v.notice_mail): for each owed
+ * (tenant, notice), an outbox.queued of template notice_of_change to the
+ * tenant's master, actor "system", one append each, at most max (0 =
+ * KR_OUTBOX_BATCH_MAX) per call. Each is queued exactly once even with
+ * several callers (the view refuses a second). The delivery worker runs it
+ * before handing e-mails over. *queued (may be NULL) counts the e-mails
+ * queued; a tenant without a master account is skipped. */
+KR_MUST_CHECK kr_err dom_notice_mail(struct kr_domain *d, size_t max, size_t *queued);
+
 /* ---- Shared by this area's handlers ---- */
 
 #endif

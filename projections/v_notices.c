@@ -14,6 +14,13 @@
  *                      own and tenant 0's) that merge into pages ordered by
  *                      (effective, notice).
  *   v.notice_acks      tenant(8) account notice -> time(8) of the ack.
+ *   v.notice_mail      tenant(8) notice -> (empty): a notice-of-change
+ *                      e-mail owed to the tenant's master (listed tenants,
+ *                      or for audience all the tenants holding data when it
+ *                      was published). dom_notice_mail queues them; the
+ *                      outbox.queued of template notice_of_change removes the
+ *                      row, and is refused (KR_ECONFLICT) without one, so each
+ *                      is queued exactly once.
  *   v.incidents        incident -> version(8) opened_seq(8) text_seq(8)
  *                      detected(8) deadline(8) scope(1) severity(1)
  *                      audience(1) resolved(1)
@@ -60,6 +67,57 @@ static const uint8_t *id_of(const struct va *a, int fld)
 
 /* ---- Notices ---- */
 
+/* Whether tenant t holds data (active or cancelled, not erased): those are
+ * the ones an audience of "all" reaches. */
+static kr_err holds_data(const struct va *a, uint64_t t, bool *yes)
+{
+    struct va_tenant row;
+    kr_err err = va_tenant_get(a->v, a->txn, t, &row);
+    *yes = false;
+    if (err == KR_ENOTFOUND)
+        return KR_OK;
+    if (err)
+        return err;
+    *yes =
+        t != 0 && (row.state == KR_TENANT_STATE_ACTIVE || row.state == KR_TENANT_STATE_CANCELLED);
+    return KR_OK;
+}
+
+static kr_err owe_mail(const struct va *a, uint64_t tenant, const uint8_t *notice)
+{
+    struct vkey k;
+    vk_init(&k);
+    vk_u64(&k, tenant);
+    vk_bytes(&k, notice, 16);
+    return v_put(a, VIEW_NOTICE_MAIL, &k, NULL, 0);
+}
+
+/* Owes the notice's e-mail to every tenant holding data (audience all). */
+static kr_err owe_mail_all(const struct va *a, const uint8_t *notice)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    kr_err err = KR_OK;
+    int rc = mdb_cursor_open(a->txn, a->v->db[VIEW_TENANTS], &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        bool yes;
+        if (k.mv_size != 8) {
+            err = KR_ECORRUPT;
+            break;
+        }
+        uint64_t t = v_get_u64(k.mv_data);
+        if ((err = holds_data(a, t, &yes)) || (yes && (err = owe_mail(a, t, notice))))
+            break;
+    }
+    mdb_cursor_close(c);
+    if (err)
+        return err;
+    return rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+}
+
 static kr_err notice_published(const struct va *a)
 {
     const struct kr_payload *p = a->p;
@@ -94,8 +152,10 @@ static kr_err notice_published(const struct va *a)
         vk_bytes(&k, notice, 16);
         if ((err = v_put(a, VIEW_NOTICE_TENANTS, &k, NULL, 0)))
             return err;
+        if (!all && (err = owe_mail(a, t, notice)))
+            return err;
     }
-    return KR_OK;
+    return all ? owe_mail_all(a, notice) : KR_OK;
 }
 
 static kr_err notice_acknowledged(const struct va *a)
@@ -130,9 +190,8 @@ static kr_err affect(const struct va *a, const uint8_t *incident, uint64_t deadl
     return v_put(a, VIEW_INCIDENT_DUE, &k, NULL, 0);
 }
 
-/* Every customer in v.tenants (keys are the tenant id, 8 bytes) that holds
- * data: active or cancelled (not yet erased). Applications still in sign-up
- * have no data to be affected. */
+/* Every tenant holding data (see holds_data) is affected by an incident of
+ * audience all. */
 static kr_err affect_all(const struct va *a, const uint8_t *incident, uint64_t deadline)
 {
     MDB_cursor *c;
@@ -143,18 +202,13 @@ static kr_err affect_all(const struct va *a, const uint8_t *incident, uint64_t d
         return kr_err_from_mdb(rc);
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        bool yes;
         if (k.mv_size != 8) {
             err = KR_ECORRUPT;
             break;
         }
         uint64_t t = v_get_u64(k.mv_data);
-        struct va_tenant row;
-        if ((err = va_tenant_get(a->v, a->txn, t, &row)))
-            break;
-        if (t == 0 ||
-            (row.state != KR_TENANT_STATE_ACTIVE && row.state != KR_TENANT_STATE_CANCELLED))
-            continue;
-        if ((err = affect(a, incident, deadline, t)))
+        if ((err = holds_data(a, t, &yes)) || (yes && (err = affect(a, incident, deadline, t))))
             break;
     }
     mdb_cursor_close(c);
@@ -296,6 +350,20 @@ static kr_err outbox_queued(const struct va *a)
     vk_bytes(&k, message, 16);
     if ((err = v_get(a->v, a->txn, VIEW_OUTBOX, &k, &old)) != KR_ENOTFOUND)
         return err ? err : KR_ECONFLICT;
+    if (a->p->v[KR_FLD_TEMPLATE].u == KR_TEMPLATE_NOTICE_OF_CHANGE) {
+        /* Owed once: the first of racing queuers wins, the others conflict. */
+        const struct kr_value *notice = &a->p->v[KR_FLD_NOTICE];
+        struct vkey mk;
+        if (!notice->set)
+            return KR_EINVAL;
+        vk_init(&mk);
+        vk_u64(&mk, a->r->tenant);
+        vk_val(&mk, notice);
+        if ((err = v_get(a->v, a->txn, VIEW_NOTICE_MAIL, &mk, &old)))
+            return err == KR_ENOTFOUND ? KR_ECONFLICT : err;
+        if ((err = v_del(a, VIEW_NOTICE_MAIL, &mk)))
+            return err;
+    }
     v_put_u64(row, a->r->seq);
     row[8] = (uint8_t)a->p->v[KR_FLD_TEMPLATE].u;
     row[9] = 0;

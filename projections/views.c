@@ -36,6 +36,7 @@ static const char *const view_names[VIEW__COUNT] = {
     [VIEW_NOTICES] = "v.notices",
     [VIEW_NOTICE_TENANTS] = "v.notice_tenants",
     [VIEW_NOTICE_ACKS] = "v.notice_acks",
+    [VIEW_NOTICE_MAIL] = "v.notice_mail",
     [VIEW_INCIDENTS] = "v.incidents",
     [VIEW_INCIDENT_TENANTS] = "v.incident_tenants",
     [VIEW_INCIDENT_DUE] = "v.incident_due",

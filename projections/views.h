@@ -40,6 +40,7 @@
  *   v.notices         notice -> notice row
  *   v.notice_tenants  tenant|notice -> (empty)   (tenant 0: audience all)
  *   v.notice_acks     tenant|account|notice -> time
+ *   v.notice_mail     tenant|notice -> (empty): notice-of-change e-mails owed
  *   v.incidents       incident -> incident row
  *   v.incident_tenants tenant|incident -> per-tenant notification row
  *   v.incident_due    deadline|incident|tenant -> (empty): notifications pending
@@ -83,6 +84,7 @@ enum kr_view {
     VIEW_NOTICES,
     VIEW_NOTICE_TENANTS,
     VIEW_NOTICE_ACKS,
+    VIEW_NOTICE_MAIL,
     VIEW_INCIDENTS,
     VIEW_INCIDENT_TENANTS,
     VIEW_INCIDENT_DUE,

@@ -824,7 +824,15 @@ static kr_err deliver(struct seeder *s)
 {
     struct sent_list l = {0};
     uint64_t after = 0, last;
+    size_t queued;
     kr_err err;
+    /* The notice-of-change e-mails owed to each tenant's master first. */
+    do {
+        if ((err = dom_notice_mail(s->d, 0, &queued))) {
+            fprintf(stderr, "kiroku: seed: notice e-mails: %s\n", kr_strerror(err));
+            return err;
+        }
+    } while (queued > 0);
     for (;;) {
         size_t before = l.n;
         if ((err = outbox_pending(s->d, after, 0, collect_sent, &l, &last)) || (err = l.err))

@@ -461,6 +461,69 @@ static void test_unread_newest_first(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* Collects the pending e-mails of template notice_of_change. */
+struct mails {
+    size_t n;
+    uint64_t tenant[8];
+    char to[8][64];
+};
+
+static bool collect_notice_mail(void *arg, const struct outbox_msg *m)
+{
+    struct mails *l = arg;
+    if (m->template_id != KR_TEMPLATE_NOTICE_OF_CHANGE)
+        return true;
+    assert_true(l->n < 8);
+    const struct kr_value *e = &m->p->v[KR_FLD_EMAIL];
+    assert_true(e->set && e->n < 64);
+    assert_true(m->p->v[KR_FLD_NOTICE].set);
+    l->tenant[l->n] = m->tenant;
+    memcpy(l->to[l->n], e->p, e->n);
+    l->to[l->n][e->n] = '\0';
+    l->n++;
+    return true;
+}
+
+static void test_notice_mail(void **state)
+{
+    struct fx *f = *state;
+    uint64_t eff = f->t->now;
+    size_t queued;
+
+    /* Listed: one e-mail, to the listed tenant's master, exactly once. */
+    publish_args(f->t, "listed", eff, KR_AUDIENCE_LISTED, &f->a, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_PUBLISH), KR_OK);
+    assert_int_equal(dom_notice_mail(f->t->d, 0, &queued), KR_OK);
+    assert_int_equal(queued, 1);
+    assert_int_equal(dom_notice_mail(f->t->d, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    struct mails l = {0};
+    assert_int_equal(outbox_pending(f->t->d, 0, 0, collect_notice_mail, &l, NULL), KR_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.tenant[0], f->a);
+    assert_string_equal(l.to[0], "owner@a.example");
+
+    /* All: one to each tenant holding data. */
+    publish_args(f->t, "everyone", eff, KR_AUDIENCE_ALL, NULL, 0);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_PUBLISH), KR_OK);
+    assert_int_equal(dom_notice_mail(f->t->d, 1, &queued), KR_OK); /* one at a time */
+    assert_int_equal(queued, 1);
+    assert_int_equal(dom_notice_mail(f->t->d, 0, &queued), KR_OK);
+    assert_int_equal(queued, 1);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(outbox_pending(f->t->d, 0, 0, collect_notice_mail, &l, NULL), KR_OK);
+    assert_int_equal(l.n, 3);
+    assert_true((l.tenant[1] == f->a && l.tenant[2] == f->b) ||
+                (l.tenant[1] == f->b && l.tenant[2] == f->a));
+
+    /* The views say nothing more is owed, and a rebuild agrees. */
+    assert_int_equal(dom_notice_mail(f->t->d, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_int_equal(jrn_views_rebuild(f->t->d->j, NULL, NULL), KR_OK);
+    assert_int_equal(dom_notice_mail(f->t->d, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +534,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ack_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unread_newest_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notice_mail, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
