@@ -203,6 +203,7 @@ static struct journal *journal_alloc(const struct jrn_options *o)
         return NULL;
     j->lock_fd = -1;
     j->read_only = o->read_only;
+    j->no_appends = o->no_appends;
     j->clock = o->clock;
     j->views = o->views;
     pthread_mutex_init(&j->mu, NULL);
@@ -419,7 +420,7 @@ static kr_err load_state(struct journal *j)
         j->kept_time = kr_clock_now(j->clock);
     }
 
-    if (!j->read_only) {
+    if (!j->read_only && !j->no_appends) {
         /* The current key is the one the newest journal.created or
          * journal.key_added record introduced: the record and the switch to
          * its key commit together, so a crash cannot separate them. */
@@ -974,7 +975,7 @@ static kr_err submit(struct journal *j, struct jrn_append *a)
     kr_err err = validate_append(a);
     if (err)
         return err;
-    if (j->read_only)
+    if (j->read_only || j->no_appends)
         return KR_ECLOSED;
 
     pthread_mutex_lock(&j->mu);
@@ -1439,7 +1440,7 @@ kr_err jrn_open(const struct jrn_options *o, struct journal **out)
     }
     if (!j->read_only && j->views && !o->views_no_catch_up && (err = views_catch_up(j, NULL, NULL)))
         goto fail;
-    if (!j->read_only && (err = start_threads(j, o->signers)))
+    if (!j->read_only && !j->no_appends && (err = start_threads(j, o->signers)))
         goto fail;
     *out = j;
     return KR_OK;
@@ -1537,7 +1538,7 @@ void jrn_get_stats(struct journal *j, struct jrn_stats *out)
 kr_err jrn_rotate_key(struct journal *j, struct jrn_info *new_info)
 {
     kr_err err;
-    if (j->read_only)
+    if (j->read_only || j->no_appends)
         return KR_ECLOSED;
     pthread_mutex_lock(&j->mu);
     if (j->failed) {

@@ -96,6 +96,10 @@ struct jrn_options {
     const struct jrn_views *views; /* NULL = no views; caller-owned, outlives the journal */
     bool views_no_catch_up;        /* do not apply records the views lack at open
                                     * (for a caller about to rebuild them) */
+    bool no_appends;               /* writable for the views only: no signing key
+                                    * is loaded and no writer runs, appends get
+                                    * KR_ECLOSED (rebuilding views, e.g. in a
+                                    * copy that holds no secret key) */
 };
 
 /* What jrn_create made. */

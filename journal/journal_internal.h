@@ -41,6 +41,7 @@ struct journal {
     MDB_env *env;
     MDB_dbi db_events, db_tree, db_streams, db_tenants, db_checkpoints, db_meta;
     bool read_only;
+    bool no_appends; /* see jrn_options */
     const struct kr_clock *clock;
     const struct jrn_views *views; /* NULL = none */
     int lock_fd;                   /* flock'd DIR/journal/writer.lock; -1 when read-only */

@@ -97,6 +97,13 @@
 /* Asynchronous commands in flight at once (seeding); submitters wait beyond it. */
 #define KR_CMD_INFLIGHT_MAX 4096u
 
+/* ---- Accounts (projections/accounts.h) ---- */
+
+/* Open sessions of one account: a person uses a few devices. A login past it
+ * ends the oldest (session.closed, superseded), so closing every session of
+ * an account (deletion, lock, password change) fits one append. */
+#define KR_SESSIONS_PER_ACCOUNT_MAX 8u
+
 /* ---- Contacts, tags, attributes (projections/contacts.h) ---- */
 
 /* Tags on one contact: contacts.get lists them all in one reply, so the list

@@ -196,7 +196,7 @@ kr_err kr_mp_read_int(struct kr_mp_reader *r, int64_t *v)
         return KR_ECORRUPT;
     uint8_t tag = r->p[0];
     if (tag >= 0xe0) { /* negative fixint */
-        *v = (int8_t)tag;
+        *v = (int64_t)tag - 256; /* 0xe0..0xff are -32..-1 */
         r->p += 1;
         return KR_OK;
     }
@@ -232,13 +232,9 @@ kr_err kr_mp_read_int(struct kr_mp_reader *r, int64_t *v)
     if (left < 1 + n)
         return KR_ECORRUPT;
     uint64_t x = be(r->p + 1, n);
-    int64_t s;
-    if (n == 8)
-        s = (int64_t)x;
-    else if (x & (1ull << (8 * n - 1)))
-        s = (int64_t)(x | ~((1ull << (8 * n)) - 1)); /* sign-extend */
-    else
-        s = (int64_t)x;
+    if (n < 8 && (x & (1ull << (8 * n - 1))))
+        x |= ~((1ull << (8 * n)) - 1); /* sign-extend */
+    int64_t s = (int64_t)x;
     /* Canonical: negative, and too small for the next smaller form. */
     int64_t next_min = n == 1 ? -32 : n == 2 ? -128 : n == 4 ? -32768 : INT32_MIN;
     if (r->canonical && (s >= 0 || s >= next_min || s < min))

@@ -26,6 +26,13 @@
 
 /* Failed logins in a row that lock an account (the white paper's lockout). */
 #define KR_LOGIN_FAILURES_MAX 5u
+/* How long a lock for failures lasts: 15 minutes for the first, doubling
+ * with each lock that follows without a successful login in between, up to
+ * 2^KR_LOCKOUT_DOUBLINGS_MAX times (16 hours). A lock by the master lasts
+ * until the master lifts it. A lock that times out lifts at the next login
+ * attempt: a correct password succeeds, a wrong one locks again, longer. */
+#define KR_LOCKOUT_BASE_NS       (15ull * 60 * 1000000000ull)
+#define KR_LOCKOUT_DOUBLINGS_MAX 6u
 /* A session's absolute lifetime and its idle limit. Idle time counts from
  * login for now: extending it would cost an event per request. */
 #define KR_SESSION_TTL_NS  (12ull * 3600 * 1000000000ull)
@@ -69,6 +76,8 @@ struct va_account {
     bool locked;
     int lock_reason;      /* enum kr_enum_lock_reason when locked */
     uint32_t failures;    /* failed logins since the last success or unlock */
+    uint32_t lockouts;    /* locks for failures since the last success or unlock */
+    uint64_t locked_at;   /* time of the newest account.locked (UTC ns) */
     uint64_t perms;       /* enum kr_enum_permission bits */
     uint64_t version;     /* the account stream's version */
     uint64_t created_seq; /* account.created (e-mail, display name) */
@@ -76,6 +85,10 @@ struct va_account {
     int pw_ev;            /* its event: account.created or account.password_changed */
     uint8_t email_mac[32];
 };
+
+/* Whether account o is locked at time now (a lock for failures times out,
+ * see KR_LOCKOUT_BASE_NS). */
+bool va_account_locked(const struct va_account *o, uint64_t now);
 
 /* A session's row (v.sessions, found by the token's SHA-256). */
 struct va_session {

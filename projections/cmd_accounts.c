@@ -15,7 +15,10 @@
  *   (with the count after it) is decided on the stream's version, so of
  *   parallel wrong attempts exactly one commits per version and the others
  *   decide again on the new count. The attempt that reaches
- *   KR_LOGIN_FAILURES_MAX appends account.locked in the same append. The
+ *   KR_LOGIN_FAILURES_MAX appends account.locked in the same append. Such a
+ *   lock times out (KR_LOCKOUT_BASE_NS, doubling with each lock that follows
+ *   without a success), so nobody can lock an account out for good by
+ *   guessing; a lock by the master stays until lifted. The
  *   retries happen inside the handler on a renewed read transaction, so the
  *   expensive password check is not repeated unless the hash changed.
  * - Tokens are 32 random bytes, given to the client only in the login reply;
@@ -151,14 +154,83 @@ static kr_err close_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[
 
 /* ---- auth.login ---- */
 
+/* A login closes at most 2 * MAX - (MAX - 1) sessions besides its own two
+ * events; an account-wide close at most MAX besides the account's event. */
+_Static_assert(KR_SESSIONS_PER_ACCOUNT_MAX + 3 <= KR_CMD_EVENTS_MAX,
+               "closing sessions must fit one append");
+
+/* Before a login opens one more session: ends the oldest live sessions of
+ * the account beyond KR_SESSIONS_PER_ACCOUNT_MAX - 1 (session.closed,
+ * superseded), in the login's own append. */
+struct live_session {
+    uint8_t sid[16];
+    uint64_t expires, version;
+};
+
+static int newest_first(const void *a, const void *b)
+{
+    const struct live_session *x = a, *y = b;
+    return x->expires < y->expires ? 1 : x->expires > y->expires ? -1 : 0;
+}
+
+static kr_err cap_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[16])
+{
+    /* The cap holds from the first login on, so a few more than it is all
+     * an account can have; more are left to the account's own events. */
+    struct live_session live[2 * KR_SESSIONS_PER_ACCOUNT_MAX];
+    size_t n = 0;
+    uint8_t prefix[24];
+    v_put_u64(prefix, tenant);
+    memcpy(prefix + 8, acct, 16);
+    MDB_cursor *mc;
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_ACCOUNT_SESSIONS], &mc);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    MDB_val k = {24, prefix}, val;
+    kr_err err = KR_OK;
+    for (rc = mdb_cursor_get(mc, &k, &val, MDB_SET_RANGE);
+         rc == MDB_SUCCESS && k.mv_size == 40 && memcmp(k.mv_data, prefix, 24) == 0 &&
+         n < sizeof live / sizeof live[0];
+         rc = mdb_cursor_get(mc, &k, &val, MDB_NEXT)) {
+        const uint8_t *sid = (const uint8_t *)k.mv_data + 24;
+        struct va_session s;
+        if ((err = va_session_by_id(&c->d->views, c->txn, tenant, sid, &s)))
+            break;
+        if (c->now >= s.expires || c->now >= s.idle_expires)
+            continue;
+        memcpy(live[n].sid, sid, 16);
+        live[n].expires = s.expires; /* opening time + the fixed lifetime */
+        live[n].version = s.version;
+        n++;
+    }
+    mdb_cursor_close(mc);
+    if (err)
+        return err;
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        return kr_err_from_mdb(rc);
+    qsort(live, n, sizeof live[0], newest_first);
+    for (size_t i = KR_SESSIONS_PER_ACCOUNT_MAX - 1; i < n; i++) {
+        struct kr_payload *p = cmd_event(c, KR_EV_SESSION_CLOSED, tenant, live[i].version);
+        if (!p)
+            return KR_ENOMEM;
+        if ((err = kr_set_copy(p, KR_FLD_SESSION, live[i].sid, 16)))
+            return err;
+        kr_set_u64(p, KR_FLD_CLOSE_REASON, KR_CLOSE_REASON_SUPERSEDED);
+    }
+    return KR_OK;
+}
+
 /* Finds the account a login names: KR_ENOTFOUND for anything unknown. */
-static kr_err login_find(struct cmd *c, uint64_t *tenant, uint8_t acct[16])
+/* *tenant_known says whether the tenant code named one (then mac is the
+ * e-mail's MAC under its key), for recording an unknown login. */
+static kr_err login_find(struct cmd *c, uint64_t *tenant, uint8_t acct[16], bool *tenant_known,
+                         uint8_t mac[32])
 {
     const struct kr_value *code = &c->args->v[KR_FLD_TENANT_CODE];
     const struct kr_value *email = &c->args->v[KR_FLD_EMAIL];
     struct kr_data_key key;
-    uint8_t mac[32];
     kr_err err = KR_OK;
+    *tenant_known = false;
     if (code->n == sizeof KR_PLATFORM_CODE - 1 && memcmp(code->p, KR_PLATFORM_CODE, code->n) == 0) {
         if (!c->who->operator_endpoint)
             return KR_ENOTFOUND; /* operators log in over the operator endpoint only */
@@ -175,7 +247,25 @@ static kr_err login_find(struct cmd *c, uint64_t *tenant, uint8_t acct[16])
         return err == KR_ENOTFOUND ? KR_ENOTFOUND : err;
     va_email_mac(&key, email->p, email->n, mac);
     kr_data_key_wipe(&key);
+    *tenant_known = true;
     return va_account_by_mac(&c->d->views, c->txn, *tenant, mac, acct);
+}
+
+/* Records a login that named no account (login.unknown), so spraying shows
+ * in the journal like wrong passwords do. */
+static kr_err record_unknown(struct cmd *c, uint64_t tenant, bool tenant_known,
+                             const uint8_t mac[32])
+{
+    uint8_t attempt[16];
+    events_clear(c);
+    struct kr_payload *p = cmd_event(c, KR_EV_LOGIN_UNKNOWN, tenant_known ? tenant : 0, 0);
+    if (!p)
+        return KR_ENOMEM;
+    cmd_new_id(c, attempt);
+    kr_err err = kr_set_copy(p, KR_FLD_ATTEMPT, attempt, 16);
+    if (!err && tenant_known)
+        err = kr_set_copy(p, KR_FLD_EMAIL_MAC, mac, 32);
+    return err ? err : cmd_commit(c);
 }
 
 static kr_err login_open(struct cmd *c, uint64_t tenant, const uint8_t acct[16],
@@ -185,6 +275,8 @@ static kr_err login_open(struct cmd *c, uint64_t tenant, const uint8_t acct[16],
     uint64_t expires = c->now + KR_SESSION_TTL_NS;
     kr_err err = KR_OK;
     cmd_new_id(c, sid);
+    if ((err = cap_sessions(c, tenant, acct)))
+        return err;
     kr_rng_fill(c->d->rng, token, sizeof token);
     kr_sha256(th, token, sizeof token);
     struct kr_payload *p1 = cmd_event(c, KR_EV_ACCOUNT_LOGIN_SUCCEEDED, tenant, o->version);
@@ -216,9 +308,10 @@ kr_err cmd_auth_login(struct cmd *c)
 {
     const struct kr_value *pw = &c->args->v[KR_FLD_PASSWORD];
     uint64_t tenant = 0;
-    uint8_t acct[16];
+    uint8_t acct[16], mac[32];
+    bool tenant_known;
     kr_err err = KR_OK;
-    err = login_find(c, &tenant, acct);
+    err = login_find(c, &tenant, acct, &tenant_known, mac);
     if (err && err != KR_ENOTFOUND)
         return err;
     bool known = err == KR_OK;
@@ -251,7 +344,7 @@ kr_err cmd_auth_login(struct cmd *c)
                 return err;
             verified_seq = o.pw_seq;
         }
-        if (o.locked)
+        if (va_account_locked(&o, c->now))
             return cmd_fail(c, KR_ELOCKED, "", "the account is locked");
         if (ok) {
             err = login_open(c, tenant, acct, &o);
@@ -278,6 +371,8 @@ kr_err cmd_auth_login(struct cmd *c)
     }
     if (!known) {
         dummy_verify(c->d, pw->p, pw->n);
+        if ((err = record_unknown(c, tenant, tenant_known, mac)))
+            return err;
         return cmd_fail(c, KR_EAUTH, "", LOGIN_FAILED_WHY);
     }
     return KR_ECONFLICT;
@@ -526,8 +621,9 @@ kr_err cmd_users_lock(struct cmd *c)
     kr_err err = target(c, &o);
     if (err)
         return err;
-    if (o.locked)
+    if (o.locked && o.lock_reason == KR_LOCK_REASON_MASTER)
         return unchanged(c, &o);
+    /* A lock for failures becomes the master's, which does not time out. */
     return simple_event(c, &o, KR_EV_ACCOUNT_LOCKED, KR_FLD_LOCK_REASON, KR_LOCK_REASON_MASTER,
                         KR_CLOSE_REASON_ACCOUNT_LOCKED);
 }

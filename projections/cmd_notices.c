@@ -11,10 +11,12 @@
  * found", exactly like a missing one. Titles, bodies and summaries are plain
  * fields of the records; rows keep the seqs of the records that hold them.
  *
- * Notices queue no e-mail: an audience may list up to 1000 tenants, past
- * what one command may append (KR_CMD_EVENTS_MAX); the dashboard (login
- * reply, notices.list) carries them. An incident notified over the channel
- * email queues one incident_notice e-mail to the tenant's master account.
+ * A notice's e-mails are not queued by notices.publish: an audience may list
+ * up to 1000 tenants, past what one append may hold (KR_CMD_EVENTS_MAX).
+ * The views owe one to each concerned tenant (v.notice_mail) and
+ * dom_notice_mail queues them, one append per tenant, exactly once. An
+ * incident notified over the channel email queues one incident_notice e-mail
+ * to the tenant's master account in the same append.
  */
 #include "accounts.h"
 #include "notices.h"

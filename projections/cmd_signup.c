@@ -138,7 +138,7 @@ kr_err cmd_signup_confirm_payment(struct cmd *c)
 {
     const struct kr_value *app = &c->args->v[KR_FLD_APPLICATION];
     const struct kr_value *ref = &c->args->v[KR_FLD_PAYMENT_REF];
-    struct va_signup s;
+    struct va_signup s = {0};
     struct kr_data_key key;
     uint64_t tenant;
     kr_err err = KR_OK;
@@ -217,7 +217,7 @@ kr_err cmd_signup_complete(struct cmd *c)
     const struct kr_value *code = &c->args->v[KR_FLD_AUTH_CODE];
     const struct kr_value *pw = &c->args->v[KR_FLD_PASSWORD];
     const struct kr_value *name = &c->args->v[KR_FLD_TENANT_NAME];
-    struct va_signup s;
+    struct va_signup s = {0};
     struct va_tenant t;
     struct kr_data_key key;
     uint64_t tenant;

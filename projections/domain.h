@@ -39,6 +39,9 @@ struct kr_domain_options {
     uint64_t map_size;            /* 0 = default */
     bool no_catch_up;             /* open without applying records the views miss
                                    * (replay rebuilds them itself) */
+    bool no_appends;              /* for rebuilding views only: no signing key,
+                                   * no writer, no keystore made (ops that
+                                   * append or need a tenant key fail) */
     /* Argon2id cost for new password hashes; 0 = libsodium's INTERACTIVE
      * limits. Tests and demo seeding use the minimum. Existing hashes carry
      * their own cost. */

@@ -439,7 +439,7 @@ static size_t pd_ad(uint8_t *ad, uint64_t tenant, const char *stream, size_t str
     ad[n++] = (uint8_t)stream_len;
     memcpy(ad + n, stream, stream_len);
     n += stream_len;
-    memcpy(ad + n, type, tl);
+    memcpy(ad + n, type, tl); /* NOLINT(bugprone-not-null-terminated-result): bytes, not text */
     return n + tl;
 }
 

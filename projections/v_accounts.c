@@ -11,6 +11,9 @@
  *                      stream's) | created_seq(8: account.created, with the
  *                      sealed e-mail and display name) | pw_seq(8: the record
  *                      with the current sealed password hash) | email_mac(32)
+ *                      | locked_at(8: the newest account.locked's time) |
+ *                      lockouts(4: locks for failures since the last
+ *                      successful login or unlock)
  *   v.account_emails   tenant|email_mac -> account(16): unique e-mail per tenant
  *   v.sessions         token_hash -> tenant(8) | session(16) | account(16) |
  *                      expires(8) | idle_expires(8) | version(8: the session
@@ -34,7 +37,7 @@
 
 #include <string.h>
 
-#define AROW_LEN (1 + 1 + 1 + 1 + 4 + 8 + 8 + 8 + 8 + 32)
+#define AROW_LEN (1 + 1 + 1 + 1 + 4 + 8 + 8 + 8 + 8 + 32 + 8 + 4)
 #define SESS_LEN (8 + 16 + 16 + 8 + 8 + 8)
 
 static void akey(struct vkey *k, uint64_t tenant, const uint8_t id[16])
@@ -62,7 +65,22 @@ static kr_err account_decode(const MDB_val *val, struct va_account *o)
     o->created_seq = v_get_u64(b + 24);
     o->pw_seq = v_get_u64(b + 32);
     memcpy(o->email_mac, b + 40, 32);
+    o->locked_at = v_get_u64(b + 72);
+    o->lockouts = (uint32_t)b[80] << 24 | (uint32_t)b[81] << 16 | (uint32_t)b[82] << 8 | b[83];
     return KR_OK;
+}
+
+bool va_account_locked(const struct va_account *o, uint64_t now)
+{
+    if (!o->locked)
+        return false;
+    if (o->lock_reason != KR_LOCK_REASON_FAILURES)
+        return true;
+    uint32_t d = o->lockouts > 0 ? o->lockouts - 1 : 0;
+    if (d > KR_LOCKOUT_DOUBLINGS_MAX)
+        d = KR_LOCKOUT_DOUBLINGS_MAX;
+    uint64_t until = o->locked_at + (KR_LOCKOUT_BASE_NS << d);
+    return until < o->locked_at /* overflow: locked for good */ || now < until;
 }
 
 static kr_err account_put(const struct va *a, uint64_t tenant, const uint8_t id[16],
@@ -83,6 +101,11 @@ static kr_err account_put(const struct va *a, uint64_t tenant, const uint8_t id[
     v_put_u64(b + 24, o->created_seq);
     v_put_u64(b + 32, o->pw_seq);
     memcpy(b + 40, o->email_mac, 32);
+    v_put_u64(b + 72, o->locked_at);
+    b[80] = (uint8_t)(o->lockouts >> 24);
+    b[81] = (uint8_t)(o->lockouts >> 16);
+    b[82] = (uint8_t)(o->lockouts >> 8);
+    b[83] = (uint8_t)o->lockouts;
     akey(&k, tenant, id);
     return v_put(a, VIEW_ACCOUNTS, &k, b, sizeof b);
 }
@@ -305,6 +328,9 @@ static kr_err apply_account(const struct va *a)
     case KR_EV_ACCOUNT_LOCKED:
         o.locked = true;
         o.lock_reason = (int)p->v[KR_FLD_LOCK_REASON].u;
+        o.locked_at = a->r->time_ns;
+        if (o.lock_reason == KR_LOCK_REASON_FAILURES && o.lockouts < UINT32_MAX)
+            o.lockouts++;
         if ((err = sessions_drop_account(a, tenant, id)))
             return err;
         break;
@@ -312,9 +338,17 @@ static kr_err apply_account(const struct va *a)
         o.locked = false;
         o.lock_reason = 0;
         o.failures = 0;
+        o.lockouts = 0;
         break;
     case KR_EV_ACCOUNT_LOGIN_SUCCEEDED:
+        /* A success on a locked account means its lock for failures had
+         * timed out (the handler checked): it lifts. */
+        if (o.locked && o.lock_reason != KR_LOCK_REASON_FAILURES)
+            return KR_EINVAL;
+        o.locked = false;
+        o.lock_reason = 0;
         o.failures = 0;
+        o.lockouts = 0;
         break;
     case KR_EV_ACCOUNT_LOGIN_FAILED: {
         uint64_t f = p->v[KR_FLD_FAILURES].u;

@@ -67,7 +67,7 @@ __attribute__((format(printf, 2, 3))) static void err(const char *file, const ch
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "schemagen: %s: ", file);
-    vfprintf(stderr, fmt, ap);
+    vfprintf(stderr, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized): va_start above */
     fputc('\n', stderr);
     va_end(ap);
     nerrors++;
@@ -164,7 +164,7 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(struct sbuf *b, cons
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
     va_end(ap);
     if (n < 0)
         die_oom();

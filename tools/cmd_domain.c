@@ -417,6 +417,9 @@ static kr_err users(struct seeder *s, uint64_t ti, struct seed_tenant *t)
     /* Every other tenant's staff member changes the password. */
     if ((err = login(s, t, email[0], pw[0], &staff)))
         return err;
+    /* Someone guesses at an address that has no account. */
+    if ((err = wrong_login(s, t, "nobody@example.invalid")))
+        return err;
     /* The staff member may not list users: refused, and recorded. */
     A(s);
     if ((err = refused(s, &staff, KR_OP_USERS_LIST)))
@@ -1115,7 +1118,7 @@ static void print_views(const struct digests *dg, const bool *differs, bool json
 
 static int replay_live(const char *data, bool json)
 {
-    struct kr_domain_options o = {.dir = data, .no_catch_up = true};
+    struct kr_domain_options o = {.dir = data, .no_catch_up = true, .no_appends = true};
     struct kr_domain *d;
     kr_err err = dom_open(&o, &d);
     if (err)
@@ -1152,37 +1155,9 @@ static kr_err path_join2(char *out, size_t cap, const char *a, const char *b)
     return n < 0 || (size_t)n >= cap ? KR_ETOOLARGE : KR_OK;
 }
 
-static kr_err copy_file(const char *from, const char *to, const char *name, mode_t mode)
-{
-    char src[KR_PATH_MAX], dst[KR_PATH_MAX], buf[8192];
-    if (path_join2(src, sizeof src, from, name) || path_join2(dst, sizeof dst, to, name))
-        return KR_ETOOLARGE;
-    int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (in < 0)
-        return errno == ENOENT ? KR_OK : kr_err_from_errno(errno);
-    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (out < 0) {
-        kr_err err = kr_err_from_errno(errno);
-        close(in);
-        return err;
-    }
-    kr_err err = KR_OK;
-    ssize_t n;
-    while ((n = read(in, buf, sizeof buf)) > 0)
-        if (write(out, buf, (size_t)n) != n) {
-            err = KR_EIO;
-            break;
-        }
-    if (n < 0)
-        err = kr_err_from_errno(errno);
-    close(in);
-    close(out);
-    return err;
-}
-
 /* Makes scratch (a fresh directory beside data) a data directory holding a
- * compacted copy of data's journal environment and the signing keys a
- * writable open needs (mode 0600 in a 0700 directory, removed afterwards). */
+ * compacted copy of data's journal environment: the records and the views
+ * as they are now. No key is copied: the rebuild needs none. */
 static kr_err scratch_copy(const char *data, char *scratch, size_t cap, bool *made)
 {
     /* A read-only open: a snapshot of the journal and its views, whether or
@@ -1195,9 +1170,9 @@ static kr_err scratch_copy(const char *data, char *scratch, size_t cap, bool *ma
     size_t dl = strlen(data);
     while (dl > 1 && data[dl - 1] == '/')
         dl--;
-    char sub[KR_PATH_MAX], from[KR_PATH_MAX];
+    char sub[KR_PATH_MAX];
     int n = snprintf(scratch, cap, "%.*s.check-XXXXXX", (int)dl, data);
-    if (n < 0 || (size_t)n >= cap || path_join2(from, sizeof from, data, "keys")) {
+    if (n < 0 || (size_t)n >= cap) {
         err = KR_ETOOLARGE;
         goto out;
     }
@@ -1217,21 +1192,6 @@ static kr_err scratch_copy(const char *data, char *scratch, size_t cap, bool *ma
     err = kr_err_from_mdb(mdb_env_copy2(jrn_env(j), sub, MDB_CP_COMPACT));
 out:
     jrn_close(j);
-    if (err)
-        return err;
-    /* The signing keys after the copy: a key the snapshot names was written
-     * before the record that introduced it. */
-    if (path_join2(sub, sizeof sub, scratch, "keys"))
-        return KR_ETOOLARGE;
-    if (mkdir(sub, 0700) != 0)
-        return kr_err_from_errno(errno);
-    DIR *dir = opendir(from);
-    if (!dir)
-        return kr_err_from_errno(errno);
-    for (struct dirent *e; !err && (e = readdir(dir));)
-        if (strncmp(e->d_name, "journal-", 8) == 0)
-            err = copy_file(from, sub, e->d_name, 0600);
-    closedir(dir);
     return err;
 }
 
@@ -1248,8 +1208,10 @@ static int replay_check(const char *data, bool json)
     bool views_ok = false;
     if (err == KR_OK && (err = views_init(&v)) == KR_OK) {
         views_ok = true;
-        struct jrn_options jo = {
-            .dir = scratch, .views = views_hooks(&v), .views_no_catch_up = true, .signers = 1};
+        struct jrn_options jo = {.dir = scratch,
+                                 .views = views_hooks(&v),
+                                 .views_no_catch_up = true,
+                                 .no_appends = true};
         if ((err = jrn_open(&jo, &j)) == KR_OK &&
             (err = take_digests(jrn_env(j), &v, &live)) == KR_OK &&
             (err = jrn_views_rebuild(j, !json && isatty(STDERR_FILENO) ? replay_progress : NULL,

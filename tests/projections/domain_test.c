@@ -10,7 +10,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -230,12 +232,54 @@ static void test_erase_tenant(void **state)
     td_free(t);
 }
 
+/* Views rebuild with no secret key at hand: the journal opened for the views
+ * only (no_appends) loads no signing key, makes no keystore and refuses
+ * appends. */
+static void test_rebuild_without_keys(void **state)
+{
+    (void)state;
+    struct td *t = td_new(5);
+    struct kr_caller master;
+    td_signup(t, "a@example.jp", "correct horse 1", &master, NULL);
+    kr_set_str(td_args(t), KR_FLD_NAME, "Taro");
+    assert_int_equal(td_exec(t, &master, KR_OP_CONTACTS_REGISTER), KR_OK);
+    uint8_t live[VIEW__COUNT][32], rebuilt[VIEW__COUNT][32];
+    digests(t, live);
+    dom_close(t->d);
+    t->d = NULL;
+
+    char keys[600], moved[620];
+    snprintf(keys, sizeof keys, "%s/keys", t->dir);
+    snprintf(moved, sizeof moved, "%s/keys.away", t->dir);
+    assert_int_equal(rename(keys, moved), 0);
+    struct kr_domain_options o = {.dir = t->dir, .no_catch_up = true, .no_appends = true};
+    struct kr_domain *d;
+    assert_int_equal(dom_open(&o, &d), KR_OK);
+    assert_int_equal(jrn_views_rebuild(d->j, NULL, NULL), KR_OK);
+    struct kr_domain *keep = t->d;
+    t->d = d;
+    digests(t, rebuilt);
+    for (int v = 0; v < VIEW__COUNT; v++)
+        if (memcmp(live[v], rebuilt[v], 32) != 0)
+            fail_msg("view %s differs after a keyless rebuild", views_name((enum kr_view)v));
+    kr_set_str(td_args(t), KR_FLD_NAME, "Hanako");
+    kr_err err = td_exec(t, &master, KR_OP_CONTACTS_REGISTER);
+    assert_true(err == KR_ECLOSED || err == KR_EKEY);
+    struct stat st;
+    assert_int_equal(stat(keys, &st), -1); /* nothing was made */
+    dom_close(d);
+    t->d = keep;
+    assert_int_equal(rename(moved, keys), 0);
+    td_reopen(t);
+    td_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables_complete), cmocka_unit_test(test_access),
         cmocka_unit_test(test_args_built_in_c), cmocka_unit_test(test_rebuild_equals_live),
-        cmocka_unit_test(test_erase_tenant),
+        cmocka_unit_test(test_erase_tenant),    cmocka_unit_test(test_rebuild_without_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
