@@ -143,6 +143,50 @@
 /* Messages one outbox_pending call hands over at most (when max is 0). */
 #define KR_OUTBOX_BATCH_MAX 1000u
 
+/* ---- API (api/) ---- */
+
+/* One request message: NNG_OPT_RECVMAXSZ of every server socket, and checked
+ * again before decoding. The largest arguments of any op (notices.publish:
+ * title, body and a list of 1000 tenants) are about 27 KiB; 64 KiB leaves
+ * room and keeps the memory a connection can make the server hold small. */
+#define KR_API_REQUEST_MAX ((size_t)64 * 1024)
+/* One reply: journal.read answers up to KR_JOURNAL_READ_BYTES_MAX of records
+ * plus their framing; clients set their receive cap to this. */
+#define KR_API_REPLY_MAX ((size_t)8 * 1024 * 1024)
+/* Nesting of a request: the request map, the args map, a list argument. */
+#define KR_API_DEPTH_MAX 3u
+/* Array elements and map pairs in one request, counted by kr_mp_check before
+ * anything decodes it: the largest legitimate request (a list of 1000
+ * tenants and a handful of keys) stays far below. */
+#define KR_API_ITEMS_MAX 2048u
+/* Connections open at once over all endpoints of a server; more are closed
+ * as they arrive. Each holds a descriptor and nng's buffers; Debian's default
+ * soft limit of 1024 descriptors must also cover LMDB, the journal and logs. */
+#define KR_API_CONNS_MAX 512u
+/* Worker threads of the client endpoint (default 2 per CPU): each runs one
+ * request at a time; more than this only adds contention on the journal. */
+#define KR_API_WORKERS_MAX 256u
+/* Worker threads of the operator endpoint: few people, few requests. */
+#define KR_API_OPERATOR_WORKERS 2u
+/* Listen URLs of the client endpoint. */
+#define KR_API_LISTEN_MAX 8u
+/* A listen URL (an ipc:// path is at most 107 bytes; host names 253). */
+#define KR_API_URL_MAX 512u
+/* How long a reply may wait for a client that does not read: the connection
+ * is closed after it, so a stalled reader cannot hold a worker. */
+#define KR_API_SEND_TIMEOUT_MS 5000
+/* After the last in-flight request is answered at shutdown, time for the
+ * transports to write the queued replies before the sockets close. */
+#define KR_API_DRAIN_MS 200
+/* A PEM certificate, key or CA file read for TLS: a chain of a few
+ * certificates. */
+#define KR_API_PEM_MAX ((size_t)64 * 1024)
+/* The e-mail worker's period: sign-up codes should arrive within seconds. */
+#define KR_MAILER_PERIOD_MS 1000
+/* Rounds of dom_notice_mail per period (KR_OUTBOX_BATCH_MAX each), so a
+ * burst of owed notices cannot keep the worker from delivering. */
+#define KR_MAILER_NOTICE_ROUNDS 8u
+
 /* ---- Verification ---- */
 
 /* Records handed to one verification worker at a time; a power of two so each

@@ -195,7 +195,7 @@ kr_err kr_mp_read_int(struct kr_mp_reader *r, int64_t *v)
     if (left < 1)
         return KR_ECORRUPT;
     uint8_t tag = r->p[0];
-    if (tag >= 0xe0) { /* negative fixint */
+    if (tag >= 0xe0) {           /* negative fixint */
         *v = (int64_t)tag - 256; /* 0xe0..0xff are -32..-1 */
         r->p += 1;
         return KR_OK;

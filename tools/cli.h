@@ -71,6 +71,12 @@ int cmd_keys(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_seed(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_serve(int argc, char **argv); /* cmd_serve.c */
+int cmd_call(int argc, char **argv);  /* cmd_call.c */
+int cmd_certs(int argc, char **argv); /* cmd_certs.c */
+
+/* Where `kiroku call` sends requests without --url: the client endpoint. */
+#define CLI_CALL_URL_DEFAULT "tcp://127.0.0.1:7450"
 
 /* `bench replay` and `bench query` (bench_domain.c); cmd_bench dispatches. */
 int bench_replay(int argc, char **argv);

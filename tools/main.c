@@ -21,6 +21,9 @@ static const char main_usage[] =
     "  seed     fill a journal with deterministic demo data of every event type\n"
     "  replay   rebuild the views from the journal; --check compares without changing\n"
     "  bench    measure speed (bench append, verify, replay, query)\n"
+    "  serve    serve the API (clients over tcp, operators over a local socket)\n"
+    "  call     send one API request and print the reply as JSON\n"
+    "  certs    make a CA and TLS certificates for the server and clients\n"
     "\n"
     "Every command takes --data DIR (default $KIROKU_DATA or " CLI_DATA_DEFAULT ")\n"
     "and --help.\n";
@@ -118,7 +121,8 @@ int main(int argc, char **argv)
         int (*run)(int, char **);
     } cmds[] = {
         {"init", cmd_init},   {"verify", cmd_verify}, {"dump", cmd_dump},     {"keys", cmd_keys},
-        {"bench", cmd_bench}, {"seed", cmd_seed},     {"replay", cmd_replay},
+        {"bench", cmd_bench}, {"seed", cmd_seed},     {"replay", cmd_replay}, {"serve", cmd_serve},
+        {"call", cmd_call},   {"certs", cmd_certs},
     };
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {

@@ -10,7 +10,8 @@ packages=(
   libssl-dev                   # SHA-256 (SHA-NI accelerated), TLS certificates
   libmsgpack-dev               # record and message encoding
   libnng-dev nng-utils         # the API transport
-  libcmocka-dev libjansson-dev # tests (jansson reads JSON test vectors)
+  libjansson-dev               # `kiroku call` (JSON), tests (JSON test vectors)
+  libcmocka-dev openssl        # tests (openssl verifies `kiroku certs` output)
 )
 if [ "${KIROKU_FUZZ:-0}" = 1 ]; then
   packages+=(clang-14 libclang-rt-14-dev)

@@ -1,0 +1,345 @@
+/*
+ * mailer.c: the e-mail delivery worker (see mailer.h).
+ *
+ * Design notes. outbox_pending hands messages over inside a read
+ * transaction, so a round first copies what each message needs (bounded by
+ * KR_OUTBOX_BATCH_MAX) and writes the files after the transaction ended.
+ * The copies hold auth codes: they are wiped when the round ends. Times in
+ * the Date: header are Japan Standard Time (+0900), computed from the
+ * domain's clock without libc's time-zone state.
+ */
+#include "mailer.h"
+
+#include "kr_limits.h"
+#include "notices.h"
+#include "payload.h"
+#include "schema.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAIL_FROM "kiroku <noreply@kiroku.invalid>"
+
+/* One pending message, copied out of the read transaction. */
+struct mail_item {
+    uint64_t seq;
+    uint64_t tenant;
+    uint8_t message[16];
+    uint8_t template_id;
+    char to[256];         /* e-mail: at most 254 bytes, printable ASCII */
+    char code[24];        /* auth_code: at most 16 digits */
+    char tenant_code[40]; /* tenant_code: at most 32 bytes */
+    char ref[33];         /* incident or notice id in hex, or "" */
+};
+
+struct mail_batch {
+    struct mail_item *items;
+    size_t n, cap;
+};
+
+static void copy_str(char *out, size_t cap, const struct kr_value *v)
+{
+    out[0] = '\0';
+    if (!v->set || !v->p || v->n >= cap)
+        return;
+    memcpy(out, v->p, v->n);
+    out[v->n] = '\0';
+}
+
+static bool collect(void *arg, const struct outbox_msg *m)
+{
+    struct mail_batch *b = arg;
+    if (b->n == b->cap)
+        return false;
+    struct mail_item *it = &b->items[b->n];
+    memset(it, 0, sizeof *it);
+    it->seq = m->seq;
+    it->tenant = m->tenant;
+    memcpy(it->message, m->message, 16);
+    it->template_id = m->template_id;
+    copy_str(it->to, sizeof it->to, &m->p->v[KR_FLD_EMAIL]);
+    copy_str(it->code, sizeof it->code, &m->p->v[KR_FLD_AUTH_CODE]);
+    copy_str(it->tenant_code, sizeof it->tenant_code, &m->p->v[KR_FLD_TENANT_CODE]);
+    const struct kr_value *ref =
+        m->p->v[KR_FLD_INCIDENT].set ? &m->p->v[KR_FLD_INCIDENT] : &m->p->v[KR_FLD_NOTICE];
+    if (ref->set && ref->p && ref->n == 16)
+        sodium_bin2hex(it->ref, sizeof it->ref, ref->p, 16);
+    b->n++;
+    return true;
+}
+
+/* "Thu, 26 Nov 2026 12:32:49 +0900" for UTC nanoseconds ns. */
+static void rfc5322_date(uint64_t ns, char *out, size_t cap)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = (time_t)(ns / 1000000000ull) + (time_t)9 * 3600;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d +0900", days[tm.tm_wday % 7], tm.tm_mday,
+             months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* Subject and body of a message. */
+static int compose(const struct mail_item *it, const char *date, const char *msgid, char *out,
+                   size_t cap)
+{
+    const char *subject;
+    char body[512];
+    switch (it->template_id) {
+    case KR_TEMPLATE_AUTH_CODE:
+        subject = "Your kiroku sign-up code";
+        snprintf(body, sizeof body,
+                 "Your sign-up auth code is: %s\r\n"
+                 "\r\n"
+                 "Enter it to complete your sign-up. It expires in 15 minutes.\r\n",
+                 it->code);
+        break;
+    case KR_TEMPLATE_ACCOUNT_INFO:
+        subject = "Your kiroku account";
+        snprintf(body, sizeof body,
+                 "Your tenant code is: %s\r\n"
+                 "\r\n"
+                 "Log in with the tenant code, your e-mail address and your password.\r\n",
+                 it->tenant_code);
+        break;
+    case KR_TEMPLATE_INCIDENT_NOTICE:
+        subject = "Notice of an incident affecting your data";
+        snprintf(body, sizeof body,
+                 "An incident affecting your data was recorded (incident %s).\r\n"
+                 "\r\n"
+                 "Its details and progress are on your dashboard (incidents.list).\r\n",
+                 it->ref);
+        break;
+    case KR_TEMPLATE_NOTICE_OF_CHANGE:
+    default:
+        subject = "Notice of change to the kiroku service";
+        snprintf(body, sizeof body,
+                 "A notice of change was published (notice %s).\r\n"
+                 "\r\n"
+                 "Read it on your dashboard (notices.list).\r\n",
+                 it->ref);
+        break;
+    }
+    int n = snprintf(out, cap,
+                     "Date: %s\r\n"
+                     "From: " MAIL_FROM "\r\n"
+                     "To: <%s>\r\n"
+                     "Subject: %s\r\n"
+                     "Message-ID: <%s@kiroku.invalid>\r\n"
+                     "MIME-Version: 1.0\r\n"
+                     "Content-Type: text/plain; charset=UTF-8\r\n"
+                     "Content-Transfer-Encoding: 8bit\r\n"
+                     "\r\n"
+                     "%s",
+                     date, it->to, subject, msgid, body);
+    sodium_memzero(body, sizeof body);
+    return n;
+}
+
+static kr_err write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return kr_err_from_errno(w < 0 ? errno : EIO);
+        p += w;
+        n -= (size_t)w;
+    }
+    return KR_OK;
+}
+
+/* DIR/outbox, made 0700 if missing, into out. */
+static kr_err outbox_dir(const struct kr_domain *d, char *out, size_t cap)
+{
+    if ((size_t)snprintf(out, cap, "%s/outbox", d->dir) >= cap)
+        return KR_ETOOLARGE;
+    if (mkdir(out, 0700) != 0 && errno != EEXIST)
+        return kr_err_from_errno(errno);
+    struct stat st;
+    if (lstat(out, &st) != 0)
+        return kr_err_from_errno(errno);
+    if (!S_ISDIR(st.st_mode))
+        return KR_EIO;
+    if ((st.st_mode & 0777) != 0700 && chmod(out, 0700) != 0)
+        return kr_err_from_errno(errno);
+    return KR_OK;
+}
+
+static kr_err write_mail(struct kr_domain *d, int dirfd, const struct mail_item *it)
+{
+    char hex[33], date[64], name[96], tmp[112], text[2048];
+    sodium_bin2hex(hex, sizeof hex, it->message, 16);
+    snprintf(name, sizeof name, "%" PRIu64 "-%s.eml", it->seq, hex);
+    snprintf(tmp, sizeof tmp, ".tmp-%s", name);
+    rfc5322_date(kr_clock_now(d->clock), date, sizeof date);
+    int n = compose(it, date, hex, text, sizeof text);
+    if (n < 0 || (size_t)n >= sizeof text)
+        return KR_ETOOLARGE;
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    kr_err err = fd < 0 ? kr_err_from_errno(errno) : KR_OK;
+    if (!err)
+        err = write_all(fd, text, (size_t)n);
+    sodium_memzero(text, sizeof text);
+    if (!err && fsync(fd) != 0)
+        err = kr_err_from_errno(errno);
+    if (fd >= 0 && close(fd) != 0 && !err)
+        err = kr_err_from_errno(errno);
+    if (!err && renameat(dirfd, tmp, dirfd, name) != 0)
+        err = kr_err_from_errno(errno);
+    if (err && fd >= 0)
+        unlinkat(dirfd, tmp, 0);
+    return err;
+}
+
+kr_err mailer_run(struct kr_domain *d, size_t *written)
+{
+    size_t queued, count = 0;
+    kr_err err = KR_OK;
+    if (written)
+        *written = 0;
+    for (unsigned i = 0; i < KR_MAILER_NOTICE_ROUNDS; i++) {
+        if ((err = dom_notice_mail(d, 0, &queued)))
+            return err;
+        if (queued == 0)
+            break;
+    }
+    struct mail_batch b = {.cap = KR_OUTBOX_BATCH_MAX};
+    b.items = calloc(b.cap, sizeof *b.items);
+    if (!b.items)
+        return KR_ENOMEM;
+    if ((err = outbox_pending(d, 0, b.cap, collect, &b, NULL)))
+        goto out;
+    if (b.n == 0)
+        goto out;
+    char dir[KR_PATH_MAX + 16];
+    if ((err = outbox_dir(d, dir, sizeof dir)))
+        goto out;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) {
+        err = kr_err_from_errno(errno);
+        goto out;
+    }
+    for (size_t i = 0; i < b.n && !err; i++) {
+        if ((err = write_mail(d, dirfd, &b.items[i])))
+            break;
+        /* The rename is durable before the message counts as handed over. */
+        if (fsync(dirfd) != 0) {
+            err = kr_err_from_errno(errno);
+            break;
+        }
+        count++;
+        err = dom_outbox_sent(d, b.items[i].tenant, b.items[i].message);
+        if (err == KR_ECONFLICT) /* another sender recorded it meanwhile */
+            err = KR_OK;
+    }
+    close(dirfd);
+out:
+    sodium_memzero(b.items, b.cap * sizeof *b.items);
+    free(b.items);
+    if (written)
+        *written = count;
+    return err;
+}
+
+/* ---- The worker thread ---- */
+
+struct mailer {
+    struct kr_domain *d;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop, kicked;
+    kr_err last_err; /* reported once until it changes */
+};
+
+static void report(struct mailer *m, kr_err err)
+{
+    if (err && err != m->last_err)
+        fprintf(stderr, "kiroku: mailer: %s\n", kr_strerror(err));
+    m->last_err = err;
+}
+
+static void *mailer_main(void *arg)
+{
+    struct mailer *m = arg;
+    pthread_mutex_lock(&m->mu);
+    while (!m->stop) {
+        pthread_mutex_unlock(&m->mu);
+        report(m, mailer_run(m->d, NULL));
+        pthread_mutex_lock(&m->mu);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += KR_MAILER_PERIOD_MS / 1000;
+        until.tv_nsec += (long)(KR_MAILER_PERIOD_MS % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!m->stop && !m->kicked)
+            if (pthread_cond_timedwait(&m->cv, &m->mu, &until) == ETIMEDOUT)
+                break;
+        m->kicked = false;
+    }
+    pthread_mutex_unlock(&m->mu);
+    report(m, mailer_run(m->d, NULL)); /* the last round */
+    return NULL;
+}
+
+kr_err mailer_start(struct kr_domain *d, struct mailer **out)
+{
+    *out = NULL;
+    struct mailer *m = calloc(1, sizeof *m);
+    if (!m)
+        return KR_ENOMEM;
+    m->d = d;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&m->thread, NULL, mailer_main, m) != 0) {
+        pthread_cond_destroy(&m->cv);
+        pthread_mutex_destroy(&m->mu);
+        free(m);
+        return KR_EIO;
+    }
+    *out = m;
+    return KR_OK;
+}
+
+void mailer_kick(struct mailer *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->kicked = true;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void mailer_stop(struct mailer *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->stop = true;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->thread, NULL);
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}

@@ -1,0 +1,69 @@
+/*
+ * protocol.h: kiroku's wire protocol: one msgpack request in, one msgpack
+ * reply out. Pure functions over bytes and a domain; no sockets (server.c
+ * moves the bytes).
+ *
+ * Request: one msgpack map
+ *     {op: str, id: uint, token?: bin(32), args?: map}
+ * Reply:
+ *     {id, ok: true,  result: <the op's result map>}
+ *     {id, ok: false, error: {code: str, message: str}}
+ * id echoes the request's id, or is nil when it could not be read. code is
+ * one of the fixed API error names (kr_api_errors, docs/ops.md); message
+ * says "field: why" and never carries a secret or a value sent.
+ *
+ * Every request is proven bounded before anything decodes it: at most
+ * KR_API_REQUEST_MAX bytes, one complete msgpack object nested at most
+ * KR_API_DEPTH_MAX deep with at most KR_API_ITEMS_MAX elements (kr_mp_check),
+ * and nothing after it. Then the envelope is read strictly: a map, string
+ * keys, no unknown, repeated or mistyped key, op and id present, op known.
+ * The arguments are decoded against the op's schema (kr_args_decode); an
+ * absent args is an empty map. A token is resolved to its session; a token
+ * that does not resolve is `unauthenticated`, even for an op anonymous
+ * callers may use. The tenant always comes from the session.
+ *
+ * Threads: api_handle may run on many threads at once over one domain.
+ */
+#ifndef KR_API_PROTOCOL_H
+#define KR_API_PROTOCOL_H
+
+#include "domain.h"
+#include "kr_error.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Keys of the envelope. "op" and "token" are the schema's fields of those
+ * names (kr_fields); these are the envelope's own. */
+#define API_KEY_ID      "id"
+#define API_KEY_ARGS    "args"
+#define API_KEY_OK      "ok"
+#define API_KEY_RESULT  "result"
+#define API_KEY_ERROR   "error"
+#define API_KEY_CODE    "code"
+#define API_KEY_MESSAGE "message"
+
+/* Handles one request req[0..len) that arrived over the client endpoint, or
+ * the operator endpoint when operator_endpoint: decodes it, authenticates it,
+ * runs the op (dom_exec) and writes the reply into *reply (reset first).
+ * Every failure of the request is a reply with ok false; the return value is
+ * KR_OK whenever *reply holds a reply, KR_ENOMEM if none could be built. */
+KR_MUST_CHECK kr_err api_handle(struct kr_domain *d, bool operator_endpoint, const uint8_t *req,
+                                size_t len, msgpack_sbuffer *reply);
+
+/* As api_handle, with caller-owned scratch for the decoded arguments (a
+ * worker keeps one instead of allocating 70 KiB per request). */
+KR_MUST_CHECK kr_err api_handle_with(struct kr_domain *d, bool operator_endpoint,
+                                     const uint8_t *req, size_t len, struct kr_payload *args,
+                                     msgpack_sbuffer *reply);
+
+/* Writes an error reply with API error code `code` (enum kr_api_err) and
+ * message msg into *reply (reset first), echoing the id of req[0..len) when
+ * the request is well-formed enough to read one. For the server's own
+ * refusals (`unavailable` while it stops). KR_ENOMEM only. */
+KR_MUST_CHECK kr_err api_reply_refusal(const uint8_t *req, size_t len, int code, const char *msg,
+                                       msgpack_sbuffer *reply);
+
+#endif

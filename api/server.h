@@ -1,0 +1,82 @@
+/*
+ * server.h: `kiroku serve`'s engine: nng REP sockets in front of api_handle.
+ *
+ * Two endpoints, one REP socket each: the client endpoint (one or more
+ * listen URLs, tcp://, tls+tcp:// or ipc://) and the operator endpoint (one
+ * URL, by default ipc://DIR/operator.sock with the socket file mode 0600).
+ * Requests that arrive on the operator socket run with
+ * caller.operator_endpoint set; nothing else distinguishes them.
+ *
+ * Many requests run at once: each endpoint has worker threads, each looping
+ * on its own nng context (receive, api_handle, send). Bounds: every socket's
+ * NNG_OPT_RECVMAXSZ is KR_API_REQUEST_MAX, set before it listens and read
+ * back after (the server refuses to start otherwise); connections beyond the
+ * cap are closed as they arrive; a reply a client does not take within the
+ * send timeout closes that client's connection.
+ *
+ * Stopping is graceful: requests received after api_server_stop began are
+ * answered `unavailable`, requests already running finish and are answered,
+ * then the sockets close. A reply is a whole nng message: never half of one.
+ */
+#ifndef KR_API_SERVER_H
+#define KR_API_SERVER_H
+
+#include "domain.h"
+#include "kr_error.h"
+#include "kr_limits.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define API_LISTEN_DEFAULT "tcp://127.0.0.1:7450"
+
+struct api_server_options {
+    /* Client endpoint URLs; none = API_LISTEN_DEFAULT. At most KR_API_LISTEN_MAX. */
+    const char *const *listen;
+    size_t nlisten;
+    /* Operator endpoint URL; NULL = ipc://<domain dir>/operator.sock. */
+    const char *operator_url;
+    /* PEM files for tls+tcp:// URLs: the server's certificate (chain) and
+     * key; required when any URL is tls+tcp://. */
+    const char *cert_file;
+    const char *key_file;
+    /* CA the operator endpoint requires client certificates from (only with
+     * a tls+tcp:// operator URL); NULL = no client certificates. */
+    const char *client_ca_file;
+    unsigned workers;    /* client endpoint workers; 0 = 2 per CPU; <= KR_API_WORKERS_MAX */
+    unsigned conns_max;  /* 0 = KR_API_CONNS_MAX; at most that */
+    int send_timeout_ms; /* 0 = KR_API_SEND_TIMEOUT_MS */
+    bool no_mailer;      /* do not run the e-mail worker (mailer.h) */
+};
+
+struct api_server;
+
+/* Starts listening on every URL and the workers (and the mailer). The
+ * domain must outlive the server. On failure nothing is left running and
+ * *why says what failed (a static string naming the step). Errors:
+ * KR_EINVAL (a bad URL or option; TLS without cert and key), KR_EBUSY (an
+ * address in use), KR_EKEY (a TLS file unreadable or refused), KR_ETOOLARGE
+ * (too many URLs or a URL too long), KR_EIO (an nng failure, or the receive
+ * cap or socket mode did not take), KR_ENOMEM. */
+KR_MUST_CHECK kr_err api_server_start(const struct api_server_options *o, struct kr_domain *d,
+                                      struct api_server **out, const char **why);
+
+/* The URLs it listens on, in order: the client URLs, then the operator URL.
+ * Valid until api_server_stop. */
+size_t api_server_urls(const struct api_server *s, const char *const **urls);
+
+/* Connections open now over both endpoints (for tests and metrics). */
+unsigned api_server_conns(const struct api_server *s);
+
+/* Begins stopping without waiting: from now on every request received is
+ * answered `unavailable`; requests already running go on. */
+void api_server_stop_begin(struct api_server *s);
+
+/* Stops gracefully (see above; begins it if api_server_stop_begin did not),
+ * stops the mailer after a last round, and frees the server. Accepts NULL. */
+void api_server_stop(struct api_server *s);
+
+/* The translation of an nng error code into a kiroku error (the one place). */
+kr_err kr_err_from_nng(int rv);
+
+#endif

@@ -1,0 +1,679 @@
+/*
+ * server_test.c: api/server.c through real sockets: nng req clients over
+ * ipc:// and tcp://, and raw TCP peers that misbehave (frames over the
+ * receive cap, half a frame then silence, more connections than the cap, a
+ * peer that never reads its replies). Also the endpoints' separation, the
+ * operator socket's mode, a graceful stop with a request in flight, and the
+ * e-mail worker's files.
+ *
+ * The server runs in this process on a domain in a scratch directory; the
+ * tcp port is a random high one, retried when taken.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <netinet/in.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "accounts.h"
+#include "kr_limits.h"
+#include "mailer.h"
+#include "protocol.h"
+#include "server.h"
+#include "test_domain.h"
+
+#define CONNS_CAP   16u
+#define WAIT_MS     30000 /* how long a client waits for what must come */
+#define OP_EMAIL    "ops@platform.example.jp"
+#define OP_PASSWORD "operator-password-77"
+
+/* ---- A clock that can hold one request inside dom_exec ---- */
+
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool armed, entered, open;
+};
+static struct gate g_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false,
+                             false};
+
+static uint64_t gate_now(void *ctx)
+{
+    struct td *t = ctx;
+    pthread_mutex_lock(&g_gate.mu);
+    if (g_gate.armed) {
+        g_gate.armed = false;
+        g_gate.entered = true;
+        pthread_cond_broadcast(&g_gate.cv);
+        while (!g_gate.open)
+            pthread_cond_wait(&g_gate.cv, &g_gate.mu);
+    }
+    pthread_mutex_unlock(&g_gate.mu);
+    return atomic_fetch_add(&t->now, 1000000ull);
+}
+
+/* ---- Fixture ---- */
+
+struct fx {
+    struct td *t;
+    struct api_server *s;
+    char client_ipc[600], op_ipc[600], tcp[64];
+    int port;
+};
+
+static kr_err start(struct fx *f, bool mailer)
+{
+    const char *listen[] = {f->client_ipc, f->tcp};
+    struct api_server_options o = {
+        .listen = listen,
+        .nlisten = 2,
+        .operator_url = f->op_ipc,
+        .workers = 4,
+        .conns_max = CONNS_CAP,
+        .send_timeout_ms = 300,
+        .no_mailer = !mailer,
+    };
+    kr_err err = KR_EBUSY;
+    for (int tries = 0; tries < 50 && err == KR_EBUSY; tries++) {
+        f->port = 20000 + (int)randombytes_uniform(40000);
+        snprintf(f->tcp, sizeof f->tcp, "tcp://127.0.0.1:%d", f->port);
+        const char *why;
+        err = api_server_start(&o, f->t->d, &f->s, &why);
+    }
+    return err;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->t = td_new(21);
+    f->t->clock.now_ns = gate_now; /* before any other thread reads it */
+    snprintf(f->client_ipc, sizeof f->client_ipc, "ipc://%s/client.sock", f->t->dir);
+    snprintf(f->op_ipc, sizeof f->op_ipc, "ipc://%s/op.sock", f->t->dir);
+    uint8_t account[16];
+    assert_int_equal(dom_operator_create(f->t->d, OP_EMAIL, OP_PASSWORD, account), KR_OK);
+    assert_int_equal(start(f, false), KR_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    api_server_stop(f->s);
+    td_free(f->t);
+    free(f);
+    return 0;
+}
+
+/* ---- Requests ---- */
+
+static void pstr(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+/* {op, id, [token], args: {email}} (email NULL: no args). */
+static void build(msgpack_sbuffer *b, int op, uint64_t id, const uint8_t *token, const char *email)
+{
+    msgpack_packer pk;
+    b->size = 0;
+    msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2u + (token != NULL) + (email != NULL));
+    pstr(&pk, kr_fields[KR_FLD_OP].name);
+    pstr(&pk, kr_ops[op].name);
+    pstr(&pk, API_KEY_ID);
+    msgpack_pack_uint64(&pk, id);
+    if (token) {
+        pstr(&pk, kr_fields[KR_FLD_TOKEN].name);
+        msgpack_pack_bin(&pk, 32);
+        msgpack_pack_bin_body(&pk, token, 32);
+    }
+    if (email) {
+        pstr(&pk, API_KEY_ARGS);
+        msgpack_pack_map(&pk, 1);
+        pstr(&pk, kr_fields[KR_FLD_EMAIL].name);
+        pstr(&pk, email);
+    }
+}
+
+struct client {
+    nng_socket sock;
+    char *reply; /* the last reply's bytes: decoded objects point into them */
+    size_t reply_len;
+};
+
+static void client_open(struct client *c, const char *url)
+{
+    c->reply = NULL;
+    c->reply_len = 0;
+    assert_int_equal(nng_req0_open(&c->sock), 0);
+    assert_int_equal(nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO, WAIT_MS), 0);
+    assert_int_equal(nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO, WAIT_MS), 0);
+    assert_int_equal(nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, KR_API_REPLY_MAX), 0);
+    assert_int_equal(nng_dial(c->sock, url, NULL, 0), 0);
+}
+
+static void client_close(struct client *c)
+{
+    nng_close(c->sock);
+    if (c->reply)
+        nng_free(c->reply, c->reply_len);
+    c->reply = NULL;
+}
+
+/* Sends b and decodes the reply into *u; returns the nng error (0 = a reply). */
+static int client_call(struct client *c, const msgpack_sbuffer *b, msgpack_unpacked *u)
+{
+    int rv = nng_send(c->sock, b->data, b->size, 0);
+    if (rv)
+        return rv;
+    char *buf;
+    size_t n;
+    if ((rv = nng_recv(c->sock, &buf, &n, NNG_FLAG_ALLOC)))
+        return rv;
+    if (c->reply)
+        nng_free(c->reply, c->reply_len);
+    c->reply = buf;
+    c->reply_len = n;
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(u, buf, n, &off), MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(off, n);
+    return 0;
+}
+
+/* The error code of reply u, or NULL when it is ok. */
+static const char *reply_error(const msgpack_unpacked *u)
+{
+    const msgpack_object *ok = td_map_get(&u->data, API_KEY_OK);
+    assert_non_null(ok);
+    assert_int_equal(ok->type, MSGPACK_OBJECT_BOOLEAN);
+    if (ok->via.boolean)
+        return NULL;
+    static __thread char code[32];
+    const msgpack_object *c = td_map_get(td_map_get(&u->data, API_KEY_ERROR), API_KEY_CODE);
+    assert_non_null(c);
+    assert_true(c->via.str.size < sizeof code);
+    memcpy(code, c->via.str.ptr, c->via.str.size);
+    code[c->via.str.size] = '\0';
+    return code;
+}
+
+static uint64_t reply_id(const msgpack_unpacked *u)
+{
+    const msgpack_object *id = td_map_get(&u->data, API_KEY_ID);
+    assert_non_null(id);
+    assert_int_equal(id->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    return id->via.u64;
+}
+
+/* One signup.apply over url must succeed. */
+static void expect_serves(const char *url)
+{
+    struct client c;
+    msgpack_sbuffer b;
+    msgpack_unpacked u;
+    msgpack_sbuffer_init(&b);
+    msgpack_unpacked_init(&u);
+    client_open(&c, url);
+    build(&b, KR_OP_SIGNUP_APPLY, 4242, NULL, "served@shop.example.jp");
+    assert_int_equal(client_call(&c, &b, &u), 0);
+    assert_null(reply_error(&u));
+    assert_true(reply_id(&u) == 4242);
+    const msgpack_object *r = td_map_get(&u.data, API_KEY_RESULT);
+    assert_non_null(td_map_get(r, kr_fields[KR_FLD_APPLICATION].name));
+    client_close(&c);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* ---- Raw TCP peers ---- */
+
+static int raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = WAIT_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* The SP header of a req0 peer; the rep0 server answers with its own. */
+static const uint8_t sp_req_header[8] = {0x00, 'S', 'P', 0x00, 0x00, 0x30, 0x00, 0x00};
+
+static void raw_handshake(int fd)
+{
+    assert_int_equal(write(fd, sp_req_header, 8), 8);
+    uint8_t h[8];
+    size_t got = 0;
+    while (got < 8) {
+        ssize_t r = read(fd, h + got, 8 - got);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    static const uint8_t rep_header[8] = {0x00, 'S', 'P', 0x00, 0x00, 0x31, 0x00, 0x00};
+    assert_memory_equal(h, rep_header, 8);
+}
+
+/* Reads until the server closes the connection; false if it did not within
+ * the socket's receive timeout. */
+static bool raw_wait_closed(int fd)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            return true;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return false;
+    }
+}
+
+static void be64(uint8_t out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
+}
+
+/* ---- Tests ---- */
+
+static void test_requests(void **state)
+{
+    struct fx *f = *state;
+    expect_serves(f->client_ipc);
+    expect_serves(f->tcp);
+    expect_serves(f->op_ipc);
+    /* Many requests on one connection, each answered with its own id. */
+    struct client c;
+    msgpack_sbuffer b;
+    msgpack_unpacked u;
+    msgpack_sbuffer_init(&b);
+    msgpack_unpacked_init(&u);
+    client_open(&c, f->tcp);
+    for (uint64_t id = 1; id <= 50; id++) {
+        build(&b, KR_OP_AUTH_WHOAMI, id, NULL, NULL);
+        assert_int_equal(client_call(&c, &b, &u), 0);
+        assert_string_equal(reply_error(&u), kr_api_errors[KR_ERR_UNAUTHENTICATED].name);
+        assert_true(reply_id(&u) == id);
+    }
+    /* A malformed request gets its error reply too. */
+    b.size = 0;
+    msgpack_sbuffer_write(&b, "\xc1", 1);
+    assert_int_equal(client_call(&c, &b, &u), 0);
+    assert_string_equal(reply_error(&u), kr_api_errors[KR_ERR_BAD_REQUEST].name);
+    client_close(&c);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void test_operator_endpoint(void **state)
+{
+    struct fx *f = *state;
+    struct client c;
+    msgpack_sbuffer b;
+    msgpack_unpacked u;
+    msgpack_sbuffer_init(&b);
+    msgpack_unpacked_init(&u);
+    /* The operator logs in over the operator socket. */
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    pstr(&pk, kr_fields[KR_FLD_OP].name);
+    pstr(&pk, kr_ops[KR_OP_AUTH_LOGIN].name);
+    pstr(&pk, API_KEY_ID);
+    msgpack_pack_uint64(&pk, 1);
+    pstr(&pk, API_KEY_ARGS);
+    msgpack_pack_map(&pk, 3);
+    pstr(&pk, kr_fields[KR_FLD_TENANT_CODE].name);
+    pstr(&pk, KR_PLATFORM_CODE);
+    pstr(&pk, kr_fields[KR_FLD_EMAIL].name);
+    pstr(&pk, OP_EMAIL);
+    pstr(&pk, kr_fields[KR_FLD_PASSWORD].name);
+    pstr(&pk, OP_PASSWORD);
+    client_open(&c, f->op_ipc);
+    assert_int_equal(client_call(&c, &b, &u), 0);
+    assert_null(reply_error(&u));
+    const msgpack_object *tk =
+        td_map_get(td_map_get(&u.data, API_KEY_RESULT), kr_fields[KR_FLD_TOKEN].name);
+    assert_non_null(tk);
+    assert_int_equal(tk->via.bin.size, 32);
+    uint8_t token[32];
+    memcpy(token, tk->via.bin.ptr, 32);
+    /* An operator op: allowed on the operator endpoint... */
+    build(&b, KR_OP_TENANTS_LIST, 2, token, NULL);
+    assert_int_equal(client_call(&c, &b, &u), 0);
+    assert_null(reply_error(&u));
+    client_close(&c);
+    /* ...refused on the client endpoint, over ipc and tcp alike. */
+    const char *client_urls[] = {f->client_ipc, f->tcp};
+    for (int i = 0; i < 2; i++) {
+        client_open(&c, client_urls[i]);
+        build(&b, KR_OP_TENANTS_LIST, 3, token, NULL);
+        assert_int_equal(client_call(&c, &b, &u), 0);
+        assert_string_equal(reply_error(&u), kr_api_errors[KR_ERR_FORBIDDEN].name);
+        client_close(&c);
+    }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void test_operator_socket_mode(void **state)
+{
+    struct fx *f = *state;
+    struct stat st;
+    assert_int_equal(lstat(f->op_ipc + strlen("ipc://"), &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+static void test_frame_over_cap(void **state)
+{
+    struct fx *f = *state;
+    int fd = raw_connect(f->port);
+    raw_handshake(fd);
+    /* A frame header one byte over the cap, and the start of its body. */
+    uint8_t frame[8 + 4096] = {0};
+    be64(frame, KR_API_REQUEST_MAX + 1);
+    assert_int_equal(write(fd, frame, sizeof frame), (ssize_t)sizeof frame);
+    assert_true(raw_wait_closed(fd));
+    close(fd);
+    /* The largest header there is. */
+    fd = raw_connect(f->port);
+    raw_handshake(fd);
+    be64(frame, UINT64_MAX);
+    assert_int_equal(write(fd, frame, 8), 8);
+    assert_true(raw_wait_closed(fd));
+    close(fd);
+    expect_serves(f->tcp);
+    expect_serves(f->client_ipc);
+}
+
+static void test_half_frame_stall(void **state)
+{
+    struct fx *f = *state;
+    /* Half a handshake. */
+    int a = raw_connect(f->port);
+    assert_int_equal(write(a, sp_req_header, 4), 4);
+    /* A whole handshake, then half a frame. */
+    int b = raw_connect(f->port);
+    raw_handshake(b);
+    uint8_t frame[8 + 10] = {0};
+    be64(frame, 100);
+    frame[8] = 0x80;
+    frame[11] = 0x01;
+    assert_int_equal(write(b, frame, sizeof frame), (ssize_t)sizeof frame);
+    /* Half a frame header. */
+    int c = raw_connect(f->port);
+    raw_handshake(c);
+    assert_int_equal(write(c, frame, 3), 3);
+    /* Others are served meanwhile, on every endpoint. */
+    for (int i = 0; i < 3; i++) {
+        expect_serves(f->tcp);
+        expect_serves(f->client_ipc);
+    }
+    expect_serves(f->op_ipc);
+    close(a);
+    close(b);
+    close(c);
+    expect_serves(f->tcp);
+}
+
+static void test_many_connections(void **state)
+{
+    struct fx *f = *state;
+    enum { N = CONNS_CAP + 24 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect(f->port);
+        raw_handshake(fds[i]);
+    }
+    /* Exactly the ones over the cap are closed by the server. */
+    bool closed[N] = {false};
+    unsigned nclosed = 0;
+    struct pollfd p[N];
+    while (nclosed < N - CONNS_CAP) {
+        for (int i = 0; i < N; i++)
+            p[i] = (struct pollfd){.fd = closed[i] ? -1 : fds[i], .events = POLLIN};
+        int r = poll(p, N, WAIT_MS);
+        assert_true(r > 0);
+        for (int i = 0; i < N; i++) {
+            if (closed[i] || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char x;
+            ssize_t n = read(fds[i], &x, 1);
+            assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
+            closed[i] = true;
+            nclosed++;
+        }
+    }
+    assert_int_equal(nclosed, N - CONNS_CAP);
+    for (int i = 0; i < N; i++)
+        p[i] = (struct pollfd){.fd = closed[i] ? -1 : fds[i], .events = POLLIN};
+    assert_int_equal(poll(p, N, 0), 0); /* the rest stay open and quiet */
+    assert_int_equal(api_server_conns(f->s), CONNS_CAP);
+    /* The connections within the cap are served. */
+    uint8_t req[8 + 4 + 1] = {[8] = 0x80, [11] = 0x07, [12] = 0xc1}; /* request id 7, 0xc1 */
+    be64(req, 5);
+    for (int i = 0; i < N; i++) {
+        if (closed[i])
+            continue;
+        assert_int_equal(write(fds[i], req, sizeof req), (ssize_t)sizeof req);
+        uint8_t hdr[8 + 4];
+        size_t got = 0;
+        while (got < sizeof hdr) {
+            ssize_t r = read(fds[i], hdr + got, sizeof hdr - got);
+            assert_true(r > 0);
+            got += (size_t)r;
+        }
+        assert_memory_equal(hdr + 8, "\x80\x00\x00\x07", 4);
+    }
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    /* Once they are gone, new clients get in again. */
+    expect_serves(f->tcp);
+}
+
+static void test_never_reads(void **state)
+{
+    struct fx *f = *state;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int small = 2048;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = WAIT_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    raw_handshake(fd);
+    /* Requests until the server stops taking them (its replies pile up). */
+    uint8_t req[8 + 4 + 1];
+    be64(req, 5);
+    req[12] = 0xc1;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    for (uint32_t i = 0; i < 2000000; i++) {
+        uint32_t id = 0x80000000u | (i + 1);
+        req[8] = (uint8_t)(id >> 24);
+        req[9] = (uint8_t)(id >> 16);
+        req[10] = (uint8_t)(id >> 8);
+        req[11] = (uint8_t)id;
+        ssize_t w = write(fd, req, sizeof req);
+        if ((w < 0 && errno == EAGAIN) || (w >= 0 && (size_t)w < sizeof req))
+            break; /* full (the last frame may be half written: fine too) */
+        assert_int_equal(w, (ssize_t)sizeof req);
+    }
+    /* Others are served, and the peer that does not read is cut off
+     * (reading here would unblock the server: only wait for the hang-up). */
+    expect_serves(f->tcp);
+    expect_serves(f->client_ipc);
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+    assert_true(p.revents & (POLLHUP | POLLERR | POLLRDHUP));
+    close(fd);
+    expect_serves(f->tcp);
+}
+
+struct inflight {
+    const char *url;
+    struct client c; /* closed by the test, after it read the reply */
+    msgpack_unpacked u;
+    int rv;
+};
+
+static void *inflight_main(void *arg)
+{
+    struct inflight *x = arg;
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    build(&b, KR_OP_SIGNUP_APPLY, 1001, NULL, "inflight@shop.example.jp");
+    x->rv = client_call(&x->c, &b, &x->u);
+    msgpack_sbuffer_destroy(&b);
+    return NULL;
+}
+
+static void test_graceful_stop(void **state)
+{
+    struct fx *f = *state;
+    /* A request held inside dom_exec. */
+    pthread_mutex_lock(&g_gate.mu);
+    g_gate.armed = true;
+    g_gate.entered = g_gate.open = false;
+    pthread_mutex_unlock(&g_gate.mu);
+    struct inflight x = {.url = f->tcp};
+    msgpack_unpacked_init(&x.u);
+    client_open(&x.c, x.url);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, inflight_main, &x), 0);
+    pthread_mutex_lock(&g_gate.mu);
+    while (!g_gate.entered)
+        pthread_cond_wait(&g_gate.cv, &g_gate.mu);
+    pthread_mutex_unlock(&g_gate.mu);
+
+    /* Stopping begins: a new request is refused as unavailable, with its id. */
+    api_server_stop_begin(f->s);
+    struct client c;
+    msgpack_sbuffer b;
+    msgpack_unpacked u;
+    msgpack_sbuffer_init(&b);
+    msgpack_unpacked_init(&u);
+    client_open(&c, f->client_ipc);
+    build(&b, KR_OP_SIGNUP_APPLY, 1002, NULL, "late@shop.example.jp");
+    assert_int_equal(client_call(&c, &b, &u), 0);
+    assert_string_equal(reply_error(&u), kr_api_errors[KR_ERR_UNAVAILABLE].name);
+    assert_true(reply_id(&u) == 1002);
+    uint64_t size = jrn_size(f->t->d->j);
+
+    /* The request in flight finishes and is answered whole. */
+    pthread_mutex_lock(&g_gate.mu);
+    g_gate.open = true;
+    pthread_cond_broadcast(&g_gate.cv);
+    pthread_mutex_unlock(&g_gate.mu);
+    pthread_join(th, NULL);
+    assert_int_equal(x.rv, 0);
+    assert_null(reply_error(&x.u));
+    assert_true(reply_id(&x.u) == 1001);
+    assert_true(jrn_size(f->t->d->j) > size); /* its events were appended */
+    msgpack_unpacked_destroy(&x.u);
+    client_close(&x.c);
+
+    api_server_stop(f->s);
+    f->s = NULL;
+    /* Nothing answers any more. */
+    nng_socket_set_ms(c.sock, NNG_OPT_RECVTIMEO, 200);
+    nng_socket_set_ms(c.sock, NNG_OPT_SENDTIMEO, 200);
+    assert_int_not_equal(client_call(&c, &b, &u), 0);
+    client_close(&c);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static void test_mailer_files(void **state)
+{
+    struct fx *f = *state;
+    struct kr_caller master;
+    char code[40];
+    td_signup(f->t, "mail@shop.example.jp", "mail-password-123", &master, code);
+    size_t written = 0;
+    assert_int_equal(mailer_run(f->t->d, &written), KR_OK);
+    assert_int_equal(written, 2); /* the auth code, the account info */
+    assert_int_equal(mailer_run(f->t->d, &written), KR_OK);
+    assert_int_equal(written, 0); /* sent: not again */
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/outbox", f->t->dir);
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    DIR *dp = opendir(dir);
+    assert_non_null(dp);
+    struct dirent *de;
+    int files = 0;
+    bool saw_code = false, saw_tenant = false;
+    while ((de = readdir(dp))) {
+        if (de->d_name[0] == '.')
+            continue;
+        assert_non_null(strstr(de->d_name, ".eml"));
+        char path[1000], text[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        int fd = open(path, O_RDONLY);
+        ssize_t n = read(fd, text, sizeof text - 1);
+        close(fd);
+        assert_true(n > 0);
+        text[n] = '\0';
+        assert_non_null(strstr(text, "To: <mail@shop.example.jp>\r\n"));
+        assert_non_null(strstr(text, " +0900\r\n"));
+        saw_code |= strstr(text, "auth code is: ") != NULL;
+        saw_tenant |= strstr(text, code) != NULL;
+        files++;
+    }
+    closedir(dp);
+    assert_int_equal(files, 2);
+    assert_true(saw_code);
+    assert_true(saw_tenant);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operator_endpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operator_socket_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_over_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_frame_stall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_never_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mailer_files, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,454 @@
+/*
+ * cmd_call.c: `kiroku call`, one API request from the command line: JSON
+ * arguments in, the reply as one line of JSON out.
+ *
+ * Design notes: the request is one msgpack map {op, id, token?, args?} sent
+ * on an nng req0 socket (DESIGN.md "API"); arguments are typed by the schema
+ * (jsonmp.h). The reply is hostile bytes like any other: received under
+ * NNG_OPT_RECVMAXSZ, proven bounded before it is read, and its id must be
+ * ours. req0 would resend a request that has no reply after a minute, which
+ * could apply a write twice: resending is turned off, and one request is sent
+ * exactly once. The token is wiped from memory once sent.
+ */
+#include "cli.h"
+#include "jsonmp.h"
+#include "protocol.h"
+#include "schema.h"
+
+#include <getopt.h>
+#include <msgpack.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char call_usage[] =
+    "usage: kiroku call [--url URL | --operator] [--data DIR] [--token HEX]\n"
+    "                   [--timeout MS] [--ca FILE] [--cert FILE --key FILE] [--raw]\n"
+    "                   OP [JSON-ARGS | -]\n"
+    "\n"
+    "Sends one request to a kiroku server and prints the reply as one line of JSON:\n"
+    "{\"id\":N,\"ok\":true,\"result\":{...}} or "
+    "{\"id\":N,\"ok\":false,\"error\":{\"code\":...,\"message\":...}}.\n"
+    "OP is an op of docs/ops.md; JSON-ARGS its arguments as a JSON object (\"-\" reads\n"
+    "them from stdin, which keeps passwords off the command line). Ids, hashes and\n"
+    "binary values are hex strings; times are integers (UTC ns) or RFC 3339 strings.\n"
+    "\n"
+    "  --url URL      server to call (default " CLI_CALL_URL_DEFAULT ");\n"
+    "                 tcp://, ipc:// or tls+tcp://HOST:PORT (HOST a DNS name: see "
+    "docs/security.md)\n"
+    "  --operator     call the operator endpoint, ipc://DIR/operator.sock\n"
+    "  --data DIR     data directory for --operator and the default --ca\n"
+    "                 (default $KIROKU_DATA or " CLI_DATA_DEFAULT ")\n"
+    "  --token HEX    session token (64 hex digits); default $KIROKU_TOKEN\n"
+    "  --timeout MS   give up after MS milliseconds (default 10000)\n"
+    "  --ca FILE      CA certificate(s) for tls+tcp:// (default DIR/tls/ca.pem)\n"
+    "  --cert FILE, --key FILE  client certificate and key for tls+tcp://\n"
+    "  --raw          write the reply's msgpack bytes to stdout instead of JSON\n"
+    "\n"
+    "Exit status: 0 ok:true; 1 ok:false (the error is printed); 2 usage or bad\n"
+    "arguments (nothing sent); 3 no reply (no server, timeout, TLS failure, bad reply).\n";
+
+/* A session token's bytes (the token field: bin of exactly 32). */
+#define CALL_TOKEN_LEN 32u
+/* Request bytes besides the arguments: op name, id, token and map headers. */
+#define CALL_ENVELOPE_MAX 256u
+/* --timeout at most: an hour; a request should never take that long. */
+#define CALL_TIMEOUT_MAX 3600000u
+
+/* The one place the client turns an nng code into words. */
+static int call_fail_nng(const char *what, const char *url, int rv)
+{
+    fprintf(stderr, "kiroku: call: %s %s: %s\n", what, url, nng_strerror(rv));
+    return CLI_FAIL;
+}
+
+/* Reads a whole file of at most KR_API_PEM_MAX bytes, NUL-terminated; NULL on
+ * failure (printed). The caller frees. */
+static char *read_pem(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "kiroku: call: cannot read %s\n", path);
+        return NULL;
+    }
+    char *buf = malloc(KR_API_PEM_MAX + 1);
+    size_t n = buf ? fread(buf, 1, KR_API_PEM_MAX + 1, f) : 0;
+    fclose(f);
+    if (!buf || n > KR_API_PEM_MAX) {
+        fprintf(stderr, "kiroku: call: %s: %s\n", path, buf ? "too large" : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The host of a URL "scheme://host:port" ("[v6]" without brackets) into out. */
+static bool url_host(const char *url, char *out, size_t cap)
+{
+    const char *h = strstr(url, "://");
+    if (!h)
+        return false;
+    h += 3;
+    const char *end;
+    if (*h == '[') {
+        h++;
+        end = strchr(h, ']');
+    } else {
+        end = strrchr(h, ':');
+    }
+    if (!end || end == h || (size_t)(end - h) >= cap)
+        return false;
+    memcpy(out, h, (size_t)(end - h));
+    out[end - h] = '\0';
+    return true;
+}
+
+struct call_tls {
+    const char *ca, *cert, *key;
+};
+
+/* Configures TLS on dialer d for url: the CA to verify the server by, the
+ * server's name from the URL, and the client's own certificate if given. */
+static int setup_tls(nng_dialer d, const char *url, const struct call_tls *t)
+{
+    nng_tls_config *cfg;
+    int rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT);
+    if (rv)
+        return call_fail_nng("TLS for", url, rv);
+    int ret = CLI_FAIL;
+    char host[256];
+    char *cert = NULL, *key = NULL;
+    if (!url_host(url, host, sizeof host)) {
+        fprintf(stderr, "kiroku: call: no host in %s\n", url);
+        ret = CLI_USAGE;
+        goto done;
+    }
+    if ((rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) ||
+        (rv = nng_tls_config_server_name(cfg, host))) {
+        call_fail_nng("TLS for", url, rv);
+        goto done;
+    }
+    if ((rv = nng_tls_config_ca_file(cfg, t->ca))) {
+        fprintf(stderr, "kiroku: call: CA file %s: %s\n", t->ca, nng_strerror(rv));
+        goto done;
+    }
+    if (t->cert) {
+        if (!(cert = read_pem(t->cert)) || !(key = read_pem(t->key)))
+            goto done;
+        if ((rv = nng_tls_config_own_cert(cfg, cert, key, NULL))) {
+            fprintf(stderr, "kiroku: call: client certificate %s / %s: %s\n", t->cert, t->key,
+                    nng_strerror(rv));
+            goto done;
+        }
+    }
+    if ((rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg))) {
+        call_fail_nng("TLS for", url, rv);
+        goto done;
+    }
+    ret = CLI_OK;
+done:
+    if (key) {
+        sodium_memzero(key, strlen(key));
+        free(key);
+    }
+    free(cert);
+    nng_tls_config_free(cfg); /* the dialer holds its own reference */
+    return ret;
+}
+
+/* Finds ok (bool) and id (uint) in the top map of a reply that jsonmp_to_json
+ * has already proven well-formed. */
+static bool reply_status(const uint8_t *mp, size_t len, bool *ok, uint64_t *id)
+{
+    struct kr_mp_reader r;
+    kr_mp_reader_init(&r, mp, len, false);
+    uint32_t n;
+    bool have_ok = false, have_id = false;
+    if (kr_mp_read_map(&r, &n))
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        size_t kl;
+        if (kr_mp_read_str(&r, &k, &kl))
+            return false;
+        if (kl == strlen(API_KEY_OK) && memcmp(k, API_KEY_OK, kl) == 0) {
+            if (have_ok || kr_mp_read_bool(&r, ok))
+                return false;
+            have_ok = true;
+        } else if (kl == strlen(API_KEY_ID) && memcmp(k, API_KEY_ID, kl) == 0) {
+            if (have_id || kr_mp_read_uint(&r, id))
+                return false;
+            have_id = true;
+        } else if (kr_mp_check(&r, JSONMP_DEPTH_MAX, len)) {
+            return false;
+        }
+    }
+    return have_ok && have_id;
+}
+
+/* Reads JSON arguments from stdin (at most JSONMP_ARGS_MAX bytes). */
+static char *read_stdin(size_t *len)
+{
+    char *buf = malloc(JSONMP_ARGS_MAX + 1);
+    if (!buf)
+        return NULL;
+    size_t n = fread(buf, 1, JSONMP_ARGS_MAX + 1, stdin);
+    buf[n > JSONMP_ARGS_MAX ? JSONMP_ARGS_MAX : n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static int pack_str(msgpack_packer *pk, const char *s)
+{
+    return msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+int cmd_call(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"url", required_argument, 0, 'u'},
+        {"operator", no_argument, 0, 'O'},
+        {"token", required_argument, 0, 't'},
+        {"timeout", required_argument, 0, 'T'},
+        {"raw", no_argument, 0, 'r'},
+        {"ca", required_argument, 0, 'C'},
+        {"cert", required_argument, 0, 'c'},
+        {"key", required_argument, 0, 'k'},
+        CLI_COMMON_OPTIONS,
+        {0, 0, 0, 0},
+    };
+    struct cli_common co = {0};
+    const char *url = NULL, *token_hex = NULL;
+    struct call_tls tls = {0};
+    bool to_operator = false, raw = false;
+    uint64_t timeout = 10000;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            url = optarg;
+            break;
+        case 'O':
+            to_operator = true;
+            break;
+        case 't':
+            token_hex = optarg;
+            break;
+        case 'T':
+            if (!cli_parse_u64(optarg, 1, CALL_TIMEOUT_MAX, &timeout)) {
+                fprintf(stderr, "kiroku: call: --timeout must be 1..%u ms\n", CALL_TIMEOUT_MAX);
+                return CLI_USAGE;
+            }
+            break;
+        case 'r':
+            raw = true;
+            break;
+        case 'C':
+            tls.ca = optarg;
+            break;
+        case 'c':
+            tls.cert = optarg;
+            break;
+        case 'k':
+            tls.key = optarg;
+            break;
+        default: {
+            int rc = cli_common_option(c, call_usage, &co);
+            if (rc != CLI_CONTINUE)
+                return rc;
+        }
+        }
+    }
+    if (optind >= argc || argc - optind > 2 || (url && to_operator) || (!tls.cert != !tls.key))
+        return cli_usage(call_usage);
+    const char *opname = argv[optind];
+    const char *json = optind + 1 < argc ? argv[optind + 1] : NULL;
+    int op = kr_op_lookup(opname, strlen(opname));
+    if (op < 0) {
+        fprintf(stderr, "kiroku: call: unknown op '%s' (the ops are listed in docs/ops.md)\n",
+                opname);
+        return CLI_USAGE;
+    }
+    if (kr_ops[op].endpoint == KR_ENDPOINT_OPERATOR && !to_operator && !url)
+        fprintf(stderr, "kiroku: call: note: %s is an operator op (use --operator)\n",
+                kr_ops[op].name);
+
+    /* Where to. */
+    char urlbuf[KR_PATH_MAX + 32], cabuf[KR_PATH_MAX + 32];
+    const char *dir = cli_data_dir(co.data);
+    if (to_operator) {
+        if ((size_t)snprintf(urlbuf, sizeof urlbuf, "ipc://%s/operator.sock", dir) >=
+            sizeof urlbuf) {
+            fprintf(stderr, "kiroku: call: data directory path too long\n");
+            return CLI_USAGE;
+        }
+        url = urlbuf;
+    } else if (!url) {
+        url = CLI_CALL_URL_DEFAULT;
+    }
+    if (strncmp(url, "tls+", 4) == 0 && !tls.ca) {
+        if ((size_t)snprintf(cabuf, sizeof cabuf, "%s/tls/ca.pem", dir) >= sizeof cabuf) {
+            fprintf(stderr, "kiroku: call: data directory path too long\n");
+            return CLI_USAGE;
+        }
+        tls.ca = cabuf;
+    }
+
+    /* The token. */
+    uint8_t token[CALL_TOKEN_LEN];
+    bool have_token = false;
+    if (!token_hex) {
+        const char *env = getenv("KIROKU_TOKEN");
+        token_hex = env && *env ? env : NULL;
+    }
+    if (token_hex) {
+        size_t bin_len;
+        if (strlen(token_hex) != 2 * CALL_TOKEN_LEN ||
+            sodium_hex2bin(token, sizeof token, token_hex, strlen(token_hex), NULL, &bin_len,
+                           NULL) != 0 ||
+            bin_len != CALL_TOKEN_LEN) {
+            fprintf(stderr, "kiroku: call: a token is %u hex digits\n", 2 * CALL_TOKEN_LEN);
+            return CLI_USAGE;
+        }
+        have_token = true;
+    }
+
+    /* The request: envelope, then the arguments map packed by jsonmp. */
+    int ret = CLI_FAIL;
+    char *stdin_json = NULL;
+    uint8_t *req = NULL;
+    nng_socket sock = NNG_SOCKET_INITIALIZER;
+    bool sock_open = false;
+    void *reply = NULL;
+    size_t reply_len = 0;
+    char *text = NULL;
+    size_t json_len = 0;
+    if (json && strcmp(json, "-") == 0) {
+        if (!(stdin_json = read_stdin(&json_len))) {
+            fprintf(stderr, "kiroku: call: out of memory\n");
+            goto done;
+        }
+        json = stdin_json;
+    } else if (json) {
+        json_len = strlen(json);
+    }
+    /* Packed arguments are shorter than their JSON but for a float written
+     * short ("1.5" packs into 9 bytes); twice the text is room enough. */
+    size_t cap = CALL_ENVELOPE_MAX + (json ? 2 * json_len + 64 : 0);
+    if (!(req = malloc(cap))) {
+        fprintf(stderr, "kiroku: call: out of memory\n");
+        goto done;
+    }
+    uint64_t id = 1u + randombytes_uniform(UINT32_MAX);
+    struct kr_mp_fixbuf fb = {.p = req, .cap = cap};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write);
+    msgpack_pack_map(&pk, 2u + (have_token ? 1u : 0u) + (json ? 1u : 0u));
+    pack_str(&pk, kr_fields[KR_FLD_OP].name);
+    pack_str(&pk, kr_ops[op].name);
+    pack_str(&pk, API_KEY_ID);
+    msgpack_pack_uint64(&pk, id);
+    if (have_token) {
+        pack_str(&pk, kr_fields[KR_FLD_TOKEN].name);
+        msgpack_pack_bin_with_body(&pk, token, sizeof token);
+        sodium_memzero(token, sizeof token);
+    }
+    if (json) {
+        pack_str(&pk, API_KEY_ARGS);
+        struct kr_mp_fixbuf args = {.p = req + fb.len, .cap = fb.overflow ? 0 : cap - fb.len};
+        struct jsonmp_diag d;
+        kr_err err = jsonmp_args(op, json, json_len, &args, &d);
+        if (err) {
+            fprintf(stderr, "kiroku: call: %s%s%s\n", d.key, *d.key ? ": " : "", d.why);
+            ret = CLI_USAGE;
+            goto done;
+        }
+        fb.len += args.len;
+    }
+    if (fb.overflow || fb.len > KR_API_REQUEST_MAX) {
+        fprintf(stderr, "kiroku: call: request too large (the server takes %zu bytes)\n",
+                KR_API_REQUEST_MAX);
+        ret = CLI_USAGE;
+        goto done;
+    }
+
+    /* Send once, wait for the reply. */
+    int rv;
+    nng_dialer dialer;
+    if ((rv = nng_req0_open(&sock))) {
+        call_fail_nng("socket for", url, rv);
+        goto done;
+    }
+    sock_open = true;
+    if ((rv = nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, KR_API_REPLY_MAX)) ||
+        (rv = nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, (nng_duration)timeout)) ||
+        (rv = nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, (nng_duration)timeout)) ||
+        (rv = nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) ||
+        (rv = nng_dialer_create(&dialer, sock, url)) ||
+        (rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, KR_API_REPLY_MAX))) {
+        ret = call_fail_nng(rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? "bad URL" : "cannot use",
+                            url, rv);
+        if (rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP)
+            ret = CLI_USAGE;
+        goto done;
+    }
+    if (strncmp(url, "tls+", 4) == 0 && (ret = setup_tls(dialer, url, &tls)) != CLI_OK)
+        goto done;
+    ret = CLI_FAIL;
+    if ((rv = nng_dialer_start(dialer, 0))) {
+        call_fail_nng("cannot connect to", url, rv);
+        goto done;
+    }
+    rv = nng_send(sock, req, fb.len, 0);
+    sodium_memzero(req, fb.len);
+    if (rv) {
+        call_fail_nng("cannot send to", url, rv);
+        goto done;
+    }
+    if ((rv = nng_recv(sock, &reply, &reply_len, NNG_FLAG_ALLOC))) {
+        call_fail_nng("no reply from", url, rv);
+        goto done;
+    }
+
+    /* The reply. */
+    struct jsonmp_diag d;
+    size_t text_len;
+    bool ok = false;
+    uint64_t rid = 0;
+    if (jsonmp_to_json(reply, reply_len, &text, &text_len, &d)) {
+        fprintf(stderr, "kiroku: call: malformed reply from %s: %s %s\n", url, d.key, d.why);
+        goto done;
+    }
+    if (!reply_status(reply, reply_len, &ok, &rid) || rid != id) {
+        fprintf(stderr, "kiroku: call: reply from %s is not a reply to this request: %s\n", url,
+                text);
+        goto done;
+    }
+    if (raw)
+        fwrite(reply, 1, reply_len, stdout);
+    else
+        printf("%s\n", text);
+    ret = fflush(stdout) == 0 && !ferror(stdout) ? (ok ? CLI_OK : CLI_BAD) : CLI_FAIL;
+done:
+    free(text);
+    if (reply)
+        nng_free(reply, reply_len);
+    if (sock_open)
+        nng_close(sock);
+    if (req) {
+        sodium_memzero(req, cap);
+        free(req);
+    }
+    if (stdin_json) {
+        sodium_memzero(stdin_json, json_len > JSONMP_ARGS_MAX ? JSONMP_ARGS_MAX : json_len);
+        free(stdin_json);
+    }
+    sodium_memzero(token, sizeof token);
+    return ret;
+}

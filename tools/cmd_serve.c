@@ -1,0 +1,423 @@
+/*
+ * cmd_serve.c: `kiroku serve`: opens the domain (making the journal on the
+ * first run), starts the API server (api/server.h) with its e-mail worker,
+ * and runs until SIGINT or SIGTERM, then stops gracefully.
+ *
+ * Signals are blocked in every thread (the mask is set before any thread
+ * starts, so nng's and ours inherit it) and taken by sigwait in the main
+ * thread: no handler runs in the middle of a request.
+ *
+ * --demo makes a demo tenant through the ops themselves, as a customer and
+ * an operator would (sign-up, payment, the auth code from the outbox,
+ * completion), plus a bootstrap operator, with random passwords. They are
+ * written to DIR/demo.txt (mode 0600) and printed; later runs print that
+ * file again.
+ */
+#include "accounts.h"
+#include "cli.h"
+#include "domain.h"
+#include "mailer.h"
+#include "notices.h"
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char serve_usage[] =
+    "usage: kiroku serve [--data DIR] [--listen URL]... [--operator URL]\n"
+    "                    [--cert FILE --key FILE] [--client-ca FILE] [--workers N]\n"
+    "                    [--demo] [--json]\n"
+    "\n"
+    "Serves the API over nng request/reply until SIGINT or SIGTERM. Clients\n"
+    "connect to --listen (default " API_LISTEN_DEFAULT "; tcp://, tls+tcp://,\n"
+    "ipc://; repeatable), operators to --operator (default ipc://DIR/operator.sock,\n"
+    "mode 0600). tls+tcp:// needs --cert and --key (PEM); --client-ca makes a\n"
+    "tls+tcp:// operator endpoint require client certificates from that CA.\n"
+    "--workers N: requests served at once on the client endpoint (default 2 per\n"
+    "CPU). A journal is made in DIR if it has none. E-mails are written to\n"
+    "DIR/outbox/*.eml. --demo makes a demo tenant and operator when the journal\n"
+    "has no tenant yet and prints how to log in (credentials in DIR/demo.txt).\n"
+    "--json prints one line of JSON once listening.\n"
+    "\n"
+    "Exit status: 0 after a clean stop; 2 usage; 3 could not start.\n";
+
+/* ---- --demo ---- */
+
+#define DEMO_MASTER_EMAIL   "owner@demo.kiroku.example"
+#define DEMO_OPERATOR_EMAIL "operator@demo.kiroku.example"
+#define DEMO_TENANT_NAME    "Demo shop"
+#define DEMO_FILE           "demo.txt"
+#define DEMO_TEXT_MAX       4096u
+
+/* A random password: "demo-" and 20 letters and digits (about 103 bits). */
+static void demo_password(char out[32])
+{
+    static const char abc[] = "abcdefghijkmnopqrstuvwxyz23456789";
+    memcpy(out, "demo-", 5);
+    for (size_t i = 0; i < 20; i++)
+        out[5 + i] = abc[randombytes_uniform(sizeof abc - 1)];
+    out[25] = '\0';
+}
+
+struct demo {
+    struct kr_domain *d;
+    struct kr_payload *a;
+    msgpack_sbuffer out;
+    struct kr_diag diag;
+};
+
+static kr_err demo_exec(struct demo *m, const struct kr_caller *who, int op)
+{
+    kr_err err = dom_exec(m->d, who, op, m->a, &m->out, &m->diag);
+    if (err)
+        fprintf(stderr, "kiroku: serve --demo: %s: %s (%s: %s)\n", kr_ops[op].name,
+                kr_strerror(err), m->diag.field, m->diag.why);
+    return err;
+}
+
+/* Copies the bytes of result field fld (str or bin) into out. */
+static kr_err demo_result(struct demo *m, int fld, void *out, size_t cap, size_t *len)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    kr_err err = KR_ECORRUPT;
+    const char *name = kr_fields[fld].name;
+    if (msgpack_unpack_next(&u, m->out.data, m->out.size, NULL) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+            const msgpack_object *k = &u.data.via.map.ptr[i].key, *v = &u.data.via.map.ptr[i].val;
+            if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != strlen(name) ||
+                memcmp(k->via.str.ptr, name, k->via.str.size) != 0)
+                continue;
+            const char *p = v->type == MSGPACK_OBJECT_STR   ? v->via.str.ptr
+                            : v->type == MSGPACK_OBJECT_BIN ? v->via.bin.ptr
+                                                            : NULL;
+            size_t n = v->type == MSGPACK_OBJECT_STR ? v->via.str.size : v->via.bin.size;
+            if (p && n < cap) {
+                memcpy(out, p, n);
+                ((char *)out)[n] = '\0';
+                *len = n;
+                err = KR_OK;
+            }
+            break;
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+    return err;
+}
+
+/* Whether the journal has any tenant (tenants.list, as an operator). */
+static kr_err demo_has_tenants(struct demo *m, bool *has)
+{
+    struct kr_caller op = {.role = KR_ROLE_OPERATOR, .operator_endpoint = true, .system = true};
+    kr_payload_reset(m->a, -1);
+    kr_set_u64(m->a, KR_FLD_LIMIT, 1);
+    kr_err err = demo_exec(m, &op, KR_OP_TENANTS_LIST);
+    if (err)
+        return err;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    *has = true;
+    if (msgpack_unpack_next(&u, m->out.data, m->out.size, NULL) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_MAP)
+        for (uint32_t i = 0; i < u.data.via.map.size; i++)
+            if (u.data.via.map.ptr[i].val.type == MSGPACK_OBJECT_ARRAY)
+                *has = u.data.via.map.ptr[i].val.via.array.size > 0;
+    msgpack_unpacked_destroy(&u);
+    return KR_OK;
+}
+
+struct code_find {
+    uint64_t tenant;
+    char code[24];
+};
+
+static bool find_code(void *arg, const struct outbox_msg *msg)
+{
+    struct code_find *f = arg;
+    const struct kr_value *v = &msg->p->v[KR_FLD_AUTH_CODE];
+    if (msg->tenant != f->tenant || msg->template_id != KR_TEMPLATE_AUTH_CODE || !v->set ||
+        v->n >= sizeof f->code)
+        return true;
+    memcpy(f->code, v->p, v->n);
+    f->code[v->n] = '\0';
+    return false;
+}
+
+/* The demo's instructions, from the schema's names. */
+static int demo_text(char *out, size_t cap, const char *data, const char *client_url,
+                     const char *tenant_code, const char *master_pw, const char *op_pw)
+{
+    const char *tc = kr_fields[KR_FLD_TENANT_CODE].name, *em = kr_fields[KR_FLD_EMAIL].name,
+               *pw = kr_fields[KR_FLD_PASSWORD].name, *login = kr_ops[KR_OP_AUTH_LOGIN].name;
+    return snprintf(out, cap,
+                    "demo tenant:   %s (\"%s\")\n"
+                    "  master:      %s  password %s\n"
+                    "  operator:    %s  password %s  (tenant code %s, operator endpoint)\n"
+                    "log in and call it:\n"
+                    "  kiroku call --url %s %s '{\"%s\":\"%s\",\"%s\":\"%s\",\"%s\":\"%s\"}'\n"
+                    "  export KIROKU_TOKEN=<the token of the reply>\n"
+                    "  kiroku call --url %s %s\n"
+                    "  kiroku call --url %s %s\n"
+                    "as the operator:\n"
+                    "  kiroku call --url ipc://%s/operator.sock %s "
+                    "'{\"%s\":\"%s\",\"%s\":\"%s\",\"%s\":\"%s\"}'\n"
+                    "sign-up e-mails (auth codes) are written to %s/outbox/\n",
+                    tenant_code, DEMO_TENANT_NAME, DEMO_MASTER_EMAIL, master_pw,
+                    DEMO_OPERATOR_EMAIL, op_pw, KR_PLATFORM_CODE, client_url, login, tc,
+                    tenant_code, em, DEMO_MASTER_EMAIL, pw, master_pw, client_url,
+                    kr_ops[KR_OP_AUTH_WHOAMI].name, client_url, kr_ops[KR_OP_CONTACTS_LIST].name,
+                    data, login, tc, KR_PLATFORM_CODE, em, DEMO_OPERATOR_EMAIL, pw, op_pw, data);
+}
+
+static kr_err demo_write(const char *path, const char *text, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return kr_err_from_errno(errno);
+    kr_err err = KR_OK;
+    if (write(fd, text, n) != (ssize_t)n || fsync(fd) != 0)
+        err = KR_EIO;
+    if (close(fd) != 0 && !err)
+        err = KR_EIO;
+    return err;
+}
+
+/* Prints DIR/demo.txt if it exists. */
+static bool demo_print_file(const char *path)
+{
+    char text[DEMO_TEXT_MAX];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    fwrite(text, 1, (size_t)n, stdout);
+    sodium_memzero(text, sizeof text);
+    return true;
+}
+
+static kr_err demo_setup(struct kr_domain *d, const char *data, const char *client_url)
+{
+    char path[KR_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/" DEMO_FILE, data);
+    struct demo m = {.d = d};
+    msgpack_sbuffer_init(&m.out);
+    if (!(m.a = kr_payload_new()))
+        return KR_ENOMEM;
+    bool has = false;
+    char op_pw[32], master_pw[32], tenant_code[KR_TENANT_CODE_MAX + 1], text[DEMO_TEXT_MAX];
+    uint8_t app[16 + 1]; /* demo_result adds a NUL */
+    size_t n;
+    struct code_find f = {0};
+    kr_err err = demo_has_tenants(&m, &has);
+    if (err || has) {
+        if (!err && !demo_print_file(path))
+            printf("the journal has tenants already: no demo tenant made\n");
+        goto out;
+    }
+    demo_password(op_pw);
+    demo_password(master_pw);
+    struct kr_caller op = {.role = KR_ROLE_OPERATOR, .operator_endpoint = true};
+    struct kr_caller anon = {.role = -1};
+    if ((err = dom_operator_create(d, DEMO_OPERATOR_EMAIL, op_pw, op.account))) {
+        fprintf(stderr, "kiroku: serve --demo: operator: %s\n", kr_strerror(err));
+        goto out;
+    }
+    kr_payload_reset(m.a, -1);
+    kr_set_str(m.a, KR_FLD_EMAIL, DEMO_MASTER_EMAIL);
+    if ((err = demo_exec(&m, &anon, KR_OP_SIGNUP_APPLY)) ||
+        (err = demo_result(&m, KR_FLD_APPLICATION, app, sizeof app, &n)))
+        goto out;
+    if (n != 16) {
+        err = KR_ECORRUPT;
+        goto out;
+    }
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc) {
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    err = va_signup_tenant(&d->views, txn, app, &f.tenant);
+    mdb_txn_abort(txn);
+    if (err)
+        goto out;
+    kr_payload_reset(m.a, -1);
+    kr_set_bytes(m.a, KR_FLD_APPLICATION, app, 16);
+    kr_set_str(m.a, KR_FLD_PAYMENT_REF, "demo");
+    if ((err = demo_exec(&m, &op, KR_OP_SIGNUP_CONFIRM_PAYMENT)))
+        goto out;
+    /* The auth code, as the applicant reads it in the e-mail. */
+    if ((err = outbox_pending(d, 0, 0, find_code, &f, NULL)))
+        goto out;
+    if (!f.code[0]) {
+        err = KR_ENOTFOUND;
+        goto out;
+    }
+    kr_payload_reset(m.a, -1);
+    kr_set_bytes(m.a, KR_FLD_APPLICATION, app, 16);
+    kr_set_str(m.a, KR_FLD_AUTH_CODE, f.code);
+    kr_set_str(m.a, KR_FLD_PASSWORD, master_pw);
+    kr_set_str(m.a, KR_FLD_TENANT_NAME, DEMO_TENANT_NAME);
+    if ((err = demo_exec(&m, &anon, KR_OP_SIGNUP_COMPLETE)) ||
+        (err = demo_result(&m, KR_FLD_TENANT_CODE, tenant_code, sizeof tenant_code, &n)))
+        goto out;
+    int len = demo_text(text, sizeof text, data, client_url, tenant_code, master_pw, op_pw);
+    if (len < 0 || (size_t)len >= sizeof text) {
+        err = KR_ETOOLARGE;
+        goto out;
+    }
+    if ((err = demo_write(path, text, (size_t)len)))
+        fprintf(stderr, "kiroku: serve --demo: writing %s: %s\n", path, kr_strerror(err));
+    fputs(text, stdout);
+out:
+    sodium_memzero(op_pw, sizeof op_pw);
+    sodium_memzero(master_pw, sizeof master_pw);
+    sodium_memzero(&f, sizeof f);
+    sodium_memzero(text, sizeof text);
+    kr_payload_free(m.a);
+    msgpack_sbuffer_destroy(&m.out);
+    return err;
+}
+
+/* ---- serve ---- */
+
+static kr_err serve_open(const char *data, struct kr_domain **d)
+{
+    struct kr_domain_options o = {.dir = data};
+    kr_err err = dom_open(&o, d);
+    if (err == KR_ENOTFOUND) {
+        struct jrn_options jo = {.dir = data};
+        if ((err = jrn_create(&jo, NULL)))
+            return err;
+        fprintf(stderr, "kiroku: created a journal in %s\n", data);
+        err = dom_open(&o, d);
+    }
+    return err;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"listen", required_argument, 0, 'l'},
+                                         {"operator", required_argument, 0, 'o'},
+                                         {"cert", required_argument, 0, 'c'},
+                                         {"key", required_argument, 0, 'k'},
+                                         {"client-ca", required_argument, 0, 'a'},
+                                         {"workers", required_argument, 0, 'w'},
+                                         {"demo", no_argument, 0, 'D'},
+                                         {0, 0, 0, 0}};
+    struct cli_common co = {0};
+    struct api_server_options so = {0};
+    const char *listen[KR_API_LISTEN_MAX];
+    bool demo = false;
+    uint64_t workers;
+    int c, rc;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            if (so.nlisten == KR_API_LISTEN_MAX) {
+                fprintf(stderr, "kiroku: serve: at most %u --listen\n", KR_API_LISTEN_MAX);
+                return CLI_USAGE;
+            }
+            listen[so.nlisten++] = optarg;
+            break;
+        case 'o':
+            so.operator_url = optarg;
+            break;
+        case 'c':
+            so.cert_file = optarg;
+            break;
+        case 'k':
+            so.key_file = optarg;
+            break;
+        case 'a':
+            so.client_ca_file = optarg;
+            break;
+        case 'w':
+            if (!cli_parse_u64(optarg, 1, KR_API_WORKERS_MAX, &workers))
+                return cli_usage(serve_usage);
+            so.workers = (unsigned)workers;
+            break;
+        case 'D':
+            demo = true;
+            break;
+        default:
+            if ((rc = cli_common_option(c, serve_usage, &co)) != CLI_CONTINUE)
+                return rc;
+        }
+    }
+    if (optind != argc || (!so.cert_file != !so.key_file))
+        return cli_usage(serve_usage);
+    so.listen = listen;
+    const char *data = cli_data_dir(co.data);
+
+    /* Before any thread exists, so that every thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct kr_domain *d = NULL;
+    kr_err err = serve_open(data, &d);
+    if (err)
+        return cli_fail_open(data, err);
+    const char *client_url = so.nlisten ? listen[0] : API_LISTEN_DEFAULT;
+    if (demo && (err = demo_setup(d, data, client_url))) {
+        dom_close(d);
+        return cli_fail("serve --demo", err);
+    }
+    struct api_server *s;
+    const char *why = "";
+    if ((err = api_server_start(&so, d, &s, &why))) {
+        fprintf(stderr, "kiroku: serve: %s: %s\n", why, kr_strerror(err));
+        dom_close(d);
+        return CLI_FAIL;
+    }
+    const char *const *urls;
+    size_t nurls = api_server_urls(s, &urls);
+    if (co.json) {
+        printf("{\"data\":");
+        cli_json_str(stdout, data, strlen(data));
+        printf(",\"listen\":[");
+        for (size_t i = 0; i + 1 < nurls; i++) {
+            printf(i ? "," : "");
+            cli_json_str(stdout, urls[i], strlen(urls[i]));
+        }
+        printf("],\"operator\":");
+        cli_json_str(stdout, urls[nurls - 1], strlen(urls[nurls - 1]));
+        printf(",\"pid\":%ld}\n", (long)getpid());
+    } else {
+        printf("kiroku: serving %s\n", data);
+        for (size_t i = 0; i + 1 < nurls; i++)
+            printf("  client:   %s\n", urls[i]);
+        printf("  operator: %s\n", urls[nurls - 1]);
+        printf("stop with Ctrl-C (SIGINT) or SIGTERM\n");
+    }
+    fflush(stdout);
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    if (!co.json)
+        fprintf(stderr, "kiroku: stopping (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    api_server_stop(s);
+    dom_close(d);
+    return CLI_OK;
+}
