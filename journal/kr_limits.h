@@ -99,6 +99,12 @@
 
 /* ---- Accounts (projections/accounts.h) ---- */
 
+/* Argon2id hashes or verifications running at once in one process. Each
+ * holds the cost's memory (64 MiB at libsodium's INTERACTIVE limits), so a
+ * burst of logins holds at most 4 x 64 MiB = 256 MiB; the rest queue. Two
+ * cores cannot run more than two at full speed anyway. */
+#define KR_PWHASH_CONCURRENT_MAX 4u
+
 /* Open sessions of one account: a person uses a few devices. A login past it
  * ends the oldest (session.closed, superseded), so closing every session of
  * an account (deletion, lock, password change) fits one append. */

@@ -154,11 +154,12 @@ struct cmd;
  * NUL-terminated crypto_pwhash_str string). KR_ENOMEM if libsodium fails
  * (it can only run out of memory). */
 #define ACCT_HASH_MAX 128u
-KR_MUST_CHECK kr_err acct_hash_password(const struct kr_domain *d, const void *pw, size_t len,
+KR_MUST_CHECK kr_err acct_hash_password(struct kr_domain *d, const void *pw, size_t len,
                                         char out[ACCT_HASH_MAX]);
 
 /* Whether pw[0..len) matches the crypto_pwhash_str hash h[0..hlen). */
-bool acct_verify_password(const void *h, size_t hlen, const void *pw, size_t len);
+bool acct_verify_password(struct kr_domain *d, const void *h, size_t hlen, const void *pw,
+                          size_t len);
 
 /* ---- Passwords (passwords.c) ---- */
 

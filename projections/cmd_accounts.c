@@ -68,7 +68,7 @@ static char dummy_hash[ACCT_HASH_MAX];
 static unsigned long long dummy_ops;
 static size_t dummy_mem;
 
-static void dummy_verify(const struct kr_domain *d, const void *pw, size_t len)
+static void dummy_verify(struct kr_domain *d, const void *pw, size_t len)
 {
     char h[ACCT_HASH_MAX];
     pthread_mutex_lock(&dummy_mu);
@@ -77,15 +77,17 @@ static void dummy_verify(const struct kr_domain *d, const void *pw, size_t len)
         char rh[65];
         randombytes_buf(r, sizeof r);
         sodium_bin2hex(rh, sizeof rh, r, sizeof r);
+        dom_pwhash_acquire(d);
         if (crypto_pwhash_str(dummy_hash, rh, 64, d->pwhash_ops, d->pwhash_mem) != 0)
             dummy_hash[0] = 0;
+        dom_pwhash_release(d);
         dummy_ops = d->pwhash_ops;
         dummy_mem = d->pwhash_mem;
     }
     memcpy(h, dummy_hash, sizeof h);
     pthread_mutex_unlock(&dummy_mu);
     if (h[0])
-        (void)acct_verify_password(h, strlen(h), pw, len);
+        (void)acct_verify_password(d, h, strlen(h), pw, len);
 }
 
 /* Whether pw matches the account's current password. */
@@ -96,7 +98,7 @@ static kr_err check_password(struct cmd *c, const struct va_account *o, const vo
     if (err)
         return err;
     const struct kr_value *h = &c->scratch->v[KR_FLD_PASSWORD_HASH];
-    *ok = h->set && acct_verify_password(h->p, h->n, pw, len);
+    *ok = h->set && acct_verify_password(c->d, h->p, h->n, pw, len);
     kr_payload_reset(c->scratch, -1);
     return KR_OK;
 }

@@ -29,8 +29,7 @@
 /* A generated tenant code: "t" + 9 of [a-z0-9]. */
 #define TENANT_CODE_RANDOM 9u
 
-kr_err acct_hash_password(const struct kr_domain *d, const void *pw, size_t len,
-                          char out[ACCT_HASH_MAX])
+kr_err acct_hash_password(struct kr_domain *d, const void *pw, size_t len, char out[ACCT_HASH_MAX])
 {
     /* crypto_pwhash_str's format, with the salt from the domain's rng so
      * the same inputs give the same events (seeding, tests); in production
@@ -40,8 +39,11 @@ kr_err acct_hash_password(const struct kr_domain *d, const void *pw, size_t len,
     char s64[sodium_base64_ENCODED_LEN(SALT, sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
     char h64[sodium_base64_ENCODED_LEN(HASH, sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
     kr_rng_fill(d->rng, salt, sizeof salt);
-    if (crypto_pwhash(h, sizeof h, pw, len, salt, d->pwhash_ops, d->pwhash_mem,
-                      crypto_pwhash_ALG_ARGON2ID13) != 0)
+    dom_pwhash_acquire(d);
+    int rc = crypto_pwhash(h, sizeof h, pw, len, salt, d->pwhash_ops, d->pwhash_mem,
+                           crypto_pwhash_ALG_ARGON2ID13);
+    dom_pwhash_release(d);
+    if (rc != 0)
         return KR_ENOMEM;
     sodium_bin2base64(s64, sizeof s64, salt, sizeof salt,
                       sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
@@ -53,14 +55,17 @@ kr_err acct_hash_password(const struct kr_domain *d, const void *pw, size_t len,
     return n > 0 && (size_t)n < ACCT_HASH_MAX ? KR_OK : KR_ETOOLARGE;
 }
 
-bool acct_verify_password(const void *h, size_t hlen, const void *pw, size_t len)
+bool acct_verify_password(struct kr_domain *d, const void *h, size_t hlen, const void *pw,
+                          size_t len)
 {
     char hs[ACCT_HASH_MAX + 1];
     if (hlen > ACCT_HASH_MAX)
         return false;
     memcpy(hs, h, hlen);
     hs[hlen] = 0;
+    dom_pwhash_acquire(d);
     bool ok = crypto_pwhash_str_verify(hs, pw, len) == 0;
+    dom_pwhash_release(d);
     sodium_memzero(hs, sizeof hs);
     return ok;
 }

@@ -79,6 +79,8 @@ kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
         return KR_ENOMEM;
     snprintf(d->dir, sizeof d->dir, "%s", o->dir);
     pthread_mutex_init(&d->async_mu, NULL);
+    pthread_mutex_init(&d->pwhash_mu, NULL);
+    pthread_cond_init(&d->pwhash_cv, NULL);
     pthread_cond_init(&d->async_cv, NULL);
     d->clock = o->clock;
     d->rng = o->rng;
@@ -121,6 +123,8 @@ void dom_close(struct kr_domain *d)
     ks_close(d->ks);
     views_fini(&d->views);
     pthread_mutex_destroy(&d->async_mu);
+    pthread_mutex_destroy(&d->pwhash_mu);
+    pthread_cond_destroy(&d->pwhash_cv);
     pthread_cond_destroy(&d->async_cv);
     free(d);
 }
@@ -171,6 +175,26 @@ int dom_api_error(kr_err err)
     default:
         return KR_ERR_INTERNAL;
     }
+}
+
+void dom_pwhash_acquire(struct kr_domain *d)
+{
+    pthread_mutex_lock(&d->pwhash_mu);
+    while (d->pwhash_busy >= KR_PWHASH_CONCURRENT_MAX)
+        pthread_cond_wait(&d->pwhash_cv, &d->pwhash_mu);
+    d->pwhash_busy++;
+    if (d->pwhash_busy > d->pwhash_peak)
+        d->pwhash_peak = d->pwhash_busy;
+    pthread_mutex_unlock(&d->pwhash_mu);
+}
+
+void dom_pwhash_release(struct kr_domain *d)
+{
+    pthread_mutex_lock(&d->pwhash_mu);
+    KR_ASSERT(d->pwhash_busy > 0);
+    d->pwhash_busy--;
+    pthread_cond_signal(&d->pwhash_cv);
+    pthread_mutex_unlock(&d->pwhash_mu);
 }
 
 kr_err dom_tenant_erase(struct kr_domain *d, uint64_t tenant)

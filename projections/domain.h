@@ -58,6 +58,12 @@ struct kr_domain {
     unsigned long long pwhash_ops;
     size_t pwhash_mem;
     char dir[KR_PATH_MAX];
+    /* Argon2id runs at once (each holds pwhash_mem bytes): at most
+     * KR_PWHASH_CONCURRENT_MAX; see dom_pwhash_acquire */
+    pthread_mutex_t pwhash_mu;
+    pthread_cond_t pwhash_cv;
+    unsigned pwhash_busy;
+    unsigned pwhash_peak; /* the most ever running at once (for tests and stats) */
     /* asynchronous commands in flight (DOM_ASYNC) */
     pthread_mutex_t async_mu;
     pthread_cond_t async_cv;
@@ -111,6 +117,12 @@ KR_MUST_CHECK kr_err dom_wait(struct kr_domain *d);
 
 /* Whether op has a handler (every op must; see domain_test). */
 bool dom_has_handler(int op);
+
+/* Takes / gives back one of KR_PWHASH_CONCURRENT_MAX places for an Argon2id
+ * hash or verification, so concurrent logins hold at most that many times
+ * pwhash_mem bytes: the rest wait their turn. */
+void dom_pwhash_acquire(struct kr_domain *d);
+void dom_pwhash_release(struct kr_domain *d);
 
 /* Erases a cancelled tenant: appends tenant.erased (actor "system"), which
  * drops every view row of the tenant, then destroys its data key, after

@@ -143,6 +143,49 @@ static kr_err on_account(struct td *t, const struct kr_caller *who, int op, cons
 
 /* ---- Login ---- */
 
+struct login_burst {
+    struct td *t;
+    const char *code;
+    int ok;
+};
+
+static void *login_thread(void *arg)
+{
+    struct login_burst *b = arg;
+    struct kr_caller anon = td_anonymous();
+    struct kr_payload *a = kr_payload_new();
+    msgpack_sbuffer out;
+    struct kr_diag d;
+    msgpack_sbuffer_init(&out);
+    kr_set_str(a, KR_FLD_TENANT_CODE, b->code);
+    kr_set_str(a, KR_FLD_EMAIL, "owner1@example.jp");
+    kr_set_str(a, KR_FLD_PASSWORD, "correct horse 1");
+    for (int i = 0; i < 3; i++)
+        if (dom_exec(b->t->d, &anon, KR_OP_AUTH_LOGIN, a, &out, &d) == KR_OK)
+            __atomic_add_fetch(&b->ok, 1, __ATOMIC_RELAXED);
+    msgpack_sbuffer_destroy(&out);
+    kr_payload_free(a);
+    return NULL;
+}
+
+/* Concurrent logins run at most KR_PWHASH_CONCURRENT_MAX Argon2id
+ * computations at once (each holds the cost's memory); the rest wait. */
+static void test_pwhash_concurrency_bounded(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 16 };
+    pthread_t th[N];
+    struct login_burst b = {.t = f->t, .code = f->c1};
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, login_thread, &b), 0);
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(b.ok, 3 * N);
+    assert_true(f->t->d->pwhash_peak >= 1);
+    assert_true(f->t->d->pwhash_peak <= KR_PWHASH_CONCURRENT_MAX);
+    assert_int_equal(f->t->d->pwhash_busy, 0);
+}
+
 /* A lock for failures times out, and each lock after it without a success
  * lasts twice as long; a correct password after the wait logs in. */
 static void test_lockout_times_out(void **state)
@@ -811,6 +854,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_login_result, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pwhash_concurrency_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_and_wrong_look_the_same, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_limits, setup, teardown),
