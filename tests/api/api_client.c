@@ -20,7 +20,6 @@
 
 #include "kr_limits.h"
 #include "protocol.h"
-#include "test_domain.h"
 #include "test_util.h"
 
 #include <dirent.h>
