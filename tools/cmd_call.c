@@ -309,7 +309,7 @@ int cmd_call(int argc, char **argv)
     }
     if (token_hex) {
         size_t bin_len;
-        if (strlen(token_hex) != 2 * CALL_TOKEN_LEN ||
+        if (strlen(token_hex) != 2 * (size_t)CALL_TOKEN_LEN ||
             sodium_hex2bin(token, sizeof token, token_hex, strlen(token_hex), NULL, &bin_len,
                            NULL) != 0 ||
             bin_len != CALL_TOKEN_LEN) {

@@ -30,7 +30,7 @@ static kr_err diag(struct jsonmp_diag *d, kr_err err, const char *key, const cha
         snprintf(d->key, sizeof d->key, "%s", key);
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(d->why, sizeof d->why, fmt, ap);
+        vsnprintf(d->why, sizeof d->why, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
         va_end(ap);
     }
     return err;
@@ -472,9 +472,12 @@ static void put_double(struct jbuf *b, double v)
     if (strtod(num, NULL) != v)
         snprintf(num, sizeof num, "%.17g", v);
     /* Keep it a float when read back ("2" would come back an integer). */
-    if (!strpbrk(num, ".eE"))
-        strcat(num, ".0");
-    put(b, num, strlen(num));
+    size_t n = strlen(num);
+    if (!strpbrk(num, ".eE") && n + 2 < sizeof num) {
+        memcpy(num + n, ".0", 3);
+        n += 2;
+    }
+    put(b, num, n);
 }
 
 static kr_err at(struct jsonmp_diag *d, kr_err err, const struct kr_mp_reader *r,
