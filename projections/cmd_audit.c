@@ -215,6 +215,15 @@ kr_err cmd_journal_proof(struct cmd *c)
     if (seq->set) {
         if (seq->u > size)
             return cmd_fail(c, KR_EINVAL, kr_fields[KR_FLD_SEQ].name, "beyond size");
+        if (c->who->role != KR_ROLE_OPERATOR) {
+            /* An auditor proves its own tenant's records only. */
+            struct jrn_record r;
+            err = jrn_read_in(c->d->j, c->txn, seq->u, &r);
+            if (err == KR_ENOTFOUND || (!err && r.tenant != c->who->tenant))
+                return cmd_fail(c, KR_ENOTFOUND, kr_fields[KR_FLD_SEQ].name, "no such record");
+            if (err)
+                return err;
+        }
         err = jrn_inclusion_proof(c->d->j, seq->u, size, proof, KR_PROOF_MAX, &n);
     } else {
         if (old->u > size)

@@ -520,9 +520,10 @@ kr_err cmd_incidents_open(struct cmd *c)
     set_audience(p, c);
     if ((err = cmd_commit(c)))
         return err;
-    res_map(c, 2);
+    res_map(c, 3);
     res_bytes(c, KR_FLD_INCIDENT, id, 16);
     res_u64(c, KR_FLD_DEADLINE, deadline);
+    res_u64(c, KR_FLD_VERSION, c->ev[0].version);
     return KR_OK;
 }
 
@@ -588,7 +589,8 @@ kr_err cmd_incidents_notify(struct cmd *c)
     if (val.mv_size != 1)
         return KR_ECORRUPT;
     if (*(const uint8_t *)val.mv_data >> channel & 1u) {
-        res_map(c, 0); /* notified over this channel already */
+        res_map(c, 1); /* notified over this channel already */
+        res_u64(c, KR_FLD_VERSION, row.version);
         return KR_OK;
     }
     struct kr_payload *p = cmd_event(c, KR_EV_INCIDENT_NOTIFIED, 0, row.version);
@@ -616,7 +618,8 @@ kr_err cmd_incidents_notify(struct cmd *c)
     }
     if ((err = cmd_commit(c)))
         return err;
-    res_map(c, 0);
+    res_map(c, 1);
+    res_u64(c, KR_FLD_VERSION, c->ev[0].version);
     return KR_OK;
 }
 
@@ -660,7 +663,7 @@ kr_err cmd_incidents_resolve(struct cmd *c)
 }
 
 struct due {
-    uint64_t deadline, tenant;
+    uint64_t deadline, tenant, version;
     uint8_t incident[16];
 };
 
@@ -698,15 +701,25 @@ kr_err cmd_incidents_overdue(struct cmd *c)
         free(due);
         return rc == MDB_CORRUPTED ? KR_ECORRUPT : kr_err_from_mdb(rc);
     }
+    for (uint32_t i = 0; i < n; i++) {
+        struct incident_row row = {0};
+        kr_err err = incident_get(c, due[i].incident, &row);
+        if (err) {
+            free(due);
+            return err == KR_ENOTFOUND ? KR_ECORRUPT : err; /* a due entry without its incident */
+        }
+        due[i].version = row.version;
+    }
     res_map(c, 1);
     res_keyname(c, list_name(KR_OP_INCIDENTS_OVERDUE));
     msgpack_pack_array(&c->res, n);
     for (uint32_t i = 0; i < n; i++) {
-        res_map(c, 4);
+        res_map(c, 5);
         res_bytes(c, KR_FLD_INCIDENT, due[i].incident, 16);
         res_u64(c, KR_FLD_TENANT, due[i].tenant);
         res_u64(c, KR_FLD_DEADLINE, due[i].deadline);
         res_bool(c, KR_FLD_OVERDUE, due[i].deadline <= c->now);
+        res_u64(c, KR_FLD_VERSION, due[i].version);
     }
     free(due);
     return KR_OK;

@@ -38,10 +38,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define POLL_MS     20     /* between looks at what is awaited */
-#define OUT_MAX     16384u /* what serve prints before it is listening */
-#define MAIL_MAX    65536u /* one e-mail file */
-#define PORT_TRIES  20
+#define POLL_MS    20     /* between looks at what is awaited */
+#define OUT_MAX    16384u /* what serve prints before it is listening */
+#define MAIL_MAX   65536u /* one e-mail file */
+#define PORT_TRIES 20
 
 static void sleep_ms(int ms)
 {
@@ -72,9 +72,9 @@ static bool spawn(struct ac_server *s, int *status)
         dup2(out[1], 1);
         dup2(fe, 2);
         dup2(fi, 0);
-        const char *argv[] = {"kiroku",     "serve",    "--data", s->data,   "--listen",
-                              s->ipc,       "--listen", s->tcp,   "--operator", s->op_url,
-                              "--workers",  "8",        "--demo", "--json",  NULL};
+        const char *argv[] = {"kiroku",    "serve",    "--data", s->data,      "--listen",
+                              s->ipc,      "--listen", s->tcp,   "--operator", s->op_url,
+                              "--workers", "8",        "--demo", "--json",     NULL};
         execv(KR_KIROKU_BIN, (char *const *)argv);
         _exit(127);
     }
@@ -313,8 +313,7 @@ void ac_open(struct ac *c, const char *url)
     assert_int_equal(nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO, AC_WAIT_MS), 0);
     assert_int_equal(nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO, AC_WAIT_MS), 0);
     /* Sent once: a slow write must not be applied twice. */
-    assert_int_equal(nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE),
-                     0);
+    assert_int_equal(nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE), 0);
     assert_int_equal(nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, KR_API_REPLY_MAX), 0);
     assert_int_equal(nng_dial(c->sock, url, NULL, 0), 0);
 }
@@ -528,10 +527,15 @@ uint64_t ac_res_u64(const struct ac *c, int fld)
 
 const msgpack_object *ac_res_list(const struct ac *c)
 {
+    return ac_res_list_nth(c, 0);
+}
+
+const msgpack_object *ac_res_list_nth(const struct ac *c, unsigned nth)
+{
     const struct kr_op_def *op = &kr_ops[c->op];
     const char *name = NULL;
     for (uint32_t i = 0; i < op->nresult && !name; i++)
-        if (op->result[i].field < 0)
+        if (op->result[i].field < 0 && nth-- == 0)
             name = op->result[i].list_name;
     assert_non_null(name);
     const msgpack_object *l = map_get(ac_result(c), name);

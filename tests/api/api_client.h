@@ -31,10 +31,10 @@
 /* ---- The server: `kiroku serve --demo` as a child process ---- */
 
 struct ac_server {
-    char dir[512];   /* scratch directory (removed by ac_server_stop) */
-    char data[560];  /* DIR/data: the server's data directory */
-    char ipc[600];   /* client endpoint: ipc://DIR/client.sock */
-    char tcp[64];    /* client endpoint: tcp://127.0.0.1:<random port> */
+    char dir[512];    /* scratch directory (removed by ac_server_stop) */
+    char data[560];   /* DIR/data: the server's data directory */
+    char ipc[600];    /* client endpoint: ipc://DIR/client.sock */
+    char tcp[64];     /* client endpoint: tcp://127.0.0.1:<random port> */
     char op_url[600]; /* operator endpoint: ipc://DIR/op.sock */
     pid_t pid;
     /* The bootstrap operator and the demo tenant's master --demo made
@@ -123,6 +123,9 @@ uint64_t ac_res_u64(const struct ac *c, int fld);
 /* The list of the last op's result (the op's list result item), asserted
  * present: an array of maps. */
 const msgpack_object *ac_res_list(const struct ac *c);
+/* The nth list (from 0) of the last op's result items (contacts.get: tags,
+ * then attributes), asserted present. */
+const msgpack_object *ac_res_list_nth(const struct ac *c, unsigned nth);
 /* Whether str object o equals s. */
 bool ac_str_eq(const msgpack_object *o, const char *s);
 /* Copies 16-byte id at field fld of map m (asserted). */

@@ -212,11 +212,12 @@ static void test_overdue_and_due_within(void **state)
     assert_int_equal(a->via.array.size, 2);
     for (uint32_t i = 0; i < 2; i++) {
         const msgpack_object *x = &a->via.array.ptr[i];
-        assert_int_equal(x->via.map.size, 4);
+        assert_int_equal(x->via.map.size, 5);
         assert_true(bin_is(td_map_get(x, "incident"), id, 16));
         assert_int_equal(td_map_get(x, "tenant")->via.u64, ts[i]);
         assert_int_equal(td_map_get(x, "deadline")->via.u64, deadline);
         assert_false(td_map_get(x, "overdue")->via.boolean);
+        assert_int_equal(td_map_get(x, "version")->via.u64, 1); /* what update/resolve need */
     }
 
     /* the clock passes the deadline */
