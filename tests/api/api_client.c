@@ -173,6 +173,22 @@ void ac_server_start(struct ac_server *s)
     sodium_memzero(text, sizeof text);
 }
 
+void ac_server_restart(struct ac_server *s)
+{
+    bool up = false;
+    for (int tries = 0; !up && tries < PORT_TRIES; tries++) {
+        int status = 0;
+        up = spawn(s, &status);
+        if (!up && !(WIFEXITED(status) && WEXITSTATUS(status) == 3))
+            break;
+        snprintf(s->tcp, sizeof s->tcp, "tcp://127.0.0.1:%u", 20000u + randombytes_uniform(40000));
+    }
+    if (!up) {
+        print_error("kiroku serve did not start again\n");
+        fail();
+    }
+}
+
 int ac_server_stop(struct ac_server *s)
 {
     int ret = -1;

@@ -49,6 +49,10 @@ struct ac_server {
  * it prints that it is listening. */
 void ac_server_start(struct ac_server *s);
 
+/* Starts the server again on the same data directory (after it was killed):
+ * the same endpoints (another tcp port if that one is not free yet). */
+void ac_server_restart(struct ac_server *s);
+
 /* Stops the server with SIGTERM and waits (bounded; SIGKILL after that) for
  * it; removes the scratch directory. Returns its exit status (0 = a clean
  * stop), or -1 if it had to be killed. Accepts a server not running. */
