@@ -441,12 +441,12 @@ static void server_free(struct api_server *s)
     free(s);
 }
 
+/* Workers spend most of a write waiting for the journal's commit, and one
+ * commit carries the appends of every worker waiting on it: the worker count
+ * bounds the appends a commit can group, not the CPU used. */
 static unsigned default_workers(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1)
-        n = 1;
-    return n * 2 > (long)KR_API_WORKERS_MAX ? KR_API_WORKERS_MAX : (unsigned)n * 2;
+    return KR_API_WORKERS_DEFAULT;
 }
 
 static kr_err add_url(struct api_server *s, const char *url, const char **why)

@@ -43,7 +43,8 @@ struct api_server_options {
     /* CA the operator endpoint requires client certificates from (only with
      * a tls+tcp:// operator URL); NULL = no client certificates. */
     const char *client_ca_file;
-    unsigned workers;    /* client endpoint workers; 0 = 2 per CPU; <= KR_API_WORKERS_MAX */
+    unsigned
+        workers; /* client endpoint workers; 0 = KR_API_WORKERS_DEFAULT; <= KR_API_WORKERS_MAX */
     unsigned conns_max;  /* 0 = KR_API_CONNS_MAX; at most that */
     int send_timeout_ms; /* 0 = KR_API_SEND_TIMEOUT_MS */
     bool no_mailer;      /* do not run the e-mail worker (mailer.h) */

@@ -375,6 +375,8 @@ static const char bench_usage[] =
     "       kiroku bench verify [--data DIR] [--events N] [--threads T] [--json]\n"
     "       kiroku bench replay [--data DIR] [--events N] [--json]\n"
     "       kiroku bench query [--data DIR] [--contacts N] [--pages P] [--json]\n"
+    "       kiroku bench api [--data DIR] [--seconds N] [--clients N] [--workers N]\n"
+    "                        [--contacts N] [--phase P] [--json]\n"
     "\n"
     "append: P threads (default 64) append N events (default 200000) of BYTES\n"
     "  (default 200) to many streams, each keeping W (default 256) asynchronous\n"
@@ -387,7 +389,9 @@ static const char bench_usage[] =
     "replay: rebuilds every view from DIR's journal, or from a temporary seeded\n"
     "  journal of about N events (default 1000000); prints events/s.\n"
     "query: contacts.list pages of 100 contacts of one tag, in a tenant of N\n"
-    "  contacts (default 100000); prints p50/p99 latency.\n";
+    "  contacts (default 100000); prints p50/p99 latency.\n"
+    "api: the API server over tcp loopback: contacts.get against a bare nng echo\n"
+    "  server, contacts.tag writes, logins with memory; see kiroku bench api --help.\n";
 
 static int bench_append(int argc, char **argv)
 {

@@ -81,6 +81,8 @@ int cmd_certs(int argc, char **argv); /* cmd_certs.c */
 /* `bench replay` and `bench query` (bench_domain.c); cmd_bench dispatches. */
 int bench_replay(int argc, char **argv);
 int bench_query(int argc, char **argv);
+/* `bench api` (bench_api.c): the API server over tcp loopback. */
+int bench_api(int argc, char **argv);
 
 /* ---- Demo data (cmd_domain.c) ---- */
 

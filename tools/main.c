@@ -20,7 +20,7 @@ static const char main_usage[] =
     "  keys     manage signing keys (keys rotate)\n"
     "  seed     fill a journal with deterministic demo data of every event type\n"
     "  replay   rebuild the views from the journal; --check compares without changing\n"
-    "  bench    measure speed (bench append, verify, replay, query)\n"
+    "  bench    measure speed (bench append, verify, replay, query, api)\n"
     "  serve    serve the API (clients over tcp, operators over a local socket)\n"
     "  call     send one API request and print the reply as JSON\n"
     "  certs    make a CA and TLS certificates for the server and clients\n"
@@ -134,6 +134,8 @@ int main(int argc, char **argv)
         return bench_replay(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "query") == 0)
         return bench_query(argc - 2, argv + 2);
+    if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "api") == 0)
+        return bench_api(argc - 2, argv + 2);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0)
             return cmds[i].run(argc - 1, argv + 1);

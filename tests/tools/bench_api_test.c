@@ -1,0 +1,180 @@
+/*
+ * bench_api_test.c: `kiroku bench api` runs every phase against a real
+ * server and prints the documented keys (docs/benchmarks.md). Timings are
+ * never asserted; counts are: no request failed, and every write appended
+ * exactly one event.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+#define OUT_MAX (1u << 20)
+
+static char root[1024], dir[1100];
+static char *out, *err;
+
+/* Runs kiroku with args (NULL-terminated), stdout into out and stderr into
+ * err (NUL-terminated); returns the exit status. The child dies with us. */
+static int run(const char *const *args)
+{
+    int po[2], pe[2];
+    assert_int_equal(pipe(po), 0);
+    assert_int_equal(pipe(pe), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        close(po[0]);
+        close(pe[0]);
+        const char *argv[32] = {"kiroku"};
+        size_t n = 1;
+        for (; args[n - 1] && n < 31; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(KR_KIROKU_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    size_t lo = 0, le = 0;
+    struct pollfd fds[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
+    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+        assert_true(poll(fds, 2, -1) > 0);
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !fds[i].revents)
+                continue;
+            char *buf = i == 0 ? out : err;
+            size_t *len = i == 0 ? &lo : &le;
+            ssize_t r = read(fds[i].fd, buf + *len, OUT_MAX - 1 - *len);
+            if (r <= 0)
+                fds[i].fd = -1;
+            else
+                *len += (size_t)r;
+        }
+    }
+    out[lo] = '\0';
+    err[le] = '\0';
+    close(po[0]);
+    close(pe[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    kr_test_tmpdir(root, sizeof root);
+    snprintf(dir, sizeof dir, "%s/d", root);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kr_test_rmrf(root);
+    return 0;
+}
+
+static void test_usage(void **state)
+{
+    (void)state;
+    assert_int_equal(run((const char *const[]){"bench", "api", "--help", NULL}), 0);
+    assert_non_null(strstr(out, "usage: kiroku bench api"));
+    static const char *const bad[][4] = {
+        {"--clients", "0"},   {"--seconds", "0"}, {"--workers", "0"},
+        {"--phase", "bogus"}, {"--bogus"},        {"--contacts", "x"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[6] = {"bench", "api", bad[i][0], bad[i][1], NULL};
+        assert_int_equal(run(args), 2);
+    }
+    /* Fewer contacts than clients cannot give each client its own. */
+    assert_int_equal(
+        run((const char *const[]){"bench", "api", "--data", dir, "--contacts", "2", "--clients",
+                                  "4", "--phase", "write", "--json", NULL}),
+        3);
+    assert_non_null(strstr(err, "too few contacts"));
+}
+
+static json_int_t num(json_t *j, const char *key)
+{
+    json_t *v = json_object_get(j, key);
+    if (!json_is_number(v))
+        fail_msg("no number %s in %s", key, out);
+    return json_is_integer(v) ? json_integer_value(v) : (json_int_t)json_real_value(v);
+}
+
+static void test_runs_every_phase(void **state)
+{
+    (void)state;
+    int rc =
+        run((const char *const[]){"bench", "api", "--data", dir, "--seconds", "1", "--json", NULL});
+    if (rc != 0)
+        fail_msg("bench api exited %d: %s", rc, err);
+    json_error_t e;
+    json_t *j = json_loads(out, 0, &e);
+    if (!j)
+        fail_msg("not JSON (%s): %s", e.text, out);
+    static const char *const keys[] = {
+        "read_req_per_s",      "echo_req_per_s",    "read_echo_ratio",    "read_p50_us",
+        "read_p99_us",         "echo_p50_us",       "echo_p99_us",        "write_req_per_s",
+        "write_p50_us",        "write_p99_us",      "write_commits",      "write_commit_avg_us",
+        "write_conflicts",     "login_per_s",       "login_p50_us",       "login_p99_us",
+        "login_rss_base_kb",   "login_rss_peak_kb", "login_anon_base_kb", "login_anon_peak_kb",
+        "login_anon_limit_kb", "pwhash_peak",       "pwhash_mem_kb",      "workers",
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        (void)num(j, keys[i]);
+    assert_int_equal(num(j, "clients"), 32);
+    assert_int_equal(num(j, "failures"), 0);
+    assert_true(num(j, "echo_requests") > 0);
+    assert_true(num(j, "read_requests") > 0);
+    assert_true(num(j, "login_requests") > 0);
+    assert_true(num(j, "write_requests") > 0);
+    /* Each write was answered after appending exactly one event. */
+    assert_int_equal(num(j, "write_events"), num(j, "write_requests"));
+    /* Never more Argon2id runs at once than the cap; the stated memory limit
+     * is the base plus that many hashes' memory. */
+    assert_true(num(j, "pwhash_peak") >= 1);
+    assert_true(num(j, "pwhash_peak") <= num(j, "pwhash_concurrent_max"));
+    assert_int_equal(num(j, "login_anon_limit_kb"),
+                     num(j, "login_anon_base_kb") +
+                         num(j, "pwhash_concurrent_max") * num(j, "pwhash_mem_kb"));
+    json_decref(j);
+}
+
+int main(void)
+{
+    out = malloc(OUT_MAX);
+    err = malloc(OUT_MAX);
+    if (!out || !err)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runs_every_phase, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    free(out);
+    free(err);
+    return rc;
+}
