@@ -4,10 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void die(const char *what)
@@ -128,4 +132,76 @@ bool kr_test_parse_ack(const char *line, size_t len, uint64_t *seq, uint8_t comm
     }
     *seq = v;
     return true;
+}
+
+int kr_test_run(const char *bin, const char *const *args, char *out, char *err, size_t cap)
+{
+    int po[2], pe[2];
+    if (pipe(po) != 0)
+        return -1;
+    if (pipe(pe) != 0) {
+        close(po[0]);
+        close(po[1]);
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        close(po[0]);
+        close(pe[0]);
+        const char *argv[32] = {"kiroku"};
+        size_t n = 1;
+        for (; args[n - 1] && n < 31; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    size_t len[2] = {0, 0};
+    char scratch[4096];
+    struct pollfd fds[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
+    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !fds[i].revents)
+                continue;
+            char *buf = i == 0 ? out : err;
+            ssize_t r;
+            if (buf && len[i] + 1 < cap)
+                r = read(fds[i].fd, buf + len[i], cap - 1 - len[i]);
+            else
+                r = read(fds[i].fd, scratch, sizeof scratch); /* discard */
+            if (r <= 0) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+            } else if (buf && len[i] + 1 < cap) {
+                len[i] += (size_t)r;
+            }
+        }
+    }
+    if (fds[0].fd >= 0)
+        close(fds[0].fd);
+    if (fds[1].fd >= 0)
+        close(fds[1].fd);
+    if (out && cap)
+        out[len[0]] = '\0';
+    if (err && cap)
+        err[len[1]] = '\0';
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
 }

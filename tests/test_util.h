@@ -37,4 +37,11 @@ bool kr_test_parse_ack(const char *line, size_t len, uint64_t *seq, uint8_t comm
 /* Big-endian u64 key helper. */
 void kr_test_be64(uint8_t out[8], uint64_t v);
 
+/* Runs program `bin` (argv[0] "kiroku") with args (NULL-terminated, at most
+ * 30), its stdout into out and stderr into err (each NUL-terminated, at most
+ * cap - 1 bytes kept; err may be NULL to discard), reading both pipes at once
+ * so the child never blocks on a full one. The child dies with the test
+ * (PR_SET_PDEATHSIG). Returns the exit status, or -1 if it did not exit. */
+int kr_test_run(const char *bin, const char *const *args, char *out, char *err, size_t cap);
+
 #endif

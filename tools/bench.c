@@ -337,21 +337,12 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
     return err;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 /* A fresh journal in a new directory under $TMPDIR (or /tmp). */
 static kr_err temp_journal(char *dir, size_t cap)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(dir, cap, "%s/kiroku-bench-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(dir))
-        return kr_err_from_errno(errno);
+    kr_err err = cli_scratch_dir(dir, cap);
+    if (err)
+        return err;
     struct jrn_options o = {.dir = dir};
     return jrn_create(&o, NULL);
 }
@@ -463,7 +454,7 @@ static int bench_append(int argc, char **argv)
     if (acks_fd >= 0)
         close(acks_fd);
     if (!data)
-        nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        cli_rmtree(tmp);
     if (err)
         return cli_fail("bench append", err);
     if (r.err)
@@ -552,7 +543,7 @@ static int bench_verify(int argc, char **argv)
     kr_err err2 = jrn_verify(tmp, &vo, &fast);
     double t_fast = cli_now() - t0;
     if (!data)
-        nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        cli_rmtree(tmp);
     if (err || err2)
         return cli_fail("bench verify", err ? err : err2);
     if (full.result || fast.result) {

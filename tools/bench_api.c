@@ -122,14 +122,6 @@ static bool reset_peak_rss(void)
     return ok;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -933,10 +925,8 @@ int bench_api(int argc, char **argv)
     if (co.data) {
         snprintf(dir, sizeof dir, "%s", co.data);
     } else {
-        const char *base = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/kiroku-bench-XXXXXX", base && *base ? base : "/tmp");
-        if (!mkdtemp(dir))
-            return cli_fail("bench api: scratch directory", kr_err_from_errno(errno));
+        if ((err = cli_scratch_dir(dir, sizeof dir)))
+            return cli_fail("bench api: scratch directory", err);
     }
     struct bapi b = {.nclients = (unsigned)clients, .seconds = (unsigned)seconds};
     pthread_mutex_init(&b.mu, NULL);
@@ -1058,7 +1048,7 @@ out:
     pthread_cond_destroy(&b.cv);
     pthread_mutex_destroy(&b.mu);
     if (!co.data)
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        cli_rmtree(dir);
     if (err) {
         fprintf(stderr, "kiroku: bench api: %s: %s\n", step, kr_strerror(err));
         return CLI_FAIL;

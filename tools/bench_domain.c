@@ -37,22 +37,6 @@
 #define BENCH_PAGES_MAX     10000000u
 #define BENCH_PAGE          100u
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* A fresh empty directory under $TMPDIR (or /tmp), for a scratch journal. */
-static kr_err temp_dir(char *dir, size_t cap)
-{
-    const char *base = getenv("TMPDIR");
-    snprintf(dir, cap, "%s/kiroku-bench-XXXXXX", base && *base ? base : "/tmp");
-    return mkdtemp(dir) ? KR_OK : kr_err_from_errno(errno);
-}
-
 static bool has_journal(const char *dir)
 {
     char p[KR_PATH_MAX + 32];
@@ -104,7 +88,7 @@ int bench_replay(int argc, char **argv)
     kr_err err;
     if (co.data)
         snprintf(dir, sizeof dir, "%s", co.data);
-    else if ((err = temp_dir(dir, sizeof dir)))
+    else if ((err = cli_scratch_dir(dir, sizeof dir)))
         return cli_fail("bench replay: scratch directory", err);
     struct cli_seed_result sr = {0};
     if (!has_journal(dir)) {
@@ -127,7 +111,7 @@ int bench_replay(int argc, char **argv)
                     tenants, contacts);
         if ((err = cli_seed(&so, &sr))) {
             if (!co.data)
-                nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+                cli_rmtree(dir);
             return cli_fail("bench replay: seeding", err);
         }
     }
@@ -135,7 +119,7 @@ int bench_replay(int argc, char **argv)
     struct kr_domain *d;
     if ((err = dom_open(&o, &d))) {
         if (!co.data)
-            nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+            cli_rmtree(dir);
         return cli_fail_open(dir, err);
     }
     uint64_t records = jrn_size(d->j);
@@ -144,7 +128,7 @@ int bench_replay(int argc, char **argv)
     double secs = cli_now() - t0;
     dom_close(d);
     if (!co.data)
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        cli_rmtree(dir);
     if (err)
         return cli_fail("bench replay", err);
     double rate = secs > 0 ? (double)records / secs : 0;
@@ -278,7 +262,7 @@ int bench_query(int argc, char **argv)
     kr_err err;
     if (co.data)
         snprintf(dir, sizeof dir, "%s", co.data);
-    else if ((err = temp_dir(dir, sizeof dir)))
+    else if ((err = cli_scratch_dir(dir, sizeof dir)))
         return cli_fail("bench query: scratch directory", err);
     struct cli_seed_result sr = {0};
     bool seeded = false;
@@ -289,7 +273,7 @@ int bench_query(int argc, char **argv)
             fprintf(stderr, "seeding %s: one tenant of %" PRIu64 " contacts\n", dir, contacts);
         if ((err = cli_seed(&so, &sr))) {
             if (!co.data)
-                nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+                cli_rmtree(dir);
             return cli_fail("bench query: seeding", err);
         }
         seeded = true;
@@ -298,7 +282,7 @@ int bench_query(int argc, char **argv)
     struct kr_domain *d;
     if ((err = dom_open(&o, &d))) {
         if (!co.data)
-            nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+            cli_rmtree(dir);
         return cli_fail_open(dir, err);
     }
     /* The master of the tenant whose tag is paged through. (An existing
@@ -349,7 +333,7 @@ int bench_query(int argc, char **argv)
     kr_payload_free(args);
     dom_close(d);
     if (!co.data)
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        cli_rmtree(dir);
     if (err) {
         free(lat);
         return cli_fail("bench query", err);

@@ -63,6 +63,12 @@ void cli_json_str(FILE *f, const char *s, size_t len);
 /* Monotonic seconds, for timing. */
 double cli_now(void);
 
+/* A fresh empty directory under $TMPDIR (or /tmp) into dir, for a scratch
+ * journal of a benchmark. */
+KR_MUST_CHECK kr_err cli_scratch_dir(char *dir, size_t cap);
+/* Removes dir and everything under it (best effort; symlinks not followed). */
+void cli_rmtree(const char *dir);
+
 /* Subcommands: argc/argv start at the subcommand's own name. */
 int cmd_init(int argc, char **argv);
 int cmd_verify(int argc, char **argv);

@@ -1139,14 +1139,6 @@ static int replay_live(const char *data, bool json)
     return CLI_OK;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 /* Copies the regular file from/name to to/name with mode `mode`. */
 /* a/b into out; KR_ETOOLARGE if it does not fit. */
 static kr_err path_join2(char *out, size_t cap, const char *a, const char *b)
@@ -1223,7 +1215,7 @@ static int replay_check(const char *data, bool json)
     if (views_ok)
         views_fini(&v);
     if (made)
-        nftw(scratch, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        cli_rmtree(scratch);
     double secs = cli_now() - t0;
     if (err == KR_ENOTFOUND || err == KR_EBUSY)
         return cli_fail_open(data, err);

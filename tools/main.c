@@ -5,9 +5,12 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static const char main_usage[] =
@@ -105,6 +108,28 @@ void cli_json_str(FILE *f, const char *s, size_t len)
             fputc(c, f);
     }
     fputc('"', f);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void cli_rmtree(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+kr_err cli_scratch_dir(char *dir, size_t cap)
+{
+    const char *base = getenv("TMPDIR");
+    int n = snprintf(dir, cap, "%s/kiroku-bench-XXXXXX", base && *base ? base : "/tmp");
+    if (n < 0 || (size_t)n >= cap)
+        return KR_ETOOLARGE;
+    return mkdtemp(dir) ? KR_OK : kr_err_from_errno(errno);
 }
 
 double cli_now(void)

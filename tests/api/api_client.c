@@ -388,7 +388,7 @@ void ac_enums(struct ac *c, int fld, uint64_t mask)
     arg_key(c, fld);
     uint32_t n = 0;
     for (uint32_t i = 0; i < kr_enums[e].count; i++)
-        n += (mask >> i) & 1u;
+        n += (uint32_t)((mask >> i) & 1u);
     assert_int_equal(msgpack_pack_array(&c->pk, n), 0);
     for (uint32_t i = 0; i < kr_enums[e].count; i++)
         if ((mask >> i) & 1u)

@@ -32,55 +32,9 @@ static char root[1024], dir[1100];
  * stderr into err when not NULL); returns the exit status. */
 static int run(char *out, char *err, const char *const *args)
 {
-    int po[2], pe[2];
-    assert_int_equal(pipe(po), 0);
-    assert_int_equal(pipe(pe), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        close(po[0]);
-        close(pe[0]);
-        const char *argv[32] = {"kiroku"};
-        size_t n = 1;
-        for (; args[n - 1] && n < 31; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        execv(KR_KIROKU_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    size_t lo = 0, le = 0;
-    char scratch[4096];
-    for (bool open_o = true, open_e = true; open_o || open_e;) {
-        if (open_o) {
-            ssize_t r = read(po[0], out + lo, OUT_MAX - 1 - lo);
-            if (r <= 0)
-                open_o = false;
-            else
-                lo += (size_t)r;
-        }
-        if (open_e) {
-            char *dst = err ? err + le : scratch;
-            size_t cap = err ? OUT_MAX - 1 - le : sizeof scratch;
-            ssize_t r = read(pe[0], dst, cap);
-            if (r <= 0)
-                open_e = false;
-            else if (err)
-                le += (size_t)r;
-        }
-    }
-    out[lo] = '\0';
-    if (err)
-        err[le] = '\0';
-    close(po[0]);
-    close(pe[0]);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
+    int rc = kr_test_run(KR_KIROKU_BIN, args, out, err, OUT_MAX);
+    assert_true(rc >= 0);
+    return rc;
 }
 
 static json_t *parse(const char *text)

@@ -39,52 +39,9 @@ static char *dumps[3];
  * err (NUL-terminated); returns the exit status. */
 static int run(const char *const *args)
 {
-    int po[2], pe[2];
-    assert_int_equal(pipe(po), 0);
-    assert_int_equal(pipe(pe), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        close(po[0]);
-        close(pe[0]);
-        const char *argv[32] = {"kiroku"};
-        size_t n = 1;
-        for (; args[n - 1] && n < 31; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        execv(KR_KIROKU_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    size_t lo = 0, le = 0;
-    /* Both pipes at once: a child filling one while we block on the other
-     * would wait forever. */
-    struct pollfd fds[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
-    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-        assert_true(poll(fds, 2, -1) > 0);
-        for (int i = 0; i < 2; i++) {
-            if (fds[i].fd < 0 || !fds[i].revents)
-                continue;
-            char *buf = i == 0 ? out : err;
-            size_t *len = i == 0 ? &lo : &le;
-            ssize_t r = read(fds[i].fd, buf + *len, OUT_MAX - 1 - *len);
-            if (r <= 0)
-                fds[i].fd = -1;
-            else
-                *len += (size_t)r;
-        }
-    }
-    out[lo] = '\0';
-    err[le] = '\0';
-    close(po[0]);
-    close(pe[0]);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
+    int rc = kr_test_run(KR_KIROKU_BIN, args, out, err, OUT_MAX);
+    assert_true(rc >= 0);
+    return rc;
 }
 
 static json_t *parse(const char *text)
