@@ -276,6 +276,7 @@ static void report(struct mailer *m, kr_err err)
 static void *mailer_main(void *arg)
 {
     struct mailer *m = arg;
+    pthread_setname_np(pthread_self(), "kr-mailer");
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
         pthread_mutex_unlock(&m->mu);

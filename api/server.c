@@ -172,6 +172,7 @@ static bool serve_one(struct worker *w, nng_msg *msg)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    pthread_setname_np(pthread_self(), "kr-api");
     for (;;) {
         nng_aio_set_timeout(w->aio, NNG_DURATION_INFINITE);
         nng_ctx_recv(w->ctx, w->aio);

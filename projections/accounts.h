@@ -33,8 +33,9 @@
  * attempt: a correct password succeeds, a wrong one locks again, longer. */
 #define KR_LOCKOUT_BASE_NS       (15ull * 60 * 1000000000ull)
 #define KR_LOCKOUT_DOUBLINGS_MAX 6u
-/* A session's absolute lifetime and its idle limit. Idle time counts from
- * login for now: extending it would cost an event per request. */
+/* A session's absolute lifetime and its idle limit. A request with less
+ * than half the idle time left moves it on (session.touched), so a session
+ * in use lasts until the absolute limit. */
 #define KR_SESSION_TTL_NS  (12ull * 3600 * 1000000000ull)
 #define KR_SESSION_IDLE_NS (30ull * 60 * 1000000000ull)
 /* A sign-up auth code's lifetime and the wrong codes it allows. */

@@ -22,8 +22,9 @@
  *   retries happen inside the handler on a renewed read transaction, so the
  *   expensive password check is not repeated unless the hash changed.
  * - Tokens are 32 random bytes, given to the client only in the login reply;
- *   the views know their SHA-256. Idle time counts from login: extending it
- *   on each request would cost an event per request.
+ *   the views know their SHA-256. A request on a session with less than half
+ *   its idle time left moves the idle limit on (session.touched): one event
+ *   per half idle period of use, not one per request.
  * - Ending an account's sessions (delete, lock, password change) is done by
  *   the account event's view apply for all of them; the command also records
  *   session.closed for up to KR_CMD_EVENTS_MAX - 1 of them, for the audit.
@@ -715,6 +716,50 @@ kr_err cmd_users_list(struct cmd *c)
 
 /* ---- For the server and tools ---- */
 
+/* Moves session s's idle limit on (session.touched, actor the account) when
+ * less than half of it is left, so a session in use lasts until its absolute
+ * limit at the cost of one event per half idle period. Best effort: losing
+ * a race to another request (or to a close) changes nothing for this one. */
+static void session_touch(struct kr_domain *d, const struct va_session *s, int role, uint64_t now)
+{
+    if (s->idle_expires - now > KR_SESSION_IDLE_NS / 2)
+        return;
+    uint64_t idle = now + KR_SESSION_IDLE_NS;
+    if (idle > s->expires)
+        idle = s->expires;
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return;
+    char stream[KR_STREAM_MAX + 1], actor[KR_ACTOR_MAX + 1];
+    uint8_t buf[128];
+    size_t slen, len;
+    struct kr_caller who = {.tenant = s->tenant, .role = role};
+    memcpy(who.account, s->account, 16);
+    dom_actor(&who, actor);
+    kr_payload_reset(p, KR_EV_SESSION_TOUCHED);
+    kr_set_bytes(p, KR_FLD_SESSION, s->session, 16);
+    kr_set_u64(p, KR_FLD_IDLE_EXPIRES, idle);
+    if (kr_event_stream(p, stream, sizeof stream, &slen) == KR_OK &&
+        kr_event_encode(p, NULL, buf, sizeof buf, &len, NULL) == KR_OK) {
+        const char *type = kr_events[KR_EV_SESSION_TOUCHED].name;
+        struct jrn_event e = {
+            .tenant = s->tenant,
+            .stream = stream,
+            .stream_len = slen,
+            .type = type,
+            .type_len = strlen(type),
+            .actor = actor,
+            .actor_len = strlen(actor),
+            .expected_version = s->version,
+            .payload = buf,
+            .payload_len = len,
+        };
+        kr_err err = jrn_append(d->j, &e, 1);
+        (void)err;
+    }
+    kr_payload_free(p);
+}
+
 kr_err dom_session_resolve(struct kr_domain *d, const uint8_t token[32], struct kr_caller *out)
 {
     struct va_session s;
@@ -752,6 +797,7 @@ kr_err dom_session_resolve(struct kr_domain *d, const uint8_t token[32], struct 
     out->perms = o.role == KR_ROLE_MASTER ? (1ull << KR_PERMISSION__COUNT) - 1 : o.perms;
     out->has_session = true;
     memcpy(out->session, s.session, 16);
+    session_touch(d, &s, o.role, now);
     return KR_OK;
 }
 

@@ -361,6 +361,32 @@ static kr_err apply_account(const struct va *a)
     return account_put(a, tenant, id, &o);
 }
 
+/* session.touched: the session's idle limit moves on (a session already
+ * gone, closed or with its account's event, is KR_ECONFLICT: the toucher
+ * read it meanwhile). */
+static kr_err session_touch(const struct va *a, uint64_t tenant, const uint8_t sid[16])
+{
+    struct vkey k;
+    MDB_val val;
+    kr_err err;
+    akey(&k, tenant, sid);
+    if ((err = v_get(a->v, a->txn, VIEW_SESSION_IDS, &k, &val)))
+        return err == KR_ENOTFOUND ? KR_ECONFLICT : err;
+    if (val.mv_size != 32)
+        return KR_ECORRUPT;
+    vk_init(&k);
+    vk_bytes(&k, val.mv_data, 32);
+    if ((err = v_get(a->v, a->txn, VIEW_SESSIONS, &k, &val)))
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+    if (val.mv_size != SESS_LEN)
+        return KR_ECORRUPT;
+    uint8_t b[SESS_LEN];
+    memcpy(b, val.mv_data, SESS_LEN);
+    v_put_u64(b + 48, a->p->v[KR_FLD_IDLE_EXPIRES].u);
+    v_put_u64(b + 56, a->r->version);
+    return v_put(a, VIEW_SESSIONS, &k, b, sizeof b);
+}
+
 static kr_err apply_session(const struct va *a)
 {
     const struct kr_payload *p = a->p;
@@ -370,6 +396,8 @@ static kr_err apply_session(const struct va *a)
 
     if (a->ev == KR_EV_SESSION_CLOSED)
         return session_drop(a, tenant, sid);
+    if (a->ev == KR_EV_SESSION_TOUCHED)
+        return session_touch(a, tenant, sid);
     if (a->ev != KR_EV_SESSION_OPENED)
         return KR_EINVAL;
     const uint8_t *acct = p->v[KR_FLD_ACCOUNT].p;
@@ -404,6 +432,7 @@ kr_err va_accounts(const struct va *a)
 {
     switch (a->ev) {
     case KR_EV_SESSION_OPENED:
+    case KR_EV_SESSION_TOUCHED:
     case KR_EV_SESSION_CLOSED:
         return apply_session(a);
     default:

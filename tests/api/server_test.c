@@ -57,11 +57,16 @@ struct gate {
 static struct gate g_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false,
                              false};
 
+/* Holds the first API worker that reads the clock once armed (only workers:
+ * the mailer and the journal's writer read it too, on their own schedule). */
 static uint64_t gate_now(void *ctx)
 {
     struct td *t = ctx;
+    char name[16] = "";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    bool worker = strcmp(name, "kr-api") == 0;
     pthread_mutex_lock(&g_gate.mu);
-    if (g_gate.armed) {
+    if (g_gate.armed && worker) {
         g_gate.armed = false;
         g_gate.entered = true;
         pthread_cond_broadcast(&g_gate.cv);

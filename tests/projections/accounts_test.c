@@ -143,6 +143,31 @@ static kr_err on_account(struct td *t, const struct kr_caller *who, int op, cons
 
 /* ---- Login ---- */
 
+/* A session in use lives on: a request with less than half the idle time
+ * left moves the idle limit (one session.touched), one with more writes
+ * nothing; an idle session still ends. */
+static void test_session_idle_extends(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller who;
+    uint8_t token[32];
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", token), KR_OK);
+    uint64_t before = jrn_size(t->d->j);
+    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_OK);
+    assert_int_equal(jrn_size(t->d->j), before); /* plenty of idle time left */
+    atomic_fetch_add(&t->now, 20 * MIN_NS);
+    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_OK);
+    assert_int_equal(jrn_size(t->d->j), before + 1); /* session.touched */
+    atomic_fetch_add(&t->now, 20 * MIN_NS);          /* 40 min after login, 20 after the touch */
+    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_OK);
+    atomic_fetch_add(&t->now, 31 * MIN_NS); /* idle past the limit */
+    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_EAUTH);
+    /* Rebuilt views agree. */
+    assert_int_equal(jrn_views_rebuild(t->d->j, NULL, NULL), KR_OK);
+    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_EAUTH);
+}
+
 struct login_burst {
     struct td *t;
     const char *code;
@@ -426,15 +451,18 @@ static void test_bad_tokens(void **state)
     struct kr_caller who;
     uint8_t tok[32], tok2[32], other[32], zero[32] = {0};
 
-    /* Idle expiry (30 min from login) and absolute expiry (12 h). */
+    /* Idle expiry (30 min from the last use that moved it) and absolute
+     * expiry (12 h, however busy the session). */
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
     atomic_fetch_add(&t->now, 29 * MIN_NS);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
-    atomic_fetch_add(&t->now, 1 * MIN_NS);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK); /* moves the idle limit */
+    atomic_fetch_add(&t->now, 30 * MIN_NS);
     assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
-    atomic_fetch_add(&t->now, 13 * 60 * MIN_NS);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
+    for (int i = 1; i <= 36; i++) { /* a request every 20 minutes */
+        atomic_fetch_add(&t->now, 20 * MIN_NS);
+        assert_int_equal(dom_session_resolve(t->d, tok, &who), i < 36 ? KR_OK : KR_EAUTH);
+    }
 
     /* Truncated (the rest zero), altered, all-zero. */
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
@@ -854,6 +882,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_login_result, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_idle_extends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pwhash_concurrency_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_and_wrong_look_the_same, setup, teardown),
