@@ -941,12 +941,18 @@ static void *signer_main(void *arg)
         /* Claim a few appends at once to take the lock less often. */
         struct jrn_append *first = j->sign_next, *a = first;
         size_t count = 1, events = first->n;
-        while (a->next_ && events + a->next_->n <= SIGN_CLAIM_EVENTS) {
+        while (a->next_ && !a->next_->self_sign_ && events + a->next_->n <= SIGN_CLAIM_EVENTS) {
             a = a->next_;
             events += a->n;
             count++;
         }
-        j->sign_next = a->next_;
+        /* The next append for the signers; those signed by their submitters
+         * are skipped (they stay queued: none can complete before the
+         * unsigned ones in front of it, so walking them here is safe). */
+        struct jrn_append *n = a->next_;
+        while (n && n->self_sign_)
+            n = n->next_;
+        j->sign_next = n;
         pthread_mutex_unlock(&j->mu);
 
         a = first;
@@ -1019,12 +1025,27 @@ static kr_err submit(struct journal *j, struct jrn_append *a)
     else
         j->head = a;
     j->tail = a;
-    if (!j->sign_next)
+    /* Read before unlocking: from then on an asynchronous append may be
+     * signed, written and freed by its owner at any moment. */
+    bool self = a->self_sign_;
+    if (!j->sign_next && !self)
         j->sign_next = a;
     j->queued_events += a->n;
-    if (j->signers_idle)
+    if (j->signers_idle && !self)
         pthread_cond_signal(&j->sign_cv);
     pthread_mutex_unlock(&j->mu);
+    if (self) {
+        /* The submitter would only wait: it signs, sparing two thread
+         * hand-offs. Its time and key were fixed above, in queue order. */
+        for (size_t e = 0; e < a->n; e++)
+            sign_event(&a->events[e], a->time_ns_, a->key_);
+        atomic_store(&a->ready_, 1);
+        if (atomic_load(&j->writer_waiting)) {
+            pthread_mutex_lock(&j->mu);
+            pthread_cond_signal(&j->writer_cv);
+            pthread_mutex_unlock(&j->mu);
+        }
+    }
     return KR_OK;
 }
 
@@ -1033,6 +1054,7 @@ kr_err jrn_submit(struct journal *j, struct jrn_append *a)
     /* Only the journal's own appends are internal, whatever the caller's
      * struct held. */
     a->internal_ = false;
+    a->self_sign_ = false; /* asynchronous: the signers sign it */
     return submit(j, a);
 }
 
@@ -1060,6 +1082,7 @@ static kr_err append_sync(struct journal *j, struct jrn_event *events, size_t n,
     struct sync_wait w = {.done = false};
     struct jrn_append a = {.events = events, .n = n, .done = sync_done, .arg = &w};
     a.internal_ = internal;
+    a.self_sign_ = true;
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
     kr_err err = submit(j, &a);

@@ -10,7 +10,10 @@
  *
  * Appending. Callers submit appends of 1..KR_APPEND_MAX_EVENTS events; a
  * submission only queues them. A pool of signer threads (one per core)
- * computes each payload commitment and Ed25519 signature; one writer thread
+ * computes each payload commitment and Ed25519 signature (a synchronous
+ * jrn_append, whose caller would only wait, signs its own events after
+ * taking its time and queue position, sparing two thread hand-offs); one
+ * writer thread
  * gathers whatever is signed into one LMDB write transaction, assigns seq and
  * prev, extends the Merkle tree, signs one checkpoint for the batch and
  * commits with fsync. An append completes only after its batch is durable. All events of one append
@@ -191,6 +194,7 @@ struct jrn_append {
     uint64_t time_ns_;
     const struct kr_signing_key *key_;
     bool internal_;
+    bool self_sign_; /* signed by its submitter (synchronous appends), not the signers */
     kr_err reject_; /* set by the writer: a payload changed, or a view refused it */
 };
 
