@@ -121,7 +121,7 @@ bool kr_test_parse_ack(const char *line, size_t len, uint64_t *seq, uint8_t comm
         v = v * 10 + (uint64_t)(line[i] - '0');
         i++;
     }
-    if (i == 0 || i + 1 + 2 * 32 + 1 != len || line[i] != ' ' || line[len - 1] != '\n')
+    if (i == 0 || i + 1 + 2 * (size_t)32 + 1 != len || line[i] != ' ' || line[len - 1] != '\n')
         return false;
     i++;
     for (size_t k = 0; k < 32; k++, i += 2) {
