@@ -104,6 +104,11 @@
  * burst of logins holds at most 4 x 64 MiB = 256 MiB; the rest queue. Two
  * cores cannot run more than two at full speed anyway. */
 #define KR_PWHASH_CONCURRENT_MAX 4u
+/* Logins waiting for one of those places. Past it a login is refused at once
+ * (`unavailable`, try again) rather than holding a server worker: a flood of
+ * logins can then occupy at most this many of the API's 64 workers, and
+ * everything else goes on being served. */
+#define KR_PWHASH_WAITERS_MAX 16u
 
 /* Open sessions of one account: a person uses a few devices. A login past it
  * ends the oldest (session.closed, superseded), so closing every session of

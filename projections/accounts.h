@@ -153,14 +153,16 @@ struct cmd;
 
 /* Hashes pw[0..len) with Argon2id at the domain's cost into out (a
  * NUL-terminated crypto_pwhash_str string). KR_ENOMEM if libsodium fails
- * (it can only run out of memory). */
+ * (it can only run out of memory); KR_EBUSY if too many hashes wait already
+ * (dom_pwhash_acquire). */
 #define ACCT_HASH_MAX 128u
 KR_MUST_CHECK kr_err acct_hash_password(struct kr_domain *d, const void *pw, size_t len,
                                         char out[ACCT_HASH_MAX]);
 
-/* Whether pw[0..len) matches the crypto_pwhash_str hash h[0..hlen). */
-bool acct_verify_password(struct kr_domain *d, const void *h, size_t hlen, const void *pw,
-                          size_t len);
+/* Whether pw[0..len) matches the crypto_pwhash_str hash h[0..hlen), into
+ * *ok. KR_EBUSY (nothing checked) if too many checks wait already. */
+KR_MUST_CHECK kr_err acct_verify_password(struct kr_domain *d, const void *h, size_t hlen,
+                                          const void *pw, size_t len, bool *ok);
 
 /* ---- Passwords (passwords.c) ---- */
 

@@ -69,26 +69,33 @@ static char dummy_hash[ACCT_HASH_MAX];
 static unsigned long long dummy_ops;
 static size_t dummy_mem;
 
-static void dummy_verify(struct kr_domain *d, const void *pw, size_t len)
+/* The work of a password check against a hash nobody can match, for a login
+ * that names no account: the reply comes after the same work either way.
+ * KR_EBUSY like a real check when too many wait. */
+static kr_err dummy_verify(struct kr_domain *d, const void *pw, size_t len)
 {
     char h[ACCT_HASH_MAX];
+    kr_err err = KR_OK;
     pthread_mutex_lock(&dummy_mu);
     if (!dummy_hash[0] || dummy_ops != d->pwhash_ops || dummy_mem != d->pwhash_mem) {
         uint8_t r[32];
         char rh[65];
         randombytes_buf(r, sizeof r);
         sodium_bin2hex(rh, sizeof rh, r, sizeof r);
-        dom_pwhash_acquire(d);
-        if (crypto_pwhash_str(dummy_hash, rh, 64, d->pwhash_ops, d->pwhash_mem) != 0)
-            dummy_hash[0] = 0;
-        dom_pwhash_release(d);
-        dummy_ops = d->pwhash_ops;
-        dummy_mem = d->pwhash_mem;
+        if ((err = dom_pwhash_acquire(d)) == KR_OK) {
+            if (crypto_pwhash_str(dummy_hash, rh, 64, d->pwhash_ops, d->pwhash_mem) != 0)
+                dummy_hash[0] = 0;
+            dom_pwhash_release(d);
+            dummy_ops = d->pwhash_ops;
+            dummy_mem = d->pwhash_mem;
+        }
     }
     memcpy(h, dummy_hash, sizeof h);
     pthread_mutex_unlock(&dummy_mu);
-    if (h[0])
-        (void)acct_verify_password(d, h, strlen(h), pw, len);
+    bool ok;
+    if (!err && h[0])
+        err = acct_verify_password(d, h, strlen(h), pw, len, &ok);
+    return err;
 }
 
 /* Whether pw matches the account's current password. */
@@ -99,9 +106,11 @@ static kr_err check_password(struct cmd *c, const struct va_account *o, const vo
     if (err)
         return err;
     const struct kr_value *h = &c->scratch->v[KR_FLD_PASSWORD_HASH];
-    *ok = h->set && acct_verify_password(c->d, h->p, h->n, pw, len);
+    *ok = false;
+    if (h->set)
+        err = acct_verify_password(c->d, h->p, h->n, pw, len, ok);
     kr_payload_reset(c->scratch, -1);
-    return KR_OK;
+    return err;
 }
 
 /* The account's e-mail (from account.created) into c->scratch. */
@@ -373,7 +382,8 @@ kr_err cmd_auth_login(struct cmd *c)
             return err;
     }
     if (!known) {
-        dummy_verify(c->d, pw->p, pw->n);
+        if ((err = dummy_verify(c->d, pw->p, pw->n)))
+            return cmd_fail(c, err, "", "too many logins at once; try again");
         if ((err = record_unknown(c, tenant, tenant_known, mac)))
             return err;
         return cmd_fail(c, KR_EAUTH, "", LOGIN_FAILED_WHY);

@@ -39,7 +39,8 @@ kr_err acct_hash_password(struct kr_domain *d, const void *pw, size_t len, char 
     char s64[sodium_base64_ENCODED_LEN(SALT, sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
     char h64[sodium_base64_ENCODED_LEN(HASH, sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
     kr_rng_fill(d->rng, salt, sizeof salt);
-    dom_pwhash_acquire(d);
+    if (dom_pwhash_acquire(d))
+        return KR_EBUSY;
     int rc = crypto_pwhash(h, sizeof h, pw, len, salt, d->pwhash_ops, d->pwhash_mem,
                            crypto_pwhash_ALG_ARGON2ID13);
     dom_pwhash_release(d);
@@ -55,19 +56,21 @@ kr_err acct_hash_password(struct kr_domain *d, const void *pw, size_t len, char 
     return n > 0 && (size_t)n < ACCT_HASH_MAX ? KR_OK : KR_ETOOLARGE;
 }
 
-bool acct_verify_password(struct kr_domain *d, const void *h, size_t hlen, const void *pw,
-                          size_t len)
+kr_err acct_verify_password(struct kr_domain *d, const void *h, size_t hlen, const void *pw,
+                            size_t len, bool *ok)
 {
     char hs[ACCT_HASH_MAX + 1];
+    *ok = false;
     if (hlen > ACCT_HASH_MAX)
-        return false;
+        return KR_OK;
+    if (dom_pwhash_acquire(d))
+        return KR_EBUSY;
     memcpy(hs, h, hlen);
     hs[hlen] = 0;
-    dom_pwhash_acquire(d);
-    bool ok = crypto_pwhash_str_verify(hs, pw, len) == 0;
+    *ok = crypto_pwhash_str_verify(hs, pw, len) == 0;
     dom_pwhash_release(d);
     sodium_memzero(hs, sizeof hs);
-    return ok;
+    return KR_OK;
 }
 
 /* The keyed hash of an auth code. */

@@ -177,15 +177,22 @@ int dom_api_error(kr_err err)
     }
 }
 
-void dom_pwhash_acquire(struct kr_domain *d)
+kr_err dom_pwhash_acquire(struct kr_domain *d)
 {
     pthread_mutex_lock(&d->pwhash_mu);
+    if (d->pwhash_busy >= KR_PWHASH_CONCURRENT_MAX && d->pwhash_waiting >= KR_PWHASH_WAITERS_MAX) {
+        pthread_mutex_unlock(&d->pwhash_mu);
+        return KR_EBUSY;
+    }
+    d->pwhash_waiting++;
     while (d->pwhash_busy >= KR_PWHASH_CONCURRENT_MAX)
         pthread_cond_wait(&d->pwhash_cv, &d->pwhash_mu);
+    d->pwhash_waiting--;
     d->pwhash_busy++;
     if (d->pwhash_busy > d->pwhash_peak)
         d->pwhash_peak = d->pwhash_busy;
     pthread_mutex_unlock(&d->pwhash_mu);
+    return KR_OK;
 }
 
 void dom_pwhash_release(struct kr_domain *d)

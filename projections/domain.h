@@ -63,6 +63,7 @@ struct kr_domain {
     pthread_mutex_t pwhash_mu;
     pthread_cond_t pwhash_cv;
     unsigned pwhash_busy;
+    unsigned pwhash_waiting;
     unsigned pwhash_peak; /* the most ever running at once (for tests and stats) */
     /* asynchronous commands in flight (DOM_ASYNC) */
     pthread_mutex_t async_mu;
@@ -120,8 +121,10 @@ bool dom_has_handler(int op);
 
 /* Takes / gives back one of KR_PWHASH_CONCURRENT_MAX places for an Argon2id
  * hash or verification, so concurrent logins hold at most that many times
- * pwhash_mem bytes: the rest wait their turn. */
-void dom_pwhash_acquire(struct kr_domain *d);
+ * pwhash_mem bytes: the rest wait their turn, at most KR_PWHASH_WAITERS_MAX
+ * of them; past that acquire returns KR_EBUSY at once (the caller answers
+ * `unavailable`) and must not release. */
+KR_MUST_CHECK kr_err dom_pwhash_acquire(struct kr_domain *d);
 void dom_pwhash_release(struct kr_domain *d);
 
 /* Erases a cancelled tenant: appends tenant.erased (actor "system"), which

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -877,6 +878,57 @@ static void test_personal_data_sealed(void **state)
     assert_true(td_dir_contains(t->dir, "account.login_failed", 20));
 }
 
+static void *one_login(void *arg)
+{
+    struct login_burst *b = arg;
+    struct kr_caller anon = td_anonymous();
+    struct kr_payload *a = kr_payload_new();
+    msgpack_sbuffer out;
+    struct kr_diag d;
+    msgpack_sbuffer_init(&out);
+    kr_set_str(a, KR_FLD_TENANT_CODE, b->code);
+    kr_set_str(a, KR_FLD_EMAIL, "owner1@example.jp");
+    kr_set_str(a, KR_FLD_PASSWORD, "correct horse 1");
+    if (dom_exec(b->t->d, &anon, KR_OP_AUTH_LOGIN, a, &out, &d) == KR_OK)
+        __atomic_add_fetch(&b->ok, 1, __ATOMIC_RELAXED);
+    msgpack_sbuffer_destroy(&out);
+    kr_payload_free(a);
+    return NULL;
+}
+
+/* Past KR_PWHASH_WAITERS_MAX waiting logins, one more is refused at once
+ * (unavailable) instead of holding a worker; the waiting ones go through. */
+static void test_pwhash_waiters_bounded(void **state)
+{
+    struct fx *f = *state;
+    struct kr_domain *d = f->t->d;
+    enum { W = KR_PWHASH_WAITERS_MAX };
+    for (unsigned i = 0; i < KR_PWHASH_CONCURRENT_MAX; i++) /* every place taken */
+        assert_int_equal(dom_pwhash_acquire(d), KR_OK);
+    pthread_t th[W];
+    struct login_burst b = {.t = f->t, .code = f->c1};
+    for (int i = 0; i < W; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, one_login, &b), 0);
+    for (;;) { /* until all of them wait */
+        pthread_mutex_lock(&d->pwhash_mu);
+        unsigned waiting = d->pwhash_waiting;
+        pthread_mutex_unlock(&d->pwhash_mu);
+        if (waiting == W)
+            break;
+        usleep(1000);
+    }
+    assert_int_equal(login(f->t, f->c1, "owner1@example.jp", "correct horse 1", NULL), KR_EBUSY);
+    assert_int_equal(login(f->t, f->c1, "nobody@example.jp", "correct horse 1", NULL), KR_EBUSY);
+    assert_int_equal(dom_api_error(KR_EBUSY), KR_ERR_UNAVAILABLE);
+    for (unsigned i = 0; i < KR_PWHASH_CONCURRENT_MAX; i++)
+        dom_pwhash_release(d);
+    for (int i = 0; i < W; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(b.ok, W);
+    assert_int_equal(d->pwhash_waiting, 0);
+    assert_int_equal(d->pwhash_busy, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -884,6 +936,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_idle_extends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pwhash_concurrency_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pwhash_waiters_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_and_wrong_look_the_same, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_limits, setup, teardown),
