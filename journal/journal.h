@@ -195,7 +195,7 @@ struct jrn_append {
     const struct kr_signing_key *key_;
     bool internal_;
     bool self_sign_; /* signed by its submitter (synchronous appends), not the signers */
-    kr_err reject_; /* set by the writer: a payload changed, or a view refused it */
+    kr_err reject_;  /* set by the writer: a payload changed, or a view refused it */
 };
 
 /* Validates the events, takes their time, signing key and queue position and

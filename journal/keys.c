@@ -76,8 +76,7 @@ kr_err kr_pubkey_from_b64(const char *s, uint8_t pk[KR_PUBKEY_LEN])
     return KR_OK;
 }
 
-/* Writes len bytes to path, created exclusively with mode, then fsyncs. */
-static kr_err write_new_file(const char *path, const void *data, size_t len, mode_t mode)
+kr_err kr_file_write_new(const char *path, const void *data, size_t len, mode_t mode)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
@@ -122,7 +121,7 @@ kr_err kr_key_save(const char *dir, const struct kr_signing_key *k)
     snprintf(text, sizeof text, "%s%s\n", KEY_MAGIC, seed_b64);
     sodium_memzero(seed_b64, sizeof seed_b64);
     if ((err = key_path(path, sizeof path, dir, k->key_id, "key")) == KR_OK)
-        err = write_new_file(path, text, strlen(text), 0600);
+        err = kr_file_write_new(path, text, strlen(text), 0600);
     sodium_memzero(text, sizeof text);
     if (err)
         return err;
@@ -131,7 +130,7 @@ kr_err kr_key_save(const char *dir, const struct kr_signing_key *k)
     char pub[KR_PUBKEY_B64_LEN + 1];
     snprintf(pub, sizeof pub, "%s\n", b64);
     if ((err = key_path(path, sizeof path, dir, k->key_id, "pub")) ||
-        (err = write_new_file(path, pub, strlen(pub), 0644)))
+        (err = kr_file_write_new(path, pub, strlen(pub), 0644)))
         return err;
     /* The new names must survive a power loss too: a record naming this key
      * may commit right after we return. */
@@ -145,8 +144,7 @@ kr_err kr_key_save(const char *dir, const struct kr_signing_key *k)
     return err;
 }
 
-/* Reads a small file whole; refuses files larger than cap-1. */
-static kr_err read_small_file(const char *path, char *buf, size_t cap, bool private_only)
+kr_err kr_file_read_small(const char *path, char *buf, size_t cap, bool private_only)
 {
     /* O_NONBLOCK: a FIFO in place of a key file is refused below instead of
      * blocking the open until some writer appears. */
@@ -159,7 +157,8 @@ static kr_err read_small_file(const char *path, char *buf, size_t cap, bool priv
         close(fd);
         return kr_err_from_errno(e);
     }
-    if (!S_ISREG(st.st_mode) || (private_only && (st.st_mode & 077) != 0)) {
+    if (!S_ISREG(st.st_mode) ||
+        (private_only && ((st.st_mode & 077) != 0 || st.st_uid != geteuid()))) {
         close(fd);
         return KR_EKEY;
     }
@@ -205,7 +204,7 @@ kr_err kr_key_load(const char *dir, uint32_t key_id, struct kr_signing_key *out)
         return KR_ECRYPTO;
     if ((err = key_path(path, sizeof path, dir, key_id, "key")))
         return err;
-    if ((err = read_small_file(path, text, sizeof text, true)))
+    if ((err = kr_file_read_small(path, text, sizeof text, true)))
         return err;
     err = KR_ECORRUPT;
     if (strncmp(text, KEY_MAGIC, strlen(KEY_MAGIC)) == 0) {
@@ -229,7 +228,7 @@ kr_err kr_pubkey_load(const char *dir, uint32_t key_id, uint8_t pk[KR_PUBKEY_LEN
     kr_err err;
     if ((err = key_path(path, sizeof path, dir, key_id, "pub")))
         return err;
-    if ((err = read_small_file(path, text, sizeof text, false)))
+    if ((err = kr_file_read_small(path, text, sizeof text, false)))
         return err;
     return kr_pubkey_from_b64(text, pk) == KR_OK ? KR_OK : KR_ECORRUPT;
 }

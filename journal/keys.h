@@ -12,7 +12,10 @@
 
 #include "kr_error.h"
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define KR_PUBKEY_LEN 32
 #define KR_SECKEY_LEN 64
@@ -54,5 +57,18 @@ void kr_key_remove(const char *dir, uint32_t key_id);
 
 /* Erases the secret half. Accepts NULL. */
 void kr_key_wipe(struct kr_signing_key *k);
+
+/* ---- Secret files (also the keystore's KEK) ---- */
+
+/* Writes len bytes to path, created exclusively (KR_EEXIST if it exists)
+ * with mode, then fsyncs; removes it again on failure. */
+KR_MUST_CHECK kr_err kr_file_write_new(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Reads a small file whole into buf (NUL-terminated; at most cap - 1 bytes,
+ * else KR_ECORRUPT). Refuses, with KR_EKEY, a symlink, a FIFO or any file
+ * that is not regular, and when private_only a file readable or writable by
+ * group or others or owned by another user. A NUL inside is KR_ECORRUPT
+ * (parsers would stop at it). buf is wiped on failure. */
+KR_MUST_CHECK kr_err kr_file_read_small(const char *path, char *buf, size_t cap, bool private_only);
 
 #endif

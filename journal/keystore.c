@@ -37,6 +37,8 @@
  */
 #include "keystore.h"
 
+#include "keys.h"
+
 #include "b64.h"
 #include "kr_limits.h"
 
@@ -164,61 +166,20 @@ static kr_err fsync_dir(const char *path)
 static kr_err kek_read(const char *path, uint8_t kek[KEK_LEN])
 {
     char text[KEK_FILE_CAP];
-    /* O_NONBLOCK: a FIFO in its place is refused below instead of blocking
-     * the open until a writer appears. O_NOFOLLOW: a symlink fails (ELOOP). */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0)
-        return errno == ELOOP ? KR_EKEY : kr_err_from_errno(errno);
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return kr_err_from_errno(e);
-    }
-    if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0 || st.st_uid != geteuid()) {
-        close(fd);
-        return KR_EKEY;
-    }
-    size_t len = 0;
-    kr_err err = KR_OK;
-    while (len < sizeof text) {
-        ssize_t r = read(fd, text + len, sizeof text - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            err = kr_err_from_errno(errno);
-            break;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    close(fd);
+    kr_err err = kr_file_read_small(path, text, sizeof text, true);
+    if (err == KR_ECORRUPT)
+        err = KR_EKEY; /* too long, or a NUL inside */
     size_t n = 0;
     const size_t magic = sizeof KEK_MAGIC - 1;
     if (err == KR_OK &&
-        (len != KEK_FILE_LEN || memcmp(text, KEK_MAGIC, magic) != 0 || text[len - 1] != '\n' ||
+        (strlen(text) != KEK_FILE_LEN || memcmp(text, KEK_MAGIC, magic) != 0 ||
+         text[KEK_FILE_LEN - 1] != '\n' ||
          kr_b64_decode(kek, KEK_LEN, text + magic, KEK_B64_LEN, &n) != KR_OK || n != KEK_LEN))
         err = KR_EKEY;
     sodium_memzero(text, sizeof text);
     if (err)
         sodium_memzero(kek, KEK_LEN);
     return err;
-}
-
-static kr_err write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return kr_err_from_errno(w < 0 ? errno : EIO);
-        p += w;
-        len -= (size_t)w;
-    }
-    return KR_OK;
 }
 
 /* Makes DIR/keys/kek.key from fresh random bytes. The file is written and
@@ -247,20 +208,8 @@ static kr_err kek_make(const char *dir)
     sodium_memzero(kek, sizeof kek);
     sodium_memzero(b64, sizeof b64);
 
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        sodium_memzero(text, sizeof text);
-        return kr_err_from_errno(errno);
-    }
-    /* The umask may only have narrowed the mode; make it exactly 0600. */
-    if (fchmod(fd, 0600) != 0)
-        err = kr_err_from_errno(errno);
-    if (err == KR_OK)
-        err = write_all(fd, text, KEK_FILE_LEN);
+    err = kr_file_write_new(tmp, text, KEK_FILE_LEN, 0600);
     sodium_memzero(text, sizeof text);
-    if (err == KR_OK && fsync(fd) != 0)
-        err = kr_err_from_errno(errno);
-    close(fd);
     if (err == KR_OK && link(tmp, path) != 0 && errno != EEXIST)
         err = kr_err_from_errno(errno);
     (void)unlink(tmp);

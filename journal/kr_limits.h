@@ -90,6 +90,10 @@
 /* Events one command appends: sign-up completion is the largest (signup,
  * tenant, master account, e-mail), login two; 16 leaves room. */
 #define KR_CMD_EVENTS_MAX 16
+/* An event payload without personal data that kiroku writes by itself
+ * (access.denied, session.touched, outbox.sent, tenant.erased): a few ids
+ * and an op name. */
+#define KR_PLAIN_EVENT_MAX 256u
 /* Times a command is decided again after another command changed what it read. */
 #define KR_CMD_RETRIES 8
 /* Items in one page of a list op when the caller gives no limit. */

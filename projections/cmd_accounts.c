@@ -740,33 +740,15 @@ static void session_touch(struct kr_domain *d, const struct va_session *s, int r
     struct kr_payload *p = kr_payload_new();
     if (!p)
         return;
-    char stream[KR_STREAM_MAX + 1], actor[KR_ACTOR_MAX + 1];
-    uint8_t buf[128];
-    size_t slen, len;
+    char actor[KR_ACTOR_MAX + 1];
     struct kr_caller who = {.tenant = s->tenant, .role = role};
     memcpy(who.account, s->account, 16);
     dom_actor(&who, actor);
     kr_payload_reset(p, KR_EV_SESSION_TOUCHED);
     kr_set_bytes(p, KR_FLD_SESSION, s->session, 16);
     kr_set_u64(p, KR_FLD_IDLE_EXPIRES, idle);
-    if (kr_event_stream(p, stream, sizeof stream, &slen) == KR_OK &&
-        kr_event_encode(p, NULL, buf, sizeof buf, &len, NULL) == KR_OK) {
-        const char *type = kr_events[KR_EV_SESSION_TOUCHED].name;
-        struct jrn_event e = {
-            .tenant = s->tenant,
-            .stream = stream,
-            .stream_len = slen,
-            .type = type,
-            .type_len = strlen(type),
-            .actor = actor,
-            .actor_len = strlen(actor),
-            .expected_version = s->version,
-            .payload = buf,
-            .payload_len = len,
-        };
-        kr_err err = jrn_append(d->j, &e, 1);
-        (void)err;
-    }
+    kr_err err = dom_append_plain(d, s->tenant, actor, p, &s->version, NULL);
+    (void)err; /* a conflict means another request touched it first */
     kr_payload_free(p);
 }
 

@@ -319,41 +319,39 @@ kr_err cmd_contacts_delete(struct cmd *c)
     return KR_OK;
 }
 
-/* The tags of a contact (list item `ri`). */
-static kr_err put_contact_tags(struct cmd *c, const uint8_t *contact,
-                               const struct kr_result_item *ri)
+/* One row of a contact's list (tags, attribute values): the id after the
+ * contact in the key, and the row's value. */
+typedef kr_err (*contact_row_fn)(struct cmd *c, const uint8_t id[16], const MDB_val *val,
+                                 const void *arg, const struct kr_result_item *ri);
+
+/* Packs the list of contact's rows in view db (keyed tenant|contact|id) as
+ * an array of ri's items, one per row, each written by fn. */
+static kr_err put_contact_rows(struct cmd *c, enum kr_view db, const uint8_t *contact,
+                               contact_row_fn fn, const void *arg, const struct kr_result_item *ri)
 {
-    uint64_t tenant = c->who->tenant;
     uint8_t prefix[24];
     uint32_t n, i = 0;
     MDB_cursor *cur;
     MDB_val key, val;
     kr_err err = KR_OK;
 
-    v_put_u64(prefix, tenant);
+    v_put_u64(prefix, c->who->tenant);
     memcpy(prefix + 8, contact, 16);
-    if ((err = vc_count_prefix(&c->d->views, c->txn, VIEW_CONTACT_TAGS, prefix, sizeof prefix,
-                               UINT32_MAX, &n)))
+    if ((err = vc_count_prefix(&c->d->views, c->txn, db, prefix, sizeof prefix, UINT32_MAX, &n)))
         return err;
     msgpack_pack_array(&c->res, n);
-    int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_CONTACT_TAGS], &cur);
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[db], &cur);
     if (rc)
         return kr_err_from_mdb(rc);
     key = (MDB_val){sizeof prefix, prefix};
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == MDB_SUCCESS && i < n;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), i++) {
-        const uint8_t *tag = (const uint8_t *)key.mv_data + sizeof prefix;
-        struct vc_tag t;
         if (key.mv_size != sizeof prefix + 16) {
             err = KR_ECORRUPT;
             break;
         }
-        if ((err = vc_tag_get(&c->d->views, c->txn, tenant, tag, &t))) {
-            err = err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+        if ((err = fn(c, (const uint8_t *)key.mv_data + sizeof prefix, &val, arg, ri)))
             break;
-        }
-        struct item it = {.id = tag, .version = t.version, .name = t.name, .name_len = t.name_len};
-        put_item(c, ri, &it);
     }
     mdb_cursor_close(cur);
     if (!err && i != n)
@@ -361,54 +359,41 @@ static kr_err put_contact_tags(struct cmd *c, const uint8_t *contact,
     return err;
 }
 
-/* The attribute values of a contact (list item `ri`); uses c->scratch. */
-static kr_err put_contact_attributes(struct cmd *c, const uint8_t *contact,
-                                     const struct kr_data_key *k, const struct kr_result_item *ri)
+static kr_err put_tag_row(struct cmd *c, const uint8_t tag[16], const MDB_val *val, const void *arg,
+                          const struct kr_result_item *ri)
 {
-    uint64_t tenant = c->who->tenant;
-    uint8_t prefix[24];
-    uint32_t n, i = 0;
-    MDB_cursor *cur;
-    MDB_val key, val;
-    kr_err err = KR_OK;
+    (void)val;
+    (void)arg;
+    struct vc_tag t;
+    kr_err err = vc_tag_get(&c->d->views, c->txn, c->who->tenant, tag, &t);
+    if (err)
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err; /* a link without its tag */
+    struct item it = {.id = tag, .version = t.version, .name = t.name, .name_len = t.name_len};
+    put_item(c, ri, &it);
+    return KR_OK;
+}
 
-    v_put_u64(prefix, tenant);
-    memcpy(prefix + 8, contact, 16);
-    if ((err = vc_count_prefix(&c->d->views, c->txn, VIEW_ATTRIBUTE_VALUES, prefix, sizeof prefix,
-                               UINT32_MAX, &n)))
+/* arg: the tenant's data key; uses c->scratch. */
+static kr_err put_attribute_row(struct cmd *c, const uint8_t attr[16], const MDB_val *val,
+                                const void *arg, const struct kr_result_item *ri)
+{
+    struct vc_attribute def;
+    if (val->mv_size != 8)
+        return KR_ECORRUPT;
+    kr_err err = vc_attribute_get(&c->d->views, c->txn, c->who->tenant, attr, &def);
+    if (err)
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+    if ((err =
+             read_record(c, arg, v_get_u64(val->mv_data), KR_EV_CONTACT_ATTRIBUTE_SET, c->scratch)))
         return err;
-    msgpack_pack_array(&c->res, n);
-    int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_ATTRIBUTE_VALUES], &cur);
-    if (rc)
-        return kr_err_from_mdb(rc);
-    key = (MDB_val){sizeof prefix, prefix};
-    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == MDB_SUCCESS && i < n;
-         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), i++) {
-        const uint8_t *attr = (const uint8_t *)key.mv_data + sizeof prefix;
-        struct vc_attribute def;
-        if (key.mv_size != sizeof prefix + 16 || val.mv_size != 8) {
-            err = KR_ECORRUPT;
-            break;
-        }
-        if ((err = vc_attribute_get(&c->d->views, c->txn, tenant, attr, &def))) {
-            err = err == KR_ENOTFOUND ? KR_ECORRUPT : err;
-            break;
-        }
-        if ((err = read_record(c, k, v_get_u64(val.mv_data), KR_EV_CONTACT_ATTRIBUTE_SET,
-                               c->scratch)))
-            break;
-        struct item it = {.id = attr,
-                          .version = def.version,
-                          .name = def.key,
-                          .name_len = def.key_len,
-                          .type = def.type,
-                          .p = c->scratch};
-        put_item(c, ri, &it);
-    }
-    mdb_cursor_close(cur);
-    if (!err && i != n)
-        err = rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? KR_ECORRUPT : kr_err_from_mdb(rc);
-    return err;
+    struct item it = {.id = attr,
+                      .version = def.version,
+                      .name = def.key,
+                      .name_len = def.key_len,
+                      .type = def.type,
+                      .p = c->scratch};
+    put_item(c, ri, &it);
+    return KR_OK;
 }
 
 /* The result of contacts.get, with the tenant's key. */
@@ -433,9 +418,9 @@ static kr_err put_contact_get(struct cmd *c, const struct vc_contact *row,
         res_keyname(c, ri->list_name);
         KR_ASSERT(ri->nitems > 0);
         if (ri->items[0] == KR_FLD_TAG)
-            err = put_contact_tags(c, contact, ri);
+            err = put_contact_rows(c, VIEW_CONTACT_TAGS, contact, put_tag_row, NULL, ri);
         else
-            err = put_contact_attributes(c, contact, key, ri);
+            err = put_contact_rows(c, VIEW_ATTRIBUTE_VALUES, contact, put_attribute_row, key, ri);
     }
     return err;
 }

@@ -998,36 +998,18 @@ kr_err dom_outbox_sent(struct kr_domain *d, uint64_t tenant, const uint8_t messa
         return err;
 
     struct kr_payload *p = kr_payload_new();
-    uint8_t *buf = malloc(KR_PAYLOAD_MAX);
-    char stream[KR_STREAM_MAX + 1];
-    size_t slen, len;
-    uint64_t version;
-    if (!p || !buf) {
-        err = KR_ENOMEM;
-        goto out;
-    }
+    if (!p)
+        return KR_ENOMEM;
     kr_payload_reset(p, KR_EV_OUTBOX_SENT);
     kr_set_bytes(p, KR_FLD_MESSAGE, message, 16);
-    if ((err = kr_event_stream(p, stream, sizeof stream, &slen)) ||
-        (err = jrn_stream_version(d->j, tenant, stream, slen, &version)) ||
-        (err = kr_event_encode(p, NULL, buf, KR_PAYLOAD_MAX, &len, NULL)))
-        goto out;
-    const char *type = kr_events[KR_EV_OUTBOX_SENT].name;
-    struct jrn_event e = {
-        .tenant = tenant,
-        .stream = stream,
-        .stream_len = slen,
-        .type = type,
-        .type_len = strlen(type),
-        .actor = JRN_SYSTEM_ACTOR,
-        .actor_len = sizeof JRN_SYSTEM_ACTOR - 1,
-        .expected_version = version,
-        .payload = buf,
-        .payload_len = len,
-    };
-    err = jrn_append(d->j, &e, 1);
-out:
+    /* On the version the check above saw: another sender recording it
+     * meanwhile is KR_ECONFLICT, not a second outbox.sent. */
+    char stream[KR_STREAM_MAX + 1];
+    size_t slen;
+    uint64_t version;
+    if (!(err = kr_event_stream(p, stream, sizeof stream, &slen)) &&
+        !(err = jrn_stream_version(d->j, tenant, stream, slen, &version)))
+        err = dom_append_plain(d, tenant, JRN_SYSTEM_ACTOR, p, &version, NULL);
     kr_payload_free(p);
-    free(buf);
     return err;
 }

@@ -208,8 +208,6 @@ kr_err dom_tenant_erase(struct kr_domain *d, uint64_t tenant)
 {
     MDB_txn *txn;
     struct va_tenant t;
-    uint8_t buf[64];
-    size_t len;
     int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
     if (rc)
         return kr_err_from_mdb(rc);
@@ -223,30 +221,12 @@ kr_err dom_tenant_erase(struct kr_domain *d, uint64_t tenant)
     if (!p)
         return KR_ENOMEM;
     kr_payload_reset(p, KR_EV_TENANT_ERASED);
-    char stream[KR_STREAM_MAX + 1];
-    size_t slen;
-    err = kr_event_stream(p, stream, sizeof stream, &slen);
-    if (!err)
-        err = kr_event_encode(p, NULL, buf, sizeof buf, &len, NULL);
+    uint64_t when = 0;
+    err = dom_append_plain(d, tenant, JRN_SYSTEM_ACTOR, p, &t.version, &when);
     kr_payload_free(p);
     if (err)
         return err;
-    const char *actor = JRN_SYSTEM_ACTOR;
-    struct jrn_event e = {
-        .tenant = tenant,
-        .stream = stream,
-        .stream_len = slen,
-        .type = kr_events[KR_EV_TENANT_ERASED].name,
-        .type_len = strlen(kr_events[KR_EV_TENANT_ERASED].name),
-        .actor = actor,
-        .actor_len = strlen(actor),
-        .expected_version = t.version,
-        .payload = buf,
-        .payload_len = len,
-    };
-    if ((err = jrn_append(d->j, &e, 1)))
-        return err;
-    return d->ks ? ks_destroy(d->ks, tenant, e.time_ns) : KR_EKEY;
+    return d->ks ? ks_destroy(d->ks, tenant, when) : KR_EKEY;
 }
 
 /* ---- Access ---- */
@@ -346,9 +326,47 @@ static kr_err check_args(int op, const struct kr_payload *a, struct kr_diag *dia
     return KR_OK;
 }
 
+kr_err dom_append_plain(struct kr_domain *d, uint64_t tenant, const char *actor,
+                        const struct kr_payload *p, const uint64_t *expected, uint64_t *time_ns)
+{
+    char stream[KR_STREAM_MAX + 1];
+    uint8_t buf[KR_PLAIN_EVENT_MAX];
+    size_t slen, len;
+    kr_err err;
+    if ((err = kr_event_stream(p, stream, sizeof stream, &slen)) ||
+        (err = kr_event_encode(p, NULL, buf, sizeof buf, &len, NULL)))
+        return err;
+    const char *type = kr_events[p->ev].name;
+    for (int attempt = 0; attempt < KR_CMD_RETRIES; attempt++) {
+        uint64_t version;
+        if (expected)
+            version = *expected;
+        else if ((err = jrn_stream_version(d->j, tenant, stream, slen, &version)))
+            return err;
+        struct jrn_event e = {
+            .tenant = tenant,
+            .stream = stream,
+            .stream_len = slen,
+            .type = type,
+            .type_len = strlen(type),
+            .actor = actor,
+            .actor_len = strlen(actor),
+            .expected_version = version,
+            .payload = buf,
+            .payload_len = len,
+        };
+        err = jrn_append(d->j, &e, 1);
+        if (err == KR_OK && time_ns)
+            *time_ns = e.time_ns;
+        if (err != KR_ECONFLICT || expected)
+            return err;
+    }
+    return KR_ECONFLICT;
+}
+
 /* Records that who was refused op (access.denied), for the tenant's audit
  * view and abuse monitoring. Best effort: the refusal stands whatever
- * happens here. */
+ * happens here, so an error here is not the caller's. */
 static void record_denial(struct kr_domain *d, const struct kr_caller *who, int op)
 {
     if (who->role < 0)
@@ -356,34 +374,13 @@ static void record_denial(struct kr_domain *d, const struct kr_caller *who, int 
     struct kr_payload *p = kr_payload_new();
     if (!p)
         return;
-    char stream[KR_STREAM_MAX + 1], actor[KR_ACTOR_MAX + 1];
-    uint8_t buf[256];
-    size_t slen, len;
+    char actor[KR_ACTOR_MAX + 1];
     dom_actor(who, actor);
-    for (int attempt = 0; attempt < KR_CMD_RETRIES; attempt++) {
-        uint64_t version;
-        kr_payload_reset(p, KR_EV_ACCESS_DENIED);
-        kr_set_bytes(p, KR_FLD_ACCOUNT, who->account, 16);
-        kr_set_str(p, KR_FLD_OP, kr_ops[op].name);
-        if (kr_event_stream(p, stream, sizeof stream, &slen) ||
-            jrn_stream_version(d->j, who->tenant, stream, slen, &version) ||
-            kr_event_encode(p, NULL, buf, sizeof buf, &len, NULL))
-            break;
-        struct jrn_event e = {
-            .tenant = who->tenant,
-            .stream = stream,
-            .stream_len = slen,
-            .type = kr_events[KR_EV_ACCESS_DENIED].name,
-            .type_len = strlen(kr_events[KR_EV_ACCESS_DENIED].name),
-            .actor = actor,
-            .actor_len = strlen(actor),
-            .expected_version = version,
-            .payload = buf,
-            .payload_len = len,
-        };
-        if (jrn_append(d->j, &e, 1) != KR_ECONFLICT)
-            break;
-    }
+    kr_payload_reset(p, KR_EV_ACCESS_DENIED);
+    kr_set_bytes(p, KR_FLD_ACCOUNT, who->account, 16);
+    kr_set_str(p, KR_FLD_OP, kr_ops[op].name);
+    kr_err err = dom_append_plain(d, who->tenant, actor, p, NULL, NULL);
+    (void)err;
     kr_payload_free(p);
 }
 

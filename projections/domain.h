@@ -127,6 +127,16 @@ bool dom_has_handler(int op);
 KR_MUST_CHECK kr_err dom_pwhash_acquire(struct kr_domain *d);
 void dom_pwhash_release(struct kr_domain *d);
 
+/* Appends one event p (p->ev, plain fields only: no personal data) for
+ * tenant with actor `actor`, on the version of its stream given by
+ * *expected, or (expected NULL) on the stream's current version, retried on
+ * a conflict up to KR_CMD_RETRIES times. For kiroku's own records (refusals,
+ * session touches, sent e-mails, erasures) that need no command. *time_ns
+ * (may be NULL) gets the record's time. Encoding and journal errors. */
+KR_MUST_CHECK kr_err dom_append_plain(struct kr_domain *d, uint64_t tenant, const char *actor,
+                                      const struct kr_payload *p, const uint64_t *expected,
+                                      uint64_t *time_ns);
+
 /* Erases a cancelled tenant: appends tenant.erased (actor "system"), which
  * drops every view row of the tenant, then destroys its data key, after
  * which its sealed personal data can never be opened. Stripping the
