@@ -123,7 +123,7 @@ KR_MUST_CHECK kr_err mrk_consistency_proof(mrk_node_fn get, void *ctx, uint64_t 
  * Both functions take everything but the pointers as untrusted input: any
  * index, size, proof length or hash a proof does not bear out is KR_ECORRUPT.
  * They follow RFC 9162 sections 2.1.3.2 and 2.1.4.2 step by step, and agree
- * with transparency-dev/merkle's test vectors (shared/testvectors/rfc6962).
+ * with transparency-dev/merkle's test vectors (tests/vectors/rfc6962).
  * KR_EINVAL is only for a NULL hash pointer, or proof NULL with n > 0. */
 
 /* KR_OK iff `proof` shows that leaf_hash is leaf `index` of the tree of `size`

@@ -3,7 +3,7 @@
  *
  * Three sources of truth that do not depend on the module: transparency-dev's
  * test vectors and the known roots of their eight-leaf tree
- * (shared/testvectors/rfc6962), and a literal recursive transcription of
+ * (tests/vectors/rfc6962), and a literal recursive transcription of
  * RFC 6962 section 2.1 below, against which every proof of every tree of up to
  * REF_MAX leaves is compared. A proof is also checked to fail when anything in
  * it changes, except where the RFC says it must not (see path shapes below).
@@ -502,9 +502,9 @@ static void test_vectors(void **state)
     static struct vec_ctx vc;
     memset(&vc, 0, sizeof vc);
     readme_tree_build(&vc.tree);
-    walk_vectors(&vc, KR_SHARED_DIR "/testvectors/rfc6962/inclusion", 0, run_inclusion_vector);
+    walk_vectors(&vc, KR_SOURCE_DIR "/tests/vectors/rfc6962/inclusion", 0, run_inclusion_vector);
     int inclusion_files = vc.files;
-    walk_vectors(&vc, KR_SHARED_DIR "/testvectors/rfc6962/consistency", 0, run_consistency_vector);
+    walk_vectors(&vc, KR_SOURCE_DIR "/tests/vectors/rfc6962/consistency", 0, run_consistency_vector);
     print_message("vectors: %d inclusion + %d consistency files, %d verified, %d rejected, "
                   "%d with malformed hashes, %d proofs regenerated\n",
                   inclusion_files, vc.files - inclusion_files, vc.passed, vc.rejected, vc.malformed,
