@@ -234,4 +234,19 @@
  * source that returns zeros forever must not hang its caller. */
 #define KR_RNG_BELOW_TRIES 64u
 
+/* ---- Retention (projections/retention.h) ---- */
+
+/* Cancelled tenants one retention run looks at and reports: each due one is
+ * erased in turn; more than this many due at once are left for the next run
+ * (or an immediate rerun), so a run and its reply stay bounded. */
+#define KR_RETENTION_TENANTS_MAX 1000u
+/* Files of DIR/outbox one erasure looks at: the mailer writes one per
+ * e-mail; beyond this the step fails (KR_ETOOLARGE) rather than scan
+ * without end, and the tenant stays due. */
+#define KR_RETENTION_OUTBOX_FILES_MAX 1000000u
+/* The longest log retention period an operator may configure (10 years). */
+#define KR_LOG_RETENTION_DAYS_MAX 3660u
+/* Backup generations backups.list reports (backups keep 7). */
+#define KR_BACKUP_GENERATIONS_MAX 64u
+
 #endif

@@ -16,6 +16,7 @@
  */
 #include "accounts.h"
 #include "cmd.h"
+#include "retention.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -372,7 +373,7 @@ kr_err cmd_tenants_list(struct cmd *c)
     res_keyname(c, "tenants");
     msgpack_pack_array(&c->res, n);
     for (uint32_t i = 0; i < n; i++) {
-        res_map(c, 4);
+        res_map(c, 5);
         res_u64(c, KR_FLD_TENANT, ids[i]);
         if (rows[i].code_len)
             res_str(c, KR_FLD_TENANT_CODE, rows[i].code, rows[i].code_len);
@@ -383,6 +384,11 @@ kr_err cmd_tenants_list(struct cmd *c)
             res_u64(c, KR_FLD_CANCELLED, rows[i].cancelled);
         else
             res_nil(c, KR_FLD_CANCELLED);
+        /* Only while the erasure is owed: an erased tenant's row is bare. */
+        if (rows[i].state == KR_TENANT_STATE_CANCELLED)
+            res_u64(c, KR_FLD_ERASE_BY, ret_erase_by(rows[i].cancelled));
+        else
+            res_nil(c, KR_FLD_ERASE_BY);
     }
     if (more && n > 0) {
         uint8_t cb[8];

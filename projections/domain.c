@@ -62,6 +62,10 @@ static const cmd_fn handlers[KR_OP__COUNT] = {
     [KR_OP_JOURNAL_READ] = cmd_journal_read,
     [KR_OP_JOURNAL_CHECKPOINT] = cmd_journal_checkpoint,
     [KR_OP_JOURNAL_PROOF] = cmd_journal_proof,
+    [KR_OP_TENANTS_ERASE] = cmd_tenants_erase,
+    [KR_OP_RETENTION_RUN] = cmd_retention_run,
+    [KR_OP_MAINTENANCE_RECORD] = cmd_maintenance_record,
+    [KR_OP_BACKUPS_LIST] = cmd_backups_list,
 };
 
 bool dom_has_handler(int op)
@@ -79,6 +83,7 @@ kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
         return KR_ENOMEM;
     snprintf(d->dir, sizeof d->dir, "%s", o->dir);
     pthread_mutex_init(&d->async_mu, NULL);
+    pthread_mutex_init(&d->ret_mu, NULL);
     pthread_mutex_init(&d->pwhash_mu, NULL);
     pthread_cond_init(&d->pwhash_cv, NULL);
     pthread_cond_init(&d->async_cv, NULL);
@@ -123,6 +128,7 @@ void dom_close(struct kr_domain *d)
     ks_close(d->ks);
     views_fini(&d->views);
     pthread_mutex_destroy(&d->async_mu);
+    pthread_mutex_destroy(&d->ret_mu);
     pthread_mutex_destroy(&d->pwhash_mu);
     pthread_cond_destroy(&d->pwhash_cv);
     pthread_cond_destroy(&d->async_cv);

@@ -49,6 +49,8 @@ struct kr_domain_options {
     size_t pwhash_mem;
 };
 
+struct ret_hooks; /* retention.h */
+
 struct kr_domain {
     struct journal *j;
     struct kr_keystore *ks;
@@ -70,6 +72,11 @@ struct kr_domain {
     pthread_cond_t async_cv;
     size_t async_n;
     kr_err async_err; /* the first failure since the last dom_wait */
+    /* retention (retention.h): hooks from the tools layer, the log period,
+     * and the mutex that runs one erasure or truncation at a time */
+    const struct ret_hooks *ret_hooks;
+    uint32_t log_days;
+    pthread_mutex_t ret_mu;
 };
 
 /* Opens the journal in o->dir with the views (catching the views up with the

@@ -66,10 +66,22 @@ static va_fn area_by_prefix(int ev)
         const char *prefix;
         va_fn fn;
     } areas[] = {
-        {"signup.", va_tenants},     {"tenant.", va_tenants},    {"account.", va_accounts},
-        {"session.", va_accounts},   {"contact.", va_contacts},  {"tag.", va_contacts},
-        {"attribute.", va_contacts}, {"notice.", va_notices},    {"incident.", va_notices},
-        {"outbox.", va_notices},     {"access.", va_audit_only}, {"login.", va_audit_only},
+        {"signup.", va_tenants},
+        {"tenant.", va_tenants},
+        {"account.", va_accounts},
+        {"session.", va_accounts},
+        {"contact.", va_contacts},
+        {"tag.", va_contacts},
+        {"attribute.", va_contacts},
+        {"notice.", va_notices},
+        {"incident.", va_notices},
+        {"outbox.", va_notices},
+        {"access.", va_audit_only},
+        {"login.", va_audit_only},
+        /* the platform's own history: serve starts, operator work, backups */
+        {"serve.", va_audit_only},
+        {"maintenance.", va_audit_only},
+        {"backup.", va_audit_only},
     };
     for (size_t i = 0; i < sizeof areas / sizeof areas[0]; i++)
         if (strncmp(n, areas[i].prefix, strlen(areas[i].prefix)) == 0)

@@ -5,6 +5,7 @@
 #ifndef KR_CLI_H
 #define KR_CLI_H
 
+#include "clock.h"
 #include "kr_error.h"
 
 #include <stdbool.h>
@@ -69,6 +70,15 @@ KR_MUST_CHECK kr_err cli_scratch_dir(char *dir, size_t cap);
 /* Removes dir and everything under it (best effort; symlinks not followed). */
 void cli_rmtree(const char *dir);
 
+/* The clock a command runs on: the real one, or, when KIROKU_CLOCK_OFFSET
+ * is set (clock.h, docs/operations.md), the real one plus that offset, which
+ * fills *oc and sets *out = &oc->clock (*out = NULL for real time). A
+ * command that does not take the override passes allowed = false: then a set
+ * variable is refused. On refusal or a malformed value prints why (naming
+ * `what`) and returns false. */
+bool cli_clock(const char *what, bool allowed, struct kr_offset_clock *oc,
+               const struct kr_clock **out);
+
 /* Subcommands: argc/argv start at the subcommand's own name. */
 int cmd_init(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
@@ -77,9 +87,11 @@ int cmd_keys(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_seed(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
-int cmd_serve(int argc, char **argv); /* cmd_serve.c */
-int cmd_call(int argc, char **argv);  /* cmd_call.c */
-int cmd_certs(int argc, char **argv); /* cmd_certs.c */
+int cmd_serve(int argc, char **argv);       /* cmd_serve.c */
+int cmd_call(int argc, char **argv);        /* cmd_call.c */
+int cmd_certs(int argc, char **argv);       /* cmd_certs.c */
+int cmd_retention(int argc, char **argv);   /* cmd_retention.c */
+int cmd_maintenance(int argc, char **argv); /* cmd_retention.c */
 
 /* Where `kiroku call` sends requests without --url: the client endpoint. */
 #define CLI_CALL_URL_DEFAULT "tcp://127.0.0.1:7450"

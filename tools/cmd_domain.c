@@ -31,6 +31,7 @@
 #include "domain.h"
 #include "journal.h"
 #include "notices.h"
+#include "retention.h"
 #include "views.h"
 
 #include <dirent.h>
@@ -937,6 +938,17 @@ kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r)
     atomic_fetch_add(&s->clk.now, SEED_STEP_NS);
     if ((err = dom_operator_create(s->d, email, pw, s->op.account))) {
         fprintf(stderr, "kiroku: seed: operator: %s\n", kr_strerror(err));
+        goto out;
+    }
+    /* The platform's own history: a start, the operator's work, backups. */
+    char previous[33];
+    kr_set_str(A(s), KR_FLD_WORK, "seeded the demo data");
+    kr_set_str(s->args, KR_FLD_HOST, "seed.example.jp");
+    if ((err = ret_serve_started(s->d, "seed", "seed.example.jp", previous)) ||
+        (err = must(s, &s->op, KR_OP_MAINTENANCE_RECORD, 0)) ||
+        (err = ret_backup_recorded(s->d, true, "2026-04-01", jrn_size(s->d->j), 4096, NULL)) ||
+        (err = ret_backup_recorded(s->d, false, NULL, 0, 0, "the backups disk is full"))) {
+        fprintf(stderr, "kiroku: seed: the platform's records: %s\n", kr_strerror(err));
         goto out;
     }
     for (uint64_t ti = 0; ti < o->tenants; ti++) {

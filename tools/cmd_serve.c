@@ -15,9 +15,12 @@
  */
 #include "accounts.h"
 #include "cli.h"
+#include "daily.h"
 #include "domain.h"
 #include "mailer.h"
 #include "notices.h"
+#include "retention.h"
+#include "retention_hooks.h"
 #include "server.h"
 
 #include <errno.h>
@@ -36,7 +39,8 @@
 static const char serve_usage[] =
     "usage: kiroku serve [--data DIR] [--listen URL]... [--operator URL]\n"
     "                    [--cert FILE --key FILE] [--client-ca FILE] [--workers N]\n"
-    "                    [--demo] [--json]\n"
+    "                    [--backups DIR [--backup-at HH:MM]] [--log-retention-days N]\n"
+    "                    [--test-clock] [--demo] [--json]\n"
     "\n"
     "Serves the API over nng request/reply until SIGINT or SIGTERM. Clients\n"
     "connect to --listen (default " API_LISTEN_DEFAULT "; tcp://, tls+tcp://,\n"
@@ -49,6 +53,15 @@ static const char serve_usage[] =
     "DIR/outbox/*.eml. --demo makes a demo tenant and operator when the journal\n"
     "has no tenant yet and prints how to log in (credentials in DIR/demo.txt).\n"
     "--json prints one line of JSON once listening.\n"
+    "\n"
+    "Daily jobs (on a thread of their own): the retention job at start and\n"
+    "every 24 hours (erases cancelled tenants that are due, strips platform\n"
+    "logs older than --log-retention-days, default 400), and with --backups a\n"
+    "backup into DIR every day at --backup-at (JST, default 03:00; at start\n"
+    "too when that time has passed today), recorded as backup.completed or\n"
+    "backup.failed. Each start is recorded (serve.started, with the version\n"
+    "and the previous start's). KIROKU_CLOCK_OFFSET (drills and tests) is\n"
+    "refused unless --test-clock is given.\n"
     "\n"
     "Exit status: 0 after a clean stop; 2 usage; 3 could not start.\n";
 
@@ -296,18 +309,67 @@ out:
 
 /* ---- serve ---- */
 
-static kr_err serve_open(const char *data, struct kr_domain **d)
+static kr_err serve_open(const char *data, const struct kr_clock *clock, struct kr_domain **d)
 {
-    struct kr_domain_options o = {.dir = data};
+    struct kr_domain_options o = {.dir = data, .clock = clock};
     kr_err err = dom_open(&o, d);
     if (err == KR_ENOTFOUND) {
-        struct jrn_options jo = {.dir = data};
+        struct jrn_options jo = {.dir = data, .clock = clock};
         if ((err = jrn_create(&jo, NULL)))
             return err;
         fprintf(stderr, "kiroku: created a journal in %s\n", data);
         err = dom_open(&o, d);
     }
     return err;
+}
+
+/* ---- Daily jobs ---- */
+
+#ifndef KIROKU_VERSION
+#define KIROKU_VERSION "unknown"
+#endif
+
+struct serve_jobs {
+    struct kr_domain *d;
+    struct tools_ret tr;
+    bool json;
+};
+
+static void job_retention(void *arg)
+{
+    struct serve_jobs *sj = arg;
+    struct ret_report *r = malloc(sizeof *r);
+    if (!r) {
+        fprintf(stderr, "kiroku: serve: retention: %s\n", kr_strerror(KR_ENOMEM));
+        return;
+    }
+    kr_err err = ret_run(sj->d, false, r);
+    size_t erased = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        erased += r->tenants[i].erased;
+        if (r->tenants[i].err)
+            fprintf(stderr,
+                    "kiroku: serve: retention: tenant %llu stopped at step %s: %s (it stays due)\n",
+                    (unsigned long long)r->tenants[i].tenant, r->tenants[i].step,
+                    kr_strerror(r->tenants[i].err));
+    }
+    if (err)
+        fprintf(stderr, "kiroku: serve: retention: %s\n", kr_strerror(err));
+    else if (erased || r->stripped)
+        fprintf(stderr,
+                "kiroku: serve: retention: %zu tenant%s erased, %llu log record%s stripped\n",
+                erased, erased == 1 ? "" : "s", (unsigned long long)r->stripped,
+                r->stripped == 1 ? "" : "s");
+    free(r);
+}
+
+static void job_backup(void *arg)
+{
+    struct serve_jobs *sj = arg;
+    char reason[256];
+    kr_err err = tools_backup_daily(&sj->tr, sj->d, reason);
+    if (err)
+        fprintf(stderr, "kiroku: serve: backup failed: %s\n", reason);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -320,11 +382,18 @@ int cmd_serve(int argc, char **argv)
                                          {"client-ca", required_argument, 0, 'a'},
                                          {"workers", required_argument, 0, 'w'},
                                          {"demo", no_argument, 0, 'D'},
+                                         {"test-clock", no_argument, 0, 'T'},
+                                         {"backups", required_argument, 0, 'B'},
+                                         {"backup-at", required_argument, 0, 'A'},
+                                         {"log-retention-days", required_argument, 0, 'L'},
                                          {0, 0, 0, 0}};
     struct cli_common co = {0};
     struct api_server_options so = {0};
     const char *listen[KR_API_LISTEN_MAX];
-    bool demo = false;
+    bool demo = false, test_clock = false;
+    const char *backups = NULL;
+    unsigned backup_at = 3 * 60;
+    uint64_t log_days = RET_LOG_DAYS_DEFAULT;
     uint64_t workers;
     int c, rc;
     optind = 1;
@@ -357,6 +426,25 @@ int cmd_serve(int argc, char **argv)
         case 'D':
             demo = true;
             break;
+        case 'T':
+            test_clock = true;
+            break;
+        case 'B':
+            backups = optarg;
+            break;
+        case 'A':
+            if (!daily_parse_hhmm(optarg, &backup_at)) {
+                fprintf(stderr, "kiroku: serve: --backup-at is HH:MM (JST), 00:00..23:59\n");
+                return CLI_USAGE;
+            }
+            break;
+        case 'L':
+            if (!cli_parse_u64(optarg, 1, KR_LOG_RETENTION_DAYS_MAX, &log_days)) {
+                fprintf(stderr, "kiroku: serve: --log-retention-days is 1..%u\n",
+                        KR_LOG_RETENTION_DAYS_MAX);
+                return CLI_USAGE;
+            }
+            break;
         default:
             if ((rc = cli_common_option(c, serve_usage, &co)) != CLI_CONTINUE)
                 return rc;
@@ -366,6 +454,17 @@ int cmd_serve(int argc, char **argv)
         return cli_usage(serve_usage);
     so.listen = listen;
     const char *data = cli_data_dir(co.data);
+    struct kr_offset_clock oc;
+    const struct kr_clock *clock;
+    if (!cli_clock("serve", test_clock, &oc, &clock))
+        return CLI_FAIL;
+    struct serve_jobs *sj = calloc(1, sizeof *sj);
+    if (!sj)
+        return cli_fail("serve", KR_ENOMEM);
+    if (!tools_ret_init(&sj->tr, data, backups, test_clock && clock != NULL)) {
+        free(sj);
+        return CLI_USAGE;
+    }
 
     /* Before any thread exists, so that every thread inherits the mask. */
     sigset_t sigs;
@@ -376,12 +475,29 @@ int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct kr_domain *d = NULL;
-    kr_err err = serve_open(data, &d);
-    if (err)
+    kr_err err = serve_open(data, clock, &d);
+    if (err) {
+        free(sj);
         return cli_fail_open(data, err);
+    }
+    sj->d = d;
+    sj->json = co.json;
+    dom_set_retention(d, &sj->tr.hooks, (uint32_t)log_days);
+    char host[256], previous[33];
+    if (gethostname(host, sizeof host) != 0 || !host[0])
+        snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = '\0';
+    if ((err = ret_serve_started(d, KIROKU_VERSION, host, previous))) {
+        dom_close(d);
+        free(sj);
+        return cli_fail("serve: recording the start", err);
+    }
+    if (previous[0] && strcmp(previous, KIROKU_VERSION) != 0 && !co.json)
+        fprintf(stderr, "kiroku: serve: upgraded: %s, previously %s\n", KIROKU_VERSION, previous);
     const char *client_url = so.nlisten ? listen[0] : API_LISTEN_DEFAULT;
     if (demo && (err = demo_setup(d, data, client_url))) {
         dom_close(d);
+        free(sj);
         return cli_fail("serve --demo", err);
     }
     struct api_server *s;
@@ -389,6 +505,22 @@ int cmd_serve(int argc, char **argv)
     if ((err = api_server_start(&so, d, &s, &why))) {
         fprintf(stderr, "kiroku: serve: %s: %s\n", why, kr_strerror(err));
         dom_close(d);
+        free(sj);
+        return CLI_FAIL;
+    }
+    struct daily_options dopt = {
+        .clock = clock,
+        .retention = job_retention,
+        .backup = backups ? job_backup : NULL,
+        .backup_at_min = backup_at,
+        .arg = sj,
+    };
+    struct daily *sched = NULL;
+    if ((err = daily_start(&dopt, &sched))) {
+        fprintf(stderr, "kiroku: serve: the daily jobs: %s\n", kr_strerror(err));
+        api_server_stop(s);
+        dom_close(d);
+        free(sj);
         return CLI_FAIL;
     }
     const char *const *urls;
@@ -418,7 +550,10 @@ int cmd_serve(int argc, char **argv)
         ;
     if (!co.json)
         fprintf(stderr, "kiroku: stopping (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    api_server_stop_begin(s);
+    daily_stop(sched); /* after the job it runs, if any */
     api_server_stop(s);
     dom_close(d);
+    free(sj);
     return CLI_OK;
 }

@@ -27,6 +27,8 @@ static const char main_usage[] =
     "  serve    serve the API (clients over tcp, operators over a local socket)\n"
     "  call     send one API request and print the reply as JSON\n"
     "  certs    make a CA and TLS certificates for the server and clients\n"
+    "  retention erase cancelled tenants that are due and truncate old logs\n"
+    "  maintenance record an operator's maintenance work (over the operator endpoint)\n"
     "\n"
     "Every command takes --data DIR (default $KIROKU_DATA or " CLI_DATA_DEFAULT ")\n"
     "and --help.\n";
@@ -37,6 +39,37 @@ const char *cli_data_dir(const char *flag)
         return flag;
     const char *env = getenv("KIROKU_DATA");
     return env && *env ? env : CLI_DATA_DEFAULT;
+}
+
+bool cli_clock(const char *what, bool allowed, struct kr_offset_clock *oc,
+               const struct kr_clock **out)
+{
+    const char *env = getenv(KR_CLOCK_OFFSET_ENV);
+    *out = NULL;
+    if (!env || !*env)
+        return true;
+    if (!allowed) {
+        fprintf(stderr,
+                "kiroku: %s: refusing to run with " KR_CLOCK_OFFSET_ENV
+                " set (a clock override is for drills and tests: unset it, or pass --test-clock)\n",
+                what);
+        return false;
+    }
+    int64_t off;
+    kr_err err = kr_clock_offset_parse(env, &off);
+    if (err) {
+        fprintf(stderr,
+                "kiroku: %s: " KR_CLOCK_OFFSET_ENV "=%s: %s (want e.g. 30d, -90m, 3600: "
+                "a signed number of s, m, h or d, at most 36600d)\n",
+                what, env, kr_strerror(err));
+        return false;
+    }
+    kr_clock_offset_init(oc, NULL, off);
+    *out = &oc->clock;
+    if (off != 0)
+        fprintf(stderr, "kiroku: %s: clock override " KR_CLOCK_OFFSET_ENV "=%s in effect\n", what,
+                env);
+    return true;
 }
 
 int cli_common_option(int c, const char *usage, struct cli_common *co)
@@ -145,9 +178,10 @@ int main(int argc, char **argv)
         const char *name;
         int (*run)(int, char **);
     } cmds[] = {
-        {"init", cmd_init},   {"verify", cmd_verify}, {"dump", cmd_dump},     {"keys", cmd_keys},
-        {"bench", cmd_bench}, {"seed", cmd_seed},     {"replay", cmd_replay}, {"serve", cmd_serve},
-        {"call", cmd_call},   {"certs", cmd_certs},
+        {"init", cmd_init},     {"verify", cmd_verify},       {"dump", cmd_dump},
+        {"keys", cmd_keys},     {"bench", cmd_bench},         {"seed", cmd_seed},
+        {"replay", cmd_replay}, {"serve", cmd_serve},         {"call", cmd_call},
+        {"certs", cmd_certs},   {"retention", cmd_retention}, {"maintenance", cmd_maintenance},
     };
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {

@@ -1,0 +1,468 @@
+/*
+ * retention.c: crash-safe erasure of cancelled tenants, platform log
+ * truncation, and kiroku's own records of serve starts and backups (see
+ * retention.h).
+ *
+ * Design notes. The tenant's view row is the erasure's progress marker: it
+ * says "cancelled" until tenant.erased commits, and tenant.erased is the last
+ * step, so "due" needs no state of its own and a crash can only leave work to
+ * redo, never work taken as done. Every step before it is idempotent: a
+ * destroyed key stays destroyed (ks_destroy keeps the first time), a
+ * generation whose key is gone is left as it is (backup_erase_tenant), a
+ * deleted file is not there to delete, a stripped record is skipped by the
+ * strip.
+ */
+#include "retention.h"
+
+#include "accounts.h"
+#include "cmd.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+uint64_t ret_erase_by(uint64_t cancelled)
+{
+    return cancelled > UINT64_MAX - RET_ERASE_AFTER_NS ? UINT64_MAX
+                                                       : cancelled + RET_ERASE_AFTER_NS;
+}
+
+bool ret_is_due(uint64_t cancelled, uint64_t now)
+{
+    return cancelled != 0 && now >= cancelled && now - cancelled >= RET_DUE_AFTER_NS;
+}
+
+const char *ret_step_name(enum ret_step s)
+{
+    static const char *const names[RET_STEP__COUNT] = {"key", "backups", "outbox", "strip",
+                                                       "event"};
+    return (unsigned)s < RET_STEP__COUNT ? names[s] : "?";
+}
+
+void dom_set_retention(struct kr_domain *d, const struct ret_hooks *h, uint32_t log_days)
+{
+    pthread_mutex_lock(&d->ret_mu);
+    d->ret_hooks = h;
+    d->log_days = log_days == 0                          ? RET_LOG_DAYS_DEFAULT
+                  : log_days > KR_LOG_RETENTION_DAYS_MAX ? KR_LOG_RETENTION_DAYS_MAX
+                                                         : log_days;
+    pthread_mutex_unlock(&d->ret_mu);
+}
+
+static uint32_t log_days(const struct kr_domain *d)
+{
+    return d->log_days ? d->log_days : RET_LOG_DAYS_DEFAULT;
+}
+
+/* ---- Erasing one tenant ---- */
+
+/* The seq an outbox file name starts with: "<seq>-<hex>.eml" or the
+ * mailer's temporary ".tmp-<seq>-<hex>.eml". 0 if the name is neither. */
+static uint64_t outbox_name_seq(const char *name)
+{
+    if (strncmp(name, ".tmp-", 5) == 0)
+        name += 5;
+    uint64_t seq = 0;
+    size_t digits = 0;
+    for (; *name >= '0' && *name <= '9' && digits < 20; name++, digits++) {
+        uint64_t dgt = (uint64_t)(*name - '0');
+        if (seq > (UINT64_MAX - dgt) / 10)
+            return 0;
+        seq = seq * 10 + dgt;
+    }
+    if (digits == 0 || *name != '-')
+        return 0;
+    size_t n = strlen(name);
+    return n > 4 && strcmp(name + n - 4, ".eml") == 0 ? seq : 0;
+}
+
+/* Deletes DIR/outbox's files of e-mails queued by tenant's records. */
+static kr_err outbox_delete(struct kr_domain *d, uint64_t tenant, uint64_t *deleted)
+{
+    char dir[KR_PATH_MAX + 16];
+    *deleted = 0;
+    if ((size_t)snprintf(dir, sizeof dir, "%s/outbox", d->dir) >= sizeof dir)
+        return KR_ETOOLARGE;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dfd < 0)
+        return errno == ENOENT ? KR_OK : kr_err_from_errno(errno);
+    DIR *dh = fdopendir(dfd);
+    if (!dh) {
+        kr_err err = kr_err_from_errno(errno);
+        close(dfd);
+        return err;
+    }
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    kr_err err = KR_OK;
+    uint64_t seen = 0;
+    struct dirent *e;
+    errno = 0;
+    while ((e = readdir(dh)) != NULL) {
+        if (++seen > KR_RETENTION_OUTBOX_FILES_MAX) {
+            err = KR_ETOOLARGE;
+            break;
+        }
+        uint64_t seq = outbox_name_seq(e->d_name);
+        if (seq == 0)
+            continue;
+        kr_err rerr = jrn_read(d->j, seq, &b);
+        if (rerr == KR_ENOTFOUND)
+            continue; /* not a record of this journal: not ours to judge */
+        if (rerr) {
+            err = rerr;
+            break;
+        }
+        if (b.rec.tenant != tenant)
+            continue;
+        if (unlinkat(dfd, e->d_name, 0) != 0 && errno != ENOENT) {
+            err = kr_err_from_errno(errno);
+            break;
+        }
+        (*deleted)++;
+        errno = 0;
+    }
+    if (!err && errno != 0)
+        err = kr_err_from_errno(errno);
+    jrn_recbuf_fini(&b);
+    if (!err && *deleted && fsync(dfd) != 0)
+        err = kr_err_from_errno(errno);
+    closedir(dh);
+    return err;
+}
+
+static kr_err step_fail(struct kr_diag *diag, enum ret_step s, kr_err err, const char *why)
+{
+    if (diag) {
+        snprintf(diag->field, sizeof diag->field, "step");
+        snprintf(diag->why, sizeof diag->why, "%s: %s", ret_step_name(s),
+                 why ? why : kr_strerror(err));
+    }
+    return err;
+}
+
+/* The test hook after step s. */
+static kr_err after(struct kr_domain *d, uint64_t tenant, enum ret_step s, struct kr_diag *diag)
+{
+    const struct ret_hooks *h = d->ret_hooks;
+    if (!h || !h->after_step)
+        return KR_OK;
+    kr_err err = h->after_step(h->arg, tenant, s);
+    return err ? step_fail(diag, s, err, "stopped after this step (test hook)") : KR_OK;
+}
+
+static kr_err erase_locked(struct kr_domain *d, uint64_t tenant, struct kr_diag *diag)
+{
+    const struct ret_hooks *h = d->ret_hooks;
+    struct va_tenant t;
+    MDB_txn *txn;
+    kr_err err;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    err = va_tenant_get(&d->views, txn, tenant, &t);
+    mdb_txn_abort(txn);
+    if (err == KR_ENOTFOUND || (!err && t.state == KR_TENANT_STATE_APPLIED)) {
+        if (diag) {
+            snprintf(diag->field, sizeof diag->field, "tenant");
+            snprintf(diag->why, sizeof diag->why, "no such tenant");
+        }
+        return KR_ENOTFOUND;
+    }
+    if (err)
+        return err;
+    if (t.state == KR_TENANT_STATE_ERASED)
+        return KR_OK; /* done before: nothing changes */
+    if (t.state != KR_TENANT_STATE_CANCELLED) {
+        if (diag) {
+            snprintf(diag->field, sizeof diag->field, "tenant");
+            snprintf(diag->why, sizeof diag->why, "the tenant is not cancelled");
+        }
+        return KR_ECONFLICT;
+    }
+    uint64_t now = kr_clock_now(d->clock);
+
+    /* 1. The live key, and its bytes in freed pages. */
+    if (!d->ks)
+        return step_fail(diag, RET_STEP_KEY, KR_EKEY, "no keystore");
+    if ((err = ks_destroy(d->ks, tenant, now)))
+        return step_fail(diag, RET_STEP_KEY, err, NULL);
+    if ((err = ks_scrub(d->ks)))
+        return step_fail(diag, RET_STEP_KEY, err,
+                         err == KR_EBUSY ? "another process has the keystore open: the scrub "
+                                           "is owed, the tenant stays due"
+                                         : NULL);
+    if ((err = after(d, tenant, RET_STEP_KEY, diag)))
+        return err;
+
+    /* 2. The key in every backup generation. */
+    if (h && h->backup_erase) {
+        uint64_t gens = 0;
+        if ((err = h->backup_erase(h->arg, tenant, &gens)))
+            return step_fail(diag, RET_STEP_BACKUPS, err, NULL);
+    }
+    if ((err = after(d, tenant, RET_STEP_BACKUPS, diag)))
+        return err;
+
+    /* 3. Its e-mail files. */
+    uint64_t deleted;
+    if ((err = outbox_delete(d, tenant, &deleted)))
+        return step_fail(diag, RET_STEP_OUTBOX, err, NULL);
+    if ((err = after(d, tenant, RET_STEP_OUTBOX, diag)))
+        return err;
+
+    /* 4. Its payloads in the journal, up to now (later records of it, such
+     * as a delivery receipt, carry no personal data in clear). */
+    if (!h || !h->strip)
+        return step_fail(diag, RET_STEP_STRIP, KR_EINVAL,
+                         "this build cannot strip payloads: the tenant stays due");
+    struct ret_strip_spec spec = {.tenant = tenant, .to_seq = jrn_size(d->j)};
+    uint64_t stripped = 0;
+    if ((err = h->strip(h->arg, d->j, &spec, &stripped)))
+        return step_fail(diag, RET_STEP_STRIP, err, NULL);
+    if ((err = after(d, tenant, RET_STEP_STRIP, diag)))
+        return err;
+
+    /* 5. The record of it all, which drops its views. */
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return KR_ENOMEM;
+    kr_payload_reset(p, KR_EV_TENANT_ERASED);
+    err = dom_append_plain(d, tenant, JRN_SYSTEM_ACTOR, p, &t.version, NULL);
+    kr_payload_free(p);
+    if (err)
+        return step_fail(diag, RET_STEP_EVENT, err,
+                         err == KR_ECONFLICT ? "the tenant changed meanwhile: it stays due" : NULL);
+    if ((err = after(d, tenant, RET_STEP_EVENT, diag)))
+        return err;
+    /* A mailer round that read the tenant's e-mail before step 1 may have
+     * written its file after step 3: sweep once more (best effort; the
+     * file's content is sealed nowhere, so it must go). */
+    err = outbox_delete(d, tenant, &deleted);
+    (void)err;
+    return KR_OK;
+}
+
+kr_err ret_erase_tenant(struct kr_domain *d, uint64_t tenant, struct kr_diag *diag)
+{
+    if (diag)
+        memset(diag, 0, sizeof *diag);
+    pthread_mutex_lock(&d->ret_mu);
+    kr_err err = erase_locked(d, tenant, diag);
+    pthread_mutex_unlock(&d->ret_mu);
+    return err;
+}
+
+/* ---- Platform logs ---- */
+
+bool ret_is_log_type(const char *type, size_t len)
+{
+    /* Records the views never read back (audit-only): stripping them keeps
+     * a view rebuild identical. See docs/operations.md for the list and why. */
+    static const int logs[] = {KR_EV_LOGIN_UNKNOWN, KR_EV_ACCESS_DENIED,
+                               KR_EV_MAINTENANCE_RECORDED};
+    for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
+        const char *n = kr_events[logs[i]].name;
+        if (strlen(n) == len && memcmp(n, type, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool want_log(void *arg, const struct jrn_record *r)
+{
+    (void)arg;
+    return ret_is_log_type(r->type, r->type_len);
+}
+
+kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped)
+{
+    *stripped = 0;
+    if (before_ns == 0)
+        return KR_OK;
+    pthread_mutex_lock(&d->ret_mu);
+    const struct ret_hooks *h = d->ret_hooks;
+    kr_err err = KR_EINVAL;
+    if (h && h->strip) {
+        struct ret_strip_spec spec = {.any_tenant = true, .before_ns = before_ns, .want = want_log};
+        err = h->strip(h->arg, d->j, &spec, stripped);
+    }
+    pthread_mutex_unlock(&d->ret_mu);
+    return err;
+}
+
+/* ---- The job ---- */
+
+/* Every cancelled tenant (up to the report's capacity), by id. */
+static kr_err list_cancelled(struct kr_domain *d, uint64_t now, struct ret_report *r)
+{
+    MDB_txn *txn;
+    MDB_cursor *mc;
+    MDB_val k, val;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((rc = mdb_cursor_open(txn, d->views.db[VIEW_TENANTS], &mc))) {
+        mdb_txn_abort(txn);
+        return kr_err_from_mdb(rc);
+    }
+    kr_err err = KR_OK;
+    for (rc = mdb_cursor_get(mc, &k, &val, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(mc, &k, &val, MDB_NEXT)) {
+        struct va_tenant t;
+        if (k.mv_size != 8) {
+            err = KR_ECORRUPT;
+            break;
+        }
+        uint64_t id = v_get_u64(k.mv_data);
+        if ((err = va_tenant_get(&d->views, txn, id, &t)))
+            break;
+        if (t.state != KR_TENANT_STATE_CANCELLED)
+            continue;
+        if (r->n == KR_RETENTION_TENANTS_MAX)
+            break; /* the rest wait for the next run */
+        r->tenants[r->n++] = (struct ret_tenant){
+            .tenant = id,
+            .cancelled = t.cancelled,
+            .erase_by = ret_erase_by(t.cancelled),
+            .due = ret_is_due(t.cancelled, now),
+        };
+    }
+    mdb_cursor_close(mc);
+    mdb_txn_abort(txn);
+    if (!err && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        err = kr_err_from_mdb(rc);
+    return err;
+}
+
+kr_err ret_run(struct kr_domain *d, bool dry_run, struct ret_report *r)
+{
+    memset(r, 0, sizeof *r);
+    uint64_t now = kr_clock_now(d->clock);
+    uint64_t period = (uint64_t)log_days(d) * RET_NS_PER_DAY;
+    r->log_before_ns = now > period ? now - period : 0;
+    kr_err err = list_cancelled(d, now, r);
+    if (err)
+        return r->err = err;
+    if (dry_run)
+        return KR_OK;
+    for (size_t i = 0; i < r->n; i++) {
+        struct ret_tenant *t = &r->tenants[i];
+        if (!t->due)
+            continue;
+        struct kr_diag diag;
+        t->err = ret_erase_tenant(d, t->tenant, &diag);
+        t->erased = t->err == KR_OK;
+        if (t->err) {
+            const char *colon = strchr(diag.why, ':');
+            size_t n = colon ? (size_t)(colon - diag.why) : 0;
+            if (n >= sizeof t->step)
+                n = sizeof t->step - 1;
+            memcpy(t->step, diag.why, n);
+            t->step[n] = '\0';
+            if (!r->err)
+                r->err = t->err;
+        }
+    }
+    if ((err = ret_truncate_logs(d, r->log_before_ns, &r->stripped)) && !r->err)
+        r->err = err;
+    return r->err;
+}
+
+/* ---- kiroku's own records ---- */
+
+/* The kiroku_version of the newest serve.started, into out ("" if none). */
+static kr_err previous_start(struct kr_domain *d, const char *stream, uint64_t version,
+                             char out[33])
+{
+    out[0] = '\0';
+    if (version == 0)
+        return KR_OK;
+    struct jrn_query q = {.kind = JRN_Q_STREAM,
+                          .from = version,
+                          .tenant = 0,
+                          .stream = stream,
+                          .stream_len = strlen(stream)};
+    struct jrn_cursor *cur;
+    struct jrn_record rec;
+    kr_err err = jrn_cursor_new(d->j, &q, &cur);
+    if (err)
+        return err;
+    if ((err = jrn_cursor_next(cur, &rec)) == KR_OK && !rec.payload_stripped) {
+        struct kr_payload *p = kr_payload_new();
+        if (!p) {
+            err = KR_ENOMEM;
+        } else {
+            if (kr_event_decode(KR_EV_SERVE_STARTED, &rec, NULL, p, NULL) == KR_OK) {
+                const struct kr_value *v = &p->v[KR_FLD_KIROKU_VERSION];
+                if (v->set && v->n < 33) {
+                    memcpy(out, v->p, v->n);
+                    out[v->n] = '\0';
+                }
+            }
+            kr_payload_free(p);
+        }
+    } else if (err == KR_ENOTFOUND) {
+        err = KR_OK;
+    }
+    jrn_cursor_free(cur);
+    return err;
+}
+
+kr_err ret_serve_started(struct kr_domain *d, const char *version, const char *host,
+                         char previous[33])
+{
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return KR_ENOMEM;
+    kr_payload_reset(p, KR_EV_SERVE_STARTED);
+    char stream[KR_STREAM_MAX + 1];
+    size_t slen;
+    kr_set_str(p, KR_FLD_KIROKU_VERSION, version);
+    kr_set_str(p, KR_FLD_HOST, host);
+    kr_err err = kr_event_stream(p, stream, sizeof stream, &slen);
+    uint64_t v = 0;
+    for (int attempt = 0; !err && attempt < KR_CMD_RETRIES; attempt++) {
+        if ((err = jrn_stream_version(d->j, 0, stream, slen, &v)) ||
+            (err = previous_start(d, stream, v, previous)))
+            break;
+        if (previous[0])
+            kr_set_str(p, KR_FLD_PREVIOUS_VERSION, previous);
+        err = dom_append_plain(d, 0, JRN_SYSTEM_ACTOR, p, &v, NULL);
+        if (err != KR_ECONFLICT)
+            break;
+    }
+    kr_payload_free(p);
+    return err;
+}
+
+kr_err ret_backup_recorded(struct kr_domain *d, bool ok, const char *generation, uint64_t last_seq,
+                           uint64_t bytes, const char *reason)
+{
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return KR_ENOMEM;
+    if (ok) {
+        kr_payload_reset(p, KR_EV_BACKUP_COMPLETED);
+        kr_set_str(p, KR_FLD_GENERATION, generation && *generation ? generation : "?");
+        kr_set_u64(p, KR_FLD_LAST_SEQ, last_seq);
+        kr_set_u64(p, KR_FLD_BYTES, bytes);
+    } else {
+        char why[256];
+        snprintf(why, sizeof why, "%s", reason && *reason ? reason : "unknown");
+        /* printable text only: a reason is an error message, not data */
+        for (char *c = why; *c; c++)
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
+                *c = ' ';
+        kr_payload_reset(p, KR_EV_BACKUP_FAILED);
+        kr_set_str(p, KR_FLD_REASON, why);
+    }
+    kr_err err = dom_append_plain(d, 0, JRN_SYSTEM_ACTOR, p, NULL, NULL);
+    kr_payload_free(p);
+    return err;
+}

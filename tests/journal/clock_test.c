@@ -1,0 +1,119 @@
+/*
+ * clock_test.c: tests for journal/clock.c: the offset syntax of the
+ * KIROKU_CLOCK_OFFSET override (every unit, signs, every malformed form, the
+ * bounds) and the offset clock over a fixed base clock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+
+#include "clock.h"
+
+#define S 1000000000ll
+
+static void parses(const char *s, int64_t want)
+{
+    int64_t got = 12345;
+    assert_int_equal(kr_clock_offset_parse(s, &got), KR_OK);
+    assert_true(got == want);
+}
+
+static void refused(const char *s, kr_err want)
+{
+    int64_t got = 12345;
+    assert_int_equal(kr_clock_offset_parse(s, &got), want);
+    assert_true(got == 12345); /* untouched on error */
+}
+
+static void test_units(void **state)
+{
+    (void)state;
+    parses("0", 0);
+    parses("3600", 3600 * S);
+    parses("45s", 45 * S);
+    parses("90m", 90 * 60 * S);
+    parses("2h", 2 * 3600 * S);
+    parses("30d", 30 * 86400 * S);
+    parses("+1d", 86400 * S);
+    parses("-90m", -90 * 60 * S);
+    parses("-0", 0);
+    parses("007d", 7 * 86400 * S);
+}
+
+static void test_malformed(void **state)
+{
+    (void)state;
+    refused("", KR_EINVAL);
+    refused("+", KR_EINVAL);
+    refused("-", KR_EINVAL);
+    refused("d", KR_EINVAL);
+    refused("30 d", KR_EINVAL);
+    refused(" 30d", KR_EINVAL);
+    refused("30d ", KR_EINVAL);
+    refused("30dd", KR_EINVAL);
+    refused("30w", KR_EINVAL);
+    refused("1.5d", KR_EINVAL);
+    refused("+-1", KR_EINVAL);
+    refused("0x10", KR_EINVAL);
+    refused("30D", KR_EINVAL);
+    int64_t x;
+    assert_int_equal(kr_clock_offset_parse(NULL, &x), KR_EINVAL);
+    assert_int_equal(kr_clock_offset_parse("1", NULL), KR_EINVAL);
+}
+
+static void test_bounds(void **state)
+{
+    (void)state;
+    char buf[64];
+    parses("36600d", KR_CLOCK_OFFSET_MAX_S * S);
+    parses("-36600d", -KR_CLOCK_OFFSET_MAX_S * S);
+    refused("36601d", KR_ETOOLARGE);
+    snprintf(buf, sizeof buf, "%lld", KR_CLOCK_OFFSET_MAX_S + 1);
+    refused(buf, KR_ETOOLARGE);
+    refused("99999999999999999999999999999", KR_ETOOLARGE);
+    refused("-99999999999999999999999999999h", KR_ETOOLARGE);
+}
+
+static uint64_t fixed_now(void *ctx)
+{
+    return *(const uint64_t *)ctx;
+}
+
+static void test_offset_clock(void **state)
+{
+    (void)state;
+    uint64_t base_t = 1000 * (uint64_t)S;
+    struct kr_clock base = {.now_ns = fixed_now, .ctx = &base_t};
+    struct kr_offset_clock oc;
+    kr_clock_offset_init(&oc, &base, 30 * 86400 * S);
+    assert_true(kr_clock_now(&oc.clock) == base_t + 30ull * 86400 * S);
+    kr_clock_offset_init(&oc, &base, -10 * S);
+    assert_true(kr_clock_now(&oc.clock) == base_t - 10ull * S);
+    kr_clock_offset_init(&oc, &base, -2000 * S); /* before the epoch: clamped */
+    assert_true(kr_clock_now(&oc.clock) == 0);
+    kr_clock_offset_init(&oc, &base, INT64_MIN);
+    assert_true(kr_clock_now(&oc.clock) == 0);
+    base_t = UINT64_MAX - 5;
+    kr_clock_offset_init(&oc, &base, 10);
+    assert_true(kr_clock_now(&oc.clock) == UINT64_MAX);
+    /* Over the real clock: ahead of it by the offset, give or take the time
+     * between the two readings (an hour is far more than that). */
+    kr_clock_offset_init(&oc, NULL, 86400 * S);
+    uint64_t real = kr_clock_now(NULL), ahead = kr_clock_now(&oc.clock);
+    assert_true(ahead >= real + 86400ull * S && ahead < real + 86400ull * S + 3600ull * S);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_units),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_offset_clock),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
