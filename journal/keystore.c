@@ -939,6 +939,31 @@ out:
     return err;
 }
 
+kr_err ks_copy(struct kr_keystore *ks, const char *dest_dir)
+{
+    char path[KR_PATH_MAX];
+    kr_err err = path_join(path, sizeof path, dest_dir, "data.mdb");
+    if (err)
+        return err;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return kr_err_from_errno(errno);
+    /* Shared: other copies and every call but a scrub go on meanwhile. */
+    pthread_rwlock_rdlock(&ks->env_lock);
+    if ((err = ks->broken) == KR_OK)
+        err = kr_err_from_mdb(mdb_env_copyfd2(ks->env, fd, MDB_CP_COMPACT));
+    pthread_rwlock_unlock(&ks->env_lock);
+    if (err == KR_OK && fsync(fd) != 0)
+        err = kr_err_from_errno(errno);
+    if (close(fd) != 0 && err == KR_OK)
+        err = kr_err_from_errno(errno);
+    if (err)
+        (void)unlink(path);
+    else
+        err = fsync_dir(dest_dir);
+    return err;
+}
+
 kr_err ks_is_destroyed(struct kr_keystore *ks, uint64_t tenant, bool *destroyed)
 {
     uint8_t kb[8];

@@ -140,6 +140,17 @@ KR_MUST_CHECK kr_err ks_destroy(struct kr_keystore *ks, uint64_t tenant, uint64_
  * error, and the keystore must be opened anew. */
 KR_MUST_CHECK kr_err ks_scrub(struct kr_keystore *ks);
 
+/* Copies the keystore as it is in one read snapshot into `dest_dir`/data.mdb
+ * (a compacting copy: live entries only, so no freed page carries a
+ * destroyed key), fsynced. dest_dir must exist; data.mdb must not (KR_EEXIST).
+ * Safe while other processes and threads use the keystore: it reads under a
+ * read transaction and the shared open.lock this handle holds (a scrub in
+ * another process waits for it), and writes nothing to DIR/keystore. The
+ * copy is wrapped by the same KEK: whoever holds it and DIR/keys/kek.key can
+ * read every live tenant key. Errors: KR_EEXIST, KR_EFULL, KR_EIO,
+ * KR_ETOOLARGE (path), or the error that stopped ks. */
+KR_MUST_CHECK kr_err ks_copy(struct kr_keystore *ks, const char *dest_dir);
+
 /* Sets *destroyed to whether `tenant`'s key was destroyed. KR_EIO. */
 KR_MUST_CHECK kr_err ks_is_destroyed(struct kr_keystore *ks, uint64_t tenant, bool *destroyed);
 

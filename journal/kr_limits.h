@@ -234,6 +234,30 @@
  * source that returns zeros forever must not hang its caller. */
 #define KR_RNG_BELOW_TRIES 64u
 
+/* ---- Backups (tools/backup.h) ---- */
+
+/* Generations kept: one per JST day, the newest seven (a week of dailies,
+ * the white paper's promise); older ones are removed by each backup. */
+#define KR_BACKUP_GENERATIONS 7u
+/* Entries a backups directory may hold that a listing looks at: generations,
+ * leftovers of interrupted runs and anything else. More is refused rather
+ * than read without end. */
+#define KR_BACKUP_DIR_ENTRIES_MAX 4096u
+/* Files in one generation: the journal, the keystore, the checkpoint, the
+ * KEK and two files (secret and public) per journal key. */
+#define KR_BACKUP_FILES_MAX (2u * KR_KEYS_MAX + 8u)
+/* A file path inside a generation ("keys/journal-1024.key" and the like). */
+#define KR_BACKUP_PATH_MAX 64u
+/* Key records a manifest carries (journal.created and one per key change). */
+#define KR_BACKUP_KEYRECS_MAX KR_KEYS_MAX
+/* One key record: a header and a small payload (a key; for a new epoch also
+ * the previous epoch's checkpoint note). */
+#define KR_BACKUP_KEYREC_MAX (KR_HEADER_MAX + KR_NOTE_MAX + 1024u)
+/* The manifest: about 150 bytes per file and the base64 of each key record,
+ * so 8 MiB holds every generation the bounds above allow. Read whole and
+ * refused unread beyond this. */
+#define KR_BACKUP_MANIFEST_MAX ((size_t)8 << 20)
+
 /* ---- Retention (projections/retention.h) ---- */
 
 /* Cancelled tenants one retention run looks at and reports: each due one is

@@ -337,6 +337,13 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
     return err;
 }
 
+kr_err bench_fill(struct journal *j, uint64_t events)
+{
+    struct append_result r;
+    kr_err err = run_append(j, events, 16, 64, 200, -1, &r);
+    return err ? err : r.err;
+}
+
 /* A fresh journal in a new directory under $TMPDIR (or /tmp). */
 static kr_err temp_journal(char *dir, size_t cap)
 {
@@ -368,6 +375,7 @@ static const char bench_usage[] =
     "       kiroku bench query [--data DIR] [--contacts N] [--pages P] [--json]\n"
     "       kiroku bench api [--data DIR] [--seconds N] [--clients N] [--workers N]\n"
     "                        [--contacts N] [--phase P] [--json]\n"
+    "       kiroku bench backup [--events N] [--json]\n"
     "\n"
     "append: P threads (default 64) append N events (default 200000) of BYTES\n"
     "  (default 200) to many streams, each keeping W (default 256) asynchronous\n"
@@ -382,7 +390,9 @@ static const char bench_usage[] =
     "query: contacts.list pages of 100 contacts of one tag, in a tenant of N\n"
     "  contacts (default 100000); prints p50/p99 latency.\n"
     "api: the API server over tcp loopback: contacts.get against a bare nng echo\n"
-    "  server, contacts.tag writes, logins with memory; see kiroku bench api --help.\n";
+    "  server, contacts.tag writes, logins with memory; see kiroku bench api --help.\n"
+    "backup: backup_run against mdb_copy -c of a journal of N events (default\n"
+    "  1000000) while appends go on, then restore; see kiroku bench backup --help.\n";
 
 static int bench_append(int argc, char **argv)
 {

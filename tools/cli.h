@@ -90,6 +90,8 @@ int cmd_replay(int argc, char **argv);
 int cmd_serve(int argc, char **argv);       /* cmd_serve.c */
 int cmd_call(int argc, char **argv);        /* cmd_call.c */
 int cmd_certs(int argc, char **argv);       /* cmd_certs.c */
+int cmd_backup(int argc, char **argv);      /* cmd_backup.c: backup, backup list|check */
+int cmd_restore(int argc, char **argv);     /* cmd_backup.c */
 int cmd_retention(int argc, char **argv);   /* cmd_retention.c */
 int cmd_maintenance(int argc, char **argv); /* cmd_retention.c */
 
@@ -101,6 +103,13 @@ int bench_replay(int argc, char **argv);
 int bench_query(int argc, char **argv);
 /* `bench api` (bench_api.c): the API server over tcp loopback. */
 int bench_api(int argc, char **argv);
+/* `bench backup` (cmd_backup.c): backup_run against mdb_copy -c, restore. */
+int bench_backup(int argc, char **argv);
+
+struct journal;
+/* Appends `events` events of 200 bytes to j as `bench append` does (16
+ * producers, 64 in flight each): a fast way to make a large journal. */
+KR_MUST_CHECK kr_err bench_fill(struct journal *j, uint64_t events);
 
 /* ---- Demo data (cmd_domain.c) ---- */
 

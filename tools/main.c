@@ -23,10 +23,12 @@ static const char main_usage[] =
     "  keys     manage signing keys (keys rotate)\n"
     "  seed     fill a journal with deterministic demo data of every event type\n"
     "  replay   rebuild the views from the journal; --check compares without changing\n"
-    "  bench    measure speed (bench append, verify, replay, query, api)\n"
+    "  bench    measure speed (bench append, verify, replay, query, api, backup)\n"
     "  serve    serve the API (clients over tcp, operators over a local socket)\n"
     "  call     send one API request and print the reply as JSON\n"
     "  certs    make a CA and TLS certificates for the server and clients\n"
+    "  backup   a signed, consistent copy of the data directory (backup list|check)\n"
+    "  restore  check a backup generation and restore it into a new data directory\n"
     "  retention erase cancelled tenants that are due and truncate old logs\n"
     "  maintenance record an operator's maintenance work (over the operator endpoint)\n"
     "\n"
@@ -178,10 +180,13 @@ int main(int argc, char **argv)
         const char *name;
         int (*run)(int, char **);
     } cmds[] = {
-        {"init", cmd_init},     {"verify", cmd_verify},       {"dump", cmd_dump},
-        {"keys", cmd_keys},     {"bench", cmd_bench},         {"seed", cmd_seed},
-        {"replay", cmd_replay}, {"serve", cmd_serve},         {"call", cmd_call},
-        {"certs", cmd_certs},   {"retention", cmd_retention}, {"maintenance", cmd_maintenance},
+        {"init", cmd_init},           {"verify", cmd_verify},
+        {"dump", cmd_dump},           {"keys", cmd_keys},
+        {"bench", cmd_bench},         {"seed", cmd_seed},
+        {"replay", cmd_replay},       {"serve", cmd_serve},
+        {"call", cmd_call},           {"certs", cmd_certs},
+        {"backup", cmd_backup},       {"restore", cmd_restore},
+        {"retention", cmd_retention}, {"maintenance", cmd_maintenance},
     };
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
@@ -195,6 +200,8 @@ int main(int argc, char **argv)
         return bench_query(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "api") == 0)
         return bench_api(argc - 2, argv + 2);
+    if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "backup") == 0)
+        return bench_backup(argc - 2, argv + 2);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0)
             return cmds[i].run(argc - 1, argv + 1);

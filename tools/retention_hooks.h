@@ -22,10 +22,16 @@ struct tools_ret {
     const char *data_dir;    /* the live data directory */
     const char *backups_dir; /* NULL = no backups */
     int kill_after;          /* enum ret_step, or -1 */
+    char backups_buf[4096];
 };
 
+/* `kiroku backup`'s default backups directory: "backups" beside DIR. */
+void tools_ret_default_backups(const char *data, char *out, size_t cap);
+
 /* Fills t (which must outlive the domain it is given to, see
- * dom_set_retention). test_hooks: whether the kill hook may be read from the
+ * dom_set_retention). backups_dir NULL: `kiroku backup`'s default directory
+ * if it exists (so an erasure reaches the generations made there), else
+ * none. test_hooks: whether the kill hook may be read from the
  * environment. false if KIROKU_RETENTION_KILL_AFTER names no step (printed). */
 bool tools_ret_init(struct tools_ret *t, const char *data_dir, const char *backups_dir,
                     bool test_hooks);

@@ -1,0 +1,567 @@
+/*
+ * cmd_backup.c: `kiroku backup`, `kiroku backup list|check`, `kiroku restore`
+ * and `kiroku bench backup` (the library is backup.h).
+ */
+#include "backup.h"
+#include "cli.h"
+#include "journal.h"
+#include "keystore.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Generations `backup list` shows at most (a directory keeps 7). */
+#define LIST_MAX 64
+
+static void progress_tty(void *arg, const char *step, uint64_t done, uint64_t total)
+{
+    fprintf(stderr, "\r%s: %-10s %" PRIu64 "/%" PRIu64, (const char *)arg, step, done, total);
+    if (done == total)
+        fputc('\n', stderr);
+}
+
+/* The clock of a test run: KIROKU_TEST_NOW (UTC seconds since the epoch). */
+static uint64_t test_now(void *ctx)
+{
+    return *(const uint64_t *)ctx;
+}
+
+/* DIR/../backups, spelled from DIR's text: "var/kiroku" gives "var/backups". */
+static void default_backups(const char *data, char *out, size_t cap)
+{
+    size_t n = strlen(data);
+    while (n > 1 && data[n - 1] == '/')
+        n--;
+    size_t cut = n;
+    while (cut > 0 && data[cut - 1] != '/')
+        cut--;
+    if (cut == 0)
+        snprintf(out, cap, "backups");
+    else
+        snprintf(out, cap, "%.*sbackups", (int)cut, data);
+}
+
+/* The trusted key of `list`, `check`: --pubkey, else DATA/keys/journal-1.pub. */
+static int trusted_key(const char *b64, const char *data, uint8_t pk[32])
+{
+    if (b64) {
+        if (kr_pubkey_from_b64(b64, pk) != KR_OK) {
+            fprintf(stderr, "kiroku: --pubkey is not a base64 Ed25519 public key\n");
+            return CLI_USAGE;
+        }
+        return CLI_OK;
+    }
+    kr_err err = kr_pubkey_load(data, 1, pk);
+    if (err) {
+        fprintf(stderr,
+                "kiroku: no trusted public key: give --pubkey, or --data DIR with "
+                "DIR/keys/journal-1.pub (%s)\n",
+                kr_strerror(err));
+        return CLI_FAIL;
+    }
+    return CLI_OK;
+}
+
+/* ---- backup ---- */
+
+static const char backup_usage[] =
+    "usage: kiroku backup [--data DIR] [--to BACKUPS] [--json]\n"
+    "       kiroku backup list BACKUPS [--pubkey B64 | --data DIR] [--json]\n"
+    "       kiroku backup check BACKUPS [--pubkey B64 | --data DIR] [--json]\n"
+    "\n"
+    "backup: a consistent copy of DIR taken while a server may be writing: the\n"
+    "  journal and the keystore (LMDB compacting copies of one snapshot each), the\n"
+    "  key files (KEK, signing and public keys), the checkpoint and a manifest\n"
+    "  signed with the journal's key, holding every file's SHA-256. One generation\n"
+    "  per JST day, BACKUPS/YYYY-MM-DD (a second backup the same day replaces it\n"
+    "  atomically); the newest 7 are kept. BACKUPS defaults to $KIROKU_BACKUPS,\n"
+    "  else DIR/../backups (for var/kiroku: var/backups). Generations hold the\n"
+    "  KEK and signing keys: keep BACKUPS as private as DIR.\n"
+    "list: every generation, newest first, with last seq, time (JST), size and\n"
+    "  whether its manifest signature and every file digest hold.\n"
+    "check: list, and also verify each generation's journal (fast verification,\n"
+    "  only once its files are proven). BACKUPS may also be one generation.\n"
+    "  The trusted key is --pubkey (key 1, as `init` printed it), else\n"
+    "  DIR/keys/journal-1.pub.\n"
+    "\n"
+    "For drills and tests, --test-clock takes the time from KIROKU_TEST_NOW\n"
+    "(UTC seconds since 1970); without --test-clock it is ignored.\n"
+    "\n"
+    "Exit status: 0 done (check: every generation verifies); 1 check found a bad\n"
+    "generation (what failed is printed); 2 usage; 3 could not run.\n";
+
+static void print_gen_json(const struct backup_gen *g)
+{
+    printf("{\"generation\":\"%s\",\"ok\":%s,\"last_seq\":%" PRIu64 ",\"time_ns\":%" PRIu64
+           ",\"time_jst\":",
+           g->name, g->verified ? "true" : "false", g->last_seq, g->time_ns);
+    cli_json_str(stdout, g->time_jst, strlen(g->time_jst));
+    printf(",\"bytes\":%" PRIu64, g->bytes);
+    if (!g->verified) {
+        printf(",\"error\":\"%s\",\"reason\":", kr_errname(g->result));
+        cli_json_str(stdout, g->reason, strlen(g->reason));
+    }
+    printf("}");
+}
+
+static void print_gen_text(const struct backup_gen *g)
+{
+    if (g->verified)
+        printf("%-12s ok   seq %-10" PRIu64 " %s %10.1f MiB\n", g->name, g->last_seq, g->time_jst,
+               (double)g->bytes / (1024.0 * 1024.0));
+    else
+        printf("%-12s BAD  %s\n", g->name, g->reason);
+}
+
+static int backup_list_cmd(int argc, char **argv, bool check)
+{
+    static const struct option opts[] = {
+        CLI_COMMON_OPTIONS, {"pubkey", required_argument, 0, 'p'}, {0, 0, 0, 0}};
+    struct cli_common co = {0};
+    const char *b64 = NULL;
+    int rc, c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'p')
+            b64 = optarg;
+        else if ((rc = cli_common_option(c, backup_usage, &co)) != CLI_CONTINUE)
+            return rc;
+    }
+    if (optind != argc - 1)
+        return cli_usage(backup_usage);
+    const char *dir = argv[optind];
+    uint8_t pk[32];
+    if ((rc = trusted_key(b64, cli_data_dir(co.data), pk)) != CLI_OK)
+        return rc;
+    struct backup_gen *gens = calloc(LIST_MAX, sizeof *gens);
+    if (!gens)
+        return cli_fail("backup", KR_ENOMEM);
+    size_t n = 0;
+    kr_err err;
+    char probe[KR_PATH_MAX];
+    struct stat st;
+    snprintf(probe, sizeof probe, "%s/manifest", dir);
+    bool one = lstat(probe, &st) == 0;
+    if (one) {
+        err = backup_check(dir, pk, check, &gens[0]);
+        n = err ? 0 : 1;
+    } else {
+        err = backup_list(dir, pk, gens, LIST_MAX, &n);
+        for (size_t i = 0; check && err == KR_OK && i < n; i++) {
+            if (!gens[i].verified)
+                continue;
+            char gen[KR_PATH_MAX];
+            snprintf(gen, sizeof gen, "%s/%s", dir, gens[i].name);
+            err = backup_check(gen, pk, true, &gens[i]);
+        }
+    }
+    if (err) {
+        free(gens);
+        if (err == KR_ENOTFOUND) {
+            fprintf(stderr, "kiroku: no backups directory %s\n", dir);
+            return CLI_FAIL;
+        }
+        return cli_fail(dir, err);
+    }
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += !gens[i].verified;
+    if (co.json) {
+        printf("{\"ok\":%s,\"generations\":[", bad ? "false" : "true");
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                printf(",");
+            print_gen_json(&gens[i]);
+        }
+        printf("]}\n");
+    } else {
+        if (n == 0)
+            printf("no generations in %s\n", dir);
+        for (size_t i = 0; i < n; i++)
+            print_gen_text(&gens[i]);
+        if (check)
+            printf("%s: %zu of %zu generations verify%s\n", bad ? "FAILED" : "ok", n - bad, n,
+                   check ? " (manifest, digests, journal)" : "");
+    }
+    free(gens);
+    return check && bad ? CLI_BAD : CLI_OK;
+}
+
+int cmd_backup(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "list") == 0)
+        return backup_list_cmd(argc - 1, argv + 1, false);
+    if (argc >= 2 && strcmp(argv[1], "check") == 0)
+        return backup_list_cmd(argc - 1, argv + 1, true);
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"to", required_argument, 0, 't'},
+                                         {"test-clock", no_argument, 0, 'c'},
+                                         {0, 0, 0, 0}};
+    struct cli_common co = {0};
+    const char *to = NULL;
+    bool test_clock = false;
+    int rc, c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 't')
+            to = optarg;
+        else if (c == 'c')
+            test_clock = true;
+        else if ((rc = cli_common_option(c, backup_usage, &co)) != CLI_CONTINUE)
+            return rc;
+    }
+    if (optind != argc)
+        return cli_usage(backup_usage);
+    const char *data = cli_data_dir(co.data);
+    char backups[KR_PATH_MAX];
+    const char *env = getenv("KIROKU_BACKUPS");
+    if (to)
+        snprintf(backups, sizeof backups, "%s", to);
+    else if (env && *env)
+        snprintf(backups, sizeof backups, "%s", env);
+    else
+        default_backups(data, backups, sizeof backups);
+    uint64_t now_ns = 0;
+    struct kr_clock clock = {test_now, &now_ns};
+    if (test_clock) {
+        const char *s = getenv("KIROKU_TEST_NOW");
+        uint64_t secs;
+        if (!s || !cli_parse_u64(s, 0, UINT64_MAX / 1000000000ull, &secs)) {
+            fprintf(stderr, "kiroku: --test-clock needs KIROKU_TEST_NOW (UTC seconds)\n");
+            return CLI_USAGE;
+        }
+        now_ns = secs * 1000000000ull;
+    }
+    struct backup_options o = {
+        .data_dir = data, .backups_dir = backups, .clock = test_clock ? &clock : NULL};
+    if (!co.json && isatty(STDERR_FILENO)) {
+        o.progress = progress_tty;
+        o.progress_arg = "backup";
+    }
+    struct backup_result r;
+    kr_err err = backup_run(&o, &r);
+    if (err) {
+        if (err == KR_ENOTFOUND && !r.reason[0])
+            return cli_fail_open(data, err);
+        fprintf(stderr, "kiroku: backup: %s (%s)\n", r.reason[0] ? r.reason : kr_strerror(err),
+                kr_errname(err));
+        return CLI_FAIL;
+    }
+    if (co.json) {
+        printf("{\"ok\":true,\"generation\":\"%s\",\"path\":", r.generation);
+        char path[KR_PATH_MAX + 80];
+        snprintf(path, sizeof path, "%s/%s", backups, r.generation);
+        cli_json_str(stdout, path, strlen(path));
+        printf(",\"last_seq\":%" PRIu64 ",\"bytes\":%" PRIu64
+               ",\"seconds\":%.3f,\"removed\":%" PRIu64 "}\n",
+               r.last_seq, r.bytes, r.seconds, r.removed);
+    } else {
+        printf("backup %s/%s: %" PRIu64 " records, %.1f MiB in %.2f s", backups, r.generation,
+               r.last_seq, (double)r.bytes / (1024.0 * 1024.0), r.seconds);
+        if (r.removed)
+            printf("; %" PRIu64 " old generation%s removed", r.removed, r.removed == 1 ? "" : "s");
+        printf("\n");
+    }
+    return CLI_OK;
+}
+
+/* ---- restore ---- */
+
+static const char restore_usage[] =
+    "usage: kiroku restore GENERATION --data NEWDIR --pubkey B64 [--until SEQ] [--full]\n"
+    "                      [--new-epoch] [--known-checkpoint FILE] [--json]\n"
+    "\n"
+    "Restores a backup generation (BACKUPS/YYYY-MM-DD) into NEWDIR, which must not\n"
+    "exist, be empty, or hold only a checkpoint file. The backup is checked before\n"
+    "anything opens it: the manifest's signature (by the journal's key chain,\n"
+    "rooted in --pubkey, key 1 as `init` printed it), every file's SHA-256 and\n"
+    "size, then the journal (links, tree, every checkpoint signature; --full adds\n"
+    "every record signature). The work happens in NEWDIR.restore-tmp; NEWDIR\n"
+    "appears only when everything is done, views rebuilt.\n"
+    "\n"
+    "The newest checkpoint known (NEWDIR/checkpoint, or --known-checkpoint FILE,\n"
+    "e.g. a copy of the old data directory's checkpoint) must be consistent with\n"
+    "the backup; a backup older than it is refused unless --new-epoch: the\n"
+    "restored journal then starts a new epoch (a new signing key announced by a\n"
+    "journal.epoch_started record naming the old epoch's last checkpoint), since\n"
+    "one key must never sign two roots for one tree size. --until SEQ restores\n"
+    "records 1..SEQ only, and starts a new epoch for the same reason.\n"
+    "\n"
+    "Exit status: 0 restored; 1 the backup is bad or refused (what failed is\n"
+    "printed); 2 usage; 3 could not run (NEWDIR holds a journal, I/O).\n";
+
+int cmd_restore(int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"pubkey", required_argument, 0, 'p'},
+                                         {"until", required_argument, 0, 'u'},
+                                         {"full", no_argument, 0, 'f'},
+                                         {"new-epoch", no_argument, 0, 'e'},
+                                         {"known-checkpoint", required_argument, 0, 'k'},
+                                         {0, 0, 0, 0}};
+    struct cli_common co = {0};
+    struct backup_restore_options o = {0};
+    uint8_t pk[32];
+    bool have_pk = false;
+    int rc, c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if (kr_pubkey_from_b64(optarg, pk) != KR_OK) {
+                fprintf(stderr, "kiroku: --pubkey is not a base64 Ed25519 public key\n");
+                return CLI_USAGE;
+            }
+            have_pk = true;
+            break;
+        case 'u':
+            if (!cli_parse_u64(optarg, 1, UINT64_MAX, &o.until)) {
+                fprintf(stderr, "kiroku: --until must be a seq >= 1\n");
+                return CLI_USAGE;
+            }
+            break;
+        case 'f':
+            o.full = true;
+            break;
+        case 'e':
+            o.new_epoch = true;
+            break;
+        case 'k':
+            o.known_checkpoint = optarg;
+            break;
+        default:
+            if ((rc = cli_common_option(c, restore_usage, &co)) != CLI_CONTINUE)
+                return rc;
+        }
+    }
+    if (optind != argc - 1 || !co.data)
+        return cli_usage(restore_usage);
+    if (!have_pk) {
+        fprintf(stderr, "kiroku: restore needs --pubkey (the journal's key 1, as `kiroku init` "
+                        "printed it): a backup's own keys prove nothing\n");
+        return CLI_USAGE;
+    }
+    o.generation = argv[optind];
+    o.data_dir = co.data;
+    o.trusted_pk = pk;
+    if (!co.json && isatty(STDERR_FILENO)) {
+        o.progress = progress_tty;
+        o.progress_arg = "restore";
+    }
+    struct backup_restore_result r;
+    kr_err err = backup_restore(&o, &r);
+    if (err) {
+        bool bad =
+            err == KR_ECORRUPT || err == KR_EBADSIG || err == KR_ECONFLICT || err == KR_EVERSION;
+        if (co.json) {
+            printf("{\"ok\":false,\"error\":\"%s\",\"reason\":", kr_errname(err));
+            cli_json_str(stdout, r.reason, strlen(r.reason));
+            printf("}\n");
+        }
+        fprintf(stderr, "kiroku: restore refused: %s (%s)\n",
+                r.reason[0] ? r.reason : kr_strerror(err), kr_errname(err));
+        if (err == KR_EINVAL)
+            return CLI_USAGE;
+        return bad ? CLI_BAD : CLI_FAIL;
+    }
+    if (co.json) {
+        printf("{\"ok\":true,\"data\":");
+        cli_json_str(stdout, co.data, strlen(co.data));
+        printf(",\"records\":%" PRIu64 ",\"known_checkpoint\":%" PRIu64
+               ",\"new_epoch\":%s,\"verify_s\":%.3f,\"rebuild_s\":%.3f,\"seconds\":%.3f}\n",
+               r.records, r.known_size, r.epoch_started ? "true" : "false", r.verify_s, r.rebuild_s,
+               r.seconds);
+    } else {
+        printf("restored %" PRIu64 " records into %s in %.2f s (journal check %.2f s, views "
+               "%.2f s)%s\n",
+               r.records, co.data, r.seconds, r.verify_s, r.rebuild_s,
+               r.epoch_started ? "; a new epoch started" : "");
+    }
+    return CLI_OK;
+}
+
+/* ---- bench backup ---- */
+
+static const char bench_backup_usage[] =
+    "usage: kiroku bench backup [--events N] [--json]\n"
+    "\n"
+    "Fills a temporary journal with N events (default 1000000), then, while\n"
+    "appends go on in another thread, takes a backup (backup_s) and an\n"
+    "`mdb_copy -c` of the same journal (mdb_copy_s), and restores the backup\n"
+    "(restore_s: manifest, digests, fast journal check and view rebuild).\n"
+    "Needs mdb_copy (lmdb-utils) on PATH. erase_s is null: not measured here.\n";
+
+struct appender {
+    struct journal *j;
+    atomic_bool stop;
+    uint64_t appended;
+    kr_err err;
+};
+
+static void *append_main(void *arg)
+{
+    struct appender *a = arg;
+    uint8_t payload[200] = {0};
+    uint64_t version = 0;
+    while (!atomic_load(&a->stop)) {
+        struct jrn_event e[16];
+        memset(e, 0, sizeof e);
+        for (int i = 0; i < 16; i++) {
+            e[i].tenant = 1;
+            e[i].stream = "bench/backup";
+            e[i].stream_len = strlen(e[i].stream);
+            e[i].type = "bench.appended";
+            e[i].type_len = strlen(e[i].type);
+            e[i].actor = "bench";
+            e[i].actor_len = 5;
+            e[i].expected_version = version + (uint64_t)i;
+            e[i].payload = payload;
+            e[i].payload_len = sizeof payload;
+        }
+        /* One stream, 16 versions in a row: valid as one append. */
+        kr_err err = jrn_append(a->j, e, 16);
+        if (err) {
+            a->err = err;
+            break;
+        }
+        version += 16;
+        a->appended += 16;
+    }
+    return NULL;
+}
+
+static double run_mdb_copy(const char *src, const char *dst)
+{
+    double t0 = cli_now();
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("mdb_copy", "mdb_copy", "-c", src, dst, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return -1;
+    return cli_now() - t0;
+}
+
+int bench_backup(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_COMMON_OPTIONS, {"events", required_argument, 0, 'n'}, {0, 0, 0, 0}};
+    struct cli_common co = {0};
+    uint64_t events = 1000000;
+    int rc, c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'n') {
+            if (!cli_parse_u64(optarg, 1, UINT32_MAX, &events))
+                return cli_usage(bench_backup_usage);
+        } else if ((rc = cli_common_option(c, bench_backup_usage, &co)) != CLI_CONTINUE) {
+            return rc;
+        }
+    }
+    if (optind != argc)
+        return cli_usage(bench_backup_usage);
+    char root[KR_PATH_MAX], data[KR_PATH_MAX + 16], backups[KR_PATH_MAX + 16],
+        copy[KR_PATH_MAX + 16], src[KR_PATH_MAX + 32], restored[KR_PATH_MAX + 16];
+    kr_err err = cli_scratch_dir(root, sizeof root);
+    if (err)
+        return cli_fail("bench backup: scratch directory", err);
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(backups, sizeof backups, "%s/backups", root);
+    snprintf(copy, sizeof copy, "%s/mdb-copy", root);
+    snprintf(src, sizeof src, "%s/journal", data);
+    snprintf(restored, sizeof restored, "%s/restored", root);
+    struct jrn_options jo = {.dir = data};
+    struct journal *j = NULL;
+    struct kr_keystore *ks = NULL;
+    struct appender ap = {0};
+    pthread_t tid;
+    bool started = false;
+    int result = CLI_FAIL;
+    double backup_s = 0, copy_s = 0, restore_s = 0;
+    struct backup_result br;
+    struct backup_restore_result rr;
+    memset(&br, 0, sizeof br);
+    memset(&rr, 0, sizeof rr);
+    if ((err = jrn_create(&jo, NULL)) || (err = jrn_open(&jo, &j)) ||
+        (err = ks_open(data, true, &ks))) {
+        cli_fail("bench backup: journal", err);
+        goto out;
+    }
+    if (!co.json)
+        fprintf(stderr, "filling %s with %" PRIu64 " events\n", data, events);
+    if ((err = bench_fill(j, events))) {
+        cli_fail("bench backup: filling", err);
+        goto out;
+    }
+    ap.j = j;
+    if (pthread_create(&tid, NULL, append_main, &ap) != 0)
+        goto out;
+    started = true;
+    struct backup_options bo = {.data_dir = data, .backups_dir = backups, .j = j, .ks = ks};
+    double t0 = cli_now();
+    err = backup_run(&bo, &br);
+    backup_s = cli_now() - t0;
+    if (err) {
+        fprintf(stderr, "kiroku: bench backup: %s\n", br.reason);
+        goto out;
+    }
+    if (mkdir(copy, 0700) != 0 || (copy_s = run_mdb_copy(src, copy)) < 0) {
+        fprintf(stderr, "kiroku: bench backup: mdb_copy -c failed (is lmdb-utils installed?)\n");
+        goto out;
+    }
+    atomic_store(&ap.stop, true);
+    pthread_join(tid, NULL);
+    started = false;
+    if (ap.err) {
+        cli_fail("bench backup: appends", ap.err);
+        goto out;
+    }
+    struct jrn_info info;
+    jrn_get_info(j, &info);
+    char gen[KR_PATH_MAX + 100];
+    snprintf(gen, sizeof gen, "%s/%s", backups, br.generation);
+    uint8_t pk1[32];
+    if ((err = kr_pubkey_load(data, 1, pk1))) {
+        cli_fail("bench backup: public key", err);
+        goto out;
+    }
+    struct backup_restore_options ro = {.generation = gen, .data_dir = restored, .trusted_pk = pk1};
+    t0 = cli_now();
+    err = backup_restore(&ro, &rr);
+    restore_s = cli_now() - t0;
+    if (err) {
+        fprintf(stderr, "kiroku: bench backup: restore: %s\n", rr.reason);
+        goto out;
+    }
+    double ratio = copy_s > 0 ? backup_s / copy_s : 0;
+    if (co.json)
+        printf("{\"events\":%" PRIu64 ",\"backup_records\":%" PRIu64
+               ",\"appended_meanwhile\":%" PRIu64 ",\"backup_bytes\":%" PRIu64
+               ",\"backup_s\":%.3f,\"mdb_copy_s\":%.3f,"
+               "\"ratio\":%.2f,\"restore_s\":%.3f,\"restore_verify_s\":%.3f,"
+               "\"restore_rebuild_s\":%.3f,\"erase_s\":null}\n",
+               events, br.last_seq, ap.appended, br.bytes, backup_s, copy_s, ratio, restore_s,
+               rr.verify_s, rr.rebuild_s);
+    else
+        printf("%" PRIu64 " records backed up (%.1f MiB) while %" PRIu64
+               " more were appended\nbackup_s %.3f  mdb_copy_s %.3f  ratio %.2f\n"
+               "restore_s %.3f (journal check %.3f, views %.3f)\nerase_s: not measured\n",
+               br.last_seq, (double)br.bytes / (1024.0 * 1024.0), ap.appended, backup_s, copy_s,
+               ratio, restore_s, rr.verify_s, rr.rebuild_s);
+    result = CLI_OK;
+out:
+    if (started) {
+        atomic_store(&ap.stop, true);
+        pthread_join(tid, NULL);
+    }
+    ks_close(ks);
+    jrn_close(j);
+    cli_rmtree(root);
+    return result;
+}
