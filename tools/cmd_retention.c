@@ -25,7 +25,7 @@
 
 static const char retention_usage[] =
     "usage: kiroku retention [--data DIR] [--dry-run] [--backups DIR]\n"
-    "                        [--log-retention-days N] [--json]\n"
+    "                        [--log-retention-days N] [--url URL] [--json]\n"
     "\n"
     "Erases every cancelled tenant that is due (cancelled at least 28 days 23\n"
     "hours ago, so that a daily run erases it before its erase-by date,\n"
@@ -36,7 +36,8 @@ static const char retention_usage[] =
     "and changes nothing. A crash anywhere is finished by the next run.\n"
     "\n"
     "With a server running on DIR, asks it (op retention.run over the operator\n"
-    "endpoint, operator session in KIROKU_TOKEN); the server uses its own\n"
+    "endpoint, ipc://DIR/operator.sock or --url, operator session in\n"
+    "KIROKU_TOKEN); the server uses its own\n"
     "--backups and --log-retention-days.\n"
     "KIROKU_CLOCK_OFFSET (e.g. 30d) runs on a shifted clock, for drills.\n"
     "\n"
@@ -50,14 +51,19 @@ static void print_time(const char *label, uint64_t t)
     printf(" %s %s", label, j);
 }
 
-static int ask_server(const char *dir, bool dry_run, bool json)
+static int ask_server(const char *dir, const char *url, bool dry_run, bool json)
 {
     char *argv[8];
     int argc = 0;
     argv[argc++] = (char *)"call";
-    argv[argc++] = (char *)"--operator";
-    argv[argc++] = (char *)"--data";
-    argv[argc++] = (char *)dir;
+    if (url) {
+        argv[argc++] = (char *)"--url";
+        argv[argc++] = (char *)url;
+    } else {
+        argv[argc++] = (char *)"--operator";
+        argv[argc++] = (char *)"--data";
+        argv[argc++] = (char *)dir;
+    }
     argv[argc++] = (char *)"retention.run";
     argv[argc++] = (char *)(dry_run ? "{\"dry_run\":true}" : "{\"dry_run\":false}");
     argv[argc] = NULL;
@@ -72,10 +78,11 @@ int cmd_retention(int argc, char **argv)
                                          {"dry-run", no_argument, 0, 'n'},
                                          {"backups", required_argument, 0, 'b'},
                                          {"log-retention-days", required_argument, 0, 'L'},
+                                         {"url", required_argument, 0, 'u'},
                                          {0, 0, 0, 0}};
     struct cli_common co = {0};
     bool dry_run = false;
-    const char *backups = NULL;
+    const char *backups = NULL, *url = NULL;
     uint64_t days = RET_LOG_DAYS_DEFAULT;
     int c, rc;
     optind = 1;
@@ -86,6 +93,9 @@ int cmd_retention(int argc, char **argv)
             break;
         case 'b':
             backups = optarg;
+            break;
+        case 'u':
+            url = optarg;
             break;
         case 'L':
             if (!cli_parse_u64(optarg, 1, KR_LOG_RETENTION_DAYS_MAX, &days)) {
@@ -114,7 +124,7 @@ int cmd_retention(int argc, char **argv)
     struct kr_domain *d = NULL;
     kr_err err = dom_open(&o, &d);
     if (err == KR_EBUSY)
-        return ask_server(dir, dry_run, co.json);
+        return ask_server(dir, url, dry_run, co.json);
     if (err)
         return cli_fail_open(dir, err);
     dom_set_retention(d, &tr.hooks, (uint32_t)days);

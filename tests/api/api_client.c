@@ -72,9 +72,11 @@ static bool spawn(struct ac_server *s, int *status)
         dup2(out[1], 1);
         dup2(fe, 2);
         dup2(fi, 0);
-        const char *argv[] = {"kiroku",    "serve",    "--data", s->data,      "--listen",
-                              s->ipc,      "--listen", s->tcp,   "--operator", s->op_url,
-                              "--workers", "8",        "--demo", "--json",     NULL};
+        const char *argv[14 + AC_EXTRA_MAX + 1] = {
+            "kiroku", "serve",      "--data",  s->data,     "--listen", s->ipc,   "--listen",
+            s->tcp,   "--operator", s->op_url, "--workers", "8",        "--demo", "--json"};
+        for (size_t i = 0; s->extra && s->extra[i] && i < AC_EXTRA_MAX; i++)
+            argv[14 + i] = s->extra[i];
         execv(KR_KIROKU_BIN, (char *const *)argv);
         _exit(127);
     }
@@ -134,7 +136,13 @@ static void demo_field(const char *text, const char *label, int word, char *out,
 
 void ac_server_start(struct ac_server *s)
 {
+    ac_server_start_with(s, NULL);
+}
+
+void ac_server_start_with(struct ac_server *s, const char *const *extra)
+{
     memset(s, 0, sizeof *s);
+    s->extra = extra;
     kr_test_tmpdir(s->dir, sizeof s->dir);
     snprintf(s->data, sizeof s->data, "%s/data", s->dir);
     snprintf(s->ipc, sizeof s->ipc, "ipc://%s/client.sock", s->dir);

@@ -41,13 +41,19 @@ struct ac_server {
      * (read from DATA/demo.txt). */
     char op_email[128], op_password[64];
     char demo_code[40], demo_email[128], demo_password[64];
+    /* More serve options (NULL-terminated, at most AC_EXTRA_MAX), from
+     * ac_server_start_with; the environment is the test's. */
+    const char *const *extra;
 };
+#define AC_EXTRA_MAX 8
 
 /* Makes a scratch directory and starts KR_KIROKU_BIN serve --demo --json in
  * it (the child dies with the test: PR_SET_PDEATHSIG), listening on ipc://
  * and on tcp:// at a random high port (another one when taken); returns once
  * it prints that it is listening. */
 void ac_server_start(struct ac_server *s);
+/* ac_server_start with more serve options (extra must outlive the server). */
+void ac_server_start_with(struct ac_server *s, const char *const *extra);
 
 /* Starts the server again on the same data directory (after it was killed):
  * the same endpoints (another tcp port if that one is not free yet). */
