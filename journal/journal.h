@@ -164,6 +164,7 @@ struct jrn_event {
     size_t payload_len;
     /* outputs, valid once the append completed with KR_OK */
     uint64_t seq;
+    uint64_t tseq; /* its number among its tenant's records */
     uint64_t time_ns;
     uint32_t key_id;
     uint8_t commitment[KR_HASH_LEN];
@@ -238,6 +239,11 @@ KR_MUST_CHECK kr_err jrn_read(struct journal *j, uint64_t seq, struct jrn_recbuf
 /* The current version of a stream (0 if it has no records). */
 KR_MUST_CHECK kr_err jrn_stream_version(struct journal *j, uint64_t tenant, const char *stream,
                                         size_t stream_len, uint64_t *version);
+
+/* The tseq the next record of `tenant` will get: 1 + the records it has (its
+ * newest tseq), as committed now. Works on read-only handles of unmigrated
+ * (format-1) journals too, by counting. */
+KR_MUST_CHECK kr_err jrn_tenant_next_tseq(struct journal *j, uint64_t tenant, uint64_t *next);
 
 enum jrn_query_kind {
     JRN_Q_RANGE,  /* seq from..to (inclusive; to 0 = to the end) */
