@@ -98,7 +98,11 @@ bool tools_ret_init(struct tools_ret *t, const char *data_dir, const char *backu
         /* `kiroku backup`'s default, when it exists: a key left there would
          * outlive the erasure. */
         struct stat st;
-        tools_ret_default_backups(data_dir, t->backups_buf, sizeof t->backups_buf);
+        const char *env = getenv("KIROKU_BACKUPS");
+        if (env && *env)
+            snprintf(t->backups_buf, sizeof t->backups_buf, "%s", env);
+        else
+            tools_ret_default_backups(data_dir, t->backups_buf, sizeof t->backups_buf);
         if (stat(t->backups_buf, &st) == 0)
             t->backups_dir = t->backups_buf;
     }

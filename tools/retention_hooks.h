@@ -30,9 +30,9 @@ void tools_ret_default_backups(const char *data, char *out, size_t cap);
 
 /* Fills t (which must outlive the domain it is given to, see
  * dom_set_retention). backups_dir NULL: `kiroku backup`'s default directory
- * if it exists (so an erasure reaches the generations made there), else
- * none. test_hooks: whether the kill hook may be read from the
- * environment. false if KIROKU_RETENTION_KILL_AFTER names no step (printed). */
+ * ($KIROKU_BACKUPS, else "backups" beside DIR) if it exists (so an erasure reaches the generations
+ * made there), else none. test_hooks: whether the kill hook may be read from the environment. false
+ * if KIROKU_RETENTION_KILL_AFTER names no step (printed). */
 bool tools_ret_init(struct tools_ret *t, const char *data_dir, const char *backups_dir,
                     bool test_hooks);
 
