@@ -1,0 +1,146 @@
+/*
+ * daily_test.c: tests for tools/daily.c, serve's scheduler: the JST time of
+ * day of the daily backup (HH:MM parsing, the next time at or after now
+ * across midnight in Japan and in UTC), and the jobs running on the thread at
+ * start (retention at once; the backup at once when today's time has passed,
+ * not before it) and stopping while a job runs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "daily.h"
+#include "retention.h"
+
+#include <stdatomic.h>
+#include <unistd.h>
+
+#define S   1000000000ull
+#define MIN (60ull * S)
+
+/* 2026-04-01T00:00:00Z is 09:00 JST. */
+#define T0 (1775001600ull * S)
+
+static void test_parse(void **state)
+{
+    (void)state;
+    unsigned m = 7;
+    assert_true(daily_parse_hhmm("00:00", &m) && m == 0);
+    assert_true(daily_parse_hhmm("03:00", &m) && m == 180);
+    assert_true(daily_parse_hhmm("23:59", &m) && m == 1439);
+    m = 7;
+    assert_false(daily_parse_hhmm("24:00", &m));
+    assert_false(daily_parse_hhmm("12:60", &m));
+    assert_false(daily_parse_hhmm("3:00", &m));
+    assert_false(daily_parse_hhmm("03:000", &m));
+    assert_false(daily_parse_hhmm("03-00", &m));
+    assert_false(daily_parse_hhmm("ab:cd", &m));
+    assert_false(daily_parse_hhmm("", &m));
+    assert_int_equal(m, 7);
+}
+
+static void test_next_jst(void **state)
+{
+    (void)state;
+    /* 09:00 JST: 03:00 JST is tomorrow's, 18:00 UTC today. */
+    assert_true(daily_next_jst(T0, 180) == T0 + 18 * 60 * MIN);
+    /* 09:00 JST exactly: now. */
+    assert_true(daily_next_jst(T0, 540) == T0);
+    assert_true(daily_next_jst(T0 + 1, 540) == T0 + RET_NS_PER_DAY);
+    /* 23:30 JST (14:30 UTC): 00:10 JST is the next JST day, 40 minutes on. */
+    uint64_t t = T0 + (14 * 60 + 30) * MIN;
+    assert_true(daily_next_jst(t, 10) == t + 40 * MIN);
+}
+
+struct jobs {
+    atomic_int retention, backup;
+    int sleep_ms;
+};
+
+static void job_r(void *arg)
+{
+    struct jobs *j = arg;
+    atomic_fetch_add(&j->retention, 1);
+    if (j->sleep_ms)
+        usleep((useconds_t)j->sleep_ms * 1000u);
+}
+
+static void job_b(void *arg)
+{
+    struct jobs *j = arg;
+    atomic_fetch_add(&j->backup, 1);
+}
+
+static uint64_t fixed(void *ctx)
+{
+    return *(const uint64_t *)ctx;
+}
+
+static void wait_for(atomic_int *x, int want)
+{
+    for (int i = 0; i < 500 && atomic_load(x) < want; i++)
+        usleep(10000);
+    assert_true(atomic_load(x) >= want);
+}
+
+static void test_jobs_at_start(void **state)
+{
+    (void)state;
+    uint64_t now = T0; /* 09:00 JST */
+    struct kr_clock c = {.now_ns = fixed, .ctx = &now};
+    struct jobs j = {0};
+    /* Backup at 03:00 JST: passed today, so it runs at start. */
+    struct daily_options o = {
+        .clock = &c, .retention = job_r, .backup = job_b, .backup_at_min = 180, .arg = &j};
+    struct daily *d;
+    assert_int_equal(daily_start(&o, &d), KR_OK);
+    wait_for(&j.retention, 1);
+    wait_for(&j.backup, 1);
+    daily_stop(d);
+    assert_int_equal(atomic_load(&j.retention), 1);
+    assert_int_equal(atomic_load(&j.backup), 1);
+
+    /* Backup at 18:00 JST: not yet; nine hours later it runs. */
+    struct jobs k = {0};
+    o.arg = &k;
+    o.backup_at_min = 18 * 60;
+    assert_int_equal(daily_start(&o, &d), KR_OK);
+    wait_for(&k.retention, 1);
+    usleep(1500000); /* a tick or more: no backup yet */
+    assert_int_equal(atomic_load(&k.backup), 0);
+    now = T0 + 9 * 60 * MIN;
+    wait_for(&k.backup, 1);
+    /* A day later: retention and the backup again. */
+    now += RET_NS_PER_DAY;
+    wait_for(&k.retention, 2);
+    wait_for(&k.backup, 2);
+    daily_stop(d);
+}
+
+/* Stopping while a job runs waits for it, and returns. */
+static void test_stop_during_job(void **state)
+{
+    (void)state;
+    struct jobs j = {.sleep_ms = 500};
+    struct daily_options o = {.retention = job_r, .arg = &j};
+    struct daily *d;
+    assert_int_equal(daily_start(&o, &d), KR_OK);
+    wait_for(&j.retention, 1);
+    daily_stop(d);
+    assert_int_equal(atomic_load(&j.retention), 1);
+    daily_stop(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_next_jst),
+        cmocka_unit_test(test_jobs_at_start),
+        cmocka_unit_test(test_stop_during_job),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
