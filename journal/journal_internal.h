@@ -39,6 +39,10 @@
  * writers of such a journal keep writing format-1 records (no migration), so
  * tests can build the journals older kiroku wrote. Never set in production. */
 extern _Atomic int jrn_testing_format1;
+/* Test-only: while positive, each jrn_strip transaction decrements it, and
+ * the one that brings it to 0 makes jrn_strip return KR_EIO at once, as if
+ * the process died there (what it committed stays). */
+extern _Atomic int jrn_testing_strip_txns;
 
 /* No journal holds 2^62 records: a larger size can only be forged, and the
  * Merkle post-order numbering needs sizes below 2^63. */

@@ -2785,6 +2785,211 @@ static void test_migrate_format1(void **state)
     verify_full(f->dir, old_size + 4, 2);
 }
 
+/* ==== Stripping payloads ==== */
+
+/* Appends n events of `tenant` to stream `stream` (payload: the index i as
+ * 4 bytes and filler), one jrn_append of up to 100 at a time. */
+static void append_many(struct journal *j, uint64_t tenant, const char *stream, size_t n)
+{
+    static uint8_t payloads[100][24];
+    struct jrn_event e[100];
+    uint64_t version = stream_version(j, tenant, stream);
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < 100 ? n - done : 100;
+        for (size_t i = 0; i < k; i++) {
+            memset(payloads[i], 0x5a, sizeof payloads[i]);
+            memcpy(payloads[i], &done, sizeof done);
+            e[i] = ev(tenant, stream, version++, payloads[i], sizeof payloads[i]);
+        }
+        assert_int_equal(jrn_append(j, e, k), KR_OK);
+        done += k;
+    }
+}
+
+/* Counts records: stripped ones, and of them `tenant`'s; fails on a stripped
+ * record of the journal's own stream. */
+static void count_stripped(struct journal *j, uint64_t tenant, uint64_t *all, uint64_t *of_tenant,
+                           uint64_t *tenant_total)
+{
+    struct jrn_query q = {.kind = JRN_Q_RANGE};
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    kr_err err;
+    *all = *of_tenant = *tenant_total = 0;
+    assert_int_equal(jrn_cursor_new(j, &q, &c), KR_OK);
+    while ((err = jrn_cursor_next(c, &r)) == KR_OK) {
+        *tenant_total += r.tenant == tenant;
+        if (!r.payload_stripped)
+            continue;
+        assert_false(r.tenant == 0 && str_is(r.stream, r.stream_len, "journal"));
+        assert_null(r.payload);
+        (*all)++;
+        *of_tenant += r.tenant == tenant;
+    }
+    assert_int_equal(err, KR_ENOTFOUND);
+    jrn_cursor_free(c);
+}
+
+static struct jrn_verify_report verify_report(const char *dir)
+{
+    struct jrn_verify_options o = {0};
+    struct jrn_verify_report rep;
+    assert_int_equal(jrn_verify(dir, &o, &rep), KR_OK);
+    if (rep.result != KR_OK)
+        fail_msg("verify: %s at %" PRIu64 ": %s", kr_strerror(rep.result), rep.bad_seq, rep.what);
+    return rep;
+}
+
+struct strip_load {
+    struct journal *j;
+    atomic_bool stop;
+    atomic_int failures;
+    _Atomic uint64_t appended;
+};
+
+static void *strip_load_main(void *arg)
+{
+    struct strip_load *l = arg;
+    uint8_t p[16] = {1};
+    uint64_t v1 = 0, v3 = 0;
+    while (!atomic_load(&l->stop)) {
+        struct jrn_event e[2] = {ev(1, "live", v1, p, sizeof p), ev(3, "live", v3, p, sizeof p)};
+        if (jrn_append(l->j, e, 2) != KR_OK) {
+            atomic_fetch_add(&l->failures, 1);
+            break;
+        }
+        v1++;
+        v3++;
+        atomic_fetch_add(&l->appended, 2);
+    }
+    return NULL;
+}
+
+/* One tenant among several is stripped while others append: only its
+ * payloads go, everything still verifies, a rerun strips nothing. */
+static void test_strip_tenant(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    append_many(f->j, 1, "a", 3000);
+    append_many(f->j, 2, "a", 5000);
+    append_many(f->j, 3, "b", 2000);
+    append_many(f->j, 2, "c", 3000);
+    append_many(f->j, 0, "ops", 10);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    struct strip_load load = {.j = f->j};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, strip_load_main, &load), 0);
+    while (atomic_load(&load.appended) < 200)
+        sched_yield();
+    struct jrn_strip_spec spec = {.tenant = 2};
+    uint64_t n = 0;
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 8000);
+    atomic_store(&load.stop, true);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&load.failures), 0);
+    assert_true(atomic_load(&load.appended) > 200);
+    uint64_t all, of2, total2;
+    count_stripped(f->j, 2, &all, &of2, &total2);
+    assert_true(all == 8000 && of2 == 8000 && total2 == 8000);
+    /* Idempotent. */
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 0);
+    /* Proofs against the old checkpoints still hold (the leaves are the same). */
+    uint64_t size = jrn_size(f->j);
+    fx_close(f);
+    struct jrn_verify_report rep = verify_report(f->dir);
+    assert_true(rep.records == size);
+    assert_true(rep.stripped == 8000);
+    /* The platform: its own stream never, even with any_tenant. */
+    fx_open(f);
+    spec = (struct jrn_strip_spec){.tenant = 0};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 10); /* the ops stream only */
+    spec = (struct jrn_strip_spec){.any_tenant = true};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == size - 8000 - 10 - 2); /* all but genesis and key_added */
+    struct jrn_recbuf b = {0};
+    assert_int_equal(jrn_read(f->j, 1, &b), KR_OK);
+    assert_false(b.rec.payload_stripped);
+    jrn_recbuf_fini(&b);
+    /* The journal still opens (its key history is intact) and appends. */
+    fx_close(f);
+    fx_open(f);
+    append_many(f->j, 2, "a", 1);
+    fx_close(f);
+    rep = verify_report(f->dir);
+    assert_true(rep.stripped == size - 2);
+    /* Read-only handles refuse. */
+    struct jrn_options o = fx_opts(f);
+    o.read_only = true;
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_ECLOSED);
+    assert_int_equal(jrn_strip(f->j, NULL, &n), KR_EINVAL);
+}
+
+static bool want_even(void *arg, const struct jrn_record *r)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+    return r->seq % 2 == 0;
+}
+
+/* to_seq, before_ns and want narrow what is stripped. */
+static void test_strip_filters(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    append_many(f->j, 4, "a", 100); /* seq 2..101 at T0 */
+    atomic_store(&f->tc.now, T0 + 1000);
+    append_many(f->j, 4, "a", 100); /* seq 102..201 at T0 + 1000 */
+    append_many(f->j, 5, "a", 100); /* seq 202..301 */
+    uint64_t n = 0, all, of4, total4;
+    struct jrn_strip_spec spec = {.tenant = 4, .to_seq = 51};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 50);
+    spec = (struct jrn_strip_spec){.tenant = 4, .before_ns = T0 + 1000};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 50); /* 52..101 */
+    atomic_int calls = 0;
+    spec = (struct jrn_strip_spec){.tenant = 4, .want = want_even, .arg = &calls};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 50);                       /* the even seqs of 102..201 */
+    assert_int_equal(atomic_load(&calls), 100); /* asked only about unstripped ones */
+    count_stripped(f->j, 4, &all, &of4, &total4);
+    assert_true(all == 150 && of4 == 150 && total4 == 200);
+    /* any_tenant with bounds: tenant 5's first ten. */
+    spec = (struct jrn_strip_spec){.any_tenant = true, .to_seq = 211};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 50 + 10);
+    fx_close(f);
+    assert_true(verify_report(f->dir).stripped == 210);
+}
+
+/* A strip that dies after its first transaction leaves those records
+ * stripped; a rerun finishes, and the journal verifies throughout. */
+static void test_strip_resume(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    const uint64_t total = 2 * KR_STRIP_TXN_RECORDS + 100;
+    append_many(f->j, 6, "x", (size_t)total);
+    append_many(f->j, 7, "x", 10);
+    uint64_t n = 0;
+    struct jrn_strip_spec spec = {.tenant = 6};
+    atomic_store(&jrn_testing_strip_txns, 1);
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_EIO);
+    atomic_store(&jrn_testing_strip_txns, 0);
+    assert_true(n == KR_STRIP_TXN_RECORDS);
+    fx_close(f);
+    assert_true(verify_report(f->dir).stripped == KR_STRIP_TXN_RECORDS);
+    fx_open(f);
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == total - KR_STRIP_TXN_RECORDS);
+    fx_close(f);
+    assert_true(verify_report(f->dir).stripped == total);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -2815,6 +3020,9 @@ int main(void)
         T(test_tseq),
         T(test_tseq_concurrent),
         T(test_migrate_format1),
+        T(test_strip_tenant),
+        T(test_strip_filters),
+        T(test_strip_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
