@@ -210,31 +210,6 @@ void dom_pwhash_release(struct kr_domain *d)
     pthread_mutex_unlock(&d->pwhash_mu);
 }
 
-kr_err dom_tenant_erase(struct kr_domain *d, uint64_t tenant)
-{
-    MDB_txn *txn;
-    struct va_tenant t;
-    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return kr_err_from_mdb(rc);
-    kr_err err = va_tenant_get(&d->views, txn, tenant, &t);
-    mdb_txn_abort(txn);
-    if (err)
-        return err;
-    if (t.state != KR_TENANT_STATE_CANCELLED)
-        return KR_ECONFLICT;
-    struct kr_payload *p = kr_payload_new();
-    if (!p)
-        return KR_ENOMEM;
-    kr_payload_reset(p, KR_EV_TENANT_ERASED);
-    uint64_t when = 0;
-    err = dom_append_plain(d, tenant, JRN_SYSTEM_ACTOR, p, &t.version, &when);
-    kr_payload_free(p);
-    if (err)
-        return err;
-    return d->ks ? ks_destroy(d->ks, tenant, when) : KR_EKEY;
-}
-
 /* ---- Access ---- */
 
 static uint32_t role_bit(int role)

@@ -144,13 +144,8 @@ KR_MUST_CHECK kr_err dom_append_plain(struct kr_domain *d, uint64_t tenant, cons
                                       const struct kr_payload *p, const uint64_t *expected,
                                       uint64_t *time_ns);
 
-/* Erases a cancelled tenant: appends tenant.erased (actor "system"), which
- * drops every view row of the tenant, then destroys its data key, after
- * which its sealed personal data can never be opened. Stripping the
- * tenant's payloads from the journal (and from backups) is the retention
- * job's. KR_ENOTFOUND (no such tenant), KR_ECONFLICT (not cancelled, or
- * already erased). */
-KR_MUST_CHECK kr_err dom_tenant_erase(struct kr_domain *d, uint64_t tenant);
+/* Erasing a cancelled tenant, crash-safe (key destroyed everywhere, payloads
+ * stripped, then tenant.erased): ret_erase_tenant in retention.h. */
 
 /* The API error code (enum kr_api_err) for a dom_exec error. */
 int dom_api_error(kr_err err);

@@ -59,6 +59,24 @@ static uint32_t log_days(const struct kr_domain *d)
     return d->log_days ? d->log_days : RET_LOG_DAYS_DEFAULT;
 }
 
+/* Strips what spec selects: through the hook when there is one (tests),
+ * else with the journal's jrn_strip. */
+static kr_err strip(struct kr_domain *d, const struct ret_strip_spec *spec, uint64_t *stripped)
+{
+    const struct ret_hooks *h = d->ret_hooks;
+    if (h && h->strip)
+        return h->strip(h->arg, d->j, spec, stripped);
+    struct jrn_strip_spec js = {
+        .tenant = spec->tenant,
+        .any_tenant = spec->any_tenant,
+        .to_seq = spec->to_seq,
+        .before_ns = spec->before_ns,
+        .want = spec->want,
+        .arg = spec->arg,
+    };
+    return jrn_strip(d->j, &js, stripped);
+}
+
 /* ---- Erasing one tenant ---- */
 
 /* The seq an outbox file name starts with: "<seq>-<hex>.eml" or the
@@ -218,12 +236,9 @@ static kr_err erase_locked(struct kr_domain *d, uint64_t tenant, struct kr_diag 
 
     /* 4. Its payloads in the journal, up to now (later records of it, such
      * as a delivery receipt, carry no personal data in clear). */
-    if (!h || !h->strip)
-        return step_fail(diag, RET_STEP_STRIP, KR_EINVAL,
-                         "this build cannot strip payloads: the tenant stays due");
     struct ret_strip_spec spec = {.tenant = tenant, .to_seq = jrn_size(d->j)};
     uint64_t stripped = 0;
-    if ((err = h->strip(h->arg, d->j, &spec, &stripped)))
+    if ((err = strip(d, &spec, &stripped)))
         return step_fail(diag, RET_STEP_STRIP, err, NULL);
     if ((err = after(d, tenant, RET_STEP_STRIP, diag)))
         return err;
@@ -286,12 +301,8 @@ kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stri
     if (before_ns == 0)
         return KR_OK;
     pthread_mutex_lock(&d->ret_mu);
-    const struct ret_hooks *h = d->ret_hooks;
-    kr_err err = KR_EINVAL;
-    if (h && h->strip) {
-        struct ret_strip_spec spec = {.any_tenant = true, .before_ns = before_ns, .want = want_log};
-        err = h->strip(h->arg, d->j, &spec, stripped);
-    }
+    struct ret_strip_spec spec = {.any_tenant = true, .before_ns = before_ns, .want = want_log};
+    kr_err err = strip(d, &spec, stripped);
     pthread_mutex_unlock(&d->ret_mu);
     return err;
 }

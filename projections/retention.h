@@ -99,14 +99,14 @@ struct ret_generation {
 /* What the retention job needs from outside projections/: the tools layer
  * (which sees tools/backup.h) fills it; see dom_set_retention. Any hook may
  * be NULL: no backup_erase means no backups are configured (the step is
- * skipped); no strip makes the strip step fail (the tenant stays due); no
+ * skipped); no strip means the journal's jrn_strip (tests pass a fake); no
  * backup_list makes backups.list answer not_found. */
 struct ret_hooks {
     /* Destroys tenant's data key in every backup generation. */
     kr_err (*backup_erase)(void *arg, uint64_t tenant, uint64_t *generations);
     /* Lists up to cap generations, newest first. */
     kr_err (*backup_list)(void *arg, struct ret_generation *out, size_t cap, size_t *n);
-    /* Strips payloads of the open journal j (jrn_strip). */
+    /* Strips payloads of the open journal j; NULL = jrn_strip. */
     kr_err (*strip)(void *arg, struct journal *j, const struct ret_strip_spec *s,
                     uint64_t *stripped);
     /* Tests: called after each step of an erasure completed; an error stops

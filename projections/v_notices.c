@@ -294,8 +294,20 @@ static kr_err incident_notified(const struct va *a)
     vk_init(&k);
     vk_u64(&k, tenant);
     vk_bytes(&k, incident, 16);
-    if ((err = v_get(a->v, a->txn, VIEW_INCIDENT_TENANTS, &k, &v)))
-        return err == KR_ENOTFOUND ? KR_EINVAL : err; /* not an affected tenant */
+    err = v_get(a->v, a->txn, VIEW_INCIDENT_TENANTS, &k, &v);
+    if (err == KR_ENOTFOUND) {
+        /* Not an affected tenant, unless the views do not know the tenant
+         * at all: an erased tenant's records are stripped, so a rebuild
+         * never made its row, and an incident for "all" did not reach it.
+         * The notice it got then changes nothing the erasure keeps. */
+        struct va_tenant t;
+        kr_err terr = va_tenant_get(a->v, a->txn, tenant, &t);
+        if (terr == KR_ENOTFOUND)
+            return incident_row_put(a, row);
+        return terr ? terr : KR_EINVAL;
+    }
+    if (err)
+        return err;
     if (v.mv_size != 1)
         return KR_ECORRUPT;
     channels = (uint8_t)(*(const uint8_t *)v.mv_data | 1u << a->p->v[KR_FLD_CHANNEL].u);

@@ -975,7 +975,8 @@ kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r)
     if ((err = wait_all(s, "seed")))
         goto out;
     /* The cancelled tenant's erasure (the retention job's, done at once here). */
-    if (o->cancel && o->tenants && (err = dom_tenant_erase(s->d, s->tenants[o->tenants - 1].id))) {
+    if (o->cancel && o->tenants &&
+        (err = ret_erase_tenant(s->d, s->tenants[o->tenants - 1].id, NULL))) {
         fprintf(stderr, "kiroku: seed: erasing a tenant: %s\n", kr_strerror(err));
         goto out;
     }

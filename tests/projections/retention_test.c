@@ -264,22 +264,39 @@ static void test_erase_crash_after_each_step(void **state)
     }
 }
 
-/* A step that cannot be done leaves the tenant due: no strip hook, a
- * failing backup. */
+/* A step that cannot be done leaves the tenant due (a failing backup);
+ * without hooks the journal's own jrn_strip does the stripping for real. */
 static void test_erase_stays_due(void **state)
 {
     (void)state;
     struct td *t = td_new(31);
     struct fake f;
     fake_init(&f);
-    struct kr_caller a;
+    struct kr_caller a, b;
     uint64_t ta = td_signup(t, "a@example.jp", "correct horse 1", &a, NULL);
+    uint64_t tb = td_signup(t, "b@example.jp", "correct horse 2", &b, NULL);
+    kr_set_str(td_args(t), KR_FLD_NAME, "Keep Me");
+    assert_int_equal(td_exec(t, &b, KR_OP_CONTACTS_REGISTER), KR_OK);
+    /* An incident for all tenants, a notified: a platform record naming a
+     * tenant whose own records the rebuild will not see. */
+    struct kr_caller op = td_operator();
+    struct kr_payload *p = td_args(t);
+    kr_set_u64(p, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_OUTAGE);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
+    kr_set_str(p, KR_FLD_TITLE, "API down");
+    kr_set_str(p, KR_FLD_SUMMARY, "The API did not answer for 20 minutes.");
+    kr_set_u64(p, KR_FLD_DETECTED, t->now - 1000);
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_ALL);
+    assert_int_equal(td_exec(t, &op, KR_OP_INCIDENTS_OPEN), KR_OK);
+    uint8_t incident[16];
+    td_get_id(t, "incident", incident);
+    p = td_args(t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, incident, 16);
+    kr_set_u64(p, KR_FLD_TENANT, ta);
+    kr_set_u64(p, KR_FLD_CHANNEL, KR_CHANNEL_EMAIL);
+    assert_int_equal(td_exec(t, &op, KR_OP_INCIDENTS_NOTIFY), KR_OK);
     cancel(t, ta);
     struct kr_diag diag;
-    /* No hooks at all: the strip step cannot run. */
-    assert_int_equal(ret_erase_tenant(t->d, ta, &diag), KR_EINVAL);
-    assert_non_null(strstr(diag.why, "strip"));
-    assert_int_equal(tenant_state(t, ta), KR_TENANT_STATE_CANCELLED);
     /* A backup that fails stops before the journal is touched. */
     f.backup_fails = true;
     dom_set_retention(t->d, &f.h, 0);
@@ -287,8 +304,45 @@ static void test_erase_stays_due(void **state)
     assert_non_null(strstr(diag.why, "backups"));
     assert_int_equal(f.strips, 0);
     assert_int_equal(tenant_state(t, ta), KR_TENANT_STATE_CANCELLED);
-    f.backup_fails = false;
+    /* No hooks (no backups, the real strip): erased, every record of the
+     * tenant before tenant.erased stripped, none of b's. */
+    dom_set_retention(t->d, NULL, 0);
     assert_int_equal(ret_erase_tenant(t->d, ta, &diag), KR_OK);
+    assert_int_equal(tenant_state(t, ta), KR_TENANT_STATE_ERASED);
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = 1};
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    uint64_t a_kept = 0, a_stripped = 0, b_stripped = 0;
+    assert_int_equal(jrn_cursor_new(t->d->j, &q, &c), KR_OK);
+    while (jrn_cursor_next(c, &r) == KR_OK) {
+        if (r.tenant == ta) {
+            if (r.payload_stripped)
+                a_stripped++;
+            else
+                a_kept += kr_event_lookup(r.type, r.type_len) != KR_EV_TENANT_ERASED;
+        }
+        if (r.tenant == tb && r.payload_stripped)
+            b_stripped++;
+    }
+    jrn_cursor_free(c);
+    assert_true(a_stripped > 5);
+    assert_true(a_kept == 0);
+    assert_true(b_stripped == 0);
+    /* Views rebuilt from the stripped journal are the live ones. */
+    uint8_t live[VIEW__COUNT][32], rebuilt[32];
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    for (int v = 0; v < VIEW__COUNT; v++)
+        assert_int_equal(views_digest(&t->d->views, txn, (enum kr_view)v, live[v], NULL), KR_OK);
+    mdb_txn_abort(txn);
+    assert_int_equal(jrn_views_rebuild(t->d->j, NULL, NULL), KR_OK);
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    for (int v = 0; v < VIEW__COUNT; v++) {
+        assert_int_equal(views_digest(&t->d->views, txn, (enum kr_view)v, rebuilt, NULL), KR_OK);
+        if (memcmp(live[v], rebuilt, 32) != 0)
+            fail_msg("view %s differs after a rebuild", views_name((enum kr_view)v));
+    }
+    mdb_txn_abort(txn);
     assert_int_equal(tenant_state(t, ta), KR_TENANT_STATE_ERASED);
     td_free(t);
 }
