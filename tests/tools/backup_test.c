@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backup.h"
+#include "keystore.h"
 #include "test_util.h"
 
 #define OUT_MAX (1u << 20)
@@ -606,6 +608,106 @@ static void test_kill9_during_restore(void **state)
     fprintf(stderr, "%zu of 8 restores finished before the kill\n", finished);
 }
 
+/* ---- Erasing a tenant from every generation ---- */
+
+/* The tenants with a key in the keystore of data directory dir (read with
+ * LMDB directly, on a copy: the test trusts its own files). */
+static size_t keystore_tenants(const char *dir, uint64_t *tenants, size_t cap,
+                               uint8_t wrapped[][73])
+{
+    char env_dir[1300];
+    path(env_dir, sizeof env_dir, dir, "keystore");
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_cursor *c;
+    MDB_val k, v;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_open(env, env_dir, MDB_RDONLY, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "keys", 0, &dbi), 0);
+    assert_int_equal(mdb_cursor_open(txn, dbi, &c), 0);
+    size_t n = 0;
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && n < cap;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        uint64_t t = 0;
+        for (size_t i = 0; i < 8; i++)
+            t = t << 8 | ((const uint8_t *)k.mv_data)[i];
+        if (wrapped && v.mv_size == 73)
+            memcpy(wrapped[n], v.mv_data, 73);
+        tenants[n++] = t;
+    }
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return n;
+}
+
+static bool file_holds(const char *file, const uint8_t *needle, size_t len)
+{
+    FILE *f = fopen(file, "rb");
+    assert_non_null(f);
+    static uint8_t buf[4 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    for (size_t i = 0; i + len <= n; i++)
+        if (memcmp(buf + i, needle, len) == 0)
+            return true;
+    return false;
+}
+
+static void test_erase_tenant_in_every_generation(void **state)
+{
+    (void)state;
+    char bk[1200], g1[1300], g2[1300], copy[1300];
+    path(bk, sizeof bk, root, "bk-erase");
+    backup_at(bk, DAY0);
+    backup_at(bk, DAY0 + DAY);
+    path(g1, sizeof g1, bk, "2026-12-06");
+    path(g2, sizeof g2, bk, "2026-12-07");
+    path(copy, sizeof copy, root, "erase-copy");
+    kr_test_copytree(g1, copy);
+    uint64_t tenants[8];
+    uint8_t wrapped[8][73];
+    size_t n = keystore_tenants(copy, tenants, 8, wrapped);
+    kr_test_rmrf(copy);
+    assert_true(n >= 1);
+    uint64_t victim = tenants[0];
+
+    uint64_t gens = 0;
+    assert_int_equal(backup_erase_tenant(bk, data, victim, &gens), KR_OK);
+    assert_int_equal(gens, 2);
+    const char *check[] = {"backup", "check", bk, "--pubkey", pk, NULL};
+    if (run(check) != 0)
+        fail_msg("check after erase: %s %s", out, err);
+    const char *gens_[] = {g1, g2};
+    for (int i = 0; i < 2; i++) {
+        char ks[1400];
+        path(ks, sizeof ks, gens_[i], "keystore/data.mdb");
+        assert_false(file_holds(ks, wrapped[0], sizeof wrapped[0]));
+        kr_test_copytree(gens_[i], copy);
+        uint64_t left[8];
+        size_t m = keystore_tenants(copy, left, 8, NULL);
+        assert_int_equal(m, n - 1);
+        for (size_t k = 0; k < m; k++)
+            assert_true(left[k] != victim);
+        struct kr_keystore *k;
+        assert_int_equal(ks_open(copy, false, &k), KR_OK);
+        struct kr_data_key dk;
+        assert_int_equal(ks_get(k, victim, &dk), KR_ENOTFOUND);
+        bool destroyed = false;
+        assert_int_equal(ks_is_destroyed(k, victim, &destroyed), KR_OK);
+        assert_true(destroyed);
+        ks_close(k);
+        kr_test_rmrf(copy);
+    }
+    /* Again: nothing left to do. */
+    assert_int_equal(backup_erase_tenant(bk, data, victim, &gens), KR_OK);
+    assert_int_equal(gens, 0);
+    assert_int_equal(leftovers(bk), 0);
+}
+
 static void test_usage(void **state)
 {
     (void)state;
@@ -630,6 +732,7 @@ int main(void)
         cmocka_unit_test(test_seven_generations_and_same_day),
         cmocka_unit_test(test_tampered_generations_refused),
         cmocka_unit_test(test_known_checkpoint),
+        cmocka_unit_test(test_erase_tenant_in_every_generation),
         cmocka_unit_test(test_kill9_during_backup),
         cmocka_unit_test(test_kill9_during_restore),
     };
