@@ -154,6 +154,145 @@ static kr_err mkdir_p(const char *path, mode_t mode)
     return KR_OK;
 }
 
+/* Hashes the copy as LMDB writes it: a second thread reads behind the
+ * writer, up to the size written so far (LMDB's compacting copy writes its
+ * output once, front to back: `mdb_copy -c` can write it to a pipe), and
+ * starts the write-back of what it has read, so that hashing and most of the
+ * final fsync overlap LMDB's walk of the tree. */
+struct follower {
+    int fd; /* read-only, on the file being written */
+    struct sha sha;
+    uint64_t bytes;
+    atomic_bool writer_done;
+    kr_err err;
+};
+
+static void *follow_main(void *arg)
+{
+    struct follower *f = arg;
+    uint8_t *buf = malloc(COPY_BUF);
+    if (!buf) {
+        f->err = KR_ENOMEM;
+        return NULL;
+    }
+    for (;;) {
+        bool done = atomic_load(&f->writer_done); /* before the size: see below */
+        struct stat st;
+        if (fstat(f->fd, &st) != 0) {
+            f->err = kr_err_from_errno(errno);
+            break;
+        }
+        if ((uint64_t)st.st_size <= f->bytes) {
+            if (done)
+                break; /* the size read after the writer ended: the whole file */
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        uint64_t want = (uint64_t)st.st_size - f->bytes;
+        ssize_t n = pread(f->fd, buf, want < COPY_BUF ? (size_t)want : COPY_BUF, (off_t)f->bytes);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            f->err = n < 0 ? kr_err_from_errno(errno) : KR_EIO;
+            break;
+        }
+        sha_update(&f->sha, buf, (size_t)n);
+        (void)sync_file_range(f->fd, (off_t)f->bytes, n, SYNC_FILE_RANGE_WRITE);
+        f->bytes += (uint64_t)n;
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Starts a follower on path (being written through another descriptor). */
+static kr_err follow_start(const char *path, struct follower *f, pthread_t *tid)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (f->fd < 0)
+        return kr_err_from_errno(errno);
+    kr_err err = sha_init(&f->sha);
+    if (err == KR_OK && pthread_create(tid, NULL, follow_main, f) != 0) {
+        (void)sha_final(&f->sha, (uint8_t[KR_HASH_LEN]){0});
+        err = KR_ENOMEM;
+    }
+    if (err) {
+        close(f->fd);
+        f->fd = -1;
+    }
+    return err;
+}
+
+/* Tells the follower the writer is done, fsyncs out meanwhile, waits for the
+ * follower and checks that it hashed the whole file. */
+static kr_err follow_finish(struct follower *f, pthread_t tid, int out, kr_err err,
+                            uint8_t sha[KR_HASH_LEN], uint64_t *size)
+{
+    atomic_store(&f->writer_done, true);
+    if (err == KR_OK && fsync(out) != 0)
+        err = kr_err_from_errno(errno);
+    pthread_join(tid, NULL);
+    kr_err herr = sha_final(&f->sha, sha);
+    if (err == KR_OK)
+        err = herr ? herr : f->err;
+    struct stat st;
+    if (err == KR_OK && (fstat(out, &st) != 0 || (uint64_t)st.st_size != f->bytes))
+        err = KR_EIO; /* the file is not what was hashed */
+    *size = f->bytes;
+    close(f->fd);
+    return err;
+}
+
+/* Files this large are copied with copy_file_range and hashed by a follower. */
+#define BIG_FILE ((uint64_t)16 << 20)
+
+static kr_err copy_big(int in, int out, const char *dst, uint8_t sha[KR_HASH_LEN], uint64_t *size)
+{
+    struct follower f;
+    pthread_t tid;
+    kr_err err = follow_start(dst, &f, &tid);
+    if (err)
+        return err;
+    bool kernel = true;
+    uint8_t *buf = NULL;
+    for (;;) {
+        ssize_t n;
+        if (kernel) {
+            n = copy_file_range(in, NULL, out, NULL, (size_t)1 << 24, 0);
+            if (n < 0 &&
+                (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
+                kernel = false; /* not here: read and write (offsets unmoved) */
+                if (!(buf = malloc(COPY_BUF))) {
+                    err = KR_ENOMEM;
+                    break;
+                }
+                continue;
+            }
+        } else {
+            n = read(in, buf, COPY_BUF);
+            for (ssize_t off = 0; n > 0 && off < n;) {
+                ssize_t w = write(out, buf + off, (size_t)(n - off));
+                if (w < 0 && errno != EINTR) {
+                    n = -1;
+                    break;
+                }
+                off += w > 0 ? w : 0;
+            }
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            err = kr_err_from_errno(errno);
+            break;
+        }
+        if (n == 0)
+            break;
+    }
+    free(buf);
+    return follow_finish(&f, tid, out, err, sha, size);
+}
+
 /* Copies the regular file src to dst (created exclusively with mode),
  * hashing what it copies, fsynced. src is opened without following links and
  * must be a regular file. */
@@ -172,6 +311,18 @@ static kr_err copy_file(const char *src, const char *dst, mode_t mode, uint8_t s
     if (out < 0) {
         close(in);
         return kr_err_from_errno(errno);
+    }
+    if ((uint64_t)st.st_size >= BIG_FILE) {
+        /* A journal: copied by the kernel, hashed by a reader behind it. */
+        kr_err err = copy_big(in, out, dst, sha, size);
+        if (err == KR_OK && fchmod(out, mode) != 0)
+            err = kr_err_from_errno(errno);
+        if (close(out) != 0 && err == KR_OK)
+            err = kr_err_from_errno(errno);
+        close(in);
+        if (err)
+            (void)unlink(dst);
+        return err;
     }
     uint8_t *buf = malloc(COPY_BUF);
     struct sha hs;
@@ -789,57 +940,6 @@ static kr_err copy_keys(const char *data, const char *tmp, char *why)
     return err;
 }
 
-/* Hashes the copy as LMDB writes it: a second thread reads behind the
- * writer, up to the size written so far (LMDB's compacting copy writes its
- * output once, front to back: `mdb_copy -c` can write it to a pipe), and
- * starts the write-back of what it has read, so that hashing and most of the
- * final fsync overlap LMDB's walk of the tree. */
-struct follower {
-    int fd; /* read-only, on the file being written */
-    struct sha sha;
-    uint64_t bytes;
-    atomic_bool writer_done;
-    kr_err err;
-};
-
-static void *follow_main(void *arg)
-{
-    struct follower *f = arg;
-    uint8_t *buf = malloc(COPY_BUF);
-    if (!buf) {
-        f->err = KR_ENOMEM;
-        return NULL;
-    }
-    for (;;) {
-        bool done = atomic_load(&f->writer_done); /* before the size: see below */
-        struct stat st;
-        if (fstat(f->fd, &st) != 0) {
-            f->err = kr_err_from_errno(errno);
-            break;
-        }
-        if ((uint64_t)st.st_size <= f->bytes) {
-            if (done)
-                break; /* the size read after the writer ended: the whole file */
-            struct timespec ts = {0, 200000};
-            nanosleep(&ts, NULL);
-            continue;
-        }
-        uint64_t want = (uint64_t)st.st_size - f->bytes;
-        ssize_t n = pread(f->fd, buf, want < COPY_BUF ? (size_t)want : COPY_BUF, (off_t)f->bytes);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            f->err = n < 0 ? kr_err_from_errno(errno) : KR_EIO;
-            break;
-        }
-        sha_update(&f->sha, buf, (size_t)n);
-        (void)sync_file_range(f->fd, (off_t)f->bytes, n, SYNC_FILE_RANGE_WRITE);
-        f->bytes += (uint64_t)n;
-    }
-    free(buf);
-    return NULL;
-}
-
 /* The journal's LMDB environment copied into tmp/journal/data.mdb; its
  * digest and size into jf. */
 static kr_err copy_env(MDB_env *env, const char *tmp, struct bmf_file *jf)
@@ -851,37 +951,13 @@ static kr_err copy_env(MDB_env *env, const char *tmp, struct bmf_file *jf)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return kr_err_from_errno(errno);
-    struct follower f = {.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
+    struct follower f;
     pthread_t tid;
-    bool started = false;
-    if (f.fd < 0)
-        err = kr_err_from_errno(errno);
-    else if ((err = sha_init(&f.sha)) == KR_OK) {
-        if (pthread_create(&tid, NULL, follow_main, &f) == 0)
-            started = true;
-        else
-            err = KR_ENOMEM;
-    }
-    if (err == KR_OK)
+    err = follow_start(path, &f, &tid);
+    if (err == KR_OK) {
         err = kr_err_from_mdb(mdb_env_copyfd2(env, fd, MDB_CP_COMPACT));
-    atomic_store(&f.writer_done, true);
-    if (err == KR_OK && fsync(fd) != 0)
-        err = kr_err_from_errno(errno);
-    if (started)
-        pthread_join(tid, NULL);
-    if (f.sha.ctx) {
-        kr_err herr = sha_final(&f.sha, jf->sha256);
-        if (err == KR_OK)
-            err = herr;
+        err = follow_finish(&f, tid, fd, err, jf->sha256, &jf->size);
     }
-    if (err == KR_OK)
-        err = f.err;
-    struct stat st;
-    if (err == KR_OK && (fstat(fd, &st) != 0 || (uint64_t)st.st_size != f.bytes))
-        err = KR_EIO; /* the file is not what was hashed */
-    jf->size = f.bytes;
-    if (f.fd >= 0)
-        close(f.fd);
     if (close(fd) != 0 && err == KR_OK)
         err = kr_err_from_errno(errno);
     return err;
