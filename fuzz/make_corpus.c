@@ -102,6 +102,7 @@ static void make_records(void)
     struct jrn_record r = {.seq = 1,
                            .time_ns = 1700000000000000000ull,
                            .tenant = 0,
+                           .tseq = 1,
                            .version = 1,
                            .key_id = 1,
                            .stream = "journal",
@@ -114,9 +115,15 @@ static void make_records(void)
                            .payload_len = sizeof key_payload};
     record_file("genesis.bin", &r, 0x40, genesis, &genesis_len);
 
+    /* The same in format 1 (journals older kiroku wrote): no tseq. */
+    r.format = JRN_FORMAT_1;
+    r.tseq = 0;
+    record_file("format1_genesis.bin", &r, 0x41, NULL, NULL);
+
     r = (struct jrn_record){.seq = 2,
                             .time_ns = 1700000000000001000ull,
                             .tenant = 3,
+                            .tseq = 4,
                             .version = 5,
                             .key_id = 1,
                             .stream = "bench/0123456789abcdef/0/1",
@@ -134,10 +141,16 @@ static void make_records(void)
     r.payload = NULL;
     r.payload_len = 0;
     record_file("stripped.bin", &r, 0x60, NULL, NULL);
+    r.format = JRN_FORMAT_1;
+    r.tseq = 0;
+    record_file("format1_stripped.bin", &r, 0x61, NULL, NULL);
+    r.format = 0;
+    r.tseq = 4;
 
     r.payload_stripped = false;
     r.actor_len = 0;
     r.seq = 300;
+    r.tseq = 128; /* uint8 */
     r.version = 70000;
     r.key_id = 256;
     record_file("empty_payload_actor.bin", &r, 0x70, NULL, NULL);
@@ -153,6 +166,7 @@ static void make_records(void)
     r = (struct jrn_record){.seq = UINT64_MAX,
                             .time_ns = UINT64_MAX,
                             .tenant = UINT64_MAX,
+                            .tseq = UINT64_MAX,
                             .version = UINT64_MAX,
                             .key_id = UINT32_MAX,
                             .stream = stream,

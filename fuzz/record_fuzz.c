@@ -44,6 +44,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fail("stripped record has a payload pointer");
         if (jrn_record_check_fields(&r) != KR_OK)
             fail("accepted record fails jrn_record_check_fields");
+        /* Format 2 numbers its tenant's records from 1; format 1 has no number. */
+        if (r.format == JRN_FORMAT ? r.tseq == 0 : r.format != JRN_FORMAT_1 || r.tseq != 0)
+            fail("accepted record has a format or tseq the format does not allow");
 
         /* Canonical form: re-encoding gives the input back. */
         size_t len = 0, header_len = 0;

@@ -40,7 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FORMAT_VERSION 1u
+_Atomic int jrn_testing_format1;
 /* Events a signer claims at once: enough to take the queue lock rarely, few
  * enough that the signers share out a small queue evenly. */
 #define SIGN_CLAIM_EVENTS 16
@@ -342,13 +342,16 @@ static kr_err load_state(struct journal *j)
 
     if ((err = meta_get(j, txn, JRN_META_FORMAT, &v)))
         goto out;
-    if (v.mv_size != 4 ||
-        jrn_get_u64((const uint8_t[8]){0, 0, 0, 0, ((uint8_t *)v.mv_data)[0],
-                                       ((uint8_t *)v.mv_data)[1], ((uint8_t *)v.mv_data)[2],
-                                       ((uint8_t *)v.mv_data)[3]}) != FORMAT_VERSION) {
+    uint64_t format = v.mv_size != 4
+                          ? 0
+                          : jrn_get_u64((const uint8_t[8]){
+                                0, 0, 0, 0, ((uint8_t *)v.mv_data)[0], ((uint8_t *)v.mv_data)[1],
+                                ((uint8_t *)v.mv_data)[2], ((uint8_t *)v.mv_data)[3]});
+    if (format != JRN_META_FORMAT_1 && format != JRN_META_FORMAT_CURRENT) {
         err = KR_EVERSION;
         goto out;
     }
+    j->meta_format = (uint32_t)format;
     if ((err = meta_get(j, txn, JRN_META_ID, &v)))
         goto out;
     if (v.mv_size != sizeof j->journal_id) {
@@ -441,11 +444,21 @@ out:
 
 /* ---- Writing ---- */
 
+/* Tenants a batch remembers the newest tseq of: a batch of one busy tenant's
+ * events looks its count up once. Direct-mapped; a collision costs a lookup. */
+#define TSEQ_CACHE_LOG2 6
+struct tseq_slot {
+    uint64_t tenant, tseq;
+    bool used;
+};
+
 struct batch_ctx {
     struct journal *j;
     MDB_txn *txn;
     MDB_cursor *c_events, *c_tree, *c_streams, *c_tenants;
-    kr_err err; /* first storage error inside the tree emit callback */
+    kr_err err;     /* first storage error inside the tree emit callback */
+    uint64_t tseqs; /* tseq values handed out in this batch */
+    struct tseq_slot tcache[1u << TSEQ_CACHE_LOG2];
 };
 
 static void emit_node(void *ctx, unsigned level, uint64_t index, const uint8_t hash[KR_HASH_LEN])
@@ -480,6 +493,51 @@ kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_
         return kr_err_from_mdb(rc);
     if (k.mv_size == plen + 8 && memcmp(k.mv_data, key, plen) == 0)
         *version = jrn_get_u64((const uint8_t *)k.mv_data + plen);
+    return KR_OK;
+}
+
+kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq)
+{
+    uint8_t key[16];
+    jrn_put_u64(key, tenant);
+    jrn_put_u64(key + 8, UINT64_MAX); /* no record has this seq */
+    MDB_val k = {16, key}, v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    else if (rc == MDB_SUCCESS)
+        rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+    *tseq = 0;
+    if (rc == MDB_NOTFOUND)
+        return KR_OK;
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) != 0)
+        return KR_OK; /* another tenant's entry: this one has none */
+    if (v.mv_size != 8 || jrn_get_u64(v.mv_data) == 0)
+        return KR_ECORRUPT;
+    *tseq = jrn_get_u64(v.mv_data);
+    return KR_OK;
+}
+
+/* The next tseq of `tenant` in this batch: from the batch's cache, or one
+ * cursor step in the tenants index for a tenant the batch has not written. */
+static kr_err next_tseq(struct batch_ctx *b, uint64_t tenant, uint64_t *tseq)
+{
+    struct tseq_slot *s = &b->tcache[(tenant * 0x9E3779B97F4A7C15ull) >> (64 - TSEQ_CACHE_LOG2)];
+    if (!s->used || s->tenant != tenant) {
+        uint64_t last;
+        kr_err err = jrn_tenant_last(b->c_tenants, tenant, &last);
+        if (err)
+            return err;
+        s->used = true;
+        s->tenant = tenant;
+        s->tseq = last;
+    }
+    /* A tenant never has more records than the journal. */
+    KR_ASSERT(s->tseq <= b->j->size);
+    *tseq = ++s->tseq;
+    b->tseqs++;
     return KR_OK;
 }
 
@@ -537,6 +595,9 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
 
     event_to_record(e, &r);
     r.seq = j->size + 1;
+    r.format = j->write_format;
+    if (r.format == JRN_FORMAT && (err = next_tseq(b, r.tenant, &r.tseq)))
+        return err;
     r.time_ns = e->time_ns;
     r.key_id = e->key_id;
     memcpy(r.commitment, e->commitment, KR_HASH_LEN);
@@ -566,13 +627,14 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
     if ((rc = mdb_cursor_put(b->c_streams, &k, &v, MDB_NOOVERWRITE)))
         return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
 
-    uint8_t tk[16];
+    uint8_t tk[16], tv[8];
     jrn_put_u64(tk, r.tenant);
     jrn_put_u64(tk + 8, r.seq);
+    jrn_put_u64(tv, r.tseq);
     k = (MDB_val){16, tk};
-    v = (MDB_val){0, NULL};
-    if ((rc = mdb_cursor_put(b->c_tenants, &k, &v, 0)))
-        return kr_err_from_mdb(rc);
+    v = (MDB_val){r.format == JRN_FORMAT ? 8 : 0, tv};
+    if ((rc = mdb_cursor_put(b->c_tenants, &k, &v, MDB_NOOVERWRITE)))
+        return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
 
     uint8_t leaf[KR_HASH_LEN];
     kr_leaf_hash(leaf, j->encode_buf + JRN_HEADER_OFFSET, header_len);
@@ -581,6 +643,7 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
         return b->err;
     memcpy(j->last_leaf, leaf, KR_HASH_LEN);
     e->seq = r.seq;
+    e->tseq = r.tseq;
     j->size = r.seq;
     if (j->views)
         return j->views->apply(j->views->ctx, b->txn, &r);
@@ -727,6 +790,12 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
         goto fail;
     if (written > 0 && (err = write_checkpoint(&b)))
         goto fail;
+    /* Before anything reaches the disk: seq advanced by exactly the records
+     * written, the tree covers them, every format-2 record got one tseq. */
+    KR_ASSERT(j->size == snap->size + written);
+    KR_ASSERT(j->frontier.size == j->size);
+    KR_ASSERT(b.tseqs == (j->write_format == JRN_FORMAT ? written : 0));
+    KR_ASSERT(written == 0 || j->kept_size <= j->size);
     uint64_t t0 = mono_ns();
     rc = mdb_txn_commit(b.txn); /* frees the cursors */
     uint64_t commit_ns = mono_ns() - t0;
@@ -1289,7 +1358,10 @@ kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
         err = kr_err_from_mdb(rc);
         goto out;
     }
-    uint8_t fmt[4] = {0, 0, 0, FORMAT_VERSION};
+    bool format1 = atomic_load(&jrn_testing_format1) != 0;
+    j->meta_format = format1 ? JRN_META_FORMAT_1 : JRN_META_FORMAT_CURRENT;
+    j->write_format = format1 ? JRN_FORMAT_1 : JRN_FORMAT;
+    uint8_t fmt[4] = {0, 0, 0, (uint8_t)j->meta_format};
     if ((err = meta_put(j, txn, JRN_META_FORMAT, fmt, 4)) ||
         (err = meta_put(j, txn, JRN_META_ID, j->journal_id, sizeof j->journal_id))) {
         mdb_txn_abort(txn);
@@ -1435,6 +1507,74 @@ kr_err jrn_views_rebuild(struct journal *j, jrn_progress_fn progress, void *arg)
     return views_catch_up(j, progress, arg);
 }
 
+/* Migration of a meta-format-1 journal: every tenants index entry gets the
+ * tseq its record has (its place among the tenant's records), so that the
+ * writer continues each tenant's count; then meta `format` becomes 2. The
+ * values are recomputed from the keys alone, in write transactions of at most
+ * KR_MIGRATE_TXN_ENTRIES entries: a crash leaves a journal still marked
+ * format 1, and the next writable open does it again from the start. Runs
+ * before the writer starts. */
+static kr_err migrate_tenant_counts(struct journal *j)
+{
+    uint8_t resume[16];
+    bool started = false, done = false;
+    uint64_t tenant = 0, count = 0;
+    while (!done) {
+        MDB_txn *txn;
+        MDB_cursor *c;
+        kr_err err = KR_OK;
+        int rc = mdb_txn_begin(j->env, NULL, 0, &txn);
+        if (rc)
+            return kr_err_from_mdb(rc);
+        if ((rc = mdb_cursor_open(txn, j->db_tenants, &c))) {
+            mdb_txn_abort(txn);
+            return kr_err_from_mdb(rc);
+        }
+        MDB_val k = {16, resume}, v;
+        rc =
+            started ? mdb_cursor_get(c, &k, &v, MDB_SET_KEY) : mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        if (started && rc == MDB_SUCCESS)
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        for (uint64_t n = 0; rc == MDB_SUCCESS && n < KR_MIGRATE_TXN_ENTRIES; n++) {
+            if (k.mv_size != 16 || jrn_get_u64((const uint8_t *)k.mv_data + 8) == 0) {
+                err = KR_ECORRUPT;
+                break;
+            }
+            uint64_t t = jrn_get_u64(k.mv_data);
+            count = started && t == tenant ? count + 1 : 1;
+            tenant = t;
+            started = true;
+            memcpy(resume, k.mv_data, 16);
+            if (v.mv_size != 8 || jrn_get_u64(v.mv_data) != count) {
+                uint8_t tv[8];
+                jrn_put_u64(tv, count);
+                MDB_val nv = {8, tv};
+                /* The key from a copy: k points into the page the put changes. */
+                MDB_val kc = {16, resume};
+                if ((rc = mdb_cursor_put(c, &kc, &nv, MDB_CURRENT)))
+                    break;
+            }
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(c);
+        if (err == KR_OK && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+            err = kr_err_from_mdb(rc);
+        if (err == KR_OK && rc == MDB_NOTFOUND) {
+            uint8_t fmt[4] = {0, 0, 0, (uint8_t)JRN_META_FORMAT_CURRENT};
+            err = meta_put(j, txn, JRN_META_FORMAT, fmt, 4);
+            done = true;
+        }
+        if (err) {
+            mdb_txn_abort(txn);
+            return err;
+        }
+        if ((rc = mdb_txn_commit(txn)))
+            return kr_err_from_mdb(rc);
+    }
+    j->meta_format = JRN_META_FORMAT_CURRENT;
+    return KR_OK;
+}
+
 kr_err jrn_open(const struct jrn_options *o, struct journal **out)
 {
     kr_err err;
@@ -1460,6 +1600,13 @@ kr_err jrn_open(const struct jrn_options *o, struct journal **out)
     if (j->size == 0) {
         err = KR_ECORRUPT; /* a journal always has its genesis record */
         goto fail;
+    }
+    j->write_format = JRN_FORMAT;
+    if (!j->read_only && j->meta_format == JRN_META_FORMAT_1) {
+        if (atomic_load(&jrn_testing_format1))
+            j->write_format = JRN_FORMAT_1;
+        else if ((err = migrate_tenant_counts(j)))
+            goto fail;
     }
     if (!j->read_only && j->views && !o->views_no_catch_up && (err = views_catch_up(j, NULL, NULL)))
         goto fail;
@@ -1549,6 +1696,46 @@ uint64_t jrn_size(struct journal *j)
     }
     mdb_txn_abort(txn);
     return n;
+}
+
+kr_err jrn_tenant_next_tseq(struct journal *j, uint64_t tenant, uint64_t *next)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    uint64_t last = 0;
+    int rc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((rc = mdb_cursor_open(txn, j->db_tenants, &c))) {
+        mdb_txn_abort(txn);
+        return kr_err_from_mdb(rc);
+    }
+    kr_err err = jrn_tenant_last(c, tenant, &last);
+    if (err == KR_ECORRUPT) {
+        /* An unmigrated journal (read-only open): count the entries. */
+        uint8_t key[16];
+        jrn_put_u64(key, tenant);
+        jrn_put_u64(key + 8, 0);
+        MDB_val k = {16, key}, v;
+        last = 0;
+        err = KR_OK;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        while (rc == MDB_SUCCESS && k.mv_size == 16 && memcmp(k.mv_data, key, 8) == 0) {
+            if (v.mv_size != 0) {
+                err = KR_ECORRUPT;
+                break;
+            }
+            last++;
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        }
+        if (err == KR_OK && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+            err = kr_err_from_mdb(rc);
+    }
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    if (err == KR_OK)
+        *next = last + 1;
+    return err;
 }
 
 void jrn_get_stats(struct journal *j, struct jrn_stats *out)

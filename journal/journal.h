@@ -164,6 +164,7 @@ struct jrn_event {
     size_t payload_len;
     /* outputs, valid once the append completed with KR_OK */
     uint64_t seq;
+    uint64_t tseq; /* its number among its tenant's records */
     uint64_t time_ns;
     uint32_t key_id;
     uint8_t commitment[KR_HASH_LEN];
@@ -220,6 +221,38 @@ KR_MUST_CHECK kr_err jrn_append(struct journal *j, struct jrn_event *events, siz
  * it signed. Fills *new_info when not NULL. */
 KR_MUST_CHECK kr_err jrn_rotate_key(struct journal *j, struct jrn_info *new_info);
 
+/* ---- Stripping payloads ---- */
+
+/* Which records jrn_strip strips: all conditions hold. */
+struct jrn_strip_spec {
+    uint64_t tenant;    /* whose records */
+    bool any_tenant;    /* ignore tenant: every tenant's records */
+    uint64_t to_seq;    /* only seq <= to_seq (0 = no bound) */
+    uint64_t before_ns; /* only time_ns < before_ns (0 = no bound) */
+    /* NULL = every record matched above; else strip only where it returns
+     * true. Called with the record (payload present) inside a write
+     * transaction: keep it short, and do not call the journal from it. */
+    bool (*want)(void *arg, const struct jrn_record *r);
+    void *arg;
+};
+
+/* Strips the payload of every record s selects, up to the journal's size when
+ * the call starts: its stored value becomes [header, nil] with the same header
+ * bytes, so hashes, signatures, proofs and checkpoints still verify, and
+ * verify counts it as stripped. The journal's own stream (tenant 0, "journal")
+ * is never stripped. *stripped = records this call stripped.
+ *
+ * On a writable open journal, while appends go on: it works in write
+ * transactions of at most KR_STRIP_TXN_RECORDS records, each taking LMDB's
+ * write lock between two of the writer's batches. Idempotent (stripped records
+ * are skipped) and resumable: after a crash some records are stripped and a
+ * rerun strips the rest. Views are not told (they skip stripped records when
+ * they replay). Errors: KR_EINVAL (NULL arguments), KR_ECLOSED (read-only),
+ * KR_ECORRUPT (a record or index entry does not decode or names another
+ * tenant), KR_EIO (the journal stops, as after a failed batch), KR_EFULL. */
+KR_MUST_CHECK kr_err jrn_strip(struct journal *j, const struct jrn_strip_spec *s,
+                               uint64_t *stripped);
+
 /* ---- Reading ---- */
 
 /* A record read from the journal, with the bytes it borrows from. Caller-owned;
@@ -238,6 +271,11 @@ KR_MUST_CHECK kr_err jrn_read(struct journal *j, uint64_t seq, struct jrn_recbuf
 /* The current version of a stream (0 if it has no records). */
 KR_MUST_CHECK kr_err jrn_stream_version(struct journal *j, uint64_t tenant, const char *stream,
                                         size_t stream_len, uint64_t *version);
+
+/* The tseq the next record of `tenant` will get: 1 + the records it has (its
+ * newest tseq), as committed now. Works on read-only handles of unmigrated
+ * (format-1) journals too, by counting. */
+KR_MUST_CHECK kr_err jrn_tenant_next_tseq(struct journal *j, uint64_t tenant, uint64_t *next);
 
 enum jrn_query_kind {
     JRN_Q_RANGE,  /* seq from..to (inclusive; to 0 = to the end) */

@@ -17,7 +17,7 @@
 #define JRN_DB_EVENTS      "events"      /* seq (u64 BE) -> record */
 #define JRN_DB_TREE        "tree"        /* post-order index (u64 BE) -> node hash */
 #define JRN_DB_STREAMS     "streams"     /* tenant, len, stream, version -> seq */
-#define JRN_DB_TENANTS     "tenants"     /* tenant, seq -> (empty) */
+#define JRN_DB_TENANTS     "tenants"     /* tenant, seq -> tseq u64 (format 2) */
 #define JRN_DB_CHECKPOINTS "checkpoints" /* tree size (u64 BE) -> signed note */
 #define JRN_DB_META        "meta"        /* name -> value */
 /* LMDB named databases reserved for the journal and, later, the views. */
@@ -25,9 +25,24 @@
 #define JRN_MAX_READERS 512
 
 /* meta keys */
-#define JRN_META_FORMAT     "format"     /* u32 BE */
+#define JRN_META_FORMAT     "format"     /* u32 BE: JRN_META_FORMAT_CURRENT */
 #define JRN_META_ID         "journal_id" /* 16 bytes */
 #define JRN_META_CHECKPOINT "checkpoint" /* newest signed note */
+
+/* The meta `format` value: 1 = format-1 records and an empty tenants index
+ * value; 2 = every tenants index entry holds its record's tseq and new records
+ * are format 2 (older format-1 records may precede them). */
+#define JRN_META_FORMAT_1       1u
+#define JRN_META_FORMAT_CURRENT 2u
+
+/* Test-only: while nonzero, jrn_create makes a meta-format-1 journal and
+ * writers of such a journal keep writing format-1 records (no migration), so
+ * tests can build the journals older kiroku wrote. Never set in production. */
+extern _Atomic int jrn_testing_format1;
+/* Test-only: while positive, each jrn_strip transaction decrements it, and
+ * the one that brings it to 0 makes jrn_strip return KR_EIO at once, as if
+ * the process died there (what it committed stays). */
+extern _Atomic int jrn_testing_strip_txns;
 
 /* No journal holds 2^62 records: a larger size can only be forged, and the
  * Merkle post-order numbering needs sizes below 2^63. */
@@ -48,6 +63,8 @@ struct journal {
 
     uint8_t journal_id[16];
     char origin[KR_ORIGIN_MAX + 1];
+    uint32_t meta_format;  /* meta `format` as opened (after any migration) */
+    uint32_t write_format; /* record format the writer writes */
 
     /* Signing keys loaded in this process. `signing` points into keys[] and
      * changes only under mu, so a submission signs with the key current at
@@ -123,6 +140,11 @@ size_t jrn_stream_prefix(uint8_t key[JRN_STREAM_KEY_MAX], uint64_t tenant, const
  * position unspecified) when the stream has no records. */
 kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_t len,
                        uint64_t *version);
+
+/* The newest tseq of `tenant` (0 if it has no records) through c, a cursor on
+ * the tenants database; positions c on that entry. KR_ECORRUPT if the entry
+ * holds no tseq (an unmigrated journal) or a malformed one. */
+kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq);
 
 /* Parses the payload of a journal.created or journal.key_added record:
  * a msgpack map with key_id and public_key (and, for created, journal_id and

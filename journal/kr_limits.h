@@ -84,6 +84,13 @@
  * catch up at open: large enough that commits (one fsync each) do not dominate
  * a rebuild, small enough that one transaction's dirty pages stay in memory. */
 #define KR_REBUILD_TXN_RECORDS 131072u
+/* Tenants index entries one write transaction of the format-1 -> 2 migration
+ * rewrites: a few MB of dirty pages, like a view rebuild's transaction. */
+#define KR_MIGRATE_TXN_ENTRIES 131072u
+/* Records one jrn_strip write transaction examines (and at most rewrites).
+ * It runs between the writer's batches, holding LMDB's write lock: a few MB of
+ * dirty pages and one fsync, so appends wait tens of milliseconds at most. */
+#define KR_STRIP_TXN_RECORDS 4096u
 
 /* ---- Commands (projections/domain.h) ---- */
 

@@ -13,7 +13,9 @@
 #include <msgpack.h>
 #include <string.h>
 
-#define HEADER_FIELDS 12
+/* Header elements of format 1 and format 2 (which adds tseq). */
+#define HEADER_FIELDS_1 12
+#define HEADER_FIELDS_2 13
 
 kr_err jrn_record_check_fields(const struct jrn_record *r)
 {
@@ -84,13 +86,26 @@ static void pack_bin(msgpack_packer *pk, const uint8_t *b, size_t len)
         msgpack_pack_bin_body(pk, b, len);
 }
 
-static void pack_header(msgpack_packer *pk, const struct jrn_record *r)
+static kr_err header_format(const struct jrn_record *r, uint32_t *format)
 {
-    msgpack_pack_array(pk, HEADER_FIELDS);
-    msgpack_pack_uint64(pk, JRN_FORMAT);
+    *format = r->format ? r->format : JRN_FORMAT;
+    if (*format == JRN_FORMAT)
+        return r->tseq ? KR_OK : KR_EINVAL;
+    if (*format == JRN_FORMAT_1)
+        return r->tseq ? KR_EINVAL : KR_OK;
+    return KR_EINVAL;
+}
+
+static void pack_header(msgpack_packer *pk, const struct jrn_record *r, uint32_t format)
+{
+    bool f2 = format == JRN_FORMAT;
+    msgpack_pack_array(pk, f2 ? HEADER_FIELDS_2 : HEADER_FIELDS_1);
+    msgpack_pack_uint64(pk, format);
     msgpack_pack_uint64(pk, r->seq);
     msgpack_pack_uint64(pk, r->time_ns);
     msgpack_pack_uint64(pk, r->tenant);
+    if (f2)
+        msgpack_pack_uint64(pk, r->tseq);
     pack_str(pk, r->stream, r->stream_len);
     msgpack_pack_uint64(pk, r->version);
     pack_str(pk, r->type, r->type_len);
@@ -103,10 +118,14 @@ static void pack_header(msgpack_packer *pk, const struct jrn_record *r)
 
 kr_err jrn_record_encode_header(const struct jrn_record *r, uint8_t *out, size_t cap, size_t *len)
 {
+    uint32_t format;
+    kr_err err = header_format(r, &format);
+    if (err)
+        return err;
     struct kr_mp_fixbuf fb = {.p = out, .cap = cap};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write);
-    pack_header(&pk, r);
+    pack_header(&pk, r, format);
     if (fb.overflow)
         return KR_ETOOLARGE;
     *len = fb.len;
@@ -116,11 +135,15 @@ kr_err jrn_record_encode_header(const struct jrn_record *r, uint8_t *out, size_t
 kr_err jrn_record_encode(const struct jrn_record *r, uint8_t *out, size_t cap, size_t *len,
                          size_t *header_len)
 {
+    uint32_t format;
+    kr_err err = header_format(r, &format);
+    if (err)
+        return err;
     struct kr_mp_fixbuf fb = {.p = out, .cap = cap};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write);
     msgpack_pack_array(&pk, 2);
-    pack_header(&pk, r);
+    pack_header(&pk, r, format);
     if (header_len)
         *header_len = fb.len - JRN_HEADER_OFFSET;
     if (r->payload_stripped)
@@ -172,14 +195,19 @@ kr_err jrn_record_decode(const uint8_t *buf, size_t len, struct jrn_record *r)
     if ((err = kr_mp_read_array(&rd, &n)) || n != 2)
         return KR_ECORRUPT;
     r->header = rd.p;
-    if ((err = kr_mp_read_array(&rd, &n)) || n != HEADER_FIELDS)
+    if ((err = kr_mp_read_array(&rd, &n)) || (n != HEADER_FIELDS_1 && n != HEADER_FIELDS_2))
         return KR_ECORRUPT;
     if ((err = kr_mp_read_uint(&rd, &format)))
         return err;
-    if (format != JRN_FORMAT)
+    if (format != JRN_FORMAT && format != JRN_FORMAT_1)
         return KR_EVERSION;
+    /* Each format has exactly its own element count. */
+    if (n != (format == JRN_FORMAT ? HEADER_FIELDS_2 : HEADER_FIELDS_1))
+        return KR_ECORRUPT;
+    r->format = (uint32_t)format;
     if ((err = kr_mp_read_uint(&rd, &r->seq)) || (err = kr_mp_read_uint(&rd, &r->time_ns)) ||
         (err = kr_mp_read_uint(&rd, &r->tenant)) ||
+        (format == JRN_FORMAT && (err = kr_mp_read_uint(&rd, &r->tseq))) ||
         (err = kr_mp_read_str(&rd, &r->stream, &r->stream_len)) ||
         (err = kr_mp_read_uint(&rd, &r->version)) ||
         (err = kr_mp_read_str(&rd, &r->type, &r->type_len)) ||
@@ -199,7 +227,7 @@ kr_err jrn_record_decode(const uint8_t *buf, size_t len, struct jrn_record *r)
     }
     if (kr_mp_remaining(&rd) != 0)
         return KR_ECORRUPT;
-    if (r->seq == 0 || r->version == 0)
+    if (r->seq == 0 || r->version == 0 || (format == JRN_FORMAT && r->tseq == 0))
         return KR_ECORRUPT;
     if (jrn_record_check_fields(r) != KR_OK)
         return KR_ECORRUPT;

@@ -6,9 +6,13 @@
  * form, so one record has exactly one byte form):
  *
  *   [ header, payload ]                       fixarray(2)
- *   header  = [ format(=1), seq, time_ns, tenant, stream, version, type,
- *               actor, key_id, commitment, prev, sig ]   fixarray(12)
+ *   header  = [ format(=2), seq, time_ns, tenant, tseq, stream, version,
+ *               type, actor, key_id, commitment, prev, sig ]  fixarray(13)
  *   payload = bin (the event's bytes) | nil (stripped by erasure)
+ *
+ * Format 1 (journals written before per-tenant numbers) has the same header
+ * without tseq (fixarray(12)); such records still decode, with tseq 0. A
+ * journal never holds a format-1 record after a format-2 one.
  *
  * leaf hash  = SHA-256(0x00 || header bytes)          (RFC 6962 leaf)
  * commitment = SHA-256(payload bytes)
@@ -28,7 +32,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JRN_FORMAT     1
+/* The record format the writer writes; JRN_FORMAT_1 records still decode. */
+#define JRN_FORMAT     2
+#define JRN_FORMAT_1   1
 #define JRN_SIG_LEN    64
 #define JRN_PUBKEY_LEN 32
 /* Domain separator at the start of every record signing input. */
@@ -47,7 +53,14 @@ struct jrn_record {
     uint64_t time_ns; /* UTC nanoseconds; never decreases along seq */
     uint64_t tenant;  /* 0 = the platform */
     uint64_t version; /* position in its stream, from 1 */
-    uint32_t key_id;  /* signing key */
+    /* Position among its tenant's records, from 1, gap-free, in seq order
+     * (format 2; 0 for a format-1 record, whose number is implied by its
+     * place). Covered by the leaf hash, not by sig. */
+    uint64_t tseq;
+    /* JRN_FORMAT or JRN_FORMAT_1 after decoding; when encoding, 0 means
+     * JRN_FORMAT. */
+    uint32_t format;
+    uint32_t key_id; /* signing key */
     const char *stream;
     size_t stream_len;
     const char *type;
@@ -75,7 +88,9 @@ KR_MUST_CHECK kr_err jrn_record_check_fields(const struct jrn_record *r);
 void jrn_record_sign_input(const struct jrn_record *r, uint8_t out[JRN_SIGN_INPUT_MAX],
                            size_t *len);
 
-/* Encodes r's header into out (cap bytes). KR_ETOOLARGE if it does not fit. */
+/* Encodes r's header into out (cap bytes) in format r->format (0 = JRN_FORMAT).
+ * KR_ETOOLARGE if it does not fit; KR_EINVAL for an unknown format, a format-2
+ * record with tseq 0 or a format-1 record with tseq set. */
 KR_MUST_CHECK kr_err jrn_record_encode_header(const struct jrn_record *r, uint8_t *out, size_t cap,
                                               size_t *len);
 
@@ -86,9 +101,11 @@ KR_MUST_CHECK kr_err jrn_record_encode_header(const struct jrn_record *r, uint8_
 KR_MUST_CHECK kr_err jrn_record_encode(const struct jrn_record *r, uint8_t *out, size_t cap,
                                        size_t *len, size_t *header_len);
 
-/* Decodes a stored value strictly: canonical msgpack, exact element counts,
- * field limits, format version, no trailing bytes. Pointers in *r borrow from
- * buf. KR_ECORRUPT (or KR_EVERSION for an unknown format) on any deviation. */
+/* Decodes a stored value strictly: canonical msgpack, exact element counts
+ * (12 header fields for format 1, 13 for format 2), field limits, format
+ * version, tseq >= 1 in format 2, no trailing bytes. Pointers in *r borrow
+ * from buf. KR_ECORRUPT (or KR_EVERSION for an unknown format) on any
+ * deviation. */
 KR_MUST_CHECK kr_err jrn_record_decode(const uint8_t *buf, size_t len, struct jrn_record *r);
 
 /* The RFC 6962 leaf hash of a decoded record (over r->header). */

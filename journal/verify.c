@@ -50,12 +50,34 @@ struct fault {
     char what[200];
 };
 
+/* One tenant's records in one chunk. Each record of the tenant that states
+ * its number (a format-2 tseq, or a tenants index value in full mode) gives
+ * base = number - (its place among the tenant's records in the chunk); all
+ * must agree, and the merge checks that base is the count of the tenant's
+ * records in the chunks before. */
+struct tseq_run {
+    uint64_t tenant;
+    uint64_t n;        /* the tenant's records in the chunk */
+    uint64_t base;     /* its records before the chunk, as the numbers say */
+    uint64_t base_seq; /* the record that set base; 0 = no number seen */
+};
+
+/* An open-addressing table of runs, keyed by tenant (0 is a tenant too, so
+ * `used` marks a slot). */
+struct tseq_table {
+    struct tseq_run *runs;
+    bool *used;
+    size_t cap, count; /* cap is 0 or a power of two */
+};
+
 struct chunk_result {
     uint8_t first_prev[KR_HASH_LEN];
     uint8_t last_leaf[KR_HASH_LEN];
     uint64_t first_time, last_time;
     uint8_t root[KR_HASH_LEN]; /* full chunks */
     uint64_t stripped, system;
+    uint64_t first_f1, first_f2; /* lowest seq of a format-1 / -2 record; 0 = none */
+    struct tseq_table tseqs;
     struct fault fault;
 };
 
@@ -76,6 +98,7 @@ struct vctx {
     struct mrk_frontier last_partial; /* frontier of the last chunk when partial */
     struct vkey keys[KR_KEYS_MAX];
     size_t nkeys;
+    uint32_t meta_format;                      /* meta `format` of the snapshot */
     struct kr_note_key note_keys[KR_KEYS_MAX]; /* the same keys, as note.h wants them */
     size_t nnote_keys;
     _Atomic uint64_t next_chunk;
@@ -116,6 +139,87 @@ static bool is_system(const struct jrn_record *r)
 static bool type_is(const struct jrn_record *r, const char *t)
 {
     return r->type_len == strlen(t) && memcmp(r->type, t, r->type_len) == 0;
+}
+
+/* ---- Per-tenant numbers ---- */
+
+static void tseq_table_free(struct tseq_table *t)
+{
+    free(t->runs);
+    free(t->used);
+    memset(t, 0, sizeof *t);
+}
+
+static size_t tseq_slot(const struct tseq_table *t, uint64_t tenant)
+{
+    size_t i = (size_t)((tenant * 0x9E3779B97F4A7C15ull) >> 17) & (t->cap - 1);
+    while (t->used[i] && t->runs[i].tenant != tenant)
+        i = (i + 1) & (t->cap - 1);
+    return i;
+}
+
+/* The run of `tenant`, added if new; NULL when out of memory. The table grows
+ * at half full; a chunk has at most CHUNK tenants, a journal at most its size. */
+static struct tseq_run *tseq_get(struct tseq_table *t, uint64_t tenant)
+{
+    if (t->cap == 0 || 2 * (t->count + 1) > t->cap) {
+        struct tseq_table g = {.cap = t->cap ? 2 * t->cap : 64};
+        g.runs = calloc(g.cap, sizeof *g.runs);
+        g.used = calloc(g.cap, sizeof *g.used);
+        if (!g.runs || !g.used) {
+            tseq_table_free(&g);
+            return NULL;
+        }
+        for (size_t i = 0; i < t->cap; i++) {
+            if (!t->used[i])
+                continue;
+            size_t k = tseq_slot(&g, t->runs[i].tenant);
+            g.used[k] = true;
+            g.runs[k] = t->runs[i];
+        }
+        g.count = t->count;
+        tseq_table_free(t);
+        *t = g;
+    }
+    size_t i = tseq_slot(t, tenant);
+    if (!t->used[i]) {
+        t->used[i] = true;
+        t->runs[i] = (struct tseq_run){.tenant = tenant};
+        t->count++;
+    }
+    return &t->runs[i];
+}
+
+/* Counts record seq of tenant in its chunk's table and checks `number` (its
+ * stated tseq; 0 = none stated) against the tenant's earlier numbers in the
+ * chunk. */
+static void tseq_count(struct chunk_result *res, uint64_t seq, uint64_t tenant, uint64_t number,
+                       const char *source)
+{
+    struct tseq_run *run = tseq_get(&res->tseqs, tenant);
+    if (!run) {
+        set_fault(&res->fault, seq, KR_ENOMEM, "out of memory counting tenant %llu",
+                  (unsigned long long)tenant);
+        return;
+    }
+    run->n++;
+    if (number == 0)
+        return;
+    if (number < run->n) {
+        set_fault(&res->fault, seq, KR_ECORRUPT, "%s %llu of tenant %llu repeats an earlier number",
+                  source, (unsigned long long)number, (unsigned long long)tenant);
+        return;
+    }
+    uint64_t base = number - run->n;
+    if (run->base_seq == 0) {
+        run->base = base;
+        run->base_seq = seq;
+    } else if (base != run->base) {
+        set_fault(&res->fault, seq, KR_ECORRUPT, "%s %llu of tenant %llu is not %llu: %s", source,
+                  (unsigned long long)number, (unsigned long long)tenant,
+                  (unsigned long long)(run->base + run->n),
+                  base < run->base ? "a number repeats" : "numbers skipped");
+    }
 }
 
 /* ---- Key history ---- */
@@ -253,6 +357,7 @@ static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, str
     struct vctx *v = w->v;
     struct chunk_result *res = w->res;
     uint8_t h[KR_HASH_LEN];
+    uint64_t index_tseq = 0;
 
     if (jrn_record_decode(val->mv_data, val->mv_size, r) != KR_OK) {
         set_fault(&res->fault, seq, KR_ECORRUPT, "record does not decode");
@@ -315,13 +420,26 @@ static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, str
                       "stream index does not name this record at its version");
             return;
         }
-        /* And the tenant index must list it. */
+        /* And the tenant index must list it, with its tseq. */
         uint8_t tk[16];
         jrn_put_u64(tk, r->tenant);
         jrn_put_u64(tk + 8, seq);
         MDB_val tkv = {16, tk}, tv;
         if (mdb_cursor_get(w->c_tenants, &tkv, &tv, MDB_SET_KEY) != 0) {
             set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index does not list this record");
+            return;
+        }
+        /* An empty value is a format-1 journal's (or one being migrated). */
+        bool empty_ok = v->meta_format == JRN_META_FORMAT_1 && r->format == JRN_FORMAT_1;
+        if (tv.mv_size != 8 && !(tv.mv_size == 0 && empty_ok)) {
+            set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index holds no tseq for this record");
+            return;
+        }
+        index_tseq = tv.mv_size == 8 ? jrn_get_u64(tv.mv_data) : 0;
+        if (tv.mv_size == 8 && (index_tseq == 0 || (r->tseq && index_tseq != r->tseq))) {
+            set_fault(&res->fault, seq, KR_ECORRUPT,
+                      "tenant index holds tseq %llu for this record of tseq %llu",
+                      (unsigned long long)index_tseq, (unsigned long long)r->tseq);
             return;
         }
     }
@@ -339,6 +457,21 @@ static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, str
     jrn_record_leaf_hash(r, h);
     w->tree_seq = seq;
     mrk_frontier_append(fr, h, emit_check, w);
+    if (res->fault.seq != UINT64_MAX)
+        return;
+    /* Format 2 follows format 1, never the other way round. */
+    if (r->format == JRN_FORMAT_1) {
+        if (res->first_f2) {
+            set_fault(&res->fault, seq, KR_ECORRUPT, "format-1 record after a format-2 record");
+            return;
+        }
+        if (!res->first_f1)
+            res->first_f1 = seq;
+    } else if (!res->first_f2) {
+        res->first_f2 = seq;
+    }
+    tseq_count(res, seq, r->tenant, r->tseq ? r->tseq : index_tseq,
+               r->tseq ? "tseq" : "tenant index tseq");
     if (res->fault.seq != UINT64_MAX)
         return;
     memcpy(prev_leaf, h, KR_HASH_LEN);
@@ -595,6 +728,7 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
     const char *dir = j->dir;
     struct jrn_verify_options o = *opts;
     struct fault f = {.seq = UINT64_MAX};
+    struct tseq_table counts = {0}; /* every tenant's records so far, in the merge */
     struct vctx *v = NULL;
     struct worker *ws = NULL;
     pthread_t *tids = NULL;
@@ -647,6 +781,15 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
         goto verdict;
     }
     out->records = v->n;
+    MDB_val fk = {strlen(JRN_META_FORMAT), JRN_META_FORMAT}, fv;
+    if (mdb_get(txn, v->j->db_meta, &fk, &fv) == 0 && fv.mv_size == 4) {
+        const uint8_t *b = fv.mv_data;
+        v->meta_format = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    }
+    if (v->meta_format != JRN_META_FORMAT_1 && v->meta_format != JRN_META_FORMAT_CURRENT) {
+        set_fault(&f, 1, KR_EVERSION, "meta format is not 1 or 2");
+        goto verdict;
+    }
     if ((err = load_keys(v, txn, &f)))
         goto done;
     out->keys = v->nkeys;
@@ -706,6 +849,7 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
     mrk_frontier_init(&top);
     struct upper_ctx u = {txn, v->j, &f};
     uint64_t system = 0;
+    bool seen_f2 = false;
     for (uint64_t ch = 0; ch < v->nchunks; ch++) {
         struct chunk_result *r = &v->chunks[ch];
         uint64_t first = ch * CHUNK + 1;
@@ -713,26 +857,51 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
          * key history may hold one from the start. */
         if (first > f.seq)
             break;
+        /* Each tenant's numbers continue its count from the chunks before.
+         * A wrong one may sit below the fault its chunk found; at the same
+         * seq, the chunk's own finding (about the record's bytes) is named. */
+        struct fault tf = {.seq = UINT64_MAX};
+        if (seen_f2 && r->first_f1)
+            set_fault(&tf, r->first_f1, KR_ECORRUPT, "format-1 record after a format-2 record");
+        seen_f2 |= r->first_f2 != 0;
+        for (size_t i = 0; i < r->tseqs.cap; i++) {
+            if (!r->tseqs.used[i])
+                continue;
+            const struct tseq_run *run = &r->tseqs.runs[i];
+            struct tseq_run *all = tseq_get(&counts, run->tenant);
+            if (!all) {
+                err = KR_ENOMEM;
+                goto done;
+            }
+            if (run->base_seq && run->base != all->n)
+                set_fault(&tf, run->base_seq, KR_ECORRUPT,
+                          "tseq of tenant %llu is %llu, its records make it %llu",
+                          (unsigned long long)run->tenant, (unsigned long long)(run->base + 1),
+                          (unsigned long long)(all->n + 1));
+            all->n += run->n;
+        }
         /* The link into the chunk is at its first seq, below any later fault
          * inside it (a broken link usually causes one at first + 1). Unless
          * the fault is at the first record: then first_prev may be unset. */
+        bool link_bad = false;
         if (r->fault.seq != first) {
             static const uint8_t zero[KR_HASH_LEN];
             const uint8_t *want = ch == 0 ? zero : v->chunks[ch - 1].last_leaf;
-            if (memcmp(r->first_prev, want, KR_HASH_LEN) != 0) {
+            link_bad = true;
+            if (memcmp(r->first_prev, want, KR_HASH_LEN) != 0)
                 set_fault(&f, first, KR_ECORRUPT,
                           "prev does not match the previous record's leaf hash");
-                break;
-            }
-            if (ch > 0 && r->first_time < v->chunks[ch - 1].last_time) {
+            else if (ch > 0 && r->first_time < v->chunks[ch - 1].last_time)
                 set_fault(&f, first, KR_ECORRUPT, "time goes backwards");
-                break;
-            }
+            else
+                link_bad = false;
         }
-        if (r->fault.seq != UINT64_MAX) {
+        if (!link_bad && r->fault.seq != UINT64_MAX)
             set_fault(&f, r->fault.seq, r->fault.err, "%s", r->fault.what);
+        if (tf.seq != UINT64_MAX)
+            set_fault(&f, tf.seq, tf.err, "%s", tf.what);
+        if (link_bad || r->fault.seq != UINT64_MAX || tf.seq != UINT64_MAX)
             break;
-        }
         out->stripped += r->stripped;
         system += r->system;
         if (ch * CHUNK + CHUNK <= v->n) {
@@ -746,6 +915,7 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
                     set_fault(&f, first, KR_ECORRUPT, "internal: chunk misaligned");
         }
     }
+    out->tenants = counts.count;
     if (f.seq == UINT64_MAX && system != v->nkeys)
         set_fault(&f, 0, KR_ECORRUPT, "key history lists %zu records, the journal has %llu",
                   v->nkeys, (unsigned long long)system);
@@ -781,6 +951,10 @@ verdict:
 done:
     if (txn)
         mdb_txn_abort(txn);
+    if (v && v->chunks)
+        for (uint64_t ch = 0; ch < v->nchunks; ch++)
+            tseq_table_free(&v->chunks[ch].tseqs);
+    tseq_table_free(&counts);
     if (v)
         free(v->chunks);
     free(v);

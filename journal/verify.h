@@ -13,6 +13,10 @@
  * journal key and the root of the recomputed tree at its size; the newest one must cover every
  * record.
  *
+ * Per-tenant numbers: every format-2 record's tseq is its place among its
+ * tenant's records (format-1 records, which state none, count too), and in
+ * full mode the tenants index holds the same number for every record.
+ *
  * The trust anchor is the public key of key 1. Later keys are learned from
  * journal.key_added records, each signed by the key before it.
  *
@@ -43,6 +47,7 @@ struct jrn_verify_report {
     uint64_t checkpoints;      /* signed checkpoints checked */
     uint64_t keys;             /* signing keys the journal has had */
     uint64_t stripped;         /* records whose payload was erased */
+    uint64_t tenants;          /* tenants with records (0, the platform, included) */
     uint8_t root[KR_HASH_LEN]; /* root of the whole journal */
     kr_err result;             /* KR_OK when every check holds */
     uint64_t bad_seq;          /* first bad record, or the size of the bad checkpoint; 0 if none */

@@ -143,9 +143,10 @@ int cmd_verify(int argc, char **argv)
         return cli_fail_open(data, err);
     if (json) {
         printf("{\"ok\":%s,\"mode\":\"%s\",\"records\":%" PRIu64 ",\"checkpoints\":%" PRIu64
-               ",\"keys\":%" PRIu64 ",\"stripped\":%" PRIu64 ",\"seconds\":%.3f",
+               ",\"keys\":%" PRIu64 ",\"stripped\":%" PRIu64 ",\"tenants\":%" PRIu64
+               ",\"seconds\":%.3f",
                r.result == KR_OK ? "true" : "false", vo.fast ? "fast" : "full", r.records,
-               r.checkpoints, r.keys, r.stripped, secs);
+               r.checkpoints, r.keys, r.stripped, r.tenants, secs);
         if (r.result == KR_OK) {
             printf(",\"root\":\"");
             print_hex(stdout, r.root, sizeof r.root);
@@ -195,8 +196,8 @@ static void dump_json(const struct jrn_record *r)
     char t[40];
     format_time(r->time_ns, t);
     printf("{\"seq\":%" PRIu64 ",\"time\":\"%s\",\"time_ns\":%" PRIu64 ",\"tenant\":%" PRIu64
-           ",\"stream\":",
-           r->seq, t, r->time_ns, r->tenant);
+           ",\"format\":%u,\"tseq\":%" PRIu64 ",\"stream\":",
+           r->seq, t, r->time_ns, r->tenant, r->format, r->tseq);
     cli_json_str(stdout, r->stream, r->stream_len);
     printf(",\"version\":%" PRIu64 ",\"type\":", r->version);
     cli_json_str(stdout, r->type, r->type_len);

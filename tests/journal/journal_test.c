@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "journal_internal.h"
 #include "keys.h"
 #include "kr_error.h"
 #include "kr_limits.h"
@@ -2509,6 +2510,486 @@ static void test_close_in_flight(void **state)
     free(payloads);
 }
 
+/* ==== Per-tenant numbers (tseq) ==== */
+
+/* Every record read back in seq order: format 2 (from `from` on) and each
+ * tenant's tseq 1, 2, 3, ... counting format-1 records too. Returns the
+ * records of `tenant`. */
+#define TSEQ_TENANTS_MAX 256
+static uint64_t check_tseqs(struct journal *j, uint64_t from_format2, uint64_t tenant)
+{
+    static uint64_t tenants_seen[TSEQ_TENANTS_MAX], counts[TSEQ_TENANTS_MAX];
+    size_t n = 0;
+    struct jrn_query q = {.kind = JRN_Q_RANGE};
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    kr_err err;
+    assert_int_equal(jrn_cursor_new(j, &q, &c), KR_OK);
+    while ((err = jrn_cursor_next(c, &r)) == KR_OK) {
+        size_t i = 0;
+        while (i < n && tenants_seen[i] != r.tenant)
+            i++;
+        if (i == n) {
+            assert_true(n < TSEQ_TENANTS_MAX);
+            tenants_seen[n] = r.tenant;
+            counts[n++] = 0;
+        }
+        counts[i]++;
+        if (r.seq >= from_format2) {
+            assert_int_equal(r.format, JRN_FORMAT);
+            if (r.tseq != counts[i])
+                fail_msg("seq %" PRIu64 " tenant %" PRIu64 ": tseq %" PRIu64 ", want %" PRIu64,
+                         r.seq, r.tenant, r.tseq, counts[i]);
+        } else {
+            assert_int_equal(r.format, JRN_FORMAT_1);
+            assert_true(r.tseq == 0);
+        }
+    }
+    assert_int_equal(err, KR_ENOTFOUND);
+    jrn_cursor_free(c);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t next = 0;
+        assert_int_equal(jrn_tenant_next_tseq(j, tenants_seen[i], &next), KR_OK);
+        assert_true(next == counts[i] + 1);
+        if (tenants_seen[i] == tenant)
+            return counts[i];
+    }
+    return 0;
+}
+
+/* The writer numbers each tenant's records from 1 (the platform's genesis is
+ * its 1), within one append and across appends. */
+static void test_tseq(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    uint64_t next = 0;
+    assert_int_equal(jrn_tenant_next_tseq(f->j, 0, &next), KR_OK);
+    assert_true(next == 2);
+    assert_int_equal(jrn_tenant_next_tseq(f->j, 77, &next), KR_OK);
+    assert_true(next == 1);
+    uint8_t p = 1;
+    struct jrn_event e[6] = {
+        ev(5, "a", 0, &p, 1),   ev(9, "a", 0, &p, 1), ev(5, "a", 1, &p, 1),
+        ev(0, "ops", 0, &p, 1), ev(5, "b", 0, &p, 1), ev(UINT64_MAX, "a", 0, &p, 1),
+    };
+    assert_int_equal(jrn_append(f->j, e, 6), KR_OK);
+    const uint64_t want[6] = {1, 1, 2, 2, 3, 1};
+    for (size_t i = 0; i < 6; i++)
+        assert_true(e[i].tseq == want[i]);
+    struct jrn_event e2 = ev(9, "a", 1, &p, 1);
+    assert_int_equal(jrn_append(f->j, &e2, 1), KR_OK);
+    assert_true(e2.tseq == 2);
+    /* A refused append takes no number. */
+    struct jrn_event stale = ev(9, "a", 0, &p, 1);
+    assert_int_equal(jrn_append(f->j, &stale, 1), KR_ECONFLICT);
+    e2 = ev(9, "a", 2, &p, 1);
+    assert_int_equal(jrn_append(f->j, &e2, 1), KR_OK);
+    assert_true(e2.tseq == 3);
+    struct jrn_recbuf b = {0};
+    assert_int_equal(jrn_read(f->j, e2.seq, &b), KR_OK);
+    assert_int_equal(b.rec.format, JRN_FORMAT);
+    assert_true(b.rec.tseq == 3);
+    jrn_recbuf_fini(&b);
+    assert_true(check_tseqs(f->j, 1, 5) == 3);
+    /* A key rotation is the platform's record 3; after a reopen the count goes on. */
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    fx_close(f);
+    fx_open(f);
+    struct jrn_event e3 = ev(0, "ops", 1, &p, 1);
+    assert_int_equal(jrn_append(f->j, &e3, 1), KR_OK);
+    assert_true(e3.tseq == 4);
+    fx_close(f);
+    struct jrn_verify_options o = {0};
+    struct jrn_verify_report rep;
+    assert_int_equal(jrn_verify(f->dir, &o, &rep), KR_OK);
+    assert_int_equal(rep.result, KR_OK);
+    assert_true(rep.tenants == 4); /* 0, 5, 9, 2^64-1 */
+}
+
+/* Many threads appending for many tenants at once: every tenant's numbers
+ * are gap-free in seq order, whatever the batching. */
+#define TSEQ_THREADS 4
+#define TSEQ_ROUNDS  150
+#define TSEQ_NT      40
+struct tseq_thread {
+    struct journal *j;
+    int id;
+    atomic_int failures;
+};
+
+static void *tseq_main(void *arg)
+{
+    struct tseq_thread *t = arg;
+    uint8_t p = (uint8_t)t->id;
+    char stream[16];
+    snprintf(stream, sizeof stream, "t%d", t->id);
+    uint64_t version[TSEQ_NT] = {0};
+    for (int r = 0; r < TSEQ_ROUNDS; r++) {
+        /* 1 to 5 events of different tenants, one stream per thread and tenant. */
+        struct jrn_event e[5];
+        size_t n = 1 + (size_t)(r % 5);
+        size_t tenant[5];
+        for (size_t i = 0; i < n; i++) {
+            tenant[i] = ((size_t)r * 7 + i * 13 + (size_t)t->id) % TSEQ_NT;
+            for (size_t k = 0; k < i; k++)
+                if (tenant[k] == tenant[i])
+                    tenant[i] = (tenant[i] + 1) % TSEQ_NT;
+        }
+        bool dup = false;
+        for (size_t i = 0; i < n; i++)
+            for (size_t k = 0; k < i; k++)
+                dup |= tenant[k] == tenant[i];
+        if (dup)
+            n = 1;
+        for (size_t i = 0; i < n; i++)
+            e[i] = ev(tenant[i], stream, version[tenant[i]], &p, 1);
+        if (jrn_append(t->j, e, n) != KR_OK) {
+            atomic_fetch_add(&t->failures, 1);
+            continue;
+        }
+        for (size_t i = 0; i < n; i++)
+            version[tenant[i]]++;
+    }
+    return NULL;
+}
+
+static void test_tseq_concurrent(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    struct tseq_thread t[TSEQ_THREADS];
+    pthread_t th[TSEQ_THREADS];
+    for (int i = 0; i < TSEQ_THREADS; i++) {
+        t[i] = (struct tseq_thread){.j = f->j, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, tseq_main, &t[i]), 0);
+    }
+    for (int i = 0; i < TSEQ_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(atomic_load(&t[i].failures), 0);
+    }
+    check_tseqs(f->j, 1, 0);
+    uint64_t size = jrn_size(f->j);
+    fx_close(f);
+    verify_full(f->dir, size, 1);
+}
+
+/* Reads meta `format` directly. */
+static uint32_t meta_format(const char *dir)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {strlen(JRN_META_FORMAT), JRN_META_FORMAT}, v;
+    kr_test_env_open(dir, &env);
+    kr_test_txn_db(env, JRN_DB_META, &txn, &dbi);
+    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+    assert_int_equal(v.mv_size, 4);
+    const uint8_t *b = v.mv_data;
+    uint32_t fmt = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return fmt;
+}
+
+/* Sets meta `format` and one tenants index value, as a migration that died
+ * half-way (or a journal of older kiroku) leaves them. */
+static void set_format1_state(const char *dir, uint64_t tenant, uint64_t seq, const void *val,
+                              size_t len)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta, tenants;
+    uint8_t fmt[4] = {0, 0, 0, JRN_META_FORMAT_1}, tk[16];
+    kr_test_env_open(dir, &env);
+    kr_test_txn_db(env, JRN_DB_META, &txn, &meta);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_TENANTS, 0, &tenants), 0);
+    MDB_val k = {strlen(JRN_META_FORMAT), JRN_META_FORMAT}, v = {4, fmt};
+    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    kr_test_be64(tk, tenant);
+    kr_test_be64(tk + 8, seq);
+    k = (MDB_val){16, tk};
+    v = (MDB_val){len, (void *)val};
+    assert_int_equal(mdb_put(txn, tenants, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* A journal written by older kiroku (format-1 records, meta format 1) is
+ * migrated on its first writable open: each tenant's count goes on. A
+ * read-only open reads it as it is. */
+static void test_migrate_format1(void **state)
+{
+    struct fx *f = *state;
+    uint8_t p = 7;
+    atomic_store(&jrn_testing_format1, 1);
+    fx_create_open(f);
+    uint64_t ver[3] = {0, 0, 0};
+    for (int i = 0; i < 30; i++) {
+        uint64_t tenant = (uint64_t)(i % 3);
+        struct jrn_event e = ev(tenant, "old", ver[tenant]++, &p, 1);
+        assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+        assert_true(e.tseq == 0);
+        if (i == 10)
+            assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    }
+    uint64_t old_size = jrn_size(f->j); /* 1 + 30 + 1 */
+    assert_true(old_size == 32);
+    fx_close(f);
+    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_1);
+    verify_full(f->dir, old_size, 2);
+    atomic_store(&jrn_testing_format1, 0);
+
+    /* Read-only: no migration, every record readable, counts by counting. */
+    struct jrn_options o = fx_opts(f);
+    o.read_only = true;
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    assert_true(check_tseqs(f->j, old_size + 1, 1) == 10);
+    fx_close(f);
+    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_1);
+
+    /* Writable: migrated; tenant 0 has genesis, a key change and 10 events. */
+    fx_open(f);
+    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_CURRENT);
+    struct jrn_event e[3] = {ev(0, "old", ver[0], &p, 1), ev(1, "old", ver[1], &p, 1),
+                             ev(4, "new", 0, &p, 1)};
+    assert_int_equal(jrn_append(f->j, e, 3), KR_OK);
+    assert_true(e[0].tseq == 13);
+    assert_true(e[1].tseq == 11);
+    assert_true(e[2].tseq == 1);
+    assert_true(check_tseqs(f->j, old_size + 1, 1) == 11);
+    fx_close(f);
+    struct jrn_verify_options vo = {0};
+    struct jrn_verify_report rep;
+    assert_int_equal(jrn_verify(f->dir, &vo, &rep), KR_OK);
+    if (rep.result != KR_OK)
+        fail_msg("verify: %s", rep.what);
+    assert_true(rep.tenants == 4);
+
+    /* A migration that died half-way (meta still 1, some values written,
+     * one wrong) is done again on the next writable open. */
+    uint8_t wrong[8];
+    kr_test_be64(wrong, 99);
+    set_format1_state(f->dir, 1, 3, wrong, 8); /* seq 2 + i is tenant i % 3 */
+    set_format1_state(f->dir, 2, 4, "", 0);
+    vo.fast = false;
+    assert_int_equal(jrn_verify(f->dir, &vo, &rep), KR_OK);
+    assert_int_equal(rep.result, KR_ECORRUPT); /* the wrong value, seen by full mode */
+    fx_open(f);
+    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_CURRENT);
+    ver[0]++;
+    struct jrn_event e4 = ev(0, "old", ver[0], &p, 1);
+    assert_int_equal(jrn_append(f->j, &e4, 1), KR_OK);
+    assert_true(e4.tseq == 14);
+    fx_close(f);
+    verify_full(f->dir, old_size + 4, 2);
+}
+
+/* ==== Stripping payloads ==== */
+
+/* Appends n events of `tenant` to stream `stream` (payload: the index i as
+ * 4 bytes and filler), one jrn_append of up to 100 at a time. */
+static void append_many(struct journal *j, uint64_t tenant, const char *stream, size_t n)
+{
+    static uint8_t payloads[100][24];
+    struct jrn_event e[100];
+    uint64_t version = stream_version(j, tenant, stream);
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < 100 ? n - done : 100;
+        for (size_t i = 0; i < k; i++) {
+            memset(payloads[i], 0x5a, sizeof payloads[i]);
+            memcpy(payloads[i], &done, sizeof done);
+            e[i] = ev(tenant, stream, version++, payloads[i], sizeof payloads[i]);
+        }
+        assert_int_equal(jrn_append(j, e, k), KR_OK);
+        done += k;
+    }
+}
+
+/* Counts records: stripped ones, and of them `tenant`'s; fails on a stripped
+ * record of the journal's own stream. */
+static void count_stripped(struct journal *j, uint64_t tenant, uint64_t *all, uint64_t *of_tenant,
+                           uint64_t *tenant_total)
+{
+    struct jrn_query q = {.kind = JRN_Q_RANGE};
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    kr_err err;
+    *all = *of_tenant = *tenant_total = 0;
+    assert_int_equal(jrn_cursor_new(j, &q, &c), KR_OK);
+    while ((err = jrn_cursor_next(c, &r)) == KR_OK) {
+        *tenant_total += r.tenant == tenant;
+        if (!r.payload_stripped)
+            continue;
+        assert_false(r.tenant == 0 && str_is(r.stream, r.stream_len, "journal"));
+        assert_null(r.payload);
+        (*all)++;
+        *of_tenant += r.tenant == tenant;
+    }
+    assert_int_equal(err, KR_ENOTFOUND);
+    jrn_cursor_free(c);
+}
+
+static struct jrn_verify_report verify_report(const char *dir)
+{
+    struct jrn_verify_options o = {0};
+    struct jrn_verify_report rep;
+    assert_int_equal(jrn_verify(dir, &o, &rep), KR_OK);
+    if (rep.result != KR_OK)
+        fail_msg("verify: %s at %" PRIu64 ": %s", kr_strerror(rep.result), rep.bad_seq, rep.what);
+    return rep;
+}
+
+struct strip_load {
+    struct journal *j;
+    atomic_bool stop;
+    atomic_int failures;
+    _Atomic uint64_t appended;
+};
+
+static void *strip_load_main(void *arg)
+{
+    struct strip_load *l = arg;
+    uint8_t p[16] = {1};
+    uint64_t v1 = 0, v3 = 0;
+    while (!atomic_load(&l->stop)) {
+        struct jrn_event e[2] = {ev(1, "live", v1, p, sizeof p), ev(3, "live", v3, p, sizeof p)};
+        if (jrn_append(l->j, e, 2) != KR_OK) {
+            atomic_fetch_add(&l->failures, 1);
+            break;
+        }
+        v1++;
+        v3++;
+        atomic_fetch_add(&l->appended, 2);
+    }
+    return NULL;
+}
+
+/* One tenant among several is stripped while others append: only its
+ * payloads go, everything still verifies, a rerun strips nothing. */
+static void test_strip_tenant(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    append_many(f->j, 1, "a", 3000);
+    append_many(f->j, 2, "a", 5000);
+    append_many(f->j, 3, "b", 2000);
+    append_many(f->j, 2, "c", 3000);
+    append_many(f->j, 0, "ops", 10);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    struct strip_load load = {.j = f->j};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, strip_load_main, &load), 0);
+    while (atomic_load(&load.appended) < 200)
+        sched_yield();
+    struct jrn_strip_spec spec = {.tenant = 2};
+    uint64_t n = 0;
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 8000);
+    atomic_store(&load.stop, true);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&load.failures), 0);
+    assert_true(atomic_load(&load.appended) > 200);
+    uint64_t all, of2, total2;
+    count_stripped(f->j, 2, &all, &of2, &total2);
+    assert_true(all == 8000 && of2 == 8000 && total2 == 8000);
+    /* Idempotent. */
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 0);
+    /* Proofs against the old checkpoints still hold (the leaves are the same). */
+    uint64_t size = jrn_size(f->j);
+    fx_close(f);
+    struct jrn_verify_report rep = verify_report(f->dir);
+    assert_true(rep.records == size);
+    assert_true(rep.stripped == 8000);
+    /* The platform: its own stream never, even with any_tenant. */
+    fx_open(f);
+    spec = (struct jrn_strip_spec){.tenant = 0};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 10); /* the ops stream only */
+    spec = (struct jrn_strip_spec){.any_tenant = true};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == size - 8000 - 10 - 2); /* all but genesis and key_added */
+    struct jrn_recbuf b = {0};
+    assert_int_equal(jrn_read(f->j, 1, &b), KR_OK);
+    assert_false(b.rec.payload_stripped);
+    jrn_recbuf_fini(&b);
+    /* The journal still opens (its key history is intact) and appends. */
+    fx_close(f);
+    fx_open(f);
+    append_many(f->j, 2, "a", 1);
+    fx_close(f);
+    rep = verify_report(f->dir);
+    assert_true(rep.stripped == size - 2);
+    /* Read-only handles refuse. */
+    struct jrn_options o = fx_opts(f);
+    o.read_only = true;
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_ECLOSED);
+    assert_int_equal(jrn_strip(f->j, NULL, &n), KR_EINVAL);
+}
+
+static bool want_even(void *arg, const struct jrn_record *r)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+    return r->seq % 2 == 0;
+}
+
+/* to_seq, before_ns and want narrow what is stripped. */
+static void test_strip_filters(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    append_many(f->j, 4, "a", 100); /* seq 2..101 at T0 */
+    atomic_store(&f->tc.now, T0 + 1000);
+    append_many(f->j, 4, "a", 100); /* seq 102..201 at T0 + 1000 */
+    append_many(f->j, 5, "a", 100); /* seq 202..301 */
+    uint64_t n = 0, all, of4, total4;
+    struct jrn_strip_spec spec = {.tenant = 4, .to_seq = 51};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 50);
+    spec = (struct jrn_strip_spec){.tenant = 4, .before_ns = T0 + 1000};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 50); /* 52..101 */
+    atomic_int calls = 0;
+    spec = (struct jrn_strip_spec){.tenant = 4, .want = want_even, .arg = &calls};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 50);                       /* the even seqs of 102..201 */
+    assert_int_equal(atomic_load(&calls), 100); /* asked only about unstripped ones */
+    count_stripped(f->j, 4, &all, &of4, &total4);
+    assert_true(all == 150 && of4 == 150 && total4 == 200);
+    /* any_tenant with bounds: tenant 5's first ten. */
+    spec = (struct jrn_strip_spec){.any_tenant = true, .to_seq = 211};
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == 50 + 10);
+    fx_close(f);
+    assert_true(verify_report(f->dir).stripped == 210);
+}
+
+/* A strip that dies after its first transaction leaves those records
+ * stripped; a rerun finishes, and the journal verifies throughout. */
+static void test_strip_resume(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    const uint64_t total = 2 * KR_STRIP_TXN_RECORDS + 100;
+    append_many(f->j, 6, "x", (size_t)total);
+    append_many(f->j, 7, "x", 10);
+    uint64_t n = 0;
+    struct jrn_strip_spec spec = {.tenant = 6};
+    atomic_store(&jrn_testing_strip_txns, 1);
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_EIO);
+    atomic_store(&jrn_testing_strip_txns, 0);
+    assert_true(n == KR_STRIP_TXN_RECORDS);
+    fx_close(f);
+    assert_true(verify_report(f->dir).stripped == KR_STRIP_TXN_RECORDS);
+    fx_open(f);
+    assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
+    assert_true(n == total - KR_STRIP_TXN_RECORDS);
+    fx_close(f);
+    assert_true(verify_report(f->dir).stripped == total);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -2536,6 +3017,12 @@ int main(void)
         T(test_close_in_flight),
         T(test_verify_while_writing),
         T(test_payload_changed_and_callbacks),
+        T(test_tseq),
+        T(test_tseq_concurrent),
+        T(test_migrate_format1),
+        T(test_strip_tenant),
+        T(test_strip_filters),
+        T(test_strip_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

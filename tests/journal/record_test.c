@@ -146,6 +146,7 @@ enum field {
     F_PREV,
     F_SIG,
     F_PAYLOAD,
+    F_TSEQ, /* written after F_TENANT, in format 2 */
     F_COUNT
 };
 
@@ -159,6 +160,7 @@ struct shape {
     bool key_id_set;
     size_t commitment_len, prev_len, sig_len; /* bytes written of each */
     bool payload_as_str, stream_as_bin;
+    bool with_tseq; /* write the tseq field (format 2's 5th element) */
 };
 
 static struct shape shape_canonical(void)
@@ -169,11 +171,22 @@ static struct shape shape_canonical(void)
         s.width[i] = MIN;
     s.outer_width = s.header_width = MIN;
     s.outer_n = 2;
-    s.header_n = 12;
+    s.header_n = 13;
+    s.with_tseq = true;
     s.format = JRN_FORMAT;
     s.commitment_len = KR_HASH_LEN;
     s.prev_len = KR_HASH_LEN;
     s.sig_len = JRN_SIG_LEN;
+    return s;
+}
+
+/* The canonical shape of a format-1 record: 12 elements, no tseq. */
+static struct shape shape_format1(void)
+{
+    struct shape s = shape_canonical();
+    s.header_n = 12;
+    s.with_tseq = false;
+    s.format = JRN_FORMAT_1;
     return s;
 }
 
@@ -193,6 +206,8 @@ static size_t hand_build(uint8_t *out, const struct jrn_record *r, const struct 
     w_uint(&w, r->seq, s->width[F_SEQ]);
     w_uint(&w, r->time_ns, s->width[F_TIME]);
     w_uint(&w, r->tenant, s->width[F_TENANT]);
+    if (s->with_tseq)
+        w_uint(&w, r->tseq, s->width[F_TSEQ]);
     if (s->stream_as_bin)
         w_bin(&w, r->stream, r->stream_len, s->width[F_STREAM]);
     else
@@ -211,7 +226,7 @@ static size_t hand_build(uint8_t *out, const struct jrn_record *r, const struct 
     memcpy(tmp, filler, sizeof tmp);
     memcpy(tmp, r->sig, JRN_SIG_LEN);
     w_bin(&w, tmp, s->sig_len, s->width[F_SIG]);
-    for (size_t i = 12; i < s->header_n; i++)
+    for (size_t i = s->with_tseq ? 13 : 12; i < s->header_n; i++)
         w_uint(&w, 0, MIN);
     if (hstart)
         *hstart = h0;
@@ -255,6 +270,7 @@ static struct jrn_record rec_typical(void)
     r.seq = 123456789;
     r.time_ns = 1700000000123456789ull;
     r.tenant = 42;
+    r.tseq = 9;
     r.version = 7;
     r.key_id = 3;
     r.stream = "contact/0123456789abcdef0123456789abcdef";
@@ -270,7 +286,7 @@ static struct jrn_record rec_typical(void)
 }
 
 /* The records every format test runs over. */
-#define SAMPLES 9
+#define SAMPLES 11
 static struct jrn_record sample(int i)
 {
     struct jrn_record r = rec_typical();
@@ -310,6 +326,7 @@ static struct jrn_record sample(int i)
         r.seq = UINT64_MAX;
         r.time_ns = UINT64_MAX;
         r.tenant = UINT64_MAX;
+        r.tseq = UINT64_MAX;
         r.version = UINT64_MAX;
         r.key_id = UINT32_MAX;
         break;
@@ -317,6 +334,7 @@ static struct jrn_record sample(int i)
         r.seq = 1;
         r.time_ns = 0;
         r.tenant = 0;
+        r.tseq = 1;
         r.version = 1;
         r.key_id = 0;
         memset(r.prev, 0, sizeof r.prev);
@@ -325,6 +343,7 @@ static struct jrn_record sample(int i)
         r.seq = 128;
         r.time_ns = 65536;
         r.tenant = 255;
+        r.tseq = 65535;
         r.version = 256;
         r.key_id = 65535;
         r.stream = stream_max;
@@ -335,6 +354,19 @@ static struct jrn_record sample(int i)
         r.actor_len = 32;
         r.payload = payload_max;
         r.payload_len = 256;
+        break;
+    case 9: /* format 1: no tseq */
+        r.format = JRN_FORMAT_1;
+        r.tseq = 0;
+        break;
+    case 10: /* format 1, stripped, integers at their largest */
+        r.format = JRN_FORMAT_1;
+        r.tseq = 0;
+        r.seq = UINT64_MAX;
+        r.tenant = UINT64_MAX;
+        r.payload = NULL;
+        r.payload_len = 0;
+        r.payload_stripped = true;
         break;
     default:
         fail();
@@ -379,11 +411,18 @@ static uint8_t *buf_new(void)
     return b;
 }
 
+/* The format a record is encoded in (0 means the current one). */
+static uint32_t format_of(const struct jrn_record *r)
+{
+    return r->format ? r->format : JRN_FORMAT;
+}
+
 /* Every field of a decoded record, compared by value. */
 static bool records_equal(const struct jrn_record *a, const struct jrn_record *b)
 {
-    return a->seq == b->seq && a->time_ns == b->time_ns && a->tenant == b->tenant &&
-           a->version == b->version && a->key_id == b->key_id && a->stream_len == b->stream_len &&
+    return format_of(a) == format_of(b) && a->tseq == b->tseq && a->seq == b->seq &&
+           a->time_ns == b->time_ns && a->tenant == b->tenant && a->version == b->version &&
+           a->key_id == b->key_id && a->stream_len == b->stream_len &&
            memcmp(a->stream, b->stream, a->stream_len) == 0 && a->type_len == b->type_len &&
            memcmp(a->type, b->type, a->type_len) == 0 && a->actor_len == b->actor_len &&
            (a->actor_len == 0 || memcmp(a->actor, b->actor, a->actor_len) == 0) &&
@@ -395,6 +434,8 @@ static bool records_equal(const struct jrn_record *a, const struct jrn_record *b
 
 static void assert_records_equal(const struct jrn_record *got, const struct jrn_record *want)
 {
+    assert_int_equal(format_of(got), format_of(want));
+    assert_true(got->tseq == want->tseq);
     assert_true(got->seq == want->seq);
     assert_true(got->time_ns == want->time_ns);
     assert_true(got->tenant == want->tenant);
@@ -423,7 +464,7 @@ static size_t encode_checked(const struct jrn_record *r, uint8_t *out, size_t *h
     size_t len = 0, hl = 0;
     assert_int_equal(jrn_record_encode(r, out, BUF_MAX, &len, &hl), KR_OK);
     uint8_t *ref = buf_new();
-    struct shape s = shape_canonical();
+    struct shape s = format_of(r) == JRN_FORMAT_1 ? shape_format1() : shape_canonical();
     size_t hstart, rhl;
     size_t rlen = hand_build(ref, r, &s, &hstart, &rhl);
     assert_int_equal(len, rlen);
@@ -569,7 +610,7 @@ static void test_single_byte_changes(void **state)
 {
     (void)state;
     uint8_t *buf = buf_new(), *re = buf_new();
-    static const int which[] = {0, 1, 2, 3, 5, 6, 7, 8};
+    static const int which[] = {0, 1, 2, 3, 5, 6, 7, 8, 9, 10};
     for (size_t w = 0; w < COUNT(which); w++) {
         struct jrn_record r = sample(which[w]), orig, d;
         size_t hl, len = encode_checked(&r, buf, &hl);
@@ -615,14 +656,43 @@ static void test_format_version(void **state)
     (void)state;
     uint8_t *buf = buf_new();
     struct jrn_record r = rec_typical(), d;
-    static const uint64_t bad[] = {0, 2, 3, 127, 128, 255, 65535, 0xffffffffu, UINT64_MAX};
+    static const uint64_t bad[] = {0, 3, 127, 128, 255, 65535, 0xffffffffu, UINT64_MAX};
     for (size_t i = 0; i < COUNT(bad); i++) {
         struct shape s = shape_canonical();
         s.format = bad[i];
         size_t len = hand_build(buf, &r, &s, NULL, NULL);
         assert_int_equal(jrn_record_decode(buf, len, &d), KR_EVERSION);
+        s = shape_format1();
+        s.format = bad[i];
+        len = hand_build(buf, &r, &s, NULL, NULL);
+        assert_int_equal(jrn_record_decode(buf, len, &d), KR_EVERSION);
     }
-    /* Format 1 in a non-minimal form is not version 1: it is corrupt. */
+    /* Each format has exactly its own element count: format 1 with 13
+     * elements (a tseq) and format 2 with 12 (none) are corrupt. */
+    struct shape s1 = shape_format1();
+    s1.header_n = 13;
+    s1.with_tseq = true;
+    size_t len1 = hand_build(buf, &r, &s1, NULL, NULL);
+    assert_int_equal(jrn_record_decode(buf, len1, &d), KR_ECORRUPT);
+    struct shape s2 = shape_canonical();
+    s2.header_n = 12;
+    s2.with_tseq = false;
+    len1 = hand_build(buf, &r, &s2, NULL, NULL);
+    assert_int_equal(jrn_record_decode(buf, len1, &d), KR_ECORRUPT);
+    /* Controls: each in its own shape decodes, with its format. */
+    s1 = shape_format1();
+    struct jrn_record r1 = r;
+    r1.tseq = 0;
+    len1 = hand_build(buf, &r1, &s1, NULL, NULL);
+    assert_int_equal(jrn_record_decode(buf, len1, &d), KR_OK);
+    assert_int_equal(d.format, JRN_FORMAT_1);
+    assert_true(d.tseq == 0);
+    s2 = shape_canonical();
+    len1 = hand_build(buf, &r, &s2, NULL, NULL);
+    assert_int_equal(jrn_record_decode(buf, len1, &d), KR_OK);
+    assert_int_equal(d.format, JRN_FORMAT);
+    assert_true(d.tseq == 9);
+    /* Format 2 in a non-minimal form is not version 2: it is corrupt. */
     static const int widths[] = {1, 2, 4, 8};
     for (size_t i = 0; i < COUNT(widths); i++) {
         struct shape s = shape_canonical();
@@ -633,7 +703,7 @@ static void test_format_version(void **state)
     /* The format field that is not an integer at all. */
     size_t len = 0;
     assert_int_equal(jrn_record_encode(&r, buf, BUF_MAX, &len, NULL), KR_OK);
-    assert_int_equal(buf[2], 0x01);
+    assert_int_equal(buf[2], 0x02);
     buf[2] = 0xc0;
     assert_int_equal(jrn_record_decode(buf, len, &d), KR_ECORRUPT);
     free(buf);
@@ -652,11 +722,57 @@ static void test_zero_seq_or_version(void **state)
     r.version = 0;
     len = hand_build(buf, &r, &s, NULL, NULL);
     assert_int_equal(jrn_record_decode(buf, len, &d), KR_ECORRUPT);
-    /* Control: 1 and 1 decode. */
+    /* A format-2 record numbers its tenant's records from 1. */
+    r = rec_typical();
+    r.tseq = 0;
+    len = hand_build(buf, &r, &s, NULL, NULL);
+    assert_int_equal(jrn_record_decode(buf, len, &d), KR_ECORRUPT);
+    /* Control: 1, 1 and 1 decode. */
     r.seq = 1;
     r.version = 1;
+    r.tseq = 1;
     len = hand_build(buf, &r, &s, NULL, NULL);
     assert_int_equal(jrn_record_decode(buf, len, &d), KR_OK);
+    free(buf);
+}
+
+/* The encoder writes only what the decoder takes back. */
+static void test_encode_format(void **state)
+{
+    (void)state;
+    uint8_t *buf = buf_new(), *buf2 = buf_new();
+    size_t len, len2;
+    struct jrn_record r = rec_typical();
+    r.tseq = 0; /* format 2 needs a tseq */
+    assert_int_equal(jrn_record_encode(&r, buf, BUF_MAX, &len, NULL), KR_EINVAL);
+    assert_int_equal(jrn_record_encode_header(&r, buf, BUF_MAX, &len), KR_EINVAL);
+    r = rec_typical();
+    r.format = JRN_FORMAT_1; /* format 1 has none */
+    assert_int_equal(jrn_record_encode(&r, buf, BUF_MAX, &len, NULL), KR_EINVAL);
+    static const uint32_t bad[] = {3, 4, 255, UINT32_MAX};
+    for (size_t i = 0; i < COUNT(bad); i++) {
+        r = rec_typical();
+        r.format = bad[i];
+        assert_int_equal(jrn_record_encode(&r, buf, BUF_MAX, &len, NULL), KR_EINVAL);
+    }
+    /* 0 means the current format: the same bytes as format 2. */
+    r = rec_typical();
+    assert_int_equal(jrn_record_encode(&r, buf, BUF_MAX, &len, NULL), KR_OK);
+    r.format = JRN_FORMAT;
+    assert_int_equal(jrn_record_encode(&r, buf2, BUF_MAX, &len2, NULL), KR_OK);
+    assert_int_equal(len, len2);
+    assert_memory_equal(buf, buf2, len);
+    /* tseq is the header's fifth element, after tenant (42). */
+    assert_int_equal(buf[1], 0x9d);
+    assert_int_equal(buf[2], JRN_FORMAT);
+    /* A format-1 record is the same header without it, one element fewer. */
+    r.format = JRN_FORMAT_1;
+    r.tseq = 0;
+    assert_int_equal(jrn_record_encode(&r, buf2, BUF_MAX, &len2, NULL), KR_OK);
+    assert_int_equal(len2 + 1, len);
+    assert_int_equal(buf2[1], 0x9c);
+    assert_int_equal(buf2[2], JRN_FORMAT_1);
+    free(buf2);
     free(buf);
 }
 
@@ -822,8 +938,13 @@ static void test_decode_bad_fields(void **state)
     SHAPE("sig 65 bytes", KR_ECORRUPT, sh->sig_len = 65);
     SHAPE("payload as str", KR_ECORRUPT, sh->payload_as_str = true);
     SHAPE("stream as bin", KR_ECORRUPT, sh->stream_as_bin = true);
-    SHAPE("header of 11", KR_ECORRUPT, sh->header_n = 11);
-    SHAPE("header of 13", KR_ECORRUPT, sh->header_n = 13);
+    SHAPE("header of 12", KR_ECORRUPT, sh->header_n = 12);
+    SHAPE("header of 14", KR_ECORRUPT, sh->header_n = 14);
+    SHAPE("header of 12 without tseq", KR_ECORRUPT, (sh->header_n = 12, sh->with_tseq = false));
+    SHAPE("format 1, header of 13", KR_ECORRUPT,
+          (sh->format = JRN_FORMAT_1, sh->header_n = 13, sh->with_tseq = false));
+    SHAPE("format 1, header of 11", KR_ECORRUPT,
+          (sh->format = JRN_FORMAT_1, sh->header_n = 11, sh->with_tseq = false));
     SHAPE("outer of 1", KR_ECORRUPT, sh->outer_n = 1);
     SHAPE("outer of 3", KR_ECORRUPT, sh->outer_n = 3);
 #undef SHAPE
@@ -859,6 +980,7 @@ static void test_decode_noncanonical(void **state)
     struct jrn_record r = rec_typical(), d;
     r.seq = 5;
     r.tenant = 5;
+    r.tseq = 5;
     r.version = 5;
     r.key_id = 5;
     r.time_ns = 5;
@@ -877,7 +999,7 @@ static void test_decode_noncanonical(void **state)
         {F_KEY_ID, 1},     {F_KEY_ID, 4}, {F_STREAM, 1}, {F_STREAM, 2},  {F_STREAM, 4},
         {F_TYPE, 1},       {F_TYPE, 2},   {F_ACTOR, 1},  {F_ACTOR, 2},   {F_COMMITMENT, 2},
         {F_COMMITMENT, 4}, {F_PREV, 2},   {F_SIG, 2},    {F_SIG, 4},     {F_PAYLOAD, 2},
-        {F_PAYLOAD, 4},
+        {F_PAYLOAD, 4},    {F_TSEQ, 1},   {F_TSEQ, 2},   {F_TSEQ, 8},
     };
     for (size_t i = 0; i < COUNT(forms); i++) {
         struct shape s = shape_canonical();
@@ -895,12 +1017,14 @@ static void test_decode_noncanonical(void **state)
     } edges[] = {
         {F_SEQ, 0x7f, 1},         {F_TIME, 0xff, 2},           {F_TENANT, 0xffff, 4},
         {F_TIME, 0xffffffffu, 8}, {F_VERSION, 0xffffffffu, 8}, {F_KEY_ID, 0xffff, 4},
+        {F_TSEQ, 0xffff, 4},
     };
     for (size_t i = 0; i < COUNT(edges); i++) {
         struct jrn_record e = r;
         uint64_t *field = edges[i].f == F_SEQ      ? &e.seq
                           : edges[i].f == F_TIME   ? &e.time_ns
                           : edges[i].f == F_TENANT ? &e.tenant
+                          : edges[i].f == F_TSEQ   ? &e.tseq
                                                    : &e.version;
         if (edges[i].f == F_KEY_ID)
             e.key_id = (uint32_t)edges[i].v;
@@ -1066,6 +1190,8 @@ static void test_sign_input(void **state)
     CHANGE("commitment first", true, r->commitment[0] ^= 1);
     CHANGE("commitment last", true, r->commitment[KR_HASH_LEN - 1] ^= 0x80);
     CHANGE("seq", false, r->seq++);
+    CHANGE("tseq", false, r->tseq++);
+    CHANGE("format 1", false, (r->format = JRN_FORMAT_1, r->tseq = 0));
     CHANGE("seq to 1", false, r->seq = 1);
     CHANGE("prev", false, r->prev[5] ^= 1);
     CHANGE("sig", false, r->sig[0] ^= 1);
@@ -1118,6 +1244,7 @@ int main(void)
         cmocka_unit_test(test_zero_seq_or_version), cmocka_unit_test(test_check_fields),
         cmocka_unit_test(test_decode_bad_fields),   cmocka_unit_test(test_decode_noncanonical),
         cmocka_unit_test(test_leaf_hash),           cmocka_unit_test(test_sign_input),
+        cmocka_unit_test(test_encode_format),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -290,6 +290,7 @@ enum field {
     F_PREV,
     F_SIG,
     F_PAYLOAD,
+    F_TSEQ,
 };
 
 static void flip_field(struct jrn_record *r, char *scratch, void *arg)
@@ -332,6 +333,9 @@ static void flip_field(struct jrn_record *r, char *scratch, void *arg)
         break;
     case F_SIG:
         r->sig[40] ^= 0x08;
+        break;
+    case F_TSEQ:
+        r->tseq ^= r->tseq == 1 ? 2 : 1; /* tseq 0 would not decode */
         break;
     case F_PAYLOAD:
         assert_true(!r->payload_stripped && r->payload_len > 0);
@@ -466,6 +470,7 @@ static int fixture_build(void **state)
 {
     (void)state;
     static uint64_t versions[NTENANTS][NSTREAMS];
+    static uint64_t tseqs[NTENANTS];
     static struct jrn_event ev[BUILD_APPEND_EVENTS];
     static uint8_t *payloads[BUILD_APPEND_EVENTS];
     struct jrn_options o = {.dir = fx.dir};
@@ -492,6 +497,11 @@ static int fixture_build(void **state)
             make_event(i++, &ev[e], &payloads[e], versions);
         assert_int_equal(jrn_append(j, ev, n), KR_OK);
         for (size_t e = 0; e < n; e++) {
+            /* Each tenant's records are numbered 1, 2, 3, ... */
+            size_t t = 0;
+            while (tenants[t] != ev[e].tenant)
+                t++;
+            assert_int_equal(ev[e].tseq, ++tseqs[t]);
             assert_int_equal(ev[e].seq, next + e);
             assert_int_equal(ev[e].key_id, next + e < ROTATE_SEQ ? 1 : 2);
             free(payloads[e]);
@@ -560,6 +570,7 @@ static void test_clean(void **state)
         assert_int_equal(r.records, FIX_RECORDS);
         assert_int_equal(r.keys, 2);
         assert_int_equal(r.stripped, 0);
+        assert_int_equal(r.tenants, 1 + NTENANTS); /* the platform's too */
         /* The newest, every kept one, and DIR/checkpoint. */
         assert_true(fx.kept >= 4); /* one at least every 10,000 records */
         assert_int_equal(r.checkpoints, fx.kept + 2);
@@ -597,6 +608,7 @@ static const char *const field_names[] = {
     [F_PREV] = "prev",
     [F_SIG] = "signature",
     [F_PAYLOAD] = "payload",
+    [F_TSEQ] = "tseq",
 };
 
 #define COMMITMENT_MISMATCH "payload does not match its commitment"
@@ -710,7 +722,17 @@ static void test_flip_seq(void **state)
     same_verdict_case(state, F_SEQ, "says seq", 0);
 }
 
-/* The format field (1 -> 3): the record no longer decodes. */
+/* tseq is not signed (the writer assigns it) but the leaf covers it; full mode
+ * first finds the tenants index holding another number. */
+static void test_flip_tseq(void **state)
+{
+    for (size_t p = 0; p < NPOS; p++)
+        flip_case(*state, F_TSEQ, positions[p], modes_at(p, 1),
+                  ex(KR_ECORRUPT, positions[p], "tenant index holds tseq"),
+                  ex(KR_ECORRUPT, positions[p], LEAF_MISMATCH));
+}
+
+/* The format field (2 -> 3): the record no longer decodes. */
 static void test_flip_format(void **state)
 {
     for (size_t p = 0; p < NPOS; p++) {
@@ -719,10 +741,10 @@ static void test_flip_format(void **state)
         size_t len;
         kr_test_be64(key, positions[p]);
         uint8_t *v = rec_get(dir, positions[p], &len);
-        /* fixarray(2), fixarray(12), format 1 */
-        assert_true(v[0] == 0x92 && v[1] == 0x9c && v[2] == JRN_FORMAT);
+        /* fixarray(2), fixarray(13), format 2 */
+        assert_true(v[0] == 0x92 && v[1] == 0x9d && v[2] == JRN_FORMAT);
         free(v);
-        value_flip(dir, JRN_DB_EVENTS, key, 8, 2, 0x02);
+        value_flip(dir, JRN_DB_EVENTS, key, 8, 2, 0x01);
         struct expect e = ex(KR_ECORRUPT, positions[p], "does not decode");
         check_modes(dir, modes_at(p, 0), e, e, "format flipped");
     }
@@ -1064,6 +1086,35 @@ static void tree_put(void *ctx, unsigned level, uint64_t index, const uint8_t ha
     assert_int_equal(mdb_put(t->txn, t->dbi, &k, &v, 0), 0);
 }
 
+#define NOTE_CAP (KR_NOTE_MAX + 1)
+
+/* Re-signs a checkpoint note for the tree now stored, with the key (of two)
+ * that signed it. */
+static size_t forge_note(const char *dir, MDB_txn *txn, MDB_dbi tree,
+                         const struct kr_signing_key keys[2], struct kr_note_key nk[2],
+                         const void *note, size_t len, char out[NOTE_CAP])
+{
+    struct kr_checkpoint cp;
+    uint32_t key_id = 0;
+    (void)dir;
+    (void)tree;
+    const char *nl = memchr(note, '\n', len);
+    assert_non_null(nl);
+    for (int i = 0; i < 2; i++)
+        snprintf(nk[i].name, sizeof nk[i].name, "%.*s", (int)(nl - (const char *)note),
+                 (const char *)note);
+    assert_int_equal(kr_checkpoint_open(note, len, nk, 2, &cp, &key_id), KR_OK);
+    static struct journal j; /* only its environment and tree handle are read */
+    j.env = mdb_txn_env(txn);
+    j.db_tree = tree;
+    struct jrn_tree_ctx tc = {&j, txn};
+    assert_int_equal(mrk_root(jrn_tree_node, &tc, cp.size, cp.root), KR_OK);
+    const struct kr_signing_key *k = &keys[key_id - 1];
+    size_t n;
+    assert_int_equal(kr_checkpoint_sign(&cp, cp.origin, k->pk, k->sk, out, NOTE_CAP, &n), KR_OK);
+    return n;
+}
+
 /* Recomputes the whole stored tree from the (damaged) records, as an attacker
  * without the signing key can: then only the chain, the signatures and the
  * checkpoints are left to tell. */
@@ -1105,16 +1156,15 @@ static void test_tree_rebuilt(void **state)
         struct expect e = ex(KR_ECORRUPT, positions[p], PREV_MISMATCH);
         check_modes(dir, modes_at(p, 2), e, e, "prev flipped, tree rebuilt");
     }
-    /* A signed field: fast mode, which checks no signatures, finds the next
-     * record's link broken, or for the last record the newest checkpoint. */
+    /* A signed field: fast mode, which checks no signatures, finds the
+     * per-tenant numbers broken (before the next record's link). */
     const uint64_t at[] = {POS_FIRST, CHUNK, CHUNK + 1, FIX_RECORDS};
     for (size_t p = 0; p < sizeof at / sizeof at[0]; p++) {
         const char *dir = fresh_copy(*state);
         flip(dir, at[p], F_TENANT);
         tree_rebuild(dir);
-        struct expect fast = at[p] == FIX_RECORDS
-                                 ? ex(KR_ECORRUPT, at[p], "newest checkpoint: root at size 40000")
-                                 : ex(KR_ECORRUPT, at[p] + 1, PREV_MISMATCH);
+        /* The record now breaks its new tenant's count (and the old one's). */
+        struct expect fast = ex(KR_ECORRUPT, at[p], "tseq");
         check_modes(dir, modes_at(p, 0), ex(KR_EBADSIG, at[p], BAD_SIGNATURE), fast,
                     "tenant flipped, tree rebuilt");
     }
@@ -1134,8 +1184,6 @@ static void test_tree_rebuilt(void **state)
 }
 
 /* ---- Checkpoints ---- */
-
-#define NOTE_CAP (KR_NOTE_MAX + 1)
 
 static size_t note_copy(uint8_t *v, size_t len, char note[NOTE_CAP])
 {
@@ -1600,6 +1648,172 @@ static void test_stripped_payload(void **state)
                 ex(KR_ECORRUPT, POS_FIRST, LEAF_MISMATCH), "stripped, then flipped");
 }
 
+/* ---- Per-tenant numbers ---- */
+
+/* Adds d to the tseq of the tenant of record `from`: of that record alone, or
+ * (all) of it and every later one of the tenant. */
+struct tseq_edit {
+    uint64_t tenant, from;
+    int64_t d;
+    bool all;
+};
+
+/* Rewrites the journal in dir as a holder of its signing keys could after
+ * editing records' tseq: every prev link, the tenants index values (unless
+ * keep_index), the whole tree and every checkpoint (meta, kept ones, the
+ * file) recomputed and re-signed by the key that signed each. Then only the
+ * per-tenant numbers themselves can tell. */
+static void forge_rechain(const char *dir, bool keep_index, const struct tseq_edit *e)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi events, tenants_db, tree, meta, cps;
+    kr_test_env_open(dir, &env);
+    kr_test_txn_db(env, JRN_DB_EVENTS, &txn, &events);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_TENANTS, 0, &tenants_db), 0);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_TREE, 0, &tree), 0);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_META, 0, &meta), 0);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_CHECKPOINTS, 0, &cps), 0);
+    assert_int_equal(mdb_drop(txn, tree, 0), 0);
+    struct tree_put t = {txn, tree};
+    struct mrk_frontier fr;
+    mrk_frontier_init(&fr);
+    uint8_t prev[KR_HASH_LEN] = {0};
+    uint8_t *enc = malloc(KR_RECORD_MAX), *copy = malloc(KR_RECORD_MAX);
+    assert_true(enc && copy);
+    for (uint64_t seq = 1; seq <= FIX_RECORDS; seq++) {
+        uint8_t key[8];
+        kr_test_be64(key, seq);
+        MDB_val k = {8, key}, v;
+        assert_int_equal(mdb_get(txn, events, &k, &v), 0);
+        memcpy(copy, v.mv_data, v.mv_size);
+        struct jrn_record r;
+        size_t len;
+        assert_int_equal(jrn_record_decode(copy, v.mv_size, &r), KR_OK);
+        memcpy(r.prev, prev, KR_HASH_LEN);
+        if (e && r.tenant == e->tenant && seq >= e->from && (e->all || seq == e->from))
+            r.tseq = (uint64_t)((int64_t)r.tseq + e->d);
+        assert_int_equal(jrn_record_encode(&r, enc, KR_RECORD_MAX, &len, NULL), KR_OK);
+        MDB_val nv = {len, enc};
+        assert_int_equal(mdb_put(txn, events, &k, &nv, 0), 0);
+        assert_int_equal(jrn_record_decode(enc, len, &r), KR_OK);
+        jrn_record_leaf_hash(&r, prev);
+        mrk_frontier_append(&fr, prev, tree_put, &t);
+        if (!keep_index) {
+            uint8_t tk[16], tv[8];
+            kr_test_be64(tk, r.tenant);
+            kr_test_be64(tk + 8, seq);
+            kr_test_be64(tv, r.tseq);
+            MDB_val ik = {16, tk}, iv = {8, tv};
+            assert_int_equal(mdb_put(txn, tenants_db, &ik, &iv, 0), 0);
+        }
+    }
+    /* Every checkpoint, re-signed by the key that signed it. */
+    struct kr_signing_key keys[2];
+    struct kr_note_key nk[2];
+    for (uint32_t i = 0; i < 2; i++) {
+        assert_int_equal(kr_key_load(dir, i + 1, &keys[i]), KR_OK);
+        nk[i].key_id = i + 1;
+        memcpy(nk[i].pk, keys[i].pk, KR_PUBKEY_LEN);
+    }
+    char note[NOTE_CAP];
+    MDB_cursor *c;
+    assert_int_equal(mdb_cursor_open(txn, cps, &c), 0);
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        size_t len = forge_note(dir, txn, tree, keys, nk, v.mv_data, v.mv_size, note);
+        MDB_val nv = {len, note};
+        assert_int_equal(mdb_cursor_put(c, &k, &nv, MDB_CURRENT), 0);
+    }
+    mdb_cursor_close(c);
+    k = (MDB_val){strlen(JRN_META_CHECKPOINT), JRN_META_CHECKPOINT};
+    assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
+    size_t len = forge_note(dir, txn, tree, keys, nk, v.mv_data, v.mv_size, note);
+    MDB_val nv = {len, note};
+    assert_int_equal(mdb_put(txn, meta, &k, &nv, 0), 0);
+    char path[PATH_CAP];
+    checkpoint_path(dir, path, sizeof path);
+    file_put(path, note, len);
+    kr_key_wipe(&keys[0]);
+    kr_key_wipe(&keys[1]);
+    free(enc);
+    free(copy);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static uint64_t tenant_of(const char *dir, uint64_t seq)
+{
+    size_t len;
+    struct jrn_record r;
+    uint8_t *v = rec_get(dir, seq, &len);
+    assert_int_equal(jrn_record_decode(v, len, &r), KR_OK);
+    uint64_t t = r.tenant;
+    free(v);
+    return t;
+}
+
+/* A gap: from one record on, a tenant's numbers skip one. The chain, the
+ * tree, the index and every checkpoint are re-signed to fit; the numbers
+ * alone tell, in both modes, at the first renumbered record (inside a chunk,
+ * at a chunk's first record, in the last chunk). */
+static void test_tseq_gap(void **state)
+{
+    for (size_t p = 0; p < NPOS; p++) {
+        const char *dir = fresh_copy(*state);
+        struct tseq_edit ed = {tenant_of(dir, positions[p]), positions[p], +1, true};
+        forge_rechain(dir, false, &ed);
+        struct expect e = ex(KR_ECORRUPT, positions[p], "tseq");
+        check_modes(dir, modes_at(p, 2), e, e, "tseq gap");
+    }
+}
+
+/* A duplicate: one record takes the number of the tenant's record before. */
+static void test_tseq_duplicate(void **state)
+{
+    for (size_t p = 0; p < NPOS; p++) {
+        const char *dir = fresh_copy(*state);
+        struct tseq_edit ed = {tenant_of(dir, positions[p]), positions[p], -1, false};
+        forge_rechain(dir, false, &ed);
+        struct expect e = ex(KR_ECORRUPT, positions[p], "tseq");
+        check_modes(dir, modes_at(p, 3), e, e, "tseq duplicate");
+    }
+    /* And the index, left as it was, disagrees with the record first. */
+    const char *dir = fresh_copy(*state);
+    struct tseq_edit ed = {tenant_of(dir, POS_FIRST), POS_FIRST, -1, false};
+    forge_rechain(dir, true, &ed);
+    check_modes(dir, BOTH, ex(KR_ECORRUPT, POS_FIRST, "tenant index holds tseq"),
+                ex(KR_ECORRUPT, POS_FIRST, "repeats"), "tseq duplicate, index kept");
+}
+
+/* The tenants index holding a wrong count for a record: full mode compares
+ * every entry with its record; fast mode reads no index. */
+static void test_tseq_index_count(void **state)
+{
+    for (size_t p = 0; p < NPOS; p++) {
+        const char *dir = fresh_copy(*state);
+        uint8_t tk[16], tv[8];
+        size_t len;
+        kr_test_be64(tk, tenant_of(dir, positions[p]));
+        kr_test_be64(tk + 8, positions[p]);
+        uint8_t *v = value_get(dir, JRN_DB_TENANTS, tk, 16, &len);
+        assert_non_null(v);
+        assert_int_equal(len, 8);
+        kr_test_be64(tv, jrn_get_u64(v) + 1);
+        free(v);
+        value_put(dir, JRN_DB_TENANTS, tk, 16, tv, 8);
+        check_modes(dir, p == 0 || p == 3 ? BOTH : FAST,
+                    ex(KR_ECORRUPT, positions[p], "tenant index holds tseq"), verifies,
+                    "tenant index count");
+        /* An empty value (a format-1 entry) in a format-2 journal. */
+        value_put(dir, JRN_DB_TENANTS, tk, 16, "", 0);
+        if (p == 0)
+            check_modes(dir, BOTH, ex(KR_ECORRUPT, positions[p], "holds no tseq"), verifies,
+                        "tenant index without tseq");
+    }
+}
+
 /* ---- Indexes and the key history ---- */
 
 static size_t index_key_of(const char *dir, uint64_t seq, uint8_t key[JRN_STREAM_KEY_MAX])
@@ -1868,6 +2082,10 @@ int main(void)
         CASE(test_flip_signature),
         CASE(test_flip_seq),
         CASE(test_flip_format),
+        CASE(test_flip_tseq),
+        CASE(test_tseq_gap),
+        CASE(test_tseq_duplicate),
+        CASE(test_tseq_index_count),
         CASE(test_flip_prev),
         CASE(test_moved_tenant),
         CASE(test_moved_stream),
