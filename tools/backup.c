@@ -34,6 +34,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,6 +53,41 @@
 #define COPY_BUF (1u << 20)
 /* Depth of a generation's tree: GEN/dir/file. */
 #define GEN_DEPTH_MAX 2
+
+/* SHA-256 of whole files: OpenSSL's, which uses the CPU's SHA extensions
+ * (several times libsodium's portable code: hashing is most of what a backup
+ * costs beyond the copy itself). */
+struct sha {
+    EVP_MD_CTX *ctx;
+};
+
+static kr_err sha_init(struct sha *h)
+{
+    h->ctx = EVP_MD_CTX_new();
+    if (!h->ctx)
+        return KR_ENOMEM;
+    if (EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h->ctx);
+        h->ctx = NULL;
+        return KR_ECRYPTO;
+    }
+    return KR_OK;
+}
+
+static void sha_update(struct sha *h, const void *p, size_t n)
+{
+    (void)EVP_DigestUpdate(h->ctx, p, n);
+}
+
+/* Finishes (and frees) h; KR_ECRYPTO if OpenSSL failed. */
+static kr_err sha_final(struct sha *h, uint8_t out[KR_HASH_LEN])
+{
+    unsigned len = 0;
+    int ok = EVP_DigestFinal_ex(h->ctx, out, &len);
+    EVP_MD_CTX_free(h->ctx);
+    h->ctx = NULL;
+    return ok == 1 && len == KR_HASH_LEN ? KR_OK : KR_ECRYPTO;
+}
 
 static double mono_now(void)
 {
@@ -117,6 +154,145 @@ static kr_err mkdir_p(const char *path, mode_t mode)
     return KR_OK;
 }
 
+/* Hashes the copy as LMDB writes it: a second thread reads behind the
+ * writer, up to the size written so far (LMDB's compacting copy writes its
+ * output once, front to back: `mdb_copy -c` can write it to a pipe), and
+ * starts the write-back of what it has read, so that hashing and most of the
+ * final fsync overlap LMDB's walk of the tree. */
+struct follower {
+    int fd; /* read-only, on the file being written */
+    struct sha sha;
+    uint64_t bytes;
+    atomic_bool writer_done;
+    kr_err err;
+};
+
+static void *follow_main(void *arg)
+{
+    struct follower *f = arg;
+    uint8_t *buf = malloc(COPY_BUF);
+    if (!buf) {
+        f->err = KR_ENOMEM;
+        return NULL;
+    }
+    for (;;) {
+        bool done = atomic_load(&f->writer_done); /* before the size: see below */
+        struct stat st;
+        if (fstat(f->fd, &st) != 0) {
+            f->err = kr_err_from_errno(errno);
+            break;
+        }
+        if ((uint64_t)st.st_size <= f->bytes) {
+            if (done)
+                break; /* the size read after the writer ended: the whole file */
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        uint64_t want = (uint64_t)st.st_size - f->bytes;
+        ssize_t n = pread(f->fd, buf, want < COPY_BUF ? (size_t)want : COPY_BUF, (off_t)f->bytes);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            f->err = n < 0 ? kr_err_from_errno(errno) : KR_EIO;
+            break;
+        }
+        sha_update(&f->sha, buf, (size_t)n);
+        (void)sync_file_range(f->fd, (off_t)f->bytes, n, SYNC_FILE_RANGE_WRITE);
+        f->bytes += (uint64_t)n;
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Starts a follower on path (being written through another descriptor). */
+static kr_err follow_start(const char *path, struct follower *f, pthread_t *tid)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (f->fd < 0)
+        return kr_err_from_errno(errno);
+    kr_err err = sha_init(&f->sha);
+    if (err == KR_OK && pthread_create(tid, NULL, follow_main, f) != 0) {
+        (void)sha_final(&f->sha, (uint8_t[KR_HASH_LEN]){0});
+        err = KR_ENOMEM;
+    }
+    if (err) {
+        close(f->fd);
+        f->fd = -1;
+    }
+    return err;
+}
+
+/* Tells the follower the writer is done, fsyncs out meanwhile, waits for the
+ * follower and checks that it hashed the whole file. */
+static kr_err follow_finish(struct follower *f, pthread_t tid, int out, kr_err err,
+                            uint8_t sha[KR_HASH_LEN], uint64_t *size)
+{
+    atomic_store(&f->writer_done, true);
+    if (err == KR_OK && fsync(out) != 0)
+        err = kr_err_from_errno(errno);
+    pthread_join(tid, NULL);
+    kr_err herr = sha_final(&f->sha, sha);
+    if (err == KR_OK)
+        err = herr ? herr : f->err;
+    struct stat st;
+    if (err == KR_OK && (fstat(out, &st) != 0 || (uint64_t)st.st_size != f->bytes))
+        err = KR_EIO; /* the file is not what was hashed */
+    *size = f->bytes;
+    close(f->fd);
+    return err;
+}
+
+/* Files this large are copied with copy_file_range and hashed by a follower. */
+#define BIG_FILE ((uint64_t)16 << 20)
+
+static kr_err copy_big(int in, int out, const char *dst, uint8_t sha[KR_HASH_LEN], uint64_t *size)
+{
+    struct follower f;
+    pthread_t tid;
+    kr_err err = follow_start(dst, &f, &tid);
+    if (err)
+        return err;
+    bool kernel = true;
+    uint8_t *buf = NULL;
+    for (;;) {
+        ssize_t n;
+        if (kernel) {
+            n = copy_file_range(in, NULL, out, NULL, (size_t)1 << 24, 0);
+            if (n < 0 &&
+                (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
+                kernel = false; /* not here: read and write (offsets unmoved) */
+                if (!(buf = malloc(COPY_BUF))) {
+                    err = KR_ENOMEM;
+                    break;
+                }
+                continue;
+            }
+        } else {
+            n = read(in, buf, COPY_BUF);
+            for (ssize_t off = 0; n > 0 && off < n;) {
+                ssize_t w = write(out, buf + off, (size_t)(n - off));
+                if (w < 0 && errno != EINTR) {
+                    n = -1;
+                    break;
+                }
+                off += w > 0 ? w : 0;
+            }
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            err = kr_err_from_errno(errno);
+            break;
+        }
+        if (n == 0)
+            break;
+    }
+    free(buf);
+    return follow_finish(&f, tid, out, err, sha, size);
+}
+
 /* Copies the regular file src to dst (created exclusively with mode),
  * hashing what it copies, fsynced. src is opened without following links and
  * must be a regular file. */
@@ -136,10 +312,22 @@ static kr_err copy_file(const char *src, const char *dst, mode_t mode, uint8_t s
         close(in);
         return kr_err_from_errno(errno);
     }
+    if ((uint64_t)st.st_size >= BIG_FILE) {
+        /* A journal: copied by the kernel, hashed by a reader behind it. */
+        kr_err err = copy_big(in, out, dst, sha, size);
+        if (err == KR_OK && fchmod(out, mode) != 0)
+            err = kr_err_from_errno(errno);
+        if (close(out) != 0 && err == KR_OK)
+            err = kr_err_from_errno(errno);
+        close(in);
+        if (err)
+            (void)unlink(dst);
+        return err;
+    }
     uint8_t *buf = malloc(COPY_BUF);
-    kr_err err = buf ? KR_OK : KR_ENOMEM;
-    crypto_hash_sha256_state hs;
-    crypto_hash_sha256_init(&hs);
+    struct sha hs;
+    kr_err err = buf ? sha_init(&hs) : KR_ENOMEM;
+    bool hashing = err == KR_OK;
     uint64_t total = 0;
     while (err == KR_OK) {
         ssize_t n = read(in, buf, COPY_BUF);
@@ -151,7 +339,7 @@ static kr_err copy_file(const char *src, const char *dst, mode_t mode, uint8_t s
         }
         if (n == 0)
             break;
-        crypto_hash_sha256_update(&hs, buf, (size_t)n);
+        sha_update(&hs, buf, (size_t)n);
         total += (uint64_t)n;
         for (ssize_t off = 0; off < n;) {
             ssize_t w = write(out, buf + off, (size_t)(n - off));
@@ -168,7 +356,11 @@ static kr_err copy_file(const char *src, const char *dst, mode_t mode, uint8_t s
         sodium_memzero(buf, COPY_BUF); /* key files pass through it */
         free(buf);
     }
-    crypto_hash_sha256_final(&hs, sha);
+    if (hashing) {
+        kr_err herr = sha_final(&hs, sha);
+        if (err == KR_OK)
+            err = herr;
+    }
     if (err == KR_OK && fchmod(out, mode) != 0)
         err = kr_err_from_errno(errno);
     if (err == KR_OK && fsync(out) != 0)
@@ -194,9 +386,9 @@ static kr_err hash_file(const char *path, uint8_t sha[KR_HASH_LEN], uint64_t *si
         return KR_ECORRUPT;
     }
     uint8_t *buf = malloc(COPY_BUF);
-    kr_err err = buf ? KR_OK : KR_ENOMEM;
-    crypto_hash_sha256_state hs;
-    crypto_hash_sha256_init(&hs);
+    struct sha hs;
+    kr_err err = buf ? sha_init(&hs) : KR_ENOMEM;
+    bool hashing = err == KR_OK;
     uint64_t total = 0;
     while (err == KR_OK) {
         ssize_t n = read(fd, buf, COPY_BUF);
@@ -208,7 +400,7 @@ static kr_err hash_file(const char *path, uint8_t sha[KR_HASH_LEN], uint64_t *si
         }
         if (n == 0)
             break;
-        crypto_hash_sha256_update(&hs, buf, (size_t)n);
+        sha_update(&hs, buf, (size_t)n);
         total += (uint64_t)n;
     }
     if (buf) {
@@ -216,7 +408,11 @@ static kr_err hash_file(const char *path, uint8_t sha[KR_HASH_LEN], uint64_t *si
         free(buf);
     }
     close(fd);
-    crypto_hash_sha256_final(&hs, sha);
+    if (hashing) {
+        kr_err herr = sha_final(&hs, sha);
+        if (err == KR_OK)
+            err = herr;
+    }
     *size = total;
     return err;
 }
@@ -744,8 +940,9 @@ static kr_err copy_keys(const char *data, const char *tmp, char *why)
     return err;
 }
 
-/* The journal's LMDB environment copied into tmp/journal/data.mdb. */
-static kr_err copy_env(MDB_env *env, const char *tmp)
+/* The journal's LMDB environment copied into tmp/journal/data.mdb; its
+ * digest and size into jf. */
+static kr_err copy_env(MDB_env *env, const char *tmp, struct bmf_file *jf)
 {
     char path[KR_PATH_MAX];
     kr_err err = join(path, sizeof path, tmp, "journal/data.mdb");
@@ -754,9 +951,19 @@ static kr_err copy_env(MDB_env *env, const char *tmp)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return kr_err_from_errno(errno);
-    err = kr_err_from_mdb(mdb_env_copyfd2(env, fd, MDB_CP_COMPACT));
-    if (err == KR_OK && fsync(fd) != 0)
-        err = kr_err_from_errno(errno);
+    /* As mdb_copy does: the pages come from the live journal, in the page
+     * cache already; a copy through the cache would push them (and the
+     * server's working set) out. Where O_DIRECT is refused, cached writes. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(fd, F_SETFL, fl | O_DIRECT);
+    struct follower f;
+    pthread_t tid;
+    err = follow_start(path, &f, &tid);
+    if (err == KR_OK) {
+        err = kr_err_from_mdb(mdb_env_copyfd2(env, fd, MDB_CP_COMPACT));
+        err = follow_finish(&f, tid, fd, err, jf->sha256, &jf->size);
+    }
     if (close(fd) != 0 && err == KR_OK)
         err = kr_err_from_errno(errno);
     return err;
@@ -823,7 +1030,7 @@ static kr_err read_copy(const char *tmp, struct bmf_manifest *m, char *why)
 
 /* Adds every file under tmp (but the manifest) to m, hashed, in order. */
 static kr_err hash_tree(const char *tmp, const char *rel, struct bmf_manifest *m, int depth,
-                        uint64_t *bytes)
+                        uint64_t *bytes, const struct bmf_file *known)
 {
     char path[KR_PATH_MAX];
     kr_err err = join(path, sizeof path, tmp, rel[0] ? rel : ".");
@@ -847,7 +1054,7 @@ static kr_err hash_tree(const char *tmp, const char *rel, struct bmf_manifest *m
             break;
         }
         if (S_ISDIR(st.st_mode) && depth < GEN_DEPTH_MAX) {
-            err = hash_tree(tmp, sub, m, depth + 1, bytes);
+            err = hash_tree(tmp, sub, m, depth + 1, bytes, known);
             continue;
         }
         if (!S_ISREG(st.st_mode) || strlen(sub) > KR_BACKUP_PATH_MAX ||
@@ -858,7 +1065,13 @@ static kr_err hash_tree(const char *tmp, const char *rel, struct bmf_manifest *m
         struct bmf_file *f = &m->files[m->nfiles++];
         snprintf(f->path, sizeof f->path, "%s", sub);
         f->mode = st.st_mode & 0755;
-        err = hash_file(full, f->sha256, &f->size);
+        if (strcmp(sub, known->path) == 0 && (uint64_t)st.st_size == known->size) {
+            /* Hashed on its way in (copy_env). */
+            memcpy(f->sha256, known->sha256, sizeof f->sha256);
+            f->size = known->size;
+        } else {
+            err = hash_file(full, f->sha256, &f->size);
+        }
         *bytes += f->size;
     }
     closedir(d);
@@ -916,7 +1129,8 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
             return err;
         }
     }
-    err = copy_env(jrn_env(o->j ? o->j : own), tmp);
+    struct bmf_file jf = {.path = "journal/data.mdb", .mode = 0600};
+    err = copy_env(jrn_env(o->j ? o->j : own), tmp, &jf);
     jrn_close(own);
     if (err) {
         say(why, "copying the journal: %s", kr_strerror(err));
@@ -955,7 +1169,7 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
     progress(o, "manifest", 3);
     if ((err = read_copy(tmp, m, why)))
         return err;
-    if ((err = hash_tree(tmp, "", m, 0, bytes))) {
+    if ((err = hash_tree(tmp, "", m, 0, bytes, &jf))) {
         say(why, "hashing the generation: %s", kr_strerror(err));
         return err;
     }
@@ -1412,4 +1626,195 @@ out:
     bmf_free(m);
     r->seconds = mono_now() - t0;
     return err;
+}
+
+/* ---- Erasing a tenant from every generation ---- */
+
+/* Links (or, across file systems, copies) gen/f into tmp/f. */
+static kr_err link_file(const char *gen, const char *tmp, const struct bmf_file *f)
+{
+    char src[KR_PATH_MAX], dst[KR_PATH_MAX];
+    kr_err err;
+    if ((err = join(src, sizeof src, gen, f->path)) || (err = join(dst, sizeof dst, tmp, f->path)))
+        return err;
+    char *slash = strrchr(dst, '/');
+    if (slash && slash > dst + strlen(tmp)) {
+        *slash = '\0';
+        if ((err = mkdir_p(dst, 0700)))
+            return err;
+        *slash = '/';
+    }
+    if (link(src, dst) == 0)
+        return KR_OK;
+    if (errno != EXDEV && errno != EPERM)
+        return kr_err_from_errno(errno);
+    uint8_t sha[KR_HASH_LEN];
+    uint64_t size;
+    err = copy_file(src, dst, f->mode, sha, &size);
+    if (err == KR_OK && (size != f->size || sodium_memcmp(sha, f->sha256, sizeof sha) != 0))
+        err = KR_ECORRUPT;
+    return err;
+}
+
+/* Rewrites one verified generation without `tenant`'s key. *done is false
+ * when there was nothing to do (no keystore, or the key destroyed already). */
+static kr_err erase_gen(const char *backups, const char *name, const char *data_dir,
+                        struct bmf_manifest *m, const struct bmf_chain *chain, uint64_t tenant,
+                        uint64_t now, bool *done, char *why)
+{
+    char gen[KR_PATH_MAX], tmp[KR_PATH_MAX], p[KR_PATH_MAX];
+    kr_err err;
+    *done = false;
+    if ((err = join(gen, sizeof gen, backups, name)))
+        return err;
+    struct bmf_file *ksf = (struct bmf_file *)bmf_find(m, "keystore/data.mdb");
+    if (!ksf)
+        return KR_OK;
+    int n = snprintf(tmp, sizeof tmp, "%s/.tmp-%s-%016" PRIx64, backups, name,
+                     (uint64_t)randombytes_random() << 32 | randombytes_random());
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return KR_ETOOLARGE;
+    if (mkdir(tmp, 0700) != 0)
+        return kr_err_from_errno(errno);
+    /* Everything but the keystore is the same bytes: hard links. */
+    for (size_t i = 0; i < m->nfiles && !err; i++) {
+        const struct bmf_file *f = &m->files[i];
+        if (f == ksf)
+            continue;
+        if ((err = link_file(gen, tmp, f)))
+            say(why, "%s: linking %s: %s", name, f->path, kr_strerror(err));
+    }
+    char src[KR_PATH_MAX], ksdir[KR_PATH_MAX];
+    uint8_t sha[KR_HASH_LEN];
+    uint64_t size = 0;
+    if (err == KR_OK && ((err = join(src, sizeof src, gen, ksf->path)) ||
+                         (err = join(ksdir, sizeof ksdir, tmp, "keystore")) ||
+                         (err = join(p, sizeof p, tmp, ksf->path))))
+        goto out;
+    if (err == KR_OK && mkdir(ksdir, 0700) != 0 && errno != EEXIST)
+        err = kr_err_from_errno(errno);
+    if (err == KR_OK && (err = copy_file(src, p, ksf->mode, sha, &size)) == KR_OK &&
+        (size != ksf->size || sodium_memcmp(sha, ksf->sha256, sizeof sha) != 0)) {
+        say(why, "%s: digest of keystore/data.mdb does not match the manifest", name);
+        err = KR_ECORRUPT;
+    }
+    if (err)
+        goto out;
+    /* The copy is proven: open it, destroy, scrub (nobody else has it). */
+    struct kr_keystore *ks = NULL;
+    bool destroyed = false;
+    if ((err = ks_open(tmp, false, &ks))) {
+        say(why, "%s: opening the keystore copy: %s", name, kr_strerror(err));
+        goto out;
+    }
+    err = ks_is_destroyed(ks, tenant, &destroyed);
+    if (err == KR_OK && !destroyed) {
+        if ((err = ks_destroy(ks, tenant, now)) == KR_OK)
+            err = ks_scrub(ks);
+        if (err)
+            say(why, "%s: destroying the key: %s", name, kr_strerror(err));
+    }
+    ks_close(ks);
+    if (err || destroyed)
+        goto out; /* destroyed already: this generation is done */
+    static const char *const lmdb_files[] = {"keystore/lock.mdb", "keystore/open.lock",
+                                             "keystore/data.mdb.scrub"};
+    for (size_t i = 0; i < 3; i++)
+        if (join(p, sizeof p, tmp, lmdb_files[i]) == KR_OK)
+            (void)unlink(p);
+    if ((err = join(p, sizeof p, tmp, ksf->path)) ||
+        (err = hash_file(p, ksf->sha256, &ksf->size)) || (err = fsync_path(ksdir, true)))
+        goto out;
+
+    /* Signed again by the key the manifest's chain ends in: from the live
+     * directory, or the generation's own (proven) copy of it. */
+    struct kr_signing_key key;
+    uint32_t kid = chain->key_id[chain->n - 1];
+    if ((err = kr_key_load(data_dir, kid, &key)) && (err = kr_key_load(tmp, kid, &key))) {
+        say(why, "%s: loading signing key %u: %s", name, kid, kr_strerror(err));
+        goto out;
+    }
+    size_t cap = KR_BACKUP_MANIFEST_MAX + 64, len = 0;
+    char *text = malloc(cap);
+    err = text ? bmf_write(m, &key, text, cap, &len) : KR_ENOMEM;
+    kr_key_wipe(&key);
+    if (err == KR_OK && (err = join(p, sizeof p, tmp, BMF_NAME)) == KR_OK)
+        err = write_file(p, text, len, 0600);
+    free(text);
+    if (err == KR_OK)
+        err = fsync_path(tmp, true);
+    if (err == KR_OK && (err = install(backups, tmp, name)) == KR_OK)
+        *done = true;
+    if (err)
+        say(why, "%s: writing the new generation: %s", name, kr_strerror(err));
+out:
+    if (!*done)
+        rmtree(tmp);
+    return err;
+}
+
+kr_err backup_erase_tenant(const char *backups_dir, const char *data_dir, uint64_t tenant,
+                           uint64_t *generations)
+{
+    *generations = 0;
+    if (sodium_init() < 0)
+        return KR_ECRYPTO;
+    uint8_t pk1[KR_PUBKEY_LEN];
+    kr_err err = kr_pubkey_load(data_dir, 1, pk1);
+    if (err)
+        return err;
+    char lock[KR_PATH_MAX];
+    if ((err = join(lock, sizeof lock, backups_dir, ".lock")))
+        return err;
+    int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (lfd < 0)
+        return errno == ENOENT ? KR_OK : kr_err_from_errno(errno); /* no backups at all */
+    /* Waits for a running backup: its generation must be erased too. */
+    while (flock(lfd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            err = kr_err_from_errno(errno);
+            close(lfd);
+            return err;
+        }
+    }
+    clean_leftovers(backups_dir);
+    char **names = NULL;
+    size_t n = 0;
+    struct bmf_manifest *m = bmf_new();
+    struct bmf_chain *chain = malloc(sizeof *chain);
+    kr_err first_bad = KR_OK;
+    if (!m || !chain)
+        err = KR_ENOMEM;
+    else
+        err = list_names(backups_dir, &names, &n);
+    uint64_t now = kr_clock_now(NULL);
+    for (size_t i = 0; err == KR_OK && i < n; i++) {
+        char gen[KR_PATH_MAX], why[BACKUP_REASON_MAX] = "";
+        char *text = NULL;
+        size_t len = 0;
+        uint64_t bytes = 0;
+        bool done = false;
+        if ((err = join(gen, sizeof gen, backups_dir, names[i])))
+            break;
+        kr_err e = load_manifest(gen, pk1, m, chain, &text, &len, why);
+        free(text);
+        if (e == KR_OK)
+            e = check_files(gen, m, true, why, &bytes);
+        if (e == KR_OK)
+            e = erase_gen(backups_dir, names[i], data_dir, m, chain, tenant, now, &done, why);
+        if (e && is_verdict(e)) {
+            /* Left as it is; the others still get done. */
+            fprintf(stderr, "kiroku: backup %s not erased: %s\n", names[i], why);
+            first_bad = e;
+        } else if (e) {
+            err = e;
+        }
+        *generations += done;
+    }
+    if (names)
+        free_names(names, n);
+    free(chain);
+    bmf_free(m);
+    close(lfd);
+    return err ? err : first_bad;
 }

@@ -106,7 +106,7 @@ static bool time_ok(const char *s, size_t len)
     if (len < 20 || len > BMF_TIME_MAX)
         return false;
     for (size_t i = 0; i < len; i++)
-        if (!is_digit(s[i]) && !strchr("-T:.+Z", s[i]))
+        if (!is_digit(s[i]) && (s[i] == '\0' || !strchr("-T:.+Z", s[i])))
             return false;
     return true;
 }

@@ -388,12 +388,14 @@ int cmd_restore(int argc, char **argv)
 /* ---- bench backup ---- */
 
 static const char bench_backup_usage[] =
-    "usage: kiroku bench backup [--events N] [--json]\n"
+    "usage: kiroku bench backup [--events N] [--rounds R] [--json]\n"
     "\n"
     "Fills a temporary journal with N events (default 1000000), then, while\n"
-    "appends go on in another thread, takes a backup (backup_s) and an\n"
-    "`mdb_copy -c` of the same journal (mdb_copy_s), and restores the backup\n"
-    "(restore_s: manifest, digests, fast journal check and view rebuild).\n"
+    "appends go on in another thread, takes R times (default 3) in turn a backup\n"
+    "(backup_s, with its fsyncs and SHA-256 of every file) and an `mdb_copy -c`\n"
+    "of the same journal (mdb_copy_s); prints the median of each and their\n"
+    "ratio. Then restores the last backup (restore_s: manifest, digests, fast\n"
+    "journal check and view rebuild).\n"
     "Needs mdb_copy (lmdb-utils) on PATH. erase_s is null: not measured here.\n";
 
 struct appender {
@@ -435,6 +437,21 @@ static void *append_main(void *arg)
     return NULL;
 }
 
+/* Rounds of `bench backup` at most. */
+#define BENCH_ROUNDS_MAX 15
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, uint64_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static double run_mdb_copy(const char *src, const char *dst)
 {
     double t0 = cli_now();
@@ -451,14 +468,19 @@ static double run_mdb_copy(const char *src, const char *dst)
 
 int bench_backup(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        CLI_COMMON_OPTIONS, {"events", required_argument, 0, 'n'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"events", required_argument, 0, 'n'},
+                                         {"rounds", required_argument, 0, 'r'},
+                                         {0, 0, 0, 0}};
     struct cli_common co = {0};
-    uint64_t events = 1000000;
+    uint64_t events = 1000000, rounds = 3;
     int rc, c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'n') {
             if (!cli_parse_u64(optarg, 1, UINT32_MAX, &events))
+                return cli_usage(bench_backup_usage);
+        } else if (c == 'r') {
+            if (!cli_parse_u64(optarg, 1, BENCH_ROUNDS_MAX, &rounds))
                 return cli_usage(bench_backup_usage);
         } else if ((rc = cli_common_option(c, bench_backup_usage, &co)) != CLI_CONTINUE) {
             return rc;
@@ -504,17 +526,25 @@ int bench_backup(int argc, char **argv)
         goto out;
     started = true;
     struct backup_options bo = {.data_dir = data, .backups_dir = backups, .j = j, .ks = ks};
-    double t0 = cli_now();
-    err = backup_run(&bo, &br);
-    backup_s = cli_now() - t0;
-    if (err) {
-        fprintf(stderr, "kiroku: bench backup: %s\n", br.reason);
-        goto out;
+    double bs[BENCH_ROUNDS_MAX], cs[BENCH_ROUNDS_MAX];
+    double t0;
+    for (uint64_t i = 0; i < rounds; i++) {
+        t0 = cli_now();
+        err = backup_run(&bo, &br);
+        bs[i] = cli_now() - t0;
+        if (err) {
+            fprintf(stderr, "kiroku: bench backup: %s\n", br.reason);
+            goto out;
+        }
+        cli_rmtree(copy);
+        if (mkdir(copy, 0700) != 0 || (cs[i] = run_mdb_copy(src, copy)) < 0) {
+            fprintf(stderr,
+                    "kiroku: bench backup: mdb_copy -c failed (is lmdb-utils installed?)\n");
+            goto out;
+        }
     }
-    if (mkdir(copy, 0700) != 0 || (copy_s = run_mdb_copy(src, copy)) < 0) {
-        fprintf(stderr, "kiroku: bench backup: mdb_copy -c failed (is lmdb-utils installed?)\n");
-        goto out;
-    }
+    backup_s = median(bs, rounds);
+    copy_s = median(cs, rounds);
     atomic_store(&ap.stop, true);
     pthread_join(tid, NULL);
     started = false;
@@ -541,19 +571,21 @@ int bench_backup(int argc, char **argv)
     }
     double ratio = copy_s > 0 ? backup_s / copy_s : 0;
     if (co.json)
-        printf("{\"events\":%" PRIu64 ",\"backup_records\":%" PRIu64
+        printf("{\"events\":%" PRIu64 ",\"rounds\":%" PRIu64 ",\"backup_records\":%" PRIu64
                ",\"appended_meanwhile\":%" PRIu64 ",\"backup_bytes\":%" PRIu64
                ",\"backup_s\":%.3f,\"mdb_copy_s\":%.3f,"
                "\"ratio\":%.2f,\"restore_s\":%.3f,\"restore_verify_s\":%.3f,"
                "\"restore_rebuild_s\":%.3f,\"erase_s\":null}\n",
-               events, br.last_seq, ap.appended, br.bytes, backup_s, copy_s, ratio, restore_s,
-               rr.verify_s, rr.rebuild_s);
+               events, rounds, br.last_seq, ap.appended, br.bytes, backup_s, copy_s, ratio,
+               restore_s, rr.verify_s, rr.rebuild_s);
     else
-        printf("%" PRIu64 " records backed up (%.1f MiB) while %" PRIu64
-               " more were appended\nbackup_s %.3f  mdb_copy_s %.3f  ratio %.2f\n"
-               "restore_s %.3f (journal check %.3f, views %.3f)\nerase_s: not measured\n",
-               br.last_seq, (double)br.bytes / (1024.0 * 1024.0), ap.appended, backup_s, copy_s,
-               ratio, restore_s, rr.verify_s, rr.rebuild_s);
+        printf(
+            "%" PRIu64 " records backed up (%.1f MiB) while %" PRIu64
+            " more were appended\nbackup_s %.3f  mdb_copy_s %.3f  ratio %.2f (medians of %" PRIu64
+            " rounds)\n"
+            "restore_s %.3f (journal check %.3f, views %.3f)\nerase_s: not measured\n",
+            br.last_seq, (double)br.bytes / (1024.0 * 1024.0), ap.appended, backup_s, copy_s, ratio,
+            rounds, restore_s, rr.verify_s, rr.rebuild_s);
     result = CLI_OK;
 out:
     if (started) {
