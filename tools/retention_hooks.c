@@ -25,11 +25,6 @@ static kr_err hook_after(void *arg, uint64_t tenant, enum ret_step step)
     return KR_OK;
 }
 
-/* Weak until tools/backup.c defines it: without it the backups step fails
- * and every cancelled tenant stays due, never erased with its key alive in
- * a backup. */
-#pragma weak backup_erase_tenant
-
 static kr_err hook_backup_erase(void *arg, uint64_t tenant, uint64_t *generations)
 {
     const struct tools_ret *t = arg;
@@ -37,8 +32,6 @@ static kr_err hook_backup_erase(void *arg, uint64_t tenant, uint64_t *generation
     struct stat st;
     if (stat(t->backups_dir, &st) != 0 && errno == ENOENT)
         return KR_OK; /* no generation yet: none holds the key */
-    if (!backup_erase_tenant)
-        return KR_EINVAL;
     return backup_erase_tenant(t->backups_dir, t->data_dir, tenant, generations);
 }
 
