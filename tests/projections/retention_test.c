@@ -524,6 +524,41 @@ static void test_tenants_erase_op(void **state)
     td_free(t);
 }
 
+/* The ops with the journal's own strip (no hooks), inside dom_exec's read
+ * transaction: the op's snapshot does not stand in the strip's way. */
+static void test_ops_real_strip(void **state)
+{
+    (void)state;
+    struct td *t = td_new(65);
+    struct kr_caller a, b, op = td_operator();
+    uint64_t ta = td_signup(t, "a@example.jp", "correct horse 1", &a, NULL);
+    uint64_t tb = td_signup(t, "b@example.jp", "correct horse 2", &b, NULL);
+    cancel(t, ta);
+    kr_set_u64(td_args(t), KR_FLD_TENANT, ta);
+    assert_int_equal(td_exec(t, &op, KR_OP_TENANTS_ERASE), KR_OK);
+    assert_int_equal(tenant_state(t, ta), KR_TENANT_STATE_ERASED);
+    cancel(t, tb);
+    t->now += RET_ERASE_AFTER_NS;
+    td_args(t);
+    assert_int_equal(td_exec(t, &op, KR_OP_RETENTION_RUN), KR_OK);
+    assert_int_equal(tenant_state(t, tb), KR_TENANT_STATE_ERASED);
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = 1};
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    uint64_t stripped = 0, kept = 0;
+    assert_int_equal(jrn_cursor_new(t->d->j, &q, &c), KR_OK);
+    while (jrn_cursor_next(c, &r) == KR_OK)
+        if (r.tenant == ta || r.tenant == tb) {
+            if (r.payload_stripped)
+                stripped++;
+            else
+                kept += kr_event_lookup(r.type, r.type_len) != KR_EV_TENANT_ERASED;
+        }
+    jrn_cursor_free(c);
+    assert_true(stripped > 10 && kept == 0);
+    td_free(t);
+}
+
 /* ---- Records ---- */
 
 static void test_maintenance_record(void **state)
@@ -669,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_erase_outbox_files),
         cmocka_unit_test(test_retention_run),
         cmocka_unit_test(test_tenants_erase_op),
+        cmocka_unit_test(test_ops_real_strip),
         cmocka_unit_test(test_maintenance_record),
         cmocka_unit_test(test_backups_list),
         cmocka_unit_test(test_serve_started_and_backup_events),
