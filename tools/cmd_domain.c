@@ -57,6 +57,10 @@
  * rest; the second last is renamed, the last deleted. */
 #define SEED_TAGS 8u
 
+#ifndef KIROKU_VERSION
+#define KIROKU_VERSION "unknown"
+#endif
+
 static void hex(char *out, const uint8_t *p, size_t n)
 {
     sodium_bin2hex(out, 2 * n + 1, p, n);
@@ -944,7 +948,7 @@ kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r)
     char previous[33];
     kr_set_str(A(s), KR_FLD_WORK, "seeded the demo data");
     kr_set_str(s->args, KR_FLD_HOST, "seed.example.jp");
-    if ((err = ret_serve_started(s->d, "seed", "seed.example.jp", previous)) ||
+    if ((err = ret_serve_started(s->d, KIROKU_VERSION, "seed.example.jp", previous)) ||
         (err = must(s, &s->op, KR_OP_MAINTENANCE_RECORD, 0)) ||
         (err = ret_backup_recorded(s->d, true, "2026-04-01", jrn_size(s->d->j), 4096, NULL)) ||
         (err = ret_backup_recorded(s->d, false, NULL, 0, 0, "the backups disk is full"))) {
