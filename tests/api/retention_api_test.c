@@ -172,11 +172,44 @@ static void test_serve_daily_jobs(void **state)
     kr_test_rmrf(tmp);
 }
 
+/* A backup that cannot be written is recorded as backup.failed, with why. */
+static void test_serve_backup_failed(void **state)
+{
+    (void)state;
+    static char notdir[700];
+    static const char *extra[8];
+    char tmp[512];
+    kr_test_tmpdir(tmp, sizeof tmp);
+    snprintf(notdir, sizeof notdir, "%s/a-file", tmp);
+    FILE *f = fopen(notdir, "w");
+    assert_non_null(f);
+    fclose(f);
+    extra[0] = "--backups";
+    extra[1] = notdir; /* a regular file: no generation can be made there */
+    extra[2] = "--backup-at";
+    extra[3] = "00:00";
+    extra[4] = NULL;
+    struct ac_server s;
+    ac_server_start_with(&s, extra);
+    bool found = false;
+    for (int i = 0; i < 600 && !found; i++) {
+        assert_int_equal(run((const char *const[]){"dump", "--data", s.data, "--json", NULL}), 0);
+        found = strstr(out, "backup.failed") != NULL;
+        if (!found)
+            usleep(100000);
+    }
+    assert_true(found);
+    assert_null(strstr(out, "backup.completed"));
+    assert_int_equal(ac_server_stop(&s), 0);
+    kr_test_rmrf(tmp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_serve_refuses_clock_override),
         cmocka_unit_test(test_serve_daily_jobs),
+        cmocka_unit_test(test_serve_backup_failed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
