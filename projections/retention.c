@@ -295,14 +295,43 @@ static bool want_log(void *arg, const struct jrn_record *r)
     return ret_is_log_type(r->type, r->type_len);
 }
 
+/* The last seq whose time is before before_ns (0 if none): record times never
+ * decrease along seq, so a binary search over reads finds it. */
+static kr_err last_before(struct kr_domain *d, uint64_t before_ns, uint64_t *out)
+{
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    uint64_t lo = 0, hi = jrn_size(d->j) + 1; /* time(lo) < before <= time(hi) */
+    kr_err err = KR_OK;
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if ((err = jrn_read(d->j, mid, &b)))
+            break;
+        if (b.rec.time_ns < before_ns)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    jrn_recbuf_fini(&b);
+    *out = lo;
+    return err;
+}
+
 kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped)
 {
     *stripped = 0;
     if (before_ns == 0)
         return KR_OK;
     pthread_mutex_lock(&d->ret_mu);
-    struct ret_strip_spec spec = {.any_tenant = true, .before_ns = before_ns, .want = want_log};
-    kr_err err = strip(d, &spec, stripped);
+    uint64_t to = 0;
+    kr_err err = last_before(d, before_ns, &to);
+    if (!err && to > 0) {
+        /* to_seq bounds the pass to the old records: the rest of the journal
+         * is not read at all. */
+        struct ret_strip_spec spec = {
+            .any_tenant = true, .to_seq = to, .before_ns = before_ns, .want = want_log};
+        err = strip(d, &spec, stripped);
+    }
     pthread_mutex_unlock(&d->ret_mu);
     return err;
 }

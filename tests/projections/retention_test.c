@@ -418,7 +418,7 @@ static void test_retention_run(void **state)
     struct td *t = td_new(51);
     struct fake f;
     fake_init(&f);
-    dom_set_retention(t->d, &f.h, 30);
+    dom_set_retention(t->d, &f.h, 1);
     struct kr_caller a, b, c, op = td_operator();
     uint64_t ta = td_signup(t, "a@example.jp", "correct horse 1", &a, NULL);
     uint64_t tb = td_signup(t, "b@example.jp", "correct horse 2", &b, NULL);
@@ -455,7 +455,7 @@ static void test_retention_run(void **state)
     for (uint32_t i = 0; i < 2; i++)
         assert_false(td_map_get(&list->via.array.ptr[i], "erased")->via.boolean);
     assert_int_equal(tenant_state(t, ta), KR_TENANT_STATE_CANCELLED);
-    /* The log truncation ran with the period configured (30 days). */
+    /* The log truncation ran with the period configured (1 day). */
     assert_true(f.last.any_tenant && f.last.want != NULL && f.last.before_ns > 0);
 
     /* At a's due time: a dry run lists, changes nothing. */
@@ -683,7 +683,31 @@ static void test_log_truncation(void **state)
     struct ret_report *r = malloc(sizeof *r);
     assert_int_equal(ret_run(t->d, false, r), KR_OK);
     assert_true(r->stripped == old_logs);
-    assert_true(f.last.any_tenant && f.last.to_seq == 0);
+    /* Bounded to the records before the period: the new denial is after. */
+    assert_true(f.last.any_tenant && f.last.to_seq > 0 && f.last.to_seq < jrn_size(t->d->j));
+    /* For real (the journal's strip): the old logs lose their payloads, the
+     * new denial and every other record keep theirs. */
+    dom_set_retention(t->d, NULL, 10);
+    assert_int_equal(ret_run(t->d, false, r), KR_OK);
+    assert_true(r->stripped == old_logs);
+    uint64_t logs_stripped = 0, others_stripped = 0, logs_kept = 0;
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = 1};
+    struct jrn_cursor *c;
+    struct jrn_record rec;
+    assert_int_equal(jrn_cursor_new(t->d->j, &q, &c), KR_OK);
+    while (jrn_cursor_next(c, &rec) == KR_OK) {
+        bool log = ret_is_log_type(rec.type, rec.type_len);
+        if (rec.payload_stripped && log)
+            logs_stripped++;
+        else if (rec.payload_stripped)
+            others_stripped++;
+        else if (log)
+            logs_kept++;
+    }
+    jrn_cursor_free(c);
+    assert_true(logs_stripped == old_logs && others_stripped == 0 && logs_kept == 1);
+    assert_int_equal(ret_run(t->d, false, r), KR_OK); /* again: nothing more */
+    assert_true(r->stripped == 0);
     free(r);
     assert_true(ret_is_log_type("access.denied", 13));
     assert_true(ret_is_log_type("maintenance.recorded", 20));
