@@ -30,7 +30,11 @@
  * account and session views (and the global entries pointing at it: code,
  * application index, session tokens) and leaves a bare row in state erased.
  * A rebuild skips the stripped records of an erased tenant and then applies
- * tenant.erased the same way, so both give the same bytes.
+ * tenant.erased the same way, so both give the same bytes. One stripped
+ * record still counts: tenant.cancelled (header only) makes the tenant
+ * "cancelled" (from the record's time), so a tenant whose erasure stopped
+ * after its payloads were stripped and before tenant.erased (a crash) stays
+ * due after a rebuild (va_tenant_cancelled_stripped).
  */
 #include "accounts.h"
 
@@ -337,6 +341,24 @@ static kr_err apply_tenant(const struct va *a)
     }
     t.version = r->version;
     return tenant_put(a, r->tenant, &t);
+}
+
+kr_err va_tenant_cancelled_stripped(struct kr_views *v, MDB_txn *txn, const struct jrn_record *r)
+{
+    struct va_tenant t;
+    kr_err err = va_tenant_get(v, txn, r->tenant, &t);
+    if (err == KR_ENOTFOUND)
+        memset(&t, 0, sizeof t);
+    else if (err)
+        return err;
+    if (t.state == KR_TENANT_STATE_ERASED)
+        return KR_OK;
+    t.state = KR_TENANT_STATE_CANCELLED;
+    if (t.cancelled == 0)
+        t.cancelled = r->time_ns; /* the payload's time is gone: the record's */
+    t.version = r->version;
+    struct va a = {.v = v, .txn = txn, .r = r};
+    return tenant_put(&a, r->tenant, &t);
 }
 
 kr_err va_tenants(const struct va *a)

@@ -338,8 +338,10 @@ static kr_err hook_apply(void *ctx, MDB_txn *txn, const struct jrn_record *r)
         return KR_OK;
     }
     kr_err err;
-    if (r->payload_stripped)
-        return KR_OK; /* an erased tenant's record: its rows are gone with the tenant */
+    if (r->payload_stripped) /* an erased tenant's record: its rows are gone with the tenant */
+        return ev == KR_EV_TENANT_CANCELLED && r->tenant != 0
+                   ? va_tenant_cancelled_stripped(v, txn, r)
+                   : KR_OK;
     /* Plain fields only: apply never needs personal data. */
     err = kr_event_decode(ev, r, NULL, v->scratch, NULL);
     if (err)

@@ -138,6 +138,10 @@ kr_err va_tenants(const struct va *a);
 kr_err va_accounts(const struct va *a);
 kr_err va_contacts(const struct va *a);
 kr_err va_notices(const struct va *a);
+/* A stripped tenant.cancelled record (its header only): the tenant is
+ * cancelled at the record's time, so an erasure that stopped after stripping
+ * stays due across a rebuild (v_tenants.c). */
+kr_err va_tenant_cancelled_stripped(struct kr_views *v, MDB_txn *txn, const struct jrn_record *r);
 
 /* Key building: big-endian integers and raw ids appended to a buffer. */
 struct vkey {
