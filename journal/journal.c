@@ -721,16 +721,17 @@ static kr_err write_checkpoint(struct batch_ctx *b)
     return KR_OK;
 }
 
-/* Writes DIR/checkpoint atomically (temp file + rename), fsynced when `sync`. */
-static void write_checkpoint_file(struct journal *j, bool sync)
+/* Writes DIR/checkpoint atomically (temp file + rename), fsynced when `sync`.
+ * False if it could not. */
+static bool write_checkpoint_file(struct journal *j, bool sync)
 {
     char path[KR_PATH_MAX], tmp[KR_PATH_MAX];
     if (j->note_len == 0 || path_join(path, sizeof path, j->dir, "checkpoint") ||
         path_join(tmp, sizeof tmp, j->dir, "checkpoint.tmp"))
-        return;
+        return false;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return;
+        return false;
     bool ok = write(fd, j->note, j->note_len) == (ssize_t)j->note_len;
     if (ok && sync)
         ok = fsync(fd) == 0;
@@ -739,6 +740,7 @@ static void write_checkpoint_file(struct journal *j, bool sync)
         ok = rename(tmp, path) == 0;
     if (!ok)
         unlink(tmp);
+    return ok;
 }
 
 struct writer_snapshot {
@@ -2184,7 +2186,11 @@ kr_err jrn_truncate(const char *dir, uint64_t size)
     /* The file first: a crash after it leaves the old journal, for which a
      * checkpoint at a smaller size is as valid (same root), and DIR/checkpoint
      * is never ahead of the journal. Then one transaction: all or nothing. */
-    write_checkpoint_file(j, true);
+    if (!write_checkpoint_file(j, true)) {
+        err = KR_EIO;
+        goto out;
+    }
+    fsync_path(j->dir); /* the rename */
     if ((err = kr_err_from_mdb(mdb_txn_begin(j->env, NULL, 0, &txn))))
         goto out;
     if ((err = truncate_txn(j, txn, size, old, j->note, j->note_len))) {

@@ -3122,6 +3122,34 @@ static void test_truncate_new_epoch(void **state)
     kr_test_rmrf(dir2);
 }
 
+/* A crash inside jrn_truncate: after the checkpoint file, before the
+ * transaction commits, what is left is the old journal with the new file, and
+ * it verifies (the file's root is the old history's at that size) and goes on. */
+static void test_truncate_crash(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    append_many(f->j, 1, "a", 40);
+    uint64_t size = jrn_size(f->j);
+    fx_close(f);
+    char old[DIR_CAP + 8], path[PATH_CAP], from[PATH_CAP];
+    snprintf(old, sizeof old, "%s.old", f->dir);
+    kr_test_copytree(f->dir, old);
+    assert_int_equal(jrn_truncate(f->dir, 10), KR_OK);
+    snprintf(from, sizeof from, "%s/checkpoint", f->dir);
+    snprintf(path, sizeof path, "%s/checkpoint", old);
+    assert_int_equal(rename(from, path), 0);
+    struct jrn_verify_report rep = verify_report(old);
+    assert_true(rep.records == size);
+    struct jrn_options o = fx_opts(f);
+    o.dir = old;
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    append_many(f->j, 1, "a", 3); /* not truncated: no epoch needed */
+    fx_close(f);
+    assert_true(verify_report(old).records == size + 3);
+    kr_test_rmrf(old);
+}
+
 /* Truncating to the last record drops nothing and needs no new epoch; to an
  * epoch's first record, the checkpoint is the new key's. */
 static void test_truncate_edges(void **state)
@@ -3190,6 +3218,7 @@ int main(void)
         T(test_strip_resume),
         T(test_truncate_new_epoch),
         T(test_truncate_edges),
+        T(test_truncate_crash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
