@@ -568,8 +568,10 @@ static kr_err next_tseq(struct batch_ctx *b, uint64_t tenant, uint64_t *tseq)
         s->tenant = tenant;
         s->tseq = last;
     }
-    /* A tenant never has more records than the journal. */
-    KR_ASSERT(s->tseq <= b->j->size);
+    /* A tenant never has more records than the journal: a larger count is a
+     * damaged index (stored data, so an error, not an assertion). */
+    if (s->tseq > b->j->size)
+        return KR_ECORRUPT;
     *tseq = ++s->tseq;
     b->tseqs++;
     return KR_OK;

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -3122,6 +3123,47 @@ static void test_truncate_new_epoch(void **state)
     kr_test_rmrf(dir2);
 }
 
+/* A writer in another process (it holds DIR/journal/writer.lock): truncation
+ * is refused while it runs, and works once it is gone. */
+static void test_truncate_busy(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    append_many(f->j, 1, "a", 5);
+    fx_close(f);
+    int up[2], down[2];
+    assert_int_equal(pipe(up), 0);
+    assert_int_equal(pipe(down), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char path[PATH_CAP], c = 'x';
+        snprintf(path, sizeof path, "%s/journal/writer.lock", f->dir);
+        int fd = open(path, O_RDWR);
+        if (fd < 0 || flock(fd, LOCK_EX) != 0 || write(up[1], &c, 1) != 1)
+            _exit(1);
+        _exit(read(down[0], &c, 1) == 1 ? 0 : 2); /* holds the lock until told */
+    }
+    char c;
+    assert_int_equal(read(up[0], &c, 1), 1);
+    assert_int_equal(jrn_truncate(f->dir, 3), KR_EBUSY);
+    assert_int_equal(write(down[1], &c, 1), 1);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(up[0]);
+    close(up[1]);
+    close(down[0]);
+    close(down[1]);
+    assert_true(verify_report(f->dir).records == 6);
+    assert_int_equal(jrn_truncate(f->dir, 3), KR_OK);
+    assert_true(verify_report(f->dir).records == 3);
+    /* Not a journal at all. */
+    char none[DIR_CAP + 8];
+    snprintf(none, sizeof none, "%s.none", f->dir);
+    assert_int_equal(jrn_truncate(none, 3), KR_ENOTFOUND);
+}
+
 /* A crash inside jrn_truncate: after the checkpoint file, before the
  * transaction commits, what is left is the old journal with the new file, and
  * it verifies (the file's root is the old history's at that size) and goes on. */
@@ -3219,6 +3261,7 @@ int main(void)
         T(test_truncate_new_epoch),
         T(test_truncate_edges),
         T(test_truncate_crash),
+        T(test_truncate_busy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
