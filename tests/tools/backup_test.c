@@ -345,10 +345,19 @@ static void do_tamper(int i, const char *g, const char *older)
         replace_in_file(p, line, to);
         break;
     }
-    case 2: /* a flipped byte in the signature */
+    case 2: { /* another signature (its first base64 digit changed: still canonical) */
         path(p, sizeof p, g, "manifest");
-        flip_byte(p, -10);
+        FILE *f = fopen(p, "r");
+        char line[256];
+        while (fgets(line, sizeof line, f) && strncmp(line, "signature ", 10) != 0) {
+        }
+        fclose(f);
+        char to[256];
+        snprintf(to, sizeof to, "%s", line);
+        to[10] = to[10] == 'A' ? 'B' : 'A';
+        replace_in_file(p, line, to);
         break;
+    }
     case 3: /* a tampered file */
         path(p, sizeof p, g, "journal/data.mdb");
         flip_byte(p, 5000);
@@ -608,6 +617,59 @@ static void test_kill9_during_restore(void **state)
     fprintf(stderr, "%zu of 8 restores finished before the kill\n", finished);
 }
 
+/* ---- Key rotations: the manifest carries the chain ---- */
+
+static void test_rotated_keys(void **state)
+{
+    (void)state;
+    char d[1200], bk[1200], newdir[1200], p1[1300], k1[128];
+    path(d, sizeof d, root, "rotated");
+    path(bk, sizeof bk, root, "bk-rotated");
+    path(newdir, sizeof newdir, root, "rotated-restored");
+    const char *init[] = {"init", "--data", d, NULL};
+    assert_int_equal(run(init), 0);
+    const char *rot[] = {"keys", "rotate", "--data", d, NULL};
+    append_events(d, "100");
+    assert_int_equal(run(rot), 0);
+    append_events(d, "100");
+    assert_int_equal(run(rot), 0);
+    const char *b[] = {"backup", "--data", d, "--to", bk, "--json", NULL};
+    if (run(b) != 0)
+        fail_msg("backup: %s", err);
+    json_t *j = parse(out);
+    char gen[1300];
+    path(gen, sizeof gen, bk, json_string_value(json_object_get(j, "generation")));
+    json_decref(j);
+    char man[1400];
+    path(man, sizeof man, gen, "manifest");
+    FILE *f = fopen(man, "r");
+    char line[8192];
+    int keyrecs = 0, signed3 = 0;
+    while (fgets(line, sizeof line, f)) {
+        keyrecs += strncmp(line, "key-record ", 11) == 0;
+        signed3 += strcmp(line, "signed-by 3\n") == 0;
+    }
+    fclose(f);
+    assert_int_equal(keyrecs, 3);
+    assert_int_equal(signed3, 1);
+    path(p1, sizeof p1, d, "keys/journal-1.pub");
+    f = fopen(p1, "r");
+    assert_non_null(fgets(k1, sizeof k1, f));
+    fclose(f);
+    k1[strcspn(k1, "\n")] = '\0';
+    const char *check[] = {"backup", "check", bk, "--pubkey", k1, NULL};
+    if (run(check) != 0)
+        fail_msg("check: %s %s", out, err);
+    const char *r[] = {"restore", gen, "--data", newdir, "--pubkey", k1, "--full", NULL};
+    if (run(r) != 0)
+        fail_msg("restore: %s %s", out, err);
+    const char *v[] = {"verify", "--data", newdir, "--pubkey", k1, NULL};
+    assert_int_equal(run(v), 0);
+    /* Key 1 of this journal, not of the seeded one. */
+    const char *other[] = {"backup", "check", bk, "--pubkey", pk, NULL};
+    assert_int_equal(run(other), 1);
+}
+
 /* ---- Erasing a tenant from every generation ---- */
 
 /* The tenants with a key in the keystore of data directory dir (read with
@@ -732,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_seven_generations_and_same_day),
         cmocka_unit_test(test_tampered_generations_refused),
         cmocka_unit_test(test_known_checkpoint),
+        cmocka_unit_test(test_rotated_keys),
         cmocka_unit_test(test_erase_tenant_in_every_generation),
         cmocka_unit_test(test_kill9_during_backup),
         cmocka_unit_test(test_kill9_during_restore),
