@@ -1521,6 +1521,15 @@ kr_err backup_restore(const struct backup_restore_options *o, struct backup_rest
 
     rprogress(o, "copy", 1);
     rmtree(tmp); /* left by an interrupted restore */
+    {
+        char parent[KR_PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", dir);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = '\0';
+            (void)mkdir_p(parent, 0700); /* mkdir below says what went wrong */
+        }
+    }
     if (mkdir(tmp, 0700) != 0) {
         err = kr_err_from_errno(errno);
         say(r->reason, "cannot make %s: %s", tmp, strerror(errno));
