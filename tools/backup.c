@@ -294,12 +294,13 @@ static kr_err copy_big(int in, int out, const char *dst, uint8_t sha[KR_HASH_LEN
 }
 
 /* Copies the regular file src to dst (created exclusively with mode),
- * hashing what it copies, fsynced. src is opened without following links and
- * must be a regular file. */
+ * hashing what it copies, fsynced. src is opened without following links
+ * and without blocking (a FIFO swapped in must not hang us) and must be a
+ * regular file. */
 static kr_err copy_file(const char *src, const char *dst, mode_t mode, uint8_t sha[KR_HASH_LEN],
                         uint64_t *size)
 {
-    int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (in < 0)
         return kr_err_from_errno(errno);
     struct stat st;
@@ -377,7 +378,7 @@ static kr_err copy_file(const char *src, const char *dst, mode_t mode, uint8_t s
 /* SHA-256 and size of a regular file (not following links). */
 static kr_err hash_file(const char *path, uint8_t sha[KR_HASH_LEN], uint64_t *size)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return kr_err_from_errno(errno);
     struct stat st;
@@ -450,7 +451,7 @@ static kr_err write_file(const char *path, const void *data, size_t len, mode_t 
 static kr_err read_whole(const char *path, size_t max, char **buf, size_t *len)
 {
     *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return errno == ENOENT ? KR_ENOTFOUND : kr_err_from_errno(errno);
     struct stat st;
@@ -1521,6 +1522,15 @@ kr_err backup_restore(const struct backup_restore_options *o, struct backup_rest
 
     rprogress(o, "copy", 1);
     rmtree(tmp); /* left by an interrupted restore */
+    {
+        char parent[KR_PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", dir);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = '\0';
+            (void)mkdir_p(parent, 0700); /* mkdir below says what went wrong */
+        }
+    }
     if (mkdir(tmp, 0700) != 0) {
         err = kr_err_from_errno(errno);
         say(r->reason, "cannot make %s: %s", tmp, strerror(errno));

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "backup.h"
+#include "journal.h"
 #include "keystore.h"
 #include "test_util.h"
 
@@ -345,10 +346,19 @@ static void do_tamper(int i, const char *g, const char *older)
         replace_in_file(p, line, to);
         break;
     }
-    case 2: /* a flipped byte in the signature */
+    case 2: { /* another signature (its first base64 digit changed: still canonical) */
         path(p, sizeof p, g, "manifest");
-        flip_byte(p, -10);
+        FILE *f = fopen(p, "r");
+        char line[256];
+        while (fgets(line, sizeof line, f) && strncmp(line, "signature ", 10) != 0) {
+        }
+        fclose(f);
+        char to[256];
+        snprintf(to, sizeof to, "%s", line);
+        to[10] = to[10] == 'A' ? 'B' : 'A';
+        replace_in_file(p, line, to);
         break;
+    }
     case 3: /* a tampered file */
         path(p, sizeof p, g, "journal/data.mdb");
         flip_byte(p, 5000);
@@ -608,6 +618,138 @@ static void test_kill9_during_restore(void **state)
     fprintf(stderr, "%zu of 8 restores finished before the kill\n", finished);
 }
 
+/* ---- Point in time, new epochs ---- */
+
+#ifdef JRN_TYPE_EPOCH_STARTED
+/* The type of record seq in dir. */
+static void type_at(const char *dir, uint64_t seq, char *type, size_t cap)
+{
+    char from[32];
+    snprintf(from, sizeof from, "%llu", (unsigned long long)seq);
+    const char *d[] = {"dump", "--data", dir, "--from", from, "--limit", "1", "--json", NULL};
+    assert_int_equal(run(d), 0);
+    json_t *j = parse(out);
+    snprintf(type, cap, "%s", json_string_value(json_object_get(j, "type")));
+    json_decref(j);
+}
+
+static void test_until_and_new_epoch(void **state)
+{
+    (void)state;
+    char bk[1200], gen[1300], newdir[1300], cp[1300], type[128];
+    path(bk, sizeof bk, root, "bk-epoch");
+    uint64_t last = backup_at(bk, DAY0);
+    path(gen, sizeof gen, bk, "2026-12-06");
+    uint64_t until = last / 2;
+    char u[32];
+    snprintf(u, sizeof u, "%llu", (unsigned long long)until);
+
+    /* Point in time: records 1..until, then a new epoch. */
+    path(newdir, sizeof newdir, root, "until");
+    const char *r[] = {"restore", gen,       "--data", newdir,   "--pubkey",
+                       pk,        "--until", u,        "--json", NULL};
+    if (run(r) != 0)
+        fail_msg("restore --until: %s %s", out, err);
+    json_t *j = parse(out);
+    assert_true(json_is_true(json_object_get(j, "new_epoch")));
+    json_decref(j);
+    type_at(newdir, until, type, sizeof type);
+    type_at(newdir, until + 1, type, sizeof type);
+    assert_string_equal(type, JRN_TYPE_EPOCH_STARTED);
+    const char *v[] = {"verify", "--data", newdir, "--pubkey", pk, NULL};
+    if (run(v) != 0)
+        fail_msg("verify: %s %s", out, err);
+    const char *rc[] = {"replay", "--check", "--data", newdir, NULL};
+    assert_int_equal(run(rc), 0);
+    /* It takes writes, and backs up with the epoch in its key chain. */
+    append_events(newdir, "50");
+    assert_int_equal(run(v), 0);
+    char bk2[1300];
+    path(bk2, sizeof bk2, root, "bk-epoch2");
+    const char *b[] = {"backup", "--data", newdir, "--to", bk2, NULL};
+    assert_int_equal(run(b), 0);
+    const char *check[] = {"backup", "check", bk2, "--pubkey", pk, NULL};
+    if (run(check) != 0)
+        fail_msg("check of an epoch's backup: %s %s", out, err);
+
+    /* Beyond the backup. */
+    snprintf(u, sizeof u, "%llu", (unsigned long long)(last + 5));
+    path(newdir, sizeof newdir, root, "until-beyond");
+    assert_int_equal(run(r), 2);
+    assert_false(exists(newdir));
+
+    /* Older than the known checkpoint: --new-epoch restores it as a new epoch. */
+    append_events(data, "100");
+    path(newdir, sizeof newdir, root, "new-epoch");
+    assert_int_equal(mkdir(newdir, 0700), 0);
+    char kp[1400];
+    path(cp, sizeof cp, data, "checkpoint");
+    path(kp, sizeof kp, newdir, "checkpoint");
+    kr_test_copytree(cp, kp);
+    const char *ne[] = {"restore", gen, "--data", newdir, "--pubkey", pk, "--new-epoch", NULL};
+    if (run(ne) != 0)
+        fail_msg("restore --new-epoch: %s %s", out, err);
+    type_at(newdir, last + 1, type, sizeof type);
+    assert_string_equal(type, JRN_TYPE_EPOCH_STARTED);
+    const char *v2[] = {"verify", "--data", newdir, "--pubkey", pk, NULL};
+    if (run(v2) != 0)
+        fail_msg("verify: %s %s", out, err);
+}
+#endif
+
+/* ---- Key rotations: the manifest carries the chain ---- */
+
+static void test_rotated_keys(void **state)
+{
+    (void)state;
+    char d[1200], bk[1200], newdir[1200], p1[1300], k1[128];
+    path(d, sizeof d, root, "rotated");
+    path(bk, sizeof bk, root, "bk-rotated");
+    path(newdir, sizeof newdir, root, "rotated-restored");
+    const char *init[] = {"init", "--data", d, NULL};
+    assert_int_equal(run(init), 0);
+    const char *rot[] = {"keys", "rotate", "--data", d, NULL};
+    append_events(d, "100");
+    assert_int_equal(run(rot), 0);
+    append_events(d, "100");
+    assert_int_equal(run(rot), 0);
+    const char *b[] = {"backup", "--data", d, "--to", bk, "--json", NULL};
+    if (run(b) != 0)
+        fail_msg("backup: %s", err);
+    json_t *j = parse(out);
+    char gen[1300];
+    path(gen, sizeof gen, bk, json_string_value(json_object_get(j, "generation")));
+    json_decref(j);
+    char man[1400];
+    path(man, sizeof man, gen, "manifest");
+    FILE *f = fopen(man, "r");
+    char line[8192];
+    int keyrecs = 0, signed3 = 0;
+    while (fgets(line, sizeof line, f)) {
+        keyrecs += strncmp(line, "key-record ", 11) == 0;
+        signed3 += strcmp(line, "signed-by 3\n") == 0;
+    }
+    fclose(f);
+    assert_int_equal(keyrecs, 3);
+    assert_int_equal(signed3, 1);
+    path(p1, sizeof p1, d, "keys/journal-1.pub");
+    f = fopen(p1, "r");
+    assert_non_null(fgets(k1, sizeof k1, f));
+    fclose(f);
+    k1[strcspn(k1, "\n")] = '\0';
+    const char *check[] = {"backup", "check", bk, "--pubkey", k1, NULL};
+    if (run(check) != 0)
+        fail_msg("check: %s %s", out, err);
+    const char *r[] = {"restore", gen, "--data", newdir, "--pubkey", k1, "--full", NULL};
+    if (run(r) != 0)
+        fail_msg("restore: %s %s", out, err);
+    const char *v[] = {"verify", "--data", newdir, "--pubkey", k1, NULL};
+    assert_int_equal(run(v), 0);
+    /* Key 1 of this journal, not of the seeded one. */
+    const char *other[] = {"backup", "check", bk, "--pubkey", pk, NULL};
+    assert_int_equal(run(other), 1);
+}
+
 /* ---- Erasing a tenant from every generation ---- */
 
 /* The tenants with a key in the keystore of data directory dir (read with
@@ -732,6 +874,10 @@ int main(void)
         cmocka_unit_test(test_seven_generations_and_same_day),
         cmocka_unit_test(test_tampered_generations_refused),
         cmocka_unit_test(test_known_checkpoint),
+        cmocka_unit_test(test_rotated_keys),
+#ifdef JRN_TYPE_EPOCH_STARTED
+        cmocka_unit_test(test_until_and_new_epoch),
+#endif
         cmocka_unit_test(test_erase_tenant_in_every_generation),
         cmocka_unit_test(test_kill9_during_backup),
         cmocka_unit_test(test_kill9_during_restore),
