@@ -53,7 +53,7 @@ kr_err kr_clock_offset_parse(const char *s, int64_t *offset_ns)
     if (n > KR_CLOCK_OFFSET_MAX_S / unit)
         return KR_ETOOLARGE;
     int64_t secs = n * unit;
-    *offset_ns = (neg ? -secs : secs) * 1000000000ll;
+    *offset_ns = (neg ? -secs : secs) * 1000000000LL;
     return KR_OK;
 }
 

@@ -33,7 +33,7 @@ uint64_t kr_clock_now(const struct kr_clock *c);
 
 /* The largest offset either way: 100 years, so real time plus the offset
  * stays far inside uint64 nanoseconds (year 2554) and above the epoch. */
-#define KR_CLOCK_OFFSET_MAX_S (100ll * 366 * 86400)
+#define KR_CLOCK_OFFSET_MAX_S (100LL * 366 * 86400)
 
 /* Parses an offset: an optional sign ('+' or '-'), decimal digits, and an
  * optional unit: s (seconds, the default), m (minutes), h (hours), d (days).

@@ -49,9 +49,9 @@ static bool tick(struct daily *s)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += (long)(DAILY_TICK_MS % 1000u) * 1000000l;
-    ts.tv_sec += (time_t)(DAILY_TICK_MS / 1000u) + ts.tv_nsec / 1000000000l;
-    ts.tv_nsec %= 1000000000l;
+    ts.tv_nsec += (long)(DAILY_TICK_MS % 1000u) * 1000000L;
+    ts.tv_sec += (time_t)(DAILY_TICK_MS / 1000u) + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
     pthread_mutex_lock(&s->mu);
     while (!s->stop) {
         int rc = pthread_cond_timedwait(&s->cv, &s->mu, &ts);

@@ -13,7 +13,7 @@
 
 #include "clock.h"
 
-#define S 1000000000ll
+#define S 1000000000LL
 
 static void parses(const char *s, int64_t want)
 {
@@ -35,13 +35,13 @@ static void test_units(void **state)
     parses("0", 0);
     parses("3600", 3600 * S);
     parses("45s", 45 * S);
-    parses("90m", 90 * 60 * S);
-    parses("2h", 2 * 3600 * S);
-    parses("30d", 30 * 86400 * S);
+    parses("90m", S * 90 * 60);
+    parses("2h", S * 2 * 3600);
+    parses("30d", S * 30 * 86400);
     parses("+1d", 86400 * S);
-    parses("-90m", -90 * 60 * S);
+    parses("-90m", -S * 90 * 60);
     parses("-0", 0);
-    parses("007d", 7 * 86400 * S);
+    parses("007d", S * 7 * 86400);
 }
 
 static void test_malformed(void **state)
@@ -89,7 +89,7 @@ static void test_offset_clock(void **state)
     uint64_t base_t = 1000 * (uint64_t)S;
     struct kr_clock base = {.now_ns = fixed_now, .ctx = &base_t};
     struct kr_offset_clock oc;
-    kr_clock_offset_init(&oc, &base, 30 * 86400 * S);
+    kr_clock_offset_init(&oc, &base, S * 30 * 86400);
     assert_true(kr_clock_now(&oc.clock) == base_t + 30ull * 86400 * S);
     kr_clock_offset_init(&oc, &base, -10 * S);
     assert_true(kr_clock_now(&oc.clock) == base_t - 10ull * S);

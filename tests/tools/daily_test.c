@@ -46,7 +46,7 @@ static void test_next_jst(void **state)
 {
     (void)state;
     /* 09:00 JST: 03:00 JST is tomorrow's, 18:00 UTC today. */
-    assert_true(daily_next_jst(T0, 180) == T0 + 18 * 60 * MIN);
+    assert_true(daily_next_jst(T0, 180) == T0 + MIN * 18 * 60);
     /* 09:00 JST exactly: now. */
     assert_true(daily_next_jst(T0, 540) == T0);
     assert_true(daily_next_jst(T0 + 1, 540) == T0 + RET_NS_PER_DAY);
@@ -111,7 +111,7 @@ static void test_jobs_at_start(void **state)
     wait_for(&k.retention, 1);
     usleep(1500000); /* a tick or more: no backup yet */
     assert_int_equal(atomic_load(&k.backup), 0);
-    now = T0 + 9 * 60 * MIN;
+    now = T0 + MIN * 9 * 60;
     wait_for(&k.backup, 1);
     /* A day later: retention and the backup again. */
     now += RET_NS_PER_DAY;

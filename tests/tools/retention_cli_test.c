@@ -63,7 +63,7 @@ static uint64_t real_now(void)
 static void clock_at(uint64_t at)
 {
     char buf[32];
-    int64_t off = ((int64_t)at - (int64_t)real_now()) / 1000000000ll;
+    int64_t off = ((int64_t)at - (int64_t)real_now()) / 1000000000LL;
     snprintf(buf, sizeof buf, "%lld", (long long)off);
     setenv("KIROKU_CLOCK_OFFSET", buf, 1);
 }
@@ -109,8 +109,10 @@ static size_t all_keys(const char *dir, uint8_t keys[MAX_KEYS][32])
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         assert_int_equal(k.mv_size, 8);
         assert_int_equal(v.mv_size, 1 + 24 + 32 + 16);
+        static const uint8_t ad_prefix[13] = {'k', 'i', 'r', 'o', 'k', 'u', '.',
+                                              'd', 'e', 'k', '.', 'v', '1'};
         uint8_t ad[13 + 8];
-        memcpy(ad, "kiroku.dek.v1", 13);
+        memcpy(ad, ad_prefix, 13);
         memcpy(ad + 13, k.mv_data, 8);
         const uint8_t *w = v.mv_data;
         assert_true(count < MAX_KEYS);
