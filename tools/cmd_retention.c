@@ -48,7 +48,7 @@ static void print_time(const char *label, uint64_t t)
 {
     char j[JST_LEN + 1];
     jst_format(t, j);
-    printf(" %s %s", label, j);
+    printf("%s%s %s", *label ? " " : "", label, j);
 }
 
 static int ask_server(const char *dir, const char *url, bool dry_run, bool json)
