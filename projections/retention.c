@@ -289,10 +289,78 @@ bool ret_is_log_type(const char *type, size_t len)
     return false;
 }
 
+/* Sessions closed before the cut-off: every record of such a session
+ * (opened, touched, closed) is older than it, and a closed session has no
+ * view row left, so stripping all of them gives a rebuild the views the live
+ * journal has. Sorted ids, for bsearch. */
+struct closed_set {
+    uint8_t (*ids)[16];
+    size_t n;
+    struct kr_payload *p; /* scratch for decoding plain fields */
+};
+
+static int id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+static bool is_session_type(const struct jrn_record *r, int *ev)
+{
+    static const int types[] = {KR_EV_SESSION_OPENED, KR_EV_SESSION_TOUCHED, KR_EV_SESSION_CLOSED};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        const char *n = kr_events[types[i]].name;
+        if (strlen(n) == r->type_len && memcmp(n, r->type, r->type_len) == 0) {
+            *ev = types[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The session id of a session.* record (plain field), or false. */
+static bool session_of(struct kr_payload *p, const struct jrn_record *r, int ev, uint8_t id[16])
+{
+    if (r->payload_stripped || kr_event_decode(ev, r, NULL, p, NULL) != KR_OK)
+        return false;
+    const struct kr_value *v = &p->v[KR_FLD_SESSION];
+    if (!v->set || v->n != 16)
+        return false;
+    memcpy(id, v->p, 16);
+    return true;
+}
+
+/* Collects up to KR_RETENTION_SESSIONS_MAX sessions closed in records
+ * 1..to_seq (all before the cut-off). */
+static kr_err closed_sessions(struct kr_domain *d, uint64_t to_seq, struct closed_set *set)
+{
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = 1, .to = to_seq};
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    kr_err err = jrn_cursor_new(d->j, &q, &c);
+    if (err)
+        return err;
+    while (set->n < KR_RETENTION_SESSIONS_MAX && (err = jrn_cursor_next(c, &r)) == KR_OK) {
+        int ev;
+        if (is_session_type(&r, &ev) && ev == KR_EV_SESSION_CLOSED &&
+            session_of(set->p, &r, ev, set->ids[set->n]))
+            set->n++;
+    }
+    jrn_cursor_free(c);
+    if (err == KR_ENOTFOUND)
+        err = KR_OK;
+    qsort(set->ids, set->n, 16, id_cmp);
+    return err;
+}
+
 static bool want_log(void *arg, const struct jrn_record *r)
 {
-    (void)arg;
-    return ret_is_log_type(r->type, r->type_len);
+    struct closed_set *set = arg;
+    if (ret_is_log_type(r->type, r->type_len))
+        return true;
+    int ev;
+    uint8_t id[16];
+    return set && set->n && is_session_type(r, &ev) && session_of(set->p, r, ev, id) &&
+           bsearch(id, set->ids, set->n, 16, id_cmp) != NULL;
 }
 
 /* The last seq whose time is before before_ns (0 if none): record times never
@@ -322,17 +390,31 @@ kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stri
     *stripped = 0;
     if (before_ns == 0)
         return KR_OK;
+    struct closed_set set = {.ids = malloc((size_t)KR_RETENTION_SESSIONS_MAX * 16),
+                             .p = kr_payload_new()};
+    if (!set.ids || !set.p) {
+        free(set.ids);
+        kr_payload_free(set.p);
+        return KR_ENOMEM;
+    }
     pthread_mutex_lock(&d->ret_mu);
     uint64_t to = 0;
     kr_err err = last_before(d, before_ns, &to);
+    if (!err && to > 0)
+        err = closed_sessions(d, to, &set);
     if (!err && to > 0) {
         /* to_seq bounds the pass to the old records: the rest of the journal
          * is not read at all. */
-        struct ret_strip_spec spec = {
-            .any_tenant = true, .to_seq = to, .before_ns = before_ns, .want = want_log};
+        struct ret_strip_spec spec = {.any_tenant = true,
+                                      .to_seq = to,
+                                      .before_ns = before_ns,
+                                      .want = want_log,
+                                      .arg = &set};
         err = strip(d, &spec, stripped);
     }
     pthread_mutex_unlock(&d->ret_mu);
+    free(set.ids);
+    kr_payload_free(set.p);
     return err;
 }
 

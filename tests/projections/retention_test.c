@@ -695,6 +695,41 @@ static void test_serve_started_and_backup_events(void **state)
 
 /* Log truncation picks the log types, older than the period, of every
  * tenant and the platform. */
+/* Logs in as email/password of tenant code `code`; the session's caller in *who. */
+static void login(struct td *t, const char *code, const char *email, const char *password,
+                  struct kr_caller *who)
+{
+    struct kr_caller anon = td_anonymous();
+    struct kr_payload *p = td_args(t);
+    kr_set_str(p, KR_FLD_TENANT_CODE, code);
+    kr_set_str(p, KR_FLD_EMAIL, email);
+    kr_set_str(p, KR_FLD_PASSWORD, password);
+    assert_int_equal(td_exec(t, &anon, KR_OP_AUTH_LOGIN), KR_OK);
+    const msgpack_object *tok = td_get(t, "token");
+    assert_non_null(tok);
+    uint8_t token[32];
+    memcpy(token, tok->via.bin.ptr, 32);
+    assert_int_equal(dom_session_resolve(t->d, token, who), KR_OK);
+}
+
+/* Records of tenant `tenant` whose type is ev and whose payload is stripped
+ * (stripped true) or kept. */
+static uint64_t count_state(struct td *t, int ev, bool stripped)
+{
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = 1};
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    uint64_t n = 0;
+    assert_int_equal(jrn_cursor_new(t->d->j, &q, &c), KR_OK);
+    while (jrn_cursor_next(c, &r) == KR_OK)
+        n += kr_event_lookup(r.type, r.type_len) == ev && r.payload_stripped == stripped;
+    jrn_cursor_free(c);
+    return n;
+}
+
+/* Log truncation picks the log types, and the sessions closed, older than
+ * the period, of every tenant and the platform; a rebuild then gives the
+ * live views. */
 static void test_log_truncation(void **state)
 {
     (void)state;
@@ -704,29 +739,40 @@ static void test_log_truncation(void **state)
     dom_set_retention(t->d, &f.h, 10);
     struct kr_caller a, op = td_operator();
     memset(op.account, 0x11, 16);
-    uint64_t ta = td_signup(t, "a@example.jp", "correct horse 1", &a, NULL);
+    char code[40];
+    uint64_t ta = td_signup(t, "a@example.jp", "correct horse 1", &a, code);
     (void)ta;
-    /* Old logs: a denial, an unknown login, an operator's work. */
+    /* Old logs: a denial, an operator's work, a session opened and closed,
+     * a session opened and left to expire. */
     assert_int_equal(td_exec(t, &a, KR_OP_TENANTS_LIST), KR_EFORBIDDEN); /* access.denied */
     kr_set_str(td_args(t), KR_FLD_WORK, "old work");
     kr_set_str(t->args, KR_FLD_HOST, "h");
     assert_int_equal(td_exec(t, &op, KR_OP_MAINTENANCE_RECORD), KR_OK);
+    struct kr_caller s1, s2;
+    login(t, code, "a@example.jp", "correct horse 1", &s1);
+    td_args(t);
+    assert_int_equal(td_exec(t, &s1, KR_OP_AUTH_LOGOUT), KR_OK);
+    login(t, code, "a@example.jp", "correct horse 1", &s2);
     uint64_t old_logs = count_type(t, KR_EV_ACCESS_DENIED) + count_type(t, KR_EV_LOGIN_UNKNOWN) +
                         count_type(t, KR_EV_MAINTENANCE_RECORDED);
     assert_true(old_logs >= 2);
+    assert_int_equal(count_type(t, KR_EV_SESSION_OPENED), 2);
+    assert_int_equal(count_type(t, KR_EV_SESSION_CLOSED), 1);
+    uint64_t want = old_logs + 2; /* and s1's opened and closed */
     t->now += 11 * RET_NS_PER_DAY;
     /* New ones, inside the period. */
     assert_int_equal(td_exec(t, &a, KR_OP_TENANTS_LIST), KR_EFORBIDDEN);
     struct ret_report *r = malloc(sizeof *r);
     assert_int_equal(ret_run(t->d, false, r), KR_OK);
-    assert_true(r->stripped == old_logs);
+    assert_true(r->stripped == want);
     /* Bounded to the records before the period: the new denial is after. */
     assert_true(f.last.any_tenant && f.last.to_seq > 0 && f.last.to_seq < jrn_size(t->d->j));
-    /* For real (the journal's strip): the old logs lose their payloads, the
-     * new denial and every other record keep theirs. */
+    /* For real (the journal's strip): the old logs and the closed session
+     * lose their payloads, the new denial, the open session, the logins and
+     * every other record keep theirs. */
     dom_set_retention(t->d, NULL, 10);
     assert_int_equal(ret_run(t->d, false, r), KR_OK);
-    assert_true(r->stripped == old_logs);
+    assert_true(r->stripped == want);
     uint64_t logs_stripped = 0, others_stripped = 0, logs_kept = 0;
     struct jrn_query q = {.kind = JRN_Q_RANGE, .from = 1};
     struct jrn_cursor *c;
@@ -742,10 +788,22 @@ static void test_log_truncation(void **state)
             logs_kept++;
     }
     jrn_cursor_free(c);
-    assert_true(logs_stripped == old_logs && others_stripped == 0 && logs_kept == 1);
+    assert_true(logs_stripped == old_logs && others_stripped == 2 && logs_kept == 1);
+    assert_int_equal(count_state(t, KR_EV_SESSION_OPENED, true), 1);
+    assert_int_equal(count_state(t, KR_EV_SESSION_OPENED, false), 1);
+    assert_int_equal(count_state(t, KR_EV_SESSION_CLOSED, true), 1);
+    assert_int_equal(count_state(t, KR_EV_ACCOUNT_LOGIN_SUCCEEDED, true), 0);
     assert_int_equal(ret_run(t->d, false, r), KR_OK); /* again: nothing more */
     assert_true(r->stripped == 0);
     free(r);
+    /* A rebuild of the truncated journal gives the live views. */
+    uint8_t live[VIEW__COUNT][32], rebuilt[VIEW__COUNT][32];
+    digests(t, live);
+    assert_int_equal(jrn_views_rebuild(t->d->j, NULL, NULL), KR_OK);
+    digests(t, rebuilt);
+    for (int v = 0; v < VIEW__COUNT; v++)
+        if (memcmp(live[v], rebuilt[v], 32) != 0)
+            fail_msg("view %s differs after a rebuild", views_name((enum kr_view)v));
     assert_true(ret_is_log_type("access.denied", 13));
     assert_true(ret_is_log_type("maintenance.recorded", 20));
     assert_true(ret_is_log_type("login.unknown", 13));
