@@ -352,6 +352,67 @@ static kr_err closed_sessions(struct kr_domain *d, uint64_t to_seq, struct close
     return err;
 }
 
+/* Closes (session.closed, expired) every session whose absolute expiry came
+ * before before_ns but whose row is still in the views: an expired session
+ * is never closed by itself, and its row would keep its records from being
+ * stripped. Their ids go into set, whose records before the cut-off are
+ * then stripped; the close records themselves are new, kept for the period. */
+static kr_err close_expired(struct kr_domain *d, uint64_t before_ns, struct closed_set *set)
+{
+    struct closing {
+        uint64_t tenant;
+        uint8_t session[16];
+    };
+    size_t cap = KR_RETENTION_SESSIONS_MAX - set->n, n = 0;
+    struct closing *list = calloc(cap ? cap : 1, sizeof *list);
+    if (!list)
+        return KR_ENOMEM;
+    MDB_txn *txn;
+    MDB_cursor *mc;
+    MDB_val k, v;
+    kr_err err = KR_OK;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc) {
+        free(list);
+        return kr_err_from_mdb(rc);
+    }
+    if ((rc = mdb_cursor_open(txn, d->views.db[VIEW_SESSIONS], &mc)) == 0) {
+        for (rc = mdb_cursor_get(mc, &k, &v, MDB_FIRST); rc == 0 && n < cap;
+             rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
+            struct va_session row;
+            if (k.mv_size != 32) {
+                err = KR_ECORRUPT;
+                break;
+            }
+            if ((err = va_session_get(&d->views, txn, k.mv_data, &row)))
+                break;
+            if (row.expires >= before_ns)
+                continue;
+            list[n].tenant = row.tenant;
+            memcpy(list[n].session, row.session, 16);
+            n++;
+        }
+        mdb_cursor_close(mc);
+    }
+    mdb_txn_abort(txn);
+    if (!err && rc != 0 && rc != MDB_NOTFOUND)
+        err = kr_err_from_mdb(rc);
+    struct kr_payload *p = err ? NULL : kr_payload_new();
+    if (!err && !p)
+        err = KR_ENOMEM;
+    for (size_t i = 0; !err && i < n; i++) {
+        kr_payload_reset(p, KR_EV_SESSION_CLOSED);
+        kr_set_bytes(p, KR_FLD_SESSION, list[i].session, 16);
+        kr_set_u64(p, KR_FLD_CLOSE_REASON, KR_CLOSE_REASON_EXPIRED);
+        err = dom_append_plain(d, list[i].tenant, JRN_SYSTEM_ACTOR, p, NULL, NULL);
+        if (!err)
+            memcpy(set->ids[set->n++], list[i].session, 16);
+    }
+    kr_payload_free(p);
+    free(list);
+    return err;
+}
+
 static bool want_log(void *arg, const struct jrn_record *r)
 {
     struct closed_set *set = arg;
@@ -400,7 +461,7 @@ kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stri
     pthread_mutex_lock(&d->ret_mu);
     uint64_t to = 0;
     kr_err err = last_before(d, before_ns, &to);
-    if (!err && to > 0)
+    if (!err && to > 0 && !(err = close_expired(d, before_ns, &set)))
         err = closed_sessions(d, to, &set);
     if (!err && to > 0) {
         /* to_seq bounds the pass to the old records: the rest of the journal

@@ -38,11 +38,12 @@
  * A step that fails stops the tenant's erasure there: it stays due.
  *
  * Platform logs (ret_truncate_logs): records of the types ret_is_log_type
- * names, and the session.* records of sessions closed, older than the
- * configured period, get their payloads stripped; their headers, hashes and
- * proofs stay, and the views stay what a rebuild gives (a closed session has
- * no view row; login outcomes and unclosed sessions feed views, so they
- * stay). See docs/operations.md.
+ * names, and the session.* records of sessions closed (or expired: the run
+ * closes those first, session.closed "expired"), older than the configured
+ * period, get their payloads stripped; their headers, hashes and proofs
+ * stay, and the views stay what a rebuild gives (a closed session has no
+ * view row; login outcomes feed the account rows, so they stay). See
+ * docs/operations.md.
  *
  * Threads: every function here may be called from any thread; erasures and
  * truncations of one domain run one at a time (the domain's retention
@@ -136,10 +137,11 @@ KR_MUST_CHECK kr_err ret_erase_tenant(struct kr_domain *d, uint64_t tenant, stru
  * of sessions closed before the cut-off. */
 bool ret_is_log_type(const char *type, size_t len);
 
-/* Strips the payloads of every log record (ret_is_log_type) older than
- * before_ns, and of every record of a session closed before it (up to
- * KR_RETENTION_SESSIONS_MAX sessions a call). *stripped counts records
- * stripped now. */
+/* Closes the sessions that expired before before_ns (session.closed,
+ * expired), then strips the payloads of every log record (ret_is_log_type)
+ * older than before_ns, and of every record before it of a session closed
+ * (up to KR_RETENTION_SESSIONS_MAX sessions a call). *stripped counts
+ * records stripped now. */
 KR_MUST_CHECK kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped);
 
 /* One cancelled tenant a run looked at. */
