@@ -275,8 +275,9 @@
  * e-mail; beyond this the step fails (KR_ETOOLARGE) rather than scan
  * without end, and the tenant stays due. */
 #define KR_RETENTION_OUTBOX_FILES_MAX 1000000u
-/* Closed sessions one log truncation strips (16 bytes each, so 1.6 MiB):
- * more are left for the next day's run. */
+/* Closed sessions one log truncation strips (16 bytes each, so 1.6 MiB),
+ * and account resets it reads (32 bytes each): more are left for the next
+ * day's run. */
 #define KR_RETENTION_SESSIONS_MAX 100000u
 /* The longest log retention period an operator may configure (10 years). */
 #define KR_LOG_RETENTION_DAYS_MAX 3660u

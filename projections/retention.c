@@ -297,7 +297,67 @@ struct closed_set {
     uint8_t (*ids)[16];
     size_t n;
     struct kr_payload *p; /* scratch for decoding plain fields */
+    /* Login outcomes: each account's newest reset (account.login_succeeded
+     * or account.unlocked, payload present) before the cut-off. A reset sets
+     * every field a login outcome sets (failures, lockouts, lock), and the
+     * account's later records its version, so the outcomes before it can go
+     * while it stays: a rebuild ends on the same row. */
+    struct reset *resets;
+    size_t nresets;
 };
+
+struct reset {
+    uint64_t tenant;
+    uint8_t account[16];
+    uint64_t seq;
+};
+
+static int reset_cmp(const void *a, const void *b)
+{
+    const struct reset *x = a, *y = b;
+    if (x->tenant != y->tenant)
+        return x->tenant < y->tenant ? -1 : 1;
+    int c = memcmp(x->account, y->account, 16);
+    if (c)
+        return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Sorts the resets and keeps each account's newest. */
+static void resets_newest(struct closed_set *set)
+{
+    qsort(set->resets, set->nresets, sizeof *set->resets, reset_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < set->nresets; i++) {
+        if (w > 0 && set->resets[w - 1].tenant == set->resets[i].tenant &&
+            memcmp(set->resets[w - 1].account, set->resets[i].account, 16) == 0)
+            w--; /* a newer one of the same account replaces it */
+        set->resets[w++] = set->resets[i];
+    }
+    set->nresets = w;
+}
+
+/* The account of a login outcome or reset record (plain field), or false. */
+static bool account_of(struct kr_payload *p, const struct jrn_record *r, int ev, uint8_t id[16])
+{
+    if (r->payload_stripped || kr_event_decode(ev, r, NULL, p, NULL) != KR_OK)
+        return false;
+    const struct kr_value *v = &p->v[KR_FLD_ACCOUNT];
+    if (!v->set || v->n != 16)
+        return false;
+    memcpy(id, v->p, 16);
+    return true;
+}
+
+static int type_of(const struct jrn_record *r, const int *types, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *name = kr_events[types[i]].name;
+        if (strlen(name) == r->type_len && memcmp(name, r->type, r->type_len) == 0)
+            return types[i];
+    }
+    return -1;
+}
 
 static int id_cmp(const void *a, const void *b)
 {
@@ -339,16 +399,27 @@ static kr_err closed_sessions(struct kr_domain *d, uint64_t to_seq, struct close
     kr_err err = jrn_cursor_new(d->j, &q, &c);
     if (err)
         return err;
-    while (set->n < KR_RETENTION_SESSIONS_MAX && (err = jrn_cursor_next(c, &r)) == KR_OK) {
+    static const int resets[] = {KR_EV_ACCOUNT_LOGIN_SUCCEEDED, KR_EV_ACCOUNT_UNLOCKED};
+    while (set->n < KR_RETENTION_SESSIONS_MAX && set->nresets < KR_RETENTION_SESSIONS_MAX &&
+           (err = jrn_cursor_next(c, &r)) == KR_OK) {
         int ev;
         if (is_session_type(&r, &ev) && ev == KR_EV_SESSION_CLOSED &&
             session_of(set->p, &r, ev, set->ids[set->n]))
             set->n++;
+        else if ((ev = type_of(&r, resets, 2)) >= 0) {
+            struct reset *x = &set->resets[set->nresets];
+            if (account_of(set->p, &r, ev, x->account)) {
+                x->tenant = r.tenant;
+                x->seq = r.seq;
+                set->nresets++;
+            }
+        }
     }
     jrn_cursor_free(c);
     if (err == KR_ENOTFOUND)
         err = KR_OK;
     qsort(set->ids, set->n, 16, id_cmp);
+    resets_newest(set);
     return err;
 }
 
@@ -418,10 +489,33 @@ static bool want_log(void *arg, const struct jrn_record *r)
     struct closed_set *set = arg;
     if (ret_is_log_type(r->type, r->type_len))
         return true;
+    if (!set)
+        return false;
     int ev;
     uint8_t id[16];
-    return set && set->n && is_session_type(r, &ev) && session_of(set->p, r, ev, id) &&
-           bsearch(id, set->ids, set->n, 16, id_cmp) != NULL;
+    if (is_session_type(r, &ev))
+        return set->n && session_of(set->p, r, ev, id) &&
+               bsearch(id, set->ids, set->n, 16, id_cmp) != NULL;
+    static const int outcomes[] = {KR_EV_ACCOUNT_LOGIN_SUCCEEDED, KR_EV_ACCOUNT_LOGIN_FAILED};
+    if ((ev = type_of(r, outcomes, 2)) < 0 || !set->nresets)
+        return false;
+    struct reset key = {.tenant = r->tenant, .seq = UINT64_MAX};
+    if (!account_of(set->p, r, ev, key.account))
+        return false;
+    /* The account's newest reset: the entry with this tenant and account. */
+    size_t lo = 0, hi = set->nresets;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (reset_cmp(&set->resets[mid], &key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return false;
+    const struct reset *newest = &set->resets[lo - 1];
+    return newest->tenant == r->tenant && memcmp(newest->account, key.account, 16) == 0 &&
+           r->seq < newest->seq;
 }
 
 /* The last seq whose time is before before_ns (0 if none): record times never
@@ -452,9 +546,12 @@ kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stri
     if (before_ns == 0)
         return KR_OK;
     struct closed_set set = {.ids = malloc((size_t)KR_RETENTION_SESSIONS_MAX * 16),
+                             .resets =
+                                 malloc((size_t)KR_RETENTION_SESSIONS_MAX * sizeof(struct reset)),
                              .p = kr_payload_new()};
-    if (!set.ids || !set.p) {
+    if (!set.ids || !set.resets || !set.p) {
         free(set.ids);
+        free(set.resets);
         kr_payload_free(set.p);
         return KR_ENOMEM;
     }
@@ -475,6 +572,7 @@ kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stri
     }
     pthread_mutex_unlock(&d->ret_mu);
     free(set.ids);
+    free(set.resets);
     kr_payload_free(set.p);
     return err;
 }

@@ -42,8 +42,8 @@
  * closes those first, session.closed "expired"), older than the configured
  * period, get their payloads stripped; their headers, hashes and proofs
  * stay, and the views stay what a rebuild gives (a closed session has no
- * view row; login outcomes feed the account rows, so they stay). See
- * docs/operations.md.
+ * view row; login outcomes go only before the account's newest reset, which
+ * stays and sets every field they set). See docs/operations.md.
  *
  * Threads: every function here may be called from any thread; erasures and
  * truncations of one domain run one at a time (the domain's retention
@@ -139,9 +139,10 @@ bool ret_is_log_type(const char *type, size_t len);
 
 /* Closes the sessions that expired before before_ns (session.closed,
  * expired), then strips the payloads of every log record (ret_is_log_type)
- * older than before_ns, and of every record before it of a session closed
- * (up to KR_RETENTION_SESSIONS_MAX sessions a call). *stripped counts
- * records stripped now. */
+ * older than before_ns, of every record before it of a session closed, and
+ * of the login outcomes before each account's newest reset before it (up
+ * to KR_RETENTION_SESSIONS_MAX sessions and resets a call). *stripped
+ * counts records stripped now. */
 KR_MUST_CHECK kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped);
 
 /* One cancelled tenant a run looked at. */

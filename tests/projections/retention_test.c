@@ -748,7 +748,25 @@ static void test_log_truncation(void **state)
     kr_set_str(td_args(t), KR_FLD_WORK, "old work");
     kr_set_str(t->args, KR_FLD_HOST, "h");
     assert_int_equal(td_exec(t, &op, KR_OP_MAINTENANCE_RECORD), KR_OK);
-    struct kr_caller s1, s2;
+    struct kr_caller s1, s2, anon = td_anonymous();
+    struct kr_payload *lp = td_args(t); /* a wrong password first */
+    kr_set_str(lp, KR_FLD_TENANT_CODE, code);
+    kr_set_str(lp, KR_FLD_EMAIL, "a@example.jp");
+    kr_set_str(lp, KR_FLD_PASSWORD, "wrong horse 1");
+    assert_int_equal(td_exec(t, &anon, KR_OP_AUTH_LOGIN), KR_EAUTH);
+    /* ... and enough of them to lock the account for failures, which times
+     * out: the lock and its count are state a rebuild must reproduce. */
+    for (int i = 0; i < 6; i++) {
+        lp = td_args(t);
+        kr_set_str(lp, KR_FLD_TENANT_CODE, code);
+        kr_set_str(lp, KR_FLD_EMAIL, "a@example.jp");
+        kr_set_str(lp, KR_FLD_PASSWORD, "wrong horse 1");
+        kr_err lerr = td_exec(t, &anon, KR_OP_AUTH_LOGIN);
+        assert_true(lerr == KR_EAUTH || lerr == KR_ELOCKED);
+    }
+    assert_true(count_type(t, KR_EV_ACCOUNT_LOCKED) >= 1);
+    t->now += 2 * RET_NS_PER_HOUR;
+    uint64_t failed = count_type(t, KR_EV_ACCOUNT_LOGIN_FAILED);
     login(t, code, "a@example.jp", "correct horse 1", &s1);
     td_args(t);
     assert_int_equal(td_exec(t, &s1, KR_OP_AUTH_LOGOUT), KR_OK);
@@ -768,7 +786,7 @@ static void test_log_truncation(void **state)
     dom_set_retention(t->d, NULL, 10);
     struct ret_report *r = malloc(sizeof *r);
     assert_int_equal(ret_run(t->d, false, r), KR_OK);
-    assert_true(r->stripped == old_logs + 3);
+    assert_true(r->stripped == old_logs + 4 + failed);
     uint64_t logs_stripped = 0, others_stripped = 0, logs_kept = 0;
     struct jrn_query q = {.kind = JRN_Q_RANGE, .from = 1};
     struct jrn_cursor *c;
@@ -784,11 +802,16 @@ static void test_log_truncation(void **state)
             logs_kept++;
     }
     jrn_cursor_free(c);
-    assert_true(logs_stripped == old_logs && others_stripped == 3 && logs_kept == 1);
+    assert_true(logs_stripped == old_logs && others_stripped == 4 + failed && logs_kept == 1);
     assert_int_equal(count_state(t, KR_EV_SESSION_OPENED, true), 2);
     assert_int_equal(count_state(t, KR_EV_SESSION_CLOSED, true), 1);
     assert_int_equal(count_state(t, KR_EV_SESSION_CLOSED, false), 1); /* s2's, new */
-    assert_int_equal(count_state(t, KR_EV_ACCOUNT_LOGIN_SUCCEEDED, true), 0);
+    /* Login outcomes before the account's newest reset (s2's login) go; it
+     * stays. */
+    assert_true(count_state(t, KR_EV_ACCOUNT_LOGIN_FAILED, true) == failed);
+    assert_int_equal(count_state(t, KR_EV_ACCOUNT_LOCKED, true), 0);
+    assert_int_equal(count_state(t, KR_EV_ACCOUNT_LOGIN_SUCCEEDED, true), 1);
+    assert_int_equal(count_state(t, KR_EV_ACCOUNT_LOGIN_SUCCEEDED, false), 1);
     struct va_session row;
     MDB_txn *txn;
     assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
