@@ -1066,7 +1066,7 @@ static kr_err hash_tree(const char *tmp, const char *rel, struct bmf_manifest *m
             break;
         }
         struct bmf_file *f = &m->files[m->nfiles++];
-        snprintf(f->path, sizeof f->path, "%s", sub);
+        memcpy(f->path, sub, strlen(sub) + 1); /* fits: checked above */
         f->mode = st.st_mode & 0755;
         if (strcmp(sub, known->path) == 0 && (uint64_t)st.st_size == known->size) {
             /* Hashed on its way in (copy_env). */
