@@ -954,12 +954,6 @@ static kr_err copy_env(MDB_env *env, const char *tmp, struct bmf_file *jf)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return kr_err_from_errno(errno);
-    /* As mdb_copy does: the pages come from the live journal, in the page
-     * cache already; a copy through the cache would push them (and the
-     * server's working set) out. Where O_DIRECT is refused, cached writes. */
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0)
-        (void)fcntl(fd, F_SETFL, fl | O_DIRECT);
     struct follower f;
     pthread_t tid = 0;
     err = follow_start(path, &f, &tid);
