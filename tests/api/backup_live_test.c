@@ -34,7 +34,8 @@ struct writer {
     const uint8_t *token;
     atomic_bool *stop;
     atomic_ulong *acked;
-    /* Contacts acknowledged before `mark` was set, the newest KEPT_MAX. */
+    /* Contacts acknowledged before `mark` was set (and so before the backup
+     * started), the newest KEPT_MAX. */
     atomic_bool *mark;
     uint8_t kept[KEPT_MAX][16];
     size_t nkept;
@@ -50,11 +51,12 @@ static void *writer_main(void *arg)
         char name[64];
         snprintf(name, sizeof name, "backup w%d n%d", w->id, i);
         ac_str(&c, KR_FLD_NAME, name);
-        bool before = !atomic_load(w->mark);
         if (ac_call(&c, KR_OP_CONTACTS_REGISTER, w->token) != AC_OK)
             break;
         atomic_fetch_add(w->acked, 1);
-        if (before) {
+        /* Acknowledged (durable) before the mark, so before the backup began:
+         * it must be in the backup. A write acknowledged later may or may not. */
+        if (!atomic_load(w->mark)) {
             uint8_t id[16];
             ac_res_id(&c, KR_FLD_CONTACT, id);
             memcpy(w->kept[w->nkept++ % KEPT_MAX], id, 16);
