@@ -43,22 +43,24 @@ static void init(void)
 
 static void same(const struct bmf_manifest *a, const struct bmf_manifest *b)
 {
-    if (strcmp(a->kiroku_version, b->kiroku_version) || strcmp(a->generation, b->generation) ||
-        memcmp(a->journal_id, b->journal_id, 16) || strcmp(a->origin, b->origin) ||
+    if (strcmp(a->kiroku_version, b->kiroku_version) != 0 ||
+        strcmp(a->generation, b->generation) != 0 ||
+        memcmp(a->journal_id, b->journal_id, 16) != 0 || strcmp(a->origin, b->origin) != 0 ||
         a->last_seq != b->last_seq || a->time_ns != b->time_ns ||
-        strcmp(a->time_utc, b->time_utc) || strcmp(a->time_jst, b->time_jst) ||
+        strcmp(a->time_utc, b->time_utc) != 0 || strcmp(a->time_jst, b->time_jst) != 0 ||
         a->checkpoint_len != b->checkpoint_len ||
-        memcmp(a->checkpoint, b->checkpoint, a->checkpoint_len) || a->nkeyrecs != b->nkeyrecs ||
-        a->nfiles != b->nfiles || b->signed_by != g_key.key_id)
+        memcmp(a->checkpoint, b->checkpoint, a->checkpoint_len) != 0 ||
+        a->nkeyrecs != b->nkeyrecs || a->nfiles != b->nfiles || b->signed_by != g_key.key_id)
         abort();
     for (size_t i = 0; i < a->nkeyrecs; i++)
         if (a->keyrec_len[i] != b->keyrec_len[i] ||
-            memcmp(a->keybuf + a->keyrec_off[i], b->keybuf + b->keyrec_off[i], a->keyrec_len[i]))
+            memcmp(a->keybuf + a->keyrec_off[i], b->keybuf + b->keyrec_off[i], a->keyrec_len[i]) !=
+                0)
             abort();
     for (size_t i = 0; i < a->nfiles; i++)
-        if (strcmp(a->files[i].path, b->files[i].path) || a->files[i].size != b->files[i].size ||
-            a->files[i].mode != b->files[i].mode ||
-            memcmp(a->files[i].sha256, b->files[i].sha256, KR_HASH_LEN))
+        if (strcmp(a->files[i].path, b->files[i].path) != 0 ||
+            a->files[i].size != b->files[i].size || a->files[i].mode != b->files[i].mode ||
+            memcmp(a->files[i].sha256, b->files[i].sha256, KR_HASH_LEN) != 0)
             abort();
 }
 

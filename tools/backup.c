@@ -50,6 +50,7 @@
 #define KIROKU_VERSION "0.1.0"
 #endif
 
+/* Bytes read or written per call when copying and hashing files. */
 #define COPY_BUF (1u << 20)
 /* Depth of a generation's tree: GEN/dir/file. */
 #define GEN_DEPTH_MAX 2
@@ -250,7 +251,7 @@ static kr_err follow_finish(struct follower *f, pthread_t tid, int out, kr_err e
 static kr_err copy_big(int in, int out, const char *dst, uint8_t sha[KR_HASH_LEN], uint64_t *size)
 {
     struct follower f;
-    pthread_t tid;
+    pthread_t tid = 0;
     kr_err err = follow_start(dst, &f, &tid);
     if (err)
         return err;
@@ -887,15 +888,16 @@ static bool key_file(const char *name, mode_t *mode)
         *mode = 0600;
         return true;
     }
-    unsigned id;
-    char ext[8];
-    int used = 0;
-    if (sscanf(name, "journal-%u.%3[a-z]%n", &id, ext, &used) != 2 || name[used] != '\0' || id == 0)
+    /* journal-<id>.key|pub, id a decimal without leading zeros */
+    const char *p = name + 8;
+    if (strncmp(name, "journal-", 8) != 0 || *p < '1' || *p > '9')
         return false;
-    char canon[64];
-    snprintf(canon, sizeof canon, "journal-%u.%s", id, ext);
-    if (strcmp(canon, name) != 0)
+    size_t digits = 0;
+    while (p[digits] >= '0' && p[digits] <= '9')
+        digits++;
+    if (digits > 10 || p[digits] != '.')
         return false;
+    const char *ext = p + digits + 1;
     if (strcmp(ext, "key") == 0)
         *mode = 0600;
     else if (strcmp(ext, "pub") == 0)
@@ -952,14 +954,8 @@ static kr_err copy_env(MDB_env *env, const char *tmp, struct bmf_file *jf)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return kr_err_from_errno(errno);
-    /* As mdb_copy does: the pages come from the live journal, in the page
-     * cache already; a copy through the cache would push them (and the
-     * server's working set) out. Where O_DIRECT is refused, cached writes. */
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0)
-        (void)fcntl(fd, F_SETFL, fl | O_DIRECT);
     struct follower f;
-    pthread_t tid;
+    pthread_t tid = 0;
     err = follow_start(path, &f, &tid);
     if (err == KR_OK) {
         err = kr_err_from_mdb(mdb_env_copyfd2(env, fd, MDB_CP_COMPACT));
@@ -1064,7 +1060,7 @@ static kr_err hash_tree(const char *tmp, const char *rel, struct bmf_manifest *m
             break;
         }
         struct bmf_file *f = &m->files[m->nfiles++];
-        snprintf(f->path, sizeof f->path, "%s", sub);
+        memcpy(f->path, sub, strlen(sub) + 1); /* fits: checked above */
         f->mode = st.st_mode & 0755;
         if (strcmp(sub, known->path) == 0 && (uint64_t)st.st_size == known->size) {
             /* Hashed on its way in (copy_env). */
@@ -1659,7 +1655,7 @@ static kr_err link_file(const char *gen, const char *tmp, const struct bmf_file 
     if (errno != EXDEV && errno != EPERM)
         return kr_err_from_errno(errno);
     uint8_t sha[KR_HASH_LEN];
-    uint64_t size;
+    uint64_t size = 0;
     err = copy_file(src, dst, f->mode, sha, &size);
     if (err == KR_OK && (size != f->size || sodium_memcmp(sha, f->sha256, sizeof sha) != 0))
         err = KR_ECORRUPT;

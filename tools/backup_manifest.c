@@ -539,6 +539,8 @@ kr_err bmf_verify_chain(const struct bmf_manifest *m, const uint8_t trusted_pk[K
 {
     uint64_t last_seq = 0;
     c->n = 0;
+    if (m->nkeyrecs == 0 || m->nkeyrecs > KR_BACKUP_KEYRECS_MAX)
+        BAD(KR_ECORRUPT, "manifest signature: no key records");
     for (size_t i = 0; i < m->nkeyrecs; i++) {
         struct jrn_record r;
         struct key_payload kp;
