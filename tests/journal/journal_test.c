@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <msgpack.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sodium.h>
@@ -3192,6 +3193,194 @@ static void test_truncate_crash(void **state)
     kr_test_rmrf(old);
 }
 
+/* ---- Forged epoch records ---- */
+
+struct forge_tree {
+    MDB_txn *txn;
+    MDB_dbi dbi;
+};
+
+static void forge_tree_put(void *ctx, unsigned level, uint64_t index,
+                           const uint8_t hash[KR_HASH_LEN])
+{
+    struct forge_tree *t = ctx;
+    uint8_t key[8];
+    kr_test_be64(key, mrk_postorder(level, index));
+    MDB_val k = {8, key}, v = {KR_HASH_LEN, (void *)hash};
+    assert_int_equal(mdb_put(t->txn, t->dbi, &k, &v, 0), 0);
+}
+
+/* {epoch, key_id, public_key, previous_checkpoint}, as the journal writes it. */
+static size_t epoch_payload(uint8_t *out, size_t cap, uint64_t epoch, uint32_t key_id,
+                            const uint8_t pk[KR_PUBKEY_LEN], const char *prev, size_t len)
+{
+    struct kr_mp_fixbuf fb = {.p = out, .cap = cap};
+    msgpack_packer w;
+    msgpack_packer_init(&w, &fb, kr_mp_fixbuf_write);
+    msgpack_pack_map(&w, 4);
+    msgpack_pack_str_with_body(&w, "epoch", 5);
+    msgpack_pack_uint64(&w, epoch);
+    msgpack_pack_str_with_body(&w, "key_id", 6);
+    msgpack_pack_uint32(&w, key_id);
+    msgpack_pack_str_with_body(&w, "public_key", 10);
+    msgpack_pack_bin_with_body(&w, pk, KR_PUBKEY_LEN);
+    msgpack_pack_str_with_body(&w, "previous_checkpoint", 19);
+    msgpack_pack_str_with_body(&w, prev, len);
+    assert_false(fb.overflow);
+    return fb.len;
+}
+
+/* Replaces the payload of the journal's last record (an epoch_started one) as
+ * a holder of every key could: the record re-signed by its key, the tree
+ * rebuilt, the checkpoints at its size re-signed by the epoch's new key. Only
+ * the epoch rules can tell. */
+static void forge_last_epoch(const char *dir, uint64_t seq, uint64_t epoch, const char *prev,
+                             size_t prev_len)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi events, tree, meta, cps;
+    kr_test_env_open(dir, &env);
+    kr_test_txn_db(env, JRN_DB_EVENTS, &txn, &events);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_TREE, 0, &tree), 0);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_META, 0, &meta), 0);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_CHECKPOINTS, 0, &cps), 0);
+    uint8_t key[8];
+    kr_test_be64(key, seq);
+    MDB_val k = {8, key}, v;
+    assert_int_equal(mdb_get(txn, events, &k, &v), 0);
+    static uint8_t copy[KR_RECORD_MAX], enc[KR_RECORD_MAX], payload[KR_NOTE_MAX + 256];
+    memcpy(copy, v.mv_data, v.mv_size);
+    struct jrn_record r;
+    assert_int_equal(jrn_record_decode(copy, v.mv_size, &r), KR_OK);
+    struct jrn_key_payload kp;
+    assert_int_equal(jrn_parse_key_payload(r.payload, r.payload_len, &kp), KR_OK);
+    assert_true(kp.has_epoch);
+    uint32_t new_id = kp.key_id;
+    uint8_t new_pk[KR_PUBKEY_LEN];
+    memcpy(new_pk, kp.pk, KR_PUBKEY_LEN);
+    r.payload_len = epoch_payload(payload, sizeof payload, epoch, new_id, new_pk, prev, prev_len);
+    r.payload = payload;
+    crypto_hash_sha256(r.commitment, r.payload, r.payload_len);
+    struct kr_signing_key old, nk;
+    assert_int_equal(kr_key_load(dir, r.key_id, &old), KR_OK);
+    assert_int_equal(kr_key_load(dir, new_id, &nk), KR_OK);
+    uint8_t msg[JRN_SIGN_INPUT_MAX];
+    size_t mlen, len;
+    jrn_record_sign_input(&r, msg, &mlen);
+    crypto_sign_detached(r.sig, NULL, msg, mlen, old.sk);
+    assert_int_equal(jrn_record_encode(&r, enc, sizeof enc, &len, NULL), KR_OK);
+    MDB_val nv = {len, enc};
+    assert_int_equal(mdb_put(txn, events, &k, &nv, 0), 0);
+    /* The tree, from every record. */
+    assert_int_equal(mdb_drop(txn, tree, 0), 0);
+    struct forge_tree t = {txn, tree};
+    struct mrk_frontier fr;
+    mrk_frontier_init(&fr);
+    MDB_cursor *c;
+    assert_int_equal(mdb_cursor_open(txn, events, &c), 0);
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        struct jrn_record x;
+        uint8_t leaf[KR_HASH_LEN];
+        assert_int_equal(jrn_record_decode(v.mv_data, v.mv_size, &x), KR_OK);
+        jrn_record_leaf_hash(&x, leaf);
+        mrk_frontier_append(&fr, leaf, forge_tree_put, &t);
+    }
+    mdb_cursor_close(c);
+    assert_true(fr.size == seq);
+    /* The checkpoints at this size, by the new key. */
+    char origin[KR_ORIGIN_MAX + 1];
+    k = (MDB_val){strlen(JRN_META_ID), JRN_META_ID};
+    assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
+    char hex[33];
+    sodium_bin2hex(hex, sizeof hex, v.mv_data, 16);
+    snprintf(origin, sizeof origin, "kiroku/%s", hex);
+    struct kr_checkpoint cp;
+    memset(&cp, 0, sizeof cp);
+    snprintf(cp.origin, sizeof cp.origin, "%s", origin);
+    cp.size = seq;
+    mrk_frontier_root(&fr, cp.root);
+    static char note[KR_NOTE_MAX + 1];
+    size_t nlen;
+    assert_int_equal(kr_checkpoint_sign(&cp, origin, nk.pk, nk.sk, note, sizeof note, &nlen),
+                     KR_OK);
+    k = (MDB_val){strlen(JRN_META_CHECKPOINT), JRN_META_CHECKPOINT};
+    nv = (MDB_val){nlen, note};
+    assert_int_equal(mdb_put(txn, meta, &k, &nv, 0), 0);
+    k = (MDB_val){8, key};
+    if (mdb_get(txn, cps, &k, &v) == 0)
+        assert_int_equal(mdb_put(txn, cps, &k, &nv, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/checkpoint", dir);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(note, 1, nlen, fp), nlen);
+    assert_int_equal(fclose(fp), 0);
+    kr_key_wipe(&old);
+    kr_key_wipe(&nk);
+}
+
+/* verify checks what an epoch_started record claims: the next epoch number,
+ * and a previous checkpoint of this journal, by a key it had, at or beyond
+ * the fork. */
+static void test_epoch_record_checks(void **state)
+{
+    struct fx *f = *state;
+    static char prev[KR_NOTE_MAX + 1], early[KR_NOTE_MAX + 1], other[KR_NOTE_MAX + 1];
+    fx_create_open(f);
+    append_many(f->j, 1, "a", 9);
+    size_t early_len = checkpoint_of(f->j, early); /* size 10 */
+    append_many(f->j, 1, "a", 10);
+    size_t prev_len = checkpoint_of(f->j, prev); /* size 20 */
+    assert_int_equal(jrn_new_epoch(f->j, prev, prev_len, NULL), KR_OK);
+    uint64_t seq = jrn_size(f->j);
+    fx_close(f);
+    struct jrn_verify_report rep = verify_report(f->dir);
+    assert_true(rep.epochs == 2);
+    /* The forger itself is sound: the same payload re-forged verifies. */
+    char dir2[DIR_CAP + 8];
+    snprintf(dir2, sizeof dir2, "%s.2", f->dir);
+    kr_test_copytree(f->dir, dir2);
+    forge_last_epoch(dir2, seq, 2, prev, prev_len);
+    assert_true(verify_report(dir2).epochs == 2);
+    kr_test_rmrf(dir2);
+    /* A note of another journal (same key names no key of it). */
+    char odir[DIR_CAP + 8];
+    snprintf(odir, sizeof odir, "%s.other", f->dir);
+    struct jrn_options oo = fx_opts(f);
+    oo.dir = odir;
+    struct journal *oj;
+    assert_int_equal(jrn_create(&oo, NULL), KR_OK);
+    assert_int_equal(jrn_open(&oo, &oj), KR_OK);
+    size_t other_len = checkpoint_of(oj, other);
+    jrn_close(oj);
+    kr_test_rmrf(odir);
+    const struct {
+        uint64_t epoch;
+        const char *note;
+        size_t len;
+        kr_err want;
+        const char *what;
+    } cases[] = {
+        {3, prev, prev_len, KR_ECORRUPT, "epoch 3 follows epoch 1"},
+        {2, early, early_len, KR_ECORRUPT, "before the fork"},
+        {2, other, other_len, KR_EBADSIG, "previous checkpoint"},
+    };
+    for (size_t i = 0; i < COUNT(cases); i++) {
+        kr_test_copytree(f->dir, dir2);
+        forge_last_epoch(dir2, seq, cases[i].epoch, cases[i].note, cases[i].len);
+        struct jrn_verify_options o = {0};
+        assert_int_equal(jrn_verify(dir2, &o, &rep), KR_OK);
+        if (rep.result != cases[i].want || rep.bad_seq != seq || !strstr(rep.what, cases[i].what))
+            fail_msg("case %zu: %s at %" PRIu64 ": %s", i, kr_errname(rep.result), rep.bad_seq,
+                     rep.what);
+        kr_test_rmrf(dir2);
+    }
+}
+
 /* Truncating to the last record drops nothing and needs no new epoch; to an
  * epoch's first record, the checkpoint is the new key's. */
 static void test_truncate_edges(void **state)
@@ -3262,6 +3451,7 @@ int main(void)
         T(test_truncate_edges),
         T(test_truncate_crash),
         T(test_truncate_busy),
+        T(test_epoch_record_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
