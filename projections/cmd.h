@@ -83,6 +83,7 @@ KR_CMD_DECLARE(cmd_tenants_cancel);
 KR_CMD_DECLARE(cmd_journal_read);
 KR_CMD_DECLARE(cmd_journal_checkpoint);
 KR_CMD_DECLARE(cmd_journal_proof);
+KR_CMD_DECLARE(cmd_audit_export);
 
 /* Sets *c->diag and returns err. */
 kr_err cmd_fail(struct cmd *c, kr_err err, const char *field, const char *why);

@@ -62,6 +62,7 @@ static const cmd_fn handlers[KR_OP__COUNT] = {
     [KR_OP_JOURNAL_READ] = cmd_journal_read,
     [KR_OP_JOURNAL_CHECKPOINT] = cmd_journal_checkpoint,
     [KR_OP_JOURNAL_PROOF] = cmd_journal_proof,
+    [KR_OP_AUDIT_EXPORT] = cmd_audit_export,
 };
 
 bool dom_has_handler(int op)

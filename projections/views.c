@@ -70,6 +70,7 @@ static va_fn area_by_prefix(int ev)
         {"session.", va_accounts},   {"contact.", va_contacts},  {"tag.", va_contacts},
         {"attribute.", va_contacts}, {"notice.", va_notices},    {"incident.", va_notices},
         {"outbox.", va_notices},     {"access.", va_audit_only}, {"login.", va_audit_only},
+        {"audit.", va_audit_only},
     };
     for (size_t i = 0; i < sizeof areas / sizeof areas[0]; i++)
         if (strncmp(n, areas[i].prefix, strlen(areas[i].prefix)) == 0)

@@ -77,9 +77,11 @@ int cmd_keys(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_seed(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
-int cmd_serve(int argc, char **argv); /* cmd_serve.c */
-int cmd_call(int argc, char **argv);  /* cmd_call.c */
-int cmd_certs(int argc, char **argv); /* cmd_certs.c */
+int cmd_serve(int argc, char **argv);  /* cmd_serve.c */
+int cmd_call(int argc, char **argv);   /* cmd_call.c */
+int cmd_certs(int argc, char **argv);  /* cmd_certs.c */
+int cmd_export(int argc, char **argv); /* cmd_audit.c */
+int cmd_audit(int argc, char **argv);  /* cmd_audit.c: audit verify, audit report */
 
 /* Where `kiroku call` sends requests without --url: the client endpoint. */
 #define CLI_CALL_URL_DEFAULT "tcp://127.0.0.1:7450"

@@ -27,6 +27,8 @@ static const char main_usage[] =
     "  serve    serve the API (clients over tcp, operators over a local socket)\n"
     "  call     send one API request and print the reply as JSON\n"
     "  certs    make a CA and TLS certificates for the server and clients\n"
+    "  export   one tenant's records with signatures and proofs, for an auditor\n"
+    "  audit    verify an export offline (audit verify); a tenant's report (audit report)\n"
     "\n"
     "Every command takes --data DIR (default $KIROKU_DATA or " CLI_DATA_DEFAULT ")\n"
     "and --help.\n";
@@ -147,7 +149,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"init", cmd_init},   {"verify", cmd_verify}, {"dump", cmd_dump},     {"keys", cmd_keys},
         {"bench", cmd_bench}, {"seed", cmd_seed},     {"replay", cmd_replay}, {"serve", cmd_serve},
-        {"call", cmd_call},   {"certs", cmd_certs},
+        {"call", cmd_call},   {"certs", cmd_certs},   {"export", cmd_export}, {"audit", cmd_audit},
     };
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
