@@ -35,6 +35,7 @@
 
 #include "export.h"
 #include "journal.h"
+#include "journal_internal.h"
 #include "kr_limits.h"
 #include "record.h"
 #include "test_util.h"
@@ -634,6 +635,93 @@ static void test_bad_requests(void **state)
     assert_null(d);
 }
 
+/* ---- A journal older than per-tenant numbers ---- */
+
+/* Tenant A writes F1 format-1 records, the journal is migrated (first
+ * writable open), then A writes F2 format-2 records. */
+#define F1 5
+#define F2 4
+
+static void test_format1_then_format2(void **state)
+{
+    (void)state;
+    char root[DIR_CAP], dir[DIR_CAP];
+    kr_test_tmpdir(root, sizeof root);
+    snprintf(dir, sizeof dir, "%.1000s/data", root);
+    struct jrn_options o = {.dir = dir, .signers = 1};
+    struct jrn_info info;
+    struct journal *j;
+    uint64_t seqs[F1 + F2];
+    atomic_store(&jrn_testing_format1, 1);
+    assert_int_equal(jrn_create(&o, &info), KR_OK);
+    for (int phase = 0; phase < 2; phase++) {
+        assert_int_equal(jrn_open(&o, &j), KR_OK);
+        for (int i = 0; i < (phase ? F2 : F1); i++) {
+            struct jrn_event e[2];
+            memset(e, 0, sizeof e);
+            for (int k = 0; k < 2; k++) {
+                e[k].tenant = k == 0 ? TENANT_A : TENANT_B;
+                e[k].stream = k == 0 ? "a" : "bsecretstream";
+                e[k].stream_len = strlen(e[k].stream);
+                e[k].type = "x.y";
+                e[k].type_len = 3;
+                e[k].payload = (const uint8_t *)"p";
+                e[k].payload_len = 1;
+                assert_int_equal(jrn_stream_version(j, e[k].tenant, e[k].stream, e[k].stream_len,
+                                                    &e[k].expected_version),
+                                 KR_OK);
+            }
+            assert_int_equal(jrn_append(j, e, 2), KR_OK);
+            seqs[phase * F1 + i] = e[0].seq;
+        }
+        if (phase == 1)
+            break;
+        jrn_close(j);
+        atomic_store(&jrn_testing_format1, 0);
+    }
+    struct exp_options eo = {.tenant = TENANT_A};
+    char *doc;
+    size_t len;
+    struct exp_built b;
+    struct exp_report r;
+    assert_int_equal(exp_build(j, &eo, &doc, &len, &b), KR_OK);
+    assert_int_equal(exp_verify((const uint8_t *)doc, len, info.pk, &r), KR_OK);
+    assert_int_equal(r.records, F1 + F2);
+    assert_int_equal(r.format1, F1);
+    assert_int_equal(r.first_tseq, F1 + 1);
+    assert_int_equal(r.last_tseq, F1 + F2);
+    assert_true(r.from_start); /* the format-2 numbers count the format-1 records */
+
+    /* A format-1 record left out cannot be noticed, but the export no longer
+     * claims to start at the tenant's first record. */
+    json_t *jd = parse(doc, len);
+    json_array_remove(json_object_get(jd, "records"), 1);
+    size_t l2;
+    char *d2 = redump(jd, &l2);
+    assert_int_equal(exp_verify((const uint8_t *)d2, l2, info.pk, &r), KR_OK);
+    assert_false(r.from_start);
+    assert_int_equal(r.format1, F1 - 1);
+    free(d2);
+    /* A format-2 one left out fails. */
+    json_array_remove(json_object_get(jd, "records"), F1);
+    d2 = redump(jd, &l2);
+    assert_int_equal(exp_verify((const uint8_t *)d2, l2, info.pk, &r), KR_ECORRUPT);
+    assert_non_null(strstr(r.what, "left out"));
+    free(d2);
+    json_decref(jd);
+    free(doc);
+
+    /* From the middle of the format-1 records: verifies, not from the start. */
+    eo.from = seqs[2];
+    assert_int_equal(exp_build(j, &eo, &doc, &len, &b), KR_OK);
+    assert_int_equal(exp_verify((const uint8_t *)doc, len, info.pk, &r), KR_OK);
+    assert_int_equal(r.format1, F1 - 2);
+    assert_false(r.from_start);
+    free(doc);
+    jrn_close(j);
+    kr_test_rmrf(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -649,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_truncated_and_garbage),
         cmocka_unit_test(test_cut_short_and_continued),
         cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_format1_then_format2),
     };
     return cmocka_run_group_tests(tests, fixture_build, fixture_teardown);
 }
