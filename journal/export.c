@@ -819,9 +819,13 @@ static kr_err verify_checkpoints(struct verifier *v, const json_t *cps, const js
                         kr_strerror(err));
         if (strcmp(cp.origin, origin) != 0)
             return fail(v, KR_ECORRUPT, 0, 0, where, "origin %s is not the export's", cp.origin);
-        if (cp.size == 0 || cp.size > JRN_SIZE_MAX || v->keys[idx].intro > cp.size)
-            return fail(v, KR_ECORRUPT, 0, 0, where,
-                        "size %llu: signed by key %u, which the tree of that size does not hold",
+        /* Signed by the key current when the tree had that size: the one
+         * that signs record `size`, or the one that record introduced. A
+         * retired key signs no later tree. */
+        const struct vkey *k = &v->keys[idx];
+        if (cp.size == 0 || cp.size > JRN_SIZE_MAX || k->intro > cp.size || k->through < cp.size)
+            return fail(v, KR_EBADSIG, 0, 0, where,
+                        "size %llu: signed by key %u, which was not current at that size",
                         (unsigned long long)cp.size, v->keys[idx].key_id);
         if (i > 0 && cp.size <= v->cps[i - 1].cp.size)
             return fail(v, KR_ECORRUPT, 0, 0, where, "sizes do not ascend");

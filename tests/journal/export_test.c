@@ -37,7 +37,9 @@
 #include "export.h"
 #include "journal.h"
 #include "journal_internal.h"
+#include "keys.h"
 #include "kr_limits.h"
+#include "note.h"
 #include "record.h"
 #include "test_util.h"
 
@@ -453,6 +455,39 @@ static void test_reordered_and_missing_checkpoint(void **state)
     free(doc);
 }
 
+/* The newest checkpoint re-signed by key 1, retired half-way: the note is
+ * well-formed and its signature valid, but a retired key signs no later tree. */
+static void test_checkpoint_by_retired_key(void **state)
+{
+    (void)state;
+    size_t len;
+    char *doc = export_of(TENANT_A, 0, 0, 0, &len, NULL);
+    json_t *j = parse(doc, len);
+    json_t *cps = json_object_get(j, "checkpoints");
+    size_t last = json_array_size(cps) - 1;
+    struct kr_signing_key k1;
+    assert_int_equal(kr_key_load(fx.dir, 1, &k1), KR_OK);
+    struct kr_checkpoint cp;
+    snprintf(cp.origin, sizeof cp.origin, "%s", fx.info.origin);
+    cp.size = jrn_size(fx.j);
+    assert_int_equal(jrn_root(fx.j, cp.size, cp.root), KR_OK);
+    char note[KR_NOTE_MAX + 1];
+    size_t nl;
+    assert_int_equal(kr_checkpoint_sign(&cp, fx.info.origin, k1.pk, k1.sk, note, sizeof note, &nl),
+                     KR_OK);
+    kr_key_wipe(&k1);
+    json_array_set_new(cps, last, json_string(note));
+    size_t l2;
+    char *d2 = redump(j, &l2);
+    struct exp_report r;
+    assert_int_equal(verify(d2, l2, &r), KR_EBADSIG);
+    assert_non_null(strstr(r.where, "checkpoints["));
+    assert_non_null(strstr(r.what, "not current"));
+    free(d2);
+    json_decref(j);
+    free(doc);
+}
+
 /* ---- Nothing of another tenant ---- */
 
 static bool contains(const uint8_t *hay, size_t n, const void *needle, size_t m)
@@ -754,6 +789,7 @@ int main(void)
         cmocka_unit_test(test_record_left_out),
         cmocka_unit_test(test_record_of_b_swapped_in),
         cmocka_unit_test(test_reordered_and_missing_checkpoint),
+        cmocka_unit_test(test_checkpoint_by_retired_key),
         cmocka_unit_test(test_nothing_of_b),
         cmocka_unit_test(test_wrong_key),
         cmocka_unit_test(test_truncated_and_garbage),
