@@ -22,6 +22,7 @@
 #include "journal.h"
 #include "jst.h"
 #include "keystore.h"
+#include "mp.h"
 #include "payload.h"
 #include "schema.h"
 
@@ -51,13 +52,16 @@ enum section {
     S_INCIDENTS,
     S_NOTICES,
     S_TENANT, /* exports, cancellation and erasure */
+    S_OPS,    /* the platform's: service starts, operators' work, backups */
     S__COUNT
 };
 
 static const char *const section_title[S__COUNT] = {
-    "Accounts and permissions", "Logins and lockouts", "Incidents and their notices",
-    "Notices published", "Exports, cancellation and erasure"};
-static const char *const section_class[S__COUNT] = {"acc", "login", "inc", "notice", "tenant"};
+    "Accounts and permissions",          "Logins and lockouts",
+    "Incidents and their notices",       "Notices published",
+    "Exports, cancellation and erasure", "Operations: service starts, operators' work, backups"};
+static const char *const section_class[S__COUNT] = {"acc",    "login",  "inc",
+                                                    "notice", "tenant", "ops"};
 
 struct row {
     uint64_t seq, time;
@@ -408,6 +412,93 @@ static void platform_record(struct rpt *r, const struct jrn_record *rec, int ev)
     }
 }
 
+/* ---- The platform's operations log ----
+ *
+ * Service starts, operators' maintenance records and daily backups are
+ * platform records whose payloads hold only plain fields (no "pd"). They are
+ * read by type name and their fields by key, so the report shows them
+ * whatever the schema's numbering. */
+
+/* The str (or uint, printed) value of key `key` in a plain payload map. */
+static bool plain_field(const struct jrn_record *rec, const char *key, char *out, size_t cap)
+{
+    struct kr_mp_reader rd;
+    uint32_t n;
+    out[0] = '\0';
+    if (rec->payload_stripped)
+        return false;
+    kr_mp_reader_init(&rd, rec->payload, rec->payload_len, true);
+    if (kr_mp_read_map(&rd, &n) || n > 64)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k, *v;
+        size_t kl, vl;
+        uint64_t u;
+        if (kr_mp_read_str(&rd, &k, &kl))
+            return false;
+        bool want = kl == strlen(key) && memcmp(k, key, kl) == 0;
+        if (kr_mp_peek(&rd) == KR_MP_STR) {
+            if (kr_mp_read_str(&rd, &v, &vl))
+                return false;
+            if (want) {
+                snprintf(out, cap, "%.*s", (int)(vl < cap ? vl : cap - 1), v);
+                return true;
+            }
+        } else if (kr_mp_peek(&rd) == KR_MP_UINT) {
+            if (kr_mp_read_uint(&rd, &u))
+                return false;
+            if (want) {
+                snprintf(out, cap, "%" PRIu64, u);
+                return true;
+            }
+        } else if (kr_mp_check(&rd, 4, 2048)) {
+            return false;
+        }
+    }
+    return false;
+}
+
+static bool type_is(const struct jrn_record *rec, const char *t)
+{
+    return rec->type_len == strlen(t) && memcmp(rec->type, t, rec->type_len) == 0;
+}
+
+/* True if rec was one of the operations records (and a row was added). */
+static bool ops_record(struct rpt *r, const struct jrn_record *rec)
+{
+    char a[300], b[300];
+    const char *gone = "(details removed after the retention period)";
+    if (type_is(rec, "serve.started")) {
+        plain_field(rec, "kiroku_version", a, sizeof a);
+        plain_field(rec, "previous_version", b, sizeof b);
+        if (rec->payload_stripped)
+            add_row(r, rec, S_OPS, "service started", "%s", gone);
+        else if (b[0] && strcmp(a, b) != 0)
+            add_row(r, rec, S_OPS, "service started", "kiroku %s (upgraded from %s)", a, b);
+        else
+            add_row(r, rec, S_OPS, "service started", "kiroku %s", a);
+    } else if (type_is(rec, "maintenance.recorded")) {
+        plain_field(rec, "work", a, sizeof a);
+        plain_field(rec, "host", b, sizeof b);
+        if (rec->payload_stripped)
+            add_row(r, rec, S_OPS, "maintenance", "by %.*s %s", (int)rec->actor_len, rec->actor,
+                    gone);
+        else
+            add_row(r, rec, S_OPS, "maintenance", "by %.*s on %s: %s", (int)rec->actor_len,
+                    rec->actor, b, a);
+    } else if (type_is(rec, "backup.completed")) {
+        plain_field(rec, "generation", a, sizeof a);
+        plain_field(rec, "last_seq", b, sizeof b);
+        add_row(r, rec, S_OPS, "backup completed", "generation %s, up to seq %s", a, b);
+    } else if (type_is(rec, "backup.failed")) {
+        plain_field(rec, "reason", a, sizeof a);
+        add_row(r, rec, S_OPS, "backup FAILED", "%s", rec->payload_stripped ? gone : a);
+    } else {
+        return false;
+    }
+    return true;
+}
+
 /* Reads every record of `tenant` and hands the ones of known event types,
  * decoded, to fn. */
 static kr_err scan(struct rpt *r, uint64_t tenant,
@@ -422,6 +513,8 @@ static kr_err scan(struct rpt *r, uint64_t tenant,
     while ((err = jrn_cursor_next(cur, &rec)) == KR_OK) {
         if (tenant)
             r->records++;
+        else if (ops_record(r, &rec))
+            continue;
         int ev = kr_event_lookup(rec.type, rec.type_len);
         if (ev < 0 || rec.payload_stripped)
             continue;
@@ -523,7 +616,7 @@ static const char css[] =
     "height:.7em;border-radius:50%;background:#888}"
     ".timeline li.acc:before{background:#2a6}.timeline li.login:before{background:#36c}"
     ".timeline li.inc:before{background:#c33}.timeline li.notice:before{background:#c90}"
-    ".timeline li.tenant:before{background:#639}"
+    ".timeline li.tenant:before{background:#639}.timeline li.ops:before{background:#777}"
     ".t{font-family:ui-monospace,monospace;color:#444;margin-right:.6em}.w{font-weight:bold;"
     "margin-right:.6em}.meta{color:#555;font-size:.9em}"
     "@media print{body{margin:1cm;font-size:10pt}h2{page-break-after:avoid}"

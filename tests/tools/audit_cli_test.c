@@ -7,8 +7,10 @@
  * logging in and failing, a lock; a notice and two incidents for A whose
  * titles hold HTML and Markdown markup, one notified within 72 hours and one
  * after; B's records carry their own stream names and commitments, which an
- * export of A must not hold. The domain stays open (a server would be): the
- * commands read the directory read-only beside it.
+ * export of A must not hold. The platform's operations log (a service start
+ * after an upgrade, an operator's maintenance record with markup, a failed
+ * backup) is appended as serve and operators write it. The domain stays open (a server would be):
+ * the commands read the directory read-only beside it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,6 +106,59 @@ static int setup(void **state)
         kr_set_u64(p, KR_FLD_CHANNEL, KR_CHANNEL_EMAIL);
         if (td_exec(t, &op, KR_OP_INCIDENTS_NOTIFY) != KR_OK)
             return -1;
+    }
+    /* The platform's operations log, as serve and operators write it (plain
+     * payloads, fields in schema order). */
+    static const struct {
+        const char *type, *stream, *actor;
+        const char *keys[3], *vals[3];
+    } ops_log[] = {
+        {"serve.started",
+         "serve",
+         "system",
+         {"kiroku_version", "previous_version", "host"},
+         {"0.2.0", "0.1.0", "db1.example"}},
+        {"maintenance.recorded",
+         "maintenance/0102030405060708090a0b0c0d0e0f10",
+         "operator/0102030405060708090a0b0c0d0e0f10",
+         {"account", "work", "host"},
+         {NULL, "replaced <b>disk</b> & rebooted", "db1.example"}},
+        {"backup.failed", "backups", "system", {"reason", NULL, NULL}, {"disk full", NULL, NULL}},
+    };
+    for (size_t i = 0; i < sizeof ops_log / sizeof ops_log[0]; i++) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        size_t n = ops_log[i].keys[1] ? 3 : 1;
+        msgpack_pack_map(&pk, n);
+        for (size_t k = 0; k < n; k++) {
+            msgpack_pack_str(&pk, strlen(ops_log[i].keys[k]));
+            msgpack_pack_str_body(&pk, ops_log[i].keys[k], strlen(ops_log[i].keys[k]));
+            if (ops_log[i].vals[k]) {
+                msgpack_pack_str(&pk, strlen(ops_log[i].vals[k]));
+                msgpack_pack_str_body(&pk, ops_log[i].vals[k], strlen(ops_log[i].vals[k]));
+            } else {
+                static const uint8_t acct[16] = {1, 2,  3,  4,  5,  6,  7,  8,
+                                                 9, 10, 11, 12, 13, 14, 15, 16};
+                msgpack_pack_bin(&pk, 16);
+                msgpack_pack_bin_body(&pk, acct, 16);
+            }
+        }
+        struct jrn_event e;
+        memset(&e, 0, sizeof e);
+        e.stream = ops_log[i].stream;
+        e.stream_len = strlen(e.stream);
+        e.type = ops_log[i].type;
+        e.type_len = strlen(e.type);
+        e.actor = ops_log[i].actor;
+        e.actor_len = strlen(e.actor);
+        e.payload = (const uint8_t *)sb.data;
+        e.payload_len = sb.size;
+        if (jrn_stream_version(t->d->j, 0, e.stream, e.stream_len, &e.expected_version) ||
+            jrn_append(t->d->j, &e, 1) != KR_OK)
+            return -1;
+        msgpack_sbuffer_destroy(&sb);
     }
     snprintf(file_a, sizeof file_a, "%.1000s/export-a.json", t->dir);
     snprintf(file_b, sizeof file_b, "%.1000s/export-b.json", t->dir);
@@ -358,6 +413,11 @@ static void test_report_md(void **state)
     assert_null(strstr(out, "**bold**"));
     assert_non_null(strstr(out, "\\<script\\>"));
     assert_non_null(strstr(out, "\\| cell"));
+    /* The platform's operations log. */
+    assert_non_null(strstr(out, "kiroku 0.2.0 (upgraded from 0.1.0)"));
+    assert_non_null(strstr(out, "on db1.example: replaced \\<b\\>disk\\</b\\> \\& rebooted"));
+    assert_non_null(strstr(out, "backup FAILED | "));
+    assert_non_null(strstr(out, "disk full"));
 }
 
 static void test_report_html(void **state)
@@ -387,6 +447,8 @@ static void test_report_html(void **state)
     assert_null(strstr(h, "url("));
     /* Escaped, everywhere it occurs. */
     assert_non_null(strstr(h, "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; **bold**"));
+    assert_non_null(strstr(h, "replaced &lt;b&gt;disk&lt;/b&gt; &amp; rebooted"));
+    assert_null(strstr(h, "<b>disk"));
     free(h);
     const char *bad[] = {"audit", "report",   "--data", t->dir, "--tenant",
                          ts,      "--format", "pdf",    NULL};
