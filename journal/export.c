@@ -456,6 +456,12 @@ struct vkey {
     uint64_t intro;   /* seq of the record that introduced it */
     uint64_t from;    /* first record it signs */
     uint64_t through; /* last record it signs (the next key's intro), UINT64_MAX if current */
+    /* The checkpoint sizes it signs: from the record before its first (the
+     * size at which a rotation's key_added record was written is the old
+     * key's), except that an epoch's key signs the size of its own
+     * epoch_started record, which the old key may have signed in a dropped
+     * history. */
+    uint64_t cp_from, cp_through;
 };
 
 struct vcp {
@@ -759,6 +765,8 @@ static kr_err verify_keys(struct verifier *v, const json_t *keys, const uint8_t 
             if ((err = check_sig(v, x, &v->keys[v->nkeys - 1])))
                 return err;
             v->keys[v->nkeys - 1].through = x->seq;
+            v->keys[v->nkeys - 1].cp_through =
+                type_is(r, JRN_TYPE_EPOCH_STARTED) ? x->seq - 1 : x->seq;
         }
         struct vkey *k = &v->keys[v->nkeys];
         k->key_id = key_id;
@@ -766,6 +774,8 @@ static kr_err verify_keys(struct verifier *v, const json_t *keys, const uint8_t 
         k->intro = x->seq;
         k->from = genesis ? 1 : x->seq + 1;
         k->through = UINT64_MAX;
+        k->cp_from = genesis ? 1 : type_is(r, JRN_TYPE_EPOCH_STARTED) ? x->seq : x->seq + 1;
+        k->cp_through = UINT64_MAX;
         struct kr_note_key *nk = &v->note_keys[v->nkeys];
         snprintf(nk->name, sizeof nk->name, "%s", origin);
         memcpy(nk->pk, kpk, KR_PUBKEY_LEN);
@@ -819,11 +829,12 @@ static kr_err verify_checkpoints(struct verifier *v, const json_t *cps, const js
                         kr_strerror(err));
         if (strcmp(cp.origin, origin) != 0)
             return fail(v, KR_ECORRUPT, 0, 0, where, "origin %s is not the export's", cp.origin);
-        /* Signed by the key current when the tree had that size: the one
-         * that signs record `size`, or the one that record introduced. A
-         * retired key signs no later tree. */
+        /* Signed by the key valid at that size: the one that signed record
+         * `size`, or the new key if that record starts an epoch. A retired
+         * key signs no later tree. */
         const struct vkey *k = &v->keys[idx];
-        if (cp.size == 0 || cp.size > JRN_SIZE_MAX || k->intro > cp.size || k->through < cp.size)
+        if (cp.size == 0 || cp.size > JRN_SIZE_MAX || cp.size < k->cp_from ||
+            cp.size > k->cp_through)
             return fail(v, KR_EBADSIG, 0, 0, where,
                         "size %llu: signed by key %u, which was not current at that size",
                         (unsigned long long)cp.size, v->keys[idx].key_id);
