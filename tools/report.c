@@ -26,6 +26,7 @@
 #include "payload.h"
 #include "schema.h"
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <sodium.h>
@@ -33,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Rows kept for the report's lists and timeline: an auditor reads the
  * first thousands; a larger history is summarised by the counts. */
@@ -942,7 +944,14 @@ int audit_report_cmd(int argc, char **argv)
     if (optind != argc || !ro.tenant)
         return cli_usage(report_usage);
     ro.data_dir = cli_data_dir(co.data);
-    FILE *f = out ? fopen(out, "w") : stdout;
+    /* Mode 0600: the report shows e-mail addresses. */
+    FILE *f = stdout;
+    if (out) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        f = fd < 0 ? NULL : fdopen(fd, "w");
+        if (!f && fd >= 0)
+            close(fd);
+    }
     if (!f) {
         fprintf(stderr, "kiroku: %s: cannot write\n", out);
         return CLI_FAIL;
