@@ -257,12 +257,24 @@ static void make_origin(struct journal *j)
     snprintf(j->origin, sizeof j->origin, "kiroku/%s", hex);
 }
 
-kr_err jrn_parse_key_payload(const uint8_t *p, size_t len, uint32_t *key_id,
-                             uint8_t pk[KR_PUBKEY_LEN])
+bool jrn_is_system(const struct jrn_record *r)
+{
+    return r->tenant == 0 && r->stream_len == strlen(JRN_SYSTEM_STREAM) &&
+           memcmp(r->stream, JRN_SYSTEM_STREAM, r->stream_len) == 0;
+}
+
+bool jrn_type_is(const struct jrn_record *r, const char *t)
+{
+    return r->type_len == strlen(t) && memcmp(r->type, t, r->type_len) == 0;
+}
+
+kr_err jrn_parse_key_payload(const uint8_t *p, size_t len, struct jrn_key_payload *out)
 {
     struct kr_mp_reader rd;
     uint32_t n;
-    bool have_id = false, have_pk = false;
+    bool have_id = false, have_pk = false, have_jid = false, have_origin = false;
+    bool have_epoch = false, have_prev = false;
+    memset(out, 0, sizeof *out);
     kr_mp_reader_init(&rd, p, len, true);
     if (kr_mp_read_map(&rd, &n) || n > 8)
         return KR_ECORRUPT;
@@ -275,30 +287,46 @@ kr_err jrn_parse_key_payload(const uint8_t *p, size_t len, uint32_t *key_id,
             uint64_t v;
             if (have_id || kr_mp_read_uint(&rd, &v) || v == 0 || v > UINT32_MAX)
                 return KR_ECORRUPT;
-            *key_id = (uint32_t)v;
+            out->key_id = (uint32_t)v;
             have_id = true;
         } else if (klen == 10 && memcmp(k, "public_key", 10) == 0) {
             const uint8_t *b;
             size_t blen;
             if (have_pk || kr_mp_read_bin(&rd, &b, &blen) || blen != KR_PUBKEY_LEN)
                 return KR_ECORRUPT;
-            memcpy(pk, b, KR_PUBKEY_LEN);
+            memcpy(out->pk, b, KR_PUBKEY_LEN);
             have_pk = true;
         } else if (klen == 10 && memcmp(k, "journal_id", 10) == 0) {
             const uint8_t *b;
             size_t blen;
-            if (kr_mp_read_bin(&rd, &b, &blen) || blen != 16)
+            if (have_jid || kr_mp_read_bin(&rd, &b, &blen) || blen != 16)
                 return KR_ECORRUPT;
+            have_jid = true;
         } else if (klen == 6 && memcmp(k, "origin", 6) == 0) {
             const char *o;
             size_t olen;
-            if (kr_mp_read_str(&rd, &o, &olen) || olen > KR_ORIGIN_MAX)
+            if (have_origin || kr_mp_read_str(&rd, &o, &olen) || olen > KR_ORIGIN_MAX)
                 return KR_ECORRUPT;
+            have_origin = true;
+        } else if (klen == 5 && memcmp(k, "epoch", 5) == 0) {
+            if (have_epoch || kr_mp_read_uint(&rd, &out->epoch) || out->epoch < 2)
+                return KR_ECORRUPT;
+            have_epoch = true;
+        } else if (klen == 19 && memcmp(k, "previous_checkpoint", 19) == 0) {
+            if (have_prev || kr_mp_read_str(&rd, &out->prev_checkpoint, &out->prev_len) ||
+                out->prev_len == 0 || out->prev_len > KR_NOTE_MAX)
+                return KR_ECORRUPT;
+            have_prev = true;
         } else {
             return KR_ECORRUPT;
         }
     }
-    return have_id && have_pk && kr_mp_remaining(&rd) == 0 ? KR_OK : KR_ECORRUPT;
+    if (!have_id || !have_pk || kr_mp_remaining(&rd) != 0 || have_jid != have_origin ||
+        have_epoch != have_prev || (have_jid && have_epoch))
+        return KR_ECORRUPT;
+    out->has_genesis = have_jid;
+    out->has_epoch = have_epoch;
+    return KR_OK;
 }
 
 /* The key id named by the newest record of the journal's own stream. */
@@ -306,7 +334,6 @@ static kr_err current_key_id(struct journal *j, MDB_txn *txn, uint32_t *key_id)
 {
     MDB_cursor *c;
     uint64_t version;
-    uint8_t pk[KR_PUBKEY_LEN];
     int rc = mdb_cursor_open(txn, j->db_streams, &c);
     if (rc)
         return kr_err_from_mdb(rc);
@@ -327,7 +354,11 @@ static kr_err current_key_id(struct journal *j, MDB_txn *txn, uint32_t *key_id)
     struct jrn_record r;
     if ((err = jrn_record_decode(v.mv_data, v.mv_size, &r)) || r.payload_stripped)
         return KR_ECORRUPT;
-    return jrn_parse_key_payload(r.payload, r.payload_len, key_id, pk);
+    struct jrn_key_payload kp;
+    if ((err = jrn_parse_key_payload(r.payload, r.payload_len, &kp)))
+        return err;
+    *key_id = kp.key_id;
+    return KR_OK;
 }
 
 /* Loads identity, chain head, tree frontier and current key from disk. */
@@ -423,11 +454,14 @@ static kr_err load_state(struct journal *j)
         j->kept_time = kr_clock_now(j->clock);
     }
 
+    MDB_val ek = {strlen(JRN_META_EPOCH), JRN_META_EPOCH};
+    j->epoch_needed = mdb_get(txn, j->db_meta, &ek, &v) == MDB_SUCCESS;
+
     if (!j->read_only && !j->no_appends) {
         /* The current key is the one the newest journal.created or
          * journal.key_added record introduced: the record and the switch to
          * its key commit together, so a crash cannot separate them. */
-        uint32_t key_id;
+        uint32_t key_id = 0;
         if ((err = current_key_id(j, txn, &key_id)))
             goto out;
         if ((err = kr_key_load(j->dir, key_id, &j->keys[0])))
@@ -662,7 +696,7 @@ static kr_err write_checkpoint(struct batch_ctx *b)
     cp.size = j->size;
     mrk_frontier_root(&j->frontier, cp.root);
     pthread_mutex_lock(&j->mu);
-    struct kr_signing_key *key = j->signing;
+    struct kr_signing_key *key = j->checkpoint_key ? j->checkpoint_key : j->signing;
     pthread_mutex_unlock(&j->mu);
     if ((err = kr_checkpoint_sign(&cp, j->origin, key->pk, key->sk, j->note, sizeof j->note,
                                   &j->note_len)))
@@ -785,6 +819,17 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
         }
         errs[i] = KR_OK;
         written += a->n;
+    }
+    pthread_mutex_lock(&j->mu);
+    bool epoch_clear = j->epoch_clear;
+    pthread_mutex_unlock(&j->mu);
+    if (written > 0 && epoch_clear) {
+        /* The epoch_started record lifts the truncation's hold on appends. */
+        MDB_val ek = {strlen(JRN_META_EPOCH), JRN_META_EPOCH};
+        if ((rc = mdb_del(b.txn, j->db_meta, &ek, NULL)) && rc != MDB_NOTFOUND) {
+            err = kr_err_from_mdb(rc);
+            goto fail;
+        }
     }
     if (written > 0 && j->views && (err = j->views->batch_end(j->views->ctx, b.txn, j->size)))
         goto fail;
@@ -1062,6 +1107,11 @@ static kr_err submit(struct journal *j, struct jrn_append *a)
         if (j->closing) {
             pthread_mutex_unlock(&j->mu);
             return KR_ECLOSED;
+        }
+        if (j->epoch_needed && !a->internal_) {
+            /* Truncated: its key may sign no size it signed before the cut. */
+            pthread_mutex_unlock(&j->mu);
+            return KR_EKEY;
         }
         if (j->queued_events + a->n <= KR_QUEUE_MAX_EVENTS && (!j->rotating || a->internal_))
             break;
@@ -1758,6 +1808,10 @@ kr_err jrn_rotate_key(struct journal *j, struct jrn_info *new_info)
         pthread_mutex_unlock(&j->mu);
         return err;
     }
+    if (j->epoch_needed) {
+        pthread_mutex_unlock(&j->mu);
+        return KR_EKEY; /* only jrn_new_epoch may follow a truncation */
+    }
     if (j->rotating || j->nkeys >= KR_KEYS_MAX) {
         err = j->rotating ? KR_EBUSY : KR_ETOOLARGE; /* read under mu */
         pthread_mutex_unlock(&j->mu);
@@ -1802,5 +1856,349 @@ out:
     pthread_mutex_unlock(&j->mu);
     if (err == KR_OK && new_info)
         jrn_get_info(j, new_info);
+    return err;
+}
+
+/* ---- Epochs ---- */
+
+/* The keys the journal's own stream has introduced so far (as note keys),
+ * the number of epochs (1 + epoch_started records) and the largest key id.
+ * nk holds KR_KEYS_MAX entries. */
+static kr_err key_history(struct journal *j, MDB_txn *txn, struct kr_note_key *nk, size_t *n,
+                          uint64_t *epochs, uint32_t *max_id)
+{
+    uint8_t ik[JRN_STREAM_KEY_MAX];
+    size_t plen = jrn_stream_prefix(ik, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM));
+    *n = 0;
+    *epochs = 1;
+    *max_id = 0;
+    for (uint64_t version = 1;; version++) {
+        jrn_put_u64(ik + plen, version);
+        MDB_val k = {plen + 8, ik}, v;
+        int rc = mdb_get(txn, j->db_streams, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            return *n ? KR_OK : KR_ECORRUPT;
+        if (rc)
+            return kr_err_from_mdb(rc);
+        if (v.mv_size != 8 || *n >= KR_KEYS_MAX)
+            return KR_ECORRUPT;
+        k = (MDB_val){8, v.mv_data};
+        if ((rc = mdb_get(txn, j->db_events, &k, &v)))
+            return rc == MDB_NOTFOUND ? KR_ECORRUPT : kr_err_from_mdb(rc);
+        struct jrn_record r;
+        struct jrn_key_payload kp;
+        if (jrn_record_decode(v.mv_data, v.mv_size, &r) || r.payload_stripped ||
+            jrn_parse_key_payload(r.payload, r.payload_len, &kp))
+            return KR_ECORRUPT;
+        snprintf(nk[*n].name, sizeof nk[*n].name, "%s", j->origin);
+        memcpy(nk[*n].pk, kp.pk, KR_PUBKEY_LEN);
+        nk[*n].key_id = kp.key_id;
+        (*n)++;
+        if (kp.has_epoch)
+            (*epochs)++;
+        if (kp.key_id > *max_id)
+            *max_id = kp.key_id;
+    }
+}
+
+/* {epoch, key_id, public_key, previous_checkpoint}, keys in this order. */
+static size_t encode_epoch_payload(uint8_t *out, size_t cap, uint64_t epoch,
+                                   const struct kr_signing_key *k, const char *prev, size_t len)
+{
+    struct kr_mp_fixbuf fb = {.p = out, .cap = cap};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write);
+    msgpack_pack_map(&pk, 4);
+    pack_key(&pk, "epoch");
+    msgpack_pack_uint64(&pk, epoch);
+    pack_key(&pk, "key_id");
+    msgpack_pack_uint32(&pk, k->key_id);
+    pack_key(&pk, "public_key");
+    msgpack_pack_bin(&pk, KR_PUBKEY_LEN);
+    msgpack_pack_bin_body(&pk, k->pk, KR_PUBKEY_LEN);
+    pack_key(&pk, "previous_checkpoint");
+    msgpack_pack_str(&pk, len);
+    msgpack_pack_str_body(&pk, prev, len);
+    return fb.overflow ? 0 : fb.len;
+}
+
+kr_err jrn_new_epoch(struct journal *j, const char *prev_checkpoint, size_t len,
+                     struct jrn_info *out)
+{
+    kr_err err;
+    if (!j || !prev_checkpoint || len == 0 || len > KR_NOTE_MAX)
+        return KR_EINVAL;
+    if (j->read_only || j->no_appends)
+        return KR_ECLOSED;
+    pthread_mutex_lock(&j->mu);
+    if (j->failed || j->rotating || j->nkeys >= KR_KEYS_MAX) {
+        err = j->failed ? j->failed : j->rotating ? KR_EBUSY : KR_ETOOLARGE;
+        pthread_mutex_unlock(&j->mu);
+        return err;
+    }
+    j->rotating = true; /* new submissions wait until the epoch has started */
+    uint32_t current = j->signing->key_id;
+    pthread_mutex_unlock(&j->mu);
+
+    struct kr_note_key *nk = calloc(KR_KEYS_MAX, sizeof *nk);
+    struct kr_signing_key *key = &j->keys[j->nkeys];
+    uint8_t *payload = malloc(KR_NOTE_MAX + 256);
+    uint64_t epochs = 1, version = 0;
+    uint32_t max_id = 0;
+    size_t nkeys = 0;
+    bool made = false;
+    if (!nk || !payload) {
+        err = KR_ENOMEM;
+        goto out;
+    }
+    MDB_txn *txn;
+    if ((err = kr_err_from_mdb(mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn))))
+        goto out;
+    err = key_history(j, txn, nk, &nkeys, &epochs, &max_id);
+    mdb_txn_abort(txn);
+    if (err)
+        goto out;
+    /* The previous epoch's last checkpoint: a note of this journal, signed by
+     * a key it had, at or beyond where this history stands (the fork). */
+    struct kr_checkpoint cp;
+    uint32_t signer;
+    if ((err = kr_checkpoint_open(prev_checkpoint, len, nk, nkeys, &cp, &signer)))
+        goto out;
+    if (strcmp(cp.origin, j->origin) != 0 || cp.size < jrn_size(j)) {
+        err = KR_EINVAL;
+        goto out;
+    }
+    /* A fresh id: none the journal had, nor any left in DIR/keys by the
+     * history this one forked from. */
+    uint32_t id = (max_id > current ? max_id : current) + 1;
+    uint8_t pk[KR_PUBKEY_LEN];
+    while (id < UINT32_MAX && kr_pubkey_load(j->dir, id, pk) == KR_OK)
+        id++;
+    if ((err = kr_key_generate(id, key)))
+        goto out;
+    made = true;
+    err = kr_key_save(j->dir, key);
+    if (err == KR_EEXIST) {
+        /* A secret file without its public one: never published, replace it. */
+        kr_key_remove(j->dir, id);
+        err = kr_key_save(j->dir, key);
+    }
+    if (err ||
+        (err = jrn_stream_version(j, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM), &version)))
+        goto out;
+    size_t plen =
+        encode_epoch_payload(payload, KR_NOTE_MAX + 256, epochs + 1, key, prev_checkpoint, len);
+    if (plen == 0) {
+        err = KR_ETOOLARGE;
+        goto out;
+    }
+    struct jrn_event e;
+    system_event(&e, JRN_TYPE_EPOCH_STARTED, version, payload, plen);
+    pthread_mutex_lock(&j->mu);
+    j->checkpoint_key = key; /* the new key signs this size: the old one may have before */
+    j->epoch_clear = true;
+    pthread_mutex_unlock(&j->mu);
+    err = append_sync(j, &e, 1, true);
+    pthread_mutex_lock(&j->mu);
+    j->checkpoint_key = NULL;
+    j->epoch_clear = false;
+    if (err == KR_OK) {
+        j->nkeys++;
+        j->signing = key;
+        j->epoch_needed = false;
+    }
+    pthread_mutex_unlock(&j->mu);
+out:
+    if (err && made)
+        kr_key_wipe(key);
+    free(nk);
+    free(payload);
+    pthread_mutex_lock(&j->mu);
+    j->rotating = false;
+    pthread_cond_broadcast(&j->space_cv);
+    pthread_mutex_unlock(&j->mu);
+    if (err == KR_OK && out)
+        jrn_get_info(j, out);
+    return err;
+}
+
+/* Deletes every key of c's database from `from` on (keys of klen bytes,
+ * compared as bytes). */
+static kr_err delete_from(MDB_cursor *c, const uint8_t *from, size_t klen)
+{
+    for (;;) {
+        MDB_val k = {klen, (void *)from}, v;
+        int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND)
+            return KR_OK;
+        if (rc || (rc = mdb_cursor_del(c, 0)))
+            return kr_err_from_mdb(rc);
+    }
+}
+
+/* Removes records after `size` and everything that belongs only to them, in
+ * txn, and stores `note` as the newest checkpoint. */
+static kr_err truncate_txn(struct journal *j, MDB_txn *txn, uint64_t size, uint64_t old,
+                           const char *note, size_t note_len)
+{
+    MDB_cursor *c = NULL;
+    kr_err err = KR_OK;
+    uint8_t kb[8];
+    int rc = mdb_cursor_open(txn, j->db_events, &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    for (;;) {
+        jrn_put_u64(kb, size + 1);
+        MDB_val k = {8, kb}, v;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND)
+            break;
+        struct jrn_record r;
+        if (rc) {
+            err = kr_err_from_mdb(rc);
+            break;
+        }
+        if (k.mv_size != 8 || jrn_record_decode(v.mv_data, v.mv_size, &r) ||
+            r.seq != jrn_get_u64(k.mv_data)) {
+            err = KR_ECORRUPT;
+            break;
+        }
+        uint8_t sk[JRN_STREAM_KEY_MAX], tk[16];
+        size_t plen = jrn_stream_prefix(sk, r.tenant, r.stream, r.stream_len);
+        jrn_put_u64(sk + plen, r.version);
+        jrn_put_u64(tk, r.tenant);
+        jrn_put_u64(tk + 8, r.seq);
+        MDB_val ks = {plen + 8, sk}, kt = {16, tk};
+        if (((rc = mdb_del(txn, j->db_streams, &ks, NULL)) && rc != MDB_NOTFOUND) ||
+            ((rc = mdb_del(txn, j->db_tenants, &kt, NULL)) && rc != MDB_NOTFOUND) ||
+            (rc = mdb_cursor_del(c, 0))) {
+            err = kr_err_from_mdb(rc);
+            break;
+        }
+    }
+    mdb_cursor_close(c);
+    if (err)
+        return err;
+    /* Tree nodes: those of the tree of `size` leaves are the first
+     * 2 size - popcount(size) in post-order; the rest belong to larger trees. */
+    uint8_t tk[8];
+    jrn_put_u64(tk, 2 * size - (uint64_t)__builtin_popcountll(size));
+    if ((rc = mdb_cursor_open(txn, j->db_tree, &c)))
+        return kr_err_from_mdb(rc);
+    err = delete_from(c, tk, 8);
+    mdb_cursor_close(c);
+    if (err)
+        return err;
+    jrn_put_u64(kb, size + 1);
+    if ((rc = mdb_cursor_open(txn, j->db_checkpoints, &c)))
+        return kr_err_from_mdb(rc);
+    err = delete_from(c, kb, 8);
+    mdb_cursor_close(c);
+    if (err)
+        return err;
+    jrn_put_u64(kb, size);
+    MDB_val k = {8, kb}, v = {note_len, (void *)note};
+    if ((rc = mdb_put(txn, j->db_checkpoints, &k, &v, 0)))
+        return kr_err_from_mdb(rc);
+    if ((err = meta_put(j, txn, JRN_META_CHECKPOINT, note, note_len)))
+        return err;
+    if (size < old) {
+        jrn_put_u64(kb, size);
+        if ((err = meta_put(j, txn, JRN_META_EPOCH, kb, 8)))
+            return err;
+    }
+    return KR_OK;
+}
+
+/* The key that signs the checkpoint at `size`: the one that signed record
+ * `size`, or for a journal.epoch_started record the key it introduces (the
+ * checkpoint at an epoch's first record is the new key's). */
+static kr_err truncation_key(struct journal *j, MDB_txn *txn, uint64_t size, uint32_t *key_id)
+{
+    struct jrn_record r;
+    kr_err err = jrn_read_in(j, txn, size, &r);
+    if (err)
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+    *key_id = r.key_id;
+    if (jrn_is_system(&r) && jrn_type_is(&r, JRN_TYPE_EPOCH_STARTED)) {
+        struct jrn_key_payload kp;
+        if (r.payload_stripped || jrn_parse_key_payload(r.payload, r.payload_len, &kp))
+            return KR_ECORRUPT;
+        *key_id = kp.key_id;
+    }
+    return KR_OK;
+}
+
+kr_err jrn_truncate(const char *dir, uint64_t size)
+{
+    kr_err err;
+    if (!dir || size == 0)
+        return KR_EINVAL;
+    if (strlen(dir) >= KR_PATH_MAX - 64)
+        return KR_ETOOLARGE;
+    if (sodium_init() < 0)
+        return KR_ECRYPTO;
+    char path[KR_PATH_MAX];
+    struct stat st;
+    if ((err = path_join(path, sizeof path, dir, "journal/data.mdb")))
+        return err;
+    if (stat(path, &st) != 0)
+        return KR_ENOTFOUND;
+    /* Exclusive: the writer lock (no writer anywhere) and this process's
+     * registry (no handle here, not even a reader). */
+    struct jrn_options o = {.dir = dir, .no_appends = true};
+    struct journal *j = journal_alloc(&o);
+    if (!j)
+        return KR_ENOMEM;
+    struct kr_signing_key key;
+    bool have_key = false;
+    MDB_txn *txn = NULL;
+    if ((err = take_writer_lock(j, dir)) || (err = env_open(j, &o, false)) || (err = load_state(j)))
+        goto out;
+    if (size > j->size) {
+        err = KR_EINVAL;
+        goto out;
+    }
+    uint64_t old = j->size;
+    if ((err = kr_err_from_mdb(mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn))))
+        goto out;
+    uint32_t key_id = 0;
+    struct kr_checkpoint cp;
+    memset(&cp, 0, sizeof cp);
+    snprintf(cp.origin, sizeof cp.origin, "%s", j->origin);
+    cp.size = size;
+    struct jrn_tree_ctx tc = {j, txn};
+    if ((err = truncation_key(j, txn, size, &key_id)) ||
+        (err = mrk_root(jrn_tree_node, &tc, size, cp.root)))
+        goto out;
+    mdb_txn_abort(txn);
+    txn = NULL;
+    if ((err = kr_key_load(dir, key_id, &key)))
+        goto out;
+    have_key = true;
+    /* root(size) is the root the journal had at this size all along, signed by
+     * the key valid there: no key signs a second root for any size. */
+    if ((err = kr_checkpoint_sign(&cp, j->origin, key.pk, key.sk, j->note, sizeof j->note,
+                                  &j->note_len)))
+        goto out;
+    /* The file first: a crash after it leaves the old journal, for which a
+     * checkpoint at a smaller size is as valid (same root), and DIR/checkpoint
+     * is never ahead of the journal. Then one transaction: all or nothing. */
+    write_checkpoint_file(j, true);
+    if ((err = kr_err_from_mdb(mdb_txn_begin(j->env, NULL, 0, &txn))))
+        goto out;
+    if ((err = truncate_txn(j, txn, size, old, j->note, j->note_len))) {
+        mdb_txn_abort(txn);
+        txn = NULL;
+        goto out;
+    }
+    err = kr_err_from_mdb(mdb_txn_commit(txn));
+    txn = NULL;
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (have_key)
+        kr_key_wipe(&key);
+    journal_free(j);
     return err;
 }

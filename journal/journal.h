@@ -58,10 +58,11 @@
 struct journal;
 
 /* The journal's own stream (tenant 0): its genesis record and key changes. */
-#define JRN_SYSTEM_STREAM  "journal"
-#define JRN_TYPE_CREATED   "journal.created"
-#define JRN_TYPE_KEY_ADDED "journal.key_added"
-#define JRN_SYSTEM_ACTOR   "system"
+#define JRN_SYSTEM_STREAM      "journal"
+#define JRN_TYPE_CREATED       "journal.created"
+#define JRN_TYPE_KEY_ADDED     "journal.key_added"
+#define JRN_TYPE_EPOCH_STARTED "journal.epoch_started"
+#define JRN_SYSTEM_ACTOR       "system"
 
 /* Views: derived data kept in the journal's own LMDB environment and updated
  * in the same write transaction as each append (read-your-writes; a view
@@ -252,6 +253,37 @@ struct jrn_strip_spec {
  * tenant), KR_EIO (the journal stops, as after a failed batch), KR_EFULL. */
 KR_MUST_CHECK kr_err jrn_strip(struct journal *j, const struct jrn_strip_spec *s,
                                uint64_t *stripped);
+
+/* ---- Epochs ---- */
+
+/* Offline (nothing may have dir's journal open: KR_EBUSY if a writer in any
+ * process, or any handle in this one, has it): drops every record after
+ * `size`, with its stream and tenant index entries (so each tenant's tseq
+ * continues from its last remaining record), the tree nodes that belong only
+ * to larger trees and the checkpoints of larger sizes, and signs a checkpoint
+ * at `size` with the key valid there (its secret file must be in DIR/keys;
+ * KR_ENOTFOUND / KR_EKEY otherwise). That root is the one the journal had at
+ * `size` all along, so no key signs two roots for one size. DIR/checkpoint is
+ * written first, then one LMDB transaction: a crash leaves the old journal or
+ * the truncated one. When records were dropped, the journal then takes no
+ * appends (KR_EKEY) and no key rotation until jrn_new_epoch: its key may have
+ * signed checkpoints of the dropped history. Views are not touched: open with
+ * views_no_catch_up and jrn_views_rebuild. KR_EINVAL for size 0 or beyond the
+ * journal. */
+KR_MUST_CHECK kr_err jrn_truncate(const char *dir, uint64_t size);
+
+/* Starts a new epoch on an open writable journal: a fresh signing key (an id
+ * no key of this journal, nor a key file left in DIR/keys, has had), announced
+ * by a journal.epoch_started record on the journal's own stream, payload
+ * {epoch, key_id, public_key, previous_checkpoint}, signed by the key before
+ * it (as key_added is). The new key signs everything after the record and the
+ * checkpoint at the record's own size. prev_checkpoint (len bytes) is the
+ * previous epoch's last checkpoint note: it must be a signed note of this
+ * journal by a key its history names, at a size no smaller than the journal's
+ * (KR_EINVAL, or the note's error from kr_checkpoint_open). Appends submitted
+ * meanwhile wait. Fills *out when not NULL. */
+KR_MUST_CHECK kr_err jrn_new_epoch(struct journal *j, const char *prev_checkpoint, size_t len,
+                                   struct jrn_info *out);
 
 /* ---- Reading ---- */
 

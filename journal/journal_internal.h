@@ -25,9 +25,10 @@
 #define JRN_MAX_READERS 512
 
 /* meta keys */
-#define JRN_META_FORMAT     "format"     /* u32 BE: JRN_META_FORMAT_CURRENT */
-#define JRN_META_ID         "journal_id" /* 16 bytes */
-#define JRN_META_CHECKPOINT "checkpoint" /* newest signed note */
+#define JRN_META_FORMAT     "format"       /* u32 BE: JRN_META_FORMAT_CURRENT */
+#define JRN_META_ID         "journal_id"   /* 16 bytes */
+#define JRN_META_CHECKPOINT "checkpoint"   /* newest signed note */
+#define JRN_META_EPOCH      "epoch_needed" /* u64 BE: the size truncated to */
 
 /* The meta `format` value: 1 = format-1 records and an empty tenants index
  * value; 2 = every tenants index entry holds its record's tseq and new records
@@ -63,7 +64,15 @@ struct journal {
 
     uint8_t journal_id[16];
     char origin[KR_ORIGIN_MAX + 1];
-    uint32_t meta_format;  /* meta `format` as opened (after any migration) */
+    uint32_t meta_format; /* meta `format` as opened (after any migration) */
+    /* Truncated (jrn_truncate) below its old size: the signing key may sign
+     * nothing more until jrn_new_epoch (meta `epoch_needed`). Under mu. */
+    bool epoch_needed;
+    /* During jrn_new_epoch: the key that signs the batch's checkpoint (the
+     * new one: the old key may have signed this size in the old history),
+     * and the meta entry the batch removes. Under mu. */
+    struct kr_signing_key *checkpoint_key;
+    bool epoch_clear;
     uint32_t write_format; /* record format the writer writes */
 
     /* Signing keys loaded in this process. `signing` points into keys[] and
@@ -146,11 +155,27 @@ kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_
  * holds no tseq (an unmigrated journal) or a malformed one. */
 kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq);
 
-/* Parses the payload of a journal.created or journal.key_added record:
- * a msgpack map with key_id and public_key (and, for created, journal_id and
- * origin). KR_ECORRUPT if malformed. */
-kr_err jrn_parse_key_payload(const uint8_t *p, size_t len, uint32_t *key_id,
-                             uint8_t pk[KR_PUBKEY_LEN]);
+/* The payload of a journal.created, journal.key_added or
+ * journal.epoch_started record. */
+struct jrn_key_payload {
+    uint32_t key_id;
+    uint8_t pk[KR_PUBKEY_LEN];
+    bool has_genesis;            /* journal_id and origin present (created) */
+    bool has_epoch;              /* epoch and previous_checkpoint present */
+    uint64_t epoch;              /* epoch_started: the epoch it starts (>= 2) */
+    const char *prev_checkpoint; /* epoch_started: borrows from the payload */
+    size_t prev_len;
+};
+
+/* Parses such a payload: a msgpack map with key_id and public_key (and, for
+ * created, journal_id and origin; for epoch_started, epoch and
+ * previous_checkpoint). KR_ECORRUPT if malformed, or if it holds only part of
+ * either optional pair. */
+kr_err jrn_parse_key_payload(const uint8_t *p, size_t len, struct jrn_key_payload *out);
+
+/* Whether r is a record of the journal's own stream of type t. */
+bool jrn_is_system(const struct jrn_record *r);
+bool jrn_type_is(const struct jrn_record *r, const char *t);
 
 /* Opens the LMDB environment of dir read-only and reads the journal's
  * identity, and nothing else: for verification, which must report damage

@@ -42,6 +42,11 @@ struct vkey {
     uint64_t from_seq;  /* first record it may sign */
     uint64_t to_seq;    /* first record it may no longer sign */
     uint64_t intro_seq; /* the record that introduced it */
+    /* Checkpoint sizes it may sign: [cp_from, cp_to). As for records, except
+     * around a journal.epoch_started record at seq E: its checkpoint (size E)
+     * is signed by the new key, never the old, which may have signed size E
+     * of the history the epoch forked from. */
+    uint64_t cp_from, cp_to;
 };
 
 struct fault {
@@ -98,6 +103,7 @@ struct vctx {
     struct mrk_frontier last_partial; /* frontier of the last chunk when partial */
     struct vkey keys[KR_KEYS_MAX];
     size_t nkeys;
+    uint64_t epochs;                           /* 1 + journal.epoch_started records */
     uint32_t meta_format;                      /* meta `format` of the snapshot */
     struct kr_note_key note_keys[KR_KEYS_MAX]; /* the same keys, as note.h wants them */
     size_t nnote_keys;
@@ -130,15 +136,47 @@ static const struct vkey *key_for(const struct vctx *v, uint32_t key_id)
     return NULL;
 }
 
-static bool is_system(const struct jrn_record *r)
-{
-    return r->tenant == 0 && r->stream_len == strlen(JRN_SYSTEM_STREAM) &&
-           memcmp(r->stream, JRN_SYSTEM_STREAM, r->stream_len) == 0;
-}
+#define is_system jrn_is_system
+#define type_is   jrn_type_is
 
-static bool type_is(const struct jrn_record *r, const char *t)
+/* Checks the previous epoch's last checkpoint named by the epoch_started
+ * record at seq: a signed note of this journal by a key it had before, at a
+ * size no smaller than the fork (seq - 1). */
+static bool prev_checkpoint_ok(struct vctx *v, const struct jrn_key_payload *kp, uint64_t seq,
+                               struct fault *f)
 {
-    return r->type_len == strlen(t) && memcmp(r->type, t, r->type_len) == 0;
+    struct kr_note_key *nk = calloc(v->nkeys ? v->nkeys : 1, sizeof *nk);
+    if (!nk) {
+        set_fault(f, seq, KR_ENOMEM, "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < v->nkeys; i++) {
+        snprintf(nk[i].name, sizeof nk[i].name, "%s", v->j->origin);
+        memcpy(nk[i].pk, v->keys[i].pk, KR_PUBKEY_LEN);
+        nk[i].key_id = v->keys[i].key_id;
+    }
+    struct kr_checkpoint cp;
+    uint32_t key_id;
+    kr_err err = kr_checkpoint_open(kp->prev_checkpoint, kp->prev_len, nk, v->nkeys, &cp, &key_id);
+    free(nk);
+    if (err) {
+        set_fault(f, seq, err, "epoch %llu: previous checkpoint: %s", (unsigned long long)kp->epoch,
+                  kr_strerror(err));
+        return false;
+    }
+    if (strcmp(cp.origin, v->j->origin) != 0) {
+        set_fault(f, seq, KR_ECORRUPT, "epoch %llu: previous checkpoint is another journal's",
+                  (unsigned long long)kp->epoch);
+        return false;
+    }
+    if (cp.size + 1 < seq) {
+        set_fault(f, seq, KR_ECORRUPT,
+                  "epoch %llu: previous checkpoint at size %llu is before the fork at %llu",
+                  (unsigned long long)kp->epoch, (unsigned long long)cp.size,
+                  (unsigned long long)(seq - 1));
+        return false;
+    }
+    return true;
 }
 
 /* ---- Per-tenant numbers ---- */
@@ -259,16 +297,19 @@ static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
             set_fault(f, seq, KR_ECORRUPT, "journal key record does not decode or is misplaced");
             break;
         }
-        uint32_t key_id;
-        uint8_t pk[KR_PUBKEY_LEN];
+        struct jrn_key_payload kp;
         if (r.version != version || r.payload_stripped ||
-            jrn_parse_key_payload(r.payload, r.payload_len, &key_id, pk) != KR_OK) {
+            jrn_parse_key_payload(r.payload, r.payload_len, &kp) != KR_OK) {
             set_fault(f, seq, KR_ECORRUPT, "journal key record is malformed");
             break;
         }
+        uint32_t key_id = kp.key_id;
+        const uint8_t *pk = kp.pk;
         bool genesis = version == 1;
+        bool epoch = type_is(&r, JRN_TYPE_EPOCH_STARTED);
         if (genesis != type_is(&r, JRN_TYPE_CREATED) ||
-            (!genesis && !type_is(&r, JRN_TYPE_KEY_ADDED)) || (genesis && seq != 1)) {
+            (!genesis && !type_is(&r, JRN_TYPE_KEY_ADDED) && !epoch) || (genesis && seq != 1) ||
+            kp.has_genesis != genesis || kp.has_epoch != epoch) {
             set_fault(f, seq, KR_ECORRUPT, "journal stream out of order: %.*s at version %llu",
                       (int)r.type_len, r.type, (unsigned long long)version);
             break;
@@ -282,9 +323,20 @@ static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
             set_fault(f, seq, KR_ECORRUPT, "key %u introduced twice", key_id);
             break;
         }
+        if (epoch) {
+            if (kp.epoch != v->epochs + 1) {
+                set_fault(f, seq, KR_ECORRUPT, "epoch %llu follows epoch %llu",
+                          (unsigned long long)kp.epoch, (unsigned long long)v->epochs);
+                break;
+            }
+            if (!prev_checkpoint_ok(v, &kp, seq, f))
+                break;
+            v->epochs++;
+        }
         if (v->nkeys > 0) {
             /* The record introducing a key is still signed by the old one. */
             v->keys[v->nkeys - 1].to_seq = seq + 1;
+            v->keys[v->nkeys - 1].cp_to = epoch ? seq : seq + 1;
             if (r.key_id != v->keys[v->nkeys - 1].key_id) {
                 set_fault(f, seq, KR_EBADSIG, "key change not signed by the key it replaces");
                 break;
@@ -296,6 +348,8 @@ static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
         vk->from_seq = genesis ? 1 : seq + 1;
         vk->to_seq = UINT64_MAX;
         vk->intro_seq = seq;
+        vk->cp_from = genesis ? 1 : epoch ? seq : seq + 1;
+        vk->cp_to = UINT64_MAX;
     }
     if (v->nkeys == 0 && f->seq == UINT64_MAX)
         set_fault(f, 1, KR_ECORRUPT, "no genesis record");
@@ -614,6 +668,12 @@ static kr_err check_note(struct vctx *v, MDB_txn *txn, const char *note, size_t 
         return err;
     }
     *size = cp.size;
+    const struct vkey *k = key_for(v, key_id);
+    if (!k || cp.size < k->cp_from || cp.size >= k->cp_to) {
+        set_fault(f, cp.size, KR_EBADSIG, "%s: signed by key %u, which may not sign size %llu",
+                  where, key_id, (unsigned long long)cp.size);
+        return KR_EBADSIG;
+    }
     if (strcmp(cp.origin, v->j->origin) != 0) {
         set_fault(f, cp.size, KR_ECORRUPT, "%s: origin is not this journal's", where);
         return KR_ECORRUPT;
@@ -747,6 +807,7 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
     v->o = &o;
     atomic_store(&v->first_bad, UINT64_MAX);
     v->j = j;
+    v->epochs = 1;
     read_cp_file(dir, &v->cp_file);
 
     /* One snapshot for the size; workers read the same immutable prefix. */
@@ -793,6 +854,7 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
     if ((err = load_keys(v, txn, &f)))
         goto done;
     out->keys = v->nkeys;
+    out->epochs = v->epochs;
     /* A fault in the key history goes into the verdict with those the pass
      * finds below it; chunks above it are skipped. */
     atomic_store(&v->first_bad, f.seq);

@@ -18,7 +18,12 @@
  * full mode the tenants index holds the same number for every record.
  *
  * The trust anchor is the public key of key 1. Later keys are learned from
- * journal.key_added records, each signed by the key before it.
+ * journal.key_added and journal.epoch_started records, each signed by the key
+ * before it. A checkpoint must be signed by a key valid at its size; at an
+ * epoch_started record's size that is the epoch's new key, so an old key's
+ * checkpoint beyond the fork is refused. Each epoch_started record must name
+ * a signed checkpoint of this journal (by a key it had before) at or beyond
+ * the fork.
  *
  * Records are checked in parallel chunks of 2^KR_VERIFY_CHUNK_LOG2 (each a
  * perfect Merkle subtree), so verification scales with cores.
@@ -46,6 +51,7 @@ struct jrn_verify_report {
     uint64_t records;          /* records in the journal */
     uint64_t checkpoints;      /* signed checkpoints checked */
     uint64_t keys;             /* signing keys the journal has had */
+    uint64_t epochs;           /* 1 + journal.epoch_started records */
     uint64_t stripped;         /* records whose payload was erased */
     uint64_t tenants;          /* tenants with records (0, the platform, included) */
     uint8_t root[KR_HASH_LEN]; /* root of the whole journal */

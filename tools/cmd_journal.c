@@ -144,9 +144,9 @@ int cmd_verify(int argc, char **argv)
     if (json) {
         printf("{\"ok\":%s,\"mode\":\"%s\",\"records\":%" PRIu64 ",\"checkpoints\":%" PRIu64
                ",\"keys\":%" PRIu64 ",\"stripped\":%" PRIu64 ",\"tenants\":%" PRIu64
-               ",\"seconds\":%.3f",
+               ",\"epochs\":%" PRIu64 ",\"seconds\":%.3f",
                r.result == KR_OK ? "true" : "false", vo.fast ? "fast" : "full", r.records,
-               r.checkpoints, r.keys, r.stripped, r.tenants, secs);
+               r.checkpoints, r.keys, r.stripped, r.tenants, r.epochs, secs);
         if (r.result == KR_OK) {
             printf(",\"root\":\"");
             print_hex(stdout, r.root, sizeof r.root);

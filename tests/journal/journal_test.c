@@ -2990,6 +2990,171 @@ static void test_strip_resume(void **state)
     assert_true(verify_report(f->dir).stripped == total);
 }
 
+/* ==== Epochs ==== */
+
+static size_t checkpoint_of(struct journal *j, char note[KR_NOTE_MAX + 1])
+{
+    size_t len = 0;
+    assert_int_equal(jrn_checkpoint(j, note, KR_NOTE_MAX + 1, &len), KR_OK);
+    return len;
+}
+
+static void put_kept_checkpoint(const char *dir, uint64_t size, const char *note, size_t len)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    uint8_t key[8];
+    kr_test_be64(key, size);
+    kr_test_env_open(dir, &env);
+    kr_test_txn_db(env, JRN_DB_CHECKPOINTS, &txn, &dbi);
+    MDB_val k = {8, key}, v = {len, (void *)note};
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* Truncate, start a new epoch, append: the journal verifies, each tenant's
+ * count goes on from the fork, and no key signs two roots for one size. */
+static void test_truncate_new_epoch(void **state)
+{
+    struct fx *f = *state;
+    static char note_k2[KR_NOTE_MAX + 1], note_k3[KR_NOTE_MAX + 1], note[KR_NOTE_MAX + 1];
+    fx_create_open(f);
+    append_many(f->j, 1, "a", 150);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK); /* key 2 at seq 152 */
+    append_many(f->j, 1, "a", 100);
+    append_many(f->j, 2, "b", 100); /* up to 352 */
+    const uint64_t fork = 300;
+    uint64_t t1_at_fork = 250; /* tenant 1: 150 + 100 */
+    uint64_t t2_at_fork = fork - 1 - 1 - 250;
+    size_t len_k2 = checkpoint_of(f->j, note_k2);        /* size 352, key 2 */
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK); /* key 3 at 353 */
+    append_many(f->j, 2, "b", 50);
+    size_t len_k3 = checkpoint_of(f->j, note_k3); /* size 403, key 3 */
+    uint64_t old_size = jrn_size(f->j);
+    assert_true(old_size == 403);
+
+    /* Open here (writable, then read-only): refused. */
+    assert_int_equal(jrn_truncate(f->dir, fork), KR_EBUSY);
+    fx_close(f);
+    struct jrn_options ro = fx_opts(f);
+    ro.read_only = true;
+    assert_int_equal(jrn_open(&ro, &f->j), KR_OK);
+    assert_int_equal(jrn_truncate(f->dir, fork), KR_EBUSY);
+    fx_close(f);
+    /* Bad sizes. */
+    assert_int_equal(jrn_truncate(f->dir, 0), KR_EINVAL);
+    assert_int_equal(jrn_truncate(f->dir, old_size + 1), KR_EINVAL);
+    assert_int_equal(jrn_truncate(NULL, fork), KR_EINVAL);
+
+    assert_int_equal(jrn_truncate(f->dir, fork), KR_OK);
+    struct jrn_verify_report rep = verify_report(f->dir);
+    assert_true(rep.records == fork);
+    assert_true(rep.keys == 2);
+    assert_true(rep.epochs == 1);
+
+    /* Until a new epoch, key 2 may sign nothing more. */
+    fx_open(f);
+    assert_true(jrn_size(f->j) == fork);
+    uint8_t p = 3;
+    struct jrn_event e = ev(1, "a", stream_version(f->j, 1, "a"), &p, 1);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_EKEY);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_EKEY);
+    /* The previous checkpoint must be a note of this journal by a key its
+     * history names (key 3 came after the fork) at or beyond the fork. */
+    assert_int_not_equal(jrn_new_epoch(f->j, "garbage\n", 8, NULL), KR_OK);
+    assert_int_not_equal(jrn_new_epoch(f->j, note_k3, len_k3, NULL), KR_OK);
+    assert_true(jrn_size(f->j) == fork); /* nothing appended */
+    struct jrn_info info;
+    assert_int_equal(jrn_new_epoch(f->j, note_k2, len_k2, &info), KR_OK);
+    assert_int_equal(info.key_id, 4); /* 3 is the dropped history's */
+    assert_true(info.size == fork + 1);
+    /* Appends again, each tenant's count going on from the fork. */
+    e = ev(1, "a", stream_version(f->j, 1, "a"), &p, 1);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    assert_true(e.tseq == t1_at_fork + 1);
+    assert_int_equal(e.key_id, 4);
+    e = ev(2, "b", stream_version(f->j, 2, "b"), &p, 1);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    assert_true(e.tseq == t2_at_fork + 1);
+    append_many(f->j, 2, "b", 100);
+    check_tseqs(f->j, 1, 0);
+    uint64_t size = jrn_size(f->j);
+    assert_true(size > 352);
+    uint8_t root301[KR_HASH_LEN];
+    assert_int_equal(jrn_root(f->j, fork + 1, root301), KR_OK);
+    fx_close(f);
+    rep = verify_report(f->dir);
+    assert_true(rep.records == size);
+    assert_true(rep.epochs == 2);
+    assert_true(rep.keys == 3);
+
+    /* The dropped history's checkpoint at 352, signed by key 2: not this
+     * history's (key 2 signs no size past the fork now). */
+    char dir2[DIR_CAP + 8];
+    snprintf(dir2, sizeof dir2, "%s.2", f->dir);
+    kr_test_copytree(f->dir, dir2);
+    put_kept_checkpoint(dir2, 352, note_k2, len_k2);
+    struct jrn_verify_options vo = {0};
+    assert_int_equal(jrn_verify(dir2, &vo, &rep), KR_OK);
+    assert_int_equal(rep.result, KR_EBADSIG);
+    assert_true(rep.bad_seq == 352);
+    assert_non_null(strstr(rep.what, "signed by key 2, which may not sign size 352"));
+    kr_test_rmrf(dir2);
+    /* Nor may key 2 sign the new root at the epoch's first size. */
+    kr_test_copytree(f->dir, dir2);
+    struct kr_signing_key k2;
+    assert_int_equal(kr_key_load(f->dir, 2, &k2), KR_OK);
+    struct kr_checkpoint cp;
+    size_t len;
+    memset(&cp, 0, sizeof cp);
+    snprintf(cp.origin, sizeof cp.origin, "%s", info.origin);
+    cp.size = fork + 1;
+    memcpy(cp.root, root301, KR_HASH_LEN);
+    assert_int_equal(kr_checkpoint_sign(&cp, info.origin, k2.pk, k2.sk, note, sizeof note, &len),
+                     KR_OK);
+    kr_key_wipe(&k2);
+    put_kept_checkpoint(dir2, fork + 1, note, len);
+    assert_int_equal(jrn_verify(dir2, &vo, &rep), KR_OK);
+    assert_int_equal(rep.result, KR_EBADSIG);
+    assert_true(rep.bad_seq == fork + 1);
+    kr_test_rmrf(dir2);
+}
+
+/* Truncating to the last record drops nothing and needs no new epoch; to an
+ * epoch's first record, the checkpoint is the new key's. */
+static void test_truncate_edges(void **state)
+{
+    struct fx *f = *state;
+    static char note[KR_NOTE_MAX + 1];
+    fx_create_open(f);
+    append_many(f->j, 1, "a", 20);
+    size_t len = checkpoint_of(f->j, note);
+    uint64_t size = jrn_size(f->j);
+    fx_close(f);
+    assert_int_equal(jrn_truncate(f->dir, size), KR_OK);
+    fx_open(f);
+    append_many(f->j, 1, "a", 5);                                      /* no epoch needed */
+    assert_int_equal(jrn_new_epoch(f->j, note, len, NULL), KR_EINVAL); /* before this size */
+    len = checkpoint_of(f->j, note);
+    assert_int_equal(jrn_new_epoch(f->j, note, len, NULL), KR_OK);
+    uint64_t epoch_seq = jrn_size(f->j);
+    append_many(f->j, 1, "a", 5);
+    fx_close(f);
+    assert_int_equal(jrn_truncate(f->dir, epoch_seq), KR_OK);
+    struct jrn_verify_report rep = verify_report(f->dir);
+    assert_true(rep.records == epoch_seq);
+    assert_true(rep.epochs == 2);
+    fx_open(f);
+    uint8_t p = 1;
+    struct jrn_event e = ev(1, "a", stream_version(f->j, 1, "a"), &p, 1);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_EKEY);
+    fx_close(f);
+    assert_int_equal(jrn_truncate(f->dir, 1), KR_OK); /* back to the genesis record */
+    assert_true(verify_report(f->dir).records == 1);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -3023,6 +3188,8 @@ int main(void)
         T(test_strip_tenant),
         T(test_strip_filters),
         T(test_strip_resume),
+        T(test_truncate_new_epoch),
+        T(test_truncate_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
