@@ -32,10 +32,6 @@
 #include <string.h>
 #include <time.h>
 
-#ifndef JRN_TYPE_EPOCH_STARTED
-#define JRN_TYPE_EPOCH_STARTED "journal.epoch_started"
-#endif
-
 #define NS_PER_S   1000000000ull
 #define JST_OFFSET (9ull * 3600ull)
 #define HEX_ID_LEN 32

@@ -671,6 +671,98 @@ static void test_bad_requests(void **state)
     assert_null(d);
 }
 
+/* ---- Epochs ---- */
+
+/* Appends one record for each of A and B; returns A's seq. */
+static uint64_t append_ab(struct journal *j, int i)
+{
+    struct jrn_event e[2];
+    char pa[32], pb[48];
+    memset(e, 0, sizeof e);
+    snprintf(pa, sizeof pa, "A %d", i);
+    snprintf(pb, sizeof pb, "BMARKERxyzzy %d", i);
+    for (int k = 0; k < 2; k++) {
+        e[k].tenant = k == 0 ? TENANT_A : TENANT_B;
+        e[k].stream = k == 0 ? "a" : "bsecretstream";
+        e[k].stream_len = strlen(e[k].stream);
+        e[k].type = "x.y";
+        e[k].type_len = 3;
+        e[k].payload = (const uint8_t *)(k == 0 ? pa : pb);
+        e[k].payload_len = strlen(k == 0 ? pa : pb);
+        assert_int_equal(jrn_stream_version(j, e[k].tenant, e[k].stream, e[k].stream_len,
+                                            &e[k].expected_version),
+                         KR_OK);
+    }
+    assert_int_equal(jrn_append(j, e, 2), KR_OK);
+    return e[0].seq;
+}
+
+/* A history cut back (a restore) and a new epoch: the export follows the
+ * key chain through journal.epoch_started, the tenant's numbers continue
+ * from its last remaining record, and a checkpoint of the dropped history
+ * (signed by the old key past the fork) does not fit in. */
+static void test_epoch(void **state)
+{
+    (void)state;
+    char root[DIR_CAP], dir[DIR_CAP], path[DIR_CAP + 16];
+    kr_test_tmpdir(root, sizeof root);
+    snprintf(dir, sizeof dir, "%.1000s/data", root);
+    struct jrn_options o = {.dir = dir, .signers = 1};
+    struct jrn_info info;
+    struct journal *j;
+    uint64_t cut = 0;
+    assert_int_equal(jrn_create(&o, &info), KR_OK);
+    assert_int_equal(jrn_open(&o, &j), KR_OK);
+    for (int i = 0; i < 6; i++) {
+        append_ab(j, i);
+        if (i == 2)
+            cut = jrn_size(j);
+    }
+    jrn_close(j);
+    /* The old history's newest checkpoint, as the live DIR/checkpoint. */
+    char old[KR_NOTE_MAX + 1];
+    snprintf(path, sizeof path, "%s/checkpoint", dir);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t old_len = fread(old, 1, KR_NOTE_MAX, f);
+    fclose(f);
+    old[old_len] = '\0';
+
+    assert_int_equal(jrn_truncate(dir, cut), KR_OK);
+    assert_int_equal(jrn_open(&o, &j), KR_OK);
+    assert_int_equal(jrn_new_epoch(j, old, old_len, NULL), KR_OK);
+    for (int i = 10; i < 13; i++)
+        append_ab(j, i);
+
+    struct exp_options eo = {.tenant = TENANT_A};
+    char *doc;
+    size_t len;
+    struct exp_built b;
+    struct exp_report r;
+    assert_int_equal(exp_build(j, &eo, &doc, &len, &b), KR_OK);
+    if (exp_verify((const uint8_t *)doc, len, info.pk, &r) != KR_OK)
+        fail_msg("%s: %s", r.where, r.what);
+    assert_int_equal(r.keys, 2);
+    assert_int_equal(r.records, 6);
+    assert_int_equal(r.first_tseq, 1);
+    assert_int_equal(r.last_tseq, 6);
+    assert_true(r.from_start);
+
+    /* The dropped history's checkpoint in place of the newest. */
+    json_t *jd = parse(doc, len);
+    json_t *cps = json_object_get(jd, "checkpoints");
+    json_array_set_new(cps, json_array_size(cps) - 1, json_string(old));
+    size_t l2;
+    char *d2 = redump(jd, &l2);
+    assert_int_not_equal(exp_verify((const uint8_t *)d2, l2, info.pk, &r), KR_OK);
+    assert_non_null(strstr(r.where, "checkpoints["));
+    free(d2);
+    json_decref(jd);
+    free(doc);
+    jrn_close(j);
+    kr_test_rmrf(root);
+}
+
 /* ---- Erased payloads ---- */
 
 /* Stripped payloads (erasure) still verify and are counted. Runs last: it
@@ -796,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_cut_short_and_continued),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_format1_then_format2),
+        cmocka_unit_test(test_epoch),
         cmocka_unit_test(test_stripped_payloads),
     };
     return cmocka_run_group_tests(tests, fixture_build, fixture_teardown);
