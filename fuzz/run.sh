@@ -13,7 +13,7 @@ esac
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$src/build-fuzz
-targets="record_fuzz note_fuzz mp_fuzz payload_fuzz request_fuzz manifest_fuzz"
+targets="record_fuzz note_fuzz mp_fuzz payload_fuzz request_fuzz manifest_fuzz export_fuzz"
 
 mkdir -p "$build"
 CC=${CC:-clang-14} cmake -S "$src" -B "$build" -DKIROKU_FUZZ=ON >"$build/configure.log" 2>&1 || {
@@ -33,9 +33,12 @@ for t in $targets; do
     mkdir -p "$run" "$art"
     # Seeds join whatever earlier runs found; nothing is written to fuzz/corpus.
     cp "$seeds"/* "$run"/
+    # Exports are JSON documents of a few kilobytes at the least.
+    maxlen=4096
+    [ "$t" = export_fuzz ] && maxlen=65536
     echo "== $t: $secs s, corpus $run"
     if ! "$build/fuzz/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-        -max_len=4096 -print_final_stats=1 -artifact_prefix="$art/" "$run" \
+        -max_len="$maxlen" -print_final_stats=1 -artifact_prefix="$art/" "$run" \
         >"$build/$t.log" 2>&1; then
         echo "!! $t failed; log $build/$t.log, inputs in $art/" >&2
         tail -n 40 "$build/$t.log" >&2

@@ -284,4 +284,28 @@
 /* Backup generations backups.list reports (backups keep 7). */
 #define KR_BACKUP_GENERATIONS_MAX 64u
 
+/* ---- Tenant exports (journal/export.h) ---- */
+
+/* An export file a verifier reads: it is parsed whole in memory (a JSON tree
+ * costs a few times the text), so 256 MiB keeps a hostile file's cost within a
+ * laptop's memory. A larger history is exported in several seq ranges. */
+#define KR_EXPORT_FILE_MAX ((size_t)256 * 1024 * 1024)
+/* What the exporter writes into one file at most: below KR_EXPORT_FILE_MAX with
+ * room for the entries it estimates before cutting the document short. */
+#define KR_EXPORT_BUILD_BYTES_MAX ((size_t)192 * 1024 * 1024)
+/* Records in one export: each is checked with a signature and a proof (about
+ * 0.1 ms), so a file verifies in seconds. */
+#define KR_EXPORT_RECORDS_MAX 100000u
+/* Checkpoints in one export: records are proved against the first kept
+ * checkpoint that covers them (one is kept at least per second of activity);
+ * past this many, the rest against the newest. */
+#define KR_EXPORT_CHECKPOINTS_MAX 1024u
+/* Hashes in one inclusion proof: 64 cover a tree of 2^64 leaves. */
+#define KR_EXPORT_PROOF_MAX 64u
+/* Records in one audit.export reply, and their bytes: records are up to
+ * 64 KiB (88 KiB in base64, with a proof of 3 KiB), so the byte bound is
+ * what cuts a page of large records short, under KR_API_REPLY_MAX. */
+#define KR_EXPORT_OP_RECORDS_MAX 1000u
+#define KR_EXPORT_OP_BYTES_MAX   ((size_t)4 * 1024 * 1024)
+
 #endif

@@ -87,6 +87,7 @@ KR_CMD_DECLARE(cmd_tenants_erase);
 KR_CMD_DECLARE(cmd_retention_run);
 KR_CMD_DECLARE(cmd_maintenance_record);
 KR_CMD_DECLARE(cmd_backups_list);
+KR_CMD_DECLARE(cmd_audit_export);
 
 /* Sets *c->diag and returns err. */
 kr_err cmd_fail(struct cmd *c, kr_err err, const char *field, const char *why);

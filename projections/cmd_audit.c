@@ -14,7 +14,13 @@
  * journal.read gives records exactly as stored (signed and hashed), so an
  * auditor checks them with the public key alone. Auditors see only their own
  * tenant's records; operators see every record.
+ *
+ * audit.export gives an auditor its own tenant's records as an export
+ * (journal/export.h), the document `kiroku audit verify` checks offline, a
+ * page at a time: at most `limit` records and about KR_EXPORT_OP_BYTES_MAX.
+ * Each page taken is recorded (audit.exported, with its range).
  */
+#include "export.h"
 #include "jst.h"
 #include "notices.h"
 
@@ -234,5 +240,63 @@ kr_err cmd_journal_proof(struct cmd *c)
         return err;
     res_map(c, 1);
     res_bytes(c, KR_FLD_PROOF, proof, n * KR_HASH_LEN);
+    return KR_OK;
+}
+
+/* ---- audit.export ---- */
+
+kr_err cmd_audit_export(struct cmd *c)
+{
+    const struct kr_value *from = &c->args->v[KR_FLD_FROM_SEQ], *to = &c->args->v[KR_FLD_TO_SEQ],
+                          *limit = &c->args->v[KR_FLD_LIMIT];
+    /* Only the caller's own tenant: the op is the auditor's (ops.json). */
+    struct exp_options o = {.tenant = c->who->tenant,
+                            .from = from->set ? from->u : 1,
+                            .to = to->set ? to->u : 0,
+                            .max_records = limit->set ? limit->u : KR_EXPORT_OP_RECORDS_MAX,
+                            .max_bytes = KR_EXPORT_OP_BYTES_MAX};
+    if (o.tenant == 0)
+        return cmd_fail(c, KR_EFORBIDDEN, "op", "a tenant's auditor only");
+    if (o.to && o.from > o.to)
+        return cmd_fail(c, KR_EINVAL, kr_fields[KR_FLD_TO_SEQ].name, "before from_seq");
+    char *doc = NULL;
+    size_t len = 0;
+    struct exp_built built;
+    kr_err err = exp_build(c->d->j, &o, &doc, &len, &built);
+    if (err == KR_ENOTFOUND)
+        return cmd_fail(c, KR_ENOTFOUND, kr_fields[KR_FLD_FROM_SEQ].name,
+                        "the tenant has no records in this range");
+    if (err)
+        return err;
+    if (len > KR_API_REPLY_MAX - 1024) { /* the budget is an estimate: never past the cap */
+        free(doc);
+        return cmd_fail(c, KR_ETOOLARGE, kr_fields[KR_FLD_LIMIT].name,
+                        "the page does not fit a reply: ask for fewer records");
+    }
+    /* The export is recorded (who took which records), so the tenant's audit
+     * trail and report show it. */
+    uint64_t version = 0;
+    struct kr_payload *p = NULL;
+    if ((err = cmd_stream_version(c, o.tenant, kr_events[KR_EV_AUDIT_EXPORTED].stream_prefix,
+                                  c->who->account, &version)) == KR_OK &&
+        !(p = cmd_event(c, KR_EV_AUDIT_EXPORTED, o.tenant, version)))
+        err = KR_ENOMEM;
+    if (!err) {
+        kr_set_bytes(p, KR_FLD_ACCOUNT, c->who->account, 16);
+        kr_set_u64(p, KR_FLD_FROM_SEQ, built.first);
+        kr_set_u64(p, KR_FLD_TO_SEQ, built.last);
+        err = cmd_commit(c);
+    }
+    if (err) {
+        free(doc);
+        return err;
+    }
+    res_map(c, 2);
+    res_bytes(c, KR_FLD_EXPORT, doc, len);
+    if (built.next_from)
+        res_u64(c, KR_FLD_NEXT_FROM, built.next_from);
+    else
+        res_nil(c, KR_FLD_NEXT_FROM);
+    free(doc);
     return KR_OK;
 }

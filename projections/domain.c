@@ -66,6 +66,7 @@ static const cmd_fn handlers[KR_OP__COUNT] = {
     [KR_OP_RETENTION_RUN] = cmd_retention_run,
     [KR_OP_MAINTENANCE_RECORD] = cmd_maintenance_record,
     [KR_OP_BACKUPS_LIST] = cmd_backups_list,
+    [KR_OP_AUDIT_EXPORT] = cmd_audit_export,
 };
 
 bool dom_has_handler(int op)

@@ -82,6 +82,7 @@ static va_fn area_by_prefix(int ev)
         {"serve.", va_audit_only},
         {"maintenance.", va_audit_only},
         {"backup.", va_audit_only},
+        {"audit.", va_audit_only},
     };
     for (size_t i = 0; i < sizeof areas / sizeof areas[0]; i++)
         if (strncmp(n, areas[i].prefix, strlen(areas[i].prefix)) == 0)

@@ -94,6 +94,8 @@ int cmd_backup(int argc, char **argv);      /* cmd_backup.c: backup, backup list
 int cmd_restore(int argc, char **argv);     /* cmd_backup.c */
 int cmd_retention(int argc, char **argv);   /* cmd_retention.c */
 int cmd_maintenance(int argc, char **argv); /* cmd_retention.c */
+int cmd_export(int argc, char **argv);      /* cmd_audit.c */
+int cmd_audit(int argc, char **argv);       /* cmd_audit.c: audit verify, audit report */
 
 /* Where `kiroku call` sends requests without --url: the client endpoint. */
 #define CLI_CALL_URL_DEFAULT "tcp://127.0.0.1:7450"

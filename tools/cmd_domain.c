@@ -450,8 +450,12 @@ static kr_err users(struct seeder *s, uint64_t ti, struct seed_tenant *t)
         if ((err = must(s, &staff, KR_OP_ACCOUNT_PASSWORD, 0)))
             return err;
     }
-    /* The auditor looks in and logs out. */
+    /* The auditor looks in, takes an export of the tenant's records and logs
+     * out. */
     if ((err = login(s, t, email[1], pw[1], &auditor)))
+        return err;
+    A(s);
+    if ((err = must(s, &auditor, KR_OP_AUDIT_EXPORT, 0)))
         return err;
     A(s);
     if ((err = must(s, &auditor, KR_OP_AUTH_LOGOUT, 0)))

@@ -31,6 +31,8 @@ static const char main_usage[] =
     "  restore  check a backup generation and restore it into a new data directory\n"
     "  retention erase cancelled tenants that are due and truncate old logs\n"
     "  maintenance record an operator's maintenance work (over the operator endpoint)\n"
+    "  export   one tenant's records with signatures and proofs, for an auditor\n"
+    "  audit    verify an export offline (audit verify); a tenant's report (audit report)\n"
     "\n"
     "Every command takes --data DIR (default $KIROKU_DATA or " CLI_DATA_DEFAULT ")\n"
     "and --help.\n";
@@ -187,6 +189,7 @@ int main(int argc, char **argv)
         {"call", cmd_call},           {"certs", cmd_certs},
         {"backup", cmd_backup},       {"restore", cmd_restore},
         {"retention", cmd_retention}, {"maintenance", cmd_maintenance},
+        {"export", cmd_export},       {"audit", cmd_audit},
     };
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {

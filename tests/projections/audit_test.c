@@ -1,8 +1,8 @@
 /*
  * audit_test.c: the per-tenant audit view (audit.list: filters, paging, the
  * bounded scan, JST times) and the journal ops for operators and auditors
- * (journal.read, journal.checkpoint, journal.proof) in
- * projections/cmd_audit.c.
+ * (journal.read, journal.checkpoint, journal.proof), and audit.export (an
+ * auditor's verifiable export of its own tenant) in projections/cmd_audit.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,9 +11,11 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "export.h"
 #include "jst.h"
 #include "merkle.h"
 #include "notices.h"
@@ -474,6 +476,132 @@ static void test_auditor_scope(void **state)
     assert_int_equal(td_exec(f->t, &aud, KR_OP_JOURNAL_CHECKPOINT), KR_OK);
 }
 
+/* ---- audit.export ---- */
+
+/* Runs audit.export for who; on KR_OK verifies the document with the
+ * journal's key and returns its report, the seqs of its records (up to cap)
+ * and next_from (0 for nil). */
+static kr_err audit_export(struct fx *f, const struct kr_caller *who, uint64_t from, uint64_t limit,
+                           struct exp_report *rep, uint64_t *seqs, size_t cap, size_t *n,
+                           uint64_t *next)
+{
+    struct kr_payload *p = td_args(f->t);
+    if (from)
+        kr_set_u64(p, KR_FLD_FROM_SEQ, from);
+    if (limit)
+        kr_set_u64(p, KR_FLD_LIMIT, limit);
+    kr_err err = td_exec(f->t, who, KR_OP_AUDIT_EXPORT);
+    if (err)
+        return err;
+    const msgpack_object *doc = td_get(f->t, "export"), *nx = td_get(f->t, "next_from");
+    assert_non_null(doc);
+    assert_int_equal(doc->type, MSGPACK_OBJECT_BIN);
+    assert_non_null(nx);
+    *next = nx->type == MSGPACK_OBJECT_NIL ? 0 : nx->via.u64;
+    struct jrn_info info;
+    jrn_get_info(f->t->d->j, &info);
+    if (exp_verify((const uint8_t *)doc->via.bin.ptr, doc->via.bin.size, info.pk, rep) != KR_OK)
+        fail_msg("the export does not verify: %s: %s", rep->where, rep->what);
+    json_error_t je;
+    json_t *j = json_loadb(doc->via.bin.ptr, doc->via.bin.size, 0, &je);
+    assert_non_null(j);
+    json_t *recs = json_object_get(j, "records");
+    *n = json_array_size(recs);
+    for (size_t i = 0; i < *n && i < cap; i++)
+        seqs[i] = (uint64_t)json_integer_value(json_object_get(json_array_get(recs, i), "seq"));
+    json_decref(j);
+    return KR_OK;
+}
+
+static void test_audit_export(void **state)
+{
+    struct fx *f = *state;
+    report(f, &f->ma);
+    report(f, &f->mb);
+    struct rec ra[64], rb[64];
+    size_t na = tenant_records(f, f->a, ra, 64), nb = tenant_records(f, f->b, rb, 64);
+    uint8_t acc[16];
+    memset(acc, 0x99, 16);
+    struct kr_caller aud_a = td_account(f->a, acc, KR_ROLE_AUDITOR, 0);
+    struct kr_caller aud_b = td_account(f->b, acc, KR_ROLE_AUDITOR, 0);
+
+    /* A's auditor: every record of A, verified, from the tenant's start. */
+    struct exp_report rep;
+    uint64_t seqs[64], next;
+    size_t n;
+    assert_int_equal(audit_export(f, &aud_a, 0, 0, &rep, seqs, 64, &n, &next), KR_OK);
+    assert_int_equal(rep.tenant, f->a);
+    assert_int_equal(n, na);
+    assert_int_equal(rep.records, na);
+    assert_true(rep.from_start);
+    assert_int_equal(next, 0);
+    for (size_t i = 0; i < na; i++)
+        assert_int_equal(seqs[i], ra[i].seq);
+    /* The export is recorded in A's trail: who took which records. */
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(jrn_read(f->t->d->j, jrn_size(f->t->d->j), &b), KR_OK);
+    assert_int_equal(b.rec.tenant, f->a);
+    assert_int_equal(kr_event_lookup(b.rec.type, b.rec.type_len), KR_EV_AUDIT_EXPORTED);
+    char actor[64];
+    snprintf(actor, sizeof actor, "account/99999999999999999999999999999999");
+    assert_int_equal(b.rec.actor_len, strlen(actor));
+    assert_memory_equal(b.rec.actor, actor, b.rec.actor_len);
+    jrn_recbuf_fini(&b);
+    na = tenant_records(f, f->a, ra, 64);
+
+    /* B's auditor gets B's, and nothing of A. */
+    assert_int_equal(audit_export(f, &aud_b, 0, 0, &rep, seqs, 64, &n, &next), KR_OK);
+    assert_int_equal(rep.tenant, f->b);
+    assert_int_equal(n, nb);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < na; k++)
+            assert_int_not_equal(seqs[i], ra[k].seq);
+    /* ... even when it asks from one of A's positions. */
+    assert_int_equal(audit_export(f, &aud_b, ra[na - 1].seq, 0, &rep, seqs, 64, &n, &next), KR_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(seqs[i] > ra[na - 1].seq, true);
+
+    /* Pages: two records, then the rest from next_from. */
+    assert_int_equal(audit_export(f, &aud_a, 0, 2, &rep, seqs, 64, &n, &next), KR_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(next, ra[2].seq);
+    na = tenant_records(f, f->a, ra, 64); /* with that page's audit.exported */
+    assert_int_equal(audit_export(f, &aud_a, next, 0, &rep, seqs, 64, &n, &next), KR_OK);
+    assert_int_equal(n, na - 2);
+    assert_int_equal(rep.first_tseq, 3);
+    assert_false(rep.from_start);
+    assert_int_equal(next, 0);
+
+    /* Nothing in the range; a range backwards. */
+    kr_set_u64(td_args(f->t), KR_FLD_FROM_SEQ, jrn_size(f->t->d->j) + 1);
+    assert_int_equal(td_exec(f->t, &aud_a, KR_OP_AUDIT_EXPORT), KR_ENOTFOUND);
+    struct kr_payload *p = td_args(f->t);
+    kr_set_u64(p, KR_FLD_FROM_SEQ, 10);
+    kr_set_u64(p, KR_FLD_TO_SEQ, 9);
+    assert_int_equal(td_exec(f->t, &aud_a, KR_OP_AUDIT_EXPORT), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "to_seq");
+}
+
+/* Only auditors: the master, users (whatever their permissions) and
+ * operators are refused. */
+static void test_audit_export_roles(void **state)
+{
+    struct fx *f = *state;
+    uint8_t acc[16];
+    memset(acc, 0x42, 16);
+    struct kr_caller user = td_account(f->a, acc, KR_ROLE_USER, UINT64_MAX);
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_AUDIT_EXPORT), KR_EFORBIDDEN);
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &user, KR_OP_AUDIT_EXPORT), KR_EFORBIDDEN);
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_AUDIT_EXPORT), KR_EFORBIDDEN);
+    struct kr_caller anon = td_anonymous();
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &anon, KR_OP_AUDIT_EXPORT), KR_EAUTH);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -485,6 +613,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_journal_read_and_proofs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_journal_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auditor_scope, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_export_roles, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
