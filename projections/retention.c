@@ -725,6 +725,8 @@ kr_err ret_serve_started(struct kr_domain *d, const char *version, const char *h
 kr_err ret_backup_recorded(struct kr_domain *d, bool ok, const char *generation, uint64_t last_seq,
                            uint64_t bytes, const char *reason)
 {
+    /* Lives as long as p: the payload refers to the strings it is given. */
+    char why[256];
     struct kr_payload *p = kr_payload_new();
     if (!p)
         return KR_ENOMEM;
@@ -734,12 +736,12 @@ kr_err ret_backup_recorded(struct kr_domain *d, bool ok, const char *generation,
         kr_set_u64(p, KR_FLD_LAST_SEQ, last_seq);
         kr_set_u64(p, KR_FLD_BYTES, bytes);
     } else {
-        char why[256];
         snprintf(why, sizeof why, "%s", reason && *reason ? reason : "unknown");
-        /* printable text only: a reason is an error message, not data */
+        /* Printable ASCII only: a reason is an error message, not data, and
+         * cutting it to size may have split a multi-byte character. */
         for (char *c = why; *c; c++)
-            if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
-                *c = ' ';
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+                *c = (unsigned char)*c >= 0x80 ? '?' : ' ';
         kr_payload_reset(p, KR_EV_BACKUP_FAILED);
         kr_set_str(p, KR_FLD_REASON, why);
     }
