@@ -234,7 +234,7 @@ static kr_err build_keys(struct builder *b, json_t *keys)
         uint64_t seq = jrn_get_u64(v.mv_data);
         if (seq == 0 || seq > b->size)
             return KR_OK; /* a key change after the snapshot's checkpoint */
-        struct jrn_record r;
+        struct jrn_record r = {0};
         MDB_val val;
         kr_err err;
         json_t *e;
@@ -280,7 +280,7 @@ static kr_err build_records(struct builder *b, const struct exp_options *o, size
             *next_from = seq;
             break;
         }
-        struct jrn_record r;
+        struct jrn_record r = {0};
         MDB_val val;
         uint64_t cp;
         json_t *e;

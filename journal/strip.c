@@ -100,7 +100,7 @@ static kr_err strip_txn(struct journal *j, const struct jrn_strip_spec *s, uint6
         }
         if (seq > last)
             break;
-        bool done;
+        bool done = false;
         if (s->any_tenant) {
             err = strip_one(j, txn, seq, &v, s, buf, &done);
         } else {

@@ -255,7 +255,7 @@ static void tseq_count(struct chunk_result *res, uint64_t seq, uint64_t tenant, 
     } else if (base != run->base) {
         set_fault(&res->fault, seq, KR_ECORRUPT, "%s %llu of tenant %llu is not %llu: %s", source,
                   (unsigned long long)number, (unsigned long long)tenant,
-                  (unsigned long long)(run->base + run->n),
+                  (unsigned long long)run->base + run->n,
                   base < run->base ? "a number repeats" : "numbers skipped");
     }
 }
@@ -938,8 +938,8 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
             if (run->base_seq && run->base != all->n)
                 set_fault(&tf, run->base_seq, KR_ECORRUPT,
                           "tseq of tenant %llu is %llu, its records make it %llu",
-                          (unsigned long long)run->tenant, (unsigned long long)(run->base + 1),
-                          (unsigned long long)(all->n + 1));
+                          (unsigned long long)run->tenant, (unsigned long long)run->base + 1,
+                          (unsigned long long)all->n + 1);
             all->n += run->n;
         }
         /* The link into the chunk is at its first seq, below any later fault
