@@ -112,8 +112,8 @@ struct rpt {
 
 static void hex8(char out[17], const uint8_t *id)
 {
-    for (int i = 0; i < 8; i++)
-        snprintf(out + (size_t)2 * i, 3, "%02x", id[i]);
+    for (size_t i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
 }
 
 static struct account *account_find(struct rpt *r, const uint8_t id[16])
