@@ -71,7 +71,8 @@ KR_MUST_CHECK kr_err cli_scratch_dir(char *dir, size_t cap);
 void cli_rmtree(const char *dir);
 
 /* The clock a command runs on: the real one, or, when KIROKU_CLOCK_OFFSET
- * is set (clock.h, docs/operations.md), the real one plus that offset, which
+ * is set (clock.h, docs/operations.md), the real one plus that offset (or
+ * starting at the instant "@SECONDS" names: kr_clock_override_parse), which
  * fills *oc and sets *out = &oc->clock (*out = NULL for real time). A
  * command that does not take the override passes allowed = false: then a set
  * variable is refused. On refusal or a malformed value prints why (naming

@@ -33,12 +33,6 @@ static void progress_tty(void *arg, const char *step, uint64_t done, uint64_t to
         fputc('\n', stderr);
 }
 
-/* The clock of a test run: KIROKU_TEST_NOW (UTC seconds since the epoch). */
-static uint64_t test_now(void *ctx)
-{
-    return *(const uint64_t *)ctx;
-}
-
 /* DIR/../backups, spelled from DIR's text: "var/kiroku" gives "var/backups". */
 static void default_backups(const char *data, char *out, size_t cap)
 {
@@ -97,8 +91,10 @@ static const char backup_usage[] =
     "  The trusted key is --pubkey (key 1, as `init` printed it), else\n"
     "  DIR/keys/journal-1.pub.\n"
     "\n"
-    "For drills and tests, --test-clock takes the time from KIROKU_TEST_NOW\n"
-    "(UTC seconds since 1970); without --test-clock it is ignored.\n"
+    "For drills and tests, --test-clock lets KIROKU_CLOCK_OFFSET shift the clock\n"
+    "that decides the day (e.g. 30d, -90m; or @SECONDS: start at that UTC instant,\n"
+    "as `kiroku retention` and `kiroku serve --test-clock` take it); without\n"
+    "--test-clock a backup refuses to run with it set (exit 2).\n"
     "\n"
     "Exit status: 0 done (check: every generation verifies); 1 check found a bad\n"
     "generation (what failed is printed); 2 usage; 3 could not run.\n";
@@ -232,19 +228,11 @@ int cmd_backup(int argc, char **argv)
         snprintf(backups, sizeof backups, "%s", env);
     else
         default_backups(data, backups, sizeof backups);
-    uint64_t now_ns = 0;
-    struct kr_clock clock = {test_now, &now_ns};
-    if (test_clock) {
-        const char *s = getenv("KIROKU_TEST_NOW");
-        uint64_t secs;
-        if (!s || !cli_parse_u64(s, 0, UINT64_MAX / 1000000000ull, &secs)) {
-            fprintf(stderr, "kiroku: --test-clock needs KIROKU_TEST_NOW (UTC seconds)\n");
-            return CLI_USAGE;
-        }
-        now_ns = secs * 1000000000ull;
-    }
-    struct backup_options o = {
-        .data_dir = data, .backups_dir = backups, .clock = test_clock ? &clock : NULL};
+    struct kr_offset_clock oc;
+    const struct kr_clock *clock;
+    if (!cli_clock("backup", test_clock, &oc, &clock))
+        return CLI_USAGE;
+    struct backup_options o = {.data_dir = data, .backups_dir = backups, .clock = clock};
     if (!co.json && isatty(STDERR_FILENO)) {
         o.progress = progress_tty;
         o.progress_arg = "backup";

@@ -111,18 +111,27 @@ static int teardown(void **state)
     kr_test_rmrf(root);
     free(out);
     free(err);
-    unsetenv("KIROKU_TEST_NOW");
+    unsetenv("KIROKU_CLOCK_OFFSET");
     return 0;
 }
 
-/* `backup` at day d (test clock) into dir; returns the JSON's last_seq. */
-static uint64_t backup_at(const char *dir, uint64_t secs)
+/* Sets the clock override to start at secs (UTC seconds). */
+static void clock_at(uint64_t secs)
 {
     char now[32];
-    snprintf(now, sizeof now, "%llu", (unsigned long long)secs);
-    setenv("KIROKU_TEST_NOW", now, 1);
+    snprintf(now, sizeof now, "@%llu", (unsigned long long)secs);
+    setenv("KIROKU_CLOCK_OFFSET", now, 1);
+}
+
+/* `backup` at secs (UTC seconds, the test clock) into dir; returns the
+ * JSON's last_seq. */
+static uint64_t backup_at(const char *dir, uint64_t secs)
+{
+    clock_at(secs);
     const char *args[] = {"backup", "--data", data, "--to", dir, "--test-clock", "--json", NULL};
-    if (run(args) != 0)
+    int rc = run(args);
+    unsetenv("KIROKU_CLOCK_OFFSET");
+    if (rc != 0)
         fail_msg("backup: %s", err);
     json_t *j = parse(out);
     uint64_t seq = (uint64_t)json_integer_value(json_object_get(j, "last_seq"));
@@ -551,9 +560,10 @@ static void test_kill9_during_backup(void **state)
     srand(seed);
     size_t killed_mid = 0;
     for (int round = 0; round < 8; round++) {
-        setenv("KIROKU_TEST_NOW", "1796515300", 1); /* the same day: a replacement */
+        clock_at(DAY0 + 100); /* the same day: a replacement */
         const char *args[] = {"backup", "--data", data, "--to", bk, "--test-clock", NULL};
         pid_t pid = spawn(args);
+        unsetenv("KIROKU_CLOCK_OFFSET");
         sleep_ms((unsigned)rand() % span);
         kill(pid, SIGKILL);
         int st = wait_status(pid);
@@ -860,10 +870,19 @@ static void test_usage(void **state)
     assert_int_equal(run(rh), 0);
     const char *nopk[] = {"restore", "x", "--data", "y", NULL};
     assert_int_equal(run(nopk), 2);
-    const char *noclock[] = {"backup",         "--data",       data, "--to",
-                             "/nonexistent/x", "--test-clock", NULL};
-    unsetenv("KIROKU_TEST_NOW");
-    assert_int_equal(run(noclock), 2);
+    /* The clock override: refused without --test-clock, malformed refused,
+     * and nothing written either way. */
+    const char *noflag[] = {"backup", "--data", data, "--to", "/nonexistent/x", NULL};
+    const char *flag[] = {"backup", "--data", data, "--to", "/nonexistent/x", "--test-clock", NULL};
+    setenv("KIROKU_CLOCK_OFFSET", "30d", 1);
+    assert_int_equal(run(noflag), 2);
+    assert_non_null(strstr(err, "KIROKU_CLOCK_OFFSET"));
+    setenv("KIROKU_CLOCK_OFFSET", "@1796515200x", 1);
+    assert_int_equal(run(flag), 2);
+    setenv("KIROKU_CLOCK_OFFSET", "@", 1);
+    assert_int_equal(run(flag), 2);
+    unsetenv("KIROKU_CLOCK_OFFSET");
+    assert_false(exists("/nonexistent/x"));
 }
 
 int main(void)
