@@ -396,8 +396,9 @@ static const char bench_backup_usage[] =
     "stripped, tenant.erased); then checks that the journal verifies (fast) and\n"
     "that the tenant is erased, and fails otherwise. --no-erase skips it\n"
     "(erase_s: null).\n"
-    "For N = 1000000 on two cores: filling ~10 s, the rounds ~5 s each, the\n"
-    "restore ~2 s; the erasure phase ~1.5 min, most of it seeding (~1 min).\n"
+    "For N = 1000000 on two shared cores, about 1.5 min in all: filling, the\n"
+    "rounds and the restore ~45 s; the erasure phase ~50 s, nearly all of it\n"
+    "seeding (the erasure itself ~1 s).\n"
     "Everything happens under $TMPDIR (or /tmp), removed at the end.\n"
     "Needs mdb_copy (lmdb-utils) on PATH.\n";
 
