@@ -860,6 +860,65 @@ static void test_erase_tenant_in_every_generation(void **state)
     assert_int_equal(leftovers(bk), 0);
 }
 
+/* Files and directories directly in dir. */
+static size_t entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static uint64_t json_u64(json_t *j, const char *key)
+{
+    json_t *v = json_object_get(j, key);
+    if (!json_is_integer(v))
+        fail_msg("%s is not an integer", key);
+    return (uint64_t)json_integer_value(v);
+}
+
+/* bench backup's erasure phase, small: the tenant erased, every record of it
+ * stripped, its generation rewritten, every scratch file removed. */
+static void test_bench_erase(void **state)
+{
+    (void)state;
+    if (system("command -v mdb_copy >/dev/null 2>&1") != 0)
+        skip(); /* the bench compares with mdb_copy (lmdb-utils) */
+    char tmp[1200];
+    path(tmp, sizeof tmp, root, "bench-tmp");
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    setenv("TMPDIR", tmp, 1);
+    const char *args[] = {"bench", "backup", "--events", "3000", "--rounds", "1", "--json", NULL};
+    int rc = run(args);
+    unsetenv("TMPDIR");
+    if (rc != 0)
+        fail_msg("bench backup: exit %d: %s", rc, err);
+    json_t *j = parse(out);
+    assert_true(json_is_real(json_object_get(j, "erase_s")));
+    uint64_t records = json_u64(j, "erase_tenant_records");
+    assert_true(records > 0);
+    assert_true(records < json_u64(j, "erase_journal_records"));
+    assert_true(json_u64(j, "erase_stripped") == records);
+    assert_true(json_u64(j, "erase_generations") == 1);
+    json_decref(j);
+    assert_int_equal(entries(tmp), 0);
+
+    const char *skip_args[] = {"bench", "backup", "--events",   "3000", "--rounds",
+                               "1",     "--json", "--no-erase", NULL};
+    setenv("TMPDIR", tmp, 1);
+    rc = run(skip_args);
+    unsetenv("TMPDIR");
+    assert_int_equal(rc, 0);
+    j = parse(out);
+    assert_true(json_is_null(json_object_get(j, "erase_s")));
+    json_decref(j);
+    assert_int_equal(entries(tmp), 0);
+}
+
 static void test_usage(void **state)
 {
     (void)state;
@@ -900,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_erase_tenant_in_every_generation),
         cmocka_unit_test(test_kill9_during_backup),
         cmocka_unit_test(test_kill9_during_restore),
+        cmocka_unit_test(test_bench_erase),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
