@@ -57,6 +57,33 @@ kr_err kr_clock_offset_parse(const char *s, int64_t *offset_ns)
     return KR_OK;
 }
 
+kr_err kr_clock_override_parse(const char *s, uint64_t now_ns, int64_t *offset_ns)
+{
+    if (!s || !offset_ns)
+        return KR_EINVAL;
+    if (*s != '@')
+        return kr_clock_offset_parse(s, offset_ns);
+    s++;
+    const uint64_t max_s = UINT64_MAX / 1000000000ull;
+    uint64_t secs = 0;
+    size_t digits = 0;
+    for (; *s >= '0' && *s <= '9'; s++, digits++) {
+        if (secs > max_s)
+            return KR_ETOOLARGE; /* stops before secs could overflow */
+        secs = secs * 10 + (uint64_t)(*s - '0');
+    }
+    if (digits == 0 || *s != '\0')
+        return KR_EINVAL;
+    if (secs > max_s)
+        return KR_ETOOLARGE;
+    uint64_t t = secs * 1000000000ull;
+    uint64_t dist = t >= now_ns ? t - now_ns : now_ns - t;
+    if (dist > (uint64_t)KR_CLOCK_OFFSET_MAX_S * 1000000000ull)
+        return KR_ETOOLARGE;
+    *offset_ns = t >= now_ns ? (int64_t)dist : -(int64_t)dist;
+    return KR_OK;
+}
+
 static uint64_t offset_now(void *ctx)
 {
     const struct kr_offset_clock *oc = ctx;

@@ -5,8 +5,8 @@
  *
  * The offset clock is the documented override for drills and tests: the real
  * clock plus a fixed offset, so a test can live 30 days ahead ("advance the
- * clock") while time still passes. It is chosen with the environment variable
- * KR_CLOCK_OFFSET_ENV (KIROKU_CLOCK_OFFSET), read by the tools only (see
+ * clock") or start at a given instant while time still passes. It is chosen with the environment
+ * variable KR_CLOCK_OFFSET_ENV (KIROKU_CLOCK_OFFSET), read by the tools only (see
  * docs/operations.md, "The clock override"). The journal keeps record times
  * monotonic whatever a clock does, so a smaller offset on a later run gives
  * records stamped at the newest time already written, never earlier ones.
@@ -41,6 +41,16 @@ uint64_t kr_clock_now(const struct kr_clock *c);
  * fractions, no empty number, no other suffix). Sets *offset_ns.
  * KR_EINVAL for anything malformed, KR_ETOOLARGE beyond KR_CLOCK_OFFSET_MAX_S. */
 KR_MUST_CHECK kr_err kr_clock_offset_parse(const char *s, int64_t *offset_ns);
+
+/* Parses the override's value, KIROKU_CLOCK_OFFSET: an offset as
+ * kr_clock_offset_parse takes it, or "@" and decimal digits, an absolute
+ * instant (UTC seconds since 1970, e.g. "@1796515200") that the clock is to
+ * read at now_ns (the real time when the override is read): *offset_ns gets
+ * that instant minus now_ns, so the clock starts there and time passes from
+ * it. Tests use it to land on an exact instant (a JST midnight). Errors as
+ * kr_clock_offset_parse; KR_ETOOLARGE also when the instant is more than
+ * KR_CLOCK_OFFSET_MAX_S away from now_ns. */
+KR_MUST_CHECK kr_err kr_clock_override_parse(const char *s, uint64_t now_ns, int64_t *offset_ns);
 
 /* A clock that reads base (NULL: real time) plus offset_ns, clamped to
  * [0, UINT64_MAX]. Caller-owned; fill it with kr_clock_offset_init and pass

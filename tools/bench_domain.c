@@ -24,12 +24,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Events a seeded tenant makes besides its contacts (sign-up, users,
- * sessions, tags, attributes, notices, incidents, outbox), roughly, and
- * events per contact (register, tags, attribute values, some updates,
- * untags, deletions): for choosing a workload of about N events. */
-#define BENCH_EVENTS_PER_TENANT  60u
-#define BENCH_EVENTS_PER_CONTACT 3.87
 /* Contacts per seeded tenant in bench replay: tenants of realistic size. */
 #define BENCH_CONTACTS_PER_TENANT 10000u
 /* Pages of contacts.list bench query times by default. */

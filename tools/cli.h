@@ -71,7 +71,8 @@ KR_MUST_CHECK kr_err cli_scratch_dir(char *dir, size_t cap);
 void cli_rmtree(const char *dir);
 
 /* The clock a command runs on: the real one, or, when KIROKU_CLOCK_OFFSET
- * is set (clock.h, docs/operations.md), the real one plus that offset, which
+ * is set (clock.h, docs/operations.md), the real one plus that offset (or
+ * starting at the instant "@SECONDS" names: kr_clock_override_parse), which
  * fills *oc and sets *out = &oc->clock (*out = NULL for real time). A
  * command that does not take the override passes allowed = false: then a set
  * variable is refused. On refusal or a malformed value prints why (naming
@@ -121,13 +122,21 @@ KR_MUST_CHECK kr_err bench_fill(struct journal *j, uint64_t events);
 #define CLI_SEED_TENANTS_MAX  100000u
 #define CLI_SEED_CONTACTS_MAX 10000000u
 
+/* Events a seeded tenant makes besides its contacts (sign-up, users,
+ * sessions, tags, attributes, notices, incidents, outbox), roughly, and
+ * events per contact (register, tags, attribute values, some updates,
+ * untags, deletions): for the benchmarks that seed about N events. */
+#define BENCH_EVENTS_PER_TENANT  60u
+#define BENCH_EVENTS_PER_CONTACT 3.87
+
 struct cli_seed_options {
-    const char *dir;   /* data directory; a journal is made there if it has none */
-    uint64_t tenants;  /* 1..CLI_SEED_TENANTS_MAX */
-    uint64_t contacts; /* per tenant, 0..CLI_SEED_CONTACTS_MAX */
-    uint64_t seed;     /* the deterministic streams' seed */
-    bool cancel;       /* cancel the last tenant at the end */
-    bool progress;     /* progress lines on stderr */
+    const char *dir;      /* data directory; a journal is made there if it has none */
+    uint64_t tenants;     /* 1..CLI_SEED_TENANTS_MAX */
+    uint64_t contacts;    /* per tenant, 0..CLI_SEED_CONTACTS_MAX */
+    uint64_t seed;        /* the deterministic streams' seed */
+    bool cancel;          /* cancel the last tenant at the end, and erase it */
+    bool leave_cancelled; /* with cancel: do not erase it (bench backup erases it) */
+    bool progress;        /* progress lines on stderr */
 };
 
 /* What a seeding run made. */
@@ -140,6 +149,7 @@ struct cli_seed_result {
     uint64_t tenant;
     uint8_t master[16];
     uint8_t tag[16];
+    uint64_t cancelled; /* the tenant cancelled, 0 if none */
 };
 
 /* Seeds o->dir (see `kiroku seed --help`); errors are printed to stderr as

@@ -983,7 +983,7 @@ kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r)
     if ((err = wait_all(s, "seed")))
         goto out;
     /* The cancelled tenant's erasure (the retention job's, done at once here). */
-    if (o->cancel && o->tenants &&
+    if (o->cancel && !o->leave_cancelled && o->tenants &&
         (err = ret_erase_tenant(s->d, s->tenants[o->tenants - 1].id, NULL))) {
         fprintf(stderr, "kiroku: seed: erasing a tenant: %s\n", kr_strerror(err));
         goto out;
@@ -996,6 +996,7 @@ kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r)
         r->tenant = s->tenants[0].id;
         memcpy(r->master, s->tenants[0].master.account, 16);
         memcpy(r->tag, s->tenants[0].tags[0], 16);
+        r->cancelled = o->cancel ? s->tenants[o->tenants - 1].id : 0;
     }
 out:
     if (s->d) {

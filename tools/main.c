@@ -60,11 +60,12 @@ bool cli_clock(const char *what, bool allowed, struct kr_offset_clock *oc,
         return false;
     }
     int64_t off;
-    kr_err err = kr_clock_offset_parse(env, &off);
+    kr_err err = kr_clock_override_parse(env, kr_clock_now(NULL), &off);
     if (err) {
         fprintf(stderr,
                 "kiroku: %s: " KR_CLOCK_OFFSET_ENV "=%s: %s (want e.g. 30d, -90m, 3600: "
-                "a signed number of s, m, h or d, at most 36600d)\n",
+                "a signed number of s, m, h or d, at most 36600d; or @SECONDS, an instant "
+                "within 36600d of now)\n",
                 what, env, kr_strerror(err));
         return false;
     }

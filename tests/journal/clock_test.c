@@ -1,7 +1,7 @@
 /*
  * clock_test.c: tests for journal/clock.c: the offset syntax of the
  * KIROKU_CLOCK_OFFSET override (every unit, signs, every malformed form, the
- * bounds) and the offset clock over a fixed base clock.
+ * bounds, the absolute "@SECONDS" form) and the offset clock over a fixed base clock.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -65,6 +65,44 @@ static void test_malformed(void **state)
     assert_int_equal(kr_clock_offset_parse("1", NULL), KR_EINVAL);
 }
 
+/* The override's absolute form, "@SECONDS", against a fixed now. */
+static void test_absolute(void **state)
+{
+    (void)state;
+    const uint64_t now = 1796515200ull * S + 250000000ull; /* 2026-12-07T00:00:00.25Z */
+    int64_t got = 12345;
+    assert_int_equal(kr_clock_override_parse("@1796515200", now, &got), KR_OK);
+    assert_true(got == -250000000LL);
+    assert_int_equal(kr_clock_override_parse("@1796518800", now, &got), KR_OK);
+    assert_true(got == 3600 * S - 250000000LL);
+    assert_int_equal(kr_clock_override_parse("@0", 5 * S, &got), KR_OK);
+    assert_true(got == -5 * S);
+    /* The relative forms go through as kr_clock_offset_parse takes them. */
+    assert_int_equal(kr_clock_override_parse("-90m", now, &got), KR_OK);
+    assert_true(got == -S * 90 * 60);
+    assert_int_equal(kr_clock_override_parse("30w", now, &got), KR_EINVAL);
+    /* Malformed: no digits, a sign, a unit, spaces, anything after. */
+    static const char *const bad[] = {"@",   "@-1",          "@+1",          "@1d", "@ 1",
+                                      "@1 ", "@1.5",         "@0x10",        "@@1", "1@",
+                                      "",    "@1796515200s", "@1796515200\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        got = 12345;
+        assert_int_equal(kr_clock_override_parse(bad[i], now, &got), KR_EINVAL);
+        assert_true(got == 12345);
+    }
+    /* Bounds: at most KR_CLOCK_OFFSET_MAX_S away from now, no overflow. */
+    char buf[64];
+    snprintf(buf, sizeof buf, "@%llu", (unsigned long long)KR_CLOCK_OFFSET_MAX_S);
+    assert_int_equal(kr_clock_override_parse(buf, 0, &got), KR_OK);
+    assert_true(got == KR_CLOCK_OFFSET_MAX_S * S);
+    snprintf(buf, sizeof buf, "@%llu", (unsigned long long)KR_CLOCK_OFFSET_MAX_S + 1);
+    assert_int_equal(kr_clock_override_parse(buf, 0, &got), KR_ETOOLARGE);
+    assert_int_equal(kr_clock_override_parse("@99999999999999999999999", now, &got), KR_ETOOLARGE);
+    assert_int_equal(kr_clock_override_parse("@18446744073", now, &got), KR_ETOOLARGE);
+    assert_int_equal(kr_clock_override_parse(NULL, now, &got), KR_EINVAL);
+    assert_int_equal(kr_clock_override_parse("@1", now, NULL), KR_EINVAL);
+}
+
 static void test_bounds(void **state)
 {
     (void)state;
@@ -110,9 +148,8 @@ static void test_offset_clock(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_units),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_units),        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_bounds),       cmocka_unit_test(test_absolute),
         cmocka_unit_test(test_offset_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

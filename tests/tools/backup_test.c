@@ -111,18 +111,27 @@ static int teardown(void **state)
     kr_test_rmrf(root);
     free(out);
     free(err);
-    unsetenv("KIROKU_TEST_NOW");
+    unsetenv("KIROKU_CLOCK_OFFSET");
     return 0;
 }
 
-/* `backup` at day d (test clock) into dir; returns the JSON's last_seq. */
-static uint64_t backup_at(const char *dir, uint64_t secs)
+/* Sets the clock override to start at secs (UTC seconds). */
+static void clock_at(uint64_t secs)
 {
     char now[32];
-    snprintf(now, sizeof now, "%llu", (unsigned long long)secs);
-    setenv("KIROKU_TEST_NOW", now, 1);
+    snprintf(now, sizeof now, "@%llu", (unsigned long long)secs);
+    setenv("KIROKU_CLOCK_OFFSET", now, 1);
+}
+
+/* `backup` at secs (UTC seconds, the test clock) into dir; returns the
+ * JSON's last_seq. */
+static uint64_t backup_at(const char *dir, uint64_t secs)
+{
+    clock_at(secs);
     const char *args[] = {"backup", "--data", data, "--to", dir, "--test-clock", "--json", NULL};
-    if (run(args) != 0)
+    int rc = run(args);
+    unsetenv("KIROKU_CLOCK_OFFSET");
+    if (rc != 0)
         fail_msg("backup: %s", err);
     json_t *j = parse(out);
     uint64_t seq = (uint64_t)json_integer_value(json_object_get(j, "last_seq"));
@@ -551,9 +560,10 @@ static void test_kill9_during_backup(void **state)
     srand(seed);
     size_t killed_mid = 0;
     for (int round = 0; round < 8; round++) {
-        setenv("KIROKU_TEST_NOW", "1796515300", 1); /* the same day: a replacement */
+        clock_at(DAY0 + 100); /* the same day: a replacement */
         const char *args[] = {"backup", "--data", data, "--to", bk, "--test-clock", NULL};
         pid_t pid = spawn(args);
+        unsetenv("KIROKU_CLOCK_OFFSET");
         sleep_ms((unsigned)rand() % span);
         kill(pid, SIGKILL);
         int st = wait_status(pid);
@@ -850,6 +860,65 @@ static void test_erase_tenant_in_every_generation(void **state)
     assert_int_equal(leftovers(bk), 0);
 }
 
+/* Files and directories directly in dir. */
+static size_t entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static uint64_t json_u64(json_t *j, const char *key)
+{
+    json_t *v = json_object_get(j, key);
+    if (!json_is_integer(v))
+        fail_msg("%s is not an integer", key);
+    return (uint64_t)json_integer_value(v);
+}
+
+/* bench backup's erasure phase, small: the tenant erased, every record of it
+ * stripped, its generation rewritten, every scratch file removed. */
+static void test_bench_erase(void **state)
+{
+    (void)state;
+    if (system("command -v mdb_copy >/dev/null 2>&1") != 0)
+        skip(); /* the bench compares with mdb_copy (lmdb-utils) */
+    char tmp[1200];
+    path(tmp, sizeof tmp, root, "bench-tmp");
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    setenv("TMPDIR", tmp, 1);
+    const char *args[] = {"bench", "backup", "--events", "3000", "--rounds", "1", "--json", NULL};
+    int rc = run(args);
+    unsetenv("TMPDIR");
+    if (rc != 0)
+        fail_msg("bench backup: exit %d: %s", rc, err);
+    json_t *j = parse(out);
+    assert_true(json_is_real(json_object_get(j, "erase_s")));
+    uint64_t records = json_u64(j, "erase_tenant_records");
+    assert_true(records > 0);
+    assert_true(records < json_u64(j, "erase_journal_records"));
+    assert_true(json_u64(j, "erase_stripped") == records);
+    assert_true(json_u64(j, "erase_generations") == 1);
+    json_decref(j);
+    assert_int_equal(entries(tmp), 0);
+
+    const char *skip_args[] = {"bench", "backup", "--events",   "3000", "--rounds",
+                               "1",     "--json", "--no-erase", NULL};
+    setenv("TMPDIR", tmp, 1);
+    rc = run(skip_args);
+    unsetenv("TMPDIR");
+    assert_int_equal(rc, 0);
+    j = parse(out);
+    assert_true(json_is_null(json_object_get(j, "erase_s")));
+    json_decref(j);
+    assert_int_equal(entries(tmp), 0);
+}
+
 static void test_usage(void **state)
 {
     (void)state;
@@ -860,10 +929,19 @@ static void test_usage(void **state)
     assert_int_equal(run(rh), 0);
     const char *nopk[] = {"restore", "x", "--data", "y", NULL};
     assert_int_equal(run(nopk), 2);
-    const char *noclock[] = {"backup",         "--data",       data, "--to",
-                             "/nonexistent/x", "--test-clock", NULL};
-    unsetenv("KIROKU_TEST_NOW");
-    assert_int_equal(run(noclock), 2);
+    /* The clock override: refused without --test-clock, malformed refused,
+     * and nothing written either way. */
+    const char *noflag[] = {"backup", "--data", data, "--to", "/nonexistent/x", NULL};
+    const char *flag[] = {"backup", "--data", data, "--to", "/nonexistent/x", "--test-clock", NULL};
+    setenv("KIROKU_CLOCK_OFFSET", "30d", 1);
+    assert_int_equal(run(noflag), 2);
+    assert_non_null(strstr(err, "KIROKU_CLOCK_OFFSET"));
+    setenv("KIROKU_CLOCK_OFFSET", "@1796515200x", 1);
+    assert_int_equal(run(flag), 2);
+    setenv("KIROKU_CLOCK_OFFSET", "@", 1);
+    assert_int_equal(run(flag), 2);
+    unsetenv("KIROKU_CLOCK_OFFSET");
+    assert_false(exists("/nonexistent/x"));
 }
 
 int main(void)
@@ -881,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_erase_tenant_in_every_generation),
         cmocka_unit_test(test_kill9_during_backup),
         cmocka_unit_test(test_kill9_during_restore),
+        cmocka_unit_test(test_bench_erase),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

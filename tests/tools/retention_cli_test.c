@@ -260,16 +260,14 @@ static void test_marker(void **state)
 
     /* Daily backups for 10 simulated days, the newest today. */
     for (int day = 9; day >= 0; day--) {
-        char now_s[32];
-        snprintf(now_s, sizeof now_s, "%llu",
-                 (unsigned long long)((real_now() - (uint64_t)(unsigned)day * RET_NS_PER_DAY) /
-                                      1000000000ull));
-        setenv("KIROKU_TEST_NOW", now_s, 1);
+        char off[32];
+        snprintf(off, sizeof off, "-%dd", day);
+        setenv("KIROKU_CLOCK_OFFSET", off, 1);
         assert_int_equal(run((const char *const[]){"backup", "--data", data, "--to", backups,
                                                    "--test-clock", NULL}),
                          0);
     }
-    unsetenv("KIROKU_TEST_NOW");
+    unsetenv("KIROKU_CLOCK_OFFSET");
     char gens[16][1024];
     size_t ngen = generations(backups, gens);
     assert_int_equal(ngen, 7);
