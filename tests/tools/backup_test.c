@@ -610,11 +610,15 @@ static void test_kill9_during_restore(void **state)
         kill(pid, SIGKILL);
         int st = wait_status(pid);
         if (exists(newdir)) {
-            /* Only a finished restore has the name. */
-            assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+            /* Only a finished restore has the name: the kill may still come
+             * after the rename (while the process exits, which takes long
+             * under the sanitizers), but what has the name is complete. */
+            (void)st;
             finished++;
             const char *v[] = {"verify", "--data", newdir, "--pubkey", pk, NULL};
             assert_int_equal(run(v), 0);
+            const char *c[] = {"replay", "--data", newdir, "--check", NULL};
+            assert_int_equal(run(c), 0);
         } else {
             /* A rerun finishes, clearing what the killed one left. */
             if (run(args) != 0)
