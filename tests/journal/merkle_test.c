@@ -504,7 +504,8 @@ static void test_vectors(void **state)
     readme_tree_build(&vc.tree);
     walk_vectors(&vc, KR_SOURCE_DIR "/tests/vectors/rfc6962/inclusion", 0, run_inclusion_vector);
     int inclusion_files = vc.files;
-    walk_vectors(&vc, KR_SOURCE_DIR "/tests/vectors/rfc6962/consistency", 0, run_consistency_vector);
+    walk_vectors(&vc, KR_SOURCE_DIR "/tests/vectors/rfc6962/consistency", 0,
+                 run_consistency_vector);
     print_message("vectors: %d inclusion + %d consistency files, %d verified, %d rejected, "
                   "%d with malformed hashes, %d proofs regenerated\n",
                   inclusion_files, vc.files - inclusion_files, vc.passed, vc.rejected, vc.malformed,
