@@ -21,6 +21,10 @@
  *   guessing; a lock by the master stays until lifted. The
  *   retries happen inside the handler on a renewed read transaction, so the
  *   expensive password check is not repeated unless the hash changed.
+ * - account.password's current password counts the same way: a wrong one is
+ *   account.login_failed on the account, the one at the limit locks it and
+ *   closes its sessions (the caller's too), so a stolen token cannot guess
+ *   the password without limit or record.
  * - Tokens are 32 random bytes, given to the client only in the login reply;
  *   the views know their SHA-256. A request on a session with less than half
  *   its idle time left moves the idle limit on (session.touched): one event
@@ -449,24 +453,90 @@ kr_err cmd_auth_whoami(struct cmd *c)
 
 /* ---- account.password ---- */
 
-kr_err cmd_account_password(struct cmd *c)
+/* A wrong current password, as a wrong login: account.login_failed with the
+ * count, decided on the account's version; the one that reaches
+ * KR_LOGIN_FAILURES_MAX also locks the account and closes its sessions (the
+ * caller's too). KR_ECONFLICT when another attempt committed first. */
+static kr_err password_failed(struct cmd *c, uint64_t tenant, const uint8_t acct[16],
+                              const struct va_account *o, bool *locked)
+{
+    uint32_t failures = o->failures + 1;
+    kr_err err = KR_OK;
+    *locked = failures >= KR_LOGIN_FAILURES_MAX;
+    struct kr_payload *p = cmd_event(c, KR_EV_ACCOUNT_LOGIN_FAILED, tenant, o->version);
+    if (!p)
+        return KR_ENOMEM;
+    kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
+    kr_set_u64(p, KR_FLD_FAILURES, failures);
+    if (*locked) {
+        p = cmd_event(c, KR_EV_ACCOUNT_LOCKED, tenant, o->version + 1);
+        if (!p)
+            return KR_ENOMEM;
+        kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
+        kr_set_u64(p, KR_FLD_LOCK_REASON, KR_LOCK_REASON_FAILURES);
+        if ((err = close_sessions(c, tenant, acct, KR_CLOSE_REASON_ACCOUNT_LOCKED)))
+            return err;
+    }
+    return cmd_commit(c);
+}
+
+/* Whether the caller's current password is right. A wrong one counts toward
+ * the account's lockout like a wrong login (parallel guesses decide again on
+ * the new count, as logins do), so a stolen token cannot guess it without
+ * limit. Fails (into c's diagnostics) on a wrong password or a locked account. */
+static kr_err password_verify_current(struct cmd *c, uint64_t tenant, const uint8_t acct[16],
+                                      struct va_account *o)
 {
     const struct kr_value *pw = &c->args->v[KR_FLD_PASSWORD];
+    uint64_t verified_seq = 0;
+    bool ok = false;
+    kr_err err = KR_OK;
+    for (int attempt = 0; attempt < LOGIN_RETRIES; attempt++) {
+        if (attempt > 0) {
+            events_clear(c);
+            mdb_txn_reset(c->txn);
+            int rc = mdb_txn_renew(c->txn);
+            if (rc)
+                return kr_err_from_mdb(rc);
+        }
+        err = va_account_get(&c->d->views, c->txn, tenant, acct, o);
+        if (err == KR_ENOTFOUND)
+            return cmd_fail(c, KR_EAUTH, "token", "no session");
+        if (err)
+            return err;
+        if (va_account_locked(o, c->now))
+            return cmd_fail(c, KR_ELOCKED, "", "the account is locked");
+        if (o->pw_seq != verified_seq) {
+            if ((err = check_password(c, o, pw->p, pw->n, &ok)))
+                return err;
+            verified_seq = o->pw_seq;
+        }
+        if (ok)
+            return KR_OK;
+        bool locked;
+        err = password_failed(c, tenant, acct, o, &locked);
+        if (!err && locked)
+            return cmd_fail(c, KR_ELOCKED, "password",
+                            "wrong password; the account is locked and its sessions closed");
+        if (!err)
+            return cmd_fail(c, KR_EAUTH, "password", "wrong password");
+        if (err != KR_ECONFLICT)
+            return err;
+    }
+    return KR_ECONFLICT;
+}
+
+kr_err cmd_account_password(struct cmd *c)
+{
     const struct kr_value *npw = &c->args->v[KR_FLD_NEW_PASSWORD];
     uint64_t tenant = c->who->tenant;
     const uint8_t *acct = c->who->account;
     struct va_account o;
     const struct kr_value *email;
     const char *why;
-    bool ok;
-    kr_err err = KR_OK;
-    err = va_account_get(&c->d->views, c->txn, tenant, acct, &o);
-    if (err == KR_ENOTFOUND)
-        return cmd_fail(c, KR_EAUTH, "token", "no session");
-    if (err || (err = check_password(c, &o, pw->p, pw->n, &ok)))
+    kr_err err = password_verify_current(c, tenant, acct, &o);
+    if (err)
         return err;
-    if (!ok)
-        return cmd_fail(c, KR_EAUTH, "password", "wrong password");
     if ((err = read_email(c, &o, &email)))
         return err;
     if (kr_password_check(npw->p, npw->n, email->p, email->n, &why))

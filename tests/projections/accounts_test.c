@@ -525,6 +525,11 @@ static void test_password_change_rules(void **state)
     kr_set_str(a, KR_FLD_NEW_PASSWORD, "battery staple 7");
     assert_int_equal(td_exec(t, &who, KR_OP_ACCOUNT_PASSWORD), KR_EAUTH);
     assert_string_equal(t->diag.field, "password");
+    /* A wrong current password is recorded and counted, like a wrong login. */
+    assert_int_equal(jrn_size(t->d->j), before + 1);
+    assert_true(newest_is(t, KR_EV_ACCOUNT_LOGIN_FAILED, f->t1));
+    assert_int_equal(acct_row(t, f->t1, f->m1.account).failures, 1);
+    before = jrn_size(t->d->j);
     const char *bad[] = {"password1", "Baseball", "OWNER1@example.jp"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         a = td_args(t);
@@ -539,6 +544,121 @@ static void test_password_change_rules(void **state)
     assert_string_equal(t->diag.field, "new_password");
     assert_true(td_unchanged_since(t, before));
     assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+}
+
+/* ---- account.password: guessing the current password ---- */
+
+static kr_err change_pw(struct td *t, const struct kr_caller *who, const char *cur,
+                        const char *next)
+{
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_PASSWORD, cur);
+    kr_set_str(a, KR_FLD_NEW_PASSWORD, next);
+    return td_exec(t, who, KR_OP_ACCOUNT_PASSWORD);
+}
+
+/* Wrong current passwords count toward the lockout with wrong logins: at
+ * limit - 1 the account still works, the one at the limit locks it and ends
+ * its sessions (the guessing one too), and after it nothing more is tried
+ * or recorded. */
+static void test_password_guess_limits(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    const char *e = "owner1@example.jp", *good = "correct horse 1", *bad = "wrong horse 1";
+    uint8_t tok[32], other[32];
+    struct kr_caller who;
+    assert_int_equal(login(t, f->c1, e, good, tok), KR_OK);
+    assert_int_equal(login(t, f->c1, e, good, other), KR_OK);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    /* limit - 1 wrong: each recorded and counted; the session lives. */
+    for (unsigned i = 0; i < KR_LOGIN_FAILURES_MAX - 1; i++) {
+        uint64_t before = jrn_size(t->d->j);
+        assert_int_equal(change_pw(t, &who, bad, "battery staple 7"), KR_EAUTH);
+        assert_string_equal(t->diag.field, "password");
+        assert_int_equal(jrn_size(t->d->j), before + 1);
+        assert_true(newest_is(t, KR_EV_ACCOUNT_LOGIN_FAILED, f->t1));
+        assert_int_equal(acct_row(t, f->t1, f->m1.account).failures, i + 1);
+    }
+    assert_false(acct_row(t, f->t1, f->m1.account).locked);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    /* They share the count with wrong logins: one more wrong login would lock,
+     * so the count is checked, not just stored. = limit: this one locks. */
+    struct kr_caller stale = who; /* dom_session_resolve below clears who */
+    assert_int_equal(change_pw(t, &who, bad, "battery staple 7"), KR_ELOCKED);
+    struct va_account o = acct_row(t, f->t1, f->m1.account);
+    assert_true(o.locked);
+    assert_int_equal(o.lock_reason, KR_LOCK_REASON_FAILURES);
+    assert_int_equal(o.failures, KR_LOGIN_FAILURES_MAX);
+    assert_int_equal(count_events(t, KR_EV_ACCOUNT_LOGIN_FAILED, f->t1), KR_LOGIN_FAILURES_MAX);
+    assert_int_equal(count_events(t, KR_EV_ACCOUNT_LOCKED, f->t1), 1);
+    /* Both sessions closed, and recorded as closed for the lock. */
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
+    assert_int_equal(dom_session_resolve(t->d, other, &who), KR_EAUTH);
+    assert_int_equal(count_events(t, KR_EV_SESSION_CLOSED, f->t1), 2);
+    /* limit + 1 (a request already past authentication): locked, the right
+     * password too, nothing recorded, the password unchanged. */
+    uint64_t before = jrn_size(t->d->j);
+    assert_int_equal(change_pw(t, &stale, bad, "battery staple 7"), KR_ELOCKED);
+    assert_int_equal(change_pw(t, &stale, good, "battery staple 7"), KR_ELOCKED);
+    assert_true(td_unchanged_since(t, before));
+    assert_int_equal(login(t, f->c1, e, good, NULL), KR_ELOCKED);
+    /* The lock times out as a login lock does; the password is the old one. */
+    atomic_fetch_add(&t->now, KR_LOCKOUT_BASE_NS);
+    assert_int_equal(login(t, f->c1, e, good, NULL), KR_OK);
+}
+
+struct pw_burst {
+    struct td *t;
+    struct kr_caller who;
+    kr_err err;
+};
+
+static void *pw_burst_one(void *arg)
+{
+    struct pw_burst *b = arg;
+    struct kr_payload *a = kr_payload_new();
+    msgpack_sbuffer out;
+    struct kr_diag d;
+    msgpack_sbuffer_init(&out);
+    kr_set_str(a, KR_FLD_PASSWORD, "wrong horse 1");
+    kr_set_str(a, KR_FLD_NEW_PASSWORD, "battery staple 7");
+    b->err = dom_exec(b->t->d, &b->who, KR_OP_ACCOUNT_PASSWORD, a, &out, &d);
+    msgpack_sbuffer_destroy(&out);
+    kr_payload_free(a);
+    return NULL;
+}
+
+/* A burst of parallel wrong current passwords never counts past the limit:
+ * exactly the limit of them are recorded, one lock. */
+static void test_password_guess_parallel_burst(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 16 };
+    pthread_t th[N];
+    struct pw_burst b[N];
+    uint8_t tok[32];
+    struct kr_caller who;
+    assert_int_equal(login(f->t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
+    assert_int_equal(dom_session_resolve(f->t->d, tok, &who), KR_OK);
+    for (int i = 0; i < N; i++) {
+        b[i] = (struct pw_burst){.t = f->t, .who = who};
+        assert_int_equal(pthread_create(&th[i], NULL, pw_burst_one, &b[i]), 0);
+    }
+    int eauth = 0, elocked = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        eauth += b[i].err == KR_EAUTH;
+        elocked += b[i].err == KR_ELOCKED;
+    }
+    assert_int_equal(eauth, KR_LOGIN_FAILURES_MAX - 1);
+    assert_int_equal(elocked, N - (KR_LOGIN_FAILURES_MAX - 1));
+    assert_int_equal(count_events(f->t, KR_EV_ACCOUNT_LOGIN_FAILED, f->t1), KR_LOGIN_FAILURES_MAX);
+    assert_int_equal(count_events(f->t, KR_EV_ACCOUNT_LOCKED, f->t1), 1);
+    struct va_account o = acct_row(f->t, f->t1, f->m1.account);
+    assert_true(o.locked);
+    assert_int_equal(o.failures, KR_LOGIN_FAILURES_MAX);
+    assert_int_equal(dom_session_resolve(f->t->d, tok, &who), KR_EAUTH);
 }
 
 /* ---- Users ---- */
@@ -943,6 +1063,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lockout_parallel_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_change_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_guess_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_guess_parallel_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users_create_and_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users_create_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_master_only_ops, setup, teardown),
