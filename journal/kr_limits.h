@@ -24,6 +24,14 @@
 /* An encoded record: header, payload, and msgpack framing. */
 #define KR_RECORD_MAX (KR_HEADER_MAX + KR_PAYLOAD_MAX + 16u)
 
+/* ---- E-mail addresses (projections/payload.c) ---- */
+
+/* The local part of an addr-spec (RFC 5321 section 4.5.3.1.1). */
+#define KR_EMAIL_LOCAL_MAX 64u
+/* One label of its domain (RFC 1035 section 2.3.4). The whole address is bounded
+ * by the email field's max in schemas/fields.json (254, RFC 5321). */
+#define KR_EMAIL_LABEL_MAX 63u
+
 /* ---- Appends and the writer (journal/journal.h) ---- */
 
 /* Events in one atomic append. A command yields a handful of events; the bound

@@ -221,19 +221,73 @@ static bool charset_ok(enum kr_charset cs, const uint8_t *s, size_t n)
     return true;
 }
 
+/* RFC 5322 atext: what a dot-atom's atoms are made of. None of the specials
+ * (<>()[]:;@\\,." and space) nor controls. */
+static bool atext(uint8_t c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+}
+
+/* One RFC 5322 addr-spec and nothing else: a dot-atom local part (no quoted
+ * strings, no comments) of at most KR_EMAIL_LOCAL_MAX bytes, '@', and a
+ * domain of LDH labels (letters, digits, '-' inside) of 1..KR_EMAIL_LABEL_MAX
+ * bytes joined by single dots (no address literals). So an address is one
+ * recipient: it cannot carry a display name, a second address, a group or a
+ * header line into a To: header. */
 static bool email_ok(const uint8_t *s, size_t n)
 {
-    size_t at = n;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < 0x21 || s[i] > 0x7e)
-            return false;
-        if (s[i] == '@') {
-            if (at != n)
+    const uint8_t *at = memchr(s, '@', n);
+    if (!at)
+        return false;
+    size_t ln = (size_t)(at - s), dn = n - ln - 1;
+    const uint8_t *dom = at + 1;
+    if (ln == 0 || ln > KR_EMAIL_LOCAL_MAX || dn == 0)
+        return false;
+    for (size_t i = 0; i < ln; i++) {
+        if (s[i] == '.') {
+            if (i == 0 || i + 1 == ln || s[i - 1] == '.')
                 return false;
-            at = i;
+        } else if (!atext(s[i])) {
+            return false;
         }
     }
-    return at > 0 && at != n && at + 1 < n;
+    size_t label = 0;
+    for (size_t i = 0; i <= dn; i++) {
+        if (i == dn || dom[i] == '.') {
+            if (label == 0 || label > KR_EMAIL_LABEL_MAX || dom[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        uint8_t c = dom[i];
+        bool ldh = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!ldh && !(c == '-' && label > 0))
+            return false;
+        label++;
+    }
+    return true;
+}
+
+/* Refuses an enum value, naming every allowed one ("item 3 is not one of
+ * the allowed values: a, b, c" for a list item when item >= 0). payload_test
+ * checks that every enum's whole list fits kr_diag.why. */
+static kr_err fail_enum(struct kr_diag *d, const char *field, int enum_id, long item)
+{
+    if (!d)
+        return KR_EINVAL;
+    const struct kr_enum_def *e = &kr_enums[enum_id];
+    size_t off = 0, cap = sizeof d->why;
+    int w = item >= 0 ? snprintf(d->why, cap, "item %ld is not one of the allowed values: ", item)
+                      : snprintf(d->why, cap, "not one of the allowed values: ");
+    off = w > 0 && (size_t)w < cap ? (size_t)w : cap - 1;
+    for (uint32_t i = 0; i < e->count && off + 1 < cap; i++) {
+        w = snprintf(d->why + off, cap - off, "%s%s", i ? ", " : "", e->values[i]);
+        off = w > 0 && (size_t)w < cap - off ? off + (size_t)w : cap - 1;
+    }
+    snprintf(d->field, sizeof d->field, "%s", field);
+    return KR_EINVAL;
 }
 
 kr_err kr_value_check(int fld, const struct kr_value *v, struct kr_diag *d)
@@ -264,7 +318,7 @@ kr_err kr_value_check(int fld, const struct kr_value *v, struct kr_diag *d)
         return KR_OK;
     case KR_FT_ENUM:
         if (v->u >= kr_enums[f->enum_id].count)
-            return fail(d, KR_EINVAL, nm, "not one of the allowed values");
+            return fail_enum(d, nm, f->enum_id, -1);
         return KR_OK;
     case KR_FT_BIN:
         if (v->n > f->max)
@@ -305,7 +359,7 @@ kr_err kr_value_check(int fld, const struct kr_value *v, struct kr_diag *d)
         if (f->of == KR_FT_ENUM) {
             uint32_t cnt = kr_enums[f->enum_id].count;
             if (cnt < 64 && (v->u >> cnt) != 0)
-                return fail(d, KR_EINVAL, nm, "not one of the allowed values");
+                return fail_enum(d, nm, f->enum_id, -1);
             return KR_OK;
         }
         if (v->n > f->max_items)
@@ -569,7 +623,7 @@ static kr_err read_value(struct kr_mp_reader *r, int fld, struct kr_payload *p, 
             return fail(d, KR_EINVAL, nm, "must be a string");
         int idx = kr_enum_lookup(f->enum_id, s, n);
         if (idx < 0)
-            return fail(d, KR_EINVAL, nm, "not one of the allowed values");
+            return fail_enum(d, nm, f->enum_id, -1);
         v->u = (uint64_t)idx;
         break;
     }
@@ -613,7 +667,7 @@ static kr_err read_value(struct kr_mp_reader *r, int fld, struct kr_payload *p, 
                     return fail(d, KR_EINVAL, nm, "items must be strings");
                 int idx = kr_enum_lookup(f->enum_id, s, n);
                 if (idx < 0)
-                    return fail(d, KR_EINVAL, nm, "not one of the allowed values");
+                    return fail_enum(d, nm, f->enum_id, (long)i);
                 if (r->canonical && idx <= last)
                     return fail(d, KR_EINVAL, nm, "items out of order");
                 if (v->u >> idx & 1u)

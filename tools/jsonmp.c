@@ -36,6 +36,20 @@ static kr_err diag(struct jsonmp_diag *d, kr_err err, const char *key, const cha
     return err;
 }
 
+/* "a, b, c": every allowed value of enum `enum_id`, for its error message
+ * (truncated to cap, which jsonmp_test checks is room enough). */
+static const char *enum_list(char *buf, size_t cap, int enum_id)
+{
+    const struct kr_enum_def *e = &kr_enums[enum_id];
+    size_t off = 0;
+    buf[0] = 0;
+    for (uint32_t i = 0; i < e->count && off + 1 < cap; i++) {
+        int w = snprintf(buf + off, cap - off, "%s%s", i ? ", " : "", e->values[i]);
+        off = w > 0 && (size_t)w < cap - off ? off + (size_t)w : cap - 1;
+    }
+    return buf;
+}
+
 /* ---- Times ---- */
 
 static bool digits(const char *s, size_t n, unsigned *out)
@@ -228,8 +242,10 @@ static kr_err set_arg(int fld, const json_t *j, struct kr_payload *p, uint64_t *
         if (!json_is_string(j))
             return diag(d, KR_EINVAL, nm, "must be a string");
         int e = kr_enum_lookup(f->enum_id, json_string_value(j), json_string_length(j));
+        char vals[sizeof d->why];
         if (e < 0)
-            return diag(d, KR_EINVAL, nm, "not one of the allowed values");
+            return diag(d, KR_EINVAL, nm, "not one of the allowed values: %s",
+                        enum_list(vals, sizeof vals, f->enum_id));
         kr_set_u64(p, fld, (uint64_t)e);
         return KR_OK;
     }
@@ -258,8 +274,10 @@ static kr_err set_arg(int fld, const json_t *j, struct kr_payload *p, uint64_t *
                 int k = json_is_string(e) ? kr_enum_lookup(f->enum_id, json_string_value(e),
                                                            json_string_length(e))
                                           : -1;
+                char vals[sizeof d->why];
                 if (k < 0 || k >= 64)
-                    return diag(d, KR_EINVAL, nm, "item %zu is not one of the allowed values", i);
+                    return diag(d, KR_EINVAL, nm, "item %zu is not one of the allowed values: %s",
+                                i, enum_list(vals, sizeof vals, f->enum_id));
                 if (mask >> k & 1u)
                     return diag(d, KR_EINVAL, nm, "item %zu is repeated", i);
                 mask |= (uint64_t)1 << k;

@@ -54,7 +54,7 @@
  * byte offset "@123" in a reply) and why. */
 struct jsonmp_diag {
     char key[72];
-    char why[120];
+    char why[160]; /* room for every enum's allowed values (jsonmp_test checks) */
 };
 
 /* Converts the JSON object json[0..len) into the msgpack map of op's

@@ -95,6 +95,19 @@ static void fill_str(enum kr_charset cs, uint8_t *s, size_t len, int variant)
     }
 }
 
+/* A valid addr-spec of exactly len bytes (len >= 3): a local part of at most
+ * 64 letters and digits, '@', and a domain of labels under 63 bytes. */
+static void fill_email(uint8_t *s, size_t len, int variant)
+{
+    size_t local = len - 2 < 64 ? len - 2 : 64, dn = len - 1 - local;
+    for (size_t i = 0; i < local; i++)
+        s[i] = (uint8_t)('a' + (i * 7 + (size_t)variant) % 26);
+    s[local] = '@';
+    uint8_t *d = s + local + 1;
+    for (size_t i = 0; i < dn; i++)
+        d[i] = i % 50 == 49 && i + 1 < dn ? '.' : (uint8_t)('0' + (i + (size_t)variant) % 10);
+}
+
 static uint64_t pick(int variant, uint64_t lo, uint64_t hi)
 {
     switch (variant % 3) {
@@ -149,8 +162,7 @@ static void gen_value(struct kr_payload *p, int fld, int variant)
             for (size_t i = 0; i < n; i++)
                 st[i] = (uint8_t)(i * 5 + (size_t)variant);
         } else if (f->type == KR_FT_EMAIL) {
-            fill_str(KR_CS_CODE, st, n, variant);
-            st[(n - 1) / 2] = '@';
+            fill_email(st, n, variant);
         } else {
             fill_str(f->charset, st, n, variant);
         }
@@ -1085,9 +1097,10 @@ static void test_encode_lengths(void **state)
             size_t lens[2] = {(size_t)f->max + 1, (size_t)f->max};
             for (int k = 0; k < 2; k++) {
                 build(p, ev, 2, -1);
-                fill_str(cs, big, lens[k], 0);
                 if (f->type == KR_FT_EMAIL)
-                    big[1] = '@';
+                    fill_email(big, lens[k], 0);
+                else
+                    fill_str(cs, big, lens[k], 0);
                 kr_set_bytes(p, fld, big, lens[k]);
                 expect_encode(p, k == 0 ? KR_ETOOLARGE : KR_OK, k == 0 ? f->name : NULL);
             }
@@ -1150,6 +1163,60 @@ static void test_encode_charsets(void **state)
     TRY_STR(p, cr, KR_FLD_EMAIL, "ta ro@example.jp", KR_EINVAL);
     TRY_STR(p, cr, KR_FLD_EMAIL, "t\xC3\xA4@example.jp", KR_EINVAL);
     TRY_STR(p, cr, KR_FLD_EMAIL, "ab", KR_EINVAL);
+    /* One RFC 5322 addr-spec only (dot-atom @ labels), so an address can never
+     * become several recipients, a display name or a header line in To:. */
+    static const char *const good_email[] = {
+        "taro+tag@example.jp",
+        "taro+a+b@mail.sub.example.co.jp",
+        "t.a.r.o@example.jp",
+        "o'brien@example.com",
+        "a!#$%&*+/=?^_`{|}~-z@example.jp",
+        "x@a-b.c-d.example",
+        "X@EXAMPLE.JP",
+        "1@2.3",
+    };
+    for (size_t i = 0; i < COUNT(good_email); i++)
+        try_field(p, cr, KR_FLD_EMAIL, good_email[i], strlen(good_email[i]), KR_OK);
+    static const char *const bad_email[] = {
+        "a@b.jp, c@d.jp",                  /* two recipients */
+        "a@b.jp,c@d.jp",  "Taro <a@b.jp>", /* a display name */
+        "<a@b.jp>",       "a<b@c.jp",
+        "a>b@c.jp",       "a,b@c.jp",
+        "\"a b\"@c.jp", /* quoted local part */
+        "\"a\"@c.jp",     "a\"@c.jp",
+        "a;b@c.jp",       "a:b@c.jp",
+        "a(b)@c.jp", /* a comment */
+        "a@c.jp(x)",      "a[b]@c.jp",
+        "a@[192.0.2.1]", /* address literal */
+        "a\\b@c.jp",      "a b@c.jp",
+        "a\tb@c.jp",      "a@c.jp\r\nBcc: x@y.jp", /* header injection */
+        "a@c.jp\n",       "a\r@c.jp",
+        ".a@c.jp", /* dots in the local part */
+        "a.@c.jp",        "a..b@c.jp",
+        "a@.c.jp", /* empty labels */
+        "a@c..jp",        "a@c.jp.",
+        "a@-c.jp", /* a label starting or ending with '-' */
+        "a@c-.jp",        "a@c_d.jp",
+        "a@c.j;p",        "a@c,d.jp",
+        "a@c.jp>",
+    };
+    for (size_t i = 0; i < COUNT(bad_email); i++)
+        try_field(p, cr, KR_FLD_EMAIL, bad_email[i], strlen(bad_email[i]), KR_EINVAL);
+    {
+        /* Local part over 64, a label over 63 bytes. */
+        char e[200];
+        memset(e, 'a', 65);
+        memcpy(e + 65, "@c.jp", 6);
+        try_field(p, cr, KR_FLD_EMAIL, e, strlen(e), KR_EINVAL);
+        memcpy(e + 64, "@c.jp", 6);
+        try_field(p, cr, KR_FLD_EMAIL, e, strlen(e), KR_OK);
+        memcpy(e, "a@", 2);
+        memset(e + 2, 'b', 64);
+        memcpy(e + 66, ".jp", 4);
+        try_field(p, cr, KR_FLD_EMAIL, e, strlen(e), KR_EINVAL);
+        memcpy(e + 65, ".jp", 4);
+        try_field(p, cr, KR_FLD_EMAIL, e, strlen(e), KR_OK);
+    }
 
     /* UTF-8 text: plain (tag_name) and personal (name) fields alike. */
     static const struct {
@@ -1633,6 +1700,69 @@ static void test_args_users_grant(void **state)
     kr_payload_free(p);
 }
 
+/* Whether `why` lists exactly the allowed values of enum `e`, in order, after
+ * its colon. */
+static void expect_lists_enum(const char *why, int e)
+{
+    const struct kr_enum_def *en = &kr_enums[e];
+    char want[sizeof((struct kr_diag *)0)->why] = "";
+    size_t off = 0;
+    for (uint32_t i = 0; i < en->count; i++)
+        off +=
+            (size_t)snprintf(want + off, sizeof want - off, "%s%s", i ? ", " : "", en->values[i]);
+    const char *colon = strstr(why, ": ");
+    if (!colon || strcmp(colon + 2, want) != 0)
+        fail_msg("enum %s: '%s' does not list '%s'", en->name, why, want);
+}
+
+/* A wrong enum value is refused with every allowed value named: in a stored
+ * value, in op arguments (one and a list), for every enum field. */
+static void test_enum_errors_list_values(void **state)
+{
+    (void)state;
+    struct kr_payload *p = payload_new();
+    struct kr_diag d;
+    struct mb m;
+    for (int fld = 0; fld < KR_FLD__COUNT; fld++) {
+        const struct kr_field_def *f = &kr_fields[fld];
+        if (f->type != KR_FT_ENUM && !(f->type == KR_FT_LIST && f->of == KR_FT_ENUM))
+            continue;
+        uint32_t cnt = kr_enums[f->enum_id].count;
+        if (f->type == KR_FT_LIST && cnt >= 64)
+            continue;
+        struct kr_value v = {.set = true, .u = f->type == KR_FT_ENUM ? cnt : 1ull << cnt};
+        assert_int_equal(kr_value_check(fld, &v, &d), KR_EINVAL);
+        assert_string_equal(d.field, f->name);
+        expect_lists_enum(d.why, f->enum_id);
+    }
+    mb_init(&m);
+    msgpack_pack_map(&m.pk, 3);
+    mb_key(&m, KR_FLD_EMAIL);
+    mb_str(&m, "taro@example.jp");
+    mb_key(&m, KR_FLD_PASSWORD);
+    mb_str(&m, "correct horse 9");
+    mb_key(&m, KR_FLD_ROLE);
+    mb_str(&m, "superuser");
+    assert_int_equal(args(KR_OP_USERS_CREATE, &m, p, &d), KR_EINVAL);
+    assert_string_equal(d.field, FN(KR_FLD_ROLE));
+    expect_lists_enum(d.why, KR_ENUM_ROLE);
+    mb_fini(&m);
+    mb_init(&m);
+    msgpack_pack_map(&m.pk, 3);
+    mb_key(&m, KR_FLD_VERSION);
+    msgpack_pack_uint64(&m.pk, 7);
+    mb_key(&m, KR_FLD_ACCOUNT);
+    mb_bin(&m, ID_A, 16);
+    mb_key(&m, KR_FLD_PERMISSIONS);
+    msgpack_pack_array(&m.pk, 1);
+    mb_str(&m, "everything");
+    assert_int_equal(args(KR_OP_USERS_GRANT, &m, p, &d), KR_EINVAL);
+    assert_string_equal(d.field, FN(KR_FLD_PERMISSIONS));
+    expect_lists_enum(d.why, KR_ENUM_PERMISSION);
+    mb_fini(&m);
+    kr_payload_free(p);
+}
+
 /* u64 fields with bounds (limit 1..1000), tenants, values. */
 static void test_args_integer_edges(void **state)
 {
@@ -2072,6 +2202,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_every_event),
+        cmocka_unit_test(test_enum_errors_list_values),
         cmocka_unit_test(test_stripped_payload),
         cmocka_unit_test(test_bit_flips),
         cmocka_unit_test(test_truncated_and_trailing),

@@ -210,7 +210,7 @@ static void test_args_refused(void **state)
     refused(KR_OP_TAGS_CREATE, "{\"tag_name\":\"\"}", KR_EINVAL, "tag_name", "too short");
     refused(KR_OP_TAGS_CREATE, "{\"tag_name\":\"a\\u0000b\"}", KR_EINVAL, "", "not JSON");
     refused(KR_OP_ATTRIBUTES_DEFINE, "{\"attribute_key\":\"k\",\"attribute_type\":\"String\"}",
-            KR_EINVAL, "attribute_type", "allowed values");
+            KR_EINVAL, "attribute_type", "allowed values: string, number, date, bool");
     refused(KR_OP_USERS_GRANT,
             "{\"account\":\"000102030405060708090a0b0c0d0e0f\",\"version\":1,"
             "\"permissions\":[\"users.read\",\"users.read\"]}",
@@ -222,7 +222,9 @@ static void test_args_refused(void **state)
     refused(KR_OP_USERS_GRANT,
             "{\"account\":\"000102030405060708090a0b0c0d0e0f\",\"version\":1,"
             "\"permissions\":[1]}",
-            KR_EINVAL, "permissions", "allowed values");
+            KR_EINVAL, "permissions",
+            "item 0 is not one of the allowed values: contacts.read, contacts.write, tags.write, "
+            "attributes.write, audit.read, users.read");
     refused(KR_OP_NOTICES_PUBLISH,
             "{\"notice_kind\":\"change\",\"title\":\"t\",\"body\":\"b\",\"effective\":0,"
             "\"audience\":\"listed\",\"tenants\":[2,2]}",
