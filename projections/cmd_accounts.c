@@ -5,10 +5,12 @@
  * unlock; dom_session_resolve and dom_operator_create (accounts.h).
  *
  * Design notes.
- * - Login answers an unknown tenant, an unknown account and a wrong password
- *   with the same error and diagnostics, and spends the same work on them: an
- *   unknown account is checked against a dummy Argon2id hash of the domain's
- *   cost. A locked account says so (KR_ELOCKED) whatever the password, but
+ * - Login answers an unknown tenant (an erased one too), an unknown account
+ *   and a wrong password with the same error and diagnostics, and spends the
+ *   same work on them: an unknown account is checked against a dummy
+ *   Argon2id hash of the domain's cost. A cancelled tenant's account with the
+ *   right password is told so (KR_EFORBIDDEN, "the tenant is cancelled");
+ *   with a wrong one it gets the same reply and record as before. A locked account says so (KR_ELOCKED) whatever the password, but
  *   only once the account is known, so locking reveals nothing about
  *   accounts that do not exist.
  * - Failed logins are counted on the account's stream: account.login_failed
@@ -236,17 +238,21 @@ static kr_err cap_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[16
     return KR_OK;
 }
 
-/* Finds the account a login names: KR_ENOTFOUND for anything unknown. */
-/* *tenant_known says whether the tenant code named one (then mac is the
- * e-mail's MAC under its key), for recording an unknown login. */
+/* Finds the account a login names: KR_ENOTFOUND for anything unknown (an
+ * erased tenant's code is unknown: its code index entry is gone). *cancelled
+ * says the tenant is cancelled: its accounts are still found, so that the
+ * right password can be told the tenant is cancelled.
+ * *tenant_known says whether the tenant code named an active one (then mac is
+ * the e-mail's MAC under its key), for recording an unknown login. */
 static kr_err login_find(struct cmd *c, uint64_t *tenant, uint8_t acct[16], bool *tenant_known,
-                         uint8_t mac[32])
+                         bool *cancelled, uint8_t mac[32])
 {
     const struct kr_value *code = &c->args->v[KR_FLD_TENANT_CODE];
     const struct kr_value *email = &c->args->v[KR_FLD_EMAIL];
     struct kr_data_key key;
     kr_err err = KR_OK;
     *tenant_known = false;
+    *cancelled = false;
     if (code->n == sizeof KR_PLATFORM_CODE - 1 && memcmp(code->p, KR_PLATFORM_CODE, code->n) == 0) {
         if (!c->who->operator_endpoint)
             return KR_ENOTFOUND; /* operators log in over the operator endpoint only */
@@ -256,14 +262,16 @@ static kr_err login_find(struct cmd *c, uint64_t *tenant, uint8_t acct[16], bool
         if ((err = va_tenant_by_code(&c->d->views, c->txn, code->p, code->n, tenant)) ||
             (err = va_tenant_get(&c->d->views, c->txn, *tenant, &t)))
             return err;
-        if (t.state != KR_TENANT_STATE_ACTIVE)
+        if (t.state == KR_TENANT_STATE_CANCELLED)
+            *cancelled = true;
+        else if (t.state != KR_TENANT_STATE_ACTIVE)
             return KR_ENOTFOUND;
     }
     if ((err = cmd_key(c, *tenant, false, &key)))
         return err == KR_ENOTFOUND ? KR_ENOTFOUND : err;
     va_email_mac(&key, email->p, email->n, mac);
     kr_data_key_wipe(&key);
-    *tenant_known = true;
+    *tenant_known = !*cancelled;
     return va_account_by_mac(&c->d->views, c->txn, *tenant, mac, acct);
 }
 
@@ -325,9 +333,9 @@ kr_err cmd_auth_login(struct cmd *c)
     const struct kr_value *pw = &c->args->v[KR_FLD_PASSWORD];
     uint64_t tenant = 0;
     uint8_t acct[16], mac[32];
-    bool tenant_known;
+    bool tenant_known, cancelled;
     kr_err err = KR_OK;
-    err = login_find(c, &tenant, acct, &tenant_known, mac);
+    err = login_find(c, &tenant, acct, &tenant_known, &cancelled, mac);
     if (err && err != KR_ENOTFOUND)
         return err;
     bool known = err == KR_OK;
@@ -359,6 +367,16 @@ kr_err cmd_auth_login(struct cmd *c)
             if (err)
                 return err;
             verified_seq = o.pw_seq;
+        }
+        if (cancelled) {
+            /* Only the right password learns of the cancellation; a wrong
+             * one is answered and recorded as before (an unknown login in
+             * the platform), nothing counted on a tenant that is closing. */
+            if (ok)
+                return cmd_fail(c, KR_EFORBIDDEN, "tenant_code", "the tenant is cancelled");
+            if ((err = record_unknown(c, tenant, false, mac)))
+                return err;
+            return cmd_fail(c, KR_EAUTH, "", LOGIN_FAILED_WHY);
         }
         if (va_account_locked(&o, c->now))
             return cmd_fail(c, KR_ELOCKED, "", "the account is locked");

@@ -661,6 +661,39 @@ static void test_password_guess_parallel_burst(void **state)
     assert_int_equal(dom_session_resolve(f->t->d, tok, &who), KR_EAUTH);
 }
 
+/* ---- Logins to a cancelled tenant ---- */
+
+/* The right password on a cancelled tenant says the tenant is cancelled
+ * (forbidden); a wrong one, or an unknown account there, gets the reply of
+ * any failed login, so the cancellation is no oracle for passwords. */
+static void test_login_cancelled_tenant(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_diag generic;
+    assert_int_equal(login(t, "tnosuchcode", "owner1@example.jp", "correct horse 1", NULL),
+                     KR_EAUTH);
+    generic = t->diag;
+    struct kr_caller op = td_operator();
+    kr_set_u64(td_args(t), KR_FLD_TENANT, f->t1);
+    assert_int_equal(td_exec(t, &op, KR_OP_TENANTS_CANCEL), KR_OK);
+    uint64_t before = jrn_size(t->d->j);
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", NULL), KR_EFORBIDDEN);
+    assert_string_equal(t->diag.field, "tenant_code");
+    assert_string_equal(t->diag.why, "the tenant is cancelled");
+    assert_int_equal(dom_api_error(KR_EFORBIDDEN), KR_ERR_FORBIDDEN);
+    assert_true(td_unchanged_since(t, before));
+    /* Wrong password, unknown account: the generic reply, recorded. */
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "wrong horse 1", NULL), KR_EAUTH);
+    assert_memory_equal(&t->diag, &generic, sizeof generic);
+    assert_int_equal(jrn_size(t->d->j), before + 1);
+    assert_int_equal(login(t, f->c1, "nobody@example.jp", "correct horse 1", NULL), KR_EAUTH);
+    assert_memory_equal(&t->diag, &generic, sizeof generic);
+    assert_int_equal(jrn_size(t->d->j), before + 2);
+    /* The other tenant is not affected. */
+    assert_int_equal(login(t, f->c2, "owner2@example.jp", "correct horse 2", NULL), KR_OK);
+}
+
 /* ---- Users ---- */
 
 static void test_users_create_and_list(void **state)
@@ -1064,6 +1097,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_change_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_guess_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_cancelled_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_guess_parallel_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users_create_and_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users_create_rules, setup, teardown),

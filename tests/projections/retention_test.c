@@ -712,6 +712,43 @@ static void login(struct td *t, const char *code, const char *email, const char 
     assert_int_equal(dom_session_resolve(t->d, token, who), KR_OK);
 }
 
+/* An erased tenant's code is simply unknown: its master's login, right
+ * password or not, gets exactly the reply of a code nobody has. */
+static void test_login_erased_tenant(void **state)
+{
+    (void)state;
+    struct td *t = td_new(62);
+    struct fake f;
+    fake_init(&f);
+    dom_set_retention(t->d, &f.h, 0);
+    struct kr_caller a, who, anon = td_anonymous(), op = td_operator();
+    char code[40];
+    td_signup(t, "a@example.jp", "correct horse 1", &a, code);
+    login(t, code, "a@example.jp", "correct horse 1", &who);
+    struct kr_payload *p = td_args(t);
+    kr_set_str(p, KR_FLD_TENANT_CODE, "tnosuchcode");
+    kr_set_str(p, KR_FLD_EMAIL, "a@example.jp");
+    kr_set_str(p, KR_FLD_PASSWORD, "correct horse 1");
+    assert_int_equal(td_exec(t, &anon, KR_OP_AUTH_LOGIN), KR_EAUTH);
+    struct kr_diag unknown = t->diag;
+    cancel(t, a.tenant);
+    kr_set_u64(td_args(t), KR_FLD_TENANT, a.tenant);
+    assert_int_equal(td_exec(t, &op, KR_OP_TENANTS_ERASE), KR_OK);
+    const char *pws[] = {"correct horse 1", "wrong horse 1"};
+    for (int i = 0; i < 2; i++) {
+        p = td_args(t);
+        kr_set_str(p, KR_FLD_TENANT_CODE, code);
+        kr_set_str(p, KR_FLD_EMAIL, "a@example.jp");
+        kr_set_str(p, KR_FLD_PASSWORD, pws[i]);
+        uint64_t before = jrn_size(t->d->j);
+        assert_int_equal(td_exec(t, &anon, KR_OP_AUTH_LOGIN), KR_EAUTH);
+        assert_memory_equal(&t->diag, &unknown, sizeof unknown);
+        /* Recorded as an unknown code is: login.unknown in the platform. */
+        assert_int_equal(jrn_size(t->d->j), before + 1);
+    }
+    td_free(t);
+}
+
 /* Records of tenant `tenant` whose type is ev and whose payload is stripped
  * (stripped true) or kept. */
 static uint64_t count_state(struct td *t, int ev, bool stripped)
@@ -847,6 +884,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_due_rule),
+        cmocka_unit_test(test_login_erased_tenant),
         cmocka_unit_test(test_erase_steps_and_rerun),
         cmocka_unit_test(test_erase_crash_after_each_step),
         cmocka_unit_test(test_erase_stays_due),

@@ -528,7 +528,9 @@ static void test_tenants_list_and_cancel(void **state)
     assert_int_equal(tr.cancelled, when);
     assert_int_equal(tr.version, 2);
     assert_int_equal(dom_session_resolve(t->d, token, &who), KR_EAUTH);
-    assert_int_equal(login(t, c1, "a@example.jp", "correct horse 1", NULL), KR_EAUTH);
+    /* The right password is told the tenant is cancelled (accounts_test). */
+    assert_int_equal(login(t, c1, "a@example.jp", "correct horse 1", NULL), KR_EFORBIDDEN);
+    assert_int_equal(login(t, c1, "a@example.jp", "wrong horse 1", NULL), KR_EAUTH);
     kr_set_u64(td_args(t), KR_FLD_TENANT, t1);
     assert_int_equal(td_exec(t, &op, KR_OP_TENANTS_CANCEL), KR_ECONFLICT);
     assert_int_equal(tenant_row(t, t2).state, KR_TENANT_STATE_ACTIVE);
