@@ -92,6 +92,13 @@ KR_CMD_DECLARE(cmd_audit_export);
 /* Sets *c->diag and returns err. */
 kr_err cmd_fail(struct cmd *c, kr_err err, const char *field, const char *why);
 
+/* A stored record that does not decode (d says what and where in it):
+ * KR_ECORRUPT, with c's diagnostics naming the record's seq and event ("record
+ * 42 (account.created): pd: does not open with the tenant's key"). The caller
+ * gets `internal` (the details are for the operator: dom_exec_flags reports
+ * them on stderr). */
+kr_err cmd_corrupt(struct cmd *c, uint64_t seq, const char *event, const struct kr_diag *d);
+
 /* A new event of type ev for tenant, decided on stream version `expected`
  * (0 = a new stream). Returns its payload to fill; NULL (KR_ENOMEM) if out
  * of memory or past KR_CMD_EVENTS_MAX. */
@@ -105,7 +112,8 @@ KR_MUST_CHECK kr_err cmd_commit(struct cmd *c);
 KR_MUST_CHECK kr_err cmd_key(struct cmd *c, uint64_t tenant, bool create, struct kr_data_key *out);
 
 /* Reads record seq and decodes it as event ev with its tenant's key into p
- * (personal fields opened). KR_ENOTFOUND if erased. */
+ * (personal fields opened). KR_ENOTFOUND if erased; KR_ECORRUPT (through
+ * cmd_corrupt, so with the seq) if it does not decode. */
 KR_MUST_CHECK kr_err cmd_read(struct cmd *c, uint64_t seq, int ev, struct kr_payload *p);
 
 /* A fresh random 128-bit id. */

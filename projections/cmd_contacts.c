@@ -75,7 +75,11 @@ static kr_err read_record(struct cmd *c, const struct kr_data_key *key, uint64_t
         return KR_ECORRUPT;
     if (r.payload_stripped)
         return KR_ENOTFOUND;
-    return kr_event_decode(ev, &r, key, p, NULL);
+    struct kr_diag d = {{0}, {0}};
+    err = kr_event_decode(ev, &r, key, p, &d);
+    if (err && err != KR_ENOTFOUND && err != KR_ENOMEM)
+        return cmd_corrupt(c, seq, kr_events[ev].name, &d);
+    return err;
 }
 
 /* ---- Results ---- */

@@ -56,7 +56,11 @@ static kr_err read_plain(struct cmd *c, uint64_t seq, struct kr_payload *p)
     int ev = kr_event_lookup(r.type, r.type_len);
     if (ev < 0)
         return KR_ECORRUPT;
-    return kr_event_decode(ev, &r, NULL, p, NULL);
+    struct kr_diag d = {{0}, {0}};
+    err = kr_event_decode(ev, &r, NULL, p, &d);
+    if (err && err != KR_ENOTFOUND && err != KR_ENOMEM)
+        return cmd_corrupt(c, seq, kr_events[ev].name, &d);
+    return err;
 }
 
 /* Whether tenant t is a customer with data (active, or cancelled and not yet

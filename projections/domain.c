@@ -13,6 +13,7 @@
 #include "accounts.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,8 +159,9 @@ int dom_api_error(kr_err err)
     case KR_OK:
         return -1;
     case KR_EINVAL:
-    case KR_ECORRUPT:
         return KR_ERR_BAD_REQUEST;
+    case KR_ECORRUPT:
+        return KR_ERR_INTERNAL; /* stored data: never the caller's fault */
     case KR_ETOOLARGE:
         return KR_ERR_TOO_LARGE;
     case KR_EAUTH:
@@ -437,12 +439,24 @@ kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
     }
     if (err)
         out->size = 0;
+    if (err == KR_ECORRUPT) /* for the operator: the caller only gets `internal` */
+        fprintf(stderr, "kiroku: %s: corrupt stored data: %s%s%s\n", kr_ops[op].name, diag->field,
+                diag->field[0] ? ": " : "", diag->why[0] ? diag->why : "(no place)");
     kr_payload_free(c->scratch);
     free(c);
     return err;
 }
 
 /* ---- Handler helpers ---- */
+
+kr_err cmd_corrupt(struct cmd *c, uint64_t seq, const char *event, const struct kr_diag *d)
+{
+    snprintf(c->diag->field, sizeof c->diag->field, "record %llu", (unsigned long long)seq);
+    int n = snprintf(c->diag->why, sizeof c->diag->why, "%.40s does not decode: %.39s%s%.60s",
+                     event, d->field, d->field[0] ? ": " : "", d->why[0] ? d->why : "corrupt");
+    (void)n; /* a long reason is cut: the seq and event come first */
+    return KR_ECORRUPT;
+}
 
 kr_err cmd_fail(struct cmd *c, kr_err err, const char *field, const char *why)
 {
@@ -510,8 +524,11 @@ kr_err cmd_read(struct cmd *c, uint64_t seq, int ev, struct kr_payload *p)
         return KR_EKEY;
     if ((err = ks_get(c->d->ks, r.tenant, &key)))
         return err;
-    err = kr_event_decode(ev, &r, &key, p, NULL);
+    struct kr_diag d = {{0}, {0}};
+    err = kr_event_decode(ev, &r, &key, p, &d);
     kr_data_key_wipe(&key);
+    if (err && err != KR_ENOTFOUND && err != KR_ENOMEM)
+        return cmd_corrupt(c, seq, kr_events[ev].name, &d);
     return err;
 }
 

@@ -694,6 +694,62 @@ static void test_login_cancelled_tenant(void **state)
     assert_int_equal(login(t, f->c2, "owner2@example.jp", "correct horse 2", NULL), KR_OK);
 }
 
+/* ---- Corruption ---- */
+
+/* Flips a byte inside the sealed personal data ("pd") of record seq, in place
+ * in the journal's LMDB (what a disk or a hand could do). */
+static void corrupt_pd(struct td *t, uint64_t seq)
+{
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    uint8_t k[8];
+    for (int i = 0; i < 8; i++)
+        k[i] = (uint8_t)(seq >> (56 - 8 * i));
+    MDB_val key = {8, k}, val;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "events", 0, &dbi), 0);
+    assert_int_equal(mdb_get(txn, dbi, &key, &val), 0);
+    uint8_t *copy = malloc(val.mv_size);
+    assert_non_null(copy);
+    memcpy(copy, val.mv_data, val.mv_size);
+    static const uint8_t pd_key[] = {0xa2, 'p', 'd'};
+    uint8_t *at = memmem(copy, val.mv_size, pd_key, sizeof pd_key);
+    assert_non_null(at);
+    at[3 + 2 + 20] ^= 0x01; /* past the bin header, inside the box */
+    MDB_val nv = {val.mv_size, copy};
+    assert_int_equal(mdb_put(txn, dbi, &key, &nv, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    free(copy);
+}
+
+/* A stored record that no longer decodes is corruption, not the caller's
+ * fault: KR_ECORRUPT (`internal` to the caller) with the record's seq and
+ * event in the diagnostics for the operator. */
+static void test_corrupt_record_reported(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    uint8_t tok[32];
+    struct kr_caller who;
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    uint64_t seq = acct_row(t, f->t1, f->m1.account).pw_seq;
+    corrupt_pd(t, seq);
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_PASSWORD, "correct horse 1");
+    kr_set_str(a, KR_FLD_NEW_PASSWORD, "battery staple 7");
+    assert_int_equal(td_exec(t, &who, KR_OP_ACCOUNT_PASSWORD), KR_ECORRUPT);
+    assert_int_equal(dom_api_error(KR_ECORRUPT), KR_ERR_INTERNAL);
+    char want[64];
+    snprintf(want, sizeof want, "record %llu", (unsigned long long)seq);
+    assert_string_equal(t->diag.field, want);
+    assert_non_null(strstr(t->diag.why, "account.created does not decode: pd"));
+    /* A login reads the same record: the same report, no failure counted. */
+    assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", NULL), KR_ECORRUPT);
+    assert_string_equal(t->diag.field, want);
+    assert_int_equal(acct_row(t, f->t1, f->m1.account).failures, 0);
+}
+
 /* ---- Users ---- */
 
 static void test_users_create_and_list(void **state)
@@ -1098,6 +1154,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_password_change_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_guess_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_cancelled_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_record_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_guess_parallel_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users_create_and_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users_create_rules, setup, teardown),
