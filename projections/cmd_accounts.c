@@ -10,9 +10,10 @@
  *   same work on them: an unknown account is checked against a dummy
  *   Argon2id hash of the domain's cost. A cancelled tenant's account with the
  *   right password is told so (KR_EFORBIDDEN, "the tenant is cancelled");
- *   with a wrong one it gets the same reply and record as before. A locked account says so
- * (KR_ELOCKED) whatever the password, but only once the account is known, so locking reveals
- * nothing about accounts that do not exist.
+ *   with a wrong one it gets the same reply and record as before. A locked
+ *   account says so (KR_ELOCKED) whatever the password, but only once the
+ *   account is known, so locking reveals nothing about accounts that do not
+ *   exist.
  * - Failed logins are counted on the account's stream: account.login_failed
  *   (with the count after it) is decided on the stream's version, so of
  *   parallel wrong attempts exactly one commits per version and the others
