@@ -290,6 +290,29 @@ static kr_err fail_enum(struct kr_diag *d, const char *field, int enum_id, long 
     return KR_EINVAL;
 }
 
+/* An e-mail address in a stored record: the rule it was written under,
+ * which was printable ASCII with one '@' between non-empty parts before the
+ * addr-spec rule. Old records stay readable; every new value (op arguments,
+ * encoding) is held to email_ok. */
+static kr_err email_stored_check(int fld, const struct kr_value *v, struct kr_diag *d)
+{
+    const struct kr_field_def *f = &kr_fields[fld];
+    if (v->n > f->max)
+        return fail(d, KR_ETOOLARGE, f->name, "too long");
+    if (v->n < f->min || !v->p)
+        return fail(d, KR_EINVAL, f->name, "too short");
+    size_t at = v->n;
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->p[i] < 0x21 || v->p[i] > 0x7e || (v->p[i] == '@' && at != v->n))
+            return fail(d, KR_EINVAL, f->name, "not an e-mail address");
+        if (v->p[i] == '@')
+            at = i;
+    }
+    if (at == 0 || at == v->n || at + 1 == v->n)
+        return fail(d, KR_EINVAL, f->name, "not an e-mail address");
+    return KR_OK;
+}
+
 kr_err kr_value_check(int fld, const struct kr_value *v, struct kr_diag *d)
 {
     const struct kr_field_def *f = &kr_fields[fld];
@@ -689,6 +712,8 @@ static kr_err read_value(struct kr_mp_reader *r, int fld, struct kr_payload *p, 
     }
     }
     v->set = true;
+    if (kr_fields[fld].type == KR_FT_EMAIL && p->ev >= 0)
+        return email_stored_check(fld, v, d);
     return kr_value_check(fld, v, d);
 }
 
