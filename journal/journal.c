@@ -1793,7 +1793,12 @@ static kr_err start_check(struct journal *j, struct jrn_start_fault *f)
         return kr_err_from_mdb(rc);
     if ((err = start_check_note(j, txn, f)))
         goto out;
-    uint64_t from = j->kept_size < j->size ? j->kept_size : j->size; /* last unchecked */
+    /* The last record not checked: the one before the newest kept
+     * checkpoint's size, so the record at that size (often the newest) is
+     * checked too: the checkpoint's root covers the stored tree, not the
+     * record bytes. */
+    uint64_t kept = j->kept_size < j->size ? j->kept_size : j->size;
+    uint64_t from = kept > 0 ? kept - 1 : 0;
     if (j->size - from > KR_START_CHECK_MAX)
         from = j->size - KR_START_CHECK_MAX;
     if ((rc = mdb_cursor_open(txn, j->db_events, &cur))) {

@@ -138,7 +138,7 @@ KR_MUST_CHECK kr_err jrn_create(const struct jrn_options *o, struct jrn_info *in
  *
  * The start check (writable opens that may append): the newest checkpoint's
  * signature (by the current key or the one before) and its root against the
- * stored tree; then every record after the newest kept checkpoint (at most
+ * stored tree; then every record from the newest kept checkpoint's size on (at most
  * KR_START_CHECK_MAX, the newest ones): it decodes, carries its seq, links to
  * the previous record's leaf hash, does not go back in time, its leaf hash is
  * the stored tree's, its payload (unless stripped) matches its commitment and
