@@ -110,8 +110,8 @@ struct jrn_options {
                                     * is loaded and no writer runs, appends get
                                     * KR_ECLOSED (rebuilding views, e.g. in a
                                     * copy that holds no secret key) */
-    struct jrn_start_fault *start_fault; /* NULL, or filled when the start check
-                                          * refuses the journal (KR_ECORRUPT) */
+    /* NULL, or filled when the start check refuses the journal (KR_ECORRUPT) */
+    struct jrn_start_fault *start_fault;
 };
 
 /* What jrn_create made. */
