@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 _Atomic int jrn_testing_format1;
+_Atomic uint64_t jrn_testing_start_checked;
 /* Events a signer claims at once: enough to take the queue lock rarely, few
  * enough that the signers share out a small queue evenly. */
 #define SIGN_CLAIM_EVENTS 16
@@ -361,8 +362,20 @@ static kr_err current_key_id(struct journal *j, MDB_txn *txn, uint32_t *key_id)
     return KR_OK;
 }
 
+/* Fills f (when set) with where a writable open found the journal damaged;
+ * KR_ECORRUPT. */
+static kr_err start_refuse(struct jrn_start_fault *f, uint64_t seq, const char *what)
+{
+    if (f) {
+        f->seq = seq;
+        snprintf(f->what, sizeof f->what, "%s", what);
+    }
+
+    return KR_ECORRUPT;
+}
+
 /* Loads identity, chain head, tree frontier and current key from disk. */
-static kr_err load_state(struct journal *j)
+static kr_err load_state(struct journal *j, struct jrn_start_fault *f)
 {
     MDB_txn *txn;
     MDB_val v;
@@ -405,7 +418,8 @@ static kr_err load_state(struct journal *j)
         if (k.mv_size != 8 || (err = jrn_record_decode(v.mv_data, v.mv_size, &r)) ||
             r.seq != jrn_get_u64(k.mv_data) || r.seq >= JRN_SIZE_MAX) {
             mdb_cursor_close(cur);
-            err = KR_ECORRUPT;
+            err = start_refuse(f, k.mv_size == 8 ? jrn_get_u64(k.mv_data) : 0,
+                               "the last record does not decode or says another seq");
             goto out;
         }
         j->size = r.seq;
@@ -723,26 +737,58 @@ static kr_err write_checkpoint(struct batch_ctx *b)
     return KR_OK;
 }
 
-/* Writes DIR/checkpoint atomically (temp file + rename), fsynced when `sync`.
- * False if it could not. */
-static bool write_checkpoint_file(struct journal *j, bool sync)
+/* Writes DIR/checkpoint atomically (temp file + rename), fsynced when `sync`,
+ * and counts the outcome in the stats. KR_EIO (or the path's error) if it
+ * could not: the old file stays, behind but never ahead. */
+static kr_err write_checkpoint_file(struct journal *j, bool sync)
 {
     char path[KR_PATH_MAX], tmp[KR_PATH_MAX];
-    if (j->note_len == 0 || path_join(path, sizeof path, j->dir, "checkpoint") ||
-        path_join(tmp, sizeof tmp, j->dir, "checkpoint.tmp"))
-        return false;
+    kr_err err = KR_OK;
+    if (j->note_len == 0)
+        return KR_OK; /* nothing signed yet */
+    if ((err = path_join(path, sizeof path, j->dir, "checkpoint")) ||
+        (err = path_join(tmp, sizeof tmp, j->dir, "checkpoint.tmp")))
+        goto out;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return false;
-    bool ok = write(fd, j->note, j->note_len) == (ssize_t)j->note_len;
+    bool ok = fd >= 0;
+    if (ok)
+        ok = write(fd, j->note, j->note_len) == (ssize_t)j->note_len;
     if (ok && sync)
         ok = fsync(fd) == 0;
-    close(fd);
+    if (fd >= 0 && close(fd) != 0)
+        ok = false;
     if (ok)
         ok = rename(tmp, path) == 0;
-    if (!ok)
-        unlink(tmp);
-    return ok;
+    if (!ok) {
+        if (fd >= 0)
+            unlink(tmp);
+        err = KR_EIO;
+    }
+out:
+    pthread_mutex_lock(&j->stats_mu);
+    if (err) {
+        j->stats.file_errors++;
+        j->stats.file_error = err;
+    } else {
+        j->stats.file_writes++;
+        j->stats.file_size = j->size;
+        j->stats.file_error = KR_OK;
+    }
+    pthread_mutex_unlock(&j->stats_mu);
+    j->file_behind = err != KR_OK;
+    j->file_retry = err != KR_OK;
+    return err;
+}
+
+/* The writer's DIR/checkpoint rewrite, after a commit or when idle. */
+static void writer_checkpoint_file(struct journal *j)
+{
+    (void)write_checkpoint_file(j, false); /* counted in the stats; retried */
+    j->file_time = mono_ns();
+    /* A reader killed mid-transaction leaves its slot behind and pins old
+     * pages; reclaim such slots now and then. */
+    int dead = 0;
+    mdb_reader_check(j->env, &dead);
 }
 
 struct writer_snapshot {
@@ -896,7 +942,31 @@ static void *writer_main(void *arg)
                 atomic_store(&j->writer_waiting, 0);
                 break;
             }
-            pthread_cond_wait(&j->writer_cv, &j->mu);
+            if (!j->file_behind) {
+                pthread_cond_wait(&j->writer_cv, &j->mu);
+                atomic_store(&j->writer_waiting, 0);
+                continue;
+            }
+            /* Idle with DIR/checkpoint behind the durable journal: write it
+             * once KR_CHECKPOINT_FILE_NS has passed since the last write. */
+            uint64_t now = mono_ns(), due = j->file_time + KR_CHECKPOINT_FILE_NS;
+            if (now >= due) {
+                atomic_store(&j->writer_waiting, 0);
+                pthread_mutex_unlock(&j->mu);
+                writer_checkpoint_file(j);
+                pthread_mutex_lock(&j->mu);
+                continue;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts); /* writer_cv's clock */
+            uint64_t wait = due - now;
+            ts.tv_sec += (time_t)(wait / 1000000000ull);
+            ts.tv_nsec += (long)(wait % 1000000000ull);
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&j->writer_cv, &j->mu, &ts);
             atomic_store(&j->writer_waiting, 0);
         }
         if (stop) {
@@ -965,15 +1035,12 @@ static void *writer_main(void *arg)
             a->done(a, err ? err : errs[i]);
         }
         if (err == KR_OK) {
-            uint64_t now = kr_clock_now(j->clock);
-            if (now - j->file_time >= KR_CHECKPOINT_EVERY_NS) {
-                write_checkpoint_file(j, false);
-                j->file_time = now;
-                /* A reader killed mid-transaction leaves its slot behind and
-                 * pins old pages; reclaim such slots now and then. */
-                int dead = 0;
-                mdb_reader_check(j->env, &dead);
-            }
+            /* DIR/checkpoint follows the commit (never ahead of it): now if
+             * the interval is over or the last write failed, else when the
+             * writer goes idle or the interval ends (the wait above). */
+            j->file_behind = true;
+            if (j->file_retry || mono_ns() - j->file_time >= KR_CHECKPOINT_FILE_NS)
+                writer_checkpoint_file(j);
         }
     }
     free(errs);
@@ -1440,7 +1507,9 @@ kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
 out:
     if (j->writer_started) {
         stop_threads(j);
-        write_checkpoint_file(j, true);
+        kr_err ferr = write_checkpoint_file(j, true);
+        if (err == KR_OK)
+            err = ferr;
     }
     journal_free(j);
     if (err == KR_OK) {
@@ -1629,6 +1698,155 @@ static kr_err migrate_tenant_counts(struct journal *j)
     return KR_OK;
 }
 
+/* ---- The start check (journal.h, jrn_open) ---- */
+
+/* The public key of key_id: the loaded secret key's, or DIR/keys/journal-N.pub. */
+static kr_err start_key(struct journal *j, uint32_t key_id, uint8_t pk[KR_PUBKEY_LEN])
+{
+    if (j->signing && j->signing->key_id == key_id) {
+        memcpy(pk, j->signing->pk, KR_PUBKEY_LEN);
+        return KR_OK;
+    }
+    return kr_pubkey_load(j->dir, key_id, pk);
+}
+
+static kr_err start_check_note(struct journal *j, MDB_txn *txn, struct jrn_start_fault *f)
+{
+    /* The newest checkpoint is signed by the current key, or by the one
+     * before when the last batch rotated it. */
+    struct kr_note_key nk[2];
+    size_t nn = 0;
+    uint32_t cur = j->signing->key_id;
+    for (uint32_t id = cur; id >= 1 && id + 1 >= cur && nn < 2; id--) {
+        if (start_key(j, id, nk[nn].pk) != KR_OK)
+            continue;
+        snprintf(nk[nn].name, sizeof nk[nn].name, "%s", j->origin);
+        nk[nn].key_id = id;
+        nn++;
+    }
+    struct kr_checkpoint cp;
+    uint32_t key_id;
+    if (nn == 0 || kr_checkpoint_open(j->note, j->note_len, nk, nn, &cp, &key_id) != KR_OK)
+        return start_refuse(f, j->size, "the newest checkpoint's signature does not verify");
+    if (strcmp(cp.origin, j->origin) != 0 || cp.size == 0 || cp.size > j->size)
+        return start_refuse(f, j->size, "the newest checkpoint does not fit this journal");
+    uint8_t root[KR_HASH_LEN];
+    struct jrn_tree_ctx tc = {j, txn};
+    if (mrk_root(jrn_tree_node, &tc, cp.size, root) != KR_OK ||
+        sodium_memcmp(root, cp.root, KR_HASH_LEN) != 0)
+        return start_refuse(f, cp.size, "the newest checkpoint's root does not match the tree");
+    return KR_OK;
+}
+
+/* One record of the start check; prev_leaf/prev_time are the record before's
+ * (have_prev false for the first one checked, whose predecessor is not). */
+static kr_err start_check_record(struct journal *j, MDB_txn *txn, uint64_t seq, const MDB_val *v,
+                                 uint8_t prev_leaf[KR_HASH_LEN], uint64_t *prev_time,
+                                 bool have_prev, uint32_t *pk_id, uint8_t pk[KR_PUBKEY_LEN],
+                                 struct jrn_start_fault *f)
+{
+    struct jrn_record r;
+    uint8_t h[KR_HASH_LEN], stored[KR_HASH_LEN];
+    if (jrn_record_decode(v->mv_data, v->mv_size, &r) != KR_OK)
+        return start_refuse(f, seq, "record does not decode");
+    if (r.seq != seq)
+        return start_refuse(f, seq, "record says another seq than it is stored under");
+    if (have_prev && sodium_memcmp(r.prev, prev_leaf, KR_HASH_LEN) != 0)
+        return start_refuse(f, seq, "prev does not match the previous record's leaf hash");
+    if (have_prev && r.time_ns < *prev_time)
+        return start_refuse(f, seq, "time goes backwards");
+    jrn_record_leaf_hash(&r, h);
+    struct jrn_tree_ctx tc = {j, txn};
+    if (jrn_tree_node(&tc, 0, seq - 1, stored) != KR_OK ||
+        sodium_memcmp(stored, h, KR_HASH_LEN) != 0)
+        return start_refuse(f, seq, "leaf hash differs from the stored tree (record altered)");
+    if (!r.payload_stripped) {
+        uint8_t c[KR_HASH_LEN];
+        kr_sha256(c, r.payload, r.payload_len);
+        if (sodium_memcmp(c, r.commitment, KR_HASH_LEN) != 0)
+            return start_refuse(f, seq, "payload does not match its commitment");
+    }
+    if (*pk_id != r.key_id) {
+        if (start_key(j, r.key_id, pk) != KR_OK)
+            return start_refuse(f, seq, "signed by a key the journal does not have");
+        *pk_id = r.key_id;
+    }
+    uint8_t msg[JRN_SIGN_INPUT_MAX];
+    size_t mlen;
+    jrn_record_sign_input(&r, msg, &mlen);
+    if (crypto_sign_verify_detached(r.sig, msg, mlen, pk) != 0)
+        return start_refuse(f, seq, "signature does not verify");
+    memcpy(prev_leaf, h, KR_HASH_LEN);
+    *prev_time = r.time_ns;
+    return KR_OK;
+}
+
+/* Bounded: the newest checkpoint and at most KR_START_CHECK_MAX records. */
+static kr_err start_check(struct journal *j, struct jrn_start_fault *f)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    kr_err err;
+    uint64_t checked = 0;
+    int rc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((err = start_check_note(j, txn, f)))
+        goto out;
+    /* The last record not checked: the one before the newest kept
+     * checkpoint's size, so the record at that size (often the newest) is
+     * checked too: the checkpoint's root covers the stored tree, not the
+     * record bytes. */
+    uint64_t kept = j->kept_size < j->size ? j->kept_size : j->size;
+    uint64_t from = kept > 0 ? kept - 1 : 0;
+    if (j->size - from > KR_START_CHECK_MAX)
+        from = j->size - KR_START_CHECK_MAX;
+    if ((rc = mdb_cursor_open(txn, j->db_events, &cur))) {
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    uint8_t prev_leaf[KR_HASH_LEN], pk[KR_PUBKEY_LEN];
+    uint64_t prev_time = 0;
+    uint32_t pk_id = 0;
+    bool have_prev = false;
+    if (from > 0) {
+        /* The record at `from` is covered by a kept checkpoint: its stored
+         * leaf is what the next one must link to. */
+        struct jrn_tree_ctx tc = {j, txn};
+        if (jrn_tree_node(&tc, 0, from - 1, prev_leaf) != KR_OK) {
+            mdb_cursor_close(cur);
+            err = start_refuse(f, from, "stored Merkle tree lacks the record's leaf");
+            goto out;
+        }
+        have_prev = true;
+    }
+    uint8_t kb[8];
+    jrn_put_u64(kb, from + 1);
+    MDB_val k = {8, kb}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+    for (uint64_t seq = from + 1; seq <= j->size; seq++) {
+        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 8 || jrn_get_u64(k.mv_data) != seq))) {
+            err = start_refuse(f, seq, "record is missing");
+            break;
+        }
+        if (rc) {
+            err = kr_err_from_mdb(rc);
+            break;
+        }
+        checked++;
+        if ((err = start_check_record(j, txn, seq, &v, prev_leaf, &prev_time, have_prev, &pk_id, pk,
+                                      f)))
+            break;
+        have_prev = true;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+out:
+    atomic_store(&jrn_testing_start_checked, checked);
+    mdb_txn_abort(txn);
+    return err;
+}
+
 kr_err jrn_open(const struct jrn_options *o, struct journal **out)
 {
     kr_err err;
@@ -1649,12 +1867,14 @@ kr_err jrn_open(const struct jrn_options *o, struct journal **out)
         return KR_ENOMEM;
     if (!j->read_only && (err = take_writer_lock(j, o->dir)))
         goto fail;
-    if ((err = env_open(j, o, false)) || (err = load_state(j)))
+    if ((err = env_open(j, o, false)) || (err = load_state(j, o->start_fault)))
         goto fail;
     if (j->size == 0) {
         err = KR_ECORRUPT; /* a journal always has its genesis record */
         goto fail;
     }
+    if (!j->read_only && !j->no_appends && (err = start_check(j, o->start_fault)))
+        goto fail;
     j->write_format = JRN_FORMAT;
     if (!j->read_only && j->meta_format == JRN_META_FORMAT_1) {
         if (atomic_load(&jrn_testing_format1))
@@ -1712,8 +1932,9 @@ void jrn_close(struct journal *j)
         return;
     if (j->writer_started) {
         stop_threads(j);
-        if (!j->failed)
-            write_checkpoint_file(j, true);
+        if (!j->failed && write_checkpoint_file(j, true) != KR_OK)
+            fprintf(stderr, "kiroku: %s/checkpoint: cannot write it: %s\n", j->dir,
+                    kr_strerror(KR_EIO));
     }
     journal_free(j);
 }
@@ -2157,7 +2378,8 @@ kr_err jrn_truncate(const char *dir, uint64_t size)
     struct kr_signing_key key;
     bool have_key = false;
     MDB_txn *txn = NULL;
-    if ((err = take_writer_lock(j, dir)) || (err = env_open(j, &o, false)) || (err = load_state(j)))
+    if ((err = take_writer_lock(j, dir)) || (err = env_open(j, &o, false)) ||
+        (err = load_state(j, NULL)))
         goto out;
     if (size > j->size) {
         err = KR_EINVAL;
@@ -2188,10 +2410,8 @@ kr_err jrn_truncate(const char *dir, uint64_t size)
     /* The file first: a crash after it leaves the old journal, for which a
      * checkpoint at a smaller size is as valid (same root), and DIR/checkpoint
      * is never ahead of the journal. Then one transaction: all or nothing. */
-    if (!write_checkpoint_file(j, true)) {
-        err = KR_EIO;
+    if ((err = write_checkpoint_file(j, true)))
         goto out;
-    }
     fsync_path(j->dir); /* the rename */
     if ((err = kr_err_from_mdb(mdb_txn_begin(j->env, NULL, 0, &txn))))
         goto out;

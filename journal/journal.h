@@ -91,6 +91,12 @@ struct jrn_views {
     kr_err (*drop)(void *ctx, MDB_txn *txn);
 };
 
+/* Where a writable open's start check found the journal damaged. */
+struct jrn_start_fault {
+    uint64_t seq;   /* the first bad record, or the size of the bad checkpoint */
+    char what[160]; /* what is wrong, for the operator */
+};
+
 struct jrn_options {
     const char *dir;               /* data directory (required) */
     uint64_t map_size;             /* LMDB map size in bytes; 0 = KR_MAP_SIZE_DEFAULT */
@@ -104,6 +110,8 @@ struct jrn_options {
                                     * is loaded and no writer runs, appends get
                                     * KR_ECLOSED (rebuilding views, e.g. in a
                                     * copy that holds no secret key) */
+    /* NULL, or filled when the start check refuses the journal (KR_ECORRUPT) */
+    struct jrn_start_fault *start_fault;
 };
 
 /* What jrn_create made. */
@@ -125,8 +133,20 @@ KR_MUST_CHECK kr_err jrn_create(const struct jrn_options *o, struct jrn_info *in
 
 /* Opens an existing journal; KR_ENOTFOUND (creating nothing) if o->dir holds
  * none. Writable opens take an exclusive lock on the journal (KR_EBUSY if
- * another process has it), load the current signing key and start the signer
- * and writer threads. A journal already open in this process, read-only or
+ * another process has it), load the current signing key, check the journal's
+ * tail and start the signer and writer threads.
+ *
+ * The start check (writable opens that may append): the newest checkpoint's
+ * signature (by the current key or the one before) and its root against the
+ * stored tree; then every record from the newest kept checkpoint's size on (at most
+ * KR_START_CHECK_MAX, the newest ones): it decodes, carries its seq, links to
+ * the previous record's leaf hash, does not go back in time, its leaf hash is
+ * the stored tree's, its payload (unless stripped) matches its commitment and
+ * its signature verifies with its key (DIR/keys/journal-N.pub, or the loaded
+ * secret key). Any failure refuses the open with KR_ECORRUPT and, when
+ * o->start_fault is set, the first bad seq and what is wrong: appending on top
+ * of a damaged journal would bury the damage under new signatures. The full
+ * check stays `kiroku verify`'s. A journal already open in this process, read-only or
  * not, gives KR_EBUSY: LMDB must not open one environment twice in a process
  * (closing either handle would drop the other's locks). Readers belong in
  * other processes, or use the open handle. On success *out must be closed
@@ -392,6 +412,14 @@ struct jrn_stats {
     uint64_t checkpoints;   /* checkpoints kept in the checkpoints database */
     uint64_t commit_ns;     /* time in LMDB commits (page writes + fsync), summed */
     uint64_t commit_ns_max; /* the slowest commit */
+    /* DIR/checkpoint (rollback detection). The writer rewrites it after a
+     * commit, at most once per KR_CHECKPOINT_FILE_NS, and when it goes idle
+     * with the file behind, once that interval is over: it trails the durable
+     * journal by at most about KR_CHECKPOINT_FILE_NS and is never ahead. */
+    uint64_t file_writes; /* DIR/checkpoint rewrites that succeeded */
+    uint64_t file_size;   /* the size the newest of them holds */
+    uint64_t file_errors; /* rewrites that failed (each retried) */
+    kr_err file_error;    /* the newest failure's error; KR_OK after a success */
 };
 void jrn_get_stats(struct journal *j, struct jrn_stats *out);
 

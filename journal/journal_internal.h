@@ -44,6 +44,9 @@ extern _Atomic int jrn_testing_format1;
  * the one that brings it to 0 makes jrn_strip return KR_EIO at once, as if
  * the process died there (what it committed stays). */
 extern _Atomic int jrn_testing_strip_txns;
+/* Test-only: the records the last writable open's start check examined, so
+ * tests can see its work stay bounded without timing it. */
+extern _Atomic uint64_t jrn_testing_start_checked;
 
 /* No journal holds 2^62 records: a larger size can only be forged, and the
  * Merkle post-order numbering needs sizes below 2^63. */
@@ -89,7 +92,9 @@ struct journal {
     struct mrk_frontier frontier;
     uint64_t kept_size; /* size and time of the newest checkpoint kept in */
     uint64_t kept_time; /* the checkpoints database */
-    uint64_t file_time; /* when DIR/checkpoint was last written */
+    uint64_t file_time; /* when DIR/checkpoint was last written (or tried), mono ns */
+    bool file_behind;   /* DIR/checkpoint is older than the newest commit */
+    bool file_retry;    /* the last write failed: the next commit tries again */
     uint8_t *encode_buf;
     char note[KR_NOTE_MAX + 1];
     size_t note_len;

@@ -62,6 +62,17 @@
 /* Keep one checkpoint per this many records or nanoseconds, besides the newest. */
 #define KR_CHECKPOINT_EVERY_RECORDS 10000u
 #define KR_CHECKPOINT_EVERY_NS      1000000000ull
+/* Records a writable open checks at most (decode, chain, tree, commitment,
+ * signature) after the newest kept checkpoint: one is kept per
+ * KR_CHECKPOINT_EVERY_RECORDS records or per second, and a batch may carry a
+ * kept one past that by up to KR_BATCH_MAX_EVENTS. The cap keeps the start
+ * bounded (well under a second) even if the checkpoints database lost entries. */
+#define KR_START_CHECK_MAX (KR_CHECKPOINT_EVERY_RECORDS + KR_BATCH_MAX_EVENTS)
+/* DIR/checkpoint trails the durable journal by at most this long, idle or
+ * not: the writer rewrites it after a commit at most once per this interval,
+ * and an idle writer with the file behind wakes to write it when the interval
+ * since the last write is over. */
+#define KR_CHECKPOINT_FILE_NS 1000000000ull
 
 /* ---- Keys (journal/keys.h) ---- */
 

@@ -47,6 +47,8 @@ struct kr_domain_options {
      * their own cost. */
     unsigned long long pwhash_ops;
     size_t pwhash_mem;
+    struct jrn_start_fault *start_fault; /* NULL, or where the journal's start
+                                          * check failed (journal.h) */
 };
 
 struct ret_hooks; /* retention.h */

@@ -1896,7 +1896,12 @@ static void gen_op_md(const struct schema *s, const struct sg_op *op, struct sbu
 {
     sb_printf(b, "\n## %s\n\n", op->name);
     sb_md(b, op->doc);
-    sb_printf(b, "\n\n- Endpoint: %s\n- Callers: ", endpoint_name[op->endpoint]);
+    /* The dispatcher (projections/domain.c) lets an auditor call an operator
+     * op it may call over the client endpoint, within its tenant. */
+    bool auditor_client = op->endpoint == 1 && (op->roles & (1u << 3)); /* role_name[3] */
+    sb_printf(b, "\n\n- Endpoint: %s%s\n- Callers: ", endpoint_name[op->endpoint],
+              auditor_client ? " (auditors call it on the client endpoint, within their tenant)"
+                             : "");
     const char *sep = "";
     for (size_t r = 0; r < ROLE__COUNT; r++) {
         if (op->roles & (1u << r)) {

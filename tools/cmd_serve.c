@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <msgpack.h>
 #include <pthread.h>
 #include <signal.h>
@@ -311,8 +312,16 @@ out:
 
 static kr_err serve_open(const char *data, const struct kr_clock *clock, struct kr_domain **d)
 {
-    struct kr_domain_options o = {.dir = data, .clock = clock};
+    struct jrn_start_fault sf = {0};
+    struct kr_domain_options o = {.dir = data, .clock = clock, .start_fault = &sf};
     kr_err err = dom_open(&o, d);
+    if (err == KR_ECORRUPT && sf.what[0]) {
+        fprintf(stderr,
+                "kiroku: serve: %s fails the start check at seq %" PRIu64 ": %s; "
+                "not starting (run kiroku verify --data %s)\n",
+                data, sf.seq, sf.what, data);
+        return err;
+    }
     if (err == KR_ENOTFOUND) {
         struct jrn_options jo = {.dir = data, .clock = clock};
         if ((err = jrn_create(&jo, NULL)))
