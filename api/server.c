@@ -77,7 +77,7 @@ struct worker {
     nng_ctx ctx;
     nng_aio *aio;
     struct kr_payload *args;
-    msgpack_sbuffer reply;
+    struct kr_wbuf reply; /* capped at KR_API_REPLY_MAX, wiped */
     pthread_t thread;
     bool running;
 };
@@ -152,9 +152,7 @@ static bool serve_one(struct worker *w, nng_msg *msg)
     nng_msg_clear(msg);
     if (!err && nng_msg_append(msg, w->reply.data, w->reply.size) != 0)
         err = KR_ENOMEM;
-    if (w->reply.data)
-        sodium_memzero(w->reply.data, w->reply.size);
-    w->reply.size = 0;
+    kr_wbuf_reset(&w->reply);
 
     if (!refuse) {
         pthread_mutex_lock(&s->mu);
@@ -212,7 +210,7 @@ static kr_err workers_start(struct api_server *s, struct endpoint *ep, unsigned 
         struct worker *w = &ep->workers[i];
         w->s = s;
         w->operator_ep = op;
-        msgpack_sbuffer_init(&w->reply);
+        kr_wbuf_init(&w->reply, KR_API_REPLY_MAX);
         if (!(w->args = kr_payload_new()))
             return KR_ENOMEM;
         int rv = nng_aio_alloc(&w->aio, NULL, NULL);
@@ -237,7 +235,7 @@ static void workers_free(struct endpoint *ep)
         if (w->aio)
             nng_aio_free(w->aio);
         kr_payload_free(w->args);
-        msgpack_sbuffer_destroy(&w->reply);
+        kr_wbuf_free(&w->reply);
     }
     free(ep->workers);
     ep->workers = NULL;
