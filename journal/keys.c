@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,6 +49,21 @@ void kr_key_remove(const char *dir, uint32_t key_id)
         unlink(path);
     if (key_path(path, sizeof path, dir, key_id, "pub") == KR_OK)
         unlink(path);
+}
+
+struct kr_signing_key *kr_keys_alloc(size_t n)
+{
+    if (n == 0 || n > SIZE_MAX / sizeof(struct kr_signing_key))
+        return NULL;
+    struct kr_signing_key *k = sodium_allocarray(n, sizeof *k);
+    if (k)
+        sodium_memzero(k, n * sizeof *k);
+    return k;
+}
+
+void kr_keys_free(struct kr_signing_key *keys)
+{
+    sodium_free(keys); /* wipes before it frees */
 }
 
 void kr_key_wipe(struct kr_signing_key *k)

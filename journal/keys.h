@@ -58,6 +58,13 @@ void kr_key_remove(const char *dir, uint32_t key_id);
 /* Erases the secret half. Accepts NULL. */
 void kr_key_wipe(struct kr_signing_key *k);
 
+/* An array of n zeroed keys in sodium_malloc'd memory (guard pages, mlocked
+ * where the system allows, canary), for keys a process keeps: NULL on
+ * failure. Free with kr_keys_free, which wipes them. */
+struct kr_signing_key *kr_keys_alloc(size_t n);
+/* Wipes and frees an array from kr_keys_alloc. Accepts NULL. */
+void kr_keys_free(struct kr_signing_key *keys);
+
 /* ---- Secret files (also the keystore's KEK) ---- */
 
 /* Writes len bytes to path, created exclusively (KR_EEXIST if it exists)

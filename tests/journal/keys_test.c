@@ -580,12 +580,33 @@ static void test_long_dir(void **state)
     kr_key_wipe(&k);
 }
 
+/* Keys a process keeps live in sodium_malloc'd memory: zeroed, usable, and
+ * the guarded allocation can be made read-only and inaccessible (mprotect on
+ * its own pages, which ordinary heap memory does not have). */
+static void test_keys_in_guarded_memory(void **state)
+{
+    (void)state;
+    struct kr_signing_key *k = kr_keys_alloc(KR_KEYS_MAX);
+    assert_non_null(k);
+    static const uint8_t zero[KR_SECKEY_LEN];
+    assert_memory_equal(k[KR_KEYS_MAX - 1].sk, zero, sizeof zero);
+    assert_int_equal(kr_key_generate(7, &k[KR_KEYS_MAX - 1]), KR_OK);
+    assert_int_equal(sodium_mprotect_readonly(k), 0);
+    assert_int_equal(k[KR_KEYS_MAX - 1].key_id, 7);
+    assert_int_equal(sodium_mprotect_noaccess(k), 0);
+    assert_int_equal(sodium_mprotect_readwrite(k), 0);
+    kr_keys_free(k);
+    kr_keys_free(NULL);
+    assert_null(kr_keys_alloc(0));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_generate),
+        T(test_keys_in_guarded_memory),
         T(test_save_load_roundtrip),
         T(test_load_known_seed),
         T(test_save_twice),
