@@ -19,6 +19,7 @@
  */
 #include "server.h"
 
+#include "keys.h"
 #include "mailer.h"
 #include "protocol.h"
 
@@ -250,35 +251,21 @@ static bool has_prefix(const char *s, const char *p)
 }
 
 /* Reads a PEM file (at most KR_API_PEM_MAX bytes) into a NUL-terminated
- * heap buffer. */
-static kr_err read_pem(const char *path, char **out)
+ * heap buffer with the project's one reader of secret files
+ * (kr_file_read_small: read(2), no symlinks, FIFOs or other non-regular
+ * files, and for a key only a file of its owner's that no one else may read
+ * or write). The buffer is wiped on failure. */
+static kr_err read_pem(const char *path, bool secret, char **out)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return KR_EKEY;
     char *buf = malloc(KR_API_PEM_MAX + 1);
-    size_t n = 0;
-    kr_err err = buf ? KR_OK : KR_ENOMEM;
-    while (!err) {
-        ssize_t r = read(fd, buf + n, KR_API_PEM_MAX + 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            err = KR_EKEY;
-        else if (r == 0)
-            break;
-        else if ((n += (size_t)r) > KR_API_PEM_MAX)
-            err = KR_ETOOLARGE;
-    }
-    close(fd);
+    if (!buf)
+        return KR_ENOMEM;
+    kr_err err = kr_file_read_small(path, buf, KR_API_PEM_MAX + 1, secret);
     if (err) {
-        if (buf)
-            sodium_memzero(buf, KR_API_PEM_MAX + 1);
-        free(buf);
-        return err;
+        free(buf); /* wiped by the reader */
+        return err == KR_ECORRUPT ? KR_ETOOLARGE : err;
     }
-    buf[n] = '\0';
     *out = buf;
     return KR_OK;
 }
@@ -292,11 +279,13 @@ static kr_err tls_config(const struct api_server_options *o, bool op, nng_tls_co
     }
     char *cert = NULL, *key = NULL;
     nng_tls_config *cfg = NULL;
-    kr_err err = read_pem(o->cert_file, &cert);
+    kr_err err = read_pem(o->cert_file, false, &cert);
     if (err)
-        *why = "reading the certificate file";
-    else if ((err = read_pem(o->key_file, &key)))
-        *why = "reading the key file";
+        *why = "reading the certificate file (a regular file, not a symlink)";
+    else if ((err = read_pem(o->key_file, true, &key)))
+        *why = err == KR_EKEY ? "the key file must be a regular file (not a symlink), yours, "
+                                "mode 0600 (no group or other access)"
+                              : "reading the key file";
     else if (nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER) != 0)
         err = KR_ENOMEM, *why = "TLS configuration";
     else if (nng_tls_config_own_cert(cfg, cert, key, NULL) != 0)
@@ -309,7 +298,7 @@ static kr_err tls_config(const struct api_server_options *o, bool op, nng_tls_co
              nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_NONE) != 0)
         err = KR_EIO, *why = "TLS configuration";
     if (key) {
-        sodium_memzero(key, strlen(key));
+        sodium_memzero(key, KR_API_PEM_MAX + 1);
         free(key);
     }
     free(cert);

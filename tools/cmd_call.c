@@ -12,6 +12,7 @@
  */
 #include "cli.h"
 #include "jsonmp.h"
+#include "keys.h"
 #include "protocol.h"
 #include "schema.h"
 
@@ -66,24 +67,28 @@ static int call_fail_nng(const char *what, const char *url, int rv)
     return CLI_FAIL;
 }
 
-/* Reads a whole file of at most KR_API_PEM_MAX bytes, NUL-terminated; NULL on
- * failure (printed). The caller frees. */
-static char *read_pem(const char *path)
+/* Reads a whole file of at most KR_API_PEM_MAX bytes, NUL-terminated, with
+ * the project's one reader of secret files (kr_file_read_small: read(2), no
+ * symlinks or non-regular files; a key only if its owner's alone, mode
+ * 0600). NULL on failure (printed). The caller wipes and frees. */
+static char *read_pem(const char *path, bool secret)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "kiroku: call: cannot read %s\n", path);
-        return NULL;
-    }
     char *buf = malloc(KR_API_PEM_MAX + 1);
-    size_t n = buf ? fread(buf, 1, KR_API_PEM_MAX + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > KR_API_PEM_MAX) {
-        fprintf(stderr, "kiroku: call: %s: %s\n", path, buf ? "too large" : "out of memory");
-        free(buf);
+    if (!buf) {
+        fprintf(stderr, "kiroku: call: %s: out of memory\n", path);
         return NULL;
     }
-    buf[n] = '\0';
+    kr_err err = kr_file_read_small(path, buf, KR_API_PEM_MAX + 1, secret);
+    if (err) {
+        if (err == KR_EKEY)
+            fprintf(stderr, "kiroku: call: %s: refused: must be a regular file, not a symlink%s\n",
+                    path, secret ? ", yours, mode 0600 (no group or other access)" : "");
+        else
+            fprintf(stderr, "kiroku: call: cannot read %s: %s\n", path,
+                    err == KR_ECORRUPT ? "too large or not text" : kr_strerror(err));
+        free(buf); /* wiped by the reader */
+        return NULL;
+    }
     return buf;
 }
 
@@ -138,7 +143,7 @@ static int setup_tls(nng_dialer d, const char *url, const struct call_tls *t)
         goto done;
     }
     if (t->cert) {
-        if (!(cert = read_pem(t->cert)) || !(key = read_pem(t->key)))
+        if (!(cert = read_pem(t->cert, false)) || !(key = read_pem(t->key, true)))
             goto done;
         if ((rv = nng_tls_config_own_cert(cfg, cert, key, NULL))) {
             fprintf(stderr, "kiroku: call: client certificate %s / %s: %s\n", t->cert, t->key,
@@ -153,7 +158,7 @@ static int setup_tls(nng_dialer d, const char *url, const struct call_tls *t)
     ret = CLI_OK;
 done:
     if (key) {
-        sodium_memzero(key, strlen(key));
+        sodium_memzero(key, KR_API_PEM_MAX + 1);
         free(key);
     }
     free(cert);
