@@ -98,8 +98,10 @@ kr_err kr_file_write_new(const char *path, const void *data, size_t len, mode_t 
     if (fd < 0)
         return kr_err_from_errno(errno);
     kr_err err = KR_OK;
+    if (fchmod(fd, mode) != 0) /* exactly mode, whatever the umask */
+        err = kr_err_from_errno(errno);
     const char *p = data;
-    size_t left = len;
+    size_t left = err ? 0 : len;
     while (left > 0) {
         ssize_t w = write(fd, p, left);
         if (w < 0 && errno == EINTR)
@@ -116,6 +118,23 @@ kr_err kr_file_write_new(const char *path, const void *data, size_t len, mode_t 
     close(fd);
     if (err)
         unlink(path);
+    return err;
+}
+
+kr_err kr_file_replace(const char *path, const void *data, size_t len, mode_t mode)
+{
+    char tmp[KR_PATH_MAX + 8];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return KR_ETOOLARGE;
+    if (unlink(tmp) != 0 && errno != ENOENT)
+        return kr_err_from_errno(errno);
+    kr_err err = kr_file_write_new(tmp, data, len, mode);
+    if (err)
+        return err;
+    if (rename(tmp, path) != 0) {
+        err = kr_err_from_errno(errno);
+        unlink(tmp);
+    }
     return err;
 }
 

@@ -71,6 +71,13 @@ void kr_keys_free(struct kr_signing_key *keys);
  * with mode, then fsyncs; removes it again on failure. */
 KR_MUST_CHECK kr_err kr_file_write_new(const char *path, const void *data, size_t len, mode_t mode);
 
+/* Writes len bytes to path as a whole or not at all: a temporary file
+ * path.tmp beside it (a stale one is removed; created exclusively, with
+ * mode, never through a symlink), fsync, rename over path. The one writer of
+ * secret files that may be replaced (TLS keys: `kiroku certs --force`).
+ * The caller fsyncs the directory when the rename must survive a crash. */
+KR_MUST_CHECK kr_err kr_file_replace(const char *path, const void *data, size_t len, mode_t mode);
+
 /* Reads a small file whole into buf (NUL-terminated; at most cap - 1 bytes,
  * else KR_ECORRUPT). Refuses, with KR_EKEY, a symlink, a FIFO or any file
  * that is not regular, and when private_only a file readable or writable by

@@ -600,6 +600,38 @@ static void test_keys_in_guarded_memory(void **state)
     assert_null(kr_keys_alloc(0));
 }
 
+/* The one writer of replaceable secret files: over an old file (mode 0644),
+ * the new bytes, exactly the mode asked for whatever the umask, no temporary
+ * left; a stale temporary is no obstacle; a symlink at the temporary's name
+ * is removed, not followed. */
+static void test_file_replace(void **state)
+{
+    struct fixture *f = *state;
+    char path[PATH_CAP], tmp[PATH_CAP + 8], out[64], victim[PATH_CAP];
+    snprintf(path, sizeof path, "%s/server.key", f->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(victim, sizeof victim, "%s/victim", f->dir);
+    assert_int_equal(kr_file_write_new(path, "old", 3, 0644), KR_OK);
+    assert_int_equal(kr_file_write_new(tmp, "stale", 5, 0644), KR_OK);
+    mode_t old = umask(0);
+    assert_int_equal(kr_file_replace(path, "secret", 6, 0600), KR_OK);
+    umask(old);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(kr_file_read_small(path, out, sizeof out, true), KR_OK);
+    assert_string_equal(out, "secret");
+    assert_int_equal(access(tmp, F_OK), -1);
+
+    assert_int_equal(kr_file_write_new(victim, "v", 1, 0600), KR_OK);
+    assert_int_equal(symlink(victim, tmp), 0);
+    assert_int_equal(kr_file_replace(path, "again", 5, 0600), KR_OK);
+    assert_int_equal(kr_file_read_small(victim, out, sizeof out, true), KR_OK);
+    assert_string_equal(out, "v");
+    assert_int_equal(kr_file_read_small(path, out, sizeof out, true), KR_OK);
+    assert_string_equal(out, "again");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -607,6 +639,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_generate),
         T(test_keys_in_guarded_memory),
+        T(test_file_replace),
         T(test_save_load_roundtrip),
         T(test_load_known_seed),
         T(test_save_twice),
