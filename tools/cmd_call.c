@@ -16,6 +16,7 @@
 #include "protocol.h"
 #include "schema.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <msgpack.h>
 #include <nng/nng.h>
@@ -202,7 +203,17 @@ static char *read_stdin(size_t *len)
     char *buf = malloc(JSONMP_ARGS_MAX + 1);
     if (!buf)
         return NULL;
-    size_t n = fread(buf, 1, JSONMP_ARGS_MAX + 1, stdin);
+    /* read(2), not stdio: the arguments hold passwords and codes, and
+     * stdio's buffer would keep a copy that nothing wipes. */
+    size_t n = 0;
+    while (n < JSONMP_ARGS_MAX + 1) {
+        ssize_t r = read(STDIN_FILENO, buf + n, JSONMP_ARGS_MAX + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
     buf[n > JSONMP_ARGS_MAX ? JSONMP_ARGS_MAX : n] = '\0';
     *len = n;
     return buf;
@@ -441,9 +452,14 @@ int cmd_call(int argc, char **argv)
         printf("%s\n", text);
     ret = fflush(stdout) == 0 && !ferror(stdout) ? (ok ? CLI_OK : CLI_BAD) : CLI_FAIL;
 done:
+    /* Replies carry tokens (auth.login): wipe both copies. */
+    if (text)
+        sodium_memzero(text, strlen(text) + 1);
     free(text);
-    if (reply)
+    if (reply) {
+        sodium_memzero(reply, reply_len);
         nng_free(reply, reply_len);
+    }
     if (sock_open)
         nng_close(sock);
     if (req) {
