@@ -186,11 +186,11 @@ static int pack_head(msgpack_packer *pk, const struct envelope *e, bool ok)
 }
 
 static kr_err reply_error(const struct envelope *e, int code, const char *msg,
-                          msgpack_sbuffer *reply)
+                          struct kr_wbuf *reply)
 {
     msgpack_packer pk;
-    reply->size = 0;
-    msgpack_packer_init(&pk, reply, msgpack_sbuffer_write);
+    kr_wbuf_reset(reply);
+    msgpack_packer_init(&pk, reply, kr_wbuf_write);
     int rc = pack_head(&pk, e, false) | pack_key(&pk, API_KEY_ERROR) | msgpack_pack_map(&pk, 2);
     rc |= pack_key(&pk, API_KEY_CODE) | pack_key(&pk, kr_api_errors[code].name);
     rc |= pack_key(&pk, API_KEY_MESSAGE) | pack_key(&pk, msg);
@@ -200,7 +200,7 @@ static kr_err reply_error(const struct envelope *e, int code, const char *msg,
 /* The error reply for err with diagnostics d. Faults of ours say only what
  * kind of fault: their details are for the logs, not for clients. */
 static kr_err reply_err(const struct envelope *e, kr_err err, const struct kr_diag *d,
-                        msgpack_sbuffer *reply)
+                        struct kr_wbuf *reply)
 {
     int code = dom_api_error(err);
     if (code < 0)
@@ -216,7 +216,7 @@ static kr_err reply_err(const struct envelope *e, kr_err err, const struct kr_di
 }
 
 kr_err api_reply_refusal(const uint8_t *req, size_t len, int code, const char *msg,
-                         msgpack_sbuffer *reply)
+                         struct kr_wbuf *reply)
 {
     KR_ASSERT(code >= 0 && code < KR_ERR__COUNT);
     struct envelope e;
@@ -228,7 +228,7 @@ kr_err api_reply_refusal(const uint8_t *req, size_t len, int code, const char *m
 /* ---- Handling ---- */
 
 kr_err api_handle_with(struct kr_domain *d, bool operator_endpoint, const uint8_t *req, size_t len,
-                       struct kr_payload *args, msgpack_sbuffer *reply)
+                       struct kr_payload *args, struct kr_wbuf *reply)
 {
     struct envelope e;
     struct kr_diag diag;
@@ -272,32 +272,37 @@ kr_err api_handle_with(struct kr_domain *d, bool operator_endpoint, const uint8_
     }
     who.operator_endpoint = operator_endpoint;
 
-    msgpack_sbuffer result;
-    msgpack_sbuffer_init(&result);
-    err = dom_exec(d, &who, e.op, args, &result, &diag);
+    /* The result is bounded while it is built: the reply's head first, then
+     * a result buffer with the rest of the reply's ceiling. Results carry
+     * tokens (auth.login): the buffer wipes every block it outgrows or frees. */
+    msgpack_packer pk;
+    kr_wbuf_reset(reply);
+    msgpack_packer_init(&pk, reply, kr_wbuf_write);
+    int rc = pack_head(&pk, &e, true) | pack_key(&pk, API_KEY_RESULT);
+    struct kr_wbuf result;
+    kr_wbuf_init(&result, rc || reply->size >= reply->max ? 1 : reply->max - reply->size);
+    err = rc ? KR_ENOMEM : dom_exec(d, &who, e.op, args, &result, &diag);
     kr_payload_reset(args, -1); /* wipes passwords and codes */
     sodium_memzero(&who, sizeof who);
-    if (err == KR_OK && result.size > KR_API_REPLY_MAX - 64) {
-        err = fail(&diag, KR_ETOOLARGE, API_KEY_RESULT, "too large for one reply");
-    }
     if (err) {
-        msgpack_sbuffer_destroy(&result);
+        kr_wbuf_free(&result);
         return reply_err(&e, err, &diag, reply);
     }
-    msgpack_packer pk;
-    reply->size = 0;
-    msgpack_packer_init(&pk, reply, msgpack_sbuffer_write);
-    int rc = pack_head(&pk, &e, true) | pack_key(&pk, API_KEY_RESULT);
-    rc |= msgpack_sbuffer_write(reply, result.data, result.size);
-    /* Results carry tokens (auth.login): wipe our copy. */
-    if (result.data)
-        sodium_memzero(result.data, result.alloc);
-    msgpack_sbuffer_destroy(&result);
-    return rc ? KR_ENOMEM : KR_OK;
+    rc |= kr_wbuf_write(reply, result.data, result.size);
+    kr_wbuf_free(&result);
+    if (rc) {
+        kr_err why = kr_wbuf_failed(reply);
+        if (why == KR_ETOOLARGE)
+            return reply_err(&e,
+                             fail(&diag, KR_ETOOLARGE, API_KEY_RESULT, "too large for one reply"),
+                             &diag, reply);
+        return KR_ENOMEM;
+    }
+    return KR_OK;
 }
 
 kr_err api_handle(struct kr_domain *d, bool operator_endpoint, const uint8_t *req, size_t len,
-                  msgpack_sbuffer *reply)
+                  struct kr_wbuf *reply)
 {
     struct kr_payload *args = kr_payload_new();
     if (!args)

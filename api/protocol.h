@@ -29,6 +29,7 @@
 
 #include "domain.h"
 #include "kr_error.h"
+#include "wbuf.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -47,23 +48,25 @@
 
 /* Handles one request req[0..len) that arrived over the client endpoint, or
  * the operator endpoint when operator_endpoint: decodes it, authenticates it,
- * runs the op (dom_exec) and writes the reply into *reply (reset first).
+ * runs the op (dom_exec) and writes the reply into *reply (reset first;
+ * init it with the ceiling KR_API_REPLY_MAX: a result that would not fit is
+ * refused with `too_large` while it is built).
  * Every failure of the request is a reply with ok false; the return value is
  * KR_OK whenever *reply holds a reply, KR_ENOMEM if none could be built. */
 KR_MUST_CHECK kr_err api_handle(struct kr_domain *d, bool operator_endpoint, const uint8_t *req,
-                                size_t len, msgpack_sbuffer *reply);
+                                size_t len, struct kr_wbuf *reply);
 
 /* As api_handle, with caller-owned scratch for the decoded arguments (a
  * worker keeps one instead of allocating 70 KiB per request). */
 KR_MUST_CHECK kr_err api_handle_with(struct kr_domain *d, bool operator_endpoint,
                                      const uint8_t *req, size_t len, struct kr_payload *args,
-                                     msgpack_sbuffer *reply);
+                                     struct kr_wbuf *reply);
 
 /* Writes an error reply with API error code `code` (enum kr_api_err) and
  * message msg into *reply (reset first), echoing the id of req[0..len) when
  * the request is well-formed enough to read one. For the server's own
  * refusals (`unavailable` while it stops). KR_ENOMEM only. */
 KR_MUST_CHECK kr_err api_reply_refusal(const uint8_t *req, size_t len, int code, const char *msg,
-                                       msgpack_sbuffer *reply);
+                                       struct kr_wbuf *reply);
 
 #endif

@@ -19,6 +19,7 @@
  */
 #include "server.h"
 
+#include "keys.h"
 #include "mailer.h"
 #include "protocol.h"
 
@@ -77,7 +78,7 @@ struct worker {
     nng_ctx ctx;
     nng_aio *aio;
     struct kr_payload *args;
-    msgpack_sbuffer reply;
+    struct kr_wbuf reply; /* capped at KR_API_REPLY_MAX, wiped */
     pthread_t thread;
     bool running;
 };
@@ -152,9 +153,7 @@ static bool serve_one(struct worker *w, nng_msg *msg)
     nng_msg_clear(msg);
     if (!err && nng_msg_append(msg, w->reply.data, w->reply.size) != 0)
         err = KR_ENOMEM;
-    if (w->reply.data)
-        sodium_memzero(w->reply.data, w->reply.size);
-    w->reply.size = 0;
+    kr_wbuf_reset(&w->reply);
 
     if (!refuse) {
         pthread_mutex_lock(&s->mu);
@@ -212,7 +211,7 @@ static kr_err workers_start(struct api_server *s, struct endpoint *ep, unsigned 
         struct worker *w = &ep->workers[i];
         w->s = s;
         w->operator_ep = op;
-        msgpack_sbuffer_init(&w->reply);
+        kr_wbuf_init(&w->reply, KR_API_REPLY_MAX);
         if (!(w->args = kr_payload_new()))
             return KR_ENOMEM;
         int rv = nng_aio_alloc(&w->aio, NULL, NULL);
@@ -237,7 +236,7 @@ static void workers_free(struct endpoint *ep)
         if (w->aio)
             nng_aio_free(w->aio);
         kr_payload_free(w->args);
-        msgpack_sbuffer_destroy(&w->reply);
+        kr_wbuf_free(&w->reply);
     }
     free(ep->workers);
     ep->workers = NULL;
@@ -252,35 +251,21 @@ static bool has_prefix(const char *s, const char *p)
 }
 
 /* Reads a PEM file (at most KR_API_PEM_MAX bytes) into a NUL-terminated
- * heap buffer. */
-static kr_err read_pem(const char *path, char **out)
+ * heap buffer with the project's one reader of secret files
+ * (kr_file_read_small: read(2), no symlinks, FIFOs or other non-regular
+ * files, and for a key only a file of its owner's that no one else may read
+ * or write). The buffer is wiped on failure. */
+static kr_err read_pem(const char *path, bool secret, char **out)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return KR_EKEY;
     char *buf = malloc(KR_API_PEM_MAX + 1);
-    size_t n = 0;
-    kr_err err = buf ? KR_OK : KR_ENOMEM;
-    while (!err) {
-        ssize_t r = read(fd, buf + n, KR_API_PEM_MAX + 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            err = KR_EKEY;
-        else if (r == 0)
-            break;
-        else if ((n += (size_t)r) > KR_API_PEM_MAX)
-            err = KR_ETOOLARGE;
-    }
-    close(fd);
+    if (!buf)
+        return KR_ENOMEM;
+    kr_err err = kr_file_read_small(path, buf, KR_API_PEM_MAX + 1, secret);
     if (err) {
-        if (buf)
-            sodium_memzero(buf, KR_API_PEM_MAX + 1);
-        free(buf);
-        return err;
+        free(buf); /* wiped by the reader */
+        return err == KR_ECORRUPT ? KR_ETOOLARGE : err;
     }
-    buf[n] = '\0';
     *out = buf;
     return KR_OK;
 }
@@ -294,11 +279,13 @@ static kr_err tls_config(const struct api_server_options *o, bool op, nng_tls_co
     }
     char *cert = NULL, *key = NULL;
     nng_tls_config *cfg = NULL;
-    kr_err err = read_pem(o->cert_file, &cert);
+    kr_err err = read_pem(o->cert_file, false, &cert);
     if (err)
-        *why = "reading the certificate file";
-    else if ((err = read_pem(o->key_file, &key)))
-        *why = "reading the key file";
+        *why = "reading the certificate file (a regular file, not a symlink)";
+    else if ((err = read_pem(o->key_file, true, &key)))
+        *why = err == KR_EKEY ? "the key file must be a regular file (not a symlink), yours, "
+                                "mode 0600 (no group or other access)"
+                              : "reading the key file";
     else if (nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER) != 0)
         err = KR_ENOMEM, *why = "TLS configuration";
     else if (nng_tls_config_own_cert(cfg, cert, key, NULL) != 0)
@@ -311,7 +298,7 @@ static kr_err tls_config(const struct api_server_options *o, bool op, nng_tls_co
              nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_NONE) != 0)
         err = KR_EIO, *why = "TLS configuration";
     if (key) {
-        sodium_memzero(key, strlen(key));
+        sodium_memzero(key, KR_API_PEM_MAX + 1);
         free(key);
     }
     free(cert);

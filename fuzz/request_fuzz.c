@@ -42,7 +42,7 @@ static _Atomic uint64_t g_now = FUZZ_START_NS;
 static struct kr_clock g_clock;
 static struct kr_rng_det g_det;
 static struct kr_rng g_rng;
-static msgpack_sbuffer g_reply;
+static struct kr_wbuf g_reply;
 static msgpack_unpacked g_u;
 
 _Noreturn static void fail(const char *what)
@@ -148,7 +148,7 @@ static void init(void)
     if (dom_open(&o, &g_d) != KR_OK)
         fail("dom_open");
     atexit(cleanup);
-    msgpack_sbuffer_init(&g_reply);
+    kr_wbuf_init(&g_reply, KR_API_REPLY_MAX);
     seed();
 }
 

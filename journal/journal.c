@@ -202,6 +202,11 @@ static struct journal *journal_alloc(const struct jrn_options *o)
     struct journal *j = calloc(1, sizeof *j);
     if (!j)
         return NULL;
+    /* Signing keys in guarded, locked memory, as the keystore's keys. */
+    if (!(j->keys = kr_keys_alloc(KR_KEYS_MAX))) {
+        free(j);
+        return NULL;
+    }
     j->lock_fd = -1;
     j->read_only = o->read_only;
     j->no_appends = o->no_appends;
@@ -225,8 +230,7 @@ static void journal_free(struct journal *j)
     unregister_open(j);
     if (j->lock_fd >= 0)
         close(j->lock_fd);
-    for (size_t i = 0; i < j->nkeys; i++)
-        kr_key_wipe(&j->keys[i]);
+    kr_keys_free(j->keys);
     free(j->encode_buf);
     pthread_mutex_destroy(&j->mu);
     pthread_mutex_destroy(&j->stats_mu);

@@ -81,7 +81,7 @@ struct journal {
     /* Signing keys loaded in this process. `signing` points into keys[] and
      * changes only under mu, so a submission signs with the key current at
      * its queue position. */
-    struct kr_signing_key keys[KR_KEYS_MAX];
+    struct kr_signing_key *keys; /* KR_KEYS_MAX, from kr_keys_alloc */
     size_t nkeys;
     struct kr_signing_key *signing;
 

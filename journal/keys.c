@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -50,6 +51,21 @@ void kr_key_remove(const char *dir, uint32_t key_id)
         unlink(path);
 }
 
+struct kr_signing_key *kr_keys_alloc(size_t n)
+{
+    if (n == 0 || n > SIZE_MAX / sizeof(struct kr_signing_key))
+        return NULL;
+    struct kr_signing_key *k = sodium_allocarray(n, sizeof *k);
+    if (k)
+        sodium_memzero(k, n * sizeof *k);
+    return k;
+}
+
+void kr_keys_free(struct kr_signing_key *keys)
+{
+    sodium_free(keys); /* wipes before it frees */
+}
+
 void kr_key_wipe(struct kr_signing_key *k)
 {
     if (k)
@@ -82,8 +98,10 @@ kr_err kr_file_write_new(const char *path, const void *data, size_t len, mode_t 
     if (fd < 0)
         return kr_err_from_errno(errno);
     kr_err err = KR_OK;
+    if (fchmod(fd, mode) != 0) /* exactly mode, whatever the umask */
+        err = kr_err_from_errno(errno);
     const char *p = data;
-    size_t left = len;
+    size_t left = err ? 0 : len;
     while (left > 0) {
         ssize_t w = write(fd, p, left);
         if (w < 0 && errno == EINTR)
@@ -100,6 +118,23 @@ kr_err kr_file_write_new(const char *path, const void *data, size_t len, mode_t 
     close(fd);
     if (err)
         unlink(path);
+    return err;
+}
+
+kr_err kr_file_replace(const char *path, const void *data, size_t len, mode_t mode)
+{
+    char tmp[KR_PATH_MAX + 8];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return KR_ETOOLARGE;
+    if (unlink(tmp) != 0 && errno != ENOENT)
+        return kr_err_from_errno(errno);
+    kr_err err = kr_file_write_new(tmp, data, len, mode);
+    if (err)
+        return err;
+    if (rename(tmp, path) != 0) {
+        err = kr_err_from_errno(errno);
+        unlink(tmp);
+    }
     return err;
 }
 

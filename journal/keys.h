@@ -58,11 +58,25 @@ void kr_key_remove(const char *dir, uint32_t key_id);
 /* Erases the secret half. Accepts NULL. */
 void kr_key_wipe(struct kr_signing_key *k);
 
+/* An array of n zeroed keys in sodium_malloc'd memory (guard pages, mlocked
+ * where the system allows, canary), for keys a process keeps: NULL on
+ * failure. Free with kr_keys_free, which wipes them. */
+struct kr_signing_key *kr_keys_alloc(size_t n);
+/* Wipes and frees an array from kr_keys_alloc. Accepts NULL. */
+void kr_keys_free(struct kr_signing_key *keys);
+
 /* ---- Secret files (also the keystore's KEK) ---- */
 
 /* Writes len bytes to path, created exclusively (KR_EEXIST if it exists)
  * with mode, then fsyncs; removes it again on failure. */
 KR_MUST_CHECK kr_err kr_file_write_new(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Writes len bytes to path as a whole or not at all: a temporary file
+ * path.tmp beside it (a stale one is removed; created exclusively, with
+ * mode, never through a symlink), fsync, rename over path. The one writer of
+ * secret files that may be replaced (TLS keys: `kiroku certs --force`).
+ * The caller fsyncs the directory when the rename must survive a crash. */
+KR_MUST_CHECK kr_err kr_file_replace(const char *path, const void *data, size_t len, mode_t mode);
 
 /* Reads a small file whole into buf (NUL-terminated; at most cap - 1 bytes,
  * else KR_ECORRUPT). Refuses, with KR_EKEY, a symlink, a FIFO or any file

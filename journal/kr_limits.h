@@ -192,7 +192,9 @@
  * room and keeps the memory a connection can make the server hold small. */
 #define KR_API_REQUEST_MAX ((size_t)64 * 1024)
 /* One reply: journal.read answers up to KR_JOURNAL_READ_BYTES_MAX of records
- * plus their framing; clients set their receive cap to this. */
+ * plus their framing; clients set their receive cap to this. The server
+ * builds each reply in a buffer with this ceiling (journal/wbuf.h), so a
+ * result that would pass it fails while it is built. */
 #define KR_API_REPLY_MAX ((size_t)8 * 1024 * 1024)
 /* Nesting of a request: the request map, the args map, a list argument. */
 #define KR_API_DEPTH_MAX 3u

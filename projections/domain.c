@@ -381,13 +381,13 @@ static void cmd_reset(struct cmd *c)
 }
 
 kr_err dom_exec(struct kr_domain *d, const struct kr_caller *who, int op,
-                const struct kr_payload *args, msgpack_sbuffer *out, struct kr_diag *diag)
+                const struct kr_payload *args, struct kr_wbuf *out, struct kr_diag *diag)
 {
     return dom_exec_flags(d, who, op, args, out, diag, 0);
 }
 
 kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
-                      const struct kr_payload *args, msgpack_sbuffer *out, struct kr_diag *diag,
+                      const struct kr_payload *args, struct kr_wbuf *out, struct kr_diag *diag,
                       unsigned flags)
 {
     struct kr_diag scratch_diag;
@@ -422,8 +422,8 @@ kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
      * to resolve. Otherwise decide again on fresh views. */
     bool pinned = args && args->v[KR_FLD_VERSION].set;
     for (int attempt = 0;; attempt++) {
-        out->size = 0;
-        msgpack_packer_init(&c->res, out, msgpack_sbuffer_write);
+        kr_wbuf_reset(out);
+        msgpack_packer_init(&c->res, out, kr_wbuf_write);
         c->now = kr_clock_now(d->clock);
         int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &c->txn);
         if (rc) {
@@ -431,6 +431,11 @@ kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
             break;
         }
         err = handlers[op](c);
+        /* A result past the caller's ceiling stops while it is built. */
+        if (kr_wbuf_failed(out) == KR_ETOOLARGE)
+            err = cmd_fail(c, KR_ETOOLARGE, "result", "too large for one reply");
+        else if (kr_wbuf_failed(out))
+            err = kr_wbuf_failed(out);
         mdb_txn_abort(c->txn);
         c->txn = NULL;
         cmd_reset(c);
@@ -439,7 +444,7 @@ kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
         memset(diag, 0, sizeof *diag);
     }
     if (err)
-        out->size = 0;
+        kr_wbuf_reset(out);
     if (err == KR_ECORRUPT) /* for the operator: the caller only gets `internal` */
         fprintf(stderr, "kiroku: %s: corrupt stored data: %s%s%s\n", kr_ops[op].name, diag->field,
                 diag->field[0] ? ": " : "", diag->why[0] ? diag->why : "(no place)");

@@ -27,6 +27,7 @@
 #include "payload.h"
 #include "rng.h"
 #include "views.h"
+#include "wbuf.h"
 
 #include <msgpack.h>
 #include <pthread.h>
@@ -102,13 +103,14 @@ struct kr_caller {
 
 /* Runs op `op` with arguments `args` (decoded against the op's schema by
  * kr_args_decode or built by the caller) for `who`. On KR_OK the result is
- * one msgpack map in *out (reset first). Errors, each with *diag saying what:
- * KR_EINVAL / KR_ETOOLARGE (bad_request / too_large), KR_EAUTH, KR_EFORBIDDEN,
+ * one msgpack map in *out (reset first; its ceiling bounds the result:
+ * a result that would pass it fails with KR_ETOOLARGE, field "result"). Errors, each with *diag
+ * saying what: KR_EINVAL / KR_ETOOLARGE (bad_request / too_large), KR_EAUTH, KR_EFORBIDDEN,
  * KR_ENOTFOUND, KR_ECONFLICT, KR_ELOCKED, KR_EEXPIRED, KR_EFULL / KR_ECLOSED
  * (unavailable), others (internal). Nothing is appended on error, except the
  * security events an op records on purpose (failed logins, denied access). */
 KR_MUST_CHECK kr_err dom_exec(struct kr_domain *d, const struct kr_caller *who, int op,
-                              const struct kr_payload *args, msgpack_sbuffer *out,
+                              const struct kr_payload *args, struct kr_wbuf *out,
                               struct kr_diag *diag);
 
 /* dom_exec_flags: DOM_ASYNC submits the op's append and returns without
@@ -120,7 +122,7 @@ KR_MUST_CHECK kr_err dom_exec(struct kr_domain *d, const struct kr_caller *who, 
  * appends as submitted. */
 #define DOM_ASYNC 1u
 KR_MUST_CHECK kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
-                                    const struct kr_payload *args, msgpack_sbuffer *out,
+                                    const struct kr_payload *args, struct kr_wbuf *out,
                                     struct kr_diag *diag, unsigned flags);
 /* Waits for every async command; returns the first failure among them. */
 KR_MUST_CHECK kr_err dom_wait(struct kr_domain *d);

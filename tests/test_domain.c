@@ -57,7 +57,7 @@ struct td *td_new(uint64_t seed)
     /* kr_test_tmpdir makes the directory; init wants it absent or empty. */
     assert_int_equal(jrn_create(&jo, NULL), KR_OK);
     td_open(t);
-    msgpack_sbuffer_init(&t->out);
+    kr_wbuf_init(&t->out, KR_API_REPLY_MAX);
     msgpack_unpacked_init(&t->result);
     t->args = kr_payload_new();
     assert_non_null(t->args);
@@ -78,7 +78,7 @@ void td_free(struct td *t)
     dom_close(t->d);
     kr_test_rmrf(t->dir);
     kr_rng_det_fini(&t->det);
-    msgpack_sbuffer_destroy(&t->out);
+    kr_wbuf_free(&t->out);
     msgpack_unpacked_destroy(&t->result);
     kr_payload_free(t->args);
     free(t);

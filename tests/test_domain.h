@@ -20,7 +20,7 @@ struct td {
     _Atomic uint64_t now; /* the clock's time (UTC ns); tests move it */
     struct kr_rng_det det;
     struct kr_rng rng;
-    msgpack_sbuffer out;     /* the last op's result bytes */
+    struct kr_wbuf out;      /* the last op's result bytes */
     msgpack_unpacked result; /* the last op's result, decoded */
     struct kr_diag diag;     /* the last op's diagnostics */
     struct kr_payload *args; /* arguments being built for the next op */

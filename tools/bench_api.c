@@ -249,7 +249,7 @@ static kr_err mp_bytes(struct kr_mp_reader r, int fld, void *out, size_t cap, si
     return KR_OK;
 }
 
-static kr_err result_id(const msgpack_sbuffer *out, int fld, uint8_t id[16])
+static kr_err result_id(const struct kr_wbuf *out, int fld, uint8_t id[16])
 {
     struct kr_mp_reader r;
     size_t n = 0;
@@ -633,8 +633,8 @@ static kr_err prep_login(struct bclient *c)
     snprintf(c->email, sizeof c->email, "login%u@bench.kiroku.example", c->i);
     bench_password(c->pw);
     struct kr_payload *a = kr_payload_new();
-    msgpack_sbuffer out;
-    msgpack_sbuffer_init(&out);
+    struct kr_wbuf out;
+    kr_wbuf_init(&out, KR_API_REPLY_MAX);
     if (!a)
         return KR_ENOMEM;
     kr_set_str(a, KR_FLD_EMAIL, c->email);
@@ -655,7 +655,7 @@ static kr_err prep_login(struct bclient *c)
         fprintf(stderr, "kiroku: bench api: %s: %s (%s: %s)\n", kr_ops[KR_OP_USERS_CREATE].name,
                 kr_strerror(err), diag.field, diag.why);
     kr_payload_free(a);
-    msgpack_sbuffer_destroy(&out);
+    kr_wbuf_free(&out);
     return err;
 }
 
@@ -678,7 +678,7 @@ static const struct phase ph_login = {"login", prep_login, false, build_login, c
 
 /* ---- Set-up ---- */
 
-static kr_err exec_must(struct bapi *b, int op, struct kr_payload *a, msgpack_sbuffer *out)
+static kr_err exec_must(struct bapi *b, int op, struct kr_payload *a, struct kr_wbuf *out)
 {
     struct kr_diag diag;
     kr_err err = dom_exec(b->d, &b->master, op, a, out, &diag);
@@ -689,7 +689,7 @@ static kr_err exec_must(struct bapi *b, int op, struct kr_payload *a, msgpack_sb
 }
 
 /* Every live contact of the tenant, through contacts.list pages. */
-static kr_err list_contacts(struct bapi *b, struct kr_payload *a, msgpack_sbuffer *out)
+static kr_err list_contacts(struct bapi *b, struct kr_payload *a, struct kr_wbuf *out)
 {
     uint8_t cursor[64];
     size_t cursor_len = 0, cap = 0;
@@ -765,8 +765,8 @@ static kr_err setup_tenant(struct bapi *b, const struct cli_seed_result *sr, cha
     memcpy(b->master.account, sr->master, 16);
 
     struct kr_payload *a = kr_payload_new();
-    msgpack_sbuffer out;
-    msgpack_sbuffer_init(&out);
+    struct kr_wbuf out;
+    kr_wbuf_init(&out, KR_API_REPLY_MAX);
     if (!a)
         return KR_ENOMEM;
     kr_set_str(a, KR_FLD_TAG_NAME, BAPI_WRITE_TAG);
@@ -785,7 +785,7 @@ static kr_err setup_tenant(struct bapi *b, const struct cli_seed_result *sr, cha
         err = exec_must(b, KR_OP_USERS_CREATE, a, &out);
     }
     kr_payload_free(a);
-    msgpack_sbuffer_destroy(&out);
+    kr_wbuf_free(&out);
     return err;
 }
 

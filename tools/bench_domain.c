@@ -192,7 +192,7 @@ static kr_err biggest_tag(struct kr_domain *d, uint64_t *tenant, uint8_t tag[16]
 }
 
 /* The contacts in a contacts.list result and its cursor (cap bytes). */
-static kr_err page_parse(const msgpack_sbuffer *out, uint32_t *items, uint8_t *cursor,
+static kr_err page_parse(const struct kr_wbuf *out, uint32_t *items, uint8_t *cursor,
                          size_t *cursor_len)
 {
     msgpack_unpacked u;
@@ -291,8 +291,8 @@ int bench_query(int argc, char **argv)
         memcpy(who.account, sr.master, 16);
     struct kr_payload *args = kr_payload_new();
     uint32_t *lat = calloc(pages, sizeof *lat);
-    msgpack_sbuffer out;
-    msgpack_sbuffer_init(&out);
+    struct kr_wbuf out;
+    kr_wbuf_init(&out, KR_API_REPLY_MAX);
     uint8_t cursor[64];
     size_t cursor_len = 0;
     uint64_t listed = 0, full = 0;
@@ -323,7 +323,7 @@ int bench_query(int argc, char **argv)
         full += items == BENCH_PAGE;
         /* After the tag's last page (no cursor) it starts again from the first. */
     }
-    msgpack_sbuffer_destroy(&out);
+    kr_wbuf_free(&out);
     kr_payload_free(args);
     dom_close(d);
     if (!co.data)

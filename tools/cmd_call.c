@@ -12,9 +12,11 @@
  */
 #include "cli.h"
 #include "jsonmp.h"
+#include "keys.h"
 #include "protocol.h"
 #include "schema.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <msgpack.h>
 #include <nng/nng.h>
@@ -66,24 +68,28 @@ static int call_fail_nng(const char *what, const char *url, int rv)
     return CLI_FAIL;
 }
 
-/* Reads a whole file of at most KR_API_PEM_MAX bytes, NUL-terminated; NULL on
- * failure (printed). The caller frees. */
-static char *read_pem(const char *path)
+/* Reads a whole file of at most KR_API_PEM_MAX bytes, NUL-terminated, with
+ * the project's one reader of secret files (kr_file_read_small: read(2), no
+ * symlinks or non-regular files; a key only if its owner's alone, mode
+ * 0600). NULL on failure (printed). The caller wipes and frees. */
+static char *read_pem(const char *path, bool secret)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "kiroku: call: cannot read %s\n", path);
-        return NULL;
-    }
     char *buf = malloc(KR_API_PEM_MAX + 1);
-    size_t n = buf ? fread(buf, 1, KR_API_PEM_MAX + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > KR_API_PEM_MAX) {
-        fprintf(stderr, "kiroku: call: %s: %s\n", path, buf ? "too large" : "out of memory");
-        free(buf);
+    if (!buf) {
+        fprintf(stderr, "kiroku: call: %s: out of memory\n", path);
         return NULL;
     }
-    buf[n] = '\0';
+    kr_err err = kr_file_read_small(path, buf, KR_API_PEM_MAX + 1, secret);
+    if (err) {
+        if (err == KR_EKEY)
+            fprintf(stderr, "kiroku: call: %s: refused: must be a regular file, not a symlink%s\n",
+                    path, secret ? ", yours, mode 0600 (no group or other access)" : "");
+        else
+            fprintf(stderr, "kiroku: call: cannot read %s: %s\n", path,
+                    err == KR_ECORRUPT ? "too large or not text" : kr_strerror(err));
+        free(buf); /* wiped by the reader */
+        return NULL;
+    }
     return buf;
 }
 
@@ -138,7 +144,7 @@ static int setup_tls(nng_dialer d, const char *url, const struct call_tls *t)
         goto done;
     }
     if (t->cert) {
-        if (!(cert = read_pem(t->cert)) || !(key = read_pem(t->key)))
+        if (!(cert = read_pem(t->cert, false)) || !(key = read_pem(t->key, true)))
             goto done;
         if ((rv = nng_tls_config_own_cert(cfg, cert, key, NULL))) {
             fprintf(stderr, "kiroku: call: client certificate %s / %s: %s\n", t->cert, t->key,
@@ -153,7 +159,7 @@ static int setup_tls(nng_dialer d, const char *url, const struct call_tls *t)
     ret = CLI_OK;
 done:
     if (key) {
-        sodium_memzero(key, strlen(key));
+        sodium_memzero(key, KR_API_PEM_MAX + 1);
         free(key);
     }
     free(cert);
@@ -197,7 +203,17 @@ static char *read_stdin(size_t *len)
     char *buf = malloc(JSONMP_ARGS_MAX + 1);
     if (!buf)
         return NULL;
-    size_t n = fread(buf, 1, JSONMP_ARGS_MAX + 1, stdin);
+    /* read(2), not stdio: the arguments hold passwords and codes, and
+     * stdio's buffer would keep a copy that nothing wipes. */
+    size_t n = 0;
+    while (n < JSONMP_ARGS_MAX + 1) {
+        ssize_t r = read(STDIN_FILENO, buf + n, JSONMP_ARGS_MAX + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
     buf[n > JSONMP_ARGS_MAX ? JSONMP_ARGS_MAX : n] = '\0';
     *len = n;
     return buf;
@@ -436,9 +452,14 @@ int cmd_call(int argc, char **argv)
         printf("%s\n", text);
     ret = fflush(stdout) == 0 && !ferror(stdout) ? (ok ? CLI_OK : CLI_BAD) : CLI_FAIL;
 done:
+    /* Replies carry tokens (auth.login): wipe both copies. */
+    if (text)
+        sodium_memzero(text, strlen(text) + 1);
     free(text);
-    if (reply)
+    if (reply) {
+        sodium_memzero(reply, reply_len);
         nng_free(reply, reply_len);
+    }
     if (sock_open)
         nng_close(sock);
     if (req) {

@@ -14,6 +14,7 @@
  * file exists and --force is not given.
  */
 #include "cli.h"
+#include "keys.h"
 #include "kr_limits.h"
 
 #include <errno.h>
@@ -190,33 +191,15 @@ static BIO *pem_of(X509 *cert, EVP_PKEY *key)
     return b;
 }
 
-/* Writes bio's bytes to path with mode: a temporary file beside it, fsync,
- * rename over path. */
+/* Writes bio's bytes to path with mode through the one writer of secret
+ * files (kr_file_replace: temporary file, fsync, rename). */
 static int write_file(const char *path, BIO *bio, mode_t mode)
 {
-    char tmp[KR_PATH_MAX + 64];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (fd < 0) {
-        fprintf(stderr, "kiroku: certs: %s: %s\n", tmp, strerror(errno));
-        return CLI_FAIL;
-    }
     char *data;
     long n = BIO_get_mem_data(bio, &data);
-    bool ok = n > 0 && fchmod(fd, mode) == 0;
-    for (long off = 0; ok && off < n;) {
-        ssize_t w = write(fd, data + off, (size_t)(n - off));
-        if (w < 0 && errno == EINTR)
-            continue;
-        ok = w > 0;
-        off += w > 0 ? w : 0;
-    }
-    ok = ok && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        fprintf(stderr, "kiroku: certs: %s: %s\n", path, strerror(errno));
-        unlink(tmp);
+    kr_err err = n > 0 ? kr_file_replace(path, data, (size_t)n, mode) : KR_EIO;
+    if (err) {
+        fprintf(stderr, "kiroku: certs: %s: %s\n", path, kr_strerror(err));
         return CLI_FAIL;
     }
     return CLI_OK;

@@ -96,7 +96,7 @@ struct seeder {
     struct kr_rng_det wdet; /* the seeder's own choices */
     struct kr_rng wrng;
     struct kr_payload *args;
-    msgpack_sbuffer out;
+    struct kr_wbuf out;
     msgpack_unpacked res;
     struct kr_diag diag;
     struct kr_caller op;   /* the platform operator */
@@ -921,7 +921,7 @@ kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r)
     s->clock = (struct kr_clock){.now_ns = seed_clock_now, .ctx = &s->clk};
     kr_rng_det_init(&s->det, o->seed, &s->rng);
     kr_rng_det_init(&s->wdet, o->seed ^ 0x5eed5eed5eed5eedull, &s->wrng);
-    msgpack_sbuffer_init(&s->out);
+    kr_wbuf_init(&s->out, KR_API_REPLY_MAX);
     msgpack_unpacked_init(&s->res);
     s->anon.role = -1;
     s->args = kr_payload_new();
@@ -1006,7 +1006,7 @@ out:
     dom_close(s->d);
     kr_payload_free(s->args);
     msgpack_unpacked_destroy(&s->res);
-    msgpack_sbuffer_destroy(&s->out);
+    kr_wbuf_free(&s->out);
     kr_rng_det_fini(&s->det);
     kr_rng_det_fini(&s->wdet);
     free(s->tenants);

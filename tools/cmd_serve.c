@@ -87,7 +87,7 @@ static void demo_password(char out[32])
 struct demo {
     struct kr_domain *d;
     struct kr_payload *a;
-    msgpack_sbuffer out;
+    struct kr_wbuf out;
     struct kr_diag diag;
 };
 
@@ -229,7 +229,7 @@ static kr_err demo_setup(struct kr_domain *d, const char *data, const char *clie
     char path[KR_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/" DEMO_FILE, data);
     struct demo m = {.d = d};
-    msgpack_sbuffer_init(&m.out);
+    kr_wbuf_init(&m.out, KR_API_REPLY_MAX);
     if (!(m.a = kr_payload_new()))
         return KR_ENOMEM;
     bool has = false;
@@ -304,7 +304,7 @@ out:
     sodium_memzero(&f, sizeof f);
     sodium_memzero(text, sizeof text);
     kr_payload_free(m.a);
-    msgpack_sbuffer_destroy(&m.out);
+    kr_wbuf_free(&m.out);
     return err;
 }
 

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <msgpack.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -393,10 +394,17 @@ static void put(struct jbuf *b, const void *s, size_t n)
         size_t cap = b->cap ? b->cap : 256;
         while (cap - b->len < n + 1 && cap <= JSONMP_JSON_MAX)
             cap *= 2;
-        char *q = cap - b->len >= n + 1 ? realloc(b->p, cap) : NULL;
+        /* Replies carry tokens: never realloc, which may free the old
+         * block unwiped. New block, copy, wipe and free the old. */
+        char *q = cap - b->len >= n + 1 ? malloc(cap) : NULL;
         if (!q) {
             b->failed = true;
             return;
+        }
+        if (b->p) {
+            memcpy(q, b->p, b->len);
+            sodium_memzero(b->p, b->cap);
+            free(b->p);
         }
         b->p = q;
         b->cap = cap;
@@ -632,6 +640,8 @@ kr_err jsonmp_to_json(const uint8_t *mp, size_t len, char **out, size_t *out_len
     if (!err && b.failed)
         err = diag(d, KR_ENOMEM, "", "out of memory");
     if (err) {
+        if (b.p)
+            sodium_memzero(b.p, b.cap);
         free(b.p);
         return err;
     }

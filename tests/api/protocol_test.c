@@ -29,7 +29,8 @@
 struct fx {
     struct td *t;
     char code[40]; /* the tenant code */
-    msgpack_sbuffer req, reply;
+    msgpack_sbuffer req;
+    struct kr_wbuf reply;
     msgpack_packer pk;
     msgpack_unpacked u;
     uint64_t next_id;
@@ -43,7 +44,7 @@ static int setup(void **state)
     struct kr_caller master;
     td_signup(f->t, MASTER_EMAIL, MASTER_PW, &master, f->code);
     msgpack_sbuffer_init(&f->req);
-    msgpack_sbuffer_init(&f->reply);
+    kr_wbuf_init(&f->reply, KR_API_REPLY_MAX);
     msgpack_unpacked_init(&f->u);
     f->next_id = 100;
     *state = f;
@@ -54,7 +55,7 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     msgpack_sbuffer_destroy(&f->req);
-    msgpack_sbuffer_destroy(&f->reply);
+    kr_wbuf_free(&f->reply);
     msgpack_unpacked_destroy(&f->u);
     td_free(f->t);
     free(f);
@@ -198,8 +199,8 @@ static void raw_expect(struct fx *f, const void *b, size_t n, int code, const ch
     expect_nil_id(f);
 }
 
-/* Logs the master in over the protocol; the token into tok. */
-static void login(struct fx *f, uint8_t tok[32])
+/* The master's auth.login request. */
+static void login_req(struct fx *f)
 {
     msgpack_packer *pk = start(f);
     msgpack_pack_map(pk, 3);
@@ -215,6 +216,12 @@ static void login(struct fx *f, uint8_t tok[32])
     pstr(pk, MASTER_EMAIL);
     pstr(pk, fld(KR_FLD_PASSWORD));
     pstr(pk, MASTER_PW);
+}
+
+/* Logs the master in over the protocol; the token into tok. */
+static void login(struct fx *f, uint8_t tok[32])
+{
+    login_req(f);
     call(f);
     const msgpack_object *tk = td_map_get(reply_result(f), fld(KR_FLD_TOKEN));
     assert_non_null(tk);
@@ -238,6 +245,27 @@ static void token_req(struct fx *f, int op, const uint8_t *tok, size_t n)
 }
 
 /* ---- Tests ---- */
+
+/* A reply is bounded while it is built: with a ceiling of exactly the
+ * login reply's size it is built; one byte less and the result is refused
+ * with too_large (the error reply itself fits), never a truncated reply. */
+static void test_reply_ceiling(void **state)
+{
+    struct fx *f = *state;
+    uint8_t tok[32];
+    login(f, tok);
+    size_t full = f->reply.size;
+    kr_wbuf_free(&f->reply);
+    kr_wbuf_init(&f->reply, full);
+    login(f, tok);
+    assert_int_equal(f->reply.size, full);
+    kr_wbuf_free(&f->reply);
+    kr_wbuf_init(&f->reply, full - 1);
+    login_req(f);
+    call(f);
+    expect_error(f, KR_ERR_TOO_LARGE, "reply one byte over its ceiling");
+    expect_id(f, 1);
+}
 
 static void test_good_request(void **state)
 {
@@ -885,6 +913,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_good_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reply_ceiling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_everywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trailing_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserved_and_lying_headers, setup, teardown),

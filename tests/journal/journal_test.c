@@ -415,6 +415,18 @@ static void test_create_after_died_init(void **state)
     assert_int_equal(jrn_create(&o, NULL), KR_EEXIST);
 }
 
+/* The open journal's signing keys live in sodium_malloc'd memory (its own
+ * guarded pages: mprotect works on them), the current key among them. */
+static void test_signing_keys_guarded(void **state)
+{
+    struct fx *f = *state;
+    fx_create(f);
+    fx_open(f);
+    assert_true(f->j->signing >= f->j->keys && f->j->signing < f->j->keys + KR_KEYS_MAX);
+    assert_int_equal(sodium_mprotect_readonly(f->j->keys), 0);
+    assert_int_equal(sodium_mprotect_readwrite(f->j->keys), 0);
+}
+
 static void test_create_open(void **state)
 {
     struct fx *f = *state;
@@ -3420,6 +3432,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_create_open),
+        T(test_signing_keys_guarded),
         T(test_create_after_died_init),
         T(test_open_errors),
         T(test_one_writer),

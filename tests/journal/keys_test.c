@@ -580,12 +580,66 @@ static void test_long_dir(void **state)
     kr_key_wipe(&k);
 }
 
+/* Keys a process keeps live in sodium_malloc'd memory: zeroed, usable, and
+ * the guarded allocation can be made read-only and inaccessible (mprotect on
+ * its own pages, which ordinary heap memory does not have). */
+static void test_keys_in_guarded_memory(void **state)
+{
+    (void)state;
+    struct kr_signing_key *k = kr_keys_alloc(KR_KEYS_MAX);
+    assert_non_null(k);
+    static const uint8_t zero[KR_SECKEY_LEN];
+    assert_memory_equal(k[KR_KEYS_MAX - 1].sk, zero, sizeof zero);
+    assert_int_equal(kr_key_generate(7, &k[KR_KEYS_MAX - 1]), KR_OK);
+    assert_int_equal(sodium_mprotect_readonly(k), 0);
+    assert_int_equal(k[KR_KEYS_MAX - 1].key_id, 7);
+    assert_int_equal(sodium_mprotect_noaccess(k), 0);
+    assert_int_equal(sodium_mprotect_readwrite(k), 0);
+    kr_keys_free(k);
+    kr_keys_free(NULL);
+    assert_null(kr_keys_alloc(0));
+}
+
+/* The one writer of replaceable secret files: over an old file (mode 0644),
+ * the new bytes, exactly the mode asked for whatever the umask, no temporary
+ * left; a stale temporary is no obstacle; a symlink at the temporary's name
+ * is removed, not followed. */
+static void test_file_replace(void **state)
+{
+    struct fixture *f = *state;
+    char path[PATH_CAP], tmp[PATH_CAP + 8], out[64], victim[PATH_CAP];
+    snprintf(path, sizeof path, "%s/server.key", f->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(victim, sizeof victim, "%s/victim", f->dir);
+    assert_int_equal(kr_file_write_new(path, "old", 3, 0644), KR_OK);
+    assert_int_equal(kr_file_write_new(tmp, "stale", 5, 0644), KR_OK);
+    mode_t old = umask(0);
+    assert_int_equal(kr_file_replace(path, "secret", 6, 0600), KR_OK);
+    umask(old);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(kr_file_read_small(path, out, sizeof out, true), KR_OK);
+    assert_string_equal(out, "secret");
+    assert_int_equal(access(tmp, F_OK), -1);
+
+    assert_int_equal(kr_file_write_new(victim, "v", 1, 0600), KR_OK);
+    assert_int_equal(symlink(victim, tmp), 0);
+    assert_int_equal(kr_file_replace(path, "again", 5, 0600), KR_OK);
+    assert_int_equal(kr_file_read_small(victim, out, sizeof out, true), KR_OK);
+    assert_string_equal(out, "v");
+    assert_int_equal(kr_file_read_small(path, out, sizeof out, true), KR_OK);
+    assert_string_equal(out, "again");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_generate),
+        T(test_keys_in_guarded_memory),
+        T(test_file_replace),
         T(test_save_load_roundtrip),
         T(test_load_known_seed),
         T(test_save_twice),

@@ -180,16 +180,16 @@ static void *login_thread(void *arg)
     struct login_burst *b = arg;
     struct kr_caller anon = td_anonymous();
     struct kr_payload *a = kr_payload_new();
-    msgpack_sbuffer out;
+    struct kr_wbuf out;
     struct kr_diag d;
-    msgpack_sbuffer_init(&out);
+    kr_wbuf_init(&out, KR_API_REPLY_MAX);
     kr_set_str(a, KR_FLD_TENANT_CODE, b->code);
     kr_set_str(a, KR_FLD_EMAIL, "owner1@example.jp");
     kr_set_str(a, KR_FLD_PASSWORD, "correct horse 1");
     for (int i = 0; i < 3; i++)
         if (dom_exec(b->t->d, &anon, KR_OP_AUTH_LOGIN, a, &out, &d) == KR_OK)
             __atomic_add_fetch(&b->ok, 1, __ATOMIC_RELAXED);
-    msgpack_sbuffer_destroy(&out);
+    kr_wbuf_free(&out);
     kr_payload_free(a);
     return NULL;
 }
@@ -404,14 +404,14 @@ static void *burst_one(void *arg)
     struct burst *b = arg;
     struct kr_caller anon = td_anonymous();
     struct kr_payload *a = kr_payload_new();
-    msgpack_sbuffer out;
+    struct kr_wbuf out;
     struct kr_diag d;
-    msgpack_sbuffer_init(&out);
+    kr_wbuf_init(&out, KR_API_REPLY_MAX);
     kr_set_str(a, KR_FLD_TENANT_CODE, b->code);
     kr_set_str(a, KR_FLD_EMAIL, "owner1@example.jp");
     kr_set_str(a, KR_FLD_PASSWORD, "wrong horse 1");
     b->err = dom_exec(b->t->d, &anon, KR_OP_AUTH_LOGIN, a, &out, &d);
-    msgpack_sbuffer_destroy(&out);
+    kr_wbuf_free(&out);
     kr_payload_free(a);
     return NULL;
 }
@@ -618,13 +618,13 @@ static void *pw_burst_one(void *arg)
 {
     struct pw_burst *b = arg;
     struct kr_payload *a = kr_payload_new();
-    msgpack_sbuffer out;
+    struct kr_wbuf out;
     struct kr_diag d;
-    msgpack_sbuffer_init(&out);
+    kr_wbuf_init(&out, KR_API_REPLY_MAX);
     kr_set_str(a, KR_FLD_PASSWORD, "wrong horse 1");
     kr_set_str(a, KR_FLD_NEW_PASSWORD, "battery staple 7");
     b->err = dom_exec(b->t->d, &b->who, KR_OP_ACCOUNT_PASSWORD, a, &out, &d);
-    msgpack_sbuffer_destroy(&out);
+    kr_wbuf_free(&out);
     kr_payload_free(a);
     return NULL;
 }
@@ -1092,15 +1092,15 @@ static void *one_login(void *arg)
     struct login_burst *b = arg;
     struct kr_caller anon = td_anonymous();
     struct kr_payload *a = kr_payload_new();
-    msgpack_sbuffer out;
+    struct kr_wbuf out;
     struct kr_diag d;
-    msgpack_sbuffer_init(&out);
+    kr_wbuf_init(&out, KR_API_REPLY_MAX);
     kr_set_str(a, KR_FLD_TENANT_CODE, b->code);
     kr_set_str(a, KR_FLD_EMAIL, "owner1@example.jp");
     kr_set_str(a, KR_FLD_PASSWORD, "correct horse 1");
     if (dom_exec(b->t->d, &anon, KR_OP_AUTH_LOGIN, a, &out, &d) == KR_OK)
         __atomic_add_fetch(&b->ok, 1, __ATOMIC_RELAXED);
-    msgpack_sbuffer_destroy(&out);
+    kr_wbuf_free(&out);
     kr_payload_free(a);
     return NULL;
 }

@@ -276,8 +276,8 @@ static void test_paging(void **state)
 static void test_scan_bound(void **state)
 {
     struct fx *f = *state;
-    msgpack_sbuffer out;
-    msgpack_sbuffer_init(&out);
+    struct kr_wbuf out;
+    kr_wbuf_init(&out, KR_API_REPLY_MAX);
     struct kr_payload *p = td_args(f->t);
     kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
     kr_set_str(p, KR_FLD_DETAILS, "bulk");
@@ -286,7 +286,7 @@ static void test_scan_bound(void **state)
             dom_exec_flags(f->t->d, &f->ma, KR_OP_INCIDENTS_REPORT, p, &out, NULL, DOM_ASYNC),
             KR_OK);
     assert_int_equal(dom_wait(f->t->d), KR_OK);
-    msgpack_sbuffer_destroy(&out);
+    kr_wbuf_free(&out);
 
     uint8_t cur[8];
     bool more;

@@ -1145,13 +1145,13 @@ static void *race_create(void *arg)
 {
     struct racer *r = arg;
     struct kr_payload *a = kr_payload_new();
-    msgpack_sbuffer out;
-    msgpack_sbuffer_init(&out);
+    struct kr_wbuf out;
+    kr_wbuf_init(&out, KR_API_REPLY_MAX);
     kr_payload_reset(a, -1);
     kr_set_str(a, KR_FLD_TAG_NAME, r->name);
     pthread_barrier_wait(r->go);
     r->err = dom_exec(r->t->d, r->who, KR_OP_TAGS_CREATE, a, &out, &r->diag);
-    msgpack_sbuffer_destroy(&out);
+    kr_wbuf_free(&out);
     kr_payload_free(a);
     return NULL;
 }

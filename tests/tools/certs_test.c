@@ -98,6 +98,80 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Runs kiroku with argv (NULL-terminated, without "kiroku"), stderr into
+ * errtext; the exit status. */
+static int kiroku_err(const char *const *args, char *errtext, size_t cap)
+{
+    char errpath[1200];
+    snprintf(errpath, sizeof errpath, "%s/err", root);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int nul = open("/dev/null", O_WRONLY);
+        dup2(nul, 1);
+        dup2(fd, 2);
+        alarm(30); /* a FIFO read would block: fail instead of hanging */
+        const char *argv[32] = {"kiroku"};
+        size_t n = 1;
+        for (size_t i = 0; args[i] && n < 31; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        execv(KR_KIROKU_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    size_t len = 0;
+    char *e = slurp(errpath, &len);
+    assert_non_null(e);
+    snprintf(errtext, cap, "%s", e);
+    free(e);
+    return WEXITSTATUS(status);
+}
+
+/* serve reads the TLS key with the one reader of secret files: a key file
+ * others may read, a symlink to a good key, and a FIFO are refused, each
+ * with a message that says what the file must be. */
+static void test_serve_refuses_unsafe_key(void **state)
+{
+    (void)state;
+    char err[8192], cert[1300], good[1300], key[1300];
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(kiroku_err((const char *[]){"init", "--data", dir, NULL}, err, sizeof err), 0);
+    assert_int_equal(certs((const char *[]){NULL}), 0);
+    assert_int_equal(mode_of("server.key"), 0600);
+    snprintf(cert, sizeof cert, "%s/server.pem", tls);
+    snprintf(good, sizeof good, "%s/server.key", tls);
+    size_t len;
+    char *pem = slurp(good, &len);
+    assert_non_null(pem);
+
+    snprintf(key, sizeof key, "%s/loose.key", root);
+    int fd = open(key, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, pem, len), (ssize_t)len);
+    close(fd);
+    free(pem);
+    const char *argv[] = {"serve",  "--data", dir,     "--listen", "tls+tcp://127.0.0.1:0",
+                          "--cert", cert,     "--key", key,        NULL};
+    for (int kind = 0; kind < 3; kind++) {
+        if (kind == 0) {
+            assert_int_equal(chmod(key, 0644), 0);
+        } else if (kind == 1) {
+            snprintf(key, sizeof key, "%s/link.key", root);
+            assert_int_equal(symlink(good, key), 0);
+        } else {
+            snprintf(key, sizeof key, "%s/fifo.key", root);
+            assert_int_equal(mkfifo(key, 0600), 0);
+        }
+        assert_int_equal(kiroku_err(argv, err, sizeof err), 3);
+        if (!strstr(err, "key file must be a regular file (not a symlink), yours, mode 0600"))
+            fail_msg("kind %d: %s", kind, err);
+    }
+}
+
 static void test_certs(void **state)
 {
     (void)state;
@@ -210,6 +284,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_certs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serve_refuses_unsafe_key, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
