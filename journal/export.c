@@ -617,71 +617,6 @@ static void entry_fini(struct ventry *x)
     x->buf = NULL;
 }
 
-static bool is_system(const struct jrn_record *r)
-{
-    return r->tenant == 0 && r->stream_len == strlen(JRN_SYSTEM_STREAM) &&
-           memcmp(r->stream, JRN_SYSTEM_STREAM, r->stream_len) == 0;
-}
-
-static bool type_is(const struct jrn_record *r, const char *t)
-{
-    return r->type_len == strlen(t) && memcmp(r->type, t, r->type_len) == 0;
-}
-
-/* A key record's payload: a canonical msgpack map holding key_id and
- * public_key, and for the genesis record journal_id and origin; other
- * members (an epoch's) are skipped. */
-static kr_err key_payload(const struct jrn_record *r, uint32_t *key_id, uint8_t pk[KR_PUBKEY_LEN],
-                          uint8_t id[16], bool *have_id, char origin[KR_ORIGIN_MAX + 1],
-                          bool *have_origin)
-{
-    struct kr_mp_reader rd;
-    uint32_t n;
-    bool have_key = false, have_pk = false;
-    *have_id = *have_origin = false;
-    kr_mp_reader_init(&rd, r->payload, r->payload_len, true);
-    if (kr_mp_read_map(&rd, &n) || n > 16)
-        return KR_ECORRUPT;
-    for (uint32_t i = 0; i < n; i++) {
-        const char *k;
-        size_t klen;
-        const uint8_t *b;
-        size_t blen;
-        uint64_t u;
-        if (kr_mp_read_str(&rd, &k, &klen))
-            return KR_ECORRUPT;
-        if (klen == 6 && memcmp(k, "key_id", 6) == 0) {
-            if (have_key || kr_mp_read_uint(&rd, &u) || u == 0 || u > UINT32_MAX)
-                return KR_ECORRUPT;
-            *key_id = (uint32_t)u;
-            have_key = true;
-        } else if (klen == 10 && memcmp(k, "public_key", 10) == 0) {
-            if (have_pk || kr_mp_read_bin(&rd, &b, &blen) || blen != KR_PUBKEY_LEN)
-                return KR_ECORRUPT;
-            memcpy(pk, b, KR_PUBKEY_LEN);
-            have_pk = true;
-        } else if (klen == 10 && memcmp(k, "journal_id", 10) == 0) {
-            if (*have_id || kr_mp_read_bin(&rd, &b, &blen) || blen != 16)
-                return KR_ECORRUPT;
-            memcpy(id, b, 16);
-            *have_id = true;
-        } else if (klen == 6 && memcmp(k, "origin", 6) == 0) {
-            const char *s;
-            if (*have_origin || kr_mp_read_str(&rd, &s, &blen) || blen == 0 ||
-                blen > KR_ORIGIN_MAX || memchr(s, 0, blen))
-                return KR_ECORRUPT;
-            memcpy(origin, s, blen);
-            origin[blen] = '\0';
-            *have_origin = true;
-        } else if (kr_mp_check(&rd, 4, 64)) {
-            return KR_ECORRUPT;
-        }
-    }
-    if (!have_key || !have_pk || kr_mp_remaining(&rd) != 0)
-        return KR_ECORRUPT;
-    return KR_OK;
-}
-
 static const struct vkey *key_at(const struct verifier *v, uint64_t seq)
 {
     for (size_t i = 0; i < v->nkeys; i++)
@@ -726,28 +661,28 @@ static kr_err verify_keys(struct verifier *v, const json_t *keys, const uint8_t 
             return err;
         const struct jrn_record *r = &x->rec;
         bool genesis = i == 0;
-        if (!is_system(r) || r->version != i + 1 ||
-            (genesis ? !type_is(r, JRN_TYPE_CREATED) || r->seq != 1
-                     : !type_is(r, JRN_TYPE_KEY_ADDED) && !type_is(r, JRN_TYPE_EPOCH_STARTED)) ||
+        if (!jrn_is_system(r) || r->version != i + 1 ||
+            (genesis ? !jrn_type_is(r, JRN_TYPE_CREATED) || r->seq != 1
+                     : !jrn_type_is(r, JRN_TYPE_KEY_ADDED) &&
+                           !jrn_type_is(r, JRN_TYPE_EPOCH_STARTED)) ||
             r->payload_stripped)
             return fail(v, KR_ECORRUPT, x->seq, x->tseq, x->where,
                         "field record: not version %zu of the journal's key stream", i + 1);
         if (!genesis && x->seq <= xs[i - 1].seq)
             return fail(v, KR_ECORRUPT, x->seq, x->tseq, x->where,
                         "field seq: key records out of order");
-        uint32_t key_id = 0;
-        uint8_t kpk[KR_PUBKEY_LEN], id[16];
-        char org[KR_ORIGIN_MAX + 1];
-        bool have_id, have_origin;
-        if (key_payload(r, &key_id, kpk, id, &have_id, org, &have_origin))
+        struct jrn_key_payload kp;
+        if (jrn_parse_key_payload(r->payload, r->payload_len, &kp))
             return fail(v, KR_ECORRUPT, x->seq, x->tseq, x->where,
                         "field record: payload is not a key announcement");
+        uint32_t key_id = kp.key_id;
+        const uint8_t *kpk = kp.pk;
         if (genesis) {
             if (key_id != 1 || sodium_memcmp(kpk, pk, KR_PUBKEY_LEN) != 0)
                 return fail(v, KR_EBADSIG, x->seq, x->tseq, x->where,
                             "field record: the genesis key is not the trusted public key");
-            if (!have_id || !have_origin || memcmp(id, v->journal_id, 16) != 0 ||
-                strcmp(org, origin) != 0)
+            if (!kp.has_genesis || memcmp(kp.journal_id, v->journal_id, 16) != 0 ||
+                kp.origin_len != strlen(origin) || memcmp(kp.origin, origin, kp.origin_len) != 0)
                 return fail(v, KR_ECORRUPT, x->seq, x->tseq, x->where,
                             "field record: the genesis record names another journal");
             if ((err = verify_genesis_sig(v, x, pk)))
@@ -762,7 +697,7 @@ static kr_err verify_keys(struct verifier *v, const json_t *keys, const uint8_t 
                 return err;
             v->keys[v->nkeys - 1].through = x->seq;
             v->keys[v->nkeys - 1].cp_through =
-                type_is(r, JRN_TYPE_EPOCH_STARTED) ? x->seq - 1 : x->seq;
+                jrn_type_is(r, JRN_TYPE_EPOCH_STARTED) ? x->seq - 1 : x->seq;
         }
         struct vkey *k = &v->keys[v->nkeys];
         k->key_id = key_id;
@@ -770,7 +705,7 @@ static kr_err verify_keys(struct verifier *v, const json_t *keys, const uint8_t 
         k->intro = x->seq;
         k->from = genesis ? 1 : x->seq + 1;
         k->through = UINT64_MAX;
-        k->cp_from = genesis ? 1 : type_is(r, JRN_TYPE_EPOCH_STARTED) ? x->seq : x->seq + 1;
+        k->cp_from = genesis ? 1 : jrn_type_is(r, JRN_TYPE_EPOCH_STARTED) ? x->seq : x->seq + 1;
         k->cp_through = UINT64_MAX;
         struct kr_note_key *nk = &v->note_keys[v->nkeys];
         snprintf(nk->name, sizeof nk->name, "%s", origin);

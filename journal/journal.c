@@ -306,11 +306,12 @@ kr_err jrn_parse_key_payload(const uint8_t *p, size_t len, struct jrn_key_payloa
             size_t blen;
             if (have_jid || kr_mp_read_bin(&rd, &b, &blen) || blen != 16)
                 return KR_ECORRUPT;
+            memcpy(out->journal_id, b, 16);
             have_jid = true;
         } else if (klen == 6 && memcmp(k, "origin", 6) == 0) {
-            const char *o;
-            size_t olen;
-            if (have_origin || kr_mp_read_str(&rd, &o, &olen) || olen > KR_ORIGIN_MAX)
+            if (have_origin || kr_mp_read_str(&rd, &out->origin, &out->origin_len) ||
+                out->origin_len == 0 || out->origin_len > KR_ORIGIN_MAX ||
+                memchr(out->origin, 0, out->origin_len))
                 return KR_ECORRUPT;
             have_origin = true;
         } else if (klen == 5 && memcmp(k, "epoch", 5) == 0) {

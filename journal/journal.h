@@ -423,4 +423,33 @@ struct jrn_stats {
 };
 void jrn_get_stats(struct journal *j, struct jrn_stats *out);
 
+/* ---- The journal's own records ---- */
+
+/* The payload of a journal.created, journal.key_added or
+ * journal.epoch_started record: what a verifier of the key chain reads
+ * (verify, backup manifests, tenant exports). */
+struct jrn_key_payload {
+    uint32_t key_id;
+    uint8_t pk[KR_PUBKEY_LEN];
+    bool has_genesis;       /* journal_id and origin present (created) */
+    uint8_t journal_id[16]; /* created */
+    const char *origin;     /* created: borrows from the payload, not NUL-terminated */
+    size_t origin_len;
+    bool has_epoch;              /* epoch and previous_checkpoint present */
+    uint64_t epoch;              /* epoch_started: the epoch it starts (>= 2) */
+    const char *prev_checkpoint; /* epoch_started: borrows from the payload */
+    size_t prev_len;
+};
+
+/* Parses such a payload strictly: a canonical msgpack map with key_id and
+ * public_key (and, for created, journal_id and origin; for epoch_started,
+ * epoch and previous_checkpoint), nothing else. KR_ECORRUPT if malformed, if
+ * it holds an unknown member, or only part of either optional pair. */
+KR_MUST_CHECK kr_err jrn_parse_key_payload(const uint8_t *p, size_t len,
+                                           struct jrn_key_payload *out);
+
+/* Whether r is a record of the journal's own stream; whether its type is t. */
+bool jrn_is_system(const struct jrn_record *r);
+bool jrn_type_is(const struct jrn_record *r, const char *t);
+
 #endif

@@ -160,28 +160,6 @@ kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_
  * holds no tseq (an unmigrated journal) or a malformed one. */
 kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq);
 
-/* The payload of a journal.created, journal.key_added or
- * journal.epoch_started record. */
-struct jrn_key_payload {
-    uint32_t key_id;
-    uint8_t pk[KR_PUBKEY_LEN];
-    bool has_genesis;            /* journal_id and origin present (created) */
-    bool has_epoch;              /* epoch and previous_checkpoint present */
-    uint64_t epoch;              /* epoch_started: the epoch it starts (>= 2) */
-    const char *prev_checkpoint; /* epoch_started: borrows from the payload */
-    size_t prev_len;
-};
-
-/* Parses such a payload: a msgpack map with key_id and public_key (and, for
- * created, journal_id and origin; for epoch_started, epoch and
- * previous_checkpoint). KR_ECORRUPT if malformed, or if it holds only part of
- * either optional pair. */
-kr_err jrn_parse_key_payload(const uint8_t *p, size_t len, struct jrn_key_payload *out);
-
-/* Whether r is a record of the journal's own stream of type t. */
-bool jrn_is_system(const struct jrn_record *r);
-bool jrn_type_is(const struct jrn_record *r, const char *t);
-
 /* Opens the LMDB environment of dir read-only and reads the journal's
  * identity, and nothing else: for verification, which must report damage
  * rather than refuse to open. Close with jrn_close. */

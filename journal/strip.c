@@ -25,12 +25,6 @@
 
 _Atomic int jrn_testing_strip_txns;
 
-static bool is_system_stream(const struct jrn_record *r)
-{
-    return r->tenant == 0 && r->stream_len == strlen(JRN_SYSTEM_STREAM) &&
-           memcmp(r->stream, JRN_SYSTEM_STREAM, r->stream_len) == 0;
-}
-
 /* Strips record `seq` (its stored value in v) if the spec selects it: writes
  * [header, nil] under the same key. *done is set when it was stripped. */
 static kr_err strip_one(struct journal *j, MDB_txn *txn, uint64_t seq, const MDB_val *v,
@@ -40,7 +34,7 @@ static kr_err strip_one(struct journal *j, MDB_txn *txn, uint64_t seq, const MDB
     *done = false;
     if (jrn_record_decode(v->mv_data, v->mv_size, &r) != KR_OK || r.seq != seq)
         return KR_ECORRUPT;
-    if (r.payload_stripped || is_system_stream(&r))
+    if (r.payload_stripped || jrn_is_system(&r))
         return KR_OK;
     if (!s->any_tenant && r.tenant != s->tenant)
         return KR_ECORRUPT; /* the tenants index named another tenant's record */

@@ -453,78 +453,11 @@ kr_err bmf_parse(const char *text, size_t len, struct bmf_manifest *m, char *why
 
 /* ---- Verifying ---- */
 
-/* The key fields of a journal.created / key_added / epoch_started payload:
- * key_id and public_key required, journal_id and origin kept when present,
- * anything else skipped (bounded). */
-struct key_payload {
-    uint32_t key_id;
-    uint8_t pk[KR_PUBKEY_LEN];
-    bool have_jid, have_origin;
-    uint8_t journal_id[16];
-    const char *origin;
-    size_t origin_len;
-};
-
-static kr_err parse_key_payload(const uint8_t *p, size_t len, struct key_payload *out)
-{
-    struct kr_mp_reader rd;
-    uint32_t n;
-    bool have_id = false, have_pk = false;
-    memset(out, 0, sizeof *out);
-    kr_mp_reader_init(&rd, p, len, true);
-    if (kr_mp_read_map(&rd, &n) || n > 16)
-        return KR_ECORRUPT;
-    for (uint32_t i = 0; i < n; i++) {
-        const char *k;
-        size_t klen;
-        if (kr_mp_read_str(&rd, &k, &klen))
-            return KR_ECORRUPT;
-        if (klen == 6 && memcmp(k, "key_id", 6) == 0) {
-            uint64_t v;
-            if (have_id || kr_mp_read_uint(&rd, &v) || v == 0 || v > UINT32_MAX)
-                return KR_ECORRUPT;
-            out->key_id = (uint32_t)v;
-            have_id = true;
-        } else if (klen == 10 && memcmp(k, "public_key", 10) == 0) {
-            const uint8_t *b;
-            size_t blen;
-            if (have_pk || kr_mp_read_bin(&rd, &b, &blen) || blen != KR_PUBKEY_LEN)
-                return KR_ECORRUPT;
-            memcpy(out->pk, b, KR_PUBKEY_LEN);
-            have_pk = true;
-        } else if (klen == 10 && memcmp(k, "journal_id", 10) == 0) {
-            const uint8_t *b;
-            size_t blen;
-            if (out->have_jid || kr_mp_read_bin(&rd, &b, &blen) || blen != 16)
-                return KR_ECORRUPT;
-            memcpy(out->journal_id, b, 16);
-            out->have_jid = true;
-        } else if (klen == 6 && memcmp(k, "origin", 6) == 0) {
-            if (out->have_origin || kr_mp_read_str(&rd, &out->origin, &out->origin_len) ||
-                out->origin_len > KR_ORIGIN_MAX)
-                return KR_ECORRUPT;
-            out->have_origin = true;
-        } else if (kr_mp_check(&rd, 4, 64)) {
-            return KR_ECORRUPT;
-        }
-    }
-    return have_id && have_pk && kr_mp_remaining(&rd) == 0 ? KR_OK : KR_ECORRUPT;
-}
-
-static bool type_is(const struct jrn_record *r, const char *t)
-{
-    return r->type_len == strlen(t) && memcmp(r->type, t, r->type_len) == 0;
-}
-
 static bool key_type(const struct jrn_record *r)
 {
-    if (type_is(r, JRN_TYPE_KEY_ADDED))
+    if (jrn_type_is(r, JRN_TYPE_KEY_ADDED))
         return true;
-#ifdef JRN_TYPE_EPOCH_STARTED
-    if (type_is(r, JRN_TYPE_EPOCH_STARTED))
-        return true;
-#endif
-    return false;
+    return jrn_type_is(r, JRN_TYPE_EPOCH_STARTED);
 }
 
 #define BAD(err_, ...)                                                                             \
@@ -543,20 +476,19 @@ kr_err bmf_verify_chain(const struct bmf_manifest *m, const uint8_t trusted_pk[K
         BAD(KR_ECORRUPT, "manifest signature: no key records");
     for (size_t i = 0; i < m->nkeyrecs; i++) {
         struct jrn_record r;
-        struct key_payload kp;
+        struct jrn_key_payload kp;
         uint8_t h[KR_HASH_LEN];
         uint8_t input[JRN_SIGN_INPUT_MAX];
         size_t ilen;
         if (jrn_record_decode(m->keybuf + m->keyrec_off[i], m->keyrec_len[i], &r) != KR_OK ||
             jrn_record_check_fields(&r) != KR_OK)
             BAD(KR_ECORRUPT, "manifest signature: key record %zu does not decode", i + 1);
-        if (r.tenant != 0 || r.stream_len != strlen(JRN_SYSTEM_STREAM) ||
-            memcmp(r.stream, JRN_SYSTEM_STREAM, r.stream_len) != 0 || r.version != i + 1 ||
-            r.seq <= last_seq || r.seq > m->last_seq || (i == 0) != (r.seq == 1) ||
-            (i == 0 ? !type_is(&r, JRN_TYPE_CREATED) : !key_type(&r)))
+        if (!jrn_is_system(&r) || r.version != i + 1 || r.seq <= last_seq || r.seq > m->last_seq ||
+            (i == 0) != (r.seq == 1) ||
+            (i == 0 ? !jrn_type_is(&r, JRN_TYPE_CREATED) : !key_type(&r)))
             BAD(KR_ECORRUPT, "manifest signature: key record %zu (seq %" PRIu64 ") is misplaced",
                 i + 1, r.seq);
-        if (r.payload_stripped || parse_key_payload(r.payload, r.payload_len, &kp) != KR_OK)
+        if (r.payload_stripped || jrn_parse_key_payload(r.payload, r.payload_len, &kp) != KR_OK)
             BAD(KR_ECORRUPT, "manifest signature: key record at seq %" PRIu64 " is malformed",
                 r.seq);
         kr_sha256(h, r.payload, r.payload_len);
@@ -570,7 +502,7 @@ kr_err bmf_verify_chain(const struct bmf_manifest *m, const uint8_t trusted_pk[K
                 sodium_memcmp(kp.pk, trusted_pk, KR_PUBKEY_LEN) != 0)
                 BAD(KR_EBADSIG, "manifest signature: the journal's key 1 is not the trusted "
                                 "public key");
-            if (!kp.have_jid || !kp.have_origin ||
+            if (!kp.has_genesis ||
                 memcmp(kp.journal_id, m->journal_id, sizeof m->journal_id) != 0 ||
                 kp.origin_len != strlen(m->origin) ||
                 memcmp(kp.origin, m->origin, kp.origin_len) != 0)
