@@ -34,7 +34,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -54,41 +53,6 @@
 #define COPY_BUF (1u << 20)
 /* Depth of a generation's tree: GEN/dir/file. */
 #define GEN_DEPTH_MAX 2
-
-/* SHA-256 of whole files: OpenSSL's, which uses the CPU's SHA extensions
- * (several times libsodium's portable code: hashing is most of what a backup
- * costs beyond the copy itself). */
-struct sha {
-    EVP_MD_CTX *ctx;
-};
-
-static kr_err sha_init(struct sha *h)
-{
-    h->ctx = EVP_MD_CTX_new();
-    if (!h->ctx)
-        return KR_ENOMEM;
-    if (EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(h->ctx);
-        h->ctx = NULL;
-        return KR_ECRYPTO;
-    }
-    return KR_OK;
-}
-
-static void sha_update(struct sha *h, const void *p, size_t n)
-{
-    (void)EVP_DigestUpdate(h->ctx, p, n);
-}
-
-/* Finishes (and frees) h; KR_ECRYPTO if OpenSSL failed. */
-static kr_err sha_final(struct sha *h, uint8_t out[KR_HASH_LEN])
-{
-    unsigned len = 0;
-    int ok = EVP_DigestFinal_ex(h->ctx, out, &len);
-    EVP_MD_CTX_free(h->ctx);
-    h->ctx = NULL;
-    return ok == 1 && len == KR_HASH_LEN ? KR_OK : KR_ECRYPTO;
-}
 
 static double mono_now(void)
 {
@@ -162,7 +126,7 @@ static kr_err mkdir_p(const char *path, mode_t mode)
  * final fsync overlap LMDB's walk of the tree. */
 struct follower {
     int fd; /* read-only, on the file being written */
-    struct sha sha;
+    struct kr_sha256_ctx sha;
     uint64_t bytes;
     atomic_bool writer_done;
     kr_err err;
@@ -198,7 +162,7 @@ static void *follow_main(void *arg)
             f->err = n < 0 ? kr_err_from_errno(errno) : KR_EIO;
             break;
         }
-        sha_update(&f->sha, buf, (size_t)n);
+        kr_sha256_update(&f->sha, buf, (size_t)n);
         (void)sync_file_range(f->fd, (off_t)f->bytes, n, SYNC_FILE_RANGE_WRITE);
         f->bytes += (uint64_t)n;
     }
@@ -213,16 +177,13 @@ static kr_err follow_start(const char *path, struct follower *f, pthread_t *tid)
     f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (f->fd < 0)
         return kr_err_from_errno(errno);
-    kr_err err = sha_init(&f->sha);
-    if (err == KR_OK && pthread_create(tid, NULL, follow_main, f) != 0) {
-        (void)sha_final(&f->sha, (uint8_t[KR_HASH_LEN]){0});
-        err = KR_ENOMEM;
-    }
-    if (err) {
+    kr_sha256_init(&f->sha);
+    if (pthread_create(tid, NULL, follow_main, f) != 0) {
         close(f->fd);
         f->fd = -1;
+        return KR_ENOMEM;
     }
-    return err;
+    return KR_OK;
 }
 
 /* Tells the follower the writer is done, fsyncs out meanwhile, waits for the
@@ -234,9 +195,9 @@ static kr_err follow_finish(struct follower *f, pthread_t tid, int out, kr_err e
     if (err == KR_OK && fsync(out) != 0)
         err = kr_err_from_errno(errno);
     pthread_join(tid, NULL);
-    kr_err herr = sha_final(&f->sha, sha);
+    kr_sha256_final(&f->sha, sha);
     if (err == KR_OK)
-        err = herr ? herr : f->err;
+        err = f->err;
     struct stat st;
     if (err == KR_OK && (fstat(out, &st) != 0 || (uint64_t)st.st_size != f->bytes))
         err = KR_EIO; /* the file is not what was hashed */
@@ -294,6 +255,46 @@ static kr_err copy_big(int in, int out, const char *dst, uint8_t sha[KR_HASH_LEN
     return follow_finish(&f, tid, out, err, sha, size);
 }
 
+/* Reads in to its end, hashing it into sha (and writing it to out unless out
+ * is -1); *total bytes. The buffer is wiped: key files pass through it. */
+static kr_err hash_stream(int in, int out, uint8_t sha[KR_HASH_LEN], uint64_t *total)
+{
+    uint8_t *buf = malloc(COPY_BUF);
+    if (!buf)
+        return KR_ENOMEM;
+    struct kr_sha256_ctx hs;
+    kr_sha256_init(&hs);
+    kr_err err = KR_OK;
+    *total = 0;
+    while (err == KR_OK) {
+        ssize_t n = read(in, buf, COPY_BUF);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            err = kr_err_from_errno(errno);
+            break;
+        }
+        if (n == 0)
+            break;
+        kr_sha256_update(&hs, buf, (size_t)n);
+        *total += (uint64_t)n;
+        for (ssize_t off = 0; out >= 0 && off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                err = kr_err_from_errno(errno);
+                break;
+            }
+            off += w;
+        }
+    }
+    kr_sha256_final(&hs, sha);
+    sodium_memzero(buf, COPY_BUF);
+    free(buf);
+    return err;
+}
+
 /* Copies the regular file src to dst (created exclusively with mode),
  * hashing what it copies, fsynced. src is opened without following links
  * and without blocking (a FIFO swapped in must not hang us) and must be a
@@ -326,43 +327,8 @@ static kr_err copy_file(const char *src, const char *dst, mode_t mode, uint8_t s
             (void)unlink(dst);
         return err;
     }
-    uint8_t *buf = malloc(COPY_BUF);
-    struct sha hs;
-    kr_err err = buf ? sha_init(&hs) : KR_ENOMEM;
-    bool hashing = err == KR_OK;
     uint64_t total = 0;
-    while (err == KR_OK) {
-        ssize_t n = read(in, buf, COPY_BUF);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            err = kr_err_from_errno(errno);
-            break;
-        }
-        if (n == 0)
-            break;
-        sha_update(&hs, buf, (size_t)n);
-        total += (uint64_t)n;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                err = kr_err_from_errno(errno);
-                break;
-            }
-            off += w;
-        }
-    }
-    if (buf) {
-        sodium_memzero(buf, COPY_BUF); /* key files pass through it */
-        free(buf);
-    }
-    if (hashing) {
-        kr_err herr = sha_final(&hs, sha);
-        if (err == KR_OK)
-            err = herr;
-    }
+    kr_err err = hash_stream(in, out, sha, &total);
     if (err == KR_OK && fchmod(out, mode) != 0)
         err = kr_err_from_errno(errno);
     if (err == KR_OK && fsync(out) != 0)
@@ -387,34 +353,9 @@ static kr_err hash_file(const char *path, uint8_t sha[KR_HASH_LEN], uint64_t *si
         close(fd);
         return KR_ECORRUPT;
     }
-    uint8_t *buf = malloc(COPY_BUF);
-    struct sha hs;
-    kr_err err = buf ? sha_init(&hs) : KR_ENOMEM;
-    bool hashing = err == KR_OK;
     uint64_t total = 0;
-    while (err == KR_OK) {
-        ssize_t n = read(fd, buf, COPY_BUF);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            err = kr_err_from_errno(errno);
-            break;
-        }
-        if (n == 0)
-            break;
-        sha_update(&hs, buf, (size_t)n);
-        total += (uint64_t)n;
-    }
-    if (buf) {
-        sodium_memzero(buf, COPY_BUF);
-        free(buf);
-    }
+    kr_err err = hash_stream(fd, -1, sha, &total);
     close(fd);
-    if (hashing) {
-        kr_err herr = sha_final(&hs, sha);
-        if (err == KR_OK)
-            err = herr;
-    }
     *size = total;
     return err;
 }
