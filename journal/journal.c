@@ -527,6 +527,17 @@ static void emit_node(void *ctx, unsigned level, uint64_t index, const uint8_t h
         b->err = kr_err_from_mdb(rc);
 }
 
+/* Positions c on the last entry before key *k (whose last 8 bytes are
+ * UINT64_MAX, which no entry has), into *k and *v: the newest entry under
+ * that prefix, if the prefix has any. An LMDB code (MDB_NOTFOUND: none). */
+static int last_before(MDB_cursor *c, MDB_val *k, MDB_val *v)
+{
+    int rc = mdb_cursor_get(c, k, v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND)
+        return mdb_cursor_get(c, k, v, MDB_LAST);
+    return rc == MDB_SUCCESS ? mdb_cursor_get(c, k, v, MDB_PREV) : rc;
+}
+
 kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_t len,
                        uint64_t *version)
 {
@@ -534,11 +545,7 @@ kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_
     size_t plen = jrn_stream_prefix(key, tenant, stream, len);
     jrn_put_u64(key + plen, UINT64_MAX);
     MDB_val k = {plen + 8, key}, v;
-    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-    if (rc == MDB_NOTFOUND)
-        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
-    else if (rc == MDB_SUCCESS)
-        rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+    int rc = last_before(c, &k, &v);
     *version = 0;
     if (rc == MDB_NOTFOUND)
         return KR_OK;
@@ -555,11 +562,7 @@ kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq)
     jrn_put_u64(key, tenant);
     jrn_put_u64(key + 8, UINT64_MAX); /* no record has this seq */
     MDB_val k = {16, key}, v;
-    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-    if (rc == MDB_NOTFOUND)
-        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
-    else if (rc == MDB_SUCCESS)
-        rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+    int rc = last_before(c, &k, &v);
     *tseq = 0;
     if (rc == MDB_NOTFOUND)
         return KR_OK;
