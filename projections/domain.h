@@ -99,6 +99,10 @@ struct kr_caller {
     bool has_session;
     uint8_t session[16];
     bool system; /* kiroku's own jobs (actor "system"); role -1 */
+    /* Where the request came from, for per-source limits: the peer's IP
+     * address as 16 bytes (IPv4 as ::ffff:a.b.c.d); all zero = unknown
+     * (ipc://, in-process callers). Filled by the API server. */
+    uint8_t source[16];
 };
 
 /* Runs op `op` with arguments `args` (decoded against the op's schema by
