@@ -90,6 +90,10 @@ struct va_account {
 /* Whether account o is locked at time now (a lock for failures times out,
  * see KR_LOCKOUT_BASE_NS). */
 bool va_account_locked(const struct va_account *o, uint64_t now);
+/* When account o's lock for failures lifts (UTC ns; UINT64_MAX if never),
+ * or 0 if it is not locked for failures (not locked, or locked by the
+ * master until the master lifts it). */
+uint64_t va_account_locked_until(const struct va_account *o);
 
 /* A session's row (v.sessions, found by the token's SHA-256). */
 struct va_session {

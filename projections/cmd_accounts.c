@@ -14,11 +14,17 @@
  *   account says so (KR_ELOCKED) whatever the password, but only once the
  *   account is known, so locking reveals nothing about accounts that do not
  *   exist.
- * - Failed logins are counted on the account's stream: account.login_failed
- *   (with the count after it) is decided on the stream's version, so of
- *   parallel wrong attempts exactly one commits per version and the others
- *   decide again on the new count. The attempt that reaches
- *   KR_LOGIN_FAILURES_MAX appends account.locked in the same append. Such a
+ * - Logins and failed logins are on the account's sign-in stream
+ *   (signin/<hex>), not its account stream, so they never move the version
+ *   the master manages the account with (users.list, then users.grant).
+ *   account.login_failed (with the count after it) is decided on the sign-in
+ *   stream's version, so of parallel wrong attempts exactly one commits per
+ *   version and the others decide again on the new count. Each sign-in
+ *   record also names the account version it was decided on, and the view
+ *   refuses it if that moved (a lock, unlock, delete or password change
+ *   meanwhile), so counting stays atomic with the master's ops though they
+ *   are on another stream. The attempt that reaches KR_LOGIN_FAILURES_MAX
+ *   appends account.locked (on the account stream) in the same append. Such a
  *   lock times out (KR_LOCKOUT_BASE_NS, doubling with each lock that follows
  *   without a success), so nobody can lock an account out for good by
  *   guessing; a lock by the master stays until lifted. The
@@ -171,6 +177,47 @@ static kr_err close_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[
     return KR_OK;
 }
 
+/* The version of the account's sign-in stream (logins and failed logins). */
+static kr_err signin_version(struct cmd *c, uint64_t tenant, const uint8_t acct[16], uint64_t *v)
+{
+    return cmd_stream_version(c, tenant, kr_events[KR_EV_ACCOUNT_LOGIN_FAILED].stream_prefix, acct,
+                              v);
+}
+
+/* A wrong password for account o (at login or as account.password's current
+ * one): account.login_failed with the count after it, on the sign-in stream
+ * and naming the account version it was decided on; the failure that reaches
+ * KR_LOGIN_FAILURES_MAX also locks the account (account.locked, failures),
+ * and with `close` records session.closed for its sessions (the lock's apply
+ * ends them all anyway). *locked says whether it locked. KR_ECONFLICT when
+ * another attempt or a change of the account committed first. */
+static kr_err record_failure(struct cmd *c, uint64_t tenant, const uint8_t acct[16],
+                             const struct va_account *o, bool close, bool *locked)
+{
+    uint32_t failures = o->failures + 1;
+    uint64_t sv;
+    kr_err err = signin_version(c, tenant, acct, &sv);
+    *locked = failures >= KR_LOGIN_FAILURES_MAX;
+    if (err)
+        return err;
+    struct kr_payload *p = cmd_event(c, KR_EV_ACCOUNT_LOGIN_FAILED, tenant, sv);
+    if (!p)
+        return KR_ENOMEM;
+    kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
+    kr_set_u64(p, KR_FLD_FAILURES, failures);
+    kr_set_u64(p, KR_FLD_VERSION, o->version);
+    if (*locked) {
+        p = cmd_event(c, KR_EV_ACCOUNT_LOCKED, tenant, o->version);
+        if (!p)
+            return KR_ENOMEM;
+        kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
+        kr_set_u64(p, KR_FLD_LOCK_REASON, KR_LOCK_REASON_FAILURES);
+        if (close && (err = close_sessions(c, tenant, acct, KR_CLOSE_REASON_ACCOUNT_LOCKED)))
+            return err;
+    }
+    return cmd_commit(c);
+}
+
 /* ---- auth.login ---- */
 
 /* A login closes at most 2 * MAX - (MAX - 1) sessions besides its own two
@@ -297,19 +344,20 @@ static kr_err login_open(struct cmd *c, uint64_t tenant, const uint8_t acct[16],
                          const struct va_account *o)
 {
     uint8_t sid[16], token[32], th[32];
-    uint64_t expires = c->now + KR_SESSION_TTL_NS;
+    uint64_t expires = c->now + KR_SESSION_TTL_NS, sv;
     kr_err err = KR_OK;
     cmd_new_id(c, sid);
-    if ((err = cap_sessions(c, tenant, acct)))
+    if ((err = cap_sessions(c, tenant, acct)) || (err = signin_version(c, tenant, acct, &sv)))
         return err;
     kr_rng_fill(c->d->rng, token, sizeof token);
     kr_sha256(th, token, sizeof token);
-    struct kr_payload *p1 = cmd_event(c, KR_EV_ACCOUNT_LOGIN_SUCCEEDED, tenant, o->version);
+    struct kr_payload *p1 = cmd_event(c, KR_EV_ACCOUNT_LOGIN_SUCCEEDED, tenant, sv);
     struct kr_payload *p2 = cmd_event(c, KR_EV_SESSION_OPENED, tenant, 0);
     if (!p1 || !p2)
         return KR_ENOMEM;
     kr_set_bytes(p1, KR_FLD_ACCOUNT, acct, 16);
     kr_set_bytes(p1, KR_FLD_SESSION, sid, 16);
+    kr_set_u64(p1, KR_FLD_VERSION, o->version);
     kr_set_bytes(p2, KR_FLD_SESSION, sid, 16);
     kr_set_bytes(p2, KR_FLD_ACCOUNT, acct, 16);
     kr_set_bytes(p2, KR_FLD_TOKEN_HASH, th, 32);
@@ -384,20 +432,8 @@ kr_err cmd_auth_login(struct cmd *c)
         if (ok) {
             err = login_open(c, tenant, acct, &o);
         } else {
-            uint32_t failures = o.failures + 1;
-            struct kr_payload *p = cmd_event(c, KR_EV_ACCOUNT_LOGIN_FAILED, tenant, o.version);
-            if (!p)
-                return KR_ENOMEM;
-            kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
-            kr_set_u64(p, KR_FLD_FAILURES, failures);
-            if (failures >= KR_LOGIN_FAILURES_MAX) {
-                p = cmd_event(c, KR_EV_ACCOUNT_LOCKED, tenant, o.version + 1);
-                if (!p)
-                    return KR_ENOMEM;
-                kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
-                kr_set_u64(p, KR_FLD_LOCK_REASON, KR_LOCK_REASON_FAILURES);
-            }
-            err = cmd_commit(c);
+            bool locked;
+            err = record_failure(c, tenant, acct, &o, false, &locked);
             if (!err)
                 return cmd_fail(c, KR_EAUTH, "", LOGIN_FAILED_WHY);
         }
@@ -472,33 +508,6 @@ kr_err cmd_auth_whoami(struct cmd *c)
 
 /* ---- account.password ---- */
 
-/* A wrong current password, as a wrong login: account.login_failed with the
- * count, decided on the account's version; the one that reaches
- * KR_LOGIN_FAILURES_MAX also locks the account and closes its sessions (the
- * caller's too). KR_ECONFLICT when another attempt committed first. */
-static kr_err password_failed(struct cmd *c, uint64_t tenant, const uint8_t acct[16],
-                              const struct va_account *o, bool *locked)
-{
-    uint32_t failures = o->failures + 1;
-    kr_err err = KR_OK;
-    *locked = failures >= KR_LOGIN_FAILURES_MAX;
-    struct kr_payload *p = cmd_event(c, KR_EV_ACCOUNT_LOGIN_FAILED, tenant, o->version);
-    if (!p)
-        return KR_ENOMEM;
-    kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
-    kr_set_u64(p, KR_FLD_FAILURES, failures);
-    if (*locked) {
-        p = cmd_event(c, KR_EV_ACCOUNT_LOCKED, tenant, o->version + 1);
-        if (!p)
-            return KR_ENOMEM;
-        kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
-        kr_set_u64(p, KR_FLD_LOCK_REASON, KR_LOCK_REASON_FAILURES);
-        if ((err = close_sessions(c, tenant, acct, KR_CLOSE_REASON_ACCOUNT_LOCKED)))
-            return err;
-    }
-    return cmd_commit(c);
-}
-
 /* Whether the caller's current password is right. A wrong one counts toward
  * the account's lockout like a wrong login (parallel guesses decide again on
  * the new count, as logins do), so a stolen token cannot guess it without
@@ -533,7 +542,7 @@ static kr_err password_verify_current(struct cmd *c, uint64_t tenant, const uint
         if (ok)
             return KR_OK;
         bool locked;
-        err = password_failed(c, tenant, acct, o, &locked);
+        err = record_failure(c, tenant, acct, o, true, &locked);
         if (!err && locked)
             return cmd_fail(c, KR_ELOCKED, "password",
                             "wrong password; the account is locked and its sessions closed");
@@ -741,6 +750,24 @@ kr_err cmd_users_unlock(struct cmd *c)
     return simple_event(c, &o, KR_EV_ACCOUNT_UNLOCKED, -1, 0, -1);
 }
 
+/* An account's lock state as users.list shows it: locked (now: a lock for
+ * failures that timed out is not), lock_reason and locked_until (nil when
+ * they do not apply). */
+static void res_lock_state(struct cmd *c, const struct va_account *o)
+{
+    bool locked = va_account_locked(o, c->now);
+    uint64_t until = va_account_locked_until(o);
+    res_bool(c, KR_FLD_LOCKED, locked);
+    if (locked)
+        res_enum(c, KR_FLD_LOCK_REASON, (uint64_t)o->lock_reason);
+    else
+        res_nil(c, KR_FLD_LOCK_REASON);
+    if (locked && until != 0 && until != UINT64_MAX)
+        res_u64(c, KR_FLD_LOCKED_UNTIL, until);
+    else
+        res_nil(c, KR_FLD_LOCKED_UNTIL);
+}
+
 kr_err cmd_users_list(struct cmd *c)
 {
     const struct kr_value *cur = &c->args->v[KR_FLD_CURSOR];
@@ -795,13 +822,14 @@ kr_err cmd_users_list(struct cmd *c)
     for (uint32_t i = 0; i < n && !err; i++) {
         if ((err = cmd_read(c, rows[i].o.created_seq, KR_EV_ACCOUNT_CREATED, c->scratch)))
             break;
-        res_map(c, 6);
+        res_map(c, 9);
         res_bytes(c, KR_FLD_ACCOUNT, rows[i].id, 16);
         res_enum(c, KR_FLD_ROLE, (uint64_t)rows[i].o.role);
         res_perms(c, rows[i].o.perms);
         res_val(c, KR_FLD_EMAIL, &c->scratch->v[KR_FLD_EMAIL]);
         res_val(c, KR_FLD_DISPLAY_NAME, &c->scratch->v[KR_FLD_DISPLAY_NAME]);
         res_u64(c, KR_FLD_VERSION, rows[i].o.version);
+        res_lock_state(c, &rows[i].o);
     }
     if (!err) {
         if (more && n > 0)

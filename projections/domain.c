@@ -443,6 +443,8 @@ kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
             break;
         memset(diag, 0, sizeof *diag);
     }
+    if (err == KR_EFORBIDDEN) /* refused by the handler (the master's own account, …) */
+        record_denial(d, who, op);
     if (err)
         kr_wbuf_reset(out);
     if (err == KR_ECORRUPT) /* for the operator: the caller only gets `internal` */

@@ -29,9 +29,20 @@
  * at most KR_CMD_EVENTS_MAX events). A session.closed for a session already
  * gone is a no-op.
  *
+ * Versions. An account row's version is its account stream's version: set
+ * by every record on that stream (account/<hex>). Logins and failed logins
+ * are on the account's sign-in stream (signin/<hex>) and leave it alone, so
+ * a version the master read stays good while the user signs in. Journals
+ * written before sign-in streams hold login records on the account stream:
+ * those still move it, so replaying them builds the same rows as before.
+ *
  * Constraints re-checked here: an account id or an e-mail MAC already taken
  * (KR_ECONFLICT); a session for an account that no longer exists
- * (KR_ECONFLICT: deleted meanwhile).
+ * (KR_ECONFLICT: deleted meanwhile); a sign-in decided on an account
+ * version that has moved since (its `version` field; KR_ECONFLICT: the
+ * master locked, unlocked or deleted it, or its password changed, so the
+ * login decides again), and a successful login on an account the master
+ * locked meanwhile (KR_ECONFLICT).
  */
 #include "accounts.h"
 
@@ -70,17 +81,24 @@ static kr_err account_decode(const MDB_val *val, struct va_account *o)
     return KR_OK;
 }
 
+uint64_t va_account_locked_until(const struct va_account *o)
+{
+    if (!o->locked || o->lock_reason != KR_LOCK_REASON_FAILURES)
+        return 0;
+    uint32_t d = o->lockouts > 0 ? o->lockouts - 1 : 0;
+    if (d > KR_LOCKOUT_DOUBLINGS_MAX)
+        d = KR_LOCKOUT_DOUBLINGS_MAX;
+    uint64_t until = o->locked_at + (KR_LOCKOUT_BASE_NS << d);
+    return until < o->locked_at ? UINT64_MAX /* overflow: locked for good */ : until;
+}
+
 bool va_account_locked(const struct va_account *o, uint64_t now)
 {
     if (!o->locked)
         return false;
     if (o->lock_reason != KR_LOCK_REASON_FAILURES)
         return true;
-    uint32_t d = o->lockouts > 0 ? o->lockouts - 1 : 0;
-    if (d > KR_LOCKOUT_DOUBLINGS_MAX)
-        d = KR_LOCKOUT_DOUBLINGS_MAX;
-    uint64_t until = o->locked_at + (KR_LOCKOUT_BASE_NS << d);
-    return until < o->locked_at /* overflow: locked for good */ || now < until;
+    return now < va_account_locked_until(o);
 }
 
 static kr_err account_put(const struct va *a, uint64_t tenant, const uint8_t id[16],
@@ -287,6 +305,15 @@ static kr_err apply_created(const struct va *a)
     return account_put(a, a->r->tenant, id, &o);
 }
 
+/* Whether record r is on an account stream ("account/<hex>"), whose version
+ * the row keeps (see Versions above). */
+static bool on_account_stream(const struct jrn_record *r)
+{
+    const char *pre = kr_events[KR_EV_ACCOUNT_CREATED].stream_prefix;
+    size_t n = strlen(pre);
+    return r->stream_len > n && memcmp(r->stream, pre, n) == 0 && r->stream[n] == '/';
+}
+
 static kr_err apply_account(const struct va *a)
 {
     const struct kr_payload *p = a->p;
@@ -299,7 +326,11 @@ static kr_err apply_account(const struct va *a)
         return apply_created(a);
     if ((err = va_account_get(a->v, a->txn, tenant, id, &o)))
         return err == KR_ENOTFOUND ? KR_EINVAL : err;
-    o.version = a->r->version;
+    if (on_account_stream(a->r))
+        o.version = a->r->version;
+    if ((a->ev == KR_EV_ACCOUNT_LOGIN_SUCCEEDED || a->ev == KR_EV_ACCOUNT_LOGIN_FAILED) &&
+        p->v[KR_FLD_VERSION].set && p->v[KR_FLD_VERSION].u != o.version)
+        return KR_ECONFLICT; /* the account changed since the sign-in was decided */
     switch (a->ev) {
     case KR_EV_ACCOUNT_DELETED: {
         struct vkey k;
@@ -344,7 +375,7 @@ static kr_err apply_account(const struct va *a)
         /* A success on a locked account means its lock for failures had
          * timed out (the handler checked): it lifts. */
         if (o.locked && o.lock_reason != KR_LOCK_REASON_FAILURES)
-            return KR_EINVAL;
+            return KR_ECONFLICT; /* the master locked it meanwhile */
         o.locked = false;
         o.lock_reason = 0;
         o.failures = 0;
