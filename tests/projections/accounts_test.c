@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <setjmp.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1007,6 +1008,281 @@ static void test_unlock_after_failures(void **state)
     assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", NULL), KR_OK);
 }
 
+/* ---- Versions and sign-ins ---- */
+
+/* The stream "<prefix>/<hex of id>" of event ev's kind, into out. */
+static void stream_of(int ev, const uint8_t id[16], char out[KR_STREAM_MAX + 1])
+{
+    size_t n = strlen(kr_events[ev].stream_prefix);
+    memcpy(out, kr_events[ev].stream_prefix, n);
+    out[n] = '/';
+    sodium_bin2hex(out + n + 1, 33, id, 16);
+}
+
+/* Appends event p (no personal fields) on `stream`, at the stream's current
+ * version: as the command layer would, or as an older kiroku did when given
+ * a stream that kiroku no longer uses for the event. */
+static kr_err append_raw(struct td *t, uint64_t tenant, const char *stream,
+                         const struct kr_payload *p)
+{
+    uint8_t buf[KR_PLAIN_EVENT_MAX];
+    size_t len;
+    uint64_t version;
+    assert_int_equal(kr_event_encode(p, NULL, buf, sizeof buf, &len, NULL), KR_OK);
+    assert_int_equal(jrn_stream_version(t->d->j, tenant, stream, strlen(stream), &version), KR_OK);
+    const char *type = kr_events[p->ev].name;
+    struct jrn_event e = {
+        .tenant = tenant,
+        .stream = stream,
+        .stream_len = strlen(stream),
+        .type = type,
+        .type_len = strlen(type),
+        .actor = JRN_SYSTEM_ACTOR,
+        .actor_len = sizeof JRN_SYSTEM_ACTOR - 1,
+        .expected_version = version,
+        .payload = buf,
+        .payload_len = len,
+    };
+    return jrn_append(t->d->j, &e, 1);
+}
+
+/* users.list's entry for account id (valid until the next op). */
+static const msgpack_object *list_entry(struct td *t, const struct kr_caller *master,
+                                        const uint8_t id[16])
+{
+    td_args(t);
+    assert_int_equal(td_exec(t, master, KR_OP_USERS_LIST), KR_OK);
+    const msgpack_object *users = td_get(t, "users");
+    for (uint32_t i = 0; i < users->via.array.size; i++) {
+        const msgpack_object *u = &users->via.array.ptr[i];
+        const msgpack_object *a = td_map_get(u, "account");
+        if (a->via.bin.size == 16 && memcmp(a->via.bin.ptr, id, 16) == 0)
+            return u;
+    }
+    fail_msg("account not in users.list");
+    return NULL;
+}
+
+/* Map m's value at key name, which must be there. */
+static const msgpack_object *need(const msgpack_object *m, const char *name)
+{
+    const msgpack_object *o = td_map_get(m, name);
+    if (!o)
+        fail_msg("no %s in the result", name);
+    return o;
+}
+
+static bool str_is(const msgpack_object *o, const char *s)
+{
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
+           memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
+}
+
+/* The version users.list gives the master stays good while the user logs
+ * in, fails a password, and guesses a wrong current password: sign-ins are
+ * on the account's sign-in stream, not its account stream. */
+static void test_version_survives_signins(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller u = mkuser(t, &f->m1, "u@example.jp", KR_ROLE_USER, PERM(CONTACTS_READ));
+    uint64_t v = td_map_get(list_entry(t, &f->m1, u.account), "version")->via.u64;
+    assert_int_equal(v, 1);
+
+    uint8_t tok[32];
+    struct kr_caller who;
+    assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", tok), KR_OK);
+    assert_int_equal(login(t, f->c1, "u@example.jp", "not the pass", NULL), KR_EAUTH);
+    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_PASSWORD, "still not it");
+    kr_set_str(a, KR_FLD_NEW_PASSWORD, "a new pass 456");
+    assert_int_equal(td_exec(t, &who, KR_OP_ACCOUNT_PASSWORD), KR_EAUTH);
+    assert_int_equal(acct_row(t, f->t1, u.account).failures, 2);
+    assert_int_equal(td_map_get(list_entry(t, &f->m1, u.account), "version")->via.u64, v);
+
+    /* The master acts with the version it listed. */
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_GRANT, u.account, v, PERM(TAGS_WRITE)),
+                     KR_OK);
+    assert_int_equal(td_get_u64(t, "version"), v + 1);
+    /* The sign-ins are on the sign-in stream: three records at versions 1..3. */
+    char stream[KR_STREAM_MAX + 1];
+    uint64_t sv;
+    stream_of(KR_EV_ACCOUNT_LOGIN_FAILED, u.account, stream);
+    assert_int_equal(jrn_stream_version(t->d->j, f->t1, stream, strlen(stream), &sv), KR_OK);
+    assert_int_equal(sv, 3);
+    /* A lock is a change of the account: it moves the version. */
+    for (unsigned i = 2; i < KR_LOGIN_FAILURES_MAX; i++)
+        assert_int_equal(login(t, f->c1, "u@example.jp", "not the pass", NULL), KR_EAUTH);
+    assert_int_equal(acct_row(t, f->t1, u.account).version, v + 2);
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_UNLOCK, u.account, v + 2, 0), KR_OK);
+}
+
+/* users.list shows the lock state: none; locked for failures until the
+ * lock times out; locked by the master until lifted. */
+static void test_users_list_lock_state(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller u = mkuser(t, &f->m1, "u@example.jp", KR_ROLE_USER, 0);
+    const msgpack_object *e = list_entry(t, &f->m1, u.account);
+    assert_int_equal(need(e, "locked")->type, MSGPACK_OBJECT_BOOLEAN);
+    assert_false(need(e, "locked")->via.boolean);
+    assert_int_equal(need(e, "lock_reason")->type, MSGPACK_OBJECT_NIL);
+    assert_int_equal(need(e, "locked_until")->type, MSGPACK_OBJECT_NIL);
+
+    for (unsigned i = 0; i < KR_LOGIN_FAILURES_MAX; i++)
+        assert_int_equal(login(t, f->c1, "u@example.jp", "not the pass", NULL), KR_EAUTH);
+    struct va_account o = acct_row(t, f->t1, u.account);
+    e = list_entry(t, &f->m1, u.account);
+    assert_true(need(e, "locked")->via.boolean);
+    assert_true(str_is(need(e, "lock_reason"), "failures"));
+    assert_int_equal(need(e, "locked_until")->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    assert_int_equal(need(e, "locked_until")->via.u64, o.locked_at + KR_LOCKOUT_BASE_NS);
+
+    /* Timed out: not locked any more, though no event says so yet. */
+    atomic_fetch_add(&t->now, KR_LOCKOUT_BASE_NS);
+    e = list_entry(t, &f->m1, u.account);
+    assert_false(need(e, "locked")->via.boolean);
+    assert_int_equal(need(e, "lock_reason")->type, MSGPACK_OBJECT_NIL);
+    assert_int_equal(need(e, "locked_until")->type, MSGPACK_OBJECT_NIL);
+
+    /* The master's lock has no end. */
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_LOCK, u.account, o.version, 0), KR_OK);
+    e = list_entry(t, &f->m1, u.account);
+    assert_true(need(e, "locked")->via.boolean);
+    assert_true(str_is(need(e, "lock_reason"), "master"));
+    assert_int_equal(need(e, "locked_until")->type, MSGPACK_OBJECT_NIL);
+}
+
+/* A journal written before sign-in streams holds logins on the account
+ * stream, where they moved its version: the views still follow the journal
+ * (the master acts with the version listed), new sign-ins go to the
+ * sign-in stream, and a rebuild gives the same views. */
+static void test_signins_on_account_stream_replay(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller u = mkuser(t, &f->m1, "u@example.jp", KR_ROLE_USER, 0);
+    char acct_stream[KR_STREAM_MAX + 1];
+    stream_of(KR_EV_ACCOUNT_CREATED, u.account, acct_stream);
+    struct kr_payload *p = kr_payload_new();
+    assert_non_null(p);
+    for (uint64_t i = 1; i <= 2; i++) { /* as an older kiroku recorded them */
+        kr_payload_reset(p, KR_EV_ACCOUNT_LOGIN_FAILED);
+        kr_set_bytes(p, KR_FLD_ACCOUNT, u.account, 16);
+        kr_set_u64(p, KR_FLD_FAILURES, i);
+        assert_int_equal(append_raw(t, f->t1, acct_stream, p), KR_OK);
+    }
+    kr_payload_free(p);
+    struct va_account o = acct_row(t, f->t1, u.account);
+    assert_int_equal(o.version, 3);
+    assert_int_equal(o.failures, 2);
+    uint64_t v = td_map_get(list_entry(t, &f->m1, u.account), "version")->via.u64;
+    assert_int_equal(v, 3);
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_GRANT, u.account, v, PERM(TAGS_WRITE)),
+                     KR_OK);
+    /* New failures count on from the old ones, on the sign-in stream; the
+     * one at the limit locks the account on its account stream. */
+    for (unsigned i = 2; i < KR_LOGIN_FAILURES_MAX; i++)
+        assert_int_equal(login(t, f->c1, "u@example.jp", "not the pass", NULL), KR_EAUTH);
+    o = acct_row(t, f->t1, u.account);
+    assert_true(o.locked);
+    assert_int_equal(o.failures, KR_LOGIN_FAILURES_MAX);
+    assert_int_equal(o.version, 5); /* created, 2 old failures, grant, lock */
+
+    uint8_t live[VIEW__COUNT][32], rebuilt[VIEW__COUNT][32];
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    for (int i = 0; i < VIEW__COUNT; i++)
+        assert_int_equal(views_digest(&t->d->views, txn, (enum kr_view)i, live[i], NULL), KR_OK);
+    mdb_txn_abort(txn);
+    assert_int_equal(jrn_views_rebuild(t->d->j, NULL, NULL), KR_OK);
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    for (int i = 0; i < VIEW__COUNT; i++)
+        assert_int_equal(views_digest(&t->d->views, txn, (enum kr_view)i, rebuilt[i], NULL), KR_OK);
+    mdb_txn_abort(txn);
+    assert_memory_equal(live, rebuilt, sizeof live);
+}
+
+/* A sign-in decided on an account version that moved meanwhile (the master
+ * locked it, its password changed) is refused by the views, so the login
+ * decides again: counting stays atomic with the master's ops on the other
+ * stream. */
+static void test_signin_decided_on_stale_version(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller u = mkuser(t, &f->m1, "u@example.jp", KR_ROLE_USER, 0);
+    char stream[KR_STREAM_MAX + 1];
+    uint8_t sid[16];
+    memset(sid, 7, sizeof sid);
+    stream_of(KR_EV_ACCOUNT_LOGIN_FAILED, u.account, stream);
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_LOCK, u.account, 1, 0), KR_OK);
+    struct kr_payload *p = kr_payload_new();
+    assert_non_null(p);
+    kr_payload_reset(p, KR_EV_ACCOUNT_LOGIN_FAILED);
+    kr_set_bytes(p, KR_FLD_ACCOUNT, u.account, 16);
+    kr_set_u64(p, KR_FLD_FAILURES, 1);
+    kr_set_u64(p, KR_FLD_VERSION, 1); /* before the lock */
+    uint64_t size = jrn_size(t->d->j);
+    assert_int_equal(append_raw(t, f->t1, stream, p), KR_ECONFLICT);
+    kr_payload_reset(p, KR_EV_ACCOUNT_LOGIN_SUCCEEDED);
+    kr_set_bytes(p, KR_FLD_ACCOUNT, u.account, 16);
+    kr_set_bytes(p, KR_FLD_SESSION, sid, 16);
+    kr_set_u64(p, KR_FLD_VERSION, 1);
+    assert_int_equal(append_raw(t, f->t1, stream, p), KR_ECONFLICT);
+    /* At the current version: still refused, the master's lock stands. */
+    kr_set_u64(p, KR_FLD_VERSION, 2);
+    assert_int_equal(append_raw(t, f->t1, stream, p), KR_ECONFLICT);
+    assert_int_equal(jrn_size(t->d->j), size);
+    struct va_account o = acct_row(t, f->t1, u.account);
+    assert_true(o.locked);
+    assert_int_equal(o.failures, 0);
+    kr_payload_free(p);
+}
+
+/* Refused ops are recorded as access.denied with the op: by the access
+ * check (an operator op, a missing permission) and by the handler (the
+ * master's own account). */
+static void assert_denied(struct td *t, uint64_t size, uint64_t tenant, const uint8_t acct[16],
+                          int op)
+{
+    struct jrn_recbuf b;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(jrn_size(t->d->j), size + 1);
+    assert_int_equal(jrn_read(t->d->j, size + 1, &b), KR_OK);
+    assert_int_equal(kr_event_lookup(b.rec.type, b.rec.type_len), KR_EV_ACCESS_DENIED);
+    assert_int_equal(b.rec.tenant, tenant);
+    struct kr_payload *p = kr_payload_new();
+    assert_non_null(p);
+    assert_int_equal(kr_event_decode(KR_EV_ACCESS_DENIED, &b.rec, NULL, p, NULL), KR_OK);
+    const struct kr_value *v = &p->v[KR_FLD_OP];
+    assert_int_equal(v->n, strlen(kr_ops[op].name));
+    assert_memory_equal(v->p, kr_ops[op].name, v->n);
+    assert_memory_equal(p->v[KR_FLD_ACCOUNT].p, acct, 16);
+    kr_payload_free(p);
+    jrn_recbuf_fini(&b);
+}
+
+static void test_refusals_recorded(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller nobody = mkuser(t, &f->m1, "nobody@example.jp", KR_ROLE_USER, 0);
+    uint64_t size = jrn_size(t->d->j);
+    assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_DELETE, f->m1.account, 1, 0), KR_EFORBIDDEN);
+    assert_denied(t, size, f->t1, f->m1.account, KR_OP_USERS_DELETE);
+    size = jrn_size(t->d->j);
+    kr_set_u64(td_args(t), KR_FLD_TENANT, f->t2);
+    assert_int_equal(td_exec(t, &f->m1, KR_OP_TENANTS_CANCEL), KR_EFORBIDDEN);
+    assert_denied(t, size, f->t1, f->m1.account, KR_OP_TENANTS_CANCEL);
+    size = jrn_size(t->d->j);
+    td_args(t);
+    assert_int_equal(td_exec(t, &nobody, KR_OP_USERS_LIST), KR_EFORBIDDEN);
+    assert_denied(t, size, f->t1, nobody.account, KR_OP_USERS_LIST);
+}
+
 /* ---- Operators ---- */
 
 static void test_operator_bootstrap(void **state)
@@ -1163,6 +1439,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cross_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manage_user, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unlock_after_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_survives_signins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_users_list_lock_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signins_on_account_stream_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signin_decided_on_stale_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_operator_bootstrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_personal_data_sealed, setup, teardown),
     };
