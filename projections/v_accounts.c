@@ -34,7 +34,8 @@
  * are on the account's sign-in stream (signin/<hex>) and leave it alone, so
  * a version the master read stays good while the user signs in. Journals
  * written before sign-in streams hold login records on the account stream:
- * those still move it, so replaying them builds the same rows as before.
+ * those still move it, so replaying them builds the same rows as before,
+ * also once log retention stripped them (va_account_stripped).
  *
  * Constraints re-checked here: an account id or an e-mail MAC already taken
  * (KR_ECONFLICT); a session for an account that no longer exists
@@ -46,6 +47,7 @@
  */
 #include "accounts.h"
 
+#include <sodium.h>
 #include <string.h>
 
 #define AROW_LEN (1 + 1 + 1 + 1 + 4 + 8 + 8 + 8 + 8 + 32 + 8 + 4)
@@ -457,6 +459,25 @@ static kr_err apply_session(const struct va *a)
     akey(&k, tenant, acct);
     vk_bytes(&k, sid, 16);
     return v_put(a, VIEW_ACCOUNT_SESSIONS, &k, "", 0);
+}
+
+kr_err va_account_stripped(struct kr_views *v, MDB_txn *txn, const struct jrn_record *r)
+{
+    size_t n = strlen(kr_events[KR_EV_ACCOUNT_CREATED].stream_prefix) + 1;
+    uint8_t id[16];
+    size_t idlen = 0;
+    if (!on_account_stream(r) || r->stream_len != n + 32 ||
+        sodium_hex2bin(id, sizeof id, r->stream + n, 32, NULL, &idlen, NULL) != 0 || idlen != 16)
+        return KR_OK;
+    struct va_account o;
+    kr_err err = va_account_get(v, txn, r->tenant, id, &o);
+    if (err == KR_ENOTFOUND)
+        return KR_OK; /* an erased tenant's, or a deleted account's */
+    if (err)
+        return err;
+    o.version = r->version;
+    struct va a = {.v = v, .txn = txn, .r = r, .p = NULL, .ev = -1};
+    return account_put(&a, r->tenant, id, &o);
 }
 
 kr_err va_accounts(const struct va *a)

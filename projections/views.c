@@ -342,7 +342,7 @@ static kr_err hook_apply(void *ctx, MDB_txn *txn, const struct jrn_record *r)
     if (r->payload_stripped) /* an erased tenant's record: its rows are gone with the tenant */
         return ev == KR_EV_TENANT_CANCELLED && r->tenant != 0
                    ? va_tenant_cancelled_stripped(v, txn, r)
-                   : KR_OK;
+                   : va_account_stripped(v, txn, r); /* or a log: its account version counts */
     /* Plain fields only: apply never needs personal data. */
     err = kr_event_decode(ev, r, NULL, v->scratch, NULL);
     if (err)

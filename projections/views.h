@@ -142,6 +142,11 @@ kr_err va_notices(const struct va *a);
  * cancelled at the record's time, so an erasure that stopped after stripping
  * stays due across a rebuild (v_tenants.c). */
 kr_err va_tenant_cancelled_stripped(struct kr_views *v, MDB_txn *txn, const struct jrn_record *r);
+/* Any other stripped record (its header only): one on an account stream (a
+ * login outcome from before sign-in streams, stripped by log retention)
+ * still sets its account row's version, so a rebuild agrees with the
+ * journal; others change nothing (v_accounts.c). */
+kr_err va_account_stripped(struct kr_views *v, MDB_txn *txn, const struct jrn_record *r);
 
 /* Key building: big-endian integers and raw ids appended to a buffer. */
 struct vkey {
