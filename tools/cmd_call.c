@@ -47,7 +47,9 @@ static const char call_usage[] =
     "  --operator     call the operator endpoint, ipc://DIR/operator.sock\n"
     "  --data DIR     data directory for --operator and the default --ca\n"
     "                 (default $KIROKU_DATA or " CLI_DATA_DEFAULT ")\n"
-    "  --token HEX    session token (64 hex digits); default $KIROKU_TOKEN\n"
+    "  --token HEX    session token (64 hex digits); default $KIROKU_TOKEN, which\n"
+    "                 is not sent with the ops anonymous callers use (auth.login,\n"
+    "                 signup.apply, signup.complete)\n"
     "  --timeout MS   give up after MS milliseconds (default 10000)\n"
     "  --ca FILE      CA certificate(s) for tls+tcp:// (default DIR/tls/ca.pem)\n"
     "  --cert FILE, --key FILE  client certificate and key for tls+tcp://\n"
@@ -318,10 +320,18 @@ int cmd_call(int argc, char **argv)
         tls.ca = cabuf;
     }
 
-    /* The token. */
+    /* The token. The ops anonymous callers use (signup.*, auth.login) refuse
+     * a token, so an exported KIROKU_TOKEN (a session of earlier calls) is not
+     * sent with them; a --token given for one is a mistake to say. */
     uint8_t token[CALL_TOKEN_LEN];
     bool have_token = false;
-    if (!token_hex) {
+    bool anonymous = (kr_ops[op].roles & KR_ROLEBIT_ANONYMOUS) != 0;
+    if (token_hex && anonymous) {
+        fprintf(stderr, "kiroku: call: %s is for callers without a session: leave out --token\n",
+                kr_ops[op].name);
+        return CLI_USAGE;
+    }
+    if (!token_hex && !anonymous) {
         const char *env = getenv("KIROKU_TOKEN");
         token_hex = env && *env ? env : NULL;
     }
