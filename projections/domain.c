@@ -11,6 +11,7 @@
 #include "cmd.h"
 
 #include "accounts.h"
+#include "res_jst.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -443,6 +444,9 @@ kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
             break;
         memset(diag, 0, sizeof *diag);
     }
+    /* Every time of the result also in JST (res_jst.h). */
+    if (!err && res_has_time(op) && (err = res_add_jst(out)) == KR_ETOOLARGE)
+        err = cmd_fail(c, KR_ETOOLARGE, "result", "too large for one reply");
     if (err)
         kr_wbuf_reset(out);
     if (err == KR_ECORRUPT) /* for the operator: the caller only gets `internal` */

@@ -207,6 +207,7 @@ static void test_ids_survive_doubles(void **state)
              "t = [x for x in lst[\"result\"][\"tenants\"] if x[\"tenant_code\"] == \"%s\"][0]\n"
              "assert isinstance(t[\"tenant\"], str), t\n"
              "assert isinstance(login[\"result\"][\"expires\"], str), login\n"
+             "assert login[\"result\"][\"expires_jst\"].endswith(\"+09:00\"), login\n"
              "print(json.dumps({\"tenant\": t[\"tenant\"]}))\n"
              "')\n"
              "echo \"args=$args\"\n"
