@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "jst.h"
 #include "test_util.h"
 
 #define OUT_MAX (1u << 20)
@@ -192,9 +193,20 @@ static void test_journal_commands(void **state)
         j = parse(line);
         assert_int_equal(json_integer_value(json_object_get(j, "seq")), 10 + (json_int_t)lines);
         assert_non_null(json_string_value(json_object_get(j, "commitment")));
+        /* The time in JST beside UTC. */
+        char jst[JST_LEN + 1];
+        jst_format((uint64_t)json_integer_value(json_object_get(j, "time_ns")), jst);
+        assert_string_equal(json_string_value(json_object_get(j, "time_jst")), jst);
         json_decref(j);
     }
     assert_int_equal(lines, 5);
+    assert_int_equal(
+        run(out, err,
+            (const char *const[]){"dump", "--data", dir, "--from", "10", "--limit", "1", NULL}),
+        0);
+    assert_non_null(strstr(out, "#10 "));
+    assert_non_null(strstr(out, "Z (JST "));
+    assert_non_null(strstr(out, "+09:00) tenant="));
 
     /* Rotate the key; still verifies, now with two keys. */
     assert_int_equal(run(out, err, (const char *const[]){"keys", "rotate", "--data", dir, NULL}),
