@@ -198,8 +198,9 @@ static void dump_json(const struct jrn_record *r)
     char t[40], jst[JST_LEN + 1];
     format_time(r->time_ns, t);
     jst_format(r->time_ns, jst);
-    printf("{\"seq\":%" PRIu64 ",\"time\":\"%s\",\"time_jst\":\"%s\",\"time_ns\":%" PRIu64
-           ",\"tenant\":%" PRIu64 ",\"format\":%u,\"tseq\":%" PRIu64 ",\"stream\":",
+    /* Tenant ids and times as decimal strings (docs/api.md). */
+    printf("{\"seq\":%" PRIu64 ",\"time\":\"%s\",\"time_jst\":\"%s\",\"time_ns\":\"%" PRIu64
+           "\",\"tenant\":\"%" PRIu64 "\",\"format\":%u,\"tseq\":%" PRIu64 ",\"stream\":",
            r->seq, t, jst, r->time_ns, r->tenant, r->format, r->tseq);
     cli_json_str(stdout, r->stream, r->stream_len);
     printf(",\"version\":%" PRIu64 ",\"type\":", r->version);

@@ -140,8 +140,9 @@ int cmd_retention(int argc, char **argv)
         printf("{\"dry_run\":%s,\"tenants\":[", dry_run ? "true" : "false");
         for (size_t i = 0; i < r->n; i++) {
             const struct ret_tenant *t = &r->tenants[i];
-            printf("%s{\"tenant\":%" PRIu64 ",\"cancelled\":%" PRIu64 ",\"erase_by\":%" PRIu64
-                   ",\"due\":%s,\"erased\":%s",
+            /* Tenant ids and times as decimal strings (docs/api.md). */
+            printf("%s{\"tenant\":\"%" PRIu64 "\",\"cancelled\":\"%" PRIu64
+                   "\",\"erase_by\":\"%" PRIu64 "\",\"due\":%s,\"erased\":%s",
                    i ? "," : "", t->tenant, t->cancelled, t->erase_by, t->due ? "true" : "false",
                    t->erased ? "true" : "false");
             if (t->err) {
@@ -152,7 +153,8 @@ int cmd_retention(int argc, char **argv)
             }
             printf("}");
         }
-        printf("],\"log_before\":%" PRIu64 ",\"stripped\":%" PRIu64, r->log_before_ns, r->stripped);
+        printf("],\"log_before\":\"%" PRIu64 "\",\"stripped\":%" PRIu64, r->log_before_ns,
+               r->stripped);
         if (err) {
             printf(",\"error\":");
             cli_json_str(stdout, kr_strerror(err), strlen(kr_strerror(err)));

@@ -195,7 +195,7 @@ static void test_journal_commands(void **state)
         assert_non_null(json_string_value(json_object_get(j, "commitment")));
         /* The time in JST beside UTC. */
         char jst[JST_LEN + 1];
-        jst_format((uint64_t)json_integer_value(json_object_get(j, "time_ns")), jst);
+        jst_format(strtoull(json_string_value(json_object_get(j, "time_ns")), NULL, 10), jst);
         assert_string_equal(json_string_value(json_object_get(j, "time_jst")), jst);
         json_decref(j);
     }
