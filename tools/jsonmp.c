@@ -191,10 +191,24 @@ static bool dec_u64(const char *s, size_t n, uint64_t *v)
     return true;
 }
 
+/* What quote_big_ints puts before the digits of a number it quotes, so that
+ * it is told from a string the caller wrote (JSON text cannot hold a raw
+ * control byte in a string, so no caller's string starts with it unescaped). */
+#define BIG_MARK      '\x01'
+#define BIG_MARK_JSON "\\u0001"
+
+/* Whether j is a plain number past INT64_MAX that quote_big_ints quoted. */
+static bool big_literal(const json_t *j)
+{
+    return json_is_string(j) && json_string_length(j) > 1 && json_string_value(j)[0] == BIG_MARK;
+}
+
 /* A JSON integer >= 0, or the same as a decimal string ("18446744073709551615":
  * the spelling replies use, see jsonmp.h), into *v. */
 static bool json_uint(const json_t *j, uint64_t *v)
 {
+    if (big_literal(j))
+        return dec_u64(json_string_value(j) + 1, json_string_length(j) - 1, v);
     if (json_is_string(j))
         return dec_u64(json_string_value(j), json_string_length(j), v);
     if (!json_is_integer(j) || json_integer_value(j) < 0)
@@ -214,16 +228,17 @@ static size_t big_int_at(const char *t, size_t len, size_t i, size_t *end)
         e++;
     *end = e;
     uint64_t v;
-    /* Only plain non-negative integers: a float or a negative number is
-     * jansson's to read or refuse. */
-    if (t[i] == '-' || !dec_u64(t + i, e - i, &v))
+    /* Only plain non-negative integers without a leading zero: a float, a
+     * negative number or an invalid one is jansson's to read or refuse. */
+    if (t[i] == '-' || t[i] == '0' || !dec_u64(t + i, e - i, &v))
         return 0;
     return v > (uint64_t)INT64_MAX ? e - i : 0;
 }
 
 /* jansson cannot hold an integer >= 2^63, so before it reads the text, each
- * plain integer literal from 2^63 to 2^64-1 outside strings is put in quotes:
- * it then reads as the decimal string json_uint takes. *out is NULL when the
+ * plain integer literal from 2^63 to 2^64-1 outside strings is put in quotes,
+ * after BIG_MARK: it then reads as the number json_uint takes, and set_arg
+ * refuses it where a number is not an argument's type. *out is NULL when the
  * text needs no change, else a malloc'd copy (to wipe and free) of *out_len
  * bytes. */
 static kr_err quote_big_ints(const char *t, size_t len, char **out, size_t *out_len)
@@ -246,7 +261,7 @@ static kr_err quote_big_ints(const char *t, size_t len, char **out, size_t *out_
     }
     if (nbig == 0)
         return KR_OK;
-    char *q = malloc(len + 2 * nbig + 1);
+    char *q = malloc(len + (2 + sizeof BIG_MARK_JSON - 1) * nbig + 1);
     if (!q)
         return KR_ENOMEM;
     size_t o = 0;
@@ -261,8 +276,11 @@ static kr_err quote_big_ints(const char *t, size_t len, char **out, size_t *out_
             in_str = true;
         } else if ((t[i] >= '0' && t[i] <= '9') || t[i] == '-') {
             size_t n = big_int_at(t, len, i, &end);
-            if (n)
+            if (n) {
                 q[o++] = '"';
+                memcpy(q + o, BIG_MARK_JSON, sizeof BIG_MARK_JSON - 1);
+                o += sizeof BIG_MARK_JSON - 1;
+            }
             memcpy(q + o, t + i, end - i);
             o += end - i;
             if (n)
@@ -285,6 +303,11 @@ static kr_err set_arg(int fld, const json_t *j, struct kr_payload *p, uint64_t *
 {
     const struct kr_field_def *f = &kr_fields[fld];
     const char *nm = f->name;
+    bool numeric = f->type == KR_FT_TENANT || f->type == KR_FT_U64 || f->type == KR_FT_TIME;
+    if (big_literal(j) && !numeric)
+        return diag(d, KR_EINVAL, nm, "a number past 2^63-1 is not a value of this field%s",
+                    f->type == KR_FT_VALUE ? " (numbers are 64-bit signed integers or floats)"
+                                           : "");
     switch (f->type) {
     case KR_FT_ID:
     case KR_FT_HASH:

@@ -244,6 +244,16 @@ static void test_args_refused(void **state)
     refused(KR_OP_TENANTS_CANCEL, "{\"tenant\":\"9223372036854775808\"}", KR_EINVAL, "tenant",
             "not a tenant id");
     refused(KR_OP_TENANTS_CANCEL, "{\"tenant\":-9223372036854775809}", KR_EINVAL, "", "not JSON");
+    refused(KR_OP_TENANTS_CANCEL, "{\"tenant\":09223372036854775808}", KR_EINVAL, "", "not JSON");
+    /* A big number where no number goes is not taken for a string. */
+    snprintf(j, sizeof j, "{%s,\"attribute_key\":\"k\",\"value\":9223372036854775808}", c);
+    refused(KR_OP_CONTACTS_SET, j, KR_EINVAL, "value", "64-bit signed integers or floats");
+    refused(KR_OP_TAGS_CREATE, "{\"tag_name\":18446744073709551615}", KR_EINVAL, "tag_name",
+            "past 2^63-1");
+    refused(KR_OP_USERS_GRANT,
+            "{\"account\":\"000102030405060708090a0b0c0d0e0f\",\"version\":1,"
+            "\"permissions\":[18446744073709551615]}",
+            KR_EINVAL, "permissions", "item 0 is not one of the allowed values");
     refused(KR_OP_TENANTS_CANCEL, "{\"tenant\":0}", KR_EINVAL, "tenant", "not a tenant id");
     /* Times. */
     refused(KR_OP_AUDIT_LIST, "{\"from\":\"2026-04-01\"}", KR_EINVAL, "from", "RFC 3339");
