@@ -252,6 +252,12 @@ static kr_err check_access(const struct kr_caller *who, int op, struct kr_diag *
             snprintf(diag->why, sizeof diag->why, "this op needs a session");
             return KR_EAUTH;
         }
+        if (o->roles == KR_ROLEBIT_ANONYMOUS) { /* sign-up and login: say what to do */
+            snprintf(diag->field, sizeof diag->field, "token");
+            snprintf(diag->why, sizeof diag->why,
+                     "%s is for callers without a session: send no token", o->name);
+            return KR_EFORBIDDEN;
+        }
         snprintf(diag->field, sizeof diag->field, "op");
         snprintf(diag->why, sizeof diag->why, "not allowed for this role");
         return KR_EFORBIDDEN;
