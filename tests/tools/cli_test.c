@@ -321,12 +321,40 @@ static void test_stale_reader_reclaimed(void **state)
                      0);
 }
 
+/* --json output is valid JSON whatever bytes it prints: a data directory
+ * whose name is not UTF-8 comes out with U+FFFD for the bad byte (the one
+ * escaper, jsonmp_escape). */
+static void test_json_not_utf8(void **state)
+{
+    (void)state;
+    static char out[OUT_MAX], err[OUT_MAX];
+    char bad[1200];
+    snprintf(bad, sizeof bad,
+             "%s/bad\xff"
+             "dir",
+             root);
+    assert_int_equal(run(out, err, (const char *const[]){"init", "--data", bad, "--json", NULL}),
+                     0);
+    json_t *j = parse(out); /* jansson refuses invalid UTF-8 */
+    const char *data = json_string_value(json_object_get(j, "data"));
+    assert_non_null(data);
+    char want[1200];
+    snprintf(want, sizeof want,
+             "%s/bad\xef\xbf\xbd"
+             "dir",
+             root);
+    assert_string_equal(data, want);
+    assert_non_null(strstr(out, "/bad\\ufffddir\""));
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_and_usage),
         cmocka_unit_test_setup_teardown(test_journal_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_reader_reclaimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_not_utf8, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
