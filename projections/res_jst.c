@@ -139,6 +139,8 @@ static kr_err walk(struct kr_mp_reader *r, msgpack_packer *pk, struct kr_wbuf *o
 
 kr_err res_add_jst(struct kr_wbuf *out)
 {
+    if (out->size == 0) /* no result: nothing to add to */
+        return KR_OK;
     struct kr_wbuf tmp;
     kr_wbuf_init(&tmp, out->max);
     msgpack_packer pk;

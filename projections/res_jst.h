@@ -32,7 +32,7 @@
 /* Whether op's result (kr_ops[op].result) has a field of type time. */
 bool res_has_time(int op);
 
-/* Rewrites the one msgpack object in out as above. KR_ETOOLARGE if the
+/* Rewrites the one msgpack object in out as above (an empty out stays empty). KR_ETOOLARGE if the
  * result with its JST strings passes out's ceiling (out unchanged);
  * KR_ENOMEM; KR_ECORRUPT if out is not one well-formed object (a handler's
  * bug). */

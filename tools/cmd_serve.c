@@ -265,7 +265,7 @@ static bool demo_password_current(struct kr_domain *d, uint64_t tenant, const ch
     return err == KR_OK && a.pw_ev == KR_EV_ACCOUNT_CREATED;
 }
 
-/* Replaces every `pw` in text (NUL-terminated, room for cap bytes) with a
+/* Replaces every `pw` in the NUL-terminated text with a
  * placeholder no longer than a password, so the text only shrinks. */
 static void demo_hide(char *text, const char *pw)
 {

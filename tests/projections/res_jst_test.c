@@ -90,6 +90,12 @@ static void test_rewrite(void **state)
     assert_int_equal(res_add_jst(&in), KR_OK);
     assert_int_equal(in.size, 1 + 8 + 1);
 
+    /* Nothing written: nothing to add. */
+    struct kr_wbuf empty;
+    kr_wbuf_init(&empty, 64);
+    assert_int_equal(res_add_jst(&empty), KR_OK);
+    assert_int_equal(empty.size, 0);
+
     /* Past the ceiling: refused, the result unchanged. */
     struct kr_wbuf small;
     kr_wbuf_init(&small, 20);
