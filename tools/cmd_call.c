@@ -40,6 +40,7 @@ static const char call_usage[] =
     "binary values are hex strings. Tenant ids and times (UTC ns) print as decimal\n"
     "strings (\"4611686018427387904\": a double would round them) and are taken as\n"
     "strings or plain numbers; times also as RFC 3339 (\"2026-04-01T09:00:00+09:00\").\n"
+    "Every time in a result also comes as NAME_jst, in Japan time (+09:00).\n"
     "\n"
     "  --url URL      server to call (default " CLI_CALL_URL_DEFAULT ");\n"
     "                 tcp://, ipc:// or tls+tcp://HOST:PORT (HOST a DNS name: see "
