@@ -176,19 +176,35 @@ static void test_ids_survive_doubles(void **state)
 {
     (void)state;
     static char script[8192], out[OUT_MAX];
-    /* A time past 2^63 (the end of the u64 range) as a string, and the
-     * _jst spelling of a time, are arguments like any other. */
+    /* A time past 2^63 (the end of the u64 range) as a string, through
+     * python3's json with doubles for numbers, and the _jst spelling of a
+     * time, are arguments like any other. The same time as a plain number
+     * comes back from the double as 1.8446744073709552e+19, which kiroku call
+     * refuses rather than send a rounded value. */
     snprintf(script, sizeof script,
              "K=build/tools/kiroku\n"
              "login=$($K call --url %s auth.login "
              "'{\"tenant_code\":\"%s\",\"email\":\"%s\",\"password\":\"%s\"}')\n"
              "export KIROKU_TOKEN=$(echo \"$login\" | python3 -c "
              "'import json,sys; print(json.load(sys.stdin)[\"result\"][\"token\"])')\n"
-             "$K call --url %s audit.list "
-             "'{\"from\":\"2026-04-01T09:00:00.000+09:00\",\"to\":\"18446744073709551615\"}'\n",
-             srv.ipc, srv.demo_code, srv.demo_email, srv.demo_password, srv.ipc);
+             "dbl='import json,sys; print(json.dumps(json.loads(sys.stdin.read(), "
+             "parse_int=float)))'\n"
+             "args=$(echo '{\"from\":\"2026-04-01T09:00:00.000+09:00\","
+             "\"to\":\"18446744073709551615\"}' | python3 -c \"$dbl\")\n"
+             "echo \"args=$args\"\n"
+             "$K call --url %s audit.list \"$args\"\n"
+             "args=$(echo '{\"to\":18446744073709551615}' | python3 -c \"$dbl\")\n"
+             "echo \"args=$args\"\n"
+             "rc=0; $K call --url %s audit.list \"$args\" 2>&1 || rc=$?\n"
+             "echo \"rc=$rc\"\n",
+             srv.ipc, srv.demo_code, srv.demo_email, srv.demo_password, srv.ipc, srv.ipc);
     assert_int_equal(run_sh(script, NULL, out), 0);
+    assert_non_null(strstr(out, "args={\"from\": \"2026-04-01T09:00:00.000+09:00\", \"to\": "
+                                "\"18446744073709551615\"}"));
     assert_non_null(strstr(out, "\"ok\":true,\"result\":{\"entries\":["));
+    assert_non_null(strstr(out, "args={\"to\": 1.8446744073709552e+19}"));
+    assert_non_null(strstr(out, "kiroku: call: to: must be UTC nanoseconds"));
+    assert_non_null(strstr(out, "rc=2"));
 
     /* The operator logs in; tenants.list names the demo tenant; python3
      * reads both replies with parse_int=float and writes the arguments of
