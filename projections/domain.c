@@ -11,6 +11,7 @@
 #include "cmd.h"
 
 #include "accounts.h"
+#include "res_jst.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -251,6 +252,12 @@ static kr_err check_access(const struct kr_caller *who, int op, struct kr_diag *
             snprintf(diag->why, sizeof diag->why, "this op needs a session");
             return KR_EAUTH;
         }
+        if (o->roles == KR_ROLEBIT_ANONYMOUS) { /* sign-up and login: say what to do */
+            snprintf(diag->field, sizeof diag->field, "token");
+            snprintf(diag->why, sizeof diag->why,
+                     "%s is for callers without a session: send no token", o->name);
+            return KR_EFORBIDDEN;
+        }
         snprintf(diag->field, sizeof diag->field, "op");
         snprintf(diag->why, sizeof diag->why, "not allowed for this role");
         return KR_EFORBIDDEN;
@@ -443,6 +450,9 @@ kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
             break;
         memset(diag, 0, sizeof *diag);
     }
+    /* Every time of the result also in JST (res_jst.h). */
+    if (!err && res_has_time(op) && (err = res_add_jst(out)) == KR_ETOOLARGE)
+        err = cmd_fail(c, KR_ETOOLARGE, "result", "too large for one reply");
     if (err == KR_EFORBIDDEN) /* refused by the handler (the master's own account, …) */
         record_denial(d, who, op);
     if (err)

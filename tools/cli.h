@@ -58,7 +58,8 @@ int cli_fail(const char *what, kr_err err);
  * common cases (none there, in use) and returns CLI_FAIL. */
 int cli_fail_open(const char *dir, kr_err err);
 
-/* Writes s as a JSON string literal (with quotes) to f. */
+/* Writes s as a JSON string literal (with quotes) to f, by the one escaper
+ * (jsonmp_escape: invalid UTF-8 becomes \ufffd). */
 void cli_json_str(FILE *f, const char *s, size_t len);
 
 /* Monotonic seconds, for timing. */

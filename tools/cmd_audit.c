@@ -282,7 +282,7 @@ static int audit_verify(int argc, char **argv)
     if (err == KR_ENOMEM)
         return cli_fail(file, err);
     if (co.json) {
-        printf("{\"ok\":%s,\"tenant\":%" PRIu64 ",\"from\":%" PRIu64 ",\"to\":%" PRIu64
+        printf("{\"ok\":%s,\"tenant\":\"%" PRIu64 "\",\"from\":%" PRIu64 ",\"to\":%" PRIu64
                ",\"records\":%" PRIu64 ",\"first_tseq\":%" PRIu64 ",\"last_tseq\":%" PRIu64
                ",\"from_start\":%s,\"format1\":%" PRIu64 ",\"stripped\":%" PRIu64
                ",\"keys\":%" PRIu64 ",\"checkpoints\":%" PRIu64 ",\"checkpoint_size\":%" PRIu64,

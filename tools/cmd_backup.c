@@ -101,8 +101,8 @@ static const char backup_usage[] =
 
 static void print_gen_json(const struct backup_gen *g)
 {
-    printf("{\"generation\":\"%s\",\"ok\":%s,\"last_seq\":%" PRIu64 ",\"time_ns\":%" PRIu64
-           ",\"time_jst\":",
+    printf("{\"generation\":\"%s\",\"ok\":%s,\"last_seq\":%" PRIu64 ",\"time_ns\":\"%" PRIu64
+           "\",\"time_jst\":",
            g->name, g->verified ? "true" : "false", g->last_seq, g->time_ns);
     cli_json_str(stdout, g->time_jst, strlen(g->time_jst));
     printf(",\"bytes\":%" PRIu64, g->bytes);

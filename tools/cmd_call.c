@@ -37,7 +37,10 @@ static const char call_usage[] =
     "{\"id\":N,\"ok\":false,\"error\":{\"code\":...,\"message\":...}}.\n"
     "OP is an op of docs/ops.md; JSON-ARGS its arguments as a JSON object (\"-\" reads\n"
     "them from stdin, which keeps passwords off the command line). Ids, hashes and\n"
-    "binary values are hex strings; times are integers (UTC ns) or RFC 3339 strings.\n"
+    "binary values are hex strings. Tenant ids and times (UTC ns) print as decimal\n"
+    "strings (\"4611686018427387904\": a double would round them) and are taken as\n"
+    "strings or plain numbers; times also as RFC 3339 (\"2026-04-01T09:00:00+09:00\").\n"
+    "Every time in a result also comes as NAME_jst, in Japan time (+09:00).\n"
     "\n"
     "  --url URL      server to call (default " CLI_CALL_URL_DEFAULT ");\n"
     "                 tcp://, ipc:// or tls+tcp://HOST:PORT (HOST a DNS name: see "
@@ -45,7 +48,9 @@ static const char call_usage[] =
     "  --operator     call the operator endpoint, ipc://DIR/operator.sock\n"
     "  --data DIR     data directory for --operator and the default --ca\n"
     "                 (default $KIROKU_DATA or " CLI_DATA_DEFAULT ")\n"
-    "  --token HEX    session token (64 hex digits); default $KIROKU_TOKEN\n"
+    "  --token HEX    session token (64 hex digits); default $KIROKU_TOKEN, which\n"
+    "                 is not sent with the ops anonymous callers use (auth.login,\n"
+    "                 signup.apply, signup.complete)\n"
     "  --timeout MS   give up after MS milliseconds (default 10000)\n"
     "  --ca FILE      CA certificate(s) for tls+tcp:// (default DIR/tls/ca.pem)\n"
     "  --cert FILE, --key FILE  client certificate and key for tls+tcp://\n"
@@ -316,10 +321,18 @@ int cmd_call(int argc, char **argv)
         tls.ca = cabuf;
     }
 
-    /* The token. */
+    /* The token. The ops anonymous callers use (signup.*, auth.login) refuse
+     * a token, so an exported KIROKU_TOKEN (a session of earlier calls) is not
+     * sent with them; a --token given for one is a mistake to say. */
     uint8_t token[CALL_TOKEN_LEN];
     bool have_token = false;
-    if (!token_hex) {
+    bool anonymous = (kr_ops[op].roles & KR_ROLEBIT_ANONYMOUS) != 0;
+    if (token_hex && anonymous) {
+        fprintf(stderr, "kiroku: call: %s is for callers without a session: leave out --token\n",
+                kr_ops[op].name);
+        return CLI_USAGE;
+    }
+    if (!token_hex && !anonymous) {
         const char *env = getenv("KIROKU_TOKEN");
         token_hex = env && *env ? env : NULL;
     }

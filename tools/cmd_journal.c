@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 #include "journal.h"
+#include "jst.h"
 #include "verify.h"
 
 #include <getopt.h>
@@ -178,9 +179,10 @@ static const char dump_usage[] =
     "usage: kiroku dump [--data DIR] [--from SEQ] [--limit N] [--json]\n"
     "\n"
     "Prints records from seq SEQ (default 1), at most N (default all): one line\n"
-    "each with seq, UTC time, tenant, stream, version, type, actor, key id,\n"
-    "payload size and the first bytes of commitment and prev. --json prints one\n"
-    "JSON object per line, with full hashes and the payload in base64.\n";
+    "each with seq, UTC time, the same time in JST (+09:00), tenant, stream,\n"
+    "version, type, actor, key id, payload size and the first bytes of commitment\n"
+    "and prev. --json prints one JSON object per line, with full hashes and the\n"
+    "payload in base64 (time, time_jst, time_ns).\n";
 
 static void format_time(uint64_t ns, char out[40])
 {
@@ -193,11 +195,13 @@ static void format_time(uint64_t ns, char out[40])
 
 static void dump_json(const struct jrn_record *r)
 {
-    char t[40];
+    char t[40], jst[JST_LEN + 1];
     format_time(r->time_ns, t);
-    printf("{\"seq\":%" PRIu64 ",\"time\":\"%s\",\"time_ns\":%" PRIu64 ",\"tenant\":%" PRIu64
-           ",\"format\":%u,\"tseq\":%" PRIu64 ",\"stream\":",
-           r->seq, t, r->time_ns, r->tenant, r->format, r->tseq);
+    jst_format(r->time_ns, jst);
+    /* Tenant ids and times as decimal strings (docs/api.md). */
+    printf("{\"seq\":%" PRIu64 ",\"time\":\"%s\",\"time_jst\":\"%s\",\"time_ns\":\"%" PRIu64
+           "\",\"tenant\":\"%" PRIu64 "\",\"format\":%u,\"tseq\":%" PRIu64 ",\"stream\":",
+           r->seq, t, jst, r->time_ns, r->tenant, r->format, r->tseq);
     cli_json_str(stdout, r->stream, r->stream_len);
     printf(",\"version\":%" PRIu64 ",\"type\":", r->version);
     cli_json_str(stdout, r->type, r->type_len);
@@ -228,11 +232,12 @@ static void dump_json(const struct jrn_record *r)
 
 static void dump_text(const struct jrn_record *r)
 {
-    char t[40];
+    char t[40], jst[JST_LEN + 1];
     format_time(r->time_ns, t);
-    printf("#%" PRIu64 " %s tenant=%" PRIu64 " stream=%.*s v=%" PRIu64 " type=%.*s actor=%.*s"
-           " key=%u",
-           r->seq, t, r->tenant, (int)r->stream_len, r->stream, r->version, (int)r->type_len,
+    jst_format(r->time_ns, jst);
+    printf("#%" PRIu64 " %s (JST %s) tenant=%" PRIu64 " stream=%.*s v=%" PRIu64
+           " type=%.*s actor=%.*s key=%u",
+           r->seq, t, jst, r->tenant, (int)r->stream_len, r->stream, r->version, (int)r->type_len,
            r->type, (int)r->actor_len, r->actor, r->key_id);
     if (r->payload_stripped)
         printf(" payload=erased");

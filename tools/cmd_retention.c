@@ -12,6 +12,7 @@
  */
 #include "cli.h"
 #include "domain.h"
+#include "jsonmp.h"
 #include "jst.h"
 #include "retention.h"
 #include "retention_hooks.h"
@@ -139,8 +140,9 @@ int cmd_retention(int argc, char **argv)
         printf("{\"dry_run\":%s,\"tenants\":[", dry_run ? "true" : "false");
         for (size_t i = 0; i < r->n; i++) {
             const struct ret_tenant *t = &r->tenants[i];
-            printf("%s{\"tenant\":%" PRIu64 ",\"cancelled\":%" PRIu64 ",\"erase_by\":%" PRIu64
-                   ",\"due\":%s,\"erased\":%s",
+            /* Tenant ids and times as decimal strings (docs/api.md). */
+            printf("%s{\"tenant\":\"%" PRIu64 "\",\"cancelled\":\"%" PRIu64
+                   "\",\"erase_by\":\"%" PRIu64 "\",\"due\":%s,\"erased\":%s",
                    i ? "," : "", t->tenant, t->cancelled, t->erase_by, t->due ? "true" : "false",
                    t->erased ? "true" : "false");
             if (t->err) {
@@ -151,7 +153,8 @@ int cmd_retention(int argc, char **argv)
             }
             printf("}");
         }
-        printf("],\"log_before\":%" PRIu64 ",\"stripped\":%" PRIu64, r->log_before_ns, r->stripped);
+        printf("],\"log_before\":\"%" PRIu64 "\",\"stripped\":%" PRIu64, r->log_before_ns,
+               r->stripped);
         if (err) {
             printf(",\"error\":");
             cli_json_str(stdout, kr_strerror(err), strlen(kr_strerror(err)));
@@ -208,29 +211,7 @@ static const char maintenance_usage[] =
 /* Appends s as a JSON string (quoted) to buf; false if it does not fit. */
 static bool json_append(char *buf, size_t cap, size_t *len, const char *s)
 {
-    size_t n = *len;
-    if (n + 1 >= cap)
-        return false;
-    buf[n++] = '"';
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        int w;
-        if (ch == '"' || ch == '\\')
-            w = snprintf(buf + n, cap - n, "\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            w = snprintf(buf + n, cap - n, "\\u%04x", ch);
-        else
-            w = snprintf(buf + n, cap - n, "%c", ch);
-        if (w < 0 || (size_t)w >= cap - n)
-            return false;
-        n += (size_t)w;
-    }
-    if (n + 2 > cap)
-        return false;
-    buf[n++] = '"';
-    buf[n] = '\0';
-    *len = n;
-    return true;
+    return jsonmp_buf_str(buf, cap, len, s, strlen(s));
 }
 
 int cmd_maintenance(int argc, char **argv)

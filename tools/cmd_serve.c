@@ -10,8 +10,9 @@
  * --demo makes a demo tenant through the ops themselves, as a customer and
  * an operator would (sign-up, payment, the auth code from the outbox,
  * completion), plus a bootstrap operator, with random passwords. They are
- * written to DIR/demo.txt (mode 0600) and printed; later runs print that
- * file again.
+ * written to DIR/demo.txt (mode 0600) and printed with the commands to use
+ * them, which run as printed from the repository root; later runs print that
+ * file again, but not a password the account no longer has.
  */
 #include "accounts.h"
 #include "cli.h"
@@ -169,30 +170,52 @@ static bool find_code(void *arg, const struct outbox_msg *msg)
     return false;
 }
 
-/* The demo's instructions, from the schema's names. */
-static int demo_text(char *out, size_t cap, const char *data, const char *client_url,
-                     const char *tenant_code, const char *master_pw, const char *op_pw)
+/* The command the printed instructions run: tools/run.sh builds it there, and
+ * they are run from the repository root. */
+#define DEMO_KIROKU "build/tools/kiroku"
+/* The label of demo.txt's line of account ids, which later runs read to tell
+ * whether a password printed is still the account's. */
+#define DEMO_ACCOUNTS "  accounts:    "
+
+/* What the instructions name. */
+struct demo_names {
+    const char *data, *client_url, *op_url;
+    const char *tenant_code, *master_pw, *op_pw;
+    uint64_t tenant;
+    uint8_t master[16], op[16];
+};
+
+/* The demo's instructions, from the schema's names. Every command line runs
+ * as printed from the repository root, in this order, whatever KIROKU_TOKEN
+ * held before (auth.login does not send it). */
+static int demo_text(char *out, size_t cap, const struct demo_names *n)
 {
     const char *tc = kr_fields[KR_FLD_TENANT_CODE].name, *em = kr_fields[KR_FLD_EMAIL].name,
-               *pw = kr_fields[KR_FLD_PASSWORD].name, *login = kr_ops[KR_OP_AUTH_LOGIN].name;
-    return snprintf(out, cap,
-                    "demo tenant:   %s (\"%s\")\n"
-                    "  master:      %s  password %s\n"
-                    "  operator:    %s  password %s  (tenant code %s, operator endpoint)\n"
-                    "log in and call it:\n"
-                    "  kiroku call --url %s %s '{\"%s\":\"%s\",\"%s\":\"%s\",\"%s\":\"%s\"}'\n"
-                    "  export KIROKU_TOKEN=<the token of the reply>\n"
-                    "  kiroku call --url %s %s\n"
-                    "  kiroku call --url %s %s\n"
-                    "as the operator:\n"
-                    "  kiroku call --url ipc://%s/operator.sock %s "
-                    "'{\"%s\":\"%s\",\"%s\":\"%s\",\"%s\":\"%s\"}'\n"
-                    "sign-up e-mails (auth codes) are written to %s/outbox/\n",
-                    tenant_code, DEMO_TENANT_NAME, DEMO_MASTER_EMAIL, master_pw,
-                    DEMO_OPERATOR_EMAIL, op_pw, KR_PLATFORM_CODE, client_url, login, tc,
-                    tenant_code, em, DEMO_MASTER_EMAIL, pw, master_pw, client_url,
-                    kr_ops[KR_OP_AUTH_WHOAMI].name, client_url, kr_ops[KR_OP_CONTACTS_LIST].name,
-                    data, login, tc, KR_PLATFORM_CODE, em, DEMO_OPERATOR_EMAIL, pw, op_pw, data);
+               *pw = kr_fields[KR_FLD_PASSWORD].name, *tok = kr_fields[KR_FLD_TOKEN].name,
+               *login = kr_ops[KR_OP_AUTH_LOGIN].name;
+    char master_hex[33], op_hex[33];
+    sodium_bin2hex(master_hex, sizeof master_hex, n->master, 16);
+    sodium_bin2hex(op_hex, sizeof op_hex, n->op, 16);
+    return snprintf(
+        out, cap,
+        "demo tenant:   %s (\"%s\")\n"
+        "  master:      %s  password %s\n"
+        "  operator:    %s  password %s  (tenant code %s, operator endpoint)\n" DEMO_ACCOUNTS
+        "master %s, operator %s, tenant \"%" PRIu64 "\"\n"
+        "log in and call it (from the repository root):\n"
+        "  export KIROKU_TOKEN=$(" DEMO_KIROKU " call --url %s %s "
+        "'{\"%s\":\"%s\",\"%s\":\"%s\",\"%s\":\"%s\"}' | sed -n "
+        "'s/.*\"%s\":\"\\([0-9a-f]*\\)\".*/\\1/p')\n"
+        "  " DEMO_KIROKU " call --url %s %s\n"
+        "  " DEMO_KIROKU " call --url %s %s\n"
+        "as the operator:\n"
+        "  " DEMO_KIROKU " call --url %s %s '{\"%s\":\"%s\",\"%s\":\"%s\",\"%s\":\"%s\"}'\n"
+        "sign-up e-mails (auth codes) are written to %s/outbox/\n",
+        n->tenant_code, DEMO_TENANT_NAME, DEMO_MASTER_EMAIL, n->master_pw, DEMO_OPERATOR_EMAIL,
+        n->op_pw, KR_PLATFORM_CODE, master_hex, op_hex, n->tenant, n->client_url, login, tc,
+        n->tenant_code, em, DEMO_MASTER_EMAIL, pw, n->master_pw, tok, n->client_url,
+        kr_ops[KR_OP_AUTH_WHOAMI].name, n->client_url, kr_ops[KR_OP_CONTACTS_LIST].name, n->op_url,
+        login, tc, KR_PLATFORM_CODE, em, DEMO_OPERATOR_EMAIL, pw, n->op_pw, n->data);
 }
 
 static kr_err demo_write(const char *path, const char *text, size_t n)
@@ -208,10 +231,61 @@ static kr_err demo_write(const char *path, const char *text, size_t n)
     return err;
 }
 
-/* Prints DIR/demo.txt if it exists. */
-static bool demo_print_file(const char *path)
+/* The word after `label` on the line of text that holds it (at most cap-1
+ * bytes), or false. */
+static bool demo_word(const char *text, const char *label, char *out, size_t cap)
 {
-    char text[DEMO_TEXT_MAX];
+    const char *p = strstr(text, label);
+    if (!p)
+        return false;
+    p += strlen(label);
+    size_t n = strcspn(p, " ,\"\n");
+    if (n == 0 || n >= cap)
+        return false;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
+/* Whether the account whose id is hex in `tenant` still has the password it
+ * was made with (no account.password_changed since): false if it changed,
+ * was deleted, or the ids cannot be read. */
+static bool demo_password_current(struct kr_domain *d, uint64_t tenant, const char *hex)
+{
+    uint8_t id[16];
+    size_t n = 0;
+    if (sodium_hex2bin(id, sizeof id, hex, strlen(hex), NULL, &n, NULL) != 0 || n != 16)
+        return false;
+    MDB_txn *txn;
+    if (mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn))
+        return false;
+    struct va_account a;
+    kr_err err = va_account_get(&d->views, txn, tenant, id, &a);
+    mdb_txn_abort(txn);
+    return err == KR_OK && a.pw_ev == KR_EV_ACCOUNT_CREATED;
+}
+
+/* Replaces every `pw` in the NUL-terminated text with a
+ * placeholder no longer than a password, so the text only shrinks. */
+static void demo_hide(char *text, const char *pw)
+{
+    static const char gone[] = "(changed)";
+    size_t pl = strlen(pw);
+    if (pl < sizeof gone - 1)
+        return;
+    for (char *p = strstr(text, pw); p; p = strstr(p, pw)) {
+        memcpy(p, gone, sizeof gone - 1);
+        memmove(p + sizeof gone - 1, p + pl, strlen(p + pl) + 1);
+        p += sizeof gone - 1;
+    }
+}
+
+/* Prints DIR/demo.txt if it exists. A password that is no longer the
+ * account's (changed through account.password, or the account deleted) is
+ * not reprinted: it is shown as "(changed)", with a note. */
+static bool demo_print_file(struct kr_domain *d, const char *path)
+{
+    char text[DEMO_TEXT_MAX], word[64], hex[40];
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return false;
@@ -219,12 +293,55 @@ static bool demo_print_file(const char *path)
     close(fd);
     if (n <= 0)
         return false;
-    fwrite(text, 1, (size_t)n, stdout);
+    text[n] = '\0';
+    static const struct {
+        const char *who, *label, *id_label;
+    } people[] = {
+        {"master", "  master:      ", "master "},
+        {"operator", "  operator:    ", ", operator "},
+    };
+    /* The ids are read from their own line only. */
+    const char *ids = strstr(text, DEMO_ACCOUNTS);
+    uint64_t tenant = 0;
+    char tenant_dec[24];
+    bool have_ids = ids && demo_word(ids, ", tenant \"", tenant_dec, sizeof tenant_dec) &&
+                    cli_parse_u64(tenant_dec, 1, UINT64_MAX, &tenant);
+    /* First which passwords are stale, then hide them (which moves text). */
+    char stale[2][64] = {"", ""}, notes[256] = "";
+    for (size_t i = 0; i < sizeof people / sizeof people[0]; i++) {
+        const char *line = strstr(text, people[i].label);
+        char *pw = line ? strstr(line, "password ") : NULL;
+        if (!pw || !demo_word(pw, "password ", word, sizeof word))
+            continue;
+        if (!have_ids) { /* a file of an older kiroku: nothing to check by */
+            snprintf(notes, sizeof notes,
+                     "note: these are the passwords first set; they may have been changed "
+                     "since (account.password)\n");
+            break;
+        }
+        if (demo_word(ids, people[i].id_label, hex, sizeof hex) &&
+            demo_password_current(d, i == 0 ? tenant : 0, hex))
+            continue;
+        memcpy(stale[i], word, sizeof word);
+        size_t used = strlen(notes);
+        snprintf(notes + used, sizeof notes - used,
+                 "note: the %s's password was changed since this demo was made: ask its "
+                 "owner, or start over with an empty data directory\n",
+                 people[i].who);
+    }
+    for (size_t i = 0; i < 2; i++)
+        if (stale[i][0])
+            demo_hide(text, stale[i]);
+    fputs(text, stdout);
+    fputs(notes, stdout);
     sodium_memzero(text, sizeof text);
+    sodium_memzero(word, sizeof word);
+    sodium_memzero(stale, sizeof stale);
     return true;
 }
 
-static kr_err demo_setup(struct kr_domain *d, const char *data, const char *client_url)
+static kr_err demo_setup(struct kr_domain *d, const char *data, const char *client_url,
+                         const char *op_url)
 {
     char path[KR_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/" DEMO_FILE, data);
@@ -239,7 +356,7 @@ static kr_err demo_setup(struct kr_domain *d, const char *data, const char *clie
     struct code_find f = {0};
     kr_err err = demo_has_tenants(&m, &has);
     if (err || has) {
-        if (!err && !demo_print_file(path))
+        if (!err && !demo_print_file(d, path))
             printf("the journal has tenants already: no demo tenant made\n");
         goto out;
     }
@@ -287,10 +404,26 @@ static kr_err demo_setup(struct kr_domain *d, const char *data, const char *clie
     kr_set_str(m.a, KR_FLD_AUTH_CODE, f.code);
     kr_set_str(m.a, KR_FLD_PASSWORD, master_pw);
     kr_set_str(m.a, KR_FLD_TENANT_NAME, DEMO_TENANT_NAME);
+    uint8_t master[16 + 1]; /* demo_result adds a NUL */
+    size_t master_len = 0;
     if ((err = demo_exec(&m, &anon, KR_OP_SIGNUP_COMPLETE)) ||
-        (err = demo_result(&m, KR_FLD_TENANT_CODE, tenant_code, sizeof tenant_code, &n)))
+        (err = demo_result(&m, KR_FLD_TENANT_CODE, tenant_code, sizeof tenant_code, &n)) ||
+        (err = demo_result(&m, KR_FLD_ACCOUNT, master, sizeof master, &master_len)))
         goto out;
-    int len = demo_text(text, sizeof text, data, client_url, tenant_code, master_pw, op_pw);
+    if (master_len != 16) {
+        err = KR_ECORRUPT;
+        goto out;
+    }
+    struct demo_names names = {.data = data,
+                               .client_url = client_url,
+                               .op_url = op_url,
+                               .tenant_code = tenant_code,
+                               .master_pw = master_pw,
+                               .op_pw = op_pw,
+                               .tenant = f.tenant};
+    memcpy(names.master, master, 16);
+    memcpy(names.op, op.account, 16);
+    int len = demo_text(text, sizeof text, &names);
     if (len < 0 || (size_t)len >= sizeof text) {
         err = KR_ETOOLARGE;
         goto out;
@@ -504,7 +637,12 @@ int cmd_serve(int argc, char **argv)
     if (previous[0] && strcmp(previous, KIROKU_VERSION) != 0 && !co.json)
         fprintf(stderr, "kiroku: serve: upgraded: %s, previously %s\n", KIROKU_VERSION, previous);
     const char *client_url = so.nlisten ? listen[0] : API_LISTEN_DEFAULT;
-    if (demo && (err = demo_setup(d, data, client_url))) {
+    char op_url[KR_PATH_MAX + 32];
+    if (so.operator_url)
+        snprintf(op_url, sizeof op_url, "%s", so.operator_url);
+    else
+        snprintf(op_url, sizeof op_url, "ipc://%s/operator.sock", data);
+    if (demo && (err = demo_setup(d, data, client_url, op_url))) {
         dom_close(d);
         free(sj);
         return cli_fail("serve --demo", err);

@@ -7,6 +7,15 @@
  * disagrees with the server about what a value is. Replies are walked with the
  * bounded reader of journal/mp.h after kr_mp_check has proven the whole object
  * bounded, so msgpack-c's unpacker never sees server bytes here.
+ *
+ * Why replies are written as JSON text here and not built with jansson:
+ * jansson's integer is json_int_t (a long long), which cannot hold a u64 from
+ * 2^63 up, and a reply may carry any u64; building a json_t tree would also
+ * copy every token and string into blocks jansson frees unwiped. Writing the
+ * text directly keeps every integer exact, decides per field whether it is a
+ * number or a decimal string, and grows one buffer that is wiped when it
+ * grows. The one JSON string escaper of the project (jsonmp_escape) is here
+ * too, for every command that prints JSON.
  */
 #include "jsonmp.h"
 
@@ -164,13 +173,127 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* A JSON integer >= 0 into *v. */
+/* A decimal string s[0..n) of 1..20 ASCII digits, at most 2^64-1, into *v. */
+static bool dec_u64(const char *s, size_t n, uint64_t *v)
+{
+    if (n == 0 || n > 20)
+        return false;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        unsigned dg = (unsigned)(s[i] - '0');
+        if (x > (UINT64_MAX - dg) / 10u)
+            return false;
+        x = x * 10u + dg;
+    }
+    *v = x;
+    return true;
+}
+
+/* What quote_big_ints puts before the digits of a number it quotes, so that
+ * it is told from a string the caller wrote (JSON text cannot hold a raw
+ * control byte in a string, so no caller's string starts with it unescaped). */
+#define BIG_MARK      '\x01'
+#define BIG_MARK_JSON "\\u0001"
+
+/* Whether j is a plain number past INT64_MAX that quote_big_ints quoted. */
+static bool big_literal(const json_t *j)
+{
+    return json_is_string(j) && json_string_length(j) > 1 && json_string_value(j)[0] == BIG_MARK;
+}
+
+/* A JSON integer >= 0, or the same as a decimal string ("18446744073709551615":
+ * the spelling replies use, see jsonmp.h), into *v. */
 static bool json_uint(const json_t *j, uint64_t *v)
 {
+    if (big_literal(j))
+        return dec_u64(json_string_value(j) + 1, json_string_length(j) - 1, v);
+    if (json_is_string(j))
+        return dec_u64(json_string_value(j), json_string_length(j), v);
     if (!json_is_integer(j) || json_integer_value(j) < 0)
         return false;
     *v = (uint64_t)json_integer_value(j);
     return true;
+}
+
+/* The number token at t[i] ends at *end; returns its length if it is a plain
+ * integer past INT64_MAX (which jansson, json_int_t being a long long, cannot
+ * read), else 0. */
+static size_t big_int_at(const char *t, size_t len, size_t i, size_t *end)
+{
+    size_t e = i;
+    while (e < len && ((t[e] >= '0' && t[e] <= '9') || t[e] == '-' || t[e] == '+' || t[e] == '.' ||
+                       t[e] == 'e' || t[e] == 'E'))
+        e++;
+    *end = e;
+    uint64_t v;
+    /* Only plain non-negative integers without a leading zero: a float, a
+     * negative number or an invalid one is jansson's to read or refuse. */
+    if (t[i] == '-' || t[i] == '0' || !dec_u64(t + i, e - i, &v))
+        return 0;
+    return v > (uint64_t)INT64_MAX ? e - i : 0;
+}
+
+/* jansson cannot hold an integer >= 2^63, so before it reads the text, each
+ * plain integer literal from 2^63 to 2^64-1 outside strings is put in quotes,
+ * after BIG_MARK: it then reads as the number json_uint takes, and set_arg
+ * refuses it where a number is not an argument's type. *out is NULL when the
+ * text needs no change, else a malloc'd copy (to wipe and free) of *out_len
+ * bytes. */
+static kr_err quote_big_ints(const char *t, size_t len, char **out, size_t *out_len)
+{
+    *out = NULL;
+    size_t nbig = 0, end;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        if (in_str) {
+            if (t[i] == '\\')
+                i++;
+            else if (t[i] == '"')
+                in_str = false;
+        } else if (t[i] == '"') {
+            in_str = true;
+        } else if ((t[i] >= '0' && t[i] <= '9') || t[i] == '-') {
+            nbig += big_int_at(t, len, i, &end) ? 1 : 0;
+            i = end - 1;
+        }
+    }
+    if (nbig == 0)
+        return KR_OK;
+    char *q = malloc(len + (2 + sizeof BIG_MARK_JSON - 1) * nbig + 1);
+    if (!q)
+        return KR_ENOMEM;
+    size_t o = 0;
+    in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        if (in_str) {
+            if (t[i] == '\\' && i + 1 < len)
+                q[o++] = t[i++];
+            else if (t[i] == '"')
+                in_str = false;
+        } else if (t[i] == '"') {
+            in_str = true;
+        } else if ((t[i] >= '0' && t[i] <= '9') || t[i] == '-') {
+            size_t n = big_int_at(t, len, i, &end);
+            if (n) {
+                q[o++] = '"';
+                memcpy(q + o, BIG_MARK_JSON, sizeof BIG_MARK_JSON - 1);
+                o += sizeof BIG_MARK_JSON - 1;
+            }
+            memcpy(q + o, t + i, end - i);
+            o += end - i;
+            if (n)
+                q[o++] = '"';
+            i = end - 1;
+            continue;
+        }
+        q[o++] = t[i];
+    }
+    q[o] = '\0';
+    *out = q;
+    *out_len = o;
+    return KR_OK;
 }
 
 /* Sets field fld of p from JSON value j, typed by the field. *tenants holds a
@@ -180,6 +303,11 @@ static kr_err set_arg(int fld, const json_t *j, struct kr_payload *p, uint64_t *
 {
     const struct kr_field_def *f = &kr_fields[fld];
     const char *nm = f->name;
+    bool numeric = f->type == KR_FT_TENANT || f->type == KR_FT_U64 || f->type == KR_FT_TIME;
+    if (big_literal(j) && !numeric)
+        return diag(d, KR_EINVAL, nm, "a number past 2^63-1 is not a value of this field%s",
+                    f->type == KR_FT_VALUE ? " (numbers are 64-bit signed integers or floats)"
+                                           : "");
     switch (f->type) {
     case KR_FT_ID:
     case KR_FT_HASH:
@@ -211,16 +339,18 @@ static kr_err set_arg(int fld, const json_t *j, struct kr_payload *p, uint64_t *
     case KR_FT_U64: {
         uint64_t v;
         if (!json_uint(j, &v))
-            return diag(d, KR_EINVAL, nm, "must be an integer >= 0");
+            return diag(d, KR_EINVAL, nm,
+                        "must be an integer >= 0 (a number, or its decimal digits as a string)");
         kr_set_u64(p, fld, v);
         return KR_OK;
     }
     case KR_FT_TIME: {
         uint64_t v;
-        if (json_is_string(j)) {
+        if (json_is_string(j) && !json_uint(j, &v)) {
             if (jsonmp_parse_time(json_string_value(j), json_string_length(j), &v))
                 return diag(d, KR_EINVAL, nm,
-                            "not an RFC 3339 time (like 2026-04-01T09:00:00+09:00)");
+                            "not an RFC 3339 time (like 2026-04-01T09:00:00+09:00) nor "
+                            "decimal UTC nanoseconds");
         } else if (!json_uint(j, &v)) {
             return diag(d, KR_EINVAL, nm,
                         "must be UTC nanoseconds (an integer >= 0) or an RFC 3339 string");
@@ -308,8 +438,17 @@ kr_err jsonmp_args(int op, const char *json, size_t len, struct kr_mp_fixbuf *ou
         return diag(d, KR_EINVAL, "", "unknown op");
     if (len > JSONMP_ARGS_MAX)
         return diag(d, KR_ETOOLARGE, "", "arguments longer than %zu bytes", JSONMP_ARGS_MAX);
+    char *quoted = NULL;
+    size_t quoted_len = 0;
+    if (quote_big_ints(json, len, &quoted, &quoted_len))
+        return KR_ENOMEM;
     json_error_t je;
-    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    json_t *root = json_loadb(quoted ? quoted : json, quoted ? quoted_len : len,
+                              JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    if (quoted) { /* arguments hold passwords: wipe the copy */
+        sodium_memzero(quoted, quoted_len);
+        free(quoted);
+    }
     if (!root)
         return diag(d, KR_EINVAL, "", "not JSON: %s (at byte %d)", je.text, je.position);
     const struct kr_op_def *o = &kr_ops[op];
@@ -447,37 +586,96 @@ static size_t utf8_seq(const uint8_t *s, size_t n)
     return len;
 }
 
-static bool put_str(struct jbuf *b, const char *str, size_t n)
+bool jsonmp_escape(const char *str, size_t n, bool strict,
+                   void (*sink)(void *ctx, const void *p, size_t n), void *ctx)
 {
     const uint8_t *s = (const uint8_t *)str;
-    putc1(b, '"');
+    sink(ctx, "\"", 1);
     for (size_t i = 0; i < n;) {
         uint8_t c = s[i];
         char esc[8];
         if (c == '"' || c == '\\') {
             esc[0] = '\\', esc[1] = (char)c;
-            put(b, esc, 2);
+            sink(ctx, esc, 2);
         } else if (c == '\n') {
-            put(b, "\\n", 2);
+            sink(ctx, "\\n", 2);
         } else if (c == '\t') {
-            put(b, "\\t", 2);
+            sink(ctx, "\\t", 2);
         } else if (c == '\r') {
-            put(b, "\\r", 2);
+            sink(ctx, "\\r", 2);
         } else if (c < 0x20 || c == 0x7f) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
-            put(b, esc, 6);
+            sink(ctx, esc, 6);
         } else {
             size_t k = utf8_seq(s + i, n - i);
-            if (k == 0)
-                return false;
-            put(b, s + i, k);
+            if (k == 0) {
+                if (strict)
+                    return false;
+                sink(ctx, "\\ufffd", 6); /* U+FFFD for each byte that starts no sequence */
+                k = 1;
+            } else {
+                sink(ctx, s + i, k);
+            }
             i += k;
             continue;
         }
         i++;
     }
-    putc1(b, '"');
+    sink(ctx, "\"", 1);
     return true;
+}
+
+static void put_file(void *ctx, const void *p, size_t n)
+{
+    fwrite(p, 1, n, (FILE *)ctx);
+}
+
+void jsonmp_fput_str(FILE *f, const char *s, size_t len)
+{
+    (void)jsonmp_escape(s, len, false, put_file, f);
+}
+
+/* A fixed buffer that remembers running out of room. */
+struct fixed_text {
+    char *p;
+    size_t len, cap;
+    bool full;
+};
+
+static void put_fixed(void *ctx, const void *p, size_t n)
+{
+    struct fixed_text *t = ctx;
+    if (t->full || n >= t->cap - t->len) { /* keep a byte for the NUL */
+        t->full = true;
+        return;
+    }
+    memcpy(t->p + t->len, p, n);
+    t->len += n;
+}
+
+bool jsonmp_buf_str(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (*len >= cap)
+        return false;
+    struct fixed_text t = {.p = buf, .len = *len, .cap = cap};
+    (void)jsonmp_escape(s, n, false, put_fixed, &t);
+    if (t.full) {
+        buf[*len] = '\0';
+        return false;
+    }
+    buf[t.len] = '\0';
+    *len = t.len;
+    return true;
+}
+
+static void put_jbuf(void *ctx, const void *p, size_t n)
+{
+    put(ctx, p, n);
+}
+
+static bool put_str(struct jbuf *b, const char *str, size_t n)
+{
+    return jsonmp_escape(str, n, true, put_jbuf, b);
 }
 
 static void put_hex(struct jbuf *b, const uint8_t *s, size_t n)
@@ -514,12 +712,47 @@ static kr_err at(struct jsonmp_diag *d, kr_err err, const struct kr_mp_reader *r
     return diag(d, err, where, "%s", why);
 }
 
+/* Whether an integer under key field fld (-1: no field) is written as a
+ * decimal string: always for tenant ids and times (so their JSON type never
+ * depends on their value), and for any integer a double cannot hold exactly. */
+static bool int_as_string(int fld, uint64_t magnitude)
+{
+    if (fld >= 0) {
+        const struct kr_field_def *f = &kr_fields[fld];
+        if (f->type == KR_FT_TENANT || f->type == KR_FT_TIME ||
+            (f->type == KR_FT_LIST && f->of == KR_FT_TENANT))
+            return true;
+    }
+    return magnitude > JSONMP_INT_EXACT_MAX;
+}
+
+static void put_int(struct jbuf *b, int fld, bool negative, uint64_t magnitude)
+{
+    char num[32];
+    int n = snprintf(num, sizeof num, "%s%llu", negative ? "-" : "", (unsigned long long)magnitude);
+    bool quote = int_as_string(fld, magnitude);
+    if (quote)
+        putc1(b, '"');
+    put(b, num, (size_t)n);
+    if (quote)
+        putc1(b, '"');
+}
+
+/* The schema field a reply's map key names, or -1. */
+static int key_field(struct kr_mp_reader r)
+{
+    const char *k;
+    size_t n;
+    return kr_mp_read_str(&r, &k, &n) ? -1 : kr_field_lookup(k, n);
+}
+
+/* Writes the object at r as JSON; fld is the field of the map key it is the
+ * value of (or an item of), -1 if none. */
 static kr_err to_json(struct kr_mp_reader *r, const uint8_t *start, unsigned depth, struct jbuf *b,
-                      struct jsonmp_diag *d)
+                      int fld, struct jsonmp_diag *d)
 {
     if (depth > JSONMP_DEPTH_MAX)
         return at(d, KR_ETOOLARGE, r, start, "nested too deep");
-    char num[32];
     switch (kr_mp_peek(r)) {
     case KR_MP_NIL:
         if (kr_mp_read_nil(r))
@@ -537,14 +770,14 @@ static kr_err to_json(struct kr_mp_reader *r, const uint8_t *start, unsigned dep
         uint64_t v;
         if (kr_mp_read_uint(r, &v))
             break;
-        put(b, num, (size_t)snprintf(num, sizeof num, "%llu", (unsigned long long)v));
+        put_int(b, fld, false, v);
         return KR_OK;
     }
     case KR_MP_NEGINT: {
         int64_t v;
         if (kr_mp_read_int(r, &v))
             break;
-        put(b, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)v));
+        put_int(b, fld, v < 0, v < 0 ? 0u - (uint64_t)v : (uint64_t)v);
         return KR_OK;
     }
     case KR_MP_FLOAT: {
@@ -579,7 +812,7 @@ static kr_err to_json(struct kr_mp_reader *r, const uint8_t *start, unsigned dep
         for (uint32_t i = 0; i < n; i++) {
             if (i)
                 putc1(b, ',');
-            kr_err err = to_json(r, start, depth + 1, b, d);
+            kr_err err = to_json(r, start, depth + 1, b, fld, d);
             if (err)
                 return err;
         }
@@ -596,11 +829,12 @@ static kr_err to_json(struct kr_mp_reader *r, const uint8_t *start, unsigned dep
                 putc1(b, ',');
             if (kr_mp_peek(r) != KR_MP_STR)
                 return at(d, KR_ECORRUPT, r, start, "a map key that is not a string");
-            kr_err err = to_json(r, start, depth + 1, b, d);
+            int key_fld = key_field(*r);
+            kr_err err = to_json(r, start, depth + 1, b, -1, d);
             if (err)
                 return err;
             putc1(b, ':');
-            if ((err = to_json(r, start, depth + 1, b, d)))
+            if ((err = to_json(r, start, depth + 1, b, key_fld, d)))
                 return err;
         }
         putc1(b, '}');
@@ -635,7 +869,7 @@ kr_err jsonmp_to_json(const uint8_t *mp, size_t len, char **out, size_t *out_len
         return at(d, KR_ECORRUPT, &r, mp, "bytes after the reply");
     kr_mp_reader_init(&r, mp, len, false);
     struct jbuf b = {0};
-    err = to_json(&r, mp, 1, &b, d);
+    err = to_json(&r, mp, 1, &b, -1, d);
     putc1(&b, '\0');
     if (!err && b.failed)
         err = diag(d, KR_ENOMEM, "", "out of memory");

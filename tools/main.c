@@ -3,6 +3,7 @@
  * share (cli.h).
  */
 #include "cli.h"
+#include "jsonmp.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -133,19 +134,7 @@ int cli_fail_open(const char *dir, kr_err err)
 
 void cli_json_str(FILE *f, const char *s, size_t len)
 {
-    fputc('"', f);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
+    jsonmp_fput_str(f, s, len); /* the project's one JSON string escaper */
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -12,6 +12,7 @@ packages=(
   libnng-dev nng-utils         # the API transport
   libjansson-dev               # `kiroku call` (JSON), tests (JSON test vectors)
   libcmocka-dev openssl        # tests (openssl verifies `kiroku certs` output)
+  python3                      # tests (a JSON reader for `kiroku call` output)
 )
 if [ "${KIROKU_FUZZ:-0}" = 1 ]; then
   packages+=(clang-14 libclang-rt-14-dev)

@@ -111,11 +111,12 @@ static const msgpack_object *audit(struct fx *f, const struct kr_caller *who, ui
 static void check_entry(const msgpack_object *e, const struct rec *r)
 {
     char jst[JST_LEN + 1];
-    assert_int_equal(e->via.map.size, 5);
+    assert_int_equal(e->via.map.size, 6); /* and time_jst, as every time has */
     assert_int_equal(td_map_get(e, "seq")->via.u64, r->seq);
     assert_int_equal(td_map_get(e, "time")->via.u64, r->time);
     jst_format(r->time, jst);
     assert_true(str_is(td_map_get(e, "jst"), jst));
+    assert_true(str_is(td_map_get(e, "time_jst"), jst));
     assert_true(str_is(td_map_get(e, "actor"), r->actor));
     assert_true(str_is(td_map_get(e, "type"), r->type));
 }

@@ -67,6 +67,15 @@ static void test_access(void **state)
     assert_int_equal(rt, tenant);
     assert_true(td_unchanged_since(t, size));
 
+    /* A session calling an op for callers without one is told to send no
+     * token. */
+    kr_set_str(td_args(t), KR_FLD_EMAIL, "new@example.jp");
+    assert_int_equal(td_exec(t, &master, KR_OP_SIGNUP_APPLY), KR_EFORBIDDEN);
+    assert_string_equal(t->diag.field, "token");
+    assert_string_equal(t->diag.why,
+                        "signup.apply is for callers without a session: send no token");
+    size = jrn_size(t->d->j);
+
     /* Operator ops: not for tenants, and not off the operator endpoint. */
     struct kr_caller op = td_operator();
     kr_set_u64(td_args(t), KR_FLD_TENANT, tenant);

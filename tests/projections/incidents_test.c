@@ -178,7 +178,9 @@ static void test_open_listed_deadline_and_list(void **state)
     const msgpack_object *a = list(f, &f->ma);
     assert_int_equal(a->via.array.size, 1);
     const msgpack_object *x = &a->via.array.ptr[0];
-    assert_int_equal(x->via.map.size, 8);
+    assert_int_equal(x->via.map.size, 10); /* detected and deadline also in JST */
+    assert_non_null(td_map_get(x, "detected_jst"));
+    assert_non_null(td_map_get(x, "deadline_jst"));
     assert_true(bin_is(td_map_get(x, "incident"), id, 16));
     assert_true(str_is(td_map_get(x, "incident_scope"), "outage"));
     assert_true(str_is(td_map_get(x, "severity"), "high"));
@@ -212,7 +214,7 @@ static void test_overdue_and_due_within(void **state)
     assert_int_equal(a->via.array.size, 2);
     for (uint32_t i = 0; i < 2; i++) {
         const msgpack_object *x = &a->via.array.ptr[i];
-        assert_int_equal(x->via.map.size, 5);
+        assert_int_equal(x->via.map.size, 6); /* and deadline_jst */
         assert_true(bin_is(td_map_get(x, "incident"), id, 16));
         assert_int_equal(td_map_get(x, "tenant")->via.u64, ts[i]);
         assert_int_equal(td_map_get(x, "deadline")->via.u64, deadline);

@@ -128,7 +128,8 @@ static void test_publish_all_and_ack(void **state)
     const msgpack_object *a = list(f, &f->ma, NULL, 0, 0);
     assert_int_equal(a->via.array.size, 1);
     const msgpack_object *n = &a->via.array.ptr[0];
-    assert_int_equal(n->via.map.size, 6);
+    assert_int_equal(n->via.map.size, 7); /* effective and effective_jst */
+    assert_non_null(td_map_get(n, "effective_jst"));
     assert_true(bin_is(td_map_get(n, "notice"), id, 16));
     assert_true(str_is(td_map_get(n, "notice_kind"), "change"));
     assert_true(str_is(td_map_get(n, "title"), "Maintenance on 4/1"));

@@ -347,6 +347,45 @@ static void test_no_token_no_args_stdin(void **state)
     check_request("contacts.get", TOKEN_HEX, CONTACT_HEX);
 }
 
+/* The ops anonymous callers use refuse a token: an exported KIROKU_TOKEN (the
+ * session of earlier calls) is not sent with them, and --token with one is a
+ * usage error that says what to do, with nothing sent. */
+static void test_anonymous_ops_no_token(void **state)
+{
+    (void)state;
+    static const char login[] =
+        "{\"tenant_code\":\"acme\",\"email\":\"m@acme.example\",\"password\":\"pw-12345678\"}";
+    start(url, REPLY_OK);
+    assert_int_equal(
+        call(TOKEN_HEX, NULL, out, err, (const char *[]){"--url", url, "auth.login", login, NULL}),
+        0);
+    stop();
+    assert_true(srv.got);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, (const char *)srv.req, srv.req_len, NULL),
+                     MSGPACK_UNPACK_SUCCESS);
+    assert_str(get(&u.data, "op"), "auth.login");
+    assert_null(get(&u.data, "token"));
+    assert_non_null(get(&u.data, "args"));
+    msgpack_unpacked_destroy(&u);
+    /* The same environment still sends it with an op that needs it. */
+    start(url, REPLY_OK);
+    assert_int_equal(
+        call(TOKEN_HEX, NULL, out, err, (const char *[]){"--url", url, "auth.whoami", NULL}), 0);
+    stop();
+    check_request("auth.whoami", TOKEN_HEX, NULL);
+    /* An explicit --token with an anonymous op. */
+    start(url, REPLY_OK);
+    assert_int_equal(
+        call(NULL, NULL, out, err,
+             (const char *[]){"--url", url, "--token", TOKEN_HEX, "auth.login", login, NULL}),
+        2);
+    stop();
+    assert_false(srv.got);
+    assert_non_null(strstr(err, "auth.login is for callers without a session: leave out --token"));
+}
+
 static void test_operator_endpoint(void **state)
 {
     (void)state;
@@ -431,6 +470,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_token_no_args_stdin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_anonymous_ops_no_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_operator_endpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transport_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage, setup, teardown),

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "jst.h"
 #include "test_util.h"
 
 #define OUT_MAX (1u << 20)
@@ -192,9 +193,20 @@ static void test_journal_commands(void **state)
         j = parse(line);
         assert_int_equal(json_integer_value(json_object_get(j, "seq")), 10 + (json_int_t)lines);
         assert_non_null(json_string_value(json_object_get(j, "commitment")));
+        /* The time in JST beside UTC. */
+        char jst[JST_LEN + 1];
+        jst_format(strtoull(json_string_value(json_object_get(j, "time_ns")), NULL, 10), jst);
+        assert_string_equal(json_string_value(json_object_get(j, "time_jst")), jst);
         json_decref(j);
     }
     assert_int_equal(lines, 5);
+    assert_int_equal(
+        run(out, err,
+            (const char *const[]){"dump", "--data", dir, "--from", "10", "--limit", "1", NULL}),
+        0);
+    assert_non_null(strstr(out, "#10 "));
+    assert_non_null(strstr(out, "Z (JST "));
+    assert_non_null(strstr(out, "+09:00) tenant="));
 
     /* Rotate the key; still verifies, now with two keys. */
     assert_int_equal(run(out, err, (const char *const[]){"keys", "rotate", "--data", dir, NULL}),
@@ -309,12 +321,40 @@ static void test_stale_reader_reclaimed(void **state)
                      0);
 }
 
+/* --json output is valid JSON whatever bytes it prints: a data directory
+ * whose name is not UTF-8 comes out with U+FFFD for the bad byte (the one
+ * escaper, jsonmp_escape). */
+static void test_json_not_utf8(void **state)
+{
+    (void)state;
+    static char out[OUT_MAX], err[OUT_MAX];
+    char bad[1200];
+    snprintf(bad, sizeof bad,
+             "%s/bad\xff"
+             "dir",
+             root);
+    assert_int_equal(run(out, err, (const char *const[]){"init", "--data", bad, "--json", NULL}),
+                     0);
+    json_t *j = parse(out); /* jansson refuses invalid UTF-8 */
+    const char *data = json_string_value(json_object_get(j, "data"));
+    assert_non_null(data);
+    char want[1200];
+    snprintf(want, sizeof want,
+             "%s/bad\xef\xbf\xbd"
+             "dir",
+             root);
+    assert_string_equal(data, want);
+    assert_non_null(strstr(out, "/bad\\ufffddir\""));
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_and_usage),
         cmocka_unit_test_setup_teardown(test_journal_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_reader_reclaimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_not_utf8, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -97,7 +97,8 @@ static void test_args_round_trip(void **state)
                "\"effective\":\"2026-04-01T09:00:00+09:00\",\"audience\":\"listed\","
                "\"tenants\":[30,1,2]}",
                "{\"notice_kind\":\"change\",\"title\":\"t\",\"body\":\"line 1\\nline \\\"2\\\"\","
-               "\"effective\":1775001600000000000,\"audience\":\"listed\",\"tenants\":[1,2,30]}");
+               "\"effective\":\"1775001600000000000\",\"audience\":\"listed\","
+               "\"tenants\":[\"1\",\"2\",\"30\"]}");
     /* Bin of any length in its limits. */
     round_trip(KR_OP_CONTACTS_LIST, "{\"cursor\":\"00ff10\",\"limit\":1000}",
                "{\"cursor\":\"00ff10\",\"limit\":1000}");
@@ -112,7 +113,10 @@ static void test_args_round_trip(void **state)
         {"true", "true"},
         {"false", "false"},
         {"1e300", "1e+300"},
-        {"9223372036854775807", "9223372036854775807"},
+        {"9007199254740991", "9007199254740991"},     /* 2^53-1: a double holds it */
+        {"9007199254740992", "\"9007199254740992\""}, /* past it: a string */
+        {"-9007199254740993", "\"-9007199254740993\""},
+        {"9223372036854775807", "\"9223372036854775807\""},
     };
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
         char in[200], out[200];
@@ -129,9 +133,44 @@ static void test_args_round_trip(void **state)
     /* A time as nanoseconds (JSON integers reach 2^63-1, in 2262; later
      * times are written in RFC 3339). */
     round_trip(KR_OP_AUDIT_LIST, "{\"from\":0,\"to\":9223372036854775807}",
-               "{\"from\":0,\"to\":9223372036854775807}");
+               "{\"from\":\"0\",\"to\":\"9223372036854775807\"}");
     round_trip(KR_OP_AUDIT_LIST, "{\"to\":\"2554-07-21T23:34:33.709551615Z\"}",
-               "{\"to\":18446744073709551615}");
+               "{\"to\":\"18446744073709551615\"}");
+}
+
+/* Ids and times a JSON client can use: tenant ids and times come out as
+ * decimal strings whatever their size, and go in as strings or plain numbers,
+ * up to 2^64-1 (past what jansson's json_int_t holds). */
+static void test_args_big_ids(void **state)
+{
+    (void)state;
+    /* The largest tenant id (2^63-1, which a double rounds to 2^63): as a
+     * string, as a plain number. */
+    round_trip(KR_OP_TENANTS_CANCEL, "{\"tenant\":\"9223372036854775807\"}",
+               "{\"tenant\":\"9223372036854775807\"}");
+    round_trip(KR_OP_TENANTS_CANCEL, "{\"tenant\" : 9223372036854775807 }",
+               "{\"tenant\":\"9223372036854775807\"}");
+    /* u64 past 2^63 (a time): as a string, as a plain number. */
+    round_trip(KR_OP_AUDIT_LIST, "{\"to\":\"18446744073709551615\"}",
+               "{\"to\":\"18446744073709551615\"}");
+    round_trip(KR_OP_AUDIT_LIST, "{\"from\":9223372036854775808,\"to\":18446744073709551615}",
+               "{\"from\":\"9223372036854775808\",\"to\":\"18446744073709551615\"}");
+    /* A small one is a string too: the type of a field never changes. */
+    round_trip(KR_OP_TENANTS_CANCEL, "{\"tenant\":\"7\"}", "{\"tenant\":\"7\"}");
+    round_trip(KR_OP_NOTICES_PUBLISH,
+               "{\"notice_kind\":\"change\",\"title\":\"t\",\"body\":\"b\","
+               "\"effective\":\"1775001600000000001\",\"audience\":\"listed\","
+               "\"tenants\":[\"9223372036854775807\",9223372036854775806,2]}",
+               "{\"notice_kind\":\"change\",\"title\":\"t\",\"body\":\"b\","
+               "\"effective\":\"1775001600000000001\",\"audience\":\"listed\","
+               "\"tenants\":[\"2\",\"9223372036854775806\",\"9223372036854775807\"]}");
+    /* Other u64 fields: numbers, and strings accepted. */
+    round_trip(KR_OP_CONTACTS_LIST, "{\"limit\":\"5\"}", "{\"limit\":5}");
+    /* A big number inside a string stays a string; strings are not numbers. */
+    round_trip(KR_OP_TAGS_CREATE, "{\"tag_name\":\"18446744073709551615 x\"}",
+               "{\"tag_name\":\"18446744073709551615 x\"}");
+    round_trip(KR_OP_TAGS_CREATE, "{\"tag_name\":\"a\\\"18446744073709551615\"}",
+               "{\"tag_name\":\"a\\\"18446744073709551615\"}");
 }
 
 /* json for op must fail with err, naming key, and the why must contain why. */
@@ -187,10 +226,34 @@ static void test_args_refused(void **state)
     refused(KR_OP_CONTACTS_LIST, "{\"limit\":1001}", KR_EINVAL, "limit", "out of range");
     refused(KR_OP_CONTACTS_LIST, "{\"limit\":-1}", KR_EINVAL, "limit", "integer >= 0");
     refused(KR_OP_CONTACTS_LIST, "{\"limit\":1.0}", KR_EINVAL, "limit", "integer >= 0");
-    refused(KR_OP_CONTACTS_LIST, "{\"limit\":\"5\"}", KR_EINVAL, "limit", "integer >= 0");
+    refused(KR_OP_CONTACTS_LIST, "{\"limit\":\"5x\"}", KR_EINVAL, "limit", "integer >= 0");
+    refused(KR_OP_CONTACTS_LIST, "{\"limit\":\"\"}", KR_EINVAL, "limit", "integer >= 0");
+    refused(KR_OP_CONTACTS_LIST, "{\"limit\":\"-5\"}", KR_EINVAL, "limit", "integer >= 0");
+    refused(KR_OP_CONTACTS_LIST, "{\"limit\":\" 5\"}", KR_EINVAL, "limit", "integer >= 0");
+    refused(KR_OP_TENANTS_CANCEL, "{\"tenant\":\"18446744073709551616\"}", KR_EINVAL, "tenant",
+            "integer >= 0");
+    refused(KR_OP_TENANTS_CANCEL, "{\"tenant\":1.8446744073709552e19}", KR_EINVAL, "tenant",
+            "integer >= 0");
     refused(KR_OP_CONTACTS_LIST, "{\"limit\":true}", KR_EINVAL, "limit", "integer >= 0");
-    /* Past int64: jansson refuses the number itself. */
-    refused(KR_OP_CONTACTS_LIST, "{\"limit\":18446744073709551615}", KR_EINVAL, "", "not JSON");
+    /* Past int64 it is read all the same, and checked as any value; past
+     * 2^64-1 it is no integer of ours. */
+    refused(KR_OP_CONTACTS_LIST, "{\"limit\":18446744073709551615}", KR_EINVAL, "limit",
+            "out of range");
+    refused(KR_OP_TENANTS_CANCEL, "{\"tenant\":18446744073709551616}", KR_EINVAL, "",
+            "too big integer");
+    refused(KR_OP_TENANTS_CANCEL, "{\"tenant\":\"9223372036854775808\"}", KR_EINVAL, "tenant",
+            "not a tenant id");
+    refused(KR_OP_TENANTS_CANCEL, "{\"tenant\":-9223372036854775809}", KR_EINVAL, "", "not JSON");
+    refused(KR_OP_TENANTS_CANCEL, "{\"tenant\":09223372036854775808}", KR_EINVAL, "", "not JSON");
+    /* A big number where no number goes is not taken for a string. */
+    snprintf(j, sizeof j, "{%s,\"attribute_key\":\"k\",\"value\":9223372036854775808}", c);
+    refused(KR_OP_CONTACTS_SET, j, KR_EINVAL, "value", "64-bit signed integers or floats");
+    refused(KR_OP_TAGS_CREATE, "{\"tag_name\":18446744073709551615}", KR_EINVAL, "tag_name",
+            "past 2^63-1");
+    refused(KR_OP_USERS_GRANT,
+            "{\"account\":\"000102030405060708090a0b0c0d0e0f\",\"version\":1,"
+            "\"permissions\":[18446744073709551615]}",
+            KR_EINVAL, "permissions", "item 0 is not one of the allowed values");
     refused(KR_OP_TENANTS_CANCEL, "{\"tenant\":0}", KR_EINVAL, "tenant", "not a tenant id");
     /* Times. */
     refused(KR_OP_AUDIT_LIST, "{\"from\":\"2026-04-01\"}", KR_EINVAL, "from", "RFC 3339");
@@ -231,7 +294,7 @@ static void test_args_refused(void **state)
             KR_EINVAL, "tenants", "repeats");
     refused(KR_OP_NOTICES_PUBLISH,
             "{\"notice_kind\":\"change\",\"title\":\"t\",\"body\":\"b\",\"effective\":0,"
-            "\"audience\":\"listed\",\"tenants\":[1,\"2\"]}",
+            "\"audience\":\"listed\",\"tenants\":[1,\"x\"]}",
             KR_EINVAL, "tenants", "item 1");
     snprintf(j, sizeof j, "{%s,\"attribute_key\":\"k\",\"value\":null}", c);
     refused(KR_OP_CONTACTS_SET, j, KR_EINVAL, "value", "string, number or bool");
@@ -342,11 +405,93 @@ static void test_reply_json(void **state)
                             "é日本🙂/";
     msgpack_pack_str_with_body(&pk, s, sizeof s - 1);
     char *text = to_json((const uint8_t *)sb.data, sb.size);
-    assert_string_equal(text, "{\"id\":18446744073709551615,\"ok\":true,\"n\":[null,false,"
-                              "-9223372036854775808,-1,0.1,2.0,\"00abff\",{}],"
+    assert_string_equal(text, "{\"id\":\"18446744073709551615\",\"ok\":true,\"n\":[null,false,"
+                              "\"-9223372036854775808\",-1,0.1,2.0,\"00abff\",{}],"
                               "\"s\":\"q\\\"b\\\\n\\nt\\tr\\rc\\u0001d\\u007fé日本🙂/\"}");
     free(text);
+
+    /* Tenants and times are strings by their key, at any depth and in lists;
+     * other integers are numbers up to 2^53-1. */
+    reset();
+    msgpack_pack_map(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "tenant", 6);
+    msgpack_pack_uint64(&pk, 12);
+    msgpack_pack_str_with_body(&pk, "due", 3);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "deadline", 8);
+    msgpack_pack_uint64(&pk, 1775001600000000000ull);
+    msgpack_pack_str_with_body(&pk, "tenants", 7);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_uint64(&pk, 9223372036854775808ull);
+    msgpack_pack_str_with_body(&pk, "version", 7);
+    msgpack_pack_uint64(&pk, 9007199254740991ull);
+    msgpack_pack_str_with_body(&pk, "seq", 3);
+    msgpack_pack_uint64(&pk, 9007199254740992ull);
+    msgpack_pack_str_with_body(&pk, "count", 5);
+    msgpack_pack_int64(&pk, -9007199254740991ll);
+    text = to_json((const uint8_t *)sb.data, sb.size);
+    assert_string_equal(text, "{\"tenant\":\"12\",\"due\":[{\"deadline\":\"1775001600000000000\","
+                              "\"tenants\":[\"1\",\"9223372036854775808\"],"
+                              "\"version\":9007199254740991,\"seq\":\"9007199254740992\"}],"
+                              "\"count\":-9007199254740991}");
+    free(text);
     msgpack_sbuffer_destroy(&sb);
+}
+
+/* The one JSON string escaper: valid UTF-8 as it is, controls escaped, and
+ * invalid UTF-8 refused (strict) or each bad byte replaced by \ufffd. */
+static void test_escape(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"", "\"\""},
+        {"a\"b\\c\n\t\r\x01\x7f", "\"a\\\"b\\\\c\\n\\t\\r\\u0001\\u007f\""},
+        {"日本🙂", "\"日本🙂\""},
+        {"a\xff"
+         "b",
+         "\"a\\ufffdb\""},                                        /* never UTF-8 */
+        {"\xc0\x80", "\"\\ufffd\\ufffd\""},                       /* overlong NUL */
+        {"\x80", "\"\\ufffd\""},                                  /* stray continuation */
+        {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""},            /* surrogate */
+        {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* past U+10FFFF */
+        {"x\xe6\x97", "\"x\\ufffd\\ufffd\""},                     /* truncated at the end */
+        {"\xe6\x97"
+         "a",
+         "\"\\ufffd\\ufffda\""}, /* truncated before a byte */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[128];
+        size_t len = 0;
+        out[0] = 0;
+        assert_true(jsonmp_buf_str(out, sizeof out, &len, cases[i].in, strlen(cases[i].in)));
+        assert_string_equal(out, cases[i].out);
+        assert_int_equal(len, strlen(out));
+        /* The same through a stream. */
+        char *mem = NULL;
+        size_t memlen = 0;
+        FILE *f = open_memstream(&mem, &memlen);
+        assert_non_null(f);
+        jsonmp_fput_str(f, cases[i].in, strlen(cases[i].in));
+        assert_int_equal(fclose(f), 0);
+        assert_string_equal(mem, cases[i].out);
+        free(mem);
+    }
+    /* Appending, and a buffer too small keeps what it had. */
+    char out[8] = "x";
+    size_t len = 1;
+    assert_true(jsonmp_buf_str(out, sizeof out, &len, "ab", 2));
+    assert_string_equal(out, "x\"ab\"");
+    assert_false(jsonmp_buf_str(out, sizeof out, &len, "ab", 2));
+    assert_string_equal(out, "x\"ab\"");
+    assert_int_equal(len, 5);
+    len = 0;
+    assert_false(jsonmp_buf_str(out, 4, &len, "ab", 2)); /* 4 bytes and a NUL */
+    assert_int_equal(len, 0);
+    assert_string_equal(out, "");
 }
 
 /* mp[0..len) must be refused with err. */
@@ -448,7 +593,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_args_round_trip),
+        cmocka_unit_test(test_args_big_ids),
         cmocka_unit_test(test_args_refused),
+        cmocka_unit_test(test_escape),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_reply_json),
         cmocka_unit_test(test_reply_hostile),
