@@ -16,9 +16,11 @@
  */
 #include "accounts.h"
 #include "cmd.h"
+#include "rate.h"
 #include "retention.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,12 +90,44 @@ static void code_hash(const struct kr_data_key *key, const uint8_t app[16], cons
 
 /* ---- signup.apply ---- */
 
+/* Counts this application against its e-mail address (lower-cased, as
+ * accounts are found) and its source: KR_ERATE, saying when to retry, past
+ * KR_SIGNUP_PER_EMAIL_MAX / KR_SIGNUP_PER_SOURCE_MAX in a window. */
+static kr_err signup_rate(struct cmd *c, const struct kr_value *email)
+{
+    uint8_t low[256];
+    if (!c->d->signup_rate)
+        return KR_OK;
+    if (email->n > sizeof low)
+        return cmd_fail(c, KR_ETOOLARGE, "email", "too long");
+    for (size_t i = 0; i < email->n; i++)
+        low[i] =
+            email->p[i] >= 'A' && email->p[i] <= 'Z' ? (uint8_t)(email->p[i] + 32) : email->p[i];
+    const struct kr_rate_key keys[2] = {
+        {"email", low, email->n, KR_SIGNUP_PER_EMAIL_MAX},
+        {"source", c->who->source, sizeof c->who->source, KR_SIGNUP_PER_SOURCE_MAX},
+    };
+    size_t which;
+    uint64_t retry_ns;
+    kr_err err = kr_rate_take(c->d->signup_rate, keys, 2, c->now, &which, &retry_ns);
+    sodium_memzero(low, sizeof low);
+    if (err != KR_ERATE)
+        return err;
+    char why[sizeof c->diag->why];
+    unsigned long long s = (unsigned long long)((retry_ns + 999999999ull) / 1000000000ull);
+    snprintf(why, sizeof why, "too many applications %s in the last hour: try again in %llu s",
+             which == 0 ? "for this address" : "from this source address", s ? s : 1);
+    return cmd_fail(c, KR_ERATE, which == 0 ? "email" : "source", why);
+}
+
 kr_err cmd_signup_apply(struct cmd *c)
 {
     const struct kr_value *email = &c->args->v[KR_FLD_EMAIL];
     struct kr_data_key key;
     uint64_t tenant = 0;
     kr_err err = KR_OK;
+    if ((err = signup_rate(c, email)))
+        return err;
     for (int i = 0;; i++) {
         if (i == SIGNUP_TENANT_TRIES)
             return cmd_fail(c, KR_EEXIST, "tenant", "no free tenant id");

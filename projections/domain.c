@@ -11,6 +11,7 @@
 #include "cmd.h"
 
 #include "accounts.h"
+#include "rate.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -95,6 +96,10 @@ kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
     d->pwhash_mem = o->pwhash_mem ? o->pwhash_mem : crypto_pwhash_MEMLIMIT_INTERACTIVE;
     if ((err = views_init(&d->views)))
         goto fail;
+    if (!o->no_signup_limits && !(d->signup_rate = kr_rate_new(KR_SIGNUP_WINDOW_NS))) {
+        err = KR_ENOMEM;
+        goto fail;
+    }
     struct jrn_options jo = {
         .dir = o->dir,
         .clock = o->clock,
@@ -130,6 +135,7 @@ void dom_close(struct kr_domain *d)
     jrn_close(d->j);
     ks_close(d->ks);
     views_fini(&d->views);
+    kr_rate_free(d->signup_rate);
     pthread_mutex_destroy(&d->async_mu);
     pthread_mutex_destroy(&d->ret_mu);
     pthread_mutex_destroy(&d->pwhash_mu);
@@ -178,6 +184,8 @@ int dom_api_error(kr_err err)
         return KR_ERR_LOCKED;
     case KR_EEXPIRED:
         return KR_ERR_EXPIRED;
+    case KR_ERATE:
+        return KR_ERR_RATE_LIMITED;
     case KR_EFULL:
     case KR_ECLOSED:
     case KR_EBUSY:

@@ -50,9 +50,12 @@ struct kr_domain_options {
     size_t pwhash_mem;
     struct jrn_start_fault *start_fault; /* NULL, or where the journal's start
                                           * check failed (journal.h) */
+    bool no_signup_limits;               /* signup.apply unlimited (seeding, benches):
+                                          * else KR_SIGNUP_PER_* apply (cmd_signup.c) */
 };
 
 struct ret_hooks; /* retention.h */
+struct kr_rate;   /* rate.h */
 
 struct kr_domain {
     struct journal *j;
@@ -80,6 +83,9 @@ struct kr_domain {
     const struct ret_hooks *ret_hooks;
     uint32_t log_days;
     pthread_mutex_t ret_mu;
+    /* signup.apply's counts per e-mail address and per source (rate.h);
+     * NULL when the domain was opened with no_signup_limits */
+    struct kr_rate *signup_rate;
 };
 
 /* Opens the journal in o->dir with the views (catching the views up with the

@@ -614,6 +614,55 @@ static void test_personal_data_sealed(void **state)
     assert_true(td_dir_contains(t->dir, "signup.completed", 16));
 }
 
+/* signup.apply is limited per e-mail address (any case) and per source
+ * address within an hour: past either limit the exact error is KR_ERATE
+ * (`rate_limited`), it names which limit and says when to retry, nothing is
+ * appended, and other addresses and sources go on being served. */
+static void test_apply_rate_limited(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller a = td_anonymous(), b = td_anonymous();
+    a.source[10] = 0xff, a.source[11] = 0xff, a.source[12] = 192, a.source[15] = 1;
+    b.source[10] = 0xff, b.source[11] = 0xff, b.source[12] = 198, b.source[15] = 7;
+    t->signup_limits = true;
+    td_reopen(t);
+    static const char *const same[] = {"flood@shop.example.jp", "Flood@Shop.Example.JP",
+                                       "FLOOD@shop.example.jp"};
+    for (size_t i = 0; i < 3; i++) {
+        kr_set_str(td_args(t), KR_FLD_EMAIL, same[i]);
+        assert_int_equal(td_exec(t, &a, KR_OP_SIGNUP_APPLY), KR_OK);
+    }
+    uint64_t size = jrn_size(t->d->j);
+    kr_set_str(td_args(t), KR_FLD_EMAIL, "flood@SHOP.example.jp");
+    assert_int_equal(td_exec(t, &b, KR_OP_SIGNUP_APPLY), KR_ERATE);
+    assert_string_equal(t->diag.field, "email");
+    assert_non_null(strstr(t->diag.why, "try again in 3600 s"));
+    assert_int_equal(jrn_size(t->d->j), size);
+    assert_int_equal(dom_api_error(KR_ERATE), KR_ERR_RATE_LIMITED);
+
+    /* Per source: 20 an hour from a, whatever the addresses. */
+    char email[64];
+    for (unsigned i = 3; i < KR_SIGNUP_PER_SOURCE_MAX; i++) {
+        snprintf(email, sizeof email, "shop%u@shop.example.jp", i);
+        kr_set_str(td_args(t), KR_FLD_EMAIL, email);
+        assert_int_equal(td_exec(t, &a, KR_OP_SIGNUP_APPLY), KR_OK);
+    }
+    size = jrn_size(t->d->j);
+    kr_set_str(td_args(t), KR_FLD_EMAIL, "another@shop.example.jp");
+    assert_int_equal(td_exec(t, &a, KR_OP_SIGNUP_APPLY), KR_ERATE);
+    assert_string_equal(t->diag.field, "source");
+    assert_non_null(strstr(t->diag.why, "try again in"));
+    assert_int_equal(jrn_size(t->d->j), size);
+    /* The refused one was not counted against its address: b may apply. */
+    assert_int_equal(td_exec(t, &b, KR_OP_SIGNUP_APPLY), KR_OK);
+
+    /* An hour later both limits start again. */
+    atomic_fetch_add(&t->now, KR_SIGNUP_WINDOW_NS);
+    kr_set_str(td_args(t), KR_FLD_EMAIL, "flood@shop.example.jp");
+    assert_int_equal(td_exec(t, &a, KR_OP_SIGNUP_APPLY), KR_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -629,6 +678,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tenants_list_and_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_same_views, setup, teardown),
         cmocka_unit_test_setup_teardown(test_personal_data_sealed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_rate_limited, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
