@@ -175,6 +175,20 @@ static kr_err find_signup(struct cmd *c, uint64_t *tenant, struct va_signup *s)
     return err;
 }
 
+/* KR_EEXPIRED if application s (not completed) is older than
+ * RET_SIGNUP_EXPIRE_NS: the retention job erases it (retention.h). */
+static kr_err check_not_expired(struct cmd *c, const struct va_signup *s)
+{
+    struct jrn_record r;
+    kr_err err = jrn_read_in(c->d->j, c->txn, s->applied_seq, &r);
+    if (err)
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err; /* views point at records that exist */
+    if (ret_signup_expired(r.time_ns, c->now))
+        return cmd_fail(c, KR_EEXPIRED, "application",
+                        "the application expired (7 days): apply again");
+    return KR_OK;
+}
+
 /* ---- signup.confirm_payment ---- */
 
 kr_err cmd_signup_confirm_payment(struct cmd *c)
@@ -190,6 +204,8 @@ kr_err cmd_signup_confirm_payment(struct cmd *c)
         return err;
     if (s.state == VA_SIGNUP_COMPLETED)
         return cmd_fail(c, KR_ECONFLICT, "application", "sign-up already completed");
+    if ((err = check_not_expired(c, &s)))
+        return err;
     if ((err = cmd_read(c, s.applied_seq, KR_EV_SIGNUP_APPLIED, c->scratch)))
         return err;
     const struct kr_value *email = &c->scratch->v[KR_FLD_EMAIL];
@@ -271,6 +287,8 @@ kr_err cmd_signup_complete(struct cmd *c)
         return err;
     if (s.state == VA_SIGNUP_COMPLETED)
         return cmd_fail(c, KR_EEXPIRED, "application", "sign-up already completed");
+    if ((err = check_not_expired(c, &s)))
+        return err;
     if (s.state != VA_SIGNUP_PAID || s.expires == 0)
         return cmd_fail(c, KR_EEXPIRED, "auth_code", "no auth code was issued");
     if (c->now >= s.expires || s.tries_left == 0)

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #define META_APPLIED "applied"
@@ -194,6 +195,39 @@ kr_err v_del_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t n)
     return rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
 }
 
+/* ---- Corruption reports ---- */
+
+kr_err views_corrupt(enum kr_view v, const void *key, size_t klen, const char *why,
+                     struct kr_diag *diag)
+{
+    struct kr_diag local;
+    char hex[2 * 32 + 1];
+    const uint8_t *k = key;
+    size_t n = klen < 32 ? klen : 32;
+    for (size_t i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", k[i]);
+    hex[2 * n] = '\0';
+    if (!diag)
+        diag = &local;
+    snprintf(diag->field, sizeof diag->field, "view %s", views_name(v));
+    snprintf(diag->why, sizeof diag->why, "key %s%s: %s", hex, klen > n ? "..." : "",
+             why ? why : "does not decode");
+    fprintf(stderr, "kiroku: corrupt stored data: %s: %s\n", diag->field, diag->why);
+    return KR_ECORRUPT;
+}
+
+kr_err views_corrupt_record(uint64_t seq, const char *event, const char *why, struct kr_diag *diag)
+{
+    struct kr_diag local;
+    if (!diag)
+        diag = &local;
+    snprintf(diag->field, sizeof diag->field, "record %llu", (unsigned long long)seq);
+    snprintf(diag->why, sizeof diag->why, "%.40s: %s", event ? event : "?",
+             why ? why : "does not decode");
+    fprintf(stderr, "kiroku: corrupt stored data: %s: %s\n", diag->field, diag->why);
+    return KR_ECORRUPT;
+}
+
 /* ---- The journal's hooks ---- */
 
 static kr_err hook_open(void *ctx, MDB_txn *txn, bool create)
@@ -354,7 +388,8 @@ static kr_err hook_apply(void *ctx, MDB_txn *txn, const struct jrn_record *r)
     struct va a = {.v = v, .txn = txn, .r = r, .p = v->scratch, .ev = ev};
     if ((err = fn(&a)))
         return err;
-    return ev == KR_EV_TENANT_ERASED ? erase_tenant(v, txn, r->tenant) : KR_OK;
+    return ev == KR_EV_TENANT_ERASED || ev == KR_EV_SIGNUP_EXPIRED ? erase_tenant(v, txn, r->tenant)
+                                                                   : KR_OK;
 }
 
 kr_err views_init(struct kr_views *v)

@@ -152,6 +152,8 @@ int cmd_retention(int argc, char **argv)
             printf("}");
         }
         printf("],\"log_before\":%" PRIu64 ",\"stripped\":%" PRIu64, r->log_before_ns, r->stripped);
+        printf(",\"applications_due\":%" PRIu64 ",\"applications_expired\":%" PRIu64,
+               r->applications_due, r->applications_expired);
         if (err) {
             printf(",\"error\":");
             cli_json_str(stdout, kr_strerror(err), strlen(kr_strerror(err)));
@@ -177,6 +179,8 @@ int cmd_retention(int argc, char **argv)
         }
         printf("%zu cancelled tenant%s, %zu due%s\n", r->n, r->n == 1 ? "" : "s", due,
                dry_run ? " (dry run: nothing changed)" : "");
+        printf("%" PRIu64 " unconfirmed application%s due to expire, %" PRIu64 " erased\n",
+               r->applications_due, r->applications_due == 1 ? "" : "s", r->applications_expired);
         if (!dry_run) {
             printf("platform logs before");
             print_time("", r->log_before_ns);
