@@ -410,8 +410,11 @@ kr_err cmd_tenants_list(struct cmd *c)
             break;
         }
         ids[n] = v_get_u64(k.mv_data);
-        if ((err = va_tenant_get(&c->d->views, c->txn, ids[n], &rows[n])))
+        if ((err = va_tenant_get(&c->d->views, c->txn, ids[n], &rows[n]))) {
+            if (err == KR_ECORRUPT) /* the place, for the operator */
+                err = views_corrupt(VIEW_TENANTS, k.mv_data, 8, "the row does not decode", c->diag);
             break;
+        }
         n++;
     }
     mdb_cursor_close(mc);

@@ -436,7 +436,7 @@ static kr_err expire_applications(struct kr_domain *d, uint64_t now, struct ret_
     if (!ids)
         return KR_ENOMEM;
     memset(&diag, 0, sizeof diag);
-    kr_err first = list_expired(d, now, ids, &n, &diag);
+    kr_err first = list_expired(d, now, ids, &n, &r->corrupt);
     r->applications_due = n;
     for (size_t i = 0; i < n; i++) {
         kr_err err = ret_expire_application(d, ids[i], &diag);
@@ -480,6 +480,7 @@ struct closed_set {
      * while it stays: a rebuild ends on the same row. */
     struct reset *resets;
     size_t nresets;
+    struct kr_diag *diag; /* where a record or row did not decode (may be NULL) */
 };
 
 struct reset {
@@ -576,9 +577,24 @@ static kr_err closed_sessions(struct kr_domain *d, uint64_t to_seq, struct close
     if (err)
         return err;
     static const int resets[] = {KR_EV_ACCOUNT_LOGIN_SUCCEEDED, KR_EV_ACCOUNT_UNLOCKED};
+    static const int outcomes[] = {KR_EV_ACCOUNT_LOGIN_FAILED};
     while (set->n < KR_RETENTION_SESSIONS_MAX && set->nresets < KR_RETENTION_SESSIONS_MAX &&
            (err = jrn_cursor_next(c, &r)) == KR_OK) {
         int ev;
+        /* Every record this job may strip by its fields must decode: one
+         * that does not is corruption, reported, never silently kept. */
+        if (!r.payload_stripped &&
+            (is_session_type(&r, &ev) || (ev = type_of(&r, resets, 2)) >= 0 ||
+             (ev = type_of(&r, outcomes, 1)) >= 0)) {
+            struct kr_diag why = {{0}, {0}};
+            if (kr_event_decode(ev, &r, NULL, set->p, &why) != KR_OK) {
+                char w[sizeof why.why];
+                snprintf(w, sizeof w, "does not decode: %.38s%s%.100s", why.field,
+                         why.field[0] ? ": " : "", why.why);
+                err = views_corrupt_record(r.seq, kr_events[ev].name, w, set->diag);
+                break;
+            }
+        }
         if (is_session_type(&r, &ev) && ev == KR_EV_SESSION_CLOSED &&
             session_of(set->p, &r, ev, set->ids[set->n]))
             set->n++;
@@ -628,11 +644,16 @@ static kr_err close_expired(struct kr_domain *d, uint64_t before_ns, struct clos
              rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
             struct va_session row;
             if (k.mv_size != 32) {
-                err = KR_ECORRUPT;
+                err = views_corrupt(VIEW_SESSIONS, k.mv_data, k.mv_size,
+                                    "a key is not a token hash", set->diag);
                 break;
             }
-            if ((err = va_session_get(&d->views, txn, k.mv_data, &row)))
+            if ((err = va_session_get(&d->views, txn, k.mv_data, &row))) {
+                if (err == KR_ECORRUPT)
+                    err = views_corrupt(VIEW_SESSIONS, k.mv_data, 32, "the row does not decode",
+                                        set->diag);
                 break;
+            }
             if (row.expires >= before_ns)
                 continue;
             list[n].tenant = row.tenant;
@@ -716,7 +737,8 @@ static kr_err last_before(struct kr_domain *d, uint64_t before_ns, uint64_t *out
     return err;
 }
 
-kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped)
+static kr_err truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped,
+                            struct kr_diag *diag)
 {
     *stripped = 0;
     if (before_ns == 0)
@@ -724,7 +746,8 @@ kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stri
     struct closed_set set = {.ids = malloc((size_t)KR_RETENTION_SESSIONS_MAX * 16),
                              .resets =
                                  malloc((size_t)KR_RETENTION_SESSIONS_MAX * sizeof(struct reset)),
-                             .p = kr_payload_new()};
+                             .p = kr_payload_new(),
+                             .diag = diag};
     if (!set.ids || !set.resets || !set.p) {
         free(set.ids);
         free(set.resets);
@@ -753,6 +776,11 @@ kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stri
     return err;
 }
 
+kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped)
+{
+    return truncate_logs(d, before_ns, stripped, NULL);
+}
+
 /* ---- The job ---- */
 
 /* Every cancelled tenant (up to the report's capacity), by id. */
@@ -773,12 +801,17 @@ static kr_err list_cancelled(struct kr_domain *d, uint64_t now, struct ret_repor
          rc = mdb_cursor_get(mc, &k, &val, MDB_NEXT)) {
         struct va_tenant t;
         if (k.mv_size != 8) {
-            err = KR_ECORRUPT;
+            err = views_corrupt(VIEW_TENANTS, k.mv_data, k.mv_size, "a key is not a tenant id",
+                                &r->corrupt);
             break;
         }
         uint64_t id = v_get_u64(k.mv_data);
-        if ((err = va_tenant_get(&d->views, txn, id, &t)))
+        if ((err = va_tenant_get(&d->views, txn, id, &t))) {
+            if (err == KR_ECORRUPT)
+                err = views_corrupt(VIEW_TENANTS, k.mv_data, 8, "the row does not decode",
+                                    &r->corrupt);
             break;
+        }
         if (t.state != KR_TENANT_STATE_CANCELLED)
             continue;
         if (r->n == KR_RETENTION_TENANTS_MAX)
@@ -811,7 +844,7 @@ kr_err ret_run(struct kr_domain *d, bool dry_run, struct ret_report *r)
         size_t n = 0;
         if (!ids)
             return r->err = KR_ENOMEM;
-        err = list_expired(d, now, ids, &n, NULL);
+        err = list_expired(d, now, ids, &n, &r->corrupt);
         free(ids);
         r->applications_due = n;
         return r->err = err;
@@ -836,7 +869,7 @@ kr_err ret_run(struct kr_domain *d, bool dry_run, struct ret_report *r)
     }
     if ((err = expire_applications(d, now, r)) && !r->err)
         r->err = err;
-    if ((err = ret_truncate_logs(d, r->log_before_ns, &r->stripped)) && !r->err)
+    if ((err = truncate_logs(d, r->log_before_ns, &r->stripped, &r->corrupt)) && !r->err)
         r->err = err;
     return r->err;
 }
@@ -865,7 +898,11 @@ static kr_err previous_start(struct kr_domain *d, const char *stream, uint64_t v
         if (!p) {
             err = KR_ENOMEM;
         } else {
-            if (kr_event_decode(KR_EV_SERVE_STARTED, &rec, NULL, p, NULL) == KR_OK) {
+            struct kr_diag why = {{0}, {0}};
+            if (kr_event_decode(KR_EV_SERVE_STARTED, &rec, NULL, p, &why) != KR_OK) {
+                err = views_corrupt_record(rec.seq, kr_events[KR_EV_SERVE_STARTED].name,
+                                           why.why[0] ? why.why : "does not decode", NULL);
+            } else {
                 const struct kr_value *v = &p->v[KR_FLD_KIROKU_VERSION];
                 if (v->set && v->n < 33) {
                     memcpy(out, v->p, v->n);

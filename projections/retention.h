@@ -189,6 +189,9 @@ struct ret_report {
     uint64_t log_before_ns; /* logs older than this are truncated */
     uint64_t stripped;      /* log records stripped by this run */
     kr_err err;             /* the first failure (KR_OK: everything due is done) */
+    struct kr_diag corrupt; /* KR_ECORRUPT: the view row or record that does not
+                             * decode ("view v.tenants" / "record 42", and why);
+                             * also reported on stderr */
 };
 
 /* The retention job at the domain clock's now: every cancelled tenant

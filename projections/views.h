@@ -104,6 +104,7 @@ struct kr_views {
     struct kr_payload *scratch;
     struct jrn_views hooks;
     uint64_t unknown_types; /* records of types the schema does not know (ignored) */
+    struct kr_diag corrupt; /* where the views last found stored data corrupt ("" if never) */
 };
 
 KR_MUST_CHECK kr_err views_init(struct kr_views *v);
