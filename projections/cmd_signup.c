@@ -90,6 +90,21 @@ static void code_hash(const struct kr_data_key *key, const uint8_t app[16], cons
 
 /* ---- signup.apply ---- */
 
+/* Records access.rate_limited (platform, plain: the op and which limit,
+ * never the address). Best effort: the refusal stands either way. */
+static void record_limited(struct cmd *c, const char *limit)
+{
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return;
+    kr_payload_reset(p, KR_EV_ACCESS_RATE_LIMITED);
+    kr_set_str(p, KR_FLD_OP, kr_ops[KR_OP_SIGNUP_APPLY].name);
+    kr_set_str(p, KR_FLD_REASON, limit);
+    kr_err err = dom_append_plain(c->d, 0, JRN_SYSTEM_ACTOR, p, NULL, NULL);
+    (void)err;
+    kr_payload_free(p);
+}
+
 /* Counts this application against its e-mail address (lower-cased, as
  * accounts are found) and its source: KR_ERATE, saying when to retry, past
  * KR_SIGNUP_PER_EMAIL_MAX / KR_SIGNUP_PER_SOURCE_MAX in a window. */
@@ -109,10 +124,13 @@ static kr_err signup_rate(struct cmd *c, const struct kr_value *email)
     };
     size_t which;
     uint64_t retry_ns;
-    kr_err err = kr_rate_take(c->d->signup_rate, keys, 2, c->now, &which, &retry_ns);
+    bool first;
+    kr_err err = kr_rate_take(c->d->signup_rate, keys, 2, c->now, &which, &retry_ns, &first);
     sodium_memzero(low, sizeof low);
     if (err != KR_ERATE)
         return err;
+    if (first) /* recorded once per limit and window: a flood is seen, not copied */
+        record_limited(c, which == 0 ? "email" : "source");
     char why[sizeof c->diag->why];
     unsigned long long s = (unsigned long long)((retry_ns + 999999999ull) / 1000000000ull);
     snprintf(why, sizeof why, "too many applications %s in the last hour: try again in %llu s",

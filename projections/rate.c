@@ -19,6 +19,7 @@ struct slot {
     uint8_t key[16]; /* keyed hash of kind and bytes */
     uint64_t start;  /* when its window started (UTC ns); 0 = never used */
     uint32_t count;
+    bool refused; /* refused once in this window already */
 };
 
 struct kr_rate {
@@ -95,7 +96,7 @@ static struct slot *find(struct kr_rate *r, const uint8_t h[16], uint64_t now, b
 }
 
 kr_err kr_rate_take(struct kr_rate *r, const struct kr_rate_key *keys, size_t n, uint64_t now,
-                    size_t *which, uint64_t *retry_ns)
+                    size_t *which, uint64_t *retry_ns, bool *first)
 {
     KR_ASSERT(n <= KR_RATE_KEYS_MAX);
     uint8_t h[KR_RATE_KEYS_MAX][16];
@@ -103,6 +104,7 @@ kr_err kr_rate_take(struct kr_rate *r, const struct kr_rate_key *keys, size_t n,
     bool fresh[KR_RATE_KEYS_MAX];
     *which = 0;
     *retry_ns = 0;
+    *first = false;
     if (now == 0)
         now = 1; /* start 0 means "never used" */
     for (size_t i = 0; i < n; i++)
@@ -122,10 +124,13 @@ kr_err kr_rate_take(struct kr_rate *r, const struct kr_rate_key *keys, size_t n,
             err = KR_ERATE;
             *which = i;
             *retry_ns = r->window - (now - s[i]->start);
+            *first = !s[i]->refused;
+            s[i]->refused = true;
         } else if (fresh[i]) {
             memcpy(s[i]->key, h[i], 16);
             s[i]->start = now;
             s[i]->count = 0;
+            s[i]->refused = false;
         }
         if (!err && keys[i].max == 0) {
             err = KR_ERATE;

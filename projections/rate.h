@@ -24,6 +24,7 @@
 #include "kr_error.h"
 #include "kr_limits.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,9 +45,11 @@ void kr_rate_free(struct kr_rate *r); /* accepts NULL */
 /* Counts one request against every key of keys[0..n) (n <= KR_RATE_KEYS_MAX)
  * at time now (UTC ns), all or none: KR_OK if each key is under its max
  * (each count goes up by one); else KR_ERATE, nothing counted, *which the
- * index of the first key refused and *retry_ns how long until it would be
- * accepted. */
+ * index of the first key refused, *retry_ns how long until it would be
+ * accepted, and *first whether this is that key's first refusal in its
+ * window (so a caller can record a flood once per key and window, not once
+ * per request). */
 KR_MUST_CHECK kr_err kr_rate_take(struct kr_rate *r, const struct kr_rate_key *keys, size_t n,
-                                  uint64_t now, size_t *which, uint64_t *retry_ns);
+                                  uint64_t now, size_t *which, uint64_t *retry_ns, bool *first);
 
 #endif

@@ -455,8 +455,8 @@ bool ret_is_log_type(const char *type, size_t len)
 {
     /* Records the views never read back (audit-only): stripping them keeps
      * a view rebuild identical. See docs/operations.md for the list and why. */
-    static const int logs[] = {KR_EV_LOGIN_UNKNOWN, KR_EV_ACCESS_DENIED,
-                               KR_EV_MAINTENANCE_RECORDED};
+    static const int logs[] = {KR_EV_LOGIN_UNKNOWN, KR_EV_ACCESS_DENIED, KR_EV_MAINTENANCE_RECORDED,
+                               KR_EV_ACCESS_RATE_LIMITED};
     for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
         const char *n = kr_events[logs[i]].name;
         if (strlen(n) == len && memcmp(n, type, len) == 0)

@@ -639,7 +639,13 @@ static void test_apply_rate_limited(void **state)
     assert_int_equal(td_exec(t, &b, KR_OP_SIGNUP_APPLY), KR_ERATE);
     assert_string_equal(t->diag.field, "email");
     assert_non_null(strstr(t->diag.why, "try again in 3600 s"));
-    assert_int_equal(jrn_size(t->d->j), size);
+    /* No application; the first refusal of this limit in its window is
+     * recorded (access.rate_limited, platform), a second one is not. */
+    assert_int_equal(jrn_size(t->d->j), size + 1);
+    assert_int_equal(count_events(t, size, KR_EV_ACCESS_RATE_LIMITED, 0), 1);
+    kr_set_str(td_args(t), KR_FLD_EMAIL, "flood@shop.example.jp");
+    assert_int_equal(td_exec(t, &b, KR_OP_SIGNUP_APPLY), KR_ERATE);
+    assert_int_equal(jrn_size(t->d->j), size + 1);
     assert_int_equal(dom_api_error(KR_ERATE), KR_ERR_RATE_LIMITED);
 
     /* Per source: 20 an hour from a, whatever the addresses. */
@@ -654,7 +660,8 @@ static void test_apply_rate_limited(void **state)
     assert_int_equal(td_exec(t, &a, KR_OP_SIGNUP_APPLY), KR_ERATE);
     assert_string_equal(t->diag.field, "source");
     assert_non_null(strstr(t->diag.why, "try again in"));
-    assert_int_equal(jrn_size(t->d->j), size);
+    assert_int_equal(jrn_size(t->d->j), size + 1);
+    assert_int_equal(count_events(t, size, KR_EV_ACCESS_RATE_LIMITED, 0), 1);
     /* The refused one was not counted against its address: b may apply. */
     assert_int_equal(td_exec(t, &b, KR_OP_SIGNUP_APPLY), KR_OK);
 
