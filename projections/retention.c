@@ -143,7 +143,9 @@ static kr_err outbox_delete(struct kr_domain *d, uint64_t tenant, uint64_t *dele
         if (rerr == KR_ENOTFOUND)
             continue; /* not a record of this journal: not ours to judge */
         if (rerr) {
-            err = rerr;
+            err = rerr == KR_ECORRUPT ? views_corrupt_record(seq, "an outbox file's record",
+                                                             "does not decode", NULL)
+                                      : rerr;
             break;
         }
         if (b.rec.tenant != tenant)
@@ -725,8 +727,11 @@ static kr_err last_before(struct kr_domain *d, uint64_t before_ns, uint64_t *out
     kr_err err = KR_OK;
     while (hi - lo > 1) {
         uint64_t mid = lo + (hi - lo) / 2;
-        if ((err = jrn_read(d->j, mid, &b)))
+        if ((err = jrn_read(d->j, mid, &b))) {
+            if (err == KR_ECORRUPT)
+                err = views_corrupt_record(mid, "?", "does not decode", NULL);
             break;
+        }
         if (b.rec.time_ns < before_ns)
             lo = mid;
         else

@@ -158,6 +158,12 @@ int cmd_retention(int argc, char **argv)
             printf(",\"error\":");
             cli_json_str(stdout, kr_strerror(err), strlen(kr_strerror(err)));
         }
+        if (err == KR_ECORRUPT && r->corrupt.field[0]) {
+            printf(",\"corrupt\":");
+            cli_json_str(stdout, r->corrupt.field, strlen(r->corrupt.field));
+            printf(",\"why\":");
+            cli_json_str(stdout, r->corrupt.why, strlen(r->corrupt.why));
+        }
         printf("}\n");
     } else {
         size_t due = 0;
@@ -186,7 +192,10 @@ int cmd_retention(int argc, char **argv)
             print_time("", r->log_before_ns);
             printf(": %" PRIu64 " record%s stripped\n", r->stripped, r->stripped == 1 ? "" : "s");
         }
-        if (err)
+        if (err == KR_ECORRUPT && r->corrupt.field[0])
+            fprintf(stderr, "kiroku: retention: %s: %s: %s\n", kr_strerror(err), r->corrupt.field,
+                    r->corrupt.why);
+        else if (err)
             fprintf(stderr, "kiroku: retention: %s\n", kr_strerror(err));
     }
     free(r);

@@ -52,6 +52,10 @@ static void test_view_value_names_place(void **state)
     assert_int_equal(ret_run(t->d, true, r), KR_ECORRUPT);
     assert_string_equal(r->corrupt.field, "view v.tenants");
     free(r);
+    /* The op retention.run: the same place in its diagnostics. */
+    (void)td_args(t);
+    assert_int_equal(td_exec(t, &op, KR_OP_RETENTION_RUN), KR_ECORRUPT);
+    assert_string_equal(t->diag.field, "view v.tenants");
 
     /* An op reading it: internal to the caller, the place in the diagnostics. */
     (void)td_args(t);
