@@ -108,7 +108,7 @@ static void record_limited(struct cmd *c, const char *limit)
 /* Counts this application against its e-mail address (lower-cased, as
  * accounts are found) and its source: KR_ERATE, saying when to retry, past
  * KR_SIGNUP_PER_EMAIL_MAX / KR_SIGNUP_PER_SOURCE_MAX in a window. */
-static kr_err signup_rate(struct cmd *c, const struct kr_value *email)
+static kr_err signup_rate(struct cmd *c, const struct kr_value *email, bool give_back)
 {
     uint8_t low[256];
     if (!c->d->signup_rate)
@@ -122,6 +122,11 @@ static kr_err signup_rate(struct cmd *c, const struct kr_value *email)
         {"email", low, email->n, KR_SIGNUP_PER_EMAIL_MAX},
         {"source", c->who->source, sizeof c->who->source, KR_SIGNUP_PER_SOURCE_MAX},
     };
+    if (give_back) {
+        kr_rate_give_back(c->d->signup_rate, keys, 2, c->now);
+        sodium_memzero(low, sizeof low);
+        return KR_OK;
+    }
     size_t which;
     uint64_t retry_ns;
     bool first;
@@ -138,14 +143,12 @@ static kr_err signup_rate(struct cmd *c, const struct kr_value *email)
     return cmd_fail(c, KR_ERATE, which == 0 ? "email" : "source", why);
 }
 
-kr_err cmd_signup_apply(struct cmd *c)
+/* The application, once counted: a tenant id and key, and the record. */
+static kr_err apply_counted(struct cmd *c, const struct kr_value *email)
 {
-    const struct kr_value *email = &c->args->v[KR_FLD_EMAIL];
     struct kr_data_key key;
     uint64_t tenant = 0;
     kr_err err = KR_OK;
-    if ((err = signup_rate(c, email)))
-        return err;
     for (int i = 0;; i++) {
         if (i == SIGNUP_TENANT_TRIES)
             return cmd_fail(c, KR_EEXIST, "tenant", "no free tenant id");
@@ -179,6 +182,20 @@ kr_err cmd_signup_apply(struct cmd *c)
     res_map(c, 1);
     res_bytes(c, KR_FLD_APPLICATION, app, 16);
     return KR_OK;
+}
+
+kr_err cmd_signup_apply(struct cmd *c)
+{
+    const struct kr_value *email = &c->args->v[KR_FLD_EMAIL];
+    kr_err err = signup_rate(c, email, false);
+    if (err)
+        return err;
+    if ((err = apply_counted(c, email))) {
+        /* Nothing applied (dom_exec may decide it again): not counted. */
+        kr_err gb = signup_rate(c, email, true);
+        (void)gb;
+    }
+    return err;
 }
 
 /* The application named in the arguments: its tenant and row. */

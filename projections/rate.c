@@ -153,3 +153,22 @@ kr_err kr_rate_take(struct kr_rate *r, const struct kr_rate_key *keys, size_t n,
     sodium_memzero(h, sizeof h);
     return err;
 }
+
+void kr_rate_give_back(struct kr_rate *r, const struct kr_rate_key *keys, size_t n, uint64_t now)
+{
+    KR_ASSERT(n <= KR_RATE_KEYS_MAX);
+    uint8_t h[16];
+    if (now == 0)
+        now = 1;
+    for (size_t i = 0; i < n; i++) {
+        hash_key(r, &keys[i], h);
+        bool fresh;
+        uint64_t wait;
+        pthread_mutex_lock(&r->mu);
+        struct slot *s = find(r, h, now, &fresh, &wait);
+        if (s && !fresh && s->count > 0)
+            s->count--;
+        pthread_mutex_unlock(&r->mu);
+    }
+    sodium_memzero(h, sizeof h);
+}

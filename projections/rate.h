@@ -52,4 +52,9 @@ void kr_rate_free(struct kr_rate *r); /* accepts NULL */
 KR_MUST_CHECK kr_err kr_rate_take(struct kr_rate *r, const struct kr_rate_key *keys, size_t n,
                                   uint64_t now, size_t *which, uint64_t *retry_ns, bool *first);
 
+/* Gives back one request counted by a kr_rate_take of the same keys that
+ * then came to nothing (the command was decided again, or failed before it
+ * was recorded). Keys whose window ended meanwhile are left alone. */
+void kr_rate_give_back(struct kr_rate *r, const struct kr_rate_key *keys, size_t n, uint64_t now);
+
 #endif
