@@ -80,9 +80,12 @@ static struct kr_caller from(uint8_t last)
     return c;
 }
 
-static void test_flood_does_not_starve_another_source(void **state)
+/* One flood: every waiting place taken by logins from one source to
+ * unknown tenant codes (by_code false), or from many sources to one tenant
+ * code (by_code true); then one more of the flood is refused, and a real
+ * login from elsewhere takes the newest flood waiter's place and succeeds. */
+static void flood_then_login(bool by_code)
 {
-    (void)state;
     struct td *t = td_new(11);
     struct kr_domain *d = t->d;
     struct kr_caller master;
@@ -106,17 +109,19 @@ static void test_flood_does_not_starve_another_source(void **state)
     static struct login_job flood[W], real;
     pthread_t th[W], rt;
     for (unsigned i = 0; i < W; i++) {
-        flood[i] = (struct login_job){
-            .t = t, .who = from(1), .email = "x@flood.example.jp", .password = "guess guess"};
-        snprintf(flood[i].code, sizeof flood[i].code, "tflood%04u", i);
+        flood[i] = (struct login_job){.t = t,
+                                      .who = from(by_code ? (uint8_t)(100 + i) : 1),
+                                      .email = "x@flood.example.jp",
+                                      .password = "guess guess"};
+        snprintf(flood[i].code, sizeof flood[i].code, "tflood%04u", by_code ? 0 : i);
         assert_int_equal(pthread_create(&th[i], NULL, login_main, &flood[i]), 0);
     }
     wait_queue(d, W, 0);
 
-    /* One more from A is refused at once: A holds the whole queue. */
+    /* One more of the flood is refused at once: it holds the whole queue. */
     struct login_job more = {
         .t = t, .who = from(1), .email = "x@flood.example.jp", .password = "guess guess"};
-    snprintf(more.code, sizeof more.code, "tflood-more");
+    snprintf(more.code, sizeof more.code, by_code ? "tflood0000" : "tflood-more");
     (void)login_main(&more);
     assert_int_equal(more.err, KR_EBUSY);
     wait_queue(d, W, 0);
@@ -147,10 +152,23 @@ static void test_flood_does_not_starve_another_source(void **state)
     td_free(t);
 }
 
+static void test_flood_from_one_source(void **state)
+{
+    (void)state;
+    flood_then_login(false);
+}
+
+static void test_flood_at_one_tenant_code(void **state)
+{
+    (void)state;
+    flood_then_login(true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_flood_does_not_starve_another_source),
+        cmocka_unit_test(test_flood_from_one_source),
+        cmocka_unit_test(test_flood_at_one_tenant_code),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
