@@ -261,7 +261,7 @@ static void run_share(struct kr_domain *d, const struct dom_pwhash_share *s)
 static void dequeue(struct kr_domain *d, unsigned i)
 {
     memmove(&d->pwhash_queue[i], &d->pwhash_queue[i + 1],
-            (d->pwhash_waiting - i - 1) * sizeof d->pwhash_queue[0]);
+            (d->pwhash_waiting - i - 1) * sizeof(struct dom_pwhash_waiter *));
     d->pwhash_waiting--;
 }
 

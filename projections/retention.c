@@ -403,7 +403,7 @@ static kr_err list_expired(struct kr_domain *d, uint64_t now, uint64_t *ids, siz
          rc == MDB_SUCCESS && *n < KR_SIGNUP_EXPIRE_BATCH_MAX;
          rc = mdb_cursor_get(mc, &k, &val, MDB_NEXT)) {
         struct va_tenant t;
-        uint64_t applied;
+        uint64_t applied = 0;
         if (k.mv_size != 8) {
             err =
                 views_corrupt(VIEW_TENANTS, k.mv_data, k.mv_size, "a key is not a tenant id", diag);
