@@ -647,6 +647,8 @@ static void test_apply_rate_limited(void **state)
     assert_int_equal(td_exec(t, &b, KR_OP_SIGNUP_APPLY), KR_ERATE);
     assert_int_equal(jrn_size(t->d->j), size + 1);
     assert_int_equal(dom_api_error(KR_ERATE), KR_ERR_RATE_LIMITED);
+    assert_string_equal(kr_api_errors[KR_ERR_RATE_LIMITED].name, "rate_limited");
+    assert_string_equal(kr_errname(KR_ERATE), "rate_limited");
 
     /* Per source: 20 an hour from a, whatever the addresses. */
     char email[64];
