@@ -119,11 +119,59 @@ static void test_stored_record_names_seq(void **state)
     td_free(t);
 }
 
+/* A session record that does not decode, older than the log period: the
+ * retention job's log truncation stops with KR_ECORRUPT naming its seq
+ * (it would otherwise keep or strip it without knowing which). */
+static void test_log_record_names_seq(void **state)
+{
+    (void)state;
+    struct td *t = td_new(6);
+    char dir[sizeof t->dir];
+    snprintf(dir, sizeof dir, "%s", t->dir);
+    dom_close(t->d);
+    t->d = NULL;
+
+    struct journal *j;
+    struct jrn_options jo = {.dir = dir, .clock = &t->clock, .signers = 1};
+    assert_int_equal(jrn_open(&jo, &j), KR_OK);
+    static const uint8_t junk[] = {0x81, 0xa1, 'q', 0xc0};
+    const char *type = kr_events[KR_EV_SESSION_CLOSED].name;
+    static const char stream[] = "session/000102030405060708090a0b0c0d0e0f";
+    struct jrn_event e = {
+        .tenant = 77,
+        .stream = stream,
+        .stream_len = sizeof stream - 1,
+        .type = type,
+        .type_len = strlen(type),
+        .actor = JRN_SYSTEM_ACTOR,
+        .actor_len = strlen(JRN_SYSTEM_ACTOR),
+        .payload = junk,
+        .payload_len = sizeof junk,
+    };
+    assert_int_equal(jrn_append(j, &e, 1), KR_OK);
+    uint64_t bad = e.seq;
+    jrn_close(j);
+
+    struct kr_domain_options o = {.dir = dir, .clock = &t->clock, .no_catch_up = true};
+    assert_int_equal(dom_open(&o, &t->d), KR_OK);
+    atomic_fetch_add(&t->now, (RET_LOG_DAYS_DEFAULT + 1) * RET_NS_PER_DAY);
+    struct ret_report *r = malloc(sizeof *r);
+    assert_non_null(r);
+    assert_int_equal(ret_run(t->d, false, r), KR_ECORRUPT);
+    char want[40];
+    snprintf(want, sizeof want, "record %llu", (unsigned long long)bad);
+    assert_string_equal(r->corrupt.field, want);
+    assert_true(strncmp(r->corrupt.why, type, strlen(type)) == 0);
+    free(r);
+    td_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_view_value_names_place),
         cmocka_unit_test(test_stored_record_names_seq),
+        cmocka_unit_test(test_log_record_names_seq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
