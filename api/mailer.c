@@ -37,6 +37,7 @@ struct mail_item {
     uint8_t message[16];
     uint8_t template_id;
     char to[256];         /* e-mail: at most 254 bytes, printable ASCII */
+    uint32_t to_n;        /* its length; 0 if missing or too long */
     char code[24];        /* auth_code: at most 16 digits */
     char tenant_code[40]; /* tenant_code: at most 32 bytes */
     char ref[33];         /* incident or notice id in hex, or "" */
@@ -68,6 +69,7 @@ static bool collect(void *arg, const struct outbox_msg *m)
     memcpy(it->message, m->message, 16);
     it->template_id = m->template_id;
     copy_str(it->to, sizeof it->to, &m->p->v[KR_FLD_EMAIL]);
+    it->to_n = it->to[0] ? m->p->v[KR_FLD_EMAIL].n : 0;
     copy_str(it->code, sizeof it->code, &m->p->v[KR_FLD_AUTH_CODE]);
     copy_str(it->tenant_code, sizeof it->tenant_code, &m->p->v[KR_FLD_TENANT_CODE]);
     const struct kr_value *ref =
@@ -179,6 +181,48 @@ static kr_err outbox_dir(const struct kr_domain *d, char *out, size_t cap)
     return KR_OK;
 }
 
+/* Whether it's recipient is one addr-spec (the rule every new address is
+ * held to, payload.c's through kr_value_check): an address stored before
+ * that rule may hold '<', ',' or '"' and become several recipients in To:.
+ * *why says which part of the rule failed (never the address). */
+static bool recipient_ok(const struct mail_item *it, struct kr_diag *why)
+{
+    struct kr_value v = {.set = true, .p = (const uint8_t *)it->to, .n = it->to_n};
+    memset(why, 0, sizeof *why);
+    if (v.n == 0) {
+        snprintf(why->why, sizeof why->why, "no recipient, or one too long");
+        return false;
+    }
+    return kr_value_check(KR_FLD_EMAIL, &v, why) == KR_OK;
+}
+
+/* Records that message it was refused (outbox.refused, reason), so it
+ * leaves the pending list unsent; the operator's log says so too. */
+static kr_err refuse_mail(struct kr_domain *d, const struct mail_item *it,
+                          const struct kr_diag *why)
+{
+    char reason[64 + sizeof why->why];
+    snprintf(reason, sizeof reason, "recipient is not a single e-mail address: %s",
+             why->why[0] ? why->why : "refused");
+    fprintf(stderr,
+            "kiroku: mailer: message of record %" PRIu64 " (tenant %" PRIu64 ") not sent: %s\n",
+            it->seq, it->tenant, reason);
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return KR_ENOMEM;
+    kr_payload_reset(p, KR_EV_OUTBOX_REFUSED);
+    kr_set_bytes(p, KR_FLD_MESSAGE, it->message, 16);
+    kr_set_str(p, KR_FLD_REASON, reason);
+    char stream[KR_STREAM_MAX + 1];
+    size_t slen;
+    uint64_t version;
+    kr_err err = kr_event_stream(p, stream, sizeof stream, &slen);
+    if (!err && !(err = jrn_stream_version(d->j, it->tenant, stream, slen, &version)))
+        err = dom_append_plain(d, it->tenant, JRN_SYSTEM_ACTOR, p, &version, NULL);
+    kr_payload_free(p);
+    return err;
+}
+
 static kr_err write_mail(struct kr_domain *d, int dirfd, const struct mail_item *it)
 {
     char hex[33], date[64], name[96], tmp[112], text[2048];
@@ -234,6 +278,13 @@ kr_err mailer_run(struct kr_domain *d, size_t *written)
         goto out;
     }
     for (size_t i = 0; i < b.n && !err; i++) {
+        struct kr_diag why;
+        if (!recipient_ok(&b.items[i], &why)) {
+            err = refuse_mail(d, &b.items[i], &why);
+            if (err == KR_ECONFLICT) /* another sender handled it meanwhile */
+                err = KR_OK;
+            continue;
+        }
         if ((err = write_mail(d, dirfd, &b.items[i])))
             break;
         /* The rename is durable before the message counts as handed over. */

@@ -1591,7 +1591,7 @@ static kr_err views_catch_up(struct journal *j, jrn_progress_fn progress, void *
                 err = KR_ECORRUPT;
                 goto fail;
             }
-            if ((err = vw->apply(vw->ctx, txn, &r)))
+            if ((err = (vw->apply_stored ? vw->apply_stored : vw->apply)(vw->ctx, txn, &r)))
                 goto fail;
             done++;
             n++;

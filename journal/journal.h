@@ -82,6 +82,10 @@ struct jrn_views {
      * the whole batch like a storage error. A view must apply every record
      * the journal holds in the same way again on replay. */
     kr_err (*apply)(void *ctx, MDB_txn *txn, const struct jrn_record *r);
+    /* Applies one record already stored, when the views catch up at open or
+     * are rebuilt; NULL = apply. A stored record the views cannot apply is
+     * the journal's corruption (KR_ECORRUPT), not an append to refuse. */
+    kr_err (*apply_stored)(void *ctx, MDB_txn *txn, const struct jrn_record *r);
     /* Called once per write transaction after its records, with the journal
      * size the views now reflect; views store it (see applied). */
     kr_err (*batch_end)(void *ctx, MDB_txn *txn, uint64_t size);

@@ -33,6 +33,7 @@ static const struct {
     [KR_EFORBIDDEN] = {"forbidden", "not permitted"},
     [KR_ELOCKED] = {"locked", "account locked"},
     [KR_EEXPIRED] = {"expired", "expired or out of tries"},
+    [KR_ERATE] = {"rate_limited", "too many requests: retry later"},
 };
 
 const char *kr_strerror(kr_err err)

@@ -38,6 +38,7 @@ enum kr_err {
     KR_EFORBIDDEN, /* the caller's role or permissions do not allow it */
     KR_ELOCKED,    /* the account is locked */
     KR_EEXPIRED,   /* a code or application expired or used up its tries */
+    KR_ERATE,      /* too many requests of this kind from this caller: retry later */
     KR__COUNT
 };
 typedef enum kr_err kr_err;

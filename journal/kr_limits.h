@@ -140,6 +140,34 @@
  * everything else goes on being served. */
 #define KR_PWHASH_WAITERS_MAX 16u
 
+/* ---- Sign-up (projections/cmd_signup.c, projections/rate.h) ---- */
+
+/* signup.apply is anonymous and each application is a signed record and a
+ * new tenant data key, so it is limited per e-mail address and per source
+ * address (the caller's peer address; unknown sources, ipc:// and
+ * in-process callers, share one count) within a window of one hour.
+ * A person who mistyped retries a few times: 3 per address. An office
+ * behind one NAT address signs up a handful of businesses at most: 20 per
+ * source. A flood is refused (`rate_limited`, with when to retry) after
+ * that, and the expiry of unconfirmed applications (retention.h) clears
+ * what got through. */
+#define KR_SIGNUP_WINDOW_NS      (3600ull * 1000000000ull)
+#define KR_SIGNUP_PER_EMAIL_MAX  3u
+#define KR_SIGNUP_PER_SOURCE_MAX 20u
+/* Counters of one limiter (each 32 bytes: 128 KiB), so the distinct
+ * addresses one window remembers; a key probes KR_RATE_PROBES of them, and
+ * one take counts against at most KR_RATE_KEYS_MAX keys. */
+#define KR_RATE_SLOTS    4096u
+#define KR_RATE_PROBES   16u
+#define KR_RATE_KEYS_MAX 4u
+/* Unconfirmed applications the expiry job erases in one run; the rest wait
+ * for the next. Each is a key destroyed, which rewrites the keystore by a
+ * compacting copy (about 100 bytes per tenant), and its few records
+ * stripped: 1000 keeps a daily run to minutes on a keystore of 100,000
+ * tenants, and is far above what the per-source limits let a handful of
+ * sources apply in a day. */
+#define KR_SIGNUP_EXPIRE_BATCH_MAX 1000u
+
 /* Open sessions of one account: a person uses a few devices. A login past it
  * ends the oldest (session.closed, superseded), so closing every session of
  * an account (deletion, lock, password change) fits one append. */

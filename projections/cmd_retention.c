@@ -45,6 +45,11 @@ kr_err cmd_retention_run(struct cmd *c)
                          kr_strerror(r->tenants[i].err));
                 break;
             }
+        if (err == KR_ECORRUPT && r->corrupt.field[0]) { /* the place, for the operator */
+            *c->diag = r->corrupt;
+            free(r);
+            return KR_ECORRUPT;
+        }
         free(r);
         /* The ECONFLICT of a tenant that changed meanwhile is not retried
          * here: the next run picks it up. */

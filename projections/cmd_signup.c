@@ -16,9 +16,11 @@
  */
 #include "accounts.h"
 #include "cmd.h"
+#include "rate.h"
 #include "retention.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,9 +90,62 @@ static void code_hash(const struct kr_data_key *key, const uint8_t app[16], cons
 
 /* ---- signup.apply ---- */
 
-kr_err cmd_signup_apply(struct cmd *c)
+/* Records access.rate_limited (platform, plain: the op and which limit,
+ * never the address). Best effort: the refusal stands either way. */
+static void record_limited(struct cmd *c, const char *limit)
 {
-    const struct kr_value *email = &c->args->v[KR_FLD_EMAIL];
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return;
+    kr_payload_reset(p, KR_EV_ACCESS_RATE_LIMITED);
+    kr_set_str(p, KR_FLD_OP, kr_ops[KR_OP_SIGNUP_APPLY].name);
+    kr_set_str(p, KR_FLD_REASON, limit);
+    kr_err err = dom_append_plain(c->d, 0, JRN_SYSTEM_ACTOR, p, NULL, NULL);
+    (void)err;
+    kr_payload_free(p);
+}
+
+/* Counts this application against its e-mail address (lower-cased, as
+ * accounts are found) and its source: KR_ERATE, saying when to retry, past
+ * KR_SIGNUP_PER_EMAIL_MAX / KR_SIGNUP_PER_SOURCE_MAX in a window. */
+static kr_err signup_rate(struct cmd *c, const struct kr_value *email, bool give_back)
+{
+    uint8_t low[256];
+    if (!c->d->signup_rate)
+        return KR_OK;
+    if (email->n > sizeof low)
+        return cmd_fail(c, KR_ETOOLARGE, "email", "too long");
+    for (size_t i = 0; i < email->n; i++)
+        low[i] =
+            email->p[i] >= 'A' && email->p[i] <= 'Z' ? (uint8_t)(email->p[i] + 32) : email->p[i];
+    const struct kr_rate_key keys[2] = {
+        {"email", low, email->n, KR_SIGNUP_PER_EMAIL_MAX},
+        {"source", c->who->source, sizeof c->who->source, KR_SIGNUP_PER_SOURCE_MAX},
+    };
+    if (give_back) {
+        kr_rate_give_back(c->d->signup_rate, keys, 2, c->now);
+        sodium_memzero(low, sizeof low);
+        return KR_OK;
+    }
+    size_t which;
+    uint64_t retry_ns;
+    bool first;
+    kr_err err = kr_rate_take(c->d->signup_rate, keys, 2, c->now, &which, &retry_ns, &first);
+    sodium_memzero(low, sizeof low);
+    if (err != KR_ERATE)
+        return err;
+    if (first) /* recorded once per limit and window: a flood is seen, not copied */
+        record_limited(c, which == 0 ? "email" : "source");
+    char why[sizeof c->diag->why];
+    unsigned long long s = (unsigned long long)((retry_ns + 999999999ull) / 1000000000ull);
+    snprintf(why, sizeof why, "too many applications %s in the last hour: try again in %llu s",
+             which == 0 ? "for this address" : "from this source address", s ? s : 1);
+    return cmd_fail(c, KR_ERATE, which == 0 ? "email" : "source", why);
+}
+
+/* The application, once counted: a tenant id and key, and the record. */
+static kr_err apply_counted(struct cmd *c, const struct kr_value *email)
+{
     struct kr_data_key key;
     uint64_t tenant = 0;
     kr_err err = KR_OK;
@@ -129,6 +184,20 @@ kr_err cmd_signup_apply(struct cmd *c)
     return KR_OK;
 }
 
+kr_err cmd_signup_apply(struct cmd *c)
+{
+    const struct kr_value *email = &c->args->v[KR_FLD_EMAIL];
+    kr_err err = signup_rate(c, email, false);
+    if (err)
+        return err;
+    if ((err = apply_counted(c, email))) {
+        /* Nothing applied (dom_exec may decide it again): not counted. */
+        kr_err gb = signup_rate(c, email, true);
+        (void)gb;
+    }
+    return err;
+}
+
 /* The application named in the arguments: its tenant and row. */
 static kr_err find_signup(struct cmd *c, uint64_t *tenant, struct va_signup *s)
 {
@@ -139,6 +208,20 @@ static kr_err find_signup(struct cmd *c, uint64_t *tenant, struct va_signup *s)
     if (err == KR_ENOTFOUND)
         return cmd_fail(c, KR_ENOTFOUND, "application", "no such application");
     return err;
+}
+
+/* KR_EEXPIRED if application s (not completed) is older than
+ * RET_SIGNUP_EXPIRE_NS: the retention job erases it (retention.h). */
+static kr_err check_not_expired(struct cmd *c, const struct va_signup *s)
+{
+    struct jrn_record r;
+    kr_err err = jrn_read_in(c->d->j, c->txn, s->applied_seq, &r);
+    if (err)
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err; /* views point at records that exist */
+    if (ret_signup_expired(r.time_ns, c->now))
+        return cmd_fail(c, KR_EEXPIRED, "application",
+                        "the application expired (7 days): apply again");
+    return KR_OK;
 }
 
 /* ---- signup.confirm_payment ---- */
@@ -156,6 +239,8 @@ kr_err cmd_signup_confirm_payment(struct cmd *c)
         return err;
     if (s.state == VA_SIGNUP_COMPLETED)
         return cmd_fail(c, KR_ECONFLICT, "application", "sign-up already completed");
+    if ((err = check_not_expired(c, &s)))
+        return err;
     if ((err = cmd_read(c, s.applied_seq, KR_EV_SIGNUP_APPLIED, c->scratch)))
         return err;
     const struct kr_value *email = &c->scratch->v[KR_FLD_EMAIL];
@@ -237,6 +322,8 @@ kr_err cmd_signup_complete(struct cmd *c)
         return err;
     if (s.state == VA_SIGNUP_COMPLETED)
         return cmd_fail(c, KR_EEXPIRED, "application", "sign-up already completed");
+    if ((err = check_not_expired(c, &s)))
+        return err;
     if (s.state != VA_SIGNUP_PAID || s.expires == 0)
         return cmd_fail(c, KR_EEXPIRED, "auth_code", "no auth code was issued");
     if (c->now >= s.expires || s.tries_left == 0)
@@ -358,8 +445,11 @@ kr_err cmd_tenants_list(struct cmd *c)
             break;
         }
         ids[n] = v_get_u64(k.mv_data);
-        if ((err = va_tenant_get(&c->d->views, c->txn, ids[n], &rows[n])))
+        if ((err = va_tenant_get(&c->d->views, c->txn, ids[n], &rows[n]))) {
+            if (err == KR_ECORRUPT) /* the place, for the operator */
+                err = views_corrupt(VIEW_TENANTS, k.mv_data, 8, "the row does not decode", c->diag);
             break;
+        }
         n++;
     }
     mdb_cursor_close(mc);

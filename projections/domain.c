@@ -12,8 +12,10 @@
 
 #include "accounts.h"
 #include "res_jst.h"
+#include "rate.h"
 
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +98,10 @@ kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
     d->pwhash_mem = o->pwhash_mem ? o->pwhash_mem : crypto_pwhash_MEMLIMIT_INTERACTIVE;
     if ((err = views_init(&d->views)))
         goto fail;
+    if (!o->no_signup_limits && !(d->signup_rate = kr_rate_new(KR_SIGNUP_WINDOW_NS))) {
+        err = KR_ENOMEM;
+        goto fail;
+    }
     struct jrn_options jo = {
         .dir = o->dir,
         .clock = o->clock,
@@ -131,6 +137,7 @@ void dom_close(struct kr_domain *d)
     jrn_close(d->j);
     ks_close(d->ks);
     views_fini(&d->views);
+    kr_rate_free(d->signup_rate);
     pthread_mutex_destroy(&d->async_mu);
     pthread_mutex_destroy(&d->ret_mu);
     pthread_mutex_destroy(&d->pwhash_mu);
@@ -179,6 +186,8 @@ int dom_api_error(kr_err err)
         return KR_ERR_LOCKED;
     case KR_EEXPIRED:
         return KR_ERR_EXPIRED;
+    case KR_ERATE:
+        return KR_ERR_RATE_LIMITED;
     case KR_EFULL:
     case KR_ECLOSED:
     case KR_EBUSY:
@@ -188,22 +197,151 @@ int dom_api_error(kr_err err)
     }
 }
 
-kr_err dom_pwhash_acquire(struct kr_domain *d)
+/* ---- Argon2id places, shared fairly ---- */
+
+/* The share of the op this thread runs (set by dom_exec_flags). */
+static _Thread_local struct dom_pwhash_share pwhash_cur;
+
+struct dom_pwhash_waiter {
+    struct dom_pwhash_share share;
+    pthread_cond_t cv;
+    enum { PW_WAITING, PW_GRANTED, PW_REFUSED } state;
+};
+
+/* The share of an op: its source, and the tenant code a login names (keyed
+ * hash, so the table holds no codes) or else the caller's tenant. */
+static struct dom_pwhash_share pwhash_share_of(const struct kr_caller *who,
+                                               const struct kr_payload *args)
 {
-    pthread_mutex_lock(&d->pwhash_mu);
-    if (d->pwhash_busy >= KR_PWHASH_CONCURRENT_MAX && d->pwhash_waiting >= KR_PWHASH_WAITERS_MAX) {
-        pthread_mutex_unlock(&d->pwhash_mu);
-        return KR_EBUSY;
+    struct dom_pwhash_share s;
+    memset(&s, 0, sizeof s);
+    memcpy(s.source, who->source, 16);
+    const struct kr_value *code = args ? &args->v[KR_FLD_TENANT_CODE] : NULL;
+    if (code && code->set && code->n > 0) {
+        static const uint8_t k[crypto_generichash_KEYBYTES] = "kiroku pwhash tenant share";
+        crypto_generichash(s.tenant, 16, code->p, code->n, k, sizeof k);
+    } else {
+        s.tenant[0] = 1; /* not a code's hash by its first bytes' chance alone */
+        for (int i = 0; i < 8; i++)
+            s.tenant[8 + i] = (uint8_t)(who->tenant >> (56 - 8 * i));
     }
-    d->pwhash_waiting++;
-    while (d->pwhash_busy >= KR_PWHASH_CONCURRENT_MAX)
-        pthread_cond_wait(&d->pwhash_cv, &d->pwhash_mu);
-    d->pwhash_waiting--;
+    return s;
+}
+
+static unsigned running_of(const struct kr_domain *d, const uint8_t *key, size_t off)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < KR_PWHASH_CONCURRENT_MAX; i++)
+        n += d->pwhash_running_used[i] &&
+             memcmp((const uint8_t *)&d->pwhash_running[i] + off, key, 16) == 0;
+    return n;
+}
+
+static unsigned waiting_of(const struct kr_domain *d, const uint8_t *key, size_t off)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < d->pwhash_waiting; i++)
+        n += memcmp((const uint8_t *)&d->pwhash_queue[i]->share + off, key, 16) == 0;
+    return n;
+}
+
+static void run_share(struct kr_domain *d, const struct dom_pwhash_share *s)
+{
+    for (unsigned i = 0; i < KR_PWHASH_CONCURRENT_MAX; i++)
+        if (!d->pwhash_running_used[i]) {
+            d->pwhash_running_used[i] = true;
+            d->pwhash_running[i] = *s;
+            break;
+        }
     d->pwhash_busy++;
+    KR_ASSERT(d->pwhash_busy <= KR_PWHASH_CONCURRENT_MAX);
     if (d->pwhash_busy > d->pwhash_peak)
         d->pwhash_peak = d->pwhash_busy;
+}
+
+static void dequeue(struct kr_domain *d, unsigned i)
+{
+    memmove(&d->pwhash_queue[i], &d->pwhash_queue[i + 1],
+            (d->pwhash_waiting - i - 1) * sizeof(struct dom_pwhash_waiter *));
+    d->pwhash_waiting--;
+}
+
+/* Hands free places to waiters: fewest running of its source, then of its
+ * tenant, then the oldest. */
+static void grant(struct kr_domain *d)
+{
+    while (d->pwhash_busy < KR_PWHASH_CONCURRENT_MAX && d->pwhash_waiting > 0) {
+        unsigned best = 0, best_s = UINT32_MAX, best_t = UINT32_MAX;
+        for (unsigned i = 0; i < d->pwhash_waiting; i++) {
+            const struct dom_pwhash_share *s = &d->pwhash_queue[i]->share;
+            unsigned rs = running_of(d, s->source, offsetof(struct dom_pwhash_share, source));
+            unsigned rt = running_of(d, s->tenant, offsetof(struct dom_pwhash_share, tenant));
+            if (rs < best_s || (rs == best_s && rt < best_t)) {
+                best = i, best_s = rs, best_t = rt;
+            }
+        }
+        struct dom_pwhash_waiter *w = d->pwhash_queue[best];
+        dequeue(d, best);
+        run_share(d, &w->share);
+        w->state = PW_GRANTED;
+        pthread_cond_signal(&w->cv);
+    }
+}
+
+/* With every waiting place taken: the newest waiter of the share part (at
+ * off) with the most waiters, if it has two or more waiters more than s's. */
+static int victim_by(const struct kr_domain *d, const struct dom_pwhash_share *s, size_t off)
+{
+    unsigned most = 0;
+    int victim = -1;
+    for (unsigned i = 0; i < d->pwhash_waiting; i++) {
+        unsigned n = waiting_of(d, (const uint8_t *)&d->pwhash_queue[i]->share + off, off);
+        if (n >= most) { /* ties: the newest */
+            most = n;
+            victim = (int)i;
+        }
+    }
+    unsigned mine = waiting_of(d, (const uint8_t *)s + off, off);
+    if (victim < 0 || most < mine + 2)
+        return -1;
+    /* the newest waiter of that part */
+    const uint8_t *key = (const uint8_t *)&d->pwhash_queue[victim]->share + off;
+    for (int i = (int)d->pwhash_waiting - 1; i >= 0; i--)
+        if (memcmp((const uint8_t *)&d->pwhash_queue[i]->share + off, key, 16) == 0)
+            return i;
+    return victim;
+}
+
+kr_err dom_pwhash_acquire(struct kr_domain *d)
+{
+    struct dom_pwhash_waiter w = {.share = pwhash_cur, .state = PW_WAITING};
+    pthread_mutex_lock(&d->pwhash_mu);
+    if (d->pwhash_busy < KR_PWHASH_CONCURRENT_MAX && d->pwhash_waiting == 0) {
+        run_share(d, &w.share);
+        pthread_mutex_unlock(&d->pwhash_mu);
+        return KR_OK;
+    }
+    if (d->pwhash_waiting >= KR_PWHASH_WAITERS_MAX) {
+        int v = victim_by(d, &w.share, offsetof(struct dom_pwhash_share, source));
+        if (v < 0)
+            v = victim_by(d, &w.share, offsetof(struct dom_pwhash_share, tenant));
+        if (v < 0) {
+            pthread_mutex_unlock(&d->pwhash_mu);
+            return KR_EBUSY;
+        }
+        struct dom_pwhash_waiter *out = d->pwhash_queue[v];
+        dequeue(d, (unsigned)v);
+        out->state = PW_REFUSED;
+        d->pwhash_pushed_out++;
+        pthread_cond_signal(&out->cv);
+    }
+    pthread_cond_init(&w.cv, NULL);
+    d->pwhash_queue[d->pwhash_waiting++] = &w;
+    while (w.state == PW_WAITING)
+        pthread_cond_wait(&w.cv, &d->pwhash_mu);
     pthread_mutex_unlock(&d->pwhash_mu);
-    return KR_OK;
+    pthread_cond_destroy(&w.cv);
+    return w.state == PW_GRANTED ? KR_OK : KR_EBUSY;
 }
 
 void dom_pwhash_release(struct kr_domain *d)
@@ -211,7 +349,20 @@ void dom_pwhash_release(struct kr_domain *d)
     pthread_mutex_lock(&d->pwhash_mu);
     KR_ASSERT(d->pwhash_busy > 0);
     d->pwhash_busy--;
-    pthread_cond_signal(&d->pwhash_cv);
+    /* This thread's share's place (any, if it changed share meanwhile). */
+    int slot = -1;
+    for (unsigned i = 0; i < KR_PWHASH_CONCURRENT_MAX; i++)
+        if (d->pwhash_running_used[i]) {
+            if (slot < 0)
+                slot = (int)i;
+            if (memcmp(&d->pwhash_running[i], &pwhash_cur, sizeof pwhash_cur) == 0) {
+                slot = (int)i;
+                break;
+            }
+        }
+    KR_ASSERT(slot >= 0);
+    d->pwhash_running_used[slot] = false;
+    grant(d);
     pthread_mutex_unlock(&d->pwhash_mu);
 }
 
@@ -425,6 +576,9 @@ kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
         free(c);
         return KR_ENOMEM;
     }
+    /* Argon2id work this op does is charged to its share. */
+    struct dom_pwhash_share outer = pwhash_cur;
+    pwhash_cur = pwhash_share_of(who, args);
     /* A caller-given version pins the decision: a conflict is the caller's
      * to resolve. Otherwise decide again on fresh views. */
     bool pinned = args && args->v[KR_FLD_VERSION].set;
@@ -460,6 +614,7 @@ kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
     if (err == KR_ECORRUPT) /* for the operator: the caller only gets `internal` */
         fprintf(stderr, "kiroku: %s: corrupt stored data: %s%s%s\n", kr_ops[op].name, diag->field,
                 diag->field[0] ? ": " : "", diag->why[0] ? diag->why : "(no place)");
+    pwhash_cur = outer;
     kr_payload_free(c->scratch);
     free(c);
     return err;

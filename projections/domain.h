@@ -50,9 +50,21 @@ struct kr_domain_options {
     size_t pwhash_mem;
     struct jrn_start_fault *start_fault; /* NULL, or where the journal's start
                                           * check failed (journal.h) */
+    bool no_signup_limits;               /* signup.apply unlimited (seeding, benches):
+                                          * else KR_SIGNUP_PER_* apply (cmd_signup.c) */
 };
 
+/* Whose turn an Argon2id computation is: the request's source address and
+ * its tenant (a keyed hash of the tenant code a login names, else the
+ * caller's tenant id). See dom_pwhash_acquire. */
+struct dom_pwhash_share {
+    uint8_t source[16];
+    uint8_t tenant[16];
+};
+struct dom_pwhash_waiter; /* domain.c */
+
 struct ret_hooks; /* retention.h */
+struct kr_rate;   /* rate.h */
 
 struct kr_domain {
     struct journal *j;
@@ -64,12 +76,16 @@ struct kr_domain {
     size_t pwhash_mem;
     char dir[KR_PATH_MAX];
     /* Argon2id runs at once (each holds pwhash_mem bytes): at most
-     * KR_PWHASH_CONCURRENT_MAX; see dom_pwhash_acquire */
+     * KR_PWHASH_CONCURRENT_MAX, shared fairly; see dom_pwhash_acquire */
     pthread_mutex_t pwhash_mu;
     pthread_cond_t pwhash_cv;
     unsigned pwhash_busy;
     unsigned pwhash_waiting;
-    unsigned pwhash_peak; /* the most ever running at once (for tests and stats) */
+    unsigned pwhash_peak;       /* the most ever running at once (for tests and stats) */
+    unsigned pwhash_pushed_out; /* waiters refused to make room for another share */
+    struct dom_pwhash_share pwhash_running[KR_PWHASH_CONCURRENT_MAX]; /* whose, when used */
+    bool pwhash_running_used[KR_PWHASH_CONCURRENT_MAX];
+    struct dom_pwhash_waiter *pwhash_queue[KR_PWHASH_WAITERS_MAX]; /* oldest first */
     /* asynchronous commands in flight (DOM_ASYNC) */
     pthread_mutex_t async_mu;
     pthread_cond_t async_cv;
@@ -80,6 +96,9 @@ struct kr_domain {
     const struct ret_hooks *ret_hooks;
     uint32_t log_days;
     pthread_mutex_t ret_mu;
+    /* signup.apply's counts per e-mail address and per source (rate.h);
+     * NULL when the domain was opened with no_signup_limits */
+    struct kr_rate *signup_rate;
 };
 
 /* Opens the journal in o->dir with the views (catching the views up with the
@@ -137,8 +156,19 @@ bool dom_has_handler(int op);
 /* Takes / gives back one of KR_PWHASH_CONCURRENT_MAX places for an Argon2id
  * hash or verification, so concurrent logins hold at most that many times
  * pwhash_mem bytes: the rest wait their turn, at most KR_PWHASH_WAITERS_MAX
- * of them; past that acquire returns KR_EBUSY at once (the caller answers
- * `unavailable`) and must not release. */
+ * of them; past that acquire returns KR_EBUSY (the caller answers
+ * `unavailable`) and must not release.
+ *
+ * Fair shares. Each computation is charged to the share of the op that
+ * dom_exec is running on this thread (struct dom_pwhash_share: its source
+ * address and tenant; a thread outside dom_exec is the zero share). A freed
+ * place goes to the waiter whose source, then whose tenant, has the fewest
+ * places running, oldest first. When every waiting place is taken, a
+ * newcomer whose source (or else tenant) has fewer waiters than the one
+ * with the most by two or more takes the place of that one's newest waiter,
+ * which gets KR_EBUSY; otherwise the newcomer gets KR_EBUSY. So a flood
+ * from one source (or at one tenant code) can keep the places busy, but
+ * never keeps another source's login from its turn. */
 KR_MUST_CHECK kr_err dom_pwhash_acquire(struct kr_domain *d);
 void dom_pwhash_release(struct kr_domain *d);
 

@@ -37,6 +37,16 @@ bool ret_is_due(uint64_t cancelled, uint64_t now)
     return cancelled != 0 && now >= cancelled && now - cancelled >= RET_DUE_AFTER_NS;
 }
 
+bool ret_signup_expired(uint64_t applied, uint64_t now)
+{
+    return now >= applied && now - applied >= RET_SIGNUP_EXPIRE_NS;
+}
+
+bool ret_signup_due(uint64_t applied, uint64_t now)
+{
+    return now >= applied && now - applied >= RET_SIGNUP_EXPIRE_NS + RET_MARGIN_NS;
+}
+
 const char *ret_step_name(enum ret_step s)
 {
     static const char *const names[RET_STEP__COUNT] = {"key", "backups", "outbox", "strip",
@@ -133,7 +143,9 @@ static kr_err outbox_delete(struct kr_domain *d, uint64_t tenant, uint64_t *dele
         if (rerr == KR_ENOTFOUND)
             continue; /* not a record of this journal: not ours to judge */
         if (rerr) {
-            err = rerr;
+            err = rerr == KR_ECORRUPT ? views_corrupt_record(seq, "an outbox file's record",
+                                                             "does not decode", NULL)
+                                      : rerr;
             break;
         }
         if (b.rec.tenant != tenant)
@@ -174,35 +186,14 @@ static kr_err after(struct kr_domain *d, uint64_t tenant, enum ret_step s, struc
     return err ? step_fail(diag, s, err, "stopped after this step (test hook)") : KR_OK;
 }
 
-static kr_err erase_locked(struct kr_domain *d, uint64_t tenant, struct kr_diag *diag)
+/* Steps 1 to 5 of erasing tenant (retention.h), ending with event ev
+ * (tenant.erased, or signup.expired naming application app) on the tenant
+ * stream's version `version`. */
+static kr_err erase_steps(struct kr_domain *d, uint64_t tenant, int ev, const uint8_t *app,
+                          uint64_t version, struct kr_diag *diag)
 {
     const struct ret_hooks *h = d->ret_hooks;
-    struct va_tenant t;
-    MDB_txn *txn;
     kr_err err;
-    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return kr_err_from_mdb(rc);
-    err = va_tenant_get(&d->views, txn, tenant, &t);
-    mdb_txn_abort(txn);
-    if (err == KR_ENOTFOUND || (!err && t.state == KR_TENANT_STATE_APPLIED)) {
-        if (diag) {
-            snprintf(diag->field, sizeof diag->field, "tenant");
-            snprintf(diag->why, sizeof diag->why, "no such tenant");
-        }
-        return KR_ENOTFOUND;
-    }
-    if (err)
-        return err;
-    if (t.state == KR_TENANT_STATE_ERASED)
-        return KR_OK; /* done before: nothing changes */
-    if (t.state != KR_TENANT_STATE_CANCELLED) {
-        if (diag) {
-            snprintf(diag->field, sizeof diag->field, "tenant");
-            snprintf(diag->why, sizeof diag->why, "the tenant is not cancelled");
-        }
-        return KR_ECONFLICT;
-    }
     uint64_t now = kr_clock_now(d->clock);
 
     /* 1. The live key, and its bytes in freed pages. */
@@ -247,8 +238,10 @@ static kr_err erase_locked(struct kr_domain *d, uint64_t tenant, struct kr_diag 
     struct kr_payload *p = kr_payload_new();
     if (!p)
         return KR_ENOMEM;
-    kr_payload_reset(p, KR_EV_TENANT_ERASED);
-    err = dom_append_plain(d, tenant, JRN_SYSTEM_ACTOR, p, &t.version, NULL);
+    kr_payload_reset(p, ev);
+    if (app)
+        kr_set_bytes(p, KR_FLD_APPLICATION, app, 16);
+    err = dom_append_plain(d, tenant, JRN_SYSTEM_ACTOR, p, &version, NULL);
     kr_payload_free(p);
     if (err)
         return step_fail(diag, RET_STEP_EVENT, err,
@@ -263,6 +256,37 @@ static kr_err erase_locked(struct kr_domain *d, uint64_t tenant, struct kr_diag 
     return KR_OK;
 }
 
+static kr_err erase_locked(struct kr_domain *d, uint64_t tenant, struct kr_diag *diag)
+{
+    struct va_tenant t;
+    MDB_txn *txn;
+    kr_err err;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    err = va_tenant_get(&d->views, txn, tenant, &t);
+    mdb_txn_abort(txn);
+    if (err == KR_ENOTFOUND || (!err && t.state == KR_TENANT_STATE_APPLIED)) {
+        if (diag) {
+            snprintf(diag->field, sizeof diag->field, "tenant");
+            snprintf(diag->why, sizeof diag->why, "no such tenant");
+        }
+        return KR_ENOTFOUND;
+    }
+    if (err)
+        return err;
+    if (t.state == KR_TENANT_STATE_ERASED)
+        return KR_OK; /* done before: nothing changes */
+    if (t.state != KR_TENANT_STATE_CANCELLED) {
+        if (diag) {
+            snprintf(diag->field, sizeof diag->field, "tenant");
+            snprintf(diag->why, sizeof diag->why, "the tenant is not cancelled");
+        }
+        return KR_ECONFLICT;
+    }
+    return erase_steps(d, tenant, KR_EV_TENANT_ERASED, NULL, t.version, diag);
+}
+
 kr_err ret_erase_tenant(struct kr_domain *d, uint64_t tenant, struct kr_diag *diag)
 {
     if (diag)
@@ -273,14 +297,168 @@ kr_err ret_erase_tenant(struct kr_domain *d, uint64_t tenant, struct kr_diag *di
     return err;
 }
 
+/* ---- Expiring unconfirmed applications ---- */
+
+static kr_err expire_refuse(struct kr_diag *diag, kr_err err, const char *why)
+{
+    if (diag) {
+        snprintf(diag->field, sizeof diag->field, "tenant");
+        snprintf(diag->why, sizeof diag->why, "%s", why);
+    }
+    return err;
+}
+
+/* The application of tenant t (state applied) and when it was made, read in
+ * txn. */
+static kr_err application_of(struct kr_domain *d, MDB_txn *txn, uint64_t tenant,
+                             const struct va_tenant *t, uint64_t *applied, struct kr_diag *diag)
+{
+    struct va_signup s;
+    struct jrn_record r;
+    kr_err err = va_signup_get(&d->views, txn, tenant, t->application, &s);
+    if (err == KR_ENOTFOUND || err == KR_ECORRUPT) {
+        uint8_t key[24];
+        v_put_u64(key, tenant);
+        memcpy(key + 8, t->application, 16);
+        return views_corrupt(VIEW_SIGNUPS, key, sizeof key,
+                             err == KR_ENOTFOUND ? "the tenant's application has no row"
+                                                 : "the row does not decode",
+                             diag);
+    }
+    if (err)
+        return err;
+    if (s.state == VA_SIGNUP_COMPLETED)
+        return expire_refuse(diag, KR_ECONFLICT, "the application was completed");
+    if ((err = jrn_read_in(d->j, txn, s.applied_seq, &r)))
+        return err == KR_ENOTFOUND ? views_corrupt_record(s.applied_seq, "signup.applied",
+                                                          "the view names a record that is not "
+                                                          "there",
+                                                          diag)
+                                   : err;
+    *applied = r.time_ns;
+    return KR_OK;
+}
+
+static kr_err expire_locked(struct kr_domain *d, uint64_t tenant, struct kr_diag *diag)
+{
+    struct va_tenant t = {0};
+    uint64_t applied = 0, version = 0;
+    uint8_t app[16];
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    kr_err err = va_tenant_get(&d->views, txn, tenant, &t);
+    if (err == KR_ECORRUPT) {
+        uint8_t key[8];
+        v_put_u64(key, tenant);
+        err = views_corrupt(VIEW_TENANTS, key, 8, "the row does not decode", diag);
+    } else if (err == KR_ENOTFOUND) {
+        err = expire_refuse(diag, KR_ENOTFOUND, "no such tenant");
+    } else if (!err && t.state == KR_TENANT_STATE_ERASED) {
+        mdb_txn_abort(txn);
+        return KR_OK; /* done before */
+    } else if (!err && t.state != KR_TENANT_STATE_APPLIED) {
+        err = expire_refuse(diag, KR_ECONFLICT, "the application was completed");
+    } else if (!err && !(err = application_of(d, txn, tenant, &t, &applied, diag)) &&
+               !ret_signup_due(applied, kr_clock_now(d->clock))) {
+        err = expire_refuse(diag, KR_ECONFLICT, "the application is not due to expire");
+    }
+    memcpy(app, t.application, 16);
+    version = t.version;
+    mdb_txn_abort(txn);
+    if (err)
+        return err;
+    return erase_steps(d, tenant, KR_EV_SIGNUP_EXPIRED, app, version, diag);
+}
+
+kr_err ret_expire_application(struct kr_domain *d, uint64_t tenant, struct kr_diag *diag)
+{
+    if (diag)
+        memset(diag, 0, sizeof *diag);
+    pthread_mutex_lock(&d->ret_mu);
+    kr_err err = expire_locked(d, tenant, diag);
+    pthread_mutex_unlock(&d->ret_mu);
+    return err;
+}
+
+/* The tenants of unconfirmed applications due at now, up to
+ * KR_SIGNUP_EXPIRE_BATCH_MAX, into ids (*n of them). */
+static kr_err list_expired(struct kr_domain *d, uint64_t now, uint64_t *ids, size_t *n,
+                           struct kr_diag *diag)
+{
+    MDB_txn *txn;
+    MDB_cursor *mc;
+    MDB_val k, val;
+    *n = 0;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((rc = mdb_cursor_open(txn, d->views.db[VIEW_TENANTS], &mc))) {
+        mdb_txn_abort(txn);
+        return kr_err_from_mdb(rc);
+    }
+    kr_err err = KR_OK;
+    for (rc = mdb_cursor_get(mc, &k, &val, MDB_FIRST);
+         rc == MDB_SUCCESS && *n < KR_SIGNUP_EXPIRE_BATCH_MAX;
+         rc = mdb_cursor_get(mc, &k, &val, MDB_NEXT)) {
+        struct va_tenant t;
+        uint64_t applied = 0;
+        if (k.mv_size != 8) {
+            err =
+                views_corrupt(VIEW_TENANTS, k.mv_data, k.mv_size, "a key is not a tenant id", diag);
+            break;
+        }
+        uint64_t id = v_get_u64(k.mv_data);
+        if ((err = va_tenant_get(&d->views, txn, id, &t))) {
+            if (err == KR_ECORRUPT)
+                err = views_corrupt(VIEW_TENANTS, k.mv_data, 8, "the row does not decode", diag);
+            break;
+        }
+        if (t.state != KR_TENANT_STATE_APPLIED)
+            continue;
+        if ((err = application_of(d, txn, id, &t, &applied, diag)))
+            break;
+        if (ret_signup_due(applied, now))
+            ids[(*n)++] = id;
+    }
+    mdb_cursor_close(mc);
+    mdb_txn_abort(txn);
+    if (!err && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        err = kr_err_from_mdb(rc);
+    return err;
+}
+
+/* Erases every unconfirmed application due now (up to the batch). */
+static kr_err expire_applications(struct kr_domain *d, uint64_t now, struct ret_report *r)
+{
+    uint64_t *ids = calloc(KR_SIGNUP_EXPIRE_BATCH_MAX, sizeof *ids);
+    size_t n = 0;
+    struct kr_diag diag;
+    if (!ids)
+        return KR_ENOMEM;
+    memset(&diag, 0, sizeof diag);
+    kr_err first = list_expired(d, now, ids, &n, &r->corrupt);
+    r->applications_due = n;
+    for (size_t i = 0; i < n; i++) {
+        kr_err err = ret_expire_application(d, ids[i], &diag);
+        if (err == KR_OK)
+            r->applications_expired++;
+        else if (err != KR_ECONFLICT && !first)
+            first = err; /* completed meanwhile (conflict) is no failure */
+    }
+    free(ids);
+    return first;
+}
+
 /* ---- Platform logs ---- */
 
 bool ret_is_log_type(const char *type, size_t len)
 {
     /* Records the views never read back (audit-only): stripping them keeps
      * a view rebuild identical. See docs/operations.md for the list and why. */
-    static const int logs[] = {KR_EV_LOGIN_UNKNOWN, KR_EV_ACCESS_DENIED,
-                               KR_EV_MAINTENANCE_RECORDED};
+    static const int logs[] = {KR_EV_LOGIN_UNKNOWN, KR_EV_ACCESS_DENIED, KR_EV_MAINTENANCE_RECORDED,
+                               KR_EV_ACCESS_RATE_LIMITED};
     for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
         const char *n = kr_events[logs[i]].name;
         if (strlen(n) == len && memcmp(n, type, len) == 0)
@@ -304,6 +482,7 @@ struct closed_set {
      * while it stays: a rebuild ends on the same row. */
     struct reset *resets;
     size_t nresets;
+    struct kr_diag *diag; /* where a record or row did not decode (may be NULL) */
 };
 
 struct reset {
@@ -400,9 +579,24 @@ static kr_err closed_sessions(struct kr_domain *d, uint64_t to_seq, struct close
     if (err)
         return err;
     static const int resets[] = {KR_EV_ACCOUNT_LOGIN_SUCCEEDED, KR_EV_ACCOUNT_UNLOCKED};
+    static const int outcomes[] = {KR_EV_ACCOUNT_LOGIN_FAILED};
     while (set->n < KR_RETENTION_SESSIONS_MAX && set->nresets < KR_RETENTION_SESSIONS_MAX &&
            (err = jrn_cursor_next(c, &r)) == KR_OK) {
         int ev;
+        /* Every record this job may strip by its fields must decode: one
+         * that does not is corruption, reported, never silently kept. */
+        if (!r.payload_stripped &&
+            (is_session_type(&r, &ev) || (ev = type_of(&r, resets, 2)) >= 0 ||
+             (ev = type_of(&r, outcomes, 1)) >= 0)) {
+            struct kr_diag why = {{0}, {0}};
+            if (kr_event_decode(ev, &r, NULL, set->p, &why) != KR_OK) {
+                char w[sizeof why.why];
+                snprintf(w, sizeof w, "does not decode: %.38s%s%.100s", why.field,
+                         why.field[0] ? ": " : "", why.why);
+                err = views_corrupt_record(r.seq, kr_events[ev].name, w, set->diag);
+                break;
+            }
+        }
         if (is_session_type(&r, &ev) && ev == KR_EV_SESSION_CLOSED &&
             session_of(set->p, &r, ev, set->ids[set->n]))
             set->n++;
@@ -452,11 +646,16 @@ static kr_err close_expired(struct kr_domain *d, uint64_t before_ns, struct clos
              rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
             struct va_session row;
             if (k.mv_size != 32) {
-                err = KR_ECORRUPT;
+                err = views_corrupt(VIEW_SESSIONS, k.mv_data, k.mv_size,
+                                    "a key is not a token hash", set->diag);
                 break;
             }
-            if ((err = va_session_get(&d->views, txn, k.mv_data, &row)))
+            if ((err = va_session_get(&d->views, txn, k.mv_data, &row))) {
+                if (err == KR_ECORRUPT)
+                    err = views_corrupt(VIEW_SESSIONS, k.mv_data, 32, "the row does not decode",
+                                        set->diag);
                 break;
+            }
             if (row.expires >= before_ns)
                 continue;
             list[n].tenant = row.tenant;
@@ -528,8 +727,11 @@ static kr_err last_before(struct kr_domain *d, uint64_t before_ns, uint64_t *out
     kr_err err = KR_OK;
     while (hi - lo > 1) {
         uint64_t mid = lo + (hi - lo) / 2;
-        if ((err = jrn_read(d->j, mid, &b)))
+        if ((err = jrn_read(d->j, mid, &b))) {
+            if (err == KR_ECORRUPT)
+                err = views_corrupt_record(mid, "?", "does not decode", NULL);
             break;
+        }
         if (b.rec.time_ns < before_ns)
             lo = mid;
         else
@@ -540,7 +742,8 @@ static kr_err last_before(struct kr_domain *d, uint64_t before_ns, uint64_t *out
     return err;
 }
 
-kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped)
+static kr_err truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped,
+                            struct kr_diag *diag)
 {
     *stripped = 0;
     if (before_ns == 0)
@@ -548,7 +751,8 @@ kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stri
     struct closed_set set = {.ids = malloc((size_t)KR_RETENTION_SESSIONS_MAX * 16),
                              .resets =
                                  malloc((size_t)KR_RETENTION_SESSIONS_MAX * sizeof(struct reset)),
-                             .p = kr_payload_new()};
+                             .p = kr_payload_new(),
+                             .diag = diag};
     if (!set.ids || !set.resets || !set.p) {
         free(set.ids);
         free(set.resets);
@@ -577,6 +781,11 @@ kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stri
     return err;
 }
 
+kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped)
+{
+    return truncate_logs(d, before_ns, stripped, NULL);
+}
+
 /* ---- The job ---- */
 
 /* Every cancelled tenant (up to the report's capacity), by id. */
@@ -597,12 +806,17 @@ static kr_err list_cancelled(struct kr_domain *d, uint64_t now, struct ret_repor
          rc = mdb_cursor_get(mc, &k, &val, MDB_NEXT)) {
         struct va_tenant t;
         if (k.mv_size != 8) {
-            err = KR_ECORRUPT;
+            err = views_corrupt(VIEW_TENANTS, k.mv_data, k.mv_size, "a key is not a tenant id",
+                                &r->corrupt);
             break;
         }
         uint64_t id = v_get_u64(k.mv_data);
-        if ((err = va_tenant_get(&d->views, txn, id, &t)))
+        if ((err = va_tenant_get(&d->views, txn, id, &t))) {
+            if (err == KR_ECORRUPT)
+                err = views_corrupt(VIEW_TENANTS, k.mv_data, 8, "the row does not decode",
+                                    &r->corrupt);
             break;
+        }
         if (t.state != KR_TENANT_STATE_CANCELLED)
             continue;
         if (r->n == KR_RETENTION_TENANTS_MAX)
@@ -630,8 +844,16 @@ kr_err ret_run(struct kr_domain *d, bool dry_run, struct ret_report *r)
     kr_err err = list_cancelled(d, now, r);
     if (err)
         return r->err = err;
-    if (dry_run)
-        return KR_OK;
+    if (dry_run) {
+        uint64_t *ids = calloc(KR_SIGNUP_EXPIRE_BATCH_MAX, sizeof *ids);
+        size_t n = 0;
+        if (!ids)
+            return r->err = KR_ENOMEM;
+        err = list_expired(d, now, ids, &n, &r->corrupt);
+        free(ids);
+        r->applications_due = n;
+        return r->err = err;
+    }
     for (size_t i = 0; i < r->n; i++) {
         struct ret_tenant *t = &r->tenants[i];
         if (!t->due)
@@ -650,7 +872,9 @@ kr_err ret_run(struct kr_domain *d, bool dry_run, struct ret_report *r)
                 r->err = t->err;
         }
     }
-    if ((err = ret_truncate_logs(d, r->log_before_ns, &r->stripped)) && !r->err)
+    if ((err = expire_applications(d, now, r)) && !r->err)
+        r->err = err;
+    if ((err = truncate_logs(d, r->log_before_ns, &r->stripped, &r->corrupt)) && !r->err)
         r->err = err;
     return r->err;
 }
@@ -679,7 +903,11 @@ static kr_err previous_start(struct kr_domain *d, const char *stream, uint64_t v
         if (!p) {
             err = KR_ENOMEM;
         } else {
-            if (kr_event_decode(KR_EV_SERVE_STARTED, &rec, NULL, p, NULL) == KR_OK) {
+            struct kr_diag why = {{0}, {0}};
+            if (kr_event_decode(KR_EV_SERVE_STARTED, &rec, NULL, p, &why) != KR_OK) {
+                err = views_corrupt_record(rec.seq, kr_events[KR_EV_SERVE_STARTED].name,
+                                           why.why[0] ? why.why : "does not decode", NULL);
+            } else {
                 const struct kr_value *v = &p->v[KR_FLD_KIROKU_VERSION];
                 if (v->set && v->n < 33) {
                     memcpy(out, v->p, v->n);

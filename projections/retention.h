@@ -61,6 +61,23 @@
 #define RET_MARGIN_NS       RET_NS_PER_HOUR          /* time one run may take */
 #define RET_DUE_AFTER_NS    (RET_ERASE_AFTER_NS - RET_JOB_INTERVAL_NS - RET_MARGIN_NS)
 
+/* Unconfirmed sign-up applications. One not completed within
+ * RET_SIGNUP_EXPIRE_NS (7 days: payment and the auth code take minutes to
+ * days, not weeks) of being made has expired: signup.confirm_payment and
+ * signup.complete refuse it (`expired`) from then on. The retention job
+ * erases it at its first run at least RET_MARGIN_NS after that (so a
+ * command that read the application just before it expired has long
+ * finished): the same steps as a tenant's erasure (key, backups, outbox,
+ * strip), then signup.expired instead of tenant.erased. A flood of
+ * applications thus leaves nothing readable behind after 7 days and 2 at
+ * most (docs/operations.md). */
+#define RET_SIGNUP_EXPIRE_NS (7ull * RET_NS_PER_DAY)
+
+/* Whether an application made at `applied` (UTC ns) has expired at `now`,
+ * and whether the job erases it at `now`. */
+bool ret_signup_expired(uint64_t applied, uint64_t now);
+bool ret_signup_due(uint64_t applied, uint64_t now);
+
 /* How long platform logs are kept when nothing is configured: 400 days, one
  * annual audit cycle (the auditor's report covers a year) plus a month for
  * the audit to take place (docs/operations.md says why). */
@@ -131,6 +148,15 @@ void dom_set_retention(struct kr_domain *d, const struct ret_hooks *h, uint32_t 
  * error of the step that failed, named in *diag's field ("step") and why. */
 KR_MUST_CHECK kr_err ret_erase_tenant(struct kr_domain *d, uint64_t tenant, struct kr_diag *diag);
 
+/* Erases an unconfirmed application's tenant (steps above, then
+ * signup.expired) if it is still unconfirmed and due at the domain clock's
+ * now. KR_OK if erased now or before; KR_ENOTFOUND (no such tenant),
+ * KR_ECONFLICT (completed, or not due yet); KR_ECORRUPT (a view row or
+ * record that does not decode, *diag naming it); otherwise the error of the
+ * step that failed, as ret_erase_tenant. */
+KR_MUST_CHECK kr_err ret_expire_application(struct kr_domain *d, uint64_t tenant,
+                                            struct kr_diag *diag);
+
 /* Whether records of this type are platform logs that ret_truncate_logs
  * strips whatever they belong to (login.unknown, access.denied,
  * maintenance.recorded); session.* records are stripped too, but only those
@@ -157,13 +183,20 @@ struct ret_tenant {
 struct ret_report {
     struct ret_tenant tenants[KR_RETENTION_TENANTS_MAX]; /* cancelled tenants, by id */
     size_t n;
+    /* Unconfirmed applications (up to KR_SIGNUP_EXPIRE_BATCH_MAX a run):
+     * due for erasure, and erased by this run. */
+    uint64_t applications_due, applications_expired;
     uint64_t log_before_ns; /* logs older than this are truncated */
     uint64_t stripped;      /* log records stripped by this run */
     kr_err err;             /* the first failure (KR_OK: everything due is done) */
+    struct kr_diag corrupt; /* KR_ECORRUPT: the view row or record that does not
+                             * decode ("view v.tenants" / "record 42", and why);
+                             * also reported on stderr */
 };
 
 /* The retention job at the domain clock's now: every cancelled tenant
- * (up to KR_RETENTION_TENANTS_MAX), erased when due, and the logs truncated.
+ * (up to KR_RETENTION_TENANTS_MAX), erased when due, the unconfirmed
+ * applications due erased (ret_expire_application), and the logs truncated.
  * dry_run: only fill r. A failure for one tenant does not stop the others;
  * r->err is the first failure and is returned. */
 KR_MUST_CHECK kr_err ret_run(struct kr_domain *d, bool dry_run, struct ret_report *r);

@@ -431,6 +431,7 @@ kr_err va_notices(const struct va *a)
     case KR_EV_OUTBOX_QUEUED:
         return outbox_queued(a);
     case KR_EV_OUTBOX_SENT:
+    case KR_EV_OUTBOX_REFUSED: /* handled too: it leaves the pending list, unsent */
         return outbox_sent(a);
     default:
         return KR_EINVAL; /* an event of this area that this module does not know */

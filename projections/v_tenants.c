@@ -26,7 +26,8 @@
  * handler decides again): a reserved tenant id, an application id, a tenant
  * code already taken.
  *
- * tenant.erased drops every row of the tenant in the tenant, sign-up,
+ * tenant.erased (and signup.expired, an unconfirmed application's erasure)
+ * drops every row of the tenant in the tenant, sign-up,
  * account and session views (and the global entries pointing at it: code,
  * application index, session tokens) and leaves a bare row in state erased.
  * A rebuild skips the stripped records of an erased tenant and then applies
@@ -306,7 +307,7 @@ static kr_err apply_tenant(const struct va *a)
     MDB_val val;
     kr_err err;
 
-    if (a->ev == KR_EV_TENANT_ERASED)
+    if (a->ev == KR_EV_TENANT_ERASED || a->ev == KR_EV_SIGNUP_EXPIRED)
         return apply_erased(a, r->tenant);
     if ((err = va_tenant_get(a->v, a->txn, r->tenant, &t)))
         return err == KR_ENOTFOUND ? KR_EINVAL : err;
@@ -375,6 +376,7 @@ kr_err va_tenants(const struct va *a)
     case KR_EV_TENANT_PROVISIONED:
     case KR_EV_TENANT_CANCELLED:
     case KR_EV_TENANT_ERASED:
+    case KR_EV_SIGNUP_EXPIRED: /* an unconfirmed application erased: as tenant.erased */
         return apply_tenant(a);
     default:
         return KR_EINVAL;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #define META_APPLIED "applied"
@@ -194,6 +195,39 @@ kr_err v_del_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t n)
     return rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
 }
 
+/* ---- Corruption reports ---- */
+
+kr_err views_corrupt(enum kr_view v, const void *key, size_t klen, const char *why,
+                     struct kr_diag *diag)
+{
+    struct kr_diag local;
+    char hex[2 * 32 + 1];
+    const uint8_t *k = key;
+    size_t n = klen < 32 ? klen : 32;
+    for (size_t i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", k[i]);
+    hex[2 * n] = '\0';
+    if (!diag)
+        diag = &local;
+    snprintf(diag->field, sizeof diag->field, "view %s", views_name(v));
+    snprintf(diag->why, sizeof diag->why, "key %s%s: %s", hex, klen > n ? "..." : "",
+             why ? why : "does not decode");
+    fprintf(stderr, "kiroku: corrupt stored data: %s: %s\n", diag->field, diag->why);
+    return KR_ECORRUPT;
+}
+
+kr_err views_corrupt_record(uint64_t seq, const char *event, const char *why, struct kr_diag *diag)
+{
+    struct kr_diag local;
+    if (!diag)
+        diag = &local;
+    snprintf(diag->field, sizeof diag->field, "record %llu", (unsigned long long)seq);
+    snprintf(diag->why, sizeof diag->why, "%.40s: %s", event ? event : "?",
+             why ? why : "does not decode");
+    fprintf(stderr, "kiroku: corrupt stored data: %s: %s\n", diag->field, diag->why);
+    return KR_ECORRUPT;
+}
+
 /* ---- The journal's hooks ---- */
 
 static kr_err hook_open(void *ctx, MDB_txn *txn, bool create)
@@ -232,7 +266,8 @@ static kr_err hook_applied(void *ctx, MDB_txn *txn, uint64_t *size)
     if (rc)
         return kr_err_from_mdb(rc);
     if (val.mv_size != 8)
-        return KR_ECORRUPT;
+        return views_corrupt(VIEW_META, META_APPLIED, sizeof META_APPLIED - 1,
+                             "the applied size is not 8 bytes", &v->corrupt);
     *size = v_get_u64(val.mv_data);
     return KR_OK;
 }
@@ -330,9 +365,12 @@ static kr_err erase_tenant(struct kr_views *v, MDB_txn *txn, uint64_t tenant)
     return KR_OK;
 }
 
-static kr_err hook_apply(void *ctx, MDB_txn *txn, const struct jrn_record *r)
+/* Applies record r. stored: r was in the journal already (catch-up,
+ * rebuild), so a record the views cannot apply is corruption, reported with
+ * its seq; otherwise (an append) KR_EINVAL / KR_ECONFLICT refuse the append. */
+static kr_err apply_record(struct kr_views *v, MDB_txn *txn, const struct jrn_record *r,
+                           bool stored)
 {
-    struct kr_views *v = ctx;
     int ev = kr_event_lookup(r->type, r->type_len);
     if (ev < 0) {
         v->unknown_types++; /* the journal's own records, or types of a newer schema */
@@ -344,17 +382,41 @@ static kr_err hook_apply(void *ctx, MDB_txn *txn, const struct jrn_record *r)
                    ? va_tenant_cancelled_stripped(v, txn, r)
                    : va_account_stripped(v, txn, r); /* or a log: its account version counts */
     /* Plain fields only: apply never needs personal data. */
-    err = kr_event_decode(ev, r, NULL, v->scratch, NULL);
-    if (err)
-        return KR_EINVAL;
+    struct kr_diag d = {{0}, {0}};
+    if ((err = kr_event_decode(ev, r, NULL, v->scratch, &d))) {
+        if (!stored)
+            return KR_EINVAL; /* an append whose payload changed: refuse it */
+        char why[sizeof d.why];
+        snprintf(why, sizeof why, "does not decode: %.38s%s%.100s", d.field, d.field[0] ? ": " : "",
+                 d.why);
+        return views_corrupt_record(r->seq, kr_events[ev].name, why, &v->corrupt);
+    }
     if (kr_events[ev].platform && r->tenant != 0)
-        return KR_EINVAL;
+        return stored ? views_corrupt_record(r->seq, kr_events[ev].name,
+                                             "a platform event with a tenant", &v->corrupt)
+                      : KR_EINVAL;
     va_fn fn = area_of(ev);
     KR_ASSERT(fn != NULL); /* views_test checks every event has an area */
     struct va a = {.v = v, .txn = txn, .r = r, .p = v->scratch, .ev = ev};
-    if ((err = fn(&a)))
+    if ((err = fn(&a))) {
+        if (stored && (err == KR_EINVAL || err == KR_ECONFLICT))
+            return views_corrupt_record(r->seq, kr_events[ev].name,
+                                        "the views cannot apply it to what came before",
+                                        &v->corrupt);
         return err;
-    return ev == KR_EV_TENANT_ERASED ? erase_tenant(v, txn, r->tenant) : KR_OK;
+    }
+    return ev == KR_EV_TENANT_ERASED || ev == KR_EV_SIGNUP_EXPIRED ? erase_tenant(v, txn, r->tenant)
+                                                                   : KR_OK;
+}
+
+static kr_err hook_apply(void *ctx, MDB_txn *txn, const struct jrn_record *r)
+{
+    return apply_record(ctx, txn, r, false);
+}
+
+static kr_err hook_apply_stored(void *ctx, MDB_txn *txn, const struct jrn_record *r)
+{
+    return apply_record(ctx, txn, r, true);
 }
 
 kr_err views_init(struct kr_views *v)
@@ -367,6 +429,7 @@ kr_err views_init(struct kr_views *v)
         .ctx = v,
         .open = hook_open,
         .apply = hook_apply,
+        .apply_stored = hook_apply_stored,
         .batch_end = hook_batch_end,
         .applied = hook_applied,
         .drop = hook_drop,

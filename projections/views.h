@@ -104,6 +104,7 @@ struct kr_views {
     struct kr_payload *scratch;
     struct jrn_views hooks;
     uint64_t unknown_types; /* records of types the schema does not know (ignored) */
+    struct kr_diag corrupt; /* where the views last found stored data corrupt ("" if never) */
 };
 
 KR_MUST_CHECK kr_err views_init(struct kr_views *v);
@@ -119,6 +120,17 @@ KR_MUST_CHECK kr_err views_digest(struct kr_views *v, MDB_txn *txn, enum kr_view
 
 /* Whether some view module applies event ev (every schema event must have one). */
 bool views_event_has_area(int ev);
+
+/* Stored view data that does not decode, or names what is not there:
+ * returns KR_ECORRUPT with *diag (may be NULL) naming the place, field
+ * "view <name>" and why "key <hex>: <why>" (the key's first 32 bytes), and
+ * reports the same line on stderr for the operator. Never KR_EINVAL: the
+ * caller did nothing wrong. */
+KR_MUST_CHECK kr_err views_corrupt(enum kr_view v, const void *key, size_t klen, const char *why,
+                                   struct kr_diag *diag);
+/* The same for a journal record: field "record <seq>", why "<event>: <why>". */
+KR_MUST_CHECK kr_err views_corrupt_record(uint64_t seq, const char *event, const char *why,
+                                          struct kr_diag *diag);
 
 /* ---- Building blocks for the view modules ---- */
 

@@ -24,6 +24,8 @@ struct td {
     msgpack_unpacked result; /* the last op's result, decoded */
     struct kr_diag diag;     /* the last op's diagnostics */
     struct kr_payload *args; /* arguments being built for the next op */
+    bool signup_limits;      /* signup.apply's limits on (off unless a test sets
+                              * it and calls td_reopen: tests apply freely) */
 };
 
 /* Creates a journal in a fresh scratch directory and opens a domain on it.

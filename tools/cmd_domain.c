@@ -298,6 +298,29 @@ static kr_err wrong_login(struct seeder *s, const struct seed_tenant *t, const c
     return refused(s, &s->anon, KR_OP_AUTH_LOGIN);
 }
 
+/* An application never completed, expired by the retention job's step
+ * once the seeded clock has passed its expiry (signup.expired). */
+static kr_err abandoned_application(struct seeder *s)
+{
+    uint8_t app[16];
+    uint64_t tenant;
+    kr_err err;
+    kr_set_str(A(s), KR_FLD_EMAIL, "abandoned@shop.example.jp");
+    if ((err = must(s, &s->anon, KR_OP_SIGNUP_APPLY, 0)) ||
+        (err = out_id(s, KR_FLD_APPLICATION, app)))
+        return err;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(jrn_env(s->d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    err = va_signup_tenant(&s->d->views, txn, app, &tenant);
+    mdb_txn_abort(txn);
+    if (err)
+        return err;
+    atomic_fetch_add(&s->clk.now, RET_SIGNUP_EXPIRE_NS + RET_MARGIN_NS);
+    return ret_expire_application(s->d, tenant, NULL);
+}
+
 static kr_err signup(struct seeder *s, uint64_t ti, struct seed_tenant *t)
 {
     char email[96], pw[64], name[96], ref[64];
@@ -885,6 +908,7 @@ static kr_err seed_open(struct seeder *s)
         .rng = &s->rng,
         .pwhash_ops = crypto_pwhash_OPSLIMIT_MIN,
         .pwhash_mem = crypto_pwhash_MEMLIMIT_MIN,
+        .no_signup_limits = true, /* seeding signs up every tenant from here */
     };
     kr_err err = dom_open(&o, &s->d);
     if (err == KR_ENOTFOUND) {
@@ -986,6 +1010,10 @@ kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r)
     if (o->cancel && !o->leave_cancelled && o->tenants &&
         (err = ret_erase_tenant(s->d, s->tenants[o->tenants - 1].id, NULL))) {
         fprintf(stderr, "kiroku: seed: erasing a tenant: %s\n", kr_strerror(err));
+        goto out;
+    }
+    if (o->tenants && (err = abandoned_application(s))) {
+        fprintf(stderr, "kiroku: seed: an abandoned application: %s\n", kr_strerror(err));
         goto out;
     }
     r->events = jrn_size(s->d->j) - s->start_size;

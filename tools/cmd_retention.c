@@ -32,7 +32,9 @@ static const char retention_usage[] =
     "hours ago, so that a daily run erases it before its erase-by date,\n"
     "cancellation + 30 days): its data key in the live keystore and in every\n"
     "backup generation under --backups, its e-mail files, its payloads in the\n"
-    "journal, then tenant.erased. Then strips the payloads of platform logs\n"
+    "journal, then tenant.erased. Then erases, the same way, every sign-up\n"
+    "application not completed within 7 days (signup.expired, an hour later at\n"
+    "the earliest, at most 1000 a run). Then strips the payloads of platform logs\n"
     "older than --log-retention-days (default 400). --dry-run lists what is due\n"
     "and changes nothing. A crash anywhere is finished by the next run.\n"
     "\n"
@@ -155,9 +157,17 @@ int cmd_retention(int argc, char **argv)
         }
         printf("],\"log_before\":\"%" PRIu64 "\",\"stripped\":%" PRIu64, r->log_before_ns,
                r->stripped);
+        printf(",\"applications_due\":%" PRIu64 ",\"applications_expired\":%" PRIu64,
+               r->applications_due, r->applications_expired);
         if (err) {
             printf(",\"error\":");
             cli_json_str(stdout, kr_strerror(err), strlen(kr_strerror(err)));
+        }
+        if (err == KR_ECORRUPT && r->corrupt.field[0]) {
+            printf(",\"corrupt\":");
+            cli_json_str(stdout, r->corrupt.field, strlen(r->corrupt.field));
+            printf(",\"why\":");
+            cli_json_str(stdout, r->corrupt.why, strlen(r->corrupt.why));
         }
         printf("}\n");
     } else {
@@ -180,12 +190,17 @@ int cmd_retention(int argc, char **argv)
         }
         printf("%zu cancelled tenant%s, %zu due%s\n", r->n, r->n == 1 ? "" : "s", due,
                dry_run ? " (dry run: nothing changed)" : "");
+        printf("%" PRIu64 " unconfirmed application%s due to expire, %" PRIu64 " erased\n",
+               r->applications_due, r->applications_due == 1 ? "" : "s", r->applications_expired);
         if (!dry_run) {
             printf("platform logs before");
             print_time("", r->log_before_ns);
             printf(": %" PRIu64 " record%s stripped\n", r->stripped, r->stripped == 1 ? "" : "s");
         }
-        if (err)
+        if (err == KR_ECORRUPT && r->corrupt.field[0])
+            fprintf(stderr, "kiroku: retention: %s: %s: %s\n", kr_strerror(err), r->corrupt.field,
+                    r->corrupt.why);
+        else if (err)
             fprintf(stderr, "kiroku: retention: %s\n", kr_strerror(err));
     }
     free(r);

@@ -495,6 +495,10 @@ static void job_retention(void *arg)
                     (unsigned long long)r->tenants[i].tenant, r->tenants[i].step,
                     kr_strerror(r->tenants[i].err));
     }
+    if (r->applications_expired)
+        fprintf(stderr, "kiroku: serve: retention: %llu unconfirmed application%s expired\n",
+                (unsigned long long)r->applications_expired,
+                r->applications_expired == 1 ? "" : "s");
     if (err)
         fprintf(stderr, "kiroku: serve: retention: %s\n", kr_strerror(err));
     else if (erased || r->stripped)

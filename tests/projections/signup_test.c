@@ -6,6 +6,7 @@
  * personal data never stored in clear.
  */
 #include "accounts.h"
+#include "retention.h"
 #include "test_domain.h"
 #include "test_util.h"
 
@@ -614,6 +615,161 @@ static void test_personal_data_sealed(void **state)
     assert_true(td_dir_contains(t->dir, "signup.completed", 16));
 }
 
+/* signup.apply is limited per e-mail address (any case) and per source
+ * address within an hour: past either limit the exact error is KR_ERATE
+ * (`rate_limited`), it names which limit and says when to retry, nothing is
+ * appended, and other addresses and sources go on being served. */
+static void test_apply_rate_limited(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    struct kr_caller a = td_anonymous(), b = td_anonymous();
+    a.source[10] = 0xff, a.source[11] = 0xff, a.source[12] = 192, a.source[15] = 1;
+    b.source[10] = 0xff, b.source[11] = 0xff, b.source[12] = 198, b.source[15] = 7;
+    t->signup_limits = true;
+    td_reopen(t);
+    static const char *const same[] = {"flood@shop.example.jp", "Flood@Shop.Example.JP",
+                                       "FLOOD@shop.example.jp"};
+    for (size_t i = 0; i < 3; i++) {
+        kr_set_str(td_args(t), KR_FLD_EMAIL, same[i]);
+        assert_int_equal(td_exec(t, &a, KR_OP_SIGNUP_APPLY), KR_OK);
+    }
+    uint64_t size = jrn_size(t->d->j);
+    kr_set_str(td_args(t), KR_FLD_EMAIL, "flood@SHOP.example.jp");
+    assert_int_equal(td_exec(t, &b, KR_OP_SIGNUP_APPLY), KR_ERATE);
+    assert_string_equal(t->diag.field, "email");
+    assert_non_null(strstr(t->diag.why, "try again in 3600 s"));
+    /* No application; the first refusal of this limit in its window is
+     * recorded (access.rate_limited, platform), a second one is not. */
+    assert_int_equal(jrn_size(t->d->j), size + 1);
+    assert_int_equal(count_events(t, size, KR_EV_ACCESS_RATE_LIMITED, 0), 1);
+    kr_set_str(td_args(t), KR_FLD_EMAIL, "flood@shop.example.jp");
+    assert_int_equal(td_exec(t, &b, KR_OP_SIGNUP_APPLY), KR_ERATE);
+    assert_int_equal(jrn_size(t->d->j), size + 1);
+    assert_int_equal(dom_api_error(KR_ERATE), KR_ERR_RATE_LIMITED);
+    assert_string_equal(kr_api_errors[KR_ERR_RATE_LIMITED].name, "rate_limited");
+    assert_string_equal(kr_errname(KR_ERATE), "rate_limited");
+
+    /* Per source: 20 an hour from a, whatever the addresses. */
+    char email[64];
+    for (unsigned i = 3; i < KR_SIGNUP_PER_SOURCE_MAX; i++) {
+        snprintf(email, sizeof email, "shop%u@shop.example.jp", i);
+        kr_set_str(td_args(t), KR_FLD_EMAIL, email);
+        assert_int_equal(td_exec(t, &a, KR_OP_SIGNUP_APPLY), KR_OK);
+    }
+    size = jrn_size(t->d->j);
+    kr_set_str(td_args(t), KR_FLD_EMAIL, "another@shop.example.jp");
+    assert_int_equal(td_exec(t, &a, KR_OP_SIGNUP_APPLY), KR_ERATE);
+    assert_string_equal(t->diag.field, "source");
+    assert_non_null(strstr(t->diag.why, "try again in"));
+    assert_int_equal(jrn_size(t->d->j), size + 1);
+    assert_int_equal(count_events(t, size, KR_EV_ACCESS_RATE_LIMITED, 0), 1);
+    /* The refused one was not counted against its address: b may apply. */
+    assert_int_equal(td_exec(t, &b, KR_OP_SIGNUP_APPLY), KR_OK);
+
+    /* An hour later both limits start again. */
+    atomic_fetch_add(&t->now, KR_SIGNUP_WINDOW_NS);
+    kr_set_str(td_args(t), KR_FLD_EMAIL, "flood@shop.example.jp");
+    assert_int_equal(td_exec(t, &a, KR_OP_SIGNUP_APPLY), KR_OK);
+}
+
+/* A flood of applications never completed: 7 days after, confirm and
+ * complete refuse them (expired); an hour later the retention job erases
+ * each (signup.expired): keys destroyed, payloads stripped, rows gone, no
+ * marker left in any file; a completed sign-up and an application of the
+ * last days are untouched, and a rebuild gives the same views. */
+static void test_unconfirmed_applications_expire(void **state)
+{
+    struct td *t = ((struct fx *)*state)->t;
+    struct kr_caller op = td_operator(), m;
+    enum { FLOOD = 40 };
+    uint8_t apps[FLOOD][16], late[16];
+    char code[32], email[64], tcode[40];
+    uint64_t tenants[FLOOD];
+    uint64_t start = jrn_size(t->d->j);
+    for (unsigned i = 0; i < FLOOD; i++) {
+        snprintf(email, sizeof email, "qv9-flood-marker-%u@flood.example.jp", i);
+        apply(t, email, apps[i]);
+    }
+    /* Some got as far as the auth code (e-mails queued with the code). */
+    for (unsigned i = 0; i < 5; i++)
+        tenants[i] = confirm(t, apps[i], code);
+    uint64_t kept = td_signup(t, "kept@shop.example.jp", "correct horse 9", &m, tcode);
+    for (unsigned i = 0; i < FLOOD; i++) {
+        MDB_txn *txn;
+        assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+        assert_int_equal(va_signup_tenant(&t->d->views, txn, apps[i], &tenants[i]), KR_OK);
+        mdb_txn_abort(txn);
+    }
+
+    /* 7 days on: expired for the applicant, not yet due for the job. */
+    atomic_fetch_add(&t->now, RET_SIGNUP_EXPIRE_NS);
+    apply(t, "late@shop.example.jp", late);
+    struct kr_payload *a = td_args(t);
+    kr_set_bytes(a, KR_FLD_APPLICATION, apps[7], 16);
+    kr_set_str(a, KR_FLD_PAYMENT_REF, "pay-late");
+    assert_int_equal(td_exec(t, &op, KR_OP_SIGNUP_CONFIRM_PAYMENT), KR_EEXPIRED);
+    assert_string_equal(t->diag.field, "application");
+    assert_int_equal(complete(t, apps[0], code, "a fine passphrase", "Late"), KR_EEXPIRED);
+    struct ret_report *r = malloc(sizeof *r);
+    assert_non_null(r);
+    assert_int_equal(ret_run(t->d, false, r), KR_OK);
+    assert_int_equal(r->applications_due, 0);
+    assert_int_equal(count_events(t, start, KR_EV_SIGNUP_EXPIRED, tenants[0]), 0);
+
+    /* Past the margin: every one of the flood is erased, once. */
+    atomic_fetch_add(&t->now, RET_MARGIN_NS);
+    assert_int_equal(ret_run(t->d, true, r), KR_OK);
+    assert_int_equal(r->applications_due, FLOOD);
+    assert_int_equal(ret_run(t->d, false, r), KR_OK);
+    assert_int_equal(r->applications_due, FLOOD);
+    assert_int_equal(r->applications_expired, FLOOD);
+    assert_int_equal(ret_run(t->d, false, r), KR_OK);
+    assert_int_equal(r->applications_due, 0);
+    for (unsigned i = 0; i < FLOOD; i++) {
+        struct kr_data_key k;
+        kr_err err = ks_get(t->d->ks, tenants[i], &k);
+        kr_data_key_wipe(&k);
+        assert_int_not_equal(err, KR_OK);
+        assert_int_equal(count_events(t, start, KR_EV_SIGNUP_EXPIRED, tenants[i]), 1);
+        struct jrn_query q = {.kind = JRN_Q_RANGE, .from = start + 1};
+        struct jrn_cursor *cur;
+        struct jrn_record rec;
+        unsigned seen = 0;
+        assert_int_equal(jrn_cursor_new(t->d->j, &q, &cur), KR_OK);
+        while (jrn_cursor_next(cur, &rec) == KR_OK) {
+            if (rec.tenant != tenants[i] ||
+                kr_event_lookup(rec.type, rec.type_len) == KR_EV_SIGNUP_EXPIRED)
+                continue;
+            assert_true(rec.payload_stripped);
+            seen++;
+        }
+        jrn_cursor_free(cur);
+        assert_true(seen >= 1);
+        struct kr_payload *pa = td_args(t);
+        kr_set_bytes(pa, KR_FLD_APPLICATION, apps[i], 16);
+        kr_set_str(pa, KR_FLD_PAYMENT_REF, "pay-after");
+        assert_int_equal(td_exec(t, &op, KR_OP_SIGNUP_CONFIRM_PAYMENT), KR_ENOTFOUND);
+    }
+    free(r);
+    /* The completed tenant and the recent application are untouched. */
+    assert_int_equal(login(t, tcode, "kept@shop.example.jp", "correct horse 9", NULL), KR_OK);
+    assert_int_equal(count_events(t, start, KR_EV_SIGNUP_EXPIRED, kept), 0);
+    (void)confirm(t, late, code);
+    /* Nothing of the flood anywhere on disk, and a rebuild agrees. */
+    td_reopen(t);
+    assert_false(td_dir_contains(t->dir, "qv9-flood-marker", 16));
+    uint8_t before[NVIEWS][32], after[NVIEWS][32];
+    uint64_t nb[NVIEWS], na[NVIEWS];
+    digests(t, before, nb);
+    assert_int_equal(jrn_views_rebuild(t->d->j, NULL, NULL), KR_OK);
+    digests(t, after, na);
+    for (size_t i = 0; i < NVIEWS; i++) {
+        assert_int_equal(nb[i], na[i]);
+        assert_memory_equal(before[i], after[i], 32);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -629,6 +785,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tenants_list_and_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_same_views, setup, teardown),
         cmocka_unit_test_setup_teardown(test_personal_data_sealed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_rate_limited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unconfirmed_applications_expire, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -326,6 +326,13 @@ static void test_seed_deterministic_and_complete(void **state)
 
     /* Every event type of the schema occurs. */
     for (int ev = 0; ev < KR_EV__COUNT; ev++) {
+        /* Only a journal written before the addr-spec rule can hold an
+         * address the mailer refuses (mailer_test makes one by hand). */
+        if (ev == KR_EV_OUTBOX_REFUSED)
+            continue;
+        /* Seeding runs without the sign-up limits (signup_test.c has them). */
+        if (ev == KR_EV_ACCESS_RATE_LIMITED)
+            continue;
         if (!types[ev])
             fail_msg("seed made no %s event", kr_events[ev].name);
     }
