@@ -135,7 +135,7 @@ static kr_err note_size(const char *note, size_t len, uint64_t *size)
 static kr_err get_record(struct builder *b, uint64_t seq, MDB_val *val, struct jrn_record *r)
 {
     uint8_t kb[8];
-    jrn_put_u64(kb, seq);
+    kr_put_be64(kb, seq);
     MDB_val k = {8, kb};
     int rc = mdb_get(b->txn, b->j->db_events, &k, val);
     if (rc)
@@ -161,7 +161,7 @@ static kr_err choose_checkpoint(struct builder *b, uint64_t seq, uint64_t *size)
     if (rc)
         return kr_err_from_mdb(rc);
     uint8_t kb[8];
-    jrn_put_u64(kb, seq);
+    kr_put_be64(kb, seq);
     MDB_val k = {8, kb}, v;
     rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     mdb_cursor_close(c);
@@ -171,7 +171,7 @@ static kr_err choose_checkpoint(struct builder *b, uint64_t seq, uint64_t *size)
         return kr_err_from_mdb(rc);
     if (k.mv_size != 8)
         return KR_ECORRUPT;
-    uint64_t s = jrn_get_u64(k.mv_data);
+    uint64_t s = kr_get_be64(k.mv_data);
     if (s >= b->size)
         return KR_OK;
     /* Insert before the newest (sizes only grow, since records come in order). */
@@ -222,7 +222,7 @@ static kr_err build_keys(struct builder *b, json_t *keys)
     uint8_t ik[JRN_STREAM_KEY_MAX];
     size_t plen = jrn_stream_prefix(ik, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM));
     for (uint64_t version = 1; version <= KR_KEYS_MAX; version++) {
-        jrn_put_u64(ik + plen, version);
+        kr_put_be64(ik + plen, version);
         MDB_val k = {plen + 8, ik}, v;
         int rc = mdb_get(b->txn, b->j->db_streams, &k, &v);
         if (rc == MDB_NOTFOUND)
@@ -231,7 +231,7 @@ static kr_err build_keys(struct builder *b, json_t *keys)
             return kr_err_from_mdb(rc);
         if (v.mv_size != 8)
             return KR_ECORRUPT;
-        uint64_t seq = jrn_get_u64(v.mv_data);
+        uint64_t seq = kr_get_be64(v.mv_data);
         if (seq == 0 || seq > b->size)
             return KR_OK; /* a key change after the snapshot's checkpoint */
         struct jrn_record r = {0};
@@ -259,8 +259,8 @@ static kr_err build_records(struct builder *b, const struct exp_options *o, size
     uint64_t from = o->from ? o->from : 1;
     uint64_t to = o->to && o->to < b->size ? o->to : b->size;
     uint8_t kb[16];
-    jrn_put_u64(kb, o->tenant);
-    jrn_put_u64(kb + 8, from);
+    kr_put_be64(kb, o->tenant);
+    kr_put_be64(kb + 8, from);
     MDB_val k = {16, kb}, v;
     kr_err err = KR_OK;
     size_t n = 0;
@@ -271,9 +271,9 @@ static kr_err build_records(struct builder *b, const struct exp_options *o, size
             err = KR_ECORRUPT;
             break;
         }
-        if (jrn_get_u64(k.mv_data) != o->tenant)
+        if (kr_get_be64(k.mv_data) != o->tenant)
             break;
-        uint64_t seq = jrn_get_u64((const uint8_t *)k.mv_data + 8);
+        uint64_t seq = kr_get_be64((const uint8_t *)k.mv_data + 8);
         if (seq > to)
             break;
         if (n == max_records || (n > 0 && b->bytes >= max_bytes)) {
@@ -316,7 +316,7 @@ static kr_err build_checkpoints(struct builder *b, json_t *cps, json_t *cons)
                 return KR_ENOMEM;
         } else {
             uint8_t kb[8];
-            jrn_put_u64(kb, b->cps[i]);
+            kr_put_be64(kb, b->cps[i]);
             MDB_val k = {8, kb}, v;
             int rc = mdb_get(b->txn, b->j->db_checkpoints, &k, &v);
             if (rc)

@@ -64,7 +64,7 @@ static kr_err path_join(char *out, size_t cap, const char *dir, const char *name
 size_t jrn_stream_prefix(uint8_t key[JRN_STREAM_KEY_MAX], uint64_t tenant, const char *stream,
                          size_t stream_len)
 {
-    jrn_put_u64(key, tenant);
+    kr_put_be64(key, tenant);
     key[8] = (uint8_t)stream_len;
     memcpy(key + 9, stream, stream_len);
     return 9 + stream_len;
@@ -76,7 +76,7 @@ kr_err jrn_tree_node(void *ctx, unsigned level, uint64_t index, uint8_t out[KR_H
     if (level >= 63 || index >= (JRN_SIZE_MAX >> level))
         return KR_ECORRUPT; /* only a forged size asks for such a node */
     uint8_t kb[8];
-    jrn_put_u64(kb, mrk_postorder(level, index));
+    kr_put_be64(kb, mrk_postorder(level, index));
     MDB_val k = {sizeof kb, kb}, v;
     int rc = mdb_get(t->txn, t->j->db_tree, &k, &v);
     if (rc == MDB_NOTFOUND)
@@ -391,11 +391,7 @@ static kr_err load_state(struct journal *j, struct jrn_start_fault *f)
 
     if ((err = meta_get(j, txn, JRN_META_FORMAT, &v)))
         goto out;
-    uint64_t format = v.mv_size != 4
-                          ? 0
-                          : jrn_get_u64((const uint8_t[8]){
-                                0, 0, 0, 0, ((uint8_t *)v.mv_data)[0], ((uint8_t *)v.mv_data)[1],
-                                ((uint8_t *)v.mv_data)[2], ((uint8_t *)v.mv_data)[3]});
+    uint64_t format = v.mv_size != 4 ? 0 : kr_get_be32(v.mv_data);
     if (format != JRN_META_FORMAT_1 && format != JRN_META_FORMAT_CURRENT) {
         err = KR_EVERSION;
         goto out;
@@ -421,9 +417,9 @@ static kr_err load_state(struct journal *j, struct jrn_start_fault *f)
     if (rc == MDB_SUCCESS) {
         struct jrn_record r;
         if (k.mv_size != 8 || (err = jrn_record_decode(v.mv_data, v.mv_size, &r)) ||
-            r.seq != jrn_get_u64(k.mv_data) || r.seq >= JRN_SIZE_MAX) {
+            r.seq != kr_get_be64(k.mv_data) || r.seq >= JRN_SIZE_MAX) {
             mdb_cursor_close(cur);
-            err = start_refuse(f, k.mv_size == 8 ? jrn_get_u64(k.mv_data) : 0,
+            err = start_refuse(f, k.mv_size == 8 ? kr_get_be64(k.mv_data) : 0,
                                "the last record does not decode or says another seq");
             goto out;
         }
@@ -468,7 +464,7 @@ static kr_err load_state(struct journal *j, struct jrn_start_fault *f)
             goto out;
         }
         if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == MDB_SUCCESS && k.mv_size == 8)
-            j->kept_size = jrn_get_u64(k.mv_data);
+            j->kept_size = kr_get_be64(k.mv_data);
         mdb_cursor_close(cur);
         j->kept_time = kr_clock_now(j->clock);
     }
@@ -520,7 +516,7 @@ static void emit_node(void *ctx, unsigned level, uint64_t index, const uint8_t h
     if (b->err)
         return;
     uint8_t kb[8];
-    jrn_put_u64(kb, mrk_postorder(level, index));
+    kr_put_be64(kb, mrk_postorder(level, index));
     MDB_val k = {8, kb}, v = {KR_HASH_LEN, (void *)hash};
     int rc = mdb_cursor_put(b->c_tree, &k, &v, MDB_APPEND);
     if (rc)
@@ -543,7 +539,7 @@ kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_
 {
     uint8_t key[JRN_STREAM_KEY_MAX];
     size_t plen = jrn_stream_prefix(key, tenant, stream, len);
-    jrn_put_u64(key + plen, UINT64_MAX);
+    kr_put_be64(key + plen, UINT64_MAX);
     MDB_val k = {plen + 8, key}, v;
     int rc = last_before(c, &k, &v);
     *version = 0;
@@ -552,15 +548,15 @@ kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_
     if (rc)
         return kr_err_from_mdb(rc);
     if (k.mv_size == plen + 8 && memcmp(k.mv_data, key, plen) == 0)
-        *version = jrn_get_u64((const uint8_t *)k.mv_data + plen);
+        *version = kr_get_be64((const uint8_t *)k.mv_data + plen);
     return KR_OK;
 }
 
 kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq)
 {
     uint8_t key[16];
-    jrn_put_u64(key, tenant);
-    jrn_put_u64(key + 8, UINT64_MAX); /* no record has this seq */
+    kr_put_be64(key, tenant);
+    kr_put_be64(key + 8, UINT64_MAX); /* no record has this seq */
     MDB_val k = {16, key}, v;
     int rc = last_before(c, &k, &v);
     *tseq = 0;
@@ -570,9 +566,9 @@ kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq)
         return kr_err_from_mdb(rc);
     if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) != 0)
         return KR_OK; /* another tenant's entry: this one has none */
-    if (v.mv_size != 8 || jrn_get_u64(v.mv_data) == 0)
+    if (v.mv_size != 8 || kr_get_be64(v.mv_data) == 0)
         return KR_ECORRUPT;
-    *tseq = jrn_get_u64(v.mv_data);
+    *tseq = kr_get_be64(v.mv_data);
     return KR_OK;
 }
 
@@ -672,23 +668,23 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
         return KR_EINVAL;
 
     uint8_t sk[8];
-    jrn_put_u64(sk, r.seq);
+    kr_put_be64(sk, r.seq);
     MDB_val k = {8, sk}, v = {len, j->encode_buf};
     if ((rc = mdb_cursor_put(b->c_events, &k, &v, MDB_APPEND)))
         return kr_err_from_mdb(rc);
 
     uint8_t key[JRN_STREAM_KEY_MAX];
     size_t plen = jrn_stream_prefix(key, r.tenant, r.stream, r.stream_len);
-    jrn_put_u64(key + plen, r.version);
+    kr_put_be64(key + plen, r.version);
     k = (MDB_val){plen + 8, key};
     v = (MDB_val){8, sk};
     if ((rc = mdb_cursor_put(b->c_streams, &k, &v, MDB_NOOVERWRITE)))
         return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
 
     uint8_t tk[16], tv[8];
-    jrn_put_u64(tk, r.tenant);
-    jrn_put_u64(tk + 8, r.seq);
-    jrn_put_u64(tv, r.tseq);
+    kr_put_be64(tk, r.tenant);
+    kr_put_be64(tk + 8, r.seq);
+    kr_put_be64(tv, r.tseq);
     k = (MDB_val){16, tk};
     v = (MDB_val){r.format == JRN_FORMAT ? 8 : 0, tv};
     if ((rc = mdb_cursor_put(b->c_tenants, &k, &v, MDB_NOOVERWRITE)))
@@ -731,7 +727,7 @@ static kr_err write_checkpoint(struct batch_ctx *b)
     if (j->kept_size == 0 || j->size - j->kept_size >= KR_CHECKPOINT_EVERY_RECORDS ||
         now - j->kept_time >= KR_CHECKPOINT_EVERY_NS) {
         uint8_t kb[8];
-        jrn_put_u64(kb, j->size);
+        kr_put_be64(kb, j->size);
         MDB_val k = {8, kb}, v = {j->note_len, j->note};
         int rc = mdb_put(b->txn, j->db_checkpoints, &k, &v, 0);
         if (rc)
@@ -1490,7 +1486,8 @@ kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
     bool format1 = atomic_load(&jrn_testing_format1) != 0;
     j->meta_format = format1 ? JRN_META_FORMAT_1 : JRN_META_FORMAT_CURRENT;
     j->write_format = format1 ? JRN_FORMAT_1 : JRN_FORMAT;
-    uint8_t fmt[4] = {0, 0, 0, (uint8_t)j->meta_format};
+    uint8_t fmt[4];
+    kr_put_be32(fmt, j->meta_format);
     if ((err = meta_put(j, txn, JRN_META_FORMAT, fmt, 4)) ||
         (err = meta_put(j, txn, JRN_META_ID, j->journal_id, sizeof j->journal_id))) {
         mdb_txn_abort(txn);
@@ -1580,13 +1577,13 @@ static kr_err views_catch_up(struct journal *j, jrn_progress_fn progress, void *
             goto fail;
         }
         uint8_t kb[8];
-        jrn_put_u64(kb, done + 1);
+        kr_put_be64(kb, done + 1);
         MDB_val k = {8, kb}, v;
         uint64_t n = 0;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
         while (rc == MDB_SUCCESS && n < KR_REBUILD_TXN_RECORDS && done < j->size) {
             struct jrn_record r;
-            if (k.mv_size != 8 || jrn_get_u64(k.mv_data) != done + 1 ||
+            if (k.mv_size != 8 || kr_get_be64(k.mv_data) != done + 1 ||
                 jrn_record_decode(v.mv_data, v.mv_size, &r) || r.seq != done + 1) {
                 err = KR_ECORRUPT;
                 goto fail;
@@ -1667,18 +1664,18 @@ static kr_err migrate_tenant_counts(struct journal *j)
         if (started && rc == MDB_SUCCESS)
             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
         for (uint64_t n = 0; rc == MDB_SUCCESS && n < KR_MIGRATE_TXN_ENTRIES; n++) {
-            if (k.mv_size != 16 || jrn_get_u64((const uint8_t *)k.mv_data + 8) == 0) {
+            if (k.mv_size != 16 || kr_get_be64((const uint8_t *)k.mv_data + 8) == 0) {
                 err = KR_ECORRUPT;
                 break;
             }
-            uint64_t t = jrn_get_u64(k.mv_data);
+            uint64_t t = kr_get_be64(k.mv_data);
             count = started && t == tenant ? count + 1 : 1;
             tenant = t;
             started = true;
             memcpy(resume, k.mv_data, 16);
-            if (v.mv_size != 8 || jrn_get_u64(v.mv_data) != count) {
+            if (v.mv_size != 8 || kr_get_be64(v.mv_data) != count) {
                 uint8_t tv[8];
-                jrn_put_u64(tv, count);
+                kr_put_be64(tv, count);
                 MDB_val nv = {8, tv};
                 /* The key from a copy: k points into the page the put changes. */
                 MDB_val kc = {16, resume};
@@ -1691,7 +1688,8 @@ static kr_err migrate_tenant_counts(struct journal *j)
         if (err == KR_OK && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
             err = kr_err_from_mdb(rc);
         if (err == KR_OK && rc == MDB_NOTFOUND) {
-            uint8_t fmt[4] = {0, 0, 0, (uint8_t)JRN_META_FORMAT_CURRENT};
+            uint8_t fmt[4];
+            kr_put_be32(fmt, JRN_META_FORMAT_CURRENT);
             err = meta_put(j, txn, JRN_META_FORMAT, fmt, 4);
             done = true;
         }
@@ -1829,11 +1827,11 @@ static kr_err start_check(struct journal *j, struct jrn_start_fault *f)
         have_prev = true;
     }
     uint8_t kb[8];
-    jrn_put_u64(kb, from + 1);
+    kr_put_be64(kb, from + 1);
     MDB_val k = {8, kb}, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
     for (uint64_t seq = from + 1; seq <= j->size; seq++) {
-        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 8 || jrn_get_u64(k.mv_data) != seq))) {
+        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 8 || kr_get_be64(k.mv_data) != seq))) {
             err = start_refuse(f, seq, "record is missing");
             break;
         }
@@ -1974,7 +1972,7 @@ uint64_t jrn_size(struct journal *j)
         return n;
     if (mdb_cursor_open(txn, j->db_events, &c) == 0) {
         if (mdb_cursor_get(c, &k, &v, MDB_LAST) == 0 && k.mv_size == 8)
-            n = jrn_get_u64(k.mv_data);
+            n = kr_get_be64(k.mv_data);
         mdb_cursor_close(c);
     }
     mdb_txn_abort(txn);
@@ -1997,8 +1995,8 @@ kr_err jrn_tenant_next_tseq(struct journal *j, uint64_t tenant, uint64_t *next)
     if (err == KR_ECORRUPT) {
         /* An unmigrated journal (read-only open): count the entries. */
         uint8_t key[16];
-        jrn_put_u64(key, tenant);
-        jrn_put_u64(key + 8, 0);
+        kr_put_be64(key, tenant);
+        kr_put_be64(key + 8, 0);
         MDB_val k = {16, key}, v;
         last = 0;
         err = KR_OK;
@@ -2106,7 +2104,7 @@ static kr_err key_history(struct journal *j, MDB_txn *txn, struct kr_note_key *n
     *epochs = 1;
     *max_id = 0;
     for (uint64_t version = 1;; version++) {
-        jrn_put_u64(ik + plen, version);
+        kr_put_be64(ik + plen, version);
         MDB_val k = {plen + 8, ik}, v;
         int rc = mdb_get(txn, j->db_streams, &k, &v);
         if (rc == MDB_NOTFOUND)
@@ -2281,7 +2279,7 @@ static kr_err truncate_txn(struct journal *j, MDB_txn *txn, uint64_t size, uint6
     if (rc)
         return kr_err_from_mdb(rc);
     for (;;) {
-        jrn_put_u64(kb, size + 1);
+        kr_put_be64(kb, size + 1);
         MDB_val k = {8, kb}, v;
         rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
         if (rc == MDB_NOTFOUND)
@@ -2292,15 +2290,15 @@ static kr_err truncate_txn(struct journal *j, MDB_txn *txn, uint64_t size, uint6
             break;
         }
         if (k.mv_size != 8 || jrn_record_decode(v.mv_data, v.mv_size, &r) ||
-            r.seq != jrn_get_u64(k.mv_data)) {
+            r.seq != kr_get_be64(k.mv_data)) {
             err = KR_ECORRUPT;
             break;
         }
         uint8_t sk[JRN_STREAM_KEY_MAX], tk[16];
         size_t plen = jrn_stream_prefix(sk, r.tenant, r.stream, r.stream_len);
-        jrn_put_u64(sk + plen, r.version);
-        jrn_put_u64(tk, r.tenant);
-        jrn_put_u64(tk + 8, r.seq);
+        kr_put_be64(sk + plen, r.version);
+        kr_put_be64(tk, r.tenant);
+        kr_put_be64(tk + 8, r.seq);
         MDB_val ks = {plen + 8, sk}, kt = {16, tk};
         if (((rc = mdb_del(txn, j->db_streams, &ks, NULL)) && rc != MDB_NOTFOUND) ||
             ((rc = mdb_del(txn, j->db_tenants, &kt, NULL)) && rc != MDB_NOTFOUND) ||
@@ -2315,28 +2313,28 @@ static kr_err truncate_txn(struct journal *j, MDB_txn *txn, uint64_t size, uint6
     /* Tree nodes: those of the tree of `size` leaves are the first
      * 2 size - popcount(size) in post-order; the rest belong to larger trees. */
     uint8_t tk[8];
-    jrn_put_u64(tk, 2 * size - (uint64_t)__builtin_popcountll(size));
+    kr_put_be64(tk, 2 * size - (uint64_t)__builtin_popcountll(size));
     if ((rc = mdb_cursor_open(txn, j->db_tree, &c)))
         return kr_err_from_mdb(rc);
     err = delete_from(c, tk, 8);
     mdb_cursor_close(c);
     if (err)
         return err;
-    jrn_put_u64(kb, size + 1);
+    kr_put_be64(kb, size + 1);
     if ((rc = mdb_cursor_open(txn, j->db_checkpoints, &c)))
         return kr_err_from_mdb(rc);
     err = delete_from(c, kb, 8);
     mdb_cursor_close(c);
     if (err)
         return err;
-    jrn_put_u64(kb, size);
+    kr_put_be64(kb, size);
     MDB_val k = {8, kb}, v = {note_len, (void *)note};
     if ((rc = mdb_put(txn, j->db_checkpoints, &k, &v, 0)))
         return kr_err_from_mdb(rc);
     if ((err = meta_put(j, txn, JRN_META_CHECKPOINT, note, note_len)))
         return err;
     if (size < old) {
-        jrn_put_u64(kb, size);
+        kr_put_be64(kb, size);
         if ((err = meta_put(j, txn, JRN_META_EPOCH, kb, 8)))
             return err;
     }

@@ -271,7 +271,7 @@ static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
     uint8_t ik[JRN_STREAM_KEY_MAX];
     size_t plen = jrn_stream_prefix(ik, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM));
     for (uint64_t version = 1;; version++) {
-        jrn_put_u64(ik + plen, version);
+        kr_put_be64(ik + plen, version);
         MDB_val k = {plen + 8, ik}, val;
         int rc = mdb_get(txn, v->j->db_streams, &k, &val);
         if (rc == MDB_NOTFOUND)
@@ -281,9 +281,9 @@ static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
         /* A damaged entry ends the history; the pass then finds the key
          * record it should have named (the index check, or "missing from the
          * key history"). */
-        if (val.mv_size != 8 || jrn_get_u64(val.mv_data) == 0 || jrn_get_u64(val.mv_data) > v->n)
+        if (val.mv_size != 8 || kr_get_be64(val.mv_data) == 0 || kr_get_be64(val.mv_data) > v->n)
             break;
-        uint64_t seq = jrn_get_u64(val.mv_data);
+        uint64_t seq = kr_get_be64(val.mv_data);
         struct jrn_record r;
         k = (MDB_val){8, val.mv_data};
         rc = mdb_get(txn, v->j->db_events, &k, &val);
@@ -380,14 +380,14 @@ static void emit_check(void *ctx, unsigned level, uint64_t index, const uint8_t 
     int rc;
     if (!w->tree_started) {
         uint8_t kb[8];
-        jrn_put_u64(kb, want);
+        kr_put_be64(kb, want);
         k = (MDB_val){8, kb};
         rc = mdb_cursor_get(w->c_tree, &k, &val, MDB_SET_KEY);
         w->tree_started = true;
     } else {
         rc = mdb_cursor_get(w->c_tree, &k, &val, MDB_NEXT);
     }
-    if (rc || k.mv_size != 8 || jrn_get_u64(k.mv_data) != want) {
+    if (rc || k.mv_size != 8 || kr_get_be64(k.mv_data) != want) {
         set_fault(&w->res->fault, w->tree_seq, KR_ECORRUPT,
                   "stored Merkle tree lacks node (level %u, index %llu)", level,
                   (unsigned long long)abs_index);
@@ -466,18 +466,18 @@ static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, str
         /* The stream index must name this record at its version. */
         uint8_t key[JRN_STREAM_KEY_MAX];
         size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
-        jrn_put_u64(key + plen, r->version);
+        kr_put_be64(key + plen, r->version);
         MDB_val ik = {plen + 8, key}, iv;
         if (mdb_cursor_get(w->c_streams, &ik, &iv, MDB_SET_KEY) != 0 || iv.mv_size != 8 ||
-            jrn_get_u64(iv.mv_data) != seq) {
+            kr_get_be64(iv.mv_data) != seq) {
             set_fault(&res->fault, seq, KR_ECORRUPT,
                       "stream index does not name this record at its version");
             return;
         }
         /* And the tenant index must list it, with its tseq. */
         uint8_t tk[16];
-        jrn_put_u64(tk, r->tenant);
-        jrn_put_u64(tk + 8, seq);
+        kr_put_be64(tk, r->tenant);
+        kr_put_be64(tk + 8, seq);
         MDB_val tkv = {16, tk}, tv;
         if (mdb_cursor_get(w->c_tenants, &tkv, &tv, MDB_SET_KEY) != 0) {
             set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index does not list this record");
@@ -489,7 +489,7 @@ static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, str
             set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index holds no tseq for this record");
             return;
         }
-        index_tseq = tv.mv_size == 8 ? jrn_get_u64(tv.mv_data) : 0;
+        index_tseq = tv.mv_size == 8 ? kr_get_be64(tv.mv_data) : 0;
         if (tv.mv_size == 8 && (index_tseq == 0 || (r->tseq && index_tseq != r->tseq))) {
             set_fault(&res->fault, seq, KR_ECORRUPT,
                       "tenant index holds tseq %llu for this record of tseq %llu",
@@ -549,13 +549,13 @@ static void run_chunk(struct worker *w, uint64_t c)
     uint8_t prev_leaf[KR_HASH_LEN] = {0};
     uint64_t prev_time = 0;
     uint8_t kb[8];
-    jrn_put_u64(kb, first);
+    kr_put_be64(kb, first);
     MDB_val k = {8, kb}, val;
     int rc = mdb_cursor_get(w->c_events, &k, &val, MDB_SET_RANGE);
     for (uint64_t seq = first; seq <= last; seq++) {
         if (seq > atomic_load_explicit(&v->first_bad, memory_order_relaxed))
             return; /* a lower fault is already known */
-        if (rc != MDB_SUCCESS || k.mv_size != 8 || jrn_get_u64(k.mv_data) != seq) {
+        if (rc != MDB_SUCCESS || k.mv_size != 8 || kr_get_be64(k.mv_data) != seq) {
             set_fault(&res->fault, seq, KR_ECORRUPT, "record is missing");
             break;
         }
@@ -717,7 +717,7 @@ static void check_checkpoints(struct vctx *v, MDB_txn *txn, struct fault *f,
     int rc = mdb_cursor_get(c, &k, &val, MDB_FIRST);
     while (rc == MDB_SUCCESS) {
         char where[64];
-        uint64_t key_size = k.mv_size == 8 ? jrn_get_u64(k.mv_data) : 0;
+        uint64_t key_size = k.mv_size == 8 ? kr_get_be64(k.mv_data) : 0;
         snprintf(where, sizeof where, "checkpoint %llu", (unsigned long long)key_size);
         if (check_note(v, txn, val.mv_data, val.mv_size, key_size, &size, f, where))
             break;
@@ -827,7 +827,7 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
         set_fault(&f, 1, KR_ECORRUPT, "journal has no records");
         goto verdict;
     }
-    v->n = jrn_get_u64(k.mv_data);
+    v->n = kr_get_be64(k.mv_data);
     /* The last key is not trusted either: a forged huge seq must not size
      * the pass. With E entries, a gap (if any) is at or below E + 1, so
      * checking up to there finds it. */
@@ -845,7 +845,7 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
     MDB_val fk = {strlen(JRN_META_FORMAT), JRN_META_FORMAT}, fv;
     if (mdb_get(txn, v->j->db_meta, &fk, &fv) == 0 && fv.mv_size == 4) {
         const uint8_t *b = fv.mv_data;
-        v->meta_format = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+        v->meta_format = kr_get_be32(b);
     }
     if (v->meta_format != JRN_META_FORMAT_1 && v->meta_format != JRN_META_FORMAT_CURRENT) {
         set_fault(&f, 1, KR_EVERSION, "meta format is not 1 or 2");

@@ -9,6 +9,8 @@
  */
 #include "payload.h"
 
+#include "endian_be.h"
+
 #include <math.h>
 #include <msgpack.h>
 #include <sodium.h>
@@ -511,8 +513,8 @@ static size_t pd_ad(uint8_t *ad, uint64_t tenant, const char *stream, size_t str
     size_t n = 0, tl = strlen(type);
     memcpy(ad, PD_AD_TAG, sizeof PD_AD_TAG - 1);
     n += sizeof PD_AD_TAG - 1;
-    for (int i = 7; i >= 0; i--)
-        ad[n++] = (uint8_t)(tenant >> (8 * i));
+    kr_put_be64(ad + n, tenant);
+    n += 8;
     ad[n++] = (uint8_t)stream_len;
     memcpy(ad + n, stream, stream_len);
     n += stream_len;

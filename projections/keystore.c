@@ -40,6 +40,7 @@
 #include "keys.h"
 
 #include "b64.h"
+#include "endian_be.h"
 #include "kr_limits.h"
 
 #include <errno.h>
@@ -125,12 +126,6 @@ struct kr_keystore {
     bool registered;
     struct kr_keystore *open_next;
 };
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
 
 /* The error of an LMDB call that failed (rc != 0): never KR_OK, which the
  * static analyzer cannot tell from kr_err_from_mdb alone. */
@@ -223,7 +218,7 @@ static kr_err kek_make(const char *dir)
 static void wrap_ad(uint8_t ad[WRAP_AD_LEN], uint64_t tenant)
 {
     memcpy(ad, WRAP_AD, sizeof WRAP_AD - 1);
-    put_be64(ad + sizeof WRAP_AD - 1, tenant);
+    kr_put_be64(ad + sizeof WRAP_AD - 1, tenant);
 }
 
 static void wrap(const uint8_t kek[KEK_LEN], uint64_t tenant, const uint8_t key[KR_DATA_KEY_LEN],
@@ -432,7 +427,8 @@ static kr_err env_check_meta(struct kr_keystore *ks, MDB_txn *txn, bool create, 
             return mdb_failed(rc);
         if (st.ms_entries != 0)
             return KR_ECORRUPT; /* keys but no format: not ours */
-        uint8_t fmt[4] = {0, 0, 0, FORMAT_VERSION}, check[CHECK_LEN];
+        uint8_t fmt[4], check[CHECK_LEN];
+        kr_put_be32(fmt, FORMAT_VERSION);
         kek_check_make(ks->sec->kek, check);
         if ((err = meta_put(txn, ks->db_meta, META_FORMAT, fmt, sizeof fmt)) ||
             (err = meta_put(txn, ks->db_meta, META_KEK_CHECK, check, sizeof check)))
@@ -445,8 +441,7 @@ static kr_err env_check_meta(struct kr_keystore *ks, MDB_txn *txn, bool create, 
     if (v.mv_size != 4)
         return KR_ECORRUPT;
     const uint8_t *f = v.mv_data;
-    if (((uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 | (uint32_t)f[2] << 8 | f[3]) !=
-        FORMAT_VERSION)
+    if (kr_get_be32(f) != FORMAT_VERSION)
         return KR_EVERSION;
     if ((err = meta_get(txn, ks->db_meta, META_KEK_CHECK, &v)))
         return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
@@ -730,7 +725,7 @@ void kr_data_key_wipe(struct kr_data_key *k)
 static kr_err read_wrapped(struct kr_keystore *ks, uint64_t tenant, uint8_t out[WRAP_LEN])
 {
     uint8_t kb[8];
-    put_be64(kb, tenant);
+    kr_put_be64(kb, tenant);
     MDB_val k = {sizeof kb, kb}, v;
     MDB_txn *txn;
     kr_err err;
@@ -780,7 +775,7 @@ static kr_err create_txn(struct kr_keystore *ks, uint64_t tenant, const struct k
                          struct kr_data_key *out, uint8_t existing[WRAP_LEN])
 {
     uint8_t kb[8], wrapped[WRAP_LEN];
-    put_be64(kb, tenant);
+    kr_put_be64(kb, tenant);
     MDB_val k = {sizeof kb, kb}, v;
     MDB_txn *txn = NULL;
     kr_err err;
@@ -875,8 +870,8 @@ kr_err ks_get_or_create(struct kr_keystore *ks, uint64_t tenant, const struct kr
 kr_err ks_destroy(struct kr_keystore *ks, uint64_t tenant, uint64_t time_ns)
 {
     uint8_t kb[8], tb[8], zeros[WRAP_LEN];
-    put_be64(kb, tenant);
-    put_be64(tb, time_ns);
+    kr_put_be64(kb, tenant);
+    kr_put_be64(tb, time_ns);
     memset(zeros, 0, sizeof zeros);
     MDB_val k = {sizeof kb, kb}, v;
     MDB_txn *txn = NULL;
@@ -967,7 +962,7 @@ kr_err ks_copy(struct kr_keystore *ks, const char *dest_dir)
 kr_err ks_is_destroyed(struct kr_keystore *ks, uint64_t tenant, bool *destroyed)
 {
     uint8_t kb[8];
-    put_be64(kb, tenant);
+    kr_put_be64(kb, tenant);
     MDB_val k = {sizeof kb, kb}, v;
     MDB_txn *txn;
     kr_err err;
@@ -1005,8 +1000,7 @@ kr_err kr_seal(const struct kr_data_key *k, const struct kr_rng *rng, const void
     crypto_kdf_derive_from_key(ek, sizeof ek, SEAL_KEY_ID, SEAL_CONTEXT, k->key);
     crypto_kdf_derive_from_key(nk, sizeof nk, SEAL_NONCE_ID, SEAL_CONTEXT, k->key);
     kr_rng_fill(rng, r, sizeof r);
-    for (size_t i = 0; i < 8; i++)
-        adlen_le[i] = (uint8_t)((uint64_t)adlen >> (8 * i));
+    kr_put_le64(adlen_le, (uint64_t)adlen);
     /* The nonce: a keyed hash of the random bytes and the whole message (a
      * synthetic IV), so a repeating rng cannot repeat it for new data. */
     crypto_generichash_init(&st, nk, sizeof nk, KR_SEAL_NONCE_LEN);
