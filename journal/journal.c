@@ -23,6 +23,7 @@
 #include "journal_internal.h"
 
 #include "mp.h"
+#include "path.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -51,14 +52,6 @@ static uint64_t mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static kr_err path_join(char *out, size_t cap, const char *dir, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= cap)
-        return KR_ETOOLARGE;
-    return KR_OK;
 }
 
 size_t jrn_stream_prefix(uint8_t key[JRN_STREAM_KEY_MAX], uint64_t tenant, const char *stream,
@@ -91,61 +84,17 @@ kr_err jrn_tree_node(void *ctx, unsigned level, uint64_t index, uint8_t out[KR_H
 
 /* ---- Environment ---- */
 
-/* The journals this process has open, by the identity of their LMDB
- * directory. LMDB must not open one environment twice in a process: closing
- * the second handle drops the locks of the first (fcntl locks are per
- * process), and another process could then reset the reader table under a
- * live writer. So a second open here is refused with KR_EBUSY. */
-static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct journal *open_list;
-
-static kr_err register_open(struct journal *j, const char *env_dir)
-{
-    struct stat st;
-    if (stat(env_dir, &st) != 0)
-        return errno == ENOENT ? KR_ENOTFOUND : kr_err_from_errno(errno);
-    kr_err err = KR_OK;
-    pthread_mutex_lock(&open_mu);
-    for (struct journal *o = open_list; o; o = o->open_next)
-        if (o->env_dev == st.st_dev && o->env_ino == st.st_ino)
-            err = KR_EBUSY;
-    if (err == KR_OK) {
-        j->env_dev = st.st_dev;
-        j->env_ino = st.st_ino;
-        j->open_next = open_list;
-        open_list = j;
-        j->registered = true;
-    }
-    pthread_mutex_unlock(&open_mu);
-    return err;
-}
-
-static void unregister_open(struct journal *j)
-{
-    if (!j->registered)
-        return;
-    pthread_mutex_lock(&open_mu);
-    for (struct journal **p = &open_list; *p; p = &(*p)->open_next) {
-        if (*p == j) {
-            *p = j->open_next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&open_mu);
-    j->registered = false;
-}
-
 static kr_err env_open(struct journal *j, const struct jrn_options *o, bool create)
 {
     char path[KR_PATH_MAX];
     kr_err err;
     int rc;
 
-    if ((err = path_join(path, sizeof path, o->dir, "journal")))
+    if ((err = kr_path_join(path, sizeof path, o->dir, "journal")))
         return err;
     if (create && mkdir(path, 0700) != 0 && errno != EEXIST)
         return kr_err_from_errno(errno);
-    if ((err = register_open(j, path)))
+    if ((err = kr_env_register(&j->reg, path)))
         return err;
     if ((rc = mdb_env_create(&j->env)))
         return kr_err_from_mdb(rc);
@@ -186,7 +135,7 @@ static kr_err env_open(struct journal *j, const struct jrn_options *o, bool crea
 static kr_err take_writer_lock(struct journal *j, const char *dir)
 {
     char path[KR_PATH_MAX];
-    kr_err err = path_join(path, sizeof path, dir, "journal/writer.lock");
+    kr_err err = kr_path_join(path, sizeof path, dir, "journal/writer.lock");
     if (err)
         return err;
     j->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -227,7 +176,7 @@ static void journal_free(struct journal *j)
         return;
     if (j->env)
         mdb_env_close(j->env);
-    unregister_open(j);
+    kr_env_unregister(&j->reg);
     if (j->lock_fd >= 0)
         close(j->lock_fd);
     kr_keys_free(j->keys);
@@ -750,8 +699,8 @@ static kr_err write_checkpoint_file(struct journal *j, bool sync)
     kr_err err = KR_OK;
     if (j->note_len == 0)
         return KR_OK; /* nothing signed yet */
-    if ((err = path_join(path, sizeof path, j->dir, "checkpoint")) ||
-        (err = path_join(tmp, sizeof tmp, j->dir, "checkpoint.tmp")))
+    if ((err = kr_path_join(path, sizeof path, j->dir, "checkpoint")) ||
+        (err = kr_path_join(tmp, sizeof tmp, j->dir, "checkpoint.tmp")))
         goto out;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     bool ok = fd >= 0;
@@ -1519,9 +1468,9 @@ out:
     journal_free(j);
     if (err == KR_OK) {
         char sub[KR_PATH_MAX];
-        if (path_join(sub, sizeof sub, tmp, "keys") == KR_OK)
+        if (kr_path_join(sub, sizeof sub, tmp, "keys") == KR_OK)
             fsync_path(sub);
-        if (path_join(sub, sizeof sub, tmp, "journal") == KR_OK)
+        if (kr_path_join(sub, sizeof sub, tmp, "journal") == KR_OK)
             fsync_path(sub);
         fsync_path(tmp);
         /* rename(2) replaces an empty directory, so DIR may pre-exist empty. */
@@ -1864,7 +1813,7 @@ kr_err jrn_open(const struct jrn_options *o, struct journal **out)
         return KR_ECRYPTO;
     char path[KR_PATH_MAX];
     struct stat st;
-    if ((err = path_join(path, sizeof path, o->dir, "journal/data.mdb")))
+    if ((err = kr_path_join(path, sizeof path, o->dir, "journal/data.mdb")))
         return err;
     if (stat(path, &st) != 0)
         return KR_ENOTFOUND; /* and create nothing: `init` must still work */
@@ -2371,7 +2320,7 @@ kr_err jrn_truncate(const char *dir, uint64_t size)
         return KR_ECRYPTO;
     char path[KR_PATH_MAX];
     struct stat st;
-    if ((err = path_join(path, sizeof path, dir, "journal/data.mdb")))
+    if ((err = kr_path_join(path, sizeof path, dir, "journal/data.mdb")))
         return err;
     if (stat(path, &st) != 0)
         return KR_ENOTFOUND;

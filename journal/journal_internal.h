@@ -6,6 +6,7 @@
 #define KR_JOURNAL_INTERNAL_H
 
 #include "endian_be.h"
+#include "envreg.h"
 #include "journal.h"
 #include "merkle.h"
 #include "note.h"
@@ -122,11 +123,7 @@ struct journal {
 
     _Atomic uint64_t committed; /* size after the newest commit */
 
-    /* In the process-wide list of open journals (journal.c). */
-    dev_t env_dev;
-    ino_t env_ino;
-    bool registered;
-    struct journal *open_next;
+    struct kr_env_reg reg; /* DIR/journal in the process's open environments */
     pthread_mutex_t stats_mu;
     struct jrn_stats stats;
 };

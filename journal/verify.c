@@ -20,6 +20,7 @@
 
 #include "journal_internal.h"
 #include "mp.h"
+#include "path.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -752,8 +753,9 @@ static void check_checkpoints(struct vctx *v, MDB_txn *txn, struct fault *f,
  * records than the snapshot holds, even while the writer runs. */
 static void read_cp_file(const char *dir, struct cp_file *cf)
 {
-    char path[KR_PATH_MAX + 16];
-    snprintf(path, sizeof path, "%s/checkpoint", dir);
+    char path[KR_PATH_MAX];
+    if ((cf->err = kr_path_join(path, sizeof path, dir, "checkpoint")))
+        return;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         cf->err = errno == ENOENT ? KR_ENOTFOUND : KR_EIO;

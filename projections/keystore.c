@@ -41,7 +41,9 @@
 
 #include "b64.h"
 #include "endian_be.h"
+#include "envreg.h"
 #include "kr_limits.h"
+#include "path.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -120,11 +122,7 @@ struct kr_keystore {
     uint64_t clock; /* last stamp handed to a cache way */
     struct ks_secrets *sec;
 
-    /* In the process-wide list of open keystores. */
-    dev_t env_dev;
-    ino_t env_ino;
-    bool registered;
-    struct kr_keystore *open_next;
+    struct kr_env_reg reg; /* DIR/keystore in the process's open environments */
 };
 
 /* The error of an LMDB call that failed (rc != 0): never KR_OK, which the
@@ -133,14 +131,6 @@ static kr_err mdb_failed(int rc)
 {
     kr_err err = kr_err_from_mdb(rc);
     return err != KR_OK ? err : KR_EIO;
-}
-
-static kr_err path_join(char *out, size_t cap, const char *dir, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= cap)
-        return KR_ETOOLARGE;
-    return KR_OK;
 }
 
 static kr_err fsync_dir(const char *path)
@@ -184,8 +174,8 @@ static kr_err kek_make(const char *dir)
 {
     char keys[KR_PATH_MAX], path[KR_PATH_MAX], tmp[KR_PATH_MAX];
     kr_err err;
-    if ((err = path_join(keys, sizeof keys, dir, "keys")) ||
-        (err = path_join(path, sizeof path, keys, "kek.key")))
+    if ((err = kr_path_join(keys, sizeof keys, dir, "keys")) ||
+        (err = kr_path_join(path, sizeof path, keys, "kek.key")))
         return err;
     /* A name of its own, even against another thread of this process. */
     int n = snprintf(tmp, sizeof tmp, "%s.%016" PRIx64 ".tmp", path, kr_rng_u64(NULL));
@@ -335,51 +325,6 @@ static void cache_drop(struct kr_keystore *ks, uint64_t tenant)
     pthread_mutex_unlock(&ks->cache_mu);
 }
 
-/* ---- Open keystores of this process ---- */
-
-/* As for the journal (journal.c): LMDB must not open one environment twice
- * in a process, so a second open is refused with KR_EBUSY. */
-static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct kr_keystore *open_list;
-
-static kr_err register_open(struct kr_keystore *ks)
-{
-    struct stat st;
-    if (stat(ks->env_dir, &st) != 0)
-        return kr_err_from_errno(errno);
-    if (!S_ISDIR(st.st_mode))
-        return KR_ECORRUPT;
-    kr_err err = KR_OK;
-    pthread_mutex_lock(&open_mu);
-    for (struct kr_keystore *o = open_list; o; o = o->open_next)
-        if (o->env_dev == st.st_dev && o->env_ino == st.st_ino)
-            err = KR_EBUSY;
-    if (err == KR_OK) {
-        ks->env_dev = st.st_dev;
-        ks->env_ino = st.st_ino;
-        ks->open_next = open_list;
-        open_list = ks;
-        ks->registered = true;
-    }
-    pthread_mutex_unlock(&open_mu);
-    return err;
-}
-
-static void unregister_open(struct kr_keystore *ks)
-{
-    if (!ks->registered)
-        return;
-    pthread_mutex_lock(&open_mu);
-    for (struct kr_keystore **p = &open_list; *p; p = &(*p)->open_next) {
-        if (*p == ks) {
-            *p = ks->open_next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&open_mu);
-    ks->registered = false;
-}
-
 /* Takes (or converts to) an open-file-description lock of `type` on all of
  * fd's file. KR_EBUSY if it would have to wait and wait is false; a failed
  * conversion leaves the lock held before as it was. */
@@ -519,8 +464,8 @@ static kr_err compact(struct kr_keystore *ks)
 {
     char data[KR_PATH_MAX], tmp[KR_PATH_MAX];
     kr_err err;
-    if ((err = path_join(data, sizeof data, ks->env_dir, "data.mdb")) ||
-        (err = path_join(tmp, sizeof tmp, ks->env_dir, "data.mdb.scrub")))
+    if ((err = kr_path_join(data, sizeof data, ks->env_dir, "data.mdb")) ||
+        (err = kr_path_join(tmp, sizeof tmp, ks->env_dir, "data.mdb.scrub")))
         return err;
     (void)unlink(tmp); /* left by a scrub that crashed */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -632,7 +577,7 @@ void ks_close(struct kr_keystore *ks)
         return;
     if (ks->env)
         mdb_env_close(ks->env);
-    unregister_open(ks);
+    kr_env_unregister(&ks->reg);
     if (ks->lock_fd >= 0)
         close(ks->lock_fd); /* drops the OFD lock */
     sodium_free(ks->sec);   /* wipes it */
@@ -652,10 +597,10 @@ kr_err ks_open(const char *dir, bool create, struct kr_keystore **out)
         return KR_ECRYPTO;
     if (!(ks = ks_alloc()))
         return KR_ENOMEM;
-    if ((err = path_join(ks->env_dir, sizeof ks->env_dir, dir, "keystore")) ||
-        (err = path_join(kek_path, sizeof kek_path, dir, "keys/kek.key")) ||
-        (err = path_join(data, sizeof data, ks->env_dir, "data.mdb")) ||
-        (err = path_join(lock, sizeof lock, ks->env_dir, "open.lock")))
+    if ((err = kr_path_join(ks->env_dir, sizeof ks->env_dir, dir, "keystore")) ||
+        (err = kr_path_join(kek_path, sizeof kek_path, dir, "keys/kek.key")) ||
+        (err = kr_path_join(data, sizeof data, ks->env_dir, "data.mdb")) ||
+        (err = kr_path_join(lock, sizeof lock, ks->env_dir, "open.lock")))
         goto fail;
 
     struct stat st;
@@ -684,7 +629,7 @@ kr_err ks_open(const char *dir, bool create, struct kr_keystore **out)
         err = kr_err_from_errno(errno);
         goto fail;
     }
-    if ((err = register_open(ks)))
+    if ((err = kr_env_register(&ks->reg, ks->env_dir)))
         goto fail;
     ks->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (ks->lock_fd < 0) {
@@ -937,7 +882,7 @@ out:
 kr_err ks_copy(struct kr_keystore *ks, const char *dest_dir)
 {
     char path[KR_PATH_MAX];
-    kr_err err = path_join(path, sizeof path, dest_dir, "data.mdb");
+    kr_err err = kr_path_join(path, sizeof path, dest_dir, "data.mdb");
     if (err)
         return err;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);

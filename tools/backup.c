@@ -26,6 +26,7 @@
 #include "jst.h"
 #include "keystore.h"
 #include "note.h"
+#include "path.h"
 #include "verify.h"
 #include "views.h"
 
@@ -69,12 +70,6 @@ static void say(char *why, const char *fmt, ...)
     // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
     vsnprintf(why, BACKUP_REASON_MAX, fmt, ap);
     va_end(ap);
-}
-
-static kr_err join(char *out, size_t cap, const char *a, const char *b)
-{
-    int n = snprintf(out, cap, "%s/%s", a, b);
-    return n < 0 || (size_t)n >= cap ? KR_ETOOLARGE : KR_OK;
 }
 
 static kr_err fsync_path(const char *path, bool dir)
@@ -459,7 +454,7 @@ struct walk {
 static void walk_dir(struct walk *w, const char *rel, int depth)
 {
     char path[KR_PATH_MAX];
-    if (join(path, sizeof path, w->root, rel[0] ? rel : ".")) {
+    if (kr_path_join(path, sizeof path, w->root, rel[0] ? rel : ".")) {
         w->err = KR_ETOOLARGE;
         return;
     }
@@ -481,7 +476,7 @@ static void walk_dir(struct walk *w, const char *rel, int depth)
         char sub[KR_PATH_MAX], full[KR_PATH_MAX];
         int n = rel[0] ? snprintf(sub, sizeof sub, "%s/%s", rel, e->d_name)
                        : snprintf(sub, sizeof sub, "%s", e->d_name);
-        if (n < 0 || (size_t)n >= sizeof sub || join(full, sizeof full, w->root, sub)) {
+        if (n < 0 || (size_t)n >= sizeof sub || kr_path_join(full, sizeof full, w->root, sub)) {
             w->err = KR_ECORRUPT;
             say(w->why, "extra file with a long name in %s", rel[0] ? rel : "the generation");
             break;
@@ -511,7 +506,7 @@ static kr_err load_manifest(const char *gen, const uint8_t pk[32], struct bmf_ma
                             struct bmf_chain *chain, char **text, size_t *len, char *why)
 {
     char path[KR_PATH_MAX];
-    kr_err err = join(path, sizeof path, gen, BMF_NAME);
+    kr_err err = kr_path_join(path, sizeof path, gen, BMF_NAME);
     if (err)
         return err;
     err = read_whole(path, KR_BACKUP_MANIFEST_MAX, text, len);
@@ -543,7 +538,7 @@ static kr_err check_files(const char *gen, const struct bmf_manifest *m, bool ha
         char path[KR_PATH_MAX];
         uint8_t sha[KR_HASH_LEN];
         uint64_t size = 0;
-        if (join(path, sizeof path, gen, f->path))
+        if (kr_path_join(path, sizeof path, gen, f->path))
             return KR_ETOOLARGE;
         struct stat st;
         if (lstat(path, &st) != 0) {
@@ -626,7 +621,7 @@ kr_err backup_check(const char *gen_dir, const uint8_t trusted_pk[32], bool with
             err = KR_ECORRUPT;
         }
         char lock[KR_PATH_MAX];
-        if (join(lock, sizeof lock, gen_dir, "journal/lock.mdb") == KR_OK)
+        if (kr_path_join(lock, sizeof lock, gen_dir, "journal/lock.mdb") == KR_OK)
             (void)unlink(lock);
     }
     free(text);
@@ -703,7 +698,7 @@ kr_err backup_list(const char *backups_dir, const uint8_t trusted_pk[32], struct
         return err;
     for (size_t i = 0; i < k && *n < cap && !err; i++) {
         char gen[KR_PATH_MAX];
-        if ((err = join(gen, sizeof gen, backups_dir, names[i])))
+        if ((err = kr_path_join(gen, sizeof gen, backups_dir, names[i])))
             break;
         err = backup_check(gen, trusted_pk, false, &out[*n]);
         if (err == KR_OK)
@@ -730,14 +725,14 @@ static void clean_leftovers(const char *dir)
         if (!tmp && !old)
             continue;
         char path[KR_PATH_MAX];
-        if (join(path, sizeof path, dir, e->d_name))
+        if (kr_path_join(path, sizeof path, dir, e->d_name))
             continue;
         if (old && strlen(e->d_name) > 15 && e->d_name[15] == '-') {
             char day[11], target[KR_PATH_MAX];
             memcpy(day, e->d_name + 5, 10);
             day[10] = '\0';
             struct stat st;
-            if (bmf_gen_name_ok(day) && join(target, sizeof target, dir, day) == KR_OK &&
+            if (bmf_gen_name_ok(day) && kr_path_join(target, sizeof target, dir, day) == KR_OK &&
                 lstat(target, &st) != 0 && errno == ENOENT && rename(path, target) == 0)
                 continue;
         }
@@ -752,7 +747,7 @@ static kr_err install(const char *dir, const char *tmp, const char *name)
 {
     char target[KR_PATH_MAX], aside[KR_PATH_MAX];
     kr_err err;
-    if ((err = join(target, sizeof target, dir, name)))
+    if ((err = kr_path_join(target, sizeof target, dir, name)))
         return err;
     struct stat st;
     if (lstat(target, &st) != 0) {
@@ -800,7 +795,7 @@ static kr_err prune(const char *dir, size_t keep, uint64_t *removed)
         char path[KR_PATH_MAX], aside[KR_PATH_MAX];
         int k = snprintf(aside, sizeof aside, "%s/.old-%s-%016" PRIx64, dir, names[i],
                          (uint64_t)randombytes_random() << 32 | randombytes_random());
-        if (k < 0 || (size_t)k >= sizeof aside || join(path, sizeof path, dir, names[i])) {
+        if (k < 0 || (size_t)k >= sizeof aside || kr_path_join(path, sizeof path, dir, names[i])) {
             err = KR_ETOOLARGE;
             break;
         }
@@ -853,7 +848,8 @@ static kr_err copy_keys(const char *data, const char *tmp, char *why)
 {
     char src[KR_PATH_MAX], dst[KR_PATH_MAX];
     kr_err err;
-    if ((err = join(src, sizeof src, data, "keys")) || (err = join(dst, sizeof dst, tmp, "keys")))
+    if ((err = kr_path_join(src, sizeof src, data, "keys")) ||
+        (err = kr_path_join(dst, sizeof dst, tmp, "keys")))
         return err;
     DIR *d = opendir(src);
     if (!d) {
@@ -873,7 +869,8 @@ static kr_err copy_keys(const char *data, const char *tmp, char *why)
         char a[KR_PATH_MAX], b[KR_PATH_MAX];
         uint8_t sha[KR_HASH_LEN];
         uint64_t size;
-        if ((err = join(a, sizeof a, src, e->d_name)) || (err = join(b, sizeof b, dst, e->d_name)))
+        if ((err = kr_path_join(a, sizeof a, src, e->d_name)) ||
+            (err = kr_path_join(b, sizeof b, dst, e->d_name)))
             break;
         if ((err = copy_file(a, b, mode, sha, &size)))
             say(why, "copying keys/%s: %s", e->d_name, kr_strerror(err));
@@ -889,7 +886,7 @@ static kr_err copy_keys(const char *data, const char *tmp, char *why)
 static kr_err copy_env(MDB_env *env, const char *tmp, struct bmf_file *jf)
 {
     char path[KR_PATH_MAX];
-    kr_err err = join(path, sizeof path, tmp, "journal/data.mdb");
+    kr_err err = kr_path_join(path, sizeof path, tmp, "journal/data.mdb");
     if (err)
         return err;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -958,9 +955,9 @@ static kr_err read_copy(const char *tmp, struct bmf_manifest *m, char *why)
     }
     /* A read-only open may leave LMDB's lock file: not part of a generation. */
     char lock[KR_PATH_MAX], cp[KR_PATH_MAX];
-    if (join(lock, sizeof lock, tmp, "journal/lock.mdb") == KR_OK)
+    if (kr_path_join(lock, sizeof lock, tmp, "journal/lock.mdb") == KR_OK)
         (void)unlink(lock);
-    if ((err = join(cp, sizeof cp, tmp, "checkpoint")) ||
+    if ((err = kr_path_join(cp, sizeof cp, tmp, "checkpoint")) ||
         (err = write_file(cp, m->checkpoint, m->checkpoint_len, 0644)))
         say(why, "writing the checkpoint: %s", kr_strerror(err));
     return err;
@@ -971,7 +968,7 @@ static kr_err hash_tree(const char *tmp, const char *rel, struct bmf_manifest *m
                         uint64_t *bytes, const struct bmf_file *known)
 {
     char path[KR_PATH_MAX];
-    kr_err err = join(path, sizeof path, tmp, rel[0] ? rel : ".");
+    kr_err err = kr_path_join(path, sizeof path, tmp, rel[0] ? rel : ".");
     if (err)
         return err;
     DIR *d = opendir(path);
@@ -984,7 +981,7 @@ static kr_err hash_tree(const char *tmp, const char *rel, struct bmf_manifest *m
         char sub[KR_PATH_MAX], full[KR_PATH_MAX];
         int n = rel[0] ? snprintf(sub, sizeof sub, "%s/%s", rel, e->d_name)
                        : snprintf(sub, sizeof sub, "%s", e->d_name);
-        if (n < 0 || (size_t)n >= sizeof sub || (err = join(full, sizeof full, tmp, sub)))
+        if (n < 0 || (size_t)n >= sizeof sub || (err = kr_path_join(full, sizeof full, tmp, sub)))
             return KR_ETOOLARGE;
         struct stat st;
         if (lstat(full, &st) != 0) {
@@ -1051,7 +1048,7 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
     }
     static const char *const subdirs[] = {"journal", "keystore", "keys"};
     for (size_t i = 0; i < 3; i++) {
-        if ((err = join(p, sizeof p, tmp, subdirs[i])))
+        if ((err = kr_path_join(p, sizeof p, tmp, subdirs[i])))
             return err;
         if (mkdir(p, 0700) != 0)
             return kr_err_from_errno(errno);
@@ -1076,7 +1073,7 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
     }
 
     progress(o, "keystore", 1);
-    if ((err = join(p, sizeof p, tmp, "keystore")))
+    if ((err = kr_path_join(p, sizeof p, tmp, "keystore")))
         return err;
     struct kr_keystore *ks = o->ks;
     if (!ks) {
@@ -1137,7 +1134,7 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
     }
     err = bmf_write(m, &key, text, cap, &len);
     kr_key_wipe(&key);
-    if (err == KR_OK && (err = join(p, sizeof p, tmp, BMF_NAME)) == KR_OK)
+    if (err == KR_OK && (err = kr_path_join(p, sizeof p, tmp, BMF_NAME)) == KR_OK)
         err = write_file(p, text, len, 0600);
     free(text);
     if (err) {
@@ -1145,7 +1142,7 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
         return err;
     }
     for (size_t i = 0; i < 3 && !err; i++) {
-        if ((err = join(p, sizeof p, tmp, subdirs[i])))
+        if ((err = kr_path_join(p, sizeof p, tmp, subdirs[i])))
             break;
         err = fsync_path(p, true);
         if (err == KR_ENOTFOUND || err == kr_err_from_errno(ENOENT))
@@ -1170,7 +1167,7 @@ kr_err backup_run(const struct backup_options *o, struct backup_result *r)
         return err;
     }
     char lock[KR_PATH_MAX], tmp[KR_PATH_MAX];
-    if ((err = join(lock, sizeof lock, o->backups_dir, ".lock")))
+    if ((err = kr_path_join(lock, sizeof lock, o->backups_dir, ".lock")))
         return err;
     int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (lfd < 0) {
@@ -1278,8 +1275,8 @@ static kr_err copy_generation(const char *gen, const char *tmp, const struct bmf
         uint8_t sha[KR_HASH_LEN];
         uint64_t size = 0;
         kr_err err;
-        if ((err = join(src, sizeof src, gen, f->path)) ||
-            (err = join(dst, sizeof dst, tmp, f->path)))
+        if ((err = kr_path_join(src, sizeof src, gen, f->path)) ||
+            (err = kr_path_join(dst, sizeof dst, tmp, f->path)))
             return err;
         /* Its directories (paths are checked: no "..", no empty part). */
         char *slash = strrchr(dst, '/');
@@ -1303,7 +1300,7 @@ static kr_err copy_generation(const char *gen, const char *tmp, const struct bmf
     static const char *const subdirs[] = {"journal", "keystore", "keys", "."};
     for (size_t i = 0; i < 4; i++) {
         char p[KR_PATH_MAX];
-        kr_err err = join(p, sizeof p, tmp, subdirs[i]);
+        kr_err err = kr_path_join(p, sizeof p, tmp, subdirs[i]);
         struct stat st;
         if (err == KR_OK && lstat(p, &st) == 0)
             err = fsync_path(p, true);
@@ -1390,7 +1387,7 @@ kr_err backup_restore(const struct backup_restore_options *o, struct backup_rest
     {
         char path[KR_PATH_MAX];
         const char *kp = o->known_checkpoint;
-        if (!kp && (err = join(path, sizeof path, dir, "checkpoint")) == KR_OK)
+        if (!kp && (err = kr_path_join(path, sizeof path, dir, "checkpoint")) == KR_OK)
             kp = path;
         char *text = NULL;
         size_t len = 0;
@@ -1582,7 +1579,8 @@ static kr_err link_file(const char *gen, const char *tmp, const struct bmf_file 
 {
     char src[KR_PATH_MAX], dst[KR_PATH_MAX];
     kr_err err;
-    if ((err = join(src, sizeof src, gen, f->path)) || (err = join(dst, sizeof dst, tmp, f->path)))
+    if ((err = kr_path_join(src, sizeof src, gen, f->path)) ||
+        (err = kr_path_join(dst, sizeof dst, tmp, f->path)))
         return err;
     char *slash = strrchr(dst, '/');
     if (slash && slash > dst + strlen(tmp)) {
@@ -1612,7 +1610,7 @@ static kr_err erase_gen(const char *backups, const char *name, const char *data_
     char gen[KR_PATH_MAX], tmp[KR_PATH_MAX], p[KR_PATH_MAX];
     kr_err err;
     *done = false;
-    if ((err = join(gen, sizeof gen, backups, name)))
+    if ((err = kr_path_join(gen, sizeof gen, backups, name)))
         return err;
     struct bmf_file *ksf = (struct bmf_file *)bmf_find(m, "keystore/data.mdb");
     if (!ksf)
@@ -1634,9 +1632,9 @@ static kr_err erase_gen(const char *backups, const char *name, const char *data_
     char src[KR_PATH_MAX], ksdir[KR_PATH_MAX];
     uint8_t sha[KR_HASH_LEN];
     uint64_t size = 0;
-    if (err == KR_OK && ((err = join(src, sizeof src, gen, ksf->path)) ||
-                         (err = join(ksdir, sizeof ksdir, tmp, "keystore")) ||
-                         (err = join(p, sizeof p, tmp, ksf->path))))
+    if (err == KR_OK && ((err = kr_path_join(src, sizeof src, gen, ksf->path)) ||
+                         (err = kr_path_join(ksdir, sizeof ksdir, tmp, "keystore")) ||
+                         (err = kr_path_join(p, sizeof p, tmp, ksf->path))))
         goto out;
     if (err == KR_OK && mkdir(ksdir, 0700) != 0 && errno != EEXIST)
         err = kr_err_from_errno(errno);
@@ -1667,9 +1665,9 @@ static kr_err erase_gen(const char *backups, const char *name, const char *data_
     static const char *const lmdb_files[] = {"keystore/lock.mdb", "keystore/open.lock",
                                              "keystore/data.mdb.scrub"};
     for (size_t i = 0; i < 3; i++)
-        if (join(p, sizeof p, tmp, lmdb_files[i]) == KR_OK)
+        if (kr_path_join(p, sizeof p, tmp, lmdb_files[i]) == KR_OK)
             (void)unlink(p);
-    if ((err = join(p, sizeof p, tmp, ksf->path)) ||
+    if ((err = kr_path_join(p, sizeof p, tmp, ksf->path)) ||
         (err = hash_file(p, ksf->sha256, &ksf->size)) || (err = fsync_path(ksdir, true)))
         goto out;
 
@@ -1685,7 +1683,7 @@ static kr_err erase_gen(const char *backups, const char *name, const char *data_
     char *text = malloc(cap);
     err = text ? bmf_write(m, &key, text, cap, &len) : KR_ENOMEM;
     kr_key_wipe(&key);
-    if (err == KR_OK && (err = join(p, sizeof p, tmp, BMF_NAME)) == KR_OK)
+    if (err == KR_OK && (err = kr_path_join(p, sizeof p, tmp, BMF_NAME)) == KR_OK)
         err = write_file(p, text, len, 0600);
     free(text);
     if (err == KR_OK)
@@ -1711,7 +1709,7 @@ kr_err backup_erase_tenant(const char *backups_dir, const char *data_dir, uint64
     if (err)
         return err;
     char lock[KR_PATH_MAX];
-    if ((err = join(lock, sizeof lock, backups_dir, ".lock")))
+    if ((err = kr_path_join(lock, sizeof lock, backups_dir, ".lock")))
         return err;
     int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (lfd < 0)
@@ -1741,7 +1739,7 @@ kr_err backup_erase_tenant(const char *backups_dir, const char *data_dir, uint64
         size_t len = 0;
         uint64_t bytes = 0;
         bool done = false;
-        if ((err = join(gen, sizeof gen, backups_dir, names[i])))
+        if ((err = kr_path_join(gen, sizeof gen, backups_dir, names[i])))
             break;
         kr_err e = load_manifest(gen, pk1, m, chain, &text, &len, why);
         free(text);

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "domain.h"
 #include "journal.h"
+#include "path.h"
 #include "views.h"
 
 #include <errno.h>
@@ -33,10 +34,9 @@
 
 static bool has_journal(const char *dir)
 {
-    char p[KR_PATH_MAX + 32];
+    char p[KR_PATH_MAX];
     struct stat st;
-    snprintf(p, sizeof p, "%s/journal/data.mdb", dir);
-    return stat(p, &st) == 0;
+    return kr_path_join(p, sizeof p, dir, "journal/data.mdb") == KR_OK && stat(p, &st) == 0;
 }
 
 static int cmp_u32(const void *a, const void *b)

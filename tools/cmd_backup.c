@@ -8,6 +8,7 @@
 #include "domain.h"
 #include "journal.h"
 #include "keystore.h"
+#include "path.h"
 #include "retention.h"
 #include "retention_hooks.h"
 #include "verify.h"
@@ -148,7 +149,10 @@ static int backup_list_cmd(int argc, char **argv, bool check)
     kr_err err;
     char probe[KR_PATH_MAX];
     struct stat st;
-    snprintf(probe, sizeof probe, "%s/manifest", dir);
+    if ((err = kr_path_join(probe, sizeof probe, dir, "manifest"))) {
+        free(gens);
+        return cli_fail(dir, err);
+    }
     bool one = lstat(probe, &st) == 0;
     if (one) {
         err = backup_check(dir, pk, check, &gens[0]);
@@ -159,8 +163,8 @@ static int backup_list_cmd(int argc, char **argv, bool check)
             if (!gens[i].verified)
                 continue;
             char gen[KR_PATH_MAX];
-            snprintf(gen, sizeof gen, "%s/%s", dir, gens[i].name);
-            err = backup_check(gen, pk, true, &gens[i]);
+            if ((err = kr_path_join(gen, sizeof gen, dir, gens[i].name)) == KR_OK)
+                err = backup_check(gen, pk, true, &gens[i]);
         }
     }
     if (err) {

@@ -31,6 +31,7 @@
 #include "domain.h"
 #include "journal.h"
 #include "notices.h"
+#include "path.h"
 #include "retention.h"
 #include "views.h"
 
@@ -1173,14 +1174,6 @@ static int replay_live(const char *data, bool json)
     return CLI_OK;
 }
 
-/* Copies the regular file from/name to to/name with mode `mode`. */
-/* a/b into out; KR_ETOOLARGE if it does not fit. */
-static kr_err path_join2(char *out, size_t cap, const char *a, const char *b)
-{
-    int n = snprintf(out, cap, "%s/%s", a, b);
-    return n < 0 || (size_t)n >= cap ? KR_ETOOLARGE : KR_OK;
-}
-
 /* Makes scratch (a fresh directory beside data) a data directory holding a
  * compacted copy of data's journal environment: the records and the views
  * as they are now. No key is copied: the rebuild needs none. */
@@ -1207,7 +1200,7 @@ static kr_err scratch_copy(const char *data, char *scratch, size_t cap, bool *ma
         goto out;
     }
     *made = true;
-    if (path_join2(sub, sizeof sub, scratch, "journal")) {
+    if (kr_path_join(sub, sizeof sub, scratch, "journal")) {
         err = KR_ETOOLARGE;
         goto out;
     }
