@@ -30,6 +30,7 @@
 #include "domain.h"
 #include "mp.h"
 #include "protocol.h"
+#include "seed.h"
 #include "server.h"
 
 #include <errno.h>

@@ -14,6 +14,7 @@
 #include "domain.h"
 #include "journal.h"
 #include "path.h"
+#include "seed.h"
 #include "views.h"
 
 #include <errno.h>

@@ -11,6 +11,7 @@
 #include "path.h"
 #include "retention.h"
 #include "retention_hooks.h"
+#include "seed.h"
 #include "verify.h"
 
 #include <errno.h>
