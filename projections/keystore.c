@@ -666,8 +666,12 @@ void kr_data_key_wipe(struct kr_data_key *k)
         sodium_memzero(k->key, sizeof k->key);
 }
 
-/* Copies the wrapped key of tenant out of the keystore. */
-static kr_err read_wrapped(struct kr_keystore *ks, uint64_t tenant, uint8_t out[WRAP_LEN])
+/* Reads tenant's entry of db (db_keys or db_destroyed) in a read
+ * transaction of its own and, if out is not NULL, copies it there: len
+ * bytes, KR_ECORRUPT if the entry has another size. KR_ENOTFOUND if the
+ * tenant has no entry. */
+static kr_err read_tenant_entry(struct kr_keystore *ks, MDB_dbi db, uint64_t tenant, void *out,
+                                size_t len)
 {
     uint8_t kb[8];
     kr_put_be64(kb, tenant);
@@ -682,17 +686,23 @@ static kr_err read_wrapped(struct kr_keystore *ks, uint64_t tenant, uint8_t out[
         err = mdb_failed(rc);
         goto out;
     }
-    rc = mdb_get(txn, ks->db_keys, &k, &v);
-    if (rc == 0 && v.mv_size != WRAP_LEN)
-        err = KR_ECORRUPT;
-    else if (rc == 0)
-        memcpy(out, v.mv_data, WRAP_LEN);
-    else
+    rc = mdb_get(txn, db, &k, &v);
+    if (rc)
         err = mdb_failed(rc);
+    else if (out && v.mv_size != len)
+        err = KR_ECORRUPT;
+    else if (out)
+        memcpy(out, v.mv_data, len);
     mdb_txn_abort(txn);
 out:
     pthread_rwlock_unlock(&ks->env_lock);
     return err;
+}
+
+/* Copies the wrapped key of tenant out of the keystore. */
+static kr_err read_wrapped(struct kr_keystore *ks, uint64_t tenant, uint8_t out[WRAP_LEN])
+{
+    return read_tenant_entry(ks, ks->db_keys, tenant, out, WRAP_LEN);
 }
 
 kr_err ks_get(struct kr_keystore *ks, uint64_t tenant, struct kr_data_key *out)
@@ -906,29 +916,9 @@ kr_err ks_copy(struct kr_keystore *ks, const char *dest_dir)
 
 kr_err ks_is_destroyed(struct kr_keystore *ks, uint64_t tenant, bool *destroyed)
 {
-    uint8_t kb[8];
-    kr_put_be64(kb, tenant);
-    MDB_val k = {sizeof kb, kb}, v;
-    MDB_txn *txn;
-    kr_err err;
-    *destroyed = false;
-    pthread_rwlock_rdlock(&ks->env_lock);
-    if ((err = ks->broken))
-        goto out;
-    int rc = mdb_txn_begin(ks->env, NULL, MDB_RDONLY, &txn);
-    if (rc) {
-        err = mdb_failed(rc);
-        goto out;
-    }
-    rc = mdb_get(txn, ks->db_destroyed, &k, &v);
-    if (rc == 0)
-        *destroyed = true;
-    else if (rc != MDB_NOTFOUND)
-        err = mdb_failed(rc);
-    mdb_txn_abort(txn);
-out:
-    pthread_rwlock_unlock(&ks->env_lock);
-    return err;
+    kr_err err = read_tenant_entry(ks, ks->db_destroyed, tenant, NULL, 0);
+    *destroyed = err == KR_OK;
+    return err == KR_ENOTFOUND ? KR_OK : err;
 }
 
 /* ---- Sealing ---- */

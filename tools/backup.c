@@ -114,6 +114,25 @@ static kr_err mkdir_p(const char *path, mode_t mode)
     return KR_OK;
 }
 
+/* gen/f and tmp/f into src and dst (KR_PATH_MAX each), and the directories
+ * of tmp/f made (a manifest's paths are checked: no "..", no empty part). */
+static kr_err file_paths(const char *gen, const char *tmp, const struct bmf_file *f,
+                         char src[KR_PATH_MAX], char dst[KR_PATH_MAX])
+{
+    kr_err err;
+    if ((err = kr_path_join(src, KR_PATH_MAX, gen, f->path)) ||
+        (err = kr_path_join(dst, KR_PATH_MAX, tmp, f->path)))
+        return err;
+    char *slash = strrchr(dst, '/');
+    if (slash && slash > dst + strlen(tmp)) {
+        *slash = '\0';
+        if ((err = mkdir_p(dst, 0700)))
+            return err;
+        *slash = '/';
+    }
+    return KR_OK;
+}
+
 /* Hashes the copy as LMDB writes it: a second thread reads behind the
  * writer, up to the size written so far (LMDB's compacting copy writes its
  * output once, front to back: `mdb_copy -c` can write it to a pipe), and
@@ -1275,17 +1294,8 @@ static kr_err copy_generation(const char *gen, const char *tmp, const struct bmf
         uint8_t sha[KR_HASH_LEN];
         uint64_t size = 0;
         kr_err err;
-        if ((err = kr_path_join(src, sizeof src, gen, f->path)) ||
-            (err = kr_path_join(dst, sizeof dst, tmp, f->path)))
+        if ((err = file_paths(gen, tmp, f, src, dst)))
             return err;
-        /* Its directories (paths are checked: no "..", no empty part). */
-        char *slash = strrchr(dst, '/');
-        if (slash && slash > dst + strlen(tmp)) {
-            *slash = '\0';
-            if ((err = mkdir_p(dst, 0700)))
-                return err;
-            *slash = '/';
-        }
         err = copy_file(src, dst, f->mode, sha, &size);
         if (err == KR_ECORRUPT ||
             (err == KR_OK && (size != f->size || sodium_memcmp(sha, f->sha256, sizeof sha))))
@@ -1579,16 +1589,8 @@ static kr_err link_file(const char *gen, const char *tmp, const struct bmf_file 
 {
     char src[KR_PATH_MAX], dst[KR_PATH_MAX];
     kr_err err;
-    if ((err = kr_path_join(src, sizeof src, gen, f->path)) ||
-        (err = kr_path_join(dst, sizeof dst, tmp, f->path)))
+    if ((err = file_paths(gen, tmp, f, src, dst)))
         return err;
-    char *slash = strrchr(dst, '/');
-    if (slash && slash > dst + strlen(tmp)) {
-        *slash = '\0';
-        if ((err = mkdir_p(dst, 0700)))
-            return err;
-        *slash = '/';
-    }
     if (link(src, dst) == 0)
         return KR_OK;
     if (errno != EXDEV && errno != EPERM)
