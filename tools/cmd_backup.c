@@ -35,21 +35,6 @@ static void progress_tty(void *arg, const char *step, uint64_t done, uint64_t to
         fputc('\n', stderr);
 }
 
-/* DIR/../backups, spelled from DIR's text: "var/kiroku" gives "var/backups". */
-static void default_backups(const char *data, char *out, size_t cap)
-{
-    size_t n = strlen(data);
-    while (n > 1 && data[n - 1] == '/')
-        n--;
-    size_t cut = n;
-    while (cut > 0 && data[cut - 1] != '/')
-        cut--;
-    if (cut == 0)
-        snprintf(out, cap, "backups");
-    else
-        snprintf(out, cap, "%.*sbackups", (int)cut, data);
-}
-
 /* The trusted key of `list`, `check`: --pubkey, else DATA/keys/journal-1.pub. */
 static int trusted_key(const char *b64, const char *data, uint8_t pk[32])
 {
@@ -232,7 +217,7 @@ int cmd_backup(int argc, char **argv)
     else if (env && *env)
         snprintf(backups, sizeof backups, "%s", env);
     else
-        default_backups(data, backups, sizeof backups);
+        tools_ret_default_backups(data, backups, sizeof backups);
     struct kr_offset_clock oc;
     const struct kr_clock *clock;
     if (!cli_clock("backup", test_clock, &oc, &clock))
