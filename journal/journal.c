@@ -328,97 +328,104 @@ static kr_err start_refuse(struct jrn_start_fault *f, uint64_t seq, const char *
     return KR_ECORRUPT;
 }
 
-/* Loads identity, chain head, tree frontier and current key from disk. */
-static kr_err load_state(struct journal *j, struct jrn_start_fault *f)
+/* load_state's identity: the meta format and the journal id. */
+static kr_err load_identity(struct journal *j, MDB_txn *txn)
 {
-    MDB_txn *txn;
     MDB_val v;
     kr_err err;
-    int rc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return kr_err_from_mdb(rc);
-
     if ((err = meta_get(j, txn, JRN_META_FORMAT, &v)))
-        goto out;
+        return err;
     uint64_t format = v.mv_size != 4 ? 0 : kr_get_be32(v.mv_data);
-    if (format != JRN_META_FORMAT_1 && format != JRN_META_FORMAT_CURRENT) {
-        err = KR_EVERSION;
-        goto out;
-    }
+    if (format != JRN_META_FORMAT_1 && format != JRN_META_FORMAT_CURRENT)
+        return KR_EVERSION;
     j->meta_format = (uint32_t)format;
     if ((err = meta_get(j, txn, JRN_META_ID, &v)))
-        goto out;
-    if (v.mv_size != sizeof j->journal_id) {
-        err = KR_ECORRUPT;
-        goto out;
-    }
+        return err;
+    if (v.mv_size != sizeof j->journal_id)
+        return KR_ECORRUPT;
     memcpy(j->journal_id, v.mv_data, sizeof j->journal_id);
     make_origin(j);
+    return KR_OK;
+}
 
-    /* Chain head: the last record. */
+/* load_state's chain head: size, time and leaf hash of the last record. */
+static kr_err load_head(struct journal *j, MDB_txn *txn, struct jrn_start_fault *f)
+{
     MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(txn, j->db_events, &cur))) {
-        err = kr_err_from_mdb(rc);
-        goto out;
-    }
-    MDB_val k;
+    MDB_val k, v;
+    kr_err err = KR_OK;
+    int rc = mdb_cursor_open(txn, j->db_events, &cur);
+    if (rc)
+        return kr_err_from_mdb(rc);
     rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
     if (rc == MDB_SUCCESS) {
         struct jrn_record r;
-        if (k.mv_size != 8 || (err = jrn_record_decode(v.mv_data, v.mv_size, &r)) ||
+        if (k.mv_size != 8 || jrn_record_decode(v.mv_data, v.mv_size, &r) != KR_OK ||
             r.seq != kr_get_be64(k.mv_data) || r.seq >= JRN_SIZE_MAX) {
-            mdb_cursor_close(cur);
             err = start_refuse(f, k.mv_size == 8 ? kr_get_be64(k.mv_data) : 0,
                                "the last record does not decode or says another seq");
-            goto out;
+        } else {
+            j->size = r.seq;
+            j->last_time = r.time_ns;
+            jrn_record_leaf_hash(&r, j->last_leaf);
         }
-        j->size = r.seq;
-        j->last_time = r.time_ns;
-        jrn_record_leaf_hash(&r, j->last_leaf);
     } else if (rc != MDB_NOTFOUND) {
-        mdb_cursor_close(cur);
         err = kr_err_from_mdb(rc);
-        goto out;
     }
     mdb_cursor_close(cur);
+    return err;
+}
 
-    /* Frontier: the perfect subtrees of `size`, from stored nodes. */
+/* load_state's frontier: the perfect subtrees of `size`, from stored
+ * nodes; then the newest checkpoint and the newest kept one. */
+static kr_err load_tree(struct journal *j, MDB_txn *txn)
+{
     mrk_frontier_init(&j->frontier);
     struct jrn_tree_ctx tc = {j, txn};
     uint64_t start = 0;
+    kr_err err;
     for (int level = 63; level >= 0; level--) {
         if (!((j->size >> level) & 1))
             continue;
         uint8_t h[KR_HASH_LEN];
-        if ((err = jrn_tree_node(&tc, (unsigned)level, start >> level, h)))
-            goto out;
-        if ((err = mrk_frontier_append_subtree(&j->frontier, (unsigned)level, h, NULL, NULL)))
-            goto out;
+        if ((err = jrn_tree_node(&tc, (unsigned)level, start >> level, h)) ||
+            (err = mrk_frontier_append_subtree(&j->frontier, (unsigned)level, h, NULL, NULL)))
+            return err;
         start += 1ull << level;
     }
+    if (j->size == 0)
+        return KR_OK;
+    MDB_val k, v;
+    if ((err = meta_get(j, txn, JRN_META_CHECKPOINT, &v)))
+        return err;
+    if (v.mv_size > KR_NOTE_MAX)
+        return KR_ECORRUPT;
+    memcpy(j->note, v.mv_data, v.mv_size);
+    j->note[v.mv_size] = '\0';
+    j->note_len = v.mv_size;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, j->db_checkpoints, &cur);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == MDB_SUCCESS && k.mv_size == 8)
+        j->kept_size = kr_get_be64(k.mv_data);
+    mdb_cursor_close(cur);
+    j->kept_time = kr_clock_now(j->clock);
+    return KR_OK;
+}
 
-    /* The newest checkpoint and the newest kept one. */
-    if (j->size > 0) {
-        if ((err = meta_get(j, txn, JRN_META_CHECKPOINT, &v)))
-            goto out;
-        if (v.mv_size > KR_NOTE_MAX) {
-            err = KR_ECORRUPT;
-            goto out;
-        }
-        memcpy(j->note, v.mv_data, v.mv_size);
-        j->note[v.mv_size] = '\0';
-        j->note_len = v.mv_size;
-        if ((rc = mdb_cursor_open(txn, j->db_checkpoints, &cur))) {
-            err = kr_err_from_mdb(rc);
-            goto out;
-        }
-        if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == MDB_SUCCESS && k.mv_size == 8)
-            j->kept_size = kr_get_be64(k.mv_data);
-        mdb_cursor_close(cur);
-        j->kept_time = kr_clock_now(j->clock);
-    }
+/* Loads identity, chain head, tree frontier and current key from disk. */
+static kr_err load_state(struct journal *j, struct jrn_start_fault *f)
+{
+    MDB_txn *txn;
+    kr_err err;
+    int rc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((err = load_identity(j, txn)) || (err = load_head(j, txn, f)) || (err = load_tree(j, txn)))
+        goto out;
 
-    MDB_val ek = {strlen(JRN_META_EPOCH), JRN_META_EPOCH};
+    MDB_val ek = {strlen(JRN_META_EPOCH), JRN_META_EPOCH}, v;
     j->epoch_needed = mdb_get(txn, j->db_meta, &ek, &v) == MDB_SUCCESS;
 
     if (!j->read_only && !j->no_appends) {
@@ -870,6 +877,125 @@ fail:
     return err;
 }
 
+/* writer_main's wait, with j->mu held (and held again on return): until the
+ * head of the queue is signed (false) or the journal closes with nothing
+ * queued (true). While idle with DIR/checkpoint behind the durable journal,
+ * writes it once KR_CHECKPOINT_FILE_NS has passed since the last write. */
+static bool writer_wait(struct journal *j)
+{
+    for (;;) {
+        if (j->head && atomic_load(&j->head->ready_))
+            return false;
+        if (!j->head && j->closing)
+            return true;
+        /* Announce the wait, then look again: a signer that flips ready_
+         * after our look sees the flag and signals under mu. */
+        atomic_store(&j->writer_waiting, 1);
+        if (j->head && atomic_load(&j->head->ready_)) {
+            atomic_store(&j->writer_waiting, 0);
+            return false;
+        }
+        if (!j->file_behind) {
+            pthread_cond_wait(&j->writer_cv, &j->mu);
+            atomic_store(&j->writer_waiting, 0);
+            continue;
+        }
+        uint64_t now = mono_ns(), due = j->file_time + KR_CHECKPOINT_FILE_NS;
+        if (now >= due) {
+            atomic_store(&j->writer_waiting, 0);
+            pthread_mutex_unlock(&j->mu);
+            writer_checkpoint_file(j);
+            pthread_mutex_lock(&j->mu);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts); /* writer_cv's clock */
+        uint64_t wait = due - now;
+        ts.tv_sec += (time_t)(wait / 1000000000ull);
+        ts.tv_nsec += (long)(wait % 1000000000ull);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&j->writer_cv, &j->mu, &ts);
+        atomic_store(&j->writer_waiting, 0);
+    }
+}
+
+/* writer_main's batch, with j->mu held and the head signed: the longest
+ * signed prefix of the queue within the batch limits, taken off the queue.
+ * Returns its first append; *count is how many. */
+static struct jrn_append *writer_take_batch(struct journal *j, size_t *count)
+{
+    struct jrn_append *first = j->head, *last = first;
+    size_t events = first->n, bytes = 0;
+    *count = 1;
+    for (size_t e = 0; e < first->n; e++)
+        bytes += first->events[e].payload_len;
+    while (last->next_ && atomic_load_explicit(&last->next_->ready_, memory_order_acquire)) {
+        struct jrn_append *n = last->next_;
+        size_t nb = 0;
+        for (size_t e = 0; e < n->n; e++)
+            nb += n->events[e].payload_len;
+        if (events + n->n > KR_BATCH_MAX_EVENTS || bytes + nb > KR_BATCH_MAX_BYTES)
+            break;
+        events += n->n;
+        bytes += nb;
+        (*count)++;
+        last = n;
+    }
+    j->head = last->next_;
+    if (!j->head)
+        j->tail = NULL;
+    last->next_ = NULL;
+    j->queued_events -= events;
+    if (j->space_waiters)
+        pthread_cond_broadcast(&j->space_cv);
+    return first;
+}
+
+/* writer_main after a batch: a failure that may leave the disk unlike the
+ * page cache stops writes for good; every append of the batch is told its
+ * outcome (err, else its own errs[i]); after a commit, DIR/checkpoint
+ * follows. failed: the journal had stopped before the batch. */
+static void writer_finish(struct journal *j, struct jrn_append *first, kr_err err,
+                          const kr_err *errs, kr_err failed)
+{
+    if (err != KR_OK && err != KR_EIO && err != KR_ECORRUPT && !failed) {
+        /* A failed commit may have left LMDB unusable (a failed meta page
+         * write, e.g. ENOSPC on a copy-on-write file system): it then
+         * answers everything with MDB_PANIC. Stop as after an I/O error. */
+        MDB_txn *probe;
+        int prc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &probe);
+        if (prc == MDB_PANIC)
+            err = KR_EIO;
+        else if (prc == 0)
+            mdb_txn_abort(probe);
+    }
+    if (err == KR_EIO || err == KR_ECORRUPT) {
+        /* After a failed fsync the page cache may not match the disk:
+         * stop taking writes rather than retry. */
+        pthread_mutex_lock(&j->mu);
+        if (!j->failed)
+            j->failed = KR_EIO;
+        pthread_cond_broadcast(&j->space_cv);
+        pthread_mutex_unlock(&j->mu);
+    }
+    size_t i = 0;
+    for (struct jrn_append *a = first, *next; a; a = next, i++) {
+        next = a->next_;
+        a->done(a, err ? err : errs[i]);
+    }
+    if (err == KR_OK) {
+        /* DIR/checkpoint follows the commit (never ahead of it): now if
+         * the interval is over or the last write failed, else when the
+         * writer goes idle or the interval ends (writer_wait). */
+        j->file_behind = true;
+        if (j->file_retry || mono_ns() - j->file_time >= KR_CHECKPOINT_FILE_NS)
+            writer_checkpoint_file(j);
+    }
+}
+
 static void *writer_main(void *arg)
 {
     struct journal *j = arg;
@@ -878,78 +1004,13 @@ static void *writer_main(void *arg)
     struct writer_snapshot *snap = malloc(sizeof *snap);
 
     for (;;) {
-        /* Wait for a signed head of the queue. */
         pthread_mutex_lock(&j->mu);
-        bool stop = false;
-        for (;;) {
-            if (j->head && atomic_load(&j->head->ready_))
-                break;
-            if (!j->head && j->closing) {
-                stop = true;
-                break;
-            }
-            /* Announce the wait, then look again: a signer that flips ready_
-             * after our look sees the flag and signals under mu. */
-            atomic_store(&j->writer_waiting, 1);
-            if (j->head && atomic_load(&j->head->ready_)) {
-                atomic_store(&j->writer_waiting, 0);
-                break;
-            }
-            if (!j->file_behind) {
-                pthread_cond_wait(&j->writer_cv, &j->mu);
-                atomic_store(&j->writer_waiting, 0);
-                continue;
-            }
-            /* Idle with DIR/checkpoint behind the durable journal: write it
-             * once KR_CHECKPOINT_FILE_NS has passed since the last write. */
-            uint64_t now = mono_ns(), due = j->file_time + KR_CHECKPOINT_FILE_NS;
-            if (now >= due) {
-                atomic_store(&j->writer_waiting, 0);
-                pthread_mutex_unlock(&j->mu);
-                writer_checkpoint_file(j);
-                pthread_mutex_lock(&j->mu);
-                continue;
-            }
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts); /* writer_cv's clock */
-            uint64_t wait = due - now;
-            ts.tv_sec += (time_t)(wait / 1000000000ull);
-            ts.tv_nsec += (long)(wait % 1000000000ull);
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&j->writer_cv, &j->mu, &ts);
-            atomic_store(&j->writer_waiting, 0);
-        }
-        if (stop) {
+        if (writer_wait(j)) {
             pthread_mutex_unlock(&j->mu);
             break;
         }
-        /* The batch: the longest signed prefix within the batch limits. */
-        struct jrn_append *first = j->head, *last = first;
-        size_t count = 1, events = first->n, bytes = 0;
-        for (size_t e = 0; e < first->n; e++)
-            bytes += first->events[e].payload_len;
-        while (last->next_ && atomic_load_explicit(&last->next_->ready_, memory_order_acquire)) {
-            struct jrn_append *n = last->next_;
-            size_t nb = 0;
-            for (size_t e = 0; e < n->n; e++)
-                nb += n->events[e].payload_len;
-            if (events + n->n > KR_BATCH_MAX_EVENTS || bytes + nb > KR_BATCH_MAX_BYTES)
-                break;
-            events += n->n;
-            bytes += nb;
-            count++;
-            last = n;
-        }
-        j->head = last->next_;
-        if (!j->head)
-            j->tail = NULL;
-        last->next_ = NULL;
-        j->queued_events -= events;
-        if (j->space_waiters)
-            pthread_cond_broadcast(&j->space_cv);
+        size_t count;
+        struct jrn_append *first = writer_take_batch(j, &count);
         kr_err failed = j->failed;
         pthread_mutex_unlock(&j->mu);
 
@@ -962,39 +1023,7 @@ static void *writer_main(void *arg)
                 err = run_batch(j, first, errs, count, snap, &retry);
             while (retry);
         }
-        if (err != KR_OK && err != KR_EIO && err != KR_ECORRUPT && !failed) {
-            /* A failed commit may have left LMDB unusable (a failed meta page
-             * write, e.g. ENOSPC on a copy-on-write file system): it then
-             * answers everything with MDB_PANIC. Stop as after an I/O error. */
-            MDB_txn *probe;
-            int prc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &probe);
-            if (prc == MDB_PANIC)
-                err = KR_EIO;
-            else if (prc == 0)
-                mdb_txn_abort(probe);
-        }
-        if (err == KR_EIO || err == KR_ECORRUPT) {
-            /* After a failed fsync the page cache may not match the disk:
-             * stop taking writes rather than retry. */
-            pthread_mutex_lock(&j->mu);
-            if (!j->failed)
-                j->failed = KR_EIO;
-            pthread_cond_broadcast(&j->space_cv);
-            pthread_mutex_unlock(&j->mu);
-        }
-        size_t i = 0;
-        for (struct jrn_append *a = first, *next; a; a = next, i++) {
-            next = a->next_;
-            a->done(a, err ? err : errs[i]);
-        }
-        if (err == KR_OK) {
-            /* DIR/checkpoint follows the commit (never ahead of it): now if
-             * the interval is over or the last write failed, else when the
-             * writer goes idle or the interval ends (the wait above). */
-            j->file_behind = true;
-            if (j->file_retry || mono_ns() - j->file_time >= KR_CHECKPOINT_FILE_NS)
-                writer_checkpoint_file(j);
-        }
+        writer_finish(j, first, err, errs, failed);
     }
     free(errs);
     free(snap);

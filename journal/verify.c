@@ -405,6 +405,72 @@ static void emit_check(void *ctx, unsigned level, uint64_t index, const uint8_t 
     }
 }
 
+/* check_record's signature step: r was signed by a key of the history valid
+ * at seq, and the signature verifies. False, with the fault set, if not. */
+static bool check_signature(struct worker *w, uint64_t seq, const struct jrn_record *r)
+{
+    struct chunk_result *res = w->res;
+    const struct vkey *k = key_for(w->v, r->key_id);
+    if (!k) {
+        set_fault(&res->fault, seq, KR_EBADSIG, "signed by unknown key %u", r->key_id);
+        return false;
+    }
+    if (seq < k->from_seq || seq >= k->to_seq) {
+        set_fault(&res->fault, seq, KR_EBADSIG, "signed by key %u, %s at this seq", r->key_id,
+                  seq < k->from_seq ? "not yet valid" : "retired");
+        return false;
+    }
+    uint8_t msg[JRN_SIGN_INPUT_MAX];
+    size_t mlen;
+    jrn_record_sign_input(r, msg, &mlen);
+    if (crypto_sign_verify_detached(r->sig, msg, mlen, k->pk) != 0) {
+        set_fault(&res->fault, seq, KR_EBADSIG, "signature does not verify");
+        return false;
+    }
+    return true;
+}
+
+/* check_record's index step: the stream index names r at its version, and
+ * the tenant index lists it with its tseq (*index_tseq; 0 for a format-1
+ * journal's empty entry). False, with the fault set, if not. */
+static bool check_indexes(struct worker *w, uint64_t seq, const struct jrn_record *r,
+                          uint64_t *index_tseq)
+{
+    struct chunk_result *res = w->res;
+    uint8_t key[JRN_STREAM_KEY_MAX];
+    size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
+    kr_put_be64(key + plen, r->version);
+    MDB_val ik = {plen + 8, key}, iv;
+    if (mdb_cursor_get(w->c_streams, &ik, &iv, MDB_SET_KEY) != 0 || iv.mv_size != 8 ||
+        kr_get_be64(iv.mv_data) != seq) {
+        set_fault(&res->fault, seq, KR_ECORRUPT,
+                  "stream index does not name this record at its version");
+        return false;
+    }
+    uint8_t tk[16];
+    kr_put_be64(tk, r->tenant);
+    kr_put_be64(tk + 8, seq);
+    MDB_val tkv = {16, tk}, tv;
+    if (mdb_cursor_get(w->c_tenants, &tkv, &tv, MDB_SET_KEY) != 0) {
+        set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index does not list this record");
+        return false;
+    }
+    /* An empty value is a format-1 journal's (or one being migrated). */
+    bool empty_ok = w->v->meta_format == JRN_META_FORMAT_1 && r->format == JRN_FORMAT_1;
+    if (tv.mv_size != 8 && !(tv.mv_size == 0 && empty_ok)) {
+        set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index holds no tseq for this record");
+        return false;
+    }
+    *index_tseq = tv.mv_size == 8 ? kr_get_be64(tv.mv_data) : 0;
+    if (tv.mv_size == 8 && (*index_tseq == 0 || (r->tseq && *index_tseq != r->tseq))) {
+        set_fault(&res->fault, seq, KR_ECORRUPT,
+                  "tenant index holds tseq %llu for this record of tseq %llu",
+                  (unsigned long long)*index_tseq, (unsigned long long)r->tseq);
+        return false;
+    }
+    return true;
+}
+
 static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, struct jrn_record *r,
                          uint8_t prev_leaf[KR_HASH_LEN], uint64_t *prev_time, bool first,
                          struct mrk_frontier *fr)
@@ -446,58 +512,8 @@ static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, str
             return;
         }
     }
-    if (!v->o->fast) {
-        const struct vkey *k = key_for(v, r->key_id);
-        if (!k) {
-            set_fault(&res->fault, seq, KR_EBADSIG, "signed by unknown key %u", r->key_id);
-            return;
-        }
-        if (seq < k->from_seq || seq >= k->to_seq) {
-            set_fault(&res->fault, seq, KR_EBADSIG, "signed by key %u, %s at this seq", r->key_id,
-                      seq < k->from_seq ? "not yet valid" : "retired");
-            return;
-        }
-        uint8_t msg[JRN_SIGN_INPUT_MAX];
-        size_t mlen;
-        jrn_record_sign_input(r, msg, &mlen);
-        if (crypto_sign_verify_detached(r->sig, msg, mlen, k->pk) != 0) {
-            set_fault(&res->fault, seq, KR_EBADSIG, "signature does not verify");
-            return;
-        }
-        /* The stream index must name this record at its version. */
-        uint8_t key[JRN_STREAM_KEY_MAX];
-        size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
-        kr_put_be64(key + plen, r->version);
-        MDB_val ik = {plen + 8, key}, iv;
-        if (mdb_cursor_get(w->c_streams, &ik, &iv, MDB_SET_KEY) != 0 || iv.mv_size != 8 ||
-            kr_get_be64(iv.mv_data) != seq) {
-            set_fault(&res->fault, seq, KR_ECORRUPT,
-                      "stream index does not name this record at its version");
-            return;
-        }
-        /* And the tenant index must list it, with its tseq. */
-        uint8_t tk[16];
-        kr_put_be64(tk, r->tenant);
-        kr_put_be64(tk + 8, seq);
-        MDB_val tkv = {16, tk}, tv;
-        if (mdb_cursor_get(w->c_tenants, &tkv, &tv, MDB_SET_KEY) != 0) {
-            set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index does not list this record");
-            return;
-        }
-        /* An empty value is a format-1 journal's (or one being migrated). */
-        bool empty_ok = v->meta_format == JRN_META_FORMAT_1 && r->format == JRN_FORMAT_1;
-        if (tv.mv_size != 8 && !(tv.mv_size == 0 && empty_ok)) {
-            set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index holds no tseq for this record");
-            return;
-        }
-        index_tseq = tv.mv_size == 8 ? kr_get_be64(tv.mv_data) : 0;
-        if (tv.mv_size == 8 && (index_tseq == 0 || (r->tseq && index_tseq != r->tseq))) {
-            set_fault(&res->fault, seq, KR_ECORRUPT,
-                      "tenant index holds tseq %llu for this record of tseq %llu",
-                      (unsigned long long)index_tseq, (unsigned long long)r->tseq);
-            return;
-        }
-    }
+    if (!v->o->fast && (!check_signature(w, seq, r) || !check_indexes(w, seq, r, &index_tseq)))
+        return;
     if (is_system(r)) {
         res->system++;
         bool known = false;
