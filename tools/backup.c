@@ -1055,27 +1055,13 @@ static void utc_text(uint64_t ns, char *out, size_t cap)
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Builds the generation in tmp (made here). */
-static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_manifest *m,
-                    uint64_t *bytes, char *why)
+/* build's journal: the open one's environment (o->j), or a read-only open
+ * here, copied into tmp/journal/data.mdb; its digest and size into jf. */
+static kr_err build_journal(const struct backup_options *o, const char *tmp, struct bmf_file *jf,
+                            char *why)
 {
-    char p[KR_PATH_MAX];
-    kr_err err;
-    if (mkdir(tmp, 0700) != 0) {
-        say(why, "cannot make %s: %s", tmp, strerror(errno));
-        return kr_err_from_errno(errno);
-    }
-    static const char *const subdirs[] = {"journal", "keystore", "keys"};
-    for (size_t i = 0; i < 3; i++) {
-        if ((err = kr_path_join(p, sizeof p, tmp, subdirs[i])))
-            return err;
-        if (mkdir(p, 0700) != 0)
-            return kr_err_from_errno(errno);
-    }
-
-    /* The journal: the open one's environment, or a read-only open here. */
-    progress(o, "journal", 0);
     struct journal *own = NULL;
+    kr_err err;
     if (!o->j) {
         struct jrn_options jo = {.dir = o->data_dir, .read_only = true};
         if ((err = jrn_open(&jo, &own))) {
@@ -1083,22 +1069,27 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
             return err;
         }
     }
-    struct bmf_file jf = {.path = "journal/data.mdb", .mode = 0600};
-    err = copy_env(jrn_env(o->j ? o->j : own), tmp, &jf);
+    err = copy_env(jrn_env(o->j ? o->j : own), tmp, jf);
     jrn_close(own);
-    if (err) {
+    if (err)
         say(why, "copying the journal: %s", kr_strerror(err));
-        return err;
-    }
+    return err;
+}
 
-    progress(o, "keystore", 1);
+/* build's keystore: the open one (o->ks), or one opened here, copied into
+ * tmp/keystore; a data directory without a keystore (init only) gives a
+ * generation without one. */
+static kr_err build_keystore(const struct backup_options *o, const char *tmp, char *why)
+{
+    char p[KR_PATH_MAX];
+    kr_err err;
     if ((err = kr_path_join(p, sizeof p, tmp, "keystore")))
         return err;
     struct kr_keystore *ks = o->ks;
     if (!ks) {
         err = ks_open(o->data_dir, false, &ks);
         if (err == KR_ENOTFOUND) {
-            ks = NULL; /* a journal without a keystore (init only) */
+            ks = NULL;
             err = KR_OK;
         } else if (err) {
             say(why, "opening the keystore: %s", kr_strerror(err));
@@ -1111,28 +1102,19 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
         err = kr_err_from_errno(errno);
     if (ks != o->ks)
         ks_close(ks);
-    if (err) {
+    if (err)
         say(why, "copying the keystore: %s", kr_strerror(err));
-        return err;
-    }
+    return err;
+}
 
-    progress(o, "keys", 2);
-    if ((err = copy_keys(o->data_dir, tmp, why)))
-        return err;
-
-    progress(o, "manifest", 3);
-    if ((err = read_copy(tmp, m, why)))
-        return err;
-    if ((err = hash_tree(tmp, "", m, 0, bytes, &jf))) {
-        say(why, "hashing the generation: %s", kr_strerror(err));
-        return err;
-    }
-    qsort(m->files, m->nfiles, sizeof m->files[0], cmp_file);
-
-    /* The key that signs: the newest of the copy's key chain, which the
-     * live directory's key 1 roots. */
+/* build's manifest m signed and written to tmp/manifest, by the newest key
+ * of the copy's key chain, which the live directory's key 1 roots. */
+static kr_err build_sign(const struct backup_options *o, const char *tmp, struct bmf_manifest *m,
+                         char *why)
+{
     uint8_t pk1[KR_PUBKEY_LEN];
     struct bmf_chain *chain = malloc(sizeof *chain);
+    kr_err err;
     if (!chain)
         return KR_ENOMEM;
     struct kr_signing_key key;
@@ -1151,15 +1133,59 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
         kr_key_wipe(&key);
         return KR_ENOMEM;
     }
+    char p[KR_PATH_MAX];
     err = bmf_write(m, &key, text, cap, &len);
     kr_key_wipe(&key);
     if (err == KR_OK && (err = kr_path_join(p, sizeof p, tmp, BMF_NAME)) == KR_OK)
         err = write_file(p, text, len, 0600);
     free(text);
-    if (err) {
+    if (err)
         say(why, "writing the manifest: %s", kr_strerror(err));
+    return err;
+}
+
+/* Builds the generation in tmp (made here). */
+static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_manifest *m,
+                    uint64_t *bytes, char *why)
+{
+    char p[KR_PATH_MAX];
+    kr_err err;
+    if (mkdir(tmp, 0700) != 0) {
+        say(why, "cannot make %s: %s", tmp, strerror(errno));
+        return kr_err_from_errno(errno);
+    }
+    static const char *const subdirs[] = {"journal", "keystore", "keys"};
+    for (size_t i = 0; i < 3; i++) {
+        if ((err = kr_path_join(p, sizeof p, tmp, subdirs[i])))
+            return err;
+        if (mkdir(p, 0700) != 0)
+            return kr_err_from_errno(errno);
+    }
+
+    progress(o, "journal", 0);
+    struct bmf_file jf = {.path = "journal/data.mdb", .mode = 0600};
+    if ((err = build_journal(o, tmp, &jf, why)))
+        return err;
+
+    progress(o, "keystore", 1);
+    if ((err = build_keystore(o, tmp, why)))
+        return err;
+
+    progress(o, "keys", 2);
+    if ((err = copy_keys(o->data_dir, tmp, why)))
+        return err;
+
+    progress(o, "manifest", 3);
+    if ((err = read_copy(tmp, m, why)))
+        return err;
+    if ((err = hash_tree(tmp, "", m, 0, bytes, &jf))) {
+        say(why, "hashing the generation: %s", kr_strerror(err));
         return err;
     }
+    qsort(m->files, m->nfiles, sizeof m->files[0], cmp_file);
+
+    if ((err = build_sign(o, tmp, m, why)))
+        return err;
     for (size_t i = 0; i < 3 && !err; i++) {
         if ((err = kr_path_join(p, sizeof p, tmp, subdirs[i])))
             break;
@@ -1371,6 +1397,155 @@ static kr_err rebuild(const char *tmp, bool epoch, const char *prev_note, size_t
     return err;
 }
 
+/* The newest checkpoint known to backup_restore: o->known_checkpoint, else
+ * DIR/checkpoint (a file that outlives restores), into known (NUL-ended);
+ * *len 0 if there is none. */
+static kr_err restore_known(const struct backup_restore_options *o, const char *dir,
+                            char known[KR_NOTE_MAX + 1], size_t *known_len, char *why)
+{
+    char path[KR_PATH_MAX];
+    const char *kp = o->known_checkpoint;
+    kr_err err;
+    *known_len = 0;
+    if (!kp && (err = kr_path_join(path, sizeof path, dir, "checkpoint")) == KR_OK)
+        kp = path;
+    char *text = NULL;
+    size_t len = 0;
+    err = kp ? read_whole(kp, KR_NOTE_MAX, &text, &len) : KR_ENOTFOUND;
+    if (err == KR_OK) {
+        memcpy(known, text, len);
+        known[len] = '\0';
+        *known_len = len;
+        free(text);
+    } else if (err != KR_ENOTFOUND || o->known_checkpoint) {
+        say(why, "known checkpoint %s: %s", kp, kr_strerror(err));
+        return err == KR_ETOOLARGE ? KR_ECONFLICT : err;
+    }
+    return KR_OK;
+}
+
+/* The known checkpoint opened with the keys of the backup's chain into
+ * *kcp: it must be this journal's, and (unless o->new_epoch) no larger than
+ * the backup, which would fork history. */
+static kr_err restore_open_known(const struct backup_restore_options *o,
+                                 const struct bmf_manifest *m, const struct bmf_chain *chain,
+                                 const char *known, size_t known_len, struct kr_checkpoint *kcp,
+                                 struct backup_restore_result *r)
+{
+    struct kr_note_key *nk = calloc(chain->n, sizeof *nk);
+    if (!nk)
+        return KR_ENOMEM;
+    for (size_t i = 0; i < chain->n; i++) {
+        snprintf(nk[i].name, sizeof nk[i].name, "%s", m->origin);
+        memcpy(nk[i].pk, chain->pk[i], KR_PUBKEY_LEN);
+        nk[i].key_id = chain->key_id[i];
+    }
+    uint32_t kid;
+    kr_err cerr = kr_checkpoint_open(known, known_len, nk, chain->n, kcp, &kid);
+    free(nk);
+    if (cerr || strcmp(kcp->origin, m->origin) != 0) {
+        say(r->reason, "known checkpoint: not a checkpoint of this journal's keys (%s)",
+            cerr ? kr_strerror(cerr) : "another origin");
+        return KR_ECONFLICT;
+    }
+    r->known_size = kcp->size;
+    if (kcp->size > m->last_seq && !o->new_epoch) {
+        say(r->reason,
+            "the backup ends at seq %" PRIu64 ", before the newest known checkpoint at %" PRIu64
+            ": restoring it forks history (--new-epoch restores it as a new epoch)",
+            m->last_seq, kcp->size);
+        return KR_ECONFLICT;
+    }
+    return KR_OK;
+}
+
+/* The generation's files, each checked against the manifest, copied into
+ * tmp (made here, with the parents of dir; *made once it exists). */
+static kr_err restore_copy(const struct backup_restore_options *o, const char *dir, const char *tmp,
+                           const struct bmf_manifest *m, bool *made, char *why)
+{
+    rmtree(tmp); /* left by an interrupted restore */
+    char parent[KR_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        (void)mkdir_p(parent, 0700); /* mkdir below says what went wrong */
+    }
+    if (mkdir(tmp, 0700) != 0) {
+        kr_err err = kr_err_from_errno(errno);
+        say(why, "cannot make %s: %s", tmp, strerror(errno));
+        return err;
+    }
+    *made = true;
+    uint64_t bytes = 0;
+    kr_err err;
+    if ((err = check_files(o->generation, m, false, why, &bytes)) ||
+        (err = copy_generation(o->generation, tmp, m, why)))
+        return err;
+    return KR_OK;
+}
+
+/* The copy in tmp verified (fully with o->full) and as long as the manifest
+ * says; with a known checkpoint within it (kcp, NULL if none), its tree
+ * root the checkpoint's. */
+static kr_err restore_verify(const struct backup_restore_options *o, const char *tmp,
+                             const struct bmf_manifest *m, const struct kr_checkpoint *kcp,
+                             char *why)
+{
+    struct jrn_verify_options vo = {.fast = !o->full, .have_root_key = true};
+    memcpy(vo.root_key, o->trusted_pk, 32);
+    struct jrn_verify_report rep;
+    kr_err err;
+    if ((err = jrn_verify(tmp, &vo, &rep))) {
+        say(why, "journal: cannot verify: %s", kr_strerror(err));
+        return err;
+    }
+    if (rep.result) {
+        say(why, "journal verification: seq %" PRIu64 ": %s", rep.bad_seq, rep.what);
+        return KR_ECORRUPT;
+    }
+    if (rep.records != m->last_seq) {
+        say(why, "journal holds %" PRIu64 " records, the manifest says %" PRIu64, rep.records,
+            m->last_seq);
+        return KR_ECORRUPT;
+    }
+    if (!kcp || kcp->size > m->last_seq)
+        return KR_OK;
+    struct jrn_options jo = {.dir = tmp, .read_only = true};
+    struct journal *cj;
+    uint8_t root[KR_HASH_LEN];
+    if ((err = jrn_open(&jo, &cj)))
+        return err;
+    err = jrn_root(cj, kcp->size, root);
+    jrn_close(cj);
+    if (err)
+        return err;
+    if (sodium_memcmp(root, kcp->root, KR_HASH_LEN) != 0) {
+        say(why, "known checkpoint at %" PRIu64 " not consistent with the backup's tree",
+            kcp->size);
+        return KR_ECONFLICT;
+    }
+    return KR_OK;
+}
+
+/* The restored tmp put in place as dir: exchanged with an existing dir
+ * (which tmp then names), else renamed. */
+static kr_err restore_install(const char *tmp, const char *dir, bool exists, char *why)
+{
+    kr_err err;
+    if ((err = fsync_path(tmp, true)))
+        return err;
+    if (exists ? renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0
+               : rename(tmp, dir) != 0) {
+        err = kr_err_from_errno(errno);
+        say(why, "putting %s in place: %s", dir, strerror(errno));
+        return err;
+    }
+    (void)dir_parent_sync(dir);
+    return KR_OK;
+}
+
 kr_err backup_restore(const struct backup_restore_options *o, struct backup_restore_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -1391,32 +1566,13 @@ kr_err backup_restore(const struct backup_restore_options *o, struct backup_rest
     kr_err err = newdir_check(dir, &exists, r->reason);
     if (err)
         return err;
-    /* The newest checkpoint known: a file that outlives restores. */
     char known[KR_NOTE_MAX + 1];
     size_t known_len = 0;
-    {
-        char path[KR_PATH_MAX];
-        const char *kp = o->known_checkpoint;
-        if (!kp && (err = kr_path_join(path, sizeof path, dir, "checkpoint")) == KR_OK)
-            kp = path;
-        char *text = NULL;
-        size_t len = 0;
-        err = kp ? read_whole(kp, KR_NOTE_MAX, &text, &len) : KR_ENOTFOUND;
-        if (err == KR_OK) {
-            memcpy(known, text, len);
-            known[len] = '\0';
-            known_len = len;
-            free(text);
-        } else if (err != KR_ENOTFOUND || o->known_checkpoint) {
-            say(r->reason, "known checkpoint %s: %s", kp, kr_strerror(err));
-            return err == KR_ETOOLARGE ? KR_ECONFLICT : err;
-        }
-        err = KR_OK;
-    }
+    if ((err = restore_known(o, dir, known, &known_len, r->reason)))
+        return err;
 
     struct bmf_manifest *m = bmf_new();
     struct bmf_chain *chain = malloc(sizeof *chain);
-    struct kr_note_key *nk = NULL;
     char *text = NULL;
     size_t len = 0;
     bool made = false;
@@ -1435,95 +1591,18 @@ kr_err backup_restore(const struct backup_restore_options *o, struct backup_rest
     }
     uint64_t size = o->until ? o->until : m->last_seq;
     struct kr_checkpoint kcp = {0};
-    if (known_len) {
-        if (!(nk = calloc(chain->n, sizeof *nk))) {
-            err = KR_ENOMEM;
-            goto out;
-        }
-        for (size_t i = 0; i < chain->n; i++) {
-            snprintf(nk[i].name, sizeof nk[i].name, "%s", m->origin);
-            memcpy(nk[i].pk, chain->pk[i], KR_PUBKEY_LEN);
-            nk[i].key_id = chain->key_id[i];
-        }
-        uint32_t kid;
-        kr_err cerr = kr_checkpoint_open(known, known_len, nk, chain->n, &kcp, &kid);
-        if (cerr || strcmp(kcp.origin, m->origin) != 0) {
-            say(r->reason, "known checkpoint: not a checkpoint of this journal's keys (%s)",
-                cerr ? kr_strerror(cerr) : "another origin");
-            err = KR_ECONFLICT;
-            goto out;
-        }
-        r->known_size = kcp.size;
-        if (kcp.size > m->last_seq && !o->new_epoch) {
-            say(r->reason,
-                "the backup ends at seq %" PRIu64 ", before the newest known checkpoint at %" PRIu64
-                ": restoring it forks history (--new-epoch restores it as a new epoch)",
-                m->last_seq, kcp.size);
-            err = KR_ECONFLICT;
-            goto out;
-        }
-    }
+    if (known_len && (err = restore_open_known(o, m, chain, known, known_len, &kcp, r)))
+        goto out;
 
     rprogress(o, "copy", 1);
-    rmtree(tmp); /* left by an interrupted restore */
-    {
-        char parent[KR_PATH_MAX];
-        snprintf(parent, sizeof parent, "%s", dir);
-        char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) {
-            *slash = '\0';
-            (void)mkdir_p(parent, 0700); /* mkdir below says what went wrong */
-        }
-    }
-    if (mkdir(tmp, 0700) != 0) {
-        err = kr_err_from_errno(errno);
-        say(r->reason, "cannot make %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    made = true;
-    uint64_t bytes = 0;
-    if ((err = check_files(o->generation, m, false, r->reason, &bytes)) ||
-        (err = copy_generation(o->generation, tmp, m, r->reason)))
+    if ((err = restore_copy(o, dir, tmp, m, &made, r->reason)))
         goto out;
 
     /* Every file is proven: now LMDB may read the copy. */
     rprogress(o, "verify", 2);
     double tv = mono_now();
-    struct jrn_verify_options vo = {.fast = !o->full, .have_root_key = true};
-    memcpy(vo.root_key, o->trusted_pk, 32);
-    struct jrn_verify_report rep;
-    if ((err = jrn_verify(tmp, &vo, &rep))) {
-        say(r->reason, "journal: cannot verify: %s", kr_strerror(err));
+    if ((err = restore_verify(o, tmp, m, known_len ? &kcp : NULL, r->reason)))
         goto out;
-    }
-    if (rep.result) {
-        say(r->reason, "journal verification: seq %" PRIu64 ": %s", rep.bad_seq, rep.what);
-        err = KR_ECORRUPT;
-        goto out;
-    }
-    if (rep.records != m->last_seq) {
-        say(r->reason, "journal holds %" PRIu64 " records, the manifest says %" PRIu64, rep.records,
-            m->last_seq);
-        err = KR_ECORRUPT;
-        goto out;
-    }
-    if (known_len && kcp.size <= m->last_seq) {
-        struct jrn_options jo = {.dir = tmp, .read_only = true};
-        struct journal *cj;
-        uint8_t root[KR_HASH_LEN];
-        if ((err = jrn_open(&jo, &cj)))
-            goto out;
-        err = jrn_root(cj, kcp.size, root);
-        jrn_close(cj);
-        if (err)
-            goto out;
-        if (sodium_memcmp(root, kcp.root, KR_HASH_LEN) != 0) {
-            say(r->reason, "known checkpoint at %" PRIu64 " not consistent with the backup's tree",
-                kcp.size);
-            err = KR_ECONFLICT;
-            goto out;
-        }
-    }
     r->verify_s = mono_now() - tv;
 
     /* Truncation and epochs: a restore that will take writes after a point
@@ -1554,20 +1633,8 @@ kr_err backup_restore(const struct backup_restore_options *o, struct backup_rest
     r->records = size + (epoch ? 1 : 0);
 
     rprogress(o, "install", 4);
-    if ((err = fsync_path(tmp, true)))
+    if ((err = restore_install(tmp, dir, exists, r->reason)))
         goto out;
-    if (exists) {
-        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
-            err = kr_err_from_errno(errno);
-            say(r->reason, "putting %s in place: %s", dir, strerror(errno));
-            goto out;
-        }
-    } else if (rename(tmp, dir) != 0) {
-        err = kr_err_from_errno(errno);
-        say(r->reason, "putting %s in place: %s", dir, strerror(errno));
-        goto out;
-    }
-    (void)dir_parent_sync(dir);
     if (!exists)
         made = false;
     rprogress(o, "done", 5);
@@ -1575,7 +1642,6 @@ out:
     if (made)
         rmtree(tmp); /* the unproven copy, or (after an exchange) the old NEWDIR */
     free(text);
-    free(nk);
     free(chain);
     bmf_free(m);
     r->seconds = mono_now() - t0;
