@@ -32,7 +32,7 @@ kr_err jrn_read_in(struct journal *j, MDB_txn *txn, uint64_t seq, struct jrn_rec
     uint8_t kb[8];
     if (seq == 0)
         return KR_ENOTFOUND;
-    jrn_put_u64(kb, seq);
+    kr_put_be64(kb, seq);
     MDB_val k = {8, kb}, v;
     int rc = mdb_get(txn, j->db_events, &k, &v);
     if (rc)
@@ -53,7 +53,7 @@ kr_err jrn_read(struct journal *j, uint64_t seq, struct jrn_recbuf *b)
         return KR_ENOTFOUND;
     if ((err = read_txn(j, &txn)))
         return err;
-    jrn_put_u64(kb, seq);
+    kr_put_be64(kb, seq);
     MDB_val k = {8, kb}, v;
     int rc = mdb_get(txn, j->db_events, &k, &v);
     if (rc) {
@@ -181,7 +181,7 @@ void jrn_cursor_free(struct jrn_cursor *c)
 static kr_err page_add(struct jrn_cursor *c, MDB_txn *txn, uint64_t seq, uint64_t pos, size_t *used)
 {
     uint8_t kb[8];
-    jrn_put_u64(kb, seq);
+    kr_put_be64(kb, seq);
     MDB_val k = {8, kb}, v;
     int rc = mdb_get(txn, c->j->db_events, &k, &v);
     if (rc == MDB_NOTFOUND)
@@ -232,11 +232,11 @@ static kr_err fill_page(struct jrn_cursor *c)
             goto out;
         }
         uint8_t kb[8];
-        jrn_put_u64(kb, c->next);
+        kr_put_be64(kb, c->next);
         MDB_val k = {8, kb}, v;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
         while (rc == MDB_SUCCESS && !page_full(c, used)) {
-            uint64_t seq = k.mv_size == 8 ? jrn_get_u64(k.mv_data) : 0;
+            uint64_t seq = k.mv_size == 8 ? kr_get_be64(k.mv_data) : 0;
             if (seq != c->next || v.mv_size > KR_RECORD_MAX) {
                 err = KR_ECORRUPT;
                 goto out;
@@ -258,7 +258,7 @@ static kr_err fill_page(struct jrn_cursor *c)
         if (stream) {
             plen = jrn_stream_prefix(key, c->q.tenant, c->q.stream, c->q.stream_len);
         } else {
-            jrn_put_u64(key, c->q.tenant);
+            kr_put_be64(key, c->q.tenant);
             plen = 8;
         }
         rc = mdb_cursor_open(c->txn, stream ? j->db_streams : j->db_tenants, &cur);
@@ -266,13 +266,13 @@ static kr_err fill_page(struct jrn_cursor *c)
             err = kr_err_from_mdb(rc);
             goto out;
         }
-        jrn_put_u64(key + plen, c->next);
+        kr_put_be64(key + plen, c->next);
         MDB_val k = {plen + 8, key}, v;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         while (rc == MDB_SUCCESS && !page_full(c, used)) {
             if (k.mv_size != plen + 8 || memcmp(k.mv_data, key, plen) != 0)
                 break;
-            uint64_t pos = jrn_get_u64((const uint8_t *)k.mv_data + plen);
+            uint64_t pos = kr_get_be64((const uint8_t *)k.mv_data + plen);
             uint64_t seq = pos;
             if (pos == 0 || pos == UINT64_MAX) {
                 err = KR_ECORRUPT; /* no version or seq is 0 or 2^64-1 */
@@ -283,7 +283,7 @@ static kr_err fill_page(struct jrn_cursor *c)
                     err = KR_ECORRUPT;
                     goto out;
                 }
-                seq = jrn_get_u64(v.mv_data);
+                seq = kr_get_be64(v.mv_data);
             }
             if ((err = page_add(c, c->txn, seq, pos, &used)))
                 goto out;

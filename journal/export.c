@@ -135,7 +135,7 @@ static kr_err note_size(const char *note, size_t len, uint64_t *size)
 static kr_err get_record(struct builder *b, uint64_t seq, MDB_val *val, struct jrn_record *r)
 {
     uint8_t kb[8];
-    jrn_put_u64(kb, seq);
+    kr_put_be64(kb, seq);
     MDB_val k = {8, kb};
     int rc = mdb_get(b->txn, b->j->db_events, &k, val);
     if (rc)
@@ -161,7 +161,7 @@ static kr_err choose_checkpoint(struct builder *b, uint64_t seq, uint64_t *size)
     if (rc)
         return kr_err_from_mdb(rc);
     uint8_t kb[8];
-    jrn_put_u64(kb, seq);
+    kr_put_be64(kb, seq);
     MDB_val k = {8, kb}, v;
     rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     mdb_cursor_close(c);
@@ -171,7 +171,7 @@ static kr_err choose_checkpoint(struct builder *b, uint64_t seq, uint64_t *size)
         return kr_err_from_mdb(rc);
     if (k.mv_size != 8)
         return KR_ECORRUPT;
-    uint64_t s = jrn_get_u64(k.mv_data);
+    uint64_t s = kr_get_be64(k.mv_data);
     if (s >= b->size)
         return KR_OK;
     /* Insert before the newest (sizes only grow, since records come in order). */
@@ -222,7 +222,7 @@ static kr_err build_keys(struct builder *b, json_t *keys)
     uint8_t ik[JRN_STREAM_KEY_MAX];
     size_t plen = jrn_stream_prefix(ik, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM));
     for (uint64_t version = 1; version <= KR_KEYS_MAX; version++) {
-        jrn_put_u64(ik + plen, version);
+        kr_put_be64(ik + plen, version);
         MDB_val k = {plen + 8, ik}, v;
         int rc = mdb_get(b->txn, b->j->db_streams, &k, &v);
         if (rc == MDB_NOTFOUND)
@@ -231,7 +231,7 @@ static kr_err build_keys(struct builder *b, json_t *keys)
             return kr_err_from_mdb(rc);
         if (v.mv_size != 8)
             return KR_ECORRUPT;
-        uint64_t seq = jrn_get_u64(v.mv_data);
+        uint64_t seq = kr_get_be64(v.mv_data);
         if (seq == 0 || seq > b->size)
             return KR_OK; /* a key change after the snapshot's checkpoint */
         struct jrn_record r = {0};
@@ -259,8 +259,8 @@ static kr_err build_records(struct builder *b, const struct exp_options *o, size
     uint64_t from = o->from ? o->from : 1;
     uint64_t to = o->to && o->to < b->size ? o->to : b->size;
     uint8_t kb[16];
-    jrn_put_u64(kb, o->tenant);
-    jrn_put_u64(kb + 8, from);
+    kr_put_be64(kb, o->tenant);
+    kr_put_be64(kb + 8, from);
     MDB_val k = {16, kb}, v;
     kr_err err = KR_OK;
     size_t n = 0;
@@ -271,9 +271,9 @@ static kr_err build_records(struct builder *b, const struct exp_options *o, size
             err = KR_ECORRUPT;
             break;
         }
-        if (jrn_get_u64(k.mv_data) != o->tenant)
+        if (kr_get_be64(k.mv_data) != o->tenant)
             break;
-        uint64_t seq = jrn_get_u64((const uint8_t *)k.mv_data + 8);
+        uint64_t seq = kr_get_be64((const uint8_t *)k.mv_data + 8);
         if (seq > to)
             break;
         if (n == max_records || (n > 0 && b->bytes >= max_bytes)) {
@@ -316,7 +316,7 @@ static kr_err build_checkpoints(struct builder *b, json_t *cps, json_t *cons)
                 return KR_ENOMEM;
         } else {
             uint8_t kb[8];
-            jrn_put_u64(kb, b->cps[i]);
+            kr_put_be64(kb, b->cps[i]);
             MDB_val k = {8, kb}, v;
             int rc = mdb_get(b->txn, b->j->db_checkpoints, &k, &v);
             if (rc)
@@ -802,16 +802,15 @@ static const char *const doc_members[] = {"kiroku_export", "origin", "journal_id
                                           "consistency",   "records"};
 #define DOC_MEMBERS (sizeof doc_members / sizeof doc_members[0])
 
-static kr_err verify_doc(struct verifier *v, const uint8_t *buf, size_t len,
-                         const uint8_t pk[KR_PUBKEY_LEN])
+/* verify_doc's first step: buf parsed into v->doc, and in the export's one
+ * byte form (the compact dump of what was parsed, and a newline). */
+static kr_err doc_parse(struct verifier *v, const uint8_t *buf, size_t len)
 {
-    struct exp_report *rep = v->rep;
     json_error_t jerr;
     v->doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!v->doc)
         return fail(v, KR_ECORRUPT, 0, 0, "file", "not JSON: %s at byte %d", jerr.text,
                     jerr.position);
-    /* One byte form: the compact dump of what was parsed, and a newline. */
     size_t clen;
     char *canon = dump(v->doc, &clen);
     if (!canon)
@@ -826,6 +825,19 @@ static kr_err verify_doc(struct verifier *v, const uint8_t *buf, size_t len,
                     "not in the export's one byte form (compact JSON and a newline): differs at "
                     "byte %zu",
                     at);
+    return KR_OK;
+}
+
+/* The document's lists, checked for their kinds and sizes by doc_header. */
+struct doc_lists {
+    const json_t *keys, *cps, *cons, *recs;
+};
+
+/* verify_doc's second step: the members of an export, its format, origin,
+ * journal id, tenant, from and to (*from, *to) and its four lists. */
+static kr_err doc_header(struct verifier *v, uint64_t *from, uint64_t *to, struct doc_lists *l)
+{
+    struct exp_report *rep = v->rep;
     const json_t *d = v->doc;
     if (!exact_members(d, doc_members, DOC_MEMBERS))
         return fail(v, KR_ECORRUPT, 0, 0, "file",
@@ -846,13 +858,13 @@ static kr_err verify_doc(struct verifier *v, const uint8_t *buf, size_t len,
     to_hex(v->journal_id, 16, hex);
     if (strcmp(hex, json_string_value(jid)) != 0)
         return fail(v, KR_ECORRUPT, 0, 0, "journal_id", "not in lower-case hex");
-    uint64_t from, to;
     if (!get_uint(d, "tenant", INT64_MAX, &rep->tenant) || rep->tenant == 0)
         return fail(v, KR_ECORRUPT, 0, 0, "tenant", "not a tenant id (>= 1)");
-    if (!get_uint(d, "from", JRN_SIZE_MAX, &from) || !get_uint(d, "to", JRN_SIZE_MAX, &to))
+    if (!get_uint(d, "from", JRN_SIZE_MAX, from) || !get_uint(d, "to", JRN_SIZE_MAX, to))
         return fail(v, KR_ECORRUPT, 0, 0, "from", "from and to are seqs");
     const json_t *keys = json_object_get(d, "keys"), *cps = json_object_get(d, "checkpoints"),
                  *cons = json_object_get(d, "consistency"), *recs = json_object_get(d, "records");
+    *l = (struct doc_lists){keys, cps, cons, recs};
     if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > KR_KEYS_MAX)
         return fail(v, json_is_array(keys) && json_array_size(keys) ? KR_ETOOLARGE : KR_ECORRUPT, 0,
                     0, "keys", "a list of 1 to %u key records", KR_KEYS_MAX);
@@ -867,16 +879,23 @@ static kr_err verify_doc(struct verifier *v, const uint8_t *buf, size_t len,
         json_array_size(recs) > KR_EXPORT_RECORDS_MAX)
         return fail(v, json_is_array(recs) && json_array_size(recs) ? KR_ETOOLARGE : KR_ECORRUPT, 0,
                     0, "records", "a list of 1 to %u records", KR_EXPORT_RECORDS_MAX);
+    return KR_OK;
+}
 
-    /* Key chain. */
-    size_t nk = json_array_size(keys);
+/* verify_doc's third step: the key chain (rooted in pk), the checkpoints
+ * and the proofs between them, and each key record's inclusion. */
+static kr_err doc_chain(struct verifier *v, const struct doc_lists *l,
+                        const uint8_t pk[KR_PUBKEY_LEN])
+{
+    struct exp_report *rep = v->rep;
+    size_t nk = json_array_size(l->keys);
     struct ventry *xs = calloc(nk, sizeof *xs);
     if (!xs)
         return fail(v, KR_ENOMEM, 0, 0, "keys", "out of memory");
-    kr_err err = verify_keys(v, keys, pk, rep->origin, xs);
+    kr_err err = verify_keys(v, l->keys, pk, rep->origin, xs);
     rep->keys = v->nkeys;
     if (!err)
-        err = verify_checkpoints(v, cps, cons, rep->origin);
+        err = verify_checkpoints(v, l->cps, l->cons, rep->origin);
     rep->checkpoints = v->ncps;
     if (!err) {
         rep->checkpoint_size = v->cps[v->ncps - 1].cp.size;
@@ -887,16 +906,50 @@ static kr_err verify_doc(struct verifier *v, const uint8_t *buf, size_t len,
     for (size_t i = 0; i < nk; i++)
         entry_fini(&xs[i]);
     free(xs);
-    if (err)
-        return err;
+    return err;
+}
 
-    /* The tenant's records. */
+/* A record's per-tenant number (tseq) after the one before (prev_tseq, of
+ * format prev_format; 0 for the first): format 2 follows format 1, and a
+ * format-2 record's tseq follows the last one by one, so none is left out. */
+static kr_err record_tseq(struct verifier *v, const struct ventry *x, uint32_t prev_format,
+                          uint64_t prev_tseq)
+{
+    struct exp_report *rep = v->rep;
+    if (x->rec.format == JRN_FORMAT_1) {
+        if (prev_format > JRN_FORMAT_1)
+            return fail(v, KR_ECORRUPT, x->seq, x->tseq, x->where,
+                        "field record: a format-1 record after a format-2 one");
+        rep->format1++;
+    } else if (prev_format > JRN_FORMAT_1) {
+        if (x->tseq != prev_tseq + 1)
+            return fail(v, KR_ECORRUPT, x->seq, x->tseq, x->where,
+                        "field tseq: %llu follows %llu: %llu record(s) of the tenant left out",
+                        (unsigned long long)x->tseq, (unsigned long long)prev_tseq,
+                        (unsigned long long)(x->tseq > prev_tseq ? x->tseq - prev_tseq - 1 : 0));
+    } else {
+        rep->first_tseq = x->tseq;
+        rep->from_start = x->tseq == rep->format1 + 1;
+        if (x->tseq <= rep->format1)
+            return fail(v, KR_ECORRUPT, x->seq, x->tseq, x->where,
+                        "field tseq: %llu, but %llu earlier records of the tenant are here",
+                        (unsigned long long)x->tseq, (unsigned long long)rep->format1);
+    }
+    return KR_OK;
+}
+
+/* verify_doc's fourth step: the tenant's records, in order, each signed,
+ * included in the tree, and numbered without a gap. */
+static kr_err doc_records(struct verifier *v, const json_t *recs)
+{
+    struct exp_report *rep = v->rep;
     size_t nr = json_array_size(recs);
     struct ventry *x = calloc(1, sizeof *x);
     if (!x)
         return fail(v, KR_ENOMEM, 0, 0, "records", "out of memory");
     uint64_t prev_seq = 0, prev_tseq = 0, prev_time = 0;
     uint32_t prev_format = 0;
+    kr_err err = KR_OK;
     for (size_t i = 0; i < nr && !err; i++) {
         entry_fini(x);
         if ((err = read_entry(v, json_array_get(recs, i), "records", i, x)))
@@ -918,34 +971,9 @@ static kr_err verify_doc(struct verifier *v, const uint8_t *buf, size_t len,
                        "field record: time goes backwards");
             break;
         }
-        if ((err = check_sig(v, x, key_at(v, x->seq))) || (err = verify_inclusion(v, x)))
+        if ((err = check_sig(v, x, key_at(v, x->seq))) || (err = verify_inclusion(v, x)) ||
+            (err = record_tseq(v, x, prev_format, prev_tseq)))
             break;
-        /* Per-tenant numbers. */
-        if (r->format == JRN_FORMAT_1) {
-            if (prev_format > JRN_FORMAT_1) {
-                err = fail(v, KR_ECORRUPT, x->seq, x->tseq, x->where,
-                           "field record: a format-1 record after a format-2 one");
-                break;
-            }
-            rep->format1++;
-        } else if (prev_format > JRN_FORMAT_1) {
-            if (x->tseq != prev_tseq + 1) {
-                err = fail(v, KR_ECORRUPT, x->seq, x->tseq, x->where,
-                           "field tseq: %llu follows %llu: %llu record(s) of the tenant left out",
-                           (unsigned long long)x->tseq, (unsigned long long)prev_tseq,
-                           (unsigned long long)(x->tseq > prev_tseq ? x->tseq - prev_tseq - 1 : 0));
-                break;
-            }
-        } else {
-            rep->first_tseq = x->tseq;
-            rep->from_start = x->tseq == rep->format1 + 1;
-            if (x->tseq <= rep->format1) {
-                err = fail(v, KR_ECORRUPT, x->seq, x->tseq, x->where,
-                           "field tseq: %llu, but %llu earlier records of the tenant are here",
-                           (unsigned long long)x->tseq, (unsigned long long)rep->format1);
-                break;
-            }
-        }
         if (r->payload_stripped)
             rep->stripped++;
         if (i == 0)
@@ -960,7 +988,18 @@ static kr_err verify_doc(struct verifier *v, const uint8_t *buf, size_t len,
     }
     entry_fini(x);
     free(x);
-    if (err)
+    return err;
+}
+
+static kr_err verify_doc(struct verifier *v, const uint8_t *buf, size_t len,
+                         const uint8_t pk[KR_PUBKEY_LEN])
+{
+    struct exp_report *rep = v->rep;
+    struct doc_lists l = {0};
+    uint64_t from = 0, to = 0;
+    kr_err err;
+    if ((err = doc_parse(v, buf, len)) || (err = doc_header(v, &from, &to, &l)) ||
+        (err = doc_chain(v, &l, pk)) || (err = doc_records(v, l.recs)))
         return err;
     if (from != rep->from || to != rep->to)
         return fail(v, KR_ECORRUPT, 0, 0, from != rep->from ? "from" : "to",

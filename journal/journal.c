@@ -23,6 +23,7 @@
 #include "journal_internal.h"
 
 #include "mp.h"
+#include "path.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -53,18 +54,10 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static kr_err path_join(char *out, size_t cap, const char *dir, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= cap)
-        return KR_ETOOLARGE;
-    return KR_OK;
-}
-
 size_t jrn_stream_prefix(uint8_t key[JRN_STREAM_KEY_MAX], uint64_t tenant, const char *stream,
                          size_t stream_len)
 {
-    jrn_put_u64(key, tenant);
+    kr_put_be64(key, tenant);
     key[8] = (uint8_t)stream_len;
     memcpy(key + 9, stream, stream_len);
     return 9 + stream_len;
@@ -76,7 +69,7 @@ kr_err jrn_tree_node(void *ctx, unsigned level, uint64_t index, uint8_t out[KR_H
     if (level >= 63 || index >= (JRN_SIZE_MAX >> level))
         return KR_ECORRUPT; /* only a forged size asks for such a node */
     uint8_t kb[8];
-    jrn_put_u64(kb, mrk_postorder(level, index));
+    kr_put_be64(kb, mrk_postorder(level, index));
     MDB_val k = {sizeof kb, kb}, v;
     int rc = mdb_get(t->txn, t->j->db_tree, &k, &v);
     if (rc == MDB_NOTFOUND)
@@ -91,61 +84,17 @@ kr_err jrn_tree_node(void *ctx, unsigned level, uint64_t index, uint8_t out[KR_H
 
 /* ---- Environment ---- */
 
-/* The journals this process has open, by the identity of their LMDB
- * directory. LMDB must not open one environment twice in a process: closing
- * the second handle drops the locks of the first (fcntl locks are per
- * process), and another process could then reset the reader table under a
- * live writer. So a second open here is refused with KR_EBUSY. */
-static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct journal *open_list;
-
-static kr_err register_open(struct journal *j, const char *env_dir)
-{
-    struct stat st;
-    if (stat(env_dir, &st) != 0)
-        return errno == ENOENT ? KR_ENOTFOUND : kr_err_from_errno(errno);
-    kr_err err = KR_OK;
-    pthread_mutex_lock(&open_mu);
-    for (struct journal *o = open_list; o; o = o->open_next)
-        if (o->env_dev == st.st_dev && o->env_ino == st.st_ino)
-            err = KR_EBUSY;
-    if (err == KR_OK) {
-        j->env_dev = st.st_dev;
-        j->env_ino = st.st_ino;
-        j->open_next = open_list;
-        open_list = j;
-        j->registered = true;
-    }
-    pthread_mutex_unlock(&open_mu);
-    return err;
-}
-
-static void unregister_open(struct journal *j)
-{
-    if (!j->registered)
-        return;
-    pthread_mutex_lock(&open_mu);
-    for (struct journal **p = &open_list; *p; p = &(*p)->open_next) {
-        if (*p == j) {
-            *p = j->open_next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&open_mu);
-    j->registered = false;
-}
-
 static kr_err env_open(struct journal *j, const struct jrn_options *o, bool create)
 {
     char path[KR_PATH_MAX];
     kr_err err;
     int rc;
 
-    if ((err = path_join(path, sizeof path, o->dir, "journal")))
+    if ((err = kr_path_join(path, sizeof path, o->dir, "journal")))
         return err;
     if (create && mkdir(path, 0700) != 0 && errno != EEXIST)
         return kr_err_from_errno(errno);
-    if ((err = register_open(j, path)))
+    if ((err = kr_env_register(&j->reg, path)))
         return err;
     if ((rc = mdb_env_create(&j->env)))
         return kr_err_from_mdb(rc);
@@ -186,7 +135,7 @@ static kr_err env_open(struct journal *j, const struct jrn_options *o, bool crea
 static kr_err take_writer_lock(struct journal *j, const char *dir)
 {
     char path[KR_PATH_MAX];
-    kr_err err = path_join(path, sizeof path, dir, "journal/writer.lock");
+    kr_err err = kr_path_join(path, sizeof path, dir, "journal/writer.lock");
     if (err)
         return err;
     j->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -227,7 +176,7 @@ static void journal_free(struct journal *j)
         return;
     if (j->env)
         mdb_env_close(j->env);
-    unregister_open(j);
+    kr_env_unregister(&j->reg);
     if (j->lock_fd >= 0)
         close(j->lock_fd);
     kr_keys_free(j->keys);
@@ -379,101 +328,104 @@ static kr_err start_refuse(struct jrn_start_fault *f, uint64_t seq, const char *
     return KR_ECORRUPT;
 }
 
-/* Loads identity, chain head, tree frontier and current key from disk. */
-static kr_err load_state(struct journal *j, struct jrn_start_fault *f)
+/* load_state's identity: the meta format and the journal id. */
+static kr_err load_identity(struct journal *j, MDB_txn *txn)
 {
-    MDB_txn *txn;
     MDB_val v;
     kr_err err;
-    int rc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return kr_err_from_mdb(rc);
-
     if ((err = meta_get(j, txn, JRN_META_FORMAT, &v)))
-        goto out;
-    uint64_t format = v.mv_size != 4
-                          ? 0
-                          : jrn_get_u64((const uint8_t[8]){
-                                0, 0, 0, 0, ((uint8_t *)v.mv_data)[0], ((uint8_t *)v.mv_data)[1],
-                                ((uint8_t *)v.mv_data)[2], ((uint8_t *)v.mv_data)[3]});
-    if (format != JRN_META_FORMAT_1 && format != JRN_META_FORMAT_CURRENT) {
-        err = KR_EVERSION;
-        goto out;
-    }
+        return err;
+    uint64_t format = v.mv_size != 4 ? 0 : kr_get_be32(v.mv_data);
+    if (format != JRN_META_FORMAT_1 && format != JRN_META_FORMAT_CURRENT)
+        return KR_EVERSION;
     j->meta_format = (uint32_t)format;
     if ((err = meta_get(j, txn, JRN_META_ID, &v)))
-        goto out;
-    if (v.mv_size != sizeof j->journal_id) {
-        err = KR_ECORRUPT;
-        goto out;
-    }
+        return err;
+    if (v.mv_size != sizeof j->journal_id)
+        return KR_ECORRUPT;
     memcpy(j->journal_id, v.mv_data, sizeof j->journal_id);
     make_origin(j);
+    return KR_OK;
+}
 
-    /* Chain head: the last record. */
+/* load_state's chain head: size, time and leaf hash of the last record. */
+static kr_err load_head(struct journal *j, MDB_txn *txn, struct jrn_start_fault *f)
+{
     MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(txn, j->db_events, &cur))) {
-        err = kr_err_from_mdb(rc);
-        goto out;
-    }
-    MDB_val k;
+    MDB_val k, v;
+    kr_err err = KR_OK;
+    int rc = mdb_cursor_open(txn, j->db_events, &cur);
+    if (rc)
+        return kr_err_from_mdb(rc);
     rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
     if (rc == MDB_SUCCESS) {
         struct jrn_record r;
-        if (k.mv_size != 8 || (err = jrn_record_decode(v.mv_data, v.mv_size, &r)) ||
-            r.seq != jrn_get_u64(k.mv_data) || r.seq >= JRN_SIZE_MAX) {
-            mdb_cursor_close(cur);
-            err = start_refuse(f, k.mv_size == 8 ? jrn_get_u64(k.mv_data) : 0,
+        if (k.mv_size != 8 || jrn_record_decode(v.mv_data, v.mv_size, &r) != KR_OK ||
+            r.seq != kr_get_be64(k.mv_data) || r.seq >= JRN_SIZE_MAX) {
+            err = start_refuse(f, k.mv_size == 8 ? kr_get_be64(k.mv_data) : 0,
                                "the last record does not decode or says another seq");
-            goto out;
+        } else {
+            j->size = r.seq;
+            j->last_time = r.time_ns;
+            jrn_record_leaf_hash(&r, j->last_leaf);
         }
-        j->size = r.seq;
-        j->last_time = r.time_ns;
-        jrn_record_leaf_hash(&r, j->last_leaf);
     } else if (rc != MDB_NOTFOUND) {
-        mdb_cursor_close(cur);
         err = kr_err_from_mdb(rc);
-        goto out;
     }
     mdb_cursor_close(cur);
+    return err;
+}
 
-    /* Frontier: the perfect subtrees of `size`, from stored nodes. */
+/* load_state's frontier: the perfect subtrees of `size`, from stored
+ * nodes; then the newest checkpoint and the newest kept one. */
+static kr_err load_tree(struct journal *j, MDB_txn *txn)
+{
     mrk_frontier_init(&j->frontier);
     struct jrn_tree_ctx tc = {j, txn};
     uint64_t start = 0;
+    kr_err err;
     for (int level = 63; level >= 0; level--) {
         if (!((j->size >> level) & 1))
             continue;
         uint8_t h[KR_HASH_LEN];
-        if ((err = jrn_tree_node(&tc, (unsigned)level, start >> level, h)))
-            goto out;
-        if ((err = mrk_frontier_append_subtree(&j->frontier, (unsigned)level, h, NULL, NULL)))
-            goto out;
+        if ((err = jrn_tree_node(&tc, (unsigned)level, start >> level, h)) ||
+            (err = mrk_frontier_append_subtree(&j->frontier, (unsigned)level, h, NULL, NULL)))
+            return err;
         start += 1ull << level;
     }
+    if (j->size == 0)
+        return KR_OK;
+    MDB_val k, v;
+    if ((err = meta_get(j, txn, JRN_META_CHECKPOINT, &v)))
+        return err;
+    if (v.mv_size > KR_NOTE_MAX)
+        return KR_ECORRUPT;
+    memcpy(j->note, v.mv_data, v.mv_size);
+    j->note[v.mv_size] = '\0';
+    j->note_len = v.mv_size;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, j->db_checkpoints, &cur);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == MDB_SUCCESS && k.mv_size == 8)
+        j->kept_size = kr_get_be64(k.mv_data);
+    mdb_cursor_close(cur);
+    j->kept_time = kr_clock_now(j->clock);
+    return KR_OK;
+}
 
-    /* The newest checkpoint and the newest kept one. */
-    if (j->size > 0) {
-        if ((err = meta_get(j, txn, JRN_META_CHECKPOINT, &v)))
-            goto out;
-        if (v.mv_size > KR_NOTE_MAX) {
-            err = KR_ECORRUPT;
-            goto out;
-        }
-        memcpy(j->note, v.mv_data, v.mv_size);
-        j->note[v.mv_size] = '\0';
-        j->note_len = v.mv_size;
-        if ((rc = mdb_cursor_open(txn, j->db_checkpoints, &cur))) {
-            err = kr_err_from_mdb(rc);
-            goto out;
-        }
-        if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == MDB_SUCCESS && k.mv_size == 8)
-            j->kept_size = jrn_get_u64(k.mv_data);
-        mdb_cursor_close(cur);
-        j->kept_time = kr_clock_now(j->clock);
-    }
+/* Loads identity, chain head, tree frontier and current key from disk. */
+static kr_err load_state(struct journal *j, struct jrn_start_fault *f)
+{
+    MDB_txn *txn;
+    kr_err err;
+    int rc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((err = load_identity(j, txn)) || (err = load_head(j, txn, f)) || (err = load_tree(j, txn)))
+        goto out;
 
-    MDB_val ek = {strlen(JRN_META_EPOCH), JRN_META_EPOCH};
+    MDB_val ek = {strlen(JRN_META_EPOCH), JRN_META_EPOCH}, v;
     j->epoch_needed = mdb_get(txn, j->db_meta, &ek, &v) == MDB_SUCCESS;
 
     if (!j->read_only && !j->no_appends) {
@@ -520,7 +472,7 @@ static void emit_node(void *ctx, unsigned level, uint64_t index, const uint8_t h
     if (b->err)
         return;
     uint8_t kb[8];
-    jrn_put_u64(kb, mrk_postorder(level, index));
+    kr_put_be64(kb, mrk_postorder(level, index));
     MDB_val k = {8, kb}, v = {KR_HASH_LEN, (void *)hash};
     int rc = mdb_cursor_put(b->c_tree, &k, &v, MDB_APPEND);
     if (rc)
@@ -543,7 +495,7 @@ kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_
 {
     uint8_t key[JRN_STREAM_KEY_MAX];
     size_t plen = jrn_stream_prefix(key, tenant, stream, len);
-    jrn_put_u64(key + plen, UINT64_MAX);
+    kr_put_be64(key + plen, UINT64_MAX);
     MDB_val k = {plen + 8, key}, v;
     int rc = last_before(c, &k, &v);
     *version = 0;
@@ -552,15 +504,15 @@ kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_
     if (rc)
         return kr_err_from_mdb(rc);
     if (k.mv_size == plen + 8 && memcmp(k.mv_data, key, plen) == 0)
-        *version = jrn_get_u64((const uint8_t *)k.mv_data + plen);
+        *version = kr_get_be64((const uint8_t *)k.mv_data + plen);
     return KR_OK;
 }
 
 kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq)
 {
     uint8_t key[16];
-    jrn_put_u64(key, tenant);
-    jrn_put_u64(key + 8, UINT64_MAX); /* no record has this seq */
+    kr_put_be64(key, tenant);
+    kr_put_be64(key + 8, UINT64_MAX); /* no record has this seq */
     MDB_val k = {16, key}, v;
     int rc = last_before(c, &k, &v);
     *tseq = 0;
@@ -570,9 +522,9 @@ kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq)
         return kr_err_from_mdb(rc);
     if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) != 0)
         return KR_OK; /* another tenant's entry: this one has none */
-    if (v.mv_size != 8 || jrn_get_u64(v.mv_data) == 0)
+    if (v.mv_size != 8 || kr_get_be64(v.mv_data) == 0)
         return KR_ECORRUPT;
-    *tseq = jrn_get_u64(v.mv_data);
+    *tseq = kr_get_be64(v.mv_data);
     return KR_OK;
 }
 
@@ -672,23 +624,23 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
         return KR_EINVAL;
 
     uint8_t sk[8];
-    jrn_put_u64(sk, r.seq);
+    kr_put_be64(sk, r.seq);
     MDB_val k = {8, sk}, v = {len, j->encode_buf};
     if ((rc = mdb_cursor_put(b->c_events, &k, &v, MDB_APPEND)))
         return kr_err_from_mdb(rc);
 
     uint8_t key[JRN_STREAM_KEY_MAX];
     size_t plen = jrn_stream_prefix(key, r.tenant, r.stream, r.stream_len);
-    jrn_put_u64(key + plen, r.version);
+    kr_put_be64(key + plen, r.version);
     k = (MDB_val){plen + 8, key};
     v = (MDB_val){8, sk};
     if ((rc = mdb_cursor_put(b->c_streams, &k, &v, MDB_NOOVERWRITE)))
         return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
 
     uint8_t tk[16], tv[8];
-    jrn_put_u64(tk, r.tenant);
-    jrn_put_u64(tk + 8, r.seq);
-    jrn_put_u64(tv, r.tseq);
+    kr_put_be64(tk, r.tenant);
+    kr_put_be64(tk + 8, r.seq);
+    kr_put_be64(tv, r.tseq);
     k = (MDB_val){16, tk};
     v = (MDB_val){r.format == JRN_FORMAT ? 8 : 0, tv};
     if ((rc = mdb_cursor_put(b->c_tenants, &k, &v, MDB_NOOVERWRITE)))
@@ -731,7 +683,7 @@ static kr_err write_checkpoint(struct batch_ctx *b)
     if (j->kept_size == 0 || j->size - j->kept_size >= KR_CHECKPOINT_EVERY_RECORDS ||
         now - j->kept_time >= KR_CHECKPOINT_EVERY_NS) {
         uint8_t kb[8];
-        jrn_put_u64(kb, j->size);
+        kr_put_be64(kb, j->size);
         MDB_val k = {8, kb}, v = {j->note_len, j->note};
         int rc = mdb_put(b->txn, j->db_checkpoints, &k, &v, 0);
         if (rc)
@@ -754,8 +706,8 @@ static kr_err write_checkpoint_file(struct journal *j, bool sync)
     kr_err err = KR_OK;
     if (j->note_len == 0)
         return KR_OK; /* nothing signed yet */
-    if ((err = path_join(path, sizeof path, j->dir, "checkpoint")) ||
-        (err = path_join(tmp, sizeof tmp, j->dir, "checkpoint.tmp")))
+    if ((err = kr_path_join(path, sizeof path, j->dir, "checkpoint")) ||
+        (err = kr_path_join(tmp, sizeof tmp, j->dir, "checkpoint.tmp")))
         goto out;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     bool ok = fd >= 0;
@@ -925,6 +877,125 @@ fail:
     return err;
 }
 
+/* writer_main's wait, with j->mu held (and held again on return): until the
+ * head of the queue is signed (false) or the journal closes with nothing
+ * queued (true). While idle with DIR/checkpoint behind the durable journal,
+ * writes it once KR_CHECKPOINT_FILE_NS has passed since the last write. */
+static bool writer_wait(struct journal *j)
+{
+    for (;;) {
+        if (j->head && atomic_load(&j->head->ready_))
+            return false;
+        if (!j->head && j->closing)
+            return true;
+        /* Announce the wait, then look again: a signer that flips ready_
+         * after our look sees the flag and signals under mu. */
+        atomic_store(&j->writer_waiting, 1);
+        if (j->head && atomic_load(&j->head->ready_)) {
+            atomic_store(&j->writer_waiting, 0);
+            return false;
+        }
+        if (!j->file_behind) {
+            pthread_cond_wait(&j->writer_cv, &j->mu);
+            atomic_store(&j->writer_waiting, 0);
+            continue;
+        }
+        uint64_t now = mono_ns(), due = j->file_time + KR_CHECKPOINT_FILE_NS;
+        if (now >= due) {
+            atomic_store(&j->writer_waiting, 0);
+            pthread_mutex_unlock(&j->mu);
+            writer_checkpoint_file(j);
+            pthread_mutex_lock(&j->mu);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts); /* writer_cv's clock */
+        uint64_t wait = due - now;
+        ts.tv_sec += (time_t)(wait / 1000000000ull);
+        ts.tv_nsec += (long)(wait % 1000000000ull);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&j->writer_cv, &j->mu, &ts);
+        atomic_store(&j->writer_waiting, 0);
+    }
+}
+
+/* writer_main's batch, with j->mu held and the head signed: the longest
+ * signed prefix of the queue within the batch limits, taken off the queue.
+ * Returns its first append; *count is how many. */
+static struct jrn_append *writer_take_batch(struct journal *j, size_t *count)
+{
+    struct jrn_append *first = j->head, *last = first;
+    size_t events = first->n, bytes = 0;
+    *count = 1;
+    for (size_t e = 0; e < first->n; e++)
+        bytes += first->events[e].payload_len;
+    while (last->next_ && atomic_load_explicit(&last->next_->ready_, memory_order_acquire)) {
+        struct jrn_append *n = last->next_;
+        size_t nb = 0;
+        for (size_t e = 0; e < n->n; e++)
+            nb += n->events[e].payload_len;
+        if (events + n->n > KR_BATCH_MAX_EVENTS || bytes + nb > KR_BATCH_MAX_BYTES)
+            break;
+        events += n->n;
+        bytes += nb;
+        (*count)++;
+        last = n;
+    }
+    j->head = last->next_;
+    if (!j->head)
+        j->tail = NULL;
+    last->next_ = NULL;
+    j->queued_events -= events;
+    if (j->space_waiters)
+        pthread_cond_broadcast(&j->space_cv);
+    return first;
+}
+
+/* writer_main after a batch: a failure that may leave the disk unlike the
+ * page cache stops writes for good; every append of the batch is told its
+ * outcome (err, else its own errs[i]); after a commit, DIR/checkpoint
+ * follows. failed: the journal had stopped before the batch. */
+static void writer_finish(struct journal *j, struct jrn_append *first, kr_err err,
+                          const kr_err *errs, kr_err failed)
+{
+    if (err != KR_OK && err != KR_EIO && err != KR_ECORRUPT && !failed) {
+        /* A failed commit may have left LMDB unusable (a failed meta page
+         * write, e.g. ENOSPC on a copy-on-write file system): it then
+         * answers everything with MDB_PANIC. Stop as after an I/O error. */
+        MDB_txn *probe;
+        int prc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &probe);
+        if (prc == MDB_PANIC)
+            err = KR_EIO;
+        else if (prc == 0)
+            mdb_txn_abort(probe);
+    }
+    if (err == KR_EIO || err == KR_ECORRUPT) {
+        /* After a failed fsync the page cache may not match the disk:
+         * stop taking writes rather than retry. */
+        pthread_mutex_lock(&j->mu);
+        if (!j->failed)
+            j->failed = KR_EIO;
+        pthread_cond_broadcast(&j->space_cv);
+        pthread_mutex_unlock(&j->mu);
+    }
+    size_t i = 0;
+    for (struct jrn_append *a = first, *next; a; a = next, i++) {
+        next = a->next_;
+        a->done(a, err ? err : errs[i]);
+    }
+    if (err == KR_OK) {
+        /* DIR/checkpoint follows the commit (never ahead of it): now if
+         * the interval is over or the last write failed, else when the
+         * writer goes idle or the interval ends (writer_wait). */
+        j->file_behind = true;
+        if (j->file_retry || mono_ns() - j->file_time >= KR_CHECKPOINT_FILE_NS)
+            writer_checkpoint_file(j);
+    }
+}
+
 static void *writer_main(void *arg)
 {
     struct journal *j = arg;
@@ -933,78 +1004,13 @@ static void *writer_main(void *arg)
     struct writer_snapshot *snap = malloc(sizeof *snap);
 
     for (;;) {
-        /* Wait for a signed head of the queue. */
         pthread_mutex_lock(&j->mu);
-        bool stop = false;
-        for (;;) {
-            if (j->head && atomic_load(&j->head->ready_))
-                break;
-            if (!j->head && j->closing) {
-                stop = true;
-                break;
-            }
-            /* Announce the wait, then look again: a signer that flips ready_
-             * after our look sees the flag and signals under mu. */
-            atomic_store(&j->writer_waiting, 1);
-            if (j->head && atomic_load(&j->head->ready_)) {
-                atomic_store(&j->writer_waiting, 0);
-                break;
-            }
-            if (!j->file_behind) {
-                pthread_cond_wait(&j->writer_cv, &j->mu);
-                atomic_store(&j->writer_waiting, 0);
-                continue;
-            }
-            /* Idle with DIR/checkpoint behind the durable journal: write it
-             * once KR_CHECKPOINT_FILE_NS has passed since the last write. */
-            uint64_t now = mono_ns(), due = j->file_time + KR_CHECKPOINT_FILE_NS;
-            if (now >= due) {
-                atomic_store(&j->writer_waiting, 0);
-                pthread_mutex_unlock(&j->mu);
-                writer_checkpoint_file(j);
-                pthread_mutex_lock(&j->mu);
-                continue;
-            }
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts); /* writer_cv's clock */
-            uint64_t wait = due - now;
-            ts.tv_sec += (time_t)(wait / 1000000000ull);
-            ts.tv_nsec += (long)(wait % 1000000000ull);
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&j->writer_cv, &j->mu, &ts);
-            atomic_store(&j->writer_waiting, 0);
-        }
-        if (stop) {
+        if (writer_wait(j)) {
             pthread_mutex_unlock(&j->mu);
             break;
         }
-        /* The batch: the longest signed prefix within the batch limits. */
-        struct jrn_append *first = j->head, *last = first;
-        size_t count = 1, events = first->n, bytes = 0;
-        for (size_t e = 0; e < first->n; e++)
-            bytes += first->events[e].payload_len;
-        while (last->next_ && atomic_load_explicit(&last->next_->ready_, memory_order_acquire)) {
-            struct jrn_append *n = last->next_;
-            size_t nb = 0;
-            for (size_t e = 0; e < n->n; e++)
-                nb += n->events[e].payload_len;
-            if (events + n->n > KR_BATCH_MAX_EVENTS || bytes + nb > KR_BATCH_MAX_BYTES)
-                break;
-            events += n->n;
-            bytes += nb;
-            count++;
-            last = n;
-        }
-        j->head = last->next_;
-        if (!j->head)
-            j->tail = NULL;
-        last->next_ = NULL;
-        j->queued_events -= events;
-        if (j->space_waiters)
-            pthread_cond_broadcast(&j->space_cv);
+        size_t count;
+        struct jrn_append *first = writer_take_batch(j, &count);
         kr_err failed = j->failed;
         pthread_mutex_unlock(&j->mu);
 
@@ -1017,39 +1023,7 @@ static void *writer_main(void *arg)
                 err = run_batch(j, first, errs, count, snap, &retry);
             while (retry);
         }
-        if (err != KR_OK && err != KR_EIO && err != KR_ECORRUPT && !failed) {
-            /* A failed commit may have left LMDB unusable (a failed meta page
-             * write, e.g. ENOSPC on a copy-on-write file system): it then
-             * answers everything with MDB_PANIC. Stop as after an I/O error. */
-            MDB_txn *probe;
-            int prc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &probe);
-            if (prc == MDB_PANIC)
-                err = KR_EIO;
-            else if (prc == 0)
-                mdb_txn_abort(probe);
-        }
-        if (err == KR_EIO || err == KR_ECORRUPT) {
-            /* After a failed fsync the page cache may not match the disk:
-             * stop taking writes rather than retry. */
-            pthread_mutex_lock(&j->mu);
-            if (!j->failed)
-                j->failed = KR_EIO;
-            pthread_cond_broadcast(&j->space_cv);
-            pthread_mutex_unlock(&j->mu);
-        }
-        size_t i = 0;
-        for (struct jrn_append *a = first, *next; a; a = next, i++) {
-            next = a->next_;
-            a->done(a, err ? err : errs[i]);
-        }
-        if (err == KR_OK) {
-            /* DIR/checkpoint follows the commit (never ahead of it): now if
-             * the interval is over or the last write failed, else when the
-             * writer goes idle or the interval ends (the wait above). */
-            j->file_behind = true;
-            if (j->file_retry || mono_ns() - j->file_time >= KR_CHECKPOINT_FILE_NS)
-                writer_checkpoint_file(j);
-        }
+        writer_finish(j, first, err, errs, failed);
     }
     free(errs);
     free(snap);
@@ -1490,7 +1464,8 @@ kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
     bool format1 = atomic_load(&jrn_testing_format1) != 0;
     j->meta_format = format1 ? JRN_META_FORMAT_1 : JRN_META_FORMAT_CURRENT;
     j->write_format = format1 ? JRN_FORMAT_1 : JRN_FORMAT;
-    uint8_t fmt[4] = {0, 0, 0, (uint8_t)j->meta_format};
+    uint8_t fmt[4];
+    kr_put_be32(fmt, j->meta_format);
     if ((err = meta_put(j, txn, JRN_META_FORMAT, fmt, 4)) ||
         (err = meta_put(j, txn, JRN_META_ID, j->journal_id, sizeof j->journal_id))) {
         mdb_txn_abort(txn);
@@ -1522,9 +1497,9 @@ out:
     journal_free(j);
     if (err == KR_OK) {
         char sub[KR_PATH_MAX];
-        if (path_join(sub, sizeof sub, tmp, "keys") == KR_OK)
+        if (kr_path_join(sub, sizeof sub, tmp, "keys") == KR_OK)
             fsync_path(sub);
-        if (path_join(sub, sizeof sub, tmp, "journal") == KR_OK)
+        if (kr_path_join(sub, sizeof sub, tmp, "journal") == KR_OK)
             fsync_path(sub);
         fsync_path(tmp);
         /* rename(2) replaces an empty directory, so DIR may pre-exist empty. */
@@ -1580,13 +1555,13 @@ static kr_err views_catch_up(struct journal *j, jrn_progress_fn progress, void *
             goto fail;
         }
         uint8_t kb[8];
-        jrn_put_u64(kb, done + 1);
+        kr_put_be64(kb, done + 1);
         MDB_val k = {8, kb}, v;
         uint64_t n = 0;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
         while (rc == MDB_SUCCESS && n < KR_REBUILD_TXN_RECORDS && done < j->size) {
             struct jrn_record r;
-            if (k.mv_size != 8 || jrn_get_u64(k.mv_data) != done + 1 ||
+            if (k.mv_size != 8 || kr_get_be64(k.mv_data) != done + 1 ||
                 jrn_record_decode(v.mv_data, v.mv_size, &r) || r.seq != done + 1) {
                 err = KR_ECORRUPT;
                 goto fail;
@@ -1667,18 +1642,18 @@ static kr_err migrate_tenant_counts(struct journal *j)
         if (started && rc == MDB_SUCCESS)
             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
         for (uint64_t n = 0; rc == MDB_SUCCESS && n < KR_MIGRATE_TXN_ENTRIES; n++) {
-            if (k.mv_size != 16 || jrn_get_u64((const uint8_t *)k.mv_data + 8) == 0) {
+            if (k.mv_size != 16 || kr_get_be64((const uint8_t *)k.mv_data + 8) == 0) {
                 err = KR_ECORRUPT;
                 break;
             }
-            uint64_t t = jrn_get_u64(k.mv_data);
+            uint64_t t = kr_get_be64(k.mv_data);
             count = started && t == tenant ? count + 1 : 1;
             tenant = t;
             started = true;
             memcpy(resume, k.mv_data, 16);
-            if (v.mv_size != 8 || jrn_get_u64(v.mv_data) != count) {
+            if (v.mv_size != 8 || kr_get_be64(v.mv_data) != count) {
                 uint8_t tv[8];
-                jrn_put_u64(tv, count);
+                kr_put_be64(tv, count);
                 MDB_val nv = {8, tv};
                 /* The key from a copy: k points into the page the put changes. */
                 MDB_val kc = {16, resume};
@@ -1691,7 +1666,8 @@ static kr_err migrate_tenant_counts(struct journal *j)
         if (err == KR_OK && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
             err = kr_err_from_mdb(rc);
         if (err == KR_OK && rc == MDB_NOTFOUND) {
-            uint8_t fmt[4] = {0, 0, 0, (uint8_t)JRN_META_FORMAT_CURRENT};
+            uint8_t fmt[4];
+            kr_put_be32(fmt, JRN_META_FORMAT_CURRENT);
             err = meta_put(j, txn, JRN_META_FORMAT, fmt, 4);
             done = true;
         }
@@ -1829,11 +1805,11 @@ static kr_err start_check(struct journal *j, struct jrn_start_fault *f)
         have_prev = true;
     }
     uint8_t kb[8];
-    jrn_put_u64(kb, from + 1);
+    kr_put_be64(kb, from + 1);
     MDB_val k = {8, kb}, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
     for (uint64_t seq = from + 1; seq <= j->size; seq++) {
-        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 8 || jrn_get_u64(k.mv_data) != seq))) {
+        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 8 || kr_get_be64(k.mv_data) != seq))) {
             err = start_refuse(f, seq, "record is missing");
             break;
         }
@@ -1866,7 +1842,7 @@ kr_err jrn_open(const struct jrn_options *o, struct journal **out)
         return KR_ECRYPTO;
     char path[KR_PATH_MAX];
     struct stat st;
-    if ((err = path_join(path, sizeof path, o->dir, "journal/data.mdb")))
+    if ((err = kr_path_join(path, sizeof path, o->dir, "journal/data.mdb")))
         return err;
     if (stat(path, &st) != 0)
         return KR_ENOTFOUND; /* and create nothing: `init` must still work */
@@ -1974,7 +1950,7 @@ uint64_t jrn_size(struct journal *j)
         return n;
     if (mdb_cursor_open(txn, j->db_events, &c) == 0) {
         if (mdb_cursor_get(c, &k, &v, MDB_LAST) == 0 && k.mv_size == 8)
-            n = jrn_get_u64(k.mv_data);
+            n = kr_get_be64(k.mv_data);
         mdb_cursor_close(c);
     }
     mdb_txn_abort(txn);
@@ -1997,8 +1973,8 @@ kr_err jrn_tenant_next_tseq(struct journal *j, uint64_t tenant, uint64_t *next)
     if (err == KR_ECORRUPT) {
         /* An unmigrated journal (read-only open): count the entries. */
         uint8_t key[16];
-        jrn_put_u64(key, tenant);
-        jrn_put_u64(key + 8, 0);
+        kr_put_be64(key, tenant);
+        kr_put_be64(key + 8, 0);
         MDB_val k = {16, key}, v;
         last = 0;
         err = KR_OK;
@@ -2106,7 +2082,7 @@ static kr_err key_history(struct journal *j, MDB_txn *txn, struct kr_note_key *n
     *epochs = 1;
     *max_id = 0;
     for (uint64_t version = 1;; version++) {
-        jrn_put_u64(ik + plen, version);
+        kr_put_be64(ik + plen, version);
         MDB_val k = {plen + 8, ik}, v;
         int rc = mdb_get(txn, j->db_streams, &k, &v);
         if (rc == MDB_NOTFOUND)
@@ -2281,7 +2257,7 @@ static kr_err truncate_txn(struct journal *j, MDB_txn *txn, uint64_t size, uint6
     if (rc)
         return kr_err_from_mdb(rc);
     for (;;) {
-        jrn_put_u64(kb, size + 1);
+        kr_put_be64(kb, size + 1);
         MDB_val k = {8, kb}, v;
         rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
         if (rc == MDB_NOTFOUND)
@@ -2292,15 +2268,15 @@ static kr_err truncate_txn(struct journal *j, MDB_txn *txn, uint64_t size, uint6
             break;
         }
         if (k.mv_size != 8 || jrn_record_decode(v.mv_data, v.mv_size, &r) ||
-            r.seq != jrn_get_u64(k.mv_data)) {
+            r.seq != kr_get_be64(k.mv_data)) {
             err = KR_ECORRUPT;
             break;
         }
         uint8_t sk[JRN_STREAM_KEY_MAX], tk[16];
         size_t plen = jrn_stream_prefix(sk, r.tenant, r.stream, r.stream_len);
-        jrn_put_u64(sk + plen, r.version);
-        jrn_put_u64(tk, r.tenant);
-        jrn_put_u64(tk + 8, r.seq);
+        kr_put_be64(sk + plen, r.version);
+        kr_put_be64(tk, r.tenant);
+        kr_put_be64(tk + 8, r.seq);
         MDB_val ks = {plen + 8, sk}, kt = {16, tk};
         if (((rc = mdb_del(txn, j->db_streams, &ks, NULL)) && rc != MDB_NOTFOUND) ||
             ((rc = mdb_del(txn, j->db_tenants, &kt, NULL)) && rc != MDB_NOTFOUND) ||
@@ -2315,28 +2291,28 @@ static kr_err truncate_txn(struct journal *j, MDB_txn *txn, uint64_t size, uint6
     /* Tree nodes: those of the tree of `size` leaves are the first
      * 2 size - popcount(size) in post-order; the rest belong to larger trees. */
     uint8_t tk[8];
-    jrn_put_u64(tk, 2 * size - (uint64_t)__builtin_popcountll(size));
+    kr_put_be64(tk, 2 * size - (uint64_t)__builtin_popcountll(size));
     if ((rc = mdb_cursor_open(txn, j->db_tree, &c)))
         return kr_err_from_mdb(rc);
     err = delete_from(c, tk, 8);
     mdb_cursor_close(c);
     if (err)
         return err;
-    jrn_put_u64(kb, size + 1);
+    kr_put_be64(kb, size + 1);
     if ((rc = mdb_cursor_open(txn, j->db_checkpoints, &c)))
         return kr_err_from_mdb(rc);
     err = delete_from(c, kb, 8);
     mdb_cursor_close(c);
     if (err)
         return err;
-    jrn_put_u64(kb, size);
+    kr_put_be64(kb, size);
     MDB_val k = {8, kb}, v = {note_len, (void *)note};
     if ((rc = mdb_put(txn, j->db_checkpoints, &k, &v, 0)))
         return kr_err_from_mdb(rc);
     if ((err = meta_put(j, txn, JRN_META_CHECKPOINT, note, note_len)))
         return err;
     if (size < old) {
-        jrn_put_u64(kb, size);
+        kr_put_be64(kb, size);
         if ((err = meta_put(j, txn, JRN_META_EPOCH, kb, 8)))
             return err;
     }
@@ -2373,7 +2349,7 @@ kr_err jrn_truncate(const char *dir, uint64_t size)
         return KR_ECRYPTO;
     char path[KR_PATH_MAX];
     struct stat st;
-    if ((err = path_join(path, sizeof path, dir, "journal/data.mdb")))
+    if ((err = kr_path_join(path, sizeof path, dir, "journal/data.mdb")))
         return err;
     if (stat(path, &st) != 0)
         return KR_ENOTFOUND;

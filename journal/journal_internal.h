@@ -5,6 +5,8 @@
 #ifndef KR_JOURNAL_INTERNAL_H
 #define KR_JOURNAL_INTERNAL_H
 
+#include "endian_be.h"
+#include "envreg.h"
 #include "journal.h"
 #include "merkle.h"
 #include "note.h"
@@ -121,28 +123,10 @@ struct journal {
 
     _Atomic uint64_t committed; /* size after the newest commit */
 
-    /* In the process-wide list of open journals (journal.c). */
-    dev_t env_dev;
-    ino_t env_ino;
-    bool registered;
-    struct journal *open_next;
+    struct kr_env_reg reg; /* DIR/journal in the process's open environments */
     pthread_mutex_t stats_mu;
     struct jrn_stats stats;
 };
-
-/* u64 big-endian helpers for LMDB keys. */
-static inline void jrn_put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-static inline uint64_t jrn_get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 /* Builds the stream-index key prefix (tenant, len, stream) into key and
  * returns its length; the caller appends a version. */

@@ -5,6 +5,8 @@
  */
 #include "keys.h"
 
+#include "path.h"
+
 #include "b64.h"
 
 #include "kr_limits.h"
@@ -145,8 +147,8 @@ kr_err kr_key_save(const char *dir, const struct kr_signing_key *k)
     char b64[KR_PUBKEY_B64_LEN];
     kr_err err;
 
-    if (snprintf(path, sizeof path, "%s/keys", dir) >= (int)sizeof path)
-        return KR_ETOOLARGE;
+    if ((err = kr_path_join(path, sizeof path, dir, "keys")))
+        return err;
     if (mkdir(path, 0700) != 0 && errno != EEXIST)
         return kr_err_from_errno(errno);
 
@@ -169,8 +171,8 @@ kr_err kr_key_save(const char *dir, const struct kr_signing_key *k)
         return err;
     /* The new names must survive a power loss too: a record naming this key
      * may commit right after we return. */
-    if (snprintf(path, sizeof path, "%s/keys", dir) >= (int)sizeof path)
-        return KR_ETOOLARGE;
+    if ((err = kr_path_join(path, sizeof path, dir, "keys")))
+        return err;
     int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return kr_err_from_errno(errno);

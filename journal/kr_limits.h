@@ -269,7 +269,7 @@
  * chunk is a perfect Merkle subtree and workers can run independently. */
 #define KR_VERIFY_CHUNK_LOG2 14
 
-/* ---- Keystore (journal/keystore.h) ---- */
+/* ---- Keystore (projections/keystore.h) ---- */
 
 /* Unwrapped tenant data keys cached in memory (locked, guarded pages; 48 bytes
  * each, so 192 KiB, well within Debian's default 8 MiB RLIMIT_MEMLOCK). Enough

@@ -4,6 +4,8 @@
  */
 #include "mp.h"
 
+#include "endian_be.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -19,13 +21,20 @@ size_t kr_mp_remaining(const struct kr_mp_reader *r)
     return (size_t)(r->end - r->p);
 }
 
-/* Big-endian unsigned integer of n bytes at p. */
+/* Big-endian unsigned integer of n (1, 2, 4 or 8) bytes at p. */
 static uint64_t be(const uint8_t *p, unsigned n)
 {
-    uint64_t v = 0;
-    for (unsigned i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
+    switch (n) {
+    case 1:
+        return p[0];
+    case 2:
+        return kr_get_be16(p);
+    case 4:
+        return kr_get_be32(p);
+    default:
+        KR_ASSERT(n == 8);
+        return kr_get_be64(p);
+    }
 }
 
 /* Reads a header whose tag byte is at r->p: fixed part `fix_mask/fix_tag`

@@ -7,6 +7,7 @@
  */
 #include "record.h"
 
+#include "endian_be.h"
 #include "mp.h"
 
 #include <limits.h>
@@ -41,22 +42,16 @@ kr_err jrn_record_check_fields(const struct jrn_record *r)
     return KR_OK;
 }
 
-static uint8_t *put_be(uint8_t *p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
-    return p + n;
-}
-
 void jrn_record_sign_input(const struct jrn_record *r, uint8_t out[JRN_SIGN_INPUT_MAX], size_t *len)
 {
     uint8_t *p = out;
     memcpy(p, JRN_SIGN_DOMAIN, sizeof(JRN_SIGN_DOMAIN) - 1);
     p += sizeof(JRN_SIGN_DOMAIN) - 1;
-    p = put_be(p, r->tenant, 8);
-    p = put_be(p, r->version, 8);
-    p = put_be(p, r->time_ns, 8);
-    p = put_be(p, r->key_id, 4);
+    kr_put_be64(p, r->tenant);
+    kr_put_be64(p + 8, r->version);
+    kr_put_be64(p + 16, r->time_ns);
+    kr_put_be32(p + 24, r->key_id);
+    p += 28;
     *p++ = (uint8_t)r->stream_len;
     memcpy(p, r->stream, r->stream_len);
     p += r->stream_len;

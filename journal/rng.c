@@ -4,6 +4,7 @@
  */
 #include "rng.h"
 
+#include "endian_be.h"
 #include "kr_error.h"
 #include "kr_limits.h"
 
@@ -38,10 +39,7 @@ uint64_t kr_rng_u64(const struct kr_rng *r)
 {
     uint8_t b[8];
     kr_rng_fill(r, b, sizeof b);
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | b[i];
-    return v;
+    return kr_get_le64(b);
 }
 
 uint64_t kr_rng_below(const struct kr_rng *r, uint64_t n)
@@ -100,8 +98,7 @@ void kr_rng_det_init(struct kr_rng_det *d, uint64_t seed, struct kr_rng *out)
     pthread_once(&sodium_once, sodium_start);
     uint8_t msg[sizeof DET_CONTEXT - 1 + 8];
     memcpy(msg, DET_CONTEXT, sizeof DET_CONTEXT - 1);
-    for (size_t i = 0; i < 8; i++)
-        msg[sizeof DET_CONTEXT - 1 + i] = (uint8_t)(seed >> (8 * i));
+    kr_put_le64(msg + sizeof DET_CONTEXT - 1, seed);
     memset(d, 0, sizeof *d);
     pthread_mutex_init(&d->mu, NULL);
     crypto_generichash(d->key, sizeof d->key, msg, sizeof msg, NULL, 0);

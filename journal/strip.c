@@ -48,7 +48,7 @@ static kr_err strip_one(struct journal *j, MDB_txn *txn, uint64_t seq, const MDB
     memcpy(buf + 1, r.header, r.header_len);
     buf[1 + r.header_len] = 0xc0;
     uint8_t kb[8];
-    jrn_put_u64(kb, seq);
+    kr_put_be64(kb, seq);
     MDB_val k = {8, kb}, nv = {r.header_len + 2, buf};
     int rc = mdb_put(txn, j->db_events, &k, &nv, 0);
     if (rc)
@@ -76,10 +76,10 @@ static kr_err strip_txn(struct journal *j, const struct jrn_strip_spec *s, uint6
     uint8_t key[16];
     size_t klen = s->any_tenant ? 8 : 16;
     if (s->any_tenant) {
-        jrn_put_u64(key, pos);
+        kr_put_be64(key, pos);
     } else {
-        jrn_put_u64(key, s->tenant);
-        jrn_put_u64(key + 8, pos);
+        kr_put_be64(key, s->tenant);
+        kr_put_be64(key + 8, pos);
     }
     MDB_val k = {klen, key}, v;
     *finished = false;
@@ -87,7 +87,7 @@ static kr_err strip_txn(struct journal *j, const struct jrn_strip_spec *s, uint6
     while (rc == MDB_SUCCESS && n < KR_STRIP_TXN_RECORDS) {
         if (k.mv_size != klen || (!s->any_tenant && memcmp(k.mv_data, key, 8) != 0))
             break; /* past the tenant's entries */
-        uint64_t seq = jrn_get_u64((const uint8_t *)k.mv_data + klen - 8);
+        uint64_t seq = kr_get_be64((const uint8_t *)k.mv_data + klen - 8);
         if (seq == 0) {
             err = KR_ECORRUPT;
             break;
@@ -99,7 +99,7 @@ static kr_err strip_txn(struct journal *j, const struct jrn_strip_spec *s, uint6
             err = strip_one(j, txn, seq, &v, s, buf, &done);
         } else {
             uint8_t sk[8];
-            jrn_put_u64(sk, seq);
+            kr_put_be64(sk, seq);
             MDB_val ek = {8, sk}, ev;
             rc = mdb_get(txn, j->db_events, &ek, &ev);
             err = rc == MDB_NOTFOUND ? KR_ECORRUPT
@@ -113,9 +113,9 @@ static kr_err strip_txn(struct journal *j, const struct jrn_strip_spec *s, uint6
         pos = seq + 1;
         /* The put may have moved the cursor's page: find the next key anew. */
         if (s->any_tenant)
-            jrn_put_u64(key, pos);
+            kr_put_be64(key, pos);
         else
-            jrn_put_u64(key + 8, pos);
+            kr_put_be64(key + 8, pos);
         k = (MDB_val){klen, key};
         rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     }

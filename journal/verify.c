@@ -20,6 +20,7 @@
 
 #include "journal_internal.h"
 #include "mp.h"
+#include "path.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -271,7 +272,7 @@ static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
     uint8_t ik[JRN_STREAM_KEY_MAX];
     size_t plen = jrn_stream_prefix(ik, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM));
     for (uint64_t version = 1;; version++) {
-        jrn_put_u64(ik + plen, version);
+        kr_put_be64(ik + plen, version);
         MDB_val k = {plen + 8, ik}, val;
         int rc = mdb_get(txn, v->j->db_streams, &k, &val);
         if (rc == MDB_NOTFOUND)
@@ -281,9 +282,9 @@ static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
         /* A damaged entry ends the history; the pass then finds the key
          * record it should have named (the index check, or "missing from the
          * key history"). */
-        if (val.mv_size != 8 || jrn_get_u64(val.mv_data) == 0 || jrn_get_u64(val.mv_data) > v->n)
+        if (val.mv_size != 8 || kr_get_be64(val.mv_data) == 0 || kr_get_be64(val.mv_data) > v->n)
             break;
-        uint64_t seq = jrn_get_u64(val.mv_data);
+        uint64_t seq = kr_get_be64(val.mv_data);
         struct jrn_record r;
         k = (MDB_val){8, val.mv_data};
         rc = mdb_get(txn, v->j->db_events, &k, &val);
@@ -380,14 +381,14 @@ static void emit_check(void *ctx, unsigned level, uint64_t index, const uint8_t 
     int rc;
     if (!w->tree_started) {
         uint8_t kb[8];
-        jrn_put_u64(kb, want);
+        kr_put_be64(kb, want);
         k = (MDB_val){8, kb};
         rc = mdb_cursor_get(w->c_tree, &k, &val, MDB_SET_KEY);
         w->tree_started = true;
     } else {
         rc = mdb_cursor_get(w->c_tree, &k, &val, MDB_NEXT);
     }
-    if (rc || k.mv_size != 8 || jrn_get_u64(k.mv_data) != want) {
+    if (rc || k.mv_size != 8 || kr_get_be64(k.mv_data) != want) {
         set_fault(&w->res->fault, w->tree_seq, KR_ECORRUPT,
                   "stored Merkle tree lacks node (level %u, index %llu)", level,
                   (unsigned long long)abs_index);
@@ -402,6 +403,72 @@ static void emit_check(void *ctx, unsigned level, uint64_t index, const uint8_t 
                       "stored Merkle node (level %u, index %llu) differs", level,
                       (unsigned long long)abs_index);
     }
+}
+
+/* check_record's signature step: r was signed by a key of the history valid
+ * at seq, and the signature verifies. False, with the fault set, if not. */
+static bool check_signature(struct worker *w, uint64_t seq, const struct jrn_record *r)
+{
+    struct chunk_result *res = w->res;
+    const struct vkey *k = key_for(w->v, r->key_id);
+    if (!k) {
+        set_fault(&res->fault, seq, KR_EBADSIG, "signed by unknown key %u", r->key_id);
+        return false;
+    }
+    if (seq < k->from_seq || seq >= k->to_seq) {
+        set_fault(&res->fault, seq, KR_EBADSIG, "signed by key %u, %s at this seq", r->key_id,
+                  seq < k->from_seq ? "not yet valid" : "retired");
+        return false;
+    }
+    uint8_t msg[JRN_SIGN_INPUT_MAX];
+    size_t mlen;
+    jrn_record_sign_input(r, msg, &mlen);
+    if (crypto_sign_verify_detached(r->sig, msg, mlen, k->pk) != 0) {
+        set_fault(&res->fault, seq, KR_EBADSIG, "signature does not verify");
+        return false;
+    }
+    return true;
+}
+
+/* check_record's index step: the stream index names r at its version, and
+ * the tenant index lists it with its tseq (*index_tseq; 0 for a format-1
+ * journal's empty entry). False, with the fault set, if not. */
+static bool check_indexes(struct worker *w, uint64_t seq, const struct jrn_record *r,
+                          uint64_t *index_tseq)
+{
+    struct chunk_result *res = w->res;
+    uint8_t key[JRN_STREAM_KEY_MAX];
+    size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
+    kr_put_be64(key + plen, r->version);
+    MDB_val ik = {plen + 8, key}, iv;
+    if (mdb_cursor_get(w->c_streams, &ik, &iv, MDB_SET_KEY) != 0 || iv.mv_size != 8 ||
+        kr_get_be64(iv.mv_data) != seq) {
+        set_fault(&res->fault, seq, KR_ECORRUPT,
+                  "stream index does not name this record at its version");
+        return false;
+    }
+    uint8_t tk[16];
+    kr_put_be64(tk, r->tenant);
+    kr_put_be64(tk + 8, seq);
+    MDB_val tkv = {16, tk}, tv;
+    if (mdb_cursor_get(w->c_tenants, &tkv, &tv, MDB_SET_KEY) != 0) {
+        set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index does not list this record");
+        return false;
+    }
+    /* An empty value is a format-1 journal's (or one being migrated). */
+    bool empty_ok = w->v->meta_format == JRN_META_FORMAT_1 && r->format == JRN_FORMAT_1;
+    if (tv.mv_size != 8 && !(tv.mv_size == 0 && empty_ok)) {
+        set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index holds no tseq for this record");
+        return false;
+    }
+    *index_tseq = tv.mv_size == 8 ? kr_get_be64(tv.mv_data) : 0;
+    if (tv.mv_size == 8 && (*index_tseq == 0 || (r->tseq && *index_tseq != r->tseq))) {
+        set_fault(&res->fault, seq, KR_ECORRUPT,
+                  "tenant index holds tseq %llu for this record of tseq %llu",
+                  (unsigned long long)*index_tseq, (unsigned long long)r->tseq);
+        return false;
+    }
+    return true;
 }
 
 static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, struct jrn_record *r,
@@ -445,58 +512,8 @@ static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, str
             return;
         }
     }
-    if (!v->o->fast) {
-        const struct vkey *k = key_for(v, r->key_id);
-        if (!k) {
-            set_fault(&res->fault, seq, KR_EBADSIG, "signed by unknown key %u", r->key_id);
-            return;
-        }
-        if (seq < k->from_seq || seq >= k->to_seq) {
-            set_fault(&res->fault, seq, KR_EBADSIG, "signed by key %u, %s at this seq", r->key_id,
-                      seq < k->from_seq ? "not yet valid" : "retired");
-            return;
-        }
-        uint8_t msg[JRN_SIGN_INPUT_MAX];
-        size_t mlen;
-        jrn_record_sign_input(r, msg, &mlen);
-        if (crypto_sign_verify_detached(r->sig, msg, mlen, k->pk) != 0) {
-            set_fault(&res->fault, seq, KR_EBADSIG, "signature does not verify");
-            return;
-        }
-        /* The stream index must name this record at its version. */
-        uint8_t key[JRN_STREAM_KEY_MAX];
-        size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
-        jrn_put_u64(key + plen, r->version);
-        MDB_val ik = {plen + 8, key}, iv;
-        if (mdb_cursor_get(w->c_streams, &ik, &iv, MDB_SET_KEY) != 0 || iv.mv_size != 8 ||
-            jrn_get_u64(iv.mv_data) != seq) {
-            set_fault(&res->fault, seq, KR_ECORRUPT,
-                      "stream index does not name this record at its version");
-            return;
-        }
-        /* And the tenant index must list it, with its tseq. */
-        uint8_t tk[16];
-        jrn_put_u64(tk, r->tenant);
-        jrn_put_u64(tk + 8, seq);
-        MDB_val tkv = {16, tk}, tv;
-        if (mdb_cursor_get(w->c_tenants, &tkv, &tv, MDB_SET_KEY) != 0) {
-            set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index does not list this record");
-            return;
-        }
-        /* An empty value is a format-1 journal's (or one being migrated). */
-        bool empty_ok = v->meta_format == JRN_META_FORMAT_1 && r->format == JRN_FORMAT_1;
-        if (tv.mv_size != 8 && !(tv.mv_size == 0 && empty_ok)) {
-            set_fault(&res->fault, seq, KR_ECORRUPT, "tenant index holds no tseq for this record");
-            return;
-        }
-        index_tseq = tv.mv_size == 8 ? jrn_get_u64(tv.mv_data) : 0;
-        if (tv.mv_size == 8 && (index_tseq == 0 || (r->tseq && index_tseq != r->tseq))) {
-            set_fault(&res->fault, seq, KR_ECORRUPT,
-                      "tenant index holds tseq %llu for this record of tseq %llu",
-                      (unsigned long long)index_tseq, (unsigned long long)r->tseq);
-            return;
-        }
-    }
+    if (!v->o->fast && (!check_signature(w, seq, r) || !check_indexes(w, seq, r, &index_tseq)))
+        return;
     if (is_system(r)) {
         res->system++;
         bool known = false;
@@ -549,13 +566,13 @@ static void run_chunk(struct worker *w, uint64_t c)
     uint8_t prev_leaf[KR_HASH_LEN] = {0};
     uint64_t prev_time = 0;
     uint8_t kb[8];
-    jrn_put_u64(kb, first);
+    kr_put_be64(kb, first);
     MDB_val k = {8, kb}, val;
     int rc = mdb_cursor_get(w->c_events, &k, &val, MDB_SET_RANGE);
     for (uint64_t seq = first; seq <= last; seq++) {
         if (seq > atomic_load_explicit(&v->first_bad, memory_order_relaxed))
             return; /* a lower fault is already known */
-        if (rc != MDB_SUCCESS || k.mv_size != 8 || jrn_get_u64(k.mv_data) != seq) {
+        if (rc != MDB_SUCCESS || k.mv_size != 8 || kr_get_be64(k.mv_data) != seq) {
             set_fault(&res->fault, seq, KR_ECORRUPT, "record is missing");
             break;
         }
@@ -717,7 +734,7 @@ static void check_checkpoints(struct vctx *v, MDB_txn *txn, struct fault *f,
     int rc = mdb_cursor_get(c, &k, &val, MDB_FIRST);
     while (rc == MDB_SUCCESS) {
         char where[64];
-        uint64_t key_size = k.mv_size == 8 ? jrn_get_u64(k.mv_data) : 0;
+        uint64_t key_size = k.mv_size == 8 ? kr_get_be64(k.mv_data) : 0;
         snprintf(where, sizeof where, "checkpoint %llu", (unsigned long long)key_size);
         if (check_note(v, txn, val.mv_data, val.mv_size, key_size, &size, f, where))
             break;
@@ -752,8 +769,9 @@ static void check_checkpoints(struct vctx *v, MDB_txn *txn, struct fault *f,
  * records than the snapshot holds, even while the writer runs. */
 static void read_cp_file(const char *dir, struct cp_file *cf)
 {
-    char path[KR_PATH_MAX + 16];
-    snprintf(path, sizeof path, "%s/checkpoint", dir);
+    char path[KR_PATH_MAX];
+    if ((cf->err = kr_path_join(path, sizeof path, dir, "checkpoint")))
+        return;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         cf->err = errno == ENOENT ? KR_ENOTFOUND : KR_EIO;
@@ -782,6 +800,223 @@ kr_err jrn_verify(const char *dir, const struct jrn_verify_options *opts,
     return err;
 }
 
+/* jrn_verify_journal, step 1: how many records to check, from the snapshot
+ * txn: v->n, from the last key but never beyond the entries there are (a
+ * forged huge seq must not size the pass; with E entries a gap, if any, is
+ * at or below E + 1, so checking up to there finds it), into out->records;
+ * and the meta format. A finding goes into f; *entries is the events
+ * database's entry count. */
+static kr_err verify_size(struct vctx *v, MDB_txn *txn, struct fault *f, uint64_t *entries,
+                          struct jrn_verify_report *out)
+{
+    MDB_cursor *c;
+    MDB_val k, val;
+    kr_err err;
+    if ((err = kr_err_from_mdb(mdb_cursor_open(txn, v->j->db_events, &c))))
+        return err;
+    int rc = mdb_cursor_get(c, &k, &val, MDB_LAST);
+    mdb_cursor_close(c);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        return kr_err_from_mdb(rc); /* k is not set */
+    if (rc == MDB_NOTFOUND || k.mv_size != 8) {
+        set_fault(f, 1, KR_ECORRUPT, "journal has no records");
+        return KR_OK;
+    }
+    v->n = kr_get_be64(k.mv_data);
+    MDB_stat est;
+    if ((err = kr_err_from_mdb(mdb_stat(txn, v->j->db_events, &est))))
+        return err;
+    *entries = est.ms_entries;
+    if (v->n > est.ms_entries)
+        v->n = est.ms_entries + 1;
+    if (v->n >= JRN_SIZE_MAX) {
+        set_fault(f, 1, KR_ECORRUPT, "journal claims %llu records", (unsigned long long)v->n);
+        return KR_OK;
+    }
+    out->records = v->n;
+    MDB_val fk = {strlen(JRN_META_FORMAT), JRN_META_FORMAT}, fv;
+    if (mdb_get(txn, v->j->db_meta, &fk, &fv) == 0 && fv.mv_size == 4)
+        v->meta_format = kr_get_be32(fv.mv_data);
+    if (v->meta_format != JRN_META_FORMAT_1 && v->meta_format != JRN_META_FORMAT_CURRENT)
+        set_fault(f, 1, KR_EVERSION, "meta format is not 1 or 2");
+    return KR_OK;
+}
+
+/* Step 2: every chunk checked (v->chunks), on v->o->threads threads (0: one
+ * per CPU; never more than there are chunks), the calling thread one of
+ * them and the one that reports progress. */
+static kr_err verify_chunks(struct vctx *v)
+{
+    const struct jrn_verify_options *o = v->o;
+    v->nchunks = (v->n + CHUNK - 1) / CHUNK;
+    v->chunks = calloc(v->nchunks, sizeof *v->chunks);
+    unsigned nthreads = o->threads;
+    if (nthreads == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = cpus > 0 ? (unsigned)cpus : 1;
+    }
+    if (nthreads > VERIFY_THREADS_MAX)
+        nthreads = VERIFY_THREADS_MAX;
+    if ((uint64_t)nthreads > v->nchunks)
+        nthreads = (unsigned)v->nchunks;
+    struct worker *ws = calloc(nthreads, sizeof *ws);
+    pthread_t *tids = calloc(nthreads, sizeof *tids);
+    kr_err err = KR_OK;
+    if (!v->chunks || !ws || !tids) {
+        err = KR_ENOMEM;
+        goto out;
+    }
+    unsigned started = 0;
+    for (unsigned t = 0; t < nthreads; t++)
+        if ((err = worker_open(&ws[t], v)))
+            break;
+    for (unsigned t = 1; err == KR_OK && t < nthreads; t++, started++)
+        if (pthread_create(&tids[t], NULL, worker_main, &ws[t]) != 0)
+            break;
+    if (err == KR_OK) {
+        /* The calling thread works too, and reports progress between chunks. */
+        for (;;) {
+            uint64_t ch = atomic_fetch_add(&v->next_chunk, 1);
+            if (ch >= v->nchunks)
+                break;
+            run_chunk(&ws[0], ch);
+            uint64_t done = atomic_fetch_add(&v->done_chunks, 1) + 1;
+            /* The last chunk may end on another thread: the total is
+             * reported once, after the join. */
+            if (o->progress && done < v->nchunks)
+                o->progress(o->progress_ctx, done * CHUNK, v->n);
+        }
+    }
+    for (unsigned t = 1; t <= started; t++)
+        pthread_join(tids[t], NULL);
+    for (unsigned t = 0; t < nthreads; t++)
+        worker_close(&ws[t]);
+    if (err == KR_OK && o->progress)
+        o->progress(o->progress_ctx, v->n, v->n);
+out:
+    free(ws);
+    free(tids);
+    return err;
+}
+
+/* Step 3, chunk ch of the merge: each tenant's record numbers continue its
+ * count from the chunks before (counts). A wrong one may sit below the fault
+ * the chunk found; at the same seq, the chunk's own finding (about the
+ * record's bytes) is named. The finding goes into tf. */
+static kr_err merge_tseqs(const struct chunk_result *r, struct tseq_table *counts, bool *seen_f2,
+                          struct fault *tf)
+{
+    if (*seen_f2 && r->first_f1)
+        set_fault(tf, r->first_f1, KR_ECORRUPT, "format-1 record after a format-2 record");
+    *seen_f2 |= r->first_f2 != 0;
+    for (size_t i = 0; i < r->tseqs.cap; i++) {
+        if (!r->tseqs.used[i])
+            continue;
+        const struct tseq_run *run = &r->tseqs.runs[i];
+        struct tseq_run *all = tseq_get(counts, run->tenant);
+        if (!all)
+            return KR_ENOMEM;
+        if (run->base_seq && run->base != all->n)
+            set_fault(tf, run->base_seq, KR_ECORRUPT,
+                      "tseq of tenant %llu is %llu, its records make it %llu",
+                      (unsigned long long)run->tenant, (unsigned long long)run->base + 1,
+                      (unsigned long long)all->n + 1);
+        all->n += run->n;
+    }
+    return KR_OK;
+}
+
+/* Step 3: the chunks' findings in seq order: the links between chunks, each
+ * tenant's record numbers (counts), and the tree above chunk level (top).
+ * Stops at the first fault, into f; *system counts the system records. */
+static kr_err merge_chunks(struct vctx *v, MDB_txn *txn, struct fault *f, struct tseq_table *counts,
+                           struct mrk_frontier *top, struct jrn_verify_report *out,
+                           uint64_t *system)
+{
+    struct upper_ctx u = {txn, v->j, f};
+    bool seen_f2 = false;
+    kr_err err;
+    for (uint64_t ch = 0; ch < v->nchunks; ch++) {
+        struct chunk_result *r = &v->chunks[ch];
+        uint64_t first = ch * CHUNK + 1;
+        /* Nothing above a known fault matters, and workers skipped it. The
+         * key history may hold one from the start. */
+        if (first > f->seq)
+            break;
+        struct fault tf = {.seq = UINT64_MAX};
+        if ((err = merge_tseqs(r, counts, &seen_f2, &tf)))
+            return err;
+        /* The link into the chunk is at its first seq, below any later fault
+         * inside it (a broken link usually causes one at first + 1). Unless
+         * the fault is at the first record: then first_prev may be unset. */
+        bool link_bad = false;
+        if (r->fault.seq != first) {
+            static const uint8_t zero[KR_HASH_LEN];
+            const uint8_t *want = ch == 0 ? zero : v->chunks[ch - 1].last_leaf;
+            link_bad = true;
+            if (memcmp(r->first_prev, want, KR_HASH_LEN) != 0)
+                set_fault(f, first, KR_ECORRUPT,
+                          "prev does not match the previous record's leaf hash");
+            else if (ch > 0 && r->first_time < v->chunks[ch - 1].last_time)
+                set_fault(f, first, KR_ECORRUPT, "time goes backwards");
+            else
+                link_bad = false;
+        }
+        if (!link_bad && r->fault.seq != UINT64_MAX)
+            set_fault(f, r->fault.seq, r->fault.err, "%s", r->fault.what);
+        if (tf.seq != UINT64_MAX)
+            set_fault(f, tf.seq, tf.err, "%s", tf.what);
+        if (link_bad || r->fault.seq != UINT64_MAX || tf.seq != UINT64_MAX)
+            break;
+        out->stripped += r->stripped;
+        *system += r->system;
+        if (ch * CHUNK + CHUNK <= v->n) {
+            if (mrk_frontier_append_subtree(top, CHUNK_LOG2, r->root, emit_upper, &u) != KR_OK)
+                set_fault(f, first, KR_ECORRUPT, "internal: chunk misaligned");
+        } else {
+            for (int l = CHUNK_LOG2 - 1; l >= 0; l--)
+                if (((v->last_partial.size >> l) & 1) &&
+                    mrk_frontier_append_subtree(top, (unsigned)l, v->last_partial.node[l], NULL,
+                                                NULL) != KR_OK)
+                    set_fault(f, first, KR_ECORRUPT, "internal: chunk misaligned");
+        }
+    }
+    return KR_OK;
+}
+
+/* Step 4, while nothing is found yet: the counts that must agree (the key
+ * history's and the system records, the events database's entries, the two
+ * indexes' entries, which a fast pass skips), then the root and the
+ * checkpoints. */
+static void verify_totals(struct vctx *v, MDB_txn *txn, struct fault *f, uint64_t system,
+                          uint64_t entries, struct mrk_frontier *top, struct jrn_verify_report *out)
+{
+    if (f->seq == UINT64_MAX && system != v->nkeys)
+        set_fault(f, 0, KR_ECORRUPT, "key history lists %zu records, the journal has %llu",
+                  v->nkeys, (unsigned long long)system);
+    if (f->seq == UINT64_MAX && v->n != entries)
+        set_fault(f, v->n, KR_ECORRUPT, "events database holds %llu entries for %llu records",
+                  (unsigned long long)entries, (unsigned long long)v->n);
+    if (f->seq == UINT64_MAX && !v->o->fast) {
+        /* Each record was found in both indexes; equal counts mean nothing
+         * else is there (an extra entry could point a reader elsewhere). */
+        MDB_stat ss, ts;
+        if (mdb_stat(txn, v->j->db_streams, &ss) == 0 &&
+            mdb_stat(txn, v->j->db_tenants, &ts) == 0) {
+            if (ss.ms_entries != v->n)
+                set_fault(f, v->n, KR_ECORRUPT, "stream index holds %llu entries for %llu records",
+                          (unsigned long long)ss.ms_entries, (unsigned long long)v->n);
+            else if (ts.ms_entries != v->n)
+                set_fault(f, v->n, KR_ECORRUPT, "tenant index holds %llu entries for %llu records",
+                          (unsigned long long)ts.ms_entries, (unsigned long long)v->n);
+        }
+    }
+    if (f->seq == UINT64_MAX) {
+        mrk_frontier_root(top, out->root);
+        check_checkpoints(v, txn, f, out);
+    }
+}
+
 kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *opts,
                           struct jrn_verify_report *out)
 {
@@ -790,8 +1025,6 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
     struct fault f = {.seq = UINT64_MAX};
     struct tseq_table counts = {0}; /* every tenant's records so far, in the merge */
     struct vctx *v = NULL;
-    struct worker *ws = NULL;
-    pthread_t *tids = NULL;
     MDB_txn *txn = NULL;
     kr_err err;
 
@@ -811,46 +1044,12 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
     read_cp_file(dir, &v->cp_file);
 
     /* One snapshot for the size; workers read the same immutable prefix. */
-    if ((err = kr_err_from_mdb(mdb_txn_begin(v->j->env, NULL, MDB_RDONLY, &txn))))
+    uint64_t entries = 0;
+    if ((err = kr_err_from_mdb(mdb_txn_begin(v->j->env, NULL, MDB_RDONLY, &txn))) ||
+        (err = verify_size(v, txn, &f, &entries, out)))
         goto done;
-    MDB_cursor *c;
-    MDB_val k, val;
-    if ((err = kr_err_from_mdb(mdb_cursor_open(txn, v->j->db_events, &c))))
-        goto done;
-    int rc = mdb_cursor_get(c, &k, &val, MDB_LAST);
-    mdb_cursor_close(c);
-    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
-        err = kr_err_from_mdb(rc); /* k is not set */
-        goto done;
-    }
-    if (rc == MDB_NOTFOUND || k.mv_size != 8) {
-        set_fault(&f, 1, KR_ECORRUPT, "journal has no records");
+    if (f.seq != UINT64_MAX)
         goto verdict;
-    }
-    v->n = jrn_get_u64(k.mv_data);
-    /* The last key is not trusted either: a forged huge seq must not size
-     * the pass. With E entries, a gap (if any) is at or below E + 1, so
-     * checking up to there finds it. */
-    MDB_stat est;
-    if ((err = kr_err_from_mdb(mdb_stat(txn, v->j->db_events, &est))))
-        goto done;
-    bool extra_keys = v->n != est.ms_entries;
-    if (v->n > est.ms_entries)
-        v->n = est.ms_entries + 1;
-    if (v->n >= JRN_SIZE_MAX) {
-        set_fault(&f, 1, KR_ECORRUPT, "journal claims %llu records", (unsigned long long)v->n);
-        goto verdict;
-    }
-    out->records = v->n;
-    MDB_val fk = {strlen(JRN_META_FORMAT), JRN_META_FORMAT}, fv;
-    if (mdb_get(txn, v->j->db_meta, &fk, &fv) == 0 && fv.mv_size == 4) {
-        const uint8_t *b = fv.mv_data;
-        v->meta_format = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-    }
-    if (v->meta_format != JRN_META_FORMAT_1 && v->meta_format != JRN_META_FORMAT_CURRENT) {
-        set_fault(&f, 1, KR_EVERSION, "meta format is not 1 or 2");
-        goto verdict;
-    }
     if ((err = load_keys(v, txn, &f)))
         goto done;
     out->keys = v->nkeys;
@@ -858,150 +1057,16 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
     /* A fault in the key history goes into the verdict with those the pass
      * finds below it; chunks above it are skipped. */
     atomic_store(&v->first_bad, f.seq);
-
-    v->nchunks = (v->n + CHUNK - 1) / CHUNK;
-    v->chunks = calloc(v->nchunks, sizeof *v->chunks);
-    unsigned nthreads = o.threads;
-    if (nthreads == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        nthreads = cpus > 0 ? (unsigned)cpus : 1;
-    }
-    if (nthreads > VERIFY_THREADS_MAX)
-        nthreads = VERIFY_THREADS_MAX;
-    if ((uint64_t)nthreads > v->nchunks)
-        nthreads = (unsigned)v->nchunks;
-    ws = calloc(nthreads, sizeof *ws);
-    tids = calloc(nthreads, sizeof *tids);
-    if (!v->chunks || !ws || !tids) {
-        err = KR_ENOMEM;
+    if ((err = verify_chunks(v)))
         goto done;
-    }
-    unsigned started = 0;
-    for (unsigned t = 0; t < nthreads; t++)
-        if ((err = worker_open(&ws[t], v)))
-            break;
-    for (unsigned t = 1; err == KR_OK && t < nthreads; t++, started++)
-        if (pthread_create(&tids[t], NULL, worker_main, &ws[t]) != 0)
-            break;
-    if (err == KR_OK) {
-        /* The calling thread works too, and reports progress between chunks. */
-        for (;;) {
-            uint64_t ch = atomic_fetch_add(&v->next_chunk, 1);
-            if (ch >= v->nchunks)
-                break;
-            run_chunk(&ws[0], ch);
-            uint64_t done = atomic_fetch_add(&v->done_chunks, 1) + 1;
-            /* The last chunk may end on another thread: the total is
-             * reported once, after the join. */
-            if (o.progress && done < v->nchunks)
-                o.progress(o.progress_ctx, done * CHUNK, v->n);
-        }
-    }
-    for (unsigned t = 1; t <= started; t++)
-        pthread_join(tids[t], NULL);
-    for (unsigned t = 0; t < nthreads; t++)
-        worker_close(&ws[t]);
-    if (err)
-        goto done;
-    if (o.progress)
-        o.progress(o.progress_ctx, v->n, v->n);
 
-    /* Links between chunks, then the tree above chunk level. */
     struct mrk_frontier top;
     mrk_frontier_init(&top);
-    struct upper_ctx u = {txn, v->j, &f};
     uint64_t system = 0;
-    bool seen_f2 = false;
-    for (uint64_t ch = 0; ch < v->nchunks; ch++) {
-        struct chunk_result *r = &v->chunks[ch];
-        uint64_t first = ch * CHUNK + 1;
-        /* Nothing above a known fault matters, and workers skipped it. The
-         * key history may hold one from the start. */
-        if (first > f.seq)
-            break;
-        /* Each tenant's numbers continue its count from the chunks before.
-         * A wrong one may sit below the fault its chunk found; at the same
-         * seq, the chunk's own finding (about the record's bytes) is named. */
-        struct fault tf = {.seq = UINT64_MAX};
-        if (seen_f2 && r->first_f1)
-            set_fault(&tf, r->first_f1, KR_ECORRUPT, "format-1 record after a format-2 record");
-        seen_f2 |= r->first_f2 != 0;
-        for (size_t i = 0; i < r->tseqs.cap; i++) {
-            if (!r->tseqs.used[i])
-                continue;
-            const struct tseq_run *run = &r->tseqs.runs[i];
-            struct tseq_run *all = tseq_get(&counts, run->tenant);
-            if (!all) {
-                err = KR_ENOMEM;
-                goto done;
-            }
-            if (run->base_seq && run->base != all->n)
-                set_fault(&tf, run->base_seq, KR_ECORRUPT,
-                          "tseq of tenant %llu is %llu, its records make it %llu",
-                          (unsigned long long)run->tenant, (unsigned long long)run->base + 1,
-                          (unsigned long long)all->n + 1);
-            all->n += run->n;
-        }
-        /* The link into the chunk is at its first seq, below any later fault
-         * inside it (a broken link usually causes one at first + 1). Unless
-         * the fault is at the first record: then first_prev may be unset. */
-        bool link_bad = false;
-        if (r->fault.seq != first) {
-            static const uint8_t zero[KR_HASH_LEN];
-            const uint8_t *want = ch == 0 ? zero : v->chunks[ch - 1].last_leaf;
-            link_bad = true;
-            if (memcmp(r->first_prev, want, KR_HASH_LEN) != 0)
-                set_fault(&f, first, KR_ECORRUPT,
-                          "prev does not match the previous record's leaf hash");
-            else if (ch > 0 && r->first_time < v->chunks[ch - 1].last_time)
-                set_fault(&f, first, KR_ECORRUPT, "time goes backwards");
-            else
-                link_bad = false;
-        }
-        if (!link_bad && r->fault.seq != UINT64_MAX)
-            set_fault(&f, r->fault.seq, r->fault.err, "%s", r->fault.what);
-        if (tf.seq != UINT64_MAX)
-            set_fault(&f, tf.seq, tf.err, "%s", tf.what);
-        if (link_bad || r->fault.seq != UINT64_MAX || tf.seq != UINT64_MAX)
-            break;
-        out->stripped += r->stripped;
-        system += r->system;
-        if (ch * CHUNK + CHUNK <= v->n) {
-            if (mrk_frontier_append_subtree(&top, CHUNK_LOG2, r->root, emit_upper, &u) != KR_OK)
-                set_fault(&f, first, KR_ECORRUPT, "internal: chunk misaligned");
-        } else {
-            for (int l = CHUNK_LOG2 - 1; l >= 0; l--)
-                if (((v->last_partial.size >> l) & 1) &&
-                    mrk_frontier_append_subtree(&top, (unsigned)l, v->last_partial.node[l], NULL,
-                                                NULL) != KR_OK)
-                    set_fault(&f, first, KR_ECORRUPT, "internal: chunk misaligned");
-        }
-    }
+    if ((err = merge_chunks(v, txn, &f, &counts, &top, out, &system)))
+        goto done;
     out->tenants = counts.count;
-    if (f.seq == UINT64_MAX && system != v->nkeys)
-        set_fault(&f, 0, KR_ECORRUPT, "key history lists %zu records, the journal has %llu",
-                  v->nkeys, (unsigned long long)system);
-    if (f.seq == UINT64_MAX && extra_keys)
-        set_fault(&f, v->n, KR_ECORRUPT, "events database holds %llu entries for %llu records",
-                  (unsigned long long)est.ms_entries, (unsigned long long)v->n);
-    if (f.seq == UINT64_MAX && !o.fast) {
-        /* Each record was found in both indexes; equal counts mean nothing
-         * else is there (an extra entry could point a reader elsewhere). */
-        MDB_stat ss, ts;
-        if (mdb_stat(txn, v->j->db_streams, &ss) == 0 &&
-            mdb_stat(txn, v->j->db_tenants, &ts) == 0) {
-            if (ss.ms_entries != v->n)
-                set_fault(&f, v->n, KR_ECORRUPT, "stream index holds %llu entries for %llu records",
-                          (unsigned long long)ss.ms_entries, (unsigned long long)v->n);
-            else if (ts.ms_entries != v->n)
-                set_fault(&f, v->n, KR_ECORRUPT, "tenant index holds %llu entries for %llu records",
-                          (unsigned long long)ts.ms_entries, (unsigned long long)v->n);
-        }
-    }
-    if (f.seq == UINT64_MAX) {
-        mrk_frontier_root(&top, out->root);
-        check_checkpoints(v, txn, &f, out);
-    }
+    verify_totals(v, txn, &f, system, entries, &top, out);
 
 verdict:
     if (f.seq != UINT64_MAX) {
@@ -1020,7 +1085,5 @@ done:
     if (v)
         free(v->chunks);
     free(v);
-    free(ws);
-    free(tids);
     return err;
 }

@@ -9,6 +9,8 @@
  */
 #include "payload.h"
 
+#include "endian_be.h"
+
 #include <math.h>
 #include <msgpack.h>
 #include <sodium.h>
@@ -511,8 +513,8 @@ static size_t pd_ad(uint8_t *ad, uint64_t tenant, const char *stream, size_t str
     size_t n = 0, tl = strlen(type);
     memcpy(ad, PD_AD_TAG, sizeof PD_AD_TAG - 1);
     n += sizeof PD_AD_TAG - 1;
-    for (int i = 7; i >= 0; i--)
-        ad[n++] = (uint8_t)(tenant >> (8 * i));
+    kr_put_be64(ad + n, tenant);
+    n += 8;
     ad[n++] = (uint8_t)stream_len;
     memcpy(ad + n, stream, stream_len);
     n += stream_len;
@@ -603,6 +605,77 @@ kr_err kr_event_encode(const struct kr_payload *p, const struct kr_pd_ctx *pd, u
 
 /* ---- Decoding ---- */
 
+/* read_value of a field of type value: a string, number or bool, its kind
+ * in v->kind. KR_EINVAL for anything else. */
+static kr_err read_any(struct kr_mp_reader *r, struct kr_value *v)
+{
+    const char *s;
+    size_t n;
+    kr_err err;
+    switch (kr_mp_peek(r)) {
+    case KR_MP_STR:
+        err = kr_mp_read_str(r, &s, &n);
+        v->kind = KR_VK_STR;
+        v->p = (const uint8_t *)s;
+        v->n = (uint32_t)n;
+        return err;
+    case KR_MP_UINT:
+    case KR_MP_NEGINT:
+        v->kind = KR_VK_INT;
+        return kr_mp_read_int(r, &v->i);
+    case KR_MP_FLOAT:
+        v->kind = KR_VK_FLOAT;
+        return kr_mp_read_float(r, &v->f);
+    case KR_MP_BOOL:
+        v->kind = KR_VK_BOOL;
+        return kr_mp_read_bool(r, &v->b);
+    default:
+        return KR_EINVAL;
+    }
+}
+
+/* read_value of a list field f: of enum names, a bit set in v->u (in order
+ * when r is canonical, none repeated); of tenant ids, an array in p's arena
+ * (v->p, v->n items). Errors go into d. */
+static kr_err read_list(struct kr_mp_reader *r, const struct kr_field_def *f, struct kr_payload *p,
+                        struct kr_value *v, struct kr_diag *d)
+{
+    const char *nm = f->name;
+    const char *s;
+    size_t n;
+    uint32_t cnt;
+    if (kr_mp_read_array(r, &cnt))
+        return fail(d, KR_EINVAL, nm, "must be an array");
+    if (cnt > f->max_items)
+        return fail(d, KR_ETOOLARGE, nm, "too many items");
+    if (f->of == KR_FT_ENUM) {
+        int last = -1;
+        for (uint32_t i = 0; i < cnt; i++) {
+            if (kr_mp_read_str(r, &s, &n))
+                return fail(d, KR_EINVAL, nm, "items must be strings");
+            int idx = kr_enum_lookup(f->enum_id, s, n);
+            if (idx < 0)
+                return fail_enum(d, nm, f->enum_id, (long)i);
+            if (r->canonical && idx <= last)
+                return fail(d, KR_EINVAL, nm, "items out of order");
+            if (v->u >> idx & 1u)
+                return fail(d, KR_EINVAL, nm, "repeated item");
+            v->u |= 1ull << idx;
+            last = idx;
+        }
+        return KR_OK;
+    }
+    uint64_t *t = arena_take(p, (size_t)cnt * 8u);
+    if (!t)
+        return fail(d, KR_ETOOLARGE, nm, "too many items");
+    for (uint32_t i = 0; i < cnt; i++)
+        if (kr_mp_read_uint(r, &t[i]))
+            return fail(d, KR_EINVAL, nm, "items must be tenant ids");
+    v->p = (const uint8_t *)t;
+    v->n = cnt;
+    return KR_OK;
+}
+
 /* Reads one value of field fld from r into v (using p's arena for lists). */
 static kr_err read_value(struct kr_mp_reader *r, int fld, struct kr_payload *p, struct kr_value *v,
                          struct kr_diag *d)
@@ -651,65 +724,13 @@ static kr_err read_value(struct kr_mp_reader *r, int fld, struct kr_payload *p, 
         break;
     }
     case KR_FT_VALUE:
-        switch (kr_mp_peek(r)) {
-        case KR_MP_STR:
-            err = kr_mp_read_str(r, &s, &n);
-            v->kind = KR_VK_STR;
-            v->p = (const uint8_t *)s;
-            v->n = (uint32_t)n;
-            break;
-        case KR_MP_UINT:
-        case KR_MP_NEGINT:
-            v->kind = KR_VK_INT;
-            err = kr_mp_read_int(r, &v->i);
-            break;
-        case KR_MP_FLOAT:
-            v->kind = KR_VK_FLOAT;
-            err = kr_mp_read_float(r, &v->f);
-            break;
-        case KR_MP_BOOL:
-            v->kind = KR_VK_BOOL;
-            err = kr_mp_read_bool(r, &v->b);
-            break;
-        default:
-            err = KR_EINVAL;
-        }
-        if (err)
+        if ((err = read_any(r, v)))
             return fail(d, KR_EINVAL, nm, "must be a string, number or bool");
         break;
-    case KR_FT_LIST: {
-        uint32_t cnt;
-        if ((err = kr_mp_read_array(r, &cnt)))
-            return fail(d, KR_EINVAL, nm, "must be an array");
-        if (cnt > f->max_items)
-            return fail(d, KR_ETOOLARGE, nm, "too many items");
-        if (f->of == KR_FT_ENUM) {
-            int last = -1;
-            for (uint32_t i = 0; i < cnt; i++) {
-                if ((err = kr_mp_read_str(r, &s, &n)))
-                    return fail(d, KR_EINVAL, nm, "items must be strings");
-                int idx = kr_enum_lookup(f->enum_id, s, n);
-                if (idx < 0)
-                    return fail_enum(d, nm, f->enum_id, (long)i);
-                if (r->canonical && idx <= last)
-                    return fail(d, KR_EINVAL, nm, "items out of order");
-                if (v->u >> idx & 1u)
-                    return fail(d, KR_EINVAL, nm, "repeated item");
-                v->u |= 1ull << idx;
-                last = idx;
-            }
-            break;
-        }
-        uint64_t *t = arena_take(p, (size_t)cnt * 8u);
-        if (!t)
-            return fail(d, KR_ETOOLARGE, nm, "too many items");
-        for (uint32_t i = 0; i < cnt; i++)
-            if ((err = kr_mp_read_uint(r, &t[i])))
-                return fail(d, KR_EINVAL, nm, "items must be tenant ids");
-        v->p = (const uint8_t *)t;
-        v->n = cnt;
+    case KR_FT_LIST:
+        if ((err = read_list(r, f, p, v, d)))
+            return err;
         break;
-    }
     }
     v->set = true;
     if (kr_fields[fld].type == KR_FT_EMAIL && p->ev >= 0)

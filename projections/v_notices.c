@@ -92,8 +92,12 @@ static kr_err owe_mail(const struct va *a, uint64_t tenant, const uint8_t *notic
     return v_put(a, VIEW_NOTICE_MAIL, &k, NULL, 0);
 }
 
-/* Owes the notice's e-mail to every tenant holding data (audience all). */
-static kr_err owe_mail_all(const struct va *a, const uint8_t *notice)
+/* Calls each(a, t, arg) for every tenant t holding data (see holds_data),
+ * in id order: the tenants an audience of "all" reaches. Stops at the first
+ * error. */
+static kr_err each_data_tenant(const struct va *a,
+                               kr_err (*each)(const struct va *a, uint64_t t, const void *arg),
+                               const void *arg)
 {
     MDB_cursor *c;
     MDB_val k, v;
@@ -109,13 +113,19 @@ static kr_err owe_mail_all(const struct va *a, const uint8_t *notice)
             break;
         }
         uint64_t t = v_get_u64(k.mv_data);
-        if ((err = holds_data(a, t, &yes)) || (yes && (err = owe_mail(a, t, notice))))
+        if ((err = holds_data(a, t, &yes)) || (yes && (err = each(a, t, arg))))
             break;
     }
     mdb_cursor_close(c);
     if (err)
         return err;
     return rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+}
+
+/* each_data_tenant's step for a notice of audience all: arg is the notice. */
+static kr_err owe_mail_each(const struct va *a, uint64_t t, const void *notice)
+{
+    return owe_mail(a, t, notice);
 }
 
 static kr_err notice_published(const struct va *a)
@@ -155,7 +165,7 @@ static kr_err notice_published(const struct va *a)
         if (!all && (err = owe_mail(a, t, notice)))
             return err;
     }
-    return all ? owe_mail_all(a, notice) : KR_OK;
+    return all ? each_data_tenant(a, owe_mail_each, notice) : KR_OK;
 }
 
 static kr_err notice_acknowledged(const struct va *a)
@@ -190,31 +200,17 @@ static kr_err affect(const struct va *a, const uint8_t *incident, uint64_t deadl
     return v_put(a, VIEW_INCIDENT_DUE, &k, NULL, 0);
 }
 
-/* Every tenant holding data (see holds_data) is affected by an incident of
- * audience all. */
-static kr_err affect_all(const struct va *a, const uint8_t *incident, uint64_t deadline)
+/* An incident of audience all, for each_data_tenant: every tenant holding
+ * data is affected. */
+struct affected {
+    const uint8_t *incident;
+    uint64_t deadline;
+};
+
+static kr_err affect_each(const struct va *a, uint64_t t, const void *arg)
 {
-    MDB_cursor *c;
-    MDB_val k, v;
-    kr_err err = KR_OK;
-    int rc = mdb_cursor_open(a->txn, a->v->db[VIEW_TENANTS], &c);
-    if (rc)
-        return kr_err_from_mdb(rc);
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        bool yes;
-        if (k.mv_size != 8) {
-            err = KR_ECORRUPT;
-            break;
-        }
-        uint64_t t = v_get_u64(k.mv_data);
-        if ((err = holds_data(a, t, &yes)) || (yes && (err = affect(a, incident, deadline, t))))
-            break;
-    }
-    mdb_cursor_close(c);
-    if (err)
-        return err;
-    return rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+    const struct affected *x = arg;
+    return affect(a, x->incident, x->deadline, t);
 }
 
 static kr_err incident_opened(const struct va *a)
@@ -243,7 +239,7 @@ static kr_err incident_opened(const struct va *a)
     if ((err = v_put(a, VIEW_INCIDENTS, &k, row, sizeof row)))
         return err;
     if (p->v[KR_FLD_AUDIENCE].u == KR_AUDIENCE_ALL)
-        return affect_all(a, incident, deadline);
+        return each_data_tenant(a, affect_each, &(struct affected){incident, deadline});
     const struct kr_value *ts = &p->v[KR_FLD_TENANTS];
     for (uint32_t i = 0; i < ts->n; i++) {
         uint64_t t;

@@ -109,22 +109,6 @@ static va_fn area_of(int ev)
 
 /* ---- Small helpers ---- */
 
-void v_put_u64(uint8_t *p, uint64_t x)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)x;
-        x >>= 8;
-    }
-}
-
-uint64_t v_get_u64(const uint8_t *p)
-{
-    uint64_t x = 0;
-    for (int i = 0; i < 8; i++)
-        x = (x << 8) | p[i];
-    return x;
-}
-
 void vk_init(struct vkey *k)
 {
     k->n = 0;
@@ -146,7 +130,8 @@ void vk_u64(struct vkey *k, uint64_t x)
 
 void vk_u16(struct vkey *k, uint16_t x)
 {
-    uint8_t b[2] = {(uint8_t)(x >> 8), (uint8_t)x};
+    uint8_t b[2];
+    kr_put_be16(b, x);
     vk_bytes(k, b, 2);
 }
 
@@ -474,10 +459,7 @@ kr_err views_digest(struct kr_views *v, MDB_txn *txn, enum kr_view which, uint8_
         uint8_t l[4];
         for (int i = 0; i < 2; i++) {
             MDB_val *m = i == 0 ? &k : &val;
-            l[0] = (uint8_t)(m->mv_size >> 24);
-            l[1] = (uint8_t)(m->mv_size >> 16);
-            l[2] = (uint8_t)(m->mv_size >> 8);
-            l[3] = (uint8_t)m->mv_size;
+            kr_put_be32(l, (uint32_t)m->mv_size);
             kr_sha256_update(&sha, l, 4);
             kr_sha256_update(&sha, m->mv_data, m->mv_size);
         }

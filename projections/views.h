@@ -58,6 +58,7 @@
 #ifndef KR_VIEWS_H
 #define KR_VIEWS_H
 
+#include "endian_be.h"
 #include "journal.h"
 #include "payload.h"
 
@@ -172,8 +173,16 @@ void vk_bytes(struct vkey *k, const void *p, size_t n);
 /* A field's bytes (id, hash, str) from a payload value. */
 void vk_val(struct vkey *k, const struct kr_value *v);
 
-void v_put_u64(uint8_t *p, uint64_t x);
-uint64_t v_get_u64(const uint8_t *p);
+/* Big-endian u64 in view keys and rows (journal/endian_be.h under the views'
+ * names, which their many callers use). */
+static inline void v_put_u64(uint8_t *p, uint64_t x)
+{
+    kr_put_be64(p, x);
+}
+static inline uint64_t v_get_u64(const uint8_t *p)
+{
+    return kr_get_be64(p);
+}
 
 /* Thin wrappers translating LMDB codes. get: KR_ENOTFOUND when absent. */
 KR_MUST_CHECK kr_err v_put(const struct va *a, enum kr_view db, const struct vkey *k,

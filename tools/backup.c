@@ -26,6 +26,7 @@
 #include "jst.h"
 #include "keystore.h"
 #include "note.h"
+#include "path.h"
 #include "verify.h"
 #include "views.h"
 
@@ -71,12 +72,6 @@ static void say(char *why, const char *fmt, ...)
     va_end(ap);
 }
 
-static kr_err join(char *out, size_t cap, const char *a, const char *b)
-{
-    int n = snprintf(out, cap, "%s/%s", a, b);
-    return n < 0 || (size_t)n >= cap ? KR_ETOOLARGE : KR_OK;
-}
-
 static kr_err fsync_path(const char *path, bool dir)
 {
     int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
@@ -116,6 +111,25 @@ static kr_err mkdir_p(const char *path, mode_t mode)
     }
     if (mkdir(tmp, mode) != 0 && errno != EEXIST)
         return kr_err_from_errno(errno);
+    return KR_OK;
+}
+
+/* gen/f and tmp/f into src and dst (KR_PATH_MAX each), and the directories
+ * of tmp/f made (a manifest's paths are checked: no "..", no empty part). */
+static kr_err file_paths(const char *gen, const char *tmp, const struct bmf_file *f,
+                         char src[KR_PATH_MAX], char dst[KR_PATH_MAX])
+{
+    kr_err err;
+    if ((err = kr_path_join(src, KR_PATH_MAX, gen, f->path)) ||
+        (err = kr_path_join(dst, KR_PATH_MAX, tmp, f->path)))
+        return err;
+    char *slash = strrchr(dst, '/');
+    if (slash && slash > dst + strlen(tmp)) {
+        *slash = '\0';
+        if ((err = mkdir_p(dst, 0700)))
+            return err;
+        *slash = '/';
+    }
     return KR_OK;
 }
 
@@ -459,7 +473,7 @@ struct walk {
 static void walk_dir(struct walk *w, const char *rel, int depth)
 {
     char path[KR_PATH_MAX];
-    if (join(path, sizeof path, w->root, rel[0] ? rel : ".")) {
+    if (kr_path_join(path, sizeof path, w->root, rel[0] ? rel : ".")) {
         w->err = KR_ETOOLARGE;
         return;
     }
@@ -481,7 +495,7 @@ static void walk_dir(struct walk *w, const char *rel, int depth)
         char sub[KR_PATH_MAX], full[KR_PATH_MAX];
         int n = rel[0] ? snprintf(sub, sizeof sub, "%s/%s", rel, e->d_name)
                        : snprintf(sub, sizeof sub, "%s", e->d_name);
-        if (n < 0 || (size_t)n >= sizeof sub || join(full, sizeof full, w->root, sub)) {
+        if (n < 0 || (size_t)n >= sizeof sub || kr_path_join(full, sizeof full, w->root, sub)) {
             w->err = KR_ECORRUPT;
             say(w->why, "extra file with a long name in %s", rel[0] ? rel : "the generation");
             break;
@@ -511,7 +525,7 @@ static kr_err load_manifest(const char *gen, const uint8_t pk[32], struct bmf_ma
                             struct bmf_chain *chain, char **text, size_t *len, char *why)
 {
     char path[KR_PATH_MAX];
-    kr_err err = join(path, sizeof path, gen, BMF_NAME);
+    kr_err err = kr_path_join(path, sizeof path, gen, BMF_NAME);
     if (err)
         return err;
     err = read_whole(path, KR_BACKUP_MANIFEST_MAX, text, len);
@@ -543,7 +557,7 @@ static kr_err check_files(const char *gen, const struct bmf_manifest *m, bool ha
         char path[KR_PATH_MAX];
         uint8_t sha[KR_HASH_LEN];
         uint64_t size = 0;
-        if (join(path, sizeof path, gen, f->path))
+        if (kr_path_join(path, sizeof path, gen, f->path))
             return KR_ETOOLARGE;
         struct stat st;
         if (lstat(path, &st) != 0) {
@@ -626,7 +640,7 @@ kr_err backup_check(const char *gen_dir, const uint8_t trusted_pk[32], bool with
             err = KR_ECORRUPT;
         }
         char lock[KR_PATH_MAX];
-        if (join(lock, sizeof lock, gen_dir, "journal/lock.mdb") == KR_OK)
+        if (kr_path_join(lock, sizeof lock, gen_dir, "journal/lock.mdb") == KR_OK)
             (void)unlink(lock);
     }
     free(text);
@@ -703,7 +717,7 @@ kr_err backup_list(const char *backups_dir, const uint8_t trusted_pk[32], struct
         return err;
     for (size_t i = 0; i < k && *n < cap && !err; i++) {
         char gen[KR_PATH_MAX];
-        if ((err = join(gen, sizeof gen, backups_dir, names[i])))
+        if ((err = kr_path_join(gen, sizeof gen, backups_dir, names[i])))
             break;
         err = backup_check(gen, trusted_pk, false, &out[*n]);
         if (err == KR_OK)
@@ -730,14 +744,14 @@ static void clean_leftovers(const char *dir)
         if (!tmp && !old)
             continue;
         char path[KR_PATH_MAX];
-        if (join(path, sizeof path, dir, e->d_name))
+        if (kr_path_join(path, sizeof path, dir, e->d_name))
             continue;
         if (old && strlen(e->d_name) > 15 && e->d_name[15] == '-') {
             char day[11], target[KR_PATH_MAX];
             memcpy(day, e->d_name + 5, 10);
             day[10] = '\0';
             struct stat st;
-            if (bmf_gen_name_ok(day) && join(target, sizeof target, dir, day) == KR_OK &&
+            if (bmf_gen_name_ok(day) && kr_path_join(target, sizeof target, dir, day) == KR_OK &&
                 lstat(target, &st) != 0 && errno == ENOENT && rename(path, target) == 0)
                 continue;
         }
@@ -752,7 +766,7 @@ static kr_err install(const char *dir, const char *tmp, const char *name)
 {
     char target[KR_PATH_MAX], aside[KR_PATH_MAX];
     kr_err err;
-    if ((err = join(target, sizeof target, dir, name)))
+    if ((err = kr_path_join(target, sizeof target, dir, name)))
         return err;
     struct stat st;
     if (lstat(target, &st) != 0) {
@@ -800,7 +814,7 @@ static kr_err prune(const char *dir, size_t keep, uint64_t *removed)
         char path[KR_PATH_MAX], aside[KR_PATH_MAX];
         int k = snprintf(aside, sizeof aside, "%s/.old-%s-%016" PRIx64, dir, names[i],
                          (uint64_t)randombytes_random() << 32 | randombytes_random());
-        if (k < 0 || (size_t)k >= sizeof aside || join(path, sizeof path, dir, names[i])) {
+        if (k < 0 || (size_t)k >= sizeof aside || kr_path_join(path, sizeof path, dir, names[i])) {
             err = KR_ETOOLARGE;
             break;
         }
@@ -853,7 +867,8 @@ static kr_err copy_keys(const char *data, const char *tmp, char *why)
 {
     char src[KR_PATH_MAX], dst[KR_PATH_MAX];
     kr_err err;
-    if ((err = join(src, sizeof src, data, "keys")) || (err = join(dst, sizeof dst, tmp, "keys")))
+    if ((err = kr_path_join(src, sizeof src, data, "keys")) ||
+        (err = kr_path_join(dst, sizeof dst, tmp, "keys")))
         return err;
     DIR *d = opendir(src);
     if (!d) {
@@ -873,7 +888,8 @@ static kr_err copy_keys(const char *data, const char *tmp, char *why)
         char a[KR_PATH_MAX], b[KR_PATH_MAX];
         uint8_t sha[KR_HASH_LEN];
         uint64_t size;
-        if ((err = join(a, sizeof a, src, e->d_name)) || (err = join(b, sizeof b, dst, e->d_name)))
+        if ((err = kr_path_join(a, sizeof a, src, e->d_name)) ||
+            (err = kr_path_join(b, sizeof b, dst, e->d_name)))
             break;
         if ((err = copy_file(a, b, mode, sha, &size)))
             say(why, "copying keys/%s: %s", e->d_name, kr_strerror(err));
@@ -889,7 +905,7 @@ static kr_err copy_keys(const char *data, const char *tmp, char *why)
 static kr_err copy_env(MDB_env *env, const char *tmp, struct bmf_file *jf)
 {
     char path[KR_PATH_MAX];
-    kr_err err = join(path, sizeof path, tmp, "journal/data.mdb");
+    kr_err err = kr_path_join(path, sizeof path, tmp, "journal/data.mdb");
     if (err)
         return err;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -958,9 +974,9 @@ static kr_err read_copy(const char *tmp, struct bmf_manifest *m, char *why)
     }
     /* A read-only open may leave LMDB's lock file: not part of a generation. */
     char lock[KR_PATH_MAX], cp[KR_PATH_MAX];
-    if (join(lock, sizeof lock, tmp, "journal/lock.mdb") == KR_OK)
+    if (kr_path_join(lock, sizeof lock, tmp, "journal/lock.mdb") == KR_OK)
         (void)unlink(lock);
-    if ((err = join(cp, sizeof cp, tmp, "checkpoint")) ||
+    if ((err = kr_path_join(cp, sizeof cp, tmp, "checkpoint")) ||
         (err = write_file(cp, m->checkpoint, m->checkpoint_len, 0644)))
         say(why, "writing the checkpoint: %s", kr_strerror(err));
     return err;
@@ -971,7 +987,7 @@ static kr_err hash_tree(const char *tmp, const char *rel, struct bmf_manifest *m
                         uint64_t *bytes, const struct bmf_file *known)
 {
     char path[KR_PATH_MAX];
-    kr_err err = join(path, sizeof path, tmp, rel[0] ? rel : ".");
+    kr_err err = kr_path_join(path, sizeof path, tmp, rel[0] ? rel : ".");
     if (err)
         return err;
     DIR *d = opendir(path);
@@ -984,7 +1000,7 @@ static kr_err hash_tree(const char *tmp, const char *rel, struct bmf_manifest *m
         char sub[KR_PATH_MAX], full[KR_PATH_MAX];
         int n = rel[0] ? snprintf(sub, sizeof sub, "%s/%s", rel, e->d_name)
                        : snprintf(sub, sizeof sub, "%s", e->d_name);
-        if (n < 0 || (size_t)n >= sizeof sub || (err = join(full, sizeof full, tmp, sub)))
+        if (n < 0 || (size_t)n >= sizeof sub || (err = kr_path_join(full, sizeof full, tmp, sub)))
             return KR_ETOOLARGE;
         struct stat st;
         if (lstat(full, &st) != 0) {
@@ -1039,27 +1055,13 @@ static void utc_text(uint64_t ns, char *out, size_t cap)
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Builds the generation in tmp (made here). */
-static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_manifest *m,
-                    uint64_t *bytes, char *why)
+/* build's journal: the open one's environment (o->j), or a read-only open
+ * here, copied into tmp/journal/data.mdb; its digest and size into jf. */
+static kr_err build_journal(const struct backup_options *o, const char *tmp, struct bmf_file *jf,
+                            char *why)
 {
-    char p[KR_PATH_MAX];
-    kr_err err;
-    if (mkdir(tmp, 0700) != 0) {
-        say(why, "cannot make %s: %s", tmp, strerror(errno));
-        return kr_err_from_errno(errno);
-    }
-    static const char *const subdirs[] = {"journal", "keystore", "keys"};
-    for (size_t i = 0; i < 3; i++) {
-        if ((err = join(p, sizeof p, tmp, subdirs[i])))
-            return err;
-        if (mkdir(p, 0700) != 0)
-            return kr_err_from_errno(errno);
-    }
-
-    /* The journal: the open one's environment, or a read-only open here. */
-    progress(o, "journal", 0);
     struct journal *own = NULL;
+    kr_err err;
     if (!o->j) {
         struct jrn_options jo = {.dir = o->data_dir, .read_only = true};
         if ((err = jrn_open(&jo, &own))) {
@@ -1067,22 +1069,27 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
             return err;
         }
     }
-    struct bmf_file jf = {.path = "journal/data.mdb", .mode = 0600};
-    err = copy_env(jrn_env(o->j ? o->j : own), tmp, &jf);
+    err = copy_env(jrn_env(o->j ? o->j : own), tmp, jf);
     jrn_close(own);
-    if (err) {
+    if (err)
         say(why, "copying the journal: %s", kr_strerror(err));
-        return err;
-    }
+    return err;
+}
 
-    progress(o, "keystore", 1);
-    if ((err = join(p, sizeof p, tmp, "keystore")))
+/* build's keystore: the open one (o->ks), or one opened here, copied into
+ * tmp/keystore; a data directory without a keystore (init only) gives a
+ * generation without one. */
+static kr_err build_keystore(const struct backup_options *o, const char *tmp, char *why)
+{
+    char p[KR_PATH_MAX];
+    kr_err err;
+    if ((err = kr_path_join(p, sizeof p, tmp, "keystore")))
         return err;
     struct kr_keystore *ks = o->ks;
     if (!ks) {
         err = ks_open(o->data_dir, false, &ks);
         if (err == KR_ENOTFOUND) {
-            ks = NULL; /* a journal without a keystore (init only) */
+            ks = NULL;
             err = KR_OK;
         } else if (err) {
             say(why, "opening the keystore: %s", kr_strerror(err));
@@ -1095,28 +1102,19 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
         err = kr_err_from_errno(errno);
     if (ks != o->ks)
         ks_close(ks);
-    if (err) {
+    if (err)
         say(why, "copying the keystore: %s", kr_strerror(err));
-        return err;
-    }
+    return err;
+}
 
-    progress(o, "keys", 2);
-    if ((err = copy_keys(o->data_dir, tmp, why)))
-        return err;
-
-    progress(o, "manifest", 3);
-    if ((err = read_copy(tmp, m, why)))
-        return err;
-    if ((err = hash_tree(tmp, "", m, 0, bytes, &jf))) {
-        say(why, "hashing the generation: %s", kr_strerror(err));
-        return err;
-    }
-    qsort(m->files, m->nfiles, sizeof m->files[0], cmp_file);
-
-    /* The key that signs: the newest of the copy's key chain, which the
-     * live directory's key 1 roots. */
+/* build's manifest m signed and written to tmp/manifest, by the newest key
+ * of the copy's key chain, which the live directory's key 1 roots. */
+static kr_err build_sign(const struct backup_options *o, const char *tmp, struct bmf_manifest *m,
+                         char *why)
+{
     uint8_t pk1[KR_PUBKEY_LEN];
     struct bmf_chain *chain = malloc(sizeof *chain);
+    kr_err err;
     if (!chain)
         return KR_ENOMEM;
     struct kr_signing_key key;
@@ -1135,17 +1133,61 @@ static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_
         kr_key_wipe(&key);
         return KR_ENOMEM;
     }
+    char p[KR_PATH_MAX];
     err = bmf_write(m, &key, text, cap, &len);
     kr_key_wipe(&key);
-    if (err == KR_OK && (err = join(p, sizeof p, tmp, BMF_NAME)) == KR_OK)
+    if (err == KR_OK && (err = kr_path_join(p, sizeof p, tmp, BMF_NAME)) == KR_OK)
         err = write_file(p, text, len, 0600);
     free(text);
-    if (err) {
+    if (err)
         say(why, "writing the manifest: %s", kr_strerror(err));
+    return err;
+}
+
+/* Builds the generation in tmp (made here). */
+static kr_err build(const struct backup_options *o, const char *tmp, struct bmf_manifest *m,
+                    uint64_t *bytes, char *why)
+{
+    char p[KR_PATH_MAX];
+    kr_err err;
+    if (mkdir(tmp, 0700) != 0) {
+        say(why, "cannot make %s: %s", tmp, strerror(errno));
+        return kr_err_from_errno(errno);
+    }
+    static const char *const subdirs[] = {"journal", "keystore", "keys"};
+    for (size_t i = 0; i < 3; i++) {
+        if ((err = kr_path_join(p, sizeof p, tmp, subdirs[i])))
+            return err;
+        if (mkdir(p, 0700) != 0)
+            return kr_err_from_errno(errno);
+    }
+
+    progress(o, "journal", 0);
+    struct bmf_file jf = {.path = "journal/data.mdb", .mode = 0600};
+    if ((err = build_journal(o, tmp, &jf, why)))
+        return err;
+
+    progress(o, "keystore", 1);
+    if ((err = build_keystore(o, tmp, why)))
+        return err;
+
+    progress(o, "keys", 2);
+    if ((err = copy_keys(o->data_dir, tmp, why)))
+        return err;
+
+    progress(o, "manifest", 3);
+    if ((err = read_copy(tmp, m, why)))
+        return err;
+    if ((err = hash_tree(tmp, "", m, 0, bytes, &jf))) {
+        say(why, "hashing the generation: %s", kr_strerror(err));
         return err;
     }
+    qsort(m->files, m->nfiles, sizeof m->files[0], cmp_file);
+
+    if ((err = build_sign(o, tmp, m, why)))
+        return err;
     for (size_t i = 0; i < 3 && !err; i++) {
-        if ((err = join(p, sizeof p, tmp, subdirs[i])))
+        if ((err = kr_path_join(p, sizeof p, tmp, subdirs[i])))
             break;
         err = fsync_path(p, true);
         if (err == KR_ENOTFOUND || err == kr_err_from_errno(ENOENT))
@@ -1170,7 +1212,7 @@ kr_err backup_run(const struct backup_options *o, struct backup_result *r)
         return err;
     }
     char lock[KR_PATH_MAX], tmp[KR_PATH_MAX];
-    if ((err = join(lock, sizeof lock, o->backups_dir, ".lock")))
+    if ((err = kr_path_join(lock, sizeof lock, o->backups_dir, ".lock")))
         return err;
     int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (lfd < 0) {
@@ -1278,17 +1320,8 @@ static kr_err copy_generation(const char *gen, const char *tmp, const struct bmf
         uint8_t sha[KR_HASH_LEN];
         uint64_t size = 0;
         kr_err err;
-        if ((err = join(src, sizeof src, gen, f->path)) ||
-            (err = join(dst, sizeof dst, tmp, f->path)))
+        if ((err = file_paths(gen, tmp, f, src, dst)))
             return err;
-        /* Its directories (paths are checked: no "..", no empty part). */
-        char *slash = strrchr(dst, '/');
-        if (slash && slash > dst + strlen(tmp)) {
-            *slash = '\0';
-            if ((err = mkdir_p(dst, 0700)))
-                return err;
-            *slash = '/';
-        }
         err = copy_file(src, dst, f->mode, sha, &size);
         if (err == KR_ECORRUPT ||
             (err == KR_OK && (size != f->size || sodium_memcmp(sha, f->sha256, sizeof sha))))
@@ -1303,7 +1336,7 @@ static kr_err copy_generation(const char *gen, const char *tmp, const struct bmf
     static const char *const subdirs[] = {"journal", "keystore", "keys", "."};
     for (size_t i = 0; i < 4; i++) {
         char p[KR_PATH_MAX];
-        kr_err err = join(p, sizeof p, tmp, subdirs[i]);
+        kr_err err = kr_path_join(p, sizeof p, tmp, subdirs[i]);
         struct stat st;
         if (err == KR_OK && lstat(p, &st) == 0)
             err = fsync_path(p, true);
@@ -1364,6 +1397,155 @@ static kr_err rebuild(const char *tmp, bool epoch, const char *prev_note, size_t
     return err;
 }
 
+/* The newest checkpoint known to backup_restore: o->known_checkpoint, else
+ * DIR/checkpoint (a file that outlives restores), into known (NUL-ended);
+ * *len 0 if there is none. */
+static kr_err restore_known(const struct backup_restore_options *o, const char *dir,
+                            char known[KR_NOTE_MAX + 1], size_t *known_len, char *why)
+{
+    char path[KR_PATH_MAX];
+    const char *kp = o->known_checkpoint;
+    kr_err err;
+    *known_len = 0;
+    if (!kp && (err = kr_path_join(path, sizeof path, dir, "checkpoint")) == KR_OK)
+        kp = path;
+    char *text = NULL;
+    size_t len = 0;
+    err = kp ? read_whole(kp, KR_NOTE_MAX, &text, &len) : KR_ENOTFOUND;
+    if (err == KR_OK) {
+        memcpy(known, text, len);
+        known[len] = '\0';
+        *known_len = len;
+        free(text);
+    } else if (err != KR_ENOTFOUND || o->known_checkpoint) {
+        say(why, "known checkpoint %s: %s", kp, kr_strerror(err));
+        return err == KR_ETOOLARGE ? KR_ECONFLICT : err;
+    }
+    return KR_OK;
+}
+
+/* The known checkpoint opened with the keys of the backup's chain into
+ * *kcp: it must be this journal's, and (unless o->new_epoch) no larger than
+ * the backup, which would fork history. */
+static kr_err restore_open_known(const struct backup_restore_options *o,
+                                 const struct bmf_manifest *m, const struct bmf_chain *chain,
+                                 const char *known, size_t known_len, struct kr_checkpoint *kcp,
+                                 struct backup_restore_result *r)
+{
+    struct kr_note_key *nk = calloc(chain->n, sizeof *nk);
+    if (!nk)
+        return KR_ENOMEM;
+    for (size_t i = 0; i < chain->n; i++) {
+        snprintf(nk[i].name, sizeof nk[i].name, "%s", m->origin);
+        memcpy(nk[i].pk, chain->pk[i], KR_PUBKEY_LEN);
+        nk[i].key_id = chain->key_id[i];
+    }
+    uint32_t kid;
+    kr_err cerr = kr_checkpoint_open(known, known_len, nk, chain->n, kcp, &kid);
+    free(nk);
+    if (cerr || strcmp(kcp->origin, m->origin) != 0) {
+        say(r->reason, "known checkpoint: not a checkpoint of this journal's keys (%s)",
+            cerr ? kr_strerror(cerr) : "another origin");
+        return KR_ECONFLICT;
+    }
+    r->known_size = kcp->size;
+    if (kcp->size > m->last_seq && !o->new_epoch) {
+        say(r->reason,
+            "the backup ends at seq %" PRIu64 ", before the newest known checkpoint at %" PRIu64
+            ": restoring it forks history (--new-epoch restores it as a new epoch)",
+            m->last_seq, kcp->size);
+        return KR_ECONFLICT;
+    }
+    return KR_OK;
+}
+
+/* The generation's files, each checked against the manifest, copied into
+ * tmp (made here, with the parents of dir; *made once it exists). */
+static kr_err restore_copy(const struct backup_restore_options *o, const char *dir, const char *tmp,
+                           const struct bmf_manifest *m, bool *made, char *why)
+{
+    rmtree(tmp); /* left by an interrupted restore */
+    char parent[KR_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        (void)mkdir_p(parent, 0700); /* mkdir below says what went wrong */
+    }
+    if (mkdir(tmp, 0700) != 0) {
+        kr_err err = kr_err_from_errno(errno);
+        say(why, "cannot make %s: %s", tmp, strerror(errno));
+        return err;
+    }
+    *made = true;
+    uint64_t bytes = 0;
+    kr_err err;
+    if ((err = check_files(o->generation, m, false, why, &bytes)) ||
+        (err = copy_generation(o->generation, tmp, m, why)))
+        return err;
+    return KR_OK;
+}
+
+/* The copy in tmp verified (fully with o->full) and as long as the manifest
+ * says; with a known checkpoint within it (kcp, NULL if none), its tree
+ * root the checkpoint's. */
+static kr_err restore_verify(const struct backup_restore_options *o, const char *tmp,
+                             const struct bmf_manifest *m, const struct kr_checkpoint *kcp,
+                             char *why)
+{
+    struct jrn_verify_options vo = {.fast = !o->full, .have_root_key = true};
+    memcpy(vo.root_key, o->trusted_pk, 32);
+    struct jrn_verify_report rep;
+    kr_err err;
+    if ((err = jrn_verify(tmp, &vo, &rep))) {
+        say(why, "journal: cannot verify: %s", kr_strerror(err));
+        return err;
+    }
+    if (rep.result) {
+        say(why, "journal verification: seq %" PRIu64 ": %s", rep.bad_seq, rep.what);
+        return KR_ECORRUPT;
+    }
+    if (rep.records != m->last_seq) {
+        say(why, "journal holds %" PRIu64 " records, the manifest says %" PRIu64, rep.records,
+            m->last_seq);
+        return KR_ECORRUPT;
+    }
+    if (!kcp || kcp->size > m->last_seq)
+        return KR_OK;
+    struct jrn_options jo = {.dir = tmp, .read_only = true};
+    struct journal *cj;
+    uint8_t root[KR_HASH_LEN];
+    if ((err = jrn_open(&jo, &cj)))
+        return err;
+    err = jrn_root(cj, kcp->size, root);
+    jrn_close(cj);
+    if (err)
+        return err;
+    if (sodium_memcmp(root, kcp->root, KR_HASH_LEN) != 0) {
+        say(why, "known checkpoint at %" PRIu64 " not consistent with the backup's tree",
+            kcp->size);
+        return KR_ECONFLICT;
+    }
+    return KR_OK;
+}
+
+/* The restored tmp put in place as dir: exchanged with an existing dir
+ * (which tmp then names), else renamed. */
+static kr_err restore_install(const char *tmp, const char *dir, bool exists, char *why)
+{
+    kr_err err;
+    if ((err = fsync_path(tmp, true)))
+        return err;
+    if (exists ? renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0
+               : rename(tmp, dir) != 0) {
+        err = kr_err_from_errno(errno);
+        say(why, "putting %s in place: %s", dir, strerror(errno));
+        return err;
+    }
+    (void)dir_parent_sync(dir);
+    return KR_OK;
+}
+
 kr_err backup_restore(const struct backup_restore_options *o, struct backup_restore_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -1384,32 +1566,13 @@ kr_err backup_restore(const struct backup_restore_options *o, struct backup_rest
     kr_err err = newdir_check(dir, &exists, r->reason);
     if (err)
         return err;
-    /* The newest checkpoint known: a file that outlives restores. */
     char known[KR_NOTE_MAX + 1];
     size_t known_len = 0;
-    {
-        char path[KR_PATH_MAX];
-        const char *kp = o->known_checkpoint;
-        if (!kp && (err = join(path, sizeof path, dir, "checkpoint")) == KR_OK)
-            kp = path;
-        char *text = NULL;
-        size_t len = 0;
-        err = kp ? read_whole(kp, KR_NOTE_MAX, &text, &len) : KR_ENOTFOUND;
-        if (err == KR_OK) {
-            memcpy(known, text, len);
-            known[len] = '\0';
-            known_len = len;
-            free(text);
-        } else if (err != KR_ENOTFOUND || o->known_checkpoint) {
-            say(r->reason, "known checkpoint %s: %s", kp, kr_strerror(err));
-            return err == KR_ETOOLARGE ? KR_ECONFLICT : err;
-        }
-        err = KR_OK;
-    }
+    if ((err = restore_known(o, dir, known, &known_len, r->reason)))
+        return err;
 
     struct bmf_manifest *m = bmf_new();
     struct bmf_chain *chain = malloc(sizeof *chain);
-    struct kr_note_key *nk = NULL;
     char *text = NULL;
     size_t len = 0;
     bool made = false;
@@ -1428,95 +1591,18 @@ kr_err backup_restore(const struct backup_restore_options *o, struct backup_rest
     }
     uint64_t size = o->until ? o->until : m->last_seq;
     struct kr_checkpoint kcp = {0};
-    if (known_len) {
-        if (!(nk = calloc(chain->n, sizeof *nk))) {
-            err = KR_ENOMEM;
-            goto out;
-        }
-        for (size_t i = 0; i < chain->n; i++) {
-            snprintf(nk[i].name, sizeof nk[i].name, "%s", m->origin);
-            memcpy(nk[i].pk, chain->pk[i], KR_PUBKEY_LEN);
-            nk[i].key_id = chain->key_id[i];
-        }
-        uint32_t kid;
-        kr_err cerr = kr_checkpoint_open(known, known_len, nk, chain->n, &kcp, &kid);
-        if (cerr || strcmp(kcp.origin, m->origin) != 0) {
-            say(r->reason, "known checkpoint: not a checkpoint of this journal's keys (%s)",
-                cerr ? kr_strerror(cerr) : "another origin");
-            err = KR_ECONFLICT;
-            goto out;
-        }
-        r->known_size = kcp.size;
-        if (kcp.size > m->last_seq && !o->new_epoch) {
-            say(r->reason,
-                "the backup ends at seq %" PRIu64 ", before the newest known checkpoint at %" PRIu64
-                ": restoring it forks history (--new-epoch restores it as a new epoch)",
-                m->last_seq, kcp.size);
-            err = KR_ECONFLICT;
-            goto out;
-        }
-    }
+    if (known_len && (err = restore_open_known(o, m, chain, known, known_len, &kcp, r)))
+        goto out;
 
     rprogress(o, "copy", 1);
-    rmtree(tmp); /* left by an interrupted restore */
-    {
-        char parent[KR_PATH_MAX];
-        snprintf(parent, sizeof parent, "%s", dir);
-        char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) {
-            *slash = '\0';
-            (void)mkdir_p(parent, 0700); /* mkdir below says what went wrong */
-        }
-    }
-    if (mkdir(tmp, 0700) != 0) {
-        err = kr_err_from_errno(errno);
-        say(r->reason, "cannot make %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    made = true;
-    uint64_t bytes = 0;
-    if ((err = check_files(o->generation, m, false, r->reason, &bytes)) ||
-        (err = copy_generation(o->generation, tmp, m, r->reason)))
+    if ((err = restore_copy(o, dir, tmp, m, &made, r->reason)))
         goto out;
 
     /* Every file is proven: now LMDB may read the copy. */
     rprogress(o, "verify", 2);
     double tv = mono_now();
-    struct jrn_verify_options vo = {.fast = !o->full, .have_root_key = true};
-    memcpy(vo.root_key, o->trusted_pk, 32);
-    struct jrn_verify_report rep;
-    if ((err = jrn_verify(tmp, &vo, &rep))) {
-        say(r->reason, "journal: cannot verify: %s", kr_strerror(err));
+    if ((err = restore_verify(o, tmp, m, known_len ? &kcp : NULL, r->reason)))
         goto out;
-    }
-    if (rep.result) {
-        say(r->reason, "journal verification: seq %" PRIu64 ": %s", rep.bad_seq, rep.what);
-        err = KR_ECORRUPT;
-        goto out;
-    }
-    if (rep.records != m->last_seq) {
-        say(r->reason, "journal holds %" PRIu64 " records, the manifest says %" PRIu64, rep.records,
-            m->last_seq);
-        err = KR_ECORRUPT;
-        goto out;
-    }
-    if (known_len && kcp.size <= m->last_seq) {
-        struct jrn_options jo = {.dir = tmp, .read_only = true};
-        struct journal *cj;
-        uint8_t root[KR_HASH_LEN];
-        if ((err = jrn_open(&jo, &cj)))
-            goto out;
-        err = jrn_root(cj, kcp.size, root);
-        jrn_close(cj);
-        if (err)
-            goto out;
-        if (sodium_memcmp(root, kcp.root, KR_HASH_LEN) != 0) {
-            say(r->reason, "known checkpoint at %" PRIu64 " not consistent with the backup's tree",
-                kcp.size);
-            err = KR_ECONFLICT;
-            goto out;
-        }
-    }
     r->verify_s = mono_now() - tv;
 
     /* Truncation and epochs: a restore that will take writes after a point
@@ -1547,20 +1633,8 @@ kr_err backup_restore(const struct backup_restore_options *o, struct backup_rest
     r->records = size + (epoch ? 1 : 0);
 
     rprogress(o, "install", 4);
-    if ((err = fsync_path(tmp, true)))
+    if ((err = restore_install(tmp, dir, exists, r->reason)))
         goto out;
-    if (exists) {
-        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
-            err = kr_err_from_errno(errno);
-            say(r->reason, "putting %s in place: %s", dir, strerror(errno));
-            goto out;
-        }
-    } else if (rename(tmp, dir) != 0) {
-        err = kr_err_from_errno(errno);
-        say(r->reason, "putting %s in place: %s", dir, strerror(errno));
-        goto out;
-    }
-    (void)dir_parent_sync(dir);
     if (!exists)
         made = false;
     rprogress(o, "done", 5);
@@ -1568,7 +1642,6 @@ out:
     if (made)
         rmtree(tmp); /* the unproven copy, or (after an exchange) the old NEWDIR */
     free(text);
-    free(nk);
     free(chain);
     bmf_free(m);
     r->seconds = mono_now() - t0;
@@ -1582,15 +1655,8 @@ static kr_err link_file(const char *gen, const char *tmp, const struct bmf_file 
 {
     char src[KR_PATH_MAX], dst[KR_PATH_MAX];
     kr_err err;
-    if ((err = join(src, sizeof src, gen, f->path)) || (err = join(dst, sizeof dst, tmp, f->path)))
+    if ((err = file_paths(gen, tmp, f, src, dst)))
         return err;
-    char *slash = strrchr(dst, '/');
-    if (slash && slash > dst + strlen(tmp)) {
-        *slash = '\0';
-        if ((err = mkdir_p(dst, 0700)))
-            return err;
-        *slash = '/';
-    }
     if (link(src, dst) == 0)
         return KR_OK;
     if (errno != EXDEV && errno != EPERM)
@@ -1612,7 +1678,7 @@ static kr_err erase_gen(const char *backups, const char *name, const char *data_
     char gen[KR_PATH_MAX], tmp[KR_PATH_MAX], p[KR_PATH_MAX];
     kr_err err;
     *done = false;
-    if ((err = join(gen, sizeof gen, backups, name)))
+    if ((err = kr_path_join(gen, sizeof gen, backups, name)))
         return err;
     struct bmf_file *ksf = (struct bmf_file *)bmf_find(m, "keystore/data.mdb");
     if (!ksf)
@@ -1634,9 +1700,9 @@ static kr_err erase_gen(const char *backups, const char *name, const char *data_
     char src[KR_PATH_MAX], ksdir[KR_PATH_MAX];
     uint8_t sha[KR_HASH_LEN];
     uint64_t size = 0;
-    if (err == KR_OK && ((err = join(src, sizeof src, gen, ksf->path)) ||
-                         (err = join(ksdir, sizeof ksdir, tmp, "keystore")) ||
-                         (err = join(p, sizeof p, tmp, ksf->path))))
+    if (err == KR_OK && ((err = kr_path_join(src, sizeof src, gen, ksf->path)) ||
+                         (err = kr_path_join(ksdir, sizeof ksdir, tmp, "keystore")) ||
+                         (err = kr_path_join(p, sizeof p, tmp, ksf->path))))
         goto out;
     if (err == KR_OK && mkdir(ksdir, 0700) != 0 && errno != EEXIST)
         err = kr_err_from_errno(errno);
@@ -1667,9 +1733,9 @@ static kr_err erase_gen(const char *backups, const char *name, const char *data_
     static const char *const lmdb_files[] = {"keystore/lock.mdb", "keystore/open.lock",
                                              "keystore/data.mdb.scrub"};
     for (size_t i = 0; i < 3; i++)
-        if (join(p, sizeof p, tmp, lmdb_files[i]) == KR_OK)
+        if (kr_path_join(p, sizeof p, tmp, lmdb_files[i]) == KR_OK)
             (void)unlink(p);
-    if ((err = join(p, sizeof p, tmp, ksf->path)) ||
+    if ((err = kr_path_join(p, sizeof p, tmp, ksf->path)) ||
         (err = hash_file(p, ksf->sha256, &ksf->size)) || (err = fsync_path(ksdir, true)))
         goto out;
 
@@ -1685,7 +1751,7 @@ static kr_err erase_gen(const char *backups, const char *name, const char *data_
     char *text = malloc(cap);
     err = text ? bmf_write(m, &key, text, cap, &len) : KR_ENOMEM;
     kr_key_wipe(&key);
-    if (err == KR_OK && (err = join(p, sizeof p, tmp, BMF_NAME)) == KR_OK)
+    if (err == KR_OK && (err = kr_path_join(p, sizeof p, tmp, BMF_NAME)) == KR_OK)
         err = write_file(p, text, len, 0600);
     free(text);
     if (err == KR_OK)
@@ -1711,7 +1777,7 @@ kr_err backup_erase_tenant(const char *backups_dir, const char *data_dir, uint64
     if (err)
         return err;
     char lock[KR_PATH_MAX];
-    if ((err = join(lock, sizeof lock, backups_dir, ".lock")))
+    if ((err = kr_path_join(lock, sizeof lock, backups_dir, ".lock")))
         return err;
     int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (lfd < 0)
@@ -1741,7 +1807,7 @@ kr_err backup_erase_tenant(const char *backups_dir, const char *data_dir, uint64
         size_t len = 0;
         uint64_t bytes = 0;
         bool done = false;
-        if ((err = join(gen, sizeof gen, backups_dir, names[i])))
+        if ((err = kr_path_join(gen, sizeof gen, backups_dir, names[i])))
             break;
         kr_err e = load_manifest(gen, pk1, m, chain, &text, &len, why);
         free(text);

@@ -30,6 +30,7 @@
 #include "domain.h"
 #include "mp.h"
 #include "protocol.h"
+#include "seed.h"
 #include "server.h"
 
 #include <errno.h>
@@ -901,7 +902,162 @@ static void print_phase_text(const char *name, const struct phase_result *r)
            r->per_s, r->p50_us, r->p99_us, r->max_us, r->ok, r->seconds);
 }
 
-int bench_api(int argc, char **argv)
+/* What `bench api` measured, for the report. */
+struct bapi_report {
+    struct phase_result echo, read, write, login;
+    struct mem_sample mem;
+    uint64_t write_events, write_batches, write_conflicts, login_conflicts;
+    unsigned pwhash_peak;
+    double commit_avg_us;
+    size_t pw_mem; /* the domain's Argon2id memory cost */
+};
+
+/* Each client's share of the contacts (every nclients-th), and its
+ * connections to the server and to the echo server. */
+static kr_err connect_clients(struct bapi *b, const char *api_url, const char *echo_url)
+{
+    if (!(b->c = calloc(b->nclients, sizeof *b->c)))
+        return KR_ENOMEM;
+    kr_err err = KR_OK;
+    for (unsigned i = 0; i < b->nclients && !err; i++) {
+        struct bclient *cl = &b->c[i];
+        cl->b = b;
+        cl->i = i;
+        cl->nown = (b->ncontacts - i + b->nclients - 1) / b->nclients;
+        cl->own = calloc(cl->nown, sizeof *cl->own);
+        cl->tagged = calloc(cl->nown, sizeof *cl->tagged);
+        if (!cl->own || !cl->tagged)
+            return KR_ENOMEM;
+        for (size_t x = 0; x < cl->nown; x++)
+            cl->own[x] = i + x * b->nclients;
+        if (!(err = client_dial(&cl->api, &cl->api_open, api_url)))
+            err = client_dial(&cl->echo, &cl->echo_open, echo_url);
+    }
+    return err;
+}
+
+/* The phases `only` asks for (0 read with echo, 1 write, 2 login, 3 all),
+ * with the journal's counts around the write and login phases; *step names
+ * the phase an error stopped. */
+static kr_err run_phases(struct bapi *b, unsigned only, struct bapi_report *r, const char **step)
+{
+    struct jrn_stats st0, st1;
+    kr_err err;
+    *step = "echo";
+    if ((only == 3 || only == 0) && (err = run_phase(b, &ph_echo, &r->echo, NULL)))
+        return err;
+    *step = "read";
+    if ((only == 3 || only == 0) && (err = run_phase(b, &ph_read, &r->read, NULL)))
+        return err;
+    *step = "write";
+    uint64_t size0 = jrn_size(b->d->j);
+    jrn_get_stats(b->d->j, &st0);
+    if ((only == 3 || only == 1) && (err = run_phase(b, &ph_write, &r->write, NULL)))
+        return err;
+    jrn_get_stats(b->d->j, &st1);
+    r->write_events = jrn_size(b->d->j) - size0;
+    r->write_batches = st1.batches - st0.batches;
+    r->write_conflicts = st1.conflicts - st0.conflicts;
+    if (r->write_batches)
+        r->commit_avg_us = (double)(st1.commit_ns - st0.commit_ns) / 1e3 / (double)r->write_batches;
+    *step = "login";
+    jrn_get_stats(b->d->j, &st0);
+    if ((only == 3 || only == 2) && (err = run_phase(b, &ph_login, &r->login, &r->mem)))
+        return err;
+    jrn_get_stats(b->d->j, &st1);
+    r->login_conflicts = st1.conflicts - st0.conflicts;
+    r->pwhash_peak = b->d->pwhash_peak;
+    *step = NULL;
+    return KR_OK;
+}
+
+/* Prints the report; returns how many requests failed (each phase's first
+ * failure named on stderr). */
+static uint64_t print_report(const struct bapi *b, const struct bapi_report *r, uint64_t workers,
+                             uint64_t seconds, bool json)
+{
+    uint64_t failures = r->echo.failed + r->read.failed + r->write.failed + r->login.failed;
+    const struct phase_result *rs[] = {&r->echo, &r->read, &r->write, &r->login};
+    const char *names[] = {"echo", "read", "write", "login"};
+    for (size_t i = 0; i < 4; i++)
+        if (rs[i]->failed)
+            fprintf(stderr, "kiroku: bench api: %s: %" PRIu64 " requests failed, first: %s\n",
+                    names[i], rs[i]->failed, rs[i]->why ? rs[i]->why : "?");
+    double ratio = r->echo.per_s > 0 ? r->read.per_s / r->echo.per_s : 0;
+    const struct mem_sample *mem = &r->mem;
+    size_t pw_mem = r->pw_mem;
+    /* The bound the Argon2id cap states: the anonymous memory before the
+     * logins plus that many hashes' blocks. */
+    long limit = mem->anon_base < 0
+                     ? -1
+                     : mem->anon_base + (long)((size_t)KR_PWHASH_CONCURRENT_MAX * pw_mem / 1024);
+    if (json) {
+        printf("{\"clients\":%u,\"workers\":%" PRIu64 ",\"seconds\":%" PRIu64 ",\"contacts\":%zu,",
+               b->nclients, workers, seconds, b->ncontacts);
+        for (size_t i = 0; i < 4; i++)
+            print_phase_json(names[i], rs[i]);
+        printf("\"read_echo_ratio\":%.3f,\"write_events\":%" PRIu64 ",\"write_commits\":%" PRIu64
+               ",\"write_commit_avg_us\":%.0f,\"write_conflicts\":%" PRIu64
+               ",\"login_per_s\":%.1f,\"login_conflicts\":%" PRIu64
+               ",\"login_unavailable\":%" PRIu64 ",\"login_rss_base_kb\":%ld,"
+               "\"login_rss_peak_kb\":%ld,\"login_anon_base_kb\":%ld,\"login_anon_peak_kb\":%ld,"
+               "\"login_anon_limit_kb\":%ld,\"pwhash_peak\":%u,\"pwhash_concurrent_max\":%u,"
+               "\"pwhash_mem_kb\":%zu,\"failures\":%" PRIu64 "}\n",
+               ratio, r->write_events, r->write_batches, r->commit_avg_us, r->write_conflicts,
+               r->login.per_s, r->login_conflicts, r->login.busy, mem->rss_base, mem->rss_peak,
+               mem->anon_base, mem->anon_peak, limit, r->pwhash_peak, KR_PWHASH_CONCURRENT_MAX,
+               pw_mem / 1024, failures);
+        return failures;
+    }
+    for (size_t i = 0; i < 4; i++)
+        print_phase_text(names[i], rs[i]);
+    printf("reads at %.0f%% of the echo server's rate\n"
+           "writes: %" PRIu64 " events appended in %" PRIu64
+           " commits (%.1f per commit, %.0f us each)\n"
+           "logins: %.1f/s, at most %u Argon2id runs at once (cap %u, %zu kB each)\n"
+           "  anonymous memory %ld kB before, peak %ld kB; limit %ld kB (before + cap x %zu kB)\n"
+           "  resident memory %ld kB before, peak %ld kB (with the LMDB pages read)\n",
+           100 * ratio, r->write_events, r->write_batches,
+           r->write_batches ? (double)r->write_events / (double)r->write_batches : 0.0,
+           r->commit_avg_us, r->login.per_s, r->pwhash_peak, KR_PWHASH_CONCURRENT_MAX,
+           pw_mem / 1024, mem->anon_base, mem->anon_peak, limit, pw_mem / 1024, mem->rss_base,
+           mem->rss_peak);
+    return failures;
+}
+
+/* Closes and frees what bench_api set up, in the order it must go:
+ * clients, servers (srv may be NULL), the domain. */
+static void bapi_fini(struct bapi *b, struct api_server *srv, struct echo_server *echo)
+{
+    for (unsigned i = 0; b->c && i < b->nclients; i++) {
+        if (b->c[i].api_open)
+            nng_close(b->c[i].api);
+        if (b->c[i].echo_open)
+            nng_close(b->c[i].echo);
+        free(b->c[i].lat);
+        free(b->c[i].own);
+        free(b->c[i].tagged);
+        sodium_memzero(b->c[i].pw, sizeof b->c[i].pw);
+    }
+    free(b->c);
+    api_server_stop(srv);
+    echo_stop(echo);
+    dom_close(b->d);
+    free(b->contacts);
+    sodium_memzero(b->token, sizeof b->token);
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+}
+
+/* `bench api`'s options. */
+struct bapi_options {
+    struct cli_common co;
+    uint64_t seconds, clients, workers, contacts;
+    unsigned only; /* --phase: 0 read (with echo), 1 write, 2 login, 3 all */
+};
+
+/* Parses `bench api`'s options into *o: CLI_CONTINUE, or the exit status. */
+static int bapi_parse(int argc, char **argv, struct bapi_options *o)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          {"seconds", required_argument, 0, 's'},
@@ -910,36 +1066,35 @@ int bench_api(int argc, char **argv)
                                          {"contacts", required_argument, 0, 'n'},
                                          {"phase", required_argument, 0, 'p'},
                                          {0, 0, 0, 0}};
-    struct cli_common co = {0};
-    uint64_t seconds = BAPI_SECONDS_DEFAULT, clients = BAPI_CLIENTS_DEFAULT, workers = 0,
-             contacts = BAPI_CONTACTS_DEFAULT;
-    /* --phase: 0 read (with echo), 1 write, 2 login, 3 all */
+    *o = (struct bapi_options){.seconds = BAPI_SECONDS_DEFAULT,
+                               .clients = BAPI_CLIENTS_DEFAULT,
+                               .contacts = BAPI_CONTACTS_DEFAULT,
+                               .only = 3};
     static const char *const phase_names[] = {"read", "write", "login"};
-    unsigned only = 3;
     int rc, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         bool ok = true;
         switch (c) {
         case 's':
-            ok = cli_parse_u64(optarg, 1, BAPI_SECONDS_MAX, &seconds);
+            ok = cli_parse_u64(optarg, 1, BAPI_SECONDS_MAX, &o->seconds);
             break;
         case 'c':
-            ok = cli_parse_u64(optarg, 1, BAPI_CLIENTS_MAX, &clients);
+            ok = cli_parse_u64(optarg, 1, BAPI_CLIENTS_MAX, &o->clients);
             break;
         case 'w':
-            ok = cli_parse_u64(optarg, 1, KR_API_WORKERS_MAX, &workers);
+            ok = cli_parse_u64(optarg, 1, KR_API_WORKERS_MAX, &o->workers);
             break;
         case 'n':
-            ok = cli_parse_u64(optarg, 1, BAPI_CONTACTS_MAX, &contacts);
+            ok = cli_parse_u64(optarg, 1, BAPI_CONTACTS_MAX, &o->contacts);
             break;
         case 'p':
-            for (only = 0; only < 3 && strcmp(optarg, phase_names[only]) != 0; only++)
+            for (o->only = 0; o->only < 3 && strcmp(optarg, phase_names[o->only]) != 0; o->only++)
                 ;
-            ok = only < 3 || strcmp(optarg, "all") == 0;
+            ok = o->only < 3 || strcmp(optarg, "all") == 0;
             break;
         default:
-            if ((rc = cli_common_option(c, api_usage, &co)) != CLI_CONTINUE)
+            if ((rc = cli_common_option(c, api_usage, &o->co)) != CLI_CONTINUE)
                 return rc;
         }
         if (!ok)
@@ -947,8 +1102,21 @@ int bench_api(int argc, char **argv)
     }
     if (optind != argc)
         return cli_usage(api_usage);
-    if (!workers)
-        workers = workers_default();
+    if (!o->workers)
+        o->workers = workers_default();
+    return CLI_CONTINUE;
+}
+
+int bench_api(int argc, char **argv)
+{
+    struct bapi_options opt;
+    int rc = bapi_parse(argc, argv, &opt);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    const struct cli_common co = opt.co;
+    uint64_t seconds = opt.seconds, clients = opt.clients, workers = opt.workers,
+             contacts = opt.contacts;
+    unsigned only = opt.only;
     signal(SIGPIPE, SIG_IGN);
 
     char dir[KR_PATH_MAX];
@@ -965,15 +1133,8 @@ int bench_api(int argc, char **argv)
     struct api_server *srv = NULL;
     struct echo_server echo = {0};
     char api_url[64], echo_url[64], reader_pw[32] = "";
-    struct phase_result echo_r = {0}, read_r = {0}, write_r = {0}, login_r = {0};
-    struct mem_sample mem = {-1, -1, -1, -1};
-    uint64_t write_events = 0, write_batches = 0, write_conflicts = 0, login_conflicts = 0;
-    unsigned pwhash_peak = 0;
-    double commit_avg_us = 0;
-    size_t pw_mem = 0; /* the domain's Argon2id memory cost */
+    struct bapi_report r = {.mem = {-1, -1, -1, -1}};
     struct kr_domain_options o = {.dir = dir};
-    struct jrn_stats st0, st1;
-    uint64_t size0;
     const char *step = "seeding";
 
     /* The seed makes its passwords cheap; the domain opened after it hashes
@@ -987,7 +1148,7 @@ int bench_api(int argc, char **argv)
     step = "opening the domain";
     if ((err = dom_open(&o, &b.d)))
         goto out;
-    pw_mem = b.d->pwhash_mem;
+    r.pw_mem = b.d->pwhash_mem;
     step = "setting up the tenant";
     if ((err = setup_tenant(&b, &sr, reader_pw)))
         goto out;
@@ -1001,137 +1162,26 @@ int bench_api(int argc, char **argv)
              start_servers(&b, (unsigned)workers, &srv, &echo, api_url, echo_url, sizeof api_url)))
         goto out;
     step = "connecting the clients";
-    if (!(b.c = calloc(b.nclients, sizeof *b.c))) {
-        err = KR_ENOMEM;
-        goto out;
-    }
-    for (unsigned i = 0; i < b.nclients && !err; i++) {
-        struct bclient *cl = &b.c[i];
-        cl->b = &b;
-        cl->i = i;
-        cl->nown = (b.ncontacts - i + b.nclients - 1) / b.nclients;
-        cl->own = calloc(cl->nown, sizeof *cl->own);
-        cl->tagged = calloc(cl->nown, sizeof *cl->tagged);
-        if (!cl->own || !cl->tagged) {
-            err = KR_ENOMEM;
-            break;
-        }
-        for (size_t x = 0; x < cl->nown; x++)
-            cl->own[x] = i + x * b.nclients;
-        if (!(err = client_dial(&cl->api, &cl->api_open, api_url)))
-            err = client_dial(&cl->echo, &cl->echo_open, echo_url);
-    }
-    if (err)
+    if ((err = connect_clients(&b, api_url, echo_url)))
         goto out;
     step = "logging in";
     if ((err = login_reader(&b, reader_pw)))
         goto out;
-
     if (!co.json)
         fprintf(stderr,
                 "%u clients, %" PRIu64 " workers, %zu contacts, %" PRIu64 " s per phase; "
                 "server %s, echo %s\n",
                 b.nclients, workers, b.ncontacts, seconds, api_url, echo_url);
-    step = "echo";
-    if ((only == 3 || only == 0) && (err = run_phase(&b, &ph_echo, &echo_r, NULL)))
-        goto out;
-    step = "read";
-    if ((only == 3 || only == 0) && (err = run_phase(&b, &ph_read, &read_r, NULL)))
-        goto out;
-    step = "write";
-    size0 = jrn_size(b.d->j);
-    jrn_get_stats(b.d->j, &st0);
-    if ((only == 3 || only == 1) && (err = run_phase(&b, &ph_write, &write_r, NULL)))
-        goto out;
-    jrn_get_stats(b.d->j, &st1);
-    write_events = jrn_size(b.d->j) - size0;
-    write_batches = st1.batches - st0.batches;
-    write_conflicts = st1.conflicts - st0.conflicts;
-    if (write_batches)
-        commit_avg_us = (double)(st1.commit_ns - st0.commit_ns) / 1e3 / (double)write_batches;
-    step = "login";
-    jrn_get_stats(b.d->j, &st0);
-    if ((only == 3 || only == 2) && (err = run_phase(&b, &ph_login, &login_r, &mem)))
-        goto out;
-    jrn_get_stats(b.d->j, &st1);
-    login_conflicts = st1.conflicts - st0.conflicts;
-    pwhash_peak = b.d->pwhash_peak;
-    step = NULL;
+    err = run_phases(&b, only, &r, &step);
 
 out:
-    for (unsigned i = 0; b.c && i < b.nclients; i++) {
-        if (b.c[i].api_open)
-            nng_close(b.c[i].api);
-        if (b.c[i].echo_open)
-            nng_close(b.c[i].echo);
-        free(b.c[i].lat);
-        free(b.c[i].own);
-        free(b.c[i].tagged);
-        sodium_memzero(b.c[i].pw, sizeof b.c[i].pw);
-    }
-    free(b.c);
-    api_server_stop(srv);
-    echo_stop(&echo);
-    dom_close(b.d);
-    free(b.contacts);
+    bapi_fini(&b, srv, &echo);
     sodium_memzero(reader_pw, sizeof reader_pw);
-    sodium_memzero(b.token, sizeof b.token);
-    pthread_cond_destroy(&b.cv);
-    pthread_mutex_destroy(&b.mu);
     if (!co.data)
         cli_rmtree(dir);
     if (err) {
         fprintf(stderr, "kiroku: bench api: %s: %s\n", step, kr_strerror(err));
         return CLI_FAIL;
     }
-
-    uint64_t failures = echo_r.failed + read_r.failed + write_r.failed + login_r.failed;
-    const struct phase_result *rs[] = {&echo_r, &read_r, &write_r, &login_r};
-    const char *names[] = {"echo", "read", "write", "login"};
-    for (size_t i = 0; i < 4; i++)
-        if (rs[i]->failed)
-            fprintf(stderr, "kiroku: bench api: %s: %" PRIu64 " requests failed, first: %s\n",
-                    names[i], rs[i]->failed, rs[i]->why ? rs[i]->why : "?");
-    double ratio = echo_r.per_s > 0 ? read_r.per_s / echo_r.per_s : 0;
-    /* The bound the Argon2id cap states: the anonymous memory before the
-     * logins plus that many hashes' blocks. */
-    long limit = mem.anon_base < 0
-                     ? -1
-                     : mem.anon_base + (long)((size_t)KR_PWHASH_CONCURRENT_MAX * pw_mem / 1024);
-    if (co.json) {
-        printf("{\"clients\":%u,\"workers\":%" PRIu64 ",\"seconds\":%" PRIu64 ",\"contacts\":%zu,",
-               b.nclients, workers, seconds, b.ncontacts);
-        print_phase_json("echo", &echo_r);
-        print_phase_json("read", &read_r);
-        print_phase_json("write", &write_r);
-        print_phase_json("login", &login_r);
-        printf("\"read_echo_ratio\":%.3f,\"write_events\":%" PRIu64 ",\"write_commits\":%" PRIu64
-               ",\"write_commit_avg_us\":%.0f,\"write_conflicts\":%" PRIu64
-               ",\"login_per_s\":%.1f,\"login_conflicts\":%" PRIu64
-               ",\"login_unavailable\":%" PRIu64 ",\"login_rss_base_kb\":%ld,"
-               "\"login_rss_peak_kb\":%ld,\"login_anon_base_kb\":%ld,\"login_anon_peak_kb\":%ld,"
-               "\"login_anon_limit_kb\":%ld,\"pwhash_peak\":%u,\"pwhash_concurrent_max\":%u,"
-               "\"pwhash_mem_kb\":%zu,\"failures\":%" PRIu64 "}\n",
-               ratio, write_events, write_batches, commit_avg_us, write_conflicts, login_r.per_s,
-               login_conflicts, login_r.busy, mem.rss_base, mem.rss_peak, mem.anon_base,
-               mem.anon_peak, limit, pwhash_peak, KR_PWHASH_CONCURRENT_MAX, pw_mem / 1024,
-               failures);
-    } else {
-        print_phase_text("echo", &echo_r);
-        print_phase_text("read", &read_r);
-        print_phase_text("write", &write_r);
-        print_phase_text("login", &login_r);
-        printf(
-            "reads at %.0f%% of the echo server's rate\n"
-            "writes: %" PRIu64 " events appended in %" PRIu64
-            " commits (%.1f per commit, %.0f us each)\n"
-            "logins: %.1f/s, at most %u Argon2id runs at once (cap %u, %zu kB each)\n"
-            "  anonymous memory %ld kB before, peak %ld kB; limit %ld kB (before + cap x %zu kB)\n"
-            "  resident memory %ld kB before, peak %ld kB (with the LMDB pages read)\n",
-            100 * ratio, write_events, write_batches,
-            write_batches ? (double)write_events / (double)write_batches : 0.0, commit_avg_us,
-            login_r.per_s, pwhash_peak, KR_PWHASH_CONCURRENT_MAX, pw_mem / 1024, mem.anon_base,
-            mem.anon_peak, limit, pw_mem / 1024, mem.rss_base, mem.rss_peak);
-    }
-    return failures ? CLI_FAIL : CLI_OK;
+    return print_report(&b, &r, workers, seconds, co.json) ? CLI_FAIL : CLI_OK;
 }

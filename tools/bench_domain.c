@@ -13,6 +13,8 @@
 #include "cli.h"
 #include "domain.h"
 #include "journal.h"
+#include "path.h"
+#include "seed.h"
 #include "views.h"
 
 #include <errno.h>
@@ -33,10 +35,9 @@
 
 static bool has_journal(const char *dir)
 {
-    char p[KR_PATH_MAX + 32];
+    char p[KR_PATH_MAX];
     struct stat st;
-    snprintf(p, sizeof p, "%s/journal/data.mdb", dir);
-    return stat(p, &st) == 0;
+    return kr_path_join(p, sizeof p, dir, "journal/data.mdb") == KR_OK && stat(p, &st) == 0;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -225,6 +226,54 @@ static kr_err page_parse(const struct kr_wbuf *out, uint32_t *items, uint8_t *cu
     return err;
 }
 
+/* What page_through saw. */
+struct page_stats {
+    uint64_t listed, full; /* contacts listed, pages that were full */
+    double seconds;        /* in contacts.list, all pages */
+};
+
+/* `bench query`'s pages: contacts.list of tag as who, BENCH_PAGE contacts
+ * a page, each page's latency in lat (microseconds); after the tag's last
+ * page (no cursor) it starts again from the first. */
+static kr_err page_through(struct kr_domain *d, const struct kr_caller *who, const uint8_t tag[16],
+                           uint64_t pages, uint32_t *lat, struct page_stats *ps)
+{
+    struct kr_payload *args = kr_payload_new();
+    if (!args)
+        return KR_ENOMEM;
+    struct kr_wbuf out;
+    kr_wbuf_init(&out, KR_API_REPLY_MAX);
+    uint8_t cursor[64];
+    size_t cursor_len = 0;
+    kr_err err = KR_OK;
+    for (uint64_t i = 0; !err && i < pages; i++) {
+        kr_payload_reset(args, -1);
+        kr_set_bytes(args, KR_FLD_TAG, tag, 16);
+        kr_set_u64(args, KR_FLD_LIMIT, BENCH_PAGE);
+        if (cursor_len)
+            kr_set_bytes(args, KR_FLD_CURSOR, cursor, cursor_len);
+        struct kr_diag diag;
+        double t0 = cli_now();
+        err = dom_exec(d, who, KR_OP_CONTACTS_LIST, args, &out, &diag);
+        double t = cli_now() - t0;
+        ps->seconds += t;
+        if (err) {
+            fprintf(stderr, "kiroku: contacts.list: %s (%s: %s)\n", kr_strerror(err), diag.field,
+                    diag.why);
+            break;
+        }
+        lat[i] = (uint32_t)(t * 1e6 + 0.5);
+        uint32_t items;
+        if ((err = page_parse(&out, &items, cursor, &cursor_len)))
+            break;
+        ps->listed += items;
+        ps->full += items == BENCH_PAGE;
+    }
+    kr_wbuf_free(&out);
+    kr_payload_free(args);
+    return err;
+}
+
 int bench_query(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
@@ -289,42 +338,12 @@ int bench_query(int argc, char **argv)
         err = KR_ECORRUPT; /* the seeded tag must be the biggest */
     if (seeded)
         memcpy(who.account, sr.master, 16);
-    struct kr_payload *args = kr_payload_new();
     uint32_t *lat = calloc(pages, sizeof *lat);
-    struct kr_wbuf out;
-    kr_wbuf_init(&out, KR_API_REPLY_MAX);
-    uint8_t cursor[64];
-    size_t cursor_len = 0;
-    uint64_t listed = 0, full = 0;
-    double t_all = 0;
-    if (!err && (!args || !lat))
+    struct page_stats ps = {0};
+    if (!err && !lat)
         err = KR_ENOMEM;
-    for (uint64_t i = 0; !err && i < pages; i++) {
-        kr_payload_reset(args, -1);
-        kr_set_bytes(args, KR_FLD_TAG, tag, 16);
-        kr_set_u64(args, KR_FLD_LIMIT, BENCH_PAGE);
-        if (cursor_len)
-            kr_set_bytes(args, KR_FLD_CURSOR, cursor, cursor_len);
-        struct kr_diag diag;
-        double t0 = cli_now();
-        err = dom_exec(d, &who, KR_OP_CONTACTS_LIST, args, &out, &diag);
-        double t = cli_now() - t0;
-        t_all += t;
-        if (err) {
-            fprintf(stderr, "kiroku: contacts.list: %s (%s: %s)\n", kr_strerror(err), diag.field,
-                    diag.why);
-            break;
-        }
-        lat[i] = (uint32_t)(t * 1e6 + 0.5);
-        uint32_t items;
-        if ((err = page_parse(&out, &items, cursor, &cursor_len)))
-            break;
-        listed += items;
-        full += items == BENCH_PAGE;
-        /* After the tag's last page (no cursor) it starts again from the first. */
-    }
-    kr_wbuf_free(&out);
-    kr_payload_free(args);
+    if (!err)
+        err = page_through(d, &who, tag, pages, lat, &ps);
     dom_close(d);
     if (!co.data)
         cli_rmtree(dir);
@@ -335,12 +354,12 @@ int bench_query(int argc, char **argv)
     qsort(lat, pages, sizeof *lat, cmp_u32);
     uint32_t p50 = lat[pages / 2], p99 = lat[pages * 99 / 100], max = lat[pages - 1];
     free(lat);
-    double rate = t_all > 0 ? (double)pages / t_all : 0;
+    double rate = ps.seconds > 0 ? (double)pages / ps.seconds : 0;
     if (co.json)
         printf("{\"pages\":%" PRIu64 ",\"page_size\":%u,\"tagged\":%" PRIu64
                ",\"contacts_listed\":%" PRIu64 ",\"full_pages\":%" PRIu64
                ",\"list_p50_us\":%u,\"list_p99_us\":%u,\"list_max_us\":%u,\"pages_per_s\":%.0f}\n",
-               pages, BENCH_PAGE, tagged, listed, full, p50, p99, max, rate);
+               pages, BENCH_PAGE, tagged, ps.listed, ps.full, p50, p99, max, rate);
     else
         printf("%" PRIu64 " pages of up to %u contacts of a tag on %" PRIu64 " contacts\n"
                "page latency: p50 %u us, p99 %u us, max %u us; %.0f pages/s\n",

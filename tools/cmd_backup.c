@@ -8,8 +8,10 @@
 #include "domain.h"
 #include "journal.h"
 #include "keystore.h"
+#include "path.h"
 #include "retention.h"
 #include "retention_hooks.h"
+#include "seed.h"
 #include "verify.h"
 
 #include <errno.h>
@@ -31,21 +33,6 @@ static void progress_tty(void *arg, const char *step, uint64_t done, uint64_t to
     fprintf(stderr, "\r%s: %-10s %" PRIu64 "/%" PRIu64, (const char *)arg, step, done, total);
     if (done == total)
         fputc('\n', stderr);
-}
-
-/* DIR/../backups, spelled from DIR's text: "var/kiroku" gives "var/backups". */
-static void default_backups(const char *data, char *out, size_t cap)
-{
-    size_t n = strlen(data);
-    while (n > 1 && data[n - 1] == '/')
-        n--;
-    size_t cut = n;
-    while (cut > 0 && data[cut - 1] != '/')
-        cut--;
-    if (cut == 0)
-        snprintf(out, cap, "backups");
-    else
-        snprintf(out, cap, "%.*sbackups", (int)cut, data);
 }
 
 /* The trusted key of `list`, `check`: --pubkey, else DATA/keys/journal-1.pub. */
@@ -148,7 +135,10 @@ static int backup_list_cmd(int argc, char **argv, bool check)
     kr_err err;
     char probe[KR_PATH_MAX];
     struct stat st;
-    snprintf(probe, sizeof probe, "%s/manifest", dir);
+    if ((err = kr_path_join(probe, sizeof probe, dir, "manifest"))) {
+        free(gens);
+        return cli_fail(dir, err);
+    }
     bool one = lstat(probe, &st) == 0;
     if (one) {
         err = backup_check(dir, pk, check, &gens[0]);
@@ -159,8 +149,8 @@ static int backup_list_cmd(int argc, char **argv, bool check)
             if (!gens[i].verified)
                 continue;
             char gen[KR_PATH_MAX];
-            snprintf(gen, sizeof gen, "%s/%s", dir, gens[i].name);
-            err = backup_check(gen, pk, true, &gens[i]);
+            if ((err = kr_path_join(gen, sizeof gen, dir, gens[i].name)) == KR_OK)
+                err = backup_check(gen, pk, true, &gens[i]);
         }
     }
     if (err) {
@@ -227,7 +217,7 @@ int cmd_backup(int argc, char **argv)
     else if (env && *env)
         snprintf(backups, sizeof backups, "%s", env);
     else
-        default_backups(data, backups, sizeof backups);
+        tools_ret_default_backups(data, backups, sizeof backups);
     struct kr_offset_clock oc;
     const struct kr_clock *clock;
     if (!cli_clock("backup", test_clock, &oc, &clock))
@@ -545,6 +535,53 @@ static kr_err tenant_erased(struct kr_domain *d, uint64_t tenant, bool *erased)
     return err;
 }
 
+/* bench_erase's checks after the erasure of e->tenant: every record of
+ * the tenant stripped, its key destroyed and view row erased, a generation
+ * rewritten, the journal verifying (fast, timed) and the rewritten
+ * generation gen checking. Prints why and returns false if not. */
+static bool erase_check(struct kr_domain *d, const char *dir, const char *gen,
+                        struct bench_erase *e)
+{
+    bool erased = false;
+    uint64_t stripped;
+    kr_err err;
+    if ((err = tenant_records(d->j, e->tenant, e->records, &stripped, &e->stripped)) ||
+        (err = tenant_erased(d, e->tenant, &erased))) {
+        cli_fail("bench backup: checking the erasure", err);
+        return false;
+    }
+    if (!erased || e->stripped != e->tenant_records || e->generations < 1) {
+        fprintf(stderr,
+                "kiroku: bench backup: tenant %" PRIu64 " is not erased: %s, %" PRIu64
+                " of %" PRIu64 " records stripped, %" PRIu64 " generations rewritten\n",
+                e->tenant, erased ? "key destroyed and view erased" : "key or view left",
+                e->stripped, e->tenant_records, e->generations);
+        return false;
+    }
+    struct jrn_verify_options vo = {.fast = true};
+    struct jrn_verify_report vr;
+    double t0 = cli_now();
+    err = jrn_verify_journal(d->j, &vo, &vr);
+    e->verify_s = cli_now() - t0;
+    if (err || vr.result) {
+        fprintf(stderr, "kiroku: bench backup: the journal does not verify after the erasure: %s\n",
+                err ? kr_strerror(err) : vr.what);
+        return false;
+    }
+    uint8_t pk1[32];
+    struct backup_gen g;
+    if ((err = kr_pubkey_load(dir, 1, pk1)) || (err = backup_check(gen, pk1, true, &g))) {
+        cli_fail("bench backup: checking the rewritten generation", err);
+        return false;
+    }
+    if (!g.verified) {
+        fprintf(stderr, "kiroku: bench backup: the rewritten generation does not check: %s\n",
+                g.reason);
+        return false;
+    }
+    return true;
+}
+
 /* Seeds root/erase with BENCH_ERASE_TENANTS tenants, about `events` records
  * in all, the last one cancelled; opens it as `kiroku retention` does (the
  * tools' retention hooks, backups in root/erase-backups), takes one backup
@@ -621,45 +658,110 @@ static bool bench_erase(const char *root, uint64_t events, bool json, struct ben
                 diag.why, kr_strerror(err));
         goto out;
     }
-    bool erased = false;
-    if ((err = tenant_records(d->j, e->tenant, e->records, &stripped, &e->stripped)) ||
-        (err = tenant_erased(d, e->tenant, &erased))) {
-        cli_fail("bench backup: checking the erasure", err);
-        goto out;
-    }
-    if (!erased || e->stripped != e->tenant_records || e->generations < 1) {
-        fprintf(stderr,
-                "kiroku: bench backup: tenant %" PRIu64 " is not erased: %s, %" PRIu64
-                " of %" PRIu64 " records stripped, %" PRIu64 " generations rewritten\n",
-                e->tenant, erased ? "key destroyed and view erased" : "key or view left",
-                e->stripped, e->tenant_records, e->generations);
-        goto out;
-    }
-    struct jrn_verify_options vo = {.fast = true};
-    struct jrn_verify_report vr;
-    t0 = cli_now();
-    err = jrn_verify_journal(d->j, &vo, &vr);
-    e->verify_s = cli_now() - t0;
-    if (err || vr.result) {
-        fprintf(stderr, "kiroku: bench backup: the journal does not verify after the erasure: %s\n",
-                err ? kr_strerror(err) : vr.what);
-        goto out;
-    }
-    uint8_t pk1[32];
-    struct backup_gen g;
-    if ((err = kr_pubkey_load(dir, 1, pk1)) || (err = backup_check(gen, pk1, true, &g))) {
-        cli_fail("bench backup: checking the rewritten generation", err);
-        goto out;
-    }
-    if (!g.verified) {
-        fprintf(stderr, "kiroku: bench backup: the rewritten generation does not check: %s\n",
-                g.reason);
-        goto out;
-    }
-    ok = true;
+    ok = erase_check(d, dir, gen, e);
 out:
     dom_close(d);
     return ok;
+}
+
+/* What `bench backup` measured. */
+struct bench_backup_result {
+    uint64_t events, rounds;
+    uint64_t appended; /* records appended while the backups ran */
+    struct backup_result br;
+    struct backup_restore_result rr;
+    double backup_s, copy_s, restore_s; /* medians of the rounds, and the restore */
+    bool erase;
+    struct bench_erase be;
+};
+
+/* `bench backup`'s rounds: a backup of j (and ks) into backups, then
+ * `mdb_copy -c` of src into copy, each timed; medians into b. */
+static bool backup_rounds(const struct backup_options *bo, const char *src, const char *copy,
+                          struct bench_backup_result *b)
+{
+    double bs[BENCH_ROUNDS_MAX], cs[BENCH_ROUNDS_MAX];
+    for (uint64_t i = 0; i < b->rounds; i++) {
+        double t0 = cli_now();
+        kr_err err = backup_run(bo, &b->br);
+        bs[i] = cli_now() - t0;
+        if (err) {
+            fprintf(stderr, "kiroku: bench backup: %s\n", b->br.reason);
+            return false;
+        }
+        cli_rmtree(copy);
+        if (mkdir(copy, 0700) != 0 || (cs[i] = run_mdb_copy(src, copy)) < 0) {
+            fprintf(stderr,
+                    "kiroku: bench backup: mdb_copy -c failed (is lmdb-utils installed?)\n");
+            return false;
+        }
+    }
+    b->backup_s = median(bs, b->rounds);
+    b->copy_s = median(cs, b->rounds);
+    return true;
+}
+
+/* `bench backup`'s restore of the last generation in backups into
+ * restored, timed, trusting data's key 1. */
+static bool backup_restore_timed(const char *data, const char *backups, const char *restored,
+                                 struct bench_backup_result *b)
+{
+    char gen[KR_PATH_MAX + 100];
+    snprintf(gen, sizeof gen, "%s/%s", backups, b->br.generation);
+    uint8_t pk1[32];
+    kr_err err;
+    if ((err = kr_pubkey_load(data, 1, pk1))) {
+        cli_fail("bench backup: public key", err);
+        return false;
+    }
+    struct backup_restore_options ro = {.generation = gen, .data_dir = restored, .trusted_pk = pk1};
+    double t0 = cli_now();
+    err = backup_restore(&ro, &b->rr);
+    b->restore_s = cli_now() - t0;
+    if (err) {
+        fprintf(stderr, "kiroku: bench backup: restore: %s\n", b->rr.reason);
+        return false;
+    }
+    return true;
+}
+
+static void bench_backup_print(const struct bench_backup_result *b, bool json)
+{
+    const struct bench_erase *be = &b->be;
+    double ratio = b->copy_s > 0 ? b->backup_s / b->copy_s : 0;
+    if (json) {
+        printf("{\"events\":%" PRIu64 ",\"rounds\":%" PRIu64 ",\"backup_records\":%" PRIu64
+               ",\"appended_meanwhile\":%" PRIu64 ",\"backup_bytes\":%" PRIu64
+               ",\"backup_s\":%.3f,\"mdb_copy_s\":%.3f,"
+               "\"ratio\":%.2f,\"restore_s\":%.3f,\"restore_verify_s\":%.3f,"
+               "\"restore_rebuild_s\":%.3f,",
+               b->events, b->rounds, b->br.last_seq, b->appended, b->br.bytes, b->backup_s,
+               b->copy_s, ratio, b->restore_s, b->rr.verify_s, b->rr.rebuild_s);
+        if (b->erase)
+            printf("\"erase_s\":%.3f,\"erase_journal_records\":%" PRIu64
+                   ",\"erase_tenant_records\":%" PRIu64 ",\"erase_stripped\":%" PRIu64
+                   ",\"erase_generations\":%" PRIu64
+                   ",\"erase_seed_s\":%.3f,\"erase_verify_s\":%.3f}\n",
+                   be->erase_s, be->records, be->tenant_records, be->stripped, be->generations,
+                   be->seed_s, be->verify_s);
+        else
+            printf("\"erase_s\":null}\n");
+        return;
+    }
+    printf("%" PRIu64 " records backed up (%.1f MiB) while %" PRIu64
+           " more were appended\nbackup_s %.3f  mdb_copy_s %.3f  ratio %.2f (medians of %" PRIu64
+           " rounds)\n"
+           "restore_s %.3f (journal check %.3f, views %.3f)\n",
+           b->br.last_seq, (double)b->br.bytes / (1024.0 * 1024.0), b->appended, b->backup_s,
+           b->copy_s, ratio, b->rounds, b->restore_s, b->rr.verify_s, b->rr.rebuild_s);
+    if (b->erase)
+        printf("erase_s %.3f: one tenant of %u, %" PRIu64 " of %" PRIu64 " records, %" PRIu64
+               " stripped, %" PRIu64
+               " backup generation%s rewritten; the journal verifies (fast, %.3f s)\n",
+               be->erase_s, BENCH_ERASE_TENANTS, be->tenant_records, be->records, be->stripped,
+               be->generations, be->generations == 1 ? "" : "s", be->verify_s);
+    else
+        printf("erase_s: not measured (--no-erase)\n");
 }
 
 int bench_backup(int argc, char **argv)
@@ -670,18 +772,17 @@ int bench_backup(int argc, char **argv)
                                          {"no-erase", no_argument, 0, 'E'},
                                          {0, 0, 0, 0}};
     struct cli_common co = {0};
-    uint64_t events = 1000000, rounds = 3;
-    bool erase = true;
+    struct bench_backup_result bb = {.events = 1000000, .rounds = 3, .erase = true}, *b = &bb;
     int rc, c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'n') {
-            if (!cli_parse_u64(optarg, 1, UINT32_MAX, &events))
+            if (!cli_parse_u64(optarg, 1, UINT32_MAX, &b->events))
                 return cli_usage(bench_backup_usage);
         } else if (c == 'r') {
-            if (!cli_parse_u64(optarg, 1, BENCH_ROUNDS_MAX, &rounds))
+            if (!cli_parse_u64(optarg, 1, BENCH_ROUNDS_MAX, &b->rounds))
                 return cli_usage(bench_backup_usage);
         } else if (c == 'E') {
-            erase = false;
+            b->erase = false;
         } else if ((rc = cli_common_option(c, bench_backup_usage, &co)) != CLI_CONTINUE) {
             return rc;
         }
@@ -705,19 +806,14 @@ int bench_backup(int argc, char **argv)
     pthread_t tid;
     bool started = false;
     int result = CLI_FAIL;
-    double backup_s = 0, copy_s = 0, restore_s = 0;
-    struct backup_result br;
-    struct backup_restore_result rr;
-    memset(&br, 0, sizeof br);
-    memset(&rr, 0, sizeof rr);
     if ((err = jrn_create(&jo, NULL)) || (err = jrn_open(&jo, &j)) ||
         (err = ks_open(data, true, &ks))) {
         cli_fail("bench backup: journal", err);
         goto out;
     }
     if (!co.json)
-        fprintf(stderr, "filling %s with %" PRIu64 " events\n", data, events);
-    if ((err = bench_fill(j, events))) {
+        fprintf(stderr, "filling %s with %" PRIu64 " events\n", data, b->events);
+    if ((err = bench_fill(j, b->events))) {
         cli_fail("bench backup: filling", err);
         goto out;
     }
@@ -726,50 +822,18 @@ int bench_backup(int argc, char **argv)
         goto out;
     started = true;
     struct backup_options bo = {.data_dir = data, .backups_dir = backups, .j = j, .ks = ks};
-    double bs[BENCH_ROUNDS_MAX], cs[BENCH_ROUNDS_MAX];
-    double t0;
-    for (uint64_t i = 0; i < rounds; i++) {
-        t0 = cli_now();
-        err = backup_run(&bo, &br);
-        bs[i] = cli_now() - t0;
-        if (err) {
-            fprintf(stderr, "kiroku: bench backup: %s\n", br.reason);
-            goto out;
-        }
-        cli_rmtree(copy);
-        if (mkdir(copy, 0700) != 0 || (cs[i] = run_mdb_copy(src, copy)) < 0) {
-            fprintf(stderr,
-                    "kiroku: bench backup: mdb_copy -c failed (is lmdb-utils installed?)\n");
-            goto out;
-        }
-    }
-    backup_s = median(bs, rounds);
-    copy_s = median(cs, rounds);
+    if (!backup_rounds(&bo, src, copy, b))
+        goto out;
     atomic_store(&ap.stop, true);
     pthread_join(tid, NULL);
     started = false;
+    b->appended = ap.appended;
     if (ap.err) {
         cli_fail("bench backup: appends", ap.err);
         goto out;
     }
-    struct jrn_info info;
-    jrn_get_info(j, &info);
-    char gen[KR_PATH_MAX + 100];
-    snprintf(gen, sizeof gen, "%s/%s", backups, br.generation);
-    uint8_t pk1[32];
-    if ((err = kr_pubkey_load(data, 1, pk1))) {
-        cli_fail("bench backup: public key", err);
+    if (!backup_restore_timed(data, backups, restored, b))
         goto out;
-    }
-    struct backup_restore_options ro = {.generation = gen, .data_dir = restored, .trusted_pk = pk1};
-    t0 = cli_now();
-    err = backup_restore(&ro, &rr);
-    restore_s = cli_now() - t0;
-    if (err) {
-        fprintf(stderr, "kiroku: bench backup: restore: %s\n", rr.reason);
-        goto out;
-    }
-    double ratio = copy_s > 0 ? backup_s / copy_s : 0;
     /* The first journal's part is done: free its memory and disk. */
     ks_close(ks);
     ks = NULL;
@@ -779,44 +843,9 @@ int bench_backup(int argc, char **argv)
     cli_rmtree(restored);
     cli_rmtree(backups);
     cli_rmtree(copy);
-    struct bench_erase be;
-    memset(&be, 0, sizeof be);
-    if (erase && !bench_erase(root, events, co.json, &be))
+    if (b->erase && !bench_erase(root, b->events, co.json, &b->be))
         goto out;
-    if (co.json) {
-        printf("{\"events\":%" PRIu64 ",\"rounds\":%" PRIu64 ",\"backup_records\":%" PRIu64
-               ",\"appended_meanwhile\":%" PRIu64 ",\"backup_bytes\":%" PRIu64
-               ",\"backup_s\":%.3f,\"mdb_copy_s\":%.3f,"
-               "\"ratio\":%.2f,\"restore_s\":%.3f,\"restore_verify_s\":%.3f,"
-               "\"restore_rebuild_s\":%.3f,",
-               events, rounds, br.last_seq, ap.appended, br.bytes, backup_s, copy_s, ratio,
-               restore_s, rr.verify_s, rr.rebuild_s);
-        if (erase)
-            printf("\"erase_s\":%.3f,\"erase_journal_records\":%" PRIu64
-                   ",\"erase_tenant_records\":%" PRIu64 ",\"erase_stripped\":%" PRIu64
-                   ",\"erase_generations\":%" PRIu64
-                   ",\"erase_seed_s\":%.3f,\"erase_verify_s\":%.3f}\n",
-                   be.erase_s, be.records, be.tenant_records, be.stripped, be.generations,
-                   be.seed_s, be.verify_s);
-        else
-            printf("\"erase_s\":null}\n");
-    } else {
-        printf(
-            "%" PRIu64 " records backed up (%.1f MiB) while %" PRIu64
-            " more were appended\nbackup_s %.3f  mdb_copy_s %.3f  ratio %.2f (medians of %" PRIu64
-            " rounds)\n"
-            "restore_s %.3f (journal check %.3f, views %.3f)\n",
-            br.last_seq, (double)br.bytes / (1024.0 * 1024.0), ap.appended, backup_s, copy_s, ratio,
-            rounds, restore_s, rr.verify_s, rr.rebuild_s);
-        if (erase)
-            printf("erase_s %.3f: one tenant of %u, %" PRIu64 " of %" PRIu64 " records, %" PRIu64
-                   " stripped, %" PRIu64
-                   " backup generation%s rewritten; the journal verifies (fast, %.3f s)\n",
-                   be.erase_s, BENCH_ERASE_TENANTS, be.tenant_records, be.records, be.stripped,
-                   be.generations, be.generations == 1 ? "" : "s", be.verify_s);
-        else
-            printf("erase_s: not measured (--no-erase)\n");
-    }
+    bench_backup_print(b, co.json);
     result = CLI_OK;
 out:
     if (started) {

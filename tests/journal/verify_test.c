@@ -1239,7 +1239,7 @@ static size_t kept_sizes(const char *dir, uint64_t out[KEPT_MAX])
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         assert_int_equal(k.mv_size, 8);
         assert_true(n < KEPT_MAX);
-        out[n++] = jrn_get_u64(k.mv_data);
+        out[n++] = kr_get_be64(k.mv_data);
     }
     mdb_cursor_close(c);
     mdb_txn_abort(d.txn);
@@ -1800,7 +1800,7 @@ static void test_tseq_index_count(void **state)
         uint8_t *v = value_get(dir, JRN_DB_TENANTS, tk, 16, &len);
         assert_non_null(v);
         assert_int_equal(len, 8);
-        kr_test_be64(tv, jrn_get_u64(v) + 1);
+        kr_test_be64(tv, kr_get_be64(v) + 1);
         free(v);
         value_put(dir, JRN_DB_TENANTS, tk, 16, tv, 8);
         check_modes(dir, p == 0 || p == 3 ? BOTH : FAST,
@@ -1823,7 +1823,7 @@ static size_t index_key_of(const char *dir, uint64_t seq, uint8_t key[JRN_STREAM
     uint8_t *v = rec_get(dir, seq, &len);
     assert_int_equal(jrn_record_decode(v, len, &r), KR_OK);
     size_t plen = jrn_stream_prefix(key, r.tenant, r.stream, r.stream_len);
-    jrn_put_u64(key + plen, r.version);
+    kr_put_be64(key + plen, r.version);
     free(v);
     return plen + 8;
 }
@@ -1862,7 +1862,7 @@ static void test_index_extra_entries(void **state)
     dir = fresh_copy(*state);
     uint8_t skey[JRN_STREAM_KEY_MAX], seq[8];
     size_t klen = index_key_of(dir, POS_FIRST, skey);
-    jrn_put_u64(skey + klen - 8, UINT64_MAX);
+    kr_put_be64(skey + klen - 8, UINT64_MAX);
     kr_test_be64(seq, POS_FIRST);
     value_put(dir, JRN_DB_STREAMS, skey, klen, seq, 8);
     assert_int_equal(jrn_open(&o, &j), KR_OK);
@@ -1996,7 +1996,7 @@ static void test_key_history(void **state)
      * is named first. */
     dir = fresh_copy(*state);
     klen = index_key_of(dir, ROTATE_SEQ, key);
-    jrn_put_u64(key + klen - 8, 3);
+    kr_put_be64(key + klen - 8, 3);
     uint8_t val[8];
     kr_test_be64(val, POS_LAST);
     value_put(dir, JRN_DB_STREAMS, key, klen, val, 8);

@@ -948,10 +948,47 @@ static void test_usage(void **state)
     assert_false(exists("/nonexistent/x"));
 }
 
+/* A generation whose path is too long for DIR/manifest to be named: `backup
+ * check` says the path is too long (exit 3) instead of cutting the path
+ * short, missing the manifest and reporting "ok: 0 of 0 generations". */
+static void test_check_path_too_long(void **state)
+{
+    (void)state;
+    char dir[KR_PATH_MAX + 256], name[201];
+    memset(name, 'd', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    snprintf(dir, sizeof dir, "%s/long", root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    /* Components of 200 bytes until DIR/manifest no longer fits KR_PATH_MAX
+     * while DIR itself still does. */
+    while (strlen(dir) + 201 < KR_PATH_MAX - 12) {
+        size_t n = strlen(dir);
+        snprintf(dir + n, sizeof dir - n, "/%s", name);
+        assert_int_equal(mkdir(dir, 0700), 0);
+    }
+    size_t n = strlen(dir), pad = KR_PATH_MAX - 4 - n;
+    dir[n] = '/';
+    memset(dir + n + 1, 'e', pad - 1);
+    dir[n + pad] = '\0';
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_true(strlen(dir) < KR_PATH_MAX && strlen(dir) + sizeof "/manifest" > KR_PATH_MAX);
+    char mf[KR_PATH_MAX + 16];
+    snprintf(mf, sizeof mf, "%s/manifest", dir);
+    FILE *f = fopen(mf, "w");
+    assert_non_null(f);
+    fputs("not a manifest\n", f);
+    fclose(f);
+    const char *check[] = {"backup", "check", dir, "--pubkey", pk, NULL};
+    assert_int_equal(run(check), 3);
+    assert_non_null(strstr(err, kr_strerror(KR_ETOOLARGE)));
+    assert_null(strstr(out, "ok:"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_check_path_too_long),
         cmocka_unit_test(test_backup_during_writes_restores),
         cmocka_unit_test(test_seven_generations_and_same_day),
         cmocka_unit_test(test_tampered_generations_refused),

@@ -1,8 +1,7 @@
 /*
- * cmd_domain.c: the domain subcommands: `kiroku seed` (demo data) and
- * `kiroku replay` (rebuild the views, print or check their digests).
+ * seed.c: demo data (cli_seed, seed.h) for `kiroku seed` and the benchmarks.
  *
- * Seeding. Everything goes through the domain's ops (dom_exec), as a client
+ * Everything goes through the domain's ops (dom_exec), as a client
  * and an operator would drive them, so the journal holds what the service
  * would record, every event type of schemas/events.json included. It is
  * deterministic for a given --seed: the domain gets a deterministic rng
@@ -18,14 +17,8 @@
  * commands touching distinct streams and naming the stream versions the
  * seeder tracks itself, with dom_wait between phases so that every phase
  * decides on committed views.
- *
- * Replay. `replay` drops and rebuilds every view from the journal and prints
- * a digest per view. `replay --check` touches nothing live: it copies the
- * journal environment (a compacting LMDB copy, a consistent snapshot of the
- * journal and of the views it was applied to, safe while a server writes)
- * into a scratch directory beside the data directory, takes the digests of
- * the copied views, rebuilds them there and compares.
  */
+#include "seed.h"
 #include "accounts.h"
 #include "cli.h"
 #include "domain.h"
@@ -34,18 +27,12 @@
 #include "retention.h"
 #include "views.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* The seeded clock starts at 2026-04-01T00:00:00Z and moves this much per
  * command, so 1,000,000 events span under an hour of simulated time. */
@@ -381,47 +368,60 @@ static kr_err signup(struct seeder *s, uint64_t ti, struct seed_tenant *t)
     return login(s, t, email, pw, &t->master);
 }
 
-/* Users with permissions; logins, failures, a lock and an unlock, a password
- * change, a logout, a deletion. */
-static kr_err users(struct seeder *s, uint64_t ti, struct seed_tenant *t)
+/* The users each tenant's master makes. */
+static const struct {
+    const char *who;
+    int role;
+    uint64_t perms;
+} seed_users[] = {
+    {"staff", KR_ROLE_USER,
+     1u << KR_PERMISSION_CONTACTS_READ | 1u << KR_PERMISSION_CONTACTS_WRITE |
+         1u << KR_PERMISSION_TAGS_WRITE},
+    {"auditor", KR_ROLE_AUDITOR, 1u << KR_PERMISSION_AUDIT_READ},
+    {"temp", KR_ROLE_USER, 1u << KR_PERMISSION_USERS_READ},
+};
+enum { SEED_USERS = sizeof seed_users / sizeof seed_users[0] };
+
+/* One user's address, password and account, as made by users_create. */
+struct seed_user {
+    char email[64], pw[48];
+    uint8_t acct[16];
+};
+
+/* The master makes every user of seed_users. */
+static kr_err users_create(struct seeder *s, uint64_t ti, struct seed_tenant *t,
+                           struct seed_user u[SEED_USERS])
 {
-    static const struct {
-        const char *who;
-        int role;
-        uint64_t perms;
-    } us[] = {
-        {"staff", KR_ROLE_USER,
-         1u << KR_PERMISSION_CONTACTS_READ | 1u << KR_PERMISSION_CONTACTS_WRITE |
-             1u << KR_PERMISSION_TAGS_WRITE},
-        {"auditor", KR_ROLE_AUDITOR, 1u << KR_PERMISSION_AUDIT_READ},
-        {"temp", KR_ROLE_USER, 1u << KR_PERMISSION_USERS_READ},
-    };
-    enum { N = sizeof us / sizeof us[0] };
-    char email[N][64], pw[N][48], dn[N][48];
-    uint8_t acct[N][16];
-    uint64_t ver;
     kr_err err;
-    for (size_t i = 0; i < N; i++) {
-        snprintf(email[i], sizeof email[i], "%s%" PRIu64 "@shop%" PRIu64 ".example.jp", us[i].who,
-                 ti, ti);
-        snprintf(pw[i], sizeof pw[i], "seed-%s-%" PRIu64 "-pw", us[i].who, ti);
-        snprintf(dn[i], sizeof dn[i], "%s %" PRIu64, us[i].who, ti);
+    for (size_t i = 0; i < SEED_USERS; i++) {
+        char dn[48];
+        snprintf(u[i].email, sizeof u[i].email, "%s%" PRIu64 "@shop%" PRIu64 ".example.jp",
+                 seed_users[i].who, ti, ti);
+        snprintf(u[i].pw, sizeof u[i].pw, "seed-%s-%" PRIu64 "-pw", seed_users[i].who, ti);
+        snprintf(dn, sizeof dn, "%s %" PRIu64, seed_users[i].who, ti);
         struct kr_payload *a = A(s);
-        kr_set_str(a, KR_FLD_EMAIL, email[i]);
-        kr_set_str(a, KR_FLD_PASSWORD, pw[i]);
-        kr_set_u64(a, KR_FLD_ROLE, (uint64_t)us[i].role);
-        kr_set_u64(a, KR_FLD_PERMISSIONS, us[i].perms);
-        kr_set_str(a, KR_FLD_DISPLAY_NAME, dn[i]);
+        kr_set_str(a, KR_FLD_EMAIL, u[i].email);
+        kr_set_str(a, KR_FLD_PASSWORD, u[i].pw);
+        kr_set_u64(a, KR_FLD_ROLE, (uint64_t)seed_users[i].role);
+        kr_set_u64(a, KR_FLD_PERMISSIONS, seed_users[i].perms);
+        kr_set_str(a, KR_FLD_DISPLAY_NAME, dn);
         if ((err = must(s, &t->master, KR_OP_USERS_CREATE, 0)) ||
-            (err = out_id(s, KR_FLD_ACCOUNT, acct[i])))
+            (err = out_id(s, KR_FLD_ACCOUNT, u[i].acct)))
             return err;
     }
-    /* Grant and revoke on the staff account. */
+    return KR_OK;
+}
+
+/* The master grants and revokes permissions of the staff account. */
+static kr_err users_permissions(struct seeder *s, struct seed_tenant *t, const uint8_t acct[16])
+{
     struct kr_payload *a;
-    if ((err = stream_version(s, t->id, KR_EV_ACCOUNT_CREATED, acct[0], &ver)))
+    uint64_t ver;
+    kr_err err;
+    if ((err = stream_version(s, t->id, KR_EV_ACCOUNT_CREATED, acct, &ver)))
         return err;
     a = A(s);
-    kr_set_bytes(a, KR_FLD_ACCOUNT, acct[0], 16);
+    kr_set_bytes(a, KR_FLD_ACCOUNT, acct, 16);
     kr_set_u64(a, KR_FLD_PERMISSIONS,
                1u << KR_PERMISSION_ATTRIBUTES_WRITE | 1u << KR_PERMISSION_AUDIT_READ);
     kr_set_u64(a, KR_FLD_VERSION, ver);
@@ -429,35 +429,41 @@ static kr_err users(struct seeder *s, uint64_t ti, struct seed_tenant *t)
         (err = out_u64(s, KR_FLD_VERSION, &ver)))
         return err;
     a = A(s);
-    kr_set_bytes(a, KR_FLD_ACCOUNT, acct[0], 16);
+    kr_set_bytes(a, KR_FLD_ACCOUNT, acct, 16);
     kr_set_u64(a, KR_FLD_PERMISSIONS, 1u << KR_PERMISSION_AUDIT_READ);
     kr_set_u64(a, KR_FLD_VERSION, ver);
-    if ((err = must(s, &t->master, KR_OP_USERS_REVOKE, 0)))
-        return err;
+    return must(s, &t->master, KR_OP_USERS_REVOKE, 0);
+}
 
-    /* The staff member mistypes twice, logs in, is locked out by the master
-     * and let back in. */
-    struct kr_caller staff, auditor;
-    if ((err = wrong_login(s, t, email[0])) || (err = wrong_login(s, t, email[0])) ||
-        (err = login(s, t, email[0], pw[0], &staff)))
+/* The staff member mistypes twice, logs in, is locked out by the master and
+ * let back in; logs in again, comes back later; is refused users.list;
+ * every other tenant's staff member changes the password. Someone guesses
+ * at an address that has no account. */
+static kr_err users_staff(struct seeder *s, uint64_t ti, struct seed_tenant *t,
+                          const struct seed_user *u)
+{
+    struct kr_payload *a;
+    struct kr_caller staff;
+    uint64_t ver;
+    kr_err err;
+    if ((err = wrong_login(s, t, u->email)) || (err = wrong_login(s, t, u->email)) ||
+        (err = login(s, t, u->email, u->pw, &staff)))
         return err;
     for (int lock = 0; lock < 2; lock++) {
-        if ((err = stream_version(s, t->id, KR_EV_ACCOUNT_CREATED, acct[0], &ver)))
+        if ((err = stream_version(s, t->id, KR_EV_ACCOUNT_CREATED, u->acct, &ver)))
             return err;
         a = A(s);
-        kr_set_bytes(a, KR_FLD_ACCOUNT, acct[0], 16);
+        kr_set_bytes(a, KR_FLD_ACCOUNT, u->acct, 16);
         kr_set_u64(a, KR_FLD_VERSION, ver);
         if ((err = must(s, &t->master, lock == 0 ? KR_OP_USERS_LOCK : KR_OP_USERS_UNLOCK, 0)))
             return err;
     }
-    /* Every other tenant's staff member changes the password. */
-    if ((err = login(s, t, email[0], pw[0], &staff)))
+    if ((err = login(s, t, u->email, u->pw, &staff)))
         return err;
     /* The staff member logs in and comes back to it later. */
     s->touch_next = true;
-    if ((err = login(s, t, email[0], pw[0], &staff)))
+    if ((err = login(s, t, u->email, u->pw, &staff)))
         return err;
-    /* Someone guesses at an address that has no account. */
     if ((err = wrong_login(s, t, "nobody@example.invalid")))
         return err;
     /* The staff member may not list users: refused, and recorded. */
@@ -468,14 +474,28 @@ static kr_err users(struct seeder *s, uint64_t ti, struct seed_tenant *t)
         char npw[48];
         snprintf(npw, sizeof npw, "seed-staff-%" PRIu64 "-new", ti);
         a = A(s);
-        kr_set_str(a, KR_FLD_PASSWORD, pw[0]);
+        kr_set_str(a, KR_FLD_PASSWORD, u->pw);
         kr_set_str(a, KR_FLD_NEW_PASSWORD, npw);
         if ((err = must(s, &staff, KR_OP_ACCOUNT_PASSWORD, 0)))
             return err;
     }
+    return KR_OK;
+}
+
+/* Users with permissions; logins, failures, a lock and an unlock, a password
+ * change, a logout, a deletion. */
+static kr_err users(struct seeder *s, uint64_t ti, struct seed_tenant *t)
+{
+    struct seed_user u[SEED_USERS];
+    struct kr_caller auditor;
+    uint64_t ver;
+    kr_err err;
+    if ((err = users_create(s, ti, t, u)) || (err = users_permissions(s, t, u[0].acct)) ||
+        (err = users_staff(s, ti, t, &u[0])))
+        return err;
     /* The auditor looks in, takes an export of the tenant's records and logs
      * out. */
-    if ((err = login(s, t, email[1], pw[1], &auditor)))
+    if ((err = login(s, t, u[1].email, u[1].pw, &auditor)))
         return err;
     A(s);
     if ((err = must(s, &auditor, KR_OP_AUDIT_EXPORT, 0)))
@@ -484,10 +504,10 @@ static kr_err users(struct seeder *s, uint64_t ti, struct seed_tenant *t)
     if ((err = must(s, &auditor, KR_OP_AUTH_LOGOUT, 0)))
         return err;
     /* The temporary account goes. */
-    if ((err = stream_version(s, t->id, KR_EV_ACCOUNT_CREATED, acct[2], &ver)))
+    if ((err = stream_version(s, t->id, KR_EV_ACCOUNT_CREATED, u[2].acct, &ver)))
         return err;
-    a = A(s);
-    kr_set_bytes(a, KR_FLD_ACCOUNT, acct[2], 16);
+    struct kr_payload *a = A(s);
+    kr_set_bytes(a, KR_FLD_ACCOUNT, u[2].acct, 16);
     kr_set_u64(a, KR_FLD_VERSION, ver);
     return must(s, &t->master, KR_OP_USERS_DELETE, 0);
 }
@@ -931,12 +951,13 @@ static kr_err seed_open(struct seeder *s)
     return err;
 }
 
-kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r)
+/* Sets up a seeder for o (clock, deterministic streams, buffers); the
+ * domain is opened by seed_open. Free it with seeder_free. */
+static kr_err seeder_new(const struct cli_seed_options *o, struct seeder **out,
+                         struct seed_notices *sn)
 {
     struct seeder *s = calloc(1, sizeof *s);
-    struct seed_notices sn = {0};
-    kr_err err = KR_ENOMEM;
-    memset(r, 0, sizeof *r);
+    *out = s;
     if (!s)
         return KR_ENOMEM;
     s->o = o;
@@ -950,83 +971,21 @@ kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r)
     s->anon.role = -1;
     s->args = kr_payload_new();
     s->tenants = calloc(o->tenants ? o->tenants : 1, sizeof *s->tenants);
-    sn.listed = calloc(o->tenants ? o->tenants : 1, sizeof *sn.listed);
+    sn->listed = calloc(o->tenants ? o->tenants : 1, sizeof *sn->listed);
     s->cid = calloc(o->contacts ? o->contacts : 1, sizeof *s->cid);
     s->cver = calloc(o->contacts ? o->contacts : 1, sizeof *s->cver);
-    if (!s->args || !s->tenants || !sn.listed || !s->cid || !s->cver)
-        goto out;
-    if ((err = seed_open(s))) {
-        fprintf(stderr, "kiroku: seed: %s: %s\n", o->dir, kr_strerror(err));
-        goto out;
-    }
-    s->start_size = jrn_size(s->d->j);
-    s->t0 = s->last_progress = cli_now();
+    if (!s->args || !s->tenants || !sn->listed || !s->cid || !s->cver)
+        return KR_ENOMEM;
+    return KR_OK;
+}
 
-    /* The platform's operator. */
-    char email[64], pw[64];
-    snprintf(email, sizeof email, "ops-%016" PRIx64 "@platform.example.jp", o->seed);
-    snprintf(pw, sizeof pw, "seed-Operator-%016" PRIx64, o->seed);
-    s->op = (struct kr_caller){.tenant = 0, .role = KR_ROLE_OPERATOR, .operator_endpoint = true};
-    atomic_fetch_add(&s->clk.now, SEED_STEP_NS);
-    if ((err = dom_operator_create(s->d, email, pw, s->op.account))) {
-        fprintf(stderr, "kiroku: seed: operator: %s\n", kr_strerror(err));
-        goto out;
-    }
-    /* The platform's own history: a start, the operator's work, backups. */
-    char previous[33];
-    kr_set_str(A(s), KR_FLD_WORK, "seeded the demo data");
-    kr_set_str(s->args, KR_FLD_HOST, "seed.example.jp");
-    if ((err = ret_serve_started(s->d, KIROKU_VERSION, "seed.example.jp", previous)) ||
-        (err = must(s, &s->op, KR_OP_MAINTENANCE_RECORD, 0)) ||
-        (err = ret_backup_recorded(s->d, true, "2026-04-01", jrn_size(s->d->j), 4096, NULL)) ||
-        (err = ret_backup_recorded(s->d, false, NULL, 0, 0, "the backups disk is full"))) {
-        fprintf(stderr, "kiroku: seed: the platform's records: %s\n", kr_strerror(err));
-        goto out;
-    }
-    for (uint64_t ti = 0; ti < o->tenants; ti++) {
-        struct seed_tenant *t = &s->tenants[ti];
-        if ((err = signup(s, ti, t)) || (err = users(s, ti, t)) || (err = labels(s, t)))
-            goto out;
-        progress(s, "sign-up", ti, false);
-    }
-    if (o->tenants && ((err = notices(s, &sn)) || (err = incidents(s, &sn))))
-        goto out;
-    for (uint64_t ti = 0; ti < o->tenants; ti++) {
-        struct seed_tenant *t = &s->tenants[ti];
-        if ((err = tenant_notices(s, ti, t, &sn)) || (err = contacts(s, ti, t)))
-            goto out;
-        progress(s, "contacts", ti, true);
-    }
-    if ((err = deliver(s)))
-        goto out;
-    if (o->cancel && o->tenants) {
-        kr_set_u64(A(s), KR_FLD_TENANT, s->tenants[o->tenants - 1].id);
-        if ((err = must(s, &s->op, KR_OP_TENANTS_CANCEL, 0)))
-            goto out;
-    }
-    if ((err = wait_all(s, "seed")))
-        goto out;
-    /* The cancelled tenant's erasure (the retention job's, done at once here). */
-    if (o->cancel && !o->leave_cancelled && o->tenants &&
-        (err = ret_erase_tenant(s->d, s->tenants[o->tenants - 1].id, NULL))) {
-        fprintf(stderr, "kiroku: seed: erasing a tenant: %s\n", kr_strerror(err));
-        goto out;
-    }
-    if (o->tenants && (err = abandoned_application(s))) {
-        fprintf(stderr, "kiroku: seed: an abandoned application: %s\n", kr_strerror(err));
-        goto out;
-    }
-    r->events = jrn_size(s->d->j) - s->start_size;
-    r->seconds = cli_now() - s->t0;
-    r->tenants = o->tenants;
-    r->contacts = s->contacts;
-    if (o->tenants) {
-        r->tenant = s->tenants[0].id;
-        memcpy(r->master, s->tenants[0].master.account, 16);
-        memcpy(r->tag, s->tenants[0].tags[0], 16);
-        r->cancelled = o->cancel ? s->tenants[o->tenants - 1].id : 0;
-    }
-out:
+/* Waits for what is in flight, closes the domain and frees s (NULL too);
+ * returns err, or the wait's error if err is KR_OK. */
+static kr_err seeder_free(struct seeder *s, struct seed_notices *sn, kr_err err)
+{
+    free(sn->listed);
+    if (!s)
+        return err;
     if (s->d) {
         kr_err e = dom_wait(s->d);
         err = err ? err : e;
@@ -1038,303 +997,107 @@ out:
     kr_rng_det_fini(&s->det);
     kr_rng_det_fini(&s->wdet);
     free(s->tenants);
-    free(sn.listed);
     free(s->cid);
     free(s->cver);
     free(s);
     return err;
 }
 
-/* ---- seed ---- */
-
-static const char seed_usage[] =
-    "usage: kiroku seed [--data DIR] [--tenants N] [--contacts M] [--seed S] [--json]\n"
-    "\n"
-    "Fills DIR's journal (made first if DIR has none) with demo data through the\n"
-    "domain's ops: N tenants (default 3) signed up the whole way, their users,\n"
-    "logins (some failed), a lock and unlock, password changes, tags, attribute\n"
-    "definitions, M contacts each (default 100) tagged, with attribute values,\n"
-    "some updated and deleted; notices published and acknowledged, incidents\n"
-    "opened, notified, updated and resolved, reports, the outbox delivered, and\n"
-    "the last tenant cancelled. Every event type of the schema occurs. The same\n"
-    "--seed S (default 1) gives the same events (ids, times from\n"
-    "2026-04-01T00:00:00Z, payloads); seed an empty DIR, or give another seed.\n"
-    "Demo data only: the rng is predictable and passwords are cheap to hash.\n";
-
-int cmd_seed(int argc, char **argv)
+/* The platform's operator and its own history: a start, the operator's
+ * work, backups. */
+static kr_err seed_platform(struct seeder *s)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS,
-                                         {"tenants", required_argument, 0, 't'},
-                                         {"contacts", required_argument, 0, 'c'},
-                                         {"seed", required_argument, 0, 's'},
-                                         {0, 0, 0, 0}};
-    struct cli_common co = {0};
-    struct cli_seed_options so = {.tenants = 3, .contacts = 100, .seed = 1, .cancel = true};
-    int rc, c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        bool ok = true;
-        switch (c) {
-        case 't':
-            ok = cli_parse_u64(optarg, 1, CLI_SEED_TENANTS_MAX, &so.tenants);
-            break;
-        case 'c':
-            ok = cli_parse_u64(optarg, 0, CLI_SEED_CONTACTS_MAX, &so.contacts);
-            break;
-        case 's':
-            ok = cli_parse_u64(optarg, 0, UINT64_MAX, &so.seed);
-            break;
-        default:
-            if ((rc = cli_common_option(c, seed_usage, &co)) != CLI_CONTINUE)
-                return rc;
-        }
-        if (!ok)
-            return cli_usage(seed_usage);
-    }
-    if (optind != argc)
-        return cli_usage(seed_usage);
-    so.dir = cli_data_dir(co.data);
-    so.progress = !co.json && so.tenants * so.contacts >= 20000;
-    struct cli_seed_result r;
-    kr_err err = cli_seed(&so, &r);
-    if (err)
-        return err == KR_EBUSY ? cli_fail_open(so.dir, err) : cli_fail("seed", err);
-    double rate = r.seconds > 0 ? (double)r.events / r.seconds : 0;
-    if (co.json) {
-        printf("{\"data\":");
-        cli_json_str(stdout, so.dir, strlen(so.dir));
-        printf(",\"seed\":%" PRIu64 ",\"events\":%" PRIu64 ",\"tenants\":%" PRIu64
-               ",\"contacts\":%" PRIu64 ",\"seconds\":%.3f,\"events_per_s\":%.0f}\n",
-               so.seed, r.events, r.tenants, r.contacts, r.seconds, rate);
-    } else {
-        printf("seeded %s: %" PRIu64 " events, %" PRIu64 " tenants, %" PRIu64
-               " contacts in %.2f s (%.0f events/s)\n",
-               so.dir, r.events, r.tenants, r.contacts, r.seconds, rate);
-    }
-    return CLI_OK;
-}
-
-/* ---- replay ---- */
-
-static const char replay_usage[] =
-    "usage: kiroku replay [--data DIR] [--check] [--json]\n"
-    "\n"
-    "Drops every view and rebuilds it from the journal, then prints each view's\n"
-    "name, entries and SHA-256 digest. Run it while the server is stopped.\n"
-    "--check changes nothing: it copies the journal (a consistent snapshot, safe\n"
-    "while a server runs) to a scratch directory beside DIR, rebuilds the views\n"
-    "there and compares every digest with the views as they were.\n"
-    "\n"
-    "Exit status: 0 done (--check: every view equals its rebuild); 1 --check\n"
-    "found views that differ (they are listed); 2 usage; 3 could not run.\n";
-
-struct digests {
-    uint8_t d[VIEW__COUNT][32];
-    uint64_t n[VIEW__COUNT];
-};
-
-static kr_err take_digests(MDB_env *env, struct kr_views *v, struct digests *out)
-{
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return kr_err_from_mdb(rc);
-    kr_err err = KR_OK;
-    for (int i = 0; i < VIEW__COUNT && !err; i++)
-        err = views_digest(v, txn, (enum kr_view)i, out->d[i], &out->n[i]);
-    mdb_txn_abort(txn);
-    return err;
-}
-
-static bool replay_progress(void *arg, uint64_t done, uint64_t total)
-{
-    (void)arg;
-    fprintf(stderr, "\rreplaying: %" PRIu64 " / %" PRIu64 " records", done, total);
-    if (done == total)
-        fputc('\n', stderr);
-    return true;
-}
-
-static void print_views(const struct digests *dg, const bool *differs, bool json, const char *head,
-                        uint64_t records, double secs)
-{
-    char h[65];
-    if (json) {
-        printf("{%s\"records\":%" PRIu64 ",\"seconds\":%.3f,\"views\":[", head, records, secs);
-        for (int i = 0; i < VIEW__COUNT; i++) {
-            hex(h, dg->d[i], 32);
-            printf("%s{\"name\":\"%s\",\"entries\":%" PRIu64 ",\"digest\":\"%s\"", i ? "," : "",
-                   views_name((enum kr_view)i), dg->n[i], h);
-            if (differs)
-                printf(",\"equal\":%s", differs[i] ? "false" : "true");
-            printf("}");
-        }
-        printf("]}\n");
-        return;
-    }
-    for (int i = 0; i < VIEW__COUNT; i++) {
-        hex(h, dg->d[i], 32);
-        printf("%-20s %10" PRIu64 " %s%s\n", views_name((enum kr_view)i), dg->n[i], h,
-               differs && differs[i] ? "  DIFFERS" : "");
-    }
-}
-
-static int replay_live(const char *data, bool json)
-{
-    struct kr_domain_options o = {.dir = data, .no_catch_up = true, .no_appends = true};
-    struct kr_domain *d;
-    kr_err err = dom_open(&o, &d);
-    if (err)
-        return cli_fail_open(data, err);
-    double t0 = cli_now();
-    err = jrn_views_rebuild(d->j, !json && isatty(STDERR_FILENO) ? replay_progress : NULL, NULL);
-    double secs = cli_now() - t0;
-    struct digests dg = {0};
-    if (!err)
-        err = take_digests(jrn_env(d->j), &d->views, &dg);
-    uint64_t records = jrn_size(d->j);
-    dom_close(d);
-    if (err)
-        return cli_fail("replay", err);
-    if (!json)
-        printf("rebuilt the views from %" PRIu64 " records in %.2f s\n", records, secs);
-    print_views(&dg, NULL, json, "\"ok\":true,", records, secs);
-    return CLI_OK;
-}
-
-/* Copies the regular file from/name to to/name with mode `mode`. */
-/* a/b into out; KR_ETOOLARGE if it does not fit. */
-static kr_err path_join2(char *out, size_t cap, const char *a, const char *b)
-{
-    int n = snprintf(out, cap, "%s/%s", a, b);
-    return n < 0 || (size_t)n >= cap ? KR_ETOOLARGE : KR_OK;
-}
-
-/* Makes scratch (a fresh directory beside data) a data directory holding a
- * compacted copy of data's journal environment: the records and the views
- * as they are now. No key is copied: the rebuild needs none. */
-static kr_err scratch_copy(const char *data, char *scratch, size_t cap, bool *made)
-{
-    /* A read-only open: a snapshot of the journal and its views, whether or
-     * not a server holds the journal. */
-    struct jrn_options jo = {.dir = data, .read_only = true};
-    struct journal *j;
-    kr_err err = jrn_open(&jo, &j);
-    if (err)
+    const struct cli_seed_options *o = s->o;
+    kr_err err;
+    char email[64], pw[64];
+    snprintf(email, sizeof email, "ops-%016" PRIx64 "@platform.example.jp", o->seed);
+    snprintf(pw, sizeof pw, "seed-Operator-%016" PRIx64, o->seed);
+    s->op = (struct kr_caller){.tenant = 0, .role = KR_ROLE_OPERATOR, .operator_endpoint = true};
+    atomic_fetch_add(&s->clk.now, SEED_STEP_NS);
+    if ((err = dom_operator_create(s->d, email, pw, s->op.account))) {
+        fprintf(stderr, "kiroku: seed: operator: %s\n", kr_strerror(err));
         return err;
-    size_t dl = strlen(data);
-    while (dl > 1 && data[dl - 1] == '/')
-        dl--;
-    char sub[KR_PATH_MAX];
-    int n = snprintf(scratch, cap, "%.*s.check-XXXXXX", (int)dl, data);
-    if (n < 0 || (size_t)n >= cap) {
-        err = KR_ETOOLARGE;
-        goto out;
     }
-    if (!mkdtemp(scratch)) {
-        err = kr_err_from_errno(errno);
-        goto out;
+    char previous[33];
+    kr_set_str(A(s), KR_FLD_WORK, "seeded the demo data");
+    kr_set_str(s->args, KR_FLD_HOST, "seed.example.jp");
+    if ((err = ret_serve_started(s->d, KIROKU_VERSION, "seed.example.jp", previous)) ||
+        (err = must(s, &s->op, KR_OP_MAINTENANCE_RECORD, 0)) ||
+        (err = ret_backup_recorded(s->d, true, "2026-04-01", jrn_size(s->d->j), 4096, NULL)) ||
+        (err = ret_backup_recorded(s->d, false, NULL, 0, 0, "the backups disk is full"))) {
+        fprintf(stderr, "kiroku: seed: the platform's records: %s\n", kr_strerror(err));
+        return err;
     }
-    *made = true;
-    if (path_join2(sub, sizeof sub, scratch, "journal")) {
-        err = KR_ETOOLARGE;
-        goto out;
-    }
-    if (mkdir(sub, 0700) != 0) {
-        err = kr_err_from_errno(errno);
-        goto out;
-    }
-    err = kr_err_from_mdb(mdb_env_copy2(jrn_env(j), sub, MDB_CP_COMPACT));
-out:
-    jrn_close(j);
-    return err;
+    return KR_OK;
 }
 
-static int replay_check(const char *data, bool json)
+/* Every tenant's sign-up, users, labels, notices and contacts; the outbox
+ * delivered; the last tenant cancelled and (unless left) erased. */
+static kr_err seed_tenants(struct seeder *s, struct seed_notices *sn)
 {
-    char scratch[KR_PATH_MAX + 64];
-    double t0 = cli_now();
-    bool made = false;
-    kr_err err = scratch_copy(data, scratch, sizeof scratch, &made);
-    struct kr_views v;
-    struct journal *j = NULL;
-    struct digests live = {0}, rebuilt = {0};
-    uint64_t records = 0;
-    bool views_ok = false;
-    if (err == KR_OK && (err = views_init(&v)) == KR_OK) {
-        views_ok = true;
-        struct jrn_options jo = {.dir = scratch,
-                                 .views = views_hooks(&v),
-                                 .views_no_catch_up = true,
-                                 .no_appends = true};
-        if ((err = jrn_open(&jo, &j)) == KR_OK &&
-            (err = take_digests(jrn_env(j), &v, &live)) == KR_OK &&
-            (err = jrn_views_rebuild(j, !json && isatty(STDERR_FILENO) ? replay_progress : NULL,
-                                     NULL)) == KR_OK)
-            err = take_digests(jrn_env(j), &v, &rebuilt);
-        records = j ? jrn_size(j) : 0;
+    const struct cli_seed_options *o = s->o;
+    kr_err err;
+    for (uint64_t ti = 0; ti < o->tenants; ti++) {
+        struct seed_tenant *t = &s->tenants[ti];
+        if ((err = signup(s, ti, t)) || (err = users(s, ti, t)) || (err = labels(s, t)))
+            return err;
+        progress(s, "sign-up", ti, false);
     }
-    jrn_close(j);
-    if (views_ok)
-        views_fini(&v);
-    if (made)
-        cli_rmtree(scratch);
-    double secs = cli_now() - t0;
-    if (err == KR_ENOTFOUND || err == KR_EBUSY)
-        return cli_fail_open(data, err);
+    if (o->tenants && ((err = notices(s, sn)) || (err = incidents(s, sn))))
+        return err;
+    for (uint64_t ti = 0; ti < o->tenants; ti++) {
+        struct seed_tenant *t = &s->tenants[ti];
+        if ((err = tenant_notices(s, ti, t, sn)) || (err = contacts(s, ti, t)))
+            return err;
+        progress(s, "contacts", ti, true);
+    }
+    if ((err = deliver(s)))
+        return err;
+    if (o->cancel && o->tenants) {
+        kr_set_u64(A(s), KR_FLD_TENANT, s->tenants[o->tenants - 1].id);
+        if ((err = must(s, &s->op, KR_OP_TENANTS_CANCEL, 0)))
+            return err;
+    }
+    if ((err = wait_all(s, "seed")))
+        return err;
+    /* The cancelled tenant's erasure (the retention job's, done at once here). */
+    if (o->cancel && !o->leave_cancelled && o->tenants &&
+        (err = ret_erase_tenant(s->d, s->tenants[o->tenants - 1].id, NULL))) {
+        fprintf(stderr, "kiroku: seed: erasing a tenant: %s\n", kr_strerror(err));
+        return err;
+    }
+    if (o->tenants && (err = abandoned_application(s))) {
+        fprintf(stderr, "kiroku: seed: an abandoned application: %s\n", kr_strerror(err));
+        return err;
+    }
+    return KR_OK;
+}
+
+kr_err cli_seed(const struct cli_seed_options *o, struct cli_seed_result *r)
+{
+    struct seeder *s;
+    struct seed_notices sn = {0};
+    memset(r, 0, sizeof *r);
+    kr_err err = seeder_new(o, &s, &sn);
     if (err)
-        return cli_fail("replay --check", err);
-    bool differs[VIEW__COUNT];
-    int bad = 0;
-    for (int i = 0; i < VIEW__COUNT; i++) {
-        differs[i] = live.n[i] != rebuilt.n[i] || memcmp(live.d[i], rebuilt.d[i], 32) != 0;
-        bad += differs[i];
+        return seeder_free(s, &sn, err);
+    if ((err = seed_open(s))) {
+        fprintf(stderr, "kiroku: seed: %s: %s\n", o->dir, kr_strerror(err));
+        return seeder_free(s, &sn, err);
     }
-    if (json) {
-        char head[VIEW__COUNT * 32 + 64];
-        size_t at =
-            (size_t)snprintf(head, sizeof head, "\"ok\":%s,\"differ\":[", bad ? "false" : "true");
-        for (int i = 0, k = 0; i < VIEW__COUNT; i++)
-            if (differs[i])
-                at += (size_t)snprintf(head + at, sizeof head - at, "%s\"%s\"", k++ ? "," : "",
-                                       views_name((enum kr_view)i));
-        snprintf(head + at, sizeof head - at, "],");
-        print_views(&live, differs, true, head, records, secs);
-    } else {
-        print_views(&live, differs, false, "", records, secs);
-        if (bad) {
-            printf("FAILED: %d %s from the rebuild:", bad,
-                   bad == 1 ? "view differs" : "views differ");
-            for (int i = 0; i < VIEW__COUNT; i++)
-                if (differs[i])
-                    printf(" %s", views_name((enum kr_view)i));
-            printf("\n");
-        } else {
-            printf("ok: every view equals its rebuild from %" PRIu64 " records (%.2f s)\n", records,
-                   secs);
-        }
+    s->start_size = jrn_size(s->d->j);
+    s->t0 = s->last_progress = cli_now();
+    if ((err = seed_platform(s)) || (err = seed_tenants(s, &sn)))
+        return seeder_free(s, &sn, err);
+    r->events = jrn_size(s->d->j) - s->start_size;
+    r->seconds = cli_now() - s->t0;
+    r->tenants = o->tenants;
+    r->contacts = s->contacts;
+    if (o->tenants) {
+        r->tenant = s->tenants[0].id;
+        memcpy(r->master, s->tenants[0].master.account, 16);
+        memcpy(r->tag, s->tenants[0].tags[0], 16);
+        r->cancelled = o->cancel ? s->tenants[o->tenants - 1].id : 0;
     }
-    return bad ? CLI_BAD : CLI_OK;
-}
-
-int cmd_replay(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        CLI_COMMON_OPTIONS, {"check", no_argument, 0, 'c'}, {0, 0, 0, 0}};
-    struct cli_common co = {0};
-    bool check = false;
-    int rc, c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            check = true;
-            break;
-        default:
-            if ((rc = cli_common_option(c, replay_usage, &co)) != CLI_CONTINUE)
-                return rc;
-        }
-    }
-    if (optind != argc)
-        return cli_usage(replay_usage);
-    const char *data = cli_data_dir(co.data);
-    return check ? replay_check(data, co.json) : replay_live(data, co.json);
+    return seeder_free(s, &sn, KR_OK);
 }

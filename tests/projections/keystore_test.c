@@ -1,5 +1,5 @@
 /*
- * keystore_test.c: tests for journal/keystore.c: the KEK file, tenant data
+ * keystore_test.c: tests for projections/keystore.c: the KEK file, tenant data
  * keys and their destruction, sealing and blind-index hashes.
  *
  * Stored bytes are read and tampered with through LMDB directly, with the

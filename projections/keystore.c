@@ -40,7 +40,10 @@
 #include "keys.h"
 
 #include "b64.h"
+#include "endian_be.h"
+#include "envreg.h"
 #include "kr_limits.h"
+#include "path.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -119,18 +122,8 @@ struct kr_keystore {
     uint64_t clock; /* last stamp handed to a cache way */
     struct ks_secrets *sec;
 
-    /* In the process-wide list of open keystores. */
-    dev_t env_dev;
-    ino_t env_ino;
-    bool registered;
-    struct kr_keystore *open_next;
+    struct kr_env_reg reg; /* DIR/keystore in the process's open environments */
 };
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
 
 /* The error of an LMDB call that failed (rc != 0): never KR_OK, which the
  * static analyzer cannot tell from kr_err_from_mdb alone. */
@@ -138,14 +131,6 @@ static kr_err mdb_failed(int rc)
 {
     kr_err err = kr_err_from_mdb(rc);
     return err != KR_OK ? err : KR_EIO;
-}
-
-static kr_err path_join(char *out, size_t cap, const char *dir, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= cap)
-        return KR_ETOOLARGE;
-    return KR_OK;
 }
 
 static kr_err fsync_dir(const char *path)
@@ -189,8 +174,8 @@ static kr_err kek_make(const char *dir)
 {
     char keys[KR_PATH_MAX], path[KR_PATH_MAX], tmp[KR_PATH_MAX];
     kr_err err;
-    if ((err = path_join(keys, sizeof keys, dir, "keys")) ||
-        (err = path_join(path, sizeof path, keys, "kek.key")))
+    if ((err = kr_path_join(keys, sizeof keys, dir, "keys")) ||
+        (err = kr_path_join(path, sizeof path, keys, "kek.key")))
         return err;
     /* A name of its own, even against another thread of this process. */
     int n = snprintf(tmp, sizeof tmp, "%s.%016" PRIx64 ".tmp", path, kr_rng_u64(NULL));
@@ -223,7 +208,7 @@ static kr_err kek_make(const char *dir)
 static void wrap_ad(uint8_t ad[WRAP_AD_LEN], uint64_t tenant)
 {
     memcpy(ad, WRAP_AD, sizeof WRAP_AD - 1);
-    put_be64(ad + sizeof WRAP_AD - 1, tenant);
+    kr_put_be64(ad + sizeof WRAP_AD - 1, tenant);
 }
 
 static void wrap(const uint8_t kek[KEK_LEN], uint64_t tenant, const uint8_t key[KR_DATA_KEY_LEN],
@@ -340,51 +325,6 @@ static void cache_drop(struct kr_keystore *ks, uint64_t tenant)
     pthread_mutex_unlock(&ks->cache_mu);
 }
 
-/* ---- Open keystores of this process ---- */
-
-/* As for the journal (journal.c): LMDB must not open one environment twice
- * in a process, so a second open is refused with KR_EBUSY. */
-static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct kr_keystore *open_list;
-
-static kr_err register_open(struct kr_keystore *ks)
-{
-    struct stat st;
-    if (stat(ks->env_dir, &st) != 0)
-        return kr_err_from_errno(errno);
-    if (!S_ISDIR(st.st_mode))
-        return KR_ECORRUPT;
-    kr_err err = KR_OK;
-    pthread_mutex_lock(&open_mu);
-    for (struct kr_keystore *o = open_list; o; o = o->open_next)
-        if (o->env_dev == st.st_dev && o->env_ino == st.st_ino)
-            err = KR_EBUSY;
-    if (err == KR_OK) {
-        ks->env_dev = st.st_dev;
-        ks->env_ino = st.st_ino;
-        ks->open_next = open_list;
-        open_list = ks;
-        ks->registered = true;
-    }
-    pthread_mutex_unlock(&open_mu);
-    return err;
-}
-
-static void unregister_open(struct kr_keystore *ks)
-{
-    if (!ks->registered)
-        return;
-    pthread_mutex_lock(&open_mu);
-    for (struct kr_keystore **p = &open_list; *p; p = &(*p)->open_next) {
-        if (*p == ks) {
-            *p = ks->open_next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&open_mu);
-    ks->registered = false;
-}
-
 /* Takes (or converts to) an open-file-description lock of `type` on all of
  * fd's file. KR_EBUSY if it would have to wait and wait is false; a failed
  * conversion leaves the lock held before as it was. */
@@ -432,7 +372,8 @@ static kr_err env_check_meta(struct kr_keystore *ks, MDB_txn *txn, bool create, 
             return mdb_failed(rc);
         if (st.ms_entries != 0)
             return KR_ECORRUPT; /* keys but no format: not ours */
-        uint8_t fmt[4] = {0, 0, 0, FORMAT_VERSION}, check[CHECK_LEN];
+        uint8_t fmt[4], check[CHECK_LEN];
+        kr_put_be32(fmt, FORMAT_VERSION);
         kek_check_make(ks->sec->kek, check);
         if ((err = meta_put(txn, ks->db_meta, META_FORMAT, fmt, sizeof fmt)) ||
             (err = meta_put(txn, ks->db_meta, META_KEK_CHECK, check, sizeof check)))
@@ -445,8 +386,7 @@ static kr_err env_check_meta(struct kr_keystore *ks, MDB_txn *txn, bool create, 
     if (v.mv_size != 4)
         return KR_ECORRUPT;
     const uint8_t *f = v.mv_data;
-    if (((uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 | (uint32_t)f[2] << 8 | f[3]) !=
-        FORMAT_VERSION)
+    if (kr_get_be32(f) != FORMAT_VERSION)
         return KR_EVERSION;
     if ((err = meta_get(txn, ks->db_meta, META_KEK_CHECK, &v)))
         return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
@@ -524,8 +464,8 @@ static kr_err compact(struct kr_keystore *ks)
 {
     char data[KR_PATH_MAX], tmp[KR_PATH_MAX];
     kr_err err;
-    if ((err = path_join(data, sizeof data, ks->env_dir, "data.mdb")) ||
-        (err = path_join(tmp, sizeof tmp, ks->env_dir, "data.mdb.scrub")))
+    if ((err = kr_path_join(data, sizeof data, ks->env_dir, "data.mdb")) ||
+        (err = kr_path_join(tmp, sizeof tmp, ks->env_dir, "data.mdb.scrub")))
         return err;
     (void)unlink(tmp); /* left by a scrub that crashed */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -637,7 +577,7 @@ void ks_close(struct kr_keystore *ks)
         return;
     if (ks->env)
         mdb_env_close(ks->env);
-    unregister_open(ks);
+    kr_env_unregister(&ks->reg);
     if (ks->lock_fd >= 0)
         close(ks->lock_fd); /* drops the OFD lock */
     sodium_free(ks->sec);   /* wipes it */
@@ -657,10 +597,10 @@ kr_err ks_open(const char *dir, bool create, struct kr_keystore **out)
         return KR_ECRYPTO;
     if (!(ks = ks_alloc()))
         return KR_ENOMEM;
-    if ((err = path_join(ks->env_dir, sizeof ks->env_dir, dir, "keystore")) ||
-        (err = path_join(kek_path, sizeof kek_path, dir, "keys/kek.key")) ||
-        (err = path_join(data, sizeof data, ks->env_dir, "data.mdb")) ||
-        (err = path_join(lock, sizeof lock, ks->env_dir, "open.lock")))
+    if ((err = kr_path_join(ks->env_dir, sizeof ks->env_dir, dir, "keystore")) ||
+        (err = kr_path_join(kek_path, sizeof kek_path, dir, "keys/kek.key")) ||
+        (err = kr_path_join(data, sizeof data, ks->env_dir, "data.mdb")) ||
+        (err = kr_path_join(lock, sizeof lock, ks->env_dir, "open.lock")))
         goto fail;
 
     struct stat st;
@@ -689,7 +629,7 @@ kr_err ks_open(const char *dir, bool create, struct kr_keystore **out)
         err = kr_err_from_errno(errno);
         goto fail;
     }
-    if ((err = register_open(ks)))
+    if ((err = kr_env_register(&ks->reg, ks->env_dir)))
         goto fail;
     ks->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (ks->lock_fd < 0) {
@@ -726,11 +666,15 @@ void kr_data_key_wipe(struct kr_data_key *k)
         sodium_memzero(k->key, sizeof k->key);
 }
 
-/* Copies the wrapped key of tenant out of the keystore. */
-static kr_err read_wrapped(struct kr_keystore *ks, uint64_t tenant, uint8_t out[WRAP_LEN])
+/* Reads tenant's entry of db (db_keys or db_destroyed) in a read
+ * transaction of its own and, if out is not NULL, copies it there: len
+ * bytes, KR_ECORRUPT if the entry has another size. KR_ENOTFOUND if the
+ * tenant has no entry. */
+static kr_err read_tenant_entry(struct kr_keystore *ks, MDB_dbi db, uint64_t tenant, void *out,
+                                size_t len)
 {
     uint8_t kb[8];
-    put_be64(kb, tenant);
+    kr_put_be64(kb, tenant);
     MDB_val k = {sizeof kb, kb}, v;
     MDB_txn *txn;
     kr_err err;
@@ -742,17 +686,23 @@ static kr_err read_wrapped(struct kr_keystore *ks, uint64_t tenant, uint8_t out[
         err = mdb_failed(rc);
         goto out;
     }
-    rc = mdb_get(txn, ks->db_keys, &k, &v);
-    if (rc == 0 && v.mv_size != WRAP_LEN)
-        err = KR_ECORRUPT;
-    else if (rc == 0)
-        memcpy(out, v.mv_data, WRAP_LEN);
-    else
+    rc = mdb_get(txn, db, &k, &v);
+    if (rc)
         err = mdb_failed(rc);
+    else if (out && v.mv_size != len)
+        err = KR_ECORRUPT;
+    else if (out)
+        memcpy(out, v.mv_data, len);
     mdb_txn_abort(txn);
 out:
     pthread_rwlock_unlock(&ks->env_lock);
     return err;
+}
+
+/* Copies the wrapped key of tenant out of the keystore. */
+static kr_err read_wrapped(struct kr_keystore *ks, uint64_t tenant, uint8_t out[WRAP_LEN])
+{
+    return read_tenant_entry(ks, ks->db_keys, tenant, out, WRAP_LEN);
 }
 
 kr_err ks_get(struct kr_keystore *ks, uint64_t tenant, struct kr_data_key *out)
@@ -780,7 +730,7 @@ static kr_err create_txn(struct kr_keystore *ks, uint64_t tenant, const struct k
                          struct kr_data_key *out, uint8_t existing[WRAP_LEN])
 {
     uint8_t kb[8], wrapped[WRAP_LEN];
-    put_be64(kb, tenant);
+    kr_put_be64(kb, tenant);
     MDB_val k = {sizeof kb, kb}, v;
     MDB_txn *txn = NULL;
     kr_err err;
@@ -875,8 +825,8 @@ kr_err ks_get_or_create(struct kr_keystore *ks, uint64_t tenant, const struct kr
 kr_err ks_destroy(struct kr_keystore *ks, uint64_t tenant, uint64_t time_ns)
 {
     uint8_t kb[8], tb[8], zeros[WRAP_LEN];
-    put_be64(kb, tenant);
-    put_be64(tb, time_ns);
+    kr_put_be64(kb, tenant);
+    kr_put_be64(tb, time_ns);
     memset(zeros, 0, sizeof zeros);
     MDB_val k = {sizeof kb, kb}, v;
     MDB_txn *txn = NULL;
@@ -942,7 +892,7 @@ out:
 kr_err ks_copy(struct kr_keystore *ks, const char *dest_dir)
 {
     char path[KR_PATH_MAX];
-    kr_err err = path_join(path, sizeof path, dest_dir, "data.mdb");
+    kr_err err = kr_path_join(path, sizeof path, dest_dir, "data.mdb");
     if (err)
         return err;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -966,29 +916,9 @@ kr_err ks_copy(struct kr_keystore *ks, const char *dest_dir)
 
 kr_err ks_is_destroyed(struct kr_keystore *ks, uint64_t tenant, bool *destroyed)
 {
-    uint8_t kb[8];
-    put_be64(kb, tenant);
-    MDB_val k = {sizeof kb, kb}, v;
-    MDB_txn *txn;
-    kr_err err;
-    *destroyed = false;
-    pthread_rwlock_rdlock(&ks->env_lock);
-    if ((err = ks->broken))
-        goto out;
-    int rc = mdb_txn_begin(ks->env, NULL, MDB_RDONLY, &txn);
-    if (rc) {
-        err = mdb_failed(rc);
-        goto out;
-    }
-    rc = mdb_get(txn, ks->db_destroyed, &k, &v);
-    if (rc == 0)
-        *destroyed = true;
-    else if (rc != MDB_NOTFOUND)
-        err = mdb_failed(rc);
-    mdb_txn_abort(txn);
-out:
-    pthread_rwlock_unlock(&ks->env_lock);
-    return err;
+    kr_err err = read_tenant_entry(ks, ks->db_destroyed, tenant, NULL, 0);
+    *destroyed = err == KR_OK;
+    return err == KR_ENOTFOUND ? KR_OK : err;
 }
 
 /* ---- Sealing ---- */
@@ -1005,8 +935,7 @@ kr_err kr_seal(const struct kr_data_key *k, const struct kr_rng *rng, const void
     crypto_kdf_derive_from_key(ek, sizeof ek, SEAL_KEY_ID, SEAL_CONTEXT, k->key);
     crypto_kdf_derive_from_key(nk, sizeof nk, SEAL_NONCE_ID, SEAL_CONTEXT, k->key);
     kr_rng_fill(rng, r, sizeof r);
-    for (size_t i = 0; i < 8; i++)
-        adlen_le[i] = (uint8_t)((uint64_t)adlen >> (8 * i));
+    kr_put_le64(adlen_le, (uint64_t)adlen);
     /* The nonce: a keyed hash of the random bytes and the whole message (a
      * synthetic IV), so a repeating rng cannot repeat it for new data. */
     crypto_generichash_init(&st, nk, sizeof nk, KR_SEAL_NONCE_LEN);
