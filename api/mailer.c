@@ -41,6 +41,11 @@ struct mail_item {
     char tenant_code[40]; /* tenant_code: at most 32 bytes */
     char ref[33];         /* incident or notice id in hex, or "" */
 };
+/* copy_str keeps a value only if it fits with its NUL: every value the schema allows must. */
+_Static_assert(sizeof((struct mail_item *)0)->to > KR_FLD_EMAIL_MAX, "mail_item.to");
+_Static_assert(sizeof((struct mail_item *)0)->code > KR_FLD_AUTH_CODE_MAX, "mail_item.code");
+_Static_assert(sizeof((struct mail_item *)0)->tenant_code > KR_FLD_TENANT_CODE_MAX,
+               "mail_item.tenant_code");
 
 struct mail_batch {
     struct mail_item *items;

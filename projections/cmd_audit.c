@@ -27,6 +27,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What these ops return, and what access.denied records (an op's name, at
+ * most KR_TYPE_MAX by schemagen's name rule), fits the schema's fields. */
+_Static_assert(JST_LEN <= KR_FLD_JST_MAX, "jst");
+_Static_assert(KR_ACTOR_MAX <= KR_FLD_ACTOR_MAX, "actor");
+_Static_assert(KR_TYPE_MAX <= KR_FLD_TYPE_MAX && KR_TYPE_MAX <= KR_FLD_OP_MAX, "type, op");
+_Static_assert(KR_RECORD_MAX <= KR_FLD_RECORD_MAX, "record");
+_Static_assert(KR_NOTE_MAX <= KR_FLD_CHECKPOINT_MAX, "checkpoint");
+_Static_assert((uint64_t)KR_PROOF_MAX *KR_HASH_LEN <= KR_FLD_PROOF_MAX, "proof");
+
 /* ---- audit.list ---- */
 
 struct audit_entry {

@@ -964,27 +964,34 @@ static void add_cname(struct cnames *c, const char *name, const char *file, cons
  * the tables' own: both are reported. */
 static void check_c_names(const struct schema *s)
 {
-    size_t cap = 64 + s->nfields + s->nevents + s->nops + s->nerrors;
+    size_t cap = 64 + 2 * s->nfields + s->nevents + 2 * s->nops + s->nerrors;
     for (size_t i = 0; i < s->nenums; i++)
         cap += 2 + s->enums[i].nvalues;
     struct cnames c = {sg_calloc(cap, sizeof *c.v), 0};
     static const char hdr[] = "projections/schema.h";
     static const char *const fixed[] = {
-        "KR_FLD__COUNT",        "KR_EV__COUNT",       "KR_OP__COUNT",
-        "KR_ENUM__COUNT",       "KR_ERR__COUNT",      "KR_ARGS_MAX",
-        "KR_FLD_MAX_PER_EVENT", "KR_ENDPOINT_CLIENT", "KR_ENDPOINT_OPERATOR",
+        "KR_FLD__COUNT",        "KR_EV__COUNT",   "KR_OP__COUNT",         "KR_ENUM__COUNT",
+        "KR_ERR__COUNT",        "KR_ARGS_MAX",    "KR_FLD_MAX_PER_EVENT", "KR_ENDPOINT_CLIENT",
+        "KR_ENDPOINT_OPERATOR", "KR_OP_HANDLERS",
     };
+    /* Helpers beside the op handlers (cmd_<op>) whose names an op could take. */
+    static const char *const cmd_helpers[] = {"cmd_has_perm", "cmd_new_id", "cmd_stream_version"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         add_cname(&c, fixed[i], hdr, "a name schema.h defines");
+    for (size_t i = 0; i < sizeof cmd_helpers / sizeof cmd_helpers[0]; i++)
+        add_cname(&c, cmd_helpers[i], "projections/cmd.h", "a name cmd.h defines");
     for (size_t i = 0; i < FT__COUNT; i++)
         add_cname(&c, sg_ftype_c[i], hdr, "a name schema.h defines");
     for (size_t i = 0; i < CS__COUNT; i++)
         add_cname(&c, sg_charset_c[i], hdr, "a name schema.h defines");
     for (size_t i = 0; i < ROLE__COUNT; i++)
         add_cname(&c, sg_c_name("KR_ROLEBIT_", sg_role_name[i]), hdr, "a name schema.h defines");
-    for (size_t i = 0; i < s->nfields; i++)
-        add_cname(&c, sg_c_name("KR_FLD_", s->fields[i].name), s->fields_path,
-                  label("field", s->fields[i].name, i));
+    for (size_t i = 0; i < s->nfields; i++) {
+        const char *what = label("field", s->fields[i].name, i);
+        add_cname(&c, sg_c_name("KR_FLD_", s->fields[i].name), s->fields_path, what);
+        if (sg_field_sized(&s->fields[i]))
+            add_cname(&c, sg_c_field_max(s->fields[i].name), s->fields_path, what);
+    }
     for (size_t i = 0; i < s->nenums; i++) {
         const struct sg_enum *e = &s->enums[i];
         const char *what = label("enum", e->name, i);
@@ -1006,9 +1013,11 @@ static void check_c_names(const struct schema *s)
     for (size_t i = 0; i < s->nevents; i++)
         add_cname(&c, s->events[i].name ? sg_c_name("KR_EV_", s->events[i].name) : NULL,
                   s->events_path, label("event", s->events[i].name, i));
-    for (size_t i = 0; i < s->nops; i++)
-        add_cname(&c, s->ops[i].name ? sg_c_name("KR_OP_", s->ops[i].name) : NULL, s->ops_path,
-                  label("op", s->ops[i].name, i));
+    for (size_t i = 0; i < s->nops; i++) {
+        const char *name = s->ops[i].name, *what = label("op", name, i);
+        add_cname(&c, name ? sg_c_name("KR_OP_", name) : NULL, s->ops_path, what);
+        add_cname(&c, name ? sg_c_handler(name) : NULL, s->ops_path, what);
+    }
     for (size_t i = 0; i < s->nerrors; i++)
         add_cname(&c, sg_c_name("KR_ERR_", s->errors[i].name), s->ops_path,
                   label("error", s->errors[i].name, i));
@@ -1058,4 +1067,18 @@ void sg_schema_fini(struct schema *s)
     json_decref(s->events_json);
     json_decref(s->ops_json);
     s->fields_json = s->events_json = s->ops_json = NULL;
+}
+
+bool sg_field_sized(const struct sg_field *f)
+{
+    return f->type == FT_STR || f->type == FT_EMAIL || f->type == FT_BIN || f->type == FT_VALUE;
+}
+
+char *sg_c_field_max(const char *name)
+{
+    const char *c = sg_c_name("KR_FLD_", name);
+    size_t n = strlen(c) + sizeof "_MAX";
+    char *out = sg_calloc(n, 1);
+    snprintf(out, n, "%s_MAX", c);
+    return out;
 }

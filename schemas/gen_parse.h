@@ -145,6 +145,13 @@ void sg_parse(struct schema *s, const char *schema_dir);
 /* Releases the JSON documents s points into. */
 void sg_schema_fini(struct schema *s);
 
+/* Whether values of f have a byte length the schema bounds ("max" of a str,
+ * email, bin or value field), given to C as sg_c_field_max(f->name). */
+bool sg_field_sized(const struct sg_field *f);
+
+/* The macro holding that bound: "KR_FLD_" + the name upper-cased + "_MAX". */
+char *sg_c_field_max(const char *name);
+
 /* The enum named name, or -1. */
 int sg_find_enum(const struct schema *s, const char *name);
 

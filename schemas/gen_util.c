@@ -158,3 +158,11 @@ char *sg_c_lower(const char *name)
             *p = '_';
     return out;
 }
+
+char *sg_c_handler(const char *name)
+{
+    size_t n = strlen("cmd_") + strlen(name) + 1;
+    char *out = sg_calloc(n, 1);
+    snprintf(out, n, "cmd_%s", sg_c_lower(name));
+    return out;
+}

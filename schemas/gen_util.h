@@ -55,4 +55,7 @@ char *sg_c_name(const char *prefix, const char *name);
 /* Lower-case C identifier fragment: "contact.tagged" -> "contact_tagged". */
 char *sg_c_lower(const char *name);
 
+/* The C function handling op name: "cmd_" + sg_c_lower(name). */
+char *sg_c_handler(const char *name);
+
 #endif
