@@ -239,13 +239,15 @@ bool kr_test_deadline_passed(const struct kr_test_deadline *d)
 
 bool kr_test_wait_for(bool (*ready)(void *arg), void *arg, unsigned deadline_ms, const char *what)
 {
-    uint64_t start = mono_ns(), end = start + (uint64_t)deadline_ms * 1000000ull;
+    uint64_t end = mono_ns() + (uint64_t)deadline_ms * 1000000ull;
+    unsigned pause = 1;
     for (;;) {
         if (ready(arg))
             return true;
         if (mono_ns() >= end)
             break;
-        kr_test_pause_ms(KR_TEST_POLL_MS);
+        kr_test_pause_ms(pause);
+        pause = pause * 2 > KR_TEST_POLL_MS ? KR_TEST_POLL_MS : pause * 2;
     }
     fprintf(stderr, "timed out after %u ms waiting for %s\n", deadline_ms, what);
     return false;

@@ -51,15 +51,16 @@ int kr_test_run(const char *bin, const char *const *args, char *out, char *err, 
  * that event, never for a guessed time, and a wait that runs out fails the
  * test: assert the result (assert_true(kr_test_wait_for(...))). */
 
-/* Between two looks at what is awaited. */
-#define KR_TEST_POLL_MS 10u
+/* Between two looks at what is awaited: from 1 ms, doubling up to this
+ * (quick events are seen at once, slow checks do not hog the machine). */
+#define KR_TEST_POLL_MS 100u
 /* The deadline of a wait for something that normally takes milliseconds to
  * a few seconds: generous, since sanitizer builds and parallel tests share
  * the machine. */
 #define KR_TEST_WAIT_MS 60000u
 
-/* Calls ready(arg) until it returns true (then true), pausing KR_TEST_POLL_MS
- * between calls; false once deadline_ms have passed on the monotonic clock,
+/* Calls ready(arg) until it returns true (then true), pausing between calls
+ * (up to KR_TEST_POLL_MS); false once deadline_ms have passed on the monotonic clock,
  * after printing "timed out after N ms waiting for WHAT" on stderr. */
 __attribute__((warn_unused_result)) bool kr_test_wait_for(bool (*ready)(void *arg), void *arg,
                                                           unsigned deadline_ms, const char *what);
@@ -74,7 +75,7 @@ struct kr_test_deadline {
 void kr_test_deadline_in(struct kr_test_deadline *d, unsigned ms, const char *what);
 __attribute__((warn_unused_result)) bool kr_test_deadline_passed(const struct kr_test_deadline *d);
 
-/* Pauses ms milliseconds (KR_TEST_POLL_MS between the looks of a wait).
+/* Pauses ms milliseconds (between the looks of a wait).
  * Never a way to synchronise: wait for the event instead. */
 void kr_test_pause_ms(unsigned ms);
 
