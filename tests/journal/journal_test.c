@@ -2387,7 +2387,20 @@ struct cb_test {
     uint8_t py[32], pz[32];
     atomic_int done_x, done_y, done_z;
     atomic_int err_y, err_z, submit_err, append_err;
+    atomic_bool y_unsigned; /* Y was not signed within the wait's deadline */
 };
+
+/* For kr_test_wait_for. */
+static bool y_signed(void *arg)
+{
+    return atomic_load(&((struct cb_test *)arg)->y.ready_);
+}
+
+static bool y_and_z_done(void *arg)
+{
+    struct cb_test *t = arg;
+    return atomic_load(&t->done_y) && atomic_load(&t->done_z);
+}
 
 static void cb_yz_done(struct jrn_append *a, kr_err err)
 {
@@ -2413,8 +2426,9 @@ static void cb_x_done(struct jrn_append *a, kr_err err)
     kr_err e1 = jrn_submit(t->j, &t->y), e2 = jrn_submit(t->j, &t->z);
     atomic_store(&t->submit_err, (int)(e1 ? e1 : e2));
     if (e1 == KR_OK) {
-        while (!atomic_load(&t->y.ready_)) /* signed by a signer thread */
-            sched_yield();
+        /* Signed by a signer thread (this is the writer: no test failure from here). */
+        if (!kr_test_wait_for(y_signed, t, KR_TEST_WAIT_MS, "Y signed"))
+            atomic_store(&t->y_unsigned, true);
         t->py[0] ^= 0xff; /* the caller breaks its promise */
     }
     atomic_store(&t->done_x, 1);
@@ -2434,8 +2448,8 @@ static void test_payload_changed_and_callbacks(void **state)
     t->ez = ev(5, "cb-z", 0, t->pz, sizeof t->pz);
     t->x = (struct jrn_append){.events = &t->ex, .n = 1, .done = cb_x_done, .arg = t};
     assert_int_equal(jrn_submit(f->j, &t->x), KR_OK);
-    while (!atomic_load(&t->done_y) || !atomic_load(&t->done_z))
-        sched_yield();
+    assert_true(kr_test_wait_for(y_and_z_done, t, KR_TEST_WAIT_MS, "Y's and Z's callbacks"));
+    assert_false(atomic_load(&t->y_unsigned));
     assert_int_equal(atomic_load(&t->append_err), KR_EINVAL);
     assert_int_equal(atomic_load(&t->submit_err), KR_OK);
     assert_int_equal(atomic_load(&t->err_y), KR_EINVAL);
@@ -2897,6 +2911,12 @@ struct strip_load {
     _Atomic uint64_t appended;
 };
 
+/* For kr_test_wait_for: whether the load appended 200 events. */
+static bool load_appended(void *arg)
+{
+    return atomic_load(&((struct strip_load *)arg)->appended) >= 200;
+}
+
 static void *strip_load_main(void *arg)
 {
     struct strip_load *l = arg;
@@ -2930,8 +2950,7 @@ static void test_strip_tenant(void **state)
     struct strip_load load = {.j = f->j};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, strip_load_main, &load), 0);
-    while (atomic_load(&load.appended) < 200)
-        sched_yield();
+    assert_true(kr_test_wait_for(load_appended, &load, KR_TEST_WAIT_MS, "200 appends under load"));
     struct jrn_strip_spec spec = {.tenant = 2};
     uint64_t n = 0;
     assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);
