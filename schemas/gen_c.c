@@ -167,12 +167,9 @@ static void gen_uses(struct sbuf *b, const char *array, const struct sg_use *u, 
     sb_puts(b, "};\n");
 }
 
-void gen_c_source(const struct schema *s, struct sbuf *b)
+/* kr_fields: every field's type, limits and doc. */
+static void gen_fields(const struct schema *s, struct sbuf *b)
 {
-    sb_printf(b, "/*\n * schema_gen.c: %s */\n", generated_note);
-    sb_puts(b, "#include \"schema.h\"\n\n");
-
-    /* Fields. */
     sb_puts(b, "const struct kr_field_def kr_fields[KR_FLD__COUNT] = {\n");
     for (size_t i = 0; i < s->nfields; i++) {
         const struct sg_field *f = &s->fields[i];
@@ -197,8 +194,11 @@ void gen_c_source(const struct schema *s, struct sbuf *b)
         sb_puts(b, ",\n    },\n");
     }
     sb_puts(b, "};\n\n");
+}
 
-    /* Enums. */
+/* kr_enums: every enum's values. */
+static void gen_enums(const struct schema *s, struct sbuf *b)
+{
     for (size_t i = 0; i < s->nenums; i++) {
         const struct sg_enum *e = &s->enums[i];
         sb_printf(b, "static const char *const enum_%s_values[] = {", e->name);
@@ -216,8 +216,11 @@ void gen_c_source(const struct schema *s, struct sbuf *b)
         sb_printf(b, ", enum_%s_values, %s__COUNT},\n", e->name, sg_c_name("KR_", e->name));
     }
     sb_puts(b, "};\n\n");
+}
 
-    /* Events. */
+/* kr_events: every event's scope, stream and fields. */
+static void gen_events(const struct schema *s, struct sbuf *b)
+{
     for (size_t i = 0; i < s->nevents; i++) {
         const struct sg_event *ev = &s->events[i];
         char *id = sg_c_lower(ev->name);
@@ -248,8 +251,11 @@ void gen_c_source(const struct schema *s, struct sbuf *b)
         sb_puts(b, ",\n    },\n");
     }
     sb_puts(b, "};\n\n");
+}
 
-    /* Ops. */
+/* kr_ops: every op's endpoint, callers, args, result and events. */
+static void gen_ops(const struct schema *s, struct sbuf *b)
+{
     for (size_t i = 0; i < s->nops; i++) {
         const struct sg_op *op = &s->ops[i];
         char *id = sg_c_lower(op->name);
@@ -329,8 +335,11 @@ void gen_c_source(const struct schema *s, struct sbuf *b)
         sb_puts(b, ",\n    },\n");
     }
     sb_puts(b, "};\n\n");
+}
 
-    /* API errors. */
+/* kr_api_errors: the API error codes. */
+static void gen_errors(const struct schema *s, struct sbuf *b)
+{
     sb_puts(b, "const struct kr_api_error_def kr_api_errors[KR_ERR__COUNT] = {\n");
     for (size_t i = 0; i < s->nerrors; i++) {
         sb_printf(b, "    [%s] = {", sg_c_name("KR_ERR_", s->errors[i].name));
@@ -340,8 +349,11 @@ void gen_c_source(const struct schema *s, struct sbuf *b)
         sb_puts(b, "},\n");
     }
     sb_puts(b, "};\n\n");
+}
 
-    /* Name indexes. */
+/* The sorted name indexes of fields, events, ops and enum values. */
+static void gen_indexes(const struct schema *s, struct sbuf *b)
+{
     size_t nmax = s->nfields > s->nevents ? s->nfields : s->nevents;
     nmax = s->nops > nmax ? s->nops : nmax;
     const char **names = sg_calloc(nmax, sizeof *names);
@@ -381,4 +393,17 @@ void gen_c_source(const struct schema *s, struct sbuf *b)
         sb_printf(b, "    [%s] = enum_%s_index,\n", sg_c_name("KR_ENUM_", s->enums[i].name),
                   s->enums[i].name);
     sb_puts(b, "};\n");
+}
+
+void gen_c_source(const struct schema *s, struct sbuf *b)
+{
+    sb_printf(b, "/*\n * schema_gen.c: %s */\n", generated_note);
+    sb_puts(b, "#include \"schema.h\"\n\n");
+
+    gen_fields(s, b);
+    gen_enums(s, b);
+    gen_events(s, b);
+    gen_ops(s, b);
+    gen_errors(s, b);
+    gen_indexes(s, b);
 }

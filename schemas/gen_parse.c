@@ -348,6 +348,108 @@ static void parse_enums(struct schema *s, json_t *enums)
         sg_err(file, "more than %d enums", SG_COUNT_MAX);
 }
 
+/* A field's min and max: fixed by its type, or given ("min", "max"). */
+static void parse_limits(const char *file, const char *what, struct sg_field *f, json_t *obj)
+{
+    uint64_t min = 0, max = 0;
+    bool has_min = get_uint(file, what, obj, "min", &min);
+    bool has_max = get_uint(file, what, obj, "max", &max);
+    switch (f->type) {
+    case FT_ID:
+        f->min = f->max = 16;
+        break;
+    case FT_HASH:
+        f->min = f->max = 32;
+        break;
+    case FT_TENANT:
+        f->min = 1;
+        f->max = INT64_MAX;
+        break;
+    case FT_TIME:
+        f->max = UINT64_MAX;
+        break;
+    case FT_U64:
+        f->min = min;
+        f->max = has_max ? max : UINT64_MAX;
+        f->has_max = has_max;
+        break;
+    case FT_STR:
+    case FT_BIN:
+    case FT_VALUE:
+    case FT_EMAIL:
+        f->min = f->type == FT_EMAIL ? 3 : min;
+        f->max = max;
+        if (has_max && !(has_min && min > max) && max < (f->min > 1 ? f->min : 1))
+            sg_err(file, "%s: max %" PRIu64 " must be at least %" PRIu64, what, max,
+                   f->min > 1 ? f->min : 1);
+        break;
+    case FT_BOOL:
+    case FT_ENUM:
+    case FT_LIST:
+    case FT__COUNT:
+        break;
+    }
+    if (has_min && has_max && min > max)
+        sg_err(file, "%s: min %" PRIu64 " > max %" PRIu64, what, min, max);
+}
+
+/* A str field's charset (utf8 unless given); e-mail addresses are printable. */
+static void parse_charset(const char *file, const char *what, struct sg_field *f, json_t *obj)
+{
+    f->cs = f->type == FT_EMAIL ? CS_PRINTABLE : CS_UTF8;
+    const char *cs = get_str(file, what, obj, "charset");
+    if (cs && f->type == FT_STR) {
+        int c = -1;
+        for (int i = 0; i < CS__COUNT; i++)
+            if (strcmp(cs, sg_charset_name[i]) == 0)
+                c = i;
+        if (c < 0)
+            sg_err(file,
+                   "%s: charset \"%s\" is not one of utf8, printable, code, digits, phone, key, "
+                   "key_dot",
+                   what, cs);
+        else
+            f->cs = (enum charset)c;
+    }
+}
+
+/* A list's element type and size, and the enum of an enum or enum list. */
+static void parse_list_and_enum(struct schema *s, const char *what, struct sg_field *f, json_t *obj)
+{
+    const char *file = s->fields_path;
+    if (f->type == FT_LIST) {
+        const char *of = get_str(file, what, obj, "of");
+        if (of && strcmp(of, "tenant") == 0)
+            f->of = FT_TENANT;
+        else if (of && strcmp(of, "enum") == 0)
+            f->of = FT_ENUM;
+        else if (of)
+            sg_err(file, "%s: \"of\" must be \"tenant\" or \"enum\", not \"%s\"", what, of);
+        if (f->of == FT_ENUM && !json_object_get(obj, "enum"))
+            sg_err(file, "%s: a list of enum needs \"enum\"", what);
+        if (f->of == FT_TENANT && json_object_get(obj, "enum"))
+            sg_err(file, "%s: \"enum\" is only for a list of enum", what);
+        if (get_uint(file, what, obj, "max_items", &f->max_items) &&
+            (f->max_items == 0 || f->max_items > UINT32_MAX))
+            sg_err(file, "%s: max_items must be 1..%" PRIu32, what, UINT32_MAX);
+    }
+    const char *en = get_str(file, what, obj, "enum");
+    if (en && (f->type == FT_ENUM || (f->type == FT_LIST && f->of == FT_ENUM))) {
+        f->enum_id = sg_find_enum(s, en);
+        if (f->enum_id < 0) {
+            sg_err(file, "%s: enum \"%s\" is not in \"enums\"", what, en);
+        } else if (f->type == FT_LIST) {
+            const struct sg_enum *e = &s->enums[f->enum_id];
+            if (e->nvalues > SG_SET_MAX)
+                sg_err(file, "%s: enum \"%s\" has %zu values; a list holds at most %d", what, en,
+                       e->nvalues, SG_SET_MAX);
+            if (f->max_items > e->nvalues)
+                sg_err(file, "%s: max_items %" PRIu64 " exceeds the %zu values of enum \"%s\"",
+                       what, f->max_items, e->nvalues, en);
+        }
+    }
+}
+
 static void parse_field(struct schema *s, struct sg_field *f, json_t *obj)
 {
     const char *file = s->fields_path;
@@ -389,94 +491,9 @@ static void parse_field(struct schema *s, struct sg_field *f, json_t *obj)
         required[1 + i] = type_keys[t].required[i];
     check_keys(file, what, obj, allowed, required);
 
-    uint64_t min = 0, max = 0;
-    bool has_min = get_uint(file, what, obj, "min", &min);
-    bool has_max = get_uint(file, what, obj, "max", &max);
-    switch (f->type) {
-    case FT_ID:
-        f->min = f->max = 16;
-        break;
-    case FT_HASH:
-        f->min = f->max = 32;
-        break;
-    case FT_TENANT:
-        f->min = 1;
-        f->max = INT64_MAX;
-        break;
-    case FT_TIME:
-        f->max = UINT64_MAX;
-        break;
-    case FT_U64:
-        f->min = min;
-        f->max = has_max ? max : UINT64_MAX;
-        f->has_max = has_max;
-        break;
-    case FT_STR:
-    case FT_BIN:
-    case FT_VALUE:
-    case FT_EMAIL:
-        f->min = f->type == FT_EMAIL ? 3 : min;
-        f->max = max;
-        if (has_max && !(has_min && min > max) && max < (f->min > 1 ? f->min : 1))
-            sg_err(file, "%s: max %" PRIu64 " must be at least %" PRIu64, what, max,
-                   f->min > 1 ? f->min : 1);
-        break;
-    case FT_BOOL:
-    case FT_ENUM:
-    case FT_LIST:
-    case FT__COUNT:
-        break;
-    }
-    if (has_min && has_max && min > max)
-        sg_err(file, "%s: min %" PRIu64 " > max %" PRIu64, what, min, max);
-
-    f->cs = f->type == FT_EMAIL ? CS_PRINTABLE : CS_UTF8;
-    const char *cs = get_str(file, what, obj, "charset");
-    if (cs && f->type == FT_STR) {
-        int c = -1;
-        for (int i = 0; i < CS__COUNT; i++)
-            if (strcmp(cs, sg_charset_name[i]) == 0)
-                c = i;
-        if (c < 0)
-            sg_err(file,
-                   "%s: charset \"%s\" is not one of utf8, printable, code, digits, phone, key, "
-                   "key_dot",
-                   what, cs);
-        else
-            f->cs = (enum charset)c;
-    }
-
-    if (f->type == FT_LIST) {
-        const char *of = get_str(file, what, obj, "of");
-        if (of && strcmp(of, "tenant") == 0)
-            f->of = FT_TENANT;
-        else if (of && strcmp(of, "enum") == 0)
-            f->of = FT_ENUM;
-        else if (of)
-            sg_err(file, "%s: \"of\" must be \"tenant\" or \"enum\", not \"%s\"", what, of);
-        if (f->of == FT_ENUM && !json_object_get(obj, "enum"))
-            sg_err(file, "%s: a list of enum needs \"enum\"", what);
-        if (f->of == FT_TENANT && json_object_get(obj, "enum"))
-            sg_err(file, "%s: \"enum\" is only for a list of enum", what);
-        if (get_uint(file, what, obj, "max_items", &f->max_items) &&
-            (f->max_items == 0 || f->max_items > UINT32_MAX))
-            sg_err(file, "%s: max_items must be 1..%" PRIu32, what, UINT32_MAX);
-    }
-    const char *en = get_str(file, what, obj, "enum");
-    if (en && (f->type == FT_ENUM || (f->type == FT_LIST && f->of == FT_ENUM))) {
-        f->enum_id = sg_find_enum(s, en);
-        if (f->enum_id < 0) {
-            sg_err(file, "%s: enum \"%s\" is not in \"enums\"", what, en);
-        } else if (f->type == FT_LIST) {
-            const struct sg_enum *e = &s->enums[f->enum_id];
-            if (e->nvalues > SG_SET_MAX)
-                sg_err(file, "%s: enum \"%s\" has %zu values; a list holds at most %d", what, en,
-                       e->nvalues, SG_SET_MAX);
-            if (f->max_items > e->nvalues)
-                sg_err(file, "%s: max_items %" PRIu64 " exceeds the %zu values of enum \"%s\"",
-                       what, f->max_items, e->nvalues, en);
-        }
-    }
+    parse_limits(file, what, f, obj);
+    parse_charset(file, what, f, obj);
+    parse_list_and_enum(s, what, f, obj);
 }
 
 static void parse_fields_file(struct schema *s)
