@@ -226,6 +226,30 @@ static void test_email_at_max(void **state)
     assert_true(ac_mail_wait(&srv, email, CODE_NEEDLE, code, sizeof code));
     assert_true(strlen(code) >= 6);
 
+    /* An auth code of the most digits is checked (and wrong); one more is too large. */
+    char wrong[KR_FLD_AUTH_CODE_MAX + 2];
+    text_of(wrong, KR_FLD_AUTH_CODE_MAX, "9", '9');
+    ac_bin(&c, KR_FLD_APPLICATION, app, 16);
+    ac_str(&c, KR_FLD_AUTH_CODE, wrong);
+    ac_str(&c, KR_FLD_PASSWORD, "correct-horse-staple-42");
+    ac_str(&c, KR_FLD_TENANT_NAME, "Bounds");
+    assert_int_equal(ac_call(&c, KR_OP_SIGNUP_COMPLETE, NULL), KR_ERR_UNAUTHENTICATED);
+    text_of(wrong, KR_FLD_AUTH_CODE_MAX + 1, "9", '9');
+    ac_bin(&c, KR_FLD_APPLICATION, app, 16);
+    ac_str(&c, KR_FLD_AUTH_CODE, wrong);
+    ac_str(&c, KR_FLD_PASSWORD, "correct-horse-staple-42");
+    ac_str(&c, KR_FLD_TENANT_NAME, "Bounds");
+    assert_int_equal(ac_call(&c, KR_OP_SIGNUP_COMPLETE, NULL), KR_ERR_TOO_LARGE);
+
+    /* The right code completes the sign-up: the tenant's name at its most bytes. */
+    char tname[KR_FLD_TENANT_NAME_MAX + 1];
+    text_of(tname, KR_FLD_TENANT_NAME_MAX, "\xe5\x90\x8d", 't');
+    ac_bin(&c, KR_FLD_APPLICATION, app, 16);
+    ac_str(&c, KR_FLD_AUTH_CODE, code);
+    ac_str(&c, KR_FLD_PASSWORD, "correct-horse-staple-42");
+    ac_str(&c, KR_FLD_TENANT_NAME, tname);
+    assert_int_equal(ac_call(&c, KR_OP_SIGNUP_COMPLETE, NULL), AC_OK);
+
     /* One byte more is too large. */
     memmove(email + 1, email, n + 1);
     ac_str(&c, KR_FLD_EMAIL, email);
