@@ -92,6 +92,11 @@ static void gen_sizes(const struct schema *s, struct sbuf *b)
         if (sg_field_sized(&s->fields[i]))
             sb_printf(b, "#define %s %" PRIu64 "u\n", sg_c_field_max(s->fields[i].name),
                       s->fields[i].max);
+    sb_puts(b, "/* The most items of each list field (\"max_items\"). */\n");
+    for (size_t i = 0; i < s->nfields; i++)
+        if (s->fields[i].type == FT_LIST)
+            sb_printf(b, "#define %s %" PRIu64 "u\n", sg_c_field_max_items(s->fields[i].name),
+                      s->fields[i].max_items);
 }
 
 void gen_c_header(const struct schema *s, struct sbuf *b)

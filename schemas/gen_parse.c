@@ -981,7 +981,7 @@ static void add_cname(struct cnames *c, const char *name, const char *file, cons
  * the tables' own: both are reported. */
 static void check_c_names(const struct schema *s)
 {
-    size_t cap = 64 + 2 * s->nfields + s->nevents + 2 * s->nops + s->nerrors;
+    size_t cap = 64 + 3 * s->nfields + s->nevents + 2 * s->nops + s->nerrors;
     for (size_t i = 0; i < s->nenums; i++)
         cap += 2 + s->enums[i].nvalues;
     struct cnames c = {sg_calloc(cap, sizeof *c.v), 0};
@@ -1008,6 +1008,8 @@ static void check_c_names(const struct schema *s)
         add_cname(&c, sg_c_name("KR_FLD_", s->fields[i].name), s->fields_path, what);
         if (sg_field_sized(&s->fields[i]))
             add_cname(&c, sg_c_field_max(s->fields[i].name), s->fields_path, what);
+        if (s->fields[i].type == FT_LIST)
+            add_cname(&c, sg_c_field_max_items(s->fields[i].name), s->fields_path, what);
     }
     for (size_t i = 0; i < s->nenums; i++) {
         const struct sg_enum *e = &s->enums[i];
@@ -1097,5 +1099,14 @@ char *sg_c_field_max(const char *name)
     size_t n = strlen(c) + sizeof "_MAX";
     char *out = sg_calloc(n, 1);
     snprintf(out, n, "%s_MAX", c);
+    return out;
+}
+
+char *sg_c_field_max_items(const char *name)
+{
+    const char *c = sg_c_name("KR_FLD_", name);
+    size_t n = strlen(c) + sizeof "_MAX_ITEMS";
+    char *out = sg_calloc(n, 1);
+    snprintf(out, n, "%s_MAX_ITEMS", c);
     return out;
 }

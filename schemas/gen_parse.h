@@ -152,6 +152,10 @@ bool sg_field_sized(const struct sg_field *f);
 /* The macro holding that bound: "KR_FLD_" + the name upper-cased + "_MAX". */
 char *sg_c_field_max(const char *name);
 
+/* The macro holding a list field's most items: "KR_FLD_" + the name
+ * upper-cased + "_MAX_ITEMS". */
+char *sg_c_field_max_items(const char *name);
+
 /* The enum named name, or -1. */
 int sg_find_enum(const struct schema *s, const char *name);
 
