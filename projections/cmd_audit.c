@@ -27,8 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* What these ops return, and what access.denied records (an op's name, at
- * most KR_TYPE_MAX by schemagen's name rule), fits the schema's fields. */
+/* What these ops return, what access.denied records (an op's name, at most
+ * KR_TYPE_MAX by schemagen's name rule), the session tokens auth.login hands
+ * out and the API reads (32 bytes: protocol.c, dom_session_resolve) and the
+ * cursors of lists (an id or a seq) fit the schema's fields. */
 _Static_assert(JST_LEN <= KR_FLD_JST_MAX, "jst");
 _Static_assert(KR_ACTOR_MAX <= KR_FLD_ACTOR_MAX, "actor");
 _Static_assert(KR_TYPE_MAX <= KR_FLD_TYPE_MAX && KR_TYPE_MAX <= KR_FLD_OP_MAX, "type, op");
