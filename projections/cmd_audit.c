@@ -36,7 +36,7 @@ _Static_assert(KR_ACTOR_MAX <= KR_FLD_ACTOR_MAX, "actor");
 _Static_assert(KR_TYPE_MAX <= KR_FLD_TYPE_MAX && KR_TYPE_MAX <= KR_FLD_OP_MAX, "type, op");
 _Static_assert(KR_RECORD_MAX <= KR_FLD_RECORD_MAX, "record");
 _Static_assert(KR_NOTE_MAX <= KR_FLD_CHECKPOINT_MAX, "checkpoint");
-_Static_assert(KR_PROOF_MAX *KR_HASH_LEN <= KR_FLD_PROOF_MAX, "proof");
+_Static_assert(KR_FLD_PROOF_MAX >= KR_PROOF_MAX * KR_HASH_LEN, "proof");
 _Static_assert(KR_FLD_TOKEN_MAX == 32, "token");
 _Static_assert(KR_FLD_CURSOR_MAX >= 16, "cursor");
 
