@@ -223,20 +223,6 @@ void kr_test_pause_ms(unsigned ms)
         ;
 }
 
-void kr_test_deadline_in(struct kr_test_deadline *d, unsigned ms, const char *what)
-{
-    d->end_ns = mono_ns() + (uint64_t)ms * 1000000ull;
-    d->what = what;
-}
-
-bool kr_test_deadline_passed(const struct kr_test_deadline *d)
-{
-    if (mono_ns() < d->end_ns)
-        return false;
-    fprintf(stderr, "timed out waiting for %s\n", d->what);
-    return true;
-}
-
 bool kr_test_wait_for(bool (*ready)(void *arg), void *arg, unsigned deadline_ms, const char *what)
 {
     uint64_t end = mono_ns() + (uint64_t)deadline_ms * 1000000ull;

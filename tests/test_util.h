@@ -60,20 +60,11 @@ int kr_test_run(const char *bin, const char *const *args, char *out, char *err, 
 #define KR_TEST_WAIT_MS 60000u
 
 /* Calls ready(arg) until it returns true (then true), pausing between calls
- * (up to KR_TEST_POLL_MS); false once deadline_ms have passed on the monotonic clock,
- * after printing "timed out after N ms waiting for WHAT" on stderr. */
+ * (up to KR_TEST_POLL_MS); false once deadline_ms have passed on the
+ * monotonic clock, after printing "timed out after N ms waiting for WHAT" on
+ * stderr. */
 __attribute__((warn_unused_result)) bool kr_test_wait_for(bool (*ready)(void *arg), void *arg,
                                                           unsigned deadline_ms, const char *what);
-
-/* A point on the monotonic clock, for loops that do more than one look per
- * round; kr_test_deadline_passed says whether it is behind us (and prints
- * "timed out waiting for WHAT" on stderr when it is). */
-struct kr_test_deadline {
-    uint64_t end_ns;
-    const char *what;
-};
-void kr_test_deadline_in(struct kr_test_deadline *d, unsigned ms, const char *what);
-__attribute__((warn_unused_result)) bool kr_test_deadline_passed(const struct kr_test_deadline *d);
 
 /* Pauses ms milliseconds (between the looks of a wait).
  * Never a way to synchronise: wait for the event instead. */
