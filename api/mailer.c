@@ -36,12 +36,19 @@ struct mail_item {
     uint64_t tenant;
     uint8_t message[16];
     uint8_t template_id;
-    char to[256];         /* e-mail: at most 254 bytes, printable ASCII */
-    uint32_t to_n;        /* its length; 0 if missing or too long */
-    char code[24];        /* auth_code: at most 16 digits */
-    char tenant_code[40]; /* tenant_code: at most 32 bytes */
-    char ref[33];         /* incident or notice id in hex, or "" */
+    /* Each string field with its NUL, as the schema bounds it (copy_str keeps
+     * a value only if it fits). */
+    char to[KR_FLD_EMAIL_MAX + 1];
+    uint32_t to_n; /* its length; 0 if missing or too long */
+    char code[KR_FLD_AUTH_CODE_MAX + 1];
+    char tenant_code[KR_FLD_TENANT_CODE_MAX + 1];
+    char ref[33]; /* incident or notice id in hex, or "" */
 };
+/* compose's body[512] holds a template (under 256 bytes) and one code;
+ * write_mail's text[2048] holds the headers (under 512 bytes besides the
+ * address) and the body. */
+_Static_assert(KR_FLD_AUTH_CODE_MAX < 256 && KR_FLD_TENANT_CODE_MAX < 256, "compose: body");
+_Static_assert(KR_FLD_EMAIL_MAX < 1024, "write_mail: text");
 
 struct mail_batch {
     struct mail_item *items;

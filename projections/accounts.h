@@ -44,8 +44,8 @@
 /* The tenant code operators log in with (tenant 0): never generated for a
  * customer, whose codes are "t" + 9 random [a-z0-9]. */
 #define KR_PLATFORM_CODE "platform"
-/* Bytes of a tenant code kept in a row (fields.json allows 32). */
-#define KR_TENANT_CODE_MAX 32u
+/* Bytes of a tenant code kept in a row: what fields.json allows. */
+#define KR_TENANT_CODE_MAX KR_FLD_TENANT_CODE_MAX
 
 /* Sign-up states kept in v.signups. */
 enum va_signup_state { VA_SIGNUP_APPLIED, VA_SIGNUP_PAID, VA_SIGNUP_COMPLETED };

@@ -27,6 +27,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What these ops return, what access.denied records (an op's name, at most
+ * KR_TYPE_MAX by schemagen's name rule), the session tokens auth.login hands
+ * out and the API reads (32 bytes: protocol.c, dom_session_resolve) and the
+ * cursors of lists (an id or a seq) fit the schema's fields. */
+_Static_assert(JST_LEN <= KR_FLD_JST_MAX, "jst");
+_Static_assert(KR_ACTOR_MAX <= KR_FLD_ACTOR_MAX, "actor");
+_Static_assert(KR_TYPE_MAX <= KR_FLD_TYPE_MAX && KR_TYPE_MAX <= KR_FLD_OP_MAX, "type, op");
+_Static_assert(KR_RECORD_MAX <= KR_FLD_RECORD_MAX, "record");
+_Static_assert(KR_NOTE_MAX <= KR_FLD_CHECKPOINT_MAX, "checkpoint");
+_Static_assert(KR_FLD_PROOF_MAX >= KR_PROOF_MAX * KR_HASH_LEN, "proof");
+_Static_assert(KR_FLD_TOKEN_MAX == 32, "token");
+_Static_assert(KR_FLD_CURSOR_MAX >= 16, "cursor");
+
 /* ---- audit.list ---- */
 
 struct audit_entry {

@@ -80,8 +80,8 @@ kr_err acct_verify_password(struct kr_domain *d, const void *h, size_t hlen, con
 static void code_hash(const struct kr_data_key *key, const uint8_t app[16], const char *code,
                       size_t len, uint8_t out[32])
 {
-    uint8_t m[16 + 16];
-    KR_ASSERT(len <= 16);
+    uint8_t m[16 + KR_FLD_AUTH_CODE_MAX];
+    KR_ASSERT(len <= KR_FLD_AUTH_CODE_MAX); /* the payload decoder checked it */
     memcpy(m, app, 16);
     memcpy(m + 16, code, len);
     kr_data_key_mac(key, "authcode", m, 16 + len, out);

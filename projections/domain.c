@@ -20,58 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const cmd_fn handlers[KR_OP__COUNT] = {
-    [KR_OP_SIGNUP_APPLY] = cmd_signup_apply,
-    [KR_OP_SIGNUP_CONFIRM_PAYMENT] = cmd_signup_confirm_payment,
-    [KR_OP_SIGNUP_COMPLETE] = cmd_signup_complete,
-    [KR_OP_AUTH_LOGIN] = cmd_auth_login,
-    [KR_OP_AUTH_LOGOUT] = cmd_auth_logout,
-    [KR_OP_AUTH_WHOAMI] = cmd_auth_whoami,
-    [KR_OP_ACCOUNT_PASSWORD] = cmd_account_password,
-    [KR_OP_USERS_CREATE] = cmd_users_create,
-    [KR_OP_USERS_DELETE] = cmd_users_delete,
-    [KR_OP_USERS_LIST] = cmd_users_list,
-    [KR_OP_USERS_GRANT] = cmd_users_grant,
-    [KR_OP_USERS_REVOKE] = cmd_users_revoke,
-    [KR_OP_USERS_LOCK] = cmd_users_lock,
-    [KR_OP_USERS_UNLOCK] = cmd_users_unlock,
-    [KR_OP_CONTACTS_REGISTER] = cmd_contacts_register,
-    [KR_OP_CONTACTS_UPDATE] = cmd_contacts_update,
-    [KR_OP_CONTACTS_DELETE] = cmd_contacts_delete,
-    [KR_OP_CONTACTS_GET] = cmd_contacts_get,
-    [KR_OP_CONTACTS_LIST] = cmd_contacts_list,
-    [KR_OP_CONTACTS_TAG] = cmd_contacts_tag,
-    [KR_OP_CONTACTS_UNTAG] = cmd_contacts_untag,
-    [KR_OP_CONTACTS_SET] = cmd_contacts_set,
-    [KR_OP_TAGS_CREATE] = cmd_tags_create,
-    [KR_OP_TAGS_RENAME] = cmd_tags_rename,
-    [KR_OP_TAGS_DELETE] = cmd_tags_delete,
-    [KR_OP_TAGS_LIST] = cmd_tags_list,
-    [KR_OP_ATTRIBUTES_DEFINE] = cmd_attributes_define,
-    [KR_OP_ATTRIBUTES_LIST] = cmd_attributes_list,
-    [KR_OP_AUDIT_LIST] = cmd_audit_list,
-    [KR_OP_NOTICES_LIST] = cmd_notices_list,
-    [KR_OP_NOTICES_ACK] = cmd_notices_ack,
-    [KR_OP_INCIDENTS_REPORT] = cmd_incidents_report,
-    [KR_OP_INCIDENTS_LIST] = cmd_incidents_list,
-    [KR_OP_UTILITY_EXPORT] = cmd_utility_export,
-    [KR_OP_NOTICES_PUBLISH] = cmd_notices_publish,
-    [KR_OP_INCIDENTS_OPEN] = cmd_incidents_open,
-    [KR_OP_INCIDENTS_NOTIFY] = cmd_incidents_notify,
-    [KR_OP_INCIDENTS_UPDATE] = cmd_incidents_update,
-    [KR_OP_INCIDENTS_RESOLVE] = cmd_incidents_resolve,
-    [KR_OP_INCIDENTS_OVERDUE] = cmd_incidents_overdue,
-    [KR_OP_TENANTS_LIST] = cmd_tenants_list,
-    [KR_OP_TENANTS_CANCEL] = cmd_tenants_cancel,
-    [KR_OP_JOURNAL_READ] = cmd_journal_read,
-    [KR_OP_JOURNAL_CHECKPOINT] = cmd_journal_checkpoint,
-    [KR_OP_JOURNAL_PROOF] = cmd_journal_proof,
-    [KR_OP_TENANTS_ERASE] = cmd_tenants_erase,
-    [KR_OP_RETENTION_RUN] = cmd_retention_run,
-    [KR_OP_MAINTENANCE_RECORD] = cmd_maintenance_record,
-    [KR_OP_BACKUPS_LIST] = cmd_backups_list,
-    [KR_OP_AUDIT_EXPORT] = cmd_audit_export,
-};
+/* Every op's handler, from the schema (KR_OP_HANDLERS; see cmd.h). */
+#define HANDLER_ENTRY(op, name) [op] = name,
+static const cmd_fn handlers[KR_OP__COUNT] = {KR_OP_HANDLERS(HANDLER_ENTRY)};
+#undef HANDLER_ENTRY
 
 bool dom_has_handler(int op)
 {

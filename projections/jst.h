@@ -3,8 +3,9 @@
  * view and exports ("2026-04-01T09:00:00.123+09:00").
  *
  * JST is UTC+9 all year (Japan has no daylight saving time), so rendering is
- * pure arithmetic on the UTC nanosecond count: no libc time-zone state
- * (localtime, TZ), nothing that could differ between hosts or threads.
+ * libc's UTC calendar (gmtime_r) of the instant shifted by 9 hours: no libc
+ * time-zone state (localtime, TZ), nothing that could differ between hosts or
+ * threads.
  */
 #ifndef KR_JST_H
 #define KR_JST_H

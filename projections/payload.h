@@ -65,8 +65,9 @@ struct kr_diag {
     char why[160]; /* room for every enum's allowed values (payload_test checks) */
 };
 
-/* Bytes of decoded personal data and lists a payload can hold. */
-#define KR_PAYLOAD_ARENA (KR_PAYLOAD_MAX + 1000u * 8u)
+/* Bytes of decoded personal data and lists a payload can hold: a payload's
+ * worth, and the schema's one list of tenants as u64s. */
+#define KR_PAYLOAD_ARENA (KR_PAYLOAD_MAX + KR_FLD_TENANTS_MAX_ITEMS * 8u)
 
 /* Caller-owned; large (about 70 KiB): allocate with kr_payload_new or keep one
  * per thread. Values borrow from the arena or from the bytes decoded. */

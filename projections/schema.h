@@ -22,6 +22,12 @@
  *   KR_ERR_<ERROR>                   API error codes, enum kr_api_err, KR_ERR__COUNT
  *   KR_ROLEBIT_<ROLE>                role bits for op access (ANONYMOUS, MASTER, USER,
  *                                    AUDITOR, OPERATOR)
+ *   KR_FLD_<FIELD>_MAX               the most bytes of a str, email, bin or value field's
+ *                                    value ("max"): size buffers from these, with
+ *                                    _Static_assert where a layout depends on them
+ *   KR_FLD_<FIELD>_MAX_ITEMS         the most items of a list field ("max_items")
+ *   KR_OP_HANDLERS(X)                X(KR_OP_<OP>, cmd_<op>) for every op, '.' and '-' as
+ *                                    '_' (projections/cmd.h, domain.c's dispatch table)
  */
 #ifndef KR_SCHEMA_H
 #define KR_SCHEMA_H

@@ -203,7 +203,7 @@ kr_err va_session_by_id(struct kr_views *v, MDB_txn *txn, uint64_t tenant,
 
 void va_email_mac(const struct kr_data_key *key, const uint8_t *email, size_t len, uint8_t out[32])
 {
-    uint8_t low[256];
+    uint8_t low[KR_FLD_EMAIL_MAX];
     KR_ASSERT(len <= sizeof low);
     for (size_t i = 0; i < len; i++)
         low[i] = email[i] >= 'A' && email[i] <= 'Z' ? (uint8_t)(email[i] + 32) : email[i];

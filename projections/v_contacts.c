@@ -43,6 +43,10 @@
 #define KIND_REGISTERED 0
 #define KIND_UPDATED    1
 
+/* Rows hold a tag name's and an attribute key's length in one byte. */
+_Static_assert(KR_FLD_TAG_NAME_MAX <= UINT8_MAX, "v.tags: name_len is one byte");
+_Static_assert(KR_FLD_ATTRIBUTE_KEY_MAX <= UINT8_MAX, "v.attributes: key_len is one byte");
+
 /* ---- Keys ---- */
 
 static void key_tenant_id(struct vkey *k, uint64_t tenant, const uint8_t id[16])
@@ -314,8 +318,8 @@ static kr_err apply_contact(const struct va *a)
 
 static kr_err put_tag(const struct va *a, const struct vkey *k, const struct kr_value *name)
 {
-    uint8_t row[9 + 255];
-    KR_ASSERT(name->n <= 255);
+    uint8_t row[9 + KR_FLD_TAG_NAME_MAX];
+    KR_ASSERT(name->n <= KR_FLD_TAG_NAME_MAX); /* the payload decoder checked it */
     v_put_u64(row, a->r->version);
     row[8] = (uint8_t)name->n;
     memcpy(row + 9, name->p, name->n);
@@ -408,7 +412,7 @@ static kr_err apply_attribute(const struct va *a)
     uint64_t tenant = a->r->tenant;
     const uint8_t *attr = a->p->v[KR_FLD_ATTRIBUTE].p;
     const struct kr_value *key = &a->p->v[KR_FLD_ATTRIBUTE_KEY];
-    uint8_t owner[16], row[10 + 255], pre[8];
+    uint8_t owner[16], row[10 + KR_FLD_ATTRIBUTE_KEY_MAX], pre[8];
     struct vkey k;
     uint32_t count;
     kr_err err;
@@ -428,7 +432,7 @@ static kr_err apply_attribute(const struct va *a)
     key_tenant_name(&k, tenant, key->p, key->n);
     if ((err = v_put(a, VIEW_ATTRIBUTE_KEYS, &k, attr, 16)))
         return err;
-    KR_ASSERT(key->n <= 255);
+    KR_ASSERT(key->n <= KR_FLD_ATTRIBUTE_KEY_MAX); /* the payload decoder checked it */
     v_put_u64(row, a->r->version);
     row[8] = (uint8_t)a->p->v[KR_FLD_ATTRIBUTE_TYPE].u;
     row[9] = (uint8_t)key->n;

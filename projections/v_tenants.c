@@ -43,6 +43,8 @@
 
 #define TROW_FIXED (1 + 8 + 16 + 8 + 8 + 1)
 #define SROW_LEN   (1 + 8 + 8 + 8 + 1 + 32)
+/* v.tenants rows hold the code's length in one byte. */
+_Static_assert(KR_TENANT_CODE_MAX <= UINT8_MAX, "v.tenants: code_len is one byte");
 
 static void tkey(struct vkey *k, uint64_t tenant)
 {

@@ -161,9 +161,23 @@ kr_err va_tenant_cancelled_stripped(struct kr_views *v, MDB_txn *txn, const stru
  * journal; others change nothing (v_accounts.c). */
 kr_err va_account_stripped(struct kr_views *v, MDB_txn *txn, const struct jrn_record *r);
 
-/* Key building: big-endian integers and raw ids appended to a buffer. */
+/* Key building: big-endian integers and raw ids appended to a buffer.
+ *
+ * A key is integers and ids (at most two u64 and 64 bytes of ids and hashes:
+ * VK_FIXED_MAX) and at most one name whose length the schema bounds: a tag
+ * name or an attribute key after the tenant (v_contacts.c), a tenant code
+ * (v_tenants.c). The buffer is sized from the schema, so a wider name field
+ * widens it, and one wider than LMDB's key limit does not compile. */
+#define VK_FIXED_MAX  (8u + 8u + 64u)
+#define VK_MAX2(a, b) ((a) > (b) ? (a) : (b))
+#define VK_NAME_MAX                                                                                \
+    VK_MAX2(VK_MAX2(KR_FLD_TAG_NAME_MAX, KR_FLD_ATTRIBUTE_KEY_MAX), KR_FLD_TENANT_CODE_MAX)
+#define VK_MAX (VK_FIXED_MAX + VK_NAME_MAX)
+/* LMDB's key limit (mdb_env_get_maxkeysize with the default MDB_MAXKEYSIZE). */
+#define VK_LMDB_KEY_MAX 511u
+_Static_assert(VK_MAX <= VK_LMDB_KEY_MAX, "a view key must fit LMDB's key limit");
 struct vkey {
-    uint8_t b[8 + 8 + 64 + 64];
+    uint8_t b[VK_MAX];
     size_t n;
 };
 void vk_init(struct vkey *k);

@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void die(const char *what)
@@ -204,4 +205,42 @@ int kr_test_run(const char *bin, const char *const *args, char *out, char *err, 
     if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
         return -1;
     return WEXITSTATUS(status);
+}
+
+/* ---- Waiting ---- */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void kr_test_pause_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+bool kr_test_wait_for(bool (*ready)(void *arg), void *arg, unsigned deadline_ms, const char *what)
+{
+    uint64_t end = mono_ns() + (uint64_t)deadline_ms * 1000000ull;
+    unsigned pause = 1;
+    for (;;) {
+        if (ready(arg))
+            return true;
+        if (mono_ns() >= end)
+            break;
+        kr_test_pause_ms(pause);
+        pause = pause * 2 > KR_TEST_POLL_MS ? KR_TEST_POLL_MS : pause * 2;
+    }
+    fprintf(stderr, "timed out after %u ms waiting for %s\n", deadline_ms, what);
+    return false;
+}
+
+bool kr_test_child_exited(void *child)
+{
+    struct kr_test_child *c = child;
+    return waitpid(c->pid, &c->status, WNOHANG) == c->pid;
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Makes a fresh empty directory under $TMPDIR (or /tmp) and writes its path
  * into out (cap bytes). Aborts the test binary on failure. */
@@ -43,5 +44,38 @@ void kr_test_be64(uint8_t out[8], uint64_t v);
  * so the child never blocks on a full one. The child dies with the test
  * (PR_SET_PDEATHSIG). Returns the exit status, or -1 if it did not exit. */
 int kr_test_run(const char *bin, const char *const *args, char *out, char *err, size_t cap);
+
+/* ---- Waiting for something to happen ----
+ *
+ * A test that needs another thread or process to get somewhere waits for
+ * that event, never for a guessed time, and a wait that runs out fails the
+ * test: assert the result (assert_true(kr_test_wait_for(...))). */
+
+/* Between two looks at what is awaited: from 1 ms, doubling up to this
+ * (quick events are seen at once, slow checks do not hog the machine). */
+#define KR_TEST_POLL_MS 100u
+/* The deadline of a wait for something that normally takes milliseconds to
+ * a few seconds: generous, since sanitizer builds and parallel tests share
+ * the machine. */
+#define KR_TEST_WAIT_MS 60000u
+
+/* Calls ready(arg) until it returns true (then true), pausing between calls
+ * (up to KR_TEST_POLL_MS); false once deadline_ms have passed on the
+ * monotonic clock, after printing "timed out after N ms waiting for WHAT" on
+ * stderr. */
+__attribute__((warn_unused_result)) bool kr_test_wait_for(bool (*ready)(void *arg), void *arg,
+                                                          unsigned deadline_ms, const char *what);
+
+/* Pauses ms milliseconds (between the looks of a wait).
+ * Never a way to synchronise: wait for the event instead. */
+void kr_test_pause_ms(unsigned ms);
+
+/* For kr_test_wait_for: whether child ((struct kr_test_child *)arg)->pid
+ * has exited (then reaped, its wait status in ->status); false while it runs. */
+struct kr_test_child {
+    pid_t pid;
+    int status;
+};
+bool kr_test_child_exited(void *child);
 
 #endif

@@ -74,7 +74,7 @@ struct row {
 
 struct account {
     uint8_t id[16];
-    char email[256];
+    char email[KR_FLD_EMAIL_MAX + 1];
     int role;
     uint64_t ok, failed, locks;
     bool deleted;
@@ -82,7 +82,7 @@ struct account {
 
 struct incident {
     uint8_t id[16];
-    char title[201];
+    char title[KR_FLD_TITLE_MAX + 1];
     int severity;
     uint64_t detected, deadline, opened_seq;
     uint64_t notified; /* first notification of this tenant, 0 = none */
@@ -103,7 +103,7 @@ struct rpt {
     size_t nacc;
     struct incident *inc;
     size_t ninc;
-    char tenant_code[40];
+    char tenant_code[KR_FLD_TENANT_CODE_MAX + 1];
     uint64_t provisioned, cancelled, erased;
     uint64_t count[S__COUNT];
     uint64_t logins_ok, logins_failed, logins_unknown, lockouts, denied, records;

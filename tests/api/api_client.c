@@ -38,17 +38,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define POLL_MS    20     /* between looks at what is awaited */
 #define OUT_MAX    16384u /* what serve prints before it is listening */
 #define MAIL_MAX   65536u /* one e-mail file */
 #define PORT_TRIES 20
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 /* ---- The server ---- */
 
@@ -202,18 +194,12 @@ int ac_server_stop(struct ac_server *s)
     int ret = -1;
     if (s->pid > 0) {
         kill(s->pid, SIGTERM);
-        int status = 0;
-        pid_t r = 0;
-        for (int waited = 0; waited < AC_WAIT_MS && r == 0; waited += POLL_MS) {
-            r = waitpid(s->pid, &status, WNOHANG);
-            if (r == 0)
-                sleep_ms(POLL_MS);
-        }
-        if (r == s->pid && WIFEXITED(status)) {
-            ret = WEXITSTATUS(status);
-        } else if (r == 0) {
+        struct kr_test_child child = {.pid = s->pid};
+        if (!kr_test_wait_for(kr_test_child_exited, &child, AC_WAIT_MS, "kiroku serve to stop")) {
             kill(s->pid, SIGKILL);
-            waitpid(s->pid, &status, 0);
+            waitpid(s->pid, &child.status, 0);
+        } else if (WIFEXITED(child.status)) {
+            ret = WEXITSTATUS(child.status);
         }
         s->pid = 0;
     }
@@ -287,15 +273,24 @@ static bool mail_find(const struct ac_server *s, const char *to, const char *nee
     return found;
 }
 
+struct mail_wait {
+    const struct ac_server *s;
+    const char *to, *needle;
+    char *value;
+    size_t cap;
+};
+
+static bool mail_found(void *arg)
+{
+    const struct mail_wait *w = arg;
+    return mail_find(w->s, w->to, w->needle, w->value, w->cap);
+}
+
 bool ac_mail_wait(const struct ac_server *s, const char *to, const char *needle, char *value,
                   size_t cap)
 {
-    for (int waited = 0; waited < AC_WAIT_MS; waited += POLL_MS) {
-        if (mail_find(s, to, needle, value, cap))
-            return true;
-        sleep_ms(POLL_MS);
-    }
-    return false;
+    struct mail_wait w = {s, to, needle, value, cap};
+    return kr_test_wait_for(mail_found, &w, AC_WAIT_MS, "an e-mail");
 }
 
 size_t ac_mail_count(const struct ac_server *s, const char *to)

@@ -88,6 +88,17 @@ static int run(const char *const *args, char *out, char *err)
     return rc;
 }
 
+/* Whether more than `past` writes are acknowledged. */
+struct acked_past {
+    atomic_ulong *acked;
+    unsigned long past;
+};
+static bool acked_past(void *arg)
+{
+    const struct acked_past *a = arg;
+    return atomic_load(a->acked) > a->past;
+}
+
 static void test_backup_of_a_running_server(void **state)
 {
     (void)state;
@@ -108,8 +119,8 @@ static void test_backup_of_a_running_server(void **state)
             .srv = &srv, .token = token, .stop = &stop, .acked = &acked, .mark = &mark, .id = i};
         assert_int_equal(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
     }
-    while (atomic_load(&acked) < 200)
-        usleep(10000);
+    struct acked_past first = {&acked, 199};
+    assert_true(kr_test_wait_for(acked_past, &first, KR_TEST_WAIT_MS, "200 acknowledged writes"));
     atomic_store(&mark, true); /* what is acknowledged now is in the backup */
     unsigned long at_backup = atomic_load(&acked);
 
@@ -125,11 +136,12 @@ static void test_backup_of_a_running_server(void **state)
     snprintf(gen, sizeof gen, "%s/%s", backups,
              json_string_value(json_object_get(j, "generation")));
     json_decref(j);
-    usleep(100000);
+    struct acked_past more = {&acked, at_backup};
+    bool went_on = kr_test_wait_for(acked_past, &more, KR_TEST_WAIT_MS, "a write after the mark");
     atomic_store(&stop, true);
     for (int i = 0; i < WRITERS; i++)
         pthread_join(th[i], NULL);
-    assert_true(atomic_load(&acked) > at_backup); /* writes went on meanwhile */
+    assert_true(went_on); /* writes went on meanwhile */
 
     char pkpath[700], pk[64];
     snprintf(pkpath, sizeof pkpath, "%s/keys/journal-1.pub", srv.data);

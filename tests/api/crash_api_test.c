@@ -125,6 +125,20 @@ static void login(struct ac_server *srv, uint8_t token[32])
     ac_close(&c);
 }
 
+/* Whether a round has at least `n` acknowledged writes. */
+struct acked_at {
+    struct acked *acked;
+    size_t n;
+};
+static bool acked_at_least(void *arg)
+{
+    const struct acked_at *a = arg;
+    pthread_mutex_lock(&a->acked->mu);
+    bool yes = a->acked->n >= a->n;
+    pthread_mutex_unlock(&a->acked->mu);
+    return yes;
+}
+
 static void test_kill_during_writes(void **state)
 {
     (void)state;
@@ -144,7 +158,10 @@ static void test_kill_during_writes(void **state)
                 .srv = &srv, .token = token, .acked = acked, .round = round, .id = i};
             assert_int_equal(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
         }
-        usleep(50000 + randombytes_uniform(400000)); /* 50-450 ms of writes */
+        /* Killed after a random number of acknowledged writes, while the
+         * writers go on. */
+        struct acked_at at = {acked, 1 + randombytes_uniform(400)};
+        assert_true(kr_test_wait_for(acked_at_least, &at, KR_TEST_WAIT_MS, "acknowledged writes"));
         assert_int_equal(kill(srv.pid, SIGKILL), 0);
         int status;
         assert_int_equal(waitpid(srv.pid, &status, 0), srv.pid);

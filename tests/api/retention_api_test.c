@@ -85,6 +85,26 @@ static bool has_generation(struct ac_server *s, const uint8_t token[32])
     return found;
 }
 
+/* For kr_test_wait_for: has_generation of a server logged in as an operator. */
+struct op_server {
+    struct ac_server *s;
+    const uint8_t *token;
+};
+static bool generation_listed(void *arg)
+{
+    const struct op_server *o = arg;
+    return has_generation(o->s, o->token);
+}
+
+/* For kr_test_wait_for: whether the journal of the server's data directory
+ * (arg) has a backup.failed record, `kiroku dump` into out. */
+static bool backup_failed_recorded(void *arg)
+{
+    const char *data = arg;
+    assert_int_equal(run((const char *const[]){"dump", "--data", data, "--json", NULL}), 0);
+    return strstr(out, "backup.failed") != NULL;
+}
+
 static void test_serve_daily_jobs(void **state)
 {
     (void)state;
@@ -106,13 +126,8 @@ static void test_serve_daily_jobs(void **state)
     op_login(&s, token);
 
     /* The backup at start shows in backups.list, verified. */
-    bool found = false;
-    for (int i = 0; i < 600 && !found; i++) {
-        found = has_generation(&s, token);
-        if (!found)
-            usleep(100000);
-    }
-    assert_true(found);
+    struct op_server o = {&s, token};
+    assert_true(kr_test_wait_for(generation_listed, &o, KR_TEST_WAIT_MS, "the backup at start"));
 
     /* kiroku maintenance, over the operator endpoint. */
     char hex[65];
@@ -191,14 +206,7 @@ static void test_serve_backup_failed(void **state)
     extra[4] = NULL;
     struct ac_server s;
     ac_server_start_with(&s, extra);
-    bool found = false;
-    for (int i = 0; i < 600 && !found; i++) {
-        assert_int_equal(run((const char *const[]){"dump", "--data", s.data, "--json", NULL}), 0);
-        found = strstr(out, "backup.failed") != NULL;
-        if (!found)
-            usleep(100000);
-    }
-    assert_true(found);
+    assert_true(kr_test_wait_for(backup_failed_recorded, s.data, KR_TEST_WAIT_MS, "backup.failed"));
     assert_null(strstr(out, "backup.completed"));
     assert_int_equal(ac_server_stop(&s), 0);
     kr_test_rmrf(tmp);

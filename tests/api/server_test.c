@@ -578,10 +578,15 @@ static void test_graceful_stop(void **state)
     client_open(&x.c, x.url);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, inflight_main, &x), 0);
+    struct timespec end; /* the condition variable's clock */
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += WAIT_MS / 1000;
     pthread_mutex_lock(&g_gate.mu);
-    while (!g_gate.entered)
-        pthread_cond_wait(&g_gate.cv, &g_gate.mu);
+    while (!g_gate.entered && pthread_cond_timedwait(&g_gate.cv, &g_gate.mu, &end) == 0)
+        ;
+    bool entered = g_gate.entered;
     pthread_mutex_unlock(&g_gate.mu);
+    assert_true(entered); /* the request reached dom_exec */
 
     /* Stopping begins: a new request is refused as unavailable, with its id. */
     api_server_stop_begin(f->s);

@@ -334,12 +334,42 @@ static void tracker_done(struct jrn_append *a, kr_err err)
     pthread_mutex_unlock(&t->mu);
 }
 
-static void tracker_wait(struct tracker *t, size_t want)
+/* Waits until want completions were counted; false (reported) if that took
+ * longer than KR_TEST_WAIT_MS. */
+__attribute__((warn_unused_result)) static bool tracker_wait(struct tracker *t, size_t want)
 {
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end); /* the condition variable's clock */
+    end.tv_sec += KR_TEST_WAIT_MS / 1000u;
+    int rc = 0;
     pthread_mutex_lock(&t->mu);
-    while (t->done < want)
-        pthread_cond_wait(&t->cv, &t->mu);
+    while (t->done < want && rc == 0)
+        rc = pthread_cond_timedwait(&t->cv, &t->mu, &end);
+    bool ok = t->done >= want;
     pthread_mutex_unlock(&t->mu);
+    if (!ok)
+        fprintf(stderr, "timed out waiting for %zu completions\n", want);
+    return ok;
+}
+
+/* For kr_test_wait_for: whether a counter reached want. */
+struct count_at {
+    atomic_int *count;
+    int want;
+};
+static bool count_reached(void *arg)
+{
+    const struct count_at *c = arg;
+    return atomic_load(c->count) >= c->want;
+}
+struct size_at {
+    atomic_size_t *count;
+    size_t want;
+};
+static bool size_reached(void *arg)
+{
+    const struct size_at *c = arg;
+    return atomic_load(c->count) >= c->want;
 }
 
 /* ==== Create and open ==== */
@@ -1318,9 +1348,10 @@ static void test_concurrent_appends(void **state)
     sync *= CONC_THREADS;
     owned *= CONC_THREADS;
     assert_int_equal(async + owned + sync, total);
-    tracker_wait(&t, async);
-    while (atomic_load(&owned_done) < (int)owned)
-        usleep(1000);
+    assert_true(tracker_wait(&t, async));
+    struct count_at owned_at = {&owned_done, (int)owned};
+    assert_true(kr_test_wait_for(count_reached, &owned_at, KR_TEST_WAIT_MS,
+                                 "the owned appends' callbacks"));
 
     /* Every completion exactly once, with KR_OK. */
     assert_int_equal(atomic_load(&t.bad), 0);
@@ -2097,8 +2128,11 @@ static void *loader_main(void *arg)
         /* At a quarter and at half way, let a rotation begin first (for at
          * most ten seconds), so that appends follow each key change. */
         int want = i == l->n / 4 ? 1 : i == l->n / 2 ? 2 : 0;
-        for (int spin = 0; want && atomic_load(&l->rotations) < want && spin < 100000; spin++)
-            usleep(100);
+        struct count_at rot = {&l->rotations, want};
+        if (want && !kr_test_wait_for(count_reached, &rot, KR_TEST_WAIT_MS, "a rotation")) {
+            atomic_fetch_add(&l->failures, 1);
+            return NULL;
+        }
         memcpy(l->payloads[i], &i, sizeof i);
         l->evs[i] = ev(1, "load", i, l->payloads[i], 8);
         memset(&l->apps[i], 0, sizeof l->apps[i]);
@@ -2111,8 +2145,10 @@ static void *loader_main(void *arg)
         atomic_fetch_add(&l->submitted, 1);
         /* Now and then wait for what is in flight, so the appends spread over
          * time and the rotations land between them rather than after. */
-        if (i % 100 == 99)
-            tracker_wait(l->t, i + 1);
+        if (i % 100 == 99 && !tracker_wait(l->t, i + 1)) {
+            atomic_fetch_add(&l->failures, 1);
+            return NULL;
+        }
     }
     return NULL;
 }
@@ -2137,17 +2173,17 @@ static void test_rotate_under_load(void **state)
     l.t = &t;
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, loader_main, &l), 0);
-    while (atomic_load(&l.submitted) < N / 4)
-        usleep(100);
+    struct size_at sub = {&l.submitted, N / 4};
+    assert_true(kr_test_wait_for(size_reached, &sub, KR_TEST_WAIT_MS, "a quarter submitted"));
     atomic_store(&l.rotations, 1);
     assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
-    while (atomic_load(&l.submitted) < N / 2)
-        usleep(100);
+    sub.want = N / 2;
+    assert_true(kr_test_wait_for(size_reached, &sub, KR_TEST_WAIT_MS, "half submitted"));
     atomic_store(&l.rotations, 2);
     assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
     pthread_join(th, NULL);
-    tracker_wait(&t, N);
     assert_int_equal(atomic_load(&l.failures), 0);
+    assert_true(tracker_wait(&t, N));
     assert_int_equal(atomic_load(&t.bad), 0);
     for (size_t i = 0; i < N; i++) {
         assert_int_equal(atomic_load(&t.calls[i]), 1);
@@ -2351,7 +2387,20 @@ struct cb_test {
     uint8_t py[32], pz[32];
     atomic_int done_x, done_y, done_z;
     atomic_int err_y, err_z, submit_err, append_err;
+    atomic_bool y_unsigned; /* Y was not signed within the wait's deadline */
 };
+
+/* For kr_test_wait_for. */
+static bool y_signed(void *arg)
+{
+    return atomic_load(&((struct cb_test *)arg)->y.ready_);
+}
+
+static bool y_and_z_done(void *arg)
+{
+    struct cb_test *t = arg;
+    return atomic_load(&t->done_y) && atomic_load(&t->done_z);
+}
 
 static void cb_yz_done(struct jrn_append *a, kr_err err)
 {
@@ -2377,8 +2426,9 @@ static void cb_x_done(struct jrn_append *a, kr_err err)
     kr_err e1 = jrn_submit(t->j, &t->y), e2 = jrn_submit(t->j, &t->z);
     atomic_store(&t->submit_err, (int)(e1 ? e1 : e2));
     if (e1 == KR_OK) {
-        while (!atomic_load(&t->y.ready_)) /* signed by a signer thread */
-            sched_yield();
+        /* Signed by a signer thread (this is the writer: no test failure from here). */
+        if (!kr_test_wait_for(y_signed, t, KR_TEST_WAIT_MS, "Y signed"))
+            atomic_store(&t->y_unsigned, true);
         t->py[0] ^= 0xff; /* the caller breaks its promise */
     }
     atomic_store(&t->done_x, 1);
@@ -2398,8 +2448,8 @@ static void test_payload_changed_and_callbacks(void **state)
     t->ez = ev(5, "cb-z", 0, t->pz, sizeof t->pz);
     t->x = (struct jrn_append){.events = &t->ex, .n = 1, .done = cb_x_done, .arg = t};
     assert_int_equal(jrn_submit(f->j, &t->x), KR_OK);
-    while (!atomic_load(&t->done_y) || !atomic_load(&t->done_z))
-        sched_yield();
+    assert_true(kr_test_wait_for(y_and_z_done, t, KR_TEST_WAIT_MS, "Y's and Z's callbacks"));
+    assert_false(atomic_load(&t->y_unsigned));
     assert_int_equal(atomic_load(&t->append_err), KR_EINVAL);
     assert_int_equal(atomic_load(&t->submit_err), KR_OK);
     assert_int_equal(atomic_load(&t->err_y), KR_EINVAL);
@@ -2861,6 +2911,12 @@ struct strip_load {
     _Atomic uint64_t appended;
 };
 
+/* For kr_test_wait_for: whether the load appended 200 events. */
+static bool load_appended(void *arg)
+{
+    return atomic_load(&((struct strip_load *)arg)->appended) >= 200;
+}
+
 static void *strip_load_main(void *arg)
 {
     struct strip_load *l = arg;
@@ -2894,8 +2950,7 @@ static void test_strip_tenant(void **state)
     struct strip_load load = {.j = f->j};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, strip_load_main, &load), 0);
-    while (atomic_load(&load.appended) < 200)
-        sched_yield();
+    assert_true(kr_test_wait_for(load_appended, &load, KR_TEST_WAIT_MS, "200 appends under load"));
     struct jrn_strip_spec spec = {.tenant = 2};
     uint64_t n = 0;
     assert_int_equal(jrn_strip(f->j, &spec, &n), KR_OK);

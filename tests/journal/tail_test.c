@@ -41,7 +41,7 @@
 #define SMALL_RECORDS 40
 /* Deadline for DIR/checkpoint to catch up while idle: generous against a
  * loaded machine, far above the KR_CHECKPOINT_FILE_NS bound it checks. */
-#define FILE_DEADLINE_S 30
+#define FILE_DEADLINE_MS 30000u
 
 struct fx {
     char root[DIR_CAP];
@@ -319,11 +319,28 @@ static uint64_t file_size(const struct fx *f)
     return strtoull(nl + 1, NULL, 10);
 }
 
-static double now_s(void)
+/* For kr_test_wait_for: the journal's checkpoint file and its stats. */
+struct file_wait {
+    const struct fx *f;
+    struct journal *j;
+    uint64_t size;
+    struct jrn_stats st;
+};
+
+/* Whether DIR/checkpoint holds size, and the stats count it written. */
+static bool file_caught_up(void *arg)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    struct file_wait *w = arg;
+    jrn_get_stats(w->j, &w->st); /* counted just after the rename */
+    return file_size(w->f) == w->size && w->st.file_size == w->size;
+}
+
+/* Whether a failed rewrite was counted. */
+static bool file_error_counted(void *arg)
+{
+    struct file_wait *w = arg;
+    jrn_get_stats(w->j, &w->st);
+    return w->st.file_errors > 0;
 }
 
 static void test_file_catches_up_when_idle(void **state)
@@ -342,15 +359,9 @@ static void test_file_catches_up_when_idle(void **state)
     uint64_t size = jrn_size(j);
     assert_true(size == 201);
     /* Then idle: the file reaches the size without another commit. */
-    double deadline = now_s() + FILE_DEADLINE_S;
-    struct jrn_stats st;
-    for (;;) {
-        jrn_get_stats(j, &st); /* counted just after the rename */
-        if ((file_size(f) == size && st.file_size == size) || now_s() >= deadline)
-            break;
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    struct file_wait w = {f, j, size, {0}};
+    assert_true(kr_test_wait_for(file_caught_up, &w, FILE_DEADLINE_MS, "the checkpoint file"));
+    const struct jrn_stats st = w.st;
     assert_true(file_size(f) == size);
     assert_true(jrn_size(j) == size);
     assert_true(st.file_size == size);
@@ -372,33 +383,17 @@ static void test_file_error_reported(void **state)
     snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", f->dir);
     assert_int_equal(mkdir(tmp, 0700), 0);
     append_n(j, 3);
-    struct jrn_stats st;
-    double deadline = now_s() + FILE_DEADLINE_S;
-    do {
-        jrn_get_stats(j, &st);
-        if (st.file_errors > 0)
-            break;
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    } while (now_s() < deadline);
-    assert_true(st.file_errors >= 1);
-    assert_int_equal(st.file_error, KR_EIO);
+    struct file_wait w = {f, j, 0, {0}};
+    assert_true(kr_test_wait_for(file_error_counted, &w, FILE_DEADLINE_MS, "a failed rewrite"));
+    assert_true(w.st.file_errors >= 1);
+    assert_int_equal(w.st.file_error, KR_EIO);
     assert_true(file_size(f) < jrn_size(j));
     /* Once the cause is gone the next commit writes it. */
     assert_int_equal(rmdir(tmp), 0);
     append_n(j, 1);
-    uint64_t size = jrn_size(j);
-    deadline = now_s() + FILE_DEADLINE_S;
-    for (;;) {
-        jrn_get_stats(j, &st); /* counted just after the rename */
-        if ((file_size(f) == size && st.file_size == size) || now_s() >= deadline)
-            break;
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    assert_true(file_size(f) == size);
-    assert_true(st.file_size == size);
-    assert_int_equal(st.file_error, KR_OK);
+    w.size = jrn_size(j);
+    assert_true(kr_test_wait_for(file_caught_up, &w, FILE_DEADLINE_MS, "the checkpoint file"));
+    assert_int_equal(w.st.file_error, KR_OK);
     jrn_close(j);
 }
 

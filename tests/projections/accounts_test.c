@@ -1422,6 +1422,16 @@ static void *one_login(void *arg)
     return NULL;
 }
 
+/* For kr_test_wait_for: whether KR_PWHASH_WAITERS_MAX logins wait for a place. */
+static bool all_waiting(void *arg)
+{
+    struct kr_domain *d = arg;
+    pthread_mutex_lock(&d->pwhash_mu);
+    unsigned waiting = d->pwhash_waiting;
+    pthread_mutex_unlock(&d->pwhash_mu);
+    return waiting == KR_PWHASH_WAITERS_MAX;
+}
+
 /* Past KR_PWHASH_WAITERS_MAX waiting logins, one more is refused at once
  * (unavailable) instead of holding a worker; the waiting ones go through. */
 static void test_pwhash_waiters_bounded(void **state)
@@ -1435,14 +1445,7 @@ static void test_pwhash_waiters_bounded(void **state)
     struct login_burst b = {.t = f->t, .code = f->c1};
     for (int i = 0; i < W; i++)
         assert_int_equal(pthread_create(&th[i], NULL, one_login, &b), 0);
-    for (;;) { /* until all of them wait */
-        pthread_mutex_lock(&d->pwhash_mu);
-        unsigned waiting = d->pwhash_waiting;
-        pthread_mutex_unlock(&d->pwhash_mu);
-        if (waiting == W)
-            break;
-        usleep(1000);
-    }
+    assert_true(kr_test_wait_for(all_waiting, d, KR_TEST_WAIT_MS, "every login waiting"));
     assert_int_equal(login(f->t, f->c1, "owner1@example.jp", "correct horse 1", NULL), KR_EBUSY);
     assert_int_equal(login(f->t, f->c1, "nobody@example.jp", "correct horse 1", NULL), KR_EBUSY);
     assert_int_equal(dom_api_error(KR_EBUSY), KR_ERR_UNAVAILABLE);

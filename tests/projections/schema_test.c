@@ -438,6 +438,21 @@ static void test_schemagen_good(void **state)
     if (schemagen(s.schema, s.out, s.docs, err) != 0)
         fail_msg("schemagen refused the good schema: %s", err);
 
+    /* The header lists each op's handler (projections/cmd.h declares them and
+     * domain.c's table refers to them) and the byte bound of each sized field. */
+    char hpath[700];
+    size_t hlen;
+    snprintf(hpath, sizeof hpath, "%s/schema_gen.h", s.out);
+    char *h = slurp(hpath, &hlen);
+    assert_non_null(h);
+    assert_non_null(
+        strstr(h, "#define KR_OP_HANDLERS(X) \\\n    X(KR_OP_THINGS_MAKE, cmd_things_make)\n"));
+    assert_non_null(strstr(h, "#define KR_FLD_LABEL_MAX 10u\n"));
+    assert_non_null(strstr(h, "#define KR_FLD_SECRET_MAX 10u\n"));
+    assert_null(strstr(h, "KR_FLD_VERSION_MAX")); /* a u64's max is a value, not a size */
+    assert_null(strstr(h, "KR_FLD_THING_MAX"));
+    free(h);
+
     /* A second run with nothing changed rewrites nothing. */
     const char *const outs[] = {"schema_gen.h", "schema_gen.c", "events.md", "ops.md"};
     ino_t ino[4];
@@ -548,6 +563,11 @@ static const struct bad_case bad_cases[] = {
      "\"fields\": [], \"doc\": \"X.\"}, {\"name\": \"thing.made_x\", \"scope\": "
      "\"tenant\", \"stream\": \"t\", \"fields\": [], \"doc\": \"X.\"}]}",
      "event \"thing.made_x\": its C name KR_EV_THING_MADE_X clashes with event \"thing.made-x\""},
+    {F_FIELDS, "\"role\": {\"type\"",
+     "\"label_max\": {\"type\": \"id\", \"doc\": \"X.\"}, \"role\": {\"type\"",
+     "field \"label_max\": its C name KR_FLD_LABEL_MAX clashes with field \"label\""},
+    {F_OPS, "\"name\": \"things.make\"", "\"name\": \"new.id\"",
+     "op \"new.id\": its C name cmd_new_id clashes with a name cmd.h defines"},
     /* Streams. */
     {F_EVENTS, "thing/{thing}", "thing/{role}",
      "event \"thing.made\": stream \"thing/{role}\": {role} is not a field of the event"},

@@ -186,6 +186,27 @@ static void sleep_ms(unsigned ms)
 
 /* ---- A backup under writes ---- */
 
+/* The journal size DATA/checkpoint shows (its second line; 0 if unreadable). */
+static uint64_t checkpoint_size(void)
+{
+    char p[1200], buf[256];
+    path(p, sizeof p, data, "checkpoint");
+    FILE *f = fopen(p, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *nl = strchr(buf, '\n');
+    return nl ? strtoull(nl + 1, NULL, 10) : 0;
+}
+
+/* For kr_test_wait_for: whether the journal grew past *(uint64_t *)arg. */
+static bool journal_grew(void *arg)
+{
+    return checkpoint_size() > *(const uint64_t *)arg;
+}
+
 static void test_backup_during_writes_restores(void **state)
 {
     (void)state;
@@ -194,8 +215,10 @@ static void test_backup_during_writes_restores(void **state)
     path(newdir, sizeof newdir, root, "restored-writes");
     const char *writer[] = {"bench", "append",      "--data", data, "--events",
                             "60000", "--producers", "4",      NULL};
+    uint64_t before = checkpoint_size();
+    assert_true(before > 0);
     pid_t w = spawn(writer);
-    sleep_ms(150);
+    assert_true(kr_test_wait_for(journal_grew, &before, KR_TEST_WAIT_MS, "the writer's appends"));
     const char *b[] = {"backup", "--data", data, "--to", bk, "--json", NULL};
     if (run(b) != 0)
         fail_msg("backup: %s", err);

@@ -279,6 +279,29 @@ static void reader_table(char *out)
 
 /* A reader killed in the middle of its read transaction leaves its slot in
  * LMDB's reader table, pinning old pages; the running writer reclaims it. */
+/* A verify process being waited for (test_stale_reader_reclaimed). */
+struct reader_wait {
+    char *out; /* the reader table, as last read */
+    char pidtext[32];
+    struct kr_test_child child;
+};
+
+/* Whether the reader holds a slot in the journal's reader table, or exited. */
+static bool reader_in_or_exited(void *arg)
+{
+    struct reader_wait *w = arg;
+    reader_table(w->out);
+    return strstr(w->out, w->pidtext) || kr_test_child_exited(&w->child);
+}
+
+/* Whether the reader's slot is gone from the table. */
+static bool reader_gone(void *arg)
+{
+    struct reader_wait *w = arg;
+    reader_table(w->out);
+    return strstr(w->out, w->pidtext) == NULL;
+}
+
 static void test_stale_reader_reclaimed(void **state)
 {
     (void)state;
@@ -291,14 +314,16 @@ static void test_stale_reader_reclaimed(void **state)
                                                "100000000", "--producers", "4", NULL});
     int tries = 0;
     pid_t reader;
-    char pidtext[32];
+    struct reader_wait w = {.out = out};
     for (;;) {
-        /* Kill a full verification while it reads (one of 60,000+ records
-         * takes ~50 us a core: it runs for seconds). */
+        /* Kill a full verification once it holds a reader slot (one of
+         * 60,000+ records takes ~50 us a core: it reads for seconds). */
         reader = spawn((const char *const[]){"verify", "--data", dir, NULL});
-        usleep(400 * 1000);
-        int status;
-        if (waitpid(reader, &status, WNOHANG) == 0)
+        w.child = (struct kr_test_child){.pid = reader};
+        snprintf(w.pidtext, sizeof w.pidtext, " %d ", (int)reader);
+        assert_true(
+            kr_test_wait_for(reader_in_or_exited, &w, KR_TEST_WAIT_MS, "verify's reader slot"));
+        if (strstr(out, w.pidtext))
             break;
         for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
             if (children[i] == reader)
@@ -306,15 +331,10 @@ static void test_stale_reader_reclaimed(void **state)
         assert_true(++tries < 5);
     }
     reap(reader);
-    snprintf(pidtext, sizeof pidtext, " %d ", (int)reader);
     reader_table(out);
-    assert_non_null(strstr(out, pidtext)); /* the dead reader's slot */
-    bool gone = false;
-    for (int i = 0; i < 50 && !gone; i++) {
-        usleep(100 * 1000);
-        reader_table(out);
-        gone = strstr(out, pidtext) == NULL;
-    }
+    assert_non_null(strstr(out, w.pidtext)); /* the dead reader's slot */
+    /* The writer's next transaction reclaims it. */
+    bool gone = kr_test_wait_for(reader_gone, &w, KR_TEST_WAIT_MS, "the dead reader's slot freed");
     reap(writer);
     assert_true(gone);
     assert_int_equal(run(out, err, (const char *const[]){"verify", "--data", dir, "--fast", NULL}),

@@ -63,7 +63,7 @@
 #define RUN_MIN_MS 20
 #define RUN_MAX_MS 700
 /* Round 1 waits at most this long for the journal's first acknowledgement. */
-#define FIRST_ACK_WAIT_MS 10000
+#define FIRST_ACK_WAIT_MS 10000u
 /* Every FULL_EVERY-th round verifies signatures and indexes too. */
 #define FULL_EVERY 4
 /* One acknowledgement line: decimal seq, space, 64 hex digits, newline. */
@@ -156,6 +156,14 @@ static void check_still_running(pid_t pid)
         print_log();
         fail_msg("bench ended on its own before the kill (status 0x%x)", (unsigned)st);
     }
+}
+
+/* For kr_test_wait_for: whether the bench (*(pid_t *)arg) acknowledged an
+ * append; fails the test if it ended meanwhile. */
+static bool first_ack(void *arg)
+{
+    check_still_running(*(const pid_t *)arg);
+    return file_size(g_acks) > 0;
 }
 
 static void kill_bench(pid_t pid)
@@ -329,17 +337,11 @@ static void test_kill9_loop(void **state)
 
         unsigned run_ms = RUN_MIN_MS + (unsigned)(rng_next() % (RUN_MAX_MS - RUN_MIN_MS + 1));
         pid_t pid = spawn_bench();
-        if (round == 1) {
-            unsigned waited = 0;
-            while (file_size(g_acks) <= 0) {
-                check_still_running(pid);
-                if (waited++ >= FIRST_ACK_WAIT_MS) {
-                    kill_bench(pid);
-                    print_log();
-                    fail_msg("no acknowledgement within %u ms", FIRST_ACK_WAIT_MS);
-                }
-                sleep_ms(1);
-            }
+        if (round == 1 &&
+            !kr_test_wait_for(first_ack, &pid, FIRST_ACK_WAIT_MS, "the first acknowledgement")) {
+            kill_bench(pid);
+            print_log();
+            fail_msg("no acknowledgement within %u ms", FIRST_ACK_WAIT_MS);
         }
         sleep_ms(run_ms);
         check_still_running(pid);

@@ -14,6 +14,7 @@
 
 #include "daily.h"
 #include "retention.h"
+#include "test_util.h"
 
 #include <stdatomic.h>
 #include <unistd.h>
@@ -57,15 +58,17 @@ static void test_next_jst(void **state)
 
 struct jobs {
     atomic_int retention, backup;
-    int sleep_ms;
+    atomic_int retention_done; /* retention jobs that returned */
+    unsigned run_ms;           /* how long the retention job takes */
 };
 
 static void job_r(void *arg)
 {
     struct jobs *j = arg;
     atomic_fetch_add(&j->retention, 1);
-    if (j->sleep_ms)
-        usleep((useconds_t)j->sleep_ms * 1000u);
+    if (j->run_ms)
+        kr_test_pause_ms(j->run_ms); /* a job that takes a while, not a wait */
+    atomic_fetch_add(&j->retention_done, 1);
 }
 
 static void job_b(void *arg)
@@ -74,23 +77,42 @@ static void job_b(void *arg)
     atomic_fetch_add(&j->backup, 1);
 }
 
+/* A clock the test sets, counting its reads (the thread reads it on every
+ * look, so reads tell the test the thread has looked again). */
+struct tclock {
+    _Atomic uint64_t now;
+    atomic_int reads;
+};
+
 static uint64_t fixed(void *ctx)
 {
-    return *(const uint64_t *)ctx;
+    struct tclock *t = ctx;
+    atomic_fetch_add(&t->reads, 1);
+    return atomic_load(&t->now);
+}
+
+struct count_at {
+    atomic_int *x;
+    int want;
+};
+
+static bool count_reached(void *arg)
+{
+    const struct count_at *c = arg;
+    return atomic_load(c->x) >= c->want;
 }
 
 static void wait_for(atomic_int *x, int want)
 {
-    for (int i = 0; i < 500 && atomic_load(x) < want; i++)
-        usleep(10000);
-    assert_true(atomic_load(x) >= want);
+    struct count_at c = {x, want};
+    assert_true(kr_test_wait_for(count_reached, &c, KR_TEST_WAIT_MS, "a job"));
 }
 
 static void test_jobs_at_start(void **state)
 {
     (void)state;
-    uint64_t now = T0; /* 09:00 JST */
-    struct kr_clock c = {.now_ns = fixed, .ctx = &now};
+    struct tclock tc = {T0, 0}; /* 09:00 JST */
+    struct kr_clock c = {.now_ns = fixed, .ctx = &tc};
     struct jobs j = {0};
     /* Backup at 03:00 JST: passed today, so it runs at start. */
     struct daily_options o = {
@@ -109,12 +131,16 @@ static void test_jobs_at_start(void **state)
     o.backup_at_min = 18 * 60;
     assert_int_equal(daily_start(&o, &d), KR_OK);
     wait_for(&k.retention, 1);
-    usleep(1500000); /* a tick or more: no backup yet */
+    /* Three more looks at the clock: the one after the job and the next,
+     * on which the thread decided what was due, have been acted on: no
+     * backup yet. */
+    struct count_at looks = {&tc.reads, atomic_load(&tc.reads) + 3};
+    assert_true(kr_test_wait_for(count_reached, &looks, KR_TEST_WAIT_MS, "a tick"));
     assert_int_equal(atomic_load(&k.backup), 0);
-    now = T0 + MIN * 9 * 60;
+    atomic_store(&tc.now, T0 + MIN * 9 * 60);
     wait_for(&k.backup, 1);
     /* A day later: retention and the backup again. */
-    now += RET_NS_PER_DAY;
+    atomic_fetch_add(&tc.now, RET_NS_PER_DAY);
     wait_for(&k.retention, 2);
     wait_for(&k.backup, 2);
     daily_stop(d);
@@ -124,13 +150,14 @@ static void test_jobs_at_start(void **state)
 static void test_stop_during_job(void **state)
 {
     (void)state;
-    struct jobs j = {.sleep_ms = 500};
+    struct jobs j = {.run_ms = 500};
     struct daily_options o = {.retention = job_r, .arg = &j};
     struct daily *d;
     assert_int_equal(daily_start(&o, &d), KR_OK);
     wait_for(&j.retention, 1);
     daily_stop(d);
     assert_int_equal(atomic_load(&j.retention), 1);
+    assert_int_equal(atomic_load(&j.retention_done), 1); /* it returned before daily_stop */
     daily_stop(NULL);
 }
 

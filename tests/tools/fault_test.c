@@ -82,7 +82,7 @@
 #endif
 
 #define BENCH_EVENTS    20000
-#define CHILD_TIMEOUT_S 300
+#define CHILD_TIMEOUT_S 300u
 /* One acknowledgement line: decimal seq, space, 64 hex digits, newline. */
 #define ACK_LINE_MAX (20 + 1 + 2 * KR_HASH_LEN + 1)
 #define MAX_MARKS    8
@@ -126,13 +126,6 @@ static void setup_paths(struct paths *p, const char *name)
     snprintf(p->stats, sizeof p->stats, "%s/stats", p->tmp);
     snprintf(p->log, sizeof p->log, "%s/log", p->tmp);
     fprintf(stderr, "%s: in %s (kept if the test fails)\n", name, p->tmp);
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 /* The whole of a small file, NUL-terminated; *len gets its length. */
@@ -235,25 +228,16 @@ static int run_kiroku(char **argv, const char *const *extra, const char *log)
         _exit(127);
     }
     free(envp);
-    int st;
-    unsigned waited_ms = 0;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR)
-            fail_msg("waitpid: %s", strerror(errno));
-        if (waited_ms >= CHILD_TIMEOUT_S * 1000u) {
-            kill(pid, SIGKILL);
-            while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-                ;
-            print_log(log);
-            fail_msg("%s %s did not end within %u s", argv[1], argv[2] ? argv[2] : "",
-                     CHILD_TIMEOUT_S);
-        }
-        sleep_ms(5);
-        waited_ms += 5;
+    struct kr_test_child child = {.pid = pid};
+    if (!kr_test_wait_for(kr_test_child_exited, &child, CHILD_TIMEOUT_S * 1000u, "kiroku")) {
+        int st;
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        print_log(log);
+        fail_msg("%s %s did not end within %u s", argv[1], argv[2] ? argv[2] : "", CHILD_TIMEOUT_S);
     }
+    int st = child.status;
     if (!WIFEXITED(st)) {
         print_log(log);
         fail_msg("kiroku %s ended by signal %d", argv[1], WIFSIGNALED(st) ? WTERMSIG(st) : -1);

@@ -167,6 +167,12 @@ static size_t generations(const char *b, char gens[16][1024])
 
 /* ---- kiroku serve, long enough to write the e-mails ---- */
 
+/* For kr_test_wait_for: whether an e-mail under the outbox (arg) names MARKER. */
+static bool marker_mailed(void *arg)
+{
+    return td_dir_contains(arg, MARKER, strlen(MARKER));
+}
+
 static void write_mail(const char *data)
 {
     char lc[700], lo[700], outbox[700];
@@ -186,11 +192,7 @@ static void write_mail(const char *data)
               (char *)NULL);
         _exit(127);
     }
-    bool found = false;
-    for (int i = 0; i < 600 && !found; i++) {
-        usleep(100000);
-        found = td_dir_contains(outbox, MARKER, strlen(MARKER));
-    }
+    bool found = kr_test_wait_for(marker_mailed, outbox, KR_TEST_WAIT_MS, "the e-mail");
     kill(pid, SIGTERM);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
