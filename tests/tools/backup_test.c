@@ -995,7 +995,7 @@ static void test_check_path_too_long(void **state)
     dir[n + pad] = '\0';
     assert_int_equal(mkdir(dir, 0700), 0);
     assert_true(strlen(dir) < KR_PATH_MAX && strlen(dir) + sizeof "/manifest" > KR_PATH_MAX);
-    char mf[KR_PATH_MAX + 16];
+    char mf[sizeof dir + sizeof "/manifest"];
     snprintf(mf, sizeof mf, "%s/manifest", dir);
     FILE *f = fopen(mf, "w");
     assert_non_null(f);
