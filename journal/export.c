@@ -24,6 +24,7 @@
 #include "note.h"
 #include "record.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -418,7 +419,9 @@ kr_err exp_build(struct journal *j, const struct exp_options *o, char **out, siz
     ok = ok && put(doc, "kiroku_export", json_integer(EXP_FORMAT));
     ok = ok && put(doc, "origin", json_string(j->origin));
     ok = ok && put(doc, "journal_id", json_string(id));
-    ok = ok && put(doc, "tenant", json_integer((json_int_t)o->tenant));
+    char tenant[24];
+    snprintf(tenant, sizeof tenant, "%" PRIu64, o->tenant);
+    ok = ok && put(doc, "tenant", json_string(tenant));
     ok = ok && put(doc, "from", json_integer((json_int_t)first));
     ok = ok && put(doc, "to", json_integer((json_int_t)last));
     ok = ok && json_object_set(doc, "keys", keys) == 0;
@@ -500,6 +503,29 @@ static bool get_uint(const json_t *o, const char *k, uint64_t max, uint64_t *out
     if (!json_is_integer(x) || json_integer_value(x) < 0 || (uint64_t)json_integer_value(x) > max)
         return false;
     *out = (uint64_t)json_integer_value(x);
+    return true;
+}
+
+/* A member of o that must be a decimal string in canonical form (no sign,
+ * no leading zero, no space) of a number in 1..max. */
+static bool get_dec(const json_t *o, const char *k, uint64_t max, uint64_t *out)
+{
+    const json_t *x = json_object_get(o, k);
+    if (!json_is_string(x))
+        return false;
+    const char *s = json_string_value(x);
+    size_t n = json_string_length(x);
+    if (n == 0 || n > 20 || s[0] == '0')
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v > max)
+        return false;
+    *out = v;
     return true;
 }
 
@@ -843,8 +869,10 @@ static kr_err doc_header(struct verifier *v, uint64_t *from, uint64_t *to, struc
         return fail(v, KR_ECORRUPT, 0, 0, "file",
                     "the document does not have exactly the members of an export");
     uint64_t fmt;
-    if (!get_uint(d, "kiroku_export", UINT32_MAX, &fmt) || fmt != EXP_FORMAT)
-        return fail(v, KR_ECORRUPT, 0, 0, "kiroku_export", "not export format %d", EXP_FORMAT);
+    if (!get_uint(d, "kiroku_export", UINT32_MAX, &fmt) ||
+        (fmt != EXP_FORMAT && fmt != EXP_FORMAT_V1))
+        return fail(v, KR_ECORRUPT, 0, 0, "kiroku_export", "not export format %d or %d",
+                    EXP_FORMAT_V1, EXP_FORMAT);
     const json_t *org = json_object_get(d, "origin"), *jid = json_object_get(d, "journal_id");
     if (!json_is_string(org) || json_string_length(org) == 0 ||
         json_string_length(org) > KR_ORIGIN_MAX)
@@ -858,8 +886,12 @@ static kr_err doc_header(struct verifier *v, uint64_t *from, uint64_t *to, struc
     to_hex(v->journal_id, 16, hex);
     if (strcmp(hex, json_string_value(jid)) != 0)
         return fail(v, KR_ECORRUPT, 0, 0, "journal_id", "not in lower-case hex");
-    if (!get_uint(d, "tenant", INT64_MAX, &rep->tenant) || rep->tenant == 0)
-        return fail(v, KR_ECORRUPT, 0, 0, "tenant", "not a tenant id (>= 1)");
+    bool tenant_ok = fmt == EXP_FORMAT_V1 ? get_uint(d, "tenant", INT64_MAX, &rep->tenant)
+                                          : get_dec(d, "tenant", INT64_MAX, &rep->tenant);
+    if (!tenant_ok || rep->tenant == 0)
+        return fail(v, KR_ECORRUPT, 0, 0, "tenant",
+                    fmt == EXP_FORMAT_V1 ? "not a tenant id (>= 1)"
+                                         : "not a tenant id (a decimal string, >= 1)");
     if (!get_uint(d, "from", JRN_SIZE_MAX, from) || !get_uint(d, "to", JRN_SIZE_MAX, to))
         return fail(v, KR_ECORRUPT, 0, 0, "from", "from and to are seqs");
     const json_t *keys = json_object_get(d, "keys"), *cps = json_object_get(d, "checkpoints"),

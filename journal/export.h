@@ -46,8 +46,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The document's format version (its "kiroku_export" member). */
-#define EXP_FORMAT 1
+/* The document's format version (its "kiroku_export" member). Format 2
+ * spells the tenant id as a decimal string, which JSON tools that read
+ * numbers as doubles keep exact; format 1 (a number) still verifies. */
+#define EXP_FORMAT    2
+#define EXP_FORMAT_V1 1
 
 struct exp_options {
     uint64_t tenant;    /* >= 1: tenant 0 is the platform, not exportable */

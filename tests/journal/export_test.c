@@ -18,6 +18,7 @@
  * truncated and garbage files fail cleanly; a cut-short export continues;
  * a journal migrated from format 1 and erased payloads verify.
  */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -184,6 +185,57 @@ static json_t *parse(const char *doc, size_t len)
 }
 
 /* ---- The export verifies ---- */
+
+/* Format 2 spells the tenant id as a decimal string, exact through a JSON
+ * reader of doubles; a format-1 document (a number) still verifies; any
+ * other spelling is refused. */
+static void test_tenant_spelling(void **state)
+{
+    (void)state;
+    size_t len;
+    char *doc = export_of(TENANT_C, 0, 0, 0, &len, NULL);
+    json_t *j = parse(doc, len);
+    assert_int_equal(json_integer_value(json_object_get(j, "kiroku_export")), EXP_FORMAT);
+    char want[24];
+    snprintf(want, sizeof want, "%" PRIu64, (uint64_t)TENANT_C);
+    assert_string_equal(json_string_value(json_object_get(j, "tenant")), want);
+    struct exp_report r;
+    size_t l2;
+    char *d2;
+    /* Format 1: the same document with the tenant as a number. */
+    json_object_set_new(j, "kiroku_export", json_integer(EXP_FORMAT_V1));
+    json_object_set_new(j, "tenant", json_integer((json_int_t)TENANT_C));
+    d2 = redump(j, &l2);
+    assert_int_equal(verify(d2, l2, &r), KR_OK);
+    assert_int_equal(r.tenant, TENANT_C);
+    free(d2);
+    /* Format 2 with a number, and strings that are not canonical. */
+    json_object_set_new(j, "kiroku_export", json_integer(EXP_FORMAT));
+    d2 = redump(j, &l2);
+    assert_int_equal(verify(d2, l2, &r), KR_ECORRUPT);
+    assert_string_equal(r.where, "tenant");
+    free(d2);
+    const char *bad[] = {"",
+                         "0",
+                         "0123",
+                         "+1",
+                         "-1",
+                         " 1",
+                         "1 ",
+                         "1e3",
+                         "9223372036854775808",
+                         "99999999999999999999",
+                         "184467440737095516160"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_object_set_new(j, "tenant", json_string(bad[i]));
+        d2 = redump(j, &l2);
+        assert_int_equal(verify(d2, l2, &r), KR_ECORRUPT);
+        assert_string_equal(r.where, "tenant");
+        free(d2);
+    }
+    json_decref(j);
+    free(doc);
+}
 
 static void test_export_verifies(void **state)
 {
@@ -416,7 +468,9 @@ static void test_record_of_b_swapped_in(void **state)
     /* The whole document relabelled as B's still fails at A's first record. */
     json_decref(ja);
     ja = parse(a, la);
-    json_object_set_new(ja, "tenant", json_integer(TENANT_B));
+    char tb[24];
+    snprintf(tb, sizeof tb, "%" PRIu64, (uint64_t)TENANT_B);
+    json_object_set_new(ja, "tenant", json_string(tb));
     d2 = redump(ja, &l2);
     assert_int_equal(verify(d2, l2, &r), KR_ECORRUPT);
     assert_non_null(strstr(r.where, "records[0]"));
@@ -875,6 +929,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_export_verifies),
+        cmocka_unit_test(test_tenant_spelling),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_every_byte_of_a_small_export),
         cmocka_unit_test(test_every_field_of_the_whole_export),
