@@ -161,12 +161,12 @@
 #define KR_RATE_PROBES   16u
 #define KR_RATE_KEYS_MAX 4u
 /* Unconfirmed applications the expiry job erases in one run; the rest wait
- * for the next. Each is a key destroyed, which rewrites the keystore by a
- * compacting copy (about 100 bytes per tenant), and its few records
- * stripped: 1000 keeps a daily run to minutes on a keystore of 100,000
- * tenants, and is far above what the per-source limits let a handful of
- * sources apply in a day. */
-#define KR_SIGNUP_EXPIRE_BATCH_MAX 1000u
+ * for the next. Their keys are destroyed together and the keystore rewritten
+ * once (a compacting copy, about 100 bytes per tenant); then each has its
+ * few records stripped and one event appended (one durable commit each):
+ * 10,000 keeps a daily run to minutes, and is far above what the per-source
+ * limits let even many sources apply in a day. */
+#define KR_SIGNUP_EXPIRE_BATCH_MAX 10000u
 
 /* Open sessions of one account: a person uses a few devices. A login past it
  * ends the oldest (session.closed, superseded), so closing every session of

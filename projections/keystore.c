@@ -822,7 +822,7 @@ kr_err ks_get_or_create(struct kr_keystore *ks, uint64_t tenant, const struct kr
     return KR_OK;
 }
 
-kr_err ks_destroy(struct kr_keystore *ks, uint64_t tenant, uint64_t time_ns)
+static kr_err destroy(struct kr_keystore *ks, uint64_t tenant, uint64_t time_ns, bool scrub)
 {
     uint8_t kb[8], tb[8], zeros[WRAP_LEN];
     kr_put_be64(kb, tenant);
@@ -880,13 +880,23 @@ out:
         mdb_txn_abort(txn);
     pthread_rwlock_unlock(&ks->env_lock);
     cache_drop(ks, tenant);
-    if (err == KR_OK && removed) {
+    if (err == KR_OK && removed && scrub) {
         /* The destruction stands whatever the scrub does; ks_scrub tells. */
         pthread_rwlock_wrlock(&ks->env_lock);
         (void)scrub_locked(ks);
         pthread_rwlock_unlock(&ks->env_lock);
     }
     return err;
+}
+
+kr_err ks_destroy(struct kr_keystore *ks, uint64_t tenant, uint64_t time_ns)
+{
+    return destroy(ks, tenant, time_ns, true);
+}
+
+kr_err ks_destroy_unscrubbed(struct kr_keystore *ks, uint64_t tenant, uint64_t time_ns)
+{
+    return destroy(ks, tenant, time_ns, false);
 }
 
 kr_err ks_copy(struct kr_keystore *ks, const char *dest_dir)

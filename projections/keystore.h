@@ -132,6 +132,15 @@ KR_MUST_CHECK kr_err ks_get_or_create(struct kr_keystore *ks, uint64_t tenant,
  * Errors: KR_EFULL, KR_EIO (nothing destroyed). */
 KR_MUST_CHECK kr_err ks_destroy(struct kr_keystore *ks, uint64_t tenant, uint64_t time_ns);
 
+/* ks_destroy without the scrub: the destruction is durable and the scrub
+ * stays owed (recorded in the keystore, so a crash does not lose it) until
+ * ks_scrub or the next ks_destroy does it. For destroying many keys with one
+ * scrub: call this for each, then ks_scrub once; until then the destroyed
+ * keys' bytes may remain in freed pages of DIR/keystore. Errors: as
+ * ks_destroy. */
+KR_MUST_CHECK kr_err ks_destroy_unscrubbed(struct kr_keystore *ks, uint64_t tenant,
+                                           uint64_t time_ns);
+
 /* Does the scrub owed by earlier destructions, if any (KR_OK at once if none
  * is owed). KR_EBUSY if another process has the keystore open: the scrub
  * stays owed. KR_EFULL (no room for the copy) or KR_EIO: the scrub stays

@@ -440,6 +440,17 @@ static kr_err expire_applications(struct kr_domain *d, uint64_t now, struct ret_
     memset(&diag, 0, sizeof diag);
     kr_err first = list_expired(d, now, ids, &n, &r->corrupt);
     r->applications_due = n;
+    /* Every due key destroyed first and scrubbed once (a scrub copies the
+     * whole keystore): each erasure's own key step then finds its key gone
+     * and no scrub owed. Safe because a listed application is past its
+     * expiry and the margin, so signup.complete refuses it. */
+    pthread_mutex_lock(&d->ret_mu);
+    for (size_t i = 0; d->ks && i < n; i++) {
+        kr_err err = ks_destroy_unscrubbed(d->ks, ids[i], now);
+        if (err && !first)
+            first = err;
+    }
+    pthread_mutex_unlock(&d->ret_mu);
     for (size_t i = 0; i < n; i++) {
         kr_err err = ret_expire_application(d, ids[i], &diag);
         if (err == KR_OK)

@@ -567,6 +567,50 @@ static void test_destroy_leaves_no_bytes(void **state)
     ks_close(ks);
 }
 
+/* Many keys destroyed with one scrub: ks_destroy_unscrubbed leaves the
+ * scrub owed, across a close and open too; one ks_scrub then leaves none of
+ * their bytes in any file, and the live keys all there. */
+enum { MANY = 60 };
+
+static void test_destroy_many_one_scrub(void **state)
+{
+    struct fixture *f = *state;
+    static uint64_t ids[MANY];
+    static uint8_t w[MANY][WRAP_LEN];
+    static struct kr_data_key k[MANY];
+    struct kr_keystore *ks = open_ok(f->dir, true);
+    for (size_t i = 0; i < MANY; i++) {
+        ids[i] = 300 + i;
+        assert_int_equal(ks_create(ks, ids[i], NULL, &k[i]), KR_OK);
+    }
+    snapshot_wrapped(f->dir, ids, MANY, w);
+    for (size_t i = 0; i < MANY; i += 2)
+        assert_int_equal(ks_destroy_unscrubbed(ks, ids[i], T0 + i), KR_OK);
+    struct kr_data_key got;
+    bool destroyed;
+    assert_int_equal(ks_get(ks, ids[0], &got), KR_ENOTFOUND);
+    assert_int_equal(ks_is_destroyed(ks, ids[0], &destroyed), KR_OK);
+    assert_true(destroyed);
+    ks_close(ks);
+
+    ks = open_ok(f->dir, false);
+    assert_int_equal(ks_scrub(ks), KR_OK);
+    ks_close(ks);
+    for (size_t i = 0; i < MANY; i++) {
+        size_t n = count_in_files(f->dir, w[i], WRAP_LEN);
+        if (i % 2 == 0 ? n != 0 : n == 0)
+            fail_msg("tenant %llu: wrapped key found %zu times", (unsigned long long)ids[i], n);
+    }
+    ks = open_ok(f->dir, false);
+    for (size_t i = 0; i < MANY; i++) {
+        kr_err err = ks_get(ks, ids[i], &got);
+        assert_int_equal(err, i % 2 == 0 ? KR_ENOTFOUND : KR_OK);
+        if (err == KR_OK)
+            assert_memory_equal(got.key, k[i].key, 32);
+    }
+    ks_close(ks);
+}
+
 /* Takes a shared lock on open.lock as another process's ks_open would. */
 static int hold_open_lock(const char *dir)
 {
@@ -1398,6 +1442,7 @@ int main(void)
         T(test_create_twice),
         T(test_destroy),
         T(test_destroy_leaves_no_bytes),
+        T(test_destroy_many_one_scrub),
         T(test_scrub_waits_for_other_processes),
         T(test_moved_key),
         T(test_tampered_key),
