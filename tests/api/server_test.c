@@ -27,12 +27,14 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "accounts.h"
@@ -86,6 +88,18 @@ struct fx {
     int port;
 };
 
+/* Server options tests change (reset by setup). */
+static unsigned g_workers, g_conns_per_peer;
+static int g_send_timeout_ms, g_idle_timeout_ms;
+
+static void options_reset(void)
+{
+    g_workers = 4;
+    g_conns_per_peer = 0;
+    g_send_timeout_ms = 300;
+    g_idle_timeout_ms = 0;
+}
+
 static kr_err start(struct fx *f, bool mailer)
 {
     const char *listen[] = {f->client_ipc, f->tcp};
@@ -93,9 +107,11 @@ static kr_err start(struct fx *f, bool mailer)
         .listen = listen,
         .nlisten = 2,
         .operator_url = f->op_ipc,
-        .workers = 4,
+        .workers = g_workers,
         .conns_max = CONNS_CAP,
-        .send_timeout_ms = 300,
+        .send_timeout_ms = g_send_timeout_ms,
+        .conns_per_peer = g_conns_per_peer,
+        .idle_timeout_ms = g_idle_timeout_ms,
         .no_mailer = !mailer,
     };
     kr_err err = KR_EBUSY;
@@ -118,6 +134,7 @@ static int setup(void **state)
     snprintf(f->op_ipc, sizeof f->op_ipc, "ipc://%s/op.sock", f->t->dir);
     uint8_t account[16];
     assert_int_equal(dom_operator_create(f->t->d, OP_EMAIL, OP_PASSWORD, account), KR_OK);
+    options_reset();
     assert_int_equal(start(f, false), KR_OK);
     *state = f;
     return 0;
@@ -547,6 +564,227 @@ static void test_never_reads(void **state)
     expect_serves(f->tcp);
 }
 
+/* ---- Slow readers (issue pattern: pipelined exports, 4 KiB receive buffer) ---- */
+
+#define SLOW_CONNS     24u /* attacker connections */
+#define SLOW_PIPELINED 32u /* utility.export requests each sends at once */
+#define SLOW_CONTACTS  1000u
+#define SLOW_NOTE      2000u
+
+/* Logs the master of a fresh tenant with SLOW_CONTACTS large contacts in
+ * over the wire; *token gets its session. */
+static void slow_tenant(struct fx *f, uint8_t token[32])
+{
+    struct kr_caller master;
+    char code[40];
+    td_signup(f->t, "slow@shop.example.jp", "slow-password-123", &master, code);
+    char note[SLOW_NOTE + 1];
+    memset(note, 'n', SLOW_NOTE);
+    note[SLOW_NOTE] = '\0';
+    for (unsigned i = 0; i < SLOW_CONTACTS; i++) {
+        struct kr_payload *a = td_args(f->t);
+        kr_set_str(a, KR_FLD_NAME, "Slow Reader");
+        kr_set_str(a, KR_FLD_NOTE, note);
+        assert_int_equal(td_exec(f->t, &master, KR_OP_CONTACTS_REGISTER), KR_OK);
+    }
+    msgpack_sbuffer b;
+    msgpack_unpacked u;
+    msgpack_sbuffer_init(&b);
+    msgpack_unpacked_init(&u);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    pstr(&pk, kr_fields[KR_FLD_OP].name);
+    pstr(&pk, kr_ops[KR_OP_AUTH_LOGIN].name);
+    pstr(&pk, API_KEY_ID);
+    msgpack_pack_uint64(&pk, 1);
+    pstr(&pk, API_KEY_ARGS);
+    msgpack_pack_map(&pk, 3);
+    pstr(&pk, kr_fields[KR_FLD_TENANT_CODE].name);
+    pstr(&pk, code);
+    pstr(&pk, kr_fields[KR_FLD_EMAIL].name);
+    pstr(&pk, "slow@shop.example.jp");
+    pstr(&pk, kr_fields[KR_FLD_PASSWORD].name);
+    pstr(&pk, "slow-password-123");
+    struct client c;
+    client_open(&c, f->tcp);
+    assert_int_equal(client_call(&c, &b, &u), 0);
+    assert_null(reply_error(&u));
+    const msgpack_object *tk =
+        td_map_get(td_map_get(&u.data, API_KEY_RESULT), kr_fields[KR_FLD_TOKEN].name);
+    assert_non_null(tk);
+    assert_int_equal(tk->via.bin.size, 32);
+    memcpy(token, tk->via.bin.ptr, 32);
+    client_close(&c);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* A raw req0 peer with a 4 KiB receive buffer that pipelines
+ * SLOW_PIPELINED utility.export requests and never reads. */
+static int slow_reader(struct fx *f, const uint8_t token[32])
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int small = 4096;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = WAIT_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    raw_handshake(fd);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    for (uint32_t i = 0; i < SLOW_PIPELINED; i++) {
+        b.size = 0;
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 4);
+        pstr(&pk, kr_fields[KR_FLD_OP].name);
+        pstr(&pk, kr_ops[KR_OP_UTILITY_EXPORT].name);
+        pstr(&pk, API_KEY_ID);
+        msgpack_pack_uint64(&pk, i + 1);
+        pstr(&pk, kr_fields[KR_FLD_TOKEN].name);
+        msgpack_pack_bin(&pk, 32);
+        msgpack_pack_bin_body(&pk, token, 32);
+        pstr(&pk, API_KEY_ARGS);
+        msgpack_pack_map(&pk, 1);
+        pstr(&pk, kr_fields[KR_FLD_LIMIT].name);
+        msgpack_pack_uint64(&pk, 1000);
+        uint8_t head[12];
+        be64(head, 4 + b.size);
+        uint32_t id = 0x80000000u | (i + 1);
+        head[8] = (uint8_t)(id >> 24);
+        head[9] = (uint8_t)(id >> 16);
+        head[10] = (uint8_t)(id >> 8);
+        head[11] = (uint8_t)id;
+        /* The server may cut it off before all are written: fine. */
+        if (write(fd, head, sizeof head) != (ssize_t)sizeof head ||
+            write(fd, b.data, b.size) != (ssize_t)b.size)
+            break;
+    }
+    msgpack_sbuffer_destroy(&b);
+    return fd;
+}
+
+/* auth.whoami with token over url must succeed. */
+static void expect_whoami(const char *url, const uint8_t token[32])
+{
+    struct client c;
+    msgpack_sbuffer b;
+    msgpack_unpacked u;
+    msgpack_sbuffer_init(&b);
+    msgpack_unpacked_init(&u);
+    client_open(&c, url);
+    build(&b, KR_OP_AUTH_WHOAMI, 77, token, NULL);
+    assert_int_equal(client_call(&c, &b, &u), 0);
+    assert_null(reply_error(&u));
+    assert_true(reply_id(&u) == 77);
+    client_close(&c);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Waits until the server counts `want` connections; fails the test after
+ * WAIT_MS. */
+static void wait_conns(struct fx *f, unsigned want)
+{
+    uint64_t until = mono_ms() + WAIT_MS;
+    while (api_server_conns(f->s) != want) {
+        if (mono_ms() > until)
+            fail_msg("connections: %u, expected %u", api_server_conns(f->s), want);
+        poll(NULL, 0, 10);
+    }
+}
+
+struct stopper {
+    struct api_server *s;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+static void *stopper_main(void *arg)
+{
+    struct stopper *st = arg;
+    api_server_stop(st->s);
+    pthread_mutex_lock(&st->mu);
+    st->done = true;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+/* Stops the server on another thread; fails the test if it does not stop
+ * within WAIT_MS. */
+static void stop_within_bound(struct fx *f)
+{
+    struct stopper st = {.s = f->s, .done = false};
+    pthread_mutex_init(&st.mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&st.cv, &ca);
+    f->s = NULL;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stopper_main, &st), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&st.mu);
+    int rc = 0;
+    while (!st.done && rc == 0)
+        rc = pthread_cond_timedwait(&st.cv, &st.mu, &until);
+    bool done = st.done;
+    pthread_mutex_unlock(&st.mu);
+    if (!done)
+        fail_msg("the server did not stop within %d ms", WAIT_MS);
+    pthread_join(th, NULL);
+}
+
+static void test_slow_readers(void **state)
+{
+    struct fx *f = *state;
+    uint8_t token[32];
+    slow_tenant(f, token);
+    /* As `kiroku serve` runs: 64 workers, so that every pipelined request
+     * runs at once and the replies race the connection's closing. */
+    api_server_stop(f->s);
+    g_workers = 64;
+    g_send_timeout_ms = 1000;
+    assert_int_equal(start(f, false), KR_OK);
+    wait_conns(f, 0);
+    int fds[SLOW_CONNS];
+    for (unsigned i = 0; i < SLOW_CONNS; i++)
+        fds[i] = slow_reader(f, token);
+    /* Plain requests are served meanwhile, on both endpoints. */
+    expect_whoami(f->tcp, token);
+    expect_whoami(f->client_ipc, token);
+    expect_serves(f->op_ipc);
+    /* The server cuts the attackers off (they never read). */
+    for (unsigned i = 0; i < SLOW_CONNS; i++) {
+        struct pollfd p = {.fd = fds[i], .events = POLLRDHUP};
+        assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+        close(fds[i]);
+    }
+    /* Every later connection is freed again: the count returns to idle. */
+    for (unsigned i = 0; i < 2 * CONNS_CAP; i++)
+        expect_whoami(f->tcp, token);
+    wait_conns(f, 0);
+    expect_whoami(f->tcp, token);
+    /* And the server stops on request within a bound. */
+    stop_within_bound(f);
+}
+
 struct inflight {
     const char *url;
     struct client c; /* closed by the test, after it read the reply */
@@ -669,6 +907,7 @@ static void test_mailer_files(void **state)
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* peers the server cut off fail with EPIPE instead */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_operator_endpoint, setup, teardown),
@@ -677,6 +916,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_half_frame_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mailer_files, setup, teardown),
     };
