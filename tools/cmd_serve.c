@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@ static const char serve_usage[] =
     "usage: kiroku serve [--data DIR] [--listen URL]... [--operator URL]\n"
     "                    [--cert FILE --key FILE] [--client-ca FILE] [--workers N]\n"
     "                    [--backups DIR [--backup-at HH:MM]] [--log-retention-days N]\n"
+    "                    [--idle-timeout SECONDS] [--conns-per-peer N] [--conns N]\n"
     "                    [--test-clock] [--demo] [--json]\n"
     "\n"
     "Serves the API over nng request/reply until SIGINT or SIGTERM. Clients\n"
@@ -54,6 +56,13 @@ static const char serve_usage[] =
     "DIR/outbox/*.eml. --demo makes a demo tenant and operator when the journal\n"
     "has no tenant yet and prints how to log in (credentials in DIR/demo.txt).\n"
     "--json prints one line of JSON once listening.\n"
+    "\n"
+    "Connections: a connection that sent no complete request for\n"
+    "--idle-timeout SECONDS (default 10; 0 = never) is closed; one peer address\n"
+    "may hold --conns-per-peer N connections at once (default 64); the client\n"
+    "endpoint takes --conns N at once (default 512), the operator endpoint 32\n"
+    "of its own. A client that does not take its replies within 5 s, or lets\n"
+    "16 MiB of them wait, is disconnected.\n"
     "\n"
     "Daily jobs (on a thread of their own): the retention job at start and\n"
     "every 24 hours (erases cancelled tenants that are due, strips platform\n"
@@ -310,6 +319,20 @@ out:
 
 /* ---- serve ---- */
 
+/* Every connection holds a descriptor, and so does a connection still in
+ * nng's SP handshake (at most 10 s, before the connection caps count it):
+ * the soft limit is raised to the hard one, so that a flood of handshakes on
+ * the client endpoint does not leave the operator endpoint without one. */
+static void serve_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            fprintf(stderr, "kiroku: serve: raising the descriptor limit: %s\n", strerror(errno));
+    }
+}
+
 static kr_err serve_open(const char *data, const struct kr_clock *clock, struct kr_domain **d)
 {
     struct jrn_start_fault sf = {0};
@@ -395,6 +418,9 @@ int cmd_serve(int argc, char **argv)
                                          {"backups", required_argument, 0, 'B'},
                                          {"backup-at", required_argument, 0, 'A'},
                                          {"log-retention-days", required_argument, 0, 'L'},
+                                         {"idle-timeout", required_argument, 0, 'I'},
+                                         {"conns-per-peer", required_argument, 0, 'P'},
+                                         {"conns", required_argument, 0, 'C'},
                                          {0, 0, 0, 0}};
     struct cli_common co = {0};
     struct api_server_options so = {0};
@@ -403,7 +429,7 @@ int cmd_serve(int argc, char **argv)
     const char *backups = NULL;
     unsigned backup_at = 3 * 60;
     uint64_t log_days = RET_LOG_DAYS_DEFAULT;
-    uint64_t workers;
+    uint64_t workers, n;
     int c, rc;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -431,6 +457,28 @@ int cmd_serve(int argc, char **argv)
             if (!cli_parse_u64(optarg, 1, KR_API_WORKERS_MAX, &workers))
                 return cli_usage(serve_usage);
             so.workers = (unsigned)workers;
+            break;
+        case 'I':
+            if (!cli_parse_u64(optarg, 0, KR_API_IDLE_TIMEOUT_MS_MAX / 1000, &n)) {
+                fprintf(stderr, "kiroku: serve: --idle-timeout is 0..%d seconds (0 = never)\n",
+                        KR_API_IDLE_TIMEOUT_MS_MAX / 1000);
+                return CLI_USAGE;
+            }
+            so.idle_timeout_ms = n ? (int)n * 1000 : -1;
+            break;
+        case 'P':
+            if (!cli_parse_u64(optarg, 1, KR_API_CONNS_MAX, &n)) {
+                fprintf(stderr, "kiroku: serve: --conns-per-peer is 1..%u\n", KR_API_CONNS_MAX);
+                return CLI_USAGE;
+            }
+            so.conns_per_peer = (unsigned)n;
+            break;
+        case 'C':
+            if (!cli_parse_u64(optarg, 1, KR_API_CONNS_MAX, &n)) {
+                fprintf(stderr, "kiroku: serve: --conns is 1..%u\n", KR_API_CONNS_MAX);
+                return CLI_USAGE;
+            }
+            so.conns_max = (unsigned)n;
             break;
         case 'D':
             demo = true;
@@ -482,6 +530,7 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    serve_raise_nofile();
 
     struct kr_domain *d = NULL;
     kr_err err = serve_open(data, clock, &d);

@@ -701,7 +701,7 @@ static void wait_conns(struct fx *f, unsigned want)
     uint64_t until = mono_ms() + WAIT_MS;
     while (api_server_conns(f->s) != want) {
         if (mono_ms() > until)
-            fail_msg("connections: %u, expected %u", api_server_conns(f->s), want);
+            fail_msg("connections: %u, expected %u\n", api_server_conns(f->s), want);
         poll(NULL, 0, 10);
     }
 }
@@ -783,6 +783,103 @@ static void test_slow_readers(void **state)
     expect_whoami(f->tcp, token);
     /* And the server stops on request within a bound. */
     stop_within_bound(f);
+}
+
+/* ---- Idle connections, per-peer cap ---- */
+
+/* A raw connection from source address src (host order, 127.x.y.z). */
+static int raw_connect_from(int port, uint32_t src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in me = {.sin_family = AF_INET};
+    me.sin_addr.s_addr = htonl(src);
+    assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof me), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = WAIT_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* Whether the server closed fd: waits at most ms for it. */
+static bool raw_closed_within(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, ms) != 1)
+        return false;
+    char x;
+    ssize_t n = read(fd, &x, 1);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+static void test_idle_connections(void **state)
+{
+    struct fx *f = *state;
+    api_server_stop(f->s);
+    g_idle_timeout_ms = 1500;
+    g_conns_per_peer = CONNS_CAP + 8; /* the endpoint's cap is what fills */
+    assert_int_equal(start(f, false), KR_OK);
+    /* More idle connections than the cap: the SP header only, then half a
+     * frame, half a frame header, and half an SP header (never a pipe). */
+    enum { N = CONNS_CAP + 8 };
+    int fds[N + 1];
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect(f->port);
+        raw_handshake(fds[i]);
+        if (i % 3 == 1) {
+            uint8_t frame[8 + 6] = {[8] = 0x80, [11] = 0x01};
+            be64(frame, 100);
+            assert_int_equal(write(fds[i], frame, sizeof frame), (ssize_t)sizeof frame);
+        } else if (i % 3 == 2) {
+            assert_int_equal(write(fds[i], "\0\0\0", 3), 3);
+        }
+    }
+    fds[N] = raw_connect(f->port);
+    assert_int_equal(write(fds[N], sp_req_header, 4), 4);
+    /* The client endpoint is full; the operator endpoint answers. */
+    wait_conns(f, CONNS_CAP);
+    expect_serves(f->op_ipc);
+    /* Every idle one is closed after the idle timeout (the half SP header by
+     * nng's own negotiation timeout), none of them having sent a request. */
+    for (int i = 0; i < N; i++)
+        assert_true(raw_closed_within(fds[i], WAIT_MS));
+    wait_conns(f, 0);
+    /* New clients are served again, and the operator throughout. */
+    expect_serves(f->tcp);
+    expect_serves(f->op_ipc);
+    for (int i = 0; i <= N; i++)
+        close(fds[i]);
+}
+
+static void test_conns_per_peer(void **state)
+{
+    struct fx *f = *state;
+    api_server_stop(f->s);
+    g_conns_per_peer = 3;
+    assert_int_equal(start(f, false), KR_OK);
+    int a[5];
+    for (int i = 0; i < 5; i++) {
+        a[i] = raw_connect_from(f->port, 0x7f000001u);
+        raw_handshake(a[i]);
+    }
+    /* The two beyond the cap from 127.0.0.1 are closed... */
+    for (int i = 3; i < 5; i++)
+        assert_true(raw_closed_within(a[i], WAIT_MS));
+    wait_conns(f, 3);
+    /* ...while another address gets in, and those within the cap stay. */
+    int b = raw_connect_from(f->port, 0x7f000002u);
+    raw_handshake(b);
+    wait_conns(f, 4);
+    for (int i = 0; i < 3; i++)
+        assert_false(raw_closed_within(a[i], 0));
+    close(b);
+    for (int i = 0; i < 5; i++)
+        close(a[i]);
+    wait_conns(f, 0);
+    expect_serves(f->tcp);
 }
 
 struct inflight {
@@ -917,6 +1014,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_readers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conns_per_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mailer_files, setup, teardown),
     };
