@@ -97,7 +97,7 @@ static void options_reset(void)
     g_workers = 4;
     g_conns_per_peer = 0;
     g_send_timeout_ms = 300;
-    g_idle_timeout_ms = 0;
+    g_idle_timeout_ms = -1; /* never: only test_idle_connections times idleness */
 }
 
 static kr_err start(struct fx *f, bool mailer)
