@@ -329,7 +329,7 @@ static unsigned janitor_pick(struct api_server *s, uint64_t now, struct janitor_
         /* Idle: no complete request for the timeout. While every worker is
          * busy a request can wait unseen inside nng: nothing is idle then. */
         if (!c->closing && s->idle_timeout_ms > 0 && c->inflight == 0 && ep->idle_workers > 0 &&
-            now - since >= (uint64_t)s->idle_timeout_ms)
+            now > since && now - since >= (uint64_t)s->idle_timeout_ms)
             c->closing = true;
         if (c->closing && !c->shut) {
             c->shut = true;
