@@ -184,9 +184,7 @@ static unsigned conns_from(const struct api_server *s, const uint8_t source[16])
     return n;
 }
 
-/* The peer address of sa as 16 bytes (IPv4 as ::ffff:a.b.c.d); false (and
- * zero) when it is not an IP address (ipc://). */
-static bool source_of(const nng_sockaddr *sa, uint8_t out[16])
+bool api_server_source(const nng_sockaddr *sa, uint8_t out[16])
 {
     memset(out, 0, 16);
     if (sa->s_family == NNG_AF_INET) {
@@ -209,7 +207,7 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
     if (ev == NNG_PIPE_EV_ADD_PRE) {
         uint8_t src[16] = {0};
         nng_sockaddr sa;
-        bool tcp = nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0 && source_of(&sa, src);
+        bool tcp = nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0 && api_server_source(&sa, src);
         struct conn *c = NULL;
         pthread_mutex_lock(&s->conn_mu);
         if (ep->nconns < ep->conns_max && (!tcp || conns_from(s, src) < s->conns_per_peer))

@@ -33,8 +33,10 @@
 #include "kr_error.h"
 #include "kr_limits.h"
 
+#include <nng/nng.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define API_LISTEN_DEFAULT "tcp://127.0.0.1:7450"
 
@@ -93,6 +95,11 @@ void api_server_stop_begin(struct api_server *s);
 /* Stops gracefully (see above; begins it if api_server_stop_begin did not),
  * stops the mailer after a last round, and frees the server. Accepts NULL. */
 void api_server_stop(struct api_server *s);
+
+/* The caller's source (struct kr_caller) for a peer address: 16 bytes,
+ * IPv4 as ::ffff:a.b.c.d, IPv6 as is; false (and all zero) when it is not
+ * an IP address (ipc://). */
+bool api_server_source(const nng_sockaddr *sa, uint8_t out[16]);
 
 /* The translation of an nng error code into a kiroku error (the one place). */
 kr_err kr_err_from_nng(int rv);

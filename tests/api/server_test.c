@@ -893,6 +893,26 @@ static void test_conns_per_peer(void **state)
     expect_serves(f->tcp);
 }
 
+static void test_source(void **state)
+{
+    (void)state;
+    uint8_t out[16];
+    nng_sockaddr v4 = {.s_in = {.sa_family = NNG_AF_INET}};
+    v4.s_in.sa_addr = htonl(0xc0000201u); /* 192.0.2.1 */
+    assert_true(api_server_source(&v4, out));
+    static const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1};
+    assert_memory_equal(out, mapped, 16);
+    nng_sockaddr v6 = {.s_in6 = {.sa_family = NNG_AF_INET6}};
+    static const uint8_t doc6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 7};
+    memcpy(v6.s_in6.sa_addr, doc6, 16);
+    assert_true(api_server_source(&v6, out));
+    assert_memory_equal(out, doc6, 16);
+    nng_sockaddr ipc = {.s_ipc = {.sa_family = NNG_AF_IPC, .sa_path = "/tmp/x.sock"}};
+    static const uint8_t zero[16];
+    assert_false(api_server_source(&ipc, out));
+    assert_memory_equal(out, zero, 16);
+}
+
 struct inflight {
     const char *url;
     struct client c; /* closed by the test, after it read the reply */
@@ -1027,6 +1047,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conns_per_peer, setup, teardown),
+        cmocka_unit_test(test_source),
         cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mailer_files, setup, teardown),
     };
