@@ -414,15 +414,29 @@ static enum admit conn_take(struct worker *w, uint32_t id, uint8_t source[16])
     return a;
 }
 
+/* Bytes of replies waiting for every connection from c's peer address. */
+static size_t peer_queued(const struct api_server *s, const struct conn *c)
+{
+    if (!c->tcp)
+        return c->queued;
+    size_t n = 0;
+    for (unsigned i = 0; i < s->nslots; i++)
+        if (s->conns[i].id && s->conns[i].tcp && memcmp(s->conns[i].source, c->source, 16) == 0)
+            n += s->conns[i].queued;
+    return n;
+}
+
 /* Before sending a reply of n bytes: false if the connection is gone or
- * closing, or the bytes waiting for it would pass KR_API_PIPE_QUEUED_MAX
- * (then it is marked for closing: it does not read its replies). */
+ * closing, or the bytes waiting for it would pass KR_API_PIPE_QUEUED_MAX, or
+ * those waiting for its peer address KR_API_PEER_QUEUED_MAX (then it is
+ * marked for closing: it does not read its replies). */
 static bool conn_queue(struct worker *w, uint32_t id, size_t n)
 {
     struct api_server *s = w->s;
     pthread_mutex_lock(&s->conn_mu);
     struct conn *c = conn_find(s, id);
-    bool ok = c && !c->closing && c->queued + n <= KR_API_PIPE_QUEUED_MAX;
+    bool ok = c && !c->closing && c->queued + n <= KR_API_PIPE_QUEUED_MAX &&
+              peer_queued(s, c) + n <= KR_API_PEER_QUEUED_MAX;
     if (ok)
         c->queued += n;
     else

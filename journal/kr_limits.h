@@ -226,6 +226,9 @@
  * reply the transport is writing, at most KR_API_REPLY_MAX): a reply that
  * would pass it closes the connection, as a send timeout does. */
 #define KR_API_PIPE_QUEUED_MAX ((size_t)16 * 1024 * 1024)
+/* The same over every connection of one peer address (tcp, tls+tcp): a peer
+ * cannot multiply the bound above by opening connections. */
+#define KR_API_PEER_QUEUED_MAX ((size_t)64 * 1024 * 1024)
 /* Period of the server's janitor thread, which closes idle connections and
  * those marked for closing (workers never close connections themselves). */
 #define KR_API_JANITOR_MS 100
