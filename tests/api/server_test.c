@@ -54,12 +54,12 @@
 struct gate {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool armed, entered, open;
+    unsigned armed, entered; /* workers still to hold; workers held */
+    bool open;
 };
-static struct gate g_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false,
-                             false};
+static struct gate g_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, false};
 
-/* Holds the first API worker that reads the clock once armed (only workers:
+/* Holds the first `armed` API workers that read the clock once armed (only workers:
  * the mailer and the journal's writer read it too, on their own schedule). */
 static uint64_t gate_now(void *ctx)
 {
@@ -69,8 +69,8 @@ static uint64_t gate_now(void *ctx)
     bool worker = strcmp(name, "kr-api") == 0;
     pthread_mutex_lock(&g_gate.mu);
     if (g_gate.armed && worker) {
-        g_gate.armed = false;
-        g_gate.entered = true;
+        g_gate.armed--;
+        g_gate.entered++;
         pthread_cond_broadcast(&g_gate.cv);
         while (!g_gate.open)
             pthread_cond_wait(&g_gate.cv, &g_gate.mu);
@@ -573,7 +573,7 @@ static void test_never_reads(void **state)
 
 /* Logs the master of a fresh tenant with SLOW_CONTACTS large contacts in
  * over the wire; *token gets its session. */
-static void slow_tenant(struct fx *f, uint8_t token[32])
+static void slow_tenant(struct fx *f, unsigned contacts, uint8_t token[32])
 {
     struct kr_caller master;
     char code[40];
@@ -581,7 +581,7 @@ static void slow_tenant(struct fx *f, uint8_t token[32])
     char note[SLOW_NOTE + 1];
     memset(note, 'n', SLOW_NOTE);
     note[SLOW_NOTE] = '\0';
-    for (unsigned i = 0; i < SLOW_CONTACTS; i++) {
+    for (unsigned i = 0; i < contacts; i++) {
         struct kr_payload *a = td_args(f->t);
         kr_set_str(a, KR_FLD_NAME, "Slow Reader");
         kr_set_str(a, KR_FLD_NOTE, note);
@@ -755,7 +755,7 @@ static void test_slow_readers(void **state)
 {
     struct fx *f = *state;
     uint8_t token[32];
-    slow_tenant(f, token);
+    slow_tenant(f, SLOW_CONTACTS, token);
     /* As `kiroku serve` runs: 64 workers, so that every pipelined request
      * runs at once and the replies race the connection's closing. */
     api_server_stop(f->s);
@@ -913,6 +913,105 @@ static void test_source(void **state)
     assert_memory_equal(out, zero, 16);
 }
 
+/* Writes request b as one frame with SP request id id on raw connection fd. */
+static void raw_send(int fd, const msgpack_sbuffer *b, uint32_t id)
+{
+    uint8_t head[12];
+    be64(head, 4 + b->size);
+    id |= 0x80000000u;
+    head[8] = (uint8_t)(id >> 24);
+    head[9] = (uint8_t)(id >> 16);
+    head[10] = (uint8_t)(id >> 8);
+    head[11] = (uint8_t)id;
+    assert_int_equal(write(fd, head, sizeof head), (ssize_t)sizeof head);
+    assert_int_equal(write(fd, b->data, b->size), (ssize_t)b->size);
+}
+
+/* Reads one reply frame from raw connection fd into buf (its msgpack body;
+ * *n bytes); returns its SP request id. */
+static uint32_t raw_recv(int fd, char *buf, size_t cap, size_t *n)
+{
+    uint8_t head[12];
+    size_t got = 0;
+    while (got < sizeof head) {
+        ssize_t r = read(fd, head + got, sizeof head - got);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    uint64_t len = 0;
+    for (int i = 0; i < 8; i++)
+        len = len << 8 | head[i];
+    assert_true(len >= 4 && len - 4 <= cap);
+    *n = (size_t)len - 4;
+    for (got = 0; got < *n;) {
+        ssize_t r = read(fd, buf + got, *n - got);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    return ((uint32_t)head[8] << 24 | (uint32_t)head[9] << 16 | (uint32_t)head[10] << 8 |
+            head[11]) &
+           0x7fffffffu;
+}
+
+static void test_inflight_bound(void **state)
+{
+    struct fx *f = *state;
+    uint8_t token[32];
+    slow_tenant(f, 0, token);
+    api_server_stop(f->s);
+    g_workers = 2 * KR_API_PIPE_INFLIGHT_MAX;
+    assert_int_equal(start(f, false), KR_OK);
+    /* KR_API_PIPE_INFLIGHT_MAX requests of one connection held while they
+     * run... */
+    pthread_mutex_lock(&g_gate.mu);
+    g_gate.armed = KR_API_PIPE_INFLIGHT_MAX;
+    g_gate.entered = 0;
+    g_gate.open = false;
+    pthread_mutex_unlock(&g_gate.mu);
+    int fd = raw_connect(f->port);
+    raw_handshake(fd);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    for (uint32_t i = 1; i <= KR_API_PIPE_INFLIGHT_MAX; i++) {
+        build(&b, KR_OP_AUTH_WHOAMI, i, token, NULL);
+        raw_send(fd, &b, i);
+    }
+    pthread_mutex_lock(&g_gate.mu);
+    while (g_gate.entered < KR_API_PIPE_INFLIGHT_MAX)
+        pthread_cond_wait(&g_gate.cv, &g_gate.mu);
+    pthread_mutex_unlock(&g_gate.mu);
+    /* ...one more is answered `unavailable` at once, though workers are free. */
+    build(&b, KR_OP_AUTH_WHOAMI, 99, token, NULL);
+    raw_send(fd, &b, 99);
+    char *buf = malloc(KR_API_REPLY_MAX);
+    assert_non_null(buf);
+    size_t n;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(raw_recv(fd, buf, KR_API_REPLY_MAX, &n), 99);
+    assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+    assert_string_equal(reply_error(&u), kr_api_errors[KR_ERR_UNAVAILABLE].name);
+    assert_true(reply_id(&u) == 99);
+    /* The operator endpoint answers meanwhile; the held ones finish. */
+    expect_serves(f->op_ipc);
+    pthread_mutex_lock(&g_gate.mu);
+    g_gate.open = true;
+    pthread_cond_broadcast(&g_gate.cv);
+    pthread_mutex_unlock(&g_gate.mu);
+    bool seen[KR_API_PIPE_INFLIGHT_MAX + 1] = {false};
+    for (unsigned i = 0; i < KR_API_PIPE_INFLIGHT_MAX; i++) {
+        uint32_t id = raw_recv(fd, buf, KR_API_REPLY_MAX, &n);
+        assert_true(id >= 1 && id <= KR_API_PIPE_INFLIGHT_MAX && !seen[id]);
+        seen[id] = true;
+        assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+        assert_null(reply_error(&u));
+    }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&b);
+    free(buf);
+    close(fd);
+}
+
 struct inflight {
     const char *url;
     struct client c; /* closed by the test, after it read the reply */
@@ -1048,6 +1147,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conns_per_peer, setup, teardown),
         cmocka_unit_test(test_source),
+        cmocka_unit_test_setup_teardown(test_inflight_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mailer_files, setup, teardown),
     };
