@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char serve_usage[] =
@@ -73,7 +74,8 @@ static const char serve_usage[] =
     "and the previous start's). KIROKU_CLOCK_OFFSET (drills and tests) is\n"
     "refused unless --test-clock is given.\n"
     "\n"
-    "Exit status: 0 after a clean stop; 2 usage; 3 could not start.\n";
+    "Exit status: 0 after a clean stop; 2 usage; 3 could not start, or\n"
+    "stopping took over 60 s.\n";
 
 /* ---- --demo ---- */
 
@@ -404,6 +406,75 @@ static void job_backup(void *arg)
         fprintf(stderr, "kiroku: serve: backup failed: %s\n", reason);
 }
 
+/* ---- A bound on stopping ----
+ *
+ * Stopping waits for the requests running and then for nng to close every
+ * connection. The server closes connections so that nng 1.5.2 cannot hang
+ * there (api/server.c), but a stop that still does not finish within
+ * SERVE_STOP_MAX_MS ends the process with exit status 3 and a line saying
+ * so, rather than waiting for kill -9: every reply given was durable before
+ * it was sent, and the next start checks the journal's tail. */
+
+#define SERVE_STOP_MAX_MS 60000
+
+struct stop_watch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    bool done;
+};
+
+static void *stop_watch_main(void *arg)
+{
+    struct stop_watch *sw = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += SERVE_STOP_MAX_MS / 1000;
+    pthread_mutex_lock(&sw->mu);
+    int rc = 0;
+    while (!sw->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&sw->cv, &sw->mu, &until);
+    bool done = sw->done;
+    pthread_mutex_unlock(&sw->mu);
+    if (!done) {
+        static const char msg[] = "kiroku: serve: stopping did not finish within 60 s; "
+                                  "exiting without a clean stop\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)w;
+        _exit(CLI_FAIL);
+    }
+    return NULL;
+}
+
+/* One serve per process: the watch is static. */
+static struct stop_watch serve_stop_watch = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Starts the watch (NULL if it could not: stopping is then unbounded). */
+static struct stop_watch *stop_watch_start(void)
+{
+    struct stop_watch *sw = &serve_stop_watch;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&sw->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_t th;
+    if (pthread_create(&th, NULL, stop_watch_main, sw) != 0)
+        return NULL;
+    pthread_detach(th);
+    return sw;
+}
+
+/* The stop finished: the watch ends. */
+static void stop_watch_done(struct stop_watch *sw)
+{
+    if (!sw)
+        return;
+    pthread_mutex_lock(&sw->mu);
+    sw->done = true;
+    pthread_cond_broadcast(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+}
+
 int cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
@@ -610,8 +681,10 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "kiroku: stopping (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     api_server_stop_begin(s);
     daily_stop(sched); /* after the job it runs, if any */
+    struct stop_watch *sw = stop_watch_start();
     api_server_stop(s);
     dom_close(d);
+    stop_watch_done(sw);
     free(sj);
     return CLI_OK;
 }
