@@ -11,11 +11,19 @@
  * worker waits on a peer); a peer that does not read its replies holds a
  * worker at most the send timeout, after which its connection is closed.
  *
+ * Connections: a table (struct conn, under conn_mu) has one row per open
+ * pipe, added at ADD_PRE (where the endpoint's cap and the per-peer cap
+ * refuse it) and removed at REM_POST. Workers count requests in flight and
+ * reply bytes waiting per row, and mark rows for closing; one janitor thread
+ * closes marked and idle connections (see "Connections" below for why never
+ * a worker, and how).
+ *
  * Stopping: `stopping` is set under the lock, after which a worker that
  * receives a request answers `unavailable` instead of running it; stop waits
  * until no worker is running a request (`busy` is 0), gives the transports
- * KR_API_DRAIN_MS to write the queued replies, then closes the sockets,
- * which ends every worker's receive, and joins them.
+ * KR_API_DRAIN_MS to write the queued replies, has the janitor close every
+ * connection (at most KR_API_STOP_CONNS_MS), then closes the sockets, which
+ * ends every worker's receive, joins them, and stops the janitor.
  */
 #include "server.h"
 
