@@ -34,6 +34,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -106,7 +107,12 @@ struct endpoint {
     unsigned conns_max;
     unsigned nconns;
     unsigned idle_workers; /* workers waiting for a request */
-    uint64_t busy_end_ms;  /* when every worker was last busy */
+    /* Requests of one peer address (tcp) running at once: half the workers
+     * (at least 1), so one address cannot take them all; UINT_MAX (no
+     * bound) when the per-peer cap is the endpoint's cap (behind a proxy
+     * every client has one address). */
+    unsigned peer_inflight_max;
+    uint64_t busy_end_ms; /* when every worker was last busy */
 };
 
 /* One open connection (nng pipe), from ADD_PRE to REM_POST. */
@@ -401,6 +407,20 @@ static void conn_mark_closing_locked(struct api_server *s, struct conn *c)
 
 enum admit { ADMIT_RUN, ADMIT_REFUSE, ADMIT_DROP };
 
+/* Requests in flight from every connection of c's peer address (0 when the
+ * endpoint does not bound them per address: ipc://, or behind a proxy). */
+static unsigned peer_inflight(const struct api_server *s, const struct endpoint *ep,
+                              const struct conn *c)
+{
+    if (!c->tcp || ep->peer_inflight_max == UINT_MAX)
+        return 0;
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->nslots; i++)
+        if (s->conns[i].id && s->conns[i].tcp && memcmp(s->conns[i].source, c->source, 16) == 0)
+            n += s->conns[i].inflight;
+    return n;
+}
+
 /* A worker took a request from pipe id: counts it against the connection.
  * DROP: the connection is closing (or gone): the request is not run, so a
  * client that resends it on a new connection does not run it twice. */
@@ -413,7 +433,10 @@ static enum admit conn_take(struct worker *w, uint32_t id, uint8_t source[16])
     struct conn *c = conn_find(s, id);
     if (c && !c->closing) {
         c->last_ms = now_ms();
-        a = c->inflight >= KR_API_PIPE_INFLIGHT_MAX ? ADMIT_REFUSE : ADMIT_RUN;
+        a = c->inflight >= KR_API_PIPE_INFLIGHT_MAX ||
+                    peer_inflight(s, w->ep, c) >= w->ep->peer_inflight_max
+                ? ADMIT_REFUSE
+                : ADMIT_RUN;
         memcpy(source, c->source, 16);
         if (a == ADMIT_RUN)
             c->inflight++;
@@ -578,6 +601,7 @@ static kr_err workers_start(struct api_server *s, struct endpoint *ep, unsigned 
     ep->nworkers = n;
     pthread_mutex_lock(&s->conn_mu);
     ep->idle_workers = n; /* each begins by waiting for a request */
+    ep->peer_inflight_max = s->conns_per_peer >= ep->conns_max ? UINT_MAX : n > 1 ? n / 2 : 1;
     pthread_mutex_unlock(&s->conn_mu);
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &ep->workers[i];

@@ -17,10 +17,11 @@
  * connection is closed when it sent no complete request within the idle
  * timeout, when a reply waits longer than the send timeout for it to take it,
  * or when the replies waiting for it pass KR_API_PIPE_QUEUED_MAX bytes; more
- * than KR_API_PIPE_INFLIGHT_MAX requests of one connection at once are
- * answered `unavailable`. Connections are closed by one janitor thread, never
- * by a worker (server.c says why). Each request runs with the caller's
- * source (struct kr_caller) set to the peer's address.
+ * than KR_API_PIPE_INFLIGHT_MAX requests of one connection, or half the
+ * endpoint's workers for one peer address (unless conns_per_peer is the
+ * endpoint's cap), at once are answered `unavailable`. Connections are closed by one janitor
+ * thread, never by a worker (server.c says why). Each request runs with the caller's source (struct
+ * kr_caller) set to the peer's address.
  *
  * Stopping is graceful: requests received after api_server_stop began are
  * answered `unavailable`, requests already running finish and are answered,

@@ -1012,6 +1012,113 @@ static void test_inflight_bound(void **state)
     close(fd);
 }
 
+/* Sends auth.whoami with token as SP request id on raw connection fd. */
+static void raw_whoami(int fd, const uint8_t token[32], uint32_t id)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    build(&b, KR_OP_AUTH_WHOAMI, id, token, NULL);
+    raw_send(fd, &b, id);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* Reads the next reply on raw connection fd, which must have SP request id
+ * and envelope id `id`; returns its error code (enum kr_api_err; -1 = ok). */
+static int raw_reply_code(int fd, uint32_t id)
+{
+    char *buf = malloc(KR_API_REPLY_MAX);
+    assert_non_null(buf);
+    size_t n;
+    assert_int_equal(raw_recv(fd, buf, KR_API_REPLY_MAX, &n), id);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+    assert_true(reply_id(&u) == id);
+    const char *e = reply_error(&u);
+    int code = -1;
+    for (int i = 0; e && i < KR_ERR__COUNT; i++)
+        if (strcmp(e, kr_api_errors[i].name) == 0)
+            code = i;
+    assert_true(!e || code >= 0);
+    msgpack_unpacked_destroy(&u);
+    free(buf);
+    return code;
+}
+
+/* Reads the next reply on raw connection fd: SP request id and envelope id
+ * `id`, error code `code` (enum kr_api_err; -1 = ok). */
+static void raw_expect(int fd, uint32_t id, int code)
+{
+    char *buf = malloc(KR_API_REPLY_MAX);
+    assert_non_null(buf);
+    size_t n;
+    assert_int_equal(raw_recv(fd, buf, KR_API_REPLY_MAX, &n), id);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+    if (code < 0)
+        assert_null(reply_error(&u));
+    else
+        assert_string_equal(reply_error(&u), kr_api_errors[code].name);
+    assert_true(reply_id(&u) == id);
+    msgpack_unpacked_destroy(&u);
+    free(buf);
+}
+
+static void test_peer_inflight(void **state)
+{
+    struct fx *f = *state;
+    uint8_t token[32];
+    slow_tenant(f, 0, token);
+    api_server_stop(f->s);
+    g_workers = 4;        /* one address may run 2 at once */
+    g_conns_per_peer = 8; /* under the endpoint's cap: addresses are bounded */
+    assert_int_equal(start(f, false), KR_OK);
+    pthread_mutex_lock(&g_gate.mu);
+    g_gate.armed = 2;
+    g_gate.entered = 0;
+    g_gate.open = false;
+    pthread_mutex_unlock(&g_gate.mu);
+    int a = raw_connect_from(f->port, 0x7f000001u), b = raw_connect_from(f->port, 0x7f000001u);
+    raw_handshake(a);
+    raw_handshake(b);
+    raw_whoami(a, token, 1);
+    raw_whoami(b, token, 2);
+    pthread_mutex_lock(&g_gate.mu);
+    while (g_gate.entered < 2)
+        pthread_cond_wait(&g_gate.cv, &g_gate.mu);
+    pthread_mutex_unlock(&g_gate.mu);
+    /* A third connection from 127.0.0.1 is refused while two workers are
+     * free; another address is served by them. */
+    int c = raw_connect_from(f->port, 0x7f000001u), d = raw_connect_from(f->port, 0x7f000002u);
+    raw_handshake(c);
+    raw_handshake(d);
+    raw_whoami(c, token, 3);
+    raw_expect(c, 3, KR_ERR_UNAVAILABLE);
+    raw_whoami(d, token, 4);
+    raw_expect(d, 4, -1);
+    pthread_mutex_lock(&g_gate.mu);
+    g_gate.open = true;
+    pthread_cond_broadcast(&g_gate.cv);
+    pthread_mutex_unlock(&g_gate.mu);
+    raw_expect(a, 1, -1);
+    raw_expect(b, 2, -1);
+    /* Once they are let go (just after their replies are handed over), the
+     * address is served again. */
+    uint64_t until = mono_ms() + WAIT_MS;
+    for (uint32_t id = 5;; id++) {
+        assert_true(mono_ms() < until);
+        raw_whoami(c, token, id);
+        if (raw_reply_code(c, id) < 0)
+            break;
+        poll(NULL, 0, 10);
+    }
+    close(a);
+    close(b);
+    close(c);
+    close(d);
+}
+
 struct inflight {
     const char *url;
     struct client c; /* closed by the test, after it read the reply */
@@ -1148,6 +1255,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conns_per_peer, setup, teardown),
         cmocka_unit_test(test_source),
         cmocka_unit_test_setup_teardown(test_inflight_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mailer_files, setup, teardown),
     };
