@@ -320,19 +320,17 @@ static void conn_shut(uint32_t id, bool tcp)
 
 /* ---- The janitor ---- */
 
-#define JANITOR_BATCH 64u
-
 struct janitor_job {
     uint32_t id;
     bool tcp;
     bool force;
 };
 
-/* Decides, under conn_mu, what to close now (at most JANITOR_BATCH). */
+/* Decides, under conn_mu, what to close now (at most KR_API_JANITOR_BATCH). */
 static unsigned janitor_pick(struct api_server *s, uint64_t now, struct janitor_job *jobs)
 {
     unsigned n = 0;
-    for (unsigned i = 0; i < s->nslots && n < JANITOR_BATCH; i++) {
+    for (unsigned i = 0; i < s->nslots && n < KR_API_JANITOR_BATCH; i++) {
         struct conn *c = &s->conns[i];
         if (!c->id)
             continue;
@@ -371,7 +369,7 @@ static void *janitor_main(void *arg)
 {
     struct api_server *s = arg;
     pthread_setname_np(pthread_self(), "kr-janitor");
-    struct janitor_job jobs[JANITOR_BATCH];
+    struct janitor_job jobs[KR_API_JANITOR_BATCH];
     pthread_mutex_lock(&s->conn_mu);
     while (!s->janitor_stop) {
         unsigned n = janitor_pick(s, now_ms(), jobs);

@@ -239,6 +239,12 @@
 #define KR_API_FD_SCAN_MAX 65536u
 /* At stop, how long open connections get to close before the sockets do. */
 #define KR_API_STOP_CONNS_MS 3000
+/* Connections the janitor closes in one pass (the rest in the next). */
+#define KR_API_JANITOR_BATCH 64u
+/* How long `kiroku serve` may take to stop after the daily job ended (the
+ * requests running, the connections, the journal's close) before it exits
+ * 3 instead of waiting for kill -9. */
+#define KR_SERVE_STOP_MAX_MS 60000
 /* Worker threads of the client endpoint: each runs one request at a time.
  * A write spends most of its time waiting for its group commit, so the
  * default is set by how many appends a commit should be able to gather

@@ -411,11 +411,9 @@ static void job_backup(void *arg)
  * Stopping waits for the requests running and then for nng to close every
  * connection. The server closes connections so that nng 1.5.2 cannot hang
  * there (api/server.c), but a stop that still does not finish within
- * SERVE_STOP_MAX_MS ends the process with exit status 3 and a line saying
+ * KR_SERVE_STOP_MAX_MS ends the process with exit status 3 and a line saying
  * so, rather than waiting for kill -9: every reply given was durable before
  * it was sent, and the next start checks the journal's tail. */
-
-#define SERVE_STOP_MAX_MS 60000
 
 struct stop_watch {
     pthread_mutex_t mu;
@@ -428,7 +426,7 @@ static void *stop_watch_main(void *arg)
     struct stop_watch *sw = arg;
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += SERVE_STOP_MAX_MS / 1000;
+    until.tv_sec += KR_SERVE_STOP_MAX_MS / 1000;
     pthread_mutex_lock(&sw->mu);
     int rc = 0;
     while (!sw->done && rc != ETIMEDOUT)
