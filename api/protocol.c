@@ -230,6 +230,14 @@ kr_err api_reply_refusal(const uint8_t *req, size_t len, int code, const char *m
 kr_err api_handle_with(struct kr_domain *d, bool operator_endpoint, const uint8_t *req, size_t len,
                        struct kr_payload *args, struct kr_wbuf *reply)
 {
+    static const uint8_t unknown[16];
+    return api_handle_from(d, operator_endpoint, unknown, req, len, args, reply);
+}
+
+kr_err api_handle_from(struct kr_domain *d, bool operator_endpoint, const uint8_t source[16],
+                       const uint8_t *req, size_t len, struct kr_payload *args,
+                       struct kr_wbuf *reply)
+{
     struct envelope e;
     struct kr_diag diag;
     memset(&e, 0, sizeof e);
@@ -271,6 +279,7 @@ kr_err api_handle_with(struct kr_domain *d, bool operator_endpoint, const uint8_
         }
     }
     who.operator_endpoint = operator_endpoint;
+    memcpy(who.source, source, sizeof who.source);
 
     /* The result is bounded while it is built: the reply's head first, then
      * a result buffer with the rest of the reply's ceiling. Results carry

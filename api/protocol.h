@@ -62,6 +62,13 @@ KR_MUST_CHECK kr_err api_handle_with(struct kr_domain *d, bool operator_endpoint
                                      const uint8_t *req, size_t len, struct kr_payload *args,
                                      struct kr_wbuf *reply);
 
+/* As api_handle_with, for a request from peer address `source` (16 bytes,
+ * IPv4 as ::ffff:a.b.c.d, all zero = unknown): the caller's source
+ * (struct kr_caller), which per-source limits count by. */
+KR_MUST_CHECK kr_err api_handle_from(struct kr_domain *d, bool operator_endpoint,
+                                     const uint8_t source[16], const uint8_t *req, size_t len,
+                                     struct kr_payload *args, struct kr_wbuf *reply);
+
 /* Writes an error reply with API error code `code` (enum kr_api_err) and
  * message msg into *reply (reset first), echoing the id of req[0..len) when
  * the request is well-formed enough to read one. For the server's own

@@ -11,11 +11,19 @@
  * worker waits on a peer); a peer that does not read its replies holds a
  * worker at most the send timeout, after which its connection is closed.
  *
+ * Connections: a table (struct conn, under conn_mu) has one row per open
+ * pipe, added at ADD_PRE (where the endpoint's cap and the per-peer cap
+ * refuse it) and removed at REM_POST. Workers count requests in flight and
+ * reply bytes waiting per row, and mark rows for closing; one janitor thread
+ * closes marked and idle connections (see "Connections" below for why never
+ * a worker, and how).
+ *
  * Stopping: `stopping` is set under the lock, after which a worker that
  * receives a request answers `unavailable` instead of running it; stop waits
  * until no worker is running a request (`busy` is 0), gives the transports
- * KR_API_DRAIN_MS to write the queued replies, then closes the sockets,
- * which ends every worker's receive, and joins them.
+ * KR_API_DRAIN_MS to write the queued replies, has the janitor close every
+ * connection (at most KR_API_STOP_CONNS_MS), then closes the sockets, which
+ * ends every worker's receive, joins them, and stops the janitor.
  */
 #include "server.h"
 
@@ -23,8 +31,11 @@
 #include "mailer.h"
 #include "protocol.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/tls/tls.h>
@@ -34,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,6 +86,7 @@ struct api_server;
 
 struct worker {
     struct api_server *s;
+    struct endpoint *ep;
     bool operator_ep;
     nng_ctx ctx;
     nng_aio *aio;
@@ -84,11 +97,37 @@ struct worker {
 };
 
 struct endpoint {
+    struct api_server *s;
     nng_socket sock;
     bool open;
     nng_tls_config *tls;
     struct worker *workers;
     unsigned nworkers;
+    /* Under the server's conn_mu: */
+    unsigned conns_max;
+    unsigned nconns;
+    unsigned idle_workers; /* workers waiting for a request */
+    /* Requests of one peer address (tcp) running at once: half the workers
+     * (at least 1), so one address cannot take them all; UINT_MAX (no
+     * bound) when the per-peer cap is the endpoint's cap (behind a proxy
+     * every client has one address). */
+    unsigned peer_inflight_max;
+    uint64_t busy_end_ms; /* when every worker was last busy */
+};
+
+/* One open connection (nng pipe), from ADD_PRE to REM_POST. */
+struct conn {
+    uint32_t id; /* nng pipe id; 0 = a free slot */
+    uint8_t ep;
+    bool tcp;     /* tcp:// or tls+tcp://: it has addresses and a socket */
+    bool closing; /* to be closed by the janitor */
+    bool shut;    /* the janitor began closing it */
+    bool forced;  /* the janitor closed it through nng */
+    uint8_t source[16];
+    unsigned inflight; /* requests taken by a worker, not yet let go */
+    size_t queued;     /* bytes of replies waiting for it to take them */
+    uint64_t last_ms;  /* opened, or its last complete request */
+    uint64_t shut_ms;
 };
 
 struct api_server {
@@ -97,46 +136,372 @@ struct api_server {
     char urls[KR_API_LISTEN_MAX + 1][KR_API_URL_MAX];
     const char *url_ptrs[KR_API_LISTEN_MAX + 1];
     size_t nurls;
-    atomic_uint conns;
-    unsigned conns_max;
+    unsigned conns_per_peer;
     int send_timeout_ms;
+    int idle_timeout_ms; /* 0 = never */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping; /* under mu */
     unsigned busy; /* requests running (under mu) */
+    /* Connections: conn_mu guards the table, the endpoints' counts and the
+     * janitor's state; no nng call is made while it is held. */
+    pthread_mutex_t conn_mu;
+    pthread_cond_t janitor_cv; /* CLOCK_MONOTONIC */
+    struct conn *conns;
+    unsigned nslots;
+    bool janitor_running, janitor_stop;
+    pthread_t janitor;
     struct mailer *mailer;
 };
 
-/* ---- Connections ---- */
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- Connections ----
+ *
+ * Why workers never call nng_pipe_close. nng 1.5.2's tcp transport (and
+ * tls's, built the same way) finishes a read or write of part of a message
+ * on a task thread, which then submits the next part. If the pipe is closed
+ * in between, nni_aio_begin refuses that submission without completing it,
+ * so the protocol's aio on that pipe never completes; nng frees pipes on one
+ * reaper thread, which then waits on that aio forever: no connection is ever
+ * freed again (sockets stay open in TCP CLOSED, each holding a slot) and
+ * nng_close, hence SIGTERM, hangs. (Upstream fixed the receive side after
+ * 1.5.2, nng #1636.) Closing at a moment nng chose is safe: so the janitor
+ * disconnects a tcp connection's socket (connect(2) to AF_UNSPEC: a reset to
+ * the peer, the descriptor stays nng's), after which every transfer on it
+ * fails and nng closes the pipe from its own error path, with nothing in
+ * flight. Only a pipe nng did not close within
+ * KR_API_CLOSE_GRACE_MS (one with no transfer pending, waiting for a worker)
+ * and ipc:// pipes (no socket to find; local peers) are closed through
+ * nng_pipe_close. Pipes are closed through nng at ADD_PRE too, before any
+ * transfer. */
+
+static struct conn *conn_find(struct api_server *s, uint32_t id)
+{
+    for (unsigned i = 0; i < s->nslots; i++)
+        if (s->conns[i].id == id)
+            return &s->conns[i];
+    return NULL;
+}
+
+static unsigned conns_from(const struct api_server *s, const uint8_t source[16])
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->nslots; i++)
+        if (s->conns[i].id && s->conns[i].tcp && memcmp(s->conns[i].source, source, 16) == 0)
+            n++;
+    return n;
+}
+
+bool api_server_source(const nng_sockaddr *sa, uint8_t out[16])
+{
+    memset(out, 0, 16);
+    if (sa->s_family == NNG_AF_INET) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &sa->s_in.sa_addr, 4);
+        return true;
+    }
+    if (sa->s_family == NNG_AF_INET6) {
+        memcpy(out, sa->s_in6.sa_addr, 16);
+        return true;
+    }
+    return false;
+}
 
 static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-    struct api_server *s = arg;
+    struct endpoint *ep = arg;
+    struct api_server *s = ep->s;
+    uint32_t id = (uint32_t)nng_pipe_id(p);
     if (ev == NNG_PIPE_EV_ADD_PRE) {
-        /* Every pipe that sees ADD_PRE also sees REM_POST, closed here or not. */
-        unsigned n = atomic_fetch_add(&s->conns, 1) + 1;
-        if (n > s->conns_max)
-            nng_pipe_close(p);
+        uint8_t src[16] = {0};
+        nng_sockaddr sa;
+        bool tcp = nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0 && api_server_source(&sa, src);
+        struct conn *c = NULL;
+        pthread_mutex_lock(&s->conn_mu);
+        if (ep->nconns < ep->conns_max && (!tcp || conns_from(s, src) < s->conns_per_peer))
+            c = conn_find(s, 0);
+        if (c) {
+            memset(c, 0, sizeof *c);
+            c->id = id;
+            c->ep = (uint8_t)(ep - s->ep);
+            c->tcp = tcp;
+            memcpy(c->source, src, 16);
+            c->last_ms = now_ms();
+            ep->nconns++;
+        }
+        pthread_mutex_unlock(&s->conn_mu);
+        if (!c)
+            nng_pipe_close(p); /* before any transfer: safe */
     } else if (ev == NNG_PIPE_EV_REM_POST) {
-        atomic_fetch_sub(&s->conns, 1);
+        pthread_mutex_lock(&s->conn_mu);
+        struct conn *c = id ? conn_find(s, id) : NULL;
+        if (c) {
+            s->ep[c->ep].nconns--;
+            memset(c, 0, sizeof *c);
+        }
+        pthread_cond_broadcast(&s->janitor_cv);
+        pthread_mutex_unlock(&s->conn_mu);
     }
 }
 
 unsigned api_server_conns(const struct api_server *s)
 {
-    unsigned n = atomic_load(&s->conns);
-    return n > s->conns_max ? s->conns_max : n;
+    struct api_server *m = (struct api_server *)s;
+    pthread_mutex_lock(&m->conn_mu);
+    unsigned n = s->ep[EP_CLIENT].nconns + s->ep[EP_OPERATOR].nconns;
+    pthread_mutex_unlock(&m->conn_mu);
+    return n;
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const nng_sockaddr *n)
+{
+    if (a->ss_family == AF_INET && n->s_family == NNG_AF_INET) {
+        const struct sockaddr_in *i = (const struct sockaddr_in *)a;
+        return i->sin_port == n->s_in.sa_port && i->sin_addr.s_addr == n->s_in.sa_addr;
+    }
+    if (a->ss_family == AF_INET6 && n->s_family == NNG_AF_INET6) {
+        const struct sockaddr_in6 *i = (const struct sockaddr_in6 *)a;
+        return i->sin6_port == n->s_in6.sa_port && memcmp(&i->sin6_addr, n->s_in6.sa_addr, 16) == 0;
+    }
+    return false;
+}
+
+/* The descriptor of a tcp pipe's socket (the one whose local and remote
+ * addresses are the pipe's), or -1. The pipe holds it open until nng frees
+ * the pipe, which happens after REM_POST: the caller knows it is not yet. */
+static int pipe_socket_fd(nng_pipe p)
+{
+    nng_sockaddr loc, rem;
+    if (nng_pipe_get_addr(p, NNG_OPT_LOCADDR, &loc) != 0 ||
+        nng_pipe_get_addr(p, NNG_OPT_REMADDR, &rem) != 0)
+        return -1;
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir)
+        return -1;
+    int found = -1, dfd = dirfd(dir);
+    struct dirent *de;
+    for (unsigned n = 0; found < 0 && n < KR_API_FD_SCAN_MAX && (de = readdir(dir)); n++) {
+        char *end;
+        long fd = strtol(de->d_name, &end, 10);
+        if (*end || end == de->d_name || fd < 0 || fd == dfd)
+            continue;
+        struct sockaddr_storage a;
+        socklen_t len = sizeof a;
+        if (getpeername((int)fd, (struct sockaddr *)&a, &len) != 0 || !same_addr(&a, &rem))
+            continue;
+        len = sizeof a;
+        if (getsockname((int)fd, (struct sockaddr *)&a, &len) == 0 && same_addr(&a, &loc))
+            found = (int)fd;
+    }
+    closedir(dir);
+    return found;
+}
+
+/* Begins closing pipe id (see "Why workers never call nng_pipe_close"). */
+static void conn_shut(uint32_t id, bool tcp)
+{
+    nng_pipe p = {.id = id};
+    int fd = tcp ? pipe_socket_fd(p) : -1;
+    /* connect(AF_UNSPEC) disconnects a TCP socket without closing the
+     * descriptor: the peer gets a reset, both queues are dropped, and every
+     * transfer on it fails at once (shutdown(2) would still let a peer's
+     * buffered flood be read first, and wait for the peer to read before its
+     * FIN). */
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    if (fd < 0 || connect(fd, &unspec, sizeof unspec) != 0)
+        nng_pipe_close(p);
+}
+
+/* ---- The janitor ---- */
+
+struct janitor_job {
+    uint32_t id;
+    bool tcp;
+    bool force;
+};
+
+/* Decides, under conn_mu, what to close now (at most KR_API_JANITOR_BATCH). */
+static unsigned janitor_pick(struct api_server *s, uint64_t now, struct janitor_job *jobs)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->nslots && n < KR_API_JANITOR_BATCH; i++) {
+        struct conn *c = &s->conns[i];
+        if (!c->id)
+            continue;
+        const struct endpoint *ep = &s->ep[c->ep];
+        uint64_t since = c->last_ms > ep->busy_end_ms ? c->last_ms : ep->busy_end_ms;
+        /* Idle: no complete request for the timeout. While every worker is
+         * busy a request can wait unseen inside nng: nothing is idle then. */
+        if (!c->closing && s->idle_timeout_ms > 0 && c->inflight == 0 && ep->idle_workers > 0 &&
+            now > since && now - since >= (uint64_t)s->idle_timeout_ms)
+            c->closing = true;
+        if (c->closing && !c->shut) {
+            c->shut = true;
+            c->shut_ms = now;
+            c->forced = !c->tcp;
+            jobs[n++] = (struct janitor_job){.id = c->id, .tcp = c->tcp};
+        } else if (c->shut && !c->forced && c->inflight == 0 &&
+                   now - c->shut_ms >= KR_API_CLOSE_GRACE_MS) {
+            c->forced = true;
+            jobs[n++] = (struct janitor_job){.id = c->id, .force = true};
+        }
+    }
+    return n;
+}
+
+static void janitor_run(const struct janitor_job *jobs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (jobs[i].force)
+            nng_pipe_close((nng_pipe){.id = jobs[i].id});
+        else
+            conn_shut(jobs[i].id, jobs[i].tcp);
+    }
+}
+
+static void *janitor_main(void *arg)
+{
+    struct api_server *s = arg;
+    pthread_setname_np(pthread_self(), "kr-janitor");
+    struct janitor_job jobs[KR_API_JANITOR_BATCH];
+    pthread_mutex_lock(&s->conn_mu);
+    while (!s->janitor_stop) {
+        unsigned n = janitor_pick(s, now_ms(), jobs);
+        if (n) {
+            pthread_mutex_unlock(&s->conn_mu);
+            janitor_run(jobs, n);
+            pthread_mutex_lock(&s->conn_mu);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += (long)KR_API_JANITOR_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->janitor_cv, &s->conn_mu, &until);
+    }
+    pthread_mutex_unlock(&s->conn_mu);
+    return NULL;
+}
+
+/* Marks connection id for closing and wakes the janitor. */
+static void conn_mark_closing_locked(struct api_server *s, struct conn *c)
+{
+    if (c && !c->closing) {
+        c->closing = true;
+        pthread_cond_broadcast(&s->janitor_cv);
+    }
 }
 
 /* ---- Workers ---- */
 
-/* Runs the request in msg (or refuses it while stopping) and turns msg into
- * the reply. false if no reply could be built (msg is then freed). */
-static bool serve_one(struct worker *w, nng_msg *msg)
+enum admit { ADMIT_RUN, ADMIT_REFUSE, ADMIT_DROP };
+
+/* Requests in flight from every connection of c's peer address (0 when the
+ * endpoint does not bound them per address: ipc://, or behind a proxy). */
+static unsigned peer_inflight(const struct api_server *s, const struct endpoint *ep,
+                              const struct conn *c)
+{
+    if (!c->tcp || ep->peer_inflight_max == UINT_MAX)
+        return 0;
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->nslots; i++)
+        if (s->conns[i].id && s->conns[i].tcp && memcmp(s->conns[i].source, c->source, 16) == 0)
+            n += s->conns[i].inflight;
+    return n;
+}
+
+/* A worker took a request from pipe id: counts it against the connection.
+ * DROP: the connection is closing (or gone): the request is not run, so a
+ * client that resends it on a new connection does not run it twice. */
+static enum admit conn_take(struct worker *w, uint32_t id, uint8_t source[16])
+{
+    struct api_server *s = w->s;
+    enum admit a = ADMIT_DROP;
+    pthread_mutex_lock(&s->conn_mu);
+    w->ep->idle_workers--;
+    struct conn *c = conn_find(s, id);
+    if (c && !c->closing) {
+        c->last_ms = now_ms();
+        a = c->inflight >= KR_API_PIPE_INFLIGHT_MAX ||
+                    peer_inflight(s, w->ep, c) >= w->ep->peer_inflight_max
+                ? ADMIT_REFUSE
+                : ADMIT_RUN;
+        memcpy(source, c->source, 16);
+        if (a == ADMIT_RUN)
+            c->inflight++;
+    }
+    pthread_mutex_unlock(&s->conn_mu);
+    return a;
+}
+
+/* Bytes of replies waiting for every connection from c's peer address. */
+static size_t peer_queued(const struct api_server *s, const struct conn *c)
+{
+    if (!c->tcp)
+        return c->queued;
+    size_t n = 0;
+    for (unsigned i = 0; i < s->nslots; i++)
+        if (s->conns[i].id && s->conns[i].tcp && memcmp(s->conns[i].source, c->source, 16) == 0)
+            n += s->conns[i].queued;
+    return n;
+}
+
+/* Before sending a reply of n bytes: false if the connection is gone or
+ * closing, or the bytes waiting for it would pass KR_API_PIPE_QUEUED_MAX, or
+ * those waiting for its peer address KR_API_PEER_QUEUED_MAX (then it is
+ * marked for closing: it does not read its replies). */
+static bool conn_queue(struct worker *w, uint32_t id, size_t n)
+{
+    struct api_server *s = w->s;
+    pthread_mutex_lock(&s->conn_mu);
+    struct conn *c = conn_find(s, id);
+    bool ok = c && !c->closing && c->queued + n <= KR_API_PIPE_QUEUED_MAX &&
+              peer_queued(s, c) + n <= KR_API_PEER_QUEUED_MAX;
+    if (ok)
+        c->queued += n;
+    else
+        conn_mark_closing_locked(s, c);
+    pthread_mutex_unlock(&s->conn_mu);
+    return ok;
+}
+
+/* The worker is done with a request of pipe id: queued bytes n (0 if none
+ * were counted), whether it ran (counted in flight), and whether the
+ * connection did not take the reply in time. */
+static void conn_release(struct worker *w, uint32_t id, bool ran, size_t n, bool timed_out)
+{
+    struct api_server *s = w->s;
+    pthread_mutex_lock(&s->conn_mu);
+    struct conn *c = conn_find(s, id);
+    if (c) {
+        c->queued -= n;
+        if (ran)
+            c->inflight--;
+        if (timed_out)
+            conn_mark_closing_locked(s, c);
+    }
+    if (w->ep->idle_workers++ == 0)
+        w->ep->busy_end_ms = now_ms();
+    pthread_mutex_unlock(&s->conn_mu);
+}
+
+/* Runs the request in msg (or refuses it while stopping, or as one too many
+ * in flight on its connection) and turns msg into the reply. false if no
+ * reply could be built (msg is then freed). */
+static bool serve_one(struct worker *w, nng_msg *msg, const uint8_t source[16], bool too_many)
 {
     struct api_server *s = w->s;
     pthread_mutex_lock(&s->mu);
-    bool refuse = s->stopping;
+    bool refuse = s->stopping || too_many;
     if (!refuse)
         s->busy++;
     pthread_mutex_unlock(&s->mu);
@@ -144,10 +509,13 @@ static bool serve_one(struct worker *w, nng_msg *msg)
     const uint8_t *body = nng_msg_body(msg);
     size_t len = nng_msg_len(msg);
     kr_err err;
-    if (refuse)
+    if (too_many)
+        err = api_reply_refusal(body, len, KR_ERR_UNAVAILABLE,
+                                "too many requests in flight on this connection", &w->reply);
+    else if (refuse)
         err = api_reply_refusal(body, len, KR_ERR_UNAVAILABLE, "the server is stopping", &w->reply);
     else
-        err = api_handle_with(s->d, w->operator_ep, body, len, w->args, &w->reply);
+        err = api_handle_from(s->d, w->operator_ep, source, body, len, w->args, &w->reply);
     /* Requests carry passwords and codes, replies tokens: wipe our copies. */
     sodium_memzero(nng_msg_body(msg), len);
     nng_msg_clear(msg);
@@ -168,6 +536,22 @@ static bool serve_one(struct worker *w, nng_msg *msg)
     return true;
 }
 
+/* Sends the reply in msg on the worker's context: false when nng does not
+ * take it (msg is freed); *timed_out when the connection did not take it
+ * within the timeout. */
+static bool send_reply(struct worker *w, nng_msg *msg, nng_duration timeout, bool *timed_out)
+{
+    nng_aio_set_msg(w->aio, msg);
+    nng_aio_set_timeout(w->aio, timeout);
+    nng_ctx_send(w->ctx, w->aio);
+    nng_aio_wait(w->aio);
+    int rv = nng_aio_result(w->aio);
+    if (rv)
+        nng_msg_free(nng_aio_get_msg(w->aio));
+    *timed_out = rv == NNG_ETIMEDOUT;
+    return rv == 0;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -182,21 +566,27 @@ static void *worker_main(void *arg)
         if (rv != 0)
             continue;
         nng_msg *msg = nng_aio_get_msg(w->aio);
-        nng_pipe pipe = nng_msg_get_pipe(msg);
-        if (!serve_one(w, msg))
-            continue; /* the client's request times out; nothing half-sent */
-        nng_aio_set_msg(w->aio, msg);
-        nng_aio_set_timeout(w->aio, w->s->send_timeout_ms);
-        nng_ctx_send(w->ctx, w->aio);
-        nng_aio_wait(w->aio);
-        if ((rv = nng_aio_result(w->aio)) != 0) {
-            nng_msg_free(nng_aio_get_msg(w->aio));
-            /* A client that does not take its reply loses its connection. */
-            if (rv == NNG_ETIMEDOUT)
-                nng_pipe_close(pipe);
-            if (rv == NNG_ECLOSED)
-                break;
+        uint32_t pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(msg));
+        uint8_t source[16] = {0};
+        enum admit a = conn_take(w, pipe, source);
+        size_t queued = 0;
+        bool timed_out = false;
+        if (a == ADMIT_DROP) {
+            sodium_memzero(nng_msg_body(msg), nng_msg_len(msg));
+            nng_msg_free(msg);
+        } else if (serve_one(w, msg, source, a == ADMIT_REFUSE)) {
+            /* A refusal is sent only if the connection takes it at once. */
+            bool dropped;
+            if (a == ADMIT_REFUSE) {
+                send_reply(w, msg, NNG_DURATION_ZERO, &dropped);
+            } else if (conn_queue(w, pipe, nng_msg_len(msg))) {
+                queued = nng_msg_len(msg);
+                send_reply(w, msg, w->s->send_timeout_ms, &timed_out);
+            } else {
+                nng_msg_free(msg);
+            }
         }
+        conn_release(w, pipe, a == ADMIT_RUN, queued, timed_out);
     }
     return NULL;
 }
@@ -207,9 +597,14 @@ static kr_err workers_start(struct api_server *s, struct endpoint *ep, unsigned 
     if (!ep->workers)
         return KR_ENOMEM;
     ep->nworkers = n;
+    pthread_mutex_lock(&s->conn_mu);
+    ep->idle_workers = n; /* each begins by waiting for a request */
+    ep->peer_inflight_max = s->conns_per_peer >= ep->conns_max ? UINT_MAX : n > 1 ? n / 2 : 1;
+    pthread_mutex_unlock(&s->conn_mu);
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &ep->workers[i];
         w->s = s;
+        w->ep = ep;
         w->operator_ep = op;
         kr_wbuf_init(&w->reply, KR_API_REPLY_MAX);
         if (!(w->args = kr_payload_new()))
@@ -390,8 +785,9 @@ static kr_err endpoint_open(struct api_server *s, const struct api_server_option
         *why = "setting the receive size cap";
         return KR_EIO;
     }
-    if ((rv = nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_PRE, pipe_event, s)) ||
-        (rv = nng_pipe_notify(ep->sock, NNG_PIPE_EV_REM_POST, pipe_event, s))) {
+    ep->s = s;
+    if ((rv = nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_PRE, pipe_event, ep)) ||
+        (rv = nng_pipe_notify(ep->sock, NNG_PIPE_EV_REM_POST, pipe_event, ep))) {
         *why = "registering the connection cap";
         return kr_err_from_nng(rv);
     }
@@ -423,10 +819,67 @@ static void server_free(struct api_server *s)
 {
     for (int i = 0; i < EP__COUNT; i++)
         endpoint_close(&s->ep[i]);
+    if (s->janitor_running) {
+        pthread_mutex_lock(&s->conn_mu);
+        s->janitor_stop = true;
+        pthread_cond_broadcast(&s->janitor_cv);
+        pthread_mutex_unlock(&s->conn_mu);
+        pthread_join(s->janitor, NULL);
+    }
     mailer_stop(s->mailer);
+    free(s->conns);
+    pthread_cond_destroy(&s->janitor_cv);
+    pthread_mutex_destroy(&s->conn_mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
+}
+
+/* Waits on cv (a CLOCK_MONOTONIC one) at most ms. */
+static void cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &until);
+}
+
+/* At stop: every connection is closed by the janitor (safely, see
+ * "Connections"), waiting at most KR_API_STOP_CONNS_MS for them to go, so
+ * that nng_close finds no transfer in flight. */
+static void conns_close_all(struct api_server *s)
+{
+    uint64_t until = now_ms() + KR_API_STOP_CONNS_MS;
+    pthread_mutex_lock(&s->conn_mu);
+    while (s->janitor_running) {
+        unsigned open = 0;
+        for (unsigned i = 0; i < s->nslots; i++)
+            if (s->conns[i].id) {
+                conn_mark_closing_locked(s, &s->conns[i]);
+                open++;
+            }
+        if (!open || now_ms() >= until)
+            break;
+        cond_wait_ms(&s->janitor_cv, &s->conn_mu, KR_API_JANITOR_MS);
+    }
+    pthread_mutex_unlock(&s->conn_mu);
+}
+
+/* The connection table, its lock and the janitor, before any endpoint. */
+static kr_err janitor_start(struct api_server *s)
+{
+    s->nslots = s->ep[EP_CLIENT].conns_max + s->ep[EP_OPERATOR].conns_max;
+    if (!(s->conns = calloc(s->nslots, sizeof *s->conns)))
+        return KR_ENOMEM;
+    if (pthread_create(&s->janitor, NULL, janitor_main, s) != 0)
+        return KR_EIO;
+    s->janitor_running = true;
+    return KR_OK;
 }
 
 /* Workers spend most of a write waiting for the journal's commit, and one
@@ -463,18 +916,32 @@ kr_err api_server_start(const struct api_server_options *o, struct kr_domain *d,
         *why = "too many listen URLs";
         return KR_ETOOLARGE;
     }
-    if (o->workers > KR_API_WORKERS_MAX || o->conns_max > KR_API_CONNS_MAX) {
-        *why = "workers or connections beyond their limit";
+    if (o->workers > KR_API_WORKERS_MAX || o->conns_max > KR_API_CONNS_MAX ||
+        o->operator_conns_max > KR_API_OPERATOR_CONNS_MAX || o->conns_per_peer > KR_API_CONNS_MAX ||
+        o->idle_timeout_ms > KR_API_IDLE_TIMEOUT_MS_MAX) {
+        *why = "workers, connections or the idle timeout beyond their limit";
         return KR_EINVAL;
     }
     struct api_server *s = calloc(1, sizeof *s);
     if (!s)
         return KR_ENOMEM;
     s->d = d;
-    s->conns_max = o->conns_max ? o->conns_max : KR_API_CONNS_MAX;
+    s->ep[EP_CLIENT].conns_max = o->conns_max ? o->conns_max : KR_API_CONNS_MAX;
+    s->ep[EP_OPERATOR].conns_max =
+        o->operator_conns_max ? o->operator_conns_max : KR_API_OPERATOR_CONNS_MAX;
+    s->conns_per_peer = o->conns_per_peer ? o->conns_per_peer : KR_API_CONNS_PER_PEER_DEFAULT;
     s->send_timeout_ms = o->send_timeout_ms > 0 ? o->send_timeout_ms : KR_API_SEND_TIMEOUT_MS;
+    s->idle_timeout_ms = o->idle_timeout_ms == 0  ? KR_API_IDLE_TIMEOUT_MS_DEFAULT
+                         : o->idle_timeout_ms < 0 ? 0
+                                                  : o->idle_timeout_ms;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_mutex_init(&s->conn_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->janitor_cv, &ca);
+    pthread_condattr_destroy(&ca);
 
     const char *const *listen = o->nlisten ? o->listen : defaults;
     size_t nlisten = o->nlisten ? o->nlisten : 1;
@@ -493,6 +960,8 @@ kr_err api_server_start(const struct api_server_options *o, struct kr_domain *d,
             err = add_url(s, op_url, why);
         }
     }
+    if (!err && (err = janitor_start(s)))
+        *why = "starting the connection janitor";
     if (!err)
         err = endpoint_open(s, o, &s->ep[EP_CLIENT], false, s->url_ptrs, nlisten, why);
     if (!err)
@@ -538,5 +1007,6 @@ void api_server_stop(struct api_server *s)
                              .tv_nsec = (long)(KR_API_DRAIN_MS % 1000) * 1000000L};
     while (nanosleep(&drain, &drain) != 0 && errno == EINTR)
         ;
+    conns_close_all(s);
     server_free(s);
 }

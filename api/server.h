@@ -10,9 +10,18 @@
  * Many requests run at once: each endpoint has worker threads, each looping
  * on its own nng context (receive, api_handle, send). Bounds: every socket's
  * NNG_OPT_RECVMAXSZ is KR_API_REQUEST_MAX, set before it listens and read
- * back after (the server refuses to start otherwise); connections beyond the
- * cap are closed as they arrive; a reply a client does not take within the
- * send timeout closes that client's connection.
+ * back after (the server refuses to start otherwise). Each endpoint has its
+ * own connection cap and workers, so the operator endpoint stays reachable
+ * whatever the client endpoint suffers; connections beyond an endpoint's cap,
+ * or beyond the cap per peer address, are closed as they arrive. A
+ * connection is closed when it sent no complete request within the idle
+ * timeout, when a reply waits longer than the send timeout for it to take it,
+ * or when the replies waiting for it pass KR_API_PIPE_QUEUED_MAX bytes; more
+ * than KR_API_PIPE_INFLIGHT_MAX requests of one connection, or half the
+ * endpoint's workers for one peer address (unless conns_per_peer is the
+ * endpoint's cap), at once are answered `unavailable`. Connections are closed by one janitor
+ * thread, never by a worker (server.c says why). Each request runs with the caller's source (struct
+ * kr_caller) set to the peer's address.
  *
  * Stopping is graceful: requests received after api_server_stop began are
  * answered `unavailable`, requests already running finish and are answered,
@@ -25,8 +34,10 @@
 #include "kr_error.h"
 #include "kr_limits.h"
 
+#include <nng/nng.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define API_LISTEN_DEFAULT "tcp://127.0.0.1:7450"
 
@@ -45,9 +56,17 @@ struct api_server_options {
     const char *client_ca_file;
     unsigned
         workers; /* client endpoint workers; 0 = KR_API_WORKERS_DEFAULT; <= KR_API_WORKERS_MAX */
-    unsigned conns_max;  /* 0 = KR_API_CONNS_MAX; at most that */
+    unsigned conns_max;          /* client endpoint; 0 = KR_API_CONNS_MAX; at most that */
+    unsigned operator_conns_max; /* 0 = KR_API_OPERATOR_CONNS_MAX; at most that */
+    /* Connections from one peer address (tcp, tls+tcp) at once; 0 =
+     * KR_API_CONNS_PER_PEER_DEFAULT; at most KR_API_CONNS_MAX. */
+    unsigned conns_per_peer;
     int send_timeout_ms; /* 0 = KR_API_SEND_TIMEOUT_MS */
-    bool no_mailer;      /* do not run the e-mail worker (mailer.h) */
+    /* Close a connection that sent no complete request for this long; 0 =
+     * KR_API_IDLE_TIMEOUT_MS_DEFAULT, < 0 = never; at most
+     * KR_API_IDLE_TIMEOUT_MS_MAX. */
+    int idle_timeout_ms;
+    bool no_mailer; /* do not run the e-mail worker (mailer.h) */
 };
 
 struct api_server;
@@ -66,7 +85,8 @@ KR_MUST_CHECK kr_err api_server_start(const struct api_server_options *o, struct
  * Valid until api_server_stop. */
 size_t api_server_urls(const struct api_server *s, const char *const **urls);
 
-/* Connections open now over both endpoints (for tests and metrics). */
+/* Connections open now over both endpoints (for tests and metrics): from
+ * nng's accepting them until nng freed them. */
 unsigned api_server_conns(const struct api_server *s);
 
 /* Begins stopping without waiting: from now on every request received is
@@ -76,6 +96,11 @@ void api_server_stop_begin(struct api_server *s);
 /* Stops gracefully (see above; begins it if api_server_stop_begin did not),
  * stops the mailer after a last round, and frees the server. Accepts NULL. */
 void api_server_stop(struct api_server *s);
+
+/* The caller's source (struct kr_caller) for a peer address: 16 bytes,
+ * IPv4 as ::ffff:a.b.c.d, IPv6 as is; false (and all zero) when it is not
+ * an IP address (ipc://). */
+bool api_server_source(const nng_sockaddr *sa, uint8_t out[16]);
 
 /* The translation of an nng error code into a kiroku error (the one place). */
 kr_err kr_err_from_nng(int rv);

@@ -230,10 +230,49 @@
  * anything decodes it: the largest legitimate request (a list of 1000
  * tenants and a handful of keys) stays far below. */
 #define KR_API_ITEMS_MAX 2048u
-/* Connections open at once over all endpoints of a server; more are closed
- * as they arrive. Each holds a descriptor and nng's buffers; Debian's default
- * soft limit of 1024 descriptors must also cover LMDB, the journal and logs. */
+/* Connections open at once on the client endpoint; more are closed as they
+ * arrive. Each holds a descriptor and nng's buffers; Debian's default soft
+ * limit of 1024 descriptors must also cover LMDB, the journal, the operator
+ * endpoint and logs (serve raises the soft limit to the hard one). */
 #define KR_API_CONNS_MAX 512u
+/* Connections open at once on the operator endpoint: counted apart from the
+ * client endpoint's, so a flood there cannot lock the operator out. */
+#define KR_API_OPERATOR_CONNS_MAX 32u
+/* Connections from one peer address (tcp and tls+tcp) at once, by default:
+ * one host cannot take the whole client endpoint; offices behind one NAT
+ * address still fit. ipc:// peers have no address and are not counted. */
+#define KR_API_CONNS_PER_PEER_DEFAULT 64u
+/* A connection that sent no complete request for this long is closed
+ * (serve --idle-timeout); nng clients reconnect when they next send. */
+#define KR_API_IDLE_TIMEOUT_MS_DEFAULT 10000
+#define KR_API_IDLE_TIMEOUT_MS_MAX     (3600 * 1000)
+/* Requests of one connection being served at once: a client pipelining more
+ * is answered `unavailable` for the rest (sent only if the connection takes
+ * it at once), so one connection cannot hold every worker. */
+#define KR_API_PIPE_INFLIGHT_MAX 8u
+/* Bytes of replies waiting for one connection to take them (beyond the one
+ * reply the transport is writing, at most KR_API_REPLY_MAX): a reply that
+ * would pass it closes the connection, as a send timeout does. */
+#define KR_API_PIPE_QUEUED_MAX ((size_t)16 * 1024 * 1024)
+/* The same over every connection of one peer address (tcp, tls+tcp): a peer
+ * cannot multiply the bound above by opening connections. */
+#define KR_API_PEER_QUEUED_MAX ((size_t)64 * 1024 * 1024)
+/* Period of the server's janitor thread, which closes idle connections and
+ * those marked for closing (workers never close connections themselves). */
+#define KR_API_JANITOR_MS 100
+/* After the janitor shut a connection's socket down, how long nng gets to
+ * notice and close it before the janitor closes it through nng. */
+#define KR_API_CLOSE_GRACE_MS 1000
+/* Descriptors looked at to find a tcp connection's socket (/proc/self/fd). */
+#define KR_API_FD_SCAN_MAX 65536u
+/* At stop, how long open connections get to close before the sockets do. */
+#define KR_API_STOP_CONNS_MS 3000
+/* Connections the janitor closes in one pass (the rest in the next). */
+#define KR_API_JANITOR_BATCH 64u
+/* How long `kiroku serve` may take to stop after the daily job ended (the
+ * requests running, the connections, the journal's close) before it exits
+ * 3 instead of waiting for kill -9. */
+#define KR_SERVE_STOP_MAX_MS 60000
 /* Worker threads of the client endpoint: each runs one request at a time.
  * A write spends most of its time waiting for its group commit, so the
  * default is set by how many appends a commit should be able to gather

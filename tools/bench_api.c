@@ -853,8 +853,12 @@ static kr_err start_servers(struct bapi *b, unsigned workers, struct api_server 
     for (unsigned t = 0; t < BAPI_PORT_TRIES && err == KR_EBUSY; t++) {
         random_url(api_url, cap);
         const char *listen[] = {api_url};
-        struct api_server_options so = {
-            .listen = listen, .nlisten = 1, .workers = workers, .no_mailer = true};
+        /* Every client comes from loopback: no per-address bounds. */
+        struct api_server_options so = {.listen = listen,
+                                        .nlisten = 1,
+                                        .workers = workers,
+                                        .conns_per_peer = KR_API_CONNS_MAX,
+                                        .no_mailer = true};
         err = api_server_start(&so, b->d, srv, &why);
     }
     if (err) {

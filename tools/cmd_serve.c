@@ -35,13 +35,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char serve_usage[] =
     "usage: kiroku serve [--data DIR] [--listen URL]... [--operator URL]\n"
     "                    [--cert FILE --key FILE] [--client-ca FILE] [--workers N]\n"
     "                    [--backups DIR [--backup-at HH:MM]] [--log-retention-days N]\n"
+    "                    [--idle-timeout SECONDS] [--conns-per-peer N] [--conns N]\n"
     "                    [--test-clock] [--demo] [--json]\n"
     "\n"
     "Serves the API over nng request/reply until SIGINT or SIGTERM. Clients\n"
@@ -56,6 +59,13 @@ static const char serve_usage[] =
     "has no tenant yet and prints how to log in (credentials in DIR/demo.txt).\n"
     "--json prints one line of JSON once listening.\n"
     "\n"
+    "Connections: a connection that sent no complete request for\n"
+    "--idle-timeout SECONDS (default 10; 0 = never) is closed; one peer address\n"
+    "may hold --conns-per-peer N connections at once (default 64); the client\n"
+    "endpoint takes --conns N at once (default 512), the operator endpoint 32\n"
+    "of its own. A client that does not take its replies within 5 s, or lets\n"
+    "16 MiB of them wait, is disconnected.\n"
+    "\n"
     "Daily jobs (on a thread of their own): the retention job at start and\n"
     "every 24 hours (erases cancelled tenants that are due, strips platform\n"
     "logs older than --log-retention-days, default 400), and with --backups a\n"
@@ -65,7 +75,8 @@ static const char serve_usage[] =
     "and the previous start's). KIROKU_CLOCK_OFFSET (drills and tests) is\n"
     "refused unless --test-clock is given.\n"
     "\n"
-    "Exit status: 0 after a clean stop; 2 usage; 3 could not start.\n";
+    "Exit status: 0 after a clean stop; 2 usage; 3 could not start, or\n"
+    "stopping took over 60 s.\n";
 
 /* ---- --demo ---- */
 
@@ -443,6 +454,20 @@ out:
 
 /* ---- serve ---- */
 
+/* Every connection holds a descriptor, and so does a connection still in
+ * nng's SP handshake (at most 10 s, before the connection caps count it):
+ * the soft limit is raised to the hard one, so that a flood of handshakes on
+ * the client endpoint does not leave the operator endpoint without one. */
+static void serve_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            fprintf(stderr, "kiroku: serve: raising the descriptor limit: %s\n", strerror(errno));
+    }
+}
+
 static kr_err serve_open(const char *data, const struct kr_clock *clock, struct kr_domain **d)
 {
     struct jrn_start_fault sf = {0};
@@ -518,6 +543,73 @@ static void job_backup(void *arg)
         fprintf(stderr, "kiroku: serve: backup failed: %s\n", reason);
 }
 
+/* ---- A bound on stopping ----
+ *
+ * Stopping waits for the requests running and then for nng to close every
+ * connection. The server closes connections so that nng 1.5.2 cannot hang
+ * there (api/server.c), but a stop that still does not finish within
+ * KR_SERVE_STOP_MAX_MS ends the process with exit status 3 and a line saying
+ * so, rather than waiting for kill -9: every reply given was durable before
+ * it was sent, and the next start checks the journal's tail. */
+
+struct stop_watch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    bool done;
+};
+
+static void *stop_watch_main(void *arg)
+{
+    struct stop_watch *sw = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += KR_SERVE_STOP_MAX_MS / 1000;
+    pthread_mutex_lock(&sw->mu);
+    int rc = 0;
+    while (!sw->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&sw->cv, &sw->mu, &until);
+    bool done = sw->done;
+    pthread_mutex_unlock(&sw->mu);
+    if (!done) {
+        static const char msg[] = "kiroku: serve: stopping did not finish within 60 s; "
+                                  "exiting without a clean stop\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)w;
+        _exit(CLI_FAIL);
+    }
+    return NULL;
+}
+
+/* One serve per process: the watch is static. */
+static struct stop_watch serve_stop_watch = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Starts the watch (NULL if it could not: stopping is then unbounded). */
+static struct stop_watch *stop_watch_start(void)
+{
+    struct stop_watch *sw = &serve_stop_watch;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&sw->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_t th;
+    if (pthread_create(&th, NULL, stop_watch_main, sw) != 0)
+        return NULL;
+    pthread_detach(th);
+    return sw;
+}
+
+/* The stop finished: the watch ends. */
+static void stop_watch_done(struct stop_watch *sw)
+{
+    if (!sw)
+        return;
+    pthread_mutex_lock(&sw->mu);
+    sw->done = true;
+    pthread_cond_broadcast(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+}
+
 int cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
@@ -532,6 +624,9 @@ int cmd_serve(int argc, char **argv)
                                          {"backups", required_argument, 0, 'B'},
                                          {"backup-at", required_argument, 0, 'A'},
                                          {"log-retention-days", required_argument, 0, 'L'},
+                                         {"idle-timeout", required_argument, 0, 'I'},
+                                         {"conns-per-peer", required_argument, 0, 'P'},
+                                         {"conns", required_argument, 0, 'C'},
                                          {0, 0, 0, 0}};
     struct cli_common co = {0};
     struct api_server_options so = {0};
@@ -540,7 +635,7 @@ int cmd_serve(int argc, char **argv)
     const char *backups = NULL;
     unsigned backup_at = 3 * 60;
     uint64_t log_days = RET_LOG_DAYS_DEFAULT;
-    uint64_t workers;
+    uint64_t workers, n;
     int c, rc;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -568,6 +663,28 @@ int cmd_serve(int argc, char **argv)
             if (!cli_parse_u64(optarg, 1, KR_API_WORKERS_MAX, &workers))
                 return cli_usage(serve_usage);
             so.workers = (unsigned)workers;
+            break;
+        case 'I':
+            if (!cli_parse_u64(optarg, 0, KR_API_IDLE_TIMEOUT_MS_MAX / 1000, &n)) {
+                fprintf(stderr, "kiroku: serve: --idle-timeout is 0..%d seconds (0 = never)\n",
+                        KR_API_IDLE_TIMEOUT_MS_MAX / 1000);
+                return CLI_USAGE;
+            }
+            so.idle_timeout_ms = n ? (int)n * 1000 : -1;
+            break;
+        case 'P':
+            if (!cli_parse_u64(optarg, 1, KR_API_CONNS_MAX, &n)) {
+                fprintf(stderr, "kiroku: serve: --conns-per-peer is 1..%u\n", KR_API_CONNS_MAX);
+                return CLI_USAGE;
+            }
+            so.conns_per_peer = (unsigned)n;
+            break;
+        case 'C':
+            if (!cli_parse_u64(optarg, 1, KR_API_CONNS_MAX, &n)) {
+                fprintf(stderr, "kiroku: serve: --conns is 1..%u\n", KR_API_CONNS_MAX);
+                return CLI_USAGE;
+            }
+            so.conns_max = (unsigned)n;
             break;
         case 'D':
             demo = true;
@@ -619,6 +736,7 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    serve_raise_nofile();
 
     struct kr_domain *d = NULL;
     kr_err err = serve_open(data, clock, &d);
@@ -703,8 +821,10 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "kiroku: stopping (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     api_server_stop_begin(s);
     daily_stop(sched); /* after the job it runs, if any */
+    struct stop_watch *sw = stop_watch_start();
     api_server_stop(s);
     dom_close(d);
+    stop_watch_done(sw);
     free(sj);
     return CLI_OK;
 }

@@ -27,12 +27,14 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "accounts.h"
@@ -52,12 +54,12 @@
 struct gate {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool armed, entered, open;
+    unsigned armed, entered; /* workers still to hold; workers held */
+    bool open;
 };
-static struct gate g_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false,
-                             false};
+static struct gate g_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, false};
 
-/* Holds the first API worker that reads the clock once armed (only workers:
+/* Holds the first `armed` API workers that read the clock once armed (only workers:
  * the mailer and the journal's writer read it too, on their own schedule). */
 static uint64_t gate_now(void *ctx)
 {
@@ -67,8 +69,8 @@ static uint64_t gate_now(void *ctx)
     bool worker = strcmp(name, "kr-api") == 0;
     pthread_mutex_lock(&g_gate.mu);
     if (g_gate.armed && worker) {
-        g_gate.armed = false;
-        g_gate.entered = true;
+        g_gate.armed--;
+        g_gate.entered++;
         pthread_cond_broadcast(&g_gate.cv);
         while (!g_gate.open)
             pthread_cond_wait(&g_gate.cv, &g_gate.mu);
@@ -86,6 +88,18 @@ struct fx {
     int port;
 };
 
+/* Server options tests change (reset by setup). */
+static unsigned g_workers, g_conns_per_peer;
+static int g_send_timeout_ms, g_idle_timeout_ms;
+
+static void options_reset(void)
+{
+    g_workers = 4;
+    g_conns_per_peer = 0;
+    g_send_timeout_ms = 300;
+    g_idle_timeout_ms = -1; /* never: only test_idle_connections times idleness */
+}
+
 static kr_err start(struct fx *f, bool mailer)
 {
     const char *listen[] = {f->client_ipc, f->tcp};
@@ -93,9 +107,11 @@ static kr_err start(struct fx *f, bool mailer)
         .listen = listen,
         .nlisten = 2,
         .operator_url = f->op_ipc,
-        .workers = 4,
+        .workers = g_workers,
         .conns_max = CONNS_CAP,
-        .send_timeout_ms = 300,
+        .send_timeout_ms = g_send_timeout_ms,
+        .conns_per_peer = g_conns_per_peer,
+        .idle_timeout_ms = g_idle_timeout_ms,
         .no_mailer = !mailer,
     };
     kr_err err = KR_EBUSY;
@@ -118,6 +134,7 @@ static int setup(void **state)
     snprintf(f->op_ipc, sizeof f->op_ipc, "ipc://%s/op.sock", f->t->dir);
     uint8_t account[16];
     assert_int_equal(dom_operator_create(f->t->d, OP_EMAIL, OP_PASSWORD, account), KR_OK);
+    options_reset();
     assert_int_equal(start(f, false), KR_OK);
     *state = f;
     return 0;
@@ -547,6 +564,561 @@ static void test_never_reads(void **state)
     expect_serves(f->tcp);
 }
 
+/* ---- Slow readers (issue pattern: pipelined exports, 4 KiB receive buffer) ---- */
+
+#define SLOW_CONNS     24u /* attacker connections */
+#define SLOW_PIPELINED 32u /* utility.export requests each sends at once */
+#define SLOW_CONTACTS  1000u
+#define SLOW_NOTE      2000u
+
+/* Logs the master of a fresh tenant with SLOW_CONTACTS large contacts in
+ * over the wire; *token gets its session. */
+static void slow_tenant(struct fx *f, unsigned contacts, uint8_t token[32])
+{
+    struct kr_caller master;
+    char code[40];
+    td_signup(f->t, "slow@shop.example.jp", "slow-password-123", &master, code);
+    char note[SLOW_NOTE + 1];
+    memset(note, 'n', SLOW_NOTE);
+    note[SLOW_NOTE] = '\0';
+    for (unsigned i = 0; i < contacts; i++) {
+        struct kr_payload *a = td_args(f->t);
+        kr_set_str(a, KR_FLD_NAME, "Slow Reader");
+        kr_set_str(a, KR_FLD_NOTE, note);
+        assert_int_equal(td_exec(f->t, &master, KR_OP_CONTACTS_REGISTER), KR_OK);
+    }
+    msgpack_sbuffer b;
+    msgpack_unpacked u;
+    msgpack_sbuffer_init(&b);
+    msgpack_unpacked_init(&u);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    pstr(&pk, kr_fields[KR_FLD_OP].name);
+    pstr(&pk, kr_ops[KR_OP_AUTH_LOGIN].name);
+    pstr(&pk, API_KEY_ID);
+    msgpack_pack_uint64(&pk, 1);
+    pstr(&pk, API_KEY_ARGS);
+    msgpack_pack_map(&pk, 3);
+    pstr(&pk, kr_fields[KR_FLD_TENANT_CODE].name);
+    pstr(&pk, code);
+    pstr(&pk, kr_fields[KR_FLD_EMAIL].name);
+    pstr(&pk, "slow@shop.example.jp");
+    pstr(&pk, kr_fields[KR_FLD_PASSWORD].name);
+    pstr(&pk, "slow-password-123");
+    struct client c;
+    client_open(&c, f->tcp);
+    assert_int_equal(client_call(&c, &b, &u), 0);
+    assert_null(reply_error(&u));
+    const msgpack_object *tk =
+        td_map_get(td_map_get(&u.data, API_KEY_RESULT), kr_fields[KR_FLD_TOKEN].name);
+    assert_non_null(tk);
+    assert_int_equal(tk->via.bin.size, 32);
+    memcpy(token, tk->via.bin.ptr, 32);
+    client_close(&c);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* A raw req0 peer with a 4 KiB receive buffer that pipelines
+ * SLOW_PIPELINED utility.export requests and never reads. */
+static int slow_reader(struct fx *f, const uint8_t token[32])
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int small = 4096;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = WAIT_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    raw_handshake(fd);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    for (uint32_t i = 0; i < SLOW_PIPELINED; i++) {
+        b.size = 0;
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 4);
+        pstr(&pk, kr_fields[KR_FLD_OP].name);
+        pstr(&pk, kr_ops[KR_OP_UTILITY_EXPORT].name);
+        pstr(&pk, API_KEY_ID);
+        msgpack_pack_uint64(&pk, i + 1);
+        pstr(&pk, kr_fields[KR_FLD_TOKEN].name);
+        msgpack_pack_bin(&pk, 32);
+        msgpack_pack_bin_body(&pk, token, 32);
+        pstr(&pk, API_KEY_ARGS);
+        msgpack_pack_map(&pk, 1);
+        pstr(&pk, kr_fields[KR_FLD_LIMIT].name);
+        msgpack_pack_uint64(&pk, 1000);
+        uint8_t head[12];
+        be64(head, 4 + b.size);
+        uint32_t id = 0x80000000u | (i + 1);
+        head[8] = (uint8_t)(id >> 24);
+        head[9] = (uint8_t)(id >> 16);
+        head[10] = (uint8_t)(id >> 8);
+        head[11] = (uint8_t)id;
+        /* The server may cut it off before all are written: fine. */
+        if (write(fd, head, sizeof head) != (ssize_t)sizeof head ||
+            write(fd, b.data, b.size) != (ssize_t)b.size)
+            break;
+    }
+    msgpack_sbuffer_destroy(&b);
+    return fd;
+}
+
+/* auth.whoami with token over url must succeed. */
+static void expect_whoami(const char *url, const uint8_t token[32])
+{
+    struct client c;
+    msgpack_sbuffer b;
+    msgpack_unpacked u;
+    msgpack_sbuffer_init(&b);
+    msgpack_unpacked_init(&u);
+    client_open(&c, url);
+    build(&b, KR_OP_AUTH_WHOAMI, 77, token, NULL);
+    assert_int_equal(client_call(&c, &b, &u), 0);
+    assert_null(reply_error(&u));
+    assert_true(reply_id(&u) == 77);
+    client_close(&c);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&b);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Waits until the server counts `want` connections; fails the test after
+ * WAIT_MS. */
+static void wait_conns(struct fx *f, unsigned want)
+{
+    uint64_t until = mono_ms() + WAIT_MS;
+    while (api_server_conns(f->s) != want) {
+        if (mono_ms() > until)
+            fail_msg("connections: %u, expected %u\n", api_server_conns(f->s), want);
+        poll(NULL, 0, 10);
+    }
+}
+
+struct stopper {
+    struct api_server *s;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+static void *stopper_main(void *arg)
+{
+    struct stopper *st = arg;
+    api_server_stop(st->s);
+    pthread_mutex_lock(&st->mu);
+    st->done = true;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+/* Stops the server on another thread; fails the test if it does not stop
+ * within WAIT_MS. */
+static void stop_within_bound(struct fx *f)
+{
+    struct stopper st = {.s = f->s, .done = false};
+    pthread_mutex_init(&st.mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&st.cv, &ca);
+    f->s = NULL;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stopper_main, &st), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&st.mu);
+    int rc = 0;
+    while (!st.done && rc == 0)
+        rc = pthread_cond_timedwait(&st.cv, &st.mu, &until);
+    bool done = st.done;
+    pthread_mutex_unlock(&st.mu);
+    if (!done)
+        fail_msg("the server did not stop within %d ms", WAIT_MS);
+    pthread_join(th, NULL);
+}
+
+static void test_slow_readers(void **state)
+{
+    struct fx *f = *state;
+    uint8_t token[32];
+    slow_tenant(f, SLOW_CONTACTS, token);
+    /* As `kiroku serve` runs: 64 workers, so that every pipelined request
+     * runs at once and the replies race the connection's closing. */
+    api_server_stop(f->s);
+    g_workers = 64;
+    g_send_timeout_ms = 1000;
+    assert_int_equal(start(f, false), KR_OK);
+    wait_conns(f, 0);
+    int fds[SLOW_CONNS];
+    for (unsigned i = 0; i < SLOW_CONNS; i++)
+        fds[i] = slow_reader(f, token);
+    /* Plain requests are served meanwhile, on both endpoints. */
+    expect_whoami(f->tcp, token);
+    expect_whoami(f->client_ipc, token);
+    expect_serves(f->op_ipc);
+    /* The server cuts the attackers off (they never read). */
+    for (unsigned i = 0; i < SLOW_CONNS; i++) {
+        struct pollfd p = {.fd = fds[i], .events = POLLRDHUP};
+        assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+        close(fds[i]);
+    }
+    /* Every later connection is freed again: the count returns to idle. */
+    for (unsigned i = 0; i < 2 * CONNS_CAP; i++)
+        expect_whoami(f->tcp, token);
+    wait_conns(f, 0);
+    expect_whoami(f->tcp, token);
+    /* And the server stops on request within a bound. */
+    stop_within_bound(f);
+}
+
+/* ---- Idle connections, per-peer cap ---- */
+
+/* A raw connection from source address src (host order, 127.x.y.z). */
+static int raw_connect_from(int port, uint32_t src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in me = {.sin_family = AF_INET};
+    me.sin_addr.s_addr = htonl(src);
+    assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof me), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = WAIT_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* Whether the server closed fd: waits at most ms for it. */
+static bool raw_closed_within(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, ms) != 1)
+        return false;
+    char x;
+    ssize_t n = read(fd, &x, 1);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+static void test_idle_connections(void **state)
+{
+    struct fx *f = *state;
+    api_server_stop(f->s);
+    g_idle_timeout_ms = 3000;
+    g_conns_per_peer = CONNS_CAP + 8; /* the endpoint's cap is what fills */
+    assert_int_equal(start(f, false), KR_OK);
+    /* More idle connections than the cap: the SP header only, then half a
+     * frame, half a frame header, and half an SP header (never a pipe). */
+    enum { N = CONNS_CAP + 8 };
+    int fds[N + 1];
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect(f->port);
+        raw_handshake(fds[i]);
+        if (i % 3 == 1) {
+            uint8_t frame[8 + 6] = {[8] = 0x80, [11] = 0x01};
+            be64(frame, 100);
+            assert_int_equal(write(fds[i], frame, sizeof frame), (ssize_t)sizeof frame);
+        } else if (i % 3 == 2) {
+            assert_int_equal(write(fds[i], "\0\0\0", 3), 3);
+        }
+    }
+    fds[N] = raw_connect(f->port);
+    assert_int_equal(write(fds[N], sp_req_header, 4), 4);
+    /* The client endpoint is full; the operator endpoint answers. */
+    wait_conns(f, CONNS_CAP);
+    expect_serves(f->op_ipc);
+    /* Every idle one is closed after the idle timeout (the half SP header by
+     * nng's own negotiation timeout), none of them having sent a request. */
+    for (int i = 0; i < N; i++)
+        assert_true(raw_closed_within(fds[i], WAIT_MS));
+    wait_conns(f, 0);
+    /* New clients are served again, and the operator throughout. */
+    expect_serves(f->tcp);
+    expect_serves(f->op_ipc);
+    for (int i = 0; i <= N; i++)
+        close(fds[i]);
+}
+
+static void test_conns_per_peer(void **state)
+{
+    struct fx *f = *state;
+    api_server_stop(f->s);
+    g_conns_per_peer = 3;
+    assert_int_equal(start(f, false), KR_OK);
+    int a[5];
+    for (int i = 0; i < 5; i++) {
+        a[i] = raw_connect_from(f->port, 0x7f000001u);
+        raw_handshake(a[i]);
+    }
+    /* Two of the five from 127.0.0.1 are over the cap and closed (which two
+     * depends on the order nng finishes their handshakes)... */
+    bool closed[5] = {false};
+    unsigned nclosed = 0;
+    uint64_t until = mono_ms() + WAIT_MS;
+    while (nclosed < 2) {
+        assert_true(mono_ms() < until);
+        for (int i = 0; i < 5; i++)
+            if (!closed[i] && raw_closed_within(a[i], 10)) {
+                closed[i] = true;
+                nclosed++;
+            }
+    }
+    wait_conns(f, 3);
+    /* ...while another address gets in, and those within the cap stay. */
+    int b = raw_connect_from(f->port, 0x7f000002u);
+    raw_handshake(b);
+    wait_conns(f, 4);
+    for (int i = 0; i < 5; i++)
+        if (!closed[i])
+            assert_false(raw_closed_within(a[i], 0));
+    close(b);
+    for (int i = 0; i < 5; i++)
+        close(a[i]);
+    wait_conns(f, 0);
+    expect_serves(f->tcp);
+}
+
+static void test_source(void **state)
+{
+    (void)state;
+    uint8_t out[16];
+    nng_sockaddr v4 = {.s_in = {.sa_family = NNG_AF_INET}};
+    v4.s_in.sa_addr = htonl(0xc0000201u); /* 192.0.2.1 */
+    assert_true(api_server_source(&v4, out));
+    static const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1};
+    assert_memory_equal(out, mapped, 16);
+    nng_sockaddr v6 = {.s_in6 = {.sa_family = NNG_AF_INET6}};
+    static const uint8_t doc6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 7};
+    memcpy(v6.s_in6.sa_addr, doc6, 16);
+    assert_true(api_server_source(&v6, out));
+    assert_memory_equal(out, doc6, 16);
+    nng_sockaddr ipc = {.s_ipc = {.sa_family = NNG_AF_IPC, .sa_path = "/tmp/x.sock"}};
+    static const uint8_t zero[16];
+    assert_false(api_server_source(&ipc, out));
+    assert_memory_equal(out, zero, 16);
+}
+
+/* Writes request b as one frame with SP request id id on raw connection fd. */
+static void raw_send(int fd, const msgpack_sbuffer *b, uint32_t id)
+{
+    uint8_t head[12];
+    be64(head, 4 + b->size);
+    id |= 0x80000000u;
+    head[8] = (uint8_t)(id >> 24);
+    head[9] = (uint8_t)(id >> 16);
+    head[10] = (uint8_t)(id >> 8);
+    head[11] = (uint8_t)id;
+    assert_int_equal(write(fd, head, sizeof head), (ssize_t)sizeof head);
+    assert_int_equal(write(fd, b->data, b->size), (ssize_t)b->size);
+}
+
+/* Reads one reply frame from raw connection fd into buf (its msgpack body;
+ * *n bytes); returns its SP request id. */
+static uint32_t raw_recv(int fd, char *buf, size_t cap, size_t *n)
+{
+    uint8_t head[12];
+    size_t got = 0;
+    while (got < sizeof head) {
+        ssize_t r = read(fd, head + got, sizeof head - got);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    uint64_t len = 0;
+    for (int i = 0; i < 8; i++)
+        len = len << 8 | head[i];
+    assert_true(len >= 4 && len - 4 <= cap);
+    *n = (size_t)len - 4;
+    for (got = 0; got < *n;) {
+        ssize_t r = read(fd, buf + got, *n - got);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    return ((uint32_t)head[8] << 24 | (uint32_t)head[9] << 16 | (uint32_t)head[10] << 8 |
+            head[11]) &
+           0x7fffffffu;
+}
+
+static void test_inflight_bound(void **state)
+{
+    struct fx *f = *state;
+    uint8_t token[32];
+    slow_tenant(f, 0, token);
+    api_server_stop(f->s);
+    g_workers = 2 * KR_API_PIPE_INFLIGHT_MAX;
+    assert_int_equal(start(f, false), KR_OK);
+    /* KR_API_PIPE_INFLIGHT_MAX requests of one connection held while they
+     * run... */
+    pthread_mutex_lock(&g_gate.mu);
+    g_gate.armed = KR_API_PIPE_INFLIGHT_MAX;
+    g_gate.entered = 0;
+    g_gate.open = false;
+    pthread_mutex_unlock(&g_gate.mu);
+    int fd = raw_connect(f->port);
+    raw_handshake(fd);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    for (uint32_t i = 1; i <= KR_API_PIPE_INFLIGHT_MAX; i++) {
+        build(&b, KR_OP_AUTH_WHOAMI, i, token, NULL);
+        raw_send(fd, &b, i);
+    }
+    pthread_mutex_lock(&g_gate.mu);
+    while (g_gate.entered < KR_API_PIPE_INFLIGHT_MAX)
+        pthread_cond_wait(&g_gate.cv, &g_gate.mu);
+    pthread_mutex_unlock(&g_gate.mu);
+    /* ...one more is answered `unavailable` at once, though workers are free. */
+    build(&b, KR_OP_AUTH_WHOAMI, 99, token, NULL);
+    raw_send(fd, &b, 99);
+    char *buf = malloc(KR_API_REPLY_MAX);
+    assert_non_null(buf);
+    size_t n;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(raw_recv(fd, buf, KR_API_REPLY_MAX, &n), 99);
+    assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+    assert_string_equal(reply_error(&u), kr_api_errors[KR_ERR_UNAVAILABLE].name);
+    assert_true(reply_id(&u) == 99);
+    /* The operator endpoint answers meanwhile; the held ones finish. */
+    expect_serves(f->op_ipc);
+    pthread_mutex_lock(&g_gate.mu);
+    g_gate.open = true;
+    pthread_cond_broadcast(&g_gate.cv);
+    pthread_mutex_unlock(&g_gate.mu);
+    bool seen[KR_API_PIPE_INFLIGHT_MAX + 1] = {false};
+    for (unsigned i = 0; i < KR_API_PIPE_INFLIGHT_MAX; i++) {
+        uint32_t id = raw_recv(fd, buf, KR_API_REPLY_MAX, &n);
+        assert_true(id >= 1 && id <= KR_API_PIPE_INFLIGHT_MAX && !seen[id]);
+        seen[id] = true;
+        assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+        assert_null(reply_error(&u));
+    }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&b);
+    free(buf);
+    close(fd);
+}
+
+/* Sends auth.whoami with token as SP request id on raw connection fd. */
+static void raw_whoami(int fd, const uint8_t token[32], uint32_t id)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    build(&b, KR_OP_AUTH_WHOAMI, id, token, NULL);
+    raw_send(fd, &b, id);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* Reads the next reply on raw connection fd, which must have SP request id
+ * and envelope id `id`; returns its error code (enum kr_api_err; -1 = ok). */
+static int raw_reply_code(int fd, uint32_t id)
+{
+    char *buf = malloc(KR_API_REPLY_MAX);
+    assert_non_null(buf);
+    size_t n;
+    assert_int_equal(raw_recv(fd, buf, KR_API_REPLY_MAX, &n), id);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+    assert_true(reply_id(&u) == id);
+    const char *e = reply_error(&u);
+    int code = -1;
+    for (int i = 0; e && i < KR_ERR__COUNT; i++)
+        if (strcmp(e, kr_api_errors[i].name) == 0)
+            code = i;
+    assert_true(!e || code >= 0);
+    msgpack_unpacked_destroy(&u);
+    free(buf);
+    return code;
+}
+
+/* Reads the next reply on raw connection fd: SP request id and envelope id
+ * `id`, error code `code` (enum kr_api_err; -1 = ok). */
+static void raw_expect(int fd, uint32_t id, int code)
+{
+    char *buf = malloc(KR_API_REPLY_MAX);
+    assert_non_null(buf);
+    size_t n;
+    assert_int_equal(raw_recv(fd, buf, KR_API_REPLY_MAX, &n), id);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+    if (code < 0)
+        assert_null(reply_error(&u));
+    else
+        assert_string_equal(reply_error(&u), kr_api_errors[code].name);
+    assert_true(reply_id(&u) == id);
+    msgpack_unpacked_destroy(&u);
+    free(buf);
+}
+
+static void test_peer_inflight(void **state)
+{
+    struct fx *f = *state;
+    uint8_t token[32];
+    slow_tenant(f, 0, token);
+    api_server_stop(f->s);
+    g_workers = 4;        /* one address may run 2 at once */
+    g_conns_per_peer = 8; /* under the endpoint's cap: addresses are bounded */
+    assert_int_equal(start(f, false), KR_OK);
+    pthread_mutex_lock(&g_gate.mu);
+    g_gate.armed = 2;
+    g_gate.entered = 0;
+    g_gate.open = false;
+    pthread_mutex_unlock(&g_gate.mu);
+    int a = raw_connect_from(f->port, 0x7f000001u), b = raw_connect_from(f->port, 0x7f000001u);
+    raw_handshake(a);
+    raw_handshake(b);
+    raw_whoami(a, token, 1);
+    raw_whoami(b, token, 2);
+    pthread_mutex_lock(&g_gate.mu);
+    while (g_gate.entered < 2)
+        pthread_cond_wait(&g_gate.cv, &g_gate.mu);
+    pthread_mutex_unlock(&g_gate.mu);
+    /* A third connection from 127.0.0.1 is refused while two workers are
+     * free; another address is served by them. */
+    int c = raw_connect_from(f->port, 0x7f000001u), d = raw_connect_from(f->port, 0x7f000002u);
+    raw_handshake(c);
+    raw_handshake(d);
+    raw_whoami(c, token, 3);
+    raw_expect(c, 3, KR_ERR_UNAVAILABLE);
+    raw_whoami(d, token, 4);
+    raw_expect(d, 4, -1);
+    pthread_mutex_lock(&g_gate.mu);
+    g_gate.open = true;
+    pthread_cond_broadcast(&g_gate.cv);
+    pthread_mutex_unlock(&g_gate.mu);
+    raw_expect(a, 1, -1);
+    raw_expect(b, 2, -1);
+    /* Once they are let go (just after their replies are handed over), the
+     * address is served again. */
+    uint64_t until = mono_ms() + WAIT_MS;
+    for (uint32_t id = 5;; id++) {
+        assert_true(mono_ms() < until);
+        raw_whoami(c, token, id);
+        if (raw_reply_code(c, id) < 0)
+            break;
+        poll(NULL, 0, 10);
+    }
+    close(a);
+    close(b);
+    close(c);
+    close(d);
+}
+
 struct inflight {
     const char *url;
     struct client c; /* closed by the test, after it read the reply */
@@ -674,6 +1246,7 @@ static void test_mailer_files(void **state)
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* peers the server cut off fail with EPIPE instead */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_operator_endpoint, setup, teardown),
@@ -682,6 +1255,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_half_frame_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_readers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conns_per_peer, setup, teardown),
+        cmocka_unit_test(test_source),
+        cmocka_unit_test_setup_teardown(test_inflight_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mailer_files, setup, teardown),
     };
