@@ -332,59 +332,59 @@ static void line_fail(char *why, size_t cap, unsigned no, const char *fmt, ...)
 
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
-        line_fail(why, cap, l.no, __VA_ARGS__);                                                    \
+        line_fail(why, cap, l->no, __VA_ARGS__);                                                   \
         return KR_ECORRUPT;                                                                        \
     } while (0)
 
-kr_err bmf_parse(const char *text, size_t len, struct bmf_manifest *m, char *why, size_t cap)
+/* The header lines, magic to checkpoint. */
+static kr_err parse_head(struct lines *l, struct bmf_manifest *m, char *why, size_t cap)
 {
-    uint8_t *keybuf = m->keybuf;
-    memset(m, 0, sizeof *m);
-    m->keybuf = keybuf;
-    if (len > KR_BACKUP_MANIFEST_MAX) {
-        snprintf(why, cap, "manifest: larger than %zu bytes", (size_t)KR_BACKUP_MANIFEST_MAX);
-        return KR_ETOOLARGE;
-    }
-    struct lines l = {text, text + len, 0, NULL, 0};
     const char *v;
     size_t vl;
-    uint64_t n;
-    if (!next_line(&l) || l.len + 1 != sizeof BMF_MAGIC - 1 ||
-        memcmp(l.line, BMF_MAGIC, l.len) != 0)
+    if (!next_line(l) || l->len + 1 != sizeof BMF_MAGIC - 1 ||
+        memcmp(l->line, BMF_MAGIC, l->len) != 0)
         FAIL("not a kiroku backup manifest (or an unknown format version)");
-    if (!next_line(&l) || !field(&l, "kiroku-version", &v, &vl) ||
+    if (!next_line(l) || !field(l, "kiroku-version", &v, &vl) ||
         !token_ok(v, vl, BMF_VERSION_MAX) ||
         !copy_str(m->kiroku_version, sizeof m->kiroku_version, v, vl))
         FAIL("expected kiroku-version");
-    if (!next_line(&l) || !field(&l, "generation", &v, &vl) ||
+    if (!next_line(l) || !field(l, "generation", &v, &vl) ||
         !copy_str(m->generation, sizeof m->generation, v, vl) || !bmf_gen_name_ok(m->generation))
         FAIL("expected generation YYYY-MM-DD");
-    if (!next_line(&l) || !field(&l, "journal-id", &v, &vl) ||
+    if (!next_line(l) || !field(l, "journal-id", &v, &vl) ||
         !parse_hex(v, vl, m->journal_id, sizeof m->journal_id))
         FAIL("expected journal-id (32 hex digits)");
-    if (!next_line(&l) || !field(&l, "origin", &v, &vl) || !token_ok(v, vl, KR_ORIGIN_MAX) ||
+    if (!next_line(l) || !field(l, "origin", &v, &vl) || !token_ok(v, vl, KR_ORIGIN_MAX) ||
         !copy_str(m->origin, sizeof m->origin, v, vl))
         FAIL("expected origin");
-    if (!next_line(&l) || !field(&l, "last-seq", &v, &vl) ||
+    if (!next_line(l) || !field(l, "last-seq", &v, &vl) ||
         !parse_dec(v, vl, UINT64_MAX, &m->last_seq) || m->last_seq == 0)
         FAIL("expected last-seq");
-    if (!next_line(&l) || !field(&l, "time-ns", &v, &vl) ||
+    if (!next_line(l) || !field(l, "time-ns", &v, &vl) ||
         !parse_dec(v, vl, UINT64_MAX, &m->time_ns))
         FAIL("expected time-ns");
-    if (!next_line(&l) || !field(&l, "time-utc", &v, &vl) || !time_ok(v, vl) ||
+    if (!next_line(l) || !field(l, "time-utc", &v, &vl) || !time_ok(v, vl) ||
         !copy_str(m->time_utc, sizeof m->time_utc, v, vl))
         FAIL("expected time-utc");
-    if (!next_line(&l) || !field(&l, "time-jst", &v, &vl) || !time_ok(v, vl) ||
+    if (!next_line(l) || !field(l, "time-jst", &v, &vl) || !time_ok(v, vl) ||
         !copy_str(m->time_jst, sizeof m->time_jst, v, vl))
         FAIL("expected time-jst");
-    if (!next_line(&l) || !field(&l, "checkpoint", &v, &vl) ||
+    if (!next_line(l) || !field(l, "checkpoint", &v, &vl) ||
         kr_b64_decode((uint8_t *)m->checkpoint, KR_NOTE_MAX, v, vl, &m->checkpoint_len) != KR_OK ||
         m->checkpoint_len == 0)
         FAIL("expected checkpoint (base64 of a signed note)");
     m->checkpoint[m->checkpoint_len] = '\0';
-    if (!next_line(&l))
+    if (!next_line(l))
         FAIL("ends early");
-    while (field(&l, "key-record", &v, &vl)) {
+    return KR_OK;
+}
+
+/* The key records, into m->keybuf. */
+static kr_err parse_keyrecs(struct lines *l, struct bmf_manifest *m, char *why, size_t cap)
+{
+    const char *v;
+    size_t vl;
+    while (field(l, "key-record", &v, &vl)) {
         size_t got = 0;
         if (m->nkeyrecs >= KR_BACKUP_KEYRECS_MAX)
             FAIL("more than %u key records", (unsigned)KR_BACKUP_KEYRECS_MAX);
@@ -397,16 +397,23 @@ kr_err bmf_parse(const char *text, size_t len, struct bmf_manifest *m, char *why
         m->keyrec_len[m->nkeyrecs] = got;
         m->keybuf_used += got;
         m->nkeyrecs++;
-        if (!next_line(&l))
+        if (!next_line(l))
             FAIL("ends early");
     }
     if (m->nkeyrecs == 0)
         FAIL("expected key-record");
-    while (field(&l, "file", &v, &vl)) {
+    return KR_OK;
+}
+
+/* The file lines: <64 hex> <size> <4 octal> <path>, paths in order. */
+static kr_err parse_files(struct lines *l, struct bmf_manifest *m, char *why, size_t cap)
+{
+    const char *v;
+    size_t vl;
+    while (field(l, "file", &v, &vl)) {
         if (m->nfiles >= KR_BACKUP_FILES_MAX)
             FAIL("more than %u files", (unsigned)KR_BACKUP_FILES_MAX);
         struct bmf_file *f = &m->files[m->nfiles];
-        /* <64 hex> <size> <4 octal> <path> */
         const char *sp1 = memchr(v, ' ', vl);
         if (!sp1 || !parse_hex(v, (size_t)(sp1 - v), f->sha256, sizeof f->sha256))
             FAIL("file: expected a SHA-256 in hex");
@@ -433,19 +440,45 @@ kr_err bmf_parse(const char *text, size_t len, struct bmf_manifest *m, char *why
         if (m->nfiles > 0 && strcmp(m->files[m->nfiles - 1].path, f->path) >= 0)
             FAIL("file: paths out of order or repeated");
         m->nfiles++;
-        if (!next_line(&l))
+        if (!next_line(l))
             FAIL("ends early");
     }
-    if (!field(&l, "signed-by", &v, &vl) || !parse_dec(v, vl, UINT32_MAX, &n) || n == 0)
+    return KR_OK;
+}
+
+/* The signer, the signature and nothing after it. */
+static kr_err parse_tail(struct lines *l, struct bmf_manifest *m, char *why, size_t cap)
+{
+    const char *v;
+    size_t vl;
+    uint64_t n;
+    if (!field(l, "signed-by", &v, &vl) || !parse_dec(v, vl, UINT32_MAX, &n) || n == 0)
         FAIL("expected signed-by");
     m->signed_by = (uint32_t)n;
-    if (!next_line(&l) || !field(&l, "signature", &v, &vl))
+    if (!next_line(l) || !field(l, "signature", &v, &vl))
         FAIL("expected signature");
     size_t got = 0;
     if (kr_b64_decode(m->sig, sizeof m->sig, v, vl, &got) != KR_OK || got != sizeof m->sig)
         FAIL("signature is not base64 of 64 bytes");
-    if (l.p != l.end)
+    if (l->p != l->end)
         FAIL("text after the signature");
+    return KR_OK;
+}
+
+kr_err bmf_parse(const char *text, size_t len, struct bmf_manifest *m, char *why, size_t cap)
+{
+    uint8_t *keybuf = m->keybuf;
+    memset(m, 0, sizeof *m);
+    m->keybuf = keybuf;
+    if (len > KR_BACKUP_MANIFEST_MAX) {
+        snprintf(why, cap, "manifest: larger than %zu bytes", (size_t)KR_BACKUP_MANIFEST_MAX);
+        return KR_ETOOLARGE;
+    }
+    struct lines l = {text, text + len, 0, NULL, 0};
+    kr_err err;
+    if ((err = parse_head(&l, m, why, cap)) || (err = parse_keyrecs(&l, m, why, cap)) ||
+        (err = parse_files(&l, m, why, cap)) || (err = parse_tail(&l, m, why, cap)))
+        return err;
     return KR_OK;
 }
 

@@ -217,32 +217,17 @@ struct append_result {
     kr_err err;
 };
 
-/* Runs the append benchmark on an open journal. */
-static kr_err run_append(struct journal *j, uint64_t events, unsigned producers, unsigned window,
-                         size_t payload_len, int acks_fd, struct append_result *res)
+/* Each producer's latency array, slots and payloads. KR_ENOMEM leaves what
+ * was made for append_free. */
+static kr_err append_setup(struct bench *b, struct producer *ps)
 {
-    struct bench b = {.j = j,
-                      .events = events,
-                      .producers = producers,
-                      .window = window,
-                      .payload_len = payload_len,
-                      .acks_fd = acks_fd};
-    memset(res, 0, sizeof *res);
-    uint8_t rnd[8];
-    randombytes_buf(rnd, sizeof rnd);
-    sodium_bin2hex(b.run, sizeof b.run, rnd, sizeof rnd);
-    b.payload = malloc(payload_len ? payload_len : 1);
-    struct producer *ps = calloc(producers, sizeof *ps);
-    if (!b.payload || !ps) {
-        free(b.payload);
-        free(ps);
-        return KR_ENOMEM;
-    }
-    randombytes_buf(b.payload, payload_len);
+    unsigned producers = b->producers, window = b->window;
+    uint64_t events = b->events;
+    size_t payload_len = b->payload_len;
     kr_err err = KR_OK;
     for (unsigned i = 0; i < producers && !err; i++) {
         struct producer *p = &ps[i];
-        p->b = &b;
+        p->b = b;
         p->id = i;
         p->events = events / producers + (i < events % producers);
         p->lat_us = calloc(p->events ? p->events : 1, sizeof *p->lat_us);
@@ -265,13 +250,24 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
                 err = KR_ENOMEM;
                 break;
             }
-            memcpy(s->payload, b.payload, payload_len);
-            snprintf(s->stream, sizeof s->stream, "bench/%s/%u/%u", b.run, i, w);
+            memcpy(s->payload, b->payload, payload_len);
+            snprintf(s->stream, sizeof s->stream, "bench/%s/%u/%u", b->run, i, w);
             p->stack[p->top++] = s;
         }
     }
-    struct jrn_stats st0, st1;
-    jrn_get_stats(j, &st0);
+    return err;
+}
+
+/* Starts the producers (none when err, the setup's error, is set), samples
+ * memory until every event is acknowledged or one fails, and joins them: the
+ * run's time and memory into res, the journal's statistics before and after
+ * into st0 and st1. Returns err or the error starting a producer. */
+static kr_err append_drive(struct bench *b, struct producer *ps, kr_err err, struct jrn_stats *st0,
+                           struct jrn_stats *st1, struct append_result *res)
+{
+    unsigned producers = b->producers;
+    uint64_t events = b->events;
+    jrn_get_stats(b->j, st0);
     res->rss_kb[0] = rss_anon_kb();
     double t0 = cli_now();
     unsigned started = 0;
@@ -279,10 +275,10 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
         if (pthread_create(&ps[i].tid, NULL, producer_main, &ps[i]) != 0)
             err = KR_ENOMEM;
     unsigned sampled = 1;
-    while (!err && atomic_load(&b.completed) < events && atomic_load(&b.failures) == 0) {
+    while (!err && atomic_load(&b->completed) < events && atomic_load(&b->failures) == 0) {
         struct timespec ts = {0, 10000000L};
         nanosleep(&ts, NULL);
-        uint64_t done = atomic_load(&b.completed);
+        uint64_t done = atomic_load(&b->completed);
         while (sampled < RSS_SAMPLES - 1 && done >= events * sampled / (RSS_SAMPLES - 1))
             res->rss_kb[sampled++] = rss_anon_kb();
     }
@@ -292,9 +288,13 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
     long end_kb = rss_anon_kb();
     while (sampled < RSS_SAMPLES)
         res->rss_kb[sampled++] = end_kb;
-    jrn_get_stats(j, &st1);
+    jrn_get_stats(b->j, st1);
+    return err;
+}
 
-    /* Latency percentiles over every append. */
+/* Latency percentiles over every append. */
+static void append_latencies(struct producer *ps, unsigned producers, struct append_result *res)
+{
     uint64_t total = 0;
     for (unsigned i = 0; i < producers; i++)
         total += ps[i].lat_us ? atomic_load(&ps[i].done) : 0;
@@ -312,15 +312,10 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
         res->max_us = all[k - 1];
     }
     free(all);
-    res->events = atomic_load(&b.acked);
-    res->events_per_s = res->seconds > 0 ? (double)res->events / res->seconds : 0;
-    res->batches = st1.batches - st0.batches;
-    if (res->batches)
-        res->commit_avg_us = (double)(st1.commit_ns - st0.commit_ns) / 1e3 / (double)res->batches;
-    res->commit_max_us = (double)st1.commit_ns_max / 1e3;
-    res->max_batch = st1.max_batch;
-    res->failures = atomic_load(&b.failures);
-    res->err = atomic_load(&b.first_err);
+}
+
+static void append_free(struct producer *ps, unsigned producers, unsigned window)
+{
     for (unsigned i = 0; i < producers; i++) {
         for (unsigned w = 0; ps[i].slots && w < window; w++)
             free(ps[i].slots[w].payload);
@@ -332,6 +327,44 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
             pthread_cond_destroy(&ps[i].cv);
         }
     }
+}
+
+/* Runs the append benchmark on an open journal. */
+static kr_err run_append(struct journal *j, uint64_t events, unsigned producers, unsigned window,
+                         size_t payload_len, int acks_fd, struct append_result *res)
+{
+    struct bench b = {.j = j,
+                      .events = events,
+                      .producers = producers,
+                      .window = window,
+                      .payload_len = payload_len,
+                      .acks_fd = acks_fd};
+    memset(res, 0, sizeof *res);
+    uint8_t rnd[8];
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(b.run, sizeof b.run, rnd, sizeof rnd);
+    b.payload = malloc(payload_len ? payload_len : 1);
+    struct producer *ps = calloc(producers, sizeof *ps);
+    if (!b.payload || !ps) {
+        free(b.payload);
+        free(ps);
+        return KR_ENOMEM;
+    }
+    randombytes_buf(b.payload, payload_len);
+    kr_err err = append_setup(&b, ps);
+    struct jrn_stats st0, st1;
+    err = append_drive(&b, ps, err, &st0, &st1, res);
+    append_latencies(ps, producers, res);
+    res->events = atomic_load(&b.acked);
+    res->events_per_s = res->seconds > 0 ? (double)res->events / res->seconds : 0;
+    res->batches = st1.batches - st0.batches;
+    if (res->batches)
+        res->commit_avg_us = (double)(st1.commit_ns - st0.commit_ns) / 1e3 / (double)res->batches;
+    res->commit_max_us = (double)st1.commit_ns_max / 1e3;
+    res->max_batch = st1.max_batch;
+    res->failures = atomic_load(&b.failures);
+    res->err = atomic_load(&b.first_err);
+    append_free(ps, producers, window);
     free(ps);
     free(b.payload);
     return err;

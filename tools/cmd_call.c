@@ -229,7 +229,20 @@ static int pack_str(msgpack_packer *pk, const char *s)
     return msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
-int cmd_call(int argc, char **argv)
+/* What the command line asks for. */
+struct call_opts {
+    struct cli_common co;
+    const char *url, *token_hex;
+    struct call_tls tls;
+    bool to_operator, raw;
+    uint64_t timeout;
+    int op;
+    const char *json;
+};
+
+/* Options, OP and JSON-ARGS. CLI_CONTINUE when the call is to go on, else
+ * the exit status. */
+static int call_parse_options(int argc, char **argv, struct call_opts *o)
 {
     static const struct option opts[] = {
         {"url", required_argument, 0, 'u'},
@@ -243,246 +256,304 @@ int cmd_call(int argc, char **argv)
         CLI_COMMON_OPTIONS,
         {0, 0, 0, 0},
     };
-    struct cli_common co = {0};
-    const char *url = NULL, *token_hex = NULL;
-    struct call_tls tls = {0};
-    bool to_operator = false, raw = false;
-    uint64_t timeout = 10000;
+    o->timeout = 10000;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'u':
-            url = optarg;
+            o->url = optarg;
             break;
         case 'O':
-            to_operator = true;
+            o->to_operator = true;
             break;
         case 't':
-            token_hex = optarg;
+            o->token_hex = optarg;
             break;
         case 'T':
-            if (!cli_parse_u64(optarg, 1, CALL_TIMEOUT_MAX, &timeout)) {
+            if (!cli_parse_u64(optarg, 1, CALL_TIMEOUT_MAX, &o->timeout)) {
                 fprintf(stderr, "kiroku: call: --timeout must be 1..%u ms\n", CALL_TIMEOUT_MAX);
                 return CLI_USAGE;
             }
             break;
         case 'r':
-            raw = true;
+            o->raw = true;
             break;
         case 'C':
-            tls.ca = optarg;
+            o->tls.ca = optarg;
             break;
         case 'c':
-            tls.cert = optarg;
+            o->tls.cert = optarg;
             break;
         case 'k':
-            tls.key = optarg;
+            o->tls.key = optarg;
             break;
         default: {
-            int rc = cli_common_option(c, call_usage, &co);
+            int rc = cli_common_option(c, call_usage, &o->co);
             if (rc != CLI_CONTINUE)
                 return rc;
         }
         }
     }
-    if (optind >= argc || argc - optind > 2 || (url && to_operator) || (!tls.cert != !tls.key))
+    if (optind >= argc || argc - optind > 2 || (o->url && o->to_operator) ||
+        (!o->tls.cert != !o->tls.key))
         return cli_usage(call_usage);
     const char *opname = argv[optind];
-    const char *json = optind + 1 < argc ? argv[optind + 1] : NULL;
-    int op = kr_op_lookup(opname, strlen(opname));
-    if (op < 0) {
+    o->json = optind + 1 < argc ? argv[optind + 1] : NULL;
+    o->op = kr_op_lookup(opname, strlen(opname));
+    if (o->op < 0) {
         fprintf(stderr, "kiroku: call: unknown op '%s' (the ops are listed in docs/ops.md)\n",
                 opname);
         return CLI_USAGE;
     }
-    if (kr_ops[op].endpoint == KR_ENDPOINT_OPERATOR && !to_operator && !url)
+    if (kr_ops[o->op].endpoint == KR_ENDPOINT_OPERATOR && !o->to_operator && !o->url)
         fprintf(stderr, "kiroku: call: note: %s is an operator op (use --operator)\n",
-                kr_ops[op].name);
+                kr_ops[o->op].name);
+    return CLI_CONTINUE;
+}
 
-    /* Where to. */
-    char urlbuf[KR_PATH_MAX + 32], cabuf[KR_PATH_MAX + 32];
-    const char *dir = cli_data_dir(co.data);
-    if (to_operator) {
-        if ((size_t)snprintf(urlbuf, sizeof urlbuf, "ipc://%s/operator.sock", dir) >=
-            sizeof urlbuf) {
+/* Room for a URL or CA path made from the data directory. */
+struct call_paths {
+    char url[KR_PATH_MAX + 32], ca[KR_PATH_MAX + 32];
+};
+
+/* Where to: the operator socket, --url or the default, and the default CA
+ * for tls+tcp://. CLI_CONTINUE or the exit status. */
+static int call_resolve_target(struct call_opts *o, struct call_paths *p)
+{
+    const char *dir = cli_data_dir(o->co.data);
+    if (o->to_operator) {
+        if ((size_t)snprintf(p->url, sizeof p->url, "ipc://%s/operator.sock", dir) >=
+            sizeof p->url) {
             fprintf(stderr, "kiroku: call: data directory path too long\n");
             return CLI_USAGE;
         }
-        url = urlbuf;
-    } else if (!url) {
-        url = CLI_CALL_URL_DEFAULT;
+        o->url = p->url;
+    } else if (!o->url) {
+        o->url = CLI_CALL_URL_DEFAULT;
     }
-    if (strncmp(url, "tls+", 4) == 0 && !tls.ca) {
-        if ((size_t)snprintf(cabuf, sizeof cabuf, "%s/tls/ca.pem", dir) >= sizeof cabuf) {
+    if (strncmp(o->url, "tls+", 4) == 0 && !o->tls.ca) {
+        if ((size_t)snprintf(p->ca, sizeof p->ca, "%s/tls/ca.pem", dir) >= sizeof p->ca) {
             fprintf(stderr, "kiroku: call: data directory path too long\n");
             return CLI_USAGE;
         }
-        tls.ca = cabuf;
+        o->tls.ca = p->ca;
     }
+    return CLI_CONTINUE;
+}
 
-    /* The token. The ops anonymous callers use (signup.*, auth.login) refuse
-     * a token, so an exported KIROKU_TOKEN (a session of earlier calls) is not
-     * sent with them; a --token given for one is a mistake to say. */
-    uint8_t token[CALL_TOKEN_LEN];
-    bool have_token = false;
-    bool anonymous = (kr_ops[op].roles & KR_ROLEBIT_ANONYMOUS) != 0;
-    if (token_hex && anonymous) {
+/* The token. The ops anonymous callers use (signup.*, auth.login) refuse
+ * a token, so an exported KIROKU_TOKEN (a session of earlier calls) is not
+ * sent with them; a --token given for one is a mistake to say. CLI_CONTINUE
+ * (*have_token says whether token holds one) or the exit status. */
+static int call_read_token(struct call_opts *o, uint8_t token[CALL_TOKEN_LEN], bool *have_token)
+{
+    bool anonymous = (kr_ops[o->op].roles & KR_ROLEBIT_ANONYMOUS) != 0;
+    if (o->token_hex && anonymous) {
         fprintf(stderr, "kiroku: call: %s is for callers without a session: leave out --token\n",
-                kr_ops[op].name);
+                kr_ops[o->op].name);
         return CLI_USAGE;
     }
-    if (!token_hex && !anonymous) {
+    if (!o->token_hex && !anonymous) {
         const char *env = getenv("KIROKU_TOKEN");
-        token_hex = env && *env ? env : NULL;
+        o->token_hex = env && *env ? env : NULL;
     }
-    if (token_hex) {
+    if (o->token_hex) {
         size_t bin_len;
-        if (strlen(token_hex) != 2 * (size_t)CALL_TOKEN_LEN ||
-            sodium_hex2bin(token, sizeof token, token_hex, strlen(token_hex), NULL, &bin_len,
-                           NULL) != 0 ||
+        const char *hex = o->token_hex;
+        if (strlen(hex) != 2 * (size_t)CALL_TOKEN_LEN ||
+            sodium_hex2bin(token, CALL_TOKEN_LEN, hex, strlen(hex), NULL, &bin_len, NULL) != 0 ||
             bin_len != CALL_TOKEN_LEN) {
             fprintf(stderr, "kiroku: call: a token is %u hex digits\n", 2 * CALL_TOKEN_LEN);
             return CLI_USAGE;
         }
-        have_token = true;
+        *have_token = true;
     }
+    return CLI_CONTINUE;
+}
 
-    /* The request: envelope, then the arguments map packed by jsonmp. */
-    int ret = CLI_FAIL;
-    char *stdin_json = NULL;
-    uint8_t *req = NULL;
-    nng_socket sock = NNG_SOCKET_INITIALIZER;
-    bool sock_open = false;
-    void *reply = NULL;
-    size_t reply_len = 0;
-    char *text = NULL;
-    size_t json_len = 0;
+/* One call's buffers, wiped and freed by call_state_free. */
+struct call_state {
+    char *stdin_json;
+    size_t json_len;
+    uint8_t *req;
+    size_t cap, req_len;
+    uint64_t id;
+    nng_socket sock;
+    bool sock_open;
+    void *reply;
+    size_t reply_len;
+    char *text;
+};
+
+/* The request: envelope, then the arguments map packed by jsonmp (from
+ * stdin for "-"); the token is wiped once packed. CLI_CONTINUE or the exit
+ * status. */
+static int call_pack_request(const struct call_opts *o, uint8_t token[CALL_TOKEN_LEN],
+                             bool have_token, struct call_state *s)
+{
+    const char *json = o->json;
     if (json && strcmp(json, "-") == 0) {
-        if (!(stdin_json = read_stdin(&json_len))) {
+        if (!(s->stdin_json = read_stdin(&s->json_len))) {
             fprintf(stderr, "kiroku: call: out of memory\n");
-            goto done;
+            return CLI_FAIL;
         }
-        json = stdin_json;
+        json = s->stdin_json;
     } else if (json) {
-        json_len = strlen(json);
+        s->json_len = strlen(json);
     }
     /* Packed arguments are shorter than their JSON but for a float written
      * short ("1.5" packs into 9 bytes); twice the text is room enough. */
-    size_t cap = CALL_ENVELOPE_MAX + (json ? 2 * json_len + 64 : 0);
-    if (!(req = malloc(cap))) {
+    s->cap = CALL_ENVELOPE_MAX + (json ? 2 * s->json_len + 64 : 0);
+    if (!(s->req = malloc(s->cap))) {
         fprintf(stderr, "kiroku: call: out of memory\n");
-        goto done;
+        return CLI_FAIL;
     }
-    uint64_t id = 1u + randombytes_uniform(UINT32_MAX);
-    struct kr_mp_fixbuf fb = {.p = req, .cap = cap};
+    s->id = 1u + randombytes_uniform(UINT32_MAX);
+    struct kr_mp_fixbuf fb = {.p = s->req, .cap = s->cap};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write);
     msgpack_pack_map(&pk, 2u + (have_token ? 1u : 0u) + (json ? 1u : 0u));
     pack_str(&pk, kr_fields[KR_FLD_OP].name);
-    pack_str(&pk, kr_ops[op].name);
+    pack_str(&pk, kr_ops[o->op].name);
     pack_str(&pk, API_KEY_ID);
-    msgpack_pack_uint64(&pk, id);
+    msgpack_pack_uint64(&pk, s->id);
     if (have_token) {
         pack_str(&pk, kr_fields[KR_FLD_TOKEN].name);
-        msgpack_pack_bin_with_body(&pk, token, sizeof token);
-        sodium_memzero(token, sizeof token);
+        msgpack_pack_bin_with_body(&pk, token, CALL_TOKEN_LEN);
+        sodium_memzero(token, CALL_TOKEN_LEN);
     }
     if (json) {
         pack_str(&pk, API_KEY_ARGS);
-        struct kr_mp_fixbuf args = {.p = req + fb.len, .cap = fb.overflow ? 0 : cap - fb.len};
+        struct kr_mp_fixbuf args = {.p = s->req + fb.len, .cap = fb.overflow ? 0 : s->cap - fb.len};
         struct jsonmp_diag d;
-        kr_err err = jsonmp_args(op, json, json_len, &args, &d);
+        kr_err err = jsonmp_args(o->op, json, s->json_len, &args, &d);
         if (err) {
             fprintf(stderr, "kiroku: call: %s%s%s\n", d.key, *d.key ? ": " : "", d.why);
-            ret = CLI_USAGE;
-            goto done;
+            return CLI_USAGE;
         }
         fb.len += args.len;
     }
     if (fb.overflow || fb.len > KR_API_REQUEST_MAX) {
         fprintf(stderr, "kiroku: call: request too large (the server takes %zu bytes)\n",
                 KR_API_REQUEST_MAX);
-        ret = CLI_USAGE;
-        goto done;
+        return CLI_USAGE;
     }
+    s->req_len = fb.len;
+    return CLI_CONTINUE;
+}
 
-    /* Send once, wait for the reply. */
+/* Send once, wait for the reply. CLI_CONTINUE or the exit status. */
+static int call_exchange(struct call_opts *o, struct call_state *s)
+{
+    const char *url = o->url;
     int rv;
     nng_dialer dialer;
-    if ((rv = nng_req0_open(&sock))) {
+    if ((rv = nng_req0_open(&s->sock))) {
         call_fail_nng("socket for", url, rv);
-        goto done;
+        return CLI_FAIL;
     }
-    sock_open = true;
-    if ((rv = nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, KR_API_REPLY_MAX)) ||
-        (rv = nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, (nng_duration)timeout)) ||
-        (rv = nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, (nng_duration)timeout)) ||
-        (rv = nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) ||
-        (rv = nng_dialer_create(&dialer, sock, url)) ||
+    s->sock_open = true;
+    if ((rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, KR_API_REPLY_MAX)) ||
+        (rv = nng_socket_set_ms(s->sock, NNG_OPT_SENDTIMEO, (nng_duration)o->timeout)) ||
+        (rv = nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, (nng_duration)o->timeout)) ||
+        (rv = nng_socket_set_ms(s->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) ||
+        (rv = nng_dialer_create(&dialer, s->sock, url)) ||
         (rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, KR_API_REPLY_MAX))) {
-        ret = call_fail_nng(rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? "bad URL" : "cannot use",
-                            url, rv);
+        int ret = call_fail_nng(
+            rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? "bad URL" : "cannot use", url, rv);
         if (rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP)
             ret = CLI_USAGE;
-        goto done;
+        return ret;
     }
-    if (strncmp(url, "tls+", 4) == 0 && (ret = setup_tls(dialer, url, &tls)) != CLI_OK)
-        goto done;
-    ret = CLI_FAIL;
+    int ret;
+    if (strncmp(url, "tls+", 4) == 0 && (ret = setup_tls(dialer, url, &o->tls)) != CLI_OK)
+        return ret;
     if ((rv = nng_dialer_start(dialer, 0))) {
         call_fail_nng("cannot connect to", url, rv);
-        goto done;
+        return CLI_FAIL;
     }
-    rv = nng_send(sock, req, fb.len, 0);
-    sodium_memzero(req, fb.len);
+    rv = nng_send(s->sock, s->req, s->req_len, 0);
+    sodium_memzero(s->req, s->req_len);
     if (rv) {
         call_fail_nng("cannot send to", url, rv);
-        goto done;
+        return CLI_FAIL;
     }
-    if ((rv = nng_recv(sock, &reply, &reply_len, NNG_FLAG_ALLOC))) {
+    if ((rv = nng_recv(s->sock, &s->reply, &s->reply_len, NNG_FLAG_ALLOC))) {
         call_fail_nng("no reply from", url, rv);
-        goto done;
+        return CLI_FAIL;
     }
+    return CLI_CONTINUE;
+}
 
-    /* The reply. */
+/* The reply: proven a reply to this request, then printed as JSON or raw.
+ * The exit status. */
+static int call_print_reply(const struct call_opts *o, struct call_state *s)
+{
     struct jsonmp_diag d;
     size_t text_len;
     bool ok = false;
     uint64_t rid = 0;
-    if (jsonmp_to_json(reply, reply_len, &text, &text_len, &d)) {
-        fprintf(stderr, "kiroku: call: malformed reply from %s: %s %s\n", url, d.key, d.why);
-        goto done;
+    if (jsonmp_to_json(s->reply, s->reply_len, &s->text, &text_len, &d)) {
+        fprintf(stderr, "kiroku: call: malformed reply from %s: %s %s\n", o->url, d.key, d.why);
+        return CLI_FAIL;
     }
-    if (!reply_status(reply, reply_len, &ok, &rid) || rid != id) {
-        fprintf(stderr, "kiroku: call: reply from %s is not a reply to this request: %s\n", url,
-                text);
-        goto done;
+    if (!reply_status(s->reply, s->reply_len, &ok, &rid) || rid != s->id) {
+        fprintf(stderr, "kiroku: call: reply from %s is not a reply to this request: %s\n", o->url,
+                s->text);
+        return CLI_FAIL;
     }
-    if (raw)
-        fwrite(reply, 1, reply_len, stdout);
+    if (o->raw)
+        fwrite(s->reply, 1, s->reply_len, stdout);
     else
-        printf("%s\n", text);
-    ret = fflush(stdout) == 0 && !ferror(stdout) ? (ok ? CLI_OK : CLI_BAD) : CLI_FAIL;
-done:
-    /* Replies carry tokens (auth.login): wipe both copies. */
-    if (text)
-        sodium_memzero(text, strlen(text) + 1);
-    free(text);
-    if (reply) {
-        sodium_memzero(reply, reply_len);
-        nng_free(reply, reply_len);
+        printf("%s\n", s->text);
+    return fflush(stdout) == 0 && !ferror(stdout) ? (ok ? CLI_OK : CLI_BAD) : CLI_FAIL;
+}
+
+/* Replies carry tokens (auth.login): wipes every copy of request and reply. */
+static void call_state_free(struct call_state *s)
+{
+    if (s->text)
+        sodium_memzero(s->text, strlen(s->text) + 1);
+    free(s->text);
+    if (s->reply) {
+        sodium_memzero(s->reply, s->reply_len);
+        nng_free(s->reply, s->reply_len);
     }
-    if (sock_open)
-        nng_close(sock);
-    if (req) {
-        sodium_memzero(req, cap);
-        free(req);
+    if (s->sock_open)
+        nng_close(s->sock);
+    if (s->req) {
+        sodium_memzero(s->req, s->cap);
+        free(s->req);
     }
-    if (stdin_json) {
-        sodium_memzero(stdin_json, json_len > JSONMP_ARGS_MAX ? JSONMP_ARGS_MAX : json_len);
-        free(stdin_json);
+    if (s->stdin_json) {
+        sodium_memzero(s->stdin_json,
+                       s->json_len > JSONMP_ARGS_MAX ? JSONMP_ARGS_MAX : s->json_len);
+        free(s->stdin_json);
     }
+}
+
+int cmd_call(int argc, char **argv)
+{
+    struct call_opts o = {0};
+    struct call_paths paths;
+    int ret = call_parse_options(argc, argv, &o);
+    if (ret == CLI_CONTINUE)
+        ret = call_resolve_target(&o, &paths);
+    if (ret != CLI_CONTINUE)
+        return ret;
+
+    uint8_t token[CALL_TOKEN_LEN];
+    bool have_token = false;
+    struct call_state s = {.sock = NNG_SOCKET_INITIALIZER};
+    ret = call_read_token(&o, token, &have_token);
+    if (ret == CLI_CONTINUE)
+        ret = call_pack_request(&o, token, have_token, &s);
+    if (ret == CLI_CONTINUE)
+        ret = call_exchange(&o, &s);
+    if (ret == CLI_CONTINUE)
+        ret = call_print_reply(&o, &s);
+    call_state_free(&s);
     sodium_memzero(token, sizeof token);
     return ret;
 }

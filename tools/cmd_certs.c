@@ -205,7 +205,16 @@ static int write_file(const char *path, BIO *bio, mode_t mode)
     return CLI_OK;
 }
 
-int cmd_certs(int argc, char **argv)
+/* What the command line asks for. */
+struct certs_opts {
+    struct cli_common co;
+    const char *host, *client;
+    uint64_t days;
+    bool force;
+};
+
+/* Options, and the names checked. CLI_CONTINUE or the exit status. */
+static int certs_parse_options(int argc, char **argv, struct certs_opts *o)
 {
     static const struct option opts[] = {
         {"host", required_argument, 0, 'H'},
@@ -215,31 +224,29 @@ int cmd_certs(int argc, char **argv)
         CLI_COMMON_OPTIONS,
         {0, 0, 0, 0},
     };
-    struct cli_common co = {0};
-    const char *host = "localhost", *client = NULL;
-    uint64_t days = CERTS_DAYS_DEFAULT;
-    bool force = false;
+    o->host = "localhost";
+    o->days = CERTS_DAYS_DEFAULT;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'H':
-            host = optarg;
+            o->host = optarg;
             break;
         case 'c':
-            client = optarg;
+            o->client = optarg;
             break;
         case 'D':
-            if (!cli_parse_u64(optarg, 1, CERTS_DAYS_MAX, &days)) {
+            if (!cli_parse_u64(optarg, 1, CERTS_DAYS_MAX, &o->days)) {
                 fprintf(stderr, "kiroku: certs: --days must be 1..%u\n", CERTS_DAYS_MAX);
                 return CLI_USAGE;
             }
             break;
         case 'f':
-            force = true;
+            o->force = true;
             break;
         default: {
-            int rc = cli_common_option(c, certs_usage, &co);
+            int rc = cli_common_option(c, certs_usage, &o->co);
             if (rc != CLI_CONTINUE)
                 return rc;
         }
@@ -247,22 +254,33 @@ int cmd_certs(int argc, char **argv)
     }
     if (optind != argc)
         return cli_usage(certs_usage);
-    if (!dns_name_ok(host)) {
+    if (!dns_name_ok(o->host)) {
         fprintf(stderr,
                 "kiroku: certs: --host '%s' is not a DNS name (nng's TLS, mbedTLS 2.28, "
                 "verifies DNS names only, not IP addresses; use localhost or a host name)\n",
-                host);
+                o->host);
         return CLI_USAGE;
     }
-    if (client && !client_name_ok(client)) {
+    if (o->client && !client_name_ok(o->client)) {
         fprintf(stderr, "kiroku: certs: --client NAME: 1..64 printable characters, without "
                         "/ , = + ; < > \\ or quotes\n");
         return CLI_USAGE;
     }
+    return CLI_CONTINUE;
+}
 
-    /* Where. The data directory must exist: `init` wants an empty one. */
-    const char *dir = cli_data_dir(co.data);
+/* The files to write, in DIR/tls. */
+struct certs_files {
     char tlsdir[KR_PATH_MAX + 8], paths[F__COUNT][KR_PATH_MAX + 32];
+    int nfiles;
+};
+
+/* Where. The data directory must exist: `init` wants an empty one. Makes
+ * DIR/tls and refuses files that exist unless --force. CLI_CONTINUE or the
+ * exit status. */
+static int certs_prepare_dir(const struct certs_opts *o, struct certs_files *fl)
+{
+    const char *dir = cli_data_dir(o->co.data);
     struct stat st;
     if (strlen(dir) > KR_PATH_MAX) {
         fprintf(stderr, "kiroku: certs: data directory path too long\n");
@@ -274,89 +292,127 @@ int cmd_certs(int argc, char **argv)
                 dir);
         return CLI_FAIL;
     }
-    snprintf(tlsdir, sizeof tlsdir, "%s/tls", dir);
-    if (mkdir(tlsdir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "kiroku: certs: %s: %s\n", tlsdir, strerror(errno));
+    snprintf(fl->tlsdir, sizeof fl->tlsdir, "%s/tls", dir);
+    if (mkdir(fl->tlsdir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "kiroku: certs: %s: %s\n", fl->tlsdir, strerror(errno));
         return CLI_FAIL;
     }
-    int nfiles = client ? F__COUNT : F_CLIENT;
+    fl->nfiles = o->client ? F__COUNT : F_CLIENT;
     bool exists = false;
-    for (int i = 0; i < nfiles; i++) {
-        snprintf(paths[i], sizeof paths[i], "%s/%s", tlsdir, file_names[i]);
-        if (lstat(paths[i], &st) == 0) {
-            if (!force)
-                fprintf(stderr, "kiroku: certs: %s exists\n", paths[i]);
+    for (int i = 0; i < fl->nfiles; i++) {
+        snprintf(fl->paths[i], sizeof fl->paths[i], "%s/%s", fl->tlsdir, file_names[i]);
+        if (lstat(fl->paths[i], &st) == 0) {
+            if (!o->force)
+                fprintf(stderr, "kiroku: certs: %s exists\n", fl->paths[i]);
             exists = true;
         }
     }
-    if (exists && !force) {
+    if (exists && !o->force) {
         fprintf(stderr, "kiroku: certs: nothing written (--force replaces the files)\n");
         return CLI_FAIL;
     }
+    return CLI_CONTINUE;
+}
 
-    /* Make everything in memory, then write. */
-    int ret = CLI_FAIL;
-    EVP_PKEY *keys[3] = {0};
-    X509 *certs[3] = {0};
-    BIO *out[F__COUNT] = {0};
+/* Keys, certificates and their PEM, in memory; freed by certs_made_free. */
+struct certs_made {
+    EVP_PKEY *keys[3];
+    X509 *certs[3];
+    BIO *out[F__COUNT];
+};
+
+/* Makes everything in memory. CLI_CONTINUE or the exit status. */
+static int certs_make(const struct certs_opts *o, int nfiles, struct certs_made *m)
+{
     char san[CERTS_NAME_MAX + 8];
-    snprintf(san, sizeof san, "DNS:%s", host);
+    unsigned days = (unsigned)o->days;
+    snprintf(san, sizeof san, "DNS:%s", o->host);
     for (int i = 0; i < nfiles / 2; i++)
-        if (!(keys[i] = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"))) {
-            ret = ossl_fail("making a P-256 key");
-            goto done;
-        }
-    if (!(certs[0] =
-              make_cert(CERT_CA, keys[0], "kiroku CA", NULL, NULL, keys[0], (unsigned)days)) ||
-        !(certs[1] =
-              make_cert(CERT_SERVER, keys[1], host, san, certs[0], keys[0], (unsigned)days)) ||
-        (client && !(certs[2] = make_cert(CERT_CLIENT, keys[2], client, NULL, certs[0], keys[0],
-                                          (unsigned)days)))) {
-        ret = ossl_fail("making a certificate");
-        goto done;
-    }
+        if (!(m->keys[i] = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")))
+            return ossl_fail("making a P-256 key");
+    if (!(m->certs[0] =
+              make_cert(CERT_CA, m->keys[0], "kiroku CA", NULL, NULL, m->keys[0], days)) ||
+        !(m->certs[1] =
+              make_cert(CERT_SERVER, m->keys[1], o->host, san, m->certs[0], m->keys[0], days)) ||
+        (o->client && !(m->certs[2] = make_cert(CERT_CLIENT, m->keys[2], o->client, NULL,
+                                                m->certs[0], m->keys[0], days))))
+        return ossl_fail("making a certificate");
     for (int i = 0; i < nfiles; i++)
-        if (!(out[i] = pem_of(i % 2 ? NULL : certs[i / 2], keys[i / 2]))) {
-            ret = ossl_fail("writing PEM");
-            goto done;
-        }
-    /* Keys first: a certificate without its key is of no use. */
+        if (!(m->out[i] = pem_of(i % 2 ? NULL : m->certs[i / 2], m->keys[i / 2])))
+            return ossl_fail("writing PEM");
+    return CLI_CONTINUE;
+}
+
+/* Writes the files, keys first: a certificate without its key is of no use.
+ * CLI_OK or the exit status. */
+static int certs_write(const struct certs_files *fl, const struct certs_made *m)
+{
+    int ret;
+    int nfiles = fl->nfiles;
     for (int i = 0; i < nfiles; i++) {
         int k = i < nfiles / 2 ? 2 * i + 1 : 2 * (i - nfiles / 2);
-        if ((ret = write_file(paths[k], out[k], k % 2 ? 0600 : 0644)) != CLI_OK)
-            goto done;
+        if ((ret = write_file(fl->paths[k], m->out[k], k % 2 ? 0600 : 0644)) != CLI_OK)
+            return ret;
     }
-    int dfd = open(tlsdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = open(fl->tlsdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         (void)fsync(dfd);
         close(dfd);
     }
-    if (co.json) {
+    return CLI_OK;
+}
+
+/* What was written and how to use it, as text or JSON. The exit status. */
+static int certs_print(const struct certs_opts *o, const struct certs_files *fl)
+{
+    const char *host = o->host;
+    if (o->co.json) {
         printf("{\"host\":");
         cli_json_str(stdout, host, strlen(host));
-        printf(",\"days\":%llu", (unsigned long long)days);
-        for (int i = 0; i < nfiles; i++) {
+        printf(",\"days\":%llu", (unsigned long long)o->days);
+        for (int i = 0; i < fl->nfiles; i++) {
             printf(",\"%s\":", file_keys[i]);
-            cli_json_str(stdout, paths[i], strlen(paths[i]));
+            cli_json_str(stdout, fl->paths[i], strlen(fl->paths[i]));
         }
         printf("}\n");
     } else {
-        for (int i = 0; i < nfiles; i++)
-            printf("%-11s %s\n", file_keys[i], paths[i]);
+        for (int i = 0; i < fl->nfiles; i++)
+            printf("%-11s %s\n", file_keys[i], fl->paths[i]);
         printf("server certificate for DNS:%s, valid %llu days; start the server with\n"
                "  kiroku serve --listen tls+tcp://%s:7451 --cert %s --key %s\n"
                "and call it with\n"
                "  kiroku call --url tls+tcp://%s:7451 --ca %s OP ...\n",
-               host, (unsigned long long)days, host, paths[F_SERVER], paths[F_SERVER_KEY], host,
-               paths[F_CA]);
+               host, (unsigned long long)o->days, host, fl->paths[F_SERVER],
+               fl->paths[F_SERVER_KEY], host, fl->paths[F_CA]);
     }
-    ret = fflush(stdout) == 0 ? CLI_OK : CLI_FAIL;
-done:
+    return fflush(stdout) == 0 ? CLI_OK : CLI_FAIL;
+}
+
+static void certs_made_free(struct certs_made *m)
+{
     for (int i = 0; i < 3; i++) {
-        EVP_PKEY_free(keys[i]);
-        X509_free(certs[i]);
+        EVP_PKEY_free(m->keys[i]);
+        X509_free(m->certs[i]);
     }
     for (int i = 0; i < F__COUNT; i++)
-        BIO_free(out[i]);
+        BIO_free(m->out[i]);
+}
+
+int cmd_certs(int argc, char **argv)
+{
+    struct certs_opts o = {0};
+    struct certs_files fl;
+    int ret = certs_parse_options(argc, argv, &o);
+    if (ret == CLI_CONTINUE)
+        ret = certs_prepare_dir(&o, &fl);
+    if (ret != CLI_CONTINUE)
+        return ret;
+    struct certs_made m = {0};
+    ret = certs_make(&o, fl.nfiles, &m);
+    if (ret == CLI_CONTINUE)
+        ret = certs_write(&fl, &m);
+    if (ret == CLI_OK)
+        ret = certs_print(&o, &fl);
+    certs_made_free(&m);
     return ret;
 }

@@ -75,7 +75,16 @@ static int ask_server(const char *dir, const char *url, bool dry_run, bool json)
     return cmd_call(argc, argv);
 }
 
-int cmd_retention(int argc, char **argv)
+/* What the command line asks for. */
+struct retention_opts {
+    struct cli_common co;
+    bool dry_run;
+    const char *backups, *url;
+    uint64_t days;
+};
+
+/* Options. CLI_CONTINUE or the exit status. */
+static int retention_parse_options(int argc, char **argv, struct retention_opts *o)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          {"dry-run", no_argument, 0, 'n'},
@@ -83,54 +92,131 @@ int cmd_retention(int argc, char **argv)
                                          {"log-retention-days", required_argument, 0, 'L'},
                                          {"url", required_argument, 0, 'u'},
                                          {0, 0, 0, 0}};
-    struct cli_common co = {0};
-    bool dry_run = false;
-    const char *backups = NULL, *url = NULL;
-    uint64_t days = RET_LOG_DAYS_DEFAULT;
+    o->days = RET_LOG_DAYS_DEFAULT;
     int c, rc;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
-            dry_run = true;
+            o->dry_run = true;
             break;
         case 'b':
-            backups = optarg;
+            o->backups = optarg;
             break;
         case 'u':
-            url = optarg;
+            o->url = optarg;
             break;
         case 'L':
-            if (!cli_parse_u64(optarg, 1, KR_LOG_RETENTION_DAYS_MAX, &days)) {
+            if (!cli_parse_u64(optarg, 1, KR_LOG_RETENTION_DAYS_MAX, &o->days)) {
                 fprintf(stderr, "kiroku: retention: --log-retention-days is 1..%u\n",
                         KR_LOG_RETENTION_DAYS_MAX);
                 return CLI_USAGE;
             }
             break;
         default:
-            if ((rc = cli_common_option(c, retention_usage, &co)) != CLI_CONTINUE)
+            if ((rc = cli_common_option(c, retention_usage, &o->co)) != CLI_CONTINUE)
                 return rc;
         }
     }
     if (optind != argc)
         return cli_usage(retention_usage);
-    const char *dir = cli_data_dir(co.data);
+    return CLI_CONTINUE;
+}
+
+/* The run's report as one JSON object; err is the run's error. */
+static void retention_print_json(const struct ret_report *r, bool dry_run, kr_err err)
+{
+    printf("{\"dry_run\":%s,\"tenants\":[", dry_run ? "true" : "false");
+    for (size_t i = 0; i < r->n; i++) {
+        const struct ret_tenant *t = &r->tenants[i];
+        /* Tenant ids and times as decimal strings (docs/api.md). */
+        printf("%s{\"tenant\":\"%" PRIu64 "\",\"cancelled\":\"%" PRIu64 "\",\"erase_by\":\"%" PRIu64
+               "\",\"due\":%s,\"erased\":%s",
+               i ? "," : "", t->tenant, t->cancelled, t->erase_by, t->due ? "true" : "false",
+               t->erased ? "true" : "false");
+        if (t->err) {
+            printf(",\"step\":");
+            cli_json_str(stdout, t->step, strlen(t->step));
+            printf(",\"error\":");
+            cli_json_str(stdout, kr_strerror(t->err), strlen(kr_strerror(t->err)));
+        }
+        printf("}");
+    }
+    printf("],\"log_before\":\"%" PRIu64 "\",\"stripped\":%" PRIu64, r->log_before_ns, r->stripped);
+    printf(",\"applications_due\":%" PRIu64 ",\"applications_expired\":%" PRIu64,
+           r->applications_due, r->applications_expired);
+    if (err) {
+        printf(",\"error\":");
+        cli_json_str(stdout, kr_strerror(err), strlen(kr_strerror(err)));
+    }
+    if (err == KR_ECORRUPT && r->corrupt.field[0]) {
+        printf(",\"corrupt\":");
+        cli_json_str(stdout, r->corrupt.field, strlen(r->corrupt.field));
+        printf(",\"why\":");
+        cli_json_str(stdout, r->corrupt.why, strlen(r->corrupt.why));
+    }
+    printf("}\n");
+}
+
+/* The run's report as text; err, the run's error, goes to stderr. */
+static void retention_print_text(const struct ret_report *r, bool dry_run, kr_err err)
+{
+    size_t due = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const struct ret_tenant *t = &r->tenants[i];
+        due += t->due;
+        printf("tenant %" PRIu64 ":", t->tenant);
+        print_time("cancelled", t->cancelled);
+        print_time("erase-by", t->erase_by);
+        if (!t->due)
+            printf(" not due yet\n");
+        else if (dry_run)
+            printf(" due: would be erased\n");
+        else if (t->erased)
+            printf(" erased\n");
+        else
+            printf(" due: stopped at step %s: %s (it stays due)\n", t->step, kr_strerror(t->err));
+    }
+    printf("%zu cancelled tenant%s, %zu due%s\n", r->n, r->n == 1 ? "" : "s", due,
+           dry_run ? " (dry run: nothing changed)" : "");
+    printf("%" PRIu64 " unconfirmed application%s due to expire, %" PRIu64 " erased\n",
+           r->applications_due, r->applications_due == 1 ? "" : "s", r->applications_expired);
+    if (!dry_run) {
+        printf("platform logs before");
+        print_time("", r->log_before_ns);
+        printf(": %" PRIu64 " record%s stripped\n", r->stripped, r->stripped == 1 ? "" : "s");
+    }
+    if (err == KR_ECORRUPT && r->corrupt.field[0])
+        fprintf(stderr, "kiroku: retention: %s: %s: %s\n", kr_strerror(err), r->corrupt.field,
+                r->corrupt.why);
+    else if (err)
+        fprintf(stderr, "kiroku: retention: %s\n", kr_strerror(err));
+}
+
+int cmd_retention(int argc, char **argv)
+{
+    struct retention_opts ro = {0};
+    int rc = retention_parse_options(argc, argv, &ro);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    bool dry_run = ro.dry_run;
+    const char *dir = cli_data_dir(ro.co.data);
     struct kr_offset_clock oc;
     const struct kr_clock *clock;
     if (!cli_clock("retention", true, &oc, &clock))
         return CLI_USAGE;
     struct tools_ret tr;
-    if (!tools_ret_init(&tr, dir, backups, clock != NULL))
+    if (!tools_ret_init(&tr, dir, ro.backups, clock != NULL))
         return CLI_USAGE;
 
     struct kr_domain_options o = {.dir = dir, .clock = clock};
     struct kr_domain *d = NULL;
     kr_err err = dom_open(&o, &d);
     if (err == KR_EBUSY)
-        return ask_server(dir, url, dry_run, co.json);
+        return ask_server(dir, ro.url, dry_run, ro.co.json);
     if (err)
         return cli_fail_open(dir, err);
-    dom_set_retention(d, &tr.hooks, (uint32_t)days);
+    dom_set_retention(d, &tr.hooks, (uint32_t)ro.days);
     struct ret_report *r = malloc(sizeof *r);
     if (!r) {
         dom_close(d);
@@ -138,71 +224,10 @@ int cmd_retention(int argc, char **argv)
     }
     err = ret_run(d, dry_run, r);
     dom_close(d);
-    if (co.json) {
-        printf("{\"dry_run\":%s,\"tenants\":[", dry_run ? "true" : "false");
-        for (size_t i = 0; i < r->n; i++) {
-            const struct ret_tenant *t = &r->tenants[i];
-            /* Tenant ids and times as decimal strings (docs/api.md). */
-            printf("%s{\"tenant\":\"%" PRIu64 "\",\"cancelled\":\"%" PRIu64
-                   "\",\"erase_by\":\"%" PRIu64 "\",\"due\":%s,\"erased\":%s",
-                   i ? "," : "", t->tenant, t->cancelled, t->erase_by, t->due ? "true" : "false",
-                   t->erased ? "true" : "false");
-            if (t->err) {
-                printf(",\"step\":");
-                cli_json_str(stdout, t->step, strlen(t->step));
-                printf(",\"error\":");
-                cli_json_str(stdout, kr_strerror(t->err), strlen(kr_strerror(t->err)));
-            }
-            printf("}");
-        }
-        printf("],\"log_before\":\"%" PRIu64 "\",\"stripped\":%" PRIu64, r->log_before_ns,
-               r->stripped);
-        printf(",\"applications_due\":%" PRIu64 ",\"applications_expired\":%" PRIu64,
-               r->applications_due, r->applications_expired);
-        if (err) {
-            printf(",\"error\":");
-            cli_json_str(stdout, kr_strerror(err), strlen(kr_strerror(err)));
-        }
-        if (err == KR_ECORRUPT && r->corrupt.field[0]) {
-            printf(",\"corrupt\":");
-            cli_json_str(stdout, r->corrupt.field, strlen(r->corrupt.field));
-            printf(",\"why\":");
-            cli_json_str(stdout, r->corrupt.why, strlen(r->corrupt.why));
-        }
-        printf("}\n");
-    } else {
-        size_t due = 0;
-        for (size_t i = 0; i < r->n; i++) {
-            const struct ret_tenant *t = &r->tenants[i];
-            due += t->due;
-            printf("tenant %" PRIu64 ":", t->tenant);
-            print_time("cancelled", t->cancelled);
-            print_time("erase-by", t->erase_by);
-            if (!t->due)
-                printf(" not due yet\n");
-            else if (dry_run)
-                printf(" due: would be erased\n");
-            else if (t->erased)
-                printf(" erased\n");
-            else
-                printf(" due: stopped at step %s: %s (it stays due)\n", t->step,
-                       kr_strerror(t->err));
-        }
-        printf("%zu cancelled tenant%s, %zu due%s\n", r->n, r->n == 1 ? "" : "s", due,
-               dry_run ? " (dry run: nothing changed)" : "");
-        printf("%" PRIu64 " unconfirmed application%s due to expire, %" PRIu64 " erased\n",
-               r->applications_due, r->applications_due == 1 ? "" : "s", r->applications_expired);
-        if (!dry_run) {
-            printf("platform logs before");
-            print_time("", r->log_before_ns);
-            printf(": %" PRIu64 " record%s stripped\n", r->stripped, r->stripped == 1 ? "" : "s");
-        }
-        if (err == KR_ECORRUPT && r->corrupt.field[0])
-            fprintf(stderr, "kiroku: retention: %s: %s: %s\n", kr_strerror(err), r->corrupt.field,
-                    r->corrupt.why);
-        else if (err)
-            fprintf(stderr, "kiroku: retention: %s\n", kr_strerror(err));
-    }
+    if (ro.co.json)
+        retention_print_json(r, dry_run, err);
+    else
+        retention_print_text(r, dry_run, err);
     free(r);
     if (fflush(stdout) != 0)
         return CLI_FAIL;

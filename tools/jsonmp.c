@@ -296,6 +296,129 @@ static kr_err quote_big_ints(const char *t, size_t len, char **out, size_t *out_
     return KR_OK;
 }
 
+/* An id, hash or bytes field: hex digits. */
+static kr_err set_hex_arg(int fld, const json_t *j, struct kr_payload *p, struct jsonmp_diag *d)
+{
+    const struct kr_field_def *f = &kr_fields[fld];
+    const char *nm = f->name;
+    if (!json_is_string(j))
+        return diag(d, KR_EINVAL, nm, "must be a hex string");
+    size_t n = json_string_length(j);
+    const char *s = json_string_value(j);
+    size_t want = f->type == KR_FT_ID ? 16 : f->type == KR_FT_HASH ? 32 : 0;
+    if (want && n != 2 * want)
+        return diag(d, KR_EINVAL, nm, "must be %zu hex digits (%zu bytes)", 2 * want, want);
+    if (n % 2)
+        return diag(d, KR_EINVAL, nm, "must have an even number of hex digits");
+    if (!want && n / 2 > f->max)
+        return diag(d, KR_ETOOLARGE, nm, "too long (at most %llu bytes)",
+                    (unsigned long long)f->max);
+    uint8_t *buf = malloc(n / 2 + 1);
+    if (!buf)
+        return KR_ENOMEM;
+    kr_err err = KR_OK;
+    if (!unhex(s, n / 2, buf))
+        err = diag(d, KR_EINVAL, nm, "not a hex string");
+    else if (kr_set_copy(p, fld, buf, n / 2))
+        err = diag(d, KR_ETOOLARGE, nm, "arguments too large");
+    free(buf);
+    return err;
+}
+
+/* A time field: UTC nanoseconds, as a number or decimal string, or RFC 3339. */
+static kr_err set_time_arg(int fld, const json_t *j, struct kr_payload *p, struct jsonmp_diag *d)
+{
+    const struct kr_field_def *f = &kr_fields[fld];
+    const char *nm = f->name;
+    uint64_t v;
+    if (json_is_string(j) && !json_uint(j, &v)) {
+        if (jsonmp_parse_time(json_string_value(j), json_string_length(j), &v))
+            return diag(d, KR_EINVAL, nm,
+                        "not an RFC 3339 time (like 2026-04-01T09:00:00+09:00) nor "
+                        "decimal UTC nanoseconds");
+    } else if (!json_uint(j, &v)) {
+        return diag(d, KR_EINVAL, nm,
+                    "must be UTC nanoseconds (an integer >= 0) or an RFC 3339 string");
+    }
+    kr_set_u64(p, fld, v);
+    return KR_OK;
+}
+
+/* An enum field: one of its values by name. */
+static kr_err set_enum_arg(int fld, const json_t *j, struct kr_payload *p, struct jsonmp_diag *d)
+{
+    const struct kr_field_def *f = &kr_fields[fld];
+    const char *nm = f->name;
+    if (!json_is_string(j))
+        return diag(d, KR_EINVAL, nm, "must be a string");
+    int e = kr_enum_lookup(f->enum_id, json_string_value(j), json_string_length(j));
+    char vals[sizeof d->why];
+    if (e < 0)
+        return diag(d, KR_EINVAL, nm, "not one of the allowed values: %s",
+                    enum_list(vals, sizeof vals, f->enum_id));
+    kr_set_u64(p, fld, (uint64_t)e);
+    return KR_OK;
+}
+
+/* A value field: a string, integer, float or bool. */
+static kr_err set_value_arg(int fld, const json_t *j, struct kr_payload *p, struct jsonmp_diag *d)
+{
+    const char *nm = kr_fields[fld].name;
+    if (json_is_string(j))
+        kr_set_value_str(p, fld, json_string_value(j), json_string_length(j));
+    else if (json_is_integer(j))
+        kr_set_value_int(p, fld, json_integer_value(j));
+    else if (json_is_real(j))
+        kr_set_value_float(p, fld, json_real_value(j));
+    else if (json_is_boolean(j))
+        kr_set_value_bool(p, fld, json_is_true(j));
+    else
+        return diag(d, KR_EINVAL, nm, "must be a string, number or bool");
+    return KR_OK;
+}
+
+/* A list field: of enum values (a bit mask, no repeats) or of tenant ids
+ * (sorted; *tenants holds their storage, which the caller frees). */
+static kr_err set_list_arg(int fld, const json_t *j, struct kr_payload *p, uint64_t **tenants,
+                           struct jsonmp_diag *d)
+{
+    const struct kr_field_def *f = &kr_fields[fld];
+    const char *nm = f->name;
+    if (!json_is_array(j))
+        return diag(d, KR_EINVAL, nm, "must be an array");
+    size_t n = json_array_size(j);
+    if (n > f->max_items)
+        return diag(d, KR_ETOOLARGE, nm, "too many items (at most %u)", f->max_items);
+    if (f->of == KR_FT_ENUM) {
+        uint64_t mask = 0;
+        for (size_t i = 0; i < n; i++) {
+            const json_t *e = json_array_get(j, i);
+            int k = json_is_string(e)
+                        ? kr_enum_lookup(f->enum_id, json_string_value(e), json_string_length(e))
+                        : -1;
+            char vals[sizeof d->why];
+            if (k < 0 || k >= 64)
+                return diag(d, KR_EINVAL, nm, "item %zu is not one of the allowed values: %s", i,
+                            enum_list(vals, sizeof vals, f->enum_id));
+            if (mask >> k & 1u)
+                return diag(d, KR_EINVAL, nm, "item %zu is repeated", i);
+            mask |= (uint64_t)1 << k;
+        }
+        kr_set_u64(p, fld, mask);
+        return KR_OK;
+    }
+    uint64_t *t = calloc(n ? n : 1, sizeof *t);
+    if (!t)
+        return KR_ENOMEM;
+    *tenants = t;
+    for (size_t i = 0; i < n; i++)
+        if (!json_uint(json_array_get(j, i), &t[i]))
+            return diag(d, KR_EINVAL, nm, "item %zu must be an integer >= 1", i);
+    qsort(t, n, sizeof *t, cmp_u64);
+    kr_set_tenants(p, fld, t, n);
+    return KR_OK;
+}
+
 /* Sets field fld of p from JSON value j, typed by the field. *tenants holds a
  * tenant list's storage (the caller frees it). */
 static kr_err set_arg(int fld, const json_t *j, struct kr_payload *p, uint64_t **tenants,
@@ -311,30 +434,8 @@ static kr_err set_arg(int fld, const json_t *j, struct kr_payload *p, uint64_t *
     switch (f->type) {
     case KR_FT_ID:
     case KR_FT_HASH:
-    case KR_FT_BIN: {
-        if (!json_is_string(j))
-            return diag(d, KR_EINVAL, nm, "must be a hex string");
-        size_t n = json_string_length(j);
-        const char *s = json_string_value(j);
-        size_t want = f->type == KR_FT_ID ? 16 : f->type == KR_FT_HASH ? 32 : 0;
-        if (want && n != 2 * want)
-            return diag(d, KR_EINVAL, nm, "must be %zu hex digits (%zu bytes)", 2 * want, want);
-        if (n % 2)
-            return diag(d, KR_EINVAL, nm, "must have an even number of hex digits");
-        if (!want && n / 2 > f->max)
-            return diag(d, KR_ETOOLARGE, nm, "too long (at most %llu bytes)",
-                        (unsigned long long)f->max);
-        uint8_t *buf = malloc(n / 2 + 1);
-        if (!buf)
-            return KR_ENOMEM;
-        kr_err err = KR_OK;
-        if (!unhex(s, n / 2, buf))
-            err = diag(d, KR_EINVAL, nm, "not a hex string");
-        else if (kr_set_copy(p, fld, buf, n / 2))
-            err = diag(d, KR_ETOOLARGE, nm, "arguments too large");
-        free(buf);
-        return err;
-    }
+    case KR_FT_BIN:
+        return set_hex_arg(fld, j, p, d);
     case KR_FT_TENANT:
     case KR_FT_U64: {
         uint64_t v;
@@ -344,20 +445,8 @@ static kr_err set_arg(int fld, const json_t *j, struct kr_payload *p, uint64_t *
         kr_set_u64(p, fld, v);
         return KR_OK;
     }
-    case KR_FT_TIME: {
-        uint64_t v;
-        if (json_is_string(j) && !json_uint(j, &v)) {
-            if (jsonmp_parse_time(json_string_value(j), json_string_length(j), &v))
-                return diag(d, KR_EINVAL, nm,
-                            "not an RFC 3339 time (like 2026-04-01T09:00:00+09:00) nor "
-                            "decimal UTC nanoseconds");
-        } else if (!json_uint(j, &v)) {
-            return diag(d, KR_EINVAL, nm,
-                        "must be UTC nanoseconds (an integer >= 0) or an RFC 3339 string");
-        }
-        kr_set_u64(p, fld, v);
-        return KR_OK;
-    }
+    case KR_FT_TIME:
+        return set_time_arg(fld, j, p, d);
     case KR_FT_BOOL:
         if (!json_is_boolean(j))
             return diag(d, KR_EINVAL, nm, "must be true or false");
@@ -369,64 +458,12 @@ static kr_err set_arg(int fld, const json_t *j, struct kr_payload *p, uint64_t *
             return diag(d, KR_EINVAL, nm, "must be a string");
         kr_set_bytes(p, fld, json_string_value(j), json_string_length(j));
         return KR_OK;
-    case KR_FT_ENUM: {
-        if (!json_is_string(j))
-            return diag(d, KR_EINVAL, nm, "must be a string");
-        int e = kr_enum_lookup(f->enum_id, json_string_value(j), json_string_length(j));
-        char vals[sizeof d->why];
-        if (e < 0)
-            return diag(d, KR_EINVAL, nm, "not one of the allowed values: %s",
-                        enum_list(vals, sizeof vals, f->enum_id));
-        kr_set_u64(p, fld, (uint64_t)e);
-        return KR_OK;
-    }
+    case KR_FT_ENUM:
+        return set_enum_arg(fld, j, p, d);
     case KR_FT_VALUE:
-        if (json_is_string(j))
-            kr_set_value_str(p, fld, json_string_value(j), json_string_length(j));
-        else if (json_is_integer(j))
-            kr_set_value_int(p, fld, json_integer_value(j));
-        else if (json_is_real(j))
-            kr_set_value_float(p, fld, json_real_value(j));
-        else if (json_is_boolean(j))
-            kr_set_value_bool(p, fld, json_is_true(j));
-        else
-            return diag(d, KR_EINVAL, nm, "must be a string, number or bool");
-        return KR_OK;
-    case KR_FT_LIST: {
-        if (!json_is_array(j))
-            return diag(d, KR_EINVAL, nm, "must be an array");
-        size_t n = json_array_size(j);
-        if (n > f->max_items)
-            return diag(d, KR_ETOOLARGE, nm, "too many items (at most %u)", f->max_items);
-        if (f->of == KR_FT_ENUM) {
-            uint64_t mask = 0;
-            for (size_t i = 0; i < n; i++) {
-                const json_t *e = json_array_get(j, i);
-                int k = json_is_string(e) ? kr_enum_lookup(f->enum_id, json_string_value(e),
-                                                           json_string_length(e))
-                                          : -1;
-                char vals[sizeof d->why];
-                if (k < 0 || k >= 64)
-                    return diag(d, KR_EINVAL, nm, "item %zu is not one of the allowed values: %s",
-                                i, enum_list(vals, sizeof vals, f->enum_id));
-                if (mask >> k & 1u)
-                    return diag(d, KR_EINVAL, nm, "item %zu is repeated", i);
-                mask |= (uint64_t)1 << k;
-            }
-            kr_set_u64(p, fld, mask);
-            return KR_OK;
-        }
-        uint64_t *t = calloc(n ? n : 1, sizeof *t);
-        if (!t)
-            return KR_ENOMEM;
-        *tenants = t;
-        for (size_t i = 0; i < n; i++)
-            if (!json_uint(json_array_get(j, i), &t[i]))
-                return diag(d, KR_EINVAL, nm, "item %zu must be an integer >= 1", i);
-        qsort(t, n, sizeof *t, cmp_u64);
-        kr_set_tenants(p, fld, t, n);
-        return KR_OK;
-    }
+        return set_value_arg(fld, j, p, d);
+    case KR_FT_LIST:
+        return set_list_arg(fld, j, p, tenants, d);
     }
     return diag(d, KR_EINVAL, nm, "has a type this client does not know");
 }

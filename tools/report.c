@@ -201,10 +201,11 @@ static struct incident *incident_find(struct rpt *r, const uint8_t id[16])
 
 /* ---- The tenant's own records ---- */
 
-static void tenant_record(struct rpt *r, const struct jrn_record *rec, int ev)
+/* The tenant's life: provisioning, cancellation, erasure, exports, and
+ * what it did about notices and incidents. False for any other event. */
+static bool tenant_lifecycle_record(struct rpt *r, const struct jrn_record *rec, int ev)
 {
-    struct kr_payload *p = r->p;
-    const struct kr_value *v = p->v;
+    const struct kr_value *v = r->p->v;
     char who[320], buf[128];
     switch (ev) {
     case KR_EV_TENANT_PROVISIONED:
@@ -212,17 +213,46 @@ static void tenant_record(struct rpt *r, const struct jrn_record *rec, int ev)
         snprintf(r->tenant_code, sizeof r->tenant_code, "%.*s", (int)v[KR_FLD_TENANT_CODE].n,
                  (const char *)v[KR_FLD_TENANT_CODE].p);
         add_row(r, rec, S_TENANT, "tenant provisioned", "tenant code %s", r->tenant_code);
-        break;
+        return true;
     case KR_EV_TENANT_CANCELLED:
         r->cancelled = rec->time_ns;
         add_row(r, rec, S_TENANT, "tenant cancelled", "by %.*s; erasure due within 30 days",
                 (int)rec->actor_len, rec->actor);
-        break;
+        return true;
     case KR_EV_TENANT_ERASED:
         r->erased = rec->time_ns;
         add_row(r, rec, S_TENANT, "tenant erased",
                 "data key destroyed, personal data no longer readable");
-        break;
+        return true;
+    case KR_EV_NOTICE_ACKNOWLEDGED:
+        account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
+        hex8(buf, v[KR_FLD_NOTICE].p);
+        add_row(r, rec, S_NOTICES, "notice read", "notice %s acknowledged by %s", buf, who);
+        return true;
+    case KR_EV_AUDIT_EXPORTED:
+        r->exports++;
+        account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
+        add_row(r, rec, S_TENANT, "export taken",
+                "by %s: the tenant's records from seq %" PRIu64 " to %" PRIu64, who,
+                v[KR_FLD_FROM_SEQ].u, v[KR_FLD_TO_SEQ].u);
+        return true;
+    case KR_EV_INCIDENT_REPORTED:
+        hex8(buf, v[KR_FLD_REPORT].p);
+        add_row(r, rec, S_INCIDENTS, "incident reported by the tenant",
+                "report %s, severity %s, by %.*s", buf,
+                enum_name(KR_ENUM_SEVERITY, v[KR_FLD_SEVERITY].u), (int)rec->actor_len, rec->actor);
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Accounts and their permissions. False for any other event. */
+static bool tenant_account_record(struct rpt *r, const struct jrn_record *rec, int ev)
+{
+    const struct kr_value *v = r->p->v;
+    char who[320], buf[128];
+    switch (ev) {
     case KR_EV_ACCOUNT_CREATED: {
         struct account *a = account_find(r, v[KR_FLD_ACCOUNT].p);
         if (!a && r->nacc < RPT_ACCOUNTS_MAX) {
@@ -243,7 +273,7 @@ static void tenant_record(struct rpt *r, const struct jrn_record *rec, int ev)
         account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
         add_row(r, rec, S_ACCOUNTS, "account created", "%s, role %s, permissions: %s", who,
                 enum_name(KR_ENUM_ROLE, v[KR_FLD_ROLE].u), buf);
-        break;
+        return true;
     }
     case KR_EV_ACCOUNT_DELETED: {
         struct account *a = account_find(r, v[KR_FLD_ACCOUNT].p);
@@ -251,12 +281,12 @@ static void tenant_record(struct rpt *r, const struct jrn_record *rec, int ev)
             a->deleted = true;
         account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
         add_row(r, rec, S_ACCOUNTS, "account deleted", "%s", who);
-        break;
+        return true;
     }
     case KR_EV_ACCOUNT_PASSWORD_CHANGED:
         account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
         add_row(r, rec, S_ACCOUNTS, "password changed", "%s", who);
-        break;
+        return true;
     case KR_EV_ACCOUNT_PERMISSIONS_GRANTED:
     case KR_EV_ACCOUNT_PERMISSIONS_REVOKED:
         perms_text(v[KR_FLD_PERMISSIONS].u, buf, sizeof buf);
@@ -265,7 +295,18 @@ static void tenant_record(struct rpt *r, const struct jrn_record *rec, int ev)
                 ev == KR_EV_ACCOUNT_PERMISSIONS_GRANTED ? "permissions granted"
                                                         : "permissions revoked",
                 "%s: %s", who, buf);
-        break;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Logins, lockouts and refused ops. False for any other event. */
+static bool tenant_login_record(struct rpt *r, const struct jrn_record *rec, int ev)
+{
+    const struct kr_value *v = r->p->v;
+    char who[320];
+    switch (ev) {
     case KR_EV_ACCOUNT_LOCKED: {
         struct account *a = account_find(r, v[KR_FLD_ACCOUNT].p);
         if (a)
@@ -274,12 +315,12 @@ static void tenant_record(struct rpt *r, const struct jrn_record *rec, int ev)
         account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
         add_row(r, rec, S_LOGINS, "account locked", "%s (%s)", who,
                 enum_name(KR_ENUM_LOCK_REASON, v[KR_FLD_LOCK_REASON].u));
-        break;
+        return true;
     }
     case KR_EV_ACCOUNT_UNLOCKED:
         account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
         add_row(r, rec, S_LOGINS, "account unlocked", "%s", who);
-        break;
+        return true;
     case KR_EV_ACCOUNT_LOGIN_SUCCEEDED: {
         struct account *a = account_find(r, v[KR_FLD_ACCOUNT].p);
         if (a)
@@ -287,7 +328,7 @@ static void tenant_record(struct rpt *r, const struct jrn_record *rec, int ev)
         r->logins_ok++;
         account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
         add_row(r, rec, S_LOGINS, "login", "%s", who);
-        break;
+        return true;
     }
     case KR_EV_ACCOUNT_LOGIN_FAILED: {
         struct account *a = account_find(r, v[KR_FLD_ACCOUNT].p);
@@ -297,39 +338,28 @@ static void tenant_record(struct rpt *r, const struct jrn_record *rec, int ev)
         account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
         add_row(r, rec, S_LOGINS, "login failed", "%s, %" PRIu64 " failure(s) in a row", who,
                 v[KR_FLD_FAILURES].u);
-        break;
+        return true;
     }
     case KR_EV_LOGIN_UNKNOWN:
         r->logins_unknown++;
         add_row(r, rec, S_LOGINS, "login failed", "no such account");
-        break;
+        return true;
     case KR_EV_ACCESS_DENIED:
         r->denied++;
         account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
         add_row(r, rec, S_LOGINS, "access denied", "%s tried %.*s", who, (int)v[KR_FLD_OP].n,
                 (const char *)v[KR_FLD_OP].p);
-        break;
-    case KR_EV_NOTICE_ACKNOWLEDGED:
-        account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
-        hex8(buf, v[KR_FLD_NOTICE].p);
-        add_row(r, rec, S_NOTICES, "notice read", "notice %s acknowledged by %s", buf, who);
-        break;
-    case KR_EV_AUDIT_EXPORTED:
-        r->exports++;
-        account_label(r, v[KR_FLD_ACCOUNT].p, who, sizeof who);
-        add_row(r, rec, S_TENANT, "export taken",
-                "by %s: the tenant's records from seq %" PRIu64 " to %" PRIu64, who,
-                v[KR_FLD_FROM_SEQ].u, v[KR_FLD_TO_SEQ].u);
-        break;
-    case KR_EV_INCIDENT_REPORTED:
-        hex8(buf, v[KR_FLD_REPORT].p);
-        add_row(r, rec, S_INCIDENTS, "incident reported by the tenant",
-                "report %s, severity %s, by %.*s", buf,
-                enum_name(KR_ENUM_SEVERITY, v[KR_FLD_SEVERITY].u), (int)rec->actor_len, rec->actor);
-        break;
+        return true;
     default:
-        break;
+        return false;
     }
+}
+
+/* One of the tenant's own records, into the counts and rows. */
+static void tenant_record(struct rpt *r, const struct jrn_record *rec, int ev)
+{
+    if (!tenant_lifecycle_record(r, rec, ev) && !tenant_account_record(r, rec, ev))
+        tenant_login_record(r, rec, ev);
 }
 
 /* ---- The platform's records ---- */
@@ -624,9 +654,9 @@ static const char css[] =
     "@media print{body{margin:1cm;font-size:10pt}h2{page-break-after:avoid}"
     "tr,li{page-break-inside:avoid}a{color:inherit;text-decoration:none}}";
 
-static void write_report(struct rpt *r, FILE *f)
+/* The title and what the report was made from. */
+static void report_head(const struct rpt *r, FILE *f, bool html)
 {
-    bool html = r->o->format == RPT_HTML;
     uint64_t now = r->o->now_ns;
     char t[JST_LEN + 1], buf[512];
     struct jrn_info info;
@@ -667,8 +697,13 @@ static void write_report(struct rpt *r, FILE *f)
         text(f, html, buf);
     }
     fputs(html ? "</p>\n" : "\n\n", f);
+}
 
-    /* Summary */
+/* The counts, and a warning when rows were dropped. */
+static void report_summary(const struct rpt *r, FILE *f, bool html)
+{
+    uint64_t now = r->o->now_ns;
+    char buf[512];
     size_t met = 0, missed = 0, open = 0;
     for (size_t i = 0; i < r->ninc; i++) {
         char vb[64];
@@ -699,8 +734,11 @@ static void write_report(struct rpt *r, FILE *f)
         text(f, html, buf);
         fputs(html ? "</p>\n" : "**\n\n", f);
     }
+}
 
-    /* Accounts */
+/* The table of accounts. */
+static void report_accounts(const struct rpt *r, FILE *f, bool html)
+{
     fputs(html ? "<h2>Accounts</h2>\n<table><tr><th>account</th><th>e-mail</th><th>role</th>"
                  "<th>logins</th><th>failed</th><th>locks</th><th>state</th></tr>\n"
                : "## Accounts\n\n| account | e-mail | role | logins | failed | locks | state "
@@ -731,8 +769,12 @@ static void write_report(struct rpt *r, FILE *f)
         fputs(html ? "</tr>\n" : "\n", f);
     }
     fputs(html ? "</table>\n" : "\n", f);
+}
 
-    /* Incidents */
+/* The table of incidents and their 72-hour notice. */
+static void report_incidents(const struct rpt *r, FILE *f, bool html)
+{
+    uint64_t now = r->o->now_ns;
     fputs(html ? "<h2>Incidents: the 72-hour notice</h2>\n<table><tr><th>incident</th>"
                  "<th>title</th><th>severity</th><th>detected</th><th>deadline</th>"
                  "<th>tenant notified</th><th>verdict</th></tr>\n"
@@ -764,8 +806,12 @@ static void write_report(struct rpt *r, FILE *f)
         fputs(html ? "</tr>\n" : "\n", f);
     }
     fputs(html ? "</table>\n" : "\n", f);
+}
 
-    /* Sections: the rows of each, in order. */
+/* Each section's rows, in order. */
+static void report_sections(const struct rpt *r, FILE *f, bool html)
+{
+    char t[JST_LEN + 1];
     for (int s = 0; s < S__COUNT; s++) {
         if (html) {
             fputs("<h2>", f);
@@ -800,8 +846,13 @@ static void write_report(struct rpt *r, FILE *f)
             fputs(html ? "<tr><td colspan=\"4\">none</td></tr>\n" : "| | none | | |\n", f);
         fputs(html ? "</table>\n" : "\n", f);
     }
+}
 
-    /* Timeline (HTML: a vertical line that prints; Markdown: a list). */
+/* The timeline (HTML: a vertical line that prints; Markdown: a list) and the
+ * closing words. */
+static void report_timeline(const struct rpt *r, FILE *f, bool html)
+{
+    char t[JST_LEN + 1], buf[512];
     fputs(html ? "<h2>Timeline</h2>\n<ol class=\"timeline\">\n" : "## Timeline\n\n", f);
     for (size_t i = 0; i < r->nrows; i++) {
         const struct row *w = &r->rows[i];
@@ -832,6 +883,17 @@ static void write_report(struct rpt *r, FILE *f)
     fputs(html ? "<p class=\"meta\">" : "", f);
     text(f, html, buf);
     fputs(html ? "</p>\n</body></html>\n" : "\n", f);
+}
+
+static void write_report(struct rpt *r, FILE *f)
+{
+    bool html = r->o->format == RPT_HTML;
+    report_head(r, f, html);
+    report_summary(r, f, html);
+    report_accounts(r, f, html);
+    report_incidents(r, f, html);
+    report_sections(r, f, html);
+    report_timeline(r, f, html);
 }
 
 kr_err rpt_write(const struct rpt_options *o, FILE *f)
