@@ -610,7 +610,101 @@ static void stop_watch_done(struct stop_watch *sw)
     pthread_mutex_unlock(&sw->mu);
 }
 
-int cmd_serve(int argc, char **argv)
+/* What the command line asks of `serve`. */
+struct serve_args {
+    struct cli_common co;
+    struct api_server_options so;
+    const char *listen[KR_API_LISTEN_MAX];
+    bool demo, test_clock;
+    const char *backups;
+    unsigned backup_at;
+    uint64_t log_days;
+};
+
+/* A number option of serve in lo..hi, or a usage line saying so. */
+static bool serve_number(const char *arg, uint64_t lo, uint64_t hi, const char *what, uint64_t *out)
+{
+    if (cli_parse_u64(arg, lo, hi, out))
+        return true;
+    fprintf(stderr, "kiroku: serve: %s is %" PRIu64 "..%" PRIu64 "\n", what, lo, hi);
+    return false;
+}
+
+/* One option of serve's own (not a common one) into a; CLI_CONTINUE, or the
+ * exit code of a usage error. */
+static int serve_option(int c, struct serve_args *a)
+{
+    uint64_t n;
+    switch (c) {
+    case 'l':
+        if (a->so.nlisten == KR_API_LISTEN_MAX) {
+            fprintf(stderr, "kiroku: serve: at most %u --listen\n", KR_API_LISTEN_MAX);
+            return CLI_USAGE;
+        }
+        a->listen[a->so.nlisten++] = optarg;
+        return CLI_CONTINUE;
+    case 'o':
+        a->so.operator_url = optarg;
+        return CLI_CONTINUE;
+    case 'c':
+        a->so.cert_file = optarg;
+        return CLI_CONTINUE;
+    case 'k':
+        a->so.key_file = optarg;
+        return CLI_CONTINUE;
+    case 'a':
+        a->so.client_ca_file = optarg;
+        return CLI_CONTINUE;
+    case 'w':
+        if (!cli_parse_u64(optarg, 1, KR_API_WORKERS_MAX, &n))
+            return cli_usage(serve_usage);
+        a->so.workers = (unsigned)n;
+        return CLI_CONTINUE;
+    case 'I':
+        if (!cli_parse_u64(optarg, 0, KR_API_IDLE_TIMEOUT_MS_MAX / 1000, &n)) {
+            fprintf(stderr, "kiroku: serve: --idle-timeout is 0..%d seconds (0 = never)\n",
+                    KR_API_IDLE_TIMEOUT_MS_MAX / 1000);
+            return CLI_USAGE;
+        }
+        a->so.idle_timeout_ms = n ? (int)n * 1000 : -1;
+        return CLI_CONTINUE;
+    case 'P':
+        if (!serve_number(optarg, 1, KR_API_CONNS_MAX, "--conns-per-peer", &n))
+            return CLI_USAGE;
+        a->so.conns_per_peer = (unsigned)n;
+        return CLI_CONTINUE;
+    case 'C':
+        if (!serve_number(optarg, 1, KR_API_CONNS_MAX, "--conns", &n))
+            return CLI_USAGE;
+        a->so.conns_max = (unsigned)n;
+        return CLI_CONTINUE;
+    case 'D':
+        a->demo = true;
+        return CLI_CONTINUE;
+    case 'T':
+        a->test_clock = true;
+        return CLI_CONTINUE;
+    case 'B':
+        a->backups = optarg;
+        return CLI_CONTINUE;
+    case 'A':
+        if (!daily_parse_hhmm(optarg, &a->backup_at)) {
+            fprintf(stderr, "kiroku: serve: --backup-at is HH:MM (JST), 00:00..23:59\n");
+            return CLI_USAGE;
+        }
+        return CLI_CONTINUE;
+    case 'L':
+        return serve_number(optarg, 1, KR_LOG_RETENTION_DAYS_MAX, "--log-retention-days",
+                            &a->log_days)
+                   ? CLI_CONTINUE
+                   : CLI_USAGE;
+    default:
+        return cli_common_option(c, serve_usage, &a->co);
+    }
+}
+
+/* The command line into a; CLI_CONTINUE, or the exit code to end with. */
+static int serve_parse(int argc, char **argv, struct serve_args *a)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          {"listen", required_argument, 0, 'l'},
@@ -628,173 +722,40 @@ int cmd_serve(int argc, char **argv)
                                          {"conns-per-peer", required_argument, 0, 'P'},
                                          {"conns", required_argument, 0, 'C'},
                                          {0, 0, 0, 0}};
-    struct cli_common co = {0};
-    struct api_server_options so = {0};
-    const char *listen[KR_API_LISTEN_MAX];
-    bool demo = false, test_clock = false;
-    const char *backups = NULL;
-    unsigned backup_at = 3 * 60;
-    uint64_t log_days = RET_LOG_DAYS_DEFAULT;
-    uint64_t workers, n;
     int c, rc;
+    memset(a, 0, sizeof *a);
+    a->backup_at = 3 * 60;
+    a->log_days = RET_LOG_DAYS_DEFAULT;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'l':
-            if (so.nlisten == KR_API_LISTEN_MAX) {
-                fprintf(stderr, "kiroku: serve: at most %u --listen\n", KR_API_LISTEN_MAX);
-                return CLI_USAGE;
-            }
-            listen[so.nlisten++] = optarg;
-            break;
-        case 'o':
-            so.operator_url = optarg;
-            break;
-        case 'c':
-            so.cert_file = optarg;
-            break;
-        case 'k':
-            so.key_file = optarg;
-            break;
-        case 'a':
-            so.client_ca_file = optarg;
-            break;
-        case 'w':
-            if (!cli_parse_u64(optarg, 1, KR_API_WORKERS_MAX, &workers))
-                return cli_usage(serve_usage);
-            so.workers = (unsigned)workers;
-            break;
-        case 'I':
-            if (!cli_parse_u64(optarg, 0, KR_API_IDLE_TIMEOUT_MS_MAX / 1000, &n)) {
-                fprintf(stderr, "kiroku: serve: --idle-timeout is 0..%d seconds (0 = never)\n",
-                        KR_API_IDLE_TIMEOUT_MS_MAX / 1000);
-                return CLI_USAGE;
-            }
-            so.idle_timeout_ms = n ? (int)n * 1000 : -1;
-            break;
-        case 'P':
-            if (!cli_parse_u64(optarg, 1, KR_API_CONNS_MAX, &n)) {
-                fprintf(stderr, "kiroku: serve: --conns-per-peer is 1..%u\n", KR_API_CONNS_MAX);
-                return CLI_USAGE;
-            }
-            so.conns_per_peer = (unsigned)n;
-            break;
-        case 'C':
-            if (!cli_parse_u64(optarg, 1, KR_API_CONNS_MAX, &n)) {
-                fprintf(stderr, "kiroku: serve: --conns is 1..%u\n", KR_API_CONNS_MAX);
-                return CLI_USAGE;
-            }
-            so.conns_max = (unsigned)n;
-            break;
-        case 'D':
-            demo = true;
-            break;
-        case 'T':
-            test_clock = true;
-            break;
-        case 'B':
-            backups = optarg;
-            break;
-        case 'A':
-            if (!daily_parse_hhmm(optarg, &backup_at)) {
-                fprintf(stderr, "kiroku: serve: --backup-at is HH:MM (JST), 00:00..23:59\n");
-                return CLI_USAGE;
-            }
-            break;
-        case 'L':
-            if (!cli_parse_u64(optarg, 1, KR_LOG_RETENTION_DAYS_MAX, &log_days)) {
-                fprintf(stderr, "kiroku: serve: --log-retention-days is 1..%u\n",
-                        KR_LOG_RETENTION_DAYS_MAX);
-                return CLI_USAGE;
-            }
-            break;
-        default:
-            if ((rc = cli_common_option(c, serve_usage, &co)) != CLI_CONTINUE)
-                return rc;
-        }
-    }
-    if (optind != argc || (!so.cert_file != !so.key_file))
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        if ((rc = serve_option(c, a)) != CLI_CONTINUE)
+            return rc;
+    if (optind != argc || (!a->so.cert_file != !a->so.key_file))
         return cli_usage(serve_usage);
-    so.listen = listen;
-    const char *data = cli_data_dir(co.data);
-    struct kr_offset_clock oc;
-    const struct kr_clock *clock;
-    if (!cli_clock("serve", test_clock, &oc, &clock))
-        return CLI_FAIL;
-    struct serve_jobs *sj = calloc(1, sizeof *sj);
-    if (!sj)
-        return cli_fail("serve", KR_ENOMEM);
-    if (!tools_ret_init(&sj->tr, data, backups, test_clock && clock != NULL)) {
-        free(sj);
-        return CLI_USAGE;
-    }
+    a->so.listen = a->listen;
+    return CLI_CONTINUE;
+}
 
-    /* Before any thread exists, so that every thread inherits the mask. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    serve_raise_nofile();
-
-    struct kr_domain *d = NULL;
-    kr_err err = serve_open(data, clock, &d);
-    if (err) {
-        free(sj);
-        return cli_fail_open(data, err);
-    }
-    sj->d = d;
-    sj->json = co.json;
-    dom_set_retention(d, &sj->tr.hooks, (uint32_t)log_days);
+/* Records the start in the journal (serve.started), saying so if the
+ * version changed since the last start. */
+static kr_err serve_record_start(struct kr_domain *d, bool json)
+{
     char host[256], previous[33];
     if (gethostname(host, sizeof host) != 0 || !host[0])
         snprintf(host, sizeof host, "unknown");
     host[sizeof host - 1] = '\0';
-    if ((err = ret_serve_started(d, KIROKU_VERSION, host, previous))) {
-        dom_close(d);
-        free(sj);
-        return cli_fail("serve: recording the start", err);
-    }
-    if (previous[0] && strcmp(previous, KIROKU_VERSION) != 0 && !co.json)
+    kr_err err = ret_serve_started(d, KIROKU_VERSION, host, previous);
+    if (!err && previous[0] && strcmp(previous, KIROKU_VERSION) != 0 && !json)
         fprintf(stderr, "kiroku: serve: upgraded: %s, previously %s\n", KIROKU_VERSION, previous);
-    const char *client_url = so.nlisten ? listen[0] : API_LISTEN_DEFAULT;
-    char op_url[KR_PATH_MAX + 32];
-    if (so.operator_url)
-        snprintf(op_url, sizeof op_url, "%s", so.operator_url);
-    else
-        snprintf(op_url, sizeof op_url, "ipc://%s/operator.sock", data);
-    if (demo && (err = demo_setup(d, data, client_url, op_url))) {
-        dom_close(d);
-        free(sj);
-        return cli_fail("serve --demo", err);
-    }
-    struct api_server *s;
-    const char *why = "";
-    if ((err = api_server_start(&so, d, &s, &why))) {
-        fprintf(stderr, "kiroku: serve: %s: %s\n", why, kr_strerror(err));
-        dom_close(d);
-        free(sj);
-        return CLI_FAIL;
-    }
-    struct daily_options dopt = {
-        .clock = clock,
-        .retention = job_retention,
-        .backup = backups ? job_backup : NULL,
-        .backup_at_min = backup_at,
-        .arg = sj,
-    };
-    struct daily *sched = NULL;
-    if ((err = daily_start(&dopt, &sched))) {
-        fprintf(stderr, "kiroku: serve: the daily jobs: %s\n", kr_strerror(err));
-        api_server_stop(s);
-        dom_close(d);
-        free(sj);
-        return CLI_FAIL;
-    }
+    return err;
+}
+
+/* Prints where it serves, as text or one JSON line. */
+static void serve_print(const struct api_server *s, const char *data, bool json)
+{
     const char *const *urls;
     size_t nurls = api_server_urls(s, &urls);
-    if (co.json) {
+    if (json) {
         printf("{\"data\":");
         cli_json_str(stdout, data, strlen(data));
         printf(",\"listen\":[");
@@ -813,18 +774,98 @@ int cmd_serve(int argc, char **argv)
         printf("stop with Ctrl-C (SIGINT) or SIGTERM\n");
     }
     fflush(stdout);
+}
+
+/* With the domain open: the start recorded, the demo, the server and the
+ * daily jobs, then serving until a signal, then stopping. */
+static int serve_run(struct serve_args *a, const char *data, const struct kr_clock *clock,
+                     struct serve_jobs *sj, const sigset_t *sigs)
+{
+    struct kr_domain *d = sj->d;
+    kr_err err;
+    if ((err = serve_record_start(d, a->co.json)))
+        return cli_fail("serve: recording the start", err);
+    const char *client_url = a->so.nlisten ? a->listen[0] : API_LISTEN_DEFAULT;
+    char op_url[KR_PATH_MAX + 32];
+    if (a->so.operator_url)
+        snprintf(op_url, sizeof op_url, "%s", a->so.operator_url);
+    else
+        snprintf(op_url, sizeof op_url, "ipc://%s/operator.sock", data);
+    if (a->demo && (err = demo_setup(d, data, client_url, op_url)))
+        return cli_fail("serve --demo", err);
+    struct api_server *s;
+    const char *why = "";
+    if ((err = api_server_start(&a->so, d, &s, &why))) {
+        fprintf(stderr, "kiroku: serve: %s: %s\n", why, kr_strerror(err));
+        return CLI_FAIL;
+    }
+    struct daily_options dopt = {
+        .clock = clock,
+        .retention = job_retention,
+        .backup = a->backups ? job_backup : NULL,
+        .backup_at_min = a->backup_at,
+        .arg = sj,
+    };
+    struct daily *sched = NULL;
+    if ((err = daily_start(&dopt, &sched))) {
+        fprintf(stderr, "kiroku: serve: the daily jobs: %s\n", kr_strerror(err));
+        api_server_stop(s);
+        return CLI_FAIL;
+    }
+    serve_print(s, data, a->co.json);
 
     int sig = 0;
-    while (sigwait(&sigs, &sig) != 0)
+    while (sigwait(sigs, &sig) != 0)
         ;
-    if (!co.json)
+    if (!a->co.json)
         fprintf(stderr, "kiroku: stopping (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     api_server_stop_begin(s);
     daily_stop(sched); /* after the job it runs, if any */
     struct stop_watch *sw = stop_watch_start();
     api_server_stop(s);
     dom_close(d);
+    sj->d = NULL;
     stop_watch_done(sw);
-    free(sj);
     return CLI_OK;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    struct serve_args a;
+    int rc = serve_parse(argc, argv, &a);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    const char *data = cli_data_dir(a.co.data);
+    struct kr_offset_clock oc;
+    const struct kr_clock *clock;
+    if (!cli_clock("serve", a.test_clock, &oc, &clock))
+        return CLI_FAIL;
+    struct serve_jobs *sj = calloc(1, sizeof *sj);
+    if (!sj)
+        return cli_fail("serve", KR_ENOMEM);
+    if (!tools_ret_init(&sj->tr, data, a.backups, a.test_clock && clock != NULL)) {
+        free(sj);
+        return CLI_USAGE;
+    }
+
+    /* Before any thread exists, so that every thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    serve_raise_nofile();
+
+    kr_err err = serve_open(data, clock, &sj->d);
+    if (err) {
+        free(sj);
+        return cli_fail_open(data, err);
+    }
+    sj->json = a.co.json;
+    dom_set_retention(sj->d, &sj->tr.hooks, (uint32_t)a.log_days);
+    rc = serve_run(&a, data, clock, sj, &sigs);
+    dom_close(sj->d); /* accepts NULL: serve_run closed it after stopping */
+    free(sj);
+    return rc;
 }
