@@ -11,8 +11,8 @@
 #include "cmd.h"
 
 #include "accounts.h"
-#include "res_jst.h"
 #include "rate.h"
+#include "res_jst.h"
 
 #include <sodium.h>
 #include <stddef.h>
