@@ -521,7 +521,9 @@ static bool serve_one(struct worker *w, nng_msg *msg, const uint8_t source[16], 
     nng_msg_clear(msg);
     if (!err && nng_msg_append(msg, w->reply.data, w->reply.size) != 0)
         err = KR_ENOMEM;
-    kr_wbuf_reset(&w->reply);
+    /* A large reply's block goes back: idle workers do not each hold up to
+     * KR_API_REPLY_MAX after a burst of large replies. */
+    kr_wbuf_reset_keep(&w->reply, KR_API_REPLY_KEEP);
 
     if (!refuse) {
         pthread_mutex_lock(&s->mu);

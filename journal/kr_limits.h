@@ -224,6 +224,11 @@
  * builds each reply in a buffer with this ceiling (journal/wbuf.h), so a
  * result that would pass it fails while it is built. */
 #define KR_API_REPLY_MAX ((size_t)8 * 1024 * 1024)
+/* The reply buffer a worker keeps between requests; a larger one (built for
+ * a large reply) is wiped and freed after it is sent. 64 KiB holds every
+ * reply but pages of exports and journal reads, so most requests allocate
+ * nothing, and 64 idle workers hold 4 MiB, not 64 x 8 MiB. */
+#define KR_API_REPLY_KEEP ((size_t)64 * 1024)
 /* Nesting of a request: the request map, the args map, a list argument. */
 #define KR_API_DEPTH_MAX 3u
 /* Array elements and map pairs in one request, counted by kr_mp_check before

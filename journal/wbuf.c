@@ -75,6 +75,14 @@ void kr_wbuf_reset(struct kr_wbuf *b)
     b->failed = KR_OK;
 }
 
+void kr_wbuf_reset_keep(struct kr_wbuf *b, size_t keep)
+{
+    if (b->alloc > keep)
+        kr_wbuf_free(b);
+    else
+        kr_wbuf_reset(b);
+}
+
 void kr_wbuf_free(struct kr_wbuf *b)
 {
     if (b->data) {

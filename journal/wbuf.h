@@ -44,6 +44,10 @@ kr_err kr_wbuf_failed(const struct kr_wbuf *b);
 void kr_wbuf_reset(struct kr_wbuf *b);
 /* Wipes and frees the block; the buffer is empty and may be used again. */
 void kr_wbuf_free(struct kr_wbuf *b);
+/* kr_wbuf_reset, then frees the block too if it is larger than `keep`
+ * bytes: a buffer reused for many writes keeps a small block, not the
+ * largest it ever needed (a worker's reply buffer after one large reply). */
+void kr_wbuf_reset_keep(struct kr_wbuf *b, size_t keep);
 
 /* Test seam: the allocator the buffer uses (NULL restores malloc/free).
  * Not for production code. */

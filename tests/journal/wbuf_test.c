@@ -113,6 +113,33 @@ static void test_growth_wipes_old_blocks(void **state)
     assert_int_equal(dirty_frees, 0);
 }
 
+/* A buffer reused after one large write gives its large block back (wiped)
+ * and keeps a small one. */
+static void test_reset_keep(void **state)
+{
+    (void)state;
+    struct kr_wbuf b;
+    kr_wbuf_init(&b, 1u << 20);
+    fill(&b, 100, KR_OK);
+    size_t small = b.alloc, before = frees;
+    kr_wbuf_reset_keep(&b, 4096);
+    assert_int_equal(frees, before); /* small: kept */
+    assert_int_equal(b.alloc, small);
+    assert_int_equal(b.size, 0);
+    fill(&b, 100000, KR_OK);
+    assert_true(b.alloc > 4096);
+    before = frees;
+    kr_wbuf_reset_keep(&b, 4096);
+    assert_int_equal(frees, before + 1); /* the large block, wiped */
+    assert_int_equal(dirty_frees, 0);
+    assert_null(b.data);
+    assert_int_equal(b.alloc, 0);
+    assert_int_equal(b.size, 0);
+    fill(&b, 10, KR_OK); /* usable again */
+    assert_int_equal(b.size, 10);
+    kr_wbuf_free(&b);
+}
+
 static void test_packer_stops_at_ceiling(void **state)
 {
     (void)state;
@@ -138,6 +165,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ceiling_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_growth_wipes_old_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_packer_stops_at_ceiling, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_keep, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
