@@ -16,10 +16,12 @@
  */
 #include "accounts.h"
 #include "cli.h"
+#include "config.h"
 #include "daily.h"
 #include "domain.h"
 #include "mailer.h"
 #include "notices.h"
+#include "path.h"
 #include "retention.h"
 #include "retention_hooks.h"
 #include "server.h"
@@ -45,7 +47,7 @@ static const char serve_usage[] =
     "                    [--cert FILE --key FILE] [--client-ca FILE] [--workers N]\n"
     "                    [--backups DIR [--backup-at HH:MM]] [--log-retention-days N]\n"
     "                    [--idle-timeout SECONDS] [--conns-per-peer N] [--conns N]\n"
-    "                    [--test-clock] [--demo] [--json]\n"
+    "                    [--config FILE] [--config-help] [--test-clock] [--demo] [--json]\n"
     "\n"
     "Serves the API over nng request/reply until SIGINT or SIGTERM. Clients\n"
     "connect to --listen (default " API_LISTEN_DEFAULT "; tcp://, tls+tcp://,\n"
@@ -57,7 +59,9 @@ static const char serve_usage[] =
     "journal is made in DIR if it has none. E-mails are written to\n"
     "DIR/outbox/*.eml. --demo makes a demo tenant and operator when the journal\n"
     "has no tenant yet and prints how to log in (credentials in DIR/demo.txt).\n"
-    "--json prints one line of JSON once listening.\n"
+    "--json prints one line of JSON once listening. --config FILE: settings\n"
+    "(default DIR/kiroku.conf if it exists; `name = value` lines);\n"
+    "--config-help lists every setting with its default.\n"
     "\n"
     "Connections: a connection that sent no complete request for\n"
     "--idle-timeout SECONDS (default 10; 0 = never) is closed; one peer address\n"
@@ -619,6 +623,9 @@ struct serve_args {
     const char *backups;
     unsigned backup_at;
     uint64_t log_days;
+    const char *config_path; /* --config, or NULL: DIR/kiroku.conf if it exists */
+    bool config_help;
+    struct kr_config *cfg; /* loaded by serve_config */
 };
 
 /* A number option of serve in lo..hi, or a usage line saying so. */
@@ -693,6 +700,12 @@ static int serve_option(int c, struct serve_args *a)
             return CLI_USAGE;
         }
         return CLI_CONTINUE;
+    case 'F':
+        a->config_path = optarg;
+        return CLI_CONTINUE;
+    case 'H':
+        a->config_help = true;
+        return CLI_CONTINUE;
     case 'L':
         return serve_number(optarg, 1, KR_LOG_RETENTION_DAYS_MAX, "--log-retention-days",
                             &a->log_days)
@@ -721,6 +734,8 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
                                          {"idle-timeout", required_argument, 0, 'I'},
                                          {"conns-per-peer", required_argument, 0, 'P'},
                                          {"conns", required_argument, 0, 'C'},
+                                         {"config", required_argument, 0, 'F'},
+                                         {"config-help", no_argument, 0, 'H'},
                                          {0, 0, 0, 0}};
     int c, rc;
     memset(a, 0, sizeof *a);
@@ -733,6 +748,32 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
     if (optind != argc || (!a->so.cert_file != !a->so.key_file))
         return cli_usage(serve_usage);
     a->so.listen = a->listen;
+    return CLI_CONTINUE;
+}
+
+/* Loads the configuration: --config FILE (which must exist), else
+ * DIR/kiroku.conf if it exists, else every default. CLI_CONTINUE or the
+ * exit code. */
+static int serve_config(struct serve_args *a, const char *data)
+{
+    char dflt[KR_PATH_MAX], why[256];
+    const char *path = a->config_path;
+    if (!path) {
+        if (kr_path_join(dflt, sizeof dflt, data, "kiroku.conf") != KR_OK)
+            return cli_fail("serve: --data", KR_ETOOLARGE);
+        path = dflt;
+    }
+    kr_err err = kr_config_load(path, &a->cfg, why, sizeof why);
+    if (err == KR_ENOTFOUND && !a->config_path)
+        err = kr_config_load(NULL, &a->cfg, why, sizeof why);
+    if (err == KR_EINVAL) {
+        fprintf(stderr, "kiroku: serve: %s: %s\n", path, why);
+        return CLI_USAGE;
+    }
+    if (err) {
+        fprintf(stderr, "kiroku: serve: %s: %s\n", path, kr_strerror(err));
+        return CLI_FAIL;
+    }
     return CLI_CONTINUE;
 }
 
@@ -829,21 +870,19 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
     return CLI_OK;
 }
 
-int cmd_serve(int argc, char **argv)
+/* With the configuration loaded: the clock, the jobs, the signals, the
+ * domain; then serve_run. */
+static int serve_main(struct serve_args *a, const char *data)
 {
-    struct serve_args a;
-    int rc = serve_parse(argc, argv, &a);
-    if (rc != CLI_CONTINUE)
-        return rc;
-    const char *data = cli_data_dir(a.co.data);
+    int rc;
     struct kr_offset_clock oc;
     const struct kr_clock *clock;
-    if (!cli_clock("serve", a.test_clock, &oc, &clock))
+    if (!cli_clock("serve", a->test_clock, &oc, &clock))
         return CLI_FAIL;
     struct serve_jobs *sj = calloc(1, sizeof *sj);
     if (!sj)
         return cli_fail("serve", KR_ENOMEM);
-    if (!tools_ret_init(&sj->tr, data, a.backups, a.test_clock && clock != NULL)) {
+    if (!tools_ret_init(&sj->tr, data, a->backups, a->test_clock && clock != NULL)) {
         free(sj);
         return CLI_USAGE;
     }
@@ -862,10 +901,28 @@ int cmd_serve(int argc, char **argv)
         free(sj);
         return cli_fail_open(data, err);
     }
-    sj->json = a.co.json;
-    dom_set_retention(sj->d, &sj->tr.hooks, (uint32_t)a.log_days);
-    rc = serve_run(&a, data, clock, sj, &sigs);
+    sj->json = a->co.json;
+    dom_set_retention(sj->d, &sj->tr.hooks, (uint32_t)a->log_days);
+    rc = serve_run(a, data, clock, sj, &sigs);
     dom_close(sj->d); /* accepts NULL: serve_run closed it after stopping */
     free(sj);
+    return rc;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    struct serve_args a;
+    int rc = serve_parse(argc, argv, &a);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    if (a.config_help) {
+        kr_config_describe(stdout);
+        return CLI_OK;
+    }
+    const char *data = cli_data_dir(a.co.data);
+    if ((rc = serve_config(&a, data)) != CLI_CONTINUE)
+        return rc;
+    rc = serve_main(&a, data);
+    kr_config_free(a.cfg);
     return rc;
 }

@@ -105,11 +105,38 @@ static void test_options_refused(void **state)
     }
 }
 
+/* The configuration file: a bad line stops serve before it opens anything
+ * (exit 2, with the line); --config naming no file is an error; the
+ * settings are listed by --config-help. */
+static void test_config(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiroku-serve-conf-XXXXXX", conf[128], out[8192], err[4096];
+    assert_non_null(mkdtemp(dir));
+    snprintf(conf, sizeof conf, "%s/kiroku.conf", dir);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs("# the default place\nservice.nme = x\n", f);
+    fclose(f);
+    const char *dflt[] = {"serve", "--data", dir, NULL};
+    assert_int_equal(kr_test_run(KR_KIROKU_BIN, dflt, out, err, sizeof out), 2);
+    assert_non_null(strstr(err, "line 2: no setting is called \"service.nme\""));
+    const char *none[] = {"serve", "--data", dir, "--config", "/nonexistent/kiroku.conf", NULL};
+    assert_int_equal(kr_test_run(KR_KIROKU_BIN, none, out, err, sizeof out), 3);
+    assert_non_null(strstr(err, "/nonexistent/kiroku.conf"));
+    const char *help[] = {"serve", "--config-help", NULL};
+    assert_int_equal(kr_test_run(KR_KIROKU_BIN, help, out, err, sizeof out), 0);
+    assert_non_null(strstr(out, "| `service.name` |"));
+    unlink(conf);
+    assert_int_equal(rmdir(dir), 0); /* nothing was made in DIR */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idle_and_per_peer),
         cmocka_unit_test(test_options_refused),
+        cmocka_unit_test(test_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

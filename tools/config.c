@@ -1,0 +1,285 @@
+/*
+ * config.c: kiroku serve's configuration file (config.h).
+ *
+ * The table below is the one list of settings. To add one: a row with its
+ * name (`area.setting`), kind, bounds, default and a line of doc; read it
+ * with kr_config_str / kr_config_u64 / kr_config_bool where it is used; say
+ * what it does in docs/operations.md (the table there comes from
+ * `kiroku serve --config-help`).
+ */
+#include "config.h"
+
+#include "kr_limits.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum cfg_kind { CFG_STR, CFG_U64, CFG_BOOL };
+
+struct cfg_setting {
+    const char *name;
+    enum cfg_kind kind;
+    uint64_t lo, hi;  /* CFG_U64: bounds; CFG_STR: most bytes in hi (0 = KR_CONFIG_VALUE_MAX) */
+    const char *dflt; /* as it would be written in the file; NULL = unset */
+    const char *doc;
+};
+
+/* Every setting, grouped by area. */
+static const struct cfg_setting settings[] = {
+    {"service.name", CFG_STR, 0, 128, "kiroku", "the service's name, in e-mails and reports"},
+};
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+
+struct kr_config {
+    char *value[NSETTINGS]; /* NULL = the default */
+    uint64_t num[NSETTINGS];
+    char *text; /* the file's bytes, values point into it */
+};
+
+static int find(const char *name, size_t n)
+{
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strlen(settings[i].name) == n && memcmp(settings[i].name, name, n) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int must_find(const char *name)
+{
+    int i = find(name, strlen(name));
+    KR_ASSERT(i >= 0);
+    return i;
+}
+
+static kr_err bad(char *why, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static kr_err bad(char *why, size_t cap, const char *fmt, ...)
+{
+    if (why && cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, cap, fmt, ap);
+        va_end(ap);
+    }
+    return KR_EINVAL;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on") || !strcmp(s, "1"))
+        return *out = true, true;
+    if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off") || !strcmp(s, "0"))
+        return *out = false, true;
+    return false;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s || (s[0] == '0' && s[1]))
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Checks value v for setting i; the number into *num. */
+static kr_err check_value(size_t i, const char *v, uint64_t *num, char *why, size_t cap,
+                          unsigned line)
+{
+    const struct cfg_setting *s = &settings[i];
+    size_t n = strlen(v);
+    bool b;
+    switch (s->kind) {
+    case CFG_U64:
+        if (!parse_u64(v, num) || *num < s->lo || *num > s->hi)
+            return bad(why, cap, "line %u: %s is a whole number in %llu..%llu", line, s->name,
+                       (unsigned long long)s->lo, (unsigned long long)s->hi);
+        return KR_OK;
+    case CFG_BOOL:
+        if (!parse_bool(v, &b))
+            return bad(why, cap, "line %u: %s is true or false", line, s->name);
+        *num = b;
+        return KR_OK;
+    case CFG_STR:
+        if (n > (s->hi ? s->hi : KR_CONFIG_VALUE_MAX))
+            return bad(why, cap, "line %u: %s is at most %llu bytes", line, s->name,
+                       (unsigned long long)(s->hi ? s->hi : KR_CONFIG_VALUE_MAX));
+        for (size_t k = 0; k < n; k++)
+            if ((unsigned char)v[k] < 0x20 || v[k] == 0x7f)
+                return bad(why, cap, "line %u: %s has a control character", line, s->name);
+        return KR_OK;
+    }
+    return KR_EINVAL;
+}
+
+static char *trim(char *a, char *b) /* [a, b) without surrounding spaces, NUL-terminated */
+{
+    while (a < b && (*a == ' ' || *a == '\t'))
+        a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\r'))
+        b--;
+    *b = '\0';
+    return a;
+}
+
+/* Parses the file's text (NUL-terminated, owned by c) into c. */
+static kr_err parse(struct kr_config *c, char *why, size_t cap)
+{
+    unsigned line = 0;
+    for (char *p = c->text; *p;) {
+        char *end = strchr(p, '\n');
+        char *next = end ? end + 1 : p + strlen(p);
+        if (!end)
+            end = p + strlen(p);
+        line++;
+        char *l = trim(p, end);
+        p = next;
+        if (!*l || *l == '#')
+            continue;
+        char *eq = strchr(l, '=');
+        if (!eq)
+            return bad(why, cap, "line %u: not `name = value`", line);
+        char *name = trim(l, eq);
+        char *value = trim(eq + 1, eq + 1 + strlen(eq + 1));
+        int i = find(name, strlen(name));
+        if (i < 0)
+            return bad(why, cap, "line %u: no setting is called \"%.64s\"", line, name);
+        if (c->value[i])
+            return bad(why, cap, "line %u: %s is given twice", line, name);
+        kr_err err = check_value((size_t)i, value, &c->num[i], why, cap, line);
+        if (err)
+            return err;
+        c->value[i] = value;
+    }
+    return KR_OK;
+}
+
+/* The defaults' numbers (the table is checked by config_test). */
+static void defaults(struct kr_config *c)
+{
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (!c->value[i] && settings[i].dflt && settings[i].kind != CFG_STR)
+            (void)check_value(i, settings[i].dflt, &c->num[i], NULL, 0, 0);
+}
+
+static kr_err read_file(const char *path, char **out, char *why, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return errno == ELOOP ? KR_EKEY : errno == ENOENT ? KR_ENOTFOUND : KR_EIO;
+    struct stat st;
+    kr_err err = KR_OK;
+    char *buf = NULL;
+    if (fstat(fd, &st) != 0)
+        err = KR_EIO;
+    else if (!S_ISREG(st.st_mode))
+        err = KR_EKEY;
+    else if (st.st_mode & (S_IWGRP | S_IWOTH))
+        err = bad(why, cap, "%s: group or others can write it (chmod go-w)", path);
+    else if (st.st_size > KR_CONFIG_FILE_MAX)
+        err = KR_ETOOLARGE;
+    else if (!(buf = malloc((size_t)st.st_size + 1)))
+        err = KR_ENOMEM;
+    size_t got = 0;
+    while (!err && got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            err = KR_EIO;
+        else
+            got += (size_t)r;
+    }
+    close(fd);
+    if (!err && memchr(buf, '\0', got))
+        err = bad(why, cap, "%s: holds a NUL byte", path);
+    if (err) {
+        free(buf);
+        return err;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    return KR_OK;
+}
+
+kr_err kr_config_load(const char *path, struct kr_config **out, char *why, size_t why_cap)
+{
+    *out = NULL;
+    if (why && why_cap)
+        why[0] = '\0';
+    struct kr_config *c = calloc(1, sizeof *c);
+    if (!c)
+        return KR_ENOMEM;
+    kr_err err = KR_OK;
+    if (path && !(err = read_file(path, &c->text, why, why_cap)))
+        err = parse(c, why, why_cap);
+    if (err) {
+        kr_config_free(c);
+        return err;
+    }
+    defaults(c);
+    *out = c;
+    return KR_OK;
+}
+
+void kr_config_free(struct kr_config *c)
+{
+    if (!c)
+        return;
+    free(c->text);
+    free(c);
+}
+
+const char *kr_config_str(const struct kr_config *c, const char *name)
+{
+    int i = must_find(name);
+    if (c && c->value[i])
+        return c->value[i];
+    return settings[i].dflt ? settings[i].dflt : "";
+}
+
+uint64_t kr_config_u64(const struct kr_config *c, const char *name)
+{
+    int i = must_find(name);
+    KR_ASSERT(settings[i].kind == CFG_U64);
+    KR_ASSERT(c);
+    return c->num[i];
+}
+
+bool kr_config_bool(const struct kr_config *c, const char *name)
+{
+    int i = must_find(name);
+    KR_ASSERT(settings[i].kind == CFG_BOOL);
+    KR_ASSERT(c);
+    return c->num[i] != 0;
+}
+
+bool kr_config_is_set(const struct kr_config *c, const char *name)
+{
+    return c && c->value[must_find(name)] != NULL;
+}
+
+void kr_config_describe(FILE *f)
+{
+    static const char *const kinds[] = {"text", "number", "true/false"};
+    fprintf(f, "| setting | kind | default | what |\n|---|---|---|---|\n");
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct cfg_setting *s = &settings[i];
+        fprintf(f, "| `%s` | %s", s->name, kinds[s->kind]);
+        if (s->kind == CFG_U64)
+            fprintf(f, " %llu..%llu", (unsigned long long)s->lo, (unsigned long long)s->hi);
+        fprintf(f, " | %s%s%s | %s |\n", s->dflt ? "`" : "", s->dflt ? s->dflt : "(none)",
+                s->dflt ? "`" : "", s->doc);
+    }
+}
