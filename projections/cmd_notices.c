@@ -572,55 +572,80 @@ static kr_err master_email(struct cmd *c, uint64_t tenant, struct kr_payload *p)
     return p->v[KR_FLD_EMAIL].set ? KR_OK : KR_ECORRUPT;
 }
 
+/* Adds to c the events that record tenant notified of incident (at stream
+ * version `version`) over channel: incident.notified and, for the channel
+ * email, an incident_notice e-mail queued to the tenant's master account.
+ * KR_ENOTFOUND if the tenant has no master account (diagnostics set). */
+static kr_err notify_events(struct cmd *c, const uint8_t incident[16], uint64_t version,
+                            uint64_t tenant, uint64_t channel)
+{
+    kr_err err;
+    struct kr_payload *p = cmd_event(c, KR_EV_INCIDENT_NOTIFIED, 0, version);
+    if (!p)
+        return KR_ENOMEM;
+    if ((err = kr_set_copy(p, KR_FLD_INCIDENT, incident, 16)))
+        return err;
+    kr_set_u64(p, KR_FLD_TENANT, tenant);
+    kr_set_u64(p, KR_FLD_CHANNEL, channel);
+    if (channel != KR_CHANNEL_EMAIL)
+        return KR_OK;
+    uint8_t message[16];
+    if ((err = master_email(c, tenant, c->scratch)))
+        return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
+                                              "the tenant has no master account")
+                                   : err;
+    struct kr_payload *m = cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0);
+    if (!m)
+        return KR_ENOMEM;
+    cmd_new_id(c, message);
+    const struct kr_value *email = &c->scratch->v[KR_FLD_EMAIL];
+    if ((err = kr_set_copy(m, KR_FLD_MESSAGE, message, 16)) ||
+        (err = kr_set_copy(m, KR_FLD_EMAIL, email->p, email->n)) ||
+        (err = kr_set_copy(m, KR_FLD_INCIDENT, incident, 16)))
+        return err;
+    kr_set_u64(m, KR_FLD_TEMPLATE, KR_TEMPLATE_INCIDENT_NOTICE);
+    return KR_OK;
+}
+
+/* The channels tenant was notified of incident over (bit 1 << channel);
+ * KR_ENOTFOUND if the incident does not affect the tenant. */
+static kr_err notified_channels(struct cmd *c, const uint8_t incident[16], uint64_t tenant,
+                                uint8_t *channels)
+{
+    struct vkey k;
+    MDB_val val;
+    vk_init(&k);
+    vk_u64(&k, tenant);
+    vk_bytes(&k, incident, 16);
+    kr_err err = v_get(&c->d->views, c->txn, VIEW_INCIDENT_TENANTS, &k, &val);
+    if (err)
+        return err;
+    if (val.mv_size != 1)
+        return KR_ECORRUPT;
+    *channels = *(const uint8_t *)val.mv_data;
+    return KR_OK;
+}
+
 kr_err cmd_incidents_notify(struct cmd *c)
 {
     struct incident_row row = {0};
-    struct vkey k;
-    MDB_val val;
+    uint8_t channels;
     kr_err err = KR_OK;
     if ((err = incident_arg(c, &row)))
         return err;
     const uint8_t *incident = c->args->v[KR_FLD_INCIDENT].p;
     uint64_t tenant = c->args->v[KR_FLD_TENANT].u;
     uint64_t channel = c->args->v[KR_FLD_CHANNEL].u;
-    vk_init(&k);
-    vk_u64(&k, tenant);
-    vk_bytes(&k, incident, 16);
-    if ((err = v_get(&c->d->views, c->txn, VIEW_INCIDENT_TENANTS, &k, &val)))
+    if ((err = notified_channels(c, incident, tenant, &channels)))
         return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
                                               "not affected by this incident")
                                    : err;
-    if (val.mv_size != 1)
-        return KR_ECORRUPT;
-    if (*(const uint8_t *)val.mv_data >> channel & 1u) {
+    if (channels >> channel & 1u) {
         res_map(c, 1); /* notified over this channel already */
         res_u64(c, KR_FLD_VERSION, row.version);
         return KR_OK;
     }
-    struct kr_payload *p = cmd_event(c, KR_EV_INCIDENT_NOTIFIED, 0, row.version);
-    if (!p)
-        return KR_ENOMEM;
-    set_arg(p, c, KR_FLD_INCIDENT);
-    set_arg(p, c, KR_FLD_TENANT);
-    set_arg(p, c, KR_FLD_CHANNEL);
-    if (channel == KR_CHANNEL_EMAIL) {
-        uint8_t message[16];
-        if ((err = master_email(c, tenant, c->scratch)))
-            return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
-                                                  "the tenant has no master account")
-                                       : err;
-        struct kr_payload *m = cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0);
-        if (!m)
-            return KR_ENOMEM;
-        cmd_new_id(c, message);
-        const struct kr_value *email = &c->scratch->v[KR_FLD_EMAIL];
-        if ((err = kr_set_copy(m, KR_FLD_MESSAGE, message, 16)) ||
-            (err = kr_set_copy(m, KR_FLD_EMAIL, email->p, email->n)))
-            return err;
-        kr_set_u64(m, KR_FLD_TEMPLATE, KR_TEMPLATE_INCIDENT_NOTICE);
-        set_arg(m, c, KR_FLD_INCIDENT);
-    }
-    if ((err = cmd_commit(c)))
+    if ((err = notify_events(c, incident, row.version, tenant, channel)) || (err = cmd_commit(c)))
         return err;
     res_map(c, 1);
     res_u64(c, KR_FLD_VERSION, c->ev[0].version);
@@ -1015,5 +1040,114 @@ kr_err dom_outbox_sent(struct kr_domain *d, uint64_t tenant, const uint8_t messa
         !(err = jrn_stream_version(d->j, tenant, stream, slen, &version)))
         err = dom_append_plain(d, tenant, JRN_SYSTEM_ACTOR, p, &version, NULL);
     kr_payload_free(p);
+    return err;
+}
+
+/* ---- Incident notices owed (serve's scheduler) ---- */
+
+/* One notification owed: a row of v.incident_due. */
+struct owed_notice {
+    uint64_t deadline, tenant;
+    uint8_t incident[16];
+};
+
+/* The rows of v.incident_due with deadline <= horizon, at most max, into
+ * owed (from one snapshot); *n says how many. */
+static kr_err owed_notices(struct kr_domain *d, uint64_t horizon, struct owed_notice *owed,
+                           size_t max, size_t *n)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    *n = 0;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((rc = mdb_cursor_open(txn, d->views.db[VIEW_INCIDENT_DUE], &cur)) == 0) {
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && *n < max;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (k.mv_size != 32) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+            const uint8_t *b = k.mv_data;
+            struct owed_notice *o = &owed[*n];
+            o->deadline = v_get_u64(b);
+            if (o->deadline > horizon)
+                break;
+            memcpy(o->incident, b + 8, 16);
+            o->tenant = v_get_u64(b + 24);
+            (*n)++;
+        }
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    if (rc == MDB_CORRUPTED)
+        return KR_ECORRUPT;
+    return rc && rc != MDB_NOTFOUND ? kr_err_from_mdb(rc) : KR_OK;
+}
+
+/* Notifies o's tenant by e-mail, if it is still owed, in one append on a
+ * fresh snapshot (the incident's version moves with every notification).
+ * *done says whether it appended. */
+static kr_err notify_owed(struct cmd *c, const struct owed_notice *o, bool *done)
+{
+    struct incident_row row = {0};
+    uint8_t channels = 0;
+    *done = false;
+    int rc = mdb_txn_begin(jrn_env(c->d->j), NULL, MDB_RDONLY, &c->txn);
+    if (rc) {
+        c->txn = NULL;
+        return kr_err_from_mdb(rc);
+    }
+    c->now = kr_clock_now(c->d->clock);
+    kr_err err = incident_get(c, o->incident, &row);
+    if (err == KR_ENOTFOUND)
+        err = KR_ECORRUPT; /* a due row without its incident */
+    if (!err)
+        err = notified_channels(c, o->incident, o->tenant, &channels);
+    if (!err && channels == 0) { /* else notified meanwhile, over some channel */
+        err = notify_events(c, o->incident, row.version, o->tenant, KR_CHANNEL_EMAIL);
+        if (!err && !(err = cmd_commit(c)))
+            *done = true;
+    }
+    if (err == KR_ENOTFOUND || err == KR_ECONFLICT)
+        err = KR_OK; /* no master account to write to (it stays due), or notified meanwhile */
+    for (size_t e = 0; e < c->nev; e++)
+        kr_payload_free(c->ev[e].p);
+    c->nev = 0;
+    mdb_txn_abort(c->txn);
+    c->txn = NULL;
+    return err;
+}
+
+kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size_t *queued)
+{
+    struct kr_caller sys = {.role = -1, .system = true};
+    struct kr_diag diag;
+    struct cmd c = {.d = d, .who = &sys, .diag = &diag};
+    struct owed_notice *owed = NULL;
+    size_t n = 0, done = 0;
+    kr_err err = KR_OK;
+    if (max == 0 || max > KR_OUTBOX_BATCH_MAX)
+        max = KR_OUTBOX_BATCH_MAX;
+    if (queued)
+        *queued = 0;
+    if (!(owed = calloc(max, sizeof *owed)) || !(c.scratch = kr_payload_new())) {
+        free(owed);
+        return KR_ENOMEM;
+    }
+    uint64_t now = kr_clock_now(d->clock);
+    uint64_t horizon = warn_ns > UINT64_MAX - now ? UINT64_MAX : now + warn_ns;
+    err = owed_notices(d, horizon, owed, max, &n);
+    for (size_t i = 0; i < n && !err; i++) {
+        bool one;
+        if (!(err = notify_owed(&c, &owed[i], &one)) && one)
+            done++;
+    }
+    kr_payload_free(c.scratch);
+    free(owed);
+    if (queued)
+        *queued = done;
     return err;
 }

@@ -99,6 +99,23 @@ KR_MUST_CHECK kr_err dom_outbox_sent(struct kr_domain *d, uint64_t tenant,
  * queued; a tenant without a master account is skipped. */
 KR_MUST_CHECK kr_err dom_notice_mail(struct kr_domain *d, size_t max, size_t *queued);
 
+/* Queues the incident notices owed by now: every affected tenant not yet
+ * notified over any channel (v.incident_due) whose incident's deadline is
+ * at or before now + warn_ns (the domain's clock) is notified by e-mail:
+ * incident.notified (channel email) and an incident_notice outbox.queued to
+ * the tenant's master account, actor "system", in one append per tenant, at
+ * most max (0 = KR_OUTBOX_BATCH_MAX) per call, earliest deadline first.
+ * Each tenant is notified once even with several callers or across
+ * restarts: the notification is checked on a fresh snapshot and appended
+ * on the incident's stream version, so a racing one conflicts and is
+ * skipped. A tenant without a master account is skipped (it stays due, and
+ * incidents.overdue shows it). *queued (may be NULL) counts the e-mails
+ * queued. serve's scheduler runs it every minute (tools/daily.c).
+ * Errors: LMDB and journal failures, KR_ECORRUPT for a malformed row,
+ * KR_ENOMEM. */
+KR_MUST_CHECK kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max,
+                                       size_t *queued);
+
 /* ---- Shared by this area's handlers ---- */
 
 #endif

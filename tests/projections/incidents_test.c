@@ -522,6 +522,94 @@ static void test_report(void **state)
     assert_true(td_unchanged_since(f->t, size));
 }
 
+/* serve's scheduler (dom_incident_mail): with 24 hours of warning, an
+ * incident detected 71 hours ago (due in 1 h) and one detected 73 hours ago
+ * (overdue) get their e-mails queued and the notifications recorded, once;
+ * one detected 10 hours ago (62 h left) waits until the clock is within
+ * 24 hours of its deadline; a tenant the operator notified already is not
+ * written to again. */
+static void test_scheduler_queues_owed_once(void **state)
+{
+    struct fx *f = *state;
+    uint8_t due[16], late[16], later[16];
+    uint64_t ta[1] = {f->a}, tb[2] = {f->a < f->b ? f->a : f->b, f->a < f->b ? f->b : f->a};
+    uint64_t tc[1] = {f->c};
+    open_incident(f, now(f) - 71 * HOUR, KR_AUDIENCE_LISTED, ta, 1, due);
+    open_incident(f, now(f) - 73 * HOUR, KR_AUDIENCE_LISTED, tb, 2, late);
+    open_incident(f, now(f) - 10 * HOUR, KR_AUDIENCE_LISTED, tc, 1, later);
+    /* the operator told B about the late one on the dashboard already */
+    assert_int_equal(notify(f, late, f->b, KR_CHANNEL_DASHBOARD), KR_OK);
+
+    const msgpack_object *a = overdue(f, 24);
+    assert_int_equal(a->via.array.size, 2); /* late for A (overdue), due for A (in 1 h) */
+    assert_true(bin_is(td_map_get(&a->via.array.ptr[0], "incident"), late, 16));
+    assert_true(td_map_get(&a->via.array.ptr[0], "overdue")->via.boolean);
+    assert_true(bin_is(td_map_get(&a->via.array.ptr[1], "incident"), due, 16));
+    assert_false(td_map_get(&a->via.array.ptr[1], "overdue")->via.boolean);
+
+    struct mails before, after;
+    pending(f, &before);
+    uint64_t size = jrn_size(f->t->d->j);
+    size_t queued = 99;
+    assert_int_equal(dom_incident_mail(f->t->d, 24 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 2);
+    assert_int_equal(jrn_size(f->t->d->j), size + 4); /* notified + queued, twice */
+    pending(f, &after);
+    assert_int_equal(after.n, before.n + 2);
+    /* earliest deadline first: the late one, then the due one, both to A */
+    for (size_t i = 0; i < 2; i++) {
+        const struct mail *m = &after.m[before.n + i];
+        assert_int_equal(m->tenant, f->a);
+        assert_int_equal(m->template_id, KR_TEMPLATE_INCIDENT_NOTICE);
+        assert_string_equal(m->email, "owner@a.example");
+        assert_true(m->has_incident);
+        assert_memory_equal(m->incident, i == 0 ? late : due, 16);
+    }
+    assert_int_equal(overdue(f, 24)->via.array.size, 0);
+    assert_int_equal(overdue(f, 72)->via.array.size, 1); /* C's, not yet within 24 h */
+
+    /* again: nothing is owed, nothing is appended */
+    size = jrn_size(f->t->d->j);
+    assert_int_equal(dom_incident_mail(f->t->d, 24 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_true(td_unchanged_since(f->t, size));
+    /* an operator's notify by e-mail afterwards changes nothing either */
+    assert_int_equal(notify(f, due, f->a, KR_CHANNEL_EMAIL), KR_OK);
+    assert_true(td_unchanged_since(f->t, size));
+
+    /* 39 hours on, C's incident is 49 h old: 23 h left, within the warning */
+    atomic_store(&f->t->now, now(f) + 39 * HOUR);
+    assert_int_equal(dom_incident_mail(f->t->d, 24 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 1);
+    pending(f, &after);
+    assert_int_equal(after.m[after.n - 1].tenant, f->c);
+    assert_memory_equal(after.m[after.n - 1].incident, later, 16);
+    assert_int_equal(overdue(f, 72)->via.array.size, 0);
+    size = jrn_size(f->t->d->j);
+    assert_int_equal(dom_incident_mail(f->t->d, 24 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_true(td_unchanged_since(f->t, size));
+}
+
+/* A batch bound of one: each call queues one, in deadline order, and the
+ * rest stays owed for the next call. */
+static void test_scheduler_batches(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16];
+    open_incident(f, now(f) - 80 * HOUR, KR_AUDIENCE_ALL, NULL, 0, id);
+    size_t queued, total = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(dom_incident_mail(f->t->d, 0, 1, &queued), KR_OK);
+        assert_int_equal(queued, 1);
+        total += queued;
+        assert_int_equal(overdue(f, 0)->via.array.size, 2 - (size_t)i);
+    }
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 1, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_int_equal(total, 3);
+}
+
 /* The views of this area rebuilt from the journal are byte-identical. */
 static void test_rebuild_identical(void **state)
 {
@@ -572,6 +660,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_update_and_resolve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scheduler_queues_owed_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scheduler_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_identical, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
