@@ -306,6 +306,10 @@
 /* Rounds of dom_notice_mail per period (KR_OUTBOX_BATCH_MAX each), so a
  * burst of owed notices cannot keep the worker from delivering. */
 #define KR_MAILER_NOTICE_ROUNDS 8u
+/* Rounds of dom_incident_mail per run of serve's minute job
+ * (KR_OUTBOX_BATCH_MAX each): an incident for every tenant is e-mailed to
+ * 8,000 tenants a minute, and the scheduler's other jobs still get their turn. */
+#define KR_INCIDENT_MAIL_ROUNDS 8u
 
 /* ---- Verification ---- */
 
