@@ -1121,20 +1121,96 @@ static kr_err notify_owed(struct cmd *c, const struct owed_notice *o, bool *done
     return err;
 }
 
+/* One update or resolution e-mail owed: a row of v.incident_mail. */
+struct owed_mail {
+    uint64_t tenant;
+    uint8_t incident[16];
+    uint8_t template_id;
+};
+
+/* Up to max rows of v.incident_mail into owed (one snapshot). */
+static kr_err owed_mails(struct kr_domain *d, struct owed_mail *owed, size_t max, size_t *n)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    *n = 0;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((rc = mdb_cursor_open(txn, d->views.db[VIEW_INCIDENT_MAIL], &cur)) == 0) {
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && *n < max;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (k.mv_size != 25) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+            const uint8_t *b = k.mv_data;
+            owed[*n].tenant = v_get_u64(b);
+            memcpy(owed[*n].incident, b + 8, 16);
+            owed[*n].template_id = b[24];
+            (*n)++;
+        }
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    if (rc == MDB_CORRUPTED)
+        return KR_ECORRUPT;
+    return rc && rc != MDB_NOTFOUND ? kr_err_from_mdb(rc) : KR_OK;
+}
+
+/* Queues the e-mail o owes to its tenant's master, one append; *done says
+ * whether it did (not if the master is gone, or another queuer won). */
+static kr_err queue_owed_mail(struct cmd *c, const struct owed_mail *o, bool *done)
+{
+    *done = false;
+    int rc = mdb_txn_begin(jrn_env(c->d->j), NULL, MDB_RDONLY, &c->txn);
+    if (rc) {
+        c->txn = NULL;
+        return kr_err_from_mdb(rc);
+    }
+    c->now = kr_clock_now(c->d->clock);
+    kr_err err = master_email(c, o->tenant, c->scratch);
+    struct kr_payload *m = err ? NULL : cmd_event(c, KR_EV_OUTBOX_QUEUED, o->tenant, 0);
+    if (!err && !m)
+        err = KR_ENOMEM;
+    if (!err) {
+        uint8_t message[16];
+        const struct kr_value *email = &c->scratch->v[KR_FLD_EMAIL];
+        cmd_new_id(c, message);
+        kr_set_u64(m, KR_FLD_TEMPLATE, o->template_id);
+        if (!(err = kr_set_copy(m, KR_FLD_MESSAGE, message, 16)) &&
+            !(err = kr_set_copy(m, KR_FLD_EMAIL, email->p, email->n)) &&
+            !(err = kr_set_copy(m, KR_FLD_INCIDENT, o->incident, 16)) && !(err = cmd_commit(c)))
+            *done = true;
+    }
+    if (err == KR_ENOTFOUND || err == KR_ECONFLICT)
+        err = KR_OK; /* no master to write to (it stays owed), or queued meanwhile */
+    for (size_t e = 0; e < c->nev; e++)
+        kr_payload_free(c->ev[e].p);
+    c->nev = 0;
+    mdb_txn_abort(c->txn);
+    c->txn = NULL;
+    return err;
+}
+
 kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size_t *queued)
 {
     struct kr_caller sys = {.role = -1, .system = true};
     struct kr_diag diag;
     struct cmd c = {.d = d, .who = &sys, .diag = &diag};
     struct owed_notice *owed = NULL;
+    struct owed_mail *mails = NULL;
     size_t n = 0, done = 0;
     kr_err err = KR_OK;
     if (max == 0 || max > KR_OUTBOX_BATCH_MAX)
         max = KR_OUTBOX_BATCH_MAX;
     if (queued)
         *queued = 0;
-    if (!(owed = calloc(max, sizeof *owed)) || !(c.scratch = kr_payload_new())) {
+    if (!(owed = calloc(max, sizeof *owed)) || !(mails = calloc(max, sizeof *mails)) ||
+        !(c.scratch = kr_payload_new())) {
         free(owed);
+        free(mails);
         return KR_ENOMEM;
     }
     uint64_t now = kr_clock_now(d->clock);
@@ -1145,8 +1221,19 @@ kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size
         if (!(err = notify_owed(&c, &owed[i], &one)) && one)
             done++;
     }
+    /* Then the updates and resolutions, within what is left of max. */
+    if (!err && done < max)
+        err = owed_mails(d, mails, max - done, &n);
+    else
+        n = 0;
+    for (size_t i = 0; i < n && !err; i++) {
+        bool one;
+        if (!(err = queue_owed_mail(&c, &mails[i], &one)) && one)
+            done++;
+    }
     kr_payload_free(c.scratch);
     free(owed);
+    free(mails);
     if (queued)
         *queued = done;
     return err;

@@ -109,8 +109,11 @@ KR_MUST_CHECK kr_err dom_notice_mail(struct kr_domain *d, size_t max, size_t *qu
  * restarts: the notification is checked on a fresh snapshot and appended
  * on the incident's stream version, so a racing one conflicts and is
  * skipped. A tenant without a master account is skipped (it stays due, and
- * incidents.overdue shows it). *queued (may be NULL) counts the e-mails
- * queued. serve's scheduler runs it every minute (tools/daily.c).
+ * incidents.overdue shows it). Then, within what is left of max, the
+ * update and resolution e-mails owed (v.incident_mail: incident_update or
+ * incident_resolved to each tenant e-mailed the notice, queued once each
+ * like a notice's). *queued (may be NULL) counts the e-mails queued.
+ * serve's scheduler runs it every minute (tools/daily.c).
  * Errors: LMDB and journal failures, KR_ECORRUPT for a malformed row,
  * KR_ENOMEM. */
 KR_MUST_CHECK kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max,

@@ -610,6 +610,80 @@ static void test_scheduler_batches(void **state)
     assert_int_equal(total, 3);
 }
 
+static int u64_cmp(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+static void update(struct fx *f, const uint8_t id[16], uint64_t version, const char *summary)
+{
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_CRITICAL);
+    kr_set_str(p, KR_FLD_SUMMARY, summary);
+    kr_set_u64(p, KR_FLD_VERSION, version);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_UPDATE), KR_OK);
+}
+
+/* Updates and the resolution are e-mailed to the tenants e-mailed the
+ * notice, once each; a tenant told on the dashboard only, or not yet told,
+ * gets none; two updates before the scheduler runs make one e-mail. */
+static void test_update_and_resolution_mail(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16];
+    uint64_t ts[3] = {f->a, f->b, f->c};
+    qsort(ts, 3, sizeof ts[0], u64_cmp);
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, ts, 3, id);
+    assert_int_equal(notify(f, id, f->a, KR_CHANNEL_EMAIL), KR_OK);     /* version 2 */
+    assert_int_equal(notify(f, id, f->b, KR_CHANNEL_DASHBOARD), KR_OK); /* version 3 */
+    struct mails before, after;
+    size_t queued;
+    pending(f, &before);
+
+    update(f, id, 3, "Worse than we thought.");
+    update(f, id, 4, "Worse still.");
+    /* no warning window: C's notice (71 h away) is not due, A's update is */
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
+    assert_int_equal(queued, 1);
+    pending(f, &after);
+    assert_int_equal(after.n, before.n + 1);
+    const struct mail *m = &after.m[after.n - 1];
+    assert_int_equal(m->tenant, f->a);
+    assert_int_equal(m->template_id, KR_TEMPLATE_INCIDENT_UPDATE);
+    assert_string_equal(m->email, "owner@a.example");
+    assert_memory_equal(m->incident, id, 16);
+    uint64_t size = jrn_size(f->t->d->j);
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_true(td_unchanged_since(f->t, size));
+
+    /* resolved: A gets the resolution; C, e-mailed its notice when due
+     * (after the resolution), gets the notice and no resolution */
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    kr_set_str(p, KR_FLD_SUMMARY, "Fixed.");
+    kr_set_u64(p, KR_FLD_VERSION, 5);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_OK);
+    assert_int_equal(dom_incident_mail(f->t->d, 72 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 2);
+    pending(f, &after);
+    assert_int_equal(after.n, before.n + 3);
+    bool resolved_a = false, notice_c = false;
+    for (size_t i = before.n + 1; i < after.n; i++) {
+        const struct mail *x = &after.m[i];
+        resolved_a |= x->tenant == f->a && x->template_id == KR_TEMPLATE_INCIDENT_RESOLVED;
+        notice_c |= x->tenant == f->c && x->template_id == KR_TEMPLATE_INCIDENT_NOTICE;
+        assert_memory_equal(x->incident, id, 16);
+    }
+    assert_true(resolved_a && notice_c);
+    size = jrn_size(f->t->d->j);
+    assert_int_equal(dom_incident_mail(f->t->d, 72 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_true(td_unchanged_since(f->t, size));
+}
+
 /* The views of this area rebuilt from the journal are byte-identical. */
 static void test_rebuild_identical(void **state)
 {
@@ -619,14 +693,19 @@ static void test_rebuild_identical(void **state)
     open_incident(f, now(f) - HOUR, KR_AUDIENCE_ALL, NULL, 0, id);
     open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, ts, 1, id2);
     assert_int_equal(notify(f, id, f->a, KR_CHANNEL_EMAIL), KR_OK);
+    assert_int_equal(notify(f, id, f->b, KR_CHANNEL_EMAIL), KR_OK);
+    update(f, id, 3, "Still down."); /* owes A and B an e-mail */
+    size_t queued;
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 1, &queued), KR_OK); /* one of them */
+    assert_int_equal(queued, 1);
     kr_set_u64(td_args(f->t), KR_FLD_SEVERITY, KR_SEVERITY_LOW);
     kr_set_str(f->t->args, KR_FLD_DETAILS, "d");
     assert_int_equal(td_exec(f->t, &f->mb, KR_OP_INCIDENTS_REPORT), KR_OK);
 
     static const enum kr_view views[] = {
-        VIEW_NOTICES,   VIEW_NOTICE_TENANTS,   VIEW_NOTICE_ACKS,
-        VIEW_INCIDENTS, VIEW_INCIDENT_TENANTS, VIEW_INCIDENT_DUE,
-        VIEW_REPORTS,   VIEW_OUTBOX,           VIEW_OUTBOX_PENDING,
+        VIEW_NOTICES,          VIEW_NOTICE_TENANTS,   VIEW_NOTICE_ACKS,   VIEW_INCIDENTS,
+        VIEW_INCIDENT_TENANTS, VIEW_INCIDENT_DUE,     VIEW_REPORTS,       VIEW_OUTBOX,
+        VIEW_OUTBOX_PENDING,   VIEW_INCIDENT_EMAILED, VIEW_INCIDENT_MAIL,
     };
     enum { NV = sizeof views / sizeof views[0] };
     uint8_t before[NV][32], after[NV][32];
@@ -637,7 +716,8 @@ static void test_rebuild_identical(void **state)
         assert_int_equal(views_digest(&f->t->d->views, txn, views[i], before[i], &n_before[i]),
                          KR_OK);
     mdb_txn_abort(txn);
-    assert_true(n_before[3] == 2 && n_before[4] == 4 && n_before[5] == 3);
+    assert_true(n_before[3] == 2 && n_before[4] == 4 && n_before[5] == 2);
+    assert_true(n_before[9] == 2 && n_before[10] == 1); /* A and B e-mailed; one still owed */
     assert_int_equal(jrn_views_rebuild(f->t->d->j, NULL, NULL), KR_OK);
     assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
     for (size_t i = 0; i < NV; i++) {
@@ -662,6 +742,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scheduler_queues_owed_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scheduler_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_and_resolution_mail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_identical, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
