@@ -192,9 +192,14 @@
 /* Unread notices a login reply carries, newest first: the dashboard shows a
  * handful; the rest are in notices.list. */
 #define KR_LOGIN_NOTICES_MAX 20u
-/* Incidents in one incidents.list reply (it has no cursor): far more open
- * incidents affecting one tenant than anyone could act on. */
+/* Incidents in one incidents.list reply (it has no cursor; open and
+ * resolved): far more incidents affecting one tenant than anyone could read. */
 #define KR_INCIDENTS_LIST_MAX 1000u
+/* Entries (opening, updates, resolution) in one incidents.history reply,
+ * and records of the incident's stream looked at for them (its
+ * notifications are there too, one per affected tenant and channel). */
+#define KR_INCIDENT_HISTORY_MAX 200u
+#define KR_INCIDENT_HISTORY_SCAN_MAX 100000u
 /* Pending notifications in one incidents.overdue reply, earliest deadline
  * first; acting on the first thousand shrinks the list for the next call. */
 #define KR_DUE_LIST_MAX 1000u

@@ -21,6 +21,7 @@
 #include "accounts.h"
 #include "notices.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -816,8 +817,7 @@ kr_err cmd_incidents_list(struct cmd *c)
         memcpy(inc[n].id, (const uint8_t *)k.mv_data + 8, 16);
         if ((err = incident_get(c, inc[n].id, &inc[n].row)))
             goto out;
-        if (!inc[n].row.resolved)
-            n++;
+        n++; /* open or resolved: a resolved incident stays, marked */
     }
     if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
         err = kr_err_from_mdb(rc);
@@ -847,6 +847,310 @@ out:
         mdb_cursor_close(cur);
     kr_payload_free(title);
     free(inc);
+    return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+}
+
+/* ---- incidents.history (client) ---- */
+
+/* The seqs of the incident's opening, updates and resolution, in order, up
+ * to stream version `version` (what the command's snapshot holds). */
+static kr_err history_seqs(struct cmd *c, const uint8_t incident[16], uint64_t version,
+                           uint64_t *seqs, uint32_t *n)
+{
+    char s[KR_STREAM_MAX + 1];
+    const char *prefix = kr_events[KR_EV_INCIDENT_OPENED].stream_prefix;
+    size_t pl = strlen(prefix);
+    *n = 0;
+    if (pl + 34 > sizeof s)
+        return KR_EINVAL;
+    memcpy(s, prefix, pl);
+    s[pl] = '/';
+    sodium_bin2hex(s + pl + 1, 33, incident, 16);
+    struct jrn_query q = {.kind = JRN_Q_STREAM, .tenant = 0, .stream = s, .stream_len = pl + 33};
+    struct jrn_cursor *cur;
+    struct jrn_record r;
+    kr_err err = jrn_cursor_new(c->d->j, &q, &cur);
+    if (err)
+        return err;
+    for (uint32_t scanned = 0; scanned < KR_INCIDENT_HISTORY_SCAN_MAX; scanned++) {
+        if ((err = jrn_cursor_next(cur, &r)) || r.version > version)
+            break;
+        int ev = kr_event_lookup(r.type, r.type_len);
+        if (ev != KR_EV_INCIDENT_OPENED && ev != KR_EV_INCIDENT_UPDATED &&
+            ev != KR_EV_INCIDENT_RESOLVED)
+            continue; /* notifications name other tenants: never shown */
+        if (*n == KR_INCIDENT_HISTORY_MAX)
+            break;
+        seqs[(*n)++] = r.seq;
+    }
+    jrn_cursor_free(cur);
+    return err == KR_ENOTFOUND ? KR_OK : err;
+}
+
+kr_err cmd_incidents_history(struct cmd *c)
+{
+    const uint8_t *incident = c->args->v[KR_FLD_INCIDENT].p;
+    struct incident_row row = {0};
+    uint8_t channels;
+    uint64_t seqs[KR_INCIDENT_HISTORY_MAX];
+    uint32_t n = 0;
+    /* Only an incident that affects the caller's tenant exists for it. */
+    kr_err err = notified_channels(c, incident, c->who->tenant, &channels);
+    if (!err)
+        err = incident_get(c, incident, &row);
+    if (err == KR_ENOTFOUND)
+        return cmd_fail(c, err, kr_fields[KR_FLD_INCIDENT].name, "no such incident");
+    if (err || (err = history_seqs(c, incident, row.version, seqs, &n)))
+        return err;
+    res_map(c, 1);
+    res_keyname(c, list_name(KR_OP_INCIDENTS_HISTORY));
+    msgpack_pack_array(&c->res, n);
+    for (uint32_t i = 0; i < n; i++) {
+        struct jrn_record r;
+        if ((err = jrn_read_in(c->d->j, c->txn, seqs[i], &r)) ||
+            (err = read_plain(c, seqs[i], c->scratch)))
+            return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+        res_map(c, 5);
+        res_u64(c, KR_FLD_SEQ, seqs[i]);
+        res_u64(c, KR_FLD_TIME, r.time_ns);
+        res_str(c, KR_FLD_TYPE, r.type, r.type_len);
+        if (c->scratch->v[KR_FLD_SEVERITY].set)
+            res_val(c, KR_FLD_SEVERITY, &c->scratch->v[KR_FLD_SEVERITY]);
+        else
+            res_nil(c, KR_FLD_SEVERITY);
+        res_val(c, KR_FLD_SUMMARY, &c->scratch->v[KR_FLD_SUMMARY]);
+    }
+    return KR_OK;
+}
+
+/* ---- incidents.all, incidents.reports, notices.all (operator) ---- */
+
+/* A page of an operator's list over one view in key order: the keys (of
+ * klen bytes) after the cursor argument, at most the limit, into keys;
+ * *more says whether more follow. The cursor is the last key of a page. */
+static kr_err page_keys(struct cmd *c, enum kr_view view, size_t klen, uint8_t *keys, uint32_t cap,
+                        bool (*keep)(struct cmd *c, const uint8_t *key, void *arg), void *arg,
+                        uint32_t *n, bool *more)
+{
+    const struct kr_value *cur = &c->args->v[KR_FLD_CURSOR];
+    MDB_cursor *mc;
+    MDB_val k, v;
+    *n = 0;
+    *more = false;
+    if (cur->set && cur->n != klen)
+        return cmd_fail(c, KR_EINVAL, kr_fields[KR_FLD_CURSOR].name, "not a cursor of this list");
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[view], &mc);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (cur->set) {
+        k = (MDB_val){klen, (void *)cur->p};
+        rc = mdb_cursor_get(mc, &k, &v, MDB_SET_RANGE);
+        if (rc == MDB_SUCCESS && k.mv_size == klen && memcmp(k.mv_data, cur->p, klen) == 0)
+            rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT); /* after the cursor */
+    } else {
+        rc = mdb_cursor_get(mc, &k, &v, MDB_FIRST);
+    }
+    for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != klen) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (keep && !keep(c, k.mv_data, arg))
+            continue;
+        if (*n == cap) {
+            *more = true;
+            break;
+        }
+        memcpy(keys + klen * (*n)++, k.mv_data, klen);
+    }
+    mdb_cursor_close(mc);
+    if (rc == MDB_CORRUPTED)
+        return KR_ECORRUPT;
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+}
+
+/* How many affected tenants of the incident (deadline, id) still owe a
+ * notification (v.incident_due), counted up to KR_DUE_LIST_MAX. */
+static kr_err unnotified(struct cmd *c, uint64_t deadline, const uint8_t incident[16],
+                         uint64_t *count)
+{
+    uint8_t prefix[24];
+    MDB_cursor *mc;
+    MDB_val k, v;
+    *count = 0;
+    v_put_u64(prefix, deadline);
+    memcpy(prefix + 8, incident, 16);
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_INCIDENT_DUE], &mc);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    k = (MDB_val){sizeof prefix, prefix};
+    for (rc = mdb_cursor_get(mc, &k, &v, MDB_SET_RANGE);
+         rc == MDB_SUCCESS && *count < KR_DUE_LIST_MAX; rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < sizeof prefix || memcmp(k.mv_data, prefix, sizeof prefix) != 0)
+            break;
+        (*count)++;
+    }
+    mdb_cursor_close(mc);
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+}
+
+struct state_filter {
+    int state; /* enum kr_enum_incident_state, or -1 for every incident */
+    kr_err err;
+};
+
+/* Whether an incident (v.incidents key) is in the state asked for. */
+static bool incident_in_state(struct cmd *c, const uint8_t *key, void *arg)
+{
+    struct state_filter *f = arg;
+    struct incident_row row;
+    uint64_t owed = 0;
+    if (f->state < 0 || f->err)
+        return !f->err;
+    if ((f->err = incident_get(c, key, &row)))
+        return false;
+    if (f->state == KR_INCIDENT_STATE_OPEN)
+        return !row.resolved;
+    if (f->state == KR_INCIDENT_STATE_RESOLVED)
+        return row.resolved;
+    if (row.deadline > c->now)
+        return false;
+    f->err = unnotified(c, row.deadline, key, &owed);
+    return !f->err && owed > 0;
+}
+
+kr_err cmd_incidents_all(struct cmd *c)
+{
+    const struct kr_value *st = &c->args->v[KR_FLD_INCIDENT_STATE];
+    struct state_filter f = {st->set ? (int)st->u : -1, KR_OK};
+    struct kr_payload *title = kr_payload_new();
+    uint32_t limit = cmd_limit(c), n = 0;
+    uint8_t *ids = calloc(limit, 16);
+    bool more;
+    kr_err err = KR_OK;
+    if (!ids || !title) {
+        err = KR_ENOMEM;
+        goto out;
+    }
+    if ((err = page_keys(c, VIEW_INCIDENTS, 16, ids, limit, incident_in_state, &f, &n, &more)) ||
+        (err = f.err))
+        goto out;
+    res_map(c, 2);
+    res_keyname(c, list_name(KR_OP_INCIDENTS_ALL));
+    msgpack_pack_array(&c->res, n);
+    for (uint32_t i = 0; i < n; i++) {
+        struct incident_row r;
+        uint64_t owed;
+        const uint8_t *id = ids + 16 * (size_t)i;
+        if ((err = incident_get(c, id, &r)) || (err = unnotified(c, r.deadline, id, &owed)) ||
+            (err = read_plain(c, r.opened_seq, title)) ||
+            (err = read_plain(c, r.text_seq, c->scratch)))
+            goto out;
+        res_map(c, 11);
+        res_bytes(c, KR_FLD_INCIDENT, id, 16);
+        res_enum(c, KR_FLD_INCIDENT_SCOPE, r.scope);
+        res_enum(c, KR_FLD_SEVERITY, r.severity);
+        res_val(c, KR_FLD_TITLE, &title->v[KR_FLD_TITLE]);
+        res_val(c, KR_FLD_SUMMARY, &c->scratch->v[KR_FLD_SUMMARY]);
+        res_u64(c, KR_FLD_DETECTED, r.detected);
+        res_u64(c, KR_FLD_DEADLINE, r.deadline);
+        res_bool(c, KR_FLD_RESOLVED, r.resolved);
+        res_bool(c, KR_FLD_OVERDUE, owed > 0 && r.deadline <= c->now);
+        res_u64(c, KR_FLD_UNNOTIFIED, owed);
+        res_u64(c, KR_FLD_VERSION, r.version);
+    }
+    if (more)
+        res_bytes(c, KR_FLD_CURSOR, ids + 16 * (size_t)(n - 1), 16);
+    else
+        res_nil(c, KR_FLD_CURSOR);
+out:
+    kr_payload_free(title);
+    free(ids);
+    return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+}
+
+kr_err cmd_incidents_reports(struct cmd *c)
+{
+    uint32_t limit = cmd_limit(c), n = 0;
+    uint8_t *keys = calloc(limit, 24);
+    bool more;
+    kr_err err = KR_OK;
+    if (!keys)
+        return KR_ENOMEM;
+    if ((err = page_keys(c, VIEW_REPORTS, 24, keys, limit, NULL, NULL, &n, &more)))
+        goto out;
+    res_map(c, 2);
+    res_keyname(c, list_name(KR_OP_INCIDENTS_REPORTS));
+    msgpack_pack_array(&c->res, n);
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *key = keys + 24 * (size_t)i;
+        struct vkey k;
+        MDB_val v;
+        struct jrn_record r;
+        vk_init(&k);
+        vk_bytes(&k, key, 24);
+        if ((err = v_get(&c->d->views, c->txn, VIEW_REPORTS, &k, &v)))
+            goto out;
+        if (v.mv_size != 8) {
+            err = KR_ECORRUPT;
+            goto out;
+        }
+        uint64_t seq = v_get_u64(v.mv_data);
+        if ((err = jrn_read_in(c->d->j, c->txn, seq, &r)))
+            goto out;
+        uint64_t time = r.time_ns;
+        /* The details are personal: opened with the tenant's key. */
+        if ((err = cmd_read(c, seq, KR_EV_INCIDENT_REPORTED, c->scratch)))
+            goto out;
+        res_map(c, 5);
+        res_u64(c, KR_FLD_TENANT, v_get_u64(key));
+        res_bytes(c, KR_FLD_REPORT, key + 8, 16);
+        res_u64(c, KR_FLD_TIME, time);
+        res_val(c, KR_FLD_SEVERITY, &c->scratch->v[KR_FLD_SEVERITY]);
+        res_val(c, KR_FLD_DETAILS, &c->scratch->v[KR_FLD_DETAILS]);
+    }
+    if (more)
+        res_bytes(c, KR_FLD_CURSOR, keys + 24 * (size_t)(n - 1), 24);
+    else
+        res_nil(c, KR_FLD_CURSOR);
+out:
+    free(keys);
+    return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+}
+
+kr_err cmd_notices_all(struct cmd *c)
+{
+    uint32_t limit = cmd_limit(c), n = 0;
+    uint8_t *ids = calloc(limit, 16);
+    bool more;
+    kr_err err = KR_OK;
+    if (!ids)
+        return KR_ENOMEM;
+    if ((err = page_keys(c, VIEW_NOTICES, 16, ids, limit, NULL, NULL, &n, &more)))
+        goto out;
+    res_map(c, 2);
+    res_keyname(c, list_name(KR_OP_NOTICES_ALL));
+    msgpack_pack_array(&c->res, n);
+    for (uint32_t i = 0; i < n; i++) {
+        struct notice_row row;
+        if ((err = notice_get(&c->d->views, c->txn, ids + 16 * (size_t)i, &row)) ||
+            (err = read_plain(c, row.seq, c->scratch)))
+            goto out;
+        const struct kr_payload *p = c->scratch;
+        res_map(c, 6);
+        res_val(c, KR_FLD_NOTICE, &p->v[KR_FLD_NOTICE]);
+        res_val(c, KR_FLD_NOTICE_KIND, &p->v[KR_FLD_NOTICE_KIND]);
+        res_val(c, KR_FLD_TITLE, &p->v[KR_FLD_TITLE]);
+        res_val(c, KR_FLD_BODY, &p->v[KR_FLD_BODY]);
+        res_val(c, KR_FLD_EFFECTIVE, &p->v[KR_FLD_EFFECTIVE]);
+        res_val(c, KR_FLD_AUDIENCE, &p->v[KR_FLD_AUDIENCE]);
+    }
+    if (more)
+        res_bytes(c, KR_FLD_CURSOR, ids + 16 * (size_t)(n - 1), 16);
+    else
+        res_nil(c, KR_FLD_CURSOR);
+out:
+    free(ids);
     return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
 }
 

@@ -374,7 +374,7 @@ static void test_update_and_resolve(void **state)
     assert_true(str_is(td_map_get(x, "summary"), "Data of some tenants was exposed."));
     assert_true(str_is(td_map_get(x, "title"), "API outage"));
 
-    /* resolve: gone from the tenant's list, but notice is still owed */
+    /* resolve: still in the tenant's list, marked resolved; notice is still owed */
     p = td_args(f->t);
     kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
     kr_set_str(p, KR_FLD_SUMMARY, "Fixed.");
@@ -383,7 +383,42 @@ static void test_update_and_resolve(void **state)
     kr_set_u64(p, KR_FLD_VERSION, 2);
     assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_OK);
     assert_int_equal(td_get_u64(f->t, "version"), 3);
-    assert_int_equal(list(f, &f->ma)->via.array.size, 0);
+    const msgpack_object *l = list(f, &f->ma);
+    assert_int_equal(l->via.array.size, 1);
+    x = &l->via.array.ptr[0];
+    assert_true(td_map_get(x, "resolved")->via.boolean);
+    assert_true(str_is(td_map_get(x, "summary"), "Fixed."));
+    assert_true(str_is(td_map_get(x, "title"), "API outage"));
+
+    /* its history: opened, updated, resolved, in order */
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, id, 16);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_HISTORY), KR_OK);
+    const msgpack_object *h = td_get(f->t, "entries");
+    assert_non_null(h);
+    assert_int_equal(h->via.array.size, 3);
+    static const char *const types[3] = {"incident.opened", "incident.updated",
+                                         "incident.resolved"};
+    static const char *const sums[3] = {"The API did not answer for 20 minutes.",
+                                        "Data of some tenants was exposed.", "Fixed."};
+    for (uint32_t i = 0; i < 3; i++) {
+        const msgpack_object *e = &h->via.array.ptr[i];
+        assert_true(str_is(td_map_get(e, "type"), types[i]));
+        assert_true(str_is(td_map_get(e, "summary"), sums[i]));
+        if (i)
+            assert_true(td_map_get(e, "seq")->via.u64 >
+                        td_map_get(&h->via.array.ptr[i - 1], "seq")->via.u64);
+    }
+    assert_true(str_is(td_map_get(&h->via.array.ptr[0], "severity"), "high"));
+    assert_true(str_is(td_map_get(&h->via.array.ptr[1], "severity"), "critical"));
+    assert_int_equal(td_map_get(&h->via.array.ptr[2], "severity")->type, MSGPACK_OBJECT_NIL);
+    /* another tenant's incident is not found, like a missing one */
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, id, 16);
+    assert_int_equal(td_exec(f->t, &f->mb, KR_OP_INCIDENTS_HISTORY), KR_ENOTFOUND);
+    assert_string_equal(f->t->diag.field, "incident");
+    uint8_t missing[16];
+    memset(missing, 0x77, 16);
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, missing, 16);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_HISTORY), KR_ENOTFOUND);
     assert_int_equal(overdue(f, 72)->via.array.size, 1);
     p = td_args(f->t);
     kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
@@ -684,6 +719,142 @@ static void test_update_and_resolution_mail(void **state)
     assert_true(td_unchanged_since(f->t, size));
 }
 
+/* incidents.all: the incidents of one state (or all), a page at a time.
+ * Returns the number seen over every page; first gets the first item. */
+static uint32_t all_incidents(struct fx *f, int state, uint64_t limit)
+{
+    uint8_t cursor[16];
+    bool has_cursor = false;
+    uint32_t total = 0;
+    for (int page = 0; page < 10; page++) {
+        struct kr_payload *p = td_args(f->t);
+        if (state >= 0)
+            kr_set_u64(p, KR_FLD_INCIDENT_STATE, (uint64_t)state);
+        if (limit)
+            kr_set_u64(p, KR_FLD_LIMIT, limit);
+        if (has_cursor)
+            kr_set_bytes(p, KR_FLD_CURSOR, cursor, 16);
+        assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_ALL), KR_OK);
+        const msgpack_object *a = td_get(f->t, "incidents");
+        assert_non_null(a);
+        total += a->via.array.size;
+        if (limit)
+            assert_true(a->via.array.size <= limit);
+        const msgpack_object *cur = td_get(f->t, "cursor");
+        if (cur->type == MSGPACK_OBJECT_NIL)
+            return total;
+        assert_int_equal(cur->via.bin.size, 16);
+        memcpy(cursor, cur->via.bin.ptr, 16);
+        has_cursor = true;
+    }
+    fail_msg("incidents.all does not end");
+    return 0;
+}
+
+/* The operator's lists: incidents by state, tenants' reports (their
+ * details opened), published notices; paged; tenants may not ask. */
+static void test_operator_lists(void **state)
+{
+    struct fx *f = *state;
+    uint8_t late[16], open[16], done[16];
+    uint64_t ta[1] = {f->a}, tb[1] = {f->b}, tc[1] = {f->c};
+    open_incident(f, now(f) - 80 * HOUR, KR_AUDIENCE_LISTED, ta, 1, late);
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, tb, 1, open);
+    open_incident(f, now(f) - 2 * HOUR, KR_AUDIENCE_LISTED, tc, 1, done);
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, done, 16);
+    kr_set_str(p, KR_FLD_SUMMARY, "Fixed.");
+    kr_set_u64(p, KR_FLD_VERSION, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_OK);
+
+    assert_int_equal(all_incidents(f, -1, 0), 3);
+    assert_int_equal(all_incidents(f, -1, 1), 3); /* three pages of one */
+    assert_int_equal(all_incidents(f, -1, 2), 3);
+    assert_int_equal(all_incidents(f, KR_INCIDENT_STATE_OPEN, 1), 2);
+    assert_int_equal(all_incidents(f, KR_INCIDENT_STATE_RESOLVED, 0), 1);
+    assert_int_equal(all_incidents(f, KR_INCIDENT_STATE_OVERDUE, 0), 1);
+    const msgpack_object *x = &td_get(f->t, "incidents")->via.array.ptr[0];
+    assert_int_equal(x->via.map.size, 13); /* and detected_jst, deadline_jst */
+    assert_true(bin_is(td_map_get(x, "incident"), late, 16));
+    assert_true(td_map_get(x, "overdue")->via.boolean);
+    assert_false(td_map_get(x, "resolved")->via.boolean);
+    assert_int_equal(td_map_get(x, "unnotified")->via.u64, 1);
+    assert_int_equal(td_map_get(x, "version")->via.u64, 1);
+    assert_true(str_is(td_map_get(x, "title"), "API outage"));
+    all_incidents(f, KR_INCIDENT_STATE_RESOLVED, 0);
+    x = &td_get(f->t, "incidents")->via.array.ptr[0];
+    assert_true(bin_is(td_map_get(x, "incident"), done, 16));
+    assert_true(td_map_get(x, "resolved")->via.boolean);
+    assert_true(str_is(td_map_get(x, "summary"), "Fixed."));
+    /* notified: no longer overdue */
+    assert_int_equal(notify(f, late, f->a, KR_CHANNEL_EMAIL), KR_OK);
+    assert_int_equal(all_incidents(f, KR_INCIDENT_STATE_OVERDUE, 0), 0);
+    /* a cursor of the wrong size; a tenant asking */
+    p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_CURSOR, late, 8);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_ALL), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "cursor");
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_ALL), KR_EFORBIDDEN);
+
+    /* reports: A's and B's, details opened for the operator */
+    const char *what[2] = {"A stranger called our customers.", "Our export went missing."};
+    const struct kr_caller *who[2] = {&f->ma, &f->mb};
+    for (int i = 0; i < 2; i++) {
+        p = td_args(f->t);
+        kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_MEDIUM);
+        kr_set_str(p, KR_FLD_DETAILS, what[i]);
+        assert_int_equal(td_exec(f->t, who[i], KR_OP_INCIDENTS_REPORT), KR_OK);
+    }
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_REPORTS), KR_OK);
+    const msgpack_object *r = td_get(f->t, "reports");
+    assert_int_equal(r->via.array.size, 2);
+    assert_int_equal(td_get(f->t, "cursor")->type, MSGPACK_OBJECT_NIL);
+    int seen = 0;
+    for (uint32_t i = 0; i < 2; i++) {
+        const msgpack_object *e = &r->via.array.ptr[i];
+        uint64_t t = td_map_get(e, "tenant")->via.u64;
+        int k = t == f->a ? 0 : 1;
+        assert_true(t == f->a || t == f->b);
+        assert_true(str_is(td_map_get(e, "details"), what[k]));
+        assert_true(str_is(td_map_get(e, "severity"), "medium"));
+        assert_int_equal(td_map_get(e, "report")->via.bin.size, 16);
+        assert_non_null(td_map_get(e, "time_jst"));
+        seen |= 1 << k;
+    }
+    assert_int_equal(seen, 3);
+    kr_set_u64(td_args(f->t), KR_FLD_LIMIT, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_REPORTS), KR_OK);
+    assert_int_equal(td_get(f->t, "reports")->via.array.size, 1);
+    assert_int_equal(td_get(f->t, "cursor")->via.bin.size, 24);
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_REPORTS), KR_EFORBIDDEN);
+
+    /* published notices */
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_ALL), KR_OK);
+    assert_int_equal(td_get(f->t, "notices")->via.array.size, 0);
+    p = td_args(f->t);
+    kr_set_u64(p, KR_FLD_NOTICE_KIND, KR_NOTICE_KIND_VULNERABILITY);
+    kr_set_str(p, KR_FLD_TITLE, "OpenSSL update");
+    kr_set_str(p, KR_FLD_BODY, "We update OpenSSL on Friday.");
+    kr_set_u64(p, KR_FLD_EFFECTIVE, now(f) + 24 * HOUR);
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    kr_set_tenants(p, KR_FLD_TENANTS, tb, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_PUBLISH), KR_OK);
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_ALL), KR_OK);
+    const msgpack_object *n = td_get(f->t, "notices");
+    assert_int_equal(n->via.array.size, 1);
+    x = &n->via.array.ptr[0];
+    assert_true(str_is(td_map_get(x, "title"), "OpenSSL update"));
+    assert_true(str_is(td_map_get(x, "notice_kind"), "vulnerability"));
+    assert_true(str_is(td_map_get(x, "audience"), "listed"));
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_NOTICES_ALL), KR_EFORBIDDEN);
+}
+
 /* The views of this area rebuilt from the journal are byte-identical. */
 static void test_rebuild_identical(void **state)
 {
@@ -743,6 +914,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scheduler_queues_owed_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scheduler_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_and_resolution_mail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operator_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_identical, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
