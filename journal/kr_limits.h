@@ -195,6 +195,9 @@
 /* Incidents in one incidents.list reply (it has no cursor; open and
  * resolved): far more incidents affecting one tenant than anyone could read. */
 #define KR_INCIDENTS_LIST_MAX 1000u
+/* Incidents in the login reply, newest first (incidents.list has them all):
+ * what a dashboard shows at a glance. */
+#define KR_LOGIN_INCIDENTS_MAX 20u
 /* Entries (opening, updates, resolution) in one incidents.history reply,
  * and records of the incident's stream looked at for them (its
  * notifications are there too, one per affected tenant and channel). */

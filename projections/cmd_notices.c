@@ -788,9 +788,13 @@ static int open_incident_cmp(const void *x, const void *y)
     return memcmp(a->id, b->id, 16);
 }
 
-kr_err cmd_incidents_list(struct cmd *c)
+/* Writes key, then an array of the incidents affecting tenant (open and
+ * resolved, as incidents.list lists them), by time of detection, oldest
+ * first or newest first, at most cap of them (the newest when cut). It is one
+ * entry of a map the caller opened. */
+static kr_err incidents_pack(struct cmd *c, uint64_t tenant, const char *key, uint32_t cap,
+                             bool newest_first)
 {
-    uint64_t tenant = c->who->tenant;
     kr_err err = KR_OK;
     struct open_incident *inc = calloc(KR_INCIDENTS_LIST_MAX, sizeof *inc);
     struct kr_payload *title = kr_payload_new();
@@ -824,10 +828,11 @@ kr_err cmd_incidents_list(struct cmd *c)
         goto out;
     }
     qsort(inc, n, sizeof *inc, open_incident_cmp);
-    res_map(c, 1);
-    res_keyname(c, list_name(KR_OP_INCIDENTS_LIST));
-    msgpack_pack_array(&c->res, n);
-    for (uint32_t i = 0; i < n; i++) {
+    uint32_t shown = n < cap ? n : cap;
+    res_keyname(c, key);
+    msgpack_pack_array(&c->res, shown);
+    for (uint32_t j = 0; j < shown; j++) {
+        uint32_t i = newest_first ? n - 1 - j : j;
         const struct incident_row *r = &inc[i].row;
         if ((err = read_plain(c, r->opened_seq, title)) ||
             (err = read_plain(c, r->text_seq, c->scratch)))
@@ -848,6 +853,24 @@ out:
     kr_payload_free(title);
     free(inc);
     return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+}
+
+kr_err cmd_incidents_list(struct cmd *c)
+{
+    res_map(c, 1);
+    return incidents_pack(c, c->who->tenant, list_name(KR_OP_INCIDENTS_LIST), KR_INCIDENTS_LIST_MAX,
+                          false);
+}
+
+kr_err incidents_pack_login(struct cmd *c, uint64_t tenant)
+{
+    const struct kr_op_def *o = &kr_ops[KR_OP_AUTH_LOGIN];
+    const char *key = NULL;
+    for (uint32_t i = 0, lists = 0; i < o->nresult && !key; i++)
+        if (o->result[i].field < 0 && lists++ == 1)
+            key = o->result[i].list_name; /* the second list: "incidents" */
+    KR_ASSERT(key != NULL);
+    return incidents_pack(c, tenant, key, KR_LOGIN_INCIDENTS_MAX, true);
 }
 
 /* ---- incidents.history (client) ---- */

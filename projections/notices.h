@@ -49,6 +49,16 @@ KR_MUST_CHECK kr_err notices_unread(struct kr_domain *d, MDB_txn *txn, uint64_t 
  * the result is incomplete and the caller must return the error. */
 KR_MUST_CHECK kr_err notices_pack_unread(struct cmd *c, uint64_t tenant, const uint8_t account[16]);
 
+/* ---- Incidents ---- */
+
+/* Writes the "incidents" entry of a result map for auth.login: the key, then
+ * an array of maps {incident, incident_scope, severity, title, summary,
+ * detected, deadline, resolved} (as incidents.list has them), the newest
+ * KR_LOGIN_INCIDENTS_MAX incidents affecting tenant by time of detection,
+ * newest first, open and resolved. Like notices_pack_unread: after
+ * cmd_commit, and on error the result is incomplete (return the error). */
+KR_MUST_CHECK kr_err incidents_pack_login(struct cmd *c, uint64_t tenant);
+
 /* ---- Outbox ---- */
 
 /* One pending e-mail as the delivery worker sees it. Everything borrows from

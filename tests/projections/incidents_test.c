@@ -855,6 +855,44 @@ static void test_operator_lists(void **state)
     assert_int_equal(td_exec(f->t, &f->ma, KR_OP_NOTICES_ALL), KR_EFORBIDDEN);
 }
 
+/* The login reply carries the tenant's incidents, newest first, a resolved
+ * one marked; another tenant's are not there. */
+static void test_login_shows_incidents(void **state)
+{
+    struct fx *f = *state;
+    char code[40];
+    struct kr_caller md;
+    uint64_t d = td_signup(f->t, "owner@d.example", "correct horse 4", &md, code);
+    uint8_t old[16], fresh[16], other[16];
+    uint64_t td1[1] = {d}, ta[1] = {f->a};
+    open_incident(f, now(f) - 5 * HOUR, KR_AUDIENCE_LISTED, td1, 1, old);
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, td1, 1, fresh);
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, ta, 1, other);
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, old, 16);
+    kr_set_str(p, KR_FLD_SUMMARY, "Fixed.");
+    kr_set_u64(p, KR_FLD_VERSION, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_OK);
+
+    struct kr_caller anon = td_anonymous();
+    p = td_args(f->t);
+    kr_set_str(p, KR_FLD_TENANT_CODE, code);
+    kr_set_str(p, KR_FLD_EMAIL, "owner@d.example");
+    kr_set_str(p, KR_FLD_PASSWORD, "correct horse 4");
+    assert_int_equal(td_exec(f->t, &anon, KR_OP_AUTH_LOGIN), KR_OK);
+    const msgpack_object *a = td_get(f->t, "incidents");
+    assert_non_null(a);
+    assert_int_equal(a->type, MSGPACK_OBJECT_ARRAY);
+    assert_int_equal(a->via.array.size, 2);
+    assert_true(bin_is(td_map_get(&a->via.array.ptr[0], "incident"), fresh, 16));
+    assert_false(td_map_get(&a->via.array.ptr[0], "resolved")->via.boolean);
+    assert_true(bin_is(td_map_get(&a->via.array.ptr[1], "incident"), old, 16));
+    assert_true(td_map_get(&a->via.array.ptr[1], "resolved")->via.boolean);
+    assert_true(str_is(td_map_get(&a->via.array.ptr[1], "summary"), "Fixed."));
+    assert_true(str_is(td_map_get(&a->via.array.ptr[1], "title"), "API outage"));
+    assert_non_null(td_get(f->t, "notices"));
+}
+
 /* The views of this area rebuilt from the journal are byte-identical. */
 static void test_rebuild_identical(void **state)
 {
@@ -915,6 +953,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scheduler_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_and_resolution_mail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_operator_lists, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_shows_incidents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_identical, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
