@@ -195,6 +195,10 @@
 /* Incidents in one incidents.list reply (it has no cursor; open and
  * resolved): far more incidents affecting one tenant than anyone could read. */
 #define KR_INCIDENTS_LIST_MAX 1000u
+/* Rows an operator's list (incidents.all, incidents.reports, notices.all)
+ * looks at for one page: a filter that keeps few rows returns a short page
+ * and a cursor rather than walking every incident ever opened. */
+#define KR_OPERATOR_SCAN_MAX 10000u
 /* Incidents in the login reply, newest first (incidents.list has them all):
  * what a dashboard shows at a glance. */
 #define KR_LOGIN_INCIDENTS_MAX 20u

@@ -949,11 +949,13 @@ kr_err cmd_incidents_history(struct cmd *c)
 /* ---- incidents.all, incidents.reports, notices.all (operator) ---- */
 
 /* A page of an operator's list over one view in key order: the keys (of
- * klen bytes) after the cursor argument, at most the limit, into keys;
- * *more says whether more follow. The cursor is the last key of a page. */
+ * klen bytes) after the cursor argument that keep (NULL = all) keeps, at
+ * most cap, into keys; *more says whether more follow, and next (klen bytes)
+ * is then the cursor of the next page: the last key kept, or the last looked
+ * at when KR_OPERATOR_SCAN_MAX keys were looked at first. */
 static kr_err page_keys(struct cmd *c, enum kr_view view, size_t klen, uint8_t *keys, uint32_t cap,
                         bool (*keep)(struct cmd *c, const uint8_t *key, void *arg), void *arg,
-                        uint32_t *n, bool *more)
+                        uint32_t *n, bool *more, uint8_t *next)
 {
     const struct kr_value *cur = &c->args->v[KR_FLD_CURSOR];
     MDB_cursor *mc;
@@ -973,17 +975,19 @@ static kr_err page_keys(struct cmd *c, enum kr_view view, size_t klen, uint8_t *
     } else {
         rc = mdb_cursor_get(mc, &k, &v, MDB_FIRST);
     }
-    for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
+    for (uint32_t scanned = 0; rc == MDB_SUCCESS;
+         scanned++, rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
         if (k.mv_size != klen) {
             rc = MDB_CORRUPTED;
             break;
         }
-        if (keep && !keep(c, k.mv_data, arg))
-            continue;
-        if (*n == cap) {
+        if (*n == cap || scanned == KR_OPERATOR_SCAN_MAX) {
             *more = true;
             break;
         }
+        memcpy(next, k.mv_data, klen); /* the last looked at */
+        if (keep && !keep(c, k.mv_data, arg))
+            continue;
         memcpy(keys + klen * (*n)++, k.mv_data, klen);
     }
     mdb_cursor_close(mc);
@@ -1048,14 +1052,15 @@ kr_err cmd_incidents_all(struct cmd *c)
     struct state_filter f = {st->set ? (int)st->u : -1, KR_OK};
     struct kr_payload *title = kr_payload_new();
     uint32_t limit = cmd_limit(c), n = 0;
-    uint8_t *ids = calloc(limit, 16);
+    uint8_t *ids = calloc(limit, 16), next[16];
     bool more;
     kr_err err = KR_OK;
     if (!ids || !title) {
         err = KR_ENOMEM;
         goto out;
     }
-    if ((err = page_keys(c, VIEW_INCIDENTS, 16, ids, limit, incident_in_state, &f, &n, &more)) ||
+    if ((err = page_keys(c, VIEW_INCIDENTS, 16, ids, limit, incident_in_state, &f, &n, &more,
+                         next)) ||
         (err = f.err))
         goto out;
     res_map(c, 2);
@@ -1083,7 +1088,7 @@ kr_err cmd_incidents_all(struct cmd *c)
         res_u64(c, KR_FLD_VERSION, r.version);
     }
     if (more)
-        res_bytes(c, KR_FLD_CURSOR, ids + 16 * (size_t)(n - 1), 16);
+        res_bytes(c, KR_FLD_CURSOR, next, 16);
     else
         res_nil(c, KR_FLD_CURSOR);
 out:
@@ -1095,12 +1100,12 @@ out:
 kr_err cmd_incidents_reports(struct cmd *c)
 {
     uint32_t limit = cmd_limit(c), n = 0;
-    uint8_t *keys = calloc(limit, 24);
+    uint8_t *keys = calloc(limit, 24), next[24];
     bool more;
     kr_err err = KR_OK;
     if (!keys)
         return KR_ENOMEM;
-    if ((err = page_keys(c, VIEW_REPORTS, 24, keys, limit, NULL, NULL, &n, &more)))
+    if ((err = page_keys(c, VIEW_REPORTS, 24, keys, limit, NULL, NULL, &n, &more, next)))
         goto out;
     res_map(c, 2);
     res_keyname(c, list_name(KR_OP_INCIDENTS_REPORTS));
@@ -1133,7 +1138,7 @@ kr_err cmd_incidents_reports(struct cmd *c)
         res_val(c, KR_FLD_DETAILS, &c->scratch->v[KR_FLD_DETAILS]);
     }
     if (more)
-        res_bytes(c, KR_FLD_CURSOR, keys + 24 * (size_t)(n - 1), 24);
+        res_bytes(c, KR_FLD_CURSOR, next, 24);
     else
         res_nil(c, KR_FLD_CURSOR);
 out:
@@ -1144,12 +1149,12 @@ out:
 kr_err cmd_notices_all(struct cmd *c)
 {
     uint32_t limit = cmd_limit(c), n = 0;
-    uint8_t *ids = calloc(limit, 16);
+    uint8_t *ids = calloc(limit, 16), next[16];
     bool more;
     kr_err err = KR_OK;
     if (!ids)
         return KR_ENOMEM;
-    if ((err = page_keys(c, VIEW_NOTICES, 16, ids, limit, NULL, NULL, &n, &more)))
+    if ((err = page_keys(c, VIEW_NOTICES, 16, ids, limit, NULL, NULL, &n, &more, next)))
         goto out;
     res_map(c, 2);
     res_keyname(c, list_name(KR_OP_NOTICES_ALL));
@@ -1169,7 +1174,7 @@ kr_err cmd_notices_all(struct cmd *c)
         res_val(c, KR_FLD_AUDIENCE, &p->v[KR_FLD_AUDIENCE]);
     }
     if (more)
-        res_bytes(c, KR_FLD_CURSOR, ids + 16 * (size_t)(n - 1), 16);
+        res_bytes(c, KR_FLD_CURSOR, next, 16);
     else
         res_nil(c, KR_FLD_CURSOR);
 out:
