@@ -1184,6 +1184,74 @@ out:
 
 /* ---- The outbox (delivery worker) ---- */
 
+/* Decodes the plain fields of platform record seq (event ev) into p, in txn. */
+static kr_err plain_in(struct kr_domain *d, MDB_txn *txn, uint64_t seq, int ev,
+                       struct kr_payload *p)
+{
+    struct jrn_record r;
+    kr_err err = jrn_read_in(d->j, txn, seq, &r);
+    if (err)
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+    if (kr_event_lookup(r.type, r.type_len) != ev)
+        return KR_ECORRUPT;
+    return kr_event_decode(ev, &r, NULL, p, NULL);
+}
+
+/* What an incident or notice e-mail tells, from the views and the records
+ * they point at (payloads title, text: borrowed by out). KR_OK with nothing
+ * set when the message names neither. */
+static kr_err outbox_subject(struct kr_domain *d, MDB_txn *txn, const struct kr_payload *m,
+                             struct kr_payload *title, struct kr_payload *text,
+                             struct outbox_about *out)
+{
+    struct vkey k;
+    MDB_val v;
+    kr_err err;
+    memset(out, 0, sizeof *out);
+    const struct kr_value *inc = &m->v[KR_FLD_INCIDENT], *notice = &m->v[KR_FLD_NOTICE];
+    if (inc->set && inc->n == 16) {
+        vk_init(&k);
+        vk_bytes(&k, inc->p, 16);
+        if ((err = v_get(&d->views, txn, VIEW_INCIDENTS, &k, &v)))
+            return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+        if (v.mv_size != 44)
+            return KR_ECORRUPT;
+        const uint8_t *b = v.mv_data;
+        uint64_t text_seq = v_get_u64(b + 16);
+        int text_ev = KR_EV_INCIDENT_OPENED;
+        struct jrn_record r;
+        if ((err = plain_in(d, txn, v_get_u64(b + 8), KR_EV_INCIDENT_OPENED, title)) ||
+            (err = jrn_read_in(d->j, txn, text_seq, &r)))
+            return err;
+        text_ev = kr_event_lookup(r.type, r.type_len);
+        if ((err = plain_in(d, txn, text_seq, text_ev, text)))
+            return err;
+        out->incident = true;
+        out->title = &title->v[KR_FLD_TITLE];
+        out->summary = &text->v[KR_FLD_SUMMARY];
+        out->detected = v_get_u64(b + 24);
+        out->deadline = v_get_u64(b + 32);
+        out->scope = b[40];
+        out->severity = b[41];
+        out->resolved = b[43] != 0;
+    } else if (notice->set && notice->n == 16) {
+        vk_init(&k);
+        vk_bytes(&k, notice->p, 16);
+        if ((err = v_get(&d->views, txn, VIEW_NOTICES, &k, &v)))
+            return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+        if (v.mv_size != 18)
+            return KR_ECORRUPT;
+        if ((err = plain_in(d, txn, v_get_u64(v.mv_data), KR_EV_NOTICE_PUBLISHED, title)))
+            return err;
+        out->notice = true;
+        out->title = &title->v[KR_FLD_TITLE];
+        out->body = &title->v[KR_FLD_BODY];
+        out->effective = title->v[KR_FLD_EFFECTIVE].u;
+        out->notice_kind = (uint8_t)title->v[KR_FLD_NOTICE_KIND].u;
+    }
+    return KR_OK;
+}
+
 kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t max, outbox_fn fn, void *arg,
                       uint64_t *last)
 {
@@ -1197,12 +1265,19 @@ kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t max, outbox_fn
         *last = after;
     if (max == 0 || max > KR_OUTBOX_BATCH_MAX)
         max = KR_OUTBOX_BATCH_MAX;
-    struct kr_payload *p = kr_payload_new();
-    if (!p)
+    struct kr_payload *p = kr_payload_new(), *title = kr_payload_new(), *text = kr_payload_new();
+    struct outbox_about about;
+    if (!p || !title || !text) {
+        kr_payload_free(p);
+        kr_payload_free(title);
+        kr_payload_free(text);
         return KR_ENOMEM;
+    }
     int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
     if (rc) {
         kr_payload_free(p);
+        kr_payload_free(title);
+        kr_payload_free(text);
         return kr_err_from_mdb(rc);
     }
     if ((rc = mdb_cursor_open(txn, d->views.db[VIEW_OUTBOX_PENDING], &cur)))
@@ -1239,9 +1314,16 @@ kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t max, outbox_fn
         if (err)
             break;
         m.template_id = (uint8_t)p->v[KR_FLD_TEMPLATE].u;
+        if ((err = outbox_subject(d, txn, p, title, text, &about))) {
+            kr_payload_reset(p, -1);
+            break;
+        }
+        m.about = &about;
         handed++;
         bool go_on = fn(arg, &m);
         kr_payload_reset(p, -1); /* wipes the opened personal data */
+        kr_payload_reset(title, -1);
+        kr_payload_reset(text, -1);
         if (!go_on)
             break;
     }
@@ -1250,6 +1332,8 @@ done:
         mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     kr_payload_free(p);
+    kr_payload_free(title);
+    kr_payload_free(text);
     if (!err && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
         err = kr_err_from_mdb(rc);
     return err;

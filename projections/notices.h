@@ -61,6 +61,24 @@ KR_MUST_CHECK kr_err incidents_pack_login(struct cmd *c, uint64_t tenant);
 
 /* ---- Outbox ---- */
 
+/* What an incident or notice e-mail is about, as it is when handed over:
+ * for a message naming an incident (incident_notice, incident_update,
+ * incident_resolved) the incident's title, newest summary (of the opening,
+ * an update or the resolution), severity, scope, detection, deadline and
+ * whether it is resolved; for one naming a notice (notice_of_change) the
+ * notice's kind, title, body and effective time. Values borrow like m->p. */
+struct outbox_about {
+    bool incident, notice;          /* which of the two (or neither) */
+    const struct kr_value *title;   /* both */
+    const struct kr_value *summary; /* incident */
+    const struct kr_value *body;    /* notice */
+    uint64_t detected, deadline;    /* incident, UTC ns */
+    uint64_t effective;             /* notice, UTC ns */
+    uint8_t scope, severity;        /* incident: enum kr_enum_incident_scope, severity */
+    uint8_t notice_kind;            /* notice: enum kr_enum_notice_kind */
+    bool resolved;                  /* incident */
+};
+
 /* One pending e-mail as the delivery worker sees it. Everything borrows from
  * the call that hands it over and is valid only during the callback. */
 struct outbox_msg {
@@ -73,6 +91,9 @@ struct outbox_msg {
      * KR_FLD_AUTH_CODE, KR_FLD_TENANT_CODE, KR_FLD_INCIDENT, KR_FLD_NOTICE
      * (check .set). Secret values: do not log them. */
     const struct kr_payload *p;
+    /* What the message is about (never NULL; both flags false for the
+     * sign-up and account mails). */
+    const struct outbox_about *about;
 };
 
 /* Return false to stop the iteration. */

@@ -132,6 +132,11 @@ struct mail {
     char email[256];
     uint8_t incident[16];
     bool has_incident;
+    /* what it is about (outbox_about) */
+    bool about_incident, resolved;
+    char title[256], summary[2048];
+    uint64_t deadline;
+    int severity;
 };
 
 struct mails {
@@ -155,6 +160,18 @@ static bool collect(void *arg, const struct outbox_msg *m)
     x->has_incident = m->p->v[KR_FLD_INCIDENT].set;
     if (x->has_incident)
         memcpy(x->incident, m->p->v[KR_FLD_INCIDENT].p, 16);
+    assert_non_null(m->about);
+    x->about_incident = m->about->incident;
+    assert_true(x->about_incident == x->has_incident);
+    if (x->about_incident) {
+        assert_true(m->about->title->n < sizeof x->title);
+        memcpy(x->title, m->about->title->p, m->about->title->n);
+        assert_true(m->about->summary->n < sizeof x->summary);
+        memcpy(x->summary, m->about->summary->p, m->about->summary->n);
+        x->deadline = m->about->deadline;
+        x->severity = m->about->severity;
+        x->resolved = m->about->resolved;
+    }
     return true;
 }
 
@@ -689,6 +706,12 @@ static void test_update_and_resolution_mail(void **state)
     assert_int_equal(m->template_id, KR_TEMPLATE_INCIDENT_UPDATE);
     assert_string_equal(m->email, "owner@a.example");
     assert_memory_equal(m->incident, id, 16);
+    /* the worker is told what to write: the incident as it is now */
+    assert_string_equal(m->title, "API outage");
+    assert_string_equal(m->summary, "Worse still.");
+    assert_int_equal(m->severity, KR_SEVERITY_CRITICAL);
+    assert_false(m->resolved);
+    assert_true(m->deadline > now(f));
     uint64_t size = jrn_size(f->t->d->j);
     assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
     assert_int_equal(queued, 0);
@@ -713,6 +736,10 @@ static void test_update_and_resolution_mail(void **state)
         assert_memory_equal(x->incident, id, 16);
     }
     assert_true(resolved_a && notice_c);
+    for (size_t i = before.n + 1; i < after.n; i++) {
+        assert_true(after.m[i].resolved);
+        assert_string_equal(after.m[i].summary, "Fixed.");
+    }
     size = jrn_size(f->t->d->j);
     assert_int_equal(dom_incident_mail(f->t->d, 72 * HOUR, 0, &queued), KR_OK);
     assert_int_equal(queued, 0);
