@@ -920,6 +920,52 @@ static void test_login_shows_incidents(void **state)
     assert_non_null(td_get(f->t, "notices"));
 }
 
+/* An erased tenant leaves no row in the incident views (v.incident_emailed
+ * names it past its first key bytes), owes no e-mail, and a rebuild agrees. */
+static void test_erased_tenant(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16];
+    uint64_t ts[2] = {f->a < f->b ? f->a : f->b, f->a < f->b ? f->b : f->a};
+    open_incident(f, now(f) - 80 * HOUR, KR_AUDIENCE_LISTED, ts, 2, id);
+    size_t queued;
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
+    assert_int_equal(queued, 2);
+    kr_set_u64(td_args(f->t), KR_FLD_TENANT, f->a);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_TENANTS_CANCEL), KR_OK);
+    kr_set_u64(td_args(f->t), KR_FLD_TENANT, f->a);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_TENANTS_ERASE), KR_OK);
+    update(f, id, 3, "Still down."); /* owes B only */
+
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t rows = 0;
+    assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_cursor_open(txn, f->t->d->views.db[VIEW_INCIDENT_EMAILED], &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), rows++)
+        assert_int_equal(v_get_u64((const uint8_t *)k.mv_data + 16), f->b);
+    mdb_cursor_close(cur);
+    uint8_t before[32], after[32];
+    uint64_t n_before, n_after;
+    assert_int_equal(views_digest(&f->t->d->views, txn, VIEW_INCIDENT_EMAILED, before, &n_before),
+                     KR_OK);
+    mdb_txn_abort(txn);
+    assert_int_equal(rows, 1);
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
+    assert_int_equal(queued, 1); /* B's update */
+    assert_int_equal(jrn_views_rebuild(f->t->d->j, NULL, NULL), KR_OK);
+    assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(views_digest(&f->t->d->views, txn, VIEW_INCIDENT_EMAILED, after, &n_after),
+                     KR_OK);
+    mdb_txn_abort(txn);
+    assert_int_equal(n_after, n_before);
+    assert_memory_equal(after, before, 32);
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0); /* nothing owed after the rebuild either */
+}
+
 /* The views of this area rebuilt from the journal are byte-identical. */
 static void test_rebuild_identical(void **state)
 {
@@ -981,6 +1027,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_update_and_resolution_mail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_operator_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_shows_incidents, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erased_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_identical, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
