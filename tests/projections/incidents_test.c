@@ -880,6 +880,37 @@ static void test_operator_lists(void **state)
     assert_true(str_is(td_map_get(x, "audience"), "listed"));
     td_args(f->t);
     assert_int_equal(td_exec(f->t, &f->ma, KR_OP_NOTICES_ALL), KR_EFORBIDDEN);
+
+    /* bad arguments: an unknown state, limits out of range, cursors of
+     * another list; nothing is appended */
+    uint64_t size = jrn_size(f->t->d->j);
+    kr_set_u64(td_args(f->t), KR_FLD_INCIDENT_STATE, KR_INCIDENT_STATE__COUNT);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_ALL), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "incident_state");
+    kr_set_u64(td_args(f->t), KR_FLD_LIMIT, 0);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_ALL), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "limit");
+    kr_set_u64(td_args(f->t), KR_FLD_LIMIT, 1001);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_REPORTS), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "limit");
+    kr_set_bytes(td_args(f->t), KR_FLD_CURSOR, late, 16);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_REPORTS), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "cursor");
+    uint8_t c24[24] = {0};
+    kr_set_bytes(td_args(f->t), KR_FLD_CURSOR, c24, 24);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_ALL), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "cursor");
+    /* a cursor past every key: an empty last page */
+    uint8_t ff[16];
+    memset(ff, 0xff, 16);
+    kr_set_bytes(td_args(f->t), KR_FLD_CURSOR, ff, 16);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_ALL), KR_OK);
+    assert_int_equal(td_get(f->t, "notices")->via.array.size, 0);
+    assert_int_equal(td_get(f->t, "cursor")->type, MSGPACK_OBJECT_NIL);
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_HISTORY), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "incident");
+    assert_true(td_unchanged_since(f->t, size));
 }
 
 /* The login reply carries the tenant's incidents, newest first, a resolved
