@@ -12,7 +12,9 @@
  * and A and B are not notified a second time. After each run the journal
  * holds exactly one incident.notified and one incident_notice e-mail per
  * notified tenant, every e-mail was handed over (none pending), and the
- * outbox directory holds exactly one file more per notification.
+ * outbox directory holds exactly one file more per notification. Then a
+ * crash: serve killed (SIGKILL) once a fourth incident's e-mail is written,
+ * and started again for a fifth: the fourth is not notified twice.
  */
 #include "test_domain.h"
 #include "test_util.h"
@@ -76,8 +78,9 @@ static bool files_reached(void *arg)
 }
 
 /* Runs serve on data (the clock offset from the environment, if any) until
- * the outbox holds `want` files, then stops it with SIGTERM; it must exit 0. */
-static void serve_until(const char *data, size_t want)
+ * the outbox holds `want` files, then stops it with sig: SIGTERM (it must
+ * exit 0) or SIGKILL (a crash). */
+static void serve_until(const char *data, size_t want, int sig)
 {
     char lc[700], lo[700];
     snprintf(lc, sizeof lc, "ipc://%s/c.sock", data);
@@ -97,19 +100,24 @@ static void serve_until(const char *data, size_t want)
     }
     struct files_at f = {data, want};
     bool found = kr_test_wait_for(files_reached, &f, KR_TEST_WAIT_MS, "the incident e-mails");
-    kill(pid, SIGTERM);
+    kill(pid, sig);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(found);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (sig == SIGKILL)
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    else
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 /* What the journal says about the incidents' notifications. */
+#define NINC 5
+
 struct tally {
-    size_t notified[3];    /* incident.notified per incident */
-    size_t mailed[3];      /* incident_notice e-mails queued per incident */
-    uint64_t mailed_to[3]; /* the tenant each was queued in */
-    size_t pending;        /* e-mails queued and not handed over */
+    size_t notified[NINC];    /* incident.notified per incident */
+    size_t mailed[NINC];      /* incident_notice e-mails queued per incident */
+    uint64_t mailed_to[NINC]; /* the tenant each was queued in */
+    size_t pending;           /* e-mails queued and not handed over */
 };
 
 static bool count_pending(void *arg, const struct outbox_msg *m)
@@ -119,7 +127,7 @@ static bool count_pending(void *arg, const struct outbox_msg *m)
     return true;
 }
 
-static void tally(struct td *t, uint8_t ids[3][16], struct tally *out)
+static void tally(struct td *t, uint8_t ids[NINC][16], struct tally *out)
 {
     memset(out, 0, sizeof *out);
     struct kr_payload *p = kr_payload_new();
@@ -137,7 +145,7 @@ static void tally(struct td *t, uint8_t ids[3][16], struct tally *out)
             continue;
         const struct kr_value *inc = &p->v[KR_FLD_INCIDENT];
         assert_true(inc->set && inc->n == 16);
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < NINC; i++) {
             if (memcmp(inc->p, ids[i], 16) != 0)
                 continue;
             if (ev == KR_EV_INCIDENT_NOTIFIED) {
@@ -154,6 +162,21 @@ static void tally(struct td *t, uint8_t ids[3][16], struct tally *out)
     assert_int_equal(outbox_pending(t->d, 0, 0, count_pending, &out->pending, NULL), KR_OK);
 }
 
+/* Opens an incident for tenant detected 80 hours before now (real time). */
+static void open_overdue(struct td *t, const struct kr_caller *op, uint64_t tenant, uint8_t id[16])
+{
+    struct kr_payload *p = td_args(t);
+    kr_set_u64(p, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_BREACH);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_CRITICAL);
+    kr_set_str(p, KR_FLD_TITLE, "Leaked export");
+    kr_set_str(p, KR_FLD_SUMMARY, "An export file was readable by others.");
+    kr_set_u64(p, KR_FLD_DETECTED, real_now() - 80 * HOUR);
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    kr_set_tenants(p, KR_FLD_TENANTS, &tenant, 1);
+    assert_int_equal(td_exec(t, op, KR_OP_INCIDENTS_OPEN), KR_OK);
+    td_get_id(t, "incident", id);
+}
+
 static void test_notified_once_across_restarts(void **state)
 {
     (void)state;
@@ -165,7 +188,8 @@ static void test_notified_once_across_restarts(void **state)
     tenants[1] = td_signup(t, "owner@b.example", "correct horse 2", &mb, NULL);
     tenants[2] = td_signup(t, "owner@c.example", "correct horse 3", &mc, NULL);
     static const uint64_t age_h[3] = {71, 73, 10};
-    uint8_t ids[3][16];
+    uint8_t ids[NINC][16];
+    memset(ids, 0, sizeof ids);
     for (int i = 0; i < 3; i++) {
         struct kr_payload *p = td_args(t);
         kr_set_u64(p, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_OUTAGE);
@@ -191,7 +215,7 @@ static void test_notified_once_across_restarts(void **state)
 
     /* Now: A's (due in 1 h) and B's (overdue) are e-mailed, C's waits. */
     unsetenv("KIROKU_CLOCK_OFFSET");
-    serve_until(data, signup_mail + 2);
+    serve_until(data, signup_mail + 2, SIGTERM);
     assert_int_equal(mail_files(data), signup_mail + 2);
     td_reopen(t);
     tally(t, ids, &tl);
@@ -208,7 +232,7 @@ static void test_notified_once_across_restarts(void **state)
     /* 39 hours on: C's has 23 hours left and is e-mailed; A and B are not
      * written to again. */
     setenv("KIROKU_CLOCK_OFFSET", "39h", 1);
-    serve_until(data, signup_mail + 3);
+    serve_until(data, signup_mail + 3, SIGTERM);
     unsetenv("KIROKU_CLOCK_OFFSET");
     assert_int_equal(mail_files(data), signup_mail + 3);
     td_reopen(t);
@@ -218,6 +242,33 @@ static void test_notified_once_across_restarts(void **state)
         assert_int_equal(tl.mailed[i], 1);
     }
     assert_int_equal(tl.mailed_to[2], tenants[2]);
+    assert_int_equal(tl.pending, 0);
+
+    /* A crash: a fourth incident, overdue, e-mailed; serve killed (SIGKILL)
+     * once its e-mail is written, perhaps before it was recorded sent. Then
+     * a fifth, and serve started again: the fifth is e-mailed, the fourth
+     * not again (its file, written again if it was not recorded sent, is
+     * the same file). */
+    open_overdue(t, &op, tenants[0], ids[3]);
+    dom_close(t->d);
+    t->d = NULL;
+    setenv("KIROKU_CLOCK_OFFSET", "39h", 1);
+    serve_until(data, signup_mail + 4, SIGKILL);
+    td_reopen(t);
+    open_overdue(t, &op, tenants[1], ids[4]);
+    dom_close(t->d);
+    t->d = NULL;
+    serve_until(data, signup_mail + 5, SIGTERM);
+    unsetenv("KIROKU_CLOCK_OFFSET");
+    assert_int_equal(mail_files(data), signup_mail + 5);
+    td_reopen(t);
+    tally(t, ids, &tl);
+    for (int i = 0; i < NINC; i++) {
+        assert_int_equal(tl.notified[i], 1);
+        assert_int_equal(tl.mailed[i], 1);
+    }
+    assert_int_equal(tl.mailed_to[3], tenants[0]);
+    assert_int_equal(tl.mailed_to[4], tenants[1]);
     assert_int_equal(tl.pending, 0);
     td_free(t);
 }
