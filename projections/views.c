@@ -283,13 +283,28 @@ static kr_err hook_drop(void *ctx, MDB_txn *txn)
 
 /* Views whose keys start with the tenant id. */
 static const enum kr_view tenant_views[] = {
-    VIEW_SIGNUPS, VIEW_ACCOUNTS, VIEW_ACCOUNT_EMAILS, VIEW_SESSION_IDS, VIEW_ACCOUNT_SESSIONS,
-    VIEW_CONTACTS, VIEW_CONTACT_TAGS, VIEW_TAG_CONTACTS, VIEW_TAGS, VIEW_TAG_NAMES, VIEW_ATTRIBUTES,
-    VIEW_ATTRIBUTE_KEYS, VIEW_ATTRIBUTE_VALUES, VIEW_NOTICE_TENANTS, VIEW_NOTICE_ACKS,
-    VIEW_INCIDENT_TENANTS, VIEW_REPORTS, VIEW_OUTBOX,
+    VIEW_SIGNUPS,
+    VIEW_ACCOUNTS,
+    VIEW_ACCOUNT_EMAILS,
+    VIEW_SESSION_IDS,
+    VIEW_ACCOUNT_SESSIONS,
+    VIEW_CONTACTS,
+    VIEW_CONTACT_TAGS,
+    VIEW_TAG_CONTACTS,
+    VIEW_TAGS,
+    VIEW_TAG_NAMES,
+    VIEW_ATTRIBUTES,
+    VIEW_ATTRIBUTE_KEYS,
+    VIEW_ATTRIBUTE_VALUES,
+    VIEW_NOTICE_TENANTS,
+    VIEW_NOTICE_ACKS,
+    VIEW_INCIDENT_TENANTS,
+    VIEW_REPORTS,
+    VIEW_OUTBOX,
     /* e-mails owed to it: a rebuild, which skips its stripped outbox.queued
      * records, would otherwise still owe them */
-    VIEW_NOTICE_MAIL, VIEW_INCIDENT_MAIL, /* update and resolution e-mails owed to it */
+    VIEW_NOTICE_MAIL,
+    VIEW_INCIDENT_MAIL,
 };
 
 /* Deletes the entries of db whose key (at key_off) or value (at val_off)
