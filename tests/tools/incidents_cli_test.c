@@ -14,7 +14,9 @@
  * notified tenant, every e-mail was handed over (none pending), and the
  * outbox directory holds exactly one file more per notification. Then a
  * crash: serve killed (SIGKILL) once a fourth incident's e-mail is written,
- * and started again for a fifth: the fourth is not notified twice.
+ * and started again for a fifth: the fourth is not notified twice. And the
+ * setting incidents.warn_before_h = 0 in DIR/kiroku.conf: only what is past
+ * its deadline is e-mailed.
  */
 #include "test_domain.h"
 #include "test_util.h"
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -273,10 +276,64 @@ static void test_notified_once_across_restarts(void **state)
     td_free(t);
 }
 
+/* incidents.warn_before_h from the configuration file: at 0, serve e-mails
+ * only what is past its deadline; an incident due in an hour waits. Both
+ * are looked at in the same run of the minute job, so once the overdue
+ * one's e-mail is written, the other one was passed over. */
+static void test_warning_setting(void **state)
+{
+    (void)state;
+    struct td *t = td_new(72);
+    atomic_store(&t->now, real_now());
+    struct kr_caller ma, mb, op = td_operator();
+    uint64_t tenants[2];
+    tenants[0] = td_signup(t, "owner@a.example", "correct horse 1", &ma, NULL);
+    tenants[1] = td_signup(t, "owner@b.example", "correct horse 2", &mb, NULL);
+    uint8_t ids[NINC][16];
+    memset(ids, 0, sizeof ids);
+    struct kr_payload *p = td_args(t);
+    kr_set_u64(p, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_OUTAGE);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
+    kr_set_str(p, KR_FLD_TITLE, "Slow search");
+    kr_set_str(p, KR_FLD_SUMMARY, "Searches took seconds.");
+    kr_set_u64(p, KR_FLD_DETECTED, real_now() - 71 * HOUR);
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    kr_set_tenants(p, KR_FLD_TENANTS, &tenants[0], 1);
+    assert_int_equal(td_exec(t, &op, KR_OP_INCIDENTS_OPEN), KR_OK);
+    td_get_id(t, "incident", ids[0]);
+    open_overdue(t, &op, tenants[1], ids[1]);
+    struct tally tl;
+    tally(t, ids, &tl);
+    size_t signup_mail = tl.pending;
+    dom_close(t->d);
+    t->d = NULL;
+    char data[600], conf[700];
+    snprintf(data, sizeof data, "%s", t->dir);
+    snprintf(conf, sizeof conf, "%s/kiroku.conf", data);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs("# only what is past its deadline\nincidents.warn_before_h = 0\n", f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(conf, 0600), 0);
+
+    unsetenv("KIROKU_CLOCK_OFFSET");
+    serve_until(data, signup_mail + 1, SIGTERM);
+    assert_int_equal(mail_files(data), signup_mail + 1);
+    td_reopen(t);
+    tally(t, ids, &tl);
+    assert_int_equal(tl.notified[0], 0); /* due in an hour: not yet, at 0 hours' warning */
+    assert_int_equal(tl.mailed[0], 0);
+    assert_int_equal(tl.notified[1], 1);
+    assert_int_equal(tl.mailed[1], 1);
+    assert_int_equal(tl.pending, 0);
+    td_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_notified_once_across_restarts),
+        cmocka_unit_test(test_warning_setting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
