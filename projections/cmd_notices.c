@@ -1218,12 +1218,14 @@ static kr_err outbox_subject(struct kr_domain *d, MDB_txn *txn, const struct kr_
             return KR_ECORRUPT;
         const uint8_t *b = v.mv_data;
         uint64_t text_seq = v_get_u64(b + 16);
-        int text_ev = KR_EV_INCIDENT_OPENED;
         struct jrn_record r;
         if ((err = plain_in(d, txn, v_get_u64(b + 8), KR_EV_INCIDENT_OPENED, title)) ||
             (err = jrn_read_in(d->j, txn, text_seq, &r)))
             return err;
-        text_ev = kr_event_lookup(r.type, r.type_len);
+        int text_ev = kr_event_lookup(r.type, r.type_len); /* opened, updated or resolved */
+        if (text_ev != KR_EV_INCIDENT_OPENED && text_ev != KR_EV_INCIDENT_UPDATED &&
+            text_ev != KR_EV_INCIDENT_RESOLVED)
+            return KR_ECORRUPT;
         if ((err = plain_in(d, txn, text_seq, text_ev, text)))
             return err;
         out->incident = true;
