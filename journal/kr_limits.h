@@ -192,9 +192,21 @@
 /* Unread notices a login reply carries, newest first: the dashboard shows a
  * handful; the rest are in notices.list. */
 #define KR_LOGIN_NOTICES_MAX 20u
-/* Incidents in one incidents.list reply (it has no cursor): far more open
- * incidents affecting one tenant than anyone could act on. */
+/* Incidents in one incidents.list reply (it has no cursor; open and
+ * resolved): far more incidents affecting one tenant than anyone could read. */
 #define KR_INCIDENTS_LIST_MAX 1000u
+/* Rows an operator's list (incidents.all, incidents.reports, notices.all)
+ * looks at for one page: a filter that keeps few rows returns a short page
+ * and a cursor rather than walking every incident ever opened. */
+#define KR_OPERATOR_SCAN_MAX 10000u
+/* Incidents in the login reply, newest first (incidents.list has them all):
+ * what a dashboard shows at a glance. */
+#define KR_LOGIN_INCIDENTS_MAX 20u
+/* Entries (opening, updates, resolution) in one incidents.history reply,
+ * and records of the incident's stream looked at for them (its
+ * notifications are there too, one per affected tenant and channel). */
+#define KR_INCIDENT_HISTORY_MAX 200u
+#define KR_INCIDENT_HISTORY_SCAN_MAX 100000u
 /* Pending notifications in one incidents.overdue reply, earliest deadline
  * first; acting on the first thousand shrinks the list for the next call. */
 #define KR_DUE_LIST_MAX 1000u
@@ -306,6 +318,10 @@
 /* Rounds of dom_notice_mail per period (KR_OUTBOX_BATCH_MAX each), so a
  * burst of owed notices cannot keep the worker from delivering. */
 #define KR_MAILER_NOTICE_ROUNDS 8u
+/* Rounds of dom_incident_mail per run of serve's minute job
+ * (KR_OUTBOX_BATCH_MAX each): an incident for every tenant is e-mailed to
+ * 8,000 tenants a minute, and the scheduler's other jobs still get their turn. */
+#define KR_INCIDENT_MAIL_ROUNDS 8u
 
 /* ---- Verification ---- */
 

@@ -367,14 +367,15 @@ static kr_err login_open(struct cmd *c, uint64_t tenant, const uint8_t acct[16],
         sodium_memzero(token, sizeof token);
         return err;
     }
-    res_map(c, 6);
+    res_map(c, 7);
     res_bytes(c, KR_FLD_TOKEN, token, sizeof token);
     sodium_memzero(token, sizeof token);
     res_bytes(c, KR_FLD_ACCOUNT, acct, 16);
     res_enum(c, KR_FLD_ROLE, (uint64_t)o->role);
     res_perms(c, o->role == KR_ROLE_MASTER ? (1ull << KR_PERMISSION__COUNT) - 1 : o->perms);
     res_u64(c, KR_FLD_EXPIRES, expires);
-    return notices_pack_unread(c, tenant, acct);
+    err = notices_pack_unread(c, tenant, acct);
+    return err ? err : incidents_pack_login(c, tenant);
 }
 
 kr_err cmd_auth_login(struct cmd *c)

@@ -21,6 +21,7 @@
 #include "accounts.h"
 #include "notices.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -572,55 +573,80 @@ static kr_err master_email(struct cmd *c, uint64_t tenant, struct kr_payload *p)
     return p->v[KR_FLD_EMAIL].set ? KR_OK : KR_ECORRUPT;
 }
 
+/* Adds to c the events that record tenant notified of incident (at stream
+ * version `version`) over channel: incident.notified and, for the channel
+ * email, an incident_notice e-mail queued to the tenant's master account.
+ * KR_ENOTFOUND if the tenant has no master account (diagnostics set). */
+static kr_err notify_events(struct cmd *c, const uint8_t incident[16], uint64_t version,
+                            uint64_t tenant, uint64_t channel)
+{
+    kr_err err;
+    struct kr_payload *p = cmd_event(c, KR_EV_INCIDENT_NOTIFIED, 0, version);
+    if (!p)
+        return KR_ENOMEM;
+    if ((err = kr_set_copy(p, KR_FLD_INCIDENT, incident, 16)))
+        return err;
+    kr_set_u64(p, KR_FLD_TENANT, tenant);
+    kr_set_u64(p, KR_FLD_CHANNEL, channel);
+    if (channel != KR_CHANNEL_EMAIL)
+        return KR_OK;
+    uint8_t message[16];
+    if ((err = master_email(c, tenant, c->scratch)))
+        return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
+                                              "the tenant has no master account")
+                                   : err;
+    struct kr_payload *m = cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0);
+    if (!m)
+        return KR_ENOMEM;
+    cmd_new_id(c, message);
+    const struct kr_value *email = &c->scratch->v[KR_FLD_EMAIL];
+    if ((err = kr_set_copy(m, KR_FLD_MESSAGE, message, 16)) ||
+        (err = kr_set_copy(m, KR_FLD_EMAIL, email->p, email->n)) ||
+        (err = kr_set_copy(m, KR_FLD_INCIDENT, incident, 16)))
+        return err;
+    kr_set_u64(m, KR_FLD_TEMPLATE, KR_TEMPLATE_INCIDENT_NOTICE);
+    return KR_OK;
+}
+
+/* The channels tenant was notified of incident over (bit 1 << channel);
+ * KR_ENOTFOUND if the incident does not affect the tenant. */
+static kr_err notified_channels(struct cmd *c, const uint8_t incident[16], uint64_t tenant,
+                                uint8_t *channels)
+{
+    struct vkey k;
+    MDB_val val;
+    vk_init(&k);
+    vk_u64(&k, tenant);
+    vk_bytes(&k, incident, 16);
+    kr_err err = v_get(&c->d->views, c->txn, VIEW_INCIDENT_TENANTS, &k, &val);
+    if (err)
+        return err;
+    if (val.mv_size != 1)
+        return KR_ECORRUPT;
+    *channels = *(const uint8_t *)val.mv_data;
+    return KR_OK;
+}
+
 kr_err cmd_incidents_notify(struct cmd *c)
 {
     struct incident_row row = {0};
-    struct vkey k;
-    MDB_val val;
+    uint8_t channels;
     kr_err err = KR_OK;
     if ((err = incident_arg(c, &row)))
         return err;
     const uint8_t *incident = c->args->v[KR_FLD_INCIDENT].p;
     uint64_t tenant = c->args->v[KR_FLD_TENANT].u;
     uint64_t channel = c->args->v[KR_FLD_CHANNEL].u;
-    vk_init(&k);
-    vk_u64(&k, tenant);
-    vk_bytes(&k, incident, 16);
-    if ((err = v_get(&c->d->views, c->txn, VIEW_INCIDENT_TENANTS, &k, &val)))
+    if ((err = notified_channels(c, incident, tenant, &channels)))
         return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
                                               "not affected by this incident")
                                    : err;
-    if (val.mv_size != 1)
-        return KR_ECORRUPT;
-    if (*(const uint8_t *)val.mv_data >> channel & 1u) {
+    if (channels >> channel & 1u) {
         res_map(c, 1); /* notified over this channel already */
         res_u64(c, KR_FLD_VERSION, row.version);
         return KR_OK;
     }
-    struct kr_payload *p = cmd_event(c, KR_EV_INCIDENT_NOTIFIED, 0, row.version);
-    if (!p)
-        return KR_ENOMEM;
-    set_arg(p, c, KR_FLD_INCIDENT);
-    set_arg(p, c, KR_FLD_TENANT);
-    set_arg(p, c, KR_FLD_CHANNEL);
-    if (channel == KR_CHANNEL_EMAIL) {
-        uint8_t message[16];
-        if ((err = master_email(c, tenant, c->scratch)))
-            return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
-                                                  "the tenant has no master account")
-                                       : err;
-        struct kr_payload *m = cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0);
-        if (!m)
-            return KR_ENOMEM;
-        cmd_new_id(c, message);
-        const struct kr_value *email = &c->scratch->v[KR_FLD_EMAIL];
-        if ((err = kr_set_copy(m, KR_FLD_MESSAGE, message, 16)) ||
-            (err = kr_set_copy(m, KR_FLD_EMAIL, email->p, email->n)))
-            return err;
-        kr_set_u64(m, KR_FLD_TEMPLATE, KR_TEMPLATE_INCIDENT_NOTICE);
-        set_arg(m, c, KR_FLD_INCIDENT);
-    }
-    if ((err = cmd_commit(c)))
+    if ((err = notify_events(c, incident, row.version, tenant, channel)) || (err = cmd_commit(c)))
         return err;
     res_map(c, 1);
     res_u64(c, KR_FLD_VERSION, c->ev[0].version);
@@ -762,9 +788,13 @@ static int open_incident_cmp(const void *x, const void *y)
     return memcmp(a->id, b->id, 16);
 }
 
-kr_err cmd_incidents_list(struct cmd *c)
+/* Writes key, then an array of the incidents affecting tenant (open and
+ * resolved, as incidents.list lists them), by time of detection, oldest
+ * first or newest first, at most cap of them (the newest when cut). It is one
+ * entry of a map the caller opened. */
+static kr_err incidents_pack(struct cmd *c, uint64_t tenant, const char *key, uint32_t cap,
+                             bool newest_first)
 {
-    uint64_t tenant = c->who->tenant;
     kr_err err = KR_OK;
     struct open_incident *inc = calloc(KR_INCIDENTS_LIST_MAX, sizeof *inc);
     struct kr_payload *title = kr_payload_new();
@@ -791,18 +821,18 @@ kr_err cmd_incidents_list(struct cmd *c)
         memcpy(inc[n].id, (const uint8_t *)k.mv_data + 8, 16);
         if ((err = incident_get(c, inc[n].id, &inc[n].row)))
             goto out;
-        if (!inc[n].row.resolved)
-            n++;
+        n++; /* open or resolved: a resolved incident stays, marked */
     }
     if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
         err = kr_err_from_mdb(rc);
         goto out;
     }
     qsort(inc, n, sizeof *inc, open_incident_cmp);
-    res_map(c, 1);
-    res_keyname(c, list_name(KR_OP_INCIDENTS_LIST));
-    msgpack_pack_array(&c->res, n);
-    for (uint32_t i = 0; i < n; i++) {
+    uint32_t shown = n < cap ? n : cap;
+    res_keyname(c, key);
+    msgpack_pack_array(&c->res, shown);
+    for (uint32_t j = 0; j < shown; j++) {
+        uint32_t i = newest_first ? n - 1 - j : j;
         const struct incident_row *r = &inc[i].row;
         if ((err = read_plain(c, r->opened_seq, title)) ||
             (err = read_plain(c, r->text_seq, c->scratch)))
@@ -825,7 +855,404 @@ out:
     return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
 }
 
+kr_err cmd_incidents_list(struct cmd *c)
+{
+    res_map(c, 1);
+    return incidents_pack(c, c->who->tenant, list_name(KR_OP_INCIDENTS_LIST), KR_INCIDENTS_LIST_MAX,
+                          false);
+}
+
+kr_err incidents_pack_login(struct cmd *c, uint64_t tenant)
+{
+    const struct kr_op_def *o = &kr_ops[KR_OP_AUTH_LOGIN];
+    const char *key = NULL;
+    for (uint32_t i = 0, lists = 0; i < o->nresult && !key; i++)
+        if (o->result[i].field < 0 && lists++ == 1)
+            key = o->result[i].list_name; /* the second list: "incidents" */
+    KR_ASSERT(key != NULL);
+    return incidents_pack(c, tenant, key, KR_LOGIN_INCIDENTS_MAX, true);
+}
+
+/* ---- incidents.history (client) ---- */
+
+/* The seqs of the incident's opening, updates and resolution, in order, up
+ * to stream version `version` (what the command's snapshot holds). */
+static kr_err history_seqs(struct cmd *c, const uint8_t incident[16], uint64_t version,
+                           uint64_t *seqs, uint32_t *n)
+{
+    char s[KR_STREAM_MAX + 1];
+    const char *prefix = kr_events[KR_EV_INCIDENT_OPENED].stream_prefix;
+    size_t pl = strlen(prefix);
+    *n = 0;
+    if (pl + 34 > sizeof s)
+        return KR_EINVAL;
+    memcpy(s, prefix, pl);
+    s[pl] = '/';
+    sodium_bin2hex(s + pl + 1, 33, incident, 16);
+    struct jrn_query q = {.kind = JRN_Q_STREAM, .tenant = 0, .stream = s, .stream_len = pl + 33};
+    struct jrn_cursor *cur;
+    struct jrn_record r;
+    kr_err err = jrn_cursor_new(c->d->j, &q, &cur);
+    if (err)
+        return err;
+    for (uint32_t scanned = 0; scanned < KR_INCIDENT_HISTORY_SCAN_MAX; scanned++) {
+        if ((err = jrn_cursor_next(cur, &r)) || r.version > version)
+            break;
+        int ev = kr_event_lookup(r.type, r.type_len);
+        if (ev != KR_EV_INCIDENT_OPENED && ev != KR_EV_INCIDENT_UPDATED &&
+            ev != KR_EV_INCIDENT_RESOLVED)
+            continue; /* notifications name other tenants: never shown */
+        if (*n == KR_INCIDENT_HISTORY_MAX)
+            break;
+        seqs[(*n)++] = r.seq;
+    }
+    jrn_cursor_free(cur);
+    return err == KR_ENOTFOUND ? KR_OK : err;
+}
+
+kr_err cmd_incidents_history(struct cmd *c)
+{
+    const uint8_t *incident = c->args->v[KR_FLD_INCIDENT].p;
+    struct incident_row row = {0};
+    uint8_t channels;
+    uint64_t seqs[KR_INCIDENT_HISTORY_MAX];
+    uint32_t n = 0;
+    /* Only an incident that affects the caller's tenant exists for it. */
+    kr_err err = notified_channels(c, incident, c->who->tenant, &channels);
+    if (!err)
+        err = incident_get(c, incident, &row);
+    if (err == KR_ENOTFOUND)
+        return cmd_fail(c, err, kr_fields[KR_FLD_INCIDENT].name, "no such incident");
+    if (err || (err = history_seqs(c, incident, row.version, seqs, &n)))
+        return err;
+    res_map(c, 1);
+    res_keyname(c, list_name(KR_OP_INCIDENTS_HISTORY));
+    msgpack_pack_array(&c->res, n);
+    for (uint32_t i = 0; i < n; i++) {
+        struct jrn_record r;
+        if ((err = jrn_read_in(c->d->j, c->txn, seqs[i], &r)) ||
+            (err = read_plain(c, seqs[i], c->scratch)))
+            return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+        res_map(c, 5);
+        res_u64(c, KR_FLD_SEQ, seqs[i]);
+        res_u64(c, KR_FLD_TIME, r.time_ns);
+        res_str(c, KR_FLD_TYPE, r.type, r.type_len);
+        if (c->scratch->v[KR_FLD_SEVERITY].set)
+            res_val(c, KR_FLD_SEVERITY, &c->scratch->v[KR_FLD_SEVERITY]);
+        else
+            res_nil(c, KR_FLD_SEVERITY);
+        res_val(c, KR_FLD_SUMMARY, &c->scratch->v[KR_FLD_SUMMARY]);
+    }
+    return KR_OK;
+}
+
+/* ---- incidents.all, incidents.reports, notices.all (operator) ---- */
+
+/* A page of an operator's list over one view in key order: the keys (of
+ * klen bytes) after the cursor argument that keep (NULL = all) keeps, at
+ * most cap, into keys; *more says whether more follow, and next (klen bytes)
+ * is then the cursor of the next page: the last key kept, or the last looked
+ * at when KR_OPERATOR_SCAN_MAX keys were looked at first. */
+static kr_err page_keys(struct cmd *c, enum kr_view view, size_t klen, uint8_t *keys, uint32_t cap,
+                        bool (*keep)(struct cmd *c, const uint8_t *key, void *arg), void *arg,
+                        uint32_t *n, bool *more, uint8_t *next)
+{
+    const struct kr_value *cur = &c->args->v[KR_FLD_CURSOR];
+    MDB_cursor *mc;
+    MDB_val k, v;
+    *n = 0;
+    *more = false;
+    if (cur->set && cur->n != klen)
+        return cmd_fail(c, KR_EINVAL, kr_fields[KR_FLD_CURSOR].name, "not a cursor of this list");
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[view], &mc);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (cur->set) {
+        k = (MDB_val){klen, (void *)cur->p};
+        rc = mdb_cursor_get(mc, &k, &v, MDB_SET_RANGE);
+        if (rc == MDB_SUCCESS && k.mv_size == klen && memcmp(k.mv_data, cur->p, klen) == 0)
+            rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT); /* after the cursor */
+    } else {
+        rc = mdb_cursor_get(mc, &k, &v, MDB_FIRST);
+    }
+    for (uint32_t scanned = 0; rc == MDB_SUCCESS;
+         scanned++, rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != klen) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (*n == cap || scanned == KR_OPERATOR_SCAN_MAX) {
+            *more = true;
+            break;
+        }
+        memcpy(next, k.mv_data, klen); /* the last looked at */
+        if (keep && !keep(c, k.mv_data, arg))
+            continue;
+        memcpy(keys + klen * (*n)++, k.mv_data, klen);
+    }
+    mdb_cursor_close(mc);
+    if (rc == MDB_CORRUPTED)
+        return KR_ECORRUPT;
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+}
+
+/* How many affected tenants of the incident (deadline, id) still owe a
+ * notification (v.incident_due), counted up to KR_DUE_LIST_MAX. */
+static kr_err unnotified(struct cmd *c, uint64_t deadline, const uint8_t incident[16],
+                         uint64_t *count)
+{
+    uint8_t prefix[24];
+    MDB_cursor *mc;
+    MDB_val k, v;
+    *count = 0;
+    v_put_u64(prefix, deadline);
+    memcpy(prefix + 8, incident, 16);
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_INCIDENT_DUE], &mc);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    k = (MDB_val){sizeof prefix, prefix};
+    for (rc = mdb_cursor_get(mc, &k, &v, MDB_SET_RANGE);
+         rc == MDB_SUCCESS && *count < KR_DUE_LIST_MAX; rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < sizeof prefix || memcmp(k.mv_data, prefix, sizeof prefix) != 0)
+            break;
+        (*count)++;
+    }
+    mdb_cursor_close(mc);
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+}
+
+struct state_filter {
+    int state; /* enum kr_enum_incident_state, or -1 for every incident */
+    kr_err err;
+};
+
+/* Whether an incident (v.incidents key) is in the state asked for. */
+static bool incident_in_state(struct cmd *c, const uint8_t *key, void *arg)
+{
+    struct state_filter *f = arg;
+    struct incident_row row;
+    uint64_t owed = 0;
+    if (f->state < 0 || f->err)
+        return !f->err;
+    if ((f->err = incident_get(c, key, &row)))
+        return false;
+    if (f->state == KR_INCIDENT_STATE_OPEN)
+        return !row.resolved;
+    if (f->state == KR_INCIDENT_STATE_RESOLVED)
+        return row.resolved;
+    if (row.deadline > c->now)
+        return false;
+    f->err = unnotified(c, row.deadline, key, &owed);
+    return !f->err && owed > 0;
+}
+
+kr_err cmd_incidents_all(struct cmd *c)
+{
+    const struct kr_value *st = &c->args->v[KR_FLD_INCIDENT_STATE];
+    struct state_filter f = {st->set ? (int)st->u : -1, KR_OK};
+    struct kr_payload *title = kr_payload_new();
+    uint32_t limit = cmd_limit(c), n = 0;
+    uint8_t *ids = calloc(limit, 16), next[16];
+    bool more;
+    kr_err err = KR_OK;
+    if (!ids || !title) {
+        err = KR_ENOMEM;
+        goto out;
+    }
+    if ((err = page_keys(c, VIEW_INCIDENTS, 16, ids, limit, incident_in_state, &f, &n, &more,
+                         next)) ||
+        (err = f.err))
+        goto out;
+    res_map(c, 2);
+    res_keyname(c, list_name(KR_OP_INCIDENTS_ALL));
+    msgpack_pack_array(&c->res, n);
+    for (uint32_t i = 0; i < n; i++) {
+        struct incident_row r;
+        uint64_t owed;
+        const uint8_t *id = ids + 16 * (size_t)i;
+        if ((err = incident_get(c, id, &r)) || (err = unnotified(c, r.deadline, id, &owed)) ||
+            (err = read_plain(c, r.opened_seq, title)) ||
+            (err = read_plain(c, r.text_seq, c->scratch)))
+            goto out;
+        res_map(c, 11);
+        res_bytes(c, KR_FLD_INCIDENT, id, 16);
+        res_enum(c, KR_FLD_INCIDENT_SCOPE, r.scope);
+        res_enum(c, KR_FLD_SEVERITY, r.severity);
+        res_val(c, KR_FLD_TITLE, &title->v[KR_FLD_TITLE]);
+        res_val(c, KR_FLD_SUMMARY, &c->scratch->v[KR_FLD_SUMMARY]);
+        res_u64(c, KR_FLD_DETECTED, r.detected);
+        res_u64(c, KR_FLD_DEADLINE, r.deadline);
+        res_bool(c, KR_FLD_RESOLVED, r.resolved);
+        res_bool(c, KR_FLD_OVERDUE, owed > 0 && r.deadline <= c->now);
+        res_u64(c, KR_FLD_UNNOTIFIED, owed);
+        res_u64(c, KR_FLD_VERSION, r.version);
+    }
+    if (more)
+        res_bytes(c, KR_FLD_CURSOR, next, 16);
+    else
+        res_nil(c, KR_FLD_CURSOR);
+out:
+    kr_payload_free(title);
+    free(ids);
+    return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+}
+
+kr_err cmd_incidents_reports(struct cmd *c)
+{
+    uint32_t limit = cmd_limit(c), n = 0;
+    uint8_t *keys = calloc(limit, 24), next[24];
+    bool more;
+    kr_err err = KR_OK;
+    if (!keys)
+        return KR_ENOMEM;
+    if ((err = page_keys(c, VIEW_REPORTS, 24, keys, limit, NULL, NULL, &n, &more, next)))
+        goto out;
+    res_map(c, 2);
+    res_keyname(c, list_name(KR_OP_INCIDENTS_REPORTS));
+    msgpack_pack_array(&c->res, n);
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *key = keys + 24 * (size_t)i;
+        struct vkey k;
+        MDB_val v;
+        struct jrn_record r;
+        vk_init(&k);
+        vk_bytes(&k, key, 24);
+        if ((err = v_get(&c->d->views, c->txn, VIEW_REPORTS, &k, &v)))
+            goto out;
+        if (v.mv_size != 8) {
+            err = KR_ECORRUPT;
+            goto out;
+        }
+        uint64_t seq = v_get_u64(v.mv_data);
+        if ((err = jrn_read_in(c->d->j, c->txn, seq, &r)))
+            goto out;
+        uint64_t time = r.time_ns;
+        /* The details are personal: opened with the tenant's key. */
+        if ((err = cmd_read(c, seq, KR_EV_INCIDENT_REPORTED, c->scratch)))
+            goto out;
+        res_map(c, 5);
+        res_u64(c, KR_FLD_TENANT, v_get_u64(key));
+        res_bytes(c, KR_FLD_REPORT, key + 8, 16);
+        res_u64(c, KR_FLD_TIME, time);
+        res_val(c, KR_FLD_SEVERITY, &c->scratch->v[KR_FLD_SEVERITY]);
+        res_val(c, KR_FLD_DETAILS, &c->scratch->v[KR_FLD_DETAILS]);
+    }
+    if (more)
+        res_bytes(c, KR_FLD_CURSOR, next, 24);
+    else
+        res_nil(c, KR_FLD_CURSOR);
+out:
+    free(keys);
+    return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+}
+
+kr_err cmd_notices_all(struct cmd *c)
+{
+    uint32_t limit = cmd_limit(c), n = 0;
+    uint8_t *ids = calloc(limit, 16), next[16];
+    bool more;
+    kr_err err = KR_OK;
+    if (!ids)
+        return KR_ENOMEM;
+    if ((err = page_keys(c, VIEW_NOTICES, 16, ids, limit, NULL, NULL, &n, &more, next)))
+        goto out;
+    res_map(c, 2);
+    res_keyname(c, list_name(KR_OP_NOTICES_ALL));
+    msgpack_pack_array(&c->res, n);
+    for (uint32_t i = 0; i < n; i++) {
+        struct notice_row row;
+        if ((err = notice_get(&c->d->views, c->txn, ids + 16 * (size_t)i, &row)) ||
+            (err = read_plain(c, row.seq, c->scratch)))
+            goto out;
+        const struct kr_payload *p = c->scratch;
+        res_map(c, 6);
+        res_val(c, KR_FLD_NOTICE, &p->v[KR_FLD_NOTICE]);
+        res_val(c, KR_FLD_NOTICE_KIND, &p->v[KR_FLD_NOTICE_KIND]);
+        res_val(c, KR_FLD_TITLE, &p->v[KR_FLD_TITLE]);
+        res_val(c, KR_FLD_BODY, &p->v[KR_FLD_BODY]);
+        res_val(c, KR_FLD_EFFECTIVE, &p->v[KR_FLD_EFFECTIVE]);
+        res_val(c, KR_FLD_AUDIENCE, &p->v[KR_FLD_AUDIENCE]);
+    }
+    if (more)
+        res_bytes(c, KR_FLD_CURSOR, next, 16);
+    else
+        res_nil(c, KR_FLD_CURSOR);
+out:
+    free(ids);
+    return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+}
+
 /* ---- The outbox (delivery worker) ---- */
+
+/* Decodes the plain fields of platform record seq (event ev) into p, in txn. */
+static kr_err plain_in(struct kr_domain *d, MDB_txn *txn, uint64_t seq, int ev,
+                       struct kr_payload *p)
+{
+    struct jrn_record r;
+    kr_err err = jrn_read_in(d->j, txn, seq, &r);
+    if (err)
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+    if (kr_event_lookup(r.type, r.type_len) != ev)
+        return KR_ECORRUPT;
+    return kr_event_decode(ev, &r, NULL, p, NULL);
+}
+
+/* What an incident or notice e-mail tells, from the views and the records
+ * they point at (payloads title, text: borrowed by out). KR_OK with nothing
+ * set when the message names neither. */
+static kr_err outbox_subject(struct kr_domain *d, MDB_txn *txn, const struct kr_payload *m,
+                             struct kr_payload *title, struct kr_payload *text,
+                             struct outbox_about *out)
+{
+    struct vkey k;
+    MDB_val v;
+    kr_err err;
+    memset(out, 0, sizeof *out);
+    const struct kr_value *inc = &m->v[KR_FLD_INCIDENT], *notice = &m->v[KR_FLD_NOTICE];
+    if (inc->set && inc->n == 16) {
+        vk_init(&k);
+        vk_bytes(&k, inc->p, 16);
+        if ((err = v_get(&d->views, txn, VIEW_INCIDENTS, &k, &v)))
+            return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+        if (v.mv_size != 44)
+            return KR_ECORRUPT;
+        const uint8_t *b = v.mv_data;
+        uint64_t text_seq = v_get_u64(b + 16);
+        struct jrn_record r;
+        if ((err = plain_in(d, txn, v_get_u64(b + 8), KR_EV_INCIDENT_OPENED, title)) ||
+            (err = jrn_read_in(d->j, txn, text_seq, &r)))
+            return err;
+        int text_ev = kr_event_lookup(r.type, r.type_len); /* opened, updated or resolved */
+        if (text_ev != KR_EV_INCIDENT_OPENED && text_ev != KR_EV_INCIDENT_UPDATED &&
+            text_ev != KR_EV_INCIDENT_RESOLVED)
+            return KR_ECORRUPT;
+        if ((err = plain_in(d, txn, text_seq, text_ev, text)))
+            return err;
+        out->incident = true;
+        out->title = &title->v[KR_FLD_TITLE];
+        out->summary = &text->v[KR_FLD_SUMMARY];
+        out->detected = v_get_u64(b + 24);
+        out->deadline = v_get_u64(b + 32);
+        out->scope = b[40];
+        out->severity = b[41];
+        out->resolved = b[43] != 0;
+    } else if (notice->set && notice->n == 16) {
+        vk_init(&k);
+        vk_bytes(&k, notice->p, 16);
+        if ((err = v_get(&d->views, txn, VIEW_NOTICES, &k, &v)))
+            return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+        if (v.mv_size != 18)
+            return KR_ECORRUPT;
+        if ((err = plain_in(d, txn, v_get_u64(v.mv_data), KR_EV_NOTICE_PUBLISHED, title)))
+            return err;
+        out->notice = true;
+        out->title = &title->v[KR_FLD_TITLE];
+        out->body = &title->v[KR_FLD_BODY];
+        out->effective = title->v[KR_FLD_EFFECTIVE].u;
+        out->notice_kind = (uint8_t)title->v[KR_FLD_NOTICE_KIND].u;
+    }
+    return KR_OK;
+}
 
 kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t max, outbox_fn fn, void *arg,
                       uint64_t *last)
@@ -840,12 +1267,19 @@ kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t max, outbox_fn
         *last = after;
     if (max == 0 || max > KR_OUTBOX_BATCH_MAX)
         max = KR_OUTBOX_BATCH_MAX;
-    struct kr_payload *p = kr_payload_new();
-    if (!p)
+    struct kr_payload *p = kr_payload_new(), *title = kr_payload_new(), *text = kr_payload_new();
+    struct outbox_about about;
+    if (!p || !title || !text) {
+        kr_payload_free(p);
+        kr_payload_free(title);
+        kr_payload_free(text);
         return KR_ENOMEM;
+    }
     int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
     if (rc) {
         kr_payload_free(p);
+        kr_payload_free(title);
+        kr_payload_free(text);
         return kr_err_from_mdb(rc);
     }
     if ((rc = mdb_cursor_open(txn, d->views.db[VIEW_OUTBOX_PENDING], &cur)))
@@ -882,9 +1316,16 @@ kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t max, outbox_fn
         if (err)
             break;
         m.template_id = (uint8_t)p->v[KR_FLD_TEMPLATE].u;
+        if ((err = outbox_subject(d, txn, p, title, text, &about))) {
+            kr_payload_reset(p, -1);
+            break;
+        }
+        m.about = &about;
         handed++;
         bool go_on = fn(arg, &m);
         kr_payload_reset(p, -1); /* wipes the opened personal data */
+        kr_payload_reset(title, -1);
+        kr_payload_reset(text, -1);
         if (!go_on)
             break;
     }
@@ -893,6 +1334,8 @@ done:
         mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     kr_payload_free(p);
+    kr_payload_free(title);
+    kr_payload_free(text);
     if (!err && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
         err = kr_err_from_mdb(rc);
     return err;
@@ -1015,5 +1458,201 @@ kr_err dom_outbox_sent(struct kr_domain *d, uint64_t tenant, const uint8_t messa
         !(err = jrn_stream_version(d->j, tenant, stream, slen, &version)))
         err = dom_append_plain(d, tenant, JRN_SYSTEM_ACTOR, p, &version, NULL);
     kr_payload_free(p);
+    return err;
+}
+
+/* ---- Incident notices owed (serve's scheduler) ---- */
+
+/* One notification owed: a row of v.incident_due. */
+struct owed_notice {
+    uint64_t deadline, tenant;
+    uint8_t incident[16];
+};
+
+/* The rows of v.incident_due with deadline <= horizon, at most max, into
+ * owed (from one snapshot); *n says how many. */
+static kr_err owed_notices(struct kr_domain *d, uint64_t horizon, struct owed_notice *owed,
+                           size_t max, size_t *n)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    *n = 0;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((rc = mdb_cursor_open(txn, d->views.db[VIEW_INCIDENT_DUE], &cur)) == 0) {
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && *n < max;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (k.mv_size != 32) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+            const uint8_t *b = k.mv_data;
+            struct owed_notice *o = &owed[*n];
+            o->deadline = v_get_u64(b);
+            if (o->deadline > horizon)
+                break;
+            memcpy(o->incident, b + 8, 16);
+            o->tenant = v_get_u64(b + 24);
+            (*n)++;
+        }
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    if (rc == MDB_CORRUPTED)
+        return KR_ECORRUPT;
+    return rc && rc != MDB_NOTFOUND ? kr_err_from_mdb(rc) : KR_OK;
+}
+
+/* Notifies o's tenant by e-mail, if it is still owed, in one append on a
+ * fresh snapshot (the incident's version moves with every notification).
+ * *done says whether it appended. */
+static kr_err notify_owed(struct cmd *c, const struct owed_notice *o, bool *done)
+{
+    struct incident_row row = {0};
+    uint8_t channels = 0;
+    *done = false;
+    int rc = mdb_txn_begin(jrn_env(c->d->j), NULL, MDB_RDONLY, &c->txn);
+    if (rc) {
+        c->txn = NULL;
+        return kr_err_from_mdb(rc);
+    }
+    c->now = kr_clock_now(c->d->clock);
+    kr_err err = incident_get(c, o->incident, &row);
+    if (err == KR_ENOTFOUND)
+        err = KR_ECORRUPT; /* a due row without its incident */
+    if (!err)
+        err = notified_channels(c, o->incident, o->tenant, &channels);
+    if (!err && channels == 0) { /* else notified meanwhile, over some channel */
+        err = notify_events(c, o->incident, row.version, o->tenant, KR_CHANNEL_EMAIL);
+        if (!err && !(err = cmd_commit(c)))
+            *done = true;
+    }
+    if (err == KR_ENOTFOUND || err == KR_ECONFLICT)
+        err = KR_OK; /* no master account to write to (it stays due), or notified meanwhile */
+    for (size_t e = 0; e < c->nev; e++)
+        kr_payload_free(c->ev[e].p);
+    c->nev = 0;
+    mdb_txn_abort(c->txn);
+    c->txn = NULL;
+    return err;
+}
+
+/* One update or resolution e-mail owed: a row of v.incident_mail. */
+struct owed_mail {
+    uint64_t tenant;
+    uint8_t incident[16];
+    uint8_t template_id;
+};
+
+/* Up to max rows of v.incident_mail into owed (one snapshot). */
+static kr_err owed_mails(struct kr_domain *d, struct owed_mail *owed, size_t max, size_t *n)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    *n = 0;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((rc = mdb_cursor_open(txn, d->views.db[VIEW_INCIDENT_MAIL], &cur)) == 0) {
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && *n < max;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (k.mv_size != 25) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+            const uint8_t *b = k.mv_data;
+            owed[*n].tenant = v_get_u64(b);
+            memcpy(owed[*n].incident, b + 8, 16);
+            owed[*n].template_id = b[24];
+            (*n)++;
+        }
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    if (rc == MDB_CORRUPTED)
+        return KR_ECORRUPT;
+    return rc && rc != MDB_NOTFOUND ? kr_err_from_mdb(rc) : KR_OK;
+}
+
+/* Queues the e-mail o owes to its tenant's master, one append; *done says
+ * whether it did (not if the master is gone, or another queuer won). */
+static kr_err queue_owed_mail(struct cmd *c, const struct owed_mail *o, bool *done)
+{
+    *done = false;
+    int rc = mdb_txn_begin(jrn_env(c->d->j), NULL, MDB_RDONLY, &c->txn);
+    if (rc) {
+        c->txn = NULL;
+        return kr_err_from_mdb(rc);
+    }
+    c->now = kr_clock_now(c->d->clock);
+    kr_err err = master_email(c, o->tenant, c->scratch);
+    struct kr_payload *m = err ? NULL : cmd_event(c, KR_EV_OUTBOX_QUEUED, o->tenant, 0);
+    if (!err && !m)
+        err = KR_ENOMEM;
+    if (!err) {
+        uint8_t message[16];
+        const struct kr_value *email = &c->scratch->v[KR_FLD_EMAIL];
+        cmd_new_id(c, message);
+        kr_set_u64(m, KR_FLD_TEMPLATE, o->template_id);
+        if (!(err = kr_set_copy(m, KR_FLD_MESSAGE, message, 16)) &&
+            !(err = kr_set_copy(m, KR_FLD_EMAIL, email->p, email->n)) &&
+            !(err = kr_set_copy(m, KR_FLD_INCIDENT, o->incident, 16)) && !(err = cmd_commit(c)))
+            *done = true;
+    }
+    if (err == KR_ENOTFOUND || err == KR_ECONFLICT)
+        err = KR_OK; /* no master to write to (it stays owed), or queued meanwhile */
+    for (size_t e = 0; e < c->nev; e++)
+        kr_payload_free(c->ev[e].p);
+    c->nev = 0;
+    mdb_txn_abort(c->txn);
+    c->txn = NULL;
+    return err;
+}
+
+kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size_t *queued)
+{
+    struct kr_caller sys = {.role = -1, .system = true};
+    struct kr_diag diag;
+    struct cmd c = {.d = d, .who = &sys, .diag = &diag};
+    struct owed_notice *owed = NULL;
+    struct owed_mail *mails = NULL;
+    size_t n = 0, done = 0;
+    kr_err err = KR_OK;
+    if (max == 0 || max > KR_OUTBOX_BATCH_MAX)
+        max = KR_OUTBOX_BATCH_MAX;
+    if (queued)
+        *queued = 0;
+    if (!(owed = calloc(max, sizeof *owed)) || !(mails = calloc(max, sizeof *mails)) ||
+        !(c.scratch = kr_payload_new())) {
+        free(owed);
+        free(mails);
+        return KR_ENOMEM;
+    }
+    uint64_t now = kr_clock_now(d->clock);
+    uint64_t horizon = warn_ns > UINT64_MAX - now ? UINT64_MAX : now + warn_ns;
+    err = owed_notices(d, horizon, owed, max, &n);
+    for (size_t i = 0; i < n && !err; i++) {
+        bool one;
+        if (!(err = notify_owed(&c, &owed[i], &one)) && one)
+            done++;
+    }
+    /* Then the updates and resolutions, within what is left of max. */
+    if (!err && done < max)
+        err = owed_mails(d, mails, max - done, &n);
+    else
+        n = 0;
+    for (size_t i = 0; i < n && !err; i++) {
+        bool one;
+        if (!(err = queue_owed_mail(&c, &mails[i], &one)) && one)
+            done++;
+    }
+    kr_payload_free(c.scratch);
+    free(owed);
+    free(mails);
+    if (queued)
+        *queued = done;
     return err;
 }

@@ -49,7 +49,35 @@ KR_MUST_CHECK kr_err notices_unread(struct kr_domain *d, MDB_txn *txn, uint64_t 
  * the result is incomplete and the caller must return the error. */
 KR_MUST_CHECK kr_err notices_pack_unread(struct cmd *c, uint64_t tenant, const uint8_t account[16]);
 
+/* ---- Incidents ---- */
+
+/* Writes the "incidents" entry of a result map for auth.login: the key, then
+ * an array of maps {incident, incident_scope, severity, title, summary,
+ * detected, deadline, resolved} (as incidents.list has them), the newest
+ * KR_LOGIN_INCIDENTS_MAX incidents affecting tenant by time of detection,
+ * newest first, open and resolved. Like notices_pack_unread: after
+ * cmd_commit, and on error the result is incomplete (return the error). */
+KR_MUST_CHECK kr_err incidents_pack_login(struct cmd *c, uint64_t tenant);
+
 /* ---- Outbox ---- */
+
+/* What an incident or notice e-mail is about, as it is when handed over:
+ * for a message naming an incident (incident_notice, incident_update,
+ * incident_resolved) the incident's title, newest summary (of the opening,
+ * an update or the resolution), severity, scope, detection, deadline and
+ * whether it is resolved; for one naming a notice (notice_of_change) the
+ * notice's kind, title, body and effective time. Values borrow like m->p. */
+struct outbox_about {
+    bool incident, notice;          /* which of the two (or neither) */
+    const struct kr_value *title;   /* both */
+    const struct kr_value *summary; /* incident */
+    const struct kr_value *body;    /* notice */
+    uint64_t detected, deadline;    /* incident, UTC ns */
+    uint64_t effective;             /* notice, UTC ns */
+    uint8_t scope, severity;        /* incident: enum kr_enum_incident_scope, severity */
+    uint8_t notice_kind;            /* notice: enum kr_enum_notice_kind */
+    bool resolved;                  /* incident */
+};
 
 /* One pending e-mail as the delivery worker sees it. Everything borrows from
  * the call that hands it over and is valid only during the callback. */
@@ -63,6 +91,9 @@ struct outbox_msg {
      * KR_FLD_AUTH_CODE, KR_FLD_TENANT_CODE, KR_FLD_INCIDENT, KR_FLD_NOTICE
      * (check .set). Secret values: do not log them. */
     const struct kr_payload *p;
+    /* What the message is about (never NULL; both flags false for the
+     * sign-up and account mails). */
+    const struct outbox_about *about;
 };
 
 /* Return false to stop the iteration. */
@@ -98,6 +129,26 @@ KR_MUST_CHECK kr_err dom_outbox_sent(struct kr_domain *d, uint64_t tenant,
  * before handing e-mails over. *queued (may be NULL) counts the e-mails
  * queued; a tenant without a master account is skipped. */
 KR_MUST_CHECK kr_err dom_notice_mail(struct kr_domain *d, size_t max, size_t *queued);
+
+/* Queues the incident notices owed by now: every affected tenant not yet
+ * notified over any channel (v.incident_due) whose incident's deadline is
+ * at or before now + warn_ns (the domain's clock) is notified by e-mail:
+ * incident.notified (channel email) and an incident_notice outbox.queued to
+ * the tenant's master account, actor "system", in one append per tenant, at
+ * most max (0 = KR_OUTBOX_BATCH_MAX) per call, earliest deadline first.
+ * Each tenant is notified once even with several callers or across
+ * restarts: the notification is checked on a fresh snapshot and appended
+ * on the incident's stream version, so a racing one conflicts and is
+ * skipped. A tenant without a master account is skipped (it stays due, and
+ * incidents.overdue shows it). Then, within what is left of max, the
+ * update and resolution e-mails owed (v.incident_mail: incident_update or
+ * incident_resolved to each tenant e-mailed the notice, queued once each
+ * like a notice's). *queued (may be NULL) counts the e-mails queued.
+ * serve's scheduler runs it every minute (tools/daily.c).
+ * Errors: LMDB and journal failures, KR_ECORRUPT for a malformed row,
+ * KR_ENOMEM. */
+KR_MUST_CHECK kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max,
+                                       size_t *queued);
 
 /* ---- Shared by this area's handlers ---- */
 

@@ -37,6 +37,20 @@
  *                      an affected tenant not yet notified by any channel;
  *                      resolving an incident does not remove it (notice is
  *                      still owed).
+ *   v.incident_emailed incident tenant(8) -> (empty)
+ *                      a tenant notified over the channel email: the ones
+ *                      an update or the resolution is e-mailed to. Erasure
+ *                      finds a tenant's rows through its v.incident_tenants
+ *                      rows (va_notices_erase).
+ *   v.incident_mail    tenant(8) incident template(1) -> (empty)
+ *                      an incident_update or incident_resolved e-mail owed
+ *                      to the tenant's master: set by incident.updated /
+ *                      incident.resolved for each tenant in
+ *                      v.incident_emailed; the outbox.queued of that
+ *                      template removes it, and is refused (KR_ECONFLICT)
+ *                      without one, so each is queued exactly once. Two
+ *                      updates before the e-mail is queued owe one e-mail
+ *                      (it tells the incident as it is then).
  *   v.reports          tenant(8) report -> seq(8) of the incident.reported
  *                      record (details are personal: only in the record).
  *   v.outbox           tenant(8) message -> seq(8) template(1) sent(1)
@@ -309,6 +323,13 @@ static kr_err incident_notified(const struct va *a)
     channels = (uint8_t)(*(const uint8_t *)v.mv_data | 1u << a->p->v[KR_FLD_CHANNEL].u);
     if ((err = v_put(a, VIEW_INCIDENT_TENANTS, &k, &channels, 1)))
         return err;
+    if (a->p->v[KR_FLD_CHANNEL].u == KR_CHANNEL_EMAIL) {
+        vk_init(&k);
+        vk_bytes(&k, incident, 16);
+        vk_u64(&k, tenant);
+        if ((err = v_put(a, VIEW_INCIDENT_EMAILED, &k, NULL, 0)))
+            return err;
+    }
     vk_init(&k);
     vk_bytes(&k, row + 32, 8); /* deadline */
     vk_bytes(&k, incident, 16);
@@ -316,6 +337,35 @@ static kr_err incident_notified(const struct va *a)
     if ((err = v_del(a, VIEW_INCIDENT_DUE, &k)))
         return err;
     return incident_row_put(a, row);
+}
+
+/* An update or the resolution: an e-mail of template tpl owed to every
+ * tenant e-mailed the incident's notice (v.incident_emailed). */
+static kr_err owe_incident_mail(const struct va *a, const uint8_t *incident, uint8_t tpl)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    kr_err err = KR_OK;
+    int rc = mdb_cursor_open(a->txn, a->v->db[VIEW_INCIDENT_EMAILED], &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    k = (MDB_val){16, (void *)incident};
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 24 || memcmp(k.mv_data, incident, 16) != 0)
+            break;
+        struct vkey mk;
+        vk_init(&mk);
+        vk_bytes(&mk, (const uint8_t *)k.mv_data + 16, 8); /* tenant */
+        vk_bytes(&mk, incident, 16);
+        vk_bytes(&mk, &tpl, 1);
+        if ((err = v_put(a, VIEW_INCIDENT_MAIL, &mk, NULL, 0)))
+            break;
+    }
+    mdb_cursor_close(c);
+    if (err)
+        return err;
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
 }
 
 static kr_err incident_changed(const struct va *a, bool resolved)
@@ -329,7 +379,39 @@ static kr_err incident_changed(const struct va *a, bool resolved)
         row[43] = 1;
     else
         row[41] = (uint8_t)a->p->v[KR_FLD_SEVERITY].u;
-    return incident_row_put(a, row);
+    if ((err = incident_row_put(a, row)))
+        return err;
+    return owe_incident_mail(a, id_of(a, KR_FLD_INCIDENT),
+                             resolved ? KR_TEMPLATE_INCIDENT_RESOLVED
+                                      : KR_TEMPLATE_INCIDENT_UPDATE);
+}
+
+kr_err va_notices_erase(struct kr_views *v, MDB_txn *txn, uint64_t tenant)
+{
+    MDB_cursor *c;
+    MDB_val k, val;
+    uint8_t prefix[8];
+    int rc = mdb_cursor_open(txn, v->db[VIEW_INCIDENT_TENANTS], &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    v_put_u64(prefix, tenant);
+    k = (MDB_val){8, prefix};
+    for (rc = mdb_cursor_get(c, &k, &val, MDB_SET_RANGE); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        if (k.mv_size != 24 || memcmp(k.mv_data, prefix, 8) != 0)
+            break;
+        uint8_t key[24];
+        memcpy(key, (const uint8_t *)k.mv_data + 8, 16);
+        memcpy(key + 16, prefix, 8);
+        MDB_val ek = {sizeof key, key};
+        int drc = mdb_del(txn, v->db[VIEW_INCIDENT_EMAILED], &ek, NULL);
+        if (drc && drc != MDB_NOTFOUND) {
+            rc = drc;
+            break;
+        }
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
 }
 
 static kr_err incident_reported(const struct va *a)
@@ -370,6 +452,23 @@ static kr_err outbox_queued(const struct va *a)
         if ((err = v_get(a->v, a->txn, VIEW_NOTICE_MAIL, &mk, &old)))
             return err == KR_ENOTFOUND ? KR_ECONFLICT : err;
         if ((err = v_del(a, VIEW_NOTICE_MAIL, &mk)))
+            return err;
+    }
+    uint64_t tpl = a->p->v[KR_FLD_TEMPLATE].u;
+    if (tpl == KR_TEMPLATE_INCIDENT_UPDATE || tpl == KR_TEMPLATE_INCIDENT_RESOLVED) {
+        /* Owed once, like a notice's e-mail. */
+        const struct kr_value *incident = &a->p->v[KR_FLD_INCIDENT];
+        struct vkey mk;
+        uint8_t t = (uint8_t)tpl;
+        if (!incident->set || incident->n != 16)
+            return KR_EINVAL;
+        vk_init(&mk);
+        vk_u64(&mk, a->r->tenant);
+        vk_val(&mk, incident);
+        vk_bytes(&mk, &t, 1);
+        if ((err = v_get(a->v, a->txn, VIEW_INCIDENT_MAIL, &mk, &old)))
+            return err == KR_ENOTFOUND ? KR_ECONFLICT : err;
+        if ((err = v_del(a, VIEW_INCIDENT_MAIL, &mk)))
             return err;
     }
     v_put_u64(row, a->r->seq);

@@ -41,6 +41,8 @@ static const char *const view_names[VIEW__COUNT] = {
     [VIEW_INCIDENTS] = "v.incidents",
     [VIEW_INCIDENT_TENANTS] = "v.incident_tenants",
     [VIEW_INCIDENT_DUE] = "v.incident_due",
+    [VIEW_INCIDENT_EMAILED] = "v.incident_emailed",
+    [VIEW_INCIDENT_MAIL] = "v.incident_mail",
     [VIEW_REPORTS] = "v.reports",
     [VIEW_OUTBOX] = "v.outbox",
     [VIEW_OUTBOX_PENDING] = "v.outbox_pending",
@@ -302,6 +304,7 @@ static const enum kr_view tenant_views[] = {
     /* e-mails owed to it: a rebuild, which skips its stripped outbox.queued
      * records, would otherwise still owe them */
     VIEW_NOTICE_MAIL,
+    VIEW_INCIDENT_MAIL,
 };
 
 /* Deletes the entries of db whose key (at key_off) or value (at val_off)
@@ -340,6 +343,8 @@ static kr_err erase_tenant(struct kr_views *v, MDB_txn *txn, uint64_t tenant)
     uint8_t prefix[8];
     kr_err err;
     v_put_u64(prefix, tenant);
+    if ((err = va_notices_erase(v, txn, tenant)))
+        return err;
     for (size_t i = 0; i < sizeof tenant_views / sizeof tenant_views[0]; i++)
         if ((err = v_del_prefix(txn, v->db[tenant_views[i]], prefix, 8)))
             return err;

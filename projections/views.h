@@ -44,6 +44,8 @@
  *   v.incidents       incident -> incident row
  *   v.incident_tenants tenant|incident -> per-tenant notification row
  *   v.incident_due    deadline|incident|tenant -> (empty): notifications pending
+ *   v.incident_emailed incident|tenant -> (empty): tenants e-mailed the notice
+ *   v.incident_mail   tenant|incident|template -> (empty): update/resolution e-mails owed
  *   v.reports         tenant|report -> seq
  *   v.outbox          tenant|message -> outbox row
  *   v.outbox_pending  seq -> tenant|message (delivery order)
@@ -89,6 +91,8 @@ enum kr_view {
     VIEW_INCIDENTS,
     VIEW_INCIDENT_TENANTS,
     VIEW_INCIDENT_DUE,
+    VIEW_INCIDENT_EMAILED,
+    VIEW_INCIDENT_MAIL,
     VIEW_REPORTS,
     VIEW_OUTBOX,
     VIEW_OUTBOX_PENDING,
@@ -151,6 +155,10 @@ kr_err va_tenants(const struct va *a);
 kr_err va_accounts(const struct va *a);
 kr_err va_contacts(const struct va *a);
 kr_err va_notices(const struct va *a);
+/* Before a tenant's rows go (tenant.erased): the rows of this area that name
+ * the tenant past their first key bytes (v.incident_emailed), found through
+ * the tenant's own v.incident_tenants rows (v_notices.c). */
+kr_err va_notices_erase(struct kr_views *v, MDB_txn *txn, uint64_t tenant);
 /* A stripped tenant.cancelled record (its header only): the tenant is
  * cancelled at the record's time, so an erasure that stopped after stripping
  * stays due across a rebuild (v_tenants.c). */

@@ -504,6 +504,7 @@ struct serve_jobs {
     struct kr_domain *d;
     struct tools_ret tr;
     bool json;
+    uint64_t incident_warn_ns; /* incidents.warn_before_h */
 };
 
 static void job_retention(void *arg)
@@ -545,6 +546,27 @@ static void job_backup(void *arg)
     kr_err err = tools_backup_daily(&sj->tr, sj->d, reason);
     if (err)
         fprintf(stderr, "kiroku: serve: backup failed: %s\n", reason);
+}
+
+/* The minute job: the incident notices owed (near or past their deadline)
+ * queued by e-mail, in rounds of KR_OUTBOX_BATCH_MAX; the mailer delivers
+ * them. */
+static void job_incidents(void *arg)
+{
+    struct serve_jobs *sj = arg;
+    size_t queued = 0, total = 0;
+    kr_err err = KR_OK;
+    for (unsigned i = 0; i < KR_INCIDENT_MAIL_ROUNDS; i++) {
+        if ((err = dom_incident_mail(sj->d, sj->incident_warn_ns, 0, &queued)) || queued == 0)
+            break;
+        total += queued;
+    }
+    if (err)
+        fprintf(stderr, "kiroku: serve: incident notices: %s (tried again in a minute)\n",
+                kr_strerror(err));
+    if (total && !sj->json)
+        fprintf(stderr, "kiroku: serve: incident notices: %zu e-mail%s queued\n", total,
+                total == 1 ? "" : "s");
 }
 
 /* ---- A bound on stopping ----
@@ -845,6 +867,7 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
         .retention = job_retention,
         .backup = a->backups ? job_backup : NULL,
         .backup_at_min = a->backup_at,
+        .minutely = job_incidents,
         .arg = sj,
     };
     struct daily *sched = NULL;
@@ -902,6 +925,8 @@ static int serve_main(struct serve_args *a, const char *data)
         return cli_fail_open(data, err);
     }
     sj->json = a->co.json;
+    sj->incident_warn_ns =
+        kr_config_u64(a->cfg, "incidents.warn_before_h") * 3600ull * 1000000000ull;
     dom_set_retention(sj->d, &sj->tr.hooks, (uint32_t)a->log_days);
     rc = serve_run(a, data, clock, sj, &sigs);
     dom_close(sj->d); /* accepts NULL: serve_run closed it after stopping */

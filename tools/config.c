@@ -33,6 +33,10 @@ struct cfg_setting {
 /* Every setting, grouped by area. */
 static const struct cfg_setting settings[] = {
     {"service.name", CFG_STR, 0, 128, "kiroku", "the service's name, in e-mails and reports"},
+    /* incidents: serve's scheduler of incident notices (tools/daily.c) */
+    {"incidents.warn_before_h", CFG_U64, 0, 71, "24",
+     "hours before an incident's 72-hour deadline from which serve e-mails every affected "
+     "tenant not yet notified (0: only once the deadline has passed)"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 

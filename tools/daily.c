@@ -77,6 +77,7 @@ static void *run(void *arg)
     uint64_t now = kr_clock_now(s->o.clock);
     uint64_t next_retention = now;
     uint64_t next_backup = UINT64_MAX;
+    uint64_t next_minute = now;
     if (s->o.backup) {
         /* Today's (JST) time: passed already means take today's backup now. */
         uint64_t jst = now + JST_OFFSET_NS;
@@ -96,6 +97,11 @@ static void *run(void *arg)
             s->o.backup(s->o.arg);
             now = kr_clock_now(s->o.clock);
             next_backup = daily_next_jst(now + 1, s->o.backup_at_min);
+            continue;
+        }
+        if (s->o.minutely && now >= next_minute) {
+            s->o.minutely(s->o.arg);
+            next_minute = kr_clock_now(s->o.clock) + DAILY_MINUTE_NS;
             continue;
         }
         if (tick(s))

@@ -1,6 +1,7 @@
 /*
  * daily.h: serve's scheduler thread: the retention job at start and once a
- * day, and the backup once a day at a JST time of day.
+ * day, the backup once a day at a JST time of day, and the minute job (the
+ * incident notices owed) at start and every minute.
  *
  * Times come from the domain's clock (overridable for drills, see clock.h):
  * the thread wakes at least every DAILY_TICK_MS of real time and runs what
@@ -24,6 +25,8 @@
 
 /* Real time between two looks at the clock. */
 #define DAILY_TICK_MS 1000u
+/* Between two runs of the minute job, by the clock. */
+#define DAILY_MINUTE_NS (60ull * 1000000000ull)
 
 struct daily_options {
     const struct kr_clock *clock; /* NULL = real time */
@@ -35,6 +38,9 @@ struct daily_options {
      * (a second one the same day replaces the first). */
     void (*backup)(void *arg);
     unsigned backup_at_min;
+    /* The minute job (NULL = none): at start, then every DAILY_MINUTE_NS
+     * by the clock, after any daily job that is due. */
+    void (*minutely)(void *arg);
     void *arg;
 };
 

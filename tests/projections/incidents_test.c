@@ -132,6 +132,11 @@ struct mail {
     char email[256];
     uint8_t incident[16];
     bool has_incident;
+    /* what it is about (outbox_about) */
+    bool about_incident, resolved;
+    char title[256], summary[2048];
+    uint64_t deadline;
+    int severity;
 };
 
 struct mails {
@@ -155,6 +160,18 @@ static bool collect(void *arg, const struct outbox_msg *m)
     x->has_incident = m->p->v[KR_FLD_INCIDENT].set;
     if (x->has_incident)
         memcpy(x->incident, m->p->v[KR_FLD_INCIDENT].p, 16);
+    assert_non_null(m->about);
+    x->about_incident = m->about->incident;
+    assert_true(x->about_incident == x->has_incident);
+    if (x->about_incident) {
+        assert_true(m->about->title->n < sizeof x->title);
+        memcpy(x->title, m->about->title->p, m->about->title->n);
+        assert_true(m->about->summary->n < sizeof x->summary);
+        memcpy(x->summary, m->about->summary->p, m->about->summary->n);
+        x->deadline = m->about->deadline;
+        x->severity = m->about->severity;
+        x->resolved = m->about->resolved;
+    }
     return true;
 }
 
@@ -374,7 +391,7 @@ static void test_update_and_resolve(void **state)
     assert_true(str_is(td_map_get(x, "summary"), "Data of some tenants was exposed."));
     assert_true(str_is(td_map_get(x, "title"), "API outage"));
 
-    /* resolve: gone from the tenant's list, but notice is still owed */
+    /* resolve: still in the tenant's list, marked resolved; notice is still owed */
     p = td_args(f->t);
     kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
     kr_set_str(p, KR_FLD_SUMMARY, "Fixed.");
@@ -383,7 +400,42 @@ static void test_update_and_resolve(void **state)
     kr_set_u64(p, KR_FLD_VERSION, 2);
     assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_OK);
     assert_int_equal(td_get_u64(f->t, "version"), 3);
-    assert_int_equal(list(f, &f->ma)->via.array.size, 0);
+    const msgpack_object *l = list(f, &f->ma);
+    assert_int_equal(l->via.array.size, 1);
+    x = &l->via.array.ptr[0];
+    assert_true(td_map_get(x, "resolved")->via.boolean);
+    assert_true(str_is(td_map_get(x, "summary"), "Fixed."));
+    assert_true(str_is(td_map_get(x, "title"), "API outage"));
+
+    /* its history: opened, updated, resolved, in order */
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, id, 16);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_HISTORY), KR_OK);
+    const msgpack_object *h = td_get(f->t, "entries");
+    assert_non_null(h);
+    assert_int_equal(h->via.array.size, 3);
+    static const char *const types[3] = {"incident.opened", "incident.updated",
+                                         "incident.resolved"};
+    static const char *const sums[3] = {"The API did not answer for 20 minutes.",
+                                        "Data of some tenants was exposed.", "Fixed."};
+    for (uint32_t i = 0; i < 3; i++) {
+        const msgpack_object *e = &h->via.array.ptr[i];
+        assert_true(str_is(td_map_get(e, "type"), types[i]));
+        assert_true(str_is(td_map_get(e, "summary"), sums[i]));
+        if (i)
+            assert_true(td_map_get(e, "seq")->via.u64 >
+                        td_map_get(&h->via.array.ptr[i - 1], "seq")->via.u64);
+    }
+    assert_true(str_is(td_map_get(&h->via.array.ptr[0], "severity"), "high"));
+    assert_true(str_is(td_map_get(&h->via.array.ptr[1], "severity"), "critical"));
+    assert_int_equal(td_map_get(&h->via.array.ptr[2], "severity")->type, MSGPACK_OBJECT_NIL);
+    /* another tenant's incident is not found, like a missing one */
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, id, 16);
+    assert_int_equal(td_exec(f->t, &f->mb, KR_OP_INCIDENTS_HISTORY), KR_ENOTFOUND);
+    assert_string_equal(f->t->diag.field, "incident");
+    uint8_t missing[16];
+    memset(missing, 0x77, 16);
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, missing, 16);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_HISTORY), KR_ENOTFOUND);
     assert_int_equal(overdue(f, 72)->via.array.size, 1);
     p = td_args(f->t);
     kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
@@ -522,6 +574,429 @@ static void test_report(void **state)
     assert_true(td_unchanged_since(f->t, size));
 }
 
+/* serve's scheduler (dom_incident_mail): with 24 hours of warning, an
+ * incident detected 71 hours ago (due in 1 h) and one detected 73 hours ago
+ * (overdue) get their e-mails queued and the notifications recorded, once;
+ * one detected 10 hours ago (62 h left) waits until the clock is within
+ * 24 hours of its deadline; a tenant the operator notified already is not
+ * written to again. */
+static void test_scheduler_queues_owed_once(void **state)
+{
+    struct fx *f = *state;
+    uint8_t due[16], late[16], later[16];
+    uint64_t ta[1] = {f->a}, tb[2] = {f->a < f->b ? f->a : f->b, f->a < f->b ? f->b : f->a};
+    uint64_t tc[1] = {f->c};
+    open_incident(f, now(f) - 71 * HOUR, KR_AUDIENCE_LISTED, ta, 1, due);
+    open_incident(f, now(f) - 73 * HOUR, KR_AUDIENCE_LISTED, tb, 2, late);
+    open_incident(f, now(f) - 10 * HOUR, KR_AUDIENCE_LISTED, tc, 1, later);
+    /* the operator told B about the late one on the dashboard already */
+    assert_int_equal(notify(f, late, f->b, KR_CHANNEL_DASHBOARD), KR_OK);
+
+    const msgpack_object *a = overdue(f, 24);
+    assert_int_equal(a->via.array.size, 2); /* late for A (overdue), due for A (in 1 h) */
+    assert_true(bin_is(td_map_get(&a->via.array.ptr[0], "incident"), late, 16));
+    assert_true(td_map_get(&a->via.array.ptr[0], "overdue")->via.boolean);
+    assert_true(bin_is(td_map_get(&a->via.array.ptr[1], "incident"), due, 16));
+    assert_false(td_map_get(&a->via.array.ptr[1], "overdue")->via.boolean);
+
+    struct mails before, after;
+    pending(f, &before);
+    uint64_t size = jrn_size(f->t->d->j);
+    size_t queued = 99;
+    assert_int_equal(dom_incident_mail(f->t->d, 24 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 2);
+    assert_int_equal(jrn_size(f->t->d->j), size + 4); /* notified + queued, twice */
+    pending(f, &after);
+    assert_int_equal(after.n, before.n + 2);
+    /* earliest deadline first: the late one, then the due one, both to A */
+    for (size_t i = 0; i < 2; i++) {
+        const struct mail *m = &after.m[before.n + i];
+        assert_int_equal(m->tenant, f->a);
+        assert_int_equal(m->template_id, KR_TEMPLATE_INCIDENT_NOTICE);
+        assert_string_equal(m->email, "owner@a.example");
+        assert_true(m->has_incident);
+        assert_memory_equal(m->incident, i == 0 ? late : due, 16);
+    }
+    assert_int_equal(overdue(f, 24)->via.array.size, 0);
+    assert_int_equal(overdue(f, 72)->via.array.size, 1); /* C's, not yet within 24 h */
+
+    /* again: nothing is owed, nothing is appended */
+    size = jrn_size(f->t->d->j);
+    assert_int_equal(dom_incident_mail(f->t->d, 24 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_true(td_unchanged_since(f->t, size));
+    /* an operator's notify by e-mail afterwards changes nothing either */
+    assert_int_equal(notify(f, due, f->a, KR_CHANNEL_EMAIL), KR_OK);
+    assert_true(td_unchanged_since(f->t, size));
+
+    /* 39 hours on, C's incident is 49 h old: 23 h left, within the warning */
+    atomic_store(&f->t->now, now(f) + 39 * HOUR);
+    assert_int_equal(dom_incident_mail(f->t->d, 24 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 1);
+    pending(f, &after);
+    assert_int_equal(after.m[after.n - 1].tenant, f->c);
+    assert_memory_equal(after.m[after.n - 1].incident, later, 16);
+    assert_int_equal(overdue(f, 72)->via.array.size, 0);
+    size = jrn_size(f->t->d->j);
+    assert_int_equal(dom_incident_mail(f->t->d, 24 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_true(td_unchanged_since(f->t, size));
+}
+
+/* A batch bound of one: each call queues one, in deadline order, and the
+ * rest stays owed for the next call. */
+static void test_scheduler_batches(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16];
+    open_incident(f, now(f) - 80 * HOUR, KR_AUDIENCE_ALL, NULL, 0, id);
+    size_t queued, total = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(dom_incident_mail(f->t->d, 0, 1, &queued), KR_OK);
+        assert_int_equal(queued, 1);
+        total += queued;
+        assert_int_equal(overdue(f, 0)->via.array.size, 2 - (size_t)i);
+    }
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 1, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_int_equal(total, 3);
+}
+
+static int u64_cmp(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+static void update(struct fx *f, const uint8_t id[16], uint64_t version, const char *summary)
+{
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_CRITICAL);
+    kr_set_str(p, KR_FLD_SUMMARY, summary);
+    kr_set_u64(p, KR_FLD_VERSION, version);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_UPDATE), KR_OK);
+}
+
+/* Updates and the resolution are e-mailed to the tenants e-mailed the
+ * notice, once each; a tenant told on the dashboard only, or not yet told,
+ * gets none; two updates before the scheduler runs make one e-mail. */
+static void test_update_and_resolution_mail(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16];
+    uint64_t ts[3] = {f->a, f->b, f->c};
+    qsort(ts, 3, sizeof ts[0], u64_cmp);
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, ts, 3, id);
+    assert_int_equal(notify(f, id, f->a, KR_CHANNEL_EMAIL), KR_OK);     /* version 2 */
+    assert_int_equal(notify(f, id, f->b, KR_CHANNEL_DASHBOARD), KR_OK); /* version 3 */
+    struct mails before, after;
+    size_t queued;
+    pending(f, &before);
+
+    update(f, id, 3, "Worse than we thought.");
+    update(f, id, 4, "Worse still.");
+    /* no warning window: C's notice (71 h away) is not due, A's update is */
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
+    assert_int_equal(queued, 1);
+    pending(f, &after);
+    assert_int_equal(after.n, before.n + 1);
+    const struct mail *m = &after.m[after.n - 1];
+    assert_int_equal(m->tenant, f->a);
+    assert_int_equal(m->template_id, KR_TEMPLATE_INCIDENT_UPDATE);
+    assert_string_equal(m->email, "owner@a.example");
+    assert_memory_equal(m->incident, id, 16);
+    /* the worker is told what to write: the incident as it is now */
+    assert_string_equal(m->title, "API outage");
+    assert_string_equal(m->summary, "Worse still.");
+    assert_int_equal(m->severity, KR_SEVERITY_CRITICAL);
+    assert_false(m->resolved);
+    assert_true(m->deadline > now(f));
+    uint64_t size = jrn_size(f->t->d->j);
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_true(td_unchanged_since(f->t, size));
+
+    /* resolved: A gets the resolution; C, e-mailed its notice when due
+     * (after the resolution), gets the notice and no resolution */
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    kr_set_str(p, KR_FLD_SUMMARY, "Fixed.");
+    kr_set_u64(p, KR_FLD_VERSION, 5);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_OK);
+    assert_int_equal(dom_incident_mail(f->t->d, 72 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 2);
+    pending(f, &after);
+    assert_int_equal(after.n, before.n + 3);
+    bool resolved_a = false, notice_c = false;
+    for (size_t i = before.n + 1; i < after.n; i++) {
+        const struct mail *x = &after.m[i];
+        resolved_a |= x->tenant == f->a && x->template_id == KR_TEMPLATE_INCIDENT_RESOLVED;
+        notice_c |= x->tenant == f->c && x->template_id == KR_TEMPLATE_INCIDENT_NOTICE;
+        assert_memory_equal(x->incident, id, 16);
+    }
+    assert_true(resolved_a && notice_c);
+    for (size_t i = before.n + 1; i < after.n; i++) {
+        assert_true(after.m[i].resolved);
+        assert_string_equal(after.m[i].summary, "Fixed.");
+    }
+    size = jrn_size(f->t->d->j);
+    assert_int_equal(dom_incident_mail(f->t->d, 72 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_true(td_unchanged_since(f->t, size));
+}
+
+/* incidents.all: the incidents of one state (or all), a page at a time.
+ * Returns the number seen over every page; first gets the first item. */
+static uint32_t all_incidents(struct fx *f, int state, uint64_t limit)
+{
+    uint8_t cursor[16];
+    bool has_cursor = false;
+    uint32_t total = 0;
+    for (int page = 0; page < 10; page++) {
+        struct kr_payload *p = td_args(f->t);
+        if (state >= 0)
+            kr_set_u64(p, KR_FLD_INCIDENT_STATE, (uint64_t)state);
+        if (limit)
+            kr_set_u64(p, KR_FLD_LIMIT, limit);
+        if (has_cursor)
+            kr_set_bytes(p, KR_FLD_CURSOR, cursor, 16);
+        assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_ALL), KR_OK);
+        const msgpack_object *a = td_get(f->t, "incidents");
+        assert_non_null(a);
+        total += a->via.array.size;
+        if (limit)
+            assert_true(a->via.array.size <= limit);
+        const msgpack_object *cur = td_get(f->t, "cursor");
+        if (cur->type == MSGPACK_OBJECT_NIL)
+            return total;
+        assert_int_equal(cur->via.bin.size, 16);
+        memcpy(cursor, cur->via.bin.ptr, 16);
+        has_cursor = true;
+    }
+    fail_msg("incidents.all does not end");
+    return 0;
+}
+
+/* The operator's lists: incidents by state, tenants' reports (their
+ * details opened), published notices; paged; tenants may not ask. */
+static void test_operator_lists(void **state)
+{
+    struct fx *f = *state;
+    uint8_t late[16], open[16], done[16];
+    uint64_t ta[1] = {f->a}, tb[1] = {f->b}, tc[1] = {f->c};
+    open_incident(f, now(f) - 80 * HOUR, KR_AUDIENCE_LISTED, ta, 1, late);
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, tb, 1, open);
+    open_incident(f, now(f) - 2 * HOUR, KR_AUDIENCE_LISTED, tc, 1, done);
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, done, 16);
+    kr_set_str(p, KR_FLD_SUMMARY, "Fixed.");
+    kr_set_u64(p, KR_FLD_VERSION, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_OK);
+
+    assert_int_equal(all_incidents(f, -1, 0), 3);
+    assert_int_equal(all_incidents(f, -1, 1), 3); /* three pages of one */
+    assert_int_equal(all_incidents(f, -1, 2), 3);
+    assert_int_equal(all_incidents(f, KR_INCIDENT_STATE_OPEN, 1), 2);
+    assert_int_equal(all_incidents(f, KR_INCIDENT_STATE_RESOLVED, 0), 1);
+    assert_int_equal(all_incidents(f, KR_INCIDENT_STATE_OVERDUE, 0), 1);
+    const msgpack_object *x = &td_get(f->t, "incidents")->via.array.ptr[0];
+    assert_int_equal(x->via.map.size, 13); /* and detected_jst, deadline_jst */
+    assert_true(bin_is(td_map_get(x, "incident"), late, 16));
+    assert_true(td_map_get(x, "overdue")->via.boolean);
+    assert_false(td_map_get(x, "resolved")->via.boolean);
+    assert_int_equal(td_map_get(x, "unnotified")->via.u64, 1);
+    assert_int_equal(td_map_get(x, "version")->via.u64, 1);
+    assert_true(str_is(td_map_get(x, "title"), "API outage"));
+    all_incidents(f, KR_INCIDENT_STATE_RESOLVED, 0);
+    x = &td_get(f->t, "incidents")->via.array.ptr[0];
+    assert_true(bin_is(td_map_get(x, "incident"), done, 16));
+    assert_true(td_map_get(x, "resolved")->via.boolean);
+    assert_true(str_is(td_map_get(x, "summary"), "Fixed."));
+    /* notified: no longer overdue */
+    assert_int_equal(notify(f, late, f->a, KR_CHANNEL_EMAIL), KR_OK);
+    assert_int_equal(all_incidents(f, KR_INCIDENT_STATE_OVERDUE, 0), 0);
+    /* a cursor of the wrong size; a tenant asking */
+    p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_CURSOR, late, 8);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_ALL), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "cursor");
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_ALL), KR_EFORBIDDEN);
+
+    /* reports: A's and B's, details opened for the operator */
+    const char *what[2] = {"A stranger called our customers.", "Our export went missing."};
+    const struct kr_caller *who[2] = {&f->ma, &f->mb};
+    for (int i = 0; i < 2; i++) {
+        p = td_args(f->t);
+        kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_MEDIUM);
+        kr_set_str(p, KR_FLD_DETAILS, what[i]);
+        assert_int_equal(td_exec(f->t, who[i], KR_OP_INCIDENTS_REPORT), KR_OK);
+    }
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_REPORTS), KR_OK);
+    const msgpack_object *r = td_get(f->t, "reports");
+    assert_int_equal(r->via.array.size, 2);
+    assert_int_equal(td_get(f->t, "cursor")->type, MSGPACK_OBJECT_NIL);
+    int seen = 0;
+    for (uint32_t i = 0; i < 2; i++) {
+        const msgpack_object *e = &r->via.array.ptr[i];
+        uint64_t t = td_map_get(e, "tenant")->via.u64;
+        int k = t == f->a ? 0 : 1;
+        assert_true(t == f->a || t == f->b);
+        assert_true(str_is(td_map_get(e, "details"), what[k]));
+        assert_true(str_is(td_map_get(e, "severity"), "medium"));
+        assert_int_equal(td_map_get(e, "report")->via.bin.size, 16);
+        assert_non_null(td_map_get(e, "time_jst"));
+        seen |= 1 << k;
+    }
+    assert_int_equal(seen, 3);
+    kr_set_u64(td_args(f->t), KR_FLD_LIMIT, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_REPORTS), KR_OK);
+    assert_int_equal(td_get(f->t, "reports")->via.array.size, 1);
+    assert_int_equal(td_get(f->t, "cursor")->via.bin.size, 24);
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_REPORTS), KR_EFORBIDDEN);
+
+    /* published notices */
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_ALL), KR_OK);
+    assert_int_equal(td_get(f->t, "notices")->via.array.size, 0);
+    p = td_args(f->t);
+    kr_set_u64(p, KR_FLD_NOTICE_KIND, KR_NOTICE_KIND_VULNERABILITY);
+    kr_set_str(p, KR_FLD_TITLE, "OpenSSL update");
+    kr_set_str(p, KR_FLD_BODY, "We update OpenSSL on Friday.");
+    kr_set_u64(p, KR_FLD_EFFECTIVE, now(f) + 24 * HOUR);
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    kr_set_tenants(p, KR_FLD_TENANTS, tb, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_PUBLISH), KR_OK);
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_ALL), KR_OK);
+    const msgpack_object *n = td_get(f->t, "notices");
+    assert_int_equal(n->via.array.size, 1);
+    x = &n->via.array.ptr[0];
+    assert_true(str_is(td_map_get(x, "title"), "OpenSSL update"));
+    assert_true(str_is(td_map_get(x, "notice_kind"), "vulnerability"));
+    assert_true(str_is(td_map_get(x, "audience"), "listed"));
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_NOTICES_ALL), KR_EFORBIDDEN);
+
+    /* bad arguments: an unknown state, limits out of range, cursors of
+     * another list; nothing is appended */
+    uint64_t size = jrn_size(f->t->d->j);
+    kr_set_u64(td_args(f->t), KR_FLD_INCIDENT_STATE, KR_INCIDENT_STATE__COUNT);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_ALL), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "incident_state");
+    kr_set_u64(td_args(f->t), KR_FLD_LIMIT, 0);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_ALL), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "limit");
+    kr_set_u64(td_args(f->t), KR_FLD_LIMIT, 1001);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_REPORTS), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "limit");
+    kr_set_bytes(td_args(f->t), KR_FLD_CURSOR, late, 16);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_REPORTS), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "cursor");
+    uint8_t c24[24] = {0};
+    kr_set_bytes(td_args(f->t), KR_FLD_CURSOR, c24, 24);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_ALL), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "cursor");
+    /* a cursor past every key: an empty last page */
+    uint8_t ff[16];
+    memset(ff, 0xff, 16);
+    kr_set_bytes(td_args(f->t), KR_FLD_CURSOR, ff, 16);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_NOTICES_ALL), KR_OK);
+    assert_int_equal(td_get(f->t, "notices")->via.array.size, 0);
+    assert_int_equal(td_get(f->t, "cursor")->type, MSGPACK_OBJECT_NIL);
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_HISTORY), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "incident");
+    assert_true(td_unchanged_since(f->t, size));
+}
+
+/* The login reply carries the tenant's incidents, newest first, a resolved
+ * one marked; another tenant's are not there. */
+static void test_login_shows_incidents(void **state)
+{
+    struct fx *f = *state;
+    char code[40];
+    struct kr_caller md;
+    uint64_t d = td_signup(f->t, "owner@d.example", "correct horse 4", &md, code);
+    uint8_t old[16], fresh[16], other[16];
+    uint64_t td1[1] = {d}, ta[1] = {f->a};
+    open_incident(f, now(f) - 5 * HOUR, KR_AUDIENCE_LISTED, td1, 1, old);
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, td1, 1, fresh);
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, ta, 1, other);
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, old, 16);
+    kr_set_str(p, KR_FLD_SUMMARY, "Fixed.");
+    kr_set_u64(p, KR_FLD_VERSION, 1);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_OK);
+
+    struct kr_caller anon = td_anonymous();
+    p = td_args(f->t);
+    kr_set_str(p, KR_FLD_TENANT_CODE, code);
+    kr_set_str(p, KR_FLD_EMAIL, "owner@d.example");
+    kr_set_str(p, KR_FLD_PASSWORD, "correct horse 4");
+    assert_int_equal(td_exec(f->t, &anon, KR_OP_AUTH_LOGIN), KR_OK);
+    const msgpack_object *a = td_get(f->t, "incidents");
+    assert_non_null(a);
+    assert_int_equal(a->type, MSGPACK_OBJECT_ARRAY);
+    assert_int_equal(a->via.array.size, 2);
+    assert_true(bin_is(td_map_get(&a->via.array.ptr[0], "incident"), fresh, 16));
+    assert_false(td_map_get(&a->via.array.ptr[0], "resolved")->via.boolean);
+    assert_true(bin_is(td_map_get(&a->via.array.ptr[1], "incident"), old, 16));
+    assert_true(td_map_get(&a->via.array.ptr[1], "resolved")->via.boolean);
+    assert_true(str_is(td_map_get(&a->via.array.ptr[1], "summary"), "Fixed."));
+    assert_true(str_is(td_map_get(&a->via.array.ptr[1], "title"), "API outage"));
+    assert_non_null(td_get(f->t, "notices"));
+}
+
+/* An erased tenant leaves no row in the incident views (v.incident_emailed
+ * names it past its first key bytes), owes no e-mail, and a rebuild agrees. */
+static void test_erased_tenant(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16];
+    uint64_t ts[2] = {f->a < f->b ? f->a : f->b, f->a < f->b ? f->b : f->a};
+    open_incident(f, now(f) - 80 * HOUR, KR_AUDIENCE_LISTED, ts, 2, id);
+    size_t queued;
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
+    assert_int_equal(queued, 2);
+    kr_set_u64(td_args(f->t), KR_FLD_TENANT, f->a);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_TENANTS_CANCEL), KR_OK);
+    kr_set_u64(td_args(f->t), KR_FLD_TENANT, f->a);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_TENANTS_ERASE), KR_OK);
+    update(f, id, 3, "Still down."); /* owes B only */
+
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t rows = 0;
+    assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_cursor_open(txn, f->t->d->views.db[VIEW_INCIDENT_EMAILED], &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), rows++)
+        assert_int_equal(v_get_u64((const uint8_t *)k.mv_data + 16), f->b);
+    mdb_cursor_close(cur);
+    uint8_t before[32], after[32];
+    uint64_t n_before, n_after;
+    assert_int_equal(views_digest(&f->t->d->views, txn, VIEW_INCIDENT_EMAILED, before, &n_before),
+                     KR_OK);
+    mdb_txn_abort(txn);
+    assert_int_equal(rows, 1);
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
+    assert_int_equal(queued, 1); /* B's update */
+    assert_int_equal(jrn_views_rebuild(f->t->d->j, NULL, NULL), KR_OK);
+    assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(views_digest(&f->t->d->views, txn, VIEW_INCIDENT_EMAILED, after, &n_after),
+                     KR_OK);
+    mdb_txn_abort(txn);
+    assert_int_equal(n_after, n_before);
+    assert_memory_equal(after, before, 32);
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0); /* nothing owed after the rebuild either */
+}
+
 /* The views of this area rebuilt from the journal are byte-identical. */
 static void test_rebuild_identical(void **state)
 {
@@ -531,14 +1006,19 @@ static void test_rebuild_identical(void **state)
     open_incident(f, now(f) - HOUR, KR_AUDIENCE_ALL, NULL, 0, id);
     open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, ts, 1, id2);
     assert_int_equal(notify(f, id, f->a, KR_CHANNEL_EMAIL), KR_OK);
+    assert_int_equal(notify(f, id, f->b, KR_CHANNEL_EMAIL), KR_OK);
+    update(f, id, 3, "Still down."); /* owes A and B an e-mail */
+    size_t queued;
+    assert_int_equal(dom_incident_mail(f->t->d, 0, 1, &queued), KR_OK); /* one of them */
+    assert_int_equal(queued, 1);
     kr_set_u64(td_args(f->t), KR_FLD_SEVERITY, KR_SEVERITY_LOW);
     kr_set_str(f->t->args, KR_FLD_DETAILS, "d");
     assert_int_equal(td_exec(f->t, &f->mb, KR_OP_INCIDENTS_REPORT), KR_OK);
 
     static const enum kr_view views[] = {
-        VIEW_NOTICES,   VIEW_NOTICE_TENANTS,   VIEW_NOTICE_ACKS,
-        VIEW_INCIDENTS, VIEW_INCIDENT_TENANTS, VIEW_INCIDENT_DUE,
-        VIEW_REPORTS,   VIEW_OUTBOX,           VIEW_OUTBOX_PENDING,
+        VIEW_NOTICES,          VIEW_NOTICE_TENANTS,   VIEW_NOTICE_ACKS,   VIEW_INCIDENTS,
+        VIEW_INCIDENT_TENANTS, VIEW_INCIDENT_DUE,     VIEW_REPORTS,       VIEW_OUTBOX,
+        VIEW_OUTBOX_PENDING,   VIEW_INCIDENT_EMAILED, VIEW_INCIDENT_MAIL,
     };
     enum { NV = sizeof views / sizeof views[0] };
     uint8_t before[NV][32], after[NV][32];
@@ -549,7 +1029,8 @@ static void test_rebuild_identical(void **state)
         assert_int_equal(views_digest(&f->t->d->views, txn, views[i], before[i], &n_before[i]),
                          KR_OK);
     mdb_txn_abort(txn);
-    assert_true(n_before[3] == 2 && n_before[4] == 4 && n_before[5] == 3);
+    assert_true(n_before[3] == 2 && n_before[4] == 4 && n_before[5] == 2);
+    assert_true(n_before[9] == 2 && n_before[10] == 1); /* A and B e-mailed; one still owed */
     assert_int_equal(jrn_views_rebuild(f->t->d->j, NULL, NULL), KR_OK);
     assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
     for (size_t i = 0; i < NV; i++) {
@@ -572,6 +1053,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_update_and_resolve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scheduler_queues_owed_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scheduler_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_and_resolution_mail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operator_lists, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_shows_incidents, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erased_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_identical, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

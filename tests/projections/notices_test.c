@@ -478,6 +478,14 @@ static bool collect_notice_mail(void *arg, const struct outbox_msg *m)
     const struct kr_value *e = &m->p->v[KR_FLD_EMAIL];
     assert_true(e->set && e->n < 64);
     assert_true(m->p->v[KR_FLD_NOTICE].set);
+    /* what it is about: the notice's kind, title, body and effective time */
+    assert_true(m->about->notice && !m->about->incident);
+    assert_int_equal(m->about->notice_kind, KR_NOTICE_KIND_CHANGE);
+    assert_true(m->about->title->set && m->about->title->n > 0);
+    assert_true(m->about->body->n == strlen("The login page moves to a new address.") &&
+                memcmp(m->about->body->p, "The login page moves to a new address.",
+                       m->about->body->n) == 0);
+    assert_true(m->about->effective > 0);
     l->tenant[l->n] = m->tenant;
     memcpy(l->to[l->n], e->p, e->n);
     l->to[l->n][e->n] = '\0';

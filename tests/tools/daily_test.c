@@ -3,7 +3,8 @@
  * day of the daily backup (HH:MM parsing, the next time at or after now
  * across midnight in Japan and in UTC), and the jobs running on the thread at
  * start (retention at once; the backup at once when today's time has passed,
- * not before it) and stopping while a job runs.
+ * not before it), the minute job (at start, then a minute later by the
+ * clock) and stopping while a job runs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -57,7 +58,7 @@ static void test_next_jst(void **state)
 }
 
 struct jobs {
-    atomic_int retention, backup;
+    atomic_int retention, backup, minute;
     atomic_int retention_done; /* retention jobs that returned */
     unsigned run_ms;           /* how long the retention job takes */
 };
@@ -75,6 +76,12 @@ static void job_b(void *arg)
 {
     struct jobs *j = arg;
     atomic_fetch_add(&j->backup, 1);
+}
+
+static void job_m(void *arg)
+{
+    struct jobs *j = arg;
+    atomic_fetch_add(&j->minute, 1);
 }
 
 /* A clock the test sets, counting its reads (the thread reads it on every
@@ -146,6 +153,30 @@ static void test_jobs_at_start(void **state)
     daily_stop(d);
 }
 
+/* The minute job: at start, not again until a minute has passed by the
+ * clock, then again. */
+static void test_minute_job(void **state)
+{
+    (void)state;
+    struct tclock tc = {T0, 0};
+    struct kr_clock c = {.now_ns = fixed, .ctx = &tc};
+    struct jobs j = {0};
+    struct daily_options o = {.clock = &c, .retention = job_r, .minutely = job_m, .arg = &j};
+    struct daily *d;
+    assert_int_equal(daily_start(&o, &d), KR_OK);
+    wait_for(&j.minute, 1);
+    assert_int_equal(atomic_load(&j.retention), 1); /* the daily job came first */
+    /* Three more looks at the clock, 59 s on: acted on, no second run. */
+    atomic_store(&tc.now, T0 + 59 * S);
+    struct count_at looks = {&tc.reads, atomic_load(&tc.reads) + 3};
+    assert_true(kr_test_wait_for(count_reached, &looks, KR_TEST_WAIT_MS, "a tick"));
+    assert_int_equal(atomic_load(&j.minute), 1);
+    atomic_store(&tc.now, T0 + MIN);
+    wait_for(&j.minute, 2);
+    daily_stop(d);
+    assert_int_equal(atomic_load(&j.minute), 2);
+}
+
 /* Stopping while a job runs waits for it, and returns. */
 static void test_stop_during_job(void **state)
 {
@@ -164,9 +195,8 @@ static void test_stop_during_job(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_next_jst),
-        cmocka_unit_test(test_jobs_at_start),
+        cmocka_unit_test(test_parse),           cmocka_unit_test(test_next_jst),
+        cmocka_unit_test(test_jobs_at_start),   cmocka_unit_test(test_minute_job),
         cmocka_unit_test(test_stop_during_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
