@@ -7,7 +7,8 @@
  *   lists;
  * - code spans that are exactly WORD.WORD (lower case, digits, '_'): each must
  *   be an op, an event or a permission of schemas/ops.json or
- *   schemas/events.json, or a journal record type of journal/journal.h, unless
+ *   schemas/events.json, a journal record type of journal/journal.h, or a
+ *   setting of serve's configuration file (`serve --config-help`), unless
  *   its last part is a file extension (`journal.c`, `ca.pem`) or it is a view's
  *   database (`v.NAME`).
  * - NAME.md: the file must exist beside the doc, at the top or under docs/.
@@ -139,6 +140,28 @@ static void load_journal_types(void)
     free(text);
 }
 
+/* The settings of serve's configuration file: "| `name` |" rows of
+ * `kiroku serve --config-help`. A doc that names a setting must name one
+ * that exists. */
+static void load_settings(void)
+{
+    char *out = malloc(OUT_CAP), *err = malloc(OUT_CAP);
+    assert_true(out && err);
+    const char *args[] = {"serve", "--config-help", NULL};
+    assert_int_equal(kr_test_run(KR_KIROKU_BIN, args, out, err, OUT_CAP), 0);
+    unsigned n = 0;
+    for (const char *p = out; (p = strstr(p, "\n| `"));) {
+        const char *w = p + 5, *e = strchr(w, '`');
+        assert_non_null(e);
+        names_add(&known_ops, w, (size_t)(e - w));
+        n++;
+        p = e;
+    }
+    assert_true(n >= 1);
+    free(out);
+    free(err);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -146,6 +169,7 @@ static int setup(void **state)
     load_schema("ops.json");
     load_schema("events.json");
     load_journal_types();
+    load_settings();
     /* A placeholder in extending.md's naming rule. */
     names_add(&known_ops, "area.past_tense", strlen("area.past_tense"));
     return 0;
