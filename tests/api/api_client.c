@@ -95,6 +95,8 @@ static bool spawn(struct ac_server *s, int *status)
         buf[n] = '\0';
         const char *j = strstr(buf, "{\"data\":");
         listening = j && strchr(j, '\n');
+        if (listening)
+            snprintf(s->json, sizeof s->json, "%.*s", (int)(strchr(j, '\n') - j), j);
         assert_true(n < sizeof buf - 1);
     }
     close(out[0]);

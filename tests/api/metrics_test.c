@@ -1,0 +1,416 @@
+/*
+ * metrics_test.c: the operators' HTTP endpoint (api/http.h) and what it
+ * reports (api/metrics.h).
+ *
+ * Against a real `kiroku serve --http`: /metrics parses with Prometheus's
+ * own `promtool check metrics`, and its counters move by exactly the traffic
+ * they count (requests by op and result, events by type, lockouts, the
+ * request histogram, connections); /healthz is 200 "ok" on a fresh server
+ * and 503 naming the backup when serve's daily backup has not completed for
+ * longer than allowed (the test clock moved three days on), and 200 again
+ * once a backup completed. In-process: a journal whose LMDB map is full
+ * makes /healthz 503 naming the journal, and the endpoint refuses what it
+ * does not serve (other paths, methods, bodies, bad URLs).
+ */
+#include "accounts.h"
+#include "api_client.h"
+#include "http.h"
+#include "metrics.h"
+#include "retention.h"
+#include "test_domain.h"
+#include "test_util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define PAGE_MAX (1024u * 1024u)
+
+/* ---- An HTTP client: one request over a raw socket ---- */
+
+struct resp {
+    int status;
+    char *body; /* NUL-terminated; freed by resp_free */
+};
+
+static void resp_free(struct resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* Sends `request` (a whole HTTP/1.0 request) to the endpoint at url and
+ * reads the reply to the end (bounded by AC_WAIT_MS per read). */
+static void http_raw(const char *url, const char *request, struct resp *r)
+{
+    struct sockaddr_storage sa;
+    size_t salen;
+    assert_int_equal(api_http_parse_url(url, &sa, &salen), KR_OK);
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {.tv_sec = AC_WAIT_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, (socklen_t)salen), 0);
+    size_t len = strlen(request);
+    assert_int_equal(write(fd, request, len), (ssize_t)len);
+    char *buf = malloc(PAGE_MAX + 1);
+    assert_non_null(buf);
+    size_t n = 0;
+    for (;;) {
+        ssize_t got = read(fd, buf + n, PAGE_MAX - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        assert_true(got >= 0); /* a timeout fails the test */
+        if (got == 0)
+            break;
+        n += (size_t)got;
+        assert_true(n < PAGE_MAX);
+    }
+    close(fd);
+    buf[n] = '\0';
+    assert_int_equal(sscanf(buf, "HTTP/1.%*d %d", &r->status), 1);
+    char *body = strstr(buf, "\r\n\r\n");
+    assert_non_null(body);
+    r->body = strdup(body + 4);
+    assert_non_null(r->body);
+    free(buf);
+}
+
+static void http_get(const char *url, const char *path, struct resp *r)
+{
+    char req[256];
+    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: kiroku\r\n\r\n", path);
+    http_raw(url, req, r);
+}
+
+/* The value of the sample whose line starts with `series ` (name and
+ * labels exactly as printed); 0 when the page has no such line (a counter
+ * not moved yet). */
+static double sample(const char *page, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = page; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return 0;
+}
+
+static bool has_series(const char *page, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = page; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return true;
+    return false;
+}
+
+/* The http URL from serve's JSON line. */
+static void http_url_of(const struct ac_server *s, char *out, size_t cap)
+{
+    const char *p = strstr(s->json, "\"http\":\"");
+    assert_non_null(p);
+    p += strlen("\"http\":\"");
+    size_t n = strcspn(p, "\"");
+    assert_true(n > 0 && n < cap);
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+/* promtool check metrics over page: its exit status. */
+static int promtool(const char *dir, const char *page)
+{
+    char path[600], cmd[1400];
+    snprintf(path, sizeof path, "%s/metrics.txt", dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(page, 1, strlen(page), f), strlen(page));
+    assert_int_equal(fclose(f), 0);
+    snprintf(cmd, sizeof cmd, "promtool check metrics < '%s'", path);
+    static char out[65536], err[65536];
+    const char *args[] = {"-c", cmd, NULL};
+    int rc = kr_test_run("/bin/sh", args, out, err, sizeof out);
+    if (rc != 0)
+        print_error("promtool: %s%s\n", out, err);
+    return rc;
+}
+
+static int login(struct ac *c, const struct ac_server *s, const char *password)
+{
+    ac_str(c, KR_FLD_TENANT_CODE, s->demo_code);
+    ac_str(c, KR_FLD_EMAIL, s->demo_email);
+    ac_str(c, KR_FLD_PASSWORD, password);
+    return ac_call(c, KR_OP_AUTH_LOGIN, NULL);
+}
+
+/* ---- Against kiroku serve ---- */
+
+static void test_metrics_count_the_traffic(void **state)
+{
+    (void)state;
+    static const char *const extra[] = {"--http", "http://127.0.0.1:0", NULL};
+    struct ac_server srv;
+    ac_server_start_with(&srv, extra);
+    char url[128];
+    http_url_of(&srv, url, sizeof url);
+
+    struct resp before, after;
+    http_get(url, "/metrics", &before);
+    assert_int_equal(before.status, 200);
+    assert_int_equal(promtool(srv.dir, before.body), 0);
+
+    struct ac c;
+    ac_open(&c, srv.tcp);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(login(&c, &srv, srv.demo_password), AC_OK);
+    struct resp mid;
+    http_get(url, "/metrics", &mid);
+    assert_true(sample(mid.body, "kiroku_sessions") >= 3);
+    resp_free(&mid);
+    /* Failed logins up to the lockout: one account.locked. */
+    for (unsigned i = 0; i < KR_LOGIN_FAILURES_MAX; i++)
+        assert_int_equal(login(&c, &srv, "not the password at all"), KR_ERR_UNAUTHENTICATED);
+    http_get(url, "/metrics", &after);
+    assert_int_equal(after.status, 200);
+    assert_int_equal(promtool(srv.dir, after.body), 0);
+
+    const char *ok = "kiroku_requests_total{op=\"auth.login\",result=\"ok\"}";
+    const char *bad = "kiroku_requests_total{op=\"auth.login\",result=\"unauthenticated\"}";
+    assert_true(sample(after.body, ok) == sample(before.body, ok) + 3);
+    assert_true(sample(after.body, bad) == sample(before.body, bad) + KR_LOGIN_FAILURES_MAX);
+    const char *count = "kiroku_request_duration_seconds_count";
+    assert_true(sample(after.body, count) ==
+                sample(before.body, count) + 3 + KR_LOGIN_FAILURES_MAX);
+    assert_true(sample(after.body, "kiroku_request_duration_seconds_sum") >
+                sample(before.body, "kiroku_request_duration_seconds_sum"));
+    const char *inf = "kiroku_request_duration_seconds_bucket{le=\"+Inf\"}";
+    assert_true(sample(after.body, inf) == sample(after.body, count));
+
+    const char *opened = "kiroku_events_appended_total{type=\"session.opened\"}";
+    const char *locked = "kiroku_events_appended_total{type=\"account.locked\"}";
+    const char *failed = "kiroku_events_appended_total{type=\"account.login_failed\"}";
+    assert_true(has_series(before.body, locked));
+    assert_true(sample(after.body, opened) == sample(before.body, opened) + 3);
+    assert_true(sample(after.body, locked) == sample(before.body, locked) + 1);
+    assert_true(sample(after.body, failed) >= sample(before.body, failed) + 1);
+    /* Records appended and commits move with them; the map is in use. */
+    assert_true(sample(after.body, "kiroku_journal_records") >=
+                sample(before.body, "kiroku_journal_records") + 3 + 1);
+    assert_true(sample(after.body, "kiroku_journal_commit_duration_seconds_count") >
+                sample(before.body, "kiroku_journal_commit_duration_seconds_count"));
+    assert_true(sample(after.body, "kiroku_journal_map_used_bytes") > 0);
+    assert_true(sample(after.body, "kiroku_journal_writable") == 1);
+    assert_true(has_series(after.body, "kiroku_sessions"));
+    /* This client's one connection. */
+    assert_true(sample(after.body, "kiroku_connections") == 1);
+    /* Nothing per tenant or per address. */
+    assert_null(strstr(after.body, srv.demo_code));
+    assert_null(strstr(after.body, "127.0.0.1"));
+    ac_close(&c);
+    resp_free(&before);
+    resp_free(&after);
+
+    struct resp h;
+    http_get(url, "/healthz", &h);
+    assert_int_equal(h.status, 200);
+    assert_string_equal(h.body, "ok\n");
+    resp_free(&h);
+    assert_int_equal(ac_server_stop(&srv), 0);
+}
+
+/* Waits (bounded) for /healthz to answer `status`; returns its body. */
+static void health_wait(const char *url, int status, struct resp *r)
+{
+    for (int waited = 0;; waited += 100) {
+        http_get(url, "/healthz", r);
+        if (r->status == status)
+            return;
+        if (waited >= AC_WAIT_MS)
+            fail_msg("/healthz stayed %d: %s", r->status, r->body);
+        resp_free(r);
+        kr_test_pause_ms(100);
+    }
+}
+
+static void test_healthz_fails_when_backups_are_stale(void **state)
+{
+    (void)state;
+    /* Backups into a path that is a file: every backup fails. */
+    char backups[700];
+    struct ac_server srv;
+    static const char *extra[] = {"--http", "http://127.0.0.1:0", "--backups",
+                                  NULL,     "--test-clock",       NULL};
+    char scratch[512];
+    kr_test_tmpdir(scratch, sizeof scratch);
+    snprintf(backups, sizeof backups, "%s/not-a-directory", scratch);
+    FILE *f = fopen(backups, "wb");
+    assert_non_null(f);
+    fclose(f);
+    extra[3] = backups;
+    unsetenv("KIROKU_CLOCK_OFFSET");
+    ac_server_start_with(&srv, extra);
+    char url[128];
+    http_url_of(&srv, url, sizeof url);
+    struct resp r;
+    /* A journal begun now: no backup is owed yet. */
+    http_get(url, "/healthz", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    resp_free(&r);
+    kill(srv.pid, SIGKILL);
+    waitpid(srv.pid, NULL, 0);
+    srv.pid = 0;
+
+    /* Three days on, no backup has completed. */
+    char when[32];
+    snprintf(when, sizeof when, "@%llu", (unsigned long long)time(NULL) + 3 * 86400ull);
+    setenv("KIROKU_CLOCK_OFFSET", when, 1);
+    ac_server_restart(&srv);
+    http_url_of(&srv, url, sizeof url);
+    http_get(url, "/healthz", &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "backup: none completed since the journal began 7"));
+    assert_non_null(strstr(r.body, " h ago (at most 26 h)\n"));
+    resp_free(&r);
+    http_get(url, "/metrics", &r);
+    assert_false(has_series(r.body, "kiroku_backup_age_seconds"));
+    resp_free(&r);
+    kill(srv.pid, SIGKILL);
+    waitpid(srv.pid, NULL, 0);
+    srv.pid = 0;
+
+    /* A real backup directory: the backup at start (03:00 JST has passed
+     * today, or runs tonight... --backup-at 00:00 has always passed) makes it
+     * healthy again. */
+    snprintf(backups, sizeof backups, "%s/backups", scratch);
+    static const char *extra2[] = {"--http", "http://127.0.0.1:0", "--backups", NULL, "--backup-at",
+                                   "00:00",  "--test-clock",       NULL};
+    extra2[3] = backups;
+    srv.extra = extra2;
+    ac_server_restart(&srv);
+    http_url_of(&srv, url, sizeof url);
+    health_wait(url, 200, &r);
+    assert_string_equal(r.body, "ok\n");
+    resp_free(&r);
+    http_get(url, "/metrics", &r);
+    assert_true(has_series(r.body, "kiroku_backup_age_seconds"));
+    assert_true(sample(r.body, "kiroku_backup_age_seconds") < 3600);
+    resp_free(&r);
+    unsetenv("KIROKU_CLOCK_OFFSET");
+    assert_int_equal(ac_server_stop(&srv), 0);
+    kr_test_rmrf(scratch);
+}
+
+/* ---- In-process ---- */
+
+static void test_healthz_fails_when_the_map_is_full(void **state)
+{
+    (void)state;
+    struct td *t = td_new(7);
+    /* Reopen with a map far too small for what follows. */
+    dom_close(t->d);
+    struct kr_domain_options o = {.dir = t->dir,
+                                  .clock = &t->clock,
+                                  .rng = &t->rng,
+                                  .map_size = 1u << 20,
+                                  .pwhash_ops = 1,
+                                  .pwhash_mem = 8192};
+    assert_int_equal(dom_open(&o, &t->d), KR_OK);
+    struct api_metrics *m;
+    assert_int_equal(api_metrics_new(t->d, NULL, &m), KR_OK);
+    struct api_http *h;
+    const char *why = "";
+    assert_int_equal(api_http_start("http://127.0.0.1:0", m, &h, &why), KR_OK);
+    struct resp r;
+    http_get(api_http_url(h), "/healthz", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+
+    char prev[33];
+    kr_err err = KR_OK;
+    unsigned n = 0;
+    while (!err && n++ < 100000)
+        err = ret_serve_started(t->d, "9.9.9-test", "host", prev);
+    assert_int_equal(err, KR_EFULL);
+    http_get(api_http_url(h), "/healthz", &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(
+        strstr(r.body, "journal: not writable: appends refused, the disk or the map is full\n"));
+    assert_non_null(strstr(r.body, "journal: the map is "));
+    resp_free(&r);
+    http_get(api_http_url(h), "/metrics", &r);
+    assert_true(sample(r.body, "kiroku_journal_appends_refused_full_total") >= 1);
+    assert_true(sample(r.body, "kiroku_events_appended_total{type=\"serve.started\"}") ==
+                (double)(n - 1));
+    resp_free(&r);
+    api_http_stop(h);
+    api_metrics_free(m);
+    td_free(t);
+}
+
+static void test_endpoint_refuses_what_it_does_not_serve(void **state)
+{
+    (void)state;
+    struct td *t = td_new(8);
+    struct api_metrics *m;
+    assert_int_equal(api_metrics_new(t->d, NULL, &m), KR_OK);
+    struct api_http *h;
+    const char *why = "";
+    static const char *const bad[] = {"",
+                                      "http://",
+                                      "http://127.0.0.1",
+                                      "http://127.0.0.1:",
+                                      "http://127.0.0.1:65536",
+                                      "http://example.com:80",
+                                      "https://127.0.0.1:80",
+                                      "http://[::1:80",
+                                      "http://127.0.0.1:8x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(api_http_start(bad[i], m, &h, &why), KR_EINVAL);
+    assert_int_equal(api_http_start("http://127.0.0.1:0", m, &h, &why), KR_OK);
+    /* The port taken: refused, not shared. */
+    struct api_http *h2;
+    assert_int_equal(api_http_start(api_http_url(h), m, &h2, &why), KR_EBUSY);
+    struct resp r;
+    http_get(api_http_url(h), "/", &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    http_get(api_http_url(h), "/metrics/../etc", &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    http_raw(api_http_url(h), "DELETE /metrics HTTP/1.0\r\n\r\n", &r);
+    assert_int_equal(r.status, 405);
+    resp_free(&r);
+    http_raw(api_http_url(h), "POST /healthz HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello", &r);
+    assert_true(r.status == 405 || r.status == 413);
+    resp_free(&r);
+    http_raw(api_http_url(h), "GET /healthz HTTP/1.0\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    api_http_stop(h);
+    api_metrics_free(m);
+    td_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_metrics_count_the_traffic),
+        cmocka_unit_test(test_healthz_fails_when_backups_are_stale),
+        cmocka_unit_test(test_healthz_fails_when_the_map_is_full),
+        cmocka_unit_test(test_endpoint_refuses_what_it_does_not_serve),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
