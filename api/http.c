@@ -101,8 +101,8 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, con
     return reply(c, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
-/* One request. A request with a body is refused before its body is read
- * (the first call, with *state NULL, comes after the headers). */
+/* One request, answered at the first call (after the headers, *state
+ * NULL): nothing served takes a body, so any body is dropped unread. */
 static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state)
@@ -111,11 +111,12 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
     (void)upload;
     struct api_http *h = cls;
     bool metrics = strcmp(url, "/metrics") == 0, health = strcmp(url, "/healthz") == 0;
-    if (*upload_size != 0 || *state) {
+    if (*state) {
+        /* The reply was queued at the first call; a body is dropped unread. */
         *upload_size = 0;
-        return reply_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "no request body is taken\n");
+        return MHD_YES;
     }
-    *state = h; /* a second call for this request would carry a body */
+    *state = h;
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return metrics || health ? reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n")
                                  : reply_text(c, MHD_HTTP_NOT_FOUND, "not found\n");

@@ -12,8 +12,8 @@
  * Bounds, enforced by libmicrohttpd: KR_HTTP_CONNS_MAX connections at once,
  * KR_HTTP_CONNS_PER_IP from one address, KR_HTTP_TIMEOUT_S without traffic
  * closes a connection, KR_HTTP_MEMORY_LIMIT for a request's headers. Only
- * GET and HEAD of the two paths are served; anything else is 404 or 405, and
- * a request with a body is 413.
+ * GET and HEAD of the two paths are served; anything else is 404 or 405,
+ * answered before any body is read (a body is dropped unread).
  *
  * Threads: libmicrohttpd's own (one polling thread); the pages are built on
  * it. Stop before freeing the metrics and the domain.

@@ -394,7 +394,7 @@ static void test_endpoint_refuses_what_it_does_not_serve(void **state)
     assert_int_equal(r.status, 405);
     resp_free(&r);
     http_raw(api_http_url(h), "POST /healthz HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello", &r);
-    assert_true(r.status == 405 || r.status == 413);
+    assert_int_equal(r.status, 405);
     resp_free(&r);
     http_raw(api_http_url(h), "GET /healthz HTTP/1.0\r\n\r\n", &r);
     assert_int_equal(r.status, 200);
