@@ -404,7 +404,7 @@ kr_err api_metrics_health(struct api_metrics *m, struct kr_wbuf *out, bool *heal
     pthread_mutex_unlock(&m->mu);
     size_t before = out->size;
     if (s.failed)
-        put(out, "journal: not writable: writes stopped after %s (restart after fixing it)\n",
+        put(out, "journal: not writable: writes stopped: %s (restart once the storage is fixed)\n",
             kr_strerror(s.failed));
     if (full)
         put(out, "journal: not writable: appends refused, the disk or the map is full\n");

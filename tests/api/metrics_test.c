@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <link.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -313,6 +314,84 @@ static void test_healthz_fails_when_backups_are_stale(void **state)
     kr_test_rmrf(scratch);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define KR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KR_ASAN 1
+#endif
+#endif
+#ifndef KR_ASAN
+#define KR_ASAN 0
+#endif
+
+#if KR_ASAN
+static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    if (info->dlpi_name && strstr(info->dlpi_name, "/libasan.so")) {
+        snprintf(data, 512, "%s", info->dlpi_name);
+        return 1;
+    }
+    return 0;
+}
+#endif
+
+/* LD_PRELOAD for the storage fault shim (tests/faults/fsfault.c); in the
+ * sanitized build the ASan runtime this test runs with comes first. */
+static void preload_shim(void)
+{
+    char v[1200];
+#if KR_ASAN
+    char asan[512] = "";
+    dl_iterate_phdr(find_asan, asan);
+    if (!*asan)
+        fail_msg("built with ASan, but no libasan.so is loaded (static runtime?)");
+    snprintf(v, sizeof v, "%s:%s", asan, KR_FSFAULT_LIB);
+#else
+    snprintf(v, sizeof v, "%s", KR_FSFAULT_LIB);
+#endif
+    setenv("LD_PRELOAD", v, 1);
+}
+
+static void test_healthz_fails_when_the_journal_stops(void **state)
+{
+    (void)state;
+    static const char *const extra[] = {"--http", "http://127.0.0.1:0", NULL};
+    struct ac_server srv;
+    ac_server_start_with(&srv, extra);
+    kill(srv.pid, SIGTERM);
+    assert_int_equal(waitpid(srv.pid, NULL, 0), srv.pid);
+    srv.pid = 0;
+    /* A start over a journal made before commits once (serve.started):
+     * every flush of the journal after that one fails with EIO. */
+    preload_shim();
+    setenv("KR_FAULT_SYNC_EIO_AFTER", "1", 1);
+    ac_server_restart(&srv);
+    unsetenv("LD_PRELOAD");
+    unsetenv("KR_FAULT_SYNC_EIO_AFTER");
+    char url[128];
+    http_url_of(&srv, url, sizeof url);
+    struct resp r;
+    struct ac c;
+    ac_open(&c, srv.ipc); /* the same path after a restart */
+    assert_int_not_equal(login(&c, &srv, srv.demo_password), AC_OK);
+    ac_close(&c);
+    http_get(url, "/healthz", &r);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.body, "journal: not writable: writes stopped: input/output error "
+                                "(restart once the storage is fixed)\n");
+    resp_free(&r);
+    http_get(url, "/metrics", &r);
+    assert_true(has_series(r.body, "kiroku_journal_writable"));
+    assert_true(sample(r.body, "kiroku_journal_writable") == 0);
+    resp_free(&r);
+    kill(srv.pid, SIGKILL);
+    waitpid(srv.pid, NULL, 0);
+    srv.pid = 0;
+    (void)ac_server_stop(&srv); /* removes the scratch directory */
+}
+
 /* ---- In-process ---- */
 
 static void test_healthz_fails_when_the_map_is_full(void **state)
@@ -409,6 +488,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_count_the_traffic),
         cmocka_unit_test(test_healthz_fails_when_backups_are_stale),
+        cmocka_unit_test(test_healthz_fails_when_the_journal_stops),
         cmocka_unit_test(test_healthz_fails_when_the_map_is_full),
         cmocka_unit_test(test_endpoint_refuses_what_it_does_not_serve),
     };
