@@ -59,7 +59,7 @@ struct api_metrics_options {
     uint64_t checkpoint_file_lag_s; /* 0 = API_METRICS_CHECKPOINT_LAG_S */
     uint64_t map_use_max_pct;       /* 0 = API_METRICS_MAP_USE_MAX_PCT */
 };
-#define API_METRICS_BACKUP_MAX_AGE_S   (26u * 3600u) /* daily, with 2 hours' slack */
+#define API_METRICS_BACKUP_MAX_AGE_S   ((uint64_t)26 * 3600u) /* daily, with 2 hours' slack */
 #define API_METRICS_OUTBOX_BACKLOG_MAX 1000u
 #define API_METRICS_CHECKPOINT_LAG_S   60u
 #define API_METRICS_MAP_USE_MAX_PCT    90u

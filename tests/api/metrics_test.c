@@ -439,6 +439,38 @@ static void test_healthz_fails_when_the_map_is_full(void **state)
     td_free(t);
 }
 
+static void test_healthz_fails_when_email_backs_up(void **state)
+{
+    (void)state;
+    struct td *t = td_new(9);
+    struct api_metrics_options o = {.outbox_backlog_max = 1};
+    struct api_metrics *m;
+    assert_int_equal(api_metrics_new(t->d, &o, &m), KR_OK);
+    struct kr_wbuf b;
+    kr_wbuf_init(&b, KR_METRICS_PAGE_MAX);
+    bool healthy = false;
+    assert_int_equal(api_metrics_health(m, &b, &healthy), KR_OK);
+    assert_true(healthy);
+    /* A sign-up queues e-mails (the auth code, the account information) that
+     * no mailer delivers here. */
+    struct kr_caller master;
+    char code[40];
+    td_signup(t, "owner@example.jp", "correct horse battery", &master, code);
+    assert_int_equal(api_metrics_render(m, &b), KR_OK);
+    assert_int_equal(kr_wbuf_add(&b, "", 1), KR_OK);
+    double backlog = sample(b.data, "kiroku_outbox_backlog");
+    assert_true(backlog >= 2);
+    assert_int_equal(api_metrics_health(m, &b, &healthy), KR_OK);
+    assert_false(healthy);
+    char want[128];
+    snprintf(want, sizeof want, "outbox: %.0f e-mails waiting (at most 1)\n", backlog);
+    assert_int_equal(b.size, strlen(want));
+    assert_memory_equal(b.data, want, b.size);
+    kr_wbuf_free(&b);
+    api_metrics_free(m);
+    td_free(t);
+}
+
 static void test_endpoint_refuses_what_it_does_not_serve(void **state)
 {
     (void)state;
@@ -490,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_healthz_fails_when_backups_are_stale),
         cmocka_unit_test(test_healthz_fails_when_the_journal_stops),
         cmocka_unit_test(test_healthz_fails_when_the_map_is_full),
+        cmocka_unit_test(test_healthz_fails_when_email_backs_up),
         cmocka_unit_test(test_endpoint_refuses_what_it_does_not_serve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
