@@ -8,9 +8,12 @@
  * request histogram, connections); /healthz is 200 "ok" on a fresh server
  * and 503 naming the backup when serve's daily backup has not completed for
  * longer than allowed (the test clock moved three days on), and 200 again
- * once a backup completed. In-process: a journal whose LMDB map is full
- * makes /healthz 503 naming the journal, and the endpoint refuses what it
- * does not serve (other paths, methods, bodies, bad URLs).
+ * once a backup completed; a journal stopped by a failed flush (the storage
+ * fault shim) makes it 503 naming the journal. In-process: a full LMDB map
+ * and an outbox backlog make /healthz 503 with their reasons; the endpoint
+ * refuses what it does not serve (other paths, methods, bad URLs, a taken
+ * port), closes one address's connection past its cap, and closes idle
+ * connections.
  */
 #include "accounts.h"
 #include "api_client.h"
@@ -471,6 +474,86 @@ static void test_healthz_fails_when_email_backs_up(void **state)
     td_free(t);
 }
 
+/* A connection to the endpoint at url from source address src (a loopback
+ * address: all of 127/8 is), connected and idle. */
+static int idle_conn(const char *url, const char *src)
+{
+    struct sockaddr_storage sa;
+    size_t salen;
+    assert_int_equal(api_http_parse_url(url, &sa, &salen), KR_OK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in from = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
+    struct timeval tv = {.tv_sec = AC_WAIT_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, (socklen_t)salen), 0);
+    return fd;
+}
+
+/* Whether a GET /healthz on a new connection from src is answered (false:
+ * the endpoint closed the connection without a reply). */
+static bool answered_from(const char *url, const char *src)
+{
+    int fd = idle_conn(url, src);
+    static const char req[] = "GET /healthz HTTP/1.0\r\n\r\n";
+    bool sent = write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1);
+    char buf[16] = "";
+    ssize_t got = sent ? read(fd, buf, sizeof buf - 1) : -1;
+    if (got < 0 && errno != ECONNRESET && errno != EPIPE)
+        fail_msg("reading a reply: %s", strerror(errno));
+    close(fd);
+    return got > 0 && strncmp(buf, "HTTP/1.", 7) == 0;
+}
+
+struct answered_arg {
+    const char *url, *src;
+};
+
+static bool answered_now(void *arg)
+{
+    const struct answered_arg *a = arg;
+    return answered_from(a->url, a->src);
+}
+
+static void test_endpoint_bounds_connections(void **state)
+{
+    (void)state;
+    struct td *t = td_new(10);
+    struct api_metrics *m;
+    assert_int_equal(api_metrics_new(t->d, NULL, &m), KR_OK);
+    struct api_http *h;
+    const char *why = "";
+    assert_int_equal(api_http_start("http://127.0.0.1:0", m, &h, &why), KR_OK);
+    const char *url = api_http_url(h);
+    int fds[KR_HTTP_CONNS_PER_IP];
+    /* One address holds KR_HTTP_CONNS_PER_IP idle connections: its next one
+     * is closed unanswered, another address is answered. */
+    for (unsigned i = 0; i < KR_HTTP_CONNS_PER_IP; i++)
+        fds[i] = idle_conn(url, "127.0.0.2");
+    assert_false(answered_from(url, "127.0.0.2"));
+    assert_true(answered_from(url, "127.0.0.3"));
+    /* Once they close, that address is answered again. */
+    for (unsigned i = 0; i < KR_HTTP_CONNS_PER_IP; i++)
+        close(fds[i]);
+    struct answered_arg arg = {url, "127.0.0.2"};
+    assert_true(
+        kr_test_wait_for(answered_now, &arg, KR_TEST_WAIT_MS, "an answer once they closed"));
+    /* A connection that sends nothing is closed by the endpoint (after
+     * KR_HTTP_TIMEOUT_S): the read ends, within the test's deadline. */
+    int idle = idle_conn(url, "127.0.0.2");
+    char c;
+    ssize_t got = read(idle, &c, 1);
+    if (got < 0)
+        fail_msg("the idle connection was not closed: %s", strerror(errno));
+    assert_int_equal(got, 0);
+    close(idle);
+    api_http_stop(h);
+    api_metrics_free(m);
+    td_free(t);
+}
+
 static void test_endpoint_refuses_what_it_does_not_serve(void **state)
 {
     (void)state;
@@ -524,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_healthz_fails_when_the_map_is_full),
         cmocka_unit_test(test_healthz_fails_when_email_backs_up),
         cmocka_unit_test(test_endpoint_refuses_what_it_does_not_serve),
+        cmocka_unit_test(test_endpoint_bounds_connections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
