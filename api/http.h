@@ -9,9 +9,11 @@
  * pages carry no secret and no tenant's data, but they say how busy the
  * service is; any other address is served as given.
  *
- * Bounds, enforced by libmicrohttpd: KR_HTTP_CONNS_MAX connections at once,
- * KR_HTTP_CONNS_PER_IP from one address, KR_HTTP_TIMEOUT_S without traffic
- * closes a connection, KR_HTTP_MEMORY_LIMIT for a request's headers. Only
+ * Bounds, enforced by libmicrohttpd: KR_HTTP_CONNS_MAX connections at once
+ * (it stops accepting: more wait in the listen queue), KR_HTTP_CONNS_PER_IP
+ * from one address (more are closed as they arrive), KR_HTTP_TIMEOUT_S
+ * without traffic closes a connection, KR_HTTP_MEMORY_LIMIT for a request's
+ * headers. Only
  * GET and HEAD of the two paths are served; anything else is 404 or 405,
  * answered before any body is read (a body is dropped unread).
  *
