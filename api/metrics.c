@@ -15,7 +15,6 @@
 #include "journal.h"
 #include "kr_limits.h"
 #include "schema.h"
-#include "server.h"
 #include "views.h"
 
 #include <inttypes.h>
@@ -53,7 +52,8 @@ void api_metrics_request(int op, int result, uint64_t ns)
 struct api_metrics {
     struct kr_domain *d;
     struct api_metrics_options o;
-    const struct api_server *server;
+    unsigned (*conns)(const void *arg);
+    const void *conns_arg;
     pthread_mutex_t mu;
     /* Under mu: the event tail and the write-refusal state. */
     uint64_t tail;                     /* records counted: 1..tail */
@@ -99,9 +99,11 @@ void api_metrics_free(struct api_metrics *m)
     free(m);
 }
 
-void api_metrics_set_server(struct api_metrics *m, const struct api_server *s)
+void api_metrics_set_conns(struct api_metrics *m, unsigned (*conns)(const void *arg),
+                           const void *arg)
 {
-    m->server = s;
+    m->conns = conns;
+    m->conns_arg = arg;
 }
 
 /* ---- What a scrape reads ---- */
@@ -225,8 +227,8 @@ static kr_err snapshot_take(struct api_metrics *m, struct snapshot *s)
         s->has_last_time = true;
     if (!err)
         err = newest_backup(j, &s->has_backup, &s->backup_time_ns);
-    if (m->server) {
-        s->conns = api_server_conns(m->server);
+    if (m->conns) {
+        s->conns = m->conns(m->conns_arg);
         s->has_conns = true;
     }
     pthread_mutex_lock(&m->mu);

@@ -37,8 +37,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct api_server;
-
 /* The result column of a request for a reply with ok true. Error replies
  * use their API error code (enum kr_api_err, 0..KR_ERR__COUNT-1). */
 #define API_METRICS_OK KR_ERR__COUNT
@@ -72,9 +70,11 @@ KR_MUST_CHECK kr_err api_metrics_new(struct kr_domain *d, const struct api_metri
                                      struct api_metrics **out);
 void api_metrics_free(struct api_metrics *m); /* accepts NULL */
 
-/* The server whose connections are reported (NULL = none). Set before
- * serving; the server must outlive the scrapes. */
-void api_metrics_set_server(struct api_metrics *m, const struct api_server *s);
+/* Where the open connections come from: conns(arg), e.g. api_server_conns
+ * of the server (which must outlive the scrapes); NULL = not reported. Set
+ * before serving. A callback, so this module does not pull in the server. */
+void api_metrics_set_conns(struct api_metrics *m, unsigned (*conns)(const void *arg),
+                           const void *arg);
 
 /* Writes the whole /metrics page (Prometheus text format 0.0.4) into out
  * (reset first; init it with a ceiling of KR_METRICS_PAGE_MAX). Errors:

@@ -842,6 +842,11 @@ struct serve_http {
     struct api_http *h;
 };
 
+static unsigned serve_conns(const void *server)
+{
+    return api_server_conns(server);
+}
+
 static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
                             const struct api_server *s, struct serve_http *out)
 {
@@ -859,7 +864,7 @@ static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
     const char *why = "";
     kr_err err = api_metrics_new(d, &mo, &out->m);
     if (!err) {
-        api_metrics_set_server(out->m, s);
+        api_metrics_set_conns(out->m, serve_conns, s);
         err = api_http_start(url, out->m, &out->h, &why);
     }
     if (err) {
