@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -842,6 +843,22 @@ struct serve_http {
     struct api_http *h;
 };
 
+/* A bad --http URL (or http.listen) is a usage error, before anything opens. */
+static int serve_http_check(const struct serve_args *a)
+{
+    const char *url = a->http ? a->http : kr_config_str(a->cfg, "http.listen");
+    struct sockaddr_storage sa;
+    size_t salen;
+    if (url && url[0] && api_http_parse_url(url, &sa, &salen) != KR_OK) {
+        fprintf(stderr,
+                "kiroku: serve: --http %s: not http://HOST:PORT (HOST an IP address, "
+                "[IPv6] or localhost)\n",
+                url);
+        return CLI_USAGE;
+    }
+    return CLI_CONTINUE;
+}
+
 static unsigned serve_conns(const void *server)
 {
     return api_server_conns(server);
@@ -998,6 +1015,10 @@ int cmd_serve(int argc, char **argv)
     const char *data = cli_data_dir(a.co.data);
     if ((rc = serve_config(&a, data)) != CLI_CONTINUE)
         return rc;
+    if ((rc = serve_http_check(&a)) != CLI_CONTINUE) {
+        kr_config_free(a.cfg);
+        return rc;
+    }
     rc = serve_main(&a, data);
     kr_config_free(a.cfg);
     return rc;

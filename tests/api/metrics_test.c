@@ -598,6 +598,24 @@ static void test_endpoint_refuses_what_it_does_not_serve(void **state)
     td_free(t);
 }
 
+static void test_serve_refuses_a_bad_url_before_opening(void **state)
+{
+    (void)state;
+    char dir[512], data[600];
+    kr_test_tmpdir(dir, sizeof dir);
+    snprintf(data, sizeof data, "%s/data", dir);
+    static char out[4096], err[4096];
+    static const char *const bad[] = {"http://example.com:7451", "https://127.0.0.1:7451",
+                                      "127.0.0.1:7451", "http://127.0.0.1:99999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[] = {"serve", "--data", data, "--http", bad[i], NULL};
+        assert_int_equal(kr_test_run(KR_KIROKU_BIN, args, out, err, sizeof out), 2);
+        assert_non_null(strstr(err, "not http://HOST:PORT"));
+        assert_int_equal(access(data, F_OK), -1); /* nothing made */
+    }
+    kr_test_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -608,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_healthz_fails_when_email_backs_up),
         cmocka_unit_test(test_endpoint_refuses_what_it_does_not_serve),
         cmocka_unit_test(test_endpoint_bounds_connections),
+        cmocka_unit_test(test_serve_refuses_a_bad_url_before_opening),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
