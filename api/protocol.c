@@ -15,6 +15,7 @@
 
 #include "accounts.h"
 #include "kr_limits.h"
+#include "metrics.h"
 #include "mp.h"
 #include "payload.h"
 #include "schema.h"
@@ -22,6 +23,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* What the envelope of a request holds once read. */
 struct envelope {
@@ -33,6 +35,7 @@ struct envelope {
     size_t token_len;
     bool has_args;
     struct kr_mp_reader args; /* exactly the args value */
+    int result;               /* the reply's: API_METRICS_OK or its error code */
 };
 
 static kr_err fail(struct kr_diag *d, kr_err err, const char *field, const char *why)
@@ -185,10 +188,10 @@ static int pack_head(msgpack_packer *pk, const struct envelope *e, bool ok)
     return rc;
 }
 
-static kr_err reply_error(const struct envelope *e, int code, const char *msg,
-                          struct kr_wbuf *reply)
+static kr_err reply_error(struct envelope *e, int code, const char *msg, struct kr_wbuf *reply)
 {
     msgpack_packer pk;
+    e->result = code;
     kr_wbuf_reset(reply);
     msgpack_packer_init(&pk, reply, kr_wbuf_write);
     int rc = pack_head(&pk, e, false) | pack_key(&pk, API_KEY_ERROR) | msgpack_pack_map(&pk, 2);
@@ -199,7 +202,7 @@ static kr_err reply_error(const struct envelope *e, int code, const char *msg,
 
 /* The error reply for err with diagnostics d. Faults of ours say only what
  * kind of fault: their details are for the logs, not for clients. */
-static kr_err reply_err(const struct envelope *e, kr_err err, const struct kr_diag *d,
+static kr_err reply_err(struct envelope *e, kr_err err, const struct kr_diag *d,
                         struct kr_wbuf *reply)
 {
     int code = dom_api_error(err);
@@ -222,6 +225,7 @@ kr_err api_reply_refusal(const uint8_t *req, size_t len, int code, const char *m
     struct envelope e;
     memset(&e, 0, sizeof e);
     find_id(req, len, &e);
+    api_metrics_request(-1, code, 0);
     return reply_error(&e, code, msg, reply);
 }
 
@@ -234,40 +238,66 @@ kr_err api_handle_with(struct kr_domain *d, bool operator_endpoint, const uint8_
     return api_handle_from(d, operator_endpoint, unknown, req, len, args, reply);
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static kr_err handle(struct kr_domain *d, bool operator_endpoint, const uint8_t source[16],
+                     const uint8_t *req, size_t len, struct kr_payload *args, struct envelope *ep,
+                     struct kr_wbuf *reply);
+
+/* Handles the request and counts it (metrics.h): its op, its result, how
+ * long it took. */
 kr_err api_handle_from(struct kr_domain *d, bool operator_endpoint, const uint8_t source[16],
                        const uint8_t *req, size_t len, struct kr_payload *args,
                        struct kr_wbuf *reply)
 {
     struct envelope e;
-    struct kr_diag diag;
+    uint64_t t0 = mono_ns();
     memset(&e, 0, sizeof e);
+    e.op = -1;
+    e.result = API_METRICS_OK;
+    kr_err err = handle(d, operator_endpoint, source, req, len, args, &e, reply);
+    api_metrics_request(e.op, err ? KR_ERR_INTERNAL : e.result, mono_ns() - t0);
+    return err;
+}
+
+static kr_err handle(struct kr_domain *d, bool operator_endpoint, const uint8_t source[16],
+                     const uint8_t *req, size_t len, struct kr_payload *args, struct envelope *e,
+                     struct kr_wbuf *reply)
+{
+    struct kr_diag diag;
     memset(&diag, 0, sizeof diag);
-    kr_err err = read_envelope(req, len, &e, &diag);
+    kr_err err = read_envelope(req, len, e, &diag);
     if (err) {
-        find_id(req, len, &e);
-        return reply_err(&e, err, &diag, reply);
+        e->op = -1;
+        find_id(req, len, e);
+        return reply_err(e, err, &diag, reply);
     }
     /* Arguments before the session: refusing malformed bytes costs no lookup. */
     static const uint8_t empty_map = 0x80;
     struct kr_mp_reader ar;
-    if (e.has_args)
-        ar = e.args;
+    if (e->has_args)
+        ar = e->args;
     else
         kr_mp_reader_init(&ar, &empty_map, 1, false);
-    if ((err = kr_args_decode(e.op, &ar, args, &diag)))
-        return reply_err(&e, err == KR_ETOOLARGE ? err : KR_EINVAL, &diag, reply);
+    if ((err = kr_args_decode(e->op, &ar, args, &diag)))
+        return reply_err(e, err == KR_ETOOLARGE ? err : KR_EINVAL, &diag, reply);
     if (kr_mp_remaining(&ar) != 0)
-        return reply_err(&e, fail(&diag, KR_EINVAL, API_KEY_ARGS, "malformed"), &diag, reply);
+        return reply_err(e, fail(&diag, KR_EINVAL, API_KEY_ARGS, "malformed"), &diag, reply);
 
     struct kr_caller who;
     memset(&who, 0, sizeof who);
     who.role = -1;
-    if (e.has_token) {
-        if (e.token_len != 32) {
+    if (e->has_token) {
+        if (e->token_len != 32) {
             err = fail(&diag, KR_EAUTH, kr_fields[KR_FLD_TOKEN].name, "not a valid session");
         } else {
             uint8_t token[32];
-            memcpy(token, e.token, 32);
+            memcpy(token, e->token, 32);
             err = dom_session_resolve(d, token, &who);
             sodium_memzero(token, sizeof token);
             if (err == KR_EAUTH)
@@ -275,7 +305,7 @@ kr_err api_handle_from(struct kr_domain *d, bool operator_endpoint, const uint8_
         }
         if (err) {
             kr_payload_reset(args, -1);
-            return reply_err(&e, err, &diag, reply);
+            return reply_err(e, err, &diag, reply);
         }
     }
     who.operator_endpoint = operator_endpoint;
@@ -287,22 +317,22 @@ kr_err api_handle_from(struct kr_domain *d, bool operator_endpoint, const uint8_
     msgpack_packer pk;
     kr_wbuf_reset(reply);
     msgpack_packer_init(&pk, reply, kr_wbuf_write);
-    int rc = pack_head(&pk, &e, true) | pack_key(&pk, API_KEY_RESULT);
+    int rc = pack_head(&pk, e, true) | pack_key(&pk, API_KEY_RESULT);
     struct kr_wbuf result;
     kr_wbuf_init(&result, rc || reply->size >= reply->max ? 1 : reply->max - reply->size);
-    err = rc ? KR_ENOMEM : dom_exec(d, &who, e.op, args, &result, &diag);
+    err = rc ? KR_ENOMEM : dom_exec(d, &who, e->op, args, &result, &diag);
     kr_payload_reset(args, -1); /* wipes passwords and codes */
     sodium_memzero(&who, sizeof who);
     if (err) {
         kr_wbuf_free(&result);
-        return reply_err(&e, err, &diag, reply);
+        return reply_err(e, err, &diag, reply);
     }
     rc |= kr_wbuf_write(reply, result.data, result.size);
     kr_wbuf_free(&result);
     if (rc) {
         kr_err why = kr_wbuf_failed(reply);
         if (why == KR_ETOOLARGE)
-            return reply_err(&e,
+            return reply_err(e,
                              fail(&diag, KR_ETOOLARGE, API_KEY_RESULT, "too large for one reply"),
                              &diag, reply);
         return KR_ENOMEM;

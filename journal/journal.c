@@ -863,6 +863,11 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
     j->stats.batches++;
     j->stats.events += written;
     j->stats.commit_ns += commit_ns;
+    for (i = 0; i < JRN_COMMIT_BUCKETS; i++)
+        if (commit_ns <= jrn_commit_bucket_us[i] * 1000u) {
+            j->stats.commit_hist[i]++;
+            break;
+        }
     if (commit_ns > j->stats.commit_ns_max)
         j->stats.commit_ns_max = commit_ns;
     if (written > j->stats.max_batch)
@@ -981,10 +986,16 @@ static void writer_finish(struct journal *j, struct jrn_append *first, kr_err er
         pthread_cond_broadcast(&j->space_cv);
         pthread_mutex_unlock(&j->mu);
     }
-    size_t i = 0;
+    size_t i = 0, full = 0;
     for (struct jrn_append *a = first, *next; a; a = next, i++) {
         next = a->next_;
+        full += (err ? err : errs[i]) == KR_EFULL;
         a->done(a, err ? err : errs[i]);
+    }
+    if (full) {
+        pthread_mutex_lock(&j->stats_mu);
+        j->stats.refused_full += full;
+        pthread_mutex_unlock(&j->stats_mu);
     }
     if (err == KR_OK) {
         /* DIR/checkpoint follows the commit (never ahead of it): now if
@@ -1994,6 +2005,17 @@ kr_err jrn_tenant_next_tseq(struct journal *j, uint64_t tenant, uint64_t *next)
     mdb_txn_abort(txn);
     if (err == KR_OK)
         *next = last + 1;
+    return err;
+}
+
+const uint64_t jrn_commit_bucket_us[JRN_COMMIT_BUCKETS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000};
+
+kr_err jrn_failed(struct journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    kr_err err = j->failed;
+    pthread_mutex_unlock(&j->mu);
     return err;
 }
 

@@ -408,6 +408,9 @@ KR_MUST_CHECK kr_err jrn_consistency_proof(struct journal *j, uint64_t size1, ui
 
 /* ---- Statistics ---- */
 
+#define JRN_COMMIT_BUCKETS 12
+extern const uint64_t jrn_commit_bucket_us[JRN_COMMIT_BUCKETS];
+
 struct jrn_stats {
     uint64_t batches;       /* write transactions committed */
     uint64_t events;        /* records committed */
@@ -424,8 +427,17 @@ struct jrn_stats {
     uint64_t file_size;   /* the size the newest of them holds */
     uint64_t file_errors; /* rewrites that failed (each retried) */
     kr_err file_error;    /* the newest failure's error; KR_OK after a success */
+    /* Commits by duration (page writes + fsync): commit_hist[i] counts those
+     * of at most jrn_commit_bucket_us[i] microseconds and more than the bound
+     * before; the ones slower than the last bound are batches - the sum. */
+    uint64_t commit_hist[JRN_COMMIT_BUCKETS];
+    uint64_t refused_full; /* appends refused with KR_EFULL (disk or map full) */
 };
 void jrn_get_stats(struct journal *j, struct jrn_stats *out);
+
+/* Whether the journal takes writes: KR_OK, or the error that stopped them
+ * (KR_EIO after a failed flush: writes stay stopped until a restart). */
+kr_err jrn_failed(struct journal *j);
 
 /* ---- The journal's own records ---- */
 

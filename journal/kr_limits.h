@@ -417,4 +417,25 @@
 #define KR_EXPORT_OP_RECORDS_MAX 1000u
 #define KR_EXPORT_OP_BYTES_MAX   ((size_t)4 * 1024 * 1024)
 
+/* ---- Metrics and health over HTTP (api/http.h, api/metrics.h) ---- */
+
+/* Connections the operators' HTTP endpoint holds at once: scrapers and
+ * probes, a handful each; more is a flood, refused by libmicrohttpd. */
+#define KR_HTTP_CONNS_MAX 32u
+/* Connections from one address at once: a scraper and a probe or two. */
+#define KR_HTTP_CONNS_PER_IP 8u
+/* A connection that sends nothing for this long is closed (seconds). */
+#define KR_HTTP_TIMEOUT_S 10u
+/* A request's headers and body: only GETs with short paths are served. */
+#define KR_HTTP_MEMORY_LIMIT ((size_t)32 * 1024)
+/* A /metrics or /healthz page: one line per op and result moved, per event
+ * type, and the histograms: well under this even with every counter set. */
+#define KR_METRICS_PAGE_MAX ((size_t)512 * 1024)
+/* Records a scrape reads to count events by type (the rest on the next
+ * scrape): a scrape stays in the tens of milliseconds behind a burst. */
+#define KR_METRICS_SCAN_MAX 100000u
+/* Records of the backups stream looked at for the newest backup.completed
+ * (failed backups in between count against it). */
+#define KR_METRICS_BACKUP_SCAN 16u
+
 #endif

@@ -19,7 +19,9 @@
 #include "config.h"
 #include "daily.h"
 #include "domain.h"
+#include "http.h"
 #include "mailer.h"
+#include "metrics.h"
 #include "notices.h"
 #include "path.h"
 #include "retention.h"
@@ -38,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +51,7 @@ static const char serve_usage[] =
     "                    [--backups DIR [--backup-at HH:MM]] [--log-retention-days N]\n"
     "                    [--idle-timeout SECONDS] [--conns-per-peer N] [--conns N]\n"
     "                    [--config FILE] [--config-help] [--test-clock] [--demo] [--json]\n"
+    "                    [--http URL]\n"
     "\n"
     "Serves the API over nng request/reply until SIGINT or SIGTERM. Clients\n"
     "connect to --listen (default " API_LISTEN_DEFAULT "; tcp://, tls+tcp://,\n"
@@ -62,6 +66,9 @@ static const char serve_usage[] =
     "--json prints one line of JSON once listening. --config FILE: settings\n"
     "(default DIR/kiroku.conf if it exists; `name = value` lines);\n"
     "--config-help lists every setting with its default.\n"
+    "--http URL (http://HOST:PORT, e.g. http://127.0.0.1:7451; setting\n"
+    "http.listen; off by default) serves /metrics (Prometheus) and /healthz\n"
+    "to operators: give a loopback address unless a scraper elsewhere needs it.\n"
     "\n"
     "Connections: a connection that sent no complete request for\n"
     "--idle-timeout SECONDS (default 10; 0 = never) is closed; one peer address\n"
@@ -646,6 +653,7 @@ struct serve_args {
     unsigned backup_at;
     uint64_t log_days;
     const char *config_path; /* --config, or NULL: DIR/kiroku.conf if it exists */
+    const char *http;        /* --http URL, or NULL: the setting http.listen */
     bool config_help;
     struct kr_config *cfg; /* loaded by serve_config */
 };
@@ -728,6 +736,9 @@ static int serve_option(int c, struct serve_args *a)
     case 'H':
         a->config_help = true;
         return CLI_CONTINUE;
+    case 'W':
+        a->http = optarg;
+        return CLI_CONTINUE;
     case 'L':
         return serve_number(optarg, 1, KR_LOG_RETENTION_DAYS_MAX, "--log-retention-days",
                             &a->log_days)
@@ -758,6 +769,7 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
                                          {"conns", required_argument, 0, 'C'},
                                          {"config", required_argument, 0, 'F'},
                                          {"config-help", no_argument, 0, 'H'},
+                                         {"http", required_argument, 0, 'W'},
                                          {0, 0, 0, 0}};
     int c, rc;
     memset(a, 0, sizeof *a);
@@ -814,7 +826,8 @@ static kr_err serve_record_start(struct kr_domain *d, bool json)
 }
 
 /* Prints where it serves, as text or one JSON line. */
-static void serve_print(const struct api_server *s, const char *data, bool json)
+static void serve_print(const struct api_server *s, const struct api_http *h, const char *data,
+                        bool json)
 {
     const char *const *urls;
     size_t nurls = api_server_urls(s, &urls);
@@ -828,15 +841,88 @@ static void serve_print(const struct api_server *s, const char *data, bool json)
         }
         printf("],\"operator\":");
         cli_json_str(stdout, urls[nurls - 1], strlen(urls[nurls - 1]));
+        if (h) {
+            printf(",\"http\":");
+            cli_json_str(stdout, api_http_url(h), strlen(api_http_url(h)));
+        }
         printf(",\"pid\":%ld}\n", (long)getpid());
     } else {
         printf("kiroku: serving %s\n", data);
         for (size_t i = 0; i + 1 < nurls; i++)
             printf("  client:   %s\n", urls[i]);
         printf("  operator: %s\n", urls[nurls - 1]);
+        if (h)
+            printf("  http:     %s (/metrics, /healthz)\n", api_http_url(h));
         printf("stop with Ctrl-C (SIGINT) or SIGTERM\n");
     }
     fflush(stdout);
+}
+
+/* The operators' HTTP endpoint (--http, else the setting http.listen; off
+ * when neither) with its metrics. */
+struct serve_http {
+    struct api_metrics *m;
+    struct api_http *h;
+};
+
+/* A bad --http URL (or http.listen) is a usage error, before anything opens. */
+static int serve_http_check(const struct serve_args *a)
+{
+    const char *url = a->http ? a->http : kr_config_str(a->cfg, "http.listen");
+    struct sockaddr_storage sa;
+    size_t salen;
+    if (url && url[0] && api_http_parse_url(url, &sa, &salen) != KR_OK) {
+        fprintf(stderr,
+                "kiroku: serve: --http %s: not http://HOST:PORT (HOST an IP address, "
+                "[IPv6] or localhost)\n",
+                url);
+        return CLI_USAGE;
+    }
+    return CLI_CONTINUE;
+}
+
+static unsigned serve_conns(const void *server)
+{
+    return api_server_conns(server);
+}
+
+static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
+                            const struct api_server *s, struct serve_http *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *url = a->http ? a->http : kr_config_str(a->cfg, "http.listen");
+    if (!url || !url[0])
+        return CLI_CONTINUE;
+    struct api_metrics_options mo = {
+        .backups_expected = a->backups != NULL,
+        .backup_max_age_s = kr_config_u64(a->cfg, "health.backup_max_age_h") * 3600u,
+        .outbox_backlog_max = kr_config_u64(a->cfg, "health.outbox_backlog_max"),
+        .map_use_max_pct = kr_config_u64(a->cfg, "health.map_use_max_pct"),
+        .checkpoint_file_lag_s = kr_config_u64(a->cfg, "health.checkpoint_lag_s"),
+    };
+    const char *why = "";
+    kr_err err = api_metrics_new(d, &mo, &out->m);
+    if (!err) {
+        api_metrics_set_conns(out->m, serve_conns, s);
+        err = api_http_start(url, out->m, &out->h, &why);
+    }
+    if (err) {
+        fprintf(stderr, "kiroku: serve: --http %s: %s%s%s\n", url, why, why[0] ? ": " : "",
+                kr_strerror(err));
+        api_metrics_free(out->m);
+        out->m = NULL;
+        return CLI_FAIL;
+    }
+    return CLI_CONTINUE;
+}
+
+/* Before the server stops: the metrics read its connections. */
+static void serve_http_stop(struct serve_http *sh)
+{
+    api_http_stop(sh->h);
+    api_metrics_free(sh->m);
+    sh->h = NULL;
+    sh->m = NULL;
 }
 
 /* With the domain open: the start recorded, the demo, the server and the
@@ -862,6 +948,11 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
         fprintf(stderr, "kiroku: serve: %s: %s\n", why, kr_strerror(err));
         return CLI_FAIL;
     }
+    struct serve_http http;
+    if (serve_http_start(a, d, s, &http) != CLI_CONTINUE) {
+        api_server_stop(s);
+        return CLI_FAIL;
+    }
     struct daily_options dopt = {
         .clock = clock,
         .retention = job_retention,
@@ -873,10 +964,11 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
     struct daily *sched = NULL;
     if ((err = daily_start(&dopt, &sched))) {
         fprintf(stderr, "kiroku: serve: the daily jobs: %s\n", kr_strerror(err));
+        serve_http_stop(&http);
         api_server_stop(s);
         return CLI_FAIL;
     }
-    serve_print(s, data, a->co.json);
+    serve_print(s, http.h, data, a->co.json);
 
     int sig = 0;
     while (sigwait(sigs, &sig) != 0)
@@ -886,6 +978,7 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
     api_server_stop_begin(s);
     daily_stop(sched); /* after the job it runs, if any */
     struct stop_watch *sw = stop_watch_start();
+    serve_http_stop(&http);
     api_server_stop(s);
     dom_close(d);
     sj->d = NULL;
@@ -947,6 +1040,10 @@ int cmd_serve(int argc, char **argv)
     const char *data = cli_data_dir(a.co.data);
     if ((rc = serve_config(&a, data)) != CLI_CONTINUE)
         return rc;
+    if ((rc = serve_http_check(&a)) != CLI_CONTINUE) {
+        kr_config_free(a.cfg);
+        return rc;
+    }
     rc = serve_main(&a, data);
     kr_config_free(a.cfg);
     return rc;

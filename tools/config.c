@@ -37,6 +37,17 @@ static const struct cfg_setting settings[] = {
     {"incidents.warn_before_h", CFG_U64, 0, 71, "24",
      "hours before an incident's 72-hour deadline from which serve e-mails every affected "
      "tenant not yet notified (0: only once the deadline has passed)"},
+    /* metrics and health: the operators' HTTP endpoint (api/http.h, api/metrics.h) */
+    {"http.listen", CFG_STR, 0, 127, NULL,
+     "serve /metrics and /healthz at http://HOST:PORT (off when unset; --http overrides)"},
+    {"health.backup_max_age_h", CFG_U64, 1, 24 * 30, "26",
+     "/healthz fails when serve's daily backup (--backups) is older than this many hours"},
+    {"health.outbox_backlog_max", CFG_U64, 1, 1000000, "1000",
+     "/healthz fails when more e-mails than this wait in the outbox"},
+    {"health.map_use_max_pct", CFG_U64, 1, 100, "90",
+     "/healthz fails when the LMDB map is this full (percent)"},
+    {"health.checkpoint_lag_s", CFG_U64, 1, 3600, "60",
+     "/healthz fails when the checkpoint file trails the journal for longer (seconds)"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 

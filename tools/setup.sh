@@ -13,6 +13,8 @@ packages=(
   libjansson-dev               # `kiroku call` (JSON), tests (JSON test vectors)
   libcmocka-dev openssl        # tests (openssl verifies `kiroku certs` output)
   python3                      # tests (a JSON reader for `kiroku call` output)
+  libmicrohttpd-dev            # the operators' HTTP endpoint (metrics, health)
+  prometheus                   # tests (promtool checks the /metrics page)
 )
 if [ "${KIROKU_FUZZ:-0}" = 1 ]; then
   packages+=(clang-14 libclang-rt-14-dev)

@@ -95,6 +95,8 @@ static bool spawn(struct ac_server *s, int *status)
         buf[n] = '\0';
         const char *j = strstr(buf, "{\"data\":");
         listening = j && strchr(j, '\n');
+        if (listening)
+            snprintf(s->json, sizeof s->json, "%.*s", (int)(strchr(j, '\n') - j), j);
         assert_true(n < sizeof buf - 1);
     }
     close(out[0]);
@@ -181,7 +183,9 @@ void ac_server_restart(struct ac_server *s)
         up = spawn(s, &status);
         if (!up && !(WIFEXITED(status) && WEXITSTATUS(status) == 3))
             break;
-        snprintf(s->tcp, sizeof s->tcp, "tcp://127.0.0.1:%u", 20000u + randombytes_uniform(40000));
+        if (!up) /* the port taken meanwhile: another (s->tcp is where it listens) */
+            snprintf(s->tcp, sizeof s->tcp, "tcp://127.0.0.1:%u",
+                     20000u + randombytes_uniform(40000));
     }
     if (!up) {
         print_error("kiroku serve did not start again\n");

@@ -44,6 +44,7 @@ struct ac_server {
     /* More serve options (NULL-terminated, at most AC_EXTRA_MAX), from
      * ac_server_start_with; the environment is the test's. */
     const char *const *extra;
+    char json[1024]; /* the line of JSON serve printed once listening */
 };
 #define AC_EXTRA_MAX 8
 
