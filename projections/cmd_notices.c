@@ -881,6 +881,7 @@ kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t max, outbox_fn
         kr_data_key_wipe(&key);
         if (err)
             break;
+        m.time = r.time_ns;
         m.template_id = (uint8_t)p->v[KR_FLD_TEMPLATE].u;
         handed++;
         bool go_on = fn(arg, &m);

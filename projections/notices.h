@@ -54,7 +54,8 @@ KR_MUST_CHECK kr_err notices_pack_unread(struct cmd *c, uint64_t tenant, const u
 /* One pending e-mail as the delivery worker sees it. Everything borrows from
  * the call that hands it over and is valid only during the callback. */
 struct outbox_msg {
-    uint64_t seq; /* the outbox.queued record; messages come in seq order */
+    uint64_t seq;  /* the outbox.queued record; messages come in seq order */
+    uint64_t time; /* when it was queued (the record's UTC ns) */
     uint64_t tenant;
     uint8_t message[16];
     uint8_t template_id; /* enum kr_enum_template */

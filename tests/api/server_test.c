@@ -1234,8 +1234,17 @@ static void test_mailer_files(void **state)
         text[n] = '\0';
         assert_non_null(strstr(text, "To: <mail@shop.example.jp>\r\n"));
         assert_non_null(strstr(text, " +0900\r\n"));
-        saw_code |= strstr(text, "auth code is: ") != NULL;
-        saw_tenant |= strstr(text, code) != NULL;
+        assert_non_null(strstr(text, "Content-Transfer-Encoding: base64\r\n"));
+        char *body = strstr(text, "\r\n\r\n"), plain[4096];
+        size_t plen;
+        assert_non_null(body);
+        assert_int_equal(sodium_base642bin((unsigned char *)plain, sizeof plain - 1, body + 4,
+                                           strlen(body + 4), "\r\n", &plen, NULL,
+                                           sodium_base64_VARIANT_ORIGINAL),
+                         0);
+        plain[plen] = '\0';
+        saw_code |= strstr(plain, "Auth code: ") != NULL;
+        saw_tenant |= strstr(plain, code) != NULL;
         files++;
     }
     closedir(dp);

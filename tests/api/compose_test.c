@@ -1,0 +1,432 @@
+/*
+ * compose_test.c: the e-mails' content (api/compose.c). Every template, in
+ * Japanese and in English, composes into a message whose subject
+ * (encoded-words) and body (base64) decode to the expected text; the
+ * Japanese auth-code mail byte-exact; every line within 76 characters; CR or
+ * LF in any value cannot add a header; loading refuses a missing template,
+ * an unknown placeholder and bad settings, naming what is wrong.
+ */
+#include "compose.h"
+#include "kr_limits.h"
+#include "schema.h"
+#include "test_util.h"
+
+#include <setjmp.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define TEMPLATES KR_SOURCE_DIR "/api/templates"
+/* 2026-12-06 00:00:00 UTC = 09:00 JST */
+#define T0 (1796515200ull * 1000000000ull)
+
+static struct compose_set *load_default(void)
+{
+    struct compose_opts o = {.templates_dir = TEMPLATES,
+                             .login_url = "https://kiroku.example.jp/login",
+                             .support = "support@kiroku.example.jp",
+                             .payment_url = "https://pay.example.jp/a/{application}"};
+    struct compose_set *s;
+    char why[256];
+    kr_err err = compose_load(&o, &s, why, sizeof why);
+    if (err)
+        fail_msg("compose_load: %s", why);
+    return s;
+}
+
+/* A message split into its decoded parts. */
+struct decoded {
+    char headers[4096]; /* the header block, unfolded, CRLF line ends */
+    char subject[KR_MAIL_SUBJECT_MAX + 1];
+    char body[KR_MAIL_TEXT_MAX + 1];
+    size_t body_n;
+};
+
+/* Decodes the Subject's encoded-words (each "=?UTF-8?B?...?=") into d->subject. */
+static void decode_subject(const char *hdr, struct decoded *d)
+{
+    size_t n = 0;
+    for (const char *p = strstr(hdr, "=?UTF-8?B?"); p; p = strstr(p, "=?UTF-8?B?")) {
+        p += 10;
+        const char *e = strstr(p, "?=");
+        assert_non_null(e);
+        size_t got;
+        assert_int_equal(sodium_base642bin((unsigned char *)d->subject + n,
+                                           sizeof d->subject - 1 - n, p, (size_t)(e - p), NULL,
+                                           &got, NULL, sodium_base64_VARIANT_ORIGINAL),
+                         0);
+        n += got;
+        p = e + 2;
+    }
+    d->subject[n] = '\0';
+}
+
+static void decode(const char *msg, size_t n, struct decoded *d)
+{
+    memset(d, 0, sizeof *d);
+    assert_int_equal(strlen(msg), n);
+    /* Every line ends in CRLF, and is at most 76 characters but To:. */
+    for (const char *p = msg; *p;) {
+        const char *e = strstr(p, "\r\n");
+        assert_non_null(e);
+        if (strncmp(p, "To: ", 4) != 0)
+            assert_true(e - p <= 76);
+        for (const char *q = p; q < e; q++)
+            assert_true(*q != '\r' && *q != '\n');
+        p = e + 2;
+    }
+    const char *end = strstr(msg, "\r\n\r\n");
+    assert_non_null(end);
+    size_t hn = (size_t)(end - msg) + 2;
+    assert_true(hn < sizeof d->headers);
+    memcpy(d->headers, msg, hn);
+    const char *subj = strstr(d->headers, "\r\nSubject: ");
+    assert_non_null(subj);
+    const char *subj_end = subj + 2;
+    while ((subj_end = strstr(subj_end, "\r\n")) && subj_end[2] == ' ')
+        subj_end += 2;
+    char folded[4096];
+    snprintf(folded, sizeof folded, "%.*s", (int)(subj_end - subj), subj);
+    decode_subject(folded, d);
+    assert_int_equal(sodium_base642bin((unsigned char *)d->body, sizeof d->body - 1, end + 4,
+                                       strlen(end + 4), "\r\n", &d->body_n, NULL,
+                                       sodium_base64_VARIANT_ORIGINAL),
+                     0);
+    d->body[d->body_n] = '\0';
+}
+
+/* The header lines (names at a line start) of the header block. */
+static int header_count(const char *headers, const char *name)
+{
+    int count = 0;
+    size_t n = strlen(name);
+    for (const char *p = headers; p && *p; p = strstr(p, "\r\n"), p = p ? p + 2 : NULL)
+        if (strncmp(p, name, n) == 0)
+            count++;
+    return count;
+}
+
+static void compose_ok(const struct compose_set *s, const struct compose_msg *m, struct decoded *d)
+{
+    char *out = malloc(KR_MAIL_MESSAGE_MAX);
+    assert_non_null(out);
+    size_t n;
+    assert_int_equal(compose_message(s, m, out, KR_MAIL_MESSAGE_MAX, &n), KR_OK);
+    decode(out, n, d);
+    free(out);
+}
+
+static struct compose_msg auth_msg(enum compose_lang lang)
+{
+    struct compose_msg m = {.template_id = KR_TEMPLATE_AUTH_CODE,
+                            .lang = lang,
+                            .to = "hanako@shop.example.jp",
+                            .date = T0,
+                            .v = {.code = "483920",
+                                  .code_expires = T0 + 15ull * 60 * 1000000000ull,
+                                  .notice_kind = -1,
+                                  .severity = -1}};
+    for (int i = 0; i < 16; i++)
+        m.message[i] = (uint8_t)(0xa0 + i);
+    return m;
+}
+
+static void test_auth_code_ja_exact(void **state)
+{
+    (void)state;
+    struct compose_set *s = load_default();
+    struct compose_msg m = auth_msg(COMPOSE_LANG_JA);
+    struct decoded *d = malloc(sizeof *d);
+    compose_ok(s, &m, d);
+    assert_string_equal(d->subject, "【kiroku】お申し込みの認証コード");
+    assert_string_equal(d->body, "kiroku へのお申し込みありがとうございます。\r\n"
+                                 "\r\n"
+                                 "認証コード: 483920\r\n"
+                                 "有効期限: 2026年12月6日 09:15 (日本時間)\r\n"
+                                 "\r\n"
+                                 "お申し込み画面でこの認証コードを入力し、お申し込みを完了して"
+                                 "ください。\r\n"
+                                 "お心当たりのない場合は、このメールを破棄してください。\r\n"
+                                 "\r\n"
+                                 "お問い合わせ: support@kiroku.example.jp\r\n"
+                                 "\r\n"
+                                 "----- English -----\r\n"
+                                 "\r\n"
+                                 "Thank you for signing up for kiroku.\r\n"
+                                 "\r\n"
+                                 "Auth code: 483920\r\n"
+                                 "Expires: 6 Dec 2026 09:15 JST (UTC+9)\r\n"
+                                 "\r\n"
+                                 "Enter this code on the sign-up page to complete your sign-up.\r\n"
+                                 "If you did not sign up, please ignore this e-mail.\r\n"
+                                 "\r\n"
+                                 "Support: support@kiroku.example.jp\r\n");
+    assert_string_equal(d->headers,
+                        "Date: Sun, 06 Dec 2026 09:00:00 +0900\r\n"
+                        "From: kiroku <noreply@kiroku.invalid>\r\n"
+                        "To: <hanako@shop.example.jp>\r\n"
+                        "Subject: =?UTF-8?B?44CQa2lyb2t144CR44GK55Sz44GX6L6844G/44Gu6KqN6Ki8?=\r\n"
+                        " =?UTF-8?B?44Kz44O844OJ?=\r\n"
+                        "Message-ID: <a0a1a2a3a4a5a6a7a8a9aaabacadaeaf@kiroku.invalid>\r\n"
+                        "MIME-Version: 1.0\r\n"
+                        "Content-Type: text/plain; charset=UTF-8\r\n"
+                        "Content-Transfer-Encoding: base64\r\n");
+    free(d);
+    compose_free(s);
+}
+
+static void test_auth_code_en_only(void **state)
+{
+    (void)state;
+    struct compose_set *s = load_default();
+    struct compose_msg m = auth_msg(COMPOSE_LANG_EN);
+    struct decoded *d = malloc(sizeof *d);
+    compose_ok(s, &m, d);
+    assert_string_equal(d->subject, "[kiroku] Your sign-up auth code");
+    assert_non_null(strstr(d->body, "Auth code: 483920\r\n"));
+    assert_null(strstr(d->body, "認証コード"));
+    assert_null(strstr(d->body, "English"));
+    free(d);
+    compose_free(s);
+}
+
+/* Every template in both languages: its subject and body decode, every
+ * placeholder filled, the values where they belong. */
+static void test_every_template(void **state)
+{
+    (void)state;
+    struct compose_set *s = load_default();
+    struct decoded *d = malloc(sizeof *d);
+    static const struct {
+        int id;
+        const char *ja_subject, *en_subject, *ja_needle, *en_needle;
+    } cases[] = {
+        {KR_TEMPLATE_AUTH_CODE, "【kiroku】お申し込みの認証コード",
+         "[kiroku] Your sign-up auth code", "認証コード: 483920", "Auth code: 483920"},
+        {KR_TEMPLATE_ACCOUNT_INFO, "【kiroku】アカウント情報のお知らせ",
+         "[kiroku] Your account information", "テナントコード: shop-0042",
+         "Tenant name: 株式会社サンプル商店"},
+        {KR_TEMPLATE_PAYMENT_LINK, "【kiroku】お支払い手続きのご案内",
+         "[kiroku] Complete your payment",
+         "https://pay.example.jp/a/00112233445566778899aabbccddeeff",
+         "https://pay.example.jp/a/00112233445566778899aabbccddeeff"},
+        {KR_TEMPLATE_NOTICE_OF_CHANGE, "【kiroku】脆弱性のお知らせ: OpenSSL の更新",
+         "[kiroku] Notice of a vulnerability: OpenSSL の更新",
+         "適用日時: 2026年12月7日 09:00 (日本時間)", "Effective: 7 Dec 2026 09:00 JST (UTC+9)"},
+        {KR_TEMPLATE_INCIDENT_NOTICE, "【kiroku】インシデントのお知らせ: 不正アクセス",
+         "[kiroku] Incident notice: 不正アクセス", "重大度: 高\r\n概要: 調査中です",
+         "Notice deadline: 9 Dec 2026 09:00 JST (UTC+9)"},
+        {KR_TEMPLATE_INCIDENT_UPDATE, "【kiroku】インシデントの続報: 不正アクセス",
+         "[kiroku] Incident update: 不正アクセス", "検知日時: 2026年12月6日 09:00 (日本時間)",
+         "Severity: high"},
+        {KR_TEMPLATE_INCIDENT_RESOLVED, "【kiroku】インシデント解決のお知らせ: 不正アクセス",
+         "[kiroku] Incident resolved: 不正アクセス", "解決の内容: 調査中です",
+         "Resolution: 調査中です"},
+    };
+    _Static_assert(sizeof cases / sizeof cases[0] == KR_TEMPLATE__COUNT, "every template");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int lang = 0; lang < COMPOSE_LANG__COUNT; lang++) {
+            struct compose_msg m = auth_msg((enum compose_lang)lang);
+            m.template_id = cases[i].id;
+            m.v.tenant_name = "株式会社サンプル商店";
+            m.v.tenant_code = "shop-0042";
+            m.v.application_hex = "00112233445566778899aabbccddeeff";
+            m.v.title =
+                cases[i].id == KR_TEMPLATE_NOTICE_OF_CHANGE ? "OpenSSL の更新" : "不正アクセス";
+            m.v.body = "更新を適用します。\nサービスは停止しません。";
+            m.v.summary = "調査中です";
+            m.v.notice_kind = KR_NOTICE_KIND_VULNERABILITY;
+            m.v.severity = KR_SEVERITY_HIGH;
+            m.v.effective = T0 + 24ull * 3600 * 1000000000ull;
+            m.v.detected = T0;
+            m.v.deadline = T0 + 72ull * 3600 * 1000000000ull;
+            compose_ok(s, &m, d);
+            bool ja = lang == COMPOSE_LANG_JA;
+            assert_string_equal(d->subject, ja ? cases[i].ja_subject : cases[i].en_subject);
+            if (ja)
+                assert_non_null(strstr(d->body, cases[i].ja_needle));
+            /* the English is in both: after the Japanese, or alone */
+            assert_non_null(strstr(d->body, cases[i].en_needle));
+            assert_int_equal(strstr(d->body, "----- English -----") != NULL, ja);
+            assert_null(strchr(d->body, '{'));
+            assert_null(strstr(d->body, ": -\r\n")); /* every value given was filled */
+            /* bare LF in a value became CRLF */
+            for (size_t k = 0; k < d->body_n; k++)
+                if (d->body[k] == '\n')
+                    assert_true(k > 0 && d->body[k - 1] == '\r');
+        }
+    }
+    free(d);
+    compose_free(s);
+}
+
+/* CR or LF in any value never starts a header: the subject is encoded (line
+ * ends become spaces), the body base64; a recipient with one is refused. */
+static void test_header_injection(void **state)
+{
+    (void)state;
+    struct compose_set *s = load_default();
+    struct decoded *d = malloc(sizeof *d);
+    struct compose_msg m = auth_msg(COMPOSE_LANG_JA);
+    m.template_id = KR_TEMPLATE_INCIDENT_NOTICE;
+    m.v.title = "x\r\nBcc: evil@attacker.example\r\n\r\nforged";
+    m.v.summary = "y\r\nBcc: evil@attacker.example";
+    m.v.code = "1\nBcc: evil@attacker.example";
+    compose_ok(s, &m, d);
+    assert_int_equal(header_count(d->headers, "Bcc:"), 0);
+    assert_int_equal(header_count(d->headers, "To:"), 1);
+    assert_int_equal(header_count(d->headers, "Subject:"), 1);
+    assert_null(strstr(d->headers, "evil"));
+    assert_string_equal(d->subject,
+                        "【kiroku】インシデントのお知らせ: x Bcc: evil@attacker.example  forged");
+    char out[8192];
+    size_t n;
+    static const char *const bad_to[] = {"a@b.example\r\nBcc: evil@attacker.example",
+                                         "a@b.example\n",
+                                         "a@b.example\r",
+                                         "a b@c.example",
+                                         "<a@b.example>",
+                                         "a@b.example,c@d.example",
+                                         ""};
+    for (size_t i = 0; i < sizeof bad_to / sizeof bad_to[0]; i++) {
+        m.to = bad_to[i];
+        assert_int_equal(compose_message(s, &m, out, sizeof out, &n), KR_EINVAL);
+        assert_int_equal(n, 0);
+    }
+    m.to = NULL;
+    assert_int_equal(compose_message(s, &m, out, sizeof out, &n), KR_EINVAL);
+    free(d);
+    compose_free(s);
+}
+
+/* A long subject is split into encoded-words on character boundaries, a
+ * message over the buffer is KR_ETOOLARGE and leaves nothing behind. */
+static void test_long_values(void **state)
+{
+    (void)state;
+    struct compose_set *s = load_default();
+    struct decoded *d = malloc(sizeof *d);
+    struct compose_msg m = auth_msg(COMPOSE_LANG_JA);
+    m.template_id = KR_TEMPLATE_NOTICE_OF_CHANGE;
+    char title[KR_FLD_TITLE_MAX + 1] = "";
+    for (int i = 0; i < 66; i++) /* 198 bytes of 3-byte characters */
+        strcat(title, "あ");
+    char *body = malloc(KR_FLD_BODY_MAX + 1);
+    memset(body, 'b', KR_FLD_BODY_MAX);
+    body[KR_FLD_BODY_MAX] = '\0';
+    m.v.title = title;
+    m.v.body = body;
+    m.v.notice_kind = KR_NOTICE_KIND_CHANGE;
+    compose_ok(s, &m, d);
+    char want[512];
+    snprintf(want, sizeof want, "【kiroku】変更のお知らせ: %s", title);
+    assert_string_equal(d->subject, want);
+    assert_non_null(strstr(d->body, body));
+    char small[1024];
+    size_t n = 1;
+    assert_int_equal(compose_message(s, &m, small, sizeof small, &n), KR_ETOOLARGE);
+    assert_int_equal(n, 0);
+    assert_int_equal(small[0], '\0');
+    m.template_id = KR_TEMPLATE__COUNT;
+    assert_int_equal(compose_message(s, &m, small, sizeof small, &n), KR_EINVAL);
+    free(body);
+    free(d);
+    compose_free(s);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Loading refuses what would give a broken e-mail, naming the file. */
+static void test_load_refuses(void **state)
+{
+    (void)state;
+    char dir[512], path[700], why[512];
+    kr_test_tmpdir(dir, sizeof dir);
+    char tdir[600];
+    snprintf(tdir, sizeof tdir, "%s/t", dir);
+    kr_test_copytree(TEMPLATES, tdir);
+    struct compose_opts o = {.templates_dir = tdir};
+    struct compose_set *s;
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_OK);
+    compose_free(s);
+
+    snprintf(path, sizeof path, "%s/en/incident_update.txt", tdir);
+    write_file(path, "Subject: Update {titel}\n\nBody\n");
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_EINVAL);
+    assert_null(s);
+    assert_non_null(strstr(why, "en/incident_update.txt"));
+    assert_non_null(strstr(why, "{titel}"));
+
+    write_file(path, "Subject: Update\n\nBody {title\n");
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_EINVAL);
+    assert_non_null(strstr(why, "unclosed"));
+
+    write_file(path, "Update {title}\n\nBody\n");
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_EINVAL);
+    assert_non_null(strstr(why, "Subject"));
+
+    write_file(path, "Subject: Update\r\n\r\nBody\n");
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_EINVAL);
+    assert_non_null(strstr(why, "control character"));
+
+    write_file(path, "Subject: \xff\xfe\n\nBody\n");
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_EINVAL);
+    assert_non_null(strstr(why, "UTF-8"));
+
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_ENOTFOUND);
+    assert_non_null(strstr(why, "en/incident_update.txt"));
+
+    /* settings */
+    o.templates_dir = TEMPLATES;
+    static const char *const bad_from[] = {"kiroku <a@b.example>\r\nBcc: x@y", "no-at-sign",
+                                           "a@b@c", "Name <a@b.example", "a,b@c.example"};
+    for (size_t i = 0; i < sizeof bad_from / sizeof bad_from[0]; i++) {
+        o.from = bad_from[i];
+        assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_EINVAL);
+        assert_non_null(strstr(why, "mail.from"));
+    }
+    o.from = "Support <support@kiroku.example.jp>";
+    o.payment_url = "https://pay.example.jp/{app}";
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_EINVAL);
+    assert_non_null(strstr(why, "mail.payment_url"));
+    o.payment_url = NULL;
+    o.support = "support\n@x";
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_EINVAL);
+    assert_non_null(strstr(why, "service.support"));
+    o.support = NULL;
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_OK);
+    struct compose_msg m = auth_msg(COMPOSE_LANG_EN);
+    struct decoded *d = malloc(sizeof *d);
+    compose_ok(s, &m, d);
+    assert_non_null(strstr(d->headers, "\r\nFrom: Support <support@kiroku.example.jp>\r\n"));
+    assert_non_null(strstr(
+        d->headers, "\r\nMessage-ID: <a0a1a2a3a4a5a6a7a8a9aaabacadaeaf@kiroku.example.jp>\r\n"));
+    assert_non_null(strstr(d->body, "Support: -\r\n")); /* not configured */
+    free(d);
+    compose_free(s);
+    kr_test_rmrf(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auth_code_ja_exact), cmocka_unit_test(test_auth_code_en_only),
+        cmocka_unit_test(test_every_template),     cmocka_unit_test(test_header_injection),
+        cmocka_unit_test(test_long_values),        cmocka_unit_test(test_load_refuses),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
