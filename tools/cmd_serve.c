@@ -16,6 +16,7 @@
  */
 #include "accounts.h"
 #include "cli.h"
+#include "compose.h"
 #include "config.h"
 #include "daily.h"
 #include "domain.h"
@@ -625,7 +626,8 @@ struct serve_args {
     uint64_t log_days;
     const char *config_path; /* --config, or NULL: DIR/kiroku.conf if it exists */
     bool config_help;
-    struct kr_config *cfg; /* loaded by serve_config */
+    struct kr_config *cfg;    /* loaded by serve_config */
+    struct compose_set *mail; /* loaded by serve_templates */
 };
 
 /* A number option of serve in lo..hi, or a usage line saying so. */
@@ -777,6 +779,27 @@ static int serve_config(struct serve_args *a, const char *data)
     return CLI_CONTINUE;
 }
 
+/* Loads the e-mail templates and settings (compose.h) and makes them the
+ * ones the mailer uses: a missing or malformed template stops serve here.
+ * CLI_CONTINUE or the exit code. */
+static int serve_templates(struct serve_args *a)
+{
+    struct compose_opts o = {
+        .templates_dir = kr_config_str(a->cfg, "mail.templates_dir"),
+        .payment_url = kr_config_str(a->cfg, "mail.payment_url"),
+        .login_url = kr_config_str(a->cfg, "service.login_url"),
+        .support = kr_config_str(a->cfg, "service.support"),
+    };
+    char why[512];
+    kr_err err = compose_load(&o, &a->mail, why, sizeof why);
+    if (err) {
+        fprintf(stderr, "kiroku: serve: mail templates: %s\n", why[0] ? why : kr_strerror(err));
+        return CLI_FAIL;
+    }
+    compose_install(a->mail);
+    return CLI_CONTINUE;
+}
+
 /* Records the start in the journal (serve.started), saying so if the
  * version changed since the last start. */
 static kr_err serve_record_start(struct kr_domain *d, bool json)
@@ -922,7 +945,10 @@ int cmd_serve(int argc, char **argv)
     const char *data = cli_data_dir(a.co.data);
     if ((rc = serve_config(&a, data)) != CLI_CONTINUE)
         return rc;
-    rc = serve_main(&a, data);
+    if ((rc = serve_templates(&a)) == CLI_CONTINUE)
+        rc = serve_main(&a, data);
+    compose_install(NULL);
+    compose_free(a.mail);
     kr_config_free(a.cfg);
     return rc;
 }

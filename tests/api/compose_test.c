@@ -421,12 +421,50 @@ static void test_load_refuses(void **state)
     kr_test_rmrf(dir);
 }
 
+/* kiroku serve refuses to start when a template is missing or malformed,
+ * saying which (mail.templates_dir in the configuration file). */
+static void test_serve_refuses(void **state)
+{
+    (void)state;
+    char root[512], data[600], tdir[600], conf[600], path[700], lc[700], lo[700];
+    kr_test_tmpdir(root, sizeof root);
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(tdir, sizeof tdir, "%s/t", root);
+    snprintf(conf, sizeof conf, "%s/kiroku.conf", root);
+    snprintf(lc, sizeof lc, "ipc://%s/c.sock", root);
+    snprintf(lo, sizeof lo, "ipc://%s/o.sock", root);
+    kr_test_copytree(TEMPLATES, tdir);
+    char line[700];
+    snprintf(line, sizeof line, "mail.templates_dir = %s\n", tdir);
+    write_file(conf, line);
+    assert_int_equal(chmod(conf, 0600), 0);
+    enum { CAP = 64 * 1024 };
+    char *out = malloc(CAP), *err = malloc(CAP);
+    assert_true(out && err);
+    const char *init[] = {"init", "--data", data, NULL};
+    assert_int_equal(kr_test_run(KR_KIROKU_BIN, init, out, err, CAP), 0);
+    const char *serve[] = {"serve",    "--data", data,         "--config", conf,
+                           "--listen", lc,       "--operator", lo,         NULL};
+    snprintf(path, sizeof path, "%s/ja/payment_link.txt", tdir);
+    write_file(path, "Subject: {payment}\n\nBody\n");
+    assert_int_not_equal(kr_test_run(KR_KIROKU_BIN, serve, out, err, CAP), 0);
+    assert_non_null(strstr(err, "mail templates: "));
+    assert_non_null(strstr(err, "ja/payment_link.txt: unknown or unclosed placeholder {payment}"));
+    assert_int_equal(unlink(path), 0);
+    assert_int_not_equal(kr_test_run(KR_KIROKU_BIN, serve, out, err, CAP), 0);
+    assert_non_null(strstr(err, "ja/payment_link.txt"));
+    free(out);
+    free(err);
+    kr_test_rmrf(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auth_code_ja_exact), cmocka_unit_test(test_auth_code_en_only),
         cmocka_unit_test(test_every_template),     cmocka_unit_test(test_header_injection),
         cmocka_unit_test(test_long_values),        cmocka_unit_test(test_load_refuses),
+        cmocka_unit_test(test_serve_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
