@@ -47,6 +47,8 @@ struct mail_item {
     char ref[33]; /* incident or notice id in hex, or "" */
     uint8_t incident[16], notice[16];
     bool has_incident, has_notice;
+    char application[33]; /* the sign-up's id in hex, or "" */
+    int language;         /* enum kr_enum_language, or -1 if the message has none */
 };
 
 struct mail_batch {
@@ -87,6 +89,11 @@ static bool collect(void *arg, const struct outbox_msg *m)
         memcpy(it->incident, m->p->v[KR_FLD_INCIDENT].p, 16);
     if ((it->has_notice = m->p->v[KR_FLD_NOTICE].set && m->p->v[KR_FLD_NOTICE].n == 16))
         memcpy(it->notice, m->p->v[KR_FLD_NOTICE].p, 16);
+    const struct kr_value *app = &m->p->v[KR_FLD_APPLICATION];
+    if (app->set && app->p && app->n == 16)
+        sodium_bin2hex(it->application, sizeof it->application, app->p, 16);
+    const struct kr_value *lang = &m->p->v[KR_FLD_LANGUAGE];
+    it->language = lang->set && lang->u < KR_LANGUAGE__COUNT ? (int)lang->u : -1;
     b->n++;
     return true;
 }
@@ -98,13 +105,16 @@ static void mail_values(const struct kr_domain *d, const struct mail_item *it,
 {
     memset(cm, 0, sizeof *cm);
     cm->template_id = it->template_id;
-    cm->lang = COMPOSE_LANG_JA;
+    /* the message's language, else its tenant's, else Japanese */
+    int lang = it->language >= 0 ? it->language : info->language;
+    cm->lang = lang == KR_LANGUAGE_EN ? COMPOSE_LANG_EN : COMPOSE_LANG_JA;
     cm->to = it->to;
     cm->date = kr_clock_now(d->clock);
     memcpy(cm->message, it->message, 16);
     struct compose_values *v = &cm->v;
     v->code = it->code[0] ? it->code : NULL;
     v->tenant_code = it->tenant_code[0] ? it->tenant_code : NULL;
+    v->application_hex = it->application[0] ? it->application : NULL;
     if (v->code && it->queued)
         v->code_expires = it->queued + KR_AUTH_CODE_TTL_NS;
     v->tenant_name = info->tenant_name[0] ? info->tenant_name : NULL;

@@ -80,8 +80,12 @@ static kr_err tenant_name(struct kr_domain *d, MDB_txn *txn, uint64_t t, struct 
         err = read_rec(d, txn, t, row.provisioned_seq, p);
     if (err == KR_ENOTFOUND)
         return KR_OK;
-    if (!err)
+    if (!err) {
         copy_str(out->tenant_name, sizeof out->tenant_name, &p->v[KR_FLD_TENANT_NAME]);
+        const struct kr_value *lang = &p->v[KR_FLD_LANGUAGE];
+        if (lang->set && lang->u < KR_LANGUAGE__COUNT)
+            out->language = (int)lang->u;
+    }
     kr_payload_reset(p, -1);
     return err;
 }
@@ -129,7 +133,7 @@ kr_err mail_info_get(struct kr_domain *d, uint64_t tenant, const uint8_t *incide
                      const uint8_t *notice, struct mail_info *out)
 {
     memset(out, 0, sizeof *out);
-    out->notice_kind = out->severity = -1;
+    out->notice_kind = out->severity = out->language = -1;
     struct kr_payload *p = kr_payload_new();
     if (!p)
         return KR_ENOMEM;

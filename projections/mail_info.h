@@ -1,7 +1,7 @@
 /*
  * mail_info.h: what an e-mail says about the things it is about, read from
  * the views and the journal for the delivery worker (api/mailer.c): the
- * tenant's name, a notice's kind, title, body and effective time, an
+ * tenant's name and language, a notice's kind, title, body and effective time, an
  * incident's title, severity, newest summary, detection and deadline.
  *
  * Secrets and personal data: the tenant's name is personal (opened with the
@@ -26,6 +26,7 @@ struct mail_info {
     int notice_kind;                              /* enum kr_enum_notice_kind, -1 if none */
     int severity;                                 /* enum kr_enum_severity (current), -1 */
     bool resolved;
+    int language; /* the tenant's (enum kr_enum_language), -1 if not recorded */
 };
 
 /* Fills *out for a message of tenant `tenant` about incident (may be NULL)

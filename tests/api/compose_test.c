@@ -6,9 +6,12 @@
  * LF in any value cannot add a header; loading refuses a missing template,
  * an unknown placeholder and bad settings, naming what is wrong.
  */
+#include "accounts.h"
 #include "compose.h"
 #include "kr_limits.h"
+#include "mailer.h"
 #include "schema.h"
+#include "test_domain.h"
 #include "test_util.h"
 
 #include <setjmp.h>
@@ -22,6 +25,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <dirent.h>
 
 #define TEMPLATES KR_SOURCE_DIR "/api/templates"
 /* 2026-12-06 00:00:00 UTC = 09:00 JST */
@@ -458,13 +463,169 @@ static void test_serve_refuses(void **state)
     kr_test_rmrf(root);
 }
 
+/* The mail in DIR/outbox to `to` whose subject is `subject`, decoded into d
+ * (exactly one such). */
+static void outbox_mail(struct td *t, const char *to, const char *subject, struct decoded *d)
+{
+    char dir[700], path[1000], hdr[300];
+    snprintf(dir, sizeof dir, "%s/outbox", t->dir);
+    snprintf(hdr, sizeof hdr, "\r\nTo: <%s>\r\n", to);
+    DIR *dh = opendir(dir);
+    assert_non_null(dh);
+    char *text = malloc(KR_MAIL_MESSAGE_MAX);
+    struct decoded *one = malloc(sizeof *one);
+    assert_true(text && one);
+    int found = 0;
+    for (struct dirent *e; (e = readdir(dh)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        size_t n = fread(text, 1, KR_MAIL_MESSAGE_MAX - 1, f);
+        fclose(f);
+        text[n] = '\0';
+        decode(text, n, one);
+        if (strstr(one->headers, hdr) && strcmp(one->subject, subject) == 0) {
+            *d = *one;
+            found++;
+        }
+    }
+    closedir(dh);
+    free(text);
+    free(one);
+    if (found != 1)
+        fail_msg("%d mails to %s titled %s", found, to, subject);
+}
+
+/* What follows needle in text up to the line end, into out. */
+static void line_after(const char *text, const char *needle, char *out, size_t cap)
+{
+    const char *p = strstr(text, needle);
+    assert_non_null(p);
+    p += strlen(needle);
+    size_t n = strcspn(p, "\r\n");
+    assert_true(n < cap);
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+/* Signs up email (in language lang, or none given if lang < 0) the whole
+ * way, checking the payment-link and auth-code mails on the way. Returns
+ * the tenant. */
+static uint64_t signup_lang(struct td *t, const char *email, int lang, const char *name,
+                            struct decoded *d)
+{
+    struct kr_caller anon = td_anonymous(), op = td_operator();
+    bool en = lang == KR_LANGUAGE_EN;
+    uint8_t app[16];
+    char hex[33], want[200], code[32];
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_EMAIL, email);
+    if (lang >= 0)
+        kr_set_u64(a, KR_FLD_LANGUAGE, (uint64_t)lang);
+    assert_int_equal(td_exec(t, &anon, KR_OP_SIGNUP_APPLY), KR_OK);
+    td_get_id(t, "application", app);
+    assert_int_equal(mailer_run(t->d, NULL), KR_OK);
+    outbox_mail(t, email,
+                en ? "[kiroku] Complete your payment" : "【kiroku】お支払い手続きのご案内", d);
+    sodium_bin2hex(hex, sizeof hex, app, 16);
+    snprintf(want, sizeof want, "https://pay.example.jp/a/%s\r\n", hex);
+    assert_non_null(strstr(d->body, want));
+    assert_int_equal(strstr(d->body, "お支払い手続きを行ってください") == NULL, en);
+
+    a = td_args(t);
+    kr_set_bytes(a, KR_FLD_APPLICATION, app, 16);
+    kr_set_str(a, KR_FLD_PAYMENT_REF, "pay-1");
+    assert_int_equal(td_exec(t, &op, KR_OP_SIGNUP_CONFIRM_PAYMENT), KR_OK);
+    assert_int_equal(mailer_run(t->d, NULL), KR_OK);
+    outbox_mail(t, email,
+                en ? "[kiroku] Your sign-up auth code" : "【kiroku】お申し込みの認証コード", d);
+    line_after(d->body, "Auth code: ", code, sizeof code);
+    assert_int_equal(strstr(d->body, "認証コード: ") == NULL, en);
+
+    a = td_args(t);
+    kr_set_bytes(a, KR_FLD_APPLICATION, app, 16);
+    kr_set_str(a, KR_FLD_AUTH_CODE, code);
+    kr_set_str(a, KR_FLD_PASSWORD, "a-long-password-4711");
+    kr_set_str(a, KR_FLD_TENANT_NAME, name);
+    assert_int_equal(td_exec(t, &anon, KR_OP_SIGNUP_COMPLETE), KR_OK);
+    assert_int_equal(mailer_run(t->d, NULL), KR_OK);
+    outbox_mail(t, email,
+                en ? "[kiroku] Your account information" : "【kiroku】アカウント情報のお知らせ", d);
+    snprintf(want, sizeof want, "Tenant name: %s\r\n", name);
+    assert_non_null(strstr(d->body, want));
+    assert_non_null(strstr(d->body, "Login URL: https://kiroku.example.jp/login\r\n"));
+    MDB_txn *txn;
+    uint64_t tenant;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(va_signup_tenant(&t->d->views, txn, app, &tenant), KR_OK);
+    mdb_txn_abort(txn);
+    return tenant;
+}
+
+/* signup.apply e-mails the payment link; the language given there (default
+ * ja) is the language of every e-mail of the sign-up and, kept with the
+ * tenant, of the incident notices later; a notice names its title,
+ * severity, summary and times. */
+static void test_language_and_payment(void **state)
+{
+    (void)state;
+    struct td *t = td_new(7);
+    struct compose_set *s = load_default();
+    compose_install(s);
+    struct decoded *d = malloc(sizeof *d);
+    uint64_t ten[2];
+    ten[0] = signup_lang(t, "en@shop.example.jp", KR_LANGUAGE_EN, "Shop A", d);
+    ten[1] = signup_lang(t, "ja@shop.example.jp", -1, "株式会社サンプル", d);
+
+    struct kr_caller op = td_operator();
+    uint64_t detected = kr_clock_now(t->d->clock) - 3600ull * 1000000000ull;
+    struct kr_payload *a = td_args(t);
+    kr_set_u64(a, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_BREACH);
+    kr_set_u64(a, KR_FLD_SEVERITY, KR_SEVERITY_CRITICAL);
+    kr_set_str(a, KR_FLD_TITLE, "不正アクセス");
+    kr_set_str(a, KR_FLD_SUMMARY, "認証情報が不正に使われました。");
+    kr_set_u64(a, KR_FLD_DETECTED, detected);
+    kr_set_u64(a, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    kr_set_tenants(a, KR_FLD_TENANTS, ten, 2);
+    assert_int_equal(td_exec(t, &op, KR_OP_INCIDENTS_OPEN), KR_OK);
+    uint8_t inc[16];
+    td_get_id(t, "incident", inc);
+    for (int i = 0; i < 2; i++) {
+        a = td_args(t);
+        kr_set_bytes(a, KR_FLD_INCIDENT, inc, 16);
+        kr_set_u64(a, KR_FLD_TENANT, ten[i]);
+        kr_set_u64(a, KR_FLD_CHANNEL, KR_CHANNEL_EMAIL);
+        assert_int_equal(td_exec(t, &op, KR_OP_INCIDENTS_NOTIFY), KR_OK);
+    }
+    assert_int_equal(mailer_run(t->d, NULL), KR_OK);
+    outbox_mail(t, "en@shop.example.jp", "[kiroku] Incident notice: 不正アクセス", d);
+    assert_null(strstr(d->body, "重大度"));
+    assert_non_null(strstr(d->body, "Severity: critical\r\n"
+                                    "Summary: 認証情報が不正に使われました。\r\n"));
+    char when[100];
+    line_after(d->body, "Notice deadline: ", when, sizeof when);
+    assert_non_null(strstr(when, " JST (UTC+9)"));
+    outbox_mail(t, "ja@shop.example.jp", "【kiroku】インシデントのお知らせ: 不正アクセス", d);
+    assert_non_null(strstr(d->body, "重大度: 緊急\r\n"));
+    line_after(d->body, "通知期限: ", when, sizeof when);
+    assert_non_null(strstr(when, " (日本時間)"));
+    assert_non_null(strstr(d->body, "Severity: critical\r\n"));
+
+    compose_install(NULL);
+    compose_free(s);
+    free(d);
+    td_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auth_code_ja_exact), cmocka_unit_test(test_auth_code_en_only),
         cmocka_unit_test(test_every_template),     cmocka_unit_test(test_header_injection),
         cmocka_unit_test(test_long_values),        cmocka_unit_test(test_load_refuses),
-        cmocka_unit_test(test_serve_refuses),
+        cmocka_unit_test(test_serve_refuses),      cmocka_unit_test(test_language_and_payment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
