@@ -202,6 +202,54 @@ static void test_auth_code_en_only(void **state)
     compose_free(s);
 }
 
+/* The Japanese incident notice, byte-exact: title, severity, summary,
+ * detection and deadline in JST, what the tenant should do. */
+static void test_incident_notice_ja_exact(void **state)
+{
+    (void)state;
+    struct compose_set *s = load_default();
+    struct compose_msg m = auth_msg(COMPOSE_LANG_JA);
+    m.template_id = KR_TEMPLATE_INCIDENT_NOTICE;
+    m.v = (struct compose_values){.title = "不正アクセス",
+                                  .summary = "認証情報が不正に使われました。",
+                                  .severity = KR_SEVERITY_HIGH,
+                                  .notice_kind = -1,
+                                  .detected = T0 - 3600ull * 1000000000ull,
+                                  .deadline = T0 + 71ull * 3600 * 1000000000ull};
+    struct decoded *d = malloc(sizeof *d);
+    compose_ok(s, &m, d);
+    assert_string_equal(d->subject, "【kiroku】インシデントのお知らせ: 不正アクセス");
+    const char *ja = "kiroku をご利用のお客様へ\r\n"
+                     "\r\n"
+                     "お客様のデータに影響するおそれのあるインシデントが発生しました。\r\n"
+                     "\r\n"
+                     "件名: 不正アクセス\r\n"
+                     "重大度: 高\r\n"
+                     "概要: 認証情報が不正に使われました。\r\n"
+                     "検知日時: 2026年12月6日 08:00 (日本時間)\r\n"
+                     "通知期限: 2026年12月9日 08:00 (日本時間)\r\n"
+                     "\r\n"
+                     "お客様にお願いしたいこと:\r\n"
+                     "- パスワードを変更し、身に覚えのないログインや操作がないか監査ログをご確認"
+                     "ください。\r\n"
+                     "- 不審な点があれば、インシデント報告またはお問い合わせ先からご連絡ください。"
+                     "\r\n"
+                     "\r\n"
+                     "経過はログイン後のインシデント一覧でもご確認いただけます: "
+                     "https://kiroku.example.jp/login\r\n"
+                     "\r\n"
+                     "お問い合わせ: support@kiroku.example.jp\r\n"
+                     "\r\n"
+                     "----- English -----\r\n"
+                     "\r\n";
+    assert_int_equal(strncmp(d->body, ja, strlen(ja)), 0);
+    assert_non_null(strstr(d->body + strlen(ja),
+                           "Detected: 6 Dec 2026 08:00 JST (UTC+9)\r\n"
+                           "Notice deadline: 9 Dec 2026 08:00 JST (UTC+9)\r\n"));
+    free(d);
+    compose_free(s);
+}
+
 /* Every template in both languages: its subject and body decode, every
  * placeholder filled, the values where they belong. */
 static void test_every_template(void **state)
@@ -622,10 +670,15 @@ static void test_language_and_payment(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_auth_code_ja_exact), cmocka_unit_test(test_auth_code_en_only),
-        cmocka_unit_test(test_every_template),     cmocka_unit_test(test_header_injection),
-        cmocka_unit_test(test_long_values),        cmocka_unit_test(test_load_refuses),
-        cmocka_unit_test(test_serve_refuses),      cmocka_unit_test(test_language_and_payment),
+        cmocka_unit_test(test_auth_code_ja_exact),
+        cmocka_unit_test(test_auth_code_en_only),
+        cmocka_unit_test(test_incident_notice_ja_exact),
+        cmocka_unit_test(test_every_template),
+        cmocka_unit_test(test_header_injection),
+        cmocka_unit_test(test_long_values),
+        cmocka_unit_test(test_load_refuses),
+        cmocka_unit_test(test_serve_refuses),
+        cmocka_unit_test(test_language_and_payment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
