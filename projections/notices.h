@@ -61,8 +61,8 @@ struct outbox_msg {
     uint8_t template_id; /* enum kr_enum_template */
     /* The decoded outbox.queued payload with its personal fields opened:
      * KR_FLD_EMAIL (recipient), and as the template needs them
-     * KR_FLD_AUTH_CODE, KR_FLD_TENANT_CODE, KR_FLD_INCIDENT, KR_FLD_NOTICE
-     * (check .set). Secret values: do not log them. */
+     * KR_FLD_AUTH_CODE, KR_FLD_TENANT_CODE, KR_FLD_INCIDENT, KR_FLD_NOTICE,
+     * KR_FLD_APPLICATION, KR_FLD_LANGUAGE (check .set). Secret values: do not log them. */
     const struct kr_payload *p;
 };
 

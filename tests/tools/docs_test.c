@@ -120,6 +120,24 @@ static void load_commands(void)
     free(err);
 }
 
+/* The settings `kiroku serve --config-help` lists ("| `NAME` | ..." rows):
+ * the docs name them like ops (`area.setting`). */
+static void load_settings(void)
+{
+    char *out = malloc(OUT_CAP), *err = malloc(OUT_CAP);
+    assert_true(out && err);
+    const char *args[] = {"serve", "--config-help", NULL};
+    assert_int_equal(kr_test_run(KR_KIROKU_BIN, args, out, err, OUT_CAP), 0);
+    for (const char *p = out; (p = strstr(p, "\n| `"));) {
+        p += strlen("\n| `");
+        const char *e = strchr(p, '`');
+        assert_non_null(e);
+        names_add(&known_ops, p, (size_t)(e - p));
+    }
+    free(out);
+    free(err);
+}
+
 /* The journal's own record types (journal.created, journal.key_added, ...),
  * which journal/journal.h defines rather than the schemas. */
 static void load_journal_types(void)
@@ -146,6 +164,7 @@ static int setup(void **state)
     load_schema("ops.json");
     load_schema("events.json");
     load_journal_types();
+    load_settings();
     /* A placeholder in extending.md's naming rule. */
     names_add(&known_ops, "area.past_tense", strlen("area.past_tense"));
     return 0;
