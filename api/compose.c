@@ -62,6 +62,28 @@ static const char *const severities[COMPOSE_LANG__COUNT][KR_SEVERITY__COUNT] = {
     {"low", "medium", "high", "critical"},
 };
 
+/* The most bytes a placeholder can become: a value at its schema bound with
+ * every byte a line end (each CRLF in the body), a time or enum in either
+ * language, a setting at its bound ({application} 13 bytes -> 32). */
+#define TIME_MAX 64u
+static const size_t ph_max[PH__COUNT] = {
+    [PH_CODE] = 2 * KR_FLD_AUTH_CODE_MAX,
+    [PH_CODE_EXPIRES] = TIME_MAX,
+    [PH_TENANT_NAME] = 2 * KR_FLD_TENANT_NAME_MAX,
+    [PH_TENANT_CODE] = 2 * KR_FLD_TENANT_CODE_MAX,
+    [PH_LOGIN_URL] = KR_MAIL_SETTING_MAX,
+    [PH_SUPPORT] = KR_MAIL_SETTING_MAX,
+    [PH_PAYMENT_URL] = 3 * KR_MAIL_SETTING_MAX,
+    [PH_NOTICE_KIND] = 64,
+    [PH_TITLE] = 2 * KR_FLD_TITLE_MAX,
+    [PH_BODY] = 2 * KR_FLD_BODY_MAX,
+    [PH_SUMMARY] = 2 * KR_FLD_SUMMARY_MAX,
+    [PH_SEVERITY] = 16,
+    [PH_EFFECTIVE] = TIME_MAX,
+    [PH_DETECTED] = TIME_MAX,
+    [PH_DEADLINE] = TIME_MAX,
+};
+
 /* The placeholder named by s[0..n), or -1. */
 static int ph_lookup(const char *s, size_t n)
 {
@@ -160,6 +182,23 @@ static bool placeholders_ok(const char *text, bool allow_app, char *bad, size_t 
     return true;
 }
 
+/* The most bytes text (checked by placeholders_ok) can expand to: every
+ * literal LF becoming CRLF, every placeholder at its ph_max. */
+static size_t worst_case(const char *text)
+{
+    size_t n = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p == '{') {
+            const char *e = strchr(p, '}');
+            n += ph_max[ph_lookup(p + 1, (size_t)(e - p - 1))];
+            p = e;
+        } else {
+            n += *p == '\n' ? 2 : 1;
+        }
+    }
+    return n;
+}
+
 /* Parses a template file's text into t. */
 static kr_err tmpl_parse(char *text, const char *path, struct tmpl *t, char *why, size_t whycap)
 {
@@ -187,6 +226,12 @@ static kr_err tmpl_parse(char *text, const char *path, struct tmpl *t, char *why
     if (strchr(text, '\t')) {
         why_set(why, whycap, path, "a tab in the subject");
         return KR_EINVAL;
+    }
+    if (worst_case(text + sizeof head - 1) > KR_MAIL_SUBJECT_MAX) {
+        why_set(why, whycap, path,
+                "the subject could exceed KR_MAIL_SUBJECT_MAX bytes with the longest values "
+                "(no {body} or {summary} there)");
+        return KR_ETOOLARGE;
     }
     t->subject = strdup(text + sizeof head - 1);
     t->body = strdup(nl + 2);
@@ -301,6 +346,22 @@ static kr_err settings_load(const struct compose_opts *o, struct compose_set *s,
     return err;
 }
 
+/* Every message of template i fits KR_MAIL_TEXT_MAX whatever its values
+ * (the Japanese body, the rule and the English body), so compose_message
+ * never fails for size and no message can block the outbox. */
+static kr_err fits(const char *dir, const struct compose_set *s, int i, char *why, size_t whycap)
+{
+    size_t ja = worst_case(s->t[COMPOSE_LANG_JA][i].body);
+    size_t en = worst_case(s->t[COMPOSE_LANG_EN][i].body);
+    if (ja + en + sizeof ENGLISH_RULE + 8 <= KR_MAIL_TEXT_MAX)
+        return KR_OK;
+    char what[KR_PATH_MAX + 64];
+    snprintf(what, sizeof what, "%s/{ja,en}/%s.txt", dir, kr_enums[KR_ENUM_TEMPLATE].values[i]);
+    why_set(why, whycap, what,
+            "the body could exceed KR_MAIL_TEXT_MAX bytes with the longest values");
+    return KR_ETOOLARGE;
+}
+
 kr_err compose_load(const struct compose_opts *o, struct compose_set **out, char *why,
                     size_t whycap)
 {
@@ -316,6 +377,8 @@ kr_err compose_load(const struct compose_opts *o, struct compose_set **out, char
     for (int l = 0; l < COMPOSE_LANG__COUNT && !err; l++)
         for (int i = 0; i < KR_TEMPLATE__COUNT && !err; i++)
             err = tmpl_load(dir, (enum compose_lang)l, i, &s->t[l][i], why, whycap);
+    for (int i = 0; i < KR_TEMPLATE__COUNT && !err; i++)
+        err = fits(dir, s, i, why, whycap);
     if (err) {
         compose_free(s);
         return err;
@@ -594,6 +657,17 @@ static void put_headers(struct buf *b, const struct compose_set *s, const struct
              "Content-Transfer-Encoding: base64\r\n"
              "\r\n");
 }
+
+/* A whole message fits KR_MAIL_MESSAGE_MAX: the headers (a subject of
+ * KR_MAIL_SUBJECT_MAX bytes in encoded-words, at most 61 characters per
+ * KR_MAIL_WORD_BYTES, the recipient, From, the host, the rest under 512
+ * bytes) and the body text in base64 lines (78 bytes per 57). */
+_Static_assert((KR_MAIL_SUBJECT_MAX / KR_MAIL_WORD_BYTES + 1) * 62 + KR_FLD_EMAIL_MAX +
+                       KR_MAIL_FROM_MAX + KR_MAIL_HOST_MAX + 512 +
+                       (KR_MAIL_TEXT_MAX / (KR_MAIL_B64_LINE / 4 * 3) + 1) *
+                           (KR_MAIL_B64_LINE + 2) <
+                   KR_MAIL_MESSAGE_MAX,
+               "compose: KR_MAIL_MESSAGE_MAX holds every message");
 
 kr_err compose_message(const struct compose_set *s, const struct compose_msg *m, char *out,
                        size_t cap, size_t *n)

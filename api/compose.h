@@ -9,8 +9,11 @@
  * the body. Both may hold placeholders {name} from the fixed list below;
  * loading refuses a missing file, a file without the Subject line and the
  * empty line, a file over KR_MAIL_TEMPLATE_MAX bytes, bytes that are not
- * UTF-8 or control characters, and an unknown or unclosed placeholder, with
- * a message naming the file and what is wrong.
+ * UTF-8 or control characters, an unknown or unclosed placeholder, and a
+ * template whose message could outgrow KR_MAIL_SUBJECT_MAX or
+ * KR_MAIL_TEXT_MAX with the longest values the schema allows (so a loaded
+ * set never fails a message for its size, and no message blocks the
+ * outbox), with a message naming the file and what is wrong.
  *
  * Placeholders (a value the message does not have is written as "-"):
  *   {code} {code_expires}          the sign-up auth code and its expiry
@@ -101,8 +104,9 @@ struct compose_msg {
 
 /* Writes the whole message into out (cap bytes, NUL-terminated), its length
  * in *n. Errors: KR_EINVAL (template id or language out of range, a bad
- * recipient), KR_ETOOLARGE (the message does not fit cap or
- * KR_MAIL_TEXT_MAX); out is wiped on error. */
+ * recipient), KR_ETOOLARGE (the message does not fit cap: never with a cap
+ * of KR_MAIL_MESSAGE_MAX and values within the schema's bounds); out is
+ * wiped on error. */
 KR_MUST_CHECK kr_err compose_message(const struct compose_set *s, const struct compose_msg *m,
                                      char *out, size_t cap, size_t *n);
 

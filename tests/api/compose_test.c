@@ -435,6 +435,14 @@ static void test_load_refuses(void **state)
     assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_EINVAL);
     assert_non_null(strstr(why, "control character"));
 
+    /* Messages that could outgrow the buffers with the longest values */
+    write_file(path, "Subject: {body}\n\nBody\n");
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_ETOOLARGE);
+    assert_non_null(strstr(why, "KR_MAIL_SUBJECT_MAX"));
+    write_file(path, "Subject: x\n\n{body}{body}{body}{body}\n");
+    assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_ETOOLARGE);
+    assert_non_null(strstr(why, "incident_update.txt: the body could exceed KR_MAIL_TEXT_MAX"));
+
     write_file(path, "Subject: \xff\xfe\n\nBody\n");
     assert_int_equal(compose_load(&o, &s, why, sizeof why), KR_EINVAL);
     assert_non_null(strstr(why, "UTF-8"));
