@@ -32,6 +32,14 @@
 /* 2026-12-06 00:00:00 UTC = 09:00 JST */
 #define T0 (1796515200ull * 1000000000ull)
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 static struct compose_set *load_default(void)
 {
     struct compose_opts o = {.templates_dir = TEMPLATES,
@@ -250,6 +258,54 @@ static void test_incident_notice_ja_exact(void **state)
     compose_free(s);
 }
 
+/* Python's e-mail parser (an independent reader of RFC 5322, 2047 and
+ * 2045) decodes the Japanese auth-code mail to the same subject and text,
+ * and finds one recipient and the Message-ID. */
+static void test_python_reads(void **state)
+{
+    (void)state;
+    struct compose_set *s = load_default();
+    struct compose_msg m = auth_msg(COMPOSE_LANG_JA);
+    char *out = malloc(KR_MAIL_MESSAGE_MAX), *err = malloc(KR_MAIL_MESSAGE_MAX);
+    assert_true(out && err);
+    size_t n;
+    assert_int_equal(compose_message(s, &m, out, KR_MAIL_MESSAGE_MAX, &n), KR_OK);
+    char dir[512], path[600];
+    kr_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/m.eml", dir);
+    write_file(path, out);
+    const char *args[] = {
+        "-c",
+        "import sys, email\n"
+        "from email import policy\n"
+        "m = email.message_from_bytes(open(sys.argv[1], 'rb').read(), policy=policy.strict)\n"
+        "assert not m.defects, m.defects\n"
+        "print(m['To'].addresses[0].addr_spec, len(m['To'].addresses))\n"
+        "print(m['Message-ID'])\n"
+        "print(m['Subject'])\n"
+        "body = m.get_content()\n"
+        "assert '\\n' not in body.replace('\\r\\n', ''), 'a bare line end'\n"
+        "sys.stdout.write(body.replace('\\r\\n', '\\n'))\n",
+        path, NULL};
+    int rc = kr_test_run("/usr/bin/python3", args, out, err, KR_MAIL_MESSAGE_MAX);
+    if (rc != 0)
+        fail_msg("python3: %d: %s", rc, err);
+    const char *head = "hanako@shop.example.jp 1\n"
+                       "<a0a1a2a3a4a5a6a7a8a9aaabacadaeaf@kiroku.invalid>\n"
+                       "【kiroku】お申し込みの認証コード\n"
+                       "kiroku へのお申し込みありがとうございます。\n"
+                       "\n"
+                       "認証コード: 483920\n"
+                       "有効期限: 2026年12月6日 09:15 (日本時間)\n";
+    if (strncmp(out, head, strlen(head)) != 0)
+        fail_msg("python3 read:\n%s", out);
+    assert_non_null(strstr(out, "\n----- English -----\n\nThank you for signing up"));
+    free(out);
+    free(err);
+    kr_test_rmrf(dir);
+    compose_free(s);
+}
+
 /* Every template in both languages: its subject and body decode, every
  * placeholder filled, the values where they belong. */
 static void test_every_template(void **state)
@@ -392,14 +448,6 @@ static void test_long_values(void **state)
     free(body);
     free(d);
     compose_free(s);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
 }
 
 /* Loading refuses what would give a broken e-mail, naming the file. */
@@ -681,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_auth_code_ja_exact),
         cmocka_unit_test(test_auth_code_en_only),
         cmocka_unit_test(test_incident_notice_ja_exact),
+        cmocka_unit_test(test_python_reads),
         cmocka_unit_test(test_every_template),
         cmocka_unit_test(test_header_injection),
         cmocka_unit_test(test_long_values),
