@@ -44,7 +44,6 @@ struct mail_item {
     uint32_t to_n; /* its length; 0 if missing or too long */
     char code[KR_FLD_AUTH_CODE_MAX + 1];
     char tenant_code[KR_FLD_TENANT_CODE_MAX + 1];
-    char ref[33]; /* incident or notice id in hex, or "" */
     uint8_t incident[16], notice[16];
     bool has_incident, has_notice;
     char application[33]; /* the sign-up's id in hex, or "" */
@@ -81,10 +80,6 @@ static bool collect(void *arg, const struct outbox_msg *m)
     it->to_n = it->to[0] ? m->p->v[KR_FLD_EMAIL].n : 0;
     copy_str(it->code, sizeof it->code, &m->p->v[KR_FLD_AUTH_CODE]);
     copy_str(it->tenant_code, sizeof it->tenant_code, &m->p->v[KR_FLD_TENANT_CODE]);
-    const struct kr_value *ref =
-        m->p->v[KR_FLD_INCIDENT].set ? &m->p->v[KR_FLD_INCIDENT] : &m->p->v[KR_FLD_NOTICE];
-    if (ref->set && ref->p && ref->n == 16)
-        sodium_bin2hex(it->ref, sizeof it->ref, ref->p, 16);
     if ((it->has_incident = m->p->v[KR_FLD_INCIDENT].set && m->p->v[KR_FLD_INCIDENT].n == 16))
         memcpy(it->incident, m->p->v[KR_FLD_INCIDENT].p, 16);
     if ((it->has_notice = m->p->v[KR_FLD_NOTICE].set && m->p->v[KR_FLD_NOTICE].n == 16))
