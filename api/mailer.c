@@ -10,7 +10,10 @@
  */
 #include "mailer.h"
 
+#include "accounts.h"
+#include "compose.h"
 #include "kr_limits.h"
+#include "mail_info.h"
 #include "notices.h"
 #include "payload.h"
 #include "schema.h"
@@ -28,11 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAIL_FROM "kiroku <noreply@kiroku.invalid>"
-
 /* One pending message, copied out of the read transaction. */
 struct mail_item {
     uint64_t seq;
+    uint64_t queued; /* UTC ns */
     uint64_t tenant;
     uint8_t message[16];
     uint8_t template_id;
@@ -42,13 +44,11 @@ struct mail_item {
     uint32_t to_n; /* its length; 0 if missing or too long */
     char code[KR_FLD_AUTH_CODE_MAX + 1];
     char tenant_code[KR_FLD_TENANT_CODE_MAX + 1];
-    char ref[33]; /* incident or notice id in hex, or "" */
+    uint8_t incident[16], notice[16];
+    bool has_incident, has_notice;
+    char application[33]; /* the sign-up's id in hex, or "" */
+    int language;         /* enum kr_enum_language, or -1 if the message has none */
 };
-/* compose's body[512] holds a template (under 256 bytes) and one code;
- * write_mail's text[2048] holds the headers (under 512 bytes besides the
- * address) and the body. */
-_Static_assert(KR_FLD_AUTH_CODE_MAX < 256 && KR_FLD_TENANT_CODE_MAX < 256, "compose: body");
-_Static_assert(KR_FLD_EMAIL_MAX < 1024, "write_mail: text");
 
 struct mail_batch {
     struct mail_item *items;
@@ -72,6 +72,7 @@ static bool collect(void *arg, const struct outbox_msg *m)
     struct mail_item *it = &b->items[b->n];
     memset(it, 0, sizeof *it);
     it->seq = m->seq;
+    it->queued = m->time;
     it->tenant = m->tenant;
     memcpy(it->message, m->message, 16);
     it->template_id = m->template_id;
@@ -79,82 +80,47 @@ static bool collect(void *arg, const struct outbox_msg *m)
     it->to_n = it->to[0] ? m->p->v[KR_FLD_EMAIL].n : 0;
     copy_str(it->code, sizeof it->code, &m->p->v[KR_FLD_AUTH_CODE]);
     copy_str(it->tenant_code, sizeof it->tenant_code, &m->p->v[KR_FLD_TENANT_CODE]);
-    const struct kr_value *ref =
-        m->p->v[KR_FLD_INCIDENT].set ? &m->p->v[KR_FLD_INCIDENT] : &m->p->v[KR_FLD_NOTICE];
-    if (ref->set && ref->p && ref->n == 16)
-        sodium_bin2hex(it->ref, sizeof it->ref, ref->p, 16);
+    if ((it->has_incident = m->p->v[KR_FLD_INCIDENT].set && m->p->v[KR_FLD_INCIDENT].n == 16))
+        memcpy(it->incident, m->p->v[KR_FLD_INCIDENT].p, 16);
+    if ((it->has_notice = m->p->v[KR_FLD_NOTICE].set && m->p->v[KR_FLD_NOTICE].n == 16))
+        memcpy(it->notice, m->p->v[KR_FLD_NOTICE].p, 16);
+    const struct kr_value *app = &m->p->v[KR_FLD_APPLICATION];
+    if (app->set && app->p && app->n == 16)
+        sodium_bin2hex(it->application, sizeof it->application, app->p, 16);
+    const struct kr_value *lang = &m->p->v[KR_FLD_LANGUAGE];
+    it->language = lang->set && lang->u < KR_LANGUAGE__COUNT ? (int)lang->u : -1;
     b->n++;
     return true;
 }
 
-/* "Thu, 26 Nov 2026 12:32:49 +0900" for UTC nanoseconds ns. */
-static void rfc5322_date(uint64_t ns, char *out, size_t cap)
+/* The values compose_message fills in: what the message carries, and what
+ * the views say about its tenant, incident or notice (info). */
+static void mail_values(const struct kr_domain *d, const struct mail_item *it,
+                        const struct mail_info *info, struct compose_msg *cm)
 {
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t t = (time_t)(ns / 1000000000ull) + (time_t)9 * 3600;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d +0900", days[tm.tm_wday % 7], tm.tm_mday,
-             months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-/* Subject and body of a message. */
-static int compose(const struct mail_item *it, const char *date, const char *msgid, char *out,
-                   size_t cap)
-{
-    const char *subject;
-    char body[512];
-    switch (it->template_id) {
-    case KR_TEMPLATE_AUTH_CODE:
-        subject = "Your kiroku sign-up code";
-        snprintf(body, sizeof body,
-                 "Your sign-up auth code is: %s\r\n"
-                 "\r\n"
-                 "Enter it to complete your sign-up. It expires in 15 minutes.\r\n",
-                 it->code);
-        break;
-    case KR_TEMPLATE_ACCOUNT_INFO:
-        subject = "Your kiroku account";
-        snprintf(body, sizeof body,
-                 "Your tenant code is: %s\r\n"
-                 "\r\n"
-                 "Log in with the tenant code, your e-mail address and your password.\r\n",
-                 it->tenant_code);
-        break;
-    case KR_TEMPLATE_INCIDENT_NOTICE:
-        subject = "Notice of an incident affecting your data";
-        snprintf(body, sizeof body,
-                 "An incident affecting your data was recorded (incident %s).\r\n"
-                 "\r\n"
-                 "Its details and progress are on your dashboard (incidents.list).\r\n",
-                 it->ref);
-        break;
-    case KR_TEMPLATE_NOTICE_OF_CHANGE:
-    default:
-        subject = "Notice of change to the kiroku service";
-        snprintf(body, sizeof body,
-                 "A notice of change was published (notice %s).\r\n"
-                 "\r\n"
-                 "Read it on your dashboard (notices.list).\r\n",
-                 it->ref);
-        break;
-    }
-    int n = snprintf(out, cap,
-                     "Date: %s\r\n"
-                     "From: " MAIL_FROM "\r\n"
-                     "To: <%s>\r\n"
-                     "Subject: %s\r\n"
-                     "Message-ID: <%s@kiroku.invalid>\r\n"
-                     "MIME-Version: 1.0\r\n"
-                     "Content-Type: text/plain; charset=UTF-8\r\n"
-                     "Content-Transfer-Encoding: 8bit\r\n"
-                     "\r\n"
-                     "%s",
-                     date, it->to, subject, msgid, body);
-    sodium_memzero(body, sizeof body);
-    return n;
+    memset(cm, 0, sizeof *cm);
+    cm->template_id = it->template_id;
+    /* the message's language, else its tenant's, else Japanese */
+    int lang = it->language >= 0 ? it->language : info->language;
+    cm->lang = lang == KR_LANGUAGE_EN ? COMPOSE_LANG_EN : COMPOSE_LANG_JA;
+    cm->to = it->to;
+    cm->date = kr_clock_now(d->clock);
+    memcpy(cm->message, it->message, 16);
+    struct compose_values *v = &cm->v;
+    v->code = it->code[0] ? it->code : NULL;
+    v->tenant_code = it->tenant_code[0] ? it->tenant_code : NULL;
+    v->application_hex = it->application[0] ? it->application : NULL;
+    if (v->code && it->queued)
+        v->code_expires = it->queued + KR_AUTH_CODE_TTL_NS;
+    v->tenant_name = info->tenant_name[0] ? info->tenant_name : NULL;
+    v->title = info->title[0] ? info->title : NULL;
+    v->body = info->body[0] ? info->body : NULL;
+    v->summary = info->summary[0] ? info->summary : NULL;
+    v->effective = info->effective;
+    v->detected = info->detected;
+    v->deadline = info->deadline;
+    v->notice_kind = info->notice_kind;
+    v->severity = info->severity;
 }
 
 static kr_err write_all(int fd, const char *p, size_t n)
@@ -232,19 +198,39 @@ static kr_err refuse_mail(struct kr_domain *d, const struct mail_item *it,
 
 static kr_err write_mail(struct kr_domain *d, int dirfd, const struct mail_item *it)
 {
-    char hex[33], date[64], name[96], tmp[112], text[2048];
+    char hex[33], name[96], tmp[112];
     sodium_bin2hex(hex, sizeof hex, it->message, 16);
     snprintf(name, sizeof name, "%" PRIu64 "-%s.eml", it->seq, hex);
     snprintf(tmp, sizeof tmp, ".tmp-%s", name);
-    rfc5322_date(kr_clock_now(d->clock), date, sizeof date);
-    int n = compose(it, date, hex, text, sizeof text);
-    if (n < 0 || (size_t)n >= sizeof text)
-        return KR_ETOOLARGE;
+    const struct compose_set *cs = compose_current();
+    if (!cs)
+        return KR_ENOTFOUND; /* no templates: compose_current said why */
+    char *text = malloc(KR_MAIL_MESSAGE_MAX);
+    struct mail_info *info = malloc(sizeof *info);
+    kr_err cerr = text && info ? KR_OK : KR_ENOMEM;
+    size_t n = 0;
+    if (!cerr)
+        cerr = mail_info_get(d, it->tenant, it->has_incident ? it->incident : NULL,
+                             it->has_notice ? it->notice : NULL, info);
+    if (!cerr) {
+        struct compose_msg cm;
+        mail_values(d, it, info, &cm);
+        cerr = compose_message(cs, &cm, text, KR_MAIL_MESSAGE_MAX, &n);
+    }
+    if (info) {
+        sodium_memzero(info, sizeof *info);
+        free(info);
+    }
+    if (cerr) {
+        free(text);
+        return cerr;
+    }
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     kr_err err = fd < 0 ? kr_err_from_errno(errno) : KR_OK;
     if (!err)
-        err = write_all(fd, text, (size_t)n);
-    sodium_memzero(text, sizeof text);
+        err = write_all(fd, text, n);
+    sodium_memzero(text, KR_MAIL_MESSAGE_MAX);
+    free(text);
     if (!err && fsync(fd) != 0)
         err = kr_err_from_errno(errno);
     if (fd >= 0 && close(fd) != 0 && !err)

@@ -2,7 +2,9 @@
  * mailer.h: the e-mail delivery worker. Until SMTP delivery exists, every
  * e-mail the outbox holds is written as an RFC 5322 message file under
  * DIR/outbox/ (the demo and the tests read sign-up auth codes there), and
- * then recorded as sent (dom_outbox_sent).
+ * then recorded as sent (dom_outbox_sent). The message is written by
+ * compose.h from the templates compose_current() gives, with what
+ * mail_info.h reads about its tenant, notice or incident.
  *
  * Files: DIR/outbox/ is mode 0700, each message 0600, named
  * "<seq>-<message id hex>.eml" (seq of its outbox.queued record), written to

@@ -322,6 +322,28 @@
  * (KR_OUTBOX_BATCH_MAX each): an incident for every tenant is e-mailed to
  * 8,000 tenants a minute, and the scheduler's other jobs still get their turn. */
 #define KR_INCIDENT_MAIL_ROUNDS 8u
+/* E-mail content (api/compose.c). A template file: a subject and a body of
+ * a few paragraphs. */
+#define KR_MAIL_TEMPLATE_MAX ((size_t)8 * 1024)
+/* A message's body text before encoding: both languages' bodies, each with a
+ * notice body (10000 bytes) or summary at most, fit with room to spare. */
+#define KR_MAIL_TEXT_MAX ((size_t)64 * 1024)
+/* A message's subject text before encoding: a template line and a title. */
+#define KR_MAIL_SUBJECT_MAX 1024u
+/* A whole composed message: headers, and the body text in base64 (4/3 of
+ * KR_MAIL_TEXT_MAX and a CRLF per line). */
+#define KR_MAIL_MESSAGE_MAX ((size_t)96 * 1024)
+/* Bytes of subject per RFC 2047 encoded-word: 48 base64 characters, so
+ * " =?UTF-8?B?...?=" after "Subject:" stays under 76 characters a line. */
+#define KR_MAIL_WORD_BYTES 36u
+/* Characters per line of the base64 body (RFC 2045: at most 76). */
+#define KR_MAIL_B64_LINE 76u
+/* mail.from: "From: " and it on one line of at most 76 characters. */
+#define KR_MAIL_FROM_MAX 70u
+/* The Message-ID's host: "Message-ID: <32 hex@host>" within 76 characters. */
+#define KR_MAIL_HOST_MAX 29u
+/* The other mail settings (URLs, the support contact). */
+#define KR_MAIL_SETTING_MAX 512u
 
 /* ---- Verification ---- */
 

@@ -1315,6 +1315,7 @@ kr_err outbox_pending(struct kr_domain *d, uint64_t after, size_t max, outbox_fn
         kr_data_key_wipe(&key);
         if (err)
             break;
+        m.time = r.time_ns;
         m.template_id = (uint8_t)p->v[KR_FLD_TEMPLATE].u;
         if ((err = outbox_subject(d, txn, p, title, text, &about))) {
             kr_payload_reset(p, -1);

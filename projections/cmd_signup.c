@@ -143,7 +143,15 @@ static kr_err signup_rate(struct cmd *c, const struct kr_value *email, bool give
     return cmd_fail(c, KR_ERATE, which == 0 ? "email" : "source", why);
 }
 
-/* The application, once counted: a tenant id and key, and the record. */
+/* The e-mail language a language value names: ja when it is absent (an
+ * application or tenant recorded before languages existed). */
+static uint64_t language_of(const struct kr_value *v)
+{
+    return v->set && v->u < KR_LANGUAGE__COUNT ? v->u : KR_LANGUAGE_JA;
+}
+
+/* The application, once counted: a tenant id and key, the record and the
+ * payment-link e-mail. */
 static kr_err apply_counted(struct cmd *c, const struct kr_value *email)
 {
     struct kr_data_key key;
@@ -171,12 +179,23 @@ static kr_err apply_counted(struct cmd *c, const struct kr_value *email)
     cmd_new_id(c, app);
     va_email_mac(&key, email->p, email->n, mac);
     kr_data_key_wipe(&key);
+    /* The payment link is e-mailed in the same append. */
+    uint8_t msg[16];
+    cmd_new_id(c, msg);
+    uint64_t lang = language_of(&c->args->v[KR_FLD_LANGUAGE]);
     struct kr_payload *p = cmd_event(c, KR_EV_SIGNUP_APPLIED, tenant, 0);
-    if (!p)
+    struct kr_payload *q = cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0);
+    if (!p || !q)
         return KR_ENOMEM;
     kr_set_bytes(p, KR_FLD_APPLICATION, app, 16);
     kr_set_bytes(p, KR_FLD_EMAIL, email->p, email->n);
     kr_set_bytes(p, KR_FLD_EMAIL_MAC, mac, 32);
+    kr_set_u64(p, KR_FLD_LANGUAGE, lang);
+    kr_set_bytes(q, KR_FLD_MESSAGE, msg, 16);
+    kr_set_u64(q, KR_FLD_TEMPLATE, KR_TEMPLATE_PAYMENT_LINK);
+    kr_set_bytes(q, KR_FLD_EMAIL, email->p, email->n);
+    kr_set_bytes(q, KR_FLD_APPLICATION, app, 16);
+    kr_set_u64(q, KR_FLD_LANGUAGE, lang);
     if ((err = cmd_commit(c)))
         return err;
     res_map(c, 1);
@@ -275,6 +294,8 @@ kr_err cmd_signup_confirm_payment(struct cmd *c)
     kr_set_u64(p3, KR_FLD_TEMPLATE, KR_TEMPLATE_AUTH_CODE);
     kr_set_bytes(p3, KR_FLD_EMAIL, email->p, email->n);
     kr_set_bytes(p3, KR_FLD_AUTH_CODE, code, len);
+    kr_set_bytes(p3, KR_FLD_APPLICATION, app->p, 16);
+    kr_set_u64(p3, KR_FLD_LANGUAGE, language_of(&c->scratch->v[KR_FLD_LANGUAGE]));
     err = cmd_commit(c);
     sodium_memzero(code, sizeof code);
     if (err)
@@ -381,6 +402,8 @@ kr_err cmd_signup_complete(struct cmd *c)
     kr_set_str(p2, KR_FLD_TENANT_CODE, tcode);
     kr_set_bytes(p2, KR_FLD_TENANT_NAME, name->p, name->n);
     kr_set_u64(p2, KR_FLD_REGION, KR_REGION_JP);
+    uint64_t lang = language_of(&c->scratch->v[KR_FLD_LANGUAGE]);
+    kr_set_u64(p2, KR_FLD_LANGUAGE, lang);
     kr_set_bytes(p3, KR_FLD_ACCOUNT, account, 16);
     kr_set_u64(p3, KR_FLD_ROLE, KR_ROLE_MASTER);
     kr_set_u64(p3, KR_FLD_PERMISSIONS, (1ull << KR_PERMISSION__COUNT) - 1);
@@ -391,6 +414,7 @@ kr_err cmd_signup_complete(struct cmd *c)
     kr_set_u64(p4, KR_FLD_TEMPLATE, KR_TEMPLATE_ACCOUNT_INFO);
     kr_set_bytes(p4, KR_FLD_EMAIL, email->p, email->n);
     kr_set_str(p4, KR_FLD_TENANT_CODE, tcode);
+    kr_set_u64(p4, KR_FLD_LANGUAGE, lang);
     err = cmd_commit(c);
     sodium_memzero(hash, sizeof hash);
     if (err)

@@ -82,14 +82,15 @@ struct outbox_about {
 /* One pending e-mail as the delivery worker sees it. Everything borrows from
  * the call that hands it over and is valid only during the callback. */
 struct outbox_msg {
-    uint64_t seq; /* the outbox.queued record; messages come in seq order */
+    uint64_t seq;  /* the outbox.queued record; messages come in seq order */
+    uint64_t time; /* when it was queued (the record's UTC ns) */
     uint64_t tenant;
     uint8_t message[16];
     uint8_t template_id; /* enum kr_enum_template */
     /* The decoded outbox.queued payload with its personal fields opened:
      * KR_FLD_EMAIL (recipient), and as the template needs them
-     * KR_FLD_AUTH_CODE, KR_FLD_TENANT_CODE, KR_FLD_INCIDENT, KR_FLD_NOTICE
-     * (check .set). Secret values: do not log them. */
+     * KR_FLD_AUTH_CODE, KR_FLD_TENANT_CODE, KR_FLD_INCIDENT, KR_FLD_NOTICE,
+     * KR_FLD_APPLICATION, KR_FLD_LANGUAGE (check .set). Secret values: do not log them. */
     const struct kr_payload *p;
     /* What the message is about (never NULL; both flags false for the
      * sign-up and account mails). */

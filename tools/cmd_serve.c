@@ -16,6 +16,7 @@
  */
 #include "accounts.h"
 #include "cli.h"
+#include "compose.h"
 #include "config.h"
 #include "daily.h"
 #include "domain.h"
@@ -655,7 +656,8 @@ struct serve_args {
     const char *config_path; /* --config, or NULL: DIR/kiroku.conf if it exists */
     const char *http;        /* --http URL, or NULL: the setting http.listen */
     bool config_help;
-    struct kr_config *cfg; /* loaded by serve_config */
+    struct kr_config *cfg;    /* loaded by serve_config */
+    struct compose_set *mail; /* loaded by serve_templates */
 };
 
 /* A number option of serve in lo..hi, or a usage line saying so. */
@@ -808,6 +810,27 @@ static int serve_config(struct serve_args *a, const char *data)
         fprintf(stderr, "kiroku: serve: %s: %s\n", path, kr_strerror(err));
         return CLI_FAIL;
     }
+    return CLI_CONTINUE;
+}
+
+/* Loads the e-mail templates and settings (compose.h) and makes them the
+ * ones the mailer uses: a missing or malformed template stops serve here.
+ * CLI_CONTINUE or the exit code. */
+static int serve_templates(struct serve_args *a)
+{
+    struct compose_opts o = {
+        .templates_dir = kr_config_str(a->cfg, "mail.templates_dir"),
+        .payment_url = kr_config_str(a->cfg, "mail.payment_url"),
+        .login_url = kr_config_str(a->cfg, "service.login_url"),
+        .support = kr_config_str(a->cfg, "service.support"),
+    };
+    char why[512];
+    kr_err err = compose_load(&o, &a->mail, why, sizeof why);
+    if (err) {
+        fprintf(stderr, "kiroku: serve: mail templates: %s\n", why[0] ? why : kr_strerror(err));
+        return CLI_FAIL;
+    }
+    compose_install(a->mail);
     return CLI_CONTINUE;
 }
 
@@ -1040,11 +1063,10 @@ int cmd_serve(int argc, char **argv)
     const char *data = cli_data_dir(a.co.data);
     if ((rc = serve_config(&a, data)) != CLI_CONTINUE)
         return rc;
-    if ((rc = serve_http_check(&a)) != CLI_CONTINUE) {
-        kr_config_free(a.cfg);
-        return rc;
-    }
-    rc = serve_main(&a, data);
+    if ((rc = serve_http_check(&a)) == CLI_CONTINUE && (rc = serve_templates(&a)) == CLI_CONTINUE)
+        rc = serve_main(&a, data);
+    compose_install(NULL);
+    compose_free(a.mail);
     kr_config_free(a.cfg);
     return rc;
 }

@@ -48,6 +48,17 @@ static const struct cfg_setting settings[] = {
      "/healthz fails when the LMDB map is this full (percent)"},
     {"health.checkpoint_lag_s", CFG_U64, 1, 3600, "60",
      "/healthz fails when the checkpoint file trails the journal for longer (seconds)"},
+    /* mail content (api/compose.c) */
+    {"mail.templates_dir", CFG_STR, 0, 0, NULL,
+     "directory of the e-mail templates (ja/<template>.txt, en/<template>.txt); unset: the "
+     "api/templates of the source kiroku was built from. serve refuses to start when one is "
+     "missing or malformed"},
+    {"mail.payment_url", CFG_STR, 0, 512, NULL,
+     "the payment page e-mailed after signup.apply; {application} becomes the application id"},
+    {"service.login_url", CFG_STR, 0, 512, NULL,
+     "the login page, in the account and notice e-mails"},
+    {"service.support", CFG_STR, 0, 512, NULL,
+     "the support contact (an address or a page), at the end of every e-mail"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 

@@ -259,7 +259,15 @@ static bool mail_find(const struct ac_server *s, const char *to, const char *nee
         if (!mail_is(de->d_name) || !mail_read(outbox, de->d_name, text, MAIL_MAX) ||
             !mail_to(text, to))
             continue;
-        const char *p = strstr(text, needle);
+        /* The body is base64 (compose.c): search it decoded. */
+        char *body = strstr(text, "\r\n\r\n");
+        size_t blen = 0;
+        if (!body || sodium_base642bin((unsigned char *)body, MAIL_MAX - (size_t)(body - text) - 1,
+                                       body + 4, strlen(body + 4), "\r\n", &blen, NULL,
+                                       sodium_base64_VARIANT_ORIGINAL) != 0)
+            continue;
+        body[blen] = '\0';
+        const char *p = strstr(body, needle);
         if (!p)
             continue;
         found = true;

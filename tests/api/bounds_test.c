@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CODE_NEEDLE "auth code is: " /* mailer.c's sign-up e-mail */
+#define CODE_NEEDLE "Auth code: " /* the sign-up e-mail (api/templates/en) */
 
 static struct ac_server srv;
 static uint8_t op_token[32], master_token[32];

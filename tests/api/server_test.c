@@ -1206,7 +1206,7 @@ static void test_mailer_files(void **state)
     td_signup(f->t, "mail@shop.example.jp", "mail-password-123", &master, code);
     size_t written = 0;
     assert_int_equal(mailer_run(f->t->d, &written), KR_OK);
-    assert_int_equal(written, 2); /* the auth code, the account info */
+    assert_int_equal(written, 3); /* the payment link, the auth code, the account info */
     assert_int_equal(mailer_run(f->t->d, &written), KR_OK);
     assert_int_equal(written, 0); /* sent: not again */
     char dir[700];
@@ -1218,7 +1218,7 @@ static void test_mailer_files(void **state)
     assert_non_null(dp);
     struct dirent *de;
     int files = 0;
-    bool saw_code = false, saw_tenant = false;
+    bool saw_code = false, saw_tenant = false, saw_payment = false;
     while ((de = readdir(dp))) {
         if (de->d_name[0] == '.')
             continue;
@@ -1234,14 +1234,25 @@ static void test_mailer_files(void **state)
         text[n] = '\0';
         assert_non_null(strstr(text, "To: <mail@shop.example.jp>\r\n"));
         assert_non_null(strstr(text, " +0900\r\n"));
-        saw_code |= strstr(text, "auth code is: ") != NULL;
-        saw_tenant |= strstr(text, code) != NULL;
+        assert_non_null(strstr(text, "Content-Transfer-Encoding: base64\r\n"));
+        char *body = strstr(text, "\r\n\r\n"), plain[4096];
+        size_t plen;
+        assert_non_null(body);
+        assert_int_equal(sodium_base642bin((unsigned char *)plain, sizeof plain - 1, body + 4,
+                                           strlen(body + 4), "\r\n", &plen, NULL,
+                                           sodium_base64_VARIANT_ORIGINAL),
+                         0);
+        plain[plen] = '\0';
+        saw_code |= strstr(plain, "Auth code: ") != NULL;
+        saw_tenant |= strstr(plain, code) != NULL;
+        saw_payment |= strstr(plain, "Please complete your payment at:") != NULL;
         files++;
     }
     closedir(dp);
-    assert_int_equal(files, 2);
+    assert_int_equal(files, 3);
     assert_true(saw_code);
     assert_true(saw_tenant);
+    assert_true(saw_payment);
 }
 
 int main(void)

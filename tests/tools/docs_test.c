@@ -151,7 +151,7 @@ static void load_settings(void)
     assert_int_equal(kr_test_run(KR_KIROKU_BIN, args, out, err, OUT_CAP), 0);
     unsigned n = 0;
     for (const char *p = out; (p = strstr(p, "\n| `"));) {
-        const char *w = p + 5, *e = strchr(w, '`');
+        const char *w = p + strlen("\n| `"), *e = strchr(w, '`');
         assert_non_null(e);
         names_add(&known_ops, w, (size_t)(e - w));
         n++;
