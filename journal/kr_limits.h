@@ -306,6 +306,22 @@
 /* Rounds of dom_notice_mail per period (KR_OUTBOX_BATCH_MAX each), so a
  * burst of owed notices cannot keep the worker from delivering. */
 #define KR_MAILER_NOTICE_ROUNDS 8u
+/* Pending e-mails one delivery round looks at when a relay is configured
+ * (pages of KR_OUTBOX_BATCH_MAX): most wait for their retry time, and a
+ * round must end in bounded time; the rest wait for the next round. */
+#define KR_MAILER_SCAN_MAX 8000u
+/* Records of one e-mail's stream read to find its retry schedule (queued,
+ * then one per failed attempt): a backoff capped at smtp.retry_max_s over
+ * smtp.give_up_h makes at most a few thousand. */
+#define KR_MAILER_STREAM_MAX 100000u
+/* An SMTP session's default time limit (smtp.timeout_s). */
+#define KR_SMTP_TIMEOUT_S_DEFAULT 30u
+/* An addr-spec in MAIL FROM or RCPT TO (RFC 5321's path limit). */
+#define KR_SMTP_ADDRESS_MAX 254u
+/* The relay's URL (smtp.url). */
+#define KR_SMTP_URL_MAX 512u
+/* The relay's password file (smtp.password_file): one line. */
+#define KR_SMTP_PASSWORD_MAX 256u
 
 /* ---- Verification ---- */
 

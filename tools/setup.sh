@@ -13,6 +13,8 @@ packages=(
   libjansson-dev               # `kiroku call` (JSON), tests (JSON test vectors)
   libcmocka-dev openssl        # tests (openssl verifies `kiroku certs` output)
   python3                      # tests (a JSON reader for `kiroku call` output)
+  libcurl4-openssl-dev         # e-mail delivery over SMTP (api/smtp.c)
+  python3-aiosmtpd             # tests (an SMTP relay on loopback)
 )
 if [ "${KIROKU_FUZZ:-0}" = 1 ]; then
   packages+=(clang-14 libclang-rt-14-dev)
