@@ -139,6 +139,9 @@ static CURLcode setup(CURL *h, const struct smtp_options *o, char *from, struct 
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_TIMEOUT, timeout);
     SET(CURLOPT_CONNECTTIMEOUT, timeout);
+    /* Each reply, too: curl waits 120 s for the reply after DATA otherwise,
+     * whatever CURLOPT_TIMEOUT says. */
+    SET(CURLOPT_SERVER_RESPONSE_TIMEOUT, timeout);
     SET(CURLOPT_USE_SSL, tls);
     SET(CURLOPT_SSL_VERIFYPEER, 1L);
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
