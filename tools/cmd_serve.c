@@ -19,6 +19,7 @@
 #include "config.h"
 #include "daily.h"
 #include "domain.h"
+#include "keys.h"
 #include "mailer.h"
 #include "notices.h"
 #include "path.h"
@@ -504,6 +505,7 @@ struct serve_jobs {
     struct kr_domain *d;
     struct tools_ret tr;
     bool json;
+    uint64_t outbox_keep_ns; /* mail.outbox_keep_days */
 };
 
 static void job_retention(void *arg)
@@ -536,6 +538,12 @@ static void job_retention(void *arg)
                 erased, erased == 1 ? "" : "s", (unsigned long long)r->stripped,
                 r->stripped == 1 ? "" : "s");
     free(r);
+    size_t pruned = 0;
+    if ((err = mailer_prune_files(sj->d, sj->outbox_keep_ns, &pruned)))
+        fprintf(stderr, "kiroku: serve: retention: outbox files: %s\n", kr_strerror(err));
+    else if (pruned)
+        fprintf(stderr, "kiroku: serve: retention: %zu outbox file%s deleted\n", pruned,
+                pruned == 1 ? "" : "s");
 }
 
 static void job_backup(void *arg)
@@ -625,7 +633,9 @@ struct serve_args {
     uint64_t log_days;
     const char *config_path; /* --config, or NULL: DIR/kiroku.conf if it exists */
     bool config_help;
-    struct kr_config *cfg; /* loaded by serve_config */
+    struct kr_config *cfg;                        /* loaded by serve_config */
+    struct mailer_options mail;                   /* from cfg: serve_mail */
+    char smtp_password[KR_SMTP_PASSWORD_MAX + 2]; /* wiped at the end */
 };
 
 /* A number option of serve in lo..hi, or a usage line saying so. */
@@ -777,6 +787,51 @@ static int serve_config(struct serve_args *a, const char *data)
     return CLI_CONTINUE;
 }
 
+/* The e-mail settings (smtp.*, mail.from) into a->mail, checked; the
+ * relay's password read from smtp.password_file (private). CLI_CONTINUE or
+ * the exit code. */
+static int serve_mail(struct serve_args *a)
+{
+    const struct kr_config *c = a->cfg;
+    struct mailer_options *m = &a->mail;
+    memset(m, 0, sizeof *m);
+    m->relay.url = kr_config_str(c, "smtp.url");
+    m->relay.user = kr_config_str(c, "smtp.user");
+    m->relay.from = kr_config_str(c, "mail.from");
+    m->relay.ca_file = kr_config_str(c, "smtp.ca_file");
+    m->relay.timeout_s = (unsigned)kr_config_u64(c, "smtp.timeout_s");
+    m->retry_min_s = kr_config_u64(c, "smtp.retry_min_s");
+    m->retry_max_s = kr_config_u64(c, "smtp.retry_max_s");
+    m->give_up_s = kr_config_u64(c, "smtp.give_up_h") * 3600;
+    a->so.mail = m;
+    if (!m->relay.url[0])
+        return CLI_CONTINUE; /* .eml files */
+    if (strncmp(m->relay.url, "smtp://", 7) && strncmp(m->relay.url, "smtps://", 8)) {
+        fprintf(stderr, "kiroku: serve: smtp.url is smtp://host:port or smtps://host:port\n");
+        return CLI_USAGE;
+    }
+    if (!smtp_starttls_parse(kr_config_str(c, "smtp.starttls"), &m->relay.starttls)) {
+        fprintf(stderr, "kiroku: serve: smtp.starttls is required, optional or off\n");
+        return CLI_USAGE;
+    }
+    const char *from = m->relay.from, *at = strchr(from, '@');
+    if (!at || at == from || !at[1] || strchr(at + 1, '@') || strpbrk(from, " <>\"")) {
+        fprintf(stderr, "kiroku: serve: mail.from is one address (name@host)\n");
+        return CLI_USAGE;
+    }
+    const char *pw = kr_config_str(c, "smtp.password_file");
+    if (pw[0]) {
+        kr_err err = kr_file_read_small(pw, a->smtp_password, sizeof a->smtp_password, true);
+        if (err) {
+            fprintf(stderr, "kiroku: serve: smtp.password_file %s: %s\n", pw, kr_strerror(err));
+            return CLI_FAIL;
+        }
+        a->smtp_password[strcspn(a->smtp_password, "\r\n")] = '\0';
+        m->relay.password = a->smtp_password;
+    }
+    return CLI_CONTINUE;
+}
+
 /* Records the start in the journal (serve.started), saying so if the
  * version changed since the last start. */
 static kr_err serve_record_start(struct kr_domain *d, bool json)
@@ -902,6 +957,7 @@ static int serve_main(struct serve_args *a, const char *data)
         return cli_fail_open(data, err);
     }
     sj->json = a->co.json;
+    sj->outbox_keep_ns = kr_config_u64(a->cfg, "mail.outbox_keep_days") * 86400ull * 1000000000ull;
     dom_set_retention(sj->d, &sj->tr.hooks, (uint32_t)a->log_days);
     rc = serve_run(a, data, clock, sj, &sigs);
     dom_close(sj->d); /* accepts NULL: serve_run closed it after stopping */
@@ -922,7 +978,9 @@ int cmd_serve(int argc, char **argv)
     const char *data = cli_data_dir(a.co.data);
     if ((rc = serve_config(&a, data)) != CLI_CONTINUE)
         return rc;
-    rc = serve_main(&a, data);
+    if ((rc = serve_mail(&a)) == CLI_CONTINUE)
+        rc = serve_main(&a, data);
+    sodium_memzero(a.smtp_password, sizeof a.smtp_password);
     kr_config_free(a.cfg);
     return rc;
 }
