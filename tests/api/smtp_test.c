@@ -10,6 +10,7 @@
  * without waiting for them. What arrived is decoded (base64 bodies too) and
  * must carry the message's auth code and its stable Message-ID.
  */
+#include "api_client.h"
 #include "mailer.h"
 #include "notices.h"
 #include "smtp.h"
@@ -602,6 +603,140 @@ static void test_bad_options_refused(void **state)
     assert_false(smtp_starttls_parse("maybe", &s));
 }
 
+/* ---- Across restarts of serve ---- */
+
+#define PASSWORD "Quiet-Harbour-Lantern-42"
+
+/* Messages the relay stored for rcpt. */
+static unsigned relay_count_to(struct relay *r, const char *rcpt)
+{
+    unsigned n = 0, total = relay_stored(r);
+    char want[160];
+    snprintf(want, sizeof want, "\n%s\n", rcpt);
+    for (unsigned k = 1; k <= total; k++) {
+        char *env = relay_message(r, k, "env");
+        n += strstr(env, want) != NULL;
+        free(env);
+    }
+    return n;
+}
+
+static void wait_count_to(struct relay *r, const char *rcpt, unsigned n)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (relay_count_to(r, rcpt) < n) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000 > AC_WAIT_MS)
+            fail_msg("no e-mail to %s arrived in time", rcpt);
+        usleep(20000);
+    }
+}
+
+static void wait_attempts(struct relay *r, unsigned n)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (relay_attempts(r) < n) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000 > AC_WAIT_MS)
+            fail_msg("the relay saw no attempt in time");
+        usleep(20000);
+    }
+}
+
+/* Every stored message has a Message-ID, and no two the same. */
+static void check_no_duplicates(struct relay *r)
+{
+    unsigned total = relay_stored(r);
+    char ids[64][80];
+    assert_true(total <= 64);
+    for (unsigned k = 1; k <= total; k++) {
+        char *text = relay_message(r, k, "eml");
+        const char *m = strstr(text, "\r\nMessage-ID: <");
+        assert_non_null(m);
+        m += 15;
+        size_t n = strcspn(m, ">");
+        assert_true(n < sizeof ids[0]);
+        memcpy(ids[k - 1], m, n);
+        ids[k - 1][n] = '\0';
+        for (unsigned j = 0; j + 1 < k; j++)
+            assert_string_not_equal(ids[j], ids[k - 1]);
+        free(text);
+    }
+}
+
+static void user_create(struct ac_server *srv, const char *email)
+{
+    struct ac c;
+    uint8_t token[32];
+    ac_open(&c, srv->ipc);
+    ac_str(&c, KR_FLD_TENANT_CODE, srv->demo_code);
+    ac_str(&c, KR_FLD_EMAIL, srv->demo_email);
+    ac_str(&c, KR_FLD_PASSWORD, srv->demo_password);
+    assert_int_equal(ac_call(&c, KR_OP_AUTH_LOGIN, NULL), AC_OK);
+    const msgpack_object *t = ac_get(ac_result(&c), KR_FLD_TOKEN);
+    assert_non_null(t);
+    assert_int_equal(t->via.bin.size, 32);
+    memcpy(token, t->via.bin.ptr, 32);
+    ac_str(&c, KR_FLD_EMAIL, email);
+    ac_str(&c, KR_FLD_PASSWORD, PASSWORD);
+    ac_enum(&c, KR_FLD_ROLE, KR_ROLE_USER);
+    assert_int_equal(ac_call(&c, KR_OP_USERS_CREATE, token), AC_OK);
+    ac_close(&c);
+}
+
+/* kiroku serve with a relay: a delivered e-mail is never delivered again
+ * after a restart; one that failed before the restart is delivered after
+ * it; no .eml copy is left. */
+static void test_serve_restart(void **state)
+{
+    (void)state;
+    struct relay r;
+    struct ac_server srv;
+    char conf[300];
+    relay_start(&r);
+    snprintf(conf, sizeof conf, "%s/kiroku.conf", r.dir);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "smtp.url = %s\nsmtp.starttls = off\nsmtp.timeout_s = 5\n"
+            "smtp.retry_min_s = 1\nsmtp.retry_max_s = 1\nmail.from = noreply@kiroku.test\n",
+            r.url);
+    fclose(f);
+    assert_int_equal(chmod(conf, 0600), 0);
+    const char *extra[] = {"--config", conf, NULL};
+    ac_server_start_with(&srv, extra);
+
+    user_create(&srv, "first@relay.example.jp");
+    wait_count_to(&r, "first@relay.example.jp", 1);
+
+    /* The relay refuses for now: a failure is recorded, then serve stops. */
+    relay_mode(&r, "temp");
+    unsigned before = relay_attempts(&r);
+    user_create(&srv, "second@relay.example.jp");
+    wait_attempts(&r, before + 1);
+    assert_int_equal(kill(srv.pid, SIGTERM), 0);
+    assert_int_equal(waitpid(srv.pid, NULL, 0), srv.pid);
+    srv.pid = 0;
+    assert_int_equal(relay_count_to(&r, "second@relay.example.jp"), 0);
+
+    relay_mode(&r, "accept");
+    ac_server_restart(&srv);
+    wait_count_to(&r, "second@relay.example.jp", 1);
+    user_create(&srv, "third@relay.example.jp");
+    wait_count_to(&r, "third@relay.example.jp", 1);
+
+    assert_int_equal(relay_count_to(&r, "first@relay.example.jp"), 1);
+    assert_int_equal(relay_count_to(&r, "second@relay.example.jp"), 1);
+    check_no_duplicates(&r);
+    char outbox[700];
+    snprintf(outbox, sizeof outbox, "%s/outbox", srv.data);
+    assert_true(access(outbox, F_OK) != 0 || !td_dir_contains(outbox, "@", 1));
+    assert_int_equal(ac_server_stop(&srv), 0);
+    relay_stop(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -614,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_gives_up),
         cmocka_unit_test(test_starttls_required),
         cmocka_unit_test(test_prune_files),
+        cmocka_unit_test(test_serve_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
