@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -449,16 +450,18 @@ static kr_err deliver_one(struct kr_domain *d, const struct mailer_options *o,
     if (err != KR_EIO)
         return err;
     st->failed++;
-    *relay_down = !f.permanent && f.reply == 0;
+    /* No refusal came (no connection, a timeout, a drop): the next messages
+     * would wait for the same relay. */
+    *relay_down = !f.permanent && f.reply < 400;
     return record_failure(d, it, &s, f.reason, f.permanent);
 }
 
 /* With a relay: each message of b that is due, over SMTP. */
 static kr_err send_batch(struct kr_domain *d, const struct mailer_options *o, struct mail_batch *b,
-                         struct mailer_stats *st, bool *relay_down)
+                         struct mailer_stats *st, bool *relay_down, const atomic_bool *stop)
 {
     kr_err err = KR_OK;
-    for (size_t i = 0; i < b->n && !err && !*relay_down; i++) {
+    for (size_t i = 0; i < b->n && !err && !*relay_down && !(stop && atomic_load(stop)); i++) {
         if (refused_item(d, &b->items[i], &err))
             continue;
         err = deliver_one(d, o, &b->items[i], st, relay_down);
@@ -471,7 +474,10 @@ static bool has_relay(const struct mailer_options *o)
     return o && o->relay.url && o->relay.url[0];
 }
 
-kr_err mailer_round(struct kr_domain *d, const struct mailer_options *o, struct mailer_stats *st)
+/* mailer_round; with a relay it ends between two messages once *stop (may
+ * be NULL) is set. */
+static kr_err round_until(struct kr_domain *d, const struct mailer_options *o,
+                          struct mailer_stats *st, const atomic_bool *stop)
 {
     struct mailer_stats dummy;
     if (!st)
@@ -492,13 +498,19 @@ kr_err mailer_round(struct kr_domain *d, const struct mailer_options *o, struct 
         if ((err = outbox_pending(d, after, b.cap, collect, &b, &last)) || b.n == 0)
             break;
         scanned += b.n;
-        err = has_relay(o) ? send_batch(d, o, &b, st, &relay_down) : write_batch(d, &b, st);
+        err = has_relay(o) ? send_batch(d, o, &b, st, &relay_down, stop) : write_batch(d, &b, st);
         sodium_memzero(b.items, b.cap * sizeof *b.items);
         after = last;
-    } while (!err && !relay_down && has_relay(o) && b.n == b.cap && scanned < KR_MAILER_SCAN_MAX);
+    } while (!err && !relay_down && has_relay(o) && b.n == b.cap && scanned < KR_MAILER_SCAN_MAX &&
+             !(stop && atomic_load(stop)));
     sodium_memzero(b.items, b.cap * sizeof *b.items);
     free(b.items);
     return err;
+}
+
+kr_err mailer_round(struct kr_domain *d, const struct mailer_options *o, struct mailer_stats *st)
+{
+    return round_until(d, o, st, NULL);
 }
 
 kr_err mailer_run(struct kr_domain *d, size_t *written)
@@ -572,7 +584,8 @@ struct mailer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, kicked;
-    kr_err last_err; /* reported once until it changes */
+    atomic_bool stopping; /* stop, read by a round without the lock */
+    kr_err last_err;      /* reported once until it changes */
 };
 
 static void report(struct mailer *m, kr_err err)
@@ -589,7 +602,7 @@ static void *mailer_main(void *arg)
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
         pthread_mutex_unlock(&m->mu);
-        report(m, mailer_round(m->d, &m->o, NULL));
+        report(m, round_until(m->d, &m->o, NULL, &m->stopping));
         pthread_mutex_lock(&m->mu);
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
@@ -605,7 +618,10 @@ static void *mailer_main(void *arg)
         m->kicked = false;
     }
     pthread_mutex_unlock(&m->mu);
-    report(m, mailer_round(m->d, &m->o, NULL)); /* the last round */
+    /* The last round writes the .eml files owed; a relay's e-mails wait for
+     * the next start rather than hold the stop up (at most one timeout). */
+    if (!has_relay(&m->o))
+        report(m, mailer_round(m->d, &m->o, NULL));
     return NULL;
 }
 
@@ -650,6 +666,7 @@ void mailer_stop(struct mailer *m)
         return;
     pthread_mutex_lock(&m->mu);
     m->stop = true;
+    atomic_store(&m->stopping, true);
     pthread_cond_signal(&m->cv);
     pthread_mutex_unlock(&m->mu);
     pthread_join(m->thread, NULL);

@@ -120,7 +120,8 @@ static void classify(CURLcode rc, long reply, struct smtp_failure *f)
 static CURLcode setup(CURL *h, const struct smtp_options *o, char *from, struct curl_slist *rcpts,
                       struct smtp_body *body)
 {
-    long timeout = (long)(o->timeout_s ? o->timeout_s : KR_SMTP_TIMEOUT_S_DEFAULT);
+    unsigned t = o->timeout_s ? o->timeout_s : KR_SMTP_TIMEOUT_S_DEFAULT;
+    long timeout = (long)(t < KR_SMTP_TIMEOUT_S_MAX ? t : KR_SMTP_TIMEOUT_S_MAX);
     long tls = CURLUSESSL_ALL;
     if (o->starttls == SMTP_STARTTLS_OPTIONAL)
         tls = CURLUSESSL_TRY;

@@ -42,7 +42,8 @@ struct smtp_options {
     const char *password; /* with user */
     const char *from;     /* envelope sender, an addr-spec (mail.from) */
     const char *ca_file;  /* NULL = the system's CAs; peers are always verified */
-    unsigned timeout_s;   /* the whole session at most; 0 = KR_SMTP_TIMEOUT_S_DEFAULT */
+    unsigned timeout_s;   /* the whole session at most; 0 = KR_SMTP_TIMEOUT_S_DEFAULT; at most
+                             KR_SMTP_TIMEOUT_S_MAX */
 };
 
 /* What a failed send learnt. */

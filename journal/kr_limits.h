@@ -316,6 +316,9 @@
 #define KR_MAILER_STREAM_MAX 100000u
 /* An SMTP session's default time limit (smtp.timeout_s). */
 #define KR_SMTP_TIMEOUT_S_DEFAULT 30u
+/* smtp.timeout_s at most: a stop waits for the attempt running, and must
+ * end within KR_SERVE_STOP_MAX_MS. */
+#define KR_SMTP_TIMEOUT_S_MAX 50u
 /* An addr-spec in MAIL FROM or RCPT TO (RFC 5321's path limit). */
 #define KR_SMTP_ADDRESS_MAX 254u
 /* The relay's URL (smtp.url). */
