@@ -928,7 +928,7 @@ static kr_err deliver(struct seeder *s)
     }
     for (size_t i = 0; !err && i < l.n; i++) {
         atomic_fetch_add(&s->clk.now, SEED_STEP_NS);
-        if (i % 16 == 5 && (err = seed_failed(s, l.tenant[i], l.message[i])))
+        if (i % 16 == 0 && (err = seed_failed(s, l.tenant[i], l.message[i])))
             fprintf(stderr, "kiroku: seed: outbox: %s\n", kr_strerror(err));
         else if ((err = dom_outbox_sent(s->d, l.tenant[i], l.message[i])))
             fprintf(stderr, "kiroku: seed: outbox: %s\n", kr_strerror(err));
