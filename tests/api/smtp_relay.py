@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """An SMTP relay on loopback for smtp_test.c (Debian python3-aiosmtpd).
 
-    smtp_relay.py DIR
+    smtp_relay.py DIR [CERT KEY]
 
 Listens on 127.0.0.1 on a port of the system's choosing and writes it to
-DIR/port (when that file exists, it is listening). Each message it accepts
+DIR/port (when that file exists, it is listening). With CERT and KEY (PEM)
+it offers STARTTLS with that certificate. Each message it accepts
 is stored as DIR/msg-<n>.eml (written to a temporary name, then renamed),
 with the envelope in DIR/msg-<n>.env ("from\\nto\\n"). Before answering each
 DATA it reads DIR/mode (missing = accept), one word:
@@ -22,6 +23,7 @@ wait for an attempt that stored nothing.
 """
 import asyncio
 import os
+import ssl
 import sys
 
 from aiosmtpd.smtp import SMTP
@@ -70,12 +72,17 @@ class Relay:
         return "421 4.3.0 closing"
 
 
-async def main(d):
+async def main(d, tls):
     relay = Relay(d)
+    ctx = None
+    if tls:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(tls[0], tls[1])
     loop = asyncio.get_running_loop()
     srv = await loop.create_server(
         lambda: SMTP(relay, decode_data=False, enable_SMTPUTF8=False,
-                     hostname="relay.test", ident="kiroku test relay"),
+                     hostname="relay.test", ident="kiroku test relay",
+                     tls_context=ctx),
         host="127.0.0.1", port=0)
     port = srv.sockets[0].getsockname()[1]
     tmp = os.path.join(d, "port.tmp")
@@ -87,4 +94,4 @@ async def main(d):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2:4]))

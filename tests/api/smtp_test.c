@@ -62,15 +62,30 @@ static void wait_file(const char *path, unsigned seconds)
     }
 }
 
-static void relay_start(struct relay *r)
+/* Starts the relay; with tls, it offers STARTTLS with a certificate for
+ * "localhost" made here (r->dir/cert.pem, its own CA). */
+static void relay_start_tls(struct relay *r, bool tls)
 {
-    char path[300], buf[32];
+    char path[300], buf[32], cmd[1024], cert[300], key[300];
     snprintf(r->dir, sizeof r->dir, "/tmp/kr-smtp-relay-XXXXXX");
     assert_non_null(mkdtemp(r->dir));
+    snprintf(cert, sizeof cert, "%s/cert.pem", r->dir);
+    snprintf(key, sizeof key, "%s/key.pem", r->dir);
+    if (tls) {
+        snprintf(cmd, sizeof cmd,
+                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                 "-keyout '%s' -out '%s' -days 2 -subj /CN=localhost "
+                 "-addext subjectAltName=DNS:localhost 2>/dev/null",
+                 key, cert);
+        assert_int_equal(system(cmd), 0);
+    }
     r->pid = fork();
     assert_true(r->pid >= 0);
     if (r->pid == 0) {
-        execl(PYTHON, PYTHON, RELAY_PY, r->dir, (char *)NULL);
+        if (tls)
+            execl(PYTHON, PYTHON, RELAY_PY, r->dir, cert, key, (char *)NULL);
+        else
+            execl(PYTHON, PYTHON, RELAY_PY, r->dir, (char *)NULL);
         _exit(127);
     }
     snprintf(path, sizeof path, "%s/port", r->dir);
@@ -79,7 +94,12 @@ static void relay_start(struct relay *r)
     assert_non_null(f);
     assert_non_null(fgets(buf, sizeof buf, f));
     fclose(f);
-    snprintf(r->url, sizeof r->url, "smtp://127.0.0.1:%d", atoi(buf));
+    snprintf(r->url, sizeof r->url, "smtp://%s:%d", tls ? "localhost" : "127.0.0.1", atoi(buf));
+}
+
+static void relay_start(struct relay *r)
+{
+    relay_start_tls(r, false);
 }
 
 static void relay_stop(struct relay *r)
@@ -586,6 +606,35 @@ static void test_prune_files(void **state)
     fx_free(x);
 }
 
+/* STARTTLS to a relay whose certificate the configured CA signed: sent
+ * encrypted; against the system's CAs the certificate is refused and
+ * nothing is sent. */
+static void test_starttls_verified(void **state)
+{
+    (void)state;
+    struct relay r;
+    struct smtp_options o = {
+        .starttls = SMTP_STARTTLS_REQUIRED, .from = "noreply@kiroku.test", .timeout_s = 5};
+    struct smtp_failure f;
+    const char msg[] = "Subject: tls\r\nMessage-ID: <tls@kiroku.test>\r\n\r\nover TLS\r\n";
+    char ca[300];
+    relay_start_tls(&r, true);
+    o.url = r.url;
+    assert_int_equal(smtp_global_init(), KR_OK);
+    assert_int_equal(smtp_send(&o, TO, (const uint8_t *)msg, strlen(msg), &f), KR_EIO);
+    assert_false(f.permanent);
+    assert_non_null(strstr(f.reason, "peer certificate"));
+    assert_int_equal(relay_attempts(&r), 0);
+    snprintf(ca, sizeof ca, "%s/cert.pem", r.dir);
+    o.ca_file = ca;
+    assert_int_equal(smtp_send(&o, TO, (const uint8_t *)msg, strlen(msg), &f), KR_OK);
+    assert_int_equal(relay_stored(&r), 1);
+    char *text = relay_message(&r, 1, "eml");
+    assert_non_null(strstr(text, "over TLS"));
+    free(text);
+    relay_stop(&r);
+}
+
 static void test_bad_options_refused(void **state)
 {
     (void)state;
@@ -748,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_lost_reply_same_message_id),
         cmocka_unit_test(test_gives_up),
         cmocka_unit_test(test_starttls_required),
+        cmocka_unit_test(test_starttls_verified),
         cmocka_unit_test(test_prune_files),
         cmocka_unit_test(test_serve_restart),
     };
