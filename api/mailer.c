@@ -7,6 +7,16 @@
  * The copies hold auth codes: they are wiped when the round ends. Times in
  * the Date: header are Japan Standard Time (+0900), computed from the
  * domain's clock without libc's time-zone state.
+ *
+ * Over SMTP, nothing about a message's retries lives in memory or in a
+ * view: its stream (outbox/{message}) holds outbox.queued and one
+ * outbox.failed per failed attempt, so the number of attempts is the count
+ * of those, the next attempt is due a backoff after the newest record, and
+ * the give-up time runs from the first. Each failure is appended on the
+ * stream version it was decided on, so two senders never record the same
+ * attempt twice. A round reads that stream for each pending message (at
+ * most KR_MAILER_SCAN_MAX a round); messages waiting for their time cost
+ * one short read each.
  */
 #include "mailer.h"
 
