@@ -41,7 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAIL_FROM "kiroku <noreply@kiroku.invalid>"
+/* The sender without mail.from (mailer_options.relay.from). */
+#define MAIL_FROM "noreply@kiroku.invalid"
 /* One composed message (headers and body). */
 #define MAIL_TEXT_CAP 2048
 
@@ -117,8 +118,8 @@ static void rfc5322_date(uint64_t ns, char *out, size_t cap)
 }
 
 /* Subject and body of a message. */
-static int compose(const struct mail_item *it, const char *date, const char *msgid, char *out,
-                   size_t cap)
+static int compose(const struct mail_item *it, const char *from, const char *date,
+                   const char *msgid, char *out, size_t cap)
 {
     const char *subject;
     char body[512];
@@ -159,7 +160,7 @@ static int compose(const struct mail_item *it, const char *date, const char *msg
     }
     int n = snprintf(out, cap,
                      "Date: %s\r\n"
-                     "From: " MAIL_FROM "\r\n"
+                     "From: kiroku <%s>\r\n"
                      "To: <%s>\r\n"
                      "Subject: %s\r\n"
                      "Message-ID: <%s@kiroku.invalid>\r\n"
@@ -168,7 +169,7 @@ static int compose(const struct mail_item *it, const char *date, const char *msg
                      "Content-Transfer-Encoding: 8bit\r\n"
                      "\r\n"
                      "%s",
-                     date, it->to, subject, msgid, body);
+                     date, from, it->to, subject, msgid, body);
     sodium_memzero(body, sizeof body);
     return n;
 }
@@ -249,27 +250,29 @@ static kr_err refuse_mail(struct kr_domain *d, const struct mail_item *it,
 /* The whole message of it into text (cap bytes), its length in *n. The
  * Message-ID comes from the message id alone: every attempt carries the
  * same one. */
-static kr_err compose_item(struct kr_domain *d, const struct mail_item *it, char *text, size_t cap,
-                           size_t *n)
+static kr_err compose_item(struct kr_domain *d, const struct mailer_options *o,
+                           const struct mail_item *it, char *text, size_t cap, size_t *n)
 {
     char hex[33], date[64];
     sodium_bin2hex(hex, sizeof hex, it->message, 16);
     rfc5322_date(kr_clock_now(d->clock), date, sizeof date);
-    int k = compose(it, date, hex, text, cap);
+    const char *from = o && o->relay.from && o->relay.from[0] ? o->relay.from : MAIL_FROM;
+    int k = compose(it, from, date, hex, text, cap);
     if (k < 0 || (size_t)k >= cap)
         return KR_ETOOLARGE;
     *n = (size_t)k;
     return KR_OK;
 }
 
-static kr_err write_mail(struct kr_domain *d, int dirfd, const struct mail_item *it)
+static kr_err write_mail(struct kr_domain *d, const struct mailer_options *o, int dirfd,
+                         const struct mail_item *it)
 {
     char hex[33], name[96], tmp[112], text[MAIL_TEXT_CAP];
     size_t n;
     sodium_bin2hex(hex, sizeof hex, it->message, 16);
     snprintf(name, sizeof name, "%" PRIu64 "-%s.eml", it->seq, hex);
     snprintf(tmp, sizeof tmp, ".tmp-%s", name);
-    kr_err cerr = compose_item(d, it, text, sizeof text, &n);
+    kr_err cerr = compose_item(d, o, it, text, sizeof text, &n);
     if (cerr)
         return cerr;
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -317,7 +320,8 @@ static bool refused_item(struct kr_domain *d, const struct mail_item *it, kr_err
 }
 
 /* No relay: writes each message of b as a file and records it sent. */
-static kr_err write_batch(struct kr_domain *d, struct mail_batch *b, struct mailer_stats *st)
+static kr_err write_batch(struct kr_domain *d, const struct mailer_options *o, struct mail_batch *b,
+                          struct mailer_stats *st)
 {
     char dir[KR_PATH_MAX + 16];
     kr_err err = outbox_dir(d, dir, sizeof dir);
@@ -329,7 +333,7 @@ static kr_err write_batch(struct kr_domain *d, struct mail_batch *b, struct mail
     for (size_t i = 0; i < b->n && !err; i++) {
         if (refused_item(d, &b->items[i], &err))
             continue;
-        if ((err = write_mail(d, dirfd, &b->items[i])))
+        if ((err = write_mail(d, o, dirfd, &b->items[i])))
             break;
         /* The rename is durable before the message counts as handed over. */
         if (fsync(dirfd) != 0) {
@@ -448,7 +452,7 @@ static kr_err deliver_one(struct kr_domain *d, const struct mailer_options *o,
     char text[MAIL_TEXT_CAP];
     size_t n;
     struct smtp_failure f;
-    if ((err = compose_item(d, it, text, sizeof text, &n)))
+    if ((err = compose_item(d, o, it, text, sizeof text, &n)))
         return err;
     err = smtp_send(&o->relay, it->to, (const uint8_t *)text, n, &f);
     sodium_memzero(text, sizeof text);
@@ -508,7 +512,8 @@ static kr_err round_until(struct kr_domain *d, const struct mailer_options *o,
         if ((err = outbox_pending(d, after, b.cap, collect, &b, &last)) || b.n == 0)
             break;
         scanned += b.n;
-        err = has_relay(o) ? send_batch(d, o, &b, st, &relay_down, stop) : write_batch(d, &b, st);
+        err =
+            has_relay(o) ? send_batch(d, o, &b, st, &relay_down, stop) : write_batch(d, o, &b, st);
         sodium_memzero(b.items, b.cap * sizeof *b.items);
         after = last;
     } while (!err && !relay_down && has_relay(o) && b.n == b.cap && scanned < KR_MAILER_SCAN_MAX &&

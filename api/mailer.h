@@ -39,7 +39,9 @@
 
 /* How e-mail leaves. Strings are borrowed and must outlive the worker. */
 struct mailer_options {
-    /* The relay; relay.url NULL or "" = none: .eml files as above. */
+    /* The relay; relay.url NULL or "" = none: .eml files as above.
+     * relay.from (mail.from) is also the From: address of every message,
+     * files included; NULL or "" = noreply@kiroku.invalid. */
     struct smtp_options relay;
     uint64_t retry_min_s; /* backoff after the first failure; 0 = 60 */
     uint64_t retry_max_s; /* backoff at most; 0 = 3600 */

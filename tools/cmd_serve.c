@@ -805,6 +805,11 @@ static int serve_mail(struct serve_args *a)
     m->retry_max_s = kr_config_u64(c, "smtp.retry_max_s");
     m->give_up_s = kr_config_u64(c, "smtp.give_up_h") * 3600;
     a->so.mail = m;
+    const char *from = m->relay.from, *at = strchr(from, '@');
+    if (!at || at == from || !at[1] || strchr(at + 1, '@') || strpbrk(from, " <>\",;:()[]\\")) {
+        fprintf(stderr, "kiroku: serve: mail.from is one address (name@host)\n");
+        return CLI_USAGE;
+    }
     if (!m->relay.url[0])
         return CLI_CONTINUE; /* .eml files */
     if (strncmp(m->relay.url, "smtp://", 7) && strncmp(m->relay.url, "smtps://", 8)) {
@@ -813,11 +818,6 @@ static int serve_mail(struct serve_args *a)
     }
     if (!smtp_starttls_parse(kr_config_str(c, "smtp.starttls"), &m->relay.starttls)) {
         fprintf(stderr, "kiroku: serve: smtp.starttls is required, optional or off\n");
-        return CLI_USAGE;
-    }
-    const char *from = m->relay.from, *at = strchr(from, '@');
-    if (!at || at == from || !at[1] || strchr(at + 1, '@') || strpbrk(from, " <>\"")) {
-        fprintf(stderr, "kiroku: serve: mail.from is one address (name@host)\n");
         return CLI_USAGE;
     }
     const char *pw = kr_config_str(c, "smtp.password_file");

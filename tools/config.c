@@ -52,7 +52,7 @@ static const struct cfg_setting settings[] = {
     {"smtp.give_up_h", CFG_U64, 1, 720, "72",
      "hours after queuing when an undelivered e-mail fails permanently (outbox.failed)"},
     {"mail.from", CFG_STR, 0, KR_SMTP_ADDRESS_MAX, "noreply@kiroku.invalid",
-     "the sender's address (an addr-spec), in MAIL FROM"},
+     "the sender's address (an addr-spec), in MAIL FROM and From:"},
     {"mail.outbox_keep_days", CFG_U64, 1, 3650, "7",
      "days an e-mail file in DIR/outbox is kept (it holds the recipient and any auth code); "
      "the daily retention job deletes older ones"},

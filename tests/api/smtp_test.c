@@ -344,6 +344,7 @@ static void check_arrived(struct fx *x, unsigned k)
     snprintf(want, sizeof want, "\r\nMessage-ID: <%s@", hex);
     assert_non_null(strstr(text, want));
     assert_non_null(strstr(text, "\r\nTo: <" TO ">\r\n"));
+    assert_non_null(strstr(text, "\r\nFrom: kiroku <noreply@kiroku.test>\r\n"));
     char *body = decoded_body(text);
     assert_non_null(strstr(body, x->code));
     sodium_memzero(text, strlen(text));
