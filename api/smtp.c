@@ -99,7 +99,7 @@ static void classify(CURLcode rc, long reply, struct smtp_failure *f)
         snprintf(f->reason, sizeof f->reason, "the relay did not offer STARTTLS (required)");
         return;
     case CURLE_LOGIN_DENIED:
-        snprintf(f->reason, sizeof f->reason, "the relay refused the login (reply %ld)", reply);
+        snprintf(f->reason, sizeof f->reason, "the relay refused the login");
         return;
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:

@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """An SMTP relay on loopback for smtp_test.c (Debian python3-aiosmtpd).
 
-    smtp_relay.py DIR [CERT KEY]
+    smtp_relay.py DIR [CERT KEY [USER PASSWORD]]
 
 Listens on 127.0.0.1 on a port of the system's choosing and writes it to
 DIR/port (when that file exists, it is listening). With CERT and KEY (PEM)
-it offers STARTTLS with that certificate. Each message it accepts
+it offers STARTTLS with that certificate; with USER and PASSWORD too, it
+requires AUTH (after STARTTLS) with them. Each message it accepts
 is stored as DIR/msg-<n>.eml (written to a temporary name, then renamed),
 with the envelope in DIR/msg-<n>.env ("from\\nto\\n"). Before answering each
 DATA it reads DIR/mode (missing = accept), one word:
@@ -26,7 +27,7 @@ import os
 import ssl
 import sys
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Relay:
@@ -72,7 +73,18 @@ class Relay:
         return "421 4.3.0 closing"
 
 
-async def main(d, tls):
+def checker(user, password):
+    def check(server, session, envelope, mechanism, auth_data):
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == user.encode()
+              and auth_data.password == password.encode())
+        if ok:
+            return AuthResult(success=True, auth_data=auth_data)
+        return AuthResult(success=False, handled=False,
+                          message="535 5.7.8 Authentication credentials invalid")
+    return check
+
+
+async def main(d, tls, auth):
     relay = Relay(d)
     ctx = None
     if tls:
@@ -82,7 +94,9 @@ async def main(d, tls):
     srv = await loop.create_server(
         lambda: SMTP(relay, decode_data=False, enable_SMTPUTF8=False,
                      hostname="relay.test", ident="kiroku test relay",
-                     tls_context=ctx),
+                     tls_context=ctx,
+                     authenticator=checker(*auth) if auth else None,
+                     auth_required=bool(auth)),
         host="127.0.0.1", port=0)
     port = srv.sockets[0].getsockname()[1]
     tmp = os.path.join(d, "port.tmp")
@@ -94,4 +108,4 @@ async def main(d, tls):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2:4]))
+    asyncio.run(main(sys.argv[1], sys.argv[2:4], sys.argv[4:6]))

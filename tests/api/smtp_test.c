@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -64,7 +65,7 @@ static void wait_file(const char *path, unsigned seconds)
 
 /* Starts the relay; with tls, it offers STARTTLS with a certificate for
  * "localhost" made here (r->dir/cert.pem, its own CA). */
-static void relay_start_tls(struct relay *r, bool tls)
+static void relay_start_auth(struct relay *r, bool tls, const char *user, const char *password)
 {
     char path[300], buf[32], cmd[1024], cert[300], key[300];
     snprintf(r->dir, sizeof r->dir, "/tmp/kr-smtp-relay-XXXXXX");
@@ -82,7 +83,10 @@ static void relay_start_tls(struct relay *r, bool tls)
     r->pid = fork();
     assert_true(r->pid >= 0);
     if (r->pid == 0) {
-        if (tls)
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* it dies with the test, even a failed one */
+        if (user)
+            execl(PYTHON, PYTHON, RELAY_PY, r->dir, cert, key, user, password, (char *)NULL);
+        else if (tls)
             execl(PYTHON, PYTHON, RELAY_PY, r->dir, cert, key, (char *)NULL);
         else
             execl(PYTHON, PYTHON, RELAY_PY, r->dir, (char *)NULL);
@@ -95,6 +99,11 @@ static void relay_start_tls(struct relay *r, bool tls)
     assert_non_null(fgets(buf, sizeof buf, f));
     fclose(f);
     snprintf(r->url, sizeof r->url, "smtp://%s:%d", tls ? "localhost" : "127.0.0.1", atoi(buf));
+}
+
+static void relay_start_tls(struct relay *r, bool tls)
+{
+    relay_start_auth(r, tls, NULL, NULL);
 }
 
 static void relay_start(struct relay *r)
@@ -636,6 +645,42 @@ static void test_starttls_verified(void **state)
     relay_stop(&r);
 }
 
+/* A relay that requires AUTH: the wrong password is a temporary failure
+ * (a configuration to fix, not the message's fault); the right one
+ * delivers. */
+static void test_auth(void **state)
+{
+    (void)state;
+    struct relay r;
+    struct smtp_options o = {.starttls = SMTP_STARTTLS_REQUIRED,
+                             .from = "noreply@kiroku.test",
+                             .user = "kiroku",
+                             .password = "not-the-password",
+                             .timeout_s = 5};
+    struct smtp_failure f;
+    const char msg[] = "Subject: auth\r\nMessage-ID: <auth@kiroku.test>\r\n\r\nlogged in\r\n";
+    char ca[300];
+    relay_start_auth(&r, true, "kiroku", "Relay-Secret-9");
+    snprintf(ca, sizeof ca, "%s/cert.pem", r.dir);
+    o.url = r.url;
+    o.ca_file = ca;
+    assert_int_equal(smtp_global_init(), KR_OK);
+    assert_int_equal(smtp_send(&o, TO, (const uint8_t *)msg, strlen(msg), &f), KR_EIO);
+    assert_false(f.permanent);
+    assert_string_equal(f.reason, "the relay refused the login");
+    assert_null(strstr(f.reason, "not-the-password"));
+    assert_int_equal(relay_stored(&r), 0);
+    o.password = "Relay-Secret-9";
+    assert_int_equal(smtp_send(&o, TO, (const uint8_t *)msg, strlen(msg), &f), KR_OK);
+    assert_int_equal(relay_stored(&r), 1);
+    /* Without a login the relay refuses MAIL FROM (530): not permanent. */
+    o.user = NULL;
+    assert_int_equal(smtp_send(&o, TO, (const uint8_t *)msg, strlen(msg), &f), KR_EIO);
+    assert_false(f.permanent);
+    assert_int_equal(relay_stored(&r), 1);
+    relay_stop(&r);
+}
+
 static void test_bad_options_refused(void **state)
 {
     (void)state;
@@ -799,6 +844,7 @@ int main(void)
         cmocka_unit_test(test_gives_up),
         cmocka_unit_test(test_starttls_required),
         cmocka_unit_test(test_starttls_verified),
+        cmocka_unit_test(test_auth),
         cmocka_unit_test(test_prune_files),
         cmocka_unit_test(test_serve_restart),
     };
