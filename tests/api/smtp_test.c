@@ -681,6 +681,68 @@ static void test_auth(void **state)
     relay_stop(&r);
 }
 
+/* kiroku serve with conf: its exit status, stderr into err (cap bytes). */
+static int serve_with(const char *dir, const char *conf, char *err, size_t cap)
+{
+    char data[400], log[400], cmd[1400];
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(log, sizeof log, "%s/serve.err", dir);
+    snprintf(cmd, sizeof cmd, "'%s' serve --data '%s' --config '%s' 2>'%s' >/dev/null",
+             KR_KIROKU_BIN, data, conf, log);
+    int st = system(cmd);
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    size_t n = fread(err, 1, cap - 1, f);
+    err[n] = '\0';
+    fclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* serve refuses a relay password file others can read, and bad e-mail
+ * settings, before it opens anything. */
+static void test_serve_refuses_bad_settings(void **state)
+{
+    (void)state;
+    char dir[64] = "/tmp/kr-smtp-conf-XXXXXX", conf[200], pw[200], err[1024], cmd[200];
+    assert_non_null(mkdtemp(dir));
+    snprintf(conf, sizeof conf, "%s/kiroku.conf", dir);
+    snprintf(pw, sizeof pw, "%s/smtp.pass", dir);
+    FILE *f = fopen(pw, "w");
+    assert_non_null(f);
+    fprintf(f, "Relay-Secret-9\n");
+    fclose(f);
+    assert_int_equal(chmod(pw, 0644), 0);
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f, "smtp.url = smtp://127.0.0.1:1\nsmtp.user = kiroku\nsmtp.password_file = %s\n", pw);
+    fclose(f);
+    assert_int_equal(chmod(conf, 0600), 0);
+    assert_int_equal(serve_with(dir, conf, err, sizeof err), 3);
+    assert_non_null(strstr(err, "smtp.password_file"));
+    assert_null(strstr(err, "Relay-Secret-9"));
+
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f, "smtp.url = http://127.0.0.1:1\n");
+    fclose(f);
+    assert_int_equal(serve_with(dir, conf, err, sizeof err), 2);
+    assert_non_null(strstr(err, "smtp.url"));
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f, "mail.from = a@b.example, c@d.example\n");
+    fclose(f);
+    assert_int_equal(serve_with(dir, conf, err, sizeof err), 2);
+    assert_non_null(strstr(err, "mail.from"));
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f, "smtp.url = smtp://127.0.0.1:1\nsmtp.starttls = sometimes\n");
+    fclose(f);
+    assert_int_equal(serve_with(dir, conf, err, sizeof err), 2);
+    assert_non_null(strstr(err, "smtp.starttls"));
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_bad_options_refused(void **state)
 {
     (void)state;
@@ -845,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_starttls_required),
         cmocka_unit_test(test_starttls_verified),
         cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_serve_refuses_bad_settings),
         cmocka_unit_test(test_prune_files),
         cmocka_unit_test(test_serve_restart),
     };
