@@ -7,6 +7,16 @@
  * The copies hold auth codes: they are wiped when the round ends. Times in
  * the Date: header are Japan Standard Time (+0900), computed from the
  * domain's clock without libc's time-zone state.
+ *
+ * Over SMTP, nothing about a message's retries lives in memory or in a
+ * view: its stream (outbox/{message}) holds outbox.queued and one
+ * outbox.failed per failed attempt, so the number of attempts is the count
+ * of those, the next attempt is due a backoff after the newest record, and
+ * the give-up time runs from the first. Each failure is appended on the
+ * stream version it was decided on, so two senders never record the same
+ * attempt twice. A round reads that stream for each pending message (at
+ * most KR_MAILER_SCAN_MAX a round); messages waiting for their time cost
+ * one short read each.
  */
 #include "mailer.h"
 
@@ -17,12 +27,15 @@
 #include "notices.h"
 #include "payload.h"
 #include "schema.h"
+#include "smtp.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +62,7 @@ struct mail_item {
     char application[33]; /* the sign-up's id in hex, or "" */
     int language;         /* enum kr_enum_language, or -1 if the message has none */
 };
+_Static_assert(KR_FLD_EMAIL_MAX <= KR_SMTP_ADDRESS_MAX, "smtp_send: recipient");
 
 struct mail_batch {
     struct mail_item *items;
@@ -196,41 +210,66 @@ static kr_err refuse_mail(struct kr_domain *d, const struct mail_item *it,
     return err;
 }
 
+/* The whole message of it, composed from the installed templates
+ * (compose_current) with what the views say of its tenant, notice or
+ * incident, into *text (KR_MAIL_MESSAGE_MAX bytes, malloc'd: release it
+ * with free_text), its length in *n. The Message-ID comes from the message
+ * id alone: every attempt carries the same one. */
+static kr_err compose_item(struct kr_domain *d, const struct mail_item *it, char **text, size_t *n)
+{
+    *text = NULL;
+    *n = 0;
+    const struct compose_set *cs = compose_current();
+    if (!cs)
+        return KR_ENOTFOUND; /* no templates: compose_current said why */
+    char *buf = malloc(KR_MAIL_MESSAGE_MAX);
+    struct mail_info *info = malloc(sizeof *info);
+    kr_err err = buf && info ? KR_OK : KR_ENOMEM;
+    if (!err)
+        err = mail_info_get(d, it->tenant, it->has_incident ? it->incident : NULL,
+                            it->has_notice ? it->notice : NULL, info);
+    if (!err) {
+        struct compose_msg cm;
+        mail_values(d, it, info, &cm);
+        err = compose_message(cs, &cm, buf, KR_MAIL_MESSAGE_MAX, n);
+    }
+    if (info) {
+        sodium_memzero(info, sizeof *info);
+        free(info);
+    }
+    if (err) {
+        free(buf); /* compose_message wiped what it wrote */
+        return err;
+    }
+    *text = buf;
+    return KR_OK;
+}
+
+/* Wipes and frees a message compose_item made (it holds auth codes). */
+static void free_text(char *text)
+{
+    if (text) {
+        sodium_memzero(text, KR_MAIL_MESSAGE_MAX);
+        free(text);
+    }
+}
+
 static kr_err write_mail(struct kr_domain *d, int dirfd, const struct mail_item *it)
 {
     char hex[33], name[96], tmp[112];
     sodium_bin2hex(hex, sizeof hex, it->message, 16);
     snprintf(name, sizeof name, "%" PRIu64 "-%s.eml", it->seq, hex);
     snprintf(tmp, sizeof tmp, ".tmp-%s", name);
-    const struct compose_set *cs = compose_current();
-    if (!cs)
-        return KR_ENOTFOUND; /* no templates: compose_current said why */
-    char *text = malloc(KR_MAIL_MESSAGE_MAX);
-    struct mail_info *info = malloc(sizeof *info);
-    kr_err cerr = text && info ? KR_OK : KR_ENOMEM;
-    size_t n = 0;
-    if (!cerr)
-        cerr = mail_info_get(d, it->tenant, it->has_incident ? it->incident : NULL,
-                             it->has_notice ? it->notice : NULL, info);
-    if (!cerr) {
-        struct compose_msg cm;
-        mail_values(d, it, info, &cm);
-        cerr = compose_message(cs, &cm, text, KR_MAIL_MESSAGE_MAX, &n);
-    }
-    if (info) {
-        sodium_memzero(info, sizeof *info);
-        free(info);
-    }
-    if (cerr) {
-        free(text);
-        return cerr;
-    }
+    char *text;
+    size_t n;
+    kr_err err = compose_item(d, it, &text, &n);
+    if (err)
+        return err;
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    kr_err err = fd < 0 ? kr_err_from_errno(errno) : KR_OK;
+    err = fd < 0 ? kr_err_from_errno(errno) : KR_OK;
     if (!err)
         err = write_all(fd, text, n);
-    sodium_memzero(text, KR_MAIL_MESSAGE_MAX);
-    free(text);
+    free_text(text);
     if (!err && fsync(fd) != 0)
         err = kr_err_from_errno(errno);
     if (fd >= 0 && close(fd) != 0 && !err)
@@ -242,60 +281,300 @@ static kr_err write_mail(struct kr_domain *d, int dirfd, const struct mail_item 
     return err;
 }
 
-kr_err mailer_run(struct kr_domain *d, size_t *written)
+/* Queues the notice-of-change e-mails owed, a bounded number of batches. */
+static kr_err queue_notices(struct kr_domain *d)
 {
-    size_t queued, count = 0;
-    kr_err err = KR_OK;
-    if (written)
-        *written = 0;
+    size_t queued;
+    kr_err err;
     for (unsigned i = 0; i < KR_MAILER_NOTICE_ROUNDS; i++) {
         if ((err = dom_notice_mail(d, 0, &queued)))
             return err;
         if (queued == 0)
             break;
     }
-    struct mail_batch b = {.cap = KR_OUTBOX_BATCH_MAX};
-    b.items = calloc(b.cap, sizeof *b.items);
-    if (!b.items)
-        return KR_ENOMEM;
-    if ((err = outbox_pending(d, 0, b.cap, collect, &b, NULL)))
-        goto out;
-    if (b.n == 0)
-        goto out;
+    return KR_OK;
+}
+
+/* Handles an item whose recipient breaks the addr-spec rule: records the
+ * refusal. true if it was refused (err says whether that worked). */
+static bool refused_item(struct kr_domain *d, const struct mail_item *it, kr_err *err)
+{
+    struct kr_diag why;
+    *err = KR_OK;
+    if (recipient_ok(it, &why))
+        return false;
+    *err = refuse_mail(d, it, &why);
+    if (*err == KR_ECONFLICT) /* another sender handled it meanwhile */
+        *err = KR_OK;
+    return true;
+}
+
+/* No relay: writes each message of b as a file and records it sent. */
+static kr_err write_batch(struct kr_domain *d, struct mail_batch *b, struct mailer_stats *st)
+{
     char dir[KR_PATH_MAX + 16];
-    if ((err = outbox_dir(d, dir, sizeof dir)))
-        goto out;
+    kr_err err = outbox_dir(d, dir, sizeof dir);
+    if (err)
+        return err;
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dirfd < 0) {
-        err = kr_err_from_errno(errno);
-        goto out;
-    }
-    for (size_t i = 0; i < b.n && !err; i++) {
-        struct kr_diag why;
-        if (!recipient_ok(&b.items[i], &why)) {
-            err = refuse_mail(d, &b.items[i], &why);
-            if (err == KR_ECONFLICT) /* another sender handled it meanwhile */
-                err = KR_OK;
+    if (dirfd < 0)
+        return kr_err_from_errno(errno);
+    for (size_t i = 0; i < b->n && !err; i++) {
+        if (refused_item(d, &b->items[i], &err))
             continue;
-        }
-        if ((err = write_mail(d, dirfd, &b.items[i])))
+        if ((err = write_mail(d, dirfd, &b->items[i])))
             break;
         /* The rename is durable before the message counts as handed over. */
         if (fsync(dirfd) != 0) {
             err = kr_err_from_errno(errno);
             break;
         }
-        count++;
-        err = dom_outbox_sent(d, b.items[i].tenant, b.items[i].message);
+        st->written++;
+        err = dom_outbox_sent(d, b->items[i].tenant, b->items[i].message);
         if (err == KR_ECONFLICT) /* another sender recorded it meanwhile */
             err = KR_OK;
     }
     close(dirfd);
-out:
+    return err;
+}
+
+/* ---- Delivery over SMTP ---- */
+
+/* An e-mail's delivery history, read from its stream (outbox/{message}):
+ * the outbox.queued record, then one outbox.failed per failed attempt. */
+struct mail_sched {
+    uint64_t version;   /* the stream's, for appending the next record */
+    uint64_t queued_ns; /* when it was queued */
+    uint64_t last_ns;   /* the newest record's time */
+    uint64_t failures;  /* outbox.failed records */
+};
+
+static kr_err read_sched(struct kr_domain *d, const struct mail_item *it, struct mail_sched *s)
+{
+    char stream[7 + 33];
+    memcpy(stream, "outbox/", 7);
+    sodium_bin2hex(stream + 7, 33, it->message, 16);
+    struct jrn_query q = {.kind = JRN_Q_STREAM,
+                          .from = 1,
+                          .tenant = it->tenant,
+                          .stream = stream,
+                          .stream_len = strlen(stream)};
+    struct jrn_cursor *cur;
+    struct jrn_record r;
+    memset(s, 0, sizeof *s);
+    kr_err err = jrn_cursor_new(d->j, &q, &cur);
+    if (err)
+        return err;
+    for (unsigned i = 0; i < KR_MAILER_STREAM_MAX && !(err = jrn_cursor_next(cur, &r)); i++) {
+        if (s->version == 0)
+            s->queued_ns = r.time_ns;
+        s->version = r.version;
+        s->last_ns = r.time_ns;
+        if (kr_event_lookup(r.type, r.type_len) == KR_EV_OUTBOX_FAILED)
+            s->failures++;
+    }
+    jrn_cursor_free(cur);
+    if (err == KR_ENOTFOUND)
+        err = KR_OK;
+    if (!err && s->version == 0)
+        err = KR_ECORRUPT; /* pending, yet no record in its stream */
+    return err;
+}
+
+/* The backoff after the k-th failure (k >= 1), in ns. */
+static uint64_t backoff_ns(const struct mailer_options *o, uint64_t k)
+{
+    uint64_t lo = o->retry_min_s ? o->retry_min_s : 60, hi = o->retry_max_s ? o->retry_max_s : 3600;
+    uint64_t s = lo;
+    for (uint64_t i = 1; i < k && s < hi; i++)
+        s *= 2;
+    if (s > hi)
+        s = hi;
+    return s * 1000000000ull;
+}
+
+/* Records a failed attempt of it (outbox.failed) on the stream version s saw:
+ * a racing sender's record makes it KR_ECONFLICT, which is dropped. */
+static kr_err record_failure(struct kr_domain *d, const struct mail_item *it,
+                             const struct mail_sched *s, const char *reason, bool permanent)
+{
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return KR_ENOMEM;
+    kr_payload_reset(p, KR_EV_OUTBOX_FAILED);
+    kr_set_bytes(p, KR_FLD_MESSAGE, it->message, 16);
+    kr_set_u64(p, KR_FLD_DELIVERY_ATTEMPT, s->failures + 1);
+    kr_set_str(p, KR_FLD_REASON, reason[0] ? reason : "failed");
+    kr_set_bool(p, KR_FLD_PERMANENT, permanent);
+    uint64_t version = s->version;
+    kr_err err = dom_append_plain(d, it->tenant, JRN_SYSTEM_ACTOR, p, &version, NULL);
+    kr_payload_free(p);
+    fprintf(stderr,
+            "kiroku: mailer: message of record %" PRIu64 " (tenant %" PRIu64 "), attempt %" PRIu64
+            ": %s%s\n",
+            it->seq, it->tenant, s->failures + 1, reason, permanent ? " (permanent)" : "");
+    return err == KR_ECONFLICT ? KR_OK : err;
+}
+
+/* One message over the relay, if due. *relay_down: the relay could not be
+ * reached or timed out, so the round should stop. */
+static kr_err deliver_one(struct kr_domain *d, const struct mailer_options *o,
+                          const struct mail_item *it, struct mailer_stats *st, bool *relay_down)
+{
+    struct mail_sched s;
+    kr_err err = read_sched(d, it, &s);
+    if (err)
+        return err;
+    uint64_t now = kr_clock_now(d->clock);
+    uint64_t give_up = (o->give_up_s ? o->give_up_s : (uint64_t)3 * 86400) * 1000000000u;
+    if (s.failures > 0 && now < s.last_ns + backoff_ns(o, s.failures)) {
+        st->waiting++;
+        return KR_OK;
+    }
+    if (s.failures > 0 && now >= s.queued_ns + give_up) {
+        char reason[96];
+        snprintf(reason, sizeof reason, "not delivered within %" PRIu64 " hours of queuing",
+                 (uint64_t)(give_up / 3600000000000ull));
+        st->failed++;
+        return record_failure(d, it, &s, reason, true);
+    }
+    char *text;
+    size_t n;
+    struct smtp_failure f;
+    if ((err = compose_item(d, it, &text, &n)))
+        return err;
+    err = smtp_send(&o->relay, it->to, (const uint8_t *)text, n, &f);
+    free_text(text);
+    if (err == KR_OK) {
+        st->delivered++;
+        err = dom_outbox_sent(d, it->tenant, it->message);
+        return err == KR_ECONFLICT ? KR_OK : err;
+    }
+    if (err != KR_EIO)
+        return err;
+    st->failed++;
+    /* No refusal came (no connection, a timeout, a drop): the next messages
+     * would wait for the same relay. */
+    *relay_down = !f.permanent && f.reply < 400;
+    return record_failure(d, it, &s, f.reason, f.permanent);
+}
+
+/* With a relay: each message of b that is due, over SMTP. */
+static kr_err send_batch(struct kr_domain *d, const struct mailer_options *o, struct mail_batch *b,
+                         struct mailer_stats *st, bool *relay_down, const atomic_bool *stop)
+{
+    kr_err err = KR_OK;
+    for (size_t i = 0; i < b->n && !err && !*relay_down && !(stop && atomic_load(stop)); i++) {
+        if (refused_item(d, &b->items[i], &err))
+            continue;
+        err = deliver_one(d, o, &b->items[i], st, relay_down);
+    }
+    return err;
+}
+
+static bool has_relay(const struct mailer_options *o)
+{
+    return o && o->relay.url && o->relay.url[0];
+}
+
+/* mailer_round; with a relay it ends between two messages once *stop (may
+ * be NULL) is set. */
+static kr_err round_until(struct kr_domain *d, const struct mailer_options *o,
+                          struct mailer_stats *st, const atomic_bool *stop)
+{
+    struct mailer_stats dummy;
+    if (!st)
+        st = &dummy;
+    memset(st, 0, sizeof *st);
+    kr_err err = queue_notices(d);
+    if (err)
+        return err;
+    struct mail_batch b = {.cap = KR_OUTBOX_BATCH_MAX};
+    b.items = calloc(b.cap, sizeof *b.items);
+    if (!b.items)
+        return KR_ENOMEM;
+    uint64_t after = 0, last = 0;
+    size_t scanned = 0;
+    bool relay_down = false;
+    do {
+        b.n = 0;
+        if ((err = outbox_pending(d, after, b.cap, collect, &b, &last)) || b.n == 0)
+            break;
+        scanned += b.n;
+        err = has_relay(o) ? send_batch(d, o, &b, st, &relay_down, stop) : write_batch(d, &b, st);
+        sodium_memzero(b.items, b.cap * sizeof *b.items);
+        after = last;
+    } while (!err && !relay_down && has_relay(o) && b.n == b.cap && scanned < KR_MAILER_SCAN_MAX &&
+             !(stop && atomic_load(stop)));
     sodium_memzero(b.items, b.cap * sizeof *b.items);
     free(b.items);
+    return err;
+}
+
+kr_err mailer_round(struct kr_domain *d, const struct mailer_options *o, struct mailer_stats *st)
+{
+    return round_until(d, o, st, NULL);
+}
+
+kr_err mailer_run(struct kr_domain *d, size_t *written)
+{
+    struct mailer_stats st;
+    kr_err err = mailer_round(d, NULL, &st);
     if (written)
-        *written = count;
+        *written = st.written;
+    return err;
+}
+
+/* Whether file name is one the mailer writes: "<seq>-<hex>.eml" or its
+ * temporary ".tmp-<seq>-<hex>.eml". */
+static bool mail_file_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 5 || strcmp(name + n - 4, ".eml") != 0)
+        return false;
+    if (!strncmp(name, ".tmp-", 5))
+        name += 5;
+    return name[0] >= '0' && name[0] <= '9' && strchr(name, '-') != NULL;
+}
+
+kr_err mailer_prune_files(struct kr_domain *d, uint64_t max_age_ns, size_t *deleted)
+{
+    char dir[KR_PATH_MAX + 16];
+    size_t count = 0, seen = 0;
+    if (deleted)
+        *deleted = 0;
+    if ((size_t)snprintf(dir, sizeof dir, "%s/outbox", d->dir) >= sizeof dir)
+        return KR_ETOOLARGE;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dirfd < 0)
+        return errno == ENOENT ? KR_OK : kr_err_from_errno(errno);
+    DIR *dh = fdopendir(dirfd);
+    if (!dh) {
+        close(dirfd);
+        return kr_err_from_errno(errno);
+    }
+    uint64_t now = kr_clock_now(d->clock);
+    kr_err err = KR_OK;
+    for (struct dirent *e; !err && (e = readdir(dh)) != NULL;) {
+        if (++seen > KR_RETENTION_OUTBOX_FILES_MAX)
+            break; /* the rest wait for the next day */
+        struct stat st;
+        if (!mail_file_name(e->d_name) ||
+            fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        uint64_t mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec;
+        if (mtime + max_age_ns > now)
+            continue;
+        if (unlinkat(dirfd, e->d_name, 0) != 0 && errno != ENOENT)
+            err = kr_err_from_errno(errno);
+        else
+            count++;
+    }
+    if (!err && count > 0 && fsync(dirfd) != 0)
+        err = kr_err_from_errno(errno);
+    closedir(dh);
+    if (deleted)
+        *deleted = count;
     return err;
 }
 
@@ -303,11 +582,13 @@ out:
 
 struct mailer {
     struct kr_domain *d;
+    struct mailer_options o;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, kicked;
-    kr_err last_err; /* reported once until it changes */
+    atomic_bool stopping; /* stop, read by a round without the lock */
+    kr_err last_err;      /* reported once until it changes */
 };
 
 static void report(struct mailer *m, kr_err err)
@@ -324,7 +605,7 @@ static void *mailer_main(void *arg)
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
         pthread_mutex_unlock(&m->mu);
-        report(m, mailer_run(m->d, NULL));
+        report(m, round_until(m->d, &m->o, NULL, &m->stopping));
         pthread_mutex_lock(&m->mu);
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
@@ -340,17 +621,24 @@ static void *mailer_main(void *arg)
         m->kicked = false;
     }
     pthread_mutex_unlock(&m->mu);
-    report(m, mailer_run(m->d, NULL)); /* the last round */
+    /* The last round writes the .eml files owed; a relay's e-mails wait for
+     * the next start rather than hold the stop up (at most one timeout). */
+    if (!has_relay(&m->o))
+        report(m, mailer_round(m->d, &m->o, NULL));
     return NULL;
 }
 
-kr_err mailer_start(struct kr_domain *d, struct mailer **out)
+kr_err mailer_start(struct kr_domain *d, const struct mailer_options *o, struct mailer **out)
 {
     *out = NULL;
+    if (has_relay(o) && smtp_global_init() != KR_OK)
+        return KR_EIO;
     struct mailer *m = calloc(1, sizeof *m);
     if (!m)
         return KR_ENOMEM;
     m->d = d;
+    if (o)
+        m->o = *o;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -381,6 +669,7 @@ void mailer_stop(struct mailer *m)
         return;
     pthread_mutex_lock(&m->mu);
     m->stop = true;
+    atomic_store(&m->stopping, true);
     pthread_cond_signal(&m->cv);
     pthread_mutex_unlock(&m->mu);
     pthread_join(m->thread, NULL);

@@ -973,7 +973,7 @@ kr_err api_server_start(const struct api_server_options *o, struct kr_domain *d,
         *why = "starting the workers";
     if (!err && (err = workers_start(s, &s->ep[EP_OPERATOR], KR_API_OPERATOR_WORKERS, true)))
         *why = "starting the workers";
-    if (!err && !o->no_mailer && (err = mailer_start(d, &s->mailer)))
+    if (!err && !o->no_mailer && (err = mailer_start(d, o->mail, &s->mailer)))
         *why = "starting the mailer";
     if (err) {
         server_free(s);

@@ -39,6 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct mailer_options;
+
 #define API_LISTEN_DEFAULT "tcp://127.0.0.1:7450"
 
 struct api_server_options {
@@ -67,6 +69,9 @@ struct api_server_options {
      * KR_API_IDLE_TIMEOUT_MS_MAX. */
     int idle_timeout_ms;
     bool no_mailer; /* do not run the e-mail worker (mailer.h) */
+    /* How the e-mail worker delivers (mailer.h); NULL = .eml files. Must
+     * outlive the server. */
+    const struct mailer_options *mail;
 };
 
 struct api_server;

@@ -344,6 +344,25 @@
 #define KR_MAIL_HOST_MAX 29u
 /* The other mail settings (URLs, the support contact). */
 #define KR_MAIL_SETTING_MAX 512u
+/* Pending e-mails one delivery round looks at when a relay is configured
+ * (pages of KR_OUTBOX_BATCH_MAX): most wait for their retry time, and a
+ * round must end in bounded time; the rest wait for the next round. */
+#define KR_MAILER_SCAN_MAX 8000u
+/* Records of one e-mail's stream read to find its retry schedule (queued,
+ * then one per failed attempt): a backoff capped at smtp.retry_max_s over
+ * smtp.give_up_h makes at most a few thousand. */
+#define KR_MAILER_STREAM_MAX 100000u
+/* An SMTP session's default time limit (smtp.timeout_s). */
+#define KR_SMTP_TIMEOUT_S_DEFAULT 30u
+/* smtp.timeout_s at most: a stop waits for the attempt running, and must
+ * end within KR_SERVE_STOP_MAX_MS. */
+#define KR_SMTP_TIMEOUT_S_MAX 50u
+/* An addr-spec in MAIL FROM or RCPT TO (RFC 5321's path limit). */
+#define KR_SMTP_ADDRESS_MAX 254u
+/* The relay's URL (smtp.url). */
+#define KR_SMTP_URL_MAX 512u
+/* The relay's password file (smtp.password_file): one line. */
+#define KR_SMTP_PASSWORD_MAX 256u
 
 /* ---- Verification ---- */
 

@@ -506,6 +506,16 @@ static kr_err outbox_sent(const struct va *a)
     return v_put(a, VIEW_OUTBOX, &k, row, sizeof row);
 }
 
+/* A failed delivery: a permanent one leaves the pending list as a refusal
+ * does; a temporary one changes nothing here (the worker reads the retry
+ * schedule from the message's stream). */
+static kr_err outbox_failed(const struct va *a)
+{
+    if (a->p->v[KR_FLD_PERMANENT].b)
+        return outbox_sent(a);
+    return KR_OK;
+}
+
 kr_err va_notices(const struct va *a)
 {
     switch (a->ev) {
@@ -528,6 +538,8 @@ kr_err va_notices(const struct va *a)
     case KR_EV_OUTBOX_SENT:
     case KR_EV_OUTBOX_REFUSED: /* handled too: it leaves the pending list, unsent */
         return outbox_sent(a);
+    case KR_EV_OUTBOX_FAILED:
+        return outbox_failed(a);
     default:
         return KR_EINVAL; /* an event of this area that this module does not know */
     }

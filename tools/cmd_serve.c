@@ -21,6 +21,7 @@
 #include "daily.h"
 #include "domain.h"
 #include "http.h"
+#include "keys.h"
 #include "mailer.h"
 #include "metrics.h"
 #include "notices.h"
@@ -61,8 +62,9 @@ static const char serve_usage[] =
     "tls+tcp:// operator endpoint require client certificates from that CA.\n"
     "--workers N: requests served at once on the client endpoint (default 64:\n"
     "writes wait on group commits, so more workers make larger commits). A\n"
-    "journal is made in DIR if it has none. E-mails are written to\n"
-    "DIR/outbox/*.eml. --demo makes a demo tenant and operator when the journal\n"
+    "journal is made in DIR if it has none. E-mails go to the SMTP relay of\n"
+    "smtp.url (the configuration), else are written to DIR/outbox/*.eml. --demo makes a demo "
+    "tenant and operator when the journal\n"
     "has no tenant yet and prints how to log in (credentials in DIR/demo.txt).\n"
     "--json prints one line of JSON once listening. --config FILE: settings\n"
     "(default DIR/kiroku.conf if it exists; `name = value` lines);\n"
@@ -513,6 +515,7 @@ struct serve_jobs {
     struct tools_ret tr;
     bool json;
     uint64_t incident_warn_ns; /* incidents.warn_before_h */
+    uint64_t outbox_keep_ns;   /* mail.outbox_keep_days */
 };
 
 static void job_retention(void *arg)
@@ -545,6 +548,12 @@ static void job_retention(void *arg)
                 erased, erased == 1 ? "" : "s", (unsigned long long)r->stripped,
                 r->stripped == 1 ? "" : "s");
     free(r);
+    size_t pruned = 0;
+    if ((err = mailer_prune_files(sj->d, sj->outbox_keep_ns, &pruned)))
+        fprintf(stderr, "kiroku: serve: retention: outbox files: %s\n", kr_strerror(err));
+    else if (pruned)
+        fprintf(stderr, "kiroku: serve: retention: %zu outbox file%s deleted\n", pruned,
+                pruned == 1 ? "" : "s");
 }
 
 static void job_backup(void *arg)
@@ -656,8 +665,10 @@ struct serve_args {
     const char *config_path; /* --config, or NULL: DIR/kiroku.conf if it exists */
     const char *http;        /* --http URL, or NULL: the setting http.listen */
     bool config_help;
-    struct kr_config *cfg;    /* loaded by serve_config */
-    struct compose_set *mail; /* loaded by serve_templates */
+    struct kr_config *cfg;                        /* loaded by serve_config */
+    struct compose_set *templates;                /* loaded by serve_templates */
+    struct mailer_options mail;                   /* from cfg: serve_mail */
+    char smtp_password[KR_SMTP_PASSWORD_MAX + 2]; /* wiped at the end */
 };
 
 /* A number option of serve in lo..hi, or a usage line saying so. */
@@ -818,19 +829,67 @@ static int serve_config(struct serve_args *a, const char *data)
  * CLI_CONTINUE or the exit code. */
 static int serve_templates(struct serve_args *a)
 {
+    char from[KR_SMTP_ADDRESS_MAX + 16];
+    snprintf(from, sizeof from, "kiroku <%s>", kr_config_str(a->cfg, "mail.from"));
     struct compose_opts o = {
         .templates_dir = kr_config_str(a->cfg, "mail.templates_dir"),
+        .from = from,
         .payment_url = kr_config_str(a->cfg, "mail.payment_url"),
         .login_url = kr_config_str(a->cfg, "service.login_url"),
         .support = kr_config_str(a->cfg, "service.support"),
     };
     char why[512];
-    kr_err err = compose_load(&o, &a->mail, why, sizeof why);
+    kr_err err = compose_load(&o, &a->templates, why, sizeof why);
     if (err) {
         fprintf(stderr, "kiroku: serve: mail templates: %s\n", why[0] ? why : kr_strerror(err));
         return CLI_FAIL;
     }
-    compose_install(a->mail);
+    compose_install(a->templates);
+    return CLI_CONTINUE;
+}
+
+/* The e-mail settings (smtp.*, mail.from) into a->mail, checked; the
+ * relay's password read from smtp.password_file (private). CLI_CONTINUE or
+ * the exit code. */
+static int serve_mail(struct serve_args *a)
+{
+    const struct kr_config *c = a->cfg;
+    struct mailer_options *m = &a->mail;
+    memset(m, 0, sizeof *m);
+    m->relay.url = kr_config_str(c, "smtp.url");
+    m->relay.user = kr_config_str(c, "smtp.user");
+    m->relay.from = kr_config_str(c, "mail.from");
+    m->relay.ca_file = kr_config_str(c, "smtp.ca_file");
+    m->relay.timeout_s = (unsigned)kr_config_u64(c, "smtp.timeout_s");
+    m->retry_min_s = kr_config_u64(c, "smtp.retry_min_s");
+    m->retry_max_s = kr_config_u64(c, "smtp.retry_max_s");
+    m->give_up_s = kr_config_u64(c, "smtp.give_up_h") * 3600;
+    a->so.mail = m;
+    const char *from = m->relay.from, *at = strchr(from, '@');
+    if (!at || at == from || !at[1] || strchr(at + 1, '@') || strpbrk(from, " <>\",;:()[]\\")) {
+        fprintf(stderr, "kiroku: serve: mail.from is one address (name@host)\n");
+        return CLI_USAGE;
+    }
+    if (!m->relay.url[0])
+        return CLI_CONTINUE; /* .eml files */
+    if (strncmp(m->relay.url, "smtp://", 7) && strncmp(m->relay.url, "smtps://", 8)) {
+        fprintf(stderr, "kiroku: serve: smtp.url is smtp://host:port or smtps://host:port\n");
+        return CLI_USAGE;
+    }
+    if (!smtp_starttls_parse(kr_config_str(c, "smtp.starttls"), &m->relay.starttls)) {
+        fprintf(stderr, "kiroku: serve: smtp.starttls is required, optional or off\n");
+        return CLI_USAGE;
+    }
+    const char *pw = kr_config_str(c, "smtp.password_file");
+    if (pw[0]) {
+        kr_err err = kr_file_read_small(pw, a->smtp_password, sizeof a->smtp_password, true);
+        if (err) {
+            fprintf(stderr, "kiroku: serve: smtp.password_file %s: %s\n", pw, kr_strerror(err));
+            return CLI_FAIL;
+        }
+        a->smtp_password[strcspn(a->smtp_password, "\r\n")] = '\0';
+        m->relay.password = a->smtp_password;
+    }
     return CLI_CONTINUE;
 }
 
@@ -1043,6 +1102,7 @@ static int serve_main(struct serve_args *a, const char *data)
     sj->json = a->co.json;
     sj->incident_warn_ns =
         kr_config_u64(a->cfg, "incidents.warn_before_h") * 3600ull * 1000000000ull;
+    sj->outbox_keep_ns = kr_config_u64(a->cfg, "mail.outbox_keep_days") * 86400ull * 1000000000ull;
     dom_set_retention(sj->d, &sj->tr.hooks, (uint32_t)a->log_days);
     rc = serve_run(a, data, clock, sj, &sigs);
     dom_close(sj->d); /* accepts NULL: serve_run closed it after stopping */
@@ -1063,10 +1123,12 @@ int cmd_serve(int argc, char **argv)
     const char *data = cli_data_dir(a.co.data);
     if ((rc = serve_config(&a, data)) != CLI_CONTINUE)
         return rc;
-    if ((rc = serve_http_check(&a)) == CLI_CONTINUE && (rc = serve_templates(&a)) == CLI_CONTINUE)
+    if ((rc = serve_http_check(&a)) == CLI_CONTINUE && (rc = serve_mail(&a)) == CLI_CONTINUE &&
+        (rc = serve_templates(&a)) == CLI_CONTINUE)
         rc = serve_main(&a, data);
     compose_install(NULL);
-    compose_free(a.mail);
+    compose_free(a.templates);
+    sodium_memzero(a.smtp_password, sizeof a.smtp_password);
     kr_config_free(a.cfg);
     return rc;
 }

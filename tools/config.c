@@ -59,6 +59,29 @@ static const struct cfg_setting settings[] = {
      "the login page, in the account and notice e-mails"},
     {"service.support", CFG_STR, 0, 512, NULL,
      "the support contact (an address or a page), at the end of every e-mail"},
+    /* smtp: e-mail delivery (api/mailer.h, api/smtp.h) */
+    {"smtp.url", CFG_STR, 0, KR_SMTP_URL_MAX, NULL,
+     "the SMTP relay, smtp://host:port or smtps://host:port; unset = e-mails are written as "
+     "DIR/outbox/*.eml files"},
+    {"smtp.starttls", CFG_STR, 0, 16, "required",
+     "STARTTLS on an smtp:// relay: required (never send in clear), optional (when offered), off"},
+    {"smtp.user", CFG_STR, 0, 256, NULL, "the relay's login (AUTH); unset = no login"},
+    {"smtp.password_file", CFG_STR, 0, 0, NULL,
+     "a file holding the relay's password (one line; mode 0600, kiroku's user's)"},
+    {"smtp.ca_file", CFG_STR, 0, 0, NULL,
+     "CA certificates (PEM) the relay's certificate is checked against; unset = the system's"},
+    {"smtp.timeout_s", CFG_U64, 1, KR_SMTP_TIMEOUT_S_MAX, "30",
+     "seconds one SMTP session (one attempt) may take"},
+    {"smtp.retry_min_s", CFG_U64, 1, 86400, "60",
+     "seconds before the second attempt of a failed e-mail; doubles with each failure"},
+    {"smtp.retry_max_s", CFG_U64, 1, 86400, "3600", "the longest wait between two attempts"},
+    {"smtp.give_up_h", CFG_U64, 1, 720, "72",
+     "hours after queuing when an undelivered e-mail fails permanently (outbox.failed)"},
+    {"mail.from", CFG_STR, 0, KR_SMTP_ADDRESS_MAX, "noreply@kiroku.invalid",
+     "the sender's address (an addr-spec), in MAIL FROM and From:"},
+    {"mail.outbox_keep_days", CFG_U64, 1, 3650, "7",
+     "days an e-mail file in DIR/outbox is kept (it holds the recipient and any auth code); "
+     "the daily retention job deletes older ones"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 

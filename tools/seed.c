@@ -886,7 +886,25 @@ static bool collect_sent(void *arg, const struct outbox_msg *m)
     return true;
 }
 
-/* The delivery worker hands over every queued e-mail. */
+/* A relay's temporary refusal of a message's first attempt, as the
+ * delivery worker records it (api/mailer.c). */
+static kr_err seed_failed(struct seeder *s, uint64_t tenant, const uint8_t message[16])
+{
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return KR_ENOMEM;
+    kr_payload_reset(p, KR_EV_OUTBOX_FAILED);
+    kr_set_bytes(p, KR_FLD_MESSAGE, message, 16);
+    kr_set_u64(p, KR_FLD_DELIVERY_ATTEMPT, 1);
+    kr_set_str(p, KR_FLD_REASON, "the relay replied 451");
+    kr_set_bool(p, KR_FLD_PERMANENT, false);
+    kr_err err = dom_append_plain(s->d, tenant, JRN_SYSTEM_ACTOR, p, NULL, NULL);
+    kr_payload_free(p);
+    return err;
+}
+
+/* The delivery worker hands over every queued e-mail; one in 16 is
+ * refused once first. */
 static kr_err deliver(struct seeder *s)
 {
     struct sent_list l = {0};
@@ -910,7 +928,9 @@ static kr_err deliver(struct seeder *s)
     }
     for (size_t i = 0; !err && i < l.n; i++) {
         atomic_fetch_add(&s->clk.now, SEED_STEP_NS);
-        if ((err = dom_outbox_sent(s->d, l.tenant[i], l.message[i])))
+        if (i % 16 == 0 && (err = seed_failed(s, l.tenant[i], l.message[i])))
+            fprintf(stderr, "kiroku: seed: outbox: %s\n", kr_strerror(err));
+        else if ((err = dom_outbox_sent(s->d, l.tenant[i], l.message[i])))
             fprintf(stderr, "kiroku: seed: outbox: %s\n", kr_strerror(err));
     }
     free(l.tenant);

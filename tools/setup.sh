@@ -15,6 +15,8 @@ packages=(
   python3                      # tests (a JSON reader for `kiroku call` output)
   libmicrohttpd-dev            # the operators' HTTP endpoint (metrics, health)
   prometheus                   # tests (promtool checks the /metrics page)
+  libcurl4-openssl-dev         # e-mail delivery over SMTP (api/smtp.c)
+  python3-aiosmtpd             # tests (an SMTP relay on loopback)
 )
 if [ "${KIROKU_FUZZ:-0}" = 1 ]; then
   packages+=(clang-14 libclang-rt-14-dev)
