@@ -118,8 +118,9 @@
 #define KR_CMD_EVENTS_MAX 16
 /* An event payload without personal data that kiroku writes by itself
  * (access.denied, session.touched, outbox.sent, tenant.erased): a few ids
- * and an op name. */
-#define KR_PLAIN_EVENT_MAX 256u
+ * and an op name; the largest is alert.raised, with 32 seqs of evidence and
+ * a summary line of up to 255 bytes (under 700 bytes). */
+#define KR_PLAIN_EVENT_MAX 1024u
 /* Times a command is decided again after another command changed what it read. */
 #define KR_CMD_RETRIES 8
 /* Items in one page of a list op when the caller gives no limit. */
@@ -400,5 +401,18 @@
  * what cuts a page of large records short, under KR_API_REPLY_MAX. */
 #define KR_EXPORT_OP_RECORDS_MAX 1000u
 #define KR_EXPORT_OP_BYTES_MAX   ((size_t)4 * 1024 * 1024)
+
+/* Security alerts (projections/alerts.h). Subjects (rule, tenant, account)
+ * watched at once: 1024 slots of about 1 KiB each, a megabyte; a flood of
+ * more subjects than that within one window evicts the quietest. */
+#define KR_ALERT_SLOTS 1024u
+/* Records one alert names as evidence, and so the most a rule may count
+ * (an alert's evidence field holds 32 seqs). */
+#define KR_ALERT_EVIDENCE_MAX 32u
+/* The longest window a rule may have: a day. */
+#define KR_ALERT_WINDOW_MAX_S 86400u
+/* Records one scan call reads before it stores its cursor and returns, so a
+ * large backlog is worked through in steps serve can stop between. */
+#define KR_ALERT_SCAN_BATCH 10000u
 
 #endif

@@ -1,0 +1,451 @@
+/*
+ * alerts.c: the alert scanner (alerts.h).
+ *
+ * Design notes. Each rule consumes records of one or two event types and
+ * keeps, per subject, a ring of the records still within its window, in seq
+ * order. A "count" rule's subject is (tenant, account) and every record is an
+ * entry; a "distinct" rule's subject is (tenant) and an entry per account,
+ * moved to the end when the account appears again. When the ring holds the
+ * rule's count the rule fires, unless the subject's last alert (v.alert_last,
+ * or the slot's own memory) is within the window; the ring is then emptied,
+ * so a continuing pattern fires again only after another window.
+ */
+#include "alerts.h"
+
+#include "path.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NS_PER_S 1000000000ull
+
+struct alr_entry {
+    uint64_t time, seq;
+    uint8_t who[16];
+};
+
+struct alr_slot {
+    bool used;
+    struct alr_subject s;
+    uint64_t last_seen;   /* time of the newest entry */
+    uint64_t last_raised; /* time of this subject's last alert (0 = none known) */
+    uint32_t n;
+    struct alr_entry e[KR_ALERT_EVIDENCE_MAX];
+};
+
+struct alr_scanner {
+    struct kr_domain *d;
+    struct alr_options o;
+    uint64_t next; /* next seq to read */
+    char cursor_path[KR_PATH_MAX];
+    struct kr_payload *p;
+    struct alr_slot slot[KR_ALERT_SLOTS];
+};
+
+/* Which rules an event feeds, and how. */
+enum alr_mode { ALR_COUNT, ALR_DISTINCT };
+static const struct {
+    int ev;
+    int rule;
+    enum alr_mode mode;
+} alr_feeds[] = {
+    {KR_EV_ACCOUNT_LOGIN_FAILED, KR_ALERT_RULE_LOGIN_FAILURES, ALR_COUNT},
+    {KR_EV_ACCOUNT_LOGIN_FAILED, KR_ALERT_RULE_LOGIN_SPRAY, ALR_DISTINCT},
+    {KR_EV_LOGIN_UNKNOWN, KR_ALERT_RULE_LOGIN_SPRAY, ALR_DISTINCT},
+    {KR_EV_ACCOUNT_LOCKED, KR_ALERT_RULE_LOCKOUT, ALR_COUNT},
+    {KR_EV_SESSION_OPENED, KR_ALERT_RULE_SESSION_BURST, ALR_COUNT},
+    {KR_EV_ACCOUNT_PERMISSIONS_GRANTED, KR_ALERT_RULE_GRANT_MANY, ALR_DISTINCT},
+    {KR_EV_ACCOUNT_PERMISSIONS_GRANTED, KR_ALERT_RULE_GRANT_REPEATED, ALR_COUNT},
+    {KR_EV_ACCESS_DENIED, KR_ALERT_RULE_ACCESS_DENIED, ALR_COUNT},
+};
+#define NFEEDS (sizeof alr_feeds / sizeof alr_feeds[0])
+
+void alr_defaults(struct alr_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->rule[KR_ALERT_RULE_LOGIN_FAILURES] = (struct alr_rule_limit){10, 600};
+    o->rule[KR_ALERT_RULE_LOGIN_SPRAY] = (struct alr_rule_limit){10, 600};
+    o->rule[KR_ALERT_RULE_LOCKOUT] = (struct alr_rule_limit){1, 3600};
+    o->rule[KR_ALERT_RULE_SESSION_BURST] = (struct alr_rule_limit){20, 3600};
+    o->rule[KR_ALERT_RULE_GRANT_MANY] = (struct alr_rule_limit){10, 600};
+    o->rule[KR_ALERT_RULE_GRANT_REPEATED] = (struct alr_rule_limit){5, 600};
+    o->rule[KR_ALERT_RULE_ACCESS_DENIED] = (struct alr_rule_limit){10, 600};
+}
+
+void alr_subject_key(const struct alr_subject *s, struct vkey *k)
+{
+    vk_init(k);
+    vk_u16(k, s->rule);
+    vk_u64(k, s->tenant);
+    vk_bytes(k, s->account, 16);
+}
+
+uint64_t alr_next_seq(const struct alr_scanner *s)
+{
+    return s->next;
+}
+
+/* ---- Where to start ---- */
+
+static uint64_t longest_window_ns(const struct alr_options *o)
+{
+    uint64_t w = 0;
+    for (int i = 0; i < KR_ALERT_RULE__COUNT; i++)
+        if (o->rule[i].count && o->rule[i].window_s > w)
+            w = o->rule[i].window_s;
+    return w * NS_PER_S;
+}
+
+/* The first seq whose record time is >= t (jrn_size + 1 if none). */
+static kr_err first_at(struct journal *j, uint64_t t, uint64_t *out)
+{
+    uint64_t lo = 1, hi = jrn_size(j) + 1; /* answer in [lo, hi] */
+    struct jrn_recbuf b = {0};
+    kr_err err = KR_OK;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if ((err = jrn_read(j, mid, &b)))
+            break;
+        if (b.rec.time_ns >= t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    jrn_recbuf_fini(&b);
+    *out = lo;
+    return err;
+}
+
+static kr_err cursor_read(struct alr_scanner *s, bool *found, uint64_t *seq)
+{
+    *found = false;
+    char buf[32];
+    kr_err err = kr_file_read_small(s->cursor_path, buf, sizeof buf, false);
+    if (err == KR_ENOTFOUND)
+        return KR_OK;
+    if (err)
+        return err;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (errno || end == buf || (*end != '\n' && *end != '\0') || buf[0] == '-') {
+        fprintf(stderr, "kiroku: %s: not a seq\n", s->cursor_path);
+        return KR_ECORRUPT;
+    }
+    *found = true;
+    *seq = v;
+    return KR_OK;
+}
+
+static kr_err cursor_write(struct alr_scanner *s)
+{
+    if (s->o.no_cursor)
+        return KR_OK;
+    char tmp[KR_PATH_MAX + 8], buf[32];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", s->cursor_path);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return KR_ETOOLARGE;
+    n = snprintf(buf, sizeof buf, "%" PRIu64 "\n", s->next - 1);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return kr_err_from_errno(errno);
+    kr_err err = KR_OK;
+    if (write(fd, buf, (size_t)n) != n || fsync(fd) != 0)
+        err = kr_err_from_errno(errno ? errno : EIO);
+    if (close(fd) != 0 && !err)
+        err = kr_err_from_errno(errno);
+    if (!err && rename(tmp, s->cursor_path) != 0)
+        err = kr_err_from_errno(errno);
+    if (err)
+        (void)unlink(tmp);
+    return err;
+}
+
+static kr_err start_seq(struct alr_scanner *s)
+{
+    struct journal *j = s->d->j;
+    if (s->o.from_seq) {
+        s->next = s->o.from_seq;
+        return KR_OK;
+    }
+    uint64_t w = longest_window_ns(&s->o), from_time;
+    bool found = false;
+    uint64_t cur = 0;
+    kr_err err = s->o.no_cursor ? KR_OK : cursor_read(s, &found, &cur);
+    if (err)
+        return err;
+    if (found && cur >= 1 && cur <= jrn_size(j)) {
+        struct jrn_recbuf b = {0};
+        err = jrn_read(j, cur, &b);
+        from_time = b.rec.time_ns;
+        jrn_recbuf_fini(&b);
+        if (err)
+            return err;
+    } else if (found && cur == 0) {
+        s->next = 1;
+        return KR_OK;
+    } else {
+        from_time = kr_clock_now(s->d->clock);
+    }
+    return first_at(j, from_time > w ? from_time - w : 0, &s->next);
+}
+
+kr_err alr_new(struct kr_domain *d, const struct alr_options *o, struct alr_scanner **out)
+{
+    *out = NULL;
+    for (int i = 0; i < KR_ALERT_RULE__COUNT; i++)
+        if (o->rule[i].count > KR_ALERT_EVIDENCE_MAX ||
+            (o->rule[i].count &&
+             (o->rule[i].window_s == 0 || o->rule[i].window_s > KR_ALERT_WINDOW_MAX_S)))
+            return KR_EINVAL;
+    struct alr_scanner *s = calloc(1, sizeof *s);
+    if (!s)
+        return KR_ENOMEM;
+    s->d = d;
+    s->o = *o;
+    kr_err err = kr_path_join(s->cursor_path, sizeof s->cursor_path, d->dir, "alerts.cursor");
+    if (!err && !(s->p = kr_payload_new()))
+        err = KR_ENOMEM;
+    if (!err)
+        err = start_seq(s);
+    if (err) {
+        alr_free(s);
+        return err;
+    }
+    *out = s;
+    return KR_OK;
+}
+
+void alr_free(struct alr_scanner *s)
+{
+    if (!s)
+        return;
+    kr_payload_free(s->p);
+    free(s);
+}
+
+/* ---- Windows ---- */
+
+static uint64_t subject_hash(const struct alr_subject *s)
+{
+    uint64_t h = 1469598103934665603ull ^ s->rule;
+    h = (h ^ s->tenant) * 1099511628211ull;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ s->account[i]) * 1099511628211ull;
+    return h;
+}
+
+#define ALR_PROBE 8u
+
+/* The slot of subject sub, taking one (a free or expired one, else the one
+ * seen longest ago among ALR_PROBE candidates) when it has none. */
+static struct alr_slot *slot_for(struct alr_scanner *s, const struct alr_subject *sub, uint64_t now,
+                                 uint64_t window)
+{
+    uint64_t h = subject_hash(sub);
+    struct alr_slot *victim = NULL;
+    for (unsigned i = 0; i < ALR_PROBE; i++) {
+        struct alr_slot *sl = &s->slot[(h + i) % KR_ALERT_SLOTS];
+        if (sl->used && sl->s.rule == sub->rule && sl->s.tenant == sub->tenant &&
+            memcmp(sl->s.account, sub->account, 16) == 0)
+            return sl;
+        if (!sl->used || sl->last_seen + window < now) {
+            if (!victim || victim->used)
+                victim = sl;
+        } else if (!victim || (victim->used && sl->last_seen < victim->last_seen)) {
+            victim = sl;
+        }
+    }
+    memset(victim, 0, sizeof *victim);
+    victim->used = true;
+    victim->s = *sub;
+    return victim;
+}
+
+static void drop_old(struct alr_slot *sl, uint64_t now, uint64_t window)
+{
+    uint32_t k = 0;
+    while (k < sl->n && sl->e[k].time + window < now)
+        k++;
+    if (k) {
+        memmove(sl->e, sl->e + k, (sl->n - k) * sizeof sl->e[0]);
+        sl->n -= k;
+    }
+}
+
+static void add_entry(struct alr_slot *sl, enum alr_mode mode, const struct alr_entry *e,
+                      uint32_t cap)
+{
+    if (mode == ALR_DISTINCT)
+        for (uint32_t i = 0; i < sl->n; i++)
+            if (memcmp(sl->e[i].who, e->who, 16) == 0) {
+                memmove(sl->e + i, sl->e + i + 1, (sl->n - i - 1) * sizeof sl->e[0]);
+                sl->n--;
+                break;
+            }
+    if (sl->n == cap) {
+        memmove(sl->e, sl->e + 1, (sl->n - 1) * sizeof sl->e[0]);
+        sl->n--;
+    }
+    sl->e[sl->n++] = *e;
+}
+
+/* The time of the subject's last alert from v.alert_last (0 if none). */
+static kr_err last_raised(struct alr_scanner *s, const struct alr_subject *sub, uint64_t *t)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(jrn_env(s->d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    struct vkey k;
+    alr_subject_key(sub, &k);
+    MDB_val v;
+    kr_err err = v_get(&s->d->views, txn, VIEW_ALERT_LAST, &k, &v);
+    *t = 0;
+    if (err == KR_OK) {
+        if (v.mv_size == 8)
+            *t = v_get_u64(v.mv_data);
+        else
+            err = views_corrupt(VIEW_ALERT_LAST, k.b, k.n, "the row is not a time", NULL);
+    } else if (err == KR_ENOTFOUND) {
+        err = KR_OK;
+    }
+    mdb_txn_abort(txn);
+    return err;
+}
+
+static kr_err raise_alert(struct alr_scanner *s, struct alr_slot *sl, uint64_t window_s)
+{
+    struct kr_payload *p = s->p;
+    uint8_t id[16], ev[KR_ALERT_EVIDENCE_MAX * 8];
+    kr_rng_fill(s->d->rng, id, sizeof id);
+    for (uint32_t i = 0; i < sl->n; i++)
+        v_put_u64(ev + 8 * i, sl->e[i].seq);
+    /* the evidence in seq order: a distinct rule's ring is ordered by each
+     * account's latest record, which is seq order too */
+    char sum[KR_FLD_ALERT_SUMMARY_MAX + 1];
+    static const uint8_t none[16];
+    bool has_acct = memcmp(sl->s.account, none, 16) != 0;
+    const char *rule = kr_enums[KR_ENUM_ALERT_RULE].values[sl->s.rule];
+    if (has_acct) {
+        char hex[33];
+        for (int i = 0; i < 16; i++)
+            snprintf(hex + 2 * i, 3, "%02x", sl->s.account[i]);
+        snprintf(sum, sizeof sum,
+                 "%s: %" PRIu32 " records within %" PRIu64 " s, tenant %" PRIu64 ", account %s",
+                 rule, sl->n, window_s, sl->s.tenant, hex);
+    } else {
+        snprintf(sum, sizeof sum, "%s: %" PRIu32 " accounts within %" PRIu64 " s, tenant %" PRIu64,
+                 rule, sl->n, window_s, sl->s.tenant);
+    }
+    kr_payload_reset(p, KR_EV_ALERT_RAISED);
+    kr_set_bytes(p, KR_FLD_ALERT, id, 16);
+    kr_set_u64(p, KR_FLD_ALERT_RULE, sl->s.rule);
+    if (sl->s.tenant)
+        kr_set_u64(p, KR_FLD_TENANT, sl->s.tenant);
+    if (has_acct)
+        kr_set_bytes(p, KR_FLD_ACCOUNT, sl->s.account, 16);
+    kr_set_bytes(p, KR_FLD_EVIDENCE, ev, 8u * sl->n);
+    kr_set_u64(p, KR_FLD_SEEN, sl->e[sl->n - 1].time);
+    kr_set_str(p, KR_FLD_ALERT_SUMMARY, sum);
+    uint64_t zero = 0, t = 0;
+    return dom_append_plain(s->d, 0, "system", p, &zero, &t);
+}
+
+/* Feeds one entry to one rule's subject; raises when it fires. */
+static kr_err feed(struct alr_scanner *s, int rule, enum alr_mode mode, uint64_t tenant,
+                   const uint8_t account[16], const struct alr_entry *e, uint64_t *raised)
+{
+    const struct alr_rule_limit *lim = &s->o.rule[rule];
+    if (lim->count == 0)
+        return KR_OK;
+    uint64_t window = lim->window_s * NS_PER_S;
+    struct alr_subject sub = {.rule = (uint16_t)rule, .tenant = tenant};
+    if (mode == ALR_COUNT)
+        memcpy(sub.account, account, 16);
+    struct alr_slot *sl = slot_for(s, &sub, e->time, window);
+    drop_old(sl, e->time, window);
+    add_entry(sl, mode, e, lim->count);
+    sl->last_seen = e->time;
+    if (sl->n < lim->count)
+        return KR_OK;
+    if (sl->last_raised && sl->last_raised + window > e->time)
+        return KR_OK;
+    uint64_t last = 0;
+    kr_err err = last_raised(s, &sub, &last);
+    if (err)
+        return err;
+    if (last && last + window > e->time) {
+        sl->last_raised = last;
+        return KR_OK;
+    }
+    if ((err = raise_alert(s, sl, lim->window_s)))
+        return err;
+    sl->last_raised = e->time;
+    sl->n = 0;
+    (*raised)++;
+    return KR_OK;
+}
+
+/* The rules a record feeds. */
+static kr_err scan_record(struct alr_scanner *s, const struct jrn_record *r, uint64_t *raised)
+{
+    int ev = kr_event_lookup(r->type, r->type_len);
+    bool wanted = false;
+    for (size_t i = 0; i < NFEEDS; i++)
+        wanted |= alr_feeds[i].ev == ev;
+    if (!wanted || r->payload_stripped || r->tenant == 0)
+        return KR_OK;
+    struct kr_diag d = {{0}, {0}};
+    kr_err err = kr_event_decode(ev, r, NULL, s->p, &d);
+    if (err) {
+        fprintf(stderr, "kiroku: alerts: record %" PRIu64 " skipped: %s: %s\n", r->seq, d.field,
+                d.why);
+        return KR_OK;
+    }
+    const struct kr_value *who =
+        &s->p->v[ev == KR_EV_LOGIN_UNKNOWN ? KR_FLD_ATTEMPT : KR_FLD_ACCOUNT];
+    if (!who->set || who->n != 16)
+        return KR_OK;
+    if (ev == KR_EV_ACCOUNT_LOCKED && s->p->v[KR_FLD_LOCK_REASON].u != KR_LOCK_REASON_FAILURES)
+        return KR_OK;
+    struct alr_entry e = {.time = r->time_ns, .seq = r->seq};
+    memcpy(e.who, who->p, 16);
+    for (size_t i = 0; i < NFEEDS && !err; i++)
+        if (alr_feeds[i].ev == ev)
+            err = feed(s, alr_feeds[i].rule, alr_feeds[i].mode, r->tenant, e.who, &e, raised);
+    return err;
+}
+
+kr_err alr_scan(struct alr_scanner *s, uint64_t *raised, bool *more)
+{
+    uint64_t n = 0, read = 0;
+    if (more)
+        *more = false;
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = s->next};
+    struct jrn_cursor *c;
+    kr_err err = jrn_cursor_new(s->d->j, &q, &c);
+    if (err)
+        return err;
+    struct jrn_record r;
+    while (read < KR_ALERT_SCAN_BATCH && !(err = jrn_cursor_next(c, &r))) {
+        if ((err = scan_record(s, &r, &n)))
+            break;
+        s->next = r.seq + 1;
+        read++;
+    }
+    jrn_cursor_free(c);
+    if (err == KR_ENOTFOUND)
+        err = KR_OK;
+    else if (!err && more)
+        *more = true;
+    if (raised)
+        *raised = n;
+    kr_err werr = read ? cursor_write(s) : KR_OK;
+    return err ? err : werr;
+}
