@@ -17,9 +17,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NS_PER_S 1000000000ull
@@ -448,4 +450,115 @@ kr_err alr_scan(struct alr_scanner *s, uint64_t *raised, bool *more)
         *raised = n;
     kr_err werr = read ? cursor_write(s) : KR_OK;
     return err ? err : werr;
+}
+
+/* ---- serve's thread ---- */
+
+struct alr_runner {
+    struct alr_scanner *s;
+    unsigned interval_ms;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    bool stop;
+    uint64_t rounds;
+};
+
+static void runner_round(struct alr_runner *r)
+{
+    bool more = true;
+    uint64_t n = 0;
+    while (more) {
+        kr_err err = alr_scan(r->s, &n, &more);
+        if (err) {
+            fprintf(stderr, "kiroku: alerts: scanning from seq %" PRIu64 ": %s\n",
+                    alr_next_seq(r->s), kr_strerror(err));
+            return;
+        }
+        pthread_mutex_lock(&r->mu);
+        bool stop = r->stop;
+        pthread_mutex_unlock(&r->mu);
+        if (stop)
+            return;
+    }
+}
+
+static void *runner_main(void *arg)
+{
+    struct alr_runner *r = arg;
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop) {
+        pthread_mutex_unlock(&r->mu);
+        runner_round(r);
+        pthread_mutex_lock(&r->mu);
+        r->rounds++;
+        pthread_cond_broadcast(&r->cv);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += (time_t)(r->interval_ms / 1000u);
+        until.tv_nsec += (long)(r->interval_ms % 1000u) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!r->stop && pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+kr_err alr_start(struct kr_domain *d, const struct alr_options *o, unsigned interval_ms,
+                 struct alr_runner **out)
+{
+    *out = NULL;
+    if (interval_ms == 0)
+        return KR_EINVAL;
+    struct alr_runner *r = calloc(1, sizeof *r);
+    if (!r)
+        return KR_ENOMEM;
+    kr_err err = alr_new(d, o, &r->s);
+    if (err) {
+        free(r);
+        return err;
+    }
+    r->interval_ms = interval_ms;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&r->mu, NULL);
+    if (pthread_create(&r->th, NULL, runner_main, r) != 0) {
+        pthread_cond_destroy(&r->cv);
+        pthread_mutex_destroy(&r->mu);
+        alr_free(r->s);
+        free(r);
+        return KR_EIO;
+    }
+    *out = r;
+    return KR_OK;
+}
+
+void alr_stop(struct alr_runner *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->stop = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->th, NULL);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    alr_free(r->s);
+    free(r);
+}
+
+uint64_t alr_rounds(struct alr_runner *r)
+{
+    pthread_mutex_lock(&r->mu);
+    uint64_t n = r->rounds;
+    pthread_mutex_unlock(&r->mu);
+    return n;
 }

@@ -87,4 +87,18 @@ KR_MUST_CHECK kr_err alr_scan(struct alr_scanner *s, uint64_t *raised, bool *mor
 uint64_t alr_next_seq(const struct alr_scanner *s);
 void alr_free(struct alr_scanner *s); /* accepts NULL */
 
+/* serve's scanner thread: scans (alr_scan until nothing is left) every
+ * interval_ms of real time, logging errors on stderr and trying again at the
+ * next round. */
+struct alr_runner;
+/* Makes a scanner (alr_new's errors) and starts its thread (KR_EIO if it
+ * cannot). */
+KR_MUST_CHECK kr_err alr_start(struct kr_domain *d, const struct alr_options *o,
+                               unsigned interval_ms, struct alr_runner **out);
+/* Stops the thread after the scan it runs (at most KR_ALERT_SCAN_BATCH
+ * records), frees it. Accepts NULL. */
+void alr_stop(struct alr_runner *r);
+/* Rounds the thread has finished (for tests that wait for one). */
+uint64_t alr_rounds(struct alr_runner *r);
+
 #endif

@@ -33,6 +33,39 @@ struct cfg_setting {
 /* Every setting, grouped by area. */
 static const struct cfg_setting settings[] = {
     {"service.name", CFG_STR, 0, 128, "kiroku", "the service's name, in e-mails and reports"},
+    /* security alerts (projections/alerts.h): a rule fires when count records
+     * fall within window_s seconds; count 0 turns a rule off */
+    {"alerts.scan_interval_s", CFG_U64, 1, 3600, "5",
+     "seconds between two scans of the journal for alerts"},
+    {"alerts.login_failures.count", CFG_U64, 0, 32, "10",
+     "alert after this many failed logins on one account (0 = off)"},
+    {"alerts.login_failures.window_s", CFG_U64, 1, 86400, "600",
+     "the window of alerts.login_failures.count, in seconds"},
+    {"alerts.login_spray.count", CFG_U64, 0, 32, "10",
+     "alert after this many accounts of one tenant with failed logins (an unknown address counts "
+     "as one) (0 = off)"},
+    {"alerts.login_spray.window_s", CFG_U64, 1, 86400, "600",
+     "the window of alerts.login_spray.count, in seconds"},
+    {"alerts.lockout.count", CFG_U64, 0, 32, "1",
+     "alert after this many locks of one account for failed logins (0 = off)"},
+    {"alerts.lockout.window_s", CFG_U64, 1, 86400, "3600",
+     "the window of alerts.lockout.count, in seconds"},
+    {"alerts.session_burst.count", CFG_U64, 0, 32, "20",
+     "alert after this many sessions opened for one account (0 = off)"},
+    {"alerts.session_burst.window_s", CFG_U64, 1, 86400, "3600",
+     "the window of alerts.session_burst.count, in seconds"},
+    {"alerts.grant_many.count", CFG_U64, 0, 32, "10",
+     "alert after this many users of one tenant granted permissions (0 = off)"},
+    {"alerts.grant_many.window_s", CFG_U64, 1, 86400, "600",
+     "the window of alerts.grant_many.count, in seconds"},
+    {"alerts.grant_repeated.count", CFG_U64, 0, 32, "5",
+     "alert after this many permission grants to one user (0 = off)"},
+    {"alerts.grant_repeated.window_s", CFG_U64, 1, 86400, "600",
+     "the window of alerts.grant_repeated.count, in seconds"},
+    {"alerts.access_denied.count", CFG_U64, 0, 32, "10",
+     "alert after this many refused ops of one account (0 = off)"},
+    {"alerts.access_denied.window_s", CFG_U64, 1, 86400, "600",
+     "the window of alerts.access_denied.count, in seconds"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 

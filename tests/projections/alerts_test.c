@@ -467,6 +467,57 @@ static void test_rebuild_equal(void **state)
     mdb_txn_abort(txn);
 }
 
+struct wait_alerts {
+    struct kr_domain *d;
+    size_t want;
+};
+
+/* Whether v.alerts holds w->want rows. */
+static bool alerts_at_least(void *arg)
+{
+    struct wait_alerts *w = arg;
+    MDB_txn *txn;
+    MDB_stat st;
+    if (mdb_txn_begin(jrn_env(w->d->j), NULL, MDB_RDONLY, &txn))
+        return false;
+    int rc = mdb_stat(txn, w->d->views.db[VIEW_ALERTS], &st);
+    mdb_txn_abort(txn);
+    return rc == 0 && st.ms_entries >= w->want;
+}
+
+struct wait_rounds {
+    struct alr_runner *r;
+    uint64_t want;
+};
+
+static bool rounds_done(void *arg)
+{
+    struct wait_rounds *w = arg;
+    return alr_rounds(w->r) >= w->want;
+}
+
+/* serve's thread: raises what appears while it runs, and resumes from its
+ * cursor after a restart without raising anything twice. */
+static void test_runner(void **state)
+{
+    struct fx *f = *state;
+    struct alr_runner *r;
+    assert_int_equal(alr_start(f->t->d, &f->o, 10, &r), KR_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(login(f, "owner@a.example", "wrong horse"), KR_EAUTH);
+    struct wait_alerts w = {f->t->d, 1};
+    assert_true(kr_test_wait_for(alerts_at_least, &w, KR_TEST_WAIT_MS, "the first alert"));
+    alr_stop(r);
+    uint64_t size = last_seq(f);
+    td_reopen(f->t);
+    assert_int_equal(alr_start(f->t->d, &f->o, 10, &r), KR_OK);
+    struct wait_rounds wr = {r, alr_rounds(r) + 2}; /* two whole rounds after the start */
+    assert_true(kr_test_wait_for(rounds_done, &wr, KR_TEST_WAIT_MS, "two rounds"));
+    alr_stop(r);
+    assert_int_equal(last_seq(f), size);
+    assert_int_equal(alr_start(f->t->d, &f->o, 0, &r), KR_EINVAL);
+}
+
 /* The normal traffic of `kiroku seed` raises nothing with the default rules:
  * seeding runs the scanner itself, and the one alert it raises is the
  * lockout it stages (five wrong passwords on one account), acknowledged; a
@@ -543,6 +594,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ack_report_and_access, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_equal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runner, setup, teardown),
         cmocka_unit_test(test_seed_traffic_is_quiet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
