@@ -409,6 +409,10 @@
 /* Records one alert names as evidence, and so the most a rule may count
  * (an alert's evidence field holds 32 seqs). */
 #define KR_ALERT_EVIDENCE_MAX 32u
+/* The most records the bulk export rule may count before it fires (it sums
+ * the newest KR_ALERT_EVIDENCE_MAX pages of an export, each at most
+ * KR_PAGE_MAX records, so a higher count could never be reached). */
+#define KR_ALERT_RECORDS_MAX 32000u
 /* The longest window a rule may have: a day. */
 #define KR_ALERT_WINDOW_MAX_S 86400u
 /* Records one scan call reads before it stores its cursor and returns, so a

@@ -26,8 +26,12 @@
 
 #define NS_PER_S 1000000000ull
 
+_Static_assert(KR_ALERT_RECORDS_MAX == KR_ALERT_EVIDENCE_MAX * KR_PAGE_MAX,
+               "the bulk export rule sums at most the evidence's pages of a page's records");
+
 struct alr_entry {
     uint64_t time, seq;
+    uint64_t weight; /* records, for a sum rule */
     uint8_t who[16];
 };
 
@@ -50,7 +54,7 @@ struct alr_scanner {
 };
 
 /* Which rules an event feeds, and how. */
-enum alr_mode { ALR_COUNT, ALR_DISTINCT };
+enum alr_mode { ALR_COUNT, ALR_DISTINCT, ALR_SUM };
 static const struct {
     int ev;
     int rule;
@@ -64,6 +68,7 @@ static const struct {
     {KR_EV_ACCOUNT_PERMISSIONS_GRANTED, KR_ALERT_RULE_GRANT_MANY, ALR_DISTINCT},
     {KR_EV_ACCOUNT_PERMISSIONS_GRANTED, KR_ALERT_RULE_GRANT_REPEATED, ALR_COUNT},
     {KR_EV_ACCESS_DENIED, KR_ALERT_RULE_ACCESS_DENIED, ALR_COUNT},
+    {KR_EV_UTILITY_EXPORTED, KR_ALERT_RULE_BULK_EXPORT, ALR_SUM},
 };
 #define NFEEDS (sizeof alr_feeds / sizeof alr_feeds[0])
 
@@ -77,6 +82,14 @@ void alr_defaults(struct alr_options *o)
     o->rule[KR_ALERT_RULE_GRANT_MANY] = (struct alr_rule_limit){10, 600};
     o->rule[KR_ALERT_RULE_GRANT_REPEATED] = (struct alr_rule_limit){5, 600};
     o->rule[KR_ALERT_RULE_ACCESS_DENIED] = (struct alr_rule_limit){10, 600};
+    o->rule[KR_ALERT_RULE_BULK_EXPORT] = (struct alr_rule_limit){5000, 3600};
+}
+
+/* The most a rule's count may be: records for bulk_export, else records or
+ * accounts, each named in the evidence. */
+static uint32_t count_max(int rule)
+{
+    return rule == KR_ALERT_RULE_BULK_EXPORT ? KR_ALERT_RECORDS_MAX : KR_ALERT_EVIDENCE_MAX;
 }
 
 void alr_subject_key(const struct alr_subject *s, struct vkey *k)
@@ -201,7 +214,7 @@ kr_err alr_new(struct kr_domain *d, const struct alr_options *o, struct alr_scan
 {
     *out = NULL;
     for (int i = 0; i < KR_ALERT_RULE__COUNT; i++)
-        if (o->rule[i].count > KR_ALERT_EVIDENCE_MAX ||
+        if (o->rule[i].count > count_max(i) ||
             (o->rule[i].count &&
              (o->rule[i].window_s == 0 || o->rule[i].window_s > KR_ALERT_WINDOW_MAX_S)))
             return KR_EINVAL;
@@ -334,13 +347,21 @@ static kr_err raise_alert(struct alr_scanner *s, struct alr_slot *sl, uint64_t w
     static const uint8_t none[16];
     bool has_acct = memcmp(sl->s.account, none, 16) != 0;
     const char *rule = kr_enums[KR_ENUM_ALERT_RULE].values[sl->s.rule];
+    uint64_t amount = sl->n;
+    const char *what = has_acct ? "records" : "accounts";
+    if (sl->s.rule == KR_ALERT_RULE_BULK_EXPORT) {
+        amount = 0;
+        for (uint32_t i = 0; i < sl->n; i++)
+            amount += sl->e[i].weight;
+        what = "records exported";
+    }
     if (has_acct) {
         char hex[33];
         for (int i = 0; i < 16; i++)
             snprintf(hex + 2 * i, 3, "%02x", sl->s.account[i]);
         snprintf(sum, sizeof sum,
-                 "%s: %" PRIu32 " records within %" PRIu64 " s, tenant %" PRIu64 ", account %s",
-                 rule, sl->n, window_s, sl->s.tenant, hex);
+                 "%s: %" PRIu64 " %s within %" PRIu64 " s, tenant %" PRIu64 ", account %s", rule,
+                 amount, what, window_s, sl->s.tenant, hex);
     } else {
         snprintf(sum, sizeof sum, "%s: %" PRIu32 " accounts within %" PRIu64 " s, tenant %" PRIu64,
                  rule, sl->n, window_s, sl->s.tenant);
@@ -368,13 +389,19 @@ static kr_err feed(struct alr_scanner *s, int rule, enum alr_mode mode, uint64_t
         return KR_OK;
     uint64_t window = lim->window_s * NS_PER_S;
     struct alr_subject sub = {.rule = (uint16_t)rule, .tenant = tenant};
-    if (mode == ALR_COUNT)
+    if (mode != ALR_DISTINCT)
         memcpy(sub.account, account, 16);
     struct alr_slot *sl = slot_for(s, &sub, e->time, window);
     drop_old(sl, e->time, window);
-    add_entry(sl, mode, e, lim->count);
+    add_entry(sl, mode, e, mode == ALR_SUM ? KR_ALERT_EVIDENCE_MAX : lim->count);
     sl->last_seen = e->time;
-    if (sl->n < lim->count)
+    uint64_t amount = sl->n;
+    if (mode == ALR_SUM) {
+        amount = 0;
+        for (uint32_t i = 0; i < sl->n; i++)
+            amount += sl->e[i].weight;
+    }
+    if (amount < lim->count)
         return KR_OK;
     if (sl->last_raised && sl->last_raised + window > e->time)
         return KR_OK;
@@ -417,6 +444,8 @@ static kr_err scan_record(struct alr_scanner *s, const struct jrn_record *r, uin
     if (ev == KR_EV_ACCOUNT_LOCKED && s->p->v[KR_FLD_LOCK_REASON].u != KR_LOCK_REASON_FAILURES)
         return KR_OK;
     struct alr_entry e = {.time = r->time_ns, .seq = r->seq};
+    if (ev == KR_EV_UTILITY_EXPORTED)
+        e.weight = s->p->v[KR_FLD_RECORDS].u;
     memcpy(e.who, who->p, 16);
     for (size_t i = 0; i < NFEEDS && !err; i++)
         if (alr_feeds[i].ev == ev)

@@ -12,6 +12,9 @@
  *   grant_many      account.permissions_granted to many users   (distinct accounts)
  *   grant_repeated  account.permissions_granted to one user     (count)
  *   access_denied   access.denied for one account                (count)
+ *   bulk_export     records one account exported with utility.export
+ *                   (utility.exported; the sum of their records, over
+ *                   the newest KR_ALERT_EVIDENCE_MAX pages)
  *
  * A rule fires when `count` matching records fall within `window_s` seconds
  * of record time (the record's own time, so a scan is a function of the

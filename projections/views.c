@@ -89,6 +89,7 @@ static va_fn area_by_prefix(int ev)
         {"backup.", va_audit_only},
         {"audit.", va_audit_only},
         {"alert.", va_alerts},
+        {"utility.", va_audit_only},
     };
     for (size_t i = 0; i < sizeof areas / sizeof areas[0]; i++)
         if (strncmp(n, areas[i].prefix, strlen(areas[i].prefix)) == 0)

@@ -64,6 +64,10 @@ static const struct cfg_setting settings[] = {
      "the window of alerts.grant_repeated.count, in seconds"},
     {"alerts.access_denied.count", CFG_U64, 0, 32, "10",
      "alert after this many refused ops of one account (0 = off)"},
+    {"alerts.bulk_export.count", CFG_U64, 0, 32000, "5000",
+     "alert after one account exported this many records with utility.export (0 = off)"},
+    {"alerts.bulk_export.window_s", CFG_U64, 1, 86400, "3600",
+     "the window of alerts.bulk_export.count, in seconds"},
     {"alerts.access_denied.window_s", CFG_U64, 1, 86400, "600",
      "the window of alerts.access_denied.count, in seconds"},
 };

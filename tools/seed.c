@@ -1117,6 +1117,11 @@ static kr_err seed_tenants(struct seeder *s, struct seed_notices *sn)
         struct seed_tenant *t = &s->tenants[ti];
         if ((err = tenant_notices(s, ti, t, sn)) || (err = contacts(s, ti, t)))
             return err;
+        /* The first tenant's master takes a page of its contacts with the
+         * export utility (utility.exported). */
+        if (ti == 0 && ((err = wait_all(s, "contacts")) || (A(s), false) ||
+                        (err = must(s, &t->master, KR_OP_UTILITY_EXPORT, 0))))
+            return err;
         progress(s, "contacts", ti, true);
     }
     if ((err = deliver(s)))

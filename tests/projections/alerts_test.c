@@ -322,6 +322,44 @@ static void test_access_denied(void **state)
     assert_int_equal(count_rule(list(f, 0, false), KR_ALERT_RULE_ACCESS_DENIED, NULL, NULL), 1);
 }
 
+static void test_bulk_export(void **state)
+{
+    struct fx *f = *state;
+    f->o.rule[KR_ALERT_RULE_BULK_EXPORT] = (struct alr_rule_limit){4, 600};
+    for (int i = 0; i < 2; i++) {
+        kr_set_str(td_args(f->t), KR_FLD_NAME, "山田 花子");
+        assert_int_equal(td_exec(f->t, &f->ma, KR_OP_CONTACTS_REGISTER), KR_OK);
+    }
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_UTILITY_EXPORT), KR_OK);
+    assert_int_equal(td_get(f->t, "contacts")->via.array.size, 2);
+    uint64_t first = last_seq(f);
+    struct jrn_recbuf b = {0};
+    assert_int_equal(jrn_read(f->t->d->j, first, &b), KR_OK);
+    assert_int_equal(kr_event_lookup(b.rec.type, b.rec.type_len), KR_EV_UTILITY_EXPORTED);
+    jrn_recbuf_fini(&b);
+    assert_int_equal(scan_all(f), 0); /* two records */
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_UTILITY_EXPORT), KR_OK);
+    assert_int_equal(scan_all(f), 1); /* four */
+    const msgpack_object *l = list(f, 0, false);
+    uint64_t ev[KR_ALERT_EVIDENCE_MAX];
+    uint32_t nev = 0;
+    assert_int_equal(count_rule(l, KR_ALERT_RULE_BULK_EXPORT, ev, &nev), 1);
+    assert_int_equal(nev, 2);
+    assert_int_equal(ev[0], first);
+    assert_int_equal(ev[1], last_seq(f) - 1); /* the alert itself is the last record */
+    const msgpack_object *sum = td_map_get(&l->via.array.ptr[0], "alert_summary");
+    char text[300];
+    snprintf(text, sizeof text, "%.*s", (int)sum->via.str.size, sum->via.str.ptr);
+    if (!strstr(text, "bulk_export: 4 records exported within 600 s"))
+        fail_msg("summary: %s", text);
+    /* a limit past what the evidence can hold is refused */
+    struct alr_scanner *s;
+    f->o.rule[KR_ALERT_RULE_BULK_EXPORT].count = KR_ALERT_RECORDS_MAX + 1;
+    assert_int_equal(alr_new(f->t->d, &f->o, &s), KR_EINVAL);
+}
+
 static void test_rule_off(void **state)
 {
     struct fx *f = *state;
@@ -590,6 +628,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_access_denied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rule_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_report_and_access, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
