@@ -413,8 +413,16 @@
  * the newest KR_ALERT_EVIDENCE_MAX pages of an export, each at most
  * KR_PAGE_MAX records, so a higher count could never be reached). */
 #define KR_ALERT_RECORDS_MAX 32000u
-/* The longest window a rule may have: a day. */
-#define KR_ALERT_WINDOW_MAX_S 86400u
+/* The longest window a rule may have: a week (backup_missed's age; the
+ * rules over records keep at most KR_ALERT_EVIDENCE_MAX records each, however
+ * long their window). */
+#define KR_ALERT_WINDOW_MAX_S 604800u
+/* Incident notifications one scan looks at for incident_due and
+ * incident_overdue: the soonest deadlines first. */
+#define KR_ALERT_DUE_MAX 1000u
+/* Records of the backups stream read back to find the last completed backup
+ * (a longer run of failures is a missed backup anyway). */
+#define KR_ALERT_BACKUP_LOOKBACK 64u
 /* Records one scan call reads before it stores its cursor and returns, so a
  * large backlog is worked through in steps serve can stop between. */
 #define KR_ALERT_SCAN_BATCH 10000u

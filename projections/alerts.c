@@ -46,6 +46,7 @@ struct alr_slot {
 
 struct alr_scanner {
     struct kr_domain *d;
+    uint64_t started; /* the domain clock when it was made */
     struct alr_options o;
     uint64_t next; /* next seq to read */
     char cursor_path[KR_PATH_MAX];
@@ -83,12 +84,24 @@ void alr_defaults(struct alr_options *o)
     o->rule[KR_ALERT_RULE_GRANT_REPEATED] = (struct alr_rule_limit){5, 600};
     o->rule[KR_ALERT_RULE_ACCESS_DENIED] = (struct alr_rule_limit){10, 600};
     o->rule[KR_ALERT_RULE_BULK_EXPORT] = (struct alr_rule_limit){5000, 3600};
+    o->rule[KR_ALERT_RULE_INCIDENT_DUE] = (struct alr_rule_limit){1, 86400};
+    o->rule[KR_ALERT_RULE_INCIDENT_OVERDUE] = (struct alr_rule_limit){1, 3600};
+    o->rule[KR_ALERT_RULE_BACKUP_MISSED] = (struct alr_rule_limit){0, 93600};
+}
+
+/* Rules over the state of the views at the time of a scan, not over records. */
+static bool rule_timed(int rule)
+{
+    return rule == KR_ALERT_RULE_INCIDENT_DUE || rule == KR_ALERT_RULE_INCIDENT_OVERDUE ||
+           rule == KR_ALERT_RULE_BACKUP_MISSED;
 }
 
 /* The most a rule's count may be: records for bulk_export, else records or
  * accounts, each named in the evidence. */
 static uint32_t count_max(int rule)
 {
+    if (rule_timed(rule))
+        return 1;
     return rule == KR_ALERT_RULE_BULK_EXPORT ? KR_ALERT_RECORDS_MAX : KR_ALERT_EVIDENCE_MAX;
 }
 
@@ -111,7 +124,7 @@ static uint64_t longest_window_ns(const struct alr_options *o)
 {
     uint64_t w = 0;
     for (int i = 0; i < KR_ALERT_RULE__COUNT; i++)
-        if (o->rule[i].count && o->rule[i].window_s > w)
+        if (!rule_timed(i) && o->rule[i].count && o->rule[i].window_s > w)
             w = o->rule[i].window_s;
     return w * NS_PER_S;
 }
@@ -223,6 +236,7 @@ kr_err alr_new(struct kr_domain *d, const struct alr_options *o, struct alr_scan
         return KR_ENOMEM;
     s->d = d;
     s->o = *o;
+    s->started = kr_clock_now(d->clock);
     kr_err err = kr_path_join(s->cursor_path, sizeof s->cursor_path, d->dir, "alerts.cursor");
     if (!err && !(s->p = kr_payload_new()))
         err = KR_ENOMEM;
@@ -334,15 +348,45 @@ static kr_err last_raised(struct alr_scanner *s, const struct alr_subject *sub, 
     return err;
 }
 
-static kr_err raise_alert(struct alr_scanner *s, struct alr_slot *sl, uint64_t window_s)
+/* Appends alert.raised for subject sub with evidence (n seqs, increasing),
+ * seen and summary. */
+static kr_err append_alert(struct alr_scanner *s, const struct alr_subject *sub,
+                           const uint64_t *seqs, uint32_t n, uint64_t seen, const char *summary)
 {
     struct kr_payload *p = s->p;
     uint8_t id[16], ev[KR_ALERT_EVIDENCE_MAX * 8];
+    static const uint8_t none[16];
+    KR_ASSERT(n >= 1 && n <= KR_ALERT_EVIDENCE_MAX);
     kr_rng_fill(s->d->rng, id, sizeof id);
-    for (uint32_t i = 0; i < sl->n; i++)
-        v_put_u64(ev + 8 * i, sl->e[i].seq);
+    for (uint32_t i = 0; i < n; i++)
+        v_put_u64(ev + 8 * i, seqs[i]);
+    kr_payload_reset(p, KR_EV_ALERT_RAISED);
+    kr_set_bytes(p, KR_FLD_ALERT, id, 16);
+    kr_set_u64(p, KR_FLD_ALERT_RULE, sub->rule);
+    if (sub->tenant)
+        kr_set_u64(p, KR_FLD_TENANT, sub->tenant);
+    if (memcmp(sub->account, none, 16) != 0)
+        kr_set_bytes(p, KR_FLD_ACCOUNT, sub->account, 16);
+    kr_set_bytes(p, KR_FLD_EVIDENCE, ev, 8u * n);
+    kr_set_u64(p, KR_FLD_SEEN, seen);
+    kr_set_str(p, KR_FLD_ALERT_SUMMARY, summary);
+    uint64_t zero = 0, t = 0;
+    return dom_append_plain(s->d, 0, "system", p, &zero, &t);
+}
+
+static void hex16(char out[33], const uint8_t id[16])
+{
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+static kr_err raise_alert(struct alr_scanner *s, struct alr_slot *sl, uint64_t window_s)
+{
     /* the evidence in seq order: a distinct rule's ring is ordered by each
      * account's latest record, which is seq order too */
+    uint64_t seqs[KR_ALERT_EVIDENCE_MAX];
+    for (uint32_t i = 0; i < sl->n; i++)
+        seqs[i] = sl->e[i].seq;
     char sum[KR_FLD_ALERT_SUMMARY_MAX + 1];
     static const uint8_t none[16];
     bool has_acct = memcmp(sl->s.account, none, 16) != 0;
@@ -357,27 +401,15 @@ static kr_err raise_alert(struct alr_scanner *s, struct alr_slot *sl, uint64_t w
     }
     if (has_acct) {
         char hex[33];
-        for (int i = 0; i < 16; i++)
-            snprintf(hex + 2 * i, 3, "%02x", sl->s.account[i]);
+        hex16(hex, sl->s.account);
         snprintf(sum, sizeof sum,
                  "%s: %" PRIu64 " %s within %" PRIu64 " s, tenant %" PRIu64 ", account %s", rule,
                  amount, what, window_s, sl->s.tenant, hex);
     } else {
-        snprintf(sum, sizeof sum, "%s: %" PRIu32 " accounts within %" PRIu64 " s, tenant %" PRIu64,
-                 rule, sl->n, window_s, sl->s.tenant);
+        snprintf(sum, sizeof sum, "%s: %" PRIu64 " %s within %" PRIu64 " s, tenant %" PRIu64, rule,
+                 amount, what, window_s, sl->s.tenant);
     }
-    kr_payload_reset(p, KR_EV_ALERT_RAISED);
-    kr_set_bytes(p, KR_FLD_ALERT, id, 16);
-    kr_set_u64(p, KR_FLD_ALERT_RULE, sl->s.rule);
-    if (sl->s.tenant)
-        kr_set_u64(p, KR_FLD_TENANT, sl->s.tenant);
-    if (has_acct)
-        kr_set_bytes(p, KR_FLD_ACCOUNT, sl->s.account, 16);
-    kr_set_bytes(p, KR_FLD_EVIDENCE, ev, 8u * sl->n);
-    kr_set_u64(p, KR_FLD_SEEN, sl->e[sl->n - 1].time);
-    kr_set_str(p, KR_FLD_ALERT_SUMMARY, sum);
-    uint64_t zero = 0, t = 0;
-    return dom_append_plain(s->d, 0, "system", p, &zero, &t);
+    return append_alert(s, &sl->s, seqs, sl->n, sl->e[sl->n - 1].time, sum);
 }
 
 /* Feeds one entry to one rule's subject; raises when it fires. */
@@ -453,6 +485,158 @@ static kr_err scan_record(struct alr_scanner *s, const struct jrn_record *r, uin
     return err;
 }
 
+/* ---- Rules over state: incident deadlines, backups ---- */
+
+/* The deadline notifications pending (v.incident_due), soonest first, up to
+ * KR_ALERT_DUE_MAX: each due within the incident_due rule's window, or past,
+ * raises its alert once per incident and tenant (subject: the tenant, the
+ * incident id as account). */
+struct due_item {
+    uint64_t deadline, tenant, opened_seq;
+    uint8_t incident[16];
+};
+
+static kr_err due_collect(struct alr_scanner *s, MDB_txn *txn, uint64_t horizon,
+                          struct due_item *items, uint32_t *n)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    *n = 0;
+    int rc = mdb_cursor_open(txn, s->d->views.db[VIEW_INCIDENT_DUE], &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    kr_err err = KR_OK;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS && *n < KR_ALERT_DUE_MAX;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 32) {
+            err = views_corrupt(VIEW_INCIDENT_DUE, k.mv_data, k.mv_size, "the key's length", NULL);
+            break;
+        }
+        struct due_item *it = &items[*n];
+        it->deadline = v_get_u64(k.mv_data);
+        if (it->deadline > horizon)
+            break;
+        memcpy(it->incident, (const uint8_t *)k.mv_data + 8, 16);
+        it->tenant = v_get_u64((const uint8_t *)k.mv_data + 24);
+        struct vkey ik;
+        vk_init(&ik);
+        vk_bytes(&ik, it->incident, 16);
+        MDB_val row;
+        if ((err = v_get(&s->d->views, txn, VIEW_INCIDENTS, &ik, &row)))
+            break;
+        if (row.mv_size < 16) {
+            err = views_corrupt(VIEW_INCIDENTS, it->incident, 16, "the row's length", NULL);
+            break;
+        }
+        it->opened_seq = v_get_u64((const uint8_t *)row.mv_data + 8);
+        (*n)++;
+    }
+    mdb_cursor_close(c);
+    if (!err && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        err = kr_err_from_mdb(rc);
+    return err;
+}
+
+static kr_err check_incidents(struct alr_scanner *s, uint64_t now, uint64_t *raised)
+{
+    const struct alr_rule_limit *due = &s->o.rule[KR_ALERT_RULE_INCIDENT_DUE];
+    const struct alr_rule_limit *over = &s->o.rule[KR_ALERT_RULE_INCIDENT_OVERDUE];
+    if (!due->count && !over->count)
+        return KR_OK;
+    uint64_t horizon = due->count ? now + due->window_s * NS_PER_S : now;
+    struct due_item *items = calloc(KR_ALERT_DUE_MAX, sizeof *items);
+    if (!items)
+        return KR_ENOMEM;
+    MDB_txn *txn;
+    uint32_t n = 0;
+    int rc = mdb_txn_begin(jrn_env(s->d->j), NULL, MDB_RDONLY, &txn);
+    kr_err err = rc ? kr_err_from_mdb(rc) : due_collect(s, txn, horizon, items, &n);
+    if (!rc)
+        mdb_txn_abort(txn);
+    for (uint32_t i = 0; i < n && !err; i++) {
+        bool passed = items[i].deadline <= now;
+        int rule = passed ? KR_ALERT_RULE_INCIDENT_OVERDUE : KR_ALERT_RULE_INCIDENT_DUE;
+        if (!s->o.rule[rule].count)
+            continue;
+        struct alr_subject sub = {.rule = (uint16_t)rule, .tenant = items[i].tenant};
+        memcpy(sub.account, items[i].incident, 16);
+        uint64_t last = 0;
+        if ((err = last_raised(s, &sub, &last)) || last)
+            continue; /* once per incident and tenant */
+        char hex[33], sum[KR_FLD_ALERT_SUMMARY_MAX + 1];
+        hex16(hex, items[i].incident);
+        uint64_t left = passed ? (now - items[i].deadline) : (items[i].deadline - now);
+        snprintf(sum, sizeof sum,
+                 "%s: incident %s, tenant %" PRIu64 " not notified, deadline %s %" PRIu64 " min",
+                 kr_enums[KR_ENUM_ALERT_RULE].values[rule], hex, items[i].tenant,
+                 passed ? "passed" : "in", (uint64_t)(left / (60 * NS_PER_S)));
+        if (!(err = append_alert(s, &sub, &items[i].opened_seq, 1, items[i].deadline, sum)))
+            (*raised)++;
+    }
+    free(items);
+    return err;
+}
+
+/* The newest backup.completed (its seq and time; 0 if none among the last
+ * KR_ALERT_BACKUP_LOOKBACK records of the backups stream) and the newest
+ * record of that stream (0 if none). */
+static kr_err last_backup(struct alr_scanner *s, uint64_t *seq, uint64_t *time, uint64_t *newest)
+{
+    const char *stream = kr_events[KR_EV_BACKUP_COMPLETED].stream_prefix;
+    uint64_t version = 0;
+    *seq = *time = *newest = 0;
+    kr_err err = jrn_stream_version(s->d->j, 0, stream, strlen(stream), &version);
+    if (err || version == 0)
+        return err;
+    struct jrn_query q = {
+        .kind = JRN_Q_STREAM,
+        .from = version > KR_ALERT_BACKUP_LOOKBACK ? version - KR_ALERT_BACKUP_LOOKBACK + 1 : 1,
+        .stream = stream,
+        .stream_len = strlen(stream)};
+    struct jrn_cursor *c;
+    if ((err = jrn_cursor_new(s->d->j, &q, &c)))
+        return err;
+    struct jrn_record r;
+    while (!(err = jrn_cursor_next(c, &r))) {
+        *newest = r.seq;
+        if (kr_event_lookup(r.type, r.type_len) == KR_EV_BACKUP_COMPLETED) {
+            *seq = r.seq;
+            *time = r.time_ns;
+        }
+    }
+    jrn_cursor_free(c);
+    return err == KR_ENOTFOUND ? KR_OK : err;
+}
+
+/* No backup completed within the rule's window (since the scanner started,
+ * when there is none): one alert per window while it lasts. */
+static kr_err check_backup(struct alr_scanner *s, uint64_t now, uint64_t *raised)
+{
+    const struct alr_rule_limit *lim = &s->o.rule[KR_ALERT_RULE_BACKUP_MISSED];
+    if (!lim->count)
+        return KR_OK;
+    uint64_t window = lim->window_s * NS_PER_S, seq, time, newest;
+    kr_err err = last_backup(s, &seq, &time, &newest);
+    if (err)
+        return err;
+    uint64_t since = seq ? time : s->started;
+    if (since + window > now)
+        return KR_OK;
+    struct alr_subject sub = {.rule = KR_ALERT_RULE_BACKUP_MISSED};
+    uint64_t last = 0;
+    if ((err = last_raised(s, &sub, &last)) || (last && last + window > now))
+        return err;
+    uint64_t ev = newest ? newest : s->next - 1; /* the last backup record, or the last read */
+    if (ev == 0)
+        return KR_OK;
+    char sum[KR_FLD_ALERT_SUMMARY_MAX + 1];
+    snprintf(sum, sizeof sum, "backup_missed: no backup completed for %" PRIu64 " h%s",
+             (uint64_t)((now - since) / (3600 * NS_PER_S)), seq ? "" : " (none recorded)");
+    if (!(err = append_alert(s, &sub, &ev, 1, now, sum)))
+        (*raised)++;
+    return err;
+}
+
 kr_err alr_scan(struct alr_scanner *s, uint64_t *raised, bool *more)
 {
     uint64_t n = 0, read = 0;
@@ -471,10 +655,14 @@ kr_err alr_scan(struct alr_scanner *s, uint64_t *raised, bool *more)
         read++;
     }
     jrn_cursor_free(c);
-    if (err == KR_ENOTFOUND)
-        err = KR_OK;
-    else if (!err && more)
+    if (err == KR_ENOTFOUND) {
+        /* read to the end: the rules over state look at the views now */
+        uint64_t now = kr_clock_now(s->d->clock);
+        if (!(err = check_incidents(s, now, &n)))
+            err = check_backup(s, now, &n);
+    } else if (!err && more) {
         *more = true;
+    }
     if (raised)
         *raised = n;
     kr_err werr = read ? cursor_write(s) : KR_OK;

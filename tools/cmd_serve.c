@@ -819,7 +819,7 @@ static void serve_print(const struct api_server *s, const char *data, bool json)
 }
 
 /* The alert rules' thresholds from the configuration (alerts.*). */
-static void serve_alert_options(const struct kr_config *cfg, struct alr_options *o,
+static void serve_alert_options(const struct kr_config *cfg, bool backups, struct alr_options *o,
                                 unsigned *interval_ms)
 {
     alr_defaults(o);
@@ -828,9 +828,13 @@ static void serve_alert_options(const struct kr_config *cfg, struct alr_options 
         const char *rule = kr_enums[KR_ENUM_ALERT_RULE].values[i];
         snprintf(name, sizeof name, "alerts.%s.count", rule);
         o->rule[i].count = (uint32_t)kr_config_u64(cfg, name);
+        if (i == KR_ALERT_RULE_INCIDENT_OVERDUE)
+            continue; /* once per incident and tenant: no window */
         snprintf(name, sizeof name, "alerts.%s.window_s", rule);
         o->rule[i].window_s = kr_config_u64(cfg, name);
     }
+    if (!backups)
+        o->rule[KR_ALERT_RULE_BACKUP_MISSED].count = 0;
     *interval_ms = (unsigned)kr_config_u64(cfg, "alerts.scan_interval_s") * 1000u;
 }
 
@@ -873,7 +877,7 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
     struct alr_options aopt;
     unsigned scan_ms;
     struct alr_runner *alerts = NULL;
-    serve_alert_options(a->cfg, &aopt, &scan_ms);
+    serve_alert_options(a->cfg, a->backups != NULL, &aopt, &scan_ms);
     if ((err = alr_start(d, &aopt, scan_ms, &alerts))) {
         fprintf(stderr, "kiroku: serve: the alert scanner: %s\n", kr_strerror(err));
         daily_stop(sched);

@@ -68,6 +68,17 @@ static const struct cfg_setting settings[] = {
      "alert after one account exported this many records with utility.export (0 = off)"},
     {"alerts.bulk_export.window_s", CFG_U64, 1, 86400, "3600",
      "the window of alerts.bulk_export.count, in seconds"},
+    {"alerts.incident_due.count", CFG_U64, 0, 1, "1",
+     "1: alert when an incident's notification of a tenant is still owed close to its 72-hour "
+     "deadline (0 = off)"},
+    {"alerts.incident_due.window_s", CFG_U64, 1, 604800, "86400",
+     "how close to the deadline, in seconds"},
+    {"alerts.incident_overdue.count", CFG_U64, 0, 1, "1",
+     "1: alert when an incident's notification of a tenant is past its deadline (0 = off)"},
+    {"alerts.backup_missed.count", CFG_U64, 0, 1, "1",
+     "1: alert when serve takes backups and none completed within the window (0 = off)"},
+    {"alerts.backup_missed.window_s", CFG_U64, 1, 604800, "93600",
+     "the longest time without a completed backup, in seconds"},
     {"alerts.access_denied.window_s", CFG_U64, 1, 86400, "600",
      "the window of alerts.access_denied.count, in seconds"},
 };

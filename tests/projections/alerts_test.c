@@ -19,6 +19,7 @@
 
 #include "alerts.h"
 #include "cmd.h"
+#include "retention.h"
 #include "test_domain.h"
 #include "test_util.h"
 
@@ -42,7 +43,7 @@ static int setup(void **state)
     f->op = td_operator();
     /* small thresholds, so a test makes each pattern with a few ops */
     alr_defaults(&f->o);
-    for (int i = 0; i < KR_ALERT_RULE__COUNT; i++)
+    for (int i = 0; i <= KR_ALERT_RULE_BULK_EXPORT; i++)
         f->o.rule[i] = (struct alr_rule_limit){3, 600};
     f->o.rule[KR_ALERT_RULE_LOCKOUT].count = 1;
     *state = f;
@@ -360,6 +361,101 @@ static void test_bulk_export(void **state)
     assert_int_equal(alr_new(f->t->d, &f->o, &s), KR_EINVAL);
 }
 
+/* An incident for tenant a detected `ago` before now; its id into id. */
+static void open_incident(struct fx *f, uint64_t ago, uint8_t id[16])
+{
+    struct kr_payload *p = td_args(f->t);
+    uint64_t ts[1] = {f->a};
+    kr_set_u64(p, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_OUTAGE);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_HIGH);
+    kr_set_str(p, KR_FLD_TITLE, "API outage");
+    kr_set_str(p, KR_FLD_SUMMARY, "The API did not answer for 20 minutes.");
+    kr_set_u64(p, KR_FLD_DETECTED, f->t->now - ago);
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    kr_set_tenants(p, KR_FLD_TENANTS, ts, 1);
+    kr_err err = td_exec(f->t, &f->op, KR_OP_INCIDENTS_OPEN);
+    if (err)
+        fail_msg("open: %s (%s: %s)", kr_strerror(err), f->t->diag.field, f->t->diag.why);
+    td_get_id(f->t, "incident", id);
+}
+
+/* An incident detected 71 hours ago is due (its deadline within the 24-hour
+ * warning), one detected 73 hours ago overdue: each raises its alert once,
+ * naming the incident.opened record; a notified one raises nothing. */
+static void test_incident_deadlines(void **state)
+{
+    struct fx *f = *state;
+    uint8_t due[16], over[16], done[16];
+    open_incident(f, 71 * 3600 * S, due);
+    uint64_t due_seq = last_seq(f);
+    open_incident(f, 73 * 3600 * S, over);
+    uint64_t over_seq = last_seq(f);
+    open_incident(f, 73 * 3600 * S, done);
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, done, 16);
+    kr_set_u64(p, KR_FLD_TENANT, f->a);
+    kr_set_u64(p, KR_FLD_CHANNEL, KR_CHANNEL_EMAIL);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_NOTIFY), KR_OK);
+    open_incident(f, 40 * 3600 * S, done); /* 32 hours left: not yet */
+
+    assert_int_equal(scan_all(f), 2);
+    assert_int_equal(scan_all(f), 0); /* once each */
+    const msgpack_object *l = list(f, 0, false);
+    uint64_t ev[KR_ALERT_EVIDENCE_MAX];
+    uint32_t nev = 0;
+    assert_int_equal(count_rule(l, KR_ALERT_RULE_INCIDENT_DUE, ev, &nev), 1);
+    assert_int_equal(nev, 1);
+    assert_int_equal(ev[0], due_seq);
+    assert_int_equal(count_rule(l, KR_ALERT_RULE_INCIDENT_OVERDUE, ev, &nev), 1);
+    assert_int_equal(ev[0], over_seq);
+    for (uint32_t i = 0; i < l->via.array.size; i++) {
+        const msgpack_object *it = &l->via.array.ptr[i];
+        const msgpack_object *acct = td_map_get(it, "account");
+        assert_int_equal(td_map_get(it, "tenant")->via.u64, f->a);
+        assert_true(memcmp(acct->via.bin.ptr,
+                           str_is(td_map_get(it, "alert_rule"), "incident_due") ? due : over,
+                           16) == 0);
+    }
+    /* the due one passes its deadline: now it is overdue too, once */
+    f->t->now += 2 * 3600 * S;
+    assert_int_equal(scan_all(f), 1);
+    assert_int_equal(scan_all(f), 0);
+    assert_int_equal(count_rule(list(f, 0, false), KR_ALERT_RULE_INCIDENT_OVERDUE, NULL, NULL), 2);
+}
+
+/* With the rule on, no completed backup within its window raises one alert
+ * per window; a completed backup quiets it. */
+static void test_backup_missed(void **state)
+{
+    struct fx *f = *state;
+    f->o.rule[KR_ALERT_RULE_BACKUP_MISSED] = (struct alr_rule_limit){1, 3600};
+    assert_int_equal(ret_backup_recorded(f->t->d, true, "2026-04-01", last_seq(f), 4096, NULL),
+                     KR_OK);
+    uint64_t ok_seq = last_seq(f);
+    assert_int_equal(scan_all(f), 0);
+    f->t->now += 3601 * S;
+    assert_int_equal(ret_backup_recorded(f->t->d, false, NULL, 0, 0, "the disk is full"), KR_OK);
+    uint64_t failed_seq = last_seq(f);
+    (void)ok_seq;
+    assert_int_equal(scan_all(f), 1);
+    assert_int_equal(scan_all(f), 0); /* once per window */
+    uint64_t ev[KR_ALERT_EVIDENCE_MAX];
+    uint32_t nev = 0;
+    const msgpack_object *l = list(f, 0, false);
+    assert_int_equal(count_rule(l, KR_ALERT_RULE_BACKUP_MISSED, ev, &nev), 1);
+    assert_int_equal(ev[0], failed_seq); /* the newest backup record */
+    assert_int_equal(td_map_get(&l->via.array.ptr[0], "tenant")->type, MSGPACK_OBJECT_NIL);
+    f->t->now += 3601 * S;
+    assert_int_equal(scan_all(f), 1); /* still missing, a window later */
+    assert_int_equal(ret_backup_recorded(f->t->d, true, "2026-04-02", last_seq(f), 4096, NULL),
+                     KR_OK);
+    f->t->now += 3601 * S / 2;
+    assert_int_equal(scan_all(f), 0);
+    /* off by default */
+    alr_defaults(&f->o);
+    assert_int_equal(f->o.rule[KR_ALERT_RULE_BACKUP_MISSED].count, 0);
+}
+
 static void test_rule_off(void **state)
 {
     struct fx *f = *state;
@@ -600,6 +696,10 @@ static void test_seed_traffic_is_quiet(void **state)
     struct alr_options ao;
     alr_defaults(&ao);
     ao.rule[KR_ALERT_RULE_LOCKOUT].count = 0;
+    /* this domain runs on the real clock, months after the seeded one: its
+     * incidents are long overdue now (seeding checked them on its clock) */
+    ao.rule[KR_ALERT_RULE_INCIDENT_DUE].count = 0;
+    ao.rule[KR_ALERT_RULE_INCIDENT_OVERDUE].count = 0;
     ao.from_seq = 1;
     ao.no_cursor = true;
     struct alr_scanner *s;
@@ -629,6 +729,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_access_denied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incident_deadlines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup_missed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rule_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_report_and_access, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
