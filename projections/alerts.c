@@ -46,7 +46,9 @@ struct alr_slot {
 
 struct alr_scanner {
     struct kr_domain *d;
-    uint64_t started; /* the domain clock when it was made */
+    uint64_t full_seen; /* the journal's refused-for-space count already alerted on */
+    uint64_t full_own;  /* of those since, the scanner's own alert appends */
+    uint64_t started;   /* the domain clock when it was made */
     struct alr_options o;
     uint64_t next; /* next seq to read */
     char cursor_path[KR_PATH_MAX];
@@ -87,19 +89,26 @@ void alr_defaults(struct alr_options *o)
     o->rule[KR_ALERT_RULE_INCIDENT_DUE] = (struct alr_rule_limit){1, 86400};
     o->rule[KR_ALERT_RULE_INCIDENT_OVERDUE] = (struct alr_rule_limit){1, 3600};
     o->rule[KR_ALERT_RULE_BACKUP_MISSED] = (struct alr_rule_limit){0, 93600};
+    o->rule[KR_ALERT_RULE_STORAGE_LOW] = (struct alr_rule_limit){90, 3600};
+    o->rule[KR_ALERT_RULE_WRITES_REFUSED] = (struct alr_rule_limit){1, 3600};
 }
 
 /* Rules over the state of the views at the time of a scan, not over records. */
 static bool rule_timed(int rule)
 {
     return rule == KR_ALERT_RULE_INCIDENT_DUE || rule == KR_ALERT_RULE_INCIDENT_OVERDUE ||
-           rule == KR_ALERT_RULE_BACKUP_MISSED;
+           rule == KR_ALERT_RULE_BACKUP_MISSED || rule == KR_ALERT_RULE_STORAGE_LOW ||
+           rule == KR_ALERT_RULE_WRITES_REFUSED;
 }
 
 /* The most a rule's count may be: records for bulk_export, else records or
  * accounts, each named in the evidence. */
 static uint32_t count_max(int rule)
 {
+    if (rule == KR_ALERT_RULE_STORAGE_LOW)
+        return 100; /* per cent of the map */
+    if (rule == KR_ALERT_RULE_WRITES_REFUSED)
+        return UINT32_MAX; /* appends refused */
     if (rule_timed(rule))
         return 1;
     return rule == KR_ALERT_RULE_BULK_EXPORT ? KR_ALERT_RECORDS_MAX : KR_ALERT_EVIDENCE_MAX;
@@ -237,6 +246,9 @@ kr_err alr_new(struct kr_domain *d, const struct alr_options *o, struct alr_scan
     s->d = d;
     s->o = *o;
     s->started = kr_clock_now(d->clock);
+    struct jrn_stats st;
+    jrn_get_stats(d->j, &st);
+    s->full_seen = st.full;
     kr_err err = kr_path_join(s->cursor_path, sizeof s->cursor_path, d->dir, "alerts.cursor");
     if (!err && !(s->p = kr_payload_new()))
         err = KR_ENOMEM;
@@ -637,6 +649,74 @@ static kr_err check_backup(struct alr_scanner *s, uint64_t now, uint64_t *raised
     return err;
 }
 
+/* The journal's LMDB map over the rule's per cent: one alert per window
+ * while it lasts. */
+static kr_err check_storage(struct alr_scanner *s, uint64_t now, uint64_t *raised)
+{
+    const struct alr_rule_limit *lim = &s->o.rule[KR_ALERT_RULE_STORAGE_LOW];
+    if (!lim->count || s->next <= 1)
+        return KR_OK;
+    MDB_envinfo info;
+    MDB_stat st;
+    MDB_env *env = jrn_env(s->d->j);
+    int rc = mdb_env_info(env, &info);
+    if (!rc)
+        rc = mdb_env_stat(env, &st);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize, map = info.me_mapsize;
+    if (map == 0 || used * 100 < map * lim->count)
+        return KR_OK;
+    uint64_t window = lim->window_s * NS_PER_S, last = 0;
+    struct alr_subject sub = {.rule = KR_ALERT_RULE_STORAGE_LOW};
+    kr_err err = last_raised(s, &sub, &last);
+    if (err || (last && last + window > now))
+        return err;
+    char sum[KR_FLD_ALERT_SUMMARY_MAX + 1];
+    snprintf(sum, sizeof sum,
+             "storage_low: the journal's map is %" PRIu64 "%% used (%" PRIu64 " of %" PRIu64
+             " MiB)",
+             used * 100 / map, used >> 20, map >> 20);
+    uint64_t ev = s->next - 1;
+    if (!(err = append_alert(s, &sub, &ev, 1, now, sum)))
+        (*raised)++;
+    return err;
+}
+
+/* Appends the journal refused for space since the last alert about them:
+ * raised once writes succeed again (the alert's own append is the first
+ * write that must), counted until then. */
+static kr_err check_refused(struct alr_scanner *s, uint64_t now, uint64_t *raised)
+{
+    const struct alr_rule_limit *lim = &s->o.rule[KR_ALERT_RULE_WRITES_REFUSED];
+    struct jrn_stats st;
+    jrn_get_stats(s->d->j, &st);
+    if (!lim->count) {
+        s->full_seen = st.full;
+        return KR_OK;
+    }
+    uint64_t refused = st.full - s->full_seen - s->full_own;
+    if (refused < lim->count || s->next <= 1)
+        return KR_OK;
+    char sum[KR_FLD_ALERT_SUMMARY_MAX + 1];
+    snprintf(sum, sizeof sum,
+             "writes_refused: %" PRIu64 " appends refused for lack of space; writes succeed again",
+             refused);
+    struct alr_subject sub = {.rule = KR_ALERT_RULE_WRITES_REFUSED};
+    uint64_t ev = s->next - 1;
+    kr_err err = append_alert(s, &sub, &ev, 1, now, sum);
+    if (err == KR_EFULL) {
+        s->full_own++; /* still full: counted on, raised at a later scan */
+        return KR_OK;
+    }
+    if (!err) {
+        s->full_seen = st.full;
+        s->full_own = 0;
+        (*raised)++;
+    }
+    return err;
+}
+
 kr_err alr_scan(struct alr_scanner *s, uint64_t *raised, bool *more)
 {
     uint64_t n = 0, read = 0;
@@ -658,8 +738,9 @@ kr_err alr_scan(struct alr_scanner *s, uint64_t *raised, bool *more)
     if (err == KR_ENOTFOUND) {
         /* read to the end: the rules over state look at the views now */
         uint64_t now = kr_clock_now(s->d->clock);
-        if (!(err = check_incidents(s, now, &n)))
-            err = check_backup(s, now, &n);
+        if (!(err = check_refused(s, now, &n)) && !(err = check_incidents(s, now, &n)) &&
+            !(err = check_backup(s, now, &n)))
+            err = check_storage(s, now, &n);
     } else if (!err && more) {
         *more = true;
     }

@@ -16,7 +16,18 @@
  *                   (utility.exported; the sum of their records, over
  *                   the newest KR_ALERT_EVIDENCE_MAX pages)
  *
- * A rule fires when `count` matching records fall within `window_s` seconds
+ * and, after each scan that read to the end, rules over state:
+ *
+ *   incident_due      an incident notification still owed within window_s
+ *                     of its deadline (v.incident_due); once per incident and tenant
+ *   incident_overdue  the same past its deadline; once per incident and tenant
+ *   backup_missed     no backup.completed within window_s (off by default:
+ *                     serve turns it on with its daily backups)
+ *   storage_low       the journal's LMDB map `count` per cent used; once per window
+ *   writes_refused    `count` appends refused for space (jrn_stats.full),
+ *                     raised once an append succeeds again (its own)
+ *
+ * A rule over records fires when `count` matching records fall within `window_s` seconds
  * of record time (the record's own time, so a scan is a function of the
  * journal); it appends alert.raised (platform record, stream alert/{alert})
  * with the tenant, the account when the rule has one, the seqs that made it

@@ -828,8 +828,8 @@ static void serve_alert_options(const struct kr_config *cfg, bool backups, struc
         const char *rule = kr_enums[KR_ENUM_ALERT_RULE].values[i];
         snprintf(name, sizeof name, "alerts.%s.count", rule);
         o->rule[i].count = (uint32_t)kr_config_u64(cfg, name);
-        if (i == KR_ALERT_RULE_INCIDENT_OVERDUE)
-            continue; /* once per incident and tenant: no window */
+        if (i == KR_ALERT_RULE_INCIDENT_OVERDUE || i == KR_ALERT_RULE_WRITES_REFUSED)
+            continue; /* once per incident and tenant, once per full spell: no window */
         snprintf(name, sizeof name, "alerts.%s.window_s", rule);
         o->rule[i].window_s = kr_config_u64(cfg, name);
     }

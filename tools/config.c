@@ -79,6 +79,12 @@ static const struct cfg_setting settings[] = {
      "1: alert when serve takes backups and none completed within the window (0 = off)"},
     {"alerts.backup_missed.window_s", CFG_U64, 1, 604800, "93600",
      "the longest time without a completed backup, in seconds"},
+    {"alerts.storage_low.count", CFG_U64, 0, 100, "90",
+     "alert when the journal's LMDB map is this many per cent used (0 = off)"},
+    {"alerts.storage_low.window_s", CFG_U64, 1, 86400, "3600",
+     "how often, in seconds, while it stays so"},
+    {"alerts.writes_refused.count", CFG_U64, 0, 1000000, "1",
+     "alert once writes succeed again after this many appends were refused for space (0 = off)"},
     {"alerts.access_denied.window_s", CFG_U64, 1, 86400, "600",
      "the window of alerts.access_denied.count, in seconds"},
 };

@@ -456,6 +456,122 @@ static void test_backup_missed(void **state)
     assert_int_equal(f->o.rule[KR_ALERT_RULE_BACKUP_MISSED].count, 0);
 }
 
+/* A journal of its own with a 4 MiB map: storage_low fires at a per cent
+ * of the map it has passed, once per window, and not at 100. */
+static void test_storage_low(void **state)
+{
+    (void)state;
+    char dir[512];
+    kr_test_tmpdir(dir, sizeof dir);
+    struct jrn_options jo = {.dir = dir, .map_size = 4ull << 20};
+    assert_int_equal(jrn_create(&jo, NULL), KR_OK);
+    struct kr_domain_options o = {.dir = dir, .map_size = 4ull << 20};
+    struct kr_domain *d;
+    assert_int_equal(dom_open(&o, &d), KR_OK);
+    MDB_envinfo info;
+    MDB_stat st;
+    assert_int_equal(mdb_env_info(jrn_env(d->j), &info), 0);
+    assert_int_equal(mdb_env_stat(jrn_env(d->j), &st), 0);
+    assert_int_equal(info.me_mapsize, 4ull << 20);
+    uint64_t pct = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize * 100 / info.me_mapsize;
+    assert_true(pct >= 1);
+    struct alr_options ao;
+    alr_defaults(&ao);
+    ao.from_seq = 1;
+    ao.no_cursor = true;
+    ao.rule[KR_ALERT_RULE_INCIDENT_DUE].count = 0;
+    ao.rule[KR_ALERT_RULE_INCIDENT_OVERDUE].count = 0;
+    ao.rule[KR_ALERT_RULE_STORAGE_LOW].count = 100;
+    uint64_t n = 9;
+    bool more;
+    struct alr_scanner *s;
+    assert_int_equal(alr_new(d, &ao, &s), KR_OK);
+    assert_int_equal(alr_scan(s, &n, &more), KR_OK);
+    assert_int_equal(n, 0);
+    alr_free(s);
+    ao.rule[KR_ALERT_RULE_STORAGE_LOW].count = (uint32_t)pct;
+    assert_int_equal(alr_new(d, &ao, &s), KR_OK);
+    assert_int_equal(alr_scan(s, &n, &more), KR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(alr_scan(s, &n, &more), KR_OK);
+    assert_int_equal(n, 0); /* once per window */
+    alr_free(s);
+    ao.rule[KR_ALERT_RULE_STORAGE_LOW].count = 101;
+    assert_int_equal(alr_new(d, &ao, &s), KR_EINVAL);
+    dom_close(d);
+    kr_test_rmrf(dir);
+}
+
+/* Appends refused for space are counted while the journal is full and
+ * raise one alert once writes succeed again. */
+static void test_writes_refused(void **state)
+{
+    (void)state;
+    char dir[512];
+    kr_test_tmpdir(dir, sizeof dir);
+    struct jrn_options jo = {.dir = dir, .map_size = 2ull << 20};
+    assert_int_equal(jrn_create(&jo, NULL), KR_OK);
+    struct kr_domain_options o = {.dir = dir, .map_size = 2ull << 20};
+    struct kr_domain *d;
+    assert_int_equal(dom_open(&o, &d), KR_OK);
+    struct alr_options ao;
+    alr_defaults(&ao);
+    ao.no_cursor = true;
+    ao.from_seq = 1;
+    ao.rule[KR_ALERT_RULE_STORAGE_LOW].count = 0;
+    struct alr_scanner *s;
+    assert_int_equal(alr_new(d, &ao, &s), KR_OK);
+    /* fill the map */
+    struct kr_payload *p = kr_payload_new();
+    assert_non_null(p);
+    char reason[256];
+    memset(reason, 'x', 255);
+    reason[255] = '\0';
+    kr_err err = KR_OK;
+    unsigned appended = 0;
+    while (appended < 100000) {
+        kr_payload_reset(p, KR_EV_BACKUP_FAILED);
+        kr_set_str(p, KR_FLD_REASON, reason);
+        if ((err = dom_append_plain(d, 0, "system", p, NULL, NULL)))
+            break;
+        appended++;
+    }
+    assert_int_equal(err, KR_EFULL);
+    for (int i = 0; i < 2; i++) {
+        kr_payload_reset(p, KR_EV_BACKUP_FAILED);
+        kr_set_str(p, KR_FLD_REASON, reason);
+        assert_int_equal(dom_append_plain(d, 0, "system", p, NULL, NULL), KR_EFULL);
+    }
+    uint64_t n = 9, size = jrn_size(d->j);
+    bool more = true;
+    while (more)
+        assert_int_equal(alr_scan(s, &n, &more), KR_OK);
+    assert_int_equal(n, 0); /* still full: nothing raised, nothing lost */
+    assert_int_equal(jrn_size(d->j), size);
+    /* room again: the map grows (the operator's remedy, here in-process) */
+    assert_int_equal(mdb_env_set_mapsize(jrn_env(d->j), 8ull << 20), 0);
+    assert_int_equal(alr_scan(s, &n, &more), KR_OK);
+    assert_int_equal(n, 1);
+    struct jrn_recbuf b = {0};
+    assert_int_equal(jrn_read(d->j, jrn_size(d->j), &b), KR_OK);
+    assert_int_equal(kr_event_lookup(b.rec.type, b.rec.type_len), KR_EV_ALERT_RAISED);
+    struct kr_diag dg;
+    assert_int_equal(kr_event_decode(KR_EV_ALERT_RAISED, &b.rec, NULL, p, &dg), KR_OK);
+    assert_int_equal(p->v[KR_FLD_ALERT_RULE].u, KR_ALERT_RULE_WRITES_REFUSED);
+    char sum[300];
+    snprintf(sum, sizeof sum, "%.*s", (int)p->v[KR_FLD_ALERT_SUMMARY].n,
+             (const char *)p->v[KR_FLD_ALERT_SUMMARY].p);
+    assert_string_equal(
+        sum, "writes_refused: 3 appends refused for lack of space; writes succeed again");
+    jrn_recbuf_fini(&b);
+    assert_int_equal(alr_scan(s, &n, &more), KR_OK);
+    assert_int_equal(n, 0); /* once */
+    alr_free(s);
+    kr_payload_free(p);
+    dom_close(d);
+    kr_test_rmrf(dir);
+}
+
 static void test_rule_off(void **state)
 {
     struct fx *f = *state;
@@ -731,6 +847,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bulk_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incident_deadlines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_missed, setup, teardown),
+        cmocka_unit_test(test_storage_low),
+        cmocka_unit_test(test_writes_refused),
         cmocka_unit_test_setup_teardown(test_rule_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_report_and_access, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
