@@ -42,6 +42,9 @@ struct alr_slot {
     uint64_t last_raised; /* time of this subject's last alert (0 = none known) */
     uint32_t n;
     struct alr_entry e[KR_ALERT_EVIDENCE_MAX];
+    /* request_rate: the current window and the usual records per window */
+    uint64_t bucket_start, bucket_n, usual16; /* usual16: the average times 16 */
+    uint32_t buckets;                         /* windows of history */
 };
 
 struct alr_scanner {
@@ -91,6 +94,8 @@ void alr_defaults(struct alr_options *o)
     o->rule[KR_ALERT_RULE_BACKUP_MISSED] = (struct alr_rule_limit){0, 93600};
     o->rule[KR_ALERT_RULE_STORAGE_LOW] = (struct alr_rule_limit){90, 3600};
     o->rule[KR_ALERT_RULE_WRITES_REFUSED] = (struct alr_rule_limit){1, 3600};
+    o->rule[KR_ALERT_RULE_REQUEST_RATE] = (struct alr_rule_limit){10, 300};
+    o->rate_min = 1000;
 }
 
 /* Rules over the state of the views at the time of a scan, not over records. */
@@ -107,6 +112,8 @@ static uint32_t count_max(int rule)
 {
     if (rule == KR_ALERT_RULE_STORAGE_LOW)
         return 100; /* per cent of the map */
+    if (rule == KR_ALERT_RULE_REQUEST_RATE)
+        return 1000; /* times the usual rate */
     if (rule == KR_ALERT_RULE_WRITES_REFUSED)
         return UINT32_MAX; /* appends refused */
     if (rule_timed(rule))
@@ -465,9 +472,67 @@ static kr_err feed(struct alr_scanner *s, int rule, enum alr_mode mode, uint64_t
     return KR_OK;
 }
 
+/* request_rate: counts a tenant's records per window against its usual. */
+static kr_err feed_rate(struct alr_scanner *s, const struct jrn_record *r, uint64_t *raised)
+{
+    const struct alr_rule_limit *lim = &s->o.rule[KR_ALERT_RULE_REQUEST_RATE];
+    if (!lim->count || r->tenant == 0)
+        return KR_OK;
+    uint64_t window = lim->window_s * NS_PER_S;
+    struct alr_subject sub = {.rule = KR_ALERT_RULE_REQUEST_RATE, .tenant = r->tenant};
+    /* a tenant's slot lives as long as its history matters */
+    struct alr_slot *sl = slot_for(s, &sub, r->time_ns, window * KR_ALERT_RATE_DECAY_MAX);
+    if (sl->bucket_start == 0)
+        sl->bucket_start = r->time_ns;
+    if (r->time_ns >= sl->bucket_start + window) {
+        uint64_t passed = (r->time_ns - sl->bucket_start) / window;
+        sl->usual16 = (sl->usual16 * 7 + sl->bucket_n * 16) / 8;
+        for (uint64_t i = 1; i < passed && i < KR_ALERT_RATE_DECAY_MAX; i++)
+            sl->usual16 = sl->usual16 * 7 / 8; /* empty windows */
+        sl->buckets += sl->buckets < KR_ALERT_RATE_HISTORY;
+        sl->bucket_start += passed * window;
+        sl->bucket_n = 0;
+        sl->n = 0;
+    }
+    sl->bucket_n++;
+    struct alr_entry e = {.time = r->time_ns, .seq = r->seq};
+    add_entry(sl, ALR_COUNT, &e, KR_ALERT_EVIDENCE_MAX);
+    sl->last_seen = r->time_ns;
+    if (sl->buckets < KR_ALERT_RATE_HISTORY || sl->bucket_n < s->o.rate_min ||
+        sl->bucket_n * 16 < (uint64_t)lim->count * sl->usual16)
+        return KR_OK;
+    if (sl->last_raised && sl->last_raised + window > r->time_ns)
+        return KR_OK;
+    uint64_t last = 0;
+    kr_err err = last_raised(s, &sub, &last);
+    if (err)
+        return err;
+    if (last && last + window > r->time_ns) {
+        sl->last_raised = last;
+        return KR_OK;
+    }
+    uint64_t seqs[KR_ALERT_EVIDENCE_MAX];
+    for (uint32_t i = 0; i < sl->n; i++)
+        seqs[i] = sl->e[i].seq;
+    char sum[KR_FLD_ALERT_SUMMARY_MAX + 1];
+    snprintf(sum, sizeof sum,
+             "request_rate: %" PRIu64 " records within %" PRIu64 " s, tenant %" PRIu64
+             ", usual %" PRIu64 ".%" PRIu64 " (the evidence: the newest %" PRIu32 ")",
+             sl->bucket_n, lim->window_s, r->tenant, sl->usual16 / 16, (sl->usual16 % 16) * 10 / 16,
+             sl->n);
+    if ((err = append_alert(s, &sub, seqs, sl->n, r->time_ns, sum)))
+        return err;
+    sl->last_raised = r->time_ns;
+    (*raised)++;
+    return KR_OK;
+}
+
 /* The rules a record feeds. */
 static kr_err scan_record(struct alr_scanner *s, const struct jrn_record *r, uint64_t *raised)
 {
+    kr_err err = feed_rate(s, r, raised);
+    if (err)
+        return err;
     int ev = kr_event_lookup(r->type, r->type_len);
     bool wanted = false;
     for (size_t i = 0; i < NFEEDS; i++)
@@ -475,7 +540,7 @@ static kr_err scan_record(struct alr_scanner *s, const struct jrn_record *r, uin
     if (!wanted || r->payload_stripped || r->tenant == 0)
         return KR_OK;
     struct kr_diag d = {{0}, {0}};
-    kr_err err = kr_event_decode(ev, r, NULL, s->p, &d);
+    err = kr_event_decode(ev, r, NULL, s->p, &d);
     if (err) {
         fprintf(stderr, "kiroku: alerts: record %" PRIu64 " skipped: %s: %s\n", r->seq, d.field,
                 d.why);

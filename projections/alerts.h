@@ -12,6 +12,8 @@
  *   grant_many      account.permissions_granted to many users   (distinct accounts)
  *   grant_repeated  account.permissions_granted to one user     (count)
  *   access_denied   access.denied for one account                (count)
+ *   request_rate    records of one tenant in a window, far above its usual
+ *                   (records stand for requests: reads are not recorded)
  *   bulk_export     records one account exported with utility.export
  *                   (utility.exported; the sum of their records, over
  *                   the newest KR_ALERT_EVIDENCE_MAX pages)
@@ -77,6 +79,11 @@ struct alr_rule_limit {
 
 struct alr_options {
     struct alr_rule_limit rule[KR_ALERT_RULE__COUNT];
+    /* request_rate: count is the factor over the tenant's usual number of
+     * records per window (an average over past windows, 1/8 weight to the
+     * newest), rate_min the fewest records in a window that can fire, and
+     * it fires only after KR_ALERT_RATE_HISTORY windows of history */
+    uint32_t rate_min;
     uint64_t from_seq; /* 0 = resume as above; else scan from this seq (tests, seeding) */
     bool no_cursor;    /* neither read nor write DIR/alerts.cursor */
 };

@@ -833,6 +833,7 @@ static void serve_alert_options(const struct kr_config *cfg, bool backups, struc
         snprintf(name, sizeof name, "alerts.%s.window_s", rule);
         o->rule[i].window_s = kr_config_u64(cfg, name);
     }
+    o->rate_min = (uint32_t)kr_config_u64(cfg, "alerts.request_rate.min");
     if (!backups)
         o->rule[KR_ALERT_RULE_BACKUP_MISSED].count = 0;
     *interval_ms = (unsigned)kr_config_u64(cfg, "alerts.scan_interval_s") * 1000u;

@@ -85,6 +85,12 @@ static const struct cfg_setting settings[] = {
      "how often, in seconds, while it stays so"},
     {"alerts.writes_refused.count", CFG_U64, 0, 1000000, "1",
      "alert once writes succeed again after this many appends were refused for space (0 = off)"},
+    {"alerts.request_rate.count", CFG_U64, 0, 1000, "10",
+     "alert when a tenant's records in a window are this many times its usual (0 = off)"},
+    {"alerts.request_rate.window_s", CFG_U64, 1, 86400, "300",
+     "the window of alerts.request_rate.count, in seconds"},
+    {"alerts.request_rate.min", CFG_U64, 1, 1000000, "1000",
+     "the fewest records in a window that can raise request_rate"},
     {"alerts.access_denied.window_s", CFG_U64, 1, 86400, "600",
      "the window of alerts.access_denied.count, in seconds"},
 };

@@ -572,6 +572,47 @@ static void test_writes_refused(void **state)
     kr_test_rmrf(dir);
 }
 
+static void register_contact(struct fx *f)
+{
+    kr_set_str(td_args(f->t), KR_FLD_NAME, "佐藤 一郎");
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_CONTACTS_REGISTER), KR_OK);
+}
+
+/* A tenant that writes a record a minute for five minutes, then ten in one
+ * minute: request_rate fires at the tenth (five times its usual, and at
+ * least rate_min), once in that window; tenant b, quiet, raises nothing. */
+static void test_request_rate(void **state)
+{
+    struct fx *f = *state;
+    f->o.rule[KR_ALERT_RULE_REQUEST_RATE] = (struct alr_rule_limit){5, 60};
+    f->o.rate_min = 10;
+    for (int i = 0; i < 5; i++) {
+        f->t->now += 61 * S;
+        register_contact(f);
+    }
+    f->t->now += 61 * S;
+    for (int i = 0; i < 9; i++)
+        register_contact(f);
+    assert_int_equal(scan_all(f), 0); /* nine: under rate_min */
+    register_contact(f);
+    uint64_t tenth = last_seq(f);
+    assert_int_equal(scan_all(f), 1);
+    for (int i = 0; i < 5; i++)
+        register_contact(f);
+    assert_int_equal(scan_all(f), 0); /* once per window */
+    const msgpack_object *l = list(f, 0, false);
+    uint64_t ev[KR_ALERT_EVIDENCE_MAX];
+    uint32_t nev = 0;
+    assert_int_equal(count_rule(l, KR_ALERT_RULE_REQUEST_RATE, ev, &nev), 1);
+    assert_int_equal(nev, 10);
+    assert_int_equal(ev[9], tenth);
+    assert_int_equal(td_map_get(&l->via.array.ptr[0], "tenant")->via.u64, f->a);
+    assert_int_equal(td_map_get(&l->via.array.ptr[0], "account")->type, MSGPACK_OBJECT_NIL);
+    /* without history, a first busy window raises nothing */
+    f->o.rule[KR_ALERT_RULE_REQUEST_RATE] = (struct alr_rule_limit){5, 600};
+    assert_int_equal(scan_all(f), 0);
+}
+
 static void test_rule_off(void **state)
 {
     struct fx *f = *state;
@@ -847,6 +888,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bulk_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incident_deadlines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_missed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_rate, setup, teardown),
         cmocka_unit_test(test_storage_low),
         cmocka_unit_test(test_writes_refused),
         cmocka_unit_test_setup_teardown(test_rule_off, setup, teardown),
