@@ -489,7 +489,9 @@ static kr_err feed_rate(struct alr_scanner *s, const struct jrn_record *r, uint6
         sl->usual16 = (sl->usual16 * 7 + sl->bucket_n * 16) / 8;
         for (uint64_t i = 1; i < passed && i < KR_ALERT_RATE_DECAY_MAX; i++)
             sl->usual16 = sl->usual16 * 7 / 8; /* empty windows */
-        sl->buckets += sl->buckets < KR_ALERT_RATE_HISTORY;
+        sl->buckets =
+            (uint32_t)(passed >= KR_ALERT_RATE_HISTORY - sl->buckets ? KR_ALERT_RATE_HISTORY
+                                                                     : sl->buckets + passed);
         sl->bucket_start += passed * window;
         sl->bucket_n = 0;
         sl->n = 0;

@@ -52,7 +52,7 @@
  *   v.alert_ids       alert -> seq of its alert.raised
  *   v.alert_tenants   tenant|seq -> (empty): alerts concerning a tenant (kept
  *                     when the tenant is erased: platform records, ids only)
- *   v.alert_last      rule (u16)|tenant|account -> time of its last alert
+ *   v.alert_last      rule (u16)|tenant|account -> `seen` of its last alert
  *                     (the scanner raises once per rule, subject and window)
  *   -- audit --
  *   (none here: the journal's own tenant index, tenant|seq, written in the

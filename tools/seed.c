@@ -1039,8 +1039,9 @@ static kr_err seed_platform(struct seeder *s)
 }
 
 /* The alert scanner over what was seeded, with the default rules: the
- * lockout of the first tenant's temporary account raises the one alert
- * (alert.raised), which the operator acknowledges (alert.acknowledged). */
+ * lockout of the first tenant's temporary account raises an alert
+ * (alert.raised; the only one, alerts_test checks, for the sizes it seeds),
+ * and the operator acknowledges the first alert (alert.acknowledged). */
 static kr_err seed_alerts(struct seeder *s)
 {
     struct alr_options o;
@@ -1089,8 +1090,8 @@ static kr_err seed_alerts(struct seeder *s)
             }
         }
     }
-    if (!found || n != 1) {
-        fprintf(stderr, "kiroku: seed: the alert scanner raised %" PRIu64 " alerts, not 1\n", n);
+    if (!found || n == 0) {
+        fprintf(stderr, "kiroku: seed: the alert scanner raised no alert\n");
         return KR_ECORRUPT;
     }
     struct kr_payload *a = A(s);

@@ -874,6 +874,50 @@ static void test_seed_traffic_is_quiet(void **state)
     kr_test_rmrf(dir);
 }
 
+/* serve's settings (tools/config.c, printed by --config-help) have the
+ * defaults alr_defaults documents, but backup_missed, which serve turns on
+ * only with its daily backups. */
+static void test_settings_match_defaults(void **state)
+{
+    (void)state;
+    static char out[65536], err[4096];
+    int rc = kr_test_run(KR_KIROKU_BIN, (const char *const[]){"serve", "--config-help", NULL}, out,
+                         err, sizeof out);
+    assert_int_equal(rc, 0);
+    struct alr_options o;
+    alr_defaults(&o);
+    for (int i = 0; i < KR_ALERT_RULE__COUNT; i++) {
+        const char *rule = kr_enums[KR_ENUM_ALERT_RULE].values[i];
+        char key[96];
+        snprintf(key, sizeof key, "| `alerts.%s.count` | ", rule);
+        const char *p = strstr(out, key);
+        if (!p)
+            fail_msg("no setting alerts.%s.count", rule);
+        p = strstr(p + strlen(key), "| `");
+        assert_non_null(p);
+        unsigned long long v = strtoull(p + 3, NULL, 10);
+        if (i == KR_ALERT_RULE_BACKUP_MISSED)
+            assert_int_equal(v, 1);
+        else if (v != o.rule[i].count)
+            fail_msg("alerts.%s.count: setting %llu, alr_defaults %u", rule, v, o.rule[i].count);
+        if (i == KR_ALERT_RULE_INCIDENT_OVERDUE || i == KR_ALERT_RULE_WRITES_REFUSED)
+            continue;
+        snprintf(key, sizeof key, "| `alerts.%s.window_s` | ", rule);
+        p = strstr(out, key);
+        if (!p)
+            fail_msg("no setting alerts.%s.window_s", rule);
+        p = strstr(p + strlen(key), "| `");
+        v = strtoull(p + 3, NULL, 10);
+        if (v != o.rule[i].window_s)
+            fail_msg("alerts.%s.window_s: setting %llu, alr_defaults %llu", rule, v,
+                     (unsigned long long)o.rule[i].window_s);
+    }
+    const char *p = strstr(out, "| `alerts.request_rate.min` | ");
+    assert_non_null(p);
+    p = strstr(p + 30, "| `");
+    assert_int_equal(strtoull(p + 3, NULL, 10), o.rate_min);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -897,6 +941,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rebuild_equal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runner, setup, teardown),
         cmocka_unit_test(test_seed_traffic_is_quiet),
+        cmocka_unit_test(test_settings_match_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
