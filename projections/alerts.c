@@ -378,7 +378,7 @@ static kr_err append_alert(struct alr_scanner *s, const struct alr_subject *sub,
     KR_ASSERT(n >= 1 && n <= KR_ALERT_EVIDENCE_MAX);
     kr_rng_fill(s->d->rng, id, sizeof id);
     for (uint32_t i = 0; i < n; i++)
-        v_put_u64(ev + 8 * i, seqs[i]);
+        v_put_u64(ev + (size_t)8 * i, seqs[i]);
     kr_payload_reset(p, KR_EV_ALERT_RAISED);
     kr_set_bytes(p, KR_FLD_ALERT, id, 16);
     kr_set_u64(p, KR_FLD_ALERT_RULE, sub->rule);
@@ -386,7 +386,7 @@ static kr_err append_alert(struct alr_scanner *s, const struct alr_subject *sub,
         kr_set_u64(p, KR_FLD_TENANT, sub->tenant);
     if (memcmp(sub->account, none, 16) != 0)
         kr_set_bytes(p, KR_FLD_ACCOUNT, sub->account, 16);
-    kr_set_bytes(p, KR_FLD_EVIDENCE, ev, 8u * n);
+    kr_set_bytes(p, KR_FLD_EVIDENCE, ev, (size_t)8 * n);
     kr_set_u64(p, KR_FLD_SEEN, seen);
     kr_set_str(p, KR_FLD_ALERT_SUMMARY, summary);
     uint64_t zero = 0, t = 0;
@@ -396,7 +396,7 @@ static kr_err append_alert(struct alr_scanner *s, const struct alr_subject *sub,
 static void hex16(char out[33], const uint8_t id[16])
 {
     for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", id[i]);
+        snprintf(out + (size_t)2 * (size_t)i, 3, "%02x", id[i]);
 }
 
 static kr_err raise_alert(struct alr_scanner *s, struct alr_slot *sl, uint64_t window_s)

@@ -77,7 +77,7 @@ static kr_err collect(struct cmd *c, uint64_t tenant, bool open_only, uint64_t a
         }
         if (tenant && v_get_u64(k.mv_data) != tenant)
             break;
-        struct alert_item it;
+        struct alert_item it = {0};
         if ((err = alert_row(c, v_get_u64((const uint8_t *)k.mv_data + pre), &it)))
             break;
         if (open_only && it.acked)
@@ -183,7 +183,7 @@ kr_err cmd_alerts_ack(struct cmd *c)
         return err;
     if (v.mv_size != 8)
         return views_corrupt(VIEW_ALERT_IDS, id->p, 16, "the row is not a seq", c->diag);
-    struct alert_item it;
+    struct alert_item it = {0};
     if ((err = alert_row(c, v_get_u64(v.mv_data), &it)))
         return err;
     if (it.acked)
