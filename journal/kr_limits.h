@@ -416,7 +416,7 @@
 /* Windows of a tenant's history before the request_rate rule may fire
  * (its usual rate must be known), and the most empty windows it ages the
  * usual rate by at once (after that the usual is as good as zero). */
-#define KR_ALERT_RATE_HISTORY 4u
+#define KR_ALERT_RATE_HISTORY   4u
 #define KR_ALERT_RATE_DECAY_MAX 64u
 /* The longest window a rule may have: a week (backup_missed's age; the
  * rules over records keep at most KR_ALERT_EVIDENCE_MAX records each, however
