@@ -1034,6 +1034,11 @@ static void *writer_main(void *arg)
                 err = run_batch(j, first, errs, count, snap, &retry);
             while (retry);
         }
+        if (err == KR_EFULL) {
+            pthread_mutex_lock(&j->stats_mu);
+            j->stats.full += count;
+            pthread_mutex_unlock(&j->stats_mu);
+        }
         writer_finish(j, first, err, errs, failed);
     }
     free(errs);

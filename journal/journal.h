@@ -415,6 +415,7 @@ struct jrn_stats {
     uint64_t batches;       /* write transactions committed */
     uint64_t events;        /* records committed */
     uint64_t conflicts;     /* appends refused for a version conflict */
+    uint64_t full;          /* appends refused because the map or the disk is full (KR_EFULL) */
     uint64_t max_batch;     /* most events in one transaction */
     uint64_t checkpoints;   /* checkpoints kept in the checkpoints database */
     uint64_t commit_ns;     /* time in LMDB commits (page writes + fsync), summed */

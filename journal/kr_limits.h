@@ -118,8 +118,9 @@
 #define KR_CMD_EVENTS_MAX 16
 /* An event payload without personal data that kiroku writes by itself
  * (access.denied, session.touched, outbox.sent, tenant.erased): a few ids
- * and an op name. */
-#define KR_PLAIN_EVENT_MAX 256u
+ * and an op name; the largest is alert.raised, with 32 seqs of evidence and
+ * a summary line of up to 255 bytes (under 700 bytes). */
+#define KR_PLAIN_EVENT_MAX 1024u
 /* Times a command is decided again after another command changed what it read. */
 #define KR_CMD_RETRIES 8
 /* Items in one page of a list op when the caller gives no limit. */
@@ -478,5 +479,34 @@
 /* Records of the backups stream looked at for the newest backup.completed
  * (failed backups in between count against it). */
 #define KR_METRICS_BACKUP_SCAN 16u
+/* Security alerts (projections/alerts.h). Subjects (rule, tenant, account)
+ * watched at once: 1024 slots of about 1 KiB each, a megabyte; a flood of
+ * more subjects than that within one window evicts the quietest. */
+#define KR_ALERT_SLOTS 1024u
+/* Records one alert names as evidence, and so the most a rule may count
+ * (an alert's evidence field holds 32 seqs). */
+#define KR_ALERT_EVIDENCE_MAX 32u
+/* The most records the bulk export rule may count before it fires (it sums
+ * the newest KR_ALERT_EVIDENCE_MAX pages of an export, each at most
+ * KR_PAGE_MAX records, so a higher count could never be reached). */
+#define KR_ALERT_RECORDS_MAX 32000u
+/* Windows of a tenant's history before the request_rate rule may fire
+ * (its usual rate must be known), and the most empty windows it ages the
+ * usual rate by at once (after that the usual is as good as zero). */
+#define KR_ALERT_RATE_HISTORY   4u
+#define KR_ALERT_RATE_DECAY_MAX 64u
+/* The longest window a rule may have: a week (backup_missed's age; the
+ * rules over records keep at most KR_ALERT_EVIDENCE_MAX records each, however
+ * long their window). */
+#define KR_ALERT_WINDOW_MAX_S 604800u
+/* Incident notifications one scan looks at for incident_due and
+ * incident_overdue: the soonest deadlines first. */
+#define KR_ALERT_DUE_MAX 1000u
+/* Records of the backups stream read back to find the last completed backup
+ * (a longer run of failures is a missed backup anyway). */
+#define KR_ALERT_BACKUP_LOOKBACK 64u
+/* Records one scan call reads before it stores its cursor and returns, so a
+ * large backlog is worked through in steps serve can stop between. */
+#define KR_ALERT_SCAN_BATCH 10000u
 
 #endif

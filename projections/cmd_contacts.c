@@ -206,8 +206,9 @@ static void res_cursor(struct cmd *c, bool more, const uint8_t *last)
 }
 
 /* contacts.list and utility.export: a page of contacts, all of the tenant's
- * or (with a tag) those with the tag, in contact id order. */
-static kr_err list_contacts(struct cmd *c, int op)
+ * or (with a tag) those with the tag, in contact id order; *listed (may be
+ * NULL) gets how many. */
+static kr_err list_contacts(struct cmd *c, int op, uint32_t *listed)
 {
     uint8_t ids[KR_PAGE_MAX][16];
     uint8_t prefix[8 + 16];
@@ -255,6 +256,8 @@ static kr_err list_contacts(struct cmd *c, int op)
     if (err)
         return err;
     res_cursor(c, more, n ? ids[n - 1] : NULL);
+    if (listed)
+        *listed = n;
     return KR_OK;
 }
 
@@ -443,12 +446,26 @@ kr_err cmd_contacts_get(struct cmd *c)
 
 kr_err cmd_contacts_list(struct cmd *c)
 {
-    return list_contacts(c, KR_OP_CONTACTS_LIST);
+    return list_contacts(c, KR_OP_CONTACTS_LIST, NULL);
 }
 
+/* The page is recorded after it is written: if the record fails, the op
+ * fails and its result is never sent, so no page leaves unrecorded. */
 kr_err cmd_utility_export(struct cmd *c)
 {
-    return list_contacts(c, KR_OP_UTILITY_EXPORT);
+    uint32_t n = 0;
+    uint64_t version = 0;
+    kr_err err = list_contacts(c, KR_OP_UTILITY_EXPORT, &n);
+    if (err || (err = cmd_stream_version(c, c->who->tenant,
+                                         kr_events[KR_EV_UTILITY_EXPORTED].stream_prefix,
+                                         c->who->account, &version)))
+        return err;
+    struct kr_payload *p = cmd_event(c, KR_EV_UTILITY_EXPORTED, c->who->tenant, version);
+    if (!p)
+        return KR_ENOMEM;
+    kr_set_bytes(p, KR_FLD_ACCOUNT, c->who->account, 16);
+    kr_set_u64(p, KR_FLD_RECORDS, n);
+    return cmd_commit(c);
 }
 
 /* contacts.tag and contacts.untag. */

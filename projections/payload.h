@@ -62,7 +62,7 @@ struct kr_value {
 /* Where a check failed: the field (or "pd", or "" for the whole payload) and why. */
 struct kr_diag {
     char field[40];
-    char why[160]; /* room for every enum's allowed values (payload_test checks) */
+    char why[256]; /* room for every enum's allowed values (payload_test checks) */
 };
 
 /* Bytes of decoded personal data and lists a payload can hold: a payload's

@@ -46,6 +46,10 @@ static const char *const view_names[VIEW__COUNT] = {
     [VIEW_REPORTS] = "v.reports",
     [VIEW_OUTBOX] = "v.outbox",
     [VIEW_OUTBOX_PENDING] = "v.outbox_pending",
+    [VIEW_ALERTS] = "v.alerts",
+    [VIEW_ALERT_IDS] = "v.alert_ids",
+    [VIEW_ALERT_TENANTS] = "v.alert_tenants",
+    [VIEW_ALERT_LAST] = "v.alert_last",
 };
 
 const char *views_name(enum kr_view v)
@@ -86,6 +90,8 @@ static va_fn area_by_prefix(int ev)
         {"maintenance.", va_audit_only},
         {"backup.", va_audit_only},
         {"audit.", va_audit_only},
+        {"alert.", va_alerts},
+        {"utility.", va_audit_only},
     };
     for (size_t i = 0; i < sizeof areas / sizeof areas[0]; i++)
         if (strncmp(n, areas[i].prefix, strlen(areas[i].prefix)) == 0)

@@ -49,6 +49,13 @@
  *   v.reports         tenant|report -> seq
  *   v.outbox          tenant|message -> outbox row
  *   v.outbox_pending  seq -> tenant|message (delivery order)
+ *   -- security alerts (v_alerts.c) --
+ *   v.alerts          seq of alert.raised -> alert row (list order)
+ *   v.alert_ids       alert -> seq of its alert.raised
+ *   v.alert_tenants   tenant|seq -> (empty): alerts concerning a tenant (kept
+ *                     when the tenant is erased: platform records, ids only)
+ *   v.alert_last      rule (u16)|tenant|account -> `seen` of its last alert
+ *                     (the scanner raises once per rule, subject and window)
  *   -- audit --
  *   (none here: the journal's own tenant index, tenant|seq, written in the
  *   same transaction as each record, is the per-tenant audit index; see
@@ -96,6 +103,10 @@ enum kr_view {
     VIEW_REPORTS,
     VIEW_OUTBOX,
     VIEW_OUTBOX_PENDING,
+    VIEW_ALERTS,
+    VIEW_ALERT_IDS,
+    VIEW_ALERT_TENANTS,
+    VIEW_ALERT_LAST,
     VIEW__COUNT
 };
 
@@ -159,6 +170,7 @@ kr_err va_notices(const struct va *a);
  * the tenant past their first key bytes (v.incident_emailed), found through
  * the tenant's own v.incident_tenants rows (v_notices.c). */
 kr_err va_notices_erase(struct kr_views *v, MDB_txn *txn, uint64_t tenant);
+kr_err va_alerts(const struct va *a);
 /* A stripped tenant.cancelled record (its header only): the tenant is
  * cancelled at the record's time, so an erasure that stopped after stripping
  * stays due across a rebuild (v_tenants.c). */

@@ -15,6 +15,7 @@
  * file again, but not a password the account no longer has.
  */
 #include "accounts.h"
+#include "alerts.h"
 #include "cli.h"
 #include "compose.h"
 #include "config.h"
@@ -1007,6 +1008,27 @@ static void serve_http_stop(struct serve_http *sh)
     sh->m = NULL;
 }
 
+/* The alert rules' thresholds from the configuration (alerts.*). */
+static void serve_alert_options(const struct kr_config *cfg, bool backups, struct alr_options *o,
+                                unsigned *interval_ms)
+{
+    alr_defaults(o);
+    for (int i = 0; i < KR_ALERT_RULE__COUNT; i++) {
+        char name[64];
+        const char *rule = kr_enums[KR_ENUM_ALERT_RULE].values[i];
+        snprintf(name, sizeof name, "alerts.%s.count", rule);
+        o->rule[i].count = (uint32_t)kr_config_u64(cfg, name);
+        if (i == KR_ALERT_RULE_INCIDENT_OVERDUE || i == KR_ALERT_RULE_WRITES_REFUSED)
+            continue; /* once per incident and tenant, once per full spell: no window */
+        snprintf(name, sizeof name, "alerts.%s.window_s", rule);
+        o->rule[i].window_s = kr_config_u64(cfg, name);
+    }
+    o->rate_min = (uint32_t)kr_config_u64(cfg, "alerts.request_rate.min");
+    if (!backups)
+        o->rule[KR_ALERT_RULE_BACKUP_MISSED].count = 0;
+    *interval_ms = (unsigned)kr_config_u64(cfg, "alerts.scan_interval_s") * 1000u;
+}
+
 /* With the domain open: the start recorded, the demo, the server and the
  * daily jobs, then serving until a signal, then stopping. */
 static int serve_run(struct serve_args *a, const char *data, const struct kr_clock *clock,
@@ -1050,6 +1072,17 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
         api_server_stop(s);
         return CLI_FAIL;
     }
+    struct alr_options aopt;
+    unsigned scan_ms;
+    struct alr_runner *alerts = NULL;
+    serve_alert_options(a->cfg, a->backups != NULL, &aopt, &scan_ms);
+    if ((err = alr_start(d, &aopt, scan_ms, &alerts))) {
+        fprintf(stderr, "kiroku: serve: the alert scanner: %s\n", kr_strerror(err));
+        daily_stop(sched);
+        serve_http_stop(&http);
+        api_server_stop(s);
+        return CLI_FAIL;
+    }
     serve_print(s, http.h, data, a->co.json);
 
     int sig = 0;
@@ -1059,6 +1092,7 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
         fprintf(stderr, "kiroku: stopping (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     api_server_stop_begin(s);
     daily_stop(sched); /* after the job it runs, if any */
+    alr_stop(alerts);  /* after the scan it runs */
     struct stop_watch *sw = stop_watch_start();
     serve_http_stop(&http);
     api_server_stop(s);

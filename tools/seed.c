@@ -20,6 +20,7 @@
  */
 #include "seed.h"
 #include "accounts.h"
+#include "alerts.h"
 #include "cli.h"
 #include "domain.h"
 #include "journal.h"
@@ -503,6 +504,12 @@ static kr_err users(struct seeder *s, uint64_t ti, struct seed_tenant *t)
     A(s);
     if ((err = must(s, &auditor, KR_OP_AUTH_LOGOUT, 0)))
         return err;
+    /* In the first tenant, someone guesses the temporary account's password
+     * until it locks: the one pattern of the seeded traffic that raises a
+     * security alert (seed_alerts). */
+    for (unsigned i = 0; ti == 0 && i < KR_LOGIN_FAILURES_MAX; i++)
+        if ((err = wrong_login(s, t, u[2].email)))
+            return err;
     /* The temporary account goes. */
     if ((err = stream_version(s, t->id, KR_EV_ACCOUNT_CREATED, u[2].acct, &ver)))
         return err;
@@ -1051,6 +1058,68 @@ static kr_err seed_platform(struct seeder *s)
     return KR_OK;
 }
 
+/* The alert scanner over what was seeded, with the default rules: the
+ * lockout of the first tenant's temporary account raises an alert
+ * (alert.raised; the only one, alerts_test checks, for the sizes it seeds),
+ * and the operator acknowledges the first alert (alert.acknowledged). */
+static kr_err seed_alerts(struct seeder *s)
+{
+    struct alr_options o;
+    alr_defaults(&o);
+    o.from_seq = s->start_size + 1;
+    o.no_cursor = true;
+    struct alr_scanner *sc = NULL;
+    uint64_t n = 0, step = 0;
+    bool more = true;
+    kr_err err = alr_new(s->d, &o, &sc);
+    while (!err && more && !(err = alr_scan(sc, &step, &more)))
+        n += step;
+    if (sc)
+        alr_free(sc);
+    if (err)
+        return err;
+    A(s);
+    if ((err = must(s, &s->op, KR_OP_ALERTS_LIST, 0)))
+        return err;
+    /* the first alert of the list: its id and version */
+    size_t off = 0;
+    uint8_t id[16];
+    uint64_t version = 0;
+    bool found = false;
+    if (msgpack_unpack_next(&s->res, s->out.data, s->out.size, &off) == MSGPACK_UNPACK_SUCCESS &&
+        s->res.data.type == MSGPACK_OBJECT_MAP) {
+        const msgpack_object_map *m = &s->res.data.via.map;
+        for (uint32_t i = 0; i < m->size && !found; i++) {
+            const msgpack_object *v = &m->ptr[i].val;
+            if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size == 0 ||
+                v->via.array.ptr[0].type != MSGPACK_OBJECT_MAP)
+                continue;
+            const msgpack_object_map *it = &v->via.array.ptr[0].via.map;
+            for (uint32_t k = 0; k < it->size; k++) {
+                const msgpack_object *key = &it->ptr[k].key, *val = &it->ptr[k].val;
+                if (key->type != MSGPACK_OBJECT_STR)
+                    continue;
+                if (key->via.str.size == 5 && memcmp(key->via.str.ptr, "alert", 5) == 0 &&
+                    val->type == MSGPACK_OBJECT_BIN && val->via.bin.size == 16) {
+                    memcpy(id, val->via.bin.ptr, 16);
+                    found = true;
+                } else if (key->via.str.size == 7 && memcmp(key->via.str.ptr, "version", 7) == 0 &&
+                           val->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+                    version = val->via.u64;
+                }
+            }
+        }
+    }
+    if (!found || n == 0) {
+        fprintf(stderr, "kiroku: seed: the alert scanner raised no alert\n");
+        return KR_ECORRUPT;
+    }
+    struct kr_payload *a = A(s);
+    kr_set_bytes(a, KR_FLD_ALERT, id, 16);
+    kr_set_u64(a, KR_FLD_VERSION, version);
+    return must(s, &s->op, KR_OP_ALERTS_ACK, 0);
+}
+
 /* Every tenant's sign-up, users, labels, notices and contacts; the outbox
  * delivered; the last tenant cancelled and (unless left) erased. */
 static kr_err seed_tenants(struct seeder *s, struct seed_notices *sn)
@@ -1069,10 +1138,19 @@ static kr_err seed_tenants(struct seeder *s, struct seed_notices *sn)
         struct seed_tenant *t = &s->tenants[ti];
         if ((err = tenant_notices(s, ti, t, sn)) || (err = contacts(s, ti, t)))
             return err;
+        /* The first tenant's master takes a page of its contacts with the
+         * export utility (utility.exported). */
+        if (ti == 0 && ((err = wait_all(s, "contacts")) || (A(s), false) ||
+                        (err = must(s, &t->master, KR_OP_UTILITY_EXPORT, 0))))
+            return err;
         progress(s, "contacts", ti, true);
     }
     if ((err = deliver(s)))
         return err;
+    if (o->tenants && ((err = wait_all(s, "seed")) || (err = seed_alerts(s)))) {
+        fprintf(stderr, "kiroku: seed: security alerts: %s\n", kr_strerror(err));
+        return err;
+    }
     if (o->cancel && o->tenants) {
         kr_set_u64(A(s), KR_FLD_TENANT, s->tenants[o->tenants - 1].id);
         if ((err = must(s, &s->op, KR_OP_TENANTS_CANCEL, 0)))
