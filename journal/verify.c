@@ -1508,6 +1508,29 @@ static bool state_parse(struct sread *r, struct jrn_verify_state *s)
                                 s->root) == KR_OK;
 }
 
+kr_err jrn_verify_state_parse(const uint8_t *buf, size_t len, struct jrn_verify_state **out)
+{
+    *out = NULL;
+    if (len <= KR_HASH_LEN)
+        return KR_ECORRUPT;
+    if (len > KR_VSTATE_MAX)
+        return KR_ETOOLARGE;
+    uint8_t sum[KR_HASH_LEN];
+    kr_sha256(sum, buf, len - KR_HASH_LEN);
+    if (sodium_memcmp(sum, buf + len - KR_HASH_LEN, KR_HASH_LEN) != 0)
+        return KR_ECORRUPT;
+    struct sread r = {buf, len - KR_HASH_LEN, 0, false};
+    struct jrn_verify_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return KR_ENOMEM;
+    if (!state_parse(&r, s)) {
+        jrn_verify_state_free(s);
+        return KR_ECORRUPT;
+    }
+    *out = s;
+    return KR_OK;
+}
+
 kr_err jrn_verify_state_load(const char *path, struct jrn_verify_state **out)
 {
     *out = NULL;
@@ -1538,27 +1561,9 @@ kr_err jrn_verify_state_load(const char *path, struct jrn_verify_state **out)
         got += (size_t)n;
     }
     close(fd);
-    kr_err err = KR_ECORRUPT;
-    struct jrn_verify_state *s = NULL;
-    uint8_t sum[KR_HASH_LEN];
-    if (got == len && len > KR_HASH_LEN) {
-        kr_sha256(sum, buf, len - KR_HASH_LEN);
-        if (sodium_memcmp(sum, buf + len - KR_HASH_LEN, KR_HASH_LEN) == 0) {
-            struct sread r = {buf, len - KR_HASH_LEN, 0, false};
-            s = calloc(1, sizeof *s);
-            if (!s)
-                err = KR_ENOMEM;
-            else if (state_parse(&r, s))
-                err = KR_OK;
-        }
-    }
+    kr_err err = got == len ? jrn_verify_state_parse(buf, len, out) : KR_EIO;
     free(buf);
-    if (err) {
-        jrn_verify_state_free(s);
-        return err;
-    }
-    *out = s;
-    return KR_OK;
+    return err;
 }
 
 kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *opts,

@@ -126,6 +126,10 @@ KR_MUST_CHECK kr_err jrn_verify_journal(struct journal *j, const struct jrn_veri
  * checksum that does not match. */
 KR_MUST_CHECK kr_err jrn_verify_state_load(const char *path, struct jrn_verify_state **out);
 
+/* The same, from len bytes at buf (the file's contents). */
+KR_MUST_CHECK kr_err jrn_verify_state_parse(const uint8_t *buf, size_t len,
+                                            struct jrn_verify_state **out);
+
 /* Writes s to path atomically (a temporary file, fsync, rename), mode 0644. */
 KR_MUST_CHECK kr_err jrn_verify_state_save(const struct jrn_verify_state *s, const char *path);
 
