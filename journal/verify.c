@@ -955,7 +955,7 @@ static kr_err verify_chunks(struct vctx *v)
             uint64_t done = atomic_fetch_add(&v->done_chunks, 1) + 1;
             /* The last chunk may end on another thread: the total is
              * reported once, after the join. */
-            if (o->progress && done < v->nchunks)
+            if (o->progress && done < v->nchunks && done * CHUNK < v->n - v->start)
                 o->progress(o->progress_ctx, done * CHUNK, v->n - v->start);
         }
     }

@@ -419,8 +419,9 @@ static const char bench_usage[] =
     "  and removed. --acks writes \"seq commitment\" per durable event to FILE.\n"
     "verify: full and fast verification speed over DIR's journal, or over a\n"
     "  temporary journal filled with N events (default 200000). --since M then\n"
-    "  saves the verification state, appends M events, and times verify --since\n"
-    "  beside a full verification of a fresh journal of M events.\n"
+    "  saves the state of a fast verification, appends M events, and times a full\n"
+    "  verify --since beside a full verification of a fresh journal of M events\n"
+    "  (best of 3 each).\n"
     "replay: rebuilds every view from DIR's journal, or from a temporary seeded\n"
     "  journal of about N events (default 1000000); prints events/s.\n"
     "query: contacts.list pages of 100 contacts of one tag, in a tenant of N\n"
@@ -559,6 +560,8 @@ static kr_err verify_fill(const char *dir, uint64_t n)
     return err ? err : r.failures ? r.err : KR_OK;
 }
 
+#define BENCH_VERIFY_ROUNDS 3
+
 /* bench verify --since M: a journal of N events (DIR's, or a temporary one)
  * verified with a state; M events appended; verify --since timed beside a
  * full verification of a fresh journal of M events. */
@@ -576,22 +579,29 @@ static int bench_verify_since(const char *data, uint64_t events, unsigned thread
             cli_rmtree(big);
         return cli_fail("bench verify: filling", err);
     }
-    struct jrn_verify_options vo = {.threads = threads, .want_state = true};
+    /* The base state by a fast pass: what is timed is the pass after it. */
+    struct jrn_verify_options vo = {.threads = threads, .want_state = true, .fast = true};
     struct jrn_verify_report base, inc, alone;
-    double t_base = 0, t_inc = 0, t_alone = 0;
+    double t_base = 0, t_inc = 1e9, t_alone = 1e9;
     memset(&inc, 0, sizeof inc);
+    memset(&alone, 0, sizeof alone);
     err = timed_verify(big, &vo, &base, &t_base);
+    vo.fast = false;
+    vo.want_state = false;
     if (!err)
         err = verify_fill(big, m);
-    if (!err) {
+    /* Best of BENCH_VERIFY_ROUNDS each, alternating, against a shared machine's noise. */
+    for (int round = 0; !err && round < BENCH_VERIFY_ROUNDS; round++) {
+        double t;
         vo.since = base.state;
-        vo.want_state = false;
-        err = timed_verify(big, &vo, &inc, &t_inc);
+        err = timed_verify(big, &vo, &inc, &t);
+        t_inc = t < t_inc ? t : t_inc;
         vo.since = NULL;
+        if (!err)
+            err = timed_verify(small, &vo, &alone, &t);
+        t_alone = t < t_alone ? t : t_alone;
     }
     jrn_verify_state_free(base.state);
-    if (!err)
-        err = timed_verify(small, &vo, &alone, &t_alone);
     if (!data)
         cli_rmtree(big);
     cli_rmtree(small);
@@ -601,14 +611,15 @@ static int bench_verify_since(const char *data, uint64_t events, unsigned thread
     if (json)
         printf("{\"records\":%" PRIu64 ",\"new_records\":%" PRIu64 ",\"checked\":%" PRIu64
                ",\"since_seconds\":%.4f,\"alone_records\":%" PRIu64
-               ",\"alone_seconds\":%.4f,\"since_over_alone\":%.3f,\"base_full_seconds\":%.3f}\n",
+               ",\"alone_seconds\":%.4f,\"since_over_alone\":%.3f,\"base_fast_seconds\":%.3f}\n",
                inc.records, m, inc.checked, t_inc, alone.records, t_alone, ratio, t_base);
     else
         printf("%" PRIu64 " records, %" PRIu64 " of them new\n"
                "verify --since: %.4f s for %" PRIu64 " records checked\n"
                "full verify of a journal of %" PRIu64 " records alone: %.4f s\n"
-               "since / alone: %.2fx (first full verification: %.2f s)\n",
-               inc.records, m, t_inc, inc.checked, alone.records, t_alone, ratio, t_base);
+               "since / alone: %.2fx, best of %d (base fast verification: %.2f s)\n",
+               inc.records, m, t_inc, inc.checked, alone.records, t_alone, ratio,
+               BENCH_VERIFY_ROUNDS, t_base);
     return CLI_OK;
 }
 
