@@ -371,6 +371,15 @@
  * chunk is a perfect Merkle subtree and workers can run independently. */
 #define KR_VERIFY_CHUNK_LOG2 14
 
+/* A saved verification state (kiroku verify --save-state / --since), read
+ * whole before parsing. It holds up to KR_KEYS_MAX key records (each at most
+ * KR_RECORD_MAX, in practice a few hundred bytes), the last record, a signed
+ * note and 16 bytes per tenant: 32 MiB covers the key limit and about a
+ * million tenants, far beyond a deployment's. */
+#define KR_VSTATE_MAX ((size_t)32 * 1024 * 1024)
+/* Tenants a saved state can carry the record counts of (16 bytes each). */
+#define KR_VSTATE_TENANTS_MAX ((uint64_t)1 << 20)
+
 /* ---- Keystore (projections/keystore.h) ---- */
 
 /* Unwrapped tenant data keys cached in memory (locked, guarded pages; 48 bytes

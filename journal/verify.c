@@ -19,6 +19,7 @@
 #include "verify.h"
 
 #include "journal_internal.h"
+#include "keys.h"
 #include "mp.h"
 #include "path.h"
 
@@ -30,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CHUNK_LOG2 KR_VERIFY_CHUNK_LOG2
@@ -111,6 +113,35 @@ struct vctx {
     _Atomic uint64_t next_chunk;
     _Atomic uint64_t done_chunks;
     _Atomic uint64_t first_bad; /* lowest faulty seq seen so far */
+    /* Incremental mode: the state, the records it covers (start), the
+     * absolute number of the first chunk (c0), the keys it brought. */
+    const struct jrn_verify_state *since;
+    uint64_t start, c0;
+    size_t since_nkeys;
+    bool seen_f2; /* a format-2 record at or before the merge's position */
+};
+
+struct jrn_verify_state {
+    uint8_t journal_id[16];
+    char origin[KR_ORIGIN_MAX + 1];
+    uint64_t size;
+    uint8_t root[KR_HASH_LEN];
+    struct mrk_frontier frontier;
+    char note[KR_NOTE_MAX];
+    size_t note_len;
+    uint8_t *last_rec; /* the record at seq size, encoded */
+    size_t last_len;
+    uint8_t path[64][KR_HASH_LEN]; /* its inclusion path in the tree of size */
+    size_t path_n;
+    bool seen_f2;
+    size_t nkeys;
+    uint8_t *keyrec[KR_KEYS_MAX]; /* the records introducing each key, encoded */
+    size_t keyrec_len[KR_KEYS_MAX];
+    uint64_t ntenants;
+    uint64_t *tenants; /* ntenants pairs (tenant, records), tenants increasing */
+    /* From last_rec, on load. */
+    uint8_t last_leaf[KR_HASH_LEN];
+    uint64_t last_time;
 };
 
 static void set_fault(struct fault *f, uint64_t seq, kr_err err, const char *fmt, ...)
@@ -263,6 +294,68 @@ static void tseq_count(struct chunk_result *res, uint64_t seq, uint64_t tenant, 
 
 /* ---- Key history ---- */
 
+/* Adds the key introduced by r, the journal stream's record at `version`
+ * and `seq` (decoded, its seq checked), to the history, with the checks of
+ * the key chain. False, with the fault set, if it breaks one. */
+static bool add_key(struct vctx *v, const struct jrn_record *r, uint64_t seq, uint64_t version,
+                    struct fault *f)
+{
+    struct jrn_key_payload kp;
+    if (r->version != version || r->payload_stripped ||
+        jrn_parse_key_payload(r->payload, r->payload_len, &kp) != KR_OK) {
+        set_fault(f, seq, KR_ECORRUPT, "journal key record is malformed");
+        return false;
+    }
+    uint32_t key_id = kp.key_id;
+    const uint8_t *pk = kp.pk;
+    bool genesis = version == 1;
+    bool epoch = type_is(r, JRN_TYPE_EPOCH_STARTED);
+    if (genesis != type_is(r, JRN_TYPE_CREATED) ||
+        (!genesis && !type_is(r, JRN_TYPE_KEY_ADDED) && !epoch) || (genesis && seq != 1) ||
+        kp.has_genesis != genesis || kp.has_epoch != epoch) {
+        set_fault(f, seq, KR_ECORRUPT, "journal stream out of order: %.*s at version %llu",
+                  (int)r->type_len, r->type, (unsigned long long)version);
+        return false;
+    }
+    if (genesis) {
+        if (key_id != 1 || sodium_memcmp(pk, v->o->root_key, KR_PUBKEY_LEN) != 0) {
+            set_fault(f, 1, KR_EBADSIG, "genesis key is not the trusted public key");
+            return false;
+        }
+    } else if (key_for(v, key_id) || v->nkeys >= KR_KEYS_MAX) {
+        set_fault(f, seq, KR_ECORRUPT, "key %u introduced twice", key_id);
+        return false;
+    }
+    if (epoch) {
+        if (kp.epoch != v->epochs + 1) {
+            set_fault(f, seq, KR_ECORRUPT, "epoch %llu follows epoch %llu",
+                      (unsigned long long)kp.epoch, (unsigned long long)v->epochs);
+            return false;
+        }
+        if (!prev_checkpoint_ok(v, &kp, seq, f))
+            return false;
+        v->epochs++;
+    }
+    if (v->nkeys > 0) {
+        /* The record introducing a key is still signed by the old one. */
+        v->keys[v->nkeys - 1].to_seq = seq + 1;
+        v->keys[v->nkeys - 1].cp_to = epoch ? seq : seq + 1;
+        if (r->key_id != v->keys[v->nkeys - 1].key_id) {
+            set_fault(f, seq, KR_EBADSIG, "key change not signed by the key it replaces");
+            return false;
+        }
+    }
+    struct vkey *vk = &v->keys[v->nkeys++];
+    vk->key_id = key_id;
+    memcpy(vk->pk, pk, KR_PUBKEY_LEN);
+    vk->from_seq = genesis ? 1 : seq + 1;
+    vk->to_seq = UINT64_MAX;
+    vk->intro_seq = seq;
+    vk->cp_from = genesis ? 1 : epoch ? seq : seq + 1;
+    vk->cp_to = UINT64_MAX;
+    return true;
+}
+
 /* Reads the key history through the stream index, in the snapshot txn, one
  * version at a time, so a fault names the record it is in. A fault here does
  * not stop verification: the pass runs with the keys read so far and may find
@@ -271,7 +364,7 @@ static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
 {
     uint8_t ik[JRN_STREAM_KEY_MAX];
     size_t plen = jrn_stream_prefix(ik, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM));
-    for (uint64_t version = 1;; version++) {
+    for (uint64_t version = v->nkeys + 1;; version++) {
         kr_put_be64(ik + plen, version);
         MDB_val k = {plen + 8, ik}, val;
         int rc = mdb_get(txn, v->j->db_streams, &k, &val);
@@ -298,59 +391,14 @@ static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
             set_fault(f, seq, KR_ECORRUPT, "journal key record does not decode or is misplaced");
             break;
         }
-        struct jrn_key_payload kp;
-        if (r.version != version || r.payload_stripped ||
-            jrn_parse_key_payload(r.payload, r.payload_len, &kp) != KR_OK) {
-            set_fault(f, seq, KR_ECORRUPT, "journal key record is malformed");
+        if (seq <= v->start) {
+            set_fault(f, seq, KR_ECORRUPT,
+                      "journal key record at version %llu lies within the saved state",
+                      (unsigned long long)version);
             break;
         }
-        uint32_t key_id = kp.key_id;
-        const uint8_t *pk = kp.pk;
-        bool genesis = version == 1;
-        bool epoch = type_is(&r, JRN_TYPE_EPOCH_STARTED);
-        if (genesis != type_is(&r, JRN_TYPE_CREATED) ||
-            (!genesis && !type_is(&r, JRN_TYPE_KEY_ADDED) && !epoch) || (genesis && seq != 1) ||
-            kp.has_genesis != genesis || kp.has_epoch != epoch) {
-            set_fault(f, seq, KR_ECORRUPT, "journal stream out of order: %.*s at version %llu",
-                      (int)r.type_len, r.type, (unsigned long long)version);
+        if (!add_key(v, &r, seq, version, f))
             break;
-        }
-        if (genesis) {
-            if (key_id != 1 || sodium_memcmp(pk, v->o->root_key, KR_PUBKEY_LEN) != 0) {
-                set_fault(f, 1, KR_EBADSIG, "genesis key is not the trusted public key");
-                break;
-            }
-        } else if (key_for(v, key_id) || v->nkeys >= KR_KEYS_MAX) {
-            set_fault(f, seq, KR_ECORRUPT, "key %u introduced twice", key_id);
-            break;
-        }
-        if (epoch) {
-            if (kp.epoch != v->epochs + 1) {
-                set_fault(f, seq, KR_ECORRUPT, "epoch %llu follows epoch %llu",
-                          (unsigned long long)kp.epoch, (unsigned long long)v->epochs);
-                break;
-            }
-            if (!prev_checkpoint_ok(v, &kp, seq, f))
-                break;
-            v->epochs++;
-        }
-        if (v->nkeys > 0) {
-            /* The record introducing a key is still signed by the old one. */
-            v->keys[v->nkeys - 1].to_seq = seq + 1;
-            v->keys[v->nkeys - 1].cp_to = epoch ? seq : seq + 1;
-            if (r.key_id != v->keys[v->nkeys - 1].key_id) {
-                set_fault(f, seq, KR_EBADSIG, "key change not signed by the key it replaces");
-                break;
-            }
-        }
-        struct vkey *vk = &v->keys[v->nkeys++];
-        vk->key_id = key_id;
-        memcpy(vk->pk, pk, KR_PUBKEY_LEN);
-        vk->from_seq = genesis ? 1 : seq + 1;
-        vk->to_seq = UINT64_MAX;
-        vk->intro_seq = seq;
-        vk->cp_from = genesis ? 1 : epoch ? seq : seq + 1;
-        vk->cp_to = UINT64_MAX;
     }
     if (v->nkeys == 0 && f->seq == UINT64_MAX)
         set_fault(f, 1, KR_ECORRUPT, "no genesis record");
@@ -549,20 +597,37 @@ static void check_record(struct worker *w, uint64_t seq, const MDB_val *val, str
     *prev_time = r->time_ns;
 }
 
-static void run_chunk(struct worker *w, uint64_t c)
+/* The first record of chunk i of the pass (absolute chunk v->c0 + i): its
+ * first seq, or in incremental mode the first after the state's. */
+static uint64_t chunk_first(const struct vctx *v, uint64_t i)
+{
+    uint64_t first = (v->c0 + i) * CHUNK + 1;
+    return first > v->start ? first : v->start + 1;
+}
+
+static void run_chunk(struct worker *w, uint64_t i)
 {
     struct vctx *v = w->v;
-    struct chunk_result *res = &v->chunks[c];
-    uint64_t first = c * CHUNK + 1, last = first + CHUNK - 1;
+    struct chunk_result *res = &v->chunks[i];
+    uint64_t base = (v->c0 + i) * CHUNK;
+    uint64_t first = chunk_first(v, i), last = base + CHUNK;
     if (last > v->n)
         last = v->n;
     w->res = res;
-    w->base = c * CHUNK;
+    w->base = base;
     w->tree_started = false;
     res->fault.seq = UINT64_MAX;
 
     struct mrk_frontier fr;
     mrk_frontier_init(&fr);
+    if (first != base + 1) {
+        /* Incremental: the chunk's records up to the state's size are the
+         * state frontier's subtrees below chunk level. */
+        fr.size = v->start - base;
+        for (unsigned l = 0; l < CHUNK_LOG2; l++)
+            if ((fr.size >> l) & 1)
+                memcpy(fr.node[l], v->since->frontier.node[l], KR_HASH_LEN);
+    }
     uint8_t prev_leaf[KR_HASH_LEN] = {0};
     uint64_t prev_time = 0;
     uint8_t kb[8];
@@ -731,7 +796,11 @@ static void check_checkpoints(struct vctx *v, MDB_txn *txn, struct fault *f,
     MDB_cursor *c;
     if (mdb_cursor_open(txn, v->j->db_checkpoints, &c) != 0)
         return;
-    int rc = mdb_cursor_get(c, &k, &val, MDB_FIRST);
+    /* Incremental: those up to the state's size were checked before. */
+    uint8_t from[8];
+    kr_put_be64(from, v->start + 1);
+    k = (MDB_val){8, from};
+    int rc = mdb_cursor_get(c, &k, &val, MDB_SET_RANGE);
     while (rc == MDB_SUCCESS) {
         char where[64];
         uint64_t key_size = k.mv_size == 8 ? kr_get_be64(k.mv_data) : 0;
@@ -848,7 +917,10 @@ static kr_err verify_size(struct vctx *v, MDB_txn *txn, struct fault *f, uint64_
 static kr_err verify_chunks(struct vctx *v)
 {
     const struct jrn_verify_options *o = v->o;
-    v->nchunks = (v->n + CHUNK - 1) / CHUNK;
+    v->c0 = v->start / CHUNK;
+    v->nchunks = v->n > v->start ? (v->n + CHUNK - 1) / CHUNK - v->c0 : 0;
+    if (v->nchunks == 0)
+        return KR_OK; /* incremental, nothing new */
     v->chunks = calloc(v->nchunks, sizeof *v->chunks);
     unsigned nthreads = o->threads;
     if (nthreads == 0) {
@@ -883,8 +955,8 @@ static kr_err verify_chunks(struct vctx *v)
             uint64_t done = atomic_fetch_add(&v->done_chunks, 1) + 1;
             /* The last chunk may end on another thread: the total is
              * reported once, after the join. */
-            if (o->progress && done < v->nchunks)
-                o->progress(o->progress_ctx, done * CHUNK, v->n);
+            if (o->progress && done < v->nchunks && done * CHUNK < v->n - v->start)
+                o->progress(o->progress_ctx, done * CHUNK, v->n - v->start);
         }
     }
     for (unsigned t = 1; t <= started; t++)
@@ -892,7 +964,7 @@ static kr_err verify_chunks(struct vctx *v)
     for (unsigned t = 0; t < nthreads; t++)
         worker_close(&ws[t]);
     if (err == KR_OK && o->progress)
-        o->progress(o->progress_ctx, v->n, v->n);
+        o->progress(o->progress_ctx, v->n - v->start, v->n - v->start);
 out:
     free(ws);
     free(tids);
@@ -934,17 +1006,16 @@ static kr_err merge_chunks(struct vctx *v, MDB_txn *txn, struct fault *f, struct
                            uint64_t *system)
 {
     struct upper_ctx u = {txn, v->j, f};
-    bool seen_f2 = false;
     kr_err err;
     for (uint64_t ch = 0; ch < v->nchunks; ch++) {
         struct chunk_result *r = &v->chunks[ch];
-        uint64_t first = ch * CHUNK + 1;
+        uint64_t first = chunk_first(v, ch);
         /* Nothing above a known fault matters, and workers skipped it. The
          * key history may hold one from the start. */
         if (first > f->seq)
             break;
         struct fault tf = {.seq = UINT64_MAX};
-        if ((err = merge_tseqs(r, counts, &seen_f2, &tf)))
+        if ((err = merge_tseqs(r, counts, &v->seen_f2, &tf)))
             return err;
         /* The link into the chunk is at its first seq, below any later fault
          * inside it (a broken link usually causes one at first + 1). Unless
@@ -952,12 +1023,17 @@ static kr_err merge_chunks(struct vctx *v, MDB_txn *txn, struct fault *f, struct
         bool link_bad = false;
         if (r->fault.seq != first) {
             static const uint8_t zero[KR_HASH_LEN];
-            const uint8_t *want = ch == 0 ? zero : v->chunks[ch - 1].last_leaf;
+            const uint8_t *want = ch > 0     ? v->chunks[ch - 1].last_leaf
+                                  : v->since ? v->since->last_leaf
+                                             : zero;
+            uint64_t want_time = ch > 0     ? v->chunks[ch - 1].last_time
+                                 : v->since ? v->since->last_time
+                                            : 0;
             link_bad = true;
             if (memcmp(r->first_prev, want, KR_HASH_LEN) != 0)
                 set_fault(f, first, KR_ECORRUPT,
                           "prev does not match the previous record's leaf hash");
-            else if (ch > 0 && r->first_time < v->chunks[ch - 1].last_time)
+            else if (r->first_time < want_time)
                 set_fault(f, first, KR_ECORRUPT, "time goes backwards");
             else
                 link_bad = false;
@@ -970,7 +1046,7 @@ static kr_err merge_chunks(struct vctx *v, MDB_txn *txn, struct fault *f, struct
             break;
         out->stripped += r->stripped;
         *system += r->system;
-        if (ch * CHUNK + CHUNK <= v->n) {
+        if ((v->c0 + ch) * CHUNK + CHUNK <= v->n) {
             if (mrk_frontier_append_subtree(top, CHUNK_LOG2, r->root, emit_upper, &u) != KR_OK)
                 set_fault(f, first, KR_ECORRUPT, "internal: chunk misaligned");
         } else {
@@ -991,9 +1067,9 @@ static kr_err merge_chunks(struct vctx *v, MDB_txn *txn, struct fault *f, struct
 static void verify_totals(struct vctx *v, MDB_txn *txn, struct fault *f, uint64_t system,
                           uint64_t entries, struct mrk_frontier *top, struct jrn_verify_report *out)
 {
-    if (f->seq == UINT64_MAX && system != v->nkeys)
+    if (f->seq == UINT64_MAX && system != v->nkeys - v->since_nkeys)
         set_fault(f, 0, KR_ECORRUPT, "key history lists %zu records, the journal has %llu",
-                  v->nkeys, (unsigned long long)system);
+                  v->nkeys - v->since_nkeys, (unsigned long long)system);
     if (f->seq == UINT64_MAX && v->n != entries)
         set_fault(f, v->n, KR_ECORRUPT, "events database holds %llu entries for %llu records",
                   (unsigned long long)entries, (unsigned long long)v->n);
@@ -1013,8 +1089,481 @@ static void verify_totals(struct vctx *v, MDB_txn *txn, struct fault *f, uint64_
     }
     if (f->seq == UINT64_MAX) {
         mrk_frontier_root(top, out->root);
-        check_checkpoints(v, txn, f, out);
+        /* Incremental: the stored tree's nodes left from the state's
+         * frontier were not rehashed; the root must still be the one the
+         * state and the new records make. */
+        uint8_t stored[KR_HASH_LEN];
+        struct jrn_tree_ctx tc = {v->j, txn};
+        if (v->since && (mrk_root(jrn_tree_node, &tc, v->n, stored) != KR_OK ||
+                         memcmp(stored, out->root, KR_HASH_LEN) != 0))
+            set_fault(f, v->n, KR_ECORRUPT, "stored Merkle tree's root at %llu differs",
+                      (unsigned long long)v->n);
+        else
+            check_checkpoints(v, txn, f, out);
     }
+}
+
+/* ---- Incremental verification: binding a state, and making one ---- */
+
+static void fill_note_keys(struct vctx *v)
+{
+    for (size_t i = 0; i < v->nkeys; i++) {
+        snprintf(v->note_keys[i].name, sizeof v->note_keys[i].name, "%s", v->j->origin);
+        memcpy(v->note_keys[i].pk, v->keys[i].pk, KR_PUBKEY_LEN);
+        v->note_keys[i].key_id = v->keys[i].key_id;
+    }
+    v->nnote_keys = v->nkeys;
+}
+
+static kr_err refuse(struct jrn_verify_report *out, kr_err err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static kr_err refuse(struct jrn_verify_report *out, kr_err err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
+    vsnprintf(out->what, sizeof out->what, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+/* Binds v->since to this journal and the trust anchor (see verify.h) and
+ * takes its key history into v. An error refuses the state, out->what says
+ * why. */
+static kr_err since_bind(struct vctx *v, struct jrn_verify_report *out)
+{
+    const struct jrn_verify_state *s = v->since;
+    if (sodium_memcmp(s->journal_id, v->j->journal_id, sizeof s->journal_id) != 0 ||
+        strcmp(s->origin, v->j->origin) != 0)
+        return refuse(out, KR_EINVAL, "saved state is another journal's (%s)", s->origin);
+    struct fault f = {.seq = UINT64_MAX};
+    for (size_t i = 0; i < s->nkeys; i++) {
+        struct jrn_record r;
+        if (jrn_record_decode(s->keyrec[i], s->keyrec_len[i], &r) != KR_OK || r.seq == 0 ||
+            r.seq > s->size)
+            return refuse(out, KR_ECORRUPT, "saved state: key record %zu is malformed", i + 1);
+        const uint8_t *signer = i == 0 ? v->o->root_key : v->keys[i - 1].pk;
+        uint8_t msg[JRN_SIGN_INPUT_MAX];
+        size_t mlen;
+        jrn_record_sign_input(&r, msg, &mlen);
+        if ((i == 0 && r.key_id != 1) || crypto_sign_verify_detached(r.sig, msg, mlen, signer) != 0)
+            return refuse(out, KR_EBADSIG,
+                          "saved state: key record %zu is not signed by the key before it", i + 1);
+        if (!add_key(v, &r, r.seq, i + 1, &f))
+            return refuse(out, f.err ? f.err : KR_ECORRUPT, "saved state: %s", f.what);
+    }
+    v->since_nkeys = v->nkeys;
+    fill_note_keys(v);
+    struct kr_checkpoint cp;
+    uint32_t key_id;
+    kr_err err = kr_checkpoint_open(s->note, s->note_len, v->note_keys, v->nkeys, &cp, &key_id);
+    if (err)
+        return refuse(out, KR_EBADSIG, "saved state: checkpoint: %s", kr_strerror(err));
+    const struct vkey *k = key_for(v, key_id);
+    if (!k || cp.size < k->cp_from || cp.size >= k->cp_to || strcmp(cp.origin, v->j->origin) != 0 ||
+        cp.size != s->size || memcmp(cp.root, s->root, KR_HASH_LEN) != 0)
+        return refuse(out, KR_EBADSIG,
+                      "saved state: its checkpoint does not sign its size and root with a key "
+                      "valid there");
+    return KR_OK;
+}
+
+/* The journal still holds what the state verified: at least its records
+ * (else rolled back or truncated: the first missing seq), and a tree whose
+ * first size leaves have the state's root (the consistency proof). */
+static void since_prefix(struct vctx *v, MDB_txn *txn, struct fault *f)
+{
+    const struct jrn_verify_state *s = v->since;
+    if (v->n < s->size) {
+        set_fault(f, v->n + 1, KR_ECORRUPT,
+                  "journal has %llu records, fewer than the %llu verified before: rolled back "
+                  "or truncated",
+                  (unsigned long long)v->n, (unsigned long long)s->size);
+        return;
+    }
+    struct jrn_tree_ctx tc = {v->j, txn};
+    uint8_t root2[KR_HASH_LEN];
+    uint8_t proof[KR_PROOF_MAX][KR_HASH_LEN];
+    size_t np = 0;
+    if (mrk_root(jrn_tree_node, &tc, v->n, root2) != KR_OK ||
+        mrk_consistency_proof(jrn_tree_node, &tc, s->size, v->n, proof, KR_PROOF_MAX, &np) !=
+            KR_OK ||
+        mrk_verify_consistency(s->size, v->n, s->root, root2, proof, np) != KR_OK)
+        set_fault(f, s->size, KR_ECORRUPT,
+                  "consistency proof from the saved state's size %llu fails: the history "
+                  "verified before was rewritten",
+                  (unsigned long long)s->size);
+}
+
+/* Starts the pass where the state ends: records, links, counts, the tree
+ * above chunk level (top). */
+static kr_err since_seed(struct vctx *v, struct tseq_table *counts, struct mrk_frontier *top)
+{
+    const struct jrn_verify_state *s = v->since;
+    v->start = s->size;
+    v->seen_f2 = s->seen_f2;
+    for (uint64_t i = 0; i < s->ntenants; i++) {
+        struct tseq_run *run = tseq_get(counts, s->tenants[2 * i]);
+        if (!run)
+            return KR_ENOMEM;
+        run->n = s->tenants[2 * i + 1];
+    }
+    top->size = s->size & ~(CHUNK - 1);
+    for (unsigned l = CHUNK_LOG2; l < 64; l++)
+        if ((top->size >> l) & 1)
+            memcpy(top->node[l], s->frontier.node[l], KR_HASH_LEN);
+    return KR_OK;
+}
+
+void jrn_verify_state_free(struct jrn_verify_state *s)
+{
+    if (!s)
+        return;
+    free(s->last_rec);
+    for (size_t i = 0; i < s->nkeys; i++)
+        free(s->keyrec[i]);
+    free(s->tenants);
+    free(s);
+}
+
+uint64_t jrn_verify_state_size(const struct jrn_verify_state *s)
+{
+    return s->size;
+}
+
+/* A copy of the record at seq, from txn. */
+static kr_err copy_record(MDB_txn *txn, struct journal *j, uint64_t seq, uint8_t **out, size_t *len)
+{
+    uint8_t kb[8];
+    kr_put_be64(kb, seq);
+    MDB_val k = {8, kb}, val;
+    int rc = mdb_get(txn, j->db_events, &k, &val);
+    if (rc)
+        return rc == MDB_NOTFOUND ? KR_ECORRUPT : kr_err_from_mdb(rc);
+    if (val.mv_size > KR_RECORD_MAX)
+        return KR_ECORRUPT;
+    if (!(*out = malloc(val.mv_size ? val.mv_size : 1)))
+        return KR_ENOMEM;
+    memcpy(*out, val.mv_data, val.mv_size);
+    *len = val.mv_size;
+    return KR_OK;
+}
+
+static int cmp_tenant(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The state after a clean pass over v->n records: the frontier is top. */
+static kr_err state_build(struct vctx *v, MDB_txn *txn, const struct mrk_frontier *top,
+                          const struct tseq_table *counts, struct jrn_verify_state **out)
+{
+    struct jrn_verify_state *s = calloc(1, sizeof *s);
+    kr_err err = KR_OK;
+    if (!s)
+        return KR_ENOMEM;
+    memcpy(s->journal_id, v->j->journal_id, sizeof s->journal_id);
+    snprintf(s->origin, sizeof s->origin, "%s", v->j->origin);
+    s->size = v->n;
+    s->frontier = *top;
+    mrk_frontier_root(top, s->root);
+    s->seen_f2 = v->seen_f2;
+    MDB_val k = {strlen(JRN_META_CHECKPOINT), JRN_META_CHECKPOINT}, val;
+    struct jrn_tree_ctx tc = {v->j, txn};
+    struct jrn_record r;
+    if (mdb_get(txn, v->j->db_meta, &k, &val) != 0 || val.mv_size > KR_NOTE_MAX) {
+        err = KR_ECORRUPT;
+        goto fail;
+    }
+    memcpy(s->note, val.mv_data, val.mv_size);
+    s->note_len = val.mv_size;
+    if ((err = copy_record(txn, v->j, v->n, &s->last_rec, &s->last_len)) ||
+        (err = mrk_inclusion_proof(jrn_tree_node, &tc, v->n - 1, v->n, s->path, 64, &s->path_n)) ||
+        (err = jrn_record_decode(s->last_rec, s->last_len, &r)))
+        goto fail;
+    jrn_record_leaf_hash(&r, s->last_leaf);
+    s->last_time = r.time_ns;
+    for (size_t i = 0; i < v->nkeys; i++, s->nkeys++)
+        if ((err = copy_record(txn, v->j, v->keys[i].intro_seq, &s->keyrec[i], &s->keyrec_len[i])))
+            goto fail;
+    if (counts->count > KR_VSTATE_TENANTS_MAX) {
+        err = KR_ETOOLARGE;
+        goto fail;
+    }
+    s->tenants = calloc(counts->count ? 2 * counts->count : 1, sizeof *s->tenants);
+    if (!s->tenants) {
+        err = KR_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < counts->cap; i++) {
+        if (!counts->used[i] || counts->runs[i].n == 0)
+            continue;
+        s->tenants[2 * s->ntenants] = counts->runs[i].tenant;
+        s->tenants[2 * s->ntenants + 1] = counts->runs[i].n;
+        s->ntenants++;
+    }
+    qsort(s->tenants, s->ntenants, 2 * sizeof *s->tenants, cmp_tenant);
+    *out = s;
+    return KR_OK;
+fail:
+    jrn_verify_state_free(s);
+    return err;
+}
+
+/* ---- The state file ----
+ *
+ * All integers big-endian: "KRVS", u32 version 1; journal id (16); u16
+ * origin length, origin; u64 size; root (32); the frontier, one hash per set
+ * bit of size, from bit 0 up; u16 note length, note; u32 record length, the
+ * last record; u8 path length, path hashes; u8 seen format 2 (0 or 1); u32
+ * key records, each u32 length and record; u64 tenants, each u64 tenant (in
+ * increasing order) and u64 records (>= 1); SHA-256 of all the above. */
+
+#define VSTATE_MAGIC   "KRVS"
+#define VSTATE_VERSION 1u
+
+struct sbuf {
+    uint8_t *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void sb_put(struct sbuf *b, const void *d, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        uint8_t *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+}
+
+static void sb_u(struct sbuf *b, uint64_t x, unsigned bytes)
+{
+    uint8_t t[8];
+    for (unsigned i = 0; i < bytes; i++)
+        t[i] = (uint8_t)(x >> (8 * (bytes - 1 - i)));
+    sb_put(b, t, bytes);
+}
+
+kr_err jrn_verify_state_save(const struct jrn_verify_state *s, const char *path)
+{
+    struct sbuf b = {0};
+    sb_put(&b, VSTATE_MAGIC, 4);
+    sb_u(&b, VSTATE_VERSION, 4);
+    sb_put(&b, s->journal_id, 16);
+    sb_u(&b, strlen(s->origin), 2);
+    sb_put(&b, s->origin, strlen(s->origin));
+    sb_u(&b, s->size, 8);
+    sb_put(&b, s->root, KR_HASH_LEN);
+    for (unsigned l = 0; l < 64; l++)
+        if ((s->size >> l) & 1)
+            sb_put(&b, s->frontier.node[l], KR_HASH_LEN);
+    sb_u(&b, s->note_len, 2);
+    sb_put(&b, s->note, s->note_len);
+    sb_u(&b, s->last_len, 4);
+    sb_put(&b, s->last_rec, s->last_len);
+    sb_u(&b, s->path_n, 1);
+    sb_put(&b, s->path, s->path_n * KR_HASH_LEN);
+    sb_u(&b, s->seen_f2, 1);
+    sb_u(&b, s->nkeys, 4);
+    for (size_t i = 0; i < s->nkeys; i++) {
+        sb_u(&b, s->keyrec_len[i], 4);
+        sb_put(&b, s->keyrec[i], s->keyrec_len[i]);
+    }
+    sb_u(&b, s->ntenants, 8);
+    for (uint64_t i = 0; i < 2 * s->ntenants; i++)
+        sb_u(&b, s->tenants[i], 8);
+    uint8_t sum[KR_HASH_LEN];
+    if (!b.oom)
+        kr_sha256(sum, b.p, b.len);
+    sb_put(&b, sum, KR_HASH_LEN);
+    kr_err err = b.oom ? KR_ENOMEM : b.len > KR_VSTATE_MAX ? KR_ETOOLARGE : KR_OK;
+    if (!err)
+        err = kr_file_replace(path, b.p, b.len, 0644);
+    free(b.p);
+    return err;
+}
+
+struct sread {
+    const uint8_t *p;
+    size_t len, off;
+    bool bad;
+};
+
+static const uint8_t *sr_take(struct sread *r, size_t n)
+{
+    if (r->bad || n > r->len - r->off) {
+        r->bad = true;
+        return NULL;
+    }
+    const uint8_t *p = r->p + r->off;
+    r->off += n;
+    return p;
+}
+
+static uint64_t sr_u(struct sread *r, unsigned bytes)
+{
+    const uint8_t *p = sr_take(r, bytes);
+    uint64_t x = 0;
+    for (unsigned i = 0; p && i < bytes; i++)
+        x = x << 8 | p[i];
+    return x;
+}
+
+/* A copy of the next n bytes (n <= max), or NULL with r->bad set. */
+static uint8_t *sr_dup(struct sread *r, size_t n, size_t max)
+{
+    if (n > max)
+        r->bad = true;
+    const uint8_t *p = sr_take(r, n);
+    uint8_t *d = p ? malloc(n ? n : 1) : NULL;
+    if (p && !d)
+        r->bad = true;
+    if (d)
+        memcpy(d, p, n);
+    return d;
+}
+
+/* Parses buf (len bytes, the checksum checked) into s. False if malformed. */
+static bool state_parse(struct sread *r, struct jrn_verify_state *s)
+{
+    const uint8_t *magic = sr_take(r, 4);
+    if (!magic || memcmp(magic, VSTATE_MAGIC, 4) != 0 || sr_u(r, 4) != VSTATE_VERSION)
+        return false;
+    const uint8_t *p = sr_take(r, 16);
+    if (p)
+        memcpy(s->journal_id, p, 16);
+    size_t olen = sr_u(r, 2);
+    if (olen == 0 || olen > KR_ORIGIN_MAX || !(p = sr_take(r, olen)) || memchr(p, 0, olen))
+        return false;
+    memcpy(s->origin, p, olen);
+    s->size = sr_u(r, 8);
+    if (r->bad || s->size == 0 || s->size >= JRN_SIZE_MAX || !(p = sr_take(r, KR_HASH_LEN)))
+        return false;
+    memcpy(s->root, p, KR_HASH_LEN);
+    s->frontier.size = s->size;
+    for (unsigned l = 0; l < 64; l++)
+        if (((s->size >> l) & 1) && (p = sr_take(r, KR_HASH_LEN)))
+            memcpy(s->frontier.node[l], p, KR_HASH_LEN);
+    s->note_len = sr_u(r, 2);
+    if (s->note_len == 0 || s->note_len > KR_NOTE_MAX || !(p = sr_take(r, s->note_len)))
+        return false;
+    memcpy(s->note, p, s->note_len);
+    s->last_len = sr_u(r, 4);
+    s->last_rec = sr_dup(r, s->last_len, KR_RECORD_MAX);
+    s->path_n = sr_u(r, 1);
+    if (r->bad || s->path_n > 64 || !(p = sr_take(r, s->path_n * KR_HASH_LEN)))
+        return false;
+    memcpy(s->path, p, s->path_n * KR_HASH_LEN);
+    uint64_t f2 = sr_u(r, 1);
+    uint64_t nkeys = sr_u(r, 4);
+    if (r->bad || f2 > 1 || nkeys == 0 || nkeys > KR_KEYS_MAX)
+        return false;
+    s->seen_f2 = f2 == 1;
+    for (; s->nkeys < nkeys; s->nkeys++) {
+        s->keyrec_len[s->nkeys] = sr_u(r, 4);
+        if (!(s->keyrec[s->nkeys] = sr_dup(r, s->keyrec_len[s->nkeys], KR_RECORD_MAX)))
+            return false;
+    }
+    s->ntenants = sr_u(r, 8);
+    if (r->bad || s->ntenants == 0 || s->ntenants > KR_VSTATE_TENANTS_MAX ||
+        s->ntenants * 16 > r->len - r->off)
+        return false;
+    if (!(s->tenants = calloc(2 * s->ntenants, sizeof *s->tenants)))
+        return false;
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < s->ntenants; i++) {
+        s->tenants[2 * i] = sr_u(r, 8);
+        s->tenants[2 * i + 1] = sr_u(r, 8);
+        if ((i > 0 && s->tenants[2 * i] <= s->tenants[2 * i - 2]) || s->tenants[2 * i + 1] == 0 ||
+            s->tenants[2 * i + 1] > s->size)
+            return false;
+        sum += s->tenants[2 * i + 1];
+    }
+    if (r->bad || r->off != r->len || sum != s->size)
+        return false;
+    /* What the root binds: the frontier, and the last record at leaf size - 1. */
+    uint8_t root[KR_HASH_LEN];
+    mrk_frontier_root(&s->frontier, root);
+    struct jrn_record rec;
+    if (memcmp(root, s->root, KR_HASH_LEN) != 0 ||
+        jrn_record_decode(s->last_rec, s->last_len, &rec) != KR_OK || rec.seq != s->size)
+        return false;
+    jrn_record_leaf_hash(&rec, s->last_leaf);
+    s->last_time = rec.time_ns;
+    return mrk_verify_inclusion(s->last_leaf, s->size - 1, s->size,
+                                (const uint8_t(*)[KR_HASH_LEN])s->path, s->path_n,
+                                s->root) == KR_OK;
+}
+
+kr_err jrn_verify_state_parse(const uint8_t *buf, size_t len, struct jrn_verify_state **out)
+{
+    *out = NULL;
+    if (len <= KR_HASH_LEN)
+        return KR_ECORRUPT;
+    if (len > KR_VSTATE_MAX)
+        return KR_ETOOLARGE;
+    uint8_t sum[KR_HASH_LEN];
+    kr_sha256(sum, buf, len - KR_HASH_LEN);
+    if (sodium_memcmp(sum, buf + len - KR_HASH_LEN, KR_HASH_LEN) != 0)
+        return KR_ECORRUPT;
+    struct sread r = {buf, len - KR_HASH_LEN, 0, false};
+    struct jrn_verify_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return KR_ENOMEM;
+    if (!state_parse(&r, s)) {
+        jrn_verify_state_free(s);
+        return KR_ECORRUPT;
+    }
+    *out = s;
+    return KR_OK;
+}
+
+kr_err jrn_verify_state_load(const char *path, struct jrn_verify_state **out)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? KR_ENOTFOUND : KR_EIO;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return KR_EIO;
+    }
+    if ((uint64_t)st.st_size > KR_VSTATE_MAX) {
+        close(fd);
+        return KR_ETOOLARGE;
+    }
+    size_t len = (size_t)st.st_size, got = 0;
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        close(fd);
+        return KR_ENOMEM;
+    }
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    kr_err err = got == len ? jrn_verify_state_parse(buf, len, out) : KR_EIO;
+    free(buf);
+    return err;
 }
 
 kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *opts,
@@ -1041,7 +1590,12 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
     atomic_store(&v->first_bad, UINT64_MAX);
     v->j = j;
     v->epochs = 1;
+    v->since = o.since;
     read_cp_file(dir, &v->cp_file);
+    struct mrk_frontier top;
+    mrk_frontier_init(&top);
+    if (v->since && (err = since_bind(v, out)))
+        goto done;
 
     /* One snapshot for the size; workers read the same immutable prefix. */
     uint64_t entries = 0;
@@ -1050,6 +1604,13 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
         goto done;
     if (f.seq != UINT64_MAX)
         goto verdict;
+    if (v->since) {
+        since_prefix(v, txn, &f);
+        if (f.seq != UINT64_MAX)
+            goto verdict;
+        if ((err = since_seed(v, &counts, &top)))
+            goto done;
+    }
     if ((err = load_keys(v, txn, &f)))
         goto done;
     out->keys = v->nkeys;
@@ -1060,13 +1621,17 @@ kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *op
     if ((err = verify_chunks(v)))
         goto done;
 
-    struct mrk_frontier top;
-    mrk_frontier_init(&top);
     uint64_t system = 0;
     if ((err = merge_chunks(v, txn, &f, &counts, &top, out, &system)))
         goto done;
+    if (v->since && v->nchunks == 0)
+        top = v->since->frontier; /* nothing new */
     out->tenants = counts.count;
+    out->checked = v->n - v->start;
     verify_totals(v, txn, &f, system, entries, &top, out);
+    if (f.seq == UINT64_MAX && o.want_state &&
+        (err = state_build(v, txn, &top, &counts, &out->state)))
+        goto done;
 
 verdict:
     if (f.seq != UINT64_MAX) {

@@ -37,6 +37,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* A saved verification state: what a verification learned that the next
+ * one needs to check only the records appended since (see "Incremental
+ * verification" below). Opaque; owned by whoever got it, freed with
+ * jrn_verify_state_free. */
+struct jrn_verify_state;
+
 struct jrn_verify_options {
     bool fast;            /* skip per-record signatures and index checks */
     bool have_root_key;   /* trust root_key instead of DIR/keys/journal-1.pub */
@@ -45,6 +51,12 @@ struct jrn_verify_options {
     /* Called from the calling thread now and then; may be NULL. */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
+    /* Incremental mode: check only the records after since's size, from its
+     * frontier, links, keys and counts; NULL = everything. */
+    const struct jrn_verify_state *since;
+    /* When the verdict is KR_OK, put the state to continue from into
+     * report.state (the caller frees it). */
+    bool want_state;
 };
 
 struct jrn_verify_report {
@@ -58,6 +70,8 @@ struct jrn_verify_report {
     kr_err result;             /* KR_OK when every check holds */
     uint64_t bad_seq;          /* first bad record, or the size of the bad checkpoint; 0 if none */
     char what[256];            /* what is wrong, for people */
+    uint64_t checked;          /* records this run read and checked (all, or those after since) */
+    struct jrn_verify_state *state; /* with want_state and a KR_OK verdict; else NULL */
 };
 
 /* Verifies the journal in data directory `dir`, read-only (a writer in
@@ -74,5 +88,54 @@ struct journal;
  * reads in its own read transactions while the writer goes on). */
 KR_MUST_CHECK kr_err jrn_verify_journal(struct journal *j, const struct jrn_verify_options *o,
                                         struct jrn_verify_report *out);
+
+/* ---- Incremental verification ----
+ *
+ * A state holds: the journal id and origin; the size and root it verified and
+ * the newest checkpoint's signed note at that size; the Merkle frontier (the
+ * roots of the perfect subtrees of the size's set bits); the last record
+ * (raw) with its inclusion path, for the link and the time order; the key
+ * records (raw) that introduced every key, in order; whether a format-2
+ * record was seen; and every tenant's record count, for the tseq check. The
+ * file ends with its SHA-256 (against corruption, not attack).
+ *
+ * A state is hostile input. jrn_verify_state_load parses it strictly (exact
+ * lengths, bounds from kr_limits.h, tenants in increasing order, the frontier
+ * folding to the root, the last record included in that root). With
+ * options.since, verification then binds it to the journal and to the trust
+ * anchor before using it: the journal id and origin must be the journal's;
+ * the first key record must be the genesis of the root key, and each later
+ * one signed by the key before it; the note must be signed by a key of that
+ * chain valid at its size and name the state's size and root. A state that
+ * fails is refused (the call returns KR_EINVAL for another journal's,
+ * KR_EBADSIG for a chain or note that does not verify, out->what says why).
+ * The per-tenant counts are not signed by the journal: they are as good as
+ * the auditor's copy of the file, which the auditor keeps (see
+ * docs/auditing.md).
+ *
+ * Then the pass checks the records after the state's size exactly as a full
+ * pass does, plus: the journal still has at least the state's size (else the
+ * verdict names the first missing seq: rolled back or truncated), and the
+ * consistency proof from the state's (size, root) to the stored tree (a
+ * rewritten history fails at the state's size). Records at or below the
+ * state's size are not read: damage there that keeps the root is for the
+ * full verification to find. */
+
+/* Reads and parses the state at path. Errors: KR_ENOTFOUND, KR_EIO;
+ * KR_ETOOLARGE over KR_VSTATE_MAX; KR_ECORRUPT for any malformation or a
+ * checksum that does not match. */
+KR_MUST_CHECK kr_err jrn_verify_state_load(const char *path, struct jrn_verify_state **out);
+
+/* The same, from len bytes at buf (the file's contents). */
+KR_MUST_CHECK kr_err jrn_verify_state_parse(const uint8_t *buf, size_t len,
+                                            struct jrn_verify_state **out);
+
+/* Writes s to path atomically (a temporary file, fsync, rename), mode 0644. */
+KR_MUST_CHECK kr_err jrn_verify_state_save(const struct jrn_verify_state *s, const char *path);
+
+/* The size the state verified. */
+uint64_t jrn_verify_state_size(const struct jrn_verify_state *s);
+
+void jrn_verify_state_free(struct jrn_verify_state *s);
 
 #endif

@@ -403,7 +403,8 @@ static kr_err open_or_create(const char *dir, struct journal **j)
 static const char bench_usage[] =
     "usage: kiroku bench append [--data DIR] [--events N] [--producers P] [--payload BYTES]\n"
     "                           [--window W] [--acks FILE] [--json]\n"
-    "       kiroku bench verify [--data DIR] [--events N] [--threads T] [--json]\n"
+    "       kiroku bench verify [--data DIR] [--events N] [--threads T] [--since M]\n"
+    "                           [--json]\n"
     "       kiroku bench replay [--data DIR] [--events N] [--json]\n"
     "       kiroku bench query [--data DIR] [--contacts N] [--pages P] [--json]\n"
     "       kiroku bench api [--data DIR] [--seconds N] [--clients N] [--workers N]\n"
@@ -417,7 +418,10 @@ static const char bench_usage[] =
     "  journal stays in DIR (created if missing); without, a temporary one is used\n"
     "  and removed. --acks writes \"seq commitment\" per durable event to FILE.\n"
     "verify: full and fast verification speed over DIR's journal, or over a\n"
-    "  temporary journal filled with N events (default 200000).\n"
+    "  temporary journal filled with N events (default 200000). --since M then\n"
+    "  saves the state of a fast verification, appends M events, and times a full\n"
+    "  verify --since beside a full verification of a fresh journal of M events\n"
+    "  (best of 3 each).\n"
     "replay: rebuilds every view from DIR's journal, or from a temporary seeded\n"
     "  journal of about N events (default 1000000); prints events/s.\n"
     "query: contacts.list pages of 100 contacts of one tag, in a tenant of N\n"
@@ -528,14 +532,106 @@ static int bench_append(int argc, char **argv)
     return r.failures ? CLI_FAIL : CLI_OK;
 }
 
+/* A verification of dir with o, timed; a failed verdict is an error. */
+static kr_err timed_verify(const char *dir, const struct jrn_verify_options *o,
+                           struct jrn_verify_report *r, double *secs)
+{
+    double t0 = cli_now();
+    kr_err err = jrn_verify(dir, o, r);
+    *secs = cli_now() - t0;
+    if (!err && r->result) {
+        fprintf(stderr, "kiroku: the journal does not verify: seq %" PRIu64 ": %s\n", r->bad_seq,
+                r->what);
+        err = r->result;
+    }
+    return err;
+}
+
+/* Appends n events to the journal in dir (made if missing). */
+static kr_err verify_fill(const char *dir, uint64_t n)
+{
+    struct journal *j;
+    struct append_result r;
+    kr_err err = open_or_create(dir, &j);
+    if (err)
+        return err;
+    err = run_append(j, n, 16, 64, 200, -1, &r);
+    jrn_close(j);
+    return err ? err : r.failures ? r.err : KR_OK;
+}
+
+#define BENCH_VERIFY_ROUNDS 3
+
+/* bench verify --since M: a journal of N events (DIR's, or a temporary one)
+ * verified with a state; M events appended; verify --since timed beside a
+ * full verification of a fresh journal of M events. */
+static int bench_verify_since(const char *data, uint64_t events, unsigned threads, uint64_t m,
+                              bool json)
+{
+    char big[KR_PATH_MAX], small[KR_PATH_MAX];
+    kr_err err;
+    if (data)
+        snprintf(big, sizeof big, "%s", data);
+    else if ((err = temp_journal(big, sizeof big)) || (err = verify_fill(big, events)))
+        return cli_fail("bench verify: filling", err);
+    if ((err = temp_journal(small, sizeof small)) || (err = verify_fill(small, m))) {
+        if (!data)
+            cli_rmtree(big);
+        return cli_fail("bench verify: filling", err);
+    }
+    /* The base state by a fast pass: what is timed is the pass after it. */
+    struct jrn_verify_options vo = {.threads = threads, .want_state = true, .fast = true};
+    struct jrn_verify_report base, inc, alone;
+    double t_base = 0, t_inc = 1e9, t_alone = 1e9;
+    memset(&inc, 0, sizeof inc);
+    memset(&alone, 0, sizeof alone);
+    err = timed_verify(big, &vo, &base, &t_base);
+    vo.fast = false;
+    vo.want_state = false;
+    if (!err)
+        err = verify_fill(big, m);
+    /* Best of BENCH_VERIFY_ROUNDS each, alternating, against a shared machine's noise. */
+    for (int round = 0; !err && round < BENCH_VERIFY_ROUNDS; round++) {
+        double t;
+        vo.since = base.state;
+        err = timed_verify(big, &vo, &inc, &t);
+        t_inc = t < t_inc ? t : t_inc;
+        vo.since = NULL;
+        if (!err)
+            err = timed_verify(small, &vo, &alone, &t);
+        t_alone = t < t_alone ? t : t_alone;
+    }
+    jrn_verify_state_free(base.state);
+    if (!data)
+        cli_rmtree(big);
+    cli_rmtree(small);
+    if (err)
+        return cli_fail("bench verify --since", err);
+    double ratio = t_inc / t_alone;
+    if (json)
+        printf("{\"records\":%" PRIu64 ",\"new_records\":%" PRIu64 ",\"checked\":%" PRIu64
+               ",\"since_seconds\":%.4f,\"alone_records\":%" PRIu64
+               ",\"alone_seconds\":%.4f,\"since_over_alone\":%.3f,\"base_fast_seconds\":%.3f}\n",
+               inc.records, m, inc.checked, t_inc, alone.records, t_alone, ratio, t_base);
+    else
+        printf("%" PRIu64 " records, %" PRIu64 " of them new\n"
+               "verify --since: %.4f s for %" PRIu64 " records checked\n"
+               "full verify of a journal of %" PRIu64 " records alone: %.4f s\n"
+               "since / alone: %.2fx, best of %d (base fast verification: %.2f s)\n",
+               inc.records, m, t_inc, inc.checked, alone.records, t_alone, ratio,
+               BENCH_VERIFY_ROUNDS, t_base);
+    return CLI_OK;
+}
+
 static int bench_verify(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          {"events", required_argument, 0, 'n'},
                                          {"threads", required_argument, 0, 't'},
+                                         {"since", required_argument, 0, 's'},
                                          {0, 0, 0, 0}};
     struct cli_common co = {0};
-    uint64_t events = 200000, threads = 0;
+    uint64_t events = 200000, threads = 0, since = 0;
     int rc;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -547,6 +643,9 @@ static int bench_verify(int argc, char **argv)
         case 't':
             ok = cli_parse_u64(optarg, 1, 64, &threads);
             break;
+        case 's':
+            ok = cli_parse_u64(optarg, 1, UINT32_MAX, &since);
+            break;
         default:
             if ((rc = cli_common_option(c, bench_usage, &co)) != CLI_CONTINUE)
                 return rc;
@@ -556,6 +655,8 @@ static int bench_verify(int argc, char **argv)
     }
     if (optind != argc)
         return cli_usage(bench_usage);
+    if (since)
+        return bench_verify_since(co.data, events, (unsigned)threads, since, co.json);
     const char *data = co.data;
     bool json = co.json;
     char tmp[KR_PATH_MAX];

@@ -368,6 +368,51 @@ static void test_json_not_utf8(void **state)
     json_decref(j);
 }
 
+/* verify --save-state, then --since with the same file, day after day; bad
+ * states refused with exit status 3. */
+static void test_verify_since(void **state)
+{
+    (void)state;
+    static char out[OUT_MAX], err[OUT_MAX];
+    char st[1200], other[1200];
+    snprintf(st, sizeof st, "%s/audit.state", root);
+    snprintf(other, sizeof other, "%s/other", root);
+    const char *const fill[] = {"bench",       "append", "--data",   dir, "--events", "2000",
+                                "--producers", "2",      "--window", "8", NULL};
+    assert_int_equal(run(out, err, fill), 0);
+    assert_int_equal(
+        run(out, err, (const char *const[]){"verify", "--data", dir, "--save-state", st, NULL}), 0);
+    for (int day = 1; day <= 2; day++) {
+        assert_int_equal(run(out, err, fill), 0);
+        const char *args[] = {"verify",       "--data", dir,      "--since", st,
+                              "--save-state", st,       "--json", NULL};
+        assert_int_equal(run(out, err, args), 0);
+        json_t *j = parse(out);
+        assert_true(json_is_true(json_object_get(j, "ok")));
+        assert_string_equal(json_string_value(json_object_get(j, "mode")), "since");
+        assert_int_equal(json_integer_value(json_object_get(j, "records")), 2001 + 2000 * day);
+        assert_int_equal(json_integer_value(json_object_get(j, "checked")), 2000);
+        json_decref(j);
+    }
+    /* Nothing new: nothing checked. */
+    assert_int_equal(
+        run(out, err, (const char *const[]){"verify", "--data", dir, "--since", st, NULL}), 0);
+    assert_non_null(strstr(out, "0 records checked since the saved state"));
+
+    /* Another journal's state; a truncated one; none. */
+    assert_int_equal(run(out, err, (const char *const[]){"init", "--data", other, NULL}), 0);
+    assert_int_equal(
+        run(out, err, (const char *const[]){"verify", "--data", other, "--since", st, NULL}), 3);
+    assert_non_null(strstr(err, "another journal"));
+    assert_int_equal(truncate(st, 100), 0);
+    assert_int_equal(
+        run(out, err, (const char *const[]){"verify", "--data", dir, "--since", st, NULL}), 3);
+    assert_non_null(strstr(err, "cannot use as a verification state"));
+    assert_int_equal(remove(st), 0);
+    assert_int_equal(
+        run(out, err, (const char *const[]){"verify", "--data", dir, "--since", st, NULL}), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +420,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_journal_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_reader_reclaimed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_not_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_since, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
