@@ -206,7 +206,7 @@
 /* Entries (opening, updates, resolution) in one incidents.history reply,
  * and records of the incident's stream looked at for them (its
  * notifications are there too, one per affected tenant and channel). */
-#define KR_INCIDENT_HISTORY_MAX 200u
+#define KR_INCIDENT_HISTORY_MAX      200u
 #define KR_INCIDENT_HISTORY_SCAN_MAX 100000u
 /* Pending notifications in one incidents.overdue reply, earliest deadline
  * first; acting on the first thousand shrinks the list for the next call. */
