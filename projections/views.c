@@ -5,6 +5,7 @@
  */
 #include "views.h"
 
+#include "endian_be.h"
 #include "hash.h"
 
 #include <errno.h>
@@ -14,7 +15,11 @@
 
 #define META_APPLIED "applied"
 #define META_FORMAT  "format"
-#define VIEWS_FORMAT 1u
+/* The views' layout. Bump it when a view is added or its rows change:
+ * a writable open of views in an older layout drops them and the journal's
+ * catch-up rebuilds them from seq 1 (an upgrade needs no `kiroku replay`).
+ * 2: sign-in streams, incident e-mail and alert views, expired applications. */
+#define VIEWS_FORMAT 2u
 
 static const char *const view_names[VIEW__COUNT] = {
     [VIEW_META] = "v.meta",
@@ -223,6 +228,9 @@ kr_err views_corrupt_record(uint64_t seq, const char *event, const char *why, st
 
 /* ---- The journal's hooks ---- */
 
+static kr_err hook_batch_end(void *ctx, MDB_txn *txn, uint64_t size);
+static kr_err hook_drop(void *ctx, MDB_txn *txn);
+
 static kr_err hook_open(void *ctx, MDB_txn *txn, bool create)
 {
     struct kr_views *v = ctx;
@@ -231,17 +239,32 @@ static kr_err hook_open(void *ctx, MDB_txn *txn, bool create)
         if (rc)
             return rc == MDB_NOTFOUND ? KR_ENOTFOUND : kr_err_from_mdb(rc);
     }
-    if (create) {
-        MDB_val k = {sizeof META_FORMAT - 1, (void *)META_FORMAT}, val;
-        int rc = mdb_get(txn, v->db[VIEW_META], &k, &val);
-        if (rc == MDB_NOTFOUND) {
-            uint8_t f[4] = {0, 0, 0, VIEWS_FORMAT};
-            val = (MDB_val){4, f};
-            rc = mdb_put(txn, v->db[VIEW_META], &k, &val, 0);
-        } else if (rc == 0 && (val.mv_size != 4 || ((uint8_t *)val.mv_data)[3] != VIEWS_FORMAT)) {
-            return KR_EVERSION;
-        }
-        if (rc)
+    if (!create)
+        return KR_OK;
+    MDB_val k = {sizeof META_FORMAT - 1, (void *)META_FORMAT}, val;
+    int rc = mdb_get(txn, v->db[VIEW_META], &k, &val);
+    if (rc && rc != MDB_NOTFOUND)
+        return kr_err_from_mdb(rc);
+    if (rc == 0 && val.mv_size != 4)
+        return views_corrupt(VIEW_META, META_FORMAT, sizeof META_FORMAT - 1,
+                             "the format is not 4 bytes", &v->corrupt);
+    uint32_t have = rc == 0 ? kr_get_be32(val.mv_data) : VIEWS_FORMAT;
+    if (have > VIEWS_FORMAT)
+        return KR_EVERSION; /* written by a newer kiroku */
+    if (have < VIEWS_FORMAT) {
+        /* An older layout: empty every view and mark nothing applied, so the
+         * journal's catch-up at this open rebuilds them all. */
+        fprintf(stderr, "kiroku: views in format %u: rebuilding them in format %u\n", have,
+                VIEWS_FORMAT);
+        kr_err err = hook_drop(v, txn);
+        if (err || (err = hook_batch_end(v, txn, 0)))
+            return err;
+    }
+    if (rc == MDB_NOTFOUND || have != VIEWS_FORMAT) {
+        uint8_t f[4];
+        kr_put_be32(f, VIEWS_FORMAT);
+        val = (MDB_val){4, f};
+        if ((rc = mdb_put(txn, v->db[VIEW_META], &k, &val, 0)))
             return kr_err_from_mdb(rc);
     }
     return KR_OK;
