@@ -101,7 +101,15 @@ static void progress(void *ctx, uint64_t done, uint64_t total)
         fputc('\n', stderr);
 }
 
-int cmd_verify(int argc, char **argv)
+/* What the command line asks of `verify`. */
+struct verify_args {
+    struct jrn_verify_options vo;
+    const char *since, *save;
+    struct cli_common co;
+};
+
+/* The command line into a; CLI_CONTINUE, or the exit code to end with. */
+static int verify_parse(int argc, char **argv, struct verify_args *a)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          {"fast", no_argument, 0, 'f'},
@@ -110,113 +118,125 @@ int cmd_verify(int argc, char **argv)
                                          {"since", required_argument, 0, 's'},
                                          {"save-state", required_argument, 0, 'S'},
                                          {0, 0, 0, 0}};
-    struct jrn_verify_options vo = {0};
-    const char *since = NULL, *save = NULL;
-    struct cli_common co = {0};
-    int rc;
+    memset(a, 0, sizeof *a);
     uint64_t n;
-    int c;
+    int c, rc;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'f':
-            vo.fast = true;
+            a->vo.fast = true;
             break;
         case 'p':
-            if (kr_pubkey_from_b64(optarg, vo.root_key) != KR_OK) {
+            if (kr_pubkey_from_b64(optarg, a->vo.root_key) != KR_OK) {
                 fprintf(stderr, "kiroku: --pubkey is not a base64 Ed25519 public key\n");
                 return CLI_USAGE;
             }
-            vo.have_root_key = true;
+            a->vo.have_root_key = true;
             break;
         case 't':
             if (!cli_parse_u64(optarg, 1, 64, &n)) {
                 fprintf(stderr, "kiroku: --threads must be 1..64\n");
                 return CLI_USAGE;
             }
-            vo.threads = (unsigned)n;
+            a->vo.threads = (unsigned)n;
             break;
         case 's':
-            since = optarg;
+            a->since = optarg;
             break;
         case 'S':
-            save = optarg;
+            a->save = optarg;
             break;
         default:
-            if ((rc = cli_common_option(c, verify_usage, &co)) != CLI_CONTINUE)
+            if ((rc = cli_common_option(c, verify_usage, &a->co)) != CLI_CONTINUE)
                 return rc;
         }
     }
-    if (optind != argc)
-        return cli_usage(verify_usage);
-    const char *data = cli_data_dir(co.data);
-    bool json = co.json;
-    if (!json && isatty(STDERR_FILENO))
-        vo.progress = progress;
+    return optind != argc ? cli_usage(verify_usage) : CLI_CONTINUE;
+}
+
+/* Prints the verdict r (of secs seconds), as text or one JSON line. */
+static void verify_print(const struct verify_args *a, const struct jrn_verify_report *r,
+                         double secs)
+{
+    bool fast = a->vo.fast;
+    if (a->co.json) {
+        printf("{\"ok\":%s,\"mode\":\"%s\",\"records\":%" PRIu64 ",\"checkpoints\":%" PRIu64
+               ",\"keys\":%" PRIu64 ",\"stripped\":%" PRIu64 ",\"tenants\":%" PRIu64
+               ",\"epochs\":%" PRIu64 ",\"checked\":%" PRIu64 ",\"seconds\":%.3f",
+               r->result == KR_OK ? "true" : "false",
+               a->since ? (fast ? "fast-since" : "since")
+               : fast   ? "fast"
+                        : "full",
+               r->records, r->checkpoints, r->keys, r->stripped, r->tenants, r->epochs, r->checked,
+               secs);
+        if (r->result == KR_OK) {
+            printf(",\"root\":\"");
+            print_hex(stdout, r->root, sizeof r->root);
+            printf("\"}\n");
+        } else {
+            printf(",\"bad_seq\":%" PRIu64 ",\"error\":\"%s\",\"what\":", r->bad_seq,
+                   kr_errname(r->result));
+            cli_json_str(stdout, r->what, strlen(r->what));
+            printf("}\n");
+        }
+    } else if (r->result == KR_OK) {
+        printf("ok: %" PRIu64 " records, %" PRIu64 " checkpoints, %" PRIu64
+               " keys, %s verification in %.2f s",
+               r->records, r->checkpoints, r->keys, fast ? "fast" : "full", secs);
+        if (a->since)
+            printf(", %" PRIu64 " records checked since the saved state", r->checked);
+        if (r->stripped)
+            printf(", %" PRIu64 " erased payloads", r->stripped);
+        printf("\nroot: ");
+        print_hex(stdout, r->root, sizeof r->root);
+        printf("\n");
+    } else {
+        printf("FAILED at seq %" PRIu64 ": %s (%s)\n", r->bad_seq, r->what, kr_errname(r->result));
+    }
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    struct verify_args a;
+    int rc = verify_parse(argc, argv, &a);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    const char *data = cli_data_dir(a.co.data);
+    if (!a.co.json && isatty(STDERR_FILENO))
+        a.vo.progress = progress;
     struct jrn_verify_report r;
     struct jrn_verify_state *st = NULL;
     double t0 = cli_now();
-    if (since) {
-        kr_err serr = jrn_verify_state_load(since, &st);
+    if (a.since) {
+        kr_err serr = jrn_verify_state_load(a.since, &st);
         if (serr) {
-            fprintf(stderr, "kiroku: %s: cannot use as a verification state: %s\n", since,
+            fprintf(stderr, "kiroku: %s: cannot use as a verification state: %s\n", a.since,
                     kr_strerror(serr));
             return CLI_FAIL;
         }
-        vo.since = st;
+        a.vo.since = st;
     }
-    vo.want_state = save != NULL;
-    kr_err err = jrn_verify(data, &vo, &r);
+    a.vo.want_state = a.save != NULL;
+    kr_err err = jrn_verify(data, &a.vo, &r);
     double secs = cli_now() - t0;
     jrn_verify_state_free(st);
     if (err && r.what[0]) {
-        fprintf(stderr, "kiroku: %s refused: %s (%s)\n", since ? since : "state", r.what,
+        fprintf(stderr, "kiroku: %s refused: %s (%s)\n", a.since ? a.since : "state", r.what,
                 kr_errname(err));
         return CLI_FAIL;
     }
     if (err)
         return cli_fail_open(data, err);
     if (r.state) {
-        kr_err serr = jrn_verify_state_save(r.state, save);
+        kr_err serr = jrn_verify_state_save(r.state, a.save);
         jrn_verify_state_free(r.state);
         if (serr) {
-            fprintf(stderr, "kiroku: %s: cannot write the verification state: %s\n", save,
+            fprintf(stderr, "kiroku: %s: cannot write the verification state: %s\n", a.save,
                     kr_strerror(serr));
             return CLI_FAIL;
         }
     }
-    if (json) {
-        printf("{\"ok\":%s,\"mode\":\"%s\",\"records\":%" PRIu64 ",\"checkpoints\":%" PRIu64
-               ",\"keys\":%" PRIu64 ",\"stripped\":%" PRIu64 ",\"tenants\":%" PRIu64
-               ",\"epochs\":%" PRIu64 ",\"checked\":%" PRIu64 ",\"seconds\":%.3f",
-               r.result == KR_OK ? "true" : "false",
-               since     ? (vo.fast ? "fast-since" : "since")
-               : vo.fast ? "fast"
-                         : "full",
-               r.records, r.checkpoints, r.keys, r.stripped, r.tenants, r.epochs, r.checked, secs);
-        if (r.result == KR_OK) {
-            printf(",\"root\":\"");
-            print_hex(stdout, r.root, sizeof r.root);
-            printf("\"}\n");
-        } else {
-            printf(",\"bad_seq\":%" PRIu64 ",\"error\":\"%s\",\"what\":", r.bad_seq,
-                   kr_errname(r.result));
-            cli_json_str(stdout, r.what, strlen(r.what));
-            printf("}\n");
-        }
-    } else if (r.result == KR_OK) {
-        printf("ok: %" PRIu64 " records, %" PRIu64 " checkpoints, %" PRIu64
-               " keys, %s verification in %.2f s",
-               r.records, r.checkpoints, r.keys, vo.fast ? "fast" : "full", secs);
-        if (since)
-            printf(", %" PRIu64 " records checked since the saved state", r.checked);
-        if (r.stripped)
-            printf(", %" PRIu64 " erased payloads", r.stripped);
-        printf("\nroot: ");
-        print_hex(stdout, r.root, sizeof r.root);
-        printf("\n");
-    } else {
-        printf("FAILED at seq %" PRIu64 ": %s (%s)\n", r.bad_seq, r.what, kr_errname(r.result));
-    }
+    verify_print(&a, &r, secs);
     return r.result == KR_OK ? CLI_OK : CLI_BAD;
 }
 
