@@ -641,7 +641,7 @@ kr_err cmd_incidents_notify(struct cmd *c)
         return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
                                               "not affected by this incident")
                                    : err;
-    if (channels >> channel & 1u) {
+    if (((unsigned)channels >> channel) & 1u) {
         res_map(c, 1); /* notified over this channel already */
         res_u64(c, KR_FLD_VERSION, row.version);
         return KR_OK;
