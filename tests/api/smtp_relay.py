@@ -90,14 +90,17 @@ async def main(d, tls, auth):
     if tls:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(tls[0], tls[1])
+    # Implicit TLS (smtps://): the whole session inside TLS from the start,
+    # no STARTTLS offered.
+    implicit = os.environ.get("KIROKU_RELAY_IMPLICIT_TLS") == "1" and ctx is not None
     loop = asyncio.get_running_loop()
     srv = await loop.create_server(
         lambda: SMTP(relay, decode_data=False, enable_SMTPUTF8=False,
                      hostname="relay.test", ident="kiroku test relay",
-                     tls_context=ctx,
+                     tls_context=None if implicit else ctx,
                      authenticator=checker(*auth) if auth else None,
                      auth_required=bool(auth)),
-        host="127.0.0.1", port=0)
+        host="127.0.0.1", port=0, ssl=ctx if implicit else None)
     port = srv.sockets[0].getsockname()[1]
     tmp = os.path.join(d, "port.tmp")
     with open(tmp, "w") as f:

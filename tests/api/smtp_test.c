@@ -652,6 +652,45 @@ static void test_starttls_verified(void **state)
     relay_stop(&r);
 }
 
+/* smtps://: TLS from the first byte (no STARTTLS), the relay's certificate
+ * checked as with STARTTLS. */
+static void test_smtps(void **state)
+{
+    (void)state;
+    struct relay r;
+    struct smtp_options o = {
+        .starttls = SMTP_STARTTLS_OFF, .from = "noreply@kiroku.test", .timeout_s = 5};
+    struct smtp_failure f;
+    const char msg[] = "Subject: smtps\r\nMessage-ID: <smtps@kiroku.test>\r\n\r\nimplicit TLS\r\n";
+    char ca[300], url[sizeof r.url + 8];
+    setenv("KIROKU_RELAY_IMPLICIT_TLS", "1", 1);
+    relay_start_tls(&r, true);
+    unsetenv("KIROKU_RELAY_IMPLICIT_TLS");
+    assert_true(strncmp(r.url, "smtp://", 7) == 0);
+    snprintf(url, sizeof url, "smtps://%s", r.url + 7);
+    o.url = url;
+    assert_int_equal(smtp_global_init(), KR_OK);
+    /* Unknown CA: refused before anything is sent. */
+    assert_int_equal(smtp_send(&o, TO, (const uint8_t *)msg, strlen(msg), &f), KR_EIO);
+    assert_false(f.permanent);
+    assert_int_equal(relay_attempts(&r), 0);
+    snprintf(ca, sizeof ca, "%s/cert.pem", r.dir);
+    o.ca_file = ca;
+    assert_int_equal(smtp_send(&o, TO, (const uint8_t *)msg, strlen(msg), &f), KR_OK);
+    assert_int_equal(relay_stored(&r), 1);
+    char *text = relay_message(&r, 1, "eml");
+    assert_non_null(strstr(text, "implicit TLS"));
+    free(text);
+    /* Plain smtp:// to a TLS-only port gets no reply it can read: a
+     * temporary failure, nothing delivered. */
+    o.url = r.url;
+    o.timeout_s = 2;
+    assert_int_equal(smtp_send(&o, TO, (const uint8_t *)msg, strlen(msg), &f), KR_EIO);
+    assert_false(f.permanent);
+    assert_int_equal(relay_stored(&r), 1);
+    relay_stop(&r);
+}
+
 /* A relay that requires AUTH: the wrong password is a temporary failure
  * (a configuration to fix, not the message's fault); the right one
  * delivers. */
@@ -913,6 +952,7 @@ int main(void)
         cmocka_unit_test(test_gives_up),
         cmocka_unit_test(test_starttls_required),
         cmocka_unit_test(test_starttls_verified),
+        cmocka_unit_test(test_smtps),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_serve_refuses_bad_settings),
         cmocka_unit_test(test_prune_files),
