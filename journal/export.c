@@ -19,11 +19,14 @@
 
 #include "b64.h"
 #include "journal_internal.h"
+#include "keys.h"
 #include "merkle.h"
 #include "mp.h"
 #include "note.h"
 #include "record.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -31,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NS_PER_S   1000000000ull
 #define JST_OFFSET (9ull * 3600ull)
@@ -344,6 +349,30 @@ static kr_err build_checkpoints(struct builder *b, json_t *cps, json_t *cons)
     return KR_OK;
 }
 
+/* The "since" member: the consistency proof from since_size to the newest
+ * checkpoint. */
+static json_t *build_since(struct builder *b, uint64_t since_size, kr_err *err)
+{
+    uint8_t proof[KR_PROOF_MAX][KR_HASH_LEN];
+    size_t n;
+    struct jrn_tree_ctx tc = {b->j, b->txn};
+    if ((*err = mrk_consistency_proof(jrn_tree_node, &tc, since_size, b->size, proof, KR_PROOF_MAX,
+                                      &n)))
+        return NULL;
+    json_t *o = json_object(), *p = json_array();
+    bool ok = o && p && json_object_set_new(o, "size", json_integer((json_int_t)since_size)) == 0;
+    for (size_t h = 0; ok && h < n; h++)
+        ok = push(p, b64_json(proof[h], KR_HASH_LEN));
+    ok = ok && json_object_set(o, "proof", p) == 0;
+    json_decref(p);
+    if (!ok) {
+        json_decref(o);
+        *err = KR_ENOMEM;
+        return NULL;
+    }
+    return o;
+}
+
 static char *dump(const json_t *doc, size_t *len)
 {
     size_t n = json_dumpb(doc, NULL, 0, JSON_COMPACT);
@@ -407,6 +436,10 @@ kr_err exp_build(struct journal *j, const struct exp_options *o, char **out, siz
     b->bytes = 1024 + CHECKPOINT_COST;
     uint64_t first = 0, last = 0;
     memset(built, 0, sizeof *built);
+    if (o->since_size > b->size) {
+        err = KR_EINVAL;
+        goto out;
+    }
     if ((err = build_keys(b, keys)) ||
         (err =
              build_records(b, o, max_records, max_bytes, recs, &first, &last, &built->next_from)) ||
@@ -427,6 +460,12 @@ kr_err exp_build(struct journal *j, const struct exp_options *o, char **out, siz
     ok = ok && json_object_set(doc, "keys", keys) == 0;
     ok = ok && json_object_set(doc, "checkpoints", cps) == 0;
     ok = ok && json_object_set(doc, "consistency", cons) == 0;
+    if (ok && o->since_size) {
+        json_t *since = build_since(b, o->since_size, &err);
+        if (!since)
+            goto out;
+        ok = json_object_set_new(doc, "since", since) == 0;
+    }
     ok = ok && json_object_set(doc, "records", recs) == 0;
     if (!ok || !(*out = dump(doc, len))) {
         err = KR_ENOMEM;
@@ -476,6 +515,19 @@ struct verifier {
     struct vcp cps[KR_EXPORT_CHECKPOINTS_MAX];
     size_t ncps;
     uint8_t journal_id[16];
+    const json_t *since; /* the document's "since" member, or NULL */
+    const char *newest;  /* the newest checkpoint's note (in doc) */
+    size_t newest_len;
+};
+
+struct exp_state {
+    char origin[KR_ORIGIN_MAX + 1];
+    uint8_t journal_id[16];
+    uint64_t tenant;
+    uint64_t last_seq, last_tseq;
+    uint64_t size; /* the note's tree size */
+    char note[KR_NOTE_MAX + 1];
+    size_t note_len;
 };
 
 static kr_err fail(struct verifier *v, kr_err err, uint64_t seq, uint64_t tseq, const char *where,
@@ -799,6 +851,8 @@ static kr_err verify_checkpoints(struct verifier *v, const json_t *cps, const js
             return fail(v, KR_ECORRUPT, 0, 0, where, "sizes do not ascend");
         v->cps[i].cp = cp;
         v->ncps = i + 1;
+        v->newest = json_string_value(s);
+        v->newest_len = json_string_length(s);
         if (i == 0)
             continue;
         snprintf(where, sizeof where, "consistency[%zu]", i - 1);
@@ -865,9 +919,15 @@ static kr_err doc_header(struct verifier *v, uint64_t *from, uint64_t *to, struc
 {
     struct exp_report *rep = v->rep;
     const json_t *d = v->doc;
-    if (!exact_members(d, doc_members, DOC_MEMBERS))
+    v->since = json_object_get(d, "since");
+    bool members = json_is_object(d) && json_object_size(d) == DOC_MEMBERS + (v->since != NULL);
+    for (size_t i = 0; members && i < DOC_MEMBERS; i++)
+        members = json_object_get(d, doc_members[i]) != NULL;
+    if (!members)
         return fail(v, KR_ECORRUPT, 0, 0, "file",
                     "the document does not have exactly the members of an export");
+    if (v->since && !exact_members(v->since, (const char *const[]){"size", "proof"}, 2))
+        return fail(v, KR_ECORRUPT, 0, 0, "since", "not an object of size and proof");
     uint64_t fmt;
     if (!get_uint(d, "kiroku_export", UINT32_MAX, &fmt) ||
         (fmt != EXP_FORMAT && fmt != EXP_FORMAT_V1))
@@ -1023,8 +1083,71 @@ static kr_err doc_records(struct verifier *v, const json_t *recs)
     return err;
 }
 
+/* The "since" member's shape (always) and, given a state, that the state's
+ * checkpoint (re-verified with the key chain) is a prefix of the newest one. */
+static kr_err doc_since(struct verifier *v, const struct exp_state *st)
+{
+    struct exp_report *rep = v->rep;
+    uint64_t size = 0;
+    uint8_t proof[KR_PROOF_MAX][KR_HASH_LEN];
+    size_t np = 0;
+    if (v->since) {
+        const json_t *p = json_object_get(v->since, "proof");
+        if (!get_uint(v->since, "size", JRN_SIZE_MAX, &size) || size == 0 ||
+            size > rep->checkpoint_size)
+            return fail(v, KR_ECORRUPT, 0, 0, "since", "field size: not a size up to %llu",
+                        (unsigned long long)rep->checkpoint_size);
+        if (!json_is_array(p) || json_array_size(p) > KR_PROOF_MAX)
+            return fail(v, KR_ECORRUPT, 0, 0, "since",
+                        "field proof: not a list of at most %u hashes", KR_PROOF_MAX);
+        np = json_array_size(p);
+        for (size_t h = 0; h < np; h++) {
+            size_t got;
+            if (!get_b64(json_array_get(p, h), proof[h], KR_HASH_LEN, &got) || got != KR_HASH_LEN)
+                return fail(v, KR_ECORRUPT, 0, 0, "since",
+                            "field proof[%zu]: not the base64 of a 32-byte hash", h);
+        }
+    }
+    if (!st)
+        return KR_OK;
+    if (memcmp(st->journal_id, v->journal_id, 16) != 0 || strcmp(st->origin, rep->origin) != 0 ||
+        st->tenant != rep->tenant)
+        return fail(v, KR_EINVAL, 0, 0, "since",
+                    "the state is of another journal, origin or tenant (%s, tenant %llu)",
+                    st->origin, (unsigned long long)st->tenant);
+    struct kr_checkpoint cp;
+    uint32_t idx;
+    kr_err err = kr_checkpoint_open(st->note, st->note_len, v->note_keys, v->nkeys, &cp, &idx);
+    if (err || strcmp(cp.origin, rep->origin) != 0 || cp.size != st->size ||
+        cp.size < v->keys[idx].cp_from || cp.size > v->keys[idx].cp_through)
+        return fail(v, KR_EBADSIG, 0, 0, "since",
+                    "the state's checkpoint does not verify with the key chain");
+    if (!v->since || size != st->size)
+        return fail(v, KR_ECORRUPT, 0, 0, "since",
+                    "the export has no consistency proof from the state's checkpoint (size %llu); "
+                    "export it with --since",
+                    (unsigned long long)st->size);
+    if (mrk_verify_consistency(st->size, rep->checkpoint_size, cp.root, rep->root,
+                               (const uint8_t(*)[KR_HASH_LEN])proof, np) != KR_OK)
+        return fail(v, KR_ECORRUPT, 0, 0, "since",
+                    "the state's checkpoint of size %llu is not a prefix of the one of size %llu: "
+                    "the history was rewritten",
+                    (unsigned long long)st->size, (unsigned long long)rep->checkpoint_size);
+    if (rep->from <= st->last_seq)
+        return fail(v, KR_ECORRUPT, rep->from, rep->first_tseq, "records[0]",
+                    "field seq: %llu is not after the state's last record (seq %llu)",
+                    (unsigned long long)rep->from, (unsigned long long)st->last_seq);
+    if (rep->format1 > 0 || st->last_tseq == 0 || rep->first_tseq != st->last_tseq + 1)
+        return fail(v, KR_ECORRUPT, rep->from, rep->first_tseq, "records[0]",
+                    "field tseq: %llu does not follow the state's last tseq %llu: %s",
+                    (unsigned long long)rep->first_tseq, (unsigned long long)st->last_tseq,
+                    rep->first_tseq > st->last_tseq + 1 ? "record(s) of the tenant left out"
+                                                        : "not a continuation");
+    return KR_OK;
+}
+
 static kr_err verify_doc(struct verifier *v, const uint8_t *buf, size_t len,
-                         const uint8_t pk[KR_PUBKEY_LEN])
+                         const uint8_t pk[KR_PUBKEY_LEN], const struct exp_state *st)
 {
     struct exp_report *rep = v->rep;
     struct doc_lists l = {0};
@@ -1037,13 +1160,22 @@ static kr_err verify_doc(struct verifier *v, const uint8_t *buf, size_t len,
         return fail(v, KR_ECORRUPT, 0, 0, from != rep->from ? "from" : "to",
                     "from and to are the seqs of the first and last record (%llu, %llu)",
                     (unsigned long long)rep->from, (unsigned long long)rep->to);
-    return KR_OK;
+    return doc_since(v, st);
 }
 
 kr_err exp_verify(const uint8_t *buf, size_t len, const uint8_t pk[KR_PUBKEY_LEN],
                   struct exp_report *out)
 {
+    return exp_verify_since(buf, len, pk, NULL, NULL, out);
+}
+
+kr_err exp_verify_since(const uint8_t *buf, size_t len, const uint8_t pk[KR_PUBKEY_LEN],
+                        const struct exp_state *since, struct exp_state **next,
+                        struct exp_report *out)
+{
     memset(out, 0, sizeof *out);
+    if (next)
+        *next = NULL;
     struct verifier *v = calloc(1, sizeof *v);
     if (!v) {
         out->result = KR_ENOMEM;
@@ -1058,7 +1190,24 @@ kr_err exp_verify(const uint8_t *buf, size_t len, const uint8_t pk[KR_PUBKEY_LEN
     else if (sodium_init() < 0)
         err = fail(v, KR_ECRYPTO, 0, 0, "file", "libsodium failed");
     else
-        err = verify_doc(v, buf, len, pk);
+        err = verify_doc(v, buf, len, pk, since);
+    if (!err && next) {
+        struct exp_state *n = calloc(1, sizeof *n);
+        if (!n || v->newest_len > KR_NOTE_MAX) {
+            free(n);
+            err = fail(v, KR_ENOMEM, 0, 0, "file", "out of memory");
+        } else {
+            snprintf(n->origin, sizeof n->origin, "%s", out->origin);
+            memcpy(n->journal_id, v->journal_id, 16);
+            n->tenant = out->tenant;
+            n->last_seq = out->to;
+            n->last_tseq = out->last_tseq;
+            n->size = out->checkpoint_size;
+            memcpy(n->note, v->newest, v->newest_len);
+            n->note_len = v->newest_len;
+            *next = n;
+        }
+    }
     json_decref(v->doc);
     free(v);
     out->result = err;
@@ -1067,4 +1216,157 @@ kr_err exp_verify(const uint8_t *buf, size_t len, const uint8_t pk[KR_PUBKEY_LEN
         out->bad_seq = out->bad_tseq = 0;
     }
     return err;
+}
+
+/* ---- Export states ---- */
+
+static const char *const state_members[] = {
+    "kiroku_export_state", "origin", "journal_id", "tenant", "last_seq", "last_tseq", "checkpoint"};
+#define STATE_MEMBERS (sizeof state_members / sizeof state_members[0])
+
+static json_t *state_json(const struct exp_state *s)
+{
+    char id[HEX_ID_LEN + 1], tenant[24];
+    to_hex(s->journal_id, 16, id);
+    snprintf(tenant, sizeof tenant, "%" PRIu64, s->tenant);
+    json_t *o = json_object();
+    bool ok = o;
+    ok = ok && put(o, "kiroku_export_state", json_integer(1));
+    ok = ok && put(o, "origin", json_string(s->origin));
+    ok = ok && put(o, "journal_id", json_string(id));
+    ok = ok && put(o, "tenant", json_string(tenant));
+    ok = ok && put(o, "last_seq", json_integer((json_int_t)s->last_seq));
+    ok = ok && put(o, "last_tseq", json_integer((json_int_t)s->last_tseq));
+    ok = ok && put(o, "checkpoint", json_stringn(s->note, s->note_len));
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+char *exp_state_dump(const struct exp_state *s, size_t *len)
+{
+    json_t *o = s ? state_json(s) : NULL;
+    char *out = o ? dump(o, len) : NULL;
+    json_decref(o);
+    return out;
+}
+
+kr_err exp_state_parse(const uint8_t *buf, size_t len, struct exp_state **out)
+{
+    *out = NULL;
+    if (!buf)
+        return KR_EINVAL;
+    if (len > KR_EXPORT_STATE_MAX)
+        return KR_ETOOLARGE;
+    json_t *o = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, NULL);
+    struct exp_state *s = calloc(1, sizeof *s);
+    kr_err err = s ? KR_ECORRUPT : KR_ENOMEM;
+    uint64_t version = 0;
+    const json_t *org = json_object_get(o, "origin"), *jid = json_object_get(o, "journal_id"),
+                 *note = json_object_get(o, "checkpoint");
+    if (!s || !o || !exact_members(o, state_members, STATE_MEMBERS) ||
+        !get_uint(o, "kiroku_export_state", 1, &version) || version != 1 ||
+        !get_dec(o, "tenant", INT64_MAX, &s->tenant) || s->tenant == 0 ||
+        !get_uint(o, "last_seq", JRN_SIZE_MAX, &s->last_seq) || s->last_seq == 0 ||
+        !get_uint(o, "last_tseq", JRN_SIZE_MAX, &s->last_tseq) || !json_is_string(org) ||
+        json_string_length(org) == 0 || json_string_length(org) > KR_ORIGIN_MAX ||
+        !json_is_string(jid) || json_string_length(jid) != HEX_ID_LEN ||
+        sodium_hex2bin(s->journal_id, 16, json_string_value(jid), HEX_ID_LEN, NULL, NULL, NULL) !=
+            0 ||
+        !json_is_string(note) || json_string_length(note) > KR_NOTE_MAX)
+        goto out;
+    snprintf(s->origin, sizeof s->origin, "%s", json_string_value(org));
+    if (strlen(s->origin) != json_string_length(org))
+        goto out;
+    s->note_len = json_string_length(note);
+    memcpy(s->note, json_string_value(note), s->note_len);
+    if (note_size(s->note, s->note_len, &s->size) || s->size == 0 || s->size > JRN_SIZE_MAX ||
+        s->size < s->last_seq)
+        goto out;
+    /* Exactly the byte form exp_state_dump writes. */
+    size_t clen;
+    char *canon = exp_state_dump(s, &clen);
+    if (!canon) {
+        err = KR_ENOMEM;
+        goto out;
+    }
+    bool same = clen == len && memcmp(canon, buf, len) == 0;
+    free(canon);
+    if (same) {
+        *out = s;
+        s = NULL;
+        err = KR_OK;
+    }
+out:
+    json_decref(o);
+    free(s);
+    return err;
+}
+
+kr_err exp_state_load(const char *path, struct exp_state **out)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? KR_ENOTFOUND : KR_EIO;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return KR_EIO;
+    }
+    if ((uint64_t)st.st_size > KR_EXPORT_STATE_MAX) {
+        close(fd);
+        return KR_ETOOLARGE;
+    }
+    size_t len = (size_t)st.st_size, got = 0;
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        close(fd);
+        return KR_ENOMEM;
+    }
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    kr_err err = got == len ? exp_state_parse(buf, len, out) : KR_EIO;
+    free(buf);
+    return err;
+}
+
+kr_err exp_state_save(const struct exp_state *s, const char *path)
+{
+    size_t len;
+    char *buf = exp_state_dump(s, &len);
+    if (!buf)
+        return KR_ENOMEM;
+    kr_err err = kr_file_replace(path, buf, len, 0644);
+    free(buf);
+    return err;
+}
+
+uint64_t exp_state_size(const struct exp_state *s)
+{
+    return s->size;
+}
+
+uint64_t exp_state_last_seq(const struct exp_state *s)
+{
+    return s->last_seq;
+}
+
+uint64_t exp_state_last_tseq(const struct exp_state *s)
+{
+    return s->last_tseq;
+}
+
+void exp_state_free(struct exp_state *s)
+{
+    free(s);
 }

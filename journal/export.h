@@ -58,6 +58,11 @@ struct exp_options {
     uint64_t to;        /* last seq (0 = up to the newest checkpoint) */
     size_t max_records; /* 0 = KR_EXPORT_RECORDS_MAX; never more than it */
     size_t max_bytes;   /* size budget of the document; 0 = KR_EXPORT_BUILD_BYTES_MAX */
+    /* > 0: the tree size of a previous export's newest checkpoint (from its
+     * saved state, exp_state_size): the document then holds a "since" member,
+     * the consistency proof from that size to its newest checkpoint, which
+     * exp_verify_since needs. Must not pass the newest checkpoint (KR_EINVAL). */
+    uint64_t since_size;
 };
 
 /* What exp_build put in the document. */
@@ -116,6 +121,52 @@ struct exp_report {
  */
 KR_MUST_CHECK kr_err exp_verify(const uint8_t *buf, size_t len, const uint8_t pk[KR_PUBKEY_LEN],
                                 struct exp_report *out);
+
+/*
+ * Continuing a verified export ("checking exports one after another" in
+ * docs/auditing.md). A state is what a successful verification learned that
+ * the next one needs: the journal id, origin and tenant, the seq and tseq of
+ * the export's last record, and its newest signed checkpoint note. It is one
+ * line of compact JSON; exp_state_parse treats it as hostile (at most
+ * KR_EXPORT_STATE_MAX bytes, exactly the members and byte form written, a
+ * checkpoint note that parses and names a size >= the last seq).
+ *
+ * exp_verify_since(since) verifies the document as exp_verify does, and then:
+ * its journal id, origin and tenant are the state's (else KR_EINVAL); the
+ * state's note verifies with the document's key chain (rooted in pk) by the
+ * key valid at its size (KR_EBADSIG); the document's "since" proof shows the
+ * state's checkpoint is a prefix of the document's newest (KR_ECORRUPT: a
+ * history rewritten since); its first record follows the state's last one
+ * (tseq + 1, signed in the record: no record of the tenant left out
+ * between the two exports; and a seq above the state's, a cross-check;
+ * KR_ECORRUPT). A document without "since", or with it for
+ * another size, is refused (KR_ECORRUPT). With next != NULL and a KR_OK
+ * verdict, *next gets the state to continue from (the caller frees it).
+ */
+struct exp_state;
+
+/* Parses a state (hostile). Errors: KR_ETOOLARGE, KR_ECORRUPT, KR_ENOMEM. */
+KR_MUST_CHECK kr_err exp_state_parse(const uint8_t *buf, size_t len, struct exp_state **out);
+/* Reads and parses the state at path. Errors: those of exp_state_parse,
+ * KR_ENOTFOUND, KR_EIO. */
+KR_MUST_CHECK kr_err exp_state_load(const char *path, struct exp_state **out);
+/* Writes the state to path (a temporary file, flushed, renamed). KR_EIO. */
+KR_MUST_CHECK kr_err exp_state_save(const struct exp_state *s, const char *path);
+/* The state's serialized form (malloc'd, NUL-terminated, *len bytes), or NULL. */
+char *exp_state_dump(const struct exp_state *s, size_t *len);
+/* The tree size of the state's checkpoint (for exp_options.since_size). */
+uint64_t exp_state_size(const struct exp_state *s);
+/* The seq and tseq of the last record the state's export held. */
+uint64_t exp_state_last_seq(const struct exp_state *s);
+uint64_t exp_state_last_tseq(const struct exp_state *s);
+void exp_state_free(struct exp_state *s);
+
+/* exp_verify, continuing from since (NULL: exactly exp_verify, and next
+ * gets the state of this export). Errors: those of exp_verify, KR_EINVAL. */
+KR_MUST_CHECK kr_err exp_verify_since(const uint8_t *buf, size_t len,
+                                      const uint8_t pk[KR_PUBKEY_LEN],
+                                      const struct exp_state *since, struct exp_state **next,
+                                      struct exp_report *out);
 
 /* Formats UTC nanoseconds as written in exports: "2026-04-01T00:00:00.123456789Z"
  * and "2026-04-01T09:00:00.123456789+09:00" (JST, UTC+9, no DST). */
