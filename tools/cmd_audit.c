@@ -107,7 +107,8 @@ static kr_err read_file(const char *path, size_t max, uint8_t **out, size_t *len
 /* ---- export ---- */
 
 static const char export_usage[] =
-    "usage: kiroku export --tenant T [--from SEQ] [--to SEQ] --out FILE [--data DIR] [--json]\n"
+    "usage: kiroku export --tenant T [--from SEQ] [--to SEQ] [--since STATE] --out FILE\n"
+    "                     [--data DIR] [--json]\n"
     "\n"
     "Writes tenant T's records with seq in [SEQ, SEQ] (default: all of them up to the\n"
     "newest checkpoint) to FILE: each record as stored, with its per-tenant number,\n"
@@ -117,7 +118,38 @@ static const char export_usage[] =
     "Reads DIR read-only: safe while a server runs.\n"
     "\n"
     "An export holds at most 100,000 records and about 192 MiB; a longer history is\n"
-    "cut there, and the command says which --from continues it (exit status 0).\n";
+    "cut there, and the command says which --from continues it (exit status 0).\n"
+    "\n"
+    "--since STATE (saved by `kiroku audit verify --save-state` of the previous\n"
+    "export) adds the consistency proof from that export's newest checkpoint, which\n"
+    "`kiroku audit verify --since STATE` needs, and starts after its last record\n"
+    "unless --from is given.\n";
+
+/* A state file that is missing or unreadable is an I/O failure; one that
+ * does not parse is a failed check (exit status 1). */
+static int load_state(const char *path, struct exp_state **out)
+{
+    kr_err err = exp_state_load(path, out);
+    if (err == KR_ECORRUPT || err == KR_ETOOLARGE) {
+        fprintf(stderr, "kiroku: %s: not an export state (%s)\n", path, kr_errname(err));
+        return CLI_BAD;
+    }
+    return err ? cli_fail(path, err) : CLI_OK;
+}
+
+/* --since: the proof from the state's size, and --from after its last record. */
+static int since_options(const char *path, struct exp_options *eo)
+{
+    struct exp_state *st = NULL;
+    int rc = load_state(path, &st);
+    if (rc != CLI_OK)
+        return rc;
+    eo->since_size = exp_state_size(st);
+    if (!eo->from)
+        eo->from = exp_state_last_seq(st) + 1;
+    exp_state_free(st);
+    return CLI_OK;
+}
 
 int cmd_export(int argc, char **argv)
 {
@@ -126,10 +158,11 @@ int cmd_export(int argc, char **argv)
                                          {"from", required_argument, 0, 'f'},
                                          {"to", required_argument, 0, 'T'},
                                          {"out", required_argument, 0, 'o'},
+                                         {"since", required_argument, 0, 's'},
                                          {0, 0, 0, 0}};
     struct cli_common co = {0};
     struct exp_options eo = {0};
-    const char *out = NULL;
+    const char *out = NULL, *since = NULL;
     int rc, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -155,6 +188,9 @@ int cmd_export(int argc, char **argv)
         case 'o':
             out = optarg;
             break;
+        case 's':
+            since = optarg;
+            break;
         default:
             if ((rc = cli_common_option(c, export_usage, &co)) != CLI_CONTINUE)
                 return rc;
@@ -162,6 +198,8 @@ int cmd_export(int argc, char **argv)
     }
     if (optind != argc || !eo.tenant || !out)
         return cli_usage(export_usage);
+    if (since && (rc = since_options(since, &eo)) != CLI_OK)
+        return rc;
     if (eo.to && eo.from > eo.to) {
         fprintf(stderr, "kiroku: --from is after --to\n");
         return CLI_USAGE;
@@ -207,7 +245,7 @@ int cmd_export(int argc, char **argv)
 /* ---- audit verify ---- */
 
 static const char audit_usage[] =
-    "usage: kiroku audit verify FILE --pubkey KEY [--json]\n"
+    "usage: kiroku audit verify FILE --pubkey KEY [--since STATE] [--save-state STATE] [--json]\n"
     "       kiroku audit report --tenant T [--format md|html] [--out FILE] [--data DIR]\n"
     "\n"
     "verify: checks an export (kiroku export, or the audit.export op) offline with\n"
@@ -215,6 +253,10 @@ static const char audit_usage[] =
     "chain, every checkpoint's signature and consistency, every record's encoding,\n"
     "signature, payload commitment, tenant and inclusion proof, and that the\n"
     "per-tenant numbers run without a gap from the first record to the last.\n"
+    "--since STATE checks that the export continues the one that state was saved\n"
+    "from (same journal, origin and tenant; its newest checkpoint a prefix of this\n"
+    "one's; its first record the next of the tenant); --save-state STATE writes,\n"
+    "when all holds, the state for the next export (kiroku export --since STATE).\n"
     "Exit status: 0 all holds; 1 a check failed (what and where is printed);\n"
     "3 the file could not be read.\n"
     "\n"
@@ -241,16 +283,25 @@ static kr_err load_pubkey(const char *arg, uint8_t pk[KR_PUBKEY_LEN])
 
 static int audit_verify(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        CLI_COMMON_OPTIONS, {"pubkey", required_argument, 0, 'p'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"pubkey", required_argument, 0, 'p'},
+                                         {"since", required_argument, 0, 's'},
+                                         {"save-state", required_argument, 0, 'S'},
+                                         {0, 0, 0, 0}};
     struct cli_common co = {0};
-    const char *key = NULL;
+    const char *key = NULL, *since_path = NULL, *save = NULL;
     int rc, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
             key = optarg;
+            break;
+        case 's':
+            since_path = optarg;
+            break;
+        case 'S':
+            save = optarg;
             break;
         default:
             if ((rc = cli_common_option(c, audit_usage, &co)) != CLI_CONTINUE)
@@ -266,9 +317,14 @@ static int audit_verify(int argc, char **argv)
                         "holding one\n");
         return CLI_USAGE;
     }
+    struct exp_state *since = NULL, *next = NULL;
+    if (since_path && (rc = load_state(since_path, &since)) != CLI_OK)
+        return rc;
     uint8_t *buf = NULL;
     size_t len = 0;
     kr_err err = read_file(file, KR_EXPORT_FILE_MAX, &buf, &len);
+    if (err)
+        exp_state_free(since);
     if (err == KR_ETOOLARGE) {
         fprintf(stderr, "kiroku: %s: larger than an export may be (%zu bytes)\n", file,
                 KR_EXPORT_FILE_MAX);
@@ -277,10 +333,17 @@ static int audit_verify(int argc, char **argv)
     if (err)
         return cli_fail(file, err);
     struct exp_report r;
-    err = exp_verify(buf, len, pk, &r);
+    err = exp_verify_since(buf, len, pk, since, save ? &next : NULL, &r);
     free(buf);
+    exp_state_free(since);
     if (err == KR_ENOMEM)
         return cli_fail(file, err);
+    if (next) {
+        kr_err serr = exp_state_save(next, save);
+        exp_state_free(next);
+        if (serr)
+            return cli_fail(save, serr);
+    }
     if (co.json) {
         printf("{\"ok\":%s,\"tenant\":\"%" PRIu64 "\",\"from\":%" PRIu64 ",\"to\":%" PRIu64
                ",\"records\":%" PRIu64 ",\"first_tseq\":%" PRIu64 ",\"last_tseq\":%" PRIu64
@@ -315,7 +378,11 @@ static int audit_verify(int argc, char **argv)
                "\n  root: ",
                r.keys, r.checkpoints, r.checkpoint_size);
         print_hex(stdout, r.root, sizeof r.root);
+        if (since_path)
+            printf("\n  continues %s: no record of the tenant left out between them", since_path);
         printf("\n  records after seq %" PRIu64 " are not covered by this export\n", r.to);
+        if (save)
+            printf("  state saved to %s\n", save);
     } else {
         printf("FAILED: %s: %s (%s)\n", r.where, r.what, kr_errname(err));
     }

@@ -383,6 +383,80 @@ static void test_export_range(void **state)
     assert_int_equal(run(bad), 2);
 }
 
+/* ---- continuing a verified export ---- */
+
+/* Runs last: it appends records of A. */
+static void test_since(void **state)
+{
+    (void)state;
+    char s1[1100], s2[1100], sb[1100], f2[1100], full[1100], ts[32];
+    snprintf(s1, sizeof s1, "%.1000s/a.state", t->dir);
+    snprintf(s2, sizeof s2, "%.1000s/a2.state", t->dir);
+    snprintf(sb, sizeof sb, "%.1000s/b.state", t->dir);
+    snprintf(f2, sizeof f2, "%.1000s/export-a2.json", t->dir);
+    snprintf(full, sizeof full, "%.1000s/export-a-full.json", t->dir);
+    snprintf(ts, sizeof ts, "%" PRIu64, ta);
+    const char *v1[] = {"audit", "verify", file_a, "--pubkey", pub, "--save-state", s1, NULL};
+    assert_int_equal(run(v1), 0);
+    assert_non_null(strstr(out, "state saved"));
+    const char *vb[] = {"audit", "verify", file_b, "--pubkey", pub, "--save-state", sb, NULL};
+    assert_int_equal(run(vb), 0);
+    /* A failed check saves nothing. */
+    char nostate[1100];
+    snprintf(nostate, sizeof nostate, "%.1000s/none.state", t->dir);
+    const char *vw[] = {"audit",   "verify", file_a,         "--pubkey", pub,
+                        "--since", sb,       "--save-state", nostate,    NULL};
+    assert_int_equal(run(vw), 1);
+    assert_non_null(strstr(out, "another journal, origin or tenant"));
+    FILE *f = fopen(nostate, "rb");
+    assert_null(f);
+
+    /* More of A: an incident notified to it. */
+    struct kr_payload *p = td_args(t);
+    kr_set_u64(p, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_BREACH);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_HIGH);
+    kr_set_str(p, KR_FLD_TITLE, "later");
+    kr_set_str(p, KR_FLD_SUMMARY, "s");
+    kr_set_u64(p, KR_FLD_DETECTED, now() - HOUR);
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    kr_set_tenants(p, KR_FLD_TENANTS, &ta, 1);
+    assert_int_equal(td_exec(t, &op, KR_OP_INCIDENTS_OPEN), KR_OK);
+    uint8_t inc[16];
+    td_get_id(t, "incident", inc);
+    p = td_args(t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, inc, 16);
+    kr_set_u64(p, KR_FLD_TENANT, ta);
+    kr_set_u64(p, KR_FLD_CHANNEL, KR_CHANNEL_EMAIL);
+    assert_int_equal(td_exec(t, &op, KR_OP_INCIDENTS_NOTIFY), KR_OK);
+
+    const char *e2[] = {"export",  "--data", t->dir,  "--tenant", ts,
+                        "--since", s1,       "--out", f2,         NULL};
+    assert_int_equal(run(e2), 0);
+    const char *v2[] = {"audit", "verify",       f2, "--pubkey", pub, "--since",
+                        s1,      "--save-state", s2, NULL};
+    assert_int_equal(run(v2), 0);
+    assert_non_null(strstr(out, "no record of the tenant left out"));
+    /* Continued again from the new state: nothing new yet. */
+    const char *e3[] = {"export",  "--data", t->dir,  "--tenant", ts,
+                        "--since", s2,       "--out", full,       NULL};
+    assert_int_equal(run(e3), 3);
+
+    /* B's state, an export without the since proof, a state that is not one. */
+    const char *vb2[] = {"audit", "verify", f2, "--pubkey", pub, "--since", sb, "--json", NULL};
+    assert_int_equal(run(vb2), 1);
+    assert_non_null(strstr(out, "\"error\":\"invalid\""));
+    const char *ef[] = {"export", "--data", t->dir, "--tenant", ts, "--out", full, NULL};
+    assert_int_equal(run(ef), 0);
+    const char *vf[] = {"audit", "verify", full, "--pubkey", pub, "--since", s1, NULL};
+    assert_int_equal(run(vf), 1);
+    assert_non_null(strstr(out, "FAILED: since"));
+    const char *vg[] = {"audit", "verify", f2, "--pubkey", pub, "--since", file_a, NULL};
+    assert_int_equal(run(vg), 1);
+    assert_non_null(strstr(err, "not an export state"));
+    const char *vm[] = {"audit", "verify", f2, "--pubkey", pub, "--since", nostate, NULL};
+    assert_int_equal(run(vm), 3);
+}
+
 /* ---- report ---- */
 
 static void test_report_md(void **state)
@@ -468,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_export_range),
         cmocka_unit_test(test_report_md),
         cmocka_unit_test(test_report_html),
+        cmocka_unit_test(test_since),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
