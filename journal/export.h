@@ -12,7 +12,9 @@
  *     tseq and time in UTC and JST beside it, and an inclusion proof to one of
  *     the export's checkpoints;
  *   - the signed checkpoint notes those proofs need (the newest at export time
- *     and kept ones), and a consistency proof between each two consecutive ones.
+ *     and kept ones), and a consistency proof between each two consecutive ones;
+ *   - with exp_options.since_size, a consistency proof from a previous export's
+ *     newest checkpoint to this one's newest (exp_verify_since).
  *
  * Of other tenants it holds only Merkle proof nodes (hashes), and the `prev`
  * leaf hash inside each record's own header: none of their header fields,
