@@ -1366,6 +1366,11 @@ uint64_t exp_state_last_tseq(const struct exp_state *s)
     return s->last_tseq;
 }
 
+uint64_t exp_state_tenant(const struct exp_state *s)
+{
+    return s->tenant;
+}
+
 void exp_state_free(struct exp_state *s)
 {
     free(s);

@@ -161,6 +161,8 @@ uint64_t exp_state_size(const struct exp_state *s);
 /* The seq and tseq of the last record the state's export held. */
 uint64_t exp_state_last_seq(const struct exp_state *s);
 uint64_t exp_state_last_tseq(const struct exp_state *s);
+/* The tenant the state's export was of. */
+uint64_t exp_state_tenant(const struct exp_state *s);
 void exp_state_free(struct exp_state *s);
 
 /* exp_verify, continuing from since (NULL: exactly exp_verify, and next

@@ -144,6 +144,12 @@ static int since_options(const char *path, struct exp_options *eo)
     int rc = load_state(path, &st);
     if (rc != CLI_OK)
         return rc;
+    if (exp_state_tenant(st) != eo->tenant) {
+        fprintf(stderr, "kiroku: %s: a state of tenant %" PRIu64 ", not %" PRIu64 "\n", path,
+                exp_state_tenant(st), eo->tenant);
+        exp_state_free(st);
+        return CLI_USAGE;
+    }
     eo->since_size = exp_state_size(st);
     if (!eo->from)
         eo->from = exp_state_last_seq(st) + 1;

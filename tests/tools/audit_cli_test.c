@@ -441,6 +441,12 @@ static void test_since(void **state)
                         "--since", s2,       "--out", full,       NULL};
     assert_int_equal(run(e3), 3);
 
+    /* Exporting A after B's state: refused before anything is written. */
+    const char *eb[] = {"export",  "--data", t->dir,  "--tenant", ts,
+                        "--since", sb,       "--out", full,       NULL};
+    assert_int_equal(run(eb), 2);
+    assert_non_null(strstr(err, "a state of tenant"));
+
     /* B's state, an export without the since proof, a state that is not one. */
     const char *vb2[] = {"audit", "verify", f2, "--pubkey", pub, "--since", sb, "--json", NULL};
     assert_int_equal(run(vb2), 1);
