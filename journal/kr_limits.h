@@ -462,7 +462,7 @@
 #define KR_EXPORT_CHECKPOINTS_MAX 1024u
 /* A saved export state (exp_state_parse): its members and a checkpoint note
  * (escaped in JSON, at most 6 bytes a byte). */
-#define KR_EXPORT_STATE_MAX ((size_t)1024 + 6 * KR_NOTE_MAX)
+#define KR_EXPORT_STATE_MAX ((size_t)1024 + (size_t)6 * KR_NOTE_MAX)
 /* Hashes in one inclusion proof: 64 cover a tree of 2^64 leaves. */
 #define KR_EXPORT_PROOF_MAX 64u
 /* Records in one audit.export reply, and their bytes: records are up to
