@@ -201,6 +201,28 @@ static void test_continued(void **state)
     assert_string_equal(r.where, "since");
     assert_non_null(strstr(r.what, "rewritten"));
     free(edited);
+    /* A since member of the wrong shape fails even without a state. */
+    json_object_set_new(since, "size", json_integer(0));
+    s = json_dumps(jd, JSON_COMPACT);
+    n = strlen(s);
+    edited = malloc(n + 2);
+    memcpy(edited, s, n);
+    edited[n] = '\n';
+    free(s);
+    assert_int_equal(verify_since(edited, n + 1, NULL, NULL, &r), KR_ECORRUPT);
+    assert_string_equal(r.where, "since");
+    json_object_set_new(since, "extra", json_true());
+    json_object_set_new(since, "size", json_integer(1));
+    free(edited);
+    s = json_dumps(jd, JSON_COMPACT);
+    n = strlen(s);
+    edited = malloc(n + 2);
+    memcpy(edited, s, n);
+    edited[n] = '\n';
+    free(s);
+    assert_int_equal(verify_since(edited, n + 1, NULL, NULL, &r), KR_ECORRUPT);
+    assert_string_equal(r.where, "since");
+    free(edited);
     json_decref(jd);
     free(doc);
     doc = export_of(fx.j, TENANT_A, exp_state_last_seq(s1) + 1, exp_state_size(s1) - 1, &len);
