@@ -118,6 +118,22 @@ static kr_err verify_since(const char *doc, size_t len, const struct exp_state *
     return exp_verify_since((const uint8_t *)doc, len, fx.info.pk, since, next, r);
 }
 
+/* Serializes j as an export is written (compact, newline). */
+static char *redump(const json_t *j, size_t *len)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    assert_non_null(s);
+    size_t n = strlen(s);
+    char *out = malloc(n + 2);
+    assert_non_null(out);
+    memcpy(out, s, n + 1);
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    free(s);
+    *len = n + 1;
+    return out;
+}
+
 /* The first export's state, a second export continuing it, its state. */
 static void test_continued(void **state)
 {
@@ -191,36 +207,22 @@ static void test_continued(void **state)
     char b64[64];
     sodium_bin2base64(b64, sizeof b64, h, sizeof h, sodium_base64_VARIANT_ORIGINAL);
     json_array_set_new(proof, 0, json_string(b64));
-    char *s = json_dumps(jd, JSON_COMPACT);
-    size_t n = strlen(s);
-    char *edited = malloc(n + 2);
-    memcpy(edited, s, n);
-    edited[n] = '\n';
-    free(s);
-    assert_int_equal(verify_since(edited, n + 1, s1, NULL, &r), KR_ECORRUPT);
+    size_t n;
+    char *edited = redump(jd, &n);
+    assert_int_equal(verify_since(edited, n, s1, NULL, &r), KR_ECORRUPT);
     assert_string_equal(r.where, "since");
     assert_non_null(strstr(r.what, "rewritten"));
     free(edited);
     /* A since member of the wrong shape fails even without a state. */
     json_object_set_new(since, "size", json_integer(0));
-    s = json_dumps(jd, JSON_COMPACT);
-    n = strlen(s);
-    edited = malloc(n + 2);
-    memcpy(edited, s, n);
-    edited[n] = '\n';
-    free(s);
-    assert_int_equal(verify_since(edited, n + 1, NULL, NULL, &r), KR_ECORRUPT);
+    edited = redump(jd, &n);
+    assert_int_equal(verify_since(edited, n, NULL, NULL, &r), KR_ECORRUPT);
     assert_string_equal(r.where, "since");
     json_object_set_new(since, "extra", json_true());
     json_object_set_new(since, "size", json_integer(1));
     free(edited);
-    s = json_dumps(jd, JSON_COMPACT);
-    n = strlen(s);
-    edited = malloc(n + 2);
-    memcpy(edited, s, n);
-    edited[n] = '\n';
-    free(s);
-    assert_int_equal(verify_since(edited, n + 1, NULL, NULL, &r), KR_ECORRUPT);
+    edited = redump(jd, &n);
+    assert_int_equal(verify_since(edited, n, NULL, NULL, &r), KR_ECORRUPT);
     assert_string_equal(r.where, "since");
     free(edited);
     json_decref(jd);
