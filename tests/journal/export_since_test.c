@@ -45,7 +45,7 @@ static struct {
     struct kr_clock clock;
     struct jrn_info info;
     struct journal *j;
-    uint64_t a_seqs[2 * ROUNDS]; /* tenant A's seqs, by tseq - 1 */
+    uint64_t a_seqs[4 * ROUNDS]; /* tenant A's seqs, by tseq - 1 (every test's appends) */
     size_t na;
 } fx;
 
@@ -65,8 +65,10 @@ static void append_one(uint64_t tenant, const char *payload)
     e.payload = (const uint8_t *)payload;
     e.payload_len = strlen(payload);
     assert_int_equal(jrn_append(fx.j, &e, 1), KR_OK);
-    if (tenant == TENANT_A)
+    if (tenant == TENANT_A) {
+        assert_true(fx.na < sizeof fx.a_seqs / sizeof fx.a_seqs[0]);
         fx.a_seqs[fx.na++] = e.seq;
+    }
 }
 
 static void append_round(void)
