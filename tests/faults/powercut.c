@@ -9,19 +9,23 @@
  * the offset and the bytes the write overwrote (read with pread first; zeros
  * past the end). A flush of a file makes its writes durable (their undo
  * records are dropped). A write on an O_DSYNC descriptor (LMDB's meta page)
- * is durable when it returns. Renames are not interposed: kiroku renames
- * only when it creates or rotates files (init, keystore, backups), none of
- * which happen under `kiroku bench append`.
+ * is durable when it returns. A rename whose new name is under KR_PC_DIR is an
+ * event too; it is durable once the new name's directory is flushed (fsync
+ * of the directory). A file it replaced is kept aside (hard link NEW.pc-old)
+ * until then, so the cut can put it back.
  *
  * At event number KR_PC_CUT_AT (1-based, counted before the event is
  * performed), the calling thread takes the shim's lock (so no other write
  * to a target proceeds), chooses which of the writes issued since their
  * file's last flush reached the disk, undoes the others (newest first), and
- * kills the process with SIGKILL. The choice (KR_PC_MODE):
+ * undoes the renames not made durable that did not happen (newest first),
+ * and kills the process with SIGKILL. The choice (KR_PC_MODE):
  *   none   no unflushed write reached the disk;
  *   all    every one did;
  *   some   each write did or did not, from KR_PC_SEED;
  *   torn   each 512-byte sector of each write did or did not, from the seed.
+ * An unflushed rename happened or not: never with none, always with all,
+ * from the seed otherwise.
  * Undoing newest first restores, byte for byte, what the file held before
  * the dropped pieces, except where a kept later write overlaps a dropped
  * earlier one (then the earlier write's old bytes win); LMDB does not write
@@ -31,8 +35,8 @@
  * return success but make nothing durable (as a disk that ignores cache
  * flushes); O_DSYNC writes stay durable.
  *
- * KR_PC_COUNT=FILE: at exit (when no cut happened), "events N\n" is written
- * to FILE, so a test can first count a run's events and then cut inside it.
+ * KR_PC_COUNT=FILE: at exit (when no cut happened), "events N\nrenames M\n" is
+ * written to FILE, so a test can first count a run's events and then cut inside it.
  *
  * Built without sanitizers, like fsfault.c. Undo records are bounded
  * (PC_MAX_RECORDS, PC_MAX_BYTES); past them the shim aborts the process,
@@ -61,6 +65,8 @@
 #define PC_MAX_RECORDS 65536u
 #define PC_MAX_BYTES   (256u << 20)
 #define PC_SECTOR      512u
+#define PC_MAX_RENAMES 64u
+#define PC_SAVED       ".pc-old"
 
 typedef ssize_t (*write_fn)(int, const void *, size_t);
 typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
@@ -68,6 +74,7 @@ typedef ssize_t (*writev_fn)(int, const struct iovec *, int);
 typedef ssize_t (*pwritev_fn)(int, const struct iovec *, int, off_t);
 typedef ssize_t (*pwritev2_fn)(int, const struct iovec *, int, off_t, int);
 typedef int (*sync_fn)(int);
+typedef int (*rename_fn)(const char *, const char *);
 
 static write_fn real_write;
 static pwrite_fn real_pwrite, real_pwrite64;
@@ -75,6 +82,7 @@ static writev_fn real_writev;
 static pwritev_fn real_pwritev, real_pwritev64;
 static pwritev2_fn real_pwritev2, real_pwritev64v2;
 static sync_fn real_fsync, real_fdatasync;
+static rename_fn real_rename;
 
 enum { MODE_NONE, MODE_ALL, MODE_SOME, MODE_TORN };
 
@@ -96,7 +104,15 @@ struct undo {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct undo *undo;
 static size_t n_undo, undo_bytes;
-static uint64_t n_events;
+static uint64_t n_events, n_renames_seen;
+
+/* A rename not yet made durable; saved: the replaced file was linked aside. */
+struct pending_rename {
+    char from[PATH_MAX], to[PATH_MAX];
+    bool saved;
+};
+static struct pending_rename renames[PC_MAX_RENAMES];
+static size_t n_renames;
 
 static void resolve(void)
 {
@@ -110,6 +126,7 @@ static void resolve(void)
     real_pwritev64v2 = (pwritev2_fn)dlsym(RTLD_NEXT, "pwritev64v2");
     real_fsync = (sync_fn)dlsym(RTLD_NEXT, "fsync");
     real_fdatasync = (sync_fn)dlsym(RTLD_NEXT, "fdatasync");
+    real_rename = (rename_fn)dlsym(RTLD_NEXT, "rename");
 }
 
 static void die(const char *what)
@@ -160,7 +177,8 @@ __attribute__((destructor)) static void powercut_fini(void)
     if (!*cfg_count)
         return;
     char buf[64];
-    int n = snprintf(buf, sizeof buf, "events %llu\n", (unsigned long long)n_events);
+    int n = snprintf(buf, sizeof buf, "events %llu\nrenames %llu\n", (unsigned long long)n_events,
+                     (unsigned long long)n_renames_seen);
     int fd = open(cfg_count, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd >= 0) {
         if (real_write(fd, buf, (size_t)n) != n)
@@ -212,6 +230,19 @@ static void cut(void)
                 fprintf(stderr, "powercut: cannot undo a write to %s\n", u->path);
         }
         close(fd);
+    }
+    for (size_t i = n_renames; i-- > 0;) {
+        struct pending_rename *r = &renames[i];
+        char saved[PATH_MAX + 8];
+        snprintf(saved, sizeof saved, "%s%s", r->to, PC_SAVED);
+        bool happened = cfg_mode == MODE_ALL || (cfg_mode != MODE_NONE && (rnd() & 1) != 0);
+        if (happened) {
+            if (r->saved)
+                unlink(saved);
+        } else if (real_rename(r->to, r->from) != 0 ||
+                   (r->saved && real_rename(saved, r->to) != 0)) {
+            fprintf(stderr, "powercut: cannot undo the rename to %s\n", r->to);
+        }
     }
     kill(getpid(), SIGKILL);
     for (;;)
@@ -335,11 +366,56 @@ EXPORT ssize_t pwritev64v2(int fd, const struct iovec *iov, int cnt, off_t off, 
     WRITE_BODY(real_pwritev64v2, iov_len(iov, cnt), off, fd, iov, cnt, off, flags);
 }
 
+/* True (and *path set) when fd is KR_PC_DIR or a directory under it. */
+static bool dir_target(int fd, char *path)
+{
+    struct stat st;
+    if (!*cfg_dir || fd < 0 || fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode))
+        return false;
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, PATH_MAX - 1);
+    if (n < 0)
+        return false;
+    path[n] = '\0';
+    size_t dl = strlen(cfg_dir);
+    return strncmp(path, cfg_dir, dl) == 0 && (path[dl] == '\0' || path[dl] == '/');
+}
+
+/* The renames into directory dir are durable. Lock held. */
+static void renames_durable(const char *dir)
+{
+    size_t k = 0, dl = strlen(dir);
+    for (size_t i = 0; i < n_renames; i++) {
+        struct pending_rename *r = &renames[i];
+        const char *slash = strrchr(r->to, '/');
+        if (slash && (size_t)(slash - r->to) == dl && strncmp(r->to, dir, dl) == 0) {
+            if (r->saved) {
+                char saved[PATH_MAX + 8];
+                snprintf(saved, sizeof saved, "%s%s", r->to, PC_SAVED);
+                unlink(saved);
+            }
+        } else {
+            renames[k++] = *r;
+        }
+    }
+    n_renames = k;
+}
+
 static int sync_body(sync_fn real, int fd)
 {
     struct stat st;
     char path[PATH_MAX];
     int saved = errno;
+    if (dir_target(fd, path)) {
+        pthread_mutex_lock(&lock);
+        event();
+        int rc = real(fd);
+        if (rc == 0 && !cfg_lost_flushes)
+            renames_durable(path);
+        pthread_mutex_unlock(&lock);
+        return rc;
+    }
     if (!target(fd, &st, path)) {
         errno = saved;
         return real(fd);
@@ -376,4 +452,49 @@ EXPORT int fdatasync(int fd)
     if (!real_fdatasync)
         resolve();
     return sync_body(real_fdatasync, fd);
+}
+
+EXPORT int rename(const char *from, const char *to)
+{
+    if (!real_rename)
+        resolve();
+    char full[PATH_MAX];
+    size_t dl = strlen(cfg_dir);
+    if (!*cfg_dir || !realpath(from, full) || strncmp(full, cfg_dir, dl) != 0 || full[dl] != '/')
+        return real_rename(from, to);
+    pthread_mutex_lock(&lock);
+    event();
+    if (n_renames >= PC_MAX_RENAMES)
+        die("too many unflushed renames to track");
+    struct pending_rename *r = &renames[n_renames];
+    snprintf(r->from, sizeof r->from, "%s", full);
+    /* The new name, absolute: its directory resolved, its last part kept. */
+    const char *slash = strrchr(to, '/');
+    char dir[PATH_MAX], where[PATH_MAX];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - to) : 1, slash ? to : ".");
+    if (!realpath(*dir ? dir : "/", where))
+        die("cannot resolve a rename's directory");
+    size_t wl = strlen(where), bl = strlen(slash ? slash + 1 : to);
+    if (wl + 1 + bl >= sizeof r->to)
+        die("a rename's path is too long");
+    memcpy(r->to, where, wl);
+    r->to[wl] = '/';
+    memcpy(r->to + wl + 1, slash ? slash + 1 : to, bl + 1);
+    char saved[PATH_MAX + 8];
+    snprintf(saved, sizeof saved, "%s%s", r->to, PC_SAVED);
+    unlink(saved);
+    r->saved = link(r->to, saved) == 0;
+    int rc = real_rename(from, to);
+    if (rc == 0) {
+        /* Unflushed writes to the file now have its new name. */
+        for (size_t i = 0; i < n_undo; i++)
+            if (strcmp(undo[i].path, r->from) == 0)
+                snprintf(undo[i].path, sizeof undo[i].path, "%s", r->to);
+        n_renames++;
+        n_renames_seen++;
+    } else if (r->saved) {
+        unlink(saved);
+    }
+    pthread_mutex_unlock(&lock);
+    return rc;
 }

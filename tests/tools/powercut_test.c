@@ -360,12 +360,12 @@ static uint64_t count_events(void)
         fail_msg("the uncut bench failed (status %d)", rc);
     }
     char *text = slurp(p.count, NULL);
-    unsigned long long n = 0;
-    if (sscanf(text, "events %llu", &n) != 1 || n < 10)
+    unsigned long long n = 0, renames = 0;
+    if (sscanf(text, "events %llu\nrenames %llu", &n, &renames) != 2 || n < 10)
         fail_msg("the shim counted no events: %s", text);
     free(text);
     kr_test_rmrf(p.tmp);
-    fprintf(stderr, "the bench makes %llu storage events\n", n);
+    fprintf(stderr, "the bench makes %llu storage events, %llu of them renames\n", n, renames);
     return (uint64_t)n;
 }
 
