@@ -152,7 +152,9 @@ __attribute__((constructor)) static void powercut_init(void)
 {
     resolve();
     const char *d = getenv("KR_PC_DIR"), *c = getenv("KR_PC_COUNT"), *m = getenv("KR_PC_MODE");
-    snprintf(cfg_dir, sizeof cfg_dir, "%s", d ? d : "");
+    /* Resolved, as /proc/self/fd shows paths; as given if it does not exist. */
+    if (!d || !realpath(d, cfg_dir))
+        snprintf(cfg_dir, sizeof cfg_dir, "%s", d ? d : "");
     snprintf(cfg_count, sizeof cfg_count, "%s", c ? c : "");
     cfg_cut_at = env_u64("KR_PC_CUT_AT", 0);
     cfg_seed = env_u64("KR_PC_SEED", 1);

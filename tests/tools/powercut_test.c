@@ -411,8 +411,10 @@ static unsigned run_cuts(uint64_t events, unsigned cuts, bool lost_flushes)
         read_acks(&p, &a);
         char why[512];
         bool ok = check_after_cut(&p, &a, why, sizeof why);
-        fprintf(stderr, "cut at event %" PRIu64 " (%s)%s: %" PRIu64 " acknowledged, %s%s\n", k,
-                mode, cut ? "" : " (ran to the end)", a.n, ok ? "ok" : "FAILED: ", ok ? "" : why);
+        fprintf(
+            stderr,
+            "cut at event %" PRIu64 " (%s, seed %" PRIu64 ")%s: %" PRIu64 " acknowledged, %s%s\n",
+            k, mode, k, cut ? "" : " (ran to the end)", a.n, ok ? "ok" : "FAILED: ", ok ? "" : why);
         if (!ok)
             failed++;
         else
