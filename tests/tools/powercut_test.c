@@ -23,6 +23,12 @@
  * some cut point fails the checks: the test would catch an acknowledgement
  * issued before the flush.
  *
+ * key_rotation_cuts cuts `kiroku keys rotate` (keystore files written, synced
+ * and renamed into place, and the key record appended) at every one of its
+ * storage events in every mode: the journal then opens, takes an append
+ * signed with the key it records as current, a second rotation succeeds and
+ * `kiroku verify` passes.
+ *
  * The number of cut points is CUTS_DEFAULT (about a minute of CI time on two
  * shared cores); KR_POWERCUT_CUTS=N runs N (docs/operations.md, "Power cut
  * tests"). Every child is bounded (CHILD_TIMEOUT_S); nothing asserts on
@@ -424,6 +430,115 @@ static unsigned run_cuts(uint64_t events, unsigned cuts, bool lost_flushes)
     return failed;
 }
 
+/* Runs kiroku with argv under the shim with `extra` settings; returns the
+ * wait status. */
+static int run_shim(const struct paths *p, char **argv, const char *const *extra)
+{
+    char preload[2 * KR_PATH_MAX + 16], dir[KR_PATH_MAX + 32];
+    preload_var(preload, sizeof preload);
+    snprintf(dir, sizeof dir, "KR_PC_DIR=%s", p->dir);
+    const char *env[8] = {preload, dir};
+    size_t n = 2;
+    for (size_t i = 0; extra[i]; i++) {
+        assert_true(n < 7);
+        env[n++] = extra[i];
+    }
+    env[n] = NULL;
+    return run_kiroku(argv, env, p->log);
+}
+
+/* Appends one event with the journal's current key; KR_OK or the error. */
+static kr_err append_one(struct journal *j)
+{
+    static const uint8_t payload[] = "after the power cut";
+    struct jrn_event e;
+    memset(&e, 0, sizeof e);
+    e.tenant = 1;
+    e.stream = "powercut/after";
+    e.stream_len = strlen(e.stream);
+    e.type = "test.appended";
+    e.type_len = strlen(e.type);
+    e.actor = "powercut_test";
+    e.actor_len = strlen(e.actor);
+    e.payload = payload;
+    e.payload_len = sizeof payload;
+    return jrn_append(j, &e, 1);
+}
+
+/* `kiroku keys rotate` cut at each of its storage events in each mode: the
+ * journal opens and takes an append signed with whichever key it records as
+ * current, verifies, and a second rotation succeeds and verifies too (a key
+ * file written but never recorded is no obstacle). */
+static void test_key_rotation_cuts(void **state)
+{
+    (void)state;
+    struct paths p;
+    setup_paths(&p, "powercut keys rotate count");
+    init_journal(&p);
+    char count[KR_PATH_MAX + 32];
+    snprintf(count, sizeof count, "KR_PC_COUNT=%s", p.count);
+    char *rotate[] = {NULL, "keys", "rotate", "--data", (char *)p.dir, NULL};
+    const char *cextra[] = {count, NULL};
+    int rc = run_shim(&p, rotate, cextra);
+    if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
+        print_log(p.log);
+        fail_msg("the uncut rotation failed (status %d)", rc);
+    }
+    char *text = slurp(p.count, NULL);
+    unsigned long long events = 0, renames = 0;
+    if (sscanf(text, "events %llu\nrenames %llu", &events, &renames) != 2 || events < 2)
+        fail_msg("the shim counted no events: %s", text);
+    free(text);
+    kr_test_rmrf(p.tmp);
+    fprintf(stderr, "keys rotate makes %llu storage events, %llu of them renames\n", events,
+            renames);
+
+    unsigned failed = 0;
+    for (uint64_t k = 1; k <= events; k++) {
+        for (size_t m = 0; m < 4; m++) {
+            setup_paths(&p, "powercut keys rotate");
+            init_journal(&p);
+            char at[48], seed[48], mode[32];
+            snprintf(at, sizeof at, "KR_PC_CUT_AT=%" PRIu64, k);
+            snprintf(seed, sizeof seed, "KR_PC_SEED=%" PRIu64, k);
+            snprintf(mode, sizeof mode, "KR_PC_MODE=%s", modes[m]);
+            const char *extra[] = {at, seed, mode, NULL};
+            char *argv[] = {NULL, "keys", "rotate", "--data", (char *)p.dir, NULL};
+            rc = run_shim(&p, argv, extra);
+            if (!WIFSIGNALED(rc) || WTERMSIG(rc) != SIGKILL) {
+                print_log(p.log);
+                fail_msg("rotation cut at event %" PRIu64 ": not cut (status %d)", k, rc);
+            }
+            char why[512] = "";
+            struct journal *j;
+            struct jrn_options o = {.dir = p.dir};
+            kr_err err = jrn_open(&o, &j);
+            if (err) {
+                snprintf(why, sizeof why, "the journal does not open: %s", kr_strerror(err));
+            } else {
+                if ((err = append_one(j)))
+                    snprintf(why, sizeof why, "append after the cut: %s", kr_strerror(err));
+                jrn_close(j);
+            }
+            char *again[] = {NULL, "keys", "rotate", "--data", (char *)p.dir, NULL};
+            char *verify[] = {NULL, "verify", "--data", (char *)p.dir, NULL};
+            if (!*why && (rc = run_kiroku(again, NULL, p.log)) != 0)
+                snprintf(why, sizeof why, "a second rotation failed (status %d)", rc);
+            if (!*why && (rc = run_kiroku(verify, NULL, p.log)) != 0)
+                snprintf(why, sizeof why, "kiroku verify failed (status %d)", rc);
+            fprintf(stderr, "rotation cut at event %" PRIu64 " (%s, seed %" PRIu64 "): %s%s\n", k,
+                    modes[m], k, *why ? "FAILED: " : "ok", why);
+            if (*why) {
+                print_log(p.log);
+                failed++;
+            } else {
+                kr_test_rmrf(p.tmp);
+            }
+        }
+    }
+    EXPECT(failed == 0, "%u rotation cut points broke the journal or its keys", failed);
+}
+
 static void test_cuts(void **state)
 {
     (void)state;
@@ -446,6 +561,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cuts),
         cmocka_unit_test(test_planted_lost_flush),
+        cmocka_unit_test(test_key_rotation_cuts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
