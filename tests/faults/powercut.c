@@ -33,7 +33,7 @@
  *
  * KR_PC_LOST_FLUSHES=1 plants a storage bug for the test to catch: flushes
  * return success but make nothing durable (as a disk that ignores cache
- * flushes); O_DSYNC writes stay durable.
+ * flushes), and O_DSYNC writes are not durable either.
  *
  * KR_PC_COUNT=FILE: at exit (when no cut happened), "events N\nrenames M\n" is
  * written to FILE, so a test can first count a run's events and then cut inside it.
@@ -275,7 +275,7 @@ static void before_write(int fd, size_t len, off_t off, bool *locked)
     *locked = true;
     event();
     int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0 && (fl & O_DSYNC)) {
+    if (fl >= 0 && (fl & O_DSYNC) && !cfg_lost_flushes) {
         errno = saved;
         return; /* durable when it returns */
     }
