@@ -62,7 +62,7 @@
 #include <unistd.h>
 
 #define EXPORT         __attribute__((visibility("default")))
-#define PC_MAX_RECORDS 65536u
+#define PC_MAX_RECORDS 8192u
 #define PC_MAX_BYTES   (256u << 20)
 #define PC_SECTOR      512u
 #define PC_MAX_RENAMES 64u

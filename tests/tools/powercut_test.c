@@ -239,7 +239,7 @@ static uint64_t init_journal(const struct paths *p)
     return size;
 }
 
-#define CUTS_DEFAULT 96u
+#define CUTS_DEFAULT 256u
 #define CUTS_MAX     100000u
 
 static const char *const modes[] = {"none", "all", "some", "torn"};
