@@ -30,6 +30,10 @@
  * the dropped pieces, except where a kept later write overlaps a dropped
  * earlier one (then the earlier write's old bytes win); LMDB does not write
  * one page twice between flushes, so this does not arise for the journal.
+ * Bytes a dropped write added past the file's old end come back as zeros
+ * (the file keeps its new length, as after a cut that made the size but not
+ * the data durable). Creating and unlinking files are not undone: only
+ * renames, which is how kiroku makes files appear atomically.
  *
  * KR_PC_LOST_FLUSHES=1 plants a storage bug for the test to catch: flushes
  * return success but make nothing durable (as a disk that ignores cache
