@@ -1308,34 +1308,12 @@ out:
 kr_err exp_state_load(const char *path, struct exp_state **out)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return errno == ENOENT ? KR_ENOTFOUND : KR_EIO;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return KR_EIO;
-    }
-    if ((uint64_t)st.st_size > KR_EXPORT_STATE_MAX) {
-        close(fd);
-        return KR_ETOOLARGE;
-    }
-    size_t len = (size_t)st.st_size, got = 0;
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) {
-        close(fd);
-        return KR_ENOMEM;
-    }
-    while (got < len) {
-        ssize_t n = read(fd, buf + got, len - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    kr_err err = got == len ? exp_state_parse(buf, len, out) : KR_EIO;
+    uint8_t *buf;
+    size_t len;
+    kr_err err = kr_file_read_bounded(path, KR_EXPORT_STATE_MAX, &buf, &len);
+    if (err)
+        return err;
+    err = exp_state_parse(buf, len, out);
     free(buf);
     return err;
 }

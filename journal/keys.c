@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -268,4 +269,40 @@ kr_err kr_pubkey_load(const char *dir, uint32_t key_id, uint8_t pk[KR_PUBKEY_LEN
     if ((err = kr_file_read_small(path, text, sizeof text, false)))
         return err;
     return kr_pubkey_from_b64(text, pk) == KR_OK ? KR_OK : KR_ECORRUPT;
+}
+
+kr_err kr_file_read_bounded(const char *path, size_t max, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return errno == ENOENT ? KR_ENOTFOUND : KR_EIO;
+    struct stat st;
+    kr_err err = KR_OK;
+    uint8_t *buf = NULL;
+    size_t n = 0, got = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        err = KR_EIO;
+    else if ((uint64_t)st.st_size > max)
+        err = KR_ETOOLARGE;
+    else if (!(buf = malloc((n = (size_t)st.st_size) ? n : 1)))
+        err = KR_ENOMEM;
+    while (!err && got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            err = KR_EIO;
+        else
+            got += (size_t)r;
+    }
+    close(fd);
+    if (err) {
+        free(buf);
+        return err;
+    }
+    *out = buf;
+    *len = n;
+    return KR_OK;
 }

@@ -85,4 +85,11 @@ KR_MUST_CHECK kr_err kr_file_replace(const char *path, const void *data, size_t 
  * (parsers would stop at it). buf is wiped on failure. */
 KR_MUST_CHECK kr_err kr_file_read_small(const char *path, char *buf, size_t cap, bool private_only);
 
+/* Reads a whole regular file of at most max bytes into *out (malloc'd, the
+ * caller frees it), its length in *len; for files that are not secret but
+ * are hostile input (verification states). Opened without following a
+ * symlink or blocking on a FIFO. Errors: KR_ENOTFOUND, KR_ETOOLARGE (over
+ * max), KR_EIO (not a regular file, a symlink, a read error), KR_ENOMEM. */
+KR_MUST_CHECK kr_err kr_file_read_bounded(const char *path, size_t max, uint8_t **out, size_t *len);
+
 #endif

@@ -604,6 +604,40 @@ static void test_keys_in_guarded_memory(void **state)
  * the new bytes, exactly the mode asked for whatever the umask, no temporary
  * left; a stale temporary is no obstacle; a symlink at the temporary's name
  * is removed, not followed. */
+/* kr_file_read_bounded: the whole file within its bound; a file over it, a
+ * missing one, a symlink, a directory and a FIFO (which must not block) are
+ * refused. */
+static void test_file_read_bounded(void **state)
+{
+    struct fixture *f = *state;
+    char path[PATH_CAP], other[PATH_CAP];
+    uint8_t *buf;
+    size_t len;
+    snprintf(path, sizeof path, "%s/state", f->dir);
+    assert_int_equal(kr_file_write_new(path, "a\0b", 3, 0644), KR_OK);
+    assert_int_equal(kr_file_read_bounded(path, 3, &buf, &len), KR_OK);
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "a\0b", 3);
+    free(buf);
+    assert_int_equal(kr_file_read_bounded(path, 2, &buf, &len), KR_ETOOLARGE);
+    assert_null(buf);
+    snprintf(other, sizeof other, "%s/none", f->dir);
+    assert_int_equal(kr_file_read_bounded(other, 64, &buf, &len), KR_ENOTFOUND);
+    snprintf(other, sizeof other, "%s/link", f->dir);
+    assert_int_equal(symlink(path, other), 0);
+    assert_int_equal(kr_file_read_bounded(other, 64, &buf, &len), KR_EIO);
+    assert_int_equal(kr_file_read_bounded(f->dir, 64, &buf, &len), KR_EIO);
+    snprintf(other, sizeof other, "%s/fifo", f->dir);
+    assert_int_equal(mkfifo(other, 0600), 0);
+    assert_int_equal(kr_file_read_bounded(other, 64, &buf, &len), KR_EIO);
+    /* An empty file is read as empty. */
+    snprintf(other, sizeof other, "%s/empty", f->dir);
+    assert_int_equal(kr_file_write_new(other, "", 0, 0644), KR_OK);
+    assert_int_equal(kr_file_read_bounded(other, 64, &buf, &len), KR_OK);
+    assert_int_equal(len, 0);
+    free(buf);
+}
+
 static void test_file_replace(void **state)
 {
     struct fixture *f = *state;
@@ -640,6 +674,7 @@ int main(void)
         T(test_generate),
         T(test_keys_in_guarded_memory),
         T(test_file_replace),
+        T(test_file_read_bounded),
         T(test_save_load_roundtrip),
         T(test_load_known_seed),
         T(test_save_twice),
