@@ -94,6 +94,8 @@ void res_bytes(struct cmd *c, int fld, const void *p, size_t n);
 void res_str(struct cmd *c, int fld, const char *s, size_t n);
 void res_enum(struct cmd *c, int fld, uint64_t idx);
 void res_nil(struct cmd *c, int fld);
+/* The page's cursor: the last key's n bytes when there is more, else nil. */
+void res_cursor(struct cmd *c, bool more, const void *last, size_t n);
 
 /* Paging: the limit argument or KR_PAGE_DEFAULT. */
 uint32_t cmd_limit(const struct cmd *c);

@@ -197,14 +197,6 @@ static uint32_t page_limit(const struct cmd *c)
     return limit > KR_PAGE_MAX ? KR_PAGE_MAX : limit;
 }
 
-static void res_cursor(struct cmd *c, bool more, const uint8_t *last)
-{
-    if (more)
-        res_bytes(c, KR_FLD_CURSOR, last, 16);
-    else
-        res_nil(c, KR_FLD_CURSOR);
-}
-
 /* contacts.list and utility.export: a page of contacts, all of the tenant's
  * or (with a tag) those with the tag, in contact id order; *listed (may be
  * NULL) gets how many. */
@@ -255,7 +247,7 @@ static kr_err list_contacts(struct cmd *c, int op, uint32_t *listed)
     kr_data_key_wipe(&key);
     if (err)
         return err;
-    res_cursor(c, more, n ? ids[n - 1] : NULL);
+    res_cursor(c, more, n ? ids[n - 1] : NULL, 16);
     if (listed)
         *listed = n;
     return KR_OK;
@@ -720,7 +712,7 @@ kr_err cmd_tags_list(struct cmd *c)
             .id = ids[i], .version = t.version, .name = t.name, .name_len = t.name_len};
         put_item(c, ri, &it);
     }
-    res_cursor(c, more, n ? ids[n - 1] : NULL);
+    res_cursor(c, more, n ? ids[n - 1] : NULL, 16);
     return KR_OK;
 }
 

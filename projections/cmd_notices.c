@@ -412,10 +412,7 @@ kr_err cmd_notices_list(struct cmd *c)
         err = pack_notice(c, c->scratch, row.seq, true, acked);
     }
     if (!err) {
-        if (more)
-            res_bytes(c, KR_FLD_CURSOR, pos[n - 1], NT_POS);
-        else
-            res_nil(c, KR_FLD_CURSOR);
+        res_cursor(c, more, pos[n - 1], NT_POS);
     }
     free(pos);
     return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
@@ -1087,10 +1084,7 @@ kr_err cmd_incidents_all(struct cmd *c)
         res_u64(c, KR_FLD_UNNOTIFIED, owed);
         res_u64(c, KR_FLD_VERSION, r.version);
     }
-    if (more)
-        res_bytes(c, KR_FLD_CURSOR, next, 16);
-    else
-        res_nil(c, KR_FLD_CURSOR);
+    res_cursor(c, more, next, 16);
 out:
     kr_payload_free(title);
     free(ids);
@@ -1137,10 +1131,7 @@ kr_err cmd_incidents_reports(struct cmd *c)
         res_val(c, KR_FLD_SEVERITY, &c->scratch->v[KR_FLD_SEVERITY]);
         res_val(c, KR_FLD_DETAILS, &c->scratch->v[KR_FLD_DETAILS]);
     }
-    if (more)
-        res_bytes(c, KR_FLD_CURSOR, next, 24);
-    else
-        res_nil(c, KR_FLD_CURSOR);
+    res_cursor(c, more, next, 24);
 out:
     free(keys);
     return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
@@ -1173,10 +1164,7 @@ kr_err cmd_notices_all(struct cmd *c)
         res_val(c, KR_FLD_EFFECTIVE, &p->v[KR_FLD_EFFECTIVE]);
         res_val(c, KR_FLD_AUDIENCE, &p->v[KR_FLD_AUDIENCE]);
     }
-    if (more)
-        res_bytes(c, KR_FLD_CURSOR, next, 16);
-    else
-        res_nil(c, KR_FLD_CURSOR);
+    res_cursor(c, more, next, 16);
 out:
     free(ids);
     return err == KR_ENOTFOUND ? KR_ECORRUPT : err;

@@ -856,3 +856,11 @@ void res_nil(struct cmd *c, int fld)
     res_key(c, fld);
     msgpack_pack_nil(&c->res);
 }
+
+void res_cursor(struct cmd *c, bool more, const void *last, size_t n)
+{
+    if (more)
+        res_bytes(c, KR_FLD_CURSOR, last, n);
+    else
+        res_nil(c, KR_FLD_CURSOR);
+}
