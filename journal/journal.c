@@ -102,8 +102,11 @@ static kr_err env_open(struct journal *j, const struct jrn_options *o, bool crea
         (rc = mdb_env_set_maxreaders(j->env, JRN_MAX_READERS)) ||
         (rc = mdb_env_set_mapsize(j->env, o->map_size ? o->map_size : KR_MAP_SIZE_DEFAULT)))
         return kr_err_from_mdb(rc);
-    /* Durability: no MDB_NOSYNC, MDB_NOMETASYNC or MDB_MAPASYNC, ever.
-     * MDB_NOTLS lets cursors reuse a read transaction across threads. */
+    /* Durability: no MDB_NOSYNC or MDB_MAPASYNC, ever. MDB_NOMETASYNC is set
+     * only when the writer starts (start_threads), and then a completion is
+     * held until a flush covers its commit's meta page: the next commit's data
+     * flush or mdb_env_sync (writer_main). Every other commit flushes its own
+     * (jrn_commit_durable). MDB_NOTLS lets cursors reuse a read transaction across threads. */
     unsigned flags = MDB_NOTLS | (j->read_only ? MDB_RDONLY : 0);
     if ((rc = mdb_env_open(j->env, path, flags, 0600)))
         return rc == ENOENT ? KR_ENOTFOUND : kr_err_from_mdb(rc);
@@ -130,6 +133,14 @@ static kr_err env_open(struct journal *j, const struct jrn_options *o, bool crea
     /* Commit even a read-only transaction: handles opened in an aborted one
      * are closed with it. */
     return kr_err_from_mdb(mdb_txn_commit(txn));
+}
+
+kr_err jrn_commit_durable(struct journal *j, MDB_txn *txn)
+{
+    int rc = mdb_txn_commit(txn);
+    if (rc == 0 && j->one_flush)
+        rc = mdb_env_sync(j->env, 1);
+    return kr_err_from_mdb(rc);
 }
 
 static kr_err take_writer_lock(struct journal *j, const char *dir)
@@ -159,6 +170,7 @@ static struct journal *journal_alloc(const struct jrn_options *o)
     j->lock_fd = -1;
     j->read_only = o->read_only;
     j->no_appends = o->no_appends;
+    j->one_flush = !o->read_only && !o->two_flushes;
     j->clock = o->clock;
     j->views = o->views;
     pthread_mutex_init(&j->mu, NULL);
@@ -785,7 +797,7 @@ static void snapshot_restore(struct journal *j, const struct writer_snapshot *s)
  * Sets each append's outcome in *errs (parallel to the list order). Returns
  * the transaction's outcome. */
 static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *errs, size_t count,
-                        struct writer_snapshot *snap, bool *retry)
+                        struct writer_snapshot *snap, bool *retry, bool *wrote)
 {
     struct batch_ctx b = {.j = j};
     kr_err err;
@@ -794,6 +806,7 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
     struct jrn_append *a;
 
     *retry = false;
+    *wrote = false;
     snapshot_take(j, snap);
     if ((rc = mdb_txn_begin(j->env, NULL, 0, &b.txn)))
         return kr_err_from_mdb(rc);
@@ -859,6 +872,7 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
         return kr_err_from_mdb(rc);
     }
     atomic_store(&j->committed, j->size);
+    *wrote = written > 0; /* records written: the commit flushed data pages */
     pthread_mutex_lock(&j->stats_mu);
     j->stats.batches++;
     j->stats.events += written;
@@ -959,12 +973,20 @@ static struct jrn_append *writer_take_batch(struct journal *j, size_t *count)
     return first;
 }
 
+/* DIR/checkpoint is to be rewritten now: the interval is over or the last
+ * write failed. */
+static bool writer_file_due(const struct journal *j)
+{
+    return j->file_retry || mono_ns() - j->file_time >= KR_CHECKPOINT_FILE_NS;
+}
+
 /* writer_main after a batch: a failure that may leave the disk unlike the
  * page cache stops writes for good; every append of the batch is told its
  * outcome (err, else its own errs[i]); after a commit, DIR/checkpoint
- * follows. failed: the journal had stopped before the batch. */
+ * follows when all_durable (nothing committed is waiting for a flush).
+ * failed: the journal had stopped before the batch. */
 static void writer_finish(struct journal *j, struct jrn_append *first, kr_err err,
-                          const kr_err *errs, kr_err failed)
+                          const kr_err *errs, kr_err failed, bool all_durable)
 {
     if (err != KR_OK && err != KR_EIO && err != KR_ECORRUPT && !failed) {
         /* A failed commit may have left LMDB unusable (a failed meta page
@@ -1002,20 +1024,48 @@ static void writer_finish(struct journal *j, struct jrn_append *first, kr_err er
          * the interval is over or the last write failed, else when the
          * writer goes idle or the interval ends (writer_wait). */
         j->file_behind = true;
-        if (j->file_retry || mono_ns() - j->file_time >= KR_CHECKPOINT_FILE_NS)
+        if (all_durable && writer_file_due(j))
             writer_checkpoint_file(j);
     }
 }
 
+/* One flush per commit: the held batch's meta page reaches the disk by
+ * mdb_env_sync, then its appends complete; the flush's failure is theirs. */
+static void writer_release(struct journal *j, struct jrn_append *held, const kr_err *errs)
+{
+    uint64_t t0 = mono_ns();
+    int rc = mdb_env_sync(j->env, 1);
+    uint64_t ns = mono_ns() - t0;
+    pthread_mutex_lock(&j->stats_mu);
+    j->stats.meta_syncs++;
+    j->stats.meta_sync_ns += ns;
+    pthread_mutex_unlock(&j->stats_mu);
+    writer_finish(j, held, rc ? KR_EIO : KR_OK, errs, KR_OK, true);
+}
+
+/* The writer. With one flush per commit (j->one_flush) a committed batch is
+ * held: its meta page was written without a flush. The next commit that
+ * writes records flushes it with its own data pages (LMDB flushes the data
+ * file before writing the new meta page), so the held batch then completes
+ * and the new one is held in its place; when no signed append is waiting,
+ * mdb_env_sync flushes it at once (never waiting for another commit). */
 static void *writer_main(void *arg)
 {
     struct journal *j = arg;
     pthread_setname_np(pthread_self(), "kr-writer");
     kr_err *errs = calloc(KR_BATCH_MAX_EVENTS, sizeof *errs);
+    kr_err *held_errs = calloc(KR_BATCH_MAX_EVENTS, sizeof *held_errs);
     struct writer_snapshot *snap = malloc(sizeof *snap);
+    struct jrn_append *held = NULL;
 
     for (;;) {
         pthread_mutex_lock(&j->mu);
+        if (held && !(j->head && atomic_load(&j->head->ready_))) {
+            pthread_mutex_unlock(&j->mu);
+            writer_release(j, held, held_errs);
+            held = NULL;
+            pthread_mutex_lock(&j->mu);
+        }
         if (writer_wait(j)) {
             pthread_mutex_unlock(&j->mu);
             break;
@@ -1026,12 +1076,13 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&j->mu);
 
         kr_err err;
-        if (failed || !errs || !snap) {
+        bool wrote = false;
+        if (failed || !errs || !held_errs || !snap) {
             err = failed ? failed : KR_ENOMEM;
         } else {
             bool retry;
             do
-                err = run_batch(j, first, errs, count, snap, &retry);
+                err = run_batch(j, first, errs, count, snap, &retry, &wrote);
             while (retry);
         }
         if (err == KR_EFULL) {
@@ -1039,9 +1090,40 @@ static void *writer_main(void *arg)
             j->stats.full += count;
             pthread_mutex_unlock(&j->stats_mu);
         }
-        writer_finish(j, first, err, errs, failed);
+        if (!j->one_flush || (err && !held)) {
+            writer_finish(j, first, err, errs, failed, true);
+            continue;
+        }
+        if (held && wrote) {
+            /* This commit's data flush covered the held meta page. */
+            writer_finish(j, held, KR_OK, held_errs, KR_OK, false);
+            held = NULL;
+        } else if (held && err == KR_EIO) {
+            /* A failed flush: the held meta page may not be on the disk. */
+            writer_finish(j, held, KR_EIO, held_errs, KR_OK, true);
+            held = NULL;
+        } else if (held) {
+            /* Nothing flushed (no records, or a failure before the flush):
+             * flush it now. */
+            writer_release(j, held, held_errs);
+            held = NULL;
+        }
+        if (err) {
+            writer_finish(j, first, err, errs, failed, true);
+            continue;
+        }
+        held = first;
+        kr_err *t = held_errs;
+        held_errs = errs;
+        errs = t;
+        if (!wrote || writer_file_due(j)) {
+            /* DIR/checkpoint is due: flush now so it is not ahead. */
+            writer_release(j, held, held_errs);
+            held = NULL;
+        }
     }
     free(errs);
+    free(held_errs);
     free(snap);
     return NULL;
 }
@@ -1374,6 +1456,14 @@ static kr_err start_threads(struct journal *j, unsigned signers)
         }
         j->signers_started++;
     }
+    if (j->one_flush) {
+        /* From here on every commit is the writer's or jrn_commit_durable's. */
+        int rc = mdb_env_set_flags(j->env, MDB_NOMETASYNC, 1);
+        if (rc) {
+            stop_threads(j);
+            return kr_err_from_mdb(rc);
+        }
+    }
     if (pthread_create(&j->writer, NULL, writer_main, j) != 0) {
         stop_threads(j);
         return KR_ENOMEM;
@@ -1598,8 +1688,8 @@ static kr_err views_catch_up(struct journal *j, jrn_progress_fn progress, void *
         }
         if ((err = vw->batch_end(vw->ctx, txn, done)))
             goto fail;
-        if ((rc = mdb_txn_commit(txn)))
-            return kr_err_from_mdb(rc);
+        if ((err = jrn_commit_durable(j, txn)))
+            return err;
         if (progress && !progress(arg, done, j->size))
             return KR_OK;
         continue;
@@ -1623,8 +1713,8 @@ kr_err jrn_views_rebuild(struct journal *j, jrn_progress_fn progress, void *arg)
         mdb_txn_abort(txn);
         return err;
     }
-    if ((rc = mdb_txn_commit(txn)))
-        return kr_err_from_mdb(rc);
+    if ((err = jrn_commit_durable(j, txn)))
+        return err;
     /* j->size is the writer's; with no append racing it is the committed size. */
     return views_catch_up(j, progress, arg);
 }
@@ -2431,7 +2521,7 @@ kr_err jrn_truncate(const char *dir, uint64_t size)
         txn = NULL;
         goto out;
     }
-    err = kr_err_from_mdb(mdb_txn_commit(txn));
+    err = jrn_commit_durable(j, txn);
     txn = NULL;
 out:
     if (txn)

@@ -114,6 +114,9 @@ struct jrn_options {
                                     * is loaded and no writer runs, appends get
                                     * KR_ECLOSED (rebuilding views, e.g. in a
                                     * copy that holds no secret key) */
+    bool two_flushes;              /* flush each commit's meta page on its own (LMDB's
+                                    * default) instead of one flush per commit
+                                    * (see "Durability" in docs/journal-format.md) */
     /* NULL, or filled when the start check refuses the journal (KR_ECORRUPT) */
     struct jrn_start_fault *start_fault;
 };
@@ -420,6 +423,10 @@ struct jrn_stats {
     uint64_t checkpoints;   /* checkpoints kept in the checkpoints database */
     uint64_t commit_ns;     /* time in LMDB commits (page writes + fsync), summed */
     uint64_t commit_ns_max; /* the slowest commit */
+    /* One flush per commit: meta pages flushed by mdb_env_sync because no
+     * commit followed at once (counted before the appends they cover
+     * complete), and the time in those flushes, summed */
+    uint64_t meta_syncs, meta_sync_ns;
     /* DIR/checkpoint (rollback detection). The writer rewrites it after a
      * commit, at most once per KR_CHECKPOINT_FILE_NS, and when it goes idle
      * with the file behind, once that interval is over: it trails the durable

@@ -57,6 +57,11 @@ extern _Atomic uint64_t jrn_testing_start_checked;
 /* Stream index key: tenant(8) len(1) stream(len) version(8). */
 #define JRN_STREAM_KEY_MAX (8 + 1 + KR_STREAM_MAX + 8)
 
+struct journal;
+/* Commits txn and, with one flush per commit, flushes its meta page too:
+ * for commits outside the writer, which nothing else covers. */
+kr_err jrn_commit_durable(struct journal *j, MDB_txn *txn);
+
 struct journal {
     char dir[KR_PATH_MAX];
     MDB_env *env;
@@ -97,6 +102,8 @@ struct journal {
     uint64_t file_time; /* when DIR/checkpoint was last written (or tried), mono ns */
     bool file_behind;   /* DIR/checkpoint is older than the newest commit */
     bool file_retry;    /* the last write failed: the next commit tries again */
+    bool one_flush;     /* MDB_NOMETASYNC: a commit's meta page is made durable by
+                         * the next commit's data flush or by mdb_env_sync */
     uint8_t *encode_buf;
     char note[KR_NOTE_MAX + 1];
     size_t note_len;

@@ -130,8 +130,8 @@ static kr_err strip_txn(struct journal *j, const struct jrn_strip_spec *s, uint6
         *finished = true; /* the loop ended on the range's end, not the bound */
     if (count == 0) {
         mdb_txn_abort(txn);
-    } else if ((rc = mdb_txn_commit(txn))) {
-        return kr_err_from_mdb(rc);
+    } else if ((err = jrn_commit_durable(j, txn))) {
+        return err;
     }
     *next = pos;
     *stripped += count;

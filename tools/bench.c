@@ -13,6 +13,7 @@
  */
 #include "cli.h"
 #include "journal.h"
+#include "path.h"
 #include "verify.h"
 
 #include <errno.h>
@@ -31,6 +32,7 @@
 
 #define BENCH_PRODUCERS_MAX 1024
 #define BENCH_WINDOW_MAX    1024
+#define BENCH_FLUSH_PROBES  200 /* write + fdatasync timings of flush_probe */
 /* Memory is sampled at every tenth of the run. */
 #define RSS_SAMPLES 11
 
@@ -388,9 +390,9 @@ static kr_err temp_journal(char *dir, size_t cap)
 }
 
 /* Opens dir's journal for writing, creating it when dir holds none. */
-static kr_err open_or_create(const char *dir, struct journal **j)
+static kr_err open_or_create_flushes(const char *dir, bool two_flushes, struct journal **j)
 {
-    struct jrn_options o = {.dir = dir};
+    struct jrn_options o = {.dir = dir, .two_flushes = two_flushes};
     kr_err err = jrn_open(&o, j);
     if (err == KR_ENOTFOUND) {
         if ((err = jrn_create(&o, NULL)))
@@ -400,9 +402,50 @@ static kr_err open_or_create(const char *dir, struct journal **j)
     return err;
 }
 
+static kr_err open_or_create(const char *dir, struct journal **j)
+{
+    return open_or_create_flushes(dir, false, j);
+}
+
+/* The machine's flush: BENCH_FLUSH_PROBES times a 4096-byte write and
+ * fdatasync of a scratch file in dir; p50 and p99 in microseconds. */
+static kr_err flush_probe(const char *dir, uint32_t *p50, uint32_t *p99)
+{
+    char path[KR_PATH_MAX];
+    uint32_t us[BENCH_FLUSH_PROBES];
+    uint8_t page[4096] = {0};
+    kr_err err = kr_path_join(path, sizeof path, dir, "flush-probe.tmp");
+    if (err)
+        return err;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return kr_err_from_errno(errno);
+    for (size_t i = 0; i < BENCH_FLUSH_PROBES && !err; i++) {
+        page[0] = (uint8_t)i;
+        double t0 = cli_now();
+        if (pwrite(fd, page, sizeof page, 0) != (ssize_t)sizeof page || fdatasync(fd) != 0)
+            err = KR_EIO;
+        us[i] = (uint32_t)((cli_now() - t0) * 1e6);
+    }
+    close(fd);
+    unlink(path);
+    if (err)
+        return err;
+    for (size_t i = 1; i < BENCH_FLUSH_PROBES; i++) /* insertion sort: a few hundred */
+        for (size_t k = i; k > 0 && us[k - 1] > us[k]; k--) {
+            uint32_t t = us[k];
+            us[k] = us[k - 1];
+            us[k - 1] = t;
+        }
+    *p50 = us[BENCH_FLUSH_PROBES / 2];
+    *p99 = us[(BENCH_FLUSH_PROBES * 99) / 100];
+    return KR_OK;
+}
+
 static const char bench_usage[] =
     "usage: kiroku bench append [--data DIR] [--events N] [--producers P] [--payload BYTES]\n"
-    "                           [--window W] [--acks FILE] [--json]\n"
+    "                           [--window W] [--acks FILE] [--two-flushes]\n"
+    "                           [--compare-flushes] [--json]\n"
     "       kiroku bench verify [--data DIR] [--events N] [--threads T] [--since M]\n"
     "                           [--json]\n"
     "       kiroku bench replay [--data DIR] [--events N] [--json]\n"
@@ -417,6 +460,10 @@ static const char bench_usage[] =
     "  the p50/p99 latency from submission to durable completion. With --data the\n"
     "  journal stays in DIR (created if missing); without, a temporary one is used\n"
     "  and removed. --acks writes \"seq commitment\" per durable event to FILE.\n"
+    "  --two-flushes flushes each commit's meta page on its own (LMDB's default)\n"
+    "  instead of one flush per commit. --compare-flushes runs the bench twice\n"
+    "  on temporary journals, one flush per commit then two, and prints both,\n"
+    "  their ratio and this disk's flush time (p50/p99 of write + fdatasync).\n"
     "verify: full and fast verification speed over DIR's journal, or over a\n"
     "  temporary journal filled with N events (default 200000). --since M then\n"
     "  saves the state of a fast verification, appends M events, and times a full\n"
@@ -431,6 +478,106 @@ static const char bench_usage[] =
     "backup: backup_run against mdb_copy -c of a journal of N events (default\n"
     "  1000000) while appends go on, then restore; see kiroku bench backup --help.\n";
 
+/* One append run on dir (a temporary journal when NULL). */
+static kr_err append_once(const char *data, bool two_flushes, uint64_t events, unsigned producers,
+                          unsigned window, size_t payload, int acks_fd, bool json,
+                          struct append_result *r)
+{
+    char tmp[KR_PATH_MAX];
+    kr_err err;
+    if (data)
+        snprintf(tmp, sizeof tmp, "%s", data);
+    else if ((err = temp_journal(tmp, sizeof tmp)))
+        return err;
+    struct journal *j;
+    if ((err = open_or_create_flushes(tmp, two_flushes, &j))) {
+        if (!data)
+            cli_rmtree(tmp);
+        return err;
+    }
+    if (!json)
+        fprintf(stderr,
+                "appending %" PRIu64 " events of %zu bytes with %u producers, %u in flight each, "
+                "%s per commit, to %s\n",
+                events, payload, producers, window, two_flushes ? "two flushes" : "one flush", tmp);
+    err = run_append(j, events, producers, window, payload, acks_fd, r);
+    jrn_close(j);
+    if (!data)
+        cli_rmtree(tmp);
+    return err;
+}
+
+static void append_print(const struct append_result *r, uint64_t producers, uint64_t window,
+                         uint64_t payload, bool two_flushes, bool json)
+{
+    char rss[RSS_SAMPLES * 16];
+    size_t at = 0;
+    for (int i = 0; i < RSS_SAMPLES; i++)
+        at += (size_t)snprintf(rss + at, sizeof rss - at, "%s%ld", i ? "," : "", r->rss_kb[i]);
+    if (r->err)
+        fprintf(stderr, "kiroku: %" PRIu64 " appends failed, first: %s\n", r->failures,
+                kr_strerror(r->err));
+    if (json) {
+        printf("{\"events\":%" PRIu64 ",\"producers\":%" PRIu64 ",\"window\":%" PRIu64
+               ",\"payload\":%" PRIu64 ",\"flushes_per_commit\":%d,\"seconds\":%.3f,"
+               "\"events_per_s\":%.0f,\"p50_us\":%u,"
+               "\"p99_us\":%u,\"max_us\":%u,\"batches\":%" PRIu64 ",\"max_batch\":%" PRIu64
+               ",\"commit_avg_us\":%.0f,\"commit_max_us\":%.0f,\"failures\":%" PRIu64
+               ",\"rss_anon_kb\":[%s]}",
+               r->events, producers, window, payload, two_flushes ? 2 : 1, r->seconds,
+               r->events_per_s, r->p50_us, r->p99_us, r->max_us, r->batches, r->max_batch,
+               r->commit_avg_us, r->commit_max_us, r->failures, rss);
+    } else {
+        printf("%" PRIu64 " events in %.2f s: %.0f events/s (%s per commit)\n"
+               "append latency: p50 %u us, p99 %u us, max %u us\n"
+               "%" PRIu64 " commits, %.1f events per commit (max %" PRIu64 "), "
+               "commit with fsync %.0f us on average (max %.0f us)\n"
+               "resident anonymous memory (kB) at each tenth of the run: %s\n",
+               r->events, r->seconds, r->events_per_s, two_flushes ? "two flushes" : "one flush",
+               r->p50_us, r->p99_us, r->max_us, r->batches,
+               r->batches ? (double)r->events / (double)r->batches : 0.0, r->max_batch,
+               r->commit_avg_us, r->commit_max_us, rss);
+    }
+}
+
+/* --compare-flushes: one flush per commit, then two, on temporary journals,
+ * beside the disk's own flush time. */
+static int append_compare(uint64_t events, uint64_t producers, uint64_t window, uint64_t payload,
+                          bool json)
+{
+    struct append_result one, two;
+    char probe_dir[KR_PATH_MAX];
+    uint32_t f50 = 0, f99 = 0;
+    kr_err err = cli_scratch_dir(probe_dir, sizeof probe_dir);
+    if (!err) {
+        err = flush_probe(probe_dir, &f50, &f99);
+        cli_rmtree(probe_dir);
+    }
+    if (err)
+        return cli_fail("bench: flush time", err);
+    if ((err = append_once(NULL, false, events, (unsigned)producers, (unsigned)window,
+                           (size_t)payload, -1, json, &one)) ||
+        (err = append_once(NULL, true, events, (unsigned)producers, (unsigned)window,
+                           (size_t)payload, -1, json, &two)))
+        return cli_fail("bench append", err);
+    double ratio = two.events_per_s > 0 ? one.events_per_s / two.events_per_s : 0;
+    if (json) {
+        printf("{\"one_flush\":");
+        append_print(&one, producers, window, payload, false, true);
+        printf(",\"two_flushes\":");
+        append_print(&two, producers, window, payload, true, true);
+        printf(",\"one_over_two\":%.2f,\"flush_p50_us\":%u,\"flush_p99_us\":%u}\n", ratio, f50,
+               f99);
+    } else {
+        append_print(&one, producers, window, payload, false, false);
+        append_print(&two, producers, window, payload, true, false);
+        printf("one flush per commit / two: %.2fx; this disk's flush (4 KiB write + "
+               "fdatasync): p50 %u us, p99 %u us\n",
+               ratio, f50, f99);
+    }
+    return one.failures || two.failures ? CLI_FAIL : CLI_OK;
+}
+
 static int bench_append(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
@@ -439,9 +586,12 @@ static int bench_append(int argc, char **argv)
                                          {"payload", required_argument, 0, 's'},
                                          {"window", required_argument, 0, 'w'},
                                          {"acks", required_argument, 0, 'a'},
+                                         {"two-flushes", no_argument, 0, 'T'},
+                                         {"compare-flushes", no_argument, 0, 'C'},
                                          {0, 0, 0, 0}};
     struct cli_common co = {0};
     const char *acks = NULL;
+    bool two_flushes = false, compare = false;
     int rc;
     uint64_t events = 200000, producers = 64, payload = 200, window = 256;
     int c;
@@ -463,6 +613,12 @@ static int bench_append(int argc, char **argv)
         case 'a':
             acks = optarg;
             break;
+        case 'T':
+            two_flushes = true;
+            break;
+        case 'C':
+            compare = true;
+            break;
         default:
             if ((rc = cli_common_option(c, bench_usage, &co)) != CLI_CONTINUE)
                 return rc;
@@ -470,65 +626,25 @@ static int bench_append(int argc, char **argv)
         if (!ok)
             return cli_usage(bench_usage);
     }
-    if (optind != argc)
+    if (optind != argc || (compare && (two_flushes || co.data || acks)))
         return cli_usage(bench_usage);
-    const char *data = co.data;
-    bool json = co.json;
-    char tmp[KR_PATH_MAX];
-    kr_err err;
-    if (data) {
-        snprintf(tmp, sizeof tmp, "%s", data);
-    } else if ((err = temp_journal(tmp, sizeof tmp))) {
-        return cli_fail("bench: temporary journal", err);
-    }
+    if (compare)
+        return append_compare(events, producers, window, payload, co.json);
     int acks_fd = -1;
     if (acks && (acks_fd = open(acks, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0) {
         perror(acks);
         return CLI_FAIL;
     }
-    struct journal *j;
-    if ((err = open_or_create(tmp, &j)))
-        return cli_fail(tmp, err);
-    if (!json)
-        fprintf(stderr,
-                "appending %" PRIu64 " events of %" PRIu64 " bytes with %" PRIu64
-                " producers, %" PRIu64 " in flight each, to %s\n",
-                events, payload, producers, window, tmp);
     struct append_result r;
-    err =
-        run_append(j, events, (unsigned)producers, (unsigned)window, (size_t)payload, acks_fd, &r);
-    jrn_close(j);
+    kr_err err = append_once(co.data, two_flushes, events, (unsigned)producers, (unsigned)window,
+                             (size_t)payload, acks_fd, co.json, &r);
     if (acks_fd >= 0)
         close(acks_fd);
-    if (!data)
-        cli_rmtree(tmp);
     if (err)
-        return cli_fail("bench append", err);
-    if (r.err)
-        fprintf(stderr, "kiroku: %" PRIu64 " appends failed, first: %s\n", r.failures,
-                kr_strerror(r.err));
-    char rss[RSS_SAMPLES * 16];
-    size_t at = 0;
-    for (int i = 0; i < RSS_SAMPLES; i++)
-        at += (size_t)snprintf(rss + at, sizeof rss - at, "%s%ld", i ? "," : "", r.rss_kb[i]);
-    if (json) {
-        printf("{\"events\":%" PRIu64 ",\"producers\":%" PRIu64 ",\"window\":%" PRIu64
-               ",\"payload\":%" PRIu64 ",\"seconds\":%.3f,\"events_per_s\":%.0f,\"p50_us\":%u,"
-               "\"p99_us\":%u,\"max_us\":%u,\"batches\":%" PRIu64 ",\"max_batch\":%" PRIu64
-               ",\"commit_avg_us\":%.0f,\"commit_max_us\":%.0f,\"failures\":%" PRIu64
-               ",\"rss_anon_kb\":[%s]}\n",
-               r.events, producers, window, payload, r.seconds, r.events_per_s, r.p50_us, r.p99_us,
-               r.max_us, r.batches, r.max_batch, r.commit_avg_us, r.commit_max_us, r.failures, rss);
-    } else {
-        printf("%" PRIu64 " events in %.2f s: %.0f events/s\n"
-               "append latency: p50 %u us, p99 %u us, max %u us\n"
-               "%" PRIu64 " commits, %.1f events per commit (max %" PRIu64 "), "
-               "commit with fsync %.0f us on average (max %.0f us)\n"
-               "resident anonymous memory (kB) at each tenth of the run: %s\n",
-               r.events, r.seconds, r.events_per_s, r.p50_us, r.p99_us, r.max_us, r.batches,
-               r.batches ? (double)r.events / (double)r.batches : 0.0, r.max_batch, r.commit_avg_us,
-               r.commit_max_us, rss);
-    }
+        return cli_fail(co.data ? co.data : "bench append", err);
+    append_print(&r, producers, window, payload, two_flushes, co.json);
+    if (co.json)
+        printf("\n");
     return r.failures ? CLI_FAIL : CLI_OK;
 }
 

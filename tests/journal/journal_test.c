@@ -759,6 +759,92 @@ static void test_append_one(void **state)
     verify_full(f->dir, 3, 1);
 }
 
+/* ---- One flush per commit ---- */
+
+/* What a completion saw: the journal's flush counters at the moment the
+ * append was acknowledged. */
+struct ack_seen {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    kr_err err;
+    struct journal *j;
+    struct jrn_stats at_ack;
+};
+
+static void ack_seen_done(struct jrn_append *a, kr_err err)
+{
+    struct ack_seen *s = a->arg;
+    jrn_get_stats(s->j, &s->at_ack);
+    pthread_mutex_lock(&s->mu);
+    s->err = err;
+    s->done = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Submits one append and waits (30 s at most) for its completion. */
+static void submit_and_wait(struct fx *f, struct ack_seen *s, uint64_t expected)
+{
+    static const uint8_t payload[] = "lone";
+    struct jrn_event e = ev(3, "lone/stream", expected, payload, sizeof payload - 1);
+    struct jrn_append a = {.events = &e, .n = 1, .done = ack_seen_done, .arg = s};
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->done = false;
+    s->j = f->j;
+    assert_int_equal(jrn_submit(f->j, &a), KR_OK);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 30;
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    while (!s->done && rc == 0)
+        rc = pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    pthread_mutex_unlock(&s->mu);
+    assert_true(s->done);
+    assert_int_equal(s->err, KR_OK);
+    assert_int_equal(e.seq, jrn_size(f->j));
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+}
+
+/* A lone producer's append (nothing else queued) is acknowledged once
+ * mdb_env_sync has flushed its commit's meta page, without waiting for
+ * another commit: at the acknowledgement the sync is already counted and no
+ * second commit happened. With two_flushes the commit flushes its own meta
+ * page and no sync is made. */
+static void test_one_flush_lone_append(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    struct jrn_stats s0;
+    jrn_get_stats(f->j, &s0);
+    struct ack_seen s;
+    memset(&s, 0, sizeof s);
+    submit_and_wait(f, &s, 0);
+    assert_int_equal(s.at_ack.batches, s0.batches + 1);
+    assert_int_equal(s.at_ack.meta_syncs, s0.meta_syncs + 1);
+    submit_and_wait(f, &s, 1);
+    assert_int_equal(s.at_ack.batches, s0.batches + 2);
+    assert_int_equal(s.at_ack.meta_syncs, s0.meta_syncs + 2);
+    fx_close(f);
+
+    /* Two flushes per commit: LMDB's own, no meta sync of the journal's. */
+    struct jrn_options o = fx_opts(f);
+    o.two_flushes = true;
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    jrn_get_stats(f->j, &s0);
+    submit_and_wait(f, &s, 2);
+    assert_int_equal(s.at_ack.batches, s0.batches + 1);
+    assert_int_equal(s.at_ack.meta_syncs, 0);
+    fx_close(f);
+
+    /* Both kinds of commit are there after a reopen. */
+    fx_open(f);
+    assert_int_equal(jrn_size(f->j), 4);
+}
+
 static void test_optimistic_concurrency(void **state)
 {
     struct fx *f = *state;
@@ -3492,6 +3578,7 @@ int main(void)
         T(test_open_errors),
         T(test_one_writer),
         T(test_append_one),
+        T(test_one_flush_lone_append),
         T(test_optimistic_concurrency),
         T(test_occ_race),
         T(test_validation),
