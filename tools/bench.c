@@ -215,6 +215,8 @@ struct append_result {
     uint32_t p50_us, p99_us, max_us;
     uint64_t batches, max_batch, failures;
     double commit_avg_us, commit_max_us;
+    uint64_t meta_syncs;      /* one flush per commit: mdb_env_sync calls (no commit followed) */
+    double meta_sync_avg_us;  /* their average time */
     long rss_kb[RSS_SAMPLES]; /* anonymous RSS at 0%, 10%, ... 100% of the run */
     kr_err err;
 };
@@ -363,6 +365,10 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
     if (res->batches)
         res->commit_avg_us = (double)(st1.commit_ns - st0.commit_ns) / 1e3 / (double)res->batches;
     res->commit_max_us = (double)st1.commit_ns_max / 1e3;
+    res->meta_syncs = st1.meta_syncs - st0.meta_syncs;
+    if (res->meta_syncs)
+        res->meta_sync_avg_us =
+            (double)(st1.meta_sync_ns - st0.meta_sync_ns) / 1e3 / (double)res->meta_syncs;
     res->max_batch = st1.max_batch;
     res->failures = atomic_load(&b.failures);
     res->err = atomic_load(&b.first_err);
@@ -522,11 +528,12 @@ static void append_print(const struct append_result *r, uint64_t producers, uint
                ",\"payload\":%" PRIu64 ",\"flushes_per_commit\":%d,\"seconds\":%.3f,"
                "\"events_per_s\":%.0f,\"p50_us\":%u,"
                "\"p99_us\":%u,\"max_us\":%u,\"batches\":%" PRIu64 ",\"max_batch\":%" PRIu64
-               ",\"commit_avg_us\":%.0f,\"commit_max_us\":%.0f,\"failures\":%" PRIu64
-               ",\"rss_anon_kb\":[%s]}",
+               ",\"commit_avg_us\":%.0f,\"commit_max_us\":%.0f,\"meta_syncs\":%" PRIu64
+               ",\"meta_sync_avg_us\":%.0f,\"failures\":%" PRIu64 ",\"rss_anon_kb\":[%s]}",
                r->events, producers, window, payload, two_flushes ? 2 : 1, r->seconds,
                r->events_per_s, r->p50_us, r->p99_us, r->max_us, r->batches, r->max_batch,
-               r->commit_avg_us, r->commit_max_us, r->failures, rss);
+               r->commit_avg_us, r->commit_max_us, r->meta_syncs, r->meta_sync_avg_us, r->failures,
+               rss);
     } else {
         printf("%" PRIu64 " events in %.2f s: %.0f events/s (%s per commit)\n"
                "append latency: p50 %u us, p99 %u us, max %u us\n"
