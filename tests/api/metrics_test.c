@@ -366,10 +366,11 @@ static void test_healthz_fails_when_the_journal_stops(void **state)
     kill(srv.pid, SIGTERM);
     assert_int_equal(waitpid(srv.pid, NULL, 0), srv.pid);
     srv.pid = 0;
-    /* A start over a journal made before commits once (serve.started):
-     * every flush of the journal after that one fails with EIO. */
+    /* A start over a journal made before commits once (serve.started) and
+     * flushes twice for it (its pages, then its meta page by mdb_env_sync):
+     * every flush of the journal after those fails with EIO. */
     preload_shim();
-    setenv("KR_FAULT_SYNC_EIO_AFTER", "1", 1);
+    setenv("KR_FAULT_SYNC_EIO_AFTER", "2", 1);
     ac_server_restart(&srv);
     unsetenv("LD_PRELOAD");
     unsetenv("KR_FAULT_SYNC_EIO_AFTER");
