@@ -267,9 +267,9 @@ static int run_bench_shim(const struct paths *p, const char *const *extra)
     env[n] = NULL;
     char events[24];
     snprintf(events, sizeof events, "%u", BENCH_EVENTS);
-    char *argv[] = {NULL,       "bench",  "append",        "--data", (char *)p->dir,
-                    "--events", events,   "--producers",   "4",      "--window",
-                    "2",        "--acks", (char *)p->acks, NULL};
+    char *argv[] = {
+        NULL, "bench",    "append", "--data", (char *)p->dir,  "--events",  events, "--producers",
+        "4",  "--window", "2",      "--acks", (char *)p->acks, "--ceiling", "0",    NULL};
     return run_kiroku(argv, env, p->log);
 }
 
