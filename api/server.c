@@ -669,10 +669,8 @@ static void slot_committed(void *arg, kr_err err)
 static void slot_answer(struct slot *sl)
 {
     atomic_fetch_sub(&sl->s->pending, 1);
-    bool retry = sl->commit_err == KR_ECONFLICT;
-    if (!retry)
-        api_count_async(&sl->info, sl->commit_err);
     if (!sl->commit_err) {
+        api_count_async(&sl->info, KR_OK); /* a failure is counted by its answer */
         nng_msg *m = sl->rep;
         sl->rep = NULL;
         slot_send(sl, m);
