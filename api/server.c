@@ -141,7 +141,6 @@ struct slot {
     atomic_int parts;  /* decision and append: the last one answers */
     kr_err commit_err; /* the append's outcome */
     struct api_async info;
-    struct kr_payload *args;
     struct kr_wbuf reply; /* capped at KR_API_REPLY_MAX, wiped */
     struct slot *next;    /* in a pool's queue */
 };
@@ -692,12 +691,12 @@ static void slot_answer(struct slot *sl)
 
 /* On a deciding thread: decides the request (api_handle_async) and sends its
  * reply, leaves it pending on its append, or passes it to the pool. */
-static void slot_decide(struct slot *sl)
+static void slot_decide(struct slot *sl, struct kr_payload *args)
 {
     const uint8_t *body = nng_msg_body(sl->msg);
     size_t len = nng_msg_len(sl->msg);
     atomic_store(&sl->parts, 2);
-    kr_err err = api_handle_async(sl->s->d, sl->ep->operator_ep, sl->source, body, len, sl->args,
+    kr_err err = api_handle_async(sl->s->d, sl->ep->operator_ep, sl->source, body, len, args,
                                   &sl->reply, slot_committed, sl, &sl->info);
     if (sl->info.outcome == API_POOL) {
         sl->job = JOB_RUN;
@@ -717,7 +716,7 @@ static void slot_decide(struct slot *sl)
 }
 
 /* On a thread that may wait: runs the request whole (api_handle_from). */
-static void slot_run(struct slot *sl)
+static void slot_run(struct slot *sl, struct kr_payload *args)
 {
     kr_err err;
     if (sl->job == JOB_FAIL) {
@@ -727,7 +726,7 @@ static void slot_run(struct slot *sl)
                                 &sl->reply);
     } else {
         err = api_handle_from(sl->s->d, sl->ep->operator_ep, sl->source, nng_msg_body(sl->msg),
-                              nng_msg_len(sl->msg), sl->args, &sl->reply);
+                              nng_msg_len(sl->msg), args, &sl->reply);
     }
     slot_send(sl, err ? NULL : reply_msg(sl, true));
 }
@@ -782,6 +781,9 @@ static void *pool_main(void *arg)
 {
     struct pool *p = arg;
     pthread_setname_np(pthread_self(), p->name);
+    /* The decoded arguments of the request it runs (about 70 KiB): one per
+     * thread, not one per context. */
+    struct kr_payload *args = kr_payload_new();
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->stop)
@@ -792,13 +794,16 @@ static void *pool_main(void *arg)
         if (!(p->head = sl->next))
             p->tail = NULL;
         pthread_mutex_unlock(&p->mu);
-        if (sl->job == JOB_DECIDE)
-            slot_decide(sl);
+        if (!args) /* out of memory: answer nothing, free the context */
+            slot_send(sl, NULL);
+        else if (sl->job == JOB_DECIDE)
+            slot_decide(sl, args);
         else
-            slot_run(sl);
+            slot_run(sl, args);
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
+    kr_payload_free(args);
     return NULL;
 }
 
@@ -855,8 +860,6 @@ static kr_err slots_start(struct api_server *s, struct endpoint *ep, unsigned n,
         sl->ep = ep;
         kr_wbuf_init(&sl->reply, KR_API_REPLY_MAX);
         ep->nslots++;
-        if (!(sl->args = kr_payload_new()))
-            return KR_ENOMEM;
         int rv = nng_aio_alloc(&sl->aio, slot_cb, sl);
         if (rv == 0 && (rv = nng_ctx_open(&sl->ctx, ep->sock)) == 0)
             sl->ctx_open = true;
@@ -883,7 +886,6 @@ static void slots_free(struct endpoint *ep)
             nng_aio_free(sl->aio);
         msg_wipe_free(sl->msg);
         msg_wipe_free(sl->rep);
-        kr_payload_free(sl->args);
         kr_wbuf_free(&sl->reply);
     }
     free(ep->slots);
