@@ -9,11 +9,14 @@
  * (api_handle_async): a read runs on its own read transaction and its reply
  * is sent at once; a write of an ASYNC op (dom_op_route) is decided and its
  * append submitted to the journal without waiting, and the reply, built at
- * once, is sent by the append's completion on the journal's writer thread,
- * which only hands it to nng_ctx_send (slot_committed / slot_answer; a
- * counter makes whichever of the decision and the completion comes last
- * send it). A failed append is answered, and a conflict decided again, on
- * a deciding thread (past KR_CMD_RETRIES, on the pool). Every other op
+ * once and its bytes counted against the connection, is sent by the
+ * append's completion on the journal's writer thread, which for a durable
+ * append takes no lock: atomics and nng_ctx_send (slot_committed /
+ * slot_answer; a counter makes whichever of the decision and the completion
+ * comes last send it; only the last request to end takes the server's lock,
+ * to wake a stop). A failed append is queued (one short lock) to be
+ * answered, or a conflict decided again, on a deciding thread (past
+ * KR_CMD_RETRIES, on the pool). Every other op
  * (Argon2id, heavy reads, ops answered from their commit, refusals that
  * are recorded) runs whole with api_handle_from on the pool ("kr-api-pool",
  * KR_API_POOL_THREADS), the only threads that may wait. So no thread waits
@@ -193,8 +196,10 @@ struct api_server {
     int idle_timeout_ms; /* 0 = never */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool stopping;       /* under mu */
-    unsigned busy;       /* requests running (under mu) */
+    bool stopping; /* under mu */
+    /* Requests running: raised under mu (with stopping), lowered without it;
+     * the one that lowers it to 0 broadcasts cv under mu. */
+    atomic_uint busy;
     atomic_uint pending; /* requests waiting for their append's completion */
     /* Connections: conn_mu guards the table, the endpoints' counts and the
      * janitor's state; no nng call is made while it is held. */
@@ -549,6 +554,21 @@ static void conn_release(struct slot *sl, bool timed_out)
     sl->queued = 0;
 }
 
+/* Gives back the reply bytes the slot counted for a reply it will not send
+ * (a pending write whose append failed). */
+static void conn_unqueue(struct slot *sl)
+{
+    struct api_server *s = sl->s;
+    if (!sl->queued)
+        return;
+    pthread_mutex_lock(&s->conn_mu);
+    struct conn *c = conn_find(s, sl->pipe);
+    if (c)
+        c->queued -= sl->queued;
+    pthread_mutex_unlock(&s->conn_mu);
+    sl->queued = 0;
+}
+
 /* The request no longer runs: stop may go on once none does. */
 static void busy_end(struct slot *sl)
 {
@@ -556,10 +576,11 @@ static void busy_end(struct slot *sl)
     if (!sl->busy)
         return;
     sl->busy = false;
-    pthread_mutex_lock(&s->mu);
-    if (--s->busy == 0)
+    if (atomic_fetch_sub(&s->busy, 1) == 1) {
+        pthread_mutex_lock(&s->mu);
         pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 /* Wipes and frees a message (requests carry passwords and codes, replies
@@ -668,11 +689,22 @@ static void slot_committed(void *arg, kr_err err)
 static void slot_answer(struct slot *sl)
 {
     atomic_fetch_sub(&sl->s->pending, 1);
-    if (!sl->commit_err) {
+    if (!sl->commit_err && sl->rep) {
+        /* Its bytes were counted when it was decided: atomics and
+         * nng_ctx_send only; the send's completion frees the request. */
         api_count_async(&sl->info, KR_OK); /* a failure is counted by its answer */
         nng_msg *m = sl->rep;
         sl->rep = NULL;
-        slot_send(sl, m);
+        busy_end(sl);
+        sl->sending = true;
+        nng_aio_set_msg(sl->aio, m);
+        nng_aio_set_timeout(sl->aio, sl->s->send_timeout_ms);
+        nng_ctx_send(sl->ctx, sl->aio);
+        return;
+    }
+    if (!sl->commit_err) { /* durable, but no reply could be built or queued */
+        api_count_async(&sl->info, KR_OK);
+        slot_send(sl, NULL);
         return;
     }
     msg_wipe_free(sl->rep);
@@ -695,6 +727,7 @@ static void slot_decide(struct slot *sl, struct kr_payload *args)
 {
     const uint8_t *body = nng_msg_body(sl->msg);
     size_t len = nng_msg_len(sl->msg);
+    conn_unqueue(sl); /* decided again after a conflict */
     atomic_store(&sl->parts, 2);
     kr_err err = api_handle_async(sl->s->d, sl->ep->operator_ep, sl->source, body, len, args,
                                   &sl->reply, slot_committed, sl, &sl->info);
@@ -710,6 +743,12 @@ static void slot_decide(struct slot *sl, struct kr_payload *args)
     /* Pending: the reply is built before the append may complete it; the
      * request is kept for a retry. */
     sl->rep = err ? NULL : reply_msg(sl, false);
+    if (sl->rep && !conn_queue(sl, nng_msg_len(sl->rep))) {
+        msg_wipe_free(sl->rep); /* the connection is going: nothing to send */
+        sl->rep = NULL;
+    } else if (sl->rep) {
+        sl->queued = nng_msg_len(sl->rep);
+    }
     atomic_fetch_add(&sl->s->pending, 1);
     if (atomic_fetch_sub(&sl->parts, 1) == 1)
         slot_answer(sl);
@@ -719,6 +758,7 @@ static void slot_decide(struct slot *sl, struct kr_payload *args)
 static void slot_run(struct slot *sl, struct kr_payload *args)
 {
     kr_err err;
+    conn_unqueue(sl); /* a pending write's reply that will not be sent */
     if (sl->job == JOB_FAIL) {
         int code = dom_api_error(sl->commit_err);
         err = api_reply_refusal(nng_msg_body(sl->msg), nng_msg_len(sl->msg),
@@ -740,6 +780,8 @@ static void slot_cb(void *arg)
     if (sl->sending) {
         if (rv)
             msg_wipe_free(nng_aio_get_msg(sl->aio));
+        msg_wipe_free(sl->msg); /* a pending write's request, kept for a retry */
+        sl->msg = NULL;
         conn_release(sl, rv == NNG_ETIMEDOUT && sl->admit == ADMIT_RUN);
         if (rv != NNG_ECLOSED)
             slot_recv(sl);
@@ -766,7 +808,7 @@ static void slot_cb(void *arg)
     pthread_mutex_lock(&s->mu);
     bool stopping = s->stopping;
     if (!stopping)
-        s->busy++;
+        atomic_fetch_add(&s->busy, 1);
     pthread_mutex_unlock(&s->mu);
     if (stopping) {
         slot_refuse(sl, "the server is stopping");
@@ -1254,7 +1296,7 @@ void api_server_stop(struct api_server *s)
         return;
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
-    while (s->busy > 0)
+    while (atomic_load(&s->busy) > 0)
         pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     struct timespec drain = {.tv_sec = KR_API_DRAIN_MS / 1000,
