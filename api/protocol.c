@@ -245,9 +245,16 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* How handle runs the op: synchronously (done NULL), or as api_handle_async. */
+struct run_mode {
+    dom_done_fn done;
+    void *arg;
+    enum api_outcome outcome; /* set by handle */
+};
+
 static kr_err handle(struct kr_domain *d, bool operator_endpoint, const uint8_t source[16],
                      const uint8_t *req, size_t len, struct kr_payload *args, struct envelope *ep,
-                     struct kr_wbuf *reply);
+                     struct kr_wbuf *reply, struct run_mode *m);
 
 /* Handles the request and counts it (metrics.h): its op, its result, how
  * long it took. */
@@ -260,14 +267,42 @@ kr_err api_handle_from(struct kr_domain *d, bool operator_endpoint, const uint8_
     memset(&e, 0, sizeof e);
     e.op = -1;
     e.result = API_METRICS_OK;
-    kr_err err = handle(d, operator_endpoint, source, req, len, args, &e, reply);
+    struct run_mode m = {0};
+    kr_err err = handle(d, operator_endpoint, source, req, len, args, &e, reply, &m);
     api_metrics_request(e.op, err ? KR_ERR_INTERNAL : e.result, mono_ns() - t0);
     return err;
 }
 
+kr_err api_handle_async(struct kr_domain *d, bool operator_endpoint, const uint8_t source[16],
+                        const uint8_t *req, size_t len, struct kr_payload *args,
+                        struct kr_wbuf *reply, dom_done_fn done, void *arg, struct api_async *out)
+{
+    struct envelope e;
+    uint64_t t0 = mono_ns();
+    memset(&e, 0, sizeof e);
+    e.op = -1;
+    e.result = API_METRICS_OK;
+    struct run_mode m = {.done = done, .arg = arg, .outcome = API_REPLY};
+    kr_err err = handle(d, operator_endpoint, source, req, len, args, &e, reply, &m);
+    /* A pending append completes whatever happened to the reply. */
+    out->outcome = m.outcome == API_PENDING ? API_PENDING : err ? API_REPLY : m.outcome;
+    out->op = e.op;
+    out->result = err ? KR_ERR_INTERNAL : e.result;
+    out->t0 = t0;
+    if (out->outcome == API_REPLY)
+        api_metrics_request(e.op, out->result, mono_ns() - t0);
+    return err;
+}
+
+void api_count_async(const struct api_async *a, kr_err commit)
+{
+    int result = commit ? dom_api_error(commit) : a->result;
+    api_metrics_request(a->op, result < 0 ? KR_ERR_INTERNAL : result, mono_ns() - a->t0);
+}
+
 static kr_err handle(struct kr_domain *d, bool operator_endpoint, const uint8_t source[16],
                      const uint8_t *req, size_t len, struct kr_payload *args, struct envelope *e,
-                     struct kr_wbuf *reply)
+                     struct kr_wbuf *reply, struct run_mode *m)
 {
     struct kr_diag diag;
     memset(&diag, 0, sizeof diag);
@@ -276,6 +311,10 @@ static kr_err handle(struct kr_domain *d, bool operator_endpoint, const uint8_t 
         e->op = -1;
         find_id(req, len, e);
         return reply_err(e, err, &diag, reply);
+    }
+    if (m->done && dom_op_route(e->op) == DOM_ROUTE_POOL) {
+        m->outcome = API_POOL; /* may wait: nothing decoded further */
+        return KR_OK;
     }
     /* Arguments before the session: refusing malformed bytes costs no lookup. */
     static const uint8_t empty_map = 0x80;
@@ -320,8 +359,21 @@ static kr_err handle(struct kr_domain *d, bool operator_endpoint, const uint8_t 
     int rc = pack_head(&pk, e, true) | pack_key(&pk, API_KEY_RESULT);
     struct kr_wbuf result;
     kr_wbuf_init(&result, rc || reply->size >= reply->max ? 1 : reply->max - reply->size);
-    err = rc ? KR_ENOMEM : dom_exec(d, &who, e->op, args, &result, &diag);
+    enum dom_outcome how = DOM_DONE;
+    if (rc)
+        err = KR_ENOMEM;
+    else if (m->done)
+        err = dom_exec_async(d, &who, e->op, args, &result, &diag, m->done, m->arg, &how);
+    else
+        err = dom_exec(d, &who, e->op, args, &result, &diag);
     kr_payload_reset(args, -1); /* wipes passwords and codes */
+    if (how == DOM_RUN_SYNC) {
+        kr_wbuf_free(&result);
+        m->outcome = API_POOL;
+        return KR_OK;
+    }
+    if (how == DOM_PENDING)
+        m->outcome = API_PENDING;
     sodium_memzero(&who, sizeof who);
     if (err) {
         kr_wbuf_free(&result);

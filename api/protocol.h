@@ -69,6 +69,38 @@ KR_MUST_CHECK kr_err api_handle_from(struct kr_domain *d, bool operator_endpoint
                                      const uint8_t source[16], const uint8_t *req, size_t len,
                                      struct kr_payload *args, struct kr_wbuf *reply);
 
+/* What api_handle_async did with a request. */
+enum api_outcome {
+    API_REPLY,   /* *reply is the reply: send it */
+    API_PENDING, /* *reply is the reply once done(arg, KR_OK) is called (exactly
+                  * once, on the journal's writer thread); with an error
+                  * nothing was appended: KR_ECONFLICT, handle it again */
+    API_POOL,    /* nothing done: the op may wait (Argon2id, a heavy read, an
+                  * append the reply depends on, a refusal to record): run it
+                  * with api_handle_from on a thread that may wait */
+};
+struct api_async {
+    enum api_outcome outcome;
+    int op;      /* the op (-1 if the request did not name one) */
+    int result;  /* for the metrics: API_METRICS_OK or the reply's error code */
+    uint64_t t0; /* when handling began (CLOCK_MONOTONIC ns) */
+};
+
+/* As api_handle_from, but never waits for a flush or for Argon2id: reads run
+ * on their own read transaction and are answered at once; writes of
+ * DOM_ROUTE_ASYNC ops are decided and submitted (dom_exec_async) and
+ * answered from done; every other op is left for a thread that may wait
+ * (API_POOL). The request is counted in the metrics when answered here;
+ * a pending one by api_count_async. KR_ENOMEM if no reply could be built. */
+KR_MUST_CHECK kr_err api_handle_async(struct kr_domain *d, bool operator_endpoint,
+                                      const uint8_t source[16], const uint8_t *req, size_t len,
+                                      struct kr_payload *args, struct kr_wbuf *reply,
+                                      dom_done_fn done, void *arg, struct api_async *out);
+
+/* Counts a request api_handle_async left pending, once its append completed
+ * with `commit` (metrics.h). */
+void api_count_async(const struct api_async *a, kr_err commit);
+
 /* Writes an error reply with API error code `code` (enum kr_api_err) and
  * message msg into *reply (reset first), echoing the id of req[0..len) when
  * the request is well-formed enough to read one. For the server's own

@@ -1,29 +1,49 @@
 /*
- * server.c: the nng REP endpoints and their workers (see server.h).
+ * server.c: the nng REP endpoints, their contexts and threads (see server.h).
  *
- * Design notes. A worker is a thread with its own REP context and one
- * synchronous aio: receive, handle, send, again. The domain's calls are
- * synchronous, so a worker never holds more than one request, and the
- * number of requests in flight is the number of workers. Hostile peers are
- * handled by nng and the bounds set here: a frame over the receive cap makes
- * nng drop that connection before it buffers the frame; half a frame only
- * holds that connection's own receive (transports read asynchronously, no
- * worker waits on a peer); a peer that does not read its replies holds a
- * worker at most the send timeout, after which its connection is closed.
+ * Design notes. Requests. Each endpoint has a fixed number of nng
+ * contexts (slots: `serve --inflight`), each with one aio whose callback
+ * (slot_cb, on nng's threads) only admits the request and queues it: nng's
+ * threads never run a handler. A deciding thread (pool "kr-api", `serve
+ * --workers`, about one per core) decodes and decides it
+ * (api_handle_async): a read runs on its own read transaction and its reply
+ * is sent at once; a write of an ASYNC op (dom_op_route) is decided and its
+ * append submitted to the journal without waiting, and the reply, built at
+ * once and its bytes counted against the connection, is sent by the
+ * append's completion on the journal's writer thread, which for a durable
+ * append takes no lock: atomics and nng_ctx_send (slot_committed /
+ * slot_answer; a counter makes whichever of the decision and the completion
+ * comes last send it; only the last request to end takes the server's lock,
+ * to wake a stop). A failed append is queued (one short lock) to be
+ * answered, or a conflict decided again, on a deciding thread (past
+ * KR_CMD_RETRIES, on the pool). Every other op
+ * (Argon2id, heavy reads, ops answered from their commit, refusals that
+ * are recorded) runs whole with api_handle_from on the pool ("kr-api-pool",
+ * KR_API_POOL_THREADS), the only threads that may wait. So no thread waits
+ * for a flush on the write path, and the requests in flight are bounded by
+ * the contexts, not by threads; the send's completion makes the context
+ * receive again. Hostile peers are handled by nng and the bounds set here:
+ * a frame over the receive cap makes nng drop that connection before it
+ * buffers the frame; half a frame only holds that connection's own receive
+ * (transports read asynchronously); a peer that does not read its replies
+ * holds a context at most the send timeout, after which its connection is
+ * closed.
  *
  * Connections: a table (struct conn, under conn_mu) has one row per open
  * pipe, added at ADD_PRE (where the endpoint's cap and the per-peer cap
- * refuse it) and removed at REM_POST. Workers count requests in flight and
+ * refuse it) and removed at REM_POST. Contexts count requests in flight and
  * reply bytes waiting per row, and mark rows for closing; one janitor thread
  * closes marked and idle connections (see "Connections" below for why never
- * a worker, and how).
+ * a request's thread, and how).
  *
- * Stopping: `stopping` is set under the lock, after which a worker that
- * receives a request answers `unavailable` instead of running it; stop waits
- * until no worker is running a request (`busy` is 0), gives the transports
+ * Stopping: `stopping` is set under the lock, after which a request
+ * received is answered `unavailable` instead of running; stop waits until
+ * no request is running (`busy` is 0: every one decided, its append
+ * completed and its reply handed to nng), gives the transports
  * KR_API_DRAIN_MS to write the queued replies, has the janitor close every
  * connection (at most KR_API_STOP_CONNS_MS), then closes the sockets, which
- * ends every worker's receive, joins them, and stops the janitor.
+ * ends every context's receive, stops their aios, and joins the threads
+ * and the janitor.
  */
 #include "server.h"
 
@@ -82,37 +102,72 @@ kr_err kr_err_from_nng(int rv)
 
 enum { EP_CLIENT, EP_OPERATOR, EP__COUNT };
 
-struct api_server;
+enum admit { ADMIT_RUN, ADMIT_REFUSE, ADMIT_DROP };
 
-struct worker {
+struct api_server;
+struct slot;
+
+/* Threads that take requests from a queue (see "Requests"). */
+struct pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct slot *head, *tail;
+    bool stop, inited;
+    const char *name;
+    pthread_t *threads;
+    unsigned n;
+};
+
+enum job {
+    JOB_DECIDE, /* api_handle_async, on a deciding thread */
+    JOB_RUN,    /* api_handle_from, on the pool */
+    JOB_FAIL,   /* answer the failed append (commit_err) */
+};
+
+/* One request in flight: an nng context with its aio, from receive to send. */
+struct slot {
     struct api_server *s;
     struct endpoint *ep;
-    bool operator_ep;
     nng_ctx ctx;
-    nng_aio *aio;
-    struct kr_payload *args;
+    bool ctx_open;
+    nng_aio *aio;  /* callback slot_cb */
+    bool sending;  /* the aio is on a send */
+    nng_msg *msg;  /* the request, kept until its reply goes out */
+    nng_msg *rep;  /* a pending request's reply */
+    uint32_t pipe; /* the connection it came on */
+    uint8_t source[16];
+    enum admit admit;
+    bool busy;     /* counted in the server's busy */
+    size_t queued; /* reply bytes counted against the connection */
+    enum job job;
+    unsigned attempts; /* appends that met a conflict */
+    atomic_int parts;  /* decision and append: the last one answers */
+    kr_err commit_err; /* the append's outcome */
+    struct api_async info;
     struct kr_wbuf reply; /* capped at KR_API_REPLY_MAX, wiped */
-    pthread_t thread;
-    bool running;
+    struct slot *next;    /* in a pool's queue */
 };
 
 struct endpoint {
     struct api_server *s;
     nng_socket sock;
     bool open;
+    bool operator_ep;
     nng_tls_config *tls;
-    struct worker *workers;
-    unsigned nworkers;
+    struct slot *slots;
+    unsigned nslots;
+    struct pool fast; /* decides requests: never waits for a flush */
+    struct pool slow; /* the pool: Argon2id, heavy reads, ops that wait */
     /* Under the server's conn_mu: */
     unsigned conns_max;
     unsigned nconns;
-    unsigned idle_workers; /* workers waiting for a request */
-    /* Requests of one peer address (tcp) running at once: half the workers
-     * (at least 1), so one address cannot take them all; UINT_MAX (no
-     * bound) when the per-peer cap is the endpoint's cap (behind a proxy
-     * every client has one address). */
+    unsigned idle_ctx; /* contexts waiting for a request */
+    /* Requests of one peer address (tcp) in flight at once: half the
+     * contexts (at least 1), so one address cannot take them all; UINT_MAX
+     * (no bound) when the per-peer cap is the endpoint's cap (behind a
+     * proxy every client has one address). */
     unsigned peer_inflight_max;
-    uint64_t busy_end_ms; /* when every worker was last busy */
+    uint64_t busy_end_ms; /* when every context was last busy */
 };
 
 /* One open connection (nng pipe), from ADD_PRE to REM_POST. */
@@ -124,7 +179,7 @@ struct conn {
     bool shut;    /* the janitor began closing it */
     bool forced;  /* the janitor closed it through nng */
     uint8_t source[16];
-    unsigned inflight; /* requests taken by a worker, not yet let go */
+    unsigned inflight; /* requests admitted, not yet answered */
     size_t queued;     /* bytes of replies waiting for it to take them */
     uint64_t last_ms;  /* opened, or its last complete request */
     uint64_t shut_ms;
@@ -142,7 +197,10 @@ struct api_server {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping; /* under mu */
-    unsigned busy; /* requests running (under mu) */
+    /* Requests running: raised under mu (with stopping), lowered without it;
+     * the one that lowers it to 0 broadcasts cv under mu. */
+    atomic_uint busy;
+    atomic_uint pending; /* requests waiting for their append's completion */
     /* Connections: conn_mu guards the table, the endpoints' counts and the
      * janitor's state; no nng call is made while it is held. */
     pthread_mutex_t conn_mu;
@@ -163,7 +221,7 @@ static uint64_t now_ms(void)
 
 /* ---- Connections ----
  *
- * Why workers never call nng_pipe_close. nng 1.5.2's tcp transport (and
+ * Why request threads never call nng_pipe_close. nng 1.5.2's tcp transport (and
  * tls's, built the same way) finishes a read or write of part of a message
  * on a task thread, which then submits the next part. If the pipe is closed
  * in between, nni_aio_begin refuses that submission without completing it,
@@ -176,7 +234,7 @@ static uint64_t now_ms(void)
  * the peer, the descriptor stays nng's), after which every transfer on it
  * fails and nng closes the pipe from its own error path, with nothing in
  * flight. Only a pipe nng did not close within
- * KR_API_CLOSE_GRACE_MS (one with no transfer pending, waiting for a worker)
+ * KR_API_CLOSE_GRACE_MS (one with no transfer pending, waiting for a context)
  * and ipc:// pipes (no socket to find; local peers) are closed through
  * nng_pipe_close. Pipes are closed through nng at ADD_PRE too, before any
  * transfer. */
@@ -303,7 +361,7 @@ static int pipe_socket_fd(nng_pipe p)
     return found;
 }
 
-/* Begins closing pipe id (see "Why workers never call nng_pipe_close"). */
+/* Begins closing pipe id (see "Why request threads never call nng_pipe_close"). */
 static void conn_shut(uint32_t id, bool tcp)
 {
     nng_pipe p = {.id = id};
@@ -336,9 +394,9 @@ static unsigned janitor_pick(struct api_server *s, uint64_t now, struct janitor_
             continue;
         const struct endpoint *ep = &s->ep[c->ep];
         uint64_t since = c->last_ms > ep->busy_end_ms ? c->last_ms : ep->busy_end_ms;
-        /* Idle: no complete request for the timeout. While every worker is
+        /* Idle: no complete request for the timeout. While every context is
          * busy a request can wait unseen inside nng: nothing is idle then. */
-        if (!c->closing && s->idle_timeout_ms > 0 && c->inflight == 0 && ep->idle_workers > 0 &&
+        if (!c->closing && s->idle_timeout_ms > 0 && c->inflight == 0 && ep->idle_ctx > 0 &&
             now > since && now - since >= (uint64_t)s->idle_timeout_ms)
             c->closing = true;
         if (c->closing && !c->shut) {
@@ -401,9 +459,9 @@ static void conn_mark_closing_locked(struct api_server *s, struct conn *c)
     }
 }
 
-/* ---- Workers ---- */
+/* ---- Requests ---- */
 
-enum admit { ADMIT_RUN, ADMIT_REFUSE, ADMIT_DROP };
+static void slot_answer(struct slot *sl);
 
 /* Requests in flight from every connection of c's peer address (0 when the
  * endpoint does not bound them per address: ipc://, or behind a proxy). */
@@ -419,23 +477,24 @@ static unsigned peer_inflight(const struct api_server *s, const struct endpoint 
     return n;
 }
 
-/* A worker took a request from pipe id: counts it against the connection.
- * DROP: the connection is closing (or gone): the request is not run, so a
- * client that resends it on a new connection does not run it twice. */
-static enum admit conn_take(struct worker *w, uint32_t id, uint8_t source[16])
+/* A context received a request from its pipe: counts it against the
+ * connection. DROP: the connection is closing (or gone): the request is not
+ * run, so a client that resends it on a new connection does not run it
+ * twice. */
+static enum admit conn_take(struct slot *sl)
 {
-    struct api_server *s = w->s;
+    struct api_server *s = sl->s;
     enum admit a = ADMIT_DROP;
     pthread_mutex_lock(&s->conn_mu);
-    w->ep->idle_workers--;
-    struct conn *c = conn_find(s, id);
+    sl->ep->idle_ctx--;
+    struct conn *c = conn_find(s, sl->pipe);
     if (c && !c->closing) {
         c->last_ms = now_ms();
         a = c->inflight >= KR_API_PIPE_INFLIGHT_MAX ||
-                    peer_inflight(s, w->ep, c) >= w->ep->peer_inflight_max
+                    peer_inflight(s, sl->ep, c) >= sl->ep->peer_inflight_max
                 ? ADMIT_REFUSE
                 : ADMIT_RUN;
-        memcpy(source, c->source, 16);
+        memcpy(sl->source, c->source, 16);
         if (a == ADMIT_RUN)
             c->inflight++;
     }
@@ -459,11 +518,11 @@ static size_t peer_queued(const struct api_server *s, const struct conn *c)
  * closing, or the bytes waiting for it would pass KR_API_PIPE_QUEUED_MAX, or
  * those waiting for its peer address KR_API_PEER_QUEUED_MAX (then it is
  * marked for closing: it does not read its replies). */
-static bool conn_queue(struct worker *w, uint32_t id, size_t n)
+static bool conn_queue(struct slot *sl, size_t n)
 {
-    struct api_server *s = w->s;
+    struct api_server *s = sl->s;
     pthread_mutex_lock(&s->conn_mu);
-    struct conn *c = conn_find(s, id);
+    struct conn *c = conn_find(s, sl->pipe);
     bool ok = c && !c->closing && c->queued + n <= KR_API_PIPE_QUEUED_MAX &&
               peer_queued(s, c) + n <= KR_API_PEER_QUEUED_MAX;
     if (ok)
@@ -474,170 +533,406 @@ static bool conn_queue(struct worker *w, uint32_t id, size_t n)
     return ok;
 }
 
-/* The worker is done with a request of pipe id: queued bytes n (0 if none
- * were counted), whether it ran (counted in flight), and whether the
- * connection did not take the reply in time. */
-static void conn_release(struct worker *w, uint32_t id, bool ran, size_t n, bool timed_out)
+/* The context is done with its request: the queued bytes it counted (0 if
+ * none), whether it ran (counted in flight), and whether the connection did
+ * not take the reply in time. */
+static void conn_release(struct slot *sl, bool timed_out)
 {
-    struct api_server *s = w->s;
+    struct api_server *s = sl->s;
     pthread_mutex_lock(&s->conn_mu);
-    struct conn *c = conn_find(s, id);
+    struct conn *c = conn_find(s, sl->pipe);
     if (c) {
-        c->queued -= n;
-        if (ran)
+        c->queued -= sl->queued;
+        if (sl->admit == ADMIT_RUN)
             c->inflight--;
         if (timed_out)
             conn_mark_closing_locked(s, c);
     }
-    if (w->ep->idle_workers++ == 0)
-        w->ep->busy_end_ms = now_ms();
+    if (sl->ep->idle_ctx++ == 0)
+        sl->ep->busy_end_ms = now_ms();
     pthread_mutex_unlock(&s->conn_mu);
+    sl->queued = 0;
 }
 
-/* Runs the request in msg (or refuses it while stopping, or as one too many
- * in flight on its connection) and turns msg into the reply. false if no
- * reply could be built (msg is then freed). */
-static bool serve_one(struct worker *w, nng_msg *msg, const uint8_t source[16], bool too_many)
+/* Gives back the reply bytes the slot counted for a reply it will not send
+ * (a pending write whose append failed). */
+static void conn_unqueue(struct slot *sl)
 {
-    struct api_server *s = w->s;
-    pthread_mutex_lock(&s->mu);
-    bool refuse = s->stopping || too_many;
-    if (!refuse)
-        s->busy++;
-    pthread_mutex_unlock(&s->mu);
+    struct api_server *s = sl->s;
+    if (!sl->queued)
+        return;
+    pthread_mutex_lock(&s->conn_mu);
+    struct conn *c = conn_find(s, sl->pipe);
+    if (c)
+        c->queued -= sl->queued;
+    pthread_mutex_unlock(&s->conn_mu);
+    sl->queued = 0;
+}
 
-    const uint8_t *body = nng_msg_body(msg);
-    size_t len = nng_msg_len(msg);
-    kr_err err;
-    if (too_many)
-        err = api_reply_refusal(body, len, KR_ERR_UNAVAILABLE,
-                                "too many requests in flight on this connection", &w->reply);
-    else if (refuse)
-        err = api_reply_refusal(body, len, KR_ERR_UNAVAILABLE, "the server is stopping", &w->reply);
-    else
-        err = api_handle_from(s->d, w->operator_ep, source, body, len, w->args, &w->reply);
-    /* Requests carry passwords and codes, replies tokens: wipe our copies. */
-    sodium_memzero(nng_msg_body(msg), len);
-    nng_msg_clear(msg);
-    if (!err && nng_msg_append(msg, w->reply.data, w->reply.size) != 0)
-        err = KR_ENOMEM;
-    /* A large reply's block goes back: idle workers do not each hold up to
-     * KR_API_REPLY_MAX after a burst of large replies. */
-    kr_wbuf_reset_keep(&w->reply, KR_API_REPLY_KEEP);
-
-    if (!refuse) {
+/* The request no longer runs: stop may go on once none does. */
+static void busy_end(struct slot *sl)
+{
+    struct api_server *s = sl->s;
+    if (!sl->busy)
+        return;
+    sl->busy = false;
+    if (atomic_fetch_sub(&s->busy, 1) == 1) {
         pthread_mutex_lock(&s->mu);
-        if (--s->busy == 0)
-            pthread_cond_broadcast(&s->cv);
+        pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
     }
-    if (err) {
-        nng_msg_free(msg);
-        return false;
+}
+
+/* Wipes and frees a message (requests carry passwords and codes, replies
+ * tokens). */
+static void msg_wipe_free(nng_msg *m)
+{
+    if (m) {
+        sodium_memzero(nng_msg_body(m), nng_msg_len(m));
+        nng_msg_free(m);
     }
-    return true;
 }
 
-/* Sends the reply in msg on the worker's context: false when nng does not
- * take it (msg is freed); *timed_out when the connection did not take it
- * within the timeout. */
-static bool send_reply(struct worker *w, nng_msg *msg, nng_duration timeout, bool *timed_out)
+static void slot_recv(struct slot *sl)
 {
-    nng_aio_set_msg(w->aio, msg);
-    nng_aio_set_timeout(w->aio, timeout);
-    nng_ctx_send(w->ctx, w->aio);
-    nng_aio_wait(w->aio);
-    int rv = nng_aio_result(w->aio);
-    if (rv)
-        nng_msg_free(nng_aio_get_msg(w->aio));
-    *timed_out = rv == NNG_ETIMEDOUT;
-    return rv == 0;
+    sl->sending = false;
+    nng_aio_set_timeout(sl->aio, NNG_DURATION_INFINITE);
+    nng_ctx_recv(sl->ctx, sl->aio);
 }
 
-static void *worker_main(void *arg)
+/* Sends reply m for the slot's request (the request is freed): a refusal only
+ * if the connection takes it at once, a reply within the send timeout. No
+ * reply (m NULL): the context receives again. Never waits. */
+static void slot_send(struct slot *sl, nng_msg *m)
 {
-    struct worker *w = arg;
-    pthread_setname_np(pthread_self(), "kr-api");
+    if (sl->msg != m)
+        msg_wipe_free(sl->msg);
+    sl->msg = NULL;
+    bool refusal = sl->admit != ADMIT_RUN;
+    if (m && !refusal && !conn_queue(sl, nng_msg_len(m))) {
+        msg_wipe_free(m);
+        m = NULL;
+    } else if (m && !refusal) {
+        sl->queued = nng_msg_len(m);
+    }
+    busy_end(sl);
+    if (!m) {
+        conn_release(sl, false);
+        slot_recv(sl);
+        return;
+    }
+    sl->sending = true;
+    nng_aio_set_msg(sl->aio, m);
+    nng_aio_set_timeout(sl->aio, refusal ? NNG_DURATION_ZERO : sl->s->send_timeout_ms);
+    nng_ctx_send(sl->ctx, sl->aio);
+}
+
+/* The slot's reply buffer as a message (the request's, reused); NULL if it
+ * could not be built. */
+static nng_msg *reply_msg(struct slot *sl, bool reuse)
+{
+    nng_msg *m = NULL;
+    if (reuse) {
+        m = sl->msg;
+        sodium_memzero(nng_msg_body(m), nng_msg_len(m));
+        nng_msg_clear(m);
+        sl->msg = NULL;
+    } else if (nng_msg_alloc(&m, 0) != 0) {
+        m = NULL;
+    }
+    if (m && nng_msg_append(m, sl->reply.data, sl->reply.size) != 0) {
+        nng_msg_free(m);
+        m = NULL;
+    }
+    /* A large reply's block goes back: idle contexts do not each hold up to
+     * KR_API_REPLY_MAX after a burst of large replies. */
+    kr_wbuf_reset_keep(&sl->reply, KR_API_REPLY_KEEP);
+    return m;
+}
+
+/* A refusal of the request in the slot, sent at once (on nng's thread). */
+static void slot_refuse(struct slot *sl, const char *why)
+{
+    kr_err err = api_reply_refusal(nng_msg_body(sl->msg), nng_msg_len(sl->msg), KR_ERR_UNAVAILABLE,
+                                   why, &sl->reply);
+    slot_send(sl, err ? NULL : reply_msg(sl, true));
+}
+
+static void pool_push(struct pool *p, struct slot *sl)
+{
+    pthread_mutex_lock(&p->mu);
+    sl->next = NULL;
+    if (p->tail)
+        p->tail->next = sl;
+    else
+        p->head = sl;
+    p->tail = sl;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The append of a pending request completed (on the journal's writer
+ * thread): whichever of this and the deciding thread comes last goes on. */
+static void slot_committed(void *arg, kr_err err)
+{
+    struct slot *sl = arg;
+    sl->commit_err = err;
+    if (atomic_fetch_sub(&sl->parts, 1) == 1)
+        slot_answer(sl);
+}
+
+/* Both the decision and the append of a pending request are done. Durable:
+ * its reply goes out now (nng_ctx_send only: this may be the writer).
+ * Failed: a conflict is decided again, other failures answered, on the
+ * deciding threads (a conflict past KR_CMD_RETRIES on the pool, where
+ * dom_exec retries it in its own way). */
+static void slot_answer(struct slot *sl)
+{
+    atomic_fetch_sub(&sl->s->pending, 1);
+    if (!sl->commit_err && sl->rep) {
+        /* Its bytes were counted when it was decided: atomics and
+         * nng_ctx_send only; the send's completion frees the request. */
+        api_count_async(&sl->info, KR_OK); /* a failure is counted by its answer */
+        nng_msg *m = sl->rep;
+        sl->rep = NULL;
+        busy_end(sl);
+        sl->sending = true;
+        nng_aio_set_msg(sl->aio, m);
+        nng_aio_set_timeout(sl->aio, sl->s->send_timeout_ms);
+        nng_ctx_send(sl->ctx, sl->aio);
+        return;
+    }
+    if (!sl->commit_err) { /* durable, but no reply could be built or queued */
+        api_count_async(&sl->info, KR_OK);
+        slot_send(sl, NULL);
+        return;
+    }
+    msg_wipe_free(sl->rep);
+    sl->rep = NULL;
+    if (sl->commit_err == KR_ECONFLICT && ++sl->attempts < KR_CMD_RETRIES) {
+        sl->job = JOB_DECIDE;
+        pool_push(&sl->ep->fast, sl);
+    } else if (sl->commit_err == KR_ECONFLICT) {
+        sl->job = JOB_RUN;
+        pool_push(&sl->ep->slow, sl);
+    } else {
+        sl->job = JOB_FAIL;
+        pool_push(&sl->ep->fast, sl);
+    }
+}
+
+/* On a deciding thread: decides the request (api_handle_async) and sends its
+ * reply, leaves it pending on its append, or passes it to the pool. */
+static void slot_decide(struct slot *sl, struct kr_payload *args)
+{
+    const uint8_t *body = nng_msg_body(sl->msg);
+    size_t len = nng_msg_len(sl->msg);
+    conn_unqueue(sl); /* decided again after a conflict */
+    atomic_store(&sl->parts, 2);
+    kr_err err = api_handle_async(sl->s->d, sl->ep->operator_ep, sl->source, body, len, args,
+                                  &sl->reply, slot_committed, sl, &sl->info);
+    if (sl->info.outcome == API_POOL) {
+        sl->job = JOB_RUN;
+        pool_push(&sl->ep->slow, sl);
+        return;
+    }
+    if (sl->info.outcome == API_REPLY) {
+        slot_send(sl, err ? NULL : reply_msg(sl, true));
+        return;
+    }
+    /* Pending: the reply is built before the append may complete it; the
+     * request is kept for a retry. */
+    sl->rep = err ? NULL : reply_msg(sl, false);
+    if (sl->rep && !conn_queue(sl, nng_msg_len(sl->rep))) {
+        msg_wipe_free(sl->rep); /* the connection is going: nothing to send */
+        sl->rep = NULL;
+    } else if (sl->rep) {
+        sl->queued = nng_msg_len(sl->rep);
+    }
+    atomic_fetch_add(&sl->s->pending, 1);
+    if (atomic_fetch_sub(&sl->parts, 1) == 1)
+        slot_answer(sl);
+}
+
+/* On a thread that may wait: runs the request whole (api_handle_from). */
+static void slot_run(struct slot *sl, struct kr_payload *args)
+{
+    kr_err err;
+    conn_unqueue(sl); /* a pending write's reply that will not be sent */
+    if (sl->job == JOB_FAIL) {
+        int code = dom_api_error(sl->commit_err);
+        err = api_reply_refusal(nng_msg_body(sl->msg), nng_msg_len(sl->msg),
+                                code < 0 ? KR_ERR_INTERNAL : code, kr_strerror(sl->commit_err),
+                                &sl->reply);
+    } else {
+        err = api_handle_from(sl->s->d, sl->ep->operator_ep, sl->source, nng_msg_body(sl->msg),
+                              nng_msg_len(sl->msg), args, &sl->reply);
+    }
+    slot_send(sl, err ? NULL : reply_msg(sl, true));
+}
+
+/* nng's completion of the slot's aio (a receive or a send). */
+static void slot_cb(void *arg)
+{
+    struct slot *sl = arg;
+    struct api_server *s = sl->s;
+    int rv = nng_aio_result(sl->aio);
+    if (sl->sending) {
+        if (rv)
+            msg_wipe_free(nng_aio_get_msg(sl->aio));
+        msg_wipe_free(sl->msg); /* a pending write's request, kept for a retry */
+        sl->msg = NULL;
+        conn_release(sl, rv == NNG_ETIMEDOUT && sl->admit == ADMIT_RUN);
+        if (rv != NNG_ECLOSED)
+            slot_recv(sl);
+        return;
+    }
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+        return;
+    if (rv != 0) {
+        slot_recv(sl);
+        return;
+    }
+    sl->msg = nng_aio_get_msg(sl->aio);
+    sl->pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(sl->msg));
+    sl->admit = conn_take(sl);
+    sl->attempts = 0;
+    if (sl->admit == ADMIT_DROP) {
+        slot_send(sl, NULL);
+        return;
+    }
+    if (sl->admit == ADMIT_REFUSE) {
+        slot_refuse(sl, "too many requests in flight on this connection");
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    bool stopping = s->stopping;
+    if (!stopping)
+        atomic_fetch_add(&s->busy, 1);
+    pthread_mutex_unlock(&s->mu);
+    if (stopping) {
+        slot_refuse(sl, "the server is stopping");
+        return;
+    }
+    sl->busy = true;
+    sl->job = JOB_DECIDE;
+    pool_push(&sl->ep->fast, sl);
+}
+
+static void *pool_main(void *arg)
+{
+    struct pool *p = arg;
+    pthread_setname_np(pthread_self(), p->name);
+    /* The decoded arguments of the request it runs (about 70 KiB): one per
+     * thread, not one per context. */
+    struct kr_payload *args = kr_payload_new();
+    pthread_mutex_lock(&p->mu);
     for (;;) {
-        nng_aio_set_timeout(w->aio, NNG_DURATION_INFINITE);
-        nng_ctx_recv(w->ctx, w->aio);
-        nng_aio_wait(w->aio);
-        int rv = nng_aio_result(w->aio);
-        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+        while (!p->head && !p->stop)
+            pthread_cond_wait(&p->cv, &p->mu);
+        struct slot *sl = p->head;
+        if (!sl)
             break;
-        if (rv != 0)
-            continue;
-        nng_msg *msg = nng_aio_get_msg(w->aio);
-        uint32_t pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(msg));
-        uint8_t source[16] = {0};
-        enum admit a = conn_take(w, pipe, source);
-        size_t queued = 0;
-        bool timed_out = false;
-        if (a == ADMIT_DROP) {
-            sodium_memzero(nng_msg_body(msg), nng_msg_len(msg));
-            nng_msg_free(msg);
-        } else if (serve_one(w, msg, source, a == ADMIT_REFUSE)) {
-            /* A refusal is sent only if the connection takes it at once. */
-            bool dropped;
-            if (a == ADMIT_REFUSE) {
-                send_reply(w, msg, NNG_DURATION_ZERO, &dropped);
-            } else if (conn_queue(w, pipe, nng_msg_len(msg))) {
-                queued = nng_msg_len(msg);
-                send_reply(w, msg, w->s->send_timeout_ms, &timed_out);
-            } else {
-                nng_msg_free(msg);
-            }
-        }
-        conn_release(w, pipe, a == ADMIT_RUN, queued, timed_out);
+        if (!(p->head = sl->next))
+            p->tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+        if (!args) /* out of memory: answer nothing, free the context */
+            slot_send(sl, NULL);
+        else if (sl->job == JOB_DECIDE)
+            slot_decide(sl, args);
+        else
+            slot_run(sl, args);
+        pthread_mutex_lock(&p->mu);
     }
+    pthread_mutex_unlock(&p->mu);
+    kr_payload_free(args);
     return NULL;
 }
 
-static kr_err workers_start(struct api_server *s, struct endpoint *ep, unsigned n, bool op)
+static kr_err pool_start(struct pool *p, unsigned n, const char *name)
 {
-    ep->workers = calloc(n, sizeof *ep->workers);
-    if (!ep->workers)
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->inited = true;
+    p->name = name;
+    if (!(p->threads = calloc(n, sizeof *p->threads)))
         return KR_ENOMEM;
-    ep->nworkers = n;
-    pthread_mutex_lock(&s->conn_mu);
-    ep->idle_workers = n; /* each begins by waiting for a request */
-    ep->peer_inflight_max = s->conns_per_peer >= ep->conns_max ? UINT_MAX : n > 1 ? n / 2 : 1;
-    pthread_mutex_unlock(&s->conn_mu);
-    for (unsigned i = 0; i < n; i++) {
-        struct worker *w = &ep->workers[i];
-        w->s = s;
-        w->ep = ep;
-        w->operator_ep = op;
-        kr_wbuf_init(&w->reply, KR_API_REPLY_MAX);
-        if (!(w->args = kr_payload_new()))
-            return KR_ENOMEM;
-        int rv = nng_aio_alloc(&w->aio, NULL, NULL);
-        if (rv == 0)
-            rv = nng_ctx_open(&w->ctx, ep->sock);
-        if (rv)
-            return kr_err_from_nng(rv);
-        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+    for (; p->n < n; p->n++)
+        if (pthread_create(&p->threads[p->n], NULL, pool_main, p) != 0)
             return KR_EIO;
-        w->running = true;
-    }
     return KR_OK;
 }
 
-/* Joins (the socket must be closed) and frees an endpoint's workers. */
-static void workers_free(struct endpoint *ep)
+/* Ends the pool's threads once its queue is empty, and frees it. */
+static void pool_stop(struct pool *p)
 {
-    for (unsigned i = 0; ep->workers && i < ep->nworkers; i++) {
-        struct worker *w = &ep->workers[i];
-        if (w->running)
-            pthread_join(w->thread, NULL);
-        if (w->aio)
-            nng_aio_free(w->aio);
-        kr_payload_free(w->args);
-        kr_wbuf_free(&w->reply);
+    if (!p->inited)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (unsigned i = 0; i < p->n; i++)
+        pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    memset(p, 0, sizeof *p);
+}
+
+/* The endpoint's contexts, each receiving, and its threads. */
+static kr_err slots_start(struct api_server *s, struct endpoint *ep, unsigned n, unsigned fast,
+                          unsigned slow, bool op)
+{
+    ep->operator_ep = op;
+    kr_err err = pool_start(&ep->fast, fast, "kr-api");
+    if (!err)
+        err = pool_start(&ep->slow, slow, "kr-api-pool");
+    if (err)
+        return err;
+    if (!(ep->slots = calloc(n, sizeof *ep->slots)))
+        return KR_ENOMEM;
+    pthread_mutex_lock(&s->conn_mu);
+    ep->idle_ctx = n; /* each begins by waiting for a request */
+    ep->peer_inflight_max = s->conns_per_peer >= ep->conns_max ? UINT_MAX : n > 1 ? n / 2 : 1;
+    pthread_mutex_unlock(&s->conn_mu);
+    for (unsigned i = 0; i < n; i++) {
+        struct slot *sl = &ep->slots[i];
+        sl->s = s;
+        sl->ep = ep;
+        kr_wbuf_init(&sl->reply, KR_API_REPLY_MAX);
+        ep->nslots++;
+        int rv = nng_aio_alloc(&sl->aio, slot_cb, sl);
+        if (rv == 0 && (rv = nng_ctx_open(&sl->ctx, ep->sock)) == 0)
+            sl->ctx_open = true;
+        if (rv)
+            return kr_err_from_nng(rv);
     }
-    free(ep->workers);
-    ep->workers = NULL;
-    ep->nworkers = 0;
+    for (unsigned i = 0; i < n; i++)
+        slot_recv(&ep->slots[i]);
+    return KR_OK;
+}
+
+/* Stops (the socket must be closed: every receive ends) and frees an
+ * endpoint's contexts and threads. */
+static void slots_free(struct endpoint *ep)
+{
+    for (unsigned i = 0; i < ep->nslots; i++)
+        if (ep->slots[i].aio)
+            nng_aio_stop(ep->slots[i].aio);
+    pool_stop(&ep->fast);
+    pool_stop(&ep->slow);
+    for (unsigned i = 0; i < ep->nslots; i++) {
+        struct slot *sl = &ep->slots[i];
+        if (sl->aio)
+            nng_aio_free(sl->aio);
+        msg_wipe_free(sl->msg);
+        msg_wipe_free(sl->rep);
+        kr_wbuf_free(&sl->reply);
+    }
+    free(ep->slots);
+    ep->slots = NULL;
+    ep->nslots = 0;
 }
 
 /* ---- Listening ---- */
@@ -811,7 +1106,7 @@ static void endpoint_close(struct endpoint *ep)
     if (ep->open)
         nng_close(ep->sock);
     ep->open = false;
-    workers_free(ep);
+    slots_free(ep);
     if (ep->tls)
         nng_tls_config_free(ep->tls);
     ep->tls = NULL;
@@ -884,14 +1179,6 @@ static kr_err janitor_start(struct api_server *s)
     return KR_OK;
 }
 
-/* Workers spend most of a write waiting for the journal's commit, and one
- * commit carries the appends of every worker waiting on it: the worker count
- * bounds the appends a commit can group, not the CPU used. */
-static unsigned default_workers(void)
-{
-    return KR_API_WORKERS_DEFAULT;
-}
-
 static kr_err add_url(struct api_server *s, const char *url, const char **why)
 {
     size_t n = strlen(url);
@@ -918,10 +1205,10 @@ kr_err api_server_start(const struct api_server_options *o, struct kr_domain *d,
         *why = "too many listen URLs";
         return KR_ETOOLARGE;
     }
-    if (o->workers > KR_API_WORKERS_MAX || o->conns_max > KR_API_CONNS_MAX ||
-        o->operator_conns_max > KR_API_OPERATOR_CONNS_MAX || o->conns_per_peer > KR_API_CONNS_MAX ||
-        o->idle_timeout_ms > KR_API_IDLE_TIMEOUT_MS_MAX) {
-        *why = "workers, connections or the idle timeout beyond their limit";
+    if (o->workers > KR_API_WORKERS_MAX || o->inflight > KR_API_INFLIGHT_MAX ||
+        o->conns_max > KR_API_CONNS_MAX || o->operator_conns_max > KR_API_OPERATOR_CONNS_MAX ||
+        o->conns_per_peer > KR_API_CONNS_MAX || o->idle_timeout_ms > KR_API_IDLE_TIMEOUT_MS_MAX) {
+        *why = "workers, in-flight requests, connections or the idle timeout beyond their limit";
         return KR_EINVAL;
     }
     struct api_server *s = calloc(1, sizeof *s);
@@ -968,11 +1255,13 @@ kr_err api_server_start(const struct api_server_options *o, struct kr_domain *d,
         err = endpoint_open(s, o, &s->ep[EP_CLIENT], false, s->url_ptrs, nlisten, why);
     if (!err)
         err = endpoint_open(s, o, &s->ep[EP_OPERATOR], true, &s->url_ptrs[nlisten], 1, why);
-    if (!err && (err = workers_start(s, &s->ep[EP_CLIENT],
-                                     o->workers ? o->workers : default_workers(), false)))
-        *why = "starting the workers";
-    if (!err && (err = workers_start(s, &s->ep[EP_OPERATOR], KR_API_OPERATOR_WORKERS, true)))
-        *why = "starting the workers";
+    if (!err && (err = slots_start(
+                     s, &s->ep[EP_CLIENT], o->inflight ? o->inflight : KR_API_INFLIGHT_DEFAULT,
+                     o->workers ? o->workers : KR_API_WORKERS_DEFAULT, KR_API_POOL_THREADS, false)))
+        *why = "starting the request contexts and threads";
+    if (!err && (err = slots_start(s, &s->ep[EP_OPERATOR], KR_API_OPERATOR_INFLIGHT,
+                                   KR_API_OPERATOR_WORKERS, KR_API_OPERATOR_WORKERS, true)))
+        *why = "starting the request contexts and threads";
     if (!err && !o->no_mailer && (err = mailer_start(d, o->mail, &s->mailer)))
         *why = "starting the mailer";
     if (err) {
@@ -981,6 +1270,11 @@ kr_err api_server_start(const struct api_server_options *o, struct kr_domain *d,
     }
     *out = s;
     return KR_OK;
+}
+
+unsigned api_server_pending(const struct api_server *s)
+{
+    return atomic_load(&((struct api_server *)s)->pending);
 }
 
 size_t api_server_urls(const struct api_server *s, const char *const **urls)
@@ -1002,7 +1296,7 @@ void api_server_stop(struct api_server *s)
         return;
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
-    while (s->busy > 0)
+    while (atomic_load(&s->busy) > 0)
         pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     struct timespec drain = {.tv_sec = KR_API_DRAIN_MS / 1000,

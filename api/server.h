@@ -7,25 +7,30 @@
  * Requests that arrive on the operator socket run with
  * caller.operator_endpoint set; nothing else distinguishes them.
  *
- * Many requests run at once: each endpoint has worker threads, each looping
- * on its own nng context (receive, api_handle, send). Bounds: every socket's
+ * Many requests run at once: each endpoint has a fixed number of nng
+ * contexts (the requests in flight, `inflight`), deciding threads
+ * (`workers`) that never wait for a flush, and a pool of threads for the ops
+ * that may wait (Argon2id, heavy reads); a write is answered from its
+ * append's completion (server.c says how). Bounds: every socket's
  * NNG_OPT_RECVMAXSZ is KR_API_REQUEST_MAX, set before it listens and read
  * back after (the server refuses to start otherwise). Each endpoint has its
- * own connection cap and workers, so the operator endpoint stays reachable
- * whatever the client endpoint suffers; connections beyond an endpoint's cap,
- * or beyond the cap per peer address, are closed as they arrive. A
- * connection is closed when it sent no complete request within the idle
- * timeout, when a reply waits longer than the send timeout for it to take it,
- * or when the replies waiting for it pass KR_API_PIPE_QUEUED_MAX bytes; more
- * than KR_API_PIPE_INFLIGHT_MAX requests of one connection, or half the
- * endpoint's workers for one peer address (unless conns_per_peer is the
- * endpoint's cap), at once are answered `unavailable`. Connections are closed by one janitor
- * thread, never by a worker (server.c says why). Each request runs with the caller's source (struct
- * kr_caller) set to the peer's address.
+ * own connection cap, contexts and threads, so the operator endpoint stays
+ * reachable whatever the client endpoint suffers; connections beyond an
+ * endpoint's cap, or beyond the cap per peer address, are closed as they
+ * arrive. A connection is closed when it sent no complete request within
+ * the idle timeout, when a reply waits longer than the send timeout for it
+ * to take it, or when the replies waiting for it pass
+ * KR_API_PIPE_QUEUED_MAX bytes; more than KR_API_PIPE_INFLIGHT_MAX requests
+ * of one connection, or half the endpoint's contexts for one peer address
+ * (unless conns_per_peer is the endpoint's cap), at once are answered
+ * `unavailable`. Connections are closed by one janitor thread, never by a
+ * request's thread (server.c says why). Each request runs with the caller's
+ * source (struct kr_caller) set to the peer's address.
  *
  * Stopping is graceful: requests received after api_server_stop began are
- * answered `unavailable`, requests already running finish and are answered,
- * then the sockets close. A reply is a whole nng message: never half of one.
+ * answered `unavailable`, requests already running finish (their appends
+ * complete) and are answered, then the sockets close. A reply is a whole nng message: never half of
+ * one.
  */
 #ifndef KR_API_SERVER_H
 #define KR_API_SERVER_H
@@ -56,8 +61,12 @@ struct api_server_options {
     /* CA the operator endpoint requires client certificates from (only with
      * a tls+tcp:// operator URL); NULL = no client certificates. */
     const char *client_ca_file;
-    unsigned
-        workers; /* client endpoint workers; 0 = KR_API_WORKERS_DEFAULT; <= KR_API_WORKERS_MAX */
+    /* Client endpoint: threads that decide requests (never waiting for a
+     * flush); 0 = KR_API_WORKERS_DEFAULT; <= KR_API_WORKERS_MAX. */
+    unsigned workers;
+    /* Client endpoint: requests in flight at once (nng contexts); 0 =
+     * KR_API_INFLIGHT_DEFAULT; <= KR_API_INFLIGHT_MAX. */
+    unsigned inflight;
     unsigned conns_max;          /* client endpoint; 0 = KR_API_CONNS_MAX; at most that */
     unsigned operator_conns_max; /* 0 = KR_API_OPERATOR_CONNS_MAX; at most that */
     /* Connections from one peer address (tcp, tls+tcp) at once; 0 =
@@ -93,6 +102,10 @@ size_t api_server_urls(const struct api_server *s, const char *const **urls);
 /* Connections open now over both endpoints (for tests and metrics): from
  * nng's accepting them until nng freed them. */
 unsigned api_server_conns(const struct api_server *s);
+
+/* Requests decided and waiting for their append's completion (for tests
+ * and metrics): what a group commit can gather from the API. */
+unsigned api_server_pending(const struct api_server *s);
 
 /* Begins stopping without waiting: from now on every request received is
  * answered `unavailable`; requests already running go on. */

@@ -291,16 +291,30 @@
  * requests running, the connections, the journal's close) before it exits
  * 3 instead of waiting for kill -9. */
 #define KR_SERVE_STOP_MAX_MS 60000
-/* Worker threads of the client endpoint: each runs one request at a time.
- * A write spends most of its time waiting for its group commit, so the
- * default is set by how many appends a commit should be able to gather
- * (`kiroku bench api`: 4 workers give ~4k writes/s, 64 give ~11k/s with 32
- * clients), not by the CPU count; each idle worker costs a stack. More than
- * the maximum only adds contention. */
-#define KR_API_WORKERS_DEFAULT 64u
+/* Requests in flight at once on the client endpoint (`serve --inflight`):
+ * one nng context each, waiting for a request, its decision, its append's
+ * group commit or its send. Writes in flight are what a group commit can
+ * gather; each costs a context and its buffers, not a thread. Their appends
+ * (at most KR_CMD_EVENTS_MAX events each) stay under KR_QUEUE_MAX_EVENTS,
+ * so submitting never waits on the journal's queue. */
+#define KR_API_INFLIGHT_DEFAULT 256u
+#define KR_API_INFLIGHT_MAX     2048u
+_Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
+               "the API's appends in flight fit the journal's queue");
+/* Threads of the client endpoint that decide requests (`serve --workers`):
+ * decode, authenticate, read the views, submit the append. They never wait
+ * for a flush, so about one per core is enough (`kiroku bench api`). */
+#define KR_API_WORKERS_DEFAULT 4u
 #define KR_API_WORKERS_MAX     256u
-/* Worker threads of the operator endpoint: few people, few requests. */
-#define KR_API_OPERATOR_WORKERS 2u
+/* Threads of the client endpoint's pool, for ops that may wait: Argon2id
+ * (KR_PWHASH_CONCURRENT_MAX run, KR_PWHASH_WAITERS_MAX wait their fair turn,
+ * one more is refused), heavy reads (exports), ops answered from their
+ * commit. */
+#define KR_API_POOL_THREADS (KR_PWHASH_CONCURRENT_MAX + KR_PWHASH_WAITERS_MAX + 1u)
+/* The operator endpoint: few people, few requests (threads of each kind,
+ * and requests in flight). */
+#define KR_API_OPERATOR_WORKERS  2u
+#define KR_API_OPERATOR_INFLIGHT 16u
 /* Listen URLs of the client endpoint. */
 #define KR_API_LISTEN_MAX 8u
 /* A listen URL (an ipc:// path is at most 107 bytes; host names 253). */

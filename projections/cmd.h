@@ -26,6 +26,10 @@ struct cmd {
     MDB_txn *txn; /* read transaction over the views and the journal */
     uint64_t now; /* the domain clock when the command started (UTC ns) */
     bool async;   /* DOM_ASYNC: cmd_commit submits and returns */
+    /* dom_exec_async: cmd_commit submits with this completion (one append) */
+    dom_done_fn done;
+    void *done_arg;
+    bool submitted; /* cmd_commit submitted with done */
     msgpack_packer res;
     struct cmd_event ev[KR_CMD_EVENTS_MAX];
     size_t nev;

@@ -865,7 +865,8 @@ static void session_touch(struct kr_domain *d, const struct va_session *s, int r
     kr_payload_reset(p, KR_EV_SESSION_TOUCHED);
     kr_set_bytes(p, KR_FLD_SESSION, s->session, 16);
     kr_set_u64(p, KR_FLD_IDLE_EXPIRES, idle);
-    kr_err err = dom_append_plain(d, s->tenant, actor, p, &s->version, NULL);
+    /* Submitted, not waited for: a request never waits for a flush here. */
+    kr_err err = dom_submit_plain(d, s->tenant, actor, p, s->version);
     (void)err; /* a conflict means another request touched it first */
     kr_payload_free(p);
 }

@@ -30,6 +30,45 @@ bool dom_has_handler(int op)
     return op >= 0 && op < KR_OP__COUNT && handlers[op] != NULL;
 }
 
+/* How a request server runs each op (domain.h). An op is ASYNC only when
+ * its handler's append is its last step and its result names nothing the
+ * commit decides (ids are drawn and versions are expected + 1 before it):
+ * contacts.*, tags.*, attributes.define, incidents.report, notices.ack,
+ * alerts.ack, auth.logout and the master's users.* ops but users.create.
+ * POOL: every op that runs Argon2id (signup.complete, auth.login,
+ * account.password, users.create, and signup.apply's rate limits and
+ * e-mail), the heavy reads (utility.export, audit.export, journal.read),
+ * the ops that append more than once or answer from the commit (operator
+ * incidents and notices, signup.confirm_payment, tenants.cancel, erasure,
+ * retention, maintenance.record), and any op not listed here. */
+static const unsigned char routes[KR_OP__COUNT] = {
+    [KR_OP_AUTH_LOGOUT] = DOM_ROUTE_ASYNC,       [KR_OP_AUTH_WHOAMI] = DOM_ROUTE_READ,
+    [KR_OP_USERS_DELETE] = DOM_ROUTE_ASYNC,      [KR_OP_USERS_LIST] = DOM_ROUTE_READ,
+    [KR_OP_USERS_GRANT] = DOM_ROUTE_ASYNC,       [KR_OP_USERS_REVOKE] = DOM_ROUTE_ASYNC,
+    [KR_OP_USERS_LOCK] = DOM_ROUTE_ASYNC,        [KR_OP_USERS_UNLOCK] = DOM_ROUTE_ASYNC,
+    [KR_OP_CONTACTS_REGISTER] = DOM_ROUTE_ASYNC, [KR_OP_CONTACTS_UPDATE] = DOM_ROUTE_ASYNC,
+    [KR_OP_CONTACTS_DELETE] = DOM_ROUTE_ASYNC,   [KR_OP_CONTACTS_GET] = DOM_ROUTE_READ,
+    [KR_OP_CONTACTS_LIST] = DOM_ROUTE_READ,      [KR_OP_CONTACTS_TAG] = DOM_ROUTE_ASYNC,
+    [KR_OP_CONTACTS_UNTAG] = DOM_ROUTE_ASYNC,    [KR_OP_CONTACTS_SET] = DOM_ROUTE_ASYNC,
+    [KR_OP_TAGS_CREATE] = DOM_ROUTE_ASYNC,       [KR_OP_TAGS_RENAME] = DOM_ROUTE_ASYNC,
+    [KR_OP_TAGS_DELETE] = DOM_ROUTE_ASYNC,       [KR_OP_TAGS_LIST] = DOM_ROUTE_READ,
+    [KR_OP_ATTRIBUTES_DEFINE] = DOM_ROUTE_ASYNC, [KR_OP_ATTRIBUTES_LIST] = DOM_ROUTE_READ,
+    [KR_OP_AUDIT_LIST] = DOM_ROUTE_READ,         [KR_OP_NOTICES_LIST] = DOM_ROUTE_READ,
+    [KR_OP_NOTICES_ACK] = DOM_ROUTE_ASYNC,       [KR_OP_INCIDENTS_REPORT] = DOM_ROUTE_ASYNC,
+    [KR_OP_INCIDENTS_LIST] = DOM_ROUTE_READ,     [KR_OP_INCIDENTS_HISTORY] = DOM_ROUTE_READ,
+    [KR_OP_INCIDENTS_OVERDUE] = DOM_ROUTE_READ,  [KR_OP_INCIDENTS_ALL] = DOM_ROUTE_READ,
+    [KR_OP_INCIDENTS_REPORTS] = DOM_ROUTE_READ,  [KR_OP_NOTICES_ALL] = DOM_ROUTE_READ,
+    [KR_OP_ALERTS_LIST] = DOM_ROUTE_READ,        [KR_OP_ALERTS_ACK] = DOM_ROUTE_ASYNC,
+    [KR_OP_ALERTS_REPORT] = DOM_ROUTE_READ,      [KR_OP_TENANTS_LIST] = DOM_ROUTE_READ,
+    [KR_OP_JOURNAL_CHECKPOINT] = DOM_ROUTE_READ, [KR_OP_JOURNAL_PROOF] = DOM_ROUTE_READ,
+    [KR_OP_BACKUPS_LIST] = DOM_ROUTE_READ,
+};
+
+int dom_op_route(int op)
+{
+    return op >= 0 && op < KR_OP__COUNT ? routes[op] : DOM_ROUTE_POOL;
+}
+
 kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
 {
     kr_err err;
@@ -85,6 +124,7 @@ void dom_close(struct kr_domain *d)
     if (d->j) {
         kr_err err = dom_wait(d); /* failures belong to whoever submitted */
         (void)err;
+        dom_wait_plain(d);
     }
     jrn_close(d->j);
     ks_close(d->ks);
@@ -267,6 +307,8 @@ static int victim_by(const struct kr_domain *d, const struct dom_pwhash_share *s
 kr_err dom_pwhash_acquire(struct kr_domain *d)
 {
     struct dom_pwhash_waiter w = {.share = pwhash_cur, .state = PW_WAITING};
+    if (d->pwhash_hook)
+        d->pwhash_hook(d->pwhash_hook_arg);
     pthread_mutex_lock(&d->pwhash_mu);
     if (d->pwhash_busy < KR_PWHASH_CONCURRENT_MAX && d->pwhash_waiting == 0) {
         run_share(d, &w.share);
@@ -459,6 +501,80 @@ kr_err dom_append_plain(struct kr_domain *d, uint64_t tenant, const char *actor,
     return KR_ECONFLICT;
 }
 
+/* One record of dom_submit_plain, until its completion. */
+struct plain_append {
+    struct jrn_append a;
+    struct jrn_event e;
+    struct kr_domain *d;
+    char stream[KR_STREAM_MAX + 1];
+    char actor[KR_ACTOR_MAX + 1];
+    uint8_t buf[KR_PLAIN_EVENT_MAX];
+};
+
+static void plain_done(struct jrn_append *a, kr_err err)
+{
+    (void)err; /* best effort: see dom_submit_plain */
+    struct plain_append *x = a->arg;
+    struct kr_domain *d = x->d;
+    free(x);
+    pthread_mutex_lock(&d->async_mu);
+    d->bg_n--;
+    pthread_cond_broadcast(&d->async_cv);
+    pthread_mutex_unlock(&d->async_mu);
+}
+
+void dom_wait_plain(struct kr_domain *d)
+{
+    pthread_mutex_lock(&d->async_mu);
+    while (d->bg_n > 0)
+        pthread_cond_wait(&d->async_cv, &d->async_mu);
+    pthread_mutex_unlock(&d->async_mu);
+}
+
+kr_err dom_submit_plain(struct kr_domain *d, uint64_t tenant, const char *actor,
+                        const struct kr_payload *p, uint64_t expected)
+{
+    struct plain_append *x = calloc(1, sizeof *x);
+    size_t slen, len, alen = strlen(actor);
+    kr_err err;
+    if (!x)
+        return KR_ENOMEM;
+    if (alen > KR_ACTOR_MAX) {
+        free(x);
+        return KR_EINVAL;
+    }
+    if ((err = kr_event_stream(p, x->stream, sizeof x->stream, &slen)) ||
+        (err = kr_event_encode(p, NULL, x->buf, sizeof x->buf, &len, NULL))) {
+        free(x);
+        return err;
+    }
+    memcpy(x->actor, actor, alen + 1);
+    const char *type = kr_events[p->ev].name;
+    x->d = d;
+    x->e = (struct jrn_event){.tenant = tenant,
+                              .stream = x->stream,
+                              .stream_len = slen,
+                              .type = type,
+                              .type_len = strlen(type),
+                              .actor = x->actor,
+                              .actor_len = alen,
+                              .expected_version = expected,
+                              .payload = x->buf,
+                              .payload_len = len};
+    x->a = (struct jrn_append){.events = &x->e, .n = 1, .done = plain_done, .arg = x};
+    pthread_mutex_lock(&d->async_mu);
+    d->bg_n++;
+    pthread_mutex_unlock(&d->async_mu);
+    if ((err = jrn_submit(d->j, &x->a))) {
+        free(x);
+        pthread_mutex_lock(&d->async_mu);
+        d->bg_n--;
+        pthread_cond_broadcast(&d->async_cv);
+        pthread_mutex_unlock(&d->async_mu);
+    }
+    return err;
+}
+
 /* Records that who was refused op (access.denied), for the tenant's audit
  * view and abuse monitoring. Best effort: the refusal stands whatever
  * happens here, so an error here is not the caller's. */
@@ -496,53 +612,51 @@ kr_err dom_exec(struct kr_domain *d, const struct kr_caller *who, int op,
     return dom_exec_flags(d, who, op, args, out, diag, 0);
 }
 
-kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
-                      const struct kr_payload *args, struct kr_wbuf *out, struct kr_diag *diag,
-                      unsigned flags)
+/* How exec runs an op: dom_exec_flags's flags, or dom_exec_async's
+ * completion (done set). */
+struct exec_mode {
+    unsigned flags;
+    dom_done_fn done;
+    void *arg;
+    enum dom_outcome outcome; /* set by exec */
+};
+
+static struct cmd *cmd_new(struct kr_domain *d, const struct kr_caller *who,
+                           const struct kr_payload *args, struct kr_diag *diag,
+                           const struct exec_mode *m)
 {
-    struct kr_diag scratch_diag;
-    if (!diag)
-        diag = &scratch_diag;
-    memset(diag, 0, sizeof *diag);
-    if (op < 0 || op >= KR_OP__COUNT)
-        return KR_EINVAL;
-    kr_err err = check_access(who, op, diag);
-    if (err == KR_EFORBIDDEN)
-        record_denial(d, who, op);
-    if (err || (err = check_args(op, args, diag)))
-        return err;
-    if (!handlers[op]) {
-        snprintf(diag->why, sizeof diag->why, "op not available");
-        return KR_EINVAL;
-    }
     struct cmd *c = calloc(1, sizeof *c);
     if (!c)
-        return KR_ENOMEM;
+        return NULL;
     c->d = d;
     c->who = who;
     c->args = args;
     c->diag = diag;
-    c->async = flags & DOM_ASYNC;
-    c->scratch = kr_payload_new();
-    if (!c->scratch) {
+    c->async = m->flags & DOM_ASYNC;
+    c->done = m->done;
+    c->done_arg = m->arg;
+    if (!(c->scratch = kr_payload_new())) {
         free(c);
-        return KR_ENOMEM;
+        return NULL;
     }
-    /* Argon2id work this op does is charged to its share. */
-    struct dom_pwhash_share outer = pwhash_cur;
-    pwhash_cur = pwhash_share_of(who, args);
+    return c;
+}
+
+/* Runs the handler on fresh views, again on a conflict seen while deciding
+ * (unless the caller pinned the version). */
+static kr_err exec_handler(struct cmd *c, int op, struct kr_wbuf *out)
+{
     /* A caller-given version pins the decision: a conflict is the caller's
      * to resolve. Otherwise decide again on fresh views. */
-    bool pinned = args && args->v[KR_FLD_VERSION].set;
+    bool pinned = c->args && c->args->v[KR_FLD_VERSION].set;
+    kr_err err;
     for (int attempt = 0;; attempt++) {
         kr_wbuf_reset(out);
         msgpack_packer_init(&c->res, out, kr_wbuf_write);
-        c->now = kr_clock_now(d->clock);
-        int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &c->txn);
-        if (rc) {
-            err = kr_err_from_mdb(rc);
-            break;
-        }
+        c->now = kr_clock_now(c->d->clock);
+        int rc = mdb_txn_begin(jrn_env(c->d->j), NULL, MDB_RDONLY, &c->txn);
+        if (rc)
+            return kr_err_from_mdb(rc);
         err = handlers[op](c);
         /* A result past the caller's ceiling stops while it is built. */
         if (kr_wbuf_failed(out) == KR_ETOOLARGE)
@@ -552,23 +666,84 @@ kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
         mdb_txn_abort(c->txn);
         c->txn = NULL;
         cmd_reset(c);
-        if (err != KR_ECONFLICT || pinned || attempt + 1 >= KR_CMD_RETRIES || diag->field[0])
-            break;
-        memset(diag, 0, sizeof *diag);
+        if (c->submitted || err != KR_ECONFLICT || pinned || attempt + 1 >= KR_CMD_RETRIES ||
+            c->diag->field[0])
+            return err;
+        memset(c->diag, 0, sizeof *c->diag);
     }
+}
+
+static kr_err exec(struct kr_domain *d, const struct kr_caller *who, int op,
+                   const struct kr_payload *args, struct kr_wbuf *out, struct kr_diag *diag,
+                   struct exec_mode *m)
+{
+    struct kr_diag scratch_diag;
+    if (!diag)
+        diag = &scratch_diag;
+    memset(diag, 0, sizeof *diag);
+    m->outcome = DOM_DONE;
+    if (op < 0 || op >= KR_OP__COUNT)
+        return KR_EINVAL;
+    kr_err err = check_access(who, op, diag);
+    if (err == KR_EFORBIDDEN && m->done) {
+        m->outcome = DOM_RUN_SYNC; /* the refusal's record waits for its append */
+        return KR_OK;
+    }
+    if (err == KR_EFORBIDDEN)
+        record_denial(d, who, op);
+    if (err || (err = check_args(op, args, diag)))
+        return err;
+    if (!handlers[op]) {
+        snprintf(diag->why, sizeof diag->why, "op not available");
+        return KR_EINVAL;
+    }
+    struct cmd *c = cmd_new(d, who, args, diag, m);
+    if (!c)
+        return KR_ENOMEM;
+    /* Argon2id work this op does is charged to its share. */
+    struct dom_pwhash_share outer = pwhash_cur;
+    pwhash_cur = pwhash_share_of(who, args);
+    err = exec_handler(c, op, out);
     /* Every time of the result also in JST (res_jst.h). */
     if (!err && res_has_time(op) && (err = res_add_jst(out)) == KR_ETOOLARGE)
         err = cmd_fail(c, KR_ETOOLARGE, "result", "too large for one reply");
-    if (err == KR_EFORBIDDEN) /* refused by the handler (the master's own account, …) */
+    if (err == KR_EFORBIDDEN && m->done && !c->submitted) {
+        m->outcome = DOM_RUN_SYNC; /* refused by the handler: as above */
+        err = KR_OK;
+    } else if (err == KR_EFORBIDDEN) { /* refused by the handler (the master's own account, …) */
         record_denial(d, who, op);
+    }
     if (err)
         kr_wbuf_reset(out);
     if (err == KR_ECORRUPT) /* for the operator: the caller only gets `internal` */
         fprintf(stderr, "kiroku: %s: corrupt stored data: %s%s%s\n", kr_ops[op].name, diag->field,
                 diag->field[0] ? ": " : "", diag->why[0] ? diag->why : "(no place)");
+    if (c->submitted)
+        m->outcome = DOM_PENDING;
     pwhash_cur = outer;
     kr_payload_free(c->scratch);
     free(c);
+    return err;
+}
+
+kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller *who, int op,
+                      const struct kr_payload *args, struct kr_wbuf *out, struct kr_diag *diag,
+                      unsigned flags)
+{
+    struct exec_mode m = {.flags = flags};
+    return exec(d, who, op, args, out, diag, &m);
+}
+
+kr_err dom_exec_async(struct kr_domain *d, const struct kr_caller *who, int op,
+                      const struct kr_payload *args, struct kr_wbuf *out, struct kr_diag *diag,
+                      dom_done_fn done, void *arg, enum dom_outcome *outcome)
+{
+    *outcome = DOM_DONE;
+    if (!done || dom_op_route(op) == DOM_ROUTE_POOL)
+        return KR_EINVAL;
+    struct exec_mode m = {.done = done, .arg = arg};
+    kr_err err = exec(d, who, op, args, out, diag, &m);
+    *outcome = m.outcome;
     return err;
 }
 
@@ -660,6 +835,8 @@ kr_err cmd_read(struct cmd *c, uint64_t seq, int ev, struct kr_payload *p)
 /* Everything one append needs until it completes (async) or returns. */
 struct inflight {
     struct jrn_append a;
+    dom_done_fn done; /* dom_exec_async's completion */
+    void *done_arg;
     struct jrn_event events[KR_CMD_EVENTS_MAX];
     char streams[KR_CMD_EVENTS_MAX][KR_STREAM_MAX + 1];
     char actor[KR_ACTOR_MAX + 1];
@@ -685,6 +862,38 @@ static void async_done(struct jrn_append *a, kr_err err)
         d->async_err = err;
     pthread_cond_broadcast(&d->async_cv);
     pthread_mutex_unlock(&d->async_mu);
+}
+
+/* The completion of an append of dom_exec_async: frees what the append
+ * needed, then tells the caller. */
+static void request_done(struct jrn_append *a, kr_err err)
+{
+    struct inflight *f = a->arg;
+    dom_done_fn done = f->done;
+    void *arg = f->done_arg;
+    inflight_free(f);
+    done(arg, err);
+}
+
+/* Submits f's n events with the completion of dom_exec_async. */
+static kr_err commit_request(struct cmd *c, struct inflight *f)
+{
+    if (c->submitted) { /* one append per op answered from its completion */
+        inflight_free(f);
+        return KR_EINVAL;
+    }
+    f->done = c->done;
+    f->done_arg = c->done_arg;
+    f->a = (struct jrn_append){.events = f->events, .n = c->nev, .done = request_done, .arg = f};
+    kr_err err = jrn_submit(c->d->j, &f->a);
+    if (err) {
+        inflight_free(f);
+        return err;
+    }
+    c->submitted = true;
+    for (size_t i = 0; i < c->nev; i++)
+        c->ev[i].version = c->ev[i].expected + 1;
+    return KR_OK;
 }
 
 kr_err dom_wait(struct kr_domain *d)
@@ -753,6 +962,8 @@ kr_err cmd_commit(struct cmd *c)
         inflight_free(f);
         return err;
     }
+    if (c->done)
+        return commit_request(c, f);
     if (c->async) {
         pthread_mutex_lock(&c->d->async_mu);
         while (c->d->async_n >= KR_CMD_INFLIGHT_MAX)

@@ -83,6 +83,10 @@ struct kr_domain {
     unsigned pwhash_waiting;
     unsigned pwhash_peak;       /* the most ever running at once (for tests and stats) */
     unsigned pwhash_pushed_out; /* waiters refused to make room for another share */
+    /* For tests: called on the thread that asks for an Argon2id place,
+     * before it waits (NULL = none). */
+    void (*pwhash_hook)(void *arg);
+    void *pwhash_hook_arg;
     struct dom_pwhash_share pwhash_running[KR_PWHASH_CONCURRENT_MAX]; /* whose, when used */
     bool pwhash_running_used[KR_PWHASH_CONCURRENT_MAX];
     struct dom_pwhash_waiter *pwhash_queue[KR_PWHASH_WAITERS_MAX]; /* oldest first */
@@ -91,6 +95,7 @@ struct kr_domain {
     pthread_cond_t async_cv;
     size_t async_n;
     kr_err async_err; /* the first failure since the last dom_wait */
+    size_t bg_n;      /* kiroku's own appends submitted and not done (dom_submit_plain) */
     /* retention (retention.h): hooks from the tools layer, the log period,
      * and the mutex that runs one erasure or truncation at a time */
     const struct ret_hooks *ret_hooks;
@@ -150,6 +155,43 @@ KR_MUST_CHECK kr_err dom_exec_flags(struct kr_domain *d, const struct kr_caller 
 /* Waits for every async command; returns the first failure among them. */
 KR_MUST_CHECK kr_err dom_wait(struct kr_domain *d);
 
+/* How a request server may run an op without any thread waiting for a
+ * flush (dom_op_route; the table in domain.c says why for each op):
+ * DOM_ROUTE_READ: a read on its own read transaction, no append; it never
+ *     waits for anything but the views (run it with dom_exec_async);
+ * DOM_ROUTE_ASYNC: decides from the views, appends as its last step, and
+ *     its result (ids, versions) is decided before the append: run it with
+ *     dom_exec_async and answer from the append's completion;
+ * DOM_ROUTE_POOL: may wait (Argon2id, a heavy read, several appends, or a
+ *     reply that depends on the commit): run it with dom_exec on a thread
+ *     that may wait. */
+enum dom_route { DOM_ROUTE_POOL, DOM_ROUTE_READ, DOM_ROUTE_ASYNC };
+int dom_op_route(int op); /* enum dom_route; DOM_ROUTE_POOL for an unknown op */
+
+/* The completion of an op dom_exec_async left pending: called exactly once,
+ * from the journal's writer thread, when the op's append is durable (KR_OK)
+ * or failed (nothing appended; KR_ECONFLICT: a stream moved on since the
+ * decision, run the op again). Keep it short: the writer waits for it. */
+typedef void (*dom_done_fn)(void *arg, kr_err err);
+
+/* What dom_exec_async did. */
+enum dom_outcome {
+    DOM_DONE,     /* finished: its outcome is the return value, its result in *out */
+    DOM_PENDING,  /* appended asynchronously: the return value and *out stand once
+                   * done(arg, KR_OK) is called; done is called exactly once */
+    DOM_RUN_SYNC, /* nothing done: run the op with dom_exec (it must record a
+                   * refusal, which waits for its append) */
+};
+
+/* Runs op like dom_exec, for a DOM_ROUTE_READ or DOM_ROUTE_ASYNC op, without
+ * waiting for any flush: the op's append is submitted and *outcome is
+ * DOM_PENDING. A conflict seen while deciding is retried as dom_exec does; a
+ * conflict at the append comes to done. Any other op: KR_EINVAL. */
+KR_MUST_CHECK kr_err dom_exec_async(struct kr_domain *d, const struct kr_caller *who, int op,
+                                    const struct kr_payload *args, struct kr_wbuf *out,
+                                    struct kr_diag *diag, dom_done_fn done, void *arg,
+                                    enum dom_outcome *outcome);
+
 /* Whether op has a handler (every op must; see domain_test). */
 bool dom_has_handler(int op);
 
@@ -181,6 +223,16 @@ void dom_pwhash_release(struct kr_domain *d);
 KR_MUST_CHECK kr_err dom_append_plain(struct kr_domain *d, uint64_t tenant, const char *actor,
                                       const struct kr_payload *p, const uint64_t *expected,
                                       uint64_t *time_ns);
+
+/* As dom_append_plain on version *expected, without waiting: the append is
+ * submitted and its outcome dropped (for best-effort records such as session
+ * touches, which lose nothing when another request wins the version).
+ * dom_close waits for the ones still in flight. Encoding and submit errors. */
+KR_MUST_CHECK kr_err dom_submit_plain(struct kr_domain *d, uint64_t tenant, const char *actor,
+                                      const struct kr_payload *p, uint64_t expected);
+
+/* Waits until every dom_submit_plain append has completed (tests; dom_close). */
+void dom_wait_plain(struct kr_domain *d);
 
 /* Erasing a cancelled tenant, crash-safe (key destroyed everywhere, payloads
  * stripped, then tenant.erased): ret_erase_tenant in retention.h. */

@@ -406,6 +406,26 @@ static kr_err temp_journal(char *dir, size_t cap)
     return jrn_create(&o, NULL);
 }
 
+kr_err bench_append_rate(uint64_t events, unsigned producers, unsigned window, double *events_per_s)
+{
+    char tmp[KR_PATH_MAX];
+    struct journal *j;
+    struct append_result r;
+    *events_per_s = 0;
+    kr_err err = temp_journal(tmp, sizeof tmp);
+    if (err)
+        return err;
+    struct jrn_options o = {.dir = tmp};
+    if (!(err = jrn_open(&o, &j))) {
+        err = run_append(j, events, producers, window, 200, -1, &r);
+        jrn_close(j);
+        if (!err && !(err = r.err))
+            *events_per_s = r.events_per_s;
+    }
+    cli_rmtree(tmp);
+    return err;
+}
+
 /* Opens dir's journal for writing, creating it when dir holds none. */
 static kr_err open_or_create_flushes(const char *dir, bool two_flushes, struct journal **j)
 {

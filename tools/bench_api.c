@@ -5,8 +5,9 @@
  * One process holds everything: a scratch domain seeded with one tenant of
  * a few hundred contacts (cli_seed), the API server on it (api_server_start,
  * tcp loopback, a random port), a bare nng echo server built like the API
- * server (a rep0 socket, the same number of worker threads each looping on
- * its own context: receive, send back), and C client threads, each with its
+ * server (a rep0 socket with as many contexts as the server has requests in
+ * flight, each an aio callback: receive, send back), and C client threads,
+ * each with its
  * own req0 socket and so its own TCP connection, each sending one request
  * and waiting for its reply, again, for --seconds per phase:
  *
@@ -14,7 +15,10 @@
  *   read   the same requests, byte for byte, to the API server;
  *   write  contacts.tag / contacts.untag of a tag of the bench's own on the
  *          client's own contacts, alternating, so that every request appends
- *          one event and is answered after that event is durable;
+ *          one event and is answered after that event is durable; beside
+ *          it, the journal's own `bench append --producers CLIENTS --window
+ *          1` on a scratch journal, just before and just after the phase
+ *          (bench_append_rate), their mean the ceiling;
  *   login  auth.login of one account per client at the domain's production
  *          Argon2id cost, with the process's memory over the phase: peak
  *          anonymous memory (sampled), which the Argon2id cap bounds, and
@@ -76,6 +80,11 @@
 /* Nesting and elements the reply reader skips over (contacts.list pages). */
 #define BAPI_MP_DEPTH 16u
 #define BAPI_MP_ITEMS (1u << 20)
+
+/* Events of the journal's own run beside the write phase (`bench append
+ * --producers CLIENTS --window 1`), per second of --seconds: about as long
+ * as the phase at the rates seen here. */
+#define BAPI_APPEND_EVENTS_PER_S 20000u
 
 #define BAPI_READER_EMAIL "reader@bench.kiroku.example"
 #define BAPI_WRITE_TAG    "bench-write"
@@ -261,41 +270,44 @@ static kr_err result_id(const struct kr_wbuf *out, int fld, uint8_t id[16])
 
 /* ---- The echo server: the API server's shape with nothing inside ---- */
 
-struct echo_worker {
+/* As many contexts as the API server has requests in flight, each with one
+ * aio whose callback sends back what it received, then receives again: no
+ * thread of its own, as the server's contexts (api/server.c). */
+struct echo_ctx {
     nng_ctx ctx;
     nng_aio *aio;
-    pthread_t thread;
-    bool running;
+    bool sending;
 };
 
 struct echo_server {
     nng_socket sock;
     bool open;
-    struct echo_worker *w;
+    struct echo_ctx *c;
     unsigned n;
 };
 
-static void *echo_main(void *arg)
+static void echo_cb(void *arg)
 {
-    struct echo_worker *w = arg;
-    for (;;) {
-        nng_ctx_recv(w->ctx, w->aio);
-        nng_aio_wait(w->aio);
-        int rv = nng_aio_result(w->aio);
-        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-            break;
-        if (rv != 0)
-            continue;
-        nng_aio_set_msg(w->aio, nng_aio_get_msg(w->aio));
-        nng_ctx_send(w->ctx, w->aio);
-        nng_aio_wait(w->aio);
-        if ((rv = nng_aio_result(w->aio)) != 0) {
-            nng_msg_free(nng_aio_get_msg(w->aio));
-            if (rv == NNG_ECLOSED)
-                break;
-        }
+    struct echo_ctx *c = arg;
+    int rv = nng_aio_result(c->aio);
+    if (c->sending) {
+        if (rv)
+            nng_msg_free(nng_aio_get_msg(c->aio));
+        if (rv == NNG_ECLOSED)
+            return;
+        c->sending = false;
+        nng_ctx_recv(c->ctx, c->aio);
+        return;
     }
-    return NULL;
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+        return;
+    if (rv) {
+        nng_ctx_recv(c->ctx, c->aio);
+        return;
+    }
+    c->sending = true;
+    nng_aio_set_msg(c->aio, nng_aio_get_msg(c->aio));
+    nng_ctx_send(c->ctx, c->aio);
 }
 
 static void echo_stop(struct echo_server *e)
@@ -303,17 +315,17 @@ static void echo_stop(struct echo_server *e)
     if (e->open)
         nng_close(e->sock);
     e->open = false;
-    for (unsigned i = 0; e->w && i < e->n; i++) {
-        if (e->w[i].running)
-            pthread_join(e->w[i].thread, NULL);
-        if (e->w[i].aio)
-            nng_aio_free(e->w[i].aio);
-    }
-    free(e->w);
-    e->w = NULL;
+    for (unsigned i = 0; e->c && i < e->n; i++)
+        if (e->c[i].aio)
+            nng_aio_stop(e->c[i].aio);
+    for (unsigned i = 0; e->c && i < e->n; i++)
+        if (e->c[i].aio)
+            nng_aio_free(e->c[i].aio);
+    free(e->c);
+    e->c = NULL;
 }
 
-static kr_err echo_start(struct echo_server *e, const char *url, unsigned workers)
+static kr_err echo_start(struct echo_server *e, const char *url, unsigned contexts)
 {
     int rv = nng_rep0_open(&e->sock);
     if (rv)
@@ -322,16 +334,14 @@ static kr_err echo_start(struct echo_server *e, const char *url, unsigned worker
     if ((rv = nng_socket_set_size(e->sock, NNG_OPT_RECVMAXSZ, KR_API_REQUEST_MAX)) ||
         (rv = nng_listen(e->sock, url, NULL, 0)))
         return kr_err_from_nng(rv);
-    if (!(e->w = calloc(workers, sizeof *e->w)))
+    if (!(e->c = calloc(contexts, sizeof *e->c)))
         return KR_ENOMEM;
-    e->n = workers;
-    for (unsigned i = 0; i < workers; i++) {
-        struct echo_worker *w = &e->w[i];
-        if ((rv = nng_aio_alloc(&w->aio, NULL, NULL)) || (rv = nng_ctx_open(&w->ctx, e->sock)))
+    e->n = contexts;
+    for (unsigned i = 0; i < contexts; i++) {
+        struct echo_ctx *c = &e->c[i];
+        if ((rv = nng_aio_alloc(&c->aio, echo_cb, c)) || (rv = nng_ctx_open(&c->ctx, e->sock)))
             return kr_err_from_nng(rv);
-        if (pthread_create(&w->thread, NULL, echo_main, w) != 0)
-            return KR_ENOMEM;
-        w->running = true;
+        nng_ctx_recv(c->ctx, c->aio);
     }
     return KR_OK;
 }
@@ -868,7 +878,7 @@ static kr_err start_servers(struct bapi *b, unsigned workers, struct api_server 
     err = KR_EBUSY;
     for (unsigned t = 0; t < BAPI_PORT_TRIES && err == KR_EBUSY; t++) {
         random_url(echo_url, cap);
-        if ((err = echo_start(echo, echo_url, workers)) == KR_EBUSY)
+        if ((err = echo_start(echo, echo_url, KR_API_INFLIGHT_DEFAULT)) == KR_EBUSY)
             echo_stop(echo);
     }
     return err;
@@ -882,11 +892,14 @@ static const char api_usage[] =
     "\n"
     "Measures the API server over tcp loopback in one process: a scratch domain\n"
     "seeded with one tenant of N contacts (default 320), the server on a random\n"
-    "port with --workers workers (default the server's, 64), a bare nng\n"
-    "echo server with as many workers, and --clients client threads (default 32),\n"
+    "port with --workers deciding threads (default the server's, 4), a bare\n"
+    "nng echo server shaped like it (aio callbacks on as many contexts), and\n"
+    "--clients client threads (default 32),\n"
     "each with its own connection and one request in flight. Phases of --seconds\n"
     "each (default 3): echo (contacts.get bytes, echoed), read (the same requests\n"
-    "to the server), write (contacts.tag/untag: one durable event each), login\n"
+    "to the server), write (contacts.tag/untag: one durable event each, printed\n"
+    "beside `bench append --producers CLIENTS --window 1` run on a scratch\n"
+    "journal just before and just after, their mean), login\n"
     "(auth.login at the production Argon2id cost, with the process's peak RSS).\n"
     "Prints requests/s and p50/p99 latency per phase; --phase runs one (read\n"
     "includes echo; a phase not run prints zeros). --data DIR seeds the tenant\n"
@@ -911,6 +924,9 @@ struct bapi_report {
     struct phase_result echo, read, write, login;
     struct mem_sample mem;
     uint64_t write_events, write_batches, write_conflicts, login_conflicts;
+    /* the journal alone: bench append --producers clients --window 1, just
+     * before and just after the write phase, and their mean */
+    double append_before, append_after, append_per_s;
     unsigned pwhash_peak;
     double commit_avg_us;
     size_t pw_mem; /* the domain's Argon2id memory cost */
@@ -953,6 +969,13 @@ static kr_err run_phases(struct bapi *b, unsigned only, struct bapi_report *r, c
     *step = "read";
     if ((only == 3 || only == 0) && (err = run_phase(b, &ph_read, &r->read, NULL)))
         return err;
+    /* The journal's own rate just before and just after the write phase:
+     * their mean is the ceiling (the machine's load moves it between runs). */
+    uint64_t append_events = (uint64_t)BAPI_APPEND_EVENTS_PER_S * b->seconds;
+    *step = "the journal's own appends";
+    if ((only == 3 || only == 1) &&
+        (err = bench_append_rate(append_events, b->nclients, 1, &r->append_before)))
+        return err;
     *step = "write";
     uint64_t size0 = jrn_size(b->d->j);
     jrn_get_stats(b->d->j, &st0);
@@ -964,6 +987,11 @@ static kr_err run_phases(struct bapi *b, unsigned only, struct bapi_report *r, c
     r->write_conflicts = st1.conflicts - st0.conflicts;
     if (r->write_batches)
         r->commit_avg_us = (double)(st1.commit_ns - st0.commit_ns) / 1e3 / (double)r->write_batches;
+    *step = "the journal's own appends";
+    if ((only == 3 || only == 1) &&
+        (err = bench_append_rate(append_events, b->nclients, 1, &r->append_after)))
+        return err;
+    r->append_per_s = (r->append_before + r->append_after) / 2;
     *step = "login";
     jrn_get_stats(b->d->j, &st0);
     if ((only == 3 || only == 2) && (err = run_phase(b, &ph_login, &r->login, &r->mem)))
@@ -988,6 +1016,7 @@ static uint64_t print_report(const struct bapi *b, const struct bapi_report *r, 
             fprintf(stderr, "kiroku: bench api: %s: %" PRIu64 " requests failed, first: %s\n",
                     names[i], rs[i]->failed, rs[i]->why ? rs[i]->why : "?");
     double ratio = r->echo.per_s > 0 ? r->read.per_s / r->echo.per_s : 0;
+    double wratio = r->append_per_s > 0 ? r->write.per_s / r->append_per_s : 0;
     const struct mem_sample *mem = &r->mem;
     size_t pw_mem = r->pw_mem;
     /* The bound the Argon2id cap states: the anonymous memory before the
@@ -1000,6 +1029,9 @@ static uint64_t print_report(const struct bapi *b, const struct bapi_report *r, 
                b->nclients, workers, seconds, b->ncontacts);
         for (size_t i = 0; i < 4; i++)
             print_phase_json(names[i], rs[i]);
+        printf("\"append_per_s\":%.0f,\"append_before_per_s\":%.0f,\"append_after_per_s\":%.0f,"
+               "\"append_producers\":%u,\"append_window\":1,\"write_append_ratio\":%.3f,",
+               r->append_per_s, r->append_before, r->append_after, b->nclients, wratio);
         printf("\"read_echo_ratio\":%.3f,\"write_events\":%" PRIu64 ",\"write_commits\":%" PRIu64
                ",\"write_commit_avg_us\":%.0f,\"write_conflicts\":%" PRIu64
                ",\"login_per_s\":%.1f,\"login_conflicts\":%" PRIu64
@@ -1015,6 +1047,9 @@ static uint64_t print_report(const struct bapi *b, const struct bapi_report *r, 
     }
     for (size_t i = 0; i < 4; i++)
         print_phase_text(names[i], rs[i]);
+    printf("writes at %.0f%% of the journal's own rate with %u producers, 1 in flight each "
+           "(bench append: %.0f events/s, the mean of %.0f before and %.0f after)\n",
+           100 * wratio, b->nclients, r->append_per_s, r->append_before, r->append_after);
     printf("reads at %.0f%% of the echo server's rate\n"
            "writes: %" PRIu64 " events appended in %" PRIu64
            " commits (%.1f per commit, %.0f us each)\n"

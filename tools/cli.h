@@ -114,6 +114,10 @@ struct journal;
 /* Appends `events` events of 200 bytes to j as `bench append` does (16
  * producers, 64 in flight each): a fast way to make a large journal. */
 KR_MUST_CHECK kr_err bench_fill(struct journal *j, uint64_t events);
+/* `bench append --producers P --window W --events N` on a temporary journal:
+ * its events_per_s (the ceiling `bench api` prints its writes beside). */
+KR_MUST_CHECK kr_err bench_append_rate(uint64_t events, unsigned producers, unsigned window,
+                                       double *events_per_s);
 
 /* ---- Demo data: cli_seed and its bounds are in seed.h ---- */
 

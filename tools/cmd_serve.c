@@ -51,6 +51,7 @@
 static const char serve_usage[] =
     "usage: kiroku serve [--data DIR] [--listen URL]... [--operator URL]\n"
     "                    [--cert FILE --key FILE] [--client-ca FILE] [--workers N]\n"
+    "                    [--inflight N]\n"
     "                    [--backups DIR [--backup-at HH:MM]] [--log-retention-days N]\n"
     "                    [--idle-timeout SECONDS] [--conns-per-peer N] [--conns N]\n"
     "                    [--config FILE] [--config-help] [--test-clock] [--demo] [--json]\n"
@@ -61,8 +62,9 @@ static const char serve_usage[] =
     "ipc://; repeatable), operators to --operator (default ipc://DIR/operator.sock,\n"
     "mode 0600). tls+tcp:// needs --cert and --key (PEM); --client-ca makes a\n"
     "tls+tcp:// operator endpoint require client certificates from that CA.\n"
-    "--workers N: requests served at once on the client endpoint (default 64:\n"
-    "writes wait on group commits, so more workers make larger commits). A\n"
+    "--inflight N: requests in flight at once on the client endpoint (default\n"
+    "256, setting api.inflight; writes wait for their group commit without a\n"
+    "thread each); --workers N: threads that decide them (default 4). A\n"
     "journal is made in DIR if it has none. E-mails go to the SMTP relay of\n"
     "smtp.url (the configuration), else are written to DIR/outbox/*.eml. --demo makes a demo "
     "tenant and operator when the journal\n"
@@ -724,6 +726,11 @@ static int serve_option(int c, struct serve_args *a)
             return CLI_USAGE;
         a->so.conns_per_peer = (unsigned)n;
         return CLI_CONTINUE;
+    case 'i':
+        if (!serve_number(optarg, 1, KR_API_INFLIGHT_MAX, "--inflight", &n))
+            return CLI_USAGE;
+        a->so.inflight = (unsigned)n;
+        return CLI_CONTINUE;
     case 'C':
         if (!serve_number(optarg, 1, KR_API_CONNS_MAX, "--conns", &n))
             return CLI_USAGE;
@@ -781,6 +788,7 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
                                          {"idle-timeout", required_argument, 0, 'I'},
                                          {"conns-per-peer", required_argument, 0, 'P'},
                                          {"conns", required_argument, 0, 'C'},
+                                         {"inflight", required_argument, 0, 'i'},
                                          {"config", required_argument, 0, 'F'},
                                          {"config-help", no_argument, 0, 'H'},
                                          {"http", required_argument, 0, 'W'},
@@ -1157,6 +1165,8 @@ int cmd_serve(int argc, char **argv)
     const char *data = cli_data_dir(a.co.data);
     if ((rc = serve_config(&a, data)) != CLI_CONTINUE)
         return rc;
+    if (!a.so.inflight) /* --inflight wins over the setting */
+        a.so.inflight = (unsigned)kr_config_u64(a.cfg, "api.inflight");
     if ((rc = serve_http_check(&a)) == CLI_CONTINUE && (rc = serve_mail(&a)) == CLI_CONTINUE &&
         (rc = serve_templates(&a)) == CLI_CONTINUE)
         rc = serve_main(&a, data);

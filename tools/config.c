@@ -37,6 +37,10 @@ static const struct cfg_setting settings[] = {
     {"incidents.warn_before_h", CFG_U64, 0, 71, "24",
      "hours before an incident's 72-hour deadline from which serve e-mails every affected "
      "tenant not yet notified (0: only once the deadline has passed)"},
+    /* the API server (api/server.h) */
+    {"api.inflight", CFG_U64, 1, KR_API_INFLIGHT_MAX, "256",
+     "requests in flight at once on the client endpoint: each waits for its group commit "
+     "without holding a thread (--inflight overrides)"},
     /* metrics and health: the operators' HTTP endpoint (api/http.h, api/metrics.h) */
     {"http.listen", CFG_STR, 0, 127, NULL,
      "serve /metrics and /healthz at http://HOST:PORT (off when unset; --http overrides)"},

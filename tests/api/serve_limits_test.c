@@ -89,13 +89,27 @@ static void test_idle_and_per_peer(void **state)
     assert_int_equal(ac_server_stop(&s), 0);
 }
 
+/* Few contexts and one deciding thread still serve reads and writes. */
+static void test_few_contexts(void **state)
+{
+    (void)state;
+    static const char *const extra[] = {"--inflight", "2", "--workers", "1", NULL};
+    struct ac_server s;
+    ac_server_start_with(&s, extra);
+    struct ac cl;
+    ac_open(&cl, s.tcp);
+    assert_int_equal(ac_call(&cl, KR_OP_AUTH_WHOAMI, NULL), KR_ERR_UNAUTHENTICATED);
+    ac_close(&cl);
+    assert_int_equal(ac_server_stop(&s), 0);
+}
+
 static void test_options_refused(void **state)
 {
     (void)state;
     static const char *const bad[][3] = {
-        {"serve", "--idle-timeout", "3601"},
-        {"serve", "--conns-per-peer", "0"},
-        {"serve", "--conns", "513"},
+        {"serve", "--idle-timeout", "3601"}, {"serve", "--conns-per-peer", "0"},
+        {"serve", "--conns", "513"},         {"serve", "--inflight", "0"},
+        {"serve", "--inflight", "2049"},
     };
     char out[4096], err[4096];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -127,6 +141,7 @@ static void test_config(void **state)
     const char *help[] = {"serve", "--config-help", NULL};
     assert_int_equal(kr_test_run(KR_KIROKU_BIN, help, out, err, sizeof out), 0);
     assert_non_null(strstr(out, "| `service.name` |"));
+    assert_non_null(strstr(out, "| `api.inflight` |"));
     unlink(conf);
     assert_int_equal(rmdir(dir), 0); /* nothing was made in DIR */
 }
@@ -135,6 +150,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idle_and_per_peer),
+        cmocka_unit_test(test_few_contexts),
         cmocka_unit_test(test_options_refused),
         cmocka_unit_test(test_config),
     };

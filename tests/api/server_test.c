@@ -43,6 +43,7 @@
 #include "protocol.h"
 #include "server.h"
 #include "test_domain.h"
+#include "test_util.h"
 
 #define CONNS_CAP   16u
 #define WAIT_MS     30000 /* how long a client waits for what must come */
@@ -58,6 +59,44 @@ struct gate {
     bool open;
 };
 static struct gate g_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, false};
+/* Holds the journal's writer (thread kr-writer) at its next clock read once
+ * armed: the batch it commits, or its next one, waits, and every append
+ * submitted meanwhile stays in flight. */
+static struct gate g_writer = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, false};
+
+/* Holds the first `armed` threads that pass `g` named by prefix `name`. */
+static void gate_pass(struct gate *g, const char *name, const char *prefix)
+{
+    if (strncmp(name, prefix, strlen(prefix)) != 0)
+        return;
+    pthread_mutex_lock(&g->mu);
+    if (g->armed) {
+        g->armed--;
+        g->entered++;
+        pthread_cond_broadcast(&g->cv);
+        while (!g->open)
+            pthread_cond_wait(&g->cv, &g->mu);
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_arm(struct gate *g, unsigned n)
+{
+    pthread_mutex_lock(&g->mu);
+    g->armed = n;
+    g->entered = 0;
+    g->open = false;
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_open(struct gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->armed = 0;
+    g->open = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
 
 /* Holds the first `armed` API workers that read the clock once armed (only workers:
  * the mailer and the journal's writer read it too, on their own schedule). */
@@ -66,7 +105,8 @@ static uint64_t gate_now(void *ctx)
     struct td *t = ctx;
     char name[16] = "";
     pthread_getname_np(pthread_self(), name, sizeof name);
-    bool worker = strcmp(name, "kr-api") == 0;
+    gate_pass(&g_writer, name, "kr-writer");
+    bool worker = strncmp(name, "kr-api", 6) == 0; /* deciding threads and the pool */
     pthread_mutex_lock(&g_gate.mu);
     if (g_gate.armed && worker) {
         g_gate.armed--;
@@ -89,12 +129,14 @@ struct fx {
 };
 
 /* Server options tests change (reset by setup). */
-static unsigned g_workers, g_conns_per_peer;
+static unsigned g_workers, g_inflight, g_conns_max, g_conns_per_peer;
 static int g_send_timeout_ms, g_idle_timeout_ms;
 
 static void options_reset(void)
 {
     g_workers = 4;
+    g_inflight = 0;
+    g_conns_max = CONNS_CAP;
     g_conns_per_peer = 0;
     g_send_timeout_ms = 300;
     g_idle_timeout_ms = -1; /* never: only test_idle_connections times idleness */
@@ -108,7 +150,8 @@ static kr_err start(struct fx *f, bool mailer)
         .nlisten = 2,
         .operator_url = f->op_ipc,
         .workers = g_workers,
-        .conns_max = CONNS_CAP,
+        .inflight = g_inflight,
+        .conns_max = g_conns_max,
         .send_timeout_ms = g_send_timeout_ms,
         .conns_per_peer = g_conns_per_peer,
         .idle_timeout_ms = g_idle_timeout_ms,
@@ -1075,7 +1118,7 @@ static void test_peer_inflight(void **state)
     uint8_t token[32];
     slow_tenant(f, 0, token);
     api_server_stop(f->s);
-    g_workers = 4;        /* one address may run 2 at once */
+    g_inflight = 4;       /* one address may have 2 in flight at once */
     g_conns_per_peer = 8; /* under the endpoint's cap: addresses are bounded */
     assert_int_equal(start(f, false), KR_OK);
     pthread_mutex_lock(&g_gate.mu);
@@ -1202,6 +1245,274 @@ static void test_graceful_stop(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
+/* ---- The asynchronous write path ---- */
+
+/* {op, id, token, args: {contact?, tag?, name?}}: a write of the test. */
+static void build_write(msgpack_sbuffer *b, int op, uint64_t id, const uint8_t token[32],
+                        const uint8_t *contact, const uint8_t *tag, const char *name)
+{
+    msgpack_packer pk;
+    b->size = 0;
+    msgpack_packer_init(&pk, b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    pstr(&pk, kr_fields[KR_FLD_OP].name);
+    pstr(&pk, kr_ops[op].name);
+    pstr(&pk, API_KEY_ID);
+    msgpack_pack_uint64(&pk, id);
+    pstr(&pk, kr_fields[KR_FLD_TOKEN].name);
+    msgpack_pack_bin(&pk, 32);
+    msgpack_pack_bin_body(&pk, token, 32);
+    pstr(&pk, API_KEY_ARGS);
+    msgpack_pack_map(&pk, (uint32_t)(contact != NULL) + (tag != NULL) + (name != NULL));
+    if (contact) {
+        pstr(&pk, kr_fields[KR_FLD_CONTACT].name);
+        msgpack_pack_bin(&pk, 16);
+        msgpack_pack_bin_body(&pk, contact, 16);
+    }
+    if (tag) {
+        pstr(&pk, kr_fields[KR_FLD_TAG].name);
+        msgpack_pack_bin(&pk, 16);
+        msgpack_pack_bin_body(&pk, tag, 16);
+    }
+    if (name) {
+        pstr(&pk, kr_fields[op == KR_OP_TAGS_CREATE ? KR_FLD_TAG_NAME : KR_FLD_NAME].name);
+        pstr(&pk, name);
+    }
+}
+
+/* Reads the next reply on raw connection fd: ok, with envelope id = SP id;
+ * copies its result's field `fld` (bin 16, or uint into *u64). */
+static uint32_t raw_ok(int fd, char *buf, int fld, uint8_t id16[16], uint64_t *u64)
+{
+    size_t n;
+    uint32_t id = raw_recv(fd, buf, KR_API_REPLY_MAX, &n);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+    assert_null(reply_error(&u));
+    assert_true(reply_id(&u) == id);
+    const msgpack_object *v = td_map_get(td_map_get(&u.data, API_KEY_RESULT), kr_fields[fld].name);
+    assert_non_null(v);
+    if (id16) {
+        assert_int_equal(v->type, MSGPACK_OBJECT_BIN);
+        assert_int_equal(v->via.bin.size, 16);
+        memcpy(id16, v->via.bin.ptr, 16);
+    } else {
+        *u64 = v->via.u64;
+    }
+    msgpack_unpacked_destroy(&u);
+    return id;
+}
+
+struct pending_wait {
+    struct fx *f;
+    unsigned n;
+};
+
+static bool pending_reached(void *arg)
+{
+    struct pending_wait *w = arg;
+    return api_server_pending(w->f->s) >= w->n;
+}
+
+/* Waits until n requests wait for their append (the writer being held). */
+static void wait_pending(struct fx *f, unsigned n)
+{
+    struct pending_wait w = {f, n};
+    assert_true(kr_test_wait_for(pending_reached, &w, WAIT_MS, "requests pending on the journal"));
+    assert_int_equal(api_server_pending(f->s), n);
+}
+
+/* Many more writes in flight than deciding threads: 2 threads, 256 writes
+ * pipelined over 32 connections, all decided and waiting for the journal at
+ * once (its writer held), then all acknowledged, each after its commit. */
+static void test_pipelined_writes(void **state)
+{
+    struct fx *f = *state;
+    uint8_t token[32];
+    slow_tenant(f, 0, token);
+    api_server_stop(f->s);
+    enum { CONNS = 32, PER = KR_API_PIPE_INFLIGHT_MAX, N = CONNS * PER };
+    g_workers = 2;
+    g_inflight = N;
+    g_conns_max = CONNS;
+    assert_int_equal(start(f, false), KR_OK);
+    uint64_t size = jrn_size(f->t->d->j);
+    gate_arm(&g_writer, 1);
+    int fd[CONNS];
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    for (unsigned i = 0; i < CONNS; i++) {
+        fd[i] = raw_connect(f->port);
+        raw_handshake(fd[i]);
+        for (uint32_t k = 0; k < PER; k++) {
+            build_write(&b, KR_OP_CONTACTS_REGISTER, 1 + i * PER + k, token, NULL, NULL,
+                        "Pipelined");
+            raw_send(fd[i], &b, 1 + i * PER + k);
+        }
+    }
+    wait_pending(f, N);
+    assert_int_equal(jrn_size(f->t->d->j), size); /* none committed yet */
+    gate_open(&g_writer);
+    char *buf = malloc(KR_API_REPLY_MAX);
+    assert_non_null(buf);
+    static uint8_t ids[N][16];
+    bool seen[N + 1] = {false};
+    for (unsigned i = 0; i < CONNS; i++)
+        for (unsigned k = 0; k < PER; k++) {
+            uint8_t id[16];
+            uint32_t rid = raw_ok(fd[i], buf, KR_FLD_CONTACT, id, NULL);
+            assert_true(rid > i * PER && rid <= (i + 1) * PER && !seen[rid]);
+            seen[rid] = true;
+            memcpy(ids[rid - 1], id, 16);
+        }
+    /* Every acknowledged write is in the journal, each a new contact. */
+    assert_int_equal(jrn_size(f->t->d->j), size + N);
+    for (unsigned i = 0; i < N; i++)
+        for (unsigned k = i + 1; k < N; k++)
+            assert_memory_not_equal(ids[i], ids[k], 16);
+    for (unsigned i = 0; i < CONNS; i++)
+        close(fd[i]);
+    free(buf);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* A conflict at the append is decided again through the asynchronous path:
+ * two tags put on one contact at once, both decided on its version 1. */
+static void test_conflict_retried(void **state)
+{
+    struct fx *f = *state;
+    uint8_t token[32], contact[16], tag[2][16];
+    slow_tenant(f, 0, token);
+    char *buf = malloc(KR_API_REPLY_MAX);
+    assert_non_null(buf);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    int a = raw_connect(f->port), c = raw_connect(f->port);
+    raw_handshake(a);
+    raw_handshake(c);
+    build_write(&b, KR_OP_CONTACTS_REGISTER, 1, token, NULL, NULL, "Tagged Twice");
+    raw_send(a, &b, 1);
+    raw_ok(a, buf, KR_FLD_CONTACT, contact, NULL);
+    for (uint32_t i = 0; i < 2; i++) {
+        build_write(&b, KR_OP_TAGS_CREATE, 2 + i, token, NULL, NULL, i ? "tag-b" : "tag-a");
+        raw_send(a, &b, 2 + i);
+        raw_ok(a, buf, KR_FLD_TAG, tag[i], NULL);
+    }
+    struct jrn_stats st0, st1;
+    jrn_get_stats(f->t->d->j, &st0);
+    gate_arm(&g_writer, 1);
+    build_write(&b, KR_OP_CONTACTS_TAG, 10, token, contact, tag[0], NULL);
+    raw_send(a, &b, 10);
+    build_write(&b, KR_OP_CONTACTS_TAG, 11, token, contact, tag[1], NULL);
+    raw_send(c, &b, 11);
+    wait_pending(f, 2);
+    gate_open(&g_writer);
+    uint64_t v[2];
+    assert_int_equal(raw_ok(a, buf, KR_FLD_VERSION, NULL, &v[0]), 10);
+    assert_int_equal(raw_ok(c, buf, KR_FLD_VERSION, NULL, &v[1]), 11);
+    /* One committed on version 1, the other met the conflict and was
+     * decided again on version 2. */
+    assert_true((v[0] == 2 && v[1] == 3) || (v[0] == 3 && v[1] == 2));
+    jrn_get_stats(f->t->d->j, &st1);
+    assert_int_equal(st1.conflicts - st0.conflicts, 1);
+    close(a);
+    close(c);
+    free(buf);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* Names of the threads that asked for an Argon2id place. */
+struct pw_threads {
+    pthread_mutex_t mu;
+    unsigned n, on_pool, elsewhere;
+    char main[16];
+};
+
+static void pw_hook(void *arg)
+{
+    struct pw_threads *p = arg;
+    char name[16] = "";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    pthread_mutex_lock(&p->mu);
+    p->n++;
+    if (strcmp(name, "kr-api-pool") == 0)
+        p->on_pool++;
+    else if (strcmp(name, p->main) != 0)
+        p->elsewhere++;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* A login (Argon2id) runs on the pool, never on nng's threads or the
+ * deciding ones. */
+static void test_login_on_pool(void **state)
+{
+    struct fx *f = *state;
+    struct pw_threads p = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    pthread_getname_np(pthread_self(), p.main, sizeof p.main);
+    f->t->d->pwhash_hook_arg = &p;
+    f->t->d->pwhash_hook = pw_hook;
+    uint8_t token[32];
+    slow_tenant(f, 0, token); /* signs up here, logs in over the API */
+    f->t->d->pwhash_hook = NULL;
+    assert_int_equal(p.on_pool, 1);
+    assert_int_equal(p.elsewhere, 0);
+}
+
+struct write_stopper {
+    struct api_server *s;
+};
+
+static void *stop_main(void *arg)
+{
+    struct write_stopper *x = arg;
+    api_server_stop(x->s);
+    return NULL;
+}
+
+/* Stopping with writes in flight: stop waits for their appends, and every
+ * one is answered and in the journal. */
+static void test_stop_with_writes(void **state)
+{
+    struct fx *f = *state;
+    uint8_t token[32];
+    slow_tenant(f, 0, token);
+    enum { CONNS = 2, PER = KR_API_PIPE_INFLIGHT_MAX, N = CONNS * PER };
+    uint64_t size = jrn_size(f->t->d->j);
+    gate_arm(&g_writer, 1);
+    int fd[CONNS];
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    for (unsigned i = 0; i < CONNS; i++) {
+        fd[i] = raw_connect(f->port);
+        raw_handshake(fd[i]);
+        for (uint32_t k = 0; k < PER; k++) {
+            build_write(&b, KR_OP_CONTACTS_REGISTER, 1 + i * PER + k, token, NULL, NULL, "Late");
+            raw_send(fd[i], &b, 1 + i * PER + k);
+        }
+    }
+    wait_pending(f, N);
+    api_server_stop_begin(f->s);
+    struct write_stopper x = {f->s};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stop_main, &x), 0);
+    gate_open(&g_writer);
+    char *buf = malloc(KR_API_REPLY_MAX);
+    assert_non_null(buf);
+    for (unsigned i = 0; i < CONNS; i++)
+        for (unsigned k = 0; k < PER; k++) {
+            uint8_t id[16];
+            raw_ok(fd[i], buf, KR_FLD_CONTACT, id, NULL);
+        }
+    pthread_join(th, NULL);
+    f->s = NULL;
+    assert_int_equal(jrn_size(f->t->d->j), size + N);
+    for (unsigned i = 0; i < CONNS; i++)
+        close(fd[i]);
+    free(buf);
+    msgpack_sbuffer_destroy(&b);
+}
+
 static void test_mailer_files(void **state)
 {
     struct fx *f = *state;
@@ -1277,6 +1588,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inflight_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conflict_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_on_pool, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_with_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mailer_files, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

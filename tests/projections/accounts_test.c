@@ -33,6 +33,15 @@ struct fx {
     char c1[40], c2[40];
 };
 
+/* dom_session_resolve, then the session touch it may have submitted is
+ * waited for (it is appended asynchronously). */
+static kr_err resolve(struct kr_domain *d, const uint8_t token[32], struct kr_caller *who)
+{
+    kr_err err = dom_session_resolve(d, token, who);
+    dom_wait_plain(d);
+    return err;
+}
+
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
@@ -156,18 +165,18 @@ static void test_session_idle_extends(void **state)
     uint8_t token[32];
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", token), KR_OK);
     uint64_t before = jrn_size(t->d->j);
-    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_OK);
+    assert_int_equal(resolve(t->d, token, &who), KR_OK);
     assert_int_equal(jrn_size(t->d->j), before); /* plenty of idle time left */
     atomic_fetch_add(&t->now, 20 * MIN_NS);
-    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_OK);
+    assert_int_equal(resolve(t->d, token, &who), KR_OK);
     assert_int_equal(jrn_size(t->d->j), before + 1); /* session.touched */
     atomic_fetch_add(&t->now, 20 * MIN_NS);          /* 40 min after login, 20 after the touch */
-    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_OK);
+    assert_int_equal(resolve(t->d, token, &who), KR_OK);
     atomic_fetch_add(&t->now, 31 * MIN_NS); /* idle past the limit */
-    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, token, &who), KR_EAUTH);
     /* Rebuilt views agree. */
     assert_int_equal(jrn_views_rebuild(t->d->j, NULL, NULL), KR_OK);
-    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, token, &who), KR_EAUTH);
 }
 
 struct login_burst {
@@ -259,18 +268,18 @@ static void test_session_cap(void **state)
                          before + ((unsigned)i < KR_SESSIONS_PER_ACCOUNT_MAX ? 2 : 3));
     }
     for (int i = 0; i < N; i++)
-        assert_int_equal(dom_session_resolve(t->d, tokens[i], &who), i < 2 ? KR_EAUTH : KR_OK);
+        assert_int_equal(resolve(t->d, tokens[i], &who), i < 2 ? KR_EAUTH : KR_OK);
     /* Deleting... the master cannot be; a password change closes all of them
      * in one append. */
     struct kr_payload *a = td_args(t);
     kr_set_str(a, KR_FLD_PASSWORD, "correct horse 1");
     kr_set_str(a, KR_FLD_NEW_PASSWORD, "correct horse 9");
-    assert_int_equal(dom_session_resolve(t->d, tokens[N - 1], &who), KR_OK);
+    assert_int_equal(resolve(t->d, tokens[N - 1], &who), KR_OK);
     uint64_t before = jrn_size(t->d->j);
     assert_int_equal(td_exec(t, &who, KR_OP_ACCOUNT_PASSWORD), KR_OK);
     assert_int_equal(jrn_size(t->d->j), before + 1 + KR_SESSIONS_PER_ACCOUNT_MAX);
     for (int i = 0; i < N; i++)
-        assert_int_equal(dom_session_resolve(t->d, tokens[i], &who), KR_EAUTH);
+        assert_int_equal(resolve(t->d, tokens[i], &who), KR_EAUTH);
 }
 
 static void test_login_result(void **state)
@@ -296,7 +305,7 @@ static void test_login_result(void **state)
     assert_true(expires > atomic_load(&t->now) + 11 * 60 * MIN_NS);
     assert_true(expires <= atomic_load(&t->now) + 12 * 60 * MIN_NS);
 
-    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_OK);
+    assert_int_equal(resolve(t->d, token, &who), KR_OK);
     assert_int_equal(who.tenant, f->t1);
     assert_int_equal(who.role, KR_ROLE_MASTER);
     assert_true(who.has_session);
@@ -311,7 +320,7 @@ static void test_login_result(void **state)
     assert_int_equal(td_get_u64(t, "expires"), expires);
     td_args(t);
     assert_int_equal(td_exec(t, &who, KR_OP_AUTH_LOGOUT), KR_OK);
-    assert_int_equal(dom_session_resolve(t->d, token, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, token, &who), KR_EAUTH);
     assert_int_equal(who.role, -1);
     assert_int_equal(who.tenant, 0);
 }
@@ -457,30 +466,30 @@ static void test_bad_tokens(void **state)
      * expiry (12 h, however busy the session). */
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
     atomic_fetch_add(&t->now, 29 * MIN_NS);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK); /* moves the idle limit */
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK); /* moves the idle limit */
     atomic_fetch_add(&t->now, 30 * MIN_NS);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, tok, &who), KR_EAUTH);
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
     for (int i = 1; i <= 36; i++) { /* a request every 20 minutes */
         atomic_fetch_add(&t->now, 20 * MIN_NS);
-        assert_int_equal(dom_session_resolve(t->d, tok, &who), i < 36 ? KR_OK : KR_EAUTH);
+        assert_int_equal(resolve(t->d, tok, &who), i < 36 ? KR_OK : KR_EAUTH);
     }
 
     /* Truncated (the rest zero), altered, all-zero. */
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
     memcpy(tok2, tok, 32);
     memset(tok2 + 16, 0, 16);
-    assert_int_equal(dom_session_resolve(t->d, tok2, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, tok2, &who), KR_EAUTH);
     memcpy(tok2, tok, 32);
     tok2[31] ^= 1;
-    assert_int_equal(dom_session_resolve(t->d, tok2, &who), KR_EAUTH);
-    assert_int_equal(dom_session_resolve(t->d, zero, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, tok2, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, zero, &who), KR_EAUTH);
 
     /* Another tenant's token names that tenant, never this one: its master
      * sees its own accounts only. */
     assert_int_equal(login(t, f->c2, "owner2@example.jp", "correct horse 2", other), KR_OK);
-    assert_int_equal(dom_session_resolve(t->d, other, &who), KR_OK);
+    assert_int_equal(resolve(t->d, other, &who), KR_OK);
     assert_int_equal(who.tenant, f->t2);
     td_args(t);
     assert_int_equal(td_exec(t, &who, KR_OP_USERS_LIST), KR_OK);
@@ -491,7 +500,7 @@ static void test_bad_tokens(void **state)
     assert_memory_equal(listed, f->m2.account, 16);
 
     /* From before a password change: every session of the account ends. */
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
     assert_int_equal(who.tenant, f->t1);
     uint8_t tok3[32];
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok3), KR_OK);
@@ -503,13 +512,13 @@ static void test_bad_tokens(void **state)
     /* password_changed + session.closed for the two open sessions (the two
      * expired ones are not open any more) */
     assert_int_equal(jrn_size(t->d->j), before + 3);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
-    assert_int_equal(dom_session_resolve(t->d, tok3, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, tok, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, tok3, &who), KR_EAUTH);
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", NULL), KR_EAUTH);
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "battery staple 7", tok), KR_OK);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
     /* The other tenant's session lives on. */
-    assert_int_equal(dom_session_resolve(t->d, other, &who), KR_OK);
+    assert_int_equal(resolve(t->d, other, &who), KR_OK);
 }
 
 static void test_password_change_rules(void **state)
@@ -519,7 +528,7 @@ static void test_password_change_rules(void **state)
     uint8_t tok[32];
     struct kr_caller who;
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
     uint64_t before = jrn_size(t->d->j);
     struct kr_payload *a = td_args(t);
     kr_set_str(a, KR_FLD_PASSWORD, "not my password");
@@ -544,7 +553,7 @@ static void test_password_change_rules(void **state)
     assert_int_equal(td_exec(t, &who, KR_OP_ACCOUNT_PASSWORD), KR_EINVAL);
     assert_string_equal(t->diag.field, "new_password");
     assert_true(td_unchanged_since(t, before));
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
 }
 
 /* ---- account.password: guessing the current password ---- */
@@ -571,7 +580,7 @@ static void test_password_guess_limits(void **state)
     struct kr_caller who;
     assert_int_equal(login(t, f->c1, e, good, tok), KR_OK);
     assert_int_equal(login(t, f->c1, e, good, other), KR_OK);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
     /* limit - 1 wrong: each recorded and counted; the session lives. */
     for (unsigned i = 0; i < KR_LOGIN_FAILURES_MAX - 1; i++) {
         uint64_t before = jrn_size(t->d->j);
@@ -582,7 +591,7 @@ static void test_password_guess_limits(void **state)
         assert_int_equal(acct_row(t, f->t1, f->m1.account).failures, i + 1);
     }
     assert_false(acct_row(t, f->t1, f->m1.account).locked);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
     /* They share the count with wrong logins: one more wrong login would lock,
      * so the count is checked, not just stored. = limit: this one locks. */
     struct kr_caller stale = who; /* dom_session_resolve below clears who */
@@ -594,8 +603,8 @@ static void test_password_guess_limits(void **state)
     assert_int_equal(count_events(t, KR_EV_ACCOUNT_LOGIN_FAILED, f->t1), KR_LOGIN_FAILURES_MAX);
     assert_int_equal(count_events(t, KR_EV_ACCOUNT_LOCKED, f->t1), 1);
     /* Both sessions closed, and recorded as closed for the lock. */
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
-    assert_int_equal(dom_session_resolve(t->d, other, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, tok, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, other, &who), KR_EAUTH);
     assert_int_equal(count_events(t, KR_EV_SESSION_CLOSED, f->t1), 2);
     /* limit + 1 (a request already past authentication): locked, the right
      * password too, nothing recorded, the password unchanged. */
@@ -733,7 +742,7 @@ static void test_corrupt_record_reported(void **state)
     uint8_t tok[32];
     struct kr_caller who;
     assert_int_equal(login(t, f->c1, "owner1@example.jp", "correct horse 1", tok), KR_OK);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
     uint64_t seq = acct_row(t, f->t1, f->m1.account).pw_seq;
     corrupt_pd(t, seq);
     struct kr_payload *a = td_args(t);
@@ -950,7 +959,7 @@ static void test_manage_user(void **state)
     assert_int_equal(acct_row(t, f->t1, u.account).perms, PERM(CONTACTS_READ) | PERM(USERS_READ));
     /* The session carries the permissions the account has now. */
     assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", tok), KR_OK);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
     assert_int_equal(who.perms, PERM(CONTACTS_READ) | PERM(USERS_READ));
     assert_int_equal(who.role, KR_ROLE_USER);
     td_args(t);
@@ -958,7 +967,7 @@ static void test_manage_user(void **state)
     /* The login did not move the version (it is on the sign-in stream). */
     assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_REVOKE, u.account, 3, PERM(USERS_READ)),
                      KR_OK);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
     assert_int_equal(who.perms, PERM(CONTACTS_READ));
     td_args(t);
     assert_int_equal(td_exec(t, &who, KR_OP_USERS_LIST), KR_EFORBIDDEN);
@@ -967,7 +976,7 @@ static void test_manage_user(void **state)
     uint64_t v = acct_row(t, f->t1, u.account).version;
     assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_LOCK, u.account, v, 0), KR_OK);
     assert_int_equal(count_events(t, KR_EV_SESSION_CLOSED, f->t1), 1);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, tok, &who), KR_EAUTH);
     assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", NULL), KR_ELOCKED);
     struct va_account o = acct_row(t, f->t1, u.account);
     assert_int_equal(o.lock_reason, KR_LOCK_REASON_MASTER);
@@ -985,7 +994,7 @@ static void test_manage_user(void **state)
     assert_string_equal(t->diag.field, "version");
     assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_DELETE, u.account, v, 0), KR_OK);
     assert_false(acct_exists(t, f->t1, u.account));
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_EAUTH);
+    assert_int_equal(resolve(t->d, tok, &who), KR_EAUTH);
     assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", NULL), KR_EAUTH);
     assert_int_equal(on_account(t, &f->m1, KR_OP_USERS_DELETE, u.account, v + 1, 0), KR_ENOTFOUND);
     /* Its address is free again. */
@@ -1093,7 +1102,7 @@ static void test_version_survives_signins(void **state)
     struct kr_caller who;
     assert_int_equal(login(t, f->c1, "u@example.jp", "user pass 123", tok), KR_OK);
     assert_int_equal(login(t, f->c1, "u@example.jp", "not the pass", NULL), KR_EAUTH);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
     struct kr_payload *a = td_args(t);
     kr_set_str(a, KR_FLD_PASSWORD, "still not it");
     kr_set_str(a, KR_FLD_NEW_PASSWORD, "a new pass 456");
@@ -1342,7 +1351,7 @@ static void test_operator_bootstrap(void **state)
                      KR_EAUTH);
     assert_int_equal(login_as(t, true, KR_PLATFORM_CODE, "ops@example.jp", "ops pass 123", tok),
                      KR_OK);
-    assert_int_equal(dom_session_resolve(t->d, tok, &who), KR_OK);
+    assert_int_equal(resolve(t->d, tok, &who), KR_OK);
     assert_int_equal(who.tenant, 0);
     assert_int_equal(who.role, KR_ROLE_OPERATOR);
     assert_memory_equal(who.account, id, 16);

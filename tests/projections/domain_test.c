@@ -2,12 +2,14 @@
  * domain_test.c: the domain's own rules — every op has a handler and every
  * event a view module; access checks by role, permission and endpoint, with
  * refusals recorded; arguments built in C checked like the wire's; views
- * rebuilt from the journal equal the live ones.
+ * rebuilt from the journal equal the live ones; dom_exec_async's outcomes by
+ * route.
  */
 #include "retention.h"
 #include "test_domain.h"
 #include "test_util.h"
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -332,6 +334,89 @@ static void test_rebuild_without_keys(void **state)
     td_reopen(t);
     td_free(t);
 }
+/* One dom_exec_async completion. */
+struct async_done {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned calls;
+    kr_err err;
+};
+
+static void on_done(void *arg, kr_err err)
+{
+    struct async_done *a = arg;
+    pthread_mutex_lock(&a->mu);
+    a->calls++;
+    a->err = err;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static bool done_called(void *arg)
+{
+    struct async_done *a = arg;
+    pthread_mutex_lock(&a->mu);
+    bool called = a->calls > 0;
+    pthread_mutex_unlock(&a->mu);
+    return called;
+}
+
+/* dom_exec_async: a read is done at once, an async write pending until its
+ * append completes once (its result decided before), a refusal that must be
+ * recorded is left to dom_exec, and an op that may wait is refused. */
+static void test_exec_async(void **state)
+{
+    (void)state;
+    struct td *t = td_new(2);
+    struct kr_caller master;
+    td_signup(t, "owner@example.jp", "correct horse 1", &master, NULL);
+    struct async_done a = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, KR_OK};
+    enum dom_outcome how;
+    struct kr_wbuf out;
+    kr_wbuf_init(&out, KR_API_REPLY_MAX);
+
+    assert_int_equal(dom_op_route(KR_OP_TAGS_LIST), DOM_ROUTE_READ);
+    assert_int_equal(
+        dom_exec_async(t->d, &master, KR_OP_TAGS_LIST, td_args(t), &out, NULL, on_done, &a, &how),
+        KR_OK);
+    assert_int_equal(how, DOM_DONE);
+    assert_int_equal(a.calls, 0);
+
+    assert_int_equal(dom_op_route(KR_OP_TAGS_CREATE), DOM_ROUTE_ASYNC);
+    uint64_t size = jrn_size(t->d->j);
+    kr_set_str(td_args(t), KR_FLD_TAG_NAME, "vip");
+    assert_int_equal(
+        dom_exec_async(t->d, &master, KR_OP_TAGS_CREATE, t->args, &out, NULL, on_done, &a, &how),
+        KR_OK);
+    assert_int_equal(how, DOM_PENDING);
+    assert_true(out.size > 0); /* the result (tag id, version 1) is written at once */
+    assert_true(kr_test_wait_for(done_called, &a, KR_TEST_WAIT_MS, "the append's completion"));
+    assert_int_equal(a.err, KR_OK);
+    assert_int_equal(jrn_size(t->d->j), size + 1);
+    dom_wait_plain(t->d);
+    assert_int_equal(a.calls, 1);
+
+    /* A user without tags.write: the refusal is recorded by dom_exec. */
+    struct kr_caller user = master;
+    user.role = KR_ROLE_USER;
+    user.perms = 1ull << KR_PERMISSION_CONTACTS_READ;
+    size = jrn_size(t->d->j);
+    kr_set_str(td_args(t), KR_FLD_TAG_NAME, "other");
+    assert_int_equal(
+        dom_exec_async(t->d, &user, KR_OP_TAGS_CREATE, t->args, &out, NULL, on_done, &a, &how),
+        KR_OK);
+    assert_int_equal(how, DOM_RUN_SYNC);
+    assert_int_equal(jrn_size(t->d->j), size);
+
+    /* Argon2id: never here. */
+    assert_int_equal(dom_op_route(KR_OP_AUTH_LOGIN), DOM_ROUTE_POOL);
+    assert_int_equal(
+        dom_exec_async(t->d, &master, KR_OP_AUTH_LOGIN, t->args, &out, NULL, on_done, &a, &how),
+        KR_EINVAL);
+    assert_int_equal(a.calls, 1);
+    kr_wbuf_free(&out);
+    td_free(t);
+}
 
 int main(void)
 {
@@ -339,7 +424,7 @@ int main(void)
         cmocka_unit_test(test_tables_complete),      cmocka_unit_test(test_access),
         cmocka_unit_test(test_args_built_in_c),      cmocka_unit_test(test_rebuild_equals_live),
         cmocka_unit_test(test_views_upgraded),       cmocka_unit_test(test_erase_tenant),
-        cmocka_unit_test(test_rebuild_without_keys),
+        cmocka_unit_test(test_rebuild_without_keys), cmocka_unit_test(test_exec_async),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,12 +94,13 @@ static void test_runs_every_phase(void **state)
     if (!j)
         fail_msg("not JSON (%s): %s", e.text, out);
     static const char *const keys[] = {
-        "read_req_per_s",      "echo_req_per_s",    "read_echo_ratio",    "read_p50_us",
-        "read_p99_us",         "echo_p50_us",       "echo_p99_us",        "write_req_per_s",
-        "write_p50_us",        "write_p99_us",      "write_commits",      "write_commit_avg_us",
-        "write_conflicts",     "login_per_s",       "login_p50_us",       "login_p99_us",
-        "login_rss_base_kb",   "login_rss_peak_kb", "login_anon_base_kb", "login_anon_peak_kb",
-        "login_anon_limit_kb", "pwhash_peak",       "pwhash_mem_kb",      "workers",
+        "read_req_per_s",      "echo_req_per_s",     "read_echo_ratio",    "read_p50_us",
+        "read_p99_us",         "echo_p50_us",        "echo_p99_us",        "write_req_per_s",
+        "write_p50_us",        "write_p99_us",       "write_commits",      "write_commit_avg_us",
+        "write_conflicts",     "login_per_s",        "login_p50_us",       "login_p99_us",
+        "login_rss_base_kb",   "login_rss_peak_kb",  "login_anon_base_kb", "login_anon_peak_kb",
+        "login_anon_limit_kb", "pwhash_peak",        "pwhash_mem_kb",      "workers",
+        "append_per_s",        "write_append_ratio",
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         (void)num(j, keys[i]);
@@ -109,6 +110,11 @@ static void test_runs_every_phase(void **state)
     assert_true(num(j, "read_requests") > 0);
     assert_true(num(j, "login_requests") > 0);
     assert_true(num(j, "write_requests") > 0);
+    /* The journal's own rate is measured beside the writes, with as many
+     * producers as clients, one append in flight each. */
+    assert_true(num(j, "append_per_s") > 0);
+    assert_int_equal(num(j, "append_producers"), 32);
+    assert_int_equal(num(j, "append_window"), 1);
     /* Each write was answered after appending exactly one event. */
     assert_int_equal(num(j, "write_events"), num(j, "write_requests"));
     /* Never more Argon2id runs at once than the cap; the stated memory limit
