@@ -106,6 +106,13 @@
 /* Tenants index entries one write transaction of the format-1 -> 2 migration
  * rewrites: a few MB of dirty pages, like a view rebuild's transaction. */
 #define KR_MIGRATE_TXN_ENTRIES 131072u
+/* Records one write transaction of the stream index migration (format 2 -> 3)
+ * indexes: each writes a link and a head, a few MB of dirty pages. */
+#define KR_MIGRATE_TXN_RECORDS 65536u
+/* Links one seek from a stream's head to one of its versions follows: the
+ * skew-binary jumps reach any version in about 3 log2(version) steps, under
+ * 192 for every version below 2^62 (JRN_SIZE_MAX); more is a damaged index. */
+#define KR_STREAM_SEEK_MAX 256u
 /* Records one jrn_strip write transaction examines (and at most rewrites).
  * It runs between the writer's batches, holding LMDB's write lock: a few MB of
  * dirty pages and one fsync, so appends wait tens of milliseconds at most. */
