@@ -19,6 +19,12 @@
  *   the batch and restored if it fails, so memory always matches disk.
  * - Bounded memory. Everything the writer holds is fixed-size (frontier, one
  *   encode buffer, one note); the queue is capped by KR_QUEUE_MAX_EVENTS.
+ * - Commits on few pages. Every index a record adds to is either appended in
+ *   seq order (events, tree, links) or grows with something other than the
+ *   journal (a head per stream, the tenants' newest entries), so the pages a
+ *   commit writes do not grow with the journal, and neither does its time.
+ *   The stream index is a head per stream and a link per record with
+ *   skew-binary jumps (docs/journal-format.md, "The stream index").
  */
 #include "journal_internal.h"
 
