@@ -793,6 +793,9 @@ static kr_err index_stream(struct batch_ctx *b, const struct jrn_record *r)
         if (jv < hv && (err = jrn_link_seek(j, b->txn, hs, hv, jv, &jump)))
             return err;
     }
+    /* Before writing: the links name older records of the stream, and only a
+     * first version names none. */
+    KR_ASSERT(r->version == 1 ? jump == 0 : jump != 0 && jump <= hs && hs < r->seq);
     uint8_t kb[8], lv[JRN_LINK_LEN], key[JRN_STREAM_KEY_MAX], hb[JRN_HEAD_LEN];
     kr_put_be64(kb, r->seq);
     kr_put_be64(lv, r->version > 1 ? hs : 0);
