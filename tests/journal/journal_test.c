@@ -3132,6 +3132,23 @@ static void test_stream_links_long(void **state)
     assert_int_equal(stream_seqs(f->j, 3, "long", v + 1, got, 1300), 0);
     fx_close(f);
     verify_full(f->dir, 1 + 1300, 1);
+
+    /* Truncated in the middle: each stream's head steps back to its last
+     * remaining record, and the links reach every version left. */
+    assert_int_equal(jrn_truncate(f->dir, 700), KR_OK);
+    size_t left = 0;
+    while (left < n && seqs[left] <= 700)
+        left++;
+    struct jrn_options o = fx_opts(f);
+    o.read_only = true;
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    assert_true(stream_version(f->j, 3, "long") == left);
+    assert_int_equal(stream_seqs(f->j, 3, "long", 0, got, 1300), left);
+    assert_memory_equal(got, seqs, left * sizeof *got);
+    assert_int_equal(stream_seqs(f->j, 3, "long", left / 3, got, 1300), left - left / 3 + 1);
+    assert_true(stream_version(f->j, 3, "other") == 699 - left);
+    fx_close(f);
+    verify_full(f->dir, 700, 1);
 }
 
 /* ==== Stripping payloads ==== */
