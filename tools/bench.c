@@ -11,6 +11,7 @@
  * verify: runs full and fast verification over a journal (a given one, or a
  * fresh one filled by the append benchmark) and reports records per second.
  */
+#include "ceiling.h"
 #include "cli.h"
 #include "journal.h"
 #include "path.h"
@@ -31,9 +32,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BENCH_PRODUCERS_MAX 1024
-#define BENCH_WINDOW_MAX    1024
-#define BENCH_FLUSH_PROBES  200 /* write + fdatasync timings of flush_probe */
+#define BENCH_PRODUCERS_MAX  1024
+#define BENCH_WINDOW_MAX     1024
+#define BENCH_FLUSH_PROBES   200 /* write + fdatasync timings of flush_probe */
+#define BENCH_CEILING_S      1   /* default --ceiling: seconds of every core signing */
+#define BENCH_CEILING_S_MAX  60
+#define BENCH_VERIFY_PAYLOAD 200 /* the payload of the events bench verify fills with */
 /* Memory is sampled at every tenth of the run. */
 #define RSS_SAMPLES 11
 
@@ -221,6 +225,13 @@ struct append_result {
     double cpu_us_per_event;  /* the process's CPU time (user + system) over the events */
     long rss_kb[RSS_SAMPLES]; /* anonymous RSS at 0%, 10%, ... 100% of the run */
     kr_err err;
+};
+
+/* What the machine can do, measured in the same run as an append bench. */
+struct append_machine {
+    double sign_per_s;                   /* every core signing (ceiling_sign) */
+    unsigned threads;                    /* the cores that signed */
+    uint32_t flush_p50_us, flush_p99_us; /* a 4 KiB write + fdatasync (flush_probe) */
 };
 
 /* Each producer's latency array, slots and payloads. KR_ENOMEM leaves what
@@ -468,9 +479,10 @@ static kr_err flush_probe(const char *dir, uint32_t *p50, uint32_t *p99)
 static const char bench_usage[] =
     "usage: kiroku bench append [--data DIR] [--events N] [--producers P] [--payload BYTES]\n"
     "                           [--window W] [--acks FILE] [--two-flushes]\n"
-    "                           [--compare-flushes] [--compare-fresh] [--json]\n"
-    "       kiroku bench verify [--data DIR] [--events N] [--threads T] [--since M]\n"
+    "                           [--compare-flushes] [--compare-fresh] [--ceiling S]\n"
     "                           [--json]\n"
+    "       kiroku bench verify [--data DIR] [--events N] [--threads T] [--since M]\n"
+    "                           [--ceiling S] [--json]\n"
     "       kiroku bench replay [--data DIR] [--events N] [--json]\n"
     "       kiroku bench query [--data DIR] [--contacts N] [--pages P] [--json]\n"
     "       kiroku bench api [--data DIR] [--seconds N] [--clients N] [--workers N]\n"
@@ -490,11 +502,16 @@ static const char bench_usage[] =
     "  --compare-fresh (with --data) runs the default bench (200000 events) on a\n"
     "  temporary fresh journal before and after the run on DIR and prints all\n"
     "  three and over_fresh: DIR's events/s over the better fresh one.\n"
+    "  Beside the figures: the ceiling, every core signing such events for\n"
+    "  --ceiling S seconds (default 1; 0 skips it) before the run, the ratio to\n"
+    "  it, this disk's flush time and the flushes paid per commit and per append.\n"
     "verify: full and fast verification speed over DIR's journal, or over a\n"
     "  temporary journal filled with N events (default 200000). --since M then\n"
     "  saves the state of a fast verification, appends M events, and times a full\n"
     "  verify --since beside a full verification of a fresh journal of M events\n"
-    "  (best of 3 each).\n"
+    "  (best of 3 each). Beside full verification: the ceiling, T threads (default\n"
+    "  one per CPU) verifying such records' signatures for --ceiling S seconds\n"
+    "  (default 1), and the ratio to it.\n"
     "replay: rebuilds every view from DIR's journal, or from a temporary seeded\n"
     "  journal of about N events (default 1000000); prints events/s.\n"
     "query: contacts.list pages of 100 contacts of one tag, in a tenant of N\n"
@@ -539,9 +556,16 @@ static kr_err append_once(const char *data, bool two_flushes, uint64_t events, u
     return err;
 }
 
-static void append_print(const struct append_result *r, uint64_t producers, uint64_t window,
-                         uint64_t payload, bool two_flushes, bool json)
+static void append_print(const struct append_result *r, const struct append_machine *m,
+                         uint64_t producers, uint64_t window, uint64_t payload, bool two_flushes,
+                         bool json)
 {
+    /* Flushes: each commit's own (its pages; with two flushes also its meta
+     * page's O_DSYNC write), plus the meta pages flushed by mdb_env_sync. */
+    double flushes = (double)r->batches * (two_flushes ? 2 : 1) + (double)r->meta_syncs;
+    double per_commit = r->batches ? flushes / (double)r->batches : 0;
+    double per_append = r->events ? flushes / (double)r->events : 0;
+    double ratio = m->sign_per_s > 0 ? r->events_per_s / m->sign_per_s : 0;
     char rss[RSS_SAMPLES * 16];
     size_t at = 0;
     for (int i = 0; i < RSS_SAMPLES; i++)
@@ -555,40 +579,65 @@ static void append_print(const struct append_result *r, uint64_t producers, uint
                "\"events_per_s\":%.0f,\"p50_us\":%u,"
                "\"p99_us\":%u,\"max_us\":%u,\"batches\":%" PRIu64 ",\"max_batch\":%" PRIu64
                ",\"commit_avg_us\":%.0f,\"commit_max_us\":%.0f,\"meta_syncs\":%" PRIu64
-               ",\"meta_sync_avg_us\":%.0f,\"cpu_us_per_event\":%.1f,\"failures\":%" PRIu64
-               ",\"rss_anon_kb\":[%s]}",
+               ",\"meta_sync_avg_us\":%.0f,\"cpu_us_per_event\":%.1f,"
+               "\"flushes_per_commit_measured\":%.2f,"
+               "\"flushes_per_append\":%.3f,\"flush_p50_us\":%u,\"flush_p99_us\":%u,"
+               "\"sign_ceiling_per_s\":%.0f,\"sign_ceiling_threads\":%u,"
+               "\"events_over_ceiling\":%.2f,\"failures\":%" PRIu64 ",\"rss_anon_kb\":[%s]}",
                r->events, producers, window, payload, two_flushes ? 2 : 1, r->seconds,
                r->events_per_s, r->p50_us, r->p99_us, r->max_us, r->batches, r->max_batch,
                r->commit_avg_us, r->commit_max_us, r->meta_syncs, r->meta_sync_avg_us,
-               r->cpu_us_per_event, r->failures, rss);
+               r->cpu_us_per_event, per_commit, per_append, m->flush_p50_us, m->flush_p99_us,
+               m->sign_per_s, m->threads, ratio, r->failures, rss);
     } else {
         printf("%" PRIu64 " events in %.2f s: %.0f events/s (%s per commit)\n"
                "append latency: p50 %u us, p99 %u us, max %u us\n"
                "%" PRIu64 " commits, %.1f events per commit (max %" PRIu64 "), "
                "commit with fsync %.0f us on average (max %.0f us); %.1f us of CPU per event\n"
+               "flushes: %.2f per commit, %.3f per append (meta pages by mdb_env_sync: %" PRIu64
+               ", %.0f us on average); this disk's flush (4 KiB write + fdatasync): p50 %u us, "
+               "p99 %u us\n"
+               "ceiling: %u cores sign %.0f events/s; this run: %.2fx of it\n"
                "resident anonymous memory (kB) at each tenth of the run: %s\n",
                r->events, r->seconds, r->events_per_s, two_flushes ? "two flushes" : "one flush",
                r->p50_us, r->p99_us, r->max_us, r->batches,
                r->batches ? (double)r->events / (double)r->batches : 0.0, r->max_batch,
-               r->commit_avg_us, r->commit_max_us, r->cpu_us_per_event, rss);
+               r->commit_avg_us, r->commit_max_us, r->cpu_us_per_event, per_commit, per_append,
+               r->meta_syncs, r->meta_sync_avg_us, m->flush_p50_us, m->flush_p99_us, m->threads,
+               m->sign_per_s, ratio, rss);
     }
+}
+
+/* The machine's ceilings for an append bench of payload-byte events: every
+ * core signing, and the disk's flush (in a scratch directory: the same file
+ * system as temporary journals). */
+static kr_err append_machine_measure(size_t payload, double seconds, struct append_machine *m)
+{
+    char probe_dir[KR_PATH_MAX];
+    *m = (struct append_machine){.threads = ceiling_threads(0)};
+    if (seconds <= 0)
+        return KR_OK; /* --ceiling 0: not measured (printed as zeros) */
+    kr_err err = cli_scratch_dir(probe_dir, sizeof probe_dir);
+    if (!err) {
+        err = flush_probe(probe_dir, &m->flush_p50_us, &m->flush_p99_us);
+        cli_rmtree(probe_dir);
+    }
+    if (err)
+        return err;
+    m->sign_per_s = ceiling_sign(m->threads, payload, seconds);
+    return m->sign_per_s > 0 ? KR_OK : KR_ENOMEM;
 }
 
 /* --compare-flushes: one flush per commit, then two, on temporary journals,
  * beside the disk's own flush time. */
 static int append_compare(uint64_t events, uint64_t producers, uint64_t window, uint64_t payload,
-                          bool json)
+                          double ceiling_s, bool json)
 {
     struct append_result one, two;
-    char probe_dir[KR_PATH_MAX];
-    uint32_t f50 = 0, f99 = 0;
-    kr_err err = cli_scratch_dir(probe_dir, sizeof probe_dir);
-    if (!err) {
-        err = flush_probe(probe_dir, &f50, &f99);
-        cli_rmtree(probe_dir);
-    }
+    struct append_machine m;
+    kr_err err = append_machine_measure((size_t)payload, ceiling_s, &m);
     if (err)
-        return cli_fail("bench: flush time", err);
+        return cli_fail("bench: the machine's ceilings", err);
     if ((err = append_once(NULL, false, events, (unsigned)producers, (unsigned)window,
                            (size_t)payload, -1, json, &one)) ||
         (err = append_once(NULL, true, events, (unsigned)producers, (unsigned)window,
@@ -597,17 +646,15 @@ static int append_compare(uint64_t events, uint64_t producers, uint64_t window, 
     double ratio = two.events_per_s > 0 ? one.events_per_s / two.events_per_s : 0;
     if (json) {
         printf("{\"one_flush\":");
-        append_print(&one, producers, window, payload, false, true);
+        append_print(&one, &m, producers, window, payload, false, true);
         printf(",\"two_flushes\":");
-        append_print(&two, producers, window, payload, true, true);
-        printf(",\"one_over_two\":%.2f,\"flush_p50_us\":%u,\"flush_p99_us\":%u}\n", ratio, f50,
-               f99);
+        append_print(&two, &m, producers, window, payload, true, true);
+        printf(",\"one_over_two\":%.2f,\"flush_p50_us\":%u,\"flush_p99_us\":%u}\n", ratio,
+               m.flush_p50_us, m.flush_p99_us);
     } else {
-        append_print(&one, producers, window, payload, false, false);
-        append_print(&two, producers, window, payload, true, false);
-        printf("one flush per commit / two: %.2fx; this disk's flush (4 KiB write + "
-               "fdatasync): p50 %u us, p99 %u us\n",
-               ratio, f50, f99);
+        append_print(&one, &m, producers, window, payload, false, false);
+        append_print(&two, &m, producers, window, payload, true, false);
+        printf("one flush per commit / two: %.2fx\n", ratio);
     }
     return one.failures || two.failures ? CLI_FAIL : CLI_OK;
 }
@@ -616,10 +663,13 @@ static int append_compare(uint64_t events, uint64_t producers, uint64_t window, 
  * temporary journal, run before and after it; the ratio is to the better
  * fresh run, so it is the lower bound the machine's noise allows. */
 static int append_compare_fresh(const char *data, uint64_t events, uint64_t producers,
-                                uint64_t window, uint64_t payload, bool json)
+                                uint64_t window, uint64_t payload, double ceiling_s, bool json)
 {
     struct append_result fresh, run, again;
-    kr_err err;
+    struct append_machine m;
+    kr_err err = append_machine_measure((size_t)payload, ceiling_s, &m);
+    if (err)
+        return cli_fail("bench: the machine's ceilings", err);
     if ((err = append_once(NULL, false, APPEND_EVENTS, APPEND_PRODUCERS, APPEND_WINDOW,
                            APPEND_PAYLOAD, -1, json, &fresh)) ||
         (err = append_once(data, false, events, (unsigned)producers, (unsigned)window,
@@ -630,11 +680,11 @@ static int append_compare_fresh(const char *data, uint64_t events, uint64_t prod
     double best = fresh.events_per_s > again.events_per_s ? fresh.events_per_s : again.events_per_s;
     double ratio = best > 0 ? run.events_per_s / best : 0;
     printf(json ? "{\"fresh\":" : "fresh journal, before:\n");
-    append_print(&fresh, APPEND_PRODUCERS, APPEND_WINDOW, APPEND_PAYLOAD, false, json);
+    append_print(&fresh, &m, APPEND_PRODUCERS, APPEND_WINDOW, APPEND_PAYLOAD, false, json);
     printf(json ? ",\"run\":" : "%s:\n", data);
-    append_print(&run, producers, window, payload, false, json);
+    append_print(&run, &m, producers, window, payload, false, json);
     printf(json ? ",\"fresh_again\":" : "fresh journal, after:\n");
-    append_print(&again, APPEND_PRODUCERS, APPEND_WINDOW, APPEND_PAYLOAD, false, json);
+    append_print(&again, &m, APPEND_PRODUCERS, APPEND_WINDOW, APPEND_PAYLOAD, false, json);
     if (json)
         printf(",\"fresh_events_per_s\":%.0f,\"over_fresh\":%.2f}\n", best, ratio);
     else
@@ -651,6 +701,7 @@ static int bench_append(int argc, char **argv)
                                          {"window", required_argument, 0, 'w'},
                                          {"acks", required_argument, 0, 'a'},
                                          {"two-flushes", no_argument, 0, 'T'},
+                                         {"ceiling", required_argument, 0, 'L'},
                                          {"compare-flushes", no_argument, 0, 'C'},
                                          {"compare-fresh", no_argument, 0, 'F'},
                                          {0, 0, 0, 0}};
@@ -659,7 +710,7 @@ static int bench_append(int argc, char **argv)
     bool two_flushes = false, compare = false, fresh = false;
     int rc;
     uint64_t events = APPEND_EVENTS, producers = APPEND_PRODUCERS, payload = APPEND_PAYLOAD,
-             window = APPEND_WINDOW;
+             window = APPEND_WINDOW, ceiling = BENCH_CEILING_S;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         bool ok = true;
@@ -688,6 +739,9 @@ static int bench_append(int argc, char **argv)
         case 'F':
             fresh = true;
             break;
+        case 'L':
+            ok = cli_parse_u64(optarg, 0, BENCH_CEILING_S_MAX, &ceiling);
+            break;
         default:
             if ((rc = cli_common_option(c, bench_usage, &co)) != CLI_CONTINUE)
                 return rc;
@@ -695,26 +749,35 @@ static int bench_append(int argc, char **argv)
         if (!ok)
             return cli_usage(bench_usage);
     }
+    double ceiling_s = (double)ceiling;
     if (optind != argc || (compare && (two_flushes || co.data || acks || fresh)) ||
         (fresh && (two_flushes || !co.data || acks)))
         return cli_usage(bench_usage);
     if (compare)
-        return append_compare(events, producers, window, payload, co.json);
+        return append_compare(events, producers, window, payload, ceiling_s, co.json);
     if (fresh)
-        return append_compare_fresh(co.data, events, producers, window, payload, co.json);
+        return append_compare_fresh(co.data, events, producers, window, payload, ceiling_s,
+                                    co.json);
     int acks_fd = -1;
     if (acks && (acks_fd = open(acks, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0) {
         perror(acks);
         return CLI_FAIL;
     }
     struct append_result r;
-    kr_err err = append_once(co.data, two_flushes, events, (unsigned)producers, (unsigned)window,
-                             (size_t)payload, acks_fd, co.json, &r);
+    struct append_machine m;
+    kr_err err = append_machine_measure((size_t)payload, ceiling_s, &m);
+    if (err) {
+        if (acks_fd >= 0)
+            close(acks_fd);
+        return cli_fail("bench: the machine's ceilings", err);
+    }
+    err = append_once(co.data, two_flushes, events, (unsigned)producers, (unsigned)window,
+                      (size_t)payload, acks_fd, co.json, &r);
     if (acks_fd >= 0)
         close(acks_fd);
     if (err)
         return cli_fail(co.data ? co.data : "bench append", err);
-    append_print(&r, producers, window, payload, two_flushes, co.json);
+    append_print(&r, &m, producers, window, payload, two_flushes, co.json);
     if (co.json)
         printf("\n");
     return r.failures ? CLI_FAIL : CLI_OK;
@@ -817,9 +880,10 @@ static int bench_verify(int argc, char **argv)
                                          {"events", required_argument, 0, 'n'},
                                          {"threads", required_argument, 0, 't'},
                                          {"since", required_argument, 0, 's'},
+                                         {"ceiling", required_argument, 0, 'L'},
                                          {0, 0, 0, 0}};
     struct cli_common co = {0};
-    uint64_t events = 200000, threads = 0, since = 0;
+    uint64_t events = 200000, threads = 0, since = 0, ceiling_s = BENCH_CEILING_S;
     int rc;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -833,6 +897,9 @@ static int bench_verify(int argc, char **argv)
             break;
         case 's':
             ok = cli_parse_u64(optarg, 1, UINT32_MAX, &since);
+            break;
+        case 'L':
+            ok = cli_parse_u64(optarg, 0, BENCH_CEILING_S_MAX, &ceiling_s);
             break;
         default:
             if ((rc = cli_common_option(c, bench_usage, &co)) != CLI_CONTINUE)
@@ -867,6 +934,10 @@ static int bench_verify(int argc, char **argv)
     }
     struct jrn_verify_report full, fast;
     struct jrn_verify_options vo = {.threads = (unsigned)threads};
+    /* The ceiling: as many threads as verification uses, each verifying
+     * signatures of such records with nothing around them. */
+    unsigned cthreads = ceiling_threads((unsigned)threads);
+    double ceiling = ceiling_verify(cthreads, BENCH_VERIFY_PAYLOAD, (double)ceiling_s);
     double t0 = cli_now();
     err = jrn_verify(tmp, &vo, &full);
     double t_full = cli_now() - t0;
@@ -884,14 +955,17 @@ static int bench_verify(int argc, char **argv)
         return CLI_BAD;
     }
     double full_rate = (double)full.records / t_full, fast_rate = (double)fast.records / t_fast;
+    double ratio = ceiling > 0 ? full_rate / ceiling : 0;
     if (json)
         printf("{\"records\":%" PRIu64 ",\"full_seconds\":%.3f,\"full_events_per_s\":%.0f,"
-               "\"fast_seconds\":%.3f,\"fast_events_per_s\":%.0f}\n",
-               full.records, t_full, full_rate, t_fast, fast_rate);
+               "\"fast_seconds\":%.3f,\"fast_events_per_s\":%.0f,\"verify_ceiling_per_s\":%.0f,"
+               "\"verify_ceiling_threads\":%u,\"full_over_ceiling\":%.2f}\n",
+               full.records, t_full, full_rate, t_fast, fast_rate, ceiling, cthreads, ratio);
     else
         printf("%" PRIu64 " records\nfull verification: %.2f s, %.0f events/s\n"
-               "fast verification: %.3f s, %.0f events/s\n",
-               full.records, t_full, full_rate, t_fast, fast_rate);
+               "fast verification: %.3f s, %.0f events/s\n"
+               "ceiling: %u threads verify %.0f signatures/s; full verification: %.2fx of it\n",
+               full.records, t_full, full_rate, t_fast, fast_rate, cthreads, ceiling, ratio);
     return CLI_OK;
 }
 

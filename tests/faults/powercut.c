@@ -39,6 +39,11 @@
  * return success but make nothing durable (as a disk that ignores cache
  * flushes), and O_DSYNC writes are not durable either.
  *
+ * KR_PC_SKIP_ENV_SYNC=1 plants a journal bug for the test to catch: LMDB's
+ * mdb_env_sync (interposed here: liblmdb is a shared library) returns success
+ * without flushing, so with one flush per commit a batch whose meta page only
+ * that call would make durable is acknowledged before any flush covers it.
+ *
  * KR_PC_COUNT=FILE: at exit (when no cut happened), "events N\nrenames M\n" is
  * written to FILE, so a test can first count a run's events and then cut inside it.
  *
@@ -79,6 +84,8 @@ typedef ssize_t (*pwritev_fn)(int, const struct iovec *, int, off_t);
 typedef ssize_t (*pwritev2_fn)(int, const struct iovec *, int, off_t, int);
 typedef int (*sync_fn)(int);
 typedef int (*rename_fn)(const char *, const char *);
+struct MDB_env;
+typedef int (*env_sync_fn)(struct MDB_env *, int);
 
 static write_fn real_write;
 static pwrite_fn real_pwrite, real_pwrite64;
@@ -87,6 +94,7 @@ static pwritev_fn real_pwritev, real_pwritev64;
 static pwritev2_fn real_pwritev2, real_pwritev64v2;
 static sync_fn real_fsync, real_fdatasync;
 static rename_fn real_rename;
+static env_sync_fn real_env_sync;
 
 enum { MODE_NONE, MODE_ALL, MODE_SOME, MODE_TORN };
 
@@ -94,7 +102,7 @@ static char cfg_dir[PATH_MAX], cfg_count[PATH_MAX];
 static uint64_t cfg_cut_at; /* 0 = never */
 static uint64_t cfg_seed = 1;
 static int cfg_mode = MODE_SOME;
-static bool cfg_lost_flushes;
+static bool cfg_lost_flushes, cfg_skip_env_sync;
 
 struct undo {
     dev_t dev;
@@ -131,6 +139,7 @@ static void resolve(void)
     real_fsync = (sync_fn)dlsym(RTLD_NEXT, "fsync");
     real_fdatasync = (sync_fn)dlsym(RTLD_NEXT, "fdatasync");
     real_rename = (rename_fn)dlsym(RTLD_NEXT, "rename");
+    real_env_sync = (env_sync_fn)dlsym(RTLD_NEXT, "mdb_env_sync");
 }
 
 static void die(const char *what)
@@ -163,6 +172,7 @@ __attribute__((constructor)) static void powercut_init(void)
     cfg_cut_at = env_u64("KR_PC_CUT_AT", 0);
     cfg_seed = env_u64("KR_PC_SEED", 1);
     cfg_lost_flushes = env_u64("KR_PC_LOST_FLUSHES", 0) != 0;
+    cfg_skip_env_sync = env_u64("KR_PC_SKIP_ENV_SYNC", 0) != 0;
     if (!m || !*m || strcmp(m, "some") == 0)
         cfg_mode = MODE_SOME;
     else if (strcmp(m, "none") == 0)
@@ -458,6 +468,18 @@ EXPORT int fdatasync(int fd)
     if (!real_fdatasync)
         resolve();
     return sync_body(real_fdatasync, fd);
+}
+
+EXPORT int mdb_env_sync(struct MDB_env *env, int force);
+EXPORT int mdb_env_sync(struct MDB_env *env, int force)
+{
+    if (!real_env_sync)
+        resolve();
+    if (cfg_skip_env_sync)
+        return 0; /* the planted bug: an acknowledgement without its flush */
+    if (!real_env_sync)
+        die("mdb_env_sync not found");
+    return real_env_sync(env, force);
 }
 
 EXPORT int rename(const char *from, const char *to)

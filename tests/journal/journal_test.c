@@ -658,7 +658,7 @@ static void test_one_writer(void **state)
             dup2(devnull, 2);
         }
         execl(KR_KIROKU_BIN, "kiroku", "bench", "append", "--data", f->dir, "--events", "1",
-              "--producers", "1", "--window", "1", (char *)NULL);
+              "--producers", "1", "--window", "1", "--ceiling", "0", (char *)NULL);
         _exit(127);
     }
     int status = 0;

@@ -171,6 +171,11 @@ static void test_journal_commands(void **state)
     assert_true(json_is_number(json_object_get(j, "events_per_s")));
     assert_true(json_is_integer(json_object_get(j, "p50_us")));
     assert_true(json_is_integer(json_object_get(j, "p99_us")));
+    /* The ceiling beside the figure, measured in the same run. */
+    assert_true(json_number_value(json_object_get(j, "sign_ceiling_per_s")) > 0);
+    assert_true(json_integer_value(json_object_get(j, "sign_ceiling_threads")) >= 1);
+    assert_true(json_is_number(json_object_get(j, "events_over_ceiling")));
+    assert_true(json_number_value(json_object_get(j, "flushes_per_commit_measured")) >= 1);
     json_decref(j);
     for (int fast = 0; fast < 2; fast++) {
         const char *args[] = {
@@ -182,6 +187,14 @@ static void test_journal_commands(void **state)
         assert_string_equal(json_string_value(json_object_get(j, "mode")), fast ? "fast" : "full");
         json_decref(j);
     }
+    /* bench verify over the same journal, beside its ceiling. */
+    assert_int_equal(
+        run(out, err, (const char *const[]){"bench", "verify", "--data", dir, "--json", NULL}), 0);
+    j = parse(out);
+    assert_int_equal(json_integer_value(json_object_get(j, "records")), 3001);
+    assert_true(json_number_value(json_object_get(j, "verify_ceiling_per_s")) > 0);
+    assert_true(json_is_number(json_object_get(j, "full_over_ceiling")));
+    json_decref(j);
 
     /* dump --json: one object per line, in seq order, from --from. */
     assert_int_equal(run(out, err,
@@ -306,10 +319,10 @@ static void test_stale_reader_reclaimed(void **state)
 {
     (void)state;
     static char out[OUT_MAX], err[OUT_MAX];
-    assert_int_equal(
-        run(out, err,
-            (const char *const[]){"bench", "append", "--data", dir, "--events", "60000", NULL}),
-        0);
+    assert_int_equal(run(out, err,
+                         (const char *const[]){"bench", "append", "--data", dir, "--events",
+                                               "60000", "--ceiling", "0", NULL}),
+                     0);
     pid_t writer = spawn((const char *const[]){"bench", "append", "--data", dir, "--events",
                                                "100000000", "--producers", "4", NULL});
     int tries = 0;

@@ -127,9 +127,22 @@ static void print_log(void)
  * process dies first, so a failed or killed test leaves no writer running. */
 static pid_t spawn_bench(void)
 {
-    char *argv[] = {
-        (char *)KR_KIROKU_BIN, "bench", "append",   "--data", g_dir,    "--events", "100000000",
-        "--producers",         "16",    "--window", "8",      "--acks", g_acks,     NULL};
+    char *argv[] = {(char *)KR_KIROKU_BIN,
+                    "bench",
+                    "append",
+                    "--data",
+                    g_dir,
+                    "--events",
+                    "100000000",
+                    "--producers",
+                    "16",
+                    "--window",
+                    "8",
+                    "--acks",
+                    g_acks,
+                    "--ceiling",
+                    "0",
+                    NULL};
     pid_t parent = getpid();
     pid_t pid = fork();
     assert_true(pid >= 0);

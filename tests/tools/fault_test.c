@@ -297,11 +297,12 @@ static int run_bench_faulted(const struct paths *p, const char *const *faults, c
     env[n] = NULL;
     char events[24];
     snprintf(events, sizeof events, "%u", BENCH_EVENTS);
-    char *argv[] = {NULL,       "bench",  "append",        "--data", (char *)p->dir,
-                    "--events", events,   "--producers",   "8",      "--window",
-                    "8",        "--acks", (char *)p->acks, NULL,     NULL};
+    char *argv[] = {NULL,       "bench",  "append",        "--data",    (char *)p->dir,
+                    "--events", events,   "--producers",   "8",         "--window",
+                    "8",        "--acks", (char *)p->acks, "--ceiling", "0",
+                    NULL,       NULL};
     if (p->two_flushes)
-        argv[13] = "--two-flushes";
+        argv[15] = "--two-flushes";
     int rc = run_kiroku(argv, env, p->log);
     *out = slurp(p->log, NULL);
     fprintf(stderr, "---- bench (exit %d) ----\n%s---- end ----\n", rc, *out);

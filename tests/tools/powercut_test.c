@@ -23,6 +23,11 @@
  * some cut point fails the checks, and that one finds an acknowledged event
  * missing: the test would catch an acknowledgement issued before the flush.
  *
+ * planted_early_ack runs cuts with KR_PC_SKIP_ENV_SYNC=1 (mdb_env_sync does
+ * nothing: with one flush per commit, a batch no later commit covers is then
+ * acknowledged before its meta page is durable) and requires that some cut
+ * finds an acknowledged event missing.
+ *
  * key_rotation_cuts cuts `kiroku keys rotate` (keystore files written, synced
  * and renamed into place, and the key record appended) at every one of its
  * storage events in every mode: the journal then opens, takes an append
@@ -262,9 +267,9 @@ static int run_bench_shim(const struct paths *p, const char *const *extra)
     env[n] = NULL;
     char events[24];
     snprintf(events, sizeof events, "%u", BENCH_EVENTS);
-    char *argv[] = {NULL,       "bench",  "append",        "--data", (char *)p->dir,
-                    "--events", events,   "--producers",   "4",      "--window",
-                    "2",        "--acks", (char *)p->acks, NULL};
+    char *argv[] = {
+        NULL, "bench",    "append", "--data", (char *)p->dir,  "--events",  events, "--producers",
+        "4",  "--window", "2",      "--acks", (char *)p->acks, "--ceiling", "0",    NULL};
     return run_kiroku(argv, env, p->log);
 }
 
@@ -387,9 +392,12 @@ static unsigned cuts_wanted(void)
     return (unsigned)v;
 }
 
-/* Cuts at `cuts` points spread over `events`; returns how many failed the
- * checks (each printed). */
-static unsigned run_cuts(uint64_t events, unsigned cuts, bool lost_flushes, unsigned *lost)
+/* Cuts at `cuts` points spread over `events`, with the shim's setting
+ * `plant` (a planted bug, or NULL), in mode mode_only (NULL: the modes in
+ * turn); returns how many failed the checks (each
+ * printed). */
+static unsigned run_cuts(uint64_t events, unsigned cuts, const char *plant, const char *mode_only,
+                         unsigned *lost)
 {
     unsigned failed = 0;
     *lost = 0;
@@ -397,7 +405,7 @@ static unsigned run_cuts(uint64_t events, unsigned cuts, bool lost_flushes, unsi
         /* Spread over 2..events, with an offset so that runs of different
          * lengths do not all hit the same kind of event. */
         uint64_t k = 2 + ((uint64_t)i * (events - 2) + (uint64_t)i / 3) / cuts;
-        const char *mode = modes[i % 4];
+        const char *mode = mode_only ? mode_only : modes[i % 4];
         struct paths p;
         setup_paths(&p, "powercut");
         init_journal(&p);
@@ -405,7 +413,7 @@ static unsigned run_cuts(uint64_t events, unsigned cuts, bool lost_flushes, unsi
         snprintf(at, sizeof at, "KR_PC_CUT_AT=%" PRIu64, k);
         snprintf(seed, sizeof seed, "KR_PC_SEED=%" PRIu64, k);
         snprintf(m, sizeof m, "KR_PC_MODE=%s", mode);
-        const char *extra[] = {at, seed, m, lost_flushes ? "KR_PC_LOST_FLUSHES=1" : NULL, NULL};
+        const char *extra[] = {at, seed, m, plant, NULL};
         int rc = run_bench_shim(&p, extra);
         /* The number of events varies with the batching: a run that ends
          * before event k is checked all the same. */
@@ -547,7 +555,7 @@ static void test_cuts(void **state)
     (void)state;
     uint64_t events = count_events();
     unsigned lost;
-    unsigned failed = run_cuts(events, cuts_wanted(), false, &lost);
+    unsigned failed = run_cuts(events, cuts_wanted(), NULL, NULL, &lost);
     EXPECT(failed == 0, "%u cut points lost acknowledged events or broke the journal", failed);
 }
 
@@ -556,7 +564,7 @@ static void test_planted_lost_flush(void **state)
     (void)state;
     uint64_t events = count_events();
     unsigned lost;
-    unsigned failed = run_cuts(events, 8, true, &lost);
+    unsigned failed = run_cuts(events, 8, "KR_PC_LOST_FLUSHES=1", NULL, &lost);
     EXPECT(failed > 0, "with flushes lost (acknowledgements before durability) no cut point "
                        "failed: the test cannot catch an early acknowledgement");
     /* Mode none at a cut point after the first acknowledgements puts the
@@ -564,11 +572,29 @@ static void test_planted_lost_flush(void **state)
     EXPECT(lost > 0, "with flushes lost no cut point found an acknowledged event missing");
 }
 
+/* The journal's own rule for one flush per commit: a batch whose meta page
+ * no later commit's flush covers is acknowledged only after mdb_env_sync.
+ * With that call planted to do nothing, the bench's acknowledgements come
+ * early, and some cut must find an acknowledged event missing. */
+static void test_planted_early_ack(void **state)
+{
+    (void)state;
+    uint64_t events = count_events();
+    unsigned lost;
+    /* Mode none: a meta page written but not flushed is then always lost. */
+    unsigned failed = run_cuts(events, 32, "KR_PC_SKIP_ENV_SYNC=1", "none", &lost);
+    EXPECT(failed > 0, "with the meta page's flush skipped no cut point failed: the test "
+                       "cannot catch an acknowledgement before the covering flush");
+    EXPECT(lost > 0, "with the meta page's flush skipped no cut point found an acknowledged "
+                     "event missing");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cuts),
         cmocka_unit_test(test_planted_lost_flush),
+        cmocka_unit_test(test_planted_early_ack),
         cmocka_unit_test(test_key_rotation_cuts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
