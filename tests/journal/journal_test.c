@@ -2937,6 +2937,39 @@ static void test_migrate_format1(void **state)
 
 /* ==== The stream index: heads and links (meta format 3) ==== */
 
+/* The steps jrn_link_seek takes from version v down to t (the versions
+ * alone: which links it follows depends on nothing else). */
+static unsigned seek_steps(uint64_t v, uint64_t t)
+{
+    unsigned n = 0;
+    for (; v > t; n++) {
+        uint64_t jv = jrn_skew_jump(v);
+        v = jv >= t && jv < v - 1 ? jv : v - 1;
+    }
+    return n;
+}
+
+/* The skew-binary jumps: the first values, J(v) always v-1 or J(J(v-1)) (so
+ * the writer finds a new record's jump near its stream's head), and seeks
+ * within KR_STREAM_SEEK_MAX up to the largest journal. */
+static void test_skew_jump(void **state)
+{
+    (void)state;
+    const uint64_t want[] = {1, 1, 2, 1, 4, 5, 4, 1, 8, 9, 8, 11, 12, 11, 8, 1};
+    for (uint64_t v = 1; v <= 16; v++)
+        assert_true(jrn_skew_jump(v) == want[v - 1]);
+    for (uint64_t v = 2; v < 100000; v++) {
+        uint64_t j = jrn_skew_jump(v), p = jrn_skew_jump(v - 1);
+        assert_true(j < v && (j == v - 1 || j == jrn_skew_jump(p)));
+    }
+    for (uint64_t v = 1; v < 600; v++)
+        for (uint64_t t = 1; t <= v; t++)
+            assert_true(seek_steps(v, t) <= 3 * 10 - 5);
+    for (unsigned b = 12; b <= 62; b++)
+        assert_true(seek_steps((UINT64_C(1) << b) - b + 1, 2) == 3 * b - 5);
+    assert_true(3 * 62 - 5 < KR_STREAM_SEEK_MAX);
+}
+
 #define MIG_STREAMS 5
 #define MIG_EVENTS  400u
 static const char *const mig_streams[MIG_STREAMS] = {"m/a", "m/b", "m/c", "m/d", "m/e"};
@@ -3815,6 +3848,7 @@ int main(void)
         T(test_tseq),
         T(test_tseq_concurrent),
         T(test_migrate_format1),
+        T(test_skew_jump),
         T(test_migrate_stream_index),
         T(test_stream_links_long),
         T(test_strip_tenant),
