@@ -1208,16 +1208,20 @@ static void writer_finish(struct journal *j, struct jrn_append *first, kr_err er
         pthread_cond_broadcast(&j->space_cv);
         pthread_mutex_unlock(&j->mu);
     }
+    /* Refusals are counted before anyone is told: a caller that got
+     * KR_EFULL and reads the stats at once sees its refusal there. */
     size_t i = 0, full = 0;
-    for (struct jrn_append *a = first, *next; a; a = next, i++) {
-        next = a->next_;
+    for (const struct jrn_append *a = first; a; a = a->next_, i++)
         full += (err ? err : errs[i]) == KR_EFULL;
-        a->done(a, err ? err : errs[i]);
-    }
     if (full) {
         pthread_mutex_lock(&j->stats_mu);
         j->stats.refused_full += full;
         pthread_mutex_unlock(&j->stats_mu);
+    }
+    i = 0;
+    for (struct jrn_append *a = first, *next; a; a = next, i++) {
+        next = a->next_;
+        a->done(a, err ? err : errs[i]);
     }
     if (err == KR_OK) {
         /* DIR/checkpoint follows the commit (never ahead of it): now if
