@@ -85,19 +85,12 @@ kr_err jrn_stream_version(struct journal *j, uint64_t tenant, const char *stream
                           uint64_t *version)
 {
     MDB_txn *txn;
-    MDB_cursor *c;
     kr_err err;
     if (stream_len == 0 || stream_len > KR_STREAM_MAX)
         return KR_EINVAL;
     if ((err = read_txn(j, &txn)))
         return err;
-    int rc = mdb_cursor_open(txn, j->db_streams, &c);
-    if (rc) {
-        mdb_txn_abort(txn);
-        return kr_err_from_mdb(rc);
-    }
-    err = jrn_stream_last(c, tenant, stream, stream_len, version);
-    mdb_cursor_close(c);
+    err = jrn_stream_version_in(j, txn, tenant, stream, stream_len, version);
     mdb_txn_abort(txn);
     return err;
 }
@@ -105,15 +98,10 @@ kr_err jrn_stream_version(struct journal *j, uint64_t tenant, const char *stream
 kr_err jrn_stream_version_in(struct journal *j, MDB_txn *txn, uint64_t tenant, const char *stream,
                              size_t stream_len, uint64_t *version)
 {
-    MDB_cursor *c;
+    uint64_t seq;
     if (stream_len == 0 || stream_len > KR_STREAM_MAX)
         return KR_EINVAL;
-    int rc = mdb_cursor_open(txn, j->db_streams, &c);
-    if (rc)
-        return kr_err_from_mdb(rc);
-    kr_err err = jrn_stream_last(c, tenant, stream, stream_len, version);
-    mdb_cursor_close(c);
-    return err;
+    return jrn_stream_head(j, txn, tenant, stream, stream_len, version, &seq);
 }
 
 /* ---- Cursors ---- */
@@ -208,6 +196,37 @@ static bool page_full(const struct jrn_cursor *c, size_t used)
     return c->count >= KR_CURSOR_PAGE || used >= CURSOR_PAGE_BYTES;
 }
 
+/* A stream's page: from its head, a seek down to the page's last version,
+ * then prev links down to c->next, and the records read in version order. */
+static kr_err fill_stream_page(struct jrn_cursor *c, size_t *used)
+{
+    uint64_t seqs[KR_CURSOR_PAGE], hv, hs, s;
+    kr_err err = jrn_stream_head(c->j, c->txn, c->q.tenant, c->q.stream, c->q.stream_len, &hv, &hs);
+    if (err || c->next > hv)
+        return err;
+    uint64_t last = hv - c->next < KR_CURSOR_PAGE ? hv : c->next + KR_CURSOR_PAGE - 1;
+    if ((err = jrn_link_seek(c->j, c->txn, hs, hv, last, &s)))
+        return err;
+    size_t n = (size_t)(last - c->next + 1);
+    for (size_t i = n; i-- > 0;) {
+        seqs[i] = s;
+        uint64_t prev, jump;
+        if (i == 0)
+            break;
+        if ((err = jrn_link_get(c->j, c->txn, s, &prev, &jump)))
+            return err;
+        if (prev == 0 || prev >= s)
+            return KR_ECORRUPT; /* links lead to older records only */
+        s = prev;
+    }
+    for (size_t i = 0; i < n && !page_full(c, *used); i++) {
+        if ((err = page_add(c, c->txn, seqs[i], c->next, used)))
+            return err;
+        c->next++;
+    }
+    return KR_OK;
+}
+
 static kr_err fill_page(struct jrn_cursor *c)
 {
     struct journal *j = c->j;
@@ -251,6 +270,8 @@ static kr_err fill_page(struct jrn_cursor *c)
         }
         if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
             err = kr_err_from_mdb(rc);
+    } else if (c->q.kind == JRN_Q_STREAM && !j->legacy_index) {
+        err = fill_stream_page(c, &used);
     } else {
         bool stream = c->q.kind == JRN_Q_STREAM;
         uint8_t key[JRN_STREAM_KEY_MAX];

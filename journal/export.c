@@ -225,19 +225,14 @@ static kr_err make_entry(struct builder *b, const MDB_val *val, const struct jrn
 
 static kr_err build_keys(struct builder *b, json_t *keys)
 {
-    uint8_t ik[JRN_STREAM_KEY_MAX];
-    size_t plen = jrn_stream_prefix(ik, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM));
     for (uint64_t version = 1; version <= KR_KEYS_MAX; version++) {
-        kr_put_be64(ik + plen, version);
-        MDB_val k = {plen + 8, ik}, v;
-        int rc = mdb_get(b->txn, b->j->db_streams, &k, &v);
-        if (rc == MDB_NOTFOUND)
+        uint64_t seq;
+        kr_err ierr = jrn_stream_seq(b->j, b->txn, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM),
+                                     version, &seq);
+        if (ierr == KR_ENOTFOUND)
             return version > 1 ? KR_OK : KR_ECORRUPT;
-        if (rc)
-            return kr_err_from_mdb(rc);
-        if (v.mv_size != 8)
-            return KR_ECORRUPT;
-        uint64_t seq = kr_get_be64(v.mv_data);
+        if (ierr)
+            return ierr;
         if (seq == 0 || seq > b->size)
             return KR_OK; /* a key change after the snapshot's checkpoint */
         struct jrn_record r = {0};

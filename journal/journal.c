@@ -19,6 +19,12 @@
  *   the batch and restored if it fails, so memory always matches disk.
  * - Bounded memory. Everything the writer holds is fixed-size (frontier, one
  *   encode buffer, one note); the queue is capped by KR_QUEUE_MAX_EVENTS.
+ * - Commits on few pages. Every index a record adds to is either appended in
+ *   seq order (events, tree, links) or grows with something other than the
+ *   journal (a head per stream, the tenants' newest entries), so the pages a
+ *   commit writes do not grow with the journal, and neither does its time.
+ *   The stream index is a head per stream and a link per record with
+ *   skew-binary jumps (docs/journal-format.md, "The stream index").
  */
 #include "journal_internal.h"
 
@@ -42,6 +48,9 @@
 #include <unistd.h>
 
 _Atomic int jrn_testing_format1;
+_Atomic int jrn_testing_legacy_index;
+_Atomic int jrn_testing_migrate_txns;
+_Atomic uint64_t jrn_testing_migrate_records;
 _Atomic uint64_t jrn_testing_start_checked;
 /* Events a signer claims at once: enough to take the queue lock rarely, few
  * enough that the signers share out a small queue evenly. */
@@ -84,6 +93,28 @@ kr_err jrn_tree_node(void *ctx, unsigned level, uint64_t index, uint8_t out[KR_H
 
 /* ---- Environment ---- */
 
+/* The stream index databases: `heads` and `links` (created by a writable
+ * open: a legacy journal gets them empty, for its migration), and the legacy
+ * `streams` if it exists (created only for tests that build legacy
+ * journals). An LMDB code. */
+static int open_stream_dbs(struct journal *j, MDB_txn *txn, bool create)
+{
+    unsigned cf = j->read_only ? 0 : MDB_CREATE;
+    int rc = mdb_dbi_open(txn, JRN_DB_HEADS, cf, &j->db_heads);
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, JRN_DB_LINKS, cf, &j->db_links);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    j->has_heads = rc == 0;
+    bool legacy =
+        create && (atomic_load(&jrn_testing_legacy_index) || atomic_load(&jrn_testing_format1));
+    rc = mdb_dbi_open(txn, JRN_DB_STREAMS, legacy ? MDB_CREATE : 0, &j->db_streams);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    j->has_streams = rc == 0;
+    return j->has_heads || j->has_streams ? 0 : MDB_NOTFOUND;
+}
+
 static kr_err env_open(struct journal *j, const struct jrn_options *o, bool create)
 {
     char path[KR_PATH_MAX];
@@ -119,10 +150,10 @@ static kr_err env_open(struct journal *j, const struct jrn_options *o, bool crea
     unsigned cf = j->read_only ? 0 : MDB_CREATE;
     if ((rc = mdb_dbi_open(txn, JRN_DB_EVENTS, cf, &j->db_events)) ||
         (rc = mdb_dbi_open(txn, JRN_DB_TREE, cf, &j->db_tree)) ||
-        (rc = mdb_dbi_open(txn, JRN_DB_STREAMS, cf, &j->db_streams)) ||
         (rc = mdb_dbi_open(txn, JRN_DB_TENANTS, cf, &j->db_tenants)) ||
         (rc = mdb_dbi_open(txn, JRN_DB_CHECKPOINTS, cf, &j->db_checkpoints)) ||
-        (rc = mdb_dbi_open(txn, JRN_DB_META, cf, &j->db_meta))) {
+        (rc = mdb_dbi_open(txn, JRN_DB_META, cf, &j->db_meta)) ||
+        (rc = open_stream_dbs(j, txn, create))) {
         mdb_txn_abort(txn);
         return rc == MDB_NOTFOUND ? KR_ENOTFOUND : kr_err_from_mdb(rc);
     }
@@ -299,23 +330,17 @@ kr_err jrn_parse_key_payload(const uint8_t *p, size_t len, struct jrn_key_payloa
 /* The key id named by the newest record of the journal's own stream. */
 static kr_err current_key_id(struct journal *j, MDB_txn *txn, uint32_t *key_id)
 {
-    MDB_cursor *c;
-    uint64_t version;
-    int rc = mdb_cursor_open(txn, j->db_streams, &c);
-    if (rc)
-        return kr_err_from_mdb(rc);
-    kr_err err = jrn_stream_last(c, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM), &version);
-    MDB_val k, v;
+    uint64_t version, seq;
+    kr_err err =
+        jrn_stream_head(j, txn, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM), &version, &seq);
     if (err == KR_OK && version == 0)
         err = KR_ECORRUPT;
-    if (err == KR_OK) {
-        err =
-            mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT) == 0 && v.mv_size == 8 ? KR_OK : KR_ECORRUPT;
-    }
-    mdb_cursor_close(c);
     if (err)
         return err;
-    MDB_val sk = {8, v.mv_data};
+    uint8_t sb[8];
+    kr_put_be64(sb, seq);
+    MDB_val sk = {8, sb}, v;
+    int rc;
     if ((rc = mdb_get(txn, j->db_events, &sk, &v)))
         return rc == MDB_NOTFOUND ? KR_ECORRUPT : kr_err_from_mdb(rc);
     struct jrn_record r;
@@ -348,9 +373,12 @@ static kr_err load_identity(struct journal *j, MDB_txn *txn)
     if ((err = meta_get(j, txn, JRN_META_FORMAT, &v)))
         return err;
     uint64_t format = v.mv_size != 4 ? 0 : kr_get_be32(v.mv_data);
-    if (format != JRN_META_FORMAT_1 && format != JRN_META_FORMAT_CURRENT)
+    if (format < JRN_META_FORMAT_1 || format > JRN_META_FORMAT_CURRENT)
         return KR_EVERSION;
     j->meta_format = (uint32_t)format;
+    j->legacy_index = format < JRN_META_FORMAT_CURRENT;
+    if (j->legacy_index ? !j->has_streams : !j->has_heads)
+        return KR_ECORRUPT; /* the stream index of its format is missing */
     if ((err = meta_get(j, txn, JRN_META_ID, &v)))
         return err;
     if (v.mv_size != sizeof j->journal_id)
@@ -472,7 +500,7 @@ struct tseq_slot {
 struct batch_ctx {
     struct journal *j;
     MDB_txn *txn;
-    MDB_cursor *c_events, *c_tree, *c_streams, *c_tenants;
+    MDB_cursor *c_events, *c_tree, *c_links, *c_tenants;
     kr_err err;     /* first storage error inside the tree emit callback */
     uint64_t tseqs; /* tseq values handed out in this batch */
     struct tseq_slot tcache[1u << TSEQ_CACHE_LOG2];
@@ -502,22 +530,146 @@ static int last_before(MDB_cursor *c, MDB_val *k, MDB_val *v)
     return rc == MDB_SUCCESS ? mdb_cursor_get(c, k, v, MDB_PREV) : rc;
 }
 
-kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_t len,
-                       uint64_t *version)
+/* The legacy index's newest entry of (tenant, stream): its version and seq. */
+static kr_err legacy_stream_head(struct journal *j, MDB_txn *txn, uint64_t tenant,
+                                 const char *stream, size_t len, uint64_t *version, uint64_t *seq)
 {
+    MDB_cursor *c;
     uint8_t key[JRN_STREAM_KEY_MAX];
     size_t plen = jrn_stream_prefix(key, tenant, stream, len);
     kr_put_be64(key + plen, UINT64_MAX);
     MDB_val k = {plen + 8, key}, v;
-    int rc = last_before(c, &k, &v);
-    *version = 0;
+    int rc = mdb_cursor_open(txn, j->db_streams, &c);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    rc = last_before(c, &k, &v);
+    mdb_cursor_close(c);
     if (rc == MDB_NOTFOUND)
         return KR_OK;
     if (rc)
         return kr_err_from_mdb(rc);
-    if (k.mv_size == plen + 8 && memcmp(k.mv_data, key, plen) == 0)
-        *version = kr_get_be64((const uint8_t *)k.mv_data + plen);
+    if (k.mv_size != plen + 8 || memcmp(k.mv_data, key, plen) != 0)
+        return KR_OK; /* another stream's entry: this one has none */
+    if (v.mv_size != 8 || kr_get_be64(v.mv_data) == 0 ||
+        kr_get_be64((const uint8_t *)k.mv_data + plen) == 0)
+        return KR_ECORRUPT;
+    *version = kr_get_be64((const uint8_t *)k.mv_data + plen);
+    *seq = kr_get_be64(v.mv_data);
     return KR_OK;
+}
+
+kr_err jrn_stream_head(struct journal *j, MDB_txn *txn, uint64_t tenant, const char *stream,
+                       size_t len, uint64_t *version, uint64_t *seq)
+{
+    *version = *seq = 0;
+    if (j->legacy_index ? !j->has_streams : !j->has_heads)
+        return KR_ECORRUPT; /* the journal lacks the index its format names */
+    if (j->legacy_index)
+        return legacy_stream_head(j, txn, tenant, stream, len, version, seq);
+    uint8_t key[JRN_STREAM_KEY_MAX];
+    MDB_val k = {jrn_stream_prefix(key, tenant, stream, len), key}, v;
+    int rc = mdb_get(txn, j->db_heads, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return KR_OK;
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (v.mv_size != JRN_HEAD_LEN)
+        return KR_ECORRUPT;
+    uint64_t hv = kr_get_be64(v.mv_data), hs = kr_get_be64((const uint8_t *)v.mv_data + 8);
+    if (hv == 0 || hs == 0 || hs >= JRN_SIZE_MAX || hv > hs)
+        return KR_ECORRUPT; /* a stream's versions are among the journal's seqs */
+    *version = hv;
+    *seq = hs;
+    return KR_OK;
+}
+
+uint64_t jrn_skew_jump(uint64_t v)
+{
+    /* Depth d = v - 1 written greedily as a sum of terms 2^k - 1 (its
+     * canonical skew-binary form); the jump drops the smallest term. */
+    uint64_t d = v - 1, last = 0;
+    while (d > 0) {
+        unsigned k = 63u - (unsigned)__builtin_clzll(d + 1);
+        last = (1ull << k) - 1;
+        d -= last;
+    }
+    return v - last;
+}
+
+kr_err jrn_link_get(struct journal *j, MDB_txn *txn, uint64_t seq, uint64_t *prev, uint64_t *jump)
+{
+    if (!j->has_heads)
+        return KR_ECORRUPT;
+    uint8_t kb[8];
+    kr_put_be64(kb, seq);
+    MDB_val k = {8, kb}, v;
+    int rc = mdb_get(txn, j->db_links, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return KR_ECORRUPT;
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (v.mv_size != JRN_LINK_LEN)
+        return KR_ECORRUPT;
+    *prev = kr_get_be64(v.mv_data);
+    *jump = kr_get_be64((const uint8_t *)v.mv_data + 8);
+    return KR_OK;
+}
+
+kr_err jrn_link_seek(struct journal *j, MDB_txn *txn, uint64_t seq, uint64_t version,
+                     uint64_t target, uint64_t *out)
+{
+    if (target == 0 || target > version)
+        return KR_EINVAL;
+    for (unsigned steps = 0; version > target; steps++) {
+        uint64_t prev, jump, next;
+        kr_err err;
+        if (steps >= KR_STREAM_SEEK_MAX)
+            return KR_ECORRUPT;
+        if ((err = jrn_link_get(j, txn, seq, &prev, &jump)))
+            return err;
+        uint64_t jv = jrn_skew_jump(version);
+        if (jv >= target && jv < version - 1) {
+            next = jump;
+            version = jv;
+        } else {
+            next = prev;
+            version--;
+        }
+        if (next == 0 || next >= seq)
+            return KR_ECORRUPT; /* links lead to older records only */
+        seq = next;
+    }
+    *out = seq;
+    return KR_OK;
+}
+
+kr_err jrn_stream_seq(struct journal *j, MDB_txn *txn, uint64_t tenant, const char *stream,
+                      size_t len, uint64_t version, uint64_t *seq)
+{
+    if (version == 0)
+        return KR_ENOTFOUND;
+    if (j->legacy_index ? !j->has_streams : !j->has_heads)
+        return KR_ECORRUPT;
+    if (j->legacy_index) {
+        uint8_t key[JRN_STREAM_KEY_MAX];
+        size_t plen = jrn_stream_prefix(key, tenant, stream, len);
+        kr_put_be64(key + plen, version);
+        MDB_val k = {plen + 8, key}, v;
+        int rc = mdb_get(txn, j->db_streams, &k, &v);
+        if (rc)
+            return kr_err_from_mdb(rc);
+        if (v.mv_size != 8 || kr_get_be64(v.mv_data) == 0)
+            return KR_ECORRUPT;
+        *seq = kr_get_be64(v.mv_data);
+        return KR_OK;
+    }
+    uint64_t hv, hs;
+    kr_err err = jrn_stream_head(j, txn, tenant, stream, len, &hv, &hs);
+    if (err)
+        return err;
+    if (version > hv)
+        return KR_ENOTFOUND;
+    return jrn_link_seek(j, txn, hs, hv, version, seq);
 }
 
 kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq)
@@ -579,7 +731,9 @@ static kr_err check_versions(struct batch_ctx *b, const struct jrn_append *a)
             }
         }
         if (have == UINT64_MAX) {
-            kr_err err = jrn_stream_last(b->c_streams, e->tenant, e->str_, e->stream_len, &have);
+            uint64_t seq;
+            kr_err err =
+                jrn_stream_head(b->j, b->txn, e->tenant, e->str_, e->stream_len, &have, &seq);
             if (err)
                 return err;
         }
@@ -604,6 +758,57 @@ static void event_to_record(const struct jrn_event *e, struct jrn_record *r)
     r->version = e->expected_version + 1;
     r->payload = e->payload;
     r->payload_len = e->payload_len;
+}
+
+/* The legacy stream index entry of r (tests building older journals only). */
+static kr_err index_stream_legacy(struct batch_ctx *b, const struct jrn_record *r)
+{
+    uint8_t key[JRN_STREAM_KEY_MAX], sk[8];
+    size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
+    kr_put_be64(key + plen, r->version);
+    kr_put_be64(sk, r->seq);
+    MDB_val k = {plen + 8, key}, v = {8, sk};
+    int rc = mdb_put(b->txn, b->j->db_streams, &k, &v, MDB_NOOVERWRITE);
+    return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
+}
+
+/* Indexes record r in its stream: a link r.seq -> (prev, jump), appended in
+ * seq order so it lands on the last page of `links`, and the stream's head
+ * moved to (r.version, r.seq). The head must be at r.version - 1 (the version
+ * check saw it there). */
+static kr_err index_stream(struct batch_ctx *b, const struct jrn_record *r)
+{
+    struct journal *j = b->j;
+    if (j->legacy_index)
+        return index_stream_legacy(b, r);
+    uint64_t hv, hs, jump = 0;
+    kr_err err = jrn_stream_head(j, b->txn, r->tenant, r->stream, r->stream_len, &hv, &hs);
+    if (err)
+        return err;
+    if (hv + 1 != r->version || hs >= r->seq)
+        return KR_ECORRUPT; /* the head moved under the version check: a damaged index */
+    if (r->version > 1) {
+        uint64_t jv = jrn_skew_jump(r->version);
+        jump = hs;
+        if (jv < hv && (err = jrn_link_seek(j, b->txn, hs, hv, jv, &jump)))
+            return err;
+    }
+    /* Before writing: the links name older records of the stream, and only a
+     * first version names none. */
+    KR_ASSERT(r->version == 1 ? jump == 0 : jump != 0 && jump <= hs && hs < r->seq);
+    uint8_t kb[8], lv[JRN_LINK_LEN], key[JRN_STREAM_KEY_MAX], hb[JRN_HEAD_LEN];
+    kr_put_be64(kb, r->seq);
+    kr_put_be64(lv, r->version > 1 ? hs : 0);
+    kr_put_be64(lv + 8, jump);
+    MDB_val k = {8, kb}, v = {JRN_LINK_LEN, lv};
+    int rc = mdb_cursor_put(b->c_links, &k, &v, MDB_APPEND);
+    if (rc)
+        return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
+    kr_put_be64(hb, r->version);
+    kr_put_be64(hb + 8, r->seq);
+    k = (MDB_val){jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len), key};
+    v = (MDB_val){JRN_HEAD_LEN, hb};
+    return kr_err_from_mdb(mdb_put(b->txn, j->db_heads, &k, &v, 0));
 }
 
 /* Writes one event as record j->size + 1 with its indexes and tree nodes. */
@@ -641,13 +846,8 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
     if ((rc = mdb_cursor_put(b->c_events, &k, &v, MDB_APPEND)))
         return kr_err_from_mdb(rc);
 
-    uint8_t key[JRN_STREAM_KEY_MAX];
-    size_t plen = jrn_stream_prefix(key, r.tenant, r.stream, r.stream_len);
-    kr_put_be64(key + plen, r.version);
-    k = (MDB_val){plen + 8, key};
-    v = (MDB_val){8, sk};
-    if ((rc = mdb_cursor_put(b->c_streams, &k, &v, MDB_NOOVERWRITE)))
-        return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
+    if ((err = index_stream(b, &r)))
+        return err;
 
     uint8_t tk[16], tv[8];
     kr_put_be64(tk, r.tenant);
@@ -812,7 +1012,7 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
         return kr_err_from_mdb(rc);
     if ((rc = mdb_cursor_open(b.txn, j->db_events, &b.c_events)) ||
         (rc = mdb_cursor_open(b.txn, j->db_tree, &b.c_tree)) ||
-        (rc = mdb_cursor_open(b.txn, j->db_streams, &b.c_streams)) ||
+        (rc = mdb_cursor_open(b.txn, j->legacy_index ? j->db_streams : j->db_links, &b.c_links)) ||
         (rc = mdb_cursor_open(b.txn, j->db_tenants, &b.c_tenants))) {
         err = kr_err_from_mdb(rc);
         goto fail;
@@ -1008,16 +1208,20 @@ static void writer_finish(struct journal *j, struct jrn_append *first, kr_err er
         pthread_cond_broadcast(&j->space_cv);
         pthread_mutex_unlock(&j->mu);
     }
+    /* Refusals are counted before anyone is told: a caller that got
+     * KR_EFULL and reads the stats at once sees its refusal there. */
     size_t i = 0, full = 0;
-    for (struct jrn_append *a = first, *next; a; a = next, i++) {
-        next = a->next_;
+    for (const struct jrn_append *a = first; a; a = a->next_, i++)
         full += (err ? err : errs[i]) == KR_EFULL;
-        a->done(a, err ? err : errs[i]);
-    }
     if (full) {
         pthread_mutex_lock(&j->stats_mu);
         j->stats.refused_full += full;
         pthread_mutex_unlock(&j->stats_mu);
+    }
+    i = 0;
+    for (struct jrn_append *a = first, *next; a; a = next, i++) {
+        next = a->next_;
+        a->done(a, err ? err : errs[i]);
     }
     if (err == KR_OK) {
         /* DIR/checkpoint follows the commit (never ahead of it): now if
@@ -1568,7 +1772,11 @@ kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
         goto out;
     }
     bool format1 = atomic_load(&jrn_testing_format1) != 0;
-    j->meta_format = format1 ? JRN_META_FORMAT_1 : JRN_META_FORMAT_CURRENT;
+    bool legacy = format1 || atomic_load(&jrn_testing_legacy_index);
+    j->meta_format = format1  ? JRN_META_FORMAT_1
+                     : legacy ? JRN_META_FORMAT_2
+                              : JRN_META_FORMAT_CURRENT;
+    j->legacy_index = legacy;
     j->write_format = format1 ? JRN_FORMAT_1 : JRN_FORMAT;
     uint8_t fmt[4];
     kr_put_be32(fmt, j->meta_format);
@@ -1773,7 +1981,7 @@ static kr_err migrate_tenant_counts(struct journal *j)
             err = kr_err_from_mdb(rc);
         if (err == KR_OK && rc == MDB_NOTFOUND) {
             uint8_t fmt[4];
-            kr_put_be32(fmt, JRN_META_FORMAT_CURRENT);
+            kr_put_be32(fmt, JRN_META_FORMAT_2);
             err = meta_put(j, txn, JRN_META_FORMAT, fmt, 4);
             done = true;
         }
@@ -1784,7 +1992,112 @@ static kr_err migrate_tenant_counts(struct journal *j)
         if ((rc = mdb_txn_commit(txn)))
             return kr_err_from_mdb(rc);
     }
+    j->meta_format = JRN_META_FORMAT_2;
+    return KR_OK;
+}
+
+/* One transaction of migrate_stream_index: indexes up to
+ * KR_MIGRATE_TXN_RECORDS records from *next on (heads and links as the
+ * writer makes them), advancing *next; on reaching the end, drops the legacy
+ * index and sets meta `format` to 3. */
+static kr_err migrate_stream_txn(struct journal *j, uint64_t *next, uint64_t per_txn, bool *done)
+{
+    struct batch_ctx b = {.j = j};
+    MDB_cursor *ce = NULL;
+    kr_err err = KR_OK;
+    int rc = mdb_txn_begin(j->env, NULL, 0, &b.txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((rc = mdb_cursor_open(b.txn, j->db_events, &ce)) ||
+        (rc = mdb_cursor_open(b.txn, j->db_links, &b.c_links))) {
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    uint8_t kb[8];
+    kr_put_be64(kb, *next);
+    MDB_val k = {8, kb}, v;
+    rc = mdb_cursor_get(ce, &k, &v, MDB_SET_KEY);
+    for (uint64_t n = 0; rc == MDB_SUCCESS && n < per_txn; n++) {
+        struct jrn_record r;
+        if (k.mv_size != 8 || kr_get_be64(k.mv_data) != *next ||
+            jrn_record_decode(v.mv_data, v.mv_size, &r) || r.seq != *next) {
+            err = KR_ECORRUPT;
+            goto out;
+        }
+        if ((err = index_stream(&b, &r)))
+            goto out;
+        (*next)++;
+        rc = mdb_cursor_get(ce, &k, &v, MDB_NEXT);
+    }
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+        err = kr_err_from_mdb(rc);
+        goto out;
+    }
+    *done = rc == MDB_NOTFOUND;
+    if (*done) {
+        uint8_t fmt[4];
+        kr_put_be32(fmt, JRN_META_FORMAT_CURRENT);
+        if ((rc = mdb_drop(b.txn, j->db_streams, 1))) {
+            err = kr_err_from_mdb(rc);
+            goto out;
+        }
+        if ((err = meta_put(j, b.txn, JRN_META_FORMAT, fmt, 4)))
+            goto out;
+    }
+    mdb_cursor_close(ce);
+    ce = NULL;
+    err = kr_err_from_mdb(mdb_txn_commit(b.txn)); /* frees c_links */
+    b.txn = NULL;
+out:
+    if (ce)
+        mdb_cursor_close(ce);
+    if (b.txn)
+        mdb_txn_abort(b.txn);
+    return err;
+}
+
+/* Migration of the legacy stream index (meta format 2): every record, in seq
+ * order, gets its link and moves its stream's head, exactly as the writer
+ * does; the last transaction drops `streams` and sets meta `format` to 3. The
+ * new index is built from the records alone. A crash leaves format 2 and a
+ * prefix of the links with the heads that go with them (each transaction
+ * writes both): the next writable open resumes after the last link. Runs
+ * before the writer starts. */
+static kr_err migrate_stream_index(struct journal *j)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_val k, v;
+    uint64_t next = 1;
+    bool done = false;
+    int rc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if ((rc = mdb_cursor_open(txn, j->db_links, &c)) == 0) {
+        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+        if (rc == MDB_SUCCESS && k.mv_size == 8)
+            next = kr_get_be64(k.mv_data) + 1;
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+        mdb_cursor_close(c);
+    }
+    mdb_txn_abort(txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    uint64_t per_txn = atomic_load(&jrn_testing_migrate_records);
+    j->legacy_index = false; /* index_stream now writes heads and links */
+    while (!done) {
+        kr_err err =
+            migrate_stream_txn(j, &next, per_txn ? per_txn : KR_MIGRATE_TXN_RECORDS, &done);
+        if (!err && !done && atomic_load(&jrn_testing_migrate_txns) > 0 &&
+            atomic_fetch_sub(&jrn_testing_migrate_txns, 1) == 1)
+            err = KR_EIO; /* the test's crash */
+        if (err) {
+            j->legacy_index = true;
+            return err;
+        }
+    }
     j->meta_format = JRN_META_FORMAT_CURRENT;
+    j->has_streams = false;
     return KR_OK;
 }
 
@@ -1972,6 +2285,9 @@ kr_err jrn_open(const struct jrn_options *o, struct journal **out)
         else if ((err = migrate_tenant_counts(j)))
             goto fail;
     }
+    if (!j->read_only && j->meta_format == JRN_META_FORMAT_2 &&
+        !atomic_load(&jrn_testing_legacy_index) && (err = migrate_stream_index(j)))
+        goto fail;
     if (!j->read_only && j->views && !o->views_no_catch_up && (err = views_catch_up(j, NULL, NULL)))
         goto fail;
     if (!j->read_only && !j->no_appends && (err = start_threads(j, o->signers)))
@@ -2005,6 +2321,10 @@ kr_err jrn_open_raw(const char *dir, struct journal **out)
         err = KR_ECORRUPT;
     if (err == KR_OK)
         memcpy(j->journal_id, v.mv_data, sizeof j->journal_id);
+    /* The stream index's layout, by the format (verify reports a bad one). */
+    if (err == KR_OK && meta_get(j, txn, JRN_META_FORMAT, &v) == KR_OK && v.mv_size == 4)
+        j->meta_format = kr_get_be32(v.mv_data);
+    j->legacy_index = j->meta_format < JRN_META_FORMAT_CURRENT;
     mdb_txn_abort(txn);
     if (err)
         goto fail;
@@ -2193,27 +2513,24 @@ out:
 static kr_err key_history(struct journal *j, MDB_txn *txn, struct kr_note_key *nk, size_t *n,
                           uint64_t *epochs, uint32_t *max_id)
 {
-    uint8_t ik[JRN_STREAM_KEY_MAX];
-    size_t plen = jrn_stream_prefix(ik, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM));
     *n = 0;
     *epochs = 1;
     *max_id = 0;
     for (uint64_t version = 1;; version++) {
-        kr_put_be64(ik + plen, version);
-        MDB_val k = {plen + 8, ik}, v;
-        int rc = mdb_get(txn, j->db_streams, &k, &v);
-        if (rc == MDB_NOTFOUND)
+        uint64_t seq;
+        kr_err err =
+            jrn_stream_seq(j, txn, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM), version, &seq);
+        if (err == KR_ENOTFOUND)
             return *n ? KR_OK : KR_ECORRUPT;
-        if (rc)
-            return kr_err_from_mdb(rc);
-        if (v.mv_size != 8 || *n >= KR_KEYS_MAX)
+        if (err)
+            return err;
+        if (*n >= KR_KEYS_MAX)
             return KR_ECORRUPT;
-        k = (MDB_val){8, v.mv_data};
-        if ((rc = mdb_get(txn, j->db_events, &k, &v)))
-            return rc == MDB_NOTFOUND ? KR_ECORRUPT : kr_err_from_mdb(rc);
         struct jrn_record r;
         struct jrn_key_payload kp;
-        if (jrn_record_decode(v.mv_data, v.mv_size, &r) || r.payload_stripped ||
+        if ((err = jrn_read_in(j, txn, seq, &r)))
+            return err == KR_ENOTFOUND ? KR_ECORRUPT : err;
+        if (!jrn_is_system(&r) || r.version != version || r.payload_stripped ||
             jrn_parse_key_payload(r.payload, r.payload_len, &kp))
             return KR_ECORRUPT;
         snprintf(nk[*n].name, sizeof nk[*n].name, "%s", j->origin);
@@ -2362,6 +2679,44 @@ static kr_err delete_from(MDB_cursor *c, const uint8_t *from, size_t klen)
     }
 }
 
+/* Takes record r, being truncated away (in seq order, with every later record
+ * of its stream), out of the stream index: its link goes, and its stream's
+ * head steps back to the version before it (the first removed record of a
+ * stream decides; the stream's head is gone if that was version 1). */
+static kr_err unindex_stream(struct journal *j, MDB_txn *txn, const struct jrn_record *r)
+{
+    uint8_t key[JRN_STREAM_KEY_MAX], kb[8];
+    size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
+    int rc;
+    if (j->legacy_index) {
+        kr_put_be64(key + plen, r->version);
+        MDB_val ks = {plen + 8, key};
+        rc = mdb_del(txn, j->db_streams, &ks, NULL);
+        return rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+    }
+    uint64_t hv, hs, prev = 0, jump = 0;
+    kr_err err = jrn_stream_head(j, txn, r->tenant, r->stream, r->stream_len, &hv, &hs);
+    if (err == KR_OK && r->version > 1)
+        err = jrn_link_get(j, txn, r->seq, &prev, &jump);
+    if (err)
+        return err;
+    kr_put_be64(kb, r->seq);
+    MDB_val kl = {8, kb}, kh = {plen, key};
+    if ((rc = mdb_del(txn, j->db_links, &kl, NULL)) && rc != MDB_NOTFOUND)
+        return kr_err_from_mdb(rc);
+    if (hv < r->version)
+        return KR_OK; /* an earlier removed record of the stream moved the head already */
+    if (r->version == 1) {
+        rc = mdb_del(txn, j->db_heads, &kh, NULL);
+        return rc == MDB_NOTFOUND ? KR_OK : kr_err_from_mdb(rc);
+    }
+    uint8_t hb[JRN_HEAD_LEN];
+    kr_put_be64(hb, r->version - 1);
+    kr_put_be64(hb + 8, prev);
+    MDB_val v = {JRN_HEAD_LEN, hb};
+    return kr_err_from_mdb(mdb_put(txn, j->db_heads, &kh, &v, 0));
+}
+
 /* Removes records after `size` and everything that belongs only to them, in
  * txn, and stores `note` as the newest checkpoint. */
 static kr_err truncate_txn(struct journal *j, MDB_txn *txn, uint64_t size, uint64_t old,
@@ -2370,8 +2725,11 @@ static kr_err truncate_txn(struct journal *j, MDB_txn *txn, uint64_t size, uint6
     MDB_cursor *c = NULL;
     kr_err err = KR_OK;
     uint8_t kb[8];
-    int rc = mdb_cursor_open(txn, j->db_events, &c);
-    if (rc)
+    /* A legacy journal's heads and links are a migration's progress, made for
+     * the records being removed: the next migration starts again. */
+    int rc = j->legacy_index && j->has_heads ? mdb_drop(txn, j->db_heads, 0) : 0;
+    if (rc || (j->legacy_index && j->has_heads && (rc = mdb_drop(txn, j->db_links, 0))) ||
+        (rc = mdb_cursor_open(txn, j->db_events, &c)))
         return kr_err_from_mdb(rc);
     for (;;) {
         kr_put_be64(kb, size + 1);
@@ -2389,14 +2747,13 @@ static kr_err truncate_txn(struct journal *j, MDB_txn *txn, uint64_t size, uint6
             err = KR_ECORRUPT;
             break;
         }
-        uint8_t sk[JRN_STREAM_KEY_MAX], tk[16];
-        size_t plen = jrn_stream_prefix(sk, r.tenant, r.stream, r.stream_len);
-        kr_put_be64(sk + plen, r.version);
+        uint8_t tk[16];
         kr_put_be64(tk, r.tenant);
         kr_put_be64(tk + 8, r.seq);
-        MDB_val ks = {plen + 8, sk}, kt = {16, tk};
-        if (((rc = mdb_del(txn, j->db_streams, &ks, NULL)) && rc != MDB_NOTFOUND) ||
-            ((rc = mdb_del(txn, j->db_tenants, &kt, NULL)) && rc != MDB_NOTFOUND) ||
+        MDB_val kt = {16, tk};
+        if ((err = unindex_stream(j, txn, &r)))
+            break;
+        if (((rc = mdb_del(txn, j->db_tenants, &kt, NULL)) && rc != MDB_NOTFOUND) ||
             (rc = mdb_cursor_del(c, 0))) {
             err = kr_err_from_mdb(rc);
             break;

@@ -3,7 +3,8 @@
  *
  * A journal lives in a data directory:
  *   DIR/journal/      LMDB environment (data.mdb, lock.mdb) with named databases
- *                     events, tree, streams, tenants, checkpoints, meta
+ *                     events, tree, heads, links, tenants, checkpoints, meta
+ *                     (docs/journal-format.md)
  *   DIR/keys/         signing keys (journal-<id>.key, mode 0600) and public keys
  *   DIR/checkpoint    the newest signed checkpoint, also kept outside LMDB so a
  *                     restore that rolls history back can be noticed
@@ -153,7 +154,16 @@ KR_MUST_CHECK kr_err jrn_create(const struct jrn_options *o, struct jrn_info *in
  * secret key). Any failure refuses the open with KR_ECORRUPT and, when
  * o->start_fault is set, the first bad seq and what is wrong: appending on top
  * of a damaged journal would bury the damage under new signatures. The full
- * check stays `kiroku verify`'s. A journal already open in this process, read-only or
+ * check stays `kiroku verify`'s.
+ *
+ * Then a writable open migrates a journal written by older kiroku: the tenant
+ * counts of a meta-format-1 journal, and the stream index of a meta format 1
+ * or 2 (an entry per record) to a head per stream and a link per record (meta
+ * format 3), in bounded transactions, resumed after a crash
+ * (docs/journal-format.md). A read-only open reads either layout as it is.
+ * A failed migration fails the open (its LMDB error, e.g. KR_EFULL).
+ *
+ * A journal already open in this process, read-only or
  * not, gives KR_EBUSY: LMDB must not open one environment twice in a process
  * (closing either handle would drop the other's locks). Readers belong in
  * other processes, or use the open handle. On success *out must be closed
@@ -286,8 +296,9 @@ KR_MUST_CHECK kr_err jrn_strip(struct journal *j, const struct jrn_strip_spec *s
 /* Offline (nothing may have dir's journal open: KR_EBUSY if a writer in any
  * process, or any handle in this one, has it): drops every record after
  * `size`, with its stream and tenant index entries (so each tenant's tseq
- * continues from its last remaining record), the tree nodes that belong only
- * to larger trees and the checkpoints of larger sizes, and signs a checkpoint
+ * and each stream's version continue from its last remaining record), the
+ * tree nodes that belong only to larger trees and the checkpoints of larger
+ * sizes, and signs a checkpoint
  * at `size` with the key valid there (its secret file must be in DIR/keys;
  * KR_ENOTFOUND / KR_EKEY otherwise). That root is the one the journal had at
  * `size` all along, so no key signs two roots for one size. DIR/checkpoint is

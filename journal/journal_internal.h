@@ -18,7 +18,9 @@
 /* Names of the LMDB databases. */
 #define JRN_DB_EVENTS      "events"      /* seq (u64 BE) -> record */
 #define JRN_DB_TREE        "tree"        /* post-order index (u64 BE) -> node hash */
-#define JRN_DB_STREAMS     "streams"     /* tenant, len, stream, version -> seq */
+#define JRN_DB_STREAMS     "streams"     /* meta format <= 2: tenant, len, stream, version -> seq */
+#define JRN_DB_HEADS       "heads"       /* tenant, len, stream -> version u64, seq u64 */
+#define JRN_DB_LINKS       "links"       /* seq -> prev seq u64, jump seq u64 (same stream) */
 #define JRN_DB_TENANTS     "tenants"     /* tenant, seq -> tseq u64 (format 2) */
 #define JRN_DB_CHECKPOINTS "checkpoints" /* tree size (u64 BE) -> signed note */
 #define JRN_DB_META        "meta"        /* name -> value */
@@ -34,14 +36,29 @@
 
 /* The meta `format` value: 1 = format-1 records and an empty tenants index
  * value; 2 = every tenants index entry holds its record's tseq and new records
- * are format 2 (older format-1 records may precede them). */
+ * are format 2 (older format-1 records may precede them); 3 = as 2, with the
+ * stream index as a head per stream and a link per record (`heads`, `links`)
+ * instead of an entry per record (`streams`). Formats 1 and 2 are the legacy
+ * stream index: readers still read it, a writable open migrates it. */
 #define JRN_META_FORMAT_1       1u
-#define JRN_META_FORMAT_CURRENT 2u
+#define JRN_META_FORMAT_2       2u
+#define JRN_META_FORMAT_CURRENT 3u
 
 /* Test-only: while nonzero, jrn_create makes a meta-format-1 journal and
  * writers of such a journal keep writing format-1 records (no migration), so
  * tests can build the journals older kiroku wrote. Never set in production. */
 extern _Atomic int jrn_testing_format1;
+/* Test-only: while nonzero, jrn_create makes a journal with the legacy stream
+ * index (meta format 2, or 1 with jrn_testing_format1) and writers of such a
+ * journal keep writing it (no migration), so tests can build what older
+ * kiroku wrote and migrate it. Never set in production. */
+extern _Atomic int jrn_testing_legacy_index;
+/* Test-only: while positive, each transaction of the stream index migration
+ * decrements it, and the one that brings it to 0 makes the open fail with
+ * KR_EIO, as if the process died there (what it committed stays). While
+ * nonzero, jrn_testing_migrate_records replaces KR_MIGRATE_TXN_RECORDS. */
+extern _Atomic int jrn_testing_migrate_txns;
+extern _Atomic uint64_t jrn_testing_migrate_records;
 /* Test-only: while positive, each jrn_strip transaction decrements it, and
  * the one that brings it to 0 makes jrn_strip return KR_EIO at once, as if
  * the process died there (what it committed stays). */
@@ -54,8 +71,12 @@ extern _Atomic uint64_t jrn_testing_start_checked;
  * Merkle post-order numbering needs sizes below 2^63. */
 #define JRN_SIZE_MAX (1ull << 62)
 
-/* Stream index key: tenant(8) len(1) stream(len) version(8). */
+/* Stream index key: tenant(8) len(1) stream(len), then (legacy `streams`
+ * only) version(8). A `heads` key is the prefix alone. */
 #define JRN_STREAM_KEY_MAX (8 + 1 + KR_STREAM_MAX + 8)
+/* Values of `heads` (version, seq) and `links` (prev seq, jump seq). */
+#define JRN_HEAD_LEN 16
+#define JRN_LINK_LEN 16
 
 struct journal;
 /* Commits txn and, with one flush per commit, flushes its meta page too:
@@ -66,6 +87,10 @@ struct journal {
     char dir[KR_PATH_MAX];
     MDB_env *env;
     MDB_dbi db_events, db_tree, db_streams, db_tenants, db_checkpoints, db_meta;
+    MDB_dbi db_heads, db_links;
+    bool has_streams;  /* the legacy `streams` database exists (db_streams valid) */
+    bool has_heads;    /* `heads` and `links` exist (db_heads, db_links valid) */
+    bool legacy_index; /* meta format < 3: the stream index is `streams` */
     bool read_only;
     bool no_appends; /* see jrn_options */
     const struct kr_clock *clock;
@@ -140,11 +165,34 @@ struct journal {
 size_t jrn_stream_prefix(uint8_t key[JRN_STREAM_KEY_MAX], uint64_t tenant, const char *stream,
                          size_t stream_len);
 
-/* Positions c (a cursor on the streams database) on the newest index entry of
- * (tenant, stream) and sets *version to its version, or to 0 (cursor
- * position unspecified) when the stream has no records. */
-kr_err jrn_stream_last(MDB_cursor *c, uint64_t tenant, const char *stream, size_t len,
-                       uint64_t *version);
+/* The newest version of (tenant, stream) and the seq of its record, through
+ * txn, from either stream index layout; both 0 when the stream has no
+ * records. KR_ECORRUPT for a malformed entry. */
+kr_err jrn_stream_head(struct journal *j, MDB_txn *txn, uint64_t tenant, const char *stream,
+                       size_t len, uint64_t *version, uint64_t *seq);
+
+/* The seq of version `version` of (tenant, stream), through txn, from either
+ * layout: KR_ENOTFOUND if the stream has no such version (0 or past its
+ * head), KR_ECORRUPT if the links do not lead to it. The caller still checks
+ * that the record found is the one it wants (an index is not trusted). */
+kr_err jrn_stream_seq(struct journal *j, MDB_txn *txn, uint64_t tenant, const char *stream,
+                      size_t len, uint64_t version, uint64_t *seq);
+
+/* The skew-binary jump of version v >= 2 (1 for v = 1): the version a
+ * record's jump link names. Jumps make any version of a stream reachable
+ * from its head in O(log version) links (docs/journal-format.md). */
+uint64_t jrn_skew_jump(uint64_t v);
+
+/* The link of record seq (prev, jump: seqs of versions v-1 and
+ * jrn_skew_jump(v) of its stream, 0 for a version-1 record). KR_ECORRUPT if
+ * it is missing or malformed. */
+kr_err jrn_link_get(struct journal *j, MDB_txn *txn, uint64_t seq, uint64_t *prev, uint64_t *jump);
+
+/* From record seq at version `version` of its stream, follows links down to
+ * version target (1 <= target <= version) and sets *out to its seq; at most
+ * KR_STREAM_SEEK_MAX links, each to a smaller seq, or KR_ECORRUPT. */
+kr_err jrn_link_seek(struct journal *j, MDB_txn *txn, uint64_t seq, uint64_t version,
+                     uint64_t target, uint64_t *out);
 
 /* The newest tseq of `tenant` (0 if it has no records) through c, a cursor on
  * the tenants database; positions c on that entry. KR_ECORRUPT if the entry

@@ -106,6 +106,14 @@
 /* Tenants index entries one write transaction of the format-1 -> 2 migration
  * rewrites: a few MB of dirty pages, like a view rebuild's transaction. */
 #define KR_MIGRATE_TXN_ENTRIES 131072u
+/* Records one write transaction of the stream index migration (format 2 -> 3)
+ * indexes: each writes a link and a head, a few MB of dirty pages. */
+#define KR_MIGRATE_TXN_RECORDS 65536u
+/* Links one seek from a stream's head to one of its versions follows: the
+ * skew-binary jumps reach any version below 2^b in at most 3b - 5 steps
+ * (checked exhaustively for b <= 12; the worst case, from 2^b - b + 1 down to
+ * version 2, takes 181 for b = 62, JRN_SIZE_MAX); more is a damaged index. */
+#define KR_STREAM_SEEK_MAX 256u
 /* Records one jrn_strip write transaction examines (and at most rewrites).
  * It runs between the writer's batches, holding LMDB's write lock: a few MB of
  * dirty pages and one fsync, so appends wait tens of milliseconds at most. */

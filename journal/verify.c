@@ -362,25 +362,26 @@ static bool add_key(struct vctx *v, const struct jrn_record *r, uint64_t seq, ui
  * a lower bad seq; every record past the fault needs a key it cannot have. */
 static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
 {
-    uint8_t ik[JRN_STREAM_KEY_MAX];
-    size_t plen = jrn_stream_prefix(ik, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM));
     for (uint64_t version = v->nkeys + 1;; version++) {
-        kr_put_be64(ik + plen, version);
-        MDB_val k = {plen + 8, ik}, val;
-        int rc = mdb_get(txn, v->j->db_streams, &k, &val);
-        if (rc == MDB_NOTFOUND)
+        uint64_t seq = 0;
+        MDB_val k, val;
+        kr_err ierr = jrn_stream_seq(v->j, txn, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM),
+                                     version, &seq);
+        if (ierr == KR_ENOTFOUND)
             break;
-        if (rc)
-            return kr_err_from_mdb(rc);
+        if (ierr && ierr != KR_ECORRUPT)
+            return ierr;
         /* A damaged entry ends the history; the pass then finds the key
          * record it should have named (the index check, or "missing from the
          * key history"). */
-        if (val.mv_size != 8 || kr_get_be64(val.mv_data) == 0 || kr_get_be64(val.mv_data) > v->n)
+        if (ierr || seq == 0 || seq > v->n)
             break;
-        uint64_t seq = kr_get_be64(val.mv_data);
+        uint8_t sb[8];
+        kr_put_be64(sb, seq);
+        val = (MDB_val){8, sb};
         struct jrn_record r;
         k = (MDB_val){8, val.mv_data};
-        rc = mdb_get(txn, v->j->db_events, &k, &val);
+        int rc = mdb_get(txn, v->j->db_events, &k, &val);
         if (rc && rc != MDB_NOTFOUND)
             return kr_err_from_mdb(rc);
         if (rc == MDB_NOTFOUND) {
@@ -410,7 +411,7 @@ static kr_err load_keys(struct vctx *v, MDB_txn *txn, struct fault *f)
 struct worker {
     struct vctx *v;
     MDB_txn *txn;
-    MDB_cursor *c_events, *c_tree, *c_streams, *c_tenants;
+    MDB_cursor *c_events, *c_tree, *c_tenants;
     /* per chunk */
     struct chunk_result *res;
     uint64_t base;     /* leaf index of the chunk's first record */
@@ -478,6 +479,81 @@ static bool check_signature(struct worker *w, uint64_t seq, const struct jrn_rec
     return true;
 }
 
+/* check_stream: the record at `link` (a link of record seq, of stream r) is
+ * an older record of the same tenant and stream at version `want`. */
+static bool check_link_target(struct worker *w, uint64_t seq, const struct jrn_record *r,
+                              uint64_t link, uint64_t want, const char *which)
+{
+    struct jrn_record t;
+    kr_err err = link == 0 || link >= seq ? KR_ECORRUPT : jrn_read_in(w->v->j, w->txn, link, &t);
+    if (err == KR_OK &&
+        (t.tenant != r->tenant || t.version != want || t.stream_len != r->stream_len ||
+         memcmp(t.stream, r->stream, r->stream_len) != 0))
+        err = KR_ECORRUPT;
+    if (err)
+        set_fault(&w->res->fault, seq, KR_ECORRUPT,
+                  "stream index link: %s seq %llu is not version %llu of this record's stream",
+                  which, (unsigned long long)link, (unsigned long long)want);
+    return err == KR_OK;
+}
+
+/* check_indexes's stream step (meta format 3): the record's link names the
+ * records at versions v-1 and jrn_skew_jump(v) of its stream (none for v=1),
+ * and its stream's head is at a version >= v, at this record if equal. The
+ * totals then check every head and that the heads' versions add up to the
+ * records (so no version occurs twice). The head is read in the worker's
+ * snapshot, which a live writer may have moved past the pass's: heads only
+ * move forward. */
+static bool check_stream(struct worker *w, uint64_t seq, const struct jrn_record *r)
+{
+    struct chunk_result *res = w->res;
+    struct journal *j = w->v->j;
+    uint64_t prev, jump, hv, hs;
+    if (jrn_link_get(j, w->txn, seq, &prev, &jump) != KR_OK) {
+        set_fault(&res->fault, seq, KR_ECORRUPT, "stream index link of this record is missing");
+        return false;
+    }
+    if (r->version == 1 && (prev || jump)) {
+        set_fault(&res->fault, seq, KR_ECORRUPT,
+                  "stream index link of a version-1 record names one");
+        return false;
+    }
+    if (r->version > 1) {
+        uint64_t jv = jrn_skew_jump(r->version);
+        if (!check_link_target(w, seq, r, prev, r->version - 1, "prev") ||
+            (jump != prev && !check_link_target(w, seq, r, jump, jv, "jump")))
+            return false;
+        if (jump == prev && jv != r->version - 1) {
+            set_fault(&res->fault, seq, KR_ECORRUPT, "stream index link: jump is not version %llu",
+                      (unsigned long long)jv);
+            return false;
+        }
+    }
+    if (jrn_stream_head(j, w->txn, r->tenant, r->stream, r->stream_len, &hv, &hs) != KR_OK ||
+        hv < r->version || (hv == r->version && hs != seq)) {
+        set_fault(&res->fault, seq, KR_ECORRUPT,
+                  "stream index head is not at or after this record");
+        return false;
+    }
+    return true;
+}
+
+/* check_indexes's stream step for the legacy index (meta format 1, 2). */
+static bool check_stream_legacy(struct worker *w, uint64_t seq, const struct jrn_record *r)
+{
+    uint8_t key[JRN_STREAM_KEY_MAX];
+    size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
+    kr_put_be64(key + plen, r->version);
+    MDB_val ik = {plen + 8, key}, iv;
+    if (!w->v->j->has_streams || mdb_get(w->txn, w->v->j->db_streams, &ik, &iv) != 0 ||
+        iv.mv_size != 8 || kr_get_be64(iv.mv_data) != seq) {
+        set_fault(&w->res->fault, seq, KR_ECORRUPT,
+                  "stream index does not name this record at its version");
+        return false;
+    }
+    return true;
+}
+
 /* check_record's index step: the stream index names r at its version, and
  * the tenant index lists it with its tseq (*index_tseq; 0 for a format-1
  * journal's empty entry). False, with the fault set, if not. */
@@ -485,16 +561,8 @@ static bool check_indexes(struct worker *w, uint64_t seq, const struct jrn_recor
                           uint64_t *index_tseq)
 {
     struct chunk_result *res = w->res;
-    uint8_t key[JRN_STREAM_KEY_MAX];
-    size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
-    kr_put_be64(key + plen, r->version);
-    MDB_val ik = {plen + 8, key}, iv;
-    if (mdb_cursor_get(w->c_streams, &ik, &iv, MDB_SET_KEY) != 0 || iv.mv_size != 8 ||
-        kr_get_be64(iv.mv_data) != seq) {
-        set_fault(&res->fault, seq, KR_ECORRUPT,
-                  "stream index does not name this record at its version");
+    if (!(w->v->j->legacy_index ? check_stream_legacy(w, seq, r) : check_stream(w, seq, r)))
         return false;
-    }
     uint8_t tk[16];
     kr_put_be64(tk, r->tenant);
     kr_put_be64(tk + 8, seq);
@@ -688,8 +756,6 @@ static kr_err worker_open(struct worker *w, struct vctx *v)
     if (!rc)
         rc = mdb_cursor_open(w->txn, v->j->db_tree, &w->c_tree);
     if (!rc)
-        rc = mdb_cursor_open(w->txn, v->j->db_streams, &w->c_streams);
-    if (!rc)
         rc = mdb_cursor_open(w->txn, v->j->db_tenants, &w->c_tenants);
     return kr_err_from_mdb(rc);
 }
@@ -700,8 +766,6 @@ static void worker_close(struct worker *w)
         mdb_cursor_close(w->c_events);
     if (w->c_tree)
         mdb_cursor_close(w->c_tree);
-    if (w->c_streams)
-        mdb_cursor_close(w->c_streams);
     if (w->c_tenants)
         mdb_cursor_close(w->c_tenants);
     if (w->txn)
@@ -906,8 +970,11 @@ static kr_err verify_size(struct vctx *v, MDB_txn *txn, struct fault *f, uint64_
     MDB_val fk = {strlen(JRN_META_FORMAT), JRN_META_FORMAT}, fv;
     if (mdb_get(txn, v->j->db_meta, &fk, &fv) == 0 && fv.mv_size == 4)
         v->meta_format = kr_get_be32(fv.mv_data);
-    if (v->meta_format != JRN_META_FORMAT_1 && v->meta_format != JRN_META_FORMAT_CURRENT)
-        set_fault(f, 1, KR_EVERSION, "meta format is not 1 or 2");
+    if (v->meta_format < JRN_META_FORMAT_1 || v->meta_format > JRN_META_FORMAT_CURRENT)
+        set_fault(f, 1, KR_EVERSION, "meta format is not 1, 2 or 3");
+    else if (v->meta_format < JRN_META_FORMAT_CURRENT ? !v->j->has_streams : !v->j->has_heads)
+        set_fault(f, 1, KR_ECORRUPT, "the stream index of meta format %u is missing",
+                  (unsigned)v->meta_format);
     return KR_OK;
 }
 
@@ -1060,6 +1127,66 @@ static kr_err merge_chunks(struct vctx *v, MDB_txn *txn, struct fault *f, struct
     return KR_OK;
 }
 
+static void check_stream_total_legacy(struct vctx *v, MDB_txn *txn, struct fault *f)
+{
+    MDB_stat ss;
+    if (mdb_stat(txn, v->j->db_streams, &ss) == 0 && ss.ms_entries != v->n)
+        set_fault(f, v->n, KR_ECORRUPT, "stream index holds %llu entries for %llu records",
+                  (unsigned long long)ss.ms_entries, (unsigned long long)v->n);
+}
+
+/* check_stream_totals: the head (key k, value val) names a record within the
+ * journal of its stream at its version. */
+static bool head_ok(struct vctx *v, MDB_txn *txn, const MDB_val *k, const MDB_val *val)
+{
+    const uint8_t *kp = k->mv_data;
+    struct jrn_record r;
+    if (k->mv_size < 10 || k->mv_size != 9u + kp[8] || val->mv_size != JRN_HEAD_LEN)
+        return false;
+    uint64_t seq = kr_get_be64((const uint8_t *)val->mv_data + 8);
+    return seq != 0 && seq <= v->n && jrn_read_in(v->j, txn, seq, &r) == KR_OK &&
+           r.tenant == kr_get_be64(kp) && r.version == kr_get_be64(val->mv_data) &&
+           r.stream_len == kp[8] && memcmp(r.stream, kp + 9, r.stream_len) == 0;
+}
+
+/* The format-3 stream index's totals: a link per record; every head names a
+ * record of its stream at its version (not in an incremental pass: that
+ * would cost every stream, not the new records); and the heads' versions add
+ * up to the records. With every record's prev link checked and its head at
+ * or past it, each stream holds at least its head's version of records, so
+ * the sum means each version occurs once. */
+static void check_stream_totals(struct vctx *v, MDB_txn *txn, struct fault *f)
+{
+    MDB_stat ls;
+    MDB_cursor *c;
+    MDB_val k, val;
+    uint64_t sum = 0;
+    if (mdb_stat(txn, v->j->db_links, &ls) != 0 || mdb_cursor_open(txn, v->j->db_heads, &c) != 0)
+        return;
+    if (ls.ms_entries != v->n) {
+        set_fault(f, v->n, KR_ECORRUPT, "stream index links hold %llu entries for %llu records",
+                  (unsigned long long)ls.ms_entries, (unsigned long long)v->n);
+        mdb_cursor_close(c);
+        return;
+    }
+    /* Capped at n + 1: a forged version cannot overflow the sum. */
+    for (int rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0 && sum <= v->n;
+         rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        if (!v->since && !head_ok(v, txn, &k, &val)) {
+            set_fault(f, v->n, KR_ECORRUPT, "stream index head names no record of its stream");
+            break;
+        }
+        uint64_t hv = val.mv_size == JRN_HEAD_LEN ? kr_get_be64(val.mv_data) : UINT64_MAX;
+        sum = hv > v->n - sum ? v->n + 1 : sum + hv;
+    }
+    if (f->seq == UINT64_MAX && sum != v->n)
+        set_fault(f, v->n, KR_ECORRUPT,
+                  "stream index heads' versions add up to %s%llu for %llu records",
+                  sum > v->n ? "more than " : "", (unsigned long long)(sum > v->n ? v->n : sum),
+                  (unsigned long long)v->n);
+    mdb_cursor_close(c);
+}
+
 /* Step 4, while nothing is found yet: the counts that must agree (the key
  * history's and the system records, the events database's entries, the two
  * indexes' entries, which a fast pass skips), then the root and the
@@ -1076,16 +1203,15 @@ static void verify_totals(struct vctx *v, MDB_txn *txn, struct fault *f, uint64_
     if (f->seq == UINT64_MAX && !v->o->fast) {
         /* Each record was found in both indexes; equal counts mean nothing
          * else is there (an extra entry could point a reader elsewhere). */
-        MDB_stat ss, ts;
-        if (mdb_stat(txn, v->j->db_streams, &ss) == 0 &&
-            mdb_stat(txn, v->j->db_tenants, &ts) == 0) {
-            if (ss.ms_entries != v->n)
-                set_fault(f, v->n, KR_ECORRUPT, "stream index holds %llu entries for %llu records",
-                          (unsigned long long)ss.ms_entries, (unsigned long long)v->n);
-            else if (ts.ms_entries != v->n)
-                set_fault(f, v->n, KR_ECORRUPT, "tenant index holds %llu entries for %llu records",
-                          (unsigned long long)ts.ms_entries, (unsigned long long)v->n);
-        }
+        MDB_stat ts;
+        if (v->j->legacy_index)
+            check_stream_total_legacy(v, txn, f);
+        else
+            check_stream_totals(v, txn, f);
+        if (f->seq == UINT64_MAX && mdb_stat(txn, v->j->db_tenants, &ts) == 0 &&
+            ts.ms_entries != v->n)
+            set_fault(f, v->n, KR_ECORRUPT, "tenant index holds %llu entries for %llu records",
+                      (unsigned long long)ts.ms_entries, (unsigned long long)v->n);
     }
     if (f->seq == UINT64_MAX) {
         mrk_frontier_root(top, out->root);

@@ -8,7 +8,10 @@
  * commitment, and its leaf hash and every Merkle node above it match the
  * stored tree. Full mode also checks each record's Ed25519 signature with the
  * key that was current at its seq (a key retired by a rotation signs nothing
- * after it), and that the stream and tenant indexes name the record. Then every
+ * after it), and that the stream and tenant indexes name the record (the
+ * record's links to versions v-1 and J(v) of its stream, its stream's head at
+ * or past it; then every head names its stream's newest record and the heads'
+ * versions add up to the records; a legacy journal's entry per record). Then every
  * stored checkpoint, and DIR/checkpoint (which must exist), must carry a valid signature by a
  * journal key and the root of the recomputed tree at its size; the newest one must cover every
  * record.

@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -221,6 +222,7 @@ struct append_result {
     double commit_avg_us, commit_max_us;
     uint64_t meta_syncs;      /* one flush per commit: mdb_env_sync calls (no commit followed) */
     double meta_sync_avg_us;  /* their average time */
+    double cpu_us_per_event;  /* the process's CPU time (user + system) over the events */
     long rss_kb[RSS_SAMPLES]; /* anonymous RSS at 0%, 10%, ... 100% of the run */
     kr_err err;
 };
@@ -344,6 +346,18 @@ static void append_free(struct producer *ps, unsigned producers, unsigned window
     }
 }
 
+/* The process's CPU time so far (every thread, user and system), seconds:
+ * on a shared machine what the work costs, where events/s also shows what
+ * the other tenants of the machine took. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 /* Runs the append benchmark on an open journal. */
 static kr_err run_append(struct journal *j, uint64_t events, unsigned producers, unsigned window,
                          size_t payload_len, int acks_fd, struct append_result *res)
@@ -368,10 +382,13 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
     randombytes_buf(b.payload, payload_len);
     kr_err err = append_setup(&b, ps);
     struct jrn_stats st0, st1;
+    double cpu0 = cpu_seconds();
     err = append_drive(&b, ps, err, &st0, &st1, res);
+    double cpu = cpu_seconds() - cpu0;
     append_latencies(ps, producers, res);
     res->events = atomic_load(&b.acked);
     res->events_per_s = res->seconds > 0 ? (double)res->events / res->seconds : 0;
+    res->cpu_us_per_event = res->events ? cpu * 1e6 / (double)res->events : 0;
     res->batches = st1.batches - st0.batches;
     if (res->batches)
         res->commit_avg_us = (double)(st1.commit_ns - st0.commit_ns) / 1e3 / (double)res->batches;
@@ -482,7 +499,8 @@ static kr_err flush_probe(const char *dir, uint32_t *p50, uint32_t *p99)
 static const char bench_usage[] =
     "usage: kiroku bench append [--data DIR] [--events N] [--producers P] [--payload BYTES]\n"
     "                           [--window W] [--acks FILE] [--two-flushes]\n"
-    "                           [--compare-flushes] [--ceiling S] [--json]\n"
+    "                           [--compare-flushes] [--compare-fresh] [--ceiling S]\n"
+    "                           [--json]\n"
     "       kiroku bench verify [--data DIR] [--events N] [--threads T] [--since M]\n"
     "                           [--ceiling S] [--json]\n"
     "       kiroku bench replay [--data DIR] [--events N] [--json]\n"
@@ -501,6 +519,9 @@ static const char bench_usage[] =
     "  instead of one flush per commit. --compare-flushes runs the bench twice\n"
     "  on temporary journals, one flush per commit then two, and prints both,\n"
     "  their ratio and this disk's flush time (p50/p99 of write + fdatasync).\n"
+    "  --compare-fresh (with --data) runs the default bench (200000 events) on a\n"
+    "  temporary fresh journal before and after the run on DIR and prints all\n"
+    "  three and over_fresh: DIR's events/s over the better fresh one.\n"
     "  Beside the figures: the ceiling, every core signing such events for\n"
     "  --ceiling S seconds (default 1; 0 skips it) before the run, the ratio to\n"
     "  it, this disk's flush time and the flushes paid per commit and per append.\n"
@@ -519,6 +540,12 @@ static const char bench_usage[] =
     "  server, contacts.tag writes, logins with memory; see kiroku bench api --help.\n"
     "backup: backup_run against mdb_copy -c of a journal of N events (default\n"
     "  1000000) while appends go on, then restore; see kiroku bench backup --help.\n";
+
+/* bench append's defaults, also the fresh run of --compare-fresh. */
+#define APPEND_EVENTS    200000u
+#define APPEND_PRODUCERS 64u
+#define APPEND_WINDOW    256u
+#define APPEND_PAYLOAD   200u
 
 /* One append run on dir (a temporary journal when NULL). */
 static kr_err append_once(const char *data, bool two_flushes, uint64_t events, unsigned producers,
@@ -572,20 +599,21 @@ static void append_print(const struct append_result *r, const struct append_mach
                "\"events_per_s\":%.0f,\"p50_us\":%u,"
                "\"p99_us\":%u,\"max_us\":%u,\"batches\":%" PRIu64 ",\"max_batch\":%" PRIu64
                ",\"commit_avg_us\":%.0f,\"commit_max_us\":%.0f,\"meta_syncs\":%" PRIu64
-               ",\"meta_sync_avg_us\":%.0f,\"flushes_per_commit_measured\":%.2f,"
+               ",\"meta_sync_avg_us\":%.0f,\"cpu_us_per_event\":%.1f,"
+               "\"flushes_per_commit_measured\":%.2f,"
                "\"flushes_per_append\":%.3f,\"flush_p50_us\":%u,\"flush_p99_us\":%u,"
                "\"sign_ceiling_per_s\":%.0f,\"sign_ceiling_threads\":%u,"
                "\"events_over_ceiling\":%.2f,\"failures\":%" PRIu64 ",\"rss_anon_kb\":[%s]}",
                r->events, producers, window, payload, two_flushes ? 2 : 1, r->seconds,
                r->events_per_s, r->p50_us, r->p99_us, r->max_us, r->batches, r->max_batch,
-               r->commit_avg_us, r->commit_max_us, r->meta_syncs, r->meta_sync_avg_us, per_commit,
-               per_append, m->flush_p50_us, m->flush_p99_us, m->sign_per_s, m->threads, ratio,
-               r->failures, rss);
+               r->commit_avg_us, r->commit_max_us, r->meta_syncs, r->meta_sync_avg_us,
+               r->cpu_us_per_event, per_commit, per_append, m->flush_p50_us, m->flush_p99_us,
+               m->sign_per_s, m->threads, ratio, r->failures, rss);
     } else {
         printf("%" PRIu64 " events in %.2f s: %.0f events/s (%s per commit)\n"
                "append latency: p50 %u us, p99 %u us, max %u us\n"
                "%" PRIu64 " commits, %.1f events per commit (max %" PRIu64 "), "
-               "commit with fsync %.0f us on average (max %.0f us)\n"
+               "commit with fsync %.0f us on average (max %.0f us); %.1f us of CPU per event\n"
                "flushes: %.2f per commit, %.3f per append (meta pages by mdb_env_sync: %" PRIu64
                ", %.0f us on average); this disk's flush (4 KiB write + fdatasync): p50 %u us, "
                "p99 %u us\n"
@@ -594,9 +622,9 @@ static void append_print(const struct append_result *r, const struct append_mach
                r->events, r->seconds, r->events_per_s, two_flushes ? "two flushes" : "one flush",
                r->p50_us, r->p99_us, r->max_us, r->batches,
                r->batches ? (double)r->events / (double)r->batches : 0.0, r->max_batch,
-               r->commit_avg_us, r->commit_max_us, per_commit, per_append, r->meta_syncs,
-               r->meta_sync_avg_us, m->flush_p50_us, m->flush_p99_us, m->threads, m->sign_per_s,
-               ratio, rss);
+               r->commit_avg_us, r->commit_max_us, r->cpu_us_per_event, per_commit, per_append,
+               r->meta_syncs, r->meta_sync_avg_us, m->flush_p50_us, m->flush_p99_us, m->threads,
+               m->sign_per_s, ratio, rss);
     }
 }
 
@@ -651,6 +679,39 @@ static int append_compare(uint64_t events, uint64_t producers, uint64_t window, 
     return one.failures || two.failures ? CLI_FAIL : CLI_OK;
 }
 
+/* --compare-fresh: the run on data beside the default bench on a fresh
+ * temporary journal, run before and after it; the ratio is to the better
+ * fresh run, so it is the lower bound the machine's noise allows. */
+static int append_compare_fresh(const char *data, uint64_t events, uint64_t producers,
+                                uint64_t window, uint64_t payload, double ceiling_s, bool json)
+{
+    struct append_result fresh, run, again;
+    struct append_machine m;
+    kr_err err = append_machine_measure((size_t)payload, ceiling_s, &m);
+    if (err)
+        return cli_fail("bench: the machine's ceilings", err);
+    if ((err = append_once(NULL, false, APPEND_EVENTS, APPEND_PRODUCERS, APPEND_WINDOW,
+                           APPEND_PAYLOAD, -1, json, &fresh)) ||
+        (err = append_once(data, false, events, (unsigned)producers, (unsigned)window,
+                           (size_t)payload, -1, json, &run)) ||
+        (err = append_once(NULL, false, APPEND_EVENTS, APPEND_PRODUCERS, APPEND_WINDOW,
+                           APPEND_PAYLOAD, -1, json, &again)))
+        return cli_fail("bench append", err);
+    double best = fresh.events_per_s > again.events_per_s ? fresh.events_per_s : again.events_per_s;
+    double ratio = best > 0 ? run.events_per_s / best : 0;
+    printf(json ? "{\"fresh\":" : "fresh journal, before:\n");
+    append_print(&fresh, &m, APPEND_PRODUCERS, APPEND_WINDOW, APPEND_PAYLOAD, false, json);
+    printf(json ? ",\"run\":" : "%s:\n", data);
+    append_print(&run, &m, producers, window, payload, false, json);
+    printf(json ? ",\"fresh_again\":" : "fresh journal, after:\n");
+    append_print(&again, &m, APPEND_PRODUCERS, APPEND_WINDOW, APPEND_PAYLOAD, false, json);
+    if (json)
+        printf(",\"fresh_events_per_s\":%.0f,\"over_fresh\":%.2f}\n", best, ratio);
+    else
+        printf("%s over the better fresh run: %.2fx\n", data, ratio);
+    return fresh.failures || run.failures || again.failures ? CLI_FAIL : CLI_OK;
+}
+
 static int bench_append(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
@@ -662,13 +723,14 @@ static int bench_append(int argc, char **argv)
                                          {"two-flushes", no_argument, 0, 'T'},
                                          {"ceiling", required_argument, 0, 'L'},
                                          {"compare-flushes", no_argument, 0, 'C'},
+                                         {"compare-fresh", no_argument, 0, 'F'},
                                          {0, 0, 0, 0}};
     struct cli_common co = {0};
     const char *acks = NULL;
-    bool two_flushes = false, compare = false;
+    bool two_flushes = false, compare = false, fresh = false;
     int rc;
-    uint64_t events = 200000, producers = 64, payload = 200, window = 256,
-             ceiling = BENCH_CEILING_S;
+    uint64_t events = APPEND_EVENTS, producers = APPEND_PRODUCERS, payload = APPEND_PAYLOAD,
+             window = APPEND_WINDOW, ceiling = BENCH_CEILING_S;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         bool ok = true;
@@ -694,6 +756,9 @@ static int bench_append(int argc, char **argv)
         case 'C':
             compare = true;
             break;
+        case 'F':
+            fresh = true;
+            break;
         case 'L':
             ok = cli_parse_u64(optarg, 0, BENCH_CEILING_S_MAX, &ceiling);
             break;
@@ -705,10 +770,14 @@ static int bench_append(int argc, char **argv)
             return cli_usage(bench_usage);
     }
     double ceiling_s = (double)ceiling;
-    if (optind != argc || (compare && (two_flushes || co.data || acks)))
+    if (optind != argc || (compare && (two_flushes || co.data || acks || fresh)) ||
+        (fresh && (two_flushes || !co.data || acks)))
         return cli_usage(bench_usage);
     if (compare)
         return append_compare(events, producers, window, payload, ceiling_s, co.json);
+    if (fresh)
+        return append_compare_fresh(co.data, events, producers, window, payload, ceiling_s,
+                                    co.json);
     int acks_fd = -1;
     if (acks && (acks_fd = open(acks, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0) {
         perror(acks);

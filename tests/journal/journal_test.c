@@ -2898,7 +2898,19 @@ static void test_migrate_format1(void **state)
     fx_close(f);
     assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_1);
 
-    /* Writable: migrated; tenant 0 has genesis, a key change and 10 events. */
+    /* A migration that died half-way (meta still 1, some values written,
+     * one wrong) is done again on the next writable open. */
+    uint8_t wrong[8];
+    kr_test_be64(wrong, 99);
+    set_format1_state(f->dir, 1, 3, wrong, 8); /* seq 2 + i is tenant i % 3 */
+    set_format1_state(f->dir, 2, 4, "", 0);
+    struct jrn_verify_options vo = {0};
+    struct jrn_verify_report rep;
+    assert_int_equal(jrn_verify(f->dir, &vo, &rep), KR_OK);
+    assert_int_equal(rep.result, KR_ECORRUPT); /* the wrong value, seen by full mode */
+
+    /* Writable: migrated (tenant counts, then the stream index); tenant 0
+     * has genesis, a key change and 10 events. */
     fx_open(f);
     assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_CURRENT);
     struct jrn_event e[3] = {ev(0, "old", ver[0], &p, 1), ev(1, "old", ver[1], &p, 1),
@@ -2909,22 +2921,10 @@ static void test_migrate_format1(void **state)
     assert_true(e[2].tseq == 1);
     assert_true(check_tseqs(f->j, old_size + 1, 1) == 11);
     fx_close(f);
-    struct jrn_verify_options vo = {0};
-    struct jrn_verify_report rep;
     assert_int_equal(jrn_verify(f->dir, &vo, &rep), KR_OK);
     if (rep.result != KR_OK)
         fail_msg("verify: %s", rep.what);
     assert_true(rep.tenants == 4);
-
-    /* A migration that died half-way (meta still 1, some values written,
-     * one wrong) is done again on the next writable open. */
-    uint8_t wrong[8];
-    kr_test_be64(wrong, 99);
-    set_format1_state(f->dir, 1, 3, wrong, 8); /* seq 2 + i is tenant i % 3 */
-    set_format1_state(f->dir, 2, 4, "", 0);
-    vo.fast = false;
-    assert_int_equal(jrn_verify(f->dir, &vo, &rep), KR_OK);
-    assert_int_equal(rep.result, KR_ECORRUPT); /* the wrong value, seen by full mode */
     fx_open(f);
     assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_CURRENT);
     ver[0]++;
@@ -2933,6 +2933,255 @@ static void test_migrate_format1(void **state)
     assert_true(e4.tseq == 14);
     fx_close(f);
     verify_full(f->dir, old_size + 4, 2);
+}
+
+/* ==== The stream index: heads and links (meta format 3) ==== */
+
+/* The steps jrn_link_seek takes from version v down to t (the versions
+ * alone: which links it follows depends on nothing else). */
+static unsigned seek_steps(uint64_t v, uint64_t t)
+{
+    unsigned n = 0;
+    for (; v > t; n++) {
+        uint64_t jv = jrn_skew_jump(v);
+        v = jv >= t && jv < v - 1 ? jv : v - 1;
+    }
+    return n;
+}
+
+/* The skew-binary jumps: the first values, J(v) always v-1 or J(J(v-1)) (so
+ * the writer finds a new record's jump near its stream's head), and seeks
+ * within KR_STREAM_SEEK_MAX up to the largest journal. */
+static void test_skew_jump(void **state)
+{
+    (void)state;
+    const uint64_t want[] = {1, 1, 2, 1, 4, 5, 4, 1, 8, 9, 8, 11, 12, 11, 8, 1};
+    for (uint64_t v = 1; v <= 16; v++)
+        assert_true(jrn_skew_jump(v) == want[v - 1]);
+    for (uint64_t v = 2; v < 100000; v++) {
+        uint64_t j = jrn_skew_jump(v), p = jrn_skew_jump(v - 1);
+        assert_true(j < v && (j == v - 1 || j == jrn_skew_jump(p)));
+    }
+    for (uint64_t v = 1; v < 600; v++)
+        for (uint64_t t = 1; t <= v; t++)
+            assert_true(seek_steps(v, t) <= 3 * 10 - 5);
+    for (unsigned b = 12; b <= 62; b++)
+        assert_true(seek_steps((UINT64_C(1) << b) - b + 1, 2) == 3 * b - 5);
+    assert_true(3 * 62 - 5 < KR_STREAM_SEEK_MAX);
+}
+
+#define MIG_STREAMS 5
+#define MIG_EVENTS  400u
+static const char *const mig_streams[MIG_STREAMS] = {"m/a", "m/b", "m/c", "m/d", "m/e"};
+
+/* The seqs of stream (tenant, s) from version `from` on, read by a cursor
+ * (each record checked: its tenant, stream and version); their number. */
+static size_t stream_seqs(struct journal *j, uint64_t tenant, const char *s, uint64_t from,
+                          uint64_t *out, size_t cap)
+{
+    struct jrn_query q = {
+        .kind = JRN_Q_STREAM, .tenant = tenant, .stream = s, .stream_len = strlen(s), .from = from};
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    kr_err err;
+    size_t n = 0;
+    assert_int_equal(jrn_cursor_new(j, &q, &c), KR_OK);
+    while ((err = jrn_cursor_next(c, &r)) == KR_OK) {
+        assert_true(n < cap);
+        assert_true(r.tenant == tenant && str_is(r.stream, r.stream_len, s));
+        assert_true(r.version == (from ? from : 1) + n);
+        out[n++] = r.seq;
+    }
+    assert_int_equal(err, KR_ENOTFOUND);
+    jrn_cursor_free(c);
+    return n;
+}
+
+/* Every stream of the migration test read through j matches want (seqs of
+ * each stream from version 1, MIG_EVENTS slots each; only those <= size). */
+static void mig_check_streams(struct journal *j, uint64_t want[2][MIG_STREAMS][MIG_EVENTS],
+                              const size_t nwant[2][MIG_STREAMS], uint64_t size)
+{
+    static uint64_t got[MIG_EVENTS];
+    for (uint64_t t = 0; t < 2; t++)
+        for (size_t s = 0; s < MIG_STREAMS; s++) {
+            size_t n = 0;
+            while (n < nwant[t][s] && want[t][s][n] <= size)
+                n++;
+            assert_int_equal(stream_seqs(j, t + 1, mig_streams[s], 0, got, MIG_EVENTS), n);
+            assert_memory_equal(got, want[t][s], n * sizeof *got);
+            assert_true(stream_version(j, t + 1, mig_streams[s]) == n);
+            /* From a version in the middle: a seek down the links. */
+            if (n > 2) {
+                assert_int_equal(stream_seqs(j, t + 1, mig_streams[s], n / 2, got, MIG_EVENTS),
+                                 n - n / 2 + 1);
+                assert_memory_equal(got, want[t][s] + n / 2 - 1, (n - n / 2 + 1) * sizeof *got);
+            }
+        }
+}
+
+/* Builds a journal with the legacy stream index, as kiroku before meta
+ * format 3 wrote it: MIG_EVENTS events of two tenants over MIG_STREAMS
+ * streams of uneven lengths, a key rotation among them. */
+static void mig_build_legacy(struct fx *f, uint64_t ver[2][MIG_STREAMS])
+{
+    static uint8_t p[MIG_EVENTS];
+    struct jrn_event e[50];
+    atomic_store(&jrn_testing_legacy_index, 1);
+    fx_create_open(f);
+    for (uint32_t i = 0; i < MIG_EVENTS; i += 50) {
+        for (uint32_t k = 0; k < 50; k++) {
+            uint32_t n = i + k, t = n % 2, s = (n * 7 + n / 3) % MIG_STREAMS;
+            p[n] = (uint8_t)n;
+            e[k] = ev(t + 1, mig_streams[s], ver[t][s]++, &p[n], 1);
+        }
+        assert_int_equal(jrn_append(f->j, e, 50), KR_OK);
+        if (i == 150)
+            assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    }
+    fx_close(f);
+    atomic_store(&jrn_testing_legacy_index, 0);
+}
+
+/* Whether DIR's environment still has the legacy `streams` database. */
+static bool has_legacy_streams(const char *dir)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    kr_test_env_open(dir, &env);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    int rc = mdb_dbi_open(txn, JRN_DB_STREAMS, 0, &dbi);
+    assert_true(rc == 0 || rc == MDB_NOTFOUND);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return rc == 0;
+}
+
+/* A journal with the legacy stream index (an entry per record) is read as it
+ * is by a read-only open, and migrated by a writable one: a migration that
+ * dies half-way is resumed, a truncation of a half-migrated journal starts it
+ * again, and afterwards every stream reads the same, versions are checked as
+ * before, and the journal verifies. */
+static void test_migrate_stream_index(void **state)
+{
+    struct fx *f = *state;
+    static uint64_t want[2][MIG_STREAMS][MIG_EVENTS];
+    size_t nwant[2][MIG_STREAMS];
+    uint64_t ver[2][MIG_STREAMS] = {{0}};
+    uint8_t p = 9;
+    mig_build_legacy(f, ver);
+    const uint64_t size = 2 + MIG_EVENTS; /* genesis, events, a key change */
+    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_2);
+    assert_true(has_legacy_streams(f->dir));
+    verify_full(f->dir, size, 2);
+
+    /* Read-only: the legacy index, read as it is. */
+    struct jrn_options o = fx_opts(f);
+    o.read_only = true;
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    for (uint64_t t = 0; t < 2; t++)
+        for (size_t s = 0; s < MIG_STREAMS; s++) {
+            nwant[t][s] = stream_seqs(f->j, t + 1, mig_streams[s], 0, want[t][s], MIG_EVENTS);
+            assert_true(nwant[t][s] == ver[t][s] && nwant[t][s] > 20);
+        }
+    mig_check_streams(f->j, want, nwant, size);
+    fx_close(f);
+
+    /* A migration that dies after three transactions of 37 records. */
+    atomic_store(&jrn_testing_migrate_records, 37);
+    atomic_store(&jrn_testing_migrate_txns, 3);
+    o.read_only = false;
+    assert_int_equal(jrn_open(&o, &f->j), KR_EIO);
+    f->j = NULL;
+    atomic_store(&jrn_testing_migrate_txns, 0);
+    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_2);
+    verify_full(f->dir, size, 2);
+    o.read_only = true;
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    mig_check_streams(f->j, want, nwant, size);
+    fx_close(f);
+
+    /* Truncating the half-migrated journal: its migration starts again. */
+    char cut[KR_PATH_MAX];
+    snprintf(cut, sizeof cut, "%.1000s/cut", f->root);
+    kr_test_copytree(f->dir, cut);
+    assert_int_equal(jrn_truncate(cut, 300), KR_OK);
+    struct jrn_options oc = fx_opts(f);
+    oc.dir = cut;
+    oc.no_appends = true;
+    assert_int_equal(jrn_open(&oc, &f->j), KR_OK);
+    mig_check_streams(f->j, want, nwant, 300);
+    fx_close(f);
+    assert_int_equal(meta_format(cut), JRN_META_FORMAT_CURRENT);
+    assert_false(has_legacy_streams(cut));
+    verify_full(cut, 300, 2);
+
+    /* The next writable open resumes and finishes. */
+    fx_open(f);
+    atomic_store(&jrn_testing_migrate_records, 0);
+    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_CURRENT);
+    assert_false(has_legacy_streams(f->dir));
+    mig_check_streams(f->j, want, nwant, size);
+    struct jrn_event stale = ev(1, mig_streams[0], ver[0][0] - 1, &p, 1);
+    assert_int_equal(jrn_append(f->j, &stale, 1), KR_ECONFLICT);
+    struct jrn_event e[2] = {ev(1, mig_streams[0], ver[0][0], &p, 1),
+                             ev(2, mig_streams[4], ver[1][4], &p, 1)};
+    assert_int_equal(jrn_append(f->j, e, 2), KR_OK);
+    assert_true(e[0].seq == size + 1 && e[1].seq == size + 2);
+    want[0][0][nwant[0][0]++] = e[0].seq;
+    want[1][4][nwant[1][4]++] = e[1].seq;
+    mig_check_streams(f->j, want, nwant, size + 2);
+    fx_close(f);
+    verify_full(f->dir, size + 2, 2);
+}
+
+/* Versions far past where jumps start to skip: every version of a long
+ * stream is found from its head, and reads from any version page through. */
+static void test_stream_links_long(void **state)
+{
+    struct fx *f = *state;
+    static uint8_t p[100];
+    static uint64_t seqs[1300];
+    struct jrn_event e[100];
+    fx_create_open(f);
+    uint64_t v = 0;
+    for (int i = 0; i < 13; i++) {
+        for (int k = 0; k < 100; k++) {
+            e[k] =
+                ev(3, k % 3 ? "long" : "other", k % 3 ? v++ : (uint64_t)(i * 34 + k / 3), &p[k], 1);
+        }
+        assert_int_equal(jrn_append(f->j, e, 100), KR_OK);
+    }
+    assert_true(stream_version(f->j, 3, "long") == v);
+    size_t n = stream_seqs(f->j, 3, "long", 0, seqs, 1300);
+    assert_true(n == v);
+    static uint64_t got[1300];
+    const uint64_t from[] = {1, 2, 3, 255, 256, 257, 511, 512, 700, v - 1, v};
+    for (size_t i = 0; i < sizeof from / sizeof from[0]; i++) {
+        assert_int_equal(stream_seqs(f->j, 3, "long", from[i], got, 1300), v - from[i] + 1);
+        assert_memory_equal(got, seqs + from[i] - 1, (v - from[i] + 1) * sizeof *got);
+    }
+    assert_int_equal(stream_seqs(f->j, 3, "long", v + 1, got, 1300), 0);
+    fx_close(f);
+    verify_full(f->dir, 1 + 1300, 1);
+
+    /* Truncated in the middle: each stream's head steps back to its last
+     * remaining record, and the links reach every version left. */
+    assert_int_equal(jrn_truncate(f->dir, 700), KR_OK);
+    size_t left = 0;
+    while (left < n && seqs[left] <= 700)
+        left++;
+    struct jrn_options o = fx_opts(f);
+    o.read_only = true;
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    assert_true(stream_version(f->j, 3, "long") == left);
+    assert_int_equal(stream_seqs(f->j, 3, "long", 0, got, 1300), left);
+    assert_memory_equal(got, seqs, left * sizeof *got);
+    assert_int_equal(stream_seqs(f->j, 3, "long", left / 3, got, 1300), left - left / 3 + 1);
+    assert_true(stream_version(f->j, 3, "other") == 699 - left);
+    fx_close(f);
+    verify_full(f->dir, 700, 1);
 }
 
 /* ==== Stripping payloads ==== */
@@ -3599,6 +3848,9 @@ int main(void)
         T(test_tseq),
         T(test_tseq_concurrent),
         T(test_migrate_format1),
+        T(test_skew_jump),
+        T(test_migrate_stream_index),
+        T(test_stream_links_long),
         T(test_strip_tenant),
         T(test_strip_filters),
         T(test_strip_resume),

@@ -1816,22 +1816,118 @@ static void test_tseq_index_count(void **state)
 
 /* ---- Indexes and the key history ---- */
 
-static size_t index_key_of(const char *dir, uint64_t seq, uint8_t key[JRN_STREAM_KEY_MAX])
+/* The heads key of record seq's stream into key (its length returned), and
+ * the record's version into *version. */
+static size_t head_key_of(const char *dir, uint64_t seq, uint8_t key[JRN_STREAM_KEY_MAX],
+                          uint64_t *version)
 {
     size_t len;
     struct jrn_record r;
     uint8_t *v = rec_get(dir, seq, &len);
     assert_int_equal(jrn_record_decode(v, len, &r), KR_OK);
     size_t plen = jrn_stream_prefix(key, r.tenant, r.stream, r.stream_len);
-    kr_put_be64(key + plen, r.version);
+    *version = r.version;
     free(v);
-    return plen + 8;
+    return plen;
+}
+
+/* The head (version, seq) under key; fails if absent. */
+static void head_get(const char *dir, const uint8_t *key, size_t klen, uint64_t *version,
+                     uint64_t *seq)
+{
+    size_t len;
+    uint8_t *v = value_get(dir, JRN_DB_HEADS, key, klen, &len);
+    assert_non_null(v);
+    assert_int_equal(len, JRN_HEAD_LEN);
+    *version = kr_get_be64(v);
+    *seq = kr_get_be64(v + 8);
+    free(v);
+}
+
+static void head_put(const char *dir, const uint8_t *key, size_t klen, uint64_t version,
+                     uint64_t seq)
+{
+    uint8_t v[JRN_HEAD_LEN];
+    kr_test_be64(v, version);
+    kr_test_be64(v + 8, seq);
+    value_put(dir, JRN_DB_HEADS, key, klen, v, sizeof v);
+}
+
+static void link_get(const char *dir, uint64_t seq, uint64_t *prev, uint64_t *jump)
+{
+    uint8_t k[8];
+    size_t len;
+    kr_test_be64(k, seq);
+    uint8_t *v = value_get(dir, JRN_DB_LINKS, k, 8, &len);
+    assert_non_null(v);
+    assert_int_equal(len, JRN_LINK_LEN);
+    *prev = kr_get_be64(v);
+    *jump = kr_get_be64(v + 8);
+    free(v);
+}
+
+static void link_put(const char *dir, uint64_t seq, uint64_t prev, uint64_t jump)
+{
+    uint8_t k[8], v[JRN_LINK_LEN];
+    kr_test_be64(k, seq);
+    kr_test_be64(v, prev);
+    kr_test_be64(v + 8, jump);
+    value_put(dir, JRN_DB_LINKS, k, 8, v, sizeof v);
+}
+
+/* The seq of the first record of record seq's stream, through the journal. */
+static uint64_t stream_first_seq(const char *dir, uint64_t seq)
+{
+    struct jrn_options o = {.dir = dir, .read_only = true};
+    struct journal *j;
+    struct jrn_recbuf b;
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(jrn_open(&o, &j), KR_OK);
+    assert_int_equal(jrn_read(j, seq, &b), KR_OK);
+    struct jrn_query q = {.kind = JRN_Q_STREAM,
+                          .tenant = b.rec.tenant,
+                          .stream = b.rec.stream,
+                          .stream_len = b.rec.stream_len};
+    assert_int_equal(jrn_cursor_new(j, &q, &c), KR_OK);
+    assert_int_equal(jrn_cursor_next(c, &r), KR_OK);
+    uint64_t first = r.seq;
+    jrn_cursor_free(c);
+    jrn_recbuf_fini(&b);
+    jrn_close(j);
+    return first;
+}
+
+/* Reads the stream of record seq to its end: its error (KR_ENOTFOUND at a
+ * clean end). A damaged index must end it with KR_ECORRUPT, never hand out a
+ * record of another stream or tenant. */
+static kr_err read_stream(const char *dir, uint64_t tenant, const char *stream, size_t len)
+{
+    struct jrn_options o = {.dir = dir, .read_only = true};
+    struct journal *j;
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    kr_err err;
+    uint64_t n = 0;
+    assert_int_equal(jrn_open(&o, &j), KR_OK);
+    struct jrn_query q = {
+        .kind = JRN_Q_STREAM, .tenant = tenant, .stream = stream, .stream_len = len};
+    assert_int_equal(jrn_cursor_new(j, &q, &c), KR_OK);
+    while ((err = jrn_cursor_next(c, &r)) == KR_OK && n < FIX_RECORDS) {
+        assert_true(r.tenant == tenant && r.stream_len == len &&
+                    memcmp(r.stream, stream, len) == 0);
+        assert_true(r.version == ++n);
+    }
+    jrn_cursor_free(c);
+    jrn_close(j);
+    return err;
 }
 
 /* Index entries that name records they should not: a reader must refuse them
  * (one tenant's record must never come back to another tenant's cursor, and a
  * version of 2^64-1 must not wrap a cursor around), and full verification
- * counts the entries. */
+ * finds them. */
 static void test_index_extra_entries(void **state)
 {
     const char *dir = fresh_copy(*state);
@@ -1858,26 +1954,25 @@ static void test_index_extra_entries(void **state)
     check_modes(dir, BOTH, ex(KR_ECORRUPT, FIX_RECORDS, "tenant index holds"), verifies,
                 "extra tenant index entry");
 
-    /* A stream index entry at version 2^64-1 for a real stream. */
+    /* The head of a real stream at version 2^64-1. */
     dir = fresh_copy(*state);
-    uint8_t skey[JRN_STREAM_KEY_MAX], seq[8];
-    size_t klen = index_key_of(dir, POS_FIRST, skey);
-    kr_put_be64(skey + klen - 8, UINT64_MAX);
-    kr_test_be64(seq, POS_FIRST);
-    value_put(dir, JRN_DB_STREAMS, skey, klen, seq, 8);
-    assert_int_equal(jrn_open(&o, &j), KR_OK);
-    struct jrn_query qs = {
-        .kind = JRN_Q_STREAM, .tenant = r.tenant, .stream = r.stream, .stream_len = r.stream_len};
-    assert_int_equal(jrn_cursor_new(j, &qs, &c), KR_OK);
-    kr_err err;
-    uint64_t n = 0;
-    while ((err = jrn_cursor_next(c, &got)) == KR_OK && n < FIX_RECORDS)
-        n++;
-    assert_int_equal(err, KR_ECORRUPT);
-    jrn_cursor_free(c);
-    jrn_close(j);
-    check_modes(dir, BOTH, ex(KR_ECORRUPT, FIX_RECORDS, "stream index holds"), verifies,
-                "extra stream index entry");
+    uint8_t skey[JRN_STREAM_KEY_MAX];
+    uint64_t version;
+    size_t klen = head_key_of(dir, POS_FIRST, skey, &version);
+    uint64_t first = stream_first_seq(dir, POS_FIRST);
+    head_put(dir, skey, klen, UINT64_MAX, POS_FIRST);
+    assert_int_equal(read_stream(dir, r.tenant, r.stream, r.stream_len), KR_ECORRUPT);
+    check_modes(dir, BOTH, ex(KR_ECORRUPT, first, "stream index head"), verifies,
+                "stream head at version 2^64-1");
+
+    /* A head of a stream another tenant does not have, naming the record. */
+    dir = fresh_copy(*state);
+    static const char none[] = "no-such/stream";
+    klen = jrn_stream_prefix(skey, other, none, strlen(none));
+    head_put(dir, skey, klen, 1, POS_FIRST);
+    assert_int_equal(read_stream(dir, other, none, strlen(none)), KR_ECORRUPT);
+    check_modes(dir, BOTH, ex(KR_ECORRUPT, FIX_RECORDS, "stream index head names no record"),
+                verifies, "extra stream head");
     free(v);
 }
 
@@ -1906,22 +2001,63 @@ static void test_forged_huge_seq(void **state)
     assert_null(j);
 }
 
-/* Full mode checks that the stream index names each record; fast mode does not. */
+/* Full mode checks the stream index (each record's link, each stream's
+ * head); fast mode does not. Readers refuse what a damaged one names. */
 static void test_stream_index(void **state)
 {
-    uint8_t key[JRN_STREAM_KEY_MAX], val[8];
+    uint8_t key[JRN_STREAM_KEY_MAX];
+    uint64_t version, hv, hs, prev, jump;
     const char *dir = fresh_copy(*state);
-    size_t klen = index_key_of(dir, CHUNK + 1, key);
-    value_del(dir, JRN_DB_STREAMS, key, klen);
-    check_modes(dir, BOTH, ex(KR_ECORRUPT, CHUNK + 1, "stream index"), verifies,
-                "index entry deleted");
+    uint8_t lk[8];
+    kr_test_be64(lk, CHUNK + 1);
+    value_del(dir, JRN_DB_LINKS, lk, 8);
+    check_modes(dir, BOTH, ex(KR_ECORRUPT, CHUNK + 1, "stream index link"), verifies,
+                "link deleted");
 
+    /* A prev link naming another record: the verifier and a reader see it. */
     dir = fresh_copy(*state);
-    klen = index_key_of(dir, POS_FIRST, key);
-    kr_test_be64(val, POS_FIRST + 1);
-    value_put(dir, JRN_DB_STREAMS, key, klen, val, 8);
-    check_modes(dir, BOTH, ex(KR_ECORRUPT, POS_FIRST, "stream index"), verifies,
-                "index entry wrong");
+    size_t klen = head_key_of(dir, POS_LAST, key, &version);
+    assert_true(version > 4);
+    link_get(dir, POS_LAST, &prev, &jump);
+    link_put(dir, POS_LAST, prev - 1, jump);
+    check_modes(dir, BOTH, ex(KR_ECORRUPT, POS_LAST, "stream index link: prev"), verifies,
+                "prev link wrong");
+    size_t len;
+    struct jrn_record r;
+    uint8_t *v = rec_get(dir, POS_LAST, &len);
+    assert_int_equal(jrn_record_decode(v, len, &r), KR_OK);
+    assert_int_equal(read_stream(dir, r.tenant, r.stream, r.stream_len), KR_ECORRUPT);
+
+    /* A jump link that skips nothing where it must skip. */
+    dir = fresh_copy(*state);
+    uint64_t at = POS_LAST;
+    while (jrn_skew_jump(version) == version - 1) {
+        link_get(dir, at, &prev, &jump);
+        at = prev;
+        version--;
+    }
+    link_get(dir, at, &prev, &jump);
+    link_put(dir, at, prev, prev);
+    check_modes(dir, BOTH, ex(KR_ECORRUPT, at, "stream index link: jump"), verifies,
+                "jump link wrong");
+
+    /* A stream's head gone, or naming another record at its version. */
+    dir = fresh_copy(*state);
+    uint64_t first = stream_first_seq(dir, POS_LAST);
+    value_del(dir, JRN_DB_HEADS, key, klen);
+    check_modes(dir, BOTH, ex(KR_ECORRUPT, first, "stream index head"), verifies, "head deleted");
+    dir = fresh_copy(*state);
+    head_get(dir, key, klen, &hv, &hs);
+    head_put(dir, key, klen, hv, hs - 1);
+    check_modes(dir, BOTH, ex(KR_ECORRUPT, hs, "stream index head"), verifies, "head misplaced");
+    assert_int_equal(read_stream(dir, r.tenant, r.stream, r.stream_len), KR_ECORRUPT);
+
+    /* A head one version ahead of its stream. */
+    dir = fresh_copy(*state);
+    head_put(dir, key, klen, hv + 1, hs);
+    check_modes(dir, BOTH, ex(KR_ECORRUPT, FIX_RECORDS, "stream index head names no record"),
+                verifies, "head ahead");
+    free(v);
 
     /* The tenant index, likewise, in full mode. */
     dir = fresh_copy(*state);
@@ -1967,11 +2103,14 @@ static void test_key_history(void **state)
     free(v);
     check_both(dir, ex(KR_EBADSIG, 1, "trusted public key"), "genesis key flipped");
 
-    /* The key change hidden from the index: the record is still there. */
+    /* The key change hidden from the index (the journal stream's head back
+     * at the genesis record): the record is still there. */
     uint8_t key[JRN_STREAM_KEY_MAX];
+    uint64_t version;
     dir = fresh_copy(*state);
-    size_t klen = index_key_of(dir, ROTATE_SEQ, key);
-    value_del(dir, JRN_DB_STREAMS, key, klen);
+    size_t klen = head_key_of(dir, ROTATE_SEQ, key, &version);
+    assert_true(version == 2);
+    head_put(dir, key, klen, 1, 1);
     check_modes(dir, BOTH, ex(KR_ECORRUPT, ROTATE_SEQ, "stream index"),
                 ex(KR_ECORRUPT, ROTATE_SEQ, "missing from the key history"),
                 "key change unindexed");
@@ -1995,11 +2134,8 @@ static void test_key_history(void **state)
      * the key history is bad there, and a record in the middle chunk below it
      * is named first. */
     dir = fresh_copy(*state);
-    klen = index_key_of(dir, ROTATE_SEQ, key);
-    kr_put_be64(key + klen - 8, 3);
-    uint8_t val[8];
-    kr_test_be64(val, POS_LAST);
-    value_put(dir, JRN_DB_STREAMS, key, klen, val, 8);
+    head_put(dir, key, klen, 3, POS_LAST);
+    link_put(dir, POS_LAST, ROTATE_SEQ, ROTATE_SEQ); /* version 3 jumps to 2 */
     struct expect e = ex(KR_ECORRUPT, POS_LAST, "journal key record is malformed");
     check_modes(dir, FAST, e, e, "bogus key record");
     flip(dir, 20000, F_PAYLOAD);

@@ -13,7 +13,9 @@
  *   checkpoint, and a known checkpoint of another history;
  * - kill -9 during backup never leaves a half generation under a day's name
  *   (and the next backup clears the leftovers); during restore NEWDIR never
- *   appears unfinished.
+ *   appears unfinished;
+ * - a journal with the legacy stream index (meta format 2) backs up as it is
+ *   and is migrated by a restore.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,6 +41,7 @@
 
 #include "backup.h"
 #include "journal.h"
+#include "journal_internal.h"
 #include "keystore.h"
 #include "test_util.h"
 
@@ -1007,6 +1010,122 @@ static void test_check_path_too_long(void **state)
     assert_null(strstr(out, "ok:"));
 }
 
+/* ---- A backup of a journal with the legacy stream index ---- */
+
+/* Rewrites dir's journal to the stream index older kiroku wrote (meta format
+ * 2: one `streams` entry per record, no heads or links), from its records. */
+static void make_legacy_index(const char *dir)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi events, streams, heads, links, meta;
+    MDB_cursor *c;
+    MDB_val k, v;
+    kr_test_env_open(dir, &env);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_EVENTS, 0, &events), 0);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_STREAMS, MDB_CREATE, &streams), 0);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_HEADS, 0, &heads), 0);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_LINKS, 0, &links), 0);
+    assert_int_equal(mdb_dbi_open(txn, JRN_DB_META, 0, &meta), 0);
+    assert_int_equal(mdb_cursor_open(txn, events, &c), 0);
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        struct jrn_record r;
+        uint8_t key[JRN_STREAM_KEY_MAX];
+        assert_int_equal(jrn_record_decode(v.mv_data, v.mv_size, &r), KR_OK);
+        size_t plen = jrn_stream_prefix(key, r.tenant, r.stream, r.stream_len);
+        kr_test_be64(key + plen, r.version);
+        MDB_val sk = {plen + 8, key}, sv = {8, k.mv_data};
+        assert_int_equal(mdb_put(txn, streams, &sk, &sv, MDB_NOOVERWRITE), 0);
+    }
+    mdb_cursor_close(c);
+    assert_int_equal(mdb_drop(txn, heads, 1), 0);
+    assert_int_equal(mdb_drop(txn, links, 1), 0);
+    uint8_t fmt[4] = {0, 0, 0, JRN_META_FORMAT_2};
+    k = (MDB_val){strlen(JRN_META_FORMAT), JRN_META_FORMAT};
+    v = (MDB_val){4, fmt};
+    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* meta `format` of dir's journal. */
+static uint32_t meta_format(const char *dir)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {strlen(JRN_META_FORMAT), JRN_META_FORMAT}, v;
+    kr_test_env_open(dir, &env);
+    kr_test_txn_db(env, JRN_DB_META, &txn, &dbi);
+    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+    assert_int_equal(v.mv_size, 4);
+    uint32_t fmt = kr_get_be32(v.mv_data);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return fmt;
+}
+
+/* A data directory whose journal has the legacy stream index is backed up as
+ * it is (the backup checks and verifies), and a restore, whole or to a point
+ * in time, migrates its copy: the restored journal has meta format 3 and
+ * verifies, and the live one is left as it was. */
+static void test_restore_legacy_index(void **state)
+{
+    (void)state;
+    char old[1200], bk[1200], gen[1300], newdir[1300];
+    path(old, sizeof old, root, "legacy");
+    kr_test_copytree(data, old);
+    make_legacy_index(old);
+    assert_int_equal(meta_format(old), JRN_META_FORMAT_2);
+    const char *v0[] = {"verify", "--data", old, "--pubkey", pk, NULL};
+    if (run(v0) != 0)
+        fail_msg("verify of the legacy journal: %s %s", out, err);
+
+    path(bk, sizeof bk, root, "bk-legacy");
+    clock_at(DAY0);
+    const char *b[] = {"backup", "--data", old, "--to", bk, "--test-clock", "--json", NULL};
+    int rc = run(b);
+    unsetenv("KIROKU_CLOCK_OFFSET");
+    if (rc != 0)
+        fail_msg("backup: %s", err);
+    json_t *j = parse(out);
+    uint64_t last = (uint64_t)json_integer_value(json_object_get(j, "last_seq"));
+    json_decref(j);
+    assert_int_equal(meta_format(old), JRN_META_FORMAT_2);
+    const char *check[] = {"backup", "check", bk, "--pubkey", pk, NULL};
+    if (run(check) != 0)
+        fail_msg("check: %s %s", out, err);
+
+    path(gen, sizeof gen, bk, "2026-12-06");
+    path(newdir, sizeof newdir, root, "legacy-restored");
+    const char *r[] = {"restore", gen, "--data", newdir, "--pubkey", pk, "--full", NULL};
+    if (run(r) != 0)
+        fail_msg("restore: %s %s", out, err);
+    assert_int_equal(meta_format(newdir), JRN_META_FORMAT_CURRENT);
+    const char *v[] = {"verify", "--data", newdir, "--pubkey", pk, NULL};
+    if (run(v) != 0)
+        fail_msg("verify of the restored journal: %s %s", out, err);
+    const char *rc2[] = {"replay", "--check", "--data", newdir, NULL};
+    assert_int_equal(run(rc2), 0);
+
+#ifdef JRN_TYPE_EPOCH_STARTED
+    char u[32];
+    snprintf(u, sizeof u, "%llu", (unsigned long long)(last / 2));
+    path(newdir, sizeof newdir, root, "legacy-until");
+    const char *ru[] = {"restore", gen, "--data", newdir, "--pubkey", pk, "--until", u, NULL};
+    if (run(ru) != 0)
+        fail_msg("restore --until: %s %s", out, err);
+    assert_int_equal(meta_format(newdir), JRN_META_FORMAT_CURRENT);
+    const char *vu[] = {"verify", "--data", newdir, "--pubkey", pk, NULL};
+    if (run(vu) != 0)
+        fail_msg("verify of the journal restored --until: %s %s", out, err);
+#else
+    (void)last;
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1024,6 +1143,7 @@ int main(void)
         cmocka_unit_test(test_kill9_during_backup),
         cmocka_unit_test(test_kill9_during_restore),
         cmocka_unit_test(test_bench_erase),
+        cmocka_unit_test(test_restore_legacy_index),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
