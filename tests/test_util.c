@@ -1,6 +1,9 @@
 /* test_util.c: see test_util.h. */
 #include "test_util.h"
 
+#include "endian_be.h"
+#include "journal_internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -95,6 +98,24 @@ void kr_test_txn_db(MDB_env *env, const char *name, MDB_txn **txn, MDB_dbi *dbi)
         fprintf(stderr, "test_util: cannot open database %s\n", name);
         abort();
     }
+}
+
+uint32_t kr_test_meta_format(const char *dir)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {strlen(JRN_META_FORMAT), JRN_META_FORMAT}, v;
+    kr_test_env_open(dir, &env);
+    kr_test_txn_db(env, JRN_DB_META, &txn, &dbi);
+    if (mdb_get(txn, dbi, &k, &v) || v.mv_size != 4) {
+        fprintf(stderr, "test_util: no meta format in %s\n", dir);
+        abort();
+    }
+    uint32_t fmt = kr_get_be32(v.mv_data);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return fmt;
 }
 
 void kr_test_be64(uint8_t out[8], uint64_t v)

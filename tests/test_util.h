@@ -30,6 +30,9 @@ void kr_test_env_open(const char *dir, MDB_env **env);
 /* Opens named database `name` in a new write transaction of env. */
 void kr_test_txn_db(MDB_env *env, const char *name, MDB_txn **txn, MDB_dbi *dbi);
 
+/* The meta `format` of the journal in data directory dir, read directly. */
+uint32_t kr_test_meta_format(const char *dir);
+
 /* Parses one acknowledgement line of `kiroku bench append --acks`: "seq hex\n"
  * of len bytes, newline included, hex being the 32-byte commitment. False if
  * the line is malformed. */

@@ -2824,24 +2824,6 @@ static void test_tseq_concurrent(void **state)
     verify_full(f->dir, size, 1);
 }
 
-/* Reads meta `format` directly. */
-static uint32_t meta_format(const char *dir)
-{
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi;
-    MDB_val k = {strlen(JRN_META_FORMAT), JRN_META_FORMAT}, v;
-    kr_test_env_open(dir, &env);
-    kr_test_txn_db(env, JRN_DB_META, &txn, &dbi);
-    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
-    assert_int_equal(v.mv_size, 4);
-    const uint8_t *b = v.mv_data;
-    uint32_t fmt = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    return fmt;
-}
-
 /* Sets meta `format` and one tenants index value, as a migration that died
  * half-way (or a journal of older kiroku) leaves them. */
 static void set_format1_state(const char *dir, uint64_t tenant, uint64_t seq, const void *val,
@@ -2886,7 +2868,7 @@ static void test_migrate_format1(void **state)
     uint64_t old_size = jrn_size(f->j); /* 1 + 30 + 1 */
     assert_true(old_size == 32);
     fx_close(f);
-    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_1);
+    assert_int_equal(kr_test_meta_format(f->dir), JRN_META_FORMAT_1);
     verify_full(f->dir, old_size, 2);
     atomic_store(&jrn_testing_format1, 0);
 
@@ -2896,7 +2878,7 @@ static void test_migrate_format1(void **state)
     assert_int_equal(jrn_open(&o, &f->j), KR_OK);
     assert_true(check_tseqs(f->j, old_size + 1, 1) == 10);
     fx_close(f);
-    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_1);
+    assert_int_equal(kr_test_meta_format(f->dir), JRN_META_FORMAT_1);
 
     /* A migration that died half-way (meta still 1, some values written,
      * one wrong) is done again on the next writable open. */
@@ -2912,7 +2894,7 @@ static void test_migrate_format1(void **state)
     /* Writable: migrated (tenant counts, then the stream index); tenant 0
      * has genesis, a key change and 10 events. */
     fx_open(f);
-    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_CURRENT);
+    assert_int_equal(kr_test_meta_format(f->dir), JRN_META_FORMAT_CURRENT);
     struct jrn_event e[3] = {ev(0, "old", ver[0], &p, 1), ev(1, "old", ver[1], &p, 1),
                              ev(4, "new", 0, &p, 1)};
     assert_int_equal(jrn_append(f->j, e, 3), KR_OK);
@@ -2926,7 +2908,7 @@ static void test_migrate_format1(void **state)
         fail_msg("verify: %s", rep.what);
     assert_true(rep.tenants == 4);
     fx_open(f);
-    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_CURRENT);
+    assert_int_equal(kr_test_meta_format(f->dir), JRN_META_FORMAT_CURRENT);
     ver[0]++;
     struct jrn_event e4 = ev(0, "old", ver[0], &p, 1);
     assert_int_equal(jrn_append(f->j, &e4, 1), KR_OK);
@@ -3072,7 +3054,7 @@ static void test_migrate_stream_index(void **state)
     uint8_t p = 9;
     mig_build_legacy(f, ver);
     const uint64_t size = 2 + MIG_EVENTS; /* genesis, events, a key change */
-    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_2);
+    assert_int_equal(kr_test_meta_format(f->dir), JRN_META_FORMAT_2);
     assert_true(has_legacy_streams(f->dir));
     verify_full(f->dir, size, 2);
 
@@ -3095,7 +3077,7 @@ static void test_migrate_stream_index(void **state)
     assert_int_equal(jrn_open(&o, &f->j), KR_EIO);
     f->j = NULL;
     atomic_store(&jrn_testing_migrate_txns, 0);
-    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_2);
+    assert_int_equal(kr_test_meta_format(f->dir), JRN_META_FORMAT_2);
     verify_full(f->dir, size, 2);
     o.read_only = true;
     assert_int_equal(jrn_open(&o, &f->j), KR_OK);
@@ -3113,14 +3095,14 @@ static void test_migrate_stream_index(void **state)
     assert_int_equal(jrn_open(&oc, &f->j), KR_OK);
     mig_check_streams(f->j, want, nwant, 300);
     fx_close(f);
-    assert_int_equal(meta_format(cut), JRN_META_FORMAT_CURRENT);
+    assert_int_equal(kr_test_meta_format(cut), JRN_META_FORMAT_CURRENT);
     assert_false(has_legacy_streams(cut));
     verify_full(cut, 300, 2);
 
     /* The next writable open resumes and finishes. */
     fx_open(f);
     atomic_store(&jrn_testing_migrate_records, 0);
-    assert_int_equal(meta_format(f->dir), JRN_META_FORMAT_CURRENT);
+    assert_int_equal(kr_test_meta_format(f->dir), JRN_META_FORMAT_CURRENT);
     assert_false(has_legacy_streams(f->dir));
     mig_check_streams(f->j, want, nwant, size);
     struct jrn_event stale = ev(1, mig_streams[0], ver[0][0] - 1, &p, 1);

@@ -1050,23 +1050,6 @@ static void make_legacy_index(const char *dir)
     mdb_env_close(env);
 }
 
-/* meta `format` of dir's journal. */
-static uint32_t meta_format(const char *dir)
-{
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi;
-    MDB_val k = {strlen(JRN_META_FORMAT), JRN_META_FORMAT}, v;
-    kr_test_env_open(dir, &env);
-    kr_test_txn_db(env, JRN_DB_META, &txn, &dbi);
-    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
-    assert_int_equal(v.mv_size, 4);
-    uint32_t fmt = kr_get_be32(v.mv_data);
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    return fmt;
-}
-
 /* A data directory whose journal has the legacy stream index is backed up as
  * it is (the backup checks and verifies), and a restore, whole or to a point
  * in time, migrates its copy: the restored journal has meta format 3 and
@@ -1078,7 +1061,7 @@ static void test_restore_legacy_index(void **state)
     path(old, sizeof old, root, "legacy");
     kr_test_copytree(data, old);
     make_legacy_index(old);
-    assert_int_equal(meta_format(old), JRN_META_FORMAT_2);
+    assert_int_equal(kr_test_meta_format(old), JRN_META_FORMAT_2);
     const char *v0[] = {"verify", "--data", old, "--pubkey", pk, NULL};
     if (run(v0) != 0)
         fail_msg("verify of the legacy journal: %s %s", out, err);
@@ -1093,7 +1076,7 @@ static void test_restore_legacy_index(void **state)
     json_t *j = parse(out);
     uint64_t last = (uint64_t)json_integer_value(json_object_get(j, "last_seq"));
     json_decref(j);
-    assert_int_equal(meta_format(old), JRN_META_FORMAT_2);
+    assert_int_equal(kr_test_meta_format(old), JRN_META_FORMAT_2);
     const char *check[] = {"backup", "check", bk, "--pubkey", pk, NULL};
     if (run(check) != 0)
         fail_msg("check: %s %s", out, err);
@@ -1103,7 +1086,7 @@ static void test_restore_legacy_index(void **state)
     const char *r[] = {"restore", gen, "--data", newdir, "--pubkey", pk, "--full", NULL};
     if (run(r) != 0)
         fail_msg("restore: %s %s", out, err);
-    assert_int_equal(meta_format(newdir), JRN_META_FORMAT_CURRENT);
+    assert_int_equal(kr_test_meta_format(newdir), JRN_META_FORMAT_CURRENT);
     const char *v[] = {"verify", "--data", newdir, "--pubkey", pk, NULL};
     if (run(v) != 0)
         fail_msg("verify of the restored journal: %s %s", out, err);
@@ -1117,7 +1100,7 @@ static void test_restore_legacy_index(void **state)
     const char *ru[] = {"restore", gen, "--data", newdir, "--pubkey", pk, "--until", u, NULL};
     if (run(ru) != 0)
         fail_msg("restore --until: %s %s", out, err);
-    assert_int_equal(meta_format(newdir), JRN_META_FORMAT_CURRENT);
+    assert_int_equal(kr_test_meta_format(newdir), JRN_META_FORMAT_CURRENT);
     const char *vu[] = {"verify", "--data", newdir, "--pubkey", pk, NULL};
     if (run(vu) != 0)
         fail_msg("verify of the journal restored --until: %s %s", out, err);
