@@ -98,6 +98,7 @@ kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
         .clock = o->clock,
         .signers = o->signers,
         .map_size = o->map_size,
+        .two_flushes = o->two_flushes,
         .views = views_hooks(&d->views),
         .views_no_catch_up = o->no_catch_up,
         .no_appends = o->no_appends,

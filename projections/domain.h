@@ -38,6 +38,7 @@ struct kr_domain_options {
     const struct kr_rng *rng;     /* ids, keys, codes, nonces; NULL = system randomness */
     unsigned signers;             /* journal signer threads; 0 = one per CPU */
     uint64_t map_size;            /* 0 = default */
+    bool two_flushes;             /* jrn_options.two_flushes */
     bool no_catch_up;             /* open without applying records the views miss
                                    * (replay rebuilds them itself) */
     bool no_appends;              /* for rebuilding views only: no signing key,

@@ -485,10 +485,12 @@ static void serve_raise_nofile(void)
     }
 }
 
-static kr_err serve_open(const char *data, const struct kr_clock *clock, struct kr_domain **d)
+static kr_err serve_open(const char *data, const struct kr_clock *clock, bool two_flushes,
+                         struct kr_domain **d)
 {
     struct jrn_start_fault sf = {0};
-    struct kr_domain_options o = {.dir = data, .clock = clock, .start_fault = &sf};
+    struct kr_domain_options o = {
+        .dir = data, .clock = clock, .two_flushes = two_flushes, .start_fault = &sf};
     kr_err err = dom_open(&o, d);
     if (err == KR_ECORRUPT && sf.what[0]) {
         fprintf(stderr,
@@ -1136,7 +1138,7 @@ static int serve_main(struct serve_args *a, const char *data)
     signal(SIGPIPE, SIG_IGN);
     serve_raise_nofile();
 
-    kr_err err = serve_open(data, clock, &sj->d);
+    kr_err err = serve_open(data, clock, kr_config_bool(a->cfg, "journal.two_flushes"), &sj->d);
     if (err) {
         free(sj);
         return cli_fail_open(data, err);

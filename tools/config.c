@@ -41,6 +41,10 @@ static const struct cfg_setting settings[] = {
     {"api.inflight", CFG_U64, 1, KR_API_INFLIGHT_MAX, "256",
      "requests in flight at once on the client endpoint: each waits for its group commit "
      "without holding a thread (--inflight overrides)"},
+    /* the journal (journal/journal.h) */
+    {"journal.two_flushes", CFG_BOOL, 0, 1, "false",
+     "flush each commit's meta page on its own (LMDB's commit) instead of one flush per "
+     "commit: for a disk whose flushes cost next to nothing (docs/benchmarks.md)"},
     /* metrics and health: the operators' HTTP endpoint (api/http.h, api/metrics.h) */
     {"http.listen", CFG_STR, 0, 127, NULL,
      "serve /metrics and /healthz at http://HOST:PORT (off when unset; --http overrides)"},

@@ -418,13 +418,46 @@ static void test_exec_async(void **state)
     td_free(t);
 }
 
+/* kr_domain_options.two_flushes reaches the journal (serve's setting
+ * journal.two_flushes): with one flush per commit, a lone write's meta page is
+ * flushed by mdb_env_sync; with two, LMDB's commit flushes it and the
+ * writer never calls it. */
+static void test_two_flushes(void **state)
+{
+    (void)state;
+    for (int two = 0; two < 2; two++) {
+        struct td *t = td_new(40 + (uint64_t)two);
+        dom_close(t->d);
+        struct kr_domain_options o = {.dir = t->dir,
+                                      .clock = &t->clock,
+                                      .rng = &t->rng,
+                                      .two_flushes = two,
+                                      .pwhash_ops = 1,
+                                      .pwhash_mem = 8192};
+        assert_int_equal(dom_open(&o, &t->d), KR_OK);
+        struct jrn_stats s0, s1;
+        jrn_get_stats(t->d->j, &s0);
+        struct kr_caller master;
+        char code[40];
+        td_signup(t, "two@example.jp", "correct horse battery", &master, code);
+        jrn_get_stats(t->d->j, &s1);
+        assert_true(s1.events > s0.events);
+        if (two)
+            assert_int_equal(s1.meta_syncs, s0.meta_syncs);
+        else
+            assert_true(s1.meta_syncs > s0.meta_syncs);
+        td_free(t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tables_complete),      cmocka_unit_test(test_access),
-        cmocka_unit_test(test_args_built_in_c),      cmocka_unit_test(test_rebuild_equals_live),
-        cmocka_unit_test(test_views_upgraded),       cmocka_unit_test(test_erase_tenant),
-        cmocka_unit_test(test_rebuild_without_keys), cmocka_unit_test(test_exec_async),
+        cmocka_unit_test(test_tables_complete), cmocka_unit_test(test_access),
+        cmocka_unit_test(test_args_built_in_c), cmocka_unit_test(test_rebuild_equals_live),
+        cmocka_unit_test(test_views_upgraded),  cmocka_unit_test(test_two_flushes),
+        cmocka_unit_test(test_erase_tenant),    cmocka_unit_test(test_rebuild_without_keys),
+        cmocka_unit_test(test_exec_async),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

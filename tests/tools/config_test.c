@@ -62,7 +62,22 @@ static void test_values(void **state)
     /* No newline at the end; an empty value. */
     assert_int_equal(load("service.name =", &c, why), KR_OK);
     assert_string_equal(kr_config_str(c, "service.name"), "");
+    assert_false(kr_config_bool(c, "journal.two_flushes")); /* the default */
     kr_config_free(c);
+    /* A true-or-false setting, in each of its spellings. */
+    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no",
+                                                                                "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "journal.two_flushes = %s\n", yes[i]);
+        assert_int_equal(load(text, &c, why), KR_OK);
+        assert_true(kr_config_bool(c, "journal.two_flushes"));
+        kr_config_free(c);
+        snprintf(text, sizeof text, "journal.two_flushes = %s\n", no[i]);
+        assert_int_equal(load(text, &c, why), KR_OK);
+        assert_false(kr_config_bool(c, "journal.two_flushes"));
+        kr_config_free(c);
+    }
 }
 
 static void test_refused(void **state)
@@ -77,6 +92,8 @@ static void test_refused(void **state)
         {"# ok\nservce.name = x\n", "line 2: no setting is called \"servce.name\""},
         {"service.name = a\nservice.name = b\n", "line 2: service.name is given twice"},
         {"service.name = a\x01z\n", "line 1: service.name has a control character"},
+        {"journal.two_flushes = maybe\n", "line 1: journal.two_flushes is true or false"},
+        {"journal.two_flushes = TRUE\n", "line 1: journal.two_flushes is true or false"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(load(bad[i].text, &c, why), KR_EINVAL);
