@@ -909,10 +909,9 @@ static kr_err write_checkpoint(struct batch_ctx *b)
     return KR_OK;
 }
 
-/* Writes DIR/checkpoint atomically (temp file + rename), fsynced when `sync`,
- * and counts the outcome in the stats. KR_EIO (or the path's error) if it
- * could not: the old file stays, behind but never ahead. */
-static kr_err write_checkpoint_file(struct journal *j, bool sync)
+/* Writes DIR/checkpoint atomically (temp file, fsync, rename) and counts the outcome in the stats.
+ * KR_EIO (or the path's error) if it could not: the old file stays, behind but never ahead. */
+static kr_err write_checkpoint_file(struct journal *j)
 {
     char path[KR_PATH_MAX], tmp[KR_PATH_MAX];
     kr_err err = KR_OK;
@@ -925,7 +924,7 @@ static kr_err write_checkpoint_file(struct journal *j, bool sync)
     bool ok = fd >= 0;
     if (ok)
         ok = write(fd, j->note, j->note_len) == (ssize_t)j->note_len;
-    if (ok && sync)
+    if (ok)
         ok = fsync(fd) == 0;
     if (fd >= 0 && close(fd) != 0)
         ok = false;
@@ -952,10 +951,14 @@ out:
     return err;
 }
 
-/* The writer's DIR/checkpoint rewrite, after a commit or when idle. */
+/* The writer's DIR/checkpoint rewrite, after a commit or when idle (at most
+ * once per KR_CHECKPOINT_FILE_NS). The new file is flushed before it is
+ * renamed into place: a power cut then leaves the old file or the whole new
+ * one, never a renamed file whose bytes did not reach the disk (which the
+ * start check would take for corruption). */
 static void writer_checkpoint_file(struct journal *j)
 {
-    (void)write_checkpoint_file(j, false); /* counted in the stats; retried */
+    (void)write_checkpoint_file(j); /* counted in the stats; retried */
     j->file_time = mono_ns();
     /* A reader killed mid-transaction leaves its slot behind and pins old
      * pages; reclaim such slots now and then. */
@@ -1804,7 +1807,7 @@ kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
 out:
     if (j->writer_started) {
         stop_threads(j);
-        kr_err ferr = write_checkpoint_file(j, true);
+        kr_err ferr = write_checkpoint_file(j);
         if (err == KR_OK)
             err = ferr;
     }
@@ -2342,7 +2345,7 @@ void jrn_close(struct journal *j)
         return;
     if (j->writer_started) {
         stop_threads(j);
-        if (!j->failed && write_checkpoint_file(j, true) != KR_OK)
+        if (!j->failed && write_checkpoint_file(j) != KR_OK)
             fprintf(stderr, "kiroku: %s/checkpoint: cannot write it: %s\n", j->dir,
                     kr_strerror(KR_EIO));
     }
@@ -2868,7 +2871,7 @@ kr_err jrn_truncate(const char *dir, uint64_t size)
     /* The file first: a crash after it leaves the old journal, for which a
      * checkpoint at a smaller size is as valid (same root), and DIR/checkpoint
      * is never ahead of the journal. Then one transaction: all or nothing. */
-    if ((err = write_checkpoint_file(j, true)))
+    if ((err = write_checkpoint_file(j)))
         goto out;
     fsync_path(j->dir); /* the rename */
     if ((err = kr_err_from_mdb(mdb_txn_begin(j->env, NULL, 0, &txn))))

@@ -473,13 +473,14 @@ static unsigned run_cuts(uint64_t events, unsigned cuts, const char *plant, cons
     return failed;
 }
 
-/* Runs kiroku with argv under the shim with `extra` settings; returns the
- * wait status. */
-static int run_shim(const struct paths *p, char **argv, const char *const *extra)
+/* Runs kiroku with argv under the shim, cutting under pcdir, with `extra`
+ * settings; returns the wait status. */
+static int run_shim_in(const char *pcdir, const struct paths *p, char **argv,
+                       const char *const *extra)
 {
     char preload[2 * KR_PATH_MAX + 16], dir[KR_PATH_MAX + 32];
     preload_var(preload, sizeof preload);
-    snprintf(dir, sizeof dir, "KR_PC_DIR=%s", p->dir);
+    snprintf(dir, sizeof dir, "KR_PC_DIR=%s", pcdir);
     const char *env[8] = {preload, dir};
     size_t n = 2;
     for (size_t i = 0; extra[i]; i++) {
@@ -488,6 +489,12 @@ static int run_shim(const struct paths *p, char **argv, const char *const *extra
     }
     env[n] = NULL;
     return run_kiroku(argv, env, p->log);
+}
+
+/* run_shim_in over the data directory alone. */
+static int run_shim(const struct paths *p, char **argv, const char *const *extra)
+{
+    return run_shim_in(p->dir, p, argv, extra);
 }
 
 /* Appends one event with the journal's current key; KR_OK or the error. */
@@ -621,6 +628,130 @@ static void test_planted_early_ack(void **state)
                      "event missing");
 }
 
+/* ---- Beyond appends: the domain's ops and backups ---- */
+
+#define OPS_CUTS_DEFAULT 24u
+
+/* What is cut: `kiroku seed` on a new journal (every op of the domain: view
+ * updates in the journal's transactions, tenant keys made in the keystore, a
+ * cancelled tenant's erasure: key destroyed, payloads stripped), or
+ * `kiroku backup` of a seeded data directory (copies, manifest, the
+ * generation renamed into place, old ones pruned). */
+enum op_kind { OP_SEED, OP_BACKUP };
+
+/* p->dir is PC/data and *bk PC/bk, PC = p->tmp/pc being what the shim cuts;
+ * the data directory as the op finds it. */
+static void ops_setup(struct paths *p, char *pc, char *bk, size_t cap, enum op_kind op,
+                      const char *name)
+{
+    setup_paths(p, name);
+    snprintf(pc, cap, "%s/pc", p->tmp);
+    snprintf(p->dir, sizeof p->dir, "%s/data", pc);
+    snprintf(bk, cap, "%s/bk", pc);
+    assert_int_equal(mkdir(pc, 0700), 0);
+    assert_int_equal(mkdir(bk, 0700), 0);
+    init_journal(p);
+    if (op == OP_BACKUP) {
+        char *seed[] = {NULL, "seed", "--data", p->dir, "--contacts", "5", NULL};
+        int rc = run_kiroku(seed, NULL, p->log);
+        if (rc != 0) {
+            print_log(p->log);
+            fail_msg("kiroku seed exited %d", rc);
+        }
+    }
+}
+
+static int ops_run(const struct paths *p, const char *pc, const char *bk, enum op_kind op,
+                   const char *const *extra)
+{
+    char *seed[] = {NULL, "seed", "--data", (char *)p->dir, "--contacts", "5", NULL};
+    char *backup[] = {NULL, "backup", "--data", (char *)p->dir, "--to", (char *)bk, NULL};
+    return run_shim_in(pc, p, op == OP_SEED ? seed : backup, extra);
+}
+
+/* After a cut: the journal verifies, the views are what a rebuild from the
+ * journal makes (every committed view change there, none other: replay
+ * --check opens the domain, keystore included), and every backup generation
+ * present checks (its manifest, digests and journal). */
+static bool ops_check(const struct paths *p, const char *bk, char *why, size_t cap)
+{
+    char *verify[] = {NULL, "verify", "--data", (char *)p->dir, NULL};
+    char *replay[] = {NULL, "replay", "--data", (char *)p->dir, "--check", NULL};
+    char *check[] = {NULL, "backup", "check", (char *)bk, "--data", (char *)p->dir, NULL};
+    int rc;
+    if ((rc = run_kiroku(verify, NULL, p->log)) != 0)
+        snprintf(why, cap, "kiroku verify failed (status %d)", rc);
+    else if ((rc = run_kiroku(replay, NULL, p->log)) != 0)
+        snprintf(why, cap, "kiroku replay --check failed (status %d)", rc);
+    else if ((rc = run_kiroku(check, NULL, p->log)) != 0)
+        snprintf(why, cap, "kiroku backup check failed (status %d)", rc);
+    else
+        return true;
+    return false;
+}
+
+static void ops_cuts(enum op_kind op, const char *what)
+{
+    struct paths p;
+    char pc[KR_PATH_MAX + 8], bk[KR_PATH_MAX + 16], count[KR_PATH_MAX + 32];
+    ops_setup(&p, pc, bk, sizeof pc, op, what);
+    snprintf(count, sizeof count, "KR_PC_COUNT=%s", p.count);
+    const char *cextra[] = {count, NULL};
+    int rc = ops_run(&p, pc, bk, op, cextra);
+    if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
+        print_log(p.log);
+        fail_msg("the uncut %s failed (status %d)", what, rc);
+    }
+    char *text = slurp(p.count, NULL);
+    unsigned long long events = 0, renames = 0;
+    if (sscanf(text, "events %llu\nrenames %llu", &events, &renames) != 2 || events < 4)
+        fail_msg("the shim counted no events: %s", text);
+    free(text);
+    kr_test_rmrf(p.tmp);
+    fprintf(stderr, "%s makes %llu storage events, %llu of them renames\n", what, events, renames);
+
+    const char *s = getenv("KR_POWERCUT_CUTS");
+    unsigned cuts = s && *s ? cuts_wanted() : OPS_CUTS_DEFAULT, failed = 0;
+    for (unsigned i = 0; i < cuts; i++) {
+        uint64_t k = 1 + ((uint64_t)i * (events - 1) + i / 3) / cuts;
+        const char *mode = modes[i % 4];
+        ops_setup(&p, pc, bk, sizeof pc, op, what);
+        char at[48], seed[48], m[32];
+        snprintf(at, sizeof at, "KR_PC_CUT_AT=%" PRIu64, k);
+        snprintf(seed, sizeof seed, "KR_PC_SEED=%" PRIu64, k);
+        snprintf(m, sizeof m, "KR_PC_MODE=%s", mode);
+        const char *extra[] = {at, seed, m, NULL};
+        rc = ops_run(&p, pc, bk, op, extra);
+        bool cut = WIFSIGNALED(rc) && WTERMSIG(rc) == SIGKILL;
+        char why[256] = "";
+        if (!cut && rc != 0)
+            snprintf(why, sizeof why, "the uncut run failed (status %d)", rc);
+        else
+            ops_check(&p, bk, why, sizeof why);
+        fprintf(stderr, "%s cut at event %" PRIu64 " (%s)%s: %s%s\n", what, k, mode,
+                cut ? "" : " (ran to the end)", *why ? "FAILED: " : "ok", why);
+        if (*why) {
+            print_log(p.log);
+            failed++;
+        } else {
+            kr_test_rmrf(p.tmp);
+        }
+    }
+    EXPECT(failed == 0, "%u %s cut points broke the data directory or its backups", failed, what);
+}
+
+static void test_seed_cuts(void **state)
+{
+    (void)state;
+    ops_cuts(OP_SEED, "powercut seed");
+}
+
+static void test_backup_cuts(void **state)
+{
+    (void)state;
+    ops_cuts(OP_BACKUP, "powercut backup");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -628,6 +759,8 @@ int main(void)
         cmocka_unit_test(test_planted_lost_flush),
         cmocka_unit_test(test_planted_early_ack),
         cmocka_unit_test(test_key_rotation_cuts),
+        cmocka_unit_test(test_seed_cuts),
+        cmocka_unit_test(test_backup_cuts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
