@@ -1254,8 +1254,13 @@ static void writer_release(struct journal *j, struct jrn_append *held, const kr_
  * held: its meta page was written without a flush. The next commit that
  * writes records flushes it with its own data pages (LMDB flushes the data
  * file before writing the new meta page), so the held batch then completes
- * and the new one is held in its place; when no signed append is waiting,
- * mdb_env_sync flushes it at once (never waiting for another commit). */
+ * and the new one is held in its place. mdb_env_sync flushes it at once
+ * instead (never waiting for another commit) when no signed append is
+ * waiting, and when fewer appends are queued than it holds: then its own
+ * appenders are what the next batches wait for (with one append in flight
+ * each, held batches would otherwise alternate between two halves of them,
+ * each waiting a whole commit). Under a deep queue every commit covers the
+ * one before: one flush per commit. */
 static void *writer_main(void *arg)
 {
     struct journal *j = arg;
@@ -1264,10 +1269,12 @@ static void *writer_main(void *arg)
     kr_err *held_errs = calloc(KR_BATCH_MAX_EVENTS, sizeof *held_errs);
     struct writer_snapshot *snap = malloc(sizeof *snap);
     struct jrn_append *held = NULL;
+    size_t held_events = 0;
 
     for (;;) {
         pthread_mutex_lock(&j->mu);
-        if (held && !(j->head && atomic_load(&j->head->ready_))) {
+        if (held &&
+            (!(j->head && atomic_load(&j->head->ready_)) || j->queued_events < held_events)) {
             pthread_mutex_unlock(&j->mu);
             writer_release(j, held, held_errs);
             held = NULL;
@@ -1320,6 +1327,9 @@ static void *writer_main(void *arg)
             continue;
         }
         held = first;
+        held_events = 0;
+        for (const struct jrn_append *a = first; a; a = a->next_)
+            held_events += a->n;
         kr_err *t = held_errs;
         held_errs = errs;
         errs = t;
