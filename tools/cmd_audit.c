@@ -287,6 +287,55 @@ static kr_err load_pubkey(const char *arg, uint8_t pk[KR_PUBKEY_LEN])
     return kr_pubkey_from_b64(buf, pk);
 }
 
+/* audit verify's verdict on the report r of exp_verify_since (outcome err),
+ * as JSON or as text. */
+static void verify_print(const struct exp_report *r, kr_err err, bool json, const char *since_path,
+                         const char *save)
+{
+    if (json) {
+        printf("{\"ok\":%s,\"tenant\":\"%" PRIu64 "\",\"from\":%" PRIu64 ",\"to\":%" PRIu64
+               ",\"records\":%" PRIu64 ",\"first_tseq\":%" PRIu64 ",\"last_tseq\":%" PRIu64
+               ",\"from_start\":%s,\"format1\":%" PRIu64 ",\"stripped\":%" PRIu64
+               ",\"keys\":%" PRIu64 ",\"checkpoints\":%" PRIu64 ",\"checkpoint_size\":%" PRIu64,
+               err == KR_OK ? "true" : "false", r->tenant, r->from, r->to, r->records,
+               r->first_tseq, r->last_tseq, r->from_start ? "true" : "false", r->format1,
+               r->stripped, r->keys, r->checkpoints, r->checkpoint_size);
+        if (err == KR_OK) {
+            printf(",\"root\":\"");
+            print_hex(stdout, r->root, sizeof r->root);
+            printf("\"}\n");
+        } else {
+            printf(",\"error\":\"%s\",\"bad_seq\":%" PRIu64 ",\"bad_tseq\":%" PRIu64 ",\"where\":",
+                   kr_errname(err), r->bad_seq, r->bad_tseq);
+            cli_json_str(stdout, r->where, strlen(r->where));
+            printf(",\"what\":");
+            cli_json_str(stdout, r->what, strlen(r->what));
+            printf("}\n");
+        }
+    } else if (err == KR_OK) {
+        printf("ok: tenant %" PRIu64 ", %" PRIu64 " records, seq %" PRIu64 "..%" PRIu64
+               ", tseq %" PRIu64 "..%" PRIu64 "%s\n",
+               r->tenant, r->records, r->from, r->to, r->first_tseq, r->last_tseq,
+               r->from_start ? " (from the tenant's first record)" : "");
+        if (r->format1)
+            printf("  %" PRIu64 " format-1 records (before per-tenant numbers)%s\n", r->format1,
+                   r->from_start ? ", all counted" : ": their completeness is not proven");
+        if (r->stripped)
+            printf("  %" PRIu64 " erased payloads\n", r->stripped);
+        printf("  %" PRIu64 " keys, %" PRIu64 " checkpoints, the newest at size %" PRIu64
+               "\n  root: ",
+               r->keys, r->checkpoints, r->checkpoint_size);
+        print_hex(stdout, r->root, sizeof r->root);
+        if (since_path)
+            printf("\n  continues %s: no record of the tenant left out between them", since_path);
+        printf("\n  records after seq %" PRIu64 " are not covered by this export\n", r->to);
+        if (save)
+            printf("  state saved to %s\n", save);
+    } else {
+        printf("FAILED: %s: %s (%s)\n", r->where, r->what, kr_errname(err));
+    }
+}
+
 static int audit_verify(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
@@ -350,48 +399,7 @@ static int audit_verify(int argc, char **argv)
         if (serr)
             return cli_fail(save, serr);
     }
-    if (co.json) {
-        printf("{\"ok\":%s,\"tenant\":\"%" PRIu64 "\",\"from\":%" PRIu64 ",\"to\":%" PRIu64
-               ",\"records\":%" PRIu64 ",\"first_tseq\":%" PRIu64 ",\"last_tseq\":%" PRIu64
-               ",\"from_start\":%s,\"format1\":%" PRIu64 ",\"stripped\":%" PRIu64
-               ",\"keys\":%" PRIu64 ",\"checkpoints\":%" PRIu64 ",\"checkpoint_size\":%" PRIu64,
-               err == KR_OK ? "true" : "false", r.tenant, r.from, r.to, r.records, r.first_tseq,
-               r.last_tseq, r.from_start ? "true" : "false", r.format1, r.stripped, r.keys,
-               r.checkpoints, r.checkpoint_size);
-        if (err == KR_OK) {
-            printf(",\"root\":\"");
-            print_hex(stdout, r.root, sizeof r.root);
-            printf("\"}\n");
-        } else {
-            printf(",\"error\":\"%s\",\"bad_seq\":%" PRIu64 ",\"bad_tseq\":%" PRIu64 ",\"where\":",
-                   kr_errname(err), r.bad_seq, r.bad_tseq);
-            cli_json_str(stdout, r.where, strlen(r.where));
-            printf(",\"what\":");
-            cli_json_str(stdout, r.what, strlen(r.what));
-            printf("}\n");
-        }
-    } else if (err == KR_OK) {
-        printf("ok: tenant %" PRIu64 ", %" PRIu64 " records, seq %" PRIu64 "..%" PRIu64
-               ", tseq %" PRIu64 "..%" PRIu64 "%s\n",
-               r.tenant, r.records, r.from, r.to, r.first_tseq, r.last_tseq,
-               r.from_start ? " (from the tenant's first record)" : "");
-        if (r.format1)
-            printf("  %" PRIu64 " format-1 records (before per-tenant numbers)%s\n", r.format1,
-                   r.from_start ? ", all counted" : ": their completeness is not proven");
-        if (r.stripped)
-            printf("  %" PRIu64 " erased payloads\n", r.stripped);
-        printf("  %" PRIu64 " keys, %" PRIu64 " checkpoints, the newest at size %" PRIu64
-               "\n  root: ",
-               r.keys, r.checkpoints, r.checkpoint_size);
-        print_hex(stdout, r.root, sizeof r.root);
-        if (since_path)
-            printf("\n  continues %s: no record of the tenant left out between them", since_path);
-        printf("\n  records after seq %" PRIu64 " are not covered by this export\n", r.to);
-        if (save)
-            printf("  state saved to %s\n", save);
-    } else {
-        printf("FAILED: %s: %s (%s)\n", r.where, r.what, kr_errname(err));
-    }
+    verify_print(&r, err, co.json, since_path, save);
     return err == KR_OK ? CLI_OK : CLI_BAD;
 }
 
