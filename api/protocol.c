@@ -368,6 +368,7 @@ static kr_err handle(struct kr_domain *d, bool operator_endpoint, const uint8_t 
         err = dom_exec(d, &who, e->op, args, &result, &diag);
     kr_payload_reset(args, -1); /* wipes passwords and codes */
     if (how == DOM_RUN_SYNC) {
+        sodium_memzero(&who, sizeof who);
         kr_wbuf_free(&result);
         m->outcome = API_POOL;
         return KR_OK;
