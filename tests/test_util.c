@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <link.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,19 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define KR_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KR_TEST_ASAN 1
+#endif
+#endif
+#ifndef KR_TEST_ASAN
+#define KR_TEST_ASAN 0
+#endif
 
 static void die(const char *what)
 {
@@ -98,6 +112,124 @@ void kr_test_txn_db(MDB_env *env, const char *name, MDB_txn **txn, MDB_dbi *dbi)
         fprintf(stderr, "test_util: cannot open database %s\n", name);
         abort();
     }
+}
+
+char *kr_test_slurp(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "test_util: cannot open %s: %s\n", path, strerror(errno));
+        abort();
+    }
+    size_t cap = 4096, got = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf)
+            die("out of memory");
+        if (got + 1 >= cap) {
+            cap *= 2;
+            char *more = realloc(buf, cap);
+            if (!more)
+                free(buf);
+            buf = more;
+            continue;
+        }
+        ssize_t n = read(fd, buf + got, cap - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            die("read");
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    if (len)
+        *len = got;
+    return buf;
+}
+
+void kr_test_print_log(const char *path)
+{
+    char *text = kr_test_slurp(path, NULL);
+    fprintf(stderr, "---- output ----\n%s---- end ----\n", text);
+    free(text);
+}
+
+#if KR_TEST_ASAN
+static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    if (info->dlpi_name && strstr(info->dlpi_name, "/libasan.so")) {
+        snprintf(data, 4096, "%s", info->dlpi_name);
+        return 1;
+    }
+    return 0;
+}
+#endif
+
+void kr_test_preload(char *out, size_t cap, const char *lib)
+{
+#if KR_TEST_ASAN
+    char asan[4096] = "";
+    dl_iterate_phdr(find_asan, asan);
+    if (!*asan)
+        die("built with ASan, but no libasan.so is loaded (static runtime?)");
+    snprintf(out, cap, "LD_PRELOAD=%s:%s", asan, lib);
+#else
+    snprintf(out, cap, "LD_PRELOAD=%s", lib);
+#endif
+}
+
+int kr_test_run_env(const char *bin, char **argv, const char *const *extra, const char *drop_prefix,
+                    const char *log, unsigned timeout_s)
+{
+    size_t n = 0, ne = 0, dl = strlen(drop_prefix);
+    while (environ[n])
+        n++;
+    while (extra && extra[ne])
+        ne++;
+    char **envp = calloc(n + ne + 1, sizeof *envp);
+    if (!envp)
+        die("out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0 &&
+            strncmp(environ[i], drop_prefix, dl) != 0)
+            envp[k++] = environ[i];
+    for (size_t i = 0; i < ne; i++)
+        envp[k++] = (char *)extra[i];
+    envp[k] = NULL;
+    argv[0] = (char *)bin;
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0) {
+        /* Only async-signal-safe calls until exec. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(126);
+        int in = open("/dev/null", O_RDONLY), out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+            _exit(126);
+        execve(bin, argv, envp);
+        _exit(127);
+    }
+    free(envp);
+    struct kr_test_child child = {.pid = pid};
+    if (!kr_test_wait_for(kr_test_child_exited, &child, timeout_s * 1000u, "a child")) {
+        int st;
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        kr_test_print_log(log);
+        fprintf(stderr, "test_util: %s %s did not end within %u s\n", argv[1] ? argv[1] : "",
+                argv[1] && argv[2] ? argv[2] : "", timeout_s);
+        abort();
+    }
+    return child.status;
 }
 
 uint32_t kr_test_meta_format(const char *dir)

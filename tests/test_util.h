@@ -30,6 +30,26 @@ void kr_test_env_open(const char *dir, MDB_env **env);
 /* Opens named database `name` in a new write transaction of env. */
 void kr_test_txn_db(MDB_env *env, const char *name, MDB_txn **txn, MDB_dbi *dbi);
 
+/* The whole of a small file, NUL-terminated (*len, may be NULL, gets its
+ * length). Aborts if it cannot be read. */
+char *kr_test_slurp(const char *path, size_t *len);
+
+/* Prints the file at path (a child's output) to stderr between markers. */
+void kr_test_print_log(const char *path);
+
+/* "LD_PRELOAD=<lib>" into out for an LD_PRELOAD shim; in the sanitized build
+ * the ASan runtime this test runs with comes first. Aborts if it cannot. */
+void kr_test_preload(char *out, size_t cap, const char *lib);
+
+/* Runs bin with argv (argv[0] is set to bin) and the environment of this
+ * process minus LD_PRELOAD and every variable starting with drop_prefix,
+ * plus `extra` (NULL-terminated, may be NULL); stdin /dev/null, stdout and
+ * stderr to the file `log`. The child dies with this process. Returns its
+ * wait status; past timeout_s it is killed, its output printed, and the test
+ * aborts. */
+int kr_test_run_env(const char *bin, char **argv, const char *const *extra, const char *drop_prefix,
+                    const char *log, unsigned timeout_s);
+
 /* The meta `format` of the journal in data directory dir, read directly. */
 uint32_t kr_test_meta_format(const char *dir);
 

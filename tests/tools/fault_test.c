@@ -66,12 +66,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <link.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -81,24 +79,11 @@
 #include "test_util.h"
 #include "verify.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define KR_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KR_ASAN 1
-#endif
-#endif
-#ifndef KR_ASAN
-#define KR_ASAN 0
-#endif
-
 #define BENCH_EVENTS    20000
 #define CHILD_TIMEOUT_S 300u
 /* One acknowledgement line: decimal seq, space, 64 hex digits, newline. */
 #define ACK_LINE_MAX (20 + 1 + 2 * KR_HASH_LEN + 1)
 #define MAX_MARKS    8
-
-extern char **environ;
 
 /* Fails the test with a message unless cond holds. */
 #define EXPECT(cond, ...)                                                                          \
@@ -141,118 +126,15 @@ static void setup_paths(struct paths *p, const char *name)
     fprintf(stderr, "%s: in %s (kept if the test fails)\n", name, p->tmp);
 }
 
-/* The whole of a small file, NUL-terminated; *len gets its length. */
-static char *slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        fail_msg("cannot open %s: %s", path, strerror(errno));
-    size_t cap = 4096, got = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        if (got + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        ssize_t n = read(fd, buf + got, cap - 1 - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        assert_true(n >= 0);
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[got] = '\0';
-    if (len)
-        *len = got;
-    return buf;
-}
-
-static void print_log(const char *log)
-{
-    char *text = slurp(log, NULL);
-    fprintf(stderr, "---- output ----\n%s---- end ----\n", text);
-    free(text);
-}
-
-#if KR_ASAN
-static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
-{
-    (void)size;
-    if (info->dlpi_name && strstr(info->dlpi_name, "/libasan.so")) {
-        snprintf(data, KR_PATH_MAX, "%s", info->dlpi_name);
-        return 1;
-    }
-    return 0;
-}
-#endif
-
-/* "LD_PRELOAD=..." for the shim; in the sanitized build the ASan runtime
- * this test runs with comes first. */
-static void preload_var(char *out, size_t cap)
-{
-#if KR_ASAN
-    char asan[KR_PATH_MAX] = "";
-    dl_iterate_phdr(find_asan, asan);
-    if (!*asan)
-        fail_msg("built with ASan, but no libasan.so is loaded (static runtime?)");
-    snprintf(out, cap, "LD_PRELOAD=%s:%s", asan, KR_FSFAULT_LIB);
-#else
-    snprintf(out, cap, "LD_PRELOAD=%s", KR_FSFAULT_LIB);
-#endif
-}
-
 /* Runs kiroku with argv (argv[0] ignored) and the environment of this process
  * minus any LD_PRELOAD and KR_FAULT_* plus `extra` (NULL-terminated, may be
  * NULL), output to `log`. Returns the exit status; fails on a signal or on
  * CHILD_TIMEOUT_S. */
 static int run_kiroku(char **argv, const char *const *extra, const char *log)
 {
-    size_t n = 0, ne = 0;
-    while (environ[n])
-        n++;
-    while (extra && extra[ne])
-        ne++;
-    char **envp = calloc(n + ne + 1, sizeof *envp);
-    assert_non_null(envp);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0 && strncmp(environ[i], "KR_FAULT_", 9) != 0)
-            envp[k++] = environ[i];
-    for (size_t i = 0; i < ne; i++)
-        envp[k++] = (char *)extra[i];
-    envp[k] = NULL;
-    argv[0] = (char *)KR_KIROKU_BIN;
-
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        /* Only async-signal-safe calls until exec. */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-            _exit(126);
-        int in = open("/dev/null", O_RDONLY), out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-            _exit(126);
-        execve(KR_KIROKU_BIN, argv, envp);
-        _exit(127);
-    }
-    free(envp);
-    struct kr_test_child child = {.pid = pid};
-    if (!kr_test_wait_for(kr_test_child_exited, &child, CHILD_TIMEOUT_S * 1000u, "kiroku")) {
-        int st;
-        kill(pid, SIGKILL);
-        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-            ;
-        print_log(log);
-        fail_msg("%s %s did not end within %u s", argv[1], argv[2] ? argv[2] : "", CHILD_TIMEOUT_S);
-    }
-    int st = child.status;
+    int st = kr_test_run_env(KR_KIROKU_BIN, argv, extra, "KR_FAULT_", log, CHILD_TIMEOUT_S);
     if (!WIFEXITED(st)) {
-        print_log(log);
+        kr_test_print_log(log);
         fail_msg("kiroku %s ended by signal %d", argv[1], WIFSIGNALED(st) ? WTERMSIG(st) : -1);
     }
     return WEXITSTATUS(st);
@@ -264,7 +146,7 @@ static uint64_t init_journal(const struct paths *p)
     char *argv[] = {NULL, "init", "--data", (char *)p->dir, NULL};
     int rc = run_kiroku(argv, NULL, p->log);
     if (rc != 0) {
-        print_log(p->log);
+        kr_test_print_log(p->log);
         fail_msg("kiroku init exited %d", rc);
     }
     struct journal *j;
@@ -282,7 +164,7 @@ static uint64_t init_journal(const struct paths *p)
 static int run_bench_faulted(const struct paths *p, const char *const *faults, char **out)
 {
     char preload[2 * KR_PATH_MAX + 16], stats[KR_PATH_MAX + 32], mark[KR_PATH_MAX + 32];
-    preload_var(preload, sizeof preload);
+    kr_test_preload(preload, sizeof preload, KR_FSFAULT_LIB);
     snprintf(stats, sizeof stats, "KR_FAULT_STATS=%s", p->stats);
     snprintf(mark, sizeof mark, "KR_FAULT_MARK=%s", p->acks);
     const char *env[16];
@@ -304,7 +186,7 @@ static int run_bench_faulted(const struct paths *p, const char *const *faults, c
     if (p->two_flushes)
         argv[15] = "--two-flushes";
     int rc = run_kiroku(argv, env, p->log);
-    *out = slurp(p->log, NULL);
+    *out = kr_test_slurp(p->log, NULL);
     fprintf(stderr, "---- bench (exit %d) ----\n%s---- end ----\n", rc, *out);
     return rc;
 }
@@ -312,7 +194,7 @@ static int run_bench_faulted(const struct paths *p, const char *const *faults, c
 /* One counter from the shim's stats file. */
 static uint64_t stat_get(const struct paths *p, const char *key)
 {
-    char *text = slurp(p->stats, NULL);
+    char *text = kr_test_slurp(p->stats, NULL);
     size_t kl = strlen(key);
     for (char *line = text; *line;) {
         char *nl = strchr(line, '\n');
@@ -340,7 +222,7 @@ static void parse_ack(const char *line, size_t len, struct ack *a)
 static void read_acks(const struct paths *p, struct acks *out)
 {
     size_t len;
-    char *buf = slurp(p->acks, &len);
+    char *buf = kr_test_slurp(p->acks, &len);
     memset(out, 0, sizeof *out);
     out->v = malloc((len / (2 * KR_HASH_LEN) + 1) * sizeof *out->v);
     assert_non_null(out->v);
@@ -427,7 +309,7 @@ static void check_journal(const struct paths *p, const struct acks *a, uint64_t 
     char *argv[] = {NULL, "verify", "--data", (char *)p->dir, NULL};
     int rc = run_kiroku(argv, NULL, p->log);
     if (rc != 0) {
-        print_log(p->log);
+        kr_test_print_log(p->log);
         fail_msg("kiroku verify exited %d after the faults", rc);
     }
 

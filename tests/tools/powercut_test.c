@@ -49,12 +49,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <link.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -64,23 +62,10 @@
 #include "test_util.h"
 #include "verify.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define KR_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KR_ASAN 1
-#endif
-#endif
-#ifndef KR_ASAN
-#define KR_ASAN 0
-#endif
-
 #define BENCH_EVENTS    300
 #define CHILD_TIMEOUT_S 300u
 /* One acknowledgement line: decimal seq, space, 64 hex digits, newline. */
 #define ACK_LINE_MAX (20 + 1 + 2 * KR_HASH_LEN + 1)
-
-extern char **environ;
 
 /* Fails the test with a message unless cond holds. */
 #define EXPECT(cond, ...)                                                                          \
@@ -115,115 +100,12 @@ static void setup_paths(struct paths *p, const char *name)
     fprintf(stderr, "%s: in %s (kept if the test fails)\n", name, p->tmp);
 }
 
-/* The whole of a small file, NUL-terminated; *len gets its length. */
-static char *slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        fail_msg("cannot open %s: %s", path, strerror(errno));
-    size_t cap = 4096, got = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        if (got + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        ssize_t n = read(fd, buf + got, cap - 1 - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        assert_true(n >= 0);
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[got] = '\0';
-    if (len)
-        *len = got;
-    return buf;
-}
-
-static void print_log(const char *log)
-{
-    char *text = slurp(log, NULL);
-    fprintf(stderr, "---- output ----\n%s---- end ----\n", text);
-    free(text);
-}
-
-#if KR_ASAN
-static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
-{
-    (void)size;
-    if (info->dlpi_name && strstr(info->dlpi_name, "/libasan.so")) {
-        snprintf(data, KR_PATH_MAX, "%s", info->dlpi_name);
-        return 1;
-    }
-    return 0;
-}
-#endif
-
-/* "LD_PRELOAD=..." for the shim; in the sanitized build the ASan runtime
- * this test runs with comes first. */
-static void preload_var(char *out, size_t cap)
-{
-#if KR_ASAN
-    char asan[KR_PATH_MAX] = "";
-    dl_iterate_phdr(find_asan, asan);
-    if (!*asan)
-        fail_msg("built with ASan, but no libasan.so is loaded (static runtime?)");
-    snprintf(out, cap, "LD_PRELOAD=%s:%s", asan, KR_POWERCUT_LIB);
-#else
-    snprintf(out, cap, "LD_PRELOAD=%s", KR_POWERCUT_LIB);
-#endif
-}
-
 /* Runs kiroku with argv (argv[0] ignored) and the environment of this process
- * minus any LD_PRELOAD and KR_FAULT_* plus `extra` (NULL-terminated, may be
- * NULL), output to `log`. Returns the wait status; fails on CHILD_TIMEOUT_S. */
+ * minus any LD_PRELOAD and KR_PC_* plus `extra` (NULL-terminated, may be
+ * NULL), output to `log`. Returns the wait status. */
 static int run_kiroku(char **argv, const char *const *extra, const char *log)
 {
-    size_t n = 0, ne = 0;
-    while (environ[n])
-        n++;
-    while (extra && extra[ne])
-        ne++;
-    char **envp = calloc(n + ne + 1, sizeof *envp);
-    assert_non_null(envp);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0 && strncmp(environ[i], "KR_PC_", 6) != 0)
-            envp[k++] = environ[i];
-    for (size_t i = 0; i < ne; i++)
-        envp[k++] = (char *)extra[i];
-    envp[k] = NULL;
-    argv[0] = (char *)KR_KIROKU_BIN;
-
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        /* Only async-signal-safe calls until exec. */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-            _exit(126);
-        int in = open("/dev/null", O_RDONLY), out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-            _exit(126);
-        execve(KR_KIROKU_BIN, argv, envp);
-        _exit(127);
-    }
-    free(envp);
-    struct kr_test_child child = {.pid = pid};
-    if (!kr_test_wait_for(kr_test_child_exited, &child, CHILD_TIMEOUT_S * 1000u, "kiroku")) {
-        int st;
-        kill(pid, SIGKILL);
-        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-            ;
-        print_log(log);
-        fail_msg("%s %s did not end within %u s", argv[1], argv[2] ? argv[2] : "", CHILD_TIMEOUT_S);
-    }
-    return child.status;
+    return kr_test_run_env(KR_KIROKU_BIN, argv, extra, "KR_PC_", log, CHILD_TIMEOUT_S);
 }
 
 /* `kiroku init`, and the number of records it made. */
@@ -232,7 +114,7 @@ static uint64_t init_journal(const struct paths *p)
     char *argv[] = {NULL, "init", "--data", (char *)p->dir, NULL};
     int rc = run_kiroku(argv, NULL, p->log);
     if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
-        print_log(p->log);
+        kr_test_print_log(p->log);
         fail_msg("kiroku init exited %d", rc);
     }
     struct journal *j;
@@ -254,7 +136,7 @@ static const char *const modes[] = {"none", "all", "some", "torn"};
 static int run_bench_shim(const struct paths *p, const char *const *extra)
 {
     char preload[2 * KR_PATH_MAX + 16], dir[KR_PATH_MAX + 32];
-    preload_var(preload, sizeof preload);
+    kr_test_preload(preload, sizeof preload, KR_POWERCUT_LIB);
     snprintf(dir, sizeof dir, "KR_PC_DIR=%s", p->dir);
     const char *env[16];
     size_t n = 0;
@@ -276,7 +158,7 @@ static int run_bench_shim(const struct paths *p, const char *const *extra)
 static void read_acks(const struct paths *p, struct acks *out)
 {
     size_t len;
-    char *buf = slurp(p->acks, &len);
+    char *buf = kr_test_slurp(p->acks, &len);
     memset(out, 0, sizeof *out);
     out->v = malloc((len / (2 * KR_HASH_LEN) + 1) * sizeof *out->v);
     assert_non_null(out->v);
@@ -348,7 +230,7 @@ static bool check_in_process(const struct paths *p, const struct acks *a, char *
     char *argv[] = {NULL, "verify", "--data", (char *)p->dir, NULL};
     int rc = run_kiroku(argv, NULL, p->log);
     if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
-        char *text = slurp(p->log, NULL);
+        char *text = kr_test_slurp(p->log, NULL);
         snprintf(why, cap, "kiroku verify failed: %s", text);
         free(text);
         return false;
@@ -399,10 +281,10 @@ static uint64_t count_events(void)
     const char *extra[] = {count, NULL};
     int rc = run_bench_shim(&p, extra);
     if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
-        print_log(p.log);
+        kr_test_print_log(p.log);
         fail_msg("the uncut bench failed (status %d)", rc);
     }
-    char *text = slurp(p.count, NULL);
+    char *text = kr_test_slurp(p.count, NULL);
     unsigned long long n = 0, renames = 0;
     if (sscanf(text, "events %llu\nrenames %llu", &n, &renames) != 2 || n < 10)
         fail_msg("the shim counted no events: %s", text);
@@ -451,7 +333,7 @@ static unsigned run_cuts(uint64_t events, unsigned cuts, const char *plant, cons
          * before event k is checked all the same. */
         bool cut = WIFSIGNALED(rc) && WTERMSIG(rc) == SIGKILL;
         if (!cut && (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0)) {
-            print_log(p.log);
+            kr_test_print_log(p.log);
             fail_msg("cut at event %" PRIu64 ": the bench failed (status %d)", k, rc);
         }
         struct acks a;
@@ -479,7 +361,7 @@ static int run_shim_in(const char *pcdir, const struct paths *p, char **argv,
                        const char *const *extra)
 {
     char preload[2 * KR_PATH_MAX + 16], dir[KR_PATH_MAX + 32];
-    preload_var(preload, sizeof preload);
+    kr_test_preload(preload, sizeof preload, KR_POWERCUT_LIB);
     snprintf(dir, sizeof dir, "KR_PC_DIR=%s", pcdir);
     const char *env[8] = {preload, dir};
     size_t n = 2;
@@ -531,10 +413,10 @@ static void test_key_rotation_cuts(void **state)
     const char *cextra[] = {count, NULL};
     int rc = run_shim(&p, rotate, cextra);
     if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
-        print_log(p.log);
+        kr_test_print_log(p.log);
         fail_msg("the uncut rotation failed (status %d)", rc);
     }
-    char *text = slurp(p.count, NULL);
+    char *text = kr_test_slurp(p.count, NULL);
     unsigned long long events = 0, renames = 0;
     if (sscanf(text, "events %llu\nrenames %llu", &events, &renames) != 2 || events < 2)
         fail_msg("the shim counted no events: %s", text);
@@ -556,7 +438,7 @@ static void test_key_rotation_cuts(void **state)
             char *argv[] = {NULL, "keys", "rotate", "--data", (char *)p.dir, NULL};
             rc = run_shim(&p, argv, extra);
             if (!WIFSIGNALED(rc) || WTERMSIG(rc) != SIGKILL) {
-                print_log(p.log);
+                kr_test_print_log(p.log);
                 fail_msg("rotation cut at event %" PRIu64 ": not cut (status %d)", k, rc);
             }
             char why[512] = "";
@@ -579,7 +461,7 @@ static void test_key_rotation_cuts(void **state)
             fprintf(stderr, "rotation cut at event %" PRIu64 " (%s, seed %" PRIu64 "): %s%s\n", k,
                     modes[m], k, *why ? "FAILED: " : "ok", why);
             if (*why) {
-                print_log(p.log);
+                kr_test_print_log(p.log);
                 failed++;
             } else {
                 kr_test_rmrf(p.tmp);
@@ -655,7 +537,7 @@ static void ops_setup(struct paths *p, char *pc, char *bk, size_t cap, enum op_k
         char *seed[] = {NULL, "seed", "--data", p->dir, "--contacts", "5", NULL};
         int rc = run_kiroku(seed, NULL, p->log);
         if (rc != 0) {
-            print_log(p->log);
+            kr_test_print_log(p->log);
             fail_msg("kiroku seed exited %d", rc);
         }
     }
@@ -708,10 +590,10 @@ static void ops_cuts(enum op_kind op, const char *what)
     const char *cextra[] = {count, NULL};
     int rc = ops_run(&p, pc, bk, op, cextra);
     if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
-        print_log(p.log);
+        kr_test_print_log(p.log);
         fail_msg("the uncut %s failed (status %d)", what, rc);
     }
-    char *text = slurp(p.count, NULL);
+    char *text = kr_test_slurp(p.count, NULL);
     unsigned long long events = 0, renames = 0;
     if (sscanf(text, "events %llu\nrenames %llu", &events, &renames) != 2 || events < 4)
         fail_msg("the shim counted no events: %s", text);
@@ -740,7 +622,7 @@ static void ops_cuts(enum op_kind op, const char *what)
         fprintf(stderr, "%s cut at event %" PRIu64 " (%s)%s: %s%s\n", what, k, mode,
                 cut ? "" : " (ran to the end)", *why ? "FAILED: " : "ok", why);
         if (*why) {
-            print_log(p.log);
+            kr_test_print_log(p.log);
             failed++;
         } else {
             kr_test_rmrf(p.tmp);
