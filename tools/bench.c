@@ -958,6 +958,11 @@ static int bench_verify(int argc, char **argv)
      * signatures of such records with nothing around them. */
     unsigned cthreads = ceiling_threads((unsigned)threads);
     double ceiling = ceiling_verify(cthreads, BENCH_VERIFY_PAYLOAD, (double)ceiling_s);
+    if (ceiling_s && ceiling <= 0) {
+        if (!data)
+            cli_rmtree(tmp);
+        return cli_fail("bench: the machine's ceiling", KR_ENOMEM);
+    }
     double t0 = cli_now();
     err = jrn_verify(tmp, &vo, &full);
     double t_full = cli_now() - t0;

@@ -25,6 +25,7 @@ struct ceiling_run {
     uint64_t until_ns;
     uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
     _Atomic uint64_t items;
+    _Atomic bool failed; /* a thread had no memory, or a signature did not verify */
 };
 
 static uint64_t mono_ns(void)
@@ -57,8 +58,10 @@ static void *ceiling_main(void *arg)
 {
     struct ceiling_run *run = arg;
     uint8_t *payload = calloc(1, run->payload ? run->payload : 1);
-    if (!payload)
+    if (!payload) {
+        atomic_store(&run->failed, true);
         return NULL;
+    }
     randombytes_buf(payload, run->payload);
     struct jrn_record r;
     sample_record(&r, payload, run->payload);
@@ -83,6 +86,8 @@ static void *ceiling_main(void *arg)
     free(payload);
     if (ok)
         atomic_fetch_add(&run->items, n);
+    else
+        atomic_store(&run->failed, true);
     return NULL;
 }
 
@@ -118,7 +123,8 @@ static double ceiling_run(bool verify, unsigned threads, size_t payload, double 
     for (unsigned i = 0; i < started; i++)
         pthread_join(t[i], NULL);
     double elapsed = (double)(mono_ns() - t0) / 1e9;
-    double rate = started && elapsed > 0 ? (double)atomic_load(&run->items) / elapsed : 0;
+    bool ok = started == threads && !atomic_load(&run->failed) && elapsed > 0;
+    double rate = ok ? (double)atomic_load(&run->items) / elapsed : 0;
     sodium_memzero(run->sk, sizeof run->sk);
     free(run);
     free(t);

@@ -4,9 +4,9 @@
  * machine (docs/benchmarks.md).
  *
  * Each ceiling runs `threads` threads (0 = one per online CPU) for about
- * `seconds` and returns the total rate per second, or 0 if no thread could
- * start. The work per item is the journal's own per-record work, with
- * nothing around it: no queue, no lock, no disk.
+ * `seconds` and returns the total rate per second, or 0 if a thread could
+ * not start or run (no memory, a signature that did not verify). The work per item is the journal's
+ * own per-record work, with nothing around it: no queue, no lock, no disk.
  */
 #ifndef KR_CEILING_H
 #define KR_CEILING_H
