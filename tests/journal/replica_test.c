@@ -1,0 +1,594 @@
+/*
+ * replica_test.c: tests for journal/replica.c (replication chunks, the
+ * checkpoints a publisher splits at, the epoch) through replica.h.
+ *
+ * Chunks are checked against the journal's stored bytes read here through
+ * LMDB directly; hostile chunks are built with jrn_repl_pack or by hand.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <msgpack.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "journal.h"
+#include "journal_internal.h"
+#include "kr_error.h"
+#include "kr_limits.h"
+#include "mp.h"
+#include "replica.h"
+#include "test_util.h"
+
+#define DIR_CAP 1024
+#define T0      1700000000000000000ull
+#define ACTOR   "account/test"
+#define TYPE    "test.event"
+
+/* ---- Fixture: a primary journal in a temp directory ---- */
+
+struct tclock {
+    _Atomic uint64_t now;
+};
+
+static uint64_t tclock_now(void *ctx)
+{
+    struct tclock *c = ctx;
+    return atomic_fetch_add(&c->now, 1000);
+}
+
+struct fx {
+    char root[DIR_CAP];
+    char dir[DIR_CAP]; /* the primary, root/p */
+    struct tclock tc;
+    struct kr_clock clock;
+    struct journal *j;
+};
+
+static int fx_setup(void **state)
+{
+    if (sodium_init() < 0)
+        return -1;
+    struct fx *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    kr_test_tmpdir(f->root, sizeof f->root);
+    snprintf(f->dir, sizeof f->dir, "%.1000s/p", f->root);
+    atomic_store(&f->tc.now, T0);
+    f->clock.now_ns = tclock_now;
+    f->clock.ctx = &f->tc;
+    *state = f;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    struct fx *f = *state;
+    jrn_close(f->j);
+    kr_test_rmrf(f->root);
+    free(f);
+    return 0;
+}
+
+static void fx_create_open(struct fx *f)
+{
+    struct jrn_options o = {.dir = f->dir, .clock = &f->clock};
+    assert_int_equal(jrn_create(&o, NULL), KR_OK);
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+}
+
+static struct jrn_event ev(uint64_t tenant, const char *stream, uint64_t expected,
+                           const void *payload, size_t len)
+{
+    struct jrn_event e;
+    memset(&e, 0, sizeof e);
+    e.tenant = tenant;
+    e.stream = stream;
+    e.stream_len = strlen(stream);
+    e.type = TYPE;
+    e.type_len = strlen(TYPE);
+    e.actor = ACTOR;
+    e.actor_len = strlen(ACTOR);
+    e.expected_version = expected;
+    e.payload = payload;
+    e.payload_len = len;
+    return e;
+}
+
+/* Appends n events of `len` payload bytes to (tenant, stream), k per append. */
+static void append_many(struct journal *j, uint64_t tenant, const char *stream, size_t n,
+                        size_t len, size_t k)
+{
+    static uint8_t payloads[64][KR_PAYLOAD_MAX];
+    struct jrn_event e[64];
+    uint64_t version;
+    assert_true(k >= 1 && k <= 64);
+    assert_int_equal(jrn_stream_version(j, tenant, stream, strlen(stream), &version), KR_OK);
+    for (size_t done = 0; done < n;) {
+        size_t m = n - done < k ? n - done : k;
+        for (size_t i = 0; i < m; i++) {
+            memset(payloads[i], (int)(0x41 + (done + i) % 26), len);
+            memcpy(payloads[i], &done, len < sizeof done ? len : sizeof done);
+            e[i] = ev(tenant, stream, version++, payloads[i], len);
+        }
+        assert_int_equal(jrn_append(j, e, m), KR_OK);
+        done += m;
+    }
+}
+
+/* The stored value of record seq, read here through LMDB (a copy). */
+static uint8_t *stored(struct journal *j, uint64_t seq, size_t *len)
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(j), NULL, MDB_RDONLY, &txn), 0);
+    uint8_t kb[8];
+    kr_test_be64(kb, seq);
+    MDB_val k = {8, kb}, v;
+    assert_int_equal(mdb_get(txn, j->db_events, &k, &v), 0);
+    uint8_t *out = malloc(v.mv_size);
+    assert_non_null(out);
+    memcpy(out, v.mv_data, v.mv_size);
+    *len = v.mv_size;
+    mdb_txn_abort(txn);
+    return out;
+}
+
+struct chunkbuf {
+    uint8_t *msg;
+    size_t len;
+    const uint8_t *rec[KR_REPL_CHUNK_RECORDS];
+    size_t rec_len[KR_REPL_CHUNK_RECORDS];
+    struct jrn_repl_chunk c;
+};
+
+static struct chunkbuf *chunkbuf_new(void)
+{
+    struct chunkbuf *b = calloc(1, sizeof *b);
+    assert_non_null(b);
+    b->msg = malloc(KR_REPL_MSG_MAX);
+    assert_non_null(b->msg);
+    b->c.rec = b->rec;
+    b->c.rec_len = b->rec_len;
+    return b;
+}
+
+static void chunkbuf_free(struct chunkbuf *b)
+{
+    if (b)
+        free(b->msg);
+    free(b);
+}
+
+static kr_err decode(struct chunkbuf *b, const uint8_t *msg, size_t len)
+{
+    return jrn_repl_decode(msg, len, &b->c, KR_REPL_CHUNK_RECORDS);
+}
+
+/* Encodes first..last into chunks and checks each against the journal:
+ * records as stored, continuous, the note only on the last; returns how many
+ * chunks it took. */
+static size_t check_chunks(struct journal *j, uint64_t first, uint64_t last, uint64_t epoch,
+                           const char *note, size_t note_len)
+{
+    struct chunkbuf *b = chunkbuf_new(), *d = chunkbuf_new();
+    struct jrn_info info;
+    jrn_get_info(j, &info);
+    size_t chunks = 0;
+    for (uint64_t at = first; at <= last;) {
+        uint64_t end = 0;
+        assert_int_equal(jrn_repl_encode(j, at, last, note, note_len, epoch, b->msg,
+                                         KR_REPL_MSG_MAX, &b->len, &end),
+                         KR_OK);
+        assert_true(end >= at && end <= last);
+        assert_true(b->len <= KR_REPL_MSG_MAX);
+        assert_int_equal(decode(d, b->msg, b->len), KR_OK);
+        assert_memory_equal(d->c.journal_id, info.journal_id, 16);
+        assert_true(d->c.epoch == epoch);
+        assert_true(d->c.first == at);
+        assert_true(d->c.n == end - at + 1);
+        assert_true(d->c.n <= KR_REPL_CHUNK_RECORDS);
+        for (size_t i = 0; i < d->c.n; i++) {
+            size_t slen;
+            uint8_t *s = stored(j, at + i, &slen);
+            assert_true(d->c.rec_len[i] == slen);
+            assert_memory_equal(d->c.rec[i], s, slen);
+            free(s);
+        }
+        if (end == last) {
+            assert_non_null(d->c.note);
+            assert_true(d->c.note_len == note_len);
+            assert_memory_equal(d->c.note, note, note_len);
+        } else {
+            assert_null(d->c.note);
+        }
+        /* Packing what was decoded gives the same bytes. */
+        size_t plen;
+        assert_int_equal(jrn_repl_pack(&d->c, d->msg, KR_REPL_MSG_MAX, &plen), KR_OK);
+        assert_true(plen == b->len);
+        assert_memory_equal(d->msg, b->msg, plen);
+        chunks++;
+        at = end + 1;
+    }
+    chunkbuf_free(b);
+    chunkbuf_free(d);
+    return chunks;
+}
+
+static size_t newest_note(struct journal *j, char *note)
+{
+    size_t len;
+    assert_int_equal(jrn_checkpoint(j, note, KR_NOTE_MAX + 1, &len), KR_OK);
+    return len;
+}
+
+/* ---- The codec ---- */
+
+static void test_encode_small(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    append_many(f->j, 1, "a", 300, 40, 17);
+    char note[KR_NOTE_MAX + 1];
+    size_t nlen = newest_note(f->j, note);
+    uint64_t size = jrn_size(f->j);
+    assert_true(size == 301);
+    /* The whole journal in one chunk, and any part of it. */
+    assert_true(check_chunks(f->j, 1, size, 1, note, nlen) == 1);
+    assert_true(check_chunks(f->j, 200, size, 7, note, nlen) == 1);
+    assert_true(check_chunks(f->j, 5, 5, 1, note, nlen) == 1);
+}
+
+static void test_encode_splits(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    /* Big records: a chunk holds about 15 of 64 KiB. */
+    append_many(f->j, 1, "big", 40, KR_PAYLOAD_MAX, 4);
+    /* Many small ones: a chunk holds at most KR_REPL_CHUNK_RECORDS. */
+    append_many(f->j, 2, "small", KR_REPL_CHUNK_RECORDS + 100, 8, 64);
+    char note[KR_NOTE_MAX + 1];
+    size_t nlen = newest_note(f->j, note);
+    uint64_t size = jrn_size(f->j);
+    assert_true(check_chunks(f->j, 2, 41, 1, note, nlen) == 3);
+    assert_true(check_chunks(f->j, 42, size, 1, note, nlen) == 2);
+    assert_true(check_chunks(f->j, 1, size, 3, note, nlen) >= 4);
+
+    /* A small cap takes fewer records; one that cannot hold the first none. */
+    struct chunkbuf *b = chunkbuf_new();
+    uint64_t end = 0;
+    assert_int_equal(jrn_repl_encode(f->j, 2, size, note, nlen, 1, b->msg, 200000, &b->len, &end),
+                     KR_OK);
+    assert_true(end == 4 && b->len <= 200000);
+    assert_int_equal(jrn_repl_encode(f->j, 2, size, note, nlen, 1, b->msg, 60000, &b->len, &end),
+                     KR_ETOOLARGE);
+    /* The last record with the note must fit too: alone it does. */
+    assert_int_equal(
+        jrn_repl_encode(f->j, 41, 41, note, nlen, 1, b->msg, KR_REPL_MSG_MAX, &b->len, &end),
+        KR_OK);
+    assert_true(end == 41);
+
+    /* Arguments. */
+    assert_int_equal(
+        jrn_repl_encode(f->j, 0, 3, note, nlen, 1, b->msg, KR_REPL_MSG_MAX, &b->len, &end),
+        KR_EINVAL);
+    assert_int_equal(
+        jrn_repl_encode(f->j, 4, 3, note, nlen, 1, b->msg, KR_REPL_MSG_MAX, &b->len, &end),
+        KR_EINVAL);
+    assert_int_equal(
+        jrn_repl_encode(f->j, 1, 3, note, nlen, 0, b->msg, KR_REPL_MSG_MAX, &b->len, &end),
+        KR_EINVAL);
+    assert_int_equal(
+        jrn_repl_encode(f->j, 1, 3, NULL, 0, 1, b->msg, KR_REPL_MSG_MAX, &b->len, &end), KR_EINVAL);
+    assert_int_equal(
+        jrn_repl_encode(f->j, 1, size + 1, note, nlen, 1, b->msg, KR_REPL_MSG_MAX, &b->len, &end),
+        KR_ENOTFOUND);
+    chunkbuf_free(b);
+}
+
+/* A stripped record travels as stored: [header, nil]. */
+static void test_encode_stripped(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    append_many(f->j, 5, "gone", 10, 100, 10);
+    append_many(f->j, 6, "kept", 10, 100, 10);
+    struct jrn_strip_spec s = {.tenant = 5};
+    uint64_t n = 0;
+    assert_int_equal(jrn_strip(f->j, &s, &n), KR_OK);
+    assert_true(n == 10);
+    char note[KR_NOTE_MAX + 1];
+    size_t nlen = newest_note(f->j, note);
+    assert_true(check_chunks(f->j, 1, jrn_size(f->j), 1, note, nlen) == 1);
+}
+
+/* A valid chunk of two records and a note, built by hand for the decoder. */
+static size_t sample_chunk(uint8_t *out, size_t cap)
+{
+    static const uint8_t r1[] = {1, 2, 3}, r2[] = {4, 5};
+    const uint8_t *rec[2] = {r1, r2};
+    size_t rec_len[2] = {sizeof r1, sizeof r2};
+    struct jrn_repl_chunk c = {.epoch = 2, .first = 10, .n = 2, .rec = rec, .rec_len = rec_len};
+    memset(c.journal_id, 0xab, 16);
+    c.note = "n\n";
+    c.note_len = 2;
+    size_t len;
+    assert_int_equal(jrn_repl_pack(&c, out, cap, &len), KR_OK);
+    return len;
+}
+
+/* Writes a chunk by hand with msgpack-c (what a hostile publisher could). */
+struct hand {
+    uint8_t buf[4096];
+    struct kr_mp_fixbuf fb;
+    msgpack_packer pk;
+};
+
+static void hand_init(struct hand *h)
+{
+    h->fb = (struct kr_mp_fixbuf){.p = h->buf, .cap = sizeof h->buf};
+    msgpack_packer_init(&h->pk, &h->fb, kr_mp_fixbuf_write);
+}
+
+static void hand_str(struct hand *h, const char *s)
+{
+    msgpack_pack_str(&h->pk, strlen(s));
+    msgpack_pack_str_body(&h->pk, s, strlen(s));
+}
+
+static void hand_bin(struct hand *h, size_t len, int byte)
+{
+    uint8_t b[64];
+    memset(b, byte, sizeof b);
+    msgpack_pack_bin(&h->pk, len);
+    msgpack_pack_bin_body(&h->pk, b, len);
+}
+
+/* The envelope with one field changed: which (0..5) gets `how`. */
+static kr_err hand_chunk(int which, int how)
+{
+    struct hand h;
+    hand_init(&h);
+    msgpack_pack_array(&h.pk, which == -1 ? (size_t)how : 6);
+    if (which == 0)
+        how == 0 ? hand_str(&h, "kiroku.repl.v2") : msgpack_pack_uint64(&h.pk, 1);
+    else
+        hand_str(&h, JRN_REPL_KIND);
+    if (which == 1)
+        how == 0 ? hand_bin(&h, 15, 1) : hand_str(&h, "0123456789abcdef");
+    else
+        hand_bin(&h, 16, 1);
+    msgpack_pack_uint64(&h.pk, which == 2 ? (uint64_t)how : 1);
+    msgpack_pack_uint64(&h.pk, which == 3 ? (uint64_t)how : 1);
+    if (which == 4 && how == 0) {
+        msgpack_pack_array(&h.pk, 0);
+    } else if (which == 4 && how == 1) {
+        msgpack_pack_array(&h.pk, 1);
+        hand_bin(&h, 0, 0); /* an empty record */
+    } else if (which == 4 && how == 2) {
+        msgpack_pack_array(&h.pk, 1);
+        hand_str(&h, "rec"); /* not a bin */
+    } else {
+        msgpack_pack_array(&h.pk, 1);
+        hand_bin(&h, 3, 7);
+    }
+    if (which == 5 && how == 0)
+        hand_str(&h, "");
+    else if (which == 5 && how == 1)
+        msgpack_pack_uint64(&h.pk, 1);
+    else if (which == 5 && how == 2)
+        hand_bin(&h, 3, 'x');
+    else
+        msgpack_pack_nil(&h.pk);
+    assert_false(h.fb.overflow);
+    struct chunkbuf *b = chunkbuf_new();
+    kr_err err = decode(b, h.buf, h.fb.len);
+    chunkbuf_free(b);
+    return err;
+}
+
+static void test_decode_hostile(void **state)
+{
+    (void)state;
+    uint8_t msg[256];
+    size_t len = sample_chunk(msg, sizeof msg);
+    struct chunkbuf *b = chunkbuf_new();
+    assert_int_equal(decode(b, msg, len), KR_OK);
+    assert_true(b->c.n == 2 && b->c.first == 10 && b->c.epoch == 2);
+    assert_true(b->c.rec_len[0] == 3 && b->c.rec[0][2] == 3 && b->c.rec_len[1] == 2);
+    assert_true(b->c.note_len == 2 && memcmp(b->c.note, "n\n", 2) == 0);
+
+    /* Truncated at every byte; a trailing byte; the reserved byte. */
+    for (size_t cut = 0; cut < len; cut++)
+        assert_int_equal(decode(b, msg, cut), KR_ECORRUPT);
+    uint8_t longer[257];
+    memcpy(longer, msg, len);
+    longer[len] = 0xc0;
+    assert_int_equal(decode(b, longer, len + 1), KR_ECORRUPT);
+    longer[len] = 0xc1;
+    assert_int_equal(decode(b, longer, len + 1), KR_ECORRUPT);
+    /* Every single flipped byte gives a clean answer, never a crash. */
+    for (size_t i = 0; i < len; i++) {
+        uint8_t m[256];
+        memcpy(m, msg, len);
+        m[i] ^= 0xff;
+        kr_err e = decode(b, m, len);
+        assert_true(e == KR_OK || e == KR_ECORRUPT || e == KR_EVERSION || e == KR_ETOOLARGE);
+    }
+    /* More records than the caller holds; more bytes than a message may have. */
+    assert_int_equal(jrn_repl_decode(msg, len, &b->c, 1), KR_ETOOLARGE);
+    uint8_t *big = calloc(1, KR_REPL_MSG_MAX + 1);
+    assert_non_null(big);
+    memcpy(big, msg, len);
+    assert_int_equal(decode(b, big, KR_REPL_MSG_MAX + 1), KR_ETOOLARGE);
+    free(big);
+    assert_int_equal(decode(b, msg, 0), KR_ECORRUPT);
+    assert_int_equal(jrn_repl_decode(msg, len, NULL, 2), KR_EINVAL);
+
+    /* The envelope field by field. */
+    assert_int_equal(hand_chunk(-2, 0), KR_OK); /* as written: valid */
+    assert_int_equal(hand_chunk(-1, 5), KR_ECORRUPT);
+    assert_int_equal(hand_chunk(-1, 7), KR_ECORRUPT);
+    assert_int_equal(hand_chunk(0, 0), KR_EVERSION);
+    assert_int_equal(hand_chunk(0, 1), KR_ECORRUPT);
+    assert_int_equal(hand_chunk(1, 0), KR_ECORRUPT);
+    assert_int_equal(hand_chunk(1, 1), KR_ECORRUPT);
+    assert_int_equal(hand_chunk(2, 0), KR_ECORRUPT); /* epoch 0 */
+    assert_int_equal(hand_chunk(3, 0), KR_ECORRUPT); /* first 0 */
+    assert_int_equal(hand_chunk(3, (int)0x7fffffff), KR_OK);
+    assert_int_equal(hand_chunk(4, 0), KR_ECORRUPT);
+    assert_int_equal(hand_chunk(4, 1), KR_ECORRUPT);
+    assert_int_equal(hand_chunk(4, 2), KR_ECORRUPT);
+    assert_int_equal(hand_chunk(5, 0), KR_ECORRUPT);
+    assert_int_equal(hand_chunk(5, 1), KR_ECORRUPT);
+    assert_int_equal(hand_chunk(5, 2), KR_ECORRUPT);
+
+    /* A non-canonical integer (first as uint16 1). */
+    struct hand h;
+    hand_init(&h);
+    msgpack_pack_array(&h.pk, 6);
+    hand_str(&h, JRN_REPL_KIND);
+    hand_bin(&h, 16, 1);
+    msgpack_pack_uint64(&h.pk, 1);
+    const uint8_t u16[] = {0xcd, 0x00, 0x01};
+    h.pk.callback(h.pk.data, (const char *)u16, sizeof u16);
+    msgpack_pack_array(&h.pk, 1);
+    hand_bin(&h, 3, 7);
+    msgpack_pack_nil(&h.pk);
+    assert_int_equal(decode(b, h.buf, h.fb.len), KR_ECORRUPT);
+    /* A seq past 2^62 - 1. */
+    hand_init(&h);
+    msgpack_pack_array(&h.pk, 6);
+    hand_str(&h, JRN_REPL_KIND);
+    hand_bin(&h, 16, 1);
+    msgpack_pack_uint64(&h.pk, 1);
+    msgpack_pack_uint64(&h.pk, (1ull << 62) - 1);
+    msgpack_pack_array(&h.pk, 2);
+    hand_bin(&h, 3, 7);
+    hand_bin(&h, 3, 7);
+    msgpack_pack_nil(&h.pk);
+    assert_int_equal(decode(b, h.buf, h.fb.len), KR_ECORRUPT);
+    /* An array header declaring more records than the bytes hold. */
+    hand_init(&h);
+    msgpack_pack_array(&h.pk, 6);
+    hand_str(&h, JRN_REPL_KIND);
+    hand_bin(&h, 16, 1);
+    msgpack_pack_uint64(&h.pk, 1);
+    msgpack_pack_uint64(&h.pk, 1);
+    msgpack_pack_array(&h.pk, 4000);
+    hand_bin(&h, 3, 7);
+    msgpack_pack_nil(&h.pk);
+    assert_int_equal(decode(b, h.buf, h.fb.len), KR_ECORRUPT);
+    hand_init(&h);
+    msgpack_pack_array(&h.pk, 6);
+    hand_str(&h, JRN_REPL_KIND);
+    hand_bin(&h, 16, 1);
+    msgpack_pack_uint64(&h.pk, 1);
+    msgpack_pack_uint64(&h.pk, 1);
+    msgpack_pack_array(&h.pk, KR_REPL_CHUNK_RECORDS + 1);
+    assert_int_equal(decode(b, h.buf, h.fb.len), KR_ECORRUPT);
+    chunkbuf_free(b);
+}
+
+static void test_pack_bounds(void **state)
+{
+    (void)state;
+    uint8_t out[64], r[1] = {1};
+    const uint8_t *rec[1] = {r};
+    size_t rec_len[1] = {1};
+    struct jrn_repl_chunk c = {.epoch = 1, .first = 1, .n = 1, .rec = rec, .rec_len = rec_len};
+    size_t len;
+    assert_int_equal(jrn_repl_pack(&c, out, sizeof out, &len), KR_OK);
+    assert_int_equal(jrn_repl_pack(&c, out, 20, &len), KR_ETOOLARGE);
+    c.n = 0;
+    assert_int_equal(jrn_repl_pack(&c, out, sizeof out, &len), KR_EINVAL);
+    c.n = 1;
+    rec_len[0] = 0;
+    assert_int_equal(jrn_repl_pack(&c, out, sizeof out, &len), KR_EINVAL);
+    rec_len[0] = 1;
+    c.note = "";
+    assert_int_equal(jrn_repl_pack(&c, out, sizeof out, &len), KR_EINVAL);
+}
+
+/* ---- Checkpoints to split at, and the epoch ---- */
+
+static uint64_t note_size_of(const char *note)
+{
+    const char *nl = strchr(note, '\n');
+    assert_non_null(nl);
+    return strtoull(nl + 1, NULL, 10);
+}
+
+static void test_checkpoint_after(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    /* Batches of 1000: a kept checkpoint every 10,000 records (the clock
+     * moves 1 µs per read, far from the one-second rule). */
+    for (int i = 0; i < 25; i++)
+        append_many(f->j, 1, "a", 1000, 8, 64);
+    uint64_t size = jrn_size(f->j);
+    char note[KR_NOTE_MAX + 1];
+    size_t len = 0;
+    uint64_t s = 0;
+    /* The genesis commit kept the first checkpoint, at 1. */
+    assert_int_equal(jrn_checkpoint_after(f->j, 0, &s, note, sizeof note, &len), KR_OK);
+    assert_true(s == 1 && note_size_of(note) == 1 && strlen(note) == len);
+    assert_int_equal(jrn_checkpoint_after(f->j, 1, &s, note, sizeof note, &len), KR_OK);
+    assert_true(s > 1 && s <= 10001 + 64 && note_size_of(note) == s);
+    uint64_t k1 = s;
+    assert_int_equal(jrn_checkpoint_after(f->j, k1, &s, note, sizeof note, &len), KR_OK);
+    assert_true(s > k1 && note_size_of(note) == s);
+    /* Past the last kept one: the newest. */
+    assert_int_equal(jrn_checkpoint_after(f->j, size - 1, &s, note, sizeof note, &len), KR_OK);
+    assert_true(s == size);
+    char newest[KR_NOTE_MAX + 1];
+    size_t nlen = newest_note(f->j, newest);
+    assert_true(nlen == len && memcmp(newest, note, len) == 0);
+    assert_int_equal(jrn_checkpoint_after(f->j, size, &s, note, sizeof note, &len), KR_ENOTFOUND);
+    assert_int_equal(jrn_checkpoint_after(f->j, UINT64_MAX, &s, note, sizeof note, &len),
+                     KR_ENOTFOUND);
+    assert_int_equal(jrn_checkpoint_after(f->j, 0, &s, note, 10, &len), KR_ETOOLARGE);
+}
+
+static void test_epoch(void **state)
+{
+    struct fx *f = *state;
+    fx_create_open(f);
+    uint64_t e = 0;
+    assert_int_equal(jrn_epoch(f->j, &e), KR_OK);
+    assert_true(e == 1);
+    append_many(f->j, 1, "a", 10, 8, 5);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    assert_int_equal(jrn_epoch(f->j, &e), KR_OK);
+    assert_true(e == 1);
+    char note[KR_NOTE_MAX + 1];
+    size_t len = newest_note(f->j, note);
+    assert_int_equal(jrn_new_epoch(f->j, note, len, NULL), KR_OK);
+    assert_int_equal(jrn_epoch(f->j, &e), KR_OK);
+    assert_true(e == 2);
+    len = newest_note(f->j, note);
+    assert_int_equal(jrn_new_epoch(f->j, note, len, NULL), KR_OK);
+    assert_int_equal(jrn_epoch(f->j, &e), KR_OK);
+    assert_true(e == 3);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_encode_small),   T(test_encode_splits), T(test_encode_stripped),
+        T(test_decode_hostile), T(test_pack_bounds),   T(test_checkpoint_after),
+        T(test_epoch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
