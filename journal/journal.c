@@ -204,7 +204,9 @@ static struct journal *journal_alloc(const struct jrn_options *o)
     j->one_flush = !o->read_only && !o->two_flushes;
     j->clock = o->clock;
     j->views = o->views;
+    j->durable = o->durable;
     pthread_mutex_init(&j->mu, NULL);
+    pthread_mutex_init(&j->rel_mu, NULL);
     pthread_mutex_init(&j->stats_mu, NULL);
     pthread_cond_init(&j->writer_cv, NULL);
     pthread_cond_init(&j->space_cv, NULL);
@@ -225,6 +227,7 @@ static void journal_free(struct journal *j)
     kr_keys_free(j->keys);
     free(j->encode_buf);
     pthread_mutex_destroy(&j->mu);
+    pthread_mutex_destroy(&j->rel_mu);
     pthread_mutex_destroy(&j->stats_mu);
     pthread_cond_destroy(&j->writer_cv);
     pthread_cond_destroy(&j->space_cv);
@@ -1183,13 +1186,117 @@ static bool writer_file_due(const struct journal *j)
     return j->file_retry || mono_ns() - j->file_time >= KR_CHECKPOINT_FILE_NS;
 }
 
+/* The size and checkpoint note a batch made durable. */
+struct durable_mark {
+    uint64_t size;
+    const char *note;
+    size_t len;
+};
+
+/* The durable hook hears of m once (sizes only grow). */
+static void tell_durable(struct journal *j, const struct durable_mark *m)
+{
+    if (!j->durable || !m || m->size <= j->durable_size)
+        return;
+    j->durable_size = m->size;
+    if (j->durable->durable)
+        j->durable->durable(j->durable->ctx, m->size, m->note, m->len);
+}
+
+/* A durable append under a holding hook: completes now if released (or
+ * stopped), else waits in the release list. */
+static void hold_append(struct journal *j, struct jrn_append *a)
+{
+    uint64_t last = a->events[a->n - 1].seq;
+    kr_err err = KR_OK;
+    bool now = true;
+    pthread_mutex_lock(&j->rel_mu);
+    if (j->released >= last) {
+        err = KR_OK;
+    } else if (j->rel_stop) {
+        err = j->rel_stop;
+    } else {
+        now = false;
+        a->next_ = NULL;
+        if (j->rel_tail)
+            j->rel_tail->next_ = a;
+        else
+            j->rel_head = a;
+        j->rel_tail = a;
+    }
+    pthread_mutex_unlock(&j->rel_mu);
+    if (now)
+        a->done(a, err);
+}
+
+/* Takes off the release list every append with last seq <= upto (all of
+ * them for UINT64_MAX); the caller completes them. */
+static struct jrn_append *take_released(struct journal *j, uint64_t upto)
+{
+    struct jrn_append *first = j->rel_head, *last = NULL;
+    for (struct jrn_append *a = first; a && a->events[a->n - 1].seq <= upto; a = a->next_)
+        last = a;
+    if (!last)
+        return NULL;
+    j->rel_head = last->next_;
+    if (!j->rel_head)
+        j->rel_tail = NULL;
+    last->next_ = NULL;
+    return first;
+}
+
+static void complete_all(struct jrn_append *a, kr_err err)
+{
+    for (struct jrn_append *next; a; a = next) {
+        next = a->next_;
+        a->done(a, err);
+    }
+}
+
+void jrn_release(struct journal *j, uint64_t size)
+{
+    if (!j)
+        return;
+    pthread_mutex_lock(&j->rel_mu);
+    struct jrn_append *done = NULL;
+    if (size > j->released) {
+        j->released = size;
+        done = take_released(j, size);
+    }
+    pthread_mutex_unlock(&j->rel_mu);
+    complete_all(done, KR_OK);
+}
+
+void jrn_stop_appends(struct journal *j, kr_err err)
+{
+    if (!j)
+        return;
+    pthread_mutex_lock(&j->mu);
+    if (!j->failed) {
+        j->failed = err ? err : KR_ECLOSED;
+        j->stopped = true;
+    }
+    err = j->failed;
+    pthread_cond_broadcast(&j->space_cv);
+    pthread_mutex_unlock(&j->mu);
+    pthread_mutex_lock(&j->rel_mu);
+    if (!j->rel_stop)
+        j->rel_stop = err;
+    struct jrn_append *held = take_released(j, UINT64_MAX);
+    pthread_mutex_unlock(&j->rel_mu);
+    complete_all(held, err);
+}
+
 /* writer_main after a batch: a failure that may leave the disk unlike the
- * page cache stops writes for good; every append of the batch is told its
- * outcome (err, else its own errs[i]); after a commit, DIR/checkpoint
- * follows when all_durable (nothing committed is waiting for a flush).
- * failed: the journal had stopped before the batch. */
+ * page cache stops writes for good; after a commit the durable hook hears of
+ * m (the batch's size and note); every append of the batch is told its
+ * outcome (err, else its own errs[i]), or waits for jrn_release under a
+ * holding hook; after a commit, DIR/checkpoint follows when all_durable
+ * (nothing committed is waiting for a flush). failed: the journal had
+ * stopped before the batch. */
 static void writer_finish(struct journal *j, struct jrn_append *first, kr_err err,
-                          const kr_err *errs, kr_err failed, bool all_durable)
+                          const kr_err *errs, kr_err failed, bool all_durable,
+                          const struct durable_mark *m)
 {
     if (err != KR_OK && err != KR_EIO && err != KR_ECORRUPT && !failed) {
         /* A failed commit may have left LMDB unusable (a failed meta page
@@ -1221,10 +1328,17 @@ static void writer_finish(struct journal *j, struct jrn_append *first, kr_err er
         j->stats.refused_full += full;
         pthread_mutex_unlock(&j->stats_mu);
     }
+    if (err == KR_OK)
+        tell_durable(j, m);
+    bool hold = j->durable && j->durable->hold;
     i = 0;
     for (struct jrn_append *a = first, *next; a; a = next, i++) {
         next = a->next_;
-        a->done(a, err ? err : errs[i]);
+        kr_err e = err ? err : errs[i];
+        if (e == KR_OK && hold)
+            hold_append(j, a);
+        else
+            a->done(a, e);
     }
     if (err == KR_OK) {
         /* DIR/checkpoint follows the commit (never ahead of it): now if
@@ -1240,6 +1354,7 @@ static void writer_finish(struct journal *j, struct jrn_append *first, kr_err er
  * mdb_env_sync, then its appends complete; the flush's failure is theirs. */
 static void writer_release(struct journal *j, struct jrn_append *held, const kr_err *errs)
 {
+    struct durable_mark m = {j->held_size, j->held_note, j->held_note_len};
     uint64_t t0 = mono_ns();
     int rc = mdb_env_sync(j->env, 1);
     uint64_t ns = mono_ns() - t0;
@@ -1247,7 +1362,7 @@ static void writer_release(struct journal *j, struct jrn_append *held, const kr_
     j->stats.meta_syncs++;
     j->stats.meta_sync_ns += ns;
     pthread_mutex_unlock(&j->stats_mu);
-    writer_finish(j, held, rc ? KR_EIO : KR_OK, errs, KR_OK, true);
+    writer_finish(j, held, rc ? KR_EIO : KR_OK, errs, KR_OK, true, &m);
 }
 
 /* The writer. With one flush per commit (j->one_flush) a committed batch is
@@ -1304,17 +1419,19 @@ static void *writer_main(void *arg)
             j->stats.full += count;
             pthread_mutex_unlock(&j->stats_mu);
         }
+        struct durable_mark now = {j->size, j->note, j->note_len};
         if (!j->one_flush || (err && !held)) {
-            writer_finish(j, first, err, errs, failed, true);
+            writer_finish(j, first, err, errs, failed, true, &now);
             continue;
         }
         if (held && wrote) {
             /* This commit's data flush covered the held meta page. */
-            writer_finish(j, held, KR_OK, held_errs, KR_OK, false);
+            struct durable_mark hm = {j->held_size, j->held_note, j->held_note_len};
+            writer_finish(j, held, KR_OK, held_errs, KR_OK, false, &hm);
             held = NULL;
         } else if (held && err == KR_EIO) {
             /* A failed flush: the held meta page may not be on the disk. */
-            writer_finish(j, held, KR_EIO, held_errs, KR_OK, true);
+            writer_finish(j, held, KR_EIO, held_errs, KR_OK, true, NULL);
             held = NULL;
         } else if (held) {
             /* Nothing flushed (no records, or a failure before the flush):
@@ -1323,10 +1440,13 @@ static void *writer_main(void *arg)
             held = NULL;
         }
         if (err) {
-            writer_finish(j, first, err, errs, failed, true);
+            writer_finish(j, first, err, errs, failed, true, NULL);
             continue;
         }
         held = first;
+        j->held_size = j->size;
+        memcpy(j->held_note, j->note, j->note_len + 1);
+        j->held_note_len = j->note_len;
         held_events = 0;
         for (const struct jrn_append *a = first; a; a = a->next_)
             held_events += a->n;
@@ -1764,6 +1884,7 @@ kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
 
     struct jrn_options to = *o;
     to.dir = tmp;
+    to.durable = NULL; /* the genesis record is no publisher's business */
     struct journal *j = journal_alloc(&to);
     if (!j)
         return KR_ENOMEM;
@@ -2303,6 +2424,7 @@ kr_err jrn_open(const struct jrn_options *o, struct journal **out)
         goto fail;
     if (!j->read_only && j->views && !o->views_no_catch_up && (err = views_catch_up(j, NULL, NULL)))
         goto fail;
+    j->durable_size = j->size; /* the hook hears of what commits from now on */
     if (!j->read_only && !j->no_appends && (err = start_threads(j, o->signers)))
         goto fail;
     *out = j;
@@ -2355,7 +2477,12 @@ void jrn_close(struct journal *j)
         return;
     if (j->writer_started) {
         stop_threads(j);
-        if (!j->failed && write_checkpoint_file(j) != KR_OK)
+        /* Held appends nobody released (a holding hook): never acknowledged. */
+        pthread_mutex_lock(&j->rel_mu);
+        struct jrn_append *held = take_released(j, UINT64_MAX);
+        pthread_mutex_unlock(&j->rel_mu);
+        complete_all(held, KR_ECLOSED);
+        if ((!j->failed || j->stopped) && write_checkpoint_file(j) != KR_OK)
             fprintf(stderr, "kiroku: %s/checkpoint: cannot write it: %s\n", j->dir,
                     kr_strerror(KR_EIO));
     }

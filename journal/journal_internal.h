@@ -155,6 +155,22 @@ struct journal {
 
     _Atomic uint64_t committed; /* size after the newest commit */
 
+    /* The durable hook (jrn_options.durable). The writer tells it of each
+     * durable size once (durable_size: the last size told); a held batch's
+     * size and note wait in held_size/held_note until its flush. */
+    const struct jrn_durable_hook *durable;
+    uint64_t durable_size;
+    uint64_t held_size;
+    char held_note[KR_NOTE_MAX + 1];
+    size_t held_note_len;
+    /* Appends durable but not released (hook->hold), in seq order, linked by
+     * next_; released = the largest jrn_release size. Under rel_mu. */
+    pthread_mutex_t rel_mu;
+    struct jrn_append *rel_head, *rel_tail;
+    uint64_t released;
+    kr_err rel_stop; /* jrn_stop_appends' error, for appends held later */
+    bool stopped;    /* under mu: jrn_stop_appends set j->failed */
+
     struct kr_env_reg reg; /* DIR/journal in the process's open environments */
     pthread_mutex_t stats_mu;
     struct jrn_stats stats;

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <msgpack.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -581,14 +582,273 @@ static void test_epoch(void **state)
     assert_true(e == 3);
 }
 
+/* ---- The durable hook ---- */
+
+#define HOOK_MAX 4096
+
+struct hook_log {
+    pthread_mutex_t mu;
+    size_t n;
+    uint64_t size[HOOK_MAX];
+    uint64_t note_size[HOOK_MAX];
+    atomic_int bad; /* a note that does not parse, or sizes not increasing */
+};
+
+static void hook_durable(void *ctx, uint64_t size, const char *note, size_t len)
+{
+    struct hook_log *h = ctx;
+    char copy[KR_NOTE_MAX + 1];
+    if (len > KR_NOTE_MAX) {
+        atomic_fetch_add(&h->bad, 1);
+        return;
+    }
+    memcpy(copy, note, len);
+    copy[len] = '\0';
+    const char *nl = strchr(copy, '\n');
+    pthread_mutex_lock(&h->mu);
+    if (h->n > 0 && size <= h->size[h->n - 1])
+        atomic_fetch_add(&h->bad, 1);
+    if (h->n < HOOK_MAX) {
+        h->size[h->n] = size;
+        h->note_size[h->n] = nl ? strtoull(nl + 1, NULL, 10) : 0;
+        h->n++;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+static uint64_t hook_last(struct hook_log *h)
+{
+    pthread_mutex_lock(&h->mu);
+    uint64_t s = h->n ? h->size[h->n - 1] : 0;
+    pthread_mutex_unlock(&h->mu);
+    return s;
+}
+
+/* An asynchronous append of one event whose completion is counted. */
+struct tapp {
+    struct jrn_append a;
+    struct jrn_event e;
+    uint8_t payload[16];
+    atomic_int done;
+    _Atomic kr_err err;
+};
+
+static void tapp_done(struct jrn_append *a, kr_err err)
+{
+    struct tapp *t = a->arg;
+    atomic_store(&t->err, err);
+    atomic_fetch_add(&t->done, 1);
+}
+
+static void tapp_submit(struct journal *j, struct tapp *t, uint64_t tenant, const char *stream)
+{
+    memset(t, 0, sizeof *t);
+    memset(t->payload, 0x33, sizeof t->payload);
+    /* Each on its own stream: no version to wait for. */
+    t->e = ev(tenant, stream, 0, t->payload, sizeof t->payload);
+    t->a = (struct jrn_append){.events = &t->e, .n = 1, .done = tapp_done, .arg = t};
+    assert_int_equal(jrn_submit(j, &t->a), KR_OK);
+}
+
+struct wait_hook {
+    struct hook_log *h;
+    uint64_t size;
+};
+
+static bool hook_reached(void *arg)
+{
+    struct wait_hook *w = arg;
+    return hook_last(w->h) >= w->size;
+}
+
+static void wait_hook(struct hook_log *h, uint64_t size)
+{
+    struct wait_hook w = {h, size};
+    assert_true(kr_test_wait_for(hook_reached, &w, KR_TEST_WAIT_MS, "the durable hook"));
+}
+
+static void open_hooked(struct fx *f, struct jrn_durable_hook *hook, bool two_flushes)
+{
+    struct jrn_options o = {
+        .dir = f->dir, .clock = &f->clock, .durable = hook, .two_flushes = two_flushes};
+    assert_int_equal(jrn_create(&o, NULL), KR_OK);
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+}
+
+static void hook_async(struct fx *f, bool two_flushes)
+{
+    struct hook_log *h = calloc(1, sizeof *h);
+    assert_non_null(h);
+    pthread_mutex_init(&h->mu, NULL);
+    struct jrn_durable_hook hook = {.ctx = h, .durable = hook_durable, .hold = false};
+    open_hooked(f, &hook, two_flushes);
+    assert_true(jrn_size(f->j) == 1);
+    enum { N = 300 };
+    struct tapp *t = calloc(N, sizeof *t);
+    assert_non_null(t);
+    char stream[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(stream, sizeof stream, "s%d", i);
+        tapp_submit(f->j, &t[i], 1, stream);
+    }
+    append_many(f->j, 2, "sync", 50, 10, 7);
+    wait_hook(h, jrn_size(f->j));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&t[i].done), 1);
+        assert_int_equal(atomic_load(&t[i].err), KR_OK);
+    }
+    assert_int_equal(atomic_load(&h->bad), 0);
+    pthread_mutex_lock(&h->mu);
+    assert_true(h->n >= 1 && h->size[h->n - 1] == 1 + N + 50);
+    for (size_t i = 0; i < h->n; i++)
+        assert_true(h->note_size[i] == h->size[i]);
+    pthread_mutex_unlock(&h->mu);
+    /* The note told at the end is the journal's newest. */
+    jrn_close(f->j);
+    f->j = NULL;
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+    free(t);
+}
+
+static void test_hook_async(void **state)
+{
+    hook_async(*state, false);
+}
+
+static void test_hook_async_two_flushes(void **state)
+{
+    hook_async(*state, true);
+}
+
+static int count_done(struct tapp *t, int n, kr_err want)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (atomic_load(&t[i].done)) {
+            assert_int_equal(atomic_load(&t[i].done), 1);
+            assert_int_equal(atomic_load(&t[i].err), want);
+            k++;
+        }
+    return k;
+}
+
+static bool tapp_is_done(void *arg)
+{
+    struct tapp *t = arg;
+    return atomic_load(&t->done) != 0;
+}
+
+/* Quorum: completions wait for jrn_release; jrn_stop_appends fails held ones. */
+static void test_hook_hold(void **state)
+{
+    struct fx *f = *state;
+    struct hook_log *h = calloc(1, sizeof *h);
+    assert_non_null(h);
+    pthread_mutex_init(&h->mu, NULL);
+    struct jrn_durable_hook hook = {.ctx = h, .durable = hook_durable, .hold = true};
+    open_hooked(f, &hook, false);
+    enum { N = 40 };
+    struct tapp t[N];
+    char stream[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(stream, sizeof stream, "s%d", i);
+        tapp_submit(f->j, &t[i], 1, stream);
+    }
+    wait_hook(h, 1 + N);
+    /* Durable, and none acknowledged. */
+    assert_int_equal(count_done(t, N, KR_OK), 0);
+    /* Release up to the 10th: exactly those with seq <= 11 complete. */
+    jrn_release(f->j, 11);
+    int k = 0;
+    for (int i = 0; i < N; i++)
+        if (atomic_load(&t[i].done)) {
+            assert_true(t[i].e.seq <= 11);
+            k++;
+        }
+    assert_int_equal(k, 10);
+    assert_int_equal(count_done(t, N, KR_OK), 10);
+    jrn_release(f->j, 5); /* smaller: nothing */
+    assert_int_equal(count_done(t, N, KR_OK), 10);
+    jrn_release(f->j, 1 + N);
+    assert_int_equal(count_done(t, N, KR_OK), N);
+
+    /* Released ahead: an append completes once durable. */
+    jrn_release(f->j, 1 + N + 1);
+    tapp_submit(f->j, &t[0], 3, "ahead");
+    wait_hook(h, 1 + N + 1);
+    /* The done callback runs right after the hook, on the writer: wait for it. */
+    assert_true(kr_test_wait_for(tapp_is_done, &t[0], KR_TEST_WAIT_MS, "the released append"));
+    assert_int_equal(atomic_load(&t[0].err), KR_OK);
+
+    /* Held ones when the primary is fenced: they fail; so does anything later. */
+    for (int i = 0; i < 5; i++) {
+        snprintf(stream, sizeof stream, "f%d", i);
+        tapp_submit(f->j, &t[i], 1, stream);
+    }
+    wait_hook(h, 1 + N + 1 + 5);
+    assert_int_equal(count_done(t, 5, KR_OK), 0);
+    jrn_stop_appends(f->j, KR_EBUSY);
+    assert_int_equal(count_done(t, 5, KR_EBUSY), 5);
+    assert_int_equal(jrn_failed(f->j), KR_EBUSY);
+    struct jrn_event e = ev(1, "later", 0, "x", 1);
+    assert_int_equal(jrn_append(f->j, &e, 1), KR_EBUSY);
+    struct tapp late;
+    memset(&late, 0, sizeof late);
+    late.e = ev(1, "later", 0, late.payload, 1);
+    late.a = (struct jrn_append){.events = &late.e, .n = 1, .done = tapp_done, .arg = &late};
+    assert_int_equal(jrn_submit(f->j, &late.a), KR_EBUSY);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_EBUSY);
+    jrn_stop_appends(f->j, KR_ECLOSED); /* the first error stays */
+    assert_int_equal(jrn_failed(f->j), KR_EBUSY);
+    jrn_release(f->j, UINT64_MAX); /* nothing left to release */
+    assert_int_equal(count_done(t, 5, KR_EBUSY), 5);
+    uint64_t size = jrn_size(f->j);
+    jrn_close(f->j);
+    f->j = NULL;
+    /* What was committed stays, and DIR/checkpoint follows it. */
+    struct jrn_options o = {.dir = f->dir, .clock = &f->clock};
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    assert_true(jrn_size(f->j) == size);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+/* Held appends nobody released complete with KR_ECLOSED at close. */
+static void test_hook_hold_close(void **state)
+{
+    struct fx *f = *state;
+    struct hook_log *h = calloc(1, sizeof *h);
+    assert_non_null(h);
+    pthread_mutex_init(&h->mu, NULL);
+    struct jrn_durable_hook hook = {.ctx = h, .durable = hook_durable, .hold = true};
+    open_hooked(f, &hook, false);
+    struct tapp t[3];
+    tapp_submit(f->j, &t[0], 1, "a");
+    tapp_submit(f->j, &t[1], 1, "b");
+    tapp_submit(f->j, &t[2], 1, "c");
+    wait_hook(h, 4);
+    jrn_release(f->j, 2);
+    assert_int_equal(count_done(t, 1, KR_OK), 1);
+    jrn_close(f->j);
+    f->j = NULL;
+    assert_int_equal(atomic_load(&t[1].done), 1);
+    assert_int_equal(atomic_load(&t[1].err), KR_ECLOSED);
+    assert_int_equal(atomic_load(&t[2].done), 1);
+    assert_int_equal(atomic_load(&t[2].err), KR_ECLOSED);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_encode_small),   T(test_encode_splits), T(test_encode_stripped),
-        T(test_decode_hostile), T(test_pack_bounds),   T(test_checkpoint_after),
-        T(test_epoch),
+        T(test_encode_small),   T(test_encode_splits),   T(test_encode_stripped),
+        T(test_decode_hostile), T(test_pack_bounds),     T(test_checkpoint_after),
+        T(test_epoch),          T(test_hook_async),      T(test_hook_async_two_flushes),
+        T(test_hook_hold),      T(test_hook_hold_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
