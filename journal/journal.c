@@ -492,26 +492,9 @@ out:
 
 /* ---- Writing ---- */
 
-/* Tenants a batch remembers the newest tseq of: a batch of one busy tenant's
- * events looks its count up once. Direct-mapped; a collision costs a lookup. */
-#define TSEQ_CACHE_LOG2 6
-struct tseq_slot {
-    uint64_t tenant, tseq;
-    bool used;
-};
-
-struct batch_ctx {
-    struct journal *j;
-    MDB_txn *txn;
-    MDB_cursor *c_events, *c_tree, *c_links, *c_tenants;
-    kr_err err;     /* first storage error inside the tree emit callback */
-    uint64_t tseqs; /* tseq values handed out in this batch */
-    struct tseq_slot tcache[1u << TSEQ_CACHE_LOG2];
-};
-
 static void emit_node(void *ctx, unsigned level, uint64_t index, const uint8_t hash[KR_HASH_LEN])
 {
-    struct batch_ctx *b = ctx;
+    struct jrn_batch *b = ctx;
     if (b->err)
         return;
     uint8_t kb[8];
@@ -697,7 +680,7 @@ kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq)
 
 /* The next tseq of `tenant` in this batch: from the batch's cache, or one
  * cursor step in the tenants index for a tenant the batch has not written. */
-static kr_err next_tseq(struct batch_ctx *b, uint64_t tenant, uint64_t *tseq)
+static kr_err next_tseq(struct jrn_batch *b, uint64_t tenant, uint64_t *tseq)
 {
     struct tseq_slot *s = &b->tcache[(tenant * 0x9E3779B97F4A7C15ull) >> (64 - TSEQ_CACHE_LOG2)];
     if (!s->used || s->tenant != tenant) {
@@ -720,7 +703,7 @@ static kr_err next_tseq(struct batch_ctx *b, uint64_t tenant, uint64_t *tseq)
 
 /* Checks every event's expected version against txn and against the events
  * before it in the same append. KR_ECONFLICT if any is stale. */
-static kr_err check_versions(struct batch_ctx *b, const struct jrn_append *a)
+static kr_err check_versions(struct jrn_batch *b, const struct jrn_append *a)
 {
     for (size_t i = 0; i < a->n; i++) {
         const struct jrn_event *e = &a->events[i];
@@ -764,7 +747,7 @@ static void event_to_record(const struct jrn_event *e, struct jrn_record *r)
 }
 
 /* The legacy stream index entry of r (tests building older journals only). */
-static kr_err index_stream_legacy(struct batch_ctx *b, const struct jrn_record *r)
+static kr_err index_stream_legacy(struct jrn_batch *b, const struct jrn_record *r)
 {
     uint8_t key[JRN_STREAM_KEY_MAX], sk[8];
     size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
@@ -779,7 +762,7 @@ static kr_err index_stream_legacy(struct batch_ctx *b, const struct jrn_record *
  * seq order so it lands on the last page of `links`, and the stream's head
  * moved to (r.version, r.seq). The head must be at r.version - 1 (the version
  * check saw it there). */
-static kr_err index_stream(struct batch_ctx *b, const struct jrn_record *r)
+static kr_err index_stream(struct jrn_batch *b, const struct jrn_record *r)
 {
     struct journal *j = b->j;
     if (j->legacy_index)
@@ -815,7 +798,7 @@ static kr_err index_stream(struct batch_ctx *b, const struct jrn_record *r)
 }
 
 /* Writes one event as record j->size + 1 with its indexes and tree nodes. */
-static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
+static kr_err write_event(struct jrn_batch *b, struct jrn_event *e)
 {
     struct journal *j = b->j;
     struct jrn_record r;
@@ -875,8 +858,84 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
     return KR_OK;
 }
 
+kr_err jrn_batch_open(struct journal *j, MDB_txn *txn, struct jrn_batch *b)
+{
+    memset(b, 0, sizeof *b);
+    b->j = j;
+    b->txn = txn;
+    int rc;
+    if ((rc = mdb_cursor_open(txn, j->db_events, &b->c_events)) ||
+        (rc = mdb_cursor_open(txn, j->db_tree, &b->c_tree)) ||
+        (rc = mdb_cursor_open(txn, j->legacy_index ? j->db_streams : j->db_links, &b->c_links)) ||
+        (rc = mdb_cursor_open(txn, j->db_tenants, &b->c_tenants)))
+        return kr_err_from_mdb(rc);
+    return KR_OK;
+}
+
+kr_err jrn_batch_store(struct jrn_batch *b, const struct jrn_record *r, const uint8_t *value,
+                       size_t len)
+{
+    struct journal *j = b->j;
+    kr_err err;
+    int rc;
+    if (r->seq != j->size + 1 || r->format != JRN_FORMAT)
+        return KR_ECORRUPT;
+    uint64_t tseq;
+    if ((err = next_tseq(b, r->tenant, &tseq)))
+        return err;
+    if (tseq != r->tseq)
+        return KR_ECORRUPT;
+    uint8_t sk[8];
+    kr_put_be64(sk, r->seq);
+    MDB_val k = {8, sk}, v = {len, (void *)value};
+    if ((rc = mdb_cursor_put(b->c_events, &k, &v, MDB_APPEND)))
+        return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
+    if ((err = index_stream(b, r)))
+        return err;
+    uint8_t tk[16], tv[8];
+    kr_put_be64(tk, r->tenant);
+    kr_put_be64(tk + 8, r->seq);
+    kr_put_be64(tv, r->tseq);
+    k = (MDB_val){16, tk};
+    v = (MDB_val){8, tv};
+    if ((rc = mdb_cursor_put(b->c_tenants, &k, &v, MDB_NOOVERWRITE)))
+        return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
+    uint8_t leaf[KR_HASH_LEN];
+    jrn_record_leaf_hash(r, leaf);
+    mrk_frontier_append(&j->frontier, leaf, emit_node, b);
+    if (b->err)
+        return b->err;
+    memcpy(j->last_leaf, leaf, KR_HASH_LEN);
+    j->size = r->seq;
+    j->last_time = r->time_ns;
+    return KR_OK;
+}
+
+kr_err jrn_keep_checkpoint(struct journal *j, MDB_txn *txn)
+{
+    kr_err err;
+    if ((err = meta_put(j, txn, JRN_META_CHECKPOINT, j->note, j->note_len)))
+        return err;
+    uint64_t now = kr_clock_now(j->clock);
+    if (j->kept_size == 0 || j->size - j->kept_size >= KR_CHECKPOINT_EVERY_RECORDS ||
+        now - j->kept_time >= KR_CHECKPOINT_EVERY_NS) {
+        uint8_t kb[8];
+        kr_put_be64(kb, j->size);
+        MDB_val k = {8, kb}, v = {j->note_len, j->note};
+        int rc = mdb_put(txn, j->db_checkpoints, &k, &v, 0);
+        if (rc)
+            return kr_err_from_mdb(rc);
+        j->kept_size = j->size;
+        j->kept_time = now;
+        pthread_mutex_lock(&j->stats_mu);
+        j->stats.checkpoints++;
+        pthread_mutex_unlock(&j->stats_mu);
+    }
+    return KR_OK;
+}
+
 /* Signs the checkpoint for j->size into j->note and stores it. */
-static kr_err write_checkpoint(struct batch_ctx *b)
+static kr_err write_checkpoint(struct jrn_batch *b)
 {
     struct journal *j = b->j;
     struct kr_checkpoint cp;
@@ -892,24 +951,7 @@ static kr_err write_checkpoint(struct batch_ctx *b)
     if ((err = kr_checkpoint_sign(&cp, j->origin, key->pk, key->sk, j->note, sizeof j->note,
                                   &j->note_len)))
         return err;
-    if ((err = meta_put(j, b->txn, JRN_META_CHECKPOINT, j->note, j->note_len)))
-        return err;
-    uint64_t now = kr_clock_now(j->clock);
-    if (j->kept_size == 0 || j->size - j->kept_size >= KR_CHECKPOINT_EVERY_RECORDS ||
-        now - j->kept_time >= KR_CHECKPOINT_EVERY_NS) {
-        uint8_t kb[8];
-        kr_put_be64(kb, j->size);
-        MDB_val k = {8, kb}, v = {j->note_len, j->note};
-        int rc = mdb_put(b->txn, j->db_checkpoints, &k, &v, 0);
-        if (rc)
-            return kr_err_from_mdb(rc);
-        j->kept_size = j->size;
-        j->kept_time = now;
-        pthread_mutex_lock(&j->stats_mu);
-        j->stats.checkpoints++;
-        pthread_mutex_unlock(&j->stats_mu);
-    }
-    return KR_OK;
+    return jrn_keep_checkpoint(j, b->txn);
 }
 
 /* Writes DIR/checkpoint atomically (temp file, fsync, rename) and counts the outcome in the stats.
@@ -951,6 +993,13 @@ out:
     pthread_mutex_unlock(&j->stats_mu);
     j->file_behind = err != KR_OK;
     j->file_retry = err != KR_OK;
+    return err;
+}
+
+kr_err jrn_write_checkpoint_file(struct journal *j)
+{
+    kr_err err = write_checkpoint_file(j);
+    j->file_time = mono_ns();
     return err;
 }
 
@@ -1005,7 +1054,7 @@ static void snapshot_restore(struct journal *j, const struct writer_snapshot *s)
 static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *errs, size_t count,
                         struct writer_snapshot *snap, bool *retry, bool *wrote)
 {
-    struct batch_ctx b = {.j = j};
+    struct jrn_batch b = {.j = j};
     kr_err err;
     int rc;
     size_t written = 0, i;
@@ -2136,7 +2185,7 @@ static kr_err migrate_tenant_counts(struct journal *j)
  * index and sets meta `format` to 3. */
 static kr_err migrate_stream_txn(struct journal *j, uint64_t *next, uint64_t per_txn, bool *done)
 {
-    struct batch_ctx b = {.j = j};
+    struct jrn_batch b = {.j = j};
     MDB_cursor *ce = NULL;
     kr_err err = KR_OK;
     int rc = mdb_txn_begin(j->env, NULL, 0, &b.txn);
@@ -2485,6 +2534,11 @@ void jrn_close(struct journal *j)
         if ((!j->failed || j->stopped) && write_checkpoint_file(j) != KR_OK)
             fprintf(stderr, "kiroku: %s/checkpoint: cannot write it: %s\n", j->dir,
                     kr_strerror(KR_EIO));
+    } else if (!j->read_only && j->no_appends && j->file_behind) {
+        /* A follower's apply sessions leave it behind by up to a second. */
+        if (write_checkpoint_file(j) != KR_OK)
+            fprintf(stderr, "kiroku: %s/checkpoint: cannot write it: %s\n", j->dir,
+                    kr_strerror(KR_EIO));
     }
     journal_free(j);
 }
@@ -2498,6 +2552,9 @@ void jrn_get_info(struct journal *j, struct jrn_info *out)
     if (j->signing) {
         out->key_id = j->signing->key_id;
         memcpy(out->pk, j->signing->pk, KR_PUBKEY_LEN);
+    } else if (j->replica_key_id) {
+        out->key_id = j->replica_key_id;
+        memcpy(out->pk, j->replica_pk, KR_PUBKEY_LEN);
     }
     pthread_mutex_unlock(&j->mu);
     out->size = jrn_size(j);
