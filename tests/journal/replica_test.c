@@ -25,9 +25,11 @@
 
 #include "journal.h"
 #include "journal_internal.h"
+#include "keys.h"
 #include "kr_error.h"
 #include "kr_limits.h"
 #include "mp.h"
+#include "note.h"
 #include "replica.h"
 #include "test_util.h"
 #include "verify.h"
@@ -1137,6 +1139,253 @@ static void test_apply_level(void **state)
     rfx_free(&x);
 }
 
+/* ---- Hostile ranges ---- */
+
+/* Records of a range, as mutable copies. */
+struct recs {
+    size_t n;
+    uint8_t *rec[KR_REPL_PENDING_MAX / 4];
+    size_t len[KR_REPL_PENDING_MAX / 4];
+};
+
+static struct recs *recs_of(struct journal *j, uint64_t first, uint64_t last)
+{
+    struct recs *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    assert_true(last - first + 1 <= KR_REPL_PENDING_MAX / 4);
+    for (uint64_t seq = first; seq <= last; seq++, r->n++)
+        r->rec[r->n] = stored(j, seq, &r->len[r->n]);
+    return r;
+}
+
+static void recs_free(struct recs *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->rec[i]);
+    free(r);
+}
+
+/* Applies r's records (skipping index `skip`, SIZE_MAX for none) and
+ * commits with note. */
+static kr_err apply_recs(struct rfx *x, const struct recs *r, size_t skip, const char *note,
+                         size_t nlen, struct jrn_start_fault *f)
+{
+    struct jrn_replica *s;
+    assert_int_equal(jrn_replica_begin(x->fj, &s), KR_OK);
+    memset(f, 0, sizeof *f);
+    for (size_t i = 0; i < r->n; i++) {
+        if (i == skip)
+            continue;
+        kr_err err = jrn_replica_add(s, r->rec[i], r->len[i], f);
+        if (err) {
+            /* The session can only be aborted now. */
+            assert_int_equal(jrn_replica_add(s, r->rec[i], r->len[i], NULL), KR_EINVAL);
+            jrn_replica_abort(s);
+            return err;
+        }
+    }
+    return jrn_replica_commit(s, note, nlen, ++x->pos, f);
+}
+
+/* Offset in a stored value of the last byte of its header (the signature's). */
+static size_t sig_last(const uint8_t *rec, size_t len)
+{
+    struct jrn_record d;
+    assert_int_equal(jrn_record_decode(rec, len, &d), KR_OK);
+    return JRN_HEADER_OFFSET + d.header_len - 1;
+}
+
+struct level {
+    uint64_t size, pos;
+    uint8_t root[KR_HASH_LEN];
+    uint64_t view[64];
+    size_t nview;
+};
+
+static void level_take(struct rfx *x, struct level *l)
+{
+    l->size = jrn_size(x->fj);
+    assert_int_equal(jrn_root(x->fj, l->size, l->root), KR_OK);
+    assert_int_equal(jrn_replica_position(x->fj, &l->pos), KR_OK);
+    l->nview = tv_dump(x->fj, &x->fv, l->view, 64);
+}
+
+/* Nothing of a refused range was kept. */
+static void level_same(struct rfx *x, const struct level *l)
+{
+    struct level now;
+    level_take(x, &now);
+    assert_true(now.size == l->size && now.pos == l->pos && now.nview == l->nview);
+    assert_memory_equal(now.root, l->root, KR_HASH_LEN);
+    assert_memory_equal(now.view, l->view, l->nview * sizeof *l->view);
+    struct jrn_recbuf rb = {0};
+    assert_int_equal(jrn_read(x->fj, l->size + 1, &rb), KR_ENOTFOUND);
+    jrn_recbuf_fini(&rb);
+}
+
+#define EXPECT(call, want_err, want_seq)                                                           \
+    do {                                                                                           \
+        kr_err e_ = (call);                                                                        \
+        assert_int_equal(e_, (want_err));                                                          \
+        assert_true(fault.seq == (want_seq));                                                      \
+        assert_true(fault.what[0] != '\0');                                                        \
+        level_same(&x, &before);                                                                   \
+    } while (0)
+
+static void test_apply_hostile(void **state)
+{
+    struct fx *f = *state;
+    struct rfx x;
+    rfx_build(&x, f);
+    struct level before;
+    level_take(&x, &before);
+    uint64_t first = before.size + 1, size;
+    char note[KR_NOTE_MAX + 1];
+    size_t nlen;
+    assert_int_equal(jrn_checkpoint_after(f->j, before.size, &size, note, sizeof note, &nlen),
+                     KR_OK);
+    assert_true(size > first + 100);
+    struct recs *r = recs_of(f->j, first, size);
+    const uint64_t k = first + 17;
+    const size_t ki = (size_t)(k - first);
+    struct jrn_start_fault fault;
+
+    /* A bad signature. */
+    size_t at = sig_last(r->rec[ki], r->len[ki]);
+    r->rec[ki][at] ^= 1;
+    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_EBADSIG, k);
+    r->rec[ki][at] ^= 1;
+    /* A broken prev link (which no signature covers). */
+    at = sig_last(r->rec[ki], r->len[ki]) - 64 - 2;
+    r->rec[ki][at] ^= 1;
+    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+    r->rec[ki][at] ^= 1;
+    /* A payload that is not the one committed to. */
+    r->rec[ki][r->len[ki] - 1] ^= 1;
+    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+    r->rec[ki][r->len[ki] - 1] ^= 1;
+    /* Reordered records; a missing one. */
+    uint8_t *tp = r->rec[ki];
+    size_t tl = r->len[ki];
+    r->rec[ki] = r->rec[ki + 1];
+    r->len[ki] = r->len[ki + 1];
+    r->rec[ki + 1] = tp;
+    r->len[ki + 1] = tl;
+    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+    r->rec[ki + 1] = r->rec[ki];
+    r->len[ki + 1] = r->len[ki];
+    r->rec[ki] = tp;
+    r->len[ki] = tl;
+    EXPECT(apply_recs(&x, r, ki, note, nlen, &fault), KR_ECORRUPT, k);
+    /* Bytes that do not decode. */
+    r->len[ki]--;
+    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+    r->len[ki]++;
+
+    /* A record of another journal with the same history shape. */
+    char qdir[DIR_CAP + 8];
+    snprintf(qdir, sizeof qdir, "%s/q", f->root);
+    struct jrn_options qo = {.dir = qdir, .clock = &f->clock};
+    struct journal *q;
+    assert_int_equal(jrn_create(&qo, NULL), KR_OK);
+    assert_int_equal(jrn_open(&qo, &q), KR_OK);
+    append_many(q, 1, "a", 500, 30, 50);
+    append_many(q, 2, "b", 200, 300, 7);
+    append_many(q, 3, "c", 100, 20, 64);
+    size_t qlen;
+    uint8_t *qrec = stored(q, k, &qlen);
+    tp = r->rec[ki];
+    tl = r->len[ki];
+    r->rec[ki] = qrec;
+    r->len[ki] = qlen;
+    struct jrn_replica *s;
+    assert_int_equal(jrn_replica_begin(x.fj, &s), KR_OK);
+    kr_err err = KR_OK;
+    for (size_t i = 0; i < r->n && !err; i++)
+        err = jrn_replica_add(s, r->rec[i], r->len[i], &fault);
+    jrn_replica_abort(s);
+    assert_true(err == KR_ECORRUPT || err == KR_EBADSIG);
+    assert_true(fault.seq == k);
+    level_same(&x, &before);
+    r->rec[ki] = tp;
+    r->len[ki] = tl;
+    free(qrec);
+
+    /* Checkpoints: another size's, another key's, a wrong root, garbage, another
+     * journal's, none; and the right one at a size the range does not reach. */
+    char other[KR_NOTE_MAX + 1];
+    size_t olen;
+    uint64_t osize;
+    assert_int_equal(jrn_checkpoint_after(f->j, 0, &osize, other, sizeof other, &olen), KR_OK);
+    assert_true(osize == 1);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, other, olen, &fault), KR_ECORRUPT, size);
+    struct jrn_info pinfo;
+    jrn_get_info(f->j, &pinfo);
+    struct kr_checkpoint cp = {.size = size};
+    snprintf(cp.origin, sizeof cp.origin, "%s", pinfo.origin);
+    assert_int_equal(jrn_root(f->j, size, cp.root), KR_OK);
+    struct kr_signing_key qk, pk1;
+    assert_int_equal(kr_key_load(qdir, 1, &qk), KR_OK);
+    assert_int_equal(
+        kr_checkpoint_sign(&cp, pinfo.origin, qk.pk, qk.sk, other, sizeof other, &olen), KR_OK);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, other, olen, &fault), KR_EBADSIG, size);
+    assert_int_equal(kr_key_load(f->dir, 1, &pk1), KR_OK);
+    cp.root[0] ^= 1;
+    assert_int_equal(
+        kr_checkpoint_sign(&cp, pinfo.origin, pk1.pk, pk1.sk, other, sizeof other, &olen), KR_OK);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, other, olen, &fault), KR_ECORRUPT, size);
+    cp.root[0] ^= 1;
+    /* The right key and root: accepted by the same checks (the control). */
+    assert_int_equal(
+        kr_checkpoint_sign(&cp, pinfo.origin, pk1.pk, pk1.sk, other, sizeof other, &olen), KR_OK);
+    assert_true(olen == nlen && memcmp(other, note, nlen) == 0);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, "garbage\n", 8, &fault), KR_ECORRUPT, size);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, NULL, 0, &fault), KR_ECORRUPT, size);
+    char qnote[KR_NOTE_MAX + 1];
+    size_t qnlen = newest_note(q, qnote);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, qnote, qnlen, &fault), KR_EBADSIG, size);
+    r->n--; /* the range stops one short of its checkpoint */
+    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, size - 1);
+    r->n++;
+    kr_key_wipe(&qk);
+    kr_key_wipe(&pk1);
+    jrn_close(q);
+
+    /* The right range goes in; then one that starts inside what is held, with a
+     * held record that diverges. */
+    memset(&fault, 0, sizeof fault);
+    assert_int_equal(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_OK);
+    level_take(&x, &before);
+    assert_true(before.size == size);
+    recs_free(r);
+    uint64_t size2;
+    assert_int_equal(jrn_checkpoint_after(f->j, size, &size2, note, sizeof note, &nlen), KR_OK);
+    r = recs_of(f->j, size - 9, size2);
+    at = sig_last(r->rec[3], r->len[3]);
+    r->rec[3][at] ^= 1;
+    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, size - 6);
+    assert_non_null(strstr(fault.what, "diverges"));
+    r->rec[3][at] ^= 1;
+    /* Identical held records are skipped. */
+    assert_int_equal(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_OK);
+    assert_true(jrn_size(x.fj) == size2);
+    recs_free(r);
+
+    /* A truncated chunk decodes to nothing; the follower catches up after all this. */
+    struct chunkbuf *b = chunkbuf_new(), *d = chunkbuf_new();
+    uint64_t end;
+    assert_int_equal(jrn_repl_encode(f->j, size2 - 5, size2, note, nlen, 1, b->msg, KR_REPL_MSG_MAX,
+                                     &b->len, &end),
+                     KR_OK);
+    assert_int_equal(decode(d, b->msg, b->len - 1), KR_ECORRUPT);
+    chunkbuf_free(b);
+    chunkbuf_free(d);
+    catch_up(&x);
+    assert_level(&x);
+    rfx_free(&x);
+    verify_dir(x.fdir);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -1146,6 +1395,7 @@ int main(void)
         T(test_decode_hostile), T(test_pack_bounds),     T(test_checkpoint_after),
         T(test_epoch),          T(test_hook_async),      T(test_hook_async_two_flushes),
         T(test_hook_hold),      T(test_hook_hold_close), T(test_apply_level),
+        T(test_apply_hostile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
