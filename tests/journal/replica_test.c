@@ -31,8 +31,10 @@
 #include "mp.h"
 #include "note.h"
 #include "replica.h"
+#include "test_domain.h"
 #include "test_util.h"
 #include "verify.h"
+#include "views.h"
 
 #define DIR_CAP 1024
 #define T0      1700000000000000000ull
@@ -1001,26 +1003,28 @@ static void rfx_free(struct rfx *x)
     x->fj = NULL;
 }
 
-/* Applies first..size of the primary, in chunks, committed with note (the
- * primary's checkpoint at size). */
-static kr_err apply_range(struct rfx *x, uint64_t first, uint64_t size, const char *note,
-                          size_t nlen, struct jrn_start_fault *fault)
+/* Applies first..size of the primary pj to the follower fj, in chunks,
+ * committed with note (pj's checkpoint at size); *pos counts the stream
+ * positions handed out. */
+static kr_err apply_range_j(struct journal *pj, struct journal *fj, uint64_t *pos, uint64_t first,
+                            uint64_t size, const char *note, size_t nlen,
+                            struct jrn_start_fault *fault)
 {
     struct chunkbuf *b = chunkbuf_new(), *d = chunkbuf_new();
     struct jrn_replica *r = NULL;
-    assert_int_equal(jrn_replica_begin(x->fj, &r), KR_OK);
+    assert_int_equal(jrn_replica_begin(fj, &r), KR_OK);
     kr_err err = KR_OK;
     for (uint64_t at = first; at <= size && !err;) {
         uint64_t end;
-        assert_int_equal(jrn_repl_encode(x->f->j, at, size, note, nlen, 1, b->msg, KR_REPL_MSG_MAX,
-                                         &b->len, &end),
-                         KR_OK);
-        x->pos++;
+        assert_int_equal(
+            jrn_repl_encode(pj, at, size, note, nlen, 1, b->msg, KR_REPL_MSG_MAX, &b->len, &end),
+            KR_OK);
+        ++*pos;
         assert_int_equal(decode(d, b->msg, b->len), KR_OK);
         for (size_t i = 0; i < d->c.n && !err; i++)
             err = jrn_replica_add(r, d->c.rec[i], d->c.rec_len[i], fault);
         if (!err && d->c.note)
-            err = jrn_replica_commit(r, d->c.note, d->c.note_len, x->pos, fault);
+            err = jrn_replica_commit(r, d->c.note, d->c.note_len, *pos, fault);
         else if (err)
             jrn_replica_abort(r);
         at = end + 1;
@@ -1030,26 +1034,37 @@ static kr_err apply_range(struct rfx *x, uint64_t first, uint64_t size, const ch
     return err;
 }
 
-/* Brings the follower level with the primary, range by range at the
- * primary's kept checkpoints; returns the number of ranges. */
-static size_t catch_up(struct rfx *x)
+static kr_err apply_range(struct rfx *x, uint64_t first, uint64_t size, const char *note,
+                          size_t nlen, struct jrn_start_fault *fault)
+{
+    return apply_range_j(x->f->j, x->fj, &x->pos, first, size, note, nlen, fault);
+}
+
+/* Brings fj level with pj, range by range at pj's kept checkpoints;
+ * returns the number of ranges. */
+static size_t catch_up_j(struct journal *pj, struct journal *fj, uint64_t *pos)
 {
     size_t ranges = 0;
-    for (uint64_t after = jrn_size(x->fj); after < jrn_size(x->f->j); ranges++) {
+    for (uint64_t after = jrn_size(fj); after < jrn_size(pj); ranges++) {
         char note[KR_NOTE_MAX + 1];
         size_t nlen;
         uint64_t s;
-        assert_int_equal(jrn_checkpoint_after(x->f->j, after, &s, note, sizeof note, &nlen), KR_OK);
+        assert_int_equal(jrn_checkpoint_after(pj, after, &s, note, sizeof note, &nlen), KR_OK);
         struct jrn_start_fault fault = {0};
-        kr_err err = apply_range(x, after + 1, s, note, nlen, &fault);
+        kr_err err = apply_range_j(pj, fj, pos, after + 1, s, note, nlen, &fault);
         if (err)
             fail_msg("apply %llu..%llu: %s at %llu: %s", (unsigned long long)after + 1,
                      (unsigned long long)s, kr_strerror(err), (unsigned long long)fault.seq,
                      fault.what);
-        assert_true(jrn_size(x->fj) == s);
+        assert_true(jrn_size(fj) == s);
         after = s;
     }
     return ranges;
+}
+
+static size_t catch_up(struct rfx *x)
+{
+    return catch_up_j(x->f->j, x->fj, &x->pos);
 }
 
 static void assert_level(struct rfx *x)
@@ -1386,6 +1401,65 @@ static void test_apply_hostile(void **state)
     verify_dir(x.fdir);
 }
 
+/* ---- A follower's domain ---- */
+
+static void digests(struct kr_domain *d, uint8_t out[VIEW__COUNT][32], uint64_t n[VIEW__COUNT])
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn), 0);
+    for (int i = 0; i < VIEW__COUNT; i++)
+        assert_int_equal(views_digest(&d->views, txn, (enum kr_view)i, out[i], &n[i]), KR_OK);
+    mdb_txn_abort(txn);
+}
+
+/* The views a follower builds from applied ranges are the primary's, byte
+ * for byte (what `kiroku replay --check` compares). */
+static void test_apply_domain(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = td_new(7);
+    struct kr_caller m1, m2, m3;
+    char code[40];
+    td_signup(t, "one@example.com", "password one", &m1, code);
+    td_signup(t, "two@example.com", "password two", &m2, code);
+    /* The follower starts from a copy of the primary (as from a backup). */
+    char fdir[DIR_CAP + 8];
+    snprintf(fdir, sizeof fdir, "%s/fd", f->root);
+    dom_close(t->d);
+    t->d = NULL;
+    kr_test_copytree(t->dir, fdir);
+    td_reopen(t);
+    td_signup(t, "three@example.com", "password three", &m3, code);
+    assert_int_equal(jrn_rotate_key(t->d->j, NULL), KR_OK);
+    td_signup(t, "four@example.com", "password four", &m3, code);
+
+    struct kr_domain_options o = {.dir = fdir, .clock = &t->clock, .follower = true};
+    struct kr_domain *fd;
+    assert_int_equal(dom_open(&o, &fd), KR_OK);
+    assert_true(jrn_size(fd->j) < jrn_size(t->d->j));
+    uint64_t pos = 0;
+    assert_true(catch_up_j(t->d->j, fd->j, &pos) >= 1);
+    uint8_t a[VIEW__COUNT][32], b[VIEW__COUNT][32];
+    uint64_t na[VIEW__COUNT], nb[VIEW__COUNT];
+    digests(t->d, a, na);
+    digests(fd, b, nb);
+    for (int i = 0; i < VIEW__COUNT; i++) {
+        if (na[i] != nb[i] || memcmp(a[i], b[i], 32) != 0)
+            fail_msg("view %s differs: %llu vs %llu entries", views_name((enum kr_view)i),
+                     (unsigned long long)na[i], (unsigned long long)nb[i]);
+    }
+    /* A follower takes no appends of its own. */
+    struct jrn_event e = ev(1, "x", 0, "x", 1);
+    assert_int_equal(jrn_append(fd->j, &e, 1), KR_ECLOSED);
+    dom_close(fd);
+    /* Without its keystore a follower does not open. */
+    char ks[DIR_CAP + 32];
+    snprintf(ks, sizeof ks, "%s/keystore", fdir);
+    kr_test_rmrf(ks);
+    assert_int_not_equal(dom_open(&o, &fd), KR_OK);
+    td_free(t);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -1395,7 +1469,7 @@ int main(void)
         T(test_decode_hostile), T(test_pack_bounds),     T(test_checkpoint_after),
         T(test_epoch),          T(test_hook_async),      T(test_hook_async_two_flushes),
         T(test_hook_hold),      T(test_hook_hold_close), T(test_apply_level),
-        T(test_apply_hostile),
+        T(test_apply_hostile),  T(test_apply_domain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
