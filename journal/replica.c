@@ -561,10 +561,13 @@ static kr_err check_record(struct jrn_replica *r, const struct jrn_record *rec,
     return KR_OK;
 }
 
-/* A seq the journal holds already: the same bytes are skipped. */
-static kr_err add_held(struct jrn_replica *r, uint64_t seq, const uint8_t *rec, size_t len,
-                       struct jrn_start_fault *f)
+/* A seq the journal holds already (d decoded from rec): skipped when it is
+ * the same record, its header bytes (so its leaf) identical; the payloads
+ * may differ only by stripping, which each copy does on its own (erasure,
+ * retention), and the one arriving must still match its commitment. */
+static kr_err add_held(struct jrn_replica *r, const struct jrn_record *d, struct jrn_start_fault *f)
 {
+    uint64_t seq = d->seq;
     uint8_t kb[8];
     kr_put_be64(kb, seq);
     MDB_val k = {8, kb}, v;
@@ -572,9 +575,19 @@ static kr_err add_held(struct jrn_replica *r, uint64_t seq, const uint8_t *rec, 
     if (rc)
         return fault(r, f, rc == MDB_NOTFOUND ? KR_ECORRUPT : kr_err_from_mdb(rc), seq,
                      "record %llu is missing here", (unsigned long long)seq);
-    if (v.mv_size != len || memcmp(v.mv_data, rec, len) != 0)
+    struct jrn_record h;
+    if (jrn_record_decode(v.mv_data, v.mv_size, &h) != KR_OK)
+        return fault(r, f, KR_ECORRUPT, seq, "record %llu held here does not decode",
+                     (unsigned long long)seq);
+    if (h.header_len != d->header_len || memcmp(h.header, d->header, h.header_len) != 0)
         return fault(r, f, KR_ECORRUPT, seq, "record %llu diverges from the one held here",
                      (unsigned long long)seq);
+    if (!d->payload_stripped) {
+        uint8_t c[KR_HASH_LEN];
+        kr_sha256(c, d->payload, d->payload_len);
+        if (sodium_memcmp(c, d->commitment, KR_HASH_LEN) != 0)
+            return fault(r, f, KR_ECORRUPT, seq, "payload does not match its commitment");
+    }
     return KR_OK;
 }
 
@@ -589,7 +602,7 @@ kr_err jrn_replica_add(struct jrn_replica *r, const uint8_t *rec, size_t len,
     if (len == 0 || len > KR_RECORD_MAX || jrn_record_decode(rec, len, &d) != KR_OK)
         return fault(r, f, KR_ECORRUPT, next, "record does not decode");
     if (d.seq < next)
-        return add_held(r, d.seq, rec, len, f);
+        return add_held(r, &d, f);
     if (d.seq != next)
         return fault(r, f, KR_ECORRUPT, next, "record %llu is missing (the next one says %llu)",
                      (unsigned long long)next, (unsigned long long)d.seq);
