@@ -352,7 +352,8 @@ struct jrn_replica {
      * the journal's size now. */
     struct kr_note_key *keys;
     size_t nkeys, keys_at_begin, cur, ck;
-    uint64_t epochs; /* 1 + epoch_started records */
+    uint64_t epochs;  /* 1 + epoch_started records */
+    bool epoch_added; /* an epoch_started record came in this session */
     uint64_t added;
     size_t bytes;
     bool failed;
@@ -528,6 +529,7 @@ static kr_err add_key_record(struct jrn_replica *r, const struct jrn_record *rec
         return fault(r, f, KR_ECORRUPT, rec->seq, "key %u introduced twice", kp.key_id);
     r->cur = r->nkeys - 1;
     r->epochs += epoch;
+    r->epoch_added |= epoch;
     /* An epoch's first checkpoint is the new key's; a key_added record's the old key's. */
     r->ck = epoch ? r->cur : signer;
     return KR_OK;
@@ -733,7 +735,12 @@ kr_err jrn_replica_commit(struct jrn_replica *r, const char *note, size_t len, u
     kr_put_be64(pb, source_pos);
     MDB_val pk = {strlen(JRN_META_REPL_POS), JRN_META_REPL_POS}, pv = {8, pb};
     const struct jrn_views *vw = j->views;
-    if ((err = jrn_keep_checkpoint(j, r->txn)) ||
+    /* A journal truncated here (an old primary rejoining) waits for an epoch:
+     * the primary's epoch_started record ends the wait, as on the primary. */
+    MDB_val ek = {strlen(JRN_META_EPOCH), JRN_META_EPOCH};
+    int rc = r->epoch_added ? mdb_del(r->txn, j->db_meta, &ek, NULL) : 0;
+    if ((err = kr_err_from_mdb(rc == MDB_NOTFOUND ? 0 : rc)) ||
+        (err = jrn_keep_checkpoint(j, r->txn)) ||
         (err = kr_err_from_mdb(mdb_put(r->txn, j->db_meta, &pk, &pv, 0))) ||
         (vw && (err = vw->batch_end(vw->ctx, r->txn, j->size)))) {
         fault(r, f, err, j->size, "cannot store the checkpoint: %s", kr_strerror(err));
@@ -748,6 +755,11 @@ kr_err jrn_replica_commit(struct jrn_replica *r, const char *note, size_t len, u
         return err;
     }
     atomic_store(&j->committed, j->size);
+    if (r->epoch_added) {
+        pthread_mutex_lock(&j->mu);
+        j->epoch_needed = false;
+        pthread_mutex_unlock(&j->mu);
+    }
     write_new_keys(r);
     j->file_behind = true;
     if (mono_now() - j->file_time >= KR_CHECKPOINT_FILE_NS)
