@@ -1021,8 +1021,7 @@ static kr_err apply_range_j(struct journal *pj, struct journal *fj, uint64_t *po
             KR_OK);
         ++*pos;
         assert_int_equal(decode(d, b->msg, b->len), KR_OK);
-        for (size_t i = 0; i < d->c.n && !err; i++)
-            err = jrn_replica_add(r, d->c.rec[i], d->c.rec_len[i], fault);
+        err = jrn_replica_add_chunk(r, &d->c, 2, fault);
         if (!err && d->c.note)
             err = jrn_replica_commit(r, d->c.note, d->c.note_len, *pos, fault);
         else if (err)
@@ -1195,12 +1194,47 @@ static void recs_free(struct recs *r)
 
 /* Applies r's records (skipping index `skip`, SIZE_MAX for none) and
  * commits with note. */
+/* 0: apply_recs adds record by record; else chunk by chunk, checking
+ * signatures ahead on this many threads. */
+static unsigned g_chunk_threads;
+
+/* apply_recs by jrn_replica_add_chunk: chunks of up to 1000 records. */
+static kr_err add_chunks(struct jrn_replica *s, const struct recs *r, size_t skip,
+                         struct jrn_start_fault *f)
+{
+    const uint8_t *rec[1000];
+    size_t len[1000];
+    struct jrn_repl_chunk c = {.rec = rec, .rec_len = len};
+    for (size_t i = 0; i < r->n;) {
+        for (c.n = 0; c.n < 1000 && i < r->n; i++) {
+            if (i == skip)
+                continue;
+            rec[c.n] = r->rec[i];
+            len[c.n++] = r->len[i];
+        }
+        kr_err err = jrn_replica_add_chunk(s, &c, g_chunk_threads, f);
+        if (err) {
+            assert_int_equal(jrn_replica_add_chunk(s, &c, 1, NULL), KR_EINVAL);
+            return err;
+        }
+    }
+    return KR_OK;
+}
+
 static kr_err apply_recs(struct rfx *x, const struct recs *r, size_t skip, const char *note,
                          size_t nlen, struct jrn_start_fault *f)
 {
     struct jrn_replica *s;
     assert_int_equal(jrn_replica_begin(x->fj, &s), KR_OK);
     memset(f, 0, sizeof *f);
+    if (g_chunk_threads) {
+        kr_err err = add_chunks(s, r, skip, f);
+        if (err) {
+            jrn_replica_abort(s);
+            return err;
+        }
+        return jrn_replica_commit(s, note, nlen, ++x->pos, f);
+    }
     for (size_t i = 0; i < r->n; i++) {
         if (i == skip)
             continue;
@@ -1278,37 +1312,46 @@ static void test_apply_hostile(void **state)
     const size_t ki = (size_t)(k - first);
     struct jrn_start_fault fault;
 
-    /* A bad signature. */
-    size_t at = sig_last(r->rec[ki], r->len[ki]);
-    r->rec[ki][at] ^= 1;
-    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_EBADSIG, k);
-    r->rec[ki][at] ^= 1;
-    /* A broken prev link (which no signature covers). */
-    at = sig_last(r->rec[ki], r->len[ki]) - 64 - 2;
-    r->rec[ki][at] ^= 1;
-    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
-    r->rec[ki][at] ^= 1;
-    /* A payload that is not the one committed to. */
-    r->rec[ki][r->len[ki] - 1] ^= 1;
-    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
-    r->rec[ki][r->len[ki] - 1] ^= 1;
-    /* Reordered records; a missing one. */
-    uint8_t *tp = r->rec[ki];
-    size_t tl = r->len[ki];
-    r->rec[ki] = r->rec[ki + 1];
-    r->len[ki] = r->len[ki + 1];
-    r->rec[ki + 1] = tp;
-    r->len[ki + 1] = tl;
-    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
-    r->rec[ki + 1] = r->rec[ki];
-    r->len[ki + 1] = r->len[ki];
-    r->rec[ki] = tp;
-    r->len[ki] = tl;
-    EXPECT(apply_recs(&x, r, ki, note, nlen, &fault), KR_ECORRUPT, k);
-    /* Bytes that do not decode. */
-    r->len[ki]--;
-    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
-    r->len[ki]++;
+    /* Each fault in a record, added one by one and by chunks whose
+     * signatures are checked ahead on several threads. */
+    size_t at;
+    uint8_t *tp;
+    size_t tl;
+    for (unsigned mode = 0; mode < 2; mode++) {
+        g_chunk_threads = mode ? 3 : 0;
+        /* A bad signature. */
+        at = sig_last(r->rec[ki], r->len[ki]);
+        r->rec[ki][at] ^= 1;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_EBADSIG, k);
+        r->rec[ki][at] ^= 1;
+        /* A broken prev link (which no signature covers). */
+        at = sig_last(r->rec[ki], r->len[ki]) - 64 - 2;
+        r->rec[ki][at] ^= 1;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->rec[ki][at] ^= 1;
+        /* A payload that is not the one committed to. */
+        r->rec[ki][r->len[ki] - 1] ^= 1;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->rec[ki][r->len[ki] - 1] ^= 1;
+        /* Reordered records; a missing one. */
+        tp = r->rec[ki];
+        tl = r->len[ki];
+        r->rec[ki] = r->rec[ki + 1];
+        r->len[ki] = r->len[ki + 1];
+        r->rec[ki + 1] = tp;
+        r->len[ki + 1] = tl;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->rec[ki + 1] = r->rec[ki];
+        r->len[ki + 1] = r->len[ki];
+        r->rec[ki] = tp;
+        r->len[ki] = tl;
+        EXPECT(apply_recs(&x, r, ki, note, nlen, &fault), KR_ECORRUPT, k);
+        /* Bytes that do not decode. */
+        r->len[ki]--;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->len[ki]++;
+    }
+    g_chunk_threads = 0;
 
     /* A record of another journal with the same history shape. */
     char qdir[DIR_CAP + 8];
