@@ -573,6 +573,9 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
  * bytes a tenant, a few tens of megabytes at most. A map with more refuses
  * new entries into the cache (lookups then ask the bucket). */
 #define KR_SHARDMAP_TENANTS_MAX (1u << 21)
+/* How long opening the shard map may take to load the bucket into its cache
+ * (a million tenants load in seconds). */
+#define KR_SHARDMAP_LOAD_MS 60000u
 /* A tenant code in a code.<code> key: the schema's tenant_code bound. */
 #define KR_SHARDMAP_CODE_MAX 32u
 
