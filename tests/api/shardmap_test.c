@@ -1,8 +1,7 @@
 /*
  * shardmap_test.c: api/shardmap.c against a real nats-server (one JetStream
- * node on loopback, a free port, a scratch directory; stopped and removed at
- * the end): placement by the documented policy (fewest tenants among
- * announced shards, ties by name), one placement per tenant and one tenant
+ * node on loopback: tools/nats_cluster.h): placement by the documented
+ * policy (fewest tenants among announced shards, ties by name), one placement per tenant and one tenant
  * per code even when two nodes race, lookups by id, code and token tag from
  * a map another node wrote, a map loaded whole at open, and keys or values
  * that are not of the map's form ignored.
@@ -15,82 +14,35 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "domain.h"
+#include "nats_cluster.h"
 #include "shardmap.h"
 #include "test_util.h"
 
-/* ---- One nats-server ---- */
+/* ---- One nats-server (tools/nats_cluster.h) ---- */
 
-static char g_dir[512];
-static pid_t g_pid;
-static char g_url[64];
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        abort();
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool nats_up(void *arg)
-{
-    (void)arg;
-    natsConnection *nc = NULL;
-    natsStatus s = natsConnection_ConnectTo(&nc, g_url);
-    natsConnection_Destroy(nc);
-    return s == NATS_OK;
-}
+static struct kr_nats_cluster *g_nats;
+static const char *g_url;
 
 static int nats_start(void **state)
 {
     (void)state;
-    kr_test_tmpdir(g_dir, sizeof g_dir);
-    int port = free_port();
-    char p[16], sd[600];
-    snprintf(p, sizeof p, "%d", port);
-    snprintf(sd, sizeof sd, "%s/js", g_dir);
-    snprintf(g_url, sizeof g_url, "nats://127.0.0.1:%d", port);
-    g_pid = fork();
-    if (g_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        char log[600];
-        snprintf(log, sizeof log, "%s/nats.log", g_dir);
-        if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
-            _exit(127);
-        execl("/usr/sbin/nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", p, "-sd", sd,
-              (char *)NULL);
-        _exit(127);
-    }
-    if (g_pid < 0 || !kr_test_wait_for(nats_up, NULL, KR_TEST_WAIT_MS, "nats-server"))
+    g_nats = kr_nats_start(1);
+    if (!g_nats)
         return -1;
+    g_url = kr_nats_urls(g_nats);
     return 0;
 }
 
 static int nats_stop(void **state)
 {
     (void)state;
-    if (g_pid > 0) {
-        kill(g_pid, SIGTERM);
-        waitpid(g_pid, NULL, 0);
-    }
-    kr_test_rmrf(g_dir);
+    kr_nats_free(g_nats);
     nats_Close();
     return 0;
 }
