@@ -393,6 +393,40 @@ static kr_err handle(struct kr_domain *d, bool operator_endpoint, const uint8_t 
     return KR_OK;
 }
 
+kr_err api_request_route(const uint8_t *req, size_t len, struct api_route *out)
+{
+    struct envelope e;
+    struct kr_diag diag;
+    memset(out, 0, sizeof *out);
+    memset(&e, 0, sizeof e);
+    if (read_envelope(req, len, &e, &diag))
+        return KR_EINVAL;
+    if (e.has_token && e.token_len == 32)
+        out->token = e.token;
+    if (e.op != KR_OP_AUTH_LOGIN || !e.has_args)
+        return KR_OK;
+    /* The args map was proven bounded with the whole request. */
+    struct kr_mp_reader r = e.args;
+    uint32_t n;
+    if (kr_mp_read_map(&r, &n))
+        return KR_OK;
+    const char *want = kr_fields[KR_FLD_TENANT_CODE].name;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k, *v;
+        size_t kl, vl;
+        if (kr_mp_peek(&r) != KR_MP_STR || kr_mp_read_str(&r, &k, &kl))
+            return KR_OK;
+        if (key_is(k, kl, want) && kr_mp_peek(&r) == KR_MP_STR && !kr_mp_read_str(&r, &v, &vl)) {
+            out->code = v;
+            out->code_len = vl;
+            return KR_OK;
+        }
+        if (skip(&r))
+            return KR_OK;
+    }
+    return KR_OK;
+}
+
 kr_err api_handle(struct kr_domain *d, bool operator_endpoint, const uint8_t *req, size_t len,
                   struct kr_wbuf *reply)
 {

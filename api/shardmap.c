@@ -21,6 +21,7 @@
 
 #include "domain.h"
 #include "natskv.h"
+#include "protocol.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -586,4 +587,25 @@ kr_err kr_shardmap_sync(struct kr_shardmap *m)
     uint64_t last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
     return wait_until(m, has_seen, last, KR_KV_WAIT_MS * 10) ? KR_OK : KR_EIO;
+}
+
+bool kr_shardmap_elsewhere(struct kr_shardmap *m, const char *self, const struct api_route *r,
+                           char endpoint[KR_ENDPOINT_MAX + 1])
+{
+    char shard[KR_SHARD_NAME_MAX + 1];
+    kr_err err = KR_ENOTFOUND;
+    endpoint[0] = '\0';
+    if (r->token && r->token[0] == DOM_TOKEN_TAGGED)
+        err = kr_shardmap_by_tag(m, r->token + 1, shard);
+    else if (!r->token && r->code)
+        err = kr_shardmap_get_code(m, r->code, r->code_len, shard);
+    if (err || strcmp(shard, self) == 0)
+        return false;
+    return kr_shardmap_endpoint(m, shard, endpoint) == KR_OK;
+}
+
+bool kr_shardmap_route(void *router, const struct api_route *r, char endpoint[KR_ENDPOINT_MAX + 1])
+{
+    struct kr_shardmap_router *rt = router;
+    return kr_shardmap_elsewhere(rt->m, rt->self, r, endpoint);
 }

@@ -97,6 +97,26 @@ KR_MUST_CHECK kr_err kr_shardmap_place(struct kr_shardmap *m, uint64_t tenant, c
 KR_MUST_CHECK kr_err kr_shardmap_assign(struct kr_shardmap *m, uint64_t tenant, const char *code,
                                         const char *shard);
 
+struct api_route;
+
+/* Whether the request whose route is r (protocol.h) belongs to a shard other
+ * than `self` (ctx of api_router; see kr_shardmap_router): a token carrying
+ * another announced shard's tag, or (without a tagged token) a login naming a
+ * tenant code the map places on another shard. Then true, with that shard's
+ * endpoint. Untagged tokens, unknown tags, unknown codes and this shard's own
+ * are false: the request is served here (and fails here, alike for every
+ * kind of unknown). Never waits. */
+bool kr_shardmap_elsewhere(struct kr_shardmap *m, const char *self, const struct api_route *r,
+                           char endpoint[KR_ENDPOINT_MAX + 1]);
+
+/* An api_router (server.h) over m for shard `self`: the caller owns *rt and
+ * keeps it (and m) alive while the server runs. */
+struct kr_shardmap_router {
+    struct kr_shardmap *m;
+    char self[KR_SHARD_NAME_MAX + 1];
+};
+bool kr_shardmap_route(void *router, const struct api_route *r, char endpoint[KR_ENDPOINT_MAX + 1]);
+
 /* What the cache holds. */
 struct kr_shardmap_stats {
     size_t shards, tenants, codes;

@@ -1,10 +1,11 @@
 /*
  * shardmap_test.c: api/shardmap.c against a real nats-server (one JetStream
  * node on loopback: tools/nats_cluster.h): placement by the documented
- * policy (fewest tenants among announced shards, ties by name), one placement per tenant and one tenant
- * per code even when two nodes race, lookups by id, code and token tag from
- * a map another node wrote, a map loaded whole at open, and keys or values
- * that are not of the map's form ignored.
+ * policy (fewest tenants among announced shards, ties by name), one
+ * placement per tenant and one tenant per code even when two nodes race,
+ * lookups by id, code and token tag from a map another node wrote, a map
+ * loaded whole at open, and keys or values that are not of the map's form
+ * ignored.
  */
 #include <setjmp.h>
 #include <stdarg.h>
