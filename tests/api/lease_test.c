@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,22 +90,50 @@ static bool on_healthy(void *ctx)
     return atomic_load(&n->health) == 1;
 }
 
-static void node_open(struct node *n, const char *shard, const char *name, const char *endpoint)
+/* A node's connection: to g_url, or with cl to every node of cl (the first
+ * first), reconnecting for ever. */
+static void connect_node(struct node *n, const struct kr_nats_cluster *cl)
+{
+    if (!cl) {
+        assert_int_equal(natsConnection_ConnectTo(&n->nc, g_url), NATS_OK);
+        return;
+    }
+    const char *urls[KR_NATS_NODES_MAX];
+    for (size_t i = 0; i < cl->n; i++)
+        urls[i] = cl->node[i].url;
+    natsOptions *o = NULL;
+    assert_int_equal(natsOptions_Create(&o), NATS_OK);
+    assert_int_equal(natsOptions_SetServers(o, urls, (int)cl->n), NATS_OK);
+    assert_int_equal(natsOptions_SetNoRandomize(o, true), NATS_OK);
+    assert_int_equal(natsOptions_SetMaxReconnect(o, -1), NATS_OK);
+    assert_int_equal(natsOptions_SetReconnectWait(o, 50), NATS_OK);
+    assert_int_equal(natsConnection_Connect(&n->nc, o), NATS_OK);
+    natsOptions_Destroy(o);
+}
+
+static void node_open_on(struct node *n, const struct kr_nats_cluster *cl, uint32_t ttl_ms,
+                         const char *shard, const char *name, const char *endpoint)
 {
     memset(n, 0, sizeof *n);
     pthread_mutex_init(&n->mu, NULL);
     atomic_init(&n->health, 1);
-    assert_int_equal(natsConnection_ConnectTo(&n->nc, g_url), NATS_OK);
+    connect_node(n, cl);
     struct lease_options o = {.shard = shard,
                               .node = name,
                               .endpoint = endpoint,
-                              .ttl_ms = TTL_MS,
+                              .ttl_ms = ttl_ms,
+                              .replicas = cl ? (int)cl->n : 1,
                               .ctx = n,
                               .changed = on_changed,
                               .lost = on_lost,
                               .healthy = on_healthy};
     assert_int_equal(lease_open(n->nc, &o, &n->l), KR_OK);
-    assert_int_equal(lease_ttl_ms(n->l), TTL_MS);
+    assert_int_equal(lease_ttl_ms(n->l), ttl_ms);
+}
+
+static void node_open(struct node *n, const char *shard, const char *name, const char *endpoint)
+{
+    node_open_on(n, NULL, TTL_MS, shard, name, endpoint);
 }
 
 static void node_close(struct node *n)
@@ -377,13 +406,65 @@ static void test_shards_apart(void **state)
     node_close(&a);
 }
 
+struct take {
+    struct lease *l;
+    uint64_t epoch;
+    kr_err err;
+};
+
+static bool taken(void *arg)
+{
+    struct take *t = arg;
+    t->err = lease_acquire(t->l, 5, &t->epoch);
+    return t->err != KR_EIO;
+}
+
+/* On a 3-node JetStream cluster (an R3 bucket), the NATS node the holder is
+ * connected to is killed: the holder reconnects to another and keeps its
+ * lease, renewing at the same epoch, and the other node still sees it; the
+ * killed node comes back and nothing changes. */
+static void test_nats_node_lost(void **state)
+{
+    (void)state;
+    struct kr_nats_cluster *cl = kr_nats_start(3);
+    assert_non_null(cl);
+    const uint32_t ttl = 8000; /* room for a RAFT election within one TTL */
+    struct node a, b;
+    node_open_on(&a, cl, ttl, "main", "a1", "tcp://a1.example:7000");
+    node_open_on(&b, cl, ttl, "main", "b2", "tcp://b2.example:7000");
+    /* A new R3 bucket may have no leader yet: KR_EIO says try again. */
+    struct take t = {a.l, 0, KR_EIO};
+    assert_true(kr_test_wait_for(taken, &t, KR_TEST_WAIT_MS, "a takes the lease"));
+    assert_int_equal(t.err, KR_OK);
+    uint64_t ea = t.epoch;
+    assert_true(kr_test_wait_for(told_a1, &b, KR_TEST_WAIT_MS, "b told of a1"));
+    kr_nats_stop_node(cl, 0, SIGKILL); /* a's (and b's) server */
+    struct lease_holder h;
+    assert_int_equal(lease_holder(b.l, &h), KR_OK);
+    struct wait_rev wr = {&b, h.revision + 2};
+    assert_true(kr_test_wait_for(renewed_past, &wr, KR_TEST_WAIT_MS, "renewals after the kill"));
+    assert_int_equal(count(&a, &a.losts), 0);
+    assert_true(lease_held(a.l, NULL));
+    assert_int_equal(lease_holder(b.l, &h), KR_OK);
+    assert_string_equal(h.node, "a1");
+    assert_int_equal(h.epoch, ea);
+    assert_int_equal(lease_acquire(b.l, 5, NULL), KR_EBUSY);
+    assert_true(kr_nats_start_node(cl, 0));
+    wr.past = h.revision + 2;
+    assert_true(kr_test_wait_for(renewed_past, &wr, KR_TEST_WAIT_MS, "renewals after the return"));
+    assert_int_equal(count(&a, &a.losts), 0);
+    node_close(&b);
+    node_close(&a);
+    kr_nats_free(cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode),           cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_one_wins),         cmocka_unit_test(test_hang_then_taken),
         cmocka_unit_test(test_unhealthy_lapses), cmocka_unit_test(test_release_and_retake),
-        cmocka_unit_test(test_shards_apart),
+        cmocka_unit_test(test_shards_apart),     cmocka_unit_test(test_nats_node_lost),
     };
     return cmocka_run_group_tests(tests, nats_start, nats_stop);
 }
