@@ -19,6 +19,7 @@
  */
 #include "shardmap.h"
 
+#include "accounts.h"
 #include "domain.h"
 #include "natskv.h"
 #include "protocol.h"
@@ -608,4 +609,115 @@ bool kr_shardmap_route(void *router, const struct api_route *r, char endpoint[KR
 {
     struct kr_shardmap_router *rt = router;
     return kr_shardmap_elsewhere(rt->m, rt->self, r, endpoint);
+}
+
+/* Tenants read per read transaction by kr_shardmap_publish (the network
+ * writes happen with no transaction open). */
+#define PUBLISH_PAGE 256u
+
+struct pending {
+    uint64_t tenant;
+    char code[KR_SHARDMAP_CODE_MAX + 1];
+    bool need_tenant, need_code;
+};
+
+/* Reads the next page of tenants after *after that the map lacks. */
+static kr_err publish_page(struct kr_shardmap *m, struct kr_domain *d, const char *self,
+                           uint64_t *after, struct pending *p, size_t *n, bool *done,
+                           size_t *conflicts)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    kr_err err = KR_OK;
+    char have[KR_SHARD_NAME_MAX + 1];
+    *n = 0;
+    *done = false;
+    for (size_t i = 0; i < PUBLISH_PAGE && !err; i++) {
+        struct va_tenant t;
+        uint64_t id;
+        if ((err = va_tenant_next(&d->views, txn, *after, &id, &t))) {
+            *done = err == KR_ENOTFOUND;
+            err = *done ? KR_OK : err;
+            break;
+        }
+        *after = id;
+        if (t.state == KR_TENANT_STATE_ERASED)
+            continue;
+        struct pending *q = &p[*n];
+        memset(q, 0, sizeof *q);
+        q->tenant = id;
+        kr_err g = kr_shardmap_get(m, id, have);
+        q->need_tenant = g == KR_ENOTFOUND;
+        *conflicts += g == KR_OK && strcmp(have, self) != 0;
+        if (t.code_len && t.code_len <= KR_SHARDMAP_CODE_MAX && code_ok(t.code, t.code_len)) {
+            memcpy(q->code, t.code, t.code_len);
+            g = kr_shardmap_get_code(m, t.code, t.code_len, have);
+            q->need_code = g == KR_ENOTFOUND;
+            *conflicts += g == KR_OK && strcmp(have, self) != 0;
+        }
+        *n += q->need_tenant || q->need_code;
+    }
+    mdb_txn_abort(txn);
+    return err;
+}
+
+/* Writes one key if absent: counts a write, or a conflict if another shard
+ * holds it; *mine says whether the key names self now. */
+static kr_err publish_key(struct kr_shardmap *m, const char *key, const char *self, size_t *written,
+                          size_t *conflicts, bool *mine)
+{
+    char held[KR_SHARD_NAME_MAX + 1] = "";
+    kr_err err = write_once(m, key, self, held);
+    *mine = err == KR_OK || (err == KR_EEXIST && strcmp(held, self) == 0);
+    if (err == KR_EEXIST) {
+        *conflicts += !*mine;
+        return KR_OK;
+    }
+    *written += err == KR_OK;
+    return err;
+}
+
+kr_err kr_shardmap_publish(struct kr_shardmap *m, struct kr_domain *d, const char *self,
+                           size_t *written, size_t *conflicts)
+{
+    size_t w = 0, c = 0, n = 0;
+    uint64_t after = 0;
+    bool done = false;
+    kr_err err = nkv_shard_name_ok(self) ? KR_OK : KR_EINVAL;
+    struct pending *p = err ? NULL : calloc(PUBLISH_PAGE, sizeof *p);
+    if (!err && !p)
+        err = KR_ENOMEM;
+    int self_i = -1;
+    while (!err && !done && w < KR_SHARDMAP_PUBLISH_MAX) {
+        if ((err = publish_page(m, d, self, &after, p, &n, &done, &c)))
+            break;
+        for (size_t i = 0; i < n && !err && w < KR_SHARDMAP_PUBLISH_MAX; i++) {
+            char key[KR_SHARDMAP_CODE_MAX + 8];
+            bool code_mine = false, tenant_mine = false;
+            if (p[i].need_code) {
+                snprintf(key, sizeof key, "code.%s", p[i].code);
+                err = publish_key(m, key, self, &w, &c, &code_mine);
+            }
+            if (!err && p[i].need_tenant) {
+                snprintf(key, sizeof key, "tenant.%llu", (unsigned long long)p[i].tenant);
+                err = publish_key(m, key, self, &w, &c, &tenant_mine);
+            }
+            pthread_rwlock_wrlock(&m->lock);
+            if ((code_mine || tenant_mine) && (self_i = shard_index(m, self, true)) >= 0) {
+                if (tenant_mine)
+                    t_set(m, p[i].tenant, self_i);
+                if (code_mine)
+                    c_set(m, p[i].code, self_i);
+            }
+            pthread_rwlock_unlock(&m->lock);
+        }
+    }
+    free(p);
+    if (written)
+        *written = w;
+    if (conflicts)
+        *conflicts = c;
+    return err;
 }

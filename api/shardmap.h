@@ -117,6 +117,20 @@ struct kr_shardmap_router {
 };
 bool kr_shardmap_route(void *router, const struct api_route *r, char endpoint[KR_ENDPOINT_MAX + 1]);
 
+struct kr_domain;
+
+/* Writes the placement of the tenants of domain d, whose journal is shard
+ * `self`, that the map lacks: tenant.<id> for every tenant not erased (an
+ * application reserves its id), code.<code> once it has one. At most
+ * KR_SHARDMAP_PUBLISH_MAX writes a call: *written (may be NULL) counts them;
+ * call again while it writes any. A tenant or code the map gives another
+ * shard is left alone and counted in *conflicts (may be NULL): two shards
+ * reserved one id, or a code, which the operator settles. The primary runs
+ * this at start (a deployment's first shard publishes its existing tenants)
+ * and after sign-ups. KR_EIO; KR_ECORRUPT (a view row). */
+KR_MUST_CHECK kr_err kr_shardmap_publish(struct kr_shardmap *m, struct kr_domain *d,
+                                         const char *self, size_t *written, size_t *conflicts);
+
 /* What the cache holds. */
 struct kr_shardmap_stats {
     size_t shards, tenants, codes;

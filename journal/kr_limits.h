@@ -576,6 +576,9 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 /* How long opening the shard map may take to load the bucket into its cache
  * (a million tenants load in seconds). */
 #define KR_SHARDMAP_LOAD_MS 60000u
+/* Placements one kr_shardmap_publish call writes (each a JetStream round
+ * trip), so a call on a large backlog stays within seconds. */
+#define KR_SHARDMAP_PUBLISH_MAX 1000u
 /* A tenant code in a code.<code> key: the schema's tenant_code bound. */
 #define KR_SHARDMAP_CODE_MAX 32u
 

@@ -6,7 +6,8 @@
  * wrong_shard with beta's endpoint; a forged token with beta's tag gets the
  * very same reply bytes (a probe learns nothing about sessions); untagged
  * tokens, unknown tags and unknown codes are served (and refused) by the
- * node they reach; the operator endpoint never redirects. `kiroku call`
+ * node they reach; the operator endpoint never redirects. A shard publishes
+ * its tenants' placements into the map, leaving clashes alone. `kiroku call`
  * follows a wrong_shard once, says so on stderr, and does not with
  * --no-follow.
  */
@@ -270,6 +271,37 @@ static void test_served_here(void **state)
     expect(g_a.op, "auth.whoami", g_token, NULL, "unauthenticated", NULL);
 }
 
+/* A shard publishes its tenants' placements: once, the codes too, leaving
+ * alone what the map gives another shard; then logins are redirected to it. */
+static void test_publish(void **state)
+{
+    (void)state;
+    char c1[40], c2[40], s[KR_SHARD_NAME_MAX + 1], msg[600];
+    uint64_t t1 = td_signup(g_a.t, "m1@alpha.example.jp", PASSWORD, NULL, c1);
+    uint64_t t2 = td_signup(g_a.t, "m2@alpha.example.jp", PASSWORD, NULL, c2);
+    assert_int_equal(kr_shardmap_assign(g_b.m, t2, NULL, "beta"), KR_OK); /* a clash */
+    assert_int_equal(kr_shardmap_sync(g_a.m), KR_OK);
+    size_t w = 99, c = 99;
+    assert_int_equal(kr_shardmap_publish(g_a.m, g_a.t->d, "alpha", &w, &c), KR_OK);
+    assert_int_equal(w, 3); /* t1 and its code, t2's code */
+    assert_int_equal(c, 1); /* t2 */
+    assert_int_equal(kr_shardmap_publish(g_a.m, g_a.t->d, "alpha", &w, &c), KR_OK);
+    assert_int_equal(w, 0);
+    assert_int_equal(c, 1);
+    assert_int_equal(kr_shardmap_publish(g_b.m, g_b.t->d, "beta", &w, &c), KR_OK);
+    assert_int_equal(w, 0);
+    assert_int_equal(c, 0);
+    assert_int_equal(kr_shardmap_sync(g_b.m), KR_OK);
+    assert_int_equal(kr_shardmap_get(g_b.m, t1, s), KR_OK);
+    assert_string_equal(s, "alpha");
+    assert_int_equal(kr_shardmap_get(g_a.m, t2, s), KR_OK);
+    assert_string_equal(s, "beta");
+    assert_int_equal(kr_shardmap_get_code(g_b.m, c1, strlen(c1), s), KR_OK);
+    assert_string_equal(s, "alpha");
+    snprintf(msg, sizeof msg, "the tenant lives on another shard: %s", g_a.tcp);
+    expect(g_b.tcp, "auth.login", NULL, c1, "wrong_shard", msg);
+}
+
 /* kiroku call follows a wrong_shard once. */
 static void test_call_follows(void **state)
 {
@@ -303,9 +335,8 @@ static void test_call_follows(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_token_redirected),
-        cmocka_unit_test(test_login_redirected),
-        cmocka_unit_test(test_served_here),
+        cmocka_unit_test(test_token_redirected), cmocka_unit_test(test_login_redirected),
+        cmocka_unit_test(test_served_here),      cmocka_unit_test(test_publish),
         cmocka_unit_test(test_call_follows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
