@@ -339,6 +339,8 @@ static void *lease_main(void *arg)
             tell(l, &n);
         } else if (s == NATS_ILLEGAL_STATE) {
             break; /* stopped */
+        } else if (s != NATS_TIMEOUT) {
+            nkv_pause(); /* the connection is down: no busy loop */
         }
         kvEntry_Destroy(e);
     }

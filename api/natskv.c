@@ -13,6 +13,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 kr_err nkv_err(natsStatus s)
 {
@@ -125,4 +126,10 @@ bool nkv_endpoint_ok(const char *s, size_t len)
         if (s[i] <= 0x20 || s[i] >= 0x7f || s[i] == '"' || s[i] == '\\')
             return false;
     return true;
+}
+
+void nkv_pause(void)
+{
+    struct timespec ts = {0, (long)KR_KV_PAUSE_MS * 1000000L};
+    nanosleep(&ts, NULL);
 }

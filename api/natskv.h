@@ -49,6 +49,10 @@ KR_MUST_CHECK kr_err nkv_bucket(jsCtx *js, const char *bucket, uint8_t history, 
 KR_MUST_CHECK kr_err nkv_write(jsCtx *js, const char *bucket, const char *key, const void *v,
                                size_t len, uint64_t expect, int64_t wait_ms, uint64_t *rev);
 
+/* Sleeps a moment (KR_KV_PAUSE_MS): between two tries of a watch that
+ * failed at once (the connection is down), so a thread does not spin. */
+void nkv_pause(void);
+
 /* Whether s is a shard's name: [a-z0-9-]{1,KR_SHARD_NAME_MAX}. */
 bool nkv_shard_name_ok(const char *s);
 

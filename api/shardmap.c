@@ -286,8 +286,11 @@ static void *watch_main(void *arg)
         natsStatus s = kvWatcher_Next(&e, m->w, 1000);
         if (s == NATS_ILLEGAL_STATE)
             break;
-        if (s != NATS_OK)
+        if (s != NATS_OK) {
+            if (s != NATS_TIMEOUT)
+                nkv_pause(); /* the connection is down: no busy loop */
             continue;
+        }
         if (e) {
             pthread_rwlock_wrlock(&m->lock);
             apply(m, kvEntry_Key(e), e);

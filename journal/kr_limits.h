@@ -566,6 +566,9 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 /* How long one JetStream request of the lease or the shard map may take
  * before it counts as failed (retried later): a third of the smallest TTL. */
 #define KR_KV_WAIT_MS 300u
+/* A watch whose connection is down fails at once: its thread waits this long
+ * before it asks again. */
+#define KR_KV_PAUSE_MS 50u
 /* Shards the shard map knows (shard.<name> keys): placement compares them
  * all at each sign-up. */
 #define KR_SHARDS_MAX 64u
