@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,12 +256,77 @@ static void test_load(void **state)
     node_close(&a);
 }
 
+/* On a 3-node cluster (an R3 bucket), the NATS node a map is connected to is
+ * killed: the map reconnects and its watch goes on seeing what another node
+ * writes, while the node is down and after it returns. */
+static bool sees_tenant(void *arg)
+{
+    struct racer *r = arg;
+    char s[KR_SHARD_NAME_MAX + 1];
+    return kr_shardmap_get(r->n->m, r->tenant, s) == KR_OK && strcmp(s, r->shard) == 0;
+}
+
+static bool assigned(void *arg)
+{
+    struct racer *r = arg;
+    r->err = kr_shardmap_assign(r->n->m, r->tenant, NULL, r->shard);
+    return r->err != KR_EIO; /* a new R3 bucket, or a lost node: try again */
+}
+
+static void connect_all(struct node *n, const struct kr_nats_cluster *cl, size_t first)
+{
+    const char *urls[KR_NATS_NODES_MAX];
+    for (size_t i = 0; i < cl->n; i++)
+        urls[i] = cl->node[(first + i) % cl->n].url;
+    natsOptions *o = NULL;
+    assert_int_equal(natsOptions_Create(&o), NATS_OK);
+    assert_int_equal(natsOptions_SetServers(o, urls, (int)cl->n), NATS_OK);
+    assert_int_equal(natsOptions_SetNoRandomize(o, true), NATS_OK);
+    assert_int_equal(natsOptions_SetMaxReconnect(o, -1), NATS_OK);
+    assert_int_equal(natsOptions_SetReconnectWait(o, 50), NATS_OK);
+    assert_int_equal(natsConnection_Connect(&n->nc, o), NATS_OK);
+    natsOptions_Destroy(o);
+    kr_err err = KR_EIO;
+    for (int i = 0; i < 100 && err == KR_EIO; i++) /* the R3 bucket's leader */
+        err = kr_shardmap_open(n->nc, 3, &n->m);
+    assert_int_equal(err, KR_OK);
+}
+
+static void test_nats_node_lost(void **state)
+{
+    (void)state;
+    struct kr_nats_cluster *cl = kr_nats_start(3);
+    assert_non_null(cl);
+    struct node a, b;
+    connect_all(&a, cl, 0); /* on node 0 */
+    connect_all(&b, cl, 1); /* on node 1 */
+    struct racer r = {&b, 1000, KR_OK, "alpha"};
+    assert_true(kr_test_wait_for(assigned, &r, KR_TEST_WAIT_MS, "b places 1000"));
+    assert_int_equal(r.err, KR_OK);
+    struct racer seen = {&a, 1000, KR_OK, "alpha"};
+    assert_true(kr_test_wait_for(sees_tenant, &seen, KR_TEST_WAIT_MS, "a sees 1000"));
+    kr_nats_stop_node(cl, 0, SIGKILL);
+    r.tenant = seen.tenant = 1001;
+    assert_true(kr_test_wait_for(assigned, &r, KR_TEST_WAIT_MS, "b places 1001"));
+    assert_int_equal(r.err, KR_OK);
+    assert_true(kr_test_wait_for(sees_tenant, &seen, KR_TEST_WAIT_MS, "a sees 1001"));
+    assert_true(kr_nats_start_node(cl, 0));
+    r.tenant = seen.tenant = 1002;
+    assert_true(kr_test_wait_for(assigned, &r, KR_TEST_WAIT_MS, "b places 1002"));
+    assert_int_equal(r.err, KR_OK);
+    assert_true(kr_test_wait_for(sees_tenant, &seen, KR_TEST_WAIT_MS, "a sees 1002"));
+    node_close(&b);
+    node_close(&a);
+    kr_nats_free(cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_empty),   cmocka_unit_test(test_place_policy),
-        cmocka_unit_test(test_tags),    cmocka_unit_test(test_race),
-        cmocka_unit_test(test_hostile), cmocka_unit_test(test_load),
+        cmocka_unit_test(test_empty),          cmocka_unit_test(test_place_policy),
+        cmocka_unit_test(test_tags),           cmocka_unit_test(test_race),
+        cmocka_unit_test(test_hostile),        cmocka_unit_test(test_load),
+        cmocka_unit_test(test_nats_node_lost),
     };
     return cmocka_run_group_tests(tests, nats_start, nats_stop);
 }
