@@ -111,9 +111,11 @@ KR_MUST_CHECK kr_err api_reply_refusal(const uint8_t *req, size_t len, int code,
 /* What routes a request to its shard (api/shardmap.h), read from the
  * envelope alone: no op runs and no session is looked up. */
 struct api_route {
+    int op;               /* enum kr_op */
     const uint8_t *token; /* its 32 bytes, NULL if it has none (or not 32) */
     const char *code;     /* the tenant code auth.login names (not ended), or NULL */
     size_t code_len;
+    const uint8_t *application; /* the 16 bytes signup.complete names, or NULL */
 };
 
 /* Reads the route of request req[0..len) (the pointers point into req).

@@ -23,6 +23,7 @@
 #include "domain.h"
 #include "natskv.h"
 #include "protocol.h"
+#include "schema.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -593,25 +594,47 @@ kr_err kr_shardmap_sync(struct kr_shardmap *m)
     return wait_until(m, has_seen, last, KR_KV_WAIT_MS * 10) ? KR_OK : KR_EIO;
 }
 
-bool kr_shardmap_elsewhere(struct kr_shardmap *m, const char *self, const struct api_route *r,
+/* Where signup.apply goes: the policy's choice, unless this shard is within
+ * the slack of it. Under lock. */
+static int signup_shard(struct kr_shardmap *m, const char *self, uint64_t slack)
+{
+    int best = choose(m), me = shard_index(m, self, false);
+    if (best < 0 || best == me)
+        return -1;
+    if (me >= 0 && m->shards[me].endpoint[0] &&
+        m->shards[me].tenants <= m->shards[best].tenants + slack)
+        return -1;
+    return best;
+}
+
+bool kr_shardmap_elsewhere(const struct kr_shardmap_router *rt, const struct api_route *r,
                            char endpoint[KR_ENDPOINT_MAX + 1])
 {
+    struct kr_shardmap *m = rt->m;
     char shard[KR_SHARD_NAME_MAX + 1];
     kr_err err = KR_ENOTFOUND;
     endpoint[0] = '\0';
-    if (r->token && r->token[0] == DOM_TOKEN_TAGGED)
+    if (r->token && r->token[0] == DOM_TOKEN_TAGGED) {
         err = kr_shardmap_by_tag(m, r->token + 1, shard);
-    else if (!r->token && r->code)
+    } else if (r->token) {
+        return false;
+    } else if (r->code) {
         err = kr_shardmap_get_code(m, r->code, r->code_len, shard);
-    if (err || strcmp(shard, self) == 0)
+    } else if (r->application && r->application[0] == DOM_TOKEN_TAGGED) {
+        err = kr_shardmap_by_tag(m, r->application + 1, shard);
+    } else if (r->op == KR_OP_SIGNUP_APPLY) {
+        pthread_rwlock_rdlock(&m->lock);
+        err = name_of(m, signup_shard(m, rt->self, rt->place_slack), shard);
+        pthread_rwlock_unlock(&m->lock);
+    }
+    if (err || strcmp(shard, rt->self) == 0)
         return false;
     return kr_shardmap_endpoint(m, shard, endpoint) == KR_OK;
 }
 
 bool kr_shardmap_route(void *router, const struct api_route *r, char endpoint[KR_ENDPOINT_MAX + 1])
 {
-    struct kr_shardmap_router *rt = router;
-    return kr_shardmap_elsewhere(rt->m, rt->self, r, endpoint);
+    return kr_shardmap_elsewhere(router, r, endpoint);
 }
 
 /* Tenants read per read transaction by kr_shardmap_publish (the network

@@ -21,10 +21,11 @@
  * pure function of the map, so every node that sees the same map places
  * alike; the conditional write settles races between nodes that do not.
  *
- * Redirect tags: a session token made on a shard carries the shard's tag in
- * its bytes (dom_token_tag, projections/domain.h), so any node can tell a
- * token's shard without its session: kr_shardmap_by_tag. The tag only
- * routes; authority stays with the session lookup on the right shard.
+ * Redirect tags: a session token (and a sign-up application id) made on a
+ * shard carries the shard's tag in its bytes (dom_token_tag,
+ * projections/domain.h), so any node can tell its shard without looking it
+ * up: kr_shardmap_by_tag. The tag only routes; authority stays with the
+ * session (or application) lookup on the right shard.
  *
  * Threads: one watcher thread per map; lookups take a read lock and never
  * wait on the network; place, assign and announce wait for JetStream.
@@ -99,22 +100,34 @@ KR_MUST_CHECK kr_err kr_shardmap_assign(struct kr_shardmap *m, uint64_t tenant, 
 
 struct api_route;
 
-/* Whether the request whose route is r (protocol.h) belongs to a shard other
- * than `self` (ctx of api_router; see kr_shardmap_router): a token carrying
- * another announced shard's tag, or (without a tagged token) a login naming a
- * tenant code the map places on another shard. Then true, with that shard's
- * endpoint. Untagged tokens, unknown tags, unknown codes and this shard's own
- * are false: the request is served here (and fails here, alike for every
- * kind of unknown). Never waits. */
-bool kr_shardmap_elsewhere(struct kr_shardmap *m, const char *self, const struct api_route *r,
-                           char endpoint[KR_ENDPOINT_MAX + 1]);
-
-/* An api_router (server.h) over m for shard `self`: the caller owns *rt and
+/* An api_router (server.h) over m for shard `self`: the caller owns it and
  * keeps it (and m) alive while the server runs. */
 struct kr_shardmap_router {
     struct kr_shardmap *m;
     char self[KR_SHARD_NAME_MAX + 1];
+    /* signup.apply is taken here while this shard holds at most this many
+     * tenants more than the policy's choice (KR_SHARDMAP_PLACE_SLACK is a
+     * good value): a sign-up redirected to the choice is then taken there
+     * even if placements moved meanwhile. */
+    uint64_t place_slack;
 };
+
+/* Whether the request whose route is r (protocol.h) belongs to a shard other
+ * than rt->self; then true, with that shard's endpoint:
+ * - a token carrying another announced shard's tag;
+ * - without a tagged token: a login naming a tenant code the map places on
+ *   another shard; signup.complete naming an application another shard's
+ *   tag made; signup.apply when this shard holds more than place_slack
+ *   tenants beyond the placement policy's choice (KR_PLACE_FEWEST): sent to
+ *   the choice.
+ * Untagged tokens and applications, unknown tags, unknown codes and this
+ * shard's own are false: the request is served here (and fails here, alike
+ * for every kind of unknown). Never waits. */
+bool kr_shardmap_elsewhere(const struct kr_shardmap_router *rt, const struct api_route *r,
+                           char endpoint[KR_ENDPOINT_MAX + 1]);
+
+/* kr_shardmap_elsewhere for api_router.elsewhere (router: a struct
+ * kr_shardmap_router). */
 bool kr_shardmap_route(void *router, const struct api_route *r, char endpoint[KR_ENDPOINT_MAX + 1]);
 
 struct kr_domain;
@@ -127,7 +140,8 @@ struct kr_domain;
  * shard is left alone and counted in *conflicts (may be NULL): two shards
  * reserved one id, or a code, which the operator settles. The primary runs
  * this at start (a deployment's first shard publishes its existing tenants)
- * and after sign-ups. KR_EIO; KR_ECORRUPT (a view row). */
+ * and after sign-ups: placement counts what it published. KR_EIO;
+ * KR_ECORRUPT (a view row). */
 KR_MUST_CHECK kr_err kr_shardmap_publish(struct kr_shardmap *m, struct kr_domain *d,
                                          const char *self, size_t *written, size_t *conflicts);
 

@@ -582,6 +582,11 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 /* Placements one kr_shardmap_publish call writes (each a JetStream round
  * trip), so a call on a large backlog stays within seconds. */
 #define KR_SHARDMAP_PUBLISH_MAX 1000u
+/* A shard takes a sign-up itself while it holds at most this many tenants
+ * more than the placement policy's choice (else it redirects the sign-up
+ * there), so a redirected sign-up is not sent on again by placements made
+ * meanwhile. */
+#define KR_SHARDMAP_PLACE_SLACK 16u
 /* A tenant code in a code.<code> key: the schema's tenant_code bound. */
 #define KR_SHARDMAP_CODE_MAX 32u
 

@@ -62,7 +62,9 @@ struct kr_domain_options {
  * the shard's tag, bytes 5..31 random (216 bits). The tag lets any node
  * send a request to the token's shard without knowing its session
  * (api/shardmap.h); it grants nothing: the session is looked up by the
- * SHA-256 of the whole token on that shard, as always. */
+ * SHA-256 of the whole token on that shard, as always. Sign-up application
+ * ids of a sharded domain carry the tag the same way (bytes 5..15 random),
+ * so signup.complete finds the shard the application was made on. */
 #define DOM_TOKEN_TAGGED 0x53u
 /* A shard's redirect tag: the first 4 bytes of SHA-256("kiroku.shard:" name). */
 void dom_token_tag(const char *shard, uint8_t tag[4]);

@@ -7,7 +7,9 @@
  * very same reply bytes (a probe learns nothing about sessions); untagged
  * tokens, unknown tags and unknown codes are served (and refused) by the
  * node they reach; the operator endpoint never redirects. A shard publishes
- * its tenants' placements into the map, leaving clashes alone. `kiroku call`
+ * its tenants' placements into the map, leaving clashes alone. Sign-ups go
+ * to the policy's shard, and their completion to the shard the application
+ * was made on. `kiroku call`
  * follows a wrong_shard once, says so on stderr, and does not with
  * --no-follow.
  */
@@ -44,7 +46,7 @@ struct shard {
     struct td *t;
     natsConnection *nc;
     struct kr_shardmap *m;
-    struct kr_shardmap_router rt;
+    struct kr_shardmap_router rt; /* place_slack 0: strictly the policy */
     struct api_router router;
     struct api_server *s;
     char tcp[64], op[600];
@@ -133,16 +135,16 @@ static int teardown(void **state)
 
 /* ---- A client ---- */
 
-/* Sends one request (op, id 7, token or NULL, login args or none) to url and
- * returns the reply's bytes (*len), malloc'd. */
-static uint8_t *call(const char *url, const char *op, const uint8_t *token, const char *code,
-                     size_t *len)
+/* Sends one request (op, id 7, token or NULL, args: a packed map or NULL)
+ * to url and returns the reply's bytes (*len), malloc'd. */
+static uint8_t *call_args(const char *url, const char *op, const uint8_t *token,
+                          const msgpack_sbuffer *args, size_t *len)
 {
     msgpack_sbuffer b;
     msgpack_packer pk;
     msgpack_sbuffer_init(&b);
     msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2u + (token != NULL) + (code != NULL));
+    msgpack_pack_map(&pk, 2u + (token != NULL) + (args != NULL));
     msgpack_pack_str_with_body(&pk, "op", 2);
     msgpack_pack_str_with_body(&pk, op, strlen(op));
     msgpack_pack_str_with_body(&pk, "id", 2);
@@ -151,15 +153,9 @@ static uint8_t *call(const char *url, const char *op, const uint8_t *token, cons
         msgpack_pack_str_with_body(&pk, "token", 5);
         msgpack_pack_bin_with_body(&pk, token, 32);
     }
-    if (code) {
+    if (args) {
         msgpack_pack_str_with_body(&pk, "args", 4);
-        msgpack_pack_map(&pk, 3);
-        msgpack_pack_str_with_body(&pk, "tenant_code", 11);
-        msgpack_pack_str_with_body(&pk, code, strlen(code));
-        msgpack_pack_str_with_body(&pk, "email", 5);
-        msgpack_pack_str_with_body(&pk, EMAIL, strlen(EMAIL));
-        msgpack_pack_str_with_body(&pk, "password", 8);
-        msgpack_pack_str_with_body(&pk, PASSWORD, strlen(PASSWORD));
+        msgpack_sbuffer_write(&b, args->data, args->size);
     }
     nng_socket sock;
     assert_int_equal(nng_req0_open(&sock), 0);
@@ -177,6 +173,28 @@ static uint8_t *call(const char *url, const char *op, const uint8_t *token, cons
     nng_close(sock);
     msgpack_sbuffer_destroy(&b);
     return out;
+}
+
+/* As call_args, with a login's arguments when code is not NULL. */
+static uint8_t *call(const char *url, const char *op, const uint8_t *token, const char *code,
+                     size_t *len)
+{
+    if (!code)
+        return call_args(url, op, token, NULL, len);
+    msgpack_sbuffer a;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&a);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "tenant_code", 11);
+    msgpack_pack_str_with_body(&pk, code, strlen(code));
+    msgpack_pack_str_with_body(&pk, "email", 5);
+    msgpack_pack_str_with_body(&pk, EMAIL, strlen(EMAIL));
+    msgpack_pack_str_with_body(&pk, "password", 8);
+    msgpack_pack_str_with_body(&pk, PASSWORD, strlen(PASSWORD));
+    uint8_t *r = call_args(url, op, token, &a, len);
+    msgpack_sbuffer_destroy(&a);
+    return r;
 }
 
 /* The reply's error code ("" if ok) and message into code / msg. */
@@ -302,6 +320,69 @@ static void test_publish(void **state)
     expect(g_b.tcp, "auth.login", NULL, c1, "wrong_shard", msg);
 }
 
+/* Sign-ups go to the shard the placement policy chooses (alpha: fewer
+ * tenants in the map), and signup.complete to the shard the application was
+ * made on (its id's tag). */
+static void test_signup_placed(void **state)
+{
+    (void)state;
+    char msg_a[600], code[32], m[600];
+    snprintf(msg_a, sizeof msg_a, "the tenant lives on another shard: %s", g_a.tcp);
+    msgpack_sbuffer a;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&a);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "email", 5);
+    msgpack_pack_str_with_body(&pk, "new@shop.example.jp", 19);
+    size_t len;
+    uint64_t size_b = jrn_size(g_b.t->d->j);
+    uint8_t *r = call_args(g_b.tcp, "signup.apply", NULL, &a, &len);
+    reply_error(r, len, code, m);
+    free(r);
+    assert_string_equal(code, "wrong_shard");
+    assert_string_equal(m, msg_a);
+    assert_int_equal(jrn_size(g_b.t->d->j), size_b); /* nothing done on beta */
+    r = call_args(g_a.tcp, "signup.apply", NULL, &a, &len);
+    reply_error(r, len, code, m);
+    assert_string_equal(code, "");
+    msgpack_sbuffer_destroy(&a);
+    /* The application's id carries alpha's tag. */
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, (const char *)r, len, NULL), MSGPACK_UNPACK_SUCCESS);
+    const msgpack_object *app = td_map_get(td_map_get(&u.data, API_KEY_RESULT), "application");
+    assert_true(app && app->type == MSGPACK_OBJECT_BIN && app->via.bin.size == 16);
+    uint8_t tag[4];
+    dom_token_tag("alpha", tag);
+    assert_int_equal((uint8_t)app->via.bin.ptr[0], DOM_TOKEN_TAGGED);
+    assert_memory_equal(app->via.bin.ptr + 1, tag, 4);
+    msgpack_sbuffer_init(&a);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "application", 11);
+    msgpack_pack_bin_with_body(&pk, app->via.bin.ptr, 16);
+    msgpack_pack_str_with_body(&pk, "auth_code", 9);
+    msgpack_pack_str_with_body(&pk, "123456", 6);
+    msgpack_pack_str_with_body(&pk, "password", 8);
+    msgpack_pack_str_with_body(&pk, PASSWORD, strlen(PASSWORD));
+    msgpack_pack_str_with_body(&pk, "tenant_name", 11);
+    msgpack_pack_str_with_body(&pk, "Shop", 4);
+    msgpack_unpacked_destroy(&u);
+    free(r);
+    r = call_args(g_b.tcp, "signup.complete", NULL, &a, &len);
+    reply_error(r, len, code, m);
+    free(r);
+    assert_string_equal(code, "wrong_shard");
+    assert_string_equal(m, msg_a);
+    /* On alpha it is alpha's to answer (no payment confirmed yet). */
+    r = call_args(g_a.tcp, "signup.complete", NULL, &a, &len);
+    reply_error(r, len, code, m);
+    free(r);
+    assert_string_equal(code, "expired");
+    msgpack_sbuffer_destroy(&a);
+}
+
 /* kiroku call follows a wrong_shard once. */
 static void test_call_follows(void **state)
 {
@@ -337,7 +418,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token_redirected), cmocka_unit_test(test_login_redirected),
         cmocka_unit_test(test_served_here),      cmocka_unit_test(test_publish),
-        cmocka_unit_test(test_call_follows),
+        cmocka_unit_test(test_signup_placed),    cmocka_unit_test(test_call_follows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
