@@ -496,6 +496,16 @@ kr_err lease_holder(struct lease *l, struct lease_holder *out)
     return err;
 }
 
+void lease_endpoint(void *lease, char *out, size_t cap)
+{
+    struct lease_holder h;
+    if (cap == 0)
+        return;
+    out[0] = '\0';
+    if (lease_holder(lease, &h) == KR_OK)
+        snprintf(out, cap, "%s", h.endpoint);
+}
+
 kr_err lease_release(struct lease *l)
 {
     pthread_mutex_lock(&l->wmu);

@@ -45,6 +45,7 @@
 
 #include <nats/nats.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* The bucket holding every shard's lease. */
@@ -102,6 +103,12 @@ bool lease_held(struct lease *l, uint64_t *epoch);
 /* The holder as last seen (the watch, a take or a renewal). KR_ENOTFOUND if
  * the lease is vacant or nothing was seen yet. */
 KR_MUST_CHECK kr_err lease_holder(struct lease *l, struct lease_holder *out);
+
+/* The holder's client endpoint into out (cap bytes, NUL-ended), "" when the
+ * lease is vacant or nothing was seen yet. `lease` is a struct lease: the
+ * signature is the domain's follower callback (dom_set_follower), so a
+ * follower's not_primary replies name whoever holds the lease now. */
+void lease_endpoint(void *lease, char *out, size_t cap);
 
 /* Gives the lease up, if held: a write on the held revision marking it
  * vacant (node ""), so another node can take it without waiting for the

@@ -286,6 +286,9 @@ static void test_one_wins(void **state)
     assert_string_equal(h.endpoint, "tcp://a1.example:7000");
     assert_int_equal(h.epoch, ea);
     assert_int_equal(h.size, 42);
+    char e[KR_ENDPOINT_MAX + 1];
+    lease_endpoint(b.l, e, sizeof e);
+    assert_string_equal(e, "tcp://a1.example:7000");
     /* And its watch tells it so. */
     struct wait_holder wh = {&b, "a1"};
     assert_true(kr_test_wait_for(sees_holder, &wh, KR_TEST_WAIT_MS, "b sees a1"));
