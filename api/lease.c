@@ -519,6 +519,28 @@ kr_err lease_release(struct lease *l)
     return err == KR_ECONFLICT ? KR_OK : err;
 }
 
+kr_err lease_peek(jsCtx *js, const char *shard, struct lease_holder *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!nkv_shard_name_ok(shard))
+        return KR_EINVAL;
+    kvStore *kv = NULL;
+    kvEntry *e = NULL;
+    kr_err err = nkv_err(js_KeyValue(&kv, js, LEASE_BUCKET));
+    if (!err)
+        err = nkv_err(kvStore_Get(&e, kv, shard));
+    bool vacant = true;
+    if (!err)
+        entry_holder(e, out, &vacant);
+    kvEntry_Destroy(e);
+    kvStore_Destroy(kv);
+    if (!err && vacant)
+        err = KR_ENOTFOUND;
+    if (err)
+        memset(out, 0, sizeof *out);
+    return err;
+}
+
 uint32_t lease_ttl_ms(const struct lease *l)
 {
     return l->ttl_ms;

@@ -122,6 +122,12 @@ uint32_t lease_ttl_ms(const struct lease *l);
  * NULL ok. */
 void lease_close(struct lease *l);
 
+/* The holder of shard `shard`'s lease now, read once over js without
+ * opening a lease (nor making the bucket): KR_ENOTFOUND if there is no
+ * bucket, no value or a vacant one; a value not of ours is holder "?";
+ * KR_EIO. For operators' tools. */
+KR_MUST_CHECK kr_err lease_peek(jsCtx *js, const char *shard, struct lease_holder *out);
+
 /* Strict reading of a lease value v[0..len) (hostile bytes: from the
  * bucket). KR_ECORRUPT if it is not exactly one of ours. For tests. */
 KR_MUST_CHECK kr_err lease_decode(const void *v, size_t len, struct lease_holder *out);

@@ -31,12 +31,48 @@ kr_err nkv_err(natsStatus s)
     }
 }
 
+kr_err nkv_connect(const char *urls, natsConnection **out)
+{
+    char buf[KR_NATS_URLS_MAX * 128];
+    const char *list[KR_NATS_URLS_MAX];
+    int n = 0;
+    *out = NULL;
+    if (!urls || strlen(urls) >= sizeof buf)
+        return KR_EINVAL;
+    memcpy(buf, urls, strlen(urls) + 1);
+    for (char *save = NULL, *u = strtok_r(buf, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        if (n == (int)KR_NATS_URLS_MAX || strncmp(u, "nats://", 7) != 0)
+            return KR_EINVAL;
+        list[n++] = u;
+    }
+    if (n == 0)
+        return KR_EINVAL;
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetServers(o, list, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetNoRandomize(o, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, KR_KV_WAIT_MS * 10);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(out, o);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK) {
+        *out = NULL;
+        return s == NATS_INVALID_ARG || s == NATS_ADDRESS_MISSING ? KR_EINVAL : KR_EIO;
+    }
+    return KR_OK;
+}
+
 kr_err nkv_bucket(jsCtx *js, const char *bucket, uint8_t history, int64_t ttl_ms, int replicas,
                   kvStore **out, int64_t *ttl_ms_out)
 {
     *out = NULL;
     natsStatus s = js_KeyValue(out, js, bucket);
-    if (s == NATS_NOT_FOUND) {
+    if (s == NATS_NOT_FOUND && replicas >= 0) {
         kvConfig cfg;
         kvConfig_Init(&cfg);
         cfg.Bucket = bucket;

@@ -32,8 +32,8 @@ kr_err nkv_err(natsStatus s);
 
 /* Binds *out to bucket `bucket`, creating it when absent with `history`
  * revisions kept per key, `ttl_ms` (0: values never expire) and `replicas`
- * (0: 1). An existing bucket is used as it is: *ttl_ms_out (may be NULL)
- * gets its TTL in milliseconds (0: none), which may differ from ttl_ms.
+ * (0: 1; < 0: never create it: KR_ENOTFOUND when absent). An existing bucket is used as it is:
+ * *ttl_ms_out (may be NULL) gets its TTL in milliseconds (0: none), which may differ from ttl_ms.
  * The caller destroys *out with kvStore_Destroy. KR_EIO if JetStream could
  * not be reached or refused. */
 KR_MUST_CHECK kr_err nkv_bucket(jsCtx *js, const char *bucket, uint8_t history, int64_t ttl_ms,
@@ -48,6 +48,12 @@ KR_MUST_CHECK kr_err nkv_bucket(jsCtx *js, const char *bucket, uint8_t history, 
  * again). */
 KR_MUST_CHECK kr_err nkv_write(jsCtx *js, const char *bucket, const char *key, const void *v,
                                size_t len, uint64_t expect, int64_t wait_ms, uint64_t *rev);
+
+/* Connects to the NATS servers of urls ("nats://h1:4222,nats://h2:4222":
+ * at most KR_NATS_URLS_MAX, tried in that order), reconnecting for ever
+ * once connected. The caller destroys *out (natsConnection_Destroy).
+ * KR_EINVAL for a malformed list; KR_EIO if no server answers. */
+KR_MUST_CHECK kr_err nkv_connect(const char *urls, natsConnection **out);
 
 /* Sleeps a moment (KR_KV_PAUSE_MS): between two tries of a watch that
  * failed at once (the connection is down), so a thread does not spin. */

@@ -569,6 +569,28 @@ kr_err kr_shardmap_place(struct kr_shardmap *m, uint64_t tenant, const char *cod
     return err;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct kr_shardmap_shard *)a)->name,
+                  ((const struct kr_shardmap_shard *)b)->name);
+}
+
+void kr_shardmap_shards(struct kr_shardmap *m, struct kr_shardmap_shard *out, size_t cap, size_t *n)
+{
+    struct kr_shardmap_shard all[KR_SHARDS_MAX];
+    pthread_rwlock_rdlock(&m->lock);
+    size_t k = m->nshards;
+    for (size_t i = 0; i < k; i++) {
+        memcpy(all[i].name, m->shards[i].name, sizeof all[i].name);
+        memcpy(all[i].endpoint, m->shards[i].endpoint, sizeof all[i].endpoint);
+        all[i].tenants = m->shards[i].tenants;
+    }
+    pthread_rwlock_unlock(&m->lock);
+    qsort(all, k, sizeof all[0], by_name);
+    memcpy(out, all, (k < cap ? k : cap) * sizeof all[0]);
+    *n = k;
+}
+
 void kr_shardmap_stats(struct kr_shardmap *m, struct kr_shardmap_stats *out)
 {
     memset(out, 0, sizeof *out);

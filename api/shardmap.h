@@ -50,8 +50,9 @@ enum kr_shardmap_policy {
 struct kr_shardmap;
 
 /* Opens the map over connection nc (which must outlive it): binds to (or
- * makes, with `replicas`, 0 = 1) the bucket, and loads every key into the
- * cache before returning. KR_EIO if JetStream could not be reached or the
+ * makes, with `replicas`, 0 = 1; < 0: never makes it, KR_ENOTFOUND if it is
+ * absent) the bucket, and loads every key into the cache before returning.
+ * KR_EIO if JetStream could not be reached or the
  * load did not finish within KR_SHARDMAP_LOAD_MS; KR_ENOMEM. */
 KR_MUST_CHECK kr_err kr_shardmap_open(natsConnection *nc, int replicas, struct kr_shardmap **out);
 
@@ -144,6 +145,18 @@ struct kr_domain;
  * KR_ECORRUPT (a view row). */
 KR_MUST_CHECK kr_err kr_shardmap_publish(struct kr_shardmap *m, struct kr_domain *d,
                                          const char *self, size_t *written, size_t *conflicts);
+
+/* One shard as the cache knows it. */
+struct kr_shardmap_shard {
+    char name[KR_SHARD_NAME_MAX + 1];
+    char endpoint[KR_ENDPOINT_MAX + 1]; /* "" if it announced none */
+    size_t tenants;                     /* tenant.* keys naming it */
+};
+
+/* Every shard the cache knows (announced, or named by a tenant), in name
+ * order, into out[0..cap); *n gets how many there are (may exceed cap). */
+void kr_shardmap_shards(struct kr_shardmap *m, struct kr_shardmap_shard *out, size_t cap,
+                        size_t *n);
 
 /* What the cache holds. */
 struct kr_shardmap_stats {

@@ -566,6 +566,8 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 /* How long one JetStream request of the lease or the shard map may take
  * before it counts as failed (retried later): a third of the smallest TTL. */
 #define KR_KV_WAIT_MS 300u
+/* NATS servers one --nats list names (each URL at most 127 bytes). */
+#define KR_NATS_URLS_MAX 16u
 /* A watch whose connection is down fails at once: its thread waits this long
  * before it asks again. */
 #define KR_KV_PAUSE_MS 50u
