@@ -34,6 +34,8 @@ static const struct {
     [KR_ELOCKED] = {"locked", "account locked"},
     [KR_EEXPIRED] = {"expired", "expired or out of tries"},
     [KR_ERATE] = {"rate_limited", "too many requests: retry later"},
+    [KR_ENOTPRIMARY] = {"not_primary", "this node takes no writes: send them to the primary"},
+    [KR_EWRONGSHARD] = {"wrong_shard", "the tenant lives on another shard"},
 };
 
 const char *kr_strerror(kr_err err)

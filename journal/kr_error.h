@@ -19,26 +19,28 @@ _Noreturn void kr_assert_fail(const char *what, const char *file, int line);
 
 enum kr_err {
     KR_OK = 0,
-    KR_EINVAL,     /* an argument breaks the documented contract or a limit */
-    KR_ENOMEM,     /* allocation failed */
-    KR_ETOOLARGE,  /* an input or output exceeds a limit in kr_limits.h */
-    KR_ECONFLICT,  /* the stream's version is not the one the append expected */
-    KR_ENOTFOUND,  /* no such record, stream, key or file */
-    KR_EEXIST,     /* the thing to create already exists */
-    KR_ECORRUPT,   /* stored or received bytes are malformed or fail a check */
-    KR_EBADSIG,    /* a signature does not verify */
-    KR_EKEY,       /* a key is missing, unreadable, retired or has wrong permissions */
-    KR_EIO,        /* an I/O error; the journal stops accepting writes after one */
-    KR_EFULL,      /* the disk or the LMDB map is full; nothing was written */
-    KR_ECLOSED,    /* the journal is closing or has stopped after an I/O error */
-    KR_EBUSY,      /* a resource is in use (e.g. another writer holds the journal) */
-    KR_ECRYPTO,    /* the crypto library failed (should not happen) */
-    KR_EVERSION,   /* unsupported on-disk format version */
-    KR_EAUTH,      /* not authenticated: no, unknown, expired or revoked session; failed login */
-    KR_EFORBIDDEN, /* the caller's role or permissions do not allow it */
-    KR_ELOCKED,    /* the account is locked */
-    KR_EEXPIRED,   /* a code or application expired or used up its tries */
-    KR_ERATE,      /* too many requests of this kind from this caller: retry later */
+    KR_EINVAL,      /* an argument breaks the documented contract or a limit */
+    KR_ENOMEM,      /* allocation failed */
+    KR_ETOOLARGE,   /* an input or output exceeds a limit in kr_limits.h */
+    KR_ECONFLICT,   /* the stream's version is not the one the append expected */
+    KR_ENOTFOUND,   /* no such record, stream, key or file */
+    KR_EEXIST,      /* the thing to create already exists */
+    KR_ECORRUPT,    /* stored or received bytes are malformed or fail a check */
+    KR_EBADSIG,     /* a signature does not verify */
+    KR_EKEY,        /* a key is missing, unreadable, retired or has wrong permissions */
+    KR_EIO,         /* an I/O error; the journal stops accepting writes after one */
+    KR_EFULL,       /* the disk or the LMDB map is full; nothing was written */
+    KR_ECLOSED,     /* the journal is closing or has stopped after an I/O error */
+    KR_EBUSY,       /* a resource is in use (e.g. another writer holds the journal) */
+    KR_ECRYPTO,     /* the crypto library failed (should not happen) */
+    KR_EVERSION,    /* unsupported on-disk format version */
+    KR_EAUTH,       /* not authenticated: no, unknown, expired or revoked session; failed login */
+    KR_EFORBIDDEN,  /* the caller's role or permissions do not allow it */
+    KR_ELOCKED,     /* the account is locked */
+    KR_EEXPIRED,    /* a code or application expired or used up its tries */
+    KR_ERATE,       /* too many requests of this kind from this caller: retry later */
+    KR_ENOTPRIMARY, /* this node takes no writes: it follows a primary, or lost its lease */
+    KR_EWRONGSHARD, /* the tenant lives on another shard */
     KR__COUNT
 };
 typedef enum kr_err kr_err;

@@ -181,6 +181,10 @@ int dom_api_error(kr_err err)
         return KR_ERR_EXPIRED;
     case KR_ERATE:
         return KR_ERR_RATE_LIMITED;
+    case KR_ENOTPRIMARY:
+        return KR_ERR_NOT_PRIMARY;
+    case KR_EWRONGSHARD:
+        return KR_ERR_WRONG_SHARD;
     case KR_EFULL:
     case KR_ECLOSED:
     case KR_EBUSY:

@@ -17,6 +17,8 @@ packages=(
   prometheus                   # tests (promtool checks the /metrics page)
   libcurl4-openssl-dev         # e-mail delivery over SMTP (api/smtp.c)
   python3-aiosmtpd             # tests (an SMTP relay on loopback)
+  libnats-dev                  # replication, leases and the shard map (NATS JetStream)
+  nats-server                  # tests and benches (a JetStream cluster on loopback)
 )
 if [ "${KIROKU_FUZZ:-0}" = 1 ]; then
   packages+=(clang-14 libclang-rt-14-dev)

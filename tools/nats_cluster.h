@@ -1,0 +1,64 @@
+/*
+ * nats_cluster.h: a NATS JetStream cluster on loopback, for tests and for
+ * `kiroku bench replicate`
+ * (replication, leases and the shard map).
+ *
+ * kr_nats_start runs n `nats-server` processes (Debian's nats-server, found
+ * on PATH or in /usr/sbin), each with JetStream on, a client port and (n > 1)
+ * a cluster port picked free on 127.0.0.1, a store directory and a log file
+ * under one scratch directory. It returns once the cluster takes a stream of
+ * n replicas (a JetStream meta leader is elected and every node is routed), so
+ * a test can create its streams and buckets at once. Each process is told to
+ * die with the test process (PR_SET_PDEATHSIG), so an aborted test leaves no
+ * server behind.
+ *
+ * Not thread-safe: one thread drives a cluster.
+ */
+#ifndef KR_NATS_CLUSTER_H
+#define KR_NATS_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define KR_NATS_NODES_MAX 5
+
+struct kr_nats_node {
+    pid_t pid; /* 0 when stopped */
+    int port;  /* client port */
+    int cluster_port;
+    char url[64]; /* nats://127.0.0.1:PORT */
+    char conf[512];
+    char log[512];
+};
+
+struct kr_nats_cluster {
+    size_t n;
+    char dir[256]; /* scratch directory: configs, stores, logs */
+    char urls[KR_NATS_NODES_MAX * 64];
+    struct kr_nats_node node[KR_NATS_NODES_MAX];
+};
+
+/* Starts an n-node cluster (1 <= n <= KR_NATS_NODES_MAX) and waits until it
+ * takes an n-replica stream. NULL when a server cannot be started or the
+ * cluster is not ready within its deadline (its logs are printed). */
+struct kr_nats_cluster *kr_nats_start(size_t n);
+
+/* "nats://127.0.0.1:P1,nats://127.0.0.1:P2,...": every node's client URL. */
+const char *kr_nats_urls(const struct kr_nats_cluster *c);
+
+/* Sends node i signal sig (SIGTERM: a clean stop; SIGKILL: a crash) and
+ * waits for it to exit. Its store and configuration stay. */
+void kr_nats_stop_node(struct kr_nats_cluster *c, size_t i, int sig);
+
+/* Starts stopped node i again on the same ports and store, and waits until
+ * it answers clients. False if it does not within the deadline. */
+bool kr_nats_start_node(struct kr_nats_cluster *c, size_t i);
+
+/* Whether `nats-server` can be run here (tests without it skip). */
+bool kr_nats_available(void);
+
+/* Stops every node and removes the scratch directory. Accepts NULL. */
+void kr_nats_free(struct kr_nats_cluster *c);
+
+#endif
