@@ -97,4 +97,58 @@ KR_MUST_CHECK kr_err jrn_checkpoint_after(struct journal *j, uint64_t after, uin
  * not decode. */
 KR_MUST_CHECK kr_err jrn_epoch(struct journal *j, uint64_t *epoch);
 
+/* ---- Applying on a follower ---- */
+
+/* An apply session: one LMDB write transaction of a follower's journal in
+ * which a range of records is checked and written, kept only if the range's
+ * checkpoint verifies it. Owned by the caller from jrn_replica_begin until
+ * jrn_replica_commit or jrn_replica_abort (which free it); one thread at a
+ * time. While it is open, nothing else writes the journal. */
+struct jrn_replica;
+
+/* Opens a session on j, which must be opened writable with no_appends (a
+ * follower's journal: no signing key, no writer) and have no other session
+ * open: KR_EBUSY otherwise. Reads the key history from the journal's own
+ * stream (KR_ECORRUPT if it does not parse), then begins the transaction
+ * (LMDB's errors). */
+KR_MUST_CHECK kr_err jrn_replica_begin(struct journal *j, struct jrn_replica **out);
+
+/* Checks one record (len bytes, as a chunk carries it) as an auditor would
+ * and writes it (events, stream index, tenant index, tree) and applies it to
+ * the views, in the session's transaction: it decodes strictly; it is the
+ * journal's next seq (a seq the journal already holds is skipped when its
+ * bytes are identical, else KR_ECORRUPT "diverges"); prev is the previous
+ * leaf hash; time does not go back; the payload matches the commitment
+ * (unless stripped); the signature verifies with the key valid at that seq
+ * (journal.key_added / journal.epoch_started records add keys, signed by the
+ * key before them, with the chain's checks: a key id never seen, the next
+ * epoch number, a previous checkpoint of this journal); its tseq and version
+ * continue its tenant's and stream's. On any failure: KR_ECORRUPT or
+ * KR_EBADSIG (or a storage error), f->seq and f->what set (f may be NULL),
+ * and the session can only be aborted (later calls: KR_EINVAL). A range
+ * past KR_REPL_PENDING_MAX records or KR_REPL_PENDING_BYTES_MAX bytes
+ * without a commit is KR_ECORRUPT. */
+KR_MUST_CHECK kr_err jrn_replica_add(struct jrn_replica *r, const uint8_t *rec, size_t len,
+                                     struct jrn_start_fault *f);
+
+/* Checks that the note (len bytes) is a checkpoint of this journal (its
+ * origin), signed by the key valid at its size, whose size is the journal's
+ * size now (after the records added) and whose root is the tree's; stores it
+ * (as the writer keeps checkpoints), stores source_pos (the stream sequence
+ * of the chunk carrying the note, opaque to the journal) in meta, ends the
+ * views' batch and commits durably. Public keys added in the session are then
+ * written to DIR/keys/journal-N.pub, and DIR/checkpoint follows (at most once
+ * per KR_CHECKPOINT_FILE_NS, and at jrn_close). On failure (KR_ECORRUPT,
+ * KR_EBADSIG, a storage error; f set) nothing of the session is kept. Frees
+ * r either way. A session that added no record (every one already held)
+ * commits only the position. */
+KR_MUST_CHECK kr_err jrn_replica_commit(struct jrn_replica *r, const char *note, size_t len,
+                                        uint64_t source_pos, struct jrn_start_fault *f);
+
+/* Drops the session and everything it added; frees r. Accepts NULL. */
+void jrn_replica_abort(struct jrn_replica *r);
+
+/* The source_pos of the newest commit (0 if none). Any open handle. */
+KR_MUST_CHECK kr_err jrn_replica_position(struct journal *j, uint64_t *source_pos);
+
 #endif
