@@ -16,15 +16,20 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <nats/nats.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 
+#include "api_client.h"
 #include "cluster.h"
 #include "journal.h"
 #include "journal_internal.h"
@@ -364,6 +369,111 @@ static void test_start_checks(void **state)
     append_n(f, "s/a", 5, 1, KR_OK);
 }
 
+/* A free TCP port on 127.0.0.1 (bind 0, read it back, close). */
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* The body of an HTTP GET (curl), NUL-terminated. */
+static void http_get(const char *base, const char *path, char *out, size_t cap)
+{
+    char url[256], err[4096];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    const char *args[] = {"-s", url, NULL};
+    assert_int_equal(kr_test_run("/usr/bin/curl", args, out, err, cap), 0);
+}
+
+/* promtool's verdict on a /metrics page. */
+static void promtool_ok(const char *dir, const char *page)
+{
+    char path[DIR_CAP + 16], cmd[DIR_CAP + 64];
+    static char out[65536], err[65536];
+    snprintf(path, sizeof path, "%s/metrics.txt", dir);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(page, 1, strlen(page), fp), strlen(page));
+    assert_int_equal(fclose(fp), 0);
+    snprintf(cmd, sizeof cmd, "promtool check metrics < '%s'", path);
+    const char *args[] = {"-c", cmd, NULL};
+    int rc = kr_test_run("/bin/sh", args, out, err, sizeof out);
+    if (rc)
+        fprintf(stderr, "promtool: %s%s\n", out, err);
+    assert_int_equal(rc, 0);
+}
+
+/* kiroku serve --nats in quorum mode: writes acknowledged and in the
+ * stream; a restart publishes nothing twice; a foreign message fences it:
+ * writes answer not_primary. */
+static void test_serve_quorum(void **state)
+{
+    struct fx *f = *state;
+    char http[64];
+    snprintf(http, sizeof http, "http://127.0.0.1:%u", free_port());
+    const char *extra[] = {
+        "--nats", kr_nats_urls(f->nc), "--replication", "quorum", "--shard", SHARD, "--http", http,
+        NULL};
+    static char page[256 * 1024];
+    static struct ac_server srv;
+    ac_server_start_with(&srv, extra);
+    struct ac c;
+    ac_open(&c, srv.tcp);
+    ac_str(&c, KR_FLD_EMAIL, "first@example.jp");
+    assert_int_equal(ac_call(&c, KR_OP_SIGNUP_APPLY, NULL), AC_OK);
+    uint64_t covered = 0, size = 0;
+    struct journal *j;
+    struct jrn_options ro = {.dir = srv.data, .read_only = true};
+    assert_int_equal(jrn_open(&ro, &j), KR_OK);
+    size = jrn_size(j); /* the signup's record is acknowledged: so published */
+    check_stream_of(f, j, false, &covered);
+    jrn_close(j);
+    assert_true(covered >= size - 1 && covered > 10);
+    ac_close(&c);
+    http_get(http, "/metrics", page, sizeof page);
+    assert_non_null(strstr(page, "\nkiroku_replication_fenced 0\n"));
+    assert_non_null(strstr(page, "\nkiroku_replication_connected 1\n"));
+    promtool_ok(f->root, page);
+    http_get(http, "/healthz", page, sizeof page);
+    assert_string_equal(page, "ok\n");
+
+    /* restart: continuous, nothing twice */
+    assert_int_equal(kill(srv.pid, SIGTERM), 0);
+    struct kr_test_child ch = {.pid = srv.pid};
+    assert_true(kr_test_wait_for(kr_test_child_exited, &ch, KR_TEST_WAIT_MS, "serve to stop"));
+    srv.pid = 0;
+    ac_server_restart(&srv);
+    ac_open(&c, srv.tcp);
+    ac_str(&c, KR_FLD_EMAIL, "second@example.jp");
+    assert_int_equal(ac_call(&c, KR_OP_SIGNUP_APPLY, NULL), AC_OK);
+    assert_int_equal(jrn_open(&ro, &j), KR_OK);
+    uint64_t after = 0;
+    check_stream_of(f, j, false, &after);
+    jrn_close(j);
+    assert_true(after > covered);
+
+    /* another writer: fenced */
+    jsPubAck *pa = NULL;
+    assert_int_equal(js_Publish(&pa, f->js, SUBJECT, "intruder", 8, NULL, NULL), NATS_OK);
+    jsPubAck_Destroy(pa);
+    ac_str(&c, KR_FLD_EMAIL, "third@example.jp");
+    assert_int_equal(ac_call(&c, KR_OP_SIGNUP_APPLY, NULL), KR_ERR_NOT_PRIMARY);
+    ac_str(&c, KR_FLD_EMAIL, "fourth@example.jp");
+    assert_int_equal(ac_call(&c, KR_OP_SIGNUP_APPLY, NULL), KR_ERR_NOT_PRIMARY);
+    ac_close(&c);
+    http_get(http, "/metrics", page, sizeof page);
+    assert_non_null(strstr(page, "\nkiroku_replication_fenced 1\n"));
+    http_get(http, "/healthz", page, sizeof page);
+    assert_non_null(strstr(page, "replication: fenced"));
+    assert_int_equal(ac_server_stop(&srv), 0);
+}
+
 static void test_options(void **state)
 {
     (void)state;
@@ -400,6 +510,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_foreign_message_fences, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_node_down_quorum_goes_on, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_start_checks, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_serve_quorum, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
