@@ -352,7 +352,8 @@ struct jrn_replica {
      * the journal's size now. */
     struct kr_note_key *keys;
     size_t nkeys, keys_at_begin, cur, ck;
-    uint64_t epochs; /* 1 + epoch_started records */
+    uint64_t epochs;  /* 1 + epoch_started records */
+    bool epoch_added; /* an epoch_started record came in this session */
     uint64_t added;
     size_t bytes;
     bool failed;
@@ -528,6 +529,7 @@ static kr_err add_key_record(struct jrn_replica *r, const struct jrn_record *rec
         return fault(r, f, KR_ECORRUPT, rec->seq, "key %u introduced twice", kp.key_id);
     r->cur = r->nkeys - 1;
     r->epochs += epoch;
+    r->epoch_added |= epoch;
     /* An epoch's first checkpoint is the new key's; a key_added record's the old key's. */
     r->ck = epoch ? r->cur : signer;
     return KR_OK;
@@ -561,10 +563,13 @@ static kr_err check_record(struct jrn_replica *r, const struct jrn_record *rec,
     return KR_OK;
 }
 
-/* A seq the journal holds already: the same bytes are skipped. */
-static kr_err add_held(struct jrn_replica *r, uint64_t seq, const uint8_t *rec, size_t len,
-                       struct jrn_start_fault *f)
+/* A seq the journal holds already (d decoded from rec): skipped when it is
+ * the same record, its header bytes (so its leaf) identical; the payloads
+ * may differ only by stripping, which each copy does on its own (erasure,
+ * retention), and the one arriving must still match its commitment. */
+static kr_err add_held(struct jrn_replica *r, const struct jrn_record *d, struct jrn_start_fault *f)
 {
+    uint64_t seq = d->seq;
     uint8_t kb[8];
     kr_put_be64(kb, seq);
     MDB_val k = {8, kb}, v;
@@ -572,9 +577,19 @@ static kr_err add_held(struct jrn_replica *r, uint64_t seq, const uint8_t *rec, 
     if (rc)
         return fault(r, f, rc == MDB_NOTFOUND ? KR_ECORRUPT : kr_err_from_mdb(rc), seq,
                      "record %llu is missing here", (unsigned long long)seq);
-    if (v.mv_size != len || memcmp(v.mv_data, rec, len) != 0)
+    struct jrn_record h;
+    if (jrn_record_decode(v.mv_data, v.mv_size, &h) != KR_OK)
+        return fault(r, f, KR_ECORRUPT, seq, "record %llu held here does not decode",
+                     (unsigned long long)seq);
+    if (h.header_len != d->header_len || memcmp(h.header, d->header, h.header_len) != 0)
         return fault(r, f, KR_ECORRUPT, seq, "record %llu diverges from the one held here",
                      (unsigned long long)seq);
+    if (!d->payload_stripped) {
+        uint8_t c[KR_HASH_LEN];
+        kr_sha256(c, d->payload, d->payload_len);
+        if (sodium_memcmp(c, d->commitment, KR_HASH_LEN) != 0)
+            return fault(r, f, KR_ECORRUPT, seq, "payload does not match its commitment");
+    }
     return KR_OK;
 }
 
@@ -589,7 +604,7 @@ kr_err jrn_replica_add(struct jrn_replica *r, const uint8_t *rec, size_t len,
     if (len == 0 || len > KR_RECORD_MAX || jrn_record_decode(rec, len, &d) != KR_OK)
         return fault(r, f, KR_ECORRUPT, next, "record does not decode");
     if (d.seq < next)
-        return add_held(r, d.seq, rec, len, f);
+        return add_held(r, &d, f);
     if (d.seq != next)
         return fault(r, f, KR_ECORRUPT, next, "record %llu is missing (the next one says %llu)",
                      (unsigned long long)next, (unsigned long long)d.seq);
@@ -720,7 +735,12 @@ kr_err jrn_replica_commit(struct jrn_replica *r, const char *note, size_t len, u
     kr_put_be64(pb, source_pos);
     MDB_val pk = {strlen(JRN_META_REPL_POS), JRN_META_REPL_POS}, pv = {8, pb};
     const struct jrn_views *vw = j->views;
-    if ((err = jrn_keep_checkpoint(j, r->txn)) ||
+    /* A journal truncated here (an old primary rejoining) waits for an epoch:
+     * the primary's epoch_started record ends the wait, as on the primary. */
+    MDB_val ek = {strlen(JRN_META_EPOCH), JRN_META_EPOCH};
+    int rc = r->epoch_added ? mdb_del(r->txn, j->db_meta, &ek, NULL) : 0;
+    if ((err = kr_err_from_mdb(rc == MDB_NOTFOUND ? 0 : rc)) ||
+        (err = jrn_keep_checkpoint(j, r->txn)) ||
         (err = kr_err_from_mdb(mdb_put(r->txn, j->db_meta, &pk, &pv, 0))) ||
         (vw && (err = vw->batch_end(vw->ctx, r->txn, j->size)))) {
         fault(r, f, err, j->size, "cannot store the checkpoint: %s", kr_strerror(err));
@@ -735,6 +755,11 @@ kr_err jrn_replica_commit(struct jrn_replica *r, const char *note, size_t len, u
         return err;
     }
     atomic_store(&j->committed, j->size);
+    if (r->epoch_added) {
+        pthread_mutex_lock(&j->mu);
+        j->epoch_needed = false;
+        pthread_mutex_unlock(&j->mu);
+    }
     write_new_keys(r);
     j->file_behind = true;
     if (mono_now() - j->file_time >= KR_CHECKPOINT_FILE_NS)
