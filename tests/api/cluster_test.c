@@ -340,6 +340,70 @@ static void test_node_down_quorum_goes_on(void **state)
     append_n(f, "s/b", 10, 1, KR_OK);
 }
 
+/* NATS entirely down for a while: async appends go on, the publisher
+ * retries, and once the servers are back the stream is the journal, in
+ * order, nothing skipped or doubled. */
+static void test_all_nodes_down_then_caught_up(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(fx_open_dir(f, f->dir, CLUSTER_ASYNC), KR_OK);
+    append_n(f, "s/a", 30, 3, KR_OK);
+    assert_true(kr_test_wait_for(caught_up, f, KR_TEST_WAIT_MS, "the publisher"));
+    for (size_t i = 0; i < 3; i++)
+        kr_nats_stop_node(f->nc, i, SIGTERM);
+    append_n(f, "s/a", 200, 5, KR_OK);
+    struct cluster_stats cs;
+    cluster_stats(f->cl, &cs);
+    assert_true(cs.lag_records > 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_true(kr_nats_start_node(f->nc, i));
+    assert_true(kr_test_wait_for(caught_up, f, KR_TEST_WAIT_MS, "the publisher after NATS"));
+    /* the test's own connection reconnects too */
+    check_stream(f, f->j);
+    cluster_stats(f->cl, &cs);
+    assert_false(cs.fenced);
+    assert_true(cs.errors > 0);
+}
+
+/* --publish-from: an empty stream starts at that record (followers are
+ * restored from a backup of the records before it). */
+static void test_publish_from(void **state)
+{
+    struct fx *f = *state;
+    struct jrn_options o = {.dir = f->dir};
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    static uint8_t p[50];
+    for (uint64_t v = 0; v < 20; v++) {
+        struct jrn_event e = ev("s/old", v, p, sizeof p);
+        assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    }
+    jrn_close(f->j);
+    f->j = NULL;
+    const char *why = "";
+    struct cluster_options co = {.urls = kr_nats_urls(f->nc),
+                                 .mode = CLUSTER_QUORUM,
+                                 .shard = SHARD,
+                                 .publish_from = 23, /* past the journal (21 records) */
+                                 .quiet = true};
+    assert_int_equal(cluster_new(&co, &why, &f->cl), KR_OK);
+    o.durable = cluster_hook(f->cl);
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    char buf[512];
+    assert_int_equal(cluster_start(f->cl, f->j, buf, sizeof buf), KR_EINVAL);
+    fx_close(f);
+    co.publish_from = 15;
+    assert_int_equal(cluster_new(&co, &why, &f->cl), KR_OK);
+    o.durable = cluster_hook(f->cl);
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    assert_int_equal(cluster_start(f->cl, f->j, buf, sizeof buf), KR_OK);
+    append_n(f, "s/new", 5, 1, KR_OK);
+    natsMsg *m = NULL;
+    assert_int_equal(js_GetMsg(&m, f->js, STREAM, 1, NULL, NULL), NATS_OK);
+    assert_int_equal(header(m, "Kiroku-First"), 15);
+    natsMsg_Destroy(m);
+    assert_true(kr_test_wait_for(caught_up, f, KR_TEST_WAIT_MS, "the publisher"));
+}
+
 /* At start: a stream of another journal is refused; a stream ahead of
  * this journal (a copy left behind) is not the primary's. */
 static void test_start_checks(void **state)
@@ -510,6 +574,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_foreign_message_fences, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_node_down_quorum_goes_on, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_start_checks, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_all_nodes_down_then_caught_up, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_publish_from, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_serve_quorum, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
