@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "api_client.h"
@@ -535,7 +536,29 @@ static void test_serve_quorum(void **state)
     assert_non_null(strstr(page, "\nkiroku_replication_fenced 1\n"));
     http_get(http, "/healthz", page, sizeof page);
     assert_non_null(strstr(page, "replication: fenced"));
-    assert_int_equal(ac_server_stop(&srv), 0);
+    assert_non_null(strstr(page, "journal: not writable: this node is not the primary"));
+
+    /* the stream now ends with a message that is not kiroku's: serve
+     * refuses to start on it */
+    assert_int_equal(kill(srv.pid, SIGTERM), 0);
+    ch.pid = srv.pid;
+    assert_true(kr_test_wait_for(kr_test_child_exited, &ch, KR_TEST_WAIT_MS, "serve to stop"));
+    srv.pid = 0;
+    assert_true(WIFEXITED(ch.status) && WEXITSTATUS(ch.status) == 0); /* a clean stop, fenced */
+    static char out[65536], err[65536];
+    const char *again[] = {"serve",
+                           "--data",
+                           srv.data,
+                           "--listen",
+                           "tcp://127.0.0.1:0",
+                           "--nats",
+                           kr_nats_urls(f->nc),
+                           "--shard",
+                           SHARD,
+                           NULL};
+    assert_int_equal(kr_test_run(KR_KIROKU_BIN, again, out, err, sizeof out), 3);
+    assert_non_null(strstr(err, "ends with a message that is not kiroku's"));
+    ac_server_stop(&srv); /* not running: removes the directory */
 }
 
 static void test_options(void **state)
