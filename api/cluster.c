@@ -59,7 +59,8 @@ struct cluster {
     jsCtx *js;
     pthread_t th;
     bool thread_running;
-    bool stopped; /* cluster_stop ran */
+    bool stopped;          /* cluster_stop ran */
+    bool publish_from_set; /* o->publish_from was given */
 
     pthread_mutex_t mu;
     pthread_cond_t cv; /* CLOCK_MONOTONIC; signalled by the hook and stop */
@@ -208,6 +209,7 @@ kr_err cluster_new(const struct cluster_options *o, const char **why, struct clu
         c->o.max_age_s = KR_CLUSTER_MAX_AGE_S_DEFAULT;
     if (!c->o.start_timeout_ms)
         c->o.start_timeout_ms = KR_CLUSTER_START_TIMEOUT_MS;
+    c->publish_from_set = o->publish_from != 0;
     if (!c->o.publish_from)
         c->o.publish_from = 1;
     if (cluster_names(c->shard, c->stream, c->subject, sizeof c->stream) != KR_OK) {
@@ -517,6 +519,16 @@ static kr_err stream_tail(struct cluster *c, uint64_t size, uint64_t *published,
         }
         *published = c->o.publish_from - 1;
         *stream_seq = last_seq;
+        if (last_seq > 0 && !c->publish_from_set) {
+            /* Every message aged out (an idle primary past max_age): what
+             * the journal holds was published before they expired. */
+            *published = size;
+            if (!c->o.quiet)
+                fprintf(stderr,
+                        "kiroku: cluster: stream %s is empty at sequence %" PRIu64
+                        " (its messages aged out): publishing from seq %" PRIu64 "\n",
+                        c->stream, last_seq, size + 1);
+        }
         return KR_OK;
     }
     natsMsg *m = NULL;

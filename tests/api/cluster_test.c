@@ -405,6 +405,28 @@ static void test_publish_from(void **state)
     assert_true(kr_test_wait_for(caught_up, f, KR_TEST_WAIT_MS, "the publisher"));
 }
 
+/* A stream whose messages all went (aged out; purged here) goes on from
+ * the journal's next record, at the next stream sequence. */
+static void test_emptied_stream(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(fx_open_dir(f, f->dir, CLUSTER_QUORUM), KR_OK);
+    append_n(f, "s/a", 12, 3, KR_OK);
+    uint64_t size = jrn_size(f->j), msgs = check_stream(f, f->j);
+    fx_close(f);
+    assert_int_equal(js_PurgeStream(f->js, STREAM, NULL, NULL), NATS_OK);
+    assert_int_equal(fx_open_dir(f, f->dir, CLUSTER_QUORUM), KR_OK);
+    struct cluster_stats cs;
+    cluster_stats(f->cl, &cs);
+    assert_int_equal(cs.published, size);
+    assert_int_equal(cs.stream_seq, msgs);
+    append_n(f, "s/a", 1, 1, KR_OK);
+    natsMsg *m = NULL;
+    assert_int_equal(js_GetMsg(&m, f->js, STREAM, msgs + 1, NULL, NULL), NATS_OK);
+    assert_int_equal(header(m, "Kiroku-First"), size + 1);
+    natsMsg_Destroy(m);
+}
+
 /* At start: a stream of another journal is refused; a stream ahead of
  * this journal (a copy left behind) is not the primary's. */
 static void test_start_checks(void **state)
@@ -599,6 +621,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_start_checks, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_all_nodes_down_then_caught_up, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_publish_from, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_emptied_stream, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_serve_quorum, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
