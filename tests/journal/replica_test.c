@@ -1119,6 +1119,9 @@ static void test_apply_level(void **state)
     struct rfx x;
     rfx_build(&x, *state);
     assert_true(jrn_size(x.fj) == 701);
+    struct jrn_info fi;
+    jrn_get_info(x.fj, &fi);
+    assert_true(fi.key_id == 1 && fi.size == 701);
     assert_true(catch_up(&x) >= 2);
     assert_level(&x);
     uint64_t pos = 0;
@@ -1159,6 +1162,8 @@ static void test_apply_level(void **state)
     verify_dir(x.fdir);
     follower_open(&x);
     assert_true(jrn_size(x.fj) == jrn_size(x.f->j));
+    jrn_get_info(x.fj, &fi);
+    assert_true(fi.key_id == 3 && fi.size == jrn_size(x.f->j)); /* rotated, then an epoch */
     rfx_free(&x);
 }
 
@@ -1524,6 +1529,12 @@ static void test_apply_domain(void **state)
     struct jrn_event e = ev(1, "x", 0, "x", 1);
     assert_int_equal(jrn_append(fd->j, &e, 1), KR_ECLOSED);
     dom_close(fd);
+    /* `kiroku verify` passes on the follower's data directory. */
+    static char out[65536], err[65536];
+    const char *args[] = {"verify", "--data", fdir, NULL};
+    int status = kr_test_run(KR_KIROKU_BIN, args, out, err, sizeof out);
+    if (status != 0)
+        fail_msg("kiroku verify: %d: %s%s", status, out, err);
     /* Without its keystore a follower does not open. */
     char ks[DIR_CAP + 32];
     snprintf(ks, sizeof ks, "%s/keystore", fdir);
