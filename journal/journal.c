@@ -204,7 +204,9 @@ static struct journal *journal_alloc(const struct jrn_options *o)
     j->one_flush = !o->read_only && !o->two_flushes;
     j->clock = o->clock;
     j->views = o->views;
+    j->durable = o->durable;
     pthread_mutex_init(&j->mu, NULL);
+    pthread_mutex_init(&j->rel_mu, NULL);
     pthread_mutex_init(&j->stats_mu, NULL);
     pthread_cond_init(&j->writer_cv, NULL);
     pthread_cond_init(&j->space_cv, NULL);
@@ -225,6 +227,7 @@ static void journal_free(struct journal *j)
     kr_keys_free(j->keys);
     free(j->encode_buf);
     pthread_mutex_destroy(&j->mu);
+    pthread_mutex_destroy(&j->rel_mu);
     pthread_mutex_destroy(&j->stats_mu);
     pthread_cond_destroy(&j->writer_cv);
     pthread_cond_destroy(&j->space_cv);
@@ -489,26 +492,9 @@ out:
 
 /* ---- Writing ---- */
 
-/* Tenants a batch remembers the newest tseq of: a batch of one busy tenant's
- * events looks its count up once. Direct-mapped; a collision costs a lookup. */
-#define TSEQ_CACHE_LOG2 6
-struct tseq_slot {
-    uint64_t tenant, tseq;
-    bool used;
-};
-
-struct batch_ctx {
-    struct journal *j;
-    MDB_txn *txn;
-    MDB_cursor *c_events, *c_tree, *c_links, *c_tenants;
-    kr_err err;     /* first storage error inside the tree emit callback */
-    uint64_t tseqs; /* tseq values handed out in this batch */
-    struct tseq_slot tcache[1u << TSEQ_CACHE_LOG2];
-};
-
 static void emit_node(void *ctx, unsigned level, uint64_t index, const uint8_t hash[KR_HASH_LEN])
 {
-    struct batch_ctx *b = ctx;
+    struct jrn_batch *b = ctx;
     if (b->err)
         return;
     uint8_t kb[8];
@@ -694,7 +680,7 @@ kr_err jrn_tenant_last(MDB_cursor *c, uint64_t tenant, uint64_t *tseq)
 
 /* The next tseq of `tenant` in this batch: from the batch's cache, or one
  * cursor step in the tenants index for a tenant the batch has not written. */
-static kr_err next_tseq(struct batch_ctx *b, uint64_t tenant, uint64_t *tseq)
+static kr_err next_tseq(struct jrn_batch *b, uint64_t tenant, uint64_t *tseq)
 {
     struct tseq_slot *s = &b->tcache[(tenant * 0x9E3779B97F4A7C15ull) >> (64 - TSEQ_CACHE_LOG2)];
     if (!s->used || s->tenant != tenant) {
@@ -717,7 +703,7 @@ static kr_err next_tseq(struct batch_ctx *b, uint64_t tenant, uint64_t *tseq)
 
 /* Checks every event's expected version against txn and against the events
  * before it in the same append. KR_ECONFLICT if any is stale. */
-static kr_err check_versions(struct batch_ctx *b, const struct jrn_append *a)
+static kr_err check_versions(struct jrn_batch *b, const struct jrn_append *a)
 {
     for (size_t i = 0; i < a->n; i++) {
         const struct jrn_event *e = &a->events[i];
@@ -761,7 +747,7 @@ static void event_to_record(const struct jrn_event *e, struct jrn_record *r)
 }
 
 /* The legacy stream index entry of r (tests building older journals only). */
-static kr_err index_stream_legacy(struct batch_ctx *b, const struct jrn_record *r)
+static kr_err index_stream_legacy(struct jrn_batch *b, const struct jrn_record *r)
 {
     uint8_t key[JRN_STREAM_KEY_MAX], sk[8];
     size_t plen = jrn_stream_prefix(key, r->tenant, r->stream, r->stream_len);
@@ -776,7 +762,7 @@ static kr_err index_stream_legacy(struct batch_ctx *b, const struct jrn_record *
  * seq order so it lands on the last page of `links`, and the stream's head
  * moved to (r.version, r.seq). The head must be at r.version - 1 (the version
  * check saw it there). */
-static kr_err index_stream(struct batch_ctx *b, const struct jrn_record *r)
+static kr_err index_stream(struct jrn_batch *b, const struct jrn_record *r)
 {
     struct journal *j = b->j;
     if (j->legacy_index)
@@ -812,7 +798,7 @@ static kr_err index_stream(struct batch_ctx *b, const struct jrn_record *r)
 }
 
 /* Writes one event as record j->size + 1 with its indexes and tree nodes. */
-static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
+static kr_err write_event(struct jrn_batch *b, struct jrn_event *e)
 {
     struct journal *j = b->j;
     struct jrn_record r;
@@ -872,8 +858,84 @@ static kr_err write_event(struct batch_ctx *b, struct jrn_event *e)
     return KR_OK;
 }
 
+kr_err jrn_batch_open(struct journal *j, MDB_txn *txn, struct jrn_batch *b)
+{
+    memset(b, 0, sizeof *b);
+    b->j = j;
+    b->txn = txn;
+    int rc;
+    if ((rc = mdb_cursor_open(txn, j->db_events, &b->c_events)) ||
+        (rc = mdb_cursor_open(txn, j->db_tree, &b->c_tree)) ||
+        (rc = mdb_cursor_open(txn, j->legacy_index ? j->db_streams : j->db_links, &b->c_links)) ||
+        (rc = mdb_cursor_open(txn, j->db_tenants, &b->c_tenants)))
+        return kr_err_from_mdb(rc);
+    return KR_OK;
+}
+
+kr_err jrn_batch_store(struct jrn_batch *b, const struct jrn_record *r, const uint8_t *value,
+                       size_t len)
+{
+    struct journal *j = b->j;
+    kr_err err;
+    int rc;
+    if (r->seq != j->size + 1 || r->format != JRN_FORMAT)
+        return KR_ECORRUPT;
+    uint64_t tseq;
+    if ((err = next_tseq(b, r->tenant, &tseq)))
+        return err;
+    if (tseq != r->tseq)
+        return KR_ECORRUPT;
+    uint8_t sk[8];
+    kr_put_be64(sk, r->seq);
+    MDB_val k = {8, sk}, v = {len, (void *)value};
+    if ((rc = mdb_cursor_put(b->c_events, &k, &v, MDB_APPEND)))
+        return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
+    if ((err = index_stream(b, r)))
+        return err;
+    uint8_t tk[16], tv[8];
+    kr_put_be64(tk, r->tenant);
+    kr_put_be64(tk + 8, r->seq);
+    kr_put_be64(tv, r->tseq);
+    k = (MDB_val){16, tk};
+    v = (MDB_val){8, tv};
+    if ((rc = mdb_cursor_put(b->c_tenants, &k, &v, MDB_NOOVERWRITE)))
+        return rc == MDB_KEYEXIST ? KR_ECORRUPT : kr_err_from_mdb(rc);
+    uint8_t leaf[KR_HASH_LEN];
+    jrn_record_leaf_hash(r, leaf);
+    mrk_frontier_append(&j->frontier, leaf, emit_node, b);
+    if (b->err)
+        return b->err;
+    memcpy(j->last_leaf, leaf, KR_HASH_LEN);
+    j->size = r->seq;
+    j->last_time = r->time_ns;
+    return KR_OK;
+}
+
+kr_err jrn_keep_checkpoint(struct journal *j, MDB_txn *txn)
+{
+    kr_err err;
+    if ((err = meta_put(j, txn, JRN_META_CHECKPOINT, j->note, j->note_len)))
+        return err;
+    uint64_t now = kr_clock_now(j->clock);
+    if (j->kept_size == 0 || j->size - j->kept_size >= KR_CHECKPOINT_EVERY_RECORDS ||
+        now - j->kept_time >= KR_CHECKPOINT_EVERY_NS) {
+        uint8_t kb[8];
+        kr_put_be64(kb, j->size);
+        MDB_val k = {8, kb}, v = {j->note_len, j->note};
+        int rc = mdb_put(txn, j->db_checkpoints, &k, &v, 0);
+        if (rc)
+            return kr_err_from_mdb(rc);
+        j->kept_size = j->size;
+        j->kept_time = now;
+        pthread_mutex_lock(&j->stats_mu);
+        j->stats.checkpoints++;
+        pthread_mutex_unlock(&j->stats_mu);
+    }
+    return KR_OK;
+}
+
 /* Signs the checkpoint for j->size into j->note and stores it. */
-static kr_err write_checkpoint(struct batch_ctx *b)
+static kr_err write_checkpoint(struct jrn_batch *b)
 {
     struct journal *j = b->j;
     struct kr_checkpoint cp;
@@ -889,24 +951,7 @@ static kr_err write_checkpoint(struct batch_ctx *b)
     if ((err = kr_checkpoint_sign(&cp, j->origin, key->pk, key->sk, j->note, sizeof j->note,
                                   &j->note_len)))
         return err;
-    if ((err = meta_put(j, b->txn, JRN_META_CHECKPOINT, j->note, j->note_len)))
-        return err;
-    uint64_t now = kr_clock_now(j->clock);
-    if (j->kept_size == 0 || j->size - j->kept_size >= KR_CHECKPOINT_EVERY_RECORDS ||
-        now - j->kept_time >= KR_CHECKPOINT_EVERY_NS) {
-        uint8_t kb[8];
-        kr_put_be64(kb, j->size);
-        MDB_val k = {8, kb}, v = {j->note_len, j->note};
-        int rc = mdb_put(b->txn, j->db_checkpoints, &k, &v, 0);
-        if (rc)
-            return kr_err_from_mdb(rc);
-        j->kept_size = j->size;
-        j->kept_time = now;
-        pthread_mutex_lock(&j->stats_mu);
-        j->stats.checkpoints++;
-        pthread_mutex_unlock(&j->stats_mu);
-    }
-    return KR_OK;
+    return jrn_keep_checkpoint(j, b->txn);
 }
 
 /* Writes DIR/checkpoint atomically (temp file, fsync, rename) and counts the outcome in the stats.
@@ -948,6 +993,13 @@ out:
     pthread_mutex_unlock(&j->stats_mu);
     j->file_behind = err != KR_OK;
     j->file_retry = err != KR_OK;
+    return err;
+}
+
+kr_err jrn_write_checkpoint_file(struct journal *j)
+{
+    kr_err err = write_checkpoint_file(j);
+    j->file_time = mono_ns();
     return err;
 }
 
@@ -1002,7 +1054,7 @@ static void snapshot_restore(struct journal *j, const struct writer_snapshot *s)
 static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *errs, size_t count,
                         struct writer_snapshot *snap, bool *retry, bool *wrote)
 {
-    struct batch_ctx b = {.j = j};
+    struct jrn_batch b = {.j = j};
     kr_err err;
     int rc;
     size_t written = 0, i;
@@ -1183,13 +1235,117 @@ static bool writer_file_due(const struct journal *j)
     return j->file_retry || mono_ns() - j->file_time >= KR_CHECKPOINT_FILE_NS;
 }
 
+/* The size and checkpoint note a batch made durable. */
+struct durable_mark {
+    uint64_t size;
+    const char *note;
+    size_t len;
+};
+
+/* The durable hook hears of m once (sizes only grow). */
+static void tell_durable(struct journal *j, const struct durable_mark *m)
+{
+    if (!j->durable || !m || m->size <= j->durable_size)
+        return;
+    j->durable_size = m->size;
+    if (j->durable->durable)
+        j->durable->durable(j->durable->ctx, m->size, m->note, m->len);
+}
+
+/* A durable append under a holding hook: completes now if released (or
+ * stopped), else waits in the release list. */
+static void hold_append(struct journal *j, struct jrn_append *a)
+{
+    uint64_t last = a->events[a->n - 1].seq;
+    kr_err err = KR_OK;
+    bool now = true;
+    pthread_mutex_lock(&j->rel_mu);
+    if (j->released >= last) {
+        err = KR_OK;
+    } else if (j->rel_stop) {
+        err = j->rel_stop;
+    } else {
+        now = false;
+        a->next_ = NULL;
+        if (j->rel_tail)
+            j->rel_tail->next_ = a;
+        else
+            j->rel_head = a;
+        j->rel_tail = a;
+    }
+    pthread_mutex_unlock(&j->rel_mu);
+    if (now)
+        a->done(a, err);
+}
+
+/* Takes off the release list every append with last seq <= upto (all of
+ * them for UINT64_MAX); the caller completes them. */
+static struct jrn_append *take_released(struct journal *j, uint64_t upto)
+{
+    struct jrn_append *first = j->rel_head, *last = NULL;
+    for (struct jrn_append *a = first; a && a->events[a->n - 1].seq <= upto; a = a->next_)
+        last = a;
+    if (!last)
+        return NULL;
+    j->rel_head = last->next_;
+    if (!j->rel_head)
+        j->rel_tail = NULL;
+    last->next_ = NULL;
+    return first;
+}
+
+static void complete_all(struct jrn_append *a, kr_err err)
+{
+    for (struct jrn_append *next; a; a = next) {
+        next = a->next_;
+        a->done(a, err);
+    }
+}
+
+void jrn_release(struct journal *j, uint64_t size)
+{
+    if (!j)
+        return;
+    pthread_mutex_lock(&j->rel_mu);
+    struct jrn_append *done = NULL;
+    if (size > j->released) {
+        j->released = size;
+        done = take_released(j, size);
+    }
+    pthread_mutex_unlock(&j->rel_mu);
+    complete_all(done, KR_OK);
+}
+
+void jrn_stop_appends(struct journal *j, kr_err err)
+{
+    if (!j)
+        return;
+    pthread_mutex_lock(&j->mu);
+    if (!j->failed) {
+        j->failed = err ? err : KR_ECLOSED;
+        j->stopped = true;
+    }
+    err = j->failed;
+    pthread_cond_broadcast(&j->space_cv);
+    pthread_mutex_unlock(&j->mu);
+    pthread_mutex_lock(&j->rel_mu);
+    if (!j->rel_stop)
+        j->rel_stop = err;
+    struct jrn_append *held = take_released(j, UINT64_MAX);
+    pthread_mutex_unlock(&j->rel_mu);
+    complete_all(held, err);
+}
+
 /* writer_main after a batch: a failure that may leave the disk unlike the
- * page cache stops writes for good; every append of the batch is told its
- * outcome (err, else its own errs[i]); after a commit, DIR/checkpoint
- * follows when all_durable (nothing committed is waiting for a flush).
- * failed: the journal had stopped before the batch. */
+ * page cache stops writes for good; after a commit the durable hook hears of
+ * m (the batch's size and note); every append of the batch is told its
+ * outcome (err, else its own errs[i]), or waits for jrn_release under a
+ * holding hook; after a commit, DIR/checkpoint follows when all_durable
+ * (nothing committed is waiting for a flush). failed: the journal had
+ * stopped before the batch. */
 static void writer_finish(struct journal *j, struct jrn_append *first, kr_err err,
-                          const kr_err *errs, kr_err failed, bool all_durable)
+                          const kr_err *errs, kr_err failed, bool all_durable,
+                          const struct durable_mark *m)
 {
     if (err != KR_OK && err != KR_EIO && err != KR_ECORRUPT && !failed) {
         /* A failed commit may have left LMDB unusable (a failed meta page
@@ -1221,10 +1377,17 @@ static void writer_finish(struct journal *j, struct jrn_append *first, kr_err er
         j->stats.refused_full += full;
         pthread_mutex_unlock(&j->stats_mu);
     }
+    if (err == KR_OK)
+        tell_durable(j, m);
+    bool hold = j->durable && j->durable->hold;
     i = 0;
     for (struct jrn_append *a = first, *next; a; a = next, i++) {
         next = a->next_;
-        a->done(a, err ? err : errs[i]);
+        kr_err e = err ? err : errs[i];
+        if (e == KR_OK && hold)
+            hold_append(j, a);
+        else
+            a->done(a, e);
     }
     if (err == KR_OK) {
         /* DIR/checkpoint follows the commit (never ahead of it): now if
@@ -1240,6 +1403,7 @@ static void writer_finish(struct journal *j, struct jrn_append *first, kr_err er
  * mdb_env_sync, then its appends complete; the flush's failure is theirs. */
 static void writer_release(struct journal *j, struct jrn_append *held, const kr_err *errs)
 {
+    struct durable_mark m = {j->held_size, j->held_note, j->held_note_len};
     uint64_t t0 = mono_ns();
     int rc = mdb_env_sync(j->env, 1);
     uint64_t ns = mono_ns() - t0;
@@ -1247,7 +1411,7 @@ static void writer_release(struct journal *j, struct jrn_append *held, const kr_
     j->stats.meta_syncs++;
     j->stats.meta_sync_ns += ns;
     pthread_mutex_unlock(&j->stats_mu);
-    writer_finish(j, held, rc ? KR_EIO : KR_OK, errs, KR_OK, true);
+    writer_finish(j, held, rc ? KR_EIO : KR_OK, errs, KR_OK, true, &m);
 }
 
 /* The writer. With one flush per commit (j->one_flush) a committed batch is
@@ -1304,17 +1468,19 @@ static void *writer_main(void *arg)
             j->stats.full += count;
             pthread_mutex_unlock(&j->stats_mu);
         }
+        struct durable_mark now = {j->size, j->note, j->note_len};
         if (!j->one_flush || (err && !held)) {
-            writer_finish(j, first, err, errs, failed, true);
+            writer_finish(j, first, err, errs, failed, true, &now);
             continue;
         }
         if (held && wrote) {
             /* This commit's data flush covered the held meta page. */
-            writer_finish(j, held, KR_OK, held_errs, KR_OK, false);
+            struct durable_mark hm = {j->held_size, j->held_note, j->held_note_len};
+            writer_finish(j, held, KR_OK, held_errs, KR_OK, false, &hm);
             held = NULL;
         } else if (held && err == KR_EIO) {
             /* A failed flush: the held meta page may not be on the disk. */
-            writer_finish(j, held, KR_EIO, held_errs, KR_OK, true);
+            writer_finish(j, held, KR_EIO, held_errs, KR_OK, true, NULL);
             held = NULL;
         } else if (held) {
             /* Nothing flushed (no records, or a failure before the flush):
@@ -1323,10 +1489,13 @@ static void *writer_main(void *arg)
             held = NULL;
         }
         if (err) {
-            writer_finish(j, first, err, errs, failed, true);
+            writer_finish(j, first, err, errs, failed, true, NULL);
             continue;
         }
         held = first;
+        j->held_size = j->size;
+        memcpy(j->held_note, j->note, j->note_len + 1);
+        j->held_note_len = j->note_len;
         held_events = 0;
         for (const struct jrn_append *a = first; a; a = a->next_)
             held_events += a->n;
@@ -1764,6 +1933,7 @@ kr_err jrn_create(const struct jrn_options *o, struct jrn_info *info)
 
     struct jrn_options to = *o;
     to.dir = tmp;
+    to.durable = NULL; /* the genesis record is no publisher's business */
     struct journal *j = journal_alloc(&to);
     if (!j)
         return KR_ENOMEM;
@@ -2015,7 +2185,7 @@ static kr_err migrate_tenant_counts(struct journal *j)
  * index and sets meta `format` to 3. */
 static kr_err migrate_stream_txn(struct journal *j, uint64_t *next, uint64_t per_txn, bool *done)
 {
-    struct batch_ctx b = {.j = j};
+    struct jrn_batch b = {.j = j};
     MDB_cursor *ce = NULL;
     kr_err err = KR_OK;
     int rc = mdb_txn_begin(j->env, NULL, 0, &b.txn);
@@ -2303,6 +2473,7 @@ kr_err jrn_open(const struct jrn_options *o, struct journal **out)
         goto fail;
     if (!j->read_only && j->views && !o->views_no_catch_up && (err = views_catch_up(j, NULL, NULL)))
         goto fail;
+    j->durable_size = j->size; /* the hook hears of what commits from now on */
     if (!j->read_only && !j->no_appends && (err = start_threads(j, o->signers)))
         goto fail;
     *out = j;
@@ -2355,7 +2526,17 @@ void jrn_close(struct journal *j)
         return;
     if (j->writer_started) {
         stop_threads(j);
-        if (!j->failed && write_checkpoint_file(j) != KR_OK)
+        /* Held appends nobody released (a holding hook): never acknowledged. */
+        pthread_mutex_lock(&j->rel_mu);
+        struct jrn_append *held = take_released(j, UINT64_MAX);
+        pthread_mutex_unlock(&j->rel_mu);
+        complete_all(held, KR_ECLOSED);
+        if ((!j->failed || j->stopped) && write_checkpoint_file(j) != KR_OK)
+            fprintf(stderr, "kiroku: %s/checkpoint: cannot write it: %s\n", j->dir,
+                    kr_strerror(KR_EIO));
+    } else if (!j->read_only && j->no_appends && j->file_behind) {
+        /* A follower's apply sessions leave it behind by up to a second. */
+        if (write_checkpoint_file(j) != KR_OK)
             fprintf(stderr, "kiroku: %s/checkpoint: cannot write it: %s\n", j->dir,
                     kr_strerror(KR_EIO));
     }
@@ -2371,6 +2552,9 @@ void jrn_get_info(struct journal *j, struct jrn_info *out)
     if (j->signing) {
         out->key_id = j->signing->key_id;
         memcpy(out->pk, j->signing->pk, KR_PUBKEY_LEN);
+    } else if (j->replica_key_id) {
+        out->key_id = j->replica_key_id;
+        memcpy(out->pk, j->replica_pk, KR_PUBKEY_LEN);
     }
     pthread_mutex_unlock(&j->mu);
     out->size = jrn_size(j);

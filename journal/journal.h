@@ -102,6 +102,25 @@ struct jrn_start_fault {
     char what[160]; /* what is wrong, for the operator */
 };
 
+/* The durable hook, for publishers (api/cluster.c): told of every durable
+ * size, and (hold) keeping appends from completing until the records reached
+ * a quorum of other machines. Caller-owned; must outlive the journal. */
+struct jrn_durable_hook {
+    void *ctx;
+    /* On the writer thread, whenever records up to `size` became durable
+     * (sizes strictly increasing), with the checkpoint note signed at `size`
+     * (len bytes, not NUL-terminated, valid only during the call). Copy and
+     * return at once: the writer runs no other batch meanwhile. */
+    void (*durable)(void *ctx, uint64_t size, const char *note, size_t len);
+    /* true (quorum): an append's done callback is not called when its batch
+     * is durable but only once jrn_release(j, s) was called with s >= its
+     * last seq (or with its error, see jrn_stop_appends and jrn_close). Such
+     * a callback runs on the thread calling jrn_release or jrn_stop_appends
+     * (the writer's if the release came first): it must not wait for
+     * another append to complete (jrn_append); jrn_submit is fine. */
+    bool hold;
+};
+
 struct jrn_options {
     const char *dir;               /* data directory (required) */
     uint64_t map_size;             /* LMDB map size in bytes; 0 = KR_MAP_SIZE_DEFAULT */
@@ -118,6 +137,7 @@ struct jrn_options {
     bool two_flushes;              /* flush each commit's meta page on its own (LMDB's
                                     * default) instead of one flush per commit
                                     * (see "Durability" in docs/journal-format.md) */
+    const struct jrn_durable_hook *durable; /* NULL = none; jrn_create ignores it */
     /* NULL, or filled when the start check refuses the journal (KR_ECORRUPT) */
     struct jrn_start_fault *start_fault;
 };
@@ -455,8 +475,26 @@ struct jrn_stats {
 void jrn_get_stats(struct journal *j, struct jrn_stats *out);
 
 /* Whether the journal takes writes: KR_OK, or the error that stopped them
- * (KR_EIO after a failed flush: writes stay stopped until a restart). */
+ * (KR_EIO after a failed flush, jrn_stop_appends' error: writes stay stopped
+ * until a restart). */
 kr_err jrn_failed(struct journal *j);
+
+/* ---- Publishing (the durable hook) ---- */
+
+/* Releases held appends (jrn_durable_hook.hold): every one whose last seq is
+ * at most `size` completes with KR_OK now, and later ones up to `size` as
+ * soon as they are durable. Any thread; idempotent (a smaller size than
+ * before does nothing). Without a holding hook it does nothing. */
+void jrn_release(struct journal *j, uint64_t size);
+
+/* Stops appends for good on this handle (a fenced primary): later
+ * jrn_submit, jrn_append, jrn_rotate_key and jrn_new_epoch get err (e.g.
+ * KR_ENOTPRIMARY; an err of KR_OK is taken as KR_ECLOSED), appends queued
+ * but not yet written fail with err, and every held append (durable here but
+ * never released) completes with err. Records already committed stay: they
+ * are this journal's, and DIR/checkpoint still follows them. Any thread;
+ * the first error stays (as does an earlier I/O error). */
+void jrn_stop_appends(struct journal *j, kr_err err);
 
 /* ---- The journal's own records ---- */
 

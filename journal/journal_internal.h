@@ -29,10 +29,11 @@
 #define JRN_MAX_READERS 512
 
 /* meta keys */
-#define JRN_META_FORMAT     "format"       /* u32 BE: JRN_META_FORMAT_CURRENT */
-#define JRN_META_ID         "journal_id"   /* 16 bytes */
-#define JRN_META_CHECKPOINT "checkpoint"   /* newest signed note */
-#define JRN_META_EPOCH      "epoch_needed" /* u64 BE: the size truncated to */
+#define JRN_META_FORMAT     "format"        /* u32 BE: JRN_META_FORMAT_CURRENT */
+#define JRN_META_ID         "journal_id"    /* 16 bytes */
+#define JRN_META_CHECKPOINT "checkpoint"    /* newest signed note */
+#define JRN_META_EPOCH      "epoch_needed"  /* u64 BE: the size truncated to */
+#define JRN_META_REPL_POS   "repl_position" /* u64 BE: a follower's stream position */
 
 /* The meta `format` value: 1 = format-1 records and an empty tenants index
  * value; 2 = every tenants index entry holds its record's tseq and new records
@@ -79,6 +80,46 @@ extern _Atomic uint64_t jrn_testing_start_checked;
 #define JRN_LINK_LEN 16
 
 struct journal;
+
+/* Tenants a batch remembers the newest tseq of: a batch of one busy tenant's
+ * events looks its count up once. Direct-mapped; a collision costs a lookup. */
+#define TSEQ_CACHE_LOG2 6
+struct tseq_slot {
+    uint64_t tenant, tseq;
+    bool used;
+};
+
+/* One write transaction's records: the writer's batch, or a follower's apply
+ * session (replica.c). Caller-owned; the cursors belong to txn. */
+struct jrn_batch {
+    struct journal *j;
+    MDB_txn *txn;
+    MDB_cursor *c_events, *c_tree, *c_links, *c_tenants;
+    kr_err err;     /* first storage error inside the tree emit callback */
+    uint64_t tseqs; /* tseq values handed out in this batch */
+    struct tseq_slot tcache[1u << TSEQ_CACHE_LOG2];
+};
+
+/* Zeroes b and opens its cursors in txn (a write transaction of j). */
+kr_err jrn_batch_open(struct journal *j, MDB_txn *txn, struct jrn_batch *b);
+
+/* Stores record r, decoded from value (len bytes, written as they are), as
+ * record j->size + 1: the events entry, its stream index entries, its
+ * tenants entry and the new tree nodes; advances j->size, j->last_leaf,
+ * j->last_time and j->frontier (the caller snapshots them to undo).
+ * KR_ECORRUPT if r is not the next seq, not format 2, its tseq is not its
+ * tenant's next or its version not its stream's next; LMDB's errors. Checks
+ * nothing else (signatures, prev, time: the caller's). */
+kr_err jrn_batch_store(struct jrn_batch *b, const struct jrn_record *r, const uint8_t *value,
+                       size_t len);
+
+/* Stores j->note (signed at j->size) in meta, and in the checkpoints database
+ * when one is due (KR_CHECKPOINT_EVERY_RECORDS / _NS), in txn. */
+kr_err jrn_keep_checkpoint(struct journal *j, MDB_txn *txn);
+
+/* Writes DIR/checkpoint from j->note now (temp file, fsync, rename). */
+kr_err jrn_write_checkpoint_file(struct journal *j);
+
 /* Commits txn and, with one flush per commit, flushes its meta page too:
  * for commits outside the writer, which nothing else covers. */
 kr_err jrn_commit_durable(struct journal *j, MDB_txn *txn);
@@ -154,6 +195,28 @@ struct journal {
     unsigned signers_started;
 
     _Atomic uint64_t committed; /* size after the newest commit */
+
+    /* The durable hook (jrn_options.durable). The writer tells it of each
+     * durable size once (durable_size: the last size told); a held batch's
+     * size and note wait in held_size/held_note until its flush. */
+    const struct jrn_durable_hook *durable;
+    uint64_t durable_size;
+    uint64_t held_size;
+    char held_note[KR_NOTE_MAX + 1];
+    size_t held_note_len;
+    /* Appends durable but not released (hook->hold), in seq order, linked by
+     * next_; released = the largest jrn_release size. Under rel_mu. */
+    pthread_mutex_t rel_mu;
+    struct jrn_append *rel_head, *rel_tail;
+    uint64_t released;
+    kr_err rel_stop; /* jrn_stop_appends' error, for appends held later */
+    bool stopped;    /* under mu: jrn_stop_appends set j->failed */
+
+    /* A follower (no_appends): an apply session is open (under mu), and the
+     * key valid after its newest commit, for jrn_get_info (under mu). */
+    bool replica_active;
+    uint32_t replica_key_id;
+    uint8_t replica_pk[KR_PUBKEY_LEN];
 
     struct kr_env_reg reg; /* DIR/journal in the process's open environments */
     pthread_mutex_t stats_mu;

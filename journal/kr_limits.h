@@ -543,4 +543,26 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
  * large backlog is worked through in steps serve can stop between. */
 #define KR_ALERT_SCAN_BATCH 10000u
 
+/* ---- Replication (journal/replica.h) ---- */
+
+/* Bytes of one replication message: NATS' default max_payload is 1 MiB
+ * (1,048,576) and must also carry the message's headers (msg id, Kiroku-First,
+ * Kiroku-Last, Kiroku-Epoch: well under 1 KiB), so a chunk stays below a
+ * round 1,000,000. A record (KR_RECORD_MAX) plus a note (KR_NOTE_MAX) and the
+ * envelope always fit, so a chunk always holds at least one record. */
+#define KR_REPL_MSG_MAX 1000000u
+/* Records of one chunk: a writer batch's worth (KR_BATCH_MAX_EVENTS), so a
+ * decoder's record arrays stay small (two pointers each) and a batch of small
+ * records still travels in one message. */
+#define KR_REPL_CHUNK_RECORDS 4096u
+/* Records, and bytes, a follower holds without a checkpoint that verifies
+ * them (one apply session, one LMDB write transaction): a range longer than
+ * this is a fault, not a reason to grow without bound. A publisher never
+ * needs more: the writer signs a checkpoint per batch (at most
+ * KR_BATCH_MAX_EVENTS records) and keeps one at least every
+ * KR_CHECKPOINT_EVERY_RECORDS records, so a backlog splits at kept
+ * checkpoints (jrn_checkpoint_after) well within it. */
+#define KR_REPL_PENDING_MAX       65536u
+#define KR_REPL_PENDING_BYTES_MAX ((size_t)256 * 1024 * 1024)
+
 #endif
