@@ -565,4 +565,20 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 #define KR_REPL_PENDING_MAX       65536u
 #define KR_REPL_PENDING_BYTES_MAX ((size_t)256 * 1024 * 1024)
 
+/* ---- Following a journal's stream (api/follower.h, `kiroku follow`) ---- */
+
+/* A shard's name ([a-z0-9-]); its stream is "KIROKU_" + the name. */
+#define KR_SHARD_NAME_MAX 32u
+/* NATS servers one --nats list names (a cluster is 3 or 5). */
+#define KR_FOLLOW_SERVERS_MAX 16
+/* How long one wait for the next stream message lasts before the follower
+ * looks at whether it is asked to stop (its stop latency). */
+#define KR_FOLLOW_WAIT_MS 200
+/* Connecting and finding where to start are retried with backoff from
+ * 100 ms, doubling up to this, forever: a NATS outage is waited out. */
+#define KR_FOLLOW_RETRY_MAX_MS 5000u
+/* A NATS request (stream info, a direct get) that takes longer fails and is
+ * retried: bounded so that stopping is never held up for long. */
+#define KR_FOLLOW_REQUEST_MS 2000
+
 #endif

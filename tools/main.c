@@ -26,6 +26,7 @@ static const char main_usage[] =
     "  replay   rebuild the views from the journal; --check compares without changing\n"
     "  bench    measure speed (bench append, verify, replay, query, api, backup)\n"
     "  serve    serve the API (clients over tcp, operators over a local socket)\n"
+    "  follow   follow a primary's journal stream on NATS, verify and apply it, serve reads\n"
     "  call     send one API request and print the reply as JSON\n"
     "  certs    make a CA and TLS certificates for the server and clients\n"
     "  backup   a signed, consistent copy of the data directory (backup list|check)\n"
@@ -180,6 +181,7 @@ int main(int argc, char **argv)
         {"backup", cmd_backup},       {"restore", cmd_restore},
         {"retention", cmd_retention}, {"maintenance", cmd_maintenance},
         {"export", cmd_export},       {"audit", cmd_audit},
+        {"follow", cmd_follow},
     };
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
