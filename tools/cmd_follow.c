@@ -17,8 +17,8 @@
 #include "server.h"
 
 #include <getopt.h>
-#include <nats/nats.h>
 #include <inttypes.h>
+#include <nats/nats.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -208,6 +208,13 @@ static int follow_run(struct follow_args *a, const char *data, const sigset_t *s
     if (err == KR_ECORRUPT && sf.what[0]) {
         fprintf(stderr, "kiroku: follow: %s fails the start check at seq %" PRIu64 ": %s\n", data,
                 sf.seq, sf.what);
+        return CLI_FAIL;
+    }
+    if (err == KR_ENOTFOUND) {
+        fprintf(stderr,
+                "kiroku: follow: no journal in %s (restore a backup generation of the primary "
+                "into it first: kiroku restore GEN --data %s --pubkey B64)\n",
+                data, data);
         return CLI_FAIL;
     }
     if (err)

@@ -13,9 +13,10 @@
  * - Stopped, and with its NATS server stopped, while the primary writes on:
  *   restarted, it resumes from its stored position and is level again.
  * - A range altered in the stream (a bad signature, a broken prev link,
- *   two records swapped, a checkpoint of another size) stops a follower with
- *   exit status 1 and the seq on stderr, with nothing after the last
- *   verified checkpoint applied.
+ *   two records swapped, a checkpoint of another size, a record left out,
+ *   another journal's id, headers that lie, a message cut short) stops a
+ *   follower with exit status 1 and the seq on stderr, with nothing after
+ *   the last verified checkpoint applied.
  * - A stream that begins past the follower's journal is refused (exit 3).
  */
 #include "api_client.h"
@@ -473,7 +474,16 @@ static void test_follows_serves_reads_refuses_writes(void **state)
 
 /* ---- An altered range ---- */
 
-enum alter { ALTER_SIG, ALTER_PREV, ALTER_SWAP, ALTER_NOTE };
+enum alter {
+    ALTER_SIG,       /* a record's signature */
+    ALTER_PREV,      /* a record's prev link */
+    ALTER_SWAP,      /* two records swapped */
+    ALTER_NOTE,      /* the checkpoint of another size */
+    ALTER_GAP,       /* the range's first record left out */
+    ALTER_FOREIGN,   /* another journal's id */
+    ALTER_HEADERS,   /* Kiroku-Last saying one record more */
+    ALTER_TRUNCATED, /* the message cut short */
+};
 
 /* Flips the first byte of the copy of `what` (n bytes) inside rec. */
 static void flip_in(uint8_t *rec, size_t len, const uint8_t *what, size_t n)
@@ -483,26 +493,19 @@ static void flip_in(uint8_t *rec, size_t len, const uint8_t *what, size_t n)
     at[0] ^= 0x01;
 }
 
-/* Publishes the primary's records up to s1 into a new shard's stream, then
- * the range s1+1..s2 altered as `how` says; a follower from the backup must
- * stop with exit status 1 at `seq`, holding exactly s1 records. */
-static void altered(const char *shard, enum alter how)
+/* The primary's range s1+1..s2 (with note n2; n1 is the one at s1), altered
+ * as `how` says, published as one message into shard's stream. Returns the
+ * seq the follower must stop at. */
+static uint64_t publish_altered(const char *shard, enum alter how, uint64_t s1, uint64_t s2,
+                                const char *n1, size_t l1, const char *n2, size_t l2)
 {
-    char n1[NOTE_MAX], n2[NOTE_MAX];
-    size_t l1 = 0, l2 = 0;
-    uint64_t s1 = newest(n1, &l1);
-    write_contacts(3);
-    uint64_t s2 = newest(n2, &l2);
-    assert_true(s2 >= s1 + 3);
-    stream_add(shard);
-    publish_upto(shard, 1, s1, n1, l1);
-
-    uint8_t *buf = malloc(KR_REPL_MSG_MAX);
+    uint8_t *buf = malloc(KR_REPL_MSG_MAX), *alt = malloc(KR_REPL_MSG_MAX);
+    assert_non_null(buf);
+    assert_non_null(alt);
     const uint8_t *rp[KR_REPL_CHUNK_RECORDS];
-    size_t rl[KR_REPL_CHUNK_RECORDS];
+    size_t rl[KR_REPL_CHUNK_RECORDS], len = 0;
     uint8_t *rec[KR_REPL_CHUNK_RECORDS];
-    size_t len = 0;
-    uint64_t last = 0, epoch = 0;
+    uint64_t last = 0, epoch = 0, bad = s1 + 2; /* the second record of the range */
     assert_int_equal(jrn_epoch(fx.pj, &epoch), KR_OK);
     assert_int_equal(
         jrn_repl_encode(fx.pj, s1 + 1, s2, n2, l2, epoch, buf, KR_REPL_MSG_MAX, &len, &last),
@@ -514,11 +517,9 @@ static void altered(const char *shard, enum alter how)
         rec[i] = malloc(rl[i]);
         memcpy(rec[i], rp[i], rl[i]);
     }
-    uint64_t bad = s1 + 2; /* the second record of the range */
     struct jrn_recbuf rb = {0};
     assert_int_equal(jrn_read(fx.pj, bad, &rb), KR_OK);
-    const char *note = n2;
-    size_t note_len = l2;
+    uint64_t first = s1 + 1, hdr_last = s2;
     if (how == ALTER_SIG) {
         flip_in(rec[1], rl[1], rb.rec.sig, sizeof rb.rec.sig);
     } else if (how == ALTER_PREV) {
@@ -528,41 +529,60 @@ static void altered(const char *shard, enum alter how)
         size_t tl = rl[1];
         rec[1] = rec[2], rl[1] = rl[2];
         rec[2] = t, rl[2] = tl;
-    } else { /* a checkpoint signed at another size */
-        note = n1;
-        note_len = l1;
-        bad = s2;
+    } else if (how == ALTER_NOTE) {
+        n2 = n1, l2 = l1, bad = s2;
+    } else if (how == ALTER_GAP) {
+        free(rec[0]);
+        memmove(rec, rec + 1, (c.n - 1) * sizeof *rec);
+        memmove(rl, rl + 1, (c.n - 1) * sizeof *rl);
+        c.n--, c.first++, first++, bad = s1 + 1;
+    } else if (how == ALTER_FOREIGN) {
+        c.journal_id[0] ^= 0x01, bad = s1 + 1;
+    } else {
+        bad = s1 + 1;
+        hdr_last += how == ALTER_HEADERS;
     }
     jrn_recbuf_fini(&rb);
     for (size_t i = 0; i < c.n; i++)
         rp[i] = rec[i];
-    c.note = note;
-    c.note_len = note_len;
-    uint8_t *alt = malloc(KR_REPL_MSG_MAX);
-    assert_non_null(alt);
+    c.note = n2;
+    c.note_len = l2;
     assert_int_equal(jrn_repl_pack(&c, alt, KR_REPL_MSG_MAX, &len), KR_OK);
-    publish(shard, alt, len, s1 + 1, s2);
-    free(alt);
+    publish(shard, alt, how == ALTER_TRUNCATED ? len - 1 : len, first, hdr_last);
     for (size_t i = 0; i < c.n; i++)
         free(rec[i]);
+    free(alt);
     free(buf);
+    return bad;
+}
+
+/* Publishes the primary's records up to s1 into a new shard's stream, then
+ * the range s1+1..s2 altered as `how` says; a follower from the backup must
+ * stop with exit status 1 at the seq altered, holding exactly s1 records,
+ * and verify. */
+static void altered(const char *shard, enum alter how)
+{
+    char n1[NOTE_MAX], n2[NOTE_MAX];
+    size_t l1 = 0, l2 = 0;
+    uint64_t s1 = newest(n1, &l1);
+    write_contacts(3);
+    uint64_t s2 = newest(n2, &l2);
+    assert_true(s2 >= s1 + 3);
+    stream_add(shard);
+    publish_upto(shard, 1, s1, n1, l1);
+    uint64_t bad = publish_altered(shard, how, s1, s2, n1, l1, n2, l2);
 
     struct follower f;
-    char name[64];
+    char name[64], want[64];
     snprintf(name, sizeof name, "f-%s", shard);
     follower_start(&f, name, shard);
     int rc = follower_wait(&f);
     char *err = kr_test_slurp(f.errf, NULL);
     if (rc != 1)
         fail_msg("follower exit %d, want 1: %s", rc, err);
-    if (how != ALTER_NOTE) {
-        char want[64];
-        snprintf(want, sizeof want, "stopped at seq %" PRIu64 ":", bad);
-        if (!strstr(err, want))
-            fail_msg("want \"%s\" in: %s", want, err);
-    } else if (!strstr(err, "stopped at seq")) {
-        fail_msg("no seq in: %s", err);
-    }
+    snprintf(want, sizeof want, "stopped at seq %" PRIu64 ":", bad);
+    if (!strstr(err, want))
+        fail_msg("want \"%s\" in: %s", want, err);
     free(err);
     assert_int_equal(size_of(f.data), s1); /* nothing of the altered range */
     const char *v[] = {"verify", "--data", f.data, "--pubkey", fx.pk, NULL};
@@ -594,6 +614,17 @@ static void test_wrong_checkpoint_stops(void **state)
     altered("bad-note", ALTER_NOTE);
 }
 
+/* A range that leaves a record out, another journal's chunk, headers that
+ * say other records than the body holds, a message cut short. */
+static void test_gap_foreign_headers_truncated_stop(void **state)
+{
+    (void)state;
+    altered("gap", ALTER_GAP);
+    altered("foreign", ALTER_FOREIGN);
+    altered("headers", ALTER_HEADERS);
+    altered("truncated", ALTER_TRUNCATED);
+}
+
 /* A stream that begins past the journal's next record cannot bring it
  * level: refused, naming the backup needed. */
 static void test_stream_past_the_backup_is_refused(void **state)
@@ -623,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_broken_prev_stops),
         cmocka_unit_test(test_reordered_stops),
         cmocka_unit_test(test_wrong_checkpoint_stops),
+        cmocka_unit_test(test_gap_foreign_headers_truncated_stop),
         cmocka_unit_test(test_stream_past_the_backup_is_refused),
     };
     if (!kr_nats_available()) {
