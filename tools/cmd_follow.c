@@ -127,8 +127,8 @@ static void follow_stopped(void *arg)
     kill(getpid(), SIGUSR1);
 }
 
-static void follow_print(const struct follow_args *a, const struct api_server *s, const char *data,
-                         uint64_t size)
+static void follow_print(const struct follow_args *a, const struct api_server *s,
+                         const struct api_http *h, const char *data, uint64_t size)
 {
     const char *const *urls = NULL;
     size_t nurls = s ? api_server_urls(s, &urls) : 0;
@@ -150,6 +150,10 @@ static void follow_print(const struct follow_args *a, const struct api_server *s
             printf(",\"operator\":");
             cli_json_str(stdout, urls[nurls - 1], strlen(urls[nurls - 1]));
         }
+        if (h) {
+            printf(",\"http\":");
+            cli_json_str(stdout, api_http_url(h), strlen(api_http_url(h)));
+        }
         printf(",\"pid\":%ld}\n", (long)getpid());
     } else {
         printf("kiroku: following %s into %s (%" PRIu64 " records)\n", stream, data, size);
@@ -157,6 +161,8 @@ static void follow_print(const struct follow_args *a, const struct api_server *s
             printf("  client (reads):  %s\n", urls[i]);
         if (nurls)
             printf("  operator:        %s\n", urls[nurls - 1]);
+        if (h)
+            printf("  http:            %s (/metrics, /healthz)\n", api_http_url(h));
         printf("stop with Ctrl-C (SIGINT) or SIGTERM\n");
     }
     fflush(stdout);
@@ -250,7 +256,7 @@ static int follow_run(struct follow_args *a, const char *data, const sigset_t *s
         dom_close(d);
         return CLI_FAIL;
     }
-    follow_print(a, s, data, jrn_size(d->j));
+    follow_print(a, s, h, data, jrn_size(d->j));
     int rc = follow_wait(f, sigs, a->co.json);
     api_http_stop(h);
     api_metrics_free(m);

@@ -11,7 +11,9 @@
  *   the primary answers (with a session made on the primary) and a write is
  *   answered not_primary naming the primary's endpoint.
  * - Stopped, and with its NATS server stopped, while the primary writes on:
- *   restarted, it resumes from its stored position and is level again.
+ *   restarted, it resumes from its stored position and is level again; its
+ *   /healthz says it is not connected meanwhile, and /metrics shows the seq
+ *   applied, no lag and no fault after.
  * - A range altered in the stream (a bad signature, a broken prev link,
  *   two records swapped, a checkpoint of another size, a record left out,
  *   another journal's id, headers that lie, a message cut short) stops a
@@ -32,7 +34,9 @@
 
 #include "journal.h"
 #include "replica.h"
+#include "wbuf.h"
 
+#include <curl/curl.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <nats/nats.h>
@@ -58,6 +62,7 @@ struct fx {
     char pk[64];        /* journal key 1, base64 */
     uint8_t token[32];  /* the demo master's session, made on the primary */
     uint64_t backup_size;
+    uint64_t cut; /* chunks published that did not end their range */
     char *out, *err;
 };
 static struct fx fx;
@@ -65,6 +70,7 @@ static struct fx fx;
 /* A follower process. */
 struct follower {
     char data[700], out[720], errf[720], ipc[760];
+    char http[128]; /* its /metrics and /healthz (follower_http) */
     pid_t pid;
 };
 
@@ -128,6 +134,11 @@ static void publish(const char *shard, const uint8_t *buf, size_t len, uint64_t 
     natsMsg_Destroy(m);
 }
 
+/* Chunks are cut at this many bytes (a few records each) rather than
+ * KR_REPL_MSG_MAX, so that ranges span several messages: a follower from a
+ * backup then starts inside a range, and a session spans messages. */
+#define CHUNK_CAP 4096u
+
 /* Publishes records from..to with the note signed at `to`, in chunks. */
 static void publish_range(const char *shard, uint64_t from, uint64_t to, const char *note,
                           size_t note_len)
@@ -139,9 +150,13 @@ static void publish_range(const char *shard, uint64_t from, uint64_t to, const c
     while (from <= to) {
         size_t len = 0;
         uint64_t last = 0;
-        assert_int_equal(jrn_repl_encode(fx.pj, from, to, note, note_len, epoch, buf,
-                                         KR_REPL_MSG_MAX, &len, &last),
-                         KR_OK);
+        kr_err err =
+            jrn_repl_encode(fx.pj, from, to, note, note_len, epoch, buf, CHUNK_CAP, &len, &last);
+        if (err == KR_ETOOLARGE) /* one record, or the note, past CHUNK_CAP */
+            err = jrn_repl_encode(fx.pj, from, to, note, note_len, epoch, buf, KR_REPL_MSG_MAX,
+                                  &len, &last);
+        assert_int_equal(err, KR_OK);
+        fx.cut += last < to;
         publish(shard, buf, len, from, last);
         from = last + 1;
     }
@@ -204,6 +219,7 @@ static void follower_start(struct follower *f, const char *name, const char *sha
     snprintf(f->ipc, sizeof f->ipc, "ipc://%s.sock", f->data);
     if (access(f->data, F_OK) != 0)
         kr_test_copytree(fx.base, f->data);
+    unlink(f->out); /* a restart's line is not the last run's */
     char op[780];
     snprintf(op, sizeof op, "ipc://%s.op", f->data);
     pid_t parent = getpid();
@@ -217,14 +233,113 @@ static void follower_start(struct follower *f, const char *name, const char *sha
         int fe = open(f->errf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fo, 1);
         dup2(fe, 2);
-        const char *argv[] = {"kiroku",    "follow", "--nats",     kr_nats_urls(fx.nats),
-                              "--data",    f->data,  "--shard",    shard,
-                              "--listen",  f->ipc,   "--operator", op,
-                              "--primary", fx.p.tcp, "--json",     NULL};
+        const char *argv[] = {"kiroku",
+                              "follow",
+                              "--nats",
+                              kr_nats_urls(fx.nats),
+                              "--data",
+                              f->data,
+                              "--shard",
+                              shard,
+                              "--listen",
+                              f->ipc,
+                              "--operator",
+                              op,
+                              "--primary",
+                              fx.p.tcp,
+                              "--json",
+                              "--http",
+                              "http://127.0.0.1:0",
+                              NULL};
         execv(KR_KIROKU_BIN, (char *const *)argv);
         _exit(127);
     }
     f->pid = pid;
+}
+
+/* Whether the follower printed its JSON line. */
+static bool printed(void *arg)
+{
+    const struct follower *f = arg;
+    FILE *fp = fopen(f->out, "rb");
+    if (!fp)
+        return false;
+    char line[2048];
+    bool whole = fgets(line, sizeof line, fp) && strchr(line, '\n');
+    fclose(fp);
+    return whole;
+}
+
+/* Reads the follower's HTTP endpoint from its JSON line into f->http. */
+static void follower_http(struct follower *f)
+{
+    assert_true(kr_test_wait_for(printed, f, KR_TEST_WAIT_MS, "the follower's JSON line"));
+    char *line = kr_test_slurp(f->out, NULL);
+    json_error_t je;
+    json_t *j = json_loads(line, JSON_DISABLE_EOF_CHECK, &je);
+    assert_non_null(j);
+    snprintf(f->http, sizeof f->http, "%s", json_string_value(json_object_get(j, "http")));
+    assert_true(strncmp(f->http, "http://127.0.0.1:", 17) == 0);
+    json_decref(j);
+    free(line);
+}
+
+static size_t body_add(char *p, size_t size, size_t n, void *arg)
+{
+    struct kr_wbuf *b = arg;
+    return kr_wbuf_add(b, p, size * n) == KR_OK ? size * n : 0;
+}
+
+/* GET path from the follower's HTTP endpoint: its status, its body in b. */
+static long http_get(const struct follower *f, const char *path, struct kr_wbuf *b)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", f->http, path);
+    kr_wbuf_reset(b);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_add);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)KR_TEST_WAIT_MS);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    assert_int_equal(kr_wbuf_add(b, "", 1), KR_OK); /* NUL-terminated */
+    return status;
+}
+
+/* Whether /healthz says what ((struct health_is *)arg) wants. */
+struct health_is {
+    const struct follower *f;
+    long status;
+    const char *text;
+};
+static bool health_is(void *arg)
+{
+    const struct health_is *h = arg;
+    struct kr_wbuf b;
+    kr_wbuf_init(&b, 1u << 20);
+    long st = http_get(h->f, "/healthz", &b);
+    bool yes = st == h->status && strstr((const char *)b.data, h->text) != NULL;
+    kr_wbuf_free(&b);
+    return yes;
+}
+
+/* The value of /metrics' sample `name` (the line that starts with it). */
+static uint64_t metric(const struct follower *f, const char *name)
+{
+    struct kr_wbuf b;
+    kr_wbuf_init(&b, 1u << 20);
+    assert_int_equal(http_get(f, "/metrics", &b), 200);
+    char line[128];
+    snprintf(line, sizeof line, "\n%s ", name);
+    const char *p = strstr((const char *)b.data, line);
+    assert_non_null(p);
+    uint64_t v = strtoull(p + strlen(line), NULL, 10);
+    kr_wbuf_free(&b);
+    return v;
 }
 
 /* Waits for the follower to exit; its exit status (-1 if signalled). */
@@ -424,6 +539,7 @@ static void test_follows_serves_reads_refuses_writes(void **state)
     follower_start(&f, "f1", "main");
     uint64_t published = publish_tail("main", 1);
     assert_true(published > fx.backup_size);
+    assert_true(fx.cut > 0); /* ranges of several messages */
     wait_level(&f, published);
 
     /* A read with a session made on the primary answers the same. */
@@ -464,9 +580,19 @@ static void test_follows_serves_reads_refuses_writes(void **state)
     write_contacts(3);
     kr_nats_stop_node(fx.nats, 0, SIGTERM);
     follower_start(&f, "f1", "main"); /* resumes at its stored position */
+    follower_http(&f);
+    struct health_is down = {&f, 503, "follower: not connected to NATS"};
+    assert_true(kr_test_wait_for(health_is, &down, KR_TEST_WAIT_MS, "health: not connected"));
     write_contacts(3);
     assert_true(kr_nats_start_node(fx.nats, 0));
     assert_same_views(&f, &published);
+    struct health_is up = {&f, 200, "ok"};
+    assert_true(kr_test_wait_for(health_is, &up, KR_TEST_WAIT_MS, "health: ok"));
+    assert_int_equal(metric(&f, "kiroku_follower_applied_seq"), published);
+    assert_int_equal(metric(&f, "kiroku_follower_received_seq"), published);
+    assert_int_equal(metric(&f, "kiroku_follower_lag_records"), 0);
+    assert_int_equal(metric(&f, "kiroku_follower_faults_total"), 0);
+    assert_int_equal(metric(&f, "kiroku_follower_connected"), 1);
     assert_int_equal(follower_stop(&f), 0);
     if (run(v) != 0)
         fail_msg("verify of the follower after resuming: %s %s", fx.out, fx.err);
