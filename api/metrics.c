@@ -64,6 +64,7 @@ struct api_metrics {
     uint64_t full_events;              /* its events when refused_full last grew */
     bool full_now;                     /* refused since the last success */
     uint64_t first_time_ns;            /* record 1's time, once read (0 = not yet) */
+    struct cluster *cl;                /* the publisher (serve --nats), or NULL */
 };
 
 kr_err api_metrics_new(struct kr_domain *d, const struct api_metrics_options *o,
@@ -111,6 +112,11 @@ void api_metrics_set_conns(struct api_metrics *m, unsigned (*conns)(const void *
 void api_metrics_set_follower(struct api_metrics *m, struct api_follower *f)
 {
     m->follower = f;
+}
+
+void api_metrics_set_cluster(struct api_metrics *m, struct cluster *cl)
+{
+    m->cl = cl;
 }
 
 /* ---- What a scrape reads ---- */
@@ -419,6 +425,59 @@ static void health_follower(struct api_follower *f, struct kr_wbuf *out)
         put(out, "follower: not connected to NATS\n");
 }
 
+static void render_cluster(struct cluster *cl, struct kr_wbuf *b)
+{
+    struct cluster_stats cs;
+    cluster_stats(cl, &cs);
+    head(b, "kiroku_replication_published_seq", "gauge",
+         "The last journal seq JetStream acknowledged (serve --nats).");
+    put(b, "kiroku_replication_published_seq %" PRIu64 "\n", cs.published);
+    head(b, "kiroku_replication_stream_seq", "gauge", "The stream sequence of the last message.");
+    put(b, "kiroku_replication_stream_seq %" PRIu64 "\n", cs.stream_seq);
+    head(b, "kiroku_replication_lag_records", "gauge",
+         "Durable records not yet acknowledged by JetStream.");
+    put(b, "kiroku_replication_lag_records %" PRIu64 "\n", cs.lag_records);
+    head(b, "kiroku_replication_lag_seconds", "gauge",
+         "How long the oldest durable record not yet acknowledged by JetStream has waited.");
+    put(b, "kiroku_replication_lag_seconds %.3f\n", cs.lag_s);
+    head(b, "kiroku_replication_fenced", "gauge",
+         "1 once a publish was refused because another node wrote the stream (writes stopped).");
+    put(b, "kiroku_replication_fenced %d\n", cs.fenced ? 1 : 0);
+    head(b, "kiroku_replication_connected", "gauge", "1 while connected to NATS.");
+    put(b, "kiroku_replication_connected %d\n", cs.connected ? 1 : 0);
+    head(b, "kiroku_replication_publish_errors_total", "counter",
+         "Publish attempts that failed (each retried; a fence counts once).");
+    put(b, "kiroku_replication_publish_errors_total %" PRIu64 "\n", cs.errors);
+    head(b, "kiroku_replication_publish_duration_seconds", "histogram",
+         "Time from sending a message to JetStream's acknowledgement.");
+    uint64_t cum = 0;
+    for (size_t i = 0; i < CLUSTER_PUB_BUCKETS; i++) {
+        cum += cs.pub_hist[i];
+        put(b, "kiroku_replication_publish_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+            (double)cluster_pub_bucket_us[i] / 1e6, cum);
+    }
+    put(b, "kiroku_replication_publish_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+        cs.messages);
+    put(b, "kiroku_replication_publish_duration_seconds_sum %.9f\n", secs(cs.pub_ns_sum));
+    put(b, "kiroku_replication_publish_duration_seconds_count %" PRIu64 "\n", cs.messages);
+}
+
+/* The publisher's reasons for ill health. */
+static void health_cluster(struct cluster *cl, struct kr_wbuf *out)
+{
+    struct cluster_stats cs;
+    cluster_stats(cl, &cs);
+    if (cs.fenced)
+        put(out, "replication: fenced: another node published to the stream (a newer primary); "
+                 "writes refused\n");
+    else if (cs.behind)
+        put(out, "replication: not the primary: the stream is ahead of this journal; writes "
+                 "refused\n");
+    else if (!cs.connected)
+        put(out, "replication: not connected to NATS (%" PRIu64 " records waiting)\n",
+            cs.lag_records);
+}
+
 kr_err api_metrics_render(struct api_metrics *m, struct kr_wbuf *out)
 {
     struct snapshot s;
@@ -432,6 +491,8 @@ kr_err api_metrics_render(struct api_metrics *m, struct kr_wbuf *out)
     render_service(&s, out);
     if (m->follower)
         render_follower(m->follower, out);
+    if (m->cl)
+        render_cluster(m->cl, out);
     return kr_wbuf_failed(out);
 }
 
@@ -474,6 +535,8 @@ kr_err api_metrics_health(struct api_metrics *m, struct kr_wbuf *out, bool *heal
                 s.has_backup ? "the newest completed" : "none completed since the journal began",
                 age / (uint64_t)3600000000000u, m->o.backup_max_age_s / 3600);
     }
+    if (m->cl)
+        health_cluster(m->cl, out);
     if (s.outbox_backlog > m->o.outbox_backlog_max)
         put(out, "outbox: %" PRIu64 " e-mails waiting (at most %" PRIu64 ")\n", s.outbox_backlog,
             m->o.outbox_backlog_max);

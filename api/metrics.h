@@ -30,6 +30,7 @@
 #ifndef KR_API_METRICS_H
 #define KR_API_METRICS_H
 
+#include "cluster.h"
 #include "domain.h"
 #include "kr_error.h"
 #include "wbuf.h"
@@ -83,6 +84,13 @@ void api_metrics_set_conns(struct api_metrics *m, unsigned (*conns)(const void *
  * Set before serving. */
 struct api_follower;
 void api_metrics_set_follower(struct api_metrics *m, struct api_follower *f);
+
+/* The publisher (serve --nats; api/cluster.h) whose replication metrics
+ * (published seq, lag in records and seconds, publish latency, errors,
+ * connected, fenced) the page shows and whose fence, "not the primary" or
+ * lost connection fails /healthz. NULL = none. Set before serving; it must
+ * outlive the scrapes. */
+void api_metrics_set_cluster(struct api_metrics *m, struct cluster *cl);
 
 /* Writes the whole /metrics page (Prometheus text format 0.0.4) into out
  * (reset first; init it with a ceiling of KR_METRICS_PAGE_MAX). Errors:

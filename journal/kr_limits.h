@@ -387,6 +387,46 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 /* The relay's password file (smtp.password_file): one line. */
 #define KR_SMTP_PASSWORD_MAX 256u
 
+/* ---- Publishing to NATS JetStream (api/cluster.h) ---- */
+
+/* The stream's max age: 14 days by default, and never more than 29, so no
+ * message (ciphertext of an erased tenant included) outlives the 30-day
+ * erasure deadline. */
+#define KR_CLUSTER_MAX_AGE_S_DEFAULT (14ull * 86400u)
+#define KR_CLUSTER_MAX_AGE_S_MAX     (29ull * 86400u)
+/* Replicas a stream may ask for (JetStream itself allows 5). */
+#define KR_CLUSTER_REPLICAS_MAX 5u
+/* The --nats list: bytes, and servers in it. */
+#define KR_CLUSTER_URLS_MAX    1024u
+#define KR_CLUSTER_SERVERS_MAX 16u
+/* A shard name ([a-z0-9-]{1,32}), and the stream or subject made of it. */
+#define KR_CLUSTER_SHARD_MAX 32u
+#define KR_CLUSTER_NAME_MAX  64u
+/* The duplicate window of the stream: a restart re-publishing a message it
+ * had sent just before is a no-op within it. */
+#define KR_CLUSTER_DUP_WINDOW_NS (120ull * 1000000000ull)
+/* Connecting and setting up the stream at start, retried until then. */
+#define KR_CLUSTER_START_TIMEOUT_MS 30000u
+/* How long one publish waits for JetStream's acknowledgement before it is
+ * retried (same message id and expected sequence), and the connect timeout. */
+#define KR_CLUSTER_PUB_WAIT_MS 5000
+/* Retries of a failed publish wait from the first to the second, doubling. */
+#define KR_CLUSTER_BACKOFF_MIN_MS 20u
+#define KR_CLUSTER_BACKOFF_MAX_MS 2000u
+/* A live range longer than this many records (a publisher that fell
+ * behind) is cut at the journal's kept checkpoints instead, as a backlog is,
+ * so a follower never holds more than about this many unverified records. */
+#define KR_CLUSTER_RANGE_RECORDS KR_CHECKPOINT_EVERY_RECORDS
+/* Durable sizes remembered with the time they became durable (for the lag
+ * in seconds): when more are waiting, the newest is widened instead. */
+#define KR_CLUSTER_DURABLE_TIMES 256u
+/* Latency samples kept for percentiles (chunks and ranges). */
+#define KR_CLUSTER_SAMPLES 65536u
+/* At a stop, serve waits this long for what is durable to be published. */
+#define KR_SERVE_PUBLISH_GRACE_MS 5000u
+/* A publisher that keeps failing says so on stderr at most this often. */
+#define KR_CLUSTER_LOG_EVERY_NS (30ull * 1000000000ull)
+
 /* ---- Verification ---- */
 
 /* Records handed to one verification worker at a time; a power of two so each

@@ -103,6 +103,7 @@ kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
         .views_no_catch_up = o->no_catch_up,
         .no_appends = o->no_appends,
         .start_fault = o->start_fault,
+        .durable = o->durable,
     };
     if ((err = jrn_open(&jo, &d->j)))
         goto fail;

@@ -53,6 +53,9 @@ struct kr_domain_options {
                                           * check failed (journal.h) */
     bool no_signup_limits;               /* signup.apply unlimited (seeding, benches):
                                           * else KR_SIGNUP_PER_* apply (cmd_signup.c) */
+    /* jrn_options.durable: a publisher's hook (api/cluster.h), NULL = none;
+     * must outlive the domain */
+    const struct jrn_durable_hook *durable;
 };
 
 /* Whose turn an Argon2id computation is: the request's source address and

@@ -17,6 +17,7 @@
 #include "accounts.h"
 #include "alerts.h"
 #include "cli.h"
+#include "cluster.h"
 #include "compose.h"
 #include "config.h"
 #include "daily.h"
@@ -55,7 +56,8 @@ static const char serve_usage[] =
     "                    [--backups DIR [--backup-at HH:MM]] [--log-retention-days N]\n"
     "                    [--idle-timeout SECONDS] [--conns-per-peer N] [--conns N]\n"
     "                    [--config FILE] [--config-help] [--test-clock] [--demo] [--json]\n"
-    "                    [--http URL]\n"
+    "                    [--http URL] [--nats URL[,URL...] [--replication async|quorum]\n"
+    "                    [--shard NAME] [--publish-from SEQ]]\n"
     "\n"
     "Serves the API over nng request/reply until SIGINT or SIGTERM. Clients\n"
     "connect to --listen (default " API_LISTEN_DEFAULT "; tcp://, tls+tcp://,\n"
@@ -75,6 +77,18 @@ static const char serve_usage[] =
     "--http URL (http://HOST:PORT, e.g. http://127.0.0.1:7451; setting\n"
     "http.listen; off by default) serves /metrics (Prometheus) and /healthz\n"
     "to operators: give a loopback address unless a scraper elsewhere needs it.\n"
+    "\n"
+    "Replication: --nats URL[,URL...] (setting cluster.nats) publishes every\n"
+    "committed range of the journal to the JetStream stream of --shard NAME\n"
+    "(default main; stream KIROKU_<NAME>), which serve creates if needed.\n"
+    "--replication async (default) acknowledges a write after the local flush;\n"
+    "quorum also waits for JetStream's acknowledgement. At start serve reads the\n"
+    "stream: one of another journal stops it; one ahead of this journal (a newer\n"
+    "primary wrote it) makes it refuse writes (not_primary). A publish refused\n"
+    "because another node wrote the stream meanwhile fences serve the same way.\n"
+    "--publish-from SEQ: the first record an empty stream gets (default 1); for\n"
+    "a journal joining a cluster whose followers start from a backup of SEQ-1\n"
+    "records. See docs/operations.md, \"Running on several machines\".\n"
     "\n"
     "Connections: a connection that sent no complete request for\n"
     "--idle-timeout SECONDS (default 10; 0 = never) is closed; one peer address\n"
@@ -486,11 +500,14 @@ static void serve_raise_nofile(void)
 }
 
 static kr_err serve_open(const char *data, const struct kr_clock *clock, bool two_flushes,
-                         struct kr_domain **d)
+                         const struct jrn_durable_hook *hook, struct kr_domain **d)
 {
     struct jrn_start_fault sf = {0};
-    struct kr_domain_options o = {
-        .dir = data, .clock = clock, .two_flushes = two_flushes, .start_fault = &sf};
+    struct kr_domain_options o = {.dir = data,
+                                  .clock = clock,
+                                  .two_flushes = two_flushes,
+                                  .start_fault = &sf,
+                                  .durable = hook};
     kr_err err = dom_open(&o, d);
     if (err == KR_ECORRUPT && sf.what[0]) {
         fprintf(stderr,
@@ -517,6 +534,8 @@ static kr_err serve_open(const char *data, const struct kr_clock *clock, bool tw
 
 struct serve_jobs {
     struct kr_domain *d;
+    struct cluster *cl; /* --nats: the publisher, else NULL */
+    bool not_primary;   /* the stream is ahead: writes refused */
     struct tools_ret tr;
     bool json;
     uint64_t incident_warn_ns; /* incidents.warn_before_h */
@@ -669,6 +688,10 @@ struct serve_args {
     uint64_t log_days;
     const char *config_path; /* --config, or NULL: DIR/kiroku.conf if it exists */
     const char *http;        /* --http URL, or NULL: the setting http.listen */
+    const char *nats;        /* --nats, or NULL: the setting cluster.nats */
+    const char *replication; /* --replication, or NULL: cluster.replication */
+    const char *shard;       /* --shard, or NULL: cluster.shard */
+    uint64_t publish_from;   /* --publish-from, 0 = 1 */
     bool config_help;
     struct kr_config *cfg;                        /* loaded by serve_config */
     struct compose_set *templates;                /* loaded by serve_templates */
@@ -762,6 +785,19 @@ static int serve_option(int c, struct serve_args *a)
     case 'W':
         a->http = optarg;
         return CLI_CONTINUE;
+    case 'N':
+        a->nats = optarg;
+        return CLI_CONTINUE;
+    case 'R':
+        a->replication = optarg;
+        return CLI_CONTINUE;
+    case 'S':
+        a->shard = optarg;
+        return CLI_CONTINUE;
+    case 'Y':
+        return serve_number(optarg, 1, UINT64_MAX >> 2, "--publish-from", &a->publish_from)
+                   ? CLI_CONTINUE
+                   : CLI_USAGE;
     case 'L':
         return serve_number(optarg, 1, KR_LOG_RETENTION_DAYS_MAX, "--log-retention-days",
                             &a->log_days)
@@ -794,6 +830,10 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
                                          {"config", required_argument, 0, 'F'},
                                          {"config-help", no_argument, 0, 'H'},
                                          {"http", required_argument, 0, 'W'},
+                                         {"nats", required_argument, 0, 'N'},
+                                         {"replication", required_argument, 0, 'R'},
+                                         {"shard", required_argument, 0, 'S'},
+                                         {"publish-from", required_argument, 0, 'Y'},
                                          {0, 0, 0, 0}};
     int c, rc;
     memset(a, 0, sizeof *a);
@@ -980,7 +1020,7 @@ static unsigned serve_conns(const void *server)
 }
 
 static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
-                            const struct api_server *s, struct serve_http *out)
+                            const struct api_server *s, struct cluster *cl, struct serve_http *out)
 {
     memset(out, 0, sizeof *out);
     const char *url = a->http ? a->http : kr_config_str(a->cfg, "http.listen");
@@ -997,6 +1037,7 @@ static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
     kr_err err = api_metrics_new(d, &mo, &out->m);
     if (!err) {
         api_metrics_set_conns(out->m, serve_conns, s);
+        api_metrics_set_cluster(out->m, cl);
         err = api_http_start(url, out->m, &out->h, &why);
     }
     if (err) {
@@ -1039,6 +1080,63 @@ static void serve_alert_options(const struct kr_config *cfg, bool backups, struc
     *interval_ms = (unsigned)kr_config_u64(cfg, "alerts.scan_interval_s") * 1000u;
 }
 
+/* ---- Replication (--nats) ---- */
+
+/* The publisher from the options and settings, not connected yet (NULL
+ * without --nats or cluster.nats). CLI_CONTINUE or the exit code. */
+static int serve_cluster_new(const struct serve_args *a, struct cluster **out)
+{
+    *out = NULL;
+    const struct kr_config *cfg = a->cfg;
+    const char *urls = a->nats ? a->nats : kr_config_str(cfg, "cluster.nats");
+    if (!urls[0])
+        return CLI_CONTINUE;
+    const char *mode = a->replication ? a->replication : kr_config_str(cfg, "cluster.replication");
+    struct cluster_options o = {
+        .urls = urls,
+        .mode = strcmp(mode, "quorum") == 0 ? CLUSTER_QUORUM : CLUSTER_ASYNC,
+        .shard = a->shard ? a->shard : kr_config_str(cfg, "cluster.shard"),
+        .max_age_s = kr_config_u64(cfg, "cluster.max_age") * 86400u,
+        .replicas = (unsigned)kr_config_u64(cfg, "cluster.replicas"),
+        .publish_from = a->publish_from,
+        .quiet = a->co.json,
+    };
+    if (strcmp(mode, "quorum") != 0 && strcmp(mode, "async") != 0) {
+        fprintf(stderr, "kiroku: serve: --replication is async or quorum\n");
+        return CLI_USAGE;
+    }
+    const char *why = "";
+    kr_err err = cluster_new(&o, &why, out);
+    if (err == KR_EINVAL) {
+        fprintf(stderr, "kiroku: serve: --nats: %s\n", why);
+        return CLI_USAGE;
+    }
+    return err ? cli_fail("serve", err) : CLI_CONTINUE;
+}
+
+/* Starts publishing on the open journal. A stream ahead of it leaves serve
+ * running with writes refused (not_primary); any other failure stops it.
+ * CLI_CONTINUE or the exit code. */
+static int serve_cluster_start(struct serve_jobs *sj)
+{
+    if (!sj->cl)
+        return CLI_CONTINUE;
+    char why[512];
+    kr_err err = cluster_start(sj->cl, sj->d->j, why, sizeof why);
+    if (err == KR_ENOTPRIMARY) {
+        fprintf(stderr, "kiroku: serve: %s; serving reads only\n", why);
+        jrn_stop_appends(sj->d->j, KR_ENOTPRIMARY);
+        sj->not_primary = true;
+        return CLI_CONTINUE;
+    }
+    if (err) {
+        fprintf(stderr, "kiroku: serve: --nats: %s; not starting\n",
+                why[0] ? why : kr_strerror(err));
+        return CLI_FAIL;
+    }
+    return CLI_CONTINUE;
+}
+
 /* With the domain open: the start recorded, the demo, the server and the
  * daily jobs, then serving until a signal, then stopping. */
 static int serve_run(struct serve_args *a, const char *data, const struct kr_clock *clock,
@@ -1046,7 +1144,7 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
 {
     struct kr_domain *d = sj->d;
     kr_err err;
-    if ((err = serve_record_start(d, a->co.json)))
+    if (!sj->not_primary && (err = serve_record_start(d, a->co.json)))
         return cli_fail("serve: recording the start", err);
     const char *client_url = a->so.nlisten ? a->listen[0] : API_LISTEN_DEFAULT;
     char op_url[KR_PATH_MAX + 32];
@@ -1063,7 +1161,7 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
         return CLI_FAIL;
     }
     struct serve_http http;
-    if (serve_http_start(a, d, s, &http) != CLI_CONTINUE) {
+    if (serve_http_start(a, d, s, sj->cl, &http) != CLI_CONTINUE) {
         api_server_stop(s);
         return CLI_FAIL;
     }
@@ -1106,6 +1204,7 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
     struct stop_watch *sw = stop_watch_start();
     serve_http_stop(&http);
     api_server_stop(s);
+    cluster_stop(sj->cl, KR_SERVE_PUBLISH_GRACE_MS); /* what is durable, published */
     dom_close(d);
     sj->d = NULL;
     stop_watch_done(sw);
@@ -1138,10 +1237,23 @@ static int serve_main(struct serve_args *a, const char *data)
     signal(SIGPIPE, SIG_IGN);
     serve_raise_nofile();
 
-    kr_err err = serve_open(data, clock, kr_config_bool(a->cfg, "journal.two_flushes"), &sj->d);
+    if ((rc = serve_cluster_new(a, &sj->cl)) != CLI_CONTINUE) {
+        free(sj);
+        return rc;
+    }
+    kr_err err = serve_open(data, clock, kr_config_bool(a->cfg, "journal.two_flushes"),
+                            sj->cl ? cluster_hook(sj->cl) : NULL, &sj->d);
     if (err) {
+        cluster_free(sj->cl);
         free(sj);
         return cli_fail_open(data, err);
+    }
+    if ((rc = serve_cluster_start(sj)) != CLI_CONTINUE) {
+        cluster_stop(sj->cl, 0);
+        dom_close(sj->d);
+        cluster_free(sj->cl);
+        free(sj);
+        return rc;
     }
     sj->json = a->co.json;
     sj->incident_warn_ns =
@@ -1149,7 +1261,9 @@ static int serve_main(struct serve_args *a, const char *data)
     sj->outbox_keep_ns = kr_config_u64(a->cfg, "mail.outbox_keep_days") * 86400ull * 1000000000ull;
     dom_set_retention(sj->d, &sj->tr.hooks, (uint32_t)a->log_days);
     rc = serve_run(a, data, clock, sj, &sigs);
-    dom_close(sj->d); /* accepts NULL: serve_run closed it after stopping */
+    cluster_stop(sj->cl, 0); /* idempotent: serve_run stopped it after serving */
+    dom_close(sj->d);        /* accepts NULL: serve_run closed it after stopping */
+    cluster_free(sj->cl);    /* after the journal: its hook runs until then */
     free(sj);
     return rc;
 }

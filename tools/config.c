@@ -45,6 +45,22 @@ static const struct cfg_setting settings[] = {
     {"journal.two_flushes", CFG_BOOL, 0, 1, "false",
      "flush each commit's meta page on its own (LMDB's commit) instead of one flush per "
      "commit: for a disk whose flushes cost next to nothing (docs/benchmarks.md)"},
+    /* replication to NATS JetStream (api/cluster.h; serve --nats and friends override) */
+    {"cluster.nats", CFG_STR, 0, KR_CLUSTER_URLS_MAX, NULL,
+     "NATS servers to publish the journal to, nats://HOST:PORT[,nats://HOST:PORT...] "
+     "(unset: no replication; --nats overrides)"},
+    {"cluster.replication", CFG_STR, 0, 16, "async",
+     "async (a write is acknowledged after the local flush) or quorum (also after "
+     "JetStream's acknowledgement: it survives the loss of this machine); --replication "
+     "overrides"},
+    {"cluster.shard", CFG_STR, 0, KR_CLUSTER_SHARD_MAX, "main",
+     "this journal's shard ([a-z0-9-], 1 to 32): its stream is KIROKU_<SHARD>, subject "
+     "kiroku.<shard>.journal (--shard overrides)"},
+    {"cluster.max_age", CFG_U64, 1, KR_CLUSTER_MAX_AGE_S_MAX / 86400u, "14",
+     "days the stream keeps a message: at most 29, so no copy outlives the 30-day erasure "
+     "deadline (followers start from a backup, not from the stream's first message)"},
+    {"cluster.replicas", CFG_U64, 0, KR_CLUSTER_REPLICAS_MAX, "0",
+     "the stream's replicas; 0 = min(3, the NATS servers known)"},
     /* metrics and health: the operators' HTTP endpoint (api/http.h, api/metrics.h) */
     {"http.listen", CFG_STR, 0, 127, NULL,
      "serve /metrics and /healthz at http://HOST:PORT (off when unset; --http overrides)"},
