@@ -18,6 +18,7 @@
  */
 #include "follower.h"
 
+#include "cluster.h"
 #include "replica.h"
 
 #include <errno.h>
@@ -41,8 +42,8 @@ struct api_follower {
     char urls[KR_PATH_MAX];               /* the --nats list, commas made NULs */
     char *servers[KR_FOLLOW_SERVERS_MAX]; /* into urls */
     size_t nservers;
-    char stream[8 + KR_SHARD_NAME_MAX];
-    char subject[16 + KR_SHARD_NAME_MAX];
+    char stream[KR_CLUSTER_NAME_MAX];
+    char subject[KR_CLUSTER_NAME_MAX];
     pthread_t th;
     atomic_bool stop;
     atomic_bool reconnected; /* set by nats.c's thread: subscribe again */
@@ -61,40 +62,6 @@ struct api_follower {
     bool said_waiting; /* "waiting for the stream" printed once */
     bool said_connect; /* "no NATS server answers" printed once */
 };
-
-/* ---- Names ---- */
-
-bool api_shard_valid(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > KR_SHARD_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
-              name[i] == '-'))
-            return false;
-    return true;
-}
-
-kr_err api_shard_stream(const char *name, char *out, size_t cap)
-{
-    if (!api_shard_valid(name))
-        return KR_EINVAL;
-    int n = snprintf(out, cap, "KIROKU_%s", name);
-    if (n < 0 || (size_t)n >= cap)
-        return KR_ETOOLARGE;
-    for (char *p = out + 7; *p; p++)
-        *p = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
-    return KR_OK;
-}
-
-kr_err api_shard_subject(const char *name, char *out, size_t cap)
-{
-    if (!api_shard_valid(name))
-        return KR_EINVAL;
-    int n = snprintf(out, cap, "kiroku.%s.journal", name);
-    return n < 0 || (size_t)n >= cap ? KR_ETOOLARGE : KR_OK;
-}
 
 /* The translation of nats.c's status codes (the one place in this module). */
 static kr_err kr_err_from_nats(natsStatus s)
@@ -583,7 +550,7 @@ kr_err api_follower_start(const struct api_follower_options *o, struct api_follo
     static const char *none = "";
     *why = none;
     *out = NULL;
-    const char *shard = o->shard ? o->shard : API_SHARD_DEFAULT;
+    const char *shard = o->shard ? o->shard : CLUSTER_SHARD_DEFAULT;
     if (!o->d || !o->nats || !o->nats[0]) {
         *why = "no NATS URL";
         return KR_EINVAL;
@@ -595,9 +562,7 @@ kr_err api_follower_start(const struct api_follower_options *o, struct api_follo
     f->rec = calloc(KR_REPL_CHUNK_RECORDS, sizeof *f->rec);
     f->rec_len = calloc(KR_REPL_CHUNK_RECORDS, sizeof *f->rec_len);
     kr_err err = f->rec && f->rec_len ? KR_OK : KR_ENOMEM;
-    if (!err && (err = api_shard_stream(shard, f->stream, sizeof f->stream)))
-        *why = "the shard name is not [a-z0-9-]{1,32}";
-    if (!err && (err = api_shard_subject(shard, f->subject, sizeof f->subject)))
+    if (!err && (err = cluster_names(shard, f->stream, f->subject, KR_CLUSTER_NAME_MAX)))
         *why = "the shard name is not [a-z0-9-]{1,32}";
     if (!err && (err = split_urls(f, o->nats)))
         *why = "the NATS URLs: at most " KR_STR(KR_FOLLOW_SERVERS_MAX) " URLs, none empty, "

@@ -49,13 +49,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* The default shard, and how a shard's stream and subject are named. */
-#define API_SHARD_DEFAULT "main"
-
 struct api_follower_options {
     /* The NATS servers: "nats://HOST:PORT[,nats://HOST:PORT...]" (required). */
     const char *nats;
-    /* The shard, [a-z0-9-]{1,32}; NULL = API_SHARD_DEFAULT. */
+    /* The shard, [a-z0-9-]{1,32}; NULL = CLUSTER_SHARD_DEFAULT (its stream
+     * and subject: cluster_names, api/cluster.h). */
     const char *shard;
     /* The follower's domain: its journal opened writable with no_appends.
      * Must outlive the follower. */
@@ -99,12 +97,5 @@ void api_follower_status(struct api_follower *f, struct api_follower_status *out
  * again from the stream next time), disconnects and frees the follower.
  * Accepts NULL. */
 void api_follower_stop(struct api_follower *f);
-
-/* Whether name is a shard name ([a-z0-9-]{1,32}); and its stream
- * ("KIROKU_" + upper case, '-' as '_') and subject ("kiroku.NAME.journal")
- * into out (KR_ETOOLARGE if cap is too small, KR_EINVAL for a bad name). */
-bool api_shard_valid(const char *name);
-KR_MUST_CHECK kr_err api_shard_stream(const char *name, char *out, size_t cap);
-KR_MUST_CHECK kr_err api_shard_subject(const char *name, char *out, size_t cap);
 
 #endif

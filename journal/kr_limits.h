@@ -607,8 +607,6 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 
 /* ---- Following a journal's stream (api/follower.h, `kiroku follow`) ---- */
 
-/* A shard's name ([a-z0-9-]); its stream is "KIROKU_" + the name. */
-#define KR_SHARD_NAME_MAX 32u
 /* NATS servers one --nats list names (a cluster is 3 or 5). */
 #define KR_FOLLOW_SERVERS_MAX 16
 /* How long one wait for the next stream message lasts before the follower

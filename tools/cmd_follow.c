@@ -10,6 +10,7 @@
  * stopped on its own (a fault) with SIGUSR1.
  */
 #include "cli.h"
+#include "cluster.h"
 #include "domain.h"
 #include "follower.h"
 #include "http.h"
@@ -106,7 +107,8 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
     }
     if (optind != argc || !a->nats || !a->nats[0])
         return cli_usage(follow_usage);
-    if (a->shard && !api_shard_valid(a->shard)) {
+    char stream[KR_CLUSTER_NAME_MAX], subject[KR_CLUSTER_NAME_MAX];
+    if (a->shard && cluster_names(a->shard, stream, subject, sizeof stream) != KR_OK) {
         fprintf(stderr, "kiroku: follow: --shard %s: a shard is named [a-z0-9-]{1,32}\n", a->shard);
         return CLI_USAGE;
     }
@@ -132,8 +134,9 @@ static void follow_print(const struct follow_args *a, const struct api_server *s
 {
     const char *const *urls = NULL;
     size_t nurls = s ? api_server_urls(s, &urls) : 0;
-    char stream[16 + KR_SHARD_NAME_MAX];
-    if (api_shard_stream(a->shard ? a->shard : API_SHARD_DEFAULT, stream, sizeof stream))
+    char stream[KR_CLUSTER_NAME_MAX], subject[KR_CLUSTER_NAME_MAX];
+    if (cluster_names(a->shard ? a->shard : CLUSTER_SHARD_DEFAULT, stream, subject,
+                      sizeof stream) != KR_OK)
         stream[0] = '\0';
     if (a->co.json) {
         printf("{\"data\":");
