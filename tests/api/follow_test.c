@@ -20,6 +20,8 @@
  *   follower with exit status 1 and the seq on stderr, with nothing after
  *   the last verified checkpoint applied.
  * - A stream that begins past the follower's journal is refused (exit 3).
+ * - With `kiroku serve --nats --replication quorum` publishing, a follower
+ *   from its backup keeps level with the API's writes, with equal views.
  */
 #include "api_client.h"
 #include "nats_cluster.h"
@@ -210,15 +212,19 @@ static uint64_t publish_tail(const char *shard, uint64_t from)
 
 /* ---- Followers ---- */
 
-static void follower_start(struct follower *f, const char *name, const char *shard)
+/* Starts `kiroku follow` of shard's stream in DIR/name beside primary p
+ * (a copy of the restored backup `base` the first time), naming p's tcp
+ * endpoint as the primary's. */
+static void follower_start_on(struct follower *f, const struct ac_server *p, const char *base,
+                              const char *name, const char *shard)
 {
     memset(f, 0, sizeof *f);
-    snprintf(f->data, sizeof f->data, "%s/%s", fx.p.dir, name);
+    snprintf(f->data, sizeof f->data, "%s/%s", p->dir, name);
     snprintf(f->out, sizeof f->out, "%s.out", f->data);
     snprintf(f->errf, sizeof f->errf, "%s.err", f->data);
     snprintf(f->ipc, sizeof f->ipc, "ipc://%s.sock", f->data);
     if (access(f->data, F_OK) != 0)
-        kr_test_copytree(fx.base, f->data);
+        kr_test_copytree(base, f->data);
     unlink(f->out); /* a restart's line is not the last run's */
     char op[780];
     snprintf(op, sizeof op, "ipc://%s.op", f->data);
@@ -246,7 +252,7 @@ static void follower_start(struct follower *f, const char *name, const char *sha
                               "--operator",
                               op,
                               "--primary",
-                              fx.p.tcp,
+                              p->tcp,
                               "--json",
                               "--http",
                               "http://127.0.0.1:0",
@@ -255,6 +261,11 @@ static void follower_start(struct follower *f, const char *name, const char *sha
         _exit(127);
     }
     f->pid = pid;
+}
+
+static void follower_start(struct follower *f, const char *name, const char *shard)
+{
+    follower_start_on(f, &fx.p, fx.base, name, shard);
 }
 
 /* Whether the follower printed its JSON line. */
@@ -429,34 +440,67 @@ static void assert_same_views(struct follower *f, uint64_t *published)
     fail_msg("the follower's views never equalled the primary's");
 }
 
-static void write_contacts(int n)
+static void write_to(const struct ac_server *p, const uint8_t *token, int n)
 {
     struct ac c;
-    ac_open(&c, fx.p.ipc);
+    ac_open(&c, p->ipc);
     for (int i = 0; i < n; i++) {
         char name[64];
         snprintf(name, sizeof name, "followed %d", i);
         ac_str(&c, KR_FLD_NAME, name);
-        assert_int_equal(ac_call(&c, KR_OP_CONTACTS_REGISTER, fx.token), AC_OK);
+        assert_int_equal(ac_call(&c, KR_OP_CONTACTS_REGISTER, token), AC_OK);
     }
     ac_close(&c);
 }
 
+static void write_contacts(int n)
+{
+    write_to(&fx.p, fx.token, n);
+}
+
 /* ---- Set-up ---- */
 
-static void login(void)
+/* The demo master's session on p into token. */
+static void login_to(const struct ac_server *p, uint8_t token[32])
 {
     struct ac c;
-    ac_open(&c, fx.p.ipc);
-    ac_str(&c, KR_FLD_TENANT_CODE, fx.p.demo_code);
-    ac_str(&c, KR_FLD_EMAIL, fx.p.demo_email);
-    ac_str(&c, KR_FLD_PASSWORD, fx.p.demo_password);
+    ac_open(&c, p->ipc);
+    ac_str(&c, KR_FLD_TENANT_CODE, p->demo_code);
+    ac_str(&c, KR_FLD_EMAIL, p->demo_email);
+    ac_str(&c, KR_FLD_PASSWORD, p->demo_password);
     assert_int_equal(ac_call(&c, KR_OP_AUTH_LOGIN, NULL), AC_OK);
     const msgpack_object *t = ac_get(ac_result(&c), KR_FLD_TOKEN);
     assert_non_null(t);
     assert_int_equal(t->via.bin.size, 32);
-    memcpy(fx.token, t->via.bin.ptr, 32);
+    memcpy(token, t->via.bin.ptr, 32);
     ac_close(&c);
+}
+
+/* A backup generation of p's running server, restored into base (with
+ * key 1's public key into pk); the restored journal's size. */
+static uint64_t backup_restore(const struct ac_server *p, char *base, size_t cap, char pk[64])
+{
+    char backups[600], gen[800];
+    snprintf(backups, sizeof backups, "%.500s/backups", p->dir);
+    const char *b[] = {"backup", "--data", p->data, "--to", backups, "--json", NULL};
+    if (run(b) != 0)
+        fail_msg("backup: %s %s", fx.out, fx.err);
+    json_error_t je;
+    json_t *j = json_loads(fx.out, 0, &je);
+    assert_non_null(j);
+    snprintf(gen, sizeof gen, "%s/%s", backups,
+             json_string_value(json_object_get(j, "generation")));
+    json_decref(j);
+    char pkpath[700];
+    snprintf(pkpath, sizeof pkpath, "%s/keys/journal-1.pub", p->data);
+    char *text = kr_test_slurp(pkpath, NULL);
+    snprintf(pk, 64, "%.*s", (int)strcspn(text, "\n"), text);
+    free(text);
+    snprintf(base, cap, "%.500s/base", p->dir);
+    const char *r[] = {"restore", gen, "--data", base, "--pubkey", pk, NULL};
+    if (run(r) != 0)
+        fail_msg("restore: %s %s", fx.out, fx.err);
+    return size_of(base);
 }
 
 /* The primary with some contacts, backed up and restored into fx.base. */
@@ -472,30 +516,9 @@ static int setup(void **state)
     assert_int_equal(natsConnection_ConnectTo(&fx.nc, fx.nats->node[0].url), NATS_OK);
     assert_int_equal(natsConnection_JetStream(&fx.js, fx.nc, NULL), NATS_OK);
     ac_server_start(&fx.p);
-    login();
+    login_to(&fx.p, fx.token);
     write_contacts(5);
-
-    char backups[600], gen[800];
-    snprintf(backups, sizeof backups, "%.500s/backups", fx.p.dir);
-    const char *b[] = {"backup", "--data", fx.p.data, "--to", backups, "--json", NULL};
-    if (run(b) != 0)
-        fail_msg("backup: %s %s", fx.out, fx.err);
-    json_error_t je;
-    json_t *j = json_loads(fx.out, 0, &je);
-    assert_non_null(j);
-    snprintf(gen, sizeof gen, "%s/%s", backups,
-             json_string_value(json_object_get(j, "generation")));
-    json_decref(j);
-    char pkpath[700];
-    snprintf(pkpath, sizeof pkpath, "%s/keys/journal-1.pub", fx.p.data);
-    char *pk = kr_test_slurp(pkpath, NULL);
-    snprintf(fx.pk, sizeof fx.pk, "%.*s", (int)strcspn(pk, "\n"), pk);
-    free(pk);
-    snprintf(fx.base, sizeof fx.base, "%.500s/base", fx.p.dir);
-    const char *r[] = {"restore", gen, "--data", fx.base, "--pubkey", fx.pk, NULL};
-    if (run(r) != 0)
-        fail_msg("restore: %s %s", fx.out, fx.err);
-    fx.backup_size = size_of(fx.base);
+    fx.backup_size = backup_restore(&fx.p, fx.base, sizeof fx.base, fx.pk);
     write_contacts(5); /* after the backup: only the stream has them */
     struct jrn_options o = {.dir = fx.p.data, .read_only = true};
     assert_int_equal(jrn_open(&o, &fx.pj), KR_OK);
@@ -520,16 +543,78 @@ static int teardown(void **state)
 
 /* The reply to contacts.list with the master's token at url, as JSON-ish
  * bytes to compare (the result map re-packed). */
-static void list_contacts(const char *url, msgpack_sbuffer *out)
+static void list_contacts_as(const char *url, const uint8_t *token, msgpack_sbuffer *out)
 {
     struct ac c;
     ac_open(&c, url);
-    assert_int_equal(ac_call(&c, KR_OP_CONTACTS_LIST, fx.token), AC_OK);
+    assert_int_equal(ac_call(&c, KR_OP_CONTACTS_LIST, token), AC_OK);
     msgpack_sbuffer_init(out);
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     msgpack_pack_object(&pk, *ac_result(&c));
     ac_close(&c);
+}
+
+static void list_contacts(const char *url, msgpack_sbuffer *out)
+{
+    list_contacts_as(url, fx.token, out);
+}
+
+/* Waits until f holds what p has committed and their views' digests are
+ * equal (p may commit meanwhile: then again). */
+static void assert_level_with(struct follower *f, const struct ac_server *p)
+{
+    for (int tries = 0; tries < 20; tries++) {
+        struct level l = {f->data, size_of(p->data)};
+        if (!kr_test_wait_for(reached, &l, KR_TEST_WAIT_MS, "the follower to catch up")) {
+            kr_test_print_log(f->errf);
+            fail();
+        }
+        uint64_t pr = 0, fr = 0;
+        json_t *pv = digests(p->data, &pr), *fv = digests(f->data, &fr);
+        bool same = pr == fr && json_equal(pv, fv);
+        json_decref(pv);
+        json_decref(fv);
+        if (same)
+            return;
+    }
+    fail_msg("the follower's views never equalled the primary's");
+}
+
+/* The primary publishes itself (serve --nats, quorum mode): a follower
+ * started from its backup while it writes keeps level with it, its views
+ * equal the primary's, it answers reads as the primary does, and it
+ * verifies. */
+static void test_follows_serve_nats(void **state)
+{
+    (void)state;
+    struct ac_server p;
+    const char *extra[] = {
+        "--nats", kr_nats_urls(fx.nats), "--replication", "quorum", "--shard", "live", NULL};
+    ac_server_start_with(&p, extra);
+    uint8_t token[32];
+    login_to(&p, token);
+    write_to(&p, token, 5);
+    char base[600], pk[64];
+    uint64_t at = backup_restore(&p, base, sizeof base, pk);
+    write_to(&p, token, 5);
+    struct follower f;
+    follower_start_on(&f, &p, base, "f-live", "live");
+    write_to(&p, token, 5);
+    assert_level_with(&f, &p);
+    assert_true(size_of(f.data) > at);
+    msgpack_sbuffer a, b;
+    list_contacts_as(p.ipc, token, &a);
+    list_contacts_as(f.ipc, token, &b);
+    assert_int_equal(a.size, b.size);
+    assert_memory_equal(a.data, b.data, a.size);
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+    assert_int_equal(follower_stop(&f), 0);
+    const char *v[] = {"verify", "--data", f.data, "--pubkey", pk, NULL};
+    if (run(v) != 0)
+        fail_msg("verify of the follower: %s %s", fx.out, fx.err);
+    assert_int_equal(ac_server_stop(&p), 0);
 }
 
 static void test_follows_serves_reads_refuses_writes(void **state)
@@ -782,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_wrong_checkpoint_stops),
         cmocka_unit_test(test_gap_foreign_headers_truncated_stop),
         cmocka_unit_test(test_stream_past_the_backup_is_refused),
+        cmocka_unit_test(test_follows_serve_nats),
     };
     if (!kr_nats_available()) {
         fprintf(stderr, "follow_test: no nats-server here: skipped\n");
