@@ -20,6 +20,7 @@
 
 #include "cluster.h"
 #include "replica.h"
+#include "schema.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -145,16 +146,58 @@ static kr_err session_begin(struct api_follower *f)
     return KR_OK;
 }
 
+/* Whether r records a tenant's erasure (tenant.erased; signup.expired, an
+ * unconfirmed application's). */
+static bool is_erasure(const struct jrn_record *r)
+{
+    return !jrn_is_system(r) && (jrn_type_is(r, kr_events[KR_EV_TENANT_ERASED].name) ||
+                                 jrn_type_is(r, kr_events[KR_EV_SIGNUP_EXPIRED].name));
+}
+
+/* The erasures records from..to hold reach this copy: the primary destroyed
+ * the tenant's data key and stripped its payloads before it recorded the
+ * erasure, so the follower does the same on its own keystore and journal
+ * (up to the record before the erasure's, as the primary did; the views
+ * dropped the tenant's rows when they applied it). */
+static kr_err apply_erasures(struct api_follower *f, uint64_t from, uint64_t to)
+{
+    struct kr_domain *d = f->o.d;
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = from, .to = to};
+    struct jrn_cursor *c = NULL;
+    kr_err err = jrn_cursor_new(d->j, &q, &c);
+    struct jrn_record r;
+    const char *step = "reading the records applied";
+    uint64_t tenant = 0, seq = from;
+    while (!err && !(err = jrn_cursor_next(c, &r))) {
+        if (!is_erasure(&r))
+            continue;
+        tenant = r.tenant, seq = r.seq;
+        uint64_t stripped = 0;
+        struct jrn_strip_spec s = {.tenant = tenant, .to_seq = seq - 1};
+        if (d->ks && (err = ks_destroy(d->ks, tenant, r.time_ns)))
+            step = "destroying the key of tenant";
+        else if ((err = jrn_strip(d->j, &s, &stripped)))
+            step = "stripping the payloads of tenant";
+    }
+    jrn_cursor_free(c);
+    if (err == KR_ENOTFOUND)
+        return KR_OK;
+    return fault(f, err, seq, "%s %" PRIu64 ": %s", step, tenant, kr_strerror(err));
+}
+
 /* Commits the session with the checkpoint note the chunk carries. */
 static kr_err session_commit(struct api_follower *f, const struct jrn_repl_chunk *c, uint64_t sseq)
 {
     struct jrn_start_fault sf = {0};
     struct jrn_replica *r = f->r;
     f->r = NULL; /* commit frees it either way */
+    uint64_t before = jrn_size(f->o.d->j);
     kr_err err = jrn_replica_commit(r, c->note, c->note_len, sseq, &sf);
     if (err)
         return fault(f, err, sf.seq ? sf.seq : f->next - 1, "message %" PRIu64 ": %s", sseq,
                      sf.what[0] ? sf.what : kr_strerror(err));
+    if (jrn_size(f->o.d->j) > before && (err = apply_erasures(f, before + 1, jrn_size(f->o.d->j))))
+        return err;
     uint64_t v[2] = {jrn_size(f->o.d->j), sseq};
     status_set(f, set_applied, v);
     return KR_OK;

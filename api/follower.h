@@ -26,7 +26,10 @@
  * signed checkpoint commits the session (jrn_replica_commit: the checkpoint
  * must be this journal's, signed, at the size reached, with the tree's
  * root), durably, together with that message's stream sequence. So a range
- * is applied whole once its checkpoint verifies it, or not at all.
+ * is applied whole once its checkpoint verifies it, or not at all. Then the
+ * erasures the range recorded (tenant.erased, signup.expired) are carried
+ * out here as the primary carried them out before recording them: the
+ * tenant's key destroyed in this keystore, its payloads stripped.
  *
  * A fault (a record or checkpoint that does not verify, a message that does
  * not decode, belongs to another journal or leaves a gap, a range without

@@ -21,7 +21,9 @@
  *   the last verified checkpoint applied.
  * - A stream that begins past the follower's journal is refused (exit 3).
  * - With `kiroku serve --nats --replication quorum` publishing, a follower
- *   from its backup keeps level with the API's writes, with equal views.
+ *   from its backup keeps level with the API's writes, with equal views; a
+ *   tenant the primary erases is erased on the follower (its key destroyed,
+ *   its payloads stripped as on the primary).
  */
 #include "api_client.h"
 #include "nats_cluster.h"
@@ -34,7 +36,9 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "accounts.h"
 #include "journal.h"
+#include "keystore.h"
 #include "replica.h"
 #include "wbuf.h"
 
@@ -555,6 +559,46 @@ static void list_contacts_as(const char *url, const uint8_t *token, msgpack_sbuf
     ac_close(&c);
 }
 
+/* Cancels and erases p's demo tenant as an operator would; its id. */
+static uint64_t erase_demo_tenant(const struct ac_server *p)
+{
+    uint8_t token[32];
+    struct ac op;
+    ac_open(&op, p->op_url);
+    ac_str(&op, KR_FLD_TENANT_CODE, KR_PLATFORM_CODE);
+    ac_str(&op, KR_FLD_EMAIL, p->op_email);
+    ac_str(&op, KR_FLD_PASSWORD, p->op_password);
+    assert_int_equal(ac_call(&op, KR_OP_AUTH_LOGIN, NULL), AC_OK);
+    const msgpack_object *t = ac_get(ac_result(&op), KR_FLD_TOKEN);
+    assert_non_null(t);
+    memcpy(token, t->via.bin.ptr, 32);
+    ac_u64(&op, KR_FLD_LIMIT, 10);
+    assert_int_equal(ac_call(&op, KR_OP_TENANTS_LIST, token), AC_OK);
+    const msgpack_object *l = ac_res_list(&op);
+    assert_int_equal(l->via.array.size, 1);
+    uint64_t tenant = ac_get(&l->via.array.ptr[0], KR_FLD_TENANT)->via.u64;
+    ac_u64(&op, KR_FLD_TENANT, tenant);
+    assert_int_equal(ac_call(&op, KR_OP_TENANTS_CANCEL, token), AC_OK);
+    ac_u64(&op, KR_FLD_TENANT, tenant);
+    assert_int_equal(ac_call(&op, KR_OP_TENANTS_ERASE, token), AC_OK);
+    ac_close(&op);
+    return tenant;
+}
+
+/* `kiroku verify --json` of dir: the payloads it found stripped. */
+static uint64_t stripped_in(const char *dir, const char *pk)
+{
+    const char *v[] = {"verify", "--data", dir, "--pubkey", pk, "--json", NULL};
+    if (run(v) != 0)
+        fail_msg("verify %s: %s %s", dir, fx.out, fx.err);
+    json_error_t je;
+    json_t *j = json_loads(fx.out, 0, &je);
+    assert_non_null(j);
+    uint64_t n = (uint64_t)json_integer_value(json_object_get(j, "stripped"));
+    json_decref(j);
+    return n;
+}
+
 static void list_contacts(const char *url, msgpack_sbuffer *out)
 {
     list_contacts_as(url, fx.token, out);
@@ -610,10 +654,20 @@ static void test_follows_serve_nats(void **state)
     assert_memory_equal(a.data, b.data, a.size);
     msgpack_sbuffer_destroy(&a);
     msgpack_sbuffer_destroy(&b);
+
+    /* The tenant erased on the primary is erased on the follower: its key
+     * destroyed, its payloads stripped as the primary stripped them. */
+    uint64_t tenant = erase_demo_tenant(&p);
+    assert_level_with(&f, &p);
     assert_int_equal(follower_stop(&f), 0);
-    const char *v[] = {"verify", "--data", f.data, "--pubkey", pk, NULL};
-    if (run(v) != 0)
-        fail_msg("verify of the follower: %s %s", fx.out, fx.err);
+    uint64_t stripped = stripped_in(f.data, pk);
+    assert_true(stripped > 0);
+    assert_int_equal(stripped, stripped_in(p.data, pk));
+    struct kr_keystore *ks = NULL;
+    assert_int_equal(ks_open(f.data, false, &ks), KR_OK);
+    struct kr_data_key key;
+    assert_int_not_equal(ks_get(ks, tenant, &key), KR_OK);
+    ks_close(ks);
     assert_int_equal(ac_server_stop(&p), 0);
 }
 
