@@ -122,8 +122,11 @@ struct kr_keystore {
     uint64_t clock; /* last stamp handed to a cache way */
     struct ks_secrets *sec;
 
-    struct kr_env_reg reg; /* DIR/keystore in the process's open environments */
+    struct kr_env_reg reg;          /* DIR/keystore in the process's open environments */
+    const struct ks_remote *remote; /* the cluster's shared store, or NULL */
 };
+
+_Static_assert(KS_WRAPPED_LEN == WRAP_LEN, "the wrapped layout is the keystore's");
 
 /* The error of an LMDB call that failed (rc != 0): never KR_OK, which the
  * static analyzer cannot tell from kr_err_from_mdb alone. */
@@ -211,15 +214,34 @@ static void wrap_ad(uint8_t ad[WRAP_AD_LEN], uint64_t tenant)
     kr_put_be64(ad + sizeof WRAP_AD - 1, tenant);
 }
 
+static void wrap_bound(const uint8_t kek[KEK_LEN], const void *ad, size_t adlen,
+                       const uint8_t key[KR_DATA_KEY_LEN], uint8_t out[WRAP_LEN])
+{
+    out[0] = WRAP_VERSION;
+    kr_rng_fill(NULL, out + 1, AEAD_NONCE_LEN);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + 1 + AEAD_NONCE_LEN, NULL, key, KR_DATA_KEY_LEN,
+                                               ad, adlen, NULL, out + 1, kek);
+}
+
+static kr_err unwrap_bound(const uint8_t kek[KEK_LEN], const void *ad, size_t adlen,
+                           const uint8_t *in, size_t len, uint8_t key[KR_DATA_KEY_LEN])
+{
+    if (len != WRAP_LEN || in[0] != WRAP_VERSION ||
+        crypto_aead_xchacha20poly1305_ietf_decrypt(key, NULL, NULL, in + 1 + AEAD_NONCE_LEN,
+                                                   len - 1 - AEAD_NONCE_LEN, ad, adlen, in + 1,
+                                                   kek) != 0) {
+        sodium_memzero(key, KR_DATA_KEY_LEN);
+        return KR_ECORRUPT;
+    }
+    return KR_OK;
+}
+
 static void wrap(const uint8_t kek[KEK_LEN], uint64_t tenant, const uint8_t key[KR_DATA_KEY_LEN],
                  uint8_t out[WRAP_LEN])
 {
     uint8_t ad[WRAP_AD_LEN];
     wrap_ad(ad, tenant);
-    out[0] = WRAP_VERSION;
-    kr_rng_fill(NULL, out + 1, AEAD_NONCE_LEN);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out + 1 + AEAD_NONCE_LEN, NULL, key, KR_DATA_KEY_LEN,
-                                               ad, sizeof ad, NULL, out + 1, kek);
+    wrap_bound(kek, ad, sizeof ad, key, out);
 }
 
 static kr_err unwrap(const uint8_t kek[KEK_LEN], uint64_t tenant, const uint8_t *in, size_t len,
@@ -227,14 +249,47 @@ static kr_err unwrap(const uint8_t kek[KEK_LEN], uint64_t tenant, const uint8_t 
 {
     uint8_t ad[WRAP_AD_LEN];
     wrap_ad(ad, tenant);
-    if (len != WRAP_LEN || in[0] != WRAP_VERSION ||
-        crypto_aead_xchacha20poly1305_ietf_decrypt(key, NULL, NULL, in + 1 + AEAD_NONCE_LEN,
-                                                   len - 1 - AEAD_NONCE_LEN, ad, sizeof ad, in + 1,
-                                                   kek) != 0) {
-        sodium_memzero(key, KR_DATA_KEY_LEN);
-        return KR_ECORRUPT;
-    }
+    return unwrap_bound(kek, ad, sizeof ad, in, len, key);
+}
+
+/* The tenant-key domain string must not be a prefix a caller of
+ * ks_wrap_secret could reproduce: those ads are prefixed with this. */
+#define SECRET_AD     "kiroku.secret.v1:"
+#define SECRET_AD_MAX 256
+
+static kr_err secret_ad(uint8_t out[SECRET_AD_MAX], size_t *len, const void *ad, size_t adlen)
+{
+    _Static_assert(KS_SECRET_AD_MAX + sizeof SECRET_AD - 1 <= SECRET_AD_MAX, "room for the ad");
+    if (adlen > KS_SECRET_AD_MAX)
+        return KR_ETOOLARGE;
+    memcpy(out, SECRET_AD, sizeof SECRET_AD - 1);
+    memcpy(out + sizeof SECRET_AD - 1, ad, adlen);
+    *len = sizeof SECRET_AD - 1 + adlen;
     return KR_OK;
+}
+
+kr_err ks_wrap_secret(struct kr_keystore *ks, const void *ad, size_t adlen,
+                      const uint8_t secret[32], uint8_t out[KS_WRAPPED_LEN])
+{
+    uint8_t full[SECRET_AD_MAX];
+    size_t n;
+    kr_err err = secret_ad(full, &n, ad, adlen);
+    if (err == KR_OK)
+        wrap_bound(ks->sec->kek, full, n, secret, out);
+    return err;
+}
+
+kr_err ks_unwrap_secret(struct kr_keystore *ks, const void *ad, size_t adlen, const uint8_t *in,
+                        size_t len, uint8_t secret[32])
+{
+    uint8_t full[SECRET_AD_MAX];
+    size_t n;
+    kr_err err = secret_ad(full, &n, ad, adlen);
+    if (err) {
+        sodium_memzero(secret, 32);
+        return err;
+    }
+    return unwrap_bound(ks->sec->kek, full, n, in, len, secret);
 }
 
 static void kek_check_make(const uint8_t kek[KEK_LEN], uint8_t out[CHECK_LEN])
@@ -705,6 +760,11 @@ static kr_err read_wrapped(struct kr_keystore *ks, uint64_t tenant, uint8_t out[
     return read_tenant_entry(ks, ks->db_keys, tenant, out, WRAP_LEN);
 }
 
+static kr_err create_txn(struct kr_keystore *ks, uint64_t tenant, const struct kr_rng *rng,
+                         struct kr_data_key *out, uint8_t existing[WRAP_LEN],
+                         const uint8_t *import);
+static kr_err fetch_remote(struct kr_keystore *ks, uint64_t tenant, uint8_t *key);
+
 kr_err ks_get(struct kr_keystore *ks, uint64_t tenant, struct kr_data_key *out)
 {
     if (cache_get(ks, tenant, out))
@@ -714,6 +774,8 @@ kr_err ks_get(struct kr_keystore *ks, uint64_t tenant, struct kr_data_key *out)
     kr_err err = read_wrapped(ks, tenant, wrapped);
     if (err == KR_OK)
         err = unwrap(ks->sec->kek, tenant, wrapped, sizeof wrapped, out->key);
+    else if (err == KR_ENOTFOUND && ks->remote)
+        err = fetch_remote(ks, tenant, out->key);
     if (err) {
         kr_data_key_wipe(out);
         return err;
@@ -725,9 +787,11 @@ kr_err ks_get(struct kr_keystore *ks, uint64_t tenant, struct kr_data_key *out)
 
 /* In one write transaction: refuses a destroyed tenant (KR_EKEY); if the
  * tenant has a key, copies it wrapped to existing and answers KR_EEXIST;
- * otherwise makes a key from rng into out->key and stores it. */
+ * otherwise stores `import` (a wrapped key already checked to unwrap, whose
+ * key is in out->key) or, when import is NULL, makes a key from rng into
+ * out->key and stores it. */
 static kr_err create_txn(struct kr_keystore *ks, uint64_t tenant, const struct kr_rng *rng,
-                         struct kr_data_key *out, uint8_t existing[WRAP_LEN])
+                         struct kr_data_key *out, uint8_t existing[WRAP_LEN], const uint8_t *import)
 {
     uint8_t kb[8], wrapped[WRAP_LEN];
     kr_put_be64(kb, tenant);
@@ -766,9 +830,13 @@ static kr_err create_txn(struct kr_keystore *ks, uint64_t tenant, const struct k
         err = mdb_failed(rc);
         goto out;
     }
-    kr_rng_fill(rng, out->key, KR_DATA_KEY_LEN);
     out->tenant = tenant;
-    wrap(ks->sec->kek, tenant, out->key, wrapped);
+    if (import) {
+        memcpy(wrapped, import, WRAP_LEN);
+    } else {
+        kr_rng_fill(rng, out->key, KR_DATA_KEY_LEN);
+        wrap(ks->sec->kek, tenant, out->key, wrapped);
+    }
     v.mv_size = sizeof wrapped;
     v.mv_data = wrapped;
     if ((rc = mdb_put(txn, ks->db_keys, &k, &v, MDB_NOOVERWRITE))) {
@@ -785,12 +853,85 @@ out:
     return err;
 }
 
+/* Keeps a wrapped key that unwrapped as tenant's into key (the remote's):
+ * stored locally unless the tenant was destroyed here (KR_EKEY) or has a key
+ * already, which wins (copied into key). */
+static kr_err keep_remote(struct kr_keystore *ks, uint64_t tenant, const uint8_t wrapped[WRAP_LEN],
+                          uint8_t *key)
+{
+    uint8_t existing[WRAP_LEN] = {0};
+    struct kr_data_key k = {.tenant = tenant};
+    memcpy(k.key, key, KR_DATA_KEY_LEN);
+    kr_err err = create_txn(ks, tenant, NULL, &k, existing, wrapped);
+    if (err == KR_EEXIST)
+        err = unwrap(ks->sec->kek, tenant, existing, sizeof existing, key);
+    kr_data_key_wipe(&k);
+    return err;
+}
+
+/* A key this keystore lacks, from the remote store: KR_ENOTFOUND when the
+ * tenant's key was destroyed here or the remote has none. */
+static kr_err fetch_remote(struct kr_keystore *ks, uint64_t tenant, uint8_t *key)
+{
+    bool destroyed;
+    uint8_t wrapped[WRAP_LEN];
+    kr_err err = ks_is_destroyed(ks, tenant, &destroyed);
+    if (err == KR_OK && destroyed)
+        err = KR_ENOTFOUND;
+    if (err == KR_OK)
+        err = ks->remote->get(ks->remote->ctx, tenant, wrapped);
+    if (err == KR_OK)
+        err = unwrap(ks->sec->kek, tenant, wrapped, sizeof wrapped, key);
+    if (err == KR_OK)
+        err = keep_remote(ks, tenant, wrapped, key);
+    if (err == KR_EKEY) /* destroyed meanwhile */
+        err = KR_ENOTFOUND;
+    return err;
+}
+
+/* Makes a key with a remote store: the remote takes it first, if it has none;
+ * else its key is used (*made false). Nothing is kept locally on error. */
+static kr_err create_remote(struct kr_keystore *ks, uint64_t tenant, const struct kr_rng *rng,
+                            uint8_t *key, bool *made)
+{
+    bool destroyed;
+    uint8_t wrapped[WRAP_LEN];
+    *made = false;
+    kr_err err = ks_is_destroyed(ks, tenant, &destroyed);
+    if (err == KR_OK && destroyed)
+        return KR_EKEY;
+    if (err)
+        return err;
+    err = fetch_remote(ks, tenant, key);
+    if (err != KR_ENOTFOUND)
+        return err;
+    kr_rng_fill(rng, key, KR_DATA_KEY_LEN);
+    wrap(ks->sec->kek, tenant, key, wrapped);
+    err = ks->remote->create(ks->remote->ctx, tenant, wrapped);
+    if (err == KR_EEXIST) /* another node made one first: that one */
+        return fetch_remote(ks, tenant, key);
+    if (err == KR_OK) {
+        *made = true;
+        err = keep_remote(ks, tenant, wrapped, key);
+    }
+    return err;
+}
+
 kr_err ks_create(struct kr_keystore *ks, uint64_t tenant, const struct kr_rng *rng,
                  struct kr_data_key *out)
 {
     uint8_t existing[WRAP_LEN] = {0};
     uint64_t gen = cache_gen(ks);
-    kr_err err = create_txn(ks, tenant, rng, out, existing);
+    kr_err err;
+    if (ks->remote) {
+        bool made;
+        err = create_remote(ks, tenant, rng, out->key, &made);
+        out->tenant = tenant;
+        if (err == KR_OK && !made)
+            err = KR_EEXIST;
+    } else {
+        err = create_txn(ks, tenant, rng, out, existing, NULL);
+    }
     if (err) {
         kr_data_key_wipe(out);
         return err;
@@ -809,7 +950,13 @@ kr_err ks_get_or_create(struct kr_keystore *ks, uint64_t tenant, const struct kr
      * creators agree on one key. */
     uint8_t existing[WRAP_LEN] = {0};
     uint64_t gen = cache_gen(ks);
-    err = create_txn(ks, tenant, rng, out, existing);
+    if (ks->remote) {
+        bool made;
+        err = create_remote(ks, tenant, rng, out->key, &made);
+        out->tenant = tenant;
+    } else {
+        err = create_txn(ks, tenant, rng, out, existing, NULL);
+    }
     if (err == KR_EEXIST) {
         err = unwrap(ks->sec->kek, tenant, existing, sizeof existing, out->key);
         out->tenant = tenant;
@@ -891,12 +1038,23 @@ out:
 
 kr_err ks_destroy(struct kr_keystore *ks, uint64_t tenant, uint64_t time_ns)
 {
-    return destroy(ks, tenant, time_ns, true);
+    kr_err err = destroy(ks, tenant, time_ns, true);
+    if (err == KR_OK && ks->remote)
+        err = ks->remote->purge(ks->remote->ctx, tenant);
+    return err;
 }
 
 kr_err ks_destroy_unscrubbed(struct kr_keystore *ks, uint64_t tenant, uint64_t time_ns)
 {
-    return destroy(ks, tenant, time_ns, false);
+    kr_err err = destroy(ks, tenant, time_ns, false);
+    if (err == KR_OK && ks->remote)
+        err = ks->remote->purge(ks->remote->ctx, tenant);
+    return err;
+}
+
+void ks_set_remote(struct kr_keystore *ks, const struct ks_remote *remote)
+{
+    ks->remote = remote;
 }
 
 kr_err ks_copy(struct kr_keystore *ks, const char *dest_dir)

@@ -163,6 +163,57 @@ KR_MUST_CHECK kr_err ks_copy(struct kr_keystore *ks, const char *dest_dir);
 /* Sets *destroyed to whether `tenant`'s key was destroyed. KR_EIO. */
 KR_MUST_CHECK kr_err ks_is_destroyed(struct kr_keystore *ks, uint64_t tenant, bool *destroyed);
 
+/* ---- Keys shared by the nodes of a cluster ----
+ *
+ * In a cluster every node of a shard holds the same KEK (placed by the
+ * deployment, like a TLS key) and a key-value store the nodes share (NATS
+ * JetStream: api/keyring.h) holds each tenant's key exactly as the keystore
+ * does, wrapped by the KEK: whoever reads that store without the KEK learns
+ * nothing. With a remote set:
+ *   - ks_get of a key this keystore lacks (and never destroyed) fetches it,
+ *     checks that it unwraps under the KEK as this tenant's key (a value
+ *     moved from another tenant, or forged, is KR_ECORRUPT), and keeps it;
+ *   - ks_create / ks_get_or_create make a key only after the remote store has
+ *     taken it, and only if it had none (create-if-absent): two nodes, or a
+ *     new primary after a failover, never give one tenant two keys. A key the
+ *     remote store already holds is used instead (ks_create: KR_EEXIST);
+ *   - ks_destroy and ks_destroy_unscrubbed remove the key from the remote
+ *     store too, with its history, after the local destruction is durable;
+ *     if that fails they return the remote's error and the local destruction
+ *     stands: calling them again retries the remote removal.
+ * A remote's errors are its own (KR_EIO for a store that does not answer, or
+ * as it documents); the keystore passes them on and changes nothing local. */
+#define KS_WRAPPED_LEN 73 /* 0x01 | nonce (24) | sealed key (32 + 16) */
+
+struct ks_remote {
+    void *ctx;
+    /* The tenant's wrapped key into out: KR_OK, KR_ENOTFOUND, or an error. */
+    kr_err (*get)(void *ctx, uint64_t tenant, uint8_t out[KS_WRAPPED_LEN]);
+    /* Stores it only if the tenant has none there: KR_OK, KR_EEXIST (one is
+     * there already), or an error. */
+    kr_err (*create)(void *ctx, uint64_t tenant, const uint8_t wrapped[KS_WRAPPED_LEN]);
+    /* Removes the tenant's key and every earlier value of it: KR_OK (also
+     * when there is none), or an error. */
+    kr_err (*purge)(void *ctx, uint64_t tenant);
+};
+
+/* Sets the remote store (caller-owned; it must outlive ks), or NULL for none.
+ * Call it before other threads use ks. */
+void ks_set_remote(struct kr_keystore *ks, const struct ks_remote *remote);
+
+/* Wraps a 32-byte secret that is not a tenant key (a journal signing key's
+ * seed, shipped to the other nodes of a shard) under the KEK, bound to `ad`
+ * (its purpose and name: a value moved to another name fails to unwrap), in
+ * the same layout as a tenant key. KR_ETOOLARGE if adlen > KS_SECRET_AD_MAX. */
+#define KS_SECRET_AD_MAX 200
+KR_MUST_CHECK kr_err ks_wrap_secret(struct kr_keystore *ks, const void *ad, size_t adlen,
+                                    const uint8_t secret[32], uint8_t out[KS_WRAPPED_LEN]);
+
+/* Opens what ks_wrap_secret made with the same ad. KR_ECORRUPT if it does not
+ * unwrap (secret is then wiped). */
+KR_MUST_CHECK kr_err ks_unwrap_secret(struct kr_keystore *ks, const void *ad, size_t adlen,
+                                      const uint8_t *in, size_t len, uint8_t secret[32]);
+
 /* Erases k's key bytes (the tenant id stays). Accepts NULL. */
 void kr_data_key_wipe(struct kr_data_key *k);
 
