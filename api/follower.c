@@ -33,15 +33,13 @@
 #include <string.h>
 #include <time.h>
 
-#define HDR_FIRST  "Kiroku-First"
-#define HDR_LAST   "Kiroku-Last"
-#define KR_STR_(x) #x
-#define KR_STR(x)  KR_STR_(x)
+#define HDR_FIRST "Kiroku-First"
+#define HDR_LAST  "Kiroku-Last"
 
 struct api_follower {
     struct api_follower_options o;
-    char urls[KR_PATH_MAX];               /* the --nats list, commas made NULs */
-    char *servers[KR_FOLLOW_SERVERS_MAX]; /* into urls */
+    char urls[KR_PATH_MAX];          /* the --nats list, commas made NULs */
+    char *servers[KR_NATS_URLS_MAX]; /* into urls */
     size_t nservers;
     char stream[KR_CLUSTER_NAME_MAX];
     char subject[KR_CLUSTER_NAME_MAX];
@@ -574,13 +572,15 @@ static void *follower_main(void *arg)
     return NULL;
 }
 
+_Static_assert(KR_NATS_URLS_MAX == 16u, "the message below says 16");
+
 /* "URL,URL,..." into f->servers. */
 static kr_err split_urls(struct api_follower *f, const char *list)
 {
     if ((size_t)snprintf(f->urls, sizeof f->urls, "%s", list) >= sizeof f->urls)
         return KR_ETOOLARGE;
     for (char *p = f->urls, *save = NULL, *u; (u = strtok_r(p, ",", &save)); p = NULL) {
-        if (f->nservers == KR_FOLLOW_SERVERS_MAX)
+        if (f->nservers == KR_NATS_URLS_MAX)
             return KR_ETOOLARGE;
         f->servers[f->nservers++] = u;
     }
@@ -608,9 +608,7 @@ kr_err api_follower_start(const struct api_follower_options *o, struct api_follo
     if (!err && (err = cluster_names(shard, f->stream, f->subject, KR_CLUSTER_NAME_MAX)))
         *why = "the shard name is not [a-z0-9-]{1,32}";
     if (!err && (err = split_urls(f, o->nats)))
-        *why = "the NATS URLs: at most " KR_STR(KR_FOLLOW_SERVERS_MAX) " URLs, none empty, "
-                                                                       "all within " KR_STR(
-                                                                           KR_PATH_MAX) " bytes";
+        *why = "the NATS URLs: more than 16, an empty one, or too long";
     if (err) {
         free(f->rec);
         free(f->rec_len);

@@ -393,6 +393,59 @@ static kr_err handle(struct kr_domain *d, bool operator_endpoint, const uint8_t 
     return KR_OK;
 }
 
+/* The value of key `want` in the args map r (proven bounded): a str (*s,
+ * *n) or bin; false if absent or of another type. */
+static bool route_arg(struct kr_mp_reader r, const char *want, bool bin, const uint8_t **v,
+                      size_t *n)
+{
+    uint32_t count;
+    if (kr_mp_read_map(&r, &count))
+        return false;
+    for (uint32_t i = 0; i < count; i++) {
+        const char *k;
+        size_t kl;
+        if (kr_mp_peek(&r) != KR_MP_STR || kr_mp_read_str(&r, &k, &kl))
+            return false;
+        if (key_is(k, kl, want)) {
+            const char *s;
+            if (bin)
+                return kr_mp_peek(&r) == KR_MP_BIN && kr_mp_read_bin(&r, v, n) == KR_OK;
+            if (kr_mp_peek(&r) != KR_MP_STR || kr_mp_read_str(&r, &s, n))
+                return false;
+            *v = (const uint8_t *)s;
+            return true;
+        }
+        if (skip(&r))
+            return false;
+    }
+    return false;
+}
+
+kr_err api_request_route(const uint8_t *req, size_t len, struct api_route *out)
+{
+    struct envelope e;
+    struct kr_diag diag;
+    memset(out, 0, sizeof *out);
+    memset(&e, 0, sizeof e);
+    out->op = -1;
+    if (read_envelope(req, len, &e, &diag))
+        return KR_EINVAL;
+    out->op = e.op;
+    if (e.has_token && e.token_len == 32)
+        out->token = e.token;
+    const uint8_t *v;
+    size_t n;
+    if (e.op == KR_OP_AUTH_LOGIN && e.has_args &&
+        route_arg(e.args, kr_fields[KR_FLD_TENANT_CODE].name, false, &v, &n)) {
+        out->code = (const char *)v;
+        out->code_len = n;
+    }
+    if (e.op == KR_OP_SIGNUP_COMPLETE && e.has_args &&
+        route_arg(e.args, kr_fields[KR_FLD_APPLICATION].name, true, &v, &n) && n == 16)
+        out->application = v;
+    return KR_OK;
+}
+
 kr_err api_handle(struct kr_domain *d, bool operator_endpoint, const uint8_t *req, size_t len,
                   struct kr_wbuf *reply)
 {

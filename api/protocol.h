@@ -108,4 +108,19 @@ void api_count_async(const struct api_async *a, kr_err commit);
 KR_MUST_CHECK kr_err api_reply_refusal(const uint8_t *req, size_t len, int code, const char *msg,
                                        struct kr_wbuf *reply);
 
+/* What routes a request to its shard (api/shardmap.h), read from the
+ * envelope alone: no op runs and no session is looked up. */
+struct api_route {
+    int op;               /* enum kr_op */
+    const uint8_t *token; /* its 32 bytes, NULL if it has none (or not 32) */
+    const char *code;     /* the tenant code auth.login names (not ended), or NULL */
+    size_t code_len;
+    const uint8_t *application; /* the 16 bytes signup.complete names, or NULL */
+};
+
+/* Reads the route of request req[0..len) (the pointers point into req).
+ * KR_EINVAL if the envelope does not read strictly: then there is no route,
+ * and api_handle will refuse the request itself. */
+KR_MUST_CHECK kr_err api_request_route(const uint8_t *req, size_t len, struct api_route *out);
+
 #endif

@@ -210,6 +210,7 @@ struct api_server {
     bool janitor_running, janitor_stop;
     pthread_t janitor;
     struct mailer *mailer;
+    struct api_router router; /* elsewhere NULL = none */
 };
 
 static uint64_t now_ms(void)
@@ -721,12 +722,31 @@ static void slot_answer(struct slot *sl)
     }
 }
 
+/* Answers a request that belongs to another shard (api_server_options.router)
+ * with wrong_shard naming its endpoint; false if it is this node's. */
+static bool slot_redirect(struct slot *sl)
+{
+    const uint8_t *body = nng_msg_body(sl->msg);
+    size_t len = nng_msg_len(sl->msg);
+    struct api_route r;
+    char endpoint[KR_ENDPOINT_MAX + 1], msg[KR_ENDPOINT_MAX + 64];
+    if (api_request_route(body, len, &r) != KR_OK ||
+        !sl->s->router.elsewhere(sl->s->router.ctx, &r, endpoint))
+        return false;
+    snprintf(msg, sizeof msg, "%s: %s", kr_strerror(KR_EWRONGSHARD), endpoint);
+    kr_err err = api_reply_refusal(body, len, KR_ERR_WRONG_SHARD, msg, &sl->reply);
+    slot_send(sl, err ? NULL : reply_msg(sl, true));
+    return true;
+}
+
 /* On a deciding thread: decides the request (api_handle_async) and sends its
  * reply, leaves it pending on its append, or passes it to the pool. */
 static void slot_decide(struct slot *sl, struct kr_payload *args)
 {
     const uint8_t *body = nng_msg_body(sl->msg);
     size_t len = nng_msg_len(sl->msg);
+    if (!sl->ep->operator_ep && sl->s->router.elsewhere && sl->attempts == 0 && slot_redirect(sl))
+        return;
     conn_unqueue(sl); /* decided again after a conflict */
     atomic_store(&sl->parts, 2);
     kr_err err = api_handle_async(sl->s->d, sl->ep->operator_ep, sl->source, body, len, args,
@@ -1234,6 +1254,8 @@ kr_err api_server_start(const struct api_server_options *o, struct kr_domain *d,
 
     const char *const *listen = o->nlisten ? o->listen : defaults;
     size_t nlisten = o->nlisten ? o->nlisten : 1;
+    if (o->router) /* before the contexts that read it start */
+        s->router = *o->router;
     kr_err err = KR_OK;
     for (size_t i = 0; i < nlisten && !err; i++)
         err = add_url(s, listen[i], why);

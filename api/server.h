@@ -45,6 +45,16 @@
 #include <stdint.h>
 
 struct mailer_options;
+struct api_route;
+
+/* Where requests of other shards go (api/shardmap.h: kr_shardmap_route). */
+struct api_router {
+    /* Whether the request whose route is r belongs to another shard: then
+     * true with that shard's client endpoint(s) in endpoint. Called on the
+     * deciding threads for every client request: must not wait. */
+    bool (*elsewhere)(void *ctx, const struct api_route *r, char endpoint[KR_ENDPOINT_MAX + 1]);
+    void *ctx;
+};
 
 #define API_LISTEN_DEFAULT "tcp://127.0.0.1:7450"
 
@@ -81,6 +91,12 @@ struct api_server_options {
     /* How the e-mail worker delivers (mailer.h); NULL = .eml files. Must
      * outlive the server. */
     const struct mailer_options *mail;
+    /* Requests of the client endpoint whose token names another shard, or
+     * whose login names another shard's tenant code, are answered
+     * `wrong_shard` with that shard's endpoint before anything else is done
+     * with them (the same reply whatever the token or code is worth there).
+     * NULL = every request is this node's. Must outlive the server. */
+    const struct api_router *router;
 };
 
 struct api_server;

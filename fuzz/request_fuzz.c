@@ -212,6 +212,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (api_handle(g_d, data[0] & 1, b, n, &g_reply) != KR_OK)
         fail("api_handle built no reply");
     check_reply();
+    /* The shard route is read from the same hostile bytes (server.c asks it
+     * before api_handle): what it points at lies inside them. */
+    struct api_route r;
+    if (api_request_route(b, n, &r) == KR_OK) {
+        if (r.token && (r.token < b || r.token + 32 > b + n))
+            fail("route token outside the request");
+        if (r.code && (r.code_len == 0 ? (const uint8_t *)r.code > b + n
+                                       : ((const uint8_t *)r.code < b ||
+                                          (const uint8_t *)r.code + r.code_len > b + n)))
+            fail("route code outside the request");
+    }
     free(b);
     return 0;
 }

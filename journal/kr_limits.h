@@ -607,8 +607,6 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 
 /* ---- Following a journal's stream (api/follower.h, `kiroku follow`) ---- */
 
-/* NATS servers one --nats list names (a cluster is 3 or 5). */
-#define KR_FOLLOW_SERVERS_MAX 16
 /* How long one wait for the next stream message lasts before the follower
  * looks at whether it is asked to stop (its stop latency). */
 #define KR_FOLLOW_WAIT_MS 200
@@ -618,5 +616,54 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 /* A NATS request (stream info, a direct get) that takes longer fails and is
  * retried: bounded so that stopping is never held up for long. */
 #define KR_FOLLOW_REQUEST_MS 2000
+
+/* ---- Several machines: the lease and the shard map (api/lease.h,
+ * api/shardmap.h) ---- */
+/* A node's name in the lease: [A-Za-z0-9._-], short enough to read in a log
+ * line and in a not_primary message. */
+#define KR_NODE_NAME_MAX 64u
+/* A client endpoint named in the lease, a shard map entry or a redirect: one
+ * or a few URLs separated by commas (tls+tcp://host.example:7000,...). */
+#define KR_ENDPOINT_MAX 512u
+/* A shard's name: [a-z0-9-]{1,32} (the JetStream stream is named after it). */
+#define KR_SHARD_NAME_MAX 32u
+/* A lease value (JSON: node, endpoint, epoch, size): anything longer is not
+ * one of ours and is read as a malformed holder. */
+#define KR_LEASE_VALUE_MAX 1024u
+/* The lease's time to live (cluster.lease_ttl): the failover time is about
+ * this plus catch-up. At least a second (renewals go every third of it, and
+ * each needs a JetStream round trip), at most ten minutes (a dead primary
+ * blocks writes that long). */
+#define KR_LEASE_TTL_DEFAULT_MS 10000u
+#define KR_LEASE_TTL_MIN_MS     1000u
+#define KR_LEASE_TTL_MAX_MS     600000u
+/* How long one JetStream request of the lease or the shard map may take
+ * before it counts as failed (retried later): a third of the smallest TTL. */
+#define KR_KV_WAIT_MS 300u
+/* NATS servers one --nats list names (each URL at most 127 bytes). */
+#define KR_NATS_URLS_MAX 16u
+/* A watch whose connection is down fails at once: its thread waits this long
+ * before it asks again. */
+#define KR_KV_PAUSE_MS 50u
+/* Shards the shard map knows (shard.<name> keys): placement compares them
+ * all at each sign-up. */
+#define KR_SHARDS_MAX 64u
+/* Tenants the shard map's cache holds (tenant.<id> and code.<code> keys): 16
+ * bytes a tenant, a few tens of megabytes at most. A map with more refuses
+ * new entries into the cache (lookups then ask the bucket). */
+#define KR_SHARDMAP_TENANTS_MAX (1u << 21)
+/* How long opening the shard map may take to load the bucket into its cache
+ * (a million tenants load in seconds). */
+#define KR_SHARDMAP_LOAD_MS 60000u
+/* Placements one kr_shardmap_publish call writes (each a JetStream round
+ * trip), so a call on a large backlog stays within seconds. */
+#define KR_SHARDMAP_PUBLISH_MAX 1000u
+/* A shard takes a sign-up itself while it holds at most this many tenants
+ * more than the placement policy's choice (else it redirects the sign-up
+ * there), so a redirected sign-up is not sent on again by placements made
+ * meanwhile. */
+#define KR_SHARDMAP_PLACE_SLACK 16u
+/* A tenant code in a code.<code> key: the schema's tenant_code bound. */
+#define KR_SHARDMAP_CODE_MAX 32u
 
 #endif

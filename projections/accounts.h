@@ -107,6 +107,10 @@ struct va_session {
 
 KR_MUST_CHECK kr_err va_tenant_get(struct kr_views *v, MDB_txn *txn, uint64_t tenant,
                                    struct va_tenant *out);
+/* The tenant with the smallest id above `after` (*tenant) and its row.
+ * KR_ENOTFOUND past the last. For walking every tenant (the shard map). */
+KR_MUST_CHECK kr_err va_tenant_next(struct kr_views *v, MDB_txn *txn, uint64_t after,
+                                    uint64_t *tenant, struct va_tenant *out);
 /* The tenant with login code code[0..len). */
 KR_MUST_CHECK kr_err va_tenant_by_code(struct kr_views *v, MDB_txn *txn, const void *code,
                                        size_t len, uint64_t *tenant);

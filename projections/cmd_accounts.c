@@ -34,7 +34,8 @@
  *   account.login_failed on the account, the one at the limit locks it and
  *   closes its sessions (the caller's too), so a stolen token cannot guess
  *   the password without limit or record.
- * - Tokens are 32 random bytes, given to the client only in the login reply;
+ * - Tokens are 32 random bytes (a sharded domain's carry its redirect tag in
+ *   bytes 0..4 and 27 random bytes: domain.h), given to the client only in the login reply;
  *   the views know their SHA-256. A request on a session with less than half
  *   its idle time left moves the idle limit on (session.touched): one event
  *   per half idle period of use, not one per request.
@@ -350,6 +351,10 @@ static kr_err login_open(struct cmd *c, uint64_t tenant, const uint8_t acct[16],
     if ((err = cap_sessions(c, tenant, acct)) || (err = signin_version(c, tenant, acct, &sv)))
         return err;
     kr_rng_fill(c->d->rng, token, sizeof token);
+    if (c->d->token_tagged) { /* the shard's redirect tag (domain.h) */
+        token[0] = DOM_TOKEN_TAGGED;
+        memcpy(token + 1, c->d->token_tag, sizeof c->d->token_tag);
+    }
     kr_sha256(th, token, sizeof token);
     struct kr_payload *p1 = cmd_event(c, KR_EV_ACCOUNT_LOGIN_SUCCEEDED, tenant, sv);
     struct kr_payload *p2 = cmd_event(c, KR_EV_SESSION_OPENED, tenant, 0);

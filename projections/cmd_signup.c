@@ -177,6 +177,10 @@ static kr_err apply_counted(struct cmd *c, const struct kr_value *email)
     }
     uint8_t app[16], mac[32];
     cmd_new_id(c, app);
+    if (c->d->token_tagged) { /* the shard's redirect tag, as tokens carry it */
+        app[0] = DOM_TOKEN_TAGGED;
+        memcpy(app + 1, c->d->token_tag, sizeof c->d->token_tag);
+    }
     va_email_mac(&key, email->p, email->n, mac);
     kr_data_key_wipe(&key);
     /* The payment link is e-mailed in the same append. */

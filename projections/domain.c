@@ -11,6 +11,7 @@
 #include "cmd.h"
 
 #include "accounts.h"
+#include "hash.h"
 #include "rate.h"
 #include "res_jst.h"
 
@@ -64,6 +65,18 @@ static const unsigned char routes[KR_OP__COUNT] = {
     [KR_OP_BACKUPS_LIST] = DOM_ROUTE_READ,
 };
 
+void dom_token_tag(const char *shard, uint8_t tag[4])
+{
+    static const char prefix[] = "kiroku.shard:";
+    struct kr_sha256_ctx c;
+    uint8_t h[KR_HASH_LEN];
+    kr_sha256_init(&c);
+    kr_sha256_update(&c, prefix, sizeof prefix - 1);
+    kr_sha256_update(&c, shard, strlen(shard));
+    kr_sha256_final(&c, h);
+    memcpy(tag, h, 4);
+}
+
 int dom_op_route(int op)
 {
     return op >= 0 && op < KR_OP__COUNT ? routes[op] : DOM_ROUTE_POOL;
@@ -85,6 +98,10 @@ kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
     pthread_cond_init(&d->async_cv, NULL);
     d->clock = o->clock;
     d->rng = o->rng;
+    if (o->shard) {
+        d->token_tagged = true;
+        dom_token_tag(o->shard, d->token_tag);
+    }
     d->pwhash_ops = o->pwhash_ops ? o->pwhash_ops : crypto_pwhash_OPSLIMIT_INTERACTIVE;
     d->pwhash_mem = o->pwhash_mem ? o->pwhash_mem : crypto_pwhash_MEMLIMIT_INTERACTIVE;
     if ((err = views_init(&d->views)))

@@ -56,7 +56,21 @@ struct kr_domain_options {
     /* jrn_options.durable: a publisher's hook (api/cluster.h), NULL = none;
      * must outlive the domain */
     const struct jrn_durable_hook *durable;
+    /* The shard this domain's journal is (cluster.shard), or NULL when not
+     * sharded: session tokens then carry its redirect tag (dom_token_tag). */
+    const char *shard;
 };
+
+/* Session tokens of a sharded domain: byte 0 is DOM_TOKEN_TAGGED, bytes 1..4
+ * the shard's tag, bytes 5..31 random (216 bits). The tag lets any node
+ * send a request to the token's shard without knowing its session
+ * (api/shardmap.h); it grants nothing: the session is looked up by the
+ * SHA-256 of the whole token on that shard, as always. Sign-up application
+ * ids of a sharded domain carry the tag the same way (bytes 5..15 random),
+ * so signup.complete finds the shard the application was made on. */
+#define DOM_TOKEN_TAGGED 0x53u
+/* A shard's redirect tag: the first 4 bytes of SHA-256("kiroku.shard:" name). */
+void dom_token_tag(const char *shard, uint8_t tag[4]);
 
 /* Whose turn an Argon2id computation is: the request's source address and
  * its tenant (a keyed hash of the tenant code a login names, else the
@@ -113,6 +127,9 @@ struct kr_domain {
     bool follower;
     void (*primary)(void *arg, char *out, size_t cap);
     void *primary_arg;
+    /* session tokens carry token_tag (dom_token_tag) when tagged */
+    bool token_tagged;
+    uint8_t token_tag[4];
 };
 
 /* Opens the journal in o->dir with the views (catching the views up with the

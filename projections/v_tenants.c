@@ -104,6 +104,34 @@ kr_err va_tenant_get(struct kr_views *v, MDB_txn *txn, uint64_t tenant, struct v
     return err ? err : tenant_decode(&val, out);
 }
 
+kr_err va_tenant_next(struct kr_views *v, MDB_txn *txn, uint64_t after, uint64_t *tenant,
+                      struct va_tenant *out)
+{
+    if (after == UINT64_MAX)
+        return KR_ENOTFOUND;
+    struct vkey k;
+    tkey(&k, after + 1);
+    MDB_cursor *mc;
+    int rc = mdb_cursor_open(txn, v->db[VIEW_TENANTS], &mc);
+    if (rc)
+        return kr_err_from_mdb(rc);
+    MDB_val key = {k.n, k.b}, val;
+    rc = mdb_cursor_get(mc, &key, &val, MDB_SET_RANGE);
+    kr_err err = KR_OK;
+    if (rc == MDB_NOTFOUND)
+        err = KR_ENOTFOUND;
+    else if (rc)
+        err = kr_err_from_mdb(rc);
+    else if (key.mv_size != 8)
+        err = KR_ECORRUPT;
+    else
+        *tenant = v_get_u64(key.mv_data);
+    if (!err)
+        err = tenant_decode(&val, out);
+    mdb_cursor_close(mc);
+    return err;
+}
+
 kr_err va_tenant_by_code(struct kr_views *v, MDB_txn *txn, const void *code, size_t len,
                          uint64_t *tenant)
 {

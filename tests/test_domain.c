@@ -40,6 +40,7 @@ static void td_open(struct td *t)
         .pwhash_ops = crypto_pwhash_OPSLIMIT_MIN,
         .pwhash_mem = crypto_pwhash_MEMLIMIT_MIN,
         .no_signup_limits = !t->signup_limits,
+        .shard = t->shard,
     };
     kr_err err = dom_open(&o, &t->d);
     if (err)

@@ -26,6 +26,8 @@ struct td {
     struct kr_payload *args; /* arguments being built for the next op */
     bool signup_limits;      /* signup.apply's limits on (off unless a test sets
                               * it and calls td_reopen: tests apply freely) */
+    const char *shard;       /* kr_domain_options.shard (NULL unless a test sets
+                              * it and calls td_reopen) */
 };
 
 /* Creates a journal in a fresh scratch directory and opens a domain on it.

@@ -99,6 +99,7 @@ int cmd_maintenance(int argc, char **argv); /* cmd_retention.c */
 int cmd_export(int argc, char **argv);      /* cmd_audit.c */
 int cmd_audit(int argc, char **argv);       /* cmd_audit.c: audit verify, audit report */
 int cmd_follow(int argc, char **argv);      /* cmd_follow.c */
+int cmd_shards(int argc, char **argv);      /* cmd_shards.c: the shard map and leases */
 
 /* Where `kiroku call` sends requests without --url: the client endpoint. */
 #define CLI_CALL_URL_DEFAULT "tcp://127.0.0.1:7450"

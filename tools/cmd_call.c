@@ -8,7 +8,11 @@
  * NNG_OPT_RECVMAXSZ, proven bounded before it is read, and its id must be
  * ours. req0 would resend a request that has no reply after a minute, which
  * could apply a write twice: resending is turned off, and one request is sent
- * exactly once. The token is wiped from memory once sent.
+ * exactly once to a server. A reply `wrong_shard` or `not_primary` (the
+ * request was refused, nothing done) names the endpoint to use in its
+ * message's last word: the request is sent there once more (said on
+ * stderr), never from a tls+tcp:// server to one without TLS, never twice.
+ * The request (token, passwords) is wiped from memory once answered.
  */
 #include "cli.h"
 #include "jsonmp.h"
@@ -18,6 +22,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <msgpack.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -55,6 +60,8 @@ static const char call_usage[] =
     "  --ca FILE      CA certificate(s) for tls+tcp:// (default DIR/tls/ca.pem)\n"
     "  --cert FILE, --key FILE  client certificate and key for tls+tcp://\n"
     "  --raw          write the reply's msgpack bytes to stdout instead of JSON\n"
+    "  --no-follow    do not resend a request answered wrong_shard or not_primary\n"
+    "                 to the endpoint the reply names (by default it is, once)\n"
     "\n"
     "Exit status: 0 ok:true; 1 ok:false (the error is printed); 2 usage or bad\n"
     "arguments (nothing sent); 3 no reply (no server, timeout, TLS failure, bad reply).\n";
@@ -234,7 +241,7 @@ struct call_opts {
     struct cli_common co;
     const char *url, *token_hex;
     struct call_tls tls;
-    bool to_operator, raw;
+    bool to_operator, raw, no_follow;
     uint64_t timeout;
     int op;
     const char *json;
@@ -250,6 +257,7 @@ static int call_parse_options(int argc, char **argv, struct call_opts *o)
         {"token", required_argument, 0, 't'},
         {"timeout", required_argument, 0, 'T'},
         {"raw", no_argument, 0, 'r'},
+        {"no-follow", no_argument, 0, 'F'},
         {"ca", required_argument, 0, 'C'},
         {"cert", required_argument, 0, 'c'},
         {"key", required_argument, 0, 'k'},
@@ -278,6 +286,9 @@ static int call_parse_options(int argc, char **argv, struct call_opts *o)
             break;
         case 'r':
             o->raw = true;
+            break;
+        case 'F':
+            o->no_follow = true;
             break;
         case 'C':
             o->tls.ca = optarg;
@@ -474,7 +485,6 @@ static int call_exchange(struct call_opts *o, struct call_state *s)
         return CLI_FAIL;
     }
     rv = nng_send(s->sock, s->req, s->req_len, 0);
-    sodium_memzero(s->req, s->req_len);
     if (rv) {
         call_fail_nng("cannot send to", url, rv);
         return CLI_FAIL;
@@ -508,6 +518,72 @@ static int call_print_reply(const struct call_opts *o, struct call_state *s)
     else
         printf("%s\n", s->text);
     return fflush(stdout) == 0 && !ferror(stdout) ? (ok ? CLI_OK : CLI_BAD) : CLI_FAIL;
+}
+
+/* Whether the reply (as JSON: s->text) refuses the request as wrong_shard or
+ * not_primary naming an endpoint (the message's last word, a URL list):
+ * then its first URL into to (cap bytes) and the code into code. */
+static bool redirect_target(const char *text, char *to, size_t cap, char *code, size_t ccap)
+{
+    json_t *j = json_loads(text, 0, NULL);
+    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    bool ok = c && m && (strcmp(c, "wrong_shard") == 0 || strcmp(c, "not_primary") == 0);
+    if (ok) {
+        const char *w = strrchr(m, ' ');
+        w = w ? w + 1 : m;
+        size_t n = strcspn(w, ",");
+        ok = strstr(w, "://") != NULL && n > 0 && n < cap;
+        if (ok) {
+            memcpy(to, w, n);
+            to[n] = '\0';
+            snprintf(code, ccap, "%s", c);
+        }
+    }
+    json_decref(j);
+    return ok;
+}
+
+/* Sends the request once more, to the endpoint a wrong_shard or not_primary
+ * reply to it named (cmd_call's design notes). CLI_CONTINUE when s->reply
+ * is the reply to print (the first, or the one from there), else the exit
+ * status. */
+static int call_follow(struct call_opts *o, struct call_state *s, struct call_paths *p)
+{
+    char to[sizeof p->url], code[32];
+    struct jsonmp_diag d;
+    char *text = NULL;
+    size_t text_len = 0;
+    bool ok = true, follow = false;
+    uint64_t rid = 0;
+    if (!o->no_follow && reply_status(s->reply, s->reply_len, &ok, &rid) && !ok && rid == s->id &&
+        !jsonmp_to_json(s->reply, s->reply_len, &text, &text_len, &d))
+        follow = redirect_target(text, to, sizeof to, code, sizeof code);
+    if (text) {
+        sodium_memzero(text, text_len);
+        free(text);
+    }
+    if (!follow)
+        return CLI_CONTINUE;
+    bool tls_to = strncmp(to, "tls+", 4) == 0;
+    if (strncmp(o->url, "tls+", 4) == 0 && !tls_to) {
+        fprintf(stderr, "kiroku: call: %s names %s, which has no TLS: not followed\n", code, to);
+        return CLI_CONTINUE;
+    }
+    fprintf(stderr, "kiroku: call: %s: sending the request to %s\n", code, to);
+    sodium_memzero(s->reply, s->reply_len);
+    nng_free(s->reply, s->reply_len);
+    s->reply = NULL;
+    nng_close(s->sock);
+    s->sock_open = false;
+    memcpy(p->url, to, sizeof p->url);
+    o->url = p->url;
+    if (tls_to && !o->tls.ca) {
+        int rc = call_resolve_target(o, p);
+        if (rc != CLI_CONTINUE)
+            return rc;
+    }
+    return call_exchange(o, s);
 }
 
 /* Replies carry tokens (auth.login): wipes every copy of request and reply. */
@@ -551,6 +627,8 @@ int cmd_call(int argc, char **argv)
         ret = call_pack_request(&o, token, have_token, &s);
     if (ret == CLI_CONTINUE)
         ret = call_exchange(&o, &s);
+    if (ret == CLI_CONTINUE)
+        ret = call_follow(&o, &s, &paths);
     if (ret == CLI_CONTINUE)
         ret = call_print_reply(&o, &s);
     call_state_free(&s);

@@ -35,6 +35,7 @@ static const char main_usage[] =
     "  maintenance record an operator's maintenance work (over the operator endpoint)\n"
     "  export   one tenant's records with signatures and proofs, for an auditor\n"
     "  audit    verify an export offline (audit verify); a tenant's report (audit report)\n"
+    "  shards   the shard map and leases in NATS JetStream (list, where, assign, announce)\n"
     "\n"
     "Every command takes --data DIR (default $KIROKU_DATA or " CLI_DATA_DEFAULT ")\n"
     "and --help.\n";
@@ -182,6 +183,7 @@ int main(int argc, char **argv)
         {"retention", cmd_retention}, {"maintenance", cmd_maintenance},
         {"export", cmd_export},       {"audit", cmd_audit},
         {"follow", cmd_follow},
+        {"shards", cmd_shards},
     };
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
