@@ -14,11 +14,12 @@
  *   subscription drops it and the open session with it; the follower then
  *   finds its place again from what it committed, so a range is never
  *   applied from half of its messages.
- * - nats.c's status codes are translated in one place (kr_err_from_nats).
+ * - nats.c's status codes are translated in one place (nkv_err, natskv.h).
  */
 #include "follower.h"
 
 #include "cluster.h"
+#include "natskv.h"
 #include "replica.h"
 #include "schema.h"
 
@@ -61,23 +62,6 @@ struct api_follower {
     bool said_waiting; /* "waiting for the stream" printed once */
     bool said_connect; /* "no NATS server answers" printed once */
 };
-
-/* The translation of nats.c's status codes (the one place in this module). */
-static kr_err kr_err_from_nats(natsStatus s)
-{
-    switch (s) {
-    case NATS_OK:
-        return KR_OK;
-    case NATS_NO_MEMORY:
-        return KR_ENOMEM;
-    case NATS_NOT_FOUND:
-        return KR_ENOTFOUND;
-    case NATS_INVALID_ARG:
-        return KR_EINVAL;
-    default:
-        return KR_EIO;
-    }
-}
 
 /* ---- Status ---- */
 
@@ -364,7 +348,7 @@ static kr_err connect_nats(struct api_follower *f)
     }
     if (s != NATS_OK) {
         disconnect(f);
-        return kr_err_from_nats(s);
+        return nkv_err(s);
     }
     bool yes = true;
     status_set(f, set_connected, &yes);
@@ -382,7 +366,7 @@ static kr_err msg_range(struct api_follower *f, uint64_t seq, uint64_t *first, u
     if (s != NATS_OK && s != NATS_NOT_FOUND) /* a stream without AllowDirect */
         s = js_GetMsg(&m, f->js, f->stream, seq, NULL, NULL);
     if (s != NATS_OK)
-        return kr_err_from_nats(s);
+        return nkv_err(s);
     kr_err err =
         header_u64(m, HDR_FIRST, first) && header_u64(m, HDR_LAST, last) ? KR_OK : KR_ECORRUPT;
     natsMsg_Destroy(m);
@@ -445,7 +429,7 @@ static kr_err find_start(struct api_follower *f, uint64_t *start)
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, f->js, f->stream, NULL, &jerr);
     if (s != NATS_OK)
-        return jerr == JSStreamNotFoundErr ? KR_EBUSY : kr_err_from_nats(s);
+        return jerr == JSStreamNotFoundErr ? KR_EBUSY : nkv_err(s);
     uint64_t lo = si->State.FirstSeq, hi = si->State.LastSeq, msgs = si->State.Msgs;
     jsStreamInfo_Destroy(si);
     /* The position holds only if its message is there and ends where the
@@ -492,7 +476,7 @@ static kr_err subscribe(struct api_follower *f)
     jsErrCode jerr = 0;
     natsStatus s = js_SubscribeSync(&f->sub, f->js, f->subject, NULL, &so, &jerr);
     if (s != NATS_OK)
-        return kr_err_from_nats(s);
+        return nkv_err(s);
     status_set(f, set_following, NULL);
     return KR_OK;
 }

@@ -14,7 +14,9 @@
 #include "domain.h"
 #include "follower.h"
 #include "http.h"
+#include "lease.h"
 #include "metrics.h"
+#include "natskv.h"
 #include "server.h"
 
 #include <getopt.h>
@@ -30,7 +32,7 @@
 static const char follow_usage[] =
     "usage: kiroku follow --nats URL[,URL...] [--data DIR] [--shard NAME]\n"
     "                     [--listen URL]... [--operator URL] [--primary URL]\n"
-    "                     [--http URL] [--json]\n"
+    "                     [--http URL] [--node NAME] [--json]\n"
     "\n"
     "Follows the primary's journal stream (KIROKU_<SHARD> on NATS JetStream):\n"
     "every record is verified as an auditor would (its signature with the key\n"
@@ -45,7 +47,9 @@ static const char follow_usage[] =
     "--listen URL (repeatable; tcp://, tls+tcp://, ipc://) serves every read op\n"
     "over the follower's views, with an operator endpoint (--operator, default\n"
     "ipc://DIR/operator.sock); an op that would append is answered not_primary,\n"
-    "naming --primary URL (the primary's client endpoint) when given.\n"
+    "naming the client endpoint of the shard's lease holder (watched in the\n"
+    "KIROKU_LEASE bucket; this node is --node NAME, default the host name),\n"
+    "else --primary URL.\n"
     "--http URL (http://HOST:PORT) serves /metrics and /healthz: the seq applied,\n"
     "the lag behind the stream, faults; unhealthy while not connected to NATS.\n"
     "--json prints one line of JSON once following.\n"
@@ -58,7 +62,9 @@ static const char follow_usage[] =
 
 struct follow_args {
     struct cli_common co;
-    const char *nats, *shard, *primary, *operator_url, *http;
+    const char *nats, *shard, *primary, *operator_url, *http, *node;
+    natsConnection *lease_nc; /* the lease's connection, or NULL */
+    struct lease *lease;      /* the shard's lease, watched, or NULL */
     const char *listen[KR_API_LISTEN_MAX];
     size_t nlisten;
 };
@@ -72,6 +78,7 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
                                          {"operator", required_argument, 0, 'o'},
                                          {"primary", required_argument, 0, 'p'},
                                          {"http", required_argument, 0, 'H'},
+                                         {"node", required_argument, 0, 'N'},
                                          {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     int c, rc;
@@ -92,6 +99,9 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
             break;
         case 'H':
             a->http = optarg;
+            break;
+        case 'N':
+            a->node = optarg;
             break;
         case 'l':
             if (a->nlisten == KR_API_LISTEN_MAX) {
@@ -115,11 +125,16 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
     return CLI_CONTINUE;
 }
 
-/* The primary's client endpoint, for not_primary replies. */
+/* The primary's client endpoint, for not_primary replies: the lease
+ * holder's, else --primary. */
 static void follow_primary(void *arg, char *out, size_t cap)
 {
     const struct follow_args *a = arg;
-    snprintf(out, cap, "%s", a->primary ? a->primary : "");
+    out[0] = '\0';
+    if (a->lease)
+        lease_endpoint(a->lease, out, cap);
+    if (!out[0])
+        snprintf(out, cap, "%s", a->primary ? a->primary : "");
 }
 
 /* The follower stopped on its own: wake the main thread. */
@@ -208,12 +223,13 @@ static kr_err follow_http(const char *url, struct kr_domain *d, struct api_follo
     return err;
 }
 
-static int follow_run(struct follow_args *a, const char *data, const sigset_t *sigs)
+/* Opens the follower's domain (no appends) in data; CLI_CONTINUE or the
+ * exit code. */
+static int follow_open(const char *data, struct kr_domain **d)
 {
     struct jrn_start_fault sf = {0};
     struct kr_domain_options o = {.dir = data, .no_appends = true, .start_fault = &sf};
-    struct kr_domain *d = NULL;
-    kr_err err = dom_open(&o, &d);
+    kr_err err = dom_open(&o, d);
     if (err == KR_ECORRUPT && sf.what[0]) {
         fprintf(stderr, "kiroku: follow: %s fails the start check at seq %" PRIu64 ": %s\n", data,
                 sf.seq, sf.what);
@@ -226,37 +242,66 @@ static int follow_run(struct follow_args *a, const char *data, const sigset_t *s
                 data, data);
         return CLI_FAIL;
     }
+    return err ? cli_fail_open(data, err) : CLI_CONTINUE;
+}
+
+/* Watches the shard's lease (api/lease.h), so that not_primary names
+ * whoever holds it now. Without NATS at start, or a lease that will not
+ * open, not_primary names --primary: said once, not fatal. */
+static void follow_lease_open(struct follow_args *a)
+{
+    char host[KR_NODE_NAME_MAX + 1] = "";
+    if (gethostname(host, sizeof host - 1) != 0 || !nkv_node_name_ok(host))
+        snprintf(host, sizeof host, "follower");
+    struct lease_options lo = {.shard = a->shard ? a->shard : CLUSTER_SHARD_DEFAULT,
+                               .node = a->node ? a->node : host};
+    kr_err err = nkv_connect(a->nats, &a->lease_nc);
+    if (!err && (err = lease_open(a->lease_nc, &lo, &a->lease))) {
+        natsConnection_Destroy(a->lease_nc);
+        a->lease_nc = NULL;
+    }
     if (err)
-        return cli_fail_open(data, err);
-    dom_set_follower(d, follow_primary, a);
+        fprintf(stderr, "kiroku: follow: the lease cannot be watched (%s): not_primary names %s\n",
+                kr_strerror(err), a->primary ? a->primary : "no primary");
+}
+
+static void follow_lease_close(struct follow_args *a)
+{
+    lease_close(a->lease);
+    natsConnection_Destroy(a->lease_nc);
+    a->lease = NULL;
+    a->lease_nc = NULL;
+}
+
+/* With the domain open: the follower, the server, the HTTP endpoint, then
+ * waiting for a signal and stopping. */
+static int follow_serve(struct follow_args *a, struct kr_domain *d, const char *data,
+                        const sigset_t *sigs)
+{
     struct api_follower_options fo = {
         .nats = a->nats, .shard = a->shard, .d = d, .stopped = follow_stopped};
     struct api_follower *f = NULL;
     const char *why = "";
-    if ((err = api_follower_start(&fo, &f, &why))) {
+    kr_err err = api_follower_start(&fo, &f, &why);
+    if (err) {
         fprintf(stderr, "kiroku: follow: %s: %s\n", why, kr_strerror(err));
-        dom_close(d);
         return CLI_FAIL;
     }
     struct api_server *s = NULL;
-    if (a->nlisten) {
-        struct api_server_options so = {.listen = a->listen,
-                                        .nlisten = a->nlisten,
-                                        .operator_url = a->operator_url,
-                                        .no_mailer = true};
-        if ((err = api_server_start(&so, d, &s, &why))) {
-            fprintf(stderr, "kiroku: follow: %s: %s\n", why, kr_strerror(err));
-            api_follower_stop(f);
-            dom_close(d);
-            return CLI_FAIL;
-        }
+    struct api_server_options so = {.listen = a->listen,
+                                    .nlisten = a->nlisten,
+                                    .operator_url = a->operator_url,
+                                    .no_mailer = true};
+    if (a->nlisten && (err = api_server_start(&so, d, &s, &why))) {
+        fprintf(stderr, "kiroku: follow: %s: %s\n", why, kr_strerror(err));
+        api_follower_stop(f);
+        return CLI_FAIL;
     }
     struct api_metrics *m = NULL;
     struct api_http *h = NULL;
     if (a->http && (err = follow_http(a->http, d, f, &m, &h))) {
         api_server_stop(s);
         api_follower_stop(f);
-        dom_close(d);
         return CLI_FAIL;
     }
     follow_print(a, s, h, data, jrn_size(d->j));
@@ -265,7 +310,20 @@ static int follow_run(struct follow_args *a, const char *data, const sigset_t *s
     api_metrics_free(m);
     api_server_stop(s);
     api_follower_stop(f);
+    return rc;
+}
+
+static int follow_run(struct follow_args *a, const char *data, const sigset_t *sigs)
+{
+    struct kr_domain *d = NULL;
+    int rc = follow_open(data, &d);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    follow_lease_open(a);
+    dom_set_follower(d, follow_primary, a);
+    rc = follow_serve(a, d, data, sigs);
     dom_close(d);
+    follow_lease_close(a);
     return rc;
 }
 

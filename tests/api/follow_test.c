@@ -9,7 +9,8 @@
  * - A follower catches up, its `replay --check` digests equal the primary's,
  *   `kiroku verify` passes on it, a read through its endpoint answers what
  *   the primary answers (with a session made on the primary) and a write is
- *   answered not_primary naming the primary's endpoint.
+ *   answered not_primary naming the primary's endpoint: the lease holder's
+ *   while the shard's lease is held, else --primary.
  * - Stopped, and with its NATS server stopped, while the primary writes on:
  *   restarted, it resumes from its stored position and is level again; its
  *   /healthz says it is not connected meanwhile, and /metrics shows the seq
@@ -39,6 +40,8 @@
 #include "accounts.h"
 #include "journal.h"
 #include "keystore.h"
+#include "lease.h"
+#include "natskv.h"
 #include "replica.h"
 #include "wbuf.h"
 
@@ -671,6 +674,33 @@ static void test_follows_serve_nats(void **state)
     assert_int_equal(ac_server_stop(&p), 0);
 }
 
+/* Whether a write through the follower at url is refused with not_primary
+ * naming `name`. */
+struct refusal {
+    const char *url, *name;
+};
+static bool refused_naming(void *arg)
+{
+    const struct refusal *r = arg;
+    struct ac c;
+    ac_open(&c, r->url);
+    ac_str(&c, KR_FLD_NAME, "on a follower");
+    assert_int_equal(ac_call(&c, KR_OP_CONTACTS_REGISTER, fx.token), KR_ERR_NOT_PRIMARY);
+    const msgpack_object *e = NULL;
+    for (uint32_t i = 0; i < c.u.data.via.map.size; i++)
+        if (ac_str_eq(&c.u.data.via.map.ptr[i].key, "error"))
+            e = &c.u.data.via.map.ptr[i].val;
+    assert_non_null(e);
+    bool named = false;
+    for (uint32_t i = 0; i < e->via.map.size; i++)
+        if (ac_str_eq(&e->via.map.ptr[i].key, "message")) {
+            const msgpack_object_str *s = &e->via.map.ptr[i].val.via.str;
+            named = memmem(s->ptr, s->size, r->name, strlen(r->name)) != NULL;
+        }
+    ac_close(&c);
+    return named;
+}
+
 static void test_follows_serves_reads_refuses_writes(void **state)
 {
     (void)state;
@@ -690,24 +720,24 @@ static void test_follows_serves_reads_refuses_writes(void **state)
     msgpack_sbuffer_destroy(&a);
     msgpack_sbuffer_destroy(&b);
 
-    /* A write is refused, naming the primary. */
-    struct ac c;
-    ac_open(&c, f.ipc);
-    ac_str(&c, KR_FLD_NAME, "on a follower");
-    assert_int_equal(ac_call(&c, KR_OP_CONTACTS_REGISTER, fx.token), KR_ERR_NOT_PRIMARY);
-    const msgpack_object *e = NULL;
-    for (uint32_t i = 0; i < c.u.data.via.map.size; i++)
-        if (ac_str_eq(&c.u.data.via.map.ptr[i].key, "error"))
-            e = &c.u.data.via.map.ptr[i].val;
-    assert_non_null(e);
-    bool named = false;
-    for (uint32_t i = 0; i < e->via.map.size; i++)
-        if (ac_str_eq(&e->via.map.ptr[i].key, "message")) {
-            const msgpack_object_str *s = &e->via.map.ptr[i].val.via.str;
-            named = memmem(s->ptr, s->size, fx.p.tcp, strlen(fx.p.tcp)) != NULL;
-        }
-    assert_true(named);
-    ac_close(&c);
+    /* A write is refused, naming the primary: --primary while nobody holds
+     * the shard's lease, the holder's endpoint while one does. */
+    struct refusal r = {f.ipc, fx.p.tcp};
+    assert_true(kr_test_wait_for(refused_naming, &r, KR_TEST_WAIT_MS, "not_primary, --primary"));
+    natsConnection *lnc = NULL;
+    struct lease *l = NULL;
+    assert_int_equal(nkv_connect(kr_nats_urls(fx.nats), &lnc), KR_OK);
+    struct lease_options lo = {
+        .shard = "main", .node = "primary-1", .endpoint = "tcp://lease-holder.example:7450"};
+    assert_int_equal(lease_open(lnc, &lo, &l), KR_OK);
+    assert_int_equal(lease_acquire(l, published, NULL), KR_OK);
+    r.name = lo.endpoint;
+    assert_true(kr_test_wait_for(refused_naming, &r, KR_TEST_WAIT_MS, "not_primary, the holder"));
+    assert_int_equal(lease_release(l), KR_OK);
+    lease_close(l);
+    natsConnection_Destroy(lnc);
+    r.name = fx.p.tcp;
+    assert_true(kr_test_wait_for(refused_naming, &r, KR_TEST_WAIT_MS, "not_primary, released"));
 
     assert_same_views(&f, &published);
     const char *v[] = {"verify", "--data", f.data, "--pubkey", fx.pk, NULL};
