@@ -384,10 +384,10 @@ static void set_stream_first(struct api_follower_status *st, void *arg)
  * KR_ENOTFOUND (after a fault) when the stream begins past the journal. */
 static kr_err search_start(struct api_follower *f, uint64_t lo, uint64_t hi, uint64_t *start)
 {
-    uint64_t size = jrn_size(f->o.d->j), first, last;
-    kr_err err = msg_range(f, lo, &first, &last);
+    uint64_t size = jrn_size(f->o.d->j), first, last, at = lo;
+    kr_err err = msg_range(f, at, &first, &last);
     if (err)
-        return err;
+        goto failed;
     status_set(f, set_stream_first, &first);
     if (first > size + 1)
         return fault(f, KR_ENOTFOUND, size + 1,
@@ -395,23 +395,30 @@ static kr_err search_start(struct api_follower *f, uint64_t lo, uint64_t hi, uin
                      "), and this journal holds %" PRIu64 " records: restore a backup generation "
                      "holding at least %" PRIu64 " records",
                      f->stream, first, lo, size, first - 1);
-    if ((err = msg_range(f, hi, &first, &last)))
-        return err;
+    if ((err = msg_range(f, at = hi, &first, &last)))
+        goto failed;
     if (last <= size) {
         *start = hi + 1;
         return KR_OK;
     }
     while (lo < hi) { /* invariant: message hi reaches past size */
-        uint64_t mid = lo + (hi - lo) / 2;
-        if ((err = msg_range(f, mid, &first, &last)))
-            return err;
+        at = lo + (hi - lo) / 2;
+        if ((err = msg_range(f, at, &first, &last)))
+            goto failed;
         if (last > size)
-            hi = mid;
+            hi = at;
         else
-            lo = mid + 1;
+            lo = at + 1;
     }
     *start = lo;
     return KR_OK;
+failed: /* a message without our headers is not one to wait out */
+    if (err == KR_ECORRUPT)
+        return fault(f, err, size + 1,
+                     "message %" PRIu64 " of the stream %s lacks a well-formed " HDR_FIRST
+                     " or " HDR_LAST " header",
+                     at, f->stream);
+    return err;
 }
 
 /* Where to subscribe from: after the stored position, else (a journal

@@ -941,6 +941,26 @@ static void test_stream_past_the_backup_is_refused(void **state)
     assert_int_equal(size_of(f.data), fx.backup_size);
 }
 
+/* A stream message without our headers, met while searching where to
+ * start, stops the follower (it is not a NATS outage to wait out). */
+static void test_message_without_headers_stops(void **state)
+{
+    (void)state;
+    stream_add("bare");
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    assert_int_equal(js_Publish(&pa, fx.js, "kiroku.bare.journal", "x", 1, NULL, &jerr), NATS_OK);
+    jsPubAck_Destroy(pa);
+    struct follower f;
+    follower_start(&f, "f-bare", "bare");
+    assert_int_equal(follower_wait(&f), 1);
+    char *err = kr_test_slurp(f.errf, NULL);
+    if (!strstr(err, "message 1 of the stream KIROKU_BARE lacks a well-formed Kiroku-First"))
+        fail_msg("not said: %s", err);
+    free(err);
+    assert_int_equal(size_of(f.data), fx.backup_size);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -951,6 +971,7 @@ int main(void)
         cmocka_unit_test(test_wrong_checkpoint_stops),
         cmocka_unit_test(test_gap_foreign_headers_truncated_stop),
         cmocka_unit_test(test_stream_past_the_backup_is_refused),
+        cmocka_unit_test(test_message_without_headers_stops),
         cmocka_unit_test(test_follows_serve_nats),
     };
     if (!kr_nats_available()) {
