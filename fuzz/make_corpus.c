@@ -1,7 +1,7 @@
 /*
  * make_corpus.c: writes the seed corpora of the fuzz targets.
  *
- *   make_corpus DIR    writes DIR/record/, DIR/note/, DIR/mp/ and DIR/payload/
+ *   make_corpus DIR    writes DIR/record/, DIR/note/, DIR/mp/, DIR/repl/ and DIR/payload/
  *
  * The output is deterministic (fixed keys, fixed bytes), so running it again
  * reproduces the committed fuzz/corpus/ exactly. Records are made with
@@ -15,6 +15,7 @@
 #include "note.h"
 #include "payload.h"
 #include "record.h"
+#include "replica.h"
 
 #include <errno.h>
 #include <msgpack.h>
@@ -305,6 +306,55 @@ static void make_mp(void)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* Reads back a seed written above (DIR/sub/name) into buf. */
+static size_t read_seed(const char *sub, const char *name, uint8_t *buf, size_t cap)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/%s", g_dir, sub, name);
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap, f) : 0;
+    if (!f || n == 0 || fclose(f) != 0)
+        die(path);
+    return n;
+}
+
+/* Replication chunks made of the record seeds: a range's last chunk with its
+ * note, a chunk the range goes on from, and one of the records alone. */
+static void make_repl(void)
+{
+    static uint8_t genesis[KR_RECORD_MAX], bench[KR_RECORD_MAX], stripped[KR_RECORD_MAX];
+    static uint8_t out[8192];
+    const uint8_t *rec[3] = {genesis, bench, stripped};
+    size_t rec_len[3] = {read_seed("record", "genesis.bin", genesis, sizeof genesis),
+                         read_seed("record", "bench.bin", bench, sizeof bench),
+                         read_seed("record", "stripped.bin", stripped, sizeof stripped)};
+    static const char note[] = "kiroku/00112233445566778899aabbccddeeff\n3\n"
+                               "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n\n"
+                               "\xE2\x80\x94 kiroku/00112233445566778899aabbccddeeff AAAA\n";
+    struct jrn_repl_chunk c = {.epoch = 1, .first = 1, .n = 3, .rec = rec, .rec_len = rec_len};
+    memset(c.journal_id, 0x11, sizeof c.journal_id);
+    c.note = note;
+    c.note_len = sizeof note - 1;
+    size_t len;
+    if (jrn_repl_pack(&c, out, sizeof out, &len))
+        die("repl range");
+    write_file("repl", "range.bin", out, len);
+    c.note = NULL;
+    c.note_len = 0;
+    c.n = 2;
+    c.epoch = 3;
+    c.first = 1000000;
+    if (jrn_repl_pack(&c, out, sizeof out, &len))
+        die("repl goes on");
+    write_file("repl", "goes_on.bin", out, len);
+    c.n = 1;
+    c.rec = &rec[2];
+    c.rec_len = &rec_len[2];
+    if (jrn_repl_pack(&c, out, sizeof out, &len))
+        die("repl one");
+    write_file("repl", "one.bin", out, len);
+}
+
 /* One payload seed: the selector byte, then the payload of p's event. */
 static void payload_file(const char *name, struct kr_payload *p)
 {
@@ -495,6 +545,7 @@ int main(int argc, char **argv)
     make_records();
     make_notes();
     make_mp();
+    make_repl();
     make_payloads();
     return 0;
 }

@@ -13,7 +13,7 @@ esac
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$src/build-fuzz
-targets="record_fuzz note_fuzz mp_fuzz payload_fuzz request_fuzz manifest_fuzz export_fuzz jsonmp_fuzz verify_state_fuzz export_state_fuzz lease_fuzz"
+targets="record_fuzz note_fuzz mp_fuzz repl_fuzz payload_fuzz request_fuzz manifest_fuzz export_fuzz jsonmp_fuzz verify_state_fuzz export_state_fuzz lease_fuzz"
 
 mkdir -p "$build"
 CC=${CC:-clang-14} cmake -S "$src" -B "$build" -DKIROKU_FUZZ=ON >"$build/configure.log" 2>&1 || {

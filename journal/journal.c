@@ -330,8 +330,10 @@ kr_err jrn_parse_key_payload(const uint8_t *p, size_t len, struct jrn_key_payloa
     return KR_OK;
 }
 
-/* The key id named by the newest record of the journal's own stream. */
-static kr_err current_key_id(struct journal *j, MDB_txn *txn, uint32_t *key_id)
+/* The key id (and, when pk is not NULL, public key) named by the newest
+ * record of the journal's own stream. */
+static kr_err current_key_id(struct journal *j, MDB_txn *txn, uint32_t *key_id,
+                             uint8_t pk[KR_PUBKEY_LEN])
 {
     uint64_t version, seq;
     kr_err err =
@@ -353,6 +355,8 @@ static kr_err current_key_id(struct journal *j, MDB_txn *txn, uint32_t *key_id)
     if ((err = jrn_parse_key_payload(r.payload, r.payload_len, &kp)))
         return err;
     *key_id = kp.key_id;
+    if (pk)
+        memcpy(pk, kp.pk, KR_PUBKEY_LEN);
     return KR_OK;
 }
 
@@ -476,13 +480,18 @@ static kr_err load_state(struct journal *j, struct jrn_start_fault *f)
          * journal.key_added record introduced: the record and the switch to
          * its key commit together, so a crash cannot separate them. */
         uint32_t key_id = 0;
-        if ((err = current_key_id(j, txn, &key_id)))
+        if ((err = current_key_id(j, txn, &key_id, NULL)))
             goto out;
         if ((err = kr_key_load(j->dir, key_id, &j->keys[0])))
             goto out;
         j->nkeys = 1;
         j->signing = &j->keys[0];
     }
+    /* A follower's jrn_get_info names the key valid now (none if the journal
+     * stream does not say: opens that only rebuild views go on). */
+    if (!j->read_only && j->no_appends &&
+        current_key_id(j, txn, &j->replica_key_id, j->replica_pk) != KR_OK)
+        j->replica_key_id = 0;
     atomic_store(&j->committed, j->size);
     err = KR_OK;
 out:

@@ -117,7 +117,10 @@ struct jrn_durable_hook {
      * last seq (or with its error, see jrn_stop_appends and jrn_close). Such
      * a callback runs on the thread calling jrn_release or jrn_stop_appends
      * (the writer's if the release came first): it must not wait for
-     * another append to complete (jrn_append); jrn_submit is fine. */
+     * another append to complete (jrn_append); jrn_submit is fine. The
+     * journal's own appends wait too (jrn_rotate_key, jrn_new_epoch), and so
+     * does whoever waits for completions (dom_wait in dom_close): a
+     * publisher that stops for good calls jrn_stop_appends first. */
     bool hold;
 };
 

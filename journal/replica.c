@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <msgpack.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Bytes of the envelope around the records at most: fixarray(6), the kind
  * (fixstr), bin8(16), two uint64 and an array32 header. */
@@ -352,7 +354,8 @@ struct jrn_replica {
      * the journal's size now. */
     struct kr_note_key *keys;
     size_t nkeys, keys_at_begin, cur, ck;
-    uint64_t epochs; /* 1 + epoch_started records */
+    uint64_t epochs;  /* 1 + epoch_started records */
+    bool epoch_added; /* an epoch_started record came in this session */
     uint64_t added;
     size_t bytes;
     bool failed;
@@ -528,14 +531,22 @@ static kr_err add_key_record(struct jrn_replica *r, const struct jrn_record *rec
         return fault(r, f, KR_ECORRUPT, rec->seq, "key %u introduced twice", kp.key_id);
     r->cur = r->nkeys - 1;
     r->epochs += epoch;
+    r->epoch_added |= epoch;
     /* An epoch's first checkpoint is the new key's; a key_added record's the old key's. */
     r->ck = epoch ? r->cur : signer;
     return KR_OK;
 }
 
 /* jrn_replica_add's checks of one decoded record that is the next seq. */
+/* What jrn_replica_add_chunk's threads worked out ahead for one record:
+ * 1 holds, 0 fails, -1 not known (check now). sig is for the key its key_id
+ * names among the keys known when the chunk began. */
+struct precheck {
+    int8_t commit, sig;
+};
+
 static kr_err check_record(struct jrn_replica *r, const struct jrn_record *rec,
-                           struct jrn_start_fault *f)
+                           const struct precheck *pre, struct jrn_start_fault *f)
 {
     struct journal *j = r->j;
     if (sodium_memcmp(rec->prev, j->last_leaf, KR_HASH_LEN) != 0)
@@ -543,28 +554,36 @@ static kr_err check_record(struct jrn_replica *r, const struct jrn_record *rec,
                      "prev does not match the previous record's leaf hash");
     if (rec->time_ns < j->last_time)
         return fault(r, f, KR_ECORRUPT, rec->seq, "time goes backwards");
-    if (!rec->payload_stripped) {
+    int commit = pre ? pre->commit : -1, sig = pre ? pre->sig : -1;
+    if (!rec->payload_stripped && commit < 0) {
         uint8_t c[KR_HASH_LEN];
         kr_sha256(c, rec->payload, rec->payload_len);
-        if (sodium_memcmp(c, rec->commitment, KR_HASH_LEN) != 0)
-            return fault(r, f, KR_ECORRUPT, rec->seq, "payload does not match its commitment");
+        commit = sodium_memcmp(c, rec->commitment, KR_HASH_LEN) == 0;
     }
+    if (!rec->payload_stripped && !commit)
+        return fault(r, f, KR_ECORRUPT, rec->seq, "payload does not match its commitment");
     const struct kr_note_key *k = &r->keys[r->cur];
     if (rec->key_id != k->key_id)
         return fault(r, f, KR_EBADSIG, rec->seq, "signed by key %u, which may not sign seq %llu",
                      rec->key_id, (unsigned long long)rec->seq);
-    uint8_t msg[JRN_SIGN_INPUT_MAX];
-    size_t mlen;
-    jrn_record_sign_input(rec, msg, &mlen);
-    if (crypto_sign_verify_detached(rec->sig, msg, mlen, k->pk) != 0)
+    if (sig < 0) {
+        uint8_t msg[JRN_SIGN_INPUT_MAX];
+        size_t mlen;
+        jrn_record_sign_input(rec, msg, &mlen);
+        sig = crypto_sign_verify_detached(rec->sig, msg, mlen, k->pk) == 0;
+    }
+    if (!sig)
         return fault(r, f, KR_EBADSIG, rec->seq, "signature does not verify");
     return KR_OK;
 }
 
-/* A seq the journal holds already: the same bytes are skipped. */
-static kr_err add_held(struct jrn_replica *r, uint64_t seq, const uint8_t *rec, size_t len,
-                       struct jrn_start_fault *f)
+/* A seq the journal holds already (d decoded from rec): skipped when it is
+ * the same record, its header bytes (so its leaf) identical; the payloads
+ * may differ only by stripping, which each copy does on its own (erasure,
+ * retention), and the one arriving must still match its commitment. */
+static kr_err add_held(struct jrn_replica *r, const struct jrn_record *d, struct jrn_start_fault *f)
 {
+    uint64_t seq = d->seq;
     uint8_t kb[8];
     kr_put_be64(kb, seq);
     MDB_val k = {8, kb}, v;
@@ -572,31 +591,40 @@ static kr_err add_held(struct jrn_replica *r, uint64_t seq, const uint8_t *rec, 
     if (rc)
         return fault(r, f, rc == MDB_NOTFOUND ? KR_ECORRUPT : kr_err_from_mdb(rc), seq,
                      "record %llu is missing here", (unsigned long long)seq);
-    if (v.mv_size != len || memcmp(v.mv_data, rec, len) != 0)
+    struct jrn_record h;
+    if (jrn_record_decode(v.mv_data, v.mv_size, &h) != KR_OK)
+        return fault(r, f, KR_ECORRUPT, seq, "record %llu held here does not decode",
+                     (unsigned long long)seq);
+    if (h.header_len != d->header_len || memcmp(h.header, d->header, h.header_len) != 0)
         return fault(r, f, KR_ECORRUPT, seq, "record %llu diverges from the one held here",
                      (unsigned long long)seq);
+    if (!d->payload_stripped) {
+        uint8_t c[KR_HASH_LEN];
+        kr_sha256(c, d->payload, d->payload_len);
+        if (sodium_memcmp(c, d->commitment, KR_HASH_LEN) != 0)
+            return fault(r, f, KR_ECORRUPT, seq, "payload does not match its commitment");
+    }
     return KR_OK;
 }
 
-kr_err jrn_replica_add(struct jrn_replica *r, const uint8_t *rec, size_t len,
-                       struct jrn_start_fault *f)
+/* jrn_replica_add, with what was worked out ahead (pre, or NULL). */
+static kr_err add_one(struct jrn_replica *r, const uint8_t *rec, size_t len,
+                      const struct precheck *pre, struct jrn_start_fault *f)
 {
-    if (!r || !rec || r->failed)
-        return KR_EINVAL;
     struct journal *j = r->j;
     uint64_t next = j->size + 1;
     struct jrn_record d;
     if (len == 0 || len > KR_RECORD_MAX || jrn_record_decode(rec, len, &d) != KR_OK)
         return fault(r, f, KR_ECORRUPT, next, "record does not decode");
     if (d.seq < next)
-        return add_held(r, d.seq, rec, len, f);
+        return add_held(r, &d, f);
     if (d.seq != next)
         return fault(r, f, KR_ECORRUPT, next, "record %llu is missing (the next one says %llu)",
                      (unsigned long long)next, (unsigned long long)d.seq);
     if (r->added >= KR_REPL_PENDING_MAX || r->bytes + len > KR_REPL_PENDING_BYTES_MAX)
         return fault(r, f, KR_ECORRUPT, next, "range without a checkpoint past %u records",
                      (unsigned)r->added);
-    kr_err err = check_record(r, &d, f);
+    kr_err err = check_record(r, &d, pre, f);
     if (err)
         return err;
     if (jrn_is_system(&d) && (err = add_key_record(r, &d, f)))
@@ -720,7 +748,12 @@ kr_err jrn_replica_commit(struct jrn_replica *r, const char *note, size_t len, u
     kr_put_be64(pb, source_pos);
     MDB_val pk = {strlen(JRN_META_REPL_POS), JRN_META_REPL_POS}, pv = {8, pb};
     const struct jrn_views *vw = j->views;
-    if ((err = jrn_keep_checkpoint(j, r->txn)) ||
+    /* A journal truncated here (an old primary rejoining) waits for an epoch:
+     * the primary's epoch_started record ends the wait, as on the primary. */
+    MDB_val ek = {strlen(JRN_META_EPOCH), JRN_META_EPOCH};
+    int rc = r->epoch_added ? mdb_del(r->txn, j->db_meta, &ek, NULL) : 0;
+    if ((err = kr_err_from_mdb(rc == MDB_NOTFOUND ? 0 : rc)) ||
+        (err = jrn_keep_checkpoint(j, r->txn)) ||
         (err = kr_err_from_mdb(mdb_put(r->txn, j->db_meta, &pk, &pv, 0))) ||
         (vw && (err = vw->batch_end(vw->ctx, r->txn, j->size)))) {
         fault(r, f, err, j->size, "cannot store the checkpoint: %s", kr_strerror(err));
@@ -735,6 +768,11 @@ kr_err jrn_replica_commit(struct jrn_replica *r, const char *note, size_t len, u
         return err;
     }
     atomic_store(&j->committed, j->size);
+    if (r->epoch_added) {
+        pthread_mutex_lock(&j->mu);
+        j->epoch_needed = false;
+        pthread_mutex_unlock(&j->mu);
+    }
     write_new_keys(r);
     j->file_behind = true;
     if (mono_now() - j->file_time >= KR_CHECKPOINT_FILE_NS)
@@ -763,5 +801,97 @@ kr_err jrn_replica_position(struct journal *j, uint64_t *source_pos)
     else
         *source_pos = kr_get_be64(v.mv_data);
     mdb_txn_abort(txn);
+    return err;
+}
+
+kr_err jrn_replica_add(struct jrn_replica *r, const uint8_t *rec, size_t len,
+                       struct jrn_start_fault *f)
+{
+    if (!r || !rec || r->failed)
+        return KR_EINVAL;
+    return add_one(r, rec, len, NULL, f);
+}
+
+/* ---- Checking a chunk's records on several threads ---- */
+
+struct prework {
+    const struct jrn_replica *r;
+    const struct jrn_repl_chunk *c;
+    struct precheck *pre;
+    size_t from, to;
+};
+
+/* Commitments and signatures of records from..to-1 of a chunk, each with the
+ * known key its key_id names (read only: the session does not change while
+ * the threads run). */
+static void *precheck_run(void *arg)
+{
+    const struct prework *w = arg;
+    for (size_t i = w->from; i < w->to; i++) {
+        struct jrn_record d;
+        struct precheck *p = &w->pre[i];
+        p->commit = p->sig = -1;
+        if (jrn_record_decode(w->c->rec[i], w->c->rec_len[i], &d) != KR_OK)
+            continue;
+        if (!d.payload_stripped) {
+            uint8_t h[KR_HASH_LEN];
+            kr_sha256(h, d.payload, d.payload_len);
+            p->commit = sodium_memcmp(h, d.commitment, KR_HASH_LEN) == 0;
+        }
+        ssize_t k = key_index(w->r, d.key_id);
+        if (k < 0)
+            continue;
+        uint8_t msg[JRN_SIGN_INPUT_MAX];
+        size_t mlen;
+        jrn_record_sign_input(&d, msg, &mlen);
+        p->sig = crypto_sign_verify_detached(d.sig, msg, mlen, w->r->keys[k].pk) == 0;
+    }
+    return NULL;
+}
+
+/* Fills pre[0..c->n) on up to `threads` threads (this one included). */
+static void precheck_chunk(const struct jrn_replica *r, const struct jrn_repl_chunk *c,
+                           unsigned threads, struct precheck *pre)
+{
+    struct prework w[KR_REPL_VERIFY_THREADS_MAX];
+    pthread_t th[KR_REPL_VERIFY_THREADS_MAX];
+    bool started[KR_REPL_VERIFY_THREADS_MAX] = {false};
+    size_t per = (c->n + threads - 1) / threads;
+    for (unsigned t = 0; t < threads; t++) {
+        size_t from = t * per < c->n ? t * per : c->n;
+        w[t] = (struct prework){r, c, pre, from, from + per < c->n ? from + per : c->n};
+    }
+    for (unsigned t = 1; t < threads; t++)
+        started[t] = pthread_create(&th[t], NULL, precheck_run, &w[t]) == 0;
+    precheck_run(&w[0]);
+    for (unsigned t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            precheck_run(&w[t]); /* no thread: do its share here */
+    }
+}
+
+kr_err jrn_replica_add_chunk(struct jrn_replica *r, const struct jrn_repl_chunk *c,
+                             unsigned threads, struct jrn_start_fault *f)
+{
+    if (!r || !c || (c->n > 0 && (!c->rec || !c->rec_len)) || c->n > KR_REPL_CHUNK_RECORDS ||
+        r->failed)
+        return KR_EINVAL;
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n : 1u;
+    }
+    if (threads > KR_REPL_VERIFY_THREADS_MAX)
+        threads = KR_REPL_VERIFY_THREADS_MAX;
+    if ((size_t)threads * KR_REPL_VERIFY_PER_THREAD_MIN > c->n)
+        threads = (unsigned)(c->n / KR_REPL_VERIFY_PER_THREAD_MIN);
+    struct precheck *pre = NULL;
+    if (threads > 1 && c->n > 0 && (pre = malloc(c->n * sizeof *pre)))
+        precheck_chunk(r, c, threads, pre);
+    kr_err err = KR_OK;
+    for (size_t i = 0; i < c->n && !err; i++)
+        err = add_one(r, c->rec[i], c->rec_len[i], pre ? &pre[i] : NULL, f);
+    free(pre);
     return err;
 }

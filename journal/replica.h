@@ -102,8 +102,11 @@ KR_MUST_CHECK kr_err jrn_epoch(struct journal *j, uint64_t *epoch);
 /* An apply session: one LMDB write transaction of a follower's journal in
  * which a range of records is checked and written, kept only if the range's
  * checkpoint verifies it. Owned by the caller from jrn_replica_begin until
- * jrn_replica_commit or jrn_replica_abort (which free it); one thread at a
- * time. While it is open, nothing else writes the journal. */
+ * jrn_replica_commit or jrn_replica_abort (which free it). Every call on a
+ * session comes from the thread that began it (an LMDB write transaction
+ * belongs to its thread), and that thread opens no other transaction of the
+ * journal meanwhile (jrn_replica_position, jrn_read...: other threads may).
+ * While it is open, nothing else writes the journal (jrn_strip waits). */
 struct jrn_replica;
 
 /* Opens a session on j, which must be opened writable with no_appends (a
@@ -117,7 +120,8 @@ KR_MUST_CHECK kr_err jrn_replica_begin(struct journal *j, struct jrn_replica **o
  * and writes it (events, stream index, tenant index, tree) and applies it to
  * the views, in the session's transaction: it decodes strictly; it is the
  * journal's next seq (a seq the journal already holds is skipped when its
- * bytes are identical, else KR_ECORRUPT "diverges"); prev is the previous
+ * header bytes are identical, the payloads differing at most by stripping,
+ * else KR_ECORRUPT "diverges"); prev is the previous
  * leaf hash; time does not go back; the payload matches the commitment
  * (unless stripped); the signature verifies with the key valid at that seq
  * (journal.key_added / journal.epoch_started records add keys, signed by the
@@ -130,6 +134,17 @@ KR_MUST_CHECK kr_err jrn_replica_begin(struct journal *j, struct jrn_replica **o
  * without a commit is KR_ECORRUPT. */
 KR_MUST_CHECK kr_err jrn_replica_add(struct jrn_replica *r, const uint8_t *rec, size_t len,
                                      struct jrn_start_fault *f);
+
+/* jrn_replica_add for every record of chunk c in order, stopping at the
+ * first failure (as jrn_replica_add would, f naming it); the commitments and
+ * signatures are checked ahead on up to `threads` threads (0 = one per
+ * online CPU, at most KR_REPL_VERIFY_THREADS_MAX; fewer for a small chunk),
+ * each with the key its record names, and the one thread's checks then use
+ * those results where the key is the one valid at that seq. Its own note is
+ * not looked at (jrn_replica_commit). Same errors; KR_EINVAL for a chunk of
+ * more than KR_REPL_CHUNK_RECORDS records. */
+KR_MUST_CHECK kr_err jrn_replica_add_chunk(struct jrn_replica *r, const struct jrn_repl_chunk *c,
+                                           unsigned threads, struct jrn_start_fault *f);
 
 /* Checks that the note (len bytes) is a checkpoint of this journal (its
  * origin), signed by the key valid at its size, whose size is the journal's

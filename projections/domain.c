@@ -118,14 +118,15 @@ kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
         .two_flushes = o->two_flushes,
         .views = views_hooks(&d->views),
         .views_no_catch_up = o->no_catch_up,
-        .no_appends = o->no_appends,
+        .no_appends = o->no_appends || o->follower,
+        .durable = o->durable,
         .start_fault = o->start_fault,
         .durable = o->durable,
     };
     if ((err = jrn_open(&jo, &d->j)))
         goto fail;
-    err = ks_open(o->dir, !o->no_appends, &d->ks);
-    if ((err == KR_ENOTFOUND || err == KR_EKEY) && o->no_appends)
+    err = ks_open(o->dir, !o->no_appends && !o->follower, &d->ks);
+    if ((err == KR_ENOTFOUND || err == KR_EKEY) && o->no_appends && !o->follower)
         err = KR_OK; /* views need no keys: a copy without them still rebuilds */
     if (err)
         goto fail;

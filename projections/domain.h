@@ -44,6 +44,14 @@ struct kr_domain_options {
     bool no_appends;              /* for rebuilding views only: no signing key,
                                    * no writer, no keystore made (ops that
                                    * append or need a tenant key fail) */
+    /* A follower's data directory (kiroku follow): the journal is opened
+     * no_appends (records come only through jrn_replica_* on d->j, which
+     * apply them to the views) and the keystore must be there (reads decrypt
+     * with it: KR_ENOTFOUND / KR_EKEY otherwise); ops that append fail with
+     * the journal's KR_ECLOSED. */
+    bool follower;
+    /* jrn_options.durable: a publisher's hook (serve --nats); NULL = none. */
+    const struct jrn_durable_hook *durable;
     /* Argon2id cost for new password hashes; 0 = libsodium's INTERACTIVE
      * limits. Tests and demo seeding use the minimum. Existing hashes carry
      * their own cost. */

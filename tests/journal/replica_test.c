@@ -25,12 +25,16 @@
 
 #include "journal.h"
 #include "journal_internal.h"
+#include "keys.h"
 #include "kr_error.h"
 #include "kr_limits.h"
 #include "mp.h"
+#include "note.h"
 #include "replica.h"
+#include "test_domain.h"
 #include "test_util.h"
 #include "verify.h"
+#include "views.h"
 
 #define DIR_CAP 1024
 #define T0      1700000000000000000ull
@@ -999,26 +1003,27 @@ static void rfx_free(struct rfx *x)
     x->fj = NULL;
 }
 
-/* Applies first..size of the primary, in chunks, committed with note (the
- * primary's checkpoint at size). */
-static kr_err apply_range(struct rfx *x, uint64_t first, uint64_t size, const char *note,
-                          size_t nlen, struct jrn_start_fault *fault)
+/* Applies first..size of the primary pj to the follower fj, in chunks,
+ * committed with note (pj's checkpoint at size); *pos counts the stream
+ * positions handed out. */
+static kr_err apply_range_j(struct journal *pj, struct journal *fj, uint64_t *pos, uint64_t first,
+                            uint64_t size, const char *note, size_t nlen,
+                            struct jrn_start_fault *fault)
 {
     struct chunkbuf *b = chunkbuf_new(), *d = chunkbuf_new();
     struct jrn_replica *r = NULL;
-    assert_int_equal(jrn_replica_begin(x->fj, &r), KR_OK);
+    assert_int_equal(jrn_replica_begin(fj, &r), KR_OK);
     kr_err err = KR_OK;
     for (uint64_t at = first; at <= size && !err;) {
         uint64_t end;
-        assert_int_equal(jrn_repl_encode(x->f->j, at, size, note, nlen, 1, b->msg, KR_REPL_MSG_MAX,
-                                         &b->len, &end),
-                         KR_OK);
-        x->pos++;
+        assert_int_equal(
+            jrn_repl_encode(pj, at, size, note, nlen, 1, b->msg, KR_REPL_MSG_MAX, &b->len, &end),
+            KR_OK);
+        ++*pos;
         assert_int_equal(decode(d, b->msg, b->len), KR_OK);
-        for (size_t i = 0; i < d->c.n && !err; i++)
-            err = jrn_replica_add(r, d->c.rec[i], d->c.rec_len[i], fault);
+        err = jrn_replica_add_chunk(r, &d->c, 2, fault);
         if (!err && d->c.note)
-            err = jrn_replica_commit(r, d->c.note, d->c.note_len, x->pos, fault);
+            err = jrn_replica_commit(r, d->c.note, d->c.note_len, *pos, fault);
         else if (err)
             jrn_replica_abort(r);
         at = end + 1;
@@ -1028,26 +1033,37 @@ static kr_err apply_range(struct rfx *x, uint64_t first, uint64_t size, const ch
     return err;
 }
 
-/* Brings the follower level with the primary, range by range at the
- * primary's kept checkpoints; returns the number of ranges. */
-static size_t catch_up(struct rfx *x)
+static kr_err apply_range(struct rfx *x, uint64_t first, uint64_t size, const char *note,
+                          size_t nlen, struct jrn_start_fault *fault)
+{
+    return apply_range_j(x->f->j, x->fj, &x->pos, first, size, note, nlen, fault);
+}
+
+/* Brings fj level with pj, range by range at pj's kept checkpoints;
+ * returns the number of ranges. */
+static size_t catch_up_j(struct journal *pj, struct journal *fj, uint64_t *pos)
 {
     size_t ranges = 0;
-    for (uint64_t after = jrn_size(x->fj); after < jrn_size(x->f->j); ranges++) {
+    for (uint64_t after = jrn_size(fj); after < jrn_size(pj); ranges++) {
         char note[KR_NOTE_MAX + 1];
         size_t nlen;
         uint64_t s;
-        assert_int_equal(jrn_checkpoint_after(x->f->j, after, &s, note, sizeof note, &nlen), KR_OK);
+        assert_int_equal(jrn_checkpoint_after(pj, after, &s, note, sizeof note, &nlen), KR_OK);
         struct jrn_start_fault fault = {0};
-        kr_err err = apply_range(x, after + 1, s, note, nlen, &fault);
+        kr_err err = apply_range_j(pj, fj, pos, after + 1, s, note, nlen, &fault);
         if (err)
             fail_msg("apply %llu..%llu: %s at %llu: %s", (unsigned long long)after + 1,
                      (unsigned long long)s, kr_strerror(err), (unsigned long long)fault.seq,
                      fault.what);
-        assert_true(jrn_size(x->fj) == s);
+        assert_true(jrn_size(fj) == s);
         after = s;
     }
     return ranges;
+}
+
+static size_t catch_up(struct rfx *x)
+{
+    return catch_up_j(x->f->j, x->fj, &x->pos);
 }
 
 static void assert_level(struct rfx *x)
@@ -1061,14 +1077,22 @@ static void assert_level(struct rfx *x)
     for (uint64_t seq = 1; seq <= size; seq++) {
         size_t la, lb;
         uint8_t *ra = stored(x->f->j, seq, &la), *rb = stored(x->fj, seq, &lb);
-        assert_true(la == lb);
-        assert_memory_equal(ra, rb, la);
+        struct jrn_record da, db;
+        assert_int_equal(jrn_record_decode(ra, la, &da), KR_OK);
+        assert_int_equal(jrn_record_decode(rb, lb, &db), KR_OK);
+        /* The same record; stripped on one copy at most (its own erasure). */
+        assert_true(da.header_len == db.header_len);
+        assert_memory_equal(da.header, db.header, da.header_len);
+        if (!da.payload_stripped && !db.payload_stripped) {
+            assert_true(la == lb);
+            assert_memory_equal(ra, rb, la);
+        }
         free(ra);
         free(rb);
     }
     uint64_t va[64], vb[64];
     size_t na = tv_dump(x->f->j, &x->pv, va, 64), nb = tv_dump(x->fj, &x->fv, vb, 64);
-    assert_true(na == nb && na >= 10);
+    assert_true(na == nb && na >= 6);
     assert_memory_equal(va, vb, na * sizeof *va);
     struct jrn_info pi, fi;
     jrn_get_info(x->f->j, &pi);
@@ -1094,6 +1118,9 @@ static void test_apply_level(void **state)
     struct rfx x;
     rfx_build(&x, *state);
     assert_true(jrn_size(x.fj) == 701);
+    struct jrn_info fi;
+    jrn_get_info(x.fj, &fi);
+    assert_true(fi.key_id == 1 && fi.size == 701);
     assert_true(catch_up(&x) >= 2);
     assert_level(&x);
     uint64_t pos = 0;
@@ -1134,7 +1161,429 @@ static void test_apply_level(void **state)
     verify_dir(x.fdir);
     follower_open(&x);
     assert_true(jrn_size(x.fj) == jrn_size(x.f->j));
+    jrn_get_info(x.fj, &fi);
+    assert_true(fi.key_id == 3 && fi.size == jrn_size(x.f->j)); /* rotated, then an epoch */
     rfx_free(&x);
+}
+
+/* ---- Hostile ranges ---- */
+
+/* Records of a range, as mutable copies. */
+struct recs {
+    size_t n;
+    uint8_t *rec[KR_REPL_PENDING_MAX / 4];
+    size_t len[KR_REPL_PENDING_MAX / 4];
+};
+
+static struct recs *recs_of(struct journal *j, uint64_t first, uint64_t last)
+{
+    struct recs *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    assert_true(last - first + 1 <= KR_REPL_PENDING_MAX / 4);
+    for (uint64_t seq = first; seq <= last; seq++, r->n++)
+        r->rec[r->n] = stored(j, seq, &r->len[r->n]);
+    return r;
+}
+
+static void recs_free(struct recs *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->rec[i]);
+    free(r);
+}
+
+/* Applies r's records (skipping index `skip`, SIZE_MAX for none) and
+ * commits with note. */
+/* 0: apply_recs adds record by record; else chunk by chunk, checking
+ * signatures ahead on this many threads. */
+static unsigned g_chunk_threads;
+
+/* apply_recs by jrn_replica_add_chunk: chunks of up to 1000 records. */
+static kr_err add_chunks(struct jrn_replica *s, const struct recs *r, size_t skip,
+                         struct jrn_start_fault *f)
+{
+    const uint8_t *rec[1000];
+    size_t len[1000];
+    struct jrn_repl_chunk c = {.rec = rec, .rec_len = len};
+    for (size_t i = 0; i < r->n;) {
+        for (c.n = 0; c.n < 1000 && i < r->n; i++) {
+            if (i == skip)
+                continue;
+            rec[c.n] = r->rec[i];
+            len[c.n++] = r->len[i];
+        }
+        kr_err err = jrn_replica_add_chunk(s, &c, g_chunk_threads, f);
+        if (err) {
+            assert_int_equal(jrn_replica_add_chunk(s, &c, 1, NULL), KR_EINVAL);
+            return err;
+        }
+    }
+    return KR_OK;
+}
+
+static kr_err apply_recs(struct rfx *x, const struct recs *r, size_t skip, const char *note,
+                         size_t nlen, struct jrn_start_fault *f)
+{
+    struct jrn_replica *s;
+    assert_int_equal(jrn_replica_begin(x->fj, &s), KR_OK);
+    memset(f, 0, sizeof *f);
+    if (g_chunk_threads) {
+        kr_err err = add_chunks(s, r, skip, f);
+        if (err) {
+            jrn_replica_abort(s);
+            return err;
+        }
+        return jrn_replica_commit(s, note, nlen, ++x->pos, f);
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        if (i == skip)
+            continue;
+        kr_err err = jrn_replica_add(s, r->rec[i], r->len[i], f);
+        if (err) {
+            /* The session can only be aborted now. */
+            assert_int_equal(jrn_replica_add(s, r->rec[i], r->len[i], NULL), KR_EINVAL);
+            jrn_replica_abort(s);
+            return err;
+        }
+    }
+    return jrn_replica_commit(s, note, nlen, ++x->pos, f);
+}
+
+/* Offset in a stored value of the last byte of its header (the signature's). */
+static size_t sig_last(const uint8_t *rec, size_t len)
+{
+    struct jrn_record d;
+    assert_int_equal(jrn_record_decode(rec, len, &d), KR_OK);
+    return JRN_HEADER_OFFSET + d.header_len - 1;
+}
+
+struct level {
+    uint64_t size, pos;
+    uint8_t root[KR_HASH_LEN];
+    uint64_t view[64];
+    size_t nview;
+};
+
+static void level_take(struct rfx *x, struct level *l)
+{
+    l->size = jrn_size(x->fj);
+    assert_int_equal(jrn_root(x->fj, l->size, l->root), KR_OK);
+    assert_int_equal(jrn_replica_position(x->fj, &l->pos), KR_OK);
+    l->nview = tv_dump(x->fj, &x->fv, l->view, 64);
+}
+
+/* Nothing of a refused range was kept. */
+static void level_same(struct rfx *x, const struct level *l)
+{
+    struct level now;
+    level_take(x, &now);
+    assert_true(now.size == l->size && now.pos == l->pos && now.nview == l->nview);
+    assert_memory_equal(now.root, l->root, KR_HASH_LEN);
+    assert_memory_equal(now.view, l->view, l->nview * sizeof *l->view);
+    struct jrn_recbuf rb = {0};
+    assert_int_equal(jrn_read(x->fj, l->size + 1, &rb), KR_ENOTFOUND);
+    jrn_recbuf_fini(&rb);
+}
+
+#define EXPECT(call, want_err, want_seq)                                                           \
+    do {                                                                                           \
+        kr_err e_ = (call);                                                                        \
+        assert_int_equal(e_, (want_err));                                                          \
+        assert_true(fault.seq == (want_seq));                                                      \
+        assert_true(fault.what[0] != '\0');                                                        \
+        level_same(&x, &before);                                                                   \
+    } while (0)
+
+static void test_apply_hostile(void **state)
+{
+    struct fx *f = *state;
+    struct rfx x;
+    rfx_build(&x, f);
+    struct level before;
+    level_take(&x, &before);
+    uint64_t first = before.size + 1, size;
+    char note[KR_NOTE_MAX + 1];
+    size_t nlen;
+    assert_int_equal(jrn_checkpoint_after(f->j, before.size, &size, note, sizeof note, &nlen),
+                     KR_OK);
+    assert_true(size > first + 100);
+    struct recs *r = recs_of(f->j, first, size);
+    const uint64_t k = first + 17;
+    const size_t ki = (size_t)(k - first);
+    struct jrn_start_fault fault;
+
+    /* Each fault in a record, added one by one and by chunks whose
+     * signatures are checked ahead on several threads. */
+    size_t at;
+    uint8_t *tp;
+    size_t tl;
+    for (unsigned mode = 0; mode < 2; mode++) {
+        g_chunk_threads = mode ? 3 : 0;
+        /* A bad signature. */
+        at = sig_last(r->rec[ki], r->len[ki]);
+        r->rec[ki][at] ^= 1;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_EBADSIG, k);
+        r->rec[ki][at] ^= 1;
+        /* A broken prev link (which no signature covers). */
+        at = sig_last(r->rec[ki], r->len[ki]) - 64 - 2;
+        r->rec[ki][at] ^= 1;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->rec[ki][at] ^= 1;
+        /* A payload that is not the one committed to. */
+        r->rec[ki][r->len[ki] - 1] ^= 1;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->rec[ki][r->len[ki] - 1] ^= 1;
+        /* Reordered records; a missing one. */
+        tp = r->rec[ki];
+        tl = r->len[ki];
+        r->rec[ki] = r->rec[ki + 1];
+        r->len[ki] = r->len[ki + 1];
+        r->rec[ki + 1] = tp;
+        r->len[ki + 1] = tl;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->rec[ki + 1] = r->rec[ki];
+        r->len[ki + 1] = r->len[ki];
+        r->rec[ki] = tp;
+        r->len[ki] = tl;
+        EXPECT(apply_recs(&x, r, ki, note, nlen, &fault), KR_ECORRUPT, k);
+        /* Bytes that do not decode. */
+        r->len[ki]--;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->len[ki]++;
+    }
+    g_chunk_threads = 0;
+
+    /* A record of another journal with the same history shape. */
+    char qdir[DIR_CAP + 8];
+    snprintf(qdir, sizeof qdir, "%s/q", f->root);
+    struct jrn_options qo = {.dir = qdir, .clock = &f->clock};
+    struct journal *q;
+    assert_int_equal(jrn_create(&qo, NULL), KR_OK);
+    assert_int_equal(jrn_open(&qo, &q), KR_OK);
+    append_many(q, 1, "a", 500, 30, 50);
+    append_many(q, 2, "b", 200, 300, 7);
+    append_many(q, 3, "c", 100, 20, 64);
+    size_t qlen;
+    uint8_t *qrec = stored(q, k, &qlen);
+    tp = r->rec[ki];
+    tl = r->len[ki];
+    r->rec[ki] = qrec;
+    r->len[ki] = qlen;
+    struct jrn_replica *s;
+    assert_int_equal(jrn_replica_begin(x.fj, &s), KR_OK);
+    kr_err err = KR_OK;
+    for (size_t i = 0; i < r->n && !err; i++)
+        err = jrn_replica_add(s, r->rec[i], r->len[i], &fault);
+    jrn_replica_abort(s);
+    assert_true(err == KR_ECORRUPT || err == KR_EBADSIG);
+    assert_true(fault.seq == k);
+    level_same(&x, &before);
+    r->rec[ki] = tp;
+    r->len[ki] = tl;
+    free(qrec);
+
+    /* Checkpoints: another size's, another key's, a wrong root, garbage, another
+     * journal's, none; and the right one at a size the range does not reach. */
+    char other[KR_NOTE_MAX + 1];
+    size_t olen;
+    uint64_t osize;
+    assert_int_equal(jrn_checkpoint_after(f->j, 0, &osize, other, sizeof other, &olen), KR_OK);
+    assert_true(osize == 1);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, other, olen, &fault), KR_ECORRUPT, size);
+    struct jrn_info pinfo;
+    jrn_get_info(f->j, &pinfo);
+    struct kr_checkpoint cp = {.size = size};
+    snprintf(cp.origin, sizeof cp.origin, "%s", pinfo.origin);
+    assert_int_equal(jrn_root(f->j, size, cp.root), KR_OK);
+    struct kr_signing_key qk, pk1;
+    assert_int_equal(kr_key_load(qdir, 1, &qk), KR_OK);
+    assert_int_equal(
+        kr_checkpoint_sign(&cp, pinfo.origin, qk.pk, qk.sk, other, sizeof other, &olen), KR_OK);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, other, olen, &fault), KR_EBADSIG, size);
+    assert_int_equal(kr_key_load(f->dir, 1, &pk1), KR_OK);
+    cp.root[0] ^= 1;
+    assert_int_equal(
+        kr_checkpoint_sign(&cp, pinfo.origin, pk1.pk, pk1.sk, other, sizeof other, &olen), KR_OK);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, other, olen, &fault), KR_ECORRUPT, size);
+    cp.root[0] ^= 1;
+    /* The right key and root: accepted by the same checks (the control). */
+    assert_int_equal(
+        kr_checkpoint_sign(&cp, pinfo.origin, pk1.pk, pk1.sk, other, sizeof other, &olen), KR_OK);
+    assert_true(olen == nlen && memcmp(other, note, nlen) == 0);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, "garbage\n", 8, &fault), KR_ECORRUPT, size);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, NULL, 0, &fault), KR_ECORRUPT, size);
+    char qnote[KR_NOTE_MAX + 1];
+    size_t qnlen = newest_note(q, qnote);
+    EXPECT(apply_recs(&x, r, SIZE_MAX, qnote, qnlen, &fault), KR_EBADSIG, size);
+    r->n--; /* the range stops one short of its checkpoint */
+    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, size - 1);
+    r->n++;
+    kr_key_wipe(&qk);
+    kr_key_wipe(&pk1);
+    jrn_close(q);
+
+    /* The right range goes in; then one that starts inside what is held, with a
+     * held record that diverges. */
+    memset(&fault, 0, sizeof fault);
+    assert_int_equal(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_OK);
+    level_take(&x, &before);
+    assert_true(before.size == size);
+    recs_free(r);
+    uint64_t size2;
+    assert_int_equal(jrn_checkpoint_after(f->j, size, &size2, note, sizeof note, &nlen), KR_OK);
+    r = recs_of(f->j, size - 9, size2);
+    at = sig_last(r->rec[3], r->len[3]);
+    r->rec[3][at] ^= 1;
+    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, size - 6);
+    assert_non_null(strstr(fault.what, "diverges"));
+    r->rec[3][at] ^= 1;
+    /* Held records are skipped: identical ones, and ones stripped here since
+     * (erasure on this copy) that arrive whole. */
+    struct jrn_strip_spec ss = {.tenant = 3, .to_seq = size - 7};
+    uint64_t stripped = 0;
+    assert_int_equal(jrn_strip(x.fj, &ss, &stripped), KR_OK);
+    assert_true(stripped > 1000);
+    level_take(&x, &before);
+    assert_int_equal(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_OK);
+    assert_true(jrn_size(x.fj) == size2);
+    recs_free(r);
+
+    /* A truncated chunk decodes to nothing; the follower catches up after all this. */
+    struct chunkbuf *b = chunkbuf_new(), *d = chunkbuf_new();
+    uint64_t end;
+    assert_int_equal(jrn_repl_encode(f->j, size2 - 5, size2, note, nlen, 1, b->msg, KR_REPL_MSG_MAX,
+                                     &b->len, &end),
+                     KR_OK);
+    assert_int_equal(decode(d, b->msg, b->len - 1), KR_ECORRUPT);
+    chunkbuf_free(b);
+    chunkbuf_free(d);
+    catch_up(&x);
+    assert_level(&x);
+    rfx_free(&x);
+    verify_dir(x.fdir);
+}
+
+/* An old primary rejoins: it drops what it committed past the stream
+ * (jrn_truncate), follows the new primary's epoch, and could be promoted
+ * again (the epoch lifted the truncation's hold). */
+static void test_apply_rejoin(void **state)
+{
+    struct fx *f = *state;
+    struct rfx x;
+    memset(&x, 0, sizeof x);
+    x.f = f;
+    snprintf(x.fdir, sizeof x.fdir, "%.1000s/f", f->root);
+    x.pviews = tv_views(&x.pv);
+    x.fviews = tv_views(&x.fv);
+    struct jrn_options o = {.dir = f->dir, .clock = &f->clock};
+    assert_int_equal(jrn_create(&o, NULL), KR_OK);
+    primary_open(&x);
+    append_many(f->j, 1, "a", 300, 30, 20);
+    uint64_t fork = jrn_size(f->j);
+    jrn_close(f->j);
+    f->j = NULL;
+    kr_test_copytree(f->dir, x.fdir);
+    /* The old primary (x.fdir) commits records the stream never got. */
+    struct jrn_options fo = {.dir = x.fdir, .clock = &f->clock, .views = &x.fviews};
+    assert_int_equal(jrn_open(&fo, &x.fj), KR_OK);
+    append_many(x.fj, 1, "a", 40, 30, 20);
+    char old_note[KR_NOTE_MAX + 1];
+    newest_note(x.fj, old_note);
+    rfx_free(&x);
+    /* The new primary starts its epoch with the checkpoint it holds. */
+    primary_open(&x);
+    char note[KR_NOTE_MAX + 1];
+    size_t len = newest_note(f->j, note);
+    assert_int_equal(jrn_new_epoch(f->j, note, len, NULL), KR_OK);
+    append_many(f->j, 2, "b", 100, 30, 20);
+    /* The old primary drops its own records and follows. */
+    assert_int_equal(jrn_truncate(x.fdir, fork), KR_OK);
+    struct jrn_options fno = fo;
+    fno.no_appends = true;
+    fno.views_no_catch_up = true;
+    assert_int_equal(jrn_open(&fno, &x.fj), KR_OK);
+    assert_int_equal(jrn_views_rebuild(x.fj, NULL, NULL), KR_OK);
+    assert_true(jrn_size(x.fj) == fork);
+    assert_true(catch_up(&x) >= 1);
+    assert_level(&x);
+    rfx_free(&x);
+    verify_dir(x.fdir);
+    /* Promoted with the current key's secret placed beside it: it appends. */
+    char from[DIR_CAP + 64], to[DIR_CAP + 64];
+    snprintf(from, sizeof from, "%s/keys/journal-2.key", f->dir);
+    snprintf(to, sizeof to, "%s/keys/journal-2.key", x.fdir);
+    size_t klen;
+    char *key = kr_test_slurp(from, &klen);
+    assert_int_equal(kr_file_write_new(to, key, klen, 0600), KR_OK);
+    free(key);
+    assert_int_equal(jrn_open(&fo, &x.fj), KR_OK);
+    append_many(x.fj, 3, "c", 5, 10, 5);
+    rfx_free(&x);
+}
+
+/* ---- A follower's domain ---- */
+
+static void digests(struct kr_domain *d, uint8_t out[VIEW__COUNT][32], uint64_t n[VIEW__COUNT])
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn), 0);
+    for (int i = 0; i < VIEW__COUNT; i++)
+        assert_int_equal(views_digest(&d->views, txn, (enum kr_view)i, out[i], &n[i]), KR_OK);
+    mdb_txn_abort(txn);
+}
+
+/* The views a follower builds from applied ranges are the primary's, byte
+ * for byte (what `kiroku replay --check` compares). */
+static void test_apply_domain(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = td_new(7);
+    struct kr_caller m1, m2, m3;
+    char code[40];
+    td_signup(t, "one@example.com", "password one", &m1, code);
+    td_signup(t, "two@example.com", "password two", &m2, code);
+    /* The follower starts from a copy of the primary (as from a backup). */
+    char fdir[DIR_CAP + 8];
+    snprintf(fdir, sizeof fdir, "%s/fd", f->root);
+    dom_close(t->d);
+    t->d = NULL;
+    kr_test_copytree(t->dir, fdir);
+    td_reopen(t);
+    td_signup(t, "three@example.com", "password three", &m3, code);
+    assert_int_equal(jrn_rotate_key(t->d->j, NULL), KR_OK);
+    td_signup(t, "four@example.com", "password four", &m3, code);
+
+    struct kr_domain_options o = {.dir = fdir, .clock = &t->clock, .follower = true};
+    struct kr_domain *fd;
+    assert_int_equal(dom_open(&o, &fd), KR_OK);
+    assert_true(jrn_size(fd->j) < jrn_size(t->d->j));
+    uint64_t pos = 0;
+    assert_true(catch_up_j(t->d->j, fd->j, &pos) >= 1);
+    uint8_t a[VIEW__COUNT][32], b[VIEW__COUNT][32];
+    uint64_t na[VIEW__COUNT], nb[VIEW__COUNT];
+    digests(t->d, a, na);
+    digests(fd, b, nb);
+    for (int i = 0; i < VIEW__COUNT; i++) {
+        if (na[i] != nb[i] || memcmp(a[i], b[i], 32) != 0)
+            fail_msg("view %s differs: %llu vs %llu entries", views_name((enum kr_view)i),
+                     (unsigned long long)na[i], (unsigned long long)nb[i]);
+    }
+    /* A follower takes no appends of its own. */
+    struct jrn_event e = ev(1, "x", 0, "x", 1);
+    assert_int_equal(jrn_append(fd->j, &e, 1), KR_ECLOSED);
+    dom_close(fd);
+    /* `kiroku verify` passes on the follower's data directory. */
+    static char out[65536], err[65536];
+    const char *args[] = {"verify", "--data", fdir, NULL};
+    int status = kr_test_run(KR_KIROKU_BIN, args, out, err, sizeof out);
+    if (status != 0)
+        fail_msg("kiroku verify: %d: %s%s", status, out, err);
+    /* Without its keystore a follower does not open. */
+    char ks[DIR_CAP + 32];
+    snprintf(ks, sizeof ks, "%s/keystore", fdir);
+    kr_test_rmrf(ks);
+    assert_int_not_equal(dom_open(&o, &fd), KR_OK);
+    td_free(t);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -1146,6 +1595,7 @@ int main(void)
         T(test_decode_hostile), T(test_pack_bounds),     T(test_checkpoint_after),
         T(test_epoch),          T(test_hook_async),      T(test_hook_async_two_flushes),
         T(test_hook_hold),      T(test_hook_hold_close), T(test_apply_level),
+        T(test_apply_hostile),  T(test_apply_domain),    T(test_apply_rejoin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
