@@ -11,6 +11,7 @@
  * scrapes at once never count a record twice.
  */
 #include "metrics.h"
+#include "follower.h"
 
 #include "journal.h"
 #include "kr_limits.h"
@@ -54,6 +55,7 @@ struct api_metrics {
     struct api_metrics_options o;
     unsigned (*conns)(const void *arg);
     const void *conns_arg;
+    struct api_follower *follower; /* kiroku follow's, or NULL */
     pthread_mutex_t mu;
     /* Under mu: the event tail and the write-refusal state. */
     uint64_t tail;                     /* records counted: 1..tail */
@@ -105,6 +107,11 @@ void api_metrics_set_conns(struct api_metrics *m, unsigned (*conns)(const void *
 {
     m->conns = conns;
     m->conns_arg = arg;
+}
+
+void api_metrics_set_follower(struct api_metrics *m, struct api_follower *f)
+{
+    m->follower = f;
 }
 
 void api_metrics_set_cluster(struct api_metrics *m, struct cluster *cl)
@@ -383,6 +390,41 @@ static void render_service(const struct snapshot *s, struct kr_wbuf *b)
     put(b, "kiroku_outbox_backlog %" PRIu64 "\n", s->outbox_backlog);
 }
 
+static void render_follower(struct api_follower *f, struct kr_wbuf *b)
+{
+    struct api_follower_status st;
+    api_follower_status(f, &st);
+    head(b, "kiroku_follower_applied_seq", "gauge",
+         "The last record a follower verified and applied from the stream.");
+    put(b, "kiroku_follower_applied_seq %" PRIu64 "\n", st.applied);
+    head(b, "kiroku_follower_received_seq", "gauge",
+         "The last record of the newest stream message the follower received.");
+    put(b, "kiroku_follower_received_seq %" PRIu64 "\n", st.received);
+    head(b, "kiroku_follower_lag_records", "gauge",
+         "Records received and not yet applied (their range's checkpoint not yet come).");
+    put(b, "kiroku_follower_lag_records %" PRIu64 "\n",
+        st.received > st.applied ? st.received - st.applied : 0);
+    head(b, "kiroku_follower_lag_messages", "gauge",
+         "Stream messages beyond the newest one received, when it was received.");
+    put(b, "kiroku_follower_lag_messages %" PRIu64 "\n", st.pending_msgs);
+    head(b, "kiroku_follower_connected", "gauge", "1 while the follower has a NATS connection.");
+    put(b, "kiroku_follower_connected %d\n", st.connected ? 1 : 0);
+    head(b, "kiroku_follower_faults_total", "counter",
+         "Records or checkpoints in the stream that failed verification (the follower stops).");
+    put(b, "kiroku_follower_faults_total %" PRIu64 "\n", st.faults);
+}
+
+/* What /healthz says of a follower: stopped, or not connected. */
+static void health_follower(struct api_follower *f, struct kr_wbuf *out)
+{
+    struct api_follower_status st;
+    api_follower_status(f, &st);
+    if (st.stopped)
+        put(out, "follower: stopped at seq %" PRIu64 ": %s\n", st.seq, st.what);
+    else if (!st.connected)
+        put(out, "follower: not connected to NATS\n");
+}
+
 static void render_cluster(struct cluster *cl, struct kr_wbuf *b)
 {
     struct cluster_stats cs;
@@ -447,6 +489,8 @@ kr_err api_metrics_render(struct api_metrics *m, struct kr_wbuf *out)
     render_events(m, out);
     render_journal(&s, out);
     render_service(&s, out);
+    if (m->follower)
+        render_follower(m->follower, out);
     if (m->cl)
         render_cluster(m->cl, out);
     return kr_wbuf_failed(out);
@@ -498,6 +542,8 @@ kr_err api_metrics_health(struct api_metrics *m, struct kr_wbuf *out, bool *heal
     if (s.outbox_backlog > m->o.outbox_backlog_max)
         put(out, "outbox: %" PRIu64 " e-mails waiting (at most %" PRIu64 ")\n", s.outbox_backlog,
             m->o.outbox_backlog_max);
+    if (m->follower)
+        health_follower(m->follower, out);
     *healthy = out->size == before && !kr_wbuf_failed(out);
     if (*healthy)
         put(out, "ok\n");

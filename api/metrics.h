@@ -77,6 +77,14 @@ void api_metrics_free(struct api_metrics *m); /* accepts NULL */
 void api_metrics_set_conns(struct api_metrics *m, unsigned (*conns)(const void *arg),
                            const void *arg);
 
+/* A follower (kiroku follow, api/follower.h) whose status the page and the
+ * health verdict report: applied and received seqs, lag in records and
+ * messages, the connection, faults; /healthz fails while it is not
+ * connected or once it stopped. It must outlive the scrapes; NULL = none.
+ * Set before serving. */
+struct api_follower;
+void api_metrics_set_follower(struct api_metrics *m, struct api_follower *f);
+
 /* The publisher (serve --nats; api/cluster.h) whose replication metrics
  * (published seq, lag in records and seconds, publish latency, errors,
  * connected, fenced) the page shows and whose fence, "not the primary" or

@@ -610,6 +610,18 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 #define KR_REPL_VERIFY_THREADS_MAX    16u
 #define KR_REPL_VERIFY_PER_THREAD_MIN 32u
 
+/* ---- Following a journal's stream (api/follower.h, `kiroku follow`) ---- */
+
+/* How long one wait for the next stream message lasts before the follower
+ * looks at whether it is asked to stop (its stop latency). */
+#define KR_FOLLOW_WAIT_MS 200
+/* Connecting and finding where to start are retried with backoff from
+ * 100 ms, doubling up to this, forever: a NATS outage is waited out. */
+#define KR_FOLLOW_RETRY_MAX_MS 5000u
+/* A NATS request (stream info, a direct get) that takes longer fails and is
+ * retried: bounded so that stopping is never held up for long. */
+#define KR_FOLLOW_REQUEST_MS 2000
+
 /* ---- Several machines: the lease and the shard map (api/lease.h,
  * api/shardmap.h) ---- */
 /* A node's name in the lease: [A-Za-z0-9._-], short enough to read in a log

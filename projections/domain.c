@@ -696,6 +696,30 @@ static kr_err exec_handler(struct cmd *c, int op, struct kr_wbuf *out)
     }
 }
 
+void dom_set_follower(struct kr_domain *d, void (*primary)(void *arg, char *out, size_t cap),
+                      void *arg)
+{
+    d->follower = true;
+    d->primary = primary;
+    d->primary_arg = arg;
+}
+
+/* The refusal of an op that would append, on a follower. */
+static kr_err not_primary(const struct kr_domain *d, struct kr_diag *diag)
+{
+    char url[KR_PATH_MAX] = "";
+    if (d->primary)
+        d->primary(d->primary_arg, url, sizeof url);
+    url[sizeof url - 1] = '\0';
+    if (url[0])
+        snprintf(diag->why, sizeof diag->why,
+                 "this node is a follower: writes go to the primary at %.200s", url);
+    else
+        snprintf(diag->why, sizeof diag->why,
+                 "this node is a follower: writes go to the primary (not known here)");
+    return KR_ENOTPRIMARY;
+}
+
 static kr_err exec(struct kr_domain *d, const struct kr_caller *who, int op,
                    const struct kr_payload *args, struct kr_wbuf *out, struct kr_diag *diag,
                    struct exec_mode *m)
@@ -707,6 +731,8 @@ static kr_err exec(struct kr_domain *d, const struct kr_caller *who, int op,
     m->outcome = DOM_DONE;
     if (op < 0 || op >= KR_OP__COUNT)
         return KR_EINVAL;
+    if (d->follower && kr_ops[op].nevents > 0)
+        return not_primary(d, diag);
     kr_err err = check_access(who, op, diag);
     if (err == KR_EFORBIDDEN && m->done) {
         m->outcome = DOM_RUN_SYNC; /* the refusal's record waits for its append */

@@ -127,6 +127,11 @@ struct kr_domain {
     /* signup.apply's counts per e-mail address and per source (rate.h);
      * NULL when the domain was opened with no_signup_limits */
     struct kr_rate *signup_rate;
+    /* A follower's domain (dom_set_follower): set before serving, then
+     * only read */
+    bool follower;
+    void (*primary)(void *arg, char *out, size_t cap);
+    void *primary_arg;
     /* session tokens carry token_tag (dom_token_tag) when tagged */
     bool token_tagged;
     uint8_t token_tag[4];
@@ -137,6 +142,18 @@ struct kr_domain {
  * journal. *out is closed with dom_close. */
 KR_MUST_CHECK kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out);
 void dom_close(struct kr_domain *d); /* accepts NULL */
+
+/* Makes d a follower's domain (`kiroku follow`): its journal takes records
+ * only from the primary's stream, so every op that would append (an op whose
+ * schema entry lists events, auth.login included) is refused with
+ * KR_ENOTPRIMARY before it runs, its diagnostic naming the primary's client
+ * endpoint: primary(arg, out, cap) writes it (an empty string when it is
+ * not known; NULL = never known). Reads run as on the primary, over the
+ * views the stream keeps up to date; sessions made on the primary are valid
+ * here (they are views), though a follower cannot move their idle limit on.
+ * Call it before any dom_exec. */
+void dom_set_follower(struct kr_domain *d, void (*primary)(void *arg, char *out, size_t cap),
+                      void *arg);
 
 /* Who is calling. The API fills it from the session (the tenant is never
  * taken from arguments); tools fill it for the platform's own actors. */

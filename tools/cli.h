@@ -98,6 +98,7 @@ int cmd_retention(int argc, char **argv);   /* cmd_retention.c */
 int cmd_maintenance(int argc, char **argv); /* cmd_retention.c */
 int cmd_export(int argc, char **argv);      /* cmd_audit.c */
 int cmd_audit(int argc, char **argv);       /* cmd_audit.c: audit verify, audit report */
+int cmd_follow(int argc, char **argv);      /* cmd_follow.c */
 int cmd_shards(int argc, char **argv);      /* cmd_shards.c: the shard map and leases */
 
 /* Where `kiroku call` sends requests without --url: the client endpoint. */
@@ -113,6 +114,8 @@ int bench_backup(int argc, char **argv);
 /* `bench replicate` (bench_replicate.c): appends in async and quorum mode
  * against a 3-node NATS JetStream cluster. */
 int bench_replicate(int argc, char **argv);
+/* `bench follow` (bench_follow.c): a follower catching up with a stream. */
+int bench_follow(int argc, char **argv);
 
 struct journal;
 /* Appends `events` events of 200 bytes to j as `bench append` does (16

@@ -122,6 +122,43 @@ static void test_args_built_in_c(void **state)
     td_free(t);
 }
 
+static void primary_url(void *arg, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", (const char *)arg);
+}
+
+/* A follower's domain refuses every op that would append (its schema lists
+ * events) with KR_ENOTPRIMARY naming the primary, before anything runs, and
+ * runs every read as before. */
+static void test_follower_refuses_appends(void **state)
+{
+    (void)state;
+    struct td *t = td_new(3);
+    struct kr_caller master;
+    td_signup(t, "owner@example.jp", "correct horse 1", &master, NULL);
+    kr_set_str(td_args(t), KR_FLD_TAG_NAME, "vip");
+    assert_int_equal(td_exec(t, &master, KR_OP_TAGS_CREATE), KR_OK);
+    dom_set_follower(t->d, primary_url, "tcp://primary.example:7450");
+    uint64_t size = jrn_size(t->d->j);
+    for (int op = 0; op < KR_OP__COUNT; op++) {
+        if (kr_ops[op].nevents == 0)
+            continue;
+        td_args(t);
+        struct kr_caller anon = td_anonymous();
+        assert_int_equal(td_exec(t, op % 2 ? &master : &anon, op), KR_ENOTPRIMARY);
+        assert_non_null(strstr(t->diag.why, "tcp://primary.example:7450"));
+    }
+    td_args(t);
+    assert_int_equal(td_exec(t, &master, KR_OP_TAGS_LIST), KR_OK);
+    assert_int_equal(jrn_size(t->d->j), size);
+    dom_set_follower(t->d, NULL, NULL); /* the primary not known */
+    kr_set_str(td_args(t), KR_FLD_TAG_NAME, "other");
+    assert_int_equal(td_exec(t, &master, KR_OP_TAGS_CREATE), KR_ENOTPRIMARY);
+    assert_non_null(strstr(t->diag.why, "not known"));
+    assert_int_equal(dom_api_error(KR_ENOTPRIMARY), KR_ERR_NOT_PRIMARY);
+    td_free(t);
+}
+
 /* Digests of every view, live. */
 static void digests(struct td *t, uint8_t out[VIEW__COUNT][32])
 {
@@ -457,7 +494,7 @@ int main(void)
         cmocka_unit_test(test_args_built_in_c), cmocka_unit_test(test_rebuild_equals_live),
         cmocka_unit_test(test_views_upgraded),  cmocka_unit_test(test_two_flushes),
         cmocka_unit_test(test_erase_tenant),    cmocka_unit_test(test_rebuild_without_keys),
-        cmocka_unit_test(test_exec_async),
+        cmocka_unit_test(test_exec_async),      cmocka_unit_test(test_follower_refuses_appends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
