@@ -1463,6 +1463,78 @@ static void test_apply_hostile(void **state)
     verify_dir(x.fdir);
 }
 
+/* Every checkpoint the writer hands the durable hook verifies a range on a
+ * follower: ranges cut at each durable batch, across a key rotation (whose
+ * own checkpoint is the old key's) and an epoch (whose is the new key's). */
+struct notes {
+    pthread_mutex_t mu;
+    size_t n;
+    uint64_t size[512];
+    char note[512][KR_NOTE_MAX + 1];
+    size_t len[512];
+};
+
+static void notes_durable(void *ctx, uint64_t size, const char *note, size_t len)
+{
+    struct notes *ns = ctx;
+    pthread_mutex_lock(&ns->mu);
+    if (ns->n < 512 && len <= KR_NOTE_MAX) {
+        ns->size[ns->n] = size;
+        memcpy(ns->note[ns->n], note, len);
+        ns->len[ns->n++] = len;
+    }
+    pthread_mutex_unlock(&ns->mu);
+}
+
+static void test_apply_every_batch(void **state)
+{
+    struct fx *f = *state;
+    struct rfx x;
+    memset(&x, 0, sizeof x);
+    x.f = f;
+    snprintf(x.fdir, sizeof x.fdir, "%.1000s/f", f->root);
+    x.pviews = tv_views(&x.pv);
+    x.fviews = tv_views(&x.fv);
+    struct notes *ns = calloc(1, sizeof *ns);
+    assert_non_null(ns);
+    pthread_mutex_init(&ns->mu, NULL);
+    struct jrn_durable_hook hook = {.ctx = ns, .durable = notes_durable};
+    struct jrn_options o = {
+        .dir = f->dir, .clock = &f->clock, .views = &x.pviews, .durable = &hook};
+    assert_int_equal(jrn_create(&o, NULL), KR_OK);
+    kr_test_copytree(f->dir, x.fdir);
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    append_many(f->j, 1, "a", 100, 30, 9);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    append_many(f->j, 1, "a", 50, 30, 7);
+    char note[KR_NOTE_MAX + 1];
+    size_t len = newest_note(f->j, note);
+    assert_int_equal(jrn_new_epoch(f->j, note, len, NULL), KR_OK);
+    append_many(f->j, 2, "b", 60, 30, 8);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    uint64_t size = jrn_size(f->j);
+    follower_open(&x);
+    pthread_mutex_lock(&ns->mu);
+    size_t n = ns->n;
+    pthread_mutex_unlock(&ns->mu);
+    assert_true(n >= 30 && ns->size[n - 1] == size);
+    uint64_t at = jrn_size(x.fj);
+    for (size_t i = 0; i < n; i++) {
+        struct jrn_start_fault fault = {0};
+        kr_err err = apply_range(&x, at + 1, ns->size[i], ns->note[i], ns->len[i], &fault);
+        if (err)
+            fail_msg("range %llu..%llu: %s at %llu: %s", (unsigned long long)at + 1,
+                     (unsigned long long)ns->size[i], kr_strerror(err),
+                     (unsigned long long)fault.seq, fault.what);
+        at = ns->size[i];
+    }
+    assert_level(&x);
+    rfx_free(&x);
+    verify_dir(x.fdir);
+    pthread_mutex_destroy(&ns->mu);
+    free(ns);
+}
+
 /* An old primary rejoins: it drops what it committed past the stream
  * (jrn_truncate), follows the new primary's epoch, and could be promoted
  * again (the epoch lifted the truncation's hold). */
@@ -1591,11 +1663,22 @@ static void test_apply_domain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_encode_small),   T(test_encode_splits),   T(test_encode_stripped),
-        T(test_decode_hostile), T(test_pack_bounds),     T(test_checkpoint_after),
-        T(test_epoch),          T(test_hook_async),      T(test_hook_async_two_flushes),
-        T(test_hook_hold),      T(test_hook_hold_close), T(test_apply_level),
-        T(test_apply_hostile),  T(test_apply_domain),    T(test_apply_rejoin),
+        T(test_encode_small),
+        T(test_encode_splits),
+        T(test_encode_stripped),
+        T(test_decode_hostile),
+        T(test_pack_bounds),
+        T(test_checkpoint_after),
+        T(test_epoch),
+        T(test_hook_async),
+        T(test_hook_async_two_flushes),
+        T(test_hook_hold),
+        T(test_hook_hold_close),
+        T(test_apply_level),
+        T(test_apply_hostile),
+        T(test_apply_domain),
+        T(test_apply_rejoin),
+        T(test_apply_every_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
