@@ -1465,6 +1465,9 @@ static void test_apply_hostile(void **state)
 
 /* ---- The key chain, attacked with records signed by the journal's keys ---- */
 
+/* Added by craft to the version and tseq it would give (0: continue). */
+static uint64_t g_version_skip, g_tseq_skip;
+
 /* A record at the follower's next seq, continuing its chain, signed by key
  * `signer` of the primary's key files; its bytes into out. */
 static size_t craft(struct rfx *x, uint64_t tenant, const char *stream, const char *type,
@@ -1482,10 +1485,10 @@ static size_t craft(struct rfx *x, uint64_t tenant, const char *stream, const ch
     r.seq = size + 1;
     r.time_ns = prev.time_ns + 1;
     r.tenant = tenant;
-    r.tseq = tseq;
+    r.tseq = tseq + g_tseq_skip;
     r.stream = stream;
     r.stream_len = strlen(stream);
-    r.version = version + 1;
+    r.version = version + 1 + g_version_skip;
     r.type = type;
     r.type_len = strlen(type);
     r.actor = JRN_SYSTEM_ACTOR;
@@ -1572,6 +1575,17 @@ static void test_apply_key_chain(void **state)
     uint8_t data[8] = {1};
     size_t len = craft(&x, 1, "a", "test.event", data, sizeof data, 1, rec);
     EXPECT(add_crafted(&x, rec, len, false, &fault), KR_EBADSIG, k);
+    /* Signed by the right key, but its version or tseq does not continue. */
+    g_version_skip = 1;
+    len = craft(&x, 1, "a", "test.event", data, sizeof data, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    g_version_skip = 0;
+    g_tseq_skip = 1;
+    len = craft(&x, 1, "a", "test.event", data, sizeof data, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    g_tseq_skip = 0;
+    len = craft(&x, 1, "a", "test.event", data, sizeof data, 3, rec);
+    assert_int_equal(add_crafted(&x, rec, len, false, &fault), KR_OK); /* the control */
     /* A key the journal had, brought again by the current key. */
     size_t plen = key_payload(pl, sizeof pl, 2, 0, NULL, 0);
     len = craft(&x, 0, js, JRN_TYPE_KEY_ADDED, pl, plen, 3, rec);
