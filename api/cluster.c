@@ -676,7 +676,11 @@ static kr_err publish_once(struct cluster *c, size_t len, uint64_t first, uint64
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = id;
-    po.ExpectLastSeq = atomic_load(&c->stream_seq); /* 0 (an empty stream) is not sent */
+    /* The stream's sequence of the message before; into a stream that
+     * never had one, "no message on the subject yet" (the stream has only
+     * this subject): a sequence of 0 would not be sent at all. */
+    po.ExpectLastSeq = atomic_load(&c->stream_seq);
+    po.ExpectNoMessage = po.ExpectLastSeq == 0;
     po.MaxWait = KR_CLUSTER_PUB_WAIT_MS;
     jsPubAck *pa = NULL;
     jsErrCode jerr = 0;

@@ -405,6 +405,33 @@ static void test_publish_from(void **state)
     assert_true(kr_test_wait_for(caught_up, f, KR_TEST_WAIT_MS, "the publisher"));
 }
 
+/* The very first publish into a stream is fenced too: another writer's
+ * message there first (here the journal has nothing to publish at start:
+ * publish_from is past it) makes the publisher stop. */
+static void test_first_publish_fenced(void **state)
+{
+    struct fx *f = *state;
+    const char *why = "";
+    struct cluster_options co = {.urls = kr_nats_urls(f->nc),
+                                 .mode = CLUSTER_QUORUM,
+                                 .shard = SHARD,
+                                 .publish_from = 2, /* the journal holds 1 record */
+                                 .quiet = true};
+    assert_int_equal(cluster_new(&co, &why, &f->cl), KR_OK);
+    struct jrn_options o = {.dir = f->dir, .durable = cluster_hook(f->cl)};
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    char buf[512];
+    assert_int_equal(cluster_start(f->cl, f->j, buf, sizeof buf), KR_OK);
+    jsPubAck *pa = NULL;
+    assert_int_equal(js_Publish(&pa, f->js, SUBJECT, "first!", 6, NULL, NULL), NATS_OK);
+    jsPubAck_Destroy(pa);
+    append_n(f, "s/a", 1, 1, KR_ENOTPRIMARY);
+    struct cluster_stats cs;
+    cluster_stats(f->cl, &cs);
+    assert_true(cs.fenced);
+    assert_int_equal(cs.messages, 0);
+}
+
 /* A stream whose messages all went (aged out; purged here) goes on from
  * the journal's next record, at the next stream sequence. */
 static void test_emptied_stream(void **state)
@@ -622,6 +649,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_all_nodes_down_then_caught_up, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_publish_from, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_emptied_stream, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_first_publish_fenced, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_serve_quorum, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
