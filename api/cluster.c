@@ -49,44 +49,46 @@ struct durable_at {
 };
 
 struct cluster {
-    char urls[KR_CLUSTER_URLS_MAX + 1];
-    char stream[KR_CLUSTER_NAME_MAX], subject[KR_CLUSTER_NAME_MAX];
     struct cluster_options o; /* urls and shard point into this struct */
-    char shard[KR_CLUSTER_SHARD_MAX + 1];
     struct jrn_durable_hook hook;
     struct journal *j;
     natsConnection *nc;
     jsCtx *js;
     pthread_t th;
-    bool thread_running;
-    bool stopped; /* cluster_stop ran */
 
     pthread_mutex_t mu;
     pthread_cond_t cv; /* CLOCK_MONOTONIC; signalled by the hook and stop */
     /* under mu */
     uint64_t durable; /* newest durable size the hook told */
-    char note[KR_NOTE_MAX];
     size_t note_len;
-    struct durable_at waiting[KR_CLUSTER_DURABLE_TIMES]; /* sizes > published, oldest first */
     size_t nwaiting;
-    bool stop;
     uint64_t stop_by_ns; /* 0: no stop asked; else publish until then, then stop */
+    struct durable_at waiting[KR_CLUSTER_DURABLE_TIMES]; /* sizes > published, oldest first */
 
     /* the publisher thread's own (and cluster_start's before it runs) */
-    uint8_t journal_id[16];
-    char jid_hex[33];
     uint64_t epoch;
     uint64_t sys_version; /* the journal's own stream's version epoch was read at */
     uint8_t *buf;         /* KR_REPL_MSG_MAX */
     uint64_t last_log_ns;
 
     /* stats, read by cluster_stats */
-    _Atomic bool started, fenced, behind;
     _Atomic uint64_t published, stream_seq, messages, ranges, errors, pub_ns_sum;
     _Atomic uint64_t pub_hist[CLUSTER_PUB_BUCKETS];
     pthread_mutex_t smu;       /* the samples */
     uint32_t *pub_us, *lag_us; /* rings of KR_CLUSTER_SAMPLES */
     size_t npub, nlag;
+
+    _Atomic bool started, fenced, behind;
+    bool stop; /* under mu */
+    bool thread_running;
+    bool stopped;          /* cluster_stop ran */
+    bool publish_from_set; /* o->publish_from was given */
+    uint8_t journal_id[16];
+    char jid_hex[33];
+    char shard[KR_CLUSTER_SHARD_MAX + 1];
+    char stream[KR_CLUSTER_NAME_MAX], subject[KR_CLUSTER_NAME_MAX];
+    char note[KR_NOTE_MAX]; /* under mu: the note signed at durable */
+    char urls[KR_CLUSTER_URLS_MAX + 1];
 };
 
 static void *publisher_main(void *arg);
@@ -208,6 +210,7 @@ kr_err cluster_new(const struct cluster_options *o, const char **why, struct clu
         c->o.max_age_s = KR_CLUSTER_MAX_AGE_S_DEFAULT;
     if (!c->o.start_timeout_ms)
         c->o.start_timeout_ms = KR_CLUSTER_START_TIMEOUT_MS;
+    c->publish_from_set = o->publish_from != 0;
     if (!c->o.publish_from)
         c->o.publish_from = 1;
     if (cluster_names(c->shard, c->stream, c->subject, sizeof c->stream) != KR_OK) {
@@ -517,6 +520,16 @@ static kr_err stream_tail(struct cluster *c, uint64_t size, uint64_t *published,
         }
         *published = c->o.publish_from - 1;
         *stream_seq = last_seq;
+        if (last_seq > 0 && !c->publish_from_set) {
+            /* Every message aged out (an idle primary past max_age): what
+             * the journal holds was published before they expired. */
+            *published = size;
+            if (!c->o.quiet)
+                fprintf(stderr,
+                        "kiroku: cluster: stream %s is empty at sequence %" PRIu64
+                        " (its messages aged out): publishing from seq %" PRIu64 "\n",
+                        c->stream, last_seq, size + 1);
+        }
         return KR_OK;
     }
     natsMsg *m = NULL;
@@ -565,7 +578,7 @@ kr_err cluster_start(struct cluster *c, struct journal *j, char *why, size_t cap
     jrn_get_info(j, &info);
     memcpy(c->journal_id, info.journal_id, 16);
     for (int i = 0; i < 16; i++)
-        snprintf(c->jid_hex + 2 * i, 3, "%02x", info.journal_id[i]);
+        snprintf(c->jid_hex + (size_t)2 * (size_t)i, 3, "%02x", info.journal_id[i]);
     kr_err err = jrn_epoch(j, &c->epoch);
     uint64_t size = jrn_size(j);
     if (!err)

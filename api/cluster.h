@@ -24,7 +24,10 @@
  * Where publishing starts (cluster_start reads the stream's last message):
  *   - an empty stream: from o->publish_from (default 1, the genesis record;
  *     for an existing journal joining a cluster whose followers are built
- *     from a backup, the first record after that backup);
+ *     from a backup, the first record after that backup); a stream emptied
+ *     by its max age (messages once, none now) without publish_from: from
+ *     the record after the journal's size (an idle primary published
+ *     everything before they expired);
  *   - its last message names another journal (or is not kiroku's): refused;
  *   - it is ahead of the local journal, or of a newer epoch, or its last
  *     record differs from the local one at that seq: KR_ENOTPRIMARY (this

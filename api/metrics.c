@@ -510,7 +510,9 @@ kr_err api_metrics_health(struct api_metrics *m, struct kr_wbuf *out, bool *heal
     bool full = m->full_now;
     pthread_mutex_unlock(&m->mu);
     size_t before = out->size;
-    if (s.failed)
+    if (s.failed == KR_ENOTPRIMARY) /* fenced, or the stream is ahead */
+        put(out, "journal: not writable: this node is not the primary\n");
+    else if (s.failed)
         put(out, "journal: not writable: writes stopped: %s (restart once the storage is fixed)\n",
             kr_strerror(s.failed));
     if (full)

@@ -121,7 +121,6 @@ kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
         .no_appends = o->no_appends || o->follower,
         .durable = o->durable,
         .start_fault = o->start_fault,
-        .durable = o->durable,
     };
     if ((err = jrn_open(&jo, &d->j)))
         goto fail;

@@ -61,9 +61,6 @@ struct kr_domain_options {
                                           * check failed (journal.h) */
     bool no_signup_limits;               /* signup.apply unlimited (seeding, benches):
                                           * else KR_SIGNUP_PER_* apply (cmd_signup.c) */
-    /* jrn_options.durable: a publisher's hook (api/cluster.h), NULL = none;
-     * must outlive the domain */
-    const struct jrn_durable_hook *durable;
     /* The shard this domain's journal is (cluster.shard), or NULL when not
      * sharded: session tokens then carry its redirect tag (dom_token_tag). */
     const char *shard;

@@ -406,6 +406,21 @@ static kr_err run_append(struct journal *j, uint64_t events, unsigned producers,
     return err;
 }
 
+kr_err bench_append_on(struct journal *j, uint64_t events, unsigned producers, unsigned window,
+                       size_t payload, struct bench_append_figures *out)
+{
+    struct append_result r;
+    kr_err err = run_append(j, events, producers, window, payload, -1, &r);
+    *out = (struct bench_append_figures){.events = r.events,
+                                         .seconds = r.seconds,
+                                         .events_per_s = r.events_per_s,
+                                         .p50_us = r.p50_us,
+                                         .p99_us = r.p99_us,
+                                         .failures = r.failures,
+                                         .err = r.err};
+    return err;
+}
+
 kr_err bench_fill(struct journal *j, uint64_t events)
 {
     struct append_result r;
@@ -508,6 +523,8 @@ static const char bench_usage[] =
     "       kiroku bench api [--data DIR] [--seconds N] [--clients N] [--workers N]\n"
     "                        [--contacts N] [--phase P] [--json]\n"
     "       kiroku bench backup [--events N] [--json]\n"
+    "       kiroku bench replicate [--nats URL] [--events N] [--producers P]\n"
+    "                              [--window W] [--payload BYTES] [--json]\n"
     "\n"
     "append: P threads (default 64) append N events (default 200000) of BYTES\n"
     "  (default 200) to many streams, each keeping W (default 256) asynchronous\n"
@@ -539,7 +556,9 @@ static const char bench_usage[] =
     "api: the API server over tcp loopback: contacts.get against a bare nng echo\n"
     "  server, contacts.tag writes, logins with memory; see kiroku bench api --help.\n"
     "backup: backup_run against mdb_copy -c of a journal of N events (default\n"
-    "  1000000) while appends go on, then restore; see kiroku bench backup --help.\n";
+    "  1000000) while appends go on, then restore; see kiroku bench backup --help.\n"
+    "replicate: the append load with the journal published to NATS JetStream, in\n"
+    "  async then quorum mode; see kiroku bench replicate --help.\n";
 
 /* bench append's defaults, also the fresh run of --compare-fresh. */
 #define APPEND_EVENTS    200000u

@@ -113,6 +113,9 @@ int bench_api(int argc, char **argv);
 int bench_backup(int argc, char **argv);
 /* `bench follow` (bench_follow.c): a follower catching up with a stream. */
 int bench_follow(int argc, char **argv);
+/* `bench replicate` (bench_replicate.c): appends in async and quorum mode
+ * against a 3-node NATS JetStream cluster. */
+int bench_replicate(int argc, char **argv);
 
 struct journal;
 /* Appends `events` events of 200 bytes to j as `bench append` does (16
@@ -122,6 +125,19 @@ KR_MUST_CHECK kr_err bench_fill(struct journal *j, uint64_t events);
  * its events_per_s (the ceiling `bench api` prints its writes beside). */
 KR_MUST_CHECK kr_err bench_append_rate(uint64_t events, unsigned producers, unsigned window,
                                        double *events_per_s);
+/* What one `bench append` run on an open journal measured. */
+struct bench_append_figures {
+    uint64_t events; /* acknowledged */
+    double seconds, events_per_s;
+    uint32_t p50_us, p99_us; /* submission to completion */
+    uint64_t failures;
+    kr_err err; /* the first failed append's error, else KR_OK */
+};
+/* The `bench append` load (P producers, W in flight each, payload bytes) on
+ * the open journal j, whatever its options (a publisher's hook included). */
+KR_MUST_CHECK kr_err bench_append_on(struct journal *j, uint64_t events, unsigned producers,
+                                     unsigned window, size_t payload,
+                                     struct bench_append_figures *out);
 
 /* ---- Demo data: cli_seed and its bounds are in seed.h ---- */
 

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "api_client.h"
@@ -340,6 +341,92 @@ static void test_node_down_quorum_goes_on(void **state)
     append_n(f, "s/b", 10, 1, KR_OK);
 }
 
+/* NATS entirely down for a while: async appends go on, the publisher
+ * retries, and once the servers are back the stream is the journal, in
+ * order, nothing skipped or doubled. */
+static void test_all_nodes_down_then_caught_up(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(fx_open_dir(f, f->dir, CLUSTER_ASYNC), KR_OK);
+    append_n(f, "s/a", 30, 3, KR_OK);
+    assert_true(kr_test_wait_for(caught_up, f, KR_TEST_WAIT_MS, "the publisher"));
+    for (size_t i = 0; i < 3; i++)
+        kr_nats_stop_node(f->nc, i, SIGTERM);
+    append_n(f, "s/a", 200, 5, KR_OK);
+    struct cluster_stats cs;
+    cluster_stats(f->cl, &cs);
+    assert_true(cs.lag_records > 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_true(kr_nats_start_node(f->nc, i));
+    assert_true(kr_test_wait_for(caught_up, f, KR_TEST_WAIT_MS, "the publisher after NATS"));
+    /* the test's own connection reconnects too */
+    check_stream(f, f->j);
+    cluster_stats(f->cl, &cs);
+    assert_false(cs.fenced);
+    assert_true(cs.errors > 0);
+}
+
+/* --publish-from: an empty stream starts at that record (followers are
+ * restored from a backup of the records before it). */
+static void test_publish_from(void **state)
+{
+    struct fx *f = *state;
+    struct jrn_options o = {.dir = f->dir};
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    static uint8_t p[50];
+    for (uint64_t v = 0; v < 20; v++) {
+        struct jrn_event e = ev("s/old", v, p, sizeof p);
+        assert_int_equal(jrn_append(f->j, &e, 1), KR_OK);
+    }
+    jrn_close(f->j);
+    f->j = NULL;
+    const char *why = "";
+    struct cluster_options co = {.urls = kr_nats_urls(f->nc),
+                                 .mode = CLUSTER_QUORUM,
+                                 .shard = SHARD,
+                                 .publish_from = 23, /* past the journal (21 records) */
+                                 .quiet = true};
+    assert_int_equal(cluster_new(&co, &why, &f->cl), KR_OK);
+    o.durable = cluster_hook(f->cl);
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    char buf[512];
+    assert_int_equal(cluster_start(f->cl, f->j, buf, sizeof buf), KR_EINVAL);
+    fx_close(f);
+    co.publish_from = 15;
+    assert_int_equal(cluster_new(&co, &why, &f->cl), KR_OK);
+    o.durable = cluster_hook(f->cl);
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    assert_int_equal(cluster_start(f->cl, f->j, buf, sizeof buf), KR_OK);
+    append_n(f, "s/new", 5, 1, KR_OK);
+    natsMsg *m = NULL;
+    assert_int_equal(js_GetMsg(&m, f->js, STREAM, 1, NULL, NULL), NATS_OK);
+    assert_int_equal(header(m, "Kiroku-First"), 15);
+    natsMsg_Destroy(m);
+    assert_true(kr_test_wait_for(caught_up, f, KR_TEST_WAIT_MS, "the publisher"));
+}
+
+/* A stream whose messages all went (aged out; purged here) goes on from
+ * the journal's next record, at the next stream sequence. */
+static void test_emptied_stream(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(fx_open_dir(f, f->dir, CLUSTER_QUORUM), KR_OK);
+    append_n(f, "s/a", 12, 3, KR_OK);
+    uint64_t size = jrn_size(f->j), msgs = check_stream(f, f->j);
+    fx_close(f);
+    assert_int_equal(js_PurgeStream(f->js, STREAM, NULL, NULL), NATS_OK);
+    assert_int_equal(fx_open_dir(f, f->dir, CLUSTER_QUORUM), KR_OK);
+    struct cluster_stats cs;
+    cluster_stats(f->cl, &cs);
+    assert_int_equal(cs.published, size);
+    assert_int_equal(cs.stream_seq, msgs);
+    append_n(f, "s/a", 1, 1, KR_OK);
+    natsMsg *m = NULL;
+    assert_int_equal(js_GetMsg(&m, f->js, STREAM, msgs + 1, NULL, NULL), NATS_OK);
+    assert_int_equal(header(m, "Kiroku-First"), size + 1);
+    natsMsg_Destroy(m);
+}
+
 /* At start: a stream of another journal is refused; a stream ahead of
  * this journal (a copy left behind) is not the primary's. */
 static void test_start_checks(void **state)
@@ -471,7 +558,29 @@ static void test_serve_quorum(void **state)
     assert_non_null(strstr(page, "\nkiroku_replication_fenced 1\n"));
     http_get(http, "/healthz", page, sizeof page);
     assert_non_null(strstr(page, "replication: fenced"));
-    assert_int_equal(ac_server_stop(&srv), 0);
+    assert_non_null(strstr(page, "journal: not writable: this node is not the primary"));
+
+    /* the stream now ends with a message that is not kiroku's: serve
+     * refuses to start on it */
+    assert_int_equal(kill(srv.pid, SIGTERM), 0);
+    ch.pid = srv.pid;
+    assert_true(kr_test_wait_for(kr_test_child_exited, &ch, KR_TEST_WAIT_MS, "serve to stop"));
+    srv.pid = 0;
+    assert_true(WIFEXITED(ch.status) && WEXITSTATUS(ch.status) == 0); /* a clean stop, fenced */
+    static char out[65536], err[65536];
+    const char *again[] = {"serve",
+                           "--data",
+                           srv.data,
+                           "--listen",
+                           "tcp://127.0.0.1:0",
+                           "--nats",
+                           kr_nats_urls(f->nc),
+                           "--shard",
+                           SHARD,
+                           NULL};
+    assert_int_equal(kr_test_run(KR_KIROKU_BIN, again, out, err, sizeof out), 3);
+    assert_non_null(strstr(err, "ends with a message that is not kiroku's"));
+    ac_server_stop(&srv); /* not running: removes the directory */
 }
 
 static void test_options(void **state)
@@ -510,6 +619,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_foreign_message_fences, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_node_down_quorum_goes_on, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_start_checks, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_all_nodes_down_then_caught_up, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_publish_from, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_emptied_stream, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_serve_quorum, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
