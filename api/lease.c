@@ -8,6 +8,11 @@
  *   that cannot reach JetStream give up before the engine could let another
  *   node take the lease: it is counted from when the last successful renewal
  *   was *sent*, and the server's TTL runs from when it stored it, later.
+ * - A write whose acknowledgement is lost (a timeout while a JetStream node
+ *   fails over) may still have happened: a renewal that then finds another
+ *   revision reads the key, and a value naming this node and epoch is its
+ *   own (nobody else writes those): it renews on that revision instead of
+ *   giving the lease up.
  * - Two locks: wmu serialises the lease's writes (take, renew, release),
  *   which wait on the network; mu guards the state that lease_held and
  *   lease_holder read, and is never held across a network call or a
@@ -245,6 +250,23 @@ static void lose(struct lease *l, struct news *n, const char *why)
     snprintf(n->why, sizeof n->why, "%s", why);
 }
 
+/* Whether the key's newest value is this holder's own (this node, this
+ * epoch): a write of ours whose acknowledgement was lost moved the revision.
+ * *rev gets that value's revision. */
+static bool own_value(struct lease *l, uint64_t epoch, uint64_t *rev)
+{
+    kvEntry *e = NULL;
+    struct lease_holder h;
+    bool vacant = true, own = false;
+    if (kvStore_Get(&e, l->kv, l->shard) == NATS_OK) {
+        entry_holder(e, &h, &vacant);
+        own = !vacant && h.epoch == epoch && strcmp(h.node, l->node) == 0;
+        *rev = h.revision;
+    }
+    kvEntry_Destroy(e);
+    return own;
+}
+
 /* One renewal, if due. */
 static void renew(struct lease *l, struct news *n)
 {
@@ -259,8 +281,9 @@ static void renew(struct lease *l, struct news *n)
         return;
     }
     bool fit = !l->o.healthy || l->o.healthy(l->o.ctx);
-    uint64_t sent = mono_ms(), rev = 0;
+    uint64_t sent = mono_ms(), rev = 0, own = 0;
     kr_err err = fit ? write_value(l, false, epoch, expect, &rev) : KR_OK;
+    bool adopt = err == KR_ECONFLICT && own_value(l, epoch, &own);
     pthread_mutex_lock(&l->mu);
     if (!l->holding || l->rev != expect) {
         /* lost or released meanwhile */
@@ -270,6 +293,9 @@ static void renew(struct lease *l, struct news *n)
         l->rev = rev;
         l->renew_due = sent + l->ttl_ms / 3;
         l->valid_until = sent + l->ttl_ms - l->ttl_ms / 10;
+    } else if (adopt) {
+        l->rev = own; /* renew on it at once: its time is unknown */
+        l->renew_due = sent;
     } else if (err == KR_ECONFLICT) {
         lose(l, n, "the lease moved on (taken by another node, or expired)");
     } else {

@@ -668,6 +668,10 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
  * there), so a redirected sign-up is not sent on again by placements made
  * meanwhile. */
 #define KR_SHARDMAP_PLACE_SLACK 16u
+/* How often a primary publishes its new tenants into the shard map
+ * (api/shardnode.h): a new tenant's logins are redirected from other shards
+ * within about this long. */
+#define KR_SHARDNODE_PUBLISH_MS 2000u
 /* A tenant code in a code.<code> key: the schema's tenant_code bound. */
 #define KR_SHARDMAP_CODE_MAX 32u
 
