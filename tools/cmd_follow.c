@@ -223,12 +223,12 @@ static kr_err follow_http(const char *url, struct kr_domain *d, struct api_follo
     return err;
 }
 
-/* Opens the follower's domain (no appends) in data; CLI_CONTINUE or the
- * exit code. */
+/* Opens the follower's domain in data (kr_domain_options.follower: no
+ * appends, the keystore required); CLI_CONTINUE or the exit code. */
 static int follow_open(const char *data, struct kr_domain **d)
 {
     struct jrn_start_fault sf = {0};
-    struct kr_domain_options o = {.dir = data, .no_appends = true, .start_fault = &sf};
+    struct kr_domain_options o = {.dir = data, .follower = true, .start_fault = &sf};
     kr_err err = dom_open(&o, d);
     if (err == KR_ECORRUPT && sf.what[0]) {
         fprintf(stderr, "kiroku: follow: %s fails the start check at seq %" PRIu64 ": %s\n", data,
@@ -237,8 +237,9 @@ static int follow_open(const char *data, struct kr_domain **d)
     }
     if (err == KR_ENOTFOUND) {
         fprintf(stderr,
-                "kiroku: follow: no journal in %s (restore a backup generation of the primary "
-                "into it first: kiroku restore GEN --data %s --pubkey B64)\n",
+                "kiroku: follow: no journal, or no keystore, in %s (restore a backup "
+                "generation of the primary into it first: kiroku restore GEN --data %s "
+                "--pubkey B64)\n",
                 data, data);
         return CLI_FAIL;
     }
