@@ -75,6 +75,7 @@ struct fx {
     uint64_t backup_size;
     uint64_t cut;            /* chunks published that did not end their range */
     const char *follow_urls; /* what followers get as --nats; NULL = every node */
+    bool keep_serving;       /* followers get --keep-serving */
     char *out, *err;
 };
 static struct fx fx;
@@ -267,6 +268,7 @@ static void follower_start_on(struct follower *f, const struct ac_server *p, con
                               "--json",
                               "--http",
                               "http://127.0.0.1:0",
+                              fx.keep_serving ? "--keep-serving" : NULL,
                               NULL};
         execv(KR_KIROKU_BIN, (char *const *)argv);
         _exit(127);
@@ -859,18 +861,24 @@ static uint64_t publish_altered(const char *shard, enum alter how, uint64_t s1, 
  * the range s1+1..s2 altered as `how` says; a follower from the backup must
  * stop with exit status 1 at the seq altered, holding exactly s1 records,
  * and verify. */
-static void altered(const char *shard, enum alter how)
+/* A new shard's stream holding the primary's records up to *s1 and then
+ * the next range altered as `how` says; the seq a follower must stop at. */
+static uint64_t stream_altered(const char *shard, enum alter how, uint64_t *s1)
 {
     char n1[NOTE_MAX], n2[NOTE_MAX];
     size_t l1 = 0, l2 = 0;
-    uint64_t s1 = newest(n1, &l1);
+    *s1 = newest(n1, &l1);
     write_contacts(3);
     uint64_t s2 = newest(n2, &l2);
-    assert_true(s2 >= s1 + 3);
+    assert_true(s2 >= *s1 + 3);
     stream_add(shard);
-    publish_upto(shard, 1, s1, n1, l1);
-    uint64_t bad = publish_altered(shard, how, s1, s2, n1, l1, n2, l2);
+    publish_upto(shard, 1, *s1, n1, l1);
+    return publish_altered(shard, how, *s1, s2, n1, l1, n2, l2);
+}
 
+static void altered(const char *shard, enum alter how)
+{
+    uint64_t s1 = 0, bad = stream_altered(shard, how, &s1);
     struct follower f;
     char name[64], want[64];
     snprintf(name, sizeof name, "f-%s", shard);
@@ -911,6 +919,31 @@ static void test_wrong_checkpoint_stops(void **state)
 {
     (void)state;
     altered("bad-note", ALTER_NOTE);
+}
+
+/* With --keep-serving a fault does not end the process: reads of what was
+ * verified go on, /healthz says where it stopped, and SIGTERM ends it with
+ * the fault's exit status. */
+static void test_fault_keeps_serving_when_asked(void **state)
+{
+    (void)state;
+    uint64_t s1 = 0, bad = stream_altered("kept", ALTER_SIG, &s1);
+    struct follower f;
+    fx.keep_serving = true;
+    follower_start(&f, "f-kept", "kept");
+    fx.keep_serving = false;
+    follower_http(&f);
+    char want[64];
+    snprintf(want, sizeof want, "follower: stopped at seq %" PRIu64 ":", bad);
+    struct health_is stopped = {&f, 503, want};
+    assert_true(kr_test_wait_for(health_is, &stopped, KR_TEST_WAIT_MS, "health: stopped"));
+    assert_int_equal(metric(&f, "kiroku_follower_faults_total"), 1);
+    assert_int_equal(metric(&f, "kiroku_follower_applied_seq"), s1);
+    msgpack_sbuffer a;
+    list_contacts(f.ipc, &a); /* reads go on */
+    msgpack_sbuffer_destroy(&a);
+    assert_int_equal(follower_stop(&f), 1);
+    assert_int_equal(size_of(f.data), s1);
 }
 
 /* A range that leaves a record out, another journal's chunk, headers that
@@ -1012,6 +1045,7 @@ int main(void)
         cmocka_unit_test(test_reordered_stops),
         cmocka_unit_test(test_wrong_checkpoint_stops),
         cmocka_unit_test(test_gap_foreign_headers_truncated_stop),
+        cmocka_unit_test(test_fault_keeps_serving_when_asked),
         cmocka_unit_test(test_stream_past_the_backup_is_refused),
         cmocka_unit_test(test_message_without_headers_stops),
         cmocka_unit_test(test_its_node_killed_in_a_cluster),
