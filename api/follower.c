@@ -14,6 +14,11 @@
  *   subscription drops it and the open session with it; the follower then
  *   finds its place again from what it committed, so a range is never
  *   applied from half of its messages.
+ * - After a reconnection (possibly to another server of the cluster, where
+ *   the consumer may not exist) the follower subscribes again from what it
+ *   committed rather than trust the consumer was recreated.
+ * - Erasures are carried out after the commit that applied their record,
+ *   outside the apply session (jrn_strip takes LMDB's write lock itself).
  * - nats.c's status codes are translated in one place (nkv_err, natskv.h).
  */
 #include "follower.h"

@@ -48,7 +48,8 @@ struct kr_domain_options {
      * no_appends (records come only through jrn_replica_* on d->j, which
      * apply them to the views) and the keystore must be there (reads decrypt
      * with it: KR_ENOTFOUND / KR_EKEY otherwise); ops that append fail with
-     * the journal's KR_ECLOSED. */
+     * the journal's KR_ECLOSED, or KR_ENOTPRIMARY before they run once
+     * dom_set_follower was called. */
     bool follower;
     /* jrn_options.durable: a publisher's hook (serve --nats); NULL = none. */
     const struct jrn_durable_hook *durable;

@@ -111,11 +111,11 @@ int bench_query(int argc, char **argv);
 int bench_api(int argc, char **argv);
 /* `bench backup` (cmd_backup.c): backup_run against mdb_copy -c, restore. */
 int bench_backup(int argc, char **argv);
+/* `bench follow` (bench_follow.c): a follower catching up with a stream. */
+int bench_follow(int argc, char **argv);
 /* `bench replicate` (bench_replicate.c): appends in async and quorum mode
  * against a 3-node NATS JetStream cluster. */
 int bench_replicate(int argc, char **argv);
-/* `bench follow` (bench_follow.c): a follower catching up with a stream. */
-int bench_follow(int argc, char **argv);
 
 struct journal;
 /* Appends `events` events of 200 bytes to j as `bench append` does (16

@@ -32,7 +32,7 @@
 static const char follow_usage[] =
     "usage: kiroku follow --nats URL[,URL...] [--data DIR] [--shard NAME]\n"
     "                     [--listen URL]... [--operator URL] [--primary URL]\n"
-    "                     [--http URL] [--node NAME] [--json]\n"
+    "                     [--http URL] [--node NAME] [--keep-serving] [--json]\n"
     "\n"
     "Follows the primary's journal stream (KIROKU_<SHARD> on NATS JetStream):\n"
     "every record is verified as an auditor would (its signature with the key\n"
@@ -56,13 +56,18 @@ static const char follow_usage[] =
     "\n"
     "A record or checkpoint that does not verify stops the follower: nothing\n"
     "after the last verified checkpoint is applied, and the seq and the reason\n"
-    "are printed. Exit status: 0 after SIGINT or SIGTERM; 1 stopped by a fault\n"
-    "in the stream; 2 usage; 3 could not start, or the stream cannot bring this\n"
-    "journal level (restore a newer backup).\n";
+    "are printed; the process ends, unless --keep-serving: then it goes on\n"
+    "serving reads of what was verified, /healthz saying it stopped, until\n"
+    "SIGINT or SIGTERM.\n"
+    "\n"
+    "Exit status: 0 after SIGINT or SIGTERM; 1 stopped by a fault in the stream\n"
+    "(with --keep-serving, at the signal after it); 2 usage; 3 could not start,\n"
+    "or the stream cannot bring this journal level (restore a newer backup).\n";
 
 struct follow_args {
     struct cli_common co;
     const char *nats, *shard, *primary, *operator_url, *http, *node;
+    bool keep_serving;        /* --keep-serving: a fault does not end the process */
     natsConnection *lease_nc; /* the lease's connection, or NULL */
     struct lease *lease;      /* the shard's lease, watched, or NULL */
     const char *listen[KR_API_LISTEN_MAX];
@@ -79,6 +84,7 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
                                          {"primary", required_argument, 0, 'p'},
                                          {"http", required_argument, 0, 'H'},
                                          {"node", required_argument, 0, 'N'},
+                                         {"keep-serving", no_argument, 0, 'K'},
                                          {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     int c, rc;
@@ -102,6 +108,9 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
             break;
         case 'N':
             a->node = optarg;
+            break;
+        case 'K':
+            a->keep_serving = true;
             break;
         case 'l':
             if (a->nlisten == KR_API_LISTEN_MAX) {
@@ -187,7 +196,7 @@ static void follow_print(const struct follow_args *a, const struct api_server *s
 }
 
 /* Waits for a signal; returns the exit code (a fault's is printed). */
-static int follow_wait(struct api_follower *f, const sigset_t *sigs, bool json)
+static int follow_wait(struct api_follower *f, const sigset_t *sigs, bool json, bool keep)
 {
     int sig = 0;
     while (sigwait(sigs, &sig) != 0)
@@ -201,7 +210,13 @@ static int follow_wait(struct api_follower *f, const sigset_t *sigs, bool json)
     api_follower_status(f, &st);
     fprintf(stderr, "kiroku: follow: stopped at seq %" PRIu64 ": %s (%s)\n", st.seq, st.what,
             kr_strerror(st.err));
-    return st.faults ? CLI_BAD : CLI_FAIL;
+    int rc = st.faults ? CLI_BAD : CLI_FAIL;
+    if (keep) { /* reads of what was verified, and /healthz saying why, until told */
+        fprintf(stderr, "kiroku: follow: still serving reads until SIGINT or SIGTERM\n");
+        while (sigwait(sigs, &sig) != 0 || sig == SIGUSR1)
+            ;
+    }
+    return rc;
 }
 
 /* The operators' HTTP endpoint with the follower's metrics and health. */
@@ -223,12 +238,12 @@ static kr_err follow_http(const char *url, struct kr_domain *d, struct api_follo
     return err;
 }
 
-/* Opens the follower's domain (no appends) in data; CLI_CONTINUE or the
- * exit code. */
+/* Opens the follower's domain in data (kr_domain_options.follower: no
+ * appends, the keystore required); CLI_CONTINUE or the exit code. */
 static int follow_open(const char *data, struct kr_domain **d)
 {
     struct jrn_start_fault sf = {0};
-    struct kr_domain_options o = {.dir = data, .no_appends = true, .start_fault = &sf};
+    struct kr_domain_options o = {.dir = data, .follower = true, .start_fault = &sf};
     kr_err err = dom_open(&o, d);
     if (err == KR_ECORRUPT && sf.what[0]) {
         fprintf(stderr, "kiroku: follow: %s fails the start check at seq %" PRIu64 ": %s\n", data,
@@ -237,8 +252,9 @@ static int follow_open(const char *data, struct kr_domain **d)
     }
     if (err == KR_ENOTFOUND) {
         fprintf(stderr,
-                "kiroku: follow: no journal in %s (restore a backup generation of the primary "
-                "into it first: kiroku restore GEN --data %s --pubkey B64)\n",
+                "kiroku: follow: no journal, or no keystore, in %s (restore a backup "
+                "generation of the primary into it first: kiroku restore GEN --data %s "
+                "--pubkey B64)\n",
                 data, data);
         return CLI_FAIL;
     }
@@ -305,7 +321,7 @@ static int follow_serve(struct follow_args *a, struct kr_domain *d, const char *
         return CLI_FAIL;
     }
     follow_print(a, s, h, data, jrn_size(d->j));
-    int rc = follow_wait(f, sigs, a->co.json);
+    int rc = follow_wait(f, sigs, a->co.json, a->keep_serving);
     api_http_stop(h);
     api_metrics_free(m);
     api_server_stop(s);

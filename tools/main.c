@@ -24,8 +24,7 @@ static const char main_usage[] =
     "  keys     manage signing keys (keys rotate)\n"
     "  seed     fill a journal with deterministic demo data of every event type\n"
     "  replay   rebuild the views from the journal; --check compares without changing\n"
-    "  bench    measure speed (bench append, verify, replay, query, api, backup, replicate,\n"
-    "           follow)\n"
+    "  bench    measure speed (append, verify, replay, query, api, backup, replicate, follow)\n"
     "  serve    serve the API (clients over tcp, operators over a local socket)\n"
     "  follow   follow a primary's journal stream on NATS, verify and apply it, serve reads\n"
     "  call     send one API request and print the reply as JSON\n"
@@ -199,10 +198,10 @@ int main(int argc, char **argv)
         return bench_api(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "backup") == 0)
         return bench_backup(argc - 2, argv + 2);
-    if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "replicate") == 0)
-        return bench_replicate(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "follow") == 0)
         return bench_follow(argc - 2, argv + 2);
+    if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "replicate") == 0)
+        return bench_replicate(argc - 2, argv + 2);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0)
             return cmds[i].run(argc - 1, argv + 1);

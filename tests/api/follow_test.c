@@ -11,6 +11,8 @@
  *   the primary answers (with a session made on the primary) and a write is
  *   answered not_primary naming the primary's endpoint: the lease holder's
  *   while the shard's lease is held, else --primary.
+ * - In a 3-node cluster, the node a follower is connected to is killed while
+ *   the stream goes on: it reconnects to another node and is level again.
  * - Stopped, and with its NATS server stopped, while the primary writes on:
  *   restarted, it resumes from its stored position and is level again; its
  *   /healthz says it is not connected meanwhile, and /metrics shows the seq
@@ -71,7 +73,9 @@ struct fx {
     char pk[64];        /* journal key 1, base64 */
     uint8_t token[32];  /* the demo master's session, made on the primary */
     uint64_t backup_size;
-    uint64_t cut; /* chunks published that did not end their range */
+    uint64_t cut;            /* chunks published that did not end their range */
+    const char *follow_urls; /* what followers get as --nats; NULL = every node */
+    bool keep_serving;       /* followers get --keep-serving */
     char *out, *err;
 };
 static struct fx fx;
@@ -108,6 +112,7 @@ static void stream_add(const char *shard)
     cfg.Storage = js_FileStorage;
     cfg.AllowDirect = true;
     cfg.Duplicates = (int64_t)120 * 1000000000;
+    cfg.Replicas = (int64_t)fx.nats->n;
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     assert_int_equal(js_AddStream(&si, fx.js, &cfg, NULL, &jerr), NATS_OK);
@@ -249,7 +254,7 @@ static void follower_start_on(struct follower *f, const struct ac_server *p, con
         const char *argv[] = {"kiroku",
                               "follow",
                               "--nats",
-                              kr_nats_urls(fx.nats),
+                              fx.follow_urls ? fx.follow_urls : kr_nats_urls(fx.nats),
                               "--data",
                               f->data,
                               "--shard",
@@ -263,6 +268,7 @@ static void follower_start_on(struct follower *f, const struct ac_server *p, con
                               "--json",
                               "--http",
                               "http://127.0.0.1:0",
+                              fx.keep_serving ? "--keep-serving" : NULL,
                               NULL};
         execv(KR_KIROKU_BIN, (char *const *)argv);
         _exit(127);
@@ -855,18 +861,24 @@ static uint64_t publish_altered(const char *shard, enum alter how, uint64_t s1, 
  * the range s1+1..s2 altered as `how` says; a follower from the backup must
  * stop with exit status 1 at the seq altered, holding exactly s1 records,
  * and verify. */
-static void altered(const char *shard, enum alter how)
+/* A new shard's stream holding the primary's records up to *s1 and then
+ * the next range altered as `how` says; the seq a follower must stop at. */
+static uint64_t stream_altered(const char *shard, enum alter how, uint64_t *s1)
 {
     char n1[NOTE_MAX], n2[NOTE_MAX];
     size_t l1 = 0, l2 = 0;
-    uint64_t s1 = newest(n1, &l1);
+    *s1 = newest(n1, &l1);
     write_contacts(3);
     uint64_t s2 = newest(n2, &l2);
-    assert_true(s2 >= s1 + 3);
+    assert_true(s2 >= *s1 + 3);
     stream_add(shard);
-    publish_upto(shard, 1, s1, n1, l1);
-    uint64_t bad = publish_altered(shard, how, s1, s2, n1, l1, n2, l2);
+    publish_upto(shard, 1, *s1, n1, l1);
+    return publish_altered(shard, how, *s1, s2, n1, l1, n2, l2);
+}
 
+static void altered(const char *shard, enum alter how)
+{
+    uint64_t s1 = 0, bad = stream_altered(shard, how, &s1);
     struct follower f;
     char name[64], want[64];
     snprintf(name, sizeof name, "f-%s", shard);
@@ -907,6 +919,31 @@ static void test_wrong_checkpoint_stops(void **state)
 {
     (void)state;
     altered("bad-note", ALTER_NOTE);
+}
+
+/* With --keep-serving a fault does not end the process: reads of what was
+ * verified go on, /healthz says where it stopped, and SIGTERM ends it with
+ * the fault's exit status. */
+static void test_fault_keeps_serving_when_asked(void **state)
+{
+    (void)state;
+    uint64_t s1 = 0, bad = stream_altered("kept", ALTER_SIG, &s1);
+    struct follower f;
+    fx.keep_serving = true;
+    follower_start(&f, "f-kept", "kept");
+    fx.keep_serving = false;
+    follower_http(&f);
+    char want[64];
+    snprintf(want, sizeof want, "follower: stopped at seq %" PRIu64 ":", bad);
+    struct health_is stopped = {&f, 503, want};
+    assert_true(kr_test_wait_for(health_is, &stopped, KR_TEST_WAIT_MS, "health: stopped"));
+    assert_int_equal(metric(&f, "kiroku_follower_faults_total"), 1);
+    assert_int_equal(metric(&f, "kiroku_follower_applied_seq"), s1);
+    msgpack_sbuffer a;
+    list_contacts(f.ipc, &a); /* reads go on */
+    msgpack_sbuffer_destroy(&a);
+    assert_int_equal(follower_stop(&f), 1);
+    assert_int_equal(size_of(f.data), s1);
 }
 
 /* A range that leaves a record out, another journal's chunk, headers that
@@ -961,6 +998,44 @@ static void test_message_without_headers_stops(void **state)
     assert_int_equal(size_of(f.data), fx.backup_size);
 }
 
+/* In a three-node cluster, the node a follower is connected to (the one
+ * URL it was given) is killed while the primary's writes go on into the
+ * stream (R3: two nodes are a majority): the follower reconnects to a node
+ * it learnt of, resumes from what it committed and is level again; the node
+ * comes back; the journal verifies. */
+static void test_its_node_killed_in_a_cluster(void **state)
+{
+    (void)state;
+    struct kr_nats_cluster *one = fx.nats, *c3 = kr_nats_start(3);
+    assert_non_null(c3);
+    jsCtx *js1 = fx.js, *js3 = NULL;
+    natsConnection *nc3 = NULL;
+    assert_int_equal(nkv_connect(kr_nats_urls(c3), &nc3), KR_OK);
+    assert_int_equal(natsConnection_JetStream(&js3, nc3, NULL), NATS_OK);
+    fx.nats = c3, fx.js = js3, fx.follow_urls = c3->node[1].url;
+    stream_add("parted");
+    struct follower f;
+    follower_start(&f, "f-parted", "parted");
+    uint64_t published = publish_tail("parted", 1);
+    wait_level(&f, published);
+    kr_nats_stop_node(c3, 1, SIGKILL);
+    write_contacts(3);
+    published = publish_tail("parted", published + 1);
+    wait_level(&f, published);
+    assert_true(kr_nats_start_node(c3, 1));
+    write_contacts(2);
+    published = publish_tail("parted", published + 1);
+    wait_level(&f, published);
+    assert_int_equal(follower_stop(&f), 0);
+    const char *v[] = {"verify", "--data", f.data, "--pubkey", fx.pk, NULL};
+    if (run(v) != 0)
+        fail_msg("verify of the follower: %s %s", fx.out, fx.err);
+    fx.nats = one, fx.js = js1, fx.follow_urls = NULL;
+    jsCtx_Destroy(js3);
+    natsConnection_Destroy(nc3);
+    kr_nats_free(c3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -970,8 +1045,10 @@ int main(void)
         cmocka_unit_test(test_reordered_stops),
         cmocka_unit_test(test_wrong_checkpoint_stops),
         cmocka_unit_test(test_gap_foreign_headers_truncated_stop),
+        cmocka_unit_test(test_fault_keeps_serving_when_asked),
         cmocka_unit_test(test_stream_past_the_backup_is_refused),
         cmocka_unit_test(test_message_without_headers_stops),
+        cmocka_unit_test(test_its_node_killed_in_a_cluster),
         cmocka_unit_test(test_follows_serve_nats),
     };
     if (!kr_nats_available()) {
