@@ -604,5 +604,10 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
  * checkpoints (jrn_checkpoint_after) well within it. */
 #define KR_REPL_PENDING_MAX       65536u
 #define KR_REPL_PENDING_BYTES_MAX ((size_t)256 * 1024 * 1024)
+/* Threads jrn_replica_add_chunk checks signatures on, at most (a chunk's
+ * records split evenly), and the fewest records worth a thread of their own
+ * (starting a thread costs about what a few signature checks do). */
+#define KR_REPL_VERIFY_THREADS_MAX    16u
+#define KR_REPL_VERIFY_PER_THREAD_MIN 32u
 
 #endif

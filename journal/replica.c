@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <msgpack.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Bytes of the envelope around the records at most: fixarray(6), the kind
  * (fixstr), bin8(16), two uint64 and an array32 header. */
@@ -536,8 +538,15 @@ static kr_err add_key_record(struct jrn_replica *r, const struct jrn_record *rec
 }
 
 /* jrn_replica_add's checks of one decoded record that is the next seq. */
+/* What jrn_replica_add_chunk's threads worked out ahead for one record:
+ * 1 holds, 0 fails, -1 not known (check now). sig is for the key its key_id
+ * names among the keys known when the chunk began. */
+struct precheck {
+    int8_t commit, sig;
+};
+
 static kr_err check_record(struct jrn_replica *r, const struct jrn_record *rec,
-                           struct jrn_start_fault *f)
+                           const struct precheck *pre, struct jrn_start_fault *f)
 {
     struct journal *j = r->j;
     if (sodium_memcmp(rec->prev, j->last_leaf, KR_HASH_LEN) != 0)
@@ -545,20 +554,25 @@ static kr_err check_record(struct jrn_replica *r, const struct jrn_record *rec,
                      "prev does not match the previous record's leaf hash");
     if (rec->time_ns < j->last_time)
         return fault(r, f, KR_ECORRUPT, rec->seq, "time goes backwards");
-    if (!rec->payload_stripped) {
+    int commit = pre ? pre->commit : -1, sig = pre ? pre->sig : -1;
+    if (!rec->payload_stripped && commit < 0) {
         uint8_t c[KR_HASH_LEN];
         kr_sha256(c, rec->payload, rec->payload_len);
-        if (sodium_memcmp(c, rec->commitment, KR_HASH_LEN) != 0)
-            return fault(r, f, KR_ECORRUPT, rec->seq, "payload does not match its commitment");
+        commit = sodium_memcmp(c, rec->commitment, KR_HASH_LEN) == 0;
     }
+    if (!rec->payload_stripped && !commit)
+        return fault(r, f, KR_ECORRUPT, rec->seq, "payload does not match its commitment");
     const struct kr_note_key *k = &r->keys[r->cur];
     if (rec->key_id != k->key_id)
         return fault(r, f, KR_EBADSIG, rec->seq, "signed by key %u, which may not sign seq %llu",
                      rec->key_id, (unsigned long long)rec->seq);
-    uint8_t msg[JRN_SIGN_INPUT_MAX];
-    size_t mlen;
-    jrn_record_sign_input(rec, msg, &mlen);
-    if (crypto_sign_verify_detached(rec->sig, msg, mlen, k->pk) != 0)
+    if (sig < 0) {
+        uint8_t msg[JRN_SIGN_INPUT_MAX];
+        size_t mlen;
+        jrn_record_sign_input(rec, msg, &mlen);
+        sig = crypto_sign_verify_detached(rec->sig, msg, mlen, k->pk) == 0;
+    }
+    if (!sig)
         return fault(r, f, KR_EBADSIG, rec->seq, "signature does not verify");
     return KR_OK;
 }
@@ -593,11 +607,10 @@ static kr_err add_held(struct jrn_replica *r, const struct jrn_record *d, struct
     return KR_OK;
 }
 
-kr_err jrn_replica_add(struct jrn_replica *r, const uint8_t *rec, size_t len,
-                       struct jrn_start_fault *f)
+/* jrn_replica_add, with what was worked out ahead (pre, or NULL). */
+static kr_err add_one(struct jrn_replica *r, const uint8_t *rec, size_t len,
+                      const struct precheck *pre, struct jrn_start_fault *f)
 {
-    if (!r || !rec || r->failed)
-        return KR_EINVAL;
     struct journal *j = r->j;
     uint64_t next = j->size + 1;
     struct jrn_record d;
@@ -611,7 +624,7 @@ kr_err jrn_replica_add(struct jrn_replica *r, const uint8_t *rec, size_t len,
     if (r->added >= KR_REPL_PENDING_MAX || r->bytes + len > KR_REPL_PENDING_BYTES_MAX)
         return fault(r, f, KR_ECORRUPT, next, "range without a checkpoint past %u records",
                      (unsigned)r->added);
-    kr_err err = check_record(r, &d, f);
+    kr_err err = check_record(r, &d, pre, f);
     if (err)
         return err;
     if (jrn_is_system(&d) && (err = add_key_record(r, &d, f)))
@@ -788,5 +801,97 @@ kr_err jrn_replica_position(struct journal *j, uint64_t *source_pos)
     else
         *source_pos = kr_get_be64(v.mv_data);
     mdb_txn_abort(txn);
+    return err;
+}
+
+kr_err jrn_replica_add(struct jrn_replica *r, const uint8_t *rec, size_t len,
+                       struct jrn_start_fault *f)
+{
+    if (!r || !rec || r->failed)
+        return KR_EINVAL;
+    return add_one(r, rec, len, NULL, f);
+}
+
+/* ---- Checking a chunk's records on several threads ---- */
+
+struct prework {
+    const struct jrn_replica *r;
+    const struct jrn_repl_chunk *c;
+    struct precheck *pre;
+    size_t from, to;
+};
+
+/* Commitments and signatures of records from..to-1 of a chunk, each with the
+ * known key its key_id names (read only: the session does not change while
+ * the threads run). */
+static void *precheck_run(void *arg)
+{
+    const struct prework *w = arg;
+    for (size_t i = w->from; i < w->to; i++) {
+        struct jrn_record d;
+        struct precheck *p = &w->pre[i];
+        p->commit = p->sig = -1;
+        if (jrn_record_decode(w->c->rec[i], w->c->rec_len[i], &d) != KR_OK)
+            continue;
+        if (!d.payload_stripped) {
+            uint8_t h[KR_HASH_LEN];
+            kr_sha256(h, d.payload, d.payload_len);
+            p->commit = sodium_memcmp(h, d.commitment, KR_HASH_LEN) == 0;
+        }
+        ssize_t k = key_index(w->r, d.key_id);
+        if (k < 0)
+            continue;
+        uint8_t msg[JRN_SIGN_INPUT_MAX];
+        size_t mlen;
+        jrn_record_sign_input(&d, msg, &mlen);
+        p->sig = crypto_sign_verify_detached(d.sig, msg, mlen, w->r->keys[k].pk) == 0;
+    }
+    return NULL;
+}
+
+/* Fills pre[0..c->n) on up to `threads` threads (this one included). */
+static void precheck_chunk(const struct jrn_replica *r, const struct jrn_repl_chunk *c,
+                           unsigned threads, struct precheck *pre)
+{
+    struct prework w[KR_REPL_VERIFY_THREADS_MAX];
+    pthread_t th[KR_REPL_VERIFY_THREADS_MAX];
+    bool started[KR_REPL_VERIFY_THREADS_MAX] = {false};
+    size_t per = (c->n + threads - 1) / threads;
+    for (unsigned t = 0; t < threads; t++) {
+        size_t from = t * per < c->n ? t * per : c->n;
+        w[t] = (struct prework){r, c, pre, from, from + per < c->n ? from + per : c->n};
+    }
+    for (unsigned t = 1; t < threads; t++)
+        started[t] = pthread_create(&th[t], NULL, precheck_run, &w[t]) == 0;
+    precheck_run(&w[0]);
+    for (unsigned t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            precheck_run(&w[t]); /* no thread: do its share here */
+    }
+}
+
+kr_err jrn_replica_add_chunk(struct jrn_replica *r, const struct jrn_repl_chunk *c,
+                             unsigned threads, struct jrn_start_fault *f)
+{
+    if (!r || !c || (c->n > 0 && (!c->rec || !c->rec_len)) || c->n > KR_REPL_CHUNK_RECORDS ||
+        r->failed)
+        return KR_EINVAL;
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n : 1u;
+    }
+    if (threads > KR_REPL_VERIFY_THREADS_MAX)
+        threads = KR_REPL_VERIFY_THREADS_MAX;
+    if ((size_t)threads * KR_REPL_VERIFY_PER_THREAD_MIN > c->n)
+        threads = (unsigned)(c->n / KR_REPL_VERIFY_PER_THREAD_MIN);
+    struct precheck *pre = NULL;
+    if (threads > 1 && c->n > 0 && (pre = malloc(c->n * sizeof *pre)))
+        precheck_chunk(r, c, threads, pre);
+    kr_err err = KR_OK;
+    for (size_t i = 0; i < c->n && !err; i++)
+        err = add_one(r, c->rec[i], c->rec_len[i], pre ? &pre[i] : NULL, f);
+    free(pre);
     return err;
 }

@@ -135,6 +135,17 @@ KR_MUST_CHECK kr_err jrn_replica_begin(struct journal *j, struct jrn_replica **o
 KR_MUST_CHECK kr_err jrn_replica_add(struct jrn_replica *r, const uint8_t *rec, size_t len,
                                      struct jrn_start_fault *f);
 
+/* jrn_replica_add for every record of chunk c in order, stopping at the
+ * first failure (as jrn_replica_add would, f naming it); the commitments and
+ * signatures are checked ahead on up to `threads` threads (0 = one per
+ * online CPU, at most KR_REPL_VERIFY_THREADS_MAX; fewer for a small chunk),
+ * each with the key its record names, and the one thread's checks then use
+ * those results where the key is the one valid at that seq. Its own note is
+ * not looked at (jrn_replica_commit). Same errors; KR_EINVAL for a chunk of
+ * more than KR_REPL_CHUNK_RECORDS records. */
+KR_MUST_CHECK kr_err jrn_replica_add_chunk(struct jrn_replica *r, const struct jrn_repl_chunk *c,
+                                           unsigned threads, struct jrn_start_fault *f);
+
 /* Checks that the note (len bytes) is a checkpoint of this journal (its
  * origin), signed by the key valid at its size, whose size is the journal's
  * size now (after the records added) and whose root is the tree's; stores it

@@ -1021,8 +1021,7 @@ static kr_err apply_range_j(struct journal *pj, struct journal *fj, uint64_t *po
             KR_OK);
         ++*pos;
         assert_int_equal(decode(d, b->msg, b->len), KR_OK);
-        for (size_t i = 0; i < d->c.n && !err; i++)
-            err = jrn_replica_add(r, d->c.rec[i], d->c.rec_len[i], fault);
+        err = jrn_replica_add_chunk(r, &d->c, 2, fault);
         if (!err && d->c.note)
             err = jrn_replica_commit(r, d->c.note, d->c.note_len, *pos, fault);
         else if (err)
@@ -1195,12 +1194,47 @@ static void recs_free(struct recs *r)
 
 /* Applies r's records (skipping index `skip`, SIZE_MAX for none) and
  * commits with note. */
+/* 0: apply_recs adds record by record; else chunk by chunk, checking
+ * signatures ahead on this many threads. */
+static unsigned g_chunk_threads;
+
+/* apply_recs by jrn_replica_add_chunk: chunks of up to 1000 records. */
+static kr_err add_chunks(struct jrn_replica *s, const struct recs *r, size_t skip,
+                         struct jrn_start_fault *f)
+{
+    const uint8_t *rec[1000];
+    size_t len[1000];
+    struct jrn_repl_chunk c = {.rec = rec, .rec_len = len};
+    for (size_t i = 0; i < r->n;) {
+        for (c.n = 0; c.n < 1000 && i < r->n; i++) {
+            if (i == skip)
+                continue;
+            rec[c.n] = r->rec[i];
+            len[c.n++] = r->len[i];
+        }
+        kr_err err = jrn_replica_add_chunk(s, &c, g_chunk_threads, f);
+        if (err) {
+            assert_int_equal(jrn_replica_add_chunk(s, &c, 1, NULL), KR_EINVAL);
+            return err;
+        }
+    }
+    return KR_OK;
+}
+
 static kr_err apply_recs(struct rfx *x, const struct recs *r, size_t skip, const char *note,
                          size_t nlen, struct jrn_start_fault *f)
 {
     struct jrn_replica *s;
     assert_int_equal(jrn_replica_begin(x->fj, &s), KR_OK);
     memset(f, 0, sizeof *f);
+    if (g_chunk_threads) {
+        kr_err err = add_chunks(s, r, skip, f);
+        if (err) {
+            jrn_replica_abort(s);
+            return err;
+        }
+        return jrn_replica_commit(s, note, nlen, ++x->pos, f);
+    }
     for (size_t i = 0; i < r->n; i++) {
         if (i == skip)
             continue;
@@ -1278,37 +1312,46 @@ static void test_apply_hostile(void **state)
     const size_t ki = (size_t)(k - first);
     struct jrn_start_fault fault;
 
-    /* A bad signature. */
-    size_t at = sig_last(r->rec[ki], r->len[ki]);
-    r->rec[ki][at] ^= 1;
-    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_EBADSIG, k);
-    r->rec[ki][at] ^= 1;
-    /* A broken prev link (which no signature covers). */
-    at = sig_last(r->rec[ki], r->len[ki]) - 64 - 2;
-    r->rec[ki][at] ^= 1;
-    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
-    r->rec[ki][at] ^= 1;
-    /* A payload that is not the one committed to. */
-    r->rec[ki][r->len[ki] - 1] ^= 1;
-    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
-    r->rec[ki][r->len[ki] - 1] ^= 1;
-    /* Reordered records; a missing one. */
-    uint8_t *tp = r->rec[ki];
-    size_t tl = r->len[ki];
-    r->rec[ki] = r->rec[ki + 1];
-    r->len[ki] = r->len[ki + 1];
-    r->rec[ki + 1] = tp;
-    r->len[ki + 1] = tl;
-    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
-    r->rec[ki + 1] = r->rec[ki];
-    r->len[ki + 1] = r->len[ki];
-    r->rec[ki] = tp;
-    r->len[ki] = tl;
-    EXPECT(apply_recs(&x, r, ki, note, nlen, &fault), KR_ECORRUPT, k);
-    /* Bytes that do not decode. */
-    r->len[ki]--;
-    EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
-    r->len[ki]++;
+    /* Each fault in a record, added one by one and by chunks whose
+     * signatures are checked ahead on several threads. */
+    size_t at;
+    uint8_t *tp;
+    size_t tl;
+    for (unsigned mode = 0; mode < 2; mode++) {
+        g_chunk_threads = mode ? 3 : 0;
+        /* A bad signature. */
+        at = sig_last(r->rec[ki], r->len[ki]);
+        r->rec[ki][at] ^= 1;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_EBADSIG, k);
+        r->rec[ki][at] ^= 1;
+        /* A broken prev link (which no signature covers). */
+        at = sig_last(r->rec[ki], r->len[ki]) - 64 - 2;
+        r->rec[ki][at] ^= 1;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->rec[ki][at] ^= 1;
+        /* A payload that is not the one committed to. */
+        r->rec[ki][r->len[ki] - 1] ^= 1;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->rec[ki][r->len[ki] - 1] ^= 1;
+        /* Reordered records; a missing one. */
+        tp = r->rec[ki];
+        tl = r->len[ki];
+        r->rec[ki] = r->rec[ki + 1];
+        r->len[ki] = r->len[ki + 1];
+        r->rec[ki + 1] = tp;
+        r->len[ki + 1] = tl;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->rec[ki + 1] = r->rec[ki];
+        r->len[ki + 1] = r->len[ki];
+        r->rec[ki] = tp;
+        r->len[ki] = tl;
+        EXPECT(apply_recs(&x, r, ki, note, nlen, &fault), KR_ECORRUPT, k);
+        /* Bytes that do not decode. */
+        r->len[ki]--;
+        EXPECT(apply_recs(&x, r, SIZE_MAX, note, nlen, &fault), KR_ECORRUPT, k);
+        r->len[ki]++;
+    }
+    g_chunk_threads = 0;
 
     /* A record of another journal with the same history shape. */
     char qdir[DIR_CAP + 8];
@@ -1418,6 +1461,234 @@ static void test_apply_hostile(void **state)
     assert_level(&x);
     rfx_free(&x);
     verify_dir(x.fdir);
+}
+
+/* ---- The key chain, attacked with records signed by the journal's keys ---- */
+
+/* Added by craft to the version and tseq it would give (0: continue). */
+static uint64_t g_version_skip, g_tseq_skip;
+
+/* A record at the follower's next seq, continuing its chain, signed by key
+ * `signer` of the primary's key files; its bytes into out. */
+static size_t craft(struct rfx *x, uint64_t tenant, const char *stream, const char *type,
+                    const uint8_t *payload, size_t plen, uint32_t signer, uint8_t *out)
+{
+    struct journal *fj = x->fj;
+    uint64_t size = jrn_size(fj), version, tseq;
+    size_t llen;
+    uint8_t *last = stored(fj, size, &llen);
+    struct jrn_record prev, r;
+    assert_int_equal(jrn_record_decode(last, llen, &prev), KR_OK);
+    assert_int_equal(jrn_stream_version(fj, tenant, stream, strlen(stream), &version), KR_OK);
+    assert_int_equal(jrn_tenant_next_tseq(fj, tenant, &tseq), KR_OK);
+    memset(&r, 0, sizeof r);
+    r.seq = size + 1;
+    r.time_ns = prev.time_ns + 1;
+    r.tenant = tenant;
+    r.tseq = tseq + g_tseq_skip;
+    r.stream = stream;
+    r.stream_len = strlen(stream);
+    r.version = version + 1 + g_version_skip;
+    r.type = type;
+    r.type_len = strlen(type);
+    r.actor = JRN_SYSTEM_ACTOR;
+    r.actor_len = strlen(JRN_SYSTEM_ACTOR);
+    r.key_id = signer;
+    r.payload = payload;
+    r.payload_len = plen;
+    crypto_hash_sha256(r.commitment, payload, plen);
+    jrn_record_leaf_hash(&prev, r.prev);
+    free(last);
+    struct kr_signing_key k;
+    assert_int_equal(kr_key_load(x->f->dir, signer, &k), KR_OK);
+    uint8_t msg[JRN_SIGN_INPUT_MAX];
+    size_t mlen, len;
+    jrn_record_sign_input(&r, msg, &mlen);
+    crypto_sign_detached(r.sig, NULL, msg, mlen, k.sk);
+    kr_key_wipe(&k);
+    assert_int_equal(jrn_record_encode(&r, out, KR_RECORD_MAX, &len, NULL), KR_OK);
+    return len;
+}
+
+/* A key payload {key_id, public_key} (epoch_started: {epoch, key_id,
+ * public_key, previous_checkpoint}). */
+static size_t key_payload(uint8_t *out, size_t cap, uint32_t key_id, uint64_t epoch,
+                          const char *prev, size_t prev_len)
+{
+    struct kr_mp_fixbuf fb = {.p = out, .cap = cap};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write);
+    msgpack_pack_map(&pk, epoch ? 4 : 2);
+    if (epoch) {
+        msgpack_pack_str(&pk, 5);
+        msgpack_pack_str_body(&pk, "epoch", 5);
+        msgpack_pack_uint64(&pk, epoch);
+    }
+    msgpack_pack_str(&pk, 6);
+    msgpack_pack_str_body(&pk, "key_id", 6);
+    msgpack_pack_uint32(&pk, key_id);
+    msgpack_pack_str(&pk, 10);
+    msgpack_pack_str_body(&pk, "public_key", 10);
+    uint8_t pkb[KR_PUBKEY_LEN];
+    memset(pkb, (int)key_id, sizeof pkb);
+    msgpack_pack_bin(&pk, sizeof pkb);
+    msgpack_pack_bin_body(&pk, pkb, sizeof pkb);
+    if (epoch) {
+        msgpack_pack_str(&pk, 19);
+        msgpack_pack_str_body(&pk, "previous_checkpoint", 19);
+        msgpack_pack_str(&pk, prev_len);
+        msgpack_pack_str_body(&pk, prev, prev_len);
+    }
+    assert_false(fb.overflow);
+    return fb.len;
+}
+
+static kr_err add_crafted(struct rfx *x, const uint8_t *rec, size_t len, bool commit,
+                          struct jrn_start_fault *f)
+{
+    struct jrn_replica *s;
+    assert_int_equal(jrn_replica_begin(x->fj, &s), KR_OK);
+    memset(f, 0, sizeof *f);
+    kr_err err = jrn_replica_add(s, rec, len, f);
+    if (err || !commit) {
+        jrn_replica_abort(s);
+        return err;
+    }
+    char note[KR_NOTE_MAX + 1];
+    size_t nlen = newest_note(x->f->j, note);
+    return jrn_replica_commit(s, note, nlen, 999, f);
+}
+
+static void test_apply_key_chain(void **state)
+{
+    struct rfx x;
+    rfx_build(&x, *state);
+    catch_up(&x);
+    struct level before;
+    level_take(&x, &before);
+    uint64_t k = before.size + 1;
+    static uint8_t rec[KR_RECORD_MAX];
+    uint8_t pl[512];
+    struct jrn_start_fault fault;
+    const char *js = JRN_SYSTEM_STREAM;
+    /* The current key is 3 (rotated, then an epoch). A retired key's signature. */
+    uint8_t data[8] = {1};
+    size_t len = craft(&x, 1, "a", "test.event", data, sizeof data, 1, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_EBADSIG, k);
+    /* Signed by the right key, but its version or tseq does not continue. */
+    g_version_skip = 1;
+    len = craft(&x, 1, "a", "test.event", data, sizeof data, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    g_version_skip = 0;
+    g_tseq_skip = 1;
+    len = craft(&x, 1, "a", "test.event", data, sizeof data, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    g_tseq_skip = 0;
+    len = craft(&x, 1, "a", "test.event", data, sizeof data, 3, rec);
+    assert_int_equal(add_crafted(&x, rec, len, false, &fault), KR_OK); /* the control */
+    /* A key the journal had, brought again by the current key. */
+    size_t plen = key_payload(pl, sizeof pl, 2, 0, NULL, 0);
+    len = craft(&x, 0, js, JRN_TYPE_KEY_ADDED, pl, plen, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    assert_non_null(strstr(fault.what, "twice"));
+    /* An epoch that skips a number, and one whose previous checkpoint is not one. */
+    char note[KR_NOTE_MAX + 1];
+    size_t nlen = newest_note(x.f->j, note);
+    plen = key_payload(pl, sizeof pl, 7, 5, note, nlen);
+    len = craft(&x, 0, js, JRN_TYPE_EPOCH_STARTED, pl, plen, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    plen = key_payload(pl, sizeof pl, 7, 3, "kiroku/x\n1\nAAAA\n", 16);
+    len = craft(&x, 0, js, JRN_TYPE_EPOCH_STARTED, pl, plen, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    /* A second genesis; a system record of another type. */
+    len = craft(&x, 0, js, JRN_TYPE_CREATED, pl, plen, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    len = craft(&x, 0, js, "journal.renamed", data, sizeof data, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    /* A well-formed new key signed by the current one is taken as a record,
+     * but no checkpoint the primary signed covers it: nothing is kept. */
+    plen = key_payload(pl, sizeof pl, 9, 0, NULL, 0);
+    len = craft(&x, 0, js, JRN_TYPE_KEY_ADDED, pl, plen, 3, rec);
+    memset(&fault, 0, sizeof fault);
+    assert_int_equal(add_crafted(&x, rec, len, false, &fault), KR_OK);
+    EXPECT(add_crafted(&x, rec, len, true, &fault), KR_ECORRUPT, k);
+    /* And the primary's next range still goes in. */
+    append_many(x.f->j, 1, "a", 10, 10, 5);
+    assert_true(catch_up(&x) == 1);
+    assert_level(&x);
+    rfx_free(&x);
+}
+
+/* Every checkpoint the writer hands the durable hook verifies a range on a
+ * follower: ranges cut at each durable batch, across a key rotation (whose
+ * own checkpoint is the old key's) and an epoch (whose is the new key's). */
+struct notes {
+    pthread_mutex_t mu;
+    size_t n;
+    uint64_t size[512];
+    char note[512][KR_NOTE_MAX + 1];
+    size_t len[512];
+};
+
+static void notes_durable(void *ctx, uint64_t size, const char *note, size_t len)
+{
+    struct notes *ns = ctx;
+    pthread_mutex_lock(&ns->mu);
+    if (ns->n < 512 && len <= KR_NOTE_MAX) {
+        ns->size[ns->n] = size;
+        memcpy(ns->note[ns->n], note, len);
+        ns->len[ns->n++] = len;
+    }
+    pthread_mutex_unlock(&ns->mu);
+}
+
+static void test_apply_every_batch(void **state)
+{
+    struct fx *f = *state;
+    struct rfx x;
+    memset(&x, 0, sizeof x);
+    x.f = f;
+    snprintf(x.fdir, sizeof x.fdir, "%.1000s/f", f->root);
+    x.pviews = tv_views(&x.pv);
+    x.fviews = tv_views(&x.fv);
+    struct notes *ns = calloc(1, sizeof *ns);
+    assert_non_null(ns);
+    pthread_mutex_init(&ns->mu, NULL);
+    struct jrn_durable_hook hook = {.ctx = ns, .durable = notes_durable};
+    struct jrn_options o = {
+        .dir = f->dir, .clock = &f->clock, .views = &x.pviews, .durable = &hook};
+    assert_int_equal(jrn_create(&o, NULL), KR_OK);
+    kr_test_copytree(f->dir, x.fdir);
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    append_many(f->j, 1, "a", 100, 30, 9);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    append_many(f->j, 1, "a", 50, 30, 7);
+    char note[KR_NOTE_MAX + 1];
+    size_t len = newest_note(f->j, note);
+    assert_int_equal(jrn_new_epoch(f->j, note, len, NULL), KR_OK);
+    append_many(f->j, 2, "b", 60, 30, 8);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    uint64_t size = jrn_size(f->j);
+    follower_open(&x);
+    pthread_mutex_lock(&ns->mu);
+    size_t n = ns->n;
+    pthread_mutex_unlock(&ns->mu);
+    assert_true(n >= 30 && ns->size[n - 1] == size);
+    uint64_t at = jrn_size(x.fj);
+    for (size_t i = 0; i < n; i++) {
+        struct jrn_start_fault fault = {0};
+        kr_err err = apply_range(&x, at + 1, ns->size[i], ns->note[i], ns->len[i], &fault);
+        if (err)
+            fail_msg("range %llu..%llu: %s at %llu: %s", (unsigned long long)at + 1,
+                     (unsigned long long)ns->size[i], kr_strerror(err),
+                     (unsigned long long)fault.seq, fault.what);
+        at = ns->size[i];
+    }
+    assert_level(&x);
+    rfx_free(&x);
+    verify_dir(x.fdir);
+    pthread_mutex_destroy(&ns->mu);
+    free(ns);
 }
 
 /* An old primary rejoins: it drops what it committed past the stream
@@ -1548,11 +1819,23 @@ static void test_apply_domain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_encode_small),   T(test_encode_splits),   T(test_encode_stripped),
-        T(test_decode_hostile), T(test_pack_bounds),     T(test_checkpoint_after),
-        T(test_epoch),          T(test_hook_async),      T(test_hook_async_two_flushes),
-        T(test_hook_hold),      T(test_hook_hold_close), T(test_apply_level),
-        T(test_apply_hostile),  T(test_apply_domain),    T(test_apply_rejoin),
+        T(test_encode_small),
+        T(test_encode_splits),
+        T(test_encode_stripped),
+        T(test_decode_hostile),
+        T(test_pack_bounds),
+        T(test_checkpoint_after),
+        T(test_epoch),
+        T(test_hook_async),
+        T(test_hook_async_two_flushes),
+        T(test_hook_hold),
+        T(test_hook_hold_close),
+        T(test_apply_level),
+        T(test_apply_hostile),
+        T(test_apply_domain),
+        T(test_apply_rejoin),
+        T(test_apply_every_batch),
+        T(test_apply_key_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
