@@ -201,7 +201,9 @@ static struct journal *journal_alloc(const struct jrn_options *o)
     j->lock_fd = -1;
     j->read_only = o->read_only;
     j->no_appends = o->no_appends;
-    j->one_flush = !o->read_only && !o->two_flushes;
+    /* Without a writer (no_appends) MDB_NOMETASYNC is never set: LMDB's own
+     * commit flushes the meta page, and jrn_commit_durable adds no flush. */
+    j->one_flush = !o->read_only && !o->no_appends && !o->two_flushes;
     j->clock = o->clock;
     j->views = o->views;
     j->durable = o->durable;

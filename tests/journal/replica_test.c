@@ -1463,6 +1463,234 @@ static void test_apply_hostile(void **state)
     verify_dir(x.fdir);
 }
 
+/* ---- The key chain, attacked with records signed by the journal's keys ---- */
+
+/* Added by craft to the version and tseq it would give (0: continue). */
+static uint64_t g_version_skip, g_tseq_skip;
+
+/* A record at the follower's next seq, continuing its chain, signed by key
+ * `signer` of the primary's key files; its bytes into out. */
+static size_t craft(struct rfx *x, uint64_t tenant, const char *stream, const char *type,
+                    const uint8_t *payload, size_t plen, uint32_t signer, uint8_t *out)
+{
+    struct journal *fj = x->fj;
+    uint64_t size = jrn_size(fj), version, tseq;
+    size_t llen;
+    uint8_t *last = stored(fj, size, &llen);
+    struct jrn_record prev, r;
+    assert_int_equal(jrn_record_decode(last, llen, &prev), KR_OK);
+    assert_int_equal(jrn_stream_version(fj, tenant, stream, strlen(stream), &version), KR_OK);
+    assert_int_equal(jrn_tenant_next_tseq(fj, tenant, &tseq), KR_OK);
+    memset(&r, 0, sizeof r);
+    r.seq = size + 1;
+    r.time_ns = prev.time_ns + 1;
+    r.tenant = tenant;
+    r.tseq = tseq + g_tseq_skip;
+    r.stream = stream;
+    r.stream_len = strlen(stream);
+    r.version = version + 1 + g_version_skip;
+    r.type = type;
+    r.type_len = strlen(type);
+    r.actor = JRN_SYSTEM_ACTOR;
+    r.actor_len = strlen(JRN_SYSTEM_ACTOR);
+    r.key_id = signer;
+    r.payload = payload;
+    r.payload_len = plen;
+    crypto_hash_sha256(r.commitment, payload, plen);
+    jrn_record_leaf_hash(&prev, r.prev);
+    free(last);
+    struct kr_signing_key k;
+    assert_int_equal(kr_key_load(x->f->dir, signer, &k), KR_OK);
+    uint8_t msg[JRN_SIGN_INPUT_MAX];
+    size_t mlen, len;
+    jrn_record_sign_input(&r, msg, &mlen);
+    crypto_sign_detached(r.sig, NULL, msg, mlen, k.sk);
+    kr_key_wipe(&k);
+    assert_int_equal(jrn_record_encode(&r, out, KR_RECORD_MAX, &len, NULL), KR_OK);
+    return len;
+}
+
+/* A key payload {key_id, public_key} (epoch_started: {epoch, key_id,
+ * public_key, previous_checkpoint}). */
+static size_t key_payload(uint8_t *out, size_t cap, uint32_t key_id, uint64_t epoch,
+                          const char *prev, size_t prev_len)
+{
+    struct kr_mp_fixbuf fb = {.p = out, .cap = cap};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &fb, kr_mp_fixbuf_write);
+    msgpack_pack_map(&pk, epoch ? 4 : 2);
+    if (epoch) {
+        msgpack_pack_str(&pk, 5);
+        msgpack_pack_str_body(&pk, "epoch", 5);
+        msgpack_pack_uint64(&pk, epoch);
+    }
+    msgpack_pack_str(&pk, 6);
+    msgpack_pack_str_body(&pk, "key_id", 6);
+    msgpack_pack_uint32(&pk, key_id);
+    msgpack_pack_str(&pk, 10);
+    msgpack_pack_str_body(&pk, "public_key", 10);
+    uint8_t pkb[KR_PUBKEY_LEN];
+    memset(pkb, (int)key_id, sizeof pkb);
+    msgpack_pack_bin(&pk, sizeof pkb);
+    msgpack_pack_bin_body(&pk, pkb, sizeof pkb);
+    if (epoch) {
+        msgpack_pack_str(&pk, 19);
+        msgpack_pack_str_body(&pk, "previous_checkpoint", 19);
+        msgpack_pack_str(&pk, prev_len);
+        msgpack_pack_str_body(&pk, prev, prev_len);
+    }
+    assert_false(fb.overflow);
+    return fb.len;
+}
+
+static kr_err add_crafted(struct rfx *x, const uint8_t *rec, size_t len, bool commit,
+                          struct jrn_start_fault *f)
+{
+    struct jrn_replica *s;
+    assert_int_equal(jrn_replica_begin(x->fj, &s), KR_OK);
+    memset(f, 0, sizeof *f);
+    kr_err err = jrn_replica_add(s, rec, len, f);
+    if (err || !commit) {
+        jrn_replica_abort(s);
+        return err;
+    }
+    char note[KR_NOTE_MAX + 1];
+    size_t nlen = newest_note(x->f->j, note);
+    return jrn_replica_commit(s, note, nlen, 999, f);
+}
+
+static void test_apply_key_chain(void **state)
+{
+    struct rfx x;
+    rfx_build(&x, *state);
+    catch_up(&x);
+    struct level before;
+    level_take(&x, &before);
+    uint64_t k = before.size + 1;
+    static uint8_t rec[KR_RECORD_MAX];
+    uint8_t pl[512];
+    struct jrn_start_fault fault;
+    const char *js = JRN_SYSTEM_STREAM;
+    /* The current key is 3 (rotated, then an epoch). A retired key's signature. */
+    uint8_t data[8] = {1};
+    size_t len = craft(&x, 1, "a", "test.event", data, sizeof data, 1, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_EBADSIG, k);
+    /* Signed by the right key, but its version or tseq does not continue. */
+    g_version_skip = 1;
+    len = craft(&x, 1, "a", "test.event", data, sizeof data, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    g_version_skip = 0;
+    g_tseq_skip = 1;
+    len = craft(&x, 1, "a", "test.event", data, sizeof data, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    g_tseq_skip = 0;
+    len = craft(&x, 1, "a", "test.event", data, sizeof data, 3, rec);
+    assert_int_equal(add_crafted(&x, rec, len, false, &fault), KR_OK); /* the control */
+    /* A key the journal had, brought again by the current key. */
+    size_t plen = key_payload(pl, sizeof pl, 2, 0, NULL, 0);
+    len = craft(&x, 0, js, JRN_TYPE_KEY_ADDED, pl, plen, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    assert_non_null(strstr(fault.what, "twice"));
+    /* An epoch that skips a number, and one whose previous checkpoint is not one. */
+    char note[KR_NOTE_MAX + 1];
+    size_t nlen = newest_note(x.f->j, note);
+    plen = key_payload(pl, sizeof pl, 7, 5, note, nlen);
+    len = craft(&x, 0, js, JRN_TYPE_EPOCH_STARTED, pl, plen, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    plen = key_payload(pl, sizeof pl, 7, 3, "kiroku/x\n1\nAAAA\n", 16);
+    len = craft(&x, 0, js, JRN_TYPE_EPOCH_STARTED, pl, plen, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    /* A second genesis; a system record of another type. */
+    len = craft(&x, 0, js, JRN_TYPE_CREATED, pl, plen, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    len = craft(&x, 0, js, "journal.renamed", data, sizeof data, 3, rec);
+    EXPECT(add_crafted(&x, rec, len, false, &fault), KR_ECORRUPT, k);
+    /* A well-formed new key signed by the current one is taken as a record,
+     * but no checkpoint the primary signed covers it: nothing is kept. */
+    plen = key_payload(pl, sizeof pl, 9, 0, NULL, 0);
+    len = craft(&x, 0, js, JRN_TYPE_KEY_ADDED, pl, plen, 3, rec);
+    memset(&fault, 0, sizeof fault);
+    assert_int_equal(add_crafted(&x, rec, len, false, &fault), KR_OK);
+    EXPECT(add_crafted(&x, rec, len, true, &fault), KR_ECORRUPT, k);
+    /* And the primary's next range still goes in. */
+    append_many(x.f->j, 1, "a", 10, 10, 5);
+    assert_true(catch_up(&x) == 1);
+    assert_level(&x);
+    rfx_free(&x);
+}
+
+/* Every checkpoint the writer hands the durable hook verifies a range on a
+ * follower: ranges cut at each durable batch, across a key rotation (whose
+ * own checkpoint is the old key's) and an epoch (whose is the new key's). */
+struct notes {
+    pthread_mutex_t mu;
+    size_t n;
+    uint64_t size[512];
+    char note[512][KR_NOTE_MAX + 1];
+    size_t len[512];
+};
+
+static void notes_durable(void *ctx, uint64_t size, const char *note, size_t len)
+{
+    struct notes *ns = ctx;
+    pthread_mutex_lock(&ns->mu);
+    if (ns->n < 512 && len <= KR_NOTE_MAX) {
+        ns->size[ns->n] = size;
+        memcpy(ns->note[ns->n], note, len);
+        ns->len[ns->n++] = len;
+    }
+    pthread_mutex_unlock(&ns->mu);
+}
+
+static void test_apply_every_batch(void **state)
+{
+    struct fx *f = *state;
+    struct rfx x;
+    memset(&x, 0, sizeof x);
+    x.f = f;
+    snprintf(x.fdir, sizeof x.fdir, "%.1000s/f", f->root);
+    x.pviews = tv_views(&x.pv);
+    x.fviews = tv_views(&x.fv);
+    struct notes *ns = calloc(1, sizeof *ns);
+    assert_non_null(ns);
+    pthread_mutex_init(&ns->mu, NULL);
+    struct jrn_durable_hook hook = {.ctx = ns, .durable = notes_durable};
+    struct jrn_options o = {
+        .dir = f->dir, .clock = &f->clock, .views = &x.pviews, .durable = &hook};
+    assert_int_equal(jrn_create(&o, NULL), KR_OK);
+    kr_test_copytree(f->dir, x.fdir);
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    append_many(f->j, 1, "a", 100, 30, 9);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    append_many(f->j, 1, "a", 50, 30, 7);
+    char note[KR_NOTE_MAX + 1];
+    size_t len = newest_note(f->j, note);
+    assert_int_equal(jrn_new_epoch(f->j, note, len, NULL), KR_OK);
+    append_many(f->j, 2, "b", 60, 30, 8);
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_OK);
+    uint64_t size = jrn_size(f->j);
+    follower_open(&x);
+    pthread_mutex_lock(&ns->mu);
+    size_t n = ns->n;
+    pthread_mutex_unlock(&ns->mu);
+    assert_true(n >= 30 && ns->size[n - 1] == size);
+    uint64_t at = jrn_size(x.fj);
+    for (size_t i = 0; i < n; i++) {
+        struct jrn_start_fault fault = {0};
+        kr_err err = apply_range(&x, at + 1, ns->size[i], ns->note[i], ns->len[i], &fault);
+        if (err)
+            fail_msg("range %llu..%llu: %s at %llu: %s", (unsigned long long)at + 1,
+                     (unsigned long long)ns->size[i], kr_strerror(err),
+                     (unsigned long long)fault.seq, fault.what);
+        at = ns->size[i];
+    }
+    assert_level(&x);
+    rfx_free(&x);
+    verify_dir(x.fdir);
+    pthread_mutex_destroy(&ns->mu);
+    free(ns);
+}
+
 /* An old primary rejoins: it drops what it committed past the stream
  * (jrn_truncate), follows the new primary's epoch, and could be promoted
  * again (the epoch lifted the truncation's hold). */
@@ -1591,11 +1819,23 @@ static void test_apply_domain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_encode_small),   T(test_encode_splits),   T(test_encode_stripped),
-        T(test_decode_hostile), T(test_pack_bounds),     T(test_checkpoint_after),
-        T(test_epoch),          T(test_hook_async),      T(test_hook_async_two_flushes),
-        T(test_hook_hold),      T(test_hook_hold_close), T(test_apply_level),
-        T(test_apply_hostile),  T(test_apply_domain),    T(test_apply_rejoin),
+        T(test_encode_small),
+        T(test_encode_splits),
+        T(test_encode_stripped),
+        T(test_decode_hostile),
+        T(test_pack_bounds),
+        T(test_checkpoint_after),
+        T(test_epoch),
+        T(test_hook_async),
+        T(test_hook_async_two_flushes),
+        T(test_hook_hold),
+        T(test_hook_hold_close),
+        T(test_apply_level),
+        T(test_apply_hostile),
+        T(test_apply_domain),
+        T(test_apply_rejoin),
+        T(test_apply_every_batch),
+        T(test_apply_key_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
