@@ -248,8 +248,16 @@ const struct jrn_durable_hook *cluster_hook(struct cluster *c)
 
 /* ---- Small helpers ---- */
 
-/* Waits on cv until ms passed or stop was asked; true if stop was asked
- * (and its grace is over or the wait was for nothing else). */
+/* Whether the publisher must stop now: stop asked and its grace over.
+ * Under mu. */
+static bool must_stop(const struct cluster *c)
+{
+    return c->stop && (c->stop_by_ns == 0 || mono_ns() >= c->stop_by_ns);
+}
+
+/* The pause between two attempts: ms, whatever commits meanwhile (a
+ * failing NATS is not asked again at the commit rate), cut short only by
+ * a stop whose grace is over. True if the publisher must stop. */
 static bool nap(struct cluster *c, unsigned ms)
 {
     struct timespec until;
@@ -258,8 +266,10 @@ static bool nap(struct cluster *c, unsigned ms)
     until.tv_sec += (time_t)(ns / 1000000000ull);
     until.tv_nsec = (long)(ns % 1000000000ull);
     pthread_mutex_lock(&c->mu);
-    pthread_cond_timedwait(&c->cv, &c->mu, &until);
-    bool stop = c->stop && (c->stop_by_ns == 0 || mono_ns() >= c->stop_by_ns);
+    int rc = 0;
+    while (!must_stop(c) && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&c->cv, &c->mu, &until);
+    bool stop = must_stop(c);
     pthread_mutex_unlock(&c->mu);
     return stop;
 }
@@ -676,7 +686,11 @@ static kr_err publish_once(struct cluster *c, size_t len, uint64_t first, uint64
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = id;
-    po.ExpectLastSeq = atomic_load(&c->stream_seq); /* 0 (an empty stream) is not sent */
+    /* The stream's sequence of the message before; into a stream that
+     * never had one, "no message on the subject yet" (the stream has only
+     * this subject): a sequence of 0 would not be sent at all. */
+    po.ExpectLastSeq = atomic_load(&c->stream_seq);
+    po.ExpectNoMessage = po.ExpectLastSeq == 0;
     po.MaxWait = KR_CLUSTER_PUB_WAIT_MS;
     jsPubAck *pa = NULL;
     jsErrCode jerr = 0;

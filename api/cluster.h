@@ -15,7 +15,8 @@
  * window), Kiroku-First and Kiroku-Last (the chunk's journal seqs),
  * Kiroku-Epoch. The chunk that ends a range carries the checkpoint signed
  * at the range's last seq. Every publish carries ExpectLastSeq, the stream
- * sequence of the message before it: the publisher is the stream's only
+ * sequence of the message before it (into a stream that never had a message,
+ * an expected last subject sequence of 0): the publisher is the stream's only
  * writer, so a publish refused for a wrong last sequence means someone else
  * wrote (a newer primary): the publisher is fenced. It stops the journal's
  * appends with KR_ENOTPRIMARY (jrn_stop_appends), says so on stderr, in the

@@ -405,6 +405,33 @@ static void test_publish_from(void **state)
     assert_true(kr_test_wait_for(caught_up, f, KR_TEST_WAIT_MS, "the publisher"));
 }
 
+/* The very first publish into a stream is fenced too: another writer's
+ * message there first (here the journal has nothing to publish at start:
+ * publish_from is past it) makes the publisher stop. */
+static void test_first_publish_fenced(void **state)
+{
+    struct fx *f = *state;
+    const char *why = "";
+    struct cluster_options co = {.urls = kr_nats_urls(f->nc),
+                                 .mode = CLUSTER_QUORUM,
+                                 .shard = SHARD,
+                                 .publish_from = 2, /* the journal holds 1 record */
+                                 .quiet = true};
+    assert_int_equal(cluster_new(&co, &why, &f->cl), KR_OK);
+    struct jrn_options o = {.dir = f->dir, .durable = cluster_hook(f->cl)};
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    char buf[512];
+    assert_int_equal(cluster_start(f->cl, f->j, buf, sizeof buf), KR_OK);
+    jsPubAck *pa = NULL;
+    assert_int_equal(js_Publish(&pa, f->js, SUBJECT, "first!", 6, NULL, NULL), NATS_OK);
+    jsPubAck_Destroy(pa);
+    append_n(f, "s/a", 1, 1, KR_ENOTPRIMARY);
+    struct cluster_stats cs;
+    cluster_stats(f->cl, &cs);
+    assert_true(cs.fenced);
+    assert_int_equal(cs.messages, 0);
+}
+
 /* A stream whose messages all went (aged out; purged here) goes on from
  * the journal's next record, at the next stream sequence. */
 static void test_emptied_stream(void **state)
@@ -530,11 +557,20 @@ static void test_serve_quorum(void **state)
     http_get(http, "/healthz", page, sizeof page);
     assert_string_equal(page, "ok\n");
 
-    /* restart: continuous, nothing twice */
+    /* commits while no serve publishes (kiroku seed), then a restart:
+     * they are published, continuously, nothing twice */
     assert_int_equal(kill(srv.pid, SIGTERM), 0);
     struct kr_test_child ch = {.pid = srv.pid};
     assert_true(kr_test_wait_for(kr_test_child_exited, &ch, KR_TEST_WAIT_MS, "serve to stop"));
     srv.pid = 0;
+    static char out[65536], err[65536];
+    const char *seed[] = {"seed",       "--data", srv.data, "--tenants", "1",
+                          "--contacts", "5",      "--seed", "7",         NULL};
+    assert_int_equal(kr_test_run(KR_KIROKU_BIN, seed, out, err, sizeof out), 0);
+    assert_int_equal(jrn_open(&ro, &j), KR_OK);
+    uint64_t seeded = jrn_size(j);
+    jrn_close(j);
+    assert_true(seeded > size + 50);
     ac_server_restart(&srv);
     ac_open(&c, srv.tcp);
     ac_str(&c, KR_FLD_EMAIL, "second@example.jp");
@@ -543,7 +579,7 @@ static void test_serve_quorum(void **state)
     uint64_t after = 0;
     check_stream_of(f, j, false, &after);
     jrn_close(j);
-    assert_true(after > covered);
+    assert_true(after > seeded); /* the seeded tail and the signup after it */
 
     /* another writer: fenced */
     jsPubAck *pa = NULL;
@@ -567,7 +603,6 @@ static void test_serve_quorum(void **state)
     assert_true(kr_test_wait_for(kr_test_child_exited, &ch, KR_TEST_WAIT_MS, "serve to stop"));
     srv.pid = 0;
     assert_true(WIFEXITED(ch.status) && WEXITSTATUS(ch.status) == 0); /* a clean stop, fenced */
-    static char out[65536], err[65536];
     const char *again[] = {"serve",
                            "--data",
                            srv.data,
@@ -622,6 +657,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_all_nodes_down_then_caught_up, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_publish_from, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_emptied_stream, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_first_publish_fenced, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_serve_quorum, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
