@@ -29,6 +29,7 @@ struct shardnode {
     struct kr_domain *d;
     void (*lost)(void *ctx, const char *why);
     bool (*healthy)(void *ctx);
+    void (*changed)(void *ctx, const struct lease_holder *h);
     void *ctx;
     pthread_t pub;
     bool pub_started;
@@ -42,6 +43,13 @@ static bool node_healthy(void *ctx)
 {
     struct shardnode *n = ctx;
     return !n->healthy || n->healthy(n->ctx);
+}
+
+static void on_changed(void *ctx, const struct lease_holder *h)
+{
+    struct shardnode *n = ctx;
+    if (n->changed)
+        n->changed(n->ctx, h);
 }
 
 static void on_lost(void *ctx, const char *why)
@@ -111,6 +119,7 @@ static kr_err open_parts(struct shardnode *n, const struct shardnode_options *o)
         .ctx = n, /* the callbacks below pass the owner's ctx on */
         .lost = on_lost,
         .healthy = node_healthy,
+        .changed = on_changed,
     };
     return lease_open(n->nc, &lo, &n->l);
 }
@@ -130,6 +139,7 @@ kr_err shardnode_open(const struct shardnode_options *o, struct shardnode **out)
     n->d = o->d;
     n->lost = o->lost;
     n->healthy = o->healthy;
+    n->changed = o->changed;
     n->ctx = o->ctx;
     pthread_mutex_init(&n->mu, NULL);
     pthread_condattr_t ca;

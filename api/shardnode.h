@@ -41,6 +41,10 @@ struct shardnode_options {
     void (*lost)(void *ctx, const char *why);
     /* Asked before each renewal (lease_options.healthy). NULL = healthy. */
     bool (*healthy)(void *ctx);
+    /* The lease's holder changed or lapsed (h NULL): lease_options.changed,
+     * for a follower that promotes itself once it lapses (after applying
+     * everything in the stream). NULL = not told. */
+    void (*changed)(void *ctx, const struct lease_holder *h);
     void *ctx;
 };
 

@@ -5,7 +5,8 @@
  * tenants, and goes on publishing new ones; a second node of the shard is
  * refused the lease and names the holder's endpoint for not_primary; the
  * router redirects a token of another shard; a node whose lease is taken
- * from it is told; closing a node gives its lease up at once.
+ * from it is told, and a follower is told when that lease lapses and takes
+ * it; closing a node gives its lease up at once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,8 +44,32 @@ static int teardown(void **state)
 
 struct told {
     pthread_mutex_t mu;
-    unsigned losts;
+    unsigned losts, lapses;
+    char last[KR_NODE_NAME_MAX + 1]; /* the last holder told */
+    unsigned lapses_then;            /* lapses when it was told */
 };
+
+static void on_changed(void *ctx, const struct lease_holder *h)
+{
+    struct told *t = ctx;
+    pthread_mutex_lock(&t->mu);
+    t->lapses += h == NULL;
+    if (h) {
+        snprintf(t->last, sizeof t->last, "%s", h->node);
+        t->lapses_then = t->lapses;
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Told that g9 held the lease, then that it lapsed. */
+static bool g9_lapsed(void *arg)
+{
+    struct told *t = arg;
+    pthread_mutex_lock(&t->mu);
+    bool yes = strcmp(t->last, "g9") == 0 && t->lapses > t->lapses_then;
+    pthread_mutex_unlock(&t->mu);
+    return yes;
+}
 
 static void on_lost(void *ctx, const char *why)
 {
@@ -83,6 +108,7 @@ static struct shardnode *node(struct td *t, const char *shard, const char *name,
         .lease_ttl_ms = 1500,
         .d = t->d,
         .lost = on_lost,
+        .changed = on_changed,
         .ctx = told,
     };
     struct shardnode *n = NULL;
@@ -105,7 +131,8 @@ static bool is_placed(void *arg)
 static void test_promote_publish(void **state)
 {
     (void)state;
-    struct told ta = {PTHREAD_MUTEX_INITIALIZER, 0}, tb = {PTHREAD_MUTEX_INITIALIZER, 0};
+    struct told ta = {PTHREAD_MUTEX_INITIALIZER, 0, 0, "", 0},
+                tb = {PTHREAD_MUTEX_INITIALIZER, 0, 0, "", 0};
     struct td *da = domain("alpha", 1), *db = domain("alpha", 2);
     char code[40], s[KR_SHARD_NAME_MAX + 1], e[KR_ENDPOINT_MAX + 1];
     uint64_t t1 = td_signup(da, "m1@alpha.example.jp", "correct-horse-77", NULL, code);
@@ -153,8 +180,10 @@ static void test_promote_publish(void **state)
 static void test_lost(void **state)
 {
     (void)state;
-    struct told ta = {PTHREAD_MUTEX_INITIALIZER, 0};
-    struct td *da = domain("gamma", 3);
+    struct told ta = {PTHREAD_MUTEX_INITIALIZER, 0, 0, "", 0},
+                tf = {PTHREAD_MUTEX_INITIALIZER, 0, 0, "", 0};
+    struct td *da = domain("gamma", 3), *df = domain("gamma", 5);
+    struct shardnode *f = node(df, "gamma", "g2", "tcp://g2.example:7450", &tf);
     struct shardnode *a = node(da, "gamma", "g1", "tcp://g1.example:7450", &ta);
     assert_int_equal(shardnode_promote(a, 0, NULL), KR_OK);
     /* Someone takes the lease behind its back. */
@@ -170,6 +199,12 @@ static void test_lost(void **state)
                      NATS_OK);
     assert_true(kr_test_wait_for(was_told, &ta, KR_TEST_WAIT_MS, "g1 told it lost the lease"));
     assert_false(lease_held(shardnode_lease(a), NULL));
+    /* Nobody renews g9's value: a follower is told when it lapses, and takes
+     * the lease then. */
+    assert_true(kr_test_wait_for(g9_lapsed, &tf, KR_TEST_WAIT_MS, "g2 told of g9, then the lapse"));
+    assert_int_equal(shardnode_promote(f, 0, NULL), KR_OK);
+    shardnode_close(f);
+    td_free(df);
     kvStore_Destroy(kv);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
