@@ -998,11 +998,11 @@ static void test_message_without_headers_stops(void **state)
     assert_int_equal(size_of(f.data), fx.backup_size);
 }
 
-/* In a three-node cluster, the node a follower is connected to (the one
- * URL it was given) is killed while the primary's writes go on into the
- * stream (R3: two nodes are a majority): the follower reconnects to a node
- * it learnt of, resumes from what it committed and is level again; the node
- * comes back; the journal verifies. */
+/* A follower started before its stream exists waits for it. In a
+ * three-node cluster, the node a follower is connected to (the one URL it
+ * was given) is killed while the primary's writes go on into the stream (R3: two nodes are a
+ * majority): the follower reconnects to a node it learnt of, resumes from what it committed and is
+ * level again; the node comes back; the journal verifies. */
 static void test_its_node_killed_in_a_cluster(void **state)
 {
     (void)state;
@@ -1013,9 +1013,10 @@ static void test_its_node_killed_in_a_cluster(void **state)
     assert_int_equal(nkv_connect(kr_nats_urls(c3), &nc3), KR_OK);
     assert_int_equal(natsConnection_JetStream(&js3, nc3, NULL), NATS_OK);
     fx.nats = c3, fx.js = js3, fx.follow_urls = c3->node[1].url;
-    stream_add("parted");
     struct follower f;
-    follower_start(&f, "f-parted", "parted");
+    follower_start(&f, "f-parted", "parted"); /* before the stream exists: it waits */
+    follower_http(&f);
+    stream_add("parted");
     uint64_t published = publish_tail("parted", 1);
     wait_level(&f, published);
     kr_nats_stop_node(c3, 1, SIGKILL);
