@@ -21,6 +21,7 @@
 #include "cluster.h"
 
 #include "kr_limits.h"
+#include "natskv.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -102,20 +103,9 @@ static uint64_t mono_ns(void)
 
 /* ---- Names and options ---- */
 
-static bool shard_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > KR_CLUSTER_SHARD_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-            return false;
-    return true;
-}
-
 kr_err cluster_names(const char *shard, char *stream, char *subject, size_t cap)
 {
-    if (!shard || !shard_ok(shard) || cap < KR_CLUSTER_NAME_MAX)
+    if (!shard || !nkv_shard_name_ok(shard) || cap < KR_CLUSTER_NAME_MAX)
         return KR_EINVAL;
     size_t n = strlen(shard);
     memcpy(stream, "KIROKU_", 7);
@@ -126,35 +116,18 @@ kr_err cluster_names(const char *shard, char *stream, char *subject, size_t cap)
     return KR_OK;
 }
 
-/* Splits the URL list into servers (pointers into copy, which it cuts). */
-static int split_urls(char *copy, const char *servers[KR_CLUSTER_SERVERS_MAX])
-{
-    int n = 0;
-    for (char *save = NULL, *u = strtok_r(copy, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
-        if (n == (int)KR_CLUSTER_SERVERS_MAX)
-            return -1;
-        if (strncmp(u, "nats://", 7) != 0 || !u[7])
-            return -1;
-        servers[n++] = u;
-    }
-    return n;
-}
-
 kr_err cluster_check(const struct cluster_options *o, const char **why)
 {
-    char copy[KR_CLUSTER_URLS_MAX + 1];
-    const char *servers[KR_CLUSTER_SERVERS_MAX];
     *why = "";
     if (!o->urls || strlen(o->urls) > KR_CLUSTER_URLS_MAX) {
         *why = "the NATS URL list is missing or too long";
         return KR_EINVAL;
     }
-    snprintf(copy, sizeof copy, "%s", o->urls);
-    if (split_urls(copy, servers) <= 0) {
+    if (!nkv_urls_ok(o->urls)) {
         *why = "the NATS URLs are nats://HOST:PORT, comma-separated (at most 16)";
         return KR_EINVAL;
     }
-    if (o->shard && !shard_ok(o->shard)) {
+    if (o->shard && !nkv_shard_name_ok(o->shard)) {
         *why = "a shard is named by 1 to 32 of a-z, 0-9 and -";
         return KR_EINVAL;
     }
@@ -348,25 +321,11 @@ static void nats_close(struct cluster *c)
 /* One attempt at connecting (reconnecting forever afterwards). */
 static natsStatus connect_once(struct cluster *c)
 {
-    char copy[KR_CLUSTER_URLS_MAX + 1];
-    const char *servers[KR_CLUSTER_SERVERS_MAX];
-    snprintf(copy, sizeof copy, "%s", c->urls);
-    int n = split_urls(copy, servers);
     natsOptions *opts = NULL;
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
-    natsStatus s = n > 0 ? natsOptions_Create(&opts) : NATS_INVALID_ARG;
-    if (s == NATS_OK)
-        s = natsOptions_SetServers(opts, servers, n);
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(opts, KR_CLUSTER_PUB_WAIT_MS);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(opts, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(opts, 250);
-    if (s == NATS_OK)
-        s = natsOptions_SetName(opts, "kiroku serve");
-    if (s == NATS_OK)
+    natsStatus s = NATS_INVALID_ARG;
+    if (nkv_options(c->urls, "kiroku serve", KR_CLUSTER_PUB_WAIT_MS, &opts) == KR_OK)
         s = natsConnection_Connect(&nc, opts);
     natsOptions_Destroy(opts);
     jsOptions jo;

@@ -38,15 +38,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HDR_FIRST "Kiroku-First"
 #define HDR_LAST  "Kiroku-Last"
 
 struct api_follower {
     struct api_follower_options o;
-    char urls[KR_PATH_MAX];          /* the --nats list, commas made NULs */
-    char *servers[KR_NATS_URLS_MAX]; /* into urls */
-    size_t nservers;
+    char urls[KR_CLUSTER_URLS_MAX + 1]; /* the --nats list */
+    unsigned verify_threads;            /* jrn_replica_add_chunk's: one per core */
     char stream[KR_CLUSTER_NAME_MAX];
     char subject[KR_CLUSTER_NAME_MAX];
     pthread_t th;
@@ -222,12 +222,11 @@ static kr_err chunk_apply(struct api_follower *f, const struct jrn_repl_chunk *c
                      "message %" PRIu64 " begins at record %" PRIu64
                      ": the stream lacks records %" PRIu64 "..%" PRIu64,
                      sseq, c->first, f->next, c->first - 1);
-    for (size_t i = 0; i < c->n; i++) {
-        struct jrn_start_fault sf = {0};
-        if ((err = jrn_replica_add(f->r, c->rec[i], c->rec_len[i], &sf)))
-            return fault(f, err, sf.seq ? sf.seq : c->first + i, "message %" PRIu64 ": %s", sseq,
-                         sf.what[0] ? sf.what : kr_strerror(err));
-    }
+    /* Signatures checked on every core ahead, records applied in order. */
+    struct jrn_start_fault sf = {0};
+    if ((err = jrn_replica_add_chunk(f->r, c, f->verify_threads, &sf)))
+        return fault(f, err, sf.seq ? sf.seq : c->first, "message %" PRIu64 ": %s", sseq,
+                     sf.what[0] ? sf.what : kr_strerror(err));
     if (c->first + c->n > f->next)
         f->next = c->first + c->n;
     if (c->note)
@@ -338,16 +337,8 @@ static kr_err connect_nats(struct api_follower *f)
 {
     natsOptions *opts = NULL;
     jsOptions jo;
-    natsStatus s = natsOptions_Create(&opts);
-    if (s == NATS_OK) /* a list only as an array: SetURL takes one server */
-        s = natsOptions_SetServers(opts, (const char **)f->servers, (int)f->nservers);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(opts, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(opts, 250);
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(opts, KR_FOLLOW_REQUEST_MS);
-    if (s == NATS_OK)
+    natsStatus s = NATS_INVALID_ARG;
+    if (nkv_options(f->urls, "kiroku follow", KR_FOLLOW_REQUEST_MS, &opts) == KR_OK)
         s = natsOptions_SetReconnectedCB(opts, on_reconnected, f);
     if (s == NATS_OK)
         s = natsConnection_Connect(&f->nc, opts);
@@ -575,17 +566,13 @@ static void *follower_main(void *arg)
 
 _Static_assert(KR_NATS_URLS_MAX == 16u, "the message below says 16");
 
-/* "URL,URL,..." into f->servers. */
-static kr_err split_urls(struct api_follower *f, const char *list)
+/* The URL list, checked, into f->urls. */
+static kr_err take_urls(struct api_follower *f, const char *list)
 {
-    if ((size_t)snprintf(f->urls, sizeof f->urls, "%s", list) >= sizeof f->urls)
-        return KR_ETOOLARGE;
-    for (char *p = f->urls, *save = NULL, *u; (u = strtok_r(p, ",", &save)); p = NULL) {
-        if (f->nservers == KR_NATS_URLS_MAX)
-            return KR_ETOOLARGE;
-        f->servers[f->nservers++] = u;
-    }
-    return f->nservers ? KR_OK : KR_EINVAL;
+    if (!nkv_urls_ok(list))
+        return KR_EINVAL;
+    snprintf(f->urls, sizeof f->urls, "%s", list);
+    return KR_OK;
 }
 
 kr_err api_follower_start(const struct api_follower_options *o, struct api_follower **out,
@@ -608,8 +595,10 @@ kr_err api_follower_start(const struct api_follower_options *o, struct api_follo
     kr_err err = f->rec && f->rec_len ? KR_OK : KR_ENOMEM;
     if (!err && (err = cluster_names(shard, f->stream, f->subject, KR_CLUSTER_NAME_MAX)))
         *why = "the shard name is not [a-z0-9-]{1,32}";
-    if (!err && (err = split_urls(f, o->nats)))
-        *why = "the NATS URLs: more than 16, an empty one, or too long";
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    f->verify_threads = cores < 1 ? 1u : (unsigned)cores;
+    if (!err && (err = take_urls(f, o->nats)))
+        *why = "the NATS URLs are nats://HOST:PORT, comma-separated (at most 16)";
     if (err) {
         free(f->rec);
         free(f->rec_len);

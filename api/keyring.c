@@ -3,6 +3,8 @@
  */
 #include "keyring.h"
 
+#include "natskv.h"
+
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,12 +36,9 @@ static kr_err kv_read(struct kr_keyring *k, const char *name, uint8_t out[KS_WRA
 {
     kvEntry *e = NULL;
     natsStatus s = kvStore_Get(&e, k->kv, name);
-    if (s == NATS_NOT_FOUND)
-        return KR_ENOTFOUND;
-    if (s != NATS_OK) {
-        return KR_EIO;
-    }
-    kr_err err = KR_OK;
+    kr_err err = nkv_err(s);
+    if (err)
+        return err;
     if (kvEntry_ValueLen(e) != KS_WRAPPED_LEN)
         err = KR_ECORRUPT;
     else
@@ -82,7 +81,7 @@ static kr_err remote_purge(void *ctx, uint64_t tenant)
     char name[NAME_MAX_LEN];
     tenant_name(name, tenant);
     /* A purge leaves one marker and drops every earlier value of the name. */
-    return kvStore_Purge(k->kv, name, NULL) == NATS_OK ? KR_OK : KR_EIO;
+    return nkv_err(kvStore_Purge(k->kv, name, NULL));
 }
 
 kr_err kr_keyring_open(jsCtx *js, int replicas, struct kr_keyring **out)
@@ -93,23 +92,10 @@ kr_err kr_keyring_open(jsCtx *js, int replicas, struct kr_keyring **out)
     struct kr_keyring *k = calloc(1, sizeof *k);
     if (!k)
         return KR_ENOMEM;
-    natsStatus s = js_KeyValue(&k->kv, js, KR_KEYRING_BUCKET);
-    if (s == NATS_NOT_FOUND) {
-        kvConfig cfg;
-        kvConfig_Init(&cfg);
-        cfg.Bucket = KR_KEYRING_BUCKET;
-        cfg.History = 1;
-        cfg.Replicas = replicas;
-        cfg.StorageType = js_FileStorage;
-        /* the server counts headers too (a create's expected revision) */
-        cfg.MaxValueSize = 1024;
-        s = js_CreateKeyValue(&k->kv, js, &cfg);
-        if (s != NATS_OK) /* another node made it meanwhile */
-            s = js_KeyValue(&k->kv, js, KR_KEYRING_BUCKET);
-    }
-    if (s != NATS_OK) {
+    kr_err err = nkv_bucket(js, KR_KEYRING_BUCKET, 1, 0, replicas, &k->kv, NULL);
+    if (err) {
         free(k);
-        return KR_EIO;
+        return err;
     }
     k->remote = (struct ks_remote){k, remote_get, remote_create, remote_purge};
     *out = k;

@@ -31,21 +31,36 @@ kr_err nkv_err(natsStatus s)
     }
 }
 
-kr_err nkv_connect(const char *urls, natsConnection **out)
+/* Splits a copy of urls into list (pointers into buf); the count, or -1. */
+static int split_urls(const char *urls, char buf[KR_CLUSTER_URLS_MAX + 1],
+                      const char *list[KR_NATS_URLS_MAX])
 {
-    char buf[KR_NATS_URLS_MAX * 128];
-    const char *list[KR_NATS_URLS_MAX];
-    int n = 0;
-    *out = NULL;
-    if (!urls || strlen(urls) >= sizeof buf)
-        return KR_EINVAL;
+    if (!urls || strlen(urls) > KR_CLUSTER_URLS_MAX)
+        return -1;
     memcpy(buf, urls, strlen(urls) + 1);
+    int n = 0;
     for (char *save = NULL, *u = strtok_r(buf, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
-        if (n == (int)KR_NATS_URLS_MAX || strncmp(u, "nats://", 7) != 0)
-            return KR_EINVAL;
+        if (n == (int)KR_NATS_URLS_MAX || strncmp(u, "nats://", 7) != 0 || !u[7])
+            return -1;
         list[n++] = u;
     }
-    if (n == 0)
+    return n > 0 ? n : -1;
+}
+
+bool nkv_urls_ok(const char *urls)
+{
+    char buf[KR_CLUSTER_URLS_MAX + 1];
+    const char *list[KR_NATS_URLS_MAX];
+    return split_urls(urls, buf, list) > 0;
+}
+
+kr_err nkv_options(const char *urls, const char *name, int64_t timeout_ms, natsOptions **out)
+{
+    char buf[KR_CLUSTER_URLS_MAX + 1];
+    const char *list[KR_NATS_URLS_MAX];
+    *out = NULL;
+    int n = split_urls(urls, buf, list);
+    if (n <= 0)
         return KR_EINVAL;
     natsOptions *o = NULL;
     natsStatus s = natsOptions_Create(&o);
@@ -56,9 +71,27 @@ kr_err nkv_connect(const char *urls, natsConnection **out)
     if (s == NATS_OK)
         s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK)
-        s = natsOptions_SetTimeout(o, (int64_t)KR_KV_WAIT_MS * 10);
+        s = natsOptions_SetReconnectWait(o, 250);
     if (s == NATS_OK)
-        s = natsConnection_Connect(out, o);
+        s = natsOptions_SetTimeout(o, timeout_ms);
+    if (s == NATS_OK && name)
+        s = natsOptions_SetName(o, name);
+    if (s != NATS_OK) {
+        natsOptions_Destroy(o);
+        return s == NATS_NO_MEMORY ? KR_ENOMEM : KR_EINVAL;
+    }
+    *out = o;
+    return KR_OK;
+}
+
+kr_err nkv_connect(const char *urls, natsConnection **out)
+{
+    natsOptions *o = NULL;
+    *out = NULL;
+    kr_err err = nkv_options(urls, "kiroku", (int64_t)KR_KV_WAIT_MS * 10, &o);
+    if (err)
+        return err;
+    natsStatus s = natsConnection_Connect(out, o);
     natsOptions_Destroy(o);
     if (s != NATS_OK) {
         *out = NULL;

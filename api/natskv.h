@@ -49,6 +49,21 @@ KR_MUST_CHECK kr_err nkv_bucket(jsCtx *js, const char *bucket, uint8_t history, 
 KR_MUST_CHECK kr_err nkv_write(jsCtx *js, const char *bucket, const char *key, const void *v,
                                size_t len, uint64_t expect, int64_t wait_ms, uint64_t *rev);
 
+/* Whether urls is a list of NATS servers as kiroku takes them:
+ * "nats://HOST:PORT[,nats://HOST:PORT...]", 1 to KR_NATS_URLS_MAX entries,
+ * at most KR_CLUSTER_URLS_MAX bytes. */
+bool nkv_urls_ok(const char *urls);
+
+/* The client options of every NATS connection kiroku makes: the servers of
+ * urls, tried in the list's order (as an array: libnats 3.4's
+ * natsOptions_SetURL takes one server, a comma-separated list finds none),
+ * reconnecting for ever every 250 ms once connected, timeout_ms for
+ * connecting, the client's name as the servers show it. The caller may set
+ * more (callbacks), connects, and destroys *out (natsOptions_Destroy).
+ * KR_EINVAL for a list nkv_urls_ok refuses; KR_ENOMEM. */
+KR_MUST_CHECK kr_err nkv_options(const char *urls, const char *name, int64_t timeout_ms,
+                                 natsOptions **out);
+
 /* Connects to the NATS servers of urls ("nats://h1:4222,nats://h2:4222":
  * at most KR_NATS_URLS_MAX, tried in that order), reconnecting for ever
  * once connected. The caller destroys *out (natsConnection_Destroy).

@@ -44,8 +44,12 @@ static void test_bench_follow(void **state)
     assert_non_null(j);
     assert_int_equal(json_integer_value(json_object_get(j, "records")), 3000);
     assert_true(json_is_number(json_object_get(j, "publish_seconds")));
-    static const char *const keys[] = {"follow_seconds", "records_per_s",
-                                       "ceiling_verify_per_s_1_core", "ratio"};
+    static const char *const keys[] = {"follow_seconds",
+                                       "records_per_s",
+                                       "ceiling_verify_per_s",
+                                       "cores",
+                                       "ceiling_verify_per_s_1_core",
+                                       "ratio"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         json_t *v = json_object_get(j, keys[i]);
         if (!json_is_number(v) || json_number_value(v) <= 0)
