@@ -94,7 +94,10 @@ static kr_err probe_shares(struct probe *p, uint64_t sseq, bool *shares, uint64_
     struct jrn_repl_chunk c;
     kr_err err = probe_get(p, sseq, &m, &c);
     *shares = false;
-    if (!err) {
+    if (err == KR_ECORRUPT) { /* not a chunk (someone else's message): nothing shared */
+        *first = UINT64_MAX;
+        err = KR_OK;
+    } else if (!err) {
         *first = c.first;
         *shares = c.first <= p->size && same_record(p, c.first, c.rec[0], c.rec_len[0]);
     }
