@@ -12,8 +12,10 @@
  *   its `replay --check` digests equal the new primary's; `kiroku verify`
  *   passes on both data directories.
  * - A message published into the stream by someone else fences the
- *   primary: its next write is answered not_primary and it steps down (it
- *   then stops at the foreign message as a follower would: exit 1).
+ *   primary: its next write is answered not_primary and it steps down: the
+ *   record of that write, committed but never published, is discarded (the
+ *   report lists it, the journal verifies), and the node then stops at the
+ *   foreign message as a follower would (exit 1).
  */
 #include "api_client.h"
 #include "nats_cluster.h"
@@ -433,6 +435,10 @@ static void test_foreign_publish_fences(void **state)
     assert_int_equal(node_wait_exit(&a), 1); /* stepped down, then stopped at it */
     char *err = kr_test_slurp(a.errf, NULL);
     assert_non_null(strstr(err, "fenced"));
+    /* The refused write was committed here, never published: discarded. */
+    assert_int_equal(discarded_report(a.data), 1);
+    assert_non_null(strstr(err, "discarded record"));
+    assert_verifies(a.data);
     free(err);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
