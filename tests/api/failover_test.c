@@ -11,6 +11,9 @@
  *   DIR/discarded-*.json (then named on its stderr), and is brought level:
  *   its `replay --check` digests equal the new primary's; `kiroku verify`
  *   passes on both data directories.
+ * - A clean stop hands the lease over at once; records the old primary then
+ *   commits offline (kiroku seed) are discarded at its restart (exactly
+ *   those, listed in the report) and it follows, level with the new one.
  * - A message published into the stream by someone else fences the
  *   primary: its next write is answered not_primary and it steps down: the
  *   record of that write, committed but never published, is discarded (the
@@ -28,6 +31,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "journal.h"
 #include "kr_limits.h"
 
 #include <dirent.h>
@@ -412,6 +416,56 @@ static void test_kill9_failover_and_rejoin(void **state)
     assert_verifies(b.data);
 }
 
+static uint64_t size_of(const char *dir)
+{
+    struct journal *j = NULL;
+    struct jrn_options o = {.dir = dir, .read_only = true};
+    assert_int_equal(jrn_open(&o, &j), KR_OK);
+    uint64_t n = jrn_size(j);
+    jrn_close(j);
+    return n;
+}
+
+/* A clean stop hands the lease over at once; records the old primary then
+ * commits offline (kiroku seed) are what a stream written by another epoch
+ * never got: at its restart they are discarded, listed, and it follows. */
+static void test_handover_then_discard(void **state)
+{
+    (void)state;
+    struct node a, b;
+    char bdata[700];
+    snprintf(bdata, sizeof bdata, "%.600s/b-data", fx.p.dir);
+    node_init(&a, "a", fx.p.data);
+    node_init(&b, "b", bdata);
+    backup_restore(a.data, b.data);
+    node_start(&a);
+    wait_role(&a, "primary");
+    node_start(&b);
+    wait_role(&b, "follower");
+    assert_int_equal(write_one(a.ipc, "fo-a"), AC_OK);
+    node_kill(&a, SIGTERM); /* gives the lease up: b takes over without the TTL */
+    wait_role(&b, "primary");
+    assert_int_equal(write_one(b.ipc, "fo-b"), AC_OK);
+
+    uint64_t before = size_of(a.data);
+    const char *seed[] = {"seed",       "--data", a.data,   "--tenants", "1",
+                          "--contacts", "2",      "--seed", "9",         NULL};
+    if (run(seed) != 0)
+        fail_msg("seed: %s %s", fx.out, fx.err);
+    uint64_t seeded = size_of(a.data) - before;
+    assert_true(seeded > 0);
+
+    node_start(&a);
+    wait_role(&a, "follower");
+    assert_int_equal(discarded_report(a.data), (int)seeded);
+    struct pair p = {a.data, b.data};
+    assert_true(kr_test_wait_for(same_views, &p, KR_TEST_WAIT_MS, "equal views"));
+    node_kill(&a, SIGTERM);
+    node_kill(&b, SIGTERM);
+    assert_verifies(a.data);
+    assert_verifies(b.data);
+}
+
 static void test_foreign_publish_fences(void **state)
 {
     (void)state;
@@ -452,6 +506,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_kill9_failover_and_rejoin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handover_then_discard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_publish_fences, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
