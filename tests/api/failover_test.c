@@ -149,12 +149,17 @@ static int node_wait_exit(struct node *n)
     return WIFEXITED(ch.status) ? WEXITSTATUS(ch.status) : -1;
 }
 
+/* Signals the node and waits for it; a SIGTERM must end it cleanly. */
 static void node_kill(struct node *n, int sig)
 {
     if (n->pid <= 0)
         return;
     assert_int_equal(kill(n->pid, sig), 0);
-    (void)node_wait_exit(n);
+    int rc = node_wait_exit(n);
+    if (sig == SIGTERM && rc != 0) {
+        kr_test_print_log(n->errf);
+        fail_msg("node %s exited %d after SIGTERM", n->name, rc);
+    }
 }
 
 /* ---- Reads and writes ---- */
