@@ -99,8 +99,9 @@ static const char serve_usage[] =
     "writes; a primary that loses its lease or is fenced discards what the\n"
     "stream never got (listed in DIR/discarded-*.json), truncates and follows.\n"
     "--lease-ttl MS (setting cluster.lease_ttl, default 10000) when the lease\n"
-    "bucket is made. Daily jobs, alerts, e-mail and --http do not run in a node\n"
-    "yet. See docs/operations.md, \"Failover\".\n"
+    "bucket is made. --http serves the role's metrics and the node's. Daily jobs,\n"
+    "alerts and e-mail do not run in a node yet. See docs/operations.md,\n"
+    "\"Failover\".\n"
     "\n"
     "Connections: a connection that sent no complete request for\n"
     "--idle-timeout SECONDS (default 10; 0 = never) is closed; one peer address\n"
@@ -1172,7 +1173,10 @@ static int serve_node(const struct serve_args *a, const char *data, const struct
         .clock = clock,
         .two_flushes = kr_config_bool(cfg, "journal.two_flushes"),
         .json = a->co.json,
+        .http = a->http ? a->http : kr_config_str(cfg, "http.listen"),
     };
+    if (!o.http[0])
+        o.http = NULL;
     sigset_t node_sigs = *sigs;
     sigaddset(&node_sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &node_sigs, NULL);

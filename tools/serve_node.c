@@ -19,9 +19,11 @@
 #include "cli.h"
 #include "domain.h"
 #include "follower.h"
+#include "http.h"
 #include "keyring.h"
 #include "keys.h"
 #include "lease.h"
+#include "metrics.h"
 #include "natskv.h"
 #include "node_rejoin.h"
 #include "replica.h"
@@ -49,8 +51,12 @@ struct node {
     struct journal *_Atomic j;      /* the primary's journal (the lost callback) */
     atomic_bool lost;               /* the lease was lost */
     int replicas;                   /* the buckets': min(3, servers) */
-    int rc;                         /* the exit code (NODE_EXIT) */
-    bool rebuild;                   /* views to rebuild (after a truncation) */
+    atomic_bool primary;            /* for the metrics: */
+    atomic_uint_fast64_t epoch, promotions, discarded;
+    struct api_metrics *m; /* this role's /metrics, or NULL */
+    struct api_http *h;
+    int rc;       /* the exit code (NODE_EXIT) */
+    bool rebuild; /* views to rebuild (after a truncation) */
 };
 
 /* ---- Callbacks (other threads) ---- */
@@ -80,7 +86,47 @@ static void node_wake(void *arg)
     kill(getpid(), SIGUSR1);
 }
 
+static void node_stats(void *arg, struct api_node_stats *out)
+{
+    struct node *n = arg;
+    out->primary = atomic_load(&n->primary);
+    out->epoch = out->primary ? atomic_load(&n->epoch) : 0;
+    out->promotions = atomic_load(&n->promotions);
+    out->discarded = atomic_load(&n->discarded);
+}
+
 /* ---- Helpers ---- */
+
+/* This role's /metrics and /healthz (--http): the follower's or the
+ * publisher's, and the node's. A failure is said, not fatal. */
+static void http_start(struct node *n, struct kr_domain *d, struct api_follower *f,
+                       struct cluster *cl)
+{
+    if (!n->o->http)
+        return;
+    const char *why = "";
+    kr_err err = api_metrics_new(d, NULL, &n->m);
+    if (!err) {
+        api_metrics_set_follower(n->m, f);
+        api_metrics_set_cluster(n->m, cl);
+        api_metrics_set_node(n->m, node_stats, n);
+        err = api_http_start(n->o->http, n->m, &n->h, &why);
+    }
+    if (err) {
+        fprintf(stderr, "kiroku: serve: --http %s: %s%s%s\n", n->o->http, why, why[0] ? ": " : "",
+                kr_strerror(err));
+        api_metrics_free(n->m);
+        n->m = NULL;
+    }
+}
+
+static void http_stop(struct node *n)
+{
+    api_http_stop(n->h);
+    api_metrics_free(n->m);
+    n->h = NULL;
+    n->m = NULL;
+}
 
 /* The next signal, or 0 after KR_NODE_POLL_MS. */
 static int node_wait(struct node *n)
@@ -108,7 +154,12 @@ static void node_print(const struct node *n, const char *role, uint64_t size, ui
             printf(i ? "," : "");
             cli_json_str(stdout, urls[i], strlen(urls[i]));
         }
-        printf("],\"pid\":%ld}\n", (long)getpid());
+        printf("]");
+        if (n->h) {
+            printf(",\"http\":");
+            cli_json_str(stdout, api_http_url(n->h), strlen(api_http_url(n->h)));
+        }
+        printf(",\"pid\":%ld}\n", (long)getpid());
     } else {
         printf("kiroku: node %s: %s of shard %s (%" PRIu64 " records", n->o->node, role,
                n->o->shard, size);
@@ -223,9 +274,11 @@ static enum node_role node_follow(struct node *n)
         fprintf(stderr, "kiroku: serve: following: %s: %s\n", why, kr_strerror(err));
         n->rc = CLI_FAIL;
     } else {
+        http_start(n, d, f, NULL);
         node_print(n, "follower", jrn_size(d->j), 0, s);
         next = follow_loop(n, sn, f);
     }
+    http_stop(n);
     api_server_stop(s);
     api_follower_stop(f);
     shardnode_close(sn);
@@ -404,8 +457,14 @@ static enum node_role node_lead(struct node *n)
             n->rc = CLI_FAIL;
             next = NODE_EXIT;
         } else {
+            atomic_store(&n->epoch, l.epoch);
+            atomic_store(&n->primary, true);
+            atomic_fetch_add(&n->promotions, 1);
+            http_start(n, l.d, NULL, l.cl);
             node_print(n, "primary", jrn_size(l.d->j), l.epoch, l.s);
             next = lead_loop(n, l.cl);
+            atomic_store(&n->primary, false);
+            http_stop(n);
         }
     }
     lead_stop(n, &l, next == NODE_EXIT);
@@ -425,8 +484,10 @@ static enum node_role node_rejoin_step(struct node *n)
         n->rc = CLI_FAIL;
         return NODE_EXIT;
     }
-    if (r.discarded)
+    if (r.discarded) {
         n->rebuild = true;
+        atomic_fetch_add(&n->discarded, r.discarded);
+    }
     return NODE_FOLLOW;
 }
 

@@ -36,8 +36,13 @@
  * (jrn_key_hook) before it signs anything; a primary also puts its current
  * key when it starts.
  *
+ * Metrics (--http, restarted with each role on the same URL): the
+ * follower's or the publisher's, and kiroku_node_primary,
+ * kiroku_node_lease_epoch, kiroku_node_promotions_total and
+ * kiroku_node_discarded_records_total (api_metrics_set_node).
+ *
  * stdout gets a line per role taken (--json: {"role": "primary"|"follower",
- * "size": N, "epoch": E, "listen": [...], "pid": P}).
+ * "size": N, "epoch": E, "listen": [...], "http": URL, "pid": P}).
  */
 #ifndef KR_TOOLS_SERVE_NODE_H
 #define KR_TOOLS_SERVE_NODE_H
@@ -64,6 +69,7 @@ struct serve_node_options {
     uint64_t max_age_s;           /* cluster_options.max_age_s */
     unsigned replicas;            /* cluster_options.replicas */
     uint32_t lease_ttl_ms;        /* when the lease bucket is made; 0 = default */
+    const char *http;             /* /metrics and /healthz per role; NULL = none */
     const struct kr_clock *clock; /* NULL = system */
     bool two_flushes, json;
 };

@@ -33,7 +33,9 @@
 
 #include "journal.h"
 #include "kr_limits.h"
+#include "wbuf.h"
 
+#include <curl/curl.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <nats/nats.h>
@@ -95,10 +97,26 @@ static void node_start(struct node *n)
         int fe = open(n->errf, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fo, 1);
         dup2(fe, 2);
-        const char *argv[] = {
-            "kiroku",        "serve",  "--data",      n->data, "--nats",     kr_nats_urls(fx.nats),
-            "--node",        n->name,  "--listen",    n->ipc,  "--operator", n->op,
-            "--replication", "quorum", "--lease-ttl", "2000",  "--json",     NULL};
+        const char *argv[] = {"kiroku",
+                              "serve",
+                              "--data",
+                              n->data,
+                              "--nats",
+                              kr_nats_urls(fx.nats),
+                              "--node",
+                              n->name,
+                              "--listen",
+                              n->ipc,
+                              "--operator",
+                              n->op,
+                              "--replication",
+                              "quorum",
+                              "--lease-ttl",
+                              "2000",
+                              "--json",
+                              "--http",
+                              "http://127.0.0.1:0",
+                              NULL};
         execv(KR_KIROKU_BIN, (char *const *)argv);
         _exit(127);
     }
@@ -239,6 +257,51 @@ static void assert_listed(const char *url, char names[][8], size_t n)
             fail_msg("acknowledged write %s is not on the new primary", names[i]);
     msgpack_sbuffer_destroy(&sb);
     ac_close(&c);
+}
+
+static size_t body_add(char *p, size_t size, size_t n, void *arg)
+{
+    struct kr_wbuf *b = arg;
+    return kr_wbuf_add(b, p, size * n) == KR_OK ? size * n : 0;
+}
+
+/* The value of sample `name` on the /metrics page the node's newest line
+ * names. */
+static uint64_t metric(const struct node *n, const char *name)
+{
+    char *text = kr_test_slurp(n->out, NULL), *line = text, *nl;
+    while ((nl = strchr(line, '\n')) && nl[1]) /* the newest whole line */
+        line = nl + 1;
+    json_error_t je;
+    json_t *j = json_loads(line, JSON_DISABLE_EOF_CHECK, &je);
+    assert_non_null(j);
+    char url[256];
+    const char *http = json_string_value(json_object_get(j, "http"));
+    if (!http)
+        kr_test_print_log(n->errf);
+    if (!http)
+        fail_msg("node %s printed no http URL: %s", n->name, line);
+    snprintf(url, sizeof url, "%s/metrics", http);
+    json_decref(j);
+    free(text);
+    struct kr_wbuf b;
+    kr_wbuf_init(&b, 1u << 20);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_add);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)KR_TEST_WAIT_MS);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    assert_int_equal(kr_wbuf_add(&b, "", 1), KR_OK);
+    char want[128];
+    snprintf(want, sizeof want, "\n%s ", name);
+    const char *p = strstr((const char *)b.data, want);
+    assert_non_null(p);
+    uint64_t v = strtoull(p + strlen(want), NULL, 10);
+    kr_wbuf_free(&b);
+    return v;
 }
 
 static json_t *digests(const char *dir, uint64_t *records)
@@ -463,6 +526,10 @@ static void test_handover_then_discard(void **state)
     node_start(&a);
     wait_role(&a, "follower");
     assert_int_equal(discarded_report(a.data), (int)seeded);
+    assert_int_equal(metric(&a, "kiroku_node_discarded_records_total"), seeded);
+    assert_int_equal(metric(&a, "kiroku_node_primary"), 0);
+    assert_int_equal(metric(&b, "kiroku_node_primary"), 1);
+    assert_int_equal(metric(&b, "kiroku_node_promotions_total"), 1);
     struct pair p = {a.data, b.data};
     assert_true(kr_test_wait_for(same_views, &p, KR_TEST_WAIT_MS, "equal views"));
     node_kill(&a, SIGTERM);
