@@ -360,6 +360,7 @@ struct lead {
     struct shardnode *sn;
     struct api_server *s;
     uint64_t epoch;
+    char why[512]; /* cluster_start's line */
 };
 
 /* Opens the journal for appends with the publisher's hook, takes the lease,
@@ -407,14 +408,13 @@ static enum node_role lead_start(struct node *n, struct lead *l, const char **wh
     }
     atomic_store(&n->j, l->d->j);
     lead_put_key(n, l->d, &info);
-    static char line[512];
-    err = cluster_start(l->cl, l->d->j, line, sizeof line);
+    err = cluster_start(l->cl, l->d->j, l->why, sizeof l->why);
     if (err == KR_ENOTPRIMARY) {
-        fprintf(stderr, "kiroku: serve: %s: stepping down\n", line);
+        fprintf(stderr, "kiroku: serve: %s: stepping down\n", l->why);
         return NODE_REJOIN;
     }
     if (err) {
-        *why = line;
+        *why = l->why;
         goto fail;
     }
     if ((err = lead_epoch(l->d))) {
