@@ -209,6 +209,11 @@ static kr_err chunk_apply(struct api_follower *f, const struct jrn_repl_chunk *c
                      "message %" PRIu64 " is of epoch %" PRIu64 ", after one of epoch %" PRIu64,
                      sseq, c->epoch, f->epoch);
     f->epoch = c->epoch;
+    /* History this journal holds whole (a stream read from its start, by a
+     * journal restored past it): nothing to apply, and its note signs a
+     * size this journal has passed. */
+    if (!f->r && last <= jrn_size(f->o.d->j))
+        return KR_OK;
     kr_err err;
     if (!f->r && (err = session_begin(f)))
         return err;

@@ -22,10 +22,11 @@
  * back and that it continues where the previous one ended, and adds each
  * record to an apply session (jrn_replica_add: signature with the key valid
  * at that seq, prev link, time, commitment). Records the journal already
- * holds are compared byte for byte. The chunk that carries the range's
- * signed checkpoint commits the session (jrn_replica_commit: the checkpoint
- * must be this journal's, signed, at the size reached, with the tree's
- * root), durably, together with that message's stream sequence. So a range
+ * holds are compared byte for byte (a message it holds whole, met when an
+ * empty stream is read from its start, is skipped). The chunk that carries
+ * the range's signed checkpoint commits the session (jrn_replica_commit:
+ * the checkpoint must be this journal's, signed, at the size reached, with
+ * the tree's root), durably, together with that message's stream sequence. So a range
  * is applied whole once its checkpoint verifies it, or not at all. Then the
  * erasures the range recorded (tenant.erased, signup.expired) are carried
  * out here as the primary carried them out before recording them: the

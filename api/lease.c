@@ -287,19 +287,17 @@ static void renew(struct lease *l, struct news *n)
     pthread_mutex_lock(&l->mu);
     if (!l->holding || l->rev != expect) {
         /* lost or released meanwhile */
-    } else if (!fit) {
-        l->renew_due = sent + l->ttl_ms / 20;
-    } else if (err == KR_OK) {
+    } else if (fit && err == KR_OK) {
         l->rev = rev;
         l->renew_due = sent + l->ttl_ms / 3;
         l->valid_until = sent + l->ttl_ms - l->ttl_ms / 10;
-    } else if (adopt) {
+    } else if (fit && adopt) {
         l->rev = own; /* renew on it at once: its time is unknown */
         l->renew_due = sent;
-    } else if (err == KR_ECONFLICT) {
+    } else if (fit && err == KR_ECONFLICT) {
         lose(l, n, "the lease moved on (taken by another node, or expired)");
     } else {
-        l->renew_due = sent + l->ttl_ms / 20; /* unreachable: try again soon */
+        l->renew_due = sent + l->ttl_ms / 20; /* unfit, or unreachable: again soon */
     }
     if (l->holding && mono_ms() >= l->valid_until)
         lose(l, n, "not renewed within the TTL");
@@ -464,7 +462,7 @@ static kr_err take_from(struct lease *l, uint64_t *expect)
 
 static kr_err acquire_locked(struct lease *l, uint64_t size, uint64_t *epoch)
 {
-    uint64_t expect, rev1, rev2;
+    uint64_t expect = 0, rev1 = 0, rev2 = 0;
     kr_err err = take_from(l, &expect);
     if (err)
         return err;

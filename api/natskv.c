@@ -56,7 +56,7 @@ kr_err nkv_connect(const char *urls, natsConnection **out)
     if (s == NATS_OK)
         s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK)
-        s = natsOptions_SetTimeout(o, KR_KV_WAIT_MS * 10);
+        s = natsOptions_SetTimeout(o, (int64_t)KR_KV_WAIT_MS * 10);
     if (s == NATS_OK)
         s = natsConnection_Connect(out, o);
     natsOptions_Destroy(o);

@@ -129,7 +129,7 @@ static bool t_room(struct kr_shardmap *m)
     struct tslot *t = calloc(cap, sizeof *t);
     if (!t)
         return false;
-    for (size_t i = 0; i < m->tcap; i++)
+    for (size_t i = 0; m->t && i < m->tcap; i++)
         if (m->t[i].tenant)
             *t_find(t, cap, m->t[i].tenant) = m->t[i];
     free(m->t);
@@ -148,7 +148,7 @@ static bool c_room(struct kr_shardmap *m)
     struct cslot *c = calloc(cap, sizeof *c);
     if (!c)
         return false;
-    for (size_t i = 0; i < m->ccap; i++)
+    for (size_t i = 0; m->c && i < m->ccap; i++)
         if (m->c[i].code[0])
             *c_find(c, cap, m->c[i].code) = m->c[i];
     free(m->c);

@@ -6,10 +6,12 @@
  * journal chunks. The publisher thread sleeps on a condition variable
  * (CLOCK_MONOTONIC) so close wakes it at once; it announces the endpoint
  * until that succeeds once, then publishes the domain's tenants each round
- * while lease_held says the lease is this node's.
+ * while lease_held says the lease is this node's, skipping the scan when the
+ * journal has not grown since the last complete one.
  */
 #include "shardnode.h"
 
+#include "domain.h"
 #include "natskv.h"
 
 #include <pthread.h>
@@ -36,6 +38,7 @@ struct shardnode {
     pthread_mutex_t mu; /* with cv: stop, promoted, announced */
     pthread_cond_t cv;
     bool stop, promoted, announced;
+    uint64_t published_at; /* the journal's size at the last complete round */
     atomic_uint_fast64_t rounds, written;
 };
 
@@ -73,9 +76,16 @@ static void publish_round(struct shardnode *n)
         n->announced = true;
         pthread_mutex_unlock(&n->mu);
     }
+    /* Tenants come only with records: an idle journal needs no scan. */
+    uint64_t size = jrn_size(n->d->j);
+    if (size == n->published_at)
+        return;
     size_t w = 0;
-    if (kr_shardmap_publish(n->m, n->d, n->rt.self, &w, NULL) == KR_OK)
+    if (kr_shardmap_publish(n->m, n->d, n->rt.self, &w, NULL) == KR_OK) {
         atomic_fetch_add(&n->written, w);
+        if (w < KR_SHARDMAP_PUBLISH_MAX)
+            n->published_at = size; /* else more to write next round */
+    }
     atomic_fetch_add(&n->rounds, 1);
 }
 

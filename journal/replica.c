@@ -762,7 +762,7 @@ kr_err jrn_replica_commit(struct jrn_replica *r, const char *note, size_t len, u
     }
     if ((err = jrn_commit_durable(j, r->txn))) {
         /* LMDB freed the transaction. After a failed flush what reached the
-         * disk is unknown: the caller stops and reopens (docs). */
+         * disk is unknown: the caller reopens (replica.h). */
         fault(r, f, err, j->size, "cannot commit: %s", kr_strerror(err));
         session_end(r, false, true);
         return err;

@@ -154,8 +154,10 @@ KR_MUST_CHECK kr_err jrn_replica_add_chunk(struct jrn_replica *r, const struct j
  * views' batch and commits durably. Public keys added in the session are then
  * written to DIR/keys/journal-N.pub, and DIR/checkpoint follows (at most once
  * per KR_CHECKPOINT_FILE_NS, and at jrn_close). On failure (KR_ECORRUPT,
- * KR_EBADSIG, a storage error; f set) nothing of the session is kept. Frees
- * r either way. A session that added no record (every one already held)
+ * KR_EBADSIG, a storage error; f set) nothing of the session is kept. After
+ * a failed commit itself (KR_EIO: the flush failed, so what reached the disk
+ * is unknown) close the journal and open it again, as after a writer's I/O
+ * error. Frees r either way. A session that added no record (every one already held)
  * commits only the position. */
 KR_MUST_CHECK kr_err jrn_replica_commit(struct jrn_replica *r, const char *note, size_t len,
                                         uint64_t source_pos, struct jrn_start_fault *f);

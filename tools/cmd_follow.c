@@ -11,6 +11,7 @@
  */
 #include "cli.h"
 #include "cluster.h"
+#include "config.h"
 #include "domain.h"
 #include "follower.h"
 #include "http.h"
@@ -18,6 +19,7 @@
 #include "lease.h"
 #include "metrics.h"
 #include "natskv.h"
+#include "path.h"
 #include "server.h"
 
 #include <getopt.h>
@@ -31,9 +33,10 @@
 #include <unistd.h>
 
 static const char follow_usage[] =
-    "usage: kiroku follow --nats URL[,URL...] [--data DIR] [--shard NAME]\n"
+    "usage: kiroku follow [--nats URL[,URL...]] [--data DIR] [--shard NAME]\n"
     "                     [--listen URL]... [--operator URL] [--primary URL]\n"
-    "                     [--http URL] [--node NAME] [--keep-serving] [--json]\n"
+    "                     [--http URL] [--node NAME] [--keep-serving]\n"
+    "                     [--config FILE] [--json]\n"
     "\n"
     "Follows the primary's journal stream (KIROKU_<SHARD> on NATS JetStream):\n"
     "every record is verified as an auditor would (its signature with the key\n"
@@ -43,7 +46,9 @@ static const char follow_usage[] =
     "primary (kiroku restore), or an earlier follower's data: the follower\n"
     "resumes where it stopped, or finds the stream message holding the\n"
     "journal's next record; a stream that no longer holds it is refused, naming\n"
-    "the backup needed. --shard NAME (default main) names the stream.\n"
+    "the backup needed. --shard NAME (default main) names the stream. --nats\n"
+    "and --shard default to the settings cluster.nats and cluster.shard of\n"
+    "--config FILE (default DIR/kiroku.conf if it exists), as for serve.\n"
     "\n"
     "--listen URL (repeatable; tcp://, tls+tcp://, ipc://) serves every read op\n"
     "over the follower's views, with an operator endpoint (--operator, default\n"
@@ -69,6 +74,8 @@ struct follow_args {
     struct cli_common co;
     const char *nats, *shard, *primary, *operator_url, *http, *node;
     bool keep_serving;        /* --keep-serving: a fault does not end the process */
+    const char *config_path;  /* --config, or NULL: DIR/kiroku.conf if it exists */
+    struct kr_config *cfg;    /* loaded by follow_config */
     natsConnection *lease_nc; /* the lease's connection, or NULL */
     struct lease *lease;      /* the shard's lease, watched, or NULL */
     jsCtx *js;                /* over lease_nc, for the keyring; or NULL */
@@ -88,6 +95,7 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
                                          {"http", required_argument, 0, 'H'},
                                          {"node", required_argument, 0, 'N'},
                                          {"keep-serving", no_argument, 0, 'K'},
+                                         {"config", required_argument, 0, 'c'},
                                          {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     int c, rc;
@@ -115,6 +123,9 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
         case 'K':
             a->keep_serving = true;
             break;
+        case 'c':
+            a->config_path = optarg;
+            break;
         case 'l':
             if (a->nlisten == KR_API_LISTEN_MAX) {
                 fprintf(stderr, "kiroku: follow: at most %u --listen\n", KR_API_LISTEN_MAX);
@@ -127,11 +138,38 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
                 return rc;
         }
     }
-    if (optind != argc || !a->nats || !a->nats[0])
-        return cli_usage(follow_usage);
+    return optind == argc ? CLI_CONTINUE : cli_usage(follow_usage);
+}
+
+/* The settings file (--config, else DIR/kiroku.conf when there is one):
+ * cluster.nats and cluster.shard stand in for --nats and --shard, as for
+ * serve --nats; then both are checked. CLI_CONTINUE or the exit code. */
+static int follow_config(struct follow_args *a, const char *data)
+{
+    char dflt[KR_PATH_MAX], why[256];
+    const char *path = a->config_path;
+    if (!path && kr_path_join(dflt, sizeof dflt, data, "kiroku.conf") != KR_OK)
+        return cli_fail("follow: --data", KR_ETOOLARGE);
+    path = path ? path : dflt;
+    kr_err err = kr_config_load(path, &a->cfg, why, sizeof why);
+    if (err == KR_ENOTFOUND && !a->config_path)
+        err = kr_config_load(NULL, &a->cfg, why, sizeof why);
+    if (err) {
+        fprintf(stderr, "kiroku: follow: %s: %s\n", path,
+                err == KR_EINVAL ? why : kr_strerror(err));
+        return err == KR_EINVAL ? CLI_USAGE : CLI_FAIL;
+    }
+    if (!a->nats)
+        a->nats = kr_config_str(a->cfg, "cluster.nats");
+    if (!a->shard)
+        a->shard = kr_config_str(a->cfg, "cluster.shard");
+    if (!a->nats || !a->nats[0]) {
+        fprintf(stderr, "kiroku: follow: no NATS servers (--nats, or the setting cluster.nats)\n");
+        return CLI_USAGE;
+    }
     char stream[KR_CLUSTER_NAME_MAX], subject[KR_CLUSTER_NAME_MAX];
     if (a->shard && cluster_names(a->shard, stream, subject, sizeof stream) != KR_OK) {
-        fprintf(stderr, "kiroku: follow: --shard %s: a shard is named [a-z0-9-]{1,32}\n", a->shard);
+        fprintf(stderr, "kiroku: follow: shard %s: a shard is named [a-z0-9-]{1,32}\n", a->shard);
         return CLI_USAGE;
     }
     return CLI_CONTINUE;
@@ -365,8 +403,12 @@ int cmd_follow(int argc, char **argv)
 {
     struct follow_args a;
     int rc = follow_parse(argc, argv, &a);
-    if (rc != CLI_CONTINUE)
+    if (rc == CLI_CONTINUE)
+        rc = follow_config(&a, cli_data_dir(a.co.data));
+    if (rc != CLI_CONTINUE) {
+        kr_config_free(a.cfg);
         return rc;
+    }
     /* Before any thread exists, so that every thread inherits the mask. */
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -377,5 +419,6 @@ int cmd_follow(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     rc = follow_run(&a, cli_data_dir(a.co.data), &sigs);
     nats_Close(); /* the client library's threads and memory */
+    kr_config_free(a.cfg);
     return rc;
 }

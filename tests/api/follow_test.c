@@ -998,11 +998,42 @@ static void test_message_without_headers_stops(void **state)
     assert_int_equal(size_of(f.data), fx.backup_size);
 }
 
-/* In a three-node cluster, the node a follower is connected to (the one
- * URL it was given) is killed while the primary's writes go on into the
- * stream (R3: two nodes are a majority): the follower reconnects to a node
- * it learnt of, resumes from what it committed and is level again; the node
- * comes back; the journal verifies. */
+/* Without --nats and --shard, the settings cluster.nats and cluster.shard
+ * of DIR/kiroku.conf name the servers and the stream. */
+static void test_settings_name_the_stream(void **state)
+{
+    (void)state;
+    stream_add("conf-bare");
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    assert_int_equal(js_Publish(&pa, fx.js, "kiroku.conf-bare.journal", "x", 1, NULL, &jerr),
+                     NATS_OK);
+    jsPubAck_Destroy(pa);
+    char dir[700], conf[720];
+    snprintf(dir, sizeof dir, "%s/f-conf", fx.p.dir);
+    kr_test_copytree(fx.base, dir);
+    snprintf(conf, sizeof conf, "%s/kiroku.conf", dir);
+    FILE *fp = fopen(conf, "w");
+    assert_non_null(fp);
+    fprintf(fp, "cluster.nats = %s\ncluster.shard = conf-bare\n", kr_nats_urls(fx.nats));
+    fclose(fp);
+    const char *a[] = {"follow", "--data", dir, NULL};
+    assert_int_equal(run(a), 1); /* the bare message: a fault */
+    assert_non_null(strstr(fx.err, "of the stream KIROKU_CONF_BARE lacks"));
+    snprintf(conf, sizeof conf, "%s/empty.conf", dir);
+    fp = fopen(conf, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    const char *none[] = {"follow", "--data", dir, "--config", conf, NULL};
+    assert_int_equal(run(none), 2);
+    assert_non_null(strstr(fx.err, "no NATS servers"));
+}
+
+/* A follower started before its stream exists waits for it. In a
+ * three-node cluster, the node a follower is connected to (the one URL it
+ * was given) is killed while the primary's writes go on into the stream (R3: two nodes are a
+ * majority): the follower reconnects to a node it learnt of, resumes from what it committed and is
+ * level again; the node comes back; the journal verifies. */
 static void test_its_node_killed_in_a_cluster(void **state)
 {
     (void)state;
@@ -1013,9 +1044,10 @@ static void test_its_node_killed_in_a_cluster(void **state)
     assert_int_equal(nkv_connect(kr_nats_urls(c3), &nc3), KR_OK);
     assert_int_equal(natsConnection_JetStream(&js3, nc3, NULL), NATS_OK);
     fx.nats = c3, fx.js = js3, fx.follow_urls = c3->node[1].url;
-    stream_add("parted");
     struct follower f;
-    follower_start(&f, "f-parted", "parted");
+    follower_start(&f, "f-parted", "parted"); /* before the stream exists: it waits */
+    follower_http(&f);
+    stream_add("parted");
     uint64_t published = publish_tail("parted", 1);
     wait_level(&f, published);
     kr_nats_stop_node(c3, 1, SIGKILL);
@@ -1048,6 +1080,7 @@ int main(void)
         cmocka_unit_test(test_fault_keeps_serving_when_asked),
         cmocka_unit_test(test_stream_past_the_backup_is_refused),
         cmocka_unit_test(test_message_without_headers_stops),
+        cmocka_unit_test(test_settings_name_the_stream),
         cmocka_unit_test(test_its_node_killed_in_a_cluster),
         cmocka_unit_test(test_follows_serve_nats),
     };

@@ -113,6 +113,10 @@ static void test_usage(void **state)
     assert_int_equal(shards("announce", "Bad", "tcp://x:1", NULL, NULL, NULL), 2);
     assert_int_equal(shards("assign", "alpha", NULL, NULL, NULL, NULL), 2);
     assert_int_equal(shards("where", NULL, NULL, NULL, NULL, NULL), 2);
+    /* Nobody there: NATS unreachable. */
+    const char *down[] = {"shards", "--nats", "nats://127.0.0.1:1", "list", NULL};
+    assert_int_equal(kr_test_run(KR_KIROKU_BIN, down, g_out, g_err, CAP), 3);
+    assert_non_null(strstr(g_err, "kiroku: shards: NATS"));
 }
 
 int main(void)
