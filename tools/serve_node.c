@@ -80,6 +80,15 @@ static void node_lost(void *ctx, const char *why)
     kill(getpid(), SIGUSR1);
 }
 
+/* Asked before each renewal: a primary whose journal stopped (an I/O
+ * error) lets its lease lapse rather than hold the shard's writes. */
+static bool node_healthy(void *ctx)
+{
+    struct node *n = ctx;
+    struct journal *j = atomic_load(&n->j);
+    return !j || jrn_failed(j) == KR_OK;
+}
+
 static void node_wake(void *arg)
 {
     (void)arg;
@@ -183,6 +192,7 @@ static kr_err node_shard_open(struct node *n, struct kr_domain *d, struct shardn
         .replicas = n->replicas,
         .d = d,
         .lost = node_lost,
+        .healthy = node_healthy,
         .ctx = n,
     };
     return shardnode_open(&so, sn);
@@ -332,9 +342,9 @@ static kr_err lead_epoch(struct kr_domain *d)
     return err;
 }
 
-/* Serves as the primary until a signal (NODE_EXIT), a lost lease or a
- * fenced publish (NODE_REJOIN). */
-static enum node_role lead_loop(struct node *n, struct cluster *cl)
+/* Serves as the primary until a signal (NODE_EXIT), a lost lease, a
+ * fenced publish or a stopped journal (NODE_REJOIN). */
+static enum node_role lead_loop(struct node *n, struct cluster *cl, struct journal *j)
 {
     for (;;) {
         int sig = node_wait(n);
@@ -351,6 +361,12 @@ static enum node_role lead_loop(struct node *n, struct cluster *cl)
         }
         if (atomic_load(&n->lost))
             return NODE_REJOIN;
+        kr_err jf = jrn_failed(j);
+        if (jf && jf != KR_ENOTPRIMARY) { /* I/O: give the lease up now, not at its TTL */
+            fprintf(stderr, "kiroku: serve: the journal stopped (%s): stepping down\n",
+                    kr_strerror(jf));
+            return NODE_REJOIN;
+        }
     }
 }
 
@@ -462,7 +478,7 @@ static enum node_role node_lead(struct node *n)
             atomic_fetch_add(&n->promotions, 1);
             http_start(n, l.d, NULL, l.cl);
             node_print(n, "primary", jrn_size(l.d->j), l.epoch, l.s);
-            next = lead_loop(n, l.cl);
+            next = lead_loop(n, l.cl, l.d->j);
             atomic_store(&n->primary, false);
             http_stop(n);
         }

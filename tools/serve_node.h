@@ -23,6 +23,8 @@
  *     journal.epoch_started record. Then writes are taken.
  *   primary: until its lease is lost or a publish is fenced (another node
  *     wrote the stream); then appends stop (KR_ENOTPRIMARY) and it steps down.
+ *     A journal stopped by an I/O error makes it step down too (giving the
+ *     lease up at once), and skips renewals meanwhile (lease_options.healthy).
  *   stepping down (and at start when the stream is ahead): the records this
  *     journal holds that the stream never got, or holds otherwise, are found
  *     (the last stream message whose first record is this journal's), written
