@@ -65,6 +65,8 @@ struct api_metrics {
     bool full_now;                     /* refused since the last success */
     uint64_t first_time_ns;            /* record 1's time, once read (0 = not yet) */
     struct cluster *cl;                /* the publisher (serve --nats), or NULL */
+    void (*node)(void *arg, struct api_node_stats *out); /* serve --node, or NULL */
+    void *node_arg;
 };
 
 kr_err api_metrics_new(struct kr_domain *d, const struct api_metrics_options *o,
@@ -117,6 +119,13 @@ void api_metrics_set_follower(struct api_metrics *m, struct api_follower *f)
 void api_metrics_set_cluster(struct api_metrics *m, struct cluster *cl)
 {
     m->cl = cl;
+}
+
+void api_metrics_set_node(struct api_metrics *m,
+                          void (*node)(void *arg, struct api_node_stats *out), void *arg)
+{
+    m->node = node;
+    m->node_arg = arg;
 }
 
 /* ---- What a scrape reads ---- */
@@ -478,6 +487,23 @@ static void health_cluster(struct cluster *cl, struct kr_wbuf *out)
             cs.lag_records);
 }
 
+static void render_node(const struct api_metrics *m, struct kr_wbuf *b)
+{
+    struct api_node_stats st = {0};
+    m->node(m->node_arg, &st);
+    head(b, "kiroku_node_primary", "gauge", "1 while this node is its shard's primary.");
+    put(b, "kiroku_node_primary %d\n", st.primary ? 1 : 0);
+    head(b, "kiroku_node_lease_epoch", "gauge", "The lease epoch this node holds (0: following).");
+    put(b, "kiroku_node_lease_epoch %" PRIu64 "\n", st.epoch);
+    head(b, "kiroku_node_promotions_total", "counter",
+         "Times this node took the lease and started an epoch.");
+    put(b, "kiroku_node_promotions_total %" PRIu64 "\n", st.promotions);
+    head(b, "kiroku_node_discarded_records_total", "counter",
+         "Records this node committed that the stream never got, discarded when it rejoined "
+         "(listed in DIR/discarded-*.json).");
+    put(b, "kiroku_node_discarded_records_total %" PRIu64 "\n", st.discarded);
+}
+
 kr_err api_metrics_render(struct api_metrics *m, struct kr_wbuf *out)
 {
     struct snapshot s;
@@ -493,6 +519,8 @@ kr_err api_metrics_render(struct api_metrics *m, struct kr_wbuf *out)
         render_follower(m->follower, out);
     if (m->cl)
         render_cluster(m->cl, out);
+    if (m->node)
+        render_node(m, out);
     return kr_wbuf_failed(out);
 }
 

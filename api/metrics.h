@@ -92,6 +92,19 @@ void api_metrics_set_follower(struct api_metrics *m, struct api_follower *f);
  * outlive the scrapes. */
 void api_metrics_set_cluster(struct api_metrics *m, struct cluster *cl);
 
+/* A role-changing node's (serve --node, tools/serve_node.h) state, as its
+ * callback gives it at each scrape: its role now (1 primary, 0 follower),
+ * the lease epoch it holds (0 when following), promotions and records
+ * discarded (committed here, never in the stream) since it started. */
+struct api_node_stats {
+    bool primary;
+    uint64_t epoch, promotions, discarded;
+};
+/* node(arg, out) is called at each scrape (any thread; keep it short);
+ * NULL = none. Set before serving. */
+void api_metrics_set_node(struct api_metrics *m,
+                          void (*node)(void *arg, struct api_node_stats *out), void *arg);
+
 /* Writes the whole /metrics page (Prometheus text format 0.0.4) into out
  * (reset first; init it with a ceiling of KR_METRICS_PAGE_MAX). Errors:
  * KR_ETOOLARGE or KR_ENOMEM from the buffer; a journal read error. */

@@ -207,6 +207,7 @@ static struct journal *journal_alloc(const struct jrn_options *o)
     j->clock = o->clock;
     j->views = o->views;
     j->durable = o->durable;
+    j->key_made = o->key_made;
     pthread_mutex_init(&j->mu, NULL);
     pthread_mutex_init(&j->rel_mu, NULL);
     pthread_mutex_init(&j->stats_mu, NULL);
@@ -2649,6 +2650,14 @@ void jrn_get_stats(struct journal *j, struct jrn_stats *out)
     pthread_mutex_unlock(&j->stats_mu);
 }
 
+/* Tells the key hook of a new signing key (journal.h, jrn_key_hook). */
+static kr_err key_made(struct journal *j, const struct kr_signing_key *key)
+{
+    if (!j->key_made || !j->key_made->key_made)
+        return KR_OK;
+    return j->key_made->key_made(j->key_made->ctx, j->journal_id, key);
+}
+
 kr_err jrn_rotate_key(struct journal *j, struct jrn_info *new_info)
 {
     kr_err err;
@@ -2687,6 +2696,8 @@ kr_err jrn_rotate_key(struct journal *j, struct jrn_info *new_info)
         kr_key_remove(j->dir, new_id);
         err = kr_key_save(j->dir, nk);
     }
+    if (!err && (err = key_made(j, nk)))
+        kr_key_remove(j->dir, new_id);
     if (err ||
         (err = jrn_stream_version(j, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM), &version)))
         goto out;
@@ -2825,14 +2836,22 @@ kr_err jrn_new_epoch(struct journal *j, const char *prev_checkpoint, size_t len,
     uint8_t pk[KR_PUBKEY_LEN];
     while (id < UINT32_MAX && kr_pubkey_load(j->dir, id, pk) == KR_OK)
         id++;
-    if ((err = kr_key_generate(id, key)))
-        goto out;
-    made = true;
-    err = kr_key_save(j->dir, key);
-    if (err == KR_EEXIST) {
-        /* A secret file without its public one: never published, replace it. */
-        kr_key_remove(j->dir, id);
+    for (unsigned tries = 0;; tries++) {
+        if ((err = kr_key_generate(id, key)))
+            goto out;
+        made = true;
         err = kr_key_save(j->dir, key);
+        if (err == KR_EEXIST) {
+            /* A secret file without its public one: never published, replace it. */
+            kr_key_remove(j->dir, id);
+            err = kr_key_save(j->dir, key);
+        }
+        if (!err && (err = key_made(j, key)))
+            kr_key_remove(j->dir, id);
+        if (err != KR_EEXIST || tries >= KR_KEY_MADE_TRIES || id == UINT32_MAX - 1)
+            break;
+        kr_key_wipe(key); /* another node's key has this id: the next one */
+        id++;
     }
     if (err ||
         (err = jrn_stream_version(j, 0, JRN_SYSTEM_STREAM, strlen(JRN_SYSTEM_STREAM), &version)))

@@ -124,6 +124,21 @@ struct jrn_durable_hook {
     bool hold;
 };
 
+/* The key hook (jrn_options.key_made, NULL = none), for clusters: told of
+ * every signing key the journal makes (jrn_rotate_key, jrn_new_epoch) after
+ * its files are written and before it signs anything, so that the key can be
+ * stored where another node will need it (api/keyring.h). On the calling
+ * thread. An error other than KR_OK stops the rotation or epoch before any
+ * record: the key's files are removed and the call returns that error.
+ * key_made's KR_EEXIST (the store holds another key under that id: made by
+ * a node whose history this journal does not hold) makes jrn_new_epoch try
+ * the next id. Caller-owned; must outlive the journal. */
+struct kr_signing_key;
+struct jrn_key_hook {
+    void *ctx;
+    kr_err (*key_made)(void *ctx, const uint8_t journal_id[16], const struct kr_signing_key *key);
+};
+
 struct jrn_options {
     const char *dir;               /* data directory (required) */
     uint64_t map_size;             /* LMDB map size in bytes; 0 = KR_MAP_SIZE_DEFAULT */
@@ -141,6 +156,7 @@ struct jrn_options {
                                     * default) instead of one flush per commit
                                     * (see "Durability" in docs/journal-format.md) */
     const struct jrn_durable_hook *durable; /* NULL = none; jrn_create ignores it */
+    const struct jrn_key_hook *key_made;    /* NULL = none; jrn_create ignores it */
     /* NULL, or filled when the start check refuses the journal (KR_ECORRUPT) */
     struct jrn_start_fault *start_fault;
 };

@@ -200,6 +200,7 @@ struct journal {
      * durable size once (durable_size: the last size told); a held batch's
      * size and note wait in held_size/held_note until its flush. */
     const struct jrn_durable_hook *durable;
+    const struct jrn_key_hook *key_made;
     uint64_t durable_size;
     uint64_t held_size;
     char held_note[KR_NOTE_MAX + 1];

@@ -79,6 +79,15 @@
 /* Signing keys a journal may have had: rotations are rare (yearly or on
  * compromise), so 1024 is far beyond need and keeps the key table a flat array. */
 #define KR_KEYS_MAX 1024
+/* Key ids jrn_new_epoch tries when the key hook finds each taken by another
+ * node's key (jrn_key_hook: KR_EEXIST). */
+#define KR_KEY_MADE_TRIES 64u
+/* Discarded records an old primary names on stderr when it rejoins (all are
+ * in its DIR/discarded-*.json report). */
+#define KR_REJOIN_STDERR_MAX 20u
+/* How often a node (serve --node) looks at its lease, its stream and its
+ * publisher to decide whether to change role, in milliseconds. */
+#define KR_NODE_POLL_MS 200u
 
 /* ---- Storage ---- */
 

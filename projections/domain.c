@@ -120,6 +120,7 @@ kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
         .views_no_catch_up = o->no_catch_up,
         .no_appends = o->no_appends || o->follower,
         .durable = o->durable,
+        .key_made = o->key_made,
         .start_fault = o->start_fault,
     };
     if ((err = jrn_open(&jo, &d->j)))

@@ -53,6 +53,9 @@ struct kr_domain_options {
     bool follower;
     /* jrn_options.durable: a publisher's hook (serve --nats); NULL = none. */
     const struct jrn_durable_hook *durable;
+    /* jrn_options.key_made: told of each signing key made (a cluster's
+     * keyring); NULL = none. */
+    const struct jrn_key_hook *key_made;
     /* Argon2id cost for new password hashes; 0 = libsodium's INTERACTIVE
      * limits. Tests and demo seeding use the minimum. Existing hashes carry
      * their own cost. */

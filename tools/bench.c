@@ -525,6 +525,7 @@ static const char bench_usage[] =
     "       kiroku bench backup [--events N] [--json]\n"
     "       kiroku bench replicate [--nats URL] [--events N] [--producers P]\n"
     "                              [--window W] [--payload BYTES] [--json]\n"
+    "       kiroku bench failover [--events N] [--lease-ttl MS] [--json]\n"
     "\n"
     "append: P threads (default 64) append N events (default 200000) of BYTES\n"
     "  (default 200) to many streams, each keeping W (default 256) asynchronous\n"
@@ -558,7 +559,9 @@ static const char bench_usage[] =
     "backup: backup_run against mdb_copy -c of a journal of N events (default\n"
     "  1000000) while appends go on, then restore; see kiroku bench backup --help.\n"
     "replicate: the append load with the journal published to NATS JetStream, in\n"
-    "  async then quorum mode; see kiroku bench replicate --help.\n";
+    "  async then quorum mode; see kiroku bench replicate --help.\n"
+    "failover: a primary (serve --node) killed with SIGKILL and another node\n"
+    "  taking over; see kiroku bench failover --help.\n";
 
 /* bench append's defaults, also the fresh run of --compare-fresh. */
 #define APPEND_EVENTS    200000u

@@ -113,6 +113,8 @@ int bench_api(int argc, char **argv);
 int bench_backup(int argc, char **argv);
 /* `bench follow` (bench_follow.c): a follower catching up with a stream. */
 int bench_follow(int argc, char **argv);
+/* `bench failover` (bench_failover.c): a primary killed, a node taking over. */
+int bench_failover(int argc, char **argv);
 /* `bench replicate` (bench_replicate.c): appends in async and quorum mode
  * against a 3-node NATS JetStream cluster. */
 int bench_replicate(int argc, char **argv);

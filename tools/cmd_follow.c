@@ -15,6 +15,7 @@
 #include "domain.h"
 #include "follower.h"
 #include "http.h"
+#include "keyring.h"
 #include "lease.h"
 #include "metrics.h"
 #include "natskv.h"
@@ -77,6 +78,8 @@ struct follow_args {
     struct kr_config *cfg;    /* loaded by follow_config */
     natsConnection *lease_nc; /* the lease's connection, or NULL */
     struct lease *lease;      /* the shard's lease, watched, or NULL */
+    jsCtx *js;                /* over lease_nc, for the keyring; or NULL */
+    struct kr_keyring *kr;    /* tenant keys fetched where missing; or NULL */
     const char *listen[KR_API_LISTEN_MAX];
     size_t nlisten;
 };
@@ -317,10 +320,23 @@ static void follow_lease_open(struct follow_args *a)
     if (err)
         fprintf(stderr, "kiroku: follow: the lease cannot be watched (%s): not_primary names %s\n",
                 kr_strerror(err), a->primary ? a->primary : "no primary");
+    int replicas = 1;
+    for (const char *p = a->nats; *p && replicas < 3; p++)
+        replicas += *p == ',';
+    if (!err && natsConnection_JetStream(&a->js, a->lease_nc, NULL) == NATS_OK &&
+        (err = kr_keyring_open(a->js, replicas, &a->kr)))
+        fprintf(stderr,
+                "kiroku: follow: the keyring cannot be opened (%s): tenant keys come "
+                "only from this keystore\n",
+                kr_strerror(err));
 }
 
 static void follow_lease_close(struct follow_args *a)
 {
+    kr_keyring_close(a->kr);
+    jsCtx_Destroy(a->js);
+    a->kr = NULL;
+    a->js = NULL;
     lease_close(a->lease);
     natsConnection_Destroy(a->lease_nc);
     a->lease = NULL;
@@ -374,6 +390,8 @@ static int follow_run(struct follow_args *a, const char *data, const sigset_t *s
     if (rc != CLI_CONTINUE)
         return rc;
     follow_lease_open(a);
+    if (a->kr)
+        ks_set_remote(d->ks, kr_keyring_remote(a->kr));
     dom_set_follower(d, follow_primary, a);
     rc = follow_serve(a, d, data, sigs);
     dom_close(d);

@@ -26,10 +26,12 @@
 #include "keys.h"
 #include "mailer.h"
 #include "metrics.h"
+#include "natskv.h"
 #include "notices.h"
 #include "path.h"
 #include "retention.h"
 #include "retention_hooks.h"
+#include "serve_node.h"
 #include "server.h"
 
 #include <errno.h>
@@ -57,7 +59,8 @@ static const char serve_usage[] =
     "                    [--idle-timeout SECONDS] [--conns-per-peer N] [--conns N]\n"
     "                    [--config FILE] [--config-help] [--test-clock] [--demo] [--json]\n"
     "                    [--http URL] [--nats URL[,URL...] [--replication async|quorum]\n"
-    "                    [--shard NAME] [--publish-from SEQ]]\n"
+    "                    [--shard NAME] [--publish-from SEQ]\n"
+    "                    [--node NAME [--lease-ttl MS]]]\n"
     "\n"
     "Serves the API over nng request/reply until SIGINT or SIGTERM. Clients\n"
     "connect to --listen (default " API_LISTEN_DEFAULT "; tcp://, tls+tcp://,\n"
@@ -89,6 +92,16 @@ static const char serve_usage[] =
     "--publish-from SEQ: the first record an empty stream gets (default 1); for\n"
     "a journal joining a cluster whose followers start from a backup of SEQ-1\n"
     "records. See docs/operations.md, \"Running on several machines\".\n"
+    "--node NAME (setting cluster.node) runs a node of the shard that changes\n"
+    "role: it follows the primary (reads served, writes answered not_primary\n"
+    "naming the lease holder) and, once the shard's lease lapses and it has\n"
+    "applied the whole stream, takes the lease, starts a new epoch and takes\n"
+    "writes; a primary that loses its lease or is fenced discards what the\n"
+    "stream never got (listed in DIR/discarded-*.json), truncates and follows.\n"
+    "--lease-ttl MS (setting cluster.lease_ttl, default 10000) when the lease\n"
+    "bucket is made. --http serves the role's metrics and the node's. Daily jobs,\n"
+    "alerts and e-mail do not run in a node yet. See docs/operations.md,\n"
+    "\"Failover\".\n"
     "\n"
     "Connections: a connection that sent no complete request for\n"
     "--idle-timeout SECONDS (default 10; 0 = never) is closed; one peer address\n"
@@ -692,6 +705,8 @@ struct serve_args {
     const char *replication; /* --replication, or NULL: cluster.replication */
     const char *shard;       /* --shard, or NULL: cluster.shard */
     uint64_t publish_from;   /* --publish-from, 0 = 1 */
+    const char *node;        /* --node, or NULL: cluster.node (a role-changing node) */
+    uint64_t lease_ttl_ms;   /* --lease-ttl, 0: cluster.lease_ttl */
     bool config_help;
     struct kr_config *cfg;                        /* loaded by serve_config */
     struct compose_set *templates;                /* loaded by serve_templates */
@@ -794,6 +809,14 @@ static int serve_option(int c, struct serve_args *a)
     case 'S':
         a->shard = optarg;
         return CLI_CONTINUE;
+    case 'O':
+        a->node = optarg;
+        return CLI_CONTINUE;
+    case 'E':
+        return serve_number(optarg, KR_LEASE_TTL_MIN_MS, KR_LEASE_TTL_MAX_MS, "--lease-ttl",
+                            &a->lease_ttl_ms)
+                   ? CLI_CONTINUE
+                   : CLI_USAGE;
     case 'Y':
         return serve_number(optarg, 1, UINT64_MAX >> 2, "--publish-from", &a->publish_from)
                    ? CLI_CONTINUE
@@ -834,6 +857,8 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
                                          {"replication", required_argument, 0, 'R'},
                                          {"shard", required_argument, 0, 'S'},
                                          {"publish-from", required_argument, 0, 'Y'},
+                                         {"node", required_argument, 0, 'O'},
+                                         {"lease-ttl", required_argument, 0, 'E'},
                                          {0, 0, 0, 0}};
     int c, rc;
     memset(a, 0, sizeof *a);
@@ -1114,6 +1139,50 @@ static int serve_cluster_new(const struct serve_args *a, struct cluster **out)
     return err ? cli_fail("serve", err) : CLI_CONTINUE;
 }
 
+/* --node (cluster.node) with --nats: a node that changes role
+ * (serve_node.h) instead of a primary. CLI_CONTINUE when not asked. */
+static int serve_node(const struct serve_args *a, const char *data, const struct kr_clock *clock,
+                      const sigset_t *sigs)
+{
+    const struct kr_config *cfg = a->cfg;
+    const char *urls = a->nats ? a->nats : kr_config_str(cfg, "cluster.nats");
+    const char *node = a->node ? a->node : kr_config_str(cfg, "cluster.node");
+    if (!urls[0] || !node[0])
+        return CLI_CONTINUE;
+    const char *mode = a->replication ? a->replication : kr_config_str(cfg, "cluster.replication");
+    if (strcmp(mode, "quorum") != 0 && strcmp(mode, "async") != 0) {
+        fprintf(stderr, "kiroku: serve: --replication is async or quorum\n");
+        return CLI_USAGE;
+    }
+    if (!nkv_node_name_ok(node) || a->so.nlisten == 0) {
+        fprintf(stderr, "kiroku: serve: --node needs a name ([A-Za-z0-9._-]) and --listen URL "
+                        "(the endpoint clients are sent to)\n");
+        return CLI_USAGE;
+    }
+    struct serve_node_options o = {
+        .data = data,
+        .urls = urls,
+        .shard = a->shard ? a->shard : kr_config_str(cfg, "cluster.shard"),
+        .node = node,
+        .so = &a->so,
+        .mode = strcmp(mode, "quorum") == 0 ? CLUSTER_QUORUM : CLUSTER_ASYNC,
+        .max_age_s = kr_config_u64(cfg, "cluster.max_age") * 86400u,
+        .replicas = (unsigned)kr_config_u64(cfg, "cluster.replicas"),
+        .lease_ttl_ms =
+            (uint32_t)(a->lease_ttl_ms ? a->lease_ttl_ms : kr_config_u64(cfg, "cluster.lease_ttl")),
+        .clock = clock,
+        .two_flushes = kr_config_bool(cfg, "journal.two_flushes"),
+        .json = a->co.json,
+        .http = a->http ? a->http : kr_config_str(cfg, "http.listen"),
+    };
+    if (!o.http[0])
+        o.http = NULL;
+    sigset_t node_sigs = *sigs;
+    sigaddset(&node_sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &node_sigs, NULL);
+    return serve_node_run(&o, &node_sigs);
+}
+
 /* Starts publishing on the open journal. A stream ahead of it leaves serve
  * running with writes refused (not_primary); any other failure stops it.
  * CLI_CONTINUE or the exit code. */
@@ -1237,6 +1306,10 @@ static int serve_main(struct serve_args *a, const char *data)
     signal(SIGPIPE, SIG_IGN);
     serve_raise_nofile();
 
+    if ((rc = serve_node(a, data, clock, &sigs)) != CLI_CONTINUE) {
+        free(sj);
+        return rc;
+    }
     if ((rc = serve_cluster_new(a, &sj->cl)) != CLI_CONTINUE) {
         free(sj);
         return rc;

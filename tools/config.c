@@ -61,6 +61,13 @@ static const struct cfg_setting settings[] = {
      "deadline (followers start from a backup, not from the stream's first message)"},
     {"cluster.replicas", CFG_U64, 0, KR_CLUSTER_REPLICAS_MAX, "0",
      "the stream's replicas; 0 = min(3, the NATS servers known)"},
+    {"cluster.node", CFG_STR, 0, KR_NODE_NAME_MAX, NULL,
+     "this node's name in the shard ([A-Za-z0-9._-], unique in the deployment): with "
+     "cluster.nats, serve runs a node that follows the primary and takes over when its "
+     "lease lapses (--node overrides)"},
+    {"cluster.lease_ttl", CFG_U64, KR_LEASE_TTL_MIN_MS, KR_LEASE_TTL_MAX_MS, "10000",
+     "the lease's time to live in milliseconds when its bucket is made: failover takes "
+     "about this long plus the catch-up (--lease-ttl overrides)"},
     /* metrics and health: the operators' HTTP endpoint (api/http.h, api/metrics.h) */
     {"http.listen", CFG_STR, 0, 127, NULL,
      "serve /metrics and /healthz at http://HOST:PORT (off when unset; --http overrides)"},

@@ -200,6 +200,8 @@ int main(int argc, char **argv)
         return bench_backup(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "follow") == 0)
         return bench_follow(argc - 2, argv + 2);
+    if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "failover") == 0)
+        return bench_failover(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0 && argc >= 3 && strcmp(argv[2], "replicate") == 0)
         return bench_replicate(argc - 2, argv + 2);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)

@@ -3707,6 +3707,72 @@ static void forge_last_epoch(const char *dir, uint64_t seq, uint64_t epoch, cons
     kr_key_wipe(&nk);
 }
 
+/* The key hook (jrn_key_hook): told of every key a rotation or an epoch
+ * makes, with its files written and before any record of it; its error
+ * stops the call with nothing appended; KR_EEXIST makes an epoch take the
+ * next id. */
+struct key_seen {
+    uint32_t ids[8];
+    size_t n;
+    uint64_t size_then[8];
+    struct journal *j;
+    const char *dir;
+    bool files[8];
+    kr_err answer[8]; /* per call */
+};
+static kr_err key_hook_cb(void *ctx, const uint8_t journal_id[16], const struct kr_signing_key *key)
+{
+    (void)journal_id;
+    struct key_seen *k = ctx;
+    assert_true(k->n < 8);
+    k->ids[k->n] = key->key_id;
+    k->size_then[k->n] = k->j ? jrn_size(k->j) : 0;
+    uint8_t pk[KR_PUBKEY_LEN];
+    k->files[k->n] =
+        kr_pubkey_load(k->dir, key->key_id, pk) == KR_OK && memcmp(pk, key->pk, sizeof pk) == 0;
+    return k->answer[k->n++];
+}
+
+static void test_key_hook(void **state)
+{
+    struct fx *f = *state;
+    static char prev[KR_NOTE_MAX + 1];
+    struct key_seen k = {.dir = f->dir};
+    struct jrn_key_hook h = {.ctx = &k, .key_made = key_hook_cb};
+    fx_create(f);
+    struct jrn_options o = fx_opts(f);
+    o.key_made = &h;
+    assert_int_equal(jrn_open(&o, &f->j), KR_OK);
+    k.j = f->j;
+    append_many(f->j, 1, "a", 3);
+    uint64_t size = jrn_size(f->j);
+    /* A refusal: no record, no key files, the current key stays. */
+    k.answer[0] = KR_EIO;
+    assert_int_equal(jrn_rotate_key(f->j, NULL), KR_EIO);
+    assert_int_equal(jrn_size(f->j), size);
+    uint8_t pk[KR_PUBKEY_LEN];
+    assert_int_equal(kr_pubkey_load(f->dir, 2, pk), KR_ENOTFOUND);
+    /* Told before the key_added record. */
+    struct jrn_info info;
+    assert_int_equal(jrn_rotate_key(f->j, &info), KR_OK);
+    assert_int_equal(k.n, 2);
+    assert_int_equal(k.ids[1], 2);
+    assert_true(k.files[1]);
+    assert_int_equal(k.size_then[1], size);
+    assert_int_equal(jrn_size(f->j), size + 1);
+    /* An epoch whose first id another node has taken: the next one. */
+    size_t len = checkpoint_of(f->j, prev);
+    k.answer[2] = KR_EEXIST;
+    assert_int_equal(jrn_new_epoch(f->j, prev, len, &info), KR_OK);
+    assert_int_equal(k.n, 4);
+    assert_int_equal(k.ids[3], k.ids[2] + 1);
+    assert_int_equal(info.key_id, k.ids[3]);
+    assert_int_equal(k.size_then[3], size + 1);
+    assert_int_equal(kr_pubkey_load(f->dir, k.ids[2], pk), KR_ENOTFOUND);
+    fx_close(f);
+    assert_true(verify_report(f->dir).epochs == 2);
+}
+
 /* verify checks what an epoch_started record claims: the next epoch number,
  * and a previous checkpoint of this journal, by a key it had, at or beyond
  * the fork. */
@@ -3841,6 +3907,7 @@ int main(void)
         T(test_truncate_crash),
         T(test_truncate_busy),
         T(test_epoch_record_checks),
+        T(test_key_hook),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

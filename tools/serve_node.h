@@ -1,0 +1,86 @@
+/*
+ * serve_node.h: `kiroku serve --nats URLS --node NAME`: one node of a shard
+ * that changes role, built from the follower (api/follower.h), the
+ * publisher (api/cluster.h), the lease and shard map (api/shardnode.h) and
+ * the keyring (api/keyring.h).
+ *
+ * Roles. The node starts as the primary when nobody else holds the shard's
+ * lease and the stream is not ahead of its journal, else as a follower:
+ *
+ *   follower: the journal opened for the replica only (kr_domain_options.
+ *     follower), the stream applied as `kiroku follow` applies it, reads
+ *     served, every op that would append answered not_primary naming the
+ *     lease holder's endpoint. Once the lease is vacant (lapsed or given up,
+ *     confirmed by reading the key) and the follower has applied everything
+ *     the stream holds (its position is the stream's last sequence: no
+ *     quorum-acknowledged write is left behind), it is promoted.
+ *   promotion: the follower stops, the journal's current signing key is
+ *     fetched from the keyring unless DIR/keys has it, the journal is opened
+ *     for appends with the publisher's hook, the lease is taken
+ *     (shardnode_promote), the publisher starts (ExpectLastSeq = the
+ *     stream's last), and a new epoch is started (jrn_new_epoch with the
+ *     checkpoint the stream carried last): every promotion is a
+ *     journal.epoch_started record. Then writes are taken.
+ *   primary: until its lease is lost or a publish is fenced (another node
+ *     wrote the stream); then appends stop (KR_ENOTPRIMARY) and it steps down.
+ *     A journal stopped by an I/O error makes it step down too (giving the
+ *     lease up at once), and skips renewals meanwhile (lease_options.healthy).
+ *   stepping down (and at start when the stream is ahead): the records this
+ *     journal holds that the stream never got, or holds otherwise, are found
+ *     (the last stream message whose first record is this journal's), written
+ *     to DIR/discarded-<first>-<last>.json (seq, time, type, tenant; no
+ *     payload) and named on stderr, the journal is truncated to the stream's
+ *     point (jrn_truncate), its views rebuilt, and it follows.
+ *
+ * Keys. The keystore of every role has the keyring as its remote store
+ * (tenant keys made once per shard, fetched where missing). Every signing
+ * key the journal makes is put into the keyring by the journal's key hook
+ * (jrn_key_hook) before it signs anything; a primary also puts its current
+ * key when it starts.
+ *
+ * Metrics (--http, restarted with each role on the same URL): the
+ * follower's or the publisher's, and kiroku_node_primary,
+ * kiroku_node_lease_epoch, kiroku_node_promotions_total and
+ * kiroku_node_discarded_records_total (api_metrics_set_node).
+ *
+ * stdout gets a line per role taken (--json: {"role": "primary"|"follower",
+ * "size": N, "epoch": E, "listen": [...], "http": URL, "pid": P}).
+ */
+#ifndef KR_TOOLS_SERVE_NODE_H
+#define KR_TOOLS_SERVE_NODE_H
+
+#include "clock.h"
+#include "cluster.h"
+#include "server.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct serve_node_options {
+    const char *data;  /* the data directory */
+    const char *urls;  /* the NATS servers */
+    const char *shard; /* the shard (never NULL) */
+    const char *node;  /* this node's name, unique in the deployment */
+    /* The API server's options (listen[0], nlisten >= 1, is the endpoint
+     * announced and named in not_primary replies); copied per role, with the
+     * shard map's router (and no e-mail worker while following). */
+    const struct api_server_options *so;
+    enum cluster_mode mode;       /* replication mode while primary */
+    uint64_t max_age_s;           /* cluster_options.max_age_s */
+    unsigned replicas;            /* cluster_options.replicas */
+    uint32_t lease_ttl_ms;        /* when the lease bucket is made; 0 = default */
+    const char *http;             /* /metrics and /healthz per role; NULL = none */
+    const struct kr_clock *clock; /* NULL = system */
+    bool two_flushes, json;
+};
+
+/* Runs the node until SIGINT or SIGTERM (blocked in the caller's mask
+ * `sigs`, to which the node adds SIGUSR1 for its own wake-ups; the caller
+ * blocks all three before any thread starts). Returns the exit code: 0 after
+ * a signal, 1 a fault in the stream stopped the follower, 3 could not
+ * start or could not change role. */
+int serve_node_run(const struct serve_node_options *o, const sigset_t *sigs);
+
+#endif
