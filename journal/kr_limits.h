@@ -406,7 +406,7 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 /* Replicas a stream may ask for (JetStream itself allows 5). */
 #define KR_CLUSTER_REPLICAS_MAX 5u
 /* The --nats list, in bytes (the servers in it: KR_NATS_URLS_MAX). */
-#define KR_CLUSTER_URLS_MAX    1024u
+#define KR_CLUSTER_URLS_MAX 1024u
 /* A shard name ([a-z0-9-]{1,32}), and the stream or subject made of it. */
 #define KR_CLUSTER_SHARD_MAX 32u
 #define KR_CLUSTER_NAME_MAX  64u
