@@ -21,7 +21,7 @@
 /* How long a cluster may take to elect its JetStream meta leader and take a
  * replicated stream, and a restarted node to answer. */
 #define READY_MS   60000u
-#define RESTART_MS 30000u
+#define RESTART_MS 60000u
 
 static const char *server_bin(void)
 {
@@ -67,6 +67,36 @@ static int free_port(void)
         port = ntohs(a.sin_port);
     close(fd);
     return port;
+}
+
+/* Binds a socket to 127.0.0.1:port with SO_REUSEADDR (so a port in
+ * TIME_WAIT is taken too), not listening: the kernel gives the port to no
+ * other socket meanwhile, and the server, which also binds with
+ * SO_REUSEADDR, takes it back once this one is closed. -1 on failure. */
+static int reserve_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void release_ports(struct kr_nats_node *nd)
+{
+    for (int k = 0; k < 2; k++) {
+        if (nd->reserve[k] >= 0)
+            close(nd->reserve[k]);
+        nd->reserve[k] = -1;
+    }
 }
 
 static bool write_conf(const struct kr_nats_cluster *c, size_t i)
@@ -223,6 +253,7 @@ static void setup_nodes(struct kr_nats_cluster *c)
     c->urls[0] = '\0';
     for (size_t i = 0; i < c->n; i++) {
         struct kr_nats_node *nd = &c->node[i];
+        nd->reserve[0] = nd->reserve[1] = -1;
         nd->port = free_port();
         nd->cluster_port = free_port();
         snprintf(nd->url, sizeof nd->url, "nats://127.0.0.1:%d", nd->port);
@@ -274,19 +305,42 @@ void kr_nats_stop_node(struct kr_nats_cluster *c, size_t i, int sig)
     while (waitpid(c->node[i].pid, &st, 0) < 0 && errno == EINTR)
         ;
     c->node[i].pid = 0;
+    c->node[i].reserve[0] = reserve_port(c->node[i].port);
+    c->node[i].reserve[1] = c->n > 1 ? reserve_port(c->node[i].cluster_port) : -1;
+}
+
+/* Whether node nd's server is still running (it exits at once when it
+ * cannot bind its ports). */
+static bool running(struct kr_nats_node *nd)
+{
+    int st;
+    if (nd->pid <= 0)
+        return false;
+    if (waitpid(nd->pid, &st, WNOHANG) == nd->pid) {
+        nd->pid = 0;
+        return false;
+    }
+    return true;
 }
 
 bool kr_nats_start_node(struct kr_nats_cluster *c, size_t i)
 {
-    if (i >= c->n || c->node[i].pid > 0)
-        return false;
-    if (!spawn(&c->node[i]))
-        return false;
-    if (!wait_until(node_answers, &c->node[i], RESTART_MS)) {
-        print_logs(c);
+    if (i >= c->n || c->node[i].pid > 0) {
+        fprintf(stderr, "nats_cluster: node %zu is not a stopped node\n", i);
         return false;
     }
-    return true;
+    struct kr_nats_node *nd = &c->node[i];
+    release_ports(nd);
+    uint64_t end = now_ms() + RESTART_MS;
+    while (now_ms() < end) {
+        if (!running(nd) && !spawn(nd))
+            break;
+        if (wait_until(node_answers, nd, 2000))
+            return true;
+    }
+    fprintf(stderr, "nats_cluster: node %zu did not answer within %u ms\n", i, RESTART_MS);
+    print_logs(c);
+    return false;
 }
 
 static void rmrf(const char *path)
@@ -306,8 +360,10 @@ void kr_nats_free(struct kr_nats_cluster *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->n; i++)
+    for (size_t i = 0; i < c->n; i++) {
         kr_nats_stop_node(c, i, SIGTERM);
+        release_ports(&c->node[i]);
+    }
     if (c->dir[0])
         rmrf(c->dir);
     free(c);

@@ -30,6 +30,10 @@ struct kr_nats_node {
     char url[64]; /* nats://127.0.0.1:PORT */
     char conf[512];
     char log[512];
+    /* While the node is stopped: sockets bound to its two ports, so that no
+     * other process (another test's server) takes them before it restarts;
+     * -1 when not held. */
+    int reserve[2];
 };
 
 struct kr_nats_cluster {
@@ -48,11 +52,14 @@ struct kr_nats_cluster *kr_nats_start(size_t n);
 const char *kr_nats_urls(const struct kr_nats_cluster *c);
 
 /* Sends node i signal sig (SIGTERM: a clean stop; SIGKILL: a crash) and
- * waits for it to exit. Its store and configuration stay. */
+ * waits for it to exit. Its store and configuration stay, and its ports stay
+ * reserved for it (bound by this process) until it starts again. */
 void kr_nats_stop_node(struct kr_nats_cluster *c, size_t i, int sig);
 
 /* Starts stopped node i again on the same ports and store, and waits until
- * it answers clients. False if it does not within the deadline. */
+ * it answers clients; a server that exits at once (a port not yet free) is
+ * started again. False, with its log printed, if it does not answer within
+ * the deadline. */
 bool kr_nats_start_node(struct kr_nats_cluster *c, size_t i);
 
 /* Whether `nats-server` can be run here (tests without it skip). */

@@ -6,13 +6,17 @@
 #include "nats_cluster.h"
 
 #include <nats/nats.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -66,6 +70,19 @@ static uint64_t publish(struct conn *c, const char *subj, const char *id)
     return seq;
 }
 
+/* Whether another socket could take 127.0.0.1:port now. */
+static bool can_bind(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
 static void test_three_nodes(void **state)
 {
     (void)state;
@@ -95,6 +112,9 @@ static void test_three_nodes(void **state)
     /* one node of three down: a majority still acknowledges */
     kr_nats_stop_node(cl, 2, SIGKILL);
     assert_int_equal(cl->node[2].pid, 0);
+    /* its ports stay its own while it is down: nobody else binds them */
+    assert_false(can_bind(cl->node[2].port));
+    assert_false(can_bind(cl->node[2].cluster_port));
     assert_int_equal(publish(&c, subj, "2"), 2);
     assert_true(kr_nats_start_node(cl, 2));
     assert_int_equal(publish(&c, subj, "3"), 3);
