@@ -1030,15 +1030,7 @@ static void writer_checkpoint_file(struct journal *j)
     mdb_reader_check(j->env, &dead);
 }
 
-struct writer_snapshot {
-    uint64_t size, kept_size, kept_time;
-    uint8_t last_leaf[KR_HASH_LEN];
-    struct mrk_frontier frontier;
-    char note[KR_NOTE_MAX + 1];
-    size_t note_len;
-};
-
-static void snapshot_take(const struct journal *j, struct writer_snapshot *s)
+void jrn_tail_take(const struct journal *j, struct jrn_tail *s)
 {
     s->size = j->size;
     s->kept_size = j->kept_size;
@@ -1049,7 +1041,7 @@ static void snapshot_take(const struct journal *j, struct writer_snapshot *s)
     s->note_len = j->note_len;
 }
 
-static void snapshot_restore(struct journal *j, const struct writer_snapshot *s)
+void jrn_tail_restore(struct journal *j, const struct jrn_tail *s)
 {
     j->size = s->size;
     j->kept_size = s->kept_size;
@@ -1064,7 +1056,7 @@ static void snapshot_restore(struct journal *j, const struct writer_snapshot *s)
  * Sets each append's outcome in *errs (parallel to the list order). Returns
  * the transaction's outcome. */
 static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *errs, size_t count,
-                        struct writer_snapshot *snap, bool *retry, bool *wrote)
+                        struct jrn_tail *snap, bool *retry, bool *wrote)
 {
     struct jrn_batch b = {.j = j};
     kr_err err;
@@ -1074,7 +1066,7 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
 
     *retry = false;
     *wrote = false;
-    snapshot_take(j, snap);
+    jrn_tail_take(j, snap);
     if ((rc = mdb_txn_begin(j->env, NULL, 0, &b.txn)))
         return kr_err_from_mdb(rc);
     if ((rc = mdb_cursor_open(b.txn, j->db_events, &b.c_events)) ||
@@ -1135,7 +1127,7 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
     rc = mdb_txn_commit(b.txn); /* frees the cursors */
     uint64_t commit_ns = mono_ns() - t0;
     if (rc) {
-        snapshot_restore(j, snap);
+        jrn_tail_restore(j, snap);
         return kr_err_from_mdb(rc);
     }
     atomic_store(&j->committed, j->size);
@@ -1159,7 +1151,7 @@ static kr_err run_batch(struct journal *j, struct jrn_append *first, kr_err *err
     return KR_OK;
 fail:
     mdb_txn_abort(b.txn);
-    snapshot_restore(j, snap);
+    jrn_tail_restore(j, snap);
     return err;
 }
 
@@ -1443,7 +1435,7 @@ static void *writer_main(void *arg)
     pthread_setname_np(pthread_self(), "kr-writer");
     kr_err *errs = calloc(KR_BATCH_MAX_EVENTS, sizeof *errs);
     kr_err *held_errs = calloc(KR_BATCH_MAX_EVENTS, sizeof *held_errs);
-    struct writer_snapshot *snap = malloc(sizeof *snap);
+    struct jrn_tail *snap = malloc(sizeof *snap);
     struct jrn_append *held = NULL;
     size_t held_events = 0;
 

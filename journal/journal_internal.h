@@ -124,6 +124,19 @@ kr_err jrn_write_checkpoint_file(struct journal *j);
  * for commits outside the writer, which nothing else covers. */
 kr_err jrn_commit_durable(struct journal *j, MDB_txn *txn);
 
+/* The writer's tail state (size, newest leaf, frontier, kept checkpoint,
+ * newest note), saved before a write transaction and put back if it aborts:
+ * by the writer and by a follower's apply session (replica.c). */
+struct jrn_tail {
+    uint64_t size, kept_size, kept_time;
+    uint8_t last_leaf[KR_HASH_LEN];
+    struct mrk_frontier frontier;
+    char note[KR_NOTE_MAX + 1];
+    size_t note_len;
+};
+void jrn_tail_take(const struct journal *j, struct jrn_tail *s);
+void jrn_tail_restore(struct journal *j, const struct jrn_tail *s);
+
 struct journal {
     char dir[KR_PATH_MAX];
     MDB_env *env;

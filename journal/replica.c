@@ -334,13 +334,12 @@ kr_err jrn_epoch(struct journal *j, uint64_t *epoch)
 
 /* ---- Applying on a follower ---- */
 
-/* What a session changes of the journal's in-memory state, to undo. */
+/* What a session changes outside LMDB, put back when it aborts: the
+ * writer's tail, and the newest record time (a journal without a writer
+ * hands none out, so the session owns it). */
 struct repl_snapshot {
-    uint64_t size, last_time, kept_size, kept_time;
-    uint8_t last_leaf[KR_HASH_LEN];
-    struct mrk_frontier frontier;
-    char note[KR_NOTE_MAX + 1];
-    size_t note_len;
+    struct jrn_tail tail;
+    uint64_t last_time;
 };
 
 struct jrn_replica {
@@ -363,26 +362,14 @@ struct jrn_replica {
 
 static void snap_take(const struct journal *j, struct repl_snapshot *s)
 {
-    s->size = j->size;
+    jrn_tail_take(j, &s->tail);
     s->last_time = j->last_time;
-    s->kept_size = j->kept_size;
-    s->kept_time = j->kept_time;
-    memcpy(s->last_leaf, j->last_leaf, KR_HASH_LEN);
-    s->frontier = j->frontier;
-    memcpy(s->note, j->note, j->note_len + 1);
-    s->note_len = j->note_len;
 }
 
 static void snap_restore(struct journal *j, const struct repl_snapshot *s)
 {
-    j->size = s->size;
+    jrn_tail_restore(j, &s->tail);
     j->last_time = s->last_time;
-    j->kept_size = s->kept_size;
-    j->kept_time = s->kept_time;
-    memcpy(j->last_leaf, s->last_leaf, KR_HASH_LEN);
-    j->frontier = s->frontier;
-    memcpy(j->note, s->note, s->note_len + 1);
-    j->note_len = s->note_len;
 }
 
 /* Records a fault and fails the session; returns err. */
@@ -740,7 +727,7 @@ kr_err jrn_replica_commit(struct jrn_replica *r, const char *note, size_t len, u
         session_end(r, false, false);
         return err;
     }
-    KR_ASSERT(j->size == r->snap.size + r->added && j->frontier.size == j->size);
+    KR_ASSERT(j->size == r->snap.tail.size + r->added && j->frontier.size == j->size);
     memcpy(j->note, note, len);
     j->note[len] = '\0';
     j->note_len = len;
