@@ -232,6 +232,28 @@ int kr_test_run_env(const char *bin, char **argv, const char *const *extra, cons
     return child.status;
 }
 
+pid_t kr_test_spawn(const char *bin, const char *const *argv, const char *out, const char *err,
+                    bool append_err)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0) {
+        /* Only async-signal-safe calls until exec. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(126);
+        int in = open("/dev/null", O_RDONLY);
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fe = open(err, O_WRONLY | O_CREAT | (append_err ? O_APPEND : O_TRUNC), 0600);
+        if (in < 0 || fo < 0 || fe < 0 || dup2(in, 0) < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+            _exit(126);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
 uint32_t kr_test_meta_format(const char *dir)
 {
     MDB_env *env;

@@ -50,6 +50,14 @@ void kr_test_preload(char *out, size_t cap, const char *lib);
 int kr_test_run_env(const char *bin, char **argv, const char *const *extra, const char *drop_prefix,
                     const char *log, unsigned timeout_s);
 
+/* Starts bin with argv (NULL-terminated; argv[0] is the program's name) in
+ * the background, stdin /dev/null, stdout to the file `out` (truncated) and
+ * stderr to `err` (appended to when append_err, else truncated). The child
+ * dies with this process. Returns its pid; aborts the test if it cannot
+ * fork. Wait for it with kr_test_wait_for and kr_test_child_exited. */
+pid_t kr_test_spawn(const char *bin, const char *const *argv, const char *out, const char *err,
+                    bool append_err);
+
 /* The meta `format` of the journal in data directory dir, read directly. */
 uint32_t kr_test_meta_format(const char *dir);
 

@@ -86,41 +86,27 @@ static void node_init(struct node *n, const char *name, const char *data)
 static void node_start(struct node *n)
 {
     unlink(n->out);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fo = open(n->out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int fe = open(n->errf, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        const char *argv[] = {"kiroku",
-                              "serve",
-                              "--data",
-                              n->data,
-                              "--nats",
-                              kr_nats_urls(fx.nats),
-                              "--node",
-                              n->name,
-                              "--listen",
-                              n->ipc,
-                              "--operator",
-                              n->op,
-                              "--replication",
-                              "quorum",
-                              "--lease-ttl",
-                              "2000",
-                              "--json",
-                              "--http",
-                              "http://127.0.0.1:0",
-                              NULL};
-        execv(KR_KIROKU_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    n->pid = pid;
+    const char *argv[] = {"kiroku",
+                          "serve",
+                          "--data",
+                          n->data,
+                          "--nats",
+                          kr_nats_urls(fx.nats),
+                          "--node",
+                          n->name,
+                          "--listen",
+                          n->ipc,
+                          "--operator",
+                          n->op,
+                          "--replication",
+                          "quorum",
+                          "--lease-ttl",
+                          "2000",
+                          "--json",
+                          "--http",
+                          "http://127.0.0.1:0",
+                          NULL};
+    n->pid = kr_test_spawn(KR_KIROKU_BIN, argv, n->out, n->errf, true);
 }
 
 struct role {

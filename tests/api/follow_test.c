@@ -240,40 +240,26 @@ static void follower_start_on(struct follower *f, const struct ac_server *p, con
     unlink(f->out); /* a restart's line is not the last run's */
     char op[780];
     snprintf(op, sizeof op, "ipc://%s.op", f->data);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fo = open(f->out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int fe = open(f->errf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        const char *argv[] = {"kiroku",
-                              "follow",
-                              "--nats",
-                              fx.follow_urls ? fx.follow_urls : kr_nats_urls(fx.nats),
-                              "--data",
-                              f->data,
-                              "--shard",
-                              shard,
-                              "--listen",
-                              f->ipc,
-                              "--operator",
-                              op,
-                              "--primary",
-                              p->tcp,
-                              "--json",
-                              "--http",
-                              "http://127.0.0.1:0",
-                              fx.keep_serving ? "--keep-serving" : NULL,
-                              NULL};
-        execv(KR_KIROKU_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    f->pid = pid;
+    const char *argv[] = {"kiroku",
+                          "follow",
+                          "--nats",
+                          fx.follow_urls ? fx.follow_urls : kr_nats_urls(fx.nats),
+                          "--data",
+                          f->data,
+                          "--shard",
+                          shard,
+                          "--listen",
+                          f->ipc,
+                          "--operator",
+                          op,
+                          "--primary",
+                          p->tcp,
+                          "--json",
+                          "--http",
+                          "http://127.0.0.1:0",
+                          fx.keep_serving ? "--keep-serving" : NULL,
+                          NULL};
+    f->pid = kr_test_spawn(KR_KIROKU_BIN, argv, f->out, f->errf, false);
 }
 
 static void follower_start(struct follower *f, const char *name, const char *shard)
