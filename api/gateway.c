@@ -480,6 +480,30 @@ static enum MHD_Result begin(struct api_gateway *g, struct MHD_Connection *c, co
     return rc;
 }
 
+/* How deep JSON text t[0..n) nests (objects and arrays; strings skipped). */
+static unsigned json_depth(const char *t, size_t n)
+{
+    unsigned depth = 0, max = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = t[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == '{' || ch == '[') {
+            if (++depth > max)
+                max = depth;
+        } else if ((ch == '}' || ch == ']') && depth) {
+            depth--;
+        }
+    }
+    return max;
+}
+
 /* Packs the request {op, id, token?, args?} of q (arguments from its body)
  * into *req. On a refusal returns false with *code and msg set. */
 static bool build_request(const struct gw_req *q, struct kr_wbuf *req, int *code, char *msg,
@@ -509,7 +533,13 @@ static bool build_request(const struct gw_req *q, struct kr_wbuf *req, int *code
         msgpack_pack_bin_with_body(&pk, q->token, GW_TOKEN_LEN);
     }
     bool ok = true;
-    if (len) {
+    /* Arguments nest one below the envelope: deeper than the protocol takes
+     * is refused as the protocol refuses it, before any value is read. */
+    if (len && json_depth(json, len) + 1 > KR_API_DEPTH_MAX) {
+        *code = KR_ERR_TOO_LARGE;
+        snprintf(msg, cap, "request: nested deeper than %u levels", KR_API_DEPTH_MAX);
+        ok = false;
+    } else if (len) {
         msgpack_pack_str_with_body(&pk, API_KEY_ARGS, strlen(API_KEY_ARGS));
         struct kr_mp_fixbuf args = {.p = p + fb.len, .cap = fb.overflow ? 0 : room - fb.len};
         struct jsonmp_diag d;
@@ -874,6 +904,15 @@ static void gateway_free(struct api_gateway *g)
     free(g);
 }
 
+/* Paths are taken as sent: no op or file name needs a %-escape, and
+ * decoding one (%2e%2e, %00) could only turn a path into another. */
+static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
 /* libmicrohttpd's daemon for g on sa, with o's limits. */
 static struct MHD_Daemon *daemon_start(struct api_gateway *g, const struct api_gateway_options *o,
                                        const struct sockaddr_storage *sa)
@@ -894,6 +933,7 @@ static struct MHD_Daemon *daemon_start(struct api_gateway *g, const struct api_g
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)timeout, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)KR_GATEWAY_MEMORY_LIMIT, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL},
+        {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_none, NULL},
         {g->tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, g->key},
         {g->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, g->cert},
         {MHD_OPTION_END, 0, NULL},
