@@ -620,6 +620,8 @@ static void http_loop(struct bclient *c)
         lat_add(c, t);
     }
     sodium_memzero(req, sizeof req);
+    close(c->http); /* its thread in the gateway ends with it */
+    c->http = -1;
 }
 
 /* Runs one phase: every client prepares, then all send for b->seconds. With
