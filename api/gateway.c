@@ -397,9 +397,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **state,
 
 /* What the path and method ask for: GW_* in *kind (and the op), or an
  * answer already queued (returns true with *answered). */
-static enum MHD_Result classify(const struct api_gateway *g, struct MHD_Connection *c,
-                                const char *url, const char *method, enum gw_kind *kind, int *op,
-                                bool *answered)
+static enum MHD_Result classify(struct MHD_Connection *c, const char *url, const char *method,
+                                enum gw_kind *kind, int *op, bool *answered)
 {
     bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
     bool get =
@@ -433,7 +432,6 @@ static enum MHD_Result classify(const struct api_gateway *g, struct MHD_Connecti
     } else {
         return serve_file(c, url);
     }
-    (void)g;
     *answered = false;
     return MHD_YES;
 }
@@ -447,7 +445,7 @@ static enum MHD_Result begin(struct api_gateway *g, struct MHD_Connection *c, co
     int op;
     bool answered;
     *state = &gw_answered;
-    enum MHD_Result rc = classify(g, c, url, method, &kind, &op, &answered);
+    enum MHD_Result rc = classify(c, url, method, &kind, &op, &answered);
     if (answered)
         return rc;
     if (atomic_load(&g->stopping))

@@ -811,8 +811,8 @@ static void test_limits(void **state)
     send_all(fd, buf, (size_t)n + big + 4);
     read_all(fd, buf, BODY_MAX);
     close(fd);
-    assert_true(strncmp(buf, "HTTP/1.1 431", 12) == 0 || strncmp(buf, "HTTP/1.1 413", 12) == 0 ||
-                buf[0] == '\0');
+    if (strncmp(buf, "HTTP/1.1 431", 12) != 0)
+        fail_msg("headers over the bound: %.200s", buf);
 
     /* A body over the bound: 413 before it is read (Content-Length)... */
     fd = dial(base);
