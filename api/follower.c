@@ -26,6 +26,7 @@
 #include "cluster.h"
 #include "natskv.h"
 #include "replica.h"
+#include "retention.h"
 #include "schema.h"
 
 #include <errno.h>
@@ -143,9 +144,10 @@ static bool is_erasure(const struct jrn_record *r)
 
 /* The erasures records from..to hold reach this copy: the primary destroyed
  * the tenant's data key and stripped its payloads before it recorded the
- * erasure, so the follower does the same on its own keystore and journal
- * (up to the record before the erasure's, as the primary did; the views
- * dropped the tenant's rows when they applied it). */
+ * erasure, so the follower does the same on its own keystore, its backup
+ * generations when its domain has retention hooks (dom_set_retention), and
+ * its journal (up to the record before the erasure's, as the primary did;
+ * the views dropped the tenant's rows when they applied it). */
 static kr_err apply_erasures(struct api_follower *f, uint64_t from, uint64_t to)
 {
     struct kr_domain *d = f->o.d;
@@ -159,10 +161,13 @@ static kr_err apply_erasures(struct api_follower *f, uint64_t from, uint64_t to)
         if (!is_erasure(&r))
             continue;
         tenant = r.tenant, seq = r.seq;
-        uint64_t stripped = 0;
+        uint64_t stripped = 0, generations = 0;
         struct jrn_strip_spec s = {.tenant = tenant, .to_seq = seq - 1};
+        const struct ret_hooks *h = d->ret_hooks;
         if (d->ks && (err = ks_destroy(d->ks, tenant, r.time_ns)))
             step = "destroying the key of tenant";
+        else if (h && h->backup_erase && (err = h->backup_erase(h->arg, tenant, &generations)))
+            step = "destroying in the backup generations the key of tenant";
         else if ((err = jrn_strip(d->j, &s, &stripped)))
             step = "stripping the payloads of tenant";
     }

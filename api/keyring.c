@@ -86,9 +86,12 @@ static kr_err remote_create(void *ctx, uint64_t tenant, const uint8_t wrapped[KS
  * carried an erased key (keyring.h). */
 static kr_err scrub(struct kr_keyring *k)
 {
-    uint8_t *fill = calloc(1, KR_KEYRING_SCRUB_CHUNK);
+    uint8_t *fill = malloc(KR_KEYRING_SCRUB_CHUNK);
     if (!fill)
         return KR_ENOMEM;
+    /* Random: nats-server compresses what it writes to the RAFT log, and
+     * filler that compresses would not reach the threshold. */
+    randombytes_buf(fill, KR_KEYRING_SCRUB_CHUNK);
     natsStatus s = NATS_OK;
     for (size_t done = 0; s == NATS_OK && done < KR_KEYRING_SCRUB_BYTES;
          done += KR_KEYRING_SCRUB_CHUNK)

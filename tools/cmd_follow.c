@@ -20,6 +20,8 @@
 #include "metrics.h"
 #include "natskv.h"
 #include "path.h"
+#include "retention.h"
+#include "retention_hooks.h"
 #include "server.h"
 
 #include <getopt.h>
@@ -393,6 +395,11 @@ static int follow_run(struct follow_args *a, const char *data, const sigset_t *s
     if (a->kr)
         ks_set_remote(d->ks, kr_keyring_remote(a->kr));
     dom_set_follower(d, follow_primary, a);
+    /* An erasure reaches the backups beside DIR ($KIROKU_BACKUPS, or
+     * "backups"), when there are some, as on the primary. */
+    struct tools_ret tr;
+    if (tools_ret_init(&tr, data, NULL, false))
+        dom_set_retention(d, &tr.hooks, 0);
     rc = follow_serve(a, d, data, sigs);
     dom_close(d);
     follow_lease_close(a);
