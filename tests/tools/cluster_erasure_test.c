@@ -22,6 +22,10 @@
  * the sealed payload (the stream's copies are ciphertext whose key is gone);
  * both nodes verify, their `replay --check` digests are equal, every
  * generation checks, and the control tenant is intact on both.
+ *
+ * Platform logs past the log period stripped by the primary's retention.run
+ * are stripped on the follower too, when it applies the
+ * retention.logs_stripped record the run appended.
  */
 #include "api_client.h"
 #include "keyring.h"
@@ -225,13 +229,31 @@ static void node_init(struct node *n, const char *name)
     snprintf(n->op, sizeof n->op, "ipc://%s/%s.op", fx.dir, name);
 }
 
-static void node_start(struct node *n)
+/* With the clock override (KIROKU_CLOCK_OFFSET, set by the test) when
+ * test_clock. */
+static void node_start(struct node *n, bool test_clock)
 {
-    const char *argv[] = {
-        "kiroku",        "serve",  "--data",      n->data, "--nats",     kr_nats_urls(fx.nats),
-        "--node",        n->name,  "--listen",    n->ipc,  "--operator", n->op,
-        "--replication", "quorum", "--lease-ttl", "2000",  "--json",     "--backups",
-        n->backups,      NULL};
+    const char *argv[] = {"kiroku",
+                          "serve",
+                          "--data",
+                          n->data,
+                          "--nats",
+                          kr_nats_urls(fx.nats),
+                          "--node",
+                          n->name,
+                          "--listen",
+                          n->ipc,
+                          "--operator",
+                          n->op,
+                          "--replication",
+                          "quorum",
+                          "--lease-ttl",
+                          "2000",
+                          "--json",
+                          "--backups",
+                          n->backups,
+                          test_clock ? "--test-clock" : NULL,
+                          NULL};
     n->pid = kr_test_spawn(KR_KIROKU_BIN, argv, n->out, n->errf, true);
 }
 
@@ -381,8 +403,8 @@ static void make_data(struct td *t, struct data *dt)
     assert_true(bucket_value(dt->tb, w));
 }
 
-/* Operator ops on the primary's operator endpoint. */
-static void op_call(const struct node *n, int opcode, uint64_t tenant)
+/* An operator session on the node's operator endpoint. */
+static void op_login(const struct node *n, uint8_t token[32])
 {
     struct ac c;
     ac_open(&c, n->op);
@@ -393,8 +415,17 @@ static void op_call(const struct node *n, int opcode, uint64_t tenant)
     const msgpack_object *tok = ac_get(ac_result(&c), KR_FLD_TOKEN);
     assert_non_null(tok);
     assert_int_equal(tok->via.bin.size, 32);
-    uint8_t token[32];
     memcpy(token, tok->via.bin.ptr, 32);
+    ac_close(&c);
+}
+
+/* An operator op about one tenant on the node. */
+static void op_call(const struct node *n, int opcode, uint64_t tenant)
+{
+    uint8_t token[32];
+    op_login(n, token);
+    struct ac c;
+    ac_open(&c, n->op);
     ac_u64(&c, KR_FLD_TENANT, tenant);
     assert_int_equal(ac_call(&c, opcode, token), AC_OK);
     ac_close(&c);
@@ -535,9 +566,9 @@ static void test_marker_across_cluster(void **state)
     backup(a.data, a.backups, gen);
     restore(gen, a.data, b.data);
     backup(b.data, b.backups, gen);
-    node_start(&a);
+    node_start(&a, false);
     wait_role(&a, "primary");
-    node_start(&b);
+    node_start(&b, false);
     wait_role(&b, "follower");
     assert_everywhere(&a, &b, &dt, true); /* positive controls */
 
@@ -565,6 +596,91 @@ static void test_marker_across_cluster(void **state)
     assert_control(a.data, dt.tb, dt.ta);
     assert_control(b.data, dt.tb, dt.ta);
     jrn_recbuf_fini(&dt.sealed);
+    td_free(t);
+}
+
+/* "stripped" of `kiroku verify --json` on dir. */
+static uint64_t stripped_of(const char *dir)
+{
+    const char *v[] = {"verify", "--data", dir, "--json", NULL};
+    if (run(v) != 0)
+        fail_msg("verify %s: %s %s", dir, out, err);
+    const char *p = strstr(out, "\"stripped\":");
+    assert_non_null(p);
+    return strtoull(p + 11, NULL, 10);
+}
+
+struct level {
+    const char *dir;
+    uint64_t want;
+};
+/* For kr_test_wait_for: whether dir has as many payloads stripped. */
+static bool stripped_level(void *arg)
+{
+    const struct level *l = arg;
+    return stripped_of(l->dir) == l->want;
+}
+
+/* Platform logs older than the log period (a failed login naming no account,
+ * the master's session and logins, a denied op) stripped by the primary's
+ * retention.run are stripped on the follower too, which applies the
+ * retention.logs_stripped record the run appended: equal stripped counts
+ * (0 on the follower before), equal digests, both verify. */
+static void test_log_truncation_reaches_follower(void **state)
+{
+    (void)state;
+    struct node a, b;
+    node_init(&a, "a");
+    node_init(&b, "b");
+    struct td *t = td_new(10); /* its clock starts 2026-04-01 */
+    uint8_t op_account[16];
+    assert_int_equal(dom_operator_create(t->d, OP_EMAIL, OP_PW, op_account), KR_OK);
+    struct kr_caller m, anon = td_anonymous();
+    td_signup(t, "old@example.jp", "correct horse 3", &m, NULL);
+    char code[40];
+    struct kr_caller m2;
+    td_signup(t, "older@example.jp", "correct horse 4", &m2, code);
+    struct kr_payload *args = td_args(t);
+    kr_set_str(args, KR_FLD_TENANT_CODE, code);
+    kr_set_str(args, KR_FLD_EMAIL, "nobody@example.jp");
+    kr_set_str(args, KR_FLD_PASSWORD, "wrong password 1");
+    assert_int_not_equal(td_exec(t, &anon, KR_OP_AUTH_LOGIN), KR_OK); /* login.unknown */
+    td_args(t);
+    assert_int_not_equal(td_exec(t, &m, KR_OP_TENANTS_LIST), KR_OK); /* access.denied */
+    dom_close(t->d);
+    t->d = NULL;
+    kr_test_copytree(t->dir, a.data);
+    char gen[1024];
+    backup(a.data, a.backups, gen);
+    restore(gen, a.data, b.data);
+    assert_int_equal(stripped_of(a.data), 0);
+    assert_int_equal(stripped_of(b.data), 0);
+
+    /* The nodes run 200 days on: the records made now are older than the
+     * 400-day log period then (a journal's times start where it began). */
+    setenv("KIROKU_CLOCK_OFFSET", "200d", 1);
+    node_start(&a, true);
+    wait_role(&a, "primary");
+    node_start(&b, true);
+    wait_role(&b, "follower");
+    uint8_t token[32];
+    op_login(&a, token);
+    struct ac c;
+    ac_open(&c, a.op);
+    assert_int_equal(ac_call(&c, KR_OP_RETENTION_RUN, token), AC_OK);
+    uint64_t stripped = ac_res_u64(&c, KR_FLD_STRIPPED);
+    ac_close(&c);
+    assert_true(stripped > 0);
+    struct level l = {b.data, stripped};
+    assert_true(kr_test_wait_for(stripped_level, &l, KR_TEST_WAIT_MS, "the follower's strip"));
+    struct pair p = {a.data, b.data};
+    assert_true(kr_test_wait_for(same_views, &p, KR_TEST_WAIT_MS, "equal views"));
+    node_stop(&b);
+    node_stop(&a);
+    unsetenv("KIROKU_CLOCK_OFFSET");
+    assert_int_equal(stripped_of(a.data), stripped);
+    assert_int_equal(stripped_of(b.data), stripped);
+    assert_true(same_views(&p));
     td_free(t);
 }
 
@@ -605,6 +721,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_marker_across_cluster, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_truncation_reaches_follower, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     nats_Close();
