@@ -2,26 +2,28 @@
  * cluster_erasure_test.c: the marker test of erasure across a whole cluster
  * (retention_cli_test.c is the single-machine one): three nats-servers
  * (tools/nats_cluster.h), two `kiroku serve --nats --node` nodes of one shard
- * in quorum mode (a primary and a follower restored from its backup), each
- * with its own backup generations, and the keyring bucket KIROKU_KEYS that
- * holds the tenants' wrapped keys.
+ * in quorum mode (a primary and a follower restored from its backup) and a
+ * `kiroku follow` restored from it too, each with its own backup
+ * generations, and the keyring bucket KIROKU_KEYS that holds the tenants'
+ * wrapped keys.
  *
  * A tenant whose master's e-mail address, contacts and attribute values hold
  * a marker string, another tenant as the control, both signed up with the
  * keyring as the keystore's remote store (so their wrapped keys are in the
- * bucket); backups of the primary and of the follower before the erasure.
- * Positive controls first: the marker is in both data directories and every
- * backup; the tenant's wrapped key bytes are in the nats-servers' storage
- * files; a key in every keystore and generation opens one of the tenant's
- * sealed payloads. Then the tenant is cancelled and erased on the primary
+ * bucket); backups of the primary and of each follower before the erasure.
+ * Positive controls first: the marker is in the primary's DIR (the e-mails
+ * it wrote: everything else holds sealed payloads); the tenant's wrapped key
+ * bytes are in every copy's keystore, every generation and the nats-servers'
+ * storage files; a key in every keystore and generation opens one of the
+ * tenant's sealed payloads. Then the tenant is cancelled and erased on the primary
  * (tenants.cancel, tenants.erase over its operator endpoint) and the
- * follower carries the erasure out when it applies it. Afterwards: no file
- * under either node's DIR, any backup generation, or any nats-server's
+ * followers carry the erasure out when they apply it. Afterwards: no file
+ * under any copy's DIR, any backup generation, or any nats-server's
  * storage directory holds the marker or the tenant's wrapped key bytes; no
- * key left in either keystore, any generation's keystore or the bucket opens
+ * key left in any keystore, any generation's keystore or the bucket opens
  * the sealed payload (the stream's copies are ciphertext whose key is gone);
- * both nodes verify, their `replay --check` digests are equal, every
- * generation checks, and the control tenant is intact on both.
+ * every copy verifies, their `replay --check` digests are equal, every
+ * generation checks, and the control tenant is intact in each.
  *
  * Platform logs past the log period stripped by the primary's retention.run
  * are stripped on the follower too, when it applies the
@@ -484,41 +486,38 @@ static void print_holders(const char *dir, const void *needle, size_t n)
     closedir(d);
 }
 
-/* Every copy: the nodes' data, their backups, the nats-servers' stores. */
-static void assert_everywhere(const struct node *a, const struct node *b, const struct data *dt,
+/* Every copy: the nodes' data (n[0] the primary), their backups, the
+ * nats-servers' stores. */
+static void assert_everywhere(const struct node *const *n, size_t count, const struct data *dt,
                               bool present)
 {
-    const char *dirs[] = {a->data, a->backups, b->data, b->backups};
-    for (size_t i = 0; i < 4; i++) {
-        /* Journals, views and keystores hold sealed payloads: the marker in
-         * plain text is in the e-mails the primary wrote to its outbox (the
-         * follower writes none). */
-        bool in_data = i == 0;
-        if (td_dir_contains(dirs[i], MARKER, strlen(MARKER)) != (present && in_data))
-            fail_msg("the marker is %sin %s", present ? "not " : "", dirs[i]);
-        if (td_dir_contains(dirs[i], dt->wrapped, KS_WRAPPED_LEN) != present)
-            fail_msg("the wrapped key is %sin %s", present ? "not " : "", dirs[i]);
-    }
-    if (td_dir_contains(fx.nats->dir, dt->wrapped, KS_WRAPPED_LEN) != present) {
-        print_holders(fx.nats->dir, dt->wrapped, KS_WRAPPED_LEN);
-        kr_test_print_log(a->errf);
-        kr_test_print_log(b->errf);
-        fail_msg("the wrapped key is %sin the nats-servers' stores", present ? "not " : "");
-    }
-    /* The journal stream carries sealed payloads only: never the marker. */
-    assert_false(td_dir_contains(fx.nats->dir, MARKER, strlen(MARKER)));
-    const struct node *nodes[] = {a, b};
-    for (size_t i = 0; i < 2; i++) {
-        if (some_key_opens(nodes[i]->data, &dt->sealed.rec, KR_EV_CONTACT_REGISTERED) != present)
-            fail_msg("a key that opens the payload is %sin %s", present ? "not " : "",
-                     nodes[i]->data);
+    for (size_t i = 0; i < count; i++) {
+        const char *dirs[] = {n[i]->data, n[i]->backups};
+        for (size_t k = 0; k < 2; k++) {
+            /* Journals, views and keystores hold sealed payloads: the marker
+             * in plain text is in the e-mails the primary wrote to its outbox
+             * (followers write none). */
+            bool in_it = i == 0 && k == 0;
+            if (td_dir_contains(dirs[k], MARKER, strlen(MARKER)) != (present && in_it))
+                fail_msg("the marker is %sin %s", present ? "not " : "", dirs[k]);
+            if (td_dir_contains(dirs[k], dt->wrapped, KS_WRAPPED_LEN) != present)
+                fail_msg("the wrapped key is %sin %s", present ? "not " : "", dirs[k]);
+        }
+        if (some_key_opens(n[i]->data, &dt->sealed.rec, KR_EV_CONTACT_REGISTERED) != present)
+            fail_msg("a key that opens the payload is %sin %s", present ? "not " : "", n[i]->data);
         char gens[16][1024];
-        size_t ngen = generations(nodes[i]->backups, gens);
+        size_t ngen = generations(n[i]->backups, gens);
         assert_true(ngen >= 1);
         for (size_t g = 0; g < ngen; g++)
             if (some_key_opens(gens[g], &dt->sealed.rec, KR_EV_CONTACT_REGISTERED) != present)
                 fail_msg("a key that opens the payload is %sin %s", present ? "not " : "", gens[g]);
     }
+    if (td_dir_contains(fx.nats->dir, dt->wrapped, KS_WRAPPED_LEN) != present) {
+        print_holders(fx.nats->dir, dt->wrapped, KS_WRAPPED_LEN);
+        fail_msg("the wrapped key is %sin the nats-servers' stores", present ? "not " : "");
+    }
+    /* The journal stream carries sealed payloads only: never the marker. */
+    assert_false(td_dir_contains(fx.nats->dir, MARKER, strlen(MARKER)));
     uint8_t w[KS_WRAPPED_LEN];
     assert_true(bucket_value(dt->ta, w) == present);
 }
@@ -548,12 +547,35 @@ static void assert_control(const char *dir, uint64_t tb, uint64_t ta)
     jrn_close(j);
 }
 
+/* `kiroku follow` of the shard into c's DIR; its backups are the default
+ * ones beside DIR ("backups"), which an erasure it applies reaches. */
+static void follow_start(struct node *c)
+{
+    const char *argv[] = {"kiroku", "follow", "--data", c->data, "--nats", kr_nats_urls(fx.nats),
+                          "--json", NULL};
+    c->pid = kr_test_spawn(KR_KIROKU_BIN, argv, c->out, c->errf, true);
+}
+
+static bool following(void *arg)
+{
+    const struct node *c = arg;
+    FILE *f = fopen(c->out, "rb");
+    if (!f)
+        return false;
+    char line[2048];
+    bool yes = fgets(line, sizeof line, f) && strstr(line, "\"stream\"");
+    fclose(f);
+    return yes;
+}
+
 static void test_marker_across_cluster(void **state)
 {
     (void)state;
-    struct node a, b;
+    struct node a, b, c;
     node_init(&a, "a");
     node_init(&b, "b");
+    node_init(&c, "c");
+    snprintf(c.backups, sizeof c.backups, "%s/backups", fx.dir);
     struct data dt;
     struct td *t = td_new(9);
     make_data(t, &dt);
@@ -561,40 +583,60 @@ static void test_marker_across_cluster(void **state)
     t->d = NULL;
     kr_test_copytree(t->dir, a.data);
 
-    /* The follower starts from the primary's backup; each has its own. */
-    char gen[1024];
+    /* The followers start from the primary's backup; each has its own. */
+    char gen[1024], genb[1024];
     backup(a.data, a.backups, gen);
     restore(gen, a.data, b.data);
-    backup(b.data, b.backups, gen);
+    restore(gen, a.data, c.data);
+    backup(b.data, b.backups, genb);
+    backup(c.data, c.backups, genb);
     node_start(&a, false);
     wait_role(&a, "primary");
     node_start(&b, false);
     wait_role(&b, "follower");
-    assert_everywhere(&a, &b, &dt, true); /* positive controls */
+    follow_start(&c);
+    if (!kr_test_wait_for(following, &c, KR_TEST_WAIT_MS, "kiroku follow")) {
+        kr_test_print_log(c.errf);
+        fail();
+    }
+    const struct node *const all[] = {&a, &b, &c};
+    assert_everywhere(all, 3, &dt, true); /* positive controls */
 
     op_call(&a, KR_OP_TENANTS_CANCEL, dt.ta);
     op_call(&a, KR_OP_TENANTS_ERASE, dt.ta);
-    struct gone g = {b.data, &dt.sealed.rec};
-    assert_true(kr_test_wait_for(key_gone, &g, KR_TEST_WAIT_MS, "the follower's erasure"));
-    struct pair p = {a.data, b.data};
-    assert_true(kr_test_wait_for(same_views, &p, KR_TEST_WAIT_MS, "equal views"));
+    for (size_t i = 1; i < 3; i++) {
+        struct gone g = {all[i]->data, &dt.sealed.rec};
+        assert_true(kr_test_wait_for(key_gone, &g, KR_TEST_WAIT_MS, "a follower's erasure"));
+        struct pair p = {a.data, all[i]->data};
+        assert_true(kr_test_wait_for(same_views, &p, KR_TEST_WAIT_MS, "equal views"));
+    }
+    node_stop(&c);
     node_stop(&b);
     node_stop(&a);
 
-    assert_everywhere(&a, &b, &dt, false);
-    const struct node *nodes[] = {&a, &b};
-    for (size_t i = 0; i < 2; i++) {
-        const char *v[] = {"verify", "--data", nodes[i]->data, "--json", NULL};
+    assert_everywhere(all, 3, &dt, false);
+    json_t *first = NULL;
+    uint64_t first_records = 0;
+    for (size_t i = 0; i < 3; i++) {
+        const char *v[] = {"verify", "--data", all[i]->data, "--json", NULL};
         if (run(v) != 0)
-            fail_msg("verify %s: %s %s", nodes[i]->data, out, err);
+            fail_msg("verify %s: %s %s", all[i]->data, out, err);
         assert_null(strstr(out, "\"stripped\":0,"));
-        const char *c[] = {"backup", "check", nodes[i]->backups, "--data", nodes[i]->data, NULL};
-        if (run(c) != 0)
-            fail_msg("backup check %s: %s %s", nodes[i]->backups, out, err);
+        const char *ch[] = {"backup", "check", all[i]->backups, "--data", all[i]->data, NULL};
+        if (run(ch) != 0)
+            fail_msg("backup check %s: %s %s", all[i]->backups, out, err);
+        uint64_t records = 0;
+        json_t *views = digests(all[i]->data, &records);
+        if (!first) {
+            first = views;
+            first_records = records;
+        } else {
+            assert_true(json_equal(first, views) && records == first_records);
+            json_decref(views);
+        }
+        assert_control(all[i]->data, dt.tb, dt.ta);
     }
-    assert_true(same_views(&p));
-    assert_control(a.data, dt.tb, dt.ta);
-    assert_control(b.data, dt.tb, dt.ta);
+    json_decref(first);
     jrn_recbuf_fini(&dt.sealed);
     td_free(t);
 }
