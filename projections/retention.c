@@ -647,7 +647,7 @@ static kr_err closed_sessions(struct kr_domain *d, uint64_t to_seq, uint64_t clo
  * stripped. *from..*to get the records those closes are among (0..0 when
  * none), whose sessions' records before the cut-off are then stripped; the
  * close records themselves are new, kept for the period. */
-static kr_err close_expired(struct kr_domain *d, uint64_t before_ns, struct closed_set *set,
+static kr_err close_expired(struct kr_domain *d, uint64_t before_ns, struct kr_diag *diag,
                             uint64_t *from, uint64_t *to)
 {
     *from = *to = 0;
@@ -674,13 +674,13 @@ static kr_err close_expired(struct kr_domain *d, uint64_t before_ns, struct clos
             struct va_session row;
             if (k.mv_size != 32) {
                 err = views_corrupt(VIEW_SESSIONS, k.mv_data, k.mv_size,
-                                    "a key is not a token hash", set->diag);
+                                    "a key is not a token hash", diag);
                 break;
             }
             if ((err = va_session_get(&d->views, txn, k.mv_data, &row))) {
                 if (err == KR_ECORRUPT)
                     err = views_corrupt(VIEW_SESSIONS, k.mv_data, 32, "the row does not decode",
-                                        set->diag);
+                                        diag);
                 break;
             }
             if (row.expires >= before_ns)
@@ -828,12 +828,11 @@ static kr_err truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *s
     *stripped = 0;
     if (before_ns == 0)
         return KR_OK;
-    struct closed_set closing = {.diag = diag};
     struct log_cut cut = {.before_ns = before_ns};
     pthread_mutex_lock(&d->ret_mu);
     kr_err err = last_before(d, before_ns, &cut.to_seq);
     if (!err && cut.to_seq > 0)
-        err = close_expired(d, before_ns, &closing, &cut.closed_from, &cut.closed_to);
+        err = close_expired(d, before_ns, diag, &cut.closed_from, &cut.closed_to);
     if (!err && cut.to_seq > 0)
         err = strip_logs(d, &cut, stripped, diag);
     /* Recorded after the stripping, so that followers strip the same. */
