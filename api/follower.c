@@ -26,6 +26,7 @@
 #include "cluster.h"
 #include "natskv.h"
 #include "replica.h"
+#include "retention.h"
 #include "schema.h"
 
 #include <errno.h>
@@ -141,11 +142,31 @@ static bool is_erasure(const struct jrn_record *r)
                                  jrn_type_is(r, kr_events[KR_EV_SIGNUP_EXPIRED].name));
 }
 
-/* The erasures records from..to hold reach this copy: the primary destroyed
- * the tenant's data key and stripped its payloads before it recorded the
- * erasure, so the follower does the same on its own keystore and journal
- * (up to the record before the erasure's, as the primary did; the views
- * dropped the tenant's rows when they applied it). */
+/* Carries out the erasure r records (tenant.erased, signup.expired): the
+ * primary destroyed the tenant's data key and stripped its payloads before
+ * it recorded the erasure, so the follower does the same on its own
+ * keystore, its backup generations when its domain has retention hooks
+ * (dom_set_retention), and its journal (up to the record before the
+ * erasure's, as the primary did; the views dropped the tenant's rows when
+ * they applied it). *step names what failed. */
+static kr_err carry_out_erasure(struct kr_domain *d, const struct jrn_record *r, const char **step)
+{
+    uint64_t stripped = 0, generations = 0;
+    struct jrn_strip_spec s = {.tenant = r->tenant, .to_seq = r->seq - 1};
+    const struct ret_hooks *h = d->ret_hooks;
+    kr_err err = KR_OK;
+    if (d->ks && (err = ks_destroy(d->ks, r->tenant, r->time_ns)))
+        *step = "destroying the key of tenant";
+    else if (h && h->backup_erase && (err = h->backup_erase(h->arg, r->tenant, &generations)))
+        *step = "destroying in the backup generations the key of tenant";
+    else if ((err = jrn_strip(d->j, &s, &stripped)))
+        *step = "stripping the payloads of tenant";
+    return err;
+}
+
+/* The erasures and log truncations records from..to hold reach this copy
+ * (carry_out_erasure; ret_logs_stripped_apply strips the platform logs the
+ * primary stripped before it recorded retention.logs_stripped). */
 static kr_err apply_erasures(struct api_follower *f, uint64_t from, uint64_t to)
 {
     struct kr_domain *d = f->o.d;
@@ -154,21 +175,25 @@ static kr_err apply_erasures(struct api_follower *f, uint64_t from, uint64_t to)
     kr_err err = jrn_cursor_new(d->j, &q, &c);
     struct jrn_record r;
     const char *step = "reading the records applied";
-    uint64_t tenant = 0, seq = from;
+    uint64_t seq = from, tenant = 0, stripped = 0;
+    bool of_tenant = false; /* step names a tenant */
     while (!err && !(err = jrn_cursor_next(c, &r))) {
-        if (!is_erasure(&r))
+        if (jrn_is_system(&r))
             continue;
-        tenant = r.tenant, seq = r.seq;
-        uint64_t stripped = 0;
-        struct jrn_strip_spec s = {.tenant = tenant, .to_seq = seq - 1};
-        if (d->ks && (err = ks_destroy(d->ks, tenant, r.time_ns)))
-            step = "destroying the key of tenant";
-        else if ((err = jrn_strip(d->j, &s, &stripped)))
-            step = "stripping the payloads of tenant";
+        if (is_erasure(&r)) {
+            seq = r.seq, tenant = r.tenant, of_tenant = true;
+            err = carry_out_erasure(d, &r, &step);
+        } else if (jrn_type_is(&r, kr_events[KR_EV_RETENTION_LOGS_STRIPPED].name)) {
+            seq = r.seq, of_tenant = false;
+            step = "stripping the platform logs the truncation recorded";
+            err = ret_logs_stripped_apply(d, &r, &stripped);
+        }
     }
     jrn_cursor_free(c);
     if (err == KR_ENOTFOUND)
         return KR_OK;
+    if (!of_tenant)
+        return fault(f, err, seq, "%s: %s", step, kr_strerror(err));
     return fault(f, err, seq, "%s %" PRIu64 ": %s", step, tenant, kr_strerror(err));
 }
 

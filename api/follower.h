@@ -30,7 +30,8 @@
  * is applied whole once its checkpoint verifies it, or not at all. Then the
  * erasures the range recorded (tenant.erased, signup.expired) are carried
  * out here as the primary carried them out before recording them: the
- * tenant's key destroyed in this keystore, its payloads stripped.
+ * tenant's key destroyed in this keystore (and in the backup generations of
+ * the domain's retention hooks, when it has them), its payloads stripped.
  *
  * A fault (a record or checkpoint that does not verify, a message that does
  * not decode, belongs to another journal or leaves a gap, a range without

@@ -3,6 +3,7 @@
  */
 #include "keyring.h"
 
+#include "kr_limits.h"
 #include "natskv.h"
 
 #include <sodium.h>
@@ -13,8 +14,12 @@
 /* "journal." + 32 hex + "." + 10 digits, or "tenant." + 20 digits */
 #define NAME_MAX_LEN 64
 
+#define KEYRING_STREAM "KV_" KR_KEYRING_BUCKET
+
 struct kr_keyring {
+    jsCtx *js;
     kvStore *kv;
+    bool erasable; /* the bucket's stream allows message deletes */
     struct ks_remote remote;
 };
 
@@ -75,13 +80,92 @@ static kr_err remote_create(void *ctx, uint64_t tenant, const uint8_t wrapped[KS
     return kv_create(ctx, name, wrapped);
 }
 
+/* Writes KR_KEYRING_SCRUB_BYTES of filler under "scrub" and purges it: the
+ * RAFT log of the bucket's stream then passes nats-server's compaction
+ * threshold on every replica, which snapshots and drops the log entries that
+ * carried an erased key (keyring.h). */
+static kr_err scrub(struct kr_keyring *k)
+{
+    uint8_t *fill = malloc(KR_KEYRING_SCRUB_CHUNK);
+    if (!fill)
+        return KR_ENOMEM;
+    /* Random: nats-server compresses what it writes to the RAFT log, and
+     * filler that compresses would not reach the threshold. */
+    randombytes_buf(fill, KR_KEYRING_SCRUB_CHUNK);
+    natsStatus s = NATS_OK;
+    for (size_t done = 0; s == NATS_OK && done < KR_KEYRING_SCRUB_BYTES;
+         done += KR_KEYRING_SCRUB_CHUNK)
+        s = kvStore_Put(NULL, k->kv, "scrub", fill, (int)KR_KEYRING_SCRUB_CHUNK);
+    free(fill);
+    if (s == NATS_OK)
+        s = kvStore_Purge(k->kv, "scrub", NULL);
+    return nkv_err(s);
+}
+
+/* Erases the tenant's key from every copy the NATS servers keep: the
+ * message is deleted with erase (overwritten on disk by every replica), a
+ * purge marker replaces the name, and the RAFT log is scrubbed. */
 static kr_err remote_purge(void *ctx, uint64_t tenant)
 {
     struct kr_keyring *k = ctx;
     char name[NAME_MAX_LEN];
     tenant_name(name, tenant);
+    kvEntry *e = NULL;
+    natsStatus s = kvStore_Get(&e, k->kv, name);
+    if (s == NATS_NOT_FOUND) /* none, or erased before */
+        return KR_OK;
+    if (s != NATS_OK)
+        return nkv_err(s);
+    uint64_t seq = kvEntry_Revision(e);
+    kvEntry_Destroy(e);
+    if (!k->erasable)
+        return KR_EIO; /* a bucket made by an older kiroku: see keyring.h */
+    jsErrCode jerr = 0;
+    s = js_EraseMsg(k->js, KEYRING_STREAM, seq, NULL, &jerr);
+    if (s != NATS_OK && jerr != JSNoMessageFoundErr)
+        return nkv_err(s);
     /* A purge leaves one marker and drops every earlier value of the name. */
-    return nkv_err(kvStore_Purge(k->kv, name, NULL));
+    kr_err err = nkv_err(kvStore_Purge(k->kv, name, NULL));
+    return err ? err : scrub(k);
+}
+
+/* Makes the bucket's stream as js_CreateKeyValue does, but allowing message
+ * deletes, which a key's erasure needs; binds it either way. */
+static kr_err bucket_open(struct kr_keyring *k, int replicas)
+{
+    natsStatus s = js_KeyValue(&k->kv, k->js, KR_KEYRING_BUCKET);
+    if (s == NATS_NOT_FOUND) {
+        const char *subjects[] = {"$KV." KR_KEYRING_BUCKET ".>"};
+        jsStreamConfig c;
+        jsStreamConfig_Init(&c);
+        c.Name = KEYRING_STREAM;
+        c.Subjects = subjects;
+        c.SubjectsLen = 1;
+        c.MaxMsgsPerSubject = 1;
+        c.MaxMsgSize = -1;
+        c.Storage = js_FileStorage;
+        c.Replicas = replicas;
+        c.AllowRollup = true;
+        c.DenyDelete = false;
+        c.AllowDirect = true;
+        jsStreamInfo *si = NULL;
+        (void)js_AddStream(&si, k->js, &c, NULL, NULL); /* or another node made it */
+        jsStreamInfo_Destroy(si);
+        s = js_KeyValue(&k->kv, k->js, KR_KEYRING_BUCKET);
+    }
+    if (s != NATS_OK) {
+        k->kv = NULL;
+        return nkv_err(s);
+    }
+    jsStreamInfo *si = NULL;
+    if ((s = js_GetStreamInfo(&si, k->js, KEYRING_STREAM, NULL, NULL)) != NATS_OK) {
+        kvStore_Destroy(k->kv);
+        k->kv = NULL;
+        return nkv_err(s);
+    }
+    k->erasable = !si->Config->DenyDelete;
+    jsStreamInfo_Destroy(si);
+    return KR_OK;
 }
 
 kr_err kr_keyring_open(jsCtx *js, int replicas, struct kr_keyring **out)
@@ -92,7 +176,8 @@ kr_err kr_keyring_open(jsCtx *js, int replicas, struct kr_keyring **out)
     struct kr_keyring *k = calloc(1, sizeof *k);
     if (!k)
         return KR_ENOMEM;
-    kr_err err = nkv_bucket(js, KR_KEYRING_BUCKET, 1, 0, replicas, &k->kv, NULL);
+    k->js = js;
+    kr_err err = bucket_open(k, replicas);
     if (err) {
         free(k);
         return err;

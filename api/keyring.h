@@ -14,8 +14,25 @@
  *
  * Tenant keys: kr_keyring_remote gives the keystore its remote store
  * (ks_set_remote): a key is made once for the whole shard (create-if-absent),
- * fetched by any node that lacks it, and purged, with its history, when the
- * tenant is erased.
+ * fetched by any node that lacks it, and erased when the tenant is erased.
+ *
+ * Erasure. A purged JetStream message stays on the servers' disks (in the
+ * stream's message blocks and in its RAFT log) until they compact, so a
+ * tenant's key is erased in three steps, each undone by nothing:
+ *   1. the message is deleted with erase (JetStream's secure delete: every
+ *      replica overwrites its bytes on disk); this needs a bucket whose
+ *      stream allows deletes, which kr_keyring_open makes (a key-value
+ *      bucket made by js_CreateKeyValue denies them, for good: a bucket
+ *      made so by an older kiroku answers every erasure KR_EIO, until it is
+ *      deleted and made again, see docs/operations.md);
+ *   2. the name is purged (a marker replaces it: fetching it is
+ *      KR_ENOTFOUND from then on);
+ *   3. the RAFT log is scrubbed: KR_KEYRING_SCRUB_BYTES of filler are
+ *      written through the bucket and purged, which makes every replica
+ *      snapshot the stream and drop the log entries that carried the key.
+ * A retried erasure of a name already purged does nothing (a crash between
+ * 2 and 3 leaves the log to nats-server's own compaction, every 2 to 3
+ * minutes).
  *
  * Signing keys: a primary stores each signing key it makes (a rotation, an
  * epoch) before that key signs anything; a follower that is promoted fetches
@@ -41,8 +58,8 @@
 struct kr_keyring;
 
 /* Binds the bucket on js, creating it (file storage, history 1, `replicas`
- * copies: 1..5) if it does not exist. js must outlive the keyring. KR_EINVAL
- * for bad replicas, KR_EIO if JetStream does not answer or refuses. */
+ * copies: 1..5, message deletes allowed) if it does not exist. js must outlive the keyring.
+ * KR_EINVAL for bad replicas, KR_EIO if JetStream does not answer or refuses. */
 KR_MUST_CHECK kr_err kr_keyring_open(jsCtx *js, int replicas, struct kr_keyring **out);
 void kr_keyring_close(struct kr_keyring *k); /* accepts NULL */
 

@@ -435,6 +435,17 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 /* A publisher that keeps failing says so on stderr at most this often. */
 #define KR_CLUSTER_LOG_EVERY_NS (30ull * 1000000000ull)
 
+/* ---- The keyring's erasure (api/keyring.h) ---- */
+
+/* After a tenant's key is erased from the keyring bucket, this many bytes of
+ * filler are written through the bucket (and purged) so that every
+ * nats-server compacts the bucket's RAFT log, which still holds the key's
+ * bytes: nats-server 2.9 snapshots a stream's RAFT group once more than
+ * 8 MiB were applied since its last snapshot (else every 2 to 3 minutes). */
+#define KR_KEYRING_SCRUB_BYTES (12u * 1024u * 1024u)
+/* One filler value: half of NATS' default max_payload (1 MiB). */
+#define KR_KEYRING_SCRUB_CHUNK (512u * 1024u)
+
 /* ---- Verification ---- */
 
 /* Records handed to one verification worker at a time; a power of two so each

@@ -579,11 +579,12 @@ static bool session_of(struct kr_payload *p, const struct jrn_record *r, int ev,
     return true;
 }
 
-/* Collects up to KR_RETENTION_SESSIONS_MAX sessions closed in records
- * 1..to_seq (all before the cut-off). */
-static kr_err closed_sessions(struct kr_domain *d, uint64_t to_seq, struct closed_set *set)
+/* Collects, up to KR_RETENTION_SESSIONS_MAX each, the sessions closed in
+ * records from..to and (with resets) the login resets there. */
+static kr_err closed_scan(struct kr_domain *d, uint64_t from, uint64_t to, bool resets_too,
+                          struct closed_set *set)
 {
-    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = 1, .to = to_seq};
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = from, .to = to};
     struct jrn_cursor *c;
     struct jrn_record r;
     kr_err err = jrn_cursor_new(d->j, &q, &c);
@@ -611,7 +612,7 @@ static kr_err closed_sessions(struct kr_domain *d, uint64_t to_seq, struct close
         if (is_session_type(&r, &ev) && ev == KR_EV_SESSION_CLOSED &&
             session_of(set->p, &r, ev, set->ids[set->n]))
             set->n++;
-        else if ((ev = type_of(&r, resets, 2)) >= 0) {
+        else if (resets_too && (ev = type_of(&r, resets, 2)) >= 0) {
             struct reset *x = &set->resets[set->nresets];
             if (account_of(set->p, &r, ev, x->account)) {
                 x->tenant = r.tenant;
@@ -621,8 +622,20 @@ static kr_err closed_sessions(struct kr_domain *d, uint64_t to_seq, struct close
         }
     }
     jrn_cursor_free(c);
-    if (err == KR_ENOTFOUND)
-        err = KR_OK;
+    return err == KR_ENOTFOUND ? KR_OK : err;
+}
+
+/* What a truncation strips, read from the journal alone (so a follower
+ * applying retention.logs_stripped finds the same): the sessions closed in
+ * records 1..to_seq (all before the cut-off) and in the records closed_from..
+ * closed_to where the run closed the expired ones (0: none), and the logins'
+ * resets in 1..to_seq. */
+static kr_err closed_sessions(struct kr_domain *d, uint64_t to_seq, uint64_t closed_from,
+                              uint64_t closed_to, struct closed_set *set)
+{
+    kr_err err = closed_scan(d, 1, to_seq, true, set);
+    if (!err && closed_from > 0 && closed_from <= closed_to)
+        err = closed_scan(d, closed_from, closed_to, false, set);
     qsort(set->ids, set->n, 16, id_cmp);
     resets_newest(set);
     return err;
@@ -631,15 +644,18 @@ static kr_err closed_sessions(struct kr_domain *d, uint64_t to_seq, struct close
 /* Closes (session.closed, expired) every session whose absolute expiry came
  * before before_ns but whose row is still in the views: an expired session
  * is never closed by itself, and its row would keep its records from being
- * stripped. Their ids go into set, whose records before the cut-off are
- * then stripped; the close records themselves are new, kept for the period. */
-static kr_err close_expired(struct kr_domain *d, uint64_t before_ns, struct closed_set *set)
+ * stripped. *from..*to get the records those closes are among (0..0 when
+ * none), whose sessions' records before the cut-off are then stripped; the
+ * close records themselves are new, kept for the period. */
+static kr_err close_expired(struct kr_domain *d, uint64_t before_ns, struct kr_diag *diag,
+                            uint64_t *from, uint64_t *to)
 {
+    *from = *to = 0;
     struct closing {
         uint64_t tenant;
         uint8_t session[16];
     };
-    size_t cap = KR_RETENTION_SESSIONS_MAX - set->n, n = 0;
+    size_t cap = KR_RETENTION_SESSIONS_MAX, n = 0;
     struct closing *list = calloc(cap ? cap : 1, sizeof *list);
     if (!list)
         return KR_ENOMEM;
@@ -658,13 +674,13 @@ static kr_err close_expired(struct kr_domain *d, uint64_t before_ns, struct clos
             struct va_session row;
             if (k.mv_size != 32) {
                 err = views_corrupt(VIEW_SESSIONS, k.mv_data, k.mv_size,
-                                    "a key is not a token hash", set->diag);
+                                    "a key is not a token hash", diag);
                 break;
             }
             if ((err = va_session_get(&d->views, txn, k.mv_data, &row))) {
                 if (err == KR_ECORRUPT)
                     err = views_corrupt(VIEW_SESSIONS, k.mv_data, 32, "the row does not decode",
-                                        set->diag);
+                                        diag);
                 break;
             }
             if (row.expires >= before_ns)
@@ -681,13 +697,16 @@ static kr_err close_expired(struct kr_domain *d, uint64_t before_ns, struct clos
     struct kr_payload *p = err ? NULL : kr_payload_new();
     if (!err && !p)
         err = KR_ENOMEM;
+    uint64_t before = jrn_size(d->j);
     for (size_t i = 0; !err && i < n; i++) {
         kr_payload_reset(p, KR_EV_SESSION_CLOSED);
         kr_set_bytes(p, KR_FLD_SESSION, list[i].session, 16);
         kr_set_u64(p, KR_FLD_CLOSE_REASON, KR_CLOSE_REASON_EXPIRED);
         err = dom_append_plain(d, list[i].tenant, JRN_SYSTEM_ACTOR, p, NULL, NULL);
-        if (!err)
-            memcpy(set->ids[set->n++], list[i].session, 16);
+    }
+    if (n > 0 && jrn_size(d->j) > before) { /* other writers' records may be among them */
+        *from = before + 1;
+        *to = jrn_size(d->j);
     }
     kr_payload_free(p);
     free(list);
@@ -753,48 +772,107 @@ static kr_err last_before(struct kr_domain *d, uint64_t before_ns, uint64_t *out
     return err;
 }
 
-static kr_err truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped,
-                            struct kr_diag *diag)
+/* One truncation: what retention.logs_stripped records. */
+struct log_cut {
+    uint64_t before_ns, to_seq, closed_from, closed_to;
+};
+
+/* Strips what cut names (the caller holds ret_mu). */
+static kr_err strip_logs(struct kr_domain *d, const struct log_cut *cut, uint64_t *stripped,
+                         struct kr_diag *diag)
 {
-    *stripped = 0;
-    if (before_ns == 0)
-        return KR_OK;
     struct closed_set set = {.ids = malloc((size_t)KR_RETENTION_SESSIONS_MAX * 16),
                              .resets =
                                  malloc((size_t)KR_RETENTION_SESSIONS_MAX * sizeof(struct reset)),
                              .p = kr_payload_new(),
                              .diag = diag};
-    if (!set.ids || !set.resets || !set.p) {
-        free(set.ids);
-        free(set.resets);
-        kr_payload_free(set.p);
-        return KR_ENOMEM;
-    }
-    pthread_mutex_lock(&d->ret_mu);
-    uint64_t to = 0;
-    kr_err err = last_before(d, before_ns, &to);
-    if (!err && to > 0 && !(err = close_expired(d, before_ns, &set)))
-        err = closed_sessions(d, to, &set);
-    if (!err && to > 0) {
+    kr_err err = set.ids && set.resets && set.p ? KR_OK : KR_ENOMEM;
+    if (!err)
+        err = closed_sessions(d, cut->to_seq, cut->closed_from, cut->closed_to, &set);
+    if (!err) {
         /* to_seq bounds the pass to the old records: the rest of the journal
          * is not read at all. */
         struct ret_strip_spec spec = {.any_tenant = true,
-                                      .to_seq = to,
-                                      .before_ns = before_ns,
+                                      .to_seq = cut->to_seq,
+                                      .before_ns = cut->before_ns,
                                       .want = want_log,
                                       .arg = &set};
         err = strip(d, &spec, stripped);
     }
-    pthread_mutex_unlock(&d->ret_mu);
     free(set.ids);
     free(set.resets);
     kr_payload_free(set.p);
     return err;
 }
 
+static kr_err record_cut(struct kr_domain *d, const struct log_cut *cut)
+{
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return KR_ENOMEM;
+    kr_payload_reset(p, KR_EV_RETENTION_LOGS_STRIPPED);
+    kr_set_u64(p, KR_FLD_LOG_BEFORE, cut->before_ns);
+    kr_set_u64(p, KR_FLD_LOG_TO_SEQ, cut->to_seq);
+    if (cut->closed_from) {
+        kr_set_u64(p, KR_FLD_FROM_SEQ, cut->closed_from);
+        kr_set_u64(p, KR_FLD_TO_SEQ, cut->closed_to);
+    }
+    kr_err err = dom_append_plain(d, 0, JRN_SYSTEM_ACTOR, p, NULL, NULL);
+    kr_payload_free(p);
+    return err;
+}
+
+static kr_err truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped,
+                            struct kr_diag *diag)
+{
+    *stripped = 0;
+    if (before_ns == 0)
+        return KR_OK;
+    struct log_cut cut = {.before_ns = before_ns};
+    pthread_mutex_lock(&d->ret_mu);
+    kr_err err = last_before(d, before_ns, &cut.to_seq);
+    if (!err && cut.to_seq > 0)
+        err = close_expired(d, before_ns, diag, &cut.closed_from, &cut.closed_to);
+    if (!err && cut.to_seq > 0)
+        err = strip_logs(d, &cut, stripped, diag);
+    /* Recorded after the stripping, so that followers strip the same. */
+    if (!err && (*stripped > 0 || cut.closed_from > 0))
+        err = record_cut(d, &cut);
+    pthread_mutex_unlock(&d->ret_mu);
+    return err;
+}
+
 kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped)
 {
     return truncate_logs(d, before_ns, stripped, NULL);
+}
+
+kr_err ret_logs_stripped_apply(struct kr_domain *d, const struct jrn_record *r, uint64_t *stripped)
+{
+    *stripped = 0;
+    if (r->payload_stripped)
+        return KR_OK;
+    struct kr_payload *p = kr_payload_new();
+    if (!p)
+        return KR_ENOMEM;
+    kr_err err = kr_event_decode(KR_EV_RETENTION_LOGS_STRIPPED, r, NULL, p, NULL);
+    struct log_cut cut = {0};
+    if (!err) {
+        cut.before_ns = p->v[KR_FLD_LOG_BEFORE].u;
+        cut.to_seq = p->v[KR_FLD_LOG_TO_SEQ].u;
+        cut.closed_from = p->v[KR_FLD_FROM_SEQ].set ? p->v[KR_FLD_FROM_SEQ].u : 0;
+        cut.closed_to = p->v[KR_FLD_TO_SEQ].set ? p->v[KR_FLD_TO_SEQ].u : 0;
+        /* What it names lies before it. */
+        if (cut.to_seq >= r->seq || cut.closed_to >= r->seq || cut.closed_from > cut.closed_to)
+            err = KR_ECORRUPT;
+    }
+    kr_payload_free(p);
+    if (err)
+        return err == KR_ENOMEM ? err : KR_ECORRUPT;
+    pthread_mutex_lock(&d->ret_mu);
+    err = strip_logs(d, &cut, stripped, NULL);
+    pthread_mutex_unlock(&d->ret_mu);
+    return err;
 }
 
 /* ---- The job ---- */

@@ -43,7 +43,10 @@
  * period, get their payloads stripped; their headers, hashes and proofs
  * stay, and the views stay what a rebuild gives (a closed session has no
  * view row; login outcomes go only before the account's newest reset, which
- * stays and sets every field they set). See docs/operations.md.
+ * stays and sets every field they set). The run then appends
+ * retention.logs_stripped (the cut-off and the records the selection read),
+ * which followers carry out (ret_logs_stripped_apply). See
+ * docs/operations.md.
  *
  * Threads: every function here may be called from any thread; erasures and
  * truncations of one domain run one at a time (the domain's retention
@@ -170,6 +173,16 @@ bool ret_is_log_type(const char *type, size_t len);
  * to KR_RETENTION_SESSIONS_MAX sessions and resets a call). *stripped
  * counts records stripped now. */
 KR_MUST_CHECK kr_err ret_truncate_logs(struct kr_domain *d, uint64_t before_ns, uint64_t *stripped);
+
+/* A follower's part of a truncation (api/follower.c): r is a
+ * retention.logs_stripped record this journal applied; strips the payloads
+ * the primary stripped before it recorded it (the same selection, made from
+ * records before r alone: sessions closed in 1..log_to_seq and in
+ * from_seq..to_seq, resets in 1..log_to_seq). *stripped counts records
+ * stripped now (0 when this copy had them stripped already). KR_ECORRUPT if
+ * r does not decode or names records not before it. */
+KR_MUST_CHECK kr_err ret_logs_stripped_apply(struct kr_domain *d, const struct jrn_record *r,
+                                             uint64_t *stripped);
 
 /* One cancelled tenant a run looked at. */
 struct ret_tenant {

@@ -90,10 +90,12 @@ static va_fn area_by_prefix(int ev)
         {"outbox.", va_notices},
         {"access.", va_audit_only},
         {"login.", va_audit_only},
-        /* the platform's own history: serve starts, operator work, backups */
+        /* the platform's own history: serve starts, operator work, backups,
+         * log truncations */
         {"serve.", va_audit_only},
         {"maintenance.", va_audit_only},
         {"backup.", va_audit_only},
+        {"retention.", va_audit_only},
         {"audit.", va_audit_only},
         {"alert.", va_alerts},
         {"utility.", va_audit_only},

@@ -21,6 +21,8 @@
 #include "metrics.h"
 #include "natskv.h"
 #include "path.h"
+#include "retention.h"
+#include "retention_hooks.h"
 #include "serve_node.h"
 #include "server.h"
 
@@ -64,6 +66,10 @@ static const char follow_usage[] =
     "--http URL (http://HOST:PORT) serves /metrics and /healthz: the seq applied,\n"
     "the lag behind the stream, faults; unhealthy while not connected to NATS.\n"
     "--json prints one line of JSON once following.\n"
+    "\n"
+    "A tenant's erasure or a log truncation it applies is carried out here too:\n"
+    "the tenant's key destroyed in DIR's keystore and in the backup generations\n"
+    "beside DIR ($KIROKU_BACKUPS, else backups), the payloads stripped.\n"
     "\n"
     "A record or checkpoint that does not verify stops the follower: nothing\n"
     "after the last verified checkpoint is applied, and the seq and the reason\n"
@@ -422,6 +428,11 @@ static int follow_run(struct follow_args *a, const char *data, const sigset_t *s
     if (a->kr)
         ks_set_remote(d->ks, kr_keyring_remote(a->kr));
     dom_set_follower(d, follow_primary, a);
+    /* An erasure reaches the backups beside DIR ($KIROKU_BACKUPS, or
+     * "backups"), when there are some, as on the primary. */
+    struct tools_ret tr;
+    if (tools_ret_init(&tr, data, NULL, false))
+        dom_set_retention(d, &tr.hooks, 0);
     rc = follow_serve(a, d, data, sigs);
     dom_close(d);
     follow_lease_close(a);

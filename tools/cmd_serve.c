@@ -108,8 +108,9 @@ static const char serve_usage[] =
     "stream never got (listed in DIR/discarded-*.json), truncates and follows.\n"
     "--lease-ttl MS (setting cluster.lease_ttl, default 10000) when the lease\n"
     "bucket is made. --http serves the role's metrics and the node's. Daily jobs,\n"
-    "alerts and e-mail do not run in a node yet. See docs/operations.md,\n"
-    "\"Failover\".\n"
+    "alerts and e-mail do not run in a node yet; --backups DIR names the\n"
+    "generations an erasure reaches (tenants.erase on the primary, tenant.erased\n"
+    "applied by a follower). See docs/operations.md, \"Failover\".\n"
     "\n"
     "Connections: a connection that sent no complete request for\n"
     "--idle-timeout SECONDS (default 10; 0 = never) is closed; one peer address\n"
@@ -1247,9 +1248,14 @@ static int serve_node(const struct serve_args *a, const char *data, const struct
         .two_flushes = kr_config_bool(cfg, "journal.two_flushes"),
         .json = a->co.json,
         .http = a->http ? a->http : kr_config_str(cfg, "http.listen"),
+        .log_days = (uint32_t)a->log_days,
     };
     if (!o.http[0])
         o.http = NULL;
+    struct tools_ret tr; /* the backups an erasure reaches (--backups, or the default) */
+    if (!tools_ret_init(&tr, data, a->backups, false))
+        return CLI_USAGE;
+    o.ret_hooks = &tr.hooks;
     sigset_t node_sigs = *sigs;
     sigaddset(&node_sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &node_sigs, NULL);

@@ -27,6 +27,7 @@
 #include "natskv.h"
 #include "node_rejoin.h"
 #include "replica.h"
+#include "retention.h"
 #include "shardnode.h"
 
 #include <inttypes.h>
@@ -255,6 +256,8 @@ static kr_err follow_open(struct node *n, struct kr_domain **d)
     if (!err) {
         n->rebuild = false;
         ks_set_remote((*d)->ks, kr_keyring_remote(n->kr));
+        if (n->o->ret_hooks)
+            dom_set_retention(*d, n->o->ret_hooks, n->o->log_days);
     }
     return err;
 }
@@ -414,6 +417,8 @@ static enum node_role lead_start(struct node *n, struct lead *l, const char **wh
     }
     atomic_store(&n->ks, l->d->ks);
     ks_set_remote(l->d->ks, kr_keyring_remote(n->kr));
+    if (n->o->ret_hooks)
+        dom_set_retention(l->d, n->o->ret_hooks, n->o->log_days);
     atomic_store(&n->lost, false);
     if ((err = node_shard_open(n, l->d, &l->sn))) {
         *why = "the lease and the shard map";

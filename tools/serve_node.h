@@ -74,6 +74,13 @@ struct serve_node_options {
     const char *http;             /* /metrics and /healthz per role; NULL = none */
     const struct kr_clock *clock; /* NULL = system */
     bool two_flushes, json;
+    /* The retention hooks (tools/retention_hooks.h: the backup generations
+     * an erasure reaches) and log period given to every role's domain
+     * (dom_set_retention): the primary's tenants.erase and retention.run,
+     * and a follower carrying out an erasure, destroy the tenant's key in
+     * those generations too. NULL = none. */
+    const struct ret_hooks *ret_hooks;
+    uint32_t log_days;
 };
 
 /* Runs the node until SIGINT or SIGTERM (blocked in the caller's mask

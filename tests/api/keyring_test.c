@@ -3,7 +3,9 @@
  * (api/keyring.h): two nodes (two data directories with one KEK, each with
  * its own NATS connection) share tenant keys and signing keys; what the bucket
  * holds is only ciphertext, and a forged or moved value is refused; erasure
- * leaves no value of the key in the bucket's history.
+ * leaves no value of the key in the bucket's history, nor its bytes in any
+ * file of the NATS server's store; a bucket that denies deletes (made by
+ * js_CreateKeyValue, as an older kiroku did) refuses erasure.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +25,7 @@
 #include "keys.h"
 #include "keystore.h"
 #include "nats_cluster.h"
+#include "test_domain.h"
 #include "test_util.h"
 
 struct node {
@@ -160,6 +163,69 @@ static void test_erasure_purges_history(void **state)
     assert_int_equal(ks_destroy(f->b.ks, 2001, 1), KR_OK); /* idempotent there */
 }
 
+/* The wrapped key of tenant in the bucket (KS_WRAPPED_LEN bytes). */
+static void wrapped_of(struct node *n, uint64_t tenant, uint8_t out[KS_WRAPPED_LEN])
+{
+    char name[64];
+    snprintf(name, sizeof name, "tenant.%llu", (unsigned long long)tenant);
+    kvStore *kv = NULL;
+    kvEntry *e = NULL;
+    assert_int_equal(js_KeyValue(&kv, n->js, KR_KEYRING_BUCKET), NATS_OK);
+    assert_int_equal(kvStore_Get(&e, kv, name), NATS_OK);
+    assert_int_equal(kvEntry_ValueLen(e), KS_WRAPPED_LEN);
+    memcpy(out, kvEntry_Value(e), KS_WRAPPED_LEN);
+    kvEntry_Destroy(e);
+    kvStore_Destroy(kv);
+}
+
+static void test_erasure_leaves_no_bytes_on_disk(void **state)
+{
+    struct fixture *f = *state;
+    struct kr_data_key k, keep;
+    uint8_t w[KS_WRAPPED_LEN], wkeep[KS_WRAPPED_LEN];
+    assert_int_equal(ks_get_or_create(f->a.ks, 3001, NULL, &k), KR_OK);
+    assert_int_equal(ks_get_or_create(f->a.ks, 3002, NULL, &keep), KR_OK);
+    wrapped_of(&f->a, 3001, w);
+    wrapped_of(&f->a, 3002, wkeep);
+    assert_true(td_dir_contains(f->cl->dir, w, sizeof w)); /* control: on disk */
+    assert_int_equal(ks_destroy(f->a.ks, 3001, 1), KR_OK);
+    assert_false(td_dir_contains(f->cl->dir, w, sizeof w));
+    assert_true(td_dir_contains(f->cl->dir, wkeep, sizeof wkeep)); /* the other stays */
+    struct kr_data_key got;
+    assert_int_equal(ks_get(f->b.ks, 3002, &got), KR_OK);
+    assert_memory_equal(got.key, keep.key, KR_DATA_KEY_LEN);
+    assert_int_equal(ks_destroy(f->a.ks, 3001, 1), KR_OK); /* again: nothing to do */
+    kr_data_key_wipe(&k);
+    kr_data_key_wipe(&keep);
+    kr_data_key_wipe(&got);
+}
+
+/* A bucket made as js_CreateKeyValue makes it denies message deletes for
+ * good: erasing a key it holds is refused rather than left on disk. */
+static void test_bucket_denying_deletes(void **state)
+{
+    struct fixture *f = *state;
+    kr_keyring_close(f->a.kr);
+    f->a.kr = NULL;
+    jsErrCode jerr = 0;
+    assert_int_equal(js_DeleteStream(f->a.js, "KV_" KR_KEYRING_BUCKET, NULL, &jerr), NATS_OK);
+    kvConfig c;
+    kvConfig_Init(&c);
+    c.Bucket = KR_KEYRING_BUCKET;
+    c.History = 1;
+    c.StorageType = js_FileStorage;
+    kvStore *kv = NULL;
+    assert_int_equal(js_CreateKeyValue(&kv, f->a.js, &c), NATS_OK);
+    kvStore_Destroy(kv);
+    assert_int_equal(kr_keyring_open(f->a.js, 1, &f->a.kr), KR_OK);
+    ks_set_remote(f->a.ks, kr_keyring_remote(f->a.kr));
+    struct kr_data_key k;
+    assert_int_equal(ks_get_or_create(f->a.ks, 4001, NULL, &k), KR_OK);
+    assert_int_equal(ks_destroy(f->a.ks, 4001, 1), KR_EIO);
+    assert_int_equal(ks_get(f->a.ks, 4001, &k), KR_ENOTFOUND); /* the local one is gone */
+    kr_data_key_wipe(&k);
+}
+
 static void test_signing_keys(void **state)
 {
     struct fixture *f = *state;
@@ -214,6 +280,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_tenant_keys_shared),
         T(test_erasure_purges_history),
+        T(test_erasure_leaves_no_bytes_on_disk),
+        T(test_bucket_denying_deletes),
         T(test_signing_keys),
         T(test_bad_arguments),
     };

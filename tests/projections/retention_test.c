@@ -767,25 +767,25 @@ static uint64_t count_state(struct td *t, int ev, bool stripped)
 /* Log truncation picks the log types, and the sessions closed, older than
  * the period, of every tenant and the platform; a rebuild then gives the
  * live views. */
-static void test_log_truncation(void **state)
+/* Platform logs that a 10-day period then finds old: a denial, an
+ * operator's work, failed logins that lock the account, a session opened and
+ * closed (s1), a session opened and left to expire (s2); then, 11 days on, a
+ * new denial. *failed: the account.login_failed records; *old_logs: the log
+ * records (ret_is_log_type) among the old ones. */
+static void make_old_logs(struct td *t, struct kr_caller *a, uint64_t *ta, uint64_t *failed,
+                          uint64_t *old_logs, struct kr_caller *s2)
 {
-    (void)state;
-    struct td *t = td_new(101);
-    struct fake f;
-    fake_init(&f);
-    dom_set_retention(t->d, &f.h, 10);
-    struct kr_caller a, op = td_operator();
+    struct kr_caller op = td_operator();
     memset(op.account, 0x11, 16);
     char code[40];
-    uint64_t ta = td_signup(t, "a@example.jp", "correct horse 1", &a, code);
-    (void)ta;
+    *ta = td_signup(t, "a@example.jp", "correct horse 1", a, code);
     /* Old logs: a denial, an operator's work, a session opened and closed,
      * a session opened and left to expire. */
-    assert_int_equal(td_exec(t, &a, KR_OP_TENANTS_LIST), KR_EFORBIDDEN); /* access.denied */
+    assert_int_equal(td_exec(t, a, KR_OP_TENANTS_LIST), KR_EFORBIDDEN); /* access.denied */
     kr_set_str(td_args(t), KR_FLD_WORK, "old work");
     kr_set_str(t->args, KR_FLD_HOST, "h");
     assert_int_equal(td_exec(t, &op, KR_OP_MAINTENANCE_RECORD), KR_OK);
-    struct kr_caller s1, s2, anon = td_anonymous();
+    struct kr_caller s1, anon = td_anonymous();
     struct kr_payload *lp = td_args(t); /* a wrong password first */
     kr_set_str(lp, KR_FLD_TENANT_CODE, code);
     kr_set_str(lp, KR_FLD_EMAIL, "a@example.jp");
@@ -804,19 +804,89 @@ static void test_log_truncation(void **state)
     }
     assert_true(count_type(t, KR_EV_ACCOUNT_LOCKED) >= 1);
     t->now += 2 * RET_NS_PER_HOUR;
-    uint64_t failed = count_type(t, KR_EV_ACCOUNT_LOGIN_FAILED);
+    *failed = count_type(t, KR_EV_ACCOUNT_LOGIN_FAILED);
     login(t, code, "a@example.jp", "correct horse 1", &s1);
     td_args(t);
     assert_int_equal(td_exec(t, &s1, KR_OP_AUTH_LOGOUT), KR_OK);
-    login(t, code, "a@example.jp", "correct horse 1", &s2);
-    uint64_t old_logs = count_type(t, KR_EV_ACCESS_DENIED) + count_type(t, KR_EV_LOGIN_UNKNOWN) +
-                        count_type(t, KR_EV_MAINTENANCE_RECORDED);
-    assert_true(old_logs >= 2);
+    login(t, code, "a@example.jp", "correct horse 1", s2);
+    *old_logs = count_type(t, KR_EV_ACCESS_DENIED) + count_type(t, KR_EV_LOGIN_UNKNOWN) +
+                count_type(t, KR_EV_MAINTENANCE_RECORDED);
+    assert_true(*old_logs >= 2);
     assert_int_equal(count_type(t, KR_EV_SESSION_OPENED), 2);
     assert_int_equal(count_type(t, KR_EV_SESSION_CLOSED), 1);
     t->now += 11 * RET_NS_PER_DAY;
     /* New ones, inside the period. */
-    assert_int_equal(td_exec(t, &a, KR_OP_TENANTS_LIST), KR_EFORBIDDEN);
+    assert_int_equal(td_exec(t, a, KR_OP_TENANTS_LIST), KR_EFORBIDDEN);
+}
+
+/* A truncation is recorded (retention.logs_stripped, after its strip) so
+ * that a copy holding the same records strips the same payloads. A run
+ * whose strip only counts (the fake hook) leaves the journal as a follower
+ * has it when the record arrives: applying the record then strips exactly
+ * what a real run strips, and applying it again nothing; a record naming
+ * records not before it is refused. */
+static void test_log_truncation_recorded(void **state)
+{
+    (void)state;
+    struct td *t = td_new(101);
+    struct fake f;
+    fake_init(&f);
+    dom_set_retention(t->d, &f.h, 10);
+    struct kr_caller a, s2;
+    uint64_t ta, failed, old_logs;
+    make_old_logs(t, &a, &ta, &failed, &old_logs, &s2);
+    uint64_t size = jrn_size(t->d->j), want = old_logs + 4 + failed;
+    struct ret_report *r = malloc(sizeof *r);
+    assert_non_null(r);
+    assert_int_equal(ret_run(t->d, false, r), KR_OK);
+    assert_true(r->stripped == want); /* counted, not stripped */
+    /* The record: the last one, after s2's close. */
+    struct jrn_recbuf ev;
+    memset(&ev, 0, sizeof ev);
+    assert_int_equal(jrn_read(t->d->j, jrn_size(t->d->j), &ev), KR_OK);
+    assert_true(kr_event_lookup(ev.rec.type, ev.rec.type_len) == KR_EV_RETENTION_LOGS_STRIPPED);
+    assert_true(ev.rec.tenant == 0);
+    struct kr_payload *p = kr_payload_new();
+    assert_int_equal(kr_event_decode(KR_EV_RETENTION_LOGS_STRIPPED, &ev.rec, NULL, p, NULL), KR_OK);
+    assert_true(p->v[KR_FLD_LOG_BEFORE].u == f.last.before_ns);
+    assert_true(p->v[KR_FLD_LOG_TO_SEQ].u == f.last.to_seq);
+    assert_true(p->v[KR_FLD_FROM_SEQ].set && p->v[KR_FLD_FROM_SEQ].u > size);
+    assert_true(p->v[KR_FLD_TO_SEQ].u >= p->v[KR_FLD_FROM_SEQ].u &&
+                p->v[KR_FLD_TO_SEQ].u < ev.rec.seq);
+    kr_payload_free(p);
+    assert_int_equal(count_state(t, KR_EV_SESSION_OPENED, true), 0);
+    /* A follower's apply of it, with the journal's strip. */
+    dom_set_retention(t->d, NULL, 10);
+    uint64_t stripped = 0;
+    assert_int_equal(ret_logs_stripped_apply(t->d, &ev.rec, &stripped), KR_OK);
+    assert_true(stripped == want);
+    assert_int_equal(count_state(t, KR_EV_SESSION_OPENED, true), 2);
+    assert_true(count_state(t, KR_EV_ACCOUNT_LOGIN_FAILED, true) == failed);
+    assert_int_equal(ret_logs_stripped_apply(t->d, &ev.rec, &stripped), KR_OK);
+    assert_true(stripped == 0);
+    /* A real run finds nothing left, and records nothing. */
+    uint64_t end = jrn_size(t->d->j);
+    assert_int_equal(ret_run(t->d, false, r), KR_OK);
+    assert_true(r->stripped == 0 && jrn_size(t->d->j) == end);
+    /* Naming records not before it: refused. */
+    struct jrn_record forged = ev.rec;
+    forged.seq = f.last.to_seq;
+    assert_int_equal(ret_logs_stripped_apply(t->d, &forged, &stripped), KR_ECORRUPT);
+    jrn_recbuf_fini(&ev);
+    free(r);
+    td_free(t);
+}
+
+static void test_log_truncation(void **state)
+{
+    (void)state;
+    struct td *t = td_new(101);
+    struct fake f;
+    fake_init(&f);
+    dom_set_retention(t->d, &f.h, 10);
+    struct kr_caller a, s2;
+    uint64_t ta, failed, old_logs;
+    make_old_logs(t, &a, &ta, &failed, &old_logs, &s2);
     /* The journal's strip: the old logs and both sessions' old records lose
      * their payloads (s2, expired 12 hours after its login, is closed now as
      * expired: that new record stays); the new denial, the logins and every
@@ -897,6 +967,7 @@ int main(void)
         cmocka_unit_test(test_backups_list),
         cmocka_unit_test(test_serve_started_and_backup_events),
         cmocka_unit_test(test_log_truncation),
+        cmocka_unit_test(test_log_truncation_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
