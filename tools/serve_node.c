@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "natskv.h"
 #include "node_rejoin.h"
+#include "platform.h"
 #include "replica.h"
 #include "shardnode.h"
 
@@ -374,6 +375,7 @@ struct lead {
     struct cluster *cl;
     struct kr_domain *d;
     struct shardnode *sn;
+    struct api_platform *plat; /* the platform journal's importer, or NULL */
     struct api_server *s;
     uint64_t epoch;
     char why[512]; /* cluster_start's line */
@@ -450,6 +452,7 @@ static void lead_stop(struct node *n, struct lead *l, bool clean)
     if (l->d && !clean)
         jrn_stop_appends(l->d->j, KR_ENOTPRIMARY);
     api_server_stop(l->s);
+    api_platform_stop(l->plat); /* an import under way finishes (or fails, stepping down) */
     if (l->cl)
         cluster_stop(l->cl, clean ? KR_SERVE_PUBLISH_GRACE_MS : 0);
     shardnode_close(l->sn); /* gives the lease up: a follower takes it at once */
@@ -457,6 +460,23 @@ static void lead_stop(struct node *n, struct lead *l, bool clean)
     atomic_store(&n->ks, NULL);
     dom_close(l->d);
     cluster_free(l->cl);
+}
+
+/* --platform: the importer, started before the server (it marks the domain
+ * importing, which must be so before any request). */
+static kr_err lead_platform(struct node *n, struct lead *l, const char **why)
+{
+    static char line[512];
+    if (!n->o->platform)
+        return KR_OK;
+    struct api_platform_options o = {.nats = n->o->urls,
+                                     .dir = n->o->data,
+                                     .d = l->d,
+                                     .m = shardnode_map(l->sn),
+                                     .clock = n->o->clock};
+    kr_err err = api_platform_start(&o, &l->plat, line, sizeof line);
+    *why = line;
+    return err;
 }
 
 static enum node_role node_lead(struct node *n)
@@ -467,7 +487,9 @@ static enum node_role node_lead(struct node *n)
     if (next == NODE_LEAD) {
         struct api_server_options so = *n->o->so;
         so.router = shardnode_router(l.sn);
-        kr_err err = api_server_start(&so, l.d, &l.s, &why);
+        kr_err err = lead_platform(n, &l, &why);
+        if (!err)
+            err = api_server_start(&so, l.d, &l.s, &why);
         if (err) {
             fprintf(stderr, "kiroku: serve: %s: %s\n", why, kr_strerror(err));
             n->rc = CLI_FAIL;

@@ -74,6 +74,9 @@ struct serve_node_options {
     const char *http;             /* /metrics and /healthz per role; NULL = none */
     const struct kr_clock *clock; /* NULL = system */
     bool two_flushes, json;
+    /* While primary, import the platform journal (api/platform.h) from
+     * DIR/platform; for a tenant shard (cluster.platform). */
+    bool platform;
 };
 
 /* Runs the node until SIGINT or SIGTERM (blocked in the caller's mask

@@ -1,0 +1,287 @@
+/*
+ * platform.c: a tenant shard's importer of the platform journal
+ * (platform.h).
+ *
+ * Design notes. The copy in DIR/platform is a domain opened no_appends: the
+ * follower writes it through apply sessions, as `kiroku follow` does, and
+ * its views are built alike (nobody queries them; they cost little, the
+ * platform journal being small, and keep the copy an ordinary journal that
+ * `kiroku verify` and `replay` read). The importer reads the copy, never the
+ * stream: it only ever sees records the follower verified and committed.
+ * It is woken by the follower after each applied range, and otherwise
+ * looks every KR_PLATFORM_POLL_MS (its stop latency). Where it resumes is
+ * the shard's own views' origin, read once at the start and then followed
+ * in memory; records the shard does not take (another shard's tenant) are
+ * read again after a restart and skipped again.
+ */
+#include "platform.h"
+
+#include "cluster.h"
+#include "follower.h"
+#include "natskv.h"
+#include "path.h"
+#include "platform_import.h"
+#include "shardmap.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct api_platform {
+    struct api_platform_options o;
+    char urls[KR_CLUSTER_URLS_MAX + 1];
+    char dir[KR_PATH_MAX];
+    struct kr_domain *copy; /* DIR/platform */
+    struct api_follower *f;
+    natsConnection *nc;    /* the map's, when the importer opened it */
+    struct kr_shardmap *m; /* o.m, or the importer's own, or NULL */
+    pthread_t th;
+    bool started;
+    atomic_bool stop;
+    pthread_mutex_t mu; /* guards st, woken */
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC */
+    bool woken;
+    struct api_platform_status st;
+    uint64_t next; /* the importer's own: the next platform seq to look at */
+};
+
+/* ---- Status ---- */
+
+static void fault(struct api_platform *p, kr_err err, uint64_t seq, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fault(struct api_platform *p, kr_err err, uint64_t seq, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&p->mu);
+    p->st.stopped = true;
+    p->st.err = err;
+    p->st.seq = seq;
+    va_start(ap, fmt);
+    vsnprintf(p->st.what, sizeof p->st.what, fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&p->mu);
+    fprintf(stderr, "kiroku: serve: the platform journal's import stopped at seq %" PRIu64 ": %s\n",
+            seq, p->st.what);
+}
+
+void api_platform_status(struct api_platform *p, struct api_platform_status *out)
+{
+    pthread_mutex_lock(&p->mu);
+    *out = p->st;
+    pthread_mutex_unlock(&p->mu);
+    out->copied = jrn_size(p->copy->j);
+}
+
+void api_platform_endpoint(void *arg, char *out, size_t cap)
+{
+    struct api_platform *p = arg;
+    char e[KR_ENDPOINT_MAX + 1];
+    out[0] = '\0';
+    if (p && p->m && kr_shardmap_endpoint(p->m, KR_PLATFORM_SHARD, e) == KR_OK)
+        snprintf(out, cap, "%s", e);
+}
+
+/* ---- The importer ---- */
+
+static void wake(void *arg, uint64_t size)
+{
+    struct api_platform *p = arg;
+    (void)size;
+    pthread_mutex_lock(&p->mu);
+    p->woken = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Waits until woken or KR_PLATFORM_POLL_MS passed. */
+static void nap(struct api_platform *p)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += (long)(KR_PLATFORM_POLL_MS % 1000u) * 1000000L;
+    until.tv_sec += KR_PLATFORM_POLL_MS / 1000u + until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&p->mu);
+    int rc = 0;
+    while (!p->woken && rc == 0 && !atomic_load(&p->stop))
+        rc = pthread_cond_timedwait(&p->cv, &p->mu, &until);
+    p->woken = false;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Imports the copy's records from p->next on, at most KR_PLATFORM_ROUND_MAX.
+ * False after a fault. */
+static bool import_round(struct api_platform *p)
+{
+    uint64_t size = jrn_size(p->copy->j);
+    if (p->next > size)
+        return true;
+    uint64_t to =
+        size - p->next >= KR_PLATFORM_ROUND_MAX ? p->next + KR_PLATFORM_ROUND_MAX - 1 : size;
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = p->next, .to = to};
+    struct jrn_cursor *c = NULL;
+    struct jrn_record r;
+    uint64_t n = 0, seq = p->next;
+    kr_err err = jrn_cursor_new(p->copy->j, &q, &c);
+    while (!err && !(err = jrn_cursor_next(c, &r))) {
+        bool imported = false;
+        seq = r.seq;
+        if (dom_platform_importable(&r) && (err = dom_platform_import(p->o.d, &r, &imported)))
+            break;
+        n += imported;
+        p->next = r.seq + 1;
+    }
+    jrn_cursor_free(c);
+    uint64_t origin = 0;
+    kr_err oerr = dom_platform_origin(p->o.d, &origin);
+    pthread_mutex_lock(&p->mu);
+    p->st.scanned = p->next - 1;
+    p->st.imported += n;
+    if (!oerr)
+        p->st.origin = origin;
+    pthread_mutex_unlock(&p->mu);
+    if (err == KR_ENOTFOUND || !err)
+        return true;
+    fault(p, err, seq, "importing platform record %" PRIu64 ": %s", seq, kr_strerror(err));
+    return false;
+}
+
+static void *importer_main(void *arg)
+{
+    struct api_platform *p = arg;
+    pthread_setname_np(pthread_self(), "kr-platform");
+    while (!atomic_load(&p->stop)) {
+        if (!import_round(p))
+            break;
+        struct api_follower_status fs;
+        api_follower_status(p->f, &fs);
+        if (fs.stopped && p->next > jrn_size(p->copy->j)) {
+            /* Everything verified is imported; nothing after the fault is. */
+            fault(p, fs.err, fs.seq, "the platform journal's copy stopped: %s", fs.what);
+            break;
+        }
+        if (p->next > jrn_size(p->copy->j))
+            nap(p);
+    }
+    bool faulted;
+    pthread_mutex_lock(&p->mu);
+    faulted = p->st.stopped;
+    pthread_mutex_unlock(&p->mu);
+    if (faulted && !atomic_load(&p->stop) && p->o.stopped)
+        p->o.stopped(p->o.arg);
+    return NULL;
+}
+
+/* ---- Start and stop ---- */
+
+/* The copy: DIR/platform opened for the follower's apply sessions. */
+static kr_err copy_open(struct api_platform *p, char *why, size_t cap)
+{
+    kr_err err = kr_path_join(p->dir, sizeof p->dir, p->o.dir, KR_PLATFORM_SHARD);
+    struct kr_domain_options o = {
+        .dir = p->dir,
+        .clock = p->o.clock,
+        .no_appends = true, /* writable for apply sessions only; no keys needed */
+        .no_signup_limits = true,
+    };
+    if (!err)
+        err = dom_open(&o, &p->copy);
+    if (err == KR_ENOTFOUND)
+        snprintf(why, cap,
+                 "%s holds no copy of the platform journal: restore a backup generation of the "
+                 "platform shard there (kiroku backup on a platform node, then kiroku restore "
+                 "GEN --data %s)",
+                 p->dir, p->dir);
+    else if (err)
+        snprintf(why, cap, "opening the platform journal's copy in %s: %s", p->dir,
+                 kr_strerror(err));
+    return err;
+}
+
+/* The shard map for the platform's endpoint, when the caller has none: a
+ * map that does not exist yet (nobody announced) leaves it unknown. */
+static void map_open(struct api_platform *p)
+{
+    p->m = p->o.m;
+    if (p->m || nkv_connect(p->urls, &p->nc) != KR_OK)
+        return;
+    if (kr_shardmap_open(p->nc, -1, &p->m) != KR_OK) {
+        p->m = NULL;
+        natsConnection_Destroy(p->nc);
+        p->nc = NULL;
+    }
+}
+
+kr_err api_platform_start(const struct api_platform_options *o, struct api_platform **out,
+                          char *why, size_t cap)
+{
+    *out = NULL;
+    why[0] = '\0';
+    if (!o->d || !o->dir || !o->nats || !nkv_urls_ok(o->nats)) {
+        snprintf(why, cap, "the NATS URLs are nats://HOST:PORT, comma-separated");
+        return KR_EINVAL;
+    }
+    struct api_platform *p = calloc(1, sizeof *p);
+    if (!p)
+        return KR_ENOMEM;
+    p->o = *o;
+    snprintf(p->urls, sizeof p->urls, "%s", o->nats);
+    p->o.nats = p->urls;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    uint64_t origin = 0;
+    kr_err err = copy_open(p, why, cap);
+    if (!err && (err = dom_platform_origin(o->d, &origin)))
+        snprintf(why, cap, "reading the platform origin of the shard's views");
+    p->next = origin + 1;
+    p->st.origin = origin;
+    p->st.scanned = origin;
+    if (!err) {
+        map_open(p);
+        const char *fwhy = "";
+        struct api_follower_options fo = {
+            .nats = p->urls, .shard = KR_PLATFORM_SHARD, .d = p->copy, .applied = wake, .arg = p};
+        if ((err = api_follower_start(&fo, &p->f, &fwhy)))
+            snprintf(why, cap, "following the platform journal: %s", fwhy);
+    }
+    if (!err && pthread_create(&p->th, NULL, importer_main, p) != 0) {
+        snprintf(why, cap, "starting the importer's thread");
+        err = KR_EIO;
+    }
+    if (err) {
+        api_platform_stop(p);
+        return err;
+    }
+    p->started = true;
+    dom_set_importing(o->d, api_platform_endpoint, p);
+    *out = p;
+    return KR_OK;
+}
+
+void api_platform_stop(struct api_platform *p)
+{
+    if (!p)
+        return;
+    atomic_store(&p->stop, true);
+    wake(p, 0);
+    if (p->started)
+        pthread_join(p->th, NULL);
+    api_follower_stop(p->f);
+    if (p->m != p->o.m)
+        kr_shardmap_close(p->m);
+    if (p->nc)
+        natsConnection_Destroy(p->nc);
+    dom_close(p->copy);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
