@@ -129,7 +129,8 @@ static kr_err notified_extra(struct cmd *c, const struct kr_payload *src, bool *
     if ((err = channels_of(c, incident, tenant, &channels)))
         return err == KR_ENOTFOUND ? KR_OK : err; /* not affected here */
     *take = true;
-    if (src->v[KR_FLD_CHANNEL].u != KR_CHANNEL_EMAIL || (channels >> KR_CHANNEL_EMAIL) & 1u)
+    if (src->v[KR_FLD_CHANNEL].u != KR_CHANNEL_EMAIL ||
+        ((unsigned)channels >> KR_CHANNEL_EMAIL) & 1u)
         return KR_OK;
     if ((err = notices_master_email(c, tenant, c->scratch)))
         return err == KR_ENOTFOUND ? KR_OK : err; /* nobody to write to */
