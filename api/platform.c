@@ -222,7 +222,7 @@ kr_err api_platform_start(const struct api_platform_options *o, struct api_platf
 {
     *out = NULL;
     why[0] = '\0';
-    if (!o->d || !o->dir || !o->nats || !nkv_urls_ok(o->nats)) {
+    if ((!o->d && !o->copy_only) || !o->dir || !o->nats || !nkv_urls_ok(o->nats)) {
         snprintf(why, cap, "the NATS URLs are nats://HOST:PORT, comma-separated");
         return KR_EINVAL;
     }
@@ -240,26 +240,31 @@ kr_err api_platform_start(const struct api_platform_options *o, struct api_platf
     pthread_condattr_destroy(&ca);
     uint64_t origin = 0;
     kr_err err = copy_open(p, why, cap);
-    if (!err && (err = dom_platform_origin(o->d, &origin)))
+    if (!err && !o->copy_only && (err = dom_platform_origin(o->d, &origin)))
         snprintf(why, cap, "reading the platform origin of the shard's views");
     p->next = origin + 1;
     p->st.origin = origin;
     p->st.scanned = origin;
     if (!err) {
-        map_open(p);
+        if (!o->copy_only)
+            map_open(p);
         const char *fwhy = "";
         struct api_follower_options fo = {
             .nats = p->urls, .shard = KR_PLATFORM_SHARD, .d = p->copy, .applied = wake, .arg = p};
         if ((err = api_follower_start(&fo, &p->f, &fwhy)))
             snprintf(why, cap, "following the platform journal: %s", fwhy);
     }
-    if (!err && pthread_create(&p->th, NULL, importer_main, p) != 0) {
+    if (!err && !o->copy_only && pthread_create(&p->th, NULL, importer_main, p) != 0) {
         snprintf(why, cap, "starting the importer's thread");
         err = KR_EIO;
     }
     if (err) {
         api_platform_stop(p);
         return err;
+    }
+    if (o->copy_only) {
+        *out = p;
+        return KR_OK;
     }
     p->started = true;
     dom_set_importing(o->d, api_platform_endpoint, p);

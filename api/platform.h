@@ -36,6 +36,9 @@
  * `stopped` callback tells the owner, and the shard goes on serving its
  * tenants with what it imported.
  *
+ * A shard's follower nodes keep their copy level too (copy_only), so that
+ * a node promoted to primary resumes importing from a current copy.
+ *
  * Threads: the follower's thread, the importer's own, and one NATS
  * connection for the shard map when the caller gives none; the status and
  * the endpoint from any thread.
@@ -61,6 +64,10 @@ struct api_platform_options {
                                    * opens the map itself (without one, when the
                                    * bucket does not exist, the endpoint is not known) */
     const struct kr_clock *clock; /* the copy's domain clock; NULL = system */
+    /* Keep the copy level only (a follower node of the shard, so that it
+     * has a current copy when it is promoted): no importer, d unused (may
+     * be NULL), nothing marked importing. */
+    bool copy_only;
     /* Called once, on the importer's thread, when it stops on its own (a
      * fault); NULL = none. */
     void (*stopped)(void *arg);

@@ -256,11 +256,27 @@ static kr_err follow_open(struct node *n, struct kr_domain **d)
     return err;
 }
 
+/* --platform on a follower node: its copy of the platform journal kept
+ * level, so that it imports at once from a current copy when promoted. */
+static kr_err follow_platform(struct node *n, struct api_platform **out, const char **why)
+{
+    static char line[512];
+    *out = NULL;
+    if (!n->o->platform)
+        return KR_OK;
+    struct api_platform_options o = {
+        .nats = n->o->urls, .dir = n->o->data, .clock = n->o->clock, .copy_only = true};
+    kr_err err = api_platform_start(&o, out, line, sizeof line);
+    *why = line;
+    return err;
+}
+
 static enum node_role node_follow(struct node *n)
 {
     struct kr_domain *d = NULL;
     struct shardnode *sn = NULL;
     struct api_follower *f = NULL;
+    struct api_platform *plat = NULL;
     struct api_server *s = NULL;
     const char *why = "";
     enum node_role next = NODE_EXIT;
@@ -269,6 +285,8 @@ static enum node_role node_follow(struct node *n)
         why = "the journal (as a follower)";
     else if ((err = node_shard_open(n, d, &sn)))
         why = "the lease and the shard map";
+    else
+        err = follow_platform(n, &plat, &why);
     if (!err) {
         dom_set_follower(d, lease_endpoint, shardnode_lease(sn));
         struct api_follower_options fo = {
@@ -292,6 +310,7 @@ static enum node_role node_follow(struct node *n)
     http_stop(n);
     api_server_stop(s);
     api_follower_stop(f);
+    api_platform_stop(plat);
     shardnode_close(sn);
     dom_close(d);
     return next;

@@ -506,6 +506,134 @@ static void test_restart_imports_nothing_twice(void **state)
     assert_int_equal(count_type(fx.a.s.data, KR_EV_OUTBOX_QUEUED, KR_TEMPLATE_INCIDENT_NOTICE), 1);
 }
 
+/* ---- Nodes of a tenant shard (serve --node --platform) ---- */
+
+struct node {
+    char data[700], out[720], errf[720], ipc[760], op[760];
+    pid_t pid;
+};
+
+static void node_start(struct node *n, const char *name)
+{
+    snprintf(n->data, sizeof n->data, "%.500s/%s", fx.p.s.dir, name);
+    snprintf(n->out, sizeof n->out, "%s.out", n->data);
+    snprintf(n->errf, sizeof n->errf, "%s.err", n->data);
+    snprintf(n->ipc, sizeof n->ipc, "ipc://%s.sock", n->data);
+    snprintf(n->op, sizeof n->op, "ipc://%s.op", n->data);
+    const char *argv[] = {
+        "kiroku",     "serve", "--data",      n->data, "--nats",     kr_nats_urls(fx.nats),
+        "--shard",    "c",     "--node",      name,    "--listen",   n->ipc,
+        "--operator", n->op,   "--lease-ttl", "2000",  "--platform", "--json",
+        NULL};
+    n->pid = kr_test_spawn(KR_KIROKU_BIN, argv, n->out, n->errf, true);
+}
+
+static void node_stop(struct node *n)
+{
+    struct kr_test_child child = {.pid = n->pid};
+    assert_int_equal(kill(n->pid, SIGTERM), 0);
+    assert_true(kr_test_wait_for(kr_test_child_exited, &child, KR_TEST_WAIT_MS, "a node to stop"));
+}
+
+struct role {
+    const struct node *n;
+    const char *role;
+};
+
+static bool has_role(void *arg)
+{
+    const struct role *r = arg;
+    if (access(r->n->out, F_OK) != 0)
+        return false;
+    char *text = kr_test_slurp(r->n->out, NULL), want[64];
+    snprintf(want, sizeof want, "{\"role\":\"%s\"", r->role);
+    bool yes = text && strstr(text, want);
+    free(text);
+    return yes;
+}
+
+static void wait_role(const struct node *n, const char *role)
+{
+    struct role r = {n, role};
+    if (!kr_test_wait_for(has_role, &r, KR_TEST_WAIT_MS, role)) {
+        kr_test_print_log(n->errf);
+        fail();
+    }
+}
+
+struct count {
+    const char *dir;
+    size_t want;
+};
+
+static bool notices_reach(void *arg)
+{
+    const struct count *c = arg;
+    return count_type(c->dir, KR_EV_NOTICE_PUBLISHED, -1) == c->want;
+}
+
+static void wait_notices(const char *dir, size_t want, const char *log)
+{
+    struct count c = {dir, want};
+    if (!kr_test_wait_for(notices_reach, &c, KR_TEST_WAIT_MS, "the notices imported")) {
+        kr_test_print_log(log);
+        fail_msg("%s: %zu notices, want %zu", dir, count_type(dir, KR_EV_NOTICE_PUBLISHED, -1),
+                 want);
+    }
+}
+
+/* A shard run as nodes: the primary imports (from its first start, the
+ * whole platform journal), a follower node keeps its own copy level and
+ * gets the imports through the shard's stream. */
+static void test_nodes_import_and_keep_copies(void **state)
+{
+    (void)state;
+    struct node c1, c2;
+    size_t notices = count_type(fx.p.s.data, KR_EV_NOTICE_PUBLISHED, -1);
+    char dir[760], copy[780];
+    snprintf(dir, sizeof dir, "%.500s/c1", fx.p.s.dir);
+    const char *init[] = {"init", "--data", dir, NULL};
+    if (run(init) != 0)
+        fail_msg("init: %s %s", fx.out, fx.err);
+    snprintf(copy, sizeof copy, "%s/platform", dir);
+    kr_test_copytree(fx.base, copy);
+    node_start(&c1, "c1");
+    wait_role(&c1, "primary");
+    wait_notices(c1.data, notices, c1.errf);
+
+    /* c2: a follower node from a backup of c1, with its own copy */
+    char backups[760], gen[900], pk[64], pkpath[780];
+    snprintf(backups, sizeof backups, "%.500s/c-backups", fx.p.s.dir);
+    const char *b[] = {"backup", "--data", c1.data, "--to", backups, "--json", NULL};
+    if (run(b) != 0)
+        fail_msg("backup: %s %s", fx.out, fx.err);
+    json_error_t je;
+    json_t *j = json_loads(fx.out, 0, &je);
+    assert_non_null(j);
+    snprintf(gen, sizeof gen, "%s/%s", backups,
+             json_string_value(json_object_get(j, "generation")));
+    json_decref(j);
+    snprintf(pkpath, sizeof pkpath, "%s/keys/journal-1.pub", c1.data);
+    char *text = kr_test_slurp(pkpath, NULL);
+    snprintf(pk, sizeof pk, "%.*s", (int)strcspn(text, "\n"), text);
+    free(text);
+    snprintf(dir, sizeof dir, "%.500s/c2", fx.p.s.dir);
+    const char *r[] = {"restore", gen, "--data", dir, "--pubkey", pk, NULL};
+    if (run(r) != 0)
+        fail_msg("restore: %s %s", fx.out, fx.err);
+    snprintf(copy, sizeof copy, "%s/platform", dir);
+    kr_test_copytree(fx.base, copy);
+    node_start(&c2, "c2");
+    wait_role(&c2, "follower");
+
+    publish("To the nodes");
+    wait_notices(c1.data, notices + 1, c1.errf);
+    wait_notices(copy, notices + 1, c2.errf);    /* c2's own copy, level */
+    wait_notices(c2.data, notices + 1, c2.errf); /* the import, through c's stream */
+    node_stop(&c2);
+    node_stop(&c1);
+}
+
 /* ---- A forged platform range ---- */
 
 /* Publishes one chunk into the platform's stream, as its primary would. */
@@ -618,8 +746,8 @@ static void test_altered_platform_record_stops_import(void **state)
     }
     char copy[700];
     snprintf(copy, sizeof copy, "%s/platform", fx.a.s.data);
-    assert_int_equal(count_type(copy, KR_EV_NOTICE_PUBLISHED, -1), 4); /* not the forged one */
-    assert_int_equal(count_type(fx.a.s.data, KR_EV_NOTICE_PUBLISHED, -1), 4);
+    assert_int_equal(count_type(copy, KR_EV_NOTICE_PUBLISHED, -1), 5); /* not the forged one */
+    assert_int_equal(count_type(fx.a.s.data, KR_EV_NOTICE_PUBLISHED, -1), 5);
     struct ac c;
     ac_open(&c, fx.a.s.ipc);
     assert_int_equal(ac_call(&c, KR_OP_NOTICES_LIST, fx.a.master), AC_OK); /* a still serves */
@@ -635,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_platform_ops_refused_on_shard),
         cmocka_unit_test(test_follower_of_shard),
         cmocka_unit_test(test_restart_imports_nothing_twice),
+        cmocka_unit_test(test_nodes_import_and_keep_copies),
         cmocka_unit_test(test_altered_platform_record_stops_import),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
