@@ -1057,7 +1057,8 @@ static unsigned serve_conns(const void *server)
 }
 
 static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
-                            const struct api_server *s, struct cluster *cl, struct serve_http *out)
+                            const struct api_server *s, const struct serve_jobs *sj,
+                            struct serve_http *out)
 {
     memset(out, 0, sizeof *out);
     const char *url = a->http ? a->http : kr_config_str(a->cfg, "http.listen");
@@ -1074,7 +1075,8 @@ static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
     kr_err err = api_metrics_new(d, &mo, &out->m);
     if (!err) {
         api_metrics_set_conns(out->m, serve_conns, s);
-        api_metrics_set_cluster(out->m, cl);
+        api_metrics_set_cluster(out->m, sj->cl);
+        api_metrics_set_platform(out->m, sj->plat);
         err = api_http_start(url, out->m, &out->h, &why);
     }
     if (err) {
@@ -1294,7 +1296,7 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
         return CLI_FAIL;
     }
     struct serve_http http;
-    if (serve_http_start(a, d, s, sj->cl, &http) != CLI_CONTINUE) {
+    if (serve_http_start(a, d, s, sj, &http) != CLI_CONTINUE) {
         api_server_stop(s);
         return CLI_FAIL;
     }

@@ -110,7 +110,7 @@ static void node_stats(void *arg, struct api_node_stats *out)
 /* This role's /metrics and /healthz (--http): the follower's or the
  * publisher's, and the node's. A failure is said, not fatal. */
 static void http_start(struct node *n, struct kr_domain *d, struct api_follower *f,
-                       struct cluster *cl)
+                       struct cluster *cl, struct api_platform *plat)
 {
     if (!n->o->http)
         return;
@@ -119,6 +119,7 @@ static void http_start(struct node *n, struct kr_domain *d, struct api_follower 
     if (!err) {
         api_metrics_set_follower(n->m, f);
         api_metrics_set_cluster(n->m, cl);
+        api_metrics_set_platform(n->m, plat);
         api_metrics_set_node(n->m, node_stats, n);
         err = api_http_start(n->o->http, n->m, &n->h, &why);
     }
@@ -303,7 +304,7 @@ static enum node_role node_follow(struct node *n)
         fprintf(stderr, "kiroku: serve: following: %s: %s\n", why, kr_strerror(err));
         n->rc = CLI_FAIL;
     } else {
-        http_start(n, d, f, NULL);
+        http_start(n, d, f, NULL, NULL);
         node_print(n, "follower", jrn_size(d->j), 0, s);
         next = follow_loop(n, sn, f);
     }
@@ -517,7 +518,7 @@ static enum node_role node_lead(struct node *n)
             atomic_store(&n->epoch, l.epoch);
             atomic_store(&n->primary, true);
             atomic_fetch_add(&n->promotions, 1);
-            http_start(n, l.d, NULL, l.cl);
+            http_start(n, l.d, NULL, l.cl, l.plat);
             node_print(n, "primary", jrn_size(l.d->j), l.epoch, l.s);
             next = lead_loop(n, l.cl, l.d->j);
             atomic_store(&n->primary, false);

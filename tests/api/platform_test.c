@@ -25,6 +25,8 @@
 
 #include <cmocka.h>
 
+#include <curl/curl.h>
+
 #include <inttypes.h>
 #include <jansson.h>
 #include <nats/nats.h>
@@ -45,6 +47,7 @@
 #include "replica.h"
 #include "schema.h"
 #include "test_util.h"
+#include "wbuf.h"
 
 #define OUT_MAX  (1u << 20)
 #define NOTE_MAX 4096u
@@ -156,7 +159,9 @@ static void tenant_shard(struct shard *sh, const char *name)
     snprintf(copy, sizeof copy, "%s/platform", sh->s.data);
     kr_test_copytree(fx.base, copy);
     sh->extra[4] = "--platform";
-    sh->extra[5] = NULL;
+    sh->extra[5] = "--http";
+    sh->extra[6] = "http://127.0.0.1:0";
+    sh->extra[7] = NULL;
     ac_server_restart(&sh->s);
     sessions(sh);
 }
@@ -289,6 +294,41 @@ static void publish(const char *title)
     ac_enum(&o, KR_FLD_AUDIENCE, KR_AUDIENCE_ALL);
     assert_int_equal(ac_call(&o, KR_OP_NOTICES_PUBLISH, fx.p.op), AC_OK);
     ac_close(&o);
+}
+
+/* ---- The shard's /metrics and /healthz ---- */
+
+static size_t body_add(char *p, size_t size, size_t n, void *arg)
+{
+    struct kr_wbuf *b = arg;
+    return kr_wbuf_add(b, p, size * n) == KR_OK ? size * n : 0;
+}
+
+/* GET path from sh's HTTP endpoint (read from its JSON line): its status,
+ * its body (NUL-terminated) in b. */
+static long http_get(const struct shard *sh, const char *path, struct kr_wbuf *b)
+{
+    json_error_t je;
+    json_t *j = json_loads(sh->s.json, 0, &je);
+    assert_non_null(j);
+    const char *base = json_string_value(json_object_get(j, "http"));
+    assert_non_null(base);
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    json_decref(j);
+    kr_wbuf_reset(b);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_add);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)KR_TEST_WAIT_MS);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    assert_int_equal(kr_wbuf_add(b, "", 1), KR_OK);
+    return status;
 }
 
 /* ---- Tests ---- */
@@ -504,6 +544,14 @@ static void test_restart_imports_nothing_twice(void **state)
     assert_int_equal(count_type(fx.a.s.data, KR_EV_INCIDENT_OPENED, -1), 1);
     assert_int_equal(count_type(fx.a.s.data, KR_EV_INCIDENT_NOTIFIED, -1), 1);
     assert_int_equal(count_type(fx.a.s.data, KR_EV_OUTBOX_QUEUED, KR_TEMPLATE_INCIDENT_NOTICE), 1);
+    struct kr_wbuf b;
+    kr_wbuf_init(&b, 1u << 20);
+    assert_int_equal(http_get(&fx.a, "/metrics", &b), 200);
+    /* since the restart: the one notice, and nothing again */
+    assert_non_null(strstr(b.data, "\nkiroku_platform_imported_total 1\n"));
+    assert_non_null(strstr(b.data, "\nkiroku_platform_stopped 0\n"));
+    assert_int_equal(http_get(&fx.a, "/healthz", &b), 200);
+    kr_wbuf_free(&b);
 }
 
 /* ---- Nodes of a tenant shard (serve --node --platform) ---- */
@@ -744,6 +792,14 @@ static void test_altered_platform_record_stops_import(void **state)
         kr_test_print_log(log);
         fail();
     }
+    struct kr_wbuf b;
+    kr_wbuf_init(&b, 1u << 20);
+    assert_int_equal(http_get(&fx.a, "/healthz", &b), 503);
+    snprintf(want, sizeof want, "platform import: stopped at seq %" PRIu64 ":", bad);
+    assert_non_null(strstr(b.data, want));
+    assert_int_equal(http_get(&fx.a, "/metrics", &b), 200);
+    assert_non_null(strstr(b.data, "\nkiroku_platform_stopped 1\n"));
+    kr_wbuf_free(&b);
     char copy[700];
     snprintf(copy, sizeof copy, "%s/platform", fx.a.s.data);
     assert_int_equal(count_type(copy, KR_EV_NOTICE_PUBLISHED, -1), 5); /* not the forged one */
