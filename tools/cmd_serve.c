@@ -1374,7 +1374,9 @@ static int serve_main(struct serve_args *a, const char *data)
     signal(SIGPIPE, SIG_IGN);
     serve_raise_nofile();
 
-    if ((rc = serve_node(a, data, clock, &sigs)) != CLI_CONTINUE) {
+    bool platform = false; /* --platform checked before anything connects */
+    if ((rc = serve_platform_wanted(a, &platform)) != CLI_CONTINUE ||
+        (rc = serve_node(a, data, clock, &sigs)) != CLI_CONTINUE) {
         free(sj);
         return rc;
     }

@@ -682,6 +682,29 @@ static void test_nodes_import_and_keep_copies(void **state)
     node_stop(&c1);
 }
 
+/* --platform without a copy in DIR/platform, or on the platform shard
+ * itself: refused, saying why. */
+static void test_platform_needs_a_copy(void **state)
+{
+    (void)state;
+    char dir[760], ipc[800], op[800];
+    snprintf(dir, sizeof dir, "%.500s/nocopy", fx.p.s.dir);
+    snprintf(ipc, sizeof ipc, "ipc://%s.sock", dir);
+    snprintf(op, sizeof op, "ipc://%s.op", dir);
+    const char *init[] = {"init", "--data", dir, NULL};
+    if (run(init) != 0)
+        fail_msg("init: %s %s", fx.out, fx.err);
+    const char *serve[] = {"serve",   "--data",     dir,        "--nats", kr_nats_urls(fx.nats),
+                           "--shard", "nocopy",     "--listen", ipc,      "--operator",
+                           op,        "--platform", NULL};
+    assert_int_equal(run(serve), 3);
+    assert_non_null(strstr(fx.err, "holds no copy of the platform journal: restore a backup"));
+    const char *self[] = {"serve",   "--data",   dir,          "--nats", kr_nats_urls(fx.nats),
+                          "--shard", "platform", "--platform", NULL};
+    assert_int_equal(run(self), 2);
+    assert_non_null(strstr(fx.err, "--platform is for a tenant shard"));
+}
+
 /* ---- A forged platform range ---- */
 
 /* Publishes one chunk into the platform's stream, as its primary would. */
@@ -820,6 +843,7 @@ int main(void)
         cmocka_unit_test(test_follower_of_shard),
         cmocka_unit_test(test_restart_imports_nothing_twice),
         cmocka_unit_test(test_nodes_import_and_keep_copies),
+        cmocka_unit_test(test_platform_needs_a_copy),
         cmocka_unit_test(test_altered_platform_record_stops_import),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
