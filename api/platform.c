@@ -114,13 +114,24 @@ static void nap(struct api_platform *p)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Imports the copy's records from p->next on, at most KR_PLATFORM_ROUND_MAX.
- * False after a fault. */
-static bool import_round(struct api_platform *p)
+enum round { ROUND_DONE, ROUND_AGAIN, ROUND_FAULT };
+
+/* Whether an import's failure may pass: a stream of the shard's journal kept
+ * moving (conflicts past the retries), or its storage was full or busy. The
+ * importer tries the record again after a nap. */
+static bool transient(kr_err err)
+{
+    return err == KR_ECONFLICT || err == KR_EBUSY || err == KR_EFULL;
+}
+
+/* Imports the copy's records from p->next on, at most KR_PLATFORM_ROUND_MAX:
+ * ROUND_DONE, ROUND_AGAIN after a transient failure (the record is tried
+ * again), ROUND_FAULT after a fault (the importer stops). */
+static enum round import_round(struct api_platform *p)
 {
     uint64_t size = jrn_size(p->copy->j);
     if (p->next > size)
-        return true;
+        return ROUND_DONE;
     uint64_t to =
         size - p->next >= KR_PLATFORM_ROUND_MAX ? p->next + KR_PLATFORM_ROUND_MAX - 1 : size;
     struct jrn_query q = {.kind = JRN_Q_RANGE, .from = p->next, .to = to};
@@ -146,9 +157,14 @@ static bool import_round(struct api_platform *p)
         p->st.origin = origin;
     pthread_mutex_unlock(&p->mu);
     if (err == KR_ENOTFOUND || !err)
-        return true;
+        return ROUND_DONE;
+    if (transient(err)) {
+        fprintf(stderr, "kiroku: serve: importing platform record %" PRIu64 ": %s (trying again)\n",
+                seq, kr_strerror(err));
+        return ROUND_AGAIN;
+    }
     fault(p, err, seq, "importing platform record %" PRIu64 ": %s", seq, kr_strerror(err));
-    return false;
+    return ROUND_FAULT;
 }
 
 static void *importer_main(void *arg)
@@ -156,8 +172,13 @@ static void *importer_main(void *arg)
     struct api_platform *p = arg;
     pthread_setname_np(pthread_self(), "kr-platform");
     while (!atomic_load(&p->stop)) {
-        if (!import_round(p))
+        enum round r = import_round(p);
+        if (r == ROUND_FAULT)
             break;
+        if (r == ROUND_AGAIN) {
+            nap(p);
+            continue;
+        }
         struct api_follower_status fs;
         api_follower_status(p->f, &fs);
         if (fs.stopped && p->next > jrn_size(p->copy->j)) {

@@ -30,8 +30,10 @@
  *
  * Faults. A platform record or checkpoint that does not verify stops the
  * copy (nothing after the last verified checkpoint is applied) and so the
- * importer: nothing after it is imported. An import that fails for another
- * reason (the shard's journal stopped, a view that cannot apply it) stops
+ * importer: nothing after it is imported. An import that fails for a
+ * passing reason (conflicts past the retries, storage full or busy) is
+ * tried again after KR_PLATFORM_POLL_MS, said on stderr; one that fails
+ * for another (the shard's journal stopped, a view that cannot apply it) stops
  * the importer too. Either way the status says the seq and why, the
  * `stopped` callback tells the owner, and the shard goes on serving its
  * tenants with what it imported.
