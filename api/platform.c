@@ -23,6 +23,7 @@
 #include "platform_import.h"
 #include "shardmap.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -200,10 +201,43 @@ static void *importer_main(void *arg)
 
 /* ---- Start and stop ---- */
 
+/* A secret key file in DIR/platform/keys (a restored platform backup
+ * brings the platform's signing key and KEK): its name into name, or false.
+ * A tenant shard must not hold the platform's secrets: the copy verifies
+ * with public keys only. */
+static bool secret_key_in(const char *dir, char *name, size_t cap)
+{
+    char keys[KR_PATH_MAX];
+    if (kr_path_join(keys, sizeof keys, dir, "keys") != KR_OK)
+        return false;
+    DIR *d = opendir(keys);
+    if (!d)
+        return false;
+    struct dirent *e;
+    bool found = false;
+    while (!found && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n > 4 && strcmp(e->d_name + n - 4, ".key") == 0) {
+            snprintf(name, cap, "%s/%s", keys, e->d_name);
+            found = true;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
 /* The copy: DIR/platform opened for the follower's apply sessions. */
 static kr_err copy_open(struct api_platform *p, char *why, size_t cap)
 {
+    char secret[KR_PATH_MAX + 300];
     kr_err err = kr_path_join(p->dir, sizeof p->dir, p->o.dir, KR_PLATFORM_SHARD);
+    if (!err && secret_key_in(p->dir, secret, sizeof secret)) {
+        snprintf(why, cap,
+                 "%.300s is a secret key of the platform shard, which a tenant shard must not "
+                 "hold: delete %.200s/keys/*.key (the copy verifies with public keys only)",
+                 secret, p->dir);
+        return KR_EEXIST;
+    }
     struct kr_domain_options o = {
         .dir = p->dir,
         .clock = p->o.clock,

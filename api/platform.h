@@ -24,9 +24,11 @@
  * backup generation of the platform shard (kiroku backup on a platform
  * node, kiroku restore GEN --data DIR/platform), or the copy a previous
  * importer kept. Without one api_platform_start refuses with KR_ENOTFOUND
- * and a line saying what to restore. A stream that no longer reaches back
- * to the copy's size stops the copy as it stops any follower (the backup
- * needed is named).
+ * and a line saying what to restore. A copy holding a secret key file
+ * (DIR/platform/keys/NAME.key: a backup carries the platform's signing key
+ * and KEK) is refused with KR_EEXIST: a tenant shard must not hold the
+ * platform's secrets, and the copy verifies with public keys only. A stream that no longer reaches
+ * back to the copy's size stops the copy as it stops any follower (the backup needed is named).
  *
  * Faults. A platform record or checkpoint that does not verify stops the
  * copy (nothing after the last verified checkpoint is applied) and so the
@@ -94,7 +96,8 @@ struct api_platform;
  * starts the copy's follower and the importer. Errors, each with a line in
  * why (cap bytes): KR_ENOTFOUND (DIR/platform holds no journal: restore a
  * platform backup there), KR_EINVAL (bad URLs), the copy's open errors
- * (KR_EBUSY: another process has it), KR_ENOMEM, KR_EIO. */
+ * (KR_EBUSY: another process has it), KR_EEXIST (a secret key in the
+ * copy), KR_ENOMEM, KR_EIO. */
 KR_MUST_CHECK kr_err api_platform_start(const struct api_platform_options *o,
                                         struct api_platform **out, char *why, size_t cap);
 

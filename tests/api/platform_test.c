@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <dirent.h>
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -145,6 +146,24 @@ static void platform_backup(void)
     const char *r[] = {"restore", gen, "--data", fx.base, "--pubkey", pk, NULL};
     if (run(r) != 0)
         fail_msg("restore: %s %s", fx.out, fx.err);
+    /* The platform's secrets have no place on a tenant shard (serve refuses
+     * a copy holding one): only public keys stay. */
+    char keys[700], path[1000];
+    snprintf(keys, sizeof keys, "%s/keys", fx.base);
+    DIR *d = opendir(keys);
+    assert_non_null(d);
+    struct dirent *e;
+    size_t removed = 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n > 4 && strcmp(e->d_name + n - 4, ".key") == 0) {
+            snprintf(path, sizeof path, "%s/%s", keys, e->d_name);
+            assert_int_equal(unlink(path), 0);
+            removed++;
+        }
+    }
+    closedir(d);
+    assert_true(removed >= 1);
 }
 
 /* A tenant shard: made with its demo tenant, then restarted with
@@ -699,6 +718,16 @@ static void test_platform_needs_a_copy(void **state)
                            op,        "--platform", NULL};
     assert_int_equal(run(serve), 3);
     assert_non_null(strstr(fx.err, "holds no copy of the platform journal: restore a backup"));
+    /* a copy holding a secret key of the platform's: refused, naming it */
+    char copy[800], secret[900];
+    snprintf(copy, sizeof copy, "%s/platform", dir);
+    kr_test_copytree(fx.base, copy);
+    snprintf(secret, sizeof secret, "%s/keys/journal-1.key", copy);
+    FILE *f = fopen(secret, "w");
+    assert_non_null(f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(run(serve), 3);
+    assert_non_null(strstr(fx.err, "journal-1.key is a secret key of the platform shard"));
     const char *self[] = {"serve",   "--data",   dir,          "--nats", kr_nats_urls(fx.nats),
                           "--shard", "platform", "--platform", NULL};
     assert_int_equal(run(self), 2);
