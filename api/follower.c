@@ -212,6 +212,8 @@ static kr_err session_commit(struct api_follower *f, const struct jrn_repl_chunk
         return err;
     uint64_t v[2] = {jrn_size(f->o.d->j), sseq};
     status_set(f, set_applied, v);
+    if (f->o.applied)
+        f->o.applied(f->o.arg, v[0]);
     return KR_OK;
 }
 

@@ -67,6 +67,10 @@ struct api_follower_options {
      * fault, or a stream it cannot follow); NULL = none. Keep it short. */
     void (*stopped)(void *arg);
     void *arg;
+    /* Called on the follower's thread after each range it applied (and
+     * carried its erasures out), with the journal's new size; NULL = none.
+     * Keep it short (a platform importer wakes up: api/platform.h). */
+    void (*applied)(void *arg, uint64_t size);
 };
 
 /* What the follower is doing, for the command, metrics and health. */

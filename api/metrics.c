@@ -12,6 +12,7 @@
  */
 #include "metrics.h"
 #include "follower.h"
+#include "platform.h"
 
 #include "journal.h"
 #include "kr_limits.h"
@@ -56,6 +57,7 @@ struct api_metrics {
     unsigned (*conns)(const void *arg);
     const void *conns_arg;
     struct api_follower *follower; /* kiroku follow's, or NULL */
+    struct api_platform *platform; /* serve --platform's importer, or NULL */
     pthread_mutex_t mu;
     /* Under mu: the event tail and the write-refusal state. */
     uint64_t tail;                     /* records counted: 1..tail */
@@ -109,6 +111,11 @@ void api_metrics_set_conns(struct api_metrics *m, unsigned (*conns)(const void *
 {
     m->conns = conns;
     m->conns_arg = arg;
+}
+
+void api_metrics_set_platform(struct api_metrics *m, struct api_platform *p)
+{
+    m->platform = p;
 }
 
 void api_metrics_set_follower(struct api_metrics *m, struct api_follower *f)
@@ -423,6 +430,26 @@ static void render_follower(struct api_follower *f, struct kr_wbuf *b)
     put(b, "kiroku_follower_faults_total %" PRIu64 "\n", st.faults);
 }
 
+static void render_platform(struct api_platform *p, struct kr_wbuf *b)
+{
+    struct api_platform_status st;
+    api_platform_status(p, &st);
+    head(b, "kiroku_platform_copy_seq", "gauge",
+         "Records in this shard's verified copy of the platform journal (DIR/platform).");
+    put(b, "kiroku_platform_copy_seq %" PRIu64 "\n", st.copied);
+    head(b, "kiroku_platform_scanned_seq", "gauge",
+         "The last platform record the importer looked at.");
+    put(b, "kiroku_platform_scanned_seq %" PRIu64 "\n", st.scanned);
+    head(b, "kiroku_platform_origin_seq", "gauge",
+         "The highest platform record imported into this shard's journal.");
+    put(b, "kiroku_platform_origin_seq %" PRIu64 "\n", st.origin);
+    head(b, "kiroku_platform_imported_total", "counter",
+         "Platform records imported since serve started.");
+    put(b, "kiroku_platform_imported_total %" PRIu64 "\n", st.imported);
+    head(b, "kiroku_platform_stopped", "gauge", "1 once the importer stopped on a fault.");
+    put(b, "kiroku_platform_stopped %d\n", st.stopped ? 1 : 0);
+}
+
 /* What /healthz says of a follower: stopped, or not connected. */
 static void health_follower(struct api_follower *f, struct kr_wbuf *out)
 {
@@ -517,6 +544,8 @@ kr_err api_metrics_render(struct api_metrics *m, struct kr_wbuf *out)
     render_service(&s, out);
     if (m->follower)
         render_follower(m->follower, out);
+    if (m->platform)
+        render_platform(m->platform, out);
     if (m->cl)
         render_cluster(m->cl, out);
     if (m->node)
@@ -572,6 +601,12 @@ kr_err api_metrics_health(struct api_metrics *m, struct kr_wbuf *out, bool *heal
             m->o.outbox_backlog_max);
     if (m->follower)
         health_follower(m->follower, out);
+    if (m->platform) {
+        struct api_platform_status st;
+        api_platform_status(m->platform, &st);
+        if (st.stopped)
+            put(out, "platform import: stopped at seq %" PRIu64 ": %s\n", st.seq, st.what);
+    }
     *healthy = out->size == before && !kr_wbuf_failed(out);
     if (*healthy)
         put(out, "ok\n");

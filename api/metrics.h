@@ -92,6 +92,13 @@ void api_metrics_set_follower(struct api_metrics *m, struct api_follower *f);
  * outlive the scrapes. */
 void api_metrics_set_cluster(struct api_metrics *m, struct cluster *cl);
 
+struct api_platform;
+/* A tenant shard's importer of the platform journal (serve --platform;
+ * api/platform.h): its copy's size, the platform seq it scanned and the
+ * highest imported, imports since it started; a stopped importer fails
+ * /healthz. NULL = none. Set before serving; it must outlive the scrapes. */
+void api_metrics_set_platform(struct api_metrics *m, struct api_platform *p);
+
 /* A role-changing node's (serve --node, tools/serve_node.h) state, as its
  * callback gives it at each scrape: its role now (1 primary, 0 follower),
  * the lease epoch it holds (0 when following), promotions and records

@@ -507,7 +507,8 @@ kr_err kr_shardmap_assign(struct kr_shardmap *m, uint64_t tenant, const char *co
                           const char *shard)
 {
     char key[KR_SHARDMAP_CODE_MAX + 8], held[KR_SHARD_NAME_MAX + 1];
-    if (tenant == 0 || !nkv_shard_name_ok(shard) || (code && !code_ok(code, strlen(code))))
+    if (tenant == 0 || !nkv_shard_name_ok(shard) || (code && !code_ok(code, strlen(code))) ||
+        strcmp(shard, KR_PLATFORM_SHARD) == 0) /* it holds no tenant */
         return KR_EINVAL;
     /* The code first: a code another tenant holds leaves nothing written. A
      * tenant placed before leaves its new code naming the tenant's shard,
@@ -538,7 +539,7 @@ static int choose(struct kr_shardmap *m)
     int best = -1;
     for (size_t i = 0; i < m->nshards; i++) {
         const struct shard *s = &m->shards[i];
-        if (!s->endpoint[0])
+        if (!s->endpoint[0] || strcmp(s->name, KR_PLATFORM_SHARD) == 0)
             continue;
         if (best < 0 || s->tenants < m->shards[best].tenants ||
             (s->tenants == m->shards[best].tenants && strcmp(s->name, m->shards[best].name) < 0))
@@ -623,6 +624,8 @@ static int signup_shard(struct kr_shardmap *m, const char *self, uint64_t slack)
     int best = choose(m), me = shard_index(m, self, false);
     if (best < 0 || best == me)
         return -1;
+    if (strcmp(self, KR_PLATFORM_SHARD) == 0)
+        return best; /* it holds no tenant */
     if (me >= 0 && m->shards[me].endpoint[0] &&
         m->shards[me].tenants <= m->shards[best].tenants + slack)
         return -1;

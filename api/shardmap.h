@@ -17,7 +17,9 @@
  *
  * Placement policy (kr_shardmap_place, KR_PLACE_FEWEST): among the shards
  * that announced an endpoint, the one holding the fewest tenants (tenant.*
- * keys naming it), ties broken by the smaller name in byte order. It is a
+ * keys naming it), ties broken by the smaller name in byte order. The
+ * platform shard (KR_PLATFORM_SHARD, projections/domain.h) is never chosen
+ * and cannot be assigned a tenant: it holds the platform's records only. It is a
  * pure function of the map, so every node that sees the same map places
  * alike; the conditional write settles races between nodes that do not.
  *
@@ -95,7 +97,8 @@ KR_MUST_CHECK kr_err kr_shardmap_place(struct kr_shardmap *m, uint64_t tenant, c
  * placing a tenant by hand, or a deployment's first shard taking its existing
  * tenants): the code's key first, then the tenant's. KR_EEXIST if either is
  * taken (by another shard's value; writing what a key already holds is
- * KR_OK only when a write's answer was lost). */
+ * KR_OK only when a write's answer was lost); KR_EINVAL for a bad name and
+ * for the platform shard. */
 KR_MUST_CHECK kr_err kr_shardmap_assign(struct kr_shardmap *m, uint64_t tenant, const char *code,
                                         const char *shard);
 
@@ -119,8 +122,8 @@ struct kr_shardmap_router {
  * - without a tagged token: a login naming a tenant code the map places on
  *   another shard; signup.complete naming an application another shard's
  *   tag made; signup.apply when this shard holds more than place_slack
- *   tenants beyond the placement policy's choice (KR_PLACE_FEWEST): sent to
- *   the choice.
+ *   tenants beyond the placement policy's choice (KR_PLACE_FEWEST), or is
+ *   the platform shard: sent to the choice.
  * Untagged tokens and applications, unknown tags, unknown codes and this
  * shard's own are false: the request is served here (and fails here, alike
  * for every kind of unknown). Never waits. */

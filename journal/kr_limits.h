@@ -714,4 +714,13 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
  * gateway serves at / and /NAME. */
 #define KR_GATEWAY_FILE_NAME_MAX 64u
 
+/* ---- The platform journal a tenant shard imports (api/platform.h) ---- */
+/* How long the importer sleeps when the platform copy applied nothing new
+ * before looking again (it is woken at once after each applied range): its
+ * stop latency. */
+#define KR_PLATFORM_POLL_MS 500u
+/* Platform records one importer round reads before it looks at whether it
+ * is asked to stop, so a long backlog never holds a stop up. */
+#define KR_PLATFORM_ROUND_MAX 1000u
+
 #endif

@@ -68,6 +68,8 @@ static kr_err read_plain(struct cmd *c, uint64_t seq, struct kr_payload *p)
  * erased): the only tenants a notice or incident can concern. */
 static kr_err tenant_check(struct cmd *c, uint64_t t)
 {
+    if (c->d->platform) /* the platform shard hosts no tenant: ids only */
+        return KR_OK;
     struct va_tenant row;
     kr_err err = va_tenant_get(&c->d->views, c->txn, t, &row);
     if (err == KR_OK && row.state != KR_TENANT_STATE_ACTIVE &&
@@ -533,7 +535,7 @@ kr_err cmd_incidents_open(struct cmd *c)
  * the rest of its account.created record). The master is the one account of
  * role master; accounts are found by id, so this looks through the tenant's
  * accounts (a handful in practice, KR_MASTER_SCAN_MAX at most). */
-static kr_err master_email(struct cmd *c, uint64_t tenant, struct kr_payload *p)
+kr_err notices_master_email(struct cmd *c, uint64_t tenant, struct kr_payload *p)
 {
     MDB_cursor *cur;
     MDB_val k, val;
@@ -588,7 +590,10 @@ static kr_err notify_events(struct cmd *c, const uint8_t incident[16], uint64_t 
     if (channel != KR_CHANNEL_EMAIL)
         return KR_OK;
     uint8_t message[16];
-    if ((err = master_email(c, tenant, c->scratch)))
+    err = notices_master_email(c, tenant, c->scratch);
+    if (err == KR_ENOTFOUND && c->d->platform)
+        return KR_OK; /* the tenant's shard queues it when it imports this */
+    if (err)
         return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
                                               "the tenant has no master account")
                                    : err;
@@ -1377,7 +1382,7 @@ kr_err dom_notice_mail(struct kr_domain *d, size_t max, size_t *queued)
     for (size_t i = 0; i < n && !err; i++) {
         uint8_t message[16];
         c.now = kr_clock_now(d->clock);
-        err = master_email(&c, owed[i].tenant, c.scratch);
+        err = notices_master_email(&c, owed[i].tenant, c.scratch);
         if (err == KR_ENOTFOUND) { /* no master to write to */
             err = KR_OK;
             continue;
@@ -1577,7 +1582,7 @@ static kr_err queue_owed_mail(struct cmd *c, const struct owed_mail *o, bool *do
         return kr_err_from_mdb(rc);
     }
     c->now = kr_clock_now(c->d->clock);
-    kr_err err = master_email(c, o->tenant, c->scratch);
+    kr_err err = notices_master_email(c, o->tenant, c->scratch);
     struct kr_payload *m = err ? NULL : cmd_event(c, KR_EV_OUTBOX_QUEUED, o->tenant, 0);
     if (!err && !m)
         err = KR_ENOMEM;
@@ -1614,6 +1619,8 @@ kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size
         max = KR_OUTBOX_BATCH_MAX;
     if (queued)
         *queued = 0;
+    if (d->platform) /* it hosts no tenant: the tenants' shards write to them */
+        return KR_OK;
     if (!(owed = calloc(max, sizeof *owed)) || !(mails = calloc(max, sizeof *mails)) ||
         !(c.scratch = kr_payload_new())) {
         free(owed);

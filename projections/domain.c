@@ -101,6 +101,7 @@ kr_err dom_open(const struct kr_domain_options *o, struct kr_domain **out)
     if (o->shard) {
         d->token_tagged = true;
         dom_token_tag(o->shard, d->token_tag);
+        d->platform = strcmp(o->shard, KR_PLATFORM_SHARD) == 0;
     }
     d->pwhash_ops = o->pwhash_ops ? o->pwhash_ops : crypto_pwhash_OPSLIMIT_INTERACTIVE;
     d->pwhash_mem = o->pwhash_mem ? o->pwhash_mem : crypto_pwhash_MEMLIMIT_INTERACTIVE;
@@ -721,6 +722,37 @@ static kr_err not_primary(const struct kr_domain *d, struct kr_diag *diag)
     return KR_ENOTPRIMARY;
 }
 
+void dom_set_importing(struct kr_domain *d, void (*endpoint)(void *arg, char *out, size_t cap),
+                       void *arg)
+{
+    d->importing = true;
+    d->platform_endpoint = endpoint;
+    d->platform_arg = arg;
+}
+
+bool dom_op_is_platform(int op)
+{
+    return op == KR_OP_NOTICES_PUBLISH || op == KR_OP_INCIDENTS_OPEN ||
+           op == KR_OP_INCIDENTS_NOTIFY || op == KR_OP_INCIDENTS_UPDATE ||
+           op == KR_OP_INCIDENTS_RESOLVE;
+}
+
+/* The refusal of a platform op on a tenant shard that imports them. */
+static kr_err wrong_shard(const struct kr_domain *d, struct kr_diag *diag)
+{
+    char url[KR_PATH_MAX] = "";
+    if (d->platform_endpoint)
+        d->platform_endpoint(d->platform_arg, url, sizeof url);
+    url[sizeof url - 1] = '\0';
+    if (url[0])
+        snprintf(diag->why, sizeof diag->why,
+                 "notices and incidents are the platform shard's: send it to %.180s", url);
+    else
+        snprintf(diag->why, sizeof diag->why,
+                 "notices and incidents are the platform shard's (its endpoint is not known here)");
+    return KR_EWRONGSHARD;
+}
+
 static kr_err exec(struct kr_domain *d, const struct kr_caller *who, int op,
                    const struct kr_payload *args, struct kr_wbuf *out, struct kr_diag *diag,
                    struct exec_mode *m)
@@ -743,6 +775,8 @@ static kr_err exec(struct kr_domain *d, const struct kr_caller *who, int op,
         record_denial(d, who, op);
     if (err || (err = check_args(op, args, diag)))
         return err;
+    if (d->importing && dom_op_is_platform(op)) /* an operator's, checked above */
+        return wrong_shard(d, diag);
     if (!handlers[op]) {
         snprintf(diag->why, sizeof diag->why, "op not available");
         return KR_EINVAL;

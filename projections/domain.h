@@ -70,6 +70,11 @@ struct kr_domain_options {
     const char *shard;
 };
 
+/* The platform shard's name (reserved: no tenant is placed on it). Its
+ * journal holds the platform-wide records (notices, incidents: tenant 0)
+ * that every tenant shard imports (dom_platform_import, api/platform.h). */
+#define KR_PLATFORM_SHARD "platform"
+
 /* Session tokens of a sharded domain: byte 0 is DOM_TOKEN_TAGGED, bytes 1..4
  * the shard's tag, bytes 5..31 random (216 bits). The tag lets any node
  * send a request to the token's shard without knowing its session
@@ -139,6 +144,16 @@ struct kr_domain {
     /* session tokens carry token_tag (dom_token_tag) when tagged */
     bool token_tagged;
     uint8_t token_tag[4];
+    /* The platform shard's domain (kr_domain_options.shard is
+     * KR_PLATFORM_SHARD): the tenants its notices and incidents list live
+     * on other shards, so they are checked as ids only, and it queues no
+     * e-mail to them. Set by dom_open. */
+    bool platform;
+    /* A tenant shard importing the platform journal (dom_set_importing):
+     * set before serving, then only read. */
+    bool importing;
+    void (*platform_endpoint)(void *arg, char *out, size_t cap);
+    void *platform_arg;
 };
 
 /* Opens the journal in o->dir with the views (catching the views up with the
@@ -158,6 +173,18 @@ void dom_close(struct kr_domain *d); /* accepts NULL */
  * Call it before any dom_exec. */
 void dom_set_follower(struct kr_domain *d, void (*primary)(void *arg, char *out, size_t cap),
                       void *arg);
+
+/* Makes d a tenant shard that imports the platform journal (api/platform.h):
+ * the operator ops that create or change platform objects (notices.publish,
+ * incidents.open, notify, update, resolve) are refused with KR_EWRONGSHARD
+ * before they run, the diagnostic ending with the platform shard's client
+ * endpoint, which endpoint(arg, out, cap) writes (an empty string when it
+ * is not known; NULL = never known). Call it before any dom_exec. */
+void dom_set_importing(struct kr_domain *d, void (*endpoint)(void *arg, char *out, size_t cap),
+                       void *arg);
+
+/* Whether op creates or changes a platform object (the ops above). */
+bool dom_op_is_platform(int op);
 
 /* Who is calling. The API fills it from the session (the tenant is never
  * taken from arguments); tools fill it for the platform's own actors. */

@@ -145,12 +145,20 @@ KR_MUST_CHECK kr_err dom_notice_mail(struct kr_domain *d, size_t max, size_t *qu
  * update and resolution e-mails owed (v.incident_mail: incident_update or
  * incident_resolved to each tenant e-mailed the notice, queued once each
  * like a notice's). *queued (may be NULL) counts the e-mails queued.
- * serve's scheduler runs it every minute (tools/daily.c).
+ * serve's scheduler runs it every minute (tools/daily.c). On the platform
+ * shard (d->platform) it does nothing: the tenants live on other shards,
+ * which import the incident and write to them.
  * Errors: LMDB and journal failures, KR_ECORRUPT for a malformed row,
  * KR_ENOMEM. */
 KR_MUST_CHECK kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max,
                                        size_t *queued);
 
 /* ---- Shared by this area's handlers ---- */
+
+/* The e-mail address of tenant's master account into p (KR_FLD_EMAIL set,
+ * with the rest of its account.created record opened), read under c->txn.
+ * KR_ENOTFOUND when the tenant has no master account here (none, or a
+ * tenant this shard does not host); KR_ECORRUPT, LMDB and keystore errors. */
+KR_MUST_CHECK kr_err notices_master_email(struct cmd *c, uint64_t tenant, struct kr_payload *p);
 
 #endif

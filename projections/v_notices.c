@@ -15,9 +15,11 @@
  *                      (effective, notice).
  *   v.notice_acks      tenant(8) account notice -> time(8) of the ack.
  *   v.notice_mail      tenant(8) notice -> (empty): a notice-of-change
- *                      e-mail owed to the tenant's master (listed tenants,
- *                      or for audience all the tenants holding data when it
- *                      was published). dom_notice_mail queues them; the
+ *                      e-mail owed to the tenant's master (the tenants
+ *                      holding data when it was published: listed ones, or
+ *                      for audience all every one; so on a tenant shard
+ *                      importing the platform's notices, only the tenants it
+ *                      hosts, and on the platform shard none). dom_notice_mail queues them; the
  *                      outbox.queued of template notice_of_change removes the
  *                      row, and is refused (KR_ECONFLICT) without one, so each
  *                      is queued exactly once.
@@ -32,7 +34,10 @@
  *                      one row per affected tenant; bit (1 << channel) set
  *                      once it was notified over that channel. For
  *                      audience all, the affected tenants are those in
- *                      v.tenants when the incident was opened.
+ *                      v.tenants when the incident was opened; for an
+ *                      incident imported from the platform journal (origin
+ *                      set), the listed ones only if they hold data here
+ *                      (the tenants this shard hosts).
  *   v.incident_due     deadline(8) incident tenant(8) -> (empty)
  *                      an affected tenant not yet notified by any channel;
  *                      resolving an incident does not remove it (notice is
@@ -56,6 +61,10 @@
  *   v.outbox           tenant(8) message -> seq(8) template(1) sent(1)
  *   v.outbox_pending   seq(8) -> tenant(8) message: queued, not yet sent,
  *                      in delivery order.
+ *
+ * Records imported from the platform journal (origin set) raise v.meta
+ * "platform" and are refused (KR_ECONFLICT) at or below it
+ * (va_platform_origin): each is imported once.
  *
  * Apply trusts what the handlers checked under stream versions (the
  * incident's stream orders its events; a notification names a tenant the
@@ -176,7 +185,8 @@ static kr_err notice_published(const struct va *a)
         vk_bytes(&k, notice, 16);
         if ((err = v_put(a, VIEW_NOTICE_TENANTS, &k, NULL, 0)))
             return err;
-        if (!all && (err = owe_mail(a, t, notice)))
+        bool here = false;
+        if (!all && ((err = holds_data(a, t, &here)) || (here && (err = owe_mail(a, t, notice)))))
             return err;
     }
     return all ? each_data_tenant(a, owe_mail_each, notice) : KR_OK;
@@ -255,10 +265,14 @@ static kr_err incident_opened(const struct va *a)
     if (p->v[KR_FLD_AUDIENCE].u == KR_AUDIENCE_ALL)
         return each_data_tenant(a, affect_each, &(struct affected){incident, deadline});
     const struct kr_value *ts = &p->v[KR_FLD_TENANTS];
+    bool imported = p->v[KR_FLD_ORIGIN].set;
     for (uint32_t i = 0; i < ts->n; i++) {
         uint64_t t;
+        bool here = true;
         memcpy(&t, ts->p + 8 * (size_t)i, 8);
-        if ((err = affect(a, incident, deadline, t)))
+        if (imported && (err = holds_data(a, t, &here)))
+            return err;
+        if (here && (err = affect(a, incident, deadline, t)))
             return err;
     }
     return KR_OK;
@@ -518,6 +532,9 @@ static kr_err outbox_failed(const struct va *a)
 
 kr_err va_notices(const struct va *a)
 {
+    kr_err err = va_platform_origin(a); /* an import: once only */
+    if (err)
+        return err;
     switch (a->ev) {
     case KR_EV_NOTICE_PUBLISHED:
         return notice_published(a);

@@ -13,8 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define META_APPLIED "applied"
-#define META_FORMAT  "format"
+#define META_APPLIED  "applied"
+#define META_FORMAT   "format"
+#define META_PLATFORM "platform"
 /* The views' layout. Bump it when a view is added or its rows change:
  * a writable open of views in an older layout drops them and the journal's
  * catch-up rebuilds them from seq 1 (an upgrade needs no `kiroku replay`).
@@ -302,6 +303,12 @@ static kr_err hook_batch_end(void *ctx, MDB_txn *txn, uint64_t size)
 static kr_err hook_drop(void *ctx, MDB_txn *txn)
 {
     struct kr_views *v = ctx;
+    /* The platform origin is content (the imports' apply sets it): a
+     * rebuild sets it again. */
+    MDB_val pk = {sizeof META_PLATFORM - 1, (void *)META_PLATFORM};
+    int prc = mdb_del(txn, v->db[VIEW_META], &pk, NULL);
+    if (prc && prc != MDB_NOTFOUND)
+        return kr_err_from_mdb(prc);
     for (int i = 0; i < VIEW__COUNT; i++) {
         if (i == VIEW_META)
             continue;
@@ -310,6 +317,39 @@ static kr_err hook_drop(void *ctx, MDB_txn *txn)
             return kr_err_from_mdb(rc);
     }
     return KR_OK;
+}
+
+kr_err views_platform_origin(struct kr_views *v, MDB_txn *txn, uint64_t *origin)
+{
+    MDB_val k = {sizeof META_PLATFORM - 1, (void *)META_PLATFORM}, val;
+    int rc = mdb_get(txn, v->db[VIEW_META], &k, &val);
+    *origin = 0;
+    if (rc == MDB_NOTFOUND)
+        return KR_OK;
+    if (rc)
+        return kr_err_from_mdb(rc);
+    if (val.mv_size != 8)
+        return views_corrupt(VIEW_META, META_PLATFORM, sizeof META_PLATFORM - 1,
+                             "the platform origin is not 8 bytes", &v->corrupt);
+    *origin = v_get_u64(val.mv_data);
+    return KR_OK;
+}
+
+kr_err va_platform_origin(const struct va *a)
+{
+    const struct kr_value *o = &a->p->v[KR_FLD_ORIGIN];
+    uint64_t have;
+    kr_err err;
+    if (!o->set)
+        return KR_OK;
+    if ((err = views_platform_origin(a->v, a->txn, &have)))
+        return err;
+    if (o->u <= have)
+        return KR_ECONFLICT;
+    uint8_t b[8];
+    v_put_u64(b, o->u);
+    MDB_val k = {sizeof META_PLATFORM - 1, (void *)META_PLATFORM}, val = {8, b};
+    return kr_err_from_mdb(mdb_put(a->txn, a->v->db[VIEW_META], &k, &val, 0));
 }
 
 /* Views whose keys start with the tenant id. */

@@ -16,7 +16,10 @@
  * cannot wander into another tenant's range). Integers in keys and rows are
  * big-endian. The databases and their layouts:
  *
- *   v.meta            "applied" -> u64 journal size reflected; "format" -> u32
+ *   v.meta            "applied" -> u64 journal size reflected; "format" -> u32;
+ *                     "platform" -> u64 the highest `origin` (seq of the
+ *                     platform journal) of the records imported from it
+ *                     (absent: none; views_platform_origin)
  *   -- tenants and sign-up (v_tenants.c) --
  *   v.tenants         tenant -> tenant row
  *   v.tenant_codes    code -> tenant
@@ -148,6 +151,13 @@ KR_MUST_CHECK kr_err views_corrupt(enum kr_view v, const void *key, size_t klen,
 KR_MUST_CHECK kr_err views_corrupt_record(uint64_t seq, const char *event, const char *why,
                                           struct kr_diag *diag);
 
+/* The highest origin (the platform journal's seq) among the records imported
+ * from the platform journal (notice and incident events carrying `origin`)
+ * that the views applied, 0 if none: a tenant shard's platform importer
+ * resumes after it (api/platform.h). Read under txn. KR_ECORRUPT for a
+ * malformed meta entry, LMDB errors. */
+KR_MUST_CHECK kr_err views_platform_origin(struct kr_views *v, MDB_txn *txn, uint64_t *origin);
+
 /* ---- Building blocks for the view modules ---- */
 
 /* Context of one apply call. */
@@ -166,6 +176,12 @@ kr_err va_tenants(const struct va *a);
 kr_err va_accounts(const struct va *a);
 kr_err va_contacts(const struct va *a);
 kr_err va_notices(const struct va *a);
+/* An event imported from the platform journal (its `origin` set): KR_OK
+ * after raising v.meta "platform" to its origin, KR_ECONFLICT when the origin
+ * is not above it (imported already: the append is refused, so an import
+ * happens once whoever tries it again); KR_OK and nothing done without an
+ * origin (views.c). */
+kr_err va_platform_origin(const struct va *a);
 /* Before a tenant's rows go (tenant.erased): the rows of this area that name
  * the tenant past their first key bytes (v.incident_emailed), found through
  * the tenant's own v.incident_tenants rows (v_notices.c). */

@@ -30,6 +30,7 @@
 #include "natskv.h"
 #include "notices.h"
 #include "path.h"
+#include "platform.h"
 #include "retention.h"
 #include "retention_hooks.h"
 #include "serve_node.h"
@@ -62,7 +63,7 @@ static const char serve_usage[] =
     "                    [--http URL] [--gateway URL] [--gateway-operator URL]\n"
     "                    [--nats URL[,URL...] [--replication async|quorum]\n"
     "                    [--shard NAME] [--publish-from SEQ]\n"
-    "                    [--node NAME [--lease-ttl MS]]]\n"
+    "                    [--node NAME [--lease-ttl MS]] [--platform]]\n"
     "\n"
     "Serves the API over nng request/reply until SIGINT or SIGTERM. Clients\n"
     "connect to --listen (default " API_LISTEN_DEFAULT "; tcp://, tls+tcp://,\n"
@@ -111,6 +112,11 @@ static const char serve_usage[] =
     "alerts and e-mail do not run in a node yet; --backups DIR names the\n"
     "generations an erasure reaches (tenants.erase on the primary, tenant.erased\n"
     "applied by a follower). See docs/operations.md, \"Failover\".\n"
+    "--platform (setting cluster.platform) makes a tenant shard's primary follow\n"
+    "the platform shard's journal (--shard platform elsewhere) into DIR/platform,\n"
+    "which must hold a restored backup of it, and import its notices and\n"
+    "incidents; the platform's ops are then answered wrong_shard here. See\n"
+    "docs/operations.md, \"The platform journal\".\n"
     "\n"
     "Connections: a connection that sent no complete request for\n"
     "--idle-timeout SECONDS (default 10; 0 = never) is closed; one peer address\n"
@@ -556,8 +562,9 @@ static kr_err serve_open(const char *data, const struct kr_clock *clock, bool tw
 
 struct serve_jobs {
     struct kr_domain *d;
-    struct cluster *cl; /* --nats: the publisher, else NULL */
-    bool not_primary;   /* the stream is ahead: writes refused */
+    struct cluster *cl;        /* --nats: the publisher, else NULL */
+    struct api_platform *plat; /* --platform: the importer, else NULL */
+    bool not_primary;          /* the stream is ahead: writes refused */
     struct tools_ret tr;
     bool json;
     uint64_t incident_warn_ns; /* incidents.warn_before_h */
@@ -718,6 +725,7 @@ struct serve_args {
     uint64_t publish_from;   /* --publish-from, 0 = 1 */
     const char *node;        /* --node, or NULL: cluster.node (a role-changing node) */
     uint64_t lease_ttl_ms;   /* --lease-ttl, 0: cluster.lease_ttl */
+    bool platform;           /* --platform, or the setting cluster.platform */
     bool config_help;
     struct kr_config *cfg;                        /* loaded by serve_config */
     struct compose_set *templates;                /* loaded by serve_templates */
@@ -829,6 +837,9 @@ static int serve_option(int c, struct serve_args *a)
     case 'O':
         a->node = optarg;
         return CLI_CONTINUE;
+    case 'X':
+        a->platform = true;
+        return CLI_CONTINUE;
     case 'E':
         return serve_number(optarg, KR_LEASE_TTL_MIN_MS, KR_LEASE_TTL_MAX_MS, "--lease-ttl",
                             &a->lease_ttl_ms)
@@ -878,6 +889,7 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
                                          {"publish-from", required_argument, 0, 'Y'},
                                          {"node", required_argument, 0, 'O'},
                                          {"lease-ttl", required_argument, 0, 'E'},
+                                         {"platform", no_argument, 0, 'X'},
                                          {0, 0, 0, 0}};
     int c, rc;
     memset(a, 0, sizeof *a);
@@ -1119,7 +1131,8 @@ static unsigned serve_conns(const void *server)
 }
 
 static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
-                            const struct api_server *s, struct cluster *cl, struct serve_http *out)
+                            const struct api_server *s, const struct serve_jobs *sj,
+                            struct serve_http *out)
 {
     memset(out, 0, sizeof *out);
     const char *url = a->http ? a->http : kr_config_str(a->cfg, "http.listen");
@@ -1136,7 +1149,8 @@ static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
     kr_err err = api_metrics_new(d, &mo, &out->m);
     if (!err) {
         api_metrics_set_conns(out->m, serve_conns, s);
-        api_metrics_set_cluster(out->m, cl);
+        api_metrics_set_cluster(out->m, sj->cl);
+        api_metrics_set_platform(out->m, sj->plat);
         err = api_http_start(url, out->m, &out->h, &why);
     }
     if (err) {
@@ -1180,6 +1194,24 @@ static void serve_alert_options(const struct kr_config *cfg, bool backups, struc
 }
 
 /* ---- Replication (--nats) ---- */
+
+/* Whether this serve imports the platform journal (--platform, or the
+ * setting cluster.platform); CLI_USAGE is said when it cannot. */
+static int serve_platform_wanted(const struct serve_args *a, bool *yes)
+{
+    const struct kr_config *cfg = a->cfg;
+    const char *urls = a->nats ? a->nats : kr_config_str(cfg, "cluster.nats");
+    const char *shard = a->shard ? a->shard : kr_config_str(cfg, "cluster.shard");
+    *yes = a->platform || kr_config_bool(cfg, "cluster.platform");
+    if (!*yes)
+        return CLI_CONTINUE;
+    if (!urls[0] || strcmp(shard, KR_PLATFORM_SHARD) == 0) {
+        fprintf(stderr, "kiroku: serve: --platform is for a tenant shard's serve --nats (not "
+                        "--shard " KR_PLATFORM_SHARD ")\n");
+        return CLI_USAGE;
+    }
+    return CLI_CONTINUE;
+}
 
 /* The publisher from the options and settings, not connected yet (NULL
  * without --nats or cluster.nats). CLI_CONTINUE or the exit code. */
@@ -1233,7 +1265,12 @@ static int serve_node(const struct serve_args *a, const char *data, const struct
                         "(the endpoint clients are sent to)\n");
         return CLI_USAGE;
     }
+    bool platform = false;
+    int prc = serve_platform_wanted(a, &platform);
+    if (prc != CLI_CONTINUE)
+        return prc;
     struct serve_node_options o = {
+        .platform = platform,
         .data = data,
         .urls = urls,
         .shard = a->shard ? a->shard : kr_config_str(cfg, "cluster.shard"),
@@ -1285,6 +1322,35 @@ static int serve_cluster_start(struct serve_jobs *sj)
     return CLI_CONTINUE;
 }
 
+/* --platform: the importer of the platform journal into sj->d (a primary's
+ * domain), marking it importing. CLI_CONTINUE or the exit code. */
+static int serve_platform_start(const struct serve_args *a, const char *data,
+                                const struct kr_clock *clock, struct kr_shardmap *m,
+                                struct kr_domain *d, struct api_platform **out)
+{
+    bool yes;
+    int rc = serve_platform_wanted(a, &yes);
+    *out = NULL;
+    if (rc != CLI_CONTINUE || !yes)
+        return rc;
+    const char *urls = a->nats ? a->nats : kr_config_str(a->cfg, "cluster.nats");
+    struct api_platform_options o = {.nats = urls, .dir = data, .d = d, .m = m, .clock = clock};
+    char why[512];
+    kr_err err = api_platform_start(&o, out, why, sizeof why);
+    if (err) {
+        fprintf(stderr, "kiroku: serve: --platform: %s: %s\n", why, kr_strerror(err));
+        return CLI_FAIL;
+    }
+    struct api_platform_status st;
+    api_platform_status(*out, &st);
+    if (!a->co.json)
+        fprintf(stderr,
+                "kiroku: serve: importing the platform journal (its copy holds %" PRIu64
+                " records; imported up to platform seq %" PRIu64 ")\n",
+                st.copied, st.origin);
+    return CLI_CONTINUE;
+}
+
 /* With the domain open: the start recorded, the demo, the server and the
  * daily jobs, then serving until a signal, then stopping. */
 static int serve_run(struct serve_args *a, const char *data, const struct kr_clock *clock,
@@ -1309,7 +1375,7 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
         return CLI_FAIL;
     }
     struct serve_http http;
-    if (serve_http_start(a, d, s, sj->cl, &http) != CLI_CONTINUE) {
+    if (serve_http_start(a, d, s, sj, &http) != CLI_CONTINUE) {
         api_server_stop(s);
         return CLI_FAIL;
     }
@@ -1352,6 +1418,8 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
     struct stop_watch *sw = stop_watch_start();
     serve_http_stop(&http);
     api_server_stop(s);
+    api_platform_stop(sj->plat); /* an import under way finishes */
+    sj->plat = NULL;
     cluster_stop(sj->cl, KR_SERVE_PUBLISH_GRACE_MS); /* what is durable, published */
     dom_close(d);
     sj->d = NULL;
@@ -1385,7 +1453,9 @@ static int serve_main(struct serve_args *a, const char *data)
     signal(SIGPIPE, SIG_IGN);
     serve_raise_nofile();
 
-    if ((rc = serve_node(a, data, clock, &sigs)) != CLI_CONTINUE) {
+    bool platform = false; /* --platform checked before anything connects */
+    if ((rc = serve_platform_wanted(a, &platform)) != CLI_CONTINUE ||
+        (rc = serve_node(a, data, clock, &sigs)) != CLI_CONTINUE) {
         free(sj);
         return rc;
     }
@@ -1400,7 +1470,12 @@ static int serve_main(struct serve_args *a, const char *data)
         free(sj);
         return cli_fail_open(data, err);
     }
-    if ((rc = serve_cluster_start(sj)) != CLI_CONTINUE) {
+    if (sj->cl && strcmp(a->shard ? a->shard : kr_config_str(a->cfg, "cluster.shard"),
+                         KR_PLATFORM_SHARD) == 0)
+        sj->d->platform = true; /* its notices' tenants live on other shards */
+    if ((rc = serve_cluster_start(sj)) != CLI_CONTINUE ||
+        (!sj->not_primary &&
+         (rc = serve_platform_start(a, data, clock, NULL, sj->d, &sj->plat)) != CLI_CONTINUE)) {
         cluster_stop(sj->cl, 0);
         dom_close(sj->d);
         cluster_free(sj->cl);
@@ -1413,9 +1488,10 @@ static int serve_main(struct serve_args *a, const char *data)
     sj->outbox_keep_ns = kr_config_u64(a->cfg, "mail.outbox_keep_days") * 86400ull * 1000000000ull;
     dom_set_retention(sj->d, &sj->tr.hooks, (uint32_t)a->log_days);
     rc = serve_run(a, data, clock, sj, &sigs);
-    cluster_stop(sj->cl, 0); /* idempotent: serve_run stopped it after serving */
-    dom_close(sj->d);        /* accepts NULL: serve_run closed it after stopping */
-    cluster_free(sj->cl);    /* after the journal: its hook runs until then */
+    api_platform_stop(sj->plat); /* NULL when serve_run stopped it */
+    cluster_stop(sj->cl, 0);     /* idempotent: serve_run stopped it after serving */
+    dom_close(sj->d);            /* accepts NULL: serve_run closed it after stopping */
+    cluster_free(sj->cl);        /* after the journal: its hook runs until then */
     free(sj);
     return rc;
 }

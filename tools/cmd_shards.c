@@ -10,6 +10,7 @@
  * ones: assigning a tenant already placed changes nothing and says where.
  */
 #include "cli.h"
+#include "domain.h"
 #include "lease.h"
 #include "natskv.h"
 #include "shardmap.h"
@@ -173,6 +174,13 @@ static int shards_assign(struct kr_shardmap *m, const struct shards_opts *o, con
 {
     if (!o->has_tenant)
         return cli_usage(shards_usage);
+    if (strcmp(shard, KR_PLATFORM_SHARD) == 0) {
+        fprintf(stderr,
+                "kiroku: shards: the shard %s holds the platform's records, never a "
+                "tenant\n",
+                KR_PLATFORM_SHARD);
+        return CLI_USAGE;
+    }
     kr_err err = kr_shardmap_assign(m, o->tenant, o->code, shard);
     if (err == KR_EEXIST) {
         char where[KR_SHARD_NAME_MAX + 1] = "";

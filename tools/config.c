@@ -72,6 +72,10 @@ static const struct cfg_setting settings[] = {
      "this node's name in the shard ([A-Za-z0-9._-], unique in the deployment): with "
      "cluster.nats, serve runs a node that follows the primary and takes over when its "
      "lease lapses (--node overrides)"},
+    {"cluster.platform", CFG_BOOL, 0, 1, "false",
+     "a tenant shard's primary follows the platform shard's journal into DIR/platform and "
+     "imports its notices and incidents (docs/operations.md, \"The platform journal\"; "
+     "--platform overrides)"},
     {"cluster.lease_ttl", CFG_U64, KR_LEASE_TTL_MIN_MS, KR_LEASE_TTL_MAX_MS, "10000",
      "the lease's time to live in milliseconds when its bucket is made: failover takes "
      "about this long plus the catch-up (--lease-ttl overrides)"},

@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "natskv.h"
 #include "node_rejoin.h"
+#include "platform.h"
 #include "replica.h"
 #include "retention.h"
 #include "shardnode.h"
@@ -110,7 +111,7 @@ static void node_stats(void *arg, struct api_node_stats *out)
 /* This role's /metrics and /healthz (--http): the follower's or the
  * publisher's, and the node's. A failure is said, not fatal. */
 static void http_start(struct node *n, struct kr_domain *d, struct api_follower *f,
-                       struct cluster *cl)
+                       struct cluster *cl, struct api_platform *plat)
 {
     if (!n->o->http)
         return;
@@ -119,6 +120,7 @@ static void http_start(struct node *n, struct kr_domain *d, struct api_follower 
     if (!err) {
         api_metrics_set_follower(n->m, f);
         api_metrics_set_cluster(n->m, cl);
+        api_metrics_set_platform(n->m, plat);
         api_metrics_set_node(n->m, node_stats, n);
         err = api_http_start(n->o->http, n->m, &n->h, &why);
     }
@@ -262,11 +264,27 @@ static kr_err follow_open(struct node *n, struct kr_domain **d)
     return err;
 }
 
+/* --platform on a follower node: its copy of the platform journal kept
+ * level, so that it imports at once from a current copy when promoted. */
+static kr_err follow_platform(struct node *n, struct api_platform **out, const char **why)
+{
+    static char line[512];
+    *out = NULL;
+    if (!n->o->platform)
+        return KR_OK;
+    struct api_platform_options o = {
+        .nats = n->o->urls, .dir = n->o->data, .clock = n->o->clock, .copy_only = true};
+    kr_err err = api_platform_start(&o, out, line, sizeof line);
+    *why = line;
+    return err;
+}
+
 static enum node_role node_follow(struct node *n)
 {
     struct kr_domain *d = NULL;
     struct shardnode *sn = NULL;
     struct api_follower *f = NULL;
+    struct api_platform *plat = NULL;
     struct api_server *s = NULL;
     const char *why = "";
     enum node_role next = NODE_EXIT;
@@ -275,6 +293,8 @@ static enum node_role node_follow(struct node *n)
         why = "the journal (as a follower)";
     else if ((err = node_shard_open(n, d, &sn)))
         why = "the lease and the shard map";
+    else
+        err = follow_platform(n, &plat, &why);
     if (!err) {
         dom_set_follower(d, lease_endpoint, shardnode_lease(sn));
         struct api_follower_options fo = {
@@ -291,13 +311,14 @@ static enum node_role node_follow(struct node *n)
         fprintf(stderr, "kiroku: serve: following: %s: %s\n", why, kr_strerror(err));
         n->rc = CLI_FAIL;
     } else {
-        http_start(n, d, f, NULL);
+        http_start(n, d, f, NULL, NULL);
         node_print(n, "follower", jrn_size(d->j), 0, s);
         next = follow_loop(n, sn, f);
     }
     http_stop(n);
     api_server_stop(s);
     api_follower_stop(f);
+    api_platform_stop(plat);
     shardnode_close(sn);
     dom_close(d);
     return next;
@@ -381,6 +402,7 @@ struct lead {
     struct cluster *cl;
     struct kr_domain *d;
     struct shardnode *sn;
+    struct api_platform *plat; /* the platform journal's importer, or NULL */
     struct api_server *s;
     uint64_t epoch;
     char why[512]; /* cluster_start's line */
@@ -459,6 +481,7 @@ static void lead_stop(struct node *n, struct lead *l, bool clean)
     if (l->d && !clean)
         jrn_stop_appends(l->d->j, KR_ENOTPRIMARY);
     api_server_stop(l->s);
+    api_platform_stop(l->plat); /* an import under way finishes (or fails, stepping down) */
     if (l->cl)
         cluster_stop(l->cl, clean ? KR_SERVE_PUBLISH_GRACE_MS : 0);
     shardnode_close(l->sn); /* gives the lease up: a follower takes it at once */
@@ -466,6 +489,23 @@ static void lead_stop(struct node *n, struct lead *l, bool clean)
     atomic_store(&n->ks, NULL);
     dom_close(l->d);
     cluster_free(l->cl);
+}
+
+/* --platform: the importer, started before the server (it marks the domain
+ * importing, which must be so before any request). */
+static kr_err lead_platform(struct node *n, struct lead *l, const char **why)
+{
+    static char line[512];
+    if (!n->o->platform)
+        return KR_OK;
+    struct api_platform_options o = {.nats = n->o->urls,
+                                     .dir = n->o->data,
+                                     .d = l->d,
+                                     .m = shardnode_map(l->sn),
+                                     .clock = n->o->clock};
+    kr_err err = api_platform_start(&o, &l->plat, line, sizeof line);
+    *why = line;
+    return err;
 }
 
 static enum node_role node_lead(struct node *n)
@@ -476,7 +516,9 @@ static enum node_role node_lead(struct node *n)
     if (next == NODE_LEAD) {
         struct api_server_options so = *n->o->so;
         so.router = shardnode_router(l.sn);
-        kr_err err = api_server_start(&so, l.d, &l.s, &why);
+        kr_err err = lead_platform(n, &l, &why);
+        if (!err)
+            err = api_server_start(&so, l.d, &l.s, &why);
         if (err) {
             fprintf(stderr, "kiroku: serve: %s: %s\n", why, kr_strerror(err));
             n->rc = CLI_FAIL;
@@ -485,7 +527,7 @@ static enum node_role node_lead(struct node *n)
             atomic_store(&n->epoch, l.epoch);
             atomic_store(&n->primary, true);
             atomic_fetch_add(&n->promotions, 1);
-            http_start(n, l.d, NULL, l.cl);
+            http_start(n, l.d, NULL, l.cl, l.plat);
             node_print(n, "primary", jrn_size(l.d->j), l.epoch, l.s);
             next = lead_loop(n, l.cl, l.d->j);
             atomic_store(&n->primary, false);

@@ -38,6 +38,12 @@
  * (jrn_key_hook) before it signs anything; a primary also puts its current
  * key when it starts.
  *
+ * The platform journal (platform, cluster.platform; api/platform.h): every
+ * role keeps the node's copy in DIR/platform level with the platform's
+ * stream; the primary also imports from it (started before its server, so
+ * the platform's ops are refused from the first request), a follower only
+ * keeps the copy, so that it imports from a current copy once promoted.
+ *
  * Metrics (--http, restarted with each role on the same URL): the
  * follower's or the publisher's, and kiroku_node_primary,
  * kiroku_node_lease_epoch, kiroku_node_promotions_total and
@@ -81,6 +87,9 @@ struct serve_node_options {
      * those generations too. NULL = none. */
     const struct ret_hooks *ret_hooks;
     uint32_t log_days;
+    /* While primary, import the platform journal (api/platform.h) from
+     * DIR/platform; for a tenant shard (cluster.platform). */
+    bool platform;
 };
 
 /* Runs the node until SIGINT or SIGTERM (blocked in the caller's mask

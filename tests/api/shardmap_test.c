@@ -97,6 +97,7 @@ static void test_empty(void **state)
     assert_int_equal(kr_shardmap_announce(a.m, "ok", "tcp://x :1"), KR_EINVAL);
     assert_int_equal(kr_shardmap_assign(a.m, 5, "t!", "ok"), KR_EINVAL);
     assert_int_equal(kr_shardmap_assign(a.m, 5, NULL, "No"), KR_EINVAL);
+    assert_int_equal(kr_shardmap_assign(a.m, 5, NULL, KR_PLATFORM_SHARD), KR_EINVAL);
     node_close(&a);
 }
 
@@ -108,6 +109,8 @@ static void test_place_policy(void **state)
     node_open(&b);
     assert_int_equal(kr_shardmap_announce(a.m, "beta", "tcp://beta.example:7000"), KR_OK);
     assert_int_equal(kr_shardmap_announce(b.m, "alpha", "tcp://alpha.example:7000"), KR_OK);
+    /* The platform shard, holding no tenant, is never chosen. */
+    assert_int_equal(kr_shardmap_announce(b.m, KR_PLATFORM_SHARD, "tcp://p.example:7000"), KR_OK);
     assert_int_equal(kr_shardmap_sync(a.m), KR_OK);
     char s[KR_SHARD_NAME_MAX + 1], e[KR_ENDPOINT_MAX + 1];
     assert_int_equal(kr_shardmap_endpoint(a.m, "alpha", e), KR_OK);
@@ -248,7 +251,7 @@ static void test_load(void **state)
     node_open(&a);
     struct kr_shardmap_stats st;
     kr_shardmap_stats(a.m, &st);
-    assert_int_equal(st.shards, 2);
+    assert_int_equal(st.shards, 3); /* alpha, beta and the platform */
     assert_int_equal(st.tenants, 4 + 20);
     assert_int_equal(st.codes, 2);
     expect_shard(&a, 1, "alpha");

@@ -58,6 +58,8 @@ static void test_shards(void **state)
     assert_int_equal(shards("assign", "--tenant", "5", "--code", "tfive", "alpha"), 0);
     assert_int_equal(shards("assign", "--tenant", "5", "beta", NULL, NULL), 1);
     assert_non_null(strstr(g_err, "tenant 5 is on shard alpha"));
+    assert_int_equal(shards("assign", "--tenant", "6", "platform", NULL, NULL), 2);
+    assert_non_null(strstr(g_err, "holds the platform's records"));
     assert_int_equal(shards("where", "--tenant", "5", NULL, NULL, NULL), 0);
     assert_string_equal(g_out, "alpha\n");
     assert_int_equal(shards("--json", "where", "--code", "tfive", NULL, NULL), 0);

@@ -1,0 +1,373 @@
+/*
+ * platform_import_test.c: the platform journal's notices and incidents
+ * imported into a tenant shard (projections/platform_import.c), in process:
+ * a platform domain (shard "platform": tenants checked as ids only, no
+ * e-mail queued there) whose records are imported into a tenant shard's
+ * domain hosting one tenant. The notice reaches the hosted tenant and owes
+ * it an e-mail; an incident notified by e-mail queues it for the hosted
+ * tenant only; every import happens once (a second pass, and a reopen,
+ * import nothing); a rebuild of the shard's views is byte-identical (the
+ * platform origin included); other records are refused; the platform ops
+ * on an importing shard answer wrong_shard naming the platform's endpoint.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "notices.h"
+#include "platform_import.h"
+#include "test_domain.h"
+
+#define HOUR (3600ull * 1000000000ull)
+
+/* A tenant id no shard here hosts (the platform checks ids only). */
+#define ELSEWHERE 987654321ull
+
+struct fx {
+    struct td *p; /* the platform shard */
+    struct td *a; /* a tenant shard */
+    uint64_t ta;  /* a's tenant */
+    struct kr_caller ma, op;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->p = td_new(31);
+    f->p->shard = KR_PLATFORM_SHARD;
+    td_reopen(f->p);
+    assert_true(f->p->d->platform);
+    f->a = td_new(32);
+    f->ta = td_signup(f->a, "owner@a.example", "correct horse 1", &f->ma, NULL);
+    f->op = td_operator();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    td_free(f->p);
+    td_free(f->a);
+    free(f);
+    return 0;
+}
+
+static void publish(struct fx *f, uint8_t id[16])
+{
+    struct kr_payload *p = td_args(f->p);
+    kr_set_u64(p, KR_FLD_NOTICE_KIND, KR_NOTICE_KIND_MAINTENANCE);
+    kr_set_str(p, KR_FLD_TITLE, "Maintenance");
+    kr_set_str(p, KR_FLD_BODY, "The service stops for an hour on Sunday.");
+    kr_set_u64(p, KR_FLD_EFFECTIVE, atomic_load(&f->p->now));
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_ALL);
+    assert_int_equal(td_exec(f->p, &f->op, KR_OP_NOTICES_PUBLISH), KR_OK);
+    td_get_id(f->p, "notice", id);
+}
+
+/* An incident on the platform listing a's tenant and one elsewhere, both
+ * notified by e-mail, then updated. */
+static void incident(struct fx *f, uint8_t id[16])
+{
+    uint64_t ts[2] = {f->ta, ELSEWHERE}; /* increasing, as the schema wants */
+    if (ts[0] > ts[1]) {
+        ts[0] = ELSEWHERE;
+        ts[1] = f->ta;
+    }
+    struct kr_payload *p = td_args(f->p);
+    kr_set_u64(p, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_OUTAGE);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_HIGH);
+    kr_set_str(p, KR_FLD_TITLE, "API outage");
+    kr_set_str(p, KR_FLD_SUMMARY, "The API did not answer for 20 minutes.");
+    kr_set_u64(p, KR_FLD_DETECTED, atomic_load(&f->p->now) - HOUR);
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    kr_set_tenants(p, KR_FLD_TENANTS, ts, 2);
+    kr_err err = td_exec(f->p, &f->op, KR_OP_INCIDENTS_OPEN);
+    if (err)
+        fail_msg("open: %s (%s: %s)", kr_strerror(err), f->p->diag.field, f->p->diag.why);
+    td_get_id(f->p, "incident", id);
+    for (int i = 0; i < 2; i++) {
+        p = td_args(f->p);
+        kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+        kr_set_u64(p, KR_FLD_TENANT, ts[i]);
+        kr_set_u64(p, KR_FLD_CHANNEL, KR_CHANNEL_EMAIL);
+        err = td_exec(f->p, &f->op, KR_OP_INCIDENTS_NOTIFY);
+        if (err)
+            fail_msg("notify: %s (%s: %s)", kr_strerror(err), f->p->diag.field, f->p->diag.why);
+    }
+    p = td_args(f->p);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    kr_set_u64(p, KR_FLD_VERSION, 3);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_MEDIUM);
+    kr_set_str(p, KR_FLD_SUMMARY, "Mostly back.");
+    assert_int_equal(td_exec(f->p, &f->op, KR_OP_INCIDENTS_UPDATE), KR_OK);
+}
+
+/* Imports every importable platform record from seq `from` into a; returns
+ * how many were imported; *seen counts the importable ones. */
+static size_t import_all(struct fx *f, uint64_t from, size_t *seen)
+{
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = from};
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    size_t n = 0, s = 0;
+    kr_err err;
+    assert_int_equal(jrn_cursor_new(f->p->d->j, &q, &c), KR_OK);
+    while ((err = jrn_cursor_next(c, &r)) == KR_OK) {
+        if (!dom_platform_importable(&r))
+            continue;
+        bool imported = false;
+        s++;
+        err = dom_platform_import(f->a->d, &r, &imported);
+        if (err)
+            fail_msg("import of %llu: %s", (unsigned long long)r.seq, kr_strerror(err));
+        n += imported;
+    }
+    assert_int_equal(err, KR_ENOTFOUND);
+    jrn_cursor_free(c);
+    if (seen)
+        *seen = s;
+    return n;
+}
+
+struct mails {
+    size_t n, incident_notices, notices;
+    uint64_t tenant[8];
+};
+
+static bool collect(void *arg, const struct outbox_msg *m)
+{
+    struct mails *ms = arg;
+    if (ms->n < 8)
+        ms->tenant[ms->n] = m->tenant;
+    ms->n++;
+    ms->incident_notices += m->template_id == KR_TEMPLATE_INCIDENT_NOTICE;
+    ms->notices += m->template_id == KR_TEMPLATE_NOTICE_OF_CHANGE;
+    return true;
+}
+
+static struct mails mails_of(struct td *t)
+{
+    struct mails ms = {0};
+    assert_int_equal(outbox_pending(t->d, 0, 0, collect, &ms, NULL), KR_OK);
+    return ms;
+}
+
+static uint64_t origin_of(struct td *t)
+{
+    uint64_t o = 99;
+    assert_int_equal(dom_platform_origin(t->d, &o), KR_OK);
+    return o;
+}
+
+/* The platform checks listed tenants as ids only and queues no e-mail. */
+static void test_platform_shard(void **state)
+{
+    struct fx *f = *state;
+    uint8_t n[16], i[16];
+    publish(f, n);
+    incident(f, i);
+    struct mails ms = mails_of(f->p);
+    assert_int_equal(ms.n, 0);
+    size_t queued = 9;
+    assert_int_equal(dom_incident_mail(f->p->d, 100 * HOUR, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_int_equal(dom_notice_mail(f->p->d, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_int_equal(origin_of(f->p), 0);
+}
+
+static void test_imports_reach_hosted_tenant(void **state)
+{
+    struct fx *f = *state;
+    uint8_t n[16], i[16];
+    size_t seen;
+    publish(f, n);
+    incident(f, i);
+    uint64_t before = jrn_size(f->a->d->j);
+    struct mails m0 = mails_of(f->a);
+    /* published, opened, notified x2, updated; the one elsewhere skipped */
+    assert_int_equal(import_all(f, 1, &seen), 4);
+    assert_int_equal(seen, 5);
+    assert_int_equal(jrn_size(f->a->d->j), before + 5); /* and the e-mail queued */
+    assert_int_equal(origin_of(f->a), jrn_size(f->p->d->j));
+
+    /* The notice: listed for the master, acknowledged on its shard. */
+    td_args(f->a);
+    assert_int_equal(td_exec(f->a, &f->ma, KR_OP_NOTICES_LIST), KR_OK);
+    const msgpack_object *ns = td_get(f->a, "notices");
+    assert_non_null(ns);
+    assert_int_equal(ns->via.array.size, 1);
+    kr_set_bytes(td_args(f->a), KR_FLD_NOTICE, n, 16);
+    assert_int_equal(td_exec(f->a, &f->ma, KR_OP_NOTICES_ACK), KR_OK);
+
+    /* The incident: listed for the master, with the platform's id. */
+    td_args(f->a);
+    assert_int_equal(td_exec(f->a, &f->ma, KR_OP_INCIDENTS_LIST), KR_OK);
+    const msgpack_object *is = td_get(f->a, "incidents");
+    assert_non_null(is);
+    assert_int_equal(is->via.array.size, 1);
+    const msgpack_object *id = td_map_get(&is->via.array.ptr[0], "incident");
+    assert_non_null(id);
+    assert_memory_equal(id->via.bin.ptr, i, 16);
+
+    /* E-mails: the incident notice queued with its import, for a's tenant
+     * only; the notice's owed to it and queued by the usual path. */
+    struct mails m1 = mails_of(f->a);
+    assert_int_equal(m1.incident_notices, m0.incident_notices + 1);
+    size_t queued = 0;
+    assert_int_equal(dom_notice_mail(f->a->d, 0, &queued), KR_OK);
+    assert_int_equal(queued, 1);
+    struct mails m2 = mails_of(f->a);
+    assert_int_equal(m2.notices, m0.notices + 1);
+    for (size_t k = 0; k < m2.n && k < 8; k++)
+        assert_int_equal(m2.tenant[k], f->ta);
+    /* the update owes the tenant e-mailed the notice its e-mail, here */
+    assert_int_equal(dom_incident_mail(f->a->d, 0, 0, &queued), KR_OK);
+    assert_int_equal(queued, 1);
+}
+
+static void test_imports_once(void **state)
+{
+    struct fx *f = *state;
+    uint8_t n[16], i[16];
+    publish(f, n);
+    incident(f, i);
+    assert_int_equal(import_all(f, 1, NULL), 4);
+    uint64_t size = jrn_size(f->a->d->j);
+    assert_int_equal(import_all(f, 1, NULL), 0);
+    td_reopen(f->a);
+    assert_int_equal(import_all(f, 1, NULL), 0);
+    assert_int_equal(jrn_size(f->a->d->j), size);
+    /* new platform records after a reopen: only they come */
+    publish(f, n);
+    assert_int_equal(import_all(f, origin_of(f->a) + 1, NULL), 1);
+    assert_int_equal(import_all(f, 1, NULL), 0);
+    assert_int_equal(origin_of(f->a), jrn_size(f->p->d->j));
+}
+
+static void digests(struct td *t, uint8_t out[VIEW__COUNT][32], uint64_t n[VIEW__COUNT])
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    for (int v = 0; v < VIEW__COUNT; v++)
+        assert_int_equal(views_digest(&t->d->views, txn, (enum kr_view)v, out[v], &n[v]), KR_OK);
+    mdb_txn_abort(txn);
+}
+
+static void test_rebuild_identical(void **state)
+{
+    struct fx *f = *state;
+    uint8_t n[16], i[16];
+    publish(f, n);
+    incident(f, i);
+    assert_int_equal(import_all(f, 1, NULL), 4);
+    uint64_t origin = origin_of(f->a);
+    static uint8_t before[VIEW__COUNT][32], after[VIEW__COUNT][32];
+    uint64_t nb[VIEW__COUNT], na[VIEW__COUNT];
+    digests(f->a, before, nb);
+    assert_int_equal(jrn_views_rebuild(f->a->d->j, NULL, NULL), KR_OK);
+    digests(f->a, after, na);
+    for (int v = 0; v < VIEW__COUNT; v++) {
+        assert_int_equal(na[v], nb[v]);
+        assert_memory_equal(after[v], before[v], 32);
+    }
+    assert_int_equal(origin_of(f->a), origin);
+    assert_int_equal(import_all(f, 1, NULL), 0);
+}
+
+/* Only the platform's notice and incident records are imported. */
+static void test_other_records_refused(void **state)
+{
+    struct fx *f = *state;
+    uint8_t n[16];
+    struct jrn_record r;
+    struct jrn_cursor *c;
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = 1};
+    publish(f, n);
+    uint64_t size = jrn_size(f->a->d->j);
+    /* the platform's genesis record, and every record of a's own journal
+     * (a tenant's; the platform's own) */
+    struct jrn_recbuf b = {0};
+    assert_int_equal(jrn_read(f->p->d->j, 1, &b), KR_OK);
+    assert_false(dom_platform_importable(&b.rec));
+    assert_int_equal(dom_platform_import(f->a->d, &b.rec, NULL), KR_EINVAL);
+    assert_int_equal(jrn_cursor_new(f->a->d->j, &q, &c), KR_OK);
+    size_t refused = 0;
+    while (jrn_cursor_next(c, &r) == KR_OK) {
+        assert_false(dom_platform_importable(&r));
+        bool imported = true;
+        assert_int_equal(dom_platform_import(f->a->d, &r, &imported), KR_EINVAL);
+        assert_false(imported);
+        refused++;
+    }
+    jrn_cursor_free(c);
+    assert_true(refused > 5);
+    /* an import is not a platform record: importing it again is refused */
+    assert_int_equal(import_all(f, 1, NULL), 1);
+    assert_int_equal(jrn_read(f->a->d->j, jrn_size(f->a->d->j), &b), KR_OK);
+    assert_true(dom_platform_importable(&b.rec));
+    assert_int_equal(dom_platform_import(f->a->d, &b.rec, NULL), KR_EINVAL);
+    jrn_recbuf_fini(&b);
+    assert_int_equal(jrn_size(f->a->d->j), size + 1);
+}
+
+static void platform_url(void *arg, char *out, size_t cap)
+{
+    (void)arg;
+    snprintf(out, cap, "tcp://platform.example:7450");
+}
+
+/* On an importing shard the platform's ops answer wrong_shard, naming the
+ * platform's endpoint; reads go on. */
+static void test_importing_refuses_platform_ops(void **state)
+{
+    struct fx *f = *state;
+    uint8_t n[16];
+    publish(f, n);
+    assert_int_equal(import_all(f, 1, NULL), 1);
+    dom_set_importing(f->a->d, platform_url, NULL);
+    uint64_t size = jrn_size(f->a->d->j);
+    struct kr_payload *p = td_args(f->a);
+    kr_set_u64(p, KR_FLD_NOTICE_KIND, KR_NOTICE_KIND_CHANGE);
+    kr_set_str(p, KR_FLD_TITLE, "t");
+    kr_set_str(p, KR_FLD_BODY, "b");
+    kr_set_u64(p, KR_FLD_EFFECTIVE, 1);
+    kr_set_u64(p, KR_FLD_AUDIENCE, KR_AUDIENCE_ALL);
+    assert_int_equal(td_exec(f->a, &f->op, KR_OP_NOTICES_PUBLISH), KR_EWRONGSHARD);
+    const char *w = f->a->diag.why;
+    const char *url = "tcp://platform.example:7450";
+    assert_true(strlen(w) > strlen(url) && strcmp(w + strlen(w) - strlen(url), url) == 0);
+    kr_set_bytes(td_args(f->a), KR_FLD_INCIDENT, n, 16);
+    kr_set_u64(f->a->args, KR_FLD_VERSION, 1);
+    kr_set_str(f->a->args, KR_FLD_SUMMARY, "s");
+    assert_int_equal(td_exec(f->a, &f->op, KR_OP_INCIDENTS_RESOLVE), KR_EWRONGSHARD);
+    /* a master is still refused for its role, not told where to go */
+    assert_int_equal(td_exec(f->a, &f->ma, KR_OP_INCIDENTS_RESOLVE), KR_EFORBIDDEN);
+    assert_true(td_unchanged_since(f->a, size));
+    td_args(f->a);
+    assert_int_equal(td_exec(f->a, &f->op, KR_OP_NOTICES_ALL), KR_OK);
+    assert_int_equal(td_get(f->a, "notices")->via.array.size, 1);
+    assert_true(dom_op_is_platform(KR_OP_INCIDENTS_OPEN));
+    assert_false(dom_op_is_platform(KR_OP_NOTICES_ACK));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_platform_shard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_imports_reach_hosted_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_imports_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_identical, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_records_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_importing_refuses_platform_ops, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
