@@ -1,0 +1,216 @@
+// operator.js: the platform operators' screens (operator listener only):
+// tenants with their state and erase-by dates, incidents against the
+// 72-hour deadline (overdue first) with who has read them, publishing
+// notices, alerts to acknowledge, backup generations and their checks, and
+// the journal's newest checkpoint.
+
+import { call, callAll } from './api.js';
+import { t } from './i18n.js';
+import {
+  act, button, el, field, fill, form, fromJstInput, input, msUntil, nowJstInput, section, select, table, when, word,
+} from './ui.js';
+
+export async function tenants(main) {
+  const list = await callAll('tenants.list', {}, 'tenants');
+  fill(
+    main,
+    el('h1', {}, t('op.tenants')),
+    table(
+      t('op.tenants'),
+      [t('op.code'), t('op.tenant'), t('op.state'), t('op.cancelled'), t('op.erase_by')],
+      list.map((x) =>
+        el(
+          'tr',
+          { 'data-tenant': x.tenant, class: `state-${x.tenant_state}` },
+          el('td', {}, x.tenant_code || ''),
+          el('td', { class: 'mono' }, x.tenant),
+          el('td', {}, word('tenant_state', x.tenant_state)),
+          el('td', {}, when(x, 'cancelled')),
+          el('td', {}, when(x, 'erase_by')),
+        ),
+      ),
+      { id: 'tenants' },
+    ),
+  );
+}
+
+// "12 h 5 min left" / "overdue by 3 h 0 min" for a deadline.
+function timeLeft(deadline) {
+  const ms = msUntil(deadline);
+  const mins = Math.floor(Math.abs(ms) / 60000);
+  const h = Math.floor(mins / 60);
+  const m = mins % 60;
+  return ms < 0 ? t('op.overdue_by', h, m) : t('op.left_value', h, m);
+}
+
+// Overdue first, then open ones by deadline, then resolved ones.
+function incidentOrder(a, b) {
+  const rank = (x) => (x.overdue ? 0 : x.resolved ? 2 : 1);
+  if (rank(a) !== rank(b)) return rank(a) - rank(b);
+  const da = BigInt(a.deadline);
+  const db = BigInt(b.deadline);
+  return da < db ? -1 : da > db ? 1 : 0;
+}
+
+async function readers(box, inc) {
+  const rows = await callAll('incidents.readers', { incident: inc.incident }, 'readers');
+  fill(
+    box,
+    el('h3', { id: 'readers-title', tabindex: '-1' }, t('op.readers_of', inc.title)),
+    rows.length
+      ? table(null, [t('op.tenant'), t('op.account'), t('op.read_time')], rows.map((r) => [r.tenant, el('span', { class: 'mono' }, r.account), when(r, 'time')]), { id: 'readers' })
+      : el('p', {}, t('common.none')),
+  );
+  box.hidden = false;
+  document.getElementById('readers-title').focus();
+}
+
+export async function incidents(main) {
+  const list = (await callAll('incidents.all', {}, 'incidents')).sort(incidentOrder);
+  const box = el('div', { class: 'card detail', hidden: true, 'aria-live': 'polite' });
+  fill(
+    main,
+    el('h1', {}, t('op.incidents')),
+    table(
+      t('op.incidents'),
+      [t('op.severity'), t('op.title'), t('dash.detected'), t('dash.deadline'), t('op.left'), t('op.unnotified'), t('common.actions')],
+      list.map((x) =>
+        el(
+          'tr',
+          { 'data-incident': x.incident, class: x.overdue ? 'overdue' : x.resolved ? 'resolved' : 'open' },
+          el('td', {}, word('severity', x.severity)),
+          el('td', {}, x.title, x.resolved ? el('span', { class: 'badge' }, ` ${t('dash.resolved')}`) : null),
+          el('td', {}, when(x, 'detected')),
+          el('td', {}, when(x, 'deadline')),
+          el('td', { class: 'left' }, x.resolved && !x.overdue ? '' : timeLeft(x.deadline)),
+          el('td', {}, String(x.unnotified)),
+          el('td', {}, button(t('op.readers'), () => act(() => readers(box, x)), { 'data-action': 'readers', 'aria-label': `${t('op.readers')}: ${x.title}` })),
+        ),
+      ),
+      { id: 'incidents' },
+    ),
+    box,
+  );
+}
+
+export async function notices(main) {
+  const reload = () => notices(main);
+  const list = await callAll('notices.all', {}, 'notices');
+  const audience = select('audience', ['all', 'listed'], (x) => word('audience', x));
+  const tenantsBox = field(t('op.tenants_list'), input('tenants', { inputmode: 'numeric' }));
+  tenantsBox.hidden = true;
+  audience.addEventListener('change', () => {
+    tenantsBox.hidden = audience.value !== 'listed';
+  });
+  const publish = form(
+    t('op.publish'),
+    [
+      field(t('op.kind'), select('notice_kind', ['change', 'maintenance', 'vulnerability'], (x) => word('notice_kind', x))),
+      field(t('op.title'), input('title', { required: true, maxlength: 200 })),
+      field(t('op.body'), el('textarea', { name: 'body', required: true, rows: 5 })),
+      field(t('op.effective'), input('effective', { type: 'datetime-local', value: nowJstInput(), required: true })),
+      field(t('op.audience'), audience),
+      tenantsBox,
+    ],
+    t('op.publish'),
+    (d) => {
+      const args = {
+        notice_kind: d.notice_kind,
+        title: d.title,
+        body: d.body,
+        effective: fromJstInput(d.effective),
+        audience: d.audience,
+      };
+      if (d.audience === 'listed') {
+        args.tenants = d.tenants.split(/[\s,、]+/).filter(Boolean);
+      }
+      act(() => call('notices.publish', args), { done: t('op.published'), after: reload });
+    },
+  );
+  fill(
+    main,
+    el('h1', {}, t('nav.notices')),
+    publish,
+    section(
+      t('op.notices'),
+      table(
+        null,
+        [t('op.kind'), t('op.title'), t('op.effective'), t('op.audience')],
+        list.map((n) => [word('notice_kind', n.notice_kind), n.title, when(n, 'effective'), word('audience', n.audience)]),
+        { id: 'notices' },
+      ),
+    ),
+  );
+}
+
+export async function alerts(main) {
+  const reload = () => alerts(main);
+  const list = await callAll('alerts.list', { open_only: true }, 'alerts');
+  fill(
+    main,
+    el('h1', {}, t('op.alerts')),
+    list.length
+      ? table(
+        t('op.alerts'),
+        [t('op.rule'), t('op.tenant'), t('op.raised'), t('op.summary'), t('common.actions')],
+        list.map((a) =>
+          el(
+            'tr',
+            { 'data-alert': a.alert },
+            el('td', {}, a.alert_rule),
+            el('td', { class: 'mono' }, a.tenant ?? ''),
+            el('td', {}, when(a, 'raised')),
+            el('td', {}, a.alert_summary),
+            el('td', {}, button(t('op.ack'), () => act(() => call('alerts.ack', { alert: a.alert, version: a.version }), { done: t('op.alert_acked'), reload, after: reload }), { 'data-action': 'ack-alert' })),
+          ),
+        ),
+        { id: 'alerts' },
+      )
+      : el('p', {}, t('common.none')),
+  );
+}
+
+export async function backups(main) {
+  const r = await call('backups.list', {});
+  const gens = r.generations || [];
+  fill(
+    main,
+    el('h1', {}, t('op.backups')),
+    gens.length
+      ? table(
+        t('op.backups'),
+        [t('op.generation'), t('op.last_seq'), t('op.taken'), t('op.bytes'), t('op.verified')],
+        gens.map((g) =>
+          el(
+            'tr',
+            { class: g.verified ? 'ok' : 'bad' },
+            el('td', {}, g.generation),
+            el('td', {}, String(g.last_seq)),
+            el('td', {}, when(g, 'taken')),
+            el('td', {}, String(g.bytes)),
+            el('td', {}, g.verified ? t('op.ok') : t('op.failed', g.reason || '')),
+          ),
+        ),
+        { id: 'backups' },
+      )
+      : el('p', {}, t('common.none')),
+  );
+}
+
+export async function checkpoint(main) {
+  const r = await call('journal.checkpoint', {});
+  const lines = String(r.checkpoint || '').split('\n');
+  fill(
+    main,
+    el('h1', {}, t('op.checkpoint')),
+    el(
+      'dl',
+      { class: 'attrs' },
+      el('dt', {}, t('op.tree_size')),
+      el('dd', { id: 'tree-size' }, lines[1] || ''),
+      el('dt', {}, t('op.root')),
+      el('dd', { class: 'mono' }, lines[2] || ''),
+    ),
+    el('pre', { id: 'checkpoint' }, r.checkpoint || ''),
+  );
+}
