@@ -47,6 +47,7 @@
  */
 #include "server.h"
 
+#include "gateway.h"
 #include "keys.h"
 #include "mailer.h"
 #include "protocol.h"
@@ -210,7 +211,8 @@ struct api_server {
     bool janitor_running, janitor_stop;
     pthread_t janitor;
     struct mailer *mailer;
-    struct api_router router; /* elsewhere NULL = none */
+    struct api_router router;          /* elsewhere NULL = none */
+    struct api_gateway *gw[EP__COUNT]; /* NULL = not asked for */
 };
 
 static uint64_t now_ms(void)
@@ -1135,6 +1137,8 @@ static void endpoint_close(struct endpoint *ep)
 static void server_free(struct api_server *s)
 {
     for (int i = 0; i < EP__COUNT; i++)
+        api_gateway_stop(s->gw[i]);
+    for (int i = 0; i < EP__COUNT; i++)
         endpoint_close(&s->ep[i]);
     if (s->janitor_running) {
         pthread_mutex_lock(&s->conn_mu);
@@ -1212,6 +1216,40 @@ static kr_err add_url(struct api_server *s, const char *url, const char **why)
     return KR_OK;
 }
 
+/* The gateway listeners asked for (gateway.h), over the server's router. */
+static kr_err gateways_start(struct api_server *s, const struct api_server_options *o,
+                             const char **why)
+{
+    const char *urls[EP__COUNT] = {
+        [EP_CLIENT] = o->gateway_url, [EP_OPERATOR] = o->gateway_operator_url};
+    for (int i = 0; i < EP__COUNT; i++) {
+        if (!urls[i])
+            continue;
+        struct api_gateway_options go = {
+            .url = urls[i],
+            .operator_endpoint = i == EP_OPERATOR,
+            .cert_file = o->cert_file,
+            .key_file = o->key_file,
+            .router = i == EP_CLIENT ? &s->router : NULL,
+            .conns_max = i == EP_CLIENT ? o->conns_max : o->operator_conns_max,
+            .per_ip = o->conns_per_peer,
+            .timeout_s = o->idle_timeout_ms > 0   ? (unsigned)(o->idle_timeout_ms + 999) / 1000u
+                         : o->idle_timeout_ms < 0 ? KR_API_IDLE_TIMEOUT_MS_MAX / 1000u
+                                                  : 0u,
+        };
+        kr_err err = api_gateway_start(&go, s->d, &s->gw[i], why);
+        if (err)
+            return err;
+    }
+    return KR_OK;
+}
+
+const char *api_server_gateway_url(const struct api_server *s, bool operator_endpoint)
+{
+    const struct api_gateway *g = s->gw[operator_endpoint ? EP_OPERATOR : EP_CLIENT];
+    return g ? api_gateway_url(g) : NULL;
+}
+
 kr_err api_server_start(const struct api_server_options *o, struct kr_domain *d,
                         struct api_server **out, const char **why)
 {
@@ -1286,6 +1324,8 @@ kr_err api_server_start(const struct api_server_options *o, struct kr_domain *d,
         *why = "starting the request contexts and threads";
     if (!err && !o->no_mailer && (err = mailer_start(d, o->mail, &s->mailer)))
         *why = "starting the mailer";
+    if (!err)
+        err = gateways_start(s, o, why);
     if (err) {
         server_free(s);
         return err;
@@ -1307,6 +1347,8 @@ size_t api_server_urls(const struct api_server *s, const char *const **urls)
 
 void api_server_stop_begin(struct api_server *s)
 {
+    for (int i = 0; i < EP__COUNT; i++)
+        api_gateway_stop_begin(s->gw[i]);
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_mutex_unlock(&s->mu);
@@ -1316,6 +1358,10 @@ void api_server_stop(struct api_server *s)
 {
     if (!s)
         return;
+    for (int i = 0; i < EP__COUNT; i++) { /* its requests finish first */
+        api_gateway_stop(s->gw[i]);
+        s->gw[i] = NULL;
+    }
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     while (atomic_load(&s->busy) > 0)

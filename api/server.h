@@ -97,6 +97,13 @@ struct api_server_options {
      * with them (the same reply whatever the token or code is worth there).
      * NULL = every request is this node's. Must outlive the server. */
     const struct api_router *router;
+    /* The JSON gateway (gateway.h): a client listener and an operator
+     * listener, http:// or https:// (with cert_file and key_file); NULL =
+     * none. They run every request through the same router and protocol,
+     * with the connection caps above (conns_max, operator_conns_max,
+     * conns_per_peer) and the idle timeout in seconds. */
+    const char *gateway_url;
+    const char *gateway_operator_url;
 };
 
 struct api_server;
@@ -115,6 +122,10 @@ KR_MUST_CHECK kr_err api_server_start(const struct api_server_options *o, struct
  * Valid until api_server_stop. */
 size_t api_server_urls(const struct api_server *s, const char *const **urls);
 
+/* The gateway's URLs with the ports they got (NULL for one not asked
+ * for). Valid until api_server_stop. */
+const char *api_server_gateway_url(const struct api_server *s, bool operator_endpoint);
+
 /* Connections open now over both endpoints (for tests and metrics): from
  * nng's accepting them until nng freed them. */
 unsigned api_server_conns(const struct api_server *s);
@@ -124,7 +135,8 @@ unsigned api_server_conns(const struct api_server *s);
 unsigned api_server_pending(const struct api_server *s);
 
 /* Begins stopping without waiting: from now on every request received is
- * answered `unavailable`; requests already running go on. */
+ * answered `unavailable` (over the gateway too); requests already running
+ * go on. */
 void api_server_stop_begin(struct api_server *s);
 
 /* Stops gracefully (see above; begins it if api_server_stop_begin did not),

@@ -683,4 +683,24 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 /* A tenant code in a code.<code> key: the schema's tenant_code bound. */
 #define KR_SHARDMAP_CODE_MAX 32u
 
+/* ---- The JSON gateway over HTTP (api/gateway.h) ---- */
+
+/* A request body the gateway takes (POST /api/OP, /session): an op's
+ * arguments fit one event payload, and JSON may spell each byte as a 6-byte
+ * \u escape (jsonmp.h JSONMP_ARGS_MAX). Larger is 413 before it is read. */
+#define KR_GATEWAY_BODY_MAX ((size_t)6 * KR_PAYLOAD_MAX)
+/* Memory libmicrohttpd gives one connection for its request line, headers
+ * and read buffer (the body is handed over as it arrives): a request whose
+ * headers do not fit is refused by libmicrohttpd (431). */
+#define KR_GATEWAY_MEMORY_LIMIT ((size_t)64 * 1024)
+/* Connections one gateway listener holds at once, each with its thread (the
+ * ops may wait: Argon2id, a flush): the nng client endpoint's cap. */
+#define KR_GATEWAY_CONNS_MAX KR_API_CONNS_MAX
+/* A connection that sends nothing for this long is closed (seconds), unless
+ * serve's --idle-timeout says otherwise. */
+#define KR_GATEWAY_TIMEOUT_S 10u
+/* The console's files embedded into the binary (api/console/): what a
+ * gateway serves at / and /NAME. */
+#define KR_GATEWAY_FILE_NAME_MAX 64u
+
 #endif

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "daily.h"
 #include "domain.h"
+#include "gateway.h"
 #include "http.h"
 #include "keys.h"
 #include "mailer.h"
@@ -58,7 +59,8 @@ static const char serve_usage[] =
     "                    [--backups DIR [--backup-at HH:MM]] [--log-retention-days N]\n"
     "                    [--idle-timeout SECONDS] [--conns-per-peer N] [--conns N]\n"
     "                    [--config FILE] [--config-help] [--test-clock] [--demo] [--json]\n"
-    "                    [--http URL] [--nats URL[,URL...] [--replication async|quorum]\n"
+    "                    [--http URL] [--gateway URL] [--gateway-operator URL]\n"
+    "                    [--nats URL[,URL...] [--replication async|quorum]\n"
     "                    [--shard NAME] [--publish-from SEQ]\n"
     "                    [--node NAME [--lease-ttl MS]]]\n"
     "\n"
@@ -80,6 +82,12 @@ static const char serve_usage[] =
     "--http URL (http://HOST:PORT, e.g. http://127.0.0.1:7451; setting\n"
     "http.listen; off by default) serves /metrics (Prometheus) and /healthz\n"
     "to operators: give a loopback address unless a scraper elsewhere needs it.\n"
+    "--gateway URL (http://HOST:PORT or https://HOST:PORT with --cert/--key;\n"
+    "setting api.gateway; off by default) serves the client ops as JSON over\n"
+    "HTTP (POST /api/OP), browser sessions (/session) and the console (/);\n"
+    "--gateway-operator URL (setting api.gateway_operator) the same for the\n"
+    "operator ops: give a loopback address. Port 0 takes a free port. See\n"
+    "docs/api.md, \"JSON over HTTP\".\n"
     "\n"
     "Replication: --nats URL[,URL...] (setting cluster.nats) publishes every\n"
     "committed range of the journal to the JetStream stream of --shard NAME\n"
@@ -701,6 +709,8 @@ struct serve_args {
     uint64_t log_days;
     const char *config_path; /* --config, or NULL: DIR/kiroku.conf if it exists */
     const char *http;        /* --http URL, or NULL: the setting http.listen */
+    const char *gateway;     /* --gateway URL, or NULL: the setting api.gateway */
+    const char *gateway_op;  /* --gateway-operator URL, or NULL: api.gateway_operator */
     const char *nats;        /* --nats, or NULL: the setting cluster.nats */
     const char *replication; /* --replication, or NULL: cluster.replication */
     const char *shard;       /* --shard, or NULL: cluster.shard */
@@ -800,6 +810,12 @@ static int serve_option(int c, struct serve_args *a)
     case 'W':
         a->http = optarg;
         return CLI_CONTINUE;
+    case 'G':
+        a->gateway = optarg;
+        return CLI_CONTINUE;
+    case 'g':
+        a->gateway_op = optarg;
+        return CLI_CONTINUE;
     case 'N':
         a->nats = optarg;
         return CLI_CONTINUE;
@@ -853,6 +869,8 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
                                          {"config", required_argument, 0, 'F'},
                                          {"config-help", no_argument, 0, 'H'},
                                          {"http", required_argument, 0, 'W'},
+                                         {"gateway", required_argument, 0, 'G'},
+                                         {"gateway-operator", required_argument, 0, 'g'},
                                          {"nats", required_argument, 0, 'N'},
                                          {"replication", required_argument, 0, 'R'},
                                          {"shard", required_argument, 0, 'S'},
@@ -983,6 +1001,25 @@ static kr_err serve_record_start(struct kr_domain *d, bool json)
     return err;
 }
 
+/* The gateway's URLs: JSON members ("gateway", "gateway_operator") or
+ * text lines. */
+void serve_print_gateways(const struct api_server *s, bool json)
+{
+    static const char *const names[2] = {"gateway", "gateway_operator"};
+    for (int i = 0; i < 2; i++) {
+        const char *url = api_server_gateway_url(s, i == 1);
+        if (!url)
+            continue;
+        if (json) {
+            printf(",\"%s\":", names[i]);
+            cli_json_str(stdout, url, strlen(url));
+        } else {
+            printf("  %s %s (JSON over HTTP, the console)\n",
+                   i ? "gateway (operator):" : "gateway:", url);
+        }
+    }
+}
+
 /* Prints where it serves, as text or one JSON line. */
 static void serve_print(const struct api_server *s, const struct api_http *h, const char *data,
                         bool json)
@@ -1003,6 +1040,7 @@ static void serve_print(const struct api_server *s, const struct api_http *h, co
             printf(",\"http\":");
             cli_json_str(stdout, api_http_url(h), strlen(api_http_url(h)));
         }
+        serve_print_gateways(s, true);
         printf(",\"pid\":%ld}\n", (long)getpid());
     } else {
         printf("kiroku: serving %s\n", data);
@@ -1011,6 +1049,7 @@ static void serve_print(const struct api_server *s, const struct api_http *h, co
         printf("  operator: %s\n", urls[nurls - 1]);
         if (h)
             printf("  http:     %s (/metrics, /healthz)\n", api_http_url(h));
+        serve_print_gateways(s, false);
         printf("stop with Ctrl-C (SIGINT) or SIGTERM\n");
     }
     fflush(stdout);
@@ -1036,6 +1075,40 @@ static int serve_http_check(const struct serve_args *a)
                 url);
         return CLI_USAGE;
     }
+    return CLI_CONTINUE;
+}
+
+/* The gateway's URLs (--gateway, --gateway-operator, else the settings
+ * api.gateway, api.gateway_operator) into the server's options; a bad one is
+ * a usage error, before anything opens. */
+static int serve_gateway_check(struct serve_args *a)
+{
+    const char *urls[2] = {a->gateway ? a->gateway : kr_config_str(a->cfg, "api.gateway"),
+                           a->gateway_op ? a->gateway_op
+                                         : kr_config_str(a->cfg, "api.gateway_operator")};
+    const char *flags[2] = {"--gateway", "--gateway-operator"};
+    for (int i = 0; i < 2; i++) {
+        bool tls = false;
+        if (!urls[i] || !urls[i][0]) {
+            urls[i] = NULL;
+            continue;
+        }
+        if (!api_gateway_url_ok(urls[i], &tls)) {
+            fprintf(stderr,
+                    "kiroku: serve: %s %s: not http://HOST:PORT or https://HOST:PORT (HOST an "
+                    "IP address, [IPv6] or localhost)\n",
+                    flags[i], urls[i]);
+            return CLI_USAGE;
+        }
+        if (tls && (!a->so.cert_file || !api_gateway_tls_available())) {
+            fprintf(stderr, "kiroku: serve: %s %s: %s\n", flags[i], urls[i],
+                    a->so.cert_file ? "this libmicrohttpd has no TLS: use http://"
+                                    : "https:// needs --cert and --key");
+            return CLI_USAGE;
+        }
+    }
+    a->so.gateway_url = urls[0];
+    a->so.gateway_operator_url = urls[1];
     return CLI_CONTINUE;
 }
 
@@ -1356,7 +1429,8 @@ int cmd_serve(int argc, char **argv)
         return rc;
     if (!a.so.inflight) /* --inflight wins over the setting */
         a.so.inflight = (unsigned)kr_config_u64(a.cfg, "api.inflight");
-    if ((rc = serve_http_check(&a)) == CLI_CONTINUE && (rc = serve_mail(&a)) == CLI_CONTINUE &&
+    if ((rc = serve_http_check(&a)) == CLI_CONTINUE &&
+        (rc = serve_gateway_check(&a)) == CLI_CONTINUE && (rc = serve_mail(&a)) == CLI_CONTINUE &&
         (rc = serve_templates(&a)) == CLI_CONTINUE)
         rc = serve_main(&a, data);
     compose_install(NULL);

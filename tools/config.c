@@ -41,6 +41,13 @@ static const struct cfg_setting settings[] = {
     {"api.inflight", CFG_U64, 1, KR_API_INFLIGHT_MAX, "256",
      "requests in flight at once on the client endpoint: each waits for its group commit "
      "without holding a thread (--inflight overrides)"},
+    /* the JSON gateway over HTTP (api/gateway.h) */
+    {"api.gateway", CFG_STR, 0, 127, NULL,
+     "serve the client ops as JSON over HTTP and the console at http://HOST:PORT or "
+     "https://HOST:PORT (with --cert/--key); off when unset; --gateway overrides"},
+    {"api.gateway_operator", CFG_STR, 0, 127, NULL,
+     "the same for the operator ops (give a loopback address); off when unset; "
+     "--gateway-operator overrides"},
     /* the journal (journal/journal.h) */
     {"journal.two_flushes", CFG_BOOL, 0, 1, "false",
      "flush each commit's meta page on its own (LMDB's commit) instead of one flush per "

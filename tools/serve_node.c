@@ -168,6 +168,8 @@ static void node_print(const struct node *n, const char *role, uint64_t size, ui
             printf(",\"http\":");
             cli_json_str(stdout, api_http_url(n->h), strlen(api_http_url(n->h)));
         }
+        if (s)
+            serve_print_gateways(s, true);
         printf(",\"pid\":%ld}\n", (long)getpid());
     } else {
         printf("kiroku: node %s: %s of shard %s (%" PRIu64 " records", n->o->node, role,
@@ -177,6 +179,8 @@ static void node_print(const struct node *n, const char *role, uint64_t size, ui
         printf(")\n");
         for (size_t i = 0; i + 1 < nurls; i++)
             printf("  client: %s\n", urls[i]);
+        if (s)
+            serve_print_gateways(s, false);
     }
     fflush(stdout);
 }

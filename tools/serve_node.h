@@ -83,4 +83,8 @@ struct serve_node_options {
  * start or could not change role. */
 int serve_node_run(const struct serve_node_options *o, const sigset_t *sigs);
 
+/* Prints the gateway's URLs of s (tools/cmd_serve.c): JSON members
+ * ,"gateway":URL,"gateway_operator":URL, or text lines. */
+void serve_print_gateways(const struct api_server *s, bool json);
+
 #endif

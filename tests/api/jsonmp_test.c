@@ -1,5 +1,5 @@
 /*
- * jsonmp_test.c: tools/jsonmp.c, the JSON <-> msgpack mapping of `kiroku
+ * jsonmp_test.c: api/jsonmp.c, the JSON <-> msgpack mapping of `kiroku
  * call`: arguments packed by the schema are what the server's kr_args_decode
  * accepts, and they come back as the same JSON; every kind of bad argument is
  * refused naming its key; replies convert exactly, and hostile reply bytes

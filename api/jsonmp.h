@@ -1,6 +1,7 @@
 /*
  * jsonmp.h: JSON for people and scripts, msgpack on the wire: the mapping
- * `kiroku call` uses between the two.
+ * `kiroku call` and the JSON gateway over HTTP (gateway.h) use between the
+ * two.
  *
  * Arguments go one way, typed by the schema: each key of a JSON object names
  * an argument of the op (kr_ops[op].args), and the field's type
