@@ -6,7 +6,7 @@
  * with no body left. Everything that can be refused without the body is
  * refused at the first call (path, method, Content-Type, Content-Length,
  * credentials, CSRF), so a refused request runs nothing and its body is
- * never read; a chunked body is refused as soon as it passes the bound.
+ * never read; a chunked body past the bound is dropped as it comes (answer()).
  * At the last call the request is built exactly as `kiroku call` builds it
  * and handed to the protocol (api_handle_from) after the router, as the
  * nng server does (server.c slot_decide), so no check, limit, metric or
@@ -27,6 +27,7 @@
 #include "jsonmp.h"
 #include "kr_limits.h"
 #include "mp.h"
+#include "payload.h"
 #include "protocol.h"
 #include "schema.h"
 #include "server.h"
@@ -76,7 +77,9 @@ enum gw_kind {
 struct gw_req {
     enum gw_kind kind;
     int op; /* enum kr_op */
-    bool have_token, by_cookie, refused;
+    bool have_token, by_cookie;
+    bool refused;   /* the body passed KR_GATEWAY_BODY_MAX: 413 at its end */
+    size_t dropped; /* bytes of body dropped since */
     uint8_t token[GW_TOKEN_LEN];
     struct kr_wbuf body; /* ceiling KR_GATEWAY_BODY_MAX */
 };
@@ -89,11 +92,34 @@ static char gw_answered, gw_deferred;
 /* ---- CSRF: HMAC-SHA-256 of the session token under a key of the process ---- */
 
 static uint8_t csrf_key[crypto_auth_hmacsha256_KEYBYTES];
-static pthread_once_t csrf_once = PTHREAD_ONCE_INIT;
+static pthread_once_t gw_once = PTHREAD_ONCE_INIT;
+/* Each connection thread's scratch for decoded arguments (70 KiB, as a
+ * server worker keeps one), freed (wiped) when the thread ends. */
+static pthread_key_t args_key;
+static bool args_key_ok;
 
-static void csrf_init(void)
+static void args_free(void *p)
+{
+    kr_payload_free(p);
+}
+
+static void gw_init(void)
 {
     crypto_auth_hmacsha256_keygen(csrf_key);
+    args_key_ok = pthread_key_create(&args_key, args_free) == 0;
+}
+
+/* This thread's scratch for arguments, or NULL (out of memory). */
+static struct kr_payload *thread_args(void)
+{
+    struct kr_payload *p = args_key_ok ? pthread_getspecific(args_key) : NULL;
+    if (p || !args_key_ok || !(p = kr_payload_new()))
+        return p;
+    if (pthread_setspecific(args_key, p) != 0) {
+        kr_payload_free(p);
+        return NULL;
+    }
+    return p;
 }
 
 static void csrf_of(const uint8_t token[GW_TOKEN_LEN], char hex[GW_HEX_LEN + 1])
@@ -454,6 +480,30 @@ static enum MHD_Result begin(struct api_gateway *g, struct MHD_Connection *c, co
     return rc;
 }
 
+/* How deep JSON text t[0..n) nests (objects and arrays; strings skipped). */
+static unsigned json_depth(const char *t, size_t n)
+{
+    unsigned depth = 0, max = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = t[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == '{' || ch == '[') {
+            if (++depth > max)
+                max = depth;
+        } else if ((ch == '}' || ch == ']') && depth) {
+            depth--;
+        }
+    }
+    return max;
+}
+
 /* Packs the request {op, id, token?, args?} of q (arguments from its body)
  * into *req. On a refusal returns false with *code and msg set. */
 static bool build_request(const struct gw_req *q, struct kr_wbuf *req, int *code, char *msg,
@@ -483,7 +533,13 @@ static bool build_request(const struct gw_req *q, struct kr_wbuf *req, int *code
         msgpack_pack_bin_with_body(&pk, q->token, GW_TOKEN_LEN);
     }
     bool ok = true;
-    if (len) {
+    /* Arguments nest one below the envelope: deeper than the protocol takes
+     * is refused as the protocol refuses it, before any value is read. */
+    if (len && json_depth(json, len) + 1 > KR_API_DEPTH_MAX) {
+        *code = KR_ERR_TOO_LARGE;
+        snprintf(msg, cap, "request: nested deeper than %u levels", KR_API_DEPTH_MAX);
+        ok = false;
+    } else if (len) {
         msgpack_pack_str_with_body(&pk, API_KEY_ARGS, strlen(API_KEY_ARGS));
         struct kr_mp_fixbuf args = {.p = p + fb.len, .cap = fb.overflow ? 0 : room - fb.len};
         struct jsonmp_diag d;
@@ -529,13 +585,10 @@ static kr_err run(struct api_gateway *g, const uint8_t source[16], const struct 
         snprintf(msg, sizeof msg, "%s: %s", kr_strerror(KR_EWRONGSHARD), endpoint);
         return api_reply_refusal(body, len, KR_ERR_WRONG_SHARD, msg, reply);
     }
-    struct kr_payload *args = malloc(sizeof *args);
+    struct kr_payload *args = thread_args();
     if (!args)
         return KR_ENOMEM;
-    kr_err err = api_handle_from(g->d, g->operator_ep, source, body, len, args, reply);
-    sodium_memzero(args, sizeof *args);
-    free(args);
-    return err;
+    return api_handle_from(g->d, g->operator_ep, source, body, len, args, reply);
 }
 
 /* The parts of a reply envelope (pointers into it). */
@@ -770,18 +823,25 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
         q = *state;
         return (void *)q == &gw_answered ? rc : finish(g, c, q);
     }
-    if ((void *)q == &gw_answered || q->refused) {
+    if ((void *)q == &gw_answered) {
         *upload_size = 0; /* answered: the rest of the body is dropped */
         return MHD_YES;
     }
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (kr_wbuf_add(&q->body, upload, n) == KR_OK)
+        if (!q->refused && kr_wbuf_add(&q->body, upload, n) == KR_OK)
             return MHD_YES;
+        /* Past the bound: libmicrohttpd answers only a request read whole,
+         * so the rest is dropped unread up to as much again, then the
+         * connection is closed. */
+        kr_wbuf_free(&q->body);
         q->refused = true;
-        return send_error(c, 0, KR_ERR_TOO_LARGE, "body: too large", NULL);
+        q->dropped += n;
+        return q->dropped <= KR_GATEWAY_BODY_MAX ? MHD_YES : MHD_NO;
     }
+    if (q->refused)
+        return send_error(c, 0, KR_ERR_TOO_LARGE, "body: too large", NULL);
     return finish(g, c, q);
 }
 
@@ -844,6 +904,15 @@ static void gateway_free(struct api_gateway *g)
     free(g);
 }
 
+/* Paths are taken as sent: no op or file name needs a %-escape, and
+ * decoding one (%2e%2e, %00) could only turn a path into another. */
+static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
 /* libmicrohttpd's daemon for g on sa, with o's limits. */
 static struct MHD_Daemon *daemon_start(struct api_gateway *g, const struct api_gateway_options *o,
                                        const struct sockaddr_storage *sa)
@@ -864,6 +933,7 @@ static struct MHD_Daemon *daemon_start(struct api_gateway *g, const struct api_g
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)timeout, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)KR_GATEWAY_MEMORY_LIMIT, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL},
+        {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_none, NULL},
         {g->tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, g->key},
         {g->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, g->cert},
         {MHD_OPTION_END, 0, NULL},
@@ -893,7 +963,7 @@ kr_err api_gateway_start(const struct api_gateway_options *o, struct kr_domain *
                                             : "https needs --cert and --key";
         return KR_EINVAL;
     }
-    pthread_once(&csrf_once, csrf_init);
+    pthread_once(&gw_once, gw_init);
     struct api_gateway *g = calloc(1, sizeof *g);
     if (!g)
         return KR_ENOMEM;

@@ -37,7 +37,9 @@
  * from one address (more are closed as they arrive), timeout_s without
  * traffic closes a connection, KR_GATEWAY_MEMORY_LIMIT for a request's
  * headers; and here: a body over KR_GATEWAY_BODY_MAX is 413, answered before
- * it is read (Content-Length) or as soon as it passes the bound (chunked).
+ * it is read (Content-Length), or once it ends when it is chunked (what
+ * passes the bound is dropped, not kept; past twice the bound the
+ * connection is closed without an answer).
  *
  * Threads: one per connection (libmicrohttpd's thread-per-connection mode):
  * an op may wait (Argon2id, a flush) without holding up other connections.

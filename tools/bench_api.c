@@ -13,6 +13,10 @@
  *
  *   echo   contacts.get requests to the echo server (the bytes come back);
  *   read   the same requests, byte for byte, to the API server;
+ *   gateway the same contacts.get as JSON over HTTP (POST /api/contacts.get
+ *          with a Bearer token) to the server's JSON gateway, one keep-alive
+ *          connection per client: its rate beside the read phase's, measured
+ *          just before in the same run, is the gateway's figure;
  *   write  contacts.tag / contacts.untag of a tag of the bench's own on the
  *          client's own contacts, alternating, so that every request appends
  *          one event and is answered after that event is durable; beside
@@ -37,11 +41,14 @@
 #include "seed.h"
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -51,6 +58,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +93,9 @@
  * --producers CLIENTS --window 1`), per second of --seconds: about as long
  * as the phase at the rates seen here. */
 #define BAPI_APPEND_EVENTS_PER_S 20000u
+
+/* An answer of the gateway phase: headers and a contacts.get reply as JSON. */
+#define BAPI_HTTP_ANSWER_MAX 16384u
 
 #define BAPI_READER_EMAIL "reader@bench.kiroku.example"
 #define BAPI_WRITE_TAG    "bench-write"
@@ -356,6 +367,7 @@ struct bclient {
     pthread_t tid;
     nng_socket api, echo;
     bool api_open, echo_open;
+    int http; /* a keep-alive connection to the gateway, -1 if none */
     /* the phase's counts and latency samples (µs); busy: answered
      * `unavailable` (too many logins waiting for Argon2id), retried */
     uint64_t ok, failed, busy;
@@ -377,6 +389,7 @@ struct phase {
     const char *name;
     kr_err (*prep)(struct bclient *c); /* before the clock starts; may be NULL */
     bool echo;                         /* to the echo server */
+    bool http;                         /* JSON over HTTP to the gateway (build, check unused) */
     size_t (*build)(struct bclient *c, uint64_t k, uint8_t *req, size_t cap);
     bool (*check)(struct bclient *c, const uint8_t *req, size_t len, const uint8_t *rep,
                   size_t rlen);
@@ -386,7 +399,8 @@ struct bapi {
     struct kr_domain *d;
     struct kr_caller master;
     char tenant_code[KR_TENANT_CODE_MAX + 1];
-    uint8_t token[32]; /* the reader's session */
+    uint8_t token[32];          /* the reader's session */
+    struct sockaddr_in gateway; /* the gateway's address */
     uint8_t (*contacts)[16];
     size_t ncontacts;
     uint8_t wtag[16];
@@ -424,6 +438,8 @@ static void lat_add(struct bclient *c, uint64_t ns)
     c->lat[c->nlat++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
+static void http_loop(struct bclient *c);
+
 static void *client_main(void *arg)
 {
     struct bclient *c = arg;
@@ -440,6 +456,11 @@ static void *client_main(void *arg)
     while (!b->go)
         pthread_cond_wait(&b->cv, &b->mu);
     pthread_mutex_unlock(&b->mu);
+    if (ph->http) {
+        http_loop(c);
+        atomic_fetch_add(&b->finished, 1);
+        return NULL;
+    }
     nng_socket sock = ph->echo ? c->echo : c->api;
     uint8_t req[BAPI_REQ_MAX];
     for (uint64_t k = 0; !err && !atomic_load_explicit(&b->stop, memory_order_relaxed); k++) {
@@ -486,6 +507,115 @@ struct mem_sample {
     long anon_base, anon_peak; /* RssAnon as the clock starts; the most sampled */
 };
 #define BAPI_SAMPLE_MS 5u
+
+/* ---- JSON over HTTP: the gateway phase ----
+ *
+ * A client of its own over one keep-alive connection, written for the
+ * bench rather than libcurl so that the client's share of the two cores is
+ * about what an nng client's is: one write of the request, reads until the
+ * headers and Content-Length bytes of body are in. */
+
+/* Connects c to the gateway (TCP_NODELAY, as nng's tcp transport sets). */
+static kr_err http_connect(struct bclient *c)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0)
+        return KR_EIO;
+    struct timeval tv = {.tv_sec = BAPI_TIMEOUT_MS / 1000};
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        connect(fd, (const struct sockaddr *)&c->b->gateway, sizeof c->b->gateway) != 0) {
+        close(fd);
+        return KR_EIO;
+    }
+    c->http = fd;
+    return KR_OK;
+}
+
+/* The request: POST /api/contacts.get of the client's next contact (the
+ * read phase's request, as JSON) with the reader's token. */
+static size_t http_request(struct bclient *c, uint64_t k, char *out, size_t cap)
+{
+    struct bapi *b = c->b;
+    char token[65], contact[33], body[64];
+    sodium_bin2hex(token, sizeof token, b->token, sizeof b->token);
+    sodium_bin2hex(contact, sizeof contact, b->contacts[(c->i + k * b->nclients) % b->ncontacts],
+                   16);
+    int blen = snprintf(body, sizeof body, "{\"contact\":\"%s\"}", contact);
+    int n = snprintf(out, cap,
+                     "POST /api/contacts.get HTTP/1.1\r\nHost: bench\r\n"
+                     "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\n\r\n%s",
+                     token, blen, body);
+    sodium_memzero(token, sizeof token);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* Sends req and reads one answer into buf; true if it is 200 with an ok
+ * reply. *why says what failed otherwise. */
+static bool http_exchange(struct bclient *c, const char *req, size_t len, char *buf, size_t cap,
+                          const char **why)
+{
+    for (size_t off = 0; off < len;) {
+        ssize_t w = send(c->http, req + off, len - off, MSG_NOSIGNAL);
+        if (w <= 0) {
+            *why = "gateway: send failed";
+            return false;
+        }
+        off += (size_t)w;
+    }
+    size_t have = 0, need = 0;
+    char *body = NULL;
+    while (!body || have < need) {
+        if (have == cap - 1) {
+            *why = "gateway: answer too large";
+            return false;
+        }
+        ssize_t r = recv(c->http, buf + have, cap - 1 - have, 0);
+        if (r <= 0) {
+            *why = "gateway: connection closed";
+            return false;
+        }
+        have += (size_t)r;
+        buf[have] = '\0';
+        char *end = body ? NULL : strstr(buf, "\r\n\r\n");
+        if (end) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            if (!cl || cl > end) {
+                *why = "gateway: no Content-Length";
+                return false;
+            }
+            body = end + 4;
+            need = (size_t)(body - buf) + strtoul(cl + 17, NULL, 10);
+        }
+    }
+    if (strncmp(buf, "HTTP/1.1 200 ", 13) != 0 || strncmp(body, "{\"ok\":true,", 11) != 0) {
+        *why = "gateway: an answer was not ok";
+        return false;
+    }
+    return true;
+}
+
+static void http_loop(struct bclient *c)
+{
+    struct bapi *b = c->b;
+    char req[BAPI_REQ_MAX], buf[BAPI_HTTP_ANSWER_MAX];
+    for (uint64_t k = 0; !atomic_load_explicit(&b->stop, memory_order_relaxed); k++) {
+        size_t len = http_request(c, k, req, sizeof req);
+        const char *why = "request too large";
+        uint64_t t0 = now_ns();
+        bool ok = len && http_exchange(c, req, len, buf, sizeof buf, &why);
+        uint64_t t = now_ns() - t0;
+        if (!ok) {
+            c->why = why;
+            c->failed++;
+            break;
+        }
+        c->ok++;
+        lat_add(c, t);
+    }
+    sodium_memzero(req, sizeof req);
+}
 
 /* Runs one phase: every client prepares, then all send for b->seconds. With
  * `mem`, the peak resident memory is reset as the clock starts and memory is
@@ -682,10 +812,11 @@ static size_t build_login(struct bclient *c, uint64_t k, uint8_t *req, size_t ca
     return fb.overflow ? 0 : fb.len;
 }
 
-static const struct phase ph_echo = {"echo", NULL, true, build_get, check_echo};
-static const struct phase ph_read = {"read", NULL, false, build_get, check_ok};
-static const struct phase ph_write = {"write", NULL, false, build_tag, check_tag};
-static const struct phase ph_login = {"login", prep_login, false, build_login, check_ok};
+static const struct phase ph_echo = {"echo", NULL, true, false, build_get, check_echo};
+static const struct phase ph_read = {"read", NULL, false, false, build_get, check_ok};
+static const struct phase ph_write = {"write", NULL, false, false, build_tag, check_tag};
+static const struct phase ph_login = {"login", prep_login, false, false, build_login, check_ok};
+static const struct phase ph_gateway = {"gateway", NULL, false, true, build_get, check_ok};
 
 /* ---- Set-up ---- */
 
@@ -868,8 +999,15 @@ static kr_err start_servers(struct bapi *b, unsigned workers, struct api_server 
                                         .nlisten = 1,
                                         .workers = workers,
                                         .conns_per_peer = KR_API_CONNS_MAX,
-                                        .no_mailer = true};
+                                        .no_mailer = true,
+                                        .gateway_url = "http://127.0.0.1:0"};
         err = api_server_start(&so, b->d, srv, &why);
+    }
+    if (!err) {
+        const char *gw = api_server_gateway_url(*srv, false), *port = strrchr(gw, ':');
+        b->gateway.sin_family = AF_INET;
+        b->gateway.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        b->gateway.sin_port = htons((uint16_t)strtoul(port + 1, NULL, 10));
     }
     if (err) {
         fprintf(stderr, "kiroku: bench api: server: %s: %s\n", why, kr_strerror(err));
@@ -897,12 +1035,14 @@ static const char api_usage[] =
     "--clients client threads (default 32),\n"
     "each with its own connection and one request in flight. Phases of --seconds\n"
     "each (default 3): echo (contacts.get bytes, echoed), read (the same requests\n"
-    "to the server), write (contacts.tag/untag: one durable event each, printed\n"
+    "to the server), gateway (the same op as JSON over HTTP to the server's\n"
+    "gateway, keep-alive; printed as a ratio to read), write (contacts.tag/untag: one durable "
+    "event each, printed\n"
     "beside `bench append --producers CLIENTS --window 1` run on a scratch\n"
     "journal just before and just after, their mean), login\n"
     "(auth.login at the production Argon2id cost, with the process's peak RSS).\n"
     "Prints requests/s and p50/p99 latency per phase; --phase runs one (read\n"
-    "includes echo; a phase not run prints zeros). --data DIR seeds the tenant\n"
+    "includes echo and gateway; a phase not run prints zeros). --data DIR seeds the tenant\n"
     "into DIR's journal (made if missing) and keeps it; without, a scratch one is\n"
     "used and removed.\n";
 
@@ -915,13 +1055,13 @@ static void print_phase_json(const char *name, const struct phase_result *r)
 
 static void print_phase_text(const char *name, const struct phase_result *r)
 {
-    printf("%-6s %9.0f req/s  p50 %7u us  p99 %7u us  max %7u us  (%" PRIu64 " in %.2f s)\n", name,
+    printf("%-7s %9.0f req/s  p50 %7u us  p99 %7u us  max %7u us  (%" PRIu64 " in %.2f s)\n", name,
            r->per_s, r->p50_us, r->p99_us, r->max_us, r->ok, r->seconds);
 }
 
 /* What `bench api` measured, for the report. */
 struct bapi_report {
-    struct phase_result echo, read, write, login;
+    struct phase_result echo, read, gateway, write, login;
     struct mem_sample mem;
     uint64_t write_events, write_batches, write_conflicts, login_conflicts;
     /* the journal alone: bench append --producers clients --window 1, just
@@ -950,8 +1090,11 @@ static kr_err connect_clients(struct bapi *b, const char *api_url, const char *e
             return KR_ENOMEM;
         for (size_t x = 0; x < cl->nown; x++)
             cl->own[x] = i + x * b->nclients;
+        cl->http = -1;
         if (!(err = client_dial(&cl->api, &cl->api_open, api_url)))
             err = client_dial(&cl->echo, &cl->echo_open, echo_url);
+        if (!err)
+            err = http_connect(cl);
     }
     return err;
 }
@@ -968,6 +1111,9 @@ static kr_err run_phases(struct bapi *b, unsigned only, struct bapi_report *r, c
         return err;
     *step = "read";
     if ((only == 3 || only == 0) && (err = run_phase(b, &ph_read, &r->read, NULL)))
+        return err;
+    *step = "gateway";
+    if ((only == 3 || only == 0) && (err = run_phase(b, &ph_gateway, &r->gateway, NULL)))
         return err;
     /* The journal's own rate just before and just after the write phase:
      * their mean is the ceiling (the machine's load moves it between runs). */
@@ -1008,14 +1154,16 @@ static kr_err run_phases(struct bapi *b, unsigned only, struct bapi_report *r, c
 static uint64_t print_report(const struct bapi *b, const struct bapi_report *r, uint64_t workers,
                              uint64_t seconds, bool json)
 {
-    uint64_t failures = r->echo.failed + r->read.failed + r->write.failed + r->login.failed;
-    const struct phase_result *rs[] = {&r->echo, &r->read, &r->write, &r->login};
-    const char *names[] = {"echo", "read", "write", "login"};
-    for (size_t i = 0; i < 4; i++)
+    uint64_t failures =
+        r->echo.failed + r->read.failed + r->gateway.failed + r->write.failed + r->login.failed;
+    const struct phase_result *rs[] = {&r->echo, &r->read, &r->gateway, &r->write, &r->login};
+    const char *names[] = {"echo", "read", "gateway", "write", "login"};
+    for (size_t i = 0; i < 5; i++)
         if (rs[i]->failed)
             fprintf(stderr, "kiroku: bench api: %s: %" PRIu64 " requests failed, first: %s\n",
                     names[i], rs[i]->failed, rs[i]->why ? rs[i]->why : "?");
     double ratio = r->echo.per_s > 0 ? r->read.per_s / r->echo.per_s : 0;
+    double gratio = r->read.per_s > 0 ? r->gateway.per_s / r->read.per_s : 0;
     double wratio = r->append_per_s > 0 ? r->write.per_s / r->append_per_s : 0;
     const struct mem_sample *mem = &r->mem;
     size_t pw_mem = r->pw_mem;
@@ -1027,8 +1175,9 @@ static uint64_t print_report(const struct bapi *b, const struct bapi_report *r, 
     if (json) {
         printf("{\"clients\":%u,\"workers\":%" PRIu64 ",\"seconds\":%" PRIu64 ",\"contacts\":%zu,",
                b->nclients, workers, seconds, b->ncontacts);
-        for (size_t i = 0; i < 4; i++)
+        for (size_t i = 0; i < 5; i++)
             print_phase_json(names[i], rs[i]);
+        printf("\"gateway_read_ratio\":%.3f,", gratio);
         printf("\"append_per_s\":%.0f,\"append_before_per_s\":%.0f,\"append_after_per_s\":%.0f,"
                "\"append_producers\":%u,\"append_window\":1,\"write_append_ratio\":%.3f,",
                r->append_per_s, r->append_before, r->append_after, b->nclients, wratio);
@@ -1045,8 +1194,10 @@ static uint64_t print_report(const struct bapi *b, const struct bapi_report *r, 
                pw_mem / 1024, failures);
         return failures;
     }
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < 5; i++)
         print_phase_text(names[i], rs[i]);
+    printf("JSON over HTTP (the gateway, keep-alive) at %.0f%% of the nng read rate\n",
+           100 * gratio);
     printf("writes at %.0f%% of the journal's own rate with %u producers, 1 in flight each "
            "(bench append: %.0f events/s, the mean of %.0f before and %.0f after)\n",
            100 * wratio, b->nclients, r->append_per_s, r->append_before, r->append_after);
@@ -1073,6 +1224,8 @@ static void bapi_fini(struct bapi *b, struct api_server *srv, struct echo_server
             nng_close(b->c[i].api);
         if (b->c[i].echo_open)
             nng_close(b->c[i].echo);
+        if (b->c[i].http >= 0)
+            close(b->c[i].http);
         free(b->c[i].lat);
         free(b->c[i].own);
         free(b->c[i].tagged);

@@ -100,7 +100,8 @@ static void test_runs_every_phase(void **state)
         "write_conflicts",     "login_per_s",        "login_p50_us",       "login_p99_us",
         "login_rss_base_kb",   "login_rss_peak_kb",  "login_anon_base_kb", "login_anon_peak_kb",
         "login_anon_limit_kb", "pwhash_peak",        "pwhash_mem_kb",      "workers",
-        "append_per_s",        "write_append_ratio",
+        "append_per_s",        "write_append_ratio", "gateway_req_per_s",  "gateway_p50_us",
+        "gateway_p99_us",      "gateway_read_ratio",
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         (void)num(j, keys[i]);
@@ -108,6 +109,8 @@ static void test_runs_every_phase(void **state)
     assert_int_equal(num(j, "failures"), 0);
     assert_true(num(j, "echo_requests") > 0);
     assert_true(num(j, "read_requests") > 0);
+    /* The gateway answered the same reads as JSON over HTTP, every one ok. */
+    assert_true(num(j, "gateway_requests") > 0);
     assert_true(num(j, "login_requests") > 0);
     assert_true(num(j, "write_requests") > 0);
     /* The journal's own rate is measured beside the writes, with as many
