@@ -52,21 +52,70 @@ function incidentOrder(a, b) {
   return da < db ? -1 : da > db ? 1 : 0;
 }
 
-async function readers(box, inc) {
+async function readers(box, inc, codes) {
   const rows = await callAll('incidents.readers', { incident: inc.incident }, 'readers');
   fill(
     box,
     el('h3', { id: 'readers-title', tabindex: '-1' }, t('op.readers_of', inc.title)),
     rows.length
-      ? table(null, [t('op.tenant'), t('op.account'), t('op.read_time')], rows.map((r) => [r.tenant, el('span', { class: 'mono' }, r.account), when(r, 'time')]), { id: 'readers' })
+      ? table(
+        null,
+        [t('op.tenant'), t('op.code'), t('op.account'), t('op.read_time')],
+        rows.map((r) => [r.tenant, codes.get(r.tenant) || '', el('span', { class: 'mono' }, r.account), when(r, 'time')]),
+        { id: 'readers' },
+      )
       : el('p', {}, t('common.none')),
   );
   box.hidden = false;
   document.getElementById('readers-title').focus();
 }
 
+// The notifications still owed (incidents.overdue, within the 72 hours):
+// each tenant with "notify by e-mail" and "notified on the dashboard".
+function dueTable(due, titles, codes, reload) {
+  if (!due.length) return null;
+  const notify = (d, channel) => () =>
+    act(() => call('incidents.notify', { incident: d.incident, tenant: d.tenant, channel }), {
+      done: t('op.notified'),
+      reload,
+      after: reload,
+    });
+  return section(
+    t('op.due'),
+    table(
+      null,
+      [t('op.title'), t('op.code'), t('dash.deadline'), t('op.left'), t('common.actions')],
+      due.map((d) =>
+        el(
+          'tr',
+          { 'data-due': `${d.incident}/${d.tenant}`, class: d.overdue ? 'overdue' : 'open' },
+          el('td', {}, titles.get(d.incident) || d.incident),
+          el('td', {}, codes.get(d.tenant) || d.tenant),
+          el('td', {}, when(d, 'deadline')),
+          el('td', { class: 'left' }, timeLeft(d.deadline)),
+          el(
+            'td',
+            { class: 'actions' },
+            button(t('op.notify_email'), notify(d, 'email'), { 'data-action': 'notify-email' }),
+            button(t('op.notify_dashboard'), notify(d, 'dashboard'), { 'data-action': 'notify-dashboard' }),
+          ),
+        ),
+      ),
+      { id: 'due' },
+    ),
+  );
+}
+
 export async function incidents(main) {
-  const list = (await callAll('incidents.all', {}, 'incidents')).sort(incidentOrder);
+  const reload = () => incidents(main);
+  const [all, owed, tenantList] = await Promise.all([
+    callAll('incidents.all', {}, 'incidents'),
+    call('incidents.overdue', { within_hours: 72 }),
+    callAll('tenants.list', {}, 'tenants'),
+  ]);
+  const codes = new Map(tenantList.map((x) => [x.tenant, x.tenant_code]));
+  const list = all.sort(incidentOrder);
+  const titles = new Map(list.map((x) => [x.incident, x.title]));
   const box = el('div', { class: 'card detail', hidden: true, 'aria-live': 'polite' });
   fill(
     main,
@@ -84,12 +133,13 @@ export async function incidents(main) {
           el('td', {}, when(x, 'deadline')),
           el('td', { class: 'left' }, x.resolved && !x.overdue ? '' : timeLeft(x.deadline)),
           el('td', {}, String(x.unnotified)),
-          el('td', {}, button(t('op.readers'), () => act(() => readers(box, x)), { 'data-action': 'readers', 'aria-label': `${t('op.readers')}: ${x.title}` })),
+          el('td', {}, button(t('op.readers'), () => act(() => readers(box, x, codes)), { 'data-action': 'readers', 'aria-label': `${t('op.readers')}: ${x.title}` })),
         ),
       ),
       { id: 'incidents' },
     ),
     box,
+    dueTable(owed.due || [], titles, codes, reload),
   );
 }
 

@@ -371,7 +371,7 @@ export async function history(main, s, asTimeline) {
               'li',
               {},
               el('h3', {}, d),
-              el('ol', {}, es.map((e) => el('li', { 'data-seq': e.seq }, el('time', {}, when(e, 'time').slice(11)), ' ', el('strong', {}, e.type), ' ', el('span', { class: 'actor' }, e.actor)))),
+              el('ol', {}, es.map((e) => el('li', { 'data-seq': e.seq }, el('time', {}, when(e, 'time').slice(11)), ' ', el('strong', {}, word('event', e.type)), ' ', el('code', {}, e.type), ' ', el('span', { class: 'actor' }, e.actor)))),
             ),
           ),
         ),
@@ -382,8 +382,8 @@ export async function history(main, s, asTimeline) {
       out,
       table(
         t('hist.title'),
-        [t('hist.time'), t('hist.actor'), t('hist.type'), t('hist.seq')],
-        entries.map((e) => [when(e, 'time'), e.actor, e.type, String(e.seq)]),
+        [t('hist.time'), t('hist.actor'), t('hist.type'), t('hist.seq'), t('hist.what')],
+        entries.map((e) => [when(e, 'time'), e.actor, e.type, String(e.seq), word('event', e.type)]),
         { id: 'history' },
       ),
     );

@@ -275,7 +275,20 @@ def seed(gw, gwop, acc):
     return op, m, {"notice": notice, "late": late, "fresh": fresh, "contact": contact}
 
 
+def check_headers(base):
+    """The console's page and a script carry the policy that forbids inline
+    code; the page allows no framing."""
+    for path in ("/", "/app.js", "/app.css"):
+        with urllib.request.urlopen(base + path, timeout=WAIT_S) as r:
+            csp = r.headers.get("Content-Security-Policy", "")
+            check("script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe" not in csp
+                  and "frame-ancestors 'none'" in csp, f"{path}: CSP {csp!r}")
+            check(r.headers.get("X-Content-Type-Options") == "nosniff", f"{path}: nosniff")
+
+
 def master_flow(d, gw, gwop, acc, op, m, ids):
+    check_headers(gw)
+    check_headers(gwop)
     browser_login(d, gw, acc["code"], *acc["master"], "dashboard")
     check(d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "ja", "page not in Japanese")
     check(d.find_element(By.CSS_SELECTOR, 'nav a[data-screen="dashboard"]').text == "ダッシュボード", "menu not Japanese")
@@ -482,7 +495,7 @@ class CrossSite:
         self.srv.server_close()
 
 
-def operator_flow(d, gwop, acc, ids, m):
+def operator_flow(d, gwop, acc, ids, m, op):
     base = gwop.replace("127.0.0.1", "localhost")  # its own cookie jar: another host
     browser_login(d, base, "platform", *acc["operator"], "incidents")
     first = wait_for(d, "incident rows", lambda d: d.find_elements(By.CSS_SELECTOR, "#incidents tbody tr"))[0]
@@ -496,9 +509,20 @@ def operator_flow(d, gwop, acc, ids, m):
     rows = wait_for(d, "readers", lambda d: d.find_elements(By.CSS_SELECTOR, "#readers tbody tr"))
     cells = [c.text for c in rows[0].find_elements(By.TAG_NAME, "td")]
     master = m.call("auth.whoami")["account"]
-    check(len(rows) == 1 and cells[0] == acc["tenant"] and cells[1] == master and JST_RE.match(cells[2]),
+    check(len(rows) == 1 and cells[0] == acc["tenant"] and cells[1] == acc["code"] and cells[2] == master
+          and JST_RE.match(cells[3]),
           f"readers: {cells}")
     shot(d, "operator-readers")
+
+    # The overdue notification, sent from the page: the incident is no longer overdue.
+    due = d.find_element(By.CSS_SELECTOR, f'#due tr[data-due="{ids["late"]}/{acc["tenant"]}"]')
+    check("overdue" in due.get_attribute("class"), f"due row: {due.get_attribute('class')}")
+    due.find_element(By.CSS_SELECTOR, '[data-action="notify-email"]').click()
+    wait_status(d, "通知を記録しました。")
+    wait_for(d, "the late incident no longer overdue",
+             lambda d: "overdue" not in d.find_element(By.CSS_SELECTOR, f'#incidents tr[data-incident="{ids["late"]}"]').get_attribute("class"))
+    late = [x for x in op.call("incidents.all")["incidents"] if x["incident"] == ids["late"]][0]
+    check(late["overdue"] is False and late["unnotified"] == 0, f"after notify: {late}")
 
     goto(d, "tenants")
     row = wait_for(d, "tenant row", lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-tenant="{acc["tenant"]}"]'))
@@ -577,7 +601,7 @@ def main():
         op, m, ids = seed(gw, gwop, acc)
         driver = make_driver(downloads)
         master_flow(driver, gw, gwop, acc, op, m, ids)
-        operator_flow(driver, gwop, acc, ids, m)
+        operator_flow(driver, gwop, acc, ids, m, op)
         auditor_flow(driver, gw, acc, m, kiroku, data, downloads)
         bad = console_errors(driver, logs)
         check(not bad, "browser console: " + " | ".join(bad))
