@@ -327,8 +327,10 @@ static bool hex_token(const char *s, uint8_t out[GW_TOKEN_LEN])
            n == GW_TOKEN_LEN;
 }
 
-/* The request's token: Authorization: Bearer, else the cookie. Returns a
- * message for a malformed one (401), else NULL (q->have_token says if any). */
+/* The request's token: Authorization: Bearer, else the cookie (not for the
+ * ops only callers without a session use: a browser signing up or logging
+ * in again may still hold an old cookie). Returns a message for a malformed
+ * one (401), else NULL (q->have_token says if any). */
 static const char *read_token(struct MHD_Connection *c, struct gw_req *q)
 {
     const char *auth =
@@ -340,7 +342,7 @@ static const char *read_token(struct MHD_Connection *c, struct gw_req *q)
         return NULL;
     }
     const char *cookie = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, API_GATEWAY_COOKIE);
-    if (cookie && cookie[0]) {
+    if (cookie && cookie[0] && kr_ops[q->op].roles != KR_ROLEBIT_ANONYMOUS) {
         if (!hex_token(cookie, q->token))
             return API_GATEWAY_COOKIE ": not a session token";
         q->have_token = q->by_cookie = true;
@@ -397,9 +399,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **state,
 
 /* What the path and method ask for: GW_* in *kind (and the op), or an
  * answer already queued (returns true with *answered). */
-static enum MHD_Result classify(const struct api_gateway *g, struct MHD_Connection *c,
-                                const char *url, const char *method, enum gw_kind *kind, int *op,
-                                bool *answered)
+static enum MHD_Result classify(struct MHD_Connection *c, const char *url, const char *method,
+                                enum gw_kind *kind, int *op, bool *answered)
 {
     bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
     bool get =
@@ -433,7 +434,6 @@ static enum MHD_Result classify(const struct api_gateway *g, struct MHD_Connecti
     } else {
         return serve_file(c, url);
     }
-    (void)g;
     *answered = false;
     return MHD_YES;
 }
@@ -447,7 +447,7 @@ static enum MHD_Result begin(struct api_gateway *g, struct MHD_Connection *c, co
     int op;
     bool answered;
     *state = &gw_answered;
-    enum MHD_Result rc = classify(g, c, url, method, &kind, &op, &answered);
+    enum MHD_Result rc = classify(c, url, method, &kind, &op, &answered);
     if (answered)
         return rc;
     if (atomic_load(&g->stopping))
@@ -463,7 +463,7 @@ static enum MHD_Result begin(struct api_gateway *g, struct MHD_Connection *c, co
     q->kind = kind;
     q->op = op;
     kr_wbuf_init(&q->body, KR_GATEWAY_BODY_MAX);
-    const char *bad = kind == GW_LOGIN ? NULL : read_token(c, q);
+    const char *bad = read_token(c, q);
     if (bad)
         rc = send_error(c, 0, KR_ERR_UNAUTHENTICATED, bad, NULL);
     else if ((kind == GW_WHOAMI || kind == GW_LOGOUT) && !q->have_token)
@@ -527,7 +527,7 @@ static bool build_request(const struct gw_req *q, struct kr_wbuf *req, int *code
     msgpack_pack_str_with_body(&pk, op, strlen(op));
     msgpack_pack_str_with_body(&pk, API_KEY_ID, strlen(API_KEY_ID));
     msgpack_pack_uint64(&pk, 1);
-    if (q->have_token && q->kind != GW_LOGIN) {
+    if (q->have_token) {
         const char *ft = kr_fields[KR_FLD_TOKEN].name;
         msgpack_pack_str_with_body(&pk, ft, strlen(ft));
         msgpack_pack_bin_with_body(&pk, q->token, GW_TOKEN_LEN);

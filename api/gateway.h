@@ -23,7 +23,9 @@
  *                         session)
  *   POST /session/logout  auth.logout; the cookie is cleared
  *   GET  /, GET /NAME     the console's files (index.html at /)
- * Credentials: `Authorization: Bearer <64 hex>` or the cookie. A request the
+ * Credentials: `Authorization: Bearer <64 hex>` or the cookie (which the
+ * ops for callers without a session, auth.login and signup.*, never take,
+ * so an old cookie does not stand in the way of logging in). A request the
  * cookie authenticates must carry `X-Kiroku-CSRF: <csrf>` on every POST,
  * else it is 403 forbidden "csrf" and nothing runs. csrf is the hex of
  * HMAC-SHA-256 of the session token under a random secret of the process.

@@ -1231,7 +1231,9 @@ static kr_err gateways_start(struct api_server *s, const struct api_server_optio
             .cert_file = o->cert_file,
             .key_file = o->key_file,
             .router = i == EP_CLIENT ? &s->router : NULL,
-            .conns_max = i == EP_CLIENT ? o->conns_max : o->operator_conns_max,
+            .conns_max = i == EP_CLIENT          ? (o->conns_max ? o->conns_max : KR_API_CONNS_MAX)
+                         : o->operator_conns_max ? o->operator_conns_max
+                                                 : KR_API_OPERATOR_CONNS_MAX,
             .per_ip = o->conns_per_peer,
             .timeout_s = o->idle_timeout_ms > 0   ? (unsigned)(o->idle_timeout_ms + 999) / 1000u
                          : o->idle_timeout_ms < 0 ? KR_API_IDLE_TIMEOUT_MS_MAX / 1000u

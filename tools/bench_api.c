@@ -515,9 +515,14 @@ struct mem_sample {
  * about what an nng client's is: one write of the request, reads until the
  * headers and Content-Length bytes of body are in. */
 
-/* Connects c to the gateway (TCP_NODELAY, as nng's tcp transport sets). */
+/* Connects c to the gateway (TCP_NODELAY, as nng's tcp transport sets):
+ * the phase's prep, so that the connection is fresh (the gateway closes one
+ * idle for its timeout, which the phases before may outlast). */
 static kr_err http_connect(struct bclient *c)
 {
+    if (c->http >= 0)
+        close(c->http);
+    c->http = -1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
     if (fd < 0)
         return KR_EIO;
@@ -615,6 +620,8 @@ static void http_loop(struct bclient *c)
         lat_add(c, t);
     }
     sodium_memzero(req, sizeof req);
+    close(c->http); /* its thread in the gateway ends with it */
+    c->http = -1;
 }
 
 /* Runs one phase: every client prepares, then all send for b->seconds. With
@@ -816,7 +823,7 @@ static const struct phase ph_echo = {"echo", NULL, true, false, build_get, check
 static const struct phase ph_read = {"read", NULL, false, false, build_get, check_ok};
 static const struct phase ph_write = {"write", NULL, false, false, build_tag, check_tag};
 static const struct phase ph_login = {"login", prep_login, false, false, build_login, check_ok};
-static const struct phase ph_gateway = {"gateway", NULL, false, true, build_get, check_ok};
+static const struct phase ph_gateway = {"gateway", http_connect, false, true, build_get, check_ok};
 
 /* ---- Set-up ---- */
 
@@ -1093,8 +1100,6 @@ static kr_err connect_clients(struct bapi *b, const char *api_url, const char *e
         cl->http = -1;
         if (!(err = client_dial(&cl->api, &cl->api_open, api_url)))
             err = client_dial(&cl->echo, &cl->echo_open, echo_url);
-        if (!err)
-            err = http_connect(cl);
     }
     return err;
 }

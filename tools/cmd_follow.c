@@ -14,12 +14,14 @@
 #include "config.h"
 #include "domain.h"
 #include "follower.h"
+#include "gateway.h"
 #include "http.h"
 #include "keyring.h"
 #include "lease.h"
 #include "metrics.h"
 #include "natskv.h"
 #include "path.h"
+#include "serve_node.h"
 #include "server.h"
 
 #include <getopt.h>
@@ -35,7 +37,8 @@
 static const char follow_usage[] =
     "usage: kiroku follow [--nats URL[,URL...]] [--data DIR] [--shard NAME]\n"
     "                     [--listen URL]... [--operator URL] [--primary URL]\n"
-    "                     [--http URL] [--node NAME] [--keep-serving]\n"
+    "                     [--http URL] [--gateway URL] [--gateway-operator URL]\n"
+    "                     [--node NAME] [--keep-serving]\n"
     "                     [--config FILE] [--json]\n"
     "\n"
     "Follows the primary's journal stream (KIROKU_<SHARD> on NATS JetStream):\n"
@@ -56,6 +59,8 @@ static const char follow_usage[] =
     "naming the client endpoint of the shard's lease holder (watched in the\n"
     "KIROKU_LEASE bucket; this node is --node NAME, default the host name),\n"
     "else --primary URL.\n"
+    "--gateway URL and --gateway-operator URL (http://HOST:PORT; with --listen)\n"
+    "serve the same reads as JSON over HTTP and the console, as serve's do.\n"
     "--http URL (http://HOST:PORT) serves /metrics and /healthz: the seq applied,\n"
     "the lag behind the stream, faults; unhealthy while not connected to NATS.\n"
     "--json prints one line of JSON once following.\n"
@@ -73,13 +78,14 @@ static const char follow_usage[] =
 struct follow_args {
     struct cli_common co;
     const char *nats, *shard, *primary, *operator_url, *http, *node;
-    bool keep_serving;        /* --keep-serving: a fault does not end the process */
-    const char *config_path;  /* --config, or NULL: DIR/kiroku.conf if it exists */
-    struct kr_config *cfg;    /* loaded by follow_config */
-    natsConnection *lease_nc; /* the lease's connection, or NULL */
-    struct lease *lease;      /* the shard's lease, watched, or NULL */
-    jsCtx *js;                /* over lease_nc, for the keyring; or NULL */
-    struct kr_keyring *kr;    /* tenant keys fetched where missing; or NULL */
+    const char *gateway, *gateway_op; /* --gateway, --gateway-operator, or NULL */
+    bool keep_serving;                /* --keep-serving: a fault does not end the process */
+    const char *config_path;          /* --config, or NULL: DIR/kiroku.conf if it exists */
+    struct kr_config *cfg;            /* loaded by follow_config */
+    natsConnection *lease_nc;         /* the lease's connection, or NULL */
+    struct lease *lease;              /* the shard's lease, watched, or NULL */
+    jsCtx *js;                        /* over lease_nc, for the keyring; or NULL */
+    struct kr_keyring *kr;            /* tenant keys fetched where missing; or NULL */
     const char *listen[KR_API_LISTEN_MAX];
     size_t nlisten;
 };
@@ -93,6 +99,8 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
                                          {"operator", required_argument, 0, 'o'},
                                          {"primary", required_argument, 0, 'p'},
                                          {"http", required_argument, 0, 'H'},
+                                         {"gateway", required_argument, 0, 'G'},
+                                         {"gateway-operator", required_argument, 0, 'g'},
                                          {"node", required_argument, 0, 'N'},
                                          {"keep-serving", no_argument, 0, 'K'},
                                          {"config", required_argument, 0, 'c'},
@@ -117,6 +125,12 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
         case 'H':
             a->http = optarg;
             break;
+        case 'G':
+            a->gateway = optarg;
+            break;
+        case 'g':
+            a->gateway_op = optarg;
+            break;
         case 'N':
             a->node = optarg;
             break;
@@ -136,6 +150,15 @@ static int follow_parse(int argc, char **argv, struct follow_args *a)
         default:
             if ((rc = cli_common_option(c, follow_usage, &a->co)) != CLI_CONTINUE)
                 return rc;
+        }
+    }
+    bool tls = false;
+    for (int i = 0; i < 2; i++) {
+        const char *url = i ? a->gateway_op : a->gateway;
+        if (url && (!a->nlisten || !api_gateway_url_ok(url, &tls) || tls)) {
+            fprintf(stderr, "kiroku: follow: %s %s: http://HOST:PORT, with --listen\n",
+                    i ? "--gateway-operator" : "--gateway", url);
+            return CLI_USAGE;
         }
     }
     return optind == argc ? CLI_CONTINUE : cli_usage(follow_usage);
@@ -222,6 +245,8 @@ static void follow_print(const struct follow_args *a, const struct api_server *s
             printf(",\"http\":");
             cli_json_str(stdout, api_http_url(h), strlen(api_http_url(h)));
         }
+        if (s)
+            serve_print_gateways(s, true);
         printf(",\"pid\":%ld}\n", (long)getpid());
     } else {
         printf("kiroku: following %s into %s (%" PRIu64 " records)\n", stream, data, size);
@@ -231,6 +256,8 @@ static void follow_print(const struct follow_args *a, const struct api_server *s
             printf("  operator:        %s\n", urls[nurls - 1]);
         if (h)
             printf("  http:            %s (/metrics, /healthz)\n", api_http_url(h));
+        if (s)
+            serve_print_gateways(s, false);
         printf("stop with Ctrl-C (SIGINT) or SIGTERM\n");
     }
     fflush(stdout);
@@ -361,7 +388,9 @@ static int follow_serve(struct follow_args *a, struct kr_domain *d, const char *
     struct api_server_options so = {.listen = a->listen,
                                     .nlisten = a->nlisten,
                                     .operator_url = a->operator_url,
-                                    .no_mailer = true};
+                                    .no_mailer = true,
+                                    .gateway_url = a->gateway,
+                                    .gateway_operator_url = a->gateway_op};
     if (a->nlisten && (err = api_server_start(&so, d, &s, &why))) {
         fprintf(stderr, "kiroku: follow: %s: %s\n", why, kr_strerror(err));
         api_follower_stop(f);
