@@ -210,8 +210,11 @@ whenSessionEnds(() => {
   if (current) showLogin(t('login.ended'));
 });
 
-window.addEventListener('hashchange', () => {
-  if (current) show();
+// A screen chosen from the menu: focus goes to it, as after a page load.
+window.addEventListener('hashchange', async () => {
+  if (!current) return;
+  await show();
+  $('main').focus();
 });
 
 start();

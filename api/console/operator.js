@@ -207,7 +207,7 @@ export async function alerts(main) {
           el(
             'tr',
             { 'data-alert': a.alert },
-            el('td', {}, a.alert_rule),
+            el('td', {}, word('alert_rule', a.alert_rule)),
             el('td', { class: 'mono' }, a.tenant ?? ''),
             el('td', {}, when(a, 'raised')),
             el('td', {}, a.alert_summary),
