@@ -615,6 +615,10 @@ def main():
         auditor_flow(driver, gw, acc, m, kiroku, data, downloads)
         bad = console_errors(driver, logs)
         check(not bad, "browser console: " + " | ".join(bad))
+        # serve stops cleanly (under the sanitizers: nothing leaked or misused)
+        server.send_signal(signal.SIGTERM)
+        rc = server.wait(timeout=WAIT_S)
+        check(rc == 0, f"serve exited {rc} on SIGTERM")
         print("console_test: all passed")
         return 0
     except Exception as e:  # an assertion, or the server or browser gone
@@ -636,7 +640,7 @@ def main():
             print(f"  {s}")
         if driver:
             driver.quit()
-        if server:
+        if server and server.poll() is None:
             server.send_signal(signal.SIGTERM)
             try:
                 server.wait(timeout=WAIT_S)
