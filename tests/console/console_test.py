@@ -52,6 +52,7 @@ HOUR_NS = 3600 * 10**9
 JST_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2} JST$")
 
 shots = []
+T0 = time.monotonic()
 
 
 def fail(msg):
@@ -115,7 +116,7 @@ def ready(driver, screen):
 def shot(driver, name):
     path = os.path.join(ARTIFACTS, f"{len(shots) + 1:02d}-{name}.png")
     driver.save_screenshot(path)
-    shots.append(path)
+    shots.append(f"{path}  (at {time.monotonic() - T0:.1f} s)")
 
 
 def status_text(driver):
@@ -485,7 +486,10 @@ class CrossSite:
             def log_message(self, *a):
                 pass
 
-        self.srv = http.server.HTTPServer(("127.0.0.2", 0), H)
+        # Threads, so a connection the browser keeps open (or opens ahead)
+        # does not hold up shutdown.
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.2", 0), H)
+        self.srv.daemon_threads = True
         self.url = "http://127.0.0.2:%d/" % self.srv.server_address[1]
         self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.t.start()
