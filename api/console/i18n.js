@@ -505,6 +505,19 @@ const en = {
   'enum.tenant_state.erased': 'erased',
   'enum.audience.all': 'all tenants',
   'enum.audience.listed': 'listed tenants',
+  'enum.permission.contacts.read': 'read contacts',
+  'enum.permission.contacts.write': 'edit contacts',
+  'enum.permission.tags.write': 'edit tags',
+  'enum.permission.attributes.write': 'edit attributes',
+  'enum.permission.audit.read': 'read history',
+  'enum.permission.users.read': 'read accounts',
+  'enum.notice_kind.change': 'change',
+  'enum.notice_kind.maintenance': 'maintenance',
+  'enum.notice_kind.vulnerability': 'vulnerability',
+  'enum.lock_reason.failures': 'failed logins',
+  'enum.lock_reason.master': 'by the master',
+  'enum.alert_rule.incident_due': 'incident notice due soon',
+  'enum.alert_rule.incident_overdue': 'incident notice overdue',
 };
 
 const STORE = 'kiroku.lang';

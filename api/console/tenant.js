@@ -4,7 +4,7 @@
 // utility export. Each screen is a function (main, session) that fills main.
 
 import { call, callAll } from './api.js';
-import { t } from './i18n.js';
+import { language, t } from './i18n.js';
 import {
   act, button, download, el, field, fill, form, fromJstInput, input, say, section, select, table, when, word,
 } from './ui.js';
@@ -153,7 +153,7 @@ function userRow(u, reload) {
     el('td', {}, u.email),
     el('td', {}, u.display_name || ''),
     el('td', {}, word('role', u.role)),
-    el('td', { class: 'perms' }, (u.permissions || []).map((p) => word('permission', p)).join('、')),
+    el('td', { class: 'perms' }, (u.permissions || []).map((p) => word('permission', p)).join(language() === 'ja' ? '、' : ', ')),
     el('td', {}, state),
     el('td', { class: 'actions' }, acts),
   );
