@@ -361,6 +361,10 @@ def master_flow(d, gw, gwop, acc, op, m, ids):
     wait_for(d, "the second permission", lambda d: "履歴の閲覧" in d.find_element(By.CSS_SELECTOR, row_sel + " td.perms").text)
     u = {u["email"]: u for u in m.call("users.list")["users"]}["staff@demo.kiroku.example"]
     check(sorted(u["permissions"]) == ["audit.read", "contacts.read"], f"permissions: {u['permissions']}")
+    d.find_element(By.CSS_SELECTOR, row_sel + ' [data-action="unlock"]').click()
+    wait_for(d, "the user unlocked", lambda d: d.find_elements(By.CSS_SELECTOR, row_sel + ' [data-action="lock"]'))
+    u = {u["email"]: u for u in m.call("users.list")["users"]}["staff@demo.kiroku.example"]
+    check(u["locked"] is False, f"after unlock: {u}")
     shot(d, "master-accounts")
 
     # Contacts: tag the contact.
@@ -570,6 +574,21 @@ def operator_flow(d, gwop, acc, ids, m, op):
     ready(d, "login")
 
 
+def user_flow(d, gw, acc):
+    """The user the master made sees the screens its permissions allow."""
+    browser_login(d, gw, acc["code"], "staff@demo.kiroku.example", "correct horse battery staple", "dashboard")
+    menu = [a.get_attribute("data-screen") for a in d.find_elements(By.CSS_SELECTOR, "nav a")]
+    check(menu == ["dashboard", "contacts", "history"], f"a user's menu: {menu}")
+    d.get(gw + "/#/accounts")  # typed into the address bar: the dashboard instead
+    wait_for(d, "the accounts screen refused", lambda d: d.current_url.endswith("#/dashboard"))
+    check(not d.find_elements(By.ID, "users"), "a user sees the accounts")
+    goto(d, "contacts")
+    check(d.find_elements(By.CSS_SELECTOR, f'#contacts tbody tr'), "the user sees no contact")
+    shot(d, "user-contacts")
+    d.find_element(By.ID, "logout").click()
+    ready(d, "login")
+
+
 def auditor_flow(d, gw, acc, m, kiroku, data, downloads):
     m.call("users.create", {"email": "audit@demo.kiroku.example", "password": "correct horse battery staple",
                             "role": "auditor"})
@@ -616,6 +635,7 @@ def main():
         driver = make_driver(downloads)
         master_flow(driver, gw, gwop, acc, op, m, ids)
         operator_flow(driver, gwop, acc, ids, m, op)
+        user_flow(driver, gw, acc)
         auditor_flow(driver, gw, acc, m, kiroku, data, downloads)
         bad = console_errors(driver, logs)
         check(not bad, "browser console: " + " | ".join(bad))
