@@ -46,7 +46,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#define GW_TOKEN_LEN 32u
+#define GW_TOKEN_LEN ((size_t)32)
 #define GW_HEX_LEN   (2u * GW_TOKEN_LEN)
 /* The envelope besides the arguments: op name, id, token, map headers. */
 #define GW_ENVELOPE_MAX 256u
@@ -731,7 +731,8 @@ static enum MHD_Result send_part(struct MHD_Connection *c, bool ok, int code, co
         free(json);
         return MHD_NO;
     }
-    memcpy(p, head, hlen);
+    /* A body of total bytes, not a string: no NUL. */
+    memcpy(p, head, hlen); /* NOLINT(bugprone-not-null-terminated-result) */
     memcpy(p + hlen, json, jlen);
     p[total - 1] = '}';
     sodium_memzero(json, jlen);
