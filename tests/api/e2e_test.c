@@ -675,6 +675,7 @@ static void flow_incidents(struct ac *c, const struct tenant *a)
     assert_true(i >= 0);
     const msgpack_object *at = ac_get(&l->via.array.ptr[i], KR_FLD_ACKNOWLEDGED_AT);
     assert_true(at && at->type == MSGPACK_OBJECT_POSITIVE_INTEGER && at->via.u64 > detected);
+    uint64_t read_at = at->via.u64; /* the next call frees the reply */
     ac_bin(c, KR_FLD_INCIDENT, inc, 16);
     assert_int_equal(ac_call(c, KR_OP_INCIDENTS_READERS, a->token), KR_ERR_FORBIDDEN);
     ac_bin(&op, KR_FLD_INCIDENT, inc, 16);
@@ -682,7 +683,7 @@ static void flow_incidents(struct ac *c, const struct tenant *a)
     l = ac_res_list(&op);
     assert_int_equal(l->via.array.size, 1);
     assert_true(ac_get(&l->via.array.ptr[0], KR_FLD_TENANT)->via.u64 == a->id);
-    assert_true(ac_get(&l->via.array.ptr[0], KR_FLD_TIME)->via.u64 == at->via.u64);
+    assert_true(ac_get(&l->via.array.ptr[0], KR_FLD_TIME)->via.u64 == read_at);
     /* Resolved: still listed for the tenant, marked resolved; not resolved twice. */
     assert_int_equal(ac_call(c, KR_OP_INCIDENTS_LIST, a->token), AC_OK);
     l = ac_res_list(c);
