@@ -6,16 +6,21 @@ against a real `kiroku serve --demo --gateway ... --gateway-operator ...` in a
 temporary directory. What a tenant's master, an operator and an auditor do
 through the pages, checked against what the API then answers:
 
-  - a master logs in, sees the notice an operator published and
-    acknowledges it, reads an incident notice ("I have read this"), creates a
-    user, grants it a permission (and, when the account changed meanwhile, is
-    told and sees it reloaded instead of an error), tags a contact, and reads
-    the tenant's history in JST (checked against the API's own JST);
+  - a master logs in with the keyboard (fields in reading order, a visible
+    focus ring), sees the notice an operator published and acknowledges it,
+    reads an incident notice ("I have read this"), creates a user, grants it
+    a permission (and, when the account changed meanwhile, is told and sees
+    it reloaded instead of an error), unlocks it, tags a contact, reads the
+    tenant's history in JST (checked against the API's own JST), filters it,
+    downloads the contacts as CSV, and switches to English and back;
+  - the user it made sees only the screens its permissions allow;
   - the master's session cannot reach operator screens or ops on either
     listener; a POST without the CSRF header and a cross-site form post are
     refused and append nothing; the cookie has its flags; logout ends it;
-  - an operator sees the overdue incident first, who has read it, publishes
-    a notice, and sees backups and the newest checkpoint;
+  - an operator sees the overdue incident first and who has read it,
+    notifies the tenant from the page (it is overdue no more), sees the
+    tenants, publishes a notice the master then sees, acknowledges the
+    overdue incident's alert, and sees backups and the newest checkpoint;
   - an auditor sees the timeline and downloads the export, which
     `kiroku audit verify` accepts with the journal's first public key;
   - the Content-Security-Policy holds: the browser logs no blocked inline
@@ -132,9 +137,22 @@ def goto(driver, screen):
     ready(driver, screen)
 
 
-def browser_login(driver, base, tenant_code, email, password, screen):
+def browser_login(driver, base, tenant_code, email, password, screen, tab_order=False):
     driver.get(base + "/")
     ready(driver, "login")
+    if tab_order:  # the keyboard walks the form in reading order, from the first field
+        order = []
+        for i in range(4):
+            a = driver.switch_to.active_element
+            order.append(a.get_attribute("name") or a.get_attribute("type"))
+            if i < 3:
+                a.send_keys(Keys.TAB)
+        check(order == ["tenant_code", "email", "password", "submit"], f"tab order: {order}")
+        # the focus is visible (the ring of :focus-visible)
+        ring = driver.execute_script("const s = getComputedStyle(document.activeElement);"
+                                     "return [s.outlineStyle, s.outlineWidth];")
+        check(ring[0] != "none" and ring[1] != "0px", f"focus ring: {ring}")
+        shot(driver, "login")
     driver.find_element(By.NAME, "tenant_code").send_keys(tenant_code)
     driver.find_element(By.NAME, "email").send_keys(email)
     driver.find_element(By.NAME, "password").send_keys(password + Keys.ENTER)  # the keyboard submits
@@ -290,7 +308,7 @@ def check_headers(base):
 def master_flow(d, gw, gwop, acc, op, m, ids):
     check_headers(gw)
     check_headers(gwop)
-    browser_login(d, gw, acc["code"], *acc["master"], "dashboard")
+    browser_login(d, gw, acc["code"], *acc["master"], "dashboard", tab_order=True)
     check(d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "ja", "page not in Japanese")
     check(d.find_element(By.CSS_SELECTOR, 'nav a[data-screen="dashboard"]').text == "ダッシュボード", "menu not Japanese")
     card = wait_for(d, "the published notice", lambda d: d.find_element(By.CSS_SELECTOR, f'[data-notice="{ids["notice"]}"]'))
@@ -402,6 +420,20 @@ def master_flow(d, gw, gwop, acc, op, m, ids):
     d.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
     wait_for(d, "the filtered history", lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history tbody tr")) == 1)
     check(d.find_element(By.CSS_SELECTOR, "#history tbody tr td:nth-child(3)").text == "contact.tagged", "filter")
+
+    # The utility export: every contact as a CSV download.
+    goto(d, "export")
+    d.find_element(By.ID, "export-run").click()
+    wait_status(d, "1 件の連絡先を書き出しました。")
+    def csv_file(_):
+        got = [f for f in os.listdir(DOWNLOADS) if f.startswith("contacts-") and f.endswith(".csv")]
+        return os.path.join(DOWNLOADS, got[0]) if got else None
+    path = wait_for(d, "the CSV download", csv_file)
+    wait_for(d, "the CSV written", lambda _: "山田 太郎" in open(path, encoding="utf-8-sig").read())
+    rows = open(path, encoding="utf-8-sig").read().splitlines()
+    check(rows[0] == "contact,name,name_kana,email,phone,line_user_id,note"
+          and rows[1].startswith(ids["contact"] + ",山田 太郎,ヤマダ タロウ,taro@example.jp"), f"CSV: {rows}")
+    shot(d, "master-export")
 
     # English on request, Japanese again.
     d.find_element(By.ID, "lang").click()
@@ -622,8 +654,9 @@ def main():
     kiroku, ARTIFACTS = sys.argv[1], sys.argv[2]
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     os.makedirs(ARTIFACTS)
+    global DOWNLOADS
     tmp = tempfile.mkdtemp(prefix="kr_console_")
-    downloads = os.path.join(tmp, "downloads")
+    downloads = DOWNLOADS = os.path.join(tmp, "downloads")
     os.makedirs(downloads)
     server = driver = None
     logs = []
