@@ -140,18 +140,52 @@ export async function incidents(main) {
     ),
     box,
     dueTable(owed.due || [], titles, codes, reload),
+    openForm(reload),
   );
 }
 
-export async function notices(main) {
-  const reload = () => notices(main);
-  const list = await callAll('notices.all', {}, 'notices');
+// Audience all, or the tenants listed (ids, comma-separated), as the ops take them.
+function audienceFields() {
   const audience = select('audience', ['all', 'listed'], (x) => word('audience', x));
   const tenantsBox = field(t('op.tenants_list'), input('tenants', { inputmode: 'numeric' }));
   tenantsBox.hidden = true;
   audience.addEventListener('change', () => {
     tenantsBox.hidden = audience.value !== 'listed';
   });
+  return [field(t('op.audience'), audience), tenantsBox];
+}
+
+function setAudience(args, d) {
+  args.audience = d.audience;
+  if (d.audience === 'listed') args.tenants = d.tenants.split(/[\s,、]+/).filter(Boolean);
+  return args;
+}
+
+function openForm(reload) {
+  return form(
+    t('op.open'),
+    [
+      field(t('op.scope'), select('incident_scope', ['data-loss', 'outage', 'breach', 'other'], (x) => word('incident_scope', x))),
+      field(t('op.severity'), select('severity', ['low', 'medium', 'high', 'critical'], (x) => word('severity', x))),
+      field(t('op.title'), input('title', { required: true, maxlength: 200 })),
+      field(t('op.summary'), el('textarea', { name: 'summary', required: true, rows: 3 })),
+      field(t('op.detected'), input('detected', { type: 'datetime-local', value: nowJstInput(), required: true })),
+      ...audienceFields(),
+    ],
+    t('op.open'),
+    (d) => {
+      const args = setAudience(
+        { incident_scope: d.incident_scope, severity: d.severity, title: d.title, summary: d.summary, detected: fromJstInput(d.detected) },
+        d,
+      );
+      act(() => call('incidents.open', args), { done: t('op.opened'), after: reload });
+    },
+  );
+}
+
+export async function notices(main) {
+  const reload = () => notices(main);
+  const list = await callAll('notices.all', {}, 'notices');
   const publish = form(
     t('op.publish'),
     [
@@ -159,21 +193,14 @@ export async function notices(main) {
       field(t('op.title'), input('title', { required: true, maxlength: 200 })),
       field(t('op.body'), el('textarea', { name: 'body', required: true, rows: 5 })),
       field(t('op.effective'), input('effective', { type: 'datetime-local', value: nowJstInput(), required: true })),
-      field(t('op.audience'), audience),
-      tenantsBox,
+      ...audienceFields(),
     ],
     t('op.publish'),
     (d) => {
-      const args = {
-        notice_kind: d.notice_kind,
-        title: d.title,
-        body: d.body,
-        effective: fromJstInput(d.effective),
-        audience: d.audience,
-      };
-      if (d.audience === 'listed') {
-        args.tenants = d.tenants.split(/[\s,、]+/).filter(Boolean);
-      }
+      const args = setAudience(
+        { notice_kind: d.notice_kind, title: d.title, body: d.body, effective: fromJstInput(d.effective) },
+        d,
+      );
       act(() => call('notices.publish', args), { done: t('op.published'), after: reload });
     },
   );

@@ -570,6 +570,25 @@ def operator_flow(d, gwop, acc, ids, m, op):
     late = [x for x in op.call("incidents.all")["incidents"] if x["incident"] == ids["late"]][0]
     check(late["overdue"] is False and late["unnotified"] == 0, f"after notify: {late}")
 
+    # An incident opened from the page, for the demo tenant, detected now (JST input).
+    f = d.find_element(By.CSS_SELECTOR, "main form")
+    Select(f.find_element(By.NAME, "incident_scope")).select_by_value("breach")
+    Select(f.find_element(By.NAME, "severity")).select_by_value("critical")
+    f.find_element(By.NAME, "title").send_keys("不審なログインの検知")
+    f.find_element(By.NAME, "summary").send_keys("管理画面への不審なログインを検知しました。")
+    Select(f.find_element(By.NAME, "audience")).select_by_value("listed")
+    f.find_element(By.NAME, "tenants").send_keys(acc["tenant"])
+    f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_status(d, "インシデントを登録しました。")
+    opened = [x for x in op.call("incidents.all")["incidents"] if x["title"] == "不審なログインの検知"]
+    check(len(opened) == 1 and opened[0]["severity"] == "critical", f"opened: {opened}")
+    age = time.time_ns() - int(opened[0]["detected"])
+    check(0 <= age < 2 * 60 * 10**9, f"detected {age} ns ago: the JST input was not read as JST")
+    wait_for(d, "the new incident listed",
+             lambda d: d.find_element(By.CSS_SELECTOR, f'#incidents tr[data-incident="{opened[0]["incident"]}"]'))
+    check([i for i in m.call("incidents.list")["incidents"] if i["incident"] == opened[0]["incident"]],
+          "the master does not see the incident opened from the page")
+
     goto(d, "tenants")
     row = wait_for(d, "tenant row", lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-tenant="{acc["tenant"]}"]'))
     check("利用中" in row.text, f"tenant row: {row.text}")
