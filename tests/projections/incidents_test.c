@@ -1037,17 +1037,26 @@ static void test_erased_tenant(void **state)
     uint64_t n_before, n_after;
     assert_int_equal(views_digest(&f->t->d->views, txn, VIEW_INCIDENT_EMAILED, before, &n_before),
                      KR_OK);
+    uint8_t acks_before[32], acks_after[32];
+    uint64_t na_before, na_after;
+    assert_int_equal(
+        views_digest(&f->t->d->views, txn, VIEW_INCIDENT_ACKS, acks_before, &na_before), KR_OK);
     mdb_txn_abort(txn);
     assert_int_equal(rows, 1);
+    assert_int_equal(na_before, 1); /* B's read */
     assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
     assert_int_equal(queued, 1); /* B's update */
     assert_int_equal(jrn_views_rebuild(f->t->d->j, NULL, NULL), KR_OK);
     assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
     assert_int_equal(views_digest(&f->t->d->views, txn, VIEW_INCIDENT_EMAILED, after, &n_after),
                      KR_OK);
+    assert_int_equal(views_digest(&f->t->d->views, txn, VIEW_INCIDENT_ACKS, acks_after, &na_after),
+                     KR_OK);
     mdb_txn_abort(txn);
     assert_int_equal(n_after, n_before);
     assert_memory_equal(after, before, 32);
+    assert_int_equal(na_after, na_before); /* A's stripped read is not brought back */
+    assert_memory_equal(acks_after, acks_before, 32);
     assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
     assert_int_equal(queued, 0); /* nothing owed after the rebuild either */
 }
