@@ -142,8 +142,11 @@ async function show() {
     fill(main, el('h1', {}, t(SCREENS[name].label || `nav.${name}`)), el('p', { class: 'status error' }, errorText(e)));
   } finally {
     main.removeAttribute('aria-busy');
-    main.dataset.screen = name;
-    document.body.dataset.ready = name;
+    if (current) {
+      // (not when the session ended meanwhile: the login form is showing)
+      main.dataset.screen = name;
+      document.body.dataset.ready = name;
+    }
   }
 }
 
@@ -214,7 +217,7 @@ whenSessionEnds(() => {
 window.addEventListener('hashchange', async () => {
   if (!current) return;
   await show();
-  $('main').focus();
+  if (current) $('main').focus(); // else the login form has the focus
 });
 
 start();

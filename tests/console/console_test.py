@@ -445,6 +445,21 @@ def master_flow(d, gw, gwop, acc, op, m, ids):
 
     security_as_master(d, gw, gwop, acc, m)
 
+    # The session ends behind the page's back: the next screen says so and
+    # offers the login, which brings the person back to that screen.
+    st, j = page_fetch(d, "/session/logout", {}, session_csrf(d))
+    check(st == 200 and j["ok"], f"logout from outside the page: {st} {j}")
+    goto_link = d.find_element(By.CSS_SELECTOR, 'nav a[data-screen="accounts"]')
+    goto_link.click()
+    ready(d, "login")
+    check(d.find_element(By.ID, "login-error").text == "セッションが終了しました。もう一度ログインしてください。",
+          "no word about the ended session")
+    shot(d, "session-ended")
+    d.find_element(By.NAME, "tenant_code").send_keys(acc["code"])
+    d.find_element(By.NAME, "email").send_keys(acc["master"][0])
+    d.find_element(By.NAME, "password").send_keys(acc["master"][1] + Keys.ENTER)
+    ready(d, "accounts")
+
     # Logout ends the session and clears the cookie.
     d.find_element(By.ID, "logout").click()
     ready(d, "login")
