@@ -106,6 +106,34 @@ function dueTable(due, titles, codes, reload) {
   );
 }
 
+// An incident's severity and summary changed, or the incident resolved, on
+// the version the list showed (a conflict reloads the list and says so).
+function manage(box, inc, reload) {
+  const sev = select('severity', ['low', 'medium', 'high', 'critical'], (x) => word('severity', x));
+  sev.value = inc.severity;
+  const summary = el('textarea', { name: 'summary', rows: 3, required: true });
+  summary.value = inc.summary;
+  const run = (op, done) => () => {
+    const args = { incident: inc.incident, summary: summary.value, version: inc.version };
+    if (op === 'incidents.update') args.severity = sev.value;
+    act(() => call(op, args), { done, reload, after: reload });
+  };
+  fill(
+    box,
+    el('h3', { id: 'manage-title', tabindex: '-1' }, t('op.manage_of', inc.title)),
+    field(t('op.severity'), sev),
+    field(t('op.summary'), summary),
+    el(
+      'div',
+      { class: 'row' },
+      button(t('op.update'), run('incidents.update', t('op.updated')), { 'data-action': 'update' }),
+      inc.resolved ? null : button(t('op.resolve'), run('incidents.resolve', t('op.resolved')), { class: 'primary', 'data-action': 'resolve' }),
+    ),
+  );
+  box.hidden = false;
+  document.getElementById('manage-title').focus();
+}
+
 export async function incidents(main) {
   const reload = () => incidents(main);
   const [all, owed, tenantList] = await Promise.all([
@@ -133,7 +161,12 @@ export async function incidents(main) {
           el('td', {}, when(x, 'deadline')),
           el('td', { class: 'left' }, x.resolved && !x.overdue ? '' : timeLeft(x.deadline)),
           el('td', {}, String(x.unnotified)),
-          el('td', {}, button(t('op.readers'), () => act(() => readers(box, x, codes)), { 'data-action': 'readers', 'aria-label': `${t('op.readers')}: ${x.title}` })),
+          el(
+            'td',
+            { class: 'actions' },
+            button(t('op.readers'), () => act(() => readers(box, x, codes)), { 'data-action': 'readers', 'aria-label': `${t('op.readers')}: ${x.title}` }),
+            button(t('op.manage'), () => manage(box, x, reload), { 'data-action': 'manage', 'aria-label': `${t('op.manage')}: ${x.title}` }),
+          ),
         ),
       ),
       { id: 'incidents' },

@@ -604,6 +604,27 @@ def operator_flow(d, gwop, acc, ids, m, op):
     check([i for i in m.call("incidents.list")["incidents"] if i["incident"] == opened[0]["incident"]],
           "the master does not see the incident opened from the page")
 
+    # Resolving the fresh incident: another operator updated it meanwhile, so
+    # the page reloads and says so; resolved on the second try.
+    fresh_sel = f'#incidents tr[data-incident="{ids["fresh"]}"]'
+    d.find_element(By.CSS_SELECTOR, fresh_sel + ' [data-action="manage"]').click()
+    wait_for(d, "the manage panel", lambda d: d.find_element(By.CSS_SELECTOR, '[data-action="resolve"]'))
+    x = [x for x in op.call("incidents.all")["incidents"] if x["incident"] == ids["fresh"]][0]
+    op.call("incidents.update", {"incident": ids["fresh"], "severity": "medium", "summary": "影響は限定的です。",
+                                 "version": x["version"]})
+    d.find_element(By.CSS_SELECTOR, '[data-action="resolve"]').click()
+    wait_status(d, "他の操作で内容が変わっていたため、最新の状態を読み込み直しました。もう一度操作してください。")
+    d.find_element(By.CSS_SELECTOR, fresh_sel + ' [data-action="manage"]').click()
+    summary = wait_for(d, "the manage panel again", lambda d: d.find_element(By.CSS_SELECTOR, "textarea[name=summary]"))
+    check(summary.get_attribute("value") == "影響は限定的です。", "the panel shows the summary as it was")
+    summary.clear()
+    summary.send_keys("表示遅延は解消しました。")
+    d.find_element(By.CSS_SELECTOR, '[data-action="resolve"]').click()
+    wait_status(d, "インシデントを解決済みにしました。")
+    x = [x for x in op.call("incidents.all")["incidents"] if x["incident"] == ids["fresh"]][0]
+    check(x["resolved"] is True and x["summary"] == "表示遅延は解消しました。", f"after resolve: {x}")
+    shot(d, "operator-incident-resolved")
+
     goto(d, "tenants")
     row = wait_for(d, "tenant row", lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-tenant="{acc["tenant"]}"]'))
     check("利用中" in row.text, f"tenant row: {row.text}")
