@@ -159,7 +159,7 @@ export async function incidents(main) {
           el('td', {}, x.title, x.resolved ? el('span', { class: 'badge' }, ` ${t('dash.resolved')}`) : null),
           el('td', {}, when(x, 'detected')),
           el('td', {}, when(x, 'deadline')),
-          el('td', { class: 'left' }, x.resolved && !x.overdue ? '' : timeLeft(x.deadline)),
+          el('td', { class: 'left' }, Number(x.unnotified) === 0 ? t('op.all_notified') : timeLeft(x.deadline)),
           el('td', {}, String(x.unnotified)),
           el(
             'td',

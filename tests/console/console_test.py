@@ -584,6 +584,8 @@ def operator_flow(d, gwop, acc, ids, m, op):
              lambda d: "overdue" not in d.find_element(By.CSS_SELECTOR, f'#incidents tr[data-incident="{ids["late"]}"]').get_attribute("class"))
     late = [x for x in op.call("incidents.all")["incidents"] if x["incident"] == ids["late"]][0]
     check(late["overdue"] is False and late["unnotified"] == 0, f"after notify: {late}")
+    left = d.find_element(By.CSS_SELECTOR, f'#incidents tr[data-incident="{ids["late"]}"] td.left').text
+    check(left == "全テナントに通知済み", f"time left once notified: {left}")
 
     # An incident opened from the page, for the demo tenant, detected now (JST input).
     f = d.find_element(By.CSS_SELECTOR, "main form")
