@@ -201,7 +201,7 @@ export async function accounts(main) {
 
 // ---- Contacts, tags, attributes ----
 
-function valueOf(type, raw) {
+function typedValue(type, raw) {
   if (type === 'number') return Number(raw);
   if (type === 'bool') return raw === 'true';
   return raw;
@@ -256,7 +256,7 @@ async function contactDetail(box, contactId, tags, attrs) {
         button(t('con.attr_set'), () => {
           const def = attrs.find((a) => a.attribute_key === attrPick.value);
           const args = { contact: c.contact, attribute_key: attrPick.value, version: c.version };
-          if (valueInput.value !== '') args.value = valueOf(def && def.attribute_type, valueInput.value);
+          if (valueInput.value !== '') args.value = typedValue(def && def.attribute_type, valueInput.value);
           act(() => call('contacts.set', args), { done: t('con.attr_saved'), reload, after: reload });
         }),
       )
