@@ -258,7 +258,7 @@ async function contactDetail(box, contactId, tags, attrs) {
           const args = { contact: c.contact, attribute_key: attrPick.value, version: c.version };
           if (valueInput.value !== '') args.value = typedValue(def && def.attribute_type, valueInput.value);
           act(() => call('contacts.set', args), { done: t('con.attr_saved'), reload, after: reload });
-        }),
+        }, { 'data-action': 'set-attribute' }),
       )
       : null,
   );

@@ -397,6 +397,24 @@ def master_flow(d, gw, gwop, acc, op, m, ids):
     wait_for(d, "the tag on the contact", lambda d: d.find_elements(By.CSS_SELECTOR, "#contact-detail ul.tags .tag"))
     got = m.call("contacts.get", {"contact": ids["contact"]})
     check([t["tag_name"] for t in got["tags"]] == ["VIP"], f"contact tags: {got['tags']}")
+
+    # A custom attribute: defined (number), then set on the contact.
+    f = d.find_elements(By.CSS_SELECTOR, ".forms form")[2]
+    f.find_element(By.NAME, "attribute_key").send_keys("rank")
+    Select(f.find_element(By.NAME, "attribute_type")).select_by_value("number")
+    f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_status(d, "属性を定義しました。")
+    row = wait_for(d, "the contacts again", lambda d: d.find_element(
+        By.CSS_SELECTOR, f'tr[data-contact="{ids["contact"]}"] [data-action="open-contact"]'))
+    row.click()
+    det = wait_for(d, "the attribute control", lambda d: d.find_element(By.CSS_SELECTOR, "#contact-detail select[name=attribute_key]"))
+    Select(det).select_by_value("rank")
+    d.find_element(By.CSS_SELECTOR, "#contact-detail input[name=value]").send_keys("3")
+    d.find_element(By.CSS_SELECTOR, '#contact-detail [data-action="set-attribute"]').click()
+    wait_status(d, "属性の値を設定しました。")
+    wait_for(d, "the value shown", lambda d: "3" in d.find_element(By.CSS_SELECTOR, "#contact-detail dl.attrs").text)
+    got = m.call("contacts.get", {"contact": ids["contact"]})
+    check([(a["attribute_key"], a["value"]) for a in got["attributes"]] == [("rank", 3)], f"attributes: {got['attributes']}")
     shot(d, "master-contacts")
 
     # History in JST, matching the API's own JST, then filtered.
