@@ -197,7 +197,7 @@ def start_server(kiroku, tmp):
         [
             kiroku, "serve", "--data", data, "--listen", "tcp://127.0.0.1:0",
             "--gateway", "http://127.0.0.1:0", "--gateway-operator", "http://127.0.0.1:0",
-            "--demo", "--json", "--config", conf,
+            "--demo", "--json", "--config", conf, "--backups", os.path.join(tmp, "backups"),
         ],
         stdout=out,
         stderr=err,
@@ -385,8 +385,48 @@ def master_flow(d, gw, gwop, acc, op, m, ids):
     check(u["locked"] is False, f"after unlock: {u}")
     shot(d, "master-accounts")
 
-    # Contacts: tag the contact.
+    # Revoke, then delete an account (the page asks first).
+    row = d.find_element(By.CSS_SELECTOR, row_sel)
+    Select(row.find_element(By.NAME, "permission")).select_by_value("audit.read")
+    row.find_element(By.CSS_SELECTOR, '[data-action="revoke"]').click()
+    wait_for(d, "the permission revoked", lambda d: "履歴の閲覧" not in d.find_element(By.CSS_SELECTOR, row_sel + " td.perms").text)
+    staff = {u["email"]: u for u in m.call("users.list")["users"]}["staff@demo.kiroku.example"]
+    check(staff["permissions"] == ["contacts.read"], f"after revoke: {staff['permissions']}")
+    m.call("users.create", {"email": "temp@demo.kiroku.example", "password": "correct horse battery staple",
+                            "role": "user"})
+    goto(d, "dashboard")
+    goto(d, "accounts")
+    temp_sel = 'tr[data-email="temp@demo.kiroku.example"]'
+    d.find_element(By.CSS_SELECTOR, temp_sel + ' [data-action="delete"]').click()
+    d.switch_to.alert.accept()
+    wait_for(d, "the account deleted", lambda d: not d.find_elements(By.CSS_SELECTOR, temp_sel))
+    check(not [u for u in m.call("users.list")["users"] if u["email"] == "temp@demo.kiroku.example"], "not deleted")
+
+    # Contacts: register one and a tag from the forms, take that tag off
+    # again, then tag the seeded contact.
     goto(d, "contacts")
+    f = d.find_elements(By.CSS_SELECTOR, ".forms form")[0]
+    f.find_element(By.NAME, "name").send_keys("鈴木 一郎")
+    f.find_element(By.NAME, "email").send_keys("ichiro@example.jp")
+    f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_status(d, "連絡先を登録しました。")
+    wait_for(d, "the new contact listed", lambda d: "鈴木 一郎" in d.find_element(By.ID, "contacts").text)
+    f = d.find_elements(By.CSS_SELECTOR, ".forms form")[1]
+    f.find_element(By.NAME, "tag_name").send_keys("要連絡")
+    f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_status(d, "タグを作成しました。")
+    d.find_element(By.CSS_SELECTOR, f'tr[data-contact="{ids["contact"]}"] [data-action="open-contact"]').click()
+    det = wait_for(d, "the details", lambda d: d.find_element(By.CSS_SELECTOR, "#contact-detail select[name=tag]"))
+    Select(det).select_by_visible_text("要連絡")
+    d.find_element(By.CSS_SELECTOR, '#contact-detail [data-action="tag"]').click()
+    wait_status(d, "タグを付けました。")
+    untag = wait_for(d, "the tag's remove button",
+                     lambda d: d.find_element(By.CSS_SELECTOR, '#contact-detail button[aria-label="タグ「要連絡」を外す"]'))
+    untag.click()
+    wait_status(d, "タグを外しました。")
+    check(not m.call("contacts.get", {"contact": ids["contact"]})["tags"], "the tag stayed on")
+
+    # Contacts: tag the contact.
     d.find_element(By.CSS_SELECTOR, f'tr[data-contact="{ids["contact"]}"] [data-action="open-contact"]').click()
     wait_for(d, "the contact's details", lambda d: "山田 太郎" in d.find_element(By.ID, "contact-detail").text)
     det = d.find_element(By.ID, "contact-detail")
@@ -436,21 +476,25 @@ def master_flow(d, gw, gwop, acc, op, m, ids):
     shot(d, "master-history")
     d.find_element(By.CSS_SELECTOR, "form.filters input[name=type]").send_keys("contact.tagged")
     d.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
-    wait_for(d, "the filtered history", lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history tbody tr")) == 1)
-    check(d.find_element(By.CSS_SELECTOR, "#history tbody tr td:nth-child(3)").text == "contact.tagged", "filter")
+    tagged = len(m.call("audit.list", {"type": "contact.tagged"})["entries"])
+    check(tagged == 2, f"{tagged} contact.tagged records")
+    wait_for(d, "the filtered history", lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history tbody tr")) == tagged)
+    types = {c.text for c in d.find_elements(By.CSS_SELECTOR, "#history tbody tr td:nth-child(3)")}
+    check(types == {"contact.tagged"}, f"filtered: {types}")
 
     # The utility export: every contact as a CSV download.
     goto(d, "export")
     d.find_element(By.ID, "export-run").click()
-    wait_status(d, "1 件の連絡先を書き出しました。")
+    wait_status(d, "2 件の連絡先を書き出しました。")
     def csv_file(_):
         got = [f for f in os.listdir(DOWNLOADS) if f.startswith("contacts-") and f.endswith(".csv")]
         return os.path.join(DOWNLOADS, got[0]) if got else None
     path = wait_for(d, "the CSV download", csv_file)
     wait_for(d, "the CSV written", lambda _: "山田 太郎" in open(path, encoding="utf-8-sig").read())
     rows = open(path, encoding="utf-8-sig").read().splitlines()
-    check(rows[0] == "contact,name,name_kana,email,phone,line_user_id,note"
-          and rows[1].startswith(ids["contact"] + ",山田 太郎,ヤマダ タロウ,taro@example.jp"), f"CSV: {rows}")
+    check(rows[0] == "contact,name,name_kana,email,phone,line_user_id,note" and len(rows) == 3
+          and [r for r in rows if r.startswith(ids["contact"] + ",山田 太郎,ヤマダ タロウ,taro@example.jp")]
+          and [r for r in rows if ",鈴木 一郎,,ichiro@example.jp" in r], f"CSV: {rows}")
     shot(d, "master-export")
 
     # English on request, Japanese again.
@@ -671,7 +715,12 @@ def operator_flow(d, gwop, acc, ids, m, op):
     wait_status(d, "アラートを確認しました。")
     check(not [a for a in op.call("alerts.list", {"open_only": True})["alerts"] if a["alert"] == alert["alert"]],
           "the alert is still open")
+    # The backup serve took at start (its time of day has passed), verified.
+    gen = wait_for(d, "a backup generation", lambda _: op.call("backups.list")["generations"])
     goto(d, "backups")
+    row = d.find_element(By.CSS_SELECTOR, "#backups tbody tr")
+    check(gen[0]["verified"] is True and gen[0]["generation"] in row.text and "正常" in row.text
+          and " JST" in row.text, f"backup row: {row.text} ({gen})")
     shot(d, "operator-backups")
     goto(d, "checkpoint")
     size = d.find_element(By.ID, "tree-size").text
@@ -685,7 +734,7 @@ def user_flow(d, gw, acc):
     """The user the master made sees the screens its permissions allow."""
     browser_login(d, gw, acc["code"], "staff@demo.kiroku.example", "correct horse battery staple", "dashboard")
     menu = [a.get_attribute("data-screen") for a in d.find_elements(By.CSS_SELECTOR, "nav a")]
-    check(menu == ["dashboard", "contacts", "history"], f"a user's menu: {menu}")
+    check(menu == ["dashboard", "contacts"], f"a user's menu: {menu}")  # contacts.read only (audit.read revoked)
     d.get(gw + "/#/accounts")  # typed into the address bar: the dashboard instead
     wait_for(d, "the accounts screen refused", lambda d: d.current_url.endswith("#/dashboard"))
     check(not d.find_elements(By.ID, "users"), "a user sees the accounts")
