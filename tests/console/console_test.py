@@ -10,17 +10,21 @@ through the pages, checked against what the API then answers:
     focus ring), sees the notice an operator published and acknowledges it,
     reads an incident notice ("I have read this"), creates a user, grants it
     a permission (and, when the account changed meanwhile, is told and sees
-    it reloaded instead of an error), unlocks it, tags a contact, reads the
-    tenant's history in JST (checked against the API's own JST), filters it,
-    downloads the contacts as CSV, and switches to English and back;
+    it reloaded instead of an error), unlocks it, revokes a permission,
+    deletes another account, registers a contact, creates, puts on and takes
+    off tags, defines a custom attribute and sets it, reads the tenant's
+    history in JST (checked against the API's own JST), filters it,
+    downloads the contacts as CSV, switches to English and back, and is
+    sent back to the login when its session ends behind the page;
   - the user it made sees only the screens its permissions allow;
   - the master's session cannot reach operator screens or ops on either
     listener; a POST without the CSRF header and a cross-site form post are
     refused and append nothing; the cookie has its flags; logout ends it;
   - an operator sees the overdue incident first and who has read it,
     notifies the tenant from the page (it is overdue no more), sees the
-    tenants, publishes a notice the master then sees, acknowledges the
-    overdue incident's alert, and sees backups and the newest checkpoint;
+    tenants, opens an incident, resolves another (after a conflict), publishes
+    a notice the master then sees, acknowledges the overdue incident's alert,
+    and sees the backup serve took (verified) and the newest checkpoint;
   - an auditor sees the timeline and downloads the export, which
     `kiroku audit verify` accepts with the journal's first public key;
   - the Content-Security-Policy holds: the browser logs no blocked inline
