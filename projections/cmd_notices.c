@@ -794,8 +794,29 @@ static int open_incident_cmp(const void *x, const void *y)
  * resolved, as incidents.list lists them), by time of detection, oldest
  * first or newest first, at most cap of them (the newest when cut). It is one
  * entry of a map the caller opened. */
+/* When account of tenant acknowledged having read incident (*at, 0 if it
+ * has not). */
+static kr_err incident_acked(struct cmd *c, const uint8_t incident[16], uint64_t tenant,
+                             const uint8_t account[16], uint64_t *at)
+{
+    struct vkey k;
+    MDB_val val;
+    vk_init(&k);
+    vk_bytes(&k, incident, 16);
+    vk_u64(&k, tenant);
+    vk_bytes(&k, account, 16);
+    kr_err err = v_get(&c->d->views, c->txn, VIEW_INCIDENT_ACKS, &k, &val);
+    *at = 0;
+    if (err)
+        return err == KR_ENOTFOUND ? KR_OK : err;
+    if (val.mv_size != 8)
+        return views_corrupt(VIEW_INCIDENT_ACKS, k.b, k.n, "row is not 8 bytes", c->diag);
+    *at = v_get_u64(val.mv_data);
+    return KR_OK;
+}
+
 static kr_err incidents_pack(struct cmd *c, uint64_t tenant, const char *key, uint32_t cap,
-                             bool newest_first)
+                             bool newest_first, bool with_ack)
 {
     kr_err err = KR_OK;
     struct open_incident *inc = calloc(KR_INCIDENTS_LIST_MAX, sizeof *inc);
@@ -839,7 +860,10 @@ static kr_err incidents_pack(struct cmd *c, uint64_t tenant, const char *key, ui
         if ((err = read_plain(c, r->opened_seq, title)) ||
             (err = read_plain(c, r->text_seq, c->scratch)))
             goto out;
-        res_map(c, 8);
+        uint64_t at = 0;
+        if (with_ack && (err = incident_acked(c, inc[i].id, tenant, c->who->account, &at)))
+            goto out;
+        res_map(c, with_ack ? 9 : 8);
         res_bytes(c, KR_FLD_INCIDENT, inc[i].id, 16);
         res_enum(c, KR_FLD_INCIDENT_SCOPE, r->scope);
         res_enum(c, KR_FLD_SEVERITY, r->severity);
@@ -848,6 +872,10 @@ static kr_err incidents_pack(struct cmd *c, uint64_t tenant, const char *key, ui
         res_u64(c, KR_FLD_DETECTED, r->detected);
         res_u64(c, KR_FLD_DEADLINE, r->deadline);
         res_bool(c, KR_FLD_RESOLVED, r->resolved);
+        if (with_ack && at)
+            res_u64(c, KR_FLD_ACKNOWLEDGED_AT, at);
+        else if (with_ack)
+            res_nil(c, KR_FLD_ACKNOWLEDGED_AT);
     }
 out:
     if (cur)
@@ -861,7 +889,7 @@ kr_err cmd_incidents_list(struct cmd *c)
 {
     res_map(c, 1);
     return incidents_pack(c, c->who->tenant, list_name(KR_OP_INCIDENTS_LIST), KR_INCIDENTS_LIST_MAX,
-                          false);
+                          false, true);
 }
 
 kr_err incidents_pack_login(struct cmd *c, uint64_t tenant)
@@ -872,7 +900,105 @@ kr_err incidents_pack_login(struct cmd *c, uint64_t tenant)
         if (o->result[i].field < 0 && lists++ == 1)
             key = o->result[i].list_name; /* the second list: "incidents" */
     KR_ASSERT(key != NULL);
-    return incidents_pack(c, tenant, key, KR_LOGIN_INCIDENTS_MAX, true);
+    return incidents_pack(c, tenant, key, KR_LOGIN_INCIDENTS_MAX, true, false);
+}
+
+/* ---- incidents.ack (client), incidents.readers (operator) ---- */
+
+kr_err cmd_incidents_ack(struct cmd *c)
+{
+    const uint8_t *incident = c->args->v[KR_FLD_INCIDENT].p;
+    uint64_t tenant = c->who->tenant, version, at;
+    uint8_t channels;
+    /* Only an incident that affects the caller's tenant exists for it. */
+    kr_err err = notified_channels(c, incident, tenant, &channels);
+    if (err == KR_ENOTFOUND)
+        return cmd_fail(c, err, kr_fields[KR_FLD_INCIDENT].name, "no such incident");
+    if (err || (err = incident_acked(c, incident, tenant, c->who->account, &at)))
+        return err;
+    if (!at) {
+        if ((err =
+                 cmd_stream_version(c, tenant, kr_events[KR_EV_INCIDENT_ACKNOWLEDGED].stream_prefix,
+                                    incident, &version)))
+            return err;
+        struct kr_payload *p = cmd_event(c, KR_EV_INCIDENT_ACKNOWLEDGED, tenant, version);
+        if (!p)
+            return KR_ENOMEM;
+        kr_set_bytes(p, KR_FLD_INCIDENT, incident, 16);
+        kr_set_bytes(p, KR_FLD_ACCOUNT, c->who->account, 16);
+        if ((err = cmd_commit(c)))
+            return err;
+    }
+    res_map(c, 0);
+    return KR_OK;
+}
+
+#define READER_POS 24u /* tenant(8) account(16): the cursor of incidents.readers */
+
+kr_err cmd_incidents_readers(struct cmd *c)
+{
+    const uint8_t *incident = c->args->v[KR_FLD_INCIDENT].p;
+    const struct kr_value *cur = &c->args->v[KR_FLD_CURSOR];
+    uint32_t limit = cmd_limit(c), n = 0;
+    struct incident_row row;
+    kr_err err = incident_arg(c, &row);
+    if (err)
+        return err;
+    if (cur->set && cur->n != READER_POS)
+        return cmd_fail(c, KR_EINVAL, kr_fields[KR_FLD_CURSOR].name, "not a cursor of this list");
+    uint8_t *rows = calloc(limit, READER_POS + 8), from[16 + READER_POS];
+    if (!rows)
+        return KR_ENOMEM;
+    MDB_cursor *mc;
+    int rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_INCIDENT_ACKS], &mc);
+    if (rc) {
+        free(rows);
+        return kr_err_from_mdb(rc);
+    }
+    memcpy(from, incident, 16);
+    memset(from + 16, 0, READER_POS);
+    if (cur->set)
+        memcpy(from + 16, cur->p, READER_POS);
+    MDB_val k = {cur->set ? sizeof from : 16, from}, v;
+    bool more = false;
+    rc = mdb_cursor_get(mc, &k, &v, MDB_SET_RANGE);
+    if (rc == MDB_SUCCESS && cur->set && k.mv_size == sizeof from &&
+        memcmp(k.mv_data, from, sizeof from) == 0)
+        rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT); /* after the cursor */
+    for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != sizeof from || memcmp(k.mv_data, incident, 16) != 0)
+            break; /* past this incident's rows (every key of the view is 40 bytes) */
+        if (v.mv_size != 8) {
+            err = views_corrupt(VIEW_INCIDENT_ACKS, k.mv_data, k.mv_size, "row is not 8 bytes",
+                                c->diag);
+            break;
+        }
+        if (n == limit) {
+            more = true;
+            break;
+        }
+        memcpy(rows + (size_t)n * (READER_POS + 8), (const uint8_t *)k.mv_data + 16, READER_POS);
+        memcpy(rows + (size_t)n * (READER_POS + 8) + READER_POS, v.mv_data, 8);
+        n++;
+    }
+    mdb_cursor_close(mc);
+    if (!err && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        err = kr_err_from_mdb(rc);
+    if (!err) {
+        res_map(c, 2);
+        res_keyname(c, list_name(KR_OP_INCIDENTS_READERS));
+        msgpack_pack_array(&c->res, n);
+        for (uint32_t i = 0; i < n; i++) {
+            const uint8_t *r = rows + (size_t)i * (READER_POS + 8);
+            res_map(c, 3);
+            res_u64(c, KR_FLD_TENANT, v_get_u64(r));
+            res_bytes(c, KR_FLD_ACCOUNT, r + 8, 16);
+            res_u64(c, KR_FLD_TIME, v_get_u64(r + READER_POS));
+        }
+        res_cursor(c, more, n ? rows + (size_t)(n - 1) * (READER_POS + 8) : NULL, READER_POS);
+    }
+    free(rows);
+    return err;
 }
 
 /* ---- incidents.history (client) ---- */

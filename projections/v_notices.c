@@ -56,6 +56,14 @@
  *                      without one, so each is queued exactly once. Two
  *                      updates before the e-mail is queued owe one e-mail
  *                      (it tells the incident as it is then).
+ *   v.incident_acks    incident tenant(8) account -> time(8) of the
+ *                      incident.acknowledged record: who has read the
+ *                      notice (incidents.readers), keyed by incident first
+ *                      so the operator's list is one range; incidents.list
+ *                      looks up the caller's own row. Erasure finds a
+ *                      tenant's rows through its v.incident_tenants rows,
+ *                      as for v.incident_emailed (only an affected tenant
+ *                      can acknowledge).
  *   v.reports          tenant(8) report -> seq(8) of the incident.reported
  *                      record (details are personal: only in the record).
  *   v.outbox           tenant(8) message -> seq(8) template(1) sent(1)
@@ -75,6 +83,7 @@
 #include "accounts.h"
 #include "views.h"
 
+#include <errno.h>
 #include <string.h>
 
 #define NOTICE_ROW   18u
@@ -400,6 +409,47 @@ static kr_err incident_changed(const struct va *a, bool resolved)
                                       : KR_TEMPLATE_INCIDENT_UPDATE);
 }
 
+/* incident.acknowledged: refused (KR_EINVAL) when the incident does not
+ * affect the record's tenant, KR_ECONFLICT when the account has already
+ * acknowledged it (the handler then answers the first time). */
+static kr_err incident_acknowledged(const struct va *a)
+{
+    struct vkey k;
+    MDB_val v;
+    uint8_t t[8];
+    kr_err err;
+    vk_init(&k);
+    vk_u64(&k, a->r->tenant);
+    vk_bytes(&k, id_of(a, KR_FLD_INCIDENT), 16);
+    if ((err = v_get(a->v, a->txn, VIEW_INCIDENT_TENANTS, &k, &v)))
+        return err == KR_ENOTFOUND ? KR_EINVAL : err;
+    vk_init(&k);
+    vk_bytes(&k, id_of(a, KR_FLD_INCIDENT), 16);
+    vk_u64(&k, a->r->tenant);
+    vk_bytes(&k, id_of(a, KR_FLD_ACCOUNT), 16);
+    if ((err = v_get(a->v, a->txn, VIEW_INCIDENT_ACKS, &k, &v)) != KR_ENOTFOUND)
+        return err ? err : KR_ECONFLICT;
+    v_put_u64(t, a->r->time_ns);
+    return v_put(a, VIEW_INCIDENT_ACKS, &k, t, sizeof t);
+}
+
+/* Deletes the keys of db that start with prefix (n bytes). */
+static int del_range(MDB_txn *txn, MDB_dbi db, const uint8_t *prefix, size_t n)
+{
+    MDB_cursor *c;
+    MDB_val k = {n, (void *)prefix}, val;
+    int rc = mdb_cursor_open(txn, db, &c);
+    if (rc)
+        return rc;
+    for (rc = mdb_cursor_get(c, &k, &val, MDB_SET_RANGE);
+         rc == MDB_SUCCESS && k.mv_size >= n && memcmp(k.mv_data, prefix, n) == 0;
+         rc = mdb_cursor_get(c, &k, &val, MDB_GET_CURRENT))
+        if ((rc = mdb_cursor_del(c, 0)))
+            break;
+    mdb_cursor_close(c);
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND || rc == EINVAL ? MDB_SUCCESS : rc;
+}
+
 kr_err va_notices_erase(struct kr_views *v, MDB_txn *txn, uint64_t tenant)
 {
     MDB_cursor *c;
@@ -419,7 +469,9 @@ kr_err va_notices_erase(struct kr_views *v, MDB_txn *txn, uint64_t tenant)
         memcpy(key + 16, prefix, 8);
         MDB_val ek = {sizeof key, key};
         int drc = mdb_del(txn, v->db[VIEW_INCIDENT_EMAILED], &ek, NULL);
-        if (drc && drc != MDB_NOTFOUND) {
+        if (!drc || drc == MDB_NOTFOUND)
+            drc = del_range(txn, v->db[VIEW_INCIDENT_ACKS], key, sizeof key);
+        if (drc) {
             rc = drc;
             break;
         }
@@ -548,6 +600,8 @@ kr_err va_notices(const struct va *a)
         return incident_changed(a, false);
     case KR_EV_INCIDENT_RESOLVED:
         return incident_changed(a, true);
+    case KR_EV_INCIDENT_ACKNOWLEDGED:
+        return incident_acknowledged(a);
     case KR_EV_INCIDENT_REPORTED:
         return incident_reported(a);
     case KR_EV_OUTBOX_QUEUED:

@@ -19,8 +19,9 @@
 /* The views' layout. Bump it when a view is added or its rows change:
  * a writable open of views in an older layout drops them and the journal's
  * catch-up rebuilds them from seq 1 (an upgrade needs no `kiroku replay`).
- * 2: sign-in streams, incident e-mail and alert views, expired applications. */
-#define VIEWS_FORMAT 2u
+ * 2: sign-in streams, incident e-mail and alert views, expired applications.
+ * 3: incident read acknowledgements (v.incident_acks). */
+#define VIEWS_FORMAT 3u
 
 static const char *const view_names[VIEW__COUNT] = {
     [VIEW_META] = "v.meta",
@@ -49,6 +50,7 @@ static const char *const view_names[VIEW__COUNT] = {
     [VIEW_INCIDENT_DUE] = "v.incident_due",
     [VIEW_INCIDENT_EMAILED] = "v.incident_emailed",
     [VIEW_INCIDENT_MAIL] = "v.incident_mail",
+    [VIEW_INCIDENT_ACKS] = "v.incident_acks",
     [VIEW_REPORTS] = "v.reports",
     [VIEW_OUTBOX] = "v.outbox",
     [VIEW_OUTBOX_PENDING] = "v.outbox_pending",

@@ -49,6 +49,7 @@
  *   v.incident_due    deadline|incident|tenant -> (empty): notifications pending
  *   v.incident_emailed incident|tenant -> (empty): tenants e-mailed the notice
  *   v.incident_mail   tenant|incident|template -> (empty): update/resolution e-mails owed
+ *   v.incident_acks   incident|tenant|account -> time: who has read an incident's notice
  *   v.reports         tenant|report -> seq
  *   v.outbox          tenant|message -> outbox row
  *   v.outbox_pending  seq -> tenant|message (delivery order)
@@ -103,6 +104,7 @@ enum kr_view {
     VIEW_INCIDENT_DUE,
     VIEW_INCIDENT_EMAILED,
     VIEW_INCIDENT_MAIL,
+    VIEW_INCIDENT_ACKS,
     VIEW_REPORTS,
     VIEW_OUTBOX,
     VIEW_OUTBOX_PENDING,
@@ -183,7 +185,7 @@ kr_err va_notices(const struct va *a);
  * origin (views.c). */
 kr_err va_platform_origin(const struct va *a);
 /* Before a tenant's rows go (tenant.erased): the rows of this area that name
- * the tenant past their first key bytes (v.incident_emailed), found through
+ * the tenant past their first key bytes (v.incident_emailed, v.incident_acks), found through
  * the tenant's own v.incident_tenants rows (v_notices.c). */
 kr_err va_notices_erase(struct kr_views *v, MDB_txn *txn, uint64_t tenant);
 kr_err va_alerts(const struct va *a);

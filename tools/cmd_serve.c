@@ -568,6 +568,7 @@ struct serve_jobs {
     struct tools_ret tr;
     bool json;
     uint64_t incident_warn_ns; /* incidents.warn_before_h */
+    bool incident_auto;        /* incidents.auto_notify */
     uint64_t outbox_keep_ns;   /* mail.outbox_keep_days */
 };
 
@@ -620,13 +621,13 @@ static void job_backup(void *arg)
 
 /* The minute job: the incident notices owed (near or past their deadline)
  * queued by e-mail, in rounds of KR_OUTBOX_BATCH_MAX; the mailer delivers
- * them. */
+ * them. None with incidents.auto_notify = false (operators notify). */
 static void job_incidents(void *arg)
 {
     struct serve_jobs *sj = arg;
     size_t queued = 0, total = 0;
     kr_err err = KR_OK;
-    for (unsigned i = 0; i < KR_INCIDENT_MAIL_ROUNDS; i++) {
+    for (unsigned i = 0; i < KR_INCIDENT_MAIL_ROUNDS && sj->incident_auto; i++) {
         if ((err = dom_incident_mail(sj->d, sj->incident_warn_ns, 0, &queued)) || queued == 0)
             break;
         total += queued;
@@ -1485,6 +1486,7 @@ static int serve_main(struct serve_args *a, const char *data)
     sj->json = a->co.json;
     sj->incident_warn_ns =
         kr_config_u64(a->cfg, "incidents.warn_before_h") * 3600ull * 1000000000ull;
+    sj->incident_auto = kr_config_bool(a->cfg, "incidents.auto_notify");
     sj->outbox_keep_ns = kr_config_u64(a->cfg, "mail.outbox_keep_days") * 86400ull * 1000000000ull;
     dom_set_retention(sj->d, &sj->tr.hooks, (uint32_t)a->log_days);
     rc = serve_run(a, data, clock, sj, &sigs);

@@ -37,6 +37,10 @@ static const struct cfg_setting settings[] = {
     {"incidents.warn_before_h", CFG_U64, 0, 71, "24",
      "hours before an incident's 72-hour deadline from which serve e-mails every affected "
      "tenant not yet notified (0: only once the deadline has passed)"},
+    {"incidents.auto_notify", CFG_BOOL, 0, 1, "true",
+     "true: serve e-mails the incident notices owed (incidents.warn_before_h) by itself; "
+     "false: operators notify each tenant (incidents.notify) and incidents.overdue lists "
+     "what is late"},
     /* the API server (api/server.h) */
     {"api.inflight", CFG_U64, 1, KR_API_INFLIGHT_MAX, "256",
      "requests in flight at once on the client endpoint: each waits for its group commit "

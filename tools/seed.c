@@ -744,7 +744,8 @@ static int cmp_u64(const void *a, const void *b)
 
 struct seed_notices {
     uint8_t id[2][16];
-    uint64_t *listed; /* tenant ids of the listed notice */
+    uint8_t incident[16]; /* the breach, which listed tenants' masters read */
+    uint64_t *listed;     /* tenant ids of the listed notice */
     size_t nlisted;
 };
 
@@ -807,6 +808,7 @@ static kr_err incidents(struct seeder *s, struct seed_notices *sn)
             (err = out_id(s, KR_FLD_INCIDENT, inc[k])))
             return err;
     }
+    memcpy(sn->incident, inc[0], 16);
     for (size_t i = 0; i < sn->nlisted; i++) {
         struct kr_payload *a = A(s);
         kr_set_bytes(a, KR_FLD_INCIDENT, inc[0], 16);
@@ -853,6 +855,9 @@ static kr_err tenant_notices(struct seeder *s, uint64_t ti, struct seed_tenant *
             return err;
     }
     if (ti % 2 == 0) {
+        kr_set_bytes(A(s), KR_FLD_INCIDENT, sn->incident, 16);
+        if ((err = must(s, &t->master, KR_OP_INCIDENTS_ACK, 0)))
+            return err;
         struct kr_payload *a = A(s);
         kr_set_u64(a, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
         kr_set_str(a, KR_FLD_DETAILS,

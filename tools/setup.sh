@@ -19,6 +19,9 @@ packages=(
   python3-aiosmtpd             # tests (an SMTP relay on loopback)
   libnats-dev                  # replication, leases and the shard map (NATS JetStream)
   nats-server                  # tests and benches (a JetStream cluster on loopback)
+  chromium chromium-driver     # tests: the console in a headless browser (tests/console/)
+  python3-selenium             # tests: drives the browser through chromedriver
+  fonts-noto-cjk               # tests: Japanese in the console's screenshots
 )
 if [ "${KIROKU_FUZZ:-0}" = 1 ]; then
   packages+=(clang-14 libclang-rt-14-dev)

@@ -664,6 +664,26 @@ static void flow_incidents(struct ac *c, const struct tenant *a)
     ac_u64(&op, KR_FLD_VERSION, v);
     assert_int_equal(ac_call(&op, KR_OP_INCIDENTS_RESOLVE, op_token), AC_OK);
     assert_true(ac_res_u64(&op, KR_FLD_VERSION) > v);
+    /* The master has read it: once, whatever it sends; the operator sees who. */
+    for (int k = 0; k < 2; k++) {
+        ac_bin(c, KR_FLD_INCIDENT, inc, 16);
+        assert_int_equal(ac_call(c, KR_OP_INCIDENTS_ACK, a->token), AC_OK);
+    }
+    assert_int_equal(ac_call(c, KR_OP_INCIDENTS_LIST, a->token), AC_OK);
+    l = ac_res_list(c);
+    i = ac_find_id(l, KR_FLD_INCIDENT, inc);
+    assert_true(i >= 0);
+    const msgpack_object *at = ac_get(&l->via.array.ptr[i], KR_FLD_ACKNOWLEDGED_AT);
+    assert_true(at && at->type == MSGPACK_OBJECT_POSITIVE_INTEGER && at->via.u64 > detected);
+    uint64_t read_at = at->via.u64; /* the next call frees the reply */
+    ac_bin(c, KR_FLD_INCIDENT, inc, 16);
+    assert_int_equal(ac_call(c, KR_OP_INCIDENTS_READERS, a->token), KR_ERR_FORBIDDEN);
+    ac_bin(&op, KR_FLD_INCIDENT, inc, 16);
+    assert_int_equal(ac_call(&op, KR_OP_INCIDENTS_READERS, op_token), AC_OK);
+    l = ac_res_list(&op);
+    assert_int_equal(l->via.array.size, 1);
+    assert_true(ac_get(&l->via.array.ptr[0], KR_FLD_TENANT)->via.u64 == a->id);
+    assert_true(ac_get(&l->via.array.ptr[0], KR_FLD_TIME)->via.u64 == read_at);
     /* Resolved: still listed for the tenant, marked resolved; not resolved twice. */
     assert_int_equal(ac_call(c, KR_OP_INCIDENTS_LIST, a->token), AC_OK);
     l = ac_res_list(c);
@@ -764,7 +784,7 @@ static void test_flow(void **state)
 
 /* Ids of one tenant's objects. */
 struct objs {
-    uint8_t contact[16], tag[16], account[16], notice[16], own_contact[16];
+    uint8_t contact[16], tag[16], account[16], notice[16], incident[16], own_contact[16];
     uint64_t contact_v, tag_v, account_v;
     const char *attr_key;
 };
@@ -821,6 +841,10 @@ static bool probe_args(struct ac *c, int op, const struct objs *o)
         return true;
     case KR_OP_NOTICES_ACK:
         ac_bin(c, KR_FLD_NOTICE, o->notice, 16);
+        return true;
+    case KR_OP_INCIDENTS_ACK:
+    case KR_OP_INCIDENTS_HISTORY:
+        ac_bin(c, KR_FLD_INCIDENT, o->incident, 16);
         return true;
     default:
         return false;
@@ -912,6 +936,15 @@ static void test_cross_tenant(void **state)
     ac_tenants(&op, KR_FLD_TENANTS, &a.id, 1);
     assert_int_equal(ac_call(&op, KR_OP_NOTICES_PUBLISH, op_token), AC_OK);
     ac_res_id(&op, KR_FLD_NOTICE, o.notice);
+    ac_enum(&op, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_OUTAGE);
+    ac_enum(&op, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
+    ac_str(&op, KR_FLD_TITLE, "Victim-only outage");
+    ac_str(&op, KR_FLD_SUMMARY, "For the victim only.");
+    ac_u64(&op, KR_FLD_DETECTED, now_ns() - HOUR_NS);
+    ac_enum(&op, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    ac_tenants(&op, KR_FLD_TENANTS, &a.id, 1);
+    assert_int_equal(ac_call(&op, KR_OP_INCIDENTS_OPEN, op_token), AC_OK);
+    ac_res_id(&op, KR_FLD_INCIDENT, o.incident);
     ac_close(&op);
     /* The victim's contact, as it is before the probing. */
     ac_bin(&c, KR_FLD_CONTACT, o.contact, 16);
@@ -927,6 +960,7 @@ static void test_cross_tenant(void **state)
     randombytes_buf(m.tag, 16);
     randombytes_buf(m.account, 16);
     randombytes_buf(m.notice, 16);
+    randombytes_buf(m.incident, 16);
     m.contact_v = o.contact_v;
     m.tag_v = o.tag_v;
     m.account_v = o.account_v;

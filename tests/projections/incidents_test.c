@@ -195,7 +195,9 @@ static void test_open_listed_deadline_and_list(void **state)
     const msgpack_object *a = list(f, &f->ma);
     assert_int_equal(a->via.array.size, 1);
     const msgpack_object *x = &a->via.array.ptr[0];
-    assert_int_equal(x->via.map.size, 10); /* detected and deadline also in JST */
+    /* detected, deadline and acknowledged_at also in JST */
+    assert_int_equal(x->via.map.size, 12);
+    assert_int_equal(td_map_get(x, "acknowledged_at")->type, MSGPACK_OBJECT_NIL);
     assert_non_null(td_map_get(x, "detected_jst"));
     assert_non_null(td_map_get(x, "deadline_jst"));
     assert_true(bin_is(td_map_get(x, "incident"), id, 16));
@@ -953,6 +955,53 @@ static void test_login_shows_incidents(void **state)
 
 /* An erased tenant leaves no row in the incident views (v.incident_emailed
  * names it past its first key bytes), owes no e-mail, and a rebuild agrees. */
+static kr_err ack(struct fx *f, const struct kr_caller *who, const uint8_t id[16])
+{
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, id, 16);
+    return td_exec(f->t, who, KR_OP_INCIDENTS_ACK);
+}
+
+/* incidents.readers of id (a page of at most limit, after cursor when set);
+ * returns the "readers" array. */
+static const msgpack_object *readers(struct fx *f, const uint8_t id[16], uint64_t limit,
+                                     const msgpack_object *cursor)
+{
+    struct kr_payload *p = td_args(f->t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, id, 16);
+    if (limit)
+        kr_set_u64(p, KR_FLD_LIMIT, limit);
+    if (cursor)
+        kr_set_bytes(p, KR_FLD_CURSOR, cursor->via.bin.ptr, cursor->via.bin.size);
+    kr_err err = td_exec(f->t, &f->op, KR_OP_INCIDENTS_READERS);
+    if (err)
+        fail_msg("readers: %s (%s: %s)", kr_strerror(err), f->t->diag.field, f->t->diag.why);
+    const msgpack_object *a = td_get(f->t, "readers");
+    assert_non_null(a);
+    assert_int_equal(a->type, MSGPACK_OBJECT_ARRAY);
+    return a;
+}
+
+static uint64_t acked_at(struct fx *f, const struct kr_caller *who, const uint8_t id[16])
+{
+    const msgpack_object *a = list(f, who);
+    for (uint32_t i = 0; i < a->via.array.size; i++) {
+        const msgpack_object *x = &a->via.array.ptr[i];
+        if (!bin_is(td_map_get(x, "incident"), id, 16))
+            continue;
+        const msgpack_object *at = td_map_get(x, "acknowledged_at");
+        assert_non_null(at);
+        if (at->type == MSGPACK_OBJECT_NIL) {
+            assert_int_equal(td_map_get(x, "acknowledged_at_jst")->type, MSGPACK_OBJECT_NIL);
+            return 0;
+        }
+        assert_int_equal(at->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+        assert_int_equal(td_map_get(x, "acknowledged_at_jst")->type, MSGPACK_OBJECT_STR);
+        return at->via.u64;
+    }
+    fail_msg("incident not listed");
+    return 0;
+}
+
 static void test_erased_tenant(void **state)
 {
     struct fx *f = *state;
@@ -962,11 +1011,17 @@ static void test_erased_tenant(void **state)
     size_t queued;
     assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
     assert_int_equal(queued, 2);
+    assert_int_equal(ack(f, &f->ma, id), KR_OK);
+    assert_int_equal(ack(f, &f->mb, id), KR_OK);
+    assert_int_equal(readers(f, id, 0, NULL)->via.array.size, 2);
     kr_set_u64(td_args(f->t), KR_FLD_TENANT, f->a);
     assert_int_equal(td_exec(f->t, &f->op, KR_OP_TENANTS_CANCEL), KR_OK);
     kr_set_u64(td_args(f->t), KR_FLD_TENANT, f->a);
     assert_int_equal(td_exec(f->t, &f->op, KR_OP_TENANTS_ERASE), KR_OK);
-    update(f, id, 3, "Still down."); /* owes B only */
+    update(f, id, 3, "Still down.");                    /* owes B only */
+    const msgpack_object *rd = readers(f, id, 0, NULL); /* A's read went with A */
+    assert_int_equal(rd->via.array.size, 1);
+    assert_int_equal(td_map_get(&rd->via.array.ptr[0], "tenant")->via.u64, f->b);
 
     MDB_txn *txn;
     MDB_cursor *cur;
@@ -982,22 +1037,128 @@ static void test_erased_tenant(void **state)
     uint64_t n_before, n_after;
     assert_int_equal(views_digest(&f->t->d->views, txn, VIEW_INCIDENT_EMAILED, before, &n_before),
                      KR_OK);
+    uint8_t acks_before[32], acks_after[32];
+    uint64_t na_before, na_after;
+    assert_int_equal(
+        views_digest(&f->t->d->views, txn, VIEW_INCIDENT_ACKS, acks_before, &na_before), KR_OK);
     mdb_txn_abort(txn);
     assert_int_equal(rows, 1);
+    assert_int_equal(na_before, 1); /* B's read */
     assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
     assert_int_equal(queued, 1); /* B's update */
     assert_int_equal(jrn_views_rebuild(f->t->d->j, NULL, NULL), KR_OK);
     assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
     assert_int_equal(views_digest(&f->t->d->views, txn, VIEW_INCIDENT_EMAILED, after, &n_after),
                      KR_OK);
+    assert_int_equal(views_digest(&f->t->d->views, txn, VIEW_INCIDENT_ACKS, acks_after, &na_after),
+                     KR_OK);
     mdb_txn_abort(txn);
     assert_int_equal(n_after, n_before);
     assert_memory_equal(after, before, 32);
+    assert_int_equal(na_after, na_before); /* A's stripped read is not brought back */
+    assert_memory_equal(acks_after, acks_before, 32);
     assert_int_equal(dom_incident_mail(f->t->d, 0, 0, &queued), KR_OK);
     assert_int_equal(queued, 0); /* nothing owed after the rebuild either */
 }
 
 /* The views of this area rebuilt from the journal are byte-identical. */
+static void test_ack_and_readers(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16], other[16], missing[16], acct[16];
+    uint64_t ts[2] = {f->a < f->b ? f->a : f->b, f->a < f->b ? f->b : f->a};
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, ts, 2, id);
+    uint64_t tc[1] = {f->c};
+    open_incident(f, now(f) - HOUR, KR_AUDIENCE_LISTED, tc, 1, other);
+    memset(missing, 0x5a, 16);
+    memset(acct, 0x33, 16);
+    struct kr_caller auditor = td_account(f->a, acct, KR_ROLE_AUDITOR, 0);
+    assert_int_equal(readers(f, id, 0, NULL)->via.array.size, 0);
+    assert_int_equal(td_get(f->t, "cursor")->type, MSGPACK_OBJECT_NIL);
+    assert_int_equal(acked_at(f, &f->ma, id), 0);
+
+    /* A's master reads it: one event, on A's stream of the incident */
+    uint64_t size = jrn_size(f->t->d->j), t0 = now(f);
+    assert_int_equal(ack(f, &f->ma, id), KR_OK);
+    assert_int_equal(f->t->result.data.type, MSGPACK_OBJECT_MAP);
+    assert_int_equal(f->t->result.data.via.map.size, 0);
+    assert_int_equal(jrn_size(f->t->d->j), size + 1);
+    struct jrn_recbuf rb = {0};
+    assert_int_equal(jrn_read(f->t->d->j, size + 1, &rb), KR_OK);
+    assert_int_equal(rb.rec.tenant, f->a);
+    assert_int_equal(rb.rec.type_len, strlen("incident.acknowledged"));
+    assert_memory_equal(rb.rec.type, "incident.acknowledged", rb.rec.type_len);
+    uint64_t at = acked_at(f, &f->ma, id);
+    assert_true(at > t0 && at == rb.rec.time_ns);
+    jrn_recbuf_fini(&rb);
+    assert_int_equal(acked_at(f, &auditor, id), 0); /* per account */
+    assert_int_equal(acked_at(f, &f->mb, id), 0);
+
+    /* again: nothing appended, the first time stays */
+    size = jrn_size(f->t->d->j);
+    assert_int_equal(ack(f, &f->ma, id), KR_OK);
+    assert_true(td_unchanged_since(f->t, size));
+    assert_int_equal(acked_at(f, &f->ma, id), at);
+
+    /* not affected, missing, malformed: not_found / invalid, nothing appended */
+    assert_int_equal(ack(f, &f->ma, other), KR_ENOTFOUND);
+    assert_string_equal(f->t->diag.field, "incident");
+    assert_int_equal(ack(f, &f->mc, id), KR_ENOTFOUND);
+    assert_int_equal(ack(f, &f->ma, missing), KR_ENOTFOUND);
+    td_args(f->t);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_ACK), KR_EINVAL); /* no incident */
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, id, 15);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_ACK), KR_EINVAL);
+    assert_int_equal(ack(f, &f->op, id), KR_EFORBIDDEN); /* the operator has no tenant */
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, id, 16);
+    assert_int_equal(td_exec(f->t, &f->ma, KR_OP_INCIDENTS_READERS), KR_EFORBIDDEN);
+    assert_true(td_unchanged_since(f->t, size));
+
+    /* B's master and A's auditor read it too */
+    assert_int_equal(ack(f, &f->mb, id), KR_OK);
+    assert_int_equal(ack(f, &auditor, id), KR_OK);
+    const msgpack_object *a = readers(f, id, 0, NULL);
+    assert_int_equal(a->via.array.size, 3);
+    uint64_t seen_a = 0, seen_b = 0;
+    for (uint32_t i = 0; i < 3; i++) {
+        const msgpack_object *x = &a->via.array.ptr[i];
+        assert_int_equal(x->via.map.size, 4); /* tenant, account, time, time_jst */
+        uint64_t t = td_map_get(x, "tenant")->via.u64;
+        if (i > 0) /* by tenant, then account */
+            assert_true(t >= a->via.array.ptr[i - 1].via.map.ptr[0].val.via.u64);
+        seen_a += t == f->a;
+        seen_b += t == f->b;
+        if (t == f->a && bin_is(td_map_get(x, "account"), f->ma.account, 16))
+            assert_int_equal(td_map_get(x, "time")->via.u64, at);
+    }
+    assert_true(seen_a == 2 && seen_b == 1);
+    assert_int_equal(readers(f, other, 0, NULL)->via.array.size, 0);
+
+    /* a page at a time */
+    uint8_t cur[24];
+    uint32_t pages = 0, rows = 0;
+    const msgpack_object *c = NULL;
+    msgpack_object next = {.type = MSGPACK_OBJECT_BIN, .via.bin = {24, (const char *)cur}};
+    for (;; pages++) {
+        rows += readers(f, id, 2, c)->via.array.size;
+        c = td_get(f->t, "cursor");
+        if (c->type == MSGPACK_OBJECT_NIL)
+            break;
+        assert_int_equal(c->via.bin.size, 24);
+        memcpy(cur, c->via.bin.ptr, 24);
+        c = &next;
+    }
+    assert_true(pages == 1 && rows == 3);
+
+    /* the operator's errors */
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, missing, 16);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_READERS), KR_ENOTFOUND);
+    kr_set_bytes(td_args(f->t), KR_FLD_INCIDENT, id, 16);
+    kr_set_bytes(f->t->args, KR_FLD_CURSOR, cur, 23);
+    assert_int_equal(td_exec(f->t, &f->op, KR_OP_INCIDENTS_READERS), KR_EINVAL);
+    assert_string_equal(f->t->diag.field, "cursor");
+}
+
 static void test_rebuild_identical(void **state)
 {
     struct fx *f = *state;
@@ -1014,11 +1175,13 @@ static void test_rebuild_identical(void **state)
     kr_set_u64(td_args(f->t), KR_FLD_SEVERITY, KR_SEVERITY_LOW);
     kr_set_str(f->t->args, KR_FLD_DETAILS, "d");
     assert_int_equal(td_exec(f->t, &f->mb, KR_OP_INCIDENTS_REPORT), KR_OK);
+    assert_int_equal(ack(f, &f->ma, id), KR_OK);
+    assert_int_equal(ack(f, &f->mc, id2), KR_OK);
 
     static const enum kr_view views[] = {
         VIEW_NOTICES,          VIEW_NOTICE_TENANTS,   VIEW_NOTICE_ACKS,   VIEW_INCIDENTS,
         VIEW_INCIDENT_TENANTS, VIEW_INCIDENT_DUE,     VIEW_REPORTS,       VIEW_OUTBOX,
-        VIEW_OUTBOX_PENDING,   VIEW_INCIDENT_EMAILED, VIEW_INCIDENT_MAIL,
+        VIEW_OUTBOX_PENDING,   VIEW_INCIDENT_EMAILED, VIEW_INCIDENT_MAIL, VIEW_INCIDENT_ACKS,
     };
     enum { NV = sizeof views / sizeof views[0] };
     uint8_t before[NV][32], after[NV][32];
@@ -1031,6 +1194,7 @@ static void test_rebuild_identical(void **state)
     mdb_txn_abort(txn);
     assert_true(n_before[3] == 2 && n_before[4] == 4 && n_before[5] == 2);
     assert_true(n_before[9] == 2 && n_before[10] == 1); /* A and B e-mailed; one still owed */
+    assert_int_equal(n_before[11], 2);                  /* A's and C's reads */
     assert_int_equal(jrn_views_rebuild(f->t->d->j, NULL, NULL), KR_OK);
     assert_int_equal(mdb_txn_begin(jrn_env(f->t->d->j), NULL, MDB_RDONLY, &txn), 0);
     for (size_t i = 0; i < NV; i++) {
@@ -1059,6 +1223,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_operator_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_shows_incidents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erased_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ack_and_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_identical, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
