@@ -57,6 +57,7 @@
 
 #include "clock.h"
 #include "cluster.h"
+#include "serve_jobs.h"
 #include "server.h"
 
 #include <signal.h>
@@ -87,6 +88,10 @@ struct serve_node_options {
      * those generations too. NULL = none. */
     const struct ret_hooks *ret_hooks;
     uint32_t log_days;
+    /* The background jobs (tools/serve_jobs.h: the daily scheduler, the
+     * incident notices, the alert scanner), run while the node is the
+     * primary, as plain serve runs them; NULL = none. */
+    const struct serve_jobs_options *jobs;
     /* While primary, import the platform journal (api/platform.h) from
      * DIR/platform; for a tenant shard (cluster.platform). */
     bool platform;
