@@ -1065,6 +1065,18 @@ static unsigned serve_conns(const void *server)
     return api_server_conns(server);
 }
 
+/* What /healthz holds against (health.*; the backup age with --backups). */
+static void serve_health_options(const struct serve_args *a, struct api_metrics_options *mo)
+{
+    *mo = (struct api_metrics_options){
+        .backups_expected = a->backups != NULL,
+        .backup_max_age_s = kr_config_u64(a->cfg, "health.backup_max_age_h") * 3600u,
+        .outbox_backlog_max = kr_config_u64(a->cfg, "health.outbox_backlog_max"),
+        .map_use_max_pct = kr_config_u64(a->cfg, "health.map_use_max_pct"),
+        .checkpoint_file_lag_s = kr_config_u64(a->cfg, "health.checkpoint_lag_s"),
+    };
+}
+
 static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
                             const struct api_server *s, const struct serve_state *sj,
                             struct serve_http *out)
@@ -1073,13 +1085,8 @@ static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
     const char *url = a->http ? a->http : kr_config_str(a->cfg, "http.listen");
     if (!url || !url[0])
         return CLI_CONTINUE;
-    struct api_metrics_options mo = {
-        .backups_expected = a->backups != NULL,
-        .backup_max_age_s = kr_config_u64(a->cfg, "health.backup_max_age_h") * 3600u,
-        .outbox_backlog_max = kr_config_u64(a->cfg, "health.outbox_backlog_max"),
-        .map_use_max_pct = kr_config_u64(a->cfg, "health.map_use_max_pct"),
-        .checkpoint_file_lag_s = kr_config_u64(a->cfg, "health.checkpoint_lag_s"),
-    };
+    struct api_metrics_options mo;
+    serve_health_options(a, &mo);
     const char *why = "";
     kr_err err = api_metrics_new(d, &mo, &out->m);
     if (!err) {
@@ -1210,6 +1217,9 @@ static int serve_node(const struct serve_args *a, const char *data, const struct
     struct serve_jobs_options jo; /* run while the node is the primary */
     serve_jobs_configure(&jo, a->cfg, clock, &tr, a->backups != NULL, a->backup_at, a->co.json);
     o.jobs = &jo;
+    struct api_metrics_options mo;
+    serve_health_options(a, &mo);
+    o.health = &mo;
     sigset_t node_sigs = *sigs;
     sigaddset(&node_sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &node_sigs, NULL);

@@ -119,7 +119,11 @@ static void http_start(struct node *n, struct kr_domain *d, struct api_follower 
     if (!n->o->http)
         return;
     const char *why = "";
-    kr_err err = api_metrics_new(d, NULL, &n->m);
+    struct api_metrics_options mo = {0};
+    if (n->o->health)
+        mo = *n->o->health;
+    mo.backups_expected = mo.backups_expected && cl; /* a follower takes no backups */
+    kr_err err = api_metrics_new(d, &mo, &n->m);
     if (!err) {
         api_metrics_set_follower(n->m, f);
         api_metrics_set_cluster(n->m, cl);

@@ -57,6 +57,7 @@
 
 #include "clock.h"
 #include "cluster.h"
+#include "metrics.h"
 #include "serve_jobs.h"
 #include "server.h"
 
@@ -92,6 +93,9 @@ struct serve_node_options {
      * incident notices, the alert scanner), run while the node is the
      * primary, as plain serve runs them; NULL = none. */
     const struct serve_jobs_options *jobs;
+    /* What /healthz holds against (health.*); backups_expected applies to
+     * the primary only (a follower takes none). NULL = the defaults. */
+    const struct api_metrics_options *health;
     /* While primary, import the platform journal (api/platform.h) from
      * DIR/platform; for a tenant shard (cluster.platform). */
     bool platform;
