@@ -22,6 +22,8 @@
  *   kiroku_node_promotable is 0, and writes are answered not_primary.
  *   Started alone (the lease vacant, the stream empty), such a node follows
  *   the empty stream; a node with the key then leads and it follows that.
+ * - e-mail over SMTP (tests/api/smtp_relay.py, smtp.url): each sign-up's
+ *   e-mail reaches the relay exactly once, from the primary of the moment.
  */
 #include "accounts.h"
 #include "api_client.h"
@@ -48,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -548,6 +551,116 @@ static void test_no_key_first_node_follows(void **state)
     node_kill(&c, SIGTERM);
 }
 
+/* ---- E-mail over SMTP (tests/api/smtp_relay.py) ---- */
+
+#define RELAY_PY KR_SOURCE_DIR "/tests/api/smtp_relay.py"
+
+struct relay {
+    char dir[256], url[64];
+    pid_t pid;
+};
+
+static bool has_file(void *arg)
+{
+    return access(arg, F_OK) == 0;
+}
+
+static void relay_start(struct relay *r)
+{
+    char path[300], buf[32];
+    snprintf(r->dir, sizeof r->dir, "/tmp/kr-node-relay-XXXXXX");
+    assert_non_null(mkdtemp(r->dir));
+    r->pid = fork();
+    assert_true(r->pid >= 0);
+    if (r->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execl("/usr/bin/python3", "python3", RELAY_PY, r->dir, (char *)NULL);
+        _exit(127);
+    }
+    snprintf(path, sizeof path, "%s/port", r->dir);
+    assert_true(kr_test_wait_for(has_file, path, KR_TEST_WAIT_MS, "the relay's port"));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    snprintf(r->url, sizeof r->url, "smtp://127.0.0.1:%d", atoi(buf));
+}
+
+static void relay_stop(struct relay *r)
+{
+    char cmd[300];
+    kill(r->pid, SIGTERM);
+    waitpid(r->pid, NULL, 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Messages the relay stored. */
+static unsigned relay_stored(const struct relay *r)
+{
+    DIR *dh = opendir(r->dir);
+    assert_non_null(dh);
+    unsigned n = 0;
+    for (struct dirent *e; (e = readdir(dh)) != NULL;)
+        n += strncmp(e->d_name, "msg-", 4) == 0 && strstr(e->d_name, ".eml") != NULL;
+    closedir(dh);
+    return n;
+}
+
+struct relayed {
+    const struct relay *r;
+    const char *to;
+};
+/* Whether the relay stored a message whose envelope is addressed to `to`. */
+static bool relayed_to(void *arg)
+{
+    const struct relayed *w = arg;
+    for (unsigned k = 1; k <= relay_stored(w->r); k++) {
+        char path[300];
+        snprintf(path, sizeof path, "%s/msg-%u.env", w->r->dir, k);
+        char *env = kr_test_slurp(path, NULL);
+        bool yes = env && strstr(env, w->to);
+        free(env);
+        if (yes)
+            return true;
+    }
+    return false;
+}
+
+/* The e-mail worker runs on the primary only, with serve's delivery
+ * settings (smtp.url): each sign-up's e-mail reaches the relay once, from
+ * whichever node is the primary, and a follower sends nothing. */
+static void test_smtp_from_the_primary(void **state)
+{
+    (void)state;
+    struct relay r;
+    relay_start(&r);
+    FILE *f = fopen(fx.conf, "a");
+    assert_non_null(f);
+    fprintf(f, "smtp.url = %s\nsmtp.starttls = off\n", r.url);
+    assert_int_equal(fclose(f), 0);
+    struct node a, b;
+    char bdata[700];
+    snprintf(bdata, sizeof bdata, "%.600s/b-data", fx.p.dir);
+    node_init(&a, "a", fx.p.data);
+    node_init(&b, "b", bdata);
+    backup_restore(a.data, b.data);
+    nodes_start((struct node *const[]){&a, &b}, 2, "primary");
+
+    signup(a.ipc, "first@jobs.example.jp");
+    struct relayed w1 = {&r, "first@jobs.example.jp"};
+    assert_true(kr_test_wait_for(relayed_to, &w1, KR_TEST_WAIT_MS, "a's e-mail at the relay"));
+    wait_counted(&b, "outbox.sent"); /* the delivery, recorded, reached the follower */
+    node_kill(&a, SIGTERM);
+    wait_role(&b, "primary");
+    signup(b.ipc, "second@jobs.example.jp");
+    struct relayed w2 = {&r, "second@jobs.example.jp"};
+    assert_true(kr_test_wait_for(relayed_to, &w2, KR_TEST_WAIT_MS, "b's e-mail at the relay"));
+    assert_int_equal(relay_stored(&r), 2); /* nothing sent twice, nothing by a follower */
+    node_kill(&b, SIGTERM);
+    relay_stop(&r);
+}
+
 /* ---- Set-up ---- */
 
 static int setup(void **state)
@@ -594,6 +707,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_jobs_follow_the_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_key_stays_follower, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_key_first_node_follows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_smtp_from_the_primary, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
