@@ -128,7 +128,8 @@ KR_MUST_CHECK kr_err api_metrics_render(struct api_metrics *m, struct kr_wbuf *o
  * error, no append refused for space since the last that succeeded), the
  * LMDB map is below map_use_max_pct, the checkpoint file trails the journal
  * by at most checkpoint_file_lag_s and its last write succeeded, the backup
- * age (when expected), the outbox backlog. Errors as api_metrics_render. */
+ * age (when expected), the outbox backlog, and a node that cannot be
+ * promoted (api_node_stats.no_key). Errors as api_metrics_render. */
 KR_MUST_CHECK kr_err api_metrics_health(struct api_metrics *m, struct kr_wbuf *out, bool *healthy);
 
 #endif
