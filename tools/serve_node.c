@@ -235,15 +235,25 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Says why a node stays a follower, once per finding. */
-static void no_key_say(struct node *n, uint32_t key_id)
+/* Says why a node stays a follower, once per finding: err KR_ENOTFOUND
+ * (neither DIR/keys nor the keyring has the key), else why the keyring's
+ * copy could not be read (another KEK, a forged value, NATS). */
+static void no_key_say(struct node *n, uint32_t key_id, kr_err err)
 {
-    if (!atomic_exchange(&n->no_key, true))
+    if (atomic_exchange(&n->no_key, true))
+        return;
+    if (err == KR_ENOTFOUND)
         fprintf(stderr,
                 "kiroku: serve: node %s cannot become the primary: the journal's current "
                 "signing key (%" PRIu32 ") is neither in DIR/keys nor in the keyring; it "
                 "stays a follower and never takes the lease (looked for again every %u s)\n",
                 n->o->node, key_id, KR_NODE_KEY_RETRY_MS / 1000u);
+    else
+        fprintf(stderr,
+                "kiroku: serve: node %s cannot become the primary: the journal's current "
+                "signing key (%" PRIu32 ") is not in DIR/keys and the keyring's could not be "
+                "read (%s); it stays a follower (looked for again every %u s)\n",
+                n->o->node, key_id, kr_strerror(err), KR_NODE_KEY_RETRY_MS / 1000u);
 }
 
 /* Whether this node has the current signing key of the follower's journal
@@ -263,14 +273,14 @@ static bool follow_has_key(struct node *n, struct kr_domain *d)
     if (err == KR_ENOTFOUND)
         err = kr_keyring_get_signing_key(n->kr, d->ks, info.journal_id, info.key_id, &k);
     kr_key_wipe(&k);
-    if (err == KR_ENOTFOUND) {
-        no_key_say(n, info.key_id);
+    if (err) {
+        no_key_say(n, info.key_id, err);
         return false;
     }
-    if (!err && atomic_exchange(&n->no_key, false))
+    if (atomic_exchange(&n->no_key, false))
         fprintf(stderr, "kiroku: serve: node %s: signing key %" PRIu32 " found\n", n->o->node,
                 info.key_id);
-    return err == KR_OK;
+    return true;
 }
 
 /* Follows until promoted (NODE_LEAD) or stopped. */
@@ -474,7 +484,7 @@ static enum node_role lead_start(struct node *n, struct lead *l, const char **wh
     bool missing;
     kr_err err = lead_key(n, &info, &missing);
     if (missing) { /* before the lease is taken: follow, truncating nothing */
-        no_key_say(n, info.key_id);
+        no_key_say(n, info.key_id, KR_ENOTFOUND);
         return NODE_FOLLOW;
     }
     if (err) {
