@@ -529,6 +529,9 @@ static void render_node(const struct api_metrics *m, struct kr_wbuf *b)
          "Records this node committed that the stream never got, discarded when it rejoined "
          "(listed in DIR/discarded-*.json).");
     put(b, "kiroku_node_discarded_records_total %" PRIu64 "\n", st.discarded);
+    head(b, "kiroku_node_promotable", "gauge",
+         "0 while this node has no current signing key and cannot become the primary.");
+    put(b, "kiroku_node_promotable %d\n", st.no_key ? 0 : 1);
 }
 
 kr_err api_metrics_render(struct api_metrics *m, struct kr_wbuf *out)
@@ -606,6 +609,12 @@ kr_err api_metrics_health(struct api_metrics *m, struct kr_wbuf *out, bool *heal
         api_platform_status(m->platform, &st);
         if (st.stopped)
             put(out, "platform import: stopped at seq %" PRIu64 ": %s\n", st.seq, st.what);
+    }
+    if (m->node) {
+        struct api_node_stats st = {0};
+        m->node(m->node_arg, &st);
+        if (st.no_key)
+            put(out, "node: cannot be promoted: no current signing key (DIR/keys, the keyring)\n");
     }
     *healthy = out->size == before && !kr_wbuf_failed(out);
     if (*healthy)

@@ -102,10 +102,15 @@ void api_metrics_set_platform(struct api_metrics *m, struct api_platform *p);
 /* A role-changing node's (serve --node, tools/serve_node.h) state, as its
  * callback gives it at each scrape: its role now (1 primary, 0 follower),
  * the lease epoch it holds (0 when following), promotions and records
- * discarded (committed here, never in the stream) since it started. */
+ * discarded (committed here, never in the stream) since it started, and
+ * whether it could be promoted. */
 struct api_node_stats {
     bool primary;
     uint64_t epoch, promotions, discarded;
+    /* The node found no current signing key (neither DIR/keys nor the
+     * keyring has it): it stays a follower and never takes the lease;
+     * kiroku_node_promotable 0 and /healthz fails saying so. */
+    bool no_key;
 };
 /* node(arg, out) is called at each scrape (any thread; keep it short);
  * NULL = none. Set before serving. */
@@ -123,7 +128,8 @@ KR_MUST_CHECK kr_err api_metrics_render(struct api_metrics *m, struct kr_wbuf *o
  * error, no append refused for space since the last that succeeded), the
  * LMDB map is below map_use_max_pct, the checkpoint file trails the journal
  * by at most checkpoint_file_lag_s and its last write succeeded, the backup
- * age (when expected), the outbox backlog. Errors as api_metrics_render. */
+ * age (when expected), the outbox backlog, and a node that cannot be
+ * promoted (api_node_stats.no_key). Errors as api_metrics_render. */
 KR_MUST_CHECK kr_err api_metrics_health(struct api_metrics *m, struct kr_wbuf *out, bool *healthy);
 
 #endif

@@ -88,6 +88,10 @@
 /* How often a node (serve --node) looks at its lease, its stream and its
  * publisher to decide whether to change role, in milliseconds. */
 #define KR_NODE_POLL_MS 200u
+/* How often a node without its journal's current signing key (serve --node;
+ * it stays a follower) looks for it again in DIR/keys and the keyring, in
+ * milliseconds. */
+#define KR_NODE_KEY_RETRY_MS 5000u
 
 /* ---- Storage ---- */
 

@@ -33,6 +33,7 @@
 #include "platform.h"
 #include "retention.h"
 #include "retention_hooks.h"
+#include "serve_jobs.h"
 #include "serve_node.h"
 #include "server.h"
 
@@ -108,10 +109,14 @@ static const char serve_usage[] =
     "writes; a primary that loses its lease or is fenced discards what the\n"
     "stream never got (listed in DIR/discarded-*.json), truncates and follows.\n"
     "--lease-ttl MS (setting cluster.lease_ttl, default 10000) when the lease\n"
-    "bucket is made. --http serves the role's metrics and the node's. Daily jobs,\n"
-    "alerts and e-mail do not run in a node yet; --backups DIR names the\n"
-    "generations an erasure reaches (tenants.erase on the primary, tenant.erased\n"
-    "applied by a follower). See docs/operations.md, \"Failover\".\n"
+    "bucket is made. --http serves the role's metrics and the node's. While\n"
+    "primary, and only then, a node runs the daily jobs (with --backups DIR,\n"
+    "its backups there at --backup-at), the incident notices, the alert scanner\n"
+    "and the e-mail worker as serve does; they stop when it steps down. --backups\n"
+    "DIR also names the generations an erasure reaches (tenants.erase on the\n"
+    "primary, tenant.erased applied by a follower). A node that finds no current\n"
+    "signing key (DIR/keys, the keyring) stays a follower and says so (/healthz).\n"
+    "See docs/operations.md, \"Failover\".\n"
     "--platform (setting cluster.platform) makes a tenant shard's primary follow\n"
     "the platform shard's journal (--shard platform elsewhere) into DIR/platform,\n"
     "which must hold a restored backup of it, and import its notices and\n"
@@ -554,91 +559,20 @@ static kr_err serve_open(const char *data, const struct kr_clock *clock, bool tw
     return err;
 }
 
-/* ---- Daily jobs ---- */
+/* ---- The state ---- */
 
 #ifndef KIROKU_VERSION
 #define KIROKU_VERSION "unknown"
 #endif
 
-struct serve_jobs {
+/* What serve holds open. */
+struct serve_state {
     struct kr_domain *d;
     struct cluster *cl;        /* --nats: the publisher, else NULL */
     struct api_platform *plat; /* --platform: the importer, else NULL */
     bool not_primary;          /* the stream is ahead: writes refused */
     struct tools_ret tr;
-    bool json;
-    uint64_t incident_warn_ns; /* incidents.warn_before_h */
-    bool incident_auto;        /* incidents.auto_notify */
-    uint64_t outbox_keep_ns;   /* mail.outbox_keep_days */
 };
-
-static void job_retention(void *arg)
-{
-    struct serve_jobs *sj = arg;
-    struct ret_report *r = malloc(sizeof *r);
-    if (!r) {
-        fprintf(stderr, "kiroku: serve: retention: %s\n", kr_strerror(KR_ENOMEM));
-        return;
-    }
-    kr_err err = ret_run(sj->d, false, r);
-    size_t erased = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        erased += r->tenants[i].erased;
-        if (r->tenants[i].err)
-            fprintf(stderr,
-                    "kiroku: serve: retention: tenant %llu stopped at step %s: %s (it stays due)\n",
-                    (unsigned long long)r->tenants[i].tenant, r->tenants[i].step,
-                    kr_strerror(r->tenants[i].err));
-    }
-    if (r->applications_expired)
-        fprintf(stderr, "kiroku: serve: retention: %llu unconfirmed application%s expired\n",
-                (unsigned long long)r->applications_expired,
-                r->applications_expired == 1 ? "" : "s");
-    if (err)
-        fprintf(stderr, "kiroku: serve: retention: %s\n", kr_strerror(err));
-    else if (erased || r->stripped)
-        fprintf(stderr,
-                "kiroku: serve: retention: %zu tenant%s erased, %llu log record%s stripped\n",
-                erased, erased == 1 ? "" : "s", (unsigned long long)r->stripped,
-                r->stripped == 1 ? "" : "s");
-    free(r);
-    size_t pruned = 0;
-    if ((err = mailer_prune_files(sj->d, sj->outbox_keep_ns, &pruned)))
-        fprintf(stderr, "kiroku: serve: retention: outbox files: %s\n", kr_strerror(err));
-    else if (pruned)
-        fprintf(stderr, "kiroku: serve: retention: %zu outbox file%s deleted\n", pruned,
-                pruned == 1 ? "" : "s");
-}
-
-static void job_backup(void *arg)
-{
-    struct serve_jobs *sj = arg;
-    char reason[256];
-    kr_err err = tools_backup_daily(&sj->tr, sj->d, reason);
-    if (err)
-        fprintf(stderr, "kiroku: serve: backup failed: %s\n", reason);
-}
-
-/* The minute job: the incident notices owed (near or past their deadline)
- * queued by e-mail, in rounds of KR_OUTBOX_BATCH_MAX; the mailer delivers
- * them. None with incidents.auto_notify = false (operators notify). */
-static void job_incidents(void *arg)
-{
-    struct serve_jobs *sj = arg;
-    size_t queued = 0, total = 0;
-    kr_err err = KR_OK;
-    for (unsigned i = 0; i < KR_INCIDENT_MAIL_ROUNDS && sj->incident_auto; i++) {
-        if ((err = dom_incident_mail(sj->d, sj->incident_warn_ns, 0, &queued)) || queued == 0)
-            break;
-        total += queued;
-    }
-    if (err)
-        fprintf(stderr, "kiroku: serve: incident notices: %s (tried again in a minute)\n",
-                kr_strerror(err));
-    if (total && !sj->json)
-        fprintf(stderr, "kiroku: serve: incident notices: %zu e-mail%s queued\n", total,
-                total == 1 ? "" : "s");
-}
 
 /* ---- A bound on stopping ----
  *
@@ -1131,21 +1065,28 @@ static unsigned serve_conns(const void *server)
     return api_server_conns(server);
 }
 
-static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
-                            const struct api_server *s, const struct serve_jobs *sj,
-                            struct serve_http *out)
+/* What /healthz holds against (health.*; the backup age with --backups). */
+static void serve_health_options(const struct serve_args *a, struct api_metrics_options *mo)
 {
-    memset(out, 0, sizeof *out);
-    const char *url = a->http ? a->http : kr_config_str(a->cfg, "http.listen");
-    if (!url || !url[0])
-        return CLI_CONTINUE;
-    struct api_metrics_options mo = {
+    *mo = (struct api_metrics_options){
         .backups_expected = a->backups != NULL,
         .backup_max_age_s = kr_config_u64(a->cfg, "health.backup_max_age_h") * 3600u,
         .outbox_backlog_max = kr_config_u64(a->cfg, "health.outbox_backlog_max"),
         .map_use_max_pct = kr_config_u64(a->cfg, "health.map_use_max_pct"),
         .checkpoint_file_lag_s = kr_config_u64(a->cfg, "health.checkpoint_lag_s"),
     };
+}
+
+static int serve_http_start(const struct serve_args *a, struct kr_domain *d,
+                            const struct api_server *s, const struct serve_state *sj,
+                            struct serve_http *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *url = a->http ? a->http : kr_config_str(a->cfg, "http.listen");
+    if (!url || !url[0])
+        return CLI_CONTINUE;
+    struct api_metrics_options mo;
+    serve_health_options(a, &mo);
     const char *why = "";
     kr_err err = api_metrics_new(d, &mo, &out->m);
     if (!err) {
@@ -1171,27 +1112,6 @@ static void serve_http_stop(struct serve_http *sh)
     api_metrics_free(sh->m);
     sh->h = NULL;
     sh->m = NULL;
-}
-
-/* The alert rules' thresholds from the configuration (alerts.*). */
-static void serve_alert_options(const struct kr_config *cfg, bool backups, struct alr_options *o,
-                                unsigned *interval_ms)
-{
-    alr_defaults(o);
-    for (int i = 0; i < KR_ALERT_RULE__COUNT; i++) {
-        char name[64];
-        const char *rule = kr_enums[KR_ENUM_ALERT_RULE].values[i];
-        snprintf(name, sizeof name, "alerts.%s.count", rule);
-        o->rule[i].count = (uint32_t)kr_config_u64(cfg, name);
-        if (i == KR_ALERT_RULE_INCIDENT_OVERDUE || i == KR_ALERT_RULE_WRITES_REFUSED)
-            continue; /* once per incident and tenant, once per full spell: no window */
-        snprintf(name, sizeof name, "alerts.%s.window_s", rule);
-        o->rule[i].window_s = kr_config_u64(cfg, name);
-    }
-    o->rate_min = (uint32_t)kr_config_u64(cfg, "alerts.request_rate.min");
-    if (!backups)
-        o->rule[KR_ALERT_RULE_BACKUP_MISSED].count = 0;
-    *interval_ms = (unsigned)kr_config_u64(cfg, "alerts.scan_interval_s") * 1000u;
 }
 
 /* ---- Replication (--nats) ---- */
@@ -1291,9 +1211,15 @@ static int serve_node(const struct serve_args *a, const char *data, const struct
     if (!o.http[0])
         o.http = NULL;
     struct tools_ret tr; /* the backups an erasure reaches (--backups, or the default) */
-    if (!tools_ret_init(&tr, data, a->backups, false))
+    if (!tools_ret_init(&tr, data, a->backups, a->test_clock && clock != NULL))
         return CLI_USAGE;
     o.ret_hooks = &tr.hooks;
+    struct serve_jobs_options jo; /* run while the node is the primary */
+    serve_jobs_configure(&jo, a->cfg, clock, &tr, a->backups != NULL, a->backup_at, a->co.json);
+    o.jobs = &jo;
+    struct api_metrics_options mo;
+    serve_health_options(a, &mo);
+    o.health = &mo;
     sigset_t node_sigs = *sigs;
     sigaddset(&node_sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &node_sigs, NULL);
@@ -1303,7 +1229,7 @@ static int serve_node(const struct serve_args *a, const char *data, const struct
 /* Starts publishing on the open journal. A stream ahead of it leaves serve
  * running with writes refused (not_primary); any other failure stops it.
  * CLI_CONTINUE or the exit code. */
-static int serve_cluster_start(struct serve_jobs *sj)
+static int serve_cluster_start(struct serve_state *sj)
 {
     if (!sj->cl)
         return CLI_CONTINUE;
@@ -1355,7 +1281,7 @@ static int serve_platform_start(const struct serve_args *a, const char *data,
 /* With the domain open: the start recorded, the demo, the server and the
  * daily jobs, then serving until a signal, then stopping. */
 static int serve_run(struct serve_args *a, const char *data, const struct kr_clock *clock,
-                     struct serve_jobs *sj, const sigset_t *sigs)
+                     struct serve_state *sj, const sigset_t *sigs)
 {
     struct kr_domain *d = sj->d;
     kr_err err;
@@ -1380,28 +1306,10 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
         api_server_stop(s);
         return CLI_FAIL;
     }
-    struct daily_options dopt = {
-        .clock = clock,
-        .retention = job_retention,
-        .backup = a->backups ? job_backup : NULL,
-        .backup_at_min = a->backup_at,
-        .minutely = job_incidents,
-        .arg = sj,
-    };
-    struct daily *sched = NULL;
-    if ((err = daily_start(&dopt, &sched))) {
-        fprintf(stderr, "kiroku: serve: the daily jobs: %s\n", kr_strerror(err));
-        serve_http_stop(&http);
-        api_server_stop(s);
-        return CLI_FAIL;
-    }
-    struct alr_options aopt;
-    unsigned scan_ms;
-    struct alr_runner *alerts = NULL;
-    serve_alert_options(a->cfg, a->backups != NULL, &aopt, &scan_ms);
-    if ((err = alr_start(d, &aopt, scan_ms, &alerts))) {
-        fprintf(stderr, "kiroku: serve: the alert scanner: %s\n", kr_strerror(err));
-        daily_stop(sched);
+    struct serve_jobs_options jo;
+    struct serve_jobs *jobs = NULL;
+    serve_jobs_configure(&jo, a->cfg, clock, &sj->tr, a->backups != NULL, a->backup_at, a->co.json);
+    if (!sj->not_primary && serve_jobs_start(&jo, d, &jobs)) { /* nothing to do on a replica */
         serve_http_stop(&http);
         api_server_stop(s);
         return CLI_FAIL;
@@ -1414,8 +1322,7 @@ static int serve_run(struct serve_args *a, const char *data, const struct kr_clo
     if (!a->co.json)
         fprintf(stderr, "kiroku: stopping (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     api_server_stop_begin(s);
-    daily_stop(sched); /* after the job it runs, if any */
-    alr_stop(alerts);  /* after the scan it runs */
+    serve_jobs_stop(jobs); /* after the job and the scan they run, if any */
     struct stop_watch *sw = stop_watch_start();
     serve_http_stop(&http);
     api_server_stop(s);
@@ -1437,7 +1344,7 @@ static int serve_main(struct serve_args *a, const char *data)
     const struct kr_clock *clock;
     if (!cli_clock("serve", a->test_clock, &oc, &clock))
         return CLI_FAIL;
-    struct serve_jobs *sj = calloc(1, sizeof *sj);
+    struct serve_state *sj = calloc(1, sizeof *sj);
     if (!sj)
         return cli_fail("serve", KR_ENOMEM);
     if (!tools_ret_init(&sj->tr, data, a->backups, a->test_clock && clock != NULL)) {
@@ -1483,11 +1390,6 @@ static int serve_main(struct serve_args *a, const char *data)
         free(sj);
         return rc;
     }
-    sj->json = a->co.json;
-    sj->incident_warn_ns =
-        kr_config_u64(a->cfg, "incidents.warn_before_h") * 3600ull * 1000000000ull;
-    sj->incident_auto = kr_config_bool(a->cfg, "incidents.auto_notify");
-    sj->outbox_keep_ns = kr_config_u64(a->cfg, "mail.outbox_keep_days") * 86400ull * 1000000000ull;
     dom_set_retention(sj->d, &sj->tr.hooks, (uint32_t)a->log_days);
     rc = serve_run(a, data, clock, sj, &sigs);
     api_platform_stop(sj->plat); /* NULL when serve_run stopped it */

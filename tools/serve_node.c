@@ -57,8 +57,10 @@ struct node {
     atomic_uint_fast64_t epoch, promotions, discarded;
     struct api_metrics *m; /* this role's /metrics, or NULL */
     struct api_http *h;
-    int rc;       /* the exit code (NODE_EXIT) */
-    bool rebuild; /* views to rebuild (after a truncation) */
+    atomic_bool no_key;   /* no current signing key: never promoted */
+    uint64_t key_next_ms; /* when to look for it again (CLOCK_MONOTONIC) */
+    int rc;               /* the exit code (NODE_EXIT) */
+    bool rebuild;         /* views to rebuild (after a truncation) */
 };
 
 /* ---- Callbacks (other threads) ---- */
@@ -104,6 +106,7 @@ static void node_stats(void *arg, struct api_node_stats *out)
     out->epoch = out->primary ? atomic_load(&n->epoch) : 0;
     out->promotions = atomic_load(&n->promotions);
     out->discarded = atomic_load(&n->discarded);
+    out->no_key = atomic_load(&n->no_key);
 }
 
 /* ---- Helpers ---- */
@@ -116,7 +119,11 @@ static void http_start(struct node *n, struct kr_domain *d, struct api_follower 
     if (!n->o->http)
         return;
     const char *why = "";
-    kr_err err = api_metrics_new(d, NULL, &n->m);
+    struct api_metrics_options mo = {0};
+    if (n->o->health)
+        mo = *n->o->health;
+    mo.backups_expected = mo.backups_expected && cl; /* a follower takes no backups */
+    kr_err err = api_metrics_new(d, &mo, &n->m);
     if (!err) {
         api_metrics_set_follower(n->m, f);
         api_metrics_set_cluster(n->m, cl);
@@ -221,8 +228,64 @@ static bool may_promote(struct node *n, struct shardnode *sn, const struct api_f
     return node_stream_last(n->js, n->stream, n->subject, &last) == KR_OK && st->applied >= last;
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Says why a node stays a follower, once per finding: err KR_ENOTFOUND
+ * (neither DIR/keys nor the keyring has the key), else why the keyring's
+ * copy could not be read (another KEK, a forged value, NATS). */
+static void no_key_say(struct node *n, uint32_t key_id, kr_err err)
+{
+    if (atomic_exchange(&n->no_key, true))
+        return;
+    if (err == KR_ENOTFOUND)
+        fprintf(stderr,
+                "kiroku: serve: node %s cannot become the primary: the journal's current "
+                "signing key (%" PRIu32 ") is neither in DIR/keys nor in the keyring; it "
+                "stays a follower and never takes the lease (looked for again every %u s)\n",
+                n->o->node, key_id, KR_NODE_KEY_RETRY_MS / 1000u);
+    else
+        fprintf(stderr,
+                "kiroku: serve: node %s cannot become the primary: the journal's current "
+                "signing key (%" PRIu32 ") is not in DIR/keys and the keyring's could not be "
+                "read (%s); it stays a follower (looked for again every %u s)\n",
+                n->o->node, key_id, kr_strerror(err), KR_NODE_KEY_RETRY_MS / 1000u);
+}
+
+/* Whether this node has the current signing key of the follower's journal
+ * (d, open for the replica): its secret in DIR/keys, or in the keyring
+ * (read through d's keystore, not saved: lead_key saves it once the
+ * follower closed). Without it, looked for again at most every
+ * KR_NODE_KEY_RETRY_MS. */
+static bool follow_has_key(struct node *n, struct kr_domain *d)
+{
+    if (atomic_load(&n->no_key) && mono_ms() < n->key_next_ms)
+        return false;
+    n->key_next_ms = mono_ms() + KR_NODE_KEY_RETRY_MS;
+    struct jrn_info info;
+    jrn_get_info(d->j, &info);
+    struct kr_signing_key k;
+    kr_err err = kr_key_load(n->o->data, info.key_id, &k);
+    if (err == KR_ENOTFOUND)
+        err = kr_keyring_get_signing_key(n->kr, d->ks, info.journal_id, info.key_id, &k);
+    kr_key_wipe(&k);
+    if (err) {
+        no_key_say(n, info.key_id, err);
+        return false;
+    }
+    if (atomic_exchange(&n->no_key, false))
+        fprintf(stderr, "kiroku: serve: node %s: signing key %" PRIu32 " found\n", n->o->node,
+                info.key_id);
+    return true;
+}
+
 /* Follows until promoted (NODE_LEAD) or stopped. */
-static enum node_role follow_loop(struct node *n, struct shardnode *sn, struct api_follower *f)
+static enum node_role follow_loop(struct node *n, struct kr_domain *d, struct shardnode *sn,
+                                  struct api_follower *f)
 {
     for (;;) {
         int sig = node_wait(n);
@@ -238,7 +301,7 @@ static enum node_role follow_loop(struct node *n, struct shardnode *sn, struct a
             n->rc = st.faults ? CLI_BAD : CLI_FAIL;
             return NODE_EXIT;
         }
-        if (may_promote(n, sn, &st))
+        if (may_promote(n, sn, &st) && follow_has_key(n, d))
             return NODE_LEAD;
     }
 }
@@ -313,7 +376,7 @@ static enum node_role node_follow(struct node *n)
     } else {
         http_start(n, d, f, NULL, NULL);
         node_print(n, "follower", jrn_size(d->j), 0, s);
-        next = follow_loop(n, sn, f);
+        next = follow_loop(n, d, sn, f);
     }
     http_stop(n);
     api_server_stop(s);
@@ -327,17 +390,20 @@ static enum node_role node_follow(struct node *n)
 /* ---- Leading ---- */
 
 /* The journal's id and current key, with the key's secret in DIR/keys
- * (fetched from the keyring if missing). */
-static kr_err lead_key(struct node *n, struct jrn_info *info)
+ * (fetched from the keyring if missing; *missing when neither has it). */
+static kr_err lead_key(struct node *n, struct jrn_info *info, bool *missing)
 {
     struct journal *j = NULL;
     struct jrn_options jo = {.dir = n->o->data, .no_appends = true};
+    *missing = false;
     kr_err err = jrn_open(&jo, &j);
     if (err)
         return err;
     jrn_get_info(j, info);
     jrn_close(j);
-    return node_key_ensure(n->o->data, n->kr, info->journal_id, info->key_id);
+    err = node_key_ensure(n->o->data, n->kr, info->journal_id, info->key_id);
+    *missing = err == KR_ENOTFOUND;
+    return err;
 }
 
 /* The current key into the keyring (a primary that made it before the
@@ -404,6 +470,7 @@ struct lead {
     struct shardnode *sn;
     struct api_platform *plat; /* the platform journal's importer, or NULL */
     struct api_server *s;
+    struct serve_jobs *jobs; /* the background jobs (serve_jobs.h), or NULL */
     uint64_t epoch;
     char why[512]; /* cluster_start's line */
 };
@@ -414,11 +481,17 @@ struct lead {
 static enum node_role lead_start(struct node *n, struct lead *l, const char **why)
 {
     struct jrn_info info;
-    kr_err err;
-    if ((err = lead_key(n, &info))) {
-        *why = "the current signing key (DIR/keys, the keyring)";
+    bool missing;
+    kr_err err = lead_key(n, &info, &missing);
+    if (missing) { /* before the lease is taken: follow, truncating nothing */
+        no_key_say(n, info.key_id, KR_ENOTFOUND);
+        return NODE_FOLLOW;
+    }
+    if (err) {
+        *why = "the journal and its current signing key (DIR/keys, the keyring)";
         goto fail;
     }
+    atomic_store(&n->no_key, false);
     struct cluster_options co = {.urls = n->o->urls,
                                  .mode = n->o->mode,
                                  .shard = n->o->shard,
@@ -480,6 +553,7 @@ static void lead_stop(struct node *n, struct lead *l, bool clean)
 {
     if (l->d && !clean)
         jrn_stop_appends(l->d->j, KR_ENOTPRIMARY);
+    serve_jobs_stop(l->jobs); /* a job under way finishes (or fails: not_primary) */
     api_server_stop(l->s);
     api_platform_stop(l->plat); /* an import under way finishes (or fails, stepping down) */
     if (l->cl)
@@ -519,6 +593,8 @@ static enum node_role node_lead(struct node *n)
         kr_err err = lead_platform(n, &l, &why);
         if (!err)
             err = api_server_start(&so, l.d, &l.s, &why);
+        if (!err && n->o->jobs && (err = serve_jobs_start(n->o->jobs, l.d, &l.jobs)))
+            why = "the background jobs";
         if (err) {
             fprintf(stderr, "kiroku: serve: %s: %s\n", why, kr_strerror(err));
             n->rc = CLI_FAIL;

@@ -38,6 +38,18 @@
  * (jrn_key_hook) before it signs anything; a primary also puts its current
  * key when it starts.
  *
+ * Background jobs (jobs; tools/serve_jobs.h) and the e-mail worker run in
+ * the primary role only: started once it serves (after the epoch record and
+ * the server), stopped when it leaves the role: on a step-down after appends
+ * stopped (a job under way fails with KR_ENOTPRIMARY), on a clean exit
+ * before (it finishes). A follower's server runs no e-mail worker.
+ *
+ * No signing key. Before it takes a vacant lease the node checks that it
+ * holds the journal's current signing key (DIR/keys, else the keyring; a
+ * follower looks at most every KR_NODE_KEY_RETRY_MS). Without it the node
+ * never takes the lease: it says why once, keeps (or starts) following, and
+ * its /healthz fails ("node: cannot be promoted"; kiroku_node_promotable 0).
+ *
  * The platform journal (platform, cluster.platform; api/platform.h): every
  * role keeps the node's copy in DIR/platform level with the platform's
  * stream; the primary also imports from it (started before its server, so
@@ -57,6 +69,8 @@
 
 #include "clock.h"
 #include "cluster.h"
+#include "metrics.h"
+#include "serve_jobs.h"
 #include "server.h"
 
 #include <signal.h>
@@ -87,6 +101,13 @@ struct serve_node_options {
      * those generations too. NULL = none. */
     const struct ret_hooks *ret_hooks;
     uint32_t log_days;
+    /* The background jobs (tools/serve_jobs.h: the daily scheduler, the
+     * incident notices, the alert scanner), run while the node is the
+     * primary, as plain serve runs them; NULL = none. */
+    const struct serve_jobs_options *jobs;
+    /* What /healthz holds against (health.*); backups_expected applies to
+     * the primary only (a follower takes none). NULL = the defaults. */
+    const struct api_metrics_options *health;
     /* While primary, import the platform journal (api/platform.h) from
      * DIR/platform; for a tenant shard (cluster.platform). */
     bool platform;
