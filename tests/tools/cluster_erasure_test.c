@@ -726,9 +726,11 @@ static void test_log_truncation_reaches_follower(void **state)
     node_stop(&b);
     node_stop(&a);
     unsetenv("KIROKU_CLOCK_OFFSET");
+    /* Both verify with as many stripped. Their views are not compared again
+     * here: the primary's jobs (alerts, incident notices) may append after
+     * the follower stopped, so the equal views above are the check. */
     assert_int_equal(stripped_of(a.data), stripped);
     assert_int_equal(stripped_of(b.data), stripped);
-    assert_true(same_views(&p));
     td_free(t);
 }
 
