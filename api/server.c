@@ -235,12 +235,18 @@ static uint64_t now_ms(void)
  * 1.5.2, nng #1636.) Closing at a moment nng chose is safe: so the janitor
  * disconnects a tcp connection's socket (connect(2) to AF_UNSPEC: a reset to
  * the peer, the descriptor stays nng's), after which every transfer on it
- * fails and nng closes the pipe from its own error path, with nothing in
- * flight. Only a pipe nng did not close within
+ * fails and nng closes the pipe from its own error path. Only a pipe nng did not close within
  * KR_API_CLOSE_GRACE_MS (one with no transfer pending, waiting for a context)
  * and ipc:// pipes (no socket to find; local peers) are closed through
  * nng_pipe_close. Pipes are closed through nng at ADD_PRE too, before any
- * transfer. */
+ * transfer. The reset does not close every window: nng's error path is one
+ * direction's (a send that fails closes the pipe) while the other may have
+ * just read a frame's length on a task thread and not yet asked for its
+ * body; that request is refused as above and the reaper waits forever (nng
+ * a1bc737b, in 1.6.0, checks for it in the tcp transport). A peer that
+ * floods requests and never reads, cut off while the machine is loaded,
+ * meets it now and then (server_test's test_never_reads): the remedy
+ * is an nng with that check. */
 
 static struct conn *conn_find(struct api_server *s, uint32_t id)
 {

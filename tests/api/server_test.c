@@ -594,6 +594,10 @@ static void test_never_reads(void **state)
         ssize_t w = write(fd, req, sizeof req);
         if ((w < 0 && errno == EAGAIN) || (w >= 0 && (size_t)w < sizeof req))
             break; /* full (the last frame may be half written: fine too) */
+        /* Cut off already: its first replies waited out the send timeout
+         * while the flood went on (a slow machine). */
+        if (w < 0 && (errno == ECONNRESET || errno == EPIPE))
+            break;
         assert_int_equal(w, (ssize_t)sizeof req);
     }
     /* Others are served, and the peer that does not read is cut off
