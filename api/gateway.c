@@ -991,6 +991,11 @@ kr_err api_gateway_start(const struct api_gateway_options *o, struct kr_domain *
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, host, sizeof host);
     else
         inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, host, sizeof host);
+    /* localhost stays localhost: a browser keeps one cookie per host name,
+     * so the two listeners are told apart by the names they were given. */
+    const char *given = strstr(plain, "://");
+    if (given && strncmp(given + 3, "localhost:", 10) == 0)
+        snprintf(host, sizeof host, "localhost");
     snprintf(g->url, sizeof g->url, sa.ss_family == AF_INET6 ? "%s://[%s]:%u" : "%s://%s:%u",
              tls ? "https" : "http", host, info ? info->port : 0u);
     *out = g;
