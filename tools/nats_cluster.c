@@ -205,6 +205,20 @@ out:
     return ok;
 }
 
+int kr_nats_publish(jsCtx *js, const char *subj, const void *data, int len)
+{
+    natsStatus s = NATS_ERR;
+    for (int i = 0; i < 300; i++) {
+        jsPubAck *pa = NULL;
+        s = js_Publish(&pa, js, subj, data, len, NULL, NULL);
+        jsPubAck_Destroy(pa);
+        if (s != NATS_NO_RESPONDERS && s != NATS_TIMEOUT)
+            break;
+        nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+    }
+    return (int)s;
+}
+
 static bool answers(const struct kr_nats_node *nd)
 {
     natsConnection *nc = NULL;

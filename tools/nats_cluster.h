@@ -62,6 +62,13 @@ void kr_nats_stop_node(struct kr_nats_cluster *c, size_t i, int sig);
  * the deadline. */
 bool kr_nats_start_node(struct kr_nats_cluster *c, size_t i);
 
+/* js_Publish of data[0..len) to subj, tried again while JetStream answers
+ * that nobody takes it (NATS_NO_RESPONDERS, NATS_TIMEOUT: a stream leader
+ * being elected, which a loaded machine makes seconds long), for at most
+ * 30 s. The last status. (jsCtx is libnats'.) */
+typedef struct __jsCtx jsCtx;
+int kr_nats_publish(jsCtx *js, const char *subj, const void *data, int len);
+
 /* Whether `nats-server` can be run here (tests without it skip). */
 bool kr_nats_available(void);
 

@@ -314,9 +314,7 @@ static void test_foreign_message_fences(void **state)
     struct fx *f = *state;
     assert_int_equal(fx_open_dir(f, f->dir, CLUSTER_QUORUM), KR_OK);
     append_n(f, "s/a", 10, 2, KR_OK);
-    jsPubAck *pa = NULL;
-    assert_int_equal(js_Publish(&pa, f->js, SUBJECT, "intruder", 8, NULL, NULL), NATS_OK);
-    jsPubAck_Destroy(pa);
+    assert_int_equal(kr_nats_publish(f->js, SUBJECT, "intruder", 8), NATS_OK);
     append_n(f, "s/a", 1, 1, KR_ENOTPRIMARY);
     struct cluster_stats cs;
     cluster_stats(f->cl, &cs);
@@ -422,9 +420,7 @@ static void test_first_publish_fenced(void **state)
     assert_int_equal(jrn_open(&o, &f->j), KR_OK);
     char buf[512];
     assert_int_equal(cluster_start(f->cl, f->j, buf, sizeof buf), KR_OK);
-    jsPubAck *pa = NULL;
-    assert_int_equal(js_Publish(&pa, f->js, SUBJECT, "first!", 6, NULL, NULL), NATS_OK);
-    jsPubAck_Destroy(pa);
+    assert_int_equal(kr_nats_publish(f->js, SUBJECT, "first!", 6), NATS_OK);
     append_n(f, "s/a", 1, 1, KR_ENOTPRIMARY);
     struct cluster_stats cs;
     cluster_stats(f->cl, &cs);
@@ -582,9 +578,7 @@ static void test_serve_quorum(void **state)
     assert_true(after > seeded); /* the seeded tail and the signup after it */
 
     /* another writer: fenced */
-    jsPubAck *pa = NULL;
-    assert_int_equal(js_Publish(&pa, f->js, SUBJECT, "intruder", 8, NULL, NULL), NATS_OK);
-    jsPubAck_Destroy(pa);
+    assert_int_equal(kr_nats_publish(f->js, SUBJECT, "intruder", 8), NATS_OK);
     ac_str(&c, KR_FLD_EMAIL, "third@example.jp");
     assert_int_equal(ac_call(&c, KR_OP_SIGNUP_APPLY, NULL), KR_ERR_NOT_PRIMARY);
     ac_str(&c, KR_FLD_EMAIL, "fourth@example.jp");
