@@ -419,3 +419,48 @@ bool kr_test_child_exited(void *child)
     struct kr_test_child *c = child;
     return waitpid(c->pid, &c->status, WNOHANG) == c->pid;
 }
+
+int kr_test_stop(pid_t pid, int sig, const char *errlog)
+{
+    if (kill(pid, sig) != 0)
+        return -1;
+    struct kr_test_child ch = {pid, 0};
+    if (!kr_test_wait_for(kr_test_child_exited, &ch, KR_TEST_WAIT_MS, "a child's exit")) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        if (errlog)
+            kr_test_print_log(errlog);
+        return -1;
+    }
+    return WIFEXITED(ch.status) ? WEXITSTATUS(ch.status) : 128 + WTERMSIG(ch.status);
+}
+
+struct role_line {
+    const char *out;
+    char want[64];
+};
+
+static bool role_line_is(void *arg)
+{
+    const struct role_line *r = arg;
+    FILE *f = fopen(r->out, "rb");
+    if (!f)
+        return false;
+    char line[2048], last[2048] = "";
+    while (fgets(line, sizeof line, f))
+        if (strchr(line, '\n'))
+            snprintf(last, sizeof last, "%s", line);
+    fclose(f);
+    return strncmp(last, r->want, strlen(r->want)) == 0;
+}
+
+bool kr_test_wait_role(const char *out, const char *role, const char *errlog)
+{
+    struct role_line r = {.out = out};
+    snprintf(r.want, sizeof r.want, "{\"role\":\"%s\"", role);
+    if (kr_test_wait_for(role_line_is, &r, KR_TEST_WAIT_MS, role))
+        return true;
+    if (errlog)
+        kr_test_print_log(errlog);
+    return false;
+}

@@ -109,4 +109,15 @@ struct kr_test_child {
 };
 bool kr_test_child_exited(void *child);
 
+/* Sends pid signal sig (0: none, only wait) and waits for it to end
+ * (KR_TEST_WAIT_MS): its exit
+ * code, 128 + the signal that ended it, or -1 when it did not end in time
+ * (then it is killed, reaped, and errlog, if not NULL, printed). */
+int kr_test_stop(pid_t pid, int sig, const char *errlog);
+
+/* Waits (KR_TEST_WAIT_MS) until the newest complete line of a kiroku node's
+ * JSON output file `out` starts {"role":"ROLE"; false, with errlog (if not
+ * NULL) printed, when it does not. */
+bool kr_test_wait_role(const char *out, const char *role, const char *errlog);
+
 #endif

@@ -109,48 +109,9 @@ static void node_start(struct node *n)
     n->pid = kr_test_spawn(KR_KIROKU_BIN, argv, n->out, n->errf, true);
 }
 
-struct role {
-    const struct node *n;
-    const char *role;
-};
-
-/* Whether the node's newest line says it took the role. */
-static bool has_role(void *arg)
-{
-    const struct role *r = arg;
-    FILE *f = fopen(r->n->out, "rb");
-    if (!f)
-        return false;
-    char line[2048], last[2048] = "";
-    while (fgets(line, sizeof line, f))
-        if (strchr(line, '\n'))
-            snprintf(last, sizeof last, "%s", line);
-    fclose(f);
-    char want[64];
-    snprintf(want, sizeof want, "{\"role\":\"%s\"", r->role);
-    return strncmp(last, want, strlen(want)) == 0;
-}
-
 static void wait_role(const struct node *n, const char *role)
 {
-    struct role r = {n, role};
-    if (!kr_test_wait_for(has_role, &r, KR_TEST_WAIT_MS, role)) {
-        kr_test_print_log(n->errf);
-        fail();
-    }
-}
-
-static int node_wait_exit(struct node *n)
-{
-    struct kr_test_child ch = {n->pid, 0};
-    if (!kr_test_wait_for(kr_test_child_exited, &ch, KR_TEST_WAIT_MS, "the node's exit")) {
-        kill(n->pid, SIGKILL);
-        waitpid(n->pid, NULL, 0);
-        kr_test_print_log(n->errf);
-        fail();
-    }
-    n->pid = 0;
-    return WIFEXITED(ch.status) ? WEXITSTATUS(ch.status) : -1;
+    assert_true(kr_test_wait_role(n->out, role, n->errf));
 }
 
 /* Signals the node and waits for it; a SIGTERM must end it cleanly. */
@@ -158,8 +119,9 @@ static void node_kill(struct node *n, int sig)
 {
     if (n->pid <= 0)
         return;
-    assert_int_equal(kill(n->pid, sig), 0);
-    int rc = node_wait_exit(n);
+    int rc = kr_test_stop(n->pid, sig, n->errf);
+    n->pid = 0;
+    assert_int_not_equal(rc, -1);
     if (sig == SIGTERM && rc != 0) {
         kr_test_print_log(n->errf);
         fail_msg("node %s exited %d after SIGTERM", n->name, rc);
@@ -541,7 +503,8 @@ static void test_foreign_publish_fences(void **state)
 
     int rc = write_one(a.ipc, "fo-two");
     assert_int_equal(rc, KR_ERR_NOT_PRIMARY);
-    assert_int_equal(node_wait_exit(&a), 1); /* stepped down, then stopped at it */
+    assert_int_equal(kr_test_stop(a.pid, 0, a.errf), 1); /* stepped down, then stopped at it */
+    a.pid = 0;
     char *err = kr_test_slurp(a.errf, NULL);
     assert_non_null(strstr(err, "fenced"));
     /* The refused write was committed here, never published: discarded. */

@@ -615,30 +615,9 @@ static void node_stop(struct node *n)
     assert_true(kr_test_wait_for(kr_test_child_exited, &child, KR_TEST_WAIT_MS, "a node to stop"));
 }
 
-struct role {
-    const struct node *n;
-    const char *role;
-};
-
-static bool has_role(void *arg)
-{
-    const struct role *r = arg;
-    if (access(r->n->out, F_OK) != 0)
-        return false;
-    char *text = kr_test_slurp(r->n->out, NULL), want[64];
-    snprintf(want, sizeof want, "{\"role\":\"%s\"", r->role);
-    bool yes = text && strstr(text, want);
-    free(text);
-    return yes;
-}
-
 static void wait_role(const struct node *n, const char *role)
 {
-    struct role r = {n, role};
-    if (!kr_test_wait_for(has_role, &r, KR_TEST_WAIT_MS, role)) {
-        kr_test_print_log(n->errf);
-        fail();
-    }
+    assert_true(kr_test_wait_role(n->out, role, n->errf));
 }
 
 struct count {

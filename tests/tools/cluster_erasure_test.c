@@ -259,51 +259,18 @@ static void node_start(struct node *n, bool test_clock)
     n->pid = kr_test_spawn(KR_KIROKU_BIN, argv, n->out, n->errf, true);
 }
 
-struct role {
-    const struct node *n;
-    const char *role;
-};
-
-/* Whether the node's newest line says it took the role. */
-static bool has_role(void *arg)
-{
-    const struct role *r = arg;
-    FILE *f = fopen(r->n->out, "rb");
-    if (!f)
-        return false;
-    char line[2048], last[2048] = "";
-    while (fgets(line, sizeof line, f))
-        if (strchr(line, '\n'))
-            snprintf(last, sizeof last, "%s", line);
-    fclose(f);
-    char want[64];
-    snprintf(want, sizeof want, "{\"role\":\"%s\"", r->role);
-    return strncmp(last, want, strlen(want)) == 0;
-}
-
 static void wait_role(const struct node *n, const char *role)
 {
-    struct role r = {n, role};
-    if (!kr_test_wait_for(has_role, &r, KR_TEST_WAIT_MS, role)) {
-        kr_test_print_log(n->errf);
-        fail();
-    }
+    assert_true(kr_test_wait_role(n->out, role, n->errf));
 }
 
 static void node_stop(struct node *n)
 {
-    assert_int_equal(kill(n->pid, SIGTERM), 0);
-    struct kr_test_child ch = {n->pid, 0};
-    if (!kr_test_wait_for(kr_test_child_exited, &ch, KR_TEST_WAIT_MS, "the node's exit")) {
-        kill(n->pid, SIGKILL);
-        waitpid(n->pid, NULL, 0);
-        kr_test_print_log(n->errf);
-        fail();
-    }
+    int rc = kr_test_stop(n->pid, SIGTERM, n->errf);
     n->pid = 0;
-    if (!WIFEXITED(ch.status) || WEXITSTATUS(ch.status) != 0) {
+    if (rc != 0) {
         kr_test_print_log(n->errf);
-        fail_msg("node %s did not stop cleanly", n->name);
+        fail_msg("node %s did not stop cleanly (%d)", n->name, rc);
     }
 }
 
