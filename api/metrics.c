@@ -446,6 +446,10 @@ static void render_platform(struct api_platform *p, struct kr_wbuf *b)
     head(b, "kiroku_platform_imported_total", "counter",
          "Platform records imported since serve started.");
     put(b, "kiroku_platform_imported_total %" PRIu64 "\n", st.imported);
+    head(b, "kiroku_platform_accounts_unreadable", "counter",
+         "Operator account records of the platform skipped since serve started: their sealed "
+         "fields do not open with this shard's tenant-0 key (not the platform's).");
+    put(b, "kiroku_platform_accounts_unreadable %" PRIu64 "\n", st.unreadable);
     head(b, "kiroku_platform_stopped", "gauge", "1 once the importer stopped on a fault.");
     put(b, "kiroku_platform_stopped %d\n", st.stopped ? 1 : 0);
 }

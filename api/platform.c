@@ -18,6 +18,7 @@
 
 #include "cluster.h"
 #include "follower.h"
+#include "keyring.h"
 #include "natskv.h"
 #include "path.h"
 #include "platform_import.h"
@@ -48,7 +49,8 @@ struct api_platform {
     pthread_cond_t cv;  /* CLOCK_MONOTONIC */
     bool woken;
     struct api_platform_status st;
-    uint64_t next; /* the importer's own: the next platform seq to look at */
+    uint64_t next;        /* the importer's own: the next platform seq to look at */
+    bool said_unreadable; /* the importer's own: stderr told what to do */
 };
 
 /* ---- Status ---- */
@@ -117,6 +119,31 @@ static void nap(struct api_platform *p)
 
 enum round { ROUND_DONE, ROUND_AGAIN, ROUND_FAULT };
 
+/* What stderr says of an operator account record the shard skipped: once
+ * for a key that is not the platform's, each time for an e-mail held here. */
+static void say_skipped(struct api_platform *p, const struct jrn_record *r, enum dom_import what)
+{
+    if (what == DOM_IMPORT_UNREADABLE && !p->said_unreadable) {
+        p->said_unreadable = true;
+        fprintf(stderr,
+                "kiroku: serve: platform record %" PRIu64 " (%.*s) does not open with this "
+                "shard's tenant-0 data key: the shard made its own before it shared keys "
+                "through the bucket %s, so the platform's operator accounts are not imported "
+                "here (kiroku_platform_accounts_unreadable counts the records skipped) and "
+                "this shard's own operators go on working. The platform and every shard "
+                "need one KEK and %s; a shard whose journal starts with them takes the "
+                "platform's key (docs/operations.md, \"The platform journal\")\n",
+                r->seq, (int)r->type_len, r->type, KR_KEYRING_BUCKET, KR_KEYRING_BUCKET);
+    } else if (what == DOM_IMPORT_EMAIL_HELD) {
+        fprintf(stderr,
+                "kiroku: serve: platform record %" PRIu64 " (account.created) names an "
+                "operator whose e-mail an operator of this shard holds: not imported (the "
+                "local operator keeps working here, and the platform's account is not "
+                "used here)\n",
+                r->seq);
+    }
+}
+
 /* Whether an import's failure may pass: a stream of the shard's journal kept
  * moving (conflicts past the retries), or its storage was full or busy. The
  * importer tries the record again after a nap. */
@@ -138,14 +165,16 @@ static enum round import_round(struct api_platform *p)
     struct jrn_query q = {.kind = JRN_Q_RANGE, .from = p->next, .to = to};
     struct jrn_cursor *c = NULL;
     struct jrn_record r;
-    uint64_t n = 0, seq = p->next;
+    uint64_t n = 0, unreadable = 0, seq = p->next;
     kr_err err = jrn_cursor_new(p->copy->j, &q, &c);
     while (!err && !(err = jrn_cursor_next(c, &r))) {
-        bool imported = false;
+        enum dom_import what = DOM_IMPORT_NONE;
         seq = r.seq;
-        if (dom_platform_importable(&r) && (err = dom_platform_import(p->o.d, &r, &imported)))
+        if (dom_platform_importable(&r) && (err = dom_platform_import_record(p->o.d, &r, &what)))
             break;
-        n += imported;
+        n += what == DOM_IMPORT_APPENDED;
+        unreadable += what == DOM_IMPORT_UNREADABLE;
+        say_skipped(p, &r, what);
         p->next = r.seq + 1;
     }
     jrn_cursor_free(c);
@@ -154,6 +183,7 @@ static enum round import_round(struct api_platform *p)
     pthread_mutex_lock(&p->mu);
     p->st.scanned = p->next - 1;
     p->st.imported += n;
+    p->st.unreadable += unreadable;
     if (!oerr)
         p->st.origin = origin;
     pthread_mutex_unlock(&p->mu);

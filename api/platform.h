@@ -30,6 +30,13 @@
  * platform's secrets, and the copy verifies with public keys only. A stream that no longer reaches
  * back to the copy's size stops the copy as it stops any follower (the backup needed is named).
  *
+ * Operator accounts (platform_import.h) need the shard's tenant-0 data key
+ * to be the platform's: one key for the deployment, shared through the
+ * keyring (KIROKU_KEYS) by every `serve --nats`. A record that does not open
+ * with it is skipped and counted (status `unreadable`), and stderr says once
+ * what to do; an operator whose e-mail a local operator of the shard holds
+ * is skipped, said on stderr.
+ *
  * Faults. A platform record or checkpoint that does not verify stops the
  * copy (nothing after the last verified checkpoint is applied) and so the
  * importer: nothing after it is imported. An import that fails for a
@@ -83,7 +90,10 @@ struct api_platform_status {
     uint64_t scanned;  /* the last platform seq the importer looked at */
     uint64_t origin;   /* the highest platform seq imported (the shard's views) */
     uint64_t imported; /* records imported since the start */
-    bool stopped;      /* stopped by a fault: err, seq and what say why */
+    /* operator account records skipped since the start because their sealed
+     * fields do not open with the shard's tenant-0 key (not the platform's) */
+    uint64_t unreadable;
+    bool stopped; /* stopped by a fault: err, seq and what say why */
     kr_err err;
     uint64_t seq;   /* the platform record (or checkpoint size) the fault is at */
     char what[320]; /* the reason, for the operator */

@@ -172,6 +172,15 @@ KR_MUST_CHECK kr_err acct_hash_password(struct kr_domain *d, const void *pw, siz
 KR_MUST_CHECK kr_err acct_verify_password(struct kr_domain *d, const void *h, size_t hlen,
                                           const void *pw, size_t len, bool *ok);
 
+/* Appends session.closed (close_reason `reason`) to c's events for the
+ * account's open sessions, as many as the append has room for beside one
+ * more event: the caller's account.deleted, account.locked or
+ * account.password_changed, whose apply ends them all in the views anyway.
+ * Also for the platform's imports (platform_import.c). LMDB errors,
+ * KR_ENOMEM. */
+KR_MUST_CHECK kr_err acct_close_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[16],
+                                         int reason);
+
 /* ---- Passwords (passwords.c) ---- */
 
 /* Whether pw[0..len) may be a password: 8..128 bytes, not in the list of

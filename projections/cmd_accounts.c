@@ -178,6 +178,11 @@ static kr_err close_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[
     return KR_OK;
 }
 
+kr_err acct_close_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[16], int reason)
+{
+    return close_sessions(c, tenant, acct, reason);
+}
+
 /* The version of the account's sign-in stream (logins and failed logins). */
 static kr_err signin_version(struct cmd *c, uint64_t tenant, const uint8_t acct[16], uint64_t *v)
 {

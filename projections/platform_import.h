@@ -1,9 +1,9 @@
 /*
- * platform_import.h: a tenant shard's copy of the platform's notices and
- * incidents. The platform shard (KR_PLATFORM_SHARD, domain.h) is the one
- * journal where operators publish notices and open, notify, update and
- * resolve incidents; every tenant shard follows it (api/platform.h) and
- * imports its records of those types into its own journal with
+ * platform_import.h: a tenant shard's copy of the platform's notices,
+ * incidents and operator accounts. The platform shard (KR_PLATFORM_SHARD,
+ * domain.h) is the one journal where operators publish notices, open,
+ * notify, update and resolve incidents and manage operator accounts; every tenant shard follows it
+ * (api/platform.h) and imports its records of those types into its own journal with
  * dom_platform_import, so its tenants read them (notices.list, notices.ack,
  * the login reply, incidents.list and history) and its masters get their
  * e-mails from the shard that hosts them.
@@ -27,6 +27,29 @@
  * incident_notice e-mail to the tenant's master is queued in the same
  * append, as incidents.notify does on the platform of a single journal.
  *
+ * Operator accounts (tenant 0) come the same way, so an operator made on
+ * the platform logs in to every shard's operator endpoint with one
+ * password: account.created (role operator), account.deleted,
+ * account.password_changed, account.permissions_granted and _revoked,
+ * account.locked for any reason but failures, and account.unlocked, each
+ * on the account's stream at this shard's version of it (the shard's own
+ * lockouts after failed logins stay on that stream: they are per endpoint,
+ * never imported; an imported unlock lifts one). Deletion, lock and
+ * password change also close the operator's sessions here, as the ops do.
+ * Skipped: an unlock when the account is not locked here, records of an
+ * account never created here, and an account.created whose e-mail a local
+ * operator of this shard holds (DOM_IMPORT_EMAIL_HELD: the local one keeps
+ * working, and the platform's account's later records are then of an
+ * account never created here). Their sealed fields (e-mail, display name,
+ * password hash) are opened with this shard's tenant-0 key and sealed again
+ * by the append: the AEAD's associated data is tenant, stream and type,
+ * not the journal, and email_mac is keyed by the same key. So this works
+ * where the shard's tenant-0 key is the platform's (one key for the whole
+ * deployment through KIROKU_KEYS, api/keyring.h); where it is another one
+ * (a shard's own key from before the bucket), the record does not open and
+ * is skipped (DOM_IMPORT_UNREADABLE). login_*, session.* and lockouts for
+ * failures are never imported.
+ *
  * Threads: any thread; imports of one shard are meant to come from one
  * importer (a second one only meets refusals).
  */
@@ -39,8 +62,17 @@
 #include <stdint.h>
 
 /* Whether r is a record of a type dom_platform_import takes (tenant 0, one
- * of the five types above). */
+ * of the types above). */
 bool dom_platform_importable(const struct jrn_record *r);
+
+/* What dom_platform_import_record did with a record. */
+enum dom_import {
+    DOM_IMPORT_NONE,       /* nothing: not for this shard, or imported already */
+    DOM_IMPORT_APPENDED,   /* imported */
+    DOM_IMPORT_UNREADABLE, /* its sealed fields do not open with this shard's
+                            * tenant-0 key: skipped (the key is not the platform's) */
+    DOM_IMPORT_EMAIL_HELD, /* an operator whose e-mail a local operator holds: skipped */
+};
 
 /* Imports platform record r (read from the platform journal, verified
  * there) into d, appending synchronously. *imported (may be NULL) says
@@ -54,6 +86,12 @@ bool dom_platform_importable(const struct jrn_record *r);
  * journal's (KR_ENOTPRIMARY, KR_ECLOSED...) and LMDB's errors. */
 KR_MUST_CHECK kr_err dom_platform_import(struct kr_domain *d, const struct jrn_record *r,
                                          bool *imported);
+
+/* dom_platform_import, saying in *what what it did (DOM_IMPORT_NONE on an
+ * error). Errors as dom_platform_import's, and the keystore's (KR_EIO: the
+ * keyring did not answer for tenant 0's key). */
+KR_MUST_CHECK kr_err dom_platform_import_record(struct kr_domain *d, const struct jrn_record *r,
+                                                enum dom_import *what);
 
 /* The highest platform seq imported into d (views_platform_origin), 0 if
  * none: where an importer resumes. LMDB errors, KR_ECORRUPT. */

@@ -37,6 +37,10 @@
  * those still move it, so replaying them builds the same rows as before,
  * also once log retention stripped them (va_account_stripped).
  *
+ * Imports. A tenant shard imports the platform's operator accounts
+ * (platform_import.h): those events carry `origin`, and like every import
+ * are refused at or below the highest origin applied (va_platform_origin).
+ *
  * Constraints re-checked here: an account id or an e-mail MAC already taken
  * (KR_ECONFLICT); a session for an account that no longer exists
  * (KR_ECONFLICT: deleted meanwhile); a sign-in decided on an account
@@ -482,6 +486,9 @@ kr_err va_account_stripped(struct kr_views *v, MDB_txn *txn, const struct jrn_re
 
 kr_err va_accounts(const struct va *a)
 {
+    kr_err err = va_platform_origin(a); /* an operator's, imported: once only */
+    if (err)
+        return err;
     switch (a->ev) {
     case KR_EV_SESSION_OPENED:
     case KR_EV_SESSION_TOUCHED:

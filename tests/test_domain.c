@@ -47,7 +47,23 @@ static void td_open(struct td *t)
         fail_msg("dom_open: %s", kr_strerror(err));
 }
 
-struct td *td_new(uint64_t seed)
+/* from's DIR/keys/kek.key into t's, before t's keystore is made. */
+static void td_copy_kek(struct td *t, const struct td *from)
+{
+    char src[600], dst[600];
+    size_t n = 0;
+    snprintf(src, sizeof src, "%s/keys/kek.key", from->dir);
+    snprintf(dst, sizeof dst, "%s/keys/kek.key", t->dir);
+    char *kek = kr_test_slurp(src, &n);
+    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, kek, n), (ssize_t)n);
+    assert_int_equal(close(fd), 0);
+    sodium_memzero(kek, n);
+    free(kek);
+}
+
+static struct td *td_make(uint64_t seed, const struct td *kek_from)
 {
     struct td *t = calloc(1, sizeof *t);
     assert_non_null(t);
@@ -58,12 +74,24 @@ struct td *td_new(uint64_t seed)
     struct jrn_options jo = {.dir = t->dir, .clock = &t->clock, .map_size = 1ull << 30};
     /* kr_test_tmpdir makes the directory; init wants it absent or empty. */
     assert_int_equal(jrn_create(&jo, NULL), KR_OK);
+    if (kek_from)
+        td_copy_kek(t, kek_from);
     td_open(t);
     kr_wbuf_init(&t->out, KR_API_REPLY_MAX);
     msgpack_unpacked_init(&t->result);
     t->args = kr_payload_new();
     assert_non_null(t->args);
     return t;
+}
+
+struct td *td_new(uint64_t seed)
+{
+    return td_make(seed, NULL);
+}
+
+struct td *td_new_kek(uint64_t seed, const struct td *kek_from)
+{
+    return td_make(seed, kek_from);
 }
 
 void td_reopen(struct td *t)

@@ -33,6 +33,10 @@ struct td {
 /* Creates a journal in a fresh scratch directory and opens a domain on it.
  * The clock starts at 2026-04-01T00:00:00Z and advances 1 ms per read. */
 struct td *td_new(uint64_t seed);
+/* td_new with the KEK of kek_from (its DIR/keys/kek.key copied in before
+ * the keystore is made), as a deployment places one KEK on its nodes: with
+ * one ks_remote set on both keystores, they share tenant keys. */
+struct td *td_new_kek(uint64_t seed, const struct td *kek_from);
 /* Closes and reopens the domain (same directory). */
 void td_reopen(struct td *t);
 /* Closes the domain and removes the directory. */

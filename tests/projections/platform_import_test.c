@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accounts.h"
 #include "notices.h"
 #include "platform_import.h"
 #include "test_domain.h"
@@ -29,22 +30,74 @@
 /* A tenant id no shard here hosts (the platform checks ids only). */
 #define ELSEWHERE 987654321ull
 
+/* The keyring every shard of a deployment shares (KIROKU_KEYS), in memory:
+ * a few tenants' wrapped keys. */
+#define RING_SLOTS 8
+struct ring {
+    uint64_t tenant[RING_SLOTS];
+    uint8_t wrapped[RING_SLOTS][KS_WRAPPED_LEN];
+    size_t n;
+};
+
+static int ring_find(const struct ring *r, uint64_t tenant)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->tenant[i] == tenant)
+            return (int)i;
+    return -1;
+}
+
+static kr_err ring_get(void *ctx, uint64_t tenant, uint8_t out[KS_WRAPPED_LEN])
+{
+    struct ring *r = ctx;
+    int i = ring_find(r, tenant);
+    if (i < 0)
+        return KR_ENOTFOUND;
+    memcpy(out, r->wrapped[i], KS_WRAPPED_LEN);
+    return KR_OK;
+}
+
+static kr_err ring_create(void *ctx, uint64_t tenant, const uint8_t w[KS_WRAPPED_LEN])
+{
+    struct ring *r = ctx;
+    if (ring_find(r, tenant) >= 0)
+        return KR_EEXIST;
+    assert_true(r->n < RING_SLOTS);
+    r->tenant[r->n] = tenant;
+    memcpy(r->wrapped[r->n++], w, KS_WRAPPED_LEN);
+    return KR_OK;
+}
+
+static kr_err ring_purge(void *ctx, uint64_t tenant)
+{
+    struct ring *r = ctx;
+    int i = ring_find(r, tenant);
+    if (i >= 0)
+        r->tenant[i] = UINT64_MAX;
+    return KR_OK;
+}
+
 struct fx {
     struct td *p; /* the platform shard */
-    struct td *a; /* a tenant shard */
+    struct td *a; /* a tenant shard: the platform's KEK and keyring */
     uint64_t ta;  /* a's tenant */
     struct kr_caller ma, op;
+    struct ring ring;
+    struct ks_remote remote;
 };
 
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
+    f->remote = (struct ks_remote){&f->ring, ring_get, ring_create, ring_purge};
     f->p = td_new(31);
     f->p->shard = KR_PLATFORM_SHARD;
     td_reopen(f->p);
     assert_true(f->p->d->platform);
-    f->a = td_new(32);
+    ks_set_remote(f->p->d->ks, &f->remote);
+    f->a = td_new_kek(32, f->p);
+    ks_set_remote(f->a->d->ks, &f->remote);
     f->ta = td_signup(f->a, "owner@a.example", "correct horse 1", &f->ma, NULL);
     f->op = td_operator();
     *state = f;
@@ -244,6 +297,7 @@ static void test_imports_once(void **state)
     uint64_t size = jrn_size(f->a->d->j);
     assert_int_equal(import_all(f, 1, NULL), 0);
     td_reopen(f->a);
+    ks_set_remote(f->a->d->ks, &f->remote);
     assert_int_equal(import_all(f, 1, NULL), 0);
     assert_int_equal(jrn_size(f->a->d->j), size);
     /* new platform records after a reopen: only they come */
@@ -359,6 +413,358 @@ static void test_importing_refuses_platform_ops(void **state)
     assert_false(dom_op_is_platform(KR_OP_NOTICES_ACK));
 }
 
+/* ---- Operator accounts ---- */
+
+#define OP_EMAIL "ops@platform.example"
+#define OP_PW    "platform pass 1"
+#define OP_PW2   "platform pass 2"
+
+static kr_err op_login(struct td *t, const char *email, const char *pw, uint8_t token[32])
+{
+    struct kr_caller anon = td_anonymous();
+    anon.operator_endpoint = true;
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_TENANT_CODE, KR_PLATFORM_CODE);
+    kr_set_str(a, KR_FLD_EMAIL, email);
+    kr_set_str(a, KR_FLD_PASSWORD, pw);
+    kr_err err = td_exec(t, &anon, KR_OP_AUTH_LOGIN);
+    if (!err && token) {
+        const msgpack_object *o = td_get(t, "token");
+        assert_non_null(o);
+        assert_int_equal(o->via.bin.size, 32);
+        memcpy(token, o->via.bin.ptr, 32);
+    }
+    return err;
+}
+
+/* The caller a token is on t (KR_EAUTH once its session is closed). */
+static kr_err op_resolve(struct td *t, const uint8_t token[32], struct kr_caller *who)
+{
+    kr_err err = dom_session_resolve(t->d, token, who);
+    dom_wait_plain(t->d);
+    who->operator_endpoint = true;
+    return err;
+}
+
+/* account.password on t by the operator of token. Operators have no op of
+ * their own for it yet: the caller passes the role check as a master of
+ * tenant 0, and the handler records what an operator's change records
+ * (account.password_changed and session.closed, or account.login_failed and
+ * at the limit account.locked for failures). */
+static kr_err op_password(struct td *t, const uint8_t token[32], const char *pw, const char *npw)
+{
+    struct kr_caller who;
+    assert_int_equal(op_resolve(t, token, &who), KR_OK);
+    who.role = KR_ROLE_MASTER;
+    who.operator_endpoint = false;
+    struct kr_payload *a = td_args(t);
+    kr_set_str(a, KR_FLD_PASSWORD, pw);
+    kr_set_str(a, KR_FLD_NEW_PASSWORD, npw);
+    return td_exec(t, &who, KR_OP_ACCOUNT_PASSWORD);
+}
+
+/* A plain account event on the platform, as an operator op appends it. */
+static void platform_account_event(struct fx *f, int ev, const uint8_t id[16], int fld,
+                                   uint64_t value)
+{
+    struct kr_payload *p = kr_payload_new();
+    assert_non_null(p);
+    kr_payload_reset(p, ev);
+    kr_set_bytes(p, KR_FLD_ACCOUNT, id, 16);
+    if (fld >= 0)
+        kr_set_u64(p, fld, value);
+    assert_int_equal(
+        dom_append_plain(f->p->d, 0, "operator/0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f", p, NULL, NULL),
+        KR_OK);
+    kr_payload_free(p);
+}
+
+static struct va_account account_of(struct td *t, const uint8_t id[16])
+{
+    struct va_account o;
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    kr_err err = va_account_get(&t->d->views, txn, 0, id, &o);
+    mdb_txn_abort(txn);
+    if (err)
+        memset(&o, 0, sizeof o);
+    o.role = err ? -1 : o.role;
+    return o;
+}
+
+/* Imports every importable platform record from seq `from` into t, counting
+ * what each did (n[DOM_IMPORT_*]). */
+static void import_into(struct fx *f, struct td *t, uint64_t from, size_t n[4])
+{
+    struct jrn_query q = {.kind = JRN_Q_RANGE, .from = from};
+    struct jrn_cursor *c;
+    struct jrn_record r;
+    kr_err err;
+    memset(n, 0, 4 * sizeof n[0]);
+    assert_int_equal(jrn_cursor_new(f->p->d->j, &q, &c), KR_OK);
+    while ((err = jrn_cursor_next(c, &r)) == KR_OK) {
+        if (!dom_platform_importable(&r))
+            continue;
+        enum dom_import what = DOM_IMPORT_APPENDED;
+        err = dom_platform_import_record(t->d, &r, &what);
+        if (err)
+            fail_msg("import of %llu: %s", (unsigned long long)r.seq, kr_strerror(err));
+        n[what]++;
+    }
+    assert_int_equal(err, KR_ENOTFOUND);
+    jrn_cursor_free(c);
+}
+
+/* An operator made on the platform logs in to the shard with the platform's
+ * password: its sealed fields opened and sealed again with the one tenant-0
+ * key; the e-mail is found by the same MAC. */
+static void test_operator_imported(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16], tok[32];
+    size_t n[4];
+    assert_int_equal(dom_operator_create(f->p->d, OP_EMAIL, OP_PW, id), KR_OK);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, tok), KR_EAUTH); /* not yet */
+    uint64_t size = jrn_size(f->a->d->j);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 1);
+    assert_int_equal(n[DOM_IMPORT_UNREADABLE], 0);
+    assert_int_equal(jrn_size(f->a->d->j), size + 1);
+    struct jrn_recbuf b = {0};
+    assert_int_equal(jrn_read(f->a->d->j, size + 1, &b), KR_OK);
+    assert_true(jrn_type_is(&b.rec, "account.created"));
+    assert_int_equal(b.rec.tenant, 0);
+    jrn_recbuf_fini(&b);
+    struct va_account o = account_of(f->a, id);
+    assert_int_equal(o.role, KR_ROLE_OPERATOR);
+    assert_int_equal(o.version, 1);
+    assert_int_equal(origin_of(f->a), jrn_size(f->p->d->j));
+    assert_int_equal(op_login(f->a, OP_EMAIL, "wrong password 1", NULL), KR_EAUTH);
+    assert_int_equal(op_login(f->a, "OPS@platform.example", OP_PW, tok), KR_OK);
+    assert_memory_equal(td_get(f->a, "account")->via.bin.ptr, id, 16);
+    /* over the client endpoint, never */
+    struct kr_caller anon = td_anonymous();
+    struct kr_payload *a = td_args(f->a);
+    kr_set_str(a, KR_FLD_TENANT_CODE, KR_PLATFORM_CODE);
+    kr_set_str(a, KR_FLD_EMAIL, OP_EMAIL);
+    kr_set_str(a, KR_FLD_PASSWORD, OP_PW);
+    assert_int_equal(td_exec(f->a, &anon, KR_OP_AUTH_LOGIN), KR_EAUTH);
+}
+
+/* A password changed on the platform ends the operator's sessions on the
+ * shard; the old password fails there, the new one works. */
+static void test_password_change_imported(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16], tp[32], ta[32], tb[32];
+    struct kr_caller who;
+    size_t n[4];
+    assert_int_equal(dom_operator_create(f->p->d, OP_EMAIL, OP_PW, id), KR_OK);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, ta), KR_OK);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, tb), KR_OK);
+    assert_int_equal(op_login(f->p, OP_EMAIL, OP_PW, tp), KR_OK);
+    assert_int_equal(op_password(f->p, tp, OP_PW, OP_PW2), KR_OK);
+    uint64_t size = jrn_size(f->a->d->j);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 1);
+    /* password_changed and session.closed for both sessions, in one append */
+    assert_int_equal(jrn_size(f->a->d->j), size + 3);
+    assert_int_equal(op_resolve(f->a, ta, &who), KR_EAUTH);
+    assert_int_equal(op_resolve(f->a, tb, &who), KR_EAUTH);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, NULL), KR_EAUTH);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW2, ta), KR_OK);
+    assert_int_equal(op_resolve(f->a, ta, &who), KR_OK);
+    /* the shard's own version of the stream: created, password changed */
+    assert_int_equal(account_of(f->a, id).version, 2);
+}
+
+/* A lock by an operator and a deletion on the platform close the sessions
+ * on the shard; permissions follow; an unlock lifts the lock. */
+static void test_lock_delete_imported(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16], ta[32];
+    struct kr_caller who;
+    size_t n[4];
+    assert_int_equal(dom_operator_create(f->p->d, OP_EMAIL, OP_PW, id), KR_OK);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, ta), KR_OK);
+    platform_account_event(f, KR_EV_ACCOUNT_PERMISSIONS_GRANTED, id, KR_FLD_PERMISSIONS, 3);
+    platform_account_event(f, KR_EV_ACCOUNT_PERMISSIONS_REVOKED, id, KR_FLD_PERMISSIONS, 1);
+    platform_account_event(f, KR_EV_ACCOUNT_LOCKED, id, KR_FLD_LOCK_REASON, KR_LOCK_REASON_MASTER);
+    uint64_t size = jrn_size(f->a->d->j);
+    import_into(f, f->a, origin_of(f->a) + 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 3);
+    assert_int_equal(jrn_size(f->a->d->j), size + 4); /* and the session closed */
+    struct va_account o = account_of(f->a, id);
+    assert_int_equal(o.perms, 2);
+    assert_true(o.locked);
+    assert_int_equal(o.lock_reason, KR_LOCK_REASON_MASTER);
+    assert_int_equal(op_resolve(f->a, ta, &who), KR_EAUTH);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, NULL), KR_ELOCKED);
+    platform_account_event(f, KR_EV_ACCOUNT_UNLOCKED, id, -1, 0);
+    import_into(f, f->a, origin_of(f->a) + 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 1);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, ta), KR_OK);
+    platform_account_event(f, KR_EV_ACCOUNT_DELETED, id, -1, 0);
+    size = jrn_size(f->a->d->j);
+    import_into(f, f->a, origin_of(f->a) + 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 1);
+    assert_int_equal(jrn_size(f->a->d->j), size + 2);
+    assert_int_equal(account_of(f->a, id).role, -1);
+    assert_int_equal(op_resolve(f->a, ta, &who), KR_EAUTH);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, NULL), KR_EAUTH);
+}
+
+/* Lockouts after failed logins are per endpoint: the platform's is not
+ * imported, the shard's stays on the shard (the imports go on at its
+ * version of the stream), and an imported unlock lifts it. An unlock with
+ * nothing locked here is skipped. */
+static void test_failure_lockouts_stay_local(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16], tp[32];
+    size_t n[4];
+    assert_int_equal(dom_operator_create(f->p->d, OP_EMAIL, OP_PW, id), KR_OK);
+    import_into(f, f->a, 1, n);
+    /* the platform's lockout: wrong current passwords on account.password */
+    assert_int_equal(op_login(f->p, OP_EMAIL, OP_PW, tp), KR_OK);
+    for (unsigned i = 0; i + 1 < KR_LOGIN_FAILURES_MAX; i++)
+        assert_int_equal(op_password(f->p, tp, "wrong password 1", OP_PW2), KR_EAUTH);
+    assert_int_equal(op_password(f->p, tp, "wrong password 1", OP_PW2), KR_ELOCKED);
+    assert_true(account_of(f->p, id).locked);
+    uint64_t size = jrn_size(f->a->d->j);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 0);
+    assert_int_equal(jrn_size(f->a->d->j), size);
+    assert_false(account_of(f->a, id).locked);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, NULL), KR_OK);
+    /* the shard's own lockout */
+    for (unsigned i = 0; i < KR_LOGIN_FAILURES_MAX; i++)
+        assert_int_equal(op_login(f->a, OP_EMAIL, "wrong password 2", NULL), KR_EAUTH);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, NULL), KR_ELOCKED);
+    struct va_account o = account_of(f->a, id);
+    assert_true(o.locked);
+    assert_int_equal(o.lock_reason, KR_LOCK_REASON_FAILURES);
+    /* a grant on the platform lands at the shard's version, the lock kept */
+    platform_account_event(f, KR_EV_ACCOUNT_PERMISSIONS_GRANTED, id, KR_FLD_PERMISSIONS, 1);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 1);
+    assert_int_equal(account_of(f->a, id).version, o.version + 1);
+    assert_true(account_of(f->a, id).locked);
+    /* the platform's unlock lifts the shard's lock too */
+    platform_account_event(f, KR_EV_ACCOUNT_UNLOCKED, id, -1, 0);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 1);
+    assert_false(account_of(f->a, id).locked);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, NULL), KR_OK);
+    /* a second unlock: nothing locked here, skipped */
+    platform_account_event(f, KR_EV_ACCOUNT_UNLOCKED, id, -1, 0);
+    size = jrn_size(f->a->d->j);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 0);
+    assert_int_equal(jrn_size(f->a->d->j), size);
+}
+
+/* A shard whose tenant-0 key is not the platform's (another KEK, no
+ * keyring): its records do not open, so they are skipped and say so, with
+ * or without a key of the shard's own; the account's later records are of
+ * an account never created there. */
+static void test_other_key_unreadable(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16], tp[32];
+    size_t n[4];
+    struct td *b = td_new(33);
+    assert_int_equal(dom_operator_create(f->p->d, OP_EMAIL, OP_PW, id), KR_OK);
+    assert_int_equal(op_login(f->p, OP_EMAIL, OP_PW, tp), KR_OK);
+    assert_int_equal(op_password(f->p, tp, OP_PW, OP_PW2), KR_OK);
+    platform_account_event(f, KR_EV_ACCOUNT_LOCKED, id, KR_FLD_LOCK_REASON, KR_LOCK_REASON_MASTER);
+    uint64_t size = jrn_size(b->d->j);
+    import_into(f, b, 1, n);                       /* b has no tenant-0 key */
+    assert_int_equal(n[DOM_IMPORT_UNREADABLE], 2); /* created, password changed */
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 0);
+    assert_int_equal(n[DOM_IMPORT_NONE], 1); /* the lock: never created there */
+    struct kr_data_key k;
+    assert_int_equal(ks_get_or_create(b->d->ks, 0, &b->rng, &k), KR_OK);
+    kr_data_key_wipe(&k);
+    import_into(f, b, 1, n); /* b's own tenant-0 key */
+    assert_int_equal(n[DOM_IMPORT_UNREADABLE], 2);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 0);
+    assert_int_equal(jrn_size(b->d->j), size);
+    assert_int_equal(op_login(b, OP_EMAIL, OP_PW, NULL), KR_EAUTH);
+    td_free(b);
+}
+
+/* An operator whose e-mail a local operator of the shard holds is not
+ * imported: the local one keeps its password; the platform account's later
+ * records are skipped as never created here. */
+static void test_email_held_locally(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16], local[16], tp[32];
+    size_t n[4];
+    assert_int_equal(dom_operator_create(f->p->d, OP_EMAIL, OP_PW, id), KR_OK);
+    assert_int_equal(dom_operator_create(f->a->d, "Ops@Platform.example", "local pass 77", local),
+                     KR_OK);
+    assert_int_equal(op_login(f->p, OP_EMAIL, OP_PW, tp), KR_OK);
+    assert_int_equal(op_password(f->p, tp, OP_PW, OP_PW2), KR_OK);
+    uint64_t size = jrn_size(f->a->d->j);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_EMAIL_HELD], 1);
+    assert_int_equal(n[DOM_IMPORT_NONE], 1);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 0);
+    assert_int_equal(jrn_size(f->a->d->j), size);
+    assert_int_equal(account_of(f->a, id).role, -1);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW2, NULL), KR_EAUTH);
+    assert_int_equal(op_login(f->a, OP_EMAIL, "local pass 77", NULL), KR_OK);
+    assert_memory_equal(td_get(f->a, "account")->via.bin.ptr, local, 16);
+}
+
+/* Operator accounts are imported once (again, after a reopen), and a
+ * rebuild of the shard's views is byte-identical. */
+static void test_accounts_once_and_rebuilt(void **state)
+{
+    struct fx *f = *state;
+    uint8_t id[16], tp[32], ta[32];
+    size_t n[4];
+    assert_int_equal(dom_operator_create(f->p->d, OP_EMAIL, OP_PW, id), KR_OK);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, ta), KR_OK);
+    assert_int_equal(op_login(f->p, OP_EMAIL, OP_PW, tp), KR_OK);
+    assert_int_equal(op_password(f->p, tp, OP_PW, OP_PW2), KR_OK);
+    platform_account_event(f, KR_EV_ACCOUNT_LOCKED, id, KR_FLD_LOCK_REASON, KR_LOCK_REASON_MASTER);
+    platform_account_event(f, KR_EV_ACCOUNT_UNLOCKED, id, -1, 0);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 3);
+    uint64_t size = jrn_size(f->a->d->j);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 0);
+    td_reopen(f->a);
+    ks_set_remote(f->a->d->ks, &f->remote);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 0);
+    assert_int_equal(jrn_size(f->a->d->j), size);
+    /* a record already imported is refused by the views, whoever appends it */
+    struct jrn_recbuf b = {0};
+    assert_int_equal(jrn_read(f->a->d->j, size, &b), KR_OK);
+    assert_true(jrn_type_is(&b.rec, "account.unlocked"));
+    jrn_recbuf_fini(&b);
+    static uint8_t before[VIEW__COUNT][32], after[VIEW__COUNT][32];
+    uint64_t nb[VIEW__COUNT], na[VIEW__COUNT];
+    digests(f->a, before, nb);
+    assert_int_equal(jrn_views_rebuild(f->a->d->j, NULL, NULL), KR_OK);
+    digests(f->a, after, na);
+    for (int v = 0; v < VIEW__COUNT; v++) {
+        assert_int_equal(na[v], nb[v]);
+        assert_memory_equal(after[v], before[v], 32);
+    }
+    assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW2, NULL), KR_OK);
+    import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +774,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rebuild_identical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_records_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_importing_refuses_platform_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operator_imported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_change_imported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_delete_imported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failure_lockouts_stay_local, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_key_unreadable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_email_held_locally, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accounts_once_and_rebuilt, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
