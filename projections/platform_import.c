@@ -305,8 +305,9 @@ static kr_err open_sealed(struct kr_domain *d, int ev, const struct jrn_record *
     struct kr_diag diag = {{0}, {0}};
     *readable = false;
     kr_err err = ks_get(d->ks, 0, &key);
-    if (err == KR_ENOTFOUND)
-        return KR_OK; /* no tenant-0 key here (nor in the keyring) */
+    if (err == KR_ENOTFOUND || err == KR_ECORRUPT)
+        return KR_OK; /* no tenant-0 key here, nor one in the keyring that opens
+                       * with this shard's KEK */
     if (err)
         return err;
     err = kr_event_decode(ev, r, &key, src, &diag);

@@ -88,8 +88,10 @@ KR_MUST_CHECK kr_err dom_platform_import(struct kr_domain *d, const struct jrn_r
                                          bool *imported);
 
 /* dom_platform_import, saying in *what what it did (DOM_IMPORT_NONE on an
- * error). Errors as dom_platform_import's, and the keystore's (KR_EIO: the
- * keyring did not answer for tenant 0's key). */
+ * error). An operator account's record whose tenant-0 key is missing here,
+ * or is in the keyring under another KEK, is DOM_IMPORT_UNREADABLE. Errors
+ * as dom_platform_import's, and the keystore's (KR_EIO: the keyring did
+ * not answer for tenant 0's key). */
 KR_MUST_CHECK kr_err dom_platform_import_record(struct kr_domain *d, const struct jrn_record *r,
                                                 enum dom_import *what);
 

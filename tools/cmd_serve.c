@@ -24,6 +24,7 @@
 #include "domain.h"
 #include "gateway.h"
 #include "http.h"
+#include "keyring.h"
 #include "keys.h"
 #include "mailer.h"
 #include "metrics.h"
@@ -99,6 +100,8 @@ static const char serve_usage[] =
     "stream: one of another journal stops it; one ahead of this journal (a newer\n"
     "primary wrote it) makes it refuse writes (not_primary). A publish refused\n"
     "because another node wrote the stream meanwhile fences serve the same way.\n"
+    "Tenant data keys are shared through the bucket KIROKU_KEYS, wrapped by\n"
+    "DIR/keys/kek.key: every process of a deployment needs the same KEK.\n"
     "--publish-from SEQ: the first record an empty stream gets (default 1); for\n"
     "a journal joining a cluster whose followers start from a backup of SEQ-1\n"
     "records. See docs/operations.md, \"Running on several machines\".\n"
@@ -119,8 +122,9 @@ static const char serve_usage[] =
     "See docs/operations.md, \"Failover\".\n"
     "--platform (setting cluster.platform) makes a tenant shard's primary follow\n"
     "the platform shard's journal (--shard platform elsewhere) into DIR/platform,\n"
-    "which must hold a restored backup of it, and import its notices and\n"
-    "incidents; the platform's ops are then answered wrong_shard here. See\n"
+    "which must hold a restored backup of it, and import its notices,\n"
+    "incidents and operator accounts; the platform's ops are then answered\n"
+    "wrong_shard here. See\n"
     "docs/operations.md, \"The platform journal\".\n"
     "\n"
     "Connections: a connection that sent no complete request for\n"
@@ -572,6 +576,11 @@ struct serve_state {
     struct api_platform *plat; /* --platform: the importer, else NULL */
     bool not_primary;          /* the stream is ahead: writes refused */
     struct tools_ret tr;
+    /* --nats: the keyring (KIROKU_KEYS), the keystore's remote store, on a
+     * connection of its own; else NULL */
+    natsConnection *keys_nc;
+    jsCtx *keys_js;
+    struct kr_keyring *kr;
 };
 
 /* ---- A bound on stopping ----
@@ -1249,6 +1258,56 @@ static int serve_cluster_start(struct serve_state *sj)
     return CLI_CONTINUE;
 }
 
+/* --nats: the keyring as the keystore's remote store, as on nodes and
+ * `kiroku follow`, so that every process of the deployment has one data key
+ * per tenant (tenant 0's too: the platform's operator accounts open on every
+ * shard). The bucket is made if missing. CLI_CONTINUE or the exit code. */
+static int serve_keyring_open(const struct serve_args *a, struct serve_state *sj)
+{
+    if (!sj->cl)
+        return CLI_CONTINUE;
+    const char *urls = a->nats ? a->nats : kr_config_str(a->cfg, "cluster.nats");
+    int replicas = 1;
+    for (const char *p = urls; *p && replicas < 3; p++)
+        replicas += *p == ',';
+    kr_err err = nkv_connect(urls, &sj->keys_nc);
+    if (!err && natsConnection_JetStream(&sj->keys_js, sj->keys_nc, NULL) != NATS_OK)
+        err = KR_EIO;
+    if (!err)
+        err = kr_keyring_open(sj->keys_js, replicas, &sj->kr);
+    if (err) {
+        fprintf(stderr, "kiroku: serve: --nats: the keyring %s cannot be opened: %s\n",
+                KR_KEYRING_BUCKET, kr_strerror(err));
+        return CLI_FAIL;
+    }
+    ks_set_remote(sj->d->ks, kr_keyring_remote(sj->kr));
+    /* Tenant 0's key (the platform's: operators) tells a KEK that is not
+     * the one whoever made it holds: said, not fatal (a shard with a KEK of
+     * its own serves its tenants; it imports no operator accounts). */
+    struct kr_data_key k;
+    err = ks_get(sj->d->ks, 0, &k);
+    kr_data_key_wipe(&k);
+    if (err && err != KR_ENOTFOUND)
+        fprintf(stderr,
+                "kiroku: serve: --nats: tenant 0's key in %s does not open here (%s): the "
+                "platform and every shard need the same KEK (DIR/keys/kek.key) for the "
+                "platform's operator accounts to reach this shard (docs/operations.md, "
+                "\"The platform journal\")\n",
+                KR_KEYRING_BUCKET, kr_strerror(err));
+    return CLI_CONTINUE;
+}
+
+/* After the domain is closed (its keystore uses the keyring until then). */
+static void serve_keyring_close(struct serve_state *sj)
+{
+    kr_keyring_close(sj->kr);
+    jsCtx_Destroy(sj->keys_js);
+    natsConnection_Destroy(sj->keys_nc);
+    sj->kr = NULL;
+    sj->keys_js = NULL;
+    sj->keys_nc = NULL;
+}
+
 /* --platform: the importer of the platform journal into sj->d (a primary's
  * domain), marking it importing. CLI_CONTINUE or the exit code. */
 static int serve_platform_start(const struct serve_args *a, const char *data,
@@ -1381,11 +1440,13 @@ static int serve_main(struct serve_args *a, const char *data)
     if (sj->cl && strcmp(a->shard ? a->shard : kr_config_str(a->cfg, "cluster.shard"),
                          KR_PLATFORM_SHARD) == 0)
         sj->d->platform = true; /* its notices' tenants live on other shards */
-    if ((rc = serve_cluster_start(sj)) != CLI_CONTINUE ||
+    if ((rc = serve_keyring_open(a, sj)) != CLI_CONTINUE ||
+        (rc = serve_cluster_start(sj)) != CLI_CONTINUE ||
         (!sj->not_primary &&
          (rc = serve_platform_start(a, data, clock, NULL, sj->d, &sj->plat)) != CLI_CONTINUE)) {
         cluster_stop(sj->cl, 0);
         dom_close(sj->d);
+        serve_keyring_close(sj);
         cluster_free(sj->cl);
         free(sj);
         return rc;
@@ -1395,6 +1456,7 @@ static int serve_main(struct serve_args *a, const char *data)
     api_platform_stop(sj->plat); /* NULL when serve_run stopped it */
     cluster_stop(sj->cl, 0);     /* idempotent: serve_run stopped it after serving */
     dom_close(sj->d);            /* accepts NULL: serve_run closed it after stopping */
+    serve_keyring_close(sj);     /* after the keystore */
     cluster_free(sj->cl);        /* after the journal: its hook runs until then */
     free(sj);
     return rc;

@@ -133,7 +133,27 @@ void ac_server_start(struct ac_server *s)
     ac_server_start_with(s, NULL);
 }
 
-void ac_server_start_with(struct ac_server *s, const char *const *extra)
+/* DATA made by `kiroku init` with the KEK of kek_from (a data directory)
+ * placed in DATA/keys before serve first opens the keystore. */
+static void init_with_kek(const struct ac_server *s, const char *kek_from)
+{
+    char out[4096], err[4096], from[600], to[600];
+    const char *init[] = {"init", "--data", s->data, NULL};
+    if (kr_test_run(KR_KIROKU_BIN, init, out, err, sizeof out) != 0)
+        fail_msg("kiroku init: %s", err);
+    snprintf(from, sizeof from, "%.580s/keys/kek.key", kek_from);
+    snprintf(to, sizeof to, "%.580s/keys/kek.key", s->data);
+    size_t n = 0;
+    char *kek = kr_test_slurp(from, &n);
+    int fd = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, kek, n), (ssize_t)n);
+    assert_int_equal(close(fd), 0);
+    sodium_memzero(kek, n);
+    free(kek);
+}
+
+static void start(struct ac_server *s, const char *const *extra, const char *kek_from)
 {
     memset(s, 0, sizeof *s);
     s->extra = extra;
@@ -141,6 +161,8 @@ void ac_server_start_with(struct ac_server *s, const char *const *extra)
     snprintf(s->data, sizeof s->data, "%s/data", s->dir);
     snprintf(s->ipc, sizeof s->ipc, "ipc://%s/client.sock", s->dir);
     snprintf(s->op_url, sizeof s->op_url, "ipc://%s/op.sock", s->dir);
+    if (kek_from)
+        init_with_kek(s, kek_from);
     bool up = false;
     for (int tries = 0; !up && tries < PORT_TRIES; tries++) {
         snprintf(s->tcp, sizeof s->tcp, "tcp://127.0.0.1:%u", 20000u + randombytes_uniform(40000));
@@ -173,6 +195,16 @@ void ac_server_start_with(struct ac_server *s, const char *const *extra)
     demo_field(text, "operator:", 0, s->op_email, sizeof s->op_email);
     demo_field(text, "operator:", 2, s->op_password, sizeof s->op_password);
     sodium_memzero(text, sizeof text);
+}
+
+void ac_server_start_with(struct ac_server *s, const char *const *extra)
+{
+    start(s, extra, NULL);
+}
+
+void ac_server_start_kek(struct ac_server *s, const char *const *extra, const char *kek_from)
+{
+    start(s, extra, kek_from);
 }
 
 void ac_server_restart(struct ac_server *s)

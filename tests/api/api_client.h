@@ -56,6 +56,12 @@ void ac_server_start(struct ac_server *s);
 /* ac_server_start with more serve options (extra must outlive the server). */
 void ac_server_start_with(struct ac_server *s, const char *const *extra);
 
+/* ac_server_start_with on a data directory made by `kiroku init` that holds
+ * the KEK of data directory kek_from (DIR/keys/kek.key), as a deployment
+ * places one KEK on all its processes (tenant keys shared through the
+ * keyring open with it). */
+void ac_server_start_kek(struct ac_server *s, const char *const *extra, const char *kek_from);
+
 /* Starts the server again on the same data directory (after it was killed):
  * the same endpoints (another tcp port if that one is not free yet). */
 void ac_server_restart(struct ac_server *s);

@@ -172,7 +172,7 @@ static void tenant_shard(struct shard *sh, const char *name)
 {
     const char *e[] = {"--nats", kr_nats_urls(fx.nats), "--shard", name, NULL};
     memcpy(sh->extra, e, sizeof e);
-    ac_server_start_with(&sh->s, sh->extra);
+    ac_server_start_kek(&sh->s, sh->extra, fx.p.s.data); /* one KEK for the deployment */
     stop_keep(&sh->s);
     char copy[700];
     snprintf(copy, sizeof copy, "%s/platform", sh->s.data);
