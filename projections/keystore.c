@@ -889,6 +889,21 @@ static kr_err fetch_remote(struct kr_keystore *ks, uint64_t tenant, uint8_t *key
     return err;
 }
 
+kr_err ks_share(struct kr_keystore *ks, uint64_t tenant)
+{
+    uint8_t wrapped[WRAP_LEN], there[WRAP_LEN];
+    if (!ks->remote)
+        return KR_EINVAL;
+    kr_err err = read_wrapped(ks, tenant, wrapped);
+    if (!err)
+        err = ks->remote->create(ks->remote->ctx, tenant, wrapped);
+    if (err == KR_EEXIST && (err = ks->remote->get(ks->remote->ctx, tenant, there)) == KR_OK)
+        err = sodium_memcmp(there, wrapped, WRAP_LEN) == 0 ? KR_OK : KR_EEXIST;
+    sodium_memzero(wrapped, sizeof wrapped);
+    sodium_memzero(there, sizeof there);
+    return err;
+}
+
 /* Makes a key with a remote store: the remote takes it first, if it has none;
  * else its key is used (*made false). Nothing is kept locally on error. */
 static kr_err create_remote(struct kr_keystore *ks, uint64_t tenant, const struct kr_rng *rng,

@@ -201,6 +201,15 @@ struct ks_remote {
  * Call it before other threads use ks. */
 void ks_set_remote(struct kr_keystore *ks, const struct ks_remote *remote);
 
+/* Offers the tenant's key this keystore holds to the remote store
+ * (create-if-absent), for a key made before the remote was set (the
+ * platform's tenant-0 key, made by a bootstrap before serve shares keys).
+ * KR_OK when the remote took it or already holds this very key; KR_EEXIST
+ * when it holds another key for the tenant (that one stays); KR_ENOTFOUND
+ * when this keystore has none; KR_EINVAL without a remote; the remote's
+ * errors. */
+KR_MUST_CHECK kr_err ks_share(struct kr_keystore *ks, uint64_t tenant);
+
 /* Wraps a 32-byte secret that is not a tenant key (a journal signing key's
  * seed, shipped to the other nodes of a shard) under the KEK, bound to `ad`
  * (its purpose and name: a value moved to another name fails to unwrap), in

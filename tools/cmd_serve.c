@@ -1281,6 +1281,16 @@ static int serve_keyring_open(const struct serve_args *a, struct serve_state *sj
         return CLI_FAIL;
     }
     ks_set_remote(sj->d->ks, kr_keyring_remote(sj->kr));
+    /* The platform's tenant-0 key (its operators') made before it shared
+     * keys (kiroku operators add, seed): offered to the keyring, so that
+     * every shard opens the operator accounts it imports. */
+    if (sj->d->platform && (err = ks_share(sj->d->ks, 0)) && err != KR_ENOTFOUND)
+        fprintf(stderr,
+                "kiroku: serve: --nats: this platform's tenant-0 key is not in %s (%s): "
+                "the shards cannot open the operator accounts they import (docs/operations.md, "
+                "\"The platform journal\")\n",
+                KR_KEYRING_BUCKET,
+                err == KR_EEXIST ? "another key is there already" : kr_strerror(err));
     /* Tenant 0's key (the platform's: operators) tells a KEK that is not
      * the one whoever made it holds: said, not fatal (a shard with a KEK of
      * its own serves its tenants; it imports no operator accounts). */

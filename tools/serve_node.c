@@ -512,6 +512,12 @@ static enum node_role lead_start(struct node *n, struct lead *l, const char **wh
     }
     atomic_store(&n->ks, l->d->ks);
     ks_set_remote(l->d->ks, kr_keyring_remote(n->kr));
+    kr_err serr = l->d->platform ? ks_share(l->d->ks, 0) : KR_OK; /* as plain serve does */
+    if (serr && serr != KR_ENOTFOUND)
+        fprintf(stderr,
+                "kiroku: serve: this platform's tenant-0 key is not in %s (%s): the shards "
+                "cannot open the operator accounts they import\n",
+                KR_KEYRING_BUCKET, serr == KR_EEXIST ? "another key is there" : kr_strerror(serr));
     if (n->o->ret_hooks)
         dom_set_retention(l->d, n->o->ret_hooks, n->o->log_days);
     atomic_store(&n->lost, false);

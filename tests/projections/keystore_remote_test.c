@@ -289,6 +289,44 @@ static void test_wrap_secret(void **state)
     assert_int_equal(ks_unwrap_secret(f->ka, big, sizeof big, w, sizeof w, back), KR_ETOOLARGE);
 }
 
+/* A key made before the remote was set is offered to it once there:
+ * taken when the remote has none, kept when it holds the same one, refused
+ * (the remote's stays) when it holds another. */
+static void test_share_local_key(void **state)
+{
+    struct fixture *f = *state;
+    struct kr_data_key ka, kb, k;
+    ks_set_remote(f->ka, NULL);
+    ks_set_remote(f->kb, NULL);
+    assert_int_equal(ks_share(f->ka, 0), KR_EINVAL); /* no remote */
+    assert_int_equal(ks_get_or_create(f->ka, 0, NULL, &ka), KR_OK);
+    assert_int_equal(ks_get_or_create(f->kb, 0, NULL, &kb), KR_OK);
+    ks_set_remote(f->ka, &f->remote);
+    ks_set_remote(f->kb, &f->remote);
+    assert_int_equal(ks_share(f->ka, 9), KR_ENOTFOUND); /* none here */
+    assert_int_equal(f->fr.creates, 0);
+    assert_int_equal(ks_share(f->ka, 0), KR_OK);
+    assert_true(slot_of(&f->fr, 0) >= 0);
+    assert_int_equal(ks_share(f->ka, 0), KR_OK); /* the same one */
+    assert_int_equal(ks_share(f->kb, 0), KR_EEXIST);
+    /* a keystore without one takes the shared key */
+    char c[1024];
+    struct kr_keystore *kc;
+    kr_test_tmpdir(c, sizeof c);
+    char from[1200], to[1200];
+    snprintf(from, sizeof from, "%s/keys", f->a);
+    snprintf(to, sizeof to, "%s/keys", c);
+    kr_test_copytree(from, to);
+    assert_int_equal(ks_open(c, true, &kc), KR_OK);
+    ks_set_remote(kc, &f->remote);
+    assert_int_equal(ks_get(kc, 0, &k), KR_OK);
+    assert_same_key(&k, &ka);
+    assert_int_equal(ks_get(f->kb, 0, &k), KR_OK); /* b keeps its own */
+    assert_same_key(&k, &kb);
+    ks_close(kc);
+    kr_test_rmrf(c);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -300,6 +338,7 @@ int main(void)
         T(test_remote_down_makes_nothing),
         T(test_destroy_reaches_remote),
         T(test_wrap_secret),
+        T(test_share_local_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
