@@ -13,7 +13,10 @@
  * platform's endpoint; a follower of a serves the imported notice and its
  * views' digests equal a's; a restarted a imports nothing twice; a platform
  * record altered in the stream stops a's importer at its seq, and nothing
- * after it is imported.
+ * after it is imported. The shards share the platform's KEK (one per
+ * deployment): the platform's demo operator reaches them as an e-mail their
+ * own demo operator holds (skipped, said); a node with a KEK of its own
+ * skips it as unreadable, said once.
  *
  * The tests run in order on one set of processes (each builds on the one
  * before).
@@ -383,6 +386,18 @@ static void test_notice_reaches_both_shards(void **state)
     }
     /* The platform queued none itself: its tenants live elsewhere. */
     assert_int_equal(count_type(fx.p.s.data, KR_EV_NOTICE_PUBLISHED, -1), 1);
+    /* The platform's demo operator has the e-mail of each shard's own demo
+     * operator: not imported (the shard's keeps working), said once each. */
+    for (int i = 0; i < 2; i++) {
+        char log[700];
+        snprintf(log, sizeof log, "%s/serve.err", both[i]->s.dir);
+        char *text = kr_test_slurp(log, NULL);
+        assert_non_null(strstr(text, "names an operator whose e-mail an operator of this "
+                                     "shard holds: not imported"));
+        assert_null(strstr(text, "does not open with this shard's tenant-0 data key"));
+        free(text);
+        assert_int_equal(count_type(both[i]->s.data, KR_EV_ACCOUNT_CREATED, -1), 2);
+    }
 }
 
 /* An incident for a's tenant, notified by e-mail on the platform: a queues
@@ -582,6 +597,7 @@ static void test_restart_imports_nothing_twice(void **state)
     /* since the restart: the one notice, and nothing again */
     assert_non_null(strstr(b.data, "\nkiroku_platform_imported_total 1\n"));
     assert_non_null(strstr(b.data, "\nkiroku_platform_stopped 0\n"));
+    assert_non_null(strstr(b.data, "\nkiroku_platform_accounts_unreadable 0\n")); /* one KEK */
     assert_int_equal(http_get(&fx.a, "/healthz", &b), 200);
     kr_wbuf_free(&b);
 }
@@ -659,6 +675,15 @@ static void test_nodes_import_and_keep_copies(void **state)
     node_start(&c1, "c1");
     wait_role(&c1, "primary");
     wait_notices(c1.data, notices, c1.errf);
+    /* c1 has a KEK of its own: the platform's operator does not open there,
+     * skipped, said once (and counted: kiroku_platform_accounts_unreadable) */
+    char *said_err = kr_test_slurp(c1.errf, NULL);
+    const char *say = "does not open with this shard's tenant-0 data key";
+    char *at = strstr(said_err, say);
+    assert_non_null(at);
+    assert_null(strstr(at + 1, say));
+    free(said_err);
+    assert_int_equal(count_type(c1.data, KR_EV_ACCOUNT_CREATED, -1), 0);
 
     /* c2: a follower node from a backup of c1, with its own copy */
     char backups[760], gen[900], pk[64], pkpath[780];
