@@ -4,10 +4,11 @@
  *
  * The platform shard (KR_PLATFORM_SHARD, projections/domain.h) is an
  * ordinary kiroku journal with its own stream, lease and nodes, where
- * operators publish notices and open, notify, update and resolve
- * incidents. Every tenant shard's primary follows it and imports those
- * records into its own journal, so its tenants and their masters see them
- * there (docs/operations.md, "The platform journal").
+ * operators publish notices, open, notify, update and resolve incidents
+ * and manage operator accounts. Every tenant shard's primary follows it and
+ * imports those records into its own journal, so its tenants and their
+ * masters see them there and operators log in there with their platform
+ * account (docs/operations.md, "The platform journal").
  *
  * How. The importer keeps a copy of the platform journal in DIR/platform: a
  * domain of its own opened without appends, kept level with the platform's
@@ -15,7 +16,7 @@
  * verified exactly as a follower verifies it (signature, prev link,
  * checkpoint) before it is applied there. After each applied range the
  * importer thread reads the copy's new records in order and imports the
- * notice and incident records into the shard's domain
+ * notice, incident and operator account records into the shard's domain
  * (dom_platform_import, projections/platform_import.h), resuming after the
  * highest origin the shard's views hold: each platform record is imported
  * once, across restarts and failovers (a new primary resumes from its views).

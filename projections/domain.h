@@ -71,7 +71,8 @@ struct kr_domain_options {
 };
 
 /* The platform shard's name (reserved: no tenant is placed on it). Its
- * journal holds the platform-wide records (notices, incidents: tenant 0)
+ * journal holds the platform-wide records (notices, incidents, operator
+ * accounts: tenant 0)
  * that every tenant shard imports (dom_platform_import, api/platform.h). */
 #define KR_PLATFORM_SHARD "platform"
 
