@@ -5,7 +5,8 @@
  * caller's own account, an unknown account, a tenant's account, a master or
  * a client-endpoint caller, a weak password), the lockout through
  * operators.password, sessions ended by delete, lock and password change,
- * and the wrong_shard answer on a tenant shard that imports the platform.
+ * the views rebuilt from the journal equal to the live ones, and the
+ * wrong_shard answer on a tenant shard that imports the platform.
  */
 #include "accounts.h"
 #include "test_domain.h"
@@ -431,6 +432,39 @@ static void test_password_lockout(void **state)
     assert_int_equal(change_pw(t, &f->op, "first pass 123", "first pass 456"), KR_ELOCKED);
 }
 
+/* ---- Replay ---- */
+
+static void view_digests(struct td *t, uint8_t out[VIEW__COUNT][32])
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    for (int i = 0; i < VIEW__COUNT; i++)
+        assert_int_equal(views_digest(&t->d->views, txn, (enum kr_view)i, out[i], NULL), KR_OK);
+    mdb_txn_abort(txn);
+}
+
+/* Rebuilding the views from the journal after every operators.* op gives
+ * the same views, the lock reason operator included. */
+static void test_replay_same_views(void **state)
+{
+    struct fx *f = *state;
+    struct td *t = f->t;
+    uint8_t a[16], b[16];
+    mkop(t, &f->op, "a@example.jp", a);
+    mkop(t, &f->op, "b@example.jp", b);
+    assert_int_equal(on_account(t, &f->op, KR_OP_OPERATORS_LOCK, a, 1), KR_OK);
+    assert_int_equal(on_account(t, &f->op, KR_OP_OPERATORS_LOCK, b, 1), KR_OK);
+    assert_int_equal(on_account(t, &f->op, KR_OP_OPERATORS_UNLOCK, b, 2), KR_OK);
+    assert_int_equal(on_account(t, &f->op, KR_OP_OPERATORS_DELETE, b, 3), KR_OK);
+    assert_int_equal(change_pw(t, &f->op, "first pass 123", "first pass 456"), KR_OK);
+    static uint8_t live[VIEW__COUNT][32], rebuilt[VIEW__COUNT][32];
+    view_digests(t, live);
+    assert_int_equal(jrn_views_rebuild(t->d->j, NULL, NULL), KR_OK);
+    view_digests(t, rebuilt);
+    assert_memory_equal(live, rebuilt, sizeof live);
+    assert_int_equal(row(t, a).lock_reason, KR_LOCK_REASON_OPERATOR);
+}
+
 /* ---- On a tenant shard that imports the platform ---- */
 
 static void platform_url(void *arg, char *out, size_t cap)
@@ -474,6 +508,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unlock_after_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_lockout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_same_views, setup, teardown),
         cmocka_unit_test_setup_teardown(test_importing_shard, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
