@@ -1199,6 +1199,18 @@ static void test_operators_over_the_wire(void **state)
     ac_bin(&op, KR_FLD_ACCOUNT, id, 16);
     ac_u64(&op, KR_FLD_VERSION, 2);
     assert_int_equal(ac_call(&op, KR_OP_OPERATORS_UNLOCK, op_token), AC_OK);
+    /* Not on the caller's own account (refused by the handler, on the
+     * server's asynchronous path too). */
+    uint8_t me[16];
+    assert_int_equal(ac_call(&op, KR_OP_AUTH_WHOAMI, op_token), AC_OK);
+    ac_res_id(&op, KR_FLD_ACCOUNT, me);
+    ac_bin(&op, KR_FLD_ACCOUNT, me, 16);
+    ac_u64(&op, KR_FLD_VERSION, 1);
+    assert_int_equal(ac_call(&op, KR_OP_OPERATORS_LOCK, op_token), KR_ERR_FORBIDDEN);
+    ac_bin(&op, KR_FLD_ACCOUNT, me, 16);
+    ac_u64(&op, KR_FLD_VERSION, 1);
+    assert_int_equal(ac_call(&op, KR_OP_OPERATORS_DELETE, op_token), KR_ERR_FORBIDDEN);
+    assert_int_equal(ac_call(&op, KR_OP_AUTH_WHOAMI, op_token), AC_OK);
     ac_bin(&op, KR_FLD_ACCOUNT, id, 16);
     ac_u64(&op, KR_FLD_VERSION, 3);
     assert_int_equal(ac_call(&op, KR_OP_OPERATORS_DELETE, op_token), AC_OK);
