@@ -1280,7 +1280,7 @@ static int serve_keyring_open(const struct serve_args *a, struct serve_state *sj
     }
     ks_set_remote(sj->d->ks, kr_keyring_remote(sj->kr));
     /* The platform's tenant-0 key (its operators') made before it shared
-     * keys (a bootstrap: kiroku seed): offered to the keyring, so that
+     * keys (kiroku operators add, seed): offered to the keyring, so that
      * every shard opens the operator accounts it imports. */
     if (sj->d->platform && (err = ks_share(sj->d->ks, 0)) && err != KR_ENOTFOUND)
         fprintf(stderr,

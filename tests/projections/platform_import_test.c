@@ -446,21 +446,15 @@ static kr_err op_resolve(struct td *t, const uint8_t token[32], struct kr_caller
     return err;
 }
 
-/* account.password on t by the operator of token. Operators have no op of
- * their own for it yet: the caller passes the role check as a master of
- * tenant 0, and the handler records what an operator's change records
- * (account.password_changed and session.closed, or account.login_failed and
- * at the limit account.locked for failures). */
+/* operators.password on t by the operator of token. */
 static kr_err op_password(struct td *t, const uint8_t token[32], const char *pw, const char *npw)
 {
     struct kr_caller who;
     assert_int_equal(op_resolve(t, token, &who), KR_OK);
-    who.role = KR_ROLE_MASTER;
-    who.operator_endpoint = false;
     struct kr_payload *a = td_args(t);
     kr_set_str(a, KR_FLD_PASSWORD, pw);
     kr_set_str(a, KR_FLD_NEW_PASSWORD, npw);
-    return td_exec(t, &who, KR_OP_ACCOUNT_PASSWORD);
+    return td_exec(t, &who, KR_OP_OPERATORS_PASSWORD);
 }
 
 /* A plain account event on the platform, as an operator op appends it. */
@@ -592,7 +586,8 @@ static void test_lock_delete_imported(void **state)
     assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, ta), KR_OK);
     platform_account_event(f, KR_EV_ACCOUNT_PERMISSIONS_GRANTED, id, KR_FLD_PERMISSIONS, 3);
     platform_account_event(f, KR_EV_ACCOUNT_PERMISSIONS_REVOKED, id, KR_FLD_PERMISSIONS, 1);
-    platform_account_event(f, KR_EV_ACCOUNT_LOCKED, id, KR_FLD_LOCK_REASON, KR_LOCK_REASON_MASTER);
+    platform_account_event(f, KR_EV_ACCOUNT_LOCKED, id, KR_FLD_LOCK_REASON,
+                           KR_LOCK_REASON_OPERATOR);
     uint64_t size = jrn_size(f->a->d->j);
     import_into(f, f->a, origin_of(f->a) + 1, n);
     assert_int_equal(n[DOM_IMPORT_APPENDED], 3);
@@ -600,7 +595,7 @@ static void test_lock_delete_imported(void **state)
     struct va_account o = account_of(f->a, id);
     assert_int_equal(o.perms, 2);
     assert_true(o.locked);
-    assert_int_equal(o.lock_reason, KR_LOCK_REASON_MASTER);
+    assert_int_equal(o.lock_reason, KR_LOCK_REASON_OPERATOR);
     assert_int_equal(op_resolve(f->a, ta, &who), KR_EAUTH);
     assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, NULL), KR_ELOCKED);
     platform_account_event(f, KR_EV_ACCOUNT_UNLOCKED, id, -1, 0);
@@ -680,7 +675,8 @@ static void test_other_key_unreadable(void **state)
     assert_int_equal(dom_operator_create(f->p->d, OP_EMAIL, OP_PW, id), KR_OK);
     assert_int_equal(op_login(f->p, OP_EMAIL, OP_PW, tp), KR_OK);
     assert_int_equal(op_password(f->p, tp, OP_PW, OP_PW2), KR_OK);
-    platform_account_event(f, KR_EV_ACCOUNT_LOCKED, id, KR_FLD_LOCK_REASON, KR_LOCK_REASON_MASTER);
+    platform_account_event(f, KR_EV_ACCOUNT_LOCKED, id, KR_FLD_LOCK_REASON,
+                           KR_LOCK_REASON_OPERATOR);
     uint64_t size = jrn_size(b->d->j);
     import_into(f, b, 1, n);                       /* b has no tenant-0 key */
     assert_int_equal(n[DOM_IMPORT_UNREADABLE], 2); /* created, password changed */
@@ -734,7 +730,8 @@ static void test_accounts_once_and_rebuilt(void **state)
     assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, ta), KR_OK);
     assert_int_equal(op_login(f->p, OP_EMAIL, OP_PW, tp), KR_OK);
     assert_int_equal(op_password(f->p, tp, OP_PW, OP_PW2), KR_OK);
-    platform_account_event(f, KR_EV_ACCOUNT_LOCKED, id, KR_FLD_LOCK_REASON, KR_LOCK_REASON_MASTER);
+    platform_account_event(f, KR_EV_ACCOUNT_LOCKED, id, KR_FLD_LOCK_REASON,
+                           KR_LOCK_REASON_OPERATOR);
     platform_account_event(f, KR_EV_ACCOUNT_UNLOCKED, id, -1, 0);
     import_into(f, f->a, 1, n);
     assert_int_equal(n[DOM_IMPORT_APPENDED], 3);
