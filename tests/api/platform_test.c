@@ -14,9 +14,12 @@
  * views' digests equal a's; a restarted a imports nothing twice; a platform
  * record altered in the stream stops a's importer at its seq, and nothing
  * after it is imported. The shards share the platform's KEK (one per
- * deployment): the platform's demo operator reaches them as an e-mail their
- * own demo operator holds (skipped, said); a node with a KEK of its own
- * skips it as unreadable, said once.
+ * deployment): an operator made on the platform (operators.create) logs in
+ * on a's and b's operator endpoints, and its password changed there
+ * (operators.password) ends its session on a, where the old password then
+ * fails; the platform's demo operator reaches them as an e-mail their own
+ * demo operator holds (skipped, said); a node with a KEK of its own skips
+ * it as unreadable, said once.
  *
  * The tests run in order on one set of processes (each builds on the one
  * before).
@@ -576,6 +579,67 @@ static bool imported_counted(void *arg)
     return yes;
 }
 
+/* ---- Operator accounts ---- */
+
+struct op_login {
+    const char *url, *email, *password;
+    uint8_t token[32];
+};
+
+static bool op_logs_in(void *arg)
+{
+    struct op_login *w = arg;
+    struct ac c;
+    ac_open(&c, w->url);
+    bool yes = login(&c, KR_PLATFORM_CODE, w->email, w->password, w->token) == AC_OK;
+    ac_close(&c);
+    return yes;
+}
+
+static bool op_session_ended(void *arg)
+{
+    struct op_login *w = arg;
+    struct ac c;
+    ac_open(&c, w->url);
+    bool yes = ac_call(&c, KR_OP_AUTH_WHOAMI, w->token) == KR_ERR_UNAUTHENTICATED;
+    ac_close(&c);
+    return yes;
+}
+
+/* An operator made on the platform (operators.create) logs in on a's and
+ * b's operator endpoints with the same password; a password changed on the
+ * platform (operators.password) ends the session on a, and there the old
+ * password fails and the new one works. */
+static void test_operator_from_platform(void **state)
+{
+    (void)state;
+    static const char email[] = "second@platform.example";
+    struct ac o;
+    ac_open(&o, fx.p.s.op_url);
+    ac_str(&o, KR_FLD_EMAIL, email);
+    ac_str(&o, KR_FLD_PASSWORD, "platform pass 1");
+    assert_int_equal(ac_call(&o, KR_OP_OPERATORS_CREATE, fx.p.op), AC_OK);
+    ac_close(&o);
+    struct op_login wa = {fx.a.s.op_url, email, "platform pass 1", {0}};
+    struct op_login wb = {fx.b.s.op_url, email, "platform pass 1", {0}};
+    assert_true(kr_test_wait_for(op_logs_in, &wa, KR_TEST_WAIT_MS, "the operator on a"));
+    assert_true(kr_test_wait_for(op_logs_in, &wb, KR_TEST_WAIT_MS, "the operator on b"));
+    uint8_t own[32];
+    ac_open(&o, fx.p.s.op_url);
+    assert_int_equal(login(&o, KR_PLATFORM_CODE, email, "platform pass 1", own), AC_OK);
+    ac_str(&o, KR_FLD_PASSWORD, "platform pass 1");
+    ac_str(&o, KR_FLD_NEW_PASSWORD, "platform pass 2");
+    assert_int_equal(ac_call(&o, KR_OP_OPERATORS_PASSWORD, own), AC_OK);
+    ac_close(&o);
+    assert_true(kr_test_wait_for(op_session_ended, &wa, KR_TEST_WAIT_MS, "a's session to end"));
+    struct ac c;
+    ac_open(&c, fx.a.s.op_url);
+    assert_int_equal(login(&c, KR_PLATFORM_CODE, email, "platform pass 1", NULL),
+                     KR_ERR_UNAUTHENTICATED);
+    assert_int_equal(login(&c, KR_PLATFORM_CODE, email, "platform pass 2", NULL), AC_OK);
+    ac_close(&c);
+}
+
 /* a restarted resumes after what it imported: each platform record once. */
 static void test_restart_imports_nothing_twice(void **state)
 {
@@ -887,6 +951,7 @@ int main(void)
         cmocka_unit_test(test_incident_mail_only_where_hosted),
         cmocka_unit_test(test_platform_ops_refused_on_shard),
         cmocka_unit_test(test_follower_of_shard),
+        cmocka_unit_test(test_operator_from_platform),
         cmocka_unit_test(test_restart_imports_nothing_twice),
         cmocka_unit_test(test_nodes_import_and_keep_copies),
         cmocka_unit_test(test_platform_needs_a_copy),
