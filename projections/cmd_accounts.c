@@ -137,10 +137,10 @@ static kr_err read_email(struct cmd *c, const struct va_account *o, const struct
     return err;
 }
 
-/* Appends session.closed for the account's open (unexpired) sessions, as
- * many as the append has room for (the account event's apply ends them all
- * in the views anyway). */
-static kr_err close_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[16], int reason)
+/* accounts.h: session.closed for the account's open (unexpired) sessions,
+ * as many as the append has room for (the account event's apply ends them
+ * all in the views anyway). */
+kr_err acct_close_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[16], int reason)
 {
     uint8_t prefix[24];
     v_put_u64(prefix, tenant);
@@ -180,11 +180,6 @@ static kr_err close_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[
     return KR_OK;
 }
 
-kr_err acct_close_sessions(struct cmd *c, uint64_t tenant, const uint8_t acct[16], int reason)
-{
-    return close_sessions(c, tenant, acct, reason);
-}
-
 /* The version of the account's sign-in stream (logins and failed logins). */
 static kr_err signin_version(struct cmd *c, uint64_t tenant, const uint8_t acct[16], uint64_t *v)
 {
@@ -220,7 +215,7 @@ static kr_err record_failure(struct cmd *c, uint64_t tenant, const uint8_t acct[
             return KR_ENOMEM;
         kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
         kr_set_u64(p, KR_FLD_LOCK_REASON, KR_LOCK_REASON_FAILURES);
-        if (close && (err = close_sessions(c, tenant, acct, KR_CLOSE_REASON_ACCOUNT_LOCKED)))
+        if (close && (err = acct_close_sessions(c, tenant, acct, KR_CLOSE_REASON_ACCOUNT_LOCKED)))
             return err;
     }
     return cmd_commit(c);
@@ -592,7 +587,7 @@ kr_err cmd_account_password(struct cmd *c)
     }
     kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
     kr_set_str(p, KR_FLD_PASSWORD_HASH, hash);
-    err = close_sessions(c, tenant, acct, KR_CLOSE_REASON_PASSWORD_CHANGED);
+    err = acct_close_sessions(c, tenant, acct, KR_CLOSE_REASON_PASSWORD_CHANGED);
     if (!err)
         err = cmd_commit(c);
     sodium_memzero(hash, sizeof hash);
@@ -737,7 +732,7 @@ static kr_err simple_event(struct cmd *c, uint64_t tenant, const struct va_accou
     kr_set_bytes(p, KR_FLD_ACCOUNT, acct, 16);
     if (fld >= 0)
         kr_set_u64(p, fld, value);
-    if (close_reason >= 0 && (err = close_sessions(c, tenant, acct, close_reason)))
+    if (close_reason >= 0 && (err = acct_close_sessions(c, tenant, acct, close_reason)))
         return err;
     if ((err = cmd_commit(c)))
         return err;
