@@ -101,7 +101,9 @@ static void job_backup(void *arg)
 
 /* The minute job: the incident notices owed (near or past their deadline)
  * queued by e-mail, in rounds of KR_OUTBOX_BATCH_MAX; the mailer delivers
- * them. None with incidents.auto_notify = false (operators notify). */
+ * them. On the platform shard: the notifications recorded, which the
+ * tenants' shards import and e-mail. None with incidents.auto_notify = false
+ * (operators notify). */
 static void job_incidents(void *arg)
 {
     struct serve_jobs *sj = arg;
@@ -115,7 +117,12 @@ static void job_incidents(void *arg)
     if (err)
         fprintf(stderr, "kiroku: serve: incident notices: %s (tried again in a minute)\n",
                 kr_strerror(err));
-    if (total && !sj->o.json)
+    if (total && !sj->o.json && sj->d->platform)
+        fprintf(stderr,
+                "kiroku: serve: incident notices: %zu tenant%s notified (their shards e-mail "
+                "them)\n",
+                total, total == 1 ? "" : "s");
+    else if (total && !sj->o.json)
         fprintf(stderr, "kiroku: serve: incident notices: %zu e-mail%s queued\n", total,
                 total == 1 ? "" : "s");
 }
