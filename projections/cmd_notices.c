@@ -1799,7 +1799,9 @@ static kr_err queue_owed_mail(struct cmd *c, const struct owed_mail *o, bool *do
     return err;
 }
 
-kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size_t *queued)
+/* dom_incident_mail, and with notify false dom_incident_update_mail. */
+static kr_err incident_mail(struct kr_domain *d, bool notify, uint64_t warn_ns, size_t max,
+                            size_t *queued)
 {
     struct kr_caller sys = {.role = -1, .system = true};
     struct kr_diag diag;
@@ -1820,7 +1822,8 @@ kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size
     }
     uint64_t now = kr_clock_now(d->clock);
     uint64_t horizon = warn_ns > UINT64_MAX - now ? UINT64_MAX : now + warn_ns;
-    err = owed_notices(&c, horizon, owed, max, &n);
+    if (notify)
+        err = owed_notices(&c, horizon, owed, max, &n);
     for (size_t i = 0; i < n && !err; i++) {
         bool one;
         if (!(err = notify_owed(&c, &owed[i], &one)) && one)
@@ -1843,4 +1846,14 @@ kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size
     if (queued)
         *queued = done;
     return err;
+}
+
+kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size_t *queued)
+{
+    return incident_mail(d, true, warn_ns, max, queued);
+}
+
+kr_err dom_incident_update_mail(struct kr_domain *d, size_t max, size_t *queued)
+{
+    return incident_mail(d, false, 0, max, queued);
 }

@@ -157,12 +157,21 @@ KR_MUST_CHECK kr_err dom_notice_mail(struct kr_domain *d, size_t max, size_t *qu
  * incident_resolved to each tenant e-mailed the notice, queued once each
  * like a notice's; none on the platform shard). *queued (may be NULL)
  * counts the e-mails queued (on the platform, the notifications recorded).
- * serve's scheduler runs it every minute (tools/daily.c) unless
- * incidents.auto_notify is false.
+ * serve's scheduler runs it every minute (tools/daily.c), or with
+ * incidents.auto_notify = false dom_incident_update_mail instead.
  * Errors: LMDB and journal failures, KR_ECORRUPT for a malformed row,
  * KR_ENOMEM. */
 KR_MUST_CHECK kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max,
                                        size_t *queued);
+
+/* The second half of dom_incident_mail alone: the update and resolution
+ * e-mails owed (v.incident_mail), at most max (0 = KR_OUTBOX_BATCH_MAX),
+ * and no notification at any deadline. serve's scheduler runs it instead
+ * when incidents.auto_notify is false: operators then notify each tenant,
+ * and the tenants they e-mailed still get the incident's updates and its
+ * resolution. *queued (may be NULL) counts the e-mails queued (none on the
+ * platform shard). Errors as dom_incident_mail's. */
+KR_MUST_CHECK kr_err dom_incident_update_mail(struct kr_domain *d, size_t max, size_t *queued);
 
 /* ---- Shared by this area's handlers ---- */
 

@@ -259,13 +259,18 @@ static void test_shard_notifies_its_own_and_all(void **state)
     uint8_t all[16], own[16];
     open_incident(f, f->p, 71 * HOUR, KR_AUDIENCE_ALL, all);
     assert_int_equal(overdue(f, f->p, 72), 0);
-    uint64_t size = jrn_size(f->p->d->j);
+    uint64_t psize = jrn_size(f->p->d->j);
     assert_int_equal(deadline_job(f->p), 0);
-    assert_true(td_unchanged_since(f->p, size));
+    assert_true(td_unchanged_since(f->p, psize));
     assert_int_equal(import_from(f, 1), 1);
     open_incident(f, f->a, 73 * HOUR, KR_AUDIENCE_LISTED, own);
     assert_int_equal(overdue(f, f->a, 24), 2);
     struct mails m0 = mails_of(f->a);
+    /* with incidents.auto_notify = false serve runs only the second half */
+    size_t queued = 99, size = jrn_size(f->a->d->j);
+    assert_int_equal(dom_incident_update_mail(f->a->d, 0, &queued), KR_OK);
+    assert_int_equal(queued, 0);
+    assert_true(td_unchanged_since(f->a, size));
     assert_int_equal(deadline_job(f->a), 2);
     struct mails m1 = mails_of(f->a);
     assert_int_equal(m1.notices, m0.notices + 2);
