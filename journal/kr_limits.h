@@ -247,7 +247,8 @@
 #define KR_OUTBOX_BATCH_MAX 1000u
 /* Incidents one pass of a tenant shard's deadline scheduler passes over
  * because the platform notifies their tenants (dom_incident_mail): each is a
- * seek and one record read; the rest is looked at on the next pass. */
+ * seek and one record read. Past it the pass ends there; the platform's
+ * notifications, as they are imported, take those incidents out of the way. */
 #define KR_INCIDENT_DUE_SKIP_MAX 10000u
 
 /* ---- API (api/) ---- */

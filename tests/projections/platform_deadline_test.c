@@ -252,19 +252,23 @@ static void test_shard_follows_platform(void **state)
 }
 
 /* What the platform cannot notify stays the shard's: an incident of
- * audience all (no tenant is named on the platform) and the shard's own. */
+ * audience all (no tenant is named on the platform) and the shard's own;
+ * an imported listed incident due before them is passed over. */
 static void test_shard_notifies_its_own_and_all(void **state)
 {
     struct fx *f = *state;
-    uint8_t all[16], own[16];
+    uint8_t all[16], own[16], listed[16];
     open_incident(f, f->p, 71 * HOUR, KR_AUDIENCE_ALL, all);
     assert_int_equal(overdue(f, f->p, 72), 0);
     uint64_t psize = jrn_size(f->p->d->j);
     assert_int_equal(deadline_job(f->p), 0);
     assert_true(td_unchanged_since(f->p, psize));
-    assert_int_equal(import_from(f, 1), 1);
+    /* and a listed one, the earliest deadline: the shard's job passes over
+     * it to reach the others */
+    open_incident(f, f->p, 75 * HOUR, KR_AUDIENCE_LISTED, listed);
+    assert_int_equal(import_from(f, 1), 2);
     open_incident(f, f->a, 73 * HOUR, KR_AUDIENCE_LISTED, own);
-    assert_int_equal(overdue(f, f->a, 24), 2);
+    assert_int_equal(overdue(f, f->a, 24), 3);
     struct mails m0 = mails_of(f->a);
     /* with incidents.auto_notify = false serve runs only the second half */
     size_t queued = 99, size = jrn_size(f->a->d->j);
@@ -274,7 +278,8 @@ static void test_shard_notifies_its_own_and_all(void **state)
     assert_int_equal(deadline_job(f->a), 2);
     struct mails m1 = mails_of(f->a);
     assert_int_equal(m1.notices, m0.notices + 2);
-    assert_int_equal(overdue(f, f->a, 72), 0);
+    assert_int_equal(overdue(f, f->a, 72), 1); /* the listed one: the platform's to notify */
+    assert_int_equal(deadline_job(f->a), 0);
 }
 
 /* Deletes the master account of a's tenant (as users.delete would record
