@@ -1671,7 +1671,7 @@ static kr_err owed_notices(struct cmd *c, uint64_t horizon, struct owed_notice *
             }
             if (skip) {
                 if (++skipped > KR_INCIDENT_DUE_SKIP_MAX)
-                    break; /* the rest waits for the next pass */
+                    break; /* the pass ends here (see the bound) */
                 rc = due_skip_incident(cur, b, &k, &v);
                 continue;
             }
