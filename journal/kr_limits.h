@@ -732,4 +732,9 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
  * is asked to stop, so a long backlog never holds a stop up. */
 #define KR_PLATFORM_ROUND_MAX 1000u
 
+/* ---- kiroku operators add (tools/cmd_operators.c) ---- */
+/* The longest line --password-stdin reads: a password is at most 128 bytes
+ * (kr_password_check) plus a line end; a longer line is refused, not cut. */
+#define KR_OPERATORS_PASSWORD_LINE_MAX 130u
+
 #endif
