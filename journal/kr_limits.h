@@ -245,6 +245,11 @@
 #define KR_MASTER_SCAN_MAX 100000u
 /* Messages one outbox_pending call hands over at most (when max is 0). */
 #define KR_OUTBOX_BATCH_MAX 1000u
+/* Incidents one pass of a tenant shard's deadline scheduler passes over
+ * because the platform notifies their tenants (dom_incident_mail): each is a
+ * seek and one record read. Past it the pass ends there; the platform's
+ * notifications, as they are imported, take those incidents out of the way. */
+#define KR_INCIDENT_DUE_SKIP_MAX 10000u
 
 /* ---- API (api/) ---- */
 

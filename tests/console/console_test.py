@@ -204,8 +204,7 @@ def start_server(kiroku, tmp):
             kiroku, "serve", "--data", data, "--listen", "tcp://127.0.0.1:0",
             "--gateway", "http://127.0.0.1:0", "--gateway-operator", "http://127.0.0.1:0",
             "--demo", "--json", "--config", conf, "--backups", os.path.join(tmp, "backups"),
-            # the backup at start: its time of day (JST) has passed whenever the test runs
-            "--backup-at", "00:00",
+            "--backup-at", "00:00",  # passed at any time of day: the backup is taken at start
         ],
         stdout=out,
         stderr=err,
