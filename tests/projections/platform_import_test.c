@@ -457,6 +457,32 @@ static kr_err op_password(struct td *t, const uint8_t token[32], const char *pw,
     return td_exec(t, &who, KR_OP_OPERATORS_PASSWORD);
 }
 
+static struct va_account account_of(struct td *t, const uint8_t id[16])
+{
+    struct va_account o;
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
+    kr_err err = va_account_get(&t->d->views, txn, 0, id, &o);
+    mdb_txn_abort(txn);
+    if (err)
+        memset(&o, 0, sizeof o);
+    o.role = err ? -1 : o.role;
+    return o;
+}
+
+/* operators.lock, unlock or delete (op) on the platform by the operator of
+ * token, naming account id at its version there. */
+static void platform_op(struct fx *f, const uint8_t token[32], int op, const uint8_t id[16])
+{
+    struct kr_caller who;
+    uint64_t version = account_of(f->p, id).version;
+    assert_int_equal(op_resolve(f->p, token, &who), KR_OK);
+    struct kr_payload *a = td_args(f->p);
+    kr_set_bytes(a, KR_FLD_ACCOUNT, id, 16);
+    kr_set_u64(a, KR_FLD_VERSION, version);
+    assert_int_equal(td_exec(f->p, &who, op), KR_OK);
+}
+
 /* A plain account event on the platform, as an operator op appends it. */
 static void platform_account_event(struct fx *f, int ev, const uint8_t id[16], int fld,
                                    uint64_t value)
@@ -471,19 +497,6 @@ static void platform_account_event(struct fx *f, int ev, const uint8_t id[16], i
         dom_append_plain(f->p->d, 0, "operator/0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f", p, NULL, NULL),
         KR_OK);
     kr_payload_free(p);
-}
-
-static struct va_account account_of(struct td *t, const uint8_t id[16])
-{
-    struct va_account o;
-    MDB_txn *txn;
-    assert_int_equal(mdb_txn_begin(jrn_env(t->d->j), NULL, MDB_RDONLY, &txn), 0);
-    kr_err err = va_account_get(&t->d->views, txn, 0, id, &o);
-    mdb_txn_abort(txn);
-    if (err)
-        memset(&o, 0, sizeof o);
-    o.role = err ? -1 : o.role;
-    return o;
 }
 
 /* Imports every importable platform record from seq `from` into t, counting
@@ -573,21 +586,24 @@ static void test_password_change_imported(void **state)
     assert_int_equal(account_of(f->a, id).version, 2);
 }
 
-/* A lock by an operator and a deletion on the platform close the sessions
- * on the shard; permissions follow; an unlock lifts the lock. */
+/* operators.lock and operators.delete on the platform close the
+ * operator's sessions on the shard; permissions follow; operators.unlock
+ * lifts the lock there. */
 static void test_lock_delete_imported(void **state)
 {
     struct fx *f = *state;
-    uint8_t id[16], ta[32];
+    uint8_t id[16], boss_id[16], boss[32], ta[32];
     struct kr_caller who;
     size_t n[4];
     assert_int_equal(dom_operator_create(f->p->d, OP_EMAIL, OP_PW, id), KR_OK);
+    assert_int_equal(dom_operator_create(f->p->d, "boss@platform.example", OP_PW2, boss_id), KR_OK);
+    assert_int_equal(op_login(f->p, "boss@platform.example", OP_PW2, boss), KR_OK);
     import_into(f, f->a, 1, n);
+    assert_int_equal(n[DOM_IMPORT_APPENDED], 2);
     assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, ta), KR_OK);
     platform_account_event(f, KR_EV_ACCOUNT_PERMISSIONS_GRANTED, id, KR_FLD_PERMISSIONS, 3);
     platform_account_event(f, KR_EV_ACCOUNT_PERMISSIONS_REVOKED, id, KR_FLD_PERMISSIONS, 1);
-    platform_account_event(f, KR_EV_ACCOUNT_LOCKED, id, KR_FLD_LOCK_REASON,
-                           KR_LOCK_REASON_OPERATOR);
+    platform_op(f, boss, KR_OP_OPERATORS_LOCK, id);
     uint64_t size = jrn_size(f->a->d->j);
     import_into(f, f->a, origin_of(f->a) + 1, n);
     assert_int_equal(n[DOM_IMPORT_APPENDED], 3);
@@ -598,11 +614,11 @@ static void test_lock_delete_imported(void **state)
     assert_int_equal(o.lock_reason, KR_LOCK_REASON_OPERATOR);
     assert_int_equal(op_resolve(f->a, ta, &who), KR_EAUTH);
     assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, NULL), KR_ELOCKED);
-    platform_account_event(f, KR_EV_ACCOUNT_UNLOCKED, id, -1, 0);
+    platform_op(f, boss, KR_OP_OPERATORS_UNLOCK, id);
     import_into(f, f->a, origin_of(f->a) + 1, n);
     assert_int_equal(n[DOM_IMPORT_APPENDED], 1);
     assert_int_equal(op_login(f->a, OP_EMAIL, OP_PW, ta), KR_OK);
-    platform_account_event(f, KR_EV_ACCOUNT_DELETED, id, -1, 0);
+    platform_op(f, boss, KR_OP_OPERATORS_DELETE, id);
     size = jrn_size(f->a->d->j);
     import_into(f, f->a, origin_of(f->a) + 1, n);
     assert_int_equal(n[DOM_IMPORT_APPENDED], 1);
