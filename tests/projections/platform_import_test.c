@@ -9,6 +9,15 @@
  * import nothing); a rebuild of the shard's views is byte-identical (the
  * platform origin included); other records are refused; the platform ops
  * on an importing shard answer wrong_shard naming the platform's endpoint.
+ *
+ * Operator accounts: the platform and the shard share one KEK and an
+ * in-memory keyring (one tenant-0 key, as KIROKU_KEYS gives a deployment).
+ * An operator made on the platform logs in on the shard with its password;
+ * a password change ends its sessions there and the old password fails;
+ * lock and deletion close them; lockouts after failed logins stay on their
+ * endpoint and an imported unlock lifts the shard's; a shard with another
+ * key skips the records as unreadable; an e-mail a local operator holds is
+ * skipped; imports happen once and a rebuild is byte-identical.
  */
 #include <setjmp.h>
 #include <stdarg.h>
