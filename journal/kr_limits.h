@@ -245,6 +245,11 @@
 #define KR_MASTER_SCAN_MAX 100000u
 /* Messages one outbox_pending call hands over at most (when max is 0). */
 #define KR_OUTBOX_BATCH_MAX 1000u
+/* Incidents one pass of a tenant shard's deadline scheduler passes over
+ * because the platform notifies their tenants (dom_incident_mail): each is a
+ * seek and one record read. Past it the pass ends there; the platform's
+ * notifications, as they are imported, take those incidents out of the way. */
+#define KR_INCIDENT_DUE_SKIP_MAX 10000u
 
 /* ---- API (api/) ---- */
 
@@ -732,5 +737,10 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 /* Platform records one importer round reads before it looks at whether it
  * is asked to stop, so a long backlog never holds a stop up. */
 #define KR_PLATFORM_ROUND_MAX 1000u
+
+/* ---- kiroku operators add (tools/cmd_operators.c) ---- */
+/* The longest line --password-stdin reads: a password is at most 128 bytes
+ * (kr_password_check) plus a line end; a longer line is refused, not cut. */
+#define KR_OPERATORS_PASSWORD_LINE_MAX 130u
 
 #endif

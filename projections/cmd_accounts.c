@@ -2,7 +2,9 @@
  * cmd_accounts.c: logging in and out, sessions, and the master's management
  * of its tenant's accounts: auth.login, auth.logout, auth.whoami,
  * account.password, users.create / delete / list / grant / revoke / lock /
- * unlock; dom_session_resolve and dom_operator_create (accounts.h).
+ * unlock, the operators' own operators.create / list / delete / lock /
+ * unlock / password; dom_session_resolve and dom_operator_create
+ * (accounts.h).
  *
  * Design notes.
  * - Login answers an unknown tenant (an erased one too), an unknown account
@@ -597,25 +599,20 @@ kr_err cmd_account_password(struct cmd *c)
 
 /* ---- users.* ---- */
 
-kr_err cmd_users_create(struct cmd *c)
+/* Creates an account of role (with perms) in tenant from the op's email,
+ * password and display_name (the password already checked): account.created,
+ * and with t (a customer tenant) the account_info e-mail to the new address.
+ * Tenant 0 (operators) has no tenant code e-mail, so nothing is queued
+ * there. Answers account and version. */
+static kr_err create_account(struct cmd *c, uint64_t tenant, int role, uint64_t perms,
+                             const struct va_tenant *t)
 {
     const struct kr_value *email = &c->args->v[KR_FLD_EMAIL];
     const struct kr_value *pw = &c->args->v[KR_FLD_PASSWORD];
-    const struct kr_value *role = &c->args->v[KR_FLD_ROLE];
-    const struct kr_value *perms = &c->args->v[KR_FLD_PERMISSIONS];
     const struct kr_value *dname = &c->args->v[KR_FLD_DISPLAY_NAME];
-    uint64_t tenant = c->who->tenant;
     struct kr_data_key key;
-    struct va_tenant t;
-    const char *why;
     uint8_t mac[32], acct[16], msg[16];
     kr_err err = KR_OK;
-    if (role->u != KR_ROLE_USER && role->u != KR_ROLE_AUDITOR)
-        return cmd_fail(c, KR_EINVAL, "role", "must be user or auditor");
-    if (kr_password_check(pw->p, pw->n, email->p, email->n, &why))
-        return cmd_fail(c, KR_EINVAL, "password", why);
-    if ((err = va_tenant_get(&c->d->views, c->txn, tenant, &t)))
-        return err == KR_ENOTFOUND ? KR_EFORBIDDEN : err;
     if ((err = cmd_key(c, tenant, false, &key)))
         return err;
     va_email_mac(&key, email->p, email->n, mac);
@@ -629,25 +626,27 @@ kr_err cmd_users_create(struct cmd *c)
     if ((err = acct_hash_password(c->d, pw->p, pw->n, hash)))
         return err;
     cmd_new_id(c, acct);
-    cmd_new_id(c, msg);
     struct kr_payload *p1 = cmd_event(c, KR_EV_ACCOUNT_CREATED, tenant, 0);
-    struct kr_payload *p2 = cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0);
-    if (!p1 || !p2) {
+    struct kr_payload *p2 = t ? cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0) : NULL;
+    if (!p1 || (t && !p2)) {
         sodium_memzero(hash, sizeof hash);
         return KR_ENOMEM;
     }
     kr_set_bytes(p1, KR_FLD_ACCOUNT, acct, 16);
-    kr_set_u64(p1, KR_FLD_ROLE, role->u);
-    kr_set_u64(p1, KR_FLD_PERMISSIONS, perms->set ? perms->u : 0);
+    kr_set_u64(p1, KR_FLD_ROLE, (uint64_t)role);
+    kr_set_u64(p1, KR_FLD_PERMISSIONS, perms);
     kr_set_bytes(p1, KR_FLD_EMAIL, email->p, email->n);
     kr_set_bytes(p1, KR_FLD_EMAIL_MAC, mac, 32);
     if (dname->set)
         kr_set_bytes(p1, KR_FLD_DISPLAY_NAME, dname->p, dname->n);
     kr_set_str(p1, KR_FLD_PASSWORD_HASH, hash);
-    kr_set_bytes(p2, KR_FLD_MESSAGE, msg, 16);
-    kr_set_u64(p2, KR_FLD_TEMPLATE, KR_TEMPLATE_ACCOUNT_INFO);
-    kr_set_bytes(p2, KR_FLD_EMAIL, email->p, email->n);
-    kr_set_bytes(p2, KR_FLD_TENANT_CODE, t.code, t.code_len);
+    if (t) {
+        cmd_new_id(c, msg);
+        kr_set_bytes(p2, KR_FLD_MESSAGE, msg, 16);
+        kr_set_u64(p2, KR_FLD_TEMPLATE, KR_TEMPLATE_ACCOUNT_INFO);
+        kr_set_bytes(p2, KR_FLD_EMAIL, email->p, email->n);
+        kr_set_bytes(p2, KR_FLD_TENANT_CODE, t->code, t->code_len);
+    }
     err = cmd_commit(c);
     sodium_memzero(hash, sizeof hash);
     if (err)
@@ -658,28 +657,74 @@ kr_err cmd_users_create(struct cmd *c)
     return KR_OK;
 }
 
-/* The account an op of the master names, in the caller's tenant, at the
- * version the caller gave; the master account itself is refused. */
-static kr_err target(struct cmd *c, struct va_account *o)
+/* Whether the op's password may be the new account's (into c's diagnostics). */
+static kr_err check_new_password(struct cmd *c)
 {
+    const struct kr_value *email = &c->args->v[KR_FLD_EMAIL];
+    const struct kr_value *pw = &c->args->v[KR_FLD_PASSWORD];
+    const char *why;
+    if (kr_password_check(pw->p, pw->n, email->p, email->n, &why))
+        return cmd_fail(c, KR_EINVAL, "password", why);
+    return KR_OK;
+}
+
+kr_err cmd_users_create(struct cmd *c)
+{
+    const struct kr_value *role = &c->args->v[KR_FLD_ROLE];
+    const struct kr_value *perms = &c->args->v[KR_FLD_PERMISSIONS];
+    uint64_t tenant = c->who->tenant;
+    struct va_tenant t;
     kr_err err = KR_OK;
-    err = va_account_get(&c->d->views, c->txn, c->who->tenant, c->args->v[KR_FLD_ACCOUNT].p, o);
+    if (role->u != KR_ROLE_USER && role->u != KR_ROLE_AUDITOR)
+        return cmd_fail(c, KR_EINVAL, "role", "must be user or auditor");
+    if ((err = check_new_password(c)))
+        return err;
+    if ((err = va_tenant_get(&c->d->views, c->txn, tenant, &t)))
+        return err == KR_ENOTFOUND ? KR_EFORBIDDEN : err;
+    return create_account(c, tenant, (int)role->u, perms->set ? perms->u : 0, &t);
+}
+
+/* Who an account op may not name besides accounts outside its tenant. */
+enum target_rule {
+    TARGET_NOT_MASTER, /* users.*: the master's own account */
+    TARGET_NOT_SELF,   /* operators.delete, lock: the calling operator's own */
+    TARGET_ANY,        /* operators.unlock */
+};
+
+/* The account an op names, in `tenant` (the caller's for users.*, 0 for
+ * operators.*), at the version the caller gave. An account of another role
+ * than `role` (-1: any) is not found: an operators.* op never reaches a
+ * tenant's account, nor users.* an operator. */
+static kr_err target(struct cmd *c, uint64_t tenant, int role, enum target_rule rule,
+                     struct va_account *o)
+{
+    const uint8_t *acct = c->args->v[KR_FLD_ACCOUNT].p;
+    kr_err err = va_account_get(&c->d->views, c->txn, tenant, acct, o);
+    if (err == KR_OK && role >= 0 && o->role != role)
+        err = KR_ENOTFOUND;
     if (err == KR_ENOTFOUND)
         return cmd_fail(c, KR_ENOTFOUND, "account", "no such account");
     if (err)
         return err;
-    if (o->role == KR_ROLE_MASTER)
+    if (rule == TARGET_NOT_MASTER && o->role == KR_ROLE_MASTER)
         return cmd_fail(c, KR_EFORBIDDEN, "account", "not allowed on the master account");
+    if (rule == TARGET_NOT_SELF && sodium_memcmp(acct, c->who->account, 16) == 0)
+        return cmd_fail(c, KR_EFORBIDDEN, "account", "not allowed on your own account");
     if (c->args->v[KR_FLD_VERSION].u != o->version)
         return cmd_fail(c, KR_ECONFLICT, "version", "the account changed");
     return KR_OK;
 }
 
-static kr_err simple_event(struct cmd *c, const struct va_account *o, int ev, int fld,
-                           uint64_t value, int close_reason)
+/* The master's target: an account of the caller's tenant but the master. */
+static kr_err user_target(struct cmd *c, struct va_account *o)
+{
+    return target(c, c->who->tenant, -1, TARGET_NOT_MASTER, o);
+}
+
+static kr_err simple_event(struct cmd *c, uint64_t tenant, const struct va_account *o, int ev,
+                           int fld, uint64_t value, int close_reason)
 {
     const uint8_t *acct = c->args->v[KR_FLD_ACCOUNT].p;
-    uint64_t tenant = c->who->tenant;
     kr_err err = KR_OK;
     struct kr_payload *p = cmd_event(c, ev, tenant, o->version);
     if (!p)
@@ -706,54 +751,63 @@ static kr_err unchanged(struct cmd *c, const struct va_account *o)
 kr_err cmd_users_delete(struct cmd *c)
 {
     struct va_account o;
-    kr_err err = target(c, &o);
+    kr_err err = user_target(c, &o);
     if (err)
         return err;
-    return simple_event(c, &o, KR_EV_ACCOUNT_DELETED, -1, 0, KR_CLOSE_REASON_ACCOUNT_DELETED);
+    return simple_event(c, c->who->tenant, &o, KR_EV_ACCOUNT_DELETED, -1, 0,
+                        KR_CLOSE_REASON_ACCOUNT_DELETED);
 }
 
 kr_err cmd_users_grant(struct cmd *c)
 {
     struct va_account o;
-    kr_err err = target(c, &o);
+    kr_err err = user_target(c, &o);
     if (err)
         return err;
-    return simple_event(c, &o, KR_EV_ACCOUNT_PERMISSIONS_GRANTED, KR_FLD_PERMISSIONS,
-                        c->args->v[KR_FLD_PERMISSIONS].u, -1);
+    return simple_event(c, c->who->tenant, &o, KR_EV_ACCOUNT_PERMISSIONS_GRANTED,
+                        KR_FLD_PERMISSIONS, c->args->v[KR_FLD_PERMISSIONS].u, -1);
 }
 
 kr_err cmd_users_revoke(struct cmd *c)
 {
     struct va_account o;
-    kr_err err = target(c, &o);
+    kr_err err = user_target(c, &o);
     if (err)
         return err;
-    return simple_event(c, &o, KR_EV_ACCOUNT_PERMISSIONS_REVOKED, KR_FLD_PERMISSIONS,
-                        c->args->v[KR_FLD_PERMISSIONS].u, -1);
+    return simple_event(c, c->who->tenant, &o, KR_EV_ACCOUNT_PERMISSIONS_REVOKED,
+                        KR_FLD_PERMISSIONS, c->args->v[KR_FLD_PERMISSIONS].u, -1);
+}
+
+/* Locks account o of tenant for `reason` (the master's or an operator's:
+ * neither times out); a lock for failures becomes this one. */
+static kr_err lock_account(struct cmd *c, uint64_t tenant, const struct va_account *o, int reason)
+{
+    if (o->locked && o->lock_reason == reason)
+        return unchanged(c, o);
+    return simple_event(c, tenant, o, KR_EV_ACCOUNT_LOCKED, KR_FLD_LOCK_REASON, (uint64_t)reason,
+                        KR_CLOSE_REASON_ACCOUNT_LOCKED);
+}
+
+/* Unlocks account o of tenant (also from a lock for failures, and its count). */
+static kr_err unlock_account(struct cmd *c, uint64_t tenant, const struct va_account *o)
+{
+    if (!o->locked && o->failures == 0)
+        return unchanged(c, o);
+    return simple_event(c, tenant, o, KR_EV_ACCOUNT_UNLOCKED, -1, 0, -1);
 }
 
 kr_err cmd_users_lock(struct cmd *c)
 {
     struct va_account o;
-    kr_err err = target(c, &o);
-    if (err)
-        return err;
-    if (o.locked && o.lock_reason == KR_LOCK_REASON_MASTER)
-        return unchanged(c, &o);
-    /* A lock for failures becomes the master's, which does not time out. */
-    return simple_event(c, &o, KR_EV_ACCOUNT_LOCKED, KR_FLD_LOCK_REASON, KR_LOCK_REASON_MASTER,
-                        KR_CLOSE_REASON_ACCOUNT_LOCKED);
+    kr_err err = user_target(c, &o);
+    return err ? err : lock_account(c, c->who->tenant, &o, KR_LOCK_REASON_MASTER);
 }
 
 kr_err cmd_users_unlock(struct cmd *c)
 {
     struct va_account o;
-    kr_err err = target(c, &o);
-    if (err)
-        return err;
-    if (!o.locked && o.failures == 0)
-        return unchanged(c, &o);
-    return simple_event(c, &o, KR_EV_ACCOUNT_UNLOCKED, -1, 0, -1);
+    kr_err err = user_target(c, &o);
+    return err ? err : unlock_account(c, c->who->tenant, &o);
 }
 
 /* An account's lock state as users.list shows it: locked (now: a lock for
@@ -774,10 +828,12 @@ static void res_lock_state(struct cmd *c, const struct va_account *o)
         res_nil(c, KR_FLD_LOCKED_UNTIL);
 }
 
-kr_err cmd_users_list(struct cmd *c)
+/* users.list (a tenant's accounts with role and permissions) and, with
+ * `operators`, operators.list (tenant 0's, without them): a page of
+ * accounts in id order from the cursor on. */
+static kr_err list_accounts(struct cmd *c, uint64_t tenant, bool operators)
 {
     const struct kr_value *cur = &c->args->v[KR_FLD_CURSOR];
-    uint64_t tenant = c->who->tenant;
     uint32_t limit = cmd_limit(c);
     kr_err err = KR_OK;
     if (cur->set && cur->n != 16)
@@ -823,15 +879,17 @@ kr_err cmd_users_list(struct cmd *c)
         return err;
     }
     res_map(c, 2);
-    res_keyname(c, "users");
+    res_keyname(c, operators ? "operators" : "users");
     msgpack_pack_array(&c->res, n);
     for (uint32_t i = 0; i < n && !err; i++) {
         if ((err = cmd_read(c, rows[i].o.created_seq, KR_EV_ACCOUNT_CREATED, c->scratch)))
             break;
-        res_map(c, 9);
+        res_map(c, operators ? 7 : 9);
         res_bytes(c, KR_FLD_ACCOUNT, rows[i].id, 16);
-        res_enum(c, KR_FLD_ROLE, (uint64_t)rows[i].o.role);
-        res_perms(c, rows[i].o.perms);
+        if (!operators) {
+            res_enum(c, KR_FLD_ROLE, (uint64_t)rows[i].o.role);
+            res_perms(c, rows[i].o.perms);
+        }
         res_val(c, KR_FLD_EMAIL, &c->scratch->v[KR_FLD_EMAIL]);
         res_val(c, KR_FLD_DISPLAY_NAME, &c->scratch->v[KR_FLD_DISPLAY_NAME]);
         res_u64(c, KR_FLD_VERSION, rows[i].o.version);
@@ -845,6 +903,59 @@ kr_err cmd_users_list(struct cmd *c)
     }
     free(rows);
     return err;
+}
+
+kr_err cmd_users_list(struct cmd *c)
+{
+    return list_accounts(c, c->who->tenant, false);
+}
+
+/* ---- operators.*: the platform's operators manage each other ----
+ *
+ * The same handlers as the master's users.*, on tenant 0 and naming only
+ * operator accounts. An operator cannot delete or lock their own account
+ * (so the last one standing cannot lock everybody out); a lock is
+ * lock_reason operator, which lasts until another operator lifts it. */
+
+kr_err cmd_operators_create(struct cmd *c)
+{
+    kr_err err = check_new_password(c);
+    return err ? err : create_account(c, 0, KR_ROLE_OPERATOR, 0, NULL);
+}
+
+kr_err cmd_operators_list(struct cmd *c)
+{
+    return list_accounts(c, 0, true);
+}
+
+kr_err cmd_operators_delete(struct cmd *c)
+{
+    struct va_account o;
+    kr_err err = target(c, 0, KR_ROLE_OPERATOR, TARGET_NOT_SELF, &o);
+    if (err)
+        return err;
+    return simple_event(c, 0, &o, KR_EV_ACCOUNT_DELETED, -1, 0, KR_CLOSE_REASON_ACCOUNT_DELETED);
+}
+
+kr_err cmd_operators_lock(struct cmd *c)
+{
+    struct va_account o;
+    kr_err err = target(c, 0, KR_ROLE_OPERATOR, TARGET_NOT_SELF, &o);
+    return err ? err : lock_account(c, 0, &o, KR_LOCK_REASON_OPERATOR);
+}
+
+kr_err cmd_operators_unlock(struct cmd *c)
+{
+    struct va_account o;
+    kr_err err = target(c, 0, KR_ROLE_OPERATOR, TARGET_ANY, &o);
+    return err ? err : unlock_account(c, 0, &o);
+}
+
+/* The caller's own password: account.password's rules and lockout, for the
+ * operator (tenant 0) calling over the operator endpoint. */
+kr_err cmd_operators_password(struct cmd *c)
+{
+    return cmd_account_password(c);
 }
 
 /* ---- For the server and tools ---- */

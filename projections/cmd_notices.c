@@ -16,7 +16,15 @@
  * The views owe one to each concerned tenant (v.notice_mail) and
  * dom_notice_mail queues them, one append per tenant, exactly once. An
  * incident notified over the channel email queues one incident_notice e-mail
- * to the tenant's master account in the same append.
+ * to the tenant's master account in the same append (on a tenant's own
+ * shard: the platform shard records the notification and queues nothing).
+ *
+ * Deadlines have one authority per incident: the journal that opened it
+ * notifies its affected tenants at the deadline (dom_incident_mail). For the
+ * platform shard's incidents that list their tenants, that is the platform:
+ * a tenant shard importing them leaves their deadline to it and e-mails the
+ * notifications it imports. An incident of audience all names no tenant on
+ * the platform (it hosts none), so each importing shard notifies its own.
  */
 #include "accounts.h"
 #include "notices.h"
@@ -587,12 +595,10 @@ static kr_err notify_events(struct cmd *c, const uint8_t incident[16], uint64_t 
         return err;
     kr_set_u64(p, KR_FLD_TENANT, tenant);
     kr_set_u64(p, KR_FLD_CHANNEL, channel);
-    if (channel != KR_CHANNEL_EMAIL)
-        return KR_OK;
+    if (channel != KR_CHANNEL_EMAIL || c->d->platform)
+        return KR_OK; /* on the platform: the tenant's shard queues it when it imports this */
     uint8_t message[16];
     err = notices_master_email(c, tenant, c->scratch);
-    if (err == KR_ENOTFOUND && c->d->platform)
-        return KR_OK; /* the tenant's shard queues it when it imports this */
     if (err)
         return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
                                               "the tenant has no master account")
@@ -1589,37 +1595,98 @@ struct owed_notice {
     uint8_t incident[16];
 };
 
-/* The rows of v.incident_due with deadline <= horizon, at most max, into
- * owed (from one snapshot); *n says how many. */
-static kr_err owed_notices(struct kr_domain *d, uint64_t horizon, struct owed_notice *owed,
-                           size_t max, size_t *n)
+/* Whether the platform notifies incident's tenants at its deadline, not
+ * this shard: an incident imported from the platform journal (its
+ * incident.opened carries an origin: true after a restart, a failover and a
+ * replay alike) that lists its tenants. One of audience all names none on
+ * the platform (it hosts no tenant), so its tenants here stay this shard's
+ * to notify, as do the incidents this journal opened itself. Reads under
+ * c->txn; uses c->scratch. */
+static kr_err platform_notifies(struct cmd *c, const uint8_t incident[16], bool *yes)
 {
-    MDB_txn *txn;
+    struct incident_row row = {0};
+    *yes = false;
+    if (c->d->platform)
+        return KR_OK; /* the authority itself */
+    kr_err err = incident_get(c, incident, &row);
+    if (err)
+        return err == KR_ENOTFOUND ? KR_ECORRUPT : err; /* a due row without its incident */
+    if (row.audience != KR_AUDIENCE_LISTED)
+        return KR_OK;
+    if ((err = read_plain(c, row.opened_seq, c->scratch)))
+        return err;
+    *yes = c->scratch->v[KR_FLD_ORIGIN].set;
+    return KR_OK;
+}
+
+/* Moves cur past the rows of v.incident_due of the incident of row key b
+ * (deadline incident tenant: one incident's rows are next to each other). */
+static int due_skip_incident(MDB_cursor *cur, const uint8_t *b, MDB_val *k, MDB_val *v)
+{
+    uint8_t past[32];
+    memcpy(past, b, 24);
+    memset(past + 24, 0xff, 8);
+    *k = (MDB_val){sizeof past, past};
+    int rc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+    if (rc == MDB_SUCCESS && k->mv_size == sizeof past && memcmp(k->mv_data, past, 32) == 0)
+        rc = mdb_cursor_get(cur, k, v, MDB_NEXT); /* tenant UINT64_MAX itself */
+    return rc;
+}
+
+/* The rows of v.incident_due with deadline <= horizon, at most max, into
+ * owed (from one snapshot, under c->txn, which it opens and closes); *n
+ * says how many. The rows of incidents the platform notifies
+ * (platform_notifies) are passed over, at most KR_INCIDENT_DUE_SKIP_MAX
+ * incidents of them. */
+static kr_err owed_notices(struct cmd *c, uint64_t horizon, struct owed_notice *owed, size_t max,
+                           size_t *n)
+{
     MDB_cursor *cur;
     MDB_val k, v;
+    uint8_t last[16];
+    bool have_last = false, skip = false;
+    kr_err err = KR_OK;
     *n = 0;
-    int rc = mdb_txn_begin(jrn_env(d->j), NULL, MDB_RDONLY, &txn);
-    if (rc)
+    int rc = mdb_txn_begin(jrn_env(c->d->j), NULL, MDB_RDONLY, &c->txn);
+    if (rc) {
+        c->txn = NULL;
         return kr_err_from_mdb(rc);
-    if ((rc = mdb_cursor_open(txn, d->views.db[VIEW_INCIDENT_DUE], &cur)) == 0) {
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && *n < max;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    }
+    if ((rc = mdb_cursor_open(c->txn, c->d->views.db[VIEW_INCIDENT_DUE], &cur)) == 0) {
+        uint32_t skipped = 0;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        while (rc == 0 && *n < max) {
             if (k.mv_size != 32) {
                 rc = MDB_CORRUPTED;
                 break;
             }
             const uint8_t *b = k.mv_data;
-            struct owed_notice *o = &owed[*n];
-            o->deadline = v_get_u64(b);
-            if (o->deadline > horizon)
+            if (v_get_u64(b) > horizon)
                 break;
+            if (!have_last || memcmp(last, b + 8, 16) != 0) {
+                memcpy(last, b + 8, 16);
+                have_last = true;
+                if ((err = platform_notifies(c, last, &skip)))
+                    break;
+            }
+            if (skip) {
+                if (++skipped > KR_INCIDENT_DUE_SKIP_MAX)
+                    break; /* the pass ends here (see the bound) */
+                rc = due_skip_incident(cur, b, &k, &v);
+                continue;
+            }
+            struct owed_notice *o = &owed[(*n)++];
+            o->deadline = v_get_u64(b);
             memcpy(o->incident, b + 8, 16);
             o->tenant = v_get_u64(b + 24);
-            (*n)++;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
         mdb_cursor_close(cur);
     }
-    mdb_txn_abort(txn);
+    mdb_txn_abort(c->txn);
+    c->txn = NULL;
+    if (err)
+        return err;
     if (rc == MDB_CORRUPTED)
         return KR_ECORRUPT;
     return rc && rc != MDB_NOTFOUND ? kr_err_from_mdb(rc) : KR_OK;
@@ -1732,7 +1799,9 @@ static kr_err queue_owed_mail(struct cmd *c, const struct owed_mail *o, bool *do
     return err;
 }
 
-kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size_t *queued)
+/* dom_incident_mail, and with notify false dom_incident_update_mail. */
+static kr_err incident_mail(struct kr_domain *d, bool notify, uint64_t warn_ns, size_t max,
+                            size_t *queued)
 {
     struct kr_caller sys = {.role = -1, .system = true};
     struct kr_diag diag;
@@ -1745,8 +1814,6 @@ kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size
         max = KR_OUTBOX_BATCH_MAX;
     if (queued)
         *queued = 0;
-    if (d->platform) /* it hosts no tenant: the tenants' shards write to them */
-        return KR_OK;
     if (!(owed = calloc(max, sizeof *owed)) || !(mails = calloc(max, sizeof *mails)) ||
         !(c.scratch = kr_payload_new())) {
         free(owed);
@@ -1755,14 +1822,16 @@ kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size
     }
     uint64_t now = kr_clock_now(d->clock);
     uint64_t horizon = warn_ns > UINT64_MAX - now ? UINT64_MAX : now + warn_ns;
-    err = owed_notices(d, horizon, owed, max, &n);
+    if (notify)
+        err = owed_notices(&c, horizon, owed, max, &n);
     for (size_t i = 0; i < n && !err; i++) {
         bool one;
         if (!(err = notify_owed(&c, &owed[i], &one)) && one)
             done++;
     }
-    /* Then the updates and resolutions, within what is left of max. */
-    if (!err && done < max)
+    /* Then the updates and resolutions, within what is left of max; none on
+     * the platform (the tenants' shards e-mail them). */
+    if (!err && done < max && !d->platform)
         err = owed_mails(d, mails, max - done, &n);
     else
         n = 0;
@@ -1777,4 +1846,14 @@ kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size
     if (queued)
         *queued = done;
     return err;
+}
+
+kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max, size_t *queued)
+{
+    return incident_mail(d, true, warn_ns, max, queued);
+}
+
+kr_err dom_incident_update_mail(struct kr_domain *d, size_t max, size_t *queued)
+{
+    return incident_mail(d, false, 0, max, queued);
 }

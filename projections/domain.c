@@ -35,13 +35,15 @@ bool dom_has_handler(int op)
  * its handler's append is its last step and its result names nothing the
  * commit decides (ids are drawn and versions are expected + 1 before it):
  * contacts.*, tags.*, attributes.define, incidents.report, notices.ack,
- * alerts.ack, auth.logout and the master's users.* ops but users.create.
+ * alerts.ack, auth.logout and the master's users.* ops but users.create,
+ * and operators.delete, lock and unlock.
  * POOL: every op that runs Argon2id (signup.complete, auth.login,
- * account.password, users.create, and signup.apply's rate limits and
- * e-mail), the heavy reads (utility.export, audit.export, journal.read),
- * the ops that append more than once or answer from the commit (operator
- * incidents and notices, signup.confirm_payment, tenants.cancel, erasure,
- * retention, maintenance.record), and any op not listed here. */
+ * account.password, users.create, operators.create and password, and
+ * signup.apply's rate limits and e-mail), the heavy reads (utility.export,
+ * audit.export, journal.read), the ops that append more than once or answer
+ * from the commit (operator incidents and notices, signup.confirm_payment,
+ * tenants.cancel, erasure, retention, maintenance.record), and any op not
+ * listed here. */
 static const unsigned char routes[KR_OP__COUNT] = {
     [KR_OP_AUTH_LOGOUT] = DOM_ROUTE_ASYNC,       [KR_OP_AUTH_WHOAMI] = DOM_ROUTE_READ,
     [KR_OP_USERS_DELETE] = DOM_ROUTE_ASYNC,      [KR_OP_USERS_LIST] = DOM_ROUTE_READ,
@@ -62,7 +64,9 @@ static const unsigned char routes[KR_OP__COUNT] = {
     [KR_OP_ALERTS_LIST] = DOM_ROUTE_READ,        [KR_OP_ALERTS_ACK] = DOM_ROUTE_ASYNC,
     [KR_OP_ALERTS_REPORT] = DOM_ROUTE_READ,      [KR_OP_TENANTS_LIST] = DOM_ROUTE_READ,
     [KR_OP_JOURNAL_CHECKPOINT] = DOM_ROUTE_READ, [KR_OP_JOURNAL_PROOF] = DOM_ROUTE_READ,
-    [KR_OP_BACKUPS_LIST] = DOM_ROUTE_READ,
+    [KR_OP_BACKUPS_LIST] = DOM_ROUTE_READ,       [KR_OP_OPERATORS_LIST] = DOM_ROUTE_READ,
+    [KR_OP_OPERATORS_DELETE] = DOM_ROUTE_ASYNC,  [KR_OP_OPERATORS_LOCK] = DOM_ROUTE_ASYNC,
+    [KR_OP_OPERATORS_UNLOCK] = DOM_ROUTE_ASYNC,
 };
 
 void dom_token_tag(const char *shard, uint8_t tag[4])
@@ -734,7 +738,9 @@ bool dom_op_is_platform(int op)
 {
     return op == KR_OP_NOTICES_PUBLISH || op == KR_OP_INCIDENTS_OPEN ||
            op == KR_OP_INCIDENTS_NOTIFY || op == KR_OP_INCIDENTS_UPDATE ||
-           op == KR_OP_INCIDENTS_RESOLVE;
+           op == KR_OP_INCIDENTS_RESOLVE || op == KR_OP_OPERATORS_CREATE ||
+           op == KR_OP_OPERATORS_DELETE || op == KR_OP_OPERATORS_LOCK ||
+           op == KR_OP_OPERATORS_UNLOCK || op == KR_OP_OPERATORS_PASSWORD;
 }
 
 /* The refusal of a platform op on a tenant shard that imports them. */
@@ -746,10 +752,13 @@ static kr_err wrong_shard(const struct kr_domain *d, struct kr_diag *diag)
     url[sizeof url - 1] = '\0';
     if (url[0])
         snprintf(diag->why, sizeof diag->why,
-                 "notices and incidents are the platform shard's: send it to %.180s", url);
+                 "notices, incidents and operator accounts are the platform shard's: send it to "
+                 "%.150s",
+                 url);
     else
         snprintf(diag->why, sizeof diag->why,
-                 "notices and incidents are the platform shard's (its endpoint is not known here)");
+                 "notices, incidents and operator accounts are the platform shard's (its endpoint "
+                 "is not known here)");
     return KR_EWRONGSHARD;
 }
 

@@ -176,7 +176,8 @@ void dom_set_follower(struct kr_domain *d, void (*primary)(void *arg, char *out,
 
 /* Makes d a tenant shard that imports the platform journal (api/platform.h):
  * the operator ops that create or change platform objects (notices.publish,
- * incidents.open, notify, update, resolve) are refused with KR_EWRONGSHARD
+ * incidents.open, notify, update, resolve; operators.create, delete, lock,
+ * unlock, password: operator accounts are the platform's) are refused with KR_EWRONGSHARD
  * before they run, the diagnostic ending with the platform shard's client
  * endpoint, which endpoint(arg, out, cap) writes (an empty string when it
  * is not known; NULL = never known). Call it before any dom_exec. */

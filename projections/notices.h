@@ -137,6 +137,17 @@ KR_MUST_CHECK kr_err dom_notice_mail(struct kr_domain *d, size_t max, size_t *qu
  * incident.notified (channel email) and an incident_notice outbox.queued to
  * the tenant's master account, actor "system", in one append per tenant, at
  * most max (0 = KR_OUTBOX_BATCH_MAX) per call, earliest deadline first.
+ * The platform is the one deadline authority for its incidents:
+ *  - On the platform shard (d->platform) it records the notification alone
+ *    (incident.notified, channel email, actor "system"): the tenants live on
+ *    other shards, which import that record and queue the e-mail there
+ *    (platform_import.h). *queued then counts these notifications.
+ *  - On a tenant shard, the incidents imported from the platform journal
+ *    that list their tenants (incident.opened with an origin) are passed
+ *    over: the platform notifies them, and until it has their tenants stay
+ *    due here (incidents.overdue, the incident_overdue alert). Incidents of
+ *    audience all (the platform hosts no tenant to name) and those this
+ *    journal opened itself are notified here as above.
  * Each tenant is notified once even with several callers or across
  * restarts: the notification is checked on a fresh snapshot and appended
  * on the incident's stream version, so a racing one conflicts and is
@@ -144,14 +155,23 @@ KR_MUST_CHECK kr_err dom_notice_mail(struct kr_domain *d, size_t max, size_t *qu
  * incidents.overdue shows it). Then, within what is left of max, the
  * update and resolution e-mails owed (v.incident_mail: incident_update or
  * incident_resolved to each tenant e-mailed the notice, queued once each
- * like a notice's). *queued (may be NULL) counts the e-mails queued.
- * serve's scheduler runs it every minute (tools/daily.c). On the platform
- * shard (d->platform) it does nothing: the tenants live on other shards,
- * which import the incident and write to them.
+ * like a notice's; none on the platform shard). *queued (may be NULL)
+ * counts the e-mails queued (on the platform, the notifications recorded).
+ * serve's scheduler runs it every minute (tools/daily.c), or with
+ * incidents.auto_notify = false dom_incident_update_mail instead.
  * Errors: LMDB and journal failures, KR_ECORRUPT for a malformed row,
  * KR_ENOMEM. */
 KR_MUST_CHECK kr_err dom_incident_mail(struct kr_domain *d, uint64_t warn_ns, size_t max,
                                        size_t *queued);
+
+/* The second half of dom_incident_mail alone: the update and resolution
+ * e-mails owed (v.incident_mail), at most max (0 = KR_OUTBOX_BATCH_MAX),
+ * and no notification at any deadline. serve's scheduler runs it instead
+ * when incidents.auto_notify is false: operators then notify each tenant,
+ * and the tenants they e-mailed still get the incident's updates and its
+ * resolution. *queued (may be NULL) counts the e-mails queued (none on the
+ * platform shard). Errors as dom_incident_mail's. */
+KR_MUST_CHECK kr_err dom_incident_update_mail(struct kr_domain *d, size_t max, size_t *queued);
 
 /* ---- Shared by this area's handlers ---- */
 

@@ -115,7 +115,10 @@ static kr_err channels_of(struct cmd *c, const uint8_t incident[16], uint64_t te
 
 /* incident.notified: whether it is this shard's (*take), and for the channel
  * email the incident_notice e-mail to add when the tenant was not e-mailed
- * here yet and has a master account. */
+ * here yet. A tenant without a master account here cannot be e-mailed: the
+ * record is not taken, so the tenant stays due on this shard
+ * (incidents.overdue, the incident_overdue alert) while the platform counts
+ * it notified. */
 static kr_err notified_extra(struct cmd *c, const struct kr_payload *src, bool *take)
 {
     const uint8_t *incident = src->v[KR_FLD_INCIDENT].p;
@@ -132,8 +135,12 @@ static kr_err notified_extra(struct cmd *c, const struct kr_payload *src, bool *
     if (src->v[KR_FLD_CHANNEL].u != KR_CHANNEL_EMAIL ||
         ((unsigned)channels >> KR_CHANNEL_EMAIL) & 1u)
         return KR_OK;
-    if ((err = notices_master_email(c, tenant, c->scratch)))
-        return err == KR_ENOTFOUND ? KR_OK : err; /* nobody to write to */
+    if ((err = notices_master_email(c, tenant, c->scratch)) == KR_ENOTFOUND) {
+        *take = false; /* nobody to write to */
+        return KR_OK;
+    }
+    if (err)
+        return err;
     struct kr_payload *m = cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0);
     if (!m)
         return KR_ENOMEM;

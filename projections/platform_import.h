@@ -22,10 +22,13 @@
  * make an incident's notification due, only for the tenants this shard
  * holds data for); incident.notified only for a tenant this shard hosts
  * (holds data) and the incident affects here; for the channel email, when
- * this shard has not e-mailed the tenant the incident's notice yet (its own
- * scheduler may have, at the deadline: dom_incident_mail), the
+ * this shard has not e-mailed the tenant the incident's notice yet, the
  * incident_notice e-mail to the tenant's master is queued in the same
- * append, as incidents.notify does on the platform of a single journal.
+ * append, as incidents.notify does on the platform of a single journal (the
+ * platform's deadline scheduler records these notifications, and this
+ * shard's leaves the imported incidents to it: dom_incident_mail). A tenant
+ * without a master account here cannot be e-mailed: that notification is
+ * not imported, and the tenant stays due on this shard.
  *
  * Threads: any thread; imports of one shard are meant to come from one
  * importer (a second one only meets refusals).

@@ -100,6 +100,7 @@ int cmd_export(int argc, char **argv);      /* cmd_audit.c */
 int cmd_audit(int argc, char **argv);       /* cmd_audit.c: audit verify, audit report */
 int cmd_follow(int argc, char **argv);      /* cmd_follow.c */
 int cmd_shards(int argc, char **argv);      /* cmd_shards.c: the shard map and leases */
+int cmd_operators(int argc, char **argv);   /* cmd_operators.c: operators add, list */
 
 /* Where `kiroku call` sends requests without --url: the client endpoint. */
 #define CLI_CALL_URL_DEFAULT "tcp://127.0.0.1:7450"

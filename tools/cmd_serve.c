@@ -935,9 +935,7 @@ static int serve_mail(struct serve_args *a)
     return CLI_CONTINUE;
 }
 
-/* Records the start in the journal (serve.started), saying so if the
- * version changed since the last start. */
-static kr_err serve_record_start(struct kr_domain *d, bool json)
+kr_err serve_record_start(struct kr_domain *d, bool json)
 {
     char host[256], previous[33];
     if (gethostname(host, sizeof host) != 0 || !host[0])

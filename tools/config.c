@@ -40,7 +40,7 @@ static const struct cfg_setting settings[] = {
     {"incidents.auto_notify", CFG_BOOL, 0, 1, "true",
      "true: serve e-mails the incident notices owed (incidents.warn_before_h) by itself; "
      "false: operators notify each tenant (incidents.notify) and incidents.overdue lists "
-     "what is late"},
+     "what is late (updates and resolutions are still e-mailed to the tenants e-mailed)"},
     /* the API server (api/server.h) */
     {"api.inflight", CFG_U64, 1, KR_API_INFLIGHT_MAX, "256",
      "requests in flight at once on the client endpoint: each waits for its group commit "

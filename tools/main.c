@@ -36,6 +36,7 @@ static const char main_usage[] =
     "  export   one tenant's records with signatures and proofs, for an auditor\n"
     "  audit    verify an export offline (audit verify); a tenant's report (audit report)\n"
     "  shards   the shard map and leases in NATS JetStream (list, where, assign, announce)\n"
+    "  operators add the first operator account (operators add EMAIL), list them\n"
     "\n"
     "Every command takes --data DIR (default $KIROKU_DATA or " CLI_DATA_DEFAULT ")\n"
     "and --help.\n";
@@ -183,6 +184,7 @@ int main(int argc, char **argv)
         {"retention", cmd_retention}, {"maintenance", cmd_maintenance},
         {"export", cmd_export},       {"audit", cmd_audit},
         {"follow", cmd_follow},       {"shards", cmd_shards},
+        {"operators", cmd_operators},
     };
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {

@@ -101,21 +101,33 @@ static void job_backup(void *arg)
 
 /* The minute job: the incident notices owed (near or past their deadline)
  * queued by e-mail, in rounds of KR_OUTBOX_BATCH_MAX; the mailer delivers
- * them. None with incidents.auto_notify = false (operators notify). */
+ * them. On the platform shard: the notifications recorded, which the
+ * tenants' shards import and e-mail. With incidents.auto_notify = false
+ * operators notify, and the job queues only the update and resolution
+ * e-mails owed to the tenants they e-mailed. */
 static void job_incidents(void *arg)
 {
     struct serve_jobs *sj = arg;
     size_t queued = 0, total = 0;
     kr_err err = KR_OK;
-    for (unsigned i = 0; i < KR_INCIDENT_MAIL_ROUNDS && sj->o.incident_auto; i++) {
-        if ((err = dom_incident_mail(sj->d, sj->o.incident_warn_ns, 0, &queued)) || queued == 0)
+    for (unsigned i = 0; i < KR_INCIDENT_MAIL_ROUNDS; i++) {
+        if (sj->o.incident_auto)
+            err = dom_incident_mail(sj->d, sj->o.incident_warn_ns, 0, &queued);
+        else
+            err = dom_incident_update_mail(sj->d, 0, &queued);
+        if (err || queued == 0)
             break;
         total += queued;
     }
     if (err)
         fprintf(stderr, "kiroku: serve: incident notices: %s (tried again in a minute)\n",
                 kr_strerror(err));
-    if (total && !sj->o.json)
+    if (total && !sj->o.json && sj->d->platform)
+        fprintf(stderr,
+                "kiroku: serve: incident notices: %zu tenant%s notified (their shards e-mail "
+                "them)\n",
+                total, total == 1 ? "" : "s");
+    else if (total && !sj->o.json)
         fprintf(stderr, "kiroku: serve: incident notices: %zu e-mail%s queued\n", total,
                 total == 1 ? "" : "s");
 }

@@ -590,7 +590,11 @@ static enum node_role node_lead(struct node *n)
     if (next == NODE_LEAD) {
         struct api_server_options so = *n->o->so;
         so.router = shardnode_router(l.sn);
-        kr_err err = lead_platform(n, &l, &why);
+        kr_err err = serve_record_start(l.d, n->o->json);
+        if (err)
+            why = "recording the start";
+        if (!err)
+            err = lead_platform(n, &l, &why);
         if (!err)
             err = api_server_start(&so, l.d, &l.s, &why);
         if (!err && n->o->jobs && (err = serve_jobs_start(n->o->jobs, l.d, &l.jobs)))

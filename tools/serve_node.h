@@ -124,4 +124,10 @@ int serve_node_run(const struct serve_node_options *o, const sigset_t *sigs);
  * ,"gateway":URL,"gateway_operator":URL, or text lines. */
 void serve_print_gateways(const struct api_server *s, bool json);
 
+/* Records a start of serving in d's journal (serve.started: this version,
+ * this host, tools/cmd_serve.c), saying on stderr (unless json) when the
+ * version changed since the last one. Plain serve calls it once at start; a
+ * node each time it becomes the primary, after its epoch record. */
+KR_MUST_CHECK kr_err serve_record_start(struct kr_domain *d, bool json);
+
 #endif

@@ -6,7 +6,7 @@
 //   master    dashboard, accounts, contacts, history, export   (client listener)
 //   user      dashboard, contacts, history (as its permissions allow)
 //   auditor   timeline, export, dashboard
-//   operator  incidents, tenants, notices, alerts, backups, checkpoint
+//   operator  incidents, tenants, notices, alerts, backups, checkpoint, operators
 //             (operator listener; the gateway refuses operator ops elsewhere)
 //
 // No inline script or style anywhere (the gateway's Content-Security-Policy
@@ -33,6 +33,7 @@ const SCREENS = {
   alerts: { run: op.alerts, roles: ['operator'] },
   backups: { run: op.backups, roles: ['operator'] },
   checkpoint: { run: op.checkpoint, roles: ['operator'] },
+  operators: { run: op.operators, roles: ['operator'] },
 };
 
 const FIRST = { master: 'dashboard', user: 'dashboard', auditor: 'timeline', operator: 'incidents' };

@@ -30,6 +30,7 @@ const ja = {
   'nav.alerts': 'アラート',
   'nav.backups': 'バックアップ',
   'nav.checkpoint': 'チェックポイント',
+  'nav.operators': 'オペレーター',
   'nav.timeline': 'タイムライン',
 
   'login.title': 'ログイン',
@@ -195,6 +196,10 @@ const ja = {
   'op.checkpoint': '最新のチェックポイント',
   'op.tree_size': '記録数',
   'op.root': 'ルートハッシュ',
+  'op.operators': 'オペレーターのアカウント',
+  'op.operator_create': 'オペレーターを作成',
+  'op.operator_password_hint': 'メールは送られません。本人に安全な方法で伝え、本人が変更します。',
+  'op.you': '(あなた)',
 
   'err.bad_request': '入力内容に誤りがあります',
   'err.unauthenticated': 'ログインが必要です',
@@ -238,6 +243,7 @@ const ja = {
   'enum.tenant_state.erased': '消去済み',
   'enum.lock_reason.failures': 'ログイン失敗',
   'enum.lock_reason.master': 'マスターによる',
+  'enum.lock_reason.operator': 'オペレーターによる',
   'enum.audience.all': 'すべてのテナント',
   'enum.audience.listed': '指定したテナント',
   'enum.attribute_type.string': '文字列',
@@ -336,6 +342,7 @@ const en = {
   'nav.alerts': 'Alerts',
   'nav.backups': 'Backups',
   'nav.checkpoint': 'Checkpoint',
+  'nav.operators': 'Operators',
   'nav.timeline': 'Timeline',
 
   'login.title': 'Log in',
@@ -501,6 +508,10 @@ const en = {
   'op.checkpoint': 'Newest checkpoint',
   'op.tree_size': 'Records',
   'op.root': 'Root hash',
+  'op.operators': 'Operator accounts',
+  'op.operator_create': 'Create an operator',
+  'op.operator_password_hint': 'No e-mail is sent: tell the operator in a safe way; they change it.',
+  'op.you': '(you)',
 
   'err.bad_request': 'Something in the form is not valid',
   'err.unauthenticated': 'Please log in',
@@ -538,6 +549,7 @@ const en = {
   'enum.notice_kind.vulnerability': 'vulnerability',
   'enum.lock_reason.failures': 'failed logins',
   'enum.lock_reason.master': 'by the master',
+  'enum.lock_reason.operator': 'by an operator',
   'enum.alert_rule.incident_due': 'incident notice due soon',
   'enum.alert_rule.incident_overdue': 'incident notice overdue',
 };

@@ -1,8 +1,8 @@
 // operator.js: the platform operators' screens (operator listener only):
 // tenants with their state and erase-by dates, incidents against the
 // 72-hour deadline (overdue first) with who has read them, publishing
-// notices, alerts to acknowledge, backup generations and their checks, and
-// the journal's newest checkpoint.
+// notices, alerts to acknowledge, backup generations and their checks, the
+// journal's newest checkpoint, and the operator accounts (operators.*).
 
 import { call, callAll } from './api.js';
 import { t } from './i18n.js';
@@ -322,5 +322,68 @@ export async function checkpoint(main) {
       el('dd', { class: 'mono' }, lines[2] || ''),
     ),
     el('pre', { id: 'checkpoint' }, r.checkpoint || ''),
+  );
+}
+
+// ---- Operator accounts ----
+
+// One operator's row: lock or unlock and delete on the version listed; none
+// on the caller's own account (the server refuses them: forbidden).
+function operatorRow(o, own, reload) {
+  const state = o.locked ? t('acc.locked', word('lock_reason', o.lock_reason)) : t('acc.active');
+  const acts = [];
+  if (!own) {
+    const lockOp = o.locked ? 'operators.unlock' : 'operators.lock';
+    acts.push(
+      button(o.locked ? t('acc.unlock') : t('acc.lock'), () => act(() => call(lockOp, { account: o.account, version: o.version }), { done: t('acc.done'), reload, after: reload }), {
+        'data-action': o.locked ? 'unlock' : 'lock',
+      }),
+      button(
+        t('acc.delete'),
+        () => {
+          if (!window.confirm(t('common.confirm_delete', o.email))) return;
+          act(() => call('operators.delete', { account: o.account, version: o.version }), { done: t('acc.done'), reload, after: reload });
+        },
+        { class: 'danger', 'data-action': 'delete' },
+      ),
+    );
+  }
+  return el(
+    'tr',
+    { 'data-account': o.account, 'data-email': o.email },
+    el('td', {}, own ? `${o.email} ${t('op.you')}` : o.email),
+    el('td', {}, o.display_name || ''),
+    el('td', {}, state),
+    el('td', { class: 'actions' }, acts),
+  );
+}
+
+export async function operators(main, s) {
+  const reload = () => operators(main, s);
+  const list = await callAll('operators.list', {}, 'operators');
+  const create = form(
+    t('op.operator_create'),
+    [
+      field(t('acc.email'), input('email', { type: 'email', required: true, autocomplete: 'off' })),
+      field(t('acc.display_name'), input('display_name', { autocomplete: 'off' })),
+      field(t('acc.password'), input('password', { type: 'password', required: true, autocomplete: 'new-password', minlength: 12 }), t('op.operator_password_hint')),
+    ],
+    t('op.operator_create'),
+    (d) => {
+      const args = { email: d.email, password: d.password };
+      if (d.display_name) args.display_name = d.display_name;
+      act(() => call('operators.create', args), { done: t('acc.created'), after: reload });
+    },
+  );
+  fill(
+    main,
+    el('h1', {}, t('op.operators')),
+    table(
+      t('op.operators'),
+      [t('acc.email'), t('acc.display_name'), t('acc.state'), t('common.actions')],
+      list.map((o) => operatorRow(o, o.account === s.account, reload)),
+      { id: 'operators' },
+    ),
+    create,
   );
 }

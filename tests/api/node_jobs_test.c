@@ -317,6 +317,18 @@ static void wait_counted(const struct node *n, const char *type)
     }
 }
 
+/* Records of event `type` in the journal of a stopped node. */
+static size_t records_of(const char *data, const char *type)
+{
+    char needle[96];
+    snprintf(needle, sizeof needle, "\"type\":\"%s\"", type);
+    assert_int_equal(run((const char *const[]){"dump", "--data", data, "--json", NULL}), 0);
+    size_t n = 0;
+    for (const char *p = fx.out; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
 static bool has_generation(void *arg)
 {
     return generations(((const struct node *)arg)->backups) >= 1;
@@ -331,6 +343,7 @@ static void test_jobs_follow_the_lease(void **state)
     node_init(&a, "a", fx.p.data);
     node_init(&b, "b", bdata);
     backup_restore(a.data, b.data);
+    size_t starts = records_of(a.data, "serve.started"); /* the demo's */
     nodes_start((struct node *const[]){&a, &b}, 2, "primary");
     struct ac_server ma, mb;
     mail_dir(&ma, a.data);
@@ -365,6 +378,11 @@ static void test_jobs_follow_the_lease(void **state)
     wait_counted(&b, "alert.raised");
     assert_true(has_cursor(b.data));
     node_kill(&b, SIGTERM);
+
+    /* Each promotion recorded a start (serve.started), as plain serve does:
+     * a's journal has its own after the demo's, b's has a's and its own. */
+    assert_int_equal(records_of(a.data, "serve.started"), starts + 1);
+    assert_int_equal(records_of(b.data, "serve.started"), starts + 2);
 }
 
 /* ---- No signing key ---- */

@@ -11,9 +11,10 @@
  * incident opened and notified by e-mail for a's tenant queues the e-mail on
  * a and not on b; notices.publish on a answers wrong_shard naming the
  * platform's endpoint; a follower of a serves the imported notice and its
- * views' digests equal a's; a restarted a imports nothing twice; a platform
- * record altered in the stream stops a's importer at its seq, and nothing
- * after it is imported.
+ * views' digests equal a's; a restarted a imports nothing twice; an
+ * incident near its deadline is notified by the platform's minute job and
+ * e-mailed once by each tenant's shard; a platform record altered in the
+ * stream stops a's importer at its seq, and nothing after it is imported.
  *
  * The tests run in order on one set of processes (each builds on the one
  * before).
@@ -802,6 +803,62 @@ static bool said(void *arg)
     return yes;
 }
 
+/* Whether the incident of id is in the last result's list. */
+static bool listed(const msgpack_object *list, const uint8_t id[16])
+{
+    for (uint32_t i = 0; i < list->via.array.size; i++) {
+        const msgpack_object *x = ac_get(&list->via.array.ptr[i], KR_FLD_INCIDENT);
+        if (x && x->via.bin.size == 16 && memcmp(x->via.bin.ptr, id, 16) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The platform is the deadline authority: an incident for a's and b's
+ * tenants detected 71 hours ago is notified by the platform's minute job
+ * (run at its start: the platform is restarted), which records both
+ * notifications and queues no e-mail; a and b each import theirs and e-mail
+ * their tenant once; the platform's incidents.overdue lists neither. */
+static void test_platform_deadline(void **state)
+{
+    (void)state;
+    size_t p_notified = count_type(fx.p.s.data, KR_EV_INCIDENT_NOTIFIED, -1);
+    size_t mailed[2] = {count_type(fx.a.s.data, KR_EV_OUTBOX_QUEUED, KR_TEMPLATE_INCIDENT_NOTICE),
+                        count_type(fx.b.s.data, KR_EV_OUTBOX_QUEUED, KR_TEMPLATE_INCIDENT_NOTICE)};
+    uint64_t ts[2] = {fx.a.tenant < fx.b.tenant ? fx.a.tenant : fx.b.tenant,
+                      fx.a.tenant < fx.b.tenant ? fx.b.tenant : fx.a.tenant};
+    uint8_t incident[16];
+    struct ac o;
+    ac_open(&o, fx.p.s.op_url);
+    ac_enum(&o, KR_FLD_INCIDENT_SCOPE, KR_INCIDENT_SCOPE_BREACH);
+    ac_enum(&o, KR_FLD_SEVERITY, KR_SEVERITY_HIGH);
+    ac_str(&o, KR_FLD_TITLE, "Deadline outage");
+    ac_str(&o, KR_FLD_SUMMARY, "Found late: the deadline is an hour away.");
+    ac_u64(&o, KR_FLD_DETECTED, ((uint64_t)time(NULL) - 71 * 3600) * 1000000000ull);
+    ac_enum(&o, KR_FLD_AUDIENCE, KR_AUDIENCE_LISTED);
+    ac_tenants(&o, KR_FLD_TENANTS, ts, 2);
+    assert_int_equal(ac_call(&o, KR_OP_INCIDENTS_OPEN, fx.p.op), AC_OK);
+    ac_res_id(&o, KR_FLD_INCIDENT, incident);
+    ac_close(&o);
+    stop_keep(&fx.p.s);
+    ac_server_restart(&fx.p.s);
+    sessions(&fx.p);
+
+    assert_true(ac_mail_wait(&fx.a.s, fx.a.s.demo_email, "Deadline outage", NULL, 0));
+    assert_true(ac_mail_wait(&fx.b.s, fx.b.s.demo_email, "Deadline outage", NULL, 0));
+    assert_int_equal(count_type(fx.p.s.data, KR_EV_INCIDENT_NOTIFIED, -1), p_notified + 2);
+    assert_int_equal(count_type(fx.p.s.data, KR_EV_OUTBOX_QUEUED, KR_TEMPLATE_INCIDENT_NOTICE), 0);
+    assert_int_equal(count_type(fx.a.s.data, KR_EV_OUTBOX_QUEUED, KR_TEMPLATE_INCIDENT_NOTICE),
+                     mailed[0] + 1);
+    assert_int_equal(count_type(fx.b.s.data, KR_EV_OUTBOX_QUEUED, KR_TEMPLATE_INCIDENT_NOTICE),
+                     mailed[1] + 1);
+    ac_open(&o, fx.p.s.op_url);
+    ac_u64(&o, KR_FLD_WITHIN_HOURS, 72);
+    assert_int_equal(ac_call(&o, KR_OP_INCIDENTS_OVERDUE, fx.p.op), AC_OK);
+    assert_false(listed(ac_res_list(&o), incident));
+    ac_close(&o);
+}
+
 /* The platform primary writes without publishing (restarted without
  * --nats); its new range, altered, reaches the stream: a's copy stops at
  * the altered seq, a's importer with it, and nothing of the range is
@@ -865,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_restart_imports_nothing_twice),
         cmocka_unit_test(test_nodes_import_and_keep_copies),
         cmocka_unit_test(test_platform_needs_a_copy),
+        cmocka_unit_test(test_platform_deadline),
         cmocka_unit_test(test_altered_platform_record_stops_import),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

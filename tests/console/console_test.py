@@ -24,7 +24,9 @@ through the pages, checked against what the API then answers:
     notifies the tenant from the page (it is overdue no more), sees the
     tenants, opens an incident, resolves another (after a conflict), publishes
     a notice the master then sees, acknowledges the overdue incident's alert,
-    and sees the backup serve took (verified) and the newest checkpoint;
+    sees the backup serve took (verified) and the newest checkpoint, and on
+    the operators screen (no actions on its own row) creates another
+    operator, locks, unlocks and deletes it;
   - an auditor sees the timeline and downloads the export, which
     `kiroku audit verify` accepts with the journal's first public key;
   - the Content-Security-Policy holds: the browser logs no blocked inline
@@ -202,6 +204,7 @@ def start_server(kiroku, tmp):
             kiroku, "serve", "--data", data, "--listen", "tcp://127.0.0.1:0",
             "--gateway", "http://127.0.0.1:0", "--gateway-operator", "http://127.0.0.1:0",
             "--demo", "--json", "--config", conf, "--backups", os.path.join(tmp, "backups"),
+            "--backup-at", "00:00",  # passed at any time of day: the backup is taken at start
         ],
         stdout=out,
         stderr=err,
@@ -730,8 +733,41 @@ def operator_flow(d, gwop, acc, ids, m, op):
     size = d.find_element(By.ID, "tree-size").text
     check(size.isdigit() and int(size) > 0, f"checkpoint size {size!r}")
     shot(d, "operator-checkpoint")
+    operator_accounts(d, acc, op)
     d.find_element(By.ID, "logout").click()
     ready(d, "login")
+
+
+def operator_accounts(d, acc, op):
+    """The operators screen: the caller's own row has no actions; an operator
+    made from the form is locked, unlocked and deleted from the page."""
+    goto(d, "operators")
+    me = op.call("auth.whoami")["account"]
+    own = d.find_element(By.CSS_SELECTOR, f'#operators tr[data-account="{me}"]')
+    check("(あなた)" in own.text and not own.find_elements(By.CSS_SELECTOR, "[data-action]"),
+          f"own row: {own.text}")
+    f = d.find_element(By.CSS_SELECTOR, "main form")
+    f.find_element(By.NAME, "email").send_keys("night@demo.kiroku.example")
+    f.find_element(By.NAME, "display_name").send_keys("夜間当番")
+    f.find_element(By.NAME, "password").send_keys("correct horse battery staple")
+    f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_status(d, "アカウントを作成しました。")
+    sel = '#operators tr[data-email="night@demo.kiroku.example"]'
+    row = wait_for(d, "the new operator listed", lambda d: d.find_element(By.CSS_SELECTOR, sel))
+    check("夜間当番" in row.text and "有効" in row.text, f"new operator: {row.text}")
+    row.find_element(By.CSS_SELECTOR, '[data-action="lock"]').click()
+    wait_for(d, "the operator locked", lambda d: d.find_elements(By.CSS_SELECTOR, sel + ' [data-action="unlock"]'))
+    check("オペレーターによる" in d.find_element(By.CSS_SELECTOR, sel).text, "lock reason not shown")
+    o = {o["email"]: o for o in op.call("operators.list")["operators"]}["night@demo.kiroku.example"]
+    check(o["locked"] is True and o["lock_reason"] == "operator", f"after lock: {o}")
+    shot(d, "operator-accounts")
+    d.find_element(By.CSS_SELECTOR, sel + ' [data-action="unlock"]').click()
+    wait_for(d, "the operator unlocked", lambda d: d.find_elements(By.CSS_SELECTOR, sel + ' [data-action="lock"]'))
+    d.find_element(By.CSS_SELECTOR, sel + ' [data-action="delete"]').click()
+    d.switch_to.alert.accept()
+    wait_for(d, "the operator deleted", lambda d: not d.find_elements(By.CSS_SELECTOR, sel))
+    check(not [o for o in op.call("operators.list")["operators"] if o["email"] == "night@demo.kiroku.example"],
+          "not deleted")
 
 
 def user_flow(d, gw, acc):

@@ -16,7 +16,9 @@
  * crash: serve killed (SIGKILL) once a fourth incident's e-mail is written,
  * and started again for a fifth: the fourth is not notified twice. And the
  * setting incidents.warn_before_h = 0 in DIR/kiroku.conf: only what is past
- * its deadline is e-mailed.
+ * its deadline is e-mailed. And incidents.auto_notify = false: nobody is
+ * notified at a deadline, but an incident's update is still e-mailed to the
+ * tenant the operator e-mailed.
  */
 #include "test_domain.h"
 #include "test_util.h"
@@ -329,11 +331,65 @@ static void test_warning_setting(void **state)
     td_free(t);
 }
 
+/* incidents.auto_notify = false: serve notifies nobody at a deadline (an
+ * overdue incident stays due), but a tenant the operator e-mailed still gets
+ * the incident's update: the one e-mail file more than what was queued
+ * before serve started is that update. */
+static void test_auto_notify_off(void **state)
+{
+    (void)state;
+    struct td *t = td_new(73);
+    atomic_store(&t->now, real_now());
+    struct kr_caller ma, op = td_operator();
+    uint64_t tenant = td_signup(t, "owner@a.example", "correct horse 1", &ma, NULL);
+    uint8_t ids[NINC][16];
+    memset(ids, 0, sizeof ids);
+    open_overdue(t, &op, tenant, ids[0]);
+    struct kr_payload *p = td_args(t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, ids[0], 16);
+    kr_set_u64(p, KR_FLD_TENANT, tenant);
+    kr_set_u64(p, KR_FLD_CHANNEL, KR_CHANNEL_EMAIL);
+    assert_int_equal(td_exec(t, &op, KR_OP_INCIDENTS_NOTIFY), KR_OK);
+    p = td_args(t);
+    kr_set_bytes(p, KR_FLD_INCIDENT, ids[0], 16);
+    kr_set_u64(p, KR_FLD_VERSION, 2);
+    kr_set_u64(p, KR_FLD_SEVERITY, KR_SEVERITY_LOW);
+    kr_set_str(p, KR_FLD_SUMMARY, "Contained.");
+    assert_int_equal(td_exec(t, &op, KR_OP_INCIDENTS_UPDATE), KR_OK);
+    open_overdue(t, &op, tenant, ids[1]);
+    struct tally tl;
+    tally(t, ids, &tl);
+    size_t queued = tl.pending; /* the sign-up's e-mails and the operator's notice */
+    dom_close(t->d);
+    t->d = NULL;
+    char data[600], conf[700];
+    snprintf(data, sizeof data, "%s", t->dir);
+    snprintf(conf, sizeof conf, "%s/kiroku.conf", data);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs("incidents.auto_notify = false\n", f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(conf, 0600), 0);
+
+    unsetenv("KIROKU_CLOCK_OFFSET");
+    serve_until(data, queued + 1, SIGTERM);
+    assert_int_equal(mail_files(data), queued + 1);
+    td_reopen(t);
+    tally(t, ids, &tl);
+    assert_int_equal(tl.notified[0], 1); /* by the operator */
+    assert_int_equal(tl.mailed[0], 1);
+    assert_int_equal(tl.notified[1], 0); /* overdue, and left to the operators */
+    assert_int_equal(tl.mailed[1], 0);
+    assert_int_equal(tl.pending, 0);
+    td_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_notified_once_across_restarts),
         cmocka_unit_test(test_warning_setting),
+        cmocka_unit_test(test_auto_notify_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
