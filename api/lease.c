@@ -18,6 +18,10 @@
  *   lease_holder read, and is never held across a network call or a
  *   callback. The thread gathers what to tell into a `news` and calls the
  *   callbacks after letting go of both.
+ * - The watch is stopped only once the thread has left kvWatcher_Next: the
+ *   thread waits at most KR_KV_WATCH_POLL_MS for an update and then looks
+ *   at `stopping` (libnats 3.4.1 leaks the update a kvWatcher_Next holds
+ *   when kvWatcher_Stop comes from another thread; kr_limits.h).
  * - A lapse leaves nothing to watch (an expired value is simply gone), so
  *   the observer keeps the deadline of the value it saw (from the value's
  *   creation time, at most the TTL ahead) and reads the key when it passes.
@@ -348,7 +352,9 @@ static void *lease_main(void *arg)
             look(l, &n);
         tell(l, &n);
         kvEntry *e = NULL;
-        natsStatus s = kvWatcher_Next(&e, l->w, wait_ms(l));
+        int64_t wait = wait_ms(l);
+        natsStatus s =
+            kvWatcher_Next(&e, l->w, wait < KR_KV_WATCH_POLL_MS ? wait : KR_KV_WATCH_POLL_MS);
         if (s == NATS_OK && e) {
             pthread_mutex_lock(&l->mu);
             observe(l, e, &n);
@@ -575,11 +581,9 @@ void lease_close(struct lease *l)
     if (!l)
         return;
     atomic_store(&l->stopping, true);
-    if (l->w)
-        kvWatcher_Stop(l->w);
-    if (l->thread_started)
+    if (l->thread_started) /* it sees stopping within KR_KV_WATCH_POLL_MS */
         pthread_join(l->thread, NULL);
-    kvWatcher_Destroy(l->w);
+    kvWatcher_Destroy(l->w); /* no kvWatcher_Next runs: kr_limits.h says why */
     kvStore_Destroy(l->kv);
     jsCtx_Destroy(l->js);
     pthread_mutex_destroy(&l->mu);

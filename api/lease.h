@@ -118,8 +118,8 @@ KR_MUST_CHECK kr_err lease_release(struct lease *l);
 /* The lease's TTL in milliseconds (the bucket's). */
 uint32_t lease_ttl_ms(const struct lease *l);
 
-/* Stops the thread and frees l (the lease is not released: it lapses).
- * NULL ok. */
+/* Stops the thread (within about KR_KV_WATCH_POLL_MS) and frees l (the
+ * lease is not released: it lapses). NULL ok. */
 void lease_close(struct lease *l);
 
 /* The holder of shard `shard`'s lease now, read once over js without

@@ -16,6 +16,10 @@
  *   compares with the bucket's last sequence.
  * - Writes made by this node go into the cache at once as well, so a
  *   placement is visible to its own node before the watch echoes it.
+ * - The watch is stopped only once the thread has left kvWatcher_Next (it
+ *   waits at most KR_KV_WATCH_POLL_MS, then looks at `stopping`): libnats
+ *   3.4.1 leaks the update a kvWatcher_Next holds when kvWatcher_Stop comes
+ *   from another thread (kr_limits.h).
  */
 #include "shardmap.h"
 
@@ -284,7 +288,7 @@ static void *watch_main(void *arg)
     struct kr_shardmap *m = arg;
     while (!atomic_load(&m->stopping)) {
         kvEntry *e = NULL;
-        natsStatus s = kvWatcher_Next(&e, m->w, 1000);
+        natsStatus s = kvWatcher_Next(&e, m->w, KR_KV_WATCH_POLL_MS);
         if (s == NATS_ILLEGAL_STATE)
             break;
         if (s != NATS_OK) {
@@ -385,11 +389,9 @@ void kr_shardmap_close(struct kr_shardmap *m)
     if (!m)
         return;
     atomic_store(&m->stopping, true);
-    if (m->w)
-        kvWatcher_Stop(m->w);
-    if (m->thread_started)
+    if (m->thread_started) /* it sees stopping within KR_KV_WATCH_POLL_MS */
         pthread_join(m->thread, NULL);
-    kvWatcher_Destroy(m->w);
+    kvWatcher_Destroy(m->w); /* no kvWatcher_Next runs: kr_limits.h says why */
     kvStore_Destroy(m->kv);
     jsCtx_Destroy(m->js);
     free(m->t);

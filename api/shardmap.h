@@ -58,7 +58,7 @@ struct kr_shardmap;
  * load did not finish within KR_SHARDMAP_LOAD_MS; KR_ENOMEM. */
 KR_MUST_CHECK kr_err kr_shardmap_open(natsConnection *nc, int replicas, struct kr_shardmap **out);
 
-/* Stops the watch and frees m. NULL ok. */
+/* Stops the watch (within about KR_KV_WATCH_POLL_MS) and frees m. NULL ok. */
 void kr_shardmap_close(struct kr_shardmap *m);
 
 /* Writes shard.<shard> = endpoint (unconditionally: the shard's primary

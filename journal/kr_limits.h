@@ -673,6 +673,12 @@ _Static_assert(KR_API_INFLIGHT_MAX *KR_CMD_EVENTS_MAX < KR_QUEUE_MAX_EVENTS,
 /* How long one JetStream request of the lease or the shard map may take
  * before it counts as failed (retried later): a third of the smallest TTL. */
 #define KR_KV_WAIT_MS 300u
+/* How long a watch of the lease or the shard map waits for an update before
+ * its thread looks whether it is asked to stop: closing one waits about this
+ * long. The thread, not the closer, stops the watch (libnats 3.4.1's
+ * kvWatcher_Next leaks the update it holds when kvWatcher_Stop comes from
+ * another thread meanwhile: fixed upstream in nats.c 1a99478a). */
+#define KR_KV_WATCH_POLL_MS 100u
 /* NATS servers one --nats list names (each URL at most 127 bytes). */
 #define KR_NATS_URLS_MAX 16u
 /* A watch whose connection is down fails at once: its thread waits this long

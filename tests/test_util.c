@@ -5,6 +5,9 @@
 #include "journal_internal.h"
 
 #include <errno.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#endif
 #include <fcntl.h>
 #include <ftw.h>
 #include <link.h>
@@ -396,6 +399,15 @@ void kr_test_pause_ms(unsigned ms)
     struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+bool kr_test_no_leaks(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+    return __lsan_do_recoverable_leak_check() == 0;
+#else
+    return true;
+#endif
 }
 
 bool kr_test_wait_for(bool (*ready)(void *arg), void *arg, unsigned deadline_ms, const char *what)

@@ -120,4 +120,9 @@ int kr_test_stop(pid_t pid, int sig, const char *errlog);
  * NULL) printed, when it does not. */
 bool kr_test_wait_role(const char *out, const char *role, const char *errlog);
 
+/* Whether LeakSanitizer finds no unreachable memory in this process now
+ * (its report, if any, on stderr; tests/lsan.supp applies). Always true in
+ * a build without the sanitizer: a test of a leak fails only under it. */
+bool kr_test_no_leaks(void);
+
 #endif
