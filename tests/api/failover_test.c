@@ -22,6 +22,7 @@
  */
 #include "api_client.h"
 #include "nats_cluster.h"
+#include "test_http.h"
 #include "test_util.h"
 
 #include <setjmp.h>
@@ -35,7 +36,6 @@
 #include "kr_limits.h"
 #include "wbuf.h"
 
-#include <curl/curl.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <nats/nats.h>
@@ -207,49 +207,13 @@ static void assert_listed(const char *url, char names[][8], size_t n)
     ac_close(&c);
 }
 
-static size_t body_add(char *p, size_t size, size_t n, void *arg)
-{
-    struct kr_wbuf *b = arg;
-    return kr_wbuf_add(b, p, size * n) == KR_OK ? size * n : 0;
-}
-
 /* The value of sample `name` on the /metrics page the node's newest line
  * names. */
 static uint64_t metric(const struct node *n, const char *name)
 {
-    char *text = kr_test_slurp(n->out, NULL), *line = text, *nl;
-    while ((nl = strchr(line, '\n')) && nl[1]) /* the newest whole line */
-        line = nl + 1;
-    json_error_t je;
-    json_t *j = json_loads(line, JSON_DISABLE_EOF_CHECK, &je);
-    assert_non_null(j);
-    char url[256];
-    const char *http = json_string_value(json_object_get(j, "http"));
-    if (!http)
-        kr_test_print_log(n->errf);
-    if (!http)
-        fail_msg("node %s printed no http URL: %s", n->name, line);
-    snprintf(url, sizeof url, "%s/metrics", http);
-    json_decref(j);
-    free(text);
-    struct kr_wbuf b;
-    kr_wbuf_init(&b, 1u << 20);
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_add);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)KR_TEST_WAIT_MS);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    curl_easy_cleanup(c);
-    assert_int_equal(kr_wbuf_add(&b, "", 1), KR_OK);
-    char want[128];
-    snprintf(want, sizeof want, "\n%s ", name);
-    const char *p = strstr((const char *)b.data, want);
-    assert_non_null(p);
-    uint64_t v = strtoull(p + strlen(want), NULL, 10);
-    kr_wbuf_free(&b);
-    return v;
+    char http[256];
+    kr_test_http_of(n->out, n->errf, http, sizeof http);
+    return kr_test_metric(http, name);
 }
 
 static json_t *digests(const char *dir, uint64_t *records)

@@ -30,6 +30,7 @@
  */
 #include "api_client.h"
 #include "nats_cluster.h"
+#include "test_http.h"
 #include "test_util.h"
 
 #include <setjmp.h>
@@ -47,7 +48,6 @@
 #include "replica.h"
 #include "wbuf.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <nats/nats.h>
@@ -294,30 +294,12 @@ static void follower_http(struct follower *f)
     free(line);
 }
 
-static size_t body_add(char *p, size_t size, size_t n, void *arg)
-{
-    struct kr_wbuf *b = arg;
-    return kr_wbuf_add(b, p, size * n) == KR_OK ? size * n : 0;
-}
-
 /* GET path from the follower's HTTP endpoint: its status, its body in b. */
 static long http_get(const struct follower *f, const char *path, struct kr_wbuf *b)
 {
     char url[256];
     snprintf(url, sizeof url, "%s%s", f->http, path);
-    kr_wbuf_reset(b);
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_add);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)KR_TEST_WAIT_MS);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    assert_int_equal(kr_wbuf_add(b, "", 1), KR_OK); /* NUL-terminated */
-    return status;
+    return kr_test_http_get(url, b);
 }
 
 /* Whether /healthz says what ((struct health_is *)arg) wants. */
@@ -340,16 +322,7 @@ static bool health_is(void *arg)
 /* The value of /metrics' sample `name` (the line that starts with it). */
 static uint64_t metric(const struct follower *f, const char *name)
 {
-    struct kr_wbuf b;
-    kr_wbuf_init(&b, 1u << 20);
-    assert_int_equal(http_get(f, "/metrics", &b), 200);
-    char line[128];
-    snprintf(line, sizeof line, "\n%s ", name);
-    const char *p = strstr((const char *)b.data, line);
-    assert_non_null(p);
-    uint64_t v = strtoull(p + strlen(line), NULL, 10);
-    kr_wbuf_free(&b);
-    return v;
+    return kr_test_metric(f->http, name);
 }
 
 /* Waits for the follower to exit; its exit status (-1 if signalled). */

@@ -33,7 +33,6 @@
 
 #include <cmocka.h>
 
-#include <curl/curl.h>
 #include <dirent.h>
 
 #include <inttypes.h>
@@ -55,6 +54,7 @@
 #include "payload.h"
 #include "replica.h"
 #include "schema.h"
+#include "test_http.h"
 #include "test_util.h"
 #include "wbuf.h"
 
@@ -325,12 +325,6 @@ static void publish(const char *title)
 
 /* ---- The shard's /metrics and /healthz ---- */
 
-static size_t body_add(char *p, size_t size, size_t n, void *arg)
-{
-    struct kr_wbuf *b = arg;
-    return kr_wbuf_add(b, p, size * n) == KR_OK ? size * n : 0;
-}
-
 /* GET path from sh's HTTP endpoint (read from its JSON line): its status,
  * its body (NUL-terminated) in b. */
 static long http_get(const struct shard *sh, const char *path, struct kr_wbuf *b)
@@ -343,19 +337,7 @@ static long http_get(const struct shard *sh, const char *path, struct kr_wbuf *b
     char url[256];
     snprintf(url, sizeof url, "%s%s", base, path);
     json_decref(j);
-    kr_wbuf_reset(b);
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_add);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)KR_TEST_WAIT_MS);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    assert_int_equal(kr_wbuf_add(b, "", 1), KR_OK);
-    return status;
+    return kr_test_http_get(url, b);
 }
 
 /* ---- Tests ---- */
