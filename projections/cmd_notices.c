@@ -597,12 +597,18 @@ static kr_err notify_events(struct cmd *c, const uint8_t incident[16], uint64_t 
     kr_set_u64(p, KR_FLD_CHANNEL, channel);
     if (channel != KR_CHANNEL_EMAIL || c->d->platform)
         return KR_OK; /* on the platform: the tenant's shard queues it when it imports this */
+    err = notices_queue_incident_notice(c, incident, tenant);
+    return err == KR_ENOTFOUND
+               ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name, "the tenant has no master account")
+               : err;
+}
+
+kr_err notices_queue_incident_notice(struct cmd *c, const uint8_t incident[16], uint64_t tenant)
+{
     uint8_t message[16];
-    err = notices_master_email(c, tenant, c->scratch);
+    kr_err err = notices_master_email(c, tenant, c->scratch);
     if (err)
-        return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
-                                              "the tenant has no master account")
-                                   : err;
+        return err;
     struct kr_payload *m = cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0);
     if (!m)
         return KR_ENOMEM;
@@ -616,10 +622,8 @@ static kr_err notify_events(struct cmd *c, const uint8_t incident[16], uint64_t 
     return KR_OK;
 }
 
-/* The channels tenant was notified of incident over (bit 1 << channel);
- * KR_ENOTFOUND if the incident does not affect the tenant. */
-static kr_err notified_channels(struct cmd *c, const uint8_t incident[16], uint64_t tenant,
-                                uint8_t *channels)
+kr_err notices_incident_channels(struct cmd *c, const uint8_t incident[16], uint64_t tenant,
+                                 uint8_t *channels)
 {
     struct vkey k;
     MDB_val val;
@@ -645,7 +649,7 @@ kr_err cmd_incidents_notify(struct cmd *c)
     const uint8_t *incident = c->args->v[KR_FLD_INCIDENT].p;
     uint64_t tenant = c->args->v[KR_FLD_TENANT].u;
     uint64_t channel = c->args->v[KR_FLD_CHANNEL].u;
-    if ((err = notified_channels(c, incident, tenant, &channels)))
+    if ((err = notices_incident_channels(c, incident, tenant, &channels)))
         return err == KR_ENOTFOUND ? cmd_fail(c, err, kr_fields[KR_FLD_TENANT].name,
                                               "not affected by this incident")
                                    : err;
@@ -917,7 +921,7 @@ kr_err cmd_incidents_ack(struct cmd *c)
     uint64_t tenant = c->who->tenant, version, at;
     uint8_t channels;
     /* Only an incident that affects the caller's tenant exists for it. */
-    kr_err err = notified_channels(c, incident, tenant, &channels);
+    kr_err err = notices_incident_channels(c, incident, tenant, &channels);
     if (err == KR_ENOTFOUND)
         return cmd_fail(c, err, kr_fields[KR_FLD_INCIDENT].name, "no such incident");
     if (err || (err = incident_acked(c, incident, tenant, c->who->account, &at)))
@@ -1052,7 +1056,7 @@ kr_err cmd_incidents_history(struct cmd *c)
     uint64_t seqs[KR_INCIDENT_HISTORY_MAX];
     uint32_t n = 0;
     /* Only an incident that affects the caller's tenant exists for it. */
-    kr_err err = notified_channels(c, incident, c->who->tenant, &channels);
+    kr_err err = notices_incident_channels(c, incident, c->who->tenant, &channels);
     if (!err)
         err = incident_get(c, incident, &row);
     if (err == KR_ENOTFOUND)
@@ -1710,7 +1714,7 @@ static kr_err notify_owed(struct cmd *c, const struct owed_notice *o, bool *done
     if (err == KR_ENOTFOUND)
         err = KR_ECORRUPT; /* a due row without its incident */
     if (!err)
-        err = notified_channels(c, o->incident, o->tenant, &channels);
+        err = notices_incident_channels(c, o->incident, o->tenant, &channels);
     if (!err && channels == 0) { /* else notified meanwhile, over some channel */
         err = notify_events(c, o->incident, row.version, o->tenant, KR_CHANNEL_EMAIL);
         if (!err && !(err = cmd_commit(c)))

@@ -181,4 +181,16 @@ KR_MUST_CHECK kr_err dom_incident_update_mail(struct kr_domain *d, size_t max, s
  * tenant this shard does not host); KR_ECORRUPT, LMDB and keystore errors. */
 KR_MUST_CHECK kr_err notices_master_email(struct cmd *c, uint64_t tenant, struct kr_payload *p);
 
+/* The channels tenant was notified of incident over here (bit 1 << enum
+ * kr_enum_channel), read under c->txn; KR_ENOTFOUND if the incident does
+ * not affect the tenant here. */
+KR_MUST_CHECK kr_err notices_incident_channels(struct cmd *c, const uint8_t incident[16],
+                                               uint64_t tenant, uint8_t *channels);
+
+/* Adds to c the incident_notice e-mail of incident to tenant's master
+ * account (outbox.queued, its address read with notices_master_email).
+ * KR_ENOTFOUND (nothing added) when the tenant has no master account here. */
+KR_MUST_CHECK kr_err notices_queue_incident_notice(struct cmd *c, const uint8_t incident[16],
+                                                   uint64_t tenant);
+
 #endif

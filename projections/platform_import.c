@@ -116,25 +116,6 @@ static kr_err hosted(struct cmd *c, uint64_t t, bool *yes)
     return KR_OK;
 }
 
-/* The notification channels of tenant for incident here (1 << channel), or
- * KR_ENOTFOUND when the incident does not affect it here. */
-static kr_err channels_of(struct cmd *c, const uint8_t incident[16], uint64_t tenant,
-                          uint8_t *channels)
-{
-    struct vkey k;
-    MDB_val val;
-    vk_init(&k);
-    vk_u64(&k, tenant);
-    vk_bytes(&k, incident, 16);
-    kr_err err = v_get(&c->d->views, c->txn, VIEW_INCIDENT_TENANTS, &k, &val);
-    if (err)
-        return err;
-    if (val.mv_size != 1)
-        return KR_ECORRUPT;
-    *channels = *(const uint8_t *)val.mv_data;
-    return KR_OK;
-}
-
 /* incident.notified: whether it is this shard's (*take), and for the channel
  * email the incident_notice e-mail to add when the tenant was not e-mailed
  * here yet. A tenant without a master account here cannot be e-mailed: the
@@ -151,30 +132,17 @@ static kr_err notified_extra(struct cmd *c, const struct kr_payload *src, bool *
     *take = false;
     if ((err = hosted(c, tenant, &here)) || !here)
         return err;
-    if ((err = channels_of(c, incident, tenant, &channels)))
+    if ((err = notices_incident_channels(c, incident, tenant, &channels)))
         return err == KR_ENOTFOUND ? KR_OK : err; /* not affected here */
     *take = true;
     if (src->v[KR_FLD_CHANNEL].u != KR_CHANNEL_EMAIL ||
         ((unsigned)channels >> KR_CHANNEL_EMAIL) & 1u)
         return KR_OK;
-    if ((err = notices_master_email(c, tenant, c->scratch)) == KR_ENOTFOUND) {
+    if ((err = notices_queue_incident_notice(c, incident, tenant)) == KR_ENOTFOUND) {
         *take = false; /* nobody to write to */
         return KR_OK;
     }
-    if (err)
-        return err;
-    struct kr_payload *m = cmd_event(c, KR_EV_OUTBOX_QUEUED, tenant, 0);
-    if (!m)
-        return KR_ENOMEM;
-    uint8_t message[16];
-    cmd_new_id(c, message);
-    const struct kr_value *email = &c->scratch->v[KR_FLD_EMAIL];
-    if ((err = kr_set_copy(m, KR_FLD_MESSAGE, message, 16)) ||
-        (err = kr_set_copy(m, KR_FLD_EMAIL, email->p, email->n)) ||
-        (err = kr_set_copy(m, KR_FLD_INCIDENT, incident, 16)))
-        return err;
-    kr_set_u64(m, KR_FLD_TEMPLATE, KR_TEMPLATE_INCIDENT_NOTICE);
-    return KR_OK;
+    return err;
 }
 
 /* Whether an operator account's record is taken here (*go), decided on c's
