@@ -257,6 +257,23 @@ pid_t kr_test_spawn(const char *bin, const char *const *argv, const char *out, c
     return pid;
 }
 
+void kr_test_node_argv(const char *argv[KR_TEST_NODE_ARGV_MAX], const struct kr_test_node_args *a)
+{
+    const char *base[] = {"kiroku",        "serve",  "--data",      a->data, "--nats",     a->nats,
+                          "--node",        a->name,  "--listen",    a->ipc,  "--operator", a->op,
+                          "--replication", "quorum", "--lease-ttl", "2000",  "--json"};
+    size_t n = sizeof base / sizeof base[0];
+    memcpy(argv, base, sizeof base);
+    for (const char *const *e = a->extra; e && *e; e++) {
+        if (n + 1 >= KR_TEST_NODE_ARGV_MAX) {
+            errno = E2BIG;
+            die("kr_test_node_argv");
+        }
+        argv[n++] = *e;
+    }
+    argv[n] = NULL;
+}
+
 uint32_t kr_test_meta_format(const char *dir)
 {
     MDB_env *env;

@@ -58,6 +58,19 @@ int kr_test_run_env(const char *bin, char **argv, const char *const *extra, cons
 pid_t kr_test_spawn(const char *bin, const char *const *argv, const char *out, const char *err,
                     bool append_err);
 
+/* A cluster node a test starts: `kiroku serve --data DATA --nats NATS
+ * --node NAME --listen IPC --operator OP --replication quorum --lease-ttl
+ * 2000 --json`, then `extra` (NULL-terminated; NULL = none). */
+struct kr_test_node_args {
+    const char *name, *data, *nats, *ipc, *op;
+    const char *const *extra;
+};
+#define KR_TEST_NODE_ARGV_MAX 40
+/* Fills argv (KR_TEST_NODE_ARGV_MAX entries) with a's command line,
+ * NULL-terminated, for kr_test_spawn; too many extra arguments abort the
+ * test. */
+void kr_test_node_argv(const char *argv[KR_TEST_NODE_ARGV_MAX], const struct kr_test_node_args *a);
+
 /* The meta `format` of the journal in data directory dir, read directly. */
 uint32_t kr_test_meta_format(const char *dir);
 

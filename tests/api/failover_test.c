@@ -86,26 +86,10 @@ static void node_init(struct node *n, const char *name, const char *data)
 static void node_start(struct node *n)
 {
     unlink(n->out);
-    const char *argv[] = {"kiroku",
-                          "serve",
-                          "--data",
-                          n->data,
-                          "--nats",
-                          kr_nats_urls(fx.nats),
-                          "--node",
-                          n->name,
-                          "--listen",
-                          n->ipc,
-                          "--operator",
-                          n->op,
-                          "--replication",
-                          "quorum",
-                          "--lease-ttl",
-                          "2000",
-                          "--json",
-                          "--http",
-                          "http://127.0.0.1:0",
-                          NULL};
+    const char *argv[KR_TEST_NODE_ARGV_MAX];
+    kr_test_node_argv(argv, &(struct kr_test_node_args){
+                                n->name, n->data, kr_nats_urls(fx.nats), n->ipc, n->op,
+                                (const char *const[]){"--http", "http://127.0.0.1:0", NULL}});
     n->pid = kr_test_spawn(KR_KIROKU_BIN, argv, n->out, n->errf, true);
 }
 
